@@ -1,0 +1,51 @@
+//===- VeOmniDialect.td - the veomni dialect ---------------*- tablegen -*-===//
+//
+// The dialect a model is imported into: tensor ops at the granularity of a
+// kernel, global shapes, no parallelism.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_DIALECT_TD
+#define VEOMNI_DIALECT_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+
+def VeOmni_Dialect : Dialect {
+  let name = "veomni";
+  let cppNamespace = "::mlir::veomni";
+  let summary = "Model-level tensor ops with global shapes and no parallelism";
+  let description = [{
+    Every op works on statically shaped ranked tensors of f32, bf16 or f16
+    (integer tensors carry token ids, labels, positions and expert indices).
+    Shapes are global: sharding is added later by the dist dialect. Function
+    arguments that are model parameters carry their Hugging Face tensor name
+    in the `veomni.param` argument attribute.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+  let hasConstantMaterializer = 1;
+  let hasRegionArgAttrVerify = 1;
+  let useDefaultAttributePrinterParser = 1;
+  // Attributes stay in the attribute dictionary: the shape inference run by
+  // the parser then sees the attr-dict (properties are not filled yet there).
+  let usePropertiesForAttributes = 0;
+  let extraClassDeclaration = [{
+    /// Argument attribute naming a parameter by its Hugging Face tensor name.
+    static constexpr ::llvm::StringLiteral kParamAttrName = "veomni.param";
+    /// Argument attribute naming a batch input (tokens, labels, positions...).
+    static constexpr ::llvm::StringLiteral kInputAttrName = "veomni.input";
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Type constraints
+//===----------------------------------------------------------------------===//
+
+def VeOmni_FloatElement : AnyTypeOf<[F32, BF16, F16]>;
+def VeOmni_IndexElement : AnyTypeOf<[I32, I64]>;
+
+def VeOmni_FloatTensor : StaticShapeTensorOf<[F32, BF16, F16]>;
+def VeOmni_IndexTensor : StaticShapeTensorOf<[I32, I64]>;
+def VeOmni_AnyTensor : StaticShapeTensorOf<[F32, BF16, F16, I1, I32, I64]>;
+
+#endif // VEOMNI_DIALECT_TD

@@ -1,0 +1,254 @@
+//===- VeOmniOps.cpp - veomni verifiers, folders, canonicalizers ----------===//
+//
+// Shape inference lives in VeOmniShapes.cpp; this file holds what is left:
+// verifiers of the ops whose result type is spelled out, folders, the
+// matmul canonicalization, and the custom assembly directives.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/VeOmni/VeOmniOps.h"
+
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+//===----------------------------------------------------------------------===//
+// Custom directives
+//===----------------------------------------------------------------------===//
+
+/// `: T` when both operands have type T (the only valid case), else
+/// `: T1, T2` so that an invalid op still prints and reaches the verifier.
+static ParseResult parseBinaryTypes(OpAsmParser &parser, Type &lhs, Type &rhs) {
+  if (parser.parseType(lhs))
+    return failure();
+  rhs = lhs;
+  if (succeeded(parser.parseOptionalComma()))
+    return parser.parseType(rhs);
+  return success();
+}
+
+static void printBinaryTypes(OpAsmPrinter &printer, Operation *, Type lhs,
+                             Type rhs) {
+  printer << lhs;
+  if (rhs != lhs)
+    printer << ", " << rhs;
+}
+
+#define GET_OP_CLASSES
+#include "dialects/VeOmni/VeOmniOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// ConstantOp
+//===----------------------------------------------------------------------===//
+
+OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValue(); }
+
+//===----------------------------------------------------------------------===//
+// MatmulOp
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// matmul(transpose(x, swap last two), y) -> matmul(x, y) {transpose_lhs},
+/// and likewise for rhs: the kernels read either layout at no cost.
+struct FoldTransposeIntoMatmul : OpRewritePattern<MatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  static Value swappedSource(Value v) {
+    auto t = v.getDefiningOp<TransposeOp>();
+    if (!t)
+      return {};
+    ArrayRef<int64_t> perm = t.getPerm();
+    int64_t r = perm.size();
+    for (int64_t i = 0; i < r - 2; ++i)
+      if (perm[i] != i)
+        return {};
+    if (r < 2 || perm[r - 2] != r - 1 || perm[r - 1] != r - 2)
+      return {};
+    return t.getInput();
+  }
+
+  LogicalResult matchAndRewrite(MatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    Value lhs = swappedSource(op.getLhs());
+    Value rhs = swappedSource(op.getRhs());
+    if (!lhs && !rhs)
+      return failure();
+    rewriter.modifyOpInPlace(op, [&] {
+      if (lhs) {
+        op.getLhsMutable().assign(lhs);
+        op.setTransposeLhs(!op.getTransposeLhs());
+      }
+      if (rhs) {
+        op.getRhsMutable().assign(rhs);
+        op.setTransposeRhs(!op.getTransposeRhs());
+      }
+    });
+    return success();
+  }
+};
+} // namespace
+
+void MatmulOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                           MLIRContext *context) {
+  results.add<FoldTransposeIntoMatmul>(context);
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise folders: x + 0, x - 0, x * 1, x / 1
+//===----------------------------------------------------------------------===//
+
+OpFoldResult AddOp::fold(FoldAdaptor) {
+  if (matchPattern(getRhs(), m_AnyZeroFloat()))
+    return getLhs();
+  if (matchPattern(getLhs(), m_AnyZeroFloat()))
+    return getRhs();
+  return {};
+}
+
+OpFoldResult SubOp::fold(FoldAdaptor) {
+  if (matchPattern(getRhs(), m_AnyZeroFloat()))
+    return getLhs();
+  return {};
+}
+
+OpFoldResult MulOp::fold(FoldAdaptor) {
+  if (matchPattern(getRhs(), m_OneFloat()))
+    return getLhs();
+  if (matchPattern(getLhs(), m_OneFloat()))
+    return getRhs();
+  return {};
+}
+
+OpFoldResult DivOp::fold(FoldAdaptor) {
+  if (matchPattern(getRhs(), m_OneFloat()))
+    return getLhs();
+  return {};
+}
+
+//===----------------------------------------------------------------------===//
+// CastOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CastOp::verify() {
+  auto in = cast<RankedTensorType>(getInput().getType());
+  auto out = cast<RankedTensorType>(getType());
+  if (in.getShape() != out.getShape())
+    return emitOpError("result ")
+           << out << " must have the shape of input " << in;
+  if (isa<FloatType>(in.getElementType()) &&
+      !isa<FloatType>(out.getElementType()))
+    return emitOpError("cannot cast float input ")
+           << in << " to non-float " << out;
+  return success();
+}
+
+OpFoldResult CastOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
+//===----------------------------------------------------------------------===//
+// BroadcastOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult BroadcastOp::verify() {
+  auto in = cast<RankedTensorType>(getInput().getType());
+  auto out = cast<RankedTensorType>(getType());
+  ArrayRef<int64_t> dims = getDims();
+  if (in.getElementType() != out.getElementType())
+    return emitOpError("input ")
+           << in << " and result " << out << " have different element types";
+  if (static_cast<int64_t>(dims.size()) != in.getRank())
+    return emitOpError("dims has ") << dims.size() << " entries but input "
+                                    << in << " has rank " << in.getRank();
+  for (auto [i, d] : llvm::enumerate(dims)) {
+    if (d < 0 || d >= out.getRank())
+      return emitOpError("dims[")
+             << i << "] = " << d << " is out of range for result " << out;
+    if (i > 0 && dims[i - 1] >= d)
+      return emitOpError("dims must be strictly increasing, got dims[")
+             << i - 1 << "] = " << dims[i - 1] << " then " << d;
+    int64_t size = in.getDimSize(i);
+    if (size != 1 && size != out.getDimSize(d))
+      return emitOpError("input ")
+             << in << " dimension " << i << " of size " << size
+             << " cannot broadcast to result " << out << " dimension " << d;
+  }
+  return success();
+}
+
+OpFoldResult BroadcastOp::fold(FoldAdaptor adaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  // A splat constant broadcasts to a splat constant of the larger shape.
+  if (auto splat = dyn_cast_if_present<SplatElementsAttr>(adaptor.getInput()))
+    return SplatElementsAttr::get(cast<ShapedType>(getType()),
+                                  splat.getSplatValue<Attribute>());
+  return {};
+}
+
+//===----------------------------------------------------------------------===//
+// ReshapeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReshapeOp::verify() {
+  auto in = cast<RankedTensorType>(getInput().getType());
+  auto out = cast<RankedTensorType>(getType());
+  if (in.getElementType() != out.getElementType())
+    return emitOpError("input ")
+           << in << " and result " << out << " have different element types";
+  if (in.getNumElements() != out.getNumElements())
+    return emitOpError("input ")
+           << in << " has " << in.getNumElements() << " elements but result "
+           << out << " has " << out.getNumElements();
+  return success();
+}
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor adaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  if (auto dense = dyn_cast_if_present<DenseElementsAttr>(adaptor.getInput()))
+    return dense.reshape(cast<ShapedType>(getType()));
+  // reshape(reshape(x)) -> reshape(x)
+  if (auto inner = getInput().getDefiningOp<ReshapeOp>()) {
+    getInputMutable().assign(inner.getInput());
+    return getResult();
+  }
+  return {};
+}
+
+//===----------------------------------------------------------------------===//
+// TransposeOp, SliceOp, ConcatOp
+//===----------------------------------------------------------------------===//
+
+OpFoldResult TransposeOp::fold(FoldAdaptor) {
+  ArrayRef<int64_t> perm = getPerm();
+  if (llvm::equal(perm, llvm::seq<int64_t>(0, perm.size())))
+    return getInput();
+  // transpose(transpose(x, p), q) -> transpose(x, p o q)
+  if (auto inner = getInput().getDefiningOp<TransposeOp>()) {
+    ArrayRef<int64_t> innerPerm = inner.getPerm();
+    SmallVector<int64_t> composed;
+    for (int64_t p : perm)
+      composed.push_back(innerPerm[p]);
+    getInputMutable().assign(inner.getInput());
+    setPerm(composed);
+    return getResult();
+  }
+  return {};
+}
+
+OpFoldResult SliceOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
+OpFoldResult ConcatOp::fold(FoldAdaptor) {
+  if (getInputs().size() == 1)
+    return getInputs().front();
+  return {};
+}

@@ -1,0 +1,31 @@
+//===- VeOmniOps.h - veomni ops, attributes and interfaces ------*- C++ -*-===//
+
+#ifndef VEOMNI_DIALECTS_VEOMNI_VEOMNIOPS_H
+#define VEOMNI_DIALECTS_VEOMNI_VEOMNIOPS_H
+
+#include "dialects/VeOmni/ShardingRule.h"
+#include "dialects/VeOmni/VeOmniDialect.h"
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/VeOmni/VeOmniEnums.h.inc"
+#define GET_ATTRDEF_CLASSES
+#include "dialects/VeOmni/VeOmniAttrs.h.inc"
+#include "dialects/VeOmni/VeOmniInterfaces.h.inc"
+
+namespace mlir::veomni {
+/// Type rule of the elementwise binary ops: both operands of one type.
+llvm::LogicalResult inferBinaryType(std::optional<Location> loc, Type lhs,
+                                    Type rhs,
+                                    llvm::SmallVectorImpl<Type> &types);
+} // namespace mlir::veomni
+
+#define GET_OP_CLASSES
+#include "dialects/VeOmni/VeOmniOps.h.inc"
+
+#endif // VEOMNI_DIALECTS_VEOMNI_VEOMNIOPS_H

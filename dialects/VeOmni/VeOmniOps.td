@@ -1,0 +1,442 @@
+//===- VeOmniOps.td - veomni op definitions ----------------*- tablegen -*-===//
+//
+// Shape rules live in VeOmniShapes.cpp: every op whose result type follows
+// from its operands implements inferReturnTypes there, and that one function
+// is both the builder's type inference and the verifier's shape check.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_OPS_TD
+#define VEOMNI_OPS_TD
+
+include "VeOmniDialect.td"
+include "VeOmniAttrs.td"
+include "mlir/IR/BuiltinAttributeInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+class VeOmni_Op<string mnemonic, list<Trait> traits = []>
+    : Op<VeOmni_Dialect, mnemonic, traits>;
+
+// An op whose result types are computed from its operands and attributes.
+class VeOmni_InferredOp<string mnemonic, list<Trait> traits = []>
+    : VeOmni_Op<mnemonic, traits # [Pure, InferTypeOpAdaptor]>;
+
+//===----------------------------------------------------------------------===//
+// Constants
+//===----------------------------------------------------------------------===//
+
+def VeOmni_ConstantOp : VeOmni_InferredOp<"constant", [ConstantLike]> {
+  let summary = "A tensor constant";
+  let description = [{
+    ```mlir
+    %zero = veomni.constant dense<0.0> : tensor<4x8xbf16>
+    ```
+  }];
+  let arguments = (ins ElementsAttr:$value);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = "attr-dict $value";
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Linear algebra
+//===----------------------------------------------------------------------===//
+
+def VeOmni_MatmulOp : VeOmni_InferredOp<"matmul"> {
+  let summary = "Batched matrix multiply with optional transposes";
+  let description = [{
+    `lhs` is `[batch..., M, K]` (`[batch..., K, M]` with `transpose_lhs`),
+    `rhs` is `[batch..., K, N]` (`[batch..., N, K]` with `transpose_rhs`) or
+    rank 2, in which case it is shared by every batch. The result is
+    `[batch..., M, N]`. A linear layer `x @ W^T` with HF weight `[out, in]`:
+
+    ```mlir
+    %y = veomni.matmul %x, %w {transpose_rhs}
+        : tensor<2x16x64xf32>, tensor<128x64xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$lhs, VeOmni_FloatTensor:$rhs,
+                       UnitAttr:$transpose_lhs, UnitAttr:$transpose_rhs);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+def VeOmni_GroupedMatmulOp : VeOmni_InferredOp<"grouped_matmul"> {
+  let summary = "One matmul per expert over contiguous row groups";
+  let description = [{
+    `input` is `[N, K]` with rows sorted by group; `group_sizes[e]` rows use
+    `weight[e]`, which is `[E, K, M]` (`[E, M, K]` with `transpose_weight`,
+    the Hugging Face `[out, in]` layout). The result is `[N, M]`. The group
+    sizes are known only at run time; their sum must be N.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       VeOmni_IndexTensor:$group_sizes,
+                       UnitAttr:$transpose_weight);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $group_sizes attr-dict `:` type($input) `,`
+    type($weight) `,` type($group_sizes)
+  }];
+}
+
+def VeOmni_Conv1DOp : VeOmni_InferredOp<"conv1d"> {
+  let summary = "1-D convolution (Whisper's audio frontend)";
+  let description = [{
+    `input` `[B, Cin, L]`, `weight` `[Cout, Cin, K]`, optional `bias`
+    `[Cout]`; the result is `[B, Cout, (L + 2*padding - K) / stride + 1]`.
+    Vision patch embedding needs no op of its own: Qwen2-VL's Conv3d has
+    stride equal to its kernel over pre-flattened patches, which is a
+    reshape of the weight and a matmul.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       Optional<VeOmni_FloatTensor>:$bias,
+                       DefaultValuedAttr<I64Attr, "1">:$stride,
+                       DefaultValuedAttr<I64Attr, "0">:$padding);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` type($input) `,`
+    type($weight) (`,` type($bias)^)?
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+// Result type = operand type; ODS derives inferReturnTypes from the trait.
+class VeOmni_UnaryOp<string mnemonic, string what, list<Trait> traits = []>
+    : VeOmni_Op<mnemonic, traits # [Pure, Elementwise, SameOperandsAndResultType,
+                                    InferTypeOpInterface]> {
+  let summary = "Elementwise " # what;
+  let arguments = (ins VeOmni_FloatTensor:$input);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def VeOmni_NegOp : VeOmni_UnaryOp<"neg", "negation", [Involution]>;
+def VeOmni_ExpOp : VeOmni_UnaryOp<"exp", "exponential">;
+def VeOmni_LogOp : VeOmni_UnaryOp<"log", "natural logarithm">;
+def VeOmni_SqrtOp : VeOmni_UnaryOp<"sqrt", "square root">;
+def VeOmni_RsqrtOp : VeOmni_UnaryOp<"rsqrt", "reciprocal square root">;
+def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent">;
+def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid">;
+def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)">;
+
+def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU"> {
+  let description = [{
+    Exact (erf) GELU, or the tanh approximation (`gelu_pytorch_tanh`).
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input,
+      DefaultValuedAttr<VeOmni_GeluApproxAttr,
+                        "::mlir::veomni::GeluApproximation::None">:$approximation);
+}
+
+class VeOmni_BinaryOp<string mnemonic, string what, list<Trait> traits = []>
+    : VeOmni_InferredOp<mnemonic, traits # [Elementwise]> {
+  let summary = "Elementwise " # what # " of two tensors of one type";
+  let description = [{
+    Both operands have the same type; broadcasting is explicit
+    (`veomni.broadcast`), so that shardings and gradients stay simple.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$lhs, VeOmni_FloatTensor:$rhs);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` custom<BinaryTypes>(type($lhs), type($rhs))
+  }];
+  let hasFolder = 1;
+  let extraClassDefinition = [{
+    ::llvm::LogicalResult $cppClass::inferReturnTypes(::mlir::MLIRContext *,
+        std::optional<::mlir::Location> loc, Adaptor adaptor,
+        ::llvm::SmallVectorImpl<::mlir::Type> &types) {
+      return ::mlir::veomni::inferBinaryType(loc, adaptor.getLhs().getType(),
+                                             adaptor.getRhs().getType(), types);
+    }
+  }];
+}
+
+def VeOmni_AddOp : VeOmni_BinaryOp<"add", "sum", [Commutative]>;
+def VeOmni_SubOp : VeOmni_BinaryOp<"sub", "difference">;
+def VeOmni_MulOp : VeOmni_BinaryOp<"mul", "product", [Commutative]>;
+def VeOmni_DivOp : VeOmni_BinaryOp<"div", "quotient">;
+
+def VeOmni_CastOp : VeOmni_Op<"cast", [Pure, Elementwise]> {
+  let summary = "Element type conversion (f32, bf16, f16; integers to floats)";
+  let arguments = (ins VeOmni_AnyTensor:$input);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions and normalisation
+//===----------------------------------------------------------------------===//
+
+def VeOmni_ReduceOp : VeOmni_InferredOp<"reduce"> {
+  let summary = "Sum, max or mean over a sorted set of dimensions";
+  let description = [{
+    ```mlir
+    %s = veomni.reduce sum %x dims = [1] keep_dims : tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_ReduceKind:$kind, VeOmni_FloatTensor:$input,
+                       DenseI64ArrayAttr:$dims, UnitAttr:$keep_dims);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $kind $input `dims` `=` $dims (`keep_dims` $keep_dims^)? attr-dict `:`
+    type($input)
+  }];
+}
+
+def VeOmni_SoftmaxOp : VeOmni_InferredOp<"softmax"> {
+  let summary = "Softmax along one dimension (computed in f32)";
+  let arguments = (ins VeOmni_FloatTensor:$input, I64Attr:$dim);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = "$input `dim` `=` $dim attr-dict `:` type($input)";
+}
+
+def VeOmni_RMSNormOp : VeOmni_InferredOp<"rms_norm"> {
+  let summary = "RMS normalisation over the last dimension, times a weight";
+  let description = [{
+    `x * rsqrt(mean(x^2, -1) + epsilon) * weight`, statistics in f32;
+    `weight` is `[D]` for input `[..., D]`.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       F64Attr:$epsilon);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` type($input) `,` type($weight)
+  }];
+}
+
+def VeOmni_LayerNormOp : VeOmni_InferredOp<"layer_norm"> {
+  let summary = "Layer normalisation over the last dimension";
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       Optional<VeOmni_FloatTensor>:$bias, F64Attr:$epsilon);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` type($input) `,`
+    type($weight) (`,` type($bias)^)?
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Shape manipulation
+//===----------------------------------------------------------------------===//
+
+def VeOmni_BroadcastOp : VeOmni_Op<"broadcast", [Pure]> {
+  let summary = "Broadcast into a larger shape";
+  let description = [{
+    Operand dimension `i` becomes result dimension `dims[i]` (strictly
+    increasing); its size is either the result's or 1.
+  }];
+  let arguments = (ins VeOmni_AnyTensor:$input, DenseI64ArrayAttr:$dims);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `dims` `=` $dims attr-dict `:` type($input) `to` type($result)
+  }];
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def VeOmni_ReshapeOp : VeOmni_Op<"reshape", [Pure]> {
+  let summary = "Reshape to a type of the same element count";
+  let arguments = (ins VeOmni_AnyTensor:$input);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def VeOmni_TransposeOp : VeOmni_InferredOp<"transpose"> {
+  let summary = "Permute dimensions: result dim i is input dim perm[i]";
+  let arguments = (ins VeOmni_AnyTensor:$input, DenseI64ArrayAttr:$perm);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = "$input `perm` `=` $perm attr-dict `:` type($input)";
+  let hasFolder = 1;
+}
+
+def VeOmni_SliceOp : VeOmni_InferredOp<"slice"> {
+  let summary = "Strided static slice";
+  let description = [{
+    Dimension `i` keeps `start[i], start[i] + step[i], ...` below `limit[i]`.
+  }];
+  let arguments = (ins VeOmni_AnyTensor:$input, DenseI64ArrayAttr:$start,
+                       DenseI64ArrayAttr:$limit, DenseI64ArrayAttr:$step);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `start` `=` $start `limit` `=` $limit `step` `=` $step attr-dict
+    `:` type($input)
+  }];
+  let hasFolder = 1;
+}
+
+def VeOmni_ConcatOp : VeOmni_InferredOp<"concat"> {
+  let summary = "Concatenate along one dimension";
+  let arguments = (ins Variadic<VeOmni_AnyTensor>:$inputs, I64Attr:$dim);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = "$inputs `dim` `=` $dim attr-dict `:` type($inputs)";
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Indexing
+//===----------------------------------------------------------------------===//
+
+def VeOmni_GatherOp : VeOmni_InferredOp<"gather"> {
+  let summary = "Gather slices along one axis (embedding lookup at axis 0)";
+  let description = [{
+    The result is `source.shape[:axis] + indices.shape + source.shape[axis+1:]`.
+    An embedding lookup of token ids `[B, S]` in a table `[V, H]`:
+
+    ```mlir
+    %h = veomni.gather %table[%ids] axis = 0
+        : tensor<1000x64xf32>, tensor<2x16xi32>
+    ```
+  }];
+  let arguments = (ins VeOmni_AnyTensor:$source, VeOmni_IndexTensor:$indices,
+                       DefaultValuedAttr<I64Attr, "0">:$axis);
+  let results = (outs VeOmni_AnyTensor:$result);
+  let assemblyFormat = [{
+    $source `[` $indices `]` `axis` `=` $axis attr-dict `:` type($source) `,`
+    type($indices)
+  }];
+}
+
+def VeOmni_ScatterAddOp : VeOmni_InferredOp<"scatter_add"> {
+  let summary = "Add slices into a tensor along one axis (gather's adjoint)";
+  let description = [{
+    `updates` has the shape `gather(dest, indices, axis)` would have; each
+    slice is added into `dest` at its index, duplicates accumulating.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$dest, VeOmni_IndexTensor:$indices,
+                       VeOmni_FloatTensor:$updates,
+                       DefaultValuedAttr<I64Attr, "0">:$axis);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $updates `into` $dest `[` $indices `]` `axis` `=` $axis attr-dict `:`
+    type($updates) `,` type($dest) `,` type($indices)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Transformer blocks
+//===----------------------------------------------------------------------===//
+
+def VeOmni_RopeOp : VeOmni_InferredOp<"rope"> {
+  let summary = "Rotary position embedding (1-D, or multimodal sections)";
+  let description = [{
+    `input` is `[B, S, H, D]` with D even, rotated in halves (HF
+    `rotate_half`). Frequency `j < D/2` is `inv_freq[j]` when given (the
+    frontend bakes rope scaling into it), else `theta^(-2j/D)`; its angle is
+    `positions[k][b][s] * freq` where section `k` owns `j`.
+
+    Without `mrope_section`, `positions` is `[B, S]`. With it (Qwen2-VL's
+    temporal/height/width rope, or a vision tower's 2-D rope), `positions` is
+    `[N, B, S]` for N sections whose sizes sum to D/2. cos and sin are scaled
+    by `attention_scaling` (YaRN).
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_IndexTensor:$positions,
+                       F64Attr:$theta,
+                       OptionalAttr<DenseI64ArrayAttr>:$mrope_section,
+                       OptionalAttr<DenseF32ArrayAttr>:$inv_freq,
+                       DefaultValuedAttr<F64Attr, "1.0">:$attention_scaling);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $positions attr-dict `:` type($input) `,` type($positions)
+  }];
+}
+
+def VeOmni_AttentionOp : VeOmni_InferredOp<"attention"> {
+  let summary = "Scaled dot-product attention: causal or full, GQA, packed";
+  let description = [{
+    `query` `[B, S, Hq, D]`, `key` `[B, Skv, Hkv, D]`, `value`
+    `[B, Skv, Hkv, Dv]`, with Hkv dividing Hq (grouped-query attention);
+    the result is `[B, S, Hq, Dv]`. With `segment_ids` `[B, S]` (packed
+    sequences, or a vision tower's per-image or per-window blocks) a query
+    attends only to keys of its own segment. `causal` masks later keys.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$query, VeOmni_FloatTensor:$key,
+                       VeOmni_FloatTensor:$value,
+                       Optional<VeOmni_IndexTensor>:$segment_ids,
+                       UnitAttr:$causal, F64Attr:$scale);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`segments` $segment_ids^)? attr-dict `:`
+    type($query) `,` type($key) `,` type($value)
+    (`,` type($segment_ids)^)?
+  }];
+}
+
+def VeOmni_CrossEntropyOp : VeOmni_InferredOp<"cross_entropy"> {
+  let summary = "Softmax cross entropy with an ignore index (loss in f32)";
+  let description = [{
+    `logits` `[..., V]`, `labels` `[...]`. Labels equal to `ignore_index`
+    contribute nothing; `mean` divides by the count of the others. The
+    result is `tensor<f32>`, or f32 of the labels' shape for `none`.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$logits, VeOmni_IndexTensor:$labels,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                       DefaultValuedAttr<VeOmni_LossReductionAttr,
+                           "::mlir::veomni::LossReduction::Mean">:$reduction);
+  let results = (outs StaticShapeTensorOf<[F32]>:$result);
+  let assemblyFormat = [{
+    $logits `,` $labels attr-dict `:` type($logits) `,` type($labels)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+def VeOmni_MoETopKOp : VeOmni_InferredOp<"moe_topk"> {
+  let summary = "Router: softmax over experts, top-k, optional renormalise";
+  let description = [{
+    `logits` `[T, E]` give `weights` `[T, k]` (logits' element type) and
+    expert `indices` `[T, k]` (i32). With `normalize` (HF
+    `norm_topk_prob`) the k weights of a token sum to one.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$logits, I64Attr:$k,
+                       UnitAttr:$normalize);
+  let results = (outs VeOmni_FloatTensor:$weights,
+                      StaticShapeTensorOf<[I32]>:$indices);
+  let assemblyFormat = "$logits attr-dict `:` type($logits)";
+}
+
+def VeOmni_MoEDispatchOp : VeOmni_InferredOp<"moe_dispatch"> {
+  let summary = "Permute token copies into expert order";
+  let description = [{
+    `input` `[T, H]` and the router's `indices` `[T, k]` give `output`
+    `[T*k, H]`, the k copies of every token sorted stably by expert, and
+    `group_sizes` `[num_experts]` (i32), the rows each expert received.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_IndexTensor:$indices,
+                       I64Attr:$num_experts);
+  let results = (outs VeOmni_FloatTensor:$output,
+                      StaticShapeTensorOf<[I32]>:$group_sizes);
+  let assemblyFormat = [{
+    $input `,` $indices attr-dict `:` type($input) `,` type($indices)
+  }];
+}
+
+def VeOmni_MoECombineOp : VeOmni_InferredOp<"moe_combine"> {
+  let summary = "Un-permute expert outputs and sum them with router weights";
+  let description = [{
+    The inverse of `moe_dispatch` for the same `indices` `[T, k]`:
+    `input` `[T*k, H]` in expert order becomes `[T, H]`, each token the
+    weighted sum of its k expert outputs.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weights,
+                       VeOmni_IndexTensor:$indices);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weights `,` $indices attr-dict `:` type($input) `,`
+    type($weights) `,` type($indices)
+  }];
+}
+
+#endif // VEOMNI_OPS_TD

@@ -1,0 +1,659 @@
+//===- VeOmniShapes.cpp - shape rules of the veomni ops -------------------===//
+//
+// One inferReturnTypes per op. It serves the builders (result types need not
+// be spelled), the parser, and the verifier, which checks that the declared
+// result types equal the inferred ones; so every shape rule is written once,
+// and every message names the operand at fault and its type.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/VeOmni/VeOmniOps.h"
+
+#include "llvm/ADT/STLExtras.h"
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+namespace {
+
+/// Emits "'veomni.<op>' op <message>" at the op's location, when there is one.
+class ShapeErrors {
+public:
+  ShapeErrors(std::optional<Location> loc, StringRef op) : loc(loc), op(op) {}
+
+  template <typename... Args> LogicalResult operator()(Args &&...args) const {
+    return emitOptionalError(loc, "'veomni.", op, "' op ",
+                             std::forward<Args>(args)...);
+  }
+
+private:
+  std::optional<Location> loc;
+  StringRef op;
+};
+
+RankedTensorType tensorOf(Value v) {
+  return cast<RankedTensorType>(v.getType());
+}
+
+/// Checks that `t` has rank `rank`; `name` names the operand.
+LogicalResult expectRank(const ShapeErrors &err, StringRef name,
+                         RankedTensorType t, int64_t rank) {
+  if (t.getRank() == rank)
+    return success();
+  return err(name, " must have rank ", rank, ", got ", t);
+}
+
+LogicalResult expectSameElementType(const ShapeErrors &err, StringRef aName,
+                                    RankedTensorType a, StringRef bName,
+                                    RankedTensorType b) {
+  if (a.getElementType() == b.getElementType())
+    return success();
+  return err(aName, " ", a, " and ", bName, " ", b,
+             " have different element types");
+}
+
+/// Checks that dimension `ad` of `a` equals dimension `bd` of `b`.
+LogicalResult expectSameDim(const ShapeErrors &err, StringRef what,
+                            StringRef aName, RankedTensorType a, int64_t ad,
+                            StringRef bName, RankedTensorType b, int64_t bd) {
+  if (a.getDimSize(ad) == b.getDimSize(bd))
+    return success();
+  return err(what, " differs: ", aName, " ", a, " has ", a.getDimSize(ad),
+             " but ", bName, " ", b, " has ", b.getDimSize(bd));
+}
+
+/// Inference runs in the parser before attributes are checked or defaulted,
+/// so attributes are read here through their (possibly null) Attr getters:
+/// a missing required one is an error, a missing defaulted one its default.
+template <typename AttrT>
+FailureOr<AttrT> required(const ShapeErrors &err, AttrT attr, StringRef name) {
+  if (!attr)
+    return err("requires attribute '", name, "'");
+  return attr;
+}
+
+int64_t intOr(IntegerAttr attr, int64_t otherwise) {
+  return attr ? attr.getValue().getSExtValue() : otherwise;
+}
+
+} // namespace
+
+LogicalResult mlir::veomni::inferBinaryType(std::optional<Location> loc,
+                                            Type lhs, Type rhs,
+                                            SmallVectorImpl<Type> &types) {
+  if (lhs != rhs)
+    return emitOptionalError(loc, "elementwise operands differ: lhs ", lhs,
+                             " but rhs ", rhs,
+                             " (broadcast explicitly with veomni.broadcast)");
+  types.push_back(lhs);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Constants and linear algebra
+//===----------------------------------------------------------------------===//
+
+LogicalResult ConstantOp::inferReturnTypes(MLIRContext *,
+                                           std::optional<Location> loc,
+                                           Adaptor adaptor,
+                                           SmallVectorImpl<Type> &types) {
+  auto type = dyn_cast<RankedTensorType>(adaptor.getValue().getType());
+  if (!type)
+    return ShapeErrors(loc, "constant")("value must be a ranked tensor");
+  types.push_back(type);
+  return success();
+}
+
+LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> loc,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "matmul");
+  RankedTensorType lhs = tensorOf(adaptor.getLhs());
+  RankedTensorType rhs = tensorOf(adaptor.getRhs());
+  int64_t rank = lhs.getRank();
+  if (rank < 2)
+    return err("lhs must have rank >= 2, got ", lhs);
+  if (rhs.getRank() != 2 && rhs.getRank() != rank)
+    return err("rhs must have rank 2 or the rank of lhs ", lhs, ", got ", rhs);
+  if (failed(expectSameElementType(err, "lhs", lhs, "rhs", rhs)))
+    return failure();
+  if (rhs.getRank() == rank)
+    for (int64_t d = 0; d < rank - 2; ++d)
+      if (failed(expectSameDim(err, "batch dimension " + std::to_string(d),
+                               "lhs", lhs, d, "rhs", rhs, d)))
+        return failure();
+
+  bool tl = adaptor.getTransposeLhs(), tr = adaptor.getTransposeRhs();
+  int64_t lr = rank, rr = rhs.getRank();
+  int64_t lhsK = tl ? lr - 2 : lr - 1, lhsM = tl ? lr - 1 : lr - 2;
+  int64_t rhsK = tr ? rr - 1 : rr - 2, rhsN = tr ? rr - 2 : rr - 1;
+  if (failed(expectSameDim(err, "contracting dimension", "lhs", lhs, lhsK,
+                           "rhs", rhs, rhsK)))
+    return failure();
+
+  SmallVector<int64_t> shape(lhs.getShape().drop_back(2));
+  shape.push_back(lhs.getDimSize(lhsM));
+  shape.push_back(rhs.getDimSize(rhsN));
+  types.push_back(RankedTensorType::get(shape, lhs.getElementType()));
+  return success();
+}
+
+LogicalResult GroupedMatmulOp::inferReturnTypes(MLIRContext *,
+                                                std::optional<Location> loc,
+                                                Adaptor adaptor,
+                                                SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "grouped_matmul");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  RankedTensorType weight = tensorOf(adaptor.getWeight());
+  RankedTensorType groups = tensorOf(adaptor.getGroupSizes());
+  if (failed(expectRank(err, "input", input, 2)) ||
+      failed(expectRank(err, "weight", weight, 3)) ||
+      failed(expectRank(err, "group_sizes", groups, 1)) ||
+      failed(expectSameElementType(err, "input", input, "weight", weight)) ||
+      failed(expectSameDim(err, "expert count", "weight", weight, 0,
+                           "group_sizes", groups, 0)))
+    return failure();
+  bool tw = adaptor.getTransposeWeight();
+  if (failed(expectSameDim(err, "contracting dimension", "input", input, 1,
+                           "weight", weight, tw ? 2 : 1)))
+    return failure();
+  types.push_back(RankedTensorType::get(
+      {input.getDimSize(0), weight.getDimSize(tw ? 1 : 2)},
+      input.getElementType()));
+  return success();
+}
+
+LogicalResult Conv1DOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> loc,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "conv1d");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  RankedTensorType weight = tensorOf(adaptor.getWeight());
+  if (failed(expectRank(err, "input", input, 3)) ||
+      failed(expectRank(err, "weight", weight, 3)) ||
+      failed(expectSameElementType(err, "input", input, "weight", weight)) ||
+      failed(expectSameDim(err, "input channel count", "input", input, 1,
+                           "weight", weight, 1)))
+    return failure();
+  if (Value bias = adaptor.getBias()) {
+    RankedTensorType b = tensorOf(bias);
+    if (failed(expectRank(err, "bias", b, 1)) ||
+        failed(expectSameElementType(err, "input", input, "bias", b)) ||
+        failed(expectSameDim(err, "output channel count", "weight", weight, 0,
+                             "bias", b, 0)))
+      return failure();
+  }
+  int64_t stride = intOr(adaptor.getStrideAttr(), 1);
+  int64_t padding = intOr(adaptor.getPaddingAttr(), 0);
+  if (stride < 1)
+    return err("stride must be >= 1, got ", stride);
+  if (padding < 0)
+    return err("padding must be >= 0, got ", padding);
+  int64_t span = input.getDimSize(2) + 2 * padding - weight.getDimSize(2);
+  if (span < 0)
+    return err("kernel of weight ", weight, " is longer than padded input ",
+               input);
+  types.push_back(RankedTensorType::get(
+      {input.getDimSize(0), weight.getDimSize(0), span / stride + 1},
+      input.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions and normalisation
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReduceOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> loc,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "reduce");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  auto dimsAttr = required(err, adaptor.getDimsAttr(), "dims");
+  if (failed(dimsAttr))
+    return failure();
+  ArrayRef<int64_t> dims = dimsAttr->asArrayRef();
+  if (dims.empty())
+    return err("dims must name at least one dimension of input ", input);
+  for (auto [i, d] : llvm::enumerate(dims)) {
+    if (d < 0 || d >= input.getRank())
+      return err("dims[", i, "] = ", d, " is out of range for input ", input);
+    if (i > 0 && dims[i - 1] >= d)
+      return err("dims must be strictly increasing, got dims[", i - 1,
+                 "] = ", dims[i - 1], " then ", d);
+  }
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < input.getRank(); ++d) {
+    if (!llvm::is_contained(dims, d))
+      shape.push_back(input.getDimSize(d));
+    else if (adaptor.getKeepDims())
+      shape.push_back(1);
+  }
+  types.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+LogicalResult SoftmaxOp::inferReturnTypes(MLIRContext *,
+                                          std::optional<Location> loc,
+                                          Adaptor adaptor,
+                                          SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "softmax");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  auto dimAttr = required(err, adaptor.getDimAttr(), "dim");
+  if (failed(dimAttr))
+    return failure();
+  int64_t dim = dimAttr->getValue().getSExtValue();
+  if (dim < 0 || dim >= input.getRank())
+    return err("dim = ", dim, " is out of range for input ", input);
+  types.push_back(input);
+  return success();
+}
+
+/// The shared rule of rms_norm and layer_norm: a [D] weight (and bias) for
+/// an input [..., D].
+static LogicalResult inferNorm(const ShapeErrors &err, RankedTensorType input,
+                               Value weight, Value bias, FloatAttr epsilonAttr,
+                               SmallVectorImpl<Type> &types) {
+  if (input.getRank() < 1)
+    return err("input must have rank >= 1, got ", input);
+  if (failed(required(err, epsilonAttr, "epsilon")))
+    return failure();
+  double epsilon = epsilonAttr.getValueAsDouble();
+  if (!(epsilon > 0))
+    return err("epsilon must be positive, got ", epsilon);
+  for (auto [name, value] : {std::pair<StringRef, Value>{"weight", weight},
+                             std::pair<StringRef, Value>{"bias", bias}}) {
+    if (!value)
+      continue;
+    RankedTensorType t = tensorOf(value);
+    if (failed(expectRank(err, name, t, 1)) ||
+        failed(expectSameElementType(err, "input", input, name, t)) ||
+        failed(expectSameDim(err, "normalised dimension", "input", input,
+                             input.getRank() - 1, name, t, 0)))
+      return failure();
+  }
+  types.push_back(input);
+  return success();
+}
+
+LogicalResult RMSNormOp::inferReturnTypes(MLIRContext *,
+                                          std::optional<Location> loc,
+                                          Adaptor adaptor,
+                                          SmallVectorImpl<Type> &types) {
+  return inferNorm(ShapeErrors(loc, "rms_norm"), tensorOf(adaptor.getInput()),
+                   adaptor.getWeight(), Value(), adaptor.getEpsilonAttr(),
+                   types);
+}
+
+LogicalResult LayerNormOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> loc,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  return inferNorm(ShapeErrors(loc, "layer_norm"), tensorOf(adaptor.getInput()),
+                   adaptor.getWeight(), adaptor.getBias(),
+                   adaptor.getEpsilonAttr(), types);
+}
+
+//===----------------------------------------------------------------------===//
+// Shape manipulation
+//===----------------------------------------------------------------------===//
+
+LogicalResult TransposeOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> loc,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "transpose");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  auto permAttr = required(err, adaptor.getPermAttr(), "perm");
+  if (failed(permAttr))
+    return failure();
+  ArrayRef<int64_t> perm = permAttr->asArrayRef();
+  if (static_cast<int64_t>(perm.size()) != input.getRank())
+    return err("perm has ", perm.size(), " entries but input ", input,
+               " has rank ", input.getRank());
+  SmallVector<bool> seen(perm.size(), false);
+  SmallVector<int64_t> shape;
+  for (int64_t p : perm) {
+    if (p < 0 || p >= input.getRank() || seen[p])
+      return err("perm is not a permutation of the dimensions of input ",
+                 input);
+    seen[p] = true;
+    shape.push_back(input.getDimSize(p));
+  }
+  types.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+LogicalResult SliceOp::inferReturnTypes(MLIRContext *,
+                                        std::optional<Location> loc,
+                                        Adaptor adaptor,
+                                        SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "slice");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  auto startAttr = required(err, adaptor.getStartAttr(), "start");
+  auto limitAttr = required(err, adaptor.getLimitAttr(), "limit");
+  auto stepAttr = required(err, adaptor.getStepAttr(), "step");
+  if (failed(startAttr) || failed(limitAttr) || failed(stepAttr))
+    return failure();
+  ArrayRef<int64_t> start = startAttr->asArrayRef(),
+                    limit = limitAttr->asArrayRef(),
+                    step = stepAttr->asArrayRef();
+  size_t rank = input.getRank();
+  if (start.size() != rank || limit.size() != rank || step.size() != rank)
+    return err("start, limit and step need one entry per dimension of input ",
+               input, ", got ", start.size(), ", ", limit.size(), " and ",
+               step.size());
+  SmallVector<int64_t> shape;
+  for (size_t d = 0; d < rank; ++d) {
+    if (step[d] < 1)
+      return err("step[", d, "] = ", step[d], " must be >= 1");
+    if (start[d] < 0 || start[d] >= limit[d] || limit[d] > input.getDimSize(d))
+      return err("dimension ", d, " slice [", start[d], ", ", limit[d],
+                 ") is empty or outside input ", input);
+    shape.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
+  }
+  types.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+LogicalResult ConcatOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> loc,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "concat");
+  ValueRange inputs = adaptor.getInputs();
+  if (inputs.empty())
+    return err("needs at least one input");
+  RankedTensorType first = tensorOf(inputs.front());
+  auto dimAttr = required(err, adaptor.getDimAttr(), "dim");
+  if (failed(dimAttr))
+    return failure();
+  int64_t dim = dimAttr->getValue().getSExtValue();
+  if (dim < 0 || dim >= first.getRank())
+    return err("dim = ", dim, " is out of range for input #0 ", first);
+  SmallVector<int64_t> shape(first.getShape());
+  for (auto [i, v] : llvm::enumerate(inputs.drop_front())) {
+    RankedTensorType t = tensorOf(v);
+    std::string name = "input #" + std::to_string(i + 1);
+    if (t.getRank() != first.getRank() ||
+        t.getElementType() != first.getElementType())
+      return err(name, " ", t, " does not match the rank and element type ",
+                 "of input #0 ", first);
+    for (int64_t d = 0; d < t.getRank(); ++d)
+      if (d != dim &&
+          failed(expectSameDim(err, "dimension " + std::to_string(d),
+                               "input #0", first, d, name, t, d)))
+        return failure();
+    shape[dim] += t.getDimSize(dim);
+  }
+  types.push_back(RankedTensorType::get(shape, first.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Indexing
+//===----------------------------------------------------------------------===//
+
+/// source.shape[:axis] + indices.shape + source.shape[axis+1:]
+static SmallVector<int64_t>
+gatheredShape(RankedTensorType source, RankedTensorType indices, int64_t axis) {
+  SmallVector<int64_t> shape(source.getShape().take_front(axis));
+  llvm::append_range(shape, indices.getShape());
+  llvm::append_range(shape, source.getShape().drop_front(axis + 1));
+  return shape;
+}
+
+LogicalResult GatherOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> loc,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &types) {
+  RankedTensorType source = tensorOf(adaptor.getSource());
+  RankedTensorType indices = tensorOf(adaptor.getIndices());
+  int64_t axis = intOr(adaptor.getAxisAttr(), 0);
+  if (axis < 0 || axis >= source.getRank())
+    return ShapeErrors(loc, "gather")("axis = ", axis,
+                                      " is out of range for source ", source);
+  types.push_back(RankedTensorType::get(gatheredShape(source, indices, axis),
+                                        source.getElementType()));
+  return success();
+}
+
+LogicalResult ScatterAddOp::inferReturnTypes(MLIRContext *,
+                                             std::optional<Location> loc,
+                                             Adaptor adaptor,
+                                             SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "scatter_add");
+  RankedTensorType dest = tensorOf(adaptor.getDest());
+  RankedTensorType indices = tensorOf(adaptor.getIndices());
+  RankedTensorType updates = tensorOf(adaptor.getUpdates());
+  int64_t axis = intOr(adaptor.getAxisAttr(), 0);
+  if (axis < 0 || axis >= dest.getRank())
+    return err("axis = ", axis, " is out of range for dest ", dest);
+  if (failed(expectSameElementType(err, "dest", dest, "updates", updates)))
+    return failure();
+  auto expected = gatheredShape(dest, indices, axis);
+  if (updates.getShape() != ArrayRef<int64_t>(expected))
+    return err("updates ", updates, " must have shape ",
+               RankedTensorType::get(expected, dest.getElementType()),
+               " for dest ", dest, " and indices ", indices);
+  types.push_back(dest);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Transformer blocks
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
+                                       std::optional<Location> loc,
+                                       Adaptor adaptor,
+                                       SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "rope");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  RankedTensorType positions = tensorOf(adaptor.getPositions());
+  if (failed(expectRank(err, "input", input, 4)))
+    return failure();
+  int64_t headDim = input.getDimSize(3);
+  if (headDim % 2 != 0)
+    return err("head dimension of input ", input, " must be even");
+  auto theta = required(err, adaptor.getThetaAttr(), "theta");
+  if (failed(theta))
+    return failure();
+  if (!(theta->getValueAsDouble() > 0))
+    return err("theta must be positive, got ", theta->getValueAsDouble());
+  if (auto invFreq = adaptor.getInvFreq())
+    if (static_cast<int64_t>(invFreq->size()) != headDim / 2)
+      return err("inv_freq has ", invFreq->size(), " entries but input ", input,
+                 " needs ", headDim / 2);
+
+  int64_t lead = 0; // dimensions of `positions` before [B, S]
+  if (auto sections = adaptor.getMropeSection()) {
+    int64_t total = 0;
+    for (int64_t s : *sections) {
+      if (s < 1)
+        return err("mrope_section sizes must be positive");
+      total += s;
+    }
+    if (total != headDim / 2)
+      return err("mrope_section sums to ", total, " but input ", input, " has ",
+                 headDim / 2, " frequencies");
+    if (failed(expectRank(err, "positions", positions, 3)))
+      return failure();
+    if (positions.getDimSize(0) != static_cast<int64_t>(sections->size()))
+      return err("positions ", positions, " must have one row per section (",
+                 sections->size(), ")");
+    lead = 1;
+  } else if (failed(expectRank(err, "positions", positions, 2))) {
+    return failure();
+  }
+  if (failed(expectSameDim(err, "batch size", "input", input, 0, "positions",
+                           positions, lead)) ||
+      failed(expectSameDim(err, "sequence length", "input", input, 1,
+                           "positions", positions, lead + 1)))
+    return failure();
+  types.push_back(input);
+  return success();
+}
+
+LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> loc,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "attention");
+  RankedTensorType q = tensorOf(adaptor.getQuery());
+  RankedTensorType k = tensorOf(adaptor.getKey());
+  RankedTensorType v = tensorOf(adaptor.getValue());
+  if (failed(expectRank(err, "query", q, 4)) ||
+      failed(expectRank(err, "key", k, 4)) ||
+      failed(expectRank(err, "value", v, 4)) ||
+      failed(expectSameElementType(err, "query", q, "key", k)) ||
+      failed(expectSameElementType(err, "query", q, "value", v)) ||
+      failed(expectSameDim(err, "batch size", "query", q, 0, "key", k, 0)) ||
+      failed(expectSameDim(err, "batch size", "query", q, 0, "value", v, 0)) ||
+      failed(
+          expectSameDim(err, "key/value length", "key", k, 1, "value", v, 1)) ||
+      failed(expectSameDim(err, "key/value head count", "key", k, 2, "value", v,
+                           2)) ||
+      failed(expectSameDim(err, "head dimension", "query", q, 3, "key", k, 3)))
+    return failure();
+  int64_t hq = q.getDimSize(2), hkv = k.getDimSize(2);
+  if (hq % hkv != 0)
+    return err("key/value head count ", hkv, " of key ", k,
+               " does not divide the query head count ", hq, " of query ", q);
+  bool samelen = q.getDimSize(1) == k.getDimSize(1);
+  if (adaptor.getCausal() && !samelen)
+    return err("causal attention needs query ", q, " and key ", k,
+               " of one sequence length");
+  if (Value seg = adaptor.getSegmentIds()) {
+    RankedTensorType s = tensorOf(seg);
+    if (!samelen)
+      return err("segment_ids need query ", q, " and key ", k,
+                 " of one sequence length");
+    if (failed(expectRank(err, "segment_ids", s, 2)) ||
+        failed(expectSameDim(err, "batch size", "query", q, 0, "segment_ids", s,
+                             0)) ||
+        failed(expectSameDim(err, "sequence length", "query", q, 1,
+                             "segment_ids", s, 1)))
+      return failure();
+  }
+  auto scale = required(err, adaptor.getScaleAttr(), "scale");
+  if (failed(scale))
+    return failure();
+  if (!(scale->getValueAsDouble() > 0))
+    return err("scale must be positive, got ", scale->getValueAsDouble());
+  types.push_back(RankedTensorType::get(
+      {q.getDimSize(0), q.getDimSize(1), hq, v.getDimSize(3)},
+      q.getElementType()));
+  return success();
+}
+
+LogicalResult CrossEntropyOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location> loc,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "cross_entropy");
+  RankedTensorType logits = tensorOf(adaptor.getLogits());
+  RankedTensorType labels = tensorOf(adaptor.getLabels());
+  if (logits.getRank() < 1)
+    return err("logits must have a vocabulary dimension, got ", logits);
+  if (labels.getShape() != logits.getShape().drop_back())
+    return err("labels ", labels, " must have the shape of logits ", logits,
+               " without its last (vocabulary) dimension");
+  Type f32 = Float32Type::get(context);
+  LossReductionAttr reduction = adaptor.getReductionAttr();
+  if (reduction && reduction.getValue() == LossReduction::None)
+    types.push_back(RankedTensorType::get(labels.getShape(), f32));
+  else
+    types.push_back(RankedTensorType::get({}, f32));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult MoETopKOp::inferReturnTypes(MLIRContext *context,
+                                          std::optional<Location> loc,
+                                          Adaptor adaptor,
+                                          SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "moe_topk");
+  RankedTensorType logits = tensorOf(adaptor.getLogits());
+  if (failed(expectRank(err, "logits", logits, 2)))
+    return failure();
+  auto kAttr = required(err, adaptor.getKAttr(), "k");
+  if (failed(kAttr))
+    return failure();
+  int64_t k = kAttr->getValue().getSExtValue();
+  int64_t experts = logits.getDimSize(1);
+  if (k < 1 || k > experts)
+    return err("k = ", k, " must be in [1, ", experts,
+               "], the expert count of logits ", logits);
+  int64_t tokens = logits.getDimSize(0);
+  types.push_back(RankedTensorType::get({tokens, k}, logits.getElementType()));
+  types.push_back(
+      RankedTensorType::get({tokens, k}, IntegerType::get(context, 32)));
+  return success();
+}
+
+/// Checks router indices [T, k] against tokens [T, ...] in `input`.
+static LogicalResult expectRouting(const ShapeErrors &err, StringRef name,
+                                   RankedTensorType tokens,
+                                   RankedTensorType indices) {
+  if (failed(expectRank(err, "indices", indices, 2)))
+    return failure();
+  return expectSameDim(err, "token count", name, tokens, 0, "indices", indices,
+                       0);
+}
+
+LogicalResult MoEDispatchOp::inferReturnTypes(MLIRContext *context,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "moe_dispatch");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  RankedTensorType indices = tensorOf(adaptor.getIndices());
+  if (failed(expectRank(err, "input", input, 2)) ||
+      failed(expectRouting(err, "input", input, indices)))
+    return failure();
+  auto expertsAttr = required(err, adaptor.getNumExpertsAttr(), "num_experts");
+  if (failed(expertsAttr))
+    return failure();
+  int64_t experts = expertsAttr->getValue().getSExtValue();
+  if (experts < 1)
+    return err("num_experts must be >= 1, got ", experts);
+  if (indices.getDimSize(1) > experts)
+    return err("indices ", indices, " route each token to more than the ",
+               experts, " experts");
+  types.push_back(RankedTensorType::get(
+      {input.getDimSize(0) * indices.getDimSize(1), input.getDimSize(1)},
+      input.getElementType()));
+  types.push_back(
+      RankedTensorType::get({experts}, IntegerType::get(context, 32)));
+  return success();
+}
+
+LogicalResult MoECombineOp::inferReturnTypes(MLIRContext *,
+                                             std::optional<Location> loc,
+                                             Adaptor adaptor,
+                                             SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "moe_combine");
+  RankedTensorType input = tensorOf(adaptor.getInput());
+  RankedTensorType weights = tensorOf(adaptor.getWeights());
+  RankedTensorType indices = tensorOf(adaptor.getIndices());
+  if (failed(expectRank(err, "input", input, 2)) ||
+      failed(expectRank(err, "weights", weights, 2)) ||
+      failed(expectSameElementType(err, "input", input, "weights", weights)) ||
+      failed(expectRouting(err, "weights", weights, indices)) ||
+      failed(expectSameDim(err, "top-k", "weights", weights, 1, "indices",
+                           indices, 1)))
+    return failure();
+  int64_t tokens = weights.getDimSize(0), k = weights.getDimSize(1);
+  if (input.getDimSize(0) != tokens * k)
+    return err("input ", input, " must have tokens * k = ", tokens * k,
+               " rows for indices ", indices);
+  types.push_back(RankedTensorType::get({tokens, input.getDimSize(1)},
+                                        input.getElementType()));
+  return success();
+}
