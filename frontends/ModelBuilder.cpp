@@ -146,6 +146,20 @@ Value ModelBuilder::splat(double value, ArrayRef<int64_t> shape,
       {}, llvm::cast<ElementsAttr>(SplatElementsAttr::get(type, scalar))));
 }
 
+Value ModelBuilder::constant(ArrayRef<float> values, ArrayRef<int64_t> shape) {
+  if (!operandsUsable({}))
+    return {};
+  auto type = RankedTensorType::get(shape, opBuilder.getF32Type());
+  if (type.getNumElements() != static_cast<int64_t>(values.size())) {
+    emitError(location) << "constant of type " << type << " given "
+                        << values.size() << " values";
+    hasFailed = true;
+    return {};
+  }
+  return result(createInferred<ConstantOp>(
+      {}, llvm::cast<ElementsAttr>(DenseElementsAttr::get(type, values))));
+}
+
 Value ModelBuilder::matmul(Value lhs, Value rhs, bool transposeLhs,
                            bool transposeRhs) {
   return result(createInferred<MatmulOp>(
@@ -211,6 +225,12 @@ Value ModelBuilder::sqrt(Value x) {
 }
 Value ModelBuilder::rsqrt(Value x) {
   return result(createInferred<RsqrtOp>({x}, x));
+}
+Value ModelBuilder::sin(Value x) {
+  return result(createInferred<SinOp>({x}, x));
+}
+Value ModelBuilder::cos(Value x) {
+  return result(createInferred<CosOp>({x}, x));
 }
 Value ModelBuilder::tanh(Value x) {
   return result(createInferred<TanhOp>({x}, x));

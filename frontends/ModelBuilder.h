@@ -66,6 +66,8 @@ public:
   // Ops
   //===--------------------------------------------------------------------===//
 
+  /// An f32 constant of the given values and shape.
+  Value constant(ArrayRef<float> values, ArrayRef<int64_t> shape);
   /// A splat constant; `elementType` defaults to the model dtype.
   Value splat(double value, ArrayRef<int64_t> shape, Type elementType = {});
   Value matmul(Value lhs, Value rhs, bool transposeLhs = false,
@@ -88,6 +90,8 @@ public:
   Value log(Value x);
   Value sqrt(Value x);
   Value rsqrt(Value x);
+  Value sin(Value x);
+  Value cos(Value x);
   Value tanh(Value x);
   Value sigmoid(Value x);
   Value silu(Value x);

@@ -122,6 +122,8 @@ def VeOmni_ExpOp : VeOmni_UnaryOp<"exp", "exponential">;
 def VeOmni_LogOp : VeOmni_UnaryOp<"log", "natural logarithm">;
 def VeOmni_SqrtOp : VeOmni_UnaryOp<"sqrt", "square root">;
 def VeOmni_RsqrtOp : VeOmni_UnaryOp<"rsqrt", "reciprocal square root">;
+def VeOmni_SinOp : VeOmni_UnaryOp<"sin", "sine">;
+def VeOmni_CosOp : VeOmni_UnaryOp<"cos", "cosine">;
 def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent">;
 def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid">;
 def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)">;

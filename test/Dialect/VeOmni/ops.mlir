@@ -63,8 +63,12 @@ func.func @elementwise(%a: tensor<4x8xf16>, %b: tensor<4x8xf16>) -> tensor<4x8xf
   %7 = veomni.sqrt %6 : tensor<4x8xf16>
   // CHECK: veomni.rsqrt
   %8 = veomni.rsqrt %7 : tensor<4x8xf16>
+  // CHECK: veomni.sin
+  %s = veomni.sin %8 : tensor<4x8xf16>
+  // CHECK: veomni.cos
+  %c = veomni.cos %s : tensor<4x8xf16>
   // CHECK: veomni.tanh
-  %9 = veomni.tanh %8 : tensor<4x8xf16>
+  %9 = veomni.tanh %c : tensor<4x8xf16>
   // CHECK: veomni.sigmoid
   %10 = veomni.sigmoid %9 : tensor<4x8xf16>
   // CHECK: veomni.silu

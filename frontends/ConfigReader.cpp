@@ -1,0 +1,169 @@
+//===- ConfigReader.cpp - typed access to a Hugging Face config -----------===//
+
+#include "frontends/ConfigReader.h"
+
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+
+using namespace mlir::veomni;
+using llvm::json::Value;
+
+ConfigReader ConfigReader::load(llvm::StringRef path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  if (!buffer) {
+    auto state = std::make_shared<State>();
+    state->path = path.str();
+    state->error =
+        (path + ": cannot read: " + buffer.getError().message()).str();
+    return ConfigReader(std::move(state), nullptr, "");
+  }
+  return fromText((*buffer)->getBuffer(), path);
+}
+
+ConfigReader ConfigReader::fromText(llvm::StringRef text,
+                                    llvm::StringRef path) {
+  auto state = std::make_shared<State>();
+  state->path = path.str();
+  llvm::Expected<Value> parsed = llvm::json::parse(text);
+  if (!parsed) {
+    state->error =
+        (path + ": not valid JSON: " + llvm::toString(parsed.takeError()))
+            .str();
+    return ConfigReader(std::move(state), nullptr, "");
+  }
+  state->root = std::move(*parsed);
+  const llvm::json::Object *object = state->root.getAsObject();
+  if (!object)
+    state->error = (path + ": the top level must be a JSON object").str();
+  return ConfigReader(std::move(state), object, "");
+}
+
+std::string ConfigReader::fieldName(llvm::StringRef key) const {
+  return prefix.empty() ? key.str() : prefix + "." + key.str();
+}
+
+void ConfigReader::fail(llvm::StringRef key, const llvm::Twine &message) {
+  if (failed())
+    return;
+  state->error =
+      (state->path + ": field '" + fieldName(key) + "': " + message).str();
+}
+
+void ConfigReader::failType(llvm::StringRef key, llvm::StringRef expected,
+                            const Value &got) {
+  std::string shown;
+  llvm::raw_string_ostream os(shown);
+  os << got;
+  if (shown.size() > 40)
+    shown = shown.substr(0, 37) + "...";
+  fail(key, "expected " + expected + ", got " + shown);
+}
+
+const Value *ConfigReader::lookup(llvm::StringRef key) const {
+  if (!object)
+    return nullptr;
+  const Value *v = object->get(key);
+  if (!v || v->kind() == Value::Null)
+    return nullptr;
+  return v;
+}
+
+bool ConfigReader::has(llvm::StringRef key) const {
+  return lookup(key) != nullptr;
+}
+
+int64_t ConfigReader::getInt(llvm::StringRef key) {
+  if (!failed() && !lookup(key))
+    fail(key, "missing (required)");
+  return getInt(key, 0);
+}
+
+int64_t ConfigReader::getInt(llvm::StringRef key, int64_t otherwise) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return otherwise;
+  if (std::optional<int64_t> i = v->getAsInteger())
+    return *i;
+  failType(key, "an integer", *v);
+  return otherwise;
+}
+
+double ConfigReader::getFloat(llvm::StringRef key) {
+  if (!failed() && !lookup(key))
+    fail(key, "missing (required)");
+  return getFloat(key, 0.0);
+}
+
+double ConfigReader::getFloat(llvm::StringRef key, double otherwise) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return otherwise;
+  if (std::optional<double> d = v->getAsNumber())
+    if (std::isfinite(*d))
+      return *d;
+  failType(key, "a finite number", *v);
+  return otherwise;
+}
+
+bool ConfigReader::getBool(llvm::StringRef key, bool otherwise) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return otherwise;
+  if (std::optional<bool> b = v->getAsBoolean())
+    return *b;
+  failType(key, "true or false", *v);
+  return otherwise;
+}
+
+std::string ConfigReader::getString(llvm::StringRef key) {
+  if (!failed() && !lookup(key))
+    fail(key, "missing (required)");
+  return getString(key, "");
+}
+
+std::string ConfigReader::getString(llvm::StringRef key,
+                                    llvm::StringRef otherwise) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return otherwise.str();
+  if (std::optional<llvm::StringRef> s = v->getAsString())
+    return s->str();
+  failType(key, "a string", *v);
+  return otherwise.str();
+}
+
+std::vector<int64_t> ConfigReader::getIntList(llvm::StringRef key,
+                                              std::vector<int64_t> otherwise) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return otherwise;
+  const llvm::json::Array *array = v->getAsArray();
+  if (!array) {
+    failType(key, "a list of integers", *v);
+    return otherwise;
+  }
+  std::vector<int64_t> result;
+  for (const Value &e : *array) {
+    std::optional<int64_t> i = e.getAsInteger();
+    if (!i) {
+      failType(key, "a list of integers", *v);
+      return otherwise;
+    }
+    result.push_back(*i);
+  }
+  return result;
+}
+
+std::optional<ConfigReader> ConfigReader::getObject(llvm::StringRef key) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return std::nullopt;
+  const llvm::json::Object *nested = v->getAsObject();
+  if (!nested) {
+    failType(key, "an object", *v);
+    return std::nullopt;
+  }
+  return ConfigReader(state, nested, fieldName(key));
+}

@@ -1,0 +1,412 @@
+//===- Decoder.cpp - decoder LLMs: llama, qwen2, qwen3, qwen3_moe ---------===//
+//
+// Field meanings and defaults follow transformers' LlamaConfig, Qwen2Config,
+// Qwen3Config and Qwen3MoeConfig. The architecture-defining sizes are
+// required even where transformers has a default: a config that omits
+// hidden_size almost surely is not the model its author meant.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontends/Families.h"
+
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+static void locate(ModelBuilder &b, const std::string &module) {
+  b.setLocation(NameLoc::get(StringAttr::get(b.getContext(), module)));
+}
+
+//===----------------------------------------------------------------------===//
+// Activations
+//===----------------------------------------------------------------------===//
+
+Value mlir::veomni::activation(ModelBuilder &b, StringRef name, Value x) {
+  if (name == "silu" || name == "swish")
+    return b.silu(x);
+  if (name == "gelu")
+    return b.gelu(x);
+  if (name == "gelu_pytorch_tanh" || name == "gelu_new")
+    return b.gelu(x, /*tanhApproximation=*/true);
+  if (name == "quick_gelu") // x * sigmoid(1.702 x), CLIP's approximation
+    return b.mul(x, b.sigmoid(b.scale(x, 1.702)));
+  llvm_unreachable("activation names are checked when configs are read");
+}
+
+/// Reads an activation name and checks that activation() knows it.
+static std::string readActivation(ConfigReader &r, StringRef key,
+                                  StringRef otherwise) {
+  std::string name = r.getString(key, otherwise);
+  static const char *known[] = {
+      "silu", "swish", "gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu"};
+  if (!r.failed() && !llvm::is_contained(known, StringRef(name)))
+    r.fail(key, "unsupported activation \"" + name +
+                    "\" (supported: silu, gelu, gelu_new, "
+                    "gelu_pytorch_tanh, quick_gelu)");
+  return name;
+}
+
+//===----------------------------------------------------------------------===//
+// Rope scaling: transformers' rope_init_functions, baked into inv_freq
+//===----------------------------------------------------------------------===//
+
+static std::vector<double> defaultInvFreq(double theta, int64_t dim) {
+  std::vector<double> inv;
+  for (int64_t j = 0; j < dim; j += 2)
+    inv.push_back(1.0 / std::pow(theta, static_cast<double>(j) / dim));
+  return inv;
+}
+
+static void readRope(ConfigReader &r, RopeConfig &rope, int64_t headDim,
+                     const ImportOptions &options) {
+  rope.theta = r.getFloat("rope_theta", 10000.0);
+  if (!r.failed() && !(rope.theta > 0))
+    r.fail("rope_theta", "must be positive");
+  int64_t maxPositions = r.getInt("max_position_embeddings", 0);
+  std::optional<ConfigReader> s = r.getObject("rope_scaling");
+  if (!s)
+    return;
+  if (s->has("mrope_section")) {
+    rope.mropeSection = s->getIntList("mrope_section");
+    int64_t sum = 0;
+    for (int64_t v : rope.mropeSection)
+      sum += v > 0 ? v : (1 << 30);
+    if (!s->failed() && sum != headDim / 2)
+      s->fail("mrope_section", "sections must be positive and sum to "
+                               "head_dim / 2 = " +
+                                   std::to_string(headDim / 2));
+  }
+  std::string type = s->getString("rope_type", s->getString("type", "default"));
+  if (type == "default" || type == "mrope")
+    return;
+  double factor = s->getFloat("factor");
+  if (!s->failed() && !(factor >= 1.0))
+    s->fail("factor", "must be >= 1");
+  if (s->failed())
+    return;
+  std::vector<double> inv = defaultInvFreq(rope.theta, headDim);
+  if (type == "linear") {
+    for (double &f : inv)
+      f /= factor;
+  } else if (type == "dynamic") {
+    // Dynamic NTK scaling changes nothing up to max_position_embeddings.
+    if (maxPositions > 0 && options.seqLen > maxPositions)
+      s->fail("rope_type", "dynamic rope scaling beyond "
+                           "max_position_embeddings is not supported");
+    return;
+  } else if (type == "llama3") {
+    double low = s->getFloat("low_freq_factor");
+    double high = s->getFloat("high_freq_factor");
+    double old = s->getInt("original_max_position_embeddings");
+    if (s->failed())
+      return;
+    if (!(high > low))
+      return s->fail("high_freq_factor", "must exceed low_freq_factor");
+    double lowWavelen = old / low, highWavelen = old / high;
+    for (double &f : inv) {
+      double wavelen = 2 * M_PI / f;
+      if (wavelen > lowWavelen) {
+        f /= factor;
+      } else if (wavelen >= highWavelen) {
+        double smooth = (old / wavelen - low) / (high - low);
+        f = (1 - smooth) * f / factor + smooth * f;
+      }
+    }
+  } else if (type == "yarn") {
+    double old = s->getInt("original_max_position_embeddings",
+                           maxPositions ? maxPositions : 0);
+    if (!s->failed() && old <= 0)
+      s->fail("original_max_position_embeddings", "missing (required)");
+    double betaFast = s->getFloat("beta_fast", 32.0);
+    double betaSlow = s->getFloat("beta_slow", 1.0);
+    double mscale = factor <= 1 ? 1.0 : 0.1 * std::log(factor) + 1.0;
+    rope.attentionScaling = s->getFloat("attention_factor", mscale);
+    if (s->failed())
+      return;
+    auto correctionDim = [&](double rotations) {
+      return headDim * std::log(old / (rotations * 2 * M_PI)) /
+             (2 * std::log(rope.theta));
+    };
+    double lo = std::max(0.0, std::floor(correctionDim(betaFast)));
+    double hi = std::min(headDim - 1.0, std::ceil(correctionDim(betaSlow)));
+    if (lo == hi)
+      hi += 0.001;
+    for (size_t j = 0; j < inv.size(); ++j) {
+      double ramp = std::clamp((j - lo) / (hi - lo), 0.0, 1.0);
+      double extrapolation = 1.0 - ramp;
+      inv[j] = inv[j] / factor * (1 - extrapolation) + inv[j] * extrapolation;
+    }
+  } else {
+    s->fail("rope_type", "unsupported rope scaling \"" + type +
+                             "\" (supported: default, linear, dynamic, "
+                             "llama3, yarn, mrope)");
+    return;
+  }
+  rope.invFreq.assign(inv.begin(), inv.end());
+}
+
+//===----------------------------------------------------------------------===//
+// Config
+//===----------------------------------------------------------------------===//
+
+bool DecoderConfig::isSparse(int64_t i) const {
+  return experts > 0 && !llvm::is_contained(mlpOnlyLayers, i) &&
+         (i + 1) % sparseStep == 0;
+}
+
+static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
+  if (!r.failed() && value <= 0)
+    r.fail(key, "must be positive, got " + std::to_string(value));
+}
+
+DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
+                                               StringRef modelType,
+                                               const ImportOptions &options) {
+  DecoderConfig c;
+  c.modelType = modelType.str();
+  bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
+  bool moe = modelType == "qwen3_moe";
+
+  c.vocab = r.getInt("vocab_size");
+  c.hidden = r.getInt("hidden_size");
+  c.intermediate =
+      moe ? r.getInt("intermediate_size", 0) : r.getInt("intermediate_size");
+  c.layers = r.getInt("num_hidden_layers");
+  c.heads = r.getInt("num_attention_heads");
+  for (auto [key, value] :
+       {std::pair<StringRef, int64_t>{"vocab_size", c.vocab},
+        {"hidden_size", c.hidden},
+        {"num_hidden_layers", c.layers},
+        {"num_attention_heads", c.heads}})
+    requirePositive(r, key, value);
+  c.kvHeads = r.getInt("num_key_value_heads", c.heads);
+  requirePositive(r, "num_key_value_heads", c.kvHeads);
+  if (!r.failed() && c.heads % c.kvHeads != 0)
+    r.fail("num_key_value_heads", std::to_string(c.kvHeads) +
+                                      " does not divide num_attention_heads " +
+                                      std::to_string(c.heads));
+  if (qwen3) {
+    c.headDim = r.getInt("head_dim", 128); // Qwen3Config's default
+  } else if (r.has("head_dim")) {
+    c.headDim = r.getInt("head_dim");
+  } else {
+    if (!r.failed() && c.hidden % c.heads != 0)
+      r.fail("hidden_size", std::to_string(c.hidden) +
+                                " is not divisible by num_attention_heads " +
+                                std::to_string(c.heads));
+    c.headDim = c.heads ? c.hidden / c.heads : 0;
+  }
+  requirePositive(r, "head_dim", c.headDim);
+  if (!r.failed() && c.headDim % 2 != 0)
+    r.fail("head_dim", "must be even for rotary embeddings, got " +
+                           std::to_string(c.headDim));
+  c.rmsEps = r.getFloat("rms_norm_eps", 1e-6);
+  if (!r.failed() && !(c.rmsEps > 0))
+    r.fail("rms_norm_eps", "must be positive");
+  c.tieEmbeddings = r.getBool("tie_word_embeddings", false);
+  std::string act = readActivation(r, "hidden_act", "silu");
+  if (!r.failed() && act != "silu")
+    r.fail("hidden_act", "decoder MLPs support silu only, got \"" + act + "\"");
+
+  if (modelType == "qwen2" || modelType == "qwen2_vl" ||
+      modelType == "qwen2_5_vl" || modelType == "qwen2_5_omni_text") {
+    c.qkvBias = true; // Qwen2Attention: q/k/v with bias, o_proj without
+  } else {
+    c.qkvBias = c.oBias = r.getBool("attention_bias", false);
+    c.mlpBias = !qwen3 && r.getBool("mlp_bias", false);
+  }
+  c.qkNorm = qwen3;
+
+  if (moe) {
+    c.experts = r.getInt("num_experts");
+    c.topK = r.getInt("num_experts_per_tok");
+    c.moeIntermediate = r.getInt("moe_intermediate_size");
+    requirePositive(r, "num_experts", c.experts);
+    requirePositive(r, "num_experts_per_tok", c.topK);
+    requirePositive(r, "moe_intermediate_size", c.moeIntermediate);
+    if (!r.failed() && c.topK > c.experts)
+      r.fail("num_experts_per_tok", std::to_string(c.topK) +
+                                        " exceeds num_experts " +
+                                        std::to_string(c.experts));
+    c.sparseStep = r.getInt("decoder_sparse_step", 1);
+    requirePositive(r, "decoder_sparse_step", c.sparseStep);
+    c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
+    c.normTopK = r.getBool("norm_topk_prob", false);
+  }
+
+  if (options.numLayers >= 0) {
+    if (!r.failed() && options.numLayers > c.layers)
+      r.fail("num_hidden_layers",
+             "--num-layers " + std::to_string(options.numLayers) +
+                 " exceeds the model's " + std::to_string(c.layers));
+    c.layers = std::min(c.layers, options.numLayers);
+  }
+  if (!r.failed() && c.sparseStep > 0)
+    for (int64_t i = 0; i < c.layers; ++i)
+      if (!c.isSparse(i) && c.intermediate <= 0) {
+        r.fail("intermediate_size",
+               "layer " + std::to_string(i) +
+                   " has a dense MLP and needs a positive intermediate_size");
+        break;
+      }
+  if (!moe)
+    requirePositive(r, "intermediate_size", c.intermediate);
+  if (!r.failed())
+    readRope(r, c.rope, c.headDim, options);
+  return c;
+}
+
+//===----------------------------------------------------------------------===//
+// Building
+//===----------------------------------------------------------------------===//
+
+std::pair<Value, Value>
+mlir::veomni::buildTokenEmbedding(ModelBuilder &b, const DecoderConfig &c,
+                                  const DecoderNames &names, Value ids) {
+  locate(b, names.prefix + "embed_tokens");
+  Value table =
+      b.param(names.prefix + "embed_tokens.weight", {c.vocab, c.hidden});
+  return {b.gather(table, ids), table};
+}
+
+Value mlir::veomni::mergeRows(ModelBuilder &b, Value embeds, Value positions,
+                              Value rows) {
+  auto type = cast<RankedTensorType>(embeds.getType());
+  int64_t tokens = type.getDimSize(0) * type.getDimSize(1);
+  int64_t hidden = type.getDimSize(2);
+  int64_t n = cast<RankedTensorType>(positions.getType()).getDimSize(0);
+  Value flat = b.reshape(embeds, {tokens, hidden});
+  // keep = 1 - (1 at merged rows): exact, unlike adding a difference.
+  Value mask =
+      b.scatterAdd(b.splat(0, {tokens, 1}), positions, b.splat(1, {n, 1}));
+  Value keep = b.broadcast(b.sub(b.splat(1, {tokens, 1}), mask),
+                           {tokens, hidden}, {0, 1});
+  Value placed = b.scatterAdd(b.splat(0, {tokens, hidden}), positions, rows);
+  return b.reshape(b.add(b.mul(flat, keep), placed), type.getShape());
+}
+
+namespace {
+struct LayerBuilder {
+  ModelBuilder &b;
+  const DecoderConfig &c;
+  const DecoderNames &names;
+  int64_t batch, seq;
+
+  Value param(const std::string &name, ArrayRef<int64_t> shape) {
+    return b.param(name, shape);
+  }
+
+  /// HF Linear: weight [out, in], optional bias [out].
+  Value linear(Value x, const std::string &name, int64_t out, int64_t in,
+               bool bias) {
+    Value weight = param(name + ".weight", {out, in}); // declared first
+    return b.linear(x, weight, bias ? param(name + ".bias", {out}) : Value());
+  }
+
+  Value attention(const std::string &p, Value h, Value positions,
+                  Value segments) {
+    locate(b, p + "self_attn");
+    int64_t hd = c.headDim;
+    auto project = [&](const char *name, int64_t heads) {
+      Value y =
+          linear(h, p + "self_attn." + name, heads * hd, c.hidden, c.qkvBias);
+      return b.reshape(y, {batch, seq, heads, hd});
+    };
+    Value q = project("q_proj", c.heads);
+    Value k = project("k_proj", c.kvHeads);
+    Value v = project("v_proj", c.kvHeads);
+    if (c.qkNorm) {
+      q = b.rmsNorm(q, param(p + "self_attn.q_norm.weight", {hd}), c.rmsEps);
+      k = b.rmsNorm(k, param(p + "self_attn.k_norm.weight", {hd}), c.rmsEps);
+    }
+    q = b.rope(q, positions, c.rope.theta, c.rope.mropeSection, c.rope.invFreq,
+               c.rope.attentionScaling);
+    k = b.rope(k, positions, c.rope.theta, c.rope.mropeSection, c.rope.invFreq,
+               c.rope.attentionScaling);
+    Value a = b.attention(q, k, v, segments, /*causal=*/true,
+                          1.0 / std::sqrt(static_cast<double>(hd)));
+    a = b.reshape(a, {batch, seq, c.heads * hd});
+    return linear(a, p + "self_attn.o_proj", c.hidden, c.heads * hd, c.oBias);
+  }
+
+  Value denseMlp(const std::string &p, Value h) {
+    locate(b, p + "mlp");
+    int64_t inter = c.intermediate;
+    Value gate = linear(h, p + "mlp.gate_proj", inter, c.hidden, c.mlpBias);
+    Value up = linear(h, p + "mlp.up_proj", inter, c.hidden, c.mlpBias);
+    return linear(b.mul(b.silu(gate), up), p + "mlp.down_proj", c.hidden, inter,
+                  c.mlpBias);
+  }
+
+  Value moe(const std::string &p, Value h) {
+    locate(b, p + "mlp");
+    int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
+    Value flat = b.reshape(h, {tokens, c.hidden});
+    Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+    auto [weights, indices] = b.moeTopK(logits, c.topK, c.normTopK);
+    auto [sorted, groups] = b.moeDispatch(flat, indices, e);
+    // Experts are stacked: dim 0 enumerates experts.<i>.*_proj.weight.
+    auto experts = [&](const char *name, int64_t out, int64_t in) {
+      return param(p + "mlp.experts.*." + name + ".weight", {e, out, in});
+    };
+    Value gate = b.groupedMatmul(sorted, experts("gate_proj", inter, c.hidden),
+                                 groups, /*transposeWeight=*/true);
+    Value up = b.groupedMatmul(sorted, experts("up_proj", inter, c.hidden),
+                               groups, true);
+    Value down =
+        b.groupedMatmul(b.mul(b.silu(gate), up),
+                        experts("down_proj", c.hidden, inter), groups, true);
+    return b.reshape(b.moeCombine(down, weights, indices),
+                     {batch, seq, c.hidden});
+  }
+};
+} // namespace
+
+Value mlir::veomni::buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
+                                     const DecoderNames &names, Value embeds,
+                                     Value table, Value positions,
+                                     Value segments, Value labels) {
+  if (!embeds)
+    return {};
+  auto type = cast<RankedTensorType>(embeds.getType());
+  LayerBuilder lb{b, c, names, type.getDimSize(0), type.getDimSize(1)};
+  Value x = embeds;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    std::string p = names.prefix + "layers." + std::to_string(i) + ".";
+    locate(b, p + "input_layernorm");
+    Value h = b.rmsNorm(x, b.param(p + "input_layernorm.weight", {c.hidden}),
+                        c.rmsEps);
+    x = b.add(x, lb.attention(p, h, positions, segments));
+    locate(b, p + "post_attention_layernorm");
+    h = b.rmsNorm(x, b.param(p + "post_attention_layernorm.weight", {c.hidden}),
+                  c.rmsEps);
+    x = b.add(x, c.isSparse(i) ? lb.moe(p, h) : lb.denseMlp(p, h));
+  }
+  locate(b, names.prefix + "norm");
+  x = b.rmsNorm(x, b.param(names.prefix + "norm.weight", {c.hidden}), c.rmsEps);
+  locate(b, "lm_head");
+  Value head =
+      c.tieEmbeddings ? table : b.param(names.lmHead, {c.vocab, c.hidden});
+  return b.crossEntropy(b.linear(x, head), labels);
+}
+
+void mlir::veomni::appendDecoderPlan(std::vector<PlanRule> &plan,
+                                     const DecoderNames &n) {
+  const std::string l = n.prefix + "layers.*.";
+  plan.insert(plan.end(),
+              {
+                  {n.prefix + "embed_tokens.weight", Placement::Vocab},
+                  {l + "self_attn.q_proj.*", Placement::Column},
+                  {l + "self_attn.k_proj.*", Placement::Column},
+                  {l + "self_attn.v_proj.*", Placement::Column},
+                  {l + "self_attn.o_proj.weight", Placement::Row},
+                  {l + "mlp.experts.*", Placement::Expert},
+                  {l + "mlp.gate_proj.*", Placement::Column},
+                  {l + "mlp.up_proj.*", Placement::Column},
+                  {l + "mlp.down_proj.weight", Placement::Row},
+                  {n.lmHead, Placement::Vocab},
+              });
+}

@@ -1,0 +1,304 @@
+//===- Encoders.cpp - vision tower and audio encoder ----------------------===//
+//
+// The Qwen2-VL / Qwen2.5-VL vision tower and the Whisper-style audio encoder
+// of Qwen2.5-Omni, following transformers' modules. Work that depends only on
+// the data (Qwen2.5-VL's window permutation of patches, the per-chunk
+// positions of audio frames, image and audio placement in the token stream)
+// is done by the data pipeline and arrives as batch inputs, so the model
+// itself has static shapes and no data-dependent control flow.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontends/Families.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+static void locate(ModelBuilder &b, const std::string &module) {
+  b.setLocation(NameLoc::get(StringAttr::get(b.getContext(), module)));
+}
+
+static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
+  if (!r.failed() && value <= 0)
+    r.fail(key, "must be positive, got " + std::to_string(value));
+}
+
+static void requireDivides(ConfigReader &r, StringRef key, int64_t value,
+                           StringRef byKey, int64_t by) {
+  if (!r.failed() && by > 0 && value % by != 0)
+    r.fail(key, std::to_string(value) + " is not divisible by " + byKey.str() +
+                    " " + std::to_string(by));
+}
+
+/// HF Linear with bias: weight [out, in], bias [out].
+/// Parameters are declared weight first (arguments' evaluation order is
+/// unspecified in C++, so never declare two in one call).
+static Value linearWithBias(ModelBuilder &b, Value x, const std::string &name,
+                            int64_t out, int64_t in, bool bias = true) {
+  Value weight = b.param(name + ".weight", {out, in});
+  return b.linear(x, weight, bias ? b.param(name + ".bias", {out}) : Value());
+}
+
+static Value layerNorm(ModelBuilder &b, Value x, const std::string &name,
+                       int64_t width, double epsilon) {
+  Value weight = b.param(name + ".weight", {width});
+  return b.layerNorm(x, weight, b.param(name + ".bias", {width}), epsilon);
+}
+
+//===----------------------------------------------------------------------===//
+// Vision tower
+//===----------------------------------------------------------------------===//
+
+VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
+                                             int64_t textHidden) {
+  VisionConfig c;
+  c.qwen25 = qwen25;
+  c.depth = r.getInt("depth");
+  c.heads = r.getInt("num_heads");
+  if (qwen25) {
+    // Qwen2_5_VLVisionConfig: hidden_size is the tower's width,
+    // out_hidden_size the LLM's.
+    c.dim = r.getInt("hidden_size");
+    c.mlpHidden = r.getInt("intermediate_size");
+    c.outHidden = r.getInt("out_hidden_size", textHidden);
+    c.fullAttentionBlocks = r.getIntList("fullatt_block_indexes");
+    c.act = r.getString("hidden_act", "silu");
+  } else {
+    // Qwen2VLVisionConfig: embed_dim is the width, hidden_size the LLM's.
+    c.dim = r.getInt("embed_dim");
+    c.mlpHidden = c.dim * r.getInt("mlp_ratio", 4);
+    c.outHidden = r.getInt("hidden_size", textHidden);
+    c.act = r.getString("hidden_act", "quick_gelu");
+  }
+  c.patch = r.getInt("patch_size", 14);
+  c.merge = r.getInt("spatial_merge_size", 2);
+  c.temporal = r.getInt("temporal_patch_size", 2);
+  c.channels = r.getInt(r.has("in_channels") ? "in_channels" : "in_chans", 3);
+  for (auto [key, v] : {std::pair<StringRef, int64_t>{"depth", c.depth},
+                        {"num_heads", c.heads},
+                        {qwen25 ? "hidden_size" : "embed_dim", c.dim},
+                        {"patch_size", c.patch},
+                        {"spatial_merge_size", c.merge},
+                        {"temporal_patch_size", c.temporal}})
+    requirePositive(r, key, v);
+  requireDivides(r, qwen25 ? "hidden_size" : "embed_dim", c.dim, "num_heads",
+                 c.heads);
+  // The 2-D rope splits each head's frequencies between height and width.
+  if (!r.failed() && (c.dim / c.heads) % 4 != 0)
+    r.fail("num_heads", "head size " + std::to_string(c.dim / c.heads) +
+                            " must be a multiple of 4 for the 2-D rope");
+  static const char *known[] = {"silu", "gelu", "gelu_pytorch_tanh",
+                                "quick_gelu"};
+  if (!r.failed() && !llvm::is_contained(known, StringRef(c.act)))
+    r.fail("hidden_act", "unsupported activation \"" + c.act + "\"");
+  for (int64_t i : c.fullAttentionBlocks)
+    if (!r.failed() && (i < 0 || i >= c.depth))
+      r.fail("fullatt_block_indexes", "block " + std::to_string(i) +
+                                          " is outside depth " +
+                                          std::to_string(c.depth));
+  return c;
+}
+
+Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
+                                     StringRef prefixRef, int64_t patches) {
+  std::string prefix = prefixRef.str();
+  MLIRContext *ctx = b.getContext();
+  Type i32 = IntegerType::get(ctx, 32);
+  int64_t d = c.dim, hd = c.dim / c.heads;
+
+  // Batch inputs: patches flattened as the HF processor emits them, 2-D
+  // (row, column) rope positions, and segments (one per image; per window
+  // for Qwen2.5-VL's windowed blocks).
+  Value pixels = b.input("pixel_values", {patches, c.patchInputs()}, b.dtype());
+  Value positions = b.input("vision_position_ids", {2, 1, patches}, i32);
+  Value segments = b.input("vision_segment_ids", {1, patches}, i32);
+  Value windows = c.qwen25
+                      ? b.input("vision_window_segment_ids", {1, patches}, i32)
+                      : Value();
+
+  // Conv3d with stride == kernel over flattened patches is a matmul.
+  locate(b, prefix + "patch_embed");
+  Value conv = b.param(prefix + "patch_embed.proj.weight",
+                       {d, c.channels, c.temporal, c.patch, c.patch});
+  Value x = b.matmul(pixels, b.reshape(conv, {d, c.patchInputs()}), false,
+                     /*transposeRhs=*/true);
+  x = b.reshape(x, {1, patches, d});
+
+  // VisionRotaryEmbedding(head_dim / 2): frequencies theta^(-2j/(hd/2)) for
+  // the row, then the same for the column.
+  std::vector<float> invFreq;
+  for (int half = 0; half < 2; ++half)
+    for (int64_t j = 0; j < hd / 2; j += 2)
+      invFreq.push_back(static_cast<float>(
+          1.0 / std::pow(10000.0, static_cast<double>(j) / (hd / 2))));
+  SmallVector<int64_t, 2> sections = {hd / 4, hd / 4};
+
+  auto norm = [&](Value v, const std::string &name, int64_t width) {
+    if (c.qwen25)
+      return b.rmsNorm(v, b.param(name + ".weight", {width}), 1e-6);
+    return layerNorm(b, v, name, width, 1e-6);
+  };
+
+  for (int64_t i = 0; i < c.depth; ++i) {
+    std::string p = prefix + "blocks." + std::to_string(i) + ".";
+    locate(b, p + "attn");
+    Value h = norm(x, p + "norm1", d);
+    Value qkv = b.reshape(linearWithBias(b, h, p + "attn.qkv", 3 * d, d),
+                          {1, patches, 3, c.heads, hd});
+    auto part = [&](int64_t j) {
+      Value s = b.slice(qkv, {0, 0, j, 0, 0}, {1, patches, j + 1, c.heads, hd});
+      return b.reshape(s, {1, patches, c.heads, hd});
+    };
+    Value q = b.rope(part(0), positions, 10000.0, sections, invFreq);
+    Value k = b.rope(part(1), positions, 10000.0, sections, invFreq);
+    bool windowed = c.qwen25 && !llvm::is_contained(c.fullAttentionBlocks, i);
+    Value a =
+        b.attention(q, k, part(2), windowed ? windows : segments,
+                    /*causal=*/false, 1.0 / std::sqrt(static_cast<double>(hd)));
+    a = b.reshape(a, {1, patches, d});
+    x = b.add(x, linearWithBias(b, a, p + "attn.proj", d, d));
+
+    locate(b, p + "mlp");
+    h = norm(x, p + "norm2", d);
+    Value m;
+    if (c.qwen25) {
+      Value gate = linearWithBias(b, h, p + "mlp.gate_proj", c.mlpHidden, d);
+      Value up = linearWithBias(b, h, p + "mlp.up_proj", c.mlpHidden, d);
+      m = linearWithBias(b, b.mul(activation(b, c.act, gate), up),
+                         p + "mlp.down_proj", d, c.mlpHidden);
+    } else {
+      Value up = linearWithBias(b, h, p + "mlp.fc1", c.mlpHidden, d);
+      m = linearWithBias(b, activation(b, c.act, up), p + "mlp.fc2", d,
+                         c.mlpHidden);
+    }
+    x = b.add(x, m);
+  }
+
+  // PatchMerger: norm, group merge^2 neighbouring patches, 2-layer MLP.
+  locate(b, prefix + "merger");
+  int64_t group = c.merge * c.merge, merged = patches / group;
+  x = norm(x, prefix + "merger.ln_q", d);
+  x = b.reshape(x, {merged, group * d});
+  x = linearWithBias(b, x, prefix + "merger.mlp.0", group * d, group * d);
+  return linearWithBias(b, b.gelu(x), prefix + "merger.mlp.2", c.outHidden,
+                        group * d);
+}
+
+//===----------------------------------------------------------------------===//
+// Audio encoder
+//===----------------------------------------------------------------------===//
+
+AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
+  AudioConfig c;
+  c.melBins = r.getInt("num_mel_bins");
+  c.dim = r.getInt("d_model");
+  c.layers = r.getInt("encoder_layers");
+  c.heads = r.getInt("encoder_attention_heads");
+  c.ffn = r.getInt("encoder_ffn_dim");
+  c.outDim = r.getInt("output_dim");
+  c.maxSourcePositions = r.getInt("max_source_positions", 1500);
+  c.act = r.getString("activation_function", "gelu");
+  for (auto [key, v] :
+       {std::pair<StringRef, int64_t>{"num_mel_bins", c.melBins},
+        {"d_model", c.dim},
+        {"encoder_layers", c.layers},
+        {"encoder_attention_heads", c.heads},
+        {"encoder_ffn_dim", c.ffn},
+        {"output_dim", c.outDim}})
+    requirePositive(r, key, v);
+  requireDivides(r, "d_model", c.dim, "encoder_attention_heads", c.heads);
+  if (!r.failed() && c.dim % 2 != 0)
+    r.fail("d_model", "must be even for sinusoidal positions");
+  static const char *known[] = {"gelu", "gelu_new", "gelu_pytorch_tanh",
+                                "quick_gelu", "silu"};
+  if (!r.failed() && !llvm::is_contained(known, StringRef(c.act)))
+    r.fail("activation_function", "unsupported activation \"" + c.act + "\"");
+  return c;
+}
+
+Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
+                                      StringRef prefixRef, int64_t frames) {
+  std::string prefix = prefixRef.str();
+  MLIRContext *ctx = b.getContext();
+  Type i32 = IntegerType::get(ctx, 32), f32 = Float32Type::get(ctx);
+  int64_t d = c.dim, hd = c.dim / c.heads, steps = frames / 2;
+
+  // Batch inputs: log-mel features of every audio clip laid end to end,
+  // each frame's position inside its attention chunk, and the chunks.
+  Value features = b.input("input_features", {1, c.melBins, frames}, b.dtype());
+  Value positions = b.input("audio_position_ids", {steps}, i32);
+  Value segments = b.input("audio_segment_ids", {1, steps}, i32);
+
+  locate(b, prefix + "conv");
+  auto conv = [&](Value v, const std::string &name, int64_t in,
+                  int64_t stride) {
+    Value w = b.param(name + ".weight", {d, in, 3});
+    Value bias = b.param(name + ".bias", {d});
+    return activation(b, c.act, b.conv1d(v, w, bias, stride, /*padding=*/1));
+  };
+  Value x = conv(features, prefix + "conv1", c.melBins, 1);
+  x = conv(x, prefix + "conv2", d, 2); // [1, d, steps]
+  x = b.reshape(b.transpose(x, {0, 2, 1}), {steps, d});
+
+  // Whisper's sinusoids: [sin(p * w_i), cos(p * w_i)], w_i =
+  // exp(-i * ln(10000) / (d/2 - 1)); computed in f32 like transformers.
+  locate(b, prefix + "positional_embedding");
+  int64_t half = d / 2;
+  std::vector<float> timescales;
+  double inc = std::log(10000.0) / std::max<int64_t>(half - 1, 1);
+  for (int64_t i = 0; i < half; ++i)
+    timescales.push_back(static_cast<float>(std::exp(-inc * i)));
+  Value inv = b.constant(timescales, {half});
+  Value time = b.broadcast(b.cast(positions, f32), {steps, half}, {0});
+  Value angle = b.mul(time, b.broadcast(inv, {steps, half}, {1}));
+  Value table = b.concat({b.sin(angle), b.cos(angle)}, 1);
+  x = b.add(x, b.cast(table, b.dtype()));
+  x = b.reshape(x, {1, steps, d});
+
+  auto norm = [&](Value v, const std::string &name, int64_t width) {
+    return layerNorm(b, v, name, width, 1e-5);
+  };
+  for (int64_t i = 0; i < c.layers; ++i) {
+    std::string p = prefix + "layers." + std::to_string(i) + ".";
+    locate(b, p + "self_attn");
+    Value h = norm(x, p + "self_attn_layer_norm", d);
+    auto project = [&](const char *name, bool bias) {
+      return b.reshape(
+          linearWithBias(b, h, p + "self_attn." + name, d, d, bias),
+          {1, steps, c.heads, hd});
+    };
+    Value a = b.attention(project("q_proj", true), project("k_proj", false),
+                          project("v_proj", true), segments, /*causal=*/false,
+                          1.0 / std::sqrt(static_cast<double>(hd)));
+    a = b.reshape(a, {1, steps, d});
+    x = b.add(x, linearWithBias(b, a, p + "self_attn.out_proj", d, d));
+    locate(b, p + "mlp");
+    h = norm(x, p + "final_layer_norm", d);
+    h = activation(b, c.act, linearWithBias(b, h, p + "fc1", c.ffn, d));
+    x = b.add(x, linearWithBias(b, h, p + "fc2", d, c.ffn));
+  }
+
+  // AvgPool1d(2, 2) over time, then ln_post and the projection to the LLM.
+  locate(b, prefix + "proj");
+  x = b.reduce(ReduceKind::Mean, b.reshape(x, {1, steps / 2, 2, d}), {2});
+  x = norm(x, prefix + "ln_post", d);
+  x = linearWithBias(b, b.reshape(x, {steps / 2, d}), prefix + "proj", c.outDim,
+                     d);
+  // In the checkpoint, unused by the thinker's forward pass.
+  b.param(prefix + "audio_bos_eos_token.weight", {2, c.outDim});
+  return x;
+}
+
+void mlir::veomni::appendVisionPlan(std::vector<PlanRule> &plan,
+                                    StringRef prefix) {
+  // The tower is small next to the LLM and its qkv projection is fused:
+  // it stays whole under tp/ep (FSDP still shards it over dp).
+  plan.push_back({prefix.str() + "*", Placement::Replicated});
+}
+
+void mlir::veomni::appendAudioPlan(std::vector<PlanRule> &plan,
+                                   StringRef prefix) {
+  plan.push_back({prefix.str() + "*", Placement::Replicated});
+}

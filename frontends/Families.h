@@ -1,0 +1,127 @@
+//===- Families.h - model families and their building blocks ----*- C++ -*-===//
+//
+// Internal to frontends/: the configs of the decoder, vision and audio
+// building blocks (parsed with Hugging Face field semantics), the functions
+// that build them with a ModelBuilder, and their parallel plans.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_FRONTENDS_FAMILIES_H
+#define VEOMNI_FRONTENDS_FAMILIES_H
+
+#include "frontends/ConfigReader.h"
+#include "frontends/Importer.h"
+#include "frontends/ModelBuilder.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::veomni {
+
+//===----------------------------------------------------------------------===//
+// Decoder LLMs: llama, qwen2, qwen3, qwen3_moe (and the LLM of VL/omni)
+//===----------------------------------------------------------------------===//
+
+struct RopeConfig {
+  double theta = 10000.0;
+  /// Frequencies with rope scaling baked in; empty means theta^(-2j/D).
+  std::vector<float> invFreq;
+  double attentionScaling = 1.0;
+  /// Qwen2-VL multimodal rope: sizes of the temporal/height/width sections.
+  std::vector<int64_t> mropeSection;
+};
+
+struct DecoderConfig {
+  std::string modelType;
+  int64_t vocab = 0, hidden = 0, intermediate = 0, layers = 0, heads = 0,
+          kvHeads = 0, headDim = 0;
+  double rmsEps = 1e-6;
+  RopeConfig rope;
+  bool tieEmbeddings = false;
+  bool qkvBias = false, oBias = false, mlpBias = false, qkNorm = false;
+  // Mixture of experts (qwen3_moe); experts == 0 for dense models.
+  int64_t experts = 0, topK = 0, moeIntermediate = 0, sparseStep = 1;
+  std::vector<int64_t> mlpOnlyLayers;
+  bool normTopK = false;
+
+  /// Whether layer `i` has an MoE block (HF's decoder_sparse_step rule).
+  bool isSparse(int64_t i) const;
+};
+
+/// Reads a decoder config; `modelType` picks the HF defaults and biases.
+/// Reports errors through `r`.
+DecoderConfig parseDecoderConfig(ConfigReader &r, llvm::StringRef modelType,
+                                 const ImportOptions &options);
+
+/// HF names of the decoder's parameters: "<prefix>layers.0...." and the
+/// head "<lmHead>".
+struct DecoderNames {
+  std::string prefix = "model.";
+  std::string lmHead = "lm_head.weight";
+};
+
+/// Token embeddings [B, S, H] of `ids`; also returns the table for tying.
+std::pair<Value, Value> buildTokenEmbedding(ModelBuilder &b,
+                                            const DecoderConfig &c,
+                                            const DecoderNames &names,
+                                            Value ids);
+/// The decoder layers, final norm, LM head and the loss over `labels`.
+Value buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
+                       const DecoderNames &names, Value embeds, Value table,
+                       Value positions, Value segments, Value labels);
+/// Replaces rows `positions` of `embeds` [B, S, H] (flattened B*S) with
+/// `rows` [N, H]: how image and audio features enter the token stream.
+Value mergeRows(ModelBuilder &b, Value embeds, Value positions, Value rows);
+
+//===----------------------------------------------------------------------===//
+// Vision tower (Qwen2-VL, Qwen2.5-VL)
+//===----------------------------------------------------------------------===//
+
+struct VisionConfig {
+  bool qwen25 = false; // RMSNorm, gated MLP, windowed attention
+  int64_t depth = 0, dim = 0, heads = 0, mlpHidden = 0, outHidden = 0;
+  int64_t patch = 14, merge = 2, temporal = 2, channels = 3;
+  std::vector<int64_t> fullAttentionBlocks; // qwen25 only
+  std::string act;
+  int64_t patchInputs() const { return channels * temporal * patch * patch; }
+};
+
+VisionConfig parseVisionConfig(ConfigReader &r, bool qwen25,
+                               int64_t textHidden);
+/// Image features [patches / merge^2, outHidden] from the batch inputs
+/// pixel_values, vision_position_ids, vision_segment_ids (and, for qwen25,
+/// vision_window_segment_ids), declared here.
+Value buildVisionTower(ModelBuilder &b, const VisionConfig &c,
+                       llvm::StringRef prefix, int64_t patches);
+
+//===----------------------------------------------------------------------===//
+// Audio encoder (Whisper-style, as in Qwen2.5-Omni)
+//===----------------------------------------------------------------------===//
+
+struct AudioConfig {
+  int64_t melBins = 0, dim = 0, layers = 0, heads = 0, ffn = 0, outDim = 0;
+  int64_t maxSourcePositions = 1500;
+  std::string act;
+};
+
+AudioConfig parseAudioConfig(ConfigReader &r);
+/// Audio features [frames / 4, outDim] from input_features [1, mel, frames],
+/// audio_position_ids and audio_segment_ids, declared here.
+Value buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
+                        llvm::StringRef prefix, int64_t frames);
+
+//===----------------------------------------------------------------------===//
+// Parallel plans
+//===----------------------------------------------------------------------===//
+
+/// Appends the plan of a decoder whose names start with `prefix`.
+void appendDecoderPlan(std::vector<PlanRule> &plan, const DecoderNames &n);
+void appendVisionPlan(std::vector<PlanRule> &plan, llvm::StringRef prefix);
+void appendAudioPlan(std::vector<PlanRule> &plan, llvm::StringRef prefix);
+
+/// The activation functions configs name (silu, gelu, quick_gelu, ...).
+Value activation(ModelBuilder &b, llvm::StringRef name, Value x);
+
+} // namespace mlir::veomni
+
+#endif // VEOMNI_FRONTENDS_FAMILIES_H

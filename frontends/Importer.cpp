@@ -1,0 +1,343 @@
+//===- Importer.cpp - import a Hugging Face config.json -------------------===//
+
+#include "frontends/Importer.h"
+#include "frontends/Families.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/GlobPattern.h"
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+StringRef mlir::veomni::placementName(Placement p) {
+  switch (p) {
+  case Placement::Replicated:
+    return "replicated";
+  case Placement::Column:
+    return "tp:column";
+  case Placement::Row:
+    return "tp:row";
+  case Placement::Vocab:
+    return "tp:vocab";
+  case Placement::Expert:
+    return "ep:experts";
+  }
+  llvm_unreachable("unknown placement");
+}
+
+std::vector<std::string> mlir::veomni::supportedModelTypes() {
+  return {"llama",    "qwen2",      "qwen3",        "qwen3_moe",
+          "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "qwen2_5_omni_thinker"};
+}
+
+std::optional<Placement>
+mlir::veomni::placementOf(const std::vector<PlanRule> &plan, StringRef name) {
+  for (const PlanRule &rule : plan) {
+    llvm::Expected<llvm::GlobPattern> glob =
+        llvm::GlobPattern::create(rule.pattern);
+    if (!glob) {
+      llvm::consumeError(glob.takeError());
+      continue;
+    }
+    if (glob->match(name))
+      return rule.placement;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+/// Reads the options every family shares and checks them; errors name the
+/// command-line option.
+bool checkOptions(const ImportOptions &o, std::string &error) {
+  auto bad = [&](StringRef option, int64_t value, StringRef what) {
+    error = ("--" + option + " " + std::to_string(value) + ": " + what).str();
+    return false;
+  };
+  if (o.batch < 1)
+    return bad("batch", o.batch, "must be >= 1");
+  if (o.seqLen < 1)
+    return bad("seq-len", o.seqLen, "must be >= 1");
+  if (o.imagePatches < 0)
+    return bad("image-patches", o.imagePatches, "must be >= 0");
+  if (o.audioFrames < 0 || o.audioFrames % 4 != 0)
+    return bad("audio-frames", o.audioFrames,
+               "must be a non-negative multiple of 4 (conv stride 2, then "
+               "pooling by 2)");
+  if (o.dtype != "bf16" && o.dtype != "f32" && o.dtype != "f16") {
+    error = "--dtype " + o.dtype + ": must be bf16, f32 or f16";
+    return false;
+  }
+  return true;
+}
+
+Type dtypeOf(MLIRContext &ctx, StringRef name) {
+  if (name == "f32")
+    return Float32Type::get(&ctx);
+  if (name == "f16")
+    return Float16Type::get(&ctx);
+  return BFloat16Type::get(&ctx);
+}
+
+/// The text inputs of a decoder: ids, positions ([B, S], or [N, B, S] with
+/// multimodal rope), segment ids of packed sequences, and labels (already
+/// shifted: labels[t] is the token after t, -100 where none counts).
+struct TextInputs {
+  Value ids, positions, segments, labels;
+};
+
+TextInputs declareTextInputs(ModelBuilder &b, const DecoderConfig &c,
+                             const ImportOptions &o) {
+  Type i32 = IntegerType::get(b.getContext(), 32);
+  TextInputs in;
+  in.ids = b.input("input_ids", {o.batch, o.seqLen}, i32);
+  if (c.rope.mropeSection.empty())
+    in.positions = b.input("position_ids", {o.batch, o.seqLen}, i32);
+  else
+    in.positions = b.input(
+        "position_ids",
+        {static_cast<int64_t>(c.rope.mropeSection.size()), o.batch, o.seqLen},
+        i32);
+  in.segments = b.input("segment_ids", {o.batch, o.seqLen}, i32);
+  in.labels = b.input("labels", {o.batch, o.seqLen}, i32);
+  return in;
+}
+
+/// Image or audio rows that enter the token stream at `name` positions.
+Value mergeModality(ModelBuilder &b, Value embeds, Value rows,
+                    StringRef positionsName) {
+  if (!rows)
+    return embeds;
+  int64_t n = cast<RankedTensorType>(rows.getType()).getDimSize(0);
+  Value positions =
+      b.input(positionsName, {n}, IntegerType::get(b.getContext(), 32));
+  return mergeRows(b, embeds, positions, rows);
+}
+
+/// The nested config `key`, which must exist.
+std::optional<ConfigReader> requireObject(ConfigReader &r, StringRef key) {
+  std::optional<ConfigReader> nested = r.getObject(key);
+  if (!nested && !r.failed())
+    r.fail(key, "missing (required)");
+  return nested;
+}
+
+} // namespace
+
+FailureOr<ImportedModel>
+mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
+                             const ImportOptions &options, std::string &error) {
+  if (!checkOptions(options, error))
+    return failure();
+  ConfigReader r = ConfigReader::load(path);
+  std::string modelType = r.getString("model_type");
+  if (r.failed()) {
+    error = r.error();
+    return failure();
+  }
+
+  // Diagnostics from building (which validated configs should never see)
+  // become the one error line.
+  std::string diagnostic;
+  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
+    if (diagnostic.empty()) {
+      llvm::raw_string_ostream os(diagnostic);
+      os << diag.getLocation() << ": " << diag;
+    }
+    return success();
+  });
+
+  ImportedModel model;
+  model.modelType = modelType;
+  auto loc = NameLoc::get(StringAttr::get(&context, path));
+  ModelBuilder b(context, dtypeOf(context, options.dtype), loc);
+  DecoderNames names;
+  Value loss;
+
+  auto fail = [&](const std::string &message) -> FailureOr<ImportedModel> {
+    error = message;
+    return failure();
+  };
+  auto checkTokens = [&](ConfigReader &cr, StringRef option, int64_t rows) {
+    if (!cr.failed() && rows > options.batch * options.seqLen)
+      error = ("--" + option + ": its " + std::to_string(rows) +
+               " tokens do not fit in --batch x --seq-len = " +
+               std::to_string(options.batch * options.seqLen))
+                  .str();
+  };
+
+  if (modelType == "llama" || modelType == "qwen2" || modelType == "qwen3" ||
+      modelType == "qwen3_moe") {
+    DecoderConfig c = parseDecoderConfig(r, modelType, options);
+    if (r.failed())
+      return fail(r.error());
+    model.numExperts = c.experts;
+    model.expertsPerToken = c.topK;
+    TextInputs in = declareTextInputs(b, c, options);
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                            in.segments, in.labels);
+    appendDecoderPlan(model.plan, names);
+  } else if (modelType == "qwen2_vl" || modelType == "qwen2_5_vl") {
+    // Older configs keep the text fields at the top level, newer ones in
+    // text_config.
+    std::optional<ConfigReader> text = r.getObject("text_config");
+    ConfigReader &tr = text ? *text : r;
+    DecoderConfig c = parseDecoderConfig(tr, modelType, options);
+    std::optional<ConfigReader> vr = requireObject(r, "vision_config");
+    if (r.failed())
+      return fail(r.error());
+    if (c.rope.mropeSection.empty())
+      return fail(tr.path() + ": field '" + tr.fieldName("rope_scaling") +
+                  ".mrope_section': missing (required for " + modelType + ")");
+    VisionConfig v =
+        parseVisionConfig(*vr, modelType == "qwen2_5_vl", c.hidden);
+    if (r.failed())
+      return fail(r.error());
+    int64_t group = v.merge * v.merge;
+    if (options.imagePatches == 0 || options.imagePatches % group != 0)
+      return fail("--image-patches " + std::to_string(options.imagePatches) +
+                  ": must be a positive multiple of spatial_merge_size^2 = " +
+                  std::to_string(group));
+    checkTokens(r, "image-patches", options.imagePatches / group);
+    if (!error.empty())
+      return failure();
+    TextInputs in = declareTextInputs(b, c, options);
+    Value image = buildVisionTower(b, v, "visual.", options.imagePatches);
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    embeds = mergeModality(b, embeds, image, "image_token_positions");
+    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                            in.segments, in.labels);
+    appendDecoderPlan(model.plan, names);
+    appendVisionPlan(model.plan, "visual.");
+  } else if (modelType == "qwen2_5_omni" ||
+             modelType == "qwen2_5_omni_thinker") {
+    std::optional<ConfigReader> thinker;
+    if (modelType == "qwen2_5_omni")
+      thinker = requireObject(r, "thinker_config");
+    ConfigReader &th = thinker ? *thinker : r;
+    std::optional<ConfigReader> tr = requireObject(th, "text_config");
+    std::optional<ConfigReader> vr = requireObject(th, "vision_config");
+    std::optional<ConfigReader> ar = requireObject(th, "audio_config");
+    if (r.failed())
+      return fail(r.error());
+    DecoderConfig c = parseDecoderConfig(*tr, "qwen2_5_omni_text", options);
+    if (r.failed())
+      return fail(r.error());
+    if (c.rope.mropeSection.empty())
+      return fail(tr->path() + ": field '" + tr->fieldName("rope_scaling") +
+                  ".mrope_section': missing (required for " + modelType + ")");
+    VisionConfig v = parseVisionConfig(*vr, /*qwen25=*/true, c.hidden);
+    AudioConfig a = parseAudioConfig(*ar);
+    if (r.failed())
+      return fail(r.error());
+    int64_t group = v.merge * v.merge;
+    if (options.imagePatches % group != 0)
+      return fail("--image-patches " + std::to_string(options.imagePatches) +
+                  ": must be a multiple of spatial_merge_size^2 = " +
+                  std::to_string(group));
+    checkTokens(r, "image-patches + --audio-frames",
+                options.imagePatches / group + options.audioFrames / 4);
+    if (!error.empty())
+      return failure();
+    names.prefix = "thinker.model.";
+    names.lmHead = "thinker.lm_head.weight";
+    TextInputs in = declareTextInputs(b, c, options);
+    Value image =
+        options.imagePatches
+            ? buildVisionTower(b, v, "thinker.visual.", options.imagePatches)
+            : Value();
+    Value audio = options.audioFrames
+                      ? buildAudioEncoder(b, a, "thinker.audio_tower.",
+                                          options.audioFrames)
+                      : Value();
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    embeds = mergeModality(b, embeds, image, "image_token_positions");
+    embeds = mergeModality(b, embeds, audio, "audio_token_positions");
+    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                            in.segments, in.labels);
+    appendDecoderPlan(model.plan, names);
+    appendVisionPlan(model.plan, "thinker.visual.");
+    appendAudioPlan(model.plan, "thinker.audio_tower.");
+  } else {
+    return fail(
+        path.str() + ": field 'model_type': unknown model type \"" + modelType +
+        "\" (supported: " + llvm::join(supportedModelTypes(), ", ") + ")");
+  }
+  model.plan.push_back({"*", Placement::Replicated});
+
+  FailureOr<OwningOpRef<ModuleOp>> module = b.finish(loss);
+  if (failed(module))
+    return fail(path.str() + ": internal error while building the model: " +
+                (diagnostic.empty() ? "unknown" : diagnostic));
+  model.module = std::move(*module);
+  model.module->getOperation()->setAttr("veomni.model_type",
+                                        StringAttr::get(&context, modelType));
+  model.arguments = b.arguments();
+  return model;
+}
+
+//===----------------------------------------------------------------------===//
+// Parameter summary
+//===----------------------------------------------------------------------===//
+
+/// The module a parameter belongs to, for the breakdown: layer indices fold
+/// into `*`, the leaf (weight, bias) goes, stacked experts stay one module,
+/// and names outside repeated blocks keep two levels below the root.
+static std::string moduleOf(StringRef name) {
+  SmallVector<StringRef> parts;
+  name.split(parts, '.');
+  parts.pop_back(); // weight / bias
+  std::vector<std::string> out;
+  bool repeated = false;
+  size_t keep = parts.size();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    bool index = parts[i] == "*" || llvm::all_of(parts[i], llvm::isDigit);
+    if (parts[i] == "experts") {
+      keep = i + 1;
+      break;
+    }
+    // An index with modules below it is a repeated block (layers.3.mlp);
+    // one right before the leaf is a position in a Sequential (mlp.0).
+    if (index && !repeated && i + 1 < parts.size()) {
+      repeated = true;
+      keep = std::min(parts.size(), i + 2);
+    }
+  }
+  if (!repeated && parts.size() > 2) {
+    size_t root = parts.front() == "thinker" ? 1 : 0;
+    keep = std::min(parts.size(), root + 2);
+  }
+  std::string module;
+  for (size_t i = 0; i < keep; ++i) {
+    bool index = parts[i] == "*" || llvm::all_of(parts[i], llvm::isDigit);
+    module += (i ? "." : "") + (index ? std::string("*") : parts[i].str());
+  }
+  return module;
+}
+
+ParameterSummary mlir::veomni::summarizeParameters(const ImportedModel &m) {
+  ParameterSummary s;
+  for (const ArgumentInfo &arg : m.arguments) {
+    if (!arg.isParam)
+      continue;
+    int64_t count = arg.type.getNumElements();
+    int64_t active = count;
+    if (m.numExperts > 0 && StringRef(arg.name).contains(".experts."))
+      active = count / m.numExperts * m.expertsPerToken;
+    std::string module = moduleOf(arg.name);
+    auto row = llvm::find_if(s.rows, [&](const ParameterSummary::Row &r) {
+      return r.module == module;
+    });
+    if (row == s.rows.end()) {
+      s.rows.push_back({module, 0, 0});
+      row = std::prev(s.rows.end());
+    }
+    row->total += count;
+    row->active += active;
+    s.total += count;
+    s.active += active;
+  }
+  return s;
+}

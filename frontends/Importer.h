@@ -1,0 +1,86 @@
+//===- Importer.h - import a Hugging Face config.json -----------*- C++ -*-===//
+//
+// config.json -> a module whose `func.func @forward(params..., inputs...)
+// -> tensor<f32>` computes the training loss with global shapes and no
+// parallelism. Each family also declares its model-centric parallel plan: a
+// table of HF name patterns saying which parameters split on tp (column and
+// row pairs), on ep (experts), or stay whole; later passes derive every
+// other sharding from it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_FRONTENDS_IMPORTER_H
+#define VEOMNI_FRONTENDS_IMPORTER_H
+
+#include "frontends/ModelBuilder.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::veomni {
+
+/// Where a parameter lives under tensor and expert parallelism.
+enum class Placement {
+  Replicated, ///< whole on every tp/ep rank (norms, routers, biases of rows)
+  Column,     ///< dim 0 split on tp (q/k/v, gate/up, column biases)
+  Row,        ///< dim 1 split on tp (o_proj, down_proj): pairs with Column
+  Vocab,      ///< dim 0 (vocabulary) split on tp: embedding and LM head
+  Expert,     ///< dim 0 (experts) split on ep
+};
+llvm::StringRef placementName(Placement p);
+
+/// One line of a parallel plan: HF names matching the glob `pattern` (`*`
+/// matches any run of characters) are placed so. The first match wins.
+struct PlanRule {
+  std::string pattern;
+  Placement placement;
+};
+
+struct ImportOptions {
+  int64_t numLayers = -1; ///< keep the first N decoder layers; -1: all
+  std::string dtype = "bf16";
+  int64_t batch = 1;
+  int64_t seqLen = 2048;
+  int64_t imagePatches = 256; ///< vision patches per batch (VL and omni)
+  int64_t audioFrames = 400;  ///< mel frames per batch (omni)
+};
+
+struct ImportedModel {
+  OwningOpRef<ModuleOp> module;
+  std::string modelType;
+  /// Parameters, then batch inputs, in signature order.
+  std::vector<ArgumentInfo> arguments;
+  std::vector<PlanRule> plan;
+  /// For active-parameter counts of MoE models (0 when dense).
+  int64_t numExperts = 0, expertsPerToken = 0;
+};
+
+/// Imports `path`. On failure returns failure() with one line in `error`
+/// naming the file and the field (or option) at fault.
+FailureOr<ImportedModel> importHFConfig(MLIRContext &context,
+                                        llvm::StringRef path,
+                                        const ImportOptions &options,
+                                        std::string &error);
+
+/// The model types importHFConfig understands.
+std::vector<std::string> supportedModelTypes();
+
+/// The placement of `name` under `plan`; nullopt when no rule matches.
+std::optional<Placement> placementOf(const std::vector<PlanRule> &plan,
+                                     llvm::StringRef name);
+
+/// Parameter counts per module (layer indices folded into `*`), with the
+/// active count (a token uses k of E experts).
+struct ParameterSummary {
+  struct Row {
+    std::string module;
+    int64_t total = 0, active = 0;
+  };
+  std::vector<Row> rows;
+  int64_t total = 0, active = 0;
+};
+ParameterSummary summarizeParameters(const ImportedModel &model);
+
+} // namespace mlir::veomni
+
+#endif // VEOMNI_FRONTENDS_IMPORTER_H
