@@ -1,0 +1,162 @@
+//===- Kernels.h - CPU kernels: fast paths and references -------*- C++ -*-===//
+//
+// One function per veomni op, with the op's semantics (see
+// dialects/VeOmni/VeOmniOps.td). Every kernel exists twice, with the same
+// signature: in veomni::rt::cpu (the fast path the executor runs: OpenBLAS
+// for matmuls, f32 specialisations, blocking) and in veomni::rt::cpu::ref (a
+// naive loop nest, written for obviousness, that tests compare against).
+//
+// Contract of every kernel:
+// - Views are row-major and contiguous; `out` views are preallocated with
+//   their final shapes. A kernel checks every shape, element type and index
+//   it relies on (program files and data are untrusted input) and returns
+//   InvalidArgument naming the kernel and the offending view, never crashing
+//   and never writing out of bounds.
+// - Floats are computed in f32 (accumulations too, or wider); values stored
+//   to bf16/f16 round to nearest even. Integer tensors (ids, positions,
+//   labels, expert indices) may be i32 or i64.
+// - Outputs do not alias inputs, except where a kernel says it may run in
+//   place (the elementwise kernels: out may be the same memory as an input
+//   of the same type).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_KERNELS_H
+#define VEOMNI_RUNTIME_BACKENDS_CPU_KERNELS_H
+
+#include "runtime/core/Tensor.h"
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace veomni::rt::cpu {
+
+enum class UnaryKind {
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Sin,
+  Cos,
+  Tanh,
+  Sigmoid,
+  Silu,     ///< x * sigmoid(x)
+  Gelu,     ///< 0.5 x (1 + erf(x / sqrt 2))
+  GeluTanh, ///< 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+};
+enum class BinaryKind { Add, Sub, Mul, Div };
+enum class ReduceKind { Sum, Max, Mean };
+enum class LossReduction { Mean, Sum, None };
+
+struct RopeAttrs {
+  double theta = 10000.0;
+  /// Empty: one section, positions [B, S]. Else positions [N, B, S].
+  absl::Span<const int64_t> mropeSection;
+  /// Empty: frequency j is (float)(1 / theta^(2j / D)).
+  absl::Span<const float> invFreq;
+  double attentionScaling = 1.0;
+};
+
+#define VEOMNI_CPU_KERNELS                                                     \
+  /** out[..., M, N] = lhs[..., M, K] @ rhs[..., K, N]; rhs may be rank 2   \
+   * (shared by every batch); transposes swap the last two dims. */         \
+  absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,         \
+                      const TensorView &out, bool transposeLhs,             \
+                      bool transposeRhs);                                   \
+  /** input [N, K] rows grouped by groupSizes [E] (sum N, each >= 0);       \
+   * weight [E, K, M], or [E, M, K] with transposeWeight; out [N, M]. */    \
+  absl::Status GroupedMatmul(const TensorView &input,                       \
+                             const TensorView &weight,                      \
+                             const TensorView &groupSizes,                  \
+                             const TensorView &out, bool transposeWeight);  \
+  /** out[b,o,t] = bias[o] + sum_{c,k} w[o,c,k] x[b,c,t*stride+k-padding],  \
+   * zero outside the input. bias may be null. */                           \
+  absl::Status Conv1D(const TensorView &input, const TensorView &weight,    \
+                      const TensorView *bias, const TensorView &out,        \
+                      int64_t stride, int64_t padding);                     \
+  /** Elementwise; in-place safe. */                                        \
+  absl::Status Unary(UnaryKind kind, const TensorView &in,                  \
+                     const TensorView &out);                                \
+  /** Elementwise on equal shapes; in-place safe. */                        \
+  absl::Status Binary(BinaryKind kind, const TensorView &lhs,               \
+                      const TensorView &rhs, const TensorView &out);        \
+  /** Element type conversion, same shape: float<->float, int->float,       \
+   * int<->int. In-place safe when sizes match. */                          \
+  absl::Status Cast(const TensorView &in, const TensorView &out);           \
+  /** Over sorted `dims`; out has them removed (or size 1). */              \
+  absl::Status Reduce(ReduceKind kind, const TensorView &in,                \
+                      const TensorView &out, absl::Span<const int64_t> dims); \
+  absl::Status Softmax(const TensorView &in, const TensorView &out,         \
+                       int64_t dim);                                        \
+  /** As HF: n = x * rsqrt(mean(x^2) + eps) in f32, rounded to x's type,    \
+   * then out = weight * n. */                                              \
+  absl::Status RmsNorm(const TensorView &in, const TensorView &weight,      \
+                       const TensorView &out, double epsilon);              \
+  /** (x - mean) / sqrt(biased var + eps) * weight (+ bias), last dim. */   \
+  absl::Status LayerNorm(const TensorView &in, const TensorView &weight,    \
+                         const TensorView *bias, const TensorView &out,     \
+                         double epsilon);                                   \
+  /** Operand dim i -> result dim dims[i]; size-1 operand dims repeat. */   \
+  absl::Status Broadcast(const TensorView &in, const TensorView &out,       \
+                         absl::Span<const int64_t> dims);                   \
+  /** out dim i = in dim perm[i]. */                                        \
+  absl::Status Transpose(const TensorView &in, const TensorView &out,       \
+                         absl::Span<const int64_t> perm);                   \
+  absl::Status Slice(const TensorView &in, const TensorView &out,           \
+                     absl::Span<const int64_t> start,                       \
+                     absl::Span<const int64_t> limit,                       \
+                     absl::Span<const int64_t> step);                       \
+  absl::Status Concat(absl::Span<const TensorView> inputs,                  \
+                      const TensorView &out, int64_t dim);                  \
+  /** out = source[:axis] x indices x source[axis+1:]; index range checked.*/\
+  absl::Status Gather(const TensorView &source, const TensorView &indices,  \
+                      const TensorView &out, int64_t axis);                 \
+  /** out = dest, then updates added at indices along axis (duplicates     \
+   * accumulate). out may alias dest. */                                    \
+  absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices, \
+                          const TensorView &updates, const TensorView &out, \
+                          int64_t axis);                                    \
+  /** in [B, S, H, D], rotate-half rope; see RopeAttrs and the op docs. */  \
+  absl::Status Rope(const TensorView &in, const TensorView &positions,      \
+                    const TensorView &out, const RopeAttrs &attrs);         \
+  /** q [B,S,Hq,D], k [B,Skv,Hkv,D], v [B,Skv,Hkv,Dv] -> out [B,S,Hq,Dv];    \
+   * query head h reads kv head h / (Hq/Hkv); segments [B,S] or null;       \
+   * a row with no visible key is zero. */                                  \
+  absl::Status Attention(const TensorView &q, const TensorView &k,          \
+                         const TensorView &v, const TensorView *segments,   \
+                         const TensorView &out, bool causal, double scale); \
+  /** logits [..., V], labels [...]; loss per row = logsumexp - logit of    \
+   * the label; ignoreIndex rows count 0 and are not counted; Mean divides  \
+   * by the counted rows (0 when none). out f32: [] or labels' shape. A     \
+   * label outside [0, V) that is not ignoreIndex is an error. */           \
+  absl::Status CrossEntropy(const TensorView &logits,                       \
+                            const TensorView &labels, const TensorView &out, \
+                            int64_t ignoreIndex, LossReduction reduction);  \
+  /** logits [T, E] -> softmax in f32 -> the k largest, descending (ties:   \
+   * lower expert first) -> weights [T, k] (renormalised to sum 1 with      \
+   * normalize) and indices [T, k] i32. */                                  \
+  absl::Status MoETopK(const TensorView &logits, const TensorView &weights, \
+                       const TensorView &indices, int64_t k, bool normalize); \
+  /** input [T, H], indices [T, k] -> out [T*k, H]: copy (t, j) of token t   \
+   * at row r, rows sorted stably by expert (ties by t*k+j); groupSizes [E]  \
+   * i32 counts rows per expert. Expert ids outside [0, E) are errors. */   \
+  absl::Status MoEDispatch(const TensorView &input, const TensorView &indices, \
+                           const TensorView &out, const TensorView &groupSizes, \
+                           int64_t numExperts);                             \
+  /** Inverse of MoEDispatch for the same indices: out[t] =                 \
+   * sum_j weights[t, j] * input[row of (t, j)]. */                         \
+  absl::Status MoECombine(const TensorView &input, const TensorView &weights, \
+                          const TensorView &indices, const TensorView &out);
+
+VEOMNI_CPU_KERNELS
+
+namespace ref {
+VEOMNI_CPU_KERNELS
+} // namespace ref
+
+#undef VEOMNI_CPU_KERNELS
+
+} // namespace veomni::rt::cpu
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CPU_KERNELS_H
