@@ -51,9 +51,11 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
            << " must be a non-empty string, got " << attr.getValue();
   Region &region = op->getRegion(regionIndex);
   if (!region.empty() && argIndex < region.getNumArguments() &&
-      !isa<RankedTensorType>(region.getArgument(argIndex).getType()))
+      !isa<RankedTensorType, MemRefType>(
+          region.getArgument(argIndex).getType()))
     return op->emitError("'")
            << name << " = " << str << "' is on argument #" << argIndex
-           << " of non-tensor type " << region.getArgument(argIndex).getType();
+           << " of type " << region.getArgument(argIndex).getType()
+           << ", neither a ranked tensor nor a buffer";
   return success();
 }

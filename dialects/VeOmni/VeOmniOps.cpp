@@ -132,11 +132,9 @@ OpFoldResult DivOp::fold(FoldAdaptor) {
 //===----------------------------------------------------------------------===//
 
 LogicalResult CastOp::verify() {
+  // Equal shapes are the Elementwise trait's check, which runs first.
   auto in = cast<RankedTensorType>(getInput().getType());
   auto out = cast<RankedTensorType>(getType());
-  if (in.getShape() != out.getShape())
-    return emitOpError("result ")
-           << out << " must have the shape of input " << in;
   if (isa<FloatType>(in.getElementType()) &&
       !isa<FloatType>(out.getElementType()))
     return emitOpError("cannot cast float input ")

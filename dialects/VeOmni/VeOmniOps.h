@@ -19,9 +19,10 @@
 #include "dialects/VeOmni/VeOmniInterfaces.h.inc"
 
 namespace mlir::veomni {
-/// Type rule of the elementwise binary ops: both operands of one type.
-llvm::LogicalResult inferBinaryType(std::optional<Location> loc, Type lhs,
-                                    Type rhs,
+/// Type rule of the elementwise binary ops: both operands of one type. `op`
+/// is the op's name without the dialect prefix, for messages.
+llvm::LogicalResult inferBinaryType(std::optional<Location> loc,
+                                    llvm::StringRef op, Type lhs, Type rhs,
                                     llvm::SmallVectorImpl<Type> &types);
 } // namespace mlir::veomni
 

@@ -154,8 +154,9 @@ class VeOmni_BinaryOp<string mnemonic, string what, list<Trait> traits = []>
     ::llvm::LogicalResult $cppClass::inferReturnTypes(::mlir::MLIRContext *,
         std::optional<::mlir::Location> loc, Adaptor adaptor,
         ::llvm::SmallVectorImpl<::mlir::Type> &types) {
-      return ::mlir::veomni::inferBinaryType(loc, adaptor.getLhs().getType(),
-                                             adaptor.getRhs().getType(), types);
+      return ::mlir::veomni::inferBinaryType(
+          loc, getOperationName().drop_front(sizeof("veomni.") - 1),
+          adaptor.getLhs().getType(), adaptor.getRhs().getType(), types);
     }
   }];
 }

@@ -62,9 +62,62 @@ LogicalResult expectSameDim(const ShapeErrors &err, StringRef what,
              " but ", bName, " ", b, " has ", b.getDimSize(bd));
 }
 
-/// Inference runs in the parser before attributes are checked or defaulted,
-/// so attributes are read here through their (possibly null) Attr getters:
-/// a missing required one is an error, a missing defaulted one its default.
+/// What inference may assume about an attribute once preflight passed.
+enum class AttrKind { Integer, Float, I64Array, F32Array, Unit };
+struct AttrSpec {
+  StringRef name;
+  AttrKind kind;
+  bool required;
+};
+
+/// Inference runs in the parser before the attributes are verified, so it
+/// first checks what it is about to read: every operand a statically shaped
+/// ranked tensor with no empty dimension, and every attribute it uses
+/// present (when required) and of the right kind. The Attr getters are
+/// safe after this.
+LogicalResult preflight(const ShapeErrors &err, ValueRange operands,
+                        DictionaryAttr attrs, ArrayRef<AttrSpec> specs) {
+  for (auto [i, v] : llvm::enumerate(operands)) {
+    auto t = dyn_cast<RankedTensorType>(v.getType());
+    if (!t || !t.hasStaticShape())
+      return err("operand #", i, " must be a statically shaped tensor, got ",
+                 v.getType());
+    if (llvm::is_contained(t.getShape(), 0))
+      return err("operand #", i, " ", t, " has an empty dimension");
+  }
+  for (const AttrSpec &spec : specs) {
+    Attribute a = attrs ? attrs.get(spec.name) : Attribute();
+    if (!a) {
+      if (spec.required)
+        return err("requires attribute '", spec.name, "'");
+      continue;
+    }
+    bool ok = false;
+    StringRef expected;
+    switch (spec.kind) {
+    case AttrKind::Integer:
+      ok = isa<IntegerAttr>(a), expected = "an integer";
+      break;
+    case AttrKind::Float:
+      ok = isa<FloatAttr>(a), expected = "a float";
+      break;
+    case AttrKind::I64Array:
+      ok = isa<DenseI64ArrayAttr>(a), expected = "an array<i64>";
+      break;
+    case AttrKind::F32Array:
+      ok = isa<DenseF32ArrayAttr>(a), expected = "an array<f32>";
+      break;
+    case AttrKind::Unit:
+      ok = isa<UnitAttr>(a), expected = "a unit attribute";
+      break;
+    }
+    if (!ok)
+      return err("attribute '", spec.name, "' must be ", expected, ", got ", a);
+  }
+  return success();
+}
+
+/// A present-and-checked required attribute (see preflight).
 template <typename AttrT>
 FailureOr<AttrT> required(const ShapeErrors &err, AttrT attr, StringRef name) {
   if (!attr)
@@ -79,12 +132,19 @@ int64_t intOr(IntegerAttr attr, int64_t otherwise) {
 } // namespace
 
 LogicalResult mlir::veomni::inferBinaryType(std::optional<Location> loc,
-                                            Type lhs, Type rhs,
+                                            StringRef op, Type lhs, Type rhs,
                                             SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, op);
+  Type operands[] = {lhs, rhs};
+  for (auto [i, t] : llvm::enumerate(operands)) {
+    auto ranked = dyn_cast<RankedTensorType>(t);
+    if (!ranked || !ranked.hasStaticShape())
+      return err("operand #", i, " must be a statically shaped tensor, got ",
+                 t);
+  }
   if (lhs != rhs)
-    return emitOptionalError(loc, "elementwise operands differ: lhs ", lhs,
-                             " but rhs ", rhs,
-                             " (broadcast explicitly with veomni.broadcast)");
+    return err("operands differ: lhs ", lhs, " but rhs ", rhs,
+               " (broadcast explicitly with veomni.broadcast)");
   types.push_back(lhs);
   return success();
 }
@@ -97,6 +157,9 @@ LogicalResult ConstantOp::inferReturnTypes(MLIRContext *,
                                            std::optional<Location> loc,
                                            Adaptor adaptor,
                                            SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "constant"), adaptor.getOperands(),
+                       adaptor.getAttributes(), {})))
+    return failure();
   auto type = dyn_cast<RankedTensorType>(adaptor.getValue().getType());
   if (!type)
     return ShapeErrors(loc, "constant")("value must be a ranked tensor");
@@ -108,6 +171,11 @@ LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "matmul"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"transpose_lhs", AttrKind::Unit, false},
+                        {"transpose_rhs", AttrKind::Unit, false}})))
+    return failure();
   ShapeErrors err(loc, "matmul");
   RankedTensorType lhs = tensorOf(adaptor.getLhs());
   RankedTensorType rhs = tensorOf(adaptor.getRhs());
@@ -143,6 +211,10 @@ LogicalResult GroupedMatmulOp::inferReturnTypes(MLIRContext *,
                                                 std::optional<Location> loc,
                                                 Adaptor adaptor,
                                                 SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "grouped_matmul"),
+                       adaptor.getOperands(), adaptor.getAttributes(),
+                       {{"transpose_weight", AttrKind::Unit, false}})))
+    return failure();
   ShapeErrors err(loc, "grouped_matmul");
   RankedTensorType input = tensorOf(adaptor.getInput());
   RankedTensorType weight = tensorOf(adaptor.getWeight());
@@ -168,6 +240,11 @@ LogicalResult Conv1DOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "conv1d"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"stride", AttrKind::Integer, false},
+                        {"padding", AttrKind::Integer, false}})))
+    return failure();
   ShapeErrors err(loc, "conv1d");
   RankedTensorType input = tensorOf(adaptor.getInput());
   RankedTensorType weight = tensorOf(adaptor.getWeight());
@@ -209,6 +286,11 @@ LogicalResult ReduceOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "reduce"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"dims", AttrKind::I64Array, true},
+                        {"keep_dims", AttrKind::Unit, false}})))
+    return failure();
   ShapeErrors err(loc, "reduce");
   RankedTensorType input = tensorOf(adaptor.getInput());
   auto dimsAttr = required(err, adaptor.getDimsAttr(), "dims");
@@ -239,6 +321,10 @@ LogicalResult SoftmaxOp::inferReturnTypes(MLIRContext *,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,
                                           SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "softmax"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"dim", AttrKind::Integer, true}})))
+    return failure();
   ShapeErrors err(loc, "softmax");
   RankedTensorType input = tensorOf(adaptor.getInput());
   auto dimAttr = required(err, adaptor.getDimAttr(), "dim");
@@ -282,6 +368,10 @@ LogicalResult RMSNormOp::inferReturnTypes(MLIRContext *,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,
                                           SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "rms_norm"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"epsilon", AttrKind::Float, true}})))
+    return failure();
   return inferNorm(ShapeErrors(loc, "rms_norm"), tensorOf(adaptor.getInput()),
                    adaptor.getWeight(), Value(), adaptor.getEpsilonAttr(),
                    types);
@@ -291,6 +381,10 @@ LogicalResult LayerNormOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "layer_norm"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"epsilon", AttrKind::Float, true}})))
+    return failure();
   return inferNorm(ShapeErrors(loc, "layer_norm"), tensorOf(adaptor.getInput()),
                    adaptor.getWeight(), adaptor.getBias(),
                    adaptor.getEpsilonAttr(), types);
@@ -304,6 +398,10 @@ LogicalResult TransposeOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "transpose"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"perm", AttrKind::I64Array, true}})))
+    return failure();
   ShapeErrors err(loc, "transpose");
   RankedTensorType input = tensorOf(adaptor.getInput());
   auto permAttr = required(err, adaptor.getPermAttr(), "perm");
@@ -330,6 +428,12 @@ LogicalResult SliceOp::inferReturnTypes(MLIRContext *,
                                         std::optional<Location> loc,
                                         Adaptor adaptor,
                                         SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "slice"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"start", AttrKind::I64Array, true},
+                        {"limit", AttrKind::I64Array, true},
+                        {"step", AttrKind::I64Array, true}})))
+    return failure();
   ShapeErrors err(loc, "slice");
   RankedTensorType input = tensorOf(adaptor.getInput());
   auto startAttr = required(err, adaptor.getStartAttr(), "start");
@@ -352,7 +456,8 @@ LogicalResult SliceOp::inferReturnTypes(MLIRContext *,
     if (start[d] < 0 || start[d] >= limit[d] || limit[d] > input.getDimSize(d))
       return err("dimension ", d, " slice [", start[d], ", ", limit[d],
                  ") is empty or outside input ", input);
-    shape.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
+    // start < limit here, so this cannot overflow.
+    shape.push_back((limit[d] - start[d] - 1) / step[d] + 1);
   }
   types.push_back(RankedTensorType::get(shape, input.getElementType()));
   return success();
@@ -362,6 +467,10 @@ LogicalResult ConcatOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "concat"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"dim", AttrKind::Integer, true}})))
+    return failure();
   ShapeErrors err(loc, "concat");
   ValueRange inputs = adaptor.getInputs();
   if (inputs.empty())
@@ -409,6 +518,10 @@ LogicalResult GatherOp::inferReturnTypes(MLIRContext *,
                                          std::optional<Location> loc,
                                          Adaptor adaptor,
                                          SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "gather"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"axis", AttrKind::Integer, false}})))
+    return failure();
   RankedTensorType source = tensorOf(adaptor.getSource());
   RankedTensorType indices = tensorOf(adaptor.getIndices());
   int64_t axis = intOr(adaptor.getAxisAttr(), 0);
@@ -424,6 +537,10 @@ LogicalResult ScatterAddOp::inferReturnTypes(MLIRContext *,
                                              std::optional<Location> loc,
                                              Adaptor adaptor,
                                              SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "scatter_add"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"axis", AttrKind::Integer, false}})))
+    return failure();
   ShapeErrors err(loc, "scatter_add");
   RankedTensorType dest = tensorOf(adaptor.getDest());
   RankedTensorType indices = tensorOf(adaptor.getIndices());
@@ -450,6 +567,13 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
                                        std::optional<Location> loc,
                                        Adaptor adaptor,
                                        SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "rope"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"theta", AttrKind::Float, true},
+                        {"mrope_section", AttrKind::I64Array, false},
+                        {"inv_freq", AttrKind::F32Array, false},
+                        {"attention_scaling", AttrKind::Float, false}})))
+    return failure();
   ShapeErrors err(loc, "rope");
   RankedTensorType input = tensorOf(adaptor.getInput());
   RankedTensorType positions = tensorOf(adaptor.getPositions());
@@ -501,6 +625,11 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "attention"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"causal", AttrKind::Unit, false},
+                        {"scale", AttrKind::Float, true}})))
+    return failure();
   ShapeErrors err(loc, "attention");
   RankedTensorType q = tensorOf(adaptor.getQuery());
   RankedTensorType k = tensorOf(adaptor.getKey());
@@ -553,6 +682,10 @@ LogicalResult CrossEntropyOp::inferReturnTypes(MLIRContext *context,
                                                std::optional<Location> loc,
                                                Adaptor adaptor,
                                                SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "cross_entropy"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"ignore_index", AttrKind::Integer, false}})))
+    return failure();
   ShapeErrors err(loc, "cross_entropy");
   RankedTensorType logits = tensorOf(adaptor.getLogits());
   RankedTensorType labels = tensorOf(adaptor.getLabels());
@@ -578,6 +711,11 @@ LogicalResult MoETopKOp::inferReturnTypes(MLIRContext *context,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,
                                           SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "moe_topk"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"k", AttrKind::Integer, true},
+                        {"normalize", AttrKind::Unit, false}})))
+    return failure();
   ShapeErrors err(loc, "moe_topk");
   RankedTensorType logits = tensorOf(adaptor.getLogits());
   if (failed(expectRank(err, "logits", logits, 2)))
@@ -611,6 +749,10 @@ LogicalResult MoEDispatchOp::inferReturnTypes(MLIRContext *context,
                                               std::optional<Location> loc,
                                               Adaptor adaptor,
                                               SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "moe_dispatch"), adaptor.getOperands(),
+                       adaptor.getAttributes(),
+                       {{"num_experts", AttrKind::Integer, true}})))
+    return failure();
   ShapeErrors err(loc, "moe_dispatch");
   RankedTensorType input = tensorOf(adaptor.getInput());
   RankedTensorType indices = tensorOf(adaptor.getIndices());
@@ -638,6 +780,9 @@ LogicalResult MoECombineOp::inferReturnTypes(MLIRContext *,
                                              std::optional<Location> loc,
                                              Adaptor adaptor,
                                              SmallVectorImpl<Type> &types) {
+  if (failed(preflight(ShapeErrors(loc, "moe_combine"), adaptor.getOperands(),
+                       adaptor.getAttributes(), {})))
+    return failure();
   ShapeErrors err(loc, "moe_combine");
   RankedTensorType input = tensorOf(adaptor.getInput());
   RankedTensorType weights = tensorOf(adaptor.getWeights());
