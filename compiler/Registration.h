@@ -6,8 +6,8 @@
 namespace mlir {
 class DialectRegistry;
 namespace veomni {
-/// Registers the dialects every veomni tool understands: veomni, and
-/// upstream func, arith and tensor. Passes register themselves here too.
+/// Registers the dialects every veomni tool understands (veomni, vrt, and
+/// upstream func, arith and tensor) and every veomni pass.
 void registerAllVeOmni(DialectRegistry &registry);
 } // namespace veomni
 } // namespace mlir

@@ -365,10 +365,9 @@ struct LayerBuilder {
 };
 } // namespace
 
-Value mlir::veomni::buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
-                                     const DecoderNames &names, Value embeds,
-                                     Value table, Value positions,
-                                     Value segments, Value labels) {
+DecoderOutputs mlir::veomni::buildDecoderLoss(
+    ModelBuilder &b, const DecoderConfig &c, const DecoderNames &names,
+    Value embeds, Value table, Value positions, Value segments, Value labels) {
   if (!embeds)
     return {};
   auto type = cast<RankedTensorType>(embeds.getType());
@@ -390,7 +389,8 @@ Value mlir::veomni::buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
   locate(b, "lm_head");
   Value head =
       c.tieEmbeddings ? table : b.param(names.lmHead, {c.vocab, c.hidden});
-  return b.crossEntropy(b.linear(x, head), labels);
+  Value logits = b.linear(x, head);
+  return {b.crossEntropy(logits, labels), logits};
 }
 
 void mlir::veomni::appendDecoderPlan(std::vector<PlanRule> &plan,

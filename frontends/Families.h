@@ -65,10 +65,14 @@ std::pair<Value, Value> buildTokenEmbedding(ModelBuilder &b,
                                             const DecoderConfig &c,
                                             const DecoderNames &names,
                                             Value ids);
-/// The decoder layers, final norm, LM head and the loss over `labels`.
-Value buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
-                       const DecoderNames &names, Value embeds, Value table,
-                       Value positions, Value segments, Value labels);
+/// The decoder layers, final norm, LM head, and the loss over `labels`.
+struct DecoderOutputs {
+  Value loss, logits;
+};
+DecoderOutputs buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
+                                const DecoderNames &names, Value embeds,
+                                Value table, Value positions, Value segments,
+                                Value labels);
 /// Replaces rows `positions` of `embeds` [B, S, H] (flattened B*S) with
 /// `rows` [N, H]: how image and audio features enter the token stream.
 Value mergeRows(ModelBuilder &b, Value embeds, Value positions, Value rows);

@@ -153,7 +153,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   auto loc = NameLoc::get(StringAttr::get(&context, path));
   ModelBuilder b(context, dtypeOf(context, options.dtype), loc);
   DecoderNames names;
-  Value loss;
+  DecoderOutputs out;
 
   auto fail = [&](const std::string &message) -> FailureOr<ImportedModel> {
     error = message;
@@ -176,8 +176,8 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     model.expertsPerToken = c.topK;
     TextInputs in = declareTextInputs(b, c, options);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
-    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
-                            in.segments, in.labels);
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                           in.segments, in.labels);
     appendDecoderPlan(model.plan, names);
   } else if (modelType == "qwen2_vl" || modelType == "qwen2_5_vl") {
     // Older configs keep the text fields at the top level, newer ones in
@@ -207,8 +207,8 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     Value image = buildVisionTower(b, v, "visual.", options.imagePatches);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
     embeds = mergeModality(b, embeds, image, "image_token_positions");
-    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
-                            in.segments, in.labels);
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                           in.segments, in.labels);
     appendDecoderPlan(model.plan, names);
     appendVisionPlan(model.plan, "visual.");
   } else if (modelType == "qwen2_5_omni" ||
@@ -255,8 +255,8 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
     embeds = mergeModality(b, embeds, image, "image_token_positions");
     embeds = mergeModality(b, embeds, audio, "audio_token_positions");
-    loss = buildDecoderLoss(b, c, names, embeds, table, in.positions,
-                            in.segments, in.labels);
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                           in.segments, in.labels);
     appendDecoderPlan(model.plan, names);
     appendVisionPlan(model.plan, "thinker.visual.");
     appendAudioPlan(model.plan, "thinker.audio_tower.");
@@ -267,7 +267,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   }
   model.plan.push_back({"*", Placement::Replicated});
 
-  FailureOr<OwningOpRef<ModuleOp>> module = b.finish(loss);
+  SmallVector<Value, 2> results = {out.loss};
+  if (options.returnLogits)
+    results.push_back(out.logits);
+  FailureOr<OwningOpRef<ModuleOp>> module = b.finish(results);
   if (failed(module))
     return fail(path.str() + ": internal error while building the model: " +
                 (diagnostic.empty() ? "unknown" : diagnostic));

@@ -43,6 +43,8 @@ struct ImportOptions {
   int64_t seqLen = 2048;
   int64_t imagePatches = 256; ///< vision patches per batch (VL and omni)
   int64_t audioFrames = 400;  ///< mel frames per batch (omni)
+  /// Also return the logits [B, S, V] after the loss (parity tests).
+  bool returnLogits = false;
 };
 
 struct ImportedModel {

@@ -1,19 +1,27 @@
 //===- veomni.cpp - the veomni command line -------------------------------===//
 //
 //   veomni import config.json [-o model.mlir] [--summary] [--plan] ...
+//   veomni compile config.json -o model.vmb [--report] ...
+//   veomni run model.vmb [--weights w.safetensors] [--seed N] --eval
 //
-// Later subcommands (compile, run, train, plan) join here. Every error is
-// one line on stderr and exit status 1.
+// Every error is one line on stderr and exit status 1.
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/executor/Executor.h"
+#include "runtime/io/Init.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/io/TokenDataset.h"
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -25,12 +33,23 @@ using namespace mlir::veomni;
 
 namespace {
 
-constexpr const char *kUsage = R"(usage: veomni import CONFIG.json [options]
+constexpr const char *kUsage = R"(usage:
+  veomni import CONFIG.json [options]     the model in the veomni dialect
+  veomni compile CONFIG.json -o FILE.vmb  a runtime program (--report: memory)
+  veomni run FILE.vmb --eval              the loss of one batch
+  veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
 
-Imports a Hugging Face config.json into the veomni dialect: a function
-@forward(params..., inputs...) -> loss with global shapes.
+import imports a Hugging Face config.json into the veomni dialect: a
+function @forward(params..., inputs...) -> loss with global shapes.
 
-options:
+run options:
+  --weights FILE       safetensors with the parameters by HF name (default:
+                       seeded random init as in transformers)
+  --data FILE.vtd      token dataset packed into the batch (default: a
+                       seeded synthetic batch)
+  --seed N             seed of the init and of the synthetic batch (default 0)
+
+import and compile options:
   -o FILE              write the module to FILE (default: stdout)
   --num-layers N       keep the first N decoder layers
   --dtype bf16|f32|f16 parameter and activation type (default bf16)
@@ -38,6 +57,7 @@ options:
   --seq-len S          tokens per sequence (default 2048)
   --image-patches N    vision patches per batch, VL and omni (default 256)
   --audio-frames N     mel frames per batch, omni (default 400)
+  --logits             also return the logits [B, S, V] after the loss
   --summary            print total and active parameters per module
   --plan               print each parameter's tp/ep placement
 )";
@@ -85,10 +105,17 @@ void printPlan(const ImportedModel &m, llvm::raw_ostream &os) {
   }
 }
 
-int runImport(llvm::ArrayRef<const char *> args) {
+/// Options shared by import and compile.
+struct ImportCommand {
   ImportOptions options;
   std::string config, output;
-  bool summary = false, plan = false;
+  bool summary = false, plan = false, report = false;
+};
+
+/// Parses import/compile arguments; returns an exit code on error or help.
+std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
+                                   ImportCommand &cmd) {
+  ImportOptions &options = cmd.options;
   for (size_t i = 0; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     auto value = [&](llvm::StringRef &out) {
@@ -112,7 +139,7 @@ int runImport(llvm::ArrayRef<const char *> args) {
     } else if (arg == "-o") {
       if (!value(text))
         return fail("-o needs a file name");
-      output = text.str();
+      cmd.output = text.str();
     } else if (arg == "--dtype") {
       if (!value(text))
         return fail("--dtype needs a value");
@@ -136,20 +163,48 @@ int runImport(llvm::ArrayRef<const char *> args) {
       if (!integer(options.audioFrames))
         return 1;
     } else if (arg == "--summary") {
-      summary = true;
+      cmd.summary = true;
     } else if (arg == "--plan") {
-      plan = true;
+      cmd.plan = true;
+    } else if (arg == "--logits") {
+      options.returnLogits = true;
+    } else if (arg == "--report") {
+      cmd.report = true;
     } else if (arg.starts_with("-")) {
-      return fail("unknown option '" + arg + "' (see veomni import --help)");
-    } else if (config.empty()) {
-      config = arg.str();
+      return fail("unknown option '" + arg + "' (see veomni --help)");
+    } else if (cmd.config.empty()) {
+      cmd.config = arg.str();
     } else {
-      return fail("more than one config given: '" + config + "' and '" + arg +
-                  "'");
+      return fail("more than one config given: '" + cmd.config + "' and '" +
+                  arg + "'");
     }
   }
-  if (config.empty())
-    return fail("no config.json given (see veomni import --help)");
+  if (cmd.config.empty())
+    return fail("no config.json given (see veomni --help)");
+  return std::nullopt;
+}
+
+/// Writes `bytes` to `path` through a temporary file, so that a failure
+/// never leaves a partial file under the real name.
+int writeFile(const std::string &path, llvm::StringRef bytes) {
+  std::error_code ec;
+  llvm::ToolOutputFile file(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return fail("cannot write '" + path + "': " + ec.message());
+  file.os() << bytes;
+  file.os().flush();
+  if (file.os().has_error())
+    return fail("cannot write '" + path + "'");
+  file.keep();
+  return 0;
+}
+
+int runImport(llvm::ArrayRef<const char *> args, bool compile) {
+  ImportCommand cmd;
+  if (std::optional<int> code = parseImportArgs(args, cmd))
+    return *code;
+  if (compile && cmd.output.empty())
+    return fail("compile needs -o FILE.vmb");
 
   DialectRegistry registry;
   registerAllVeOmni(registry);
@@ -158,33 +213,178 @@ int runImport(llvm::ArrayRef<const char *> args) {
   std::string error;
   auto start = std::chrono::steady_clock::now();
   FailureOr<ImportedModel> model =
-      importHFConfig(context, config, options, error);
+      importHFConfig(context, cmd.config, cmd.options, error);
   if (failed(model))
     return fail(error);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
 
-  if (summary)
+  if (cmd.summary)
     printSummary(*model, llvm::outs());
-  if (plan)
+  if (cmd.plan)
     printPlan(*model, llvm::outs());
-  if (!output.empty()) {
-    std::error_code ec;
-    llvm::ToolOutputFile file(output, ec, llvm::sys::fs::OF_Text);
-    if (ec)
-      return fail("cannot write '" + output + "': " + ec.message());
-    model->module->print(file.os());
-    file.os().flush();
-    if (file.os().has_error())
-      return fail("cannot write '" + output + "'");
-    file.keep();
-  } else if (!summary && !plan) {
+  if (cmd.summary)
+    llvm::outs() << llvm::format("imported in %.2f s\n", seconds);
+
+  if (compile) {
+    std::string diagnostic;
+    ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
+      if (diagnostic.empty())
+        diagnostic = diag.str();
+      return success();
+    });
+    CompileReport report;
+    FailureOr<std::string> program = compileToProgram(*model, report);
+    if (failed(program))
+      return fail(cmd.config + ": compilation failed: " + diagnostic);
+    if (int code = writeFile(cmd.output, *program))
+      return code;
+    if (cmd.report) {
+      llvm::outs() << "kernels:            " << report.kernels << "\n"
+                   << "arena bytes:        " << report.arenaBytes << "\n"
+                   << "  arguments:        " << report.argumentBytes << "\n"
+                   << "  constants:        " << report.constantBytes << "\n"
+                   << "  activations peak: " << report.activationBytes << "\n"
+                   << "program bytes:      " << program->size() << "\n";
+    }
+    return 0;
+  }
+  if (!cmd.output.empty()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    model->module->print(os);
+    return writeFile(cmd.output, text);
+  }
+  if (!cmd.summary && !cmd.plan) {
     model->module->print(llvm::outs());
     llvm::outs() << "\n";
   }
-  if (summary)
-    llvm::outs() << llvm::format("imported in %.2f s\n", seconds);
+  return 0;
+}
+
+int runProgram(llvm::ArrayRef<const char *> args) {
+  std::string programPath, weights, data;
+  uint64_t seed = 0;
+  bool eval = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    llvm::StringRef arg = args[i];
+    if (arg == "--eval") {
+      eval = true;
+    } else if (arg == "--weights" || arg == "--seed" || arg == "--data") {
+      if (i + 1 >= args.size())
+        return fail(arg + " needs a value");
+      llvm::StringRef v = args[++i];
+      if (arg == "--weights")
+        weights = v.str();
+      else if (arg == "--data")
+        data = v.str();
+      else if (v.getAsInteger(10, seed))
+        return fail("--seed " + v + ": not a non-negative integer");
+    } else if (arg.starts_with("-")) {
+      return fail("unknown option '" + arg + "' (see veomni --help)");
+    } else if (programPath.empty()) {
+      programPath = arg.str();
+    } else {
+      return fail("more than one program given");
+    }
+  }
+  if (programPath.empty())
+    return fail("no program given (see veomni --help)");
+  if (!eval)
+    return fail("run needs --eval (training is veomni train)");
+
+  using namespace ::veomni::rt;
+  absl::StatusOr<Program> program = LoadProgram(programPath);
+  if (!program.ok())
+    return fail(std::string(program.status().message()));
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Create(*std::move(program));
+  if (!executor.ok())
+    return fail(std::string(executor.status().message()));
+  Executor &ex = **executor;
+  absl::Status status;
+  if (weights.empty()) {
+    status = InitParameters(ex, seed);
+  } else {
+    auto file = SafetensorsFile::Open(weights);
+    status = file.ok() ? LoadParameters(ex, **file) : file.status();
+  }
+  std::unique_ptr<TokenDataset> dataset;
+  std::unique_ptr<Packer> packer;
+  if (status.ok() && !data.empty()) {
+    auto opened = TokenDataset::Open(data);
+    status = opened.status();
+    if (status.ok()) {
+      dataset = *std::move(opened);
+      auto ids = ex.Argument("input_ids");
+      status = ids.status();
+      if (status.ok()) {
+        packer = std::make_unique<Packer>(*dataset, ids->dim(ids->rank() - 1));
+        status = FillTextBatch(ex, *packer);
+      }
+    }
+  } else if (status.ok()) {
+    status = SyntheticBatch(ex, seed);
+  }
+  auto start = std::chrono::steady_clock::now();
+  if (status.ok())
+    status = ex.Run();
+  if (!status.ok())
+    return fail(std::string(status.message()));
+  double ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+  TensorView loss = ex.Output(0);
+  if (loss.numel() != 1)
+    return fail("the program's first output is not a scalar loss");
+  llvm::outs() << llvm::format("loss: %.6f\n", LoadF(loss, 0));
+  llvm::outs() << llvm::format("forward: %.1f ms, arena %llu bytes\n", ms,
+                               (unsigned long long)ex.ArenaBytes());
+  return 0;
+}
+
+/// veomni data pack TEXT... -o OUT.vtd: byte-level tokens (id = byte value),
+/// one document per paragraph (paragraphs end at blank lines).
+int runData(llvm::ArrayRef<const char *> args) {
+  if (args.empty() || llvm::StringRef(args[0]) != "pack")
+    return fail("usage: veomni data pack TEXT... -o OUT.vtd");
+  std::vector<std::string> inputs;
+  std::string output;
+  for (size_t i = 1; i < args.size(); ++i) {
+    llvm::StringRef arg = args[i];
+    if (arg == "-o") {
+      if (i + 1 >= args.size())
+        return fail("-o needs a file name");
+      output = args[++i];
+    } else if (arg.starts_with("-")) {
+      return fail("unknown option '" + arg + "'");
+    } else {
+      inputs.push_back(arg.str());
+    }
+  }
+  if (inputs.empty() || output.empty())
+    return fail("usage: veomni data pack TEXT... -o OUT.vtd");
+  std::vector<std::vector<int32_t>> docs;
+  uint64_t tokens = 0;
+  for (const std::string &path : inputs) {
+    auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+    if (!buffer)
+      return fail(path + ": cannot read: " + buffer.getError().message());
+    llvm::SmallVector<llvm::StringRef> paragraphs;
+    (*buffer)->getBuffer().split(paragraphs, "\n\n", -1, /*KeepEmpty=*/false);
+    for (llvm::StringRef para : paragraphs) {
+      para = para.trim();
+      if (para.empty())
+        continue;
+      docs.emplace_back(para.bytes_begin(), para.bytes_end());
+      tokens += para.size();
+    }
+  }
+  if (absl::Status s = ::veomni::rt::WriteTokenDataset(output, docs); !s.ok())
+    return fail(std::string(s.message()));
+  llvm::outs() << output << ": " << docs.size() << " documents, " << tokens
+               << " tokens\n";
   return 0;
 }
 
@@ -199,6 +399,13 @@ int main(int argc, char **argv) {
   llvm::StringRef command = argv[1];
   llvm::ArrayRef<const char *> rest(argv + 2, argv + argc);
   if (command == "import")
-    return runImport(rest);
-  return fail("unknown command '" + command + "' (commands: import)");
+    return runImport(rest, /*compile=*/false);
+  if (command == "compile")
+    return runImport(rest, /*compile=*/true);
+  if (command == "run")
+    return runProgram(rest);
+  if (command == "data")
+    return runData(rest);
+  return fail("unknown command '" + command +
+              "' (commands: import, compile, run, data)");
 }

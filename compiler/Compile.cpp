@@ -1,0 +1,50 @@
+//===- Compile.cpp - from an imported model to a runtime program ----------===//
+
+#include "compiler/Compile.h"
+#include "compiler/Translate.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+FailureOr<std::string> mlir::veomni::compileToProgram(ImportedModel &model,
+                                                      CompileReport &report) {
+  ModuleOp module = *model.module;
+  PassManager pm(module.getContext());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createLowerToVrt());
+  pm.addPass(createPlanMemory());
+  if (failed(pm.run(module)))
+    return failure();
+
+  std::map<std::string, std::string> placements;
+  for (const ArgumentInfo &arg : model.arguments)
+    if (arg.isParam)
+      if (std::optional<Placement> p = placementOf(model.plan, arg.name))
+        placements[arg.name] = placementName(*p).str();
+  std::string bytes;
+  if (failed(translateToProgram(module, placements, bytes)))
+    return failure();
+
+  func::FuncOp func = *module.getOps<func::FuncOp>().begin();
+  report = {};
+  report.arenaBytes =
+      func->getAttrOfType<IntegerAttr>(vrt::VrtDialect::kArenaBytesAttrName)
+          .getInt();
+  report.activationBytes =
+      func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt();
+  for (Type t : func.getArgumentTypes()) {
+    auto m = cast<MemRefType>(t);
+    report.argumentBytes += m.getNumElements() * m.getElementTypeBitWidth() / 8;
+  }
+  func.walk([&](vrt::ConstantOp c) {
+    auto m = cast<MemRefType>(c.getBuffer().getType());
+    report.constantBytes += m.getNumElements() * m.getElementTypeBitWidth() / 8;
+  });
+  func.walk([&](vrt::KernelOp) { ++report.kernels; });
+  return bytes;
+}

@@ -1,0 +1,37 @@
+//===- Passes.td - every veomni pass -----------------------*- tablegen -*-===//
+
+#ifndef VEOMNI_PASSES_TD
+#define VEOMNI_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def LowerToVrt : Pass<"veomni-lower-to-vrt", "::mlir::ModuleOp"> {
+  let summary = "Bufferize veomni tensors and turn each op into a kernel call";
+  let description = [{
+    Every tensor becomes a buffer (a static memref): function arguments in
+    place, op results as `vrt.alloc`, constants as `vrt.constant`, and a
+    reshape as a `vrt.view` of its input's bytes. Every other veomni op
+    becomes a `vrt.kernel` writing into the allocs of its results, with the
+    op's attributes. Buffers get no offsets here (veomni-plan-memory).
+  }];
+  let dependentDialects = ["::mlir::vrt::VrtDialect"];
+}
+
+def PlanMemory : Pass<"veomni-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Give every buffer a static offset in one arena";
+  let description = [{
+    Arguments (parameters, then batch inputs) and constants are laid out
+    first; every `vrt.alloc` then gets the lowest 64-byte aligned offset that
+    overlaps no buffer alive at the same time (greedy, largest first), so
+    the arena's size is known before the program runs. An elementwise
+    kernel writes in place into an input that dies there and has its type.
+    Sets `vrt.arena_bytes` on the function, an `vrt.offset` on each
+    argument and an `offset` on each alloc and constant.
+  }];
+  let options = [
+    Option<"inPlace", "in-place", "bool", /*default=*/"true",
+           "Let elementwise kernels overwrite an input that dies there">,
+  ];
+}
+
+#endif // VEOMNI_PASSES_TD

@@ -1,0 +1,163 @@
+//===- KernelUtil.cpp - shared helpers of the fast CPU kernels ------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+
+#include "runtime/backends/cpu/VecMath.h"
+
+namespace veomni::rt::cpu::detail {
+
+absl::Status CheckView(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v) {
+  if (static_cast<uint8_t>(v.dtype) > static_cast<uint8_t>(DType::I64))
+    return Invalid(kernel, name, " has unknown element type ",
+                   static_cast<int>(v.dtype));
+  // Byte offsets must stay far from int64 overflow: 2^59 elements of up to
+  // 8 bytes.
+  constexpr int64_t kMaxElements = int64_t{1} << 59;
+  int64_t n = 1;
+  for (int64_t d : v.shape) {
+    if (d < 0)
+      return BadView(kernel, name, v, "has a negative dimension");
+    if (d != 0 && n > kMaxElements / d)
+      return BadView(kernel, name, v, "has too many elements");
+    n *= d;
+  }
+  if (n > 0 && v.data == nullptr)
+    return BadView(kernel, name, v, "has no data");
+  return absl::OkStatus();
+}
+
+absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v, int64_t rank) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
+  if (v.rank() != rank)
+    return BadView(kernel, name, v, "must have rank ", rank);
+  return absl::OkStatus();
+}
+
+absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v) {
+  if (!IsFloat(v.dtype))
+    return BadView(kernel, name, v, "must be f32, bf16 or f16");
+  return absl::OkStatus();
+}
+
+absl::Status CheckInteger(absl::string_view kernel, absl::string_view name,
+                          const TensorView &v) {
+  if (v.dtype != DType::I32 && v.dtype != DType::I64)
+    return BadView(kernel, name, v, "must be i32 or i64");
+  return absl::OkStatus();
+}
+
+absl::Status CheckSameType(absl::string_view kernel, absl::string_view name,
+                           const TensorView &v, absl::string_view refName,
+                           const TensorView &ref) {
+  if (v.dtype != ref.dtype)
+    return BadView(kernel, name, v, "must have the element type of ", refName,
+                   " ", ref.ToString());
+  return absl::OkStatus();
+}
+
+absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v, absl::Span<const int64_t> shape) {
+  if (absl::Span<const int64_t>(v.shape) != shape)
+    return BadView(kernel, name, v, "must have shape ", ShapeString(shape));
+  return absl::OkStatus();
+}
+
+int64_t Product(absl::Span<const int64_t> shape, int64_t begin, int64_t end) {
+  int64_t n = 1;
+  for (int64_t i = begin; i < end; ++i)
+    n *= shape[i];
+  return n;
+}
+
+absl::Status CheckIndices(absl::string_view kernel, absl::string_view name,
+                          const TensorView &v, int64_t bound) {
+  int64_t n = v.numel();
+  // One unsigned comparison catches negative values too.
+  auto scan = [&](const auto *p) -> int64_t {
+    for (int64_t i = 0; i < n; ++i)
+      if (static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(bound))
+        return i;
+    return -1;
+  };
+  int64_t bad = v.dtype == DType::I32
+                    ? scan(static_cast<const int32_t *>(v.data))
+                    : scan(static_cast<const int64_t *>(v.data));
+  if (bad >= 0)
+    return BadView(kernel, name, v, "element ", bad, " = ", IndexAt(v, bad),
+                   " is outside [0, ", bound, ")");
+  return absl::OkStatus();
+}
+
+void LoadF32(const TensorView &v, int64_t offset, int64_t n, float *dst) {
+  switch (v.dtype) {
+  case DType::F32:
+    std::memmove(dst, static_cast<const float *>(v.data) + offset,
+                 n * sizeof(float));
+    return;
+  case DType::BF16:
+    vec::Bf16ToF32(static_cast<const uint16_t *>(v.data) + offset, dst, n);
+    return;
+  case DType::F16:
+    vec::F16ToF32(static_cast<const uint16_t *>(v.data) + offset, dst, n);
+    return;
+  case DType::I32: {
+    const int32_t *p = static_cast<const int32_t *>(v.data) + offset;
+    for (int64_t i = 0; i < n; ++i)
+      dst[i] = static_cast<float>(p[i]);
+    return;
+  }
+  case DType::I64: {
+    const int64_t *p = static_cast<const int64_t *>(v.data) + offset;
+    for (int64_t i = 0; i < n; ++i)
+      dst[i] = static_cast<float>(p[i]);
+    return;
+  }
+  }
+}
+
+void StoreF32(const float *src, const TensorView &v, int64_t offset,
+              int64_t n) {
+  switch (v.dtype) {
+  case DType::F32:
+    std::memmove(static_cast<float *>(v.data) + offset, src, n * sizeof(float));
+    return;
+  case DType::BF16:
+    vec::F32ToBf16(src, static_cast<uint16_t *>(v.data) + offset, n);
+    return;
+  case DType::F16:
+    vec::F32ToF16(src, static_cast<uint16_t *>(v.data) + offset, n);
+    return;
+  default: // integer destinations are rejected before any store
+    return;
+  }
+}
+
+F32Input::F32Input(const TensorView &v) {
+  if (v.dtype == DType::F32) {
+    ptr_ = static_cast<const float *>(v.data);
+    return;
+  }
+  int64_t n = v.numel();
+  copy_ = Scratch(n);
+  LoadF32(v, 0, n, copy_.get());
+  ptr_ = copy_.get();
+}
+
+F32Output::F32Output(const TensorView &v) : view_(v) {
+  if (v.dtype == DType::F32) {
+    ptr_ = static_cast<float *>(v.data);
+    return;
+  }
+  copy_ = Scratch(v.numel());
+  ptr_ = copy_.get();
+}
+
+void F32Output::Commit() {
+  if (copy_)
+    StoreF32(copy_.get(), view_, 0, view_.numel());
+}
+
+} // namespace veomni::rt::cpu::detail

@@ -1,0 +1,127 @@
+//===- KernelUtil.h - shared helpers of the fast CPU kernels ----*- C++ -*-===//
+//
+// Argument checks that build the "<Kernel>: <view> <type> ..." messages, and
+// f32 staging of bf16/f16 views: kernels compute in f32, reading f32 views in
+// place and converting the others once, in bulk.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_KERNELUTIL_H
+#define VEOMNI_RUNTIME_BACKENDS_CPU_KERNELUTIL_H
+
+#include "runtime/core/Tensor.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/types/span.h"
+
+#include <cstdint>
+#include <memory>
+
+#define VEOMNI_RETURN_IF_ERROR(expr)                                           \
+  do {                                                                         \
+    ::absl::Status veomni_status_ = (expr);                                    \
+    if (!veomni_status_.ok())                                                  \
+      return veomni_status_;                                                   \
+  } while (false)
+
+namespace veomni::rt::cpu::detail {
+
+/// "<kernel>: <args...>" as InvalidArgument.
+template <typename... Args>
+absl::Status Invalid(absl::string_view kernel, const Args &...args) {
+  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", args...));
+}
+
+/// "<kernel>: <name> <view> <what...>": the message form for a bad operand.
+template <typename... Args>
+absl::Status BadView(absl::string_view kernel, absl::string_view name,
+                     const TensorView &view, const Args &...what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(kernel, ": ", name, " ", view.ToString(), " ", what...));
+}
+
+inline std::string ShapeString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
+}
+
+/// Views come from untrusted program files: a known element type, no
+/// negative dimension, an element count that cannot overflow, and memory
+/// behind any non-empty view.
+absl::Status CheckView(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v);
+/// CheckView plus rank == `rank`.
+absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v, int64_t rank);
+/// f32, bf16 or f16.
+absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v);
+/// i32 or i64.
+absl::Status CheckInteger(absl::string_view kernel, absl::string_view name,
+                          const TensorView &v);
+/// v has the element type of `ref` (named refName in the message).
+absl::Status CheckSameType(absl::string_view kernel, absl::string_view name,
+                           const TensorView &v, absl::string_view refName,
+                           const TensorView &ref);
+/// v has exactly `shape`.
+absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v, absl::Span<const int64_t> shape);
+
+/// Product of shape[begin, end).
+int64_t Product(absl::Span<const int64_t> shape, int64_t begin, int64_t end);
+
+/// Reads a rank-1 or any-shape integer view's element i (i32 or i64).
+inline int64_t IndexAt(const TensorView &v, int64_t i) {
+  return v.dtype == DType::I32 ? static_cast<const int32_t *>(v.data)[i]
+                               : static_cast<const int64_t *>(v.data)[i];
+}
+
+/// Checks that every element of an integer view lies in [0, bound).
+absl::Status CheckIndices(absl::string_view kernel, absl::string_view name,
+                          const TensorView &v, int64_t bound);
+
+/// Uninitialised f32 scratch (std::vector would zero it first).
+inline std::unique_ptr<float[]> Scratch(int64_t n) {
+  return std::unique_ptr<float[]>(new float[n > 0 ? n : 1]);
+}
+
+/// dst[0, n) = elements [offset, offset + n) of a float or integer view.
+void LoadF32(const TensorView &v, int64_t offset, int64_t n, float *dst);
+/// Elements [offset, offset + n) of a float view = src[0, n), rounded to
+/// nearest even for bf16/f16.
+void StoreF32(const float *src, const TensorView &v, int64_t offset, int64_t n);
+
+/// A read-only f32 image of a float view: its own memory when it is f32,
+/// otherwise a converted copy.
+class F32Input {
+public:
+  explicit F32Input(const TensorView &v);
+  const float *data() const { return ptr_; }
+
+private:
+  std::unique_ptr<float[]> copy_;
+  const float *ptr_;
+};
+
+/// An f32 destination for a float view: f32 views are written in place;
+/// others go to scratch that Commit() rounds into the view.
+class F32Output {
+public:
+  explicit F32Output(const TensorView &v);
+  float *data() { return ptr_; }
+  void Commit();
+
+private:
+  const TensorView &view_;
+  std::unique_ptr<float[]> copy_;
+  float *ptr_;
+};
+
+/// Chunk length for elementwise loops that stage through stack buffers:
+/// small enough for L1, long enough to amortise the per-chunk dispatch.
+constexpr int64_t kChunk = 2048;
+
+} // namespace veomni::rt::cpu::detail
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CPU_KERNELUTIL_H

@@ -1,0 +1,265 @@
+//===- Linalg.cpp - Matmul, GroupedMatmul and Conv1D on OpenBLAS ----------===//
+//
+// Everything ends in cblas_sgemm. bf16/f16 operands are widened to f32 first
+// (this OpenBLAS build has no sbgemm), which is exact, so results differ from
+// an f32 matmul of the same values only by summation order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+
+namespace veomni::rt::cpu {
+
+using namespace detail;
+
+namespace {
+
+/// BLAS takes 32-bit sizes and leading dimensions.
+bool FitsBlas(int64_t v) { return v <= INT_MAX; }
+
+CBLAS_TRANSPOSE Trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+/// C[M, N] = A[M, K] @ B[K, N] (each optionally stored transposed), with
+/// K == 0 meaning zeros, which not every BLAS writes.
+void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
+          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
+          float beta = 0.0f) {
+  if (m == 0 || n == 0)
+    return;
+  if (k == 0) {
+    if (beta == 0.0f)
+      for (int64_t i = 0; i < m; ++i)
+        std::fill_n(c + i * ldc, n, 0.0f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, Trans(ta), Trans(tb), static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+} // namespace
+
+absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
+                    const TensorView &out, bool transposeLhs,
+                    bool transposeRhs) {
+  constexpr absl::string_view K = "Matmul";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "rhs", rhs));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "rhs", rhs, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "lhs", lhs));
+  int64_t rank = lhs.rank();
+  if (rank < 2)
+    return BadView(K, "lhs", lhs, "must have rank >= 2");
+  if (rhs.rank() != 2 && rhs.rank() != rank)
+    return BadView(K, "rhs", rhs, "must have rank 2 or the rank of lhs ",
+                   lhs.ToString());
+  bool sharedRhs = rhs.rank() == 2 && rank != 2;
+  if (!sharedRhs)
+    for (int64_t d = 0; d < rank - 2; ++d)
+      if (rhs.dim(d) != lhs.dim(d))
+        return BadView(K, "rhs", rhs, "batch dimension ", d,
+                       " differs from lhs ", lhs.ToString());
+  int64_t rr = rhs.rank();
+  int64_t m = lhs.dim(transposeLhs ? rank - 1 : rank - 2);
+  int64_t k = lhs.dim(transposeLhs ? rank - 2 : rank - 1);
+  int64_t rk = rhs.dim(transposeRhs ? rr - 1 : rr - 2);
+  int64_t n = rhs.dim(transposeRhs ? rr - 2 : rr - 1);
+  if (rk != k)
+    return BadView(K, "rhs", rhs, "contracting dimension ", rk,
+                   " differs from lhs ", lhs.ToString(), " (", k, ")");
+  Shape expected(lhs.shape.begin(), lhs.shape.end() - 2);
+  expected.push_back(m);
+  expected.push_back(n);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, expected));
+  if (!FitsBlas(m) || !FitsBlas(n) || !FitsBlas(k))
+    return BadView(K, "lhs", lhs, "exceeds the 32-bit BLAS interface with rhs ",
+                   rhs.ToString());
+  int64_t batch = Product(lhs.shape, 0, rank - 2);
+  if (out.numel() == 0)
+    return absl::OkStatus();
+
+  F32Input a(lhs), b(rhs);
+  F32Output c(out);
+  int64_t lda = transposeLhs ? m : k, ldb = transposeRhs ? k : n;
+  if (sharedRhs && !transposeLhs && FitsBlas(batch * m)) {
+    // Every batch multiplies the same rhs: one tall GEMM instead of many.
+    Gemm(false, transposeRhs, batch * m, n, k, a.data(), lda, b.data(), ldb,
+         c.data(), n);
+  } else {
+    for (int64_t i = 0; i < batch; ++i)
+      Gemm(transposeLhs, transposeRhs, m, n, k, a.data() + i * m * k, lda,
+           b.data() + (sharedRhs ? 0 : i * k * n), ldb, c.data() + i * m * n,
+           n);
+  }
+  c.Commit();
+  return absl::OkStatus();
+}
+
+absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
+                           const TensorView &groupSizes, const TensorView &out,
+                           bool transposeWeight) {
+  constexpr absl::string_view K = "GroupedMatmul";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weight", weight, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  int64_t rows = input.dim(0), k = input.dim(1), experts = weight.dim(0);
+  int64_t wk = weight.dim(transposeWeight ? 2 : 1);
+  int64_t m = weight.dim(transposeWeight ? 1 : 2);
+  if (groupSizes.dim(0) != experts)
+    return BadView(K, "groupSizes", groupSizes,
+                   "must have one entry per expert of weight ",
+                   weight.ToString());
+  if (wk != k)
+    return BadView(K, "weight", weight, "contracting dimension ", wk,
+                   " differs from input ", input.ToString());
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {rows, m}));
+  if (!FitsBlas(rows) || !FitsBlas(m) || !FitsBlas(k))
+    return BadView(K, "input", input,
+                   "exceeds the 32-bit BLAS interface with weight ",
+                   weight.ToString());
+  // Sizes come from run-time data: each must be >= 0 and they must tile the
+  // rows exactly, checked before anything is written.
+  int64_t total = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t g = IndexAt(groupSizes, e);
+    if (g < 0 || g > rows - total)
+      return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", g,
+                     " is negative or overruns the ", rows, " rows of input ",
+                     input.ToString());
+    total += g;
+  }
+  if (total != rows)
+    return BadView(K, "groupSizes", groupSizes, "sums to ", total,
+                   " but input ", input.ToString(), " has ", rows, " rows");
+  if (out.numel() == 0)
+    return absl::OkStatus();
+
+  F32Input a(input);
+  F32Output c(out);
+  bool f32 = weight.dtype == DType::F32;
+  // Only the experts that received rows have their weights widened.
+  std::unique_ptr<float[]> wbuf = f32 ? nullptr : Scratch(k * m);
+  int64_t row = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t g = IndexAt(groupSizes, e);
+    if (g == 0)
+      continue;
+    const float *w;
+    if (f32) {
+      w = static_cast<const float *>(weight.data) + e * k * m;
+    } else {
+      LoadF32(weight, e * k * m, k * m, wbuf.get());
+      w = wbuf.get();
+    }
+    Gemm(false, transposeWeight, g, m, k, a.data() + row * k, k, w,
+         transposeWeight ? k : m, c.data() + row * m, m);
+    row += g;
+  }
+  c.Commit();
+  return absl::OkStatus();
+}
+
+absl::Status Conv1D(const TensorView &input, const TensorView &weight,
+                    const TensorView *bias, const TensorView &out,
+                    int64_t stride, int64_t padding) {
+  constexpr absl::string_view K = "Conv1D";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weight", weight, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  int64_t batch = input.dim(0), cin = input.dim(1), len = input.dim(2);
+  int64_t cout = weight.dim(0), kw = weight.dim(2);
+  if (weight.dim(1) != cin)
+    return BadView(K, "weight", weight, "input channels differ from input ",
+                   input.ToString());
+  if (bias) {
+    VEOMNI_RETURN_IF_ERROR(CheckRank(K, "bias", *bias, 1));
+    VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "bias", *bias, "input", input));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", *bias, {cout}));
+  }
+  if (stride < 1 || padding < 0 || padding > (int64_t{1} << 40))
+    return Invalid(K, "stride ", stride, " must be >= 1 and padding ", padding,
+                   " >= 0");
+  int64_t span = len + 2 * padding - kw;
+  if (span < 0)
+    return BadView(K, "weight", weight,
+                   "kernel is longer than the padded input ", input.ToString());
+  int64_t lout = span / stride + 1;
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {batch, cout, lout}));
+  int64_t ck = cin * kw; // GEMM contraction: (input channel, tap)
+  if (!FitsBlas(ck) || !FitsBlas(cout) || !FitsBlas(lout))
+    return BadView(K, "weight", weight, "exceeds the 32-bit BLAS interface");
+  if (out.numel() == 0)
+    return absl::OkStatus();
+
+  F32Input x(input), w(weight);
+  F32Output y(out);
+  std::unique_ptr<float[]> bvals;
+  if (bias) {
+    bvals = Scratch(cout);
+    LoadF32(*bias, 0, cout, bvals.get());
+  }
+  // im2col a tile of output positions at a time, bounding the scratch to
+  // ~8 MiB however long the sequence is.
+  int64_t tile = std::min(
+      std::max<int64_t>((int64_t{2} << 20) / std::max<int64_t>(ck, 1), 64),
+      lout);
+  bool pointwise = kw == 1 && stride == 1 && padding == 0;
+  std::unique_ptr<float[]> col = pointwise ? nullptr : Scratch(ck * tile);
+  for (int64_t b = 0; b < batch; ++b) {
+    const float *xb = x.data() + b * cin * len;
+    float *yb = y.data() + b * cout * lout;
+    if (bias)
+      for (int64_t o = 0; o < cout; ++o)
+        std::fill_n(yb + o * lout, lout, bvals[o]);
+    float beta = bias ? 1.0f : 0.0f;
+    if (pointwise) { // the input already is the column matrix
+      Gemm(false, false, cout, lout, cin, w.data(), cin, xb, len, yb, lout,
+           beta);
+      continue;
+    }
+    for (int64_t t0 = 0; t0 < lout; t0 += tile) {
+      int64_t nt = std::min(tile, lout - t0);
+      for (int64_t c = 0; c < cin; ++c) {
+        const float *xc = xb + c * len;
+        for (int64_t tap = 0; tap < kw; ++tap) {
+          float *dst = col.get() + (c * kw + tap) * nt;
+          // Input position of output t is t * stride + tap - padding; the
+          // in-range outputs form one run [lo, hi).
+          int64_t shift = tap - padding;
+          int64_t lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
+          int64_t hi =
+              len - shift <= 0 ? 0 : (len - shift + stride - 1) / stride;
+          lo = std::clamp<int64_t>(lo - t0, 0, nt);
+          hi = std::clamp<int64_t>(hi - t0, lo, nt);
+          std::fill(dst, dst + lo, 0.0f);
+          for (int64_t t = lo; t < hi; ++t)
+            dst[t] = xc[(t0 + t) * stride + shift];
+          std::fill(dst + hi, dst + nt, 0.0f);
+        }
+      }
+      Gemm(false, false, cout, nt, ck, w.data(), ck, col.get(), nt, yb + t0,
+           lout, beta);
+    }
+  }
+  y.Commit();
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt::cpu

@@ -1,0 +1,190 @@
+//===- MoE.cpp - router top-k, token dispatch and combine -----------------===//
+//
+// Dispatch and combine agree on one row order: the k copies of every token
+// sorted stably by expert, ties by t*k+j. Both compute it with a counting
+// sort, O(T*k + E), rather than a comparison sort.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace veomni::rt::cpu {
+
+using namespace detail;
+
+namespace {
+
+/// row[t*k+j]: the output row of copy j of token t, given expert ids and the
+/// expert count (ids already checked to lie in [0, experts)). Fills `counts`
+/// with the rows per expert when given.
+std::vector<int64_t> ExpertOrder(const TensorView &indices, int64_t experts,
+                                 std::vector<int64_t> *counts = nullptr) {
+  int64_t n = indices.numel();
+  std::vector<int64_t> next(experts + 1, 0);
+  for (int64_t i = 0; i < n; ++i)
+    ++next[IndexAt(indices, i) + 1];
+  if (counts)
+    counts->assign(next.begin() + 1, next.end());
+  for (int64_t e = 0; e < experts; ++e)
+    next[e + 1] += next[e];
+  std::vector<int64_t> row(n);
+  for (int64_t i = 0; i < n; ++i)
+    row[i] = next[IndexAt(indices, i)]++;
+  return row;
+}
+
+} // namespace
+
+absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
+                     const TensorView &indices, int64_t k, bool normalize) {
+  constexpr absl::string_view K = "MoETopK";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckSameType(K, "weights", weights, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
+  int64_t tokens = logits.dim(0), experts = logits.dim(1);
+  if (k < 1 || k > experts)
+    return BadView(K, "logits", logits, "cannot give the top ", k,
+                   " of its experts");
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weights", weights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, {tokens, k}));
+
+  std::vector<float> x(experts), p(experts), w(k);
+  std::vector<int64_t> order(experts);
+  // NaN sorts last; otherwise larger first, lower expert first on ties.
+  auto key = [&](int64_t e) {
+    return std::isnan(p[e]) ? -std::numeric_limits<float>::infinity() : p[e];
+  };
+  auto before = [&](int64_t a, int64_t b) {
+    float ka = key(a), kb = key(b);
+    return ka > kb || (ka == kb && a < b);
+  };
+  for (int64_t t = 0; t < tokens; ++t) {
+    LoadF32(logits, t * experts, experts, x.data());
+    float mx = -std::numeric_limits<float>::infinity();
+    for (float v : x)
+      mx = v > mx ? v : mx;
+    // Scalar libm exp: top-k is decided on these values, ties included, so
+    // they follow the reference's arithmetic exactly.
+    float sum = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      p[e] = std::exp(x[e] - mx);
+      sum += p[e];
+    }
+    for (int64_t e = 0; e < experts; ++e)
+      p[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+    float denom = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      w[j] = p[order[j]];
+      denom += w[j];
+    }
+    if (normalize)
+      for (int64_t j = 0; j < k; ++j)
+        w[j] /= denom;
+    StoreF32(w.data(), weights, t * k, k);
+    for (int64_t j = 0; j < k; ++j)
+      StoreI(indices, t * k + j, order[j]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
+                         const TensorView &out, const TensorView &groupSizes,
+                         int64_t numExperts) {
+  constexpr absl::string_view K = "MoEDispatch";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  int64_t tokens = input.dim(0), hidden = input.dim(1), k = indices.dim(1);
+  if (indices.dim(0) != tokens)
+    return BadView(K, "indices", indices,
+                   "must have one row per token of input ", input.ToString());
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {tokens * k, hidden}));
+  if (numExperts < 1)
+    return Invalid(K, "numExperts must be >= 1, got ", numExperts);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "groupSizes", groupSizes, {numExperts}));
+  VEOMNI_RETURN_IF_ERROR(CheckIndices(K, "indices", indices, numExperts));
+
+  std::vector<int64_t> counts;
+  std::vector<int64_t> row = ExpertOrder(indices, numExperts, &counts);
+  size_t bytes = hidden * SizeOf(input.dtype);
+  const char *src = static_cast<const char *>(input.data);
+  char *dst = static_cast<char *>(out.data);
+  for (int64_t i = 0; i < tokens * k; ++i)
+    std::memcpy(dst + row[i] * bytes, src + (i / k) * bytes, bytes);
+  for (int64_t e = 0; e < numExperts; ++e)
+    StoreI(groupSizes, e, counts[e]);
+  return absl::OkStatus();
+}
+
+absl::Status MoECombine(const TensorView &input, const TensorView &weights,
+                        const TensorView &indices, const TensorView &out) {
+  constexpr absl::string_view K = "MoECombine";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weights", weights, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
+  int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {tokens, hidden}));
+  // No expert count is given: any ids >= 0 define the order, as dispatch
+  // with more experts than the largest id would have. Ids beyond the row
+  // count are compacted first so the counting sort stays O(T*k).
+  int64_t n = indices.numel();
+  VEOMNI_RETURN_IF_ERROR(
+      CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));
+  int64_t maxId = -1;
+  for (int64_t i = 0; i < n; ++i)
+    maxId = std::max(maxId, IndexAt(indices, i));
+  std::vector<int64_t> row;
+  if (maxId < std::max<int64_t>(n, 1024)) {
+    row = ExpertOrder(indices, maxId + 1);
+  } else {
+    std::vector<int64_t> byExpert(n);
+    std::iota(byExpert.begin(), byExpert.end(), 0);
+    std::stable_sort(byExpert.begin(), byExpert.end(),
+                     [&](int64_t a, int64_t b) {
+                       return IndexAt(indices, a) < IndexAt(indices, b);
+                     });
+    row.resize(n);
+    for (int64_t r = 0; r < n; ++r)
+      row[byExpert[r]] = r;
+  }
+
+  std::vector<float> acc(hidden), x(hidden), w(k);
+  for (int64_t t = 0; t < tokens; ++t) {
+    LoadF32(weights, t * k, k, w.data());
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t j = 0; j < k; ++j) {
+      LoadF32(input, row[t * k + j] * hidden, hidden, x.data());
+      for (int64_t i = 0; i < hidden; ++i)
+        acc[i] += w[j] * x[i];
+    }
+    StoreF32(acc.data(), out, t * hidden, hidden);
+  }
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt::cpu

@@ -1,0 +1,515 @@
+//===- Transformer.cpp - softmax, norms, rope, attention, loss ------------===//
+//
+// Row kernels: each row is brought to f32 (in place for f32 tensors, through
+// a row buffer otherwise), computed with the vector loops of VecMath, and
+// rounded once on the way out. Attention is blocked over query rows with
+// OpenBLAS GEMMs for Q K^T and P V, and skips key ranges that causality or
+// segments hide.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/VecMath.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace veomni::rt::cpu {
+
+using namespace detail;
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+/// A float view's rows of length `len`: f32 views are read in place, others
+/// are converted into a reusable buffer.
+class RowReader {
+public:
+  RowReader(const TensorView &v, int64_t len) : view_(v), len_(len) {
+    if (v.dtype != DType::F32)
+      buf_ = Scratch(len);
+  }
+  const float *Row(int64_t r) {
+    if (!buf_)
+      return static_cast<const float *>(view_.data) + r * len_;
+    LoadF32(view_, r * len_, len_, buf_.get());
+    return buf_.get();
+  }
+
+private:
+  const TensorView &view_;
+  int64_t len_;
+  std::unique_ptr<float[]> buf_;
+};
+
+/// Rows of an output view: f32 views are written in place, others through a
+/// buffer rounded by Done().
+class RowWriter {
+public:
+  RowWriter(const TensorView &v, int64_t len) : view_(v), len_(len) {
+    if (v.dtype != DType::F32)
+      buf_ = Scratch(len);
+  }
+  float *Row(int64_t r) {
+    row_ = r;
+    return buf_ ? buf_.get() : static_cast<float *>(view_.data) + r * len_;
+  }
+  void Done() {
+    if (buf_)
+      StoreF32(buf_.get(), view_, row_ * len_, len_);
+  }
+
+private:
+  const TensorView &view_;
+  int64_t len_, row_ = 0;
+  std::unique_ptr<float[]> buf_;
+};
+
+/// Common checks of the last-dimension norms.
+absl::Status CheckNorm(absl::string_view k, const TensorView &in,
+                       const TensorView &weight, const TensorView *bias,
+                       const TensorView &out) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(k, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(k, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(k, "in", in));
+  if (in.rank() < 1)
+    return BadView(k, "in", in, "must have rank >= 1");
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(k, "out", out, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(k, "out", out, in.shape));
+  int64_t d = in.dim(in.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckRank(k, "weight", weight, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(k, "weight", weight, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(k, "weight", weight, {d}));
+  if (bias) {
+    VEOMNI_RETURN_IF_ERROR(CheckRank(k, "bias", *bias, 1));
+    VEOMNI_RETURN_IF_ERROR(CheckSameType(k, "bias", *bias, "in", in));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(k, "bias", *bias, {d}));
+  }
+  return absl::OkStatus();
+}
+
+/// Rounds x[0, n) to `t`'s precision in place (the HF cast back to the
+/// input dtype between two f32 steps).
+void RoundTo(DType t, float *x, int64_t n) {
+  if (t == DType::F32)
+    return;
+  uint16_t tmp[kChunk];
+  for (int64_t i = 0; i < n; i += kChunk) {
+    int64_t len = std::min(kChunk, n - i);
+    if (t == DType::BF16) {
+      vec::F32ToBf16(x + i, tmp, len);
+      vec::Bf16ToF32(tmp, x + i, len);
+    } else {
+      vec::F32ToF16(x + i, tmp, len);
+      vec::F16ToF32(tmp, x + i, len);
+    }
+  }
+}
+
+bool FitsBlas(int64_t v) { return v <= INT_MAX; }
+
+} // namespace
+
+absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
+  constexpr absl::string_view K = "Softmax";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
+  if (dim < 0 || dim >= in.rank())
+    return BadView(K, "in", in, "has no dimension ", dim);
+  int64_t outer = Product(in.shape, 0, dim), n = in.dim(dim);
+  int64_t inner = Product(in.shape, dim + 1, in.rank());
+  if (in.numel() == 0)
+    return absl::OkStatus();
+  // A block is one outer index: n x inner, softmaxed down its columns. With
+  // inner == 1 (the usual last-dimension softmax) it is a single row.
+  int64_t block = n * inner;
+  RowReader reader(in, block);
+  RowWriter writer(out, block);
+  std::vector<float> m(inner), s(inner);
+  for (int64_t o = 0; o < outer; ++o) {
+    const float *x = reader.Row(o);
+    float *y = writer.Row(o);
+    if (inner == 1) {
+      float mx = vec::Max(x, n);
+      float sum = vec::ExpShift(x, mx, y, n);
+      vec::Scale(y, 1.0f / sum, n);
+    } else {
+      std::fill(m.begin(), m.end(), kNegInf);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < inner; ++c)
+          m[c] = x[r * inner + c] > m[c] ? x[r * inner + c] : m[c];
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < inner; ++c)
+          y[r * inner + c] = x[r * inner + c] - m[c];
+      vec::Unary(UnaryKind::Exp, y, y, block);
+      std::fill(s.begin(), s.end(), 0.0f);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < inner; ++c)
+          s[c] += y[r * inner + c];
+      for (int64_t c = 0; c < inner; ++c)
+        s[c] = 1.0f / s[c];
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < inner; ++c)
+          y[r * inner + c] *= s[c];
+    }
+    writer.Done();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RmsNorm(const TensorView &in, const TensorView &weight,
+                     const TensorView &out, double epsilon) {
+  constexpr absl::string_view K = "RmsNorm";
+  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, in, weight, nullptr, out));
+  int64_t d = in.dim(in.rank() - 1);
+  if (in.numel() == 0)
+    return absl::OkStatus();
+  int64_t rows = in.numel() / d;
+  F32Input w(weight);
+  RowReader reader(in, d);
+  RowWriter writer(out, d);
+  const float eps = static_cast<float>(epsilon);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = reader.Row(r);
+    float *y = writer.Row(r);
+    float mean = vec::SumSquares(x, d) / static_cast<float>(d);
+    float scale = 1.0f / std::sqrt(mean + eps);
+    for (int64_t i = 0; i < d; ++i)
+      y[i] = x[i] * scale;
+    RoundTo(in.dtype, y, d); // HF: hidden_states.to(input_dtype)
+    for (int64_t i = 0; i < d; ++i)
+      y[i] *= w.data()[i];
+    writer.Done();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
+                       const TensorView *bias, const TensorView &out,
+                       double epsilon) {
+  constexpr absl::string_view K = "LayerNorm";
+  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, in, weight, bias, out));
+  int64_t d = in.dim(in.rank() - 1);
+  if (in.numel() == 0)
+    return absl::OkStatus();
+  int64_t rows = in.numel() / d;
+  F32Input w(weight);
+  std::unique_ptr<F32Input> b =
+      bias ? std::make_unique<F32Input>(*bias) : nullptr;
+  RowReader reader(in, d);
+  RowWriter writer(out, d);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *x = reader.Row(r);
+    float *y = writer.Row(r);
+    // Two passes (mean, then squared deviations) avoid the cancellation of
+    // E[x^2] - E[x]^2 when the mean is large.
+    float mean = static_cast<float>(vec::Sum(x, d) / static_cast<double>(d));
+    for (int64_t i = 0; i < d; ++i)
+      y[i] = x[i] - mean;
+    double var = vec::SumSquares(y, d) / static_cast<double>(d);
+    float rstd = static_cast<float>(1.0 / std::sqrt(var + epsilon));
+    const float *wp = w.data();
+    if (b) {
+      const float *bp = b->data();
+      for (int64_t i = 0; i < d; ++i)
+        y[i] = y[i] * rstd * wp[i] + bp[i];
+    } else {
+      for (int64_t i = 0; i < d; ++i)
+        y[i] = y[i] * rstd * wp[i];
+    }
+    writer.Done();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Rope(const TensorView &in, const TensorView &positions,
+                  const TensorView &out, const RopeAttrs &attrs) {
+  constexpr absl::string_view K = "Rope";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "in", in, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
+  int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2), d = in.dim(3);
+  if (d % 2 != 0)
+    return BadView(K, "in", in, "head dimension must be even");
+  int64_t half = d / 2;
+  if (!attrs.invFreq.empty() &&
+      static_cast<int64_t>(attrs.invFreq.size()) != half)
+    return BadView(K, "in", in, "needs ", half, " inverse frequencies, got ",
+                   attrs.invFreq.size());
+  if (attrs.invFreq.empty() && !(attrs.theta > 0))
+    return Invalid(K, "theta must be positive, got ", attrs.theta);
+  // section[j]: which row of `positions` frequency j reads.
+  std::vector<int64_t> section(half, 0);
+  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (sections > 0) {
+    int64_t j = 0;
+    for (int64_t k = 0; k < sections; ++k) {
+      int64_t size = attrs.mropeSection[k];
+      if (size < 1 || size > half - j)
+        return BadView(K, "in", in, "mropeSection ",
+                       ShapeString(attrs.mropeSection),
+                       " must be positive sizes summing to ", half);
+      std::fill_n(section.begin() + j, size, k);
+      j += size;
+    }
+    if (j != half)
+      return BadView(K, "in", in, "mropeSection ",
+                     ShapeString(attrs.mropeSection), " must sum to ", half);
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(K, "positions", positions, {sections, batch, seq}));
+  } else {
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "positions", positions, {batch, seq}));
+  }
+  if (in.numel() == 0)
+    return absl::OkStatus();
+
+  std::vector<float> freq(half);
+  for (int64_t j = 0; j < half; ++j)
+    freq[j] =
+        attrs.invFreq.empty()
+            ? static_cast<float>(
+                  1.0 / std::pow(attrs.theta, 2.0 * static_cast<double>(j) /
+                                                  static_cast<double>(d)))
+            : attrs.invFreq[j];
+  const float scaling = static_cast<float>(attrs.attentionScaling);
+  std::vector<float> cosv(half), sinv(half);
+  int64_t rowLen = heads * d, tokens = batch * seq;
+  RowReader reader(in, rowLen);
+  RowWriter writer(out, rowLen);
+  for (int64_t t = 0; t < tokens; ++t) {
+    // One angle table per token, shared by its heads.
+    for (int64_t j = 0; j < half; ++j) {
+      float pos =
+          static_cast<float>(IndexAt(positions, section[j] * tokens + t));
+      float angle = pos * freq[j];
+      cosv[j] = std::cos(angle) * scaling;
+      sinv[j] = std::sin(angle) * scaling;
+    }
+    const float *x = reader.Row(t);
+    float *y = writer.Row(t);
+    for (int64_t h = 0; h < heads; ++h) {
+      const float *xh = x + h * d;
+      float *yh = y + h * d;
+      for (int64_t j = 0; j < half; ++j) {
+        float x0 = xh[j], x1 = xh[j + half];
+        yh[j] = x0 * cosv[j] - x1 * sinv[j];
+        yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
+      }
+    }
+    writer.Done();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Attention(const TensorView &q, const TensorView &k,
+                       const TensorView &v, const TensorView *segments,
+                       const TensorView &out, bool causal, double scale) {
+  constexpr absl::string_view K = "Attention";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "k", k, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "v", v, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "q", q));
+  int64_t batch = q.dim(0), s = q.dim(1), hq = q.dim(2), d = q.dim(3);
+  int64_t skv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {batch, skv, hkv, d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {batch, skv, hkv, dv}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {batch, s, hq, dv}));
+  if (hkv == 0 ? hq != 0 : hq % hkv != 0)
+    return BadView(K, "k", k, "head count must divide that of q ",
+                   q.ToString());
+  if (causal && s != skv)
+    return BadView(K, "k", k,
+                   "causal attention needs the sequence length of q ",
+                   q.ToString());
+  if (segments) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "segments", *segments, {batch, s}));
+    if (s != skv)
+      return BadView(K, "k", k, "segments need the sequence length of q ",
+                     q.ToString());
+  }
+  if (!FitsBlas(hq * std::max(d, dv)) || !FitsBlas(hkv * std::max(d, dv)) ||
+      !FitsBlas(s) || !FitsBlas(skv))
+    return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");
+  if (out.numel() == 0)
+    return absl::OkStatus();
+
+  F32Input qf(q), kf(k), vf(v);
+  F32Output of(out);
+  const int64_t group = hkv == 0 ? 1 : hq / hkv;
+  const int64_t ldq = hq * d, ldk = hkv * d, ldv = hkv * dv, ldo = hq * dv;
+  // Query rows per block: the score block (rows x keys) stays within ~512
+  // KiB, about what L2 holds next to the K and V panels.
+  const int64_t bq = std::clamp<int64_t>(
+      (int64_t{128} << 10) / std::max<int64_t>(skv, 1), 16, 256);
+  std::unique_ptr<float[]> scores = Scratch(bq * std::max<int64_t>(skv, 1));
+  std::vector<float> rowScale(bq);
+  // With segments, each query's keys lie within [first, last] of its
+  // segment's positions; a block needs only the union of those ranges.
+  std::vector<int64_t> segFirst, segLast, seg;
+  if (segments) {
+    segFirst.resize(s);
+    segLast.resize(s);
+    seg.resize(s);
+  }
+  std::vector<int64_t> order(s);
+  for (int64_t b = 0; b < batch; ++b) {
+    if (segments) {
+      for (int64_t i = 0; i < s; ++i)
+        seg[i] = IndexAt(*segments, b * s + i);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t x, int64_t y) { return seg[x] < seg[y]; });
+      for (int64_t lo = 0; lo < s;) {
+        int64_t hi = lo;
+        while (hi < s && seg[order[hi]] == seg[order[lo]])
+          ++hi;
+        for (int64_t t = lo; t < hi; ++t) {
+          segFirst[order[t]] = order[lo];
+          segLast[order[t]] = order[hi - 1];
+        }
+        lo = hi;
+      }
+    }
+    for (int64_t h = 0; h < hq; ++h) {
+      int64_t g = h / group;
+      const float *qh = qf.data() + b * s * ldq + h * d;
+      const float *kg = kf.data() + b * skv * ldk + g * d;
+      const float *vg = vf.data() + b * skv * ldv + g * dv;
+      float *oh = of.data() + b * s * ldo + h * dv;
+      for (int64_t i0 = 0; i0 < s; i0 += bq) {
+        int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
+        int64_t jlo = 0, jhi = causal ? std::min(skv, i1) : skv;
+        if (segments) {
+          int64_t lo = s, hi = 0;
+          for (int64_t i = i0; i < i1; ++i) {
+            lo = std::min(lo, segFirst[i]);
+            hi = std::max(hi, segLast[i] + 1);
+          }
+          jlo = std::max(jlo, lo);
+          jhi = std::min(jhi, hi);
+        }
+        if (jhi <= jlo) {
+          for (int64_t i = i0; i < i1; ++i)
+            std::fill_n(oh + i * ldo, dv, 0.0f);
+          continue;
+        }
+        int64_t nk = jhi - jlo;
+        float *p = scores.get();
+        if (d > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, d,
+                      static_cast<float>(scale), qh + i0 * ldq, ldq,
+                      kg + jlo * ldk, ldk, 0.0f, p, nk);
+        else
+          std::fill_n(p, rows * nk, 0.0f);
+        for (int64_t r = 0; r < rows; ++r) {
+          int64_t i = i0 + r;
+          float *pr = p + r * nk;
+          // Keys past the causal limit are cut off; within the rest,
+          // other segments are masked to -inf so exp makes them 0.
+          int64_t end = causal ? std::clamp<int64_t>(i + 1 - jlo, 0, nk) : nk;
+          int64_t visible = end;
+          if (segments)
+            for (int64_t j = 0; j < end; ++j)
+              if (seg[jlo + j] != seg[i]) {
+                pr[j] = kNegInf;
+                --visible;
+              }
+          std::fill(pr + end, pr + nk, 0.0f);
+          if (visible == 0) {
+            std::fill(pr, pr + end, 0.0f);
+            rowScale[r] = 0.0f;
+            continue;
+          }
+          float mx = vec::Max(pr, end);
+          rowScale[r] = 1.0f / vec::ExpShift(pr, mx, pr, end);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dv, nk,
+                    1.0f, p, nk, vg + jlo * ldv, ldv, 0.0f, oh + i0 * ldo, ldo);
+        for (int64_t r = 0; r < rows; ++r)
+          vec::Scale(oh + (i0 + r) * ldo, rowScale[r], dv);
+      }
+    }
+  }
+  of.Commit();
+  return absl::OkStatus();
+}
+
+absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
+                          const TensorView &out, int64_t ignoreIndex,
+                          LossReduction reduction) {
+  constexpr absl::string_view K = "CrossEntropy";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
+  if (logits.rank() < 1)
+    return BadView(K, "logits", logits, "needs a vocabulary dimension");
+  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
+  if (out.dtype != DType::F32)
+    return BadView(K, "out", out, "must be f32");
+  if (reduction == LossReduction::None)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, rowsShape));
+  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {}));
+  else
+    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+  int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label != ignoreIndex && (label < 0 || label >= vocab))
+      return BadView(K, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+  }
+  float *o = static_cast<float *>(out.data);
+  RowReader reader(logits, vocab);
+  double total = 0;
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label == ignoreIndex) {
+      if (reduction == LossReduction::None)
+        o[r] = 0.0f;
+      continue;
+    }
+    const float *x = reader.Row(r);
+    float mx = vec::Max(x, vocab);
+    float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
+    float loss = lse - x[label];
+    if (reduction == LossReduction::None)
+      o[r] = loss;
+    total += loss;
+    ++counted;
+  }
+  if (reduction == LossReduction::Sum)
+    o[0] = static_cast<float>(total);
+  else if (reduction == LossReduction::Mean)
+    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
+                   : 0.0f;
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt::cpu

@@ -1,0 +1,429 @@
+//===- Safetensors.cpp - read and write .safetensors files ----------------===//
+
+#include "runtime/io/Safetensors.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+
+#include <cstdio>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace veomni::rt {
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The header's JSON: objects, arrays, strings, integers. A small recursive
+// parser with a depth limit; anything else is an error.
+//===----------------------------------------------------------------------===//
+
+struct Json {
+  enum Kind { Null, Number, String, Array, Object } kind = Null;
+  int64_t number = 0;
+  bool integral = true;
+  std::string text;
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> fields;
+};
+
+class JsonParser {
+public:
+  explicit JsonParser(absl::string_view s) : s_(s) {}
+
+  absl::StatusOr<Json> ParseDocument() {
+    Json j;
+    if (auto st = Value(j, 0); !st.ok())
+      return st;
+    Skip();
+    if (pos_ != s_.size())
+      return Error("trailing characters");
+    return j;
+  }
+
+private:
+  absl::Status Error(absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header JSON: ", what, " at byte ", pos_));
+  }
+  void Skip() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' ||
+                                s_[pos_] == '\t' || s_[pos_] == '\r'))
+      ++pos_;
+  }
+  bool Eat(char c) {
+    Skip();
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+
+  absl::Status StringValue(std::string &out) {
+    if (!Eat('"'))
+      return Error("expected a string");
+    while (pos_ < s_.size() && s_[pos_] != '"') {
+      char c = s_[pos_++];
+      if (c == '\\') {
+        if (pos_ >= s_.size())
+          break;
+        char e = s_[pos_++];
+        switch (e) {
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': // names are ASCII; keep other code points as '?'
+          if (pos_ + 4 > s_.size())
+            return Error("bad \\u escape");
+          pos_ += 4;
+          out += '?';
+          break;
+        default:
+          out += e;
+        }
+      } else {
+        out += c;
+      }
+    }
+    if (pos_ >= s_.size())
+      return Error("unterminated string");
+    ++pos_;
+    return absl::OkStatus();
+  }
+
+  absl::Status Value(Json &j, int depth) {
+    if (depth > 16)
+      return Error("nested too deeply");
+    Skip();
+    if (pos_ >= s_.size())
+      return Error("unexpected end");
+    char c = s_[pos_];
+    if (c == '"') {
+      j.kind = Json::String;
+      return StringValue(j.text);
+    }
+    if (c == '{') {
+      ++pos_;
+      j.kind = Json::Object;
+      if (Eat('}'))
+        return absl::OkStatus();
+      do {
+        std::string key;
+        if (auto st = StringValue(key); !st.ok())
+          return st;
+        if (!Eat(':'))
+          return Error("expected ':'");
+        Json value;
+        if (auto st = Value(value, depth + 1); !st.ok())
+          return st;
+        j.fields.emplace_back(std::move(key), std::move(value));
+      } while (Eat(','));
+      return Eat('}') ? absl::OkStatus() : Error("expected '}'");
+    }
+    if (c == '[') {
+      ++pos_;
+      j.kind = Json::Array;
+      if (Eat(']'))
+        return absl::OkStatus();
+      do {
+        Json value;
+        if (auto st = Value(value, depth + 1); !st.ok())
+          return st;
+        j.items.push_back(std::move(value));
+      } while (Eat(','));
+      return Eat(']') ? absl::OkStatus() : Error("expected ']'");
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      j.kind = Json::Number;
+      bool negative = c == '-';
+      if (negative)
+        ++pos_;
+      uint64_t value = 0;
+      size_t start = pos_;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+        if (value > (uint64_t{1} << 62))
+          return Error("number too large");
+        value = value * 10 + (s_[pos_++] - '0');
+      }
+      if (pos_ == start)
+        return Error("bad number");
+      while (pos_ < s_.size() &&
+             (s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E' ||
+              s_[pos_] == '+' || s_[pos_] == '-' ||
+              (s_[pos_] >= '0' && s_[pos_] <= '9'))) {
+        j.integral = false;
+        ++pos_;
+      }
+      j.number =
+          negative ? -static_cast<int64_t>(value) : static_cast<int64_t>(value);
+      return absl::OkStatus();
+    }
+    for (absl::string_view word : {"null", "true", "false"}) {
+      if (s_.substr(pos_, word.size()) == word) {
+        pos_ += word.size();
+        return absl::OkStatus();
+      }
+    }
+    return Error("unexpected character");
+  }
+
+  absl::string_view s_;
+  size_t pos_ = 0;
+};
+
+absl::StatusOr<DType> ParseDType(absl::string_view s) {
+  if (s == "F32")
+    return DType::F32;
+  if (s == "BF16")
+    return DType::BF16;
+  if (s == "F16")
+    return DType::F16;
+  if (s == "I32")
+    return DType::I32;
+  if (s == "I64")
+    return DType::I64;
+  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype ", s));
+}
+
+absl::string_view DTypeName(DType t) {
+  switch (t) {
+  case DType::F32:
+    return "F32";
+  case DType::BF16:
+    return "BF16";
+  case DType::F16:
+    return "F16";
+  case DType::I32:
+    return "I32";
+  case DType::I64:
+    return "I64";
+  }
+  return "?";
+}
+
+} // namespace
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_)
+    munmap(const_cast<uint8_t *>(map_), mapBytes_);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>>
+SafetensorsFile::Open(const std::string &path) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    return bad("cannot stat");
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  if (size < 8) {
+    ::close(fd);
+    return bad(absl::StrCat("truncated: ", size, " bytes"));
+  }
+  void *m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED)
+    return bad("cannot map");
+  f->map_ = static_cast<const uint8_t *>(m);
+  f->mapBytes_ = size;
+
+  uint64_t headerBytes = 0;
+  for (int i = 7; i >= 0; --i)
+    headerBytes = (headerBytes << 8) | f->map_[i];
+  if (headerBytes > size - 8 || headerBytes > (uint64_t{1} << 30))
+    return bad(absl::StrCat("header length ", headerBytes,
+                            " exceeds the file (", size, " bytes)"));
+  absl::string_view header(reinterpret_cast<const char *>(f->map_ + 8),
+                           headerBytes);
+  absl::StatusOr<Json> json = JsonParser(header).ParseDocument();
+  if (!json.ok())
+    return bad(json.status().message());
+  if (json->kind != Json::Object)
+    return bad("the header is not a JSON object");
+  f->data_ = f->map_ + 8 + headerBytes;
+  uint64_t dataBytes = size - 8 - headerBytes;
+
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto &[name, value] : json->fields) {
+    if (name == "__metadata__")
+      continue;
+    auto field = [&](absl::string_view key) -> const Json * {
+      for (auto &[k, v] : value.fields)
+        if (k == key)
+          return &v;
+      return nullptr;
+    };
+    const Json *dtype = field("dtype"), *shape = field("shape"),
+               *offsets = field("data_offsets");
+    if (value.kind != Json::Object || !dtype || dtype->kind != Json::String ||
+        !shape || shape->kind != Json::Array || !offsets ||
+        offsets->kind != Json::Array || offsets->items.size() != 2)
+      return bad(absl::StrCat("tensor '", name,
+                              "': needs dtype, shape and data_offsets"));
+    Entry e;
+    absl::StatusOr<DType> dt = ParseDType(dtype->text);
+    if (!dt.ok())
+      return bad(absl::StrCat("tensor '", name, "': ", dt.status().message()));
+    e.dtype = *dt;
+    uint64_t elements = 1;
+    for (const Json &d : shape->items) {
+      if (d.kind != Json::Number || !d.integral || d.number < 0 ||
+          d.number > (int64_t{1} << 40))
+        return bad(absl::StrCat("tensor '", name, "': bad shape"));
+      e.shape.push_back(d.number);
+      elements *= static_cast<uint64_t>(d.number);
+      if (elements > (uint64_t{1} << 44))
+        return bad(absl::StrCat("tensor '", name, "': too large"));
+    }
+    const Json &b = offsets->items[0], &end = offsets->items[1];
+    if (b.kind != Json::Number || end.kind != Json::Number || b.number < 0 ||
+        end.number < b.number || uint64_t(end.number) > dataBytes)
+      return bad(absl::StrCat("tensor '", name, "': data_offsets [", b.number,
+                              ", ", end.number, ") outside the ", dataBytes,
+                              " data bytes"));
+    e.begin = b.number;
+    e.end = end.number;
+    if (e.end - e.begin != elements * SizeOf(e.dtype))
+      return bad(absl::StrCat("tensor '", name, "': ", e.end - e.begin,
+                              " bytes for ", DTypeName(e.dtype), " shape [",
+                              absl::StrJoin(e.shape, ", "), "]"));
+    ranges.emplace_back(e.begin, e.end);
+    if (!f->entries_.emplace(name, std::move(e)).second)
+      return bad(absl::StrCat("tensor '", name, "' appears twice"));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second)
+      return bad("tensors overlap in the data section");
+  return f;
+}
+
+const SafetensorsFile::Entry *
+SafetensorsFile::Find(const std::string &name) const {
+  auto it = entries_.find(name);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+TensorView SafetensorsFile::View(const Entry &e) const {
+  return TensorView{const_cast<uint8_t *>(data_ + e.begin), e.dtype, e.shape};
+}
+
+absl::Status CopyConvert(const TensorView &from, const TensorView &to) {
+  if (from.shape != to.shape)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shape ", from.ToString(), " does not match ", to.ToString()));
+  if (from.dtype == to.dtype) {
+    std::memcpy(to.data, from.data, from.bytes());
+    return absl::OkStatus();
+  }
+  if (IsFloat(from.dtype) != IsFloat(to.dtype))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot convert ", from.ToString(), " to ", to.ToString()));
+  for (int64_t i = 0, n = from.numel(); i < n; ++i) {
+    if (IsFloat(to.dtype))
+      StoreF(to, i, LoadF(from, i));
+    else
+      StoreI(to, i, LoadI(from, i));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
+  for (const ArgumentDesc &a : executor.program().arguments) {
+    if (!a.isParam)
+      continue;
+    TensorView dst = executor.View(a.buffer);
+    auto fail = [&](const std::string &tensor, absl::string_view what) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path(), ": tensor '", tensor, "' for parameter '",
+                       a.name, "': ", what));
+    };
+    if (a.name.find('*') == std::string::npos) {
+      const SafetensorsFile::Entry *e = file.Find(a.name);
+      if (!e)
+        return fail(a.name, "missing");
+      if (auto s = CopyConvert(file.View(*e), dst); !s.ok())
+        return fail(a.name, s.message());
+      continue;
+    }
+    // Stacked: slice i of dim 0 is the tensor with '*' replaced by i.
+    TensorView slice = dst;
+    slice.shape.erase(slice.shape.begin());
+    size_t sliceBytes = slice.bytes();
+    for (int64_t i = 0; i < dst.shape[0]; ++i) {
+      std::string name =
+          absl::StrReplaceAll(a.name, {{"*", std::to_string(i)}});
+      const SafetensorsFile::Entry *e = file.Find(name);
+      if (!e)
+        return fail(name, "missing");
+      slice.data = static_cast<uint8_t *>(dst.data) + i * sliceBytes;
+      if (auto s = CopyConvert(file.View(*e), slice); !s.ok())
+        return fail(name, s.message());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteSafetensors(const std::string &path,
+                              const std::vector<NamedTensor> &tensors,
+                              const std::map<std::string, std::string> &meta) {
+  std::string header = "{";
+  uint64_t offset = 0;
+  auto quote = [](const std::string &s) {
+    return absl::StrCat(
+        "\"", absl::StrReplaceAll(s, {{"\\", "\\\\"}, {"\"", "\\\""}}), "\"");
+  };
+  if (!meta.empty()) {
+    std::vector<std::string> kv;
+    for (auto &[k, v] : meta)
+      kv.push_back(absl::StrCat(quote(k), ":", quote(v)));
+    absl::StrAppend(&header, "\"__metadata__\":{", absl::StrJoin(kv, ","), "}");
+  }
+  for (const NamedTensor &t : tensors) {
+    if (header.size() > 1)
+      header += ",";
+    absl::StrAppend(&header, quote(t.name), ":{\"dtype\":\"",
+                    DTypeName(t.view.dtype), "\",\"shape\":[",
+                    absl::StrJoin(t.view.shape, ","), "],\"data_offsets\":[",
+                    offset, ",", offset + t.view.bytes(), "]}");
+    offset += t.view.bytes();
+  }
+  header += "}";
+  while (header.size() % 8)
+    header += ' ';
+
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  FILE *f = std::fopen(tmp.c_str(), "wb");
+  if (!f)
+    return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create"));
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(uint64_t(header.size()) >> (8 * i));
+  bool ok = std::fwrite(len, 1, 8, f) == 8 &&
+            std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  for (const NamedTensor &t : tensors)
+    ok = ok && std::fwrite(t.view.data, 1, t.view.bytes(), f) == t.view.bytes();
+  ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,77 @@
+//===- Safetensors.h - read and write .safetensors files --------*- C++ -*-===//
+//
+// The Hugging Face format: an 8-byte little-endian header length, a JSON
+// header {name: {dtype, shape, data_offsets}}, then the raw data. Files are
+// memory-mapped for reading; every header entry is checked against the file
+// (offsets inside the data, sizes matching dtype x shape, no overlaps), so a
+// lying header is an error, never an out-of-bounds read. Writing goes to a
+// temporary file that is renamed into place, so a crash never leaves a
+// half-written file under the real name.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_IO_SAFETENSORS_H
+#define VEOMNI_RUNTIME_IO_SAFETENSORS_H
+
+#include "runtime/executor/Executor.h"
+
+#include "absl/status/statusor.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+
+class SafetensorsFile {
+public:
+  struct Entry {
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end; ///< byte range inside the data section
+  };
+
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>>
+  Open(const std::string &path);
+  ~SafetensorsFile();
+
+  const std::string &path() const { return path_; }
+  const std::map<std::string, Entry> &entries() const { return entries_; }
+  const Entry *Find(const std::string &name) const;
+  /// A read-only view of a tensor's bytes.
+  TensorView View(const Entry &e) const;
+
+private:
+  SafetensorsFile() = default;
+  std::string path_;
+  std::map<std::string, Entry> entries_;
+  const uint8_t *map_ = nullptr;
+  size_t mapBytes_ = 0;
+  const uint8_t *data_ = nullptr;
+};
+
+/// A named tensor to write.
+struct NamedTensor {
+  std::string name;
+  TensorView view;
+};
+
+/// Writes `tensors` atomically (temporary file, fsync, rename).
+absl::Status
+WriteSafetensors(const std::string &path,
+                 const std::vector<NamedTensor> &tensors,
+                 const std::map<std::string, std::string> &metadata = {});
+
+/// Loads every parameter of the program from `file` by its HF name,
+/// converting between float types. A stacked parameter (`*` in its name)
+/// gathers one tensor per index of its first dimension. A missing tensor or
+/// a shape mismatch is an error naming both files and the tensor.
+absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
+
+/// Copies `from` into `to` (same shape), converting the element type.
+absl::Status CopyConvert(const TensorView &from, const TensorView &to);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_IO_SAFETENSORS_H

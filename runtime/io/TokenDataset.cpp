@@ -1,0 +1,204 @@
+//===- TokenDataset.cpp - token datasets and sequence packing -------------===//
+
+#include "runtime/io/TokenDataset.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace veomni::rt {
+namespace {
+constexpr char kMagic[8] = {'V', 'E', 'O', 'M', 'N', 'I', 'T', 'D'};
+constexpr size_t kHeader = 32;
+} // namespace
+
+TokenDataset::~TokenDataset() {
+  if (map_)
+    munmap(const_cast<uint8_t *>(map_), mapBytes_);
+}
+
+absl::StatusOr<std::unique_ptr<TokenDataset>>
+TokenDataset::Open(const std::string &path) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    return bad("cannot stat");
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  if (size < kHeader) {
+    ::close(fd);
+    return bad(absl::StrCat("truncated: ", size, " bytes"));
+  }
+  void *m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED)
+    return bad("cannot map");
+  std::unique_ptr<TokenDataset> d(new TokenDataset());
+  d->path_ = path;
+  d->map_ = static_cast<const uint8_t *>(m);
+  d->mapBytes_ = size;
+  if (std::memcmp(d->map_, kMagic, 8))
+    return bad("not a veomni token dataset (bad magic)");
+  uint32_t version;
+  std::memcpy(&version, d->map_ + 8, 4);
+  if (version != 1)
+    return bad(absl::StrCat("version ", version, ", this runtime reads 1"));
+  std::memcpy(&d->documents_, d->map_ + 16, 8);
+  std::memcpy(&d->tokens_, d->map_ + 24, 8);
+  if (d->documents_ > (uint64_t{1} << 40) || d->tokens_ > (uint64_t{1} << 40))
+    return bad("implausible document or token count");
+  uint64_t expected = kHeader + 8 * (d->documents_ + 1) + 4 * d->tokens_;
+  if (size != expected)
+    return bad(absl::StrCat("is ", size, " bytes; ", d->documents_,
+                            " documents of ", d->tokens_, " tokens need ",
+                            expected));
+  d->offsets_ = reinterpret_cast<const uint64_t *>(d->map_ + kHeader);
+  d->data_ = reinterpret_cast<const int32_t *>(d->map_ + kHeader +
+                                               8 * (d->documents_ + 1));
+  if (d->offsets_[0] != 0 || d->offsets_[d->documents_] != d->tokens_)
+    return bad("document offsets must start at 0 and end at the token count");
+  for (uint64_t i = 0; i < d->documents_; ++i)
+    if (d->offsets_[i + 1] < d->offsets_[i])
+      return bad(absl::StrCat("document ", i, " has a negative length"));
+  for (uint64_t i = 0; i < d->tokens_; ++i)
+    if (d->data_[i] < 0)
+      return bad(absl::StrCat("token ", i, " is negative (", d->data_[i], ")"));
+  return d;
+}
+
+absl::Span<const int32_t> TokenDataset::Document(uint64_t i) const {
+  return {data_ + offsets_[i], offsets_[i + 1] - offsets_[i]};
+}
+
+absl::Status WriteTokenDataset(const std::string &path,
+                               const std::vector<std::vector<int32_t>> &docs) {
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  FILE *f = std::fopen(tmp.c_str(), "wb");
+  if (!f)
+    return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create"));
+  uint64_t documents = docs.size(), tokens = 0;
+  std::vector<uint64_t> offsets = {0};
+  for (const auto &d : docs) {
+    tokens += d.size();
+    offsets.push_back(tokens);
+  }
+  uint32_t version = 1, reserved = 0;
+  bool ok = std::fwrite(kMagic, 1, 8, f) == 8 &&
+            std::fwrite(&version, 4, 1, f) == 1 &&
+            std::fwrite(&reserved, 4, 1, f) == 1 &&
+            std::fwrite(&documents, 8, 1, f) == 1 &&
+            std::fwrite(&tokens, 8, 1, f) == 1 &&
+            std::fwrite(offsets.data(), 8, offsets.size(), f) == offsets.size();
+  for (const auto &d : docs)
+    ok = ok && std::fwrite(d.data(), 4, d.size(), f) == d.size();
+  ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PackedRows> Packer::Next(int64_t rows) {
+  if (data_.tokens() == 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(data_.path(), ": the dataset has no tokens"));
+  PackedRows out;
+  size_t n = static_cast<size_t>(rows * seqLen_);
+  out.ids.reserve(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t segment = 0;
+    int64_t filled = 0;
+    while (filled < seqLen_) {
+      absl::Span<const int32_t> doc = data_.Document(doc_);
+      if (at_ >= doc.size()) { // empty or finished: next document
+        doc_ = (doc_ + 1) % data_.documents();
+        at_ = 0;
+        continue;
+      }
+      int64_t take = std::min<int64_t>(seqLen_ - filled, doc.size() - at_);
+      for (int64_t j = 0; j < take; ++j) {
+        uint64_t t = at_ + j;
+        out.ids.push_back(doc[t]);
+        out.positions.push_back(static_cast<int32_t>(j));
+        out.segments.push_back(segment);
+        out.labels.push_back(t + 1 < doc.size() ? doc[t + 1] : -100);
+      }
+      filled += take;
+      at_ += take;
+      ++segment;
+    }
+  }
+  return out;
+}
+
+absl::Status FillTextBatch(Executor &executor, Packer &packer) {
+  const Program &p = executor.program();
+  const ArgumentDesc *ids = p.FindArgument("input_ids");
+  if (!ids)
+    return absl::InvalidArgumentError("the program has no input_ids input");
+  TensorView idv = executor.View(ids->buffer);
+  if (idv.rank() != 2)
+    return absl::InvalidArgumentError("input_ids is not [batch, seq_len]");
+  for (const ArgumentDesc &a : p.arguments) {
+    static const char *text[] = {"input_ids", "position_ids", "segment_ids",
+                                 "labels"};
+    if (!a.isParam &&
+        std::find(std::begin(text), std::end(text), a.name) == std::end(text))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the program needs input '", a.name,
+          "', which token datasets do not carry (text models only)"));
+  }
+  int64_t rows = idv.dim(0), seq = idv.dim(1);
+  Packer *pk = &packer;
+  absl::StatusOr<PackedRows> batch = pk->Next(rows);
+  if (!batch.ok())
+    return batch.status();
+  if (static_cast<int64_t>(batch->ids.size()) != rows * seq)
+    return absl::InvalidArgumentError(
+        "the packer's seq_len differs from the program's");
+  for (size_t i = 0; i < batch->ids.size(); ++i)
+    if (ids->bound > 0 && batch->ids[i] >= ids->bound)
+      return absl::InvalidArgumentError(absl::StrCat("token ", batch->ids[i],
+                                                     " is outside the model's "
+                                                     "vocabulary of ",
+                                                     ids->bound));
+  auto fill = [&](absl::string_view name,
+                  const std::vector<int32_t> &values) -> absl::Status {
+    const ArgumentDesc *a = p.FindArgument(name);
+    if (!a)
+      return absl::OkStatus();
+    TensorView v = executor.View(a->buffer);
+    if (v.numel() % static_cast<int64_t>(values.size()) != 0)
+      return absl::InvalidArgumentError(absl::StrCat(name, " ", v.ToString(),
+                                                     " does not hold ",
+                                                     values.size(), " values"));
+    // [3, B, S] multimodal positions: text uses one position per section.
+    for (int64_t i = 0; i < v.numel(); ++i)
+      StoreI(v, i, values[i % values.size()]);
+    return absl::OkStatus();
+  };
+  for (auto [name, values] :
+       {std::pair<absl::string_view, const std::vector<int32_t> *>{"input_ids",
+                                                                   &batch->ids},
+        {"position_ids", &batch->positions},
+        {"segment_ids", &batch->segments},
+        {"labels", &batch->labels}})
+    if (absl::Status s = fill(name, *values); !s.ok())
+      return s;
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt

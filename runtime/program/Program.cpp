@@ -1,0 +1,255 @@
+//===- Program.cpp - load and check a .vmb program ------------------------===//
+
+#include "runtime/program/Program.h"
+
+#include "runtime/schema/ProgramFile.h"
+#include "runtime/schema/program_generated.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <fstream>
+#include <iterator>
+#include <limits>
+
+namespace veomni::rt {
+namespace {
+
+/// Inputs, outputs and attribute counts a kernel kind takes.
+struct Arity {
+  uint32_t minIns, maxIns, outs;
+  int32_t ints;   ///< exact count, or -1: any
+  int32_t floats; ///< exact count, or -1: any (at least minFloats)
+  uint32_t minFloats = 0;
+};
+
+Arity ArityOf(KernelKind k) {
+  switch (k) {
+  case KernelKind::Matmul:
+    return {2, 2, 1, 2, 0};
+  case KernelKind::GroupedMatmul:
+    return {3, 3, 1, 1, 0};
+  case KernelKind::Conv1D:
+    return {2, 3, 1, 3, 0};
+  case KernelKind::Add:
+  case KernelKind::Sub:
+  case KernelKind::Mul:
+  case KernelKind::Div:
+    return {2, 2, 1, 0, 0};
+  case KernelKind::ReduceSum:
+  case KernelKind::ReduceMax:
+  case KernelKind::ReduceMean:
+  case KernelKind::Broadcast:
+  case KernelKind::Transpose:
+  case KernelKind::Slice:
+    return {1, 1, 1, -1, 0};
+  case KernelKind::Softmax:
+    return {1, 1, 1, 1, 0};
+  case KernelKind::RmsNorm:
+    return {2, 2, 1, 0, 1};
+  case KernelKind::LayerNorm:
+    return {2, 3, 1, 1, 1};
+  case KernelKind::Concat:
+    return {1, 1u << 20, 1, 1, 0};
+  case KernelKind::Gather:
+    return {2, 2, 1, 1, 0};
+  case KernelKind::ScatterAdd:
+    return {3, 3, 1, 1, 0};
+  case KernelKind::Rope:
+    return {2, 2, 1, -1, -1, 2};
+  case KernelKind::Attention:
+    return {3, 4, 1, 2, 1};
+  case KernelKind::CrossEntropy:
+    return {2, 2, 1, 2, 0};
+  case KernelKind::MoETopK:
+    return {1, 1, 2, 2, 0};
+  case KernelKind::MoEDispatch:
+    return {2, 2, 2, 1, 0};
+  case KernelKind::MoECombine:
+    return {3, 3, 1, 0, 0};
+  default: // unary, cast, copy
+    return {1, 1, 1, 0, 0};
+  }
+}
+
+absl::Status Bad(const std::string &name, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, ": invalid program: ", what));
+}
+
+template <typename T> std::vector<T> ToVector(const flatbuffers::Vector<T> *v) {
+  return v ? std::vector<T>(v->begin(), v->end()) : std::vector<T>();
+}
+
+} // namespace
+
+absl::string_view KernelName(KernelKind k) {
+  auto i = static_cast<size_t>(k);
+  const char *const *names = fb::EnumNamesKernelKind();
+  return i <= static_cast<size_t>(KernelKind::kLast) ? names[i] : "?";
+}
+
+const ArgumentDesc *Program::FindArgument(absl::string_view name) const {
+  for (const ArgumentDesc &a : arguments)
+    if (a.name == name)
+      return &a;
+  return nullptr;
+}
+
+absl::StatusOr<Program> LoadProgram(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  if (in.bad())
+    return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return ParseProgram(bytes, path);
+}
+
+absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
+                                     const std::string &name) {
+  if (bytes.size() < fb::kHeaderBytes)
+    return Bad(name, absl::StrCat("truncated: ", bytes.size(),
+                                  " bytes, shorter than the header"));
+  fb::ProgramHeader header;
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  if (std::memcmp(header.magic, fb::kProgramMagic, sizeof(header.magic)))
+    return Bad(name, "not a veomni program (bad magic)");
+  if (header.version != fb::kFormatVersion)
+    return Bad(name, absl::StrCat("format version ", header.version,
+                                  ", this runtime reads ", fb::kFormatVersion));
+  absl::Span<const uint8_t> payload = bytes.subspan(fb::kHeaderBytes);
+  if (header.payloadBytes != payload.size())
+    return Bad(name, absl::StrCat("truncated or padded: header says ",
+                                  header.payloadBytes,
+                                  " payload bytes, file has ", payload.size()));
+  if (fb::HashPayload(payload.data(), payload.size()) != header.payloadHash)
+    return Bad(name, "checksum mismatch (the file is corrupt)");
+  flatbuffers::Verifier verifier(payload.data(), payload.size());
+  if (!fb::VerifyProgramBuffer(verifier))
+    return Bad(name, "the FlatBuffers verifier rejects the payload");
+  const fb::Program *p = fb::GetProgram(payload.data());
+
+  Program out;
+  out.modelType = p->model_type() ? p->model_type()->str() : "";
+  out.arenaBytes = p->arena_bytes();
+  if (out.arenaBytes > (uint64_t{1} << 46))
+    return Bad(name, absl::StrCat("arena of ", out.arenaBytes, " bytes"));
+  if (!p->buffers() || !p->kernels() || !p->arguments() || !p->outputs())
+    return Bad(name, "missing buffers, arguments, kernels or outputs");
+
+  for (uint32_t i = 0; i < p->buffers()->size(); ++i) {
+    const fb::Buffer *b = p->buffers()->Get(i);
+    BufferDesc d;
+    d.offset = b->offset();
+    auto dt = static_cast<uint8_t>(b->dtype());
+    if (dt > static_cast<uint8_t>(DType::I64))
+      return Bad(name, absl::StrCat("buffer ", i, ": unknown dtype ", dt));
+    d.dtype = static_cast<DType>(dt);
+    uint64_t elements = 1;
+    for (int64_t dim : ToVector(b->shape())) {
+      if (dim < 1 || dim > (int64_t{1} << 40) ||
+          elements > std::numeric_limits<uint64_t>::max() / uint64_t(dim))
+        return Bad(name, absl::StrCat("buffer ", i, ": bad dimension ", dim));
+      elements *= dim;
+      d.shape.push_back(dim);
+    }
+    if (elements > (uint64_t{1} << 44))
+      return Bad(name, absl::StrCat("buffer ", i, ": too large"));
+    d.bytes = elements * SizeOf(d.dtype);
+    if (d.offset % fb::kBufferAlignment != 0 || d.offset > out.arenaBytes ||
+        d.bytes > out.arenaBytes - d.offset)
+      return Bad(name, absl::StrCat("buffer ", i, " [", d.offset, ", +",
+                                    d.bytes, ") lies outside the arena of ",
+                                    out.arenaBytes, " bytes"));
+    out.buffers.push_back(std::move(d));
+  }
+  const uint32_t nbuf = out.buffers.size();
+  auto index = [&](uint32_t b, absl::string_view where) -> absl::Status {
+    if (b >= nbuf)
+      return Bad(name, absl::StrCat(where, " names buffer ", b, " of ", nbuf));
+    return absl::OkStatus();
+  };
+
+  for (uint32_t i = 0; i < p->arguments()->size(); ++i) {
+    const fb::Argument *a = p->arguments()->Get(i);
+    ArgumentDesc d;
+    d.name = a->name() ? a->name()->str() : "";
+    if (d.name.empty())
+      return Bad(name, absl::StrCat("argument ", i, " has no name"));
+    if (out.FindArgument(d.name))
+      return Bad(name, absl::StrCat("argument '", d.name, "' appears twice"));
+    d.isParam = a->kind() == fb::ArgumentKind::Param;
+    d.buffer = a->buffer();
+    if (auto s = index(d.buffer, absl::StrCat("argument '", d.name, "'"));
+        !s.ok())
+      return s;
+    d.placement = a->placement() ? a->placement()->str() : "";
+    auto init = static_cast<uint8_t>(a->init());
+    if (init > static_cast<uint8_t>(ParamInit::Zeros))
+      return Bad(name, absl::StrCat("argument '", d.name, "': bad init"));
+    d.init = static_cast<ParamInit>(init);
+    d.bound = a->bound();
+    out.arguments.push_back(std::move(d));
+  }
+
+  if (p->constants()) {
+    for (uint32_t i = 0; i < p->constants()->size(); ++i) {
+      const fb::Constant *c = p->constants()->Get(i);
+      ConstantDesc d;
+      d.buffer = c->buffer();
+      if (auto s = index(d.buffer, absl::StrCat("constant ", i)); !s.ok())
+        return s;
+      d.data = ToVector(c->data());
+      if (d.data.size() != out.buffers[d.buffer].bytes)
+        return Bad(name, absl::StrCat("constant ", i, " has ", d.data.size(),
+                                      " bytes for a buffer of ",
+                                      out.buffers[d.buffer].bytes));
+      out.constants.push_back(std::move(d));
+    }
+  }
+
+  for (uint32_t i = 0; i < p->kernels()->size(); ++i) {
+    const fb::Kernel *k = p->kernels()->Get(i);
+    KernelDesc d;
+    auto kind = static_cast<uint16_t>(k->kind());
+    if (kind > static_cast<uint16_t>(KernelKind::kLast))
+      return Bad(name, absl::StrCat("kernel ", i, ": unknown kind ", kind));
+    d.kind = static_cast<KernelKind>(kind);
+    d.ins = ToVector(k->inputs());
+    d.outs = ToVector(k->outputs());
+    d.ints = ToVector(k->ints());
+    d.floats = ToVector(k->floats());
+    d.location = k->location() ? k->location()->str() : "";
+    std::string where =
+        absl::StrCat("kernel ", i, " (", KernelName(d.kind), ")");
+    Arity a = ArityOf(d.kind);
+    if (d.ins.size() < a.minIns || d.ins.size() > a.maxIns ||
+        d.outs.size() != a.outs)
+      return Bad(name, absl::StrCat(where, " has ", d.ins.size(),
+                                    " inputs and ", d.outs.size(), " outputs"));
+    if ((a.ints >= 0 && d.ints.size() != size_t(a.ints)) ||
+        (a.floats >= 0 && d.floats.size() != size_t(a.floats)) ||
+        d.floats.size() < a.minFloats)
+      return Bad(name,
+                 absl::StrCat(where, " has ", d.ints.size(), " integer and ",
+                              d.floats.size(), " float attributes"));
+    for (uint32_t b : d.ins)
+      if (auto s = index(b, where); !s.ok())
+        return s;
+    for (uint32_t b : d.outs)
+      if (auto s = index(b, where); !s.ok())
+        return s;
+    out.kernels.push_back(std::move(d));
+  }
+  for (uint32_t b : ToVector(p->outputs())) {
+    if (auto s = index(b, "an output"); !s.ok())
+      return s;
+    out.outputs.push_back(b);
+  }
+  if (out.outputs.empty())
+    return Bad(name, "the program has no outputs");
+  return out;
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,122 @@
+//===- Program.h - a loaded, checked .vmb program ---------------*- C++ -*-===//
+//
+// The runtime never touches the FlatBuffer after loading: LoadProgram checks
+// the header, the hash, the FlatBuffers verifier, and every index, offset,
+// size, arity and attribute count, then copies the program into these plain
+// structs. Anything that passes here can be executed without reading
+// outside the arena; shapes are checked again by each kernel.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_PROGRAM_PROGRAM_H
+#define VEOMNI_RUNTIME_PROGRAM_PROGRAM_H
+
+#include "runtime/core/Tensor.h"
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+
+/// Mirrors fb::KernelKind (program.fbs); numbering is part of the format.
+enum class KernelKind : uint16_t {
+  Matmul = 0,
+  GroupedMatmul,
+  Conv1D,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Sin,
+  Cos,
+  Tanh,
+  Sigmoid,
+  Silu,
+  Gelu,
+  GeluTanh,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Cast,
+  ReduceSum,
+  ReduceMax,
+  ReduceMean,
+  Softmax,
+  RmsNorm,
+  LayerNorm,
+  Broadcast,
+  Transpose,
+  Slice,
+  Concat,
+  Gather,
+  ScatterAdd,
+  Rope,
+  Attention,
+  CrossEntropy,
+  MoETopK,
+  MoEDispatch,
+  MoECombine,
+  Copy,
+  kLast = Copy
+};
+absl::string_view KernelName(KernelKind k);
+
+enum class ParamInit : uint8_t { Normal = 0, Ones = 1, Zeros = 2 };
+
+struct BufferDesc {
+  uint64_t offset = 0;
+  DType dtype = DType::F32;
+  Shape shape;
+  uint64_t bytes = 0;
+};
+
+struct ArgumentDesc {
+  std::string name;
+  bool isParam = false;
+  uint32_t buffer = 0;
+  std::string placement;
+  ParamInit init = ParamInit::Normal;
+  int64_t bound = 0; ///< inputs used as indices lie in [0, bound)
+};
+
+struct ConstantDesc {
+  uint32_t buffer = 0;
+  std::vector<uint8_t> data;
+};
+
+struct KernelDesc {
+  KernelKind kind = KernelKind::Copy;
+  std::vector<uint32_t> ins, outs;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  std::string location;
+};
+
+struct Program {
+  std::string modelType;
+  uint64_t arenaBytes = 0;
+  std::vector<BufferDesc> buffers;
+  std::vector<ArgumentDesc> arguments;
+  std::vector<ConstantDesc> constants;
+  std::vector<KernelDesc> kernels;
+  std::vector<uint32_t> outputs;
+
+  /// The argument called `name`, or null.
+  const ArgumentDesc *FindArgument(absl::string_view name) const;
+};
+
+/// Reads and checks a .vmb file. Errors name the file and what is wrong.
+absl::StatusOr<Program> LoadProgram(const std::string &path);
+/// Checks in-memory .vmb bytes; `name` labels errors.
+absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
+                                     const std::string &name);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_PROGRAM_PROGRAM_H

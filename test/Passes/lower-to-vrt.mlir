@@ -1,0 +1,44 @@
+// RUN: veomni-opt %s -split-input-file --veomni-lower-to-vrt -verify-diagnostics | FileCheck %s
+
+// Every tensor becomes a buffer; ops become kernel calls writing into
+// fresh allocs; a reshape is a view; constants are constant buffers.
+
+// CHECK-LABEL: func.func @mlp
+// CHECK-SAME: (%[[X:.*]]: memref<2x8xf32> {veomni.input = "x"}, %[[W:.*]]: memref<16x8xf32> {veomni.param = "w"}) -> memref<2x4x4xf32>
+func.func @mlp(%x: tensor<2x8xf32> {veomni.input = "x"},
+               %w: tensor<16x8xf32> {veomni.param = "w"}) -> tensor<2x4x4xf32> {
+  // CHECK: %[[Y:.*]] = vrt.alloc : memref<2x16xf32>
+  // CHECK: vrt.kernel "matmul" ins(%[[X]], %[[W]] : memref<2x8xf32>, memref<16x8xf32>) outs(%[[Y]] : memref<2x16xf32>) {transpose_rhs}
+  %y = veomni.matmul %x, %w {transpose_rhs} : tensor<2x8xf32>, tensor<16x8xf32>
+  // CHECK: %[[C:.*]] = vrt.constant dense<2.000000e+00> : tensor<2x16xf32> : memref<2x16xf32>
+  %c = veomni.constant dense<2.0> : tensor<2x16xf32>
+  // CHECK: %[[M:.*]] = vrt.alloc : memref<2x16xf32>
+  // CHECK: vrt.kernel "mul" ins(%[[Y]], %[[C]] : memref<2x16xf32>, memref<2x16xf32>) outs(%[[M]] : memref<2x16xf32>)
+  %m = veomni.mul %y, %c : tensor<2x16xf32>
+  // CHECK: %[[S:.*]] = vrt.alloc : memref<2x16xf32>
+  // CHECK: vrt.kernel "gelu" ins(%[[M]] : memref<2x16xf32>) outs(%[[S]] : memref<2x16xf32>) {approximation = #veomni<gelu_approximation tanh>}
+  %s = veomni.gelu %m {approximation = #veomni<gelu_approximation tanh>} : tensor<2x16xf32>
+  // CHECK: %[[V:.*]] = vrt.view %[[S]] : memref<2x16xf32> to memref<2x4x4xf32>
+  // CHECK: return %[[V]] : memref<2x4x4xf32>
+  %r = veomni.reshape %s : tensor<2x16xf32> to tensor<2x4x4xf32>
+  return %r : tensor<2x4x4xf32>
+}
+
+// -----
+
+// Ops with two results get two allocs.
+// CHECK-LABEL: func.func @router
+func.func @router(%l: tensor<4x8xf32>) -> tensor<4x2xf32> {
+  // CHECK: %[[W:.*]] = vrt.alloc : memref<4x2xf32>
+  // CHECK: %[[I:.*]] = vrt.alloc : memref<4x2xi32>
+  // CHECK: vrt.kernel "moe_topk" ins(%{{.*}} : memref<4x8xf32>) outs(%[[W]], %[[I]] : memref<4x2xf32>, memref<4x2xi32>) {k = 2 : i64}
+  %w, %i = veomni.moe_topk %l {k = 2} : tensor<4x8xf32>
+  return %w : tensor<4x2xf32>
+}
+
+// -----
+
+func.func @returns_argument(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{returning argument #0 directly is not supported}}
+  return %x : tensor<4xf32>
+}

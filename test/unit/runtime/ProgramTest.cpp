@@ -1,0 +1,211 @@
+//===- ProgramTest.cpp - loading, checking and running .vmb programs ------===//
+//
+// Programs are built here with the FlatBuffers API directly (the runtime's
+// tests do not link the compiler), then damaged in every way a file on disk
+// can be: each damage must give one clear error, never a crash.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/executor/Executor.h"
+#include "runtime/schema/ProgramFile.h"
+#include "runtime/schema/program_generated.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+namespace veomni::rt {
+namespace {
+
+/// What a test program looks like; Build() serializes it as the compiler
+/// would. Default: y = exp(x + w) for x, w, y of 8 f32.
+struct Spec {
+  uint64_t arena = 3 * 64;
+  std::vector<std::pair<uint64_t, std::vector<int64_t>>> buffers = {
+      {0, {8}}, {64, {8}}, {128, {8}}};
+  struct Arg {
+    std::string name;
+    fb::ArgumentKind kind;
+    uint32_t buffer;
+  };
+  std::vector<Arg> args = {{"x", fb::ArgumentKind::Input, 0},
+                           {"w", fb::ArgumentKind::Param, 1}};
+  struct Kern {
+    fb::KernelKind kind;
+    std::vector<uint32_t> ins, outs;
+    std::vector<int64_t> ints = {};
+  };
+  std::vector<Kern> kernels = {{fb::KernelKind::Add, {0, 1}, {2}},
+                               {fb::KernelKind::Exp, {2}, {2}}};
+  std::vector<std::pair<uint32_t, std::vector<uint8_t>>> constants;
+  std::vector<uint32_t> outputs = {2};
+};
+
+std::vector<uint8_t> Build(const Spec &spec) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<fb::Buffer>> buffers;
+  for (auto &[offset, shape] : spec.buffers)
+    buffers.push_back(
+        fb::CreateBufferDirect(fbb, offset, fb::DType::F32, &shape));
+  std::vector<flatbuffers::Offset<fb::Argument>> args;
+  for (const Spec::Arg &a : spec.args)
+    args.push_back(fb::CreateArgumentDirect(
+        fbb, a.name.c_str(), a.kind, a.buffer, "", fb::ParamInit::Normal, 0));
+  std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
+  for (const Spec::Kern &k : spec.kernels)
+    kernels.push_back(fb::CreateKernelDirect(fbb, k.kind, &k.ins, &k.outs,
+                                             &k.ints, nullptr, "test"));
+  std::vector<flatbuffers::Offset<fb::Constant>> constants;
+  for (auto &[buffer, data] : spec.constants)
+    constants.push_back(fb::CreateConstantDirect(fbb, buffer, &data));
+  auto program =
+      fb::CreateProgramDirect(fbb, "test", spec.arena, &buffers, &args,
+                              &constants, &kernels, &spec.outputs);
+  fb::FinishProgramBuffer(fbb, program);
+  fb::ProgramHeader h = fb::MakeHeader(fbb.GetBufferPointer(), fbb.GetSize());
+  std::vector<uint8_t> bytes(sizeof(h) + fbb.GetSize());
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  std::memcpy(bytes.data() + sizeof(h), fbb.GetBufferPointer(), fbb.GetSize());
+  return bytes;
+}
+
+std::string ErrorOf(const std::vector<uint8_t> &bytes) {
+  absl::StatusOr<Program> p = ParseProgram(bytes, "p.vmb");
+  return p.ok() ? "" : std::string(p.status().message());
+}
+
+TEST(Program, LoadsRunsAndAllocatesExactlyThePlannedArena) {
+  absl::StatusOr<Program> p = ParseProgram(Build(Spec()), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto ex = Executor::Create(*std::move(p));
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_EQ((*ex)->ArenaBytes(), 3u * 64);
+  TensorView x = *(*ex)->Argument("x"), w = *(*ex)->Argument("w");
+  for (int i = 0; i < 8; ++i) {
+    StoreF(x, i, 0.25f * i);
+    StoreF(w, i, -0.5f);
+  }
+  ASSERT_TRUE((*ex)->Run().ok());
+  for (int i = 0; i < 8; ++i)
+    EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), i), std::exp(0.25f * i - 0.5f));
+  EXPECT_FALSE((*ex)->Argument("nope").ok());
+}
+
+TEST(Program, EveryTruncationIsAnError) {
+  std::vector<uint8_t> good = Build(Spec());
+  for (size_t n = 0; n < good.size(); ++n) {
+    std::vector<uint8_t> cut(good.begin(), good.begin() + n);
+    std::string error = ErrorOf(cut);
+    ASSERT_FALSE(error.empty()) << "accepted " << n << " bytes";
+    EXPECT_NE(error.find("p.vmb: invalid program: truncated"),
+              std::string::npos)
+        << error;
+  }
+}
+
+TEST(Program, EveryFlippedBitIsAnError) {
+  std::vector<uint8_t> good = Build(Spec());
+  for (size_t byte = 0; byte < good.size(); ++byte) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      std::vector<uint8_t> bad = good;
+      bad[byte] ^= static_cast<uint8_t>(1u << bit);
+      std::string error = ErrorOf(bad);
+      // Byte 12..15 are reserved: a flip there is harmless by design.
+      if (byte >= 12 && byte < 16)
+        continue;
+      EXPECT_FALSE(error.empty()) << "accepted a flip at byte " << byte;
+    }
+  }
+  std::vector<uint8_t> bad = good;
+  bad[fb::kHeaderBytes + 20] ^= 1;
+  EXPECT_NE(ErrorOf(bad).find("checksum mismatch"), std::string::npos);
+  bad = good;
+  bad[0] = 'X';
+  EXPECT_NE(ErrorOf(bad).find("bad magic"), std::string::npos);
+  bad = good;
+  bad[8] = 99;
+  EXPECT_NE(ErrorOf(bad).find("format version 99"), std::string::npos);
+}
+
+/// A well-formed file (correct hash) with one semantic defect.
+void ExpectRejected(std::function<void(Spec &)> damage,
+                    const std::string &message) {
+  Spec spec;
+  damage(spec);
+  std::string error = ErrorOf(Build(spec));
+  EXPECT_NE(error.find(message), std::string::npos) << "got: '" << error << "'";
+}
+
+TEST(Program, SemanticDefectsAreNamed) {
+  ExpectRejected([](Spec &s) { s.buffers[2].first = 192; },
+                 "buffer 2 [192, +32) lies outside the arena of 192 bytes");
+  ExpectRejected([](Spec &s) { s.buffers[1].first = 70; },
+                 "buffer 1 [70, +32) lies outside");
+  ExpectRejected(
+      [](Spec &s) {
+        s.buffers[0].second = {8, 0};
+      },
+      "buffer 0: bad dimension 0");
+  ExpectRejected(
+      [](Spec &s) {
+        s.kernels[0].ins = {0, 7};
+      },
+      "kernel 0 (Add) names buffer 7 of 3");
+  ExpectRejected(
+      [](Spec &s) {
+        s.kernels[1].ins = {0, 1};
+      },
+      "kernel 1 (Exp) has 2 inputs and 1 outputs");
+  ExpectRejected([](Spec &s) { s.kernels[0].ints = {1}; },
+                 "kernel 0 (Add) has 1 integer and 0 float attributes");
+  ExpectRejected(
+      [](Spec &s) { s.kernels[0].kind = static_cast<fb::KernelKind>(999); },
+      "kernel 0: unknown kind 999");
+  ExpectRejected([](Spec &s) { s.args[1].name = "x"; },
+                 "argument 'x' appears twice");
+  ExpectRejected([](Spec &s) { s.args[0].buffer = 3; },
+                 "argument 'x' names buffer 3 of 3");
+  ExpectRejected(
+      [](Spec &s) {
+        s.constants = {{2, std::vector<uint8_t>(4)}};
+      },
+      "constant 0 has 4 bytes for a buffer of 32");
+  ExpectRejected([](Spec &s) { s.outputs = {}; }, "has no outputs");
+}
+
+TEST(Program, ShapeMismatchesAreCaughtWhenKernelsRun) {
+  Spec spec;
+  spec.buffers[1].second = {4}; // w has 4 elements, x 8: add must refuse
+  absl::StatusOr<Program> p = ParseProgram(Build(spec), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto ex = Executor::Create(*std::move(p));
+  ASSERT_TRUE(ex.ok());
+  absl::Status s = (*ex)->Run();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("kernel 0 (Add) in test:"), std::string::npos)
+      << s;
+}
+
+TEST(Program, ConstantsAreInPlaceBeforeTheFirstRun) {
+  Spec spec;
+  std::vector<uint8_t> ones(32);
+  for (int i = 0; i < 8; ++i) {
+    float one = 1.0f;
+    std::memcpy(ones.data() + 4 * i, &one, 4);
+  }
+  spec.args.pop_back(); // w is now a constant
+  spec.constants = {{1, ones}};
+  auto p = ParseProgram(Build(spec), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto ex = Executor::Create(*std::move(p));
+  ASSERT_TRUE(ex.ok());
+  TensorView x = *(*ex)->Argument("x");
+  for (int i = 0; i < 8; ++i)
+    StoreF(x, i, 0.0f);
+  ASSERT_TRUE((*ex)->Run().ok());
+  EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), 3), std::exp(1.0f));
+}
+
+} // namespace
+} // namespace veomni::rt
