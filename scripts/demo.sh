@@ -15,9 +15,10 @@ cat <<'TXT'
 == veomni demo ==
 What works today: importing Hugging Face configs (llama, qwen2, qwen3,
 qwen3_moe, qwen2_vl, qwen2_5_vl, qwen2_5_omni) into the veomni dialect, with
-parameter counts and each family's parallel plan. Running and training the
-imported model come next (see the open issues); this demo will train the
-shipped tiny omni model then.
+parameter counts and each family's parallel plan; compiling a model to a
+runtime program with its memory planned; running its forward pass and loss
+on the CPU backend. Training comes next (see the open issues); this demo
+will train the shipped tiny omni model then.
 
 -- the shipped tiny omni model (vision + audio + LLM), per module:
 TXT
@@ -31,6 +32,14 @@ echo
 echo "-- its parallel plan (first layer):"
 "$veomni" import test/Frontends/configs/qwen3_30b_a3b.json --plan |
   grep -E 'embed_tokens|layers\.0\.|lm_head'
+
+echo
+echo "-- compile the tiny omni model to a program, with its memory plan:"
+"$veomni" compile examples/tiny/qwen2_5_omni.json --dtype f32 --seq-len 64 \
+  --image-patches 16 --audio-frames 32 -o "$BUILD_DIR/tiny_omni.vmb" --report
+echo
+echo "-- one forward pass and its loss (seeded init, synthetic image+audio+text batch):"
+"$veomni" run "$BUILD_DIR/tiny_omni.vmb" --eval --seed 0
 
 echo
 echo "-- the start of the imported tiny omni model, global shapes, no parallelism:"

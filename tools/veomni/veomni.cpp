@@ -339,7 +339,8 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   if (loss.numel() != 1)
     return fail("the program's first output is not a scalar loss");
   llvm::outs() << llvm::format("loss: %.6f\n", LoadF(loss, 0));
-  llvm::outs() << llvm::format("forward: %.1f ms, arena %llu bytes\n", ms,
+  llvm::outs().flush(); // the loss first, then the timing on stderr
+  llvm::errs() << llvm::format("forward: %.1f ms, arena %llu bytes\n", ms,
                                (unsigned long long)ex.ArenaBytes());
   return 0;
 }

@@ -1711,13 +1711,10 @@ TEST(AttentionTest, Errors) {
         impl,
         impl.fn(q4.view(), k.view(), v.view(), nullptr, out.view(), false, 1.0),
         Attention); // out has 3 heads
-    // Causal with S != Skv: the op verifier rejects it, Kernels.h does not
-    // say; the reference rejects it, the fast path may do either.
-    if (std::string(impl.name) == "ref")
-      EXPECT_INVALID(impl,
-                     impl.fn(q4.view(), kLong.view(), vLong.view(), nullptr,
-                             out4.view(), true, 1.0),
-                     Attention);
+    EXPECT_INVALID(impl,
+                   impl.fn(q4.view(), kLong.view(), vLong.view(), nullptr,
+                           out4.view(), true, 1.0),
+                   Attention); // causal needs S == Skv, as the op verifier
   }
 }
 
@@ -2066,6 +2063,7 @@ TEST(MoECombineTest, Errors) {
   Buffer shortInput(DType::F32, {3, 3}),
       badIdx = Ints(DType::I32, {2, 1}, {0, 1});
   Buffer badOut(DType::F32, {2, 4}), floatIdx(DType::F32, {2, 2});
+  Buffer negative = Ints(DType::I64, {2, 2}, {0, -1, 1, 2});
   for (const auto &impl : BOTH(MoECombine)) {
     SCOPED_TRACE(impl.name);
     EXPECT_INVALID(impl,
@@ -2080,11 +2078,16 @@ TEST(MoECombineTest, Errors) {
     EXPECT_INVALID(impl,
                    impl.fn(input.view(), w.view(), floatIdx.view(), out.view()),
                    MoECombine);
+    // No expert count bounds the ids, but a negative one cannot come from
+    // a dispatch.
+    EXPECT_INVALID(impl,
+                   impl.fn(input.view(), w.view(), negative.view(), out.view()),
+                   MoECombine);
   }
 }
 
 //===----------------------------------------------------------------------===//
-// Every kernel: untrusted views never crash.
+// The reference: untrusted views never crash it.
 //===----------------------------------------------------------------------===//
 
 TEST(ReferenceTest, NullDataAndNegativeDimsAreErrors) {

@@ -1,0 +1,124 @@
+//===- GoldenParityTest.cpp - the compiled model against transformers -----===//
+//
+// test/goldens/<family>/ holds what Hugging Face transformers computes for a
+// tiny model (tools/goldens/make_goldens.py, run only to regenerate them):
+// seeded weights under their checkpoint names, one batch of inputs, and the
+// logits and loss. Here the same config is imported, compiled and run on
+// the CPU backend from those files, and must agree. The test needs no
+// Python.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/Compile.h"
+#include "compiler/Registration.h"
+#include "runtime/executor/Executor.h"
+#include "runtime/io/Safetensors.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+using namespace mlir;
+using namespace mlir::veomni;
+namespace rt = ::veomni::rt;
+
+namespace {
+
+struct Case {
+  const char *family;
+  int64_t imagePatches;
+};
+
+std::string Root() { return std::string(VEOMNI_SOURCE_DIR); }
+
+class GoldenParityTest : public ::testing::TestWithParam<Case> {
+protected:
+  GoldenParityTest() {
+    DialectRegistry registry;
+    registerAllVeOmni(registry);
+    context.appendDialectRegistry(registry);
+    context.loadAllAvailableDialects();
+  }
+  MLIRContext context;
+};
+
+TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
+  const Case &c = GetParam();
+  std::string dir = Root() + "/test/goldens/" + c.family;
+  ASSERT_TRUE(std::ifstream(dir + "/expected.safetensors").good())
+      << "missing golden files in " << dir
+      << " (regenerate: python tools/goldens/make_goldens.py)";
+
+  ImportOptions options;
+  options.dtype = "f32";
+  options.batch = 1;
+  options.seqLen = 32;
+  options.imagePatches = c.imagePatches;
+  options.returnLogits = true;
+  std::string error;
+  FailureOr<ImportedModel> model = importHFConfig(
+      context, Root() + "/examples/tiny/" + c.family + ".json", options, error);
+  ASSERT_TRUE(succeeded(model)) << error;
+  CompileReport report;
+  FailureOr<std::string> bytes = compileToProgram(*model, report);
+  ASSERT_TRUE(succeeded(bytes));
+
+  absl::StatusOr<rt::Program> program = rt::ParseProgram(
+      absl::Span<const uint8_t>(
+          reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
+      c.family);
+  ASSERT_TRUE(program.ok()) << program.status();
+  auto executor = rt::Executor::Create(*std::move(program));
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  rt::Executor &ex = **executor;
+  // The memory plan made at compile time is the memory the runtime holds.
+  EXPECT_EQ(ex.ArenaBytes(), static_cast<uint64_t>(report.arenaBytes));
+
+  auto weights = rt::SafetensorsFile::Open(dir + "/weights.safetensors");
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  absl::Status loaded = rt::LoadParameters(ex, **weights);
+  ASSERT_TRUE(loaded.ok()) << loaded;
+
+  auto batch = rt::SafetensorsFile::Open(dir + "/batch.safetensors");
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  for (const rt::ArgumentDesc &a : ex.program().arguments) {
+    if (a.isParam)
+      continue;
+    const rt::SafetensorsFile::Entry *e = (*batch)->Find(a.name);
+    ASSERT_TRUE(e) << "batch has no input '" << a.name << "'";
+    absl::Status s = rt::CopyConvert((*batch)->View(*e), ex.View(a.buffer));
+    ASSERT_TRUE(s.ok()) << a.name << ": " << s;
+  }
+  absl::Status ran = ex.Run();
+  ASSERT_TRUE(ran.ok()) << ran;
+
+  auto expected = rt::SafetensorsFile::Open(dir + "/expected.safetensors");
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  rt::TensorView wantLogits = (*expected)->View(*(*expected)->Find("logits"));
+  rt::TensorView wantLoss = (*expected)->View(*(*expected)->Find("loss"));
+  rt::TensorView gotLoss = ex.Output(0), gotLogits = ex.Output(1);
+  ASSERT_EQ(gotLogits.shape, wantLogits.shape);
+
+  // f32 tolerances: the kernels accumulate in another order than torch.
+  double worst = 0;
+  for (int64_t i = 0; i < gotLogits.numel(); ++i)
+    worst = std::max(worst, std::abs(double(rt::LoadF(gotLogits, i)) -
+                                     rt::LoadF(wantLogits, i)));
+  EXPECT_LT(worst, 2e-4) << "largest logit difference";
+  EXPECT_NEAR(rt::LoadF(gotLoss, 0), rt::LoadF(wantLoss, 0), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, GoldenParityTest,
+    ::testing::Values(Case{"llama", 0}, Case{"qwen2", 0}, Case{"qwen3", 0},
+                      Case{"qwen3_moe", 0}, Case{"qwen2_vl", 16},
+                      Case{"qwen2_5_vl", 16}),
+    [](const ::testing::TestParamInfo<Case> &info) {
+      return std::string(info.param.family);
+    });
+
+} // namespace
