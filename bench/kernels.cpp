@@ -105,9 +105,8 @@ int main() {
   for (DType t : {DType::F32, DType::BF16}) {
     const int64_t n = int64_t{1} << 22;
     Buffer x(t, {n}, rng), y(t, {n}, rng);
-    double s = Best(20, [&] {
-      return cpu::Unary(cpu::UnaryKind::Silu, x.view, y.view);
-    });
+    double s = Best(
+        20, [&] { return cpu::Unary(cpu::UnaryKind::Silu, x.view, y.view); });
     std::printf("Unary silu %-4s [%ld]: %.3f ns/element\n", TypeName(t),
                 static_cast<long>(n), s * 1e9 / n);
   }

@@ -145,9 +145,18 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
     std::string p = prefix + "blocks." + std::to_string(i) + ".";
     locate(b, p + "attn");
     Value h = norm(x, p + "norm1", d);
-    Value qkv = b.reshape(linearWithBias(b, h, p + "attn.qkv", 3 * d, d),
-                          {1, patches, 3, c.heads, hd});
+    // Qwen2-VL and Qwen2.5-VL fuse q, k and v ([3, heads, hd] per patch);
+    // Qwen2.5-Omni's checkpoint keeps them apart.
+    Value qkv;
+    if (!c.separateQKV)
+      qkv = b.reshape(linearWithBias(b, h, p + "attn.qkv", 3 * d, d),
+                      {1, patches, 3, c.heads, hd});
     auto part = [&](int64_t j) {
+      if (c.separateQKV) {
+        static const char *names[] = {"attn.q", "attn.k", "attn.v"};
+        return b.reshape(linearWithBias(b, h, p + names[j], d, d),
+                         {1, patches, c.heads, hd});
+      }
       Value s = b.slice(qkv, {0, 0, j, 0, 0}, {1, patches, j + 1, c.heads, hd});
       return b.reshape(s, {1, patches, c.heads, hd});
     };
@@ -199,6 +208,8 @@ AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
   c.ffn = r.getInt("encoder_ffn_dim");
   c.outDim = r.getInt("output_dim");
   c.maxSourcePositions = r.getInt("max_source_positions", 1500);
+  c.nWindow = r.getInt("n_window", 100);
+  requirePositive(r, "n_window", c.nWindow);
   c.act = r.getString("activation_function", "gelu");
   for (auto [key, v] :
        {std::pair<StringRef, int64_t>{"num_mel_bins", c.melBins},
@@ -231,15 +242,24 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
   Value positions = b.input("audio_position_ids", {steps}, i32);
   Value segments = b.input("audio_segment_ids", {1, steps}, i32);
 
+  // The frontend convolves chunks of 2 * n_window frames independently
+  // (zero padding at every chunk edge), with GELU whatever the config's
+  // activation_function says (transformers hard-codes it there).
   locate(b, prefix + "conv");
+  int64_t chunk = std::min(frames, 2 * c.nWindow), chunks = frames / chunk;
+  Value x = features;
+  if (chunks > 1)
+    x = b.reshape(
+        b.transpose(b.reshape(x, {c.melBins, chunks, chunk}), {1, 0, 2}),
+        {chunks, c.melBins, chunk});
   auto conv = [&](Value v, const std::string &name, int64_t in,
                   int64_t stride) {
     Value w = b.param(name + ".weight", {d, in, 3});
     Value bias = b.param(name + ".bias", {d});
-    return activation(b, c.act, b.conv1d(v, w, bias, stride, /*padding=*/1));
+    return b.gelu(b.conv1d(v, w, bias, stride, /*padding=*/1));
   };
-  Value x = conv(features, prefix + "conv1", c.melBins, 1);
-  x = conv(x, prefix + "conv2", d, 2); // [1, d, steps]
+  x = conv(x, prefix + "conv1", c.melBins, 1);
+  x = conv(x, prefix + "conv2", d, 2); // [chunks, d, chunk / 2]
   x = b.reshape(b.transpose(x, {0, 2, 1}), {steps, d});
 
   // Whisper's sinusoids: [sin(p * w_i), cos(p * w_i)], w_i =

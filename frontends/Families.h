@@ -82,7 +82,8 @@ Value mergeRows(ModelBuilder &b, Value embeds, Value positions, Value rows);
 //===----------------------------------------------------------------------===//
 
 struct VisionConfig {
-  bool qwen25 = false; // RMSNorm, gated MLP, windowed attention
+  bool qwen25 = false;      // RMSNorm, gated MLP, windowed attention
+  bool separateQKV = false; // Qwen2.5-Omni: attn.q / attn.k / attn.v
   int64_t depth = 0, dim = 0, heads = 0, mlpHidden = 0, outHidden = 0;
   int64_t patch = 14, merge = 2, temporal = 2, channels = 3;
   std::vector<int64_t> fullAttentionBlocks; // qwen25 only
@@ -105,12 +106,15 @@ Value buildVisionTower(ModelBuilder &b, const VisionConfig &c,
 struct AudioConfig {
   int64_t melBins = 0, dim = 0, layers = 0, heads = 0, ffn = 0, outDim = 0;
   int64_t maxSourcePositions = 1500;
+  /// Frames are convolved in independent chunks of 2 * nWindow.
+  int64_t nWindow = 100;
   std::string act;
 };
 
 AudioConfig parseAudioConfig(ConfigReader &r);
 /// Audio features [frames / 4, outDim] from input_features [1, mel, frames],
-/// audio_position_ids and audio_segment_ids, declared here.
+/// audio_position_ids and audio_segment_ids, declared here. Frames must be
+/// at most one chunk (2 * n_window) or a whole number of chunks.
 Value buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
                         llvm::StringRef prefix, int64_t frames);
 

@@ -229,9 +229,15 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
       return fail(tr->path() + ": field '" + tr->fieldName("rope_scaling") +
                   ".mrope_section': missing (required for " + modelType + ")");
     VisionConfig v = parseVisionConfig(*vr, /*qwen25=*/true, c.hidden);
+    v.separateQKV = true;
     AudioConfig a = parseAudioConfig(*ar);
     if (r.failed())
       return fail(r.error());
+    int64_t chunk = 2 * a.nWindow;
+    if (options.audioFrames > chunk && options.audioFrames % chunk != 0)
+      return fail("--audio-frames " + std::to_string(options.audioFrames) +
+                  ": must be at most one chunk (2 * n_window = " +
+                  std::to_string(chunk) + ") or a multiple of it");
     int64_t group = v.merge * v.merge;
     if (options.imagePatches % group != 0)
       return fail("--image-patches " + std::to_string(options.imagePatches) +

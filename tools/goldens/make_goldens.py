@@ -19,8 +19,8 @@ Before writing, every family is checked three ways: our loss equals HF's own los
 (given unshifted labels); the written weights load back into transformers by
 name (no missing or unexpected keys) and reproduce the logits; and a small
 re-implementation of veomni's semantics (frontends/Decoder.cpp, Encoders.cpp)
-that reads nothing but weights.safetensors and batch.safetensors reproduces the
-HF logits. Qwen2.5-VL's window permutation is additionally checked on a larger
+that uses nothing but the config and the tensors of weights.safetensors and
+batch.safetensors reproduces the HF logits. Qwen2.5-VL's window permutation is additionally checked on a larger
 image whose windows are non-trivial (not written).
 
 Run from the repository root:
@@ -34,8 +34,6 @@ torch 2.15 and transformers 5.24.
 """
 
 import argparse
-import json
-import os
 import shutil
 import sys
 import tempfile
@@ -165,11 +163,6 @@ def checkpoint_weights(family, model):
 # ----------------------------------------------------------------------------
 
 
-def text_batch(gen):
-    ids = torch.randint(0, TEXT_VOCAB, (BATCH, SEQ), generator=gen)
-    return ids
-
-
 def shift_labels(ids, ignore):
     """labels[t] = ids[t + 1]; -100 at the end and where the target is in `ignore`."""
     labels = torch.full_like(ids, -100)
@@ -231,7 +224,7 @@ def make_batch(family, model, config, gen, grid=IMAGE_GRID):
     The HF kwargs carry the batch's position_ids explicitly; the second set
     instead gives HF what it needs to compute them itself (None for text).
     """
-    ids = text_batch(gen)
+    ids = torch.randint(0, TEXT_VOCAB, (BATCH, SEQ), generator=gen)
     segments = torch.zeros(BATCH, SEQ, dtype=torch.long)
     if family not in VISION_FAMILIES:
         positions = torch.arange(SEQ).expand(BATCH, SEQ)
@@ -256,9 +249,11 @@ def make_batch(family, model, config, gen, grid=IMAGE_GRID):
         # One audio clip after the image: text <audio_start> <audio> x 4 <audio_end>.
         acfg = tcfg.audio_config
         audio_id = tcfg.audio_token_id
-        assert AUDIO_FRAMES <= 2 * acfg.n_window, "one attention chunk (see the report)"
+        # HF convolves each n_window * 2 frame chunk separately (zero padded);
+        # veomni convolves the clips end to end, so one chunk is what agrees.
+        assert AUDIO_FRAMES <= 2 * acfg.n_window, "the clip must fit one attention chunk"
         n_audio = AUDIO_FRAMES // 4
-        a0 = start + n_image + 5
+        a0 = start + n_image + 5  # <vision_end>, two text tokens, <audio_start>
         ids[0, a0 - 1] = tcfg.audio_start_token_id
         ids[0, a0 : a0 + n_audio] = audio_id
         ids[0, a0 + n_audio] = tcfg.audio_end_token_id
@@ -314,19 +309,18 @@ def unshifted_labels(labels):
 
 def cross_entropy(logits, labels):
     vocab = logits.shape[-1]
-    return F.cross_entropy(
-        logits.reshape(-1, vocab).float(), labels.reshape(-1).long(), ignore_index=-100
-    )
+    return F.cross_entropy(logits.reshape(-1, vocab).float(), labels.reshape(-1).long(), ignore_index=-100)
 
 
 @torch.no_grad()
-def hf_forward(family, model, hf, labels=None):
+def hf_forward(family, module, hf, labels=None):
+    """Logits and HF's loss of `module` (the thinker for omni)."""
     kwargs = dict(hf)
     if family == "qwen3_moe":
         kwargs["output_router_logits"] = False  # veomni's loss has no aux loss
     if labels is not None:
         kwargs["labels"] = unshifted_labels(labels)
-    out = forward_module(family, model)(**kwargs)
+    out = module(**kwargs)
     return out.logits.float(), out.loss
 
 
@@ -459,7 +453,9 @@ def ref_audio(W, p, acfg, batch):
             return y.reshape(1, steps, heads, hd)
 
         a = attention(proj("q_proj"), proj("k_proj", False), proj("v_proj"), segments, False, hd**-0.5)
-        x = x + linear(a.reshape(1, steps, dim), W[b + "self_attn.out_proj.weight"], W[b + "self_attn.out_proj.bias"])
+        x = x + linear(
+            a.reshape(1, steps, dim), W[b + "self_attn.out_proj.weight"], W[b + "self_attn.out_proj.bias"]
+        )
         h = layer_norm(x, W[b + "final_layer_norm.weight"], W[b + "final_layer_norm.bias"], 1e-5)
         h = act(linear(h, W[b + "fc1.weight"], W[b + "fc1.bias"]))
         x = x + linear(h, W[b + "fc2.weight"], W[b + "fc2.bias"])
@@ -540,9 +536,11 @@ def ref_forward(family, config, model, W, batch):
     """Logits from the written weights and batch, the way veomni's IR computes them."""
     stats = {}
     omni = family == "qwen2_5_omni"
-    tcfg = config.thinker_config.text_config if omni else (config.get_text_config())
+    tcfg = config.thinker_config.text_config if omni else config.get_text_config()
     text = forward_module(family, model)
     lm = text.model.language_model if family in VISION_FAMILIES else text.model
+    # Text rope frequencies as HF computed them (veomni bakes the same scaling
+    # into the rope op's inv_freq at import).
     inv_freq, scaling = lm.rotary_emb.inv_freq.float(), lm.rotary_emb.attention_scaling
     pre = "thinker.model." if omni else "model."
     embeds = W[pre + "embed_tokens.weight"][batch["input_ids"].long()]
@@ -573,18 +571,20 @@ def to_file_dtypes(batch):
 @torch.no_grad()
 def roundtrip_logits(family, weights, hf):
     """Loads the checkpoint-named weights with transformers' own loader."""
+    # The omni thinker loads from a full omni checkpoint ("thinker.*" names);
+    # the full omni class would also want the talker's voices (spk_dict.pt).
+    cls = model_class(family)
+    if family == "qwen2_5_omni":
+        cls = transformers.Qwen2_5OmniThinkerForConditionalGeneration
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(CONFIGS / f"{family}.json", Path(tmp) / "config.json")
         save_file(weights, str(Path(tmp) / "model.safetensors"))
-        if family == "qwen2_5_omni":  # the omni loader insists on talker voices
-            torch.save({}, Path(tmp) / "spk_dict.pt")
-        model, info = model_class(family).from_pretrained(
+        loaded, info = cls.from_pretrained(
             tmp, attn_implementation="eager", dtype=torch.float32, output_loading_info=True
         )
-    problems = {k: v for k, v in info.items() if v and k != "error_msgs"}
-    if problems or info.get("error_msgs"):
+    if any(info.values()):
         raise SystemExit(f"{family}: weights do not load by checkpoint name: {info}")
-    return hf_forward(family, model.eval(), hf)[0]
+    return hf_forward(family, loaded.eval(), hf)[0]
 
 
 def check(what, a, b, tol=TOLERANCE):
@@ -598,7 +598,7 @@ def window_selfcheck(family, config, model):
     """Qwen2.5 window order on an 8x8-patch image (4 windows); nothing written."""
     gen = torch.Generator().manual_seed(SEED + 7)
     batch, hf, _ = make_batch(family, model, config, gen, grid=(1, 8, 8))
-    logits, _ = hf_forward(family, model, hf)
+    logits, _ = hf_forward(family, forward_module(family, model), hf)
     W = checkpoint_weights(family, model)
     ref, _ = ref_forward(family, config, model, W, batch)
     perm = batch["image_token_positions"] - batch["image_token_positions"].min()
@@ -618,17 +618,19 @@ def make_family(family, out_root):
 
     gen = torch.Generator().manual_seed(SEED)
     batch, hf, hf_own = make_batch(family, model, config, gen)
-    logits, hf_loss = hf_forward(family, model, hf, batch["labels"])
+    logits, hf_loss = hf_forward(family, forward_module(family, model), hf, batch["labels"])
     loss = cross_entropy(logits, batch["labels"])
 
     # Self-checks (exit non-zero on failure).
     notes = []
     check(f"{family} loss vs HF loss", loss, hf_loss.float(), 1e-6)
     if hf_own is not None:
-        own = hf_forward(family, model, hf_own)[0]
+        own = hf_forward(family, forward_module(family, model), hf_own)[0]
         notes.append(f"HF-own-positions {check(f'{family} HF own positions', own, logits, 0.0):.1g}")
     file_batch = to_file_dtypes(batch)
-    notes.append(f"reload {check(f'{family} reload', roundtrip_logits(family, weights, hf), logits, 0.0):.1g}")
+    notes.append(
+        f"reload {check(f'{family} reload', roundtrip_logits(family, weights, hf), logits, 0.0):.1g}"
+    )
     ref, stats = ref_forward(family, config, model, weights, {k: v.clone() for k, v in file_batch.items()})
     notes.append(f"veomni-ref {check(f'{family} veomni reference', ref, logits):.1g}")
     if family in ("qwen2_5_vl", "qwen2_5_omni"):
@@ -661,6 +663,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)  # bitwise-reproducible CPU reductions
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     print(f"torch {torch.__version__}, transformers {transformers.__version__} -> {args.out_root}")
     for family in args.family or FAMILIES:
         make_family(family, args.out_root)

@@ -54,8 +54,8 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "rhs", rhs));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "lhs", lhs));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "rhs", rhs, "lhs", lhs));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "rhs", rhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   int64_t rank = lhs.rank();
   if (rank < 2)
     return BadView(K, "lhs", lhs, "must have rank >= 2");
@@ -113,8 +113,8 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weight", weight, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
   int64_t rows = input.dim(0), k = input.dim(1), experts = weight.dim(0);
   int64_t wk = weight.dim(transposeWeight ? 2 : 1);
@@ -181,8 +181,8 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 3));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weight", weight, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   int64_t batch = input.dim(0), cin = input.dim(1), len = input.dim(2);
   int64_t cout = weight.dim(0), kw = weight.dim(2);
   if (weight.dim(1) != cin)
@@ -190,7 +190,7 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
                    input.ToString());
   if (bias) {
     VEOMNI_RETURN_IF_ERROR(CheckRank(K, "bias", *bias, 1));
-    VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "bias", *bias, "input", input));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "bias", *bias));
     VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", *bias, {cout}));
   }
   if (stride < 1 || padding < 0 || padding > (int64_t{1} << 40))

@@ -49,8 +49,7 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(
-      CheckSameType(K, "weights", weights, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", weights));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
   int64_t tokens = logits.dim(0), experts = logits.dim(1);
   if (k < 1 || k > experts)
@@ -60,10 +59,11 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, {tokens, k}));
 
   std::vector<float> x(experts), p(experts), w(k);
+  std::vector<double> e(experts);
   std::vector<int64_t> order(experts);
   // NaN sorts last; otherwise larger first, lower expert first on ties.
-  auto key = [&](int64_t e) {
-    return std::isnan(p[e]) ? -std::numeric_limits<float>::infinity() : p[e];
+  auto key = [&](int64_t i) {
+    return std::isnan(p[i]) ? -std::numeric_limits<float>::infinity() : p[i];
   };
   auto before = [&](int64_t a, int64_t b) {
     float ka = key(a), kb = key(b);
@@ -71,28 +71,26 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
   };
   for (int64_t t = 0; t < tokens; ++t) {
     LoadF32(logits, t * experts, experts, x.data());
-    float mx = -std::numeric_limits<float>::infinity();
+    // The ranking, ties included, is decided on these f32 probabilities, so
+    // they are computed in f64 and rounded once: correctly rounded in all
+    // but pathological cases, hence the same in any careful implementation.
+    double mx = -std::numeric_limits<double>::infinity();
     for (float v : x)
-      mx = v > mx ? v : mx;
-    // Scalar libm exp: top-k is decided on these values, ties included, so
-    // they follow the reference's arithmetic exactly.
-    float sum = 0;
-    for (int64_t e = 0; e < experts; ++e) {
-      p[e] = std::exp(x[e] - mx);
-      sum += p[e];
+      mx = std::max<double>(mx, v);
+    double sum = 0;
+    for (int64_t i = 0; i < experts; ++i) {
+      e[i] = std::exp(static_cast<double>(x[i]) - mx);
+      sum += e[i];
     }
-    for (int64_t e = 0; e < experts; ++e)
-      p[e] /= sum;
+    for (int64_t i = 0; i < experts; ++i)
+      p[i] = static_cast<float>(e[i] / sum);
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
-    float denom = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      w[j] = p[order[j]];
-      denom += w[j];
-    }
-    if (normalize)
-      for (int64_t j = 0; j < k; ++j)
-        w[j] /= denom;
+    double chosen = 0;
+    for (int64_t j = 0; j < k; ++j)
+      chosen += p[order[j]];
+    for (int64_t j = 0; j < k; ++j)
+      w[j] = normalize ? static_cast<float>(p[order[j]] / chosen) : p[order[j]];
     StoreF32(w.data(), weights, t * k, k);
     for (int64_t j = 0; j < k; ++j)
       StoreI(indices, t * k + j, order[j]);
@@ -109,7 +107,7 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
   int64_t tokens = input.dim(0), hidden = input.dim(1), k = indices.dim(1);
@@ -124,11 +122,19 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
 
   std::vector<int64_t> counts;
   std::vector<int64_t> row = ExpertOrder(indices, numExperts, &counts);
-  size_t bytes = hidden * SizeOf(input.dtype);
-  const char *src = static_cast<const char *>(input.data);
-  char *dst = static_cast<char *>(out.data);
-  for (int64_t i = 0; i < tokens * k; ++i)
-    std::memcpy(dst + row[i] * bytes, src + (i / k) * bytes, bytes);
+  if (input.dtype == out.dtype) {
+    size_t bytes = hidden * SizeOf(input.dtype);
+    const char *src = static_cast<const char *>(input.data);
+    char *dst = static_cast<char *>(out.data);
+    for (int64_t i = 0; i < tokens * k; ++i)
+      std::memcpy(dst + row[i] * bytes, src + (i / k) * bytes, bytes);
+  } else {
+    std::unique_ptr<float[]> buf = Scratch(hidden);
+    for (int64_t i = 0; i < tokens * k; ++i) {
+      LoadF32(input, (i / k) * hidden, hidden, buf.get());
+      StoreF32(buf.get(), out, row[i] * hidden, hidden);
+    }
+  }
   for (int64_t e = 0; e < numExperts; ++e)
     StoreI(groupSizes, e, counts[e]);
   return absl::OkStatus();
@@ -142,8 +148,8 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 2));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "weights", weights, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
   int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, weights.shape));

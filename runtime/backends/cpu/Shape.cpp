@@ -17,6 +17,7 @@
 #include "absl/container/inlined_vector.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -184,7 +185,7 @@ absl::Status Reduce(ReduceKind kind, const TensorView &in,
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", in));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   if (kind != ReduceKind::Sum && kind != ReduceKind::Max &&
       kind != ReduceKind::Mean)
     return Invalid(K, "unknown kind ", static_cast<int>(kind));
@@ -234,14 +235,14 @@ absl::Status Reduce(ReduceKind kind, const TensorView &in,
       if (last.dst == 0) { // the contiguous run is reduced away
         if (isMax) {
           float m = vec::Max(row, last.size);
-          max[d] = m > max[d] ? m : max[d];
+          max[d] = m > max[d] || std::isnan(m) ? m : max[d];
         } else {
           sum[d] += vec::Sum(row, last.size);
         }
       } else if (isMax) { // the run survives: accumulate elementwise
         float *acc = max.data() + d;
-        for (int64_t i = 0; i < last.size; ++i)
-          acc[i] = row[i] > acc[i] ? row[i] : acc[i];
+        for (int64_t i = 0; i < last.size; ++i) // NaN, once in, stays
+          acc[i] = row[i] > acc[i] || std::isnan(row[i]) ? row[i] : acc[i];
       } else {
         double *acc = sum.data() + d;
         for (int64_t i = 0; i < last.size; ++i)
@@ -404,17 +405,24 @@ absl::Status Concat(absl::Span<const TensorView> inputs, const TensorView &out,
 namespace {
 
 /// Shared checks of Gather and ScatterAdd: `sliced` is source.shape[:axis]
-/// + indices.shape + source.shape[axis+1:].
+/// + indices.shape + source.shape[axis+1:]; Gather copies bits, so its
+/// element types must match, while ScatterAdd adds any float types.
 absl::Status CheckGathered(absl::string_view kernel, const TensorView &table,
                            absl::string_view tableName,
                            const TensorView &indices, const TensorView &sliced,
-                           absl::string_view slicedName, int64_t axis) {
+                           absl::string_view slicedName, int64_t axis,
+                           bool sameType) {
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, tableName, table));
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, "indices", indices));
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, slicedName, sliced));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(kernel, "indices", indices));
-  VEOMNI_RETURN_IF_ERROR(
-      CheckSameType(kernel, slicedName, sliced, tableName, table));
+  if (sameType) {
+    VEOMNI_RETURN_IF_ERROR(
+        CheckSameType(kernel, slicedName, sliced, tableName, table));
+  } else {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kernel, tableName, table));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kernel, slicedName, sliced));
+  }
   if (axis < 0 || axis >= table.rank())
     return BadView(kernel, tableName, table, "has no axis ", axis);
   Shape expected(table.shape.begin(), table.shape.begin() + axis);
@@ -431,7 +439,7 @@ absl::Status Gather(const TensorView &source, const TensorView &indices,
                     const TensorView &out, int64_t axis) {
   constexpr absl::string_view K = "Gather";
   VEOMNI_RETURN_IF_ERROR(
-      CheckGathered(K, source, "source", indices, out, "out", axis));
+      CheckGathered(K, source, "source", indices, out, "out", axis, true));
   if (out.numel() == 0)
     return absl::OkStatus();
   size_t elem = SizeOf(source.dtype);
@@ -452,19 +460,32 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
                         int64_t axis) {
   constexpr absl::string_view K = "ScatterAdd";
   VEOMNI_RETURN_IF_ERROR(
-      CheckGathered(K, dest, "dest", indices, updates, "updates", axis));
+      CheckGathered(K, dest, "dest", indices, updates, "updates", axis, false));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dest", dest));
-  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", out, "dest", dest));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, dest.shape));
-  if (out.data != dest.data)
-    std::memmove(out.data, dest.data, dest.bytes());
+  if (out.data == dest.data && out.dtype != dest.dtype)
+    return BadView(K, "out", out, "aliases dest ", dest.ToString(),
+                   " with another element type");
   int64_t outer = Product(dest.shape, 0, axis);
   int64_t inner = Product(dest.shape, axis + 1, dest.rank());
   int64_t rows = dest.dim(axis), n = indices.numel();
+  if (out.data != dest.data) {
+    if (out.dtype == dest.dtype) {
+      std::memmove(out.data, dest.data, dest.bytes());
+    } else {
+      float buf[kChunk];
+      for (int64_t i = 0, total = dest.numel(); i < total; i += kChunk) {
+        int64_t len = std::min(kChunk, total - i);
+        LoadF32(dest, i, len, buf);
+        StoreF32(buf, out, i, len);
+      }
+    }
+  }
   if (n == 0 || inner == 0 || outer == 0)
     return absl::OkStatus();
-  if (dest.dtype == DType::F32) {
+  if (out.dtype == DType::F32 && dest.dtype == DType::F32 &&
+      updates.dtype == DType::F32) {
     float *o = static_cast<float *>(out.data);
     const float *u = static_cast<const float *>(updates.data);
     for (int64_t p = 0; p < outer; ++p)
@@ -475,9 +496,11 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
       }
     return absl::OkStatus();
   }
-  // bf16/f16: all updates of one destination row are summed in f32 and
-  // rounded once. Updates are visited grouped by target index, in their
-  // original order within a group (the order the f32 path adds them in).
+  // Otherwise all updates of one destination row are summed in f32 onto
+  // dest's row and rounded once. They are visited grouped by target index,
+  // in their original order within a group (the order the f32 path adds
+  // them in). A row of dest is read before its row of out is written, so
+  // out may alias dest.
   std::vector<int64_t> order(n), first(rows + 1, 0);
   for (int64_t i = 0; i < n; ++i)
     ++first[IndexAt(indices, i) + 1];
@@ -494,7 +517,7 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
       if (first[r] == first[r + 1])
         continue;
       int64_t at = (p * rows + r) * inner;
-      LoadF32(out, at, inner, acc.get());
+      LoadF32(dest, at, inner, acc.get());
       for (int64_t q = first[r]; q < first[r + 1]; ++q) {
         LoadF32(updates, (p * n + order[q]) * inner, inner, upd.get());
         for (int64_t j = 0; j < inner; ++j)
