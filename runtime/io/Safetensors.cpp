@@ -378,6 +378,72 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> CountBatches(const Executor &executor,
+                                     const SafetensorsFile &file) {
+  int64_t batches = -1;
+  for (const ArgumentDesc &a : executor.program().arguments) {
+    if (a.isParam)
+      continue;
+    TensorView in = executor.View(a.buffer);
+    const SafetensorsFile::Entry *e = file.Find(a.name);
+    auto bad = [&](absl::string_view what) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path(), ": input '", a.name, "' ", what));
+    };
+    if (!e)
+      return bad("is missing");
+    if (IsFloat(e->dtype) != IsFloat(in.dtype))
+      return bad(absl::StrCat("is ", Name(e->dtype), ", the program takes ",
+                              Name(in.dtype)));
+    int64_t n;
+    if (e->shape == in.shape) {
+      n = 1;
+    } else if (e->shape.size() == in.shape.size() + 1 &&
+               std::equal(in.shape.begin(), in.shape.end(),
+                          e->shape.begin() + 1) &&
+               e->shape[0] > 0) {
+      n = e->shape[0];
+    } else {
+      return bad(absl::StrCat("has shape [", absl::StrJoin(e->shape, ", "),
+                              "]; the program takes [",
+                              absl::StrJoin(in.shape, ", "),
+                              "], or N batches of it"));
+    }
+    if (batches >= 0 && n != batches)
+      return bad(absl::StrCat("holds ", n, " batches, other inputs ", batches));
+    batches = n;
+  }
+  return batches < 0 ? 1 : batches;
+}
+
+absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
+                        int64_t index) {
+  absl::StatusOr<int64_t> batches = CountBatches(executor, file);
+  if (!batches.ok())
+    return batches.status();
+  int64_t i = index % *batches;
+  for (const ArgumentDesc &a : executor.program().arguments) {
+    if (a.isParam)
+      continue;
+    TensorView to = executor.View(a.buffer);
+    TensorView from = file.View(*file.Find(a.name));
+    if (from.shape != to.shape) { // batch i of N
+      from.shape.erase(from.shape.begin());
+      from.data = static_cast<uint8_t *>(from.data) + i * from.bytes();
+    }
+    if (absl::Status s = CopyConvert(from, to); !s.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path(), ": input '", a.name, "': ", s.message()));
+    if (a.bound > 0)
+      for (int64_t j = 0, n = to.numel(); j < n; ++j)
+        if (int64_t v = LoadI(to, j); v < 0 || v >= a.bound)
+          return absl::InvalidArgumentError(
+              absl::StrCat(file.path(), ": input '", a.name, "' holds ", v,
+                           ", outside [0, ", a.bound, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteSafetensors(const std::string &path,
                               const std::vector<NamedTensor> &tensors,
                               const std::map<std::string, std::string> &meta) {

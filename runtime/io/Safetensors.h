@@ -69,6 +69,15 @@ WriteSafetensors(const std::string &path,
 /// a shape mismatch is an error naming both files and the tensor.
 absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
 
+/// A batch file holds one tensor per batch input, named like the input,
+/// shaped like it (one batch) or with a leading dimension of N batches.
+/// Returns N, after checking that every input is there and fits.
+absl::StatusOr<int64_t> CountBatches(const Executor &executor,
+                                     const SafetensorsFile &file);
+/// Fills every batch input with batch `index` (modulo N) of `file`.
+absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
+                        int64_t index);
+
 /// Copies `from` into `to` (same shape), converting the element type.
 absl::Status CopyConvert(const TensorView &from, const TensorView &to);
 

@@ -45,8 +45,9 @@ function @forward(params..., inputs...) -> loss with global shapes.
 run options:
   --weights FILE       safetensors with the parameters by HF name (default:
                        seeded random init as in transformers)
-  --data FILE.vtd      token dataset packed into the batch (default: a
-                       seeded synthetic batch)
+  --data FILE          a token dataset (.vtd) packed into the batch, or a
+                       batch file (.safetensors, any family: inputs by name;
+                       docs/data.md); default: a seeded synthetic batch
   --seed N             seed of the init and of the synthetic batch (default 0)
 
 import and compile options:
@@ -312,7 +313,15 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   }
   std::unique_ptr<TokenDataset> dataset;
   std::unique_ptr<Packer> packer;
-  if (status.ok() && !data.empty()) {
+  std::unique_ptr<SafetensorsFile> batchFile;
+  if (status.ok() && llvm::StringRef(data).ends_with(".safetensors")) {
+    auto opened = SafetensorsFile::Open(data);
+    status = opened.status();
+    if (status.ok()) {
+      batchFile = *std::move(opened);
+      status = FillInputs(ex, *batchFile, 0);
+    }
+  } else if (status.ok() && !data.empty()) {
     auto opened = TokenDataset::Open(data);
     status = opened.status();
     if (status.ok()) {
