@@ -11,21 +11,19 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
-FailureOr<std::string> mlir::veomni::compileToProgram(ImportedModel &model,
-                                                      CompileReport &report) {
-  ModuleOp module = *model.module;
+FailureOr<std::string> mlir::veomni::compileModule(
+    ModuleOp module, const std::map<std::string, std::string> &placements,
+    const CompileOptions &options, CompileReport &report) {
   PassManager pm(module.getContext());
+  if (options.gradients)
+    pm.addPass(createAutodiff());
   pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))
     return failure();
 
-  std::map<std::string, std::string> placements;
-  for (const ArgumentInfo &arg : model.arguments)
-    if (arg.isParam)
-      if (std::optional<Placement> p = placementOf(model.plan, arg.name))
-        placements[arg.name] = placementName(*p).str();
   std::string bytes;
   if (failed(translateToProgram(module, placements, bytes)))
     return failure();
@@ -47,4 +45,15 @@ FailureOr<std::string> mlir::veomni::compileToProgram(ImportedModel &model,
   });
   func.walk([&](vrt::KernelOp) { ++report.kernels; });
   return bytes;
+}
+
+FailureOr<std::string>
+mlir::veomni::compileToProgram(ImportedModel &model, CompileReport &report,
+                               const CompileOptions &options) {
+  std::map<std::string, std::string> placements;
+  for (const ArgumentInfo &arg : model.arguments)
+    if (arg.isParam)
+      if (std::optional<Placement> p = placementOf(model.plan, arg.name))
+        placements[arg.name] = placementName(*p).str();
+  return compileModule(*model.module, placements, options, report);
 }

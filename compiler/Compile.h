@@ -5,6 +5,7 @@
 
 #include "frontends/Importer.h"
 
+#include <map>
 #include <string>
 
 namespace mlir::veomni {
@@ -17,10 +18,24 @@ struct CompileReport {
   int64_t kernels = 0;
 };
 
-/// Lowers `model` (consumed) to vrt, plans its memory and serializes it.
+struct CompileOptions {
+  /// Append the backward pass: the program also returns the gradient of
+  /// every parameter, after the model's own results (veomni-autodiff).
+  bool gradients = false;
+};
+
+/// Lowers `module` (consumed) to vrt, plans its memory and serializes it;
+/// `placements` maps parameter names to their parallel-plan placement.
 /// Errors are reported as MLIR diagnostics and give failure().
+FailureOr<std::string>
+compileModule(ModuleOp module,
+              const std::map<std::string, std::string> &placements,
+              const CompileOptions &options, CompileReport &report);
+
+/// compileModule for an imported model, with its family's plan.
 FailureOr<std::string> compileToProgram(ImportedModel &model,
-                                        CompileReport &report);
+                                        CompileReport &report,
+                                        const CompileOptions &options = {});
 
 } // namespace mlir::veomni
 

@@ -77,7 +77,8 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
       {"mul", fb::KernelKind::Mul},
       {"div", fb::KernelKind::Div},
       {"cast", fb::KernelKind::Cast},
-      {"moe_combine", fb::KernelKind::MoECombine}};
+      {"moe_combine", fb::KernelKind::MoECombine},
+      {"copy", fb::KernelKind::Copy}};
   Operation *op = k;
   StringRef kind = k.getKind();
   KernelAttrs a;
@@ -132,8 +133,33 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
     a.kind =
         kind == "gather" ? fb::KernelKind::Gather : fb::KernelKind::ScatterAdd;
     a.ints = {intAttr(op, "axis", 0)};
+  } else if (kind == "fill") {
+    a.kind = fb::KernelKind::Fill;
+    Attribute v = op->getAttr("value");
+    if (auto f = dyn_cast_or_null<FloatAttr>(v))
+      a.floats = {f.getValueAsDouble()};
+    else if (auto i = dyn_cast_or_null<IntegerAttr>(v))
+      a.floats = {static_cast<double>(i.getValue().getSExtValue())};
+    else
+      return k.emitOpError("fill without a scalar value");
+  } else if (kind == "rms_norm_grad") {
+    a.kind = fb::KernelKind::RmsNormGrad;
+    a.floats = {floatAttr(op, "epsilon", 1e-6)};
+  } else if (kind == "attention_grad") {
+    a.kind = fb::KernelKind::AttentionGrad;
+    a.ints = {op->hasAttr("causal"), k.getIns().size() == 5};
+    a.floats = {floatAttr(op, "scale", 1.0)};
+  } else if (kind == "cross_entropy_grad") {
+    a.kind = fb::KernelKind::CrossEntropyGrad;
+    auto r = op->getAttrOfType<LossReductionAttr>("reduction");
+    int64_t reduction = !r                                    ? 0
+                        : r.getValue() == LossReduction::Mean ? 0
+                        : r.getValue() == LossReduction::Sum  ? 1
+                                                              : 2;
+    a.ints = {intAttr(op, "ignore_index", -100), reduction};
   } else if (kind == "rope") {
-    a.kind = fb::KernelKind::Rope;
+    a.kind = op->hasAttr("inverse") ? fb::KernelKind::RopeInverse
+                                    : fb::KernelKind::Rope;
     a.ints = arrayAttr(op, "mrope_section");
     a.floats = {floatAttr(op, "theta", 10000.0),
                 floatAttr(op, "attention_scaling", 1.0)};

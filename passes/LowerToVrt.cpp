@@ -53,10 +53,16 @@ LogicalResult lowerFunction(func::FuncOp func) {
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       SmallVector<Value> results;
       for (Value v : ret.getOperands()) {
-        if (isa<BlockArgument>(v))
-          return ret.emitError("returning argument #")
-                 << cast<BlockArgument>(v).getArgNumber()
-                 << " directly is not supported";
+        // An argument returned as it is (a gradient that is an input)
+        // is copied: results live in buffers the program owns.
+        if (isa<BlockArgument>(v)) {
+          Value buf = vrt::AllocOp::create(
+              builder, loc, bufferType(v.getType()), IntegerAttr());
+          vrt::KernelOp::create(builder, loc, "copy", ValueRange(v),
+                                ValueRange(buf));
+          results.push_back(buf);
+          continue;
+        }
         results.push_back(buffers.lookup(v));
       }
       func::ReturnOp::create(builder, loc, results);
@@ -67,9 +73,20 @@ LogicalResult lowerFunction(func::FuncOp func) {
       return op.emitOpError("cannot be lowered to vrt: not a veomni op");
 
     if (auto c = dyn_cast<ConstantOp>(op)) {
-      Value buf = vrt::ConstantOp::create(builder, loc, bufferType(c.getType()),
-                                          c.getValue(), IntegerAttr());
-      buffers.map(c.getResult(), buf);
+      // A splat (zeros for gradients, ones, scales) is filled when the step
+      // runs, instead of being stored in the program.
+      if (auto splat = dyn_cast<SplatElementsAttr>(c.getValue())) {
+        Value buf = vrt::AllocOp::create(builder, loc, bufferType(c.getType()),
+                                         IntegerAttr());
+        auto fill = vrt::KernelOp::create(builder, loc, "fill", ValueRange(),
+                                          ValueRange(buf));
+        fill->setAttr("value", splat.getSplatValue<Attribute>());
+        buffers.map(c.getResult(), buf);
+      } else {
+        Value buf = vrt::ConstantOp::create(
+            builder, loc, bufferType(c.getType()), c.getValue(), IntegerAttr());
+        buffers.map(c.getResult(), buf);
+      }
     } else if (auto r = dyn_cast<ReshapeOp>(op)) {
       // A reshape of a contiguous buffer moves no bytes.
       Value source = r.getInput();

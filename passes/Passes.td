@@ -5,6 +5,24 @@
 
 include "mlir/Pass/PassBase.td"
 
+def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Append the backward pass: gradients of the loss for every parameter";
+  let description = [{
+    The function's first result is the loss. Walking the ops in reverse,
+    each op's VJP rule (VJPOpInterface) turns its results' cotangents into
+    its operands' (added up where a value has several uses). The function
+    then also returns, after its original results, the gradient of every
+    parameter (a `veomni.param` argument), in argument order, each result
+    marked `veomni.grad = "<HF name>"`. A parameter the loss does not reach
+    gets zeros. An op on the path to the loss without a rule is an error
+    naming it.
+  }];
+  let options = [
+    Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",
+           "The function to differentiate">,
+  ];
+}
+
 def LowerToVrt : Pass<"veomni-lower-to-vrt", "::mlir::ModuleOp"> {
   let summary = "Bufferize veomni tensors and turn each op into a kernel call";
   let description = [{

@@ -11,12 +11,16 @@
 
 include "VeOmniDialect.td"
 include "VeOmniAttrs.td"
+include "VeOmniInterfaces.td"
 include "mlir/IR/BuiltinAttributeInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
 class VeOmni_Op<string mnemonic, list<Trait> traits = []>
     : Op<VeOmni_Dialect, mnemonic, traits>;
+
+// Ops with a backward rule (VeOmniVJP.cpp).
+defvar VJP = DeclareOpInterfaceMethods<VeOmni_VJPOpInterface>;
 
 // An op whose result types are computed from its operands and attributes.
 class VeOmni_InferredOp<string mnemonic, list<Trait> traits = []>
@@ -26,7 +30,7 @@ class VeOmni_InferredOp<string mnemonic, list<Trait> traits = []>
 // Constants
 //===----------------------------------------------------------------------===//
 
-def VeOmni_ConstantOp : VeOmni_InferredOp<"constant", [ConstantLike]> {
+def VeOmni_ConstantOp : VeOmni_InferredOp<"constant", [ConstantLike, VJP]> {
   let summary = "A tensor constant";
   let description = [{
     ```mlir
@@ -43,7 +47,7 @@ def VeOmni_ConstantOp : VeOmni_InferredOp<"constant", [ConstantLike]> {
 // Linear algebra
 //===----------------------------------------------------------------------===//
 
-def VeOmni_MatmulOp : VeOmni_InferredOp<"matmul"> {
+def VeOmni_MatmulOp : VeOmni_InferredOp<"matmul", [VJP]> {
   let summary = "Batched matrix multiply with optional transposes";
   let description = [{
     `lhs` is `[batch..., M, K]` (`[batch..., K, M]` with `transpose_lhs`),
@@ -117,16 +121,16 @@ class VeOmni_UnaryOp<string mnemonic, string what, list<Trait> traits = []>
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def VeOmni_NegOp : VeOmni_UnaryOp<"neg", "negation", [Involution]>;
-def VeOmni_ExpOp : VeOmni_UnaryOp<"exp", "exponential">;
-def VeOmni_LogOp : VeOmni_UnaryOp<"log", "natural logarithm">;
-def VeOmni_SqrtOp : VeOmni_UnaryOp<"sqrt", "square root">;
-def VeOmni_RsqrtOp : VeOmni_UnaryOp<"rsqrt", "reciprocal square root">;
-def VeOmni_SinOp : VeOmni_UnaryOp<"sin", "sine">;
-def VeOmni_CosOp : VeOmni_UnaryOp<"cos", "cosine">;
-def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent">;
-def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid">;
-def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)">;
+def VeOmni_NegOp : VeOmni_UnaryOp<"neg", "negation", [Involution, VJP]>;
+def VeOmni_ExpOp : VeOmni_UnaryOp<"exp", "exponential", [VJP]>;
+def VeOmni_LogOp : VeOmni_UnaryOp<"log", "natural logarithm", [VJP]>;
+def VeOmni_SqrtOp : VeOmni_UnaryOp<"sqrt", "square root", [VJP]>;
+def VeOmni_RsqrtOp : VeOmni_UnaryOp<"rsqrt", "reciprocal square root", [VJP]>;
+def VeOmni_SinOp : VeOmni_UnaryOp<"sin", "sine", [VJP]>;
+def VeOmni_CosOp : VeOmni_UnaryOp<"cos", "cosine", [VJP]>;
+def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent", [VJP]>;
+def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid", [VJP]>;
+def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)", [VJP]>;
 
 def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU"> {
   let description = [{
@@ -161,12 +165,12 @@ class VeOmni_BinaryOp<string mnemonic, string what, list<Trait> traits = []>
   }];
 }
 
-def VeOmni_AddOp : VeOmni_BinaryOp<"add", "sum", [Commutative]>;
-def VeOmni_SubOp : VeOmni_BinaryOp<"sub", "difference">;
-def VeOmni_MulOp : VeOmni_BinaryOp<"mul", "product", [Commutative]>;
-def VeOmni_DivOp : VeOmni_BinaryOp<"div", "quotient">;
+def VeOmni_AddOp : VeOmni_BinaryOp<"add", "sum", [Commutative, VJP]>;
+def VeOmni_SubOp : VeOmni_BinaryOp<"sub", "difference", [VJP]>;
+def VeOmni_MulOp : VeOmni_BinaryOp<"mul", "product", [Commutative, VJP]>;
+def VeOmni_DivOp : VeOmni_BinaryOp<"div", "quotient", [VJP]>;
 
-def VeOmni_CastOp : VeOmni_Op<"cast", [Pure, Elementwise]> {
+def VeOmni_CastOp : VeOmni_Op<"cast", [Pure, Elementwise, VJP]> {
   let summary = "Element type conversion (f32, bf16, f16; integers to floats)";
   let arguments = (ins VeOmni_AnyTensor:$input);
   let results = (outs VeOmni_AnyTensor:$result);
@@ -179,7 +183,7 @@ def VeOmni_CastOp : VeOmni_Op<"cast", [Pure, Elementwise]> {
 // Reductions and normalisation
 //===----------------------------------------------------------------------===//
 
-def VeOmni_ReduceOp : VeOmni_InferredOp<"reduce"> {
+def VeOmni_ReduceOp : VeOmni_InferredOp<"reduce", [VJP]> {
   let summary = "Sum, max or mean over a sorted set of dimensions";
   let description = [{
     ```mlir
@@ -195,14 +199,14 @@ def VeOmni_ReduceOp : VeOmni_InferredOp<"reduce"> {
   }];
 }
 
-def VeOmni_SoftmaxOp : VeOmni_InferredOp<"softmax"> {
+def VeOmni_SoftmaxOp : VeOmni_InferredOp<"softmax", [VJP]> {
   let summary = "Softmax along one dimension (computed in f32)";
   let arguments = (ins VeOmni_FloatTensor:$input, I64Attr:$dim);
   let results = (outs VeOmni_FloatTensor:$result);
   let assemblyFormat = "$input `dim` `=` $dim attr-dict `:` type($input)";
 }
 
-def VeOmni_RMSNormOp : VeOmni_InferredOp<"rms_norm"> {
+def VeOmni_RMSNormOp : VeOmni_InferredOp<"rms_norm", [VJP]> {
   let summary = "RMS normalisation over the last dimension, times a weight";
   let description = [{
     `x * rsqrt(mean(x^2, -1) + epsilon) * weight`, statistics in f32;
@@ -231,7 +235,7 @@ def VeOmni_LayerNormOp : VeOmni_InferredOp<"layer_norm"> {
 // Shape manipulation
 //===----------------------------------------------------------------------===//
 
-def VeOmni_BroadcastOp : VeOmni_Op<"broadcast", [Pure]> {
+def VeOmni_BroadcastOp : VeOmni_Op<"broadcast", [Pure, VJP]> {
   let summary = "Broadcast into a larger shape";
   let description = [{
     Operand dimension `i` becomes result dimension `dims[i]` (strictly
@@ -246,7 +250,7 @@ def VeOmni_BroadcastOp : VeOmni_Op<"broadcast", [Pure]> {
   let hasFolder = 1;
 }
 
-def VeOmni_ReshapeOp : VeOmni_Op<"reshape", [Pure]> {
+def VeOmni_ReshapeOp : VeOmni_Op<"reshape", [Pure, VJP]> {
   let summary = "Reshape to a type of the same element count";
   let arguments = (ins VeOmni_AnyTensor:$input);
   let results = (outs VeOmni_AnyTensor:$result);
@@ -255,7 +259,7 @@ def VeOmni_ReshapeOp : VeOmni_Op<"reshape", [Pure]> {
   let hasFolder = 1;
 }
 
-def VeOmni_TransposeOp : VeOmni_InferredOp<"transpose"> {
+def VeOmni_TransposeOp : VeOmni_InferredOp<"transpose", [VJP]> {
   let summary = "Permute dimensions: result dim i is input dim perm[i]";
   let arguments = (ins VeOmni_AnyTensor:$input, DenseI64ArrayAttr:$perm);
   let results = (outs VeOmni_AnyTensor:$result);
@@ -278,7 +282,7 @@ def VeOmni_SliceOp : VeOmni_InferredOp<"slice"> {
   let hasFolder = 1;
 }
 
-def VeOmni_ConcatOp : VeOmni_InferredOp<"concat"> {
+def VeOmni_ConcatOp : VeOmni_InferredOp<"concat", [VJP]> {
   let summary = "Concatenate along one dimension";
   let arguments = (ins Variadic<VeOmni_AnyTensor>:$inputs, I64Attr:$dim);
   let results = (outs VeOmni_AnyTensor:$result);
@@ -290,7 +294,7 @@ def VeOmni_ConcatOp : VeOmni_InferredOp<"concat"> {
 // Indexing
 //===----------------------------------------------------------------------===//
 
-def VeOmni_GatherOp : VeOmni_InferredOp<"gather"> {
+def VeOmni_GatherOp : VeOmni_InferredOp<"gather", [VJP]> {
   let summary = "Gather slices along one axis (embedding lookup at axis 0)";
   let description = [{
     The result is `source.shape[:axis] + indices.shape + source.shape[axis+1:]`.
@@ -310,7 +314,7 @@ def VeOmni_GatherOp : VeOmni_InferredOp<"gather"> {
   }];
 }
 
-def VeOmni_ScatterAddOp : VeOmni_InferredOp<"scatter_add"> {
+def VeOmni_ScatterAddOp : VeOmni_InferredOp<"scatter_add", [VJP]> {
   let summary = "Add slices into a tensor along one axis (gather's adjoint)";
   let description = [{
     `updates` has the shape `gather(dest, indices, axis)` would have; each
@@ -330,7 +334,7 @@ def VeOmni_ScatterAddOp : VeOmni_InferredOp<"scatter_add"> {
 // Transformer blocks
 //===----------------------------------------------------------------------===//
 
-def VeOmni_RopeOp : VeOmni_InferredOp<"rope"> {
+def VeOmni_RopeOp : VeOmni_InferredOp<"rope", [VJP]> {
   let summary = "Rotary position embedding (1-D, or multimodal sections)";
   let description = [{
     `input` is `[B, S, H, D]` with D even, rotated in halves (HF
@@ -341,20 +345,22 @@ def VeOmni_RopeOp : VeOmni_InferredOp<"rope"> {
     Without `mrope_section`, `positions` is `[B, S]`. With it (Qwen2-VL's
     temporal/height/width rope, or a vision tower's 2-D rope), `positions` is
     `[N, B, S]` for N sections whose sizes sum to D/2. cos and sin are scaled
-    by `attention_scaling` (YaRN).
+    by `attention_scaling` (YaRN). With `inverse` the rotation is by the
+    negated angle: the transpose of the forward map, which is its VJP.
   }];
   let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_IndexTensor:$positions,
                        F64Attr:$theta,
                        OptionalAttr<DenseI64ArrayAttr>:$mrope_section,
                        OptionalAttr<DenseF32ArrayAttr>:$inv_freq,
-                       DefaultValuedAttr<F64Attr, "1.0">:$attention_scaling);
+                       DefaultValuedAttr<F64Attr, "1.0">:$attention_scaling,
+                       UnitAttr:$inverse);
   let results = (outs VeOmni_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $positions attr-dict `:` type($input) `,` type($positions)
   }];
 }
 
-def VeOmni_AttentionOp : VeOmni_InferredOp<"attention"> {
+def VeOmni_AttentionOp : VeOmni_InferredOp<"attention", [VJP]> {
   let summary = "Scaled dot-product attention: causal or full, GQA, packed";
   let description = [{
     `query` `[B, S, Hq, D]`, `key` `[B, Skv, Hkv, D]`, `value`
@@ -375,7 +381,7 @@ def VeOmni_AttentionOp : VeOmni_InferredOp<"attention"> {
   }];
 }
 
-def VeOmni_CrossEntropyOp : VeOmni_InferredOp<"cross_entropy"> {
+def VeOmni_CrossEntropyOp : VeOmni_InferredOp<"cross_entropy", [VJP]> {
   let summary = "Softmax cross entropy with an ignore index (loss in f32)";
   let description = [{
     `logits` `[..., V]`, `labels` `[...]`. Labels equal to `ignore_index`
@@ -389,6 +395,58 @@ def VeOmni_CrossEntropyOp : VeOmni_InferredOp<"cross_entropy"> {
   let results = (outs StaticShapeTensorOf<[F32]>:$result);
   let assemblyFormat = [{
     $logits `,` $labels attr-dict `:` type($logits) `,` type($labels)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients: the VJPs that are not compositions of forward ops
+//===----------------------------------------------------------------------===//
+
+def VeOmni_RMSNormGradOp : VeOmni_InferredOp<"rms_norm_grad",
+    [AllTypesMatch<["input", "grad"]>]> {
+  let summary = "VJP of rms_norm: input and weight cotangents";
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       VeOmni_FloatTensor:$grad, F64Attr:$epsilon);
+  let results = (outs VeOmni_FloatTensor:$input_grad,
+                      VeOmni_FloatTensor:$weight_grad);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $grad attr-dict `:` type($input) `,` type($weight)
+  }];
+}
+
+def VeOmni_AttentionGradOp : VeOmni_InferredOp<"attention_grad"> {
+  let summary = "VJP of attention: query, key and value cotangents";
+  let description = [{
+    Recomputes the attention probabilities (no saved state), then gives the
+    cotangents of query, key and value for the cotangent `grad` of the
+    output. Key and value cotangents sum over the query heads sharing them.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$query, VeOmni_FloatTensor:$key,
+                       VeOmni_FloatTensor:$value,
+                       Optional<VeOmni_IndexTensor>:$segment_ids,
+                       VeOmni_FloatTensor:$grad, UnitAttr:$causal,
+                       F64Attr:$scale);
+  let results = (outs VeOmni_FloatTensor:$query_grad,
+                      VeOmni_FloatTensor:$key_grad,
+                      VeOmni_FloatTensor:$value_grad);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`segments` $segment_ids^)? `grad` $grad
+    attr-dict `:` type($query) `,` type($key) `,` type($value) `,`
+    type($grad) (`,` type($segment_ids)^)?
+  }];
+}
+
+def VeOmni_CrossEntropyGradOp : VeOmni_InferredOp<"cross_entropy_grad"> {
+  let summary = "VJP of cross_entropy: the logits' cotangent";
+  let arguments = (ins VeOmni_FloatTensor:$logits, VeOmni_IndexTensor:$labels,
+                       StaticShapeTensorOf<[F32]>:$grad,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                       DefaultValuedAttr<VeOmni_LossReductionAttr,
+                           "::mlir::veomni::LossReduction::Mean">:$reduction);
+  let results = (outs VeOmni_FloatTensor:$logits_grad);
+  let assemblyFormat = [{
+    $logits `,` $labels `,` $grad attr-dict `:` type($logits) `,`
+    type($labels) `,` type($grad)
   }];
 }
 

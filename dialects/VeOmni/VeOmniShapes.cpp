@@ -572,7 +572,8 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
                        {{"theta", AttrKind::Float, true},
                         {"mrope_section", AttrKind::I64Array, false},
                         {"inv_freq", AttrKind::F32Array, false},
-                        {"attention_scaling", AttrKind::Float, false}})))
+                        {"attention_scaling", AttrKind::Float, false},
+                        {"inverse", AttrKind::Unit, false}})))
     return failure();
   ShapeErrors err(loc, "rope");
   RankedTensorType input = tensorOf(adaptor.getInput());
@@ -800,5 +801,76 @@ LogicalResult MoECombineOp::inferReturnTypes(MLIRContext *,
                " rows for indices ", indices);
   types.push_back(RankedTensorType::get({tokens, input.getDimSize(1)},
                                         input.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients: the forward op's rule, then the cotangent must have the type
+// of the forward result.
+//===----------------------------------------------------------------------===//
+
+/// Runs the shape rule of forward op `Fwd` on `operands` and the grad op's
+/// attributes, and checks `grad` against the forward result.
+template <typename Fwd>
+static LogicalResult
+inferLikeForward(MLIRContext *context, std::optional<Location> loc,
+                 StringRef op, ValueRange operands, DictionaryAttr attrs,
+                 Value grad, SmallVectorImpl<Type> &forward) {
+  if (failed(preflight(ShapeErrors(loc, op), ValueRange(grad), attrs, {})) ||
+      failed(Fwd::inferReturnTypes(context, loc, operands, attrs,
+                                   OpaqueProperties(nullptr), RegionRange(),
+                                   forward)))
+    return failure();
+  if (grad.getType() != forward.front())
+    return ShapeErrors(loc, op)("grad ", grad.getType(),
+                                " must have the forward result's type ",
+                                forward.front());
+  return success();
+}
+
+LogicalResult RMSNormGradOp::inferReturnTypes(MLIRContext *context,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<RMSNormOp>(
+          context, loc, "rms_norm_grad",
+          ValueRange{adaptor.getInput(), adaptor.getWeight()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getInput().getType());
+  types.push_back(adaptor.getWeight().getType());
+  return success();
+}
+
+LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *context,
+                                                std::optional<Location> loc,
+                                                Adaptor adaptor,
+                                                SmallVectorImpl<Type> &types) {
+  SmallVector<Value, 4> operands = {adaptor.getQuery(), adaptor.getKey(),
+                                    adaptor.getValue()};
+  if (Value seg = adaptor.getSegmentIds())
+    operands.push_back(seg);
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<AttentionOp>(context, loc, "attention_grad",
+                                           operands, adaptor.getAttributes(),
+                                           adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getQuery().getType());
+  types.push_back(adaptor.getKey().getType());
+  types.push_back(adaptor.getValue().getType());
+  return success();
+}
+
+LogicalResult CrossEntropyGradOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,
+    SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<CrossEntropyOp>(
+          context, loc, "cross_entropy_grad",
+          ValueRange{adaptor.getLogits(), adaptor.getLabels()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getLogits().getType());
   return success();
 }

@@ -142,13 +142,16 @@ absl::Status Executor::RunKernel(const KernelDesc &k) {
     return cpu::Gather(in[0], in[1], out[0], ints[0]);
   case K::ScatterAdd:
     return cpu::ScatterAdd(in[0], in[1], in[2], out[0], ints[0]);
-  case K::Rope: {
+  case K::Rope:
+  case K::RopeInverse: {
     std::vector<float> invFreq(k.floats.begin() + 2, k.floats.end());
     cpu::RopeAttrs attrs;
     attrs.theta = k.floats[0];
     attrs.attentionScaling = k.floats[1];
     attrs.mropeSection = ints;
     attrs.invFreq = invFreq;
+    if (k.kind == K::RopeInverse)
+      return cpu::RopeInverse(in[0], in[1], out[0], attrs);
     return cpu::Rope(in[0], in[1], out[0], attrs);
   }
   case K::Attention:
@@ -169,6 +172,32 @@ absl::Status Executor::RunKernel(const KernelDesc &k) {
     return cpu::MoEDispatch(in[0], in[1], out[0], out[1], ints[0]);
   case K::MoECombine:
     return cpu::MoECombine(in[0], in[1], in[2], out[0]);
+  case K::Fill: {
+    TensorView t = out[0];
+    float value = static_cast<float>(k.floats[0]);
+    if (IsFloat(t.dtype))
+      for (int64_t i = 0, n = t.numel(); i < n; ++i)
+        StoreF(t, i, value);
+    else
+      for (int64_t i = 0, n = t.numel(); i < n; ++i)
+        StoreI(t, i, static_cast<int64_t>(k.floats[0]));
+    return absl::OkStatus();
+  }
+  case K::RmsNormGrad:
+    return cpu::RmsNormGrad(in[0], in[1], in[2], out[0], out[1], k.floats[0]);
+  case K::AttentionGrad: {
+    if (ints[1] != (in.size() == 5))
+      return BadAttrs("has_segments disagrees with the inputs");
+    const TensorView *segments = in.size() == 5 ? &in[3] : nullptr;
+    return cpu::AttentionGrad(in[0], in[1], in[2], segments, in.back(), out[0],
+                              out[1], out[2], ints[0], k.floats[0]);
+  }
+  case K::CrossEntropyGrad: {
+    if (ints[1] < 0 || ints[1] > 2)
+      return BadAttrs(absl::StrCat("unknown loss reduction ", ints[1]));
+    return cpu::CrossEntropyGrad(in[0], in[1], in[2], out[0], ints[0],
+                                 static_cast<cpu::LossReduction>(ints[1]));
+  }
   case K::Copy:
     if (in[0].bytes() != out[0].bytes())
       return BadAttrs("copy between buffers of different sizes");

@@ -66,6 +66,16 @@ Arity ArityOf(KernelKind k) {
     return {2, 2, 2, 1, 0};
   case KernelKind::MoECombine:
     return {3, 3, 1, 0, 0};
+  case KernelKind::Fill:
+    return {0, 0, 1, 0, 1};
+  case KernelKind::RopeInverse:
+    return {2, 2, 1, -1, -1, 2};
+  case KernelKind::RmsNormGrad:
+    return {3, 3, 2, 0, 1};
+  case KernelKind::AttentionGrad:
+    return {4, 5, 3, 2, 1};
+  case KernelKind::CrossEntropyGrad:
+    return {3, 3, 1, 2, 0};
   default: // unary, cast, copy
     return {1, 1, 1, 0, 0};
   }

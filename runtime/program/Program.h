@@ -63,7 +63,12 @@ enum class KernelKind : uint16_t {
   MoEDispatch,
   MoECombine,
   Copy,
-  kLast = Copy
+  Fill,
+  RopeInverse,
+  RmsNormGrad,
+  AttentionGrad,
+  CrossEntropyGrad,
+  kLast = CrossEntropyGrad
 };
 absl::string_view KernelName(KernelKind k);
 

@@ -10,8 +10,12 @@ func.func @mlp(%x: tensor<2x8xf32> {veomni.input = "x"},
   // CHECK: %[[Y:.*]] = vrt.alloc : memref<2x16xf32>
   // CHECK: vrt.kernel "matmul" ins(%[[X]], %[[W]] : memref<2x8xf32>, memref<16x8xf32>) outs(%[[Y]] : memref<2x16xf32>) {transpose_rhs}
   %y = veomni.matmul %x, %w {transpose_rhs} : tensor<2x8xf32>, tensor<16x8xf32>
-  // CHECK: %[[C:.*]] = vrt.constant dense<2.000000e+00> : tensor<2x16xf32> : memref<2x16xf32>
+  // A splat is filled at run time; other constants are stored.
+  // CHECK: %[[C:.*]] = vrt.alloc : memref<2x16xf32>
+  // CHECK: vrt.kernel "fill" ins( : ) outs(%[[C]] : memref<2x16xf32>) {value = 2.000000e+00 : f32}
   %c = veomni.constant dense<2.0> : tensor<2x16xf32>
+  // CHECK: %[[T:.*]] = vrt.constant dense<{{\[}}1.000000e+00, 2.000000e+00]> : tensor<2xf32> : memref<2xf32>
+  %t = veomni.constant dense<[1.0, 2.0]> : tensor<2xf32>
   // CHECK: %[[M:.*]] = vrt.alloc : memref<2x16xf32>
   // CHECK: vrt.kernel "mul" ins(%[[Y]], %[[C]] : memref<2x16xf32>, memref<2x16xf32>) outs(%[[M]] : memref<2x16xf32>)
   %m = veomni.mul %y, %c : tensor<2x16xf32>
@@ -38,7 +42,12 @@ func.func @router(%l: tensor<4x8xf32>) -> tensor<4x2xf32> {
 
 // -----
 
+// An argument returned as it is gets copied into a buffer of the program.
+// CHECK-LABEL: func.func @returns_argument
+// CHECK-SAME: (%[[X:.*]]: memref<4xf32>)
 func.func @returns_argument(%x: tensor<4xf32>) -> tensor<4xf32> {
-  // expected-error @+1 {{returning argument #0 directly is not supported}}
+  // CHECK: %[[B:.*]] = vrt.alloc : memref<4xf32>
+  // CHECK: vrt.kernel "copy" ins(%[[X]] : memref<4xf32>) outs(%[[B]] : memref<4xf32>)
+  // CHECK: return %[[B]]
   return %x : tensor<4xf32>
 }

@@ -172,8 +172,17 @@ def shift_labels(ids, ignore):
     return labels
 
 
-def vision_layout(config, family, grid, gen):
-    """Image patches as HF consumes them, plus the veomni vision inputs.
+def random_image(config, family, grid, gen):
+    """(grid_thw, seeded random patches [P, C*T*p*p]) of one image of `grid` patches."""
+    vcfg = config.thinker_config.vision_config if family == "qwen2_5_omni" else config.vision_config
+    grid_thw = torch.tensor([grid])
+    patches = int(grid_thw.prod())
+    width = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
+    return grid_thw, torch.randn(patches, width, generator=gen)
+
+
+def vision_inputs(config, family, grid_thw, pixels):
+    """(window_index, veomni vision inputs) of one image, `pixels` in HF's order.
 
     HF's processor emits the patches of an image in spatial-merge-block order
     (each merge x merge block of neighbouring patches consecutive); the tower's
@@ -186,10 +195,8 @@ def vision_layout(config, family, grid, gen):
     vcfg = config.thinker_config.vision_config if family == "qwen2_5_omni" else config.vision_config
     merge = vcfg.spatial_merge_size
     unit = merge * merge
-    grid_thw = torch.tensor([grid])
     patches = int(grid_thw.prod())
-    width = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-    pixels = torch.randn(patches, width, generator=gen)
+    assert grid_thw.shape == (1, 3) and pixels.shape[0] == patches, "one image"
 
     positions = vision_utils.get_vision_position_ids(grid_thw, merge)  # [P, 2] (row, col)
     cu_seqlens = vision_utils.get_vision_cu_seqlens(grid_thw)  # one segment per frame
@@ -215,7 +222,7 @@ def vision_layout(config, family, grid, gen):
             torch.arange(len(cu_windows) - 1), (cu_windows[1:] - cu_windows[:-1]).long()
         )
         inputs["vision_window_segment_ids"] = window_ids.reshape(1, patches)
-    return grid_thw, pixels, window_index, inputs
+    return window_index, inputs
 
 
 def make_batch(family, model, config, gen, grid=IMAGE_GRID):
@@ -234,34 +241,55 @@ def make_batch(family, model, config, gen, grid=IMAGE_GRID):
 
     omni = family == "qwen2_5_omni"
     tcfg = config.thinker_config if omni else config
-    image_id = tcfg.image_token_id
-    grid_thw, pixels, window_index, vision = vision_layout(config, family, grid, gen)
+    grid_thw, pixels = random_image(config, family, grid, gen)
     n_image = int(grid_thw.prod()) // tcfg.vision_config.spatial_merge_size**2
     start = 2  # <vision_start> at 2, the image tokens, <vision_end>
     ids[0, start] = tcfg.vision_start_token_id
-    ids[0, start + 1 : start + 1 + n_image] = image_id
+    ids[0, start + 1 : start + 1 + n_image] = tcfg.image_token_id
     ids[0, start + 1 + n_image] = tcfg.vision_end_token_id
+    features = None
+    if omni:
+        # One audio clip after the image: text <audio_start> <audio> x 4 <audio_end>.
+        n_audio = AUDIO_FRAMES // 4
+        a0 = start + n_image + 5  # <vision_end>, two text tokens, <audio_start>
+        ids[0, a0 - 1] = tcfg.audio_start_token_id
+        ids[0, a0 : a0 + n_audio] = tcfg.audio_token_id
+        ids[0, a0 + n_audio] = tcfg.audio_end_token_id
+        features = torch.randn(1, tcfg.audio_config.num_mel_bins, AUDIO_FRAMES, generator=gen)
+    return multimodal_batch(family, model, config, ids, grid_thw, pixels, features)
+
+
+def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None):
+    """(veomni batch, HF kwargs, HF kwargs that let HF derive positions) of one document.
+
+    ids [1, S] already holds the placeholders: <vision_start>, one image token
+    per merged patch, <vision_end> (and for omni <audio_start>, one audio token
+    per 4 mel frames, <audio_end>); pixels [P, C*T*p*p] are the image's patches
+    in HF's processor order, grid_thw [[t, h, w]]; features [1, mel, F] are the
+    omni clip's log-mel frames. Every token is in segment 0; labels are shifted.
+    """
+    omni = family == "qwen2_5_omni"
+    tcfg = config.thinker_config if omni else config
+    image_id = tcfg.image_token_id
+    window_index, vision = vision_inputs(config, family, grid_thw, pixels)
+    assert int((ids == image_id).sum()) == len(window_index), "one image token per merged patch"
+    segments = torch.zeros_like(ids)
     ignore = [image_id]
 
     hf = {"input_ids": ids, "pixel_values": pixels, "image_grid_thw": grid_thw}
     batch = dict(vision)
     if omni:
-        # One audio clip after the image: text <audio_start> <audio> x 4 <audio_end>.
         acfg = tcfg.audio_config
         audio_id = tcfg.audio_token_id
+        frames = features.shape[-1]
         # HF convolves each n_window * 2 frame chunk separately (zero padded);
         # veomni convolves the clips end to end, so one chunk is what agrees.
-        assert AUDIO_FRAMES <= 2 * acfg.n_window, "the clip must fit one attention chunk"
-        n_audio = AUDIO_FRAMES // 4
-        a0 = start + n_image + 5  # <vision_end>, two text tokens, <audio_start>
-        ids[0, a0 - 1] = tcfg.audio_start_token_id
-        ids[0, a0 : a0 + n_audio] = audio_id
-        ids[0, a0 + n_audio] = tcfg.audio_end_token_id
+        assert frames <= 2 * acfg.n_window, "the clip must fit one attention chunk"
+        assert frames % 4 == 0 and int((ids == audio_id).sum()) == frames // 4, "one audio token per 4 frames"
         ignore.append(audio_id)
-        features = torch.randn(1, acfg.num_mel_bins, AUDIO_FRAMES, generator=gen)
         hf["input_features"] = features
-        hf["feature_attention_mask"] = torch.ones(1, AUDIO_FRAMES, dtype=torch.long)
-        steps = AUDIO_FRAMES // 2
+        hf["feature_attention_mask"] = torch.ones(1, frames, dtype=torch.long)
+        steps = frames // 2
         batch["input_features"] = features
         batch["audio_position_ids"] = torch.arange(steps)  # position inside its chunk
         batch["audio_segment_ids"] = torch.zeros(1, steps, dtype=torch.long)  # one chunk
@@ -278,7 +306,7 @@ def make_batch(family, model, config, gen, grid=IMAGE_GRID):
         if omni:
             mask = torch.ones_like(ids)
             positions, _ = model.thinker.model.get_rope_index(
-                ids, grid_thw, None, mask, False, torch.tensor([AUDIO_FRAMES])
+                ids, grid_thw, None, mask, False, torch.tensor([frames])
             )
             own = dict(hf, attention_mask=mask)
         else:

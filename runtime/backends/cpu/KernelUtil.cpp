@@ -4,6 +4,11 @@
 
 #include "runtime/backends/cpu/VecMath.h"
 
+#include <system_error>
+#include <thread>
+#include <cstdlib>
+#include <vector>
+
 namespace veomni::rt::cpu::detail {
 
 absl::Status CheckView(absl::string_view kernel, absl::string_view name,
@@ -133,6 +138,38 @@ void StoreF32(const float *src, const TensorView &v, int64_t offset,
   default: // integer destinations are rejected before any store
     return;
   }
+}
+
+void ParallelFor(int64_t n, double work,
+                 const std::function<void(int64_t, int64_t)> &fn) {
+  // Below ~4 MFLOP a thread start (tens of microseconds) is not worth it.
+  constexpr double kMinWorkPerThread = 4e6;
+  static const int64_t cores = getenv("VT") ? atoi(getenv("VT")) :
+      std::max<int64_t>(1, std::thread::hardware_concurrency());
+  int64_t threads = std::min<int64_t>(
+      {cores, n, static_cast<int64_t>(work / kMinWorkPerThread)});
+  if (threads <= 1) {
+    if (n > 0)
+      fn(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t begin = 0;
+  for (int64_t t = 0; t < threads; ++t) {
+    int64_t end = n * (t + 1) / threads;
+    if (t + 1 == threads) {
+      fn(begin, end); // the last slice runs on the calling thread
+    } else {
+      try {
+        pool.emplace_back(fn, begin, end);
+      } catch (const std::system_error &) {
+        fn(begin, end); // no thread to be had: run it here
+      }
+    }
+    begin = end;
+  }
+  for (std::thread &t : pool)
+    t.join();
 }
 
 F32Input::F32Input(const TensorView &v) {

@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #define VEOMNI_RETURN_IF_ERROR(expr)                                           \
@@ -117,6 +118,16 @@ private:
   std::unique_ptr<float[]> copy_;
   float *ptr_;
 };
+
+/// Runs fn(begin, end) over contiguous slices of [0, n) on up to one thread
+/// per core (the caller's included), or inline when `work` (a rough count
+/// of flops) is too small to pay for starting threads. For kernels that do
+/// not call into OpenBLAS, whose own threads would compete.
+void ParallelFor(int64_t n, double work,
+                 const std::function<void(int64_t, int64_t)> &fn);
+/// `work` per element for memory-bound loops: threads pay off from about a
+/// million elements, where one core no longer saturates memory bandwidth.
+constexpr double kMemoryBoundWork = 8.0;
 
 /// Chunk length for elementwise loops that stage through stack buffers:
 /// small enough for L1, long enough to amortise the per-chunk dispatch.

@@ -147,7 +147,36 @@ struct RopeAttrs {
   /** Inverse of MoEDispatch for the same indices: out[t] =                 \
    * sum_j weights[t, j] * input[row of (t, j)]. */                         \
   absl::Status MoECombine(const TensorView &input, const TensorView &weights, \
-                          const TensorView &indices, const TensorView &out);
+                          const TensorView &indices, const TensorView &out); \
+                                                                            \
+  /* Gradients (the VJPs that are not compositions of forward kernels). */  \
+                                                                            \
+  /** The transpose of Rope: rotation by -angle, scaled by                  \
+   * attentionScaling; dy, dx [B, S, H, D]. */                              \
+  absl::Status RopeInverse(const TensorView &dy, const TensorView &positions, \
+                           const TensorView &dx, const RopeAttrs &attrs);   \
+  /** For y = weight * round(x * r), r = rsqrt(mean(x^2) + eps) (RmsNorm):  \
+   * dweight = sum over rows of dy * x * r; with dn = dy * weight,          \
+   * dx = r * dn - x * r^3 * mean(dn * x). All in f32. */                   \
+  absl::Status RmsNormGrad(const TensorView &x, const TensorView &weight,   \
+                           const TensorView &dy, const TensorView &dx,      \
+                           const TensorView &dweight, double epsilon);      \
+  /** Attention's VJP: recomputes P = softmax(scale * q k^T, masked) and     \
+   * gives dq, dk, dv (shapes of q, k, v); dk and dv sum over the query     \
+   * heads that share a kv head. */                                         \
+  absl::Status AttentionGrad(const TensorView &q, const TensorView &k,      \
+                             const TensorView &v, const TensorView *segments, \
+                             const TensorView &dout, const TensorView &dq,  \
+                             const TensorView &dk, const TensorView &dv,    \
+                             bool causal, double scale);                    \
+  /** dlogits = (softmax(logits) - onehot(label)) * g per row, g = dloss    \
+   * (Sum), dloss / counted rows (Mean) or dloss[row] (None); ignored rows  \
+   * get 0. dloss is f32, [] or labels' shape. */                           \
+  absl::Status CrossEntropyGrad(const TensorView &logits,                   \
+                                const TensorView &labels,                   \
+                                const TensorView &dloss,                    \
+                                const TensorView &dlogits,                  \
+                                int64_t ignoreIndex, LossReduction reduction);
 
 VEOMNI_CPU_KERNELS
 

@@ -2,9 +2,13 @@
 //
 // Row kernels: each row is brought to f32 (in place for f32 tensors, through
 // a row buffer otherwise), computed with the vector loops of VecMath, and
-// rounded once on the way out. Attention is blocked over query rows with
-// OpenBLAS GEMMs for Q K^T and P V, and skips key ranges that causality or
-// segments hide.
+// rounded once on the way out.
+//
+// Attention runs (batch, head) pairs on parallel threads, each blocked over
+// query rows: S = Q K^T and P V through vec::Gemm (single-threaded, so the
+// threads do not fight over OpenBLAS's pool, which slows concurrent callers
+// several-fold), softmax in between, and key ranges that causality or
+// segments hide are never computed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,11 +16,9 @@
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/VecMath.h"
 
-#include <cblas.h>
-
 #include <algorithm>
-#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -114,8 +116,6 @@ void RoundTo(DType t, float *x, int64_t n) {
   }
 }
 
-bool FitsBlas(int64_t v) { return v <= INT_MAX; }
-
 } // namespace
 
 absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
@@ -143,7 +143,7 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
     if (inner == 1) {
       float mx = vec::Max(x, n);
       float sum = vec::ExpShift(x, mx, y, n);
-      vec::Scale(y, 1.0f / sum, n);
+      vec::Scale(y, 1.0f / sum, y, n);
     } else {
       std::fill(m.begin(), m.end(), kNegInf);
       for (int64_t r = 0; r < n; ++r)
@@ -177,25 +177,26 @@ absl::Status RmsNorm(const TensorView &in, const TensorView &weight,
     return absl::OkStatus();
   int64_t rows = in.numel() / d;
   F32Input w(weight);
-  RowReader reader(in, d);
-  RowWriter writer(out, d);
   const float eps = static_cast<float>(epsilon);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *x = reader.Row(r);
-    float *y = writer.Row(r);
-    // Sum of squares in f64, the mean rounded to f32 as HF keeps it, and
-    // rsqrt rounded once from f64.
-    float mean =
-        static_cast<float>(vec::SumSquares(x, d) / static_cast<double>(d));
-    float scale =
-        static_cast<float>(1.0 / std::sqrt(static_cast<double>(mean + eps)));
-    for (int64_t i = 0; i < d; ++i)
-      y[i] = x[i] * scale;
-    RoundTo(in.dtype, y, d); // HF: hidden_states.to(input_dtype)
-    for (int64_t i = 0; i < d; ++i)
-      y[i] *= w.data()[i];
-    writer.Done();
-  }
+  // Memory-bound: a second core adds bandwidth on large inputs.
+  ParallelFor(rows, kMemoryBoundWork * in.numel(), [&](int64_t r0, int64_t r1) {
+    RowReader reader(in, d);
+    RowWriter writer(out, d);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float *x = reader.Row(r);
+      float *y = writer.Row(r);
+      // Sum of squares in f64, the mean rounded to f32 as HF keeps it, and
+      // rsqrt rounded once from f64.
+      float mean =
+          static_cast<float>(vec::SumSquares(x, d) / static_cast<double>(d));
+      float scale =
+          static_cast<float>(1.0 / std::sqrt(static_cast<double>(mean + eps)));
+      vec::Scale(x, scale, y, d);
+      RoundTo(in.dtype, y, d); // HF: hidden_states.to(input_dtype)
+      vec::Binary(BinaryKind::Mul, y, w.data(), y, d);
+      writer.Done();
+    }
+  });
   return absl::OkStatus();
 }
 
@@ -337,7 +338,7 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {batch, skv, hkv, d}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {batch, skv, hkv, dv}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {batch, s, hq, dv}));
-  if (hkv == 0 ? hq != 0 : hq % hkv != 0)
+  if (hkv < 1 || hq % hkv != 0)
     return BadView(K, "k", k, "head count must divide that of q ",
                    q.ToString());
   if (causal && s != skv)
@@ -352,65 +353,90 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
       return BadView(K, "k", k, "segments need the sequence length of q ",
                      q.ToString());
   }
-  if (!FitsBlas(hq * std::max(d, dv)) || !FitsBlas(hkv * std::max(d, dv)) ||
-      !FitsBlas(s) || !FitsBlas(skv))
-    return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");
   if (out.numel() == 0)
     return absl::OkStatus();
 
   F32Input qf(q), kf(k), vf(v);
   F32Output of(out);
-  const int64_t group = hkv == 0 ? 1 : hq / hkv;
+  const int64_t group = hq / hkv;
   const int64_t ldq = hq * d, ldk = hkv * d, ldv = hkv * dv, ldo = hq * dv;
-  // Query rows per block: the score block (rows x keys) stays within ~512
-  // KiB, about what L2 holds next to the K and V panels.
+  // Key and value panels are padded to the GEMM's column granularity with
+  // zeros, so padded score columns and value rows contribute nothing.
+  auto pad = [](int64_t x) {
+    return (x + vec::kGemmColumns - 1) / vec::kGemmColumns * vec::kGemmColumns;
+  };
+  const int64_t skvPad = pad(skv), dvPad = pad(dv);
+  // Query rows per block: enough to amortise streaming the K and V panels,
+  // few enough that the score block stays near L2 size.
   const int64_t bq = std::clamp<int64_t>(
-      (int64_t{128} << 10) / std::max<int64_t>(skv, 1), 16, 256);
-  std::unique_ptr<float[]> scores = Scratch(bq * std::max<int64_t>(skv, 1));
-  std::vector<float> rowScale(bq);
+      (int64_t{256} << 10) / std::max<int64_t>(skvPad, 1), 8, 256);
+
   // With segments, each query's keys lie within [first, last] of its
   // segment's positions; a block needs only the union of those ranges.
-  std::vector<int64_t> segFirst, segLast, seg;
+  std::vector<int64_t> seg, segFirst, segLast;
   if (segments) {
-    segFirst.resize(s);
-    segLast.resize(s);
-    seg.resize(s);
-  }
-  std::vector<int64_t> order(s);
-  for (int64_t b = 0; b < batch; ++b) {
-    if (segments) {
+    seg.resize(batch * s);
+    segFirst.resize(batch * s);
+    segLast.resize(batch * s);
+    std::vector<int64_t> order(s);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t *sb = seg.data() + b * s;
       for (int64_t i = 0; i < s; ++i)
-        seg[i] = IndexAt(*segments, b * s + i);
+        sb[i] = IndexAt(*segments, b * s + i);
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t x, int64_t y) { return seg[x] < seg[y]; });
+                       [&](int64_t x, int64_t y) { return sb[x] < sb[y]; });
       for (int64_t lo = 0; lo < s;) {
         int64_t hi = lo;
-        while (hi < s && seg[order[hi]] == seg[order[lo]])
+        while (hi < s && sb[order[hi]] == sb[order[lo]])
           ++hi;
         for (int64_t t = lo; t < hi; ++t) {
-          segFirst[order[t]] = order[lo];
-          segLast[order[t]] = order[hi - 1];
+          segFirst[b * s + order[t]] = order[lo];
+          segLast[b * s + order[t]] = order[hi - 1];
         }
         lo = hi;
       }
     }
-    for (int64_t h = 0; h < hq; ++h) {
-      int64_t g = h / group;
+  }
+
+  // (batch, query head) pairs are independent; consecutive heads share a kv
+  // head, so a thread packs each K^T and V panel once for its run of heads.
+  auto run = [&](int64_t begin, int64_t end) {
+    std::unique_ptr<float[]> kt = Scratch(d * skvPad),
+                             vp = Scratch(skvPad * dvPad),
+                             p = Scratch(bq * skvPad), ob = Scratch(bq * dvPad);
+    std::vector<float> rowScale(bq);
+    int64_t packed = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t b = task / hq, h = task % hq, g = h / group;
+      if (packed != b * hkv + g) {
+        packed = b * hkv + g;
+        const float *kg = kf.data() + b * skv * ldk + g * d;
+        const float *vg = vf.data() + b * skv * ldv + g * dv;
+        std::fill_n(kt.get(), d * skvPad, 0.0f);
+        for (int64_t j = 0; j < skv; ++j)
+          for (int64_t x = 0; x < d; ++x)
+            kt[x * skvPad + j] = kg[j * ldk + x];
+        std::fill_n(vp.get(), skvPad * dvPad, 0.0f);
+        for (int64_t j = 0; j < skv; ++j)
+          std::copy_n(vg + j * ldv, dv, vp.get() + j * dvPad);
+      }
       const float *qh = qf.data() + b * s * ldq + h * d;
-      const float *kg = kf.data() + b * skv * ldk + g * d;
-      const float *vg = vf.data() + b * skv * ldv + g * dv;
       float *oh = of.data() + b * s * ldo + h * dv;
+      const int64_t *sb = segments ? seg.data() + b * s : nullptr;
       for (int64_t i0 = 0; i0 < s; i0 += bq) {
         int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
         int64_t jlo = 0, jhi = causal ? std::min(skv, i1) : skv;
         if (segments) {
           int64_t lo = s, hi = 0;
           for (int64_t i = i0; i < i1; ++i) {
-            lo = std::min(lo, segFirst[i]);
-            hi = std::max(hi, segLast[i] + 1);
+            lo = std::min(lo, segFirst[b * s + i]);
+            hi = std::max(hi, segLast[b * s + i] + 1);
           }
-          jlo = std::max(jlo, lo);
+          // Aligned down so the padded panel stays inside kt; the extra
+          // keys belong to other segments and are masked below.
+          jlo =
+              std::max<int64_t>(0, lo) / vec::kGemmColumns * vec::kGemmColumns;
           jhi = std::min(jhi, hi);
         }
         if (jhi <= jlo) {
@@ -418,24 +444,21 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
             std::fill_n(oh + i * ldo, dv, 0.0f);
           continue;
         }
-        int64_t nk = jhi - jlo;
-        float *p = scores.get();
-        if (d > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, d,
-                      static_cast<float>(scale), qh + i0 * ldq, ldq,
-                      kg + jlo * ldk, ldk, 0.0f, p, nk);
-        else
-          std::fill_n(p, rows * nk, 0.0f);
+        int64_t nk = pad(jhi - jlo);
+        vec::Gemm(rows, nk, d, static_cast<float>(scale), qh + i0 * ldq, ldq,
+                  kt.get() + jlo, skvPad, p.get(), nk);
         for (int64_t r = 0; r < rows; ++r) {
           int64_t i = i0 + r;
-          float *pr = p + r * nk;
-          // Keys past the causal limit are cut off; within the rest,
-          // other segments are masked to -inf so exp makes them 0.
-          int64_t end = causal ? std::clamp<int64_t>(i + 1 - jlo, 0, nk) : nk;
+          float *pr = p.get() + r * nk;
+          // Keys past the causal limit (and the padding) are cut off;
+          // within the rest, other segments are masked to -inf so that exp
+          // makes them 0.
+          int64_t end = std::clamp<int64_t>(causal ? i + 1 - jlo : jhi - jlo, 0,
+                                            jhi - jlo);
           int64_t visible = end;
-          if (segments)
+          if (sb)
             for (int64_t j = 0; j < end; ++j)
-              if (seg[jlo + j] != seg[i]) {
+              if (sb[jlo + j] != sb[i]) {
                 pr[j] = kNegInf;
                 --visible;
               }
@@ -448,13 +471,16 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
           float mx = vec::Max(pr, end);
           rowScale[r] = 1.0f / vec::ExpShift(pr, mx, pr, end);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dv, nk,
-                    1.0f, p, nk, vg + jlo * ldv, ldv, 0.0f, oh + i0 * ldo, ldo);
+        vec::Gemm(rows, dvPad, nk, 1.0f, p.get(), nk, vp.get() + jlo * dvPad,
+                  dvPad, ob.get(), dvPad);
         for (int64_t r = 0; r < rows; ++r)
-          vec::Scale(oh + (i0 + r) * ldo, rowScale[r], dv);
+          vec::Scale(ob.get() + r * dvPad, rowScale[r], oh + (i0 + r) * ldo,
+                     dv);
       }
     }
-  }
+  };
+  double flops = 2.0 * batch * hq * s * std::max<int64_t>(skv, 1) * (d + dv);
+  ParallelFor(batch * hq, causal ? flops / 2 : flops, run);
   of.Commit();
   return absl::OkStatus();
 }

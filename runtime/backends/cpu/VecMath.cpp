@@ -10,9 +10,11 @@
 #include "runtime/backends/cpu/VecMath.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <immintrin.h>
 #include <limits>
+#include <string>
 
 namespace veomni::rt::cpu::vec {
 namespace {
@@ -26,9 +28,11 @@ struct Table {
   void (*binary)(BinaryKind, const float *, const float *, float *, int64_t);
   float (*max)(const float *, int64_t);
   float (*expShift)(const float *, float, float *, int64_t);
-  void (*scale)(float *, float, int64_t);
+  void (*scale)(const float *, float, float *, int64_t);
   double (*sum)(const float *, int64_t);
   double (*sumSquares)(const float *, int64_t);
+  void (*gemm)(int64_t, int64_t, int64_t, float, const float *, int64_t,
+               const float *, int64_t, float *, int64_t);
 };
 
 // Vector arguments wider than the baseline ABI only cross always-inline
@@ -73,12 +77,20 @@ struct Active {
 const Active &Pick() {
   static const Active active = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+    // VEOMNI_CPU_ISA caps the choice, so tests can run the narrower paths on
+    // a machine that would never pick them.
+    const char *cap = std::getenv("VEOMNI_CPU_ISA");
+    std::string limit = cap ? cap : "";
+    bool avx2 = limit != "sse2" && __builtin_cpu_supports("avx2") &&
+                __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    bool avx512 = avx2 && limit != "avx2" &&
+                  __builtin_cpu_supports("avx512f") &&
+                  __builtin_cpu_supports("avx512vl") &&
+                  __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512dq");
+    if (avx512)
       return Active{&avx512::kTable, "avx512"};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (avx2)
       return Active{&avx2::kTable, "avx2"};
     return Active{&sse2::kTable, "sse2"};
   }();
@@ -115,9 +127,15 @@ float ExpShift(const float *x, float shift, float *out, int64_t n) {
 float SumExpShift(const float *x, float shift, int64_t n) {
   return T().expShift(x, shift, nullptr, n);
 }
-void Scale(float *x, float s, int64_t n) { T().scale(x, s, n); }
+void Scale(const float *x, float s, float *out, int64_t n) {
+  T().scale(x, s, out, n);
+}
 double Sum(const float *x, int64_t n) { return T().sum(x, n); }
 double SumSquares(const float *x, int64_t n) { return T().sumSquares(x, n); }
+void Gemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
+  T().gemm(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+}
 const char *IsaName() { return Pick().name; }
 
 } // namespace veomni::rt::cpu::vec

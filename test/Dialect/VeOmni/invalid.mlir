@@ -1362,3 +1362,27 @@ func.func @slice_huge_step(%x: tensor<8xf32>) -> tensor<1xf32> {
   %0 = veomni.slice %x start = [3] limit = [8] step = [9223372036854775807] : tensor<8xf32>
   return %0 : tensor<1xf32>
 }
+
+// -----
+
+func.func @attention_grad_wrong_grad(%q: tensor<1x4x2x8xf32>, %g: tensor<1x4x2x4xf32>) {
+  // expected-error @+1 {{'veomni.attention_grad' op grad 'tensor<1x4x2x4xf32>' must have the forward result's type 'tensor<1x4x2x8xf32>'}}
+  %dq, %dk, %dv = veomni.attention_grad %q, %q, %q grad %g {scale = 0.5 : f64} : tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x8xf32>, tensor<1x4x2x4xf32>
+  return
+}
+
+// -----
+
+func.func @cross_entropy_grad_wrong_grad(%l: tensor<4x8xf32>, %y: tensor<4xi32>, %g: tensor<4xf32>) {
+  // expected-error @+1 {{'veomni.cross_entropy_grad' op grad 'tensor<4xf32>' must have the forward result's type 'tensor<f32>'}}
+  %d = veomni.cross_entropy_grad %l, %y, %g : tensor<4x8xf32>, tensor<4xi32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @rms_norm_grad_bad_weight(%x: tensor<2x8xf32>, %w: tensor<4xf32>) {
+  // expected-error @+1 {{'veomni.rms_norm' op normalised dimension differs: input 'tensor<2x8xf32>' has 8 but weight 'tensor<4xf32>' has 4}}
+  %dx, %dw = veomni.rms_norm_grad %x, %w, %x {epsilon = 1.0e-5 : f64} : tensor<2x8xf32>, tensor<4xf32>
+  return
+}

@@ -183,3 +183,21 @@ func.func @named_arguments(%w: tensor<1000x64xf32> {veomni.param = "model.embed_
   %0 = veomni.gather %w[%ids] axis = 0 : tensor<1000x64xf32>, tensor<2x16xi32>
   return %0 : tensor<2x16x64xf32>
 }
+
+// CHECK-LABEL: func.func @gradients
+func.func @gradients(%x: tensor<2x16x64xf32>, %w: tensor<64xf32>,
+                     %q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>,
+                     %seg: tensor<2x16xi32>, %pos: tensor<2x16xi32>,
+                     %logits: tensor<2x16x100xf32>, %labels: tensor<2x16xi64>,
+                     %dl: tensor<f32>) {
+  // CHECK: veomni.rms_norm_grad %{{.*}}, %{{.*}}, %{{.*}} {epsilon = 1.000000e-05 : f64} : tensor<2x16x64xf32>, tensor<64xf32>
+  %dx, %dw = veomni.rms_norm_grad %x, %w, %x {epsilon = 1.0e-5 : f64} : tensor<2x16x64xf32>, tensor<64xf32>
+  // CHECK: veomni.attention_grad %{{.*}}, %{{.*}}, %{{.*}} segments %{{.*}} grad %{{.*}} {causal, scale = 1.250000e-01 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x8x64xf32>, tensor<2x16xi32>
+  %dq, %dk, %dv = veomni.attention_grad %q, %k, %k segments %seg grad %q {causal, scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x8x64xf32>, tensor<2x16xi32>
+  // CHECK: veomni.cross_entropy_grad %{{.*}}, %{{.*}}, %{{.*}} : tensor<2x16x100xf32>, tensor<2x16xi64>, tensor<f32>
+  %dlogits = veomni.cross_entropy_grad %logits, %labels, %dl : tensor<2x16x100xf32>, tensor<2x16xi64>, tensor<f32>
+  // CHECK: veomni.rope %{{.*}}, %{{.*}} {inverse, theta = 1.000000e+04 : f64}
+  %r = veomni.rope %q, %pos {theta = 1.0e4 : f64, inverse} : tensor<2x16x8x64xf32>, tensor<2x16xi32>
+  "test.use"(%dx, %dw, %dq, %dk, %dv, %dlogits, %r) : (tensor<2x16x64xf32>, tensor<64xf32>, tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x100xf32>, tensor<2x16x8x64xf32>) -> ()
+  return
+}

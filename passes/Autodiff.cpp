@@ -1,0 +1,131 @@
+//===- Autodiff.cpp - reverse-mode differentiation of the step ------------===//
+
+#include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseMap.h"
+
+namespace mlir::veomni {
+#define GEN_PASS_DEF_AUTODIFF
+#include "passes/Passes.h.inc"
+} // namespace mlir::veomni
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+namespace {
+
+Value zerosLike(OpBuilder &b, Location loc, Type type) {
+  auto t = cast<RankedTensorType>(type);
+  return ConstantOp::create(b, loc,
+                            cast<ElementsAttr>(DenseElementsAttr::get(
+                                t, b.getFloatAttr(t.getElementType(), 0.0))));
+}
+
+LogicalResult differentiate(func::FuncOp func) {
+  Block &block = func.getBody().front();
+  auto ret = cast<func::ReturnOp>(block.getTerminator());
+  if (ret.getNumOperands() == 0)
+    return func.emitError("veomni-autodiff: @")
+           << func.getName() << " returns nothing; its first result must be "
+           << "the loss";
+  Value loss = ret.getOperand(0);
+  auto lossType = dyn_cast<RankedTensorType>(loss.getType());
+  if (!lossType || lossType.getRank() != 0 ||
+      !isa<FloatType>(lossType.getElementType()))
+    return func.emitError("veomni-autodiff: the first result of @")
+           << func.getName() << " must be a scalar float loss, got "
+           << loss.getType();
+
+  OpBuilder b(ret);
+  Location loc = ret.getLoc();
+  llvm::DenseMap<Value, Value> cotangent;
+  auto accumulate = [&](Value v, Value g) {
+    if (!g)
+      return;
+    auto it = cotangent.find(v);
+    if (it == cotangent.end())
+      cotangent[v] = g;
+    else
+      it->second = AddOp::create(b, g.getLoc(), it->second, g);
+  };
+  cotangent[loss] = ConstantOp::create(
+      b, loc,
+      cast<ElementsAttr>(DenseElementsAttr::get(
+          lossType, b.getFloatAttr(lossType.getElementType(), 1.0))));
+
+  // The forward ops, last first. New backward ops go before the return and
+  // are never visited: the list is taken before any is created.
+  SmallVector<Operation *> forward;
+  for (Operation &op : block.without_terminator())
+    forward.push_back(&op);
+  for (Operation *op : llvm::reverse(forward)) {
+    SmallVector<Value> resultGrads;
+    bool reached = false;
+    for (Value r : op->getResults()) {
+      Value g = cotangent.lookup(r);
+      reached |= bool(g);
+      resultGrads.push_back(g);
+    }
+    if (!reached)
+      continue;
+    auto vjp = dyn_cast<VJPOpInterface>(op);
+    if (!vjp)
+      return op->emitOpError("is on the path to the loss but has no VJP "
+                             "rule yet");
+    // Rules take a cotangent for every result: zeros where none reached.
+    for (auto [r, g] : llvm::zip(op->getResults(), resultGrads))
+      if (!g &&
+          isa<FloatType>(cast<RankedTensorType>(r.getType()).getElementType()))
+        g = zerosLike(b, op->getLoc(), r.getType());
+    SmallVector<Value> operandGrads;
+    if (failed(vjp.buildVJP(b, resultGrads, operandGrads)))
+      return failure();
+    if (operandGrads.size() != op->getNumOperands())
+      return op->emitOpError("VJP rule gave ")
+             << operandGrads.size() << " cotangents for "
+             << op->getNumOperands() << " operands";
+    for (auto [operand, g] : llvm::zip(op->getOperands(), operandGrads))
+      accumulate(operand, g);
+  }
+
+  // Return the original results, then one gradient per parameter.
+  SmallVector<Value> results(ret.getOperands());
+  SmallVector<std::pair<unsigned, StringAttr>> grads;
+  for (BlockArgument arg : block.getArguments()) {
+    auto name = func.getArgAttrOfType<StringAttr>(
+        arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+    if (!name)
+      continue;
+    Value g = cotangent.lookup(arg);
+    results.push_back(g ? g : zerosLike(b, loc, arg.getType()));
+    grads.push_back({static_cast<unsigned>(results.size() - 1), name});
+  }
+  func::ReturnOp::create(b, loc, results);
+  ret.erase();
+  func.setFunctionType(b.getFunctionType(block.getArgumentTypes(),
+                                         ValueRange(results).getTypes()));
+  for (auto [index, name] : grads)
+    func.setResultAttr(index, "veomni.grad", name);
+  return success();
+}
+
+struct AutodiffPass : veomni::impl::AutodiffBase<AutodiffPass> {
+  using AutodiffBase::AutodiffBase;
+  void runOnOperation() override {
+    auto func = getOperation().lookupSymbol<func::FuncOp>(funcName);
+    if (!func) {
+      getOperation().emitError("veomni-autodiff: no function @") << funcName;
+      return signalPassFailure();
+    }
+    if (func.getBody().getBlocks().size() != 1) {
+      func.emitError("veomni-autodiff expects a single-block function");
+      return signalPassFailure();
+    }
+    if (failed(differentiate(func)))
+      signalPassFailure();
+  }
+};
+
+} // namespace

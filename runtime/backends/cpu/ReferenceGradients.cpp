@@ -1,0 +1,432 @@
+//===- ReferenceGradients.cpp - naive reference gradient kernels ----------===//
+//
+// The oracle for the gradient kernels of Gradients.cpp, in the style of
+// Reference.cpp: each kernel is an obvious loop nest over its definition
+// (see Kernels.h), every element goes through LoadF/StoreF/LoadI, and sums
+// are accumulated in double. Every kernel checks everything it relies on
+// before it writes: an invalid call returns InvalidArgument and leaves its
+// outputs untouched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/Kernels.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace veomni::rt::cpu::ref {
+namespace {
+
+#define REF_TRY(expr)                                                          \
+  do {                                                                         \
+    absl::Status refStatus = (expr);                                           \
+    if (!refStatus.ok())                                                       \
+      return refStatus;                                                        \
+  } while (0)
+
+//===----------------------------------------------------------------------===//
+// Checks: "<Kernel>: <view> <type[shape]> <what>".
+//===----------------------------------------------------------------------===//
+
+template <typename... Args>
+absl::Status Invalid(absl::string_view kernel, absl::string_view name,
+                     const TensorView &v, const Args &...args) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
+}
+
+std::string ShapeString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
+}
+
+bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
+
+absl::Status CheckView(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v) {
+  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
+    return absl::InvalidArgumentError(
+        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
+                     static_cast<int>(v.dtype)));
+  for (int64_t d : v.shape)
+    if (d < 0)
+      return Invalid(kernel, name, v, "has a negative dimension");
+  if (v.data == nullptr && v.numel() > 0)
+    return Invalid(kernel, name, v, "has no data");
+  return absl::OkStatus();
+}
+
+absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v) {
+  REF_TRY(CheckView(kernel, name, v));
+  if (!IsFloat(v.dtype))
+    return Invalid(kernel, name, v, "must have a float element type");
+  return absl::OkStatus();
+}
+
+absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
+                      const TensorView &v) {
+  REF_TRY(CheckView(kernel, name, v));
+  if (!IsInt(v.dtype))
+    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
+  return absl::OkStatus();
+}
+
+absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
+                       const TensorView &v, int64_t rank) {
+  if (v.rank() != rank)
+    return Invalid(kernel, name, v, "must have rank ", rank);
+  return absl::OkStatus();
+}
+
+absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
+                        const TensorView &v, absl::Span<const int64_t> shape) {
+  if (absl::Span<const int64_t>(v.shape) != shape)
+    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
+  return absl::OkStatus();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// RopeInverse
+//===----------------------------------------------------------------------===//
+
+absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
+                         const TensorView &dx, const RopeAttrs &attrs) {
+  const char *kName = "RopeInverse";
+  REF_TRY(CheckFloat(kName, "dy", dy));
+  REF_TRY(CheckInt(kName, "positions", positions));
+  REF_TRY(CheckFloat(kName, "dx", dx));
+  REF_TRY(CheckRank(kName, "dy", dy, 4));
+  int64_t batch = dy.dim(0), seq = dy.dim(1), heads = dy.dim(2);
+  int64_t headDim = dy.dim(3), half = headDim / 2;
+  if (headDim % 2 != 0)
+    return Invalid(kName, "dy", dy, "must have an even head dimension");
+  REF_TRY(CheckShape(kName, "dx", dx, dy.shape));
+  if (!attrs.invFreq.empty() &&
+      static_cast<int64_t>(attrs.invFreq.size()) != half)
+    return Invalid(kName, "dy", dy, "needs ", half, " inverse frequencies, ",
+                   "got ", attrs.invFreq.size());
+  if (attrs.invFreq.empty() && !(attrs.theta > 0))
+    return Invalid(kName, "dy", dy, "theta must be positive, got ",
+                   attrs.theta);
+
+  // section[j]: the row of `positions` that frequency j reads.
+  std::vector<int64_t> section(half, 0);
+  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (sections == 0) {
+    REF_TRY(CheckShape(kName, "positions", positions, {batch, seq}));
+  } else {
+    int64_t j = 0;
+    for (int64_t k = 0; k < sections; ++k) {
+      int64_t size = attrs.mropeSection[k];
+      if (size < 1 || size > half - j)
+        return Invalid(kName, "dy", dy, "mrope sections ",
+                       ShapeString(attrs.mropeSection), " must be positive ",
+                       "and sum to ", half);
+      for (int64_t end = j + size; j < end; ++j)
+        section[j] = k;
+    }
+    if (j != half)
+      return Invalid(kName, "dy", dy, "mrope sections ",
+                     ShapeString(attrs.mropeSection), " must sum to ", half);
+    REF_TRY(CheckShape(kName, "positions", positions, {sections, batch, seq}));
+  }
+
+  // Frequencies and angles as ref::Rope computes them.
+  std::vector<float> freq(half);
+  for (int64_t j = 0; j < half; ++j)
+    freq[j] = attrs.invFreq.empty()
+                  ? static_cast<float>(
+                        1.0 / std::pow(attrs.theta,
+                                       2.0 * static_cast<double>(j) / headDim))
+                  : attrs.invFreq[j];
+
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t s = 0; s < seq; ++s) {
+      for (int64_t h = 0; h < heads; ++h) {
+        int64_t base = ((b * seq + s) * heads + h) * headDim;
+        for (int64_t j = 0; j < half; ++j) {
+          int64_t position =
+              LoadI(positions, (section[j] * batch + b) * seq + s);
+          float angle = static_cast<float>(position) * freq[j]; // in f32
+          double c =
+              std::cos(static_cast<double>(angle)) * attrs.attentionScaling;
+          double sn =
+              std::sin(static_cast<double>(angle)) * attrs.attentionScaling;
+          // Rope maps (x1, x2) to (x1 c - x2 sn, x2 c + x1 sn); this is the
+          // transpose of that 2x2 matrix.
+          double g1 = LoadF(dy, base + j), g2 = LoadF(dy, base + j + half);
+          StoreF(dx, base + j, static_cast<float>(g1 * c + g2 * sn));
+          StoreF(dx, base + j + half, static_cast<float>(g2 * c - g1 * sn));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// RmsNormGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status RmsNormGrad(const TensorView &x, const TensorView &weight,
+                         const TensorView &dy, const TensorView &dx,
+                         const TensorView &dweight, double epsilon) {
+  const char *kName = "RmsNormGrad";
+  REF_TRY(CheckFloat(kName, "x", x));
+  REF_TRY(CheckFloat(kName, "weight", weight));
+  REF_TRY(CheckFloat(kName, "dy", dy));
+  REF_TRY(CheckFloat(kName, "dx", dx));
+  REF_TRY(CheckFloat(kName, "dweight", dweight));
+  if (x.rank() < 1)
+    return Invalid(kName, "x", x, "must have rank >= 1");
+  int64_t d = x.dim(x.rank() - 1);
+  REF_TRY(CheckShape(kName, "weight", weight, {d}));
+  REF_TRY(CheckShape(kName, "dy", dy, x.shape));
+  REF_TRY(CheckShape(kName, "dx", dx, x.shape));
+  REF_TRY(CheckShape(kName, "dweight", dweight, {d}));
+
+  int64_t rows = d == 0 ? 0 : x.numel() / d;
+  std::vector<double> dw(d, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    // r exactly as ref::RmsNorm computes it: f32 mean, f32 rsqrt.
+    double sumSquares = 0;
+    for (int64_t i = 0; i < d; ++i) {
+      double xi = LoadF(x, r * d + i);
+      sumSquares += xi * xi;
+    }
+    float variance = static_cast<float>(sumSquares / static_cast<double>(d));
+    float scale = static_cast<float>(
+        1.0 /
+        std::sqrt(static_cast<double>(variance + static_cast<float>(epsilon))));
+    double dot = 0; // sum of dn * x
+    for (int64_t i = 0; i < d; ++i) {
+      float xi = LoadF(x, r * d + i);
+      double g = LoadF(dy, r * d + i);
+      // dweight sees the normalised value as RmsNorm computes it in f32,
+      // before the rounding to x's type (treated as the identity).
+      float normalized = xi * scale;
+      dw[i] += g * normalized;
+      dot += g * LoadF(weight, i) * xi;
+    }
+    double s = scale;
+    double coef = s * s * s * dot / static_cast<double>(d);
+    for (int64_t i = 0; i < d; ++i) {
+      double dn = static_cast<double>(LoadF(dy, r * d + i)) * LoadF(weight, i);
+      double xi = LoadF(x, r * d + i);
+      StoreF(dx, r * d + i, static_cast<float>(s * dn - xi * coef));
+    }
+  }
+  for (int64_t i = 0; i < d; ++i)
+    StoreF(dweight, i, static_cast<float>(dw[i]));
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
+                           const TensorView &v, const TensorView *segments,
+                           const TensorView &dout, const TensorView &dq,
+                           const TensorView &dk, const TensorView &dv,
+                           bool causal, double scale) {
+  const char *kName = "AttentionGrad";
+  REF_TRY(CheckFloat(kName, "q", q));
+  REF_TRY(CheckFloat(kName, "k", k));
+  REF_TRY(CheckFloat(kName, "v", v));
+  REF_TRY(CheckFloat(kName, "dout", dout));
+  REF_TRY(CheckFloat(kName, "dq", dq));
+  REF_TRY(CheckFloat(kName, "dk", dk));
+  REF_TRY(CheckFloat(kName, "dv", dv));
+  REF_TRY(CheckRank(kName, "q", q, 4));
+  REF_TRY(CheckRank(kName, "k", k, 4));
+  REF_TRY(CheckRank(kName, "v", v, 4));
+  int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
+  int64_t seqKv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
+  REF_TRY(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
+  REF_TRY(CheckShape(kName, "v", v, {batch, seqKv, hkv, dvh}));
+  if (hkv < 1 || hq % hkv != 0)
+    return Invalid(kName, "k", k, "head count must divide the ", hq,
+                   " heads of q ", q.ToString());
+  if (causal && seq != seqKv)
+    return Invalid(kName, "k", k, "must have the sequence length of q ",
+                   q.ToString(), " for causal attention");
+  if (segments) {
+    REF_TRY(CheckInt(kName, "segments", *segments));
+    if (seq != seqKv)
+      return Invalid(kName, "k", k, "must have the sequence length of q ",
+                     q.ToString(), " with segments");
+    REF_TRY(CheckShape(kName, "segments", *segments, {batch, seq}));
+  }
+  REF_TRY(CheckShape(kName, "dout", dout, {batch, seq, hq, dvh}));
+  REF_TRY(CheckShape(kName, "dq", dq, q.shape));
+  REF_TRY(CheckShape(kName, "dk", dk, k.shape));
+  REF_TRY(CheckShape(kName, "dv", dv, v.shape));
+
+  auto qAt = [&](int64_t b, int64_t i, int64_t h, int64_t x) {
+    return ((b * seq + i) * hq + h) * d + x;
+  };
+  auto kAt = [&](int64_t b, int64_t j, int64_t g, int64_t x) {
+    return ((b * seqKv + j) * hkv + g) * d + x;
+  };
+  auto vAt = [&](int64_t b, int64_t j, int64_t g, int64_t y) {
+    return ((b * seqKv + j) * hkv + g) * dvh + y;
+  };
+  auto oAt = [&](int64_t b, int64_t i, int64_t h, int64_t y) {
+    return ((b * seq + i) * hq + h) * dvh + y;
+  };
+
+  std::vector<double> gq(q.numel(), 0.0), gk(k.numel(), 0.0),
+      gv(v.numel(), 0.0);
+  int64_t group = hq / hkv;
+  std::vector<double> score(seqKv), prob(seqKv), dprob(seqKv);
+  std::vector<bool> visible(seqKv);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < seq; ++i) {
+      for (int64_t h = 0; h < hq; ++h) {
+        int64_t g = h / group;
+        // The forward's probabilities, as ref::Attention computes them.
+        double max = -std::numeric_limits<double>::infinity();
+        bool any = false;
+        for (int64_t j = 0; j < seqKv; ++j) {
+          visible[j] = !(causal && j > i) &&
+                       !(segments && LoadI(*segments, b * seq + i) !=
+                                         LoadI(*segments, b * seq + j));
+          if (!visible[j])
+            continue;
+          double dot = 0;
+          for (int64_t x = 0; x < d; ++x)
+            dot += static_cast<double>(LoadF(q, qAt(b, i, h, x))) *
+                   LoadF(k, kAt(b, j, g, x));
+          score[j] = dot * scale;
+          max = any ? std::max(max, score[j]) : score[j];
+          any = true;
+        }
+        if (!any) // the output row is the constant 0: no gradient
+          continue;
+        double denominator = 0;
+        for (int64_t j = 0; j < seqKv; ++j)
+          if (visible[j])
+            denominator += std::exp(score[j] - max);
+        for (int64_t j = 0; j < seqKv; ++j)
+          prob[j] = visible[j] ? std::exp(score[j] - max) / denominator : 0.0;
+
+        // dV_j += P_ij dO_i; dP_ij = dO_i . V_j; delta = sum_j P_ij dP_ij.
+        double delta = 0;
+        for (int64_t j = 0; j < seqKv; ++j) {
+          if (!visible[j])
+            continue;
+          double dp = 0;
+          for (int64_t y = 0; y < dvh; ++y) {
+            double go = LoadF(dout, oAt(b, i, h, y));
+            gv[vAt(b, j, g, y)] += prob[j] * go;
+            dp += go * LoadF(v, vAt(b, j, g, y));
+          }
+          dprob[j] = dp;
+          delta += prob[j] * dp;
+        }
+        // dS_ij = P_ij (dP_ij - delta); dQ_i += scale dS_ij K_j;
+        // dK_j += scale dS_ij Q_i.
+        for (int64_t j = 0; j < seqKv; ++j) {
+          if (!visible[j])
+            continue;
+          double dscore = prob[j] * (dprob[j] - delta) * scale;
+          for (int64_t x = 0; x < d; ++x) {
+            gq[qAt(b, i, h, x)] += dscore * LoadF(k, kAt(b, j, g, x));
+            gk[kAt(b, j, g, x)] += dscore * LoadF(q, qAt(b, i, h, x));
+          }
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < dq.numel(); ++i)
+    StoreF(dq, i, static_cast<float>(gq[i]));
+  for (int64_t i = 0; i < dk.numel(); ++i)
+    StoreF(dk, i, static_cast<float>(gk[i]));
+  for (int64_t i = 0; i < dv.numel(); ++i)
+    StoreF(dv, i, static_cast<float>(gv[i]));
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// CrossEntropyGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status CrossEntropyGrad(const TensorView &logits,
+                              const TensorView &labels, const TensorView &dloss,
+                              const TensorView &dlogits, int64_t ignoreIndex,
+                              LossReduction reduction) {
+  const char *kName = "CrossEntropyGrad";
+  REF_TRY(CheckFloat(kName, "logits", logits));
+  REF_TRY(CheckInt(kName, "labels", labels));
+  REF_TRY(CheckView(kName, "dloss", dloss));
+  REF_TRY(CheckFloat(kName, "dlogits", dlogits));
+  if (dloss.dtype != DType::F32)
+    return Invalid(kName, "dloss", dloss, "must be f32");
+  if (logits.rank() < 1)
+    return Invalid(kName, "logits", logits, "must have rank >= 1");
+  int64_t vocab = logits.dim(logits.rank() - 1);
+  REF_TRY(
+      CheckShape(kName, "labels", labels,
+                 absl::MakeSpan(logits.shape).subspan(0, logits.rank() - 1)));
+  switch (reduction) {
+  case LossReduction::None:
+    REF_TRY(CheckShape(kName, "dloss", dloss, labels.shape));
+    break;
+  case LossReduction::Mean:
+  case LossReduction::Sum:
+    REF_TRY(CheckShape(kName, "dloss", dloss, {}));
+    break;
+  default:
+    return Invalid(kName, "dloss", dloss, "has an unknown reduction ",
+                   static_cast<int>(reduction));
+  }
+  REF_TRY(CheckShape(kName, "dlogits", dlogits, logits.shape));
+  int64_t rows = labels.numel();
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = LoadI(labels, r);
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= vocab)
+      return Invalid(kName, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+    ++counted;
+  }
+
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = LoadI(labels, r);
+    if (label == ignoreIndex) {
+      for (int64_t i = 0; i < vocab; ++i)
+        StoreF(dlogits, r * vocab + i, 0.0f);
+      continue;
+    }
+    // The upstream gradient of this row's loss.
+    double g = reduction == LossReduction::None ? LoadF(dloss, r)
+               : reduction == LossReduction::Sum
+                   ? LoadF(dloss, 0)
+                   : LoadF(dloss, 0) / static_cast<double>(counted);
+    double max = -std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < vocab; ++i)
+      max = std::max<double>(max, LoadF(logits, r * vocab + i));
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i)
+      sum += std::exp(LoadF(logits, r * vocab + i) - max);
+    for (int64_t i = 0; i < vocab; ++i) {
+      double p = std::exp(LoadF(logits, r * vocab + i) - max) / sum;
+      StoreF(dlogits, r * vocab + i,
+             static_cast<float>((p - (i == label ? 1.0 : 0.0)) * g));
+    }
+  }
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt::cpu::ref
