@@ -15,8 +15,22 @@ FailureOr<std::string> mlir::veomni::compileModule(
     ModuleOp module, const std::map<std::string, std::string> &placements,
     const CompileOptions &options, CompileReport &report) {
   PassManager pm(module.getContext());
-  if (options.gradients)
+  if (options.gradients || options.train)
     pm.addPass(createAutodiff());
+  if (options.train) {
+    const TrainOptions &t = *options.train;
+    OptimizerOptions o;
+    o.lr = t.lr;
+    o.beta1 = t.beta1;
+    o.beta2 = t.beta2;
+    o.epsilon = t.eps;
+    o.weightDecay = t.weightDecay;
+    o.maxGradNorm = t.maxGradNorm;
+    o.warmupSteps = t.warmupSteps;
+    o.totalSteps = t.totalSteps;
+    o.minLrRatio = t.minLrRatio;
+    pm.addPass(createOptimizer(o));
+  }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createLowerToVrt());

@@ -6,6 +6,7 @@
 #include "frontends/Importer.h"
 
 #include <map>
+#include <optional>
 #include <string>
 
 namespace mlir::veomni {
@@ -18,10 +19,18 @@ struct CompileReport {
   int64_t kernels = 0;
 };
 
+struct TrainOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1,
+         maxGradNorm = 1.0, minLrRatio = 0.0;
+  int64_t warmupSteps = 0, totalSteps = 1000;
+};
+
 struct CompileOptions {
   /// Append the backward pass: the program also returns the gradient of
   /// every parameter, after the model's own results (veomni-autodiff).
   bool gradients = false;
+  /// Make a training step: gradients, then AdamW (veomni-optimizer).
+  std::optional<TrainOptions> train;
 };
 
 /// Lowers `module` (consumed) to vrt, plans its memory and serializes it;

@@ -60,6 +60,44 @@ std::vector<int64_t> arrayAttr(Operation *op, StringRef name) {
   return {};
 }
 
+/// The gradient kernels of gelu, layer_norm, slice, conv1d, grouped_matmul,
+/// the MoE router and combine, and max reductions; false for other kinds.
+bool gradKernelAttrs(vrt::KernelOp k, KernelAttrs &a) {
+  Operation *op = k;
+  StringRef kind = k.getKind();
+  if (kind == "gelu_grad") {
+    auto approx = op->getAttrOfType<GeluApproximationAttr>("approximation");
+    a.kind = fb::KernelKind::GeluGrad;
+    a.ints = {approx && approx.getValue() == GeluApproximation::Tanh};
+  } else if (kind == "layer_norm_grad") {
+    a.kind = fb::KernelKind::LayerNormGrad;
+    a.ints = {k.getIns().size() == 4};
+    a.floats = {floatAttr(op, "epsilon", 1e-5)};
+  } else if (kind == "slice_grad") {
+    a.kind = fb::KernelKind::SliceGrad;
+    for (StringRef name : {"start", "limit", "step"})
+      llvm::append_range(a.ints, arrayAttr(op, name));
+  } else if (kind == "conv1d_grad") {
+    a.kind = fb::KernelKind::Conv1DGrad;
+    a.ints = {intAttr(op, "stride", 1), intAttr(op, "padding", 0),
+              k.getIns().size() == 4};
+  } else if (kind == "grouped_matmul_weight_grad") {
+    a.kind = fb::KernelKind::GroupedMatmulWeightGrad;
+    a.ints = {op->hasAttr("transpose_weight")};
+  } else if (kind == "moe_topk_grad") {
+    a.kind = fb::KernelKind::MoETopKGrad;
+    a.ints = {intAttr(op, "k", 1), op->hasAttr("normalize")};
+  } else if (kind == "moe_combine_grad") {
+    a.kind = fb::KernelKind::MoECombineGrad;
+  } else if (kind == "reduce_max_grad") {
+    a.kind = fb::KernelKind::ReduceMaxGrad;
+    a.ints = arrayAttr(op, "dims");
+  } else {
+    return false;
+  }
+  return true;
+}
+
 FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
   static const llvm::StringMap<fb::KernelKind> simple = {
       {"neg", fb::KernelKind::Neg},
@@ -84,6 +122,8 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
   KernelAttrs a;
   if (auto it = simple.find(kind); it != simple.end()) {
     a.kind = it->second;
+  } else if (gradKernelAttrs(k, a)) {
+    // filled in
   } else if (kind == "matmul") {
     a.kind = fb::KernelKind::Matmul;
     a.ints = {op->hasAttr("transpose_lhs"), op->hasAttr("transpose_rhs")};
@@ -245,6 +285,7 @@ LogicalResult mlir::veomni::translateToProgram(
   }
 
   std::vector<flatbuffers::Offset<fb::Argument>> arguments;
+  llvm::StringMap<uint32_t> argumentIndex;
   for (BlockArgument arg : block.getArguments()) {
     auto offset = func.getArgAttrOfType<IntegerAttr>(
         arg.getArgNumber(), vrt::VrtDialect::kOffsetAttrName);
@@ -252,29 +293,42 @@ LogicalResult mlir::veomni::translateToProgram(
         arg.getArgNumber(), VeOmniDialect::kParamAttrName);
     auto input = func.getArgAttrOfType<StringAttr>(
         arg.getArgNumber(), VeOmniDialect::kInputAttrName);
-    if (!offset || (!param && !input))
+    auto state = func.getArgAttrOfType<StringAttr>(
+        arg.getArgNumber(), VeOmniDialect::kStateAttrName);
+    if (!offset || (!param && !input && !state))
       return func.emitError("argument #")
              << arg.getArgNumber()
-             << " needs an offset and a veomni.param or veomni.input name";
+             << " needs an offset and a veomni.param, veomni.input or "
+                "veomni.state name";
     addBuffer(arg, offset.getInt());
-    std::string name = (param ? param : input).getValue().str();
+    std::string name = (param ? param : input ? input : state).getValue().str();
+    argumentIndex[name] = arguments.size();
     fb::ParamInit init = fb::ParamInit::Normal;
-    if (StringRef(name).ends_with(".bias"))
+    std::string initFrom;
+    if (state) {
       init = fb::ParamInit::Zeros;
-    else if (auto it = inits.find(arg); it != inits.end())
+      if (StringRef(name).starts_with("optimizer.master."))
+        initFrom = name.substr(strlen("optimizer.master."));
+    } else if (StringRef(name).ends_with(".bias")) {
+      init = fb::ParamInit::Zeros;
+    } else if (auto it = inits.find(arg); it != inits.end()) {
       init = it->second;
+    }
     auto placement = placements.find(name);
+    fb::ArgumentKind kind = param   ? fb::ArgumentKind::Param
+                            : input ? fb::ArgumentKind::Input
+                                    : fb::ArgumentKind::State;
     arguments.push_back(fb::CreateArgumentDirect(
-        fbb, name.c_str(),
-        param ? fb::ArgumentKind::Param : fb::ArgumentKind::Input,
-        bufferIndex[arg],
+        fbb, name.c_str(), kind, bufferIndex[arg],
         placement == placements.end() ? "" : placement->second.c_str(), init,
-        bounds.lookup(arg)));
+        bounds.lookup(arg), initFrom.empty() ? nullptr : initFrom.c_str()));
   }
 
   std::vector<flatbuffers::Offset<fb::Constant>> constants;
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
   std::vector<uint32_t> outputs;
+  std::vector<flatbuffers::Offset<flatbuffers::String>> outputNames;
+  std::vector<flatbuffers::Offset<fb::Update>> updates;
   for (Operation &op : block) {
     if (auto alloc = dyn_cast<vrt::AllocOp>(op)) {
       if (!alloc.getOffset())
@@ -318,8 +372,21 @@ LogicalResult mlir::veomni::translateToProgram(
                                                &attrs->ints, &attrs->floats,
                                                where.c_str()));
     } else if (auto ret = dyn_cast<func::ReturnOp>(op)) {
-      for (Value v : ret.getOperands())
+      for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
         outputs.push_back(bufferIndex.lookup(v));
+        auto named = func.getResultAttrOfType<StringAttr>(i, "veomni.output");
+        outputNames.push_back(
+            fbb.CreateString(named ? named.getValue().str() : ""));
+        auto target = func.getResultAttrOfType<StringAttr>(i, "veomni.update");
+        if (!target)
+          continue;
+        auto it = argumentIndex.find(target.getValue());
+        if (it == argumentIndex.end())
+          return func.emitError("result #")
+                 << i << " updates unknown argument '" << target.getValue()
+                 << "'";
+        updates.push_back(fb::CreateUpdate(fbb, i, it->second));
+      }
     } else {
       return op.emitOpError("cannot be translated to a runtime program");
     }
@@ -330,7 +397,8 @@ LogicalResult mlir::veomni::translateToProgram(
     modelType = t.getValue().str();
   auto program = fb::CreateProgramDirect(
       fbb, modelType.c_str(), arena.getInt(), &buffers, &arguments, &constants,
-      &kernels, &outputs, /*world_size=*/1, /*comm_groups=*/nullptr);
+      &kernels, &outputs, &outputNames, &updates, /*world_size=*/1,
+      /*comm_groups=*/nullptr);
   fb::FinishProgramBuffer(fbb, program);
 
   fb::ProgramHeader header =

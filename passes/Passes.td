@@ -23,6 +23,36 @@ def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
+def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
+  let summary = "AdamW with fp32 states, gradient clipping and the schedule, in the IR";
+  let description = [{
+    Turns a differentiated step (veomni-autodiff) into a training step: new
+    arguments `step` and, per parameter, its AdamW moments and (for
+    non-f32 parameters) an f32 master copy; results the loss, the gradient
+    norm, the learning rate and every updated parameter and state, marked
+    `veomni.update = "<argument>"`. Matrices are weight-decayed; norms and
+    biases are not. See Optimizer.cpp for the exact update.
+  }];
+  let options = [
+    Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",
+           "The function to turn into a training step">,
+    Option<"lr", "lr", "double", /*default=*/"1e-3", "Peak learning rate">,
+    Option<"beta1", "beta1", "double", /*default=*/"0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.95", "AdamW beta2">,
+    Option<"epsilon", "eps", "double", /*default=*/"1e-8", "AdamW epsilon">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.1",
+           "Decoupled weight decay of matrices">,
+    Option<"maxGradNorm", "max-grad-norm", "double", /*default=*/"1.0",
+           "Global-norm clipping threshold (0: no clipping)">,
+    Option<"warmupSteps", "warmup-steps", "int64_t", /*default=*/"0",
+           "Linear warmup steps">,
+    Option<"totalSteps", "total-steps", "int64_t", /*default=*/"1000",
+           "Steps of the whole run, for the cosine decay">,
+    Option<"minLrRatio", "min-lr-ratio", "double", /*default=*/"0.0",
+           "The cosine decays to lr * min-lr-ratio">,
+  ];
+}
+
 def LowerToVrt : Pass<"veomni-lower-to-vrt", "::mlir::ModuleOp"> {
   let summary = "Bufferize veomni tensors and turn each op into a kernel call";
   let description = [{

@@ -41,7 +41,8 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
                                                       unsigned argIndex,
                                                       NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
-  if (name != kParamAttrName && name != kInputAttrName)
+  if (name != kParamAttrName && name != kInputAttrName &&
+      name != kStateAttrName)
     return op->emitError("unknown veomni argument attribute '")
            << name << "' on argument #" << argIndex;
   auto str = dyn_cast<StringAttr>(attr.getValue());

@@ -34,6 +34,8 @@ def VeOmni_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kParamAttrName = "veomni.param";
     /// Argument attribute naming a batch input (tokens, labels, positions...).
     static constexpr ::llvm::StringLiteral kInputAttrName = "veomni.input";
+    /// Argument attribute naming training state (optimizer moments, masters).
+    static constexpr ::llvm::StringLiteral kStateAttrName = "veomni.state";
   }];
 }
 

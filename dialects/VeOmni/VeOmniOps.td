@@ -69,7 +69,7 @@ def VeOmni_MatmulOp : VeOmni_InferredOp<"matmul", [VJP]> {
   let hasCanonicalizer = 1;
 }
 
-def VeOmni_GroupedMatmulOp : VeOmni_InferredOp<"grouped_matmul"> {
+def VeOmni_GroupedMatmulOp : VeOmni_InferredOp<"grouped_matmul", [VJP]> {
   let summary = "One matmul per expert over contiguous row groups";
   let description = [{
     `input` is `[N, K]` with rows sorted by group; `group_sizes[e]` rows use
@@ -87,7 +87,7 @@ def VeOmni_GroupedMatmulOp : VeOmni_InferredOp<"grouped_matmul"> {
   }];
 }
 
-def VeOmni_Conv1DOp : VeOmni_InferredOp<"conv1d"> {
+def VeOmni_Conv1DOp : VeOmni_InferredOp<"conv1d", [VJP]> {
   let summary = "1-D convolution (Whisper's audio frontend)";
   let description = [{
     `input` `[B, Cin, L]`, `weight` `[Cout, Cin, K]`, optional `bias`
@@ -132,7 +132,7 @@ def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent", [VJP]>;
 def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid", [VJP]>;
 def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)", [VJP]>;
 
-def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU"> {
+def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU", [VJP]> {
   let description = [{
     Exact (erf) GELU, or the tanh approximation (`gelu_pytorch_tanh`).
   }];
@@ -220,7 +220,7 @@ def VeOmni_RMSNormOp : VeOmni_InferredOp<"rms_norm", [VJP]> {
   }];
 }
 
-def VeOmni_LayerNormOp : VeOmni_InferredOp<"layer_norm"> {
+def VeOmni_LayerNormOp : VeOmni_InferredOp<"layer_norm", [VJP]> {
   let summary = "Layer normalisation over the last dimension";
   let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
                        Optional<VeOmni_FloatTensor>:$bias, F64Attr:$epsilon);
@@ -267,7 +267,7 @@ def VeOmni_TransposeOp : VeOmni_InferredOp<"transpose", [VJP]> {
   let hasFolder = 1;
 }
 
-def VeOmni_SliceOp : VeOmni_InferredOp<"slice"> {
+def VeOmni_SliceOp : VeOmni_InferredOp<"slice", [VJP]> {
   let summary = "Strided static slice";
   let description = [{
     Dimension `i` keeps `start[i], start[i] + step[i], ...` below `limit[i]`.
@@ -450,11 +450,156 @@ def VeOmni_CrossEntropyGradOp : VeOmni_InferredOp<"cross_entropy_grad"> {
   }];
 }
 
+def VeOmni_GeluGradOp : VeOmni_InferredOp<"gelu_grad",
+    [AllTypesMatch<["input", "grad"]>]> {
+  let summary = "VJP of gelu: grad * gelu'(input)";
+  let description = [{
+    Exact: `gelu'(x) = Phi(x) + x exp(-x^2/2) / sqrt(2 pi)`; with
+    `approximation = tanh` the derivative of the tanh form.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$grad,
+      DefaultValuedAttr<VeOmni_GeluApproxAttr,
+                        "::mlir::veomni::GeluApproximation::None">:$approximation);
+  let results = (outs VeOmni_FloatTensor:$input_grad);
+  let assemblyFormat = "$input `,` $grad attr-dict `:` type($input)";
+}
+
+def VeOmni_LayerNormGradOp : VeOmni_InferredOp<"layer_norm_grad",
+    [AllTypesMatch<["input", "grad"]>]> {
+  let summary = "VJP of layer_norm: input, weight and (bias) cotangents";
+  let description = [{
+    Recomputes the statistics of each row. `bias` is only there to say
+    that the forward op had one: `bias_grad` is present exactly when it is.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       Optional<VeOmni_FloatTensor>:$bias,
+                       VeOmni_FloatTensor:$grad, F64Attr:$epsilon);
+  let results = (outs VeOmni_FloatTensor:$input_grad,
+                      VeOmni_FloatTensor:$weight_grad,
+                      Optional<VeOmni_FloatTensor>:$bias_grad);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? `grad` $grad attr-dict `:` type($input)
+    `,` type($weight) (`,` type($bias)^)?
+  }];
+}
+
+def VeOmni_SliceGradOp : VeOmni_Op<"slice_grad", [Pure]> {
+  let summary = "VJP of slice: the cotangent scattered into zeros";
+  let description = [{
+    The result has the type of the sliced input: zero everywhere but at the
+    positions the slice with these `start`, `limit` and `step` reads, which
+    hold `grad`.
+
+    ```mlir
+    %dx = veomni.slice_grad %g start = [0, 1] limit = [4, 8] step = [1, 2]
+        : tensor<4x4xf32> to tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$grad, DenseI64ArrayAttr:$start,
+                       DenseI64ArrayAttr:$limit, DenseI64ArrayAttr:$step);
+  let results = (outs VeOmni_FloatTensor:$input_grad);
+  let assemblyFormat = [{
+    $grad `start` `=` $start `limit` `=` $limit `step` `=` $step attr-dict
+    `:` type($grad) `to` type($input_grad)
+  }];
+  let hasVerifier = 1;
+}
+
+def VeOmni_Conv1DGradOp : VeOmni_InferredOp<"conv1d_grad"> {
+  let summary = "VJP of conv1d: input, weight and (bias) cotangents";
+  let description = [{
+    `bias` is only there to say that the forward op had one: `bias_grad`
+    (the sum of `grad` over batch and positions) is present exactly when it
+    is.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       Optional<VeOmni_FloatTensor>:$bias,
+                       VeOmni_FloatTensor:$grad,
+                       DefaultValuedAttr<I64Attr, "1">:$stride,
+                       DefaultValuedAttr<I64Attr, "0">:$padding);
+  let results = (outs VeOmni_FloatTensor:$input_grad,
+                      VeOmni_FloatTensor:$weight_grad,
+                      Optional<VeOmni_FloatTensor>:$bias_grad);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? `grad` $grad attr-dict `:` type($input)
+    `,` type($weight) `,` type($grad) (`,` type($bias)^)?
+  }];
+}
+
+def VeOmni_GroupedMatmulWeightGradOp
+    : VeOmni_InferredOp<"grouped_matmul_weight_grad"> {
+  let summary = "VJP of grouped_matmul for its weight";
+  let description = [{
+    Per expert e with rows `X_e` of `input` and `G_e` of `grad`:
+    `weight_grad[e] = X_e^T G_e` (`[K, M]`), or `G_e^T X_e` (`[M, K]`)
+    with `transpose_weight`; experts without rows get zeros. `weight` only
+    gives the result its type. (The input's cotangent is a grouped_matmul
+    of `grad` with the other transpose flag.)
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weight,
+                       VeOmni_IndexTensor:$group_sizes,
+                       VeOmni_FloatTensor:$grad, UnitAttr:$transpose_weight);
+  let results = (outs VeOmni_FloatTensor:$weight_grad);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $group_sizes `grad` $grad attr-dict `:`
+    type($input) `,` type($weight) `,` type($group_sizes) `,` type($grad)
+  }];
+}
+
+def VeOmni_MoETopKGradOp : VeOmni_InferredOp<"moe_topk_grad"> {
+  let summary = "VJP of moe_topk: the logits' cotangent from the weights'";
+  let description = [{
+    Recomputes the softmax `p` and the selection `S` (the expert indices get
+    no cotangent). Without `normalize` (`w_j = p_{S_j}`), the cotangent of p
+    is `grad` at S and zero elsewhere, taken through the softmax. With it,
+    `w_j` is the softmax over the selected logits only, so
+    `logits_grad[S_j] = w_j (grad_j - sum_i grad_i w_i)` and zero elsewhere.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$logits, VeOmni_FloatTensor:$grad,
+                       I64Attr:$k, UnitAttr:$normalize);
+  let results = (outs VeOmni_FloatTensor:$logits_grad);
+  let assemblyFormat = [{
+    $logits `,` $grad attr-dict `:` type($logits) `,` type($grad)
+  }];
+}
+
+def VeOmni_MoECombineGradOp : VeOmni_InferredOp<"moe_combine_grad"> {
+  let summary = "VJP of moe_combine: input and weights cotangents";
+  let description = [{
+    For the row r of copy (t, j): `input_grad[r] = weights[t, j] * grad[t]`
+    and `weights_grad[t, j] = dot(grad[t], input[r])`.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$weights,
+                       VeOmni_IndexTensor:$indices, VeOmni_FloatTensor:$grad);
+  let results = (outs VeOmni_FloatTensor:$input_grad,
+                      VeOmni_FloatTensor:$weights_grad);
+  let assemblyFormat = [{
+    $input `,` $weights `,` $indices `grad` $grad attr-dict `:` type($input)
+    `,` type($weights) `,` type($indices) `,` type($grad)
+  }];
+}
+
+def VeOmni_ReduceMaxGradOp : VeOmni_InferredOp<"reduce_max_grad"> {
+  let summary = "VJP of a max reduction: grad at the first maximum";
+  let description = [{
+    Each element of `grad` goes to the first (row-major) maximum of the
+    elements of `input` it reduced (the first NaN, when there is one); the
+    rest of the result is zero.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$grad,
+                       DenseI64ArrayAttr:$dims, UnitAttr:$keep_dims);
+  let results = (outs VeOmni_FloatTensor:$input_grad);
+  let assemblyFormat = [{
+    $input `,` $grad `dims` `=` $dims (`keep_dims` $keep_dims^)? attr-dict `:`
+    type($input) `,` type($grad)
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-def VeOmni_MoETopKOp : VeOmni_InferredOp<"moe_topk"> {
+def VeOmni_MoETopKOp : VeOmni_InferredOp<"moe_topk", [VJP]> {
   let summary = "Router: softmax over experts, top-k, optional renormalise";
   let description = [{
     `logits` `[T, E]` give `weights` `[T, k]` (logits' element type) and
@@ -468,7 +613,7 @@ def VeOmni_MoETopKOp : VeOmni_InferredOp<"moe_topk"> {
   let assemblyFormat = "$logits attr-dict `:` type($logits)";
 }
 
-def VeOmni_MoEDispatchOp : VeOmni_InferredOp<"moe_dispatch"> {
+def VeOmni_MoEDispatchOp : VeOmni_InferredOp<"moe_dispatch", [VJP]> {
   let summary = "Permute token copies into expert order";
   let description = [{
     `input` `[T, H]` and the router's `indices` `[T, k]` give `output`
@@ -484,7 +629,7 @@ def VeOmni_MoEDispatchOp : VeOmni_InferredOp<"moe_dispatch"> {
   }];
 }
 
-def VeOmni_MoECombineOp : VeOmni_InferredOp<"moe_combine"> {
+def VeOmni_MoECombineOp : VeOmni_InferredOp<"moe_combine", [VJP]> {
   let summary = "Un-permute expert outputs and sum them with router weights";
   let description = [{
     The inverse of `moe_dispatch` for the same `indices` `[T, k]`:

@@ -874,3 +874,119 @@ LogicalResult CrossEntropyGradOp::inferReturnTypes(
   types.push_back(adaptor.getLogits().getType());
   return success();
 }
+
+LogicalResult GeluGradOp::inferReturnTypes(MLIRContext *context,
+                                           std::optional<Location> loc,
+                                           Adaptor adaptor,
+                                           SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<GeluOp>(
+          context, loc, "gelu_grad", ValueRange{adaptor.getInput()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getInput().getType());
+  return success();
+}
+
+LogicalResult LayerNormGradOp::inferReturnTypes(MLIRContext *context,
+                                                std::optional<Location> loc,
+                                                Adaptor adaptor,
+                                                SmallVectorImpl<Type> &types) {
+  SmallVector<Value, 3> operands = {adaptor.getInput(), adaptor.getWeight()};
+  if (Value bias = adaptor.getBias())
+    operands.push_back(bias);
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<LayerNormOp>(context, loc, "layer_norm_grad",
+                                           operands, adaptor.getAttributes(),
+                                           adaptor.getGrad(), forward)))
+    return failure();
+  for (Value v : operands)
+    types.push_back(v.getType());
+  return success();
+}
+
+/// The result is the sliced input's cotangent: slice's rule, run on the
+/// result type, must give the type of `grad`.
+LogicalResult SliceGradOp::verify() {
+  auto input = dyn_cast<RankedTensorType>(getInputGrad().getType());
+  if (!input || !input.hasStaticShape())
+    return emitOpError("result must be a statically shaped tensor, got ")
+           << getInputGrad().getType();
+  SmallVector<Type, 1> forward;
+  return inferLikeForward<SliceOp>(
+      getContext(), getLoc(), "slice_grad", ValueRange{getInputGrad()},
+      getOperation()->getAttrDictionary(), getGrad(), forward);
+}
+
+LogicalResult Conv1DGradOp::inferReturnTypes(MLIRContext *context,
+                                             std::optional<Location> loc,
+                                             Adaptor adaptor,
+                                             SmallVectorImpl<Type> &types) {
+  SmallVector<Value, 3> operands = {adaptor.getInput(), adaptor.getWeight()};
+  if (Value bias = adaptor.getBias())
+    operands.push_back(bias);
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<Conv1DOp>(context, loc, "conv1d_grad", operands,
+                                        adaptor.getAttributes(),
+                                        adaptor.getGrad(), forward)))
+    return failure();
+  for (Value v : operands)
+    types.push_back(v.getType());
+  return success();
+}
+
+LogicalResult GroupedMatmulWeightGradOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,
+    SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<GroupedMatmulOp>(
+          context, loc, "grouped_matmul_weight_grad",
+          ValueRange{adaptor.getInput(), adaptor.getWeight(),
+                     adaptor.getGroupSizes()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getWeight().getType());
+  return success();
+}
+
+LogicalResult MoETopKGradOp::inferReturnTypes(MLIRContext *context,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 2> forward;
+  if (failed(inferLikeForward<MoETopKOp>(
+          context, loc, "moe_topk_grad", ValueRange{adaptor.getLogits()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getLogits().getType());
+  return success();
+}
+
+LogicalResult MoECombineGradOp::inferReturnTypes(MLIRContext *context,
+                                                 std::optional<Location> loc,
+                                                 Adaptor adaptor,
+                                                 SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<MoECombineOp>(
+          context, loc, "moe_combine_grad",
+          ValueRange{adaptor.getInput(), adaptor.getWeights(),
+                     adaptor.getIndices()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getInput().getType());
+  types.push_back(adaptor.getWeights().getType());
+  return success();
+}
+
+LogicalResult ReduceMaxGradOp::inferReturnTypes(MLIRContext *context,
+                                                std::optional<Location> loc,
+                                                Adaptor adaptor,
+                                                SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 1> forward;
+  if (failed(inferLikeForward<ReduceOp>(
+          context, loc, "reduce_max_grad", ValueRange{adaptor.getInput()},
+          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+    return failure();
+  types.push_back(adaptor.getInput().getType());
+  return success();
+}

@@ -9,7 +9,9 @@
 // Rules use forward ops wherever they can (the transposes of matmul, the
 // reductions of broadcast, ...) and dedicated grad ops where recomputing is
 // cheaper than composing (rms_norm_grad, attention_grad,
-// cross_entropy_grad); rope's VJP is rope with the inverse rotation.
+// cross_entropy_grad, and the *_grad ops of gelu, layer_norm, conv1d,
+// slice, grouped_matmul's weight, the router and combine, max reductions);
+// rope's VJP is rope with the inverse rotation.
 //
 //===----------------------------------------------------------------------===//
 
@@ -243,8 +245,12 @@ LogicalResult ReduceOp::buildVJP(OpBuilder &b, ValueRange grads,
                                  SmallVectorImpl<Value> &out) {
   Location loc = getLoc();
   RankedTensorType in = typeOf(getInput());
-  if (getKind() == ReduceKind::Max)
-    return emitOpError("has no VJP rule for max reductions yet");
+  if (getKind() == ReduceKind::Max) {
+    // The whole cotangent to the first maximum of each reduced group.
+    out.push_back(ReduceMaxGradOp::create(b, loc, getInput(), grads[0],
+                                          getDimsAttr(), getKeepDimsAttr()));
+    return success();
+  }
   Value g = unreduce(b, loc, grads[0], getDims(), getKeepDims(), in);
   if (getKind() == ReduceKind::Mean) {
     int64_t n = 1;
@@ -398,5 +404,104 @@ LogicalResult CrossEntropyOp::buildVJP(OpBuilder &b, ValueRange grads,
       b.getI64IntegerAttr(getIgnoreIndex()),
       LossReductionAttr::get(getContext(), getReduction()));
   out.append({op.getResult(), Value()});
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Vision and audio: gelu, layer_norm, slice, conv1d
+//===----------------------------------------------------------------------===//
+
+LogicalResult GeluOp::buildVJP(OpBuilder &b, ValueRange grads,
+                               SmallVectorImpl<Value> &out) {
+  // Exact GELU's derivative needs Phi(x), which forward ops give only as
+  // gelu(x) / x away from 0: a dedicated kernel computes either form.
+  out.push_back(GeluGradOp::create(b, getLoc(), getInput(), grads[0],
+                                   getApproximationAttr()));
+  return success();
+}
+
+LogicalResult LayerNormOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                    SmallVectorImpl<Value> &out) {
+  auto op = LayerNormGradOp::create(b, getLoc(), getInput(), getWeight(),
+                                    getBias(), grads[0], getEpsilonAttr());
+  out.append({op.getInputGrad(), op.getWeightGrad()});
+  if (getBias())
+    out.push_back(op.getBiasGrad());
+  return success();
+}
+
+LogicalResult SliceOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                SmallVectorImpl<Value> &out) {
+  RankedTensorType in = typeOf(getInput());
+  if (!isa<FloatType>(in.getElementType())) {
+    out.push_back(Value()); // integers carry no gradient
+    return success();
+  }
+  out.push_back(SliceGradOp::create(b, getLoc(), in, grads[0], getStartAttr(),
+                                    getLimitAttr(), getStepAttr()));
+  return success();
+}
+
+LogicalResult Conv1DOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                 SmallVectorImpl<Value> &out) {
+  auto op = Conv1DGradOp::create(b, getLoc(), getInput(), getWeight(),
+                                 getBias(), grads[0], getStrideAttr(),
+                                 getPaddingAttr());
+  out.append({op.getInputGrad(), op.getWeightGrad()});
+  if (getBias())
+    out.push_back(op.getBiasGrad());
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult GroupedMatmulOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                        SmallVectorImpl<Value> &out) {
+  // Y_e = X_e W_e (W_e^T with transpose_weight): dX_e = G_e W_e^T (G_e W_e),
+  // the same op with the other flag; dW_e = X_e^T G_e (G_e^T X_e).
+  Location loc = getLoc();
+  bool tw = getTransposeWeight();
+  Value dX = GroupedMatmulOp::create(b, loc, grads[0], getWeight(),
+                                     getGroupSizes(),
+                                     tw ? UnitAttr() : b.getUnitAttr());
+  Value dW = GroupedMatmulWeightGradOp::create(
+      b, loc, getInput(), getWeight(), getGroupSizes(), grads[0],
+      getTransposeWeightAttr());
+  out.append({dX, dW, Value()});
+  return success();
+}
+
+LogicalResult MoETopKOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                  SmallVectorImpl<Value> &out) {
+  // grads[1], the indices', is always null: only the weights carry one.
+  out.push_back(MoETopKGradOp::create(b, getLoc(), getLogits(), grads[0],
+                                      getKAttr(), getNormalizeAttr()));
+  return success();
+}
+
+LogicalResult MoEDispatchOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                      SmallVectorImpl<Value> &out) {
+  // Token t's cotangent sums those of its k copies: moe_combine, which
+  // gathers the copies back, with unit weights.
+  Location loc = getLoc();
+  RankedTensorType indices = typeOf(getIndices());
+  auto onesType = RankedTensorType::get(indices.getShape(),
+                                        typeOf(grads[0]).getElementType());
+  Value ones = ConstantOp::create(
+      b, loc,
+      cast<ElementsAttr>(DenseElementsAttr::get(
+          onesType, b.getFloatAttr(onesType.getElementType(), 1.0))));
+  out.append(
+      {MoECombineOp::create(b, loc, grads[0], ones, getIndices()), Value()});
+  return success();
+}
+
+LogicalResult MoECombineOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                     SmallVectorImpl<Value> &out) {
+  auto op = MoECombineGradOp::create(b, getLoc(), getInput(), getWeights(),
+                                     getIndices(), grads[0]);
+  out.append({op.getInputGrad(), op.getWeightsGrad(), Value()});
   return success();
 }

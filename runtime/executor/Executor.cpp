@@ -198,6 +198,38 @@ absl::Status Executor::RunKernel(const KernelDesc &k) {
     return cpu::CrossEntropyGrad(in[0], in[1], in[2], out[0], ints[0],
                                  static_cast<cpu::LossReduction>(ints[1]));
   }
+  case K::GeluGrad:
+    return cpu::GeluGrad(in[0], in[1], out[0], ints[0] != 0);
+  case K::LayerNormGrad: {
+    bool bias = in.size() == 4;
+    if (ints[0] != bias || out.size() != (bias ? 3u : 2u))
+      return BadAttrs("has_bias disagrees with the inputs or outputs");
+    return cpu::LayerNormGrad(in[0], in[1], in.back(), out[0], out[1],
+                              bias ? &out[2] : nullptr, k.floats[0]);
+  }
+  case K::SliceGrad: {
+    size_t rank = out[0].shape.size();
+    if (ints.size() != 3 * rank)
+      return BadAttrs(absl::StrCat("slice_grad needs 3 x ", rank, " integers"));
+    return cpu::SliceGrad(in[0], out[0], ints.subspan(0, rank),
+                          ints.subspan(rank, rank),
+                          ints.subspan(2 * rank, rank));
+  }
+  case K::Conv1DGrad: {
+    bool bias = in.size() == 4;
+    if (ints[2] != bias || out.size() != (bias ? 3u : 2u))
+      return BadAttrs("has_bias disagrees with the inputs or outputs");
+    return cpu::Conv1DGrad(in[0], in[1], in.back(), out[0], out[1],
+                           bias ? &out[2] : nullptr, ints[0], ints[1]);
+  }
+  case K::GroupedMatmulWeightGrad: // in[1], the weight, only gave the type
+    return cpu::GroupedMatmulWeightGrad(in[0], in[2], in[3], out[0], ints[0]);
+  case K::MoETopKGrad:
+    return cpu::MoETopKGrad(in[0], in[1], out[0], ints[0], ints[1] != 0);
+  case K::MoECombineGrad:
+    return cpu::MoECombineGrad(in[0], in[1], in[2], in[3], out[0], out[1]);
+  case K::ReduceMaxGrad:
+    return cpu::ReduceMaxGrad(in[0], in[1], out[0], ints);
   case K::Copy:
     if (in[0].bytes() != out[0].bytes())
       return BadAttrs("copy between buffers of different sizes");

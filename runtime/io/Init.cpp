@@ -62,7 +62,7 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
   const Program &p = executor.program();
   int64_t nextTokenPosition = 1; // image then audio rows, after position 0
   for (const ArgumentDesc &a : p.arguments) {
-    if (a.isParam)
+    if (!IsBatchInput(a))
       continue;
     TensorView v = executor.View(a.buffer);
     Philox rng(StreamSeed(seed, a.name));

@@ -259,8 +259,12 @@ SafetensorsFile::Open(const std::string &path) {
 
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto &[name, value] : json->fields) {
-    if (name == "__metadata__")
+    if (name == "__metadata__") {
+      for (auto &[k, v] : value.fields)
+        if (v.kind == Json::String)
+          f->metadata_[k] = v.text;
       continue;
+    }
     auto field = [&](absl::string_view key) -> const Json * {
       for (auto &[k, v] : value.fields)
         if (k == key)
@@ -382,7 +386,7 @@ absl::StatusOr<int64_t> CountBatches(const Executor &executor,
                                      const SafetensorsFile &file) {
   int64_t batches = -1;
   for (const ArgumentDesc &a : executor.program().arguments) {
-    if (a.isParam)
+    if (!IsBatchInput(a))
       continue;
     TensorView in = executor.View(a.buffer);
     const SafetensorsFile::Entry *e = file.Find(a.name);
@@ -423,7 +427,7 @@ absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
     return batches.status();
   int64_t i = index % *batches;
   for (const ArgumentDesc &a : executor.program().arguments) {
-    if (a.isParam)
+    if (!IsBatchInput(a))
       continue;
     TensorView to = executor.View(a.buffer);
     TensorView from = file.View(*file.Find(a.name));

@@ -38,6 +38,10 @@ public:
 
   const std::string &path() const { return path_; }
   const std::map<std::string, Entry> &entries() const { return entries_; }
+  /// The header's __metadata__ (string values).
+  const std::map<std::string, std::string> &metadata() const {
+    return metadata_;
+  }
   const Entry *Find(const std::string &name) const;
   /// A read-only view of a tensor's bytes.
   TensorView View(const Entry &e) const;
@@ -46,6 +50,7 @@ private:
   SafetensorsFile() = default;
   std::string path_;
   std::map<std::string, Entry> entries_;
+  std::map<std::string, std::string> metadata_;
   const uint8_t *map_ = nullptr;
   size_t mapBytes_ = 0;
   const uint8_t *data_ = nullptr;

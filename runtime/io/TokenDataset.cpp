@@ -155,7 +155,7 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
   for (const ArgumentDesc &a : p.arguments) {
     static const char *text[] = {"input_ids", "position_ids", "segment_ids",
                                  "labels"};
-    if (!a.isParam &&
+    if (IsBatchInput(a) &&
         std::find(std::begin(text), std::end(text), a.name) == std::end(text))
       return absl::InvalidArgumentError(absl::StrCat(
           "the program needs input '", a.name,

@@ -71,6 +71,13 @@ public:
   /// The next `rows` rows; fails on an empty dataset.
   absl::StatusOr<PackedRows> Next(int64_t rows);
 
+  /// Where the next row starts, to save in checkpoints and resume from.
+  std::pair<uint64_t, uint64_t> Position() const { return {doc_, at_}; }
+  void SetPosition(uint64_t doc, uint64_t at) {
+    doc_ = doc;
+    at_ = at;
+  }
+
 private:
   const TokenDataset &data_;
   int64_t seqLen_;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -20,6 +21,7 @@ struct Arity {
   int32_t ints;   ///< exact count, or -1: any
   int32_t floats; ///< exact count, or -1: any (at least minFloats)
   uint32_t minFloats = 0;
+  uint32_t maxOuts = 0; ///< above `outs` for optional outputs, else 0
 };
 
 Arity ArityOf(KernelKind k) {
@@ -76,6 +78,22 @@ Arity ArityOf(KernelKind k) {
     return {4, 5, 3, 2, 1};
   case KernelKind::CrossEntropyGrad:
     return {3, 3, 1, 2, 0};
+  case KernelKind::GeluGrad:
+    return {2, 2, 1, 1, 0};
+  case KernelKind::LayerNormGrad: // bias grad with the bias
+    return {3, 4, 2, 1, 1, 0, 3};
+  case KernelKind::SliceGrad:
+    return {1, 1, 1, -1, 0};
+  case KernelKind::Conv1DGrad: // bias grad with the bias
+    return {3, 4, 2, 3, 0, 0, 3};
+  case KernelKind::GroupedMatmulWeightGrad:
+    return {4, 4, 1, 1, 0};
+  case KernelKind::MoETopKGrad:
+    return {2, 2, 1, 2, 0};
+  case KernelKind::MoECombineGrad:
+    return {4, 4, 2, 0, 0};
+  case KernelKind::ReduceMaxGrad:
+    return {2, 2, 1, -1, 0};
   default: // unary, cast, copy
     return {1, 1, 1, 0, 0};
   }
@@ -96,6 +114,13 @@ absl::string_view KernelName(KernelKind k) {
   auto i = static_cast<size_t>(k);
   const char *const *names = fb::EnumNamesKernelKind();
   return i <= static_cast<size_t>(KernelKind::kLast) ? names[i] : "?";
+}
+
+int Program::FindOutput(absl::string_view name) const {
+  for (size_t i = 0; i < outputNames.size(); ++i)
+    if (outputNames[i] == name)
+      return static_cast<int>(i);
+  return -1;
 }
 
 const ArgumentDesc *Program::FindArgument(absl::string_view name) const {
@@ -189,7 +214,12 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
       return Bad(name, absl::StrCat("argument ", i, " has no name"));
     if (out.FindArgument(d.name))
       return Bad(name, absl::StrCat("argument '", d.name, "' appears twice"));
-    d.isParam = a->kind() == fb::ArgumentKind::Param;
+    auto kind = static_cast<uint8_t>(a->kind());
+    if (kind > static_cast<uint8_t>(ArgumentKind::State))
+      return Bad(name, absl::StrCat("argument '", d.name, "': bad kind"));
+    d.kind = static_cast<ArgumentKind>(kind);
+    d.isParam = d.kind == ArgumentKind::Param;
+    d.initFrom = a->init_from() ? a->init_from()->str() : "";
     d.buffer = a->buffer();
     if (auto s = index(d.buffer, absl::StrCat("argument '", d.name, "'"));
         !s.ok())
@@ -235,7 +265,7 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
         absl::StrCat("kernel ", i, " (", KernelName(d.kind), ")");
     Arity a = ArityOf(d.kind);
     if (d.ins.size() < a.minIns || d.ins.size() > a.maxIns ||
-        d.outs.size() != a.outs)
+        d.outs.size() < a.outs || d.outs.size() > std::max(a.outs, a.maxOuts))
       return Bad(name, absl::StrCat(where, " has ", d.ins.size(),
                                     " inputs and ", d.outs.size(), " outputs"));
     if ((a.ints >= 0 && d.ints.size() != size_t(a.ints)) ||
@@ -259,6 +289,33 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
   }
   if (out.outputs.empty())
     return Bad(name, "the program has no outputs");
+  for (size_t i = 0; i < out.outputs.size(); ++i)
+    out.outputNames.push_back(p->output_names() && i < p->output_names()->size()
+                                  ? p->output_names()->Get(i)->str()
+                                  : "");
+  if (p->updates()) {
+    for (uint32_t i = 0; i < p->updates()->size(); ++i) {
+      const fb::Update *u = p->updates()->Get(i);
+      if (u->output() >= out.outputs.size() ||
+          u->argument() >= out.arguments.size())
+        return Bad(name, absl::StrCat("update ", i, " is out of range"));
+      const BufferDesc &from = out.buffers[out.outputs[u->output()]];
+      const BufferDesc &to = out.buffers[out.arguments[u->argument()].buffer];
+      if (from.bytes != to.bytes || from.dtype != to.dtype)
+        return Bad(name, absl::StrCat("update ", i, " copies ", from.bytes,
+                                      " bytes into an argument of ", to.bytes));
+      out.updates.push_back({u->output(), u->argument()});
+    }
+  }
+  for (const ArgumentDesc &a : out.arguments)
+    if (!a.initFrom.empty()) {
+      const ArgumentDesc *src = out.FindArgument(a.initFrom);
+      if (!src || !src->isParam ||
+          out.buffers[src->buffer].shape != out.buffers[a.buffer].shape)
+        return Bad(name, absl::StrCat("state '", a.name,
+                                      "' starts from unknown parameter '",
+                                      a.initFrom, "'"));
+    }
   return out;
 }
 

@@ -68,7 +68,15 @@ enum class KernelKind : uint16_t {
   RmsNormGrad,
   AttentionGrad,
   CrossEntropyGrad,
-  kLast = CrossEntropyGrad
+  GeluGrad,
+  LayerNormGrad,
+  SliceGrad,
+  Conv1DGrad,
+  GroupedMatmulWeightGrad,
+  MoETopKGrad,
+  MoECombineGrad,
+  ReduceMaxGrad,
+  kLast = ReduceMaxGrad
 };
 absl::string_view KernelName(KernelKind k);
 
@@ -81,14 +89,24 @@ struct BufferDesc {
   uint64_t bytes = 0;
 };
 
+enum class ArgumentKind : uint8_t { Param = 0, Input = 1, State = 2 };
+
 struct ArgumentDesc {
   std::string name;
   bool isParam = false;
+  ArgumentKind kind = ArgumentKind::Input;
+  /// State that starts as a copy of this parameter (f32 master weights).
+  std::string initFrom;
   uint32_t buffer = 0;
   std::string placement;
   ParamInit init = ParamInit::Normal;
   int64_t bound = 0; ///< inputs used as indices lie in [0, bound)
 };
+
+/// A batch input: an Input other than the training step's `step` counter.
+inline bool IsBatchInput(const ArgumentDesc &a) {
+  return a.kind == ArgumentKind::Input && a.name != "step";
+}
 
 struct ConstantDesc {
   uint32_t buffer = 0;
@@ -111,9 +129,14 @@ struct Program {
   std::vector<ConstantDesc> constants;
   std::vector<KernelDesc> kernels;
   std::vector<uint32_t> outputs;
+  std::vector<std::string> outputNames; ///< one per output, "" if unnamed
+  /// After a training step, output `first` is copied into argument `second`.
+  std::vector<std::pair<uint32_t, uint32_t>> updates;
 
   /// The argument called `name`, or null.
   const ArgumentDesc *FindArgument(absl::string_view name) const;
+  /// The index of the output called `name`, or -1.
+  int FindOutput(absl::string_view name) const;
 };
 
 /// Reads and checks a .vmb file. Errors name the file and what is wrong.

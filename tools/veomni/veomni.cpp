@@ -8,6 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "tools/veomni/Commands.h"
+
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
@@ -37,6 +39,7 @@ constexpr const char *kUsage = R"(usage:
   veomni import CONFIG.json [options]     the model in the veomni dialect
   veomni compile CONFIG.json -o FILE.vmb  a runtime program (--report: memory)
   veomni run FILE.vmb --eval              the loss of one batch
+  veomni train RECIPE.yaml [--a.b v ...]   train (docs/training.md)
   veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
 
 import imports a Hugging Face config.json into the veomni dialect: a
@@ -416,6 +419,8 @@ int main(int argc, char **argv) {
     return runProgram(rest);
   if (command == "data")
     return runData(rest);
+  if (command == "train")
+    return runTrain(rest);
   return fail("unknown command '" + command +
-              "' (commands: import, compile, run, data)");
+              "' (commands: import, compile, run, train, data)");
 }

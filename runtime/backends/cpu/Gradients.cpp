@@ -258,9 +258,9 @@ absl::Status RmsNormGrad(const TensorView &x, const TensorView &weight,
         for (int64_t i = 0; i < d; ++i)
           dwSum[i] += n[i];
         vec::Binary(BinaryKind::Mul, g, wp, dn.get(), d);
-        double dot = 0;
-        for (int64_t i = 0; i < d; ++i)
-          dot += static_cast<double>(dn[i]) * xr[i];
+        // sum(dn * x): the f32 products summed in f64 over vector lanes.
+        vec::Binary(BinaryKind::Mul, dn.get(), xr, n.get(), d);
+        double dot = vec::Sum(n.get(), d);
         double s = scale;
         float coef =
             static_cast<float>(s * s * s * dot / static_cast<double>(d));

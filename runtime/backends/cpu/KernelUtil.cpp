@@ -4,9 +4,10 @@
 
 #include "runtime/backends/cpu/VecMath.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <system_error>
 #include <thread>
-#include <cstdlib>
 #include <vector>
 
 namespace veomni::rt::cpu::detail {
@@ -144,8 +145,12 @@ void ParallelFor(int64_t n, double work,
                  const std::function<void(int64_t, int64_t)> &fn) {
   // Below ~4 MFLOP a thread start (tens of microseconds) is not worth it.
   constexpr double kMinWorkPerThread = 4e6;
-  static const int64_t cores = getenv("VT") ? atoi(getenv("VT")) :
-      std::max<int64_t>(1, std::thread::hardware_concurrency());
+  static const int64_t cores = [] {
+    int64_t n = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    if (const char *cap = std::getenv("VEOMNI_CPU_THREADS"))
+      n = std::clamp<int64_t>(std::atoll(cap), 1, n);
+    return n;
+  }();
   int64_t threads = std::min<int64_t>(
       {cores, n, static_cast<int64_t>(work / kMinWorkPerThread)});
   if (threads <= 1) {

@@ -10,6 +10,7 @@
 #define VEOMNI_RUNTIME_BACKENDS_CPU_KERNELUTIL_H
 
 #include "runtime/core/Tensor.h"
+#include "runtime/support/Status.h" // VEOMNI_RETURN_IF_ERROR
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,13 +20,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-
-#define VEOMNI_RETURN_IF_ERROR(expr)                                           \
-  do {                                                                         \
-    ::absl::Status veomni_status_ = (expr);                                    \
-    if (!veomni_status_.ok())                                                  \
-      return veomni_status_;                                                   \
-  } while (false)
 
 namespace veomni::rt::cpu::detail {
 
@@ -120,9 +114,10 @@ private:
 };
 
 /// Runs fn(begin, end) over contiguous slices of [0, n) on up to one thread
-/// per core (the caller's included), or inline when `work` (a rough count
-/// of flops) is too small to pay for starting threads. For kernels that do
-/// not call into OpenBLAS, whose own threads would compete.
+/// per core (the caller's included; VEOMNI_CPU_THREADS caps the count), or
+/// inline when `work` (a rough count of flops) is too small to pay for
+/// starting threads. For kernels that do not call into OpenBLAS, whose own
+/// threads would compete.
 void ParallelFor(int64_t n, double work,
                  const std::function<void(int64_t, int64_t)> &fn);
 /// `work` per element for memory-bound loops: threads pay off from about a

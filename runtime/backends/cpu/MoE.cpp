@@ -2,7 +2,8 @@
 //
 // Dispatch and combine agree on one row order: the k copies of every token
 // sorted stably by expert, ties by t*k+j. Both compute it with a counting
-// sort, O(T*k + E), rather than a comparison sort.
+// sort, O(T*k + E), except that combine, which is not told the expert count,
+// falls back to a stable comparison sort when ids are large.
 //
 //===----------------------------------------------------------------------===//
 
@@ -156,8 +157,8 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {tokens, hidden}));
   // No expert count is given: any ids >= 0 define the order, as dispatch
-  // with more experts than the largest id would have. Ids beyond the row
-  // count are compacted first so the counting sort stays O(T*k).
+  // with more experts than the largest id would have. Small ids take the
+  // counting sort; large ones a stable sort, so memory stays O(T*k).
   int64_t n = indices.numel();
   VEOMNI_RETURN_IF_ERROR(
       CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));

@@ -134,37 +134,40 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
   // A block is one outer index: n x inner, softmaxed down its columns. With
   // inner == 1 (the usual last-dimension softmax) it is a single row.
   int64_t block = n * inner;
-  RowReader reader(in, block);
-  RowWriter writer(out, block);
-  std::vector<float> m(inner), s(inner);
-  for (int64_t o = 0; o < outer; ++o) {
-    const float *x = reader.Row(o);
-    float *y = writer.Row(o);
-    if (inner == 1) {
-      float mx = vec::Max(x, n);
-      float sum = vec::ExpShift(x, mx, y, n);
-      vec::Scale(y, 1.0f / sum, y, n);
-    } else {
-      std::fill(m.begin(), m.end(), kNegInf);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < inner; ++c)
-          m[c] = x[r * inner + c] > m[c] ? x[r * inner + c] : m[c];
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < inner; ++c)
-          y[r * inner + c] = x[r * inner + c] - m[c];
-      vec::Unary(UnaryKind::Exp, y, y, block);
-      std::fill(s.begin(), s.end(), 0.0f);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < inner; ++c)
-          s[c] += y[r * inner + c];
-      for (int64_t c = 0; c < inner; ++c)
-        s[c] = 1.0f / s[c];
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < inner; ++c)
-          y[r * inner + c] *= s[c];
-    }
-    writer.Done();
-  }
+  ParallelFor(
+      outer, 2 * kMemoryBoundWork * in.numel(), [&](int64_t o0, int64_t o1) {
+        RowReader reader(in, block);
+        RowWriter writer(out, block);
+        std::vector<float> m(inner), s(inner);
+        for (int64_t o = o0; o < o1; ++o) {
+          const float *x = reader.Row(o);
+          float *y = writer.Row(o);
+          if (inner == 1) {
+            float mx = vec::Max(x, n);
+            float sum = vec::ExpShift(x, mx, y, n);
+            vec::Scale(y, 1.0f / sum, y, n);
+          } else {
+            std::fill(m.begin(), m.end(), kNegInf);
+            for (int64_t r = 0; r < n; ++r)
+              for (int64_t c = 0; c < inner; ++c)
+                m[c] = x[r * inner + c] > m[c] ? x[r * inner + c] : m[c];
+            for (int64_t r = 0; r < n; ++r)
+              for (int64_t c = 0; c < inner; ++c)
+                y[r * inner + c] = x[r * inner + c] - m[c];
+            vec::Unary(UnaryKind::Exp, y, y, block);
+            std::fill(s.begin(), s.end(), 0.0f);
+            for (int64_t r = 0; r < n; ++r)
+              for (int64_t c = 0; c < inner; ++c)
+                s[c] += y[r * inner + c];
+            for (int64_t c = 0; c < inner; ++c)
+              s[c] = 1.0f / s[c];
+            for (int64_t r = 0; r < n; ++r)
+              for (int64_t c = 0; c < inner; ++c)
+                y[r * inner + c] *= s[c];
+          }
+          writer.Done();
+        }
+      });
   return absl::OkStatus();
 }
 
@@ -212,29 +215,31 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
   F32Input w(weight);
   std::unique_ptr<F32Input> b =
       bias ? std::make_unique<F32Input>(*bias) : nullptr;
-  RowReader reader(in, d);
-  RowWriter writer(out, d);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *x = reader.Row(r);
-    float *y = writer.Row(r);
-    // Two passes (mean, then squared deviations) avoid the cancellation of
-    // E[x^2] - E[x]^2 when the mean is large.
-    float mean = static_cast<float>(vec::Sum(x, d) / static_cast<double>(d));
-    for (int64_t i = 0; i < d; ++i)
-      y[i] = x[i] - mean;
-    double var = vec::SumSquares(y, d) / static_cast<double>(d);
-    float rstd = static_cast<float>(1.0 / std::sqrt(var + epsilon));
-    const float *wp = w.data();
-    if (b) {
-      const float *bp = b->data();
+  ParallelFor(rows, kMemoryBoundWork * in.numel(), [&](int64_t r0, int64_t r1) {
+    RowReader reader(in, d);
+    RowWriter writer(out, d);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float *x = reader.Row(r);
+      float *y = writer.Row(r);
+      // Two passes (mean, then squared deviations) avoid the cancellation
+      // of E[x^2] - E[x]^2 when the mean is large.
+      float mean = static_cast<float>(vec::Sum(x, d) / static_cast<double>(d));
       for (int64_t i = 0; i < d; ++i)
-        y[i] = y[i] * rstd * wp[i] + bp[i];
-    } else {
-      for (int64_t i = 0; i < d; ++i)
-        y[i] = y[i] * rstd * wp[i];
+        y[i] = x[i] - mean;
+      double var = vec::SumSquares(y, d) / static_cast<double>(d);
+      float rstd = static_cast<float>(1.0 / std::sqrt(var + epsilon));
+      const float *wp = w.data();
+      if (b) {
+        const float *bp = b->data();
+        for (int64_t i = 0; i < d; ++i)
+          y[i] = y[i] * rstd * wp[i] + bp[i];
+      } else {
+        for (int64_t i = 0; i < d; ++i)
+          y[i] = y[i] * rstd * wp[i];
+      }
+      writer.Done();
     }
-    writer.Done();
-  }
+  });
   return absl::OkStatus();
 }
 
@@ -292,32 +297,35 @@ absl::Status Rope(const TensorView &in, const TensorView &positions,
                                                   static_cast<double>(d)))
             : attrs.invFreq[j];
   const float scaling = static_cast<float>(attrs.attentionScaling);
-  std::vector<float> cosv(half), sinv(half);
   int64_t rowLen = heads * d, tokens = batch * seq;
-  RowReader reader(in, rowLen);
-  RowWriter writer(out, rowLen);
-  for (int64_t t = 0; t < tokens; ++t) {
-    // One angle table per token, shared by its heads.
-    for (int64_t j = 0; j < half; ++j) {
-      float pos =
-          static_cast<float>(IndexAt(positions, section[j] * tokens + t));
-      float angle = pos * freq[j];
-      cosv[j] = std::cos(angle) * scaling;
-      sinv[j] = std::sin(angle) * scaling;
-    }
-    const float *x = reader.Row(t);
-    float *y = writer.Row(t);
-    for (int64_t h = 0; h < heads; ++h) {
-      const float *xh = x + h * d;
-      float *yh = y + h * d;
-      for (int64_t j = 0; j < half; ++j) {
-        float x0 = xh[j], x1 = xh[j + half];
-        yh[j] = x0 * cosv[j] - x1 * sinv[j];
-        yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
-      }
-    }
-    writer.Done();
-  }
+  ParallelFor(
+      tokens, kMemoryBoundWork * in.numel(), [&](int64_t t0, int64_t t1) {
+        std::vector<float> cosv(half), sinv(half);
+        RowReader reader(in, rowLen);
+        RowWriter writer(out, rowLen);
+        for (int64_t t = t0; t < t1; ++t) {
+          // One angle table per token, shared by its heads.
+          for (int64_t j = 0; j < half; ++j) {
+            float pos =
+                static_cast<float>(IndexAt(positions, section[j] * tokens + t));
+            float angle = pos * freq[j];
+            cosv[j] = std::cos(angle) * scaling;
+            sinv[j] = std::sin(angle) * scaling;
+          }
+          const float *x = reader.Row(t);
+          float *y = writer.Row(t);
+          for (int64_t h = 0; h < heads; ++h) {
+            const float *xh = x + h * d;
+            float *yh = y + h * d;
+            for (int64_t j = 0; j < half; ++j) {
+              float x0 = xh[j], x1 = xh[j + half];
+              yh[j] = x0 * cosv[j] - x1 * sinv[j];
+              yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
+            }
+          }
+          writer.Done();
+        }
+      });
   return absl::OkStatus();
 }
 
@@ -514,29 +522,38 @@ absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
                      " is outside [0, ", vocab, ") and not the ignore index ",
                      ignoreIndex);
   }
+  // Rows in parallel into per-row losses (0 where ignored), then one sum in
+  // row order, so the result does not depend on the thread count.
+  std::vector<float> loss(rows, 0.0f);
+  ParallelFor(rows, 2 * kMemoryBoundWork * logits.numel(),
+              [&](int64_t r0, int64_t r1) {
+                RowReader reader(logits, vocab);
+                for (int64_t r = r0; r < r1; ++r) {
+                  int64_t label = IndexAt(labels, r);
+                  if (label == ignoreIndex)
+                    continue;
+                  const float *x = reader.Row(r);
+                  float mx = vec::Max(x, vocab);
+                  float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
+                  loss[r] = lse - x[label];
+                }
+              });
   float *o = static_cast<float *>(out.data);
-  RowReader reader(logits, vocab);
+  if (reduction == LossReduction::None) {
+    std::copy(loss.begin(), loss.end(), o);
+    return absl::OkStatus();
+  }
   double total = 0;
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    int64_t label = IndexAt(labels, r);
-    if (label == ignoreIndex) {
-      if (reduction == LossReduction::None)
-        o[r] = 0.0f;
+    if (IndexAt(labels, r) == ignoreIndex)
       continue;
-    }
-    const float *x = reader.Row(r);
-    float mx = vec::Max(x, vocab);
-    float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
-    float loss = lse - x[label];
-    if (reduction == LossReduction::None)
-      o[r] = loss;
-    total += loss;
+    total += loss[r];
     ++counted;
   }
   if (reduction == LossReduction::Sum)
     o[0] = static_cast<float>(total);
-  else if (reduction == LossReduction::Mean)
+  else
     o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
                    : 0.0f;
   return absl::OkStatus();

@@ -1,0 +1,48 @@
+//===- Recipe.h - training recipes (YAML) -----------------------*- C++ -*-===//
+//
+// A recipe is a YAML mapping of sections (model, data, train) to settings,
+// as in VeOmni; any setting can be overridden on the command line with its
+// dotted name (--train.lr 3e-4). Unknown settings are errors, so a typo
+// never silently falls back to a default.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_COMPILER_RECIPE_H
+#define VEOMNI_COMPILER_RECIPE_H
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::veomni {
+
+struct Recipe {
+  // model
+  std::string config;
+  std::string weights; ///< empty: seeded init
+  std::string dtype = "f32";
+  int64_t seed = 0;
+  int64_t numLayers = -1;
+  // data
+  std::string data; ///< .vtd, batch .safetensors, or empty: synthetic
+  int64_t seqLen = 128, batchSize = 1, imagePatches = 16, audioFrames = 32;
+  // train
+  int64_t steps = 100, warmupSteps = 0, logInterval = 1, checkpointInterval = 0;
+  double lr = 1e-3, minLrRatio = 0.0, weightDecay = 0.1, beta1 = 0.9,
+         beta2 = 0.95, eps = 1e-8, maxGradNorm = 1.0;
+  std::string outputDir = "runs/veomni";
+  std::string resume; ///< a checkpoint, "auto" (latest in outputDir), or ""
+
+  /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). On
+  /// failure returns nullopt with one line in `error` naming file and field.
+  static std::optional<Recipe>
+  load(const std::string &path,
+       const std::vector<std::pair<std::string, std::string>> &overrides,
+       std::string &error);
+};
+
+} // namespace mlir::veomni
+
+#endif // VEOMNI_COMPILER_RECIPE_H

@@ -1,0 +1,239 @@
+//===- Optimizer.cpp - AdamW, clipping and the schedule, in the IR --------===//
+//
+// Turns the differentiated step (loss, ..., one gradient per parameter)
+// into a training step. New arguments: `step` (the 1-based step number, an
+// f32 scalar input) and, per parameter, its AdamW moments (f32) and, for a
+// parameter that is not f32, an f32 master copy. New results: the loss,
+// the gradient norm before clipping, the learning rate, then the next value
+// of every parameter and state, each marked `veomni.update = "<argument>"`
+// so the runtime writes it back.
+//
+// The update is torch.optim.AdamW's, with global-norm clipping as
+// torch.nn.utils.clip_grad_norm_ and a linear warmup into a cosine decay:
+//   g     = grad * min(1, max_norm / (||grad|| + 1e-6))
+//   m     = b1 m + (1 - b1) g            v = b2 v + (1 - b2) g^2
+//   p     = p (1 - lr wd)                 (matrices only: rank >= 2)
+//   p     = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//   lr(t) = min(1, t / warmup) * (min_lr + (lr - min_lr) (1 + cos(pi q)) / 2)
+//           with q = clamp((t - warmup) / (total - warmup), 0, 1)
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+#include <cmath>
+
+namespace mlir::veomni {
+#define GEN_PASS_DEF_OPTIMIZER
+#include "passes/Passes.h.inc"
+} // namespace mlir::veomni
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+namespace {
+
+/// Scalar and elementwise arithmetic on tensors, for the update rules.
+struct Arith {
+  OpBuilder &b;
+  Location loc;
+
+  Value splat(double v, Type like) {
+    auto t = cast<RankedTensorType>(like);
+    return ConstantOp::create(b, loc,
+                              cast<ElementsAttr>(DenseElementsAttr::get(
+                                  t, b.getFloatAttr(t.getElementType(), v))));
+  }
+  Value add(Value x, Value y) { return AddOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return SubOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return MulOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return DivOp::create(b, loc, x, y); }
+  Value sqrt(Value x) { return SqrtOp::create(b, loc, x); }
+  Value exp(Value x) { return ExpOp::create(b, loc, x); }
+  Value cos(Value x) { return CosOp::create(b, loc, x); }
+  Value scale(Value x, double s) { return mul(x, splat(s, x.getType())); }
+  Value plus(Value x, double s) { return add(x, splat(s, x.getType())); }
+  /// |x| = sqrt(x^2): the optimizer needs no derivative of it.
+  Value abs(Value x) { return sqrt(mul(x, x)); }
+  Value max(Value x, Value y) { // (x + y + |x - y|) / 2
+    return scale(add(add(x, y), abs(sub(x, y))), 0.5);
+  }
+  Value min(Value x, Value y) { // (x + y - |x - y|) / 2
+    return scale(sub(add(x, y), abs(sub(x, y))), 0.5);
+  }
+  /// A scalar broadcast to `like`'s shape.
+  Value spread(Value scalar, Type like) {
+    auto t = cast<RankedTensorType>(like);
+    if (t.getRank() == 0)
+      return scalar;
+    return BroadcastOp::create(b, loc, t, scalar, b.getDenseI64ArrayAttr({}));
+  }
+  Value toF32(Value x) {
+    auto t = cast<RankedTensorType>(x.getType());
+    if (t.getElementType().isF32())
+      return x;
+    return CastOp::create(b, loc, t.clone(b.getF32Type()), x);
+  }
+  /// sum(x^2) over every element, as an f32 scalar.
+  Value sumOfSquares(Value x) {
+    Value f = toF32(x);
+    Value sq = mul(f, f);
+    auto t = cast<RankedTensorType>(sq.getType());
+    if (t.getRank() == 0)
+      return sq;
+    SmallVector<int64_t> dims =
+        llvm::to_vector(llvm::seq<int64_t>(0, t.getRank()));
+    return ReduceOp::create(
+        b, loc, ReduceKindAttr::get(b.getContext(), ReduceKind::Sum), sq,
+        b.getDenseI64ArrayAttr(dims), UnitAttr());
+  }
+};
+
+} // namespace
+
+namespace {
+struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
+  using OptimizerBase::OptimizerBase;
+
+  void runOnOperation() override {
+    auto func = getOperation().lookupSymbol<func::FuncOp>(funcName);
+    if (!func) {
+      getOperation().emitError("veomni-optimizer: no function @") << funcName;
+      return signalPassFailure();
+    }
+    if (failed(build(func)))
+      signalPassFailure();
+  }
+
+  LogicalResult build(func::FuncOp func) {
+    Block &block = func.getBody().front();
+    auto ret = cast<func::ReturnOp>(block.getTerminator());
+    // The gradients, by the parameter they belong to.
+    llvm::StringMap<Value> grads;
+    for (unsigned i = 0; i < func.getNumResults(); ++i)
+      if (auto name = func.getResultAttrOfType<StringAttr>(i, "veomni.grad"))
+        grads[name.getValue()] = ret.getOperand(i);
+    if (grads.empty())
+      return func.emitError("veomni-optimizer: @")
+             << func.getName()
+             << " returns no gradients; run veomni-autodiff first";
+    if (!(warmupSteps >= 0 && totalSteps > warmupSteps))
+      return func.emitError("veomni-optimizer: total-steps (")
+             << totalSteps << ") must exceed warmup-steps (" << warmupSteps
+             << ")";
+
+    OpBuilder b(ret);
+    Location loc = ret.getLoc();
+    Arith a{b, loc};
+    Type f32 = b.getF32Type();
+    auto scalarType = RankedTensorType::get({}, f32);
+    MLIRContext *ctx = func.getContext();
+
+    // New arguments go at the end; their names are attributes.
+    auto addArgument = [&](Type type, StringRef kind, StringRef name) {
+      unsigned index = func.getNumArguments();
+      auto attrs =
+          b.getDictionaryAttr(b.getNamedAttr(kind, b.getStringAttr(name)));
+      (void)func.insertArgument(index, type, attrs, loc);
+      return func.getArgument(index);
+    };
+    Value step = addArgument(scalarType, VeOmniDialect::kInputAttrName, "step");
+
+    // The learning rate at this step.
+    Value warm = warmupSteps > 0 ? a.min(a.scale(step, 1.0 / warmupSteps),
+                                         a.splat(1, scalarType))
+                                 : a.splat(1, scalarType);
+    Value q = a.scale(a.plus(step, -double(warmupSteps)),
+                      1.0 / double(totalSteps - warmupSteps));
+    q = a.min(a.max(q, a.splat(0, scalarType)), a.splat(1, scalarType));
+    Value cosine = a.scale(a.plus(a.cos(a.scale(q, M_PI)), 1.0), 0.5);
+    double minLr = lr * minLrRatio;
+    Value lrNow = a.mul(warm, a.plus(a.scale(cosine, lr - minLr), minLr));
+
+    // Global-norm clipping.
+    Value total = a.splat(0, scalarType);
+    for (auto &entry : grads)
+      total = a.add(total, a.sumOfSquares(entry.second));
+    Value norm = a.sqrt(total);
+    Value factor = a.splat(1, scalarType);
+    if (maxGradNorm > 0)
+      factor = a.min(
+          factor, a.div(a.splat(maxGradNorm, scalarType), a.plus(norm, 1e-6)));
+
+    // Bias corrections: 1 - b^t = 1 - exp(t ln b).
+    Value c1 =
+        a.sub(a.splat(1, scalarType), a.exp(a.scale(step, std::log(beta1))));
+    Value c2 =
+        a.sub(a.splat(1, scalarType), a.exp(a.scale(step, std::log(beta2))));
+    Value stepSize = a.div(lrNow, c1);
+    Value c2sqrt = a.sqrt(c2);
+
+    SmallVector<Value> results = {ret.getOperand(0), norm, lrNow};
+    SmallVector<std::string> updates = {"", "", ""};
+    unsigned numParams = 0;
+    for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
+      auto name = func.getArgAttrOfType<StringAttr>(
+          arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+      if (!name)
+        continue;
+      ++numParams;
+      Value g = grads.lookup(name.getValue());
+      if (!g)
+        return func.emitError("veomni-optimizer: no gradient for parameter '")
+               << name.getValue() << "'";
+      auto pt = cast<RankedTensorType>(arg.getType());
+      auto ft = pt.clone(f32);
+      std::string n = name.getValue().str();
+      Value m = addArgument(ft, VeOmniDialect::kStateAttrName,
+                            "optimizer.exp_avg." + n);
+      Value v = addArgument(ft, VeOmniDialect::kStateAttrName,
+                            "optimizer.exp_avg_sq." + n);
+      Value master = pt.getElementType().isF32()
+                         ? Value(arg)
+                         : addArgument(ft, VeOmniDialect::kStateAttrName,
+                                       "optimizer.master." + n);
+
+      Value gf = a.mul(a.toF32(g), a.spread(factor, ft));
+      Value m2 = a.add(a.scale(m, beta1), a.scale(gf, 1 - beta1));
+      Value v2 = a.add(a.scale(v, beta2), a.scale(a.mul(gf, gf), 1 - beta2));
+      Value p = master;
+      if (weightDecay > 0 && pt.getRank() >= 2)
+        p = a.mul(p, a.spread(a.sub(a.splat(1, scalarType),
+                                    a.scale(lrNow, weightDecay)),
+                              ft));
+      Value denom = a.plus(a.div(a.sqrt(v2), a.spread(c2sqrt, ft)), epsilon);
+      Value p2 = a.sub(p, a.mul(a.spread(stepSize, ft), a.div(m2, denom)));
+
+      results.append({m2, v2});
+      updates.push_back("optimizer.exp_avg." + n);
+      updates.push_back("optimizer.exp_avg_sq." + n);
+      if (master != Value(arg)) {
+        results.push_back(p2);
+        updates.push_back("optimizer.master." + n);
+        results.push_back(CastOp::create(b, loc, pt, p2));
+      } else {
+        results.push_back(p2);
+      }
+      updates.push_back(n);
+    }
+    if (numParams == 0)
+      return func.emitError("veomni-optimizer: no parameters to train");
+
+    func::ReturnOp::create(b, loc, results);
+    ret.erase();
+    func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
+                                           ValueRange(results).getTypes()));
+    func.setAllResultAttrs(ArrayRef<DictionaryAttr>{});
+    for (auto [i, target] : llvm::enumerate(updates))
+      if (!target.empty())
+        func.setResultAttr(i, "veomni.update", b.getStringAttr(target));
+    func.setResultAttr(0, "veomni.output", b.getStringAttr("loss"));
+    func.setResultAttr(1, "veomni.output", b.getStringAttr("grad_norm"));
+    func.setResultAttr(2, "veomni.output", b.getStringAttr("lr"));
+    return success();
+  }
+};
+} // namespace

@@ -1,0 +1,59 @@
+//===- Trainer.h - run training steps and checkpoints -----------*- C++ -*-===//
+//
+// A training program (veomni-optimizer) takes the step number and returns
+// the loss, gradient norm and learning rate plus the next value of every
+// parameter and optimizer state; the Trainer writes those back after each
+// step. Checkpoints are one safetensors file with every parameter (HF name)
+// and state, the step and the data position in the metadata, and a hash of
+// all tensor bytes that loading verifies. Everything is deterministic on the
+// CPU backend: N steps, save, load, N steps equals 2N steps, bit for bit.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_TRAIN_TRAINER_H
+#define VEOMNI_RUNTIME_TRAIN_TRAINER_H
+
+#include "runtime/executor/Executor.h"
+
+#include "absl/status/statusor.h"
+
+#include <map>
+#include <string>
+
+namespace veomni::rt {
+
+struct StepMetrics {
+  double loss = 0, gradNorm = 0, lr = 0;
+};
+
+class Trainer {
+public:
+  /// Fails unless `executor` runs a training program (a `step` input, the
+  /// loss / grad_norm / lr outputs, and updates).
+  static absl::StatusOr<Trainer> Create(Executor &executor);
+
+  /// Optimizer moments to zero, f32 masters to copies of their parameters.
+  /// Call after the parameters are filled.
+  absl::Status InitState();
+  /// Runs step `step` (1-based) on the batch already in the inputs and
+  /// applies the updates.
+  absl::StatusOr<StepMetrics> Step(int64_t step);
+
+  /// Writes parameters and state atomically; `metadata` joins the file's.
+  absl::Status Save(const std::string &path, int64_t step,
+                    const std::map<std::string, std::string> &metadata) const;
+  /// Restores parameters and state; returns the step saved and fills
+  /// `metadata`. The tensor hash and every name and shape are checked.
+  absl::StatusOr<int64_t> Load(const std::string &path,
+                               std::map<std::string, std::string> &metadata);
+
+private:
+  explicit Trainer(Executor &executor) : executor_(&executor) {}
+  Executor *executor_;
+  uint32_t stepBuffer_ = 0;
+  int lossOut_ = -1, normOut_ = -1, lrOut_ = -1;
+};
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_TRAIN_TRAINER_H
