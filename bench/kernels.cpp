@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/VecMath.h"
 
 #include <algorithm>
 #include <chrono>
@@ -79,7 +80,8 @@ int main() {
               "\"cpu MHz\") x 32 FLOP/cycle = %.1f GFLOP/s\n",
               cores, ghz, peak);
   std::printf("(turbo clocks above the reported MHz can push the fraction "
-              "past 100%%)\n\n");
+              "past 100%%)\n");
+  std::printf("Vector loops: %s\n\n", cpu::vec::IsaName());
 
   struct MatmulCase {
     int64_t m, k, n;

@@ -982,10 +982,13 @@ LogicalResult ReduceMaxGradOp::inferReturnTypes(MLIRContext *context,
                                                 std::optional<Location> loc,
                                                 Adaptor adaptor,
                                                 SmallVectorImpl<Type> &types) {
+  // The forward rule's adaptor expects its required `kind` too.
+  NamedAttrList attrs(adaptor.getAttributes());
+  attrs.set("kind", ReduceKindAttr::get(context, ReduceKind::Max));
   SmallVector<Type, 1> forward;
   if (failed(inferLikeForward<ReduceOp>(
           context, loc, "reduce_max_grad", ValueRange{adaptor.getInput()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
+          attrs.getDictionary(context), adaptor.getGrad(), forward)))
     return failure();
   types.push_back(adaptor.getInput().getType());
   return success();

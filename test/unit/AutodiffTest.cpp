@@ -331,7 +331,158 @@ INSTANTIATE_TEST_SUITE_P(
              "  %l = veomni.cross_entropy %logits, %labels : " T(
                  "2x3x7") ", tensor<2x3xi32>\n"
                           "  %y = veomni.reshape %l : tensor<f32> to " T("1"),
-             T("1")}),
+             T("1")},
+        // clang-format off: one line of MLIR per line of source.
+        Case{"gelu_exact", "%a: " T("3x7"), "",
+             "  %k = veomni.constant dense<3.0> : " T("3x7")
+             "\n  %x = veomni.mul %a, %k : " T("3x7")
+             "\n  %y = veomni.gelu %x : " T("3x7"),
+             T("3x7")},
+        Case{"gelu_tanh", "%a: " T("3x7"), "",
+             "  %k = veomni.constant dense<3.0> : " T("3x7")
+             "\n  %x = veomni.mul %a, %k : " T("3x7")
+             "\n  %y = veomni.gelu %x {approximation = "
+             "#veomni<gelu_approximation tanh>} : " T("3x7"),
+             T("3x7")},
+        Case{"layer_norm_bias", "%x: " T("3x8") ", %w: " T("8") ", %b: " T("8"),
+             "",
+             "  %y = veomni.layer_norm %x, %w, %b {epsilon = 1.0e-5 : f64} : "
+             T("3x8") ", " T("8") ", " T("8"),
+             T("3x8")},
+        Case{"layer_norm_no_bias", "%x: " T("2x3x6") ", %w: " T("6"), "",
+             "  %y = veomni.layer_norm %x, %w {epsilon = 1.0e-3 : f64} : "
+             T("2x3x6") ", " T("6"),
+             T("2x3x6")},
+        Case{"slice_steps", "%a: " T("5x9"), "",
+             "  %s = veomni.slice %a start = [1, 0] limit = [5, 9] step = "
+             "[2, 3] : " T("5x9")
+             "\n  %t = veomni.slice %a start = [0, 2] limit = [2, 5] step = "
+             "[1, 1] : " T("5x9")
+             "\n  %y = veomni.mul %s, %t : " T("2x3"),
+             T("2x3")},
+        Case{"slice_rank3", "%a: " T("3x4x5"), "",
+             "  %y = veomni.slice %a start = [1, 0, 1] limit = [3, 4, 5] step "
+             "= [1, 3, 2] : " T("3x4x5"),
+             T("2x2x2")},
+        Case{"conv1d_stride_padding_bias",
+             "%x: " T("2x3x9") ", %w: " T("4x3x3") ", %b: " T("4"), "",
+             "  %y = veomni.conv1d %x, %w, %b {stride = 2, padding = 1} : "
+             T("2x3x9") ", " T("4x3x3") ", " T("4"),
+             T("2x4x5")},
+        Case{"conv1d_pointwise", "%x: " T("2x3x4") ", %w: " T("5x3x1"), "",
+             "  %y = veomni.conv1d %x, %w : " T("2x3x4") ", " T("5x3x1"),
+             T("2x5x4")},
+        Case{"grouped_matmul", "%x: " T("5x4") ", %w: " T("3x4x6"), "",
+             "  %g = veomni.constant dense<[2, 0, 3]> : tensor<3xi32>"
+             "\n  %y = veomni.grouped_matmul %x, %w, %g : " T("5x4") ", " T(
+                 "3x4x6") ", tensor<3xi32>",
+             T("5x6")},
+        Case{"grouped_matmul_transposed", "%x: " T("5x4") ", %w: " T("3x6x4"),
+             "",
+             "  %g = veomni.constant dense<[1, 3, 1]> : tensor<3xi32>"
+             "\n  %y = veomni.grouped_matmul %x, %w, %g {transpose_weight} : "
+             T("5x4") ", " T("3x6x4") ", tensor<3xi32>",
+             T("5x6")},
+        Case{"moe_dispatch_combine", "%x: " T("4x3") ", %r: " T("4x2"), "",
+             "  %i = veomni.constant dense<[[0, 2], [1, 0], [2, 1], [0, 1]]> "
+             ": tensor<4x2xi32>"
+             "\n  %d, %gs = veomni.moe_dispatch %x, %i {num_experts = 3} : "
+             T("4x3") ", tensor<4x2xi32>"
+             "\n  %h = veomni.mul %d, %d : " T("8x3")
+             "\n  %y = veomni.moe_combine %h, %r, %i : " T("8x3") ", " T(
+                 "4x2") ", tensor<4x2xi32>",
+             T("4x3")},
+        // Router logits: the parameter (halved) plus per-token offsets 1.5
+        // apart, so that no perturbation changes the top k.
+        Case{"moe_topk_normalize", "%l: " T("4x4"), "",
+             "  %h = veomni.constant dense<0.5> : " T("4x4")
+             "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "
+             "0.0, 3.0, 1.5], [1.5, 4.5, 0.0, 3.0], [3.0, 1.5, 4.5, 0.0]]> : "
+             T("4x4")
+             "\n  %s = veomni.mul %l, %h : " T("4x4")
+             "\n  %z = veomni.add %s, %o : " T("4x4")
+             "\n  %y, %i = veomni.moe_topk %z {k = 2, normalize} : " T("4x4"),
+             T("4x2")},
+        Case{"moe_topk", "%l: " T("4x4"), "",
+             "  %h = veomni.constant dense<0.5> : " T("4x4")
+             "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "
+             "0.0, 3.0, 1.5], [1.5, 4.5, 0.0, 3.0], [3.0, 1.5, 4.5, 0.0]]> : "
+             T("4x4")
+             "\n  %s = veomni.mul %l, %h : " T("4x4")
+             "\n  %z = veomni.add %s, %o : " T("4x4")
+             "\n  %y, %i = veomni.moe_topk %z {k = 3} : " T("4x4"),
+             T("4x3")},
+        // A whole MoE block: router, top-k, dispatch, gate and down
+        // projections per expert, combine. Logits = 0.1 x W_r^T (|.| <= 0.4)
+        // plus offsets 1.5 apart: the routing never flips.
+        Case{"moe_block_normalize_transposed",
+             "%x: " T("4x4") ", %wr: " T("4x4") ", %wg: " T(
+                 "4x3x4") ", %wd: " T("4x4x3"),
+             "",
+             "  %lg = veomni.matmul %x, %wr {transpose_rhs} : " T(
+                 "4x4") ", " T("4x4")
+             "\n  %tenth = veomni.constant dense<0.1> : " T("4x4")
+             "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "
+             "0.0, 3.0, 1.5], [1.5, 4.5, 0.0, 3.0], [4.5, 3.0, 1.5, 0.0]]> : "
+             T("4x4")
+             "\n  %ls = veomni.mul %lg, %tenth : " T("4x4")
+             "\n  %z = veomni.add %ls, %o : " T("4x4")
+             "\n  %w, %i = veomni.moe_topk %z {k = 2, normalize} : " T("4x4")
+             "\n  %d, %gs = veomni.moe_dispatch %x, %i {num_experts = 4} : "
+             T("4x4") ", tensor<4x2xi32>"
+             "\n  %g = veomni.grouped_matmul %d, %wg, %gs {transpose_weight} "
+             ": " T("8x4") ", " T("4x3x4") ", tensor<4xi32>"
+             "\n  %a = veomni.silu %g : " T("8x3")
+             "\n  %e = veomni.grouped_matmul %a, %wd, %gs {transpose_weight} "
+             ": " T("8x3") ", " T("4x4x3") ", tensor<4xi32>"
+             "\n  %y = veomni.moe_combine %e, %w, %i : " T("8x4") ", " T(
+                 "4x2") ", tensor<4x2xi32>",
+             T("4x4")},
+        Case{"moe_block",
+             "%x: " T("4x4") ", %wr: " T("4x4") ", %wg: " T(
+                 "4x4x3") ", %wd: " T("4x3x4"),
+             "",
+             "  %lg = veomni.matmul %x, %wr {transpose_rhs} : " T(
+                 "4x4") ", " T("4x4")
+             "\n  %tenth = veomni.constant dense<0.1> : " T("4x4")
+             "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "
+             "0.0, 3.0, 1.5], [1.5, 4.5, 0.0, 3.0], [4.5, 3.0, 1.5, 0.0]]> : "
+             T("4x4")
+             "\n  %ls = veomni.mul %lg, %tenth : " T("4x4")
+             "\n  %z = veomni.add %ls, %o : " T("4x4")
+             "\n  %w, %i = veomni.moe_topk %z {k = 2} : " T("4x4")
+             "\n  %d, %gs = veomni.moe_dispatch %x, %i {num_experts = 4} : "
+             T("4x4") ", tensor<4x2xi32>"
+             "\n  %g = veomni.grouped_matmul %d, %wg, %gs : " T(
+                 "8x4") ", " T("4x4x3") ", tensor<4xi32>"
+             "\n  %a = veomni.silu %g : " T("8x3")
+             "\n  %e = veomni.grouped_matmul %a, %wd, %gs : " T(
+                 "8x3") ", " T("4x3x4") ", tensor<4xi32>"
+             "\n  %y = veomni.moe_combine %e, %w, %i : " T("8x4") ", " T(
+                 "4x2") ", tensor<4x2xi32>",
+             T("4x4")},
+        // Halved parameters plus distinct offsets 2 apart: every group has
+        // one clear maximum.
+        Case{"reduce_max", "%a: " T("3x5"), "",
+             "  %h = veomni.constant dense<0.5> : " T("3x5")
+             "\n  %o = veomni.constant dense<[[0.0, 4.0, 8.0, 2.0, 6.0], "
+             "[8.0, 0.0, 4.0, 6.0, 2.0], [2.0, 6.0, 0.0, 8.0, 4.0]]> : " T(
+                 "3x5")
+             "\n  %s = veomni.mul %a, %h : " T("3x5")
+             "\n  %z = veomni.add %s, %o : " T("3x5")
+             "\n  %y = veomni.reduce max %z dims = [1] : " T("3x5"),
+             T("3")},
+        Case{"reduce_max_keep_dims", "%a: " T("2x3x2"), "",
+             "  %h = veomni.constant dense<0.5> : " T("2x3x2")
+             "\n  %o = veomni.constant dense<[[[0.0, 14.0], [8.0, 2.0], "
+             "[20.0, 6.0]], [[10.0, 4.0], [16.0, 22.0], [12.0, 18.0]]]> : "
+             T("2x3x2")
+             "\n  %s = veomni.mul %a, %h : " T("2x3x2")
+             "\n  %z = veomni.add %s, %o : " T("2x3x2")
+             "\n  %y = veomni.reduce max %z dims = [0, 2] keep_dims : " T(
+                 "2x3x2"),
+             T("1x3x1")}),
+    // clang-format on
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.name);
     });

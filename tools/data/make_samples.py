@@ -13,9 +13,11 @@ int32, pixels and mel frames float32.
                                           (--seq-len 32 --image-patches 16)
 
 Every batch is one document followed by padding. Tokens are bytes of UTF-8 text
-(id = byte value, all < 128) plus the tiny configs' special ids (image 500,
-<vision_start> 501, <vision_end> 502, omni audio 503, <audio_start> 504,
-<audio_end> 505, the same as tools/goldens/make_goldens.py uses):
+(id = byte value, all < 128) plus the special ids that
+tools/goldens/make_goldens.py uses (image 500, <vision_start> 501,
+<vision_end> 502, omni audio 503, <audio_start> 504, <audio_end> 505: the
+tiny configs' own, and for omni's markers, which its config leaves outside
+the 512-token vocabulary, make_goldens.OMNI_SPECIAL_IDS):
 
   omni  <vision_start> <image> x4 <vision_end> <audio_start> <audio> x8 <audio_end>
         "the square is COLOR and the tone is PITCH."
@@ -28,8 +30,9 @@ Sample i has colour i % 4 and, for omni, pitch (i // 4) % 2: each combination
 occurs equally often, with different noise.
 
   image   a 16 x 16 RGB uint8 picture of one colour (brightness jittered, plus
-          per-pixel Gaussian noise), turned into patches exactly as
-          transformers' Qwen2-VL image processor does for a still image:
+          per-pixel Gaussian noise), turned into patches as transformers'
+          Qwen2-VL image processor does for a still image (equal to float32
+          rounding):
           rescale by 1/255, normalize with the OpenAI CLIP mean/std, repeat the
           frame temporal_patch_size = 2 times, cut 4 x 4 patches and order them
           by 2 x 2 spatial-merge block ([16, 3*2*4*4] in HF's order; one 4 x 4
@@ -69,7 +72,8 @@ Run from the repository root:
     python tools/data/make_samples.py [OUT_DIR]
 
 OUT_DIR defaults to examples/data. Reruns write identical bytes (fixed seeds,
-one CPU thread). Regenerating the files needs only numpy, torch and
+numpy's legacy RandomState stream, one CPU thread); other numpy / torch /
+transformers versions may change the last bits of the float tensors. Regenerating the files needs only numpy, torch and
 transformers (and safetensors) from PyPI; this is reference tooling, never a
 dependency of the build or the tests. Made with numpy 2.4, torch 2.15 and
 transformers 5.24.

@@ -152,7 +152,8 @@ void ParallelFor(int64_t n, double work,
     return n;
   }();
   int64_t threads = std::min<int64_t>(
-      {cores, n, static_cast<int64_t>(work / kMinWorkPerThread)});
+      {cores, n,
+       static_cast<int64_t>(std::min(work / kMinWorkPerThread, 1e6))});
   if (threads <= 1) {
     if (n > 0)
       fn(0, n);
@@ -161,7 +162,7 @@ void ParallelFor(int64_t n, double work,
   std::vector<std::thread> pool;
   int64_t begin = 0;
   for (int64_t t = 0; t < threads; ++t) {
-    int64_t end = n * (t + 1) / threads;
+    int64_t end = begin + (n - begin) / (threads - t);
     if (t + 1 == threads) {
       fn(begin, end); // the last slice runs on the calling thread
     } else {
@@ -177,6 +178,21 @@ void ParallelFor(int64_t n, double work,
     t.join();
 }
 
+namespace {
+
+/// Whole-tensor conversions are memory-bound; large ones are split over
+/// threads in chunk-aligned slices.
+template <typename F> void ConvertInSlices(int64_t n, const F &convert) {
+  int64_t chunks = (n + kChunk - 1) / kChunk;
+  ParallelFor(chunks, kMemoryBoundWork * static_cast<double>(n),
+              [&](int64_t c0, int64_t c1) {
+                int64_t begin = c0 * kChunk, end = std::min(n, c1 * kChunk);
+                convert(begin, end - begin);
+              });
+}
+
+} // namespace
+
 F32Input::F32Input(const TensorView &v) {
   if (v.dtype == DType::F32) {
     ptr_ = static_cast<const float *>(v.data);
@@ -184,7 +200,10 @@ F32Input::F32Input(const TensorView &v) {
   }
   int64_t n = v.numel();
   copy_ = Scratch(n);
-  LoadF32(v, 0, n, copy_.get());
+  float *dst = copy_.get();
+  ConvertInSlices(n, [&](int64_t offset, int64_t len) {
+    LoadF32(v, offset, len, dst + offset);
+  });
   ptr_ = copy_.get();
 }
 
@@ -198,8 +217,12 @@ F32Output::F32Output(const TensorView &v) : view_(v) {
 }
 
 void F32Output::Commit() {
-  if (copy_)
-    StoreF32(copy_.get(), view_, 0, view_.numel());
+  if (!copy_)
+    return;
+  const float *src = copy_.get();
+  ConvertInSlices(view_.numel(), [&](int64_t offset, int64_t len) {
+    StoreF32(src + offset, view_, offset, len);
+  });
 }
 
 } // namespace veomni::rt::cpu::detail

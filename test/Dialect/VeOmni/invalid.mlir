@@ -1386,3 +1386,91 @@ func.func @rms_norm_grad_bad_weight(%x: tensor<2x8xf32>, %w: tensor<4xf32>) {
   %dx, %dw = veomni.rms_norm_grad %x, %w, %x {epsilon = 1.0e-5 : f64} : tensor<2x8xf32>, tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @gelu_grad_integer(%x: tensor<4xi32>) {
+  // expected-error @+1 {{'veomni.gelu_grad' op operand #0 must be statically shaped tensor of 32-bit float or bfloat16 type or 16-bit float values, but got 'tensor<4xi32>'}}
+  %d = veomni.gelu_grad %x, %x : tensor<4xi32>
+  return
+}
+
+// -----
+
+func.func @gelu_grad_mismatch(%x: tensor<4xf32>, %g: tensor<5xf32>) {
+  // expected-error @+1 {{'veomni.gelu_grad' op failed to verify that all of {input, grad} have same type}}
+  %d = "veomni.gelu_grad"(%x, %g) : (tensor<4xf32>, tensor<5xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @layer_norm_grad_bad_bias(%x: tensor<2x8xf32>, %w: tensor<8xf32>, %b: tensor<4xf32>) {
+  // expected-error @+1 {{'veomni.layer_norm' op normalised dimension differs: input 'tensor<2x8xf32>' has 8 but bias 'tensor<4xf32>' has 4}}
+  %d:3 = veomni.layer_norm_grad %x, %w, %b grad %x {epsilon = 1.0e-5 : f64} : tensor<2x8xf32>, tensor<8xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @slice_grad_wrong_grad(%g: tensor<2x3xf32>) {
+  // expected-error @+1 {{'veomni.slice_grad' op grad 'tensor<2x3xf32>' must have the forward result's type 'tensor<2x4xf32>'}}
+  %d = veomni.slice_grad %g start = [0, 1] limit = [2, 8] step = [1, 2] : tensor<2x3xf32> to tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @slice_grad_outside(%g: tensor<2x4xf32>) {
+  // expected-error @+1 {{'veomni.slice' op dimension 1 slice [1, 9) is empty or outside input 'tensor<2x8xf32>'}}
+  %d = veomni.slice_grad %g start = [0, 1] limit = [2, 9] step = [1, 2] : tensor<2x4xf32> to tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @conv1d_grad_wrong_grad(%x: tensor<2x8x30xf32>, %w: tensor<4x8x3xf32>, %g: tensor<2x4x28xf32>) {
+  // expected-error @+1 {{'veomni.conv1d_grad' op grad 'tensor<2x4x28xf32>' must have the forward result's type 'tensor<2x4x15xf32>'}}
+  %d:2 = veomni.conv1d_grad %x, %w grad %g {stride = 2, padding = 1} : tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<2x4x28xf32>
+  return
+}
+
+// -----
+
+func.func @grouped_matmul_weight_grad_wrong_grad(%x: tensor<12x64xf32>, %w: tensor<4x32x64xf32>, %gs: tensor<4xi32>, %g: tensor<12x64xf32>) {
+  // expected-error @+1 {{'veomni.grouped_matmul_weight_grad' op grad 'tensor<12x64xf32>' must have the forward result's type 'tensor<12x32xf32>'}}
+  %d = veomni.grouped_matmul_weight_grad %x, %w, %gs grad %g {transpose_weight} : tensor<12x64xf32>, tensor<4x32x64xf32>, tensor<4xi32>, tensor<12x64xf32>
+  return
+}
+
+// -----
+
+func.func @moe_topk_grad_wrong_grad(%l: tensor<6x4xf32>, %g: tensor<6x3xf32>) {
+  // expected-error @+1 {{'veomni.moe_topk_grad' op grad 'tensor<6x3xf32>' must have the forward result's type 'tensor<6x2xf32>'}}
+  %d = veomni.moe_topk_grad %l, %g {k = 2} : tensor<6x4xf32>, tensor<6x3xf32>
+  return
+}
+
+// -----
+
+func.func @moe_topk_grad_bad_k(%l: tensor<6x4xf32>, %g: tensor<6x5xf32>) {
+  // expected-error @+1 {{'veomni.moe_topk' op k = 5 must be in [1, 4], the expert count of logits 'tensor<6x4xf32>'}}
+  %d = veomni.moe_topk_grad %l, %g {k = 5} : tensor<6x4xf32>, tensor<6x5xf32>
+  return
+}
+
+// -----
+
+func.func @moe_combine_grad_wrong_grad(%x: tensor<12x64xf32>, %w: tensor<6x2xf32>, %i: tensor<6x2xi32>, %g: tensor<12x64xf32>) {
+  // expected-error @+1 {{'veomni.moe_combine_grad' op grad 'tensor<12x64xf32>' must have the forward result's type 'tensor<6x64xf32>'}}
+  %d:2 = veomni.moe_combine_grad %x, %w, %i grad %g : tensor<12x64xf32>, tensor<6x2xf32>, tensor<6x2xi32>, tensor<12x64xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_max_grad_wrong_grad(%x: tensor<2x16xf32>, %g: tensor<16xf32>) {
+  // expected-error @+1 {{'veomni.reduce_max_grad' op grad 'tensor<16xf32>' must have the forward result's type 'tensor<2xf32>'}}
+  %d = veomni.reduce_max_grad %x, %g dims = [1] : tensor<2x16xf32>, tensor<16xf32>
+  return
+}

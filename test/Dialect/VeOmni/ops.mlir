@@ -201,3 +201,42 @@ func.func @gradients(%x: tensor<2x16x64xf32>, %w: tensor<64xf32>,
   "test.use"(%dx, %dw, %dq, %dk, %dv, %dlogits, %r) : (tensor<2x16x64xf32>, tensor<64xf32>, tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x100xf32>, tensor<2x16x8x64xf32>) -> ()
   return
 }
+
+// CHECK-LABEL: func.func @more_gradients
+func.func @more_gradients(%x: tensor<2x16x64xf32>, %w: tensor<64xf32>,
+                          %a: tensor<2x8x30xf32>, %cw: tensor<4x8x3xf32>,
+                          %cb: tensor<4xf32>, %cg: tensor<2x4x15xf32>,
+                          %xs: tensor<12x64xbf16>, %gw: tensor<4x32x64xbf16>,
+                          %gs: tensor<4xi32>, %gg: tensor<12x32xbf16>,
+                          %logits: tensor<6x4xf32>, %dwts: tensor<6x2xf32>,
+                          %rows: tensor<12x64xf32>, %idx: tensor<6x2xi32>,
+                          %gout: tensor<6x64xf32>, %sg: tensor<2x8x64xf32>,
+                          %mg: tensor<2x64xf32>) {
+  // CHECK: veomni.gelu_grad %{{.*}}, %{{.*}} : tensor<2x16x64xf32>
+  %g0 = veomni.gelu_grad %x, %x : tensor<2x16x64xf32>
+  // CHECK: veomni.gelu_grad %{{.*}}, %{{.*}} {approximation = #veomni<gelu_approximation tanh>} : tensor<2x16x64xf32>
+  %g1 = veomni.gelu_grad %x, %x {approximation = #veomni<gelu_approximation tanh>} : tensor<2x16x64xf32>
+  // CHECK: %{{.*}}, %{{.*}}, %{{.*}} = veomni.layer_norm_grad %{{.*}}, %{{.*}}, %{{.*}} grad %{{.*}} {epsilon = 1.000000e-05 : f64} : tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>
+  %l0:3 = veomni.layer_norm_grad %x, %w, %w grad %x {epsilon = 1.0e-5 : f64} : tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>
+  // CHECK: %{{.*}}, %{{.*}} = veomni.layer_norm_grad %{{.*}}, %{{.*}} grad %{{.*}} {epsilon = 1.000000e-05 : f64} : tensor<2x16x64xf32>, tensor<64xf32>
+  %l1:2 = veomni.layer_norm_grad %x, %w grad %x {epsilon = 1.0e-5 : f64} : tensor<2x16x64xf32>, tensor<64xf32>
+  // CHECK: veomni.slice_grad %{{.*}} start = [0, 1, 0] limit = [2, 16, 64] step = [1, 2, 1] : tensor<2x8x64xf32> to tensor<2x16x64xf32>
+  %s = veomni.slice_grad %sg start = [0, 1, 0] limit = [2, 16, 64] step = [1, 2, 1] : tensor<2x8x64xf32> to tensor<2x16x64xf32>
+  // CHECK: %{{.*}}, %{{.*}}, %{{.*}} = veomni.conv1d_grad %{{.*}}, %{{.*}}, %{{.*}} grad %{{.*}} {padding = 1 : i64, stride = 2 : i64} : tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<2x4x15xf32>, tensor<4xf32>
+  %c0:3 = veomni.conv1d_grad %a, %cw, %cb grad %cg {stride = 2, padding = 1} : tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<2x4x15xf32>, tensor<4xf32>
+  // CHECK: %{{.*}}, %{{.*}} = veomni.conv1d_grad %{{.*}}, %{{.*}} grad %{{.*}} {padding = 1 : i64, stride = 2 : i64} : tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<2x4x15xf32>
+  %c1:2 = veomni.conv1d_grad %a, %cw grad %cg {stride = 2, padding = 1} : tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<2x4x15xf32>
+  // CHECK: veomni.grouped_matmul_weight_grad %{{.*}}, %{{.*}}, %{{.*}} grad %{{.*}} {transpose_weight} : tensor<12x64xbf16>, tensor<4x32x64xbf16>, tensor<4xi32>, tensor<12x32xbf16>
+  %gm = veomni.grouped_matmul_weight_grad %xs, %gw, %gs grad %gg {transpose_weight} : tensor<12x64xbf16>, tensor<4x32x64xbf16>, tensor<4xi32>, tensor<12x32xbf16>
+  // CHECK: veomni.moe_topk_grad %{{.*}}, %{{.*}} {k = 2 : i64, normalize} : tensor<6x4xf32>, tensor<6x2xf32>
+  %tk = veomni.moe_topk_grad %logits, %dwts {k = 2, normalize} : tensor<6x4xf32>, tensor<6x2xf32>
+  // CHECK: %{{.*}}, %{{.*}} = veomni.moe_combine_grad %{{.*}}, %{{.*}}, %{{.*}} grad %{{.*}} : tensor<12x64xf32>, tensor<6x2xf32>, tensor<6x2xi32>, tensor<6x64xf32>
+  %cg0:2 = veomni.moe_combine_grad %rows, %dwts, %idx grad %gout : tensor<12x64xf32>, tensor<6x2xf32>, tensor<6x2xi32>, tensor<6x64xf32>
+  // CHECK: veomni.reduce_max_grad %{{.*}}, %{{.*}} dims = [1] : tensor<2x16x64xf32>, tensor<2x64xf32>
+  %rm = veomni.reduce_max_grad %x, %mg dims = [1] : tensor<2x16x64xf32>, tensor<2x64xf32>
+  // CHECK: veomni.reduce_max_grad %{{.*}}, %{{.*}} dims = [0, 2] keep_dims : tensor<2x16x64xf32>, tensor<1x16x1xf32>
+  %k = veomni.constant dense<1.0> : tensor<1x16x1xf32>
+  %rk = veomni.reduce_max_grad %x, %k dims = [0, 2] keep_dims : tensor<2x16x64xf32>, tensor<1x16x1xf32>
+  "test.use"(%g0, %g1, %l0#0, %l0#1, %l0#2, %l1#0, %l1#1, %s, %c0#0, %c0#1, %c0#2, %c1#0, %c1#1, %gm, %tk, %cg0#0, %cg0#1, %rm, %rk) : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<2x16x64xf32>, tensor<64xf32>, tensor<2x16x64xf32>, tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<4xf32>, tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<4x32x64xbf16>, tensor<6x4xf32>, tensor<12x64xf32>, tensor<6x2xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> ()
+  return
+}
