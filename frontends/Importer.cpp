@@ -222,7 +222,16 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     std::optional<ConfigReader> ar = requireObject(th, "audio_config");
     if (r.failed())
       return fail(r.error());
-    DecoderConfig c = parseDecoderConfig(*tr, "qwen2_5_omni_text", options);
+    // The thinker's LLM is Qwen2.5-Omni's dense decoder unless text_config
+    // names another decoder family, e.g. qwen3_moe for a MoE thinker in the
+    // manner of Qwen3-Omni-MoE: VeOmni composes encoders with any LLM.
+    std::string textType = tr->getString("model_type", "qwen2_5_omni_text");
+    static const char *decoders[] = {"llama", "qwen2", "qwen3", "qwen3_moe"};
+    if (!llvm::is_contained(decoders, textType))
+      textType = "qwen2_5_omni_text";
+    DecoderConfig c = parseDecoderConfig(*tr, textType, options);
+    model.numExperts = c.experts;
+    model.expertsPerToken = c.topK;
     if (r.failed())
       return fail(r.error());
     if (c.rope.mropeSection.empty())

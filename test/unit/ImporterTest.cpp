@@ -95,7 +95,8 @@ TEST_P(ImporterTest, TinyFamilyImportsWithACompletePlan) {
 INSTANTIATE_TEST_SUITE_P(Families, ImporterTest,
                          ::testing::Values("llama", "qwen2", "qwen3",
                                            "qwen3_moe", "qwen2_vl",
-                                           "qwen2_5_vl", "qwen2_5_omni"));
+                                           "qwen2_5_vl", "qwen2_5_omni",
+                                           "omni_moe"));
 
 TEST(ConfigReader, ReportsTheFirstErrorOnceWithTheDottedField) {
   ConfigReader r = ConfigReader::fromText(
