@@ -98,6 +98,17 @@ bool gradKernelAttrs(vrt::KernelOp k, KernelAttrs &a) {
   return true;
 }
 
+/// cross_entropy and its grad: [ignore_index, reduction (0 mean, 1 sum,
+/// 2 none)].
+std::vector<int64_t> lossAttrs(Operation *op) {
+  auto r = op->getAttrOfType<LossReductionAttr>("reduction");
+  int64_t reduction = !r                                    ? 0
+                      : r.getValue() == LossReduction::Mean ? 0
+                      : r.getValue() == LossReduction::Sum  ? 1
+                                                            : 2;
+  return {intAttr(op, "ignore_index", -100), reduction};
+}
+
 FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
   static const llvm::StringMap<fb::KernelKind> simple = {
       {"neg", fb::KernelKind::Neg},
@@ -191,12 +202,7 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
     a.floats = {floatAttr(op, "scale", 1.0)};
   } else if (kind == "cross_entropy_grad") {
     a.kind = fb::KernelKind::CrossEntropyGrad;
-    auto r = op->getAttrOfType<LossReductionAttr>("reduction");
-    int64_t reduction = !r                                    ? 0
-                        : r.getValue() == LossReduction::Mean ? 0
-                        : r.getValue() == LossReduction::Sum  ? 1
-                                                              : 2;
-    a.ints = {intAttr(op, "ignore_index", -100), reduction};
+    a.ints = lossAttrs(op);
   } else if (kind == "rope") {
     a.kind = op->hasAttr("inverse") ? fb::KernelKind::RopeInverse
                                     : fb::KernelKind::Rope;
@@ -211,12 +217,7 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
     a.floats = {floatAttr(op, "scale", 1.0)};
   } else if (kind == "cross_entropy") {
     a.kind = fb::KernelKind::CrossEntropy;
-    auto r = op->getAttrOfType<LossReductionAttr>("reduction");
-    int64_t reduction = !r                                    ? 0
-                        : r.getValue() == LossReduction::Mean ? 0
-                        : r.getValue() == LossReduction::Sum  ? 1
-                                                              : 2;
-    a.ints = {intAttr(op, "ignore_index", -100), reduction};
+    a.ints = lossAttrs(op);
   } else if (kind == "moe_topk") {
     a.kind = fb::KernelKind::MoETopK;
     a.ints = {intAttr(op, "k", 1), op->hasAttr("normalize")};

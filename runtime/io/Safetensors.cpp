@@ -2,14 +2,13 @@
 
 #include "runtime/io/Safetensors.h"
 
+#include "runtime/io/MappedFile.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
 #include <cstdio>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace veomni::rt {
@@ -209,37 +208,22 @@ absl::string_view DTypeName(DType t) {
 
 } // namespace
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_)
-    munmap(const_cast<uint8_t *>(map_), mapBytes_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>>
 SafetensorsFile::Open(const std::string &path) {
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
   };
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0)
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    return bad("cannot stat");
-  }
-  size_t size = static_cast<size_t>(st.st_size);
+  absl::StatusOr<std::unique_ptr<MappedFile>> mapped =
+      MappedFile::Open(path, 8);
+  if (!mapped.ok())
+    return mapped.status();
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  if (size < 8) {
-    ::close(fd);
-    return bad(absl::StrCat("truncated: ", size, " bytes"));
-  }
-  void *m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED)
-    return bad("cannot map");
-  f->map_ = static_cast<const uint8_t *>(m);
-  f->mapBytes_ = size;
+  f->file_ = *std::move(mapped);
+  f->map_ = f->file_->data();
+  size_t size = f->file_->size();
 
   uint64_t headerBytes = 0;
   for (int i = 7; i >= 0; --i)

@@ -24,6 +24,8 @@
 
 namespace veomni::rt {
 
+class MappedFile;
+
 class SafetensorsFile {
 public:
   struct Entry {
@@ -51,8 +53,8 @@ private:
   std::string path_;
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
+  std::unique_ptr<MappedFile> file_;
   const uint8_t *map_ = nullptr;
-  size_t mapBytes_ = 0;
   const uint8_t *data_ = nullptr;
 };
 

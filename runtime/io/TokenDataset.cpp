@@ -2,13 +2,12 @@
 
 #include "runtime/io/TokenDataset.h"
 
+#include "runtime/io/MappedFile.h"
+
 #include "absl/strings/str_cat.h"
 
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace veomni::rt {
@@ -17,37 +16,22 @@ constexpr char kMagic[8] = {'V', 'E', 'O', 'M', 'N', 'I', 'T', 'D'};
 constexpr size_t kHeader = 32;
 } // namespace
 
-TokenDataset::~TokenDataset() {
-  if (map_)
-    munmap(const_cast<uint8_t *>(map_), mapBytes_);
-}
+TokenDataset::~TokenDataset() = default;
 
 absl::StatusOr<std::unique_ptr<TokenDataset>>
 TokenDataset::Open(const std::string &path) {
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
   };
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0)
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    return bad("cannot stat");
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size < kHeader) {
-    ::close(fd);
-    return bad(absl::StrCat("truncated: ", size, " bytes"));
-  }
-  void *m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED)
-    return bad("cannot map");
+  absl::StatusOr<std::unique_ptr<MappedFile>> mapped =
+      MappedFile::Open(path, kHeader);
+  if (!mapped.ok())
+    return mapped.status();
   std::unique_ptr<TokenDataset> d(new TokenDataset());
   d->path_ = path;
-  d->map_ = static_cast<const uint8_t *>(m);
-  d->mapBytes_ = size;
+  d->file_ = *std::move(mapped);
+  d->map_ = d->file_->data();
+  size_t size = d->file_->size();
   if (std::memcmp(d->map_, kMagic, 8))
     return bad("not a veomni token dataset (bad magic)");
   uint32_t version;

@@ -33,6 +33,8 @@
 
 namespace veomni::rt {
 
+class MappedFile;
+
 class TokenDataset {
 public:
   static absl::StatusOr<std::unique_ptr<TokenDataset>>
@@ -47,8 +49,8 @@ public:
 private:
   TokenDataset() = default;
   std::string path_;
+  std::unique_ptr<MappedFile> file_;
   const uint8_t *map_ = nullptr;
-  size_t mapBytes_ = 0;
   uint64_t documents_ = 0, tokens_ = 0;
   const uint64_t *offsets_ = nullptr;
   const int32_t *data_ = nullptr;

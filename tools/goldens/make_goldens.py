@@ -14,14 +14,34 @@ writes, under <out_root>/<family>/:
                         positions, labels already shifted; float32 pixels / mels)
   expected.safetensors  `logits` [1, 32, vocab] from the HF forward and `loss` []
                         = mean cross entropy of those logits vs the shifted labels
+  grads.safetensors     d loss / d parameter (that `loss`, float32; no router aux
+                        loss) by autograd through the HF forward, under the names
+                        and shapes of weights.safetensors (per-expert; tied
+                        embeddings: model.embed_tokens.weight holds the whole
+                        gradient, input side plus LM head); a parameter the
+                        forward never reads (omni's audio_bos_eos_token) is zeros
+  adamw.safetensors     every parameter after one step, float32, same names:
+                        torch.nn.utils.clip_grad_norm_(max_norm=1.0) on those
+                        gradients, then torch.optim.AdamW(lr=1e-3, betas=(0.9,
+                        0.95), eps=1e-8), weight_decay 0.1 for parameters with
+                        ndim >= 2 (matrices, embeddings, convs, the router) and
+                        0.0 for the others (norm weights, biases); every
+                        parameter is stepped, unread ones included. The one
+                        __metadata__ key "veomni_adamw" holds a JSON object of
+                        strings: the hyperparameters and "grad_norm", the total
+                        gradient norm before clipping
 
-Before writing, every family is checked three ways: our loss equals HF's own loss
-(given unshifted labels); the written weights load back into transformers by
-name (no missing or unexpected keys) and reproduce the logits; and a small
+Before writing, every family is checked: our loss equals HF's own loss (given
+unshifted labels); the written weights load back into transformers by name (no
+missing or unexpected keys) and reproduce the logits; and a small
 re-implementation of veomni's semantics (frontends/Decoder.cpp, Encoders.cpp)
 that uses nothing but the config and the tensors of weights.safetensors and
-batch.safetensors reproduces the HF logits. Qwen2.5-VL's window permutation is additionally checked on a larger
-image whose windows are non-trivial (not written).
+batch.safetensors reproduces the HF logits, and by autograd through it, the
+gradients by checkpoint name. The AdamW result is checked against the update
+written out in float64 (clip: g *= min(1, 1 / (norm + 1e-6)); p *= 1 - lr * wd;
+p -= lr / (1 - b1) * m / (sqrt(v) / sqrt(1 - b2) + eps), m = (1 - b1) g,
+v = (1 - b2) g^2). Qwen2.5-VL's window permutation is additionally checked on
+a larger image whose windows are non-trivial (not written).
 
 Run from the repository root:
 
@@ -34,6 +54,8 @@ torch 2.15 and transformers 5.24.
 """
 
 import argparse
+import json
+import math
 import shutil
 import sys
 import tempfile
@@ -134,15 +156,26 @@ PREFIXES = {
 }
 
 
+def checkpoint_name(family, name):
+    """The checkpoint name of an HF parameter (before any per-expert split)."""
+    for old, new in PREFIXES.get(family, []):
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
 def checkpoint_weights(family, model):
     """{checkpoint name: float32 tensor}, experts split per expert."""
+    return checkpoint_tensors(family, ((name, param.detach()) for name, param in model.named_parameters()))
+
+
+def checkpoint_tensors(family, named):
+    """{checkpoint name: float32 tensor} of (HF parameter name, tensor) pairs:
+    the parameters themselves, or anything shaped like them (gradients)."""
     out = {}
-    for name, param in model.named_parameters():  # tied lm_head is not listed
-        tensor = param.detach().to(torch.float32)
-        for old, new in PREFIXES.get(family, []):
-            if name.startswith(old):
-                name = new + name[len(old) :]
-                break
+    for name, tensor in named:  # tied lm_head is not listed
+        tensor = tensor.detach().to(torch.float32)
+        name = checkpoint_name(family, name)
         if name.endswith(".mlp.experts.gate_up_proj"):  # [E, 2I, H], gate half first
             stem = name[: -len("gate_up_proj")]
             inter = tensor.shape[1] // 2
@@ -562,6 +595,11 @@ def merge_rows(embeds, positions, rows):
 @torch.no_grad()
 def ref_forward(family, config, model, W, batch):
     """Logits from the written weights and batch, the way veomni's IR computes them."""
+    return ref_logits(family, config, model, W, batch)
+
+
+def ref_logits(family, config, model, W, batch):
+    """ref_forward, differentiable: W's tensors may require grad."""
     stats = {}
     omni = family == "qwen2_5_omni"
     tcfg = config.thinker_config.text_config if omni else config.get_text_config()
@@ -582,6 +620,99 @@ def ref_forward(family, config, model, W, batch):
         embeds = merge_rows(embeds, batch["audio_token_positions"], rows)
     logits = ref_decoder(W, family, tcfg, embeds, batch, inv_freq, scaling, stats)
     return logits, stats
+
+
+# ----------------------------------------------------------------------------
+# Gradients and one AdamW step
+# ----------------------------------------------------------------------------
+
+# adamw.safetensors: one torch.optim.AdamW step after torch.nn.utils.clip_grad_norm_.
+LR, BETAS, EPS = 1e-3, (0.9, 0.95), 1e-8
+WEIGHT_DECAY = 0.1  # parameters with ndim >= 2 (matrices, embeddings, convs); norms, biases: 0
+MAX_GRAD_NORM = 1.0
+CLIP_EPS = 1e-6  # clip_grad_norm_ scales by min(1, max_norm / (total norm + 1e-6))
+
+
+def hf_gradients(family, model, hf, labels):
+    """(loss, {checkpoint name: d loss / d parameter}, [checkpoint names never read]).
+
+    Backprop through HF's forward of cross_entropy(logits, labels), the loss of
+    expected.safetensors; no router aux loss (router logits are off, and HF
+    would only add it to its own loss). Leaves every parameter's .grad set: one
+    that the forward never reads (omni's audio_tower.audio_bos_eos_token) gets
+    an explicit zero gradient, so that the AdamW step still decays it, as
+    veomni's optimizer, which steps every parameter, does.
+    """
+    model.zero_grad(set_to_none=True)
+    kwargs = dict(hf)
+    if family == "qwen3_moe":
+        kwargs["output_router_logits"] = False
+    with torch.enable_grad():
+        loss = cross_entropy(forward_module(family, model)(**kwargs).logits, labels)
+        loss.backward()
+    unused = []
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            unused.append(checkpoint_name(family, name))
+            param.grad = torch.zeros_like(param)
+    grads = checkpoint_tensors(family, ((name, p.grad) for name, p in model.named_parameters()))
+    return loss.detach(), grads, unused
+
+
+def ref_gradients(family, config, model, W, batch):
+    """{name: d loss / d W[name]} through ref_logits (zeros where W[name] is not read)."""
+    W = {k: v.clone().requires_grad_() for k, v in W.items()}
+    with torch.enable_grad():
+        logits, _ = ref_logits(family, config, model, W, batch)
+        cross_entropy(logits, batch["labels"]).backward()
+    return {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in W.items()}
+
+
+def adamw_step(family, model):
+    """Clips the model's gradients and takes one AdamW step on its parameters in
+    place; returns (total gradient norm before clipping, the new weights)."""
+    params = list(model.parameters())  # tied embeddings once
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=MAX_GRAD_NORM, foreach=False)
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": WEIGHT_DECAY},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    torch.optim.AdamW(groups, lr=LR, betas=BETAS, eps=EPS, foreach=False).step()
+    return grad_norm.item(), checkpoint_weights(family, model)
+
+
+def adamw_reference(weights, grads):
+    """(pre-clip norm, new weights): the step written out in float64 on the
+    checkpoint-named tensors, the formula that veomni's optimizer implements."""
+    norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads.values()))
+    coef = min(1.0, MAX_GRAD_NORM / (norm + CLIP_EPS))
+    b1, b2 = BETAS
+    out = {}
+    for name, p in weights.items():
+        g = grads[name].double() * coef
+        p = p.double() * (1.0 - LR * (WEIGHT_DECAY if p.ndim >= 2 else 0.0))  # decoupled decay first
+        m, v = (1.0 - b1) * g, (1.0 - b2) * g * g  # moments from zero, step t = 1
+        out[name] = p - LR / (1.0 - b1) * m / (v.sqrt() / math.sqrt(1.0 - b2) + EPS)
+    return norm, out
+
+
+def adamw_metadata(grad_norm):
+    # One metadata key only: safetensors writes several in a random order.
+    return {
+        "veomni_adamw": json.dumps(
+            {
+                "optimizer": "torch.optim.AdamW",
+                "lr": repr(LR),
+                "betas": f"{BETAS[0]!r},{BETAS[1]!r}",
+                "eps": repr(EPS),
+                "weight_decay": repr(WEIGHT_DECAY),
+                "weight_decay_applies_to": "ndim >= 2 (others 0.0)",
+                "max_grad_norm": repr(MAX_GRAD_NORM),
+                "grad_norm": repr(grad_norm),
+                "step": "1",
+            }
+        )
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -634,6 +765,12 @@ def window_selfcheck(family, config, model):
     return check(f"{family} window self-check", ref, logits)
 
 
+def check_all(what, a, b, tol):
+    """check() of every tensor of two dicts with the same names and shapes."""
+    assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a), f"{what}: names or shapes"
+    return max(check(f"{what}: {k}", a[k], b[k], tol) for k in a)
+
+
 def human(n):
     return f"{n / 1024:.1f} KiB"
 
@@ -666,21 +803,40 @@ def make_family(family, out_root):
     if "min_topk_gap" in stats:
         notes.append(f"min router top-k gap {stats['min_topk_gap']:.2g}")
 
+    # Gradients, then one optimizer step: this changes the model's parameters, so last.
+    grad_loss, grads, unused = hf_gradients(family, model, hf, batch["labels"])
+    check(f"{family} loss with autograd", grad_loss, loss, 0.0)
+    gmax = max(g.abs().max().item() for g in grads.values())
+    ref_grads = ref_gradients(family, config, model, weights, {k: v.clone() for k, v in file_batch.items()})
+    notes.append(f"grads vs veomni-ref {check_all(f'{family} grads', ref_grads, grads, 1e-6 * gmax):.1g}")
+    grad_norm, adamw = adamw_step(family, model)
+    ref_norm, ref_adamw = adamw_reference(weights, grads)
+    check(f"{family} grad norm", torch.tensor(grad_norm / ref_norm), torch.tensor(1.0), 1e-6)
+    notes.append(f"adamw vs formula {check_all(f'{family} adamw', ref_adamw, adamw, 1e-7):.1g}")
+
     out = Path(out_root) / family
     out.mkdir(parents=True, exist_ok=True)
+    expected = {"logits": logits.contiguous(), "loss": loss.reshape(()).contiguous()}
     files = {
-        "weights.safetensors": weights,
-        "batch.safetensors": file_batch,
-        "expected.safetensors": {"logits": logits.contiguous(), "loss": loss.reshape(()).contiguous()},
+        "weights.safetensors": (weights, None),
+        "batch.safetensors": (file_batch, None),
+        "expected.safetensors": (expected, None),
+        "grads.safetensors": (grads, None),
+        "adamw.safetensors": (adamw, adamw_metadata(grad_norm)),
     }
     sizes = []
-    for name, tensors in files.items():
+    for name, (tensors, metadata) in files.items():
         path = out / name
-        save_file(tensors, str(path))
+        save_file(tensors, str(path), metadata=metadata)
         sizes.append(f"{name} {human(path.stat().st_size)}")
-    assert (out / "weights.safetensors").stat().st_size < 1 << 20, "weights over 1 MB"
+        assert path.stat().st_size < 1 << 20, f"{name} over 1 MB"
     params = sum(t.numel() for t in weights.values())
+    clip = min(1.0, MAX_GRAD_NORM / (grad_norm + CLIP_EPS))
     print(f"{family:13s} loss {loss.item():.6f}  params {params}  " + ", ".join(sizes))
+    print(
+        f"{'':13s} grad norm {grad_norm:.6g} ({'clipped x %.6g' % clip if clip < 1 else 'not clipped'}), "
+        f"max |grad| {gmax:.6g}" + (f", unread: {', '.join(unused)}" if unused else "")
+    )
     print(f"{'':13s} checks: " + "; ".join(notes))
 
 
