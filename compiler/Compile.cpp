@@ -15,8 +15,17 @@ FailureOr<std::string> mlir::veomni::compileModule(
     ModuleOp module, const std::map<std::string, std::string> &placements,
     const CompileOptions &options, CompileReport &report) {
   PassManager pm(module.getContext());
-  if (options.gradients || options.train)
+  bool differentiate = options.gradients || options.train;
+  if (differentiate)
     pm.addPass(createAutodiff());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  // After CSE, which would merge recomputed ops back into their originals.
+  if (differentiate && options.remat != "none") {
+    RematOptions r;
+    r.policy = options.remat;
+    pm.addPass(createRemat(r));
+  }
   if (options.train) {
     const TrainOptions &t = *options.train;
     OptimizerOptions o;
@@ -31,8 +40,6 @@ FailureOr<std::string> mlir::veomni::compileModule(
     o.minLrRatio = t.minLrRatio;
     pm.addPass(createOptimizer(o));
   }
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))

@@ -31,6 +31,8 @@ struct CompileOptions {
   bool gradients = false;
   /// Make a training step: gradients, then AdamW (veomni-optimizer).
   std::optional<TrainOptions> train;
+  /// Activation recomputation with gradients: none, selective or full.
+  std::string remat = "none";
 };
 
 /// Lowers `module` (consumed) to vrt, plans its memory and serializes it;

@@ -152,6 +152,7 @@ Recipe::load(const std::string &path,
       {"train.max_grad_norm", {number(r.maxGradNorm), "a number"}},
       {"train.output_dir", {text(r.outputDir), "a path"}},
       {"train.resume", {text(r.resume), "a path or auto"}},
+      {"train.remat", {text(r.remat), "none, selective or full"}},
   };
   for (auto &[key, value] : fields) {
     std::string where = path + ": field '" + key + "': ";
@@ -195,5 +196,8 @@ Recipe::load(const std::string &path,
     return fail("train.checkpoint_interval", "must be >= 0");
   if (r.batchSize < 1)
     return fail("data.batch_size", "must be >= 1");
+  if (r.remat != "none" && r.remat != "selective" && r.remat != "full")
+    return fail("train.remat",
+                "must be none, selective or full, got '" + r.remat + "'");
   return r;
 }

@@ -34,6 +34,7 @@ struct Recipe {
          beta2 = 0.95, eps = 1e-8, maxGradNorm = 1.0;
   std::string outputDir = "runs/veomni";
   std::string resume; ///< a checkpoint, "auto" (latest in outputDir), or ""
+  std::string remat = "none"; ///< none, selective or full
 
   /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). On
   /// failure returns nullopt with one line in `error` naming file and field.

@@ -104,6 +104,9 @@ LogicalResult differentiate(func::FuncOp func) {
   }
   func::ReturnOp::create(b, loc, results);
   ret.erase();
+  // The first N ops are the forward pass: veomni-remat needs the boundary.
+  func->setAttr("veomni.forward_ops",
+                b.getI64IntegerAttr(static_cast<int64_t>(forward.size())));
   func.setFunctionType(b.getFunctionType(block.getArgumentTypes(),
                                          ValueRange(results).getTypes()));
   for (auto [index, name] : grads)

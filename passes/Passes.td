@@ -23,6 +23,25 @@ def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
+def Remat : Pass<"veomni-remat", "::mlir::ModuleOp"> {
+  let summary = "Recompute activations in the backward pass instead of keeping them";
+  let description = [{
+    After veomni-autodiff, the backward pass reads forward values, which
+    stay alive from the forward pass to their last backward use. This pass
+    recomputes some of them right before the backward pass needs them, so
+    the forward copies die early and the planned peak memory falls:
+    `none` keeps everything; `selective` recomputes the cheap ops and keeps
+    what matmuls, grouped matmuls, attention and convolutions produce;
+    `full` keeps only each decoder layer's input (activation
+    checkpointing per layer) and recomputes the rest of the layer.
+    Recomputation is exact: the values are bit-identical.
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"selective\"",
+           "none, selective or full">,
+  ];
+}
+
 def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
   let summary = "AdamW with fp32 states, gradient clipping and the schedule, in the IR";
   let description = [{

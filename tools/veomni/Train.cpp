@@ -155,6 +155,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   co.train = TrainOptions{r.lr,         r.beta1,       r.beta2,
                           r.eps,        r.weightDecay, r.maxGradNorm,
                           r.minLrRatio, r.warmupSteps, r.steps};
+  co.remat = r.remat;
   CompileReport report;
   auto compileStart = std::chrono::steady_clock::now();
   FailureOr<std::string> bytes = compileToProgram(*model, report, co);
@@ -242,8 +243,9 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     return fail("cannot write " + r.outputDir + "/metrics.jsonl");
   llvm::outs() << "model " << model->modelType << ", " << report.kernels
                << " kernels, arena " << report.arenaBytes / (1 << 20)
-               << " MiB, compiled in " << llvm::format("%.2f", compileSeconds)
-               << " s\n";
+               << " MiB (activations " << report.activationBytes / (1 << 10)
+               << " KiB, remat " << r.remat << "), compiled in "
+               << llvm::format("%.2f", compileSeconds) << " s\n";
 
   auto saveCheckpoint = [&](int64_t step) -> int {
     std::map<std::string, std::string> meta;

@@ -62,6 +62,9 @@ import and compile options:
   --image-patches N    vision patches per batch, VL and omni (default 256)
   --audio-frames N     mel frames per batch, omni (default 400)
   --logits             also return the logits [B, S, V] after the loss
+  --gradients          compile: also return every parameter's gradient
+  --remat POLICY       compile with --gradients: none, selective or full
+                       activation recomputation (see --report)
   --summary            print total and active parameters per module
   --plan               print each parameter's tp/ep placement
 )";
@@ -113,7 +116,8 @@ void printPlan(const ImportedModel &m, llvm::raw_ostream &os) {
 struct ImportCommand {
   ImportOptions options;
   std::string config, output;
-  bool summary = false, plan = false, report = false;
+  bool summary = false, plan = false, report = false, gradients = false;
+  std::string remat = "none";
 };
 
 /// Parses import/compile arguments; returns an exit code on error or help.
@@ -172,6 +176,15 @@ std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
       cmd.plan = true;
     } else if (arg == "--logits") {
       options.returnLogits = true;
+    } else if (arg == "--gradients") {
+      cmd.gradients = true;
+    } else if (arg == "--remat") {
+      if (!value(text))
+        return fail("--remat needs none, selective or full");
+      cmd.remat = text.str();
+      if (cmd.remat != "none" && cmd.remat != "selective" &&
+          cmd.remat != "full")
+        return fail("--remat " + text + ": must be none, selective or full");
     } else if (arg == "--report") {
       cmd.report = true;
     } else if (arg.starts_with("-")) {
@@ -239,7 +252,10 @@ int runImport(llvm::ArrayRef<const char *> args, bool compile) {
       return success();
     });
     CompileReport report;
-    FailureOr<std::string> program = compileToProgram(*model, report);
+    CompileOptions options;
+    options.gradients = cmd.gradients;
+    options.remat = cmd.remat;
+    FailureOr<std::string> program = compileToProgram(*model, report, options);
     if (failed(program))
       return fail(cmd.config + ": compilation failed: " + diagnostic);
     if (int code = writeFile(cmd.output, *program))
