@@ -38,6 +38,7 @@ FailureOr<std::string> mlir::veomni::compileModule(
     o.warmupSteps = t.warmupSteps;
     o.totalSteps = t.totalSteps;
     o.minLrRatio = t.minLrRatio;
+    o.accumulationSteps = t.accumulationSteps;
     pm.addPass(createOptimizer(o));
   }
   pm.addPass(createLowerToVrt());

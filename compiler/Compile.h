@@ -23,6 +23,7 @@ struct TrainOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1,
          maxGradNorm = 1.0, minLrRatio = 0.0;
   int64_t warmupSteps = 0, totalSteps = 1000;
+  int64_t accumulationSteps = 1; ///< micro-batches per optimizer step
 };
 
 struct CompileOptions {

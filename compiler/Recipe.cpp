@@ -138,6 +138,7 @@ Recipe::load(const std::string &path,
       {"data.path", {text(r.data), "a path"}},
       {"data.seq_len", {integer(r.seqLen), "an integer"}},
       {"data.batch_size", {integer(r.batchSize), "an integer"}},
+      {"data.global_batch_size", {integer(r.globalBatchSize), "an integer"}},
       {"data.image_patches", {integer(r.imagePatches), "an integer"}},
       {"data.audio_frames", {integer(r.audioFrames), "an integer"}},
       {"train.steps", {integer(r.steps), "an integer"}},
@@ -196,6 +197,13 @@ Recipe::load(const std::string &path,
     return fail("train.checkpoint_interval", "must be >= 0");
   if (r.batchSize < 1)
     return fail("data.batch_size", "must be >= 1");
+  if (r.globalBatchSize == 0)
+    r.globalBatchSize = r.batchSize;
+  if (r.globalBatchSize < r.batchSize || r.globalBatchSize % r.batchSize)
+    return fail("data.global_batch_size",
+                std::to_string(r.globalBatchSize) +
+                    " is not a multiple of data.batch_size " +
+                    std::to_string(r.batchSize));
   if (r.remat != "none" && r.remat != "selective" && r.remat != "full")
     return fail("train.remat",
                 "must be none, selective or full, got '" + r.remat + "'");

@@ -28,6 +28,9 @@ struct Recipe {
   // data
   std::string data; ///< .vtd, batch .safetensors, or empty: synthetic
   int64_t seqLen = 128, batchSize = 1, imagePatches = 16, audioFrames = 32;
+  /// Sequences per optimizer step; a multiple of batchSize (the micro
+  /// batch). 0: equal to batchSize.
+  int64_t globalBatchSize = 0;
   // train
   int64_t steps = 100, warmupSteps = 0, logInterval = 1, checkpointInterval = 0;
   double lr = 1e-3, minLrRatio = 0.0, weightDecay = 0.1, beta1 = 0.9,

@@ -156,6 +156,37 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     double minLr = lr * minLrRatio;
     Value lrNow = a.mul(warm, a.plus(a.scale(cosine, lr - minLr), minLr));
 
+    // Gradient accumulation: each micro-step adds its gradient into an f32
+    // accumulator; the update uses the mean, and only counts on the last
+    // micro-step (`apply` = 1), when the accumulators restart from zero.
+    // Blending with apply in {0, 1} is exact: 1 * x + 0 * y == x.
+    Value apply;
+    llvm::StringMap<std::pair<Value, Value>> accumulators; // acc, acc + g
+    if (accumulationSteps > 1) {
+      apply = addArgument(scalarType, VeOmniDialect::kInputAttrName, "apply");
+      for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
+        auto name = func.getArgAttrOfType<StringAttr>(
+            arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+        if (!name || !grads.count(name.getValue()))
+          continue;
+        auto ft = cast<RankedTensorType>(arg.getType()).clone(f32);
+        Value acc =
+            addArgument(ft, VeOmniDialect::kStateAttrName,
+                        "optimizer.grad_accum." + name.getValue().str());
+        Value sum = a.add(acc, a.toF32(grads[name.getValue()]));
+        accumulators[name.getValue()] = {acc, sum};
+        grads[name.getValue()] = a.scale(sum, 1.0 / accumulationSteps);
+      }
+    }
+    auto blend = [&](Value updated, Value old) {
+      if (!apply)
+        return updated;
+      Type t = updated.getType();
+      Value on = a.spread(apply, t);
+      Value off = a.spread(a.sub(a.splat(1, scalarType), apply), t);
+      return a.add(a.mul(on, updated), a.mul(off, old));
+    };
+
     // Global-norm clipping.
     Value total = a.splat(0, scalarType);
     for (auto &entry : grads)
@@ -210,9 +241,10 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       Value denom = a.plus(a.div(a.sqrt(v2), a.spread(c2sqrt, ft)), epsilon);
       Value p2 = a.sub(p, a.mul(a.spread(stepSize, ft), a.div(m2, denom)));
 
-      results.append({m2, v2});
+      results.append({blend(m2, m), blend(v2, v)});
       updates.push_back("optimizer.exp_avg." + n);
       updates.push_back("optimizer.exp_avg_sq." + n);
+      p2 = blend(p2, master);
       if (master != Value(arg)) {
         results.push_back(p2);
         updates.push_back("optimizer.master." + n);
@@ -221,6 +253,12 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
         results.push_back(p2);
       }
       updates.push_back(n);
+      if (apply) {
+        auto [acc, sum] = accumulators.lookup(n);
+        Value keep = a.spread(a.sub(a.splat(1, scalarType), apply), ft);
+        results.push_back(a.mul(sum, keep));
+        updates.push_back("optimizer.grad_accum." + n);
+      }
     }
     if (numParams == 0)
       return func.emitError("veomni-optimizer: no parameters to train");

@@ -69,6 +69,9 @@ def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
            "Steps of the whole run, for the cosine decay">,
     Option<"minLrRatio", "min-lr-ratio", "double", /*default=*/"0.0",
            "The cosine decays to lr * min-lr-ratio">,
+    Option<"accumulationSteps", "accumulation-steps", "int64_t",
+           /*default=*/"1",
+           "Micro-batches per optimizer step (gradient accumulation)">,
   ];
 }
 

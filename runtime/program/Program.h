@@ -103,9 +103,10 @@ struct ArgumentDesc {
   int64_t bound = 0; ///< inputs used as indices lie in [0, bound)
 };
 
-/// A batch input: an Input other than the training step's `step` counter.
+/// A batch input: an Input other than the training step's `step` counter
+/// and `apply` flag (gradient accumulation).
 inline bool IsBatchInput(const ArgumentDesc &a) {
-  return a.kind == ArgumentKind::Input && a.name != "step";
+  return a.kind == ArgumentKind::Input && a.name != "step" && a.name != "apply";
 }
 
 struct ConstantDesc {

@@ -26,6 +26,10 @@ absl::StatusOr<Trainer> Trainer::Create(Executor &executor) {
         "not a training program: compile it with the optimizer (veomni train "
         "does)");
   t.stepBuffer_ = step->buffer;
+  if (const ArgumentDesc *apply = p.FindArgument("apply")) {
+    t.hasApply_ = true;
+    t.applyBuffer_ = apply->buffer;
+  }
   return t;
 }
 
@@ -46,8 +50,13 @@ absl::Status Trainer::InitState() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepMetrics> Trainer::Step(int64_t step) {
+absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
   StoreF(executor_->View(stepBuffer_), 0, static_cast<float>(step));
+  if (hasApply_)
+    StoreF(executor_->View(applyBuffer_), 0, last ? 1.0f : 0.0f);
+  else if (!last)
+    return absl::FailedPreconditionError(
+        "this program does not accumulate gradients");
   if (absl::Status s = executor_->Run(); !s.ok())
     return s;
   StepMetrics m;

@@ -36,8 +36,12 @@ public:
   /// Call after the parameters are filled.
   absl::Status InitState();
   /// Runs step `step` (1-based) on the batch already in the inputs and
-  /// applies the updates.
-  absl::StatusOr<StepMetrics> Step(int64_t step);
+  /// applies the updates. With gradient accumulation, call it once per
+  /// micro-batch with `last` true on the final one: only that one moves the
+  /// parameters (the others add into the accumulators).
+  absl::StatusOr<StepMetrics> Step(int64_t step, bool last = true);
+  /// Whether the program accumulates gradients over micro-batches.
+  bool Accumulates() const { return hasApply_; }
 
   /// Writes parameters and state atomically; `metadata` joins the file's.
   absl::Status Save(const std::string &path, int64_t step,
@@ -50,7 +54,8 @@ public:
 private:
   explicit Trainer(Executor &executor) : executor_(&executor) {}
   Executor *executor_;
-  uint32_t stepBuffer_ = 0;
+  uint32_t stepBuffer_ = 0, applyBuffer_ = 0;
+  bool hasApply_ = false;
   int lossOut_ = -1, normOut_ = -1, lrOut_ = -1;
 };
 

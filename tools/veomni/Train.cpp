@@ -152,9 +152,10 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     return success();
   });
   CompileOptions co;
-  co.train = TrainOptions{r.lr,         r.beta1,       r.beta2,
-                          r.eps,        r.weightDecay, r.maxGradNorm,
-                          r.minLrRatio, r.warmupSteps, r.steps};
+  const int64_t accumulation = r.globalBatchSize / r.batchSize;
+  co.train = TrainOptions{
+      r.lr,          r.beta1,      r.beta2,       r.eps,   r.weightDecay,
+      r.maxGradNorm, r.minLrRatio, r.warmupSteps, r.steps, accumulation};
   co.remat = r.remat;
   CompileReport report;
   auto compileStart = std::chrono::steady_clock::now();
@@ -261,23 +262,31 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     return 0;
   };
 
-  const int64_t tokensPerStep = r.batchSize * r.seqLen;
+  const int64_t tokensPerStep = r.globalBatchSize * r.seqLen;
   bool tty = llvm::sys::Process::StandardOutIsDisplayed();
   std::vector<std::pair<int64_t, double>> curve;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start + 1; step <= r.steps; ++step) {
-    if (batches)
-      status = rt::FillInputs(ex, *batches, step - 1);
-    else if (packer)
-      status = rt::FillTextBatch(ex, *packer);
-    else
-      status = rt::SyntheticBatch(ex, r.seed * 1000003 + step);
-    if (!status.ok())
-      return fail(std::string(status.message()));
-    auto m = trainer->Step(step);
-    if (!m.ok())
-      return fail("step " + std::to_string(step) + ": " +
-                  std::string(m.status().message()));
+    // One optimizer step: `accumulation` micro-batches, the loss their mean.
+    absl::StatusOr<rt::StepMetrics> m;
+    double lossSum = 0;
+    for (int64_t micro = 0; micro < accumulation; ++micro) {
+      int64_t index = (step - 1) * accumulation + micro;
+      if (batches)
+        status = rt::FillInputs(ex, *batches, index);
+      else if (packer)
+        status = rt::FillTextBatch(ex, *packer);
+      else
+        status = rt::SyntheticBatch(ex, r.seed * 1000003 + index);
+      if (!status.ok())
+        return fail(std::string(status.message()));
+      m = trainer->Step(step, micro == accumulation - 1);
+      if (!m.ok())
+        return fail("step " + std::to_string(step) + ": " +
+                    std::string(m.status().message()));
+      lossSum += m->loss;
+    }
+    m->loss = lossSum / accumulation;
     if (!std::isfinite(m->loss))
       return fail("step " + std::to_string(step) + ": the loss is " +
                   std::to_string(m->loss));
