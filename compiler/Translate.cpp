@@ -134,7 +134,7 @@ FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
   if (auto it = simple.find(kind); it != simple.end()) {
     a.kind = it->second;
   } else if (gradKernelAttrs(k, a)) {
-    // filled in
+    // a gradient kernel: kind and attributes set
   } else if (kind == "matmul") {
     a.kind = fb::KernelKind::Matmul;
     a.ints = {op->hasAttr("transpose_lhs"), op->hasAttr("transpose_rhs")};

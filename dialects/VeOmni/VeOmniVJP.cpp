@@ -444,9 +444,9 @@ LogicalResult SliceOp::buildVJP(OpBuilder &b, ValueRange grads,
 
 LogicalResult Conv1DOp::buildVJP(OpBuilder &b, ValueRange grads,
                                  SmallVectorImpl<Value> &out) {
-  auto op = Conv1DGradOp::create(b, getLoc(), getInput(), getWeight(),
-                                 getBias(), grads[0], getStrideAttr(),
-                                 getPaddingAttr());
+  auto op =
+      Conv1DGradOp::create(b, getLoc(), getInput(), getWeight(), getBias(),
+                           grads[0], getStrideAttr(), getPaddingAttr());
   out.append({op.getInputGrad(), op.getWeightGrad()});
   if (getBias())
     out.push_back(op.getBiasGrad());
@@ -463,12 +463,12 @@ LogicalResult GroupedMatmulOp::buildVJP(OpBuilder &b, ValueRange grads,
   // the same op with the other flag; dW_e = X_e^T G_e (G_e^T X_e).
   Location loc = getLoc();
   bool tw = getTransposeWeight();
-  Value dX = GroupedMatmulOp::create(b, loc, grads[0], getWeight(),
-                                     getGroupSizes(),
-                                     tw ? UnitAttr() : b.getUnitAttr());
-  Value dW = GroupedMatmulWeightGradOp::create(
-      b, loc, getInput(), getWeight(), getGroupSizes(), grads[0],
-      getTransposeWeightAttr());
+  Value dX =
+      GroupedMatmulOp::create(b, loc, grads[0], getWeight(), getGroupSizes(),
+                              tw ? UnitAttr() : b.getUnitAttr());
+  Value dW = GroupedMatmulWeightGradOp::create(b, loc, getInput(), getWeight(),
+                                               getGroupSizes(), grads[0],
+                                               getTransposeWeightAttr());
   out.append({dX, dW, Value()});
   return success();
 }

@@ -301,8 +301,7 @@ absl::Status SliceGrad(const TensorView &dy, const TensorView &dx,
   Shape expected;
   for (int64_t d = 0; d < rank; ++d) {
     if (step[d] < 1)
-      return BadView(K, "dx", dx, "step[", d, "] = ", step[d],
-                     " must be >= 1");
+      return BadView(K, "dx", dx, "step[", d, "] = ", step[d], " must be >= 1");
     if (start[d] < 0 || start[d] > limit[d] || limit[d] > dx.dim(d))
       return BadView(K, "dx", dx, "dimension ", d, " slice [", start[d], ", ",
                      limit[d], ") is outside it");
@@ -495,9 +494,9 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
   if (dout.dim(0) != rows)
     return BadView(K, "dout", dout, "must have the rows of input ",
                    input.ToString());
-  VEOMNI_RETURN_IF_ERROR(
-      CheckShape(K, "dweight", dweight,
-                 transposeWeight ? Shape{experts, m, k} : Shape{experts, k, m}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight,
+                                    transposeWeight ? Shape{experts, m, k}
+                                                    : Shape{experts, k, m}));
   if (!FitsBlas(rows) || !FitsBlas(m) || !FitsBlas(k))
     return BadView(K, "input", input,
                    "exceeds the 32-bit BLAS interface with dout ",
@@ -597,7 +596,8 @@ absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
         for (int64_t j = 0; j < k; ++j)
           dot += static_cast<double>(g[j]) * (p[order[j]] / chosen);
         for (int64_t j = 0; j < k; ++j)
-          out[order[j]] = static_cast<float>(p[order[j]] / chosen * (g[j] - dot));
+          out[order[j]] =
+              static_cast<float>(p[order[j]] / chosen * (g[j] - dot));
       } else {
         // dx = p (c - <c, p>), c = g at the chosen experts, 0 elsewhere.
         double dot = 0;
@@ -726,7 +726,8 @@ absl::Status ReduceMaxGrad(const TensorView &in, const TensorView &dy,
     float v = x[i];
     int64_t &b = best[o];
     // The first maximum wins; a NaN, once taken, stays (as in Reduce).
-    if (b < 0 || (!std::isnan(bestValue[o]) && (std::isnan(v) || v > bestValue[o]))) {
+    if (b < 0 ||
+        (!std::isnan(bestValue[o]) && (std::isnan(v) || v > bestValue[o]))) {
       b = i;
       bestValue[o] = v;
     }

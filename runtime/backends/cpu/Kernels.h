@@ -177,40 +177,40 @@ struct RopeAttrs {
                                 const TensorView &dloss,                    \
                                 const TensorView &dlogits,                  \
                                 int64_t ignoreIndex, LossReduction reduction); \
-  /** dx = dy * gelu'(x): Phi(x) + x phi(x) exact, or the derivative of the  \
+  /** dx = dy * gelu'(x): Phi(x) + x phi(x) exact, or the derivative of the \
    * tanh form. In-place safe. */                                           \
   absl::Status GeluGrad(const TensorView &x, const TensorView &dy,          \
                         const TensorView &dx, bool tanhApproximation);      \
   /** LayerNorm's VJP, statistics as LayerNorm computes them: with          \
-   * n = (x - mean) r, r = 1 / sqrt(var + eps) and dn = dy * weight,         \
+   * n = (x - mean) r, r = 1 / sqrt(var + eps) and dn = dy * weight,        \
    * dx = r (dn - mean(dn) - n mean(dn n)); dweight = sum over rows of      \
    * dy n; dbias (when not null) = sum over rows of dy. */                  \
   absl::Status LayerNormGrad(const TensorView &x, const TensorView &weight, \
                              const TensorView &dy, const TensorView &dx,    \
                              const TensorView &dweight,                     \
                              const TensorView *dbias, double epsilon);      \
-  /** Slice's VJP: dx (the sliced input's shape, dy's type) is zero but at   \
+  /** Slice's VJP: dx (the sliced input's shape, dy's type) is zero but at  \
    * the positions Slice reads, which get dy. */                            \
   absl::Status SliceGrad(const TensorView &dy, const TensorView &dx,        \
                          absl::Span<const int64_t> start,                   \
                          absl::Span<const int64_t> limit,                   \
                          absl::Span<const int64_t> step);                   \
-  /** Conv1D's VJP for dout [B, Cout, Lout]: dinput, dweight and (when not   \
+  /** Conv1D's VJP for dout [B, Cout, Lout]: dinput, dweight and (when not  \
    * null) dbias, the shapes of input, weight and [Cout]. */                \
   absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight, \
                           const TensorView &dout, const TensorView &dinput, \
                           const TensorView &dweight, const TensorView *dbias, \
                           int64_t stride, int64_t padding);                 \
-  /** GroupedMatmul's weight VJP: dweight[e] = input_e^T dout_e [K, M], or   \
+  /** GroupedMatmul's weight VJP: dweight[e] = input_e^T dout_e [K, M], or  \
    * dout_e^T input_e [M, K] with transposeWeight, over the rows of group   \
    * e; experts without rows get zeros. */                                  \
   absl::Status GroupedMatmulWeightGrad(                                     \
       const TensorView &input, const TensorView &groupSizes,                \
       const TensorView &dout, const TensorView &dweight,                    \
       bool transposeWeight);                                                \
-  /** MoETopK's VJP: recomputes softmax p and the top k as MoETopK; for      \
-   * dweights [T, k], dlogits [T, E] is p (c - sum(c p)) with c = dweights   \
-   * at the chosen experts, 0 elsewhere; with normalize, w (dw - sum(dw w))  \
+  /** MoETopK's VJP: recomputes softmax p and the top k as MoETopK; for     \
+   * dweights [T, k], dlogits [T, E] is p (c - sum(c p)) with c = dweights  \
+   * at the chosen experts, 0 elsewhere; with normalize, w (dw - sum(dw w)) \
    * at the chosen experts and 0 elsewhere. */                              \
   absl::Status MoETopKGrad(const TensorView &logits,                        \
                            const TensorView &dweights,                      \
@@ -225,7 +225,7 @@ struct RopeAttrs {
                               const TensorView &dout,                       \
                               const TensorView &dinput,                     \
                               const TensorView &dweights);                  \
-  /** Reduce Max's VJP: dy (Reduce's output shape) goes to the first         \
+  /** Reduce Max's VJP: dy (Reduce's output shape) goes to the first        \
    * row-major maximum of each reduced group (its first NaN if any); the    \
    * rest of dx is zero. */                                                 \
   absl::Status ReduceMaxGrad(const TensorView &in, const TensorView &dy,    \

@@ -286,8 +286,8 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
     return Invalid(kName, "weight", weight, "needs stride >= 1 and padding ",
                    ">= 0, got ", stride, " and ", padding);
   if (len + 2 * padding < kw)
-    return Invalid(kName, "weight", weight,
-                   "is longer than the padded input ", input.ToString());
+    return Invalid(kName, "weight", weight, "is longer than the padded input ",
+                   input.ToString());
   int64_t lout = (len + 2 * padding - kw) / stride + 1;
   REF_TRY(CheckShape(kName, "dout", dout, {batch, cout, lout}));
   REF_TRY(CheckShape(kName, "dinput", dinput, input.shape));
@@ -373,7 +373,8 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
         for (int64_t r = first; r < end; ++r)
           sum += static_cast<double>(LoadF(input, r * k + a)) *
                  LoadF(dout, r * m + b);
-        int64_t at = transposeWeight ? (e * m + b) * k + a : (e * k + a) * m + b;
+        int64_t at =
+            transposeWeight ? (e * m + b) * k + a : (e * k + a) * m + b;
         StoreF(dweight, at, static_cast<float>(sum));
       }
     first = end;

@@ -207,5 +207,68 @@ TEST(Program, ConstantsAreInPlaceBeforeTheFirstRun) {
   EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), 3), std::exp(1.0f));
 }
 
+/// Conv1DGrad of x = [1 2 3] (w = [1 -1], dout = [1 1]): its bias
+/// gradient is an optional third output, present with the bias input.
+Spec Conv1DGradSpec(bool bias) {
+  Spec spec;
+  spec.arena = 7 * 64;
+  spec.buffers = {{0, {1, 1, 3}},   {64, {1, 1, 2}},  {128, {1}},
+                  {192, {1, 1, 2}}, {256, {1, 1, 3}}, {320, {1, 1, 2}},
+                  {384, {1}}};
+  spec.args = {{"x", fb::ArgumentKind::Input, 0},
+               {"w", fb::ArgumentKind::Param, 1},
+               {"b", fb::ArgumentKind::Param, 2},
+               {"g", fb::ArgumentKind::Input, 3}};
+  if (bias) {
+    spec.kernels = {
+        {fb::KernelKind::Conv1DGrad, {0, 1, 2, 3}, {4, 5, 6}, {1, 0, 1}}};
+    spec.outputs = {4, 5, 6};
+  } else {
+    spec.kernels = {{fb::KernelKind::Conv1DGrad, {0, 1, 3}, {4, 5}, {1, 0, 0}}};
+    spec.outputs = {4, 5};
+  }
+  return spec;
+}
+
+TEST(Program, GradientKernelsMayHaveOptionalOutputs) {
+  for (bool bias : {false, true}) {
+    SCOPED_TRACE(bias ? "with bias" : "without bias");
+    auto p = ParseProgram(Build(Conv1DGradSpec(bias)), "p.vmb");
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto ex = Executor::Create(*std::move(p));
+    ASSERT_TRUE(ex.ok());
+    const float x[] = {1, 2, 3}, w[] = {1, -1}, g[] = {1, 1};
+    for (int i = 0; i < 3; ++i)
+      StoreF(*(*ex)->Argument("x"), i, x[i]);
+    for (int i = 0; i < 2; ++i) {
+      StoreF(*(*ex)->Argument("w"), i, w[i]);
+      StoreF(*(*ex)->Argument("g"), i, g[i]);
+    }
+    ASSERT_TRUE((*ex)->Run().ok());
+    EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), 0), 1.0f); // dx = [1 0 -1]
+    EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), 2), -1.0f);
+    EXPECT_FLOAT_EQ(LoadF((*ex)->Output(1), 1), 5.0f); // dw = [3 5]
+    if (bias)
+      EXPECT_FLOAT_EQ(LoadF((*ex)->Output(2), 0), 2.0f); // db = 2
+  }
+  Spec tooMany = Conv1DGradSpec(true);
+  tooMany.kernels[0].outs = {4, 5, 6, 6};
+  EXPECT_NE(ErrorOf(Build(tooMany))
+                .find("kernel 0 (Conv1DGrad) has 4 inputs and 4 outputs"),
+            std::string::npos);
+  // has_bias must agree with the inputs and outputs when the kernel runs.
+  Spec mismatch = Conv1DGradSpec(false);
+  mismatch.kernels[0].ints = {1, 0, 1};
+  auto p = ParseProgram(Build(mismatch), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto ex = Executor::Create(*std::move(p));
+  ASSERT_TRUE(ex.ok());
+  absl::Status s = (*ex)->Run();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("kernel 0 (Conv1DGrad) in test: has_bias"),
+            std::string::npos)
+      << s;
+}
+
 } // namespace
 } // namespace veomni::rt
