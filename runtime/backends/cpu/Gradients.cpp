@@ -12,6 +12,7 @@
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/RopeUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
 #include <cblas.h>
@@ -31,77 +32,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-/// A float view's rows of length `len`: f32 views are read in place, others
-/// are converted into a reusable buffer.
-class RowReader {
-public:
-  RowReader(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  const float *Row(int64_t r) {
-    if (!buf_)
-      return static_cast<const float *>(view_.data) + r * len_;
-    LoadF32(view_, r * len_, len_, buf_.get());
-    return buf_.get();
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_;
-  std::unique_ptr<float[]> buf_;
-};
-
-/// Rows of an output view: f32 views are written in place, others through a
-/// buffer rounded by Done().
-class RowWriter {
-public:
-  RowWriter(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  float *Row(int64_t r) {
-    row_ = r;
-    return buf_ ? buf_.get() : static_cast<float *>(view_.data) + r * len_;
-  }
-  void Done() {
-    if (buf_)
-      StoreF32(buf_.get(), view_, row_ * len_, len_);
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_, row_ = 0;
-  std::unique_ptr<float[]> buf_;
-};
-
-bool FitsBlas(int64_t v) { return v <= INT_MAX; }
-
-/// c[m, n] = alpha * op(a) op(b) + beta * c (row-major), with the empty
-/// sizes that BLAS implementations treat differently handled here: nothing
-/// for m or n == 0, c = beta * c for k == 0.
-void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
-          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-          float beta, float *c, int64_t ldc) {
-  if (m == 0 || n == 0)
-    return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) {
-      float *row = c + i * ldc;
-      if (beta == 0.0f)
-        std::fill_n(row, n, 0.0f);
-      else if (beta != 1.0f)
-        vec::Scale(row, beta, row, n);
-    }
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -119,50 +49,15 @@ absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, dy.shape));
   int64_t batch = dy.dim(0), seq = dy.dim(1), heads = dy.dim(2), d = dy.dim(3);
-  if (d % 2 != 0)
-    return BadView(K, "dy", dy, "head dimension must be even");
+  std::vector<int64_t> section;
+  VEOMNI_RETURN_IF_ERROR(RopeSections(K, "dy", dy, positions, attrs, section));
   int64_t half = d / 2;
-  if (!attrs.invFreq.empty() &&
-      static_cast<int64_t>(attrs.invFreq.size()) != half)
-    return BadView(K, "dy", dy, "needs ", half, " inverse frequencies, got ",
-                   attrs.invFreq.size());
-  if (attrs.invFreq.empty() && !(attrs.theta > 0))
-    return Invalid(K, "theta must be positive, got ", attrs.theta);
-  // section[j]: which row of `positions` frequency j reads.
-  std::vector<int64_t> section(half, 0);
-  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
-  if (sections > 0) {
-    int64_t j = 0;
-    for (int64_t k = 0; k < sections; ++k) {
-      int64_t size = attrs.mropeSection[k];
-      if (size < 1 || size > half - j)
-        return BadView(K, "dy", dy, "mropeSection ",
-                       ShapeString(attrs.mropeSection),
-                       " must be positive sizes summing to ", half);
-      std::fill_n(section.begin() + j, size, k);
-      j += size;
-    }
-    if (j != half)
-      return BadView(K, "dy", dy, "mropeSection ",
-                     ShapeString(attrs.mropeSection), " must sum to ", half);
-    VEOMNI_RETURN_IF_ERROR(
-        CheckShape(K, "positions", positions, {sections, batch, seq}));
-  } else {
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "positions", positions, {batch, seq}));
-  }
   if (dy.numel() == 0)
     return absl::OkStatus();
 
   // Frequencies and angles exactly as Rope computes them, so that the two
   // kernels apply transposed copies of the same matrix.
-  std::vector<float> freq(half);
-  for (int64_t j = 0; j < half; ++j)
-    freq[j] =
-        attrs.invFreq.empty()
-            ? static_cast<float>(
-                  1.0 / std::pow(attrs.theta, 2.0 * static_cast<double>(j) /
-                                                  static_cast<double>(d)))
-            : attrs.invFreq[j];
+  std::vector<float> freq = RopeFrequencies(attrs, d);
   const float scaling = static_cast<float>(attrs.attentionScaling);
   int64_t rowLen = heads * d, tokens = batch * seq;
   auto run = [&](int64_t begin, int64_t end) {
@@ -170,13 +65,8 @@ absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
     RowReader reader(dy, rowLen);
     RowWriter writer(dx, rowLen);
     for (int64_t t = begin; t < end; ++t) {
-      for (int64_t j = 0; j < half; ++j) {
-        float pos =
-            static_cast<float>(IndexAt(positions, section[j] * tokens + t));
-        float angle = pos * freq[j];
-        cosv[j] = std::cos(angle) * scaling;
-        sinv[j] = std::sin(angle) * scaling;
-      }
+      RopeAngles(positions, section, freq, tokens, t, scaling, cosv.data(),
+                 sinv.data());
       const float *g = reader.Row(t);
       float *out = writer.Row(t);
       for (int64_t h = 0; h < heads; ++h) {
@@ -411,8 +301,8 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
 
         // P: the forward's probabilities, normalised. Keys past a row's
         // causal limit (from ends[r] on) and other segments are 0.
-        Gemm(false, true, rows, nk, d, static_cast<float>(scale), qb, ldq, kb,
-             ldk, 0.0f, p, nk);
+        BlasGemm(false, true, rows, nk, d, static_cast<float>(scale), qb, ldq,
+                 kb, ldk, 0.0f, p, nk);
         for (int64_t r = 0; r < rows; ++r) {
           int64_t i = i0 + r;
           float *pr = p + r * nk;
@@ -436,7 +326,8 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         }
 
         // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) in place.
-        Gemm(false, true, rows, nk, dvh, 1.0f, dob, ldo, vb, ldv, 0.0f, ds, nk);
+        BlasGemm(false, true, rows, nk, dvh, 1.0f, dob, ldo, vb, ldv, 0.0f, ds,
+                 nk);
         for (int64_t r = 0; r < rows; ++r) {
           const float *pr = p + r * nk;
           float *dr = ds + r * nk;
@@ -451,12 +342,12 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         }
 
         // dV += P^T dO; dQ = scale dS K; dK += scale dS^T Q.
-        Gemm(true, false, nk, dvh, rows, 1.0f, p, nk, dob, ldo, 1.0f,
-             dvg + jlo * ldv, ldv);
-        Gemm(false, false, rows, d, nk, static_cast<float>(scale), ds, nk, kb,
-             ldk, 0.0f, dqh + i0 * ldq, ldq);
-        Gemm(true, false, nk, d, rows, static_cast<float>(scale), ds, nk, qb,
-             ldq, 1.0f, dkg + jlo * ldk, ldk);
+        BlasGemm(true, false, nk, dvh, rows, 1.0f, p, nk, dob, ldo, 1.0f,
+                 dvg + jlo * ldv, ldv);
+        BlasGemm(false, false, rows, d, nk, static_cast<float>(scale), ds, nk,
+                 kb, ldk, 0.0f, dqh + i0 * ldq, ldq);
+        BlasGemm(true, false, nk, d, rows, static_cast<float>(scale), ds, nk,
+                 qb, ldq, 1.0f, dkg + jlo * ldk, ldk);
       }
     }
   }

@@ -31,77 +31,6 @@ using namespace detail;
 
 namespace {
 
-/// A float view's rows of length `len`: f32 views are read in place, others
-/// are converted into a reusable buffer.
-class RowReader {
-public:
-  RowReader(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  const float *Row(int64_t r) {
-    if (!buf_)
-      return static_cast<const float *>(view_.data) + r * len_;
-    LoadF32(view_, r * len_, len_, buf_.get());
-    return buf_.get();
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_;
-  std::unique_ptr<float[]> buf_;
-};
-
-/// Rows of an output view: f32 views are written in place, others through a
-/// buffer rounded by Done().
-class RowWriter {
-public:
-  RowWriter(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  float *Row(int64_t r) {
-    row_ = r;
-    return buf_ ? buf_.get() : static_cast<float *>(view_.data) + r * len_;
-  }
-  void Done() {
-    if (buf_)
-      StoreF32(buf_.get(), view_, row_ * len_, len_);
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_, row_ = 0;
-  std::unique_ptr<float[]> buf_;
-};
-
-bool FitsBlas(int64_t v) { return v <= INT_MAX; }
-
-/// c[m, n] = op(a) op(b) + beta * c (row-major), with the empty sizes that
-/// BLAS implementations treat differently handled here: nothing for m or
-/// n == 0, c = beta * c for k == 0.
-void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
-          const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-          float *c, int64_t ldc) {
-  if (m == 0 || n == 0)
-    return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) {
-      float *row = c + i * ldc;
-      if (beta == 0.0f)
-        std::fill_n(row, n, 0.0f);
-      else if (beta != 1.0f)
-        vec::Scale(row, beta, row, n);
-    }
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-
 /// Fixed chunks of rows whose sums go to f64 partials, added in order
 /// afterwards: the sums do not depend on how many threads ran.
 constexpr int64_t kRowChunks = 32;
@@ -413,10 +342,10 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
       for (int64_t o = 0; o < cout; ++o)
         db[o] += vec::Sum(gb + o * lout, lout);
     if (pointwise) { // len == lout: the input is the column matrix
-      Gemm(false, true, cout, cin, lout, gb, lout, xb, len, 1.0f, dw.data(),
-           cin);
-      Gemm(true, false, cin, lout, cout, w.data(), cin, gb, lout, 0.0f, dxb,
-           len);
+      BlasGemm(false, true, cout, cin, lout, 1.0f, gb, lout, xb, len, 1.0f,
+               dw.data(), cin);
+      BlasGemm(true, false, cin, lout, cout, 1.0f, w.data(), cin, gb, lout,
+               0.0f, dxb, len);
       continue;
     }
     for (int64_t t0 = 0; t0 < lout; t0 += tile) {
@@ -440,10 +369,10 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
         }
       }
       // dW += G col^T; dcol = W^T G, scattered back (col2im) into dx.
-      Gemm(false, true, cout, ck, nt, gb + t0, lout, col.get(), nt, 1.0f,
-           dw.data(), ck);
-      Gemm(true, false, ck, nt, cout, w.data(), ck, gb + t0, lout, 0.0f,
-           dcol.get(), nt);
+      BlasGemm(false, true, cout, ck, nt, 1.0f, gb + t0, lout, col.get(), nt,
+               1.0f, dw.data(), ck);
+      BlasGemm(true, false, ck, nt, cout, 1.0f, w.data(), ck, gb + t0, lout,
+               0.0f, dcol.get(), nt);
       for (int64_t c = 0; c < cin; ++c) {
         float *dxc = dxb + c * len;
         for (int64_t tap = 0; tap < kw; ++tap) {
@@ -525,9 +454,9 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
     const float *ae = a.data() + row * k, *ge = g.data() + row * m;
     // k == 0 (no rows) leaves zeros: Gemm's beta = 0 path.
     if (transposeWeight)
-      Gemm(true, false, m, k, n, ge, m, ae, k, 0.0f, dwe, k);
+      BlasGemm(true, false, m, k, n, 1.0f, ge, m, ae, k, 0.0f, dwe, k);
     else
-      Gemm(true, false, k, m, n, ae, k, ge, m, 0.0f, dwe, m);
+      BlasGemm(true, false, k, m, n, 1.0f, ae, k, ge, m, 0.0f, dwe, m);
     row += n;
   }
   dw.Commit();

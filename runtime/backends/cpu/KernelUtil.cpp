@@ -4,6 +4,8 @@
 
 #include "runtime/backends/cpu/VecMath.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <system_error>
@@ -11,6 +13,28 @@
 #include <vector>
 
 namespace veomni::rt::cpu::detail {
+
+void BlasGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b,
+              int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m == 0 || n == 0)
+    return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) {
+      float *row = c + i * ldc;
+      if (beta == 0.0f)
+        std::fill_n(row, n, 0.0f);
+      else if (beta != 1.0f)
+        vec::Scale(row, beta, row, n);
+    }
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
 
 absl::Status CheckView(absl::string_view kernel, absl::string_view name,
                        const TensorView &v) {

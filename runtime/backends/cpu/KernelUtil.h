@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -112,6 +113,61 @@ private:
   std::unique_ptr<float[]> copy_;
   float *ptr_;
 };
+
+/// A float view's rows of length `len`: f32 views are read in place, others
+/// are converted into a reusable buffer.
+class RowReader {
+public:
+  RowReader(const TensorView &v, int64_t len) : view_(v), len_(len) {
+    if (v.dtype != DType::F32)
+      buf_ = Scratch(len);
+  }
+  const float *Row(int64_t r) {
+    if (!buf_)
+      return static_cast<const float *>(view_.data) + r * len_;
+    LoadF32(view_, r * len_, len_, buf_.get());
+    return buf_.get();
+  }
+
+private:
+  const TensorView &view_;
+  int64_t len_;
+  std::unique_ptr<float[]> buf_;
+};
+
+/// Rows of an output view: f32 views are written in place, others through a
+/// buffer rounded by Done().
+class RowWriter {
+public:
+  RowWriter(const TensorView &v, int64_t len) : view_(v), len_(len) {
+    if (v.dtype != DType::F32)
+      buf_ = Scratch(len);
+  }
+  float *Row(int64_t r) {
+    row_ = r;
+    return buf_ ? buf_.get() : static_cast<float *>(view_.data) + r * len_;
+  }
+  void Done() {
+    if (buf_)
+      StoreF32(buf_.get(), view_, row_ * len_, len_);
+  }
+
+private:
+  const TensorView &view_;
+  int64_t len_, row_ = 0;
+  std::unique_ptr<float[]> buf_;
+};
+
+/// BLAS takes 32-bit sizes and leading dimensions.
+inline bool FitsBlas(int64_t v) { return v <= INT_MAX; }
+
+/// c[m, n] = alpha * op(a) op(b) + beta * c (row-major) through cblas_sgemm,
+/// with the empty sizes that BLAS implementations treat differently handled
+/// here: nothing for m or n == 0, c = beta * c for k == 0. Sizes must pass
+/// FitsBlas.
+void BlasGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b,
+              int64_t ldb, float beta, float *c, int64_t ldc);
 
 /// Runs fn(begin, end) over contiguous slices of [0, n) on up to one thread
 /// per core (the caller's included; VEOMNI_CPU_THREADS caps the count), or

@@ -20,9 +20,6 @@ using namespace detail;
 
 namespace {
 
-/// BLAS takes 32-bit sizes and leading dimensions.
-bool FitsBlas(int64_t v) { return v <= INT_MAX; }
-
 CBLAS_TRANSPOSE Trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
 /// C[M, N] = A[M, K] @ B[K, N] (each optionally stored transposed), with

@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/ReferenceUtil.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,78 +27,8 @@
 #include <vector>
 
 namespace veomni::rt::cpu::ref {
+using namespace detail;
 namespace {
-
-#define REF_TRY(expr)                                                          \
-  do {                                                                         \
-    absl::Status refStatus = (expr);                                           \
-    if (!refStatus.ok())                                                       \
-      return refStatus;                                                        \
-  } while (0)
-
-//===----------------------------------------------------------------------===//
-// Checks. Each names the kernel and the view at fault:
-//   "Matmul: rhs f32[3x4] must have 5 rows ..."
-//===----------------------------------------------------------------------===//
-
-template <typename... Args>
-absl::Status Invalid(absl::string_view kernel, absl::string_view name,
-                     const TensorView &v, const Args &...args) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
-}
-
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
-
-bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
-
-/// A view any kernel can read or write: a known element type, no negative
-/// dimension, and memory behind it when it has elements.
-absl::Status CheckView(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v) {
-  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
-    return absl::InvalidArgumentError(
-        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
-                     static_cast<int>(v.dtype)));
-  for (int64_t d : v.shape)
-    if (d < 0)
-      return Invalid(kernel, name, v, "has a negative dimension");
-  if (v.data == nullptr && v.numel() > 0)
-    return Invalid(kernel, name, v, "has no data");
-  return absl::OkStatus();
-}
-
-absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsFloat(v.dtype))
-    return Invalid(kernel, name, v, "must have a float element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
-                      const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsInt(v.dtype))
-    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v, int64_t rank) {
-  if (v.rank() != rank)
-    return Invalid(kernel, name, v, "must have rank ", rank);
-  return absl::OkStatus();
-}
-
-absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v, absl::Span<const int64_t> shape) {
-  if (absl::Span<const int64_t>(v.shape) != shape)
-    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
-  return absl::OkStatus();
-}
 
 absl::Status CheckSameDType(absl::string_view kernel, absl::string_view name,
                             const TensorView &v, const TensorView &like,
@@ -117,24 +48,6 @@ int64_t Product(absl::Span<const int64_t> dims) {
   for (int64_t d : dims)
     n *= d;
   return n;
-}
-
-/// strides[i] = product of shape[i+1:].
-std::vector<int64_t> Strides(absl::Span<const int64_t> shape) {
-  std::vector<int64_t> strides(shape.size(), 1);
-  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i)
-    strides[i] = strides[i + 1] * shape[i + 1];
-  return strides;
-}
-
-/// The coordinates of flat index `flat` in `shape`.
-std::vector<int64_t> Unravel(int64_t flat, absl::Span<const int64_t> shape) {
-  std::vector<int64_t> coords(shape.size(), 0);
-  for (int64_t i = static_cast<int64_t>(shape.size()) - 1; i >= 0; --i) {
-    coords[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  return coords;
 }
 
 /// Copies element `si` of `src` to element `di` of `dst` (same element
@@ -830,68 +743,19 @@ absl::Status Rope(const TensorView &in, const TensorView &positions,
   REF_TRY(CheckInt(kName, "positions", positions));
   REF_TRY(CheckFloat(kName, "out", out));
   REF_TRY(CheckRank(kName, "in", in, 4));
-  int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2);
-  int64_t headDim = in.dim(3), half = headDim / 2;
-  if (headDim % 2 != 0)
+  if (in.dim(3) % 2 != 0)
     return Invalid(kName, "in", in, "must have an even head dimension");
   REF_TRY(CheckShape(kName, "out", out, in.shape));
-  if (!attrs.invFreq.empty() &&
-      static_cast<int64_t>(attrs.invFreq.size()) != half)
-    return Invalid(kName, "in", in, "needs ", half, " inverse frequencies, ",
-                   "got ", attrs.invFreq.size());
-  if (attrs.invFreq.empty() && !(attrs.theta > 0))
-    return Invalid(kName, "in", in, "theta must be positive, got ",
-                   attrs.theta);
+  std::vector<int64_t> section;
+  std::vector<float> freq;
+  REF_TRY(RopeTables(kName, "in", in, positions, attrs, section, freq));
 
-  // section[j]: the row of `positions` that frequency j reads.
-  std::vector<int64_t> section(half, 0);
-  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
-  if (sections == 0) {
-    REF_TRY(CheckShape(kName, "positions", positions, {batch, seq}));
-  } else {
-    int64_t j = 0;
-    for (int64_t k = 0; k < sections; ++k) {
-      int64_t size = attrs.mropeSection[k];
-      if (size < 1 || size > half - j)
-        return Invalid(kName, "in", in, "mrope sections ",
-                       ShapeString(attrs.mropeSection), " must be positive ",
-                       "and sum to ", half);
-      for (int64_t end = j + size; j < end; ++j)
-        section[j] = k;
-    }
-    if (j != half)
-      return Invalid(kName, "in", in, "mrope sections ",
-                     ShapeString(attrs.mropeSection), " must sum to ", half);
-    REF_TRY(CheckShape(kName, "positions", positions, {sections, batch, seq}));
-  }
-
-  std::vector<float> freq(half);
-  for (int64_t j = 0; j < half; ++j)
-    freq[j] = attrs.invFreq.empty()
-                  ? static_cast<float>(
-                        1.0 / std::pow(attrs.theta,
-                                       2.0 * static_cast<double>(j) / headDim))
-                  : attrs.invFreq[j];
-
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t s = 0; s < seq; ++s) {
-      for (int64_t h = 0; h < heads; ++h) {
-        int64_t base = ((b * seq + s) * heads + h) * headDim;
-        for (int64_t j = 0; j < half; ++j) {
-          int64_t position =
-              LoadI(positions, (section[j] * batch + b) * seq + s);
-          float angle = static_cast<float>(position) * freq[j]; // in f32
-          double c =
-              std::cos(static_cast<double>(angle)) * attrs.attentionScaling;
-          double sn =
-              std::sin(static_cast<double>(angle)) * attrs.attentionScaling;
-          double x1 = LoadF(in, base + j), x2 = LoadF(in, base + j + half);
-          StoreF(out, base + j, static_cast<float>(x1 * c - x2 * sn));
-          StoreF(out, base + j + half, static_cast<float>(x2 * c + x1 * sn));
-        }
-      }
-    }
-  }
+  ForEachRopePair(in, positions, attrs, section, freq,
+                  [&](int64_t i1, int64_t i2, double c, double sn) {
+                    double x1 = LoadF(in, i1), x2 = LoadF(in, i2);
+                    StoreF(out, i1, static_cast<float>(x1 * c - x2 * sn));
+                    StoreF(out, i2, static_cast<float>(x2 * c + x1 * sn));
+                  });
   return absl::OkStatus();
 }
 

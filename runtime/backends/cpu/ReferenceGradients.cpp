@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/ReferenceUtil.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,77 +21,7 @@
 #include <vector>
 
 namespace veomni::rt::cpu::ref {
-namespace {
-
-#define REF_TRY(expr)                                                          \
-  do {                                                                         \
-    absl::Status refStatus = (expr);                                           \
-    if (!refStatus.ok())                                                       \
-      return refStatus;                                                        \
-  } while (0)
-
-//===----------------------------------------------------------------------===//
-// Checks: "<Kernel>: <view> <type[shape]> <what>".
-//===----------------------------------------------------------------------===//
-
-template <typename... Args>
-absl::Status Invalid(absl::string_view kernel, absl::string_view name,
-                     const TensorView &v, const Args &...args) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
-}
-
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
-
-bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
-
-absl::Status CheckView(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v) {
-  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
-    return absl::InvalidArgumentError(
-        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
-                     static_cast<int>(v.dtype)));
-  for (int64_t d : v.shape)
-    if (d < 0)
-      return Invalid(kernel, name, v, "has a negative dimension");
-  if (v.data == nullptr && v.numel() > 0)
-    return Invalid(kernel, name, v, "has no data");
-  return absl::OkStatus();
-}
-
-absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsFloat(v.dtype))
-    return Invalid(kernel, name, v, "must have a float element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
-                      const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsInt(v.dtype))
-    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v, int64_t rank) {
-  if (v.rank() != rank)
-    return Invalid(kernel, name, v, "must have rank ", rank);
-  return absl::OkStatus();
-}
-
-absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v, absl::Span<const int64_t> shape) {
-  if (absl::Span<const int64_t>(v.shape) != shape)
-    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
-  return absl::OkStatus();
-}
-
-} // namespace
+using namespace detail;
 
 //===----------------------------------------------------------------------===//
 // RopeInverse
@@ -103,71 +34,22 @@ absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
   REF_TRY(CheckInt(kName, "positions", positions));
   REF_TRY(CheckFloat(kName, "dx", dx));
   REF_TRY(CheckRank(kName, "dy", dy, 4));
-  int64_t batch = dy.dim(0), seq = dy.dim(1), heads = dy.dim(2);
-  int64_t headDim = dy.dim(3), half = headDim / 2;
-  if (headDim % 2 != 0)
+  if (dy.dim(3) % 2 != 0)
     return Invalid(kName, "dy", dy, "must have an even head dimension");
   REF_TRY(CheckShape(kName, "dx", dx, dy.shape));
-  if (!attrs.invFreq.empty() &&
-      static_cast<int64_t>(attrs.invFreq.size()) != half)
-    return Invalid(kName, "dy", dy, "needs ", half, " inverse frequencies, ",
-                   "got ", attrs.invFreq.size());
-  if (attrs.invFreq.empty() && !(attrs.theta > 0))
-    return Invalid(kName, "dy", dy, "theta must be positive, got ",
-                   attrs.theta);
-
-  // section[j]: the row of `positions` that frequency j reads.
-  std::vector<int64_t> section(half, 0);
-  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
-  if (sections == 0) {
-    REF_TRY(CheckShape(kName, "positions", positions, {batch, seq}));
-  } else {
-    int64_t j = 0;
-    for (int64_t k = 0; k < sections; ++k) {
-      int64_t size = attrs.mropeSection[k];
-      if (size < 1 || size > half - j)
-        return Invalid(kName, "dy", dy, "mrope sections ",
-                       ShapeString(attrs.mropeSection), " must be positive ",
-                       "and sum to ", half);
-      for (int64_t end = j + size; j < end; ++j)
-        section[j] = k;
-    }
-    if (j != half)
-      return Invalid(kName, "dy", dy, "mrope sections ",
-                     ShapeString(attrs.mropeSection), " must sum to ", half);
-    REF_TRY(CheckShape(kName, "positions", positions, {sections, batch, seq}));
-  }
+  std::vector<int64_t> section;
+  std::vector<float> freq;
+  REF_TRY(RopeTables(kName, "dy", dy, positions, attrs, section, freq));
 
   // Frequencies and angles as ref::Rope computes them.
-  std::vector<float> freq(half);
-  for (int64_t j = 0; j < half; ++j)
-    freq[j] = attrs.invFreq.empty()
-                  ? static_cast<float>(
-                        1.0 / std::pow(attrs.theta,
-                                       2.0 * static_cast<double>(j) / headDim))
-                  : attrs.invFreq[j];
-
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t s = 0; s < seq; ++s) {
-      for (int64_t h = 0; h < heads; ++h) {
-        int64_t base = ((b * seq + s) * heads + h) * headDim;
-        for (int64_t j = 0; j < half; ++j) {
-          int64_t position =
-              LoadI(positions, (section[j] * batch + b) * seq + s);
-          float angle = static_cast<float>(position) * freq[j]; // in f32
-          double c =
-              std::cos(static_cast<double>(angle)) * attrs.attentionScaling;
-          double sn =
-              std::sin(static_cast<double>(angle)) * attrs.attentionScaling;
-          // Rope maps (x1, x2) to (x1 c - x2 sn, x2 c + x1 sn); this is the
-          // transpose of that 2x2 matrix.
-          double g1 = LoadF(dy, base + j), g2 = LoadF(dy, base + j + half);
-          StoreF(dx, base + j, static_cast<float>(g1 * c + g2 * sn));
-          StoreF(dx, base + j + half, static_cast<float>(g2 * c - g1 * sn));
-        }
-      }
-    }
-  }
+  ForEachRopePair(dy, positions, attrs, section, freq,
+                  [&](int64_t i1, int64_t i2, double c, double sn) {
+                    // Rope maps (x1, x2) to (x1 c - x2 sn, x2 c + x1 sn); this
+                    // is the transpose of that 2x2 matrix.
+                    double g1 = LoadF(dy, i1), g2 = LoadF(dy, i2);
+                    StoreF(dx, i1, static_cast<float>(g1 * c + g2 * sn));
+                    StoreF(dx, i2, static_cast<float>(g2 * c - g1 * sn));
+                  });
   return absl::OkStatus();
 }
 

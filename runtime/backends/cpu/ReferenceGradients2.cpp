@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/ReferenceUtil.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -23,93 +24,7 @@
 #include <vector>
 
 namespace veomni::rt::cpu::ref {
-namespace {
-
-#define REF_TRY(expr)                                                          \
-  do {                                                                         \
-    absl::Status refStatus = (expr);                                           \
-    if (!refStatus.ok())                                                       \
-      return refStatus;                                                        \
-  } while (0)
-
-//===----------------------------------------------------------------------===//
-// Checks: "<Kernel>: <view> <type[shape]> <what>".
-//===----------------------------------------------------------------------===//
-
-template <typename... Args>
-absl::Status Invalid(absl::string_view kernel, absl::string_view name,
-                     const TensorView &v, const Args &...args) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
-}
-
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
-
-bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
-
-absl::Status CheckView(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v) {
-  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
-    return absl::InvalidArgumentError(
-        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
-                     static_cast<int>(v.dtype)));
-  for (int64_t d : v.shape)
-    if (d < 0)
-      return Invalid(kernel, name, v, "has a negative dimension");
-  if (v.data == nullptr && v.numel() > 0)
-    return Invalid(kernel, name, v, "has no data");
-  return absl::OkStatus();
-}
-
-absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsFloat(v.dtype))
-    return Invalid(kernel, name, v, "must have a float element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
-                      const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
-  if (!IsInt(v.dtype))
-    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
-  return absl::OkStatus();
-}
-
-absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
-                       const TensorView &v, int64_t rank) {
-  if (v.rank() != rank)
-    return Invalid(kernel, name, v, "must have rank ", rank);
-  return absl::OkStatus();
-}
-
-absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
-                        const TensorView &v, absl::Span<const int64_t> shape) {
-  if (absl::Span<const int64_t>(v.shape) != shape)
-    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
-  return absl::OkStatus();
-}
-
-std::vector<int64_t> Strides(absl::Span<const int64_t> shape) {
-  std::vector<int64_t> strides(shape.size(), 1);
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d)
-    strides[d] = strides[d + 1] * shape[d + 1];
-  return strides;
-}
-
-std::vector<int64_t> Unravel(int64_t flat, absl::Span<const int64_t> shape) {
-  std::vector<int64_t> coords(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    coords[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return coords;
-}
-
-} // namespace
+using namespace detail;
 
 //===----------------------------------------------------------------------===//
 // GeluGrad

@@ -14,6 +14,7 @@
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/RopeUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
 #include <algorithm>
@@ -30,50 +31,6 @@ using namespace detail;
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-/// A float view's rows of length `len`: f32 views are read in place, others
-/// are converted into a reusable buffer.
-class RowReader {
-public:
-  RowReader(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  const float *Row(int64_t r) {
-    if (!buf_)
-      return static_cast<const float *>(view_.data) + r * len_;
-    LoadF32(view_, r * len_, len_, buf_.get());
-    return buf_.get();
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_;
-  std::unique_ptr<float[]> buf_;
-};
-
-/// Rows of an output view: f32 views are written in place, others through a
-/// buffer rounded by Done().
-class RowWriter {
-public:
-  RowWriter(const TensorView &v, int64_t len) : view_(v), len_(len) {
-    if (v.dtype != DType::F32)
-      buf_ = Scratch(len);
-  }
-  float *Row(int64_t r) {
-    row_ = r;
-    return buf_ ? buf_.get() : static_cast<float *>(view_.data) + r * len_;
-  }
-  void Done() {
-    if (buf_)
-      StoreF32(buf_.get(), view_, row_ * len_, len_);
-  }
-
-private:
-  const TensorView &view_;
-  int64_t len_, row_ = 0;
-  std::unique_ptr<float[]> buf_;
-};
 
 /// Common checks of the last-dimension norms.
 absl::Status CheckNorm(absl::string_view k, const TensorView &in,
@@ -254,78 +211,38 @@ absl::Status Rope(const TensorView &in, const TensorView &positions,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
   int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2), d = in.dim(3);
-  if (d % 2 != 0)
-    return BadView(K, "in", in, "head dimension must be even");
+  std::vector<int64_t> section;
+  VEOMNI_RETURN_IF_ERROR(RopeSections(K, "in", in, positions, attrs, section));
   int64_t half = d / 2;
-  if (!attrs.invFreq.empty() &&
-      static_cast<int64_t>(attrs.invFreq.size()) != half)
-    return BadView(K, "in", in, "needs ", half, " inverse frequencies, got ",
-                   attrs.invFreq.size());
-  if (attrs.invFreq.empty() && !(attrs.theta > 0))
-    return Invalid(K, "theta must be positive, got ", attrs.theta);
-  // section[j]: which row of `positions` frequency j reads.
-  std::vector<int64_t> section(half, 0);
-  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
-  if (sections > 0) {
-    int64_t j = 0;
-    for (int64_t k = 0; k < sections; ++k) {
-      int64_t size = attrs.mropeSection[k];
-      if (size < 1 || size > half - j)
-        return BadView(K, "in", in, "mropeSection ",
-                       ShapeString(attrs.mropeSection),
-                       " must be positive sizes summing to ", half);
-      std::fill_n(section.begin() + j, size, k);
-      j += size;
-    }
-    if (j != half)
-      return BadView(K, "in", in, "mropeSection ",
-                     ShapeString(attrs.mropeSection), " must sum to ", half);
-    VEOMNI_RETURN_IF_ERROR(
-        CheckShape(K, "positions", positions, {sections, batch, seq}));
-  } else {
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "positions", positions, {batch, seq}));
-  }
   if (in.numel() == 0)
     return absl::OkStatus();
 
-  std::vector<float> freq(half);
-  for (int64_t j = 0; j < half; ++j)
-    freq[j] =
-        attrs.invFreq.empty()
-            ? static_cast<float>(
-                  1.0 / std::pow(attrs.theta, 2.0 * static_cast<double>(j) /
-                                                  static_cast<double>(d)))
-            : attrs.invFreq[j];
+  std::vector<float> freq = RopeFrequencies(attrs, d);
   const float scaling = static_cast<float>(attrs.attentionScaling);
   int64_t rowLen = heads * d, tokens = batch * seq;
-  ParallelFor(
-      tokens, kMemoryBoundWork * in.numel(), [&](int64_t t0, int64_t t1) {
-        std::vector<float> cosv(half), sinv(half);
-        RowReader reader(in, rowLen);
-        RowWriter writer(out, rowLen);
-        for (int64_t t = t0; t < t1; ++t) {
-          // One angle table per token, shared by its heads.
-          for (int64_t j = 0; j < half; ++j) {
-            float pos =
-                static_cast<float>(IndexAt(positions, section[j] * tokens + t));
-            float angle = pos * freq[j];
-            cosv[j] = std::cos(angle) * scaling;
-            sinv[j] = std::sin(angle) * scaling;
-          }
-          const float *x = reader.Row(t);
-          float *y = writer.Row(t);
-          for (int64_t h = 0; h < heads; ++h) {
-            const float *xh = x + h * d;
-            float *yh = y + h * d;
-            for (int64_t j = 0; j < half; ++j) {
-              float x0 = xh[j], x1 = xh[j + half];
-              yh[j] = x0 * cosv[j] - x1 * sinv[j];
-              yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
-            }
-          }
-          writer.Done();
-        }
-      });
+  ParallelFor(tokens, kMemoryBoundWork * in.numel(),
+              [&](int64_t t0, int64_t t1) {
+                std::vector<float> cosv(half), sinv(half);
+                RowReader reader(in, rowLen);
+                RowWriter writer(out, rowLen);
+                for (int64_t t = t0; t < t1; ++t) {
+                  // One angle table per token, shared by its heads.
+                  RopeAngles(positions, section, freq, tokens, t, scaling,
+                             cosv.data(), sinv.data());
+                  const float *x = reader.Row(t);
+                  float *y = writer.Row(t);
+                  for (int64_t h = 0; h < heads; ++h) {
+                    const float *xh = x + h * d;
+                    float *yh = y + h * d;
+                    for (int64_t j = 0; j < half; ++j) {
+                      float x0 = xh[j], x1 = xh[j + half];
+                      yh[j] = x0 * cosv[j] - x1 * sinv[j];
+                      yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
+                    }
+                  }
+                  writer.Done();
+                }
+              });
   return absl::OkStatus();
 }
 

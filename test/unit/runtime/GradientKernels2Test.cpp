@@ -23,6 +23,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/KernelTestUtil.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -49,88 +50,7 @@ namespace fast = veomni::rt::cpu;
 namespace ref = veomni::rt::cpu::ref;
 using cpu::ReduceKind;
 using cpu::UnaryKind;
-using Rng = std::mt19937;
-
-//===----------------------------------------------------------------------===//
-// Buffers: owned memory behind a TensorView.
-//===----------------------------------------------------------------------===//
-
-struct Buffer {
-  DType dtype = DType::F32;
-  Shape shape;
-  std::vector<uint8_t> bytes;
-
-  Buffer() = default;
-  Buffer(DType t, Shape s) : dtype(t), shape(std::move(s)) {
-    bytes.assign(numel() * SizeOf(t), 0);
-  }
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape)
-      n *= d;
-    return n;
-  }
-  TensorView view() const {
-    return TensorView{const_cast<uint8_t *>(bytes.data()), dtype, shape};
-  }
-  float f(int64_t i) const { return LoadF(view(), i); }
-  int64_t i(int64_t i) const { return LoadI(view(), i); }
-  void setF(int64_t i, float v) { StoreF(view(), i, v); }
-  void setI(int64_t i, int64_t v) { StoreI(view(), i, v); }
-};
-
-std::string Str(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
-
-Buffer Filled(DType t, Shape s, float v) {
-  Buffer b(t, std::move(s));
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setF(i, v);
-  return b;
-}
-
-/// Outputs start as garbage, so that an element a kernel forgets to write
-/// shows as a mismatch.
-Buffer Garbage(DType t, Shape s) { return Filled(t, std::move(s), 12345.0f); }
-
-Buffer Floats(DType t, Shape s, std::vector<float> v) {
-  Buffer b(t, std::move(s));
-  EXPECT_EQ(static_cast<int64_t>(v.size()), b.numel());
-  for (int64_t i = 0; i < b.numel() && i < static_cast<int64_t>(v.size()); ++i)
-    b.setF(i, v[i]);
-  return b;
-}
-
-Buffer Ints(DType t, Shape s, std::vector<int64_t> v) {
-  Buffer b(t, std::move(s));
-  EXPECT_EQ(static_cast<int64_t>(v.size()), b.numel());
-  for (int64_t i = 0; i < b.numel() && i < static_cast<int64_t>(v.size()); ++i)
-    b.setI(i, v[i]);
-  return b;
-}
-
-/// Uniform in [lo, hi), rounded to t.
-Buffer Uniform(DType t, Shape s, Rng &rng, float lo = -1, float hi = 1) {
-  Buffer b(t, std::move(s));
-  std::uniform_real_distribution<float> dist(lo, hi);
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setF(i, dist(rng));
-  return b;
-}
-
-/// Uniform integers in [lo, hi].
-Buffer RandomInts(DType t, Shape s, Rng &rng, int64_t lo, int64_t hi) {
-  Buffer b(t, std::move(s));
-  std::uniform_int_distribution<int64_t> dist(lo, hi);
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setI(i, dist(rng));
-  return b;
-}
-
-int64_t Pick(Rng &rng, int64_t lo, int64_t hi) {
-  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
-}
+using namespace kerneltest;
 
 /// `groups` random sizes >= 0 summing to `rows`, some of them zero.
 Buffer RandomGroups(DType t, int64_t groups, int64_t rows, Rng &rng) {
@@ -164,12 +84,6 @@ Buffer Spread(Shape shape, int64_t group, float spacing, Rng &rng) {
 // Comparisons.
 //===----------------------------------------------------------------------===//
 
-/// |got - want| <= atol + rtol * |want|, elementwise.
-struct Tol {
-  double rtol;
-  double atol;
-};
-
 /// The tolerance of central differences against an analytic gradient: the
 /// O(h^2) truncation error and the f32 rounding of the forward outputs
 /// (divided by 2h) both stay well below it for inputs in [-1, 1].
@@ -182,15 +96,6 @@ void PrintStats(const std::string &what, double worstAbs, double worstRatio) {
   if (StatsEnabled())
     std::printf("[ stats    ] %s: max |diff| %.3g, max |diff| / tol %.3g\n",
                 what.c_str(), worstAbs, worstRatio);
-}
-
-std::string Coords(int64_t flat, const Shape &shape) {
-  std::vector<int64_t> c(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    c[d] = shape[d] ? flat % shape[d] : 0;
-    flat = shape[d] ? flat / shape[d] : 0;
-  }
-  return absl::StrCat("(", absl::StrJoin(c, ","), ")");
 }
 
 /// Floats (or integers) within `tol`; `what` names the comparison in stats
@@ -281,18 +186,6 @@ MatchesFiniteDifferences(Buffer &x, const Buffer &grad, const Buffer &dy,
   return AllClose(grad, fd, kFdTol, what);
 }
 
-std::string Describe(const absl::Status &s) { return s.ToString(); }
-
-/// Both implementations of one kernel, to run the same checks on each.
-template <typename Fn> struct Impl {
-  Fn fn;
-  const char *name;
-};
-#define BOTH(Kernel)                                                           \
-  std::initializer_list<Impl<decltype(&ref::Kernel)>> {                        \
-    {&ref::Kernel, "ref"}, { &fast::Kernel, "fast" }                           \
-  }
-
 /// An InvalidArgument whose message starts "<Kernel>: ".
 #define EXPECT_INVALID(impl, expr, Kernel)                                     \
   do {                                                                         \
@@ -302,27 +195,6 @@ template <typename Fn> struct Impl {
     EXPECT_TRUE(absl::StartsWith(status_.message(), #Kernel ": "))             \
         << (impl).name << ": " << Describe(status_);                           \
   } while (0)
-
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    absl::Status status_ = (expr);                                             \
-    ASSERT_TRUE(status_.ok()) << Describe(status_);                            \
-  } while (0)
-
-const DType kFloatTypes[] = {DType::F32, DType::BF16};
-
-/// Fast against reference: f32 results differ by summation order (the fast
-/// path sums in f32, the reference in f64), so relative 1e-5 plus an
-/// absolute term that grows with the reduction length n and the scale of
-/// the terms summed; bf16 results are each rounded once from f32 or wider,
-/// so they differ by at most about one bf16 ulp (2^-8 relative), plus the
-/// absolute term where cancellation leaves a result far below its terms.
-Tol FastTol(DType t, int64_t n, double magnitude = 1.0) {
-  double s = std::sqrt(static_cast<double>(std::max<int64_t>(n, 1)));
-  if (t == DType::F32)
-    return {1e-5, 1e-5 * s * magnitude};
-  return {1e-2, 1e-3 * s * magnitude};
-}
 
 const double kPi = 3.14159265358979323846;
 

@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/KernelTestUtil.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -38,104 +39,11 @@ using cpu::LossReduction;
 using cpu::ReduceKind;
 using cpu::RopeAttrs;
 using cpu::UnaryKind;
-using Rng = std::mt19937;
-
-//===----------------------------------------------------------------------===//
-// Buffers: owned memory behind a TensorView.
-//===----------------------------------------------------------------------===//
-
-struct Buffer {
-  DType dtype = DType::F32;
-  Shape shape;
-  std::vector<uint8_t> bytes;
-
-  Buffer() = default;
-  Buffer(DType t, Shape s) : dtype(t), shape(std::move(s)) {
-    bytes.assign(numel() * SizeOf(t), 0);
-  }
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape)
-      n *= d;
-    return n;
-  }
-  TensorView view() const {
-    return TensorView{const_cast<uint8_t *>(bytes.data()), dtype, shape};
-  }
-  float f(int64_t i) const { return LoadF(view(), i); }
-  int64_t i(int64_t i) const { return LoadI(view(), i); }
-  void setF(int64_t i, float v) { StoreF(view(), i, v); }
-  void setI(int64_t i, int64_t v) { StoreI(view(), i, v); }
-};
-
-std::string Str(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
-
-Shape Cat(const Shape &a, const Shape &b) {
-  Shape s = a;
-  s.insert(s.end(), b.begin(), b.end());
-  return s;
-}
-
-Buffer Filled(DType t, Shape s, float v) {
-  Buffer b(t, std::move(s));
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setF(i, v);
-  return b;
-}
-
-/// Output buffers start as garbage, different for the two sides, so that an
-/// element a kernel forgets to write shows as a mismatch.
-Buffer Garbage(DType t, Shape s) { return Filled(t, std::move(s), 12345.0f); }
-
-Buffer Floats(DType t, Shape s, std::vector<float> v) {
-  Buffer b(t, std::move(s));
-  EXPECT_EQ(static_cast<int64_t>(v.size()), b.numel());
-  for (int64_t i = 0; i < b.numel() && i < static_cast<int64_t>(v.size()); ++i)
-    b.setF(i, v[i]);
-  return b;
-}
-
-Buffer Ints(DType t, Shape s, std::vector<int64_t> v) {
-  Buffer b(t, std::move(s));
-  EXPECT_EQ(static_cast<int64_t>(v.size()), b.numel());
-  for (int64_t i = 0; i < b.numel() && i < static_cast<int64_t>(v.size()); ++i)
-    b.setI(i, v[i]);
-  return b;
-}
-
-/// Uniform in [lo, hi), rounded to t.
-Buffer Uniform(DType t, Shape s, Rng &rng, float lo = -1, float hi = 1) {
-  Buffer b(t, std::move(s));
-  std::uniform_real_distribution<float> dist(lo, hi);
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setF(i, dist(rng));
-  return b;
-}
-
-/// Uniform integers in [lo, hi].
-Buffer RandomInts(DType t, Shape s, Rng &rng, int64_t lo, int64_t hi) {
-  Buffer b(t, std::move(s));
-  std::uniform_int_distribution<int64_t> dist(lo, hi);
-  for (int64_t i = 0; i < b.numel(); ++i)
-    b.setI(i, dist(rng));
-  return b;
-}
-
-int64_t Pick(Rng &rng, int64_t lo, int64_t hi) {
-  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
-}
+using namespace kerneltest;
 
 //===----------------------------------------------------------------------===//
 // Comparisons.
 //===----------------------------------------------------------------------===//
-
-/// |got - want| <= atol + rtol * |want|, elementwise.
-struct Tol {
-  double rtol;
-  double atol;
-};
 
 /// The tolerance for results of type t computed from reductions of length n
 /// (1 for elementwise work): f32 1e-5 relative, 1e-5 * sqrt(n) absolute
@@ -154,15 +62,6 @@ Tol TolFor(DType t, int64_t n = 1) {
   default:
     return {0, 0};
   }
-}
-
-std::string Coords(int64_t flat, const Shape &shape) {
-  std::vector<int64_t> c(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    c[d] = shape[d] ? flat % shape[d] : 0;
-    flat = shape[d] ? flat / shape[d] : 0;
-  }
-  return absl::StrCat("(", absl::StrJoin(c, ","), ")");
 }
 
 ::testing::AssertionResult SameLayout(const Buffer &got, const Buffer &want) {
@@ -242,18 +141,6 @@ std::string Coords(int64_t flat, const Shape &shape) {
   return ::testing::AssertionSuccess();
 }
 
-std::string Describe(const absl::Status &s) { return s.ToString(); }
-
-/// Both implementations of one kernel, to run the same checks on each.
-template <typename Fn> struct Impl {
-  Fn fn;
-  const char *name;
-};
-#define BOTH(Kernel)                                                           \
-  std::initializer_list<Impl<decltype(&ref::Kernel)>> {                        \
-    {&ref::Kernel, "ref"}, { &fast::Kernel, "fast" }                           \
-  }
-
 /// An InvalidArgument; the reference's message starts "<Kernel>: ".
 #define EXPECT_INVALID(impl, expr, Kernel)                                     \
   do {                                                                         \
@@ -265,14 +152,6 @@ template <typename Fn> struct Impl {
           << Describe(status_);                                                \
     }                                                                          \
   } while (0)
-
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    absl::Status status_ = (expr);                                             \
-    ASSERT_TRUE(status_.ok()) << Describe(status_);                            \
-  } while (0)
-
-const DType kFloatTypes[] = {DType::F32, DType::BF16};
 
 //===----------------------------------------------------------------------===//
 // Matmul

@@ -1,0 +1,210 @@
+//===- ReferenceUtil.h - shared helpers of the reference kernels -*- C++
+//-*-===//
+//
+// Internal to Reference.cpp, ReferenceGradients.cpp and
+// ReferenceGradients2.cpp: the argument checks that build their
+// "<Kernel>: <view> <type[shape]> <what>" messages, row-major index
+// arithmetic, and the rope tables Rope and RopeInverse both read. Not a
+// public interface.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
+#define VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
+
+#include "runtime/backends/cpu/Kernels.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/types/span.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#define REF_TRY(expr)                                                          \
+  do {                                                                         \
+    absl::Status refStatus = (expr);                                           \
+    if (!refStatus.ok())                                                       \
+      return refStatus;                                                        \
+  } while (0)
+
+namespace veomni::rt::cpu::ref::detail {
+
+//===----------------------------------------------------------------------===//
+// Checks. Each names the kernel and the view at fault:
+//   "Matmul: rhs f32[3x4] must have 5 rows ..."
+//===----------------------------------------------------------------------===//
+
+template <typename... Args>
+absl::Status Invalid(absl::string_view kernel, absl::string_view name,
+                     const TensorView &v, const Args &...args) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
+}
+
+inline std::string ShapeString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
+}
+
+inline bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
+
+/// A view any kernel can read or write: a known element type, no negative
+/// dimension, and memory behind it when it has elements.
+inline absl::Status CheckView(absl::string_view kernel, absl::string_view name,
+                              const TensorView &v) {
+  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
+    return absl::InvalidArgumentError(
+        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
+                     static_cast<int>(v.dtype)));
+  for (int64_t d : v.shape)
+    if (d < 0)
+      return Invalid(kernel, name, v, "has a negative dimension");
+  if (v.data == nullptr && v.numel() > 0)
+    return Invalid(kernel, name, v, "has no data");
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
+                               const TensorView &v) {
+  REF_TRY(CheckView(kernel, name, v));
+  if (!IsFloat(v.dtype))
+    return Invalid(kernel, name, v, "must have a float element type");
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
+                             const TensorView &v) {
+  REF_TRY(CheckView(kernel, name, v));
+  if (!IsInt(v.dtype))
+    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
+                              const TensorView &v, int64_t rank) {
+  if (v.rank() != rank)
+    return Invalid(kernel, name, v, "must have rank ", rank);
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
+                               const TensorView &v,
+                               absl::Span<const int64_t> shape) {
+  if (absl::Span<const int64_t>(v.shape) != shape)
+    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// Index arithmetic on row-major shapes.
+//===----------------------------------------------------------------------===//
+
+/// strides[i] = product of shape[i+1:].
+inline std::vector<int64_t> Strides(absl::Span<const int64_t> shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+/// The coordinates of flat index `flat` in `shape`.
+inline std::vector<int64_t> Unravel(int64_t flat,
+                                    absl::Span<const int64_t> shape) {
+  std::vector<int64_t> coords(shape.size(), 0);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 1; i >= 0; --i) {
+    coords[i] = flat % shape[i];
+    flat /= shape[i];
+  }
+  return coords;
+}
+
+//===----------------------------------------------------------------------===//
+// Rope: shared by Rope and RopeInverse, so both turn by the same angles.
+//===----------------------------------------------------------------------===//
+
+/// Checks `attrs` against the rank-4 view `in` (named `name`; its head
+/// dimension already checked even) and `positions`, then fills section[j],
+/// the row of `positions` that frequency j reads, and freq[j], frequency j
+/// in f32.
+inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
+                               const TensorView &in,
+                               const TensorView &positions,
+                               const RopeAttrs &attrs,
+                               std::vector<int64_t> &section,
+                               std::vector<float> &freq) {
+  int64_t batch = in.dim(0), seq = in.dim(1);
+  int64_t headDim = in.dim(3), half = headDim / 2;
+  if (!attrs.invFreq.empty() &&
+      static_cast<int64_t>(attrs.invFreq.size()) != half)
+    return Invalid(kernel, name, in, "needs ", half, " inverse frequencies, ",
+                   "got ", attrs.invFreq.size());
+  if (attrs.invFreq.empty() && !(attrs.theta > 0))
+    return Invalid(kernel, name, in, "theta must be positive, got ",
+                   attrs.theta);
+
+  section.assign(half, 0);
+  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (sections == 0) {
+    REF_TRY(CheckShape(kernel, "positions", positions, {batch, seq}));
+  } else {
+    int64_t j = 0;
+    for (int64_t k = 0; k < sections; ++k) {
+      int64_t size = attrs.mropeSection[k];
+      if (size < 1 || size > half - j)
+        return Invalid(kernel, name, in, "mrope sections ",
+                       ShapeString(attrs.mropeSection), " must be positive ",
+                       "and sum to ", half);
+      for (int64_t end = j + size; j < end; ++j)
+        section[j] = k;
+    }
+    if (j != half)
+      return Invalid(kernel, name, in, "mrope sections ",
+                     ShapeString(attrs.mropeSection), " must sum to ", half);
+    REF_TRY(CheckShape(kernel, "positions", positions, {sections, batch, seq}));
+  }
+
+  freq.resize(half);
+  for (int64_t j = 0; j < half; ++j)
+    freq[j] = attrs.invFreq.empty()
+                  ? static_cast<float>(
+                        1.0 / std::pow(attrs.theta,
+                                       2.0 * static_cast<double>(j) / headDim))
+                  : attrs.invFreq[j];
+  return absl::OkStatus();
+}
+
+/// Calls fn(i1, i2, c, sn) for every rotated pair of `in`: elements i1
+/// (first half) and i2 (second half) of a head, turned by an angle with
+/// scaled cosine c and sine sn.
+template <typename Fn>
+void ForEachRopePair(const TensorView &in, const TensorView &positions,
+                     const RopeAttrs &attrs,
+                     const std::vector<int64_t> &section,
+                     const std::vector<float> &freq, Fn fn) {
+  int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2);
+  int64_t headDim = in.dim(3), half = headDim / 2;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t s = 0; s < seq; ++s) {
+      for (int64_t h = 0; h < heads; ++h) {
+        int64_t base = ((b * seq + s) * heads + h) * headDim;
+        for (int64_t j = 0; j < half; ++j) {
+          int64_t position =
+              LoadI(positions, (section[j] * batch + b) * seq + s);
+          float angle = static_cast<float>(position) * freq[j]; // in f32
+          double c =
+              std::cos(static_cast<double>(angle)) * attrs.attentionScaling;
+          double sn =
+              std::sin(static_cast<double>(angle)) * attrs.attentionScaling;
+          fn(base + j, base + j + half, c, sn);
+        }
+      }
+    }
+  }
+}
+
+} // namespace veomni::rt::cpu::ref::detail
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H

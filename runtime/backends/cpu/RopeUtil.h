@@ -1,0 +1,95 @@
+//===- RopeUtil.h - rope tables shared by Rope and RopeInverse --*- C++ -*-===//
+//
+// Internal to the fast CPU kernels: Rope (Transformer.cpp) and RopeInverse
+// (Gradients.cpp) check their attributes and build their frequency and angle
+// tables here, so that the two kernels apply transposed copies of exactly
+// the same rotation.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_ROPEUTIL_H
+#define VEOMNI_RUNTIME_BACKENDS_CPU_ROPEUTIL_H
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace veomni::rt::cpu::detail {
+
+/// Checks the rank-4 view `in` (named `name`) for an even head dimension,
+/// `attrs` against it and `positions` against its batch and sequence, then
+/// fills section[j]: which row of `positions` frequency j reads.
+inline absl::Status RopeSections(absl::string_view K, absl::string_view name,
+                                 const TensorView &in,
+                                 const TensorView &positions,
+                                 const RopeAttrs &attrs,
+                                 std::vector<int64_t> &section) {
+  int64_t batch = in.dim(0), seq = in.dim(1), d = in.dim(3);
+  if (d % 2 != 0)
+    return BadView(K, name, in, "head dimension must be even");
+  int64_t half = d / 2;
+  if (!attrs.invFreq.empty() &&
+      static_cast<int64_t>(attrs.invFreq.size()) != half)
+    return BadView(K, name, in, "needs ", half, " inverse frequencies, got ",
+                   attrs.invFreq.size());
+  if (attrs.invFreq.empty() && !(attrs.theta > 0))
+    return Invalid(K, "theta must be positive, got ", attrs.theta);
+  section.assign(half, 0);
+  int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (sections > 0) {
+    int64_t j = 0;
+    for (int64_t k = 0; k < sections; ++k) {
+      int64_t size = attrs.mropeSection[k];
+      if (size < 1 || size > half - j)
+        return BadView(K, name, in, "mropeSection ",
+                       ShapeString(attrs.mropeSection),
+                       " must be positive sizes summing to ", half);
+      std::fill_n(section.begin() + j, size, k);
+      j += size;
+    }
+    if (j != half)
+      return BadView(K, name, in, "mropeSection ",
+                     ShapeString(attrs.mropeSection), " must sum to ", half);
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(K, "positions", positions, {sections, batch, seq}));
+  } else {
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "positions", positions, {batch, seq}));
+  }
+  return absl::OkStatus();
+}
+
+/// The d / 2 rotation frequencies, in f32: attrs.invFreq, or theta^(-2j/d).
+inline std::vector<float> RopeFrequencies(const RopeAttrs &attrs, int64_t d) {
+  int64_t half = d / 2;
+  std::vector<float> freq(half);
+  for (int64_t j = 0; j < half; ++j)
+    freq[j] =
+        attrs.invFreq.empty()
+            ? static_cast<float>(
+                  1.0 / std::pow(attrs.theta, 2.0 * static_cast<double>(j) /
+                                                  static_cast<double>(d)))
+            : attrs.invFreq[j];
+  return freq;
+}
+
+/// Token t's angle table (of `tokens` = batch * seq), shared by its heads:
+/// cosv[j], sinv[j] = cos, sin of position * freq[j], times `scaling`.
+inline void RopeAngles(const TensorView &positions,
+                       const std::vector<int64_t> &section,
+                       const std::vector<float> &freq, int64_t tokens,
+                       int64_t t, float scaling, float *cosv, float *sinv) {
+  int64_t half = static_cast<int64_t>(freq.size());
+  for (int64_t j = 0; j < half; ++j) {
+    float pos = static_cast<float>(IndexAt(positions, section[j] * tokens + t));
+    float angle = pos * freq[j];
+    cosv[j] = std::cos(angle) * scaling;
+    sinv[j] = std::sin(angle) * scaling;
+  }
+}
+
+} // namespace veomni::rt::cpu::detail
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CPU_ROPEUTIL_H
