@@ -2,6 +2,7 @@
 
 #include "compiler/Registration.h"
 
+#include "dialects/Dist/DistOps.h"
 #include "dialects/Runtime/VrtOps.h"
 #include "dialects/VeOmni/VeOmniDialect.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -11,7 +12,8 @@
 #include "passes/Passes.h"
 
 void mlir::veomni::registerAllVeOmni(DialectRegistry &registry) {
-  registry.insert<VeOmniDialect, vrt::VrtDialect, func::FuncDialect,
-                  arith::ArithDialect, tensor::TensorDialect>();
+  registry
+      .insert<VeOmniDialect, vrt::VrtDialect, dist::DistDialect,
+              func::FuncDialect, arith::ArithDialect, tensor::TensorDialect>();
   registerVeOmniPasses();
 }
