@@ -154,6 +154,14 @@ Recipe::load(const std::string &path,
       {"train.output_dir", {text(r.outputDir), "a path"}},
       {"train.resume", {text(r.resume), "a path or auto"}},
       {"train.remat", {text(r.remat), "none, selective or full"}},
+      {"parallel.dp_replicate", {integer(r.dpReplicate), "an integer"}},
+      {"parallel.dp_shard", {integer(r.dpShard), "an integer"}},
+      {"parallel.tp", {integer(r.tp), "an integer"}},
+      {"parallel.sp", {integer(r.sp), "an integer"}},
+      {"parallel.ulysses", {integer(r.sp), "an integer"}},
+      {"parallel.ep", {integer(r.ep), "an integer"}},
+      {"parallel.pp", {integer(r.pp), "an integer"}},
+      {"parallel.world_size", {integer(r.worldSize), "an integer"}},
   };
   for (auto &[key, value] : fields) {
     std::string where = path + ": field '" + key + "': ";
@@ -204,6 +212,23 @@ Recipe::load(const std::string &path,
                 std::to_string(r.globalBatchSize) +
                     " is not a multiple of data.batch_size " +
                     std::to_string(r.batchSize));
+  for (auto [key, v] : {std::pair<const char *, int64_t>{
+                            "parallel.dp_replicate", r.dpReplicate},
+                        {"parallel.dp_shard", r.dpShard},
+                        {"parallel.tp", r.tp},
+                        {"parallel.sp", r.sp},
+                        {"parallel.ep", r.ep},
+                        {"parallel.pp", r.pp}})
+    if (v < 1)
+      return fail(key, "must be >= 1, got " + std::to_string(v));
+  if (r.worldSize == 0)
+    r.worldSize = r.meshSize();
+  if (r.worldSize != r.meshSize())
+    return fail("parallel.world_size",
+                std::to_string(r.worldSize) +
+                    " differs from the product of the mesh sizes, " +
+                    std::to_string(r.meshSize()) +
+                    " (dp_replicate x dp_shard x tp x sp x ep x pp)");
   if (r.remat != "none" && r.remat != "selective" && r.remat != "full")
     return fail("train.remat",
                 "must be none, selective or full, got '" + r.remat + "'");

@@ -38,6 +38,10 @@ struct Recipe {
   std::string outputDir = "runs/veomni";
   std::string resume; ///< a checkpoint, "auto" (latest in outputDir), or ""
   std::string remat = "none"; ///< none, selective or full
+  // parallel: mesh sizes, VeOmni's names (ulysses is an alias of sp)
+  int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1, pp = 1;
+  int64_t worldSize = 0; ///< 0: the product of the mesh sizes
+  int64_t meshSize() const { return dpReplicate * dpShard * tp * sp * ep * pp; }
 
   /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). On
   /// failure returns nullopt with one line in `error` naming file and field.

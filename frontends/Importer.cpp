@@ -173,6 +173,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (r.failed())
       return fail(r.error());
     model.numExperts = c.experts;
+    model.numHeads = c.heads;
+    model.numKVHeads = c.kvHeads;
+    model.numLayers = c.layers;
     model.expertsPerToken = c.topK;
     TextInputs in = declareTextInputs(b, c, options);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
@@ -193,6 +196,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                   ".mrope_section': missing (required for " + modelType + ")");
     VisionConfig v =
         parseVisionConfig(*vr, modelType == "qwen2_5_vl", c.hidden);
+    model.numHeads = c.heads;
+    model.numKVHeads = c.kvHeads;
+    model.numLayers = c.layers;
     if (r.failed())
       return fail(r.error());
     int64_t group = v.merge * v.merge;
@@ -231,6 +237,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
       textType = "qwen2_5_omni_text";
     DecoderConfig c = parseDecoderConfig(*tr, textType, options);
     model.numExperts = c.experts;
+    model.numHeads = c.heads;
+    model.numKVHeads = c.kvHeads;
+    model.numLayers = c.layers;
     model.expertsPerToken = c.topK;
     if (r.failed())
       return fail(r.error());
@@ -290,6 +299,15 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     return fail(path.str() + ": internal error while building the model: " +
                 (diagnostic.empty() ? "unknown" : diagnostic));
   model.module = std::move(*module);
+  // Each parameter's placement under the family's plan travels in the IR,
+  // for veomni-apply-recipe.
+  func::FuncOp forward = *model.module->getOps<func::FuncOp>().begin();
+  for (unsigned i = 0; i < forward.getNumArguments(); ++i)
+    if (auto name = forward.getArgAttrOfType<StringAttr>(
+            i, VeOmniDialect::kParamAttrName))
+      if (std::optional<Placement> p = placementOf(model.plan, name))
+        forward.setArgAttr(i, VeOmniDialect::kPlacementAttrName,
+                           StringAttr::get(&context, placementName(*p)));
   model.module->getOperation()->setAttr("veomni.model_type",
                                         StringAttr::get(&context, modelType));
   model.arguments = b.arguments();

@@ -55,6 +55,8 @@ struct ImportedModel {
   std::vector<PlanRule> plan;
   /// For active-parameter counts of MoE models (0 when dense).
   int64_t numExperts = 0, expertsPerToken = 0;
+  /// The decoder's sizes that parallel plans must divide.
+  int64_t numHeads = 0, numKVHeads = 0, numLayers = 0;
 };
 
 /// Imports `path`. On failure returns failure() with one line in `error`

@@ -3,6 +3,7 @@
 #ifndef VEOMNI_PASSES_PASSES_H
 #define VEOMNI_PASSES_PASSES_H
 
+#include "dialects/Dist/DistOps.h"
 #include "dialects/Runtime/VrtOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"

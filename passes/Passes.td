@@ -5,6 +5,28 @@
 
 include "mlir/Pass/PassBase.td"
 
+def ApplyRecipe : Pass<"veomni-apply-recipe", "::mlir::ModuleOp"> {
+  let summary = "Declare the recipe's mesh and shard parameters and inputs by the family's plan";
+  let description = [{
+    Adds `dist.mesh @mesh` with the axes dp_replicate, dp_shard, tp, sp, ep
+    and pp, and gives every parameter (by its `veomni.placement`) and batch
+    input a `dist.sharding` on its global shape: column/vocab splits on tp
+    on dim 0, row splits on dim 1, experts on ep, FSDP (ZeRO-3) on dp_shard
+    where it divides, batches on the data-parallel axes and sequences on sp.
+    A size that does not divide is an error naming the argument, the
+    dimension and the axes.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+  let options = [
+    Option<"dpReplicate", "dp-replicate", "int64_t", "1", "HSDP replicas">,
+    Option<"dpShard", "dp-shard", "int64_t", "1", "FSDP shards">,
+    Option<"tp", "tp", "int64_t", "1", "Tensor parallel">,
+    Option<"sp", "sp", "int64_t", "1", "Ulysses sequence parallel">,
+    Option<"ep", "ep", "int64_t", "1", "Expert parallel">,
+    Option<"pp", "pp", "int64_t", "1", "Pipeline stages">,
+  ];
+}
+
 def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   let summary = "Append the backward pass: gradients of the loss for every parameter";
   let description = [{

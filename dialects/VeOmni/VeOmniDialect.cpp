@@ -42,7 +42,7 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
                                                       NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
   if (name != kParamAttrName && name != kInputAttrName &&
-      name != kStateAttrName)
+      name != kStateAttrName && name != kPlacementAttrName)
     return op->emitError("unknown veomni argument attribute '")
            << name << "' on argument #" << argIndex;
   auto str = dyn_cast<StringAttr>(attr.getValue());

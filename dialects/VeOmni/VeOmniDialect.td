@@ -36,6 +36,10 @@ def VeOmni_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kInputAttrName = "veomni.input";
     /// Argument attribute naming training state (optimizer moments, masters).
     static constexpr ::llvm::StringLiteral kStateAttrName = "veomni.state";
+    /// Argument attribute: the parameter's place in the family's parallel
+    /// plan ("tp:column", "tp:row", "tp:vocab", "ep:experts", "replicated").
+    static constexpr ::llvm::StringLiteral kPlacementAttrName =
+        "veomni.placement";
   }];
 }
 

@@ -7,5 +7,7 @@
 
 /// veomni train recipe.yaml [--section.key value ...]
 int runTrain(llvm::ArrayRef<const char *> args);
+/// veomni plan recipe.yaml [--report] [--section.key value ...]
+int runPlan(llvm::ArrayRef<const char *> args);
 
 #endif // VEOMNI_TOOLS_VEOMNI_COMMANDS_H

@@ -40,6 +40,7 @@ constexpr const char *kUsage = R"(usage:
   veomni compile CONFIG.json -o FILE.vmb  a runtime program (--report: memory)
   veomni run FILE.vmb --eval              the loss of one batch
   veomni train RECIPE.yaml [--a.b v ...]   train (docs/training.md)
+  veomni plan RECIPE.yaml --report         check the mesh, per-rank memory
   veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
 
 import imports a Hugging Face config.json into the veomni dialect: a
@@ -437,6 +438,8 @@ int main(int argc, char **argv) {
     return runData(rest);
   if (command == "train")
     return runTrain(rest);
+  if (command == "plan")
+    return runPlan(rest);
   return fail("unknown command '" + command +
-              "' (commands: import, compile, run, train, data)");
+              "' (commands: import, compile, run, train, plan, data)");
 }

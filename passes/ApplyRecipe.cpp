@@ -1,0 +1,128 @@
+//===- ApplyRecipe.cpp - the mesh and the family's plan as shardings ------===//
+//
+// The first step of parallel planning: declare the recipe's mesh and give
+// every parameter and batch input a sharding (a `dist.sharding` argument
+// attribute on global shapes) from the family's plan (`veomni.placement`)
+// and the parallel recipe:
+//   tp:column / tp:vocab  dim 0 on tp      tp:row      dim 1 on tp
+//   ep:experts            dim 0 on ep      replicated  -
+// then FSDP (dp_shard > 1): parameters additionally split on dp_shard, on
+// the first dimension that divides (ZeRO-3); HSDP's dp_replicate keeps
+// replicas. Batch inputs [B, S, ...]: B on (dp_replicate, dp_shard), S on
+// sp (Ulysses). Everything else follows by propagation (a later pass).
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Dist/DistOps.h"
+#include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+namespace mlir::veomni {
+#define GEN_PASS_DEF_APPLYRECIPE
+#include "passes/Passes.h.inc"
+} // namespace mlir::veomni
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+namespace {
+
+struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
+  using ApplyRecipeBase::ApplyRecipeBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    std::pair<const char *, int64_t> sizes[] = {{"dp_replicate", dpReplicate},
+                                                {"dp_shard", dpShard},
+                                                {"tp", tp},
+                                                {"sp", sp},
+                                                {"ep", ep},
+                                                {"pp", pp}};
+    llvm::StringMap<int64_t> size;
+    SmallVector<dist::MeshAxisAttr> axes;
+    for (auto [name, n] : sizes) {
+      if (n < 1) {
+        module.emitError("veomni-apply-recipe: mesh axis ")
+            << name << " must be >= 1, got " << n;
+        return signalPassFailure();
+      }
+      size[name] = n;
+      axes.push_back(dist::MeshAxisAttr::get(ctx, name, n));
+    }
+    OpBuilder b(module.getBodyRegion());
+    b.setInsertionPointToStart(module.getBody());
+    dist::MeshOp::create(b, module.getLoc(), "mesh",
+                         dist::MeshAttr::get(ctx, axes));
+    auto meshRef = FlatSymbolRefAttr::get(ctx, "mesh");
+
+    for (auto func : module.getOps<func::FuncOp>()) {
+      for (BlockArgument arg : func.getArguments()) {
+        auto type = dyn_cast<RankedTensorType>(arg.getType());
+        if (!type)
+          continue;
+        unsigned i = arg.getArgNumber();
+        SmallVector<SmallVector<StringRef>> dims(type.getRank());
+        auto placement = func.getArgAttrOfType<StringAttr>(
+            i, VeOmniDialect::kPlacementAttrName);
+        auto input =
+            func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kInputAttrName);
+        if (placement) {
+          StringRef p = placement.getValue();
+          if ((p == "tp:column" || p == "tp:vocab") && type.getRank() >= 1)
+            dims[0].push_back("tp");
+          else if (p == "tp:row" && type.getRank() >= 2)
+            dims[1].push_back("tp");
+          else if (p == "ep:experts" && type.getRank() >= 1)
+            dims[0].push_back("ep");
+          // ZeRO-3: split once more on dp_shard where it divides.
+          for (int64_t d = 0; d < type.getRank() && dpShard > 1; ++d) {
+            int64_t split = dpShard;
+            for (StringRef a : dims[d])
+              split *= size[a];
+            if (type.getDimSize(d) % split == 0) {
+              dims[d].push_back("dp_shard");
+              break;
+            }
+          }
+        } else if (input && type.getRank() >= 2 && input.getValue() != "step" &&
+                   input.getValue() != "apply") {
+          // [B, S, ...] batches, or [3, B, S] multimodal positions.
+          int64_t batchDim =
+              input.getValue() == "position_ids" && type.getRank() == 3 ? 1 : 0;
+          bool text = input.getValue() == "input_ids" ||
+                      input.getValue() == "labels" ||
+                      input.getValue() == "segment_ids" ||
+                      input.getValue() == "position_ids";
+          dims[batchDim] = {"dp_replicate", "dp_shard"};
+          if (text)
+            dims[batchDim + 1].push_back("sp");
+        }
+        SmallVector<dist::DimShardingAttr> perDim;
+        for (auto &d : dims) {
+          SmallVector<StringAttr> names;
+          for (StringRef a : d)
+            if (size[a] > 1)
+              names.push_back(StringAttr::get(ctx, a));
+          perDim.push_back(
+              dist::DimShardingAttr::get(ctx, names, /*isClosed=*/true, {}));
+        }
+        auto sharding = dist::ShardingAttr::get(ctx, meshRef, perDim, {});
+        std::string error;
+        auto emit = [&]() {
+          return func.emitError()
+                 << "argument #" << i << " ("
+                 << (placement ? "parameter" : "input") << "): ";
+        };
+        if (failed(dist::verifyShardingFor(
+                type, sharding, dist::lookupMesh(func, meshRef), emit)))
+          return signalPassFailure();
+        func.setArgAttr(i, "dist.sharding", sharding);
+      }
+    }
+  }
+};
+
+} // namespace
