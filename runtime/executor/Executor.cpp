@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -173,14 +174,30 @@ absl::Status Executor::RunKernel(const KernelDesc &k) {
   case K::MoECombine:
     return cpu::MoECombine(in[0], in[1], in[2], out[0]);
   case K::Fill: {
+    // Converted once, then stored with fill_n: fills of zeros and scalars
+    // run every step and are pure memory traffic.
     TensorView t = out[0];
-    float value = static_cast<float>(k.floats[0]);
-    if (IsFloat(t.dtype))
-      for (int64_t i = 0, n = t.numel(); i < n; ++i)
-        StoreF(t, i, value);
-    else
-      for (int64_t i = 0, n = t.numel(); i < n; ++i)
-        StoreI(t, i, static_cast<int64_t>(k.floats[0]));
+    int64_t n = t.numel();
+    double v = k.floats[0];
+    switch (t.dtype) {
+    case DType::F32:
+      std::fill_n(static_cast<float *>(t.data), n, static_cast<float>(v));
+      break;
+    case DType::BF16:
+      std::fill_n(static_cast<uint16_t *>(t.data), n,
+                  F32ToBf16(static_cast<float>(v)));
+      break;
+    case DType::F16:
+      std::fill_n(static_cast<uint16_t *>(t.data), n,
+                  F32ToF16(static_cast<float>(v)));
+      break;
+    case DType::I32:
+      std::fill_n(static_cast<int32_t *>(t.data), n, static_cast<int32_t>(v));
+      break;
+    case DType::I64:
+      std::fill_n(static_cast<int64_t *>(t.data), n, static_cast<int64_t>(v));
+      break;
+    }
     return absl::OkStatus();
   }
   case K::RmsNormGrad:

@@ -265,7 +265,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   const int64_t tokensPerStep = r.globalBatchSize * r.seqLen;
   bool tty = llvm::sys::Process::StandardOutIsDisplayed();
   std::vector<std::pair<int64_t, double>> curve;
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
   for (int64_t step = start + 1; step <= r.steps; ++step) {
     // One optimizer step: `accumulation` micro-batches, the loss their mean.
     absl::StatusOr<rt::StepMetrics> m;
@@ -291,15 +291,17 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       return fail("step " + std::to_string(step) + ": the loss is " +
                   std::to_string(m->loss));
     curve.push_back({step, m->loss});
-    double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-            .count();
-    double perStep = elapsed / double(step - start);
+    // This step's own time for the metrics; the running mean for the ETA.
+    auto now = std::chrono::steady_clock::now();
+    double stepSeconds = std::chrono::duration<double>(now - lastStep).count();
+    lastStep = now;
+    double perStep =
+        std::chrono::duration<double>(now - t0).count() / double(step - start);
     metrics << llvm::format(
         "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, "
-        "\"tokens_per_s\": %.1f, \"step_s\": %.4f}\n",
-        (long long)step, m->loss, m->gradNorm, m->lr, tokensPerStep / perStep,
-        perStep);
+        "\"tokens_per_s\": %.1f, \"step_s\": %.6f}\n",
+        (long long)step, m->loss, m->gradNorm, m->lr,
+        tokensPerStep / stepSeconds, stepSeconds);
     if (step % r.logInterval == 0 || step == r.steps) {
       int64_t eta = static_cast<int64_t>(perStep * (r.steps - step));
       int width = 24, done = int(width * step / r.steps);
