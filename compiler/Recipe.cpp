@@ -2,6 +2,7 @@
 
 #include "compiler/Recipe.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -112,6 +113,7 @@ Recipe::load(const std::string &path,
   }
 
   Recipe r;
+  r.path = path;
   using Setter = std::function<bool(const std::string &)>;
   auto integer = [](int64_t &out) -> Setter {
     return [&out](const std::string &v) {
@@ -233,4 +235,34 @@ Recipe::load(const std::string &path,
     return fail("train.remat",
                 "must be none, selective or full, got '" + r.remat + "'");
   return r;
+}
+
+std::optional<Recipe>
+Recipe::fromCommandLine(const std::vector<std::string> &args,
+                        const std::vector<std::string> &ignored,
+                        std::string &error) {
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    llvm::StringRef arg = args[i];
+    if (llvm::is_contained(ignored, args[i]))
+      continue;
+    if (arg.consume_front("--")) {
+      if (i + 1 >= args.size()) {
+        error = "--" + arg.str() + " needs a value";
+        return std::nullopt;
+      }
+      overrides.push_back({arg.str(), args[++i]});
+    } else if (path.empty()) {
+      path = arg.str();
+    } else {
+      error = "more than one recipe given";
+      return std::nullopt;
+    }
+  }
+  if (path.empty()) {
+    error = "no recipe given (see veomni --help)";
+    return std::nullopt;
+  }
+  return load(path, overrides, error);
 }

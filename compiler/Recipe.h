@@ -19,6 +19,7 @@
 namespace mlir::veomni {
 
 struct Recipe {
+  std::string path; ///< the file it was read from, for messages
   // model
   std::string config;
   std::string weights; ///< empty: seeded init
@@ -49,6 +50,13 @@ struct Recipe {
   load(const std::string &path,
        const std::vector<std::pair<std::string, std::string>> &overrides,
        std::string &error);
+
+  /// The recipe named on a command line (`recipe.yaml --a.b value ...`),
+  /// loaded with its overrides; `ignored` flags are skipped (e.g. plan's
+  /// --report). On failure returns nullopt with one line in `error`.
+  static std::optional<Recipe>
+  fromCommandLine(const std::vector<std::string> &args,
+                  const std::vector<std::string> &ignored, std::string &error);
 };
 
 } // namespace mlir::veomni

@@ -45,26 +45,9 @@ std::string gib(double bytes) {
 } // namespace
 
 int runPlan(llvm::ArrayRef<const char *> args) {
-  std::string recipePath;
-  std::vector<std::pair<std::string, std::string>> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    llvm::StringRef arg = args[i];
-    if (arg == "--report")
-      continue; // the report is what plan prints
-    if (arg.consume_front("--")) {
-      if (i + 1 >= args.size())
-        return fail("--" + arg + " needs a value");
-      overrides.push_back({arg.str(), args[++i]});
-    } else if (recipePath.empty()) {
-      recipePath = arg.str();
-    } else {
-      return fail("more than one recipe given");
-    }
-  }
-  if (recipePath.empty())
-    return fail("usage: veomni plan recipe.yaml [--report] [--a.b value ...]");
   std::string error;
-  std::optional<Recipe> recipe = Recipe::load(recipePath, overrides, error);
+  std::optional<Recipe> recipe = Recipe::fromCommandLine(
+      std::vector<std::string>(args.begin(), args.end()), {"--report"}, error);
   if (!recipe)
     return fail(error);
   const Recipe &r = *recipe;
@@ -73,14 +56,8 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   registerAllVeOmni(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
-  ImportOptions io;
-  io.dtype = r.dtype;
-  io.batch = r.batchSize;
-  io.seqLen = r.seqLen;
-  io.imagePatches = r.imagePatches;
-  io.audioFrames = r.audioFrames;
-  io.numLayers = r.numLayers;
-  FailureOr<ImportedModel> model = importHFConfig(context, r.config, io, error);
+  FailureOr<ImportedModel> model =
+      importHFConfig(context, r.config, importOptionsOf(r), error);
   if (failed(model))
     return fail(error);
 
@@ -88,7 +65,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   auto check = [&](const char *field, int64_t axis, int64_t value,
                    const std::string &what) -> bool {
     if (axis > 1 && (value <= 0 || value % axis != 0)) {
-      error = recipePath + ": field '" + field + "': " + std::to_string(axis) +
+      error = r.path + ": field '" + field + "': " + std::to_string(axis) +
               " does not divide " + what + " " + std::to_string(value);
       return false;
     }
@@ -104,7 +81,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
              "data.batch_size (dp_replicate x dp_shard)"))
     return fail(error);
   if (r.ep > 1 && model->numExperts == 0)
-    return fail(recipePath + ": field 'parallel.ep': " + std::to_string(r.ep) +
+    return fail(r.path + ": field 'parallel.ep': " + std::to_string(r.ep) +
                 " needs a mixture-of-experts model; " + model->modelType +
                 " has no experts");
   if (!check("parallel.ep", r.ep, model->numExperts, "num_experts"))
@@ -126,8 +103,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   o.pp = r.pp;
   pm.addPass(createApplyRecipe(o));
   if (failed(pm.run(*model->module)))
-    return fail(recipePath +
-                ": the mesh does not fit the model: " + diagnostic);
+    return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
 
   // Per-rank bytes from each parameter's sharding.
   ModuleOp module = *model->module;

@@ -108,24 +108,9 @@ void writeLossCurve(const std::string &path,
 } // namespace
 
 int runTrain(llvm::ArrayRef<const char *> args) {
-  std::string recipePath;
-  std::vector<std::pair<std::string, std::string>> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    llvm::StringRef arg = args[i];
-    if (arg.consume_front("--")) {
-      if (i + 1 >= args.size())
-        return fail("--" + arg + " needs a value");
-      overrides.push_back({arg.str(), args[++i]});
-    } else if (recipePath.empty()) {
-      recipePath = arg.str();
-    } else {
-      return fail("more than one recipe given");
-    }
-  }
-  if (recipePath.empty())
-    return fail("usage: veomni train recipe.yaml [--section.key value ...]");
   std::string error;
-  std::optional<Recipe> recipe = Recipe::load(recipePath, overrides, error);
+  std::optional<Recipe> recipe = Recipe::fromCommandLine(
+      std::vector<std::string>(args.begin(), args.end()), {}, error);
   if (!recipe)
     return fail(error);
   const Recipe &r = *recipe;
@@ -135,14 +120,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   registerAllVeOmni(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
-  ImportOptions io;
-  io.dtype = r.dtype;
-  io.batch = r.batchSize;
-  io.seqLen = r.seqLen;
-  io.imagePatches = r.imagePatches;
-  io.audioFrames = r.audioFrames;
-  io.numLayers = r.numLayers;
-  FailureOr<ImportedModel> model = importHFConfig(context, r.config, io, error);
+  FailureOr<ImportedModel> model =
+      importHFConfig(context, r.config, importOptionsOf(r), error);
   if (failed(model))
     return fail(error);
   std::string diagnostic;
