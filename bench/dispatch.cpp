@@ -32,9 +32,9 @@ int main() {
     kernels.push_back(fb::CreateKernelDirect(fbb, fb::KernelKind::Add, &in,
                                              &out, nullptr, nullptr, ""));
   std::vector<uint32_t> outputs = {1};
-  fb::FinishProgramBuffer(
-      fbb, fb::CreateProgramDirect(fbb, "bench", 128, &buffers, &args, nullptr,
-                                   &kernels, &outputs));
+  fb::FinishProgramBuffer(fbb, fb::CreateProgramDirect(fbb, "bench", 128,
+                                                       &buffers, &args, nullptr,
+                                                       &kernels, &outputs));
   fb::ProgramHeader h = fb::MakeHeader(fbb.GetBufferPointer(), fbb.GetSize());
   std::vector<uint8_t> bytes(sizeof(h) + fbb.GetSize());
   std::memcpy(bytes.data(), &h, sizeof(h));
@@ -52,9 +52,9 @@ int main() {
     auto t0 = std::chrono::steady_clock::now();
     if (!(*ex)->Run().ok())
       return 1;
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                             t0)
-                   .count();
+    double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
     best = std::min(best, s);
   }
   std::printf("dispatch overhead: %.1f ns per kernel call (%d one-element "

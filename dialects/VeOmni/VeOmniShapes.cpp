@@ -828,19 +828,32 @@ inferLikeForward(MLIRContext *context, std::optional<Location> loc,
   return success();
 }
 
+/// The usual grad-op rule: the forward op's rule on `operands` (checking
+/// `grad` against its result), then one cotangent per value of `like`, of
+/// that value's type.
+template <typename Fwd>
+static LogicalResult
+inferGrad(MLIRContext *context, std::optional<Location> loc, StringRef op,
+          ValueRange operands, DictionaryAttr attrs, Value grad,
+          ValueRange like, SmallVectorImpl<Type> &types) {
+  SmallVector<Type, 2> forward;
+  if (failed(inferLikeForward<Fwd>(context, loc, op, operands, attrs, grad,
+                                   forward)))
+    return failure();
+  for (Value v : like)
+    types.push_back(v.getType());
+  return success();
+}
+
 LogicalResult RMSNormGradOp::inferReturnTypes(MLIRContext *context,
                                               std::optional<Location> loc,
                                               Adaptor adaptor,
                                               SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<RMSNormOp>(
-          context, loc, "rms_norm_grad",
-          ValueRange{adaptor.getInput(), adaptor.getWeight()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getInput().getType());
-  types.push_back(adaptor.getWeight().getType());
-  return success();
+  return inferGrad<RMSNormOp>(
+      context, loc, "rms_norm_grad",
+      ValueRange{adaptor.getInput(), adaptor.getWeight()},
+      adaptor.getAttributes(), adaptor.getGrad(),
+      ValueRange{adaptor.getInput(), adaptor.getWeight()}, types);
 }
 
 LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *context,
@@ -851,41 +864,31 @@ LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *context,
                                     adaptor.getValue()};
   if (Value seg = adaptor.getSegmentIds())
     operands.push_back(seg);
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<AttentionOp>(context, loc, "attention_grad",
-                                           operands, adaptor.getAttributes(),
-                                           adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getQuery().getType());
-  types.push_back(adaptor.getKey().getType());
-  types.push_back(adaptor.getValue().getType());
-  return success();
+  return inferGrad<AttentionOp>(
+      context, loc, "attention_grad", operands, adaptor.getAttributes(),
+      adaptor.getGrad(),
+      ValueRange{adaptor.getQuery(), adaptor.getKey(), adaptor.getValue()},
+      types);
 }
 
 LogicalResult CrossEntropyGradOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<CrossEntropyOp>(
-          context, loc, "cross_entropy_grad",
-          ValueRange{adaptor.getLogits(), adaptor.getLabels()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getLogits().getType());
-  return success();
+  return inferGrad<CrossEntropyOp>(
+      context, loc, "cross_entropy_grad",
+      ValueRange{adaptor.getLogits(), adaptor.getLabels()},
+      adaptor.getAttributes(), adaptor.getGrad(),
+      ValueRange{adaptor.getLogits()}, types);
 }
 
 LogicalResult GeluGradOp::inferReturnTypes(MLIRContext *context,
                                            std::optional<Location> loc,
                                            Adaptor adaptor,
                                            SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<GeluOp>(
-          context, loc, "gelu_grad", ValueRange{adaptor.getInput()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getInput().getType());
-  return success();
+  return inferGrad<GeluOp>(context, loc, "gelu_grad",
+                           ValueRange{adaptor.getInput()},
+                           adaptor.getAttributes(), adaptor.getGrad(),
+                           ValueRange{adaptor.getInput()}, types);
 }
 
 LogicalResult LayerNormGradOp::inferReturnTypes(MLIRContext *context,
@@ -895,14 +898,9 @@ LogicalResult LayerNormGradOp::inferReturnTypes(MLIRContext *context,
   SmallVector<Value, 3> operands = {adaptor.getInput(), adaptor.getWeight()};
   if (Value bias = adaptor.getBias())
     operands.push_back(bias);
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<LayerNormOp>(context, loc, "layer_norm_grad",
-                                           operands, adaptor.getAttributes(),
-                                           adaptor.getGrad(), forward)))
-    return failure();
-  for (Value v : operands)
-    types.push_back(v.getType());
-  return success();
+  return inferGrad<LayerNormOp>(context, loc, "layer_norm_grad", operands,
+                                adaptor.getAttributes(), adaptor.getGrad(),
+                                operands, types);
 }
 
 /// The result is the sliced input's cotangent: slice's rule, run on the
@@ -925,57 +923,42 @@ LogicalResult Conv1DGradOp::inferReturnTypes(MLIRContext *context,
   SmallVector<Value, 3> operands = {adaptor.getInput(), adaptor.getWeight()};
   if (Value bias = adaptor.getBias())
     operands.push_back(bias);
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<Conv1DOp>(context, loc, "conv1d_grad", operands,
-                                        adaptor.getAttributes(),
-                                        adaptor.getGrad(), forward)))
-    return failure();
-  for (Value v : operands)
-    types.push_back(v.getType());
-  return success();
+  return inferGrad<Conv1DOp>(context, loc, "conv1d_grad", operands,
+                             adaptor.getAttributes(), adaptor.getGrad(),
+                             operands, types);
 }
 
 LogicalResult GroupedMatmulWeightGradOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,
     SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<GroupedMatmulOp>(
-          context, loc, "grouped_matmul_weight_grad",
-          ValueRange{adaptor.getInput(), adaptor.getWeight(),
-                     adaptor.getGroupSizes()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getWeight().getType());
-  return success();
+  return inferGrad<GroupedMatmulOp>(context, loc, "grouped_matmul_weight_grad",
+                                    ValueRange{adaptor.getInput(),
+                                               adaptor.getWeight(),
+                                               adaptor.getGroupSizes()},
+                                    adaptor.getAttributes(), adaptor.getGrad(),
+                                    ValueRange{adaptor.getWeight()}, types);
 }
 
 LogicalResult MoETopKGradOp::inferReturnTypes(MLIRContext *context,
                                               std::optional<Location> loc,
                                               Adaptor adaptor,
                                               SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 2> forward;
-  if (failed(inferLikeForward<MoETopKOp>(
-          context, loc, "moe_topk_grad", ValueRange{adaptor.getLogits()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getLogits().getType());
-  return success();
+  return inferGrad<MoETopKOp>(context, loc, "moe_topk_grad",
+                              ValueRange{adaptor.getLogits()},
+                              adaptor.getAttributes(), adaptor.getGrad(),
+                              ValueRange{adaptor.getLogits()}, types);
 }
 
 LogicalResult MoECombineGradOp::inferReturnTypes(MLIRContext *context,
                                                  std::optional<Location> loc,
                                                  Adaptor adaptor,
                                                  SmallVectorImpl<Type> &types) {
-  SmallVector<Type, 1> forward;
-  if (failed(inferLikeForward<MoECombineOp>(
-          context, loc, "moe_combine_grad",
-          ValueRange{adaptor.getInput(), adaptor.getWeights(),
-                     adaptor.getIndices()},
-          adaptor.getAttributes(), adaptor.getGrad(), forward)))
-    return failure();
-  types.push_back(adaptor.getInput().getType());
-  types.push_back(adaptor.getWeights().getType());
-  return success();
+  return inferGrad<MoECombineOp>(
+      context, loc, "moe_combine_grad",
+      ValueRange{adaptor.getInput(), adaptor.getWeights(),
+                 adaptor.getIndices()},
+      adaptor.getAttributes(), adaptor.getGrad(),
+      ValueRange{adaptor.getInput(), adaptor.getWeights()}, types);
 }
 
 LogicalResult ReduceMaxGradOp::inferReturnTypes(MLIRContext *context,

@@ -172,6 +172,8 @@ TEST_P(AutodiffTest, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The cases read as MLIR, one op per line.
+// clang-format off
 #define T(shape) "tensor<" shape "xf32>"
 
 INSTANTIATE_TEST_SUITE_P(
@@ -332,7 +334,6 @@ INSTANTIATE_TEST_SUITE_P(
                  "2x3x7") ", tensor<2x3xi32>\n"
                           "  %y = veomni.reshape %l : tensor<f32> to " T("1"),
              T("1")},
-        // clang-format off: one line of MLIR per line of source.
         Case{"gelu_exact", "%a: " T("3x7"), "",
              "  %k = veomni.constant dense<3.0> : " T("3x7")
              "\n  %x = veomni.mul %a, %k : " T("3x7")
@@ -482,11 +483,11 @@ INSTANTIATE_TEST_SUITE_P(
              "\n  %y = veomni.reduce max %z dims = [0, 2] keep_dims : " T(
                  "2x3x2"),
              T("1x3x1")}),
-    // clang-format on
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.name);
     });
 
 #undef T
+// clang-format on
 
 } // namespace

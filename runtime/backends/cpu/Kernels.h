@@ -58,6 +58,8 @@ struct RopeAttrs {
   double attentionScaling = 1.0;
 };
 
+// One declaration list, aligned by hand.
+// clang-format off
 #define VEOMNI_CPU_KERNELS                                                     \
   /** out[..., M, N] = lhs[..., M, K] @ rhs[..., K, N]; rhs may be rank 2   \
    * (shared by every batch); transposes swap the last two dims. */         \
@@ -239,6 +241,7 @@ VEOMNI_CPU_KERNELS
 } // namespace ref
 
 #undef VEOMNI_CPU_KERNELS
+// clang-format on
 
 } // namespace veomni::rt::cpu
 
