@@ -40,52 +40,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
                          const TensorView &dx, const RopeAttrs &attrs) {
-  constexpr absl::string_view K = "RopeInverse";
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dy", dy, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "positions", positions));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "positions", positions));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, dy.shape));
-  int64_t batch = dy.dim(0), seq = dy.dim(1), heads = dy.dim(2), d = dy.dim(3);
-  std::vector<int64_t> section;
-  VEOMNI_RETURN_IF_ERROR(RopeSections(K, "dy", dy, positions, attrs, section));
-  int64_t half = d / 2;
-  if (dy.numel() == 0)
-    return absl::OkStatus();
-
-  // Frequencies and angles exactly as Rope computes them, so that the two
-  // kernels apply transposed copies of the same matrix.
-  std::vector<float> freq = RopeFrequencies(attrs, d);
-  const float scaling = static_cast<float>(attrs.attentionScaling);
-  int64_t rowLen = heads * d, tokens = batch * seq;
-  auto run = [&](int64_t begin, int64_t end) {
-    std::vector<float> cosv(half), sinv(half);
-    RowReader reader(dy, rowLen);
-    RowWriter writer(dx, rowLen);
-    for (int64_t t = begin; t < end; ++t) {
-      RopeAngles(positions, section, freq, tokens, t, scaling, cosv.data(),
-                 sinv.data());
-      const float *g = reader.Row(t);
-      float *out = writer.Row(t);
-      for (int64_t h = 0; h < heads; ++h) {
-        const float *gh = g + h * d;
-        float *oh = out + h * d;
-        // Rope: y0 = x0 c - x1 s, y1 = x1 c + x0 s; its transpose:
-        for (int64_t j = 0; j < half; ++j) {
-          float g0 = gh[j], g1 = gh[j + half];
-          oh[j] = g0 * cosv[j] + g1 * sinv[j];
-          oh[j + half] = g1 * cosv[j] - g0 * sinv[j];
-        }
-      }
-      writer.Done();
-    }
-  };
-  // About 40 flops per sin/cos pair, 6 per element.
-  ParallelFor(tokens,
-              static_cast<double>(tokens) * (40.0 * half + 6.0 * rowLen), run);
-  return absl::OkStatus();
+  return RopeRotate</*kInverse=*/true>("RopeInverse", "dy", dy, positions, "dx",
+                                       dx, attrs);
 }
 
 //===----------------------------------------------------------------------===//
@@ -96,23 +52,8 @@ absl::Status RmsNormGrad(const TensorView &x, const TensorView &weight,
                          const TensorView &dy, const TensorView &dx,
                          const TensorView &dweight, double epsilon) {
   constexpr absl::string_view K = "RmsNormGrad";
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "x", x));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
-  if (x.rank() < 1)
-    return BadView(K, "x", x, "must have rank >= 1");
-  int64_t d = x.dim(x.rank() - 1);
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", weight, {d}));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, x.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight, {d}));
+  int64_t d = 0;
+  VEOMNI_RETURN_IF_ERROR(CheckNormGrad(K, x, weight, dy, dx, dweight, d));
   if (d == 0)
     return absl::OkStatus();
   int64_t rows = x.numel() / d;

@@ -13,6 +13,7 @@
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/MoEUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
 #include <cblas.h>
@@ -34,35 +35,6 @@ namespace {
 /// Fixed chunks of rows whose sums go to f64 partials, added in order
 /// afterwards: the sums do not depend on how many threads ran.
 constexpr int64_t kRowChunks = 32;
-
-/// row[t*k+j]: the row MoECombine reads copy j of token t from (ids already
-/// checked to be >= 0), computed as MoE.cpp does: a counting sort by expert,
-/// or a stable sort when the ids are far larger than their count.
-std::vector<int64_t> CombineOrder(const TensorView &indices) {
-  int64_t n = indices.numel();
-  int64_t maxId = -1;
-  for (int64_t i = 0; i < n; ++i)
-    maxId = std::max(maxId, IndexAt(indices, i));
-  std::vector<int64_t> row(n);
-  if (maxId < std::max<int64_t>(n, 1024)) {
-    std::vector<int64_t> next(maxId + 2, 0);
-    for (int64_t i = 0; i < n; ++i)
-      ++next[IndexAt(indices, i) + 1];
-    for (int64_t e = 0; e <= maxId; ++e)
-      next[e + 1] += next[e];
-    for (int64_t i = 0; i < n; ++i)
-      row[i] = next[IndexAt(indices, i)]++;
-    return row;
-  }
-  std::vector<int64_t> byExpert(n);
-  std::iota(byExpert.begin(), byExpert.end(), 0);
-  std::stable_sort(byExpert.begin(), byExpert.end(), [&](int64_t a, int64_t b) {
-    return IndexAt(indices, a) < IndexAt(indices, b);
-  });
-  for (int64_t r = 0; r < n; ++r)
-    row[byExpert[r]] = r;
-  return row;
-}
 
 } // namespace
 
@@ -127,23 +99,8 @@ absl::Status LayerNormGrad(const TensorView &x, const TensorView &weight,
                            const TensorView &dweight, const TensorView *dbias,
                            double epsilon) {
   constexpr absl::string_view K = "LayerNormGrad";
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "x", x));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
-  if (x.rank() < 1)
-    return BadView(K, "x", x, "must have rank >= 1");
-  int64_t d = x.dim(x.rank() - 1);
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", weight, {d}));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, x.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight, {d}));
+  int64_t d = 0;
+  VEOMNI_RETURN_IF_ERROR(CheckNormGrad(K, x, weight, dy, dx, dweight, d));
   if (dbias) {
     VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dbias", *dbias, 1));
     VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dbias", *dbias));
@@ -350,24 +307,7 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
     }
     for (int64_t t0 = 0; t0 < lout; t0 += tile) {
       int64_t nt = std::min(tile, lout - t0);
-      // col[(c, tap), t] = x[c, (t0 + t) * stride + tap - padding], and the
-      // run [lo, hi) of t that lands inside the input, as Conv1D has them.
-      for (int64_t c = 0; c < cin; ++c) {
-        const float *xc = xb + c * len;
-        for (int64_t tap = 0; tap < kw; ++tap) {
-          float *dst = col.get() + (c * kw + tap) * nt;
-          int64_t shift = tap - padding;
-          int64_t lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
-          int64_t hi =
-              len - shift <= 0 ? 0 : (len - shift + stride - 1) / stride;
-          lo = std::clamp<int64_t>(lo - t0, 0, nt);
-          hi = std::clamp<int64_t>(hi - t0, lo, nt);
-          std::fill(dst, dst + lo, 0.0f);
-          for (int64_t t = lo; t < hi; ++t)
-            dst[t] = xc[(t0 + t) * stride + shift];
-          std::fill(dst + hi, dst + nt, 0.0f);
-        }
-      }
+      Im2ColTile(xb, cin, len, kw, stride, padding, t0, nt, col.get());
       // dW += G col^T; dcol = W^T G, scattered back (col2im) into dx.
       BlasGemm(false, true, cout, ck, nt, 1.0f, gb + t0, lout, col.get(), nt,
                1.0f, dw.data(), ck);

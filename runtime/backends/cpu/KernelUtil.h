@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -183,6 +184,59 @@ constexpr double kMemoryBoundWork = 8.0;
 /// Chunk length for elementwise loops that stage through stack buffers:
 /// small enough for L1, long enough to amortise the per-chunk dispatch.
 constexpr int64_t kChunk = 2048;
+
+/// The checks RmsNormGrad and LayerNormGrad share: x of rank >= 1 with last
+/// dimension `d`, weight and dweight [d], dy and dx the shape of x, all
+/// float.
+inline absl::Status CheckNormGrad(absl::string_view K, const TensorView &x,
+                                  const TensorView &weight,
+                                  const TensorView &dy, const TensorView &dx,
+                                  const TensorView &dweight, int64_t &d) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
+  if (x.rank() < 1)
+    return BadView(K, "x", x, "must have rank >= 1");
+  d = x.dim(x.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", weight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight, {d}));
+  return absl::OkStatus();
+}
+
+/// One im2col tile of a 1-D convolution, shared by Conv1D and its weight
+/// gradient: col[(c, tap), t] = x[c, (t0 + t) * stride + tap - padding] for
+/// t in [0, nt), zero where that position falls outside the `len` inputs of
+/// each of the `cin` channels of `xb`.
+inline void Im2ColTile(const float *xb, int64_t cin, int64_t len, int64_t kw,
+                       int64_t stride, int64_t padding, int64_t t0, int64_t nt,
+                       float *col) {
+  for (int64_t c = 0; c < cin; ++c) {
+    const float *xc = xb + c * len;
+    for (int64_t tap = 0; tap < kw; ++tap) {
+      float *dst = col + (c * kw + tap) * nt;
+      // Input position of output t is t * stride + tap - padding; the
+      // in-range outputs form one run [lo, hi).
+      int64_t shift = tap - padding;
+      int64_t lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
+      int64_t hi = len - shift <= 0 ? 0 : (len - shift + stride - 1) / stride;
+      lo = std::clamp<int64_t>(lo - t0, 0, nt);
+      hi = std::clamp<int64_t>(hi - t0, lo, nt);
+      std::fill(dst, dst + lo, 0.0f);
+      for (int64_t t = lo; t < hi; ++t)
+        dst[t] = xc[(t0 + t) * stride + shift];
+      std::fill(dst + hi, dst + nt, 0.0f);
+    }
+  }
+}
 
 } // namespace veomni::rt::cpu::detail
 

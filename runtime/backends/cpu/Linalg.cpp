@@ -233,24 +233,7 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
     }
     for (int64_t t0 = 0; t0 < lout; t0 += tile) {
       int64_t nt = std::min(tile, lout - t0);
-      for (int64_t c = 0; c < cin; ++c) {
-        const float *xc = xb + c * len;
-        for (int64_t tap = 0; tap < kw; ++tap) {
-          float *dst = col.get() + (c * kw + tap) * nt;
-          // Input position of output t is t * stride + tap - padding; the
-          // in-range outputs form one run [lo, hi).
-          int64_t shift = tap - padding;
-          int64_t lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
-          int64_t hi =
-              len - shift <= 0 ? 0 : (len - shift + stride - 1) / stride;
-          lo = std::clamp<int64_t>(lo - t0, 0, nt);
-          hi = std::clamp<int64_t>(hi - t0, lo, nt);
-          std::fill(dst, dst + lo, 0.0f);
-          for (int64_t t = lo; t < hi; ++t)
-            dst[t] = xc[(t0 + t) * stride + shift];
-          std::fill(dst + hi, dst + nt, 0.0f);
-        }
-      }
+      Im2ColTile(xb, cin, len, kw, stride, padding, t0, nt, col.get());
       Gemm(false, false, cout, nt, ck, w.data(), ck, col.get(), nt, yb + t0,
            lout, beta);
     }

@@ -9,6 +9,7 @@
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/MoEUtil.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,29 +20,6 @@
 namespace veomni::rt::cpu {
 
 using namespace detail;
-
-namespace {
-
-/// row[t*k+j]: the output row of copy j of token t, given expert ids and the
-/// expert count (ids already checked to lie in [0, experts)). Fills `counts`
-/// with the rows per expert when given.
-std::vector<int64_t> ExpertOrder(const TensorView &indices, int64_t experts,
-                                 std::vector<int64_t> *counts = nullptr) {
-  int64_t n = indices.numel();
-  std::vector<int64_t> next(experts + 1, 0);
-  for (int64_t i = 0; i < n; ++i)
-    ++next[IndexAt(indices, i) + 1];
-  if (counts)
-    counts->assign(next.begin() + 1, next.end());
-  for (int64_t e = 0; e < experts; ++e)
-    next[e + 1] += next[e];
-  std::vector<int64_t> row(n);
-  for (int64_t i = 0; i < n; ++i)
-    row[i] = next[IndexAt(indices, i)]++;
-  return row;
-}
-
-} // namespace
 
 absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
                      const TensorView &indices, int64_t k, bool normalize) {
@@ -156,29 +134,9 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, weights.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {tokens, hidden}));
-  // No expert count is given: any ids >= 0 define the order, as dispatch
-  // with more experts than the largest id would have. Small ids take the
-  // counting sort; large ones a stable sort, so memory stays O(T*k).
-  int64_t n = indices.numel();
   VEOMNI_RETURN_IF_ERROR(
       CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));
-  int64_t maxId = -1;
-  for (int64_t i = 0; i < n; ++i)
-    maxId = std::max(maxId, IndexAt(indices, i));
-  std::vector<int64_t> row;
-  if (maxId < std::max<int64_t>(n, 1024)) {
-    row = ExpertOrder(indices, maxId + 1);
-  } else {
-    std::vector<int64_t> byExpert(n);
-    std::iota(byExpert.begin(), byExpert.end(), 0);
-    std::stable_sort(byExpert.begin(), byExpert.end(),
-                     [&](int64_t a, int64_t b) {
-                       return IndexAt(indices, a) < IndexAt(indices, b);
-                     });
-    row.resize(n);
-    for (int64_t r = 0; r < n; ++r)
-      row[byExpert[r]] = r;
-  }
+  std::vector<int64_t> row = CombineOrder(indices);
 
   std::vector<float> acc(hidden), x(hidden), w(k);
   for (int64_t t = 0; t < tokens; ++t) {

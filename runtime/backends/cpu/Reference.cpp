@@ -104,6 +104,21 @@ double ApplyUnary(UnaryKind kind, double x) {
   return 0;
 }
 
+/// Broadcast's and Transpose's shared checks: in and out any views of one
+/// element type, and `list` (named `listName`) one entry per dimension of in.
+absl::Status CheckPerDimension(absl::string_view kName, const TensorView &in,
+                               const TensorView &out,
+                               absl::Span<const int64_t> list,
+                               absl::string_view listName) {
+  REF_TRY(CheckView(kName, "in", in));
+  REF_TRY(CheckView(kName, "out", out));
+  REF_TRY(CheckSameDType(kName, "out", out, in, "in"));
+  if (static_cast<int64_t>(list.size()) != in.rank())
+    return Invalid(kName, "in", in, "needs one entry of ", listName,
+                   " per dimension, got ", ShapeString(list));
+  return absl::OkStatus();
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -506,12 +521,7 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
 absl::Status Broadcast(const TensorView &in, const TensorView &out,
                        absl::Span<const int64_t> dims) {
   const char *kName = "Broadcast";
-  REF_TRY(CheckView(kName, "in", in));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckSameDType(kName, "out", out, in, "in"));
-  if (static_cast<int64_t>(dims.size()) != in.rank())
-    return Invalid(kName, "in", in, "needs one entry of dims per dimension, ",
-                   "got ", ShapeString(dims));
+  REF_TRY(CheckPerDimension(kName, in, out, dims, "dims"));
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] < 0 || dims[i] >= out.rank())
       return Invalid(kName, "out", out, "has no dimension ", dims[i]);
@@ -538,12 +548,7 @@ absl::Status Broadcast(const TensorView &in, const TensorView &out,
 absl::Status Transpose(const TensorView &in, const TensorView &out,
                        absl::Span<const int64_t> perm) {
   const char *kName = "Transpose";
-  REF_TRY(CheckView(kName, "in", in));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckSameDType(kName, "out", out, in, "in"));
-  if (static_cast<int64_t>(perm.size()) != in.rank())
-    return Invalid(kName, "in", in, "needs one entry of perm per dimension, ",
-                   "got ", ShapeString(perm));
+  REF_TRY(CheckPerDimension(kName, in, out, perm, "perm"));
   std::vector<bool> seen(in.rank(), false);
   Shape expected;
   for (int64_t p : perm) {
@@ -767,26 +772,9 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
   REF_TRY(CheckFloat(kName, "k", k));
   REF_TRY(CheckFloat(kName, "v", v));
   REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckRank(kName, "q", q, 4));
-  REF_TRY(CheckRank(kName, "k", k, 4));
-  REF_TRY(CheckRank(kName, "v", v, 4));
+  REF_TRY(CheckAttention(kName, q, k, v, segments, causal));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
-  REF_TRY(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
-  REF_TRY(CheckShape(kName, "v", v, {batch, seqKv, hkv, dv}));
-  if (hkv < 1 || hq % hkv != 0)
-    return Invalid(kName, "k", k, "head count must divide the ", hq,
-                   " heads of q ", q.ToString());
-  if (causal && seq != seqKv)
-    return Invalid(kName, "k", k, "must have the sequence length of q ",
-                   q.ToString(), " for causal attention");
-  if (segments) {
-    REF_TRY(CheckInt(kName, "segments", *segments));
-    if (seq != seqKv)
-      return Invalid(kName, "k", k, "must have the sequence length of q ",
-                     q.ToString(), " with segments");
-    REF_TRY(CheckShape(kName, "segments", *segments, {batch, seq}));
-  }
   REF_TRY(CheckShape(kName, "out", out, {batch, seq, hq, dv}));
 
   int64_t group = hq / hkv;
@@ -915,29 +903,7 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
   std::vector<bool> taken(experts);
   std::vector<int64_t> chosen(k);
   for (int64_t t = 0; t < tokens; ++t) {
-    // Softmax, each probability rounded to f32 before they are ranked.
-    double max = -std::numeric_limits<double>::infinity();
-    for (int64_t e = 0; e < experts; ++e)
-      max = std::max<double>(max, LoadF(logits, t * experts + e));
-    double sum = 0;
-    for (int64_t e = 0; e < experts; ++e)
-      sum += std::exp(LoadF(logits, t * experts + e) - max);
-    for (int64_t e = 0; e < experts; ++e)
-      prob[e] = static_cast<float>(
-          std::exp(LoadF(logits, t * experts + e) - max) / sum);
-
-    // k rounds of "the largest not yet taken"; the first of equals wins.
-    std::fill(taken.begin(), taken.end(), false);
-    double chosenSum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t best = -1;
-      for (int64_t e = 0; e < experts; ++e)
-        if (!taken[e] && (best < 0 || prob[e] > prob[best]))
-          best = e;
-      taken[best] = true;
-      chosen[j] = best;
-      chosenSum += prob[best];
-    }
+    double chosenSum = MoETopKRow(logits, t, k, prob, taken, chosen);
     for (int64_t j = 0; j < k; ++j) {
       double w = prob[chosen[j]];
       if (normalize)

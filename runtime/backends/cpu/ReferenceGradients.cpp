@@ -127,26 +127,9 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   REF_TRY(CheckFloat(kName, "dq", dq));
   REF_TRY(CheckFloat(kName, "dk", dk));
   REF_TRY(CheckFloat(kName, "dv", dv));
-  REF_TRY(CheckRank(kName, "q", q, 4));
-  REF_TRY(CheckRank(kName, "k", k, 4));
-  REF_TRY(CheckRank(kName, "v", v, 4));
+  REF_TRY(CheckAttention(kName, q, k, v, segments, causal));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
-  REF_TRY(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
-  REF_TRY(CheckShape(kName, "v", v, {batch, seqKv, hkv, dvh}));
-  if (hkv < 1 || hq % hkv != 0)
-    return Invalid(kName, "k", k, "head count must divide the ", hq,
-                   " heads of q ", q.ToString());
-  if (causal && seq != seqKv)
-    return Invalid(kName, "k", k, "must have the sequence length of q ",
-                   q.ToString(), " for causal attention");
-  if (segments) {
-    REF_TRY(CheckInt(kName, "segments", *segments));
-    if (seq != seqKv)
-      return Invalid(kName, "k", k, "must have the sequence length of q ",
-                     q.ToString(), " with segments");
-    REF_TRY(CheckShape(kName, "segments", *segments, {batch, seq}));
-  }
   REF_TRY(CheckShape(kName, "dout", dout, {batch, seq, hq, dvh}));
   REF_TRY(CheckShape(kName, "dq", dq, q.shape));
   REF_TRY(CheckShape(kName, "dk", dk, k.shape));

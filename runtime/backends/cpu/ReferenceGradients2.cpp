@@ -321,26 +321,7 @@ absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
   std::vector<double> dp(experts);
   for (int64_t t = 0; t < tokens; ++t) {
     // Softmax and selection exactly as ref::MoETopK.
-    double max = -std::numeric_limits<double>::infinity();
-    for (int64_t e = 0; e < experts; ++e)
-      max = std::max<double>(max, LoadF(logits, t * experts + e));
-    double sum = 0;
-    for (int64_t e = 0; e < experts; ++e)
-      sum += std::exp(LoadF(logits, t * experts + e) - max);
-    for (int64_t e = 0; e < experts; ++e)
-      prob[e] = static_cast<float>(
-          std::exp(LoadF(logits, t * experts + e) - max) / sum);
-    std::fill(taken.begin(), taken.end(), false);
-    double chosenSum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t best = -1;
-      for (int64_t e = 0; e < experts; ++e)
-        if (!taken[e] && (best < 0 || prob[e] > prob[best]))
-          best = e;
-      taken[best] = true;
-      chosen[j] = best;
-      chosenSum += prob[best];
-    }
+    double chosenSum = MoETopKRow(logits, t, k, prob, taken, chosen);
 
     // dL/dp_i = sum_j g_j dw_j/dp_i, with w_j = p_{c_j} (/ Z, Z = the sum
     // of the chosen p): dw_j/dp_i = [i = c_j] / Z - p_{c_j} [i chosen] / Z^2.

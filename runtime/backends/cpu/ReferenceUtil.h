@@ -19,8 +19,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -203,6 +205,71 @@ void ForEachRopePair(const TensorView &in, const TensorView &positions,
       }
     }
   }
+}
+
+//===----------------------------------------------------------------------===//
+// Argument checks and steps that a forward reference and its gradient share.
+//===----------------------------------------------------------------------===//
+
+/// Attention's q, k, v (and segments) checks, after their element types:
+/// rank 4, k and v of q's batch and head size, k's head count dividing q's,
+/// equal sequences where causal or segmented.
+inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
+                                   const TensorView &k, const TensorView &v,
+                                   const TensorView *segments, bool causal) {
+  REF_TRY(CheckRank(kName, "q", q, 4));
+  REF_TRY(CheckRank(kName, "k", k, 4));
+  REF_TRY(CheckRank(kName, "v", v, 4));
+  int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
+  int64_t seqKv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
+  REF_TRY(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
+  REF_TRY(CheckShape(kName, "v", v, {batch, seqKv, hkv, dv}));
+  if (hkv < 1 || hq % hkv != 0)
+    return Invalid(kName, "k", k, "head count must divide the ", hq,
+                   " heads of q ", q.ToString());
+  if (causal && seq != seqKv)
+    return Invalid(kName, "k", k, "must have the sequence length of q ",
+                   q.ToString(), " for causal attention");
+  if (segments) {
+    REF_TRY(CheckInt(kName, "segments", *segments));
+    if (seq != seqKv)
+      return Invalid(kName, "k", k, "must have the sequence length of q ",
+                     q.ToString(), " with segments");
+    REF_TRY(CheckShape(kName, "segments", *segments, {batch, seq}));
+  }
+  return absl::OkStatus();
+}
+
+/// MoETopK's choice for token t of the [tokens, experts] `logits`: fills
+/// prob with the softmax, each probability rounded to f32 before they are
+/// ranked, and chosen with k rounds of "the largest not yet taken" (the
+/// first of equals wins); returns the sum of the chosen probabilities.
+inline double MoETopKRow(const TensorView &logits, int64_t t, int64_t k,
+                         std::vector<float> &prob, std::vector<bool> &taken,
+                         std::vector<int64_t> &chosen) {
+  int64_t experts = logits.dim(1);
+  double max = -std::numeric_limits<double>::infinity();
+  for (int64_t e = 0; e < experts; ++e)
+    max = std::max<double>(max, LoadF(logits, t * experts + e));
+  double sum = 0;
+  for (int64_t e = 0; e < experts; ++e)
+    sum += std::exp(LoadF(logits, t * experts + e) - max);
+  for (int64_t e = 0; e < experts; ++e)
+    prob[e] = static_cast<float>(
+        std::exp(LoadF(logits, t * experts + e) - max) / sum);
+
+  std::fill(taken.begin(), taken.end(), false);
+  double chosenSum = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < experts; ++e)
+      if (!taken[e] && (best < 0 || prob[e] > prob[best]))
+        best = e;
+    taken[best] = true;
+    chosen[j] = best;
+    chosenSum += prob[best];
+  }
+  return chosenSum;
 }
 
 } // namespace veomni::rt::cpu::ref::detail

@@ -90,6 +90,72 @@ inline void RopeAngles(const TensorView &positions,
   }
 }
 
+/// Rope (kInverse = false) or its transpose RopeInverse (kInverse = true) of
+/// the rank-4 view `in` into `out`, checks included; `inName` and `outName`
+/// name the views in messages. One body, so that both turn by exactly the
+/// same tables.
+template <bool kInverse>
+absl::Status RopeRotate(absl::string_view K, absl::string_view inName,
+                        const TensorView &in, const TensorView &positions,
+                        absl::string_view outName, const TensorView &out,
+                        const RopeAttrs &attrs) {
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, inName, in, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, outName, out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, inName, in));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, outName, out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, outName, out, in.shape));
+  int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2), d = in.dim(3);
+  std::vector<int64_t> section;
+  VEOMNI_RETURN_IF_ERROR(
+      RopeSections(K, inName, in, positions, attrs, section));
+  int64_t half = d / 2;
+  if (in.numel() == 0)
+    return absl::OkStatus();
+
+  std::vector<float> freq = RopeFrequencies(attrs, d);
+  const float scaling = static_cast<float>(attrs.attentionScaling);
+  int64_t rowLen = heads * d, tokens = batch * seq;
+  auto run = [&](int64_t begin, int64_t end) {
+    std::vector<float> cosv(half), sinv(half);
+    RowReader reader(in, rowLen);
+    RowWriter writer(out, rowLen);
+    for (int64_t t = begin; t < end; ++t) {
+      // One angle table per token, shared by its heads.
+      RopeAngles(positions, section, freq, tokens, t, scaling, cosv.data(),
+                 sinv.data());
+      const float *x = reader.Row(t);
+      float *y = writer.Row(t);
+      for (int64_t h = 0; h < heads; ++h) {
+        const float *xh = x + h * d;
+        float *yh = y + h * d;
+        for (int64_t j = 0; j < half; ++j) {
+          float x0 = xh[j], x1 = xh[j + half];
+          if constexpr (kInverse) {
+            // Rope: y0 = x0 c - x1 s, y1 = x1 c + x0 s; its transpose:
+            yh[j] = x0 * cosv[j] + x1 * sinv[j];
+            yh[j + half] = x1 * cosv[j] - x0 * sinv[j];
+          } else {
+            yh[j] = x0 * cosv[j] - x1 * sinv[j];
+            yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
+          }
+        }
+      }
+      writer.Done();
+    }
+  };
+  if constexpr (kInverse) {
+    // About 40 flops per sin/cos pair, 6 per element.
+    ParallelFor(tokens,
+                static_cast<double>(tokens) * (40.0 * half + 6.0 * rowLen),
+                run);
+  } else {
+    ParallelFor(tokens, kMemoryBoundWork * in.numel(), run);
+  }
+  return absl::OkStatus();
+}
+
 } // namespace veomni::rt::cpu::detail
 
 #endif // VEOMNI_RUNTIME_BACKENDS_CPU_ROPEUTIL_H

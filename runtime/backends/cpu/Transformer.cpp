@@ -202,48 +202,8 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
 
 absl::Status Rope(const TensorView &in, const TensorView &positions,
                   const TensorView &out, const RopeAttrs &attrs) {
-  constexpr absl::string_view K = "Rope";
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "in", in, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "positions", positions));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "positions", positions));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
-  int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2), d = in.dim(3);
-  std::vector<int64_t> section;
-  VEOMNI_RETURN_IF_ERROR(RopeSections(K, "in", in, positions, attrs, section));
-  int64_t half = d / 2;
-  if (in.numel() == 0)
-    return absl::OkStatus();
-
-  std::vector<float> freq = RopeFrequencies(attrs, d);
-  const float scaling = static_cast<float>(attrs.attentionScaling);
-  int64_t rowLen = heads * d, tokens = batch * seq;
-  ParallelFor(tokens, kMemoryBoundWork * in.numel(),
-              [&](int64_t t0, int64_t t1) {
-                std::vector<float> cosv(half), sinv(half);
-                RowReader reader(in, rowLen);
-                RowWriter writer(out, rowLen);
-                for (int64_t t = t0; t < t1; ++t) {
-                  // One angle table per token, shared by its heads.
-                  RopeAngles(positions, section, freq, tokens, t, scaling,
-                             cosv.data(), sinv.data());
-                  const float *x = reader.Row(t);
-                  float *y = writer.Row(t);
-                  for (int64_t h = 0; h < heads; ++h) {
-                    const float *xh = x + h * d;
-                    float *yh = y + h * d;
-                    for (int64_t j = 0; j < half; ++j) {
-                      float x0 = xh[j], x1 = xh[j + half];
-                      yh[j] = x0 * cosv[j] - x1 * sinv[j];
-                      yh[j + half] = x1 * cosv[j] + x0 * sinv[j];
-                    }
-                  }
-                  writer.Done();
-                }
-              });
-  return absl::OkStatus();
+  return RopeRotate</*kInverse=*/false>("Rope", "in", in, positions, "out", out,
+                                        attrs);
 }
 
 absl::Status Attention(const TensorView &q, const TensorView &k,
