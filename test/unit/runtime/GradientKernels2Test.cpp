@@ -23,6 +23,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/GradientTestUtil.h"
 #include "test/unit/runtime/KernelTestUtil.h"
 
 #include "absl/strings/match.h"
@@ -80,121 +81,7 @@ Buffer Spread(Shape shape, int64_t group, float spacing, Rng &rng) {
   return b;
 }
 
-//===----------------------------------------------------------------------===//
-// Comparisons.
-//===----------------------------------------------------------------------===//
-
-/// The tolerance of central differences against an analytic gradient: the
-/// O(h^2) truncation error and the f32 rounding of the forward outputs
-/// (divided by 2h) both stay well below it for inputs in [-1, 1].
-constexpr Tol kFdTol = {1e-2, 2e-3};
-constexpr float kFdStep = 1e-2f;
-
-bool StatsEnabled() { return std::getenv("VEOMNI_GRAD_STATS") != nullptr; }
-
-void PrintStats(const std::string &what, double worstAbs, double worstRatio) {
-  if (StatsEnabled())
-    std::printf("[ stats    ] %s: max |diff| %.3g, max |diff| / tol %.3g\n",
-                what.c_str(), worstAbs, worstRatio);
-}
-
-/// Floats (or integers) within `tol`; `what` names the comparison in stats
-/// and failures.
-::testing::AssertionResult AllClose(const Buffer &got, const Buffer &want,
-                                    Tol tol, const std::string &what = "") {
-  if (got.dtype != want.dtype || got.shape != want.shape)
-    return ::testing::AssertionFailure()
-           << "got " << got.view().ToString() << " but want "
-           << want.view().ToString();
-  int64_t bad = 0;
-  double worst = 0, worstRatio = 0;
-  std::string report;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    double g = got.f(i), w = want.f(i);
-    double diff = std::fabs(g - w);
-    bool ok = (std::isnan(g) && std::isnan(w)) || g == w ||
-              diff <= tol.atol + tol.rtol * std::fabs(w);
-    if (!std::isnan(diff)) {
-      worst = std::max(worst, diff);
-      double scale = tol.atol + tol.rtol * std::fabs(w);
-      if (scale > 0)
-        worstRatio = std::max(worstRatio, diff / scale);
-    }
-    if (ok)
-      continue;
-    if (bad++ < 6)
-      absl::StrAppend(&report, "\n  at ", Coords(i, want.shape), ": got ", g,
-                      ", want ", w);
-  }
-  if (!what.empty())
-    PrintStats(what, worst, worstRatio);
-  if (bad == 0)
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << bad << " of " << want.numel() << " elements of "
-         << want.view().ToString() << " differ (rtol " << tol.rtol << ", atol "
-         << tol.atol << ", worst |diff| " << worst << "):" << report;
-}
-
-/// Elementwise against hand-computed values.
-::testing::AssertionResult Values(const Buffer &got, std::vector<double> want,
-                                  double tol = 1e-5) {
-  if (got.numel() != static_cast<int64_t>(want.size()))
-    return ::testing::AssertionFailure()
-           << got.view().ToString() << " has " << got.numel()
-           << " elements, want " << want.size();
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    double g = got.f(i);
-    if (!(std::fabs(g - want[i]) <= tol * std::max(1.0, std::fabs(want[i]))))
-      return ::testing::AssertionFailure()
-             << got.view().ToString() << " at " << Coords(i, got.shape)
-             << ": got " << g << ", want " << want[i];
-  }
-  return ::testing::AssertionSuccess();
-}
-
-/// Central differences of `forward` (which reads `x`, among others) against
-/// `grad`, the analytic gradient of <dy, forward()> with respect to x. x is
-/// perturbed in place and restored.
-::testing::AssertionResult
-MatchesFiniteDifferences(Buffer &x, const Buffer &grad, const Buffer &dy,
-                         const std::function<Buffer()> &forward,
-                         const std::string &what) {
-  if (x.dtype != DType::F32 || grad.shape != x.shape)
-    return ::testing::AssertionFailure()
-           << "bad finite-difference setup: x " << x.view().ToString()
-           << ", grad " << grad.view().ToString();
-  Buffer fd(DType::F32, x.shape);
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    float x0 = x.f(i);
-    float plus = x0 + kFdStep, minus = x0 - kFdStep;
-    x.setF(i, plus);
-    Buffer fp = forward();
-    x.setF(i, minus);
-    Buffer fm = forward();
-    x.setF(i, x0);
-    if (fp.numel() != dy.numel() || fm.numel() != dy.numel())
-      return ::testing::AssertionFailure()
-             << "forward output has " << fp.numel() << " elements, dy "
-             << dy.numel();
-    double dot = 0;
-    for (int64_t o = 0; o < dy.numel(); ++o)
-      dot += static_cast<double>(dy.f(o)) *
-             (static_cast<double>(fp.f(o)) - fm.f(o));
-    fd.setF(i, static_cast<float>(dot / (static_cast<double>(plus) - minus)));
-  }
-  return AllClose(grad, fd, kFdTol, what);
-}
-
-/// An InvalidArgument whose message starts "<Kernel>: ".
-#define EXPECT_INVALID(impl, expr, Kernel)                                     \
-  do {                                                                         \
-    absl::Status status_ = (expr);                                             \
-    EXPECT_EQ(status_.code(), absl::StatusCode::kInvalidArgument)              \
-        << (impl).name << ": " << Describe(status_);                           \
-    EXPECT_TRUE(absl::StartsWith(status_.message(), #Kernel ": "))             \
-        << (impl).name << ": " << Describe(status_);                           \
-  } while (0)
+// Comparisons: test/unit/runtime/GradientTestUtil.h.
 
 const double kPi = 3.14159265358979323846;
 
