@@ -9,7 +9,12 @@
 // then FSDP (dp_shard > 1): parameters additionally split on dp_shard, on
 // the first dimension that divides (ZeRO-3); HSDP's dp_replicate keeps
 // replicas. Batch inputs [B, S, ...]: B on (dp_replicate, dp_shard), S on
-// sp (Ulysses). Everything else follows by propagation (a later pass).
+// sp (Ulysses); with experts split on ep, the ep ranks take different
+// batches too, as in VeOmni. Optimizer states (veomni-optimizer) take their
+// parameter's sharding. Batch dimensions get priority p0 and parameters
+// p1, so that in propagation the data-parallel axes go to the batch and a
+// parameter's FSDP split is undone (all-gathered) before use. Everything
+// else follows by propagation (veomni-propagate-sharding).
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,8 +62,18 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
     dist::MeshOp::create(b, module.getLoc(), "mesh",
                          dist::MeshAttr::get(ctx, axes));
     auto meshRef = FlatSymbolRefAttr::get(ctx, "mesh");
+    // Experts split on ep: some parameter is placed on the experts.
+    bool expertParallel = false;
+    if (ep > 1)
+      module.walk([&](func::FuncOp func) {
+        for (unsigned i = 0; i < func.getNumArguments(); ++i)
+          if (auto p = func.getArgAttrOfType<StringAttr>(
+                  i, VeOmniDialect::kPlacementAttrName))
+            expertParallel |= p.getValue() == "ep:experts";
+      });
 
     for (auto func : module.getOps<func::FuncOp>()) {
+      llvm::StringMap<dist::ShardingAttr> byParam;
       for (BlockArgument arg : func.getArguments()) {
         auto type = dyn_cast<RankedTensorType>(arg.getType());
         if (!type)
@@ -77,8 +92,13 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
             dims[1].push_back("tp");
           else if (p == "ep:experts" && type.getRank() >= 1)
             dims[0].push_back("ep");
-          // ZeRO-3: split once more on dp_shard where it divides.
-          for (int64_t d = 0; d < type.getRank() && dpShard > 1; ++d) {
+          // ZeRO-3: split once more on dp_shard where it divides (for
+          // stacked experts, not on the expert dimension: it keeps ep
+          // alone, at the batch's priority, so that the experts win ep
+          // where tokens meet them).
+          bool experts = p == "ep:experts";
+          for (int64_t d = experts ? 1 : 0; d < type.getRank() && dpShard > 1;
+               ++d) {
             int64_t split = dpShard;
             for (StringRef a : dims[d])
               split *= size[a];
@@ -97,19 +117,41 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
                       input.getValue() == "segment_ids" ||
                       input.getValue() == "position_ids";
           dims[batchDim] = {"dp_replicate", "dp_shard"};
+          if (expertParallel)
+            dims[batchDim].push_back("ep");
           if (text)
             dims[batchDim + 1].push_back("sp");
         }
-        SmallVector<dist::DimShardingAttr> perDim;
-        for (auto &d : dims) {
-          SmallVector<StringAttr> names;
-          for (StringRef a : d)
-            if (size[a] > 1)
-              names.push_back(StringAttr::get(ctx, a));
-          perDim.push_back(
-              dist::DimShardingAttr::get(ctx, names, /*isClosed=*/true, {}));
+        auto state =
+            func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateAttrName);
+        dist::ShardingAttr sharding;
+        if (state) {
+          // optimizer.<kind>.<parameter>: the parameter's layout.
+          auto [head, rest] = state.getValue().split('.');
+          sharding = byParam.lookup(rest.split('.').second);
+          if (!sharding || head != "optimizer")
+            continue;
+        } else {
+          std::optional<int64_t> priority;
+          if (placement)
+            priority = 1;
+          else if (input)
+            priority = 0;
+          SmallVector<dist::DimShardingAttr> perDim;
+          for (auto [d, axes] : llvm::enumerate(dims)) {
+            SmallVector<StringAttr> names;
+            for (StringRef a : axes)
+              if (size[a] > 1)
+                names.push_back(StringAttr::get(ctx, a));
+            std::optional<int64_t> p = priority;
+            if (placement && placement.getValue() == "ep:experts" && d == 0)
+              p = 0;
+            perDim.push_back(
+                dist::DimShardingAttr::get(ctx, names, /*isClosed=*/true,
+                                           names.empty() ? std::nullopt : p));
+          }
+          sharding = dist::ShardingAttr::get(ctx, meshRef, perDim, {});
         }
-        auto sharding = dist::ShardingAttr::get(ctx, meshRef, perDim, {});
         std::string error;
         auto emit = [&]() {
           return func.emitError()
@@ -120,6 +162,9 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
                 type, sharding, dist::lookupMesh(func, meshRef), emit)))
           return signalPassFailure();
         func.setArgAttr(i, "dist.sharding", sharding);
+        if (auto name = func.getArgAttrOfType<StringAttr>(
+                i, VeOmniDialect::kParamAttrName))
+          byParam[name.getValue()] = sharding;
       }
     }
   }

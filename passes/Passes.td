@@ -27,6 +27,33 @@ def ApplyRecipe : Pass<"veomni-apply-recipe", "::mlir::ModuleOp"> {
   ];
 }
 
+def PropagateSharding : Pass<"veomni-propagate-sharding", "::mlir::ModuleOp"> {
+  let summary = "Give every tensor a layout over the mesh from the seeded shardings";
+  let description = [{
+    Shardy-style propagation over the whole function (forward, backward
+    and optimizer alike) through each op's sharding rule, by priority
+    rounds, sweeping forward and backward to a fixed point; deterministic.
+    Every op gets `dist.sharding = [...]` (one `#dist.sharding` per result),
+    every argument and result a `dist.sharding`. See PropagateSharding.cpp.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+}
+
+def Partition : Pass<"veomni-partition", "::mlir::ModuleOp"> {
+  let summary = "Insert the collectives the layouts need and rewrite to per-rank shapes";
+  let description = [{
+    After veomni-propagate-sharding. For each op, its rule and the layouts
+    of its tensors give one split per factor; every operand is resharded
+    to what that split needs and every result from what the op computes
+    (partial sums included) to its propagated layout, each reshard the
+    cheapest collective sequence (all-reduce, reduce-scatter, all-gather,
+    all-to-all, local split). Types become device-local; the program is
+    one SPMD program whatever the number of ranks. A split that does not
+    divide is an error naming the tensor and the axis.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+}
+
 def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   let summary = "Append the backward pass: gradients of the loss for every parameter";
   let description = [{

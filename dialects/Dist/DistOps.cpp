@@ -483,6 +483,24 @@ LogicalResult AllGatherOp::verifySymbolUses(SymbolTableCollection &tables) {
           ", the size of the group over axes " + group->axes);
 }
 
+/// reduce_scatter and local_split: `dim` divided by the group size.
+template <typename OpT>
+static LogicalResult verifySplit(OpT op, SymbolTableCollection &tables) {
+  FailureOr<Group> group =
+      resolveGroup(op, tables, op.getMeshAttr(), op.getAxes());
+  if (failed(group))
+    return failure();
+  RankedTensorType input = op.getInput().getType();
+  if (failed(verifyDivisible(op, input, op.getDim(), *group)))
+    return failure();
+  SmallVector<int64_t> expected(input.getShape());
+  expected[op.getDim()] /= group->size;
+  return verifyResultShape(
+      op, input, op.getResult().getType(), expected,
+      "dimension " + Twine(op.getDim()) + " divided by " + Twine(group->size) +
+          ", the size of the group over axes " + group->axes);
+}
+
 LogicalResult ReduceScatterOp::verify() {
   if (failed(verifyAxesList(*this, getAxes())))
     return failure();
@@ -491,19 +509,18 @@ LogicalResult ReduceScatterOp::verify() {
 }
 
 LogicalResult ReduceScatterOp::verifySymbolUses(SymbolTableCollection &tables) {
-  FailureOr<Group> group =
-      resolveGroup(*this, tables, getMeshAttr(), getAxes());
-  if (failed(group))
+  return verifySplit(*this, tables);
+}
+
+LogicalResult LocalSplitOp::verify() {
+  if (failed(verifyAxesList(*this, getAxes())))
     return failure();
-  RankedTensorType input = getInput().getType();
-  if (failed(verifyDivisible(*this, input, getDim(), *group)))
-    return failure();
-  SmallVector<int64_t> expected(input.getShape());
-  expected[getDim()] /= group->size;
-  return verifyResultShape(
-      *this, input, getResult().getType(), expected,
-      "dimension " + Twine(getDim()) + " divided by " + Twine(group->size) +
-          ", the size of the group over axes " + group->axes);
+  return verifyLocalTypes(*this, getInput().getType(), getResult().getType(),
+                          {{"dim", getDim()}});
+}
+
+LogicalResult LocalSplitOp::verifySymbolUses(SymbolTableCollection &tables) {
+  return verifySplit(*this, tables);
 }
 
 LogicalResult AllReduceOp::verify() { return verifyAxesList(*this, getAxes()); }

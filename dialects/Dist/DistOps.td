@@ -117,6 +117,28 @@ def Dist_ReduceScatterOp : Dist_CollectiveOp<"reduce_scatter", [Pure]> {
   }];
 }
 
+def Dist_LocalSplitOp : Dist_CollectiveOp<"local_split", [Pure]> {
+  let summary = "Keeps this device's slice of `dim`; no communication";
+  let description = [{
+    The input is the same on every device of the group; it is split along
+    `dim` into group-size equal slices and the device with group index i
+    keeps slice i. What a partitioner emits where a layout splits a
+    dimension further than the value it starts from.
+
+    ```mlir
+    %y = dist.local_split %x mesh = @mesh axes = ["tp"] dim = 1
+        : tensor<8x4xf32> -> tensor<8x2xf32>
+    ```
+  }];
+  let arguments = (ins AnyStaticShapeTensor:$input, FlatSymbolRefAttr:$mesh,
+                       StrArrayAttr:$axes, I64Attr:$dim);
+  let results = (outs AnyStaticShapeTensor:$result);
+  let assemblyFormat = [{
+    $input `mesh` `=` $mesh `axes` `=` $axes `dim` `=` $dim attr-dict
+    `:` type($input) `->` type($result)
+  }];
+}
+
 def Dist_AllReduceOp
     : Dist_CollectiveOp<"all_reduce", [Pure, AllTypesMatch<["input", "result"]>]> {
   let summary = "Element-wise sum over the group";

@@ -25,6 +25,7 @@ void VeOmniDialect::initialize() {
 #define GET_OP_LIST
 #include "dialects/VeOmni/VeOmniOps.cpp.inc"
       >();
+  attachShardingRules(getContext());
 }
 
 Operation *VeOmniDialect::materializeConstant(OpBuilder &builder,

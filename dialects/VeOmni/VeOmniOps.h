@@ -24,6 +24,9 @@ namespace mlir::veomni {
 llvm::LogicalResult inferBinaryType(std::optional<Location> loc,
                                     llvm::StringRef op, Type lhs, Type rhs,
                                     llvm::SmallVectorImpl<Type> &types);
+/// Gives every veomni op its ShardingRuleOpInterface (VeOmniSharding.cpp);
+/// called when the dialect loads.
+void attachShardingRules(MLIRContext *ctx);
 } // namespace mlir::veomni
 
 #define GET_OP_CLASSES

@@ -1,17 +1,22 @@
 // RUN: veomni-opt %s --veomni-apply-recipe="dp-shard=2 tp=2 sp=2" -split-input-file -verify-diagnostics | FileCheck %s
+// RUN: veomni-opt %s --veomni-apply-recipe="dp-shard=2 sp=2 ep=2" -split-input-file -verify-diagnostics | FileCheck %s --check-prefix=EP
 
 // Column and row pairs on tp, then FSDP on dp_shard where it divides;
-// batches on the data-parallel axes and sequences on sp.
+// batches on the data-parallel axes and sequences on sp. Batches get
+// priority p0 and parameters p1 (propagation gives dp_shard to the batch);
+// optimizer states take their parameter's sharding.
 // CHECK: dist.mesh @mesh = <["dp_replicate" = 1, "dp_shard" = 2, "tp" = 2, "sp" = 2, "ep" = 1, "pp" = 1]>
 // CHECK-LABEL: func.func @mlp
-// CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard"}, {}]>, veomni.param = "up", veomni.placement = "tp:column"}
-// CHECK-SAME: %{{.*}}: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}, {"tp"}]>, veomni.param = "down", veomni.placement = "tp:row"}
+// CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard"}p1, {}]>, veomni.param = "up", veomni.placement = "tp:column"}
+// CHECK-SAME: %{{.*}}: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p1, {"tp"}p1]>, veomni.param = "down", veomni.placement = "tp:row"}
 // CHECK-SAME: %{{.*}}: tensor<3xf32> {dist.sharding = #dist.sharding<@mesh, [{}]>, veomni.param = "norm", veomni.placement = "replicated"}
-// CHECK-SAME: %{{.*}}: tensor<4x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}, {"sp"}]>, veomni.input = "input_ids"}
+// CHECK-SAME: %{{.*}}: tensor<4x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {"sp"}p0]>, veomni.input = "input_ids"}
+// CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard"}p1, {}]>, veomni.state = "optimizer.exp_avg.up"}
 func.func @mlp(%up: tensor<8x4xf32> {veomni.param = "up", veomni.placement = "tp:column"},
                %down: tensor<4x8xf32> {veomni.param = "down", veomni.placement = "tp:row"},
                %norm: tensor<3xf32> {veomni.param = "norm", veomni.placement = "replicated"},
-               %ids: tensor<4x16xi32> {veomni.input = "input_ids"}) {
+               %ids: tensor<4x16xi32> {veomni.input = "input_ids"},
+               %m: tensor<8x4xf32> {veomni.state = "optimizer.exp_avg.up"}) {
   return
 }
 
@@ -20,5 +25,18 @@ func.func @mlp(%up: tensor<8x4xf32> {veomni.param = "up", veomni.placement = "tp
 // A batch the data-parallel axes do not divide.
 // expected-error @+1 {{argument #0 (input): dimension 0 of 'tensor<3x16xi32>' (size 3) is not divisible by 2, the product of the sizes of axes ["dp_shard"]}}
 func.func @odd_batch(%ids: tensor<3x16xi32> {veomni.input = "input_ids"}) {
+  return
+}
+
+// -----
+
+// Stacked experts: the experts on ep at the batch's priority, FSDP on
+// another dimension; with experts on ep the ep ranks take their own
+// batches too.
+// EP-LABEL: func.func @moe
+// EP-SAME: %{{.*}}: tensor<8x6x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}p0, {"dp_shard"}p1, {}]>, veomni.param = "experts", veomni.placement = "ep:experts"}
+// EP-SAME: %{{.*}}: tensor<8x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "ep"}p0, {"sp"}p0]>, veomni.input = "input_ids"}
+func.func @moe(%experts: tensor<8x6x4xf32> {veomni.param = "experts", veomni.placement = "ep:experts"},
+               %ids: tensor<8x16xi32> {veomni.input = "input_ids"}) {
   return
 }

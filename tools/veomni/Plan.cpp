@@ -76,15 +76,21 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       !check("parallel.sp", r.sp, r.seqLen, "data.seq_len") ||
       !check("parallel.sp", r.sp, model->numHeads / std::max<int64_t>(r.tp, 1),
              "the attention heads per tp rank") ||
-      !check("parallel.pp", r.pp, model->numLayers, "num_hidden_layers") ||
-      !check("parallel.dp_shard", r.dpReplicate * r.dpShard, r.batchSize,
-             "data.batch_size (dp_replicate x dp_shard)"))
+      !check("parallel.pp", r.pp, model->numLayers, "num_hidden_layers"))
     return fail(error);
   if (r.ep > 1 && model->numExperts == 0)
     return fail(r.path + ": field 'parallel.ep': " + std::to_string(r.ep) +
                 " needs a mixture-of-experts model; " + model->modelType +
                 " has no experts");
   if (!check("parallel.ep", r.ep, model->numExperts, "num_experts"))
+    return fail(error);
+  // With experts split on ep, the ep ranks take their own batches too.
+  bool expertParallel = r.ep > 1 && model->numExperts > 0;
+  if (!check("parallel.dp_shard",
+             r.dpReplicate * r.dpShard * (expertParallel ? r.ep : 1),
+             r.batchSize,
+             expertParallel ? "data.batch_size (dp_replicate x dp_shard x ep)"
+                            : "data.batch_size (dp_replicate x dp_shard)"))
     return fail(error);
 
   std::string diagnostic;

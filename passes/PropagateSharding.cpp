@@ -1,0 +1,248 @@
+//===- PropagateSharding.cpp - shardings for every value ------------------===//
+//
+// From the shardings veomni-apply-recipe (or a user) put on arguments and
+// `dist.sharding_constraint`s, gives every tensor of the function a layout,
+// in the manner of OpenXLA Shardy:
+//
+//  - Each op's sharding rule (ShardingRuleOpInterface) relates the
+//    dimensions of its operands and results through factors. Visiting an
+//    op, the splits its tensors already have are projected onto factors
+//    (resolveFactors: best priority wins, a longer compatible split refines
+//    it, an axis serves one factor), and projected back onto every tensor
+//    dimension that is open and whose split the result extends.
+//  - Priorities run in rounds, best first: round p only reads dimensions of
+//    priority <= p, so a batch split (p0) claims the data-parallel axes
+//    before a parameter's FSDP split (p1) can; the parameter is then
+//    all-gathered before use rather than the activations.
+//  - Each round sweeps forward then backward over the ops until nothing
+//    changes. Splits only grow, so it terminates; it reads the ops in
+//    program order, so it is deterministic.
+//
+// The result: every op carries `dist.sharding = [...]`, one layout per
+// result; arguments and results carry theirs as `dist.sharding`. Partial
+// sums are not layouts of values: where an op leaves one, veomni-partition
+// reduces it to the value's layout.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Dist/DistOps.h"
+#include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Passes.h"
+#include "passes/Sharding.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include <set>
+
+namespace mlir::veomni {
+#define GEN_PASS_DEF_PROPAGATESHARDING
+#include "passes/Passes.h.inc"
+} // namespace mlir::veomni
+
+using namespace mlir;
+using namespace mlir::veomni;
+using namespace mlir::veomni::sharding;
+
+namespace {
+
+/// The identity rule of a sharding constraint: input and result share
+/// every dimension.
+ShardingRule identityRule(RankedTensorType type) {
+  ShardingRule rule;
+  ShardingRule::Dims dims;
+  for (int64_t size : type.getShape())
+    dims.push_back({rule.addFactor(size)});
+  rule.operandDims.push_back(dims);
+  rule.resultDims.push_back(dims);
+  rule.perShardResults.push_back(false);
+  return rule;
+}
+
+class Propagator {
+public:
+  Propagator(func::FuncOp func, const Mesh &mesh) : func(func), mesh(mesh) {}
+
+  LogicalResult run(FlatSymbolRefAttr meshRef);
+
+private:
+  Layout *layoutOf(Value v) {
+    auto type = dyn_cast<RankedTensorType>(v.getType());
+    if (!type)
+      return nullptr;
+    auto it = layouts.find(v);
+    if (it == layouts.end())
+      it = layouts.try_emplace(v, Layout::open(type.getRank())).first;
+    return &it->second;
+  }
+  bool visit(Operation *op, const ShardingRule &rule, int64_t upTo);
+  bool update(Value v, const ShardingRule &rule, const ShardingRule::Dims &dims,
+              const FactorSplit &split);
+
+  func::FuncOp func;
+  const Mesh &mesh;
+  llvm::DenseMap<Value, Layout> layouts;
+};
+
+bool Propagator::update(Value v, const ShardingRule &rule,
+                        const ShardingRule::Dims &dims,
+                        const FactorSplit &split) {
+  Layout *layout = layoutOf(v);
+  if (!layout)
+    return false;
+  SmallVector<Axes> wanted = projectDims(rule, dims, split, mesh);
+  bool changed = false;
+  for (auto [d, axes] : llvm::enumerate(wanted)) {
+    Axes &have = layout->dims[d];
+    if (layout->closed[d] || axes.size() <= have.size() ||
+        !llvm::equal(have, ArrayRef<StringAttr>(axes).take_front(have.size())))
+      continue;
+    // A new axis must not split another dimension of the same tensor.
+    bool clash = false;
+    for (StringAttr axis : ArrayRef<StringAttr>(axes).drop_front(have.size()))
+      for (auto [e, other] : llvm::enumerate(layout->dims))
+        clash |= e != d && llvm::is_contained(other, axis);
+    if (clash)
+      continue;
+    int64_t priority = 0;
+    for (int64_t f : dims[d])
+      if (!split.axes[f].empty())
+        priority = std::max(priority, split.priority[f]);
+    have = axes;
+    layout->priority[d] = std::min(layout->priority[d], priority);
+    changed = true;
+  }
+  return changed;
+}
+
+bool Propagator::visit(Operation *op, const ShardingRule &rule, int64_t upTo) {
+  SmallVector<const Layout *> operands, results;
+  for (Value v : op->getOperands())
+    operands.push_back(layoutOf(v));
+  for (Value v : op->getResults())
+    results.push_back(layoutOf(v));
+  FactorSplit split = resolveFactors(rule, operands, results, mesh, upTo);
+  bool changed = false;
+  for (auto [i, dims] : llvm::enumerate(rule.operandDims))
+    if (i < op->getNumOperands())
+      changed |= update(op->getOperand(i), rule, dims, split);
+  for (auto [i, dims] : llvm::enumerate(rule.resultDims))
+    if (i < op->getNumResults())
+      changed |= update(op->getResult(i), rule, dims, split);
+  return changed;
+}
+
+LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
+  MLIRContext *ctx = func.getContext();
+  std::set<int64_t> rounds = {kNoPriority};
+  auto seed = [&](Value v, dist::ShardingAttr attr) {
+    Layout l = Layout::fromAttr(attr);
+    l.partial.clear();
+    for (int64_t p : l.priority)
+      rounds.insert(p);
+    layouts[v] = l;
+  };
+  for (BlockArgument arg : func.getArguments())
+    if (auto attr = func.getArgAttrOfType<dist::ShardingAttr>(
+            arg.getArgNumber(), dist::DistDialect::kShardingAttrName))
+      seed(arg, attr);
+
+  // A gradient (veomni-autodiff's `veomni.grad` results) is laid out like
+  // its parameter, at the parameter's priority: with FSDP its partial sums
+  // become a reduce-scatter.
+  llvm::StringMap<dist::ShardingAttr> paramLayouts;
+  for (BlockArgument arg : func.getArguments())
+    if (auto name = func.getArgAttrOfType<StringAttr>(
+            arg.getArgNumber(), VeOmniDialect::kParamAttrName))
+      paramLayouts[name.getValue()] = func.getArgAttrOfType<dist::ShardingAttr>(
+          arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
+  Operation *ret = func.getBody().front().getTerminator();
+  auto paramLayoutOf = [&](unsigned result) -> dist::ShardingAttr {
+    auto grad = func.getResultAttrOfType<StringAttr>(result, "veomni.grad");
+    if (!grad)
+      return {};
+    dist::ShardingAttr param = paramLayouts.lookup(grad.getValue());
+    auto type = dyn_cast<RankedTensorType>(ret->getOperand(result).getType());
+    if (!param || !type ||
+        param.getDims().size() != static_cast<size_t>(type.getRank()))
+      return {};
+    return param;
+  };
+  for (unsigned i = 0; i < ret->getNumOperands(); ++i) {
+    dist::ShardingAttr param = paramLayoutOf(i);
+    Value v = ret->getOperand(i);
+    if (!param || isa<BlockArgument>(v))
+      continue;
+    Layout l = Layout::fromAttr(param);
+    l.partial.clear();
+    l.closed.assign(l.closed.size(), false);
+    layouts[v] = l;
+  }
+
+  // The ops and their rules, in program order.
+  std::vector<std::pair<Operation *, ShardingRule>> ops;
+  for (Operation &op : func.getBody().front()) {
+    if (auto c = dyn_cast<dist::ShardingConstraintOp>(op)) {
+      seed(c.getResult(), c.getSharding());
+      ops.push_back({&op, identityRule(c.getInput().getType())});
+    } else if (auto rule = dyn_cast<ShardingRuleOpInterface>(op)) {
+      ops.push_back({&op, rule.getShardingRule()});
+    }
+  }
+
+  for (int64_t round : rounds) {
+    for (int sweep = 0; sweep < 64; ++sweep) {
+      bool changed = false;
+      for (auto &[op, rule] : ops)
+        changed |= visit(op, rule, round);
+      for (auto &[op, rule] : llvm::reverse(ops))
+        changed |= visit(op, rule, round);
+      if (!changed)
+        break;
+    }
+  }
+
+  // Write the layouts down.
+  auto attrOf = [&](Value v) { return layoutOf(v)->toAttr(ctx, meshRef); };
+  for (BlockArgument arg : func.getArguments())
+    if (isa<RankedTensorType>(arg.getType()))
+      func.setArgAttr(arg.getArgNumber(), dist::DistDialect::kShardingAttrName,
+                      attrOf(arg));
+  for (auto &[op, rule] : ops) {
+    if (isa<dist::ShardingConstraintOp>(op))
+      continue;
+    SmallVector<Attribute> perResult;
+    for (Value r : op->getResults())
+      perResult.push_back(attrOf(r));
+    op->setAttr(dist::DistDialect::kShardingAttrName,
+                ArrayAttr::get(ctx, perResult));
+  }
+  for (auto [i, v] : llvm::enumerate(ret->getOperands())) {
+    if (!isa<RankedTensorType>(v.getType()))
+      continue;
+    dist::ShardingAttr param = paramLayoutOf(i);
+    func.setResultAttr(i, dist::DistDialect::kShardingAttrName,
+                       param ? param : attrOf(v));
+  }
+  return success();
+}
+
+struct PropagateShardingPass
+    : veomni::impl::PropagateShardingBase<PropagateShardingPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+    if (meshes.size() != 1) {
+      module.emitError("veomni-propagate-sharding: expected one dist.mesh "
+                       "in the module (veomni-apply-recipe declares it), "
+                       "found ")
+          << meshes.size();
+      return signalPassFailure();
+    }
+    Mesh mesh(meshes.front().getMesh());
+    auto meshRef = FlatSymbolRefAttr::get(meshes.front().getSymNameAttr());
+    for (auto func : module.getOps<func::FuncOp>())
+      if (failed(Propagator(func, mesh).run(meshRef)))
+        return signalPassFailure();
+  }
+};
+
+} // namespace

@@ -1,0 +1,428 @@
+//===- Sharding.cpp - layouts, factor resolution, resharding --------------===//
+
+#include "passes/Sharding.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include <algorithm>
+#include <numeric>
+
+using namespace mlir;
+using namespace mlir::veomni;
+using namespace mlir::veomni::sharding;
+
+//===----------------------------------------------------------------------===//
+// Layouts and meshes
+//===----------------------------------------------------------------------===//
+
+Layout Layout::open(int64_t rank) {
+  Layout l;
+  l.dims.resize(rank);
+  l.priority.assign(rank, kNoPriority);
+  l.closed.assign(rank, false);
+  return l;
+}
+
+Layout Layout::fromAttr(dist::ShardingAttr attr) {
+  Layout l = open(attr.getDims().size());
+  for (auto [d, dim] : llvm::enumerate(attr.getDims())) {
+    l.dims[d].assign(dim.getAxes().begin(), dim.getAxes().end());
+    l.closed[d] = dim.getIsClosed();
+    l.priority[d] = dim.getPriority().value_or(kNoPriority);
+  }
+  l.partial.assign(attr.getPartial().begin(), attr.getPartial().end());
+  return l;
+}
+
+dist::ShardingAttr Layout::toAttr(MLIRContext *ctx,
+                                  FlatSymbolRefAttr mesh) const {
+  SmallVector<dist::DimShardingAttr> perDim;
+  for (auto [d, axes] : llvm::enumerate(dims)) {
+    std::optional<int64_t> p;
+    if (d < priority.size() && priority[d] != kNoPriority && !axes.empty())
+      p = priority[d];
+    perDim.push_back(
+        dist::DimShardingAttr::get(ctx, axes, /*isClosed=*/true, p));
+  }
+  return dist::ShardingAttr::get(ctx, mesh, perDim, partial);
+}
+
+bool Layout::sameDistribution(const Layout &other) const {
+  return dims == other.dims && partial == other.partial;
+}
+
+bool Layout::isReplicated() const {
+  return partial.empty() &&
+         llvm::all_of(dims, [](const Axes &a) { return a.empty(); });
+}
+
+int64_t Mesh::size(StringAttr axis) const {
+  dist::MeshAxisAttr a = attr.getAxis(axis.getValue());
+  return a ? a.getSize() : 1;
+}
+
+int64_t Mesh::size(ArrayRef<StringAttr> axes) const {
+  int64_t n = 1;
+  for (StringAttr a : axes)
+    n *= size(a);
+  return n;
+}
+
+RankedTensorType sharding::localType(RankedTensorType type,
+                                     const Layout &layout, const Mesh &mesh) {
+  SmallVector<int64_t> shape(type.getShape());
+  for (auto [d, axes] : llvm::enumerate(layout.dims))
+    shape[d] /= mesh.size(axes);
+  return RankedTensorType::get(shape, type.getElementType());
+}
+
+std::string sharding::groupName(ArrayRef<StringAttr> axes) {
+  std::string name;
+  for (StringAttr a : axes)
+    name += (name.empty() ? "" : "+") + a.getValue().str();
+  return name;
+}
+
+//===----------------------------------------------------------------------===//
+// Factor resolution
+//===----------------------------------------------------------------------===//
+
+static bool isPrefix(ArrayRef<StringAttr> prefix, ArrayRef<StringAttr> of) {
+  return prefix.size() <= of.size() &&
+         llvm::equal(prefix, of.take_front(prefix.size()));
+}
+
+/// Splits a dimension's axes over its factors, major first: a factor takes
+/// axes while they divide it, and the next factor starts only when it is
+/// split completely. Stops at the first axis that fits nowhere.
+static SmallVector<Axes> distribute(const ShardingRule &rule,
+                                    ArrayRef<int64_t> factors,
+                                    ArrayRef<StringAttr> axes,
+                                    const Mesh &mesh) {
+  SmallVector<Axes> per(factors.size());
+  size_t fi = 0;
+  int64_t product = 1;
+  for (StringAttr axis : axes) {
+    while (fi < factors.size() && product == rule.factorSizes[factors[fi]]) {
+      ++fi;
+      product = 1;
+    }
+    if (fi == factors.size())
+      break;
+    int64_t s = mesh.size(axis);
+    if (rule.factorSizes[factors[fi]] % (product * s) != 0)
+      break;
+    per[fi].push_back(axis);
+    product *= s;
+  }
+  return per;
+}
+
+SmallVector<Axes> sharding::projectDims(const ShardingRule &rule,
+                                        const ShardingRule::Dims &dims,
+                                        const FactorSplit &split,
+                                        const Mesh &mesh) {
+  SmallVector<Axes> out(dims.size());
+  for (auto [d, factors] : llvm::enumerate(dims)) {
+    for (int64_t f : factors) {
+      out[d].append(split.axes[f]);
+      if (mesh.size(split.axes[f]) != rule.factorSizes[f])
+        break; // a minor factor's split would not be contiguous
+    }
+  }
+  return out;
+}
+
+FactorSplit sharding::resolveFactors(const ShardingRule &rule,
+                                     ArrayRef<const Layout *> operands,
+                                     ArrayRef<const Layout *> results,
+                                     const Mesh &mesh, int64_t upTo) {
+  int64_t n = rule.numFactors();
+  struct Candidate {
+    Axes axes;
+    int64_t priority;
+  };
+  SmallVector<SmallVector<Candidate, 2>> candidates(n);
+  auto collect = [&](const ShardingRule::Dims &dims, const Layout *layout) {
+    if (!layout)
+      return;
+    for (auto [d, factors] : llvm::enumerate(dims)) {
+      if (d >= layout->dims.size() || layout->dims[d].empty() ||
+          layout->priority[d] > upTo || factors.empty())
+        continue;
+      SmallVector<Axes> per = distribute(rule, factors, layout->dims[d], mesh);
+      for (auto [fi, axes] : llvm::enumerate(per))
+        if (!axes.empty())
+          candidates[factors[fi]].push_back({axes, layout->priority[d]});
+    }
+  };
+  for (auto [i, dims] : llvm::enumerate(rule.operandDims))
+    collect(dims, i < operands.size() ? operands[i] : nullptr);
+  for (auto [i, dims] : llvm::enumerate(rule.resultDims))
+    collect(dims, i < results.size() ? results[i] : nullptr);
+
+  FactorSplit split;
+  split.axes.resize(n);
+  split.priority.assign(n, kNoPriority);
+  for (int64_t f = 0; f < n; ++f) {
+    if (rule.factorKinds[f] == FactorKind::NeedReplication ||
+        candidates[f].empty())
+      continue;
+    llvm::stable_sort(candidates[f],
+                      [](const Candidate &a, const Candidate &b) {
+                        return a.priority < b.priority;
+                      });
+    Axes best = candidates[f].front().axes;
+    int64_t priority = candidates[f].front().priority;
+    for (const Candidate &c : llvm::drop_begin(candidates[f])) {
+      if (isPrefix(best, c.axes)) {
+        best = c.axes; // a refinement of the same split
+      } else if (!isPrefix(c.axes, best) && c.priority == priority) {
+        // Equal priority, incompatible: keep what both agree on.
+        size_t k = 0;
+        while (k < best.size() && k < c.axes.size() && best[k] == c.axes[k])
+          ++k;
+        best.resize(k);
+      }
+    }
+    split.axes[f] = best;
+    split.priority[f] = priority;
+  }
+
+  // Splits that reach a need-replication factor the rule can relocate go
+  // to the relocation's target, after what it already has.
+  for (auto [from, to] : rule.relocations) {
+    if (candidates[from].empty())
+      continue;
+    const Candidate *best = &candidates[from].front();
+    for (const Candidate &c : candidates[from])
+      if (c.priority < best->priority)
+        best = &c;
+    for (StringAttr axis : best->axes)
+      if (!llvm::is_contained(split.axes[to], axis))
+        split.axes[to].push_back(axis);
+    split.priority[to] = std::min(split.priority[to], best->priority);
+  }
+
+  // An axis serves one factor: best priority first, then factor order.
+  SmallVector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  llvm::stable_sort(order, [&](int64_t a, int64_t b) {
+    return split.priority[a] < split.priority[b];
+  });
+  llvm::SmallDenseSet<StringAttr, 8> used;
+  for (int64_t f : order) {
+    Axes &axes = split.axes[f];
+    size_t keep = 0;
+    int64_t product = 1;
+    for (; keep < axes.size(); ++keep) {
+      int64_t s = mesh.size(axes[keep]);
+      if (used.contains(axes[keep]) || rule.factorSizes[f] % (product * s))
+        break;
+      product *= s;
+    }
+    axes.resize(keep);
+    used.insert(axes.begin(), axes.end());
+  }
+
+  // Every tensor must see a factor's whole split: a minor factor of a
+  // dimension keeps its axes only when the factors before it are split
+  // completely.
+  auto consistent = [&](const ShardingRule::Dims &dims) {
+    bool changed = false;
+    for (const auto &factors : dims) {
+      bool complete = true;
+      for (int64_t f : factors) {
+        if (!complete && !split.axes[f].empty()) {
+          split.axes[f].clear();
+          changed = true;
+        }
+        complete = complete && mesh.size(split.axes[f]) == rule.factorSizes[f];
+      }
+    }
+    return changed;
+  };
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const auto &dims : rule.operandDims)
+      changed |= consistent(dims);
+    for (const auto &dims : rule.resultDims)
+      changed |= consistent(dims);
+  }
+  return split;
+}
+
+Layout sharding::naturalResultLayout(const ShardingRule &rule, unsigned index,
+                                     const FactorSplit &split,
+                                     const Mesh &mesh) {
+  const ShardingRule::Dims &dims = rule.resultDims[index];
+  Layout l = Layout::open(dims.size());
+  l.dims = projectDims(rule, dims, split, mesh);
+  if (rule.perShardResults[index])
+    return l;
+  llvm::SmallDenseSet<int64_t, 8> present;
+  for (const auto &factors : dims)
+    present.insert(factors.begin(), factors.end());
+  for (int64_t f = 0; f < rule.numFactors(); ++f)
+    if (!present.contains(f) && rule.factorKinds[f] != FactorKind::Expert &&
+        rule.factorKinds[f] != FactorKind::Internal)
+      l.partial.append(split.axes[f]);
+  return l;
+}
+
+OpPlan sharding::planOp(const ShardingRule &rule,
+                        ArrayRef<const Layout *> operands,
+                        ArrayRef<const Layout *> results, const Mesh &mesh) {
+  OpPlan plan;
+  plan.split = resolveFactors(rule, operands, results, mesh);
+  for (const auto &dims : rule.operandDims) {
+    Layout need = Layout::open(dims.size());
+    need.dims = projectDims(rule, dims, plan.split, mesh);
+    plan.operandNeeds.push_back(std::move(need));
+  }
+  for (unsigned i = 0; i < rule.resultDims.size(); ++i)
+    plan.naturals.push_back(naturalResultLayout(rule, i, plan.split, mesh));
+  return plan;
+}
+
+//===----------------------------------------------------------------------===//
+// Resharding
+//===----------------------------------------------------------------------===//
+
+SmallVector<Collective>
+sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
+  SmallVector<Collective> steps;
+  SmallVector<Axes> cur = from.dims;
+  int64_t rank = cur.size();
+  auto wantsNext = [&](int64_t d, StringAttr axis) {
+    return isPrefix(cur[d], to.dims[d]) && to.dims[d].size() > cur[d].size() &&
+           to.dims[d][cur[d].size()] == axis;
+  };
+  auto inUse = [&](StringAttr axis) {
+    return llvm::any_of(
+        cur, [&](const Axes &a) { return llvm::is_contained(a, axis); });
+  };
+
+  // Partial sums: onto a dimension that wants the axis next, else summed.
+  Axes reduce;
+  for (StringAttr axis : from.partial) {
+    int64_t target = -1;
+    for (int64_t d = 0; d < rank && target < 0; ++d)
+      if (wantsNext(d, axis) && !inUse(axis))
+        target = d;
+    if (target >= 0) {
+      steps.push_back({Collective::ReduceScatter, {axis}, target});
+      cur[target].push_back(axis);
+    } else {
+      reduce.push_back(axis);
+    }
+  }
+  if (!reduce.empty())
+    steps.push_back({Collective::AllReduce, reduce});
+
+  // Axes that must leave a dimension: moved to where they are wanted, else
+  // gathered (a run of them in one all-gather).
+  for (int64_t d = 0; d < rank; ++d) {
+    while (!isPrefix(cur[d], to.dims[d])) {
+      StringAttr axis = cur[d].back();
+      int64_t target = -1;
+      for (int64_t e = 0; e < rank && target < 0; ++e)
+        if (e != d && wantsNext(e, axis))
+          target = e;
+      if (target >= 0) {
+        steps.push_back({Collective::AllToAll, {axis}, d, target});
+        cur[d].pop_back();
+        cur[target].push_back(axis);
+        continue;
+      }
+      // Gather the tail down to the longest prefix `to` keeps, stopping
+      // before an axis another dimension wants next.
+      size_t keep = 0;
+      while (keep < cur[d].size() && keep < to.dims[d].size() &&
+             cur[d][keep] == to.dims[d][keep])
+        ++keep;
+      size_t begin = cur[d].size() - 1;
+      while (begin > keep) {
+        StringAttr prev = cur[d][begin - 1];
+        bool movable = false;
+        for (int64_t e = 0; e < rank; ++e)
+          movable |= e != d && wantsNext(e, prev);
+        if (movable)
+          break;
+        --begin;
+      }
+      Axes gathered(cur[d].begin() + begin, cur[d].end());
+      steps.push_back({Collective::AllGather, gathered, d});
+      cur[d].resize(begin);
+    }
+  }
+
+  // What `to` splits further: each rank keeps its slice.
+  for (int64_t d = 0; d < rank; ++d) {
+    if (cur[d].size() >= to.dims[d].size())
+      continue;
+    Axes more(to.dims[d].begin() + cur[d].size(), to.dims[d].end());
+    steps.push_back({Collective::LocalSplit, more, d});
+    cur[d] = to.dims[d];
+  }
+  (void)mesh;
+  return steps;
+}
+
+void sharding::walkReshard(
+    RankedTensorType local, const Layout &from, const Layout &to,
+    const Mesh &mesh,
+    function_ref<void(const Collective &, RankedTensorType, RankedTensorType)>
+        step) {
+  for (const Collective &c : planReshard(from, to, mesh)) {
+    SmallVector<int64_t> shape(local.getShape());
+    int64_t n = mesh.size(c.axes);
+    switch (c.kind) {
+    case Collective::AllReduce:
+      break;
+    case Collective::ReduceScatter:
+    case Collective::LocalSplit:
+      shape[c.dim] /= n;
+      break;
+    case Collective::AllGather:
+      shape[c.dim] *= n;
+      break;
+    case Collective::AllToAll:
+      shape[c.splitDim] /= n;
+      shape[c.dim] *= n;
+      break;
+    }
+    RankedTensorType next = local.clone(shape);
+    step(c, local, next);
+    local = next;
+  }
+}
+
+double sharding::bytesSent(const Collective &c, double bytes, int64_t n) {
+  if (n <= 1)
+    return 0;
+  double share = double(n - 1) / double(n);
+  switch (c.kind) {
+  case Collective::AllReduce:
+    return 2 * share * bytes;
+  case Collective::ReduceScatter:
+  case Collective::AllGather:
+  case Collective::AllToAll:
+    return share * bytes;
+  case Collective::LocalSplit:
+    return 0;
+  }
+  return 0;
+}
+
+double sharding::seconds(const Collective &c, double bytes, const Mesh &mesh,
+                         const LinkModel &link) {
+  int64_t n = mesh.size(c.axes);
+  if (n <= 1 || c.kind == Collective::LocalSplit)
+    return 0;
+  bool intra = llvm::all_of(
+      c.axes, [&](StringAttr a) { return link.isIntraNode(a.getValue()); });
+  double alpha = intra ? link.intraLatency : link.interLatency;
+  double beta = 1.0 / (intra ? link.intraBandwidth : link.interBandwidth);
+  double hops = c.kind == Collective::AllReduce ? 2.0 * (n - 1) : double(n - 1);
+  return hops * alpha + bytesSent(c, bytes, n) * beta;
+}

@@ -1,0 +1,32 @@
+// RUN: veomni-opt %s -split-input-file --veomni-partition -verify-diagnostics
+
+// Layouts are propagation's: partitioning an unannotated function is an
+// error naming what is missing.
+dist.mesh @mesh = <["tp" = 2]>
+// expected-error @+1 {{veomni-partition: argument #0 has no dist.sharding; run veomni-propagate-sharding first}}
+func.func @unannotated(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  return %x : tensor<4x8xf32>
+}
+
+// -----
+
+// A split that does not divide names the tensor, the dimension and the axis.
+dist.mesh @mesh = <["tp" = 4]>
+func.func @uneven(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>}) -> tensor<4x6xf32> {
+  // expected-error @+1 {{veomni-partition: result #0: dimension 1 of 'tensor<4x6xf32>' (size 6) does not split evenly over axis "tp" (tp = 4 parts)}}
+  %y = veomni.slice %x start = [0, 0] limit = [4, 6] step = [1, 1] {dist.sharding = [#dist.sharding<@mesh, [{}, {"tp"}]>]} : tensor<4x8xf32>
+  return %y : tensor<4x6xf32>
+}
+
+// -----
+
+// Expert parallelism is planned (propagated, costed) but not partitioned.
+dist.mesh @mesh = <["ep" = 4]>
+func.func @experts(
+    %rows: tensor<64x16xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>},
+    %w: tensor<8x32x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}, {}, {}]>},
+    %sizes: tensor<8xi32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}]>}) -> tensor<64x32xf32> {
+  // expected-error @+1 {{veomni-partition: experts split over ep (expert parallelism) are planned but not partitioned yet}}
+  %y = veomni.grouped_matmul %rows, %w, %sizes {transpose_weight, dist.sharding = [#dist.sharding<@mesh, [{}, {}]>]} : tensor<64x16xf32>, tensor<8x32x16xf32>, tensor<8xi32>
+  return %y : tensor<64x32xf32>
+}

@@ -1,0 +1,120 @@
+// RUN: veomni-opt %s -split-input-file --veomni-propagate-sharding --veomni-partition | FileCheck %s
+
+// Textbook plans, from shardings on the arguments alone: propagation gives
+// every value a layout, partitioning inserts exactly the collectives the
+// literature uses and rewrites every type to its per-rank shape.
+
+// Megatron MLP, dp 2 x tp 4: column-parallel up, row-parallel down, one
+// all-reduce of the output over tp, nothing over dp.
+// CHECK-LABEL: func.func @megatron_mlp
+// CHECK-SAME: (%[[X:.*]]: tensor<4x16x64xf32>, %[[W1:.*]]: tensor<64x64xf32>, %[[W2:.*]]: tensor<64x64xf32>) -> tensor<4x16x64xf32>
+// CHECK-NEXT: %[[H:.*]] = veomni.matmul %[[X]], %[[W1]] {transpose_rhs} : tensor<4x16x64xf32>, tensor<64x64xf32>
+// CHECK-NEXT: %[[A:.*]] = veomni.silu %[[H]] : tensor<4x16x64xf32>
+// CHECK-NEXT: %[[Y:.*]] = veomni.matmul %[[A]], %[[W2]] {transpose_rhs} : tensor<4x16x64xf32>, tensor<64x64xf32>
+// CHECK-NEXT: %[[R:.*]] = dist.all_reduce %[[Y]] mesh = @mesh axes = ["tp"] : tensor<4x16x64xf32>
+// CHECK-NEXT: return %[[R]]
+dist.mesh @mesh = <["dp_shard" = 2, "tp" = 4]>
+func.func @megatron_mlp(
+    %x: tensor<8x16x64xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {}, {}]>},
+    %w1: tensor<256x64xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}p1, {}]>},
+    %w2: tensor<64x256xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"tp"}p1]>}) -> tensor<8x16x64xf32> {
+  %h = veomni.matmul %x, %w1 {transpose_rhs} : tensor<8x16x64xf32>, tensor<256x64xf32>
+  %a = veomni.silu %h : tensor<8x16x256xf32>
+  %y = veomni.matmul %a, %w2 {transpose_rhs} : tensor<8x16x256xf32>, tensor<64x256xf32>
+  return %y : tensor<8x16x64xf32>
+}
+
+// -----
+
+// Megatron with sequence parallelism: activations between blocks split on
+// the sequence over tp; the all-reduce becomes an all-gather before the
+// column-parallel matmul and a reduce-scatter after the row-parallel one.
+// CHECK-LABEL: func.func @sequence_parallel_mlp
+// CHECK: dist.all_gather %{{.*}} mesh = @mesh axes = ["tp"] dim = 1 : tensor<2x4x8xf32> -> tensor<2x16x8xf32>
+// CHECK: veomni.matmul
+// CHECK: veomni.gelu
+// CHECK: %[[Y:.*]] = veomni.matmul
+// CHECK-NEXT: %[[R:.*]] = dist.reduce_scatter %[[Y]] mesh = @mesh axes = ["tp"] dim = 1 : tensor<2x16x8xf32> -> tensor<2x4x8xf32>
+// CHECK-NEXT: return %[[R]]
+dist.mesh @mesh = <["tp" = 4]>
+func.func @sequence_parallel_mlp(
+    %x: tensor<2x16x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"tp"}p1, {}]>},
+    %w1: tensor<32x8xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}p0, {}]>},
+    %w2: tensor<8x32xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"tp"}p0]>}) -> tensor<2x16x8xf32> {
+  %h = veomni.matmul %x, %w1 {transpose_rhs} : tensor<2x16x8xf32>, tensor<32x8xf32>
+  %a = veomni.gelu %h : tensor<2x16x32xf32>
+  %y = veomni.matmul %a, %w2 {transpose_rhs} : tensor<2x16x32xf32>, tensor<8x32xf32>
+  %r = dist.sharding_constraint %y <@mesh, [{}, {"tp"}, {}]> : tensor<2x16x8xf32>
+  return %r : tensor<2x16x8xf32>
+}
+
+// -----
+
+// Ulysses: q, k and v arrive split on the sequence over sp; attention
+// needs whole sequences, and its rule moves the split onto the (kv) heads:
+// one all-to-all each, and one back for the output.
+// CHECK-LABEL: func.func @ulysses_attention
+// CHECK-SAME: tensor<1x8x4x8xf32>
+// CHECK-NEXT: %[[Q:.*]] = dist.all_to_all %arg0 mesh = @mesh axes = ["sp"] split_dim = 2 concat_dim = 1 : tensor<1x8x4x8xf32> -> tensor<1x16x2x8xf32>
+// CHECK-NEXT: %[[K:.*]] = dist.all_to_all %arg1 mesh = @mesh axes = ["sp"] split_dim = 2 concat_dim = 1 : tensor<1x8x2x8xf32> -> tensor<1x16x1x8xf32>
+// CHECK-NEXT: %[[V:.*]] = dist.all_to_all %arg2 mesh = @mesh axes = ["sp"] split_dim = 2 concat_dim = 1 : tensor<1x8x2x8xf32> -> tensor<1x16x1x8xf32>
+// CHECK-NEXT: %[[O:.*]] = veomni.attention %[[Q]], %[[K]], %[[V]] {causal, scale = 3.500000e-01 : f64} : tensor<1x16x2x8xf32>, tensor<1x16x1x8xf32>, tensor<1x16x1x8xf32>
+// CHECK-NEXT: %[[R:.*]] = dist.all_to_all %[[O]] mesh = @mesh axes = ["sp"] split_dim = 1 concat_dim = 2 : tensor<1x16x2x8xf32> -> tensor<1x8x4x8xf32>
+// CHECK-NEXT: return %[[R]]
+dist.mesh @mesh = <["sp" = 2]>
+func.func @ulysses_attention(
+    %q: tensor<1x16x4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {}, {}]>},
+    %k: tensor<1x16x2x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {}, {}]>},
+    %v: tensor<1x16x2x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {}, {}]>}) -> tensor<1x16x4x8xf32> {
+  %o = veomni.attention %q, %k, %v {causal, scale = 0.35 : f64} : tensor<1x16x4x8xf32>, tensor<1x16x2x8xf32>, tensor<1x16x2x8xf32>
+  %r = dist.sharding_constraint %o <@mesh, [{}, {"sp"}, {}, {}]> : tensor<1x16x4x8xf32>
+  return %r : tensor<1x16x4x8xf32>
+}
+
+// -----
+
+// Vocab-parallel cross entropy: the logits stay split on the vocabulary
+// (never gathered); the op is told its vocab axes and its token axes, and
+// the only collective is the sum of the per-shard losses over dp.
+// CHECK-LABEL: func.func @vocab_parallel_cross_entropy
+// CHECK-NEXT: %[[L:.*]] = veomni.matmul %arg0, %arg1 {transpose_rhs} : tensor<1x8x16xf32>, tensor<16x16xf32>
+// CHECK-NEXT: %[[CE:.*]] = veomni.cross_entropy %[[L]], %arg2 {dist.token_axes = ["dp_shard"], dist.vocab_axes = ["tp"]} : tensor<1x8x16xf32>, tensor<1x8xi32>
+// CHECK-NEXT: %[[R:.*]] = dist.all_reduce %[[CE]] mesh = @mesh axes = ["dp_shard"] : tensor<f32>
+// CHECK-NEXT: return %[[R]]
+dist.mesh @mesh = <["dp_shard" = 2, "tp" = 4]>
+func.func @vocab_parallel_cross_entropy(
+    %h: tensor<2x8x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {}, {}]>},
+    %w: tensor<64x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}p1, {}]>},
+    %labels: tensor<2x8xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {}]>}) -> tensor<f32> {
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<2x8x16xf32>, tensor<64x16xf32>
+  %loss = veomni.cross_entropy %logits, %labels : tensor<2x8x64xf32>, tensor<2x8xi32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// Vocab-parallel embedding: each rank looks the ids up in its slice of the
+// table (zeros for the others'), and the lookups sum over tp.
+// CHECK-LABEL: func.func @vocab_parallel_embedding
+// CHECK-NEXT: %[[E:.*]] = veomni.gather %arg0[%arg1] axis = 0 {dist.index_axes = ["tp"]} : tensor<16x8xf32>, tensor<2x4xi32>
+// CHECK-NEXT: %[[R:.*]] = dist.all_reduce %[[E]] mesh = @mesh axes = ["tp"] : tensor<2x4x8xf32>
+dist.mesh @mesh = <["tp" = 4]>
+func.func @vocab_parallel_embedding(
+    %table: tensor<64x8xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}, {}]>},
+    %ids: tensor<2x4xi32>) -> tensor<2x4x8xf32> {
+  %e = veomni.gather %table[%ids] axis = 0 : tensor<64x8xf32>, tensor<2x4xi32>
+  return %e : tensor<2x4x8xf32>
+}
+
+// -----
+
+// A layout that splits further than the value: a local split, no traffic.
+// (An argument without a sharding would take the split itself.)
+// CHECK-LABEL: func.func @local_split
+// CHECK-NEXT: %[[S:.*]] = dist.local_split %arg0 mesh = @mesh axes = ["tp"] dim = 1 : tensor<4x8xf32> -> tensor<4x2xf32>
+// CHECK-NEXT: return %[[S]] : tensor<4x2xf32>
+dist.mesh @mesh = <["tp" = 4]>
+func.func @local_split(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>}) -> tensor<4x8xf32> {
+  %y = dist.sharding_constraint %x <@mesh, [{}, {"tp"}]> : tensor<4x8xf32>
+  return %y : tensor<4x8xf32>
+}
