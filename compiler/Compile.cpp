@@ -11,10 +11,8 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
-FailureOr<std::string> mlir::veomni::compileModule(
-    ModuleOp module, const std::map<std::string, std::string> &placements,
-    const CompileOptions &options, CompileReport &report) {
-  PassManager pm(module.getContext());
+void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
+                                         const CompileOptions &options) {
   bool differentiate = options.gradients || options.train;
   if (differentiate)
     pm.addPass(createAutodiff());
@@ -41,6 +39,13 @@ FailureOr<std::string> mlir::veomni::compileModule(
     o.accumulationSteps = t.accumulationSteps;
     pm.addPass(createOptimizer(o));
   }
+}
+
+FailureOr<std::string> mlir::veomni::compileModule(
+    ModuleOp module, const std::map<std::string, std::string> &placements,
+    const CompileOptions &options, CompileReport &report) {
+  PassManager pm(module.getContext());
+  addTrainingStepPasses(pm, options);
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))

@@ -9,6 +9,10 @@
 #include <optional>
 #include <string>
 
+namespace mlir {
+class OpPassManager;
+} // namespace mlir
+
 namespace mlir::veomni {
 
 struct CompileReport {
@@ -35,6 +39,10 @@ struct CompileOptions {
   /// Activation recomputation with gradients: none, selective or full.
   std::string remat = "none";
 };
+
+/// Adds the passes that turn a forward function into what `options` asks
+/// for: the backward pass, recomputation and the optimizer step.
+void addTrainingStepPasses(OpPassManager &pm, const CompileOptions &options);
 
 /// Lowers `module` (consumed) to vrt, plans its memory and serializes it;
 /// `placements` maps parameter names to their parallel-plan placement.

@@ -164,6 +164,14 @@ Recipe::load(const std::string &path,
       {"parallel.ep", {integer(r.ep), "an integer"}},
       {"parallel.pp", {integer(r.pp), "an integer"}},
       {"parallel.world_size", {integer(r.worldSize), "an integer"}},
+      {"cluster.peak_tflops", {number(r.peakTflops), "a number"}},
+      {"cluster.mfu", {number(r.mfu), "a number"}},
+      {"cluster.intra_node_gbps", {number(r.intraNodeGBps), "a number"}},
+      {"cluster.inter_node_gbps", {number(r.interNodeGBps), "a number"}},
+      {"cluster.intra_node_latency_us",
+       {number(r.intraNodeLatencyUs), "a number"}},
+      {"cluster.inter_node_latency_us",
+       {number(r.interNodeLatencyUs), "a number"}},
   };
   for (auto &[key, value] : fields) {
     std::string where = path + ": field '" + key + "': ";
@@ -197,6 +205,18 @@ Recipe::load(const std::string &path,
     return fail("train.steps", "must be >= 1");
   if (r.warmupSteps < 0 || r.warmupSteps >= r.steps)
     return fail("train.warmup_steps", "must be in [0, train.steps)");
+  for (auto [key, value] :
+       {std::pair<const char *, double>{"cluster.peak_tflops", r.peakTflops},
+        {"cluster.intra_node_gbps", r.intraNodeGBps},
+        {"cluster.inter_node_gbps", r.interNodeGBps}})
+    if (!(value > 0))
+      return fail(key, "must be > 0");
+  if (!(r.mfu > 0 && r.mfu <= 1))
+    return fail("cluster.mfu", "must be in (0, 1]");
+  if (!(r.intraNodeLatencyUs >= 0) || !(r.interNodeLatencyUs >= 0))
+    return fail(r.intraNodeLatencyUs >= 0 ? "cluster.inter_node_latency_us"
+                                          : "cluster.intra_node_latency_us",
+                "must be >= 0");
   if (!(r.lr > 0))
     return fail("train.lr", "must be positive");
   if (!(r.beta1 >= 0 && r.beta1 < 1 && r.beta2 >= 0 && r.beta2 < 1))

@@ -42,6 +42,13 @@ struct Recipe {
   // parallel: mesh sizes, VeOmni's names (ulysses is an alias of sp)
   int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1, pp = 1;
   int64_t worldSize = 0; ///< 0: the product of the mesh sizes
+  // cluster: what `veomni plan --report` predicts step times with: the
+  // accelerator's dense peak and the fraction a step reaches, and per
+  // link the bandwidth one rank sends at and the latency of a hop (tp, sp
+  // and ep inside a node; data-parallel and pipeline axes across nodes).
+  double peakTflops = 989, mfu = 0.4;
+  double intraNodeGBps = 150, interNodeGBps = 25;
+  double intraNodeLatencyUs = 5, interNodeLatencyUs = 20;
   int64_t meshSize() const { return dpReplicate * dpShard * tp * sp * ep * pp; }
 
   /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). On

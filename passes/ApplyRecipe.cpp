@@ -8,13 +8,13 @@
 //   ep:experts            dim 0 on ep      replicated  -
 // then FSDP (dp_shard > 1): parameters additionally split on dp_shard, on
 // the first dimension that divides (ZeRO-3); HSDP's dp_replicate keeps
-// replicas. Batch inputs [B, S, ...]: B on (dp_replicate, dp_shard), S on
-// sp (Ulysses); with experts split on ep, the ep ranks take different
-// batches too, as in VeOmni. Optimizer states (veomni-optimizer) take their
-// parameter's sharding. Batch dimensions get priority p0 and parameters
-// p1, so that in propagation the data-parallel axes go to the batch and a
-// parameter's FSDP split is undone (all-gathered) before use. Everything
-// else follows by propagation (veomni-propagate-sharding).
+// replicas. Text batch inputs [B, S]: B on (dp_replicate, dp_shard), S on
+// sp (Ulysses); encoder inputs stay whole; with experts split on ep, the ep
+// ranks take different batches too, as in VeOmni. Optimizer states
+// (veomni-optimizer) take their parameter's sharding. Batch dimensions get
+// priority p0 and parameters p1, so that in propagation the data-parallel axes
+// go to the batch and a parameter's FSDP split is undone (all-gathered) before
+// use. Everything else follows by propagation (veomni-propagate-sharding).
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,6 +33,11 @@ using namespace mlir;
 using namespace mlir::veomni;
 
 namespace {
+
+bool isTextBatch(StringRef input) {
+  return input == "input_ids" || input == "labels" || input == "segment_ids" ||
+         input == "position_ids";
+}
 
 struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
   using ApplyRecipeBase::ApplyRecipeBase;
@@ -107,20 +112,18 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
               break;
             }
           }
-        } else if (input && type.getRank() >= 2 && input.getValue() != "step" &&
-                   input.getValue() != "apply") {
-          // [B, S, ...] batches, or [3, B, S] multimodal positions.
+        } else if (input && isTextBatch(input.getValue()) &&
+                   type.getRank() >= 2) {
+          // [B, S] batches, or [3, B, S] multimodal positions. Encoder
+          // inputs (patches, mel frames, their positions) are packed
+          // across the batch and stay whole: every rank runs the encoders
+          // on the pack and keeps its own tokens' embeddings.
           int64_t batchDim =
               input.getValue() == "position_ids" && type.getRank() == 3 ? 1 : 0;
-          bool text = input.getValue() == "input_ids" ||
-                      input.getValue() == "labels" ||
-                      input.getValue() == "segment_ids" ||
-                      input.getValue() == "position_ids";
           dims[batchDim] = {"dp_replicate", "dp_shard"};
           if (expertParallel)
             dims[batchDim].push_back("ep");
-          if (text)
-            dims[batchDim + 1].push_back("sp");
+          dims[batchDim + 1].push_back("sp");
         }
         auto state =
             func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateAttrName);

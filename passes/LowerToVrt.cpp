@@ -69,8 +69,10 @@ LogicalResult lowerFunction(func::FuncOp func) {
       lowered.push_back(&op);
       continue;
     }
-    if (!isa<VeOmniDialect>(op.getDialect()))
-      return op.emitOpError("cannot be lowered to vrt: not a veomni op");
+    // Collectives of a partitioned step are kernels like any other.
+    if (!isa<VeOmniDialect, dist::DistDialect>(op.getDialect()))
+      return op.emitOpError("cannot be lowered to vrt: not a veomni op or a "
+                            "collective");
 
     if (auto c = dyn_cast<ConstantOp>(op)) {
       // A splat (zeros for gradients, ones, scales) is filled when the step

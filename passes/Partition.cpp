@@ -22,7 +22,8 @@
 // a vocab-split cross_entropy (and its grad) `dist.vocab_axes`, a
 // token-split mean `dist.token_axes` (the count is global), and a gather or
 // scatter_add over a split table `dist.index_axes` (ids outside the local
-// slice give zeros).
+// slice give zeros), and a grouped matmul over split experts
+// `dist.expert_axes` (its rows go to their experts' ranks and back).
 //
 //===----------------------------------------------------------------------===//
 
@@ -163,6 +164,14 @@ void Partitioner::annotateLocalOp(Operation *op, const ShardingRule &rule,
     if (!tokens.empty())
       op->setAttr("dist.token_axes", axesAttr(ctx, tokens));
   }
+  // Experts split: the local op holds a slice of the experts and moves
+  // each row to its expert's rank and back.
+  Axes experts;
+  for (int64_t f = 0; f < rule.numFactors(); ++f)
+    if (rule.factorKinds[f] == FactorKind::Expert)
+      experts.append(split.axes[f]);
+  if (!experts.empty())
+    op->setAttr("dist.expert_axes", axesAttr(ctx, experts));
   if (isa<GatherOp, ScatterAddOp>(op)) {
     int64_t axis = isa<GatherOp>(op) ? cast<GatherOp>(op).getAxis()
                                      : cast<ScatterAddOp>(op).getAxis();
@@ -190,23 +199,29 @@ LogicalResult Partitioner::partitionOp(Operation *op,
       return failure();
 
   SmallVector<const Layout *> operandLayouts, resultLayouts;
+  for (Value v : op->getOperands()) // create first: pointers stay valid
+    (void)layouts[v];
   for (Value v : op->getOperands())
     operandLayouts.push_back(&layouts[v]);
   for (const Layout &l : targets)
     resultLayouts.push_back(&l);
   OpPlan plan = planOp(rule, operandLayouts, resultLayouts, mesh);
   const FactorSplit &split = plan.split;
-  for (int64_t f = 0; f < rule.numFactors(); ++f)
-    if (rule.factorKinds[f] == FactorKind::Expert && !split.axes[f].empty())
-      return op->emitError("veomni-partition: experts split over ")
-             << groupName(split.axes[f])
-             << " (expert parallelism) are planned but not partitioned yet";
 
   OpBuilder b(op);
   for (auto [i, need] : llvm::enumerate(plan.operandNeeds)) {
     Value v = op->getOperand(i);
-    if (!layouts[v].sameDistribution(need))
-      op->setOperand(i, reshard(b, op->getLoc(), v, layouts[v], need));
+    if (layouts[v].sameDistribution(need))
+      continue;
+    if (llvm::is_contained(rule.typeOnlyOperands, int64_t(i))) {
+      // Read for its type only: zeros of the local type, no traffic.
+      auto type = localType(globalTypes.lookup(v), need, mesh);
+      auto zeros =
+          DenseElementsAttr::get(type, b.getZeroAttr(type.getElementType()));
+      op->setOperand(i, ConstantOp::create(b, op->getLoc(), zeros));
+      continue;
+    }
+    op->setOperand(i, reshard(b, op->getLoc(), v, layouts[v], need));
   }
   for (auto [i, r] : llvm::enumerate(op->getResults())) {
     auto global = cast<RankedTensorType>(r.getType());

@@ -188,6 +188,14 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
     }
   }
 
+  // Every value's layout exists before the sweeps take pointers to them
+  // (the map never grows while an op is visited).
+  for (BlockArgument arg : func.getArguments())
+    (void)layoutOf(arg);
+  for (auto &[op, rule] : ops)
+    for (Value v : op->getResults())
+      (void)layoutOf(v);
+
   for (int64_t round : rounds) {
     for (int sweep = 0; sweep < 64; ++sweep) {
       bool changed = false;

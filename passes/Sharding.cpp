@@ -4,6 +4,7 @@
 
 #include "llvm/ADT/STLExtras.h"
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 using namespace mlir;
@@ -189,18 +190,27 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
   }
 
   // Splits that reach a need-replication factor the rule can relocate go
-  // to the relocation's target, after what it already has.
+  // to the first relocation target that can take them (after what it
+  // already has, the whole split dividing the factor). Only in the last
+  // round, at the weakest priority: the explicit splits are placed first
+  // (Ulysses' sp goes to the heads after tp has).
+  llvm::SmallDenseSet<int64_t, 4> relocated;
   for (auto [from, to] : rule.relocations) {
-    if (candidates[from].empty())
+    if (upTo != kNoPriority || candidates[from].empty() ||
+        relocated.contains(from))
       continue;
     const Candidate *best = &candidates[from].front();
     for (const Candidate &c : candidates[from])
       if (c.priority < best->priority)
         best = &c;
+    Axes axes = split.axes[to];
     for (StringAttr axis : best->axes)
-      if (!llvm::is_contained(split.axes[to], axis))
-        split.axes[to].push_back(axis);
-    split.priority[to] = std::min(split.priority[to], best->priority);
+      if (!llvm::is_contained(axes, axis))
+        axes.push_back(axis);
+    if (rule.factorSizes[to] % mesh.size(axes) != 0)
+      continue;
+    split.axes[to] = axes;
+    relocated.insert(from);
   }
 
   // An axis serves one factor: best priority first, then factor order.
@@ -209,19 +219,23 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
   llvm::stable_sort(order, [&](int64_t a, int64_t b) {
     return split.priority[a] < split.priority[b];
   });
+  // Experts share theirs: their rows may be split over the same axes.
   llvm::SmallDenseSet<StringAttr, 8> used;
   for (int64_t f : order) {
     Axes &axes = split.axes[f];
+    bool shares = rule.factorKinds[f] == FactorKind::Expert;
     size_t keep = 0;
     int64_t product = 1;
     for (; keep < axes.size(); ++keep) {
       int64_t s = mesh.size(axes[keep]);
-      if (used.contains(axes[keep]) || rule.factorSizes[f] % (product * s))
+      if ((!shares && used.contains(axes[keep])) ||
+          rule.factorSizes[f] % (product * s))
         break;
       product *= s;
     }
     axes.resize(keep);
-    used.insert(axes.begin(), axes.end());
+    if (!shares)
+      used.insert(axes.begin(), axes.end());
   }
 
   // Every tensor must see a factor's whole split: a minor factor of a
@@ -262,10 +276,30 @@ Layout sharding::naturalResultLayout(const ShardingRule &rule, unsigned index,
   llvm::SmallDenseSet<int64_t, 8> present;
   for (const auto &factors : dims)
     present.insert(factors.begin(), factors.end());
+  // Rows that travel to their experts are summed there: the expert axes
+  // leave no partial sums.
+  llvm::SmallDenseSet<StringAttr, 4> exchanged;
+  for (int64_t f = 0; f < rule.numFactors(); ++f)
+    if (rule.factorKinds[f] == FactorKind::Expert)
+      exchanged.insert(split.axes[f].begin(), split.axes[f].end());
   for (int64_t f = 0; f < rule.numFactors(); ++f)
     if (!present.contains(f) && rule.factorKinds[f] != FactorKind::Expert &&
         rule.factorKinds[f] != FactorKind::Internal)
-      l.partial.append(split.axes[f]);
+      for (StringAttr axis : split.axes[f])
+        if (!exchanged.contains(axis))
+          l.partial.push_back(axis);
+  // In mesh order, so that equal sums over the same axes are one group.
+  auto position = [&](StringAttr axis) {
+    ArrayRef<dist::MeshAxisAttr> axes = mesh.getAttr().getAxes();
+    return llvm::find_if(axes,
+                         [&](dist::MeshAxisAttr a) {
+                           return a.getName() == axis.getValue();
+                         }) -
+           axes.begin();
+  };
+  llvm::stable_sort(l.partial, [&](StringAttr a, StringAttr b) {
+    return position(a) < position(b);
+  });
   return l;
 }
 
@@ -423,6 +457,10 @@ double sharding::seconds(const Collective &c, double bytes, const Mesh &mesh,
       c.axes, [&](StringAttr a) { return link.isIntraNode(a.getValue()); });
   double alpha = intra ? link.intraLatency : link.interLatency;
   double beta = 1.0 / (intra ? link.intraBandwidth : link.interBandwidth);
-  double hops = c.kind == Collective::AllReduce ? 2.0 * (n - 1) : double(n - 1);
+  // Latency: a ring's n - 1 steps, but an all-reduce of a small tensor
+  // takes a tree (2 log2 n steps), as NCCL does; bandwidth: the ring's.
+  double hops = double(n - 1);
+  if (c.kind == Collective::AllReduce)
+    hops = std::min(2.0 * (n - 1), 2.0 * std::ceil(std::log2(double(n))));
   return hops * alpha + bytesSent(c, bytes, n) * beta;
 }

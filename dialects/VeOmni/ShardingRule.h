@@ -30,8 +30,10 @@ enum class FactorKind {
   /// logit are combined across the vocabulary shards.
   Internal,
   /// The experts of a grouped matmul. Sharding it (expert parallelism)
-  /// means each rank holds its experts' rows: the rows travel to their
-  /// expert's rank and back (dispatch and combine all-to-alls).
+  /// means each rank holds its experts' weights; the rows, wherever they
+  /// are split, travel to their expert's rank and back (dispatch and
+  /// combine all-to-alls the partitioned op makes). So its axes may also
+  /// split the rows: an expert factor shares its axes.
   Expert,
 };
 
@@ -53,6 +55,9 @@ struct ShardingRule {
   llvm::SmallVector<Dims> resultDims;
   /// perShardResults[i]: result i is per shard, never a partial sum.
   llvm::SmallVector<bool> perShardResults;
+  /// Operands read only for their type (a weight gradient's weight): a
+  /// partitioner gives them the local type without moving data.
+  llvm::SmallVector<int64_t> typeOnlyOperands;
   /// (from, to): a split that reaches need-replication factor `from` is
   /// better moved onto factor `to` than undone. Attention moves a split
   /// sequence onto the heads, which is Ulysses' all-to-all.

@@ -222,10 +222,21 @@ LogicalResult GroupedMatmulOp::inferReturnTypes(MLIRContext *,
   if (failed(expectRank(err, "input", input, 2)) ||
       failed(expectRank(err, "weight", weight, 3)) ||
       failed(expectRank(err, "group_sizes", groups, 1)) ||
-      failed(expectSameElementType(err, "input", input, "weight", weight)) ||
-      failed(expectSameDim(err, "expert count", "weight", weight, 0,
-                           "group_sizes", groups, 0)))
+      failed(expectSameElementType(err, "input", input, "weight", weight)))
     return failure();
+  // Partitioned with experts split (`dist.expert_axes`, veomni-partition):
+  // the weight holds a slice of the experts the group sizes count.
+  bool expertSlice = adaptor.getAttributes() &&
+                     adaptor.getAttributes().get("dist.expert_axes");
+  if (expertSlice) {
+    if (groups.getDimSize(0) % weight.getDimSize(0) != 0)
+      return err("group_sizes ", groups, " must count a multiple of the ",
+                 weight.getDimSize(0), " experts of weight ", weight,
+                 " (dist.expert_axes)");
+  } else if (failed(expectSameDim(err, "expert count", "weight", weight, 0,
+                                  "group_sizes", groups, 0))) {
+    return failure();
+  }
   bool tw = adaptor.getTransposeWeight();
   if (failed(expectSameDim(err, "contracting dimension", "input", input, 1,
                            "weight", weight, tw ? 2 : 1)))

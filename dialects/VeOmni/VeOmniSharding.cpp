@@ -121,13 +121,17 @@ ShardingRule matmulRule(MatmulOp op) {
 struct GroupedFactors {
   int64_t n, k, m, e;
   Dims weight;
+  /// group_sizes counts every expert's rows: it stays whole.
+  Dims groups(RuleBuilder &b, RankedTensorType t) {
+    return {{b.factor(t.getDimSize(0), K::NeedReplication)}};
+  }
 };
 GroupedFactors groupedFactors(RuleBuilder &b, RankedTensorType input,
                               RankedTensorType weight, bool transposed) {
   GroupedFactors f;
+  f.e = b.factor(weight.getDimSize(0), K::Expert);
   f.n = b.factor(input.getDimSize(0));
   f.k = b.factor(input.getDimSize(1), K::Reduction);
-  f.e = b.factor(weight.getDimSize(0), K::Expert);
   f.m = b.factor(weight.getDimSize(transposed ? 1 : 2));
   f.weight = transposed ? Dims{{f.e}, {f.m}, {f.k}} : Dims{{f.e}, {f.k}, {f.m}};
   return f;
@@ -297,7 +301,7 @@ IndexedFactors indexedFactors(RuleBuilder &b, RankedTensorType table,
 struct AttentionFactors {
   Dims q, k, v, segments, out;
 };
-/// Sequences split over an axis move onto the kv heads (Ulysses).
+/// Sequences split over an axis move onto the heads (Ulysses).
 AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
                                   RankedTensorType k, RankedTensorType v) {
   int64_t batch = b.factor(q.getDimSize(0));
@@ -307,7 +311,9 @@ AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
   int64_t group = b.factor(q.getDimSize(2) / k.getDimSize(2));
   int64_t d = b.factor(q.getDimSize(3), K::NeedReplication);
   int64_t dv = b.factor(v.getDimSize(3));
-  b.rule.relocations = {{s, hkv}, {skv, hkv}};
+  // With fewer kv heads than the split needs, the query heads of a group
+  // take it and keys and values stay whole.
+  b.rule.relocations = {{s, hkv}, {s, group}, {skv, hkv}};
   AttentionFactors f;
   f.q = {{batch}, {s}, {hkv, group}, {d}};
   f.k = {{batch}, {skv}, {hkv}, {d}};
@@ -372,7 +378,7 @@ ShardingRule computeRule(Operation *op) {
                            g.getTransposeWeight());
         b.operand({{f.n}, {f.k}});
         b.operand(f.weight);
-        b.operand({{f.e}});
+        b.operand(f.groups(b, typeOf(g.getGroupSizes())));
         b.result({{f.n}, {f.m}});
         return std::move(b.rule);
       })
@@ -385,9 +391,10 @@ ShardingRule computeRule(Operation *op) {
         b.rule.factorKinds[f.k] = K::PassThrough;
         b.operand({{f.n}, {f.k}});
         b.operand(f.weight);
-        b.operand({{f.e}});
+        b.operand(f.groups(b, typeOf(g.getGroupSizes())));
         b.operand({{f.n}, {f.m}});
         b.result(f.weight);
+        b.rule.typeOnlyOperands = {1}; // the weight gives the result its type
         return std::move(b.rule);
       })
       .Case([&](Conv1DOp c) {

@@ -18,15 +18,3 @@ func.func @uneven(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}
   return %y : tensor<4x6xf32>
 }
 
-// -----
-
-// Expert parallelism is planned (propagated, costed) but not partitioned.
-dist.mesh @mesh = <["ep" = 4]>
-func.func @experts(
-    %rows: tensor<64x16xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>},
-    %w: tensor<8x32x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}, {}, {}]>},
-    %sizes: tensor<8xi32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}]>}) -> tensor<64x32xf32> {
-  // expected-error @+1 {{veomni-partition: experts split over ep (expert parallelism) are planned but not partitioned yet}}
-  %y = veomni.grouped_matmul %rows, %w, %sizes {transpose_weight, dist.sharding = [#dist.sharding<@mesh, [{}, {}]>]} : tensor<64x16xf32>, tensor<8x32x16xf32>, tensor<8xi32>
-  return %y : tensor<64x32xf32>
-}

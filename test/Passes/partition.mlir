@@ -118,3 +118,45 @@ func.func @local_split(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh
   %y = dist.sharding_constraint %x <@mesh, [{}, {"tp"}]> : tensor<4x8xf32>
   return %y : tensor<4x8xf32>
 }
+
+// -----
+
+// Ulysses with tensor parallelism and grouped-query attention: tp takes the
+// kv heads first; sp cannot split the one kv head left per tp rank, so it
+// goes to the query heads of each group, and keys and values are gathered
+// on the sequence instead (as DeepSpeed-Ulysses does when sp exceeds the
+// kv heads).
+// CHECK-LABEL: func.func @ulysses_gqa
+// CHECK-SAME: (%arg0: tensor<1x32x2x16xf32>, %arg1: tensor<1x32x1x16xf32>, %arg2: tensor<1x32x1x16xf32>) -> tensor<1x64x1x16xf32>
+// CHECK-NEXT: %[[Q:.*]] = dist.all_to_all %arg0 mesh = @mesh axes = ["sp"] split_dim = 2 concat_dim = 1 : tensor<1x32x2x16xf32> -> tensor<1x64x1x16xf32>
+// CHECK-NEXT: %[[K:.*]] = dist.all_gather %arg1 mesh = @mesh axes = ["sp"] dim = 1 : tensor<1x32x1x16xf32> -> tensor<1x64x1x16xf32>
+// CHECK-NEXT: %[[V:.*]] = dist.all_gather %arg2 mesh = @mesh axes = ["sp"] dim = 1 : tensor<1x32x1x16xf32> -> tensor<1x64x1x16xf32>
+// CHECK-NEXT: veomni.attention %[[Q]], %[[K]], %[[V]] {{.*}} : tensor<1x64x1x16xf32>, tensor<1x64x1x16xf32>, tensor<1x64x1x16xf32>
+dist.mesh @mesh = <["tp" = 2, "sp" = 2]>
+func.func @ulysses_gqa(
+    %q: tensor<1x64x4x16xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {"tp"}p1, {}]>},
+    %k: tensor<1x64x2x16xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {"tp"}p1, {}]>},
+    %v: tensor<1x64x2x16xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {"tp"}p1, {}]>}) -> tensor<1x64x4x16xf32> {
+  %o = veomni.attention %q, %k, %v {causal, scale = 0.35 : f64} : tensor<1x64x4x16xf32>, tensor<1x64x2x16xf32>, tensor<1x64x2x16xf32>
+  return %o : tensor<1x64x4x16xf32>
+}
+
+// -----
+
+// Expert parallelism: each rank keeps a slice of the experts (the weight's
+// expert dimension split on ep) and its own tokens' rows (split on the
+// data-parallel axes and ep alike); the group sizes count every expert's
+// rows and stay whole; the local op is told its expert axes, over which it
+// sends rows to their experts' ranks and back. No all-gather anywhere.
+// CHECK-LABEL: func.func @expert_parallel
+// CHECK-SAME: (%arg0: tensor<16x16xf32>, %arg1: tensor<2x32x16xf32>, %arg2: tensor<8xi32>) -> tensor<16x32xf32>
+// CHECK-NEXT: %[[Y:.*]] = veomni.grouped_matmul %arg0, %arg1, %arg2 {dist.expert_axes = ["ep"], transpose_weight} : tensor<16x16xf32>, tensor<2x32x16xf32>, tensor<8xi32>
+// CHECK-NEXT: return %[[Y]]
+dist.mesh @mesh = <["dp_shard" = 2, "ep" = 4]>
+func.func @expert_parallel(
+    %rows: tensor<128x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "ep"}p0, {}]>},
+    %w: tensor<8x32x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}p0, {}, {}]>},
+    %sizes: tensor<8xi32> {dist.sharding = #dist.sharding<@mesh, [{}]>}) -> tensor<128x32xf32> {
+  %y = veomni.grouped_matmul %rows, %w, %sizes {transpose_weight} : tensor<128x16xf32>, tensor<8x32x16xf32>, tensor<8xi32>
+  return %y : tensor<128x32xf32>
+}

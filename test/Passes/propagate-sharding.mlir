@@ -65,9 +65,10 @@ func.func @reshape_heads(%x: tensor<2x8x64xf32> {dist.sharding = #dist.sharding<
 // -----
 
 // Ulysses: attention keeps whole sequences, so a sequence split on the
-// inputs is moved to the heads for the op; its output is head-split.
+// inputs is moved to the heads for the op (after every explicit split,
+// at the weakest priority); its output is head-split.
 // CHECK-LABEL: func.func @attention_heads
-// CHECK: veomni.attention {{.*}}dist.sharding = [#dist.sharding<@mesh, [{}, {}, {"sp"}p0, {}]>]
+// CHECK: veomni.attention {{.*}}dist.sharding = [#dist.sharding<@mesh, [{}, {}, {"sp"}, {}]>]
 dist.mesh @mesh = <["sp" = 2]>
 func.func @attention_heads(
     %q: tensor<1x16x4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {"sp"}p0, {}, {}]>},

@@ -3,6 +3,7 @@
 #ifndef VEOMNI_TOOLS_VEOMNI_COMMANDS_H
 #define VEOMNI_TOOLS_VEOMNI_COMMANDS_H
 
+#include "compiler/Compile.h"
 #include "compiler/Recipe.h"
 #include "frontends/Importer.h"
 
@@ -19,6 +20,18 @@ importOptionsOf(const mlir::veomni::Recipe &r) {
   io.audioFrames = r.audioFrames;
   io.numLayers = r.numLayers;
   return io;
+}
+
+/// The training step a recipe's train section asks for.
+inline mlir::veomni::CompileOptions
+trainingOptionsOf(const mlir::veomni::Recipe &r) {
+  mlir::veomni::CompileOptions co;
+  const int64_t accumulation = r.globalBatchSize / r.batchSize;
+  co.train = mlir::veomni::TrainOptions{
+      r.lr,          r.beta1,      r.beta2,       r.eps,   r.weightDecay,
+      r.maxGradNorm, r.minLrRatio, r.warmupSteps, r.steps, accumulation};
+  co.remat = r.remat;
+  return co;
 }
 
 /// veomni train recipe.yaml [--section.key value ...]

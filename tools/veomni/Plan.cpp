@@ -1,11 +1,14 @@
 //===- Plan.cpp - veomni plan recipe.yaml ---------------------------------===//
 //
-// Checks the recipe's mesh against the model and reports, per rank, the
-// memory its parameters, gradients and optimizer state take under the
-// shardings veomni-apply-recipe derives from the family's plan. The
-// communication volume and step time come from the collectives that
-// sharding propagation inserts, which are not built yet: the report says so
-// rather than estimating them.
+// Checks the recipe's mesh against the model, then builds the training
+// step the recipe asks for (forward, backward, AdamW), applies the mesh and
+// the family's plan, propagates shardings through the whole step and
+// reports per rank: parameter, gradient, optimizer and activation memory,
+// the bytes each collective sends per mesh axis, the FLOPs, and a step
+// time predicted from the recipe's cluster section (alpha-beta links, peak
+// x MFU). The activation figure is the memory plan of the partitioned
+// per-rank program. One SPMD program serves every rank, so none of this
+// depends on the number of ranks.
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +19,7 @@
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
 #include "frontends/Importer.h"
+#include "passes/Communication.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -23,8 +27,12 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
+#include <chrono>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -42,12 +50,43 @@ std::string gib(double bytes) {
   return buf;
 }
 
+/// Bytes in the largest binary unit that keeps them above one.
+std::string human(double bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u ? "%.3f %s" : "%.0f %s", bytes, units[u]);
+  return buf;
+}
+
+std::string ms(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f ms", seconds * 1e3);
+  return buf;
+}
+
 } // namespace
 
 int runPlan(llvm::ArrayRef<const char *> args) {
   std::string error;
-  std::optional<Recipe> recipe = Recipe::fromCommandLine(
-      std::vector<std::string>(args.begin(), args.end()), {"--report"}, error);
+  // -o FILE: also write the partitioned per-rank step.
+  std::string output;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (llvm::StringRef(args[i]) != "-o") {
+      rest.push_back(args[i]);
+      continue;
+    }
+    if (i + 1 >= args.size())
+      return fail("-o needs a file name");
+    output = args[++i];
+  }
+  std::optional<Recipe> recipe =
+      Recipe::fromCommandLine(rest, {"--report"}, error);
   if (!recipe)
     return fail(error);
   const Recipe &r = *recipe;
@@ -99,40 +138,100 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       diagnostic = diag.str();
     return success();
   });
-  PassManager pm(&context);
-  ApplyRecipeOptions o;
-  o.dpReplicate = r.dpReplicate;
-  o.dpShard = r.dpShard;
-  o.tp = r.tp;
-  o.sp = r.sp;
-  o.ep = r.ep;
-  o.pp = r.pp;
-  pm.addPass(createApplyRecipe(o));
-  if (failed(pm.run(*model->module)))
-    return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
-
-  // Per-rank bytes from each parameter's sharding.
+  auto start = std::chrono::steady_clock::now();
   ModuleOp module = *model->module;
-  auto mesh = *module.getOps<dist::MeshOp>().begin();
+  {
+    PassManager pm(&context);
+    addTrainingStepPasses(pm, trainingOptionsOf(r));
+    if (failed(pm.run(module)))
+      return fail(r.config +
+                  ": building the training step failed: " + diagnostic);
+  }
+  {
+    PassManager pm(&context);
+    ApplyRecipeOptions o;
+    o.dpReplicate = r.dpReplicate;
+    o.dpShard = r.dpShard;
+    o.tp = r.tp;
+    o.sp = r.sp;
+    o.ep = r.ep;
+    o.pp = r.pp;
+    pm.addPass(createApplyRecipe(o));
+    pm.addPass(createPropagateSharding());
+    if (failed(pm.run(module)))
+      return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
+  }
+
+  auto meshOp = *module.getOps<dist::MeshOp>().begin();
+  sharding::Mesh mesh(meshOp.getMesh());
   func::FuncOp func = *module.getOps<func::FuncOp>().begin();
+
+  // Per-rank bytes of parameters (and their gradients) and optimizer state.
   double params = 0, grads = 0, optimizer = 0, globalParams = 0;
   for (BlockArgument arg : func.getArguments()) {
-    if (!func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName))
+    unsigned i = arg.getArgNumber();
+    bool param = func.getArgAttr(i, VeOmniDialect::kParamAttrName) != nullptr;
+    bool state = func.getArgAttr(i, VeOmniDialect::kStateAttrName) != nullptr;
+    if (!param && !state)
       continue;
     auto type = cast<RankedTensorType>(arg.getType());
-    auto sharding = func.getArgAttrOfType<dist::ShardingAttr>(
-        arg.getArgNumber(), "dist.sharding");
-    int64_t split = 1;
-    for (dist::DimShardingAttr d : sharding.getDims())
-      for (StringAttr a : d.getAxes())
-        split *= mesh.getMesh().getAxis(a.getValue()).getSize();
-    double local = double(type.getNumElements()) / split;
-    double width = type.getElementTypeBitWidth() / 8.0;
-    params += local * width;
-    grads += local * width;
-    optimizer += local * (8 + (width == 4 ? 0 : 4)); // m, v (+ f32 master)
+    auto sharding =
+        func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
+    auto local =
+        sharding::localType(type, sharding::Layout::fromAttr(sharding), mesh);
+    double bytes =
+        double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
+    if (state) {
+      optimizer += bytes;
+      continue;
+    }
+    params += bytes;
+    grads += bytes;
     globalParams += double(type.getNumElements());
+    // f32 parameters are their own masters; the step updates them in place.
   }
+
+  sharding::LinkModel link;
+  link.intraBandwidth = r.intraNodeGBps * 1e9;
+  link.interBandwidth = r.interNodeGBps * 1e9;
+  link.intraLatency = r.intraNodeLatencyUs * 1e-6;
+  link.interLatency = r.interNodeLatencyUs * 1e-6;
+  FailureOr<sharding::StepTraffic> traffic =
+      sharding::analyzeStep(func, mesh, link);
+  if (failed(traffic))
+    return fail(r.path + ": " + diagnostic);
+
+  // The partitioned program and its memory plan (activations per rank).
+  std::string activations;
+  {
+    PassManager pm(&context);
+    pm.addPass(createPartition());
+    if (failed(pm.run(module)))
+      return fail(r.path + ": partitioning failed: " + diagnostic);
+    if (!output.empty()) {
+      std::string message;
+      auto file = openOutputFile(output, &message);
+      if (!file)
+        return fail(output + ": " + message);
+      module.print(file->os());
+      file->keep();
+    }
+    PassManager lower(&context);
+    lower.addPass(createLowerToVrt());
+    lower.addPass(createPlanMemory());
+    if (failed(lower.run(module)))
+      return fail(r.path +
+                  ": planning the per-rank memory failed: " + diagnostic);
+    func = *module.getOps<func::FuncOp>().begin();
+    double bytes =
+        func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt();
+    activations = gib(bytes) + " (planned peak of the partitioned step, " +
+                  "remat " + r.remat + ")";
+  }
+  double compileSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+
   llvm::outs() << "model: " << model->modelType << ", "
                << llvm::format("%.0f", globalParams) << " parameters\n"
                << "mesh: dp_replicate=" << r.dpReplicate
@@ -144,8 +243,41 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                << "  gradients         " << gib(grads) << "\n"
                << "  optimizer state   " << gib(optimizer) << " (f32 moments"
                << (r.dtype == "f32" ? "" : " and masters") << ")\n"
-               << "  activations, communication per step, step time: not "
-                  "derived yet (need sharding propagation and collective "
-                  "insertion)\n";
+               << "  activations       " << activations << "\n"
+               << "communication per rank and step (bytes sent, alpha-beta "
+                  "time):\n";
+  for (auto &[group, kinds] : traffic->byGroup)
+    for (auto &[kind, t] : kinds)
+      llvm::outs() << llvm::format(
+          "  %-14s %-15s x%-5lld %15.0f B  %11s  %10s\n", group.c_str(),
+          kind.c_str(), (long long)t.count, t.bytes, human(t.bytes).c_str(),
+          ms(t.seconds).c_str());
+  double commSeconds = traffic->totalSeconds();
+  double flopsPerSecond = r.peakTflops * 1e12 * r.mfu;
+  double computeSeconds = traffic->flops / flopsPerSecond;
+  double tokens = double(r.batchSize) * r.seqLen; // per step, all ranks
+  llvm::outs() << llvm::format("  %-14s %-15s %21.0f B  %11s  %10s\n", "total",
+                               "", traffic->totalBytes(),
+                               human(traffic->totalBytes()).c_str(),
+                               ms(commSeconds).c_str())
+               << llvm::format("compute per rank and step: %.3f TFLOP, %s at "
+                               "%.1f TFLOP/s (%.0f peak x %.2f)\n",
+                               traffic->flops / 1e12,
+                               ms(computeSeconds).c_str(),
+                               flopsPerSecond / 1e12, r.peakTflops, r.mfu)
+               << "predicted step time: " << ms(computeSeconds + commSeconds)
+               << " with no overlap, "
+               << ms(std::max(computeSeconds, commSeconds))
+               << " if communication hides behind compute; "
+               << llvm::format("%.0f", tokens / (computeSeconds + commSeconds) /
+                                           r.worldSize)
+               << " tokens/s/rank\n"
+               << llvm::format("compile: %.2f s (training step, propagation, "
+                               "partitioning and memory plan, for any number "
+                               "of ranks)\n",
+                               compileSeconds);
+  if (r.pp > 1)
+    llvm::outs() << "note: pipeline stages (pp) are not planned yet; the "
+                    "figures are those of one stage holding every layer\n";
   return 0;
 }

@@ -130,12 +130,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       diagnostic = diag.str();
     return success();
   });
-  CompileOptions co;
-  const int64_t accumulation = r.globalBatchSize / r.batchSize;
-  co.train = TrainOptions{
-      r.lr,          r.beta1,      r.beta2,       r.eps,   r.weightDecay,
-      r.maxGradNorm, r.minLrRatio, r.warmupSteps, r.steps, accumulation};
-  co.remat = r.remat;
+  CompileOptions co = trainingOptionsOf(r);
+  const int64_t accumulation = co.train->accumulationSteps;
   CompileReport report;
   auto compileStart = std::chrono::steady_clock::now();
   FailureOr<std::string> bytes = compileToProgram(*model, report, co);

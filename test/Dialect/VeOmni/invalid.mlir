@@ -259,6 +259,16 @@ func.func @grouped_matmul_expert_count(%x: tensor<12x64xf32>, %w: tensor<4x64x32
 
 // -----
 
+// Partitioned over split experts, the weight holds a slice of the experts
+// the group sizes count: 3 is no multiple of 2.
+func.func @grouped_matmul_expert_slice(%x: tensor<12x64xf32>, %w: tensor<2x64x32xf32>, %g: tensor<3xi32>) {
+  // expected-error @+1 {{'veomni.grouped_matmul' op group_sizes 'tensor<3xi32>' must count a multiple of the 2 experts of weight 'tensor<2x64x32xf32>' (dist.expert_axes)}}
+  %0 = veomni.grouped_matmul %x, %w, %g {dist.expert_axes = ["ep"]} : tensor<12x64xf32>, tensor<2x64x32xf32>, tensor<3xi32>
+  return
+}
+
+// -----
+
 func.func @grouped_matmul_contracting(%x: tensor<12x64xf32>, %w: tensor<4x32x64xf32>, %g: tensor<4xi32>) {
   // expected-error @+1 {{'veomni.grouped_matmul' op contracting dimension differs: input 'tensor<12x64xf32>' has 64 but weight 'tensor<4x32x64xf32>' has 32}}
   %0 = veomni.grouped_matmul %x, %w, %g : tensor<12x64xf32>, tensor<4x32x64xf32>, tensor<4xi32>

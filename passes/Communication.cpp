@@ -1,0 +1,435 @@
+//===- Communication.cpp - what one rank sends and computes in a step -----===//
+
+#include "passes/Communication.h"
+
+#include "dialects/VeOmni/VeOmniOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseSet.h"
+
+using namespace mlir;
+using namespace mlir::veomni;
+using namespace mlir::veomni::sharding;
+
+void StepTraffic::add(ArrayRef<StringAttr> axes, StringRef kind, double bytes,
+                      double seconds) {
+  Traffic &t = byGroup[groupName(axes)][kind.str()];
+  t.bytes += bytes;
+  t.seconds += seconds;
+  ++t.count;
+}
+
+double StepTraffic::totalBytes() const {
+  double sum = 0;
+  for (auto &[group, kinds] : byGroup)
+    for (auto &[kind, t] : kinds)
+      sum += t.bytes;
+  return sum;
+}
+
+double StepTraffic::totalSeconds() const {
+  double sum = 0;
+  for (auto &[group, kinds] : byGroup)
+    for (auto &[kind, t] : kinds)
+      sum += t.seconds;
+  return sum;
+}
+
+namespace {
+
+double bytesOf(RankedTensorType t) {
+  return double(t.getNumElements()) * t.getElementTypeBitWidth() / 8;
+}
+
+const char *kindName(Collective::Kind kind) {
+  switch (kind) {
+  case Collective::AllReduce:
+    return "all_reduce";
+  case Collective::ReduceScatter:
+    return "reduce_scatter";
+  case Collective::AllGather:
+    return "all_gather";
+  case Collective::AllToAll:
+    return "all_to_all";
+  case Collective::LocalSplit:
+    return "local_split";
+  }
+  return "";
+}
+
+/// One collective on local tensors `in` -> `out`.
+void addCollective(StepTraffic &traffic, const Collective &c,
+                   RankedTensorType in, RankedTensorType out, const Mesh &mesh,
+                   const LinkModel &link) {
+  if (c.kind == Collective::LocalSplit)
+    return;
+  double bytes = bytesOf(c.kind == Collective::AllGather ? out : in);
+  traffic.add(c.axes, kindName(c.kind), bytesSent(c, bytes, mesh.size(c.axes)),
+              sharding::seconds(c, bytes, mesh, link));
+}
+
+/// What a cross entropy over split vocabulary or tokens exchanges inside:
+/// per token, the max, the sum of exponentials and (forward) the target
+/// logit over the vocab axes; the count of labels over the token axes.
+void addCrossEntropy(StepTraffic &traffic, Operation *op,
+                     ArrayRef<StringAttr> vocab, ArrayRef<StringAttr> tokens,
+                     RankedTensorType localLogits, const Mesh &mesh,
+                     const LinkModel &link) {
+  auto reduction = op->getAttrOfType<LossReductionAttr>("reduction");
+  bool mean = !reduction || reduction.getValue() == LossReduction::Mean;
+  if (!vocab.empty()) {
+    double rows =
+        double(localLogits.getNumElements()) / localLogits.getShape().back();
+    int exchanges = isa<CrossEntropyOp>(op) ? 3 : 2;
+    Collective c{Collective::AllReduce, Axes(vocab)};
+    for (int i = 0; i < exchanges; ++i)
+      traffic.add(vocab, "all_reduce", bytesSent(c, rows * 4, mesh.size(vocab)),
+                  sharding::seconds(c, rows * 4, mesh, link));
+  }
+  if (!tokens.empty() && mean) {
+    Collective c{Collective::AllReduce, Axes(tokens)};
+    traffic.add(tokens, "all_reduce", bytesSent(c, 4, mesh.size(tokens)),
+                sharding::seconds(c, 4, mesh, link));
+  }
+}
+
+/// Global FLOPs of the ops that dominate a step.
+double opFlops(Operation *op) {
+  auto type = [](Value v) { return cast<RankedTensorType>(v.getType()); };
+  if (auto m = dyn_cast<MatmulOp>(op)) {
+    RankedTensorType lhs = type(m.getLhs());
+    int64_t k = lhs.getDimSize(lhs.getRank() - (m.getTransposeLhs() ? 2 : 1));
+    return 2.0 * type(m.getResult()).getNumElements() * k;
+  }
+  if (auto g = dyn_cast<GroupedMatmulOp>(op))
+    return 2.0 * type(g.getResult()).getNumElements() *
+           type(g.getInput()).getDimSize(1);
+  if (auto g = dyn_cast<GroupedMatmulWeightGradOp>(op))
+    return 2.0 * type(g.getInput()).getNumElements() *
+           type(g.getGrad()).getDimSize(1);
+  auto attention = [&](Value q, Value k, Value v, bool causal) {
+    RankedTensorType qt = type(q), kt = type(k), vt = type(v);
+    double pairs = double(qt.getDimSize(0)) * qt.getDimSize(2) *
+                   qt.getDimSize(1) * kt.getDimSize(1);
+    return 2.0 * pairs * (qt.getDimSize(3) + vt.getDimSize(3)) *
+           (causal ? 0.5 : 1.0);
+  };
+  if (auto a = dyn_cast<AttentionOp>(op))
+    return attention(a.getQuery(), a.getKey(), a.getValue(), a.getCausal());
+  if (auto a = dyn_cast<AttentionGradOp>(op)) // recompute + four products
+    return 2.5 *
+           attention(a.getQuery(), a.getKey(), a.getValue(), a.getCausal());
+  auto conv = [&](Value weight, Value out) { // out x Cin x K
+    RankedTensorType w = type(weight);
+    return 2.0 * type(out).getNumElements() * w.getDimSize(1) * w.getDimSize(2);
+  };
+  if (auto c = dyn_cast<Conv1DOp>(op))
+    return conv(c.getWeight(), c.getResult());
+  if (auto c = dyn_cast<Conv1DGradOp>(op)) // input and weight cotangents
+    return 2 * conv(c.getWeight(), c.getGrad());
+  return 0;
+}
+
+/// The token axes and vocab axes of a cross entropy under `split`.
+std::pair<Axes, Axes> lossAxes(const ShardingRule &rule,
+                               const FactorSplit &split) {
+  Axes tokens, vocab;
+  const auto &logits = rule.operandDims[0];
+  for (auto [d, factors] : llvm::enumerate(logits))
+    for (int64_t f : factors)
+      (d + 1 == logits.size() ? vocab : tokens).append(split.axes[f]);
+  return {tokens, vocab};
+}
+
+/// Expert parallelism's token exchanges. A grouped matmul over experts
+/// split on some axes takes its rows (input, and the cotangent for the
+/// weight gradient) to their experts' ranks; its result, and what
+/// elementwise ops make of it, stays there (expert space) for the next
+/// grouped matmul; any other use brings the rows back. Each crossing is an
+/// all-to-all of the rows over the expert axes, once per value.
+class ExpertExchanges {
+public:
+  void visit(Operation *op, ArrayRef<StringAttr> experts,
+             function_ref<RankedTensorType(Value)> localType,
+             StepTraffic &traffic, const Mesh &mesh, const LinkModel &link) {
+    auto exchange = [&](Value v, llvm::DenseSet<Value> &seen,
+                        ArrayRef<StringAttr> axes) {
+      if (!seen.insert(v).second)
+        return;
+      double bytes = bytesOf(localType(v));
+      Collective c{Collective::AllToAll, Axes(axes)};
+      traffic.add(axes, "all_to_all", bytesSent(c, bytes, mesh.size(axes)),
+                  sharding::seconds(c, bytes, mesh, link));
+    };
+    bool grouped = isa<GroupedMatmulOp, GroupedMatmulWeightGradOp>(op);
+    if (grouped && !experts.empty()) {
+      SmallVector<Value> rows = {op->getOperand(0)};
+      if (auto g = dyn_cast<GroupedMatmulWeightGradOp>(op))
+        rows.push_back(g.getGrad());
+      for (Value v : rows)
+        if (!space.count(v))
+          exchange(v, entered, experts);
+      if (isa<GroupedMatmulOp>(op))
+        space[op->getResult(0)] = Axes(experts);
+      return;
+    }
+    bool elementwise =
+        op->hasTrait<OpTrait::Elementwise>() || isa<GeluGradOp>(op);
+    for (Value v : op->getOperands()) {
+      auto it = space.find(v);
+      if (it == space.end())
+        continue;
+      if (elementwise) {
+        Axes axes = it->second;
+        for (Value r : op->getResults())
+          space[r] = axes;
+      } else if (!grouped) {
+        exchange(v, left, it->second);
+      }
+    }
+  }
+
+private:
+  llvm::DenseMap<Value, Axes> space;
+  llvm::DenseSet<Value> entered, left;
+};
+
+class Analysis {
+public:
+  Analysis(func::FuncOp func, const Mesh &mesh, const LinkModel &link)
+      : func(func), mesh(mesh), link(link) {}
+  LogicalResult run();
+  StepTraffic traffic;
+
+private:
+  struct Pending {
+    Axes axes;
+    double bytes;
+  };
+  void reshard(Value v, const Layout &from, const Layout &to);
+  void flush(Value v);
+  void addAllReduce(ArrayRef<StringAttr> axes, double bytes);
+
+  func::FuncOp func;
+  const Mesh &mesh;
+  const LinkModel &link;
+  llvm::DenseMap<Value, Layout> layouts;
+  /// Results whose partial sums wait for an all-reduce that a sum may
+  /// still absorb (Partition's sinkAllReduces).
+  llvm::DenseMap<Value, Pending> pending;
+  ExpertExchanges experts;
+};
+
+void Analysis::addAllReduce(ArrayRef<StringAttr> axes, double bytes) {
+  Collective c{Collective::AllReduce, Axes(axes)};
+  traffic.add(axes, "all_reduce", bytesSent(c, bytes, mesh.size(axes)),
+              sharding::seconds(c, bytes, mesh, link));
+}
+
+void Analysis::flush(Value v) {
+  auto it = pending.find(v);
+  if (it == pending.end())
+    return;
+  addAllReduce(it->second.axes, it->second.bytes);
+  pending.erase(it);
+}
+
+void Analysis::reshard(Value v, const Layout &from, const Layout &to) {
+  auto global = cast<RankedTensorType>(v.getType());
+  walkReshard(
+      localType(global, from, mesh), from, to, mesh,
+      [&](const Collective &c, RankedTensorType in, RankedTensorType out) {
+        addCollective(traffic, c, in, out, mesh, link);
+      });
+}
+
+LogicalResult Analysis::run() {
+  Block &body = func.getBody().front();
+  for (BlockArgument arg : func.getArguments()) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type)
+      continue;
+    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(
+        arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
+    if (!attr)
+      return func.emitError("argument #")
+             << arg.getArgNumber()
+             << " has no dist.sharding; run veomni-propagate-sharding first";
+    layouts[arg] = Layout::fromAttr(attr);
+  }
+
+  for (Operation &op : body.without_terminator()) {
+    if (auto c = dyn_cast<dist::ShardingConstraintOp>(op)) {
+      flush(c.getInput());
+      Layout want = Layout::fromAttr(c.getSharding());
+      reshard(c.getInput(), layouts[c.getInput()], want);
+      layouts[c.getResult()] = want;
+      continue;
+    }
+    auto ruleOp = dyn_cast<ShardingRuleOpInterface>(op);
+    auto perResult =
+        op.getAttrOfType<ArrayAttr>(dist::DistDialect::kShardingAttrName);
+    if (!ruleOp || !perResult || perResult.size() != op.getNumResults())
+      return op.emitError("no layouts on this op; run "
+                          "veomni-propagate-sharding first");
+    ShardingRule rule = ruleOp.getShardingRule();
+    SmallVector<Layout> targets;
+    for (Attribute a : perResult)
+      targets.push_back(Layout::fromAttr(cast<dist::ShardingAttr>(a)));
+    SmallVector<const Layout *> operands, results;
+    for (Value v : op.getOperands()) // create first: pointers stay valid
+      (void)layouts[v];
+    for (Value v : op.getOperands())
+      operands.push_back(&layouts[v]);
+    for (const Layout &l : targets)
+      results.push_back(&l);
+    OpPlan plan = planOp(rule, operands, results, mesh);
+
+    double split = 1;
+    for (const Axes &axes : plan.split.axes)
+      split *= mesh.size(axes);
+    traffic.flops += opFlops(&op) / split;
+
+    // A sum of two results waiting for the same all-reduce takes it over.
+    std::optional<Pending> sunk;
+    if (isa<AddOp, SubOp>(op) && op.getOperand(0) != op.getOperand(1)) {
+      auto lhs = pending.find(op.getOperand(0));
+      auto rhs = pending.find(op.getOperand(1));
+      if (lhs != pending.end() && rhs != pending.end() &&
+          lhs->second.axes == rhs->second.axes &&
+          op.getOperand(0).hasOneUse() && op.getOperand(1).hasOneUse() &&
+          layouts[op.getOperand(0)].sameDistribution(plan.operandNeeds[0]) &&
+          layouts[op.getOperand(1)].sameDistribution(plan.operandNeeds[1])) {
+        sunk = lhs->second;
+        pending.erase(op.getOperand(0));
+        pending.erase(op.getOperand(1));
+      }
+    }
+    for (auto [i, v] : llvm::enumerate(op.getOperands())) {
+      flush(v);
+      if (!layouts[v].sameDistribution(plan.operandNeeds[i]) &&
+          !llvm::is_contained(rule.typeOnlyOperands, int64_t(i)))
+        reshard(v, layouts[v], plan.operandNeeds[i]);
+    }
+
+    if (isa<CrossEntropyOp, CrossEntropyGradOp>(op)) {
+      auto [tokens, vocab] = lossAxes(rule, plan.split);
+      addCrossEntropy(
+          traffic, &op, vocab, tokens,
+          localType(cast<RankedTensorType>(op.getOperand(0).getType()),
+                    plan.operandNeeds[0], mesh),
+          mesh, link);
+    }
+    Axes expertAxes;
+    for (int64_t f = 0; f < rule.numFactors(); ++f)
+      if (rule.factorKinds[f] == FactorKind::Expert)
+        expertAxes.append(plan.split.axes[f]);
+    experts.visit(
+        &op, expertAxes,
+        [&](Value v) {
+          return localType(cast<RankedTensorType>(v.getType()), layouts[v],
+                           mesh);
+        },
+        traffic, mesh, link);
+
+    for (auto [j, r] : llvm::enumerate(op.getResults())) {
+      const Layout &natural = plan.naturals[j];
+      SmallVector<Collective> steps = planReshard(natural, targets[j], mesh);
+      auto local =
+          localType(cast<RankedTensorType>(r.getType()), natural, mesh);
+      if (sunk) {
+        if (steps.empty())
+          pending[r] = {sunk->axes, bytesOf(local)};
+        else
+          addAllReduce(sunk->axes, bytesOf(local));
+      }
+      // A reshard that ends in an all-reduce leaves it for a sum to absorb.
+      size_t counted = steps.size();
+      if (!sunk && !steps.empty() &&
+          steps.back().kind == Collective::AllReduce) {
+        --counted;
+        pending[r] = {steps.back().axes,
+                      bytesOf(localType(cast<RankedTensorType>(r.getType()),
+                                        targets[j], mesh))};
+      }
+      size_t index = 0;
+      walkReshard(
+          local, natural, targets[j], mesh,
+          [&](const Collective &c, RankedTensorType in, RankedTensorType out) {
+            if (index++ < counted)
+              addCollective(traffic, c, in, out, mesh, link);
+          });
+      layouts[r] = targets[j];
+    }
+  }
+
+  Operation *ret = body.getTerminator();
+  for (auto [i, v] : llvm::enumerate(ret->getOperands())) {
+    flush(v);
+    auto attr = func.getResultAttrOfType<dist::ShardingAttr>(
+        i, dist::DistDialect::kShardingAttrName);
+    if (attr && !layouts[v].sameDistribution(Layout::fromAttr(attr)))
+      reshard(v, layouts[v], Layout::fromAttr(attr));
+  }
+  for (auto &[v, p] : pending)
+    addAllReduce(p.axes, p.bytes);
+  pending.clear();
+  return success();
+}
+
+} // namespace
+
+FailureOr<StepTraffic> sharding::analyzeStep(func::FuncOp func,
+                                             const Mesh &mesh,
+                                             const LinkModel &link) {
+  Analysis analysis(func, mesh, link);
+  if (failed(analysis.run()))
+    return failure();
+  return std::move(analysis.traffic);
+}
+
+StepTraffic sharding::countCollectives(func::FuncOp func, const Mesh &mesh,
+                                       const LinkModel &link) {
+  StepTraffic traffic;
+  auto axesOf = [](ArrayAttr attr) {
+    Axes axes;
+    for (Attribute a : attr)
+      axes.push_back(cast<StringAttr>(a));
+    return axes;
+  };
+  auto type = [](Value v) { return cast<RankedTensorType>(v.getType()); };
+  ExpertExchanges experts;
+  func.walk([&](Operation *op) {
+    Axes expertAxes;
+    if (auto a = op->getAttrOfType<ArrayAttr>("dist.expert_axes"))
+      expertAxes = axesOf(a);
+    if (isa<veomni::VeOmniDialect>(op->getDialect()))
+      experts.visit(op, expertAxes, type, traffic, mesh, link);
+    Collective c{Collective::LocalSplit, {}};
+    Value in, out;
+    if (auto o = dyn_cast<dist::AllReduceOp>(op))
+      c = {Collective::AllReduce, axesOf(o.getAxes())};
+    else if (auto o = dyn_cast<dist::ReduceScatterOp>(op))
+      c = {Collective::ReduceScatter, axesOf(o.getAxes()), int64_t(o.getDim())};
+    else if (auto o = dyn_cast<dist::AllGatherOp>(op))
+      c = {Collective::AllGather, axesOf(o.getAxes()), int64_t(o.getDim())};
+    else if (auto o = dyn_cast<dist::AllToAllOp>(op))
+      c = {Collective::AllToAll, axesOf(o.getAxes()), int64_t(o.getConcatDim()),
+           int64_t(o.getSplitDim())};
+    if (c.kind != Collective::LocalSplit) {
+      addCollective(traffic, c, type(op->getOperand(0)), type(op->getResult(0)),
+                    mesh, link);
+      return;
+    }
+    if (isa<CrossEntropyOp, CrossEntropyGradOp>(op)) {
+      Axes vocab, tokens;
+      if (auto a = op->getAttrOfType<ArrayAttr>("dist.vocab_axes"))
+        vocab = axesOf(a);
+      if (auto a = op->getAttrOfType<ArrayAttr>("dist.token_axes"))
+        tokens = axesOf(a);
+      addCrossEntropy(traffic, op, vocab, tokens, type(op->getOperand(0)), mesh,
+                      link);
+    }
+  });
+  return traffic;
+}

@@ -1,0 +1,60 @@
+//===- Communication.h - what one rank sends and computes in a step -*- C++
+//-*-===//
+//
+// The figures of `veomni plan --report`: per mesh axis (or group of axes)
+// and collective, the bytes one rank sends in a training step and their
+// time under the alpha-beta LinkModel; and the FLOPs it computes. Read off
+// the propagated step, walking its ops exactly as veomni-partition does
+// (the same resolution, the same reshards, all-reduces sunk through sums
+// the same way), so the figures are those of the partitioned program; the
+// collectives a partitioned program holds can be counted too, to check
+// that. Expert parallelism, planned but not yet partitioned, adds its
+// token exchanges: each row block enters its experts' ranks once and
+// leaves once (an all-to-all over the expert axes each way).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_PASSES_COMMUNICATION_H
+#define VEOMNI_PASSES_COMMUNICATION_H
+
+#include "passes/Sharding.h"
+
+#include <map>
+#include <string>
+
+namespace mlir::func {
+class FuncOp;
+} // namespace mlir::func
+
+namespace mlir::veomni::sharding {
+
+struct Traffic {
+  double bytes = 0;   ///< sent by one rank
+  double seconds = 0; ///< alpha-beta time
+  int64_t count = 0;
+};
+
+struct StepTraffic {
+  /// group ("tp", "dp_shard+ep") -> collective ("all_gather") -> traffic
+  std::map<std::string, std::map<std::string, Traffic>> byGroup;
+  double flops = 0; ///< matmul, attention and convolution FLOPs of one rank
+
+  void add(llvm::ArrayRef<StringAttr> axes, StringRef kind, double bytes,
+           double seconds);
+  double totalBytes() const;
+  double totalSeconds() const;
+};
+
+/// One rank's traffic and FLOPs in the step `func`, annotated by
+/// veomni-propagate-sharding (global shapes).
+FailureOr<StepTraffic> analyzeStep(func::FuncOp func, const Mesh &mesh,
+                                   const LinkModel &link);
+
+/// The traffic of the collectives in a partitioned `func` (local shapes),
+/// and of the ops that communicate inside (vocab-parallel cross entropy).
+StepTraffic countCollectives(func::FuncOp func, const Mesh &mesh,
+                             const LinkModel &link);
+
+} // namespace mlir::veomni::sharding
+
+#endif // VEOMNI_PASSES_COMMUNICATION_H
