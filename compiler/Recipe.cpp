@@ -164,6 +164,9 @@ Recipe::load(const std::string &path,
       {"parallel.ep", {integer(r.ep), "an integer"}},
       {"parallel.pp", {integer(r.pp), "an integer"}},
       {"parallel.world_size", {integer(r.worldSize), "an integer"}},
+      {"parallel.pp_schedule",
+       {text(r.ppSchedule), "1f1b, interleaved or zb-h1"}},
+      {"parallel.pp_chunks", {integer(r.ppChunks), "an integer"}},
       {"cluster.peak_tflops", {number(r.peakTflops), "a number"}},
       {"cluster.mfu", {number(r.mfu), "a number"}},
       {"cluster.intra_node_gbps", {number(r.intraNodeGBps), "a number"}},
@@ -211,6 +214,14 @@ Recipe::load(const std::string &path,
         {"cluster.inter_node_gbps", r.interNodeGBps}})
     if (!(value > 0))
       return fail(key, "must be > 0");
+  if (r.ppSchedule != "1f1b" && r.ppSchedule != "interleaved" &&
+      r.ppSchedule != "zb-h1")
+    return fail("parallel.pp_schedule",
+                "expected 1f1b, interleaved or zb-h1, got '" + r.ppSchedule +
+                    "'");
+  if (r.ppChunks < 1 || (r.ppChunks > 1 && r.ppSchedule != "interleaved"))
+    return fail("parallel.pp_chunks",
+                "must be 1, or >= 1 with pp_schedule interleaved");
   if (!(r.mfu > 0 && r.mfu <= 1))
     return fail("cluster.mfu", "must be in (0, 1]");
   if (!(r.intraNodeLatencyUs >= 0) || !(r.interNodeLatencyUs >= 0))

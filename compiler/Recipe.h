@@ -42,6 +42,11 @@ struct Recipe {
   // parallel: mesh sizes, VeOmni's names (ulysses is an alias of sp)
   int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1, pp = 1;
   int64_t worldSize = 0; ///< 0: the product of the mesh sizes
+  /// Pipeline schedule (1f1b, interleaved, zb-h1) and model chunks per
+  /// stage (interleaved); micro-batches are data.global_batch_size /
+  /// data.batch_size.
+  std::string ppSchedule = "1f1b";
+  int64_t ppChunks = 1;
   // cluster: what `veomni plan --report` predicts step times with: the
   // accelerator's dense peak and the fraction a step reaches, and per
   // link the bandwidth one rank sends at and the latency of a hop (tp, sp

@@ -93,8 +93,9 @@ void addCrossEntropy(StepTraffic &traffic, Operation *op,
   }
 }
 
-/// Global FLOPs of the ops that dominate a step.
-double opFlops(Operation *op) {
+} // namespace
+
+double sharding::opFlops(Operation *op) {
   auto type = [](Value v) { return cast<RankedTensorType>(v.getType()); };
   if (auto m = dyn_cast<MatmulOp>(op)) {
     RankedTensorType lhs = type(m.getLhs());
@@ -129,6 +130,8 @@ double opFlops(Operation *op) {
     return 2 * conv(c.getWeight(), c.getGrad());
   return 0;
 }
+
+namespace {
 
 /// The token axes and vocab axes of a cross entropy under `split`.
 std::pair<Axes, Axes> lossAxes(const ShardingRule &rule,

@@ -45,6 +45,10 @@ struct StepTraffic {
   double totalSeconds() const;
 };
 
+/// FLOPs of `op` on its (global) types: matmuls, grouped matmuls,
+/// attention and convolutions and their gradients; 0 for the rest.
+double opFlops(Operation *op);
+
 /// One rank's traffic and FLOPs in the step `func`, annotated by
 /// veomni-propagate-sharding (global shapes).
 FailureOr<StepTraffic> analyzeStep(func::FuncOp func, const Mesh &mesh,

@@ -54,6 +54,34 @@ def Partition : Pass<"veomni-partition", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::dist::DistDialect"];
 }
 
+def Pipeline : Pass<"veomni-pipeline", "::mlir::ModuleOp"> {
+  let summary = "Split the forward function into pipeline chunks and schedule them";
+  let description = [{
+    Decoder layers are split into stages x chunks-per-stage contiguous
+    chunks balanced by FLOPs (embeddings and towers with the first, the LM
+    head and loss with the last). Each chunk becomes @<func>_chunk<g> on
+    stage g % stages, receiving and sending what crosses its cuts with
+    dist.recv / dist.send along the mesh's "pp" axis. The module gets
+    `dist.pipeline`: the per-stage action lists of the schedule (1f1b,
+    interleaved or zb-h1, whose backward is split into input and weight
+    parts), the first layer of each chunk, and the simulated bubble and
+    activations held per stage. See Pipeline.cpp.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+  let options = [
+    Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",
+           "The function to split">,
+    Option<"stages", "stages", "int64_t", /*default=*/"2",
+           "Pipeline stages (the mesh's pp size)">,
+    Option<"chunksPerStage", "chunks-per-stage", "int64_t", /*default=*/"1",
+           "Model chunks per stage (interleaved schedules)">,
+    Option<"microBatches", "micro-batches", "int64_t", /*default=*/"4",
+           "Micro-batches per step">,
+    Option<"schedule", "schedule", "std::string", /*default=*/"\"1f1b\"",
+           "1f1b, interleaved or zb-h1">,
+  ];
+}
+
 def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   let summary = "Append the backward pass: gradients of the loss for every parameter";
   let description = [{

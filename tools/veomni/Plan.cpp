@@ -140,6 +140,42 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   });
   auto start = std::chrono::steady_clock::now();
   ModuleOp module = *model->module;
+
+  // Pipeline stages: the forward split and scheduled (on a copy).
+  std::string pipelineReport;
+  if (r.pp > 1) {
+    OwningOpRef<ModuleOp> copy(module.clone());
+    PassManager pm(&context);
+    ApplyRecipeOptions o;
+    o.pp = r.pp;
+    pm.addPass(createApplyRecipe(o));
+    PipelineOptions po;
+    po.stages = r.pp;
+    po.chunksPerStage = r.ppChunks;
+    po.microBatches = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
+    po.schedule = r.ppSchedule;
+    pm.addPass(createPipeline(po));
+    if (failed(pm.run(*copy)))
+      return fail(r.path + ": pipeline stages: " + diagnostic);
+    auto info = (*copy)->getAttrOfType<DictionaryAttr>("dist.pipeline");
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << "pipeline: " << r.ppSchedule << " over " << r.pp << " stages x "
+       << r.ppChunks << " chunks, " << po.microBatches
+       << " micro-batches; chunks start at layers [";
+    llvm::interleaveComma(
+        info.getAs<ArrayAttr>("first_layers"), os,
+        [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
+    os << "]; bubble "
+       << llvm::format("%.1f%%",
+                       100 * info.getAs<FloatAttr>("bubble").getValueAsDouble())
+       << "; micro-batch chunks held per stage [";
+    llvm::interleaveComma(
+        info.getAs<ArrayAttr>("peak_activations"), os,
+        [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
+    os << "]\n";
+    pipelineReport = text;
+  }
   {
     PassManager pm(&context);
     addTrainingStepPasses(pm, trainingOptionsOf(r));
@@ -277,7 +313,9 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                                "of ranks)\n",
                                compileSeconds);
   if (r.pp > 1)
-    llvm::outs() << "note: pipeline stages (pp) are not planned yet; the "
-                    "figures are those of one stage holding every layer\n";
+    llvm::outs() << pipelineReport
+                 << "note: the memory, traffic and time above are those of "
+                    "one stage holding every layer; per-stage figures come "
+                    "with partitioned stages\n";
   return 0;
 }

@@ -1,0 +1,300 @@
+//===- Pipeline.cpp - pipeline stages and their schedule ------------------===//
+//
+// Splits the forward function into pipeline chunks and schedules them:
+//
+//  - Decoder layer i is the ops located in "...model.layers.<i>." (the
+//    frontends name every op after its Hugging Face module); what comes
+//    before the first layer (embeddings, vision and audio towers) joins
+//    the first chunk, what comes after (final norm, LM head, loss) the
+//    last.
+//  - Chunks are contiguous runs of layers balanced by FLOPs: the split
+//    that minimises the most expensive chunk (dynamic programming), the
+//    embedding's and the LM head's cost counted in their chunks.
+//  - Chunk g becomes @forward_chunk<g> on stage g % stages (interleaved
+//    schedules give a stage several chunks). It receives with `dist.recv`
+//    what earlier chunks computed and later ones use, computes its ops, and
+//    sends on with `dist.send` what later chunks need; its arguments are
+//    the parameters and batch inputs it reads; the last chunk returns the
+//    loss.
+//  - The module gets `dist.pipeline`: the schedule (1F1B, interleaved 1F1B
+//    or ZB-H1 with the backward split into input and weight parts) as one
+//    action list per stage, with the bubble and the activations each stage
+//    holds, from simulating it (the chunks being balanced, each costs the
+//    same; the backward twice the forward, split evenly for ZB-H1).
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Dist/DistOps.h"
+#include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Communication.h"
+#include "passes/Passes.h"
+#include "passes/PipelineSchedule.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+
+#include <cmath>
+#include <limits>
+#include <regex>
+
+namespace mlir::veomni {
+#define GEN_PASS_DEF_PIPELINE
+#include "passes/Passes.h.inc"
+} // namespace mlir::veomni
+
+using namespace mlir;
+using namespace mlir::veomni;
+
+namespace {
+
+/// The decoder layer an op belongs to, or -1.
+int64_t decoderLayer(Location loc) {
+  static const std::regex layer(R"((^|\.)model\.layers\.([0-9]+)(\.|$))");
+  auto name = dyn_cast<NameLoc>(loc);
+  if (!name)
+    return -1;
+  std::string text = name.getName().str();
+  std::smatch match;
+  if (!std::regex_search(text, match, layer))
+    return -1;
+  return std::stoll(match[2].str());
+}
+
+/// Splits `costs` (one per layer; `first` and `last` added to the first and
+/// last chunk) into `chunks` contiguous runs minimising the largest run;
+/// returns each run's first layer.
+std::vector<int64_t> balance(const std::vector<double> &costs, double first,
+                             double last, int64_t chunks) {
+  int64_t n = costs.size();
+  std::vector<double> prefix(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i)
+    prefix[i + 1] = prefix[i] + costs[i];
+  auto cost = [&](int64_t from, int64_t to, int64_t chunk) { // [from, to)
+    return prefix[to] - prefix[from] + (chunk == 0 ? first : 0) +
+           (chunk == chunks - 1 ? last : 0);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  // best[c][i]: the largest run splitting layers [0, i) into c + 1 runs.
+  std::vector<std::vector<double>> best(chunks,
+                                        std::vector<double>(n + 1, inf));
+  std::vector<std::vector<int64_t>> from(chunks,
+                                         std::vector<int64_t>(n + 1, 0));
+  for (int64_t i = 1; i <= n; ++i)
+    best[0][i] = cost(0, i, 0);
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t i = c + 1; i <= n; ++i)
+      for (int64_t j = c; j < i; ++j) {
+        double worst = std::max(best[c - 1][j], cost(j, i, c));
+        if (worst < best[c][i]) {
+          best[c][i] = worst;
+          from[c][i] = j;
+        }
+      }
+  std::vector<int64_t> starts(chunks);
+  for (int64_t c = chunks - 1, i = n; c >= 0; --c) {
+    starts[c] = c == 0 ? 0 : from[c][i];
+    i = starts[c];
+  }
+  return starts;
+}
+
+struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
+  using PipelineBase::PipelineBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto fail = [&](const Twine &message) {
+      module.emitError("veomni-pipeline: ") << message;
+      signalPassFailure();
+    };
+    pipeline::Kind kind;
+    if (schedule == "1f1b")
+      kind = pipeline::Kind::OneFOneB;
+    else if (schedule == "interleaved")
+      kind = pipeline::Kind::Interleaved;
+    else if (schedule == "zb-h1")
+      kind = pipeline::Kind::ZeroBubbleH1;
+    else
+      return fail("schedule must be 1f1b, interleaved or zb-h1, got '" +
+                  schedule + "'");
+    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+    dist::MeshAxisAttr ppAxis =
+        meshes.size() == 1 ? meshes.front().getMesh().getAxis("pp") : nullptr;
+    if (!ppAxis || ppAxis.getSize() != stages)
+      return fail("needs one dist.mesh with a \"pp\" axis of size " +
+                  Twine(stages) + " (veomni-apply-recipe declares it)");
+    auto func = module.lookupSymbol<func::FuncOp>(funcName);
+    if (!func)
+      return fail("no function @" + funcName);
+
+    // Layers, their costs, and the ops before and after them.
+    Block &body = func.getBody().front();
+    llvm::DenseMap<Operation *, int64_t> layerOf;
+    int64_t layers = 0;
+    for (Operation &op : body.without_terminator()) {
+      int64_t l = decoderLayer(op.getLoc());
+      layerOf[&op] = l;
+      layers = std::max(layers, l + 1);
+    }
+    int64_t chunks = stages * chunksPerStage;
+    if (layers < chunks)
+      return fail("cannot split " + Twine(layers) + " decoder layers into " +
+                  Twine(chunks) + " chunks (" + Twine(stages) + " stages x " +
+                  Twine(chunksPerStage) + ")");
+    std::vector<double> cost(layers, 0);
+    double before = 0, after = 0;
+    bool seenLayer = false;
+    for (Operation &op : body.without_terminator()) {
+      double flops = sharding::opFlops(&op);
+      int64_t l = layerOf[&op];
+      if (l >= 0) {
+        cost[l] += flops;
+        seenLayer = true;
+      } else {
+        (seenLayer ? after : before) += flops;
+        layerOf[&op] = seenLayer ? layers : -1; // last or first chunk
+      }
+    }
+    std::vector<int64_t> starts = balance(cost, before, after, chunks);
+    auto chunkOfLayer = [&](int64_t l) {
+      if (l < 0)
+        return int64_t(0);
+      if (l >= layers)
+        return chunks - 1;
+      return int64_t(std::upper_bound(starts.begin(), starts.end(), l) -
+                     starts.begin()) -
+             1;
+    };
+    llvm::DenseMap<Operation *, int64_t> chunkOf;
+    for (Operation &op : body.without_terminator()) {
+      int64_t c = chunkOfLayer(layerOf[&op]);
+      for (Value v : op.getOperands())
+        if (Operation *def = v.getDefiningOp())
+          if (chunkOf.lookup(def) > c) {
+            op.emitError("veomni-pipeline: uses a value computed in a later "
+                         "chunk (")
+                << chunkOf.lookup(def) << " > " << c << ")";
+            return signalPassFailure();
+          }
+      chunkOf[&op] = c;
+    }
+
+    // What crosses each cut: values of chunks <= g used by chunks > g.
+    std::vector<llvm::SetVector<Value>> crossing(chunks);
+    for (Operation &op : body) {
+      int64_t user = isa<func::ReturnOp>(op) ? chunks - 1 : chunkOf[&op];
+      for (Value v : op.getOperands()) {
+        Operation *def = v.getDefiningOp();
+        if (!def)
+          continue;
+        for (int64_t g = chunkOf[def]; g < user; ++g)
+          crossing[g].insert(v);
+      }
+    }
+
+    // One function per chunk.
+    OpBuilder b(func);
+    auto meshRef = FlatSymbolRefAttr::get(meshes.front().getSymNameAttr());
+    MLIRContext *ctx = &getContext();
+    std::vector<double> chunkCost(chunks, 0);
+    for (int64_t g = 0; g < chunks; ++g) {
+      llvm::SetVector<BlockArgument> args;
+      for (Operation &op : body)
+        if (isa<func::ReturnOp>(op) ? g == chunks - 1 : chunkOf[&op] == g)
+          for (Value v : op.getOperands())
+            if (auto arg = dyn_cast<BlockArgument>(v))
+              args.insert(arg);
+      SmallVector<Type> argTypes, resultTypes;
+      for (BlockArgument arg : args)
+        argTypes.push_back(arg.getType());
+      auto ret = cast<func::ReturnOp>(body.getTerminator());
+      if (g == chunks - 1)
+        resultTypes = llvm::to_vector(ret.getOperandTypes());
+      auto chunk = func::FuncOp::create(
+          b, func.getLoc(), (funcName + "_chunk" + Twine(g)).str(),
+          FunctionType::get(ctx, argTypes, resultTypes));
+      chunk->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+      for (auto [i, arg] : llvm::enumerate(args))
+        chunk.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
+      if (g == chunks - 1)
+        for (unsigned i = 0; i < ret.getNumOperands(); ++i)
+          chunk.setResultAttrs(i, func.getResultAttrDict(i));
+      Block *entry = chunk.addEntryBlock();
+      OpBuilder cb = OpBuilder::atBlockEnd(entry);
+      IRMapping map;
+      for (auto [i, arg] : llvm::enumerate(args))
+        map.map(arg, entry->getArgument(i));
+      if (g > 0)
+        for (Value v : crossing[g - 1])
+          map.map(v,
+                  dist::RecvOp::create(cb, func.getLoc(), v.getType(), meshRef,
+                                       cb.getStringAttr("pp"),
+                                       cb.getI64IntegerAttr((g - 1) % stages))
+                      .getResult());
+      for (Operation &op : body.without_terminator())
+        if (chunkOf[&op] == g) {
+          cb.clone(op, map);
+          chunkCost[g] += sharding::opFlops(&op);
+        }
+      if (g < chunks - 1) {
+        for (Value v : crossing[g])
+          dist::SendOp::create(cb, func.getLoc(), map.lookup(v), meshRef,
+                               cb.getStringAttr("pp"),
+                               cb.getI64IntegerAttr((g + 1) % stages));
+        func::ReturnOp::create(cb, func.getLoc());
+      } else {
+        SmallVector<Value> results;
+        for (Value v : ret.getOperands())
+          results.push_back(map.lookupOrDefault(v));
+        func::ReturnOp::create(cb, func.getLoc(), results);
+      }
+    }
+
+    // The schedule, simulated with the chunks' costs.
+    std::string error;
+    std::optional<pipeline::Schedule> plan = pipeline::makeSchedule(
+        kind, stages, microBatches, chunksPerStage, error);
+    if (!plan)
+      return fail(error);
+    // The chunks are balanced: one cost for every chunk, the backward
+    // twice the forward.
+    std::optional<pipeline::Simulation> sim =
+        pipeline::simulate(*plan, pipeline::Costs{}, error);
+    if (!sim)
+      return fail(error);
+    SmallVector<Attribute> perStage;
+    for (const auto &actions : plan->perStage) {
+      SmallVector<Attribute> list;
+      for (const pipeline::Action &a : actions)
+        list.push_back(StringAttr::get(ctx, pipeline::toString(a)));
+      perStage.push_back(ArrayAttr::get(ctx, list));
+    }
+    SmallVector<Attribute> peaks;
+    for (int peak : sim->peakActivations)
+      peaks.push_back(b.getI64IntegerAttr(peak));
+    SmallVector<Attribute> firstLayers, flops;
+    for (int64_t s : starts)
+      firstLayers.push_back(b.getI64IntegerAttr(s));
+    for (double f : chunkCost)
+      flops.push_back(b.getF64FloatAttr(f));
+    module->setAttr(
+        "dist.pipeline",
+        b.getDictionaryAttr({
+            b.getNamedAttr("schedule", b.getStringAttr(schedule)),
+            b.getNamedAttr("stages", b.getI64IntegerAttr(stages)),
+            b.getNamedAttr("micro_batches", b.getI64IntegerAttr(microBatches)),
+            b.getNamedAttr("chunks_per_stage",
+                           b.getI64IntegerAttr(chunksPerStage)),
+            b.getNamedAttr("first_layers", b.getArrayAttr(firstLayers)),
+            b.getNamedAttr("chunk_flops", b.getArrayAttr(flops)),
+            b.getNamedAttr("bubble", b.getF64FloatAttr(
+                                         std::round(sim->bubble * 1e6) / 1e6)),
+            b.getNamedAttr("peak_activations", b.getArrayAttr(peaks)),
+            b.getNamedAttr("actions", b.getArrayAttr(perStage)),
+        }));
+    func.erase();
+  }
+};
+
+} // namespace
