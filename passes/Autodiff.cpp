@@ -1,5 +1,6 @@
 //===- Autodiff.cpp - reverse-mode differentiation of the step ------------===//
 
+#include "passes/Autodiff.h"
 #include "dialects/VeOmni/VeOmniOps.h"
 #include "passes/Passes.h"
 
@@ -14,33 +15,9 @@ namespace mlir::veomni {
 using namespace mlir;
 using namespace mlir::veomni;
 
-namespace {
-
-Value zerosLike(OpBuilder &b, Location loc, Type type) {
-  auto t = cast<RankedTensorType>(type);
-  return ConstantOp::create(b, loc,
-                            cast<ElementsAttr>(DenseElementsAttr::get(
-                                t, b.getFloatAttr(t.getElementType(), 0.0))));
-}
-
-LogicalResult differentiate(func::FuncOp func) {
-  Block &block = func.getBody().front();
-  auto ret = cast<func::ReturnOp>(block.getTerminator());
-  if (ret.getNumOperands() == 0)
-    return func.emitError("veomni-autodiff: @")
-           << func.getName() << " returns nothing; its first result must be "
-           << "the loss";
-  Value loss = ret.getOperand(0);
-  auto lossType = dyn_cast<RankedTensorType>(loss.getType());
-  if (!lossType || lossType.getRank() != 0 ||
-      !isa<FloatType>(lossType.getElementType()))
-    return func.emitError("veomni-autodiff: the first result of @")
-           << func.getName() << " must be a scalar float loss, got "
-           << loss.getType();
-
-  OpBuilder b(ret);
-  Location loc = ret.getLoc();
-  llvm::DenseMap<Value, Value> cotangent;
+LogicalResult
+mlir::veomni::backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
+                            llvm::DenseMap<Value, Value> &cotangent) {
   auto accumulate = [&](Value v, Value g) {
     if (!g)
       return;
@@ -50,16 +27,6 @@ LogicalResult differentiate(func::FuncOp func) {
     else
       it->second = AddOp::create(b, g.getLoc(), it->second, g);
   };
-  cotangent[loss] = ConstantOp::create(
-      b, loc,
-      cast<ElementsAttr>(DenseElementsAttr::get(
-          lossType, b.getFloatAttr(lossType.getElementType(), 1.0))));
-
-  // The forward ops, last first. New backward ops go before the return and
-  // are never visited: the list is taken before any is created.
-  SmallVector<Operation *> forward;
-  for (Operation &op : block.without_terminator())
-    forward.push_back(&op);
   for (Operation *op : llvm::reverse(forward)) {
     SmallVector<Value> resultGrads;
     bool reached = false;
@@ -89,6 +56,48 @@ LogicalResult differentiate(func::FuncOp func) {
     for (auto [operand, g] : llvm::zip(op->getOperands(), operandGrads))
       accumulate(operand, g);
   }
+  return success();
+}
+
+Value mlir::veomni::zerosLike(OpBuilder &b, Location loc, Type type) {
+  auto t = cast<RankedTensorType>(type);
+  return ConstantOp::create(b, loc,
+                            cast<ElementsAttr>(DenseElementsAttr::get(
+                                t, b.getFloatAttr(t.getElementType(), 0.0))));
+}
+
+namespace {
+
+LogicalResult differentiate(func::FuncOp func) {
+  Block &block = func.getBody().front();
+  auto ret = cast<func::ReturnOp>(block.getTerminator());
+  if (ret.getNumOperands() == 0)
+    return func.emitError("veomni-autodiff: @")
+           << func.getName() << " returns nothing; its first result must be "
+           << "the loss";
+  Value loss = ret.getOperand(0);
+  auto lossType = dyn_cast<RankedTensorType>(loss.getType());
+  if (!lossType || lossType.getRank() != 0 ||
+      !isa<FloatType>(lossType.getElementType()))
+    return func.emitError("veomni-autodiff: the first result of @")
+           << func.getName() << " must be a scalar float loss, got "
+           << loss.getType();
+
+  OpBuilder b(ret);
+  Location loc = ret.getLoc();
+  llvm::DenseMap<Value, Value> cotangent;
+  cotangent[loss] = ConstantOp::create(
+      b, loc,
+      cast<ElementsAttr>(DenseElementsAttr::get(
+          lossType, b.getFloatAttr(lossType.getElementType(), 1.0))));
+
+  // The forward ops, last first. New backward ops go before the return and
+  // are never visited: the list is taken before any is created.
+  SmallVector<Operation *> forward;
+  for (Operation &op : block.without_terminator())
+    forward.push_back(&op);
+  if (failed(backpropagate(b, forward, cotangent)))
+    return failure();
 
   // Return the original results, then one gradient per parameter.
   SmallVector<Value> results(ret.getOperands());

@@ -26,6 +26,7 @@
 
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/Autodiff.h"
 #include "passes/Communication.h"
 #include "passes/Passes.h"
 #include "passes/PipelineSchedule.h"
@@ -97,6 +98,182 @@ std::vector<int64_t> balance(const std::vector<double> &costs, double first,
     i = starts[c];
   }
   return starts;
+}
+
+/// Values of `body` that `roots` need, as ops in program order.
+llvm::SetVector<Operation *> sliceOf(Block &body, ArrayRef<Operation *> roots) {
+  llvm::DenseSet<Operation *> needed;
+  SmallVector<Operation *> work(roots.begin(), roots.end());
+  while (!work.empty()) {
+    Operation *op = work.pop_back_val();
+    if (!needed.insert(op).second)
+      continue;
+    for (Value v : op->getOperands())
+      if (Operation *def = v.getDefiningOp())
+        work.push_back(def);
+  }
+  llvm::SetVector<Operation *> ordered;
+  for (Operation &op : body)
+    if (needed.contains(&op))
+      ordered.insert(&op);
+  return ordered;
+}
+
+/// The backward of chunk g as @<func>_chunk<g>_backward: it recomputes the
+/// chunk's forward from the activations the stage received and kept (its
+/// arguments after the parameters and inputs), receives the cotangents of
+/// what the chunk sent (the last chunk seeds its loss with one), and sends
+/// back those of what it received; it returns every parameter's gradient.
+/// With `split`, the function is cut in two for zero-bubble schedules:
+/// _backward_input holds what the cotangents sent back need (and every
+/// receive), _backward_weight the rest, taking what it needs of the first
+/// as arguments.
+LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
+                            int64_t chunks,
+                            const llvm::SetVector<BlockArgument> &args,
+                            ArrayRef<llvm::SetVector<Value>> crossing,
+                            llvm::DenseMap<Operation *, int64_t> &chunkOf,
+                            FlatSymbolRefAttr meshRef, int64_t stages,
+                            bool split) {
+  MLIRContext *ctx = b.getContext();
+  Location loc = func.getLoc();
+  Block &body = func.getBody().front();
+  ArrayRef<Value> received =
+      g > 0 ? crossing[g - 1].getArrayRef() : ArrayRef<Value>();
+  SmallVector<Type> argTypes;
+  for (BlockArgument arg : args)
+    argTypes.push_back(arg.getType());
+  for (Value v : received)
+    argTypes.push_back(v.getType());
+  SmallVector<BlockArgument> params;
+  for (BlockArgument arg : args)
+    if (func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName))
+      params.push_back(arg);
+  SmallVector<Type> gradTypes;
+  for (BlockArgument p : params)
+    gradTypes.push_back(p.getType());
+
+  std::string name = (func.getName() + "_chunk" + Twine(g) + "_backward").str();
+  auto backward = func::FuncOp::create(
+      b, loc, name, FunctionType::get(ctx, argTypes, gradTypes));
+  backward->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+  for (auto [i, arg] : llvm::enumerate(args))
+    backward.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
+  for (auto [i, p] : llvm::enumerate(params))
+    backward.setResultAttr(
+        i, "veomni.grad",
+        func.getArgAttr(p.getArgNumber(), VeOmniDialect::kParamAttrName));
+  Block *entry = backward.addEntryBlock();
+  OpBuilder bb = OpBuilder::atBlockEnd(entry);
+  IRMapping map;
+  for (auto [i, arg] : llvm::enumerate(args))
+    map.map(arg, entry->getArgument(i));
+  for (auto [i, v] : llvm::enumerate(received))
+    map.map(v, entry->getArgument(args.size() + i));
+  SmallVector<Operation *> forward;
+  for (Operation &op : body.without_terminator())
+    if (chunkOf[&op] == g)
+      forward.push_back(bb.clone(op, map));
+
+  llvm::DenseMap<Value, Value> cotangent;
+  if (g == chunks - 1) {
+    Value loss = map.lookup(body.getTerminator()->getOperand(0));
+    auto type = cast<RankedTensorType>(loss.getType());
+    cotangent[loss] = ConstantOp::create(
+        bb, loc,
+        cast<ElementsAttr>(DenseElementsAttr::get(
+            type, bb.getFloatAttr(type.getElementType(), 1.0))));
+  } else {
+    for (Value v : crossing[g])
+      cotangent[map.lookup(v)] = dist::RecvOp::create(
+          bb, loc, v.getType(), meshRef, bb.getStringAttr("pp"),
+          bb.getI64IntegerAttr((g + 1) % stages));
+  }
+  if (failed(backpropagate(bb, forward, cotangent)))
+    return failure();
+  for (Value v : received) {
+    Value grad = cotangent.lookup(map.lookup(v));
+    if (!grad &&
+        isa<FloatType>(cast<RankedTensorType>(v.getType()).getElementType()))
+      grad = zerosLike(bb, loc, v.getType());
+    if (grad)
+      dist::SendOp::create(bb, loc, grad, meshRef, bb.getStringAttr("pp"),
+                           bb.getI64IntegerAttr((g - 1) % stages));
+  }
+  SmallVector<Value> grads;
+  for (BlockArgument p : params) {
+    Value grad = cotangent.lookup(map.lookup(p));
+    grads.push_back(grad ? grad : zerosLike(bb, loc, p.getType()));
+  }
+  auto ret = func::ReturnOp::create(bb, loc, grads);
+  if (!split)
+    return success();
+
+  // B: the receives and what the sends need; W: the rest of the gradients.
+  SmallVector<Operation *> roots;
+  for (Operation &op : *entry)
+    if (isa<dist::SendOp, dist::RecvOp>(op))
+      roots.push_back(&op);
+  llvm::SetVector<Operation *> input = sliceOf(*entry, roots);
+  llvm::SetVector<Operation *> weight;
+  for (Operation *op : sliceOf(*entry, {ret.getOperation()}))
+    if (!input.contains(op) && op != ret)
+      weight.insert(op);
+  llvm::SetVector<Value> stash; // made by B, read by W
+  SmallVector<Operation *> readers(weight.begin(), weight.end());
+  readers.push_back(ret);
+  for (Operation *op : readers)
+    for (Value v : op->getOperands())
+      if (Operation *def = v.getDefiningOp(); def && input.contains(def))
+        stash.insert(v);
+
+  auto makeHalf = [&](StringRef suffix, ArrayRef<Type> extraArgs,
+                      ArrayRef<Type> results) {
+    SmallVector<Type> types(argTypes);
+    types.append(extraArgs.begin(), extraArgs.end());
+    auto half = func::FuncOp::create(b, loc, (name + suffix).str(),
+                                     FunctionType::get(ctx, types, results));
+    half->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+    for (unsigned i = 0; i < args.size(); ++i)
+      half.setArgAttrs(i, backward.getArgAttrDict(i));
+    half.addEntryBlock();
+    return half;
+  };
+  SmallVector<Type> stashTypes;
+  for (Value v : stash)
+    stashTypes.push_back(v.getType());
+  func::FuncOp inputHalf = makeHalf("_input", {}, stashTypes);
+  func::FuncOp weightHalf = makeHalf("_weight", stashTypes, gradTypes);
+  for (unsigned i = 0; i < grads.size(); ++i)
+    weightHalf.setResultAttrs(i, backward.getResultAttrDict(i));
+  {
+    IRMapping m;
+    m.map(entry->getArguments(), inputHalf.getArguments());
+    OpBuilder hb = OpBuilder::atBlockEnd(&inputHalf.getBody().front());
+    for (Operation *op : input)
+      hb.clone(*op, m);
+    SmallVector<Value> out;
+    for (Value v : stash)
+      out.push_back(m.lookup(v));
+    func::ReturnOp::create(hb, loc, out);
+  }
+  {
+    IRMapping m;
+    Block &wEntry = weightHalf.getBody().front();
+    m.map(entry->getArguments(),
+          wEntry.getArguments().take_front(argTypes.size()));
+    for (auto [i, v] : llvm::enumerate(stash))
+      m.map(v, wEntry.getArgument(argTypes.size() + i));
+    OpBuilder hb = OpBuilder::atBlockEnd(&wEntry);
+    for (Operation *op : weight)
+      hb.clone(*op, m);
+    SmallVector<Value> out;
+    for (Value v : ret.getOperands())
+      out.push_back(m.lookupOrDefault(v));
+    func::ReturnOp::create(hb, loc, out);
+  }
+  backward.erase();
+  return success();
 }
 
 struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
@@ -249,6 +426,10 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
           results.push_back(map.lookupOrDefault(v));
         func::ReturnOp::create(cb, func.getLoc(), results);
       }
+      if (failed(buildBackward(b, func, g, chunks, args, crossing, chunkOf,
+                               meshRef, stages,
+                               kind == pipeline::Kind::ZeroBubbleH1)))
+        return signalPassFailure();
     }
 
     // The schedule, simulated with the chunks' costs.

@@ -21,17 +21,43 @@
 // CHECK: %[[X:.*]] = veomni.add
 // CHECK-NEXT: dist.send %[[X]] mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
 // CHECK-NEXT: return
+// The backward recomputes the chunk, receives the cotangent of what it
+// sent, and returns its parameters' gradients.
+// CHECK: func.func @forward_chunk0_backward({{.*}}) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.0.mlp.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.1.mlp.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.2.mlp.weight"})
+// CHECK: dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
+// CHECK: veomni.scatter_add
 // CHECK: func.func @forward_chunk1(%{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.3.mlp.weight"}, %{{.*}}: tensor<32x8xf32> {veomni.param = "lm_head.weight"}, %{{.*}}: tensor<2x4xi32> {veomni.input = "labels"}) -> tensor<f32>
 // CHECK-SAME: attributes {dist.stage = 1 : i64}
 // CHECK-NEXT: %[[R:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NEXT: veomni.matmul %[[R]]
 // CHECK: veomni.cross_entropy
 // CHECK-NEXT: return
+// The last chunk's backward takes the activation its stage received and
+// kept, seeds the loss with one, and sends the activation's cotangent back.
+// CHECK: func.func @forward_chunk1_backward({{.*}}, %[[KEPT:.*]]: tensor<2x4x8xf32>) -> (tensor<8x8xf32> {veomni.grad = "model.layers.3.mlp.weight"}, tensor<32x8xf32> {veomni.grad = "lm_head.weight"})
+// CHECK: veomni.cross_entropy_grad
+// CHECK: dist.send %{{.*}} mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NOT: func.func @forward(
 
-// ZB-H1 splits each backward into its input (BI) and weight (BW) parts.
+// ZB-H1 splits each backward into its input (BI) and weight (BW) parts:
+// the input part receives, computes and sends back the cotangent; the
+// weight part takes what it needs of the input part's values and returns
+// the gradients. The first chunk sends nothing back, so its input part is
+// the receive alone.
 // ZB: actions = {{\[\[}}"F(mb0, chunk 0)", "send_act(mb0, chunk 0, stage 1)", "F(mb1, chunk 0)", "send_act(mb1, chunk 0, stage 1)", "recv_grad(mb0, chunk 0, stage 1)", "BI(mb0, chunk 0)", "BW(mb0, chunk 0)"
 // ZB-SAME: schedule = "zb-h1"
+// ZB: func.func @forward_chunk0_backward_input({{.*}}) -> tensor<2x4x8xf32>
+// ZB-NEXT: %[[C:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
+// ZB-NEXT: return %[[C]]
+// ZB: func.func @forward_chunk0_backward_weight({{.*}}, %{{.*}}: tensor<2x4x8xf32>) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight"}, {{.*}})
+// ZB-NOT: dist.{{(recv|send)}}
+// ZB: veomni.scatter_add
+// ZB: func.func @forward_chunk1_backward_input(
+// ZB: veomni.cross_entropy_grad
+// ZB: dist.send {{.*}} peer = 0
+// ZB: func.func @forward_chunk1_backward_weight(
+// ZB-NOT: dist.send
+// ZB: return
 dist.mesh @mesh = <["pp" = 2]>
 func.func @forward(
     %emb: tensor<32x8xf32> {veomni.param = "model.embed_tokens.weight"},
