@@ -141,11 +141,16 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
   struct Candidate {
     Axes axes;
     int64_t priority;
+    double elements; // of the tensor it comes from: what undoing it moves
   };
   SmallVector<SmallVector<Candidate, 2>> candidates(n);
   auto collect = [&](const ShardingRule::Dims &dims, const Layout *layout) {
     if (!layout)
       return;
+    double elements = 1;
+    for (const auto &factors : dims)
+      for (int64_t f : factors)
+        elements *= double(rule.factorSizes[f]);
     for (auto [d, factors] : llvm::enumerate(dims)) {
       if (d >= layout->dims.size() || layout->dims[d].empty() ||
           layout->priority[d] > upTo || factors.empty())
@@ -153,7 +158,8 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
       SmallVector<Axes> per = distribute(rule, factors, layout->dims[d], mesh);
       for (auto [fi, axes] : llvm::enumerate(per))
         if (!axes.empty())
-          candidates[factors[fi]].push_back({axes, layout->priority[d]});
+          candidates[factors[fi]].push_back(
+              {axes, layout->priority[d], elements});
     }
   };
   for (auto [i, dims] : llvm::enumerate(rule.operandDims))
@@ -172,19 +178,33 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
                       [](const Candidate &a, const Candidate &b) {
                         return a.priority < b.priority;
                       });
-    Axes best = candidates[f].front().axes;
+    // Among the best-priority splits, a conflict goes to the split that
+    // moves the fewest elements: the one the most tensor elements already
+    // agree with (one is a prefix of the other); ties to the longer, then
+    // the first. Worse-priority splits can only refine it.
     int64_t priority = candidates[f].front().priority;
-    for (const Candidate &c : llvm::drop_begin(candidates[f])) {
-      if (isPrefix(best, c.axes)) {
-        best = c.axes; // a refinement of the same split
-      } else if (!isPrefix(c.axes, best) && c.priority == priority) {
-        // Equal priority, incompatible: keep what both agree on.
-        size_t k = 0;
-        while (k < best.size() && k < c.axes.size() && best[k] == c.axes[k])
-          ++k;
-        best.resize(k);
+    auto compatible = [](ArrayRef<StringAttr> a, ArrayRef<StringAttr> b) {
+      return isPrefix(a, b) || isPrefix(b, a);
+    };
+    const Candidate *chosen = nullptr;
+    double chosenScore = -1;
+    for (const Candidate &c : candidates[f]) {
+      if (c.priority != priority)
+        break;
+      double score = 0;
+      for (const Candidate &o : candidates[f])
+        if (o.priority == priority && compatible(c.axes, o.axes))
+          score += o.elements;
+      if (score > chosenScore ||
+          (score == chosenScore && c.axes.size() > chosen->axes.size())) {
+        chosen = &c;
+        chosenScore = score;
       }
     }
+    Axes best = chosen->axes;
+    for (const Candidate &c : candidates[f])
+      if (isPrefix(best, c.axes) && compatible(c.axes, chosen->axes))
+        best = c.axes; // a refinement of the same split
     split.axes[f] = best;
     split.priority[f] = priority;
   }

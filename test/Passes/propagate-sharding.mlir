@@ -19,16 +19,25 @@ func.func @fsdp_priority(
 
 // -----
 
-// Two splits of one dimension at the same priority that disagree: the
-// sum keeps what they share, here nothing.
-// CHECK-LABEL: func.func @conflict
-// CHECK: veomni.add %arg0, %arg1 {dist.sharding = [#dist.sharding<@mesh, [{}, {}]>]}
+// Two splits of one factor at the same priority that disagree: the one
+// fewer elements would have to leave wins (the bigger tensor keeps its
+// split); on a tie, the first operand's.
+// CHECK-LABEL: func.func @conflict_tie
+// CHECK: veomni.add %arg0, %arg1 {dist.sharding = [#dist.sharding<@mesh, [{"dp_shard"}, {}]>]}
+// CHECK-LABEL: func.func @conflict_by_size
+// CHECK: veomni.matmul %arg0, %arg1 {dist.sharding = [#dist.sharding<@mesh, [{"tp"}, {}, {}]>]}
 dist.mesh @mesh = <["dp_shard" = 2, "tp" = 2]>
-func.func @conflict(
+func.func @conflict_tie(
     %a: tensor<8x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}, {}]>},
     %b: tensor<8x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}, {}]>}) -> tensor<8x16xf32> {
   %s = veomni.add %a, %b : tensor<8x16xf32>
   return %s : tensor<8x16xf32>
+}
+func.func @conflict_by_size(
+    %a: tensor<4x8x16xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}, {}, {}]>},
+    %b: tensor<4x16x64xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}, {}, {}]>}) -> tensor<4x8x64xf32> {
+  %y = veomni.matmul %a, %b : tensor<4x8x16xf32>, tensor<4x16x64xf32>
+  return %y : tensor<4x8x64xf32>
 }
 
 // -----
