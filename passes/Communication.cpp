@@ -269,13 +269,25 @@ LogicalResult Analysis::run() {
       layouts[c.getResult()] = want;
       continue;
     }
-    auto ruleOp = dyn_cast<ShardingRuleOpInterface>(op);
+    if (auto send = dyn_cast<dist::SendOp>(op)) {
+      // Point to point along pp: the local tensor, once.
+      flush(send.getInput());
+      Value v = send.getInput();
+      auto local =
+          localType(cast<RankedTensorType>(v.getType()), layouts[v], mesh);
+      Axes axes = {send.getAxisAttr()};
+      double bytes = bytesOf(local);
+      traffic.add(axes, "send", bytes,
+                  link.interLatency + bytes / link.interBandwidth);
+      continue;
+    }
+    std::optional<ShardingRule> maybeRule = ruleOf(&op);
     auto perResult =
         op.getAttrOfType<ArrayAttr>(dist::DistDialect::kShardingAttrName);
-    if (!ruleOp || !perResult || perResult.size() != op.getNumResults())
+    if (!maybeRule || !perResult || perResult.size() != op.getNumResults())
       return op.emitError("no layouts on this op; run "
                           "veomni-propagate-sharding first");
-    ShardingRule rule = ruleOp.getShardingRule();
+    ShardingRule rule = std::move(*maybeRule);
     SmallVector<Layout> targets;
     for (Attribute a : perResult)
       targets.push_back(Layout::fromAttr(cast<dist::ShardingAttr>(a)));

@@ -258,8 +258,9 @@ LogicalResult Partitioner::run() {
   // Rules read shapes: take them all while the types are still global.
   llvm::DenseMap<Operation *, ShardingRule> rules;
   for (Operation &op : body.without_terminator())
-    if (auto ruleOp = dyn_cast<ShardingRuleOpInterface>(op))
-      rules[&op] = ruleOp.getShardingRule();
+    if (!isa<dist::ShardingConstraintOp>(op))
+      if (std::optional<ShardingRule> rule = ruleOf(&op))
+        rules[&op] = std::move(*rule);
   for (BlockArgument arg : func.getArguments()) {
     auto type = dyn_cast<RankedTensorType>(arg.getType());
     if (!type)
@@ -304,6 +305,8 @@ LogicalResult Partitioner::run() {
       c.erase();
       continue;
     }
+    if (isa<dist::SendOp>(op))
+      continue; // sends what it is given (propagation constrained it)
     auto rule = rules.find(&op);
     if (rule == rules.end())
       return op.emitError("veomni-partition: '")

@@ -33,6 +33,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/SetVector.h"
 
 #include <cmath>
@@ -157,6 +158,9 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
   auto backward = func::FuncOp::create(
       b, loc, name, FunctionType::get(ctx, argTypes, gradTypes));
   backward->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+  backward->setAttr("dist.chunk", b.getI64IntegerAttr(g));
+  // The activations the stage kept start at this argument.
+  backward->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
   for (auto [i, arg] : llvm::enumerate(args))
     backward.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
   for (auto [i, p] : llvm::enumerate(params))
@@ -206,6 +210,11 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     grads.push_back(grad ? grad : zerosLike(bb, loc, p.getType()));
   }
   auto ret = func::ReturnOp::create(bb, loc, grads);
+  // The recomputed forward's values no cotangent needs (the loss itself,
+  // say) go.
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(*entry)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
   if (!split)
     return success();
 
@@ -234,6 +243,8 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     auto half = func::FuncOp::create(b, loc, (name + suffix).str(),
                                      FunctionType::get(ctx, types, results));
     half->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+    half->setAttr("dist.chunk", b.getI64IntegerAttr(g));
+    half->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
     for (unsigned i = 0; i < args.size(); ++i)
       half.setArgAttrs(i, backward.getArgAttrDict(i));
     half.addEntryBlock();
@@ -392,6 +403,7 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
           b, func.getLoc(), (funcName + "_chunk" + Twine(g)).str(),
           FunctionType::get(ctx, argTypes, resultTypes));
       chunk->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+      chunk->setAttr("dist.chunk", b.getI64IntegerAttr(g));
       for (auto [i, arg] : llvm::enumerate(args))
         chunk.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
       if (g == chunks - 1)

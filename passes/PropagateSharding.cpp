@@ -31,6 +31,7 @@
 #include "passes/Sharding.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include <map>
 #include <set>
 
 namespace mlir::veomni {
@@ -43,19 +44,6 @@ using namespace mlir::veomni;
 using namespace mlir::veomni::sharding;
 
 namespace {
-
-/// The identity rule of a sharding constraint: input and result share
-/// every dimension.
-ShardingRule identityRule(RankedTensorType type) {
-  ShardingRule rule;
-  ShardingRule::Dims dims;
-  for (int64_t size : type.getShape())
-    dims.push_back({rule.addFactor(size)});
-  rule.operandDims.push_back(dims);
-  rule.resultDims.push_back(dims);
-  rule.perShardResults.push_back(false);
-  return rule;
-}
 
 class Propagator {
 public:
@@ -180,12 +168,10 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
   // The ops and their rules, in program order.
   std::vector<std::pair<Operation *, ShardingRule>> ops;
   for (Operation &op : func.getBody().front()) {
-    if (auto c = dyn_cast<dist::ShardingConstraintOp>(op)) {
+    if (auto c = dyn_cast<dist::ShardingConstraintOp>(op))
       seed(c.getResult(), c.getSharding());
-      ops.push_back({&op, identityRule(c.getInput().getType())});
-    } else if (auto rule = dyn_cast<ShardingRuleOpInterface>(op)) {
-      ops.push_back({&op, rule.getShardingRule()});
-    }
+    if (std::optional<ShardingRule> rule = ruleOf(&op))
+      ops.push_back({&op, std::move(*rule)});
   }
 
   // Every value's layout exists before the sweeps take pointers to them
@@ -233,6 +219,62 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
   return success();
 }
 
+int64_t chunkOf(func::FuncOp func) {
+  auto chunk = func->getAttrOfType<IntegerAttr>("dist.chunk");
+  return chunk ? chunk.getInt() : -1;
+}
+
+/// The layout propagation gave `v` in `func`.
+dist::ShardingAttr layoutAttrOf(func::FuncOp func, Value v) {
+  if (auto arg = dyn_cast<BlockArgument>(v))
+    return func.getArgAttrOfType<dist::ShardingAttr>(
+        arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
+  auto perResult = v.getDefiningOp()->getAttrOfType<ArrayAttr>(
+      dist::DistDialect::kShardingAttrName);
+  return cast<dist::ShardingAttr>(
+      perResult[cast<OpResult>(v).getResultNumber()]);
+}
+
+/// Pins what crosses the cuts of chunk g's function to the cuts' layouts:
+/// what it receives (after the receive), what it sends (before the send),
+/// and, for a backward, the activations its stage kept (arguments).
+void constrainCuts(func::FuncOp func, int64_t g,
+                   std::map<int64_t, SmallVector<dist::ShardingAttr>> &cuts) {
+  bool backward = func->hasAttr("dist.kept_from");
+  // A forward receives cut g - 1 and sends cut g; a backward receives the
+  // cotangents of cut g and sends those of cut g - 1.
+  int64_t in = backward ? g : g - 1, out = backward ? g - 1 : g;
+  auto pin = [&](OpBuilder &b, Value v, dist::ShardingAttr attr) {
+    return dist::ShardingConstraintOp::create(b, v.getLoc(), v.getType(), v,
+                                              attr)
+        .getResult();
+  };
+  unsigned i = 0;
+  for (auto recv : llvm::to_vector(func.getOps<dist::RecvOp>())) {
+    if (!cuts.count(in) || i >= cuts[in].size())
+      break;
+    OpBuilder b(recv->getBlock(), std::next(recv->getIterator()));
+    Value pinned = pin(b, recv.getResult(), cuts[in][i++]);
+    recv.getResult().replaceAllUsesExcept(pinned, pinned.getDefiningOp());
+  }
+  if (!backward)
+    return;
+  i = 0;
+  for (auto send : llvm::to_vector(func.getOps<dist::SendOp>())) {
+    if (!cuts.count(out) || i >= cuts[out].size())
+      break;
+    OpBuilder b(send);
+    send->setOperand(0, pin(b, send.getInput(), cuts[out][i++]));
+  }
+  auto keptFrom = func->getAttrOfType<IntegerAttr>("dist.kept_from").getInt();
+  if (!cuts.count(g - 1))
+    return;
+  for (auto [k, attr] : llvm::enumerate(cuts[g - 1]))
+    if (keptFrom + k < func.getNumArguments() &&
+        !func.getArgAttr(keptFrom + k, dist::DistDialect::kShardingAttrName))
+      func.setArgAttr(keptFrom + k, dist::DistDialect::kShardingAttrName, attr);
+}
+
 struct PropagateShardingPass
     : veomni::impl::PropagateShardingBase<PropagateShardingPass> {
   void runOnOperation() override {
@@ -247,9 +289,29 @@ struct PropagateShardingPass
     }
     Mesh mesh(meshes.front().getMesh());
     auto meshRef = FlatSymbolRefAttr::get(meshes.front().getSymNameAttr());
+    // Pipeline chunks (veomni-pipeline): forwards in chunk order, then the
+    // backwards, so that what crosses a cut has one layout on both sides:
+    // the one the sending forward gives it.
+    SmallVector<func::FuncOp> forwards, others;
     for (auto func : module.getOps<func::FuncOp>())
+      (func->hasAttr("dist.chunk") && !func->hasAttr("dist.kept_from")
+           ? forwards
+           : others)
+          .push_back(func);
+    llvm::stable_sort(forwards, [](func::FuncOp a, func::FuncOp b) {
+      return chunkOf(a) < chunkOf(b);
+    });
+    std::map<int64_t, SmallVector<dist::ShardingAttr>> cuts;
+    for (func::FuncOp func : llvm::concat<func::FuncOp>(forwards, others)) {
+      int64_t g = chunkOf(func);
+      if (g >= 0)
+        constrainCuts(func, g, cuts);
       if (failed(Propagator(func, mesh).run(meshRef)))
         return signalPassFailure();
+      if (g >= 0 && !func->hasAttr("dist.kept_from"))
+        for (auto send : func.getOps<dist::SendOp>())
+          cuts[g].push_back(layoutAttrOf(func, send.getInput()));
+    }
   }
 };
 

@@ -2,6 +2,8 @@
 
 #include "passes/Sharding.h"
 
+#include "dialects/VeOmni/VeOmniOps.h"
+
 #include "llvm/ADT/STLExtras.h"
 #include <algorithm>
 #include <cmath>
@@ -86,6 +88,31 @@ std::string sharding::groupName(ArrayRef<StringAttr> axes) {
 //===----------------------------------------------------------------------===//
 // Factor resolution
 //===----------------------------------------------------------------------===//
+
+std::optional<ShardingRule> sharding::ruleOf(Operation *op) {
+  if (auto rule = dyn_cast<veomni::ShardingRuleOpInterface>(op))
+    return rule.getShardingRule();
+  auto freeDims = [](ShardingRule &rule, Type type) {
+    ShardingRule::Dims dims;
+    for (int64_t size : cast<RankedTensorType>(type).getShape())
+      dims.push_back({rule.addFactor(size)});
+    return dims;
+  };
+  ShardingRule rule;
+  if (auto c = dyn_cast<dist::ShardingConstraintOp>(op)) {
+    ShardingRule::Dims dims = freeDims(rule, c.getInput().getType());
+    rule.operandDims.push_back(dims);
+    rule.resultDims.push_back(dims);
+    rule.perShardResults.push_back(false);
+    return rule;
+  }
+  if (auto r = dyn_cast<dist::RecvOp>(op)) {
+    rule.resultDims.push_back(freeDims(rule, r.getType()));
+    rule.perShardResults.push_back(false);
+    return rule;
+  }
+  return std::nullopt;
+}
 
 static bool isPrefix(ArrayRef<StringAttr> prefix, ArrayRef<StringAttr> of) {
   return prefix.size() <= of.size() &&

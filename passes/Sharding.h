@@ -17,6 +17,7 @@
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include <limits>
+#include <optional>
 #include <string>
 
 namespace mlir::veomni::sharding {
@@ -57,6 +58,12 @@ private:
 /// must divide it.
 RankedTensorType localType(RankedTensorType type, const Layout &layout,
                            const Mesh &mesh);
+
+/// The rule of `op` for propagation and partitioning: its
+/// ShardingRuleOpInterface; for a sharding constraint, input and result as
+/// one; for a pipeline receive, free dimensions of its result. nullopt for
+/// ops that take no part (sends, returns).
+std::optional<ShardingRule> ruleOf(Operation *op);
 
 /// One split per factor of an op's rule, and the priority it came from.
 struct FactorSplit {

@@ -15,7 +15,7 @@
 // CHECK-SAME: peak_activations = [2, 1]
 // CHECK-SAME: schedule = "1f1b", stages = 2
 // CHECK: func.func @forward_chunk0(%[[EMB:.*]]: tensor<32x8xf32> {veomni.param = "model.embed_tokens.weight"}, %[[IDS:.*]]: tensor<2x4xi32> {veomni.input = "input_ids"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.0.mlp.weight"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.1.mlp.weight"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.2.mlp.weight"})
-// CHECK-SAME: attributes {dist.stage = 0 : i64}
+// CHECK-SAME: attributes {dist.chunk = 0 : i64, dist.stage = 0 : i64}
 // CHECK: veomni.gather %[[EMB]][%[[IDS]]]
 // CHECK-COUNT-3: veomni.matmul
 // CHECK: %[[X:.*]] = veomni.add
@@ -27,7 +27,7 @@
 // CHECK: dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
 // CHECK: veomni.scatter_add
 // CHECK: func.func @forward_chunk1(%{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.3.mlp.weight"}, %{{.*}}: tensor<32x8xf32> {veomni.param = "lm_head.weight"}, %{{.*}}: tensor<2x4xi32> {veomni.input = "labels"}) -> tensor<f32>
-// CHECK-SAME: attributes {dist.stage = 1 : i64}
+// CHECK-SAME: attributes {dist.chunk = 1 : i64, dist.stage = 1 : i64}
 // CHECK-NEXT: %[[R:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NEXT: veomni.matmul %[[R]]
 // CHECK: veomni.cross_entropy

@@ -29,10 +29,12 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 #include <chrono>
+#include <set>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -67,6 +69,143 @@ std::string ms(double seconds) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f ms", seconds * 1e3);
   return buf;
+}
+
+/// Per stage of the recipe's pipeline: what its ranks hold and send.
+struct StageFigures {
+  std::string layers;
+  double params = 0, optimizer = 0, kept = 0, activations = 0;
+  double bytes = 0, seconds = 0, flops = 0;
+  llvm::StringSet<> seen;
+  std::set<int64_t> keptChunks;
+};
+
+/// Splits the forward into the recipe's stages (veomni-pipeline),
+/// propagates and partitions every chunk's forward and backward, and
+/// reports per stage, per rank and per step; nullopt on failure (the
+/// diagnostic says why).
+std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
+                                      const Recipe &r,
+                                      const std::string &diagnostic) {
+  OwningOpRef<ModuleOp> copy(module.clone());
+  int64_t micro = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
+  PassManager pm(&context);
+  ApplyRecipeOptions o;
+  o.dpReplicate = r.dpReplicate;
+  o.dpShard = r.dpShard;
+  o.tp = r.tp;
+  o.sp = r.sp;
+  o.ep = r.ep;
+  o.pp = r.pp;
+  pm.addPass(createApplyRecipe(o));
+  PipelineOptions po;
+  po.stages = r.pp;
+  po.chunksPerStage = r.ppChunks;
+  po.microBatches = micro;
+  po.schedule = r.ppSchedule;
+  pm.addPass(createPipeline(po));
+  pm.addPass(createPropagateSharding());
+  if (failed(pm.run(*copy)))
+    return std::nullopt;
+  (void)diagnostic;
+
+  sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
+  sharding::LinkModel link;
+  link.intraBandwidth = r.intraNodeGBps * 1e9;
+  link.interBandwidth = r.interNodeGBps * 1e9;
+  link.intraLatency = r.intraNodeLatencyUs * 1e-6;
+  link.interLatency = r.interNodeLatencyUs * 1e-6;
+  auto info = (*copy)->getAttrOfType<DictionaryAttr>("dist.pipeline");
+  auto firstLayers = info.getAs<ArrayAttr>("first_layers");
+  std::vector<StageFigures> stages(r.pp);
+  auto localBytes = [&](func::FuncOp func, unsigned i) {
+    auto type = cast<RankedTensorType>(func.getArgument(i).getType());
+    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
+    auto local =
+        sharding::localType(type, sharding::Layout::fromAttr(attr), mesh);
+    return double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
+  };
+  for (auto func : copy->getOps<func::FuncOp>()) {
+    int64_t s = func->getAttrOfType<IntegerAttr>("dist.stage").getInt();
+    int64_t g = func->getAttrOfType<IntegerAttr>("dist.chunk").getInt();
+    StageFigures &f = stages[s];
+    for (unsigned i = 0; i < func.getNumArguments(); ++i) {
+      auto name =
+          func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kParamAttrName);
+      if (!name || !f.seen.insert(name.getValue()).second)
+        continue;
+      double bytes = localBytes(func, i);
+      auto type = cast<RankedTensorType>(func.getArgument(i).getType());
+      f.params += bytes;
+      f.optimizer += bytes / (type.getElementTypeBitWidth() / 8) *
+                     (type.getElementType().isF32() ? 8 : 12);
+    }
+    if (auto keptFrom = func->getAttrOfType<IntegerAttr>("dist.kept_from"))
+      if (f.keptChunks.insert(g).second)
+        for (unsigned i = keptFrom.getInt(); i < func.getNumArguments(); ++i)
+          if (!func.getArgAttr(i, VeOmniDialect::kParamAttrName))
+            f.kept += localBytes(func, i);
+    FailureOr<sharding::StepTraffic> t =
+        sharding::analyzeStep(func, mesh, link);
+    if (failed(t))
+      return std::nullopt;
+    f.bytes += t->totalBytes() * micro;
+    f.seconds += t->totalSeconds() * micro;
+    f.flops += t->flops * micro;
+  }
+  // The weight half of a split backward takes stashed values after the
+  // kept activations; they are not kept across micro-batches.
+  PassManager lower(&context);
+  lower.addPass(createPartition());
+  lower.addPass(createLowerToVrt());
+  lower.addPass(createPlanMemory());
+  if (failed(lower.run(*copy)))
+    return std::nullopt;
+  for (auto func : copy->getOps<func::FuncOp>()) {
+    int64_t s = func->getAttrOfType<IntegerAttr>("dist.stage").getInt();
+    stages[s].activations = std::max(
+        stages[s].activations,
+        double(
+            func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt()));
+  }
+
+  auto peaks = info.getAs<ArrayAttr>("peak_activations");
+  double bubble = info.getAs<FloatAttr>("bubble").getValueAsDouble();
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "pipeline: " << r.ppSchedule << " over " << r.pp << " stages x "
+     << r.ppChunks << " chunks, " << micro
+     << " micro-batches; chunks start at layers [";
+  llvm::interleaveComma(firstLayers, os, [&](Attribute a) {
+    os << cast<IntegerAttr>(a).getInt();
+  });
+  os << "]; bubble " << llvm::format("%.1f%%", 100 * bubble)
+     << "; micro-batch chunks held per stage [";
+  llvm::interleaveComma(
+      peaks, os, [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
+  os << "]\n"
+     << "per stage, per rank and step (activations: the kept stage inputs "
+        "of the micro-batches in flight plus the largest chunk's plan):\n"
+     << "  stage  parameters   optimizer    activations  sent         "
+        "comm        compute\n";
+  double slowest = 0;
+  double flopsPerSecond = r.peakTflops * 1e12 * r.mfu;
+  for (auto [s, f] : llvm::enumerate(stages)) {
+    int64_t held = cast<IntegerAttr>(peaks[s]).getInt();
+    double activations =
+        f.activations + f.kept * held / std::max<int64_t>(r.ppChunks, 1);
+    double compute = f.flops / flopsPerSecond;
+    slowest = std::max(slowest, compute + f.seconds);
+    os << llvm::format("  %-5zu  %-11s  %-11s  %-11s  %-11s  %10s  %10s\n", s,
+                       gib(f.params).c_str(), gib(f.optimizer).c_str(),
+                       gib(activations).c_str(), human(f.bytes).c_str(),
+                       ms(f.seconds).c_str(), ms(compute).c_str());
+  }
+  os << "predicted step time with the pipeline: "
+     << ms(slowest / std::max(1e-9, 1 - bubble))
+     << " (the slowest stage's compute and communication over the busy "
+        "fraction of the schedule)\n";
+  return text;
 }
 
 } // namespace
@@ -141,40 +280,15 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   auto start = std::chrono::steady_clock::now();
   ModuleOp module = *model->module;
 
-  // Pipeline stages: the forward split and scheduled (on a copy).
+  // Pipeline stages: the forward split, scheduled, propagated and
+  // partitioned stage by stage (on a copy).
   std::string pipelineReport;
   if (r.pp > 1) {
-    OwningOpRef<ModuleOp> copy(module.clone());
-    PassManager pm(&context);
-    ApplyRecipeOptions o;
-    o.pp = r.pp;
-    pm.addPass(createApplyRecipe(o));
-    PipelineOptions po;
-    po.stages = r.pp;
-    po.chunksPerStage = r.ppChunks;
-    po.microBatches = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
-    po.schedule = r.ppSchedule;
-    pm.addPass(createPipeline(po));
-    if (failed(pm.run(*copy)))
+    std::optional<std::string> text =
+        planStages(context, module, r, diagnostic);
+    if (!text)
       return fail(r.path + ": pipeline stages: " + diagnostic);
-    auto info = (*copy)->getAttrOfType<DictionaryAttr>("dist.pipeline");
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    os << "pipeline: " << r.ppSchedule << " over " << r.pp << " stages x "
-       << r.ppChunks << " chunks, " << po.microBatches
-       << " micro-batches; chunks start at layers [";
-    llvm::interleaveComma(
-        info.getAs<ArrayAttr>("first_layers"), os,
-        [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
-    os << "]; bubble "
-       << llvm::format("%.1f%%",
-                       100 * info.getAs<FloatAttr>("bubble").getValueAsDouble())
-       << "; micro-batch chunks held per stage [";
-    llvm::interleaveComma(
-        info.getAs<ArrayAttr>("peak_activations"), os,
-        [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
-    os << "]\n";
-    pipelineReport = text;
+    pipelineReport = *text;
   }
   {
     PassManager pm(&context);
@@ -313,9 +427,8 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                                "of ranks)\n",
                                compileSeconds);
   if (r.pp > 1)
-    llvm::outs() << pipelineReport
-                 << "note: the memory, traffic and time above are those of "
-                    "one stage holding every layer; per-stage figures come "
-                    "with partitioned stages\n";
+    llvm::outs() << "(the figures above are those of the whole step on one "
+                    "stage)\n"
+                 << pipelineReport;
   return 0;
 }
