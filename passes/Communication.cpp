@@ -205,8 +205,9 @@ public:
   StepTraffic traffic;
 
 private:
+  /// The all-reduces a reshard ends with, innermost first.
   struct Pending {
-    Axes axes;
+    SmallVector<Axes, 2> chain;
     double bytes;
   };
   void reshard(Value v, const Layout &from, const Layout &to);
@@ -233,7 +234,8 @@ void Analysis::flush(Value v) {
   auto it = pending.find(v);
   if (it == pending.end())
     return;
-  addAllReduce(it->second.axes, it->second.bytes);
+  for (const Axes &axes : it->second.chain)
+    addAllReduce(axes, it->second.bytes);
   pending.erase(it);
 }
 
@@ -305,19 +307,31 @@ LogicalResult Analysis::run() {
       split *= mesh.size(axes);
     traffic.flops += opFlops(&op) / split;
 
-    // A sum of two results waiting for the same all-reduce takes it over.
+    // A sum of two results waiting for the same all-reduces takes them
+    // over, outermost first, as far as they agree.
     std::optional<Pending> sunk;
     if (isa<AddOp, SubOp>(op) && op.getOperand(0) != op.getOperand(1)) {
       auto lhs = pending.find(op.getOperand(0));
       auto rhs = pending.find(op.getOperand(1));
       if (lhs != pending.end() && rhs != pending.end() &&
-          lhs->second.axes == rhs->second.axes &&
           op.getOperand(0).hasOneUse() && op.getOperand(1).hasOneUse() &&
           layouts[op.getOperand(0)].sameDistribution(plan.operandNeeds[0]) &&
           layouts[op.getOperand(1)].sameDistribution(plan.operandNeeds[1])) {
-        sunk = lhs->second;
-        pending.erase(op.getOperand(0));
-        pending.erase(op.getOperand(1));
+        auto &a = lhs->second.chain, &b = rhs->second.chain;
+        size_t k = 0;
+        while (k < a.size() && k < b.size() &&
+               a[a.size() - 1 - k] == b[b.size() - 1 - k])
+          ++k;
+        if (k > 0) {
+          sunk = Pending{{a.end() - k, a.end()}, lhs->second.bytes};
+          double bytes = lhs->second.bytes;
+          for (size_t i = 0; i + k < a.size(); ++i)
+            addAllReduce(a[i], bytes);
+          for (size_t i = 0; i + k < b.size(); ++i)
+            addAllReduce(b[i], rhs->second.bytes);
+          pending.erase(op.getOperand(0));
+          pending.erase(op.getOperand(1));
+        }
       }
     }
     for (auto [i, v] : llvm::enumerate(op.getOperands())) {
@@ -349,24 +363,27 @@ LogicalResult Analysis::run() {
 
     for (auto [j, r] : llvm::enumerate(op.getResults())) {
       const Layout &natural = plan.naturals[j];
-      SmallVector<Collective> steps = planReshard(natural, targets[j], mesh);
       auto local =
           localType(cast<RankedTensorType>(r.getType()), natural, mesh);
-      if (sunk) {
-        if (steps.empty())
-          pending[r] = {sunk->axes, bytesOf(local)};
-        else
-          addAllReduce(sunk->axes, bytesOf(local));
-      }
-      // A reshard that ends in an all-reduce leaves it for a sum to absorb.
+      SmallVector<Collective> steps =
+          cheapestReshard(local, natural, targets[j], mesh, LinkModel());
+      double bytes = bytesOf(local);
+      if (sunk && !steps.empty())
+        for (const Axes &axes : sunk->chain)
+          addAllReduce(axes, bytes);
+      // A reshard that ends in all-reduces leaves them for a sum to absorb.
       size_t counted = steps.size();
-      if (!sunk && !steps.empty() &&
-          steps.back().kind == Collective::AllReduce) {
-        --counted;
-        pending[r] = {steps.back().axes,
+      Pending waiting{{},
                       bytesOf(localType(cast<RankedTensorType>(r.getType()),
                                         targets[j], mesh))};
-      }
+      while (counted > 0 && steps[counted - 1].kind == Collective::AllReduce)
+        --counted;
+      for (size_t i = counted; i < steps.size(); ++i)
+        waiting.chain.push_back(steps[i].axes);
+      if (sunk && steps.empty())
+        waiting.chain = sunk->chain;
+      if (!waiting.chain.empty())
+        pending[r] = waiting;
       size_t index = 0;
       walkReshard(
           local, natural, targets[j], mesh,
@@ -387,7 +404,8 @@ LogicalResult Analysis::run() {
       reshard(v, layouts[v], Layout::fromAttr(attr));
   }
   for (auto &[v, p] : pending)
-    addAllReduce(p.axes, p.bytes);
+    for (const Axes &axes : p.chain)
+      addAllReduce(axes, p.bytes);
   pending.clear();
   return success();
 }

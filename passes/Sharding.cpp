@@ -369,8 +369,10 @@ OpPlan sharding::planOp(const ShardingRule &rule,
 // Resharding
 //===----------------------------------------------------------------------===//
 
-SmallVector<Collective>
-sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
+SmallVector<Collective> sharding::planReshard(const Layout &from,
+                                              const Layout &to,
+                                              const Mesh &mesh,
+                                              const ReshardStyle &style) {
   SmallVector<Collective> steps;
   SmallVector<Axes> cur = from.dims;
   int64_t rank = cur.size();
@@ -387,7 +389,7 @@ sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
   Axes reduce;
   for (StringAttr axis : from.partial) {
     int64_t target = -1;
-    for (int64_t d = 0; d < rank && target < 0; ++d)
+    for (int64_t d = 0; d < rank && target < 0 && style.scatter; ++d)
       if (wantsNext(d, axis) && !inUse(axis))
         target = d;
     if (target >= 0) {
@@ -406,7 +408,7 @@ sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
     while (!isPrefix(cur[d], to.dims[d])) {
       StringAttr axis = cur[d].back();
       int64_t target = -1;
-      for (int64_t e = 0; e < rank && target < 0; ++e)
+      for (int64_t e = 0; e < rank && target < 0 && style.allToAll; ++e)
         if (e != d && wantsNext(e, axis))
           target = e;
       if (target >= 0) {
@@ -425,7 +427,7 @@ sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
       while (begin > keep) {
         StringAttr prev = cur[d][begin - 1];
         bool movable = false;
-        for (int64_t e = 0; e < rank; ++e)
+        for (int64_t e = 0; e < rank && style.allToAll; ++e)
           movable |= e != d && wantsNext(e, prev);
         if (movable)
           break;
@@ -449,12 +451,12 @@ sharding::planReshard(const Layout &from, const Layout &to, const Mesh &mesh) {
   return steps;
 }
 
-void sharding::walkReshard(
-    RankedTensorType local, const Layout &from, const Layout &to,
-    const Mesh &mesh,
+/// The local types along `steps` from `local`.
+static void walkSteps(
+    RankedTensorType local, ArrayRef<Collective> steps, const Mesh &mesh,
     function_ref<void(const Collective &, RankedTensorType, RankedTensorType)>
         step) {
-  for (const Collective &c : planReshard(from, to, mesh)) {
+  for (const Collective &c : steps) {
     SmallVector<int64_t> shape(local.getShape());
     int64_t n = mesh.size(c.axes);
     switch (c.kind) {
@@ -476,6 +478,46 @@ void sharding::walkReshard(
     step(c, local, next);
     local = next;
   }
+}
+
+SmallVector<Collective> sharding::cheapestReshard(RankedTensorType local,
+                                                  const Layout &from,
+                                                  const Layout &to,
+                                                  const Mesh &mesh,
+                                                  const LinkModel &link) {
+  SmallVector<Collective> best;
+  double bestSeconds = std::numeric_limits<double>::infinity();
+  for (bool scatter : {true, false})
+    for (bool allToAll : {true, false}) {
+      SmallVector<Collective> steps =
+          planReshard(from, to, mesh, {scatter, allToAll});
+      double total = 0;
+      walkSteps(
+          local, steps, mesh,
+          [&](const Collective &c, RankedTensorType in, RankedTensorType out) {
+            auto bytes = [](RankedTensorType t) {
+              return double(t.getNumElements()) * t.getElementTypeBitWidth() /
+                     8;
+            };
+            total +=
+                seconds(c, bytes(c.kind == Collective::AllGather ? out : in),
+                        mesh, link);
+          });
+      if (total < bestSeconds) { // ties keep the earlier (greedier) plan
+        best = std::move(steps);
+        bestSeconds = total;
+      }
+    }
+  return best;
+}
+
+void sharding::walkReshard(
+    RankedTensorType local, const Layout &from, const Layout &to,
+    const Mesh &mesh,
+    function_ref<void(const Collective &, RankedTensorType, RankedTensorType)>
+        step) {
+  walkSteps(local, cheapestReshard(local, from, to, mesh, LinkModel()), mesh,
+            step);
 }
 
 double sharding::bytesSent(const Collective &c, double bytes, int64_t n) {
@@ -504,10 +546,12 @@ double sharding::seconds(const Collective &c, double bytes, const Mesh &mesh,
       c.axes, [&](StringAttr a) { return link.isIntraNode(a.getValue()); });
   double alpha = intra ? link.intraLatency : link.interLatency;
   double beta = 1.0 / (intra ? link.intraBandwidth : link.interBandwidth);
-  // Latency: a ring's n - 1 steps, but an all-reduce of a small tensor
-  // takes a tree (2 log2 n steps), as NCCL does; bandwidth: the ring's.
-  double hops = double(n - 1);
-  if (c.kind == Collective::AllReduce)
-    hops = std::min(2.0 * (n - 1), 2.0 * std::ceil(std::log2(double(n))));
+  // Latency: log2 n steps for a reduce-scatter or all-gather (recursive
+  // halving / doubling), twice that for an all-reduce (its two halves),
+  // n - 1 for an all-to-all (pairwise); bandwidth: the ring's volume.
+  double steps = std::ceil(std::log2(double(n)));
+  double hops = c.kind == Collective::AllReduce  ? 2 * steps
+                : c.kind == Collective::AllToAll ? double(n - 1)
+                                                 : steps;
   return hops * alpha + bytesSent(c, bytes, n) * beta;
 }

@@ -115,16 +115,37 @@ struct Collective {
   int64_t splitDim = -1; ///< all-to-all: the dim that gets the axes
 };
 
+/// Which moves a reshard may use.
+struct ReshardStyle {
+  bool scatter = true;  ///< reduce-scatter partial sums where wanted
+  bool allToAll = true; ///< move an axis between dimensions directly
+};
+
 /// The collectives that turn a tensor laid out as `from` into `to`
 /// (which has no partial axes): partial sums are reduce-scattered onto a
-/// dimension that wants the axis next, else all-reduced; an axis that
-/// leaves a dimension moves by all-to-all to a dimension that wants it,
-/// else is all-gathered; what `to` splits further is split locally.
+/// dimension that wants the axis next, else all-reduced (over all their
+/// axes at once); an axis that leaves a dimension
+/// moves by all-to-all to a dimension that wants it, else is all-gathered;
+/// what `to` splits further is split locally.
 llvm::SmallVector<Collective> planReshard(const Layout &from, const Layout &to,
-                                          const Mesh &mesh);
+                                          const Mesh &mesh,
+                                          const ReshardStyle &style = {});
 
-/// planReshard for a tensor whose local type under `from` is `local`:
-/// calls `step` with each collective and its local input and output types.
+struct LinkModel;
+
+/// Of planReshard's sequences (every style), the one `link` says takes
+/// least time for a tensor whose local type under `from` is `local`; ties
+/// to the greediest.
+llvm::SmallVector<Collective> cheapestReshard(RankedTensorType local,
+                                              const Layout &from,
+                                              const Layout &to,
+                                              const Mesh &mesh,
+                                              const LinkModel &link);
+
+/// The cheapest reshard (under the default LinkModel, so that partitioning
+/// and the report agree) of a tensor whose local type under `from` is
+/// `local`: calls `step` with each collective and its local input and
+/// output types.
 void walkReshard(RankedTensorType local, const Layout &from, const Layout &to,
                  const Mesh &mesh,
                  llvm::function_ref<void(const Collective &, RankedTensorType,
@@ -133,7 +154,8 @@ void walkReshard(RankedTensorType local, const Layout &from, const Layout &to,
 
 /// Alpha-beta cost of collectives per mesh axis: latency (s) and the
 /// bandwidth (bytes/s) one device sends at; a group over several axes runs
-/// at its slowest axis.
+/// at its slowest axis. Latency counts log2 n steps for reduce-scatter and
+/// all-gather, 2 log2 n for all-reduce, n - 1 for all-to-all.
 struct LinkModel {
   double intraLatency = 5e-6, intraBandwidth = 150e9; // NVLink class
   double interLatency = 20e-6, interBandwidth = 25e9; // one 200 Gb/s NIC

@@ -131,3 +131,43 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 } // namespace
+
+namespace {
+
+// Reshards are chosen by the alpha-beta model: moving a split between
+// dimensions is an all-to-all for a large tensor, but for a tiny one the
+// all-to-all's n - 1 latency steps cost more than gathering (log2 n
+// steps) and keeping a slice; partial sums go to a reduce-scatter.
+TEST(Reshard, CheapestUnderTheAlphaBetaModel) {
+  MLIRContext context;
+  context.loadDialect<dist::DistDialect>();
+  auto mesh = dist::MeshAttr::get(&context,
+                                  {dist::MeshAxisAttr::get(&context, "sp", 8)});
+  sharding::Mesh m(mesh);
+  auto sp = StringAttr::get(&context, "sp");
+  sharding::Layout seq = sharding::Layout::open(3), heads = seq;
+  seq.dims[1] = {sp};
+  heads.dims[2] = {sp};
+  auto f32 = Float32Type::get(&context);
+  sharding::LinkModel link;
+  auto kinds = [&](ArrayRef<int64_t> local, const sharding::Layout &from,
+                   const sharding::Layout &to) {
+    std::vector<sharding::Collective::Kind> out;
+    for (const sharding::Collective &c : sharding::cheapestReshard(
+             RankedTensorType::get(local, f32), from, to, m, link))
+      out.push_back(c.kind);
+    return out;
+  };
+  using K = sharding::Collective::Kind;
+  EXPECT_EQ(kinds({4, 512, 4096}, seq, heads), std::vector<K>{K::AllToAll});
+  EXPECT_EQ(kinds({1, 1, 8}, seq, heads),
+            (std::vector<K>{K::AllGather, K::LocalSplit}));
+
+  sharding::Layout partial = sharding::Layout::open(3), split = partial;
+  partial.partial = {sp};
+  split.dims[0] = {sp};
+  EXPECT_EQ(kinds({64, 512, 512}, partial, split),
+            std::vector<K>{K::ReduceScatter});
+}
+
+} // namespace
