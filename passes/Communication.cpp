@@ -254,13 +254,11 @@ LogicalResult Analysis::run() {
     auto type = dyn_cast<RankedTensorType>(arg.getType());
     if (!type)
       continue;
-    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(
-        arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
-    if (!attr)
-      return func.emitError("argument #")
-             << arg.getArgNumber()
-             << " has no dist.sharding; run veomni-propagate-sharding first";
-    layouts[arg] = Layout::fromAttr(attr);
+    FailureOr<Layout> layout =
+        argumentLayout(func, arg.getArgNumber(), "traffic analysis");
+    if (failed(layout))
+      return failure();
+    layouts[arg] = *layout;
   }
 
   for (Operation &op : body.without_terminator()) {

@@ -265,13 +265,11 @@ LogicalResult Partitioner::run() {
     auto type = dyn_cast<RankedTensorType>(arg.getType());
     if (!type)
       continue;
-    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(
-        arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
-    if (!attr)
-      return func.emitError("veomni-partition: argument #")
-             << arg.getArgNumber()
-             << " has no dist.sharding; run veomni-propagate-sharding first";
-    Layout layout = Layout::fromAttr(attr);
+    FailureOr<Layout> maybeLayout =
+        argumentLayout(func, arg.getArgNumber(), "veomni-partition");
+    if (failed(maybeLayout))
+      return failure();
+    Layout layout = *maybeLayout;
     auto emit = [&] {
       InFlightDiagnostic diag = func.emitError("veomni-partition: argument #")
                                 << arg.getArgNumber();
@@ -370,15 +368,11 @@ void Partitioner::sinkAllReduces(Block &body) {
 struct PartitionPass : veomni::impl::PartitionBase<PartitionPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
-    if (meshes.size() != 1) {
-      module.emitError("veomni-partition: expected one dist.mesh in the "
-                       "module, found ")
-          << meshes.size();
+    dist::MeshOp meshOp = onlyMesh(module, "veomni-partition");
+    if (!meshOp)
       return signalPassFailure();
-    }
-    Mesh mesh(meshes.front().getMesh());
-    auto meshRef = FlatSymbolRefAttr::get(meshes.front().getSymNameAttr());
+    Mesh mesh(meshOp.getMesh());
+    auto meshRef = FlatSymbolRefAttr::get(meshOp.getSymNameAttr());
     for (auto func : module.getOps<func::FuncOp>())
       if (failed(Partitioner(func, mesh, meshRef).run()))
         return signalPassFailure();

@@ -279,16 +279,11 @@ struct PropagateShardingPass
     : veomni::impl::PropagateShardingBase<PropagateShardingPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
-    if (meshes.size() != 1) {
-      module.emitError("veomni-propagate-sharding: expected one dist.mesh "
-                       "in the module (veomni-apply-recipe declares it), "
-                       "found ")
-          << meshes.size();
+    dist::MeshOp meshOp = onlyMesh(module, "veomni-propagate-sharding");
+    if (!meshOp)
       return signalPassFailure();
-    }
-    Mesh mesh(meshes.front().getMesh());
-    auto meshRef = FlatSymbolRefAttr::get(meshes.front().getSymNameAttr());
+    Mesh mesh(meshOp.getMesh());
+    auto meshRef = FlatSymbolRefAttr::get(meshOp.getSymNameAttr());
     // Pipeline chunks (veomni-pipeline): forwards in chunk order, then the
     // backwards, so that what crosses a cut has one layout on both sides:
     // the one the sending forward gives it.

@@ -58,6 +58,27 @@ bool Layout::isReplicated() const {
          llvm::all_of(dims, [](const Axes &a) { return a.empty(); });
 }
 
+dist::MeshOp sharding::onlyMesh(ModuleOp module, StringRef pass) {
+  auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+  if (meshes.size() == 1)
+    return meshes.front();
+  module.emitError(pass) << ": expected one dist.mesh in the module "
+                         << "(veomni-apply-recipe declares it), found "
+                         << meshes.size();
+  return {};
+}
+
+FailureOr<Layout> sharding::argumentLayout(FunctionOpInterface func, unsigned i,
+                                           StringRef pass) {
+  auto attr = func.getArgAttrOfType<dist::ShardingAttr>(
+      i, dist::DistDialect::kShardingAttrName);
+  if (!attr)
+    return func.emitError(pass)
+           << ": argument #" << i
+           << " has no dist.sharding; run veomni-propagate-sharding first";
+  return Layout::fromAttr(attr);
+}
+
 int64_t Mesh::size(StringAttr axis) const {
   dist::MeshAxisAttr a = attr.getAxis(axis.getValue());
   return a ? a.getSize() : 1;

@@ -14,6 +14,9 @@
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/ShardingRule.h"
 
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include <limits>
@@ -41,6 +44,15 @@ struct Layout {
   bool sameDistribution(const Layout &other) const;
   bool isReplicated() const;
 };
+
+/// The one `dist.mesh` of `module`; null, after an error naming `pass`,
+/// when there is not exactly one.
+dist::MeshOp onlyMesh(ModuleOp module, StringRef pass);
+
+/// The `dist.sharding` of argument `i` of `func` as a layout; failure,
+/// after an error naming `pass`, when propagation has not given it one.
+FailureOr<struct Layout> argumentLayout(FunctionOpInterface func, unsigned i,
+                                        StringRef pass);
 
 /// Axis sizes of a mesh, by name.
 class Mesh {
@@ -136,11 +148,9 @@ struct LinkModel;
 /// Of planReshard's sequences (every style), the one `link` says takes
 /// least time for a tensor whose local type under `from` is `local`; ties
 /// to the greediest.
-llvm::SmallVector<Collective> cheapestReshard(RankedTensorType local,
-                                              const Layout &from,
-                                              const Layout &to,
-                                              const Mesh &mesh,
-                                              const LinkModel &link);
+llvm::SmallVector<Collective>
+cheapestReshard(RankedTensorType local, const Layout &from, const Layout &to,
+                const Mesh &mesh, const LinkModel &link);
 
 /// The cheapest reshard (under the default LinkModel, so that partitioning
 /// and the report agree) of a tensor whose local type under `from` is

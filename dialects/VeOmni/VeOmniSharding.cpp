@@ -550,24 +550,21 @@ ShardingRule computeRule(Operation *op) {
         b.result(f.logits);
         return std::move(b.rule);
       })
-      .Case([&](MoETopKOp t) {
+      .Case<MoETopKOp, MoETopKGradOp>([&](auto t) {
+        // logits [T, E] (and the weights' cotangent [T, k]): tokens split,
+        // experts and choices whole.
         RankedTensorType logits = typeOf(t.getLogits());
         int64_t token = b.factor(logits.getDimSize(0));
         int64_t expert = b.factor(logits.getDimSize(1), K::NeedReplication);
         int64_t k = b.factor(t.getK(), K::NeedReplication);
         b.operand({{token}, {expert}});
-        b.result({{token}, {k}});
-        b.result({{token}, {k}});
-        return std::move(b.rule);
-      })
-      .Case([&](MoETopKGradOp t) {
-        RankedTensorType logits = typeOf(t.getLogits());
-        int64_t token = b.factor(logits.getDimSize(0));
-        int64_t expert = b.factor(logits.getDimSize(1), K::NeedReplication);
-        int64_t k = b.factor(t.getK(), K::NeedReplication);
-        b.operand({{token}, {expert}});
-        b.operand({{token}, {k}});
-        b.result({{token}, {expert}});
+        if (isa<MoETopKGradOp>(op)) {
+          b.operand({{token}, {k}});
+          b.result({{token}, {expert}});
+        } else {
+          b.result({{token}, {k}});
+          b.result({{token}, {k}});
+        }
         return std::move(b.rule);
       })
       .Case([&](MoEDispatchOp d) {

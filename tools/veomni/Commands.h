@@ -6,6 +6,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Recipe.h"
 #include "frontends/Importer.h"
+#include "passes/Passes.h"
 
 #include "llvm/ADT/ArrayRef.h"
 
@@ -32,6 +33,19 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
       r.maxGradNorm, r.minLrRatio, r.warmupSteps, r.steps, accumulation};
   co.remat = r.remat;
   return co;
+}
+
+/// The mesh a recipe's parallel section names, for veomni-apply-recipe.
+inline mlir::veomni::ApplyRecipeOptions
+applyRecipeOptionsOf(const mlir::veomni::Recipe &r) {
+  mlir::veomni::ApplyRecipeOptions o;
+  o.dpReplicate = r.dpReplicate;
+  o.dpShard = r.dpShard;
+  o.tp = r.tp;
+  o.sp = r.sp;
+  o.ep = r.ep;
+  o.pp = r.pp;
+  return o;
 }
 
 /// veomni train recipe.yaml [--section.key value ...]

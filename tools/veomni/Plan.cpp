@@ -90,14 +90,7 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   OwningOpRef<ModuleOp> copy(module.clone());
   int64_t micro = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
   PassManager pm(&context);
-  ApplyRecipeOptions o;
-  o.dpReplicate = r.dpReplicate;
-  o.dpShard = r.dpShard;
-  o.tp = r.tp;
-  o.sp = r.sp;
-  o.ep = r.ep;
-  o.pp = r.pp;
-  pm.addPass(createApplyRecipe(o));
+  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
   PipelineOptions po;
   po.stages = r.pp;
   po.chunksPerStage = r.ppChunks;
@@ -299,14 +292,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   }
   {
     PassManager pm(&context);
-    ApplyRecipeOptions o;
-    o.dpReplicate = r.dpReplicate;
-    o.dpShard = r.dpShard;
-    o.tp = r.tp;
-    o.sp = r.sp;
-    o.ep = r.ep;
-    o.pp = r.pp;
-    pm.addPass(createApplyRecipe(o));
+    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
     pm.addPass(createPropagateSharding());
     if (failed(pm.run(module)))
       return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
