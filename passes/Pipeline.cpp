@@ -38,7 +38,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <regex>
+#include <set>
 
 namespace mlir::veomni {
 #define GEN_PASS_DEF_PIPELINE
@@ -456,11 +458,35 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
         pipeline::simulate(*plan, pipeline::Costs{}, error);
     if (!sim)
       return fail(error);
+    // Parameters read on several stages (an LM head tied to the
+    // embedding): each stage's backward gives part of the gradient; the
+    // parts are summed across those stages after the last backward.
+    std::map<std::string, std::set<int64_t>> stagesOf;
+    for (auto chunk : module.getOps<func::FuncOp>())
+      if (auto stage = chunk->getAttrOfType<IntegerAttr>("dist.stage"))
+        for (unsigned i = 0; i < chunk.getNumArguments(); ++i)
+          if (auto name = chunk.getArgAttrOfType<StringAttr>(
+                  i, VeOmniDialect::kParamAttrName))
+            stagesOf[name.getValue().str()].insert(stage.getInt());
+    SmallVector<Attribute> tied;
+    std::vector<std::vector<std::string>> sums(stages);
+    for (auto &[name, where] : stagesOf) {
+      if (where.size() < 2)
+        continue;
+      tied.push_back(b.getStringAttr(name));
+      std::string list;
+      for (int64_t st : where)
+        list += (list.empty() ? "" : ", ") + std::to_string(st);
+      for (int64_t st : where)
+        sums[st].push_back("sum_grad(" + name + ", stages " + list + ")");
+    }
     SmallVector<Attribute> perStage;
-    for (const auto &actions : plan->perStage) {
+    for (auto [stage, actions] : llvm::enumerate(plan->perStage)) {
       SmallVector<Attribute> list;
       for (const pipeline::Action &a : actions)
         list.push_back(StringAttr::get(ctx, pipeline::toString(a)));
+      for (const std::string &sum : sums[stage])
+        list.push_back(StringAttr::get(ctx, sum));
       perStage.push_back(ArrayAttr::get(ctx, list));
     }
     SmallVector<Attribute> peaks;
@@ -485,6 +511,7 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
                                          std::round(sim->bubble * 1e6) / 1e6)),
             b.getNamedAttr("peak_activations", b.getArrayAttr(peaks)),
             b.getNamedAttr("actions", b.getArrayAttr(perStage)),
+            b.getNamedAttr("tied_params", b.getArrayAttr(tied)),
         }));
     func.erase();
   }

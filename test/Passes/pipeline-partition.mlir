@@ -5,6 +5,11 @@
 // layout the sending forward gave it on every side: the batch split over
 // dp_shard when sent, received, kept for the backward, and when its
 // cotangent goes back.
+// The LM head is tied to the embedding: both stages read it, and both end
+// their step by summing its gradient parts.
+// CHECK: "sum_grad(model.embed_tokens.weight, stages 0, 1)"]
+// CHECK-SAME: "sum_grad(model.embed_tokens.weight, stages 0, 1)"]]
+// CHECK-SAME: tied_params = ["model.embed_tokens.weight"]
 // CHECK-LABEL: func.func @forward_chunk0
 // CHECK: dist.send %{{.*}} mesh = @mesh axis = "pp" peer = 1 : tensor<1x4x8xf32>
 // CHECK-LABEL: func.func @forward_chunk0_backward

@@ -34,6 +34,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 #include <chrono>
+#include <map>
 #include <set>
 
 using namespace mlir;
@@ -146,8 +147,29 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
     f.seconds += t->totalSeconds() * micro;
     f.flops += t->flops * micro;
   }
-  // The weight half of a split backward takes stashed values after the
-  // kept activations; they are not kept across micro-batches.
+  // Tied parameters: each stage that reads one sums its gradient parts
+  // with the others (an all-reduce over those stages, once a step).
+  for (Attribute a : info.getAs<ArrayAttr>("tied_params")) {
+    StringRef name = cast<StringAttr>(a).getValue();
+    std::map<int64_t, double> holders; // stage -> local bytes
+    for (auto func : copy->getOps<func::FuncOp>()) {
+      if (func->hasAttr("dist.kept_from"))
+        continue;
+      for (unsigned i = 0; i < func.getNumArguments(); ++i)
+        if (auto p = func.getArgAttrOfType<StringAttr>(
+                i, VeOmniDialect::kParamAttrName);
+            p && p.getValue() == name)
+          holders[func->getAttrOfType<IntegerAttr>("dist.stage").getInt()] =
+              localBytes(func, i);
+    }
+    double n = holders.size();
+    for (auto [stage, bytes] : holders) {
+      double sent = 2 * (n - 1) / n * bytes;
+      stages[stage].bytes += sent;
+      stages[stage].seconds += 2 * std::ceil(std::log2(n)) * link.interLatency +
+                               sent / link.interBandwidth;
+    }
+  }
   PassManager lower(&context);
   lower.addPass(createPartition());
   lower.addPass(createLowerToVrt());
