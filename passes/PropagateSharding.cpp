@@ -31,6 +31,7 @@
 #include "passes/Sharding.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include <functional>
 #include <map>
 #include <set>
 
@@ -275,6 +276,96 @@ void constrainCuts(func::FuncOp func, int64_t g,
       func.setArgAttr(keptFrom + k, dist::DistDialect::kShardingAttrName, attr);
 }
 
+/// The axes over which `v` is a partial sum as its op computes it.
+Axes partialAxesOf(func::FuncOp func, Value v, const Mesh &mesh) {
+  Operation *def = v.getDefiningOp();
+  std::optional<ShardingRule> rule = def ? ruleOf(def) : std::nullopt;
+  if (!rule)
+    return {};
+  SmallVector<Layout> operands, results;
+  for (Value o : def->getOperands())
+    operands.push_back(Layout::fromAttr(layoutAttrOf(func, o)));
+  for (Value r : def->getResults())
+    results.push_back(Layout::fromAttr(layoutAttrOf(func, r)));
+  SmallVector<const Layout *> ops, res;
+  for (const Layout &l : operands)
+    ops.push_back(&l);
+  for (const Layout &l : results)
+    res.push_back(&l);
+  OpPlan plan = planOp(*rule, ops, res, mesh);
+  return plan.naturals[cast<OpResult>(v).getResultNumber()].partial;
+}
+
+/// A sum of scalars (a gradient norm: one sum of squares per parameter)
+/// whose terms are partial over different axes would take one all-reduce
+/// per term. Regrouped so that terms partial over the same axes are added
+/// first, it takes one all-reduce per group. (Floating-point addition is
+/// reassociated, as any all-reduce does.)
+void groupScalarSums(func::FuncOp func, const Mesh &mesh) {
+  auto isScalarSum = [](Operation *op) {
+    auto add = dyn_cast_or_null<AddOp>(op);
+    return add && add.getType().getRank() == 0;
+  };
+  // The tops of the trees: sums not feeding, alone, another sum.
+  SmallVector<Operation *> roots;
+  for (Operation &op : func.getBody().front())
+    if (isScalarSum(&op) && !(op.getResult(0).hasOneUse() &&
+                              isScalarSum(*op.getResult(0).user_begin())))
+      roots.push_back(&op);
+  for (Operation *rootOp : roots) {
+    Operation &root = *rootOp;
+    // The tree of single-use scalar sums under `root`, and its leaves.
+    SmallVector<Operation *> inner;
+    SmallVector<Value> leaves;
+    std::function<void(Value)> walk = [&](Value v) {
+      Operation *def = v.getDefiningOp();
+      if (isScalarSum(def) && v.hasOneUse()) {
+        inner.push_back(def);
+        walk(def->getOperand(0));
+        walk(def->getOperand(1));
+        return;
+      }
+      leaves.push_back(v);
+    };
+    inner.push_back(&root);
+    walk(root.getOperand(0));
+    walk(root.getOperand(1));
+    if (leaves.size() < 3)
+      continue;
+    // Groups by partial axes, in order of first appearance.
+    SmallVector<std::pair<Axes, SmallVector<Value>>> groups;
+    for (Value leaf : leaves) {
+      Axes axes = partialAxesOf(func, leaf, mesh);
+      auto it = llvm::find_if(groups, [&](auto &g) { return g.first == axes; });
+      if (it == groups.end())
+        groups.push_back({axes, {leaf}});
+      else
+        it->second.push_back(leaf);
+    }
+    if (groups.size() < 2 || groups.size() == leaves.size())
+      continue;
+    OpBuilder b(&root);
+    auto attr = root.getAttr(dist::DistDialect::kShardingAttrName);
+    auto sum = [&](Value x, Value y) {
+      auto add = AddOp::create(b, root.getLoc(), x, y);
+      add->setAttr(dist::DistDialect::kShardingAttrName, attr);
+      return add.getResult();
+    };
+    Value total;
+    for (auto &[axes, terms] : groups) {
+      Value part = terms.front();
+      for (Value t : llvm::drop_begin(terms))
+        part = sum(part, t);
+      total = total ? sum(total, part) : part;
+    }
+    root.getResult(0).replaceAllUsesWith(total);
+    for (Operation *op : inner)
+      op->dropAllUses();
+    for (Operation *op : inner)
+      op->erase();
+  }
+}
+
 struct PropagateShardingPass
     : veomni::impl::PropagateShardingBase<PropagateShardingPass> {
   void runOnOperation() override {
@@ -303,6 +394,7 @@ struct PropagateShardingPass
         constrainCuts(func, g, cuts);
       if (failed(Propagator(func, mesh).run(meshRef)))
         return signalPassFailure();
+      groupScalarSums(func, mesh);
       if (g >= 0 && !func->hasAttr("dist.kept_from"))
         for (auto send : func.getOps<dist::SendOp>())
           cuts[g].push_back(layoutAttrOf(func, send.getInput()));

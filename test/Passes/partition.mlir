@@ -160,3 +160,30 @@ func.func @expert_parallel(
   %y = veomni.grouped_matmul %rows, %w, %sizes {transpose_weight} : tensor<128x16xf32>, tensor<8x32x16xf32>, tensor<8xi32>
   return %y : tensor<128x32xf32>
 }
+
+// -----
+
+// A gradient norm: one sum of squares per parameter, each partial over the
+// axes its parameter is split on. Propagation regroups the sum so that
+// terms partial over the same axes meet first: one all-reduce per group,
+// not one per parameter.
+// CHECK-LABEL: func.func @grad_norm
+// CHECK-DAG: %[[A:.*]] = veomni.reduce sum %arg0
+// CHECK-DAG: %[[B:.*]] = veomni.reduce sum %arg1
+// CHECK-DAG: %[[BR:.*]] = dist.all_reduce %[[B]] mesh = @mesh axes = ["tp"]
+// CHECK-DAG: %[[C:.*]] = veomni.reduce sum %arg2
+// CHECK: %[[AC:.*]] = veomni.add %[[A]], %[[C]]
+// CHECK-NEXT: %[[ACR:.*]] = dist.all_reduce %[[AC]] mesh = @mesh axes = ["dp_shard"]
+// CHECK-NEXT: %[[T:.*]] = veomni.add %[[ACR]], %[[BR]]
+// CHECK-NEXT: return %[[T]]
+dist.mesh @mesh = <["dp_shard" = 2, "tp" = 2]>
+func.func @grad_norm(%a: tensor<8xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}]>},
+                     %b: tensor<8xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp"}]>},
+                     %c: tensor<8xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}]>}) -> tensor<f32> {
+  %sa = veomni.reduce sum %a dims = [0] : tensor<8xf32>
+  %sb = veomni.reduce sum %b dims = [0] : tensor<8xf32>
+  %sc = veomni.reduce sum %c dims = [0] : tensor<8xf32>
+  %t1 = veomni.add %sa, %sb : tensor<f32>
+  %t2 = veomni.add %t1, %sc : tensor<f32>
+  return %t2 : tensor<f32>
+}
