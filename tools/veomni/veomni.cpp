@@ -40,7 +40,10 @@ constexpr const char *kUsage = R"(usage:
   veomni compile CONFIG.json -o FILE.vmb  a runtime program (--report: memory)
   veomni run FILE.vmb --eval              the loss of one batch
   veomni train RECIPE.yaml [--a.b v ...]   train (docs/training.md)
-  veomni plan RECIPE.yaml --report         check the mesh, per-rank memory
+  veomni plan RECIPE.yaml --report         the parallel plan: per-rank memory,
+                                          traffic per mesh axis, step time
+                                          (-o FILE: the per-rank step;
+                                          docs/parallel.md)
   veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
 
 import imports a Hugging Face config.json into the veomni dialect: a
