@@ -268,9 +268,15 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       !check("parallel.tp", r.tp, model->numKVHeads, "num_key_value_heads") ||
       !check("parallel.sp", r.sp, r.seqLen, "data.seq_len") ||
       !check("parallel.sp", r.sp, model->numHeads / std::max<int64_t>(r.tp, 1),
-             "the attention heads per tp rank") ||
-      !check("parallel.pp", r.pp, model->numLayers, "num_hidden_layers"))
+             "the attention heads per tp rank"))
     return fail(error);
+  // Stages are balanced by cost, so pp need not divide the layers; each
+  // chunk needs one.
+  if (r.pp * r.ppChunks > model->numLayers)
+    return fail(r.path + ": field 'parallel.pp': " + std::to_string(r.pp) +
+                " stages x " + std::to_string(r.ppChunks) +
+                " chunks need at least as many decoder layers; the model has " +
+                std::to_string(model->numLayers));
   if (r.ep > 1 && model->numExperts == 0)
     return fail(r.path + ": field 'parallel.ep': " + std::to_string(r.ep) +
                 " needs a mixture-of-experts model; " + model->modelType +
