@@ -392,7 +392,6 @@ OpPlan sharding::planOp(const ShardingRule &rule,
 
 SmallVector<Collective> sharding::planReshard(const Layout &from,
                                               const Layout &to,
-                                              const Mesh &mesh,
                                               const ReshardStyle &style) {
   SmallVector<Collective> steps;
   SmallVector<Axes> cur = from.dims;
@@ -468,7 +467,6 @@ SmallVector<Collective> sharding::planReshard(const Layout &from,
     steps.push_back({Collective::LocalSplit, more, d});
     cur[d] = to.dims[d];
   }
-  (void)mesh;
   return steps;
 }
 
@@ -511,7 +509,7 @@ SmallVector<Collective> sharding::cheapestReshard(RankedTensorType local,
   for (bool scatter : {true, false})
     for (bool allToAll : {true, false}) {
       SmallVector<Collective> steps =
-          planReshard(from, to, mesh, {scatter, allToAll});
+          planReshard(from, to, {scatter, allToAll});
       double total = 0;
       walkSteps(
           local, steps, mesh,

@@ -140,7 +140,6 @@ struct ReshardStyle {
 /// moves by all-to-all to a dimension that wants it, else is all-gathered;
 /// what `to` splits further is split locally.
 llvm::SmallVector<Collective> planReshard(const Layout &from, const Layout &to,
-                                          const Mesh &mesh,
                                           const ReshardStyle &style = {});
 
 struct LinkModel;

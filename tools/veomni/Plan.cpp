@@ -83,11 +83,10 @@ struct StageFigures {
 
 /// Splits the forward into the recipe's stages (veomni-pipeline),
 /// propagates and partitions every chunk's forward and backward, and
-/// reports per stage, per rank and per step; nullopt on failure (the
+/// reports per stage, per rank and per step; nullopt on failure (a
 /// diagnostic says why).
 std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
-                                      const Recipe &r,
-                                      const std::string &diagnostic) {
+                                      const Recipe &r) {
   OwningOpRef<ModuleOp> copy(module.clone());
   int64_t micro = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
   PassManager pm(&context);
@@ -101,7 +100,6 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   pm.addPass(createPropagateSharding());
   if (failed(pm.run(*copy)))
     return std::nullopt;
-  (void)diagnostic;
 
   sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
   sharding::LinkModel link;
@@ -305,8 +303,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   // partitioned stage by stage (on a copy).
   std::string pipelineReport;
   if (r.pp > 1) {
-    std::optional<std::string> text =
-        planStages(context, module, r, diagnostic);
+    std::optional<std::string> text = planStages(context, module, r);
     if (!text)
       return fail(r.path + ": pipeline stages: " + diagnostic);
     pipelineReport = *text;
