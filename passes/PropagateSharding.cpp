@@ -7,9 +7,10 @@
 //  - Each op's sharding rule (ShardingRuleOpInterface) relates the
 //    dimensions of its operands and results through factors. Visiting an
 //    op, the splits its tensors already have are projected onto factors
-//    (resolveFactors: best priority wins, a longer compatible split refines
-//    it, an axis serves one factor), and projected back onto every tensor
-//    dimension that is open and whose split the result extends.
+//    (resolveFactors: best priority wins, then the split the most elements
+//    agree with; a longer compatible split refines it; an axis serves one
+//    factor), and projected back onto every tensor dimension that is open
+//    and whose split the result extends.
 //  - Priorities run in rounds, best first: round p only reads dimensions of
 //    priority <= p, so a batch split (p0) claims the data-parallel axes
 //    before a parameter's FSDP split (p1) can; the parameter is then
@@ -21,7 +22,10 @@
 // The result: every op carries `dist.sharding = [...]`, one layout per
 // result; arguments and results carry theirs as `dist.sharding`. Partial
 // sums are not layouts of values: where an op leaves one, veomni-partition
-// reduces it to the value's layout.
+// reduces it to the value's layout. Afterwards, sums of scalars are
+// regrouped by the axes their terms are partial over (a gradient norm:
+// one all-reduce per group), and pipeline chunks (veomni-pipeline) are
+// visited forwards first so that what crosses a cut has one layout.
 //
 //===----------------------------------------------------------------------===//
 

@@ -85,10 +85,12 @@ struct FactorSplit {
 
 /// Resolves each factor's split from the tensors' layouts (operands, then
 /// results, in rule order), using only dimensions of priority <= `upTo`:
-/// the best-priority source wins, a compatible longer split (one that
-/// extends it) refines it, need-replication factors stay whole, and an axis
-/// is given to at most one factor (best priority first), every split
-/// dividing its factor.
+/// among the best-priority sources, the split the most tensor elements
+/// agree with wins (ties to the longer, then the first); a compatible
+/// longer split refines it; need-replication factors stay whole (or, in
+/// the last round, hand their split to the rule's relocation target); an
+/// axis is given to at most one factor (best priority first; expert
+/// factors share theirs), every split dividing its factor.
 FactorSplit resolveFactors(const ShardingRule &rule,
                            llvm::ArrayRef<const Layout *> operands,
                            llvm::ArrayRef<const Layout *> results,
