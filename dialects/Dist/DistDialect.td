@@ -18,6 +18,7 @@ def Dist_Dialect : Dialect {
   let useDefaultAttributePrinterParser = 1;
   let hasRegionArgAttrVerify = 1;
   let hasRegionResultAttrVerify = 1;
+  let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{
     /// Argument and result attribute: a `#dist.sharding` of the (global)
     /// tensor that the argument or result is.

@@ -357,6 +357,63 @@ LogicalResult DistDialect::verifyRegionResultAttribute(Operation *op,
                            [&] { return op->emitError() << what << ": "; });
 }
 
+/// Attributes the passes put on ops: `dist.sharding` (one layout per
+/// result, veomni-propagate-sharding), the axes a partitioned op
+/// communicates over (veomni-partition), and the pipeline's bookkeeping
+/// (veomni-pipeline).
+LogicalResult DistDialect::verifyOperationAttribute(Operation *op,
+                                                    NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  Attribute value = attr.getValue();
+  if (name == kShardingAttrName) {
+    auto perResult = dyn_cast<ArrayAttr>(value);
+    if (!perResult || perResult.size() != op->getNumResults())
+      return op->emitOpError("'")
+             << name << "' must list one #dist.sharding per result ("
+             << op->getNumResults() << "), got " << value;
+    for (auto [i, entry] : llvm::enumerate(perResult)) {
+      auto sharding = dyn_cast<ShardingAttr>(entry);
+      auto type = dyn_cast<RankedTensorType>(op->getResult(i).getType());
+      if (!sharding || !type)
+        return op->emitOpError("'")
+               << name << "' entry " << i << " must be a #dist.sharding of "
+               << "a ranked tensor result, got " << entry;
+      if (failed(verifyShardingFor(
+              type, sharding, lookupMesh(op, sharding.getMeshName()), [&] {
+                return op->emitOpError("'")
+                       << name << "' of result #" << i << ": ";
+              })))
+        return failure();
+    }
+    return success();
+  }
+  if (name == "dist.vocab_axes" || name == "dist.token_axes" ||
+      name == "dist.index_axes" || name == "dist.expert_axes") {
+    auto axes = dyn_cast<ArrayAttr>(value);
+    if (!axes || axes.empty() ||
+        !llvm::all_of(axes, [](Attribute a) { return isa<StringAttr>(a); }))
+      return op->emitOpError("'")
+             << name << "' must be a non-empty list of mesh axis names, got "
+             << value;
+    return success();
+  }
+  if (name == "dist.stage" || name == "dist.chunk" ||
+      name == "dist.kept_from") {
+    auto index = dyn_cast<IntegerAttr>(value);
+    if (!index || index.getInt() < 0)
+      return op->emitOpError("'")
+             << name << "' must be a non-negative integer, got " << value;
+    return success();
+  }
+  if (name == "dist.pipeline") {
+    if (!isa<DictionaryAttr>(value))
+      return op->emitOpError("'")
+             << name << "' must be a dictionary, got " << value;
+    return success();
+  }
+  return op->emitOpError("unknown dist attribute '") << name << "'";
+}
+
 //===----------------------------------------------------------------------===//
 // Ops
 //===----------------------------------------------------------------------===//

@@ -10,10 +10,11 @@ func.func @unannotated(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 
 // -----
 
-// A split that does not divide names the tensor, the dimension and the axis.
+// A split that does not divide names the op, the tensor, the dimension and
+// the axes (the verifier of dist.sharding says so before any pass runs).
 dist.mesh @mesh = <["tp" = 4]>
 func.func @uneven(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>}) -> tensor<4x6xf32> {
-  // expected-error @+1 {{veomni-partition: result #0: dimension 1 of 'tensor<4x6xf32>' (size 6) does not split evenly over axis "tp" (tp = 4 parts)}}
+  // expected-error @+1 {{'veomni.slice' op 'dist.sharding' of result #0: dimension 1 of 'tensor<4x6xf32>' (size 6) is not divisible by 4, the product of the sizes of axes ["tp"]}}
   %y = veomni.slice %x start = [0, 0] limit = [4, 6] step = [1, 1] {dist.sharding = [#dist.sharding<@mesh, [{}, {"tp"}]>]} : tensor<4x8xf32>
   return %y : tensor<4x6xf32>
 }

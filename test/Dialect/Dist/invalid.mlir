@@ -343,3 +343,56 @@ func.func @send_mesh(%x: tensor<4xf32>) {
   dist.send %x mesh = @m axis = "pp" peer = 0 : tensor<4xf32>
   return
 }
+
+// -----
+
+// The layouts propagation writes on ops: one #dist.sharding per result.
+dist.mesh @m = <["tp" = 2]>
+func.func @layouts_count(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'veomni.exp' op 'dist.sharding' must list one #dist.sharding per result (1), got []}}
+  %0 = veomni.exp %x {dist.sharding = []} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+dist.mesh @m = <["tp" = 2]>
+func.func @layouts_entry(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'veomni.exp' op 'dist.sharding' entry 0 must be a #dist.sharding of a ranked tensor result, got "tp"}}
+  %0 = veomni.exp %x {dist.sharding = ["tp"]} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+dist.mesh @m = <["tp" = 2]>
+func.func @layouts_rank(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'veomni.exp' op 'dist.sharding' of result #0: sharding has 2 dimension shardings but 'tensor<4xf32>' has rank 1}}
+  %0 = veomni.exp %x {dist.sharding = [#dist.sharding<@m, [{"tp"}, {}]>]} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+dist.mesh @m = <["tp" = 2]>
+func.func @layouts_axis(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'veomni.exp' op 'dist.sharding' of result #0: axis "ep" in dimension 0 of the sharding for 'tensor<4xf32>' is not an axis of mesh @m}}
+  %0 = veomni.exp %x {dist.sharding = [#dist.sharding<@m, [{"ep"}]>]} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @partitioned_axes(%l: tensor<2x8xf32>, %y: tensor<2xi32>) -> tensor<f32> {
+  // expected-error @+1 {{'veomni.cross_entropy' op 'dist.vocab_axes' must be a non-empty list of mesh axis names, got []}}
+  %0 = veomni.cross_entropy %l, %y {dist.vocab_axes = []} : tensor<2x8xf32>, tensor<2xi32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @unknown_attribute(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'veomni.exp' op unknown dist attribute 'dist.shardings'}}
+  %0 = veomni.exp %x {dist.shardings = []} : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
