@@ -29,12 +29,12 @@ namespace {
 
 struct Case {
   std::string family;
-  int64_t batch, dpShard, tp, sp, ep;
+  int64_t batch, dpShard, tp, sp, ep, dpReplicate = 1;
 };
 
 std::ostream &operator<<(std::ostream &os, const Case &c) {
-  return os << c.family << "_dp" << c.dpShard << "_tp" << c.tp << "_sp" << c.sp
-            << "_ep" << c.ep;
+  return os << c.family << "_dpr" << c.dpReplicate << "_dp" << c.dpShard
+            << "_tp" << c.tp << "_sp" << c.sp << "_ep" << c.ep;
 }
 
 class PartitionTest : public ::testing::TestWithParam<Case> {
@@ -69,6 +69,7 @@ TEST_P(PartitionTest, TrafficOfThePlanIsThatOfThePartitionedStep) {
   co.train = TrainOptions{};
   addTrainingStepPasses(pm, co);
   ApplyRecipeOptions o;
+  o.dpReplicate = c.dpReplicate;
   o.dpShard = c.dpShard;
   o.tp = c.tp;
   o.sp = c.sp;
@@ -110,6 +111,7 @@ TEST_P(PartitionTest, TrafficOfThePlanIsThatOfThePartitionedStep) {
   // Each parallel axis of the mesh does move data.
   for (auto [axis, size] :
        {std::pair<const char *, int64_t>{"dp_shard", c.dpShard},
+        {"dp_replicate", c.dpReplicate},
         {"tp", c.tp},
         {"sp", c.sp},
         {"ep", c.ep}})
@@ -123,7 +125,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen3", 2, 2, 1, 2, 1},     // FSDP x Ulysses
                       Case{"qwen2", 2, 2, 2, 2, 1},     // FSDP x TP x SP
                       Case{"qwen3_moe", 4, 2, 1, 1, 2}, // FSDP x EP
-                      Case{"omni_moe", 4, 2, 1, 1, 2}), // encoders + EP
+                      Case{"omni_moe", 4, 2, 1, 1, 2},  // encoders + EP
+                      Case{"qwen2", 4, 2, 2, 1, 1, 2}), // HSDP x TP
     [](const ::testing::TestParamInfo<Case> &info) {
       std::ostringstream os;
       os << info.param;
