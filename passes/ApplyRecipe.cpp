@@ -6,7 +6,8 @@
 // and the parallel recipe:
 //   tp:column / tp:vocab  dim 0 on tp      tp:row      dim 1 on tp
 //   ep:experts            dim 0 on ep      replicated  -
-// then FSDP (dp_shard > 1): parameters additionally split on dp_shard, on
+// then FSDP: parameters additionally split over the axes whose ranks hold
+// different tokens of a replica (dp_shard, sp, and ep for non-experts), on
 // the first dimension that divides (ZeRO-3); HSDP's dp_replicate keeps
 // replicas. Text batch inputs [B, S]: B on (dp_replicate, dp_shard), S on
 // sp (Ulysses); encoder inputs stay whole; with experts split on ep, the ep
@@ -97,18 +98,33 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
             dims[1].push_back("tp");
           else if (p == "ep:experts" && type.getRank() >= 1)
             dims[0].push_back("ep");
-          // ZeRO-3: split once more on dp_shard where it divides (for
-          // stacked experts, not on the expert dimension: it keeps ep
-          // alone, at the batch's priority, so that the experts win ep
-          // where tokens meet them).
+          // ZeRO-3: split once more over every axis whose ranks hold
+          // different tokens of one replica: dp_shard, sp (Ulysses ranks)
+          // and, for parameters other than the experts, ep, as VeOmni
+          // does; on the first dimension the whole group divides, else the
+          // largest leading part of it that does. Stacked experts keep ep
+          // alone on their expert dimension, at the batch's priority, so
+          // that the experts win ep where tokens meet them.
           bool experts = p == "ep:experts";
-          for (int64_t d = experts ? 1 : 0; d < type.getRank() && dpShard > 1;
-               ++d) {
-            int64_t split = dpShard;
-            for (StringRef a : dims[d])
+          SmallVector<StringRef> group;
+          for (StringRef a : {"dp_shard", "sp", "ep"})
+            if (size[a] > 1 && !(a == "ep" && (experts || !expertParallel)))
+              group.push_back(a);
+          for (size_t n = group.size(); n > 0; --n) {
+            int64_t split = 1;
+            for (StringRef a : ArrayRef<StringRef>(group).take_front(n))
               split *= size[a];
-            if (type.getDimSize(d) % split == 0) {
-              dims[d].push_back("dp_shard");
+            int64_t target = -1;
+            for (int64_t d = experts ? 1 : 0; d < type.getRank() && target < 0;
+                 ++d) {
+              int64_t have = 1;
+              for (StringRef a : dims[d])
+                have *= size[a];
+              if (type.getDimSize(d) % (have * split) == 0)
+                target = d;
+            }
+            if (target >= 0) {
+              dims[target].append(group.begin(), group.begin() + n);
               break;
             }
           }

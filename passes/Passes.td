@@ -11,7 +11,8 @@ def ApplyRecipe : Pass<"veomni-apply-recipe", "::mlir::ModuleOp"> {
     Adds `dist.mesh @mesh` with the axes dp_replicate, dp_shard, tp, sp, ep
     and pp, and gives every parameter (by its `veomni.placement`) and batch
     input a `dist.sharding` on its global shape: column/vocab splits on tp
-    on dim 0, row splits on dim 1, experts on ep, FSDP (ZeRO-3) on dp_shard
+    on dim 0, row splits on dim 1, experts on ep, FSDP (ZeRO-3) on dp_shard,
+    sp and (for non-experts under expert parallelism) ep
     where it divides, batches on the data-parallel axes and sequences on sp.
     A size that does not divide is an error naming the argument, the
     dimension and the axes.
