@@ -257,6 +257,8 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     stashTypes.push_back(v.getType());
   func::FuncOp inputHalf = makeHalf("_input", {}, stashTypes);
   func::FuncOp weightHalf = makeHalf("_weight", stashTypes, gradTypes);
+  // What the input half hands over starts at this argument.
+  weightHalf->setAttr("dist.stash_from", b.getI64IntegerAttr(argTypes.size()));
   for (unsigned i = 0; i < grads.size(); ++i)
     weightHalf.setResultAttrs(i, backward.getResultAttrDict(i));
   {

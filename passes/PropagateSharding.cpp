@@ -392,16 +392,28 @@ struct PropagateShardingPass
       return chunkOf(a) < chunkOf(b);
     });
     std::map<int64_t, SmallVector<dist::ShardingAttr>> cuts;
+    // What a split backward's input half returns, by chunk: the weight
+    // half receives it laid out the same.
+    std::map<int64_t, SmallVector<dist::ShardingAttr>> stashes;
     for (func::FuncOp func : llvm::concat<func::FuncOp>(forwards, others)) {
       int64_t g = chunkOf(func);
       if (g >= 0)
         constrainCuts(func, g, cuts);
+      if (auto from = func->getAttrOfType<IntegerAttr>("dist.stash_from"))
+        for (auto [k, attr] : llvm::enumerate(stashes[g]))
+          if (from.getInt() + k < func.getNumArguments())
+            func.setArgAttr(from.getInt() + k,
+                            dist::DistDialect::kShardingAttrName, attr);
       if (failed(Propagator(func, mesh).run(meshRef)))
         return signalPassFailure();
       groupScalarSums(func, mesh);
       if (g >= 0 && !func->hasAttr("dist.kept_from"))
         for (auto send : func.getOps<dist::SendOp>())
           cuts[g].push_back(layoutAttrOf(func, send.getInput()));
+      if (g >= 0 && func.getName().ends_with("_backward_input"))
+        for (unsigned i = 0; i < func.getNumResults(); ++i)
+          stashes[g].push_back(func.getResultAttrOfType<dist::ShardingAttr>(
+              i, dist::DistDialect::kShardingAttrName));
     }
   }
 };

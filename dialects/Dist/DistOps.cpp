@@ -398,7 +398,7 @@ LogicalResult DistDialect::verifyOperationAttribute(Operation *op,
     return success();
   }
   if (name == "dist.stage" || name == "dist.chunk" ||
-      name == "dist.kept_from") {
+      name == "dist.kept_from" || name == "dist.stash_from") {
     auto index = dyn_cast<IntegerAttr>(value);
     if (!index || index.getInt() < 0)
       return op->emitOpError("'")

@@ -1,4 +1,5 @@
 // RUN: veomni-opt %s --veomni-pipeline="stages=2 micro-batches=2" --veomni-propagate-sharding --veomni-partition | FileCheck %s
+// RUN: veomni-opt %s --veomni-pipeline="stages=2 micro-batches=2 schedule=zb-h1" --veomni-propagate-sharding --veomni-partition | FileCheck %s --check-prefix=ZB
 
 // Pipeline and data parallelism together: each stage's chunks are
 // propagated and partitioned like any step. What crosses the cut keeps the
@@ -38,3 +39,8 @@ func.func @forward(
   %loss = veomni.cross_entropy %logits, %labels : tensor<2x4x32xf32>, tensor<2x4xi32> loc("lm_head")
   return %loss : tensor<f32>
 }
+
+// ZB-H1: what the input half hands the weight half keeps its layout (here
+// the batch split over dp_shard on both sides).
+// ZB: func.func @forward_chunk1_backward_input({{.*}}) -> (tensor<1x4x8xf32>, tensor<1x4x32xf32>, tensor<1x4x8xf32>)
+// ZB: func.func @forward_chunk1_backward_weight({{.*}}, %{{.*}}: tensor<1x4x8xf32>, %{{.*}}: tensor<1x4x8xf32>, %{{.*}}: tensor<1x4x32xf32>, %{{.*}}: tensor<1x4x8xf32>) -> (tensor<4x8xf32> {veomni.grad = "model.layers.1.mlp.weight"}, tensor<16x8xf32> {veomni.grad = "model.embed_tokens.weight"})

@@ -87,18 +87,33 @@ struct StageFigures {
 /// diagnostic says why).
 std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
                                       const Recipe &r) {
-  OwningOpRef<ModuleOp> copy(module.clone());
   int64_t micro = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
-  PassManager pm(&context);
-  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
-  PipelineOptions po;
-  po.stages = r.pp;
-  po.chunksPerStage = r.ppChunks;
-  po.microBatches = micro;
-  po.schedule = r.ppSchedule;
-  pm.addPass(createPipeline(po));
-  pm.addPass(createPropagateSharding());
-  if (failed(pm.run(*copy)))
+  auto build = [&](StringRef schedule) -> OwningOpRef<ModuleOp> {
+    OwningOpRef<ModuleOp> copy(module.clone());
+    PassManager pm(&context);
+    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
+    PipelineOptions po;
+    po.stages = r.pp;
+    po.chunksPerStage = r.ppChunks;
+    po.microBatches = micro;
+    po.schedule = schedule.str();
+    pm.addPass(createPipeline(po));
+    pm.addPass(createPropagateSharding());
+    if (failed(pm.run(*copy)))
+      return nullptr;
+    return copy;
+  };
+  // The schedule's figures from the schedule asked for; the work, traffic
+  // and memory (the same whatever the order) from whole backwards, which
+  // count the expert exchanges a split backward shares between its halves
+  // once.
+  OwningOpRef<ModuleOp> scheduled = build(r.ppSchedule);
+  if (!scheduled)
+    return std::nullopt;
+  auto info = (*scheduled)->getAttrOfType<DictionaryAttr>("dist.pipeline");
+  OwningOpRef<ModuleOp> copy =
+      r.ppSchedule == "zb-h1" ? build("1f1b") : std::move(scheduled);
+  if (!copy)
     return std::nullopt;
 
   sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
@@ -107,7 +122,6 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   link.interBandwidth = r.interNodeGBps * 1e9;
   link.intraLatency = r.intraNodeLatencyUs * 1e-6;
   link.interLatency = r.interNodeLatencyUs * 1e-6;
-  auto info = (*copy)->getAttrOfType<DictionaryAttr>("dist.pipeline");
   auto firstLayers = info.getAs<ArrayAttr>("first_layers");
   std::vector<StageFigures> stages(r.pp);
   auto localBytes = [&](func::FuncOp func, unsigned i) {
