@@ -3,6 +3,7 @@
 #include "compiler/Recipe.h"
 
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -63,6 +64,122 @@ bool flatten(llvm::yaml::Node *node, const std::string &prefix,
   return false;
 }
 
+/// Every recipe setting: how it is parsed into `r`, what it expects, and
+/// what it means (veomni train --help prints the table).
+struct Setting {
+  std::function<bool(const std::string &)> set;
+  const char *expected;
+  const char *help;
+};
+
+std::map<std::string, Setting> settingsOf(Recipe &r) {
+  using Setter = std::function<bool(const std::string &)>;
+  auto integer = [](int64_t &out) -> Setter {
+    return [&out](const std::string &v) {
+      return !llvm::StringRef(v).getAsInteger(10, out);
+    };
+  };
+  auto number = [](double &out) -> Setter {
+    return [&out](const std::string &v) {
+      return !llvm::StringRef(v).getAsDouble(out) && std::isfinite(out);
+    };
+  };
+  auto text = [](std::string &out) -> Setter {
+    return [&out](const std::string &v) {
+      out = v;
+      return true;
+    };
+  };
+  auto betas = [&r](const std::string &v) {
+    llvm::StringRef first, second;
+    std::tie(first, second) = llvm::StringRef(v).split(',');
+    return !first.trim().getAsDouble(r.beta1) &&
+           !second.trim().getAsDouble(r.beta2);
+  };
+  const char *anInteger = "an integer", *aNumber = "a number",
+             *aPath = "a path";
+  return {
+      {"model.config",
+       {text(r.config), aPath, "the model's config.json (required)"}},
+      {"model.weights",
+       {text(r.weights), aPath,
+        "initial weights: a .safetensors file, a sharded "
+        "model.safetensors.index.json, or a folder holding either (a "
+        "Hugging Face model or a veomni checkpoint-N/); default: seeded "
+        "random init"}},
+      {"model.dtype", {text(r.dtype), "f32, bf16 or f16", "parameter type"}},
+      {"model.seed", {integer(r.seed), anInteger, "init and synthetic data"}},
+      {"model.num_layers",
+       {integer(r.numLayers), anInteger, "keep the first N decoder layers"}},
+      {"data.path",
+       {text(r.data), aPath,
+        ".vtd token dataset or batch .safetensors; default: synthetic"}},
+      {"data.seq_len", {integer(r.seqLen), anInteger, "tokens per sequence"}},
+      {"data.batch_size",
+       {integer(r.batchSize), anInteger, "sequences per micro-batch"}},
+      {"data.global_batch_size",
+       {integer(r.globalBatchSize), anInteger,
+        "sequences per optimizer step (gradient accumulation)"}},
+      {"data.image_patches",
+       {integer(r.imagePatches), anInteger, "vision patches per batch"}},
+      {"data.audio_frames",
+       {integer(r.audioFrames), anInteger, "mel frames per batch"}},
+      {"train.steps", {integer(r.steps), anInteger, "optimizer steps"}},
+      {"train.warmup_steps",
+       {integer(r.warmupSteps), anInteger, "linear warm-up, then cosine"}},
+      {"train.log_interval",
+       {integer(r.logInterval), anInteger, "steps between progress lines"}},
+      {"train.checkpoint_interval",
+       {integer(r.checkpointInterval), anInteger,
+        "steps between checkpoints (0: only at the end)"}},
+      {"train.max_shard_size",
+       {text(r.maxShardSize), "a size such as 5GB, 500MB or 2GiB",
+        "checkpoint weights above it are sharded as Hugging Face does"}},
+      {"train.lr", {number(r.lr), aNumber, "peak learning rate"}},
+      {"train.min_lr_ratio",
+       {number(r.minLrRatio), aNumber, "final lr as a fraction of the peak"}},
+      {"train.betas", {betas, "two numbers", "AdamW betas, e.g. [0.9, 0.95]"}},
+      {"train.weight_decay",
+       {number(r.weightDecay), aNumber, "AdamW, on matrices only"}},
+      {"train.eps", {number(r.eps), aNumber, "AdamW epsilon"}},
+      {"train.max_grad_norm",
+       {number(r.maxGradNorm), aNumber, "gradient clipping"}},
+      {"train.output_dir",
+       {text(r.outputDir), aPath,
+        "checkpoints, metrics.jsonl and loss_curve.svg"}},
+      {"train.resume",
+       {text(r.resume), "a path or auto",
+        "a checkpoint-N/ folder, or auto: the newest in output_dir"}},
+      {"train.remat",
+       {text(r.remat), "none, selective or full", "activation recomputation"}},
+      {"parallel.dp_replicate", {integer(r.dpReplicate), anInteger, "HSDP"}},
+      {"parallel.dp_shard", {integer(r.dpShard), anInteger, "FSDP"}},
+      {"parallel.tp", {integer(r.tp), anInteger, "tensor parallel"}},
+      {"parallel.sp", {integer(r.sp), anInteger, "Ulysses sequence parallel"}},
+      {"parallel.ulysses", {integer(r.sp), anInteger, "the same as sp"}},
+      {"parallel.ep", {integer(r.ep), anInteger, "expert parallel"}},
+      {"parallel.pp", {integer(r.pp), anInteger, "pipeline stages"}},
+      {"parallel.world_size",
+       {integer(r.worldSize), anInteger, "checked against the mesh"}},
+      {"parallel.pp_schedule",
+       {text(r.ppSchedule), "1f1b, interleaved or zb-h1",
+        "pipeline schedule"}},
+      {"parallel.pp_chunks",
+       {integer(r.ppChunks), anInteger, "model chunks per stage"}},
+      {"cluster.peak_tflops",
+       {number(r.peakTflops), aNumber, "plan --report: dense peak"}},
+      {"cluster.mfu", {number(r.mfu), aNumber, "plan --report: MFU reached"}},
+      {"cluster.intra_node_gbps",
+       {number(r.intraNodeGBps), aNumber, "plan --report: link GB/s"}},
+      {"cluster.inter_node_gbps",
+       {number(r.interNodeGBps), aNumber, "plan --report: link GB/s"}},
+      {"cluster.intra_node_latency_us",
+       {number(r.intraNodeLatencyUs), aNumber, "plan --report: hop latency"}},
+      {"cluster.inter_node_latency_us",
+       {number(r.interNodeLatencyUs), aNumber, "plan --report: hop latency"}},
+  };
+}
+
 } // namespace
 
 std::optional<Recipe>
@@ -114,87 +231,17 @@ Recipe::load(const std::string &path,
 
   Recipe r;
   r.path = path;
-  using Setter = std::function<bool(const std::string &)>;
-  auto integer = [](int64_t &out) -> Setter {
-    return [&out](const std::string &v) {
-      return !llvm::StringRef(v).getAsInteger(10, out);
-    };
-  };
-  auto number = [](double &out) -> Setter {
-    return [&out](const std::string &v) {
-      return !llvm::StringRef(v).getAsDouble(out) && std::isfinite(out);
-    };
-  };
-  auto text = [](std::string &out) -> Setter {
-    return [&out](const std::string &v) {
-      out = v;
-      return true;
-    };
-  };
-  const std::map<std::string, std::pair<Setter, const char *>> known = {
-      {"model.config", {text(r.config), "a path"}},
-      {"model.weights", {text(r.weights), "a path"}},
-      {"model.dtype", {text(r.dtype), "f32, bf16 or f16"}},
-      {"model.seed", {integer(r.seed), "an integer"}},
-      {"model.num_layers", {integer(r.numLayers), "an integer"}},
-      {"data.path", {text(r.data), "a path"}},
-      {"data.seq_len", {integer(r.seqLen), "an integer"}},
-      {"data.batch_size", {integer(r.batchSize), "an integer"}},
-      {"data.global_batch_size", {integer(r.globalBatchSize), "an integer"}},
-      {"data.image_patches", {integer(r.imagePatches), "an integer"}},
-      {"data.audio_frames", {integer(r.audioFrames), "an integer"}},
-      {"train.steps", {integer(r.steps), "an integer"}},
-      {"train.warmup_steps", {integer(r.warmupSteps), "an integer"}},
-      {"train.log_interval", {integer(r.logInterval), "an integer"}},
-      {"train.checkpoint_interval",
-       {integer(r.checkpointInterval), "an integer"}},
-      {"train.lr", {number(r.lr), "a number"}},
-      {"train.min_lr_ratio", {number(r.minLrRatio), "a number"}},
-      {"train.weight_decay", {number(r.weightDecay), "a number"}},
-      {"train.eps", {number(r.eps), "a number"}},
-      {"train.max_grad_norm", {number(r.maxGradNorm), "a number"}},
-      {"train.output_dir", {text(r.outputDir), "a path"}},
-      {"train.resume", {text(r.resume), "a path or auto"}},
-      {"train.remat", {text(r.remat), "none, selective or full"}},
-      {"parallel.dp_replicate", {integer(r.dpReplicate), "an integer"}},
-      {"parallel.dp_shard", {integer(r.dpShard), "an integer"}},
-      {"parallel.tp", {integer(r.tp), "an integer"}},
-      {"parallel.sp", {integer(r.sp), "an integer"}},
-      {"parallel.ulysses", {integer(r.sp), "an integer"}},
-      {"parallel.ep", {integer(r.ep), "an integer"}},
-      {"parallel.pp", {integer(r.pp), "an integer"}},
-      {"parallel.world_size", {integer(r.worldSize), "an integer"}},
-      {"parallel.pp_schedule",
-       {text(r.ppSchedule), "1f1b, interleaved or zb-h1"}},
-      {"parallel.pp_chunks", {integer(r.ppChunks), "an integer"}},
-      {"cluster.peak_tflops", {number(r.peakTflops), "a number"}},
-      {"cluster.mfu", {number(r.mfu), "a number"}},
-      {"cluster.intra_node_gbps", {number(r.intraNodeGBps), "a number"}},
-      {"cluster.inter_node_gbps", {number(r.interNodeGBps), "a number"}},
-      {"cluster.intra_node_latency_us",
-       {number(r.intraNodeLatencyUs), "a number"}},
-      {"cluster.inter_node_latency_us",
-       {number(r.interNodeLatencyUs), "a number"}},
-  };
+  const std::map<std::string, Setting> known = settingsOf(r);
   for (auto &[key, value] : fields) {
     std::string where = path + ": field '" + key + "': ";
-    if (key == "train.betas") {
-      llvm::StringRef first, second;
-      std::tie(first, second) = llvm::StringRef(value).split(',');
-      if (first.trim().getAsDouble(r.beta1) ||
-          second.trim().getAsDouble(r.beta2)) {
-        error = where + "expected two numbers, got '" + value + "'";
-        return std::nullopt;
-      }
-      continue;
-    }
     auto it = known.find(key);
     if (it == known.end()) {
       error = where + "unknown setting";
       return std::nullopt;
     }
-    if (!it->second.first(value)) {
-      error = where + "expected " + it->second.second + ", got '" + value + "'";
+    if (!it->second.set(value)) {
+      error = where + "expected " + it->second.expected + ", got '" + value +
+              "'";
       return std::nullopt;
     }
   }
@@ -262,6 +309,12 @@ Recipe::load(const std::string &path,
                     " differs from the product of the mesh sizes, " +
                     std::to_string(r.meshSize()) +
                     " (dp_replicate x dp_shard x tp x sp x ep x pp)");
+  std::optional<uint64_t> shard = parseByteSize(r.maxShardSize);
+  if (!shard)
+    return fail("train.max_shard_size",
+                "expected a size such as 5GB, 500MB or 2GiB, got '" +
+                    r.maxShardSize + "'");
+  r.maxShardBytes = *shard;
   if (r.remat != "none" && r.remat != "selective" && r.remat != "full")
     return fail("train.remat",
                 "must be none, selective or full, got '" + r.remat + "'");
@@ -296,4 +349,41 @@ Recipe::fromCommandLine(const std::vector<std::string> &args,
     return std::nullopt;
   }
   return load(path, overrides, error);
+}
+
+std::string Recipe::settingsHelp() {
+  Recipe r;
+  std::string out;
+  for (auto &[name, setting] : settingsOf(r)) {
+    std::string line = "  " + name;
+    line.resize(std::max<size_t>(line.size() + 1, 32), ' ');
+    out += line + setting.help + " (" + setting.expected + ")\n";
+  }
+  return out;
+}
+
+std::optional<uint64_t> mlir::veomni::parseByteSize(llvm::StringRef text) {
+  llvm::StringRef t = text.trim();
+  size_t digits = 0;
+  while (digits < t.size() && (llvm::isDigit(t[digits]) || t[digits] == '.'))
+    ++digits;
+  double value;
+  if (digits == 0 || t.take_front(digits).getAsDouble(value))
+    return std::nullopt;
+  // As Hugging Face: KB, MB and GB are powers of 1000, KiB, MiB and GiB of
+  // 1024; a bare number is bytes.
+  static const std::pair<const char *, double> units[] = {
+      {"", 1},         {"B", 1},           {"KB", 1e3},
+      {"MB", 1e6},     {"GB", 1e9},        {"TB", 1e12},
+      {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0},
+      {"TIB", 1099511627776.0}};
+  std::string unit = t.drop_front(digits).trim().upper();
+  for (auto [name, scale] : units)
+    if (unit == name) {
+      double bytes = value * scale;
+      if (!(bytes >= 1) || bytes > 1e18)
+        return std::nullopt;
+      return static_cast<uint64_t>(bytes);
+    }
+  return std::nullopt;
 }

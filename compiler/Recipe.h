@@ -10,6 +10,8 @@
 #ifndef VEOMNI_COMPILER_RECIPE_H
 #define VEOMNI_COMPILER_RECIPE_H
 
+#include "llvm/ADT/StringRef.h"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -39,6 +41,9 @@ struct Recipe {
   std::string outputDir = "runs/veomni";
   std::string resume; ///< a checkpoint, "auto" (latest in outputDir), or ""
   std::string remat = "none"; ///< none, selective or full
+  /// Checkpoint weights above this are sharded (Hugging Face's layout).
+  std::string maxShardSize = "5GB";
+  uint64_t maxShardBytes = 5000000000ull;
   // parallel: mesh sizes, VeOmni's names (ulysses is an alias of sp)
   int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1, pp = 1;
   int64_t worldSize = 0; ///< 0: the product of the mesh sizes
@@ -69,7 +74,14 @@ struct Recipe {
   static std::optional<Recipe>
   fromCommandLine(const std::vector<std::string> &args,
                   const std::vector<std::string> &ignored, std::string &error);
+
+  /// One line per setting: its dotted name, meaning and expected value.
+  static std::string settingsHelp();
 };
+
+/// "5GB" (10^9, as Hugging Face), "2GiB" (2^30), "500MB", "123" (bytes);
+/// nullopt when `text` is not a size of at least one byte.
+std::optional<uint64_t> parseByteSize(llvm::StringRef text);
 
 } // namespace mlir::veomni
 

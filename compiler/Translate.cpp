@@ -375,9 +375,16 @@ LogicalResult mlir::veomni::translateToProgram(
     } else if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
         outputs.push_back(bufferIndex.lookup(v));
-        auto named = func.getResultAttrOfType<StringAttr>(i, "veomni.output");
-        outputNames.push_back(
-            fbb.CreateString(named ? named.getValue().str() : ""));
+        // Outputs are named for people and for `veomni run --save`: the
+        // name given (loss, logits, grad_norm, ...), or grad.<parameter>.
+        std::string name;
+        if (auto named =
+                func.getResultAttrOfType<StringAttr>(i, "veomni.output"))
+          name = named.getValue().str();
+        else if (auto grad =
+                     func.getResultAttrOfType<StringAttr>(i, "veomni.grad"))
+          name = "grad." + grad.getValue().str();
+        outputNames.push_back(fbb.CreateString(name));
         auto target = func.getResultAttrOfType<StringAttr>(i, "veomni.update");
         if (!target)
           continue;

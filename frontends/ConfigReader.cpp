@@ -5,7 +5,9 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 
 using namespace mlir::veomni;
 using llvm::json::Value;
@@ -64,6 +66,7 @@ void ConfigReader::failType(llvm::StringRef key, llvm::StringRef expected,
 const Value *ConfigReader::lookup(llvm::StringRef key) const {
   if (!object)
     return nullptr;
+  state->known.insert(fieldName(key));
   const Value *v = object->get(key);
   if (!v || v->kind() == Value::Null)
     return nullptr;
@@ -165,5 +168,30 @@ std::optional<ConfigReader> ConfigReader::getObject(llvm::StringRef key) {
     failType(key, "an object", *v);
     return std::nullopt;
   }
+  state->opened.insert(fieldName(key));
   return ConfigReader(state, nested, fieldName(key));
+}
+
+void ConfigReader::ignore(llvm::ArrayRef<llvm::StringRef> keys) {
+  for (llvm::StringRef key : keys)
+    state->known.insert(fieldName(key));
+}
+
+std::vector<std::string> ConfigReader::unknownKeys() const {
+  std::vector<std::string> out;
+  std::function<void(const llvm::json::Object &, const std::string &)> walk =
+      [&](const llvm::json::Object &o, const std::string &prefix) {
+        for (const auto &kv : o) {
+          std::string name = prefix + kv.first.str();
+          const llvm::json::Object *nested = kv.second.getAsObject();
+          if (nested && state->opened.count(name))
+            walk(*nested, name + ".");
+          else if (!state->known.count(name))
+            out.push_back(name);
+        }
+      };
+  if (const llvm::json::Object *root = state->root.getAsObject())
+    walk(*root, "");
+  std::sort(out.begin(), out.end());
+  return out;
 }

@@ -12,6 +12,7 @@
 #ifndef VEOMNI_FRONTENDS_CONFIGREADER_H
 #define VEOMNI_FRONTENDS_CONFIGREADER_H
 
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,14 @@ public:
   /// missing or null.
   std::optional<ConfigReader> getObject(llvm::StringRef key);
 
+  /// Marks `keys` of this object as known: they do not change what is
+  /// trained (token ids, generation settings, initializer_range, ...).
+  void ignore(llvm::ArrayRef<llvm::StringRef> keys);
+  /// Every key of the file that no importer read or marked known, dotted
+  /// (vision_config.foo), sorted. Objects that were opened are searched
+  /// inside; others count as one key.
+  std::vector<std::string> unknownKeys() const;
+
   /// Records a semantic error about `key` (e.g. sizes that do not divide).
   void fail(llvm::StringRef key, const llvm::Twine &message);
   /// The dotted name of `key` inside this object.
@@ -65,6 +75,8 @@ private:
     std::string path;
     std::string error;
     llvm::json::Value root = nullptr;
+    /// Dotted names that were looked up or ignored, and objects opened.
+    std::set<std::string> known, opened;
   };
   ConfigReader(std::shared_ptr<State> state, const llvm::json::Object *object,
                std::string prefix)

@@ -299,9 +299,13 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     return fail(path.str() + ": internal error while building the model: " +
                 (diagnostic.empty() ? "unknown" : diagnostic));
   model.module = std::move(*module);
+  func::FuncOp forward = *model.module->getOps<func::FuncOp>().begin();
+  forward.setResultAttr(0, "veomni.output", StringAttr::get(&context, "loss"));
+  if (options.returnLogits)
+    forward.setResultAttr(1, "veomni.output",
+                          StringAttr::get(&context, "logits"));
   // Each parameter's placement under the family's plan travels in the IR,
   // for veomni-apply-recipe.
-  func::FuncOp forward = *model.module->getOps<func::FuncOp>().begin();
   for (unsigned i = 0; i < forward.getNumArguments(); ++i)
     if (auto name = forward.getArgAttrOfType<StringAttr>(
             i, VeOmniDialect::kParamAttrName))

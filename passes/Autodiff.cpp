@@ -116,8 +116,16 @@ LogicalResult differentiate(func::FuncOp func) {
   // The first N ops are the forward pass: veomni-remat needs the boundary.
   func->setAttr("veomni.forward_ops",
                 b.getI64IntegerAttr(static_cast<int64_t>(forward.size())));
+  // FuncOp::setFunctionType leaves the result attributes as they were:
+  // keep the original results' (veomni.output) and size the list anew.
+  SmallVector<DictionaryAttr> resultAttrs(
+      results.size(), DictionaryAttr::get(func.getContext()));
+  for (unsigned i = 0; i < func.getNumResults(); ++i)
+    if (DictionaryAttr attrs = func.getResultAttrDict(i))
+      resultAttrs[i] = attrs;
   func.setFunctionType(b.getFunctionType(block.getArgumentTypes(),
                                          ValueRange(results).getTypes()));
+  func.setAllResultAttrs(resultAttrs);
   for (auto [index, name] : grads)
     func.setResultAttr(index, "veomni.grad", name);
   return success();

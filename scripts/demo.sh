@@ -37,6 +37,6 @@ TXT
 cat <<TXT
 
 Written to $BUILD_DIR/runs/demo: metrics.jsonl (every step),
-loss_curve.svg, and checkpoint-200.safetensors (the weights under their
-Hugging Face names, plus the optimizer state).
+loss_curve.svg, and checkpoint-200/ (a Hugging Face model folder: config.json,
+model.safetensors, and the optimizer state in optimizer.safetensors).
 TXT

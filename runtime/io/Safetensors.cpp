@@ -2,6 +2,7 @@
 
 #include "runtime/io/Safetensors.h"
 
+#include "runtime/io/Json.h"
 #include "runtime/io/MappedFile.h"
 
 #include "absl/strings/str_cat.h"
@@ -13,168 +14,6 @@
 
 namespace veomni::rt {
 namespace {
-
-//===----------------------------------------------------------------------===//
-// The header's JSON: objects, arrays, strings, integers. A small recursive
-// parser with a depth limit; anything else is an error.
-//===----------------------------------------------------------------------===//
-
-struct Json {
-  enum Kind { Null, Number, String, Array, Object } kind = Null;
-  int64_t number = 0;
-  bool integral = true;
-  std::string text;
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> fields;
-};
-
-class JsonParser {
-public:
-  explicit JsonParser(absl::string_view s) : s_(s) {}
-
-  absl::StatusOr<Json> ParseDocument() {
-    Json j;
-    if (auto st = Value(j, 0); !st.ok())
-      return st;
-    Skip();
-    if (pos_ != s_.size())
-      return Error("trailing characters");
-    return j;
-  }
-
-private:
-  absl::Status Error(absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("header JSON: ", what, " at byte ", pos_));
-  }
-  void Skip() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' ||
-                                s_[pos_] == '\t' || s_[pos_] == '\r'))
-      ++pos_;
-  }
-  bool Eat(char c) {
-    Skip();
-    if (pos_ < s_.size() && s_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-
-  absl::Status StringValue(std::string &out) {
-    if (!Eat('"'))
-      return Error("expected a string");
-    while (pos_ < s_.size() && s_[pos_] != '"') {
-      char c = s_[pos_++];
-      if (c == '\\') {
-        if (pos_ >= s_.size())
-          break;
-        char e = s_[pos_++];
-        switch (e) {
-        case 'n':
-          out += '\n';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'u': // names are ASCII; keep other code points as '?'
-          if (pos_ + 4 > s_.size())
-            return Error("bad \\u escape");
-          pos_ += 4;
-          out += '?';
-          break;
-        default:
-          out += e;
-        }
-      } else {
-        out += c;
-      }
-    }
-    if (pos_ >= s_.size())
-      return Error("unterminated string");
-    ++pos_;
-    return absl::OkStatus();
-  }
-
-  absl::Status Value(Json &j, int depth) {
-    if (depth > 16)
-      return Error("nested too deeply");
-    Skip();
-    if (pos_ >= s_.size())
-      return Error("unexpected end");
-    char c = s_[pos_];
-    if (c == '"') {
-      j.kind = Json::String;
-      return StringValue(j.text);
-    }
-    if (c == '{') {
-      ++pos_;
-      j.kind = Json::Object;
-      if (Eat('}'))
-        return absl::OkStatus();
-      do {
-        std::string key;
-        if (auto st = StringValue(key); !st.ok())
-          return st;
-        if (!Eat(':'))
-          return Error("expected ':'");
-        Json value;
-        if (auto st = Value(value, depth + 1); !st.ok())
-          return st;
-        j.fields.emplace_back(std::move(key), std::move(value));
-      } while (Eat(','));
-      return Eat('}') ? absl::OkStatus() : Error("expected '}'");
-    }
-    if (c == '[') {
-      ++pos_;
-      j.kind = Json::Array;
-      if (Eat(']'))
-        return absl::OkStatus();
-      do {
-        Json value;
-        if (auto st = Value(value, depth + 1); !st.ok())
-          return st;
-        j.items.push_back(std::move(value));
-      } while (Eat(','));
-      return Eat(']') ? absl::OkStatus() : Error("expected ']'");
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      j.kind = Json::Number;
-      bool negative = c == '-';
-      if (negative)
-        ++pos_;
-      uint64_t value = 0;
-      size_t start = pos_;
-      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-        if (value > (uint64_t{1} << 62))
-          return Error("number too large");
-        value = value * 10 + (s_[pos_++] - '0');
-      }
-      if (pos_ == start)
-        return Error("bad number");
-      while (pos_ < s_.size() &&
-             (s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E' ||
-              s_[pos_] == '+' || s_[pos_] == '-' ||
-              (s_[pos_] >= '0' && s_[pos_] <= '9'))) {
-        j.integral = false;
-        ++pos_;
-      }
-      j.number =
-          negative ? -static_cast<int64_t>(value) : static_cast<int64_t>(value);
-      return absl::OkStatus();
-    }
-    for (absl::string_view word : {"null", "true", "false"}) {
-      if (s_.substr(pos_, word.size()) == word) {
-        pos_ += word.size();
-        return absl::OkStatus();
-      }
-    }
-    return Error("unexpected character");
-  }
-
-  absl::string_view s_;
-  size_t pos_ = 0;
-};
 
 absl::StatusOr<DType> ParseDType(absl::string_view s) {
   if (s == "F32")
@@ -233,9 +72,9 @@ SafetensorsFile::Open(const std::string &path) {
                             " exceeds the file (", size, " bytes)"));
   absl::string_view header(reinterpret_cast<const char *>(f->map_ + 8),
                            headerBytes);
-  absl::StatusOr<Json> json = JsonParser(header).ParseDocument();
+  absl::StatusOr<Json> json = ParseJson(header);
   if (!json.ok())
-    return bad(json.status().message());
+    return bad(absl::StrCat("header ", json.status().message()));
   if (json->kind != Json::Object)
     return bad("the header is not a JSON object");
   f->data_ = f->map_ + 8 + headerBytes;
@@ -249,12 +88,7 @@ SafetensorsFile::Open(const std::string &path) {
           f->metadata_[k] = v.text;
       continue;
     }
-    auto field = [&](absl::string_view key) -> const Json * {
-      for (auto &[k, v] : value.fields)
-        if (k == key)
-          return &v;
-      return nullptr;
-    };
+    auto field = [&](absl::string_view key) { return FindField(value, key); };
     const Json *dtype = field("dtype"), *shape = field("shape"),
                *offsets = field("data_offsets");
     if (value.kind != Json::Object || !dtype || dtype->kind != Json::String ||
@@ -326,42 +160,6 @@ absl::Status CopyConvert(const TensorView &from, const TensorView &to) {
       StoreF(to, i, LoadF(from, i));
     else
       StoreI(to, i, LoadI(from, i));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
-  for (const ArgumentDesc &a : executor.program().arguments) {
-    if (!a.isParam)
-      continue;
-    TensorView dst = executor.View(a.buffer);
-    auto fail = [&](const std::string &tensor, absl::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.path(), ": tensor '", tensor, "' for parameter '",
-                       a.name, "': ", what));
-    };
-    if (a.name.find('*') == std::string::npos) {
-      const SafetensorsFile::Entry *e = file.Find(a.name);
-      if (!e)
-        return fail(a.name, "missing");
-      if (auto s = CopyConvert(file.View(*e), dst); !s.ok())
-        return fail(a.name, s.message());
-      continue;
-    }
-    // Stacked: slice i of dim 0 is the tensor with '*' replaced by i.
-    TensorView slice = dst;
-    slice.shape.erase(slice.shape.begin());
-    size_t sliceBytes = slice.bytes();
-    for (int64_t i = 0; i < dst.shape[0]; ++i) {
-      std::string name =
-          absl::StrReplaceAll(a.name, {{"*", std::to_string(i)}});
-      const SafetensorsFile::Entry *e = file.Find(name);
-      if (!e)
-        return fail(name, "missing");
-      slice.data = static_cast<uint8_t *>(dst.data) + i * sliceBytes;
-      if (auto s = CopyConvert(file.View(*e), slice); !s.ok())
-        return fail(name, s.message());
-    }
   }
   return absl::OkStatus();
 }
@@ -460,17 +258,30 @@ absl::Status WriteSafetensors(const std::string &path,
   while (header.size() % 8)
     header += ' ';
 
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(uint64_t(header.size()) >> (8 * i));
+  std::vector<absl::string_view> chunks = {
+      absl::string_view(reinterpret_cast<const char *>(len), 8), header};
+  for (const NamedTensor &t : tensors)
+    chunks.emplace_back(static_cast<const char *>(t.view.data),
+                        t.view.bytes());
+  return WriteAtomically(path, chunks);
+}
+
+absl::Status WriteTextFile(const std::string &path, absl::string_view text) {
+  return WriteAtomically(path, {text});
+}
+
+absl::Status WriteAtomically(const std::string &path,
+                             const std::vector<absl::string_view> &chunks) {
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   FILE *f = std::fopen(tmp.c_str(), "wb");
   if (!f)
     return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create"));
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i)
-    len[i] = static_cast<uint8_t>(uint64_t(header.size()) >> (8 * i));
-  bool ok = std::fwrite(len, 1, 8, f) == 8 &&
-            std::fwrite(header.data(), 1, header.size(), f) == header.size();
-  for (const NamedTensor &t : tensors)
-    ok = ok && std::fwrite(t.view.data, 1, t.view.bytes(), f) == t.view.bytes();
+  bool ok = true;
+  for (absl::string_view c : chunks)
+    ok = ok && std::fwrite(c.data(), 1, c.size(), f) == c.size();
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = (std::fclose(f) == 0) && ok;
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -70,12 +70,6 @@ WriteSafetensors(const std::string &path,
                  const std::vector<NamedTensor> &tensors,
                  const std::map<std::string, std::string> &metadata = {});
 
-/// Loads every parameter of the program from `file` by its HF name,
-/// converting between float types. A stacked parameter (`*` in its name)
-/// gathers one tensor per index of its first dimension. A missing tensor or
-/// a shape mismatch is an error naming both files and the tensor.
-absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
-
 /// A batch file holds one tensor per batch input, named like the input,
 /// shaped like it (one batch) or with a leading dimension of N batches.
 /// Returns N, after checking that every input is there and fits.
@@ -84,6 +78,12 @@ absl::StatusOr<int64_t> CountBatches(const Executor &executor,
 /// Fills every batch input with batch `index` (modulo N) of `file`.
 absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
                         int64_t index);
+
+/// Writes `chunks` one after another to `path` atomically: a temporary
+/// file, fsync, rename. A failure leaves nothing under `path`.
+absl::Status WriteAtomically(const std::string &path,
+                             const std::vector<absl::string_view> &chunks);
+absl::Status WriteTextFile(const std::string &path, absl::string_view text);
 
 /// Copies `from` into `to` (same shape), converting the element type.
 absl::Status CopyConvert(const TensorView &from, const TensorView &to);

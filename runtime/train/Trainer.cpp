@@ -3,12 +3,17 @@
 #include "runtime/train/Trainer.h"
 
 #include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
 #include "runtime/schema/ProgramFile.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 #include <vector>
 
 namespace veomni::rt {
@@ -73,71 +78,158 @@ absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
 }
 
 namespace {
-/// FNV-1a over every saved tensor's bytes, in name order.
-uint64_t HashTensors(const std::vector<NamedTensor> &tensors) {
-  uint64_t h = 1469598103934665603ull;
-  for (const NamedTensor &t : tensors) {
-    auto *bytes = static_cast<const uint8_t *>(t.view.data);
-    for (size_t i = 0, n = t.view.bytes(); i < n; ++i) {
-      h ^= bytes[i];
-      h *= 1099511628211ull;
-    }
+namespace fs = std::filesystem;
+
+constexpr const char *kOptimizerFile = "optimizer.safetensors";
+
+/// FNV-1a over `view`'s bytes, continuing from `h`.
+uint64_t Hash(uint64_t h, const TensorView &view) {
+  auto *bytes = static_cast<const uint8_t *>(view.data);
+  for (size_t i = 0, n = view.bytes(); i < n; ++i) {
+    h ^= bytes[i];
+    h *= 1099511628211ull;
   }
   return h;
+}
+constexpr uint64_t kHashSeed = 1469598103934665603ull;
+
+bool Checkpointed(const ArgumentDesc &a) {
+  return a.kind == ArgumentKind::Param || a.kind == ArgumentKind::State;
 }
 } // namespace
 
 absl::Status
-Trainer::Save(const std::string &path, int64_t step,
-              const std::map<std::string, std::string> &metadata) const {
-  std::vector<NamedTensor> tensors;
-  for (const ArgumentDesc &a : executor_->program().arguments)
-    if (a.kind == ArgumentKind::Param || a.kind == ArgumentKind::State)
-      tensors.push_back({a.name, executor_->View(a.buffer)});
+Trainer::Save(const std::string &dir, int64_t step,
+              const std::map<std::string, std::string> &metadata,
+              const CheckpointOptions &options) const {
+  // Everything goes into a fresh folder beside `dir`, which is renamed into
+  // place only once complete: a crash leaves no half-written checkpoint.
+  std::string tmp = absl::StrCat(dir, ".tmp.", getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) || ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat(tmp, ": cannot create: ", ec.message()));
+  auto failed = [&](absl::Status s) {
+    fs::remove_all(tmp, ec);
+    return s;
+  };
+
+  std::vector<NamedTensor> weights, states;
+  uint64_t checksum = kHashSeed;
+  for (const ArgumentDesc &a : executor_->program().arguments) {
+    if (!Checkpointed(a))
+      continue;
+    TensorView v = executor_->View(a.buffer);
+    checksum = Hash(checksum, v);
+    if (a.kind == ArgumentKind::State) {
+      states.push_back({a.name, v});
+      continue;
+    }
+    for (NamedTensor &t : SplitStacked(a.name, v))
+      weights.push_back(std::move(t));
+  }
+  if (!options.config.empty()) {
+    std::ifstream in(options.config, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in)
+      return failed(absl::NotFoundError(
+          absl::StrCat(options.config, ": cannot read the model's config")));
+    if (absl::Status s = WriteTextFile(absl::StrCat(tmp, "/config.json"),
+                                       text.str());
+        !s.ok())
+      return failed(s);
+  }
+  if (absl::Status s = WriteWeights(tmp, weights, options.maxShardBytes, {});
+      !s.ok())
+    return failed(s);
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
   meta["veomni.step"] = std::to_string(step);
-  meta["veomni.checksum"] = std::to_string(HashTensors(tensors));
-  return WriteSafetensors(path, tensors, meta);
+  meta["veomni.checksum"] = std::to_string(checksum);
+  if (absl::Status s =
+          WriteSafetensors(absl::StrCat(tmp, "/", kOptimizerFile), states, meta);
+      !s.ok())
+    return failed(s);
+
+  std::string old = absl::StrCat(dir, ".old.", getpid());
+  bool replace = fs::exists(dir, ec);
+  if (replace)
+    fs::rename(dir, old, ec);
+  if (!ec)
+    fs::rename(tmp, dir, ec);
+  if (ec)
+    return failed(absl::DataLossError(
+        absl::StrCat(dir, ": cannot move the checkpoint into place: ",
+                     ec.message())));
+  if (replace)
+    fs::remove_all(old, ec);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t>
-Trainer::Load(const std::string &path,
+Trainer::Load(const std::string &dir,
               std::map<std::string, std::string> &metadata) {
-  auto file = SafetensorsFile::Open(path);
-  if (!file.ok())
-    return file.status();
-  metadata = (*file)->metadata();
-  auto bad = [&](absl::string_view what) {
+  std::error_code ec;
+  std::string optimizerPath = absl::StrCat(dir, "/", kOptimizerFile);
+  if (!fs::is_directory(dir, ec) || !fs::exists(optimizerPath, ec))
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": not a checkpoint (a checkpoint-N/ folder with ",
+        kOptimizerFile, ")"));
+  auto optimizer = SafetensorsFile::Open(optimizerPath);
+  if (!optimizer.ok())
+    return optimizer.status();
+  absl::StatusOr<WeightSet> weights = WeightSet::Open(dir);
+  if (!weights.ok())
+    return weights.status();
+  metadata = (*optimizer)->metadata();
+  auto bad = [&](const std::string &file, absl::string_view what) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a checkpoint of this program: ", what));
+        absl::StrCat(file, ": not a checkpoint of this program: ", what));
   };
   int64_t step = 0;
   uint64_t checksum = 0;
   if (!absl::SimpleAtoi(metadata["veomni.step"], &step) ||
       !absl::SimpleAtoi(metadata["veomni.checksum"], &checksum))
-    return bad("no veomni.step / veomni.checksum metadata");
-  std::vector<NamedTensor> loaded;
+    return bad(optimizerPath, "no veomni.step / veomni.checksum metadata");
+
+  // Every tensor is found and checked before anything is copied, so a
+  // mismatch leaves the program's state as it was.
+  std::vector<std::pair<TensorView, TensorView>> copies; // from, to
+  uint64_t hash = kHashSeed;
   for (const ArgumentDesc &a : executor_->program().arguments) {
-    if (a.kind != ArgumentKind::Param && a.kind != ArgumentKind::State)
+    if (!Checkpointed(a))
       continue;
-    const SafetensorsFile::Entry *e = (*file)->Find(a.name);
-    if (!e)
-      return bad(absl::StrCat("tensor '", a.name, "' is missing"));
-    TensorView from = (*file)->View(*e), to = executor_->View(a.buffer);
-    if (from.dtype != to.dtype || from.shape != to.shape)
-      return bad(absl::StrCat("tensor '", a.name, "' is ", from.ToString(),
-                              ", the program has ", to.ToString()));
-    loaded.push_back({a.name, from});
+    TensorView to = executor_->View(a.buffer);
+    bool param = a.kind == ArgumentKind::Param;
+    std::vector<NamedTensor> parts =
+        param ? SplitStacked(a.name, to)
+              : std::vector<NamedTensor>{{a.name, to}};
+    for (const NamedTensor &t : parts) {
+      std::optional<WeightSet::Found> from;
+      if (param) {
+        from = weights->Find(t.name);
+      } else if (const SafetensorsFile::Entry *e = (*optimizer)->Find(t.name)) {
+        from = WeightSet::Found{(*optimizer)->View(*e), &optimizerPath};
+      }
+      if (!from)
+        return bad(param ? weights->path() : optimizerPath,
+                   absl::StrCat("tensor '", t.name, "' is missing"));
+      if (from->view.dtype != t.view.dtype || from->view.shape != t.view.shape)
+        return bad(*from->file,
+                   absl::StrCat("tensor '", t.name, "' is ",
+                                from->view.ToString(), ", the program has ",
+                                t.view.ToString()));
+      hash = Hash(hash, from->view);
+      copies.push_back({from->view, t.view});
+    }
   }
-  if (HashTensors(loaded) != checksum)
+  if (hash != checksum)
     return absl::DataLossError(
-        absl::StrCat(path, ": checksum mismatch (the checkpoint is corrupt)"));
-  for (size_t i = 0; i < loaded.size(); ++i) {
-    TensorView to = executor_->View(
-        executor_->program().FindArgument(loaded[i].name)->buffer);
-    std::memcpy(to.data, loaded[i].view.data, to.bytes());
-  }
+        absl::StrCat(dir, ": checksum mismatch (the checkpoint is corrupt)"));
+  for (auto &[from, to] : copies)
+    std::memcpy(to.data, from.data, to.bytes());
   return step;
 }
 

@@ -3,10 +3,11 @@
 // A training program (veomni-optimizer) takes the step number and returns
 // the loss, gradient norm and learning rate plus the next value of every
 // parameter and optimizer state; the Trainer writes those back after each
-// step. Checkpoints are one safetensors file with every parameter (HF name)
-// and state, the step and the data position in the metadata, and a hash of
-// all tensor bytes that loading verifies. Everything is deterministic on the
-// CPU backend: N steps, save, load, N steps equals 2N steps, bit for bit.
+// step. Checkpoints are Hugging Face model folders with the optimizer state
+// in a file of its own, the step and the data position in its metadata, and
+// a hash of all tensor bytes that loading verifies. Everything is
+// deterministic on the CPU backend: N steps, save, load, N steps equals 2N
+// steps, bit for bit.
 //
 //===----------------------------------------------------------------------===//
 
@@ -43,12 +44,23 @@ public:
   /// Whether the program accumulates gradients over micro-batches.
   bool Accumulates() const { return hasApply_; }
 
-  /// Writes parameters and state atomically; `metadata` joins the file's.
-  absl::Status Save(const std::string &path, int64_t step,
-                    const std::map<std::string, std::string> &metadata) const;
-  /// Restores parameters and state; returns the step saved and fills
-  /// `metadata`. The tensor hash and every name and shape are checked.
-  absl::StatusOr<int64_t> Load(const std::string &path,
+  struct CheckpointOptions {
+    std::string config; ///< the model's config.json, copied in; "" for none
+    uint64_t maxShardBytes = 5000000000ull;
+  };
+  /// Writes the folder `dir` (checkpoint-N/) atomically: config.json, the
+  /// parameters as Hugging Face weights (model.safetensors, or shards and
+  /// an index above options.maxShardBytes; experts per expert), and
+  /// optimizer.safetensors with the optimizer state, the step, a hash of
+  /// every tensor, and `metadata`. transformers' from_pretrained loads the
+  /// folder as it is.
+  absl::Status Save(const std::string &dir, int64_t step,
+                    const std::map<std::string, std::string> &metadata,
+                    const CheckpointOptions &options) const;
+  /// Restores parameters and state from a folder Save wrote; returns the
+  /// step saved and fills `metadata`. Every name, type and shape and the
+  /// hash are checked before anything is copied.
+  absl::StatusOr<int64_t> Load(const std::string &dir,
                                std::map<std::string, std::string> &metadata);
 
 private:

@@ -13,6 +13,7 @@
 #include "compiler/Registration.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"

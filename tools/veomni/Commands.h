@@ -48,6 +48,15 @@ applyRecipeOptionsOf(const mlir::veomni::Recipe &r) {
   return o;
 }
 
+/// Whether `-h` or `--help` is among a subcommand's arguments: every
+/// subcommand then prints its options and exits 0.
+inline bool wantsHelp(llvm::ArrayRef<const char *> args) {
+  for (llvm::StringRef a : args)
+    if (a == "-h" || a == "--help")
+      return true;
+  return false;
+}
+
 /// veomni train recipe.yaml [--section.key value ...]
 int runTrain(llvm::ArrayRef<const char *> args);
 /// veomni plan recipe.yaml [--report] [--section.key value ...]

@@ -238,6 +238,20 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
 } // namespace
 
 int runPlan(llvm::ArrayRef<const char *> args) {
+  if (wantsHelp(args)) {
+    llvm::outs()
+        << "usage: veomni plan RECIPE.yaml [--report] [-o FILE.mlir] "
+           "[--section.key VALUE ...]\n\n"
+           "Checks the recipe's mesh against the model and derives the\n"
+           "parallel plan of its training step (docs/parallel.md).\n\n"
+           "options:\n"
+           "  --report   per-rank memory, bytes per mesh axis, FLOPs and\n"
+           "             the predicted step time\n"
+           "  -o FILE    write the partitioned per-rank step\n\n"
+           "settings:\n"
+        << Recipe::settingsHelp();
+    return 0;
+  }
   std::string error;
   // -o FILE: also write the partitioned per-rank step.
   std::string output;

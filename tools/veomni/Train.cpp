@@ -16,6 +16,7 @@
 #include "runtime/io/Init.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenDataset.h"
+#include "runtime/io/Weights.h"
 #include "runtime/train/Trainer.h"
 
 #include "mlir/IR/Diagnostics.h"
@@ -43,10 +44,10 @@ int fail(const llvm::Twine &message) {
 }
 
 std::string checkpointPath(const std::string &dir, int64_t step) {
-  return dir + "/checkpoint-" + std::to_string(step) + ".safetensors";
+  return dir + "/checkpoint-" + std::to_string(step);
 }
 
-/// The newest checkpoint-N.safetensors in `dir`, or "".
+/// The newest complete checkpoint-N/ in `dir`, or "".
 std::string latestCheckpoint(const std::string &dir) {
   std::error_code ec;
   int64_t best = -1;
@@ -54,8 +55,8 @@ std::string latestCheckpoint(const std::string &dir) {
        it.increment(ec)) {
     llvm::StringRef name = llvm::sys::path::filename(it->path());
     int64_t step;
-    if (name.consume_front("checkpoint-") &&
-        name.consume_back(".safetensors") && !name.getAsInteger(10, step))
+    if (name.consume_front("checkpoint-") && !name.getAsInteger(10, step) &&
+        llvm::sys::fs::exists(it->path() + "/optimizer.safetensors"))
       best = std::max(best, step);
   }
   return best < 0 ? "" : checkpointPath(dir, best);
@@ -108,6 +109,18 @@ void writeLossCurve(const std::string &path,
 } // namespace
 
 int runTrain(llvm::ArrayRef<const char *> args) {
+  if (wantsHelp(args)) {
+    llvm::outs()
+        << "usage: veomni train RECIPE.yaml [--section.key VALUE ...]\n\n"
+           "Compiles the training step of the recipe's model and runs it: a\n"
+           "progress line per log interval, metrics.jsonl, Hugging Face\n"
+           "checkpoints (checkpoint-N/) and loss_curve.svg in the output\n"
+           "directory (docs/training.md). Any setting can be overridden on\n"
+           "the command line with its dotted name (--train.lr 3e-4).\n\n"
+           "settings:\n"
+        << Recipe::settingsHelp();
+    return 0;
+  }
   std::string error;
   std::optional<Recipe> recipe = Recipe::fromCommandLine(
       std::vector<std::string>(args.begin(), args.end()), {}, error);
@@ -158,12 +171,10 @@ int runTrain(llvm::ArrayRef<const char *> args) {
 
   // Parameters and optimizer state: a checkpoint, weights, or a seeded init.
   absl::Status status;
-  if (r.weights.empty()) {
+  if (r.weights.empty())
     status = rt::InitParameters(ex, r.seed);
-  } else {
-    auto file = rt::SafetensorsFile::Open(r.weights);
-    status = file.ok() ? rt::LoadParameters(ex, **file) : file.status();
-  }
+  else
+    status = rt::LoadWeights(ex, r.weights);
   if (status.ok())
     status = trainer->InitState();
   if (!status.ok())
@@ -230,8 +241,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       meta["veomni.data_document"] = std::to_string(doc);
       meta["veomni.data_token"] = std::to_string(at);
     }
-    absl::Status s =
-        trainer->Save(checkpointPath(r.outputDir, step), step, meta);
+    absl::Status s = trainer->Save(checkpointPath(r.outputDir, step), step,
+                                   meta, {r.config, r.maxShardBytes});
     if (!s.ok())
       return fail(std::string(s.message()));
     return 0;
@@ -273,7 +284,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     metrics << llvm::format(
-        "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, "
+        "{\"step\": %lld, \"loss\": %#.9g, \"grad_norm\": %#.9g, \"lr\": %.9g, "
         "\"tokens_per_s\": %.1f, \"step_s\": %.6f}\n",
         (long long)step, m->loss, m->gradNorm, m->lr,
         tokensPerStep / stepSeconds, stepSeconds);

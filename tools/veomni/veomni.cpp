@@ -2,7 +2,7 @@
 //
 //   veomni import config.json [-o model.mlir] [--summary] [--plan] ...
 //   veomni compile config.json -o model.vmb [--report] ...
-//   veomni run model.vmb [--weights w.safetensors] [--seed N] --eval
+//   veomni run model.vmb [--weights PATH] [--seed N] --eval [--save F]
 //
 // Every error is one line on stderr and exit status 1.
 //
@@ -17,6 +17,7 @@
 #include "runtime/io/Init.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenDataset.h"
+#include "runtime/io/Weights.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -28,6 +29,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 
 using namespace mlir;
@@ -46,19 +48,20 @@ constexpr const char *kUsage = R"(usage:
                                           docs/parallel.md)
   veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
 
-import imports a Hugging Face config.json into the veomni dialect: a
-function @forward(params..., inputs...) -> loss with global shapes.
+veomni COMMAND --help lists the options of each command.
+)";
 
-run options:
-  --weights FILE       safetensors with the parameters by HF name (default:
-                       seeded random init as in transformers)
-  --data FILE          a token dataset (.vtd) packed into the batch, or a
-                       batch file (.safetensors, any family: inputs by name;
-                       docs/data.md); default: a seeded synthetic batch
-  --seed N             seed of the init and of the synthetic batch (default 0)
+constexpr const char *kImportHelp = R"(usage:
+  veomni import CONFIG.json [options]     the model in the veomni dialect
+  veomni compile CONFIG.json -o FILE.vmb  a runtime program
 
-import and compile options:
-  -o FILE              write the module to FILE (default: stdout)
+import reads a Hugging Face config.json (transformers 4.x or 5.x form) into
+the veomni dialect: a function @forward(params..., inputs...) -> loss with
+global shapes. compile lowers it to a program for veomni run.
+
+options:
+  -o FILE              write the module or program to FILE (import: default
+                       stdout)
   --num-layers N       keep the first N decoder layers
   --dtype bf16|f32|f16 parameter and activation type (default bf16)
   --batch B            micro-batch size (default 1)
@@ -69,8 +72,34 @@ import and compile options:
   --gradients          compile: also return every parameter's gradient
   --remat POLICY       compile with --gradients: none, selective or full
                        activation recomputation (see --report)
-  --summary            print total and active parameters per module
-  --plan               print each parameter's tp/ep placement
+  --report             compile: kernels and the memory plan
+  --summary            import: total and active parameters per module
+  --plan               import: each parameter's tp/ep placement
+)";
+
+constexpr const char *kRunHelp = R"(usage: veomni run FILE.vmb --eval [options]
+
+Runs a compiled program once and prints the loss (and, for a program
+compiled with --gradients, the gradient norm) with 9 significant digits.
+
+options:
+  --weights PATH       the parameters by Hugging Face name: a .safetensors
+                       file, a sharded model.safetensors.index.json, or a
+                       folder holding either (a Hugging Face model, a veomni
+                       checkpoint-N/); default: seeded random init
+  --data FILE          a token dataset (.vtd) packed into the batch, or a
+                       batch file (.safetensors, inputs by name;
+                       docs/data.md); default: a seeded synthetic batch
+  --seed N             seed of the init and of the synthetic batch (default 0)
+  --save FILE          write the loss, the logits (compiled with --logits)
+                       and every gradient (compiled with --gradients) as
+                       grad.<HF name> to FILE.safetensors
+)";
+
+constexpr const char *kDataHelp = R"(usage: veomni data pack TEXT... -o FILE.vtd
+
+Packs text files into a byte-level token dataset (token = byte value), one
+document per paragraph (paragraphs end at blank lines).
 )";
 
 int fail(const llvm::Twine &message) {
@@ -146,7 +175,7 @@ std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
     };
     llvm::StringRef text;
     if (arg == "-h" || arg == "--help") {
-      llvm::outs() << kUsage;
+      llvm::outs() << kImportHelp;
       return 0;
     } else if (arg == "-o") {
       if (!value(text))
@@ -287,15 +316,36 @@ int runImport(llvm::ArrayRef<const char *> args, bool compile) {
   return 0;
 }
 
+/// The sum of squares of every gradient output, for the gradient norm.
+double gradientSquares(const ::veomni::rt::Executor &ex) {
+  double sum = 0;
+  const auto &names = ex.program().outputNames;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!llvm::StringRef(names[i]).starts_with("grad."))
+      continue;
+    ::veomni::rt::TensorView g = ex.Output(i);
+    for (int64_t j = 0, n = g.numel(); j < n; ++j) {
+      double v = ::veomni::rt::LoadF(g, j);
+      sum += v * v;
+    }
+  }
+  return sum;
+}
+
 int runProgram(llvm::ArrayRef<const char *> args) {
-  std::string programPath, weights, data;
+  if (wantsHelp(args)) {
+    llvm::outs() << kRunHelp;
+    return 0;
+  }
+  std::string programPath, weights, data, save;
   uint64_t seed = 0;
   bool eval = false;
   for (size_t i = 0; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     if (arg == "--eval") {
       eval = true;
-    } else if (arg == "--weights" || arg == "--seed" || arg == "--data") {
+    } else if (arg == "--weights" || arg == "--seed" || arg == "--data" ||
+               arg == "--save") {
       if (i + 1 >= args.size())
         return fail(arg + " needs a value");
       llvm::StringRef v = args[++i];
@@ -303,10 +353,12 @@ int runProgram(llvm::ArrayRef<const char *> args) {
         weights = v.str();
       else if (arg == "--data")
         data = v.str();
+      else if (arg == "--save")
+        save = v.str();
       else if (v.getAsInteger(10, seed))
         return fail("--seed " + v + ": not a non-negative integer");
     } else if (arg.starts_with("-")) {
-      return fail("unknown option '" + arg + "' (see veomni --help)");
+      return fail("unknown option '" + arg + "' (see veomni run --help)");
     } else if (programPath.empty()) {
       programPath = arg.str();
     } else {
@@ -314,9 +366,11 @@ int runProgram(llvm::ArrayRef<const char *> args) {
     }
   }
   if (programPath.empty())
-    return fail("no program given (see veomni --help)");
+    return fail("no program given (see veomni run --help)");
   if (!eval)
     return fail("run needs --eval (training is veomni train)");
+  if (!save.empty() && !llvm::StringRef(save).ends_with(".safetensors"))
+    return fail("--save " + save + ": the file must end in .safetensors");
 
   using namespace ::veomni::rt;
   absl::StatusOr<Program> program = LoadProgram(programPath);
@@ -327,13 +381,8 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   if (!executor.ok())
     return fail(std::string(executor.status().message()));
   Executor &ex = **executor;
-  absl::Status status;
-  if (weights.empty()) {
-    status = InitParameters(ex, seed);
-  } else {
-    auto file = SafetensorsFile::Open(weights);
-    status = file.ok() ? LoadParameters(ex, **file) : file.status();
-  }
+  absl::Status status = weights.empty() ? InitParameters(ex, seed)
+                                        : LoadWeights(ex, weights);
   std::unique_ptr<TokenDataset> dataset;
   std::unique_ptr<Packer> packer;
   std::unique_ptr<SafetensorsFile> batchFile;
@@ -370,8 +419,19 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   TensorView loss = ex.Output(0);
   if (loss.numel() != 1)
     return fail("the program's first output is not a scalar loss");
-  llvm::outs() << llvm::format("loss: %.6f\n", LoadF(loss, 0));
-  llvm::outs().flush(); // the loss first, then the timing on stderr
+  llvm::outs() << llvm::format("loss: %#.9g\n", LoadF(loss, 0));
+  const std::vector<std::string> &names = ex.program().outputNames;
+  bool hasGradients = llvm::any_of(names, [](const std::string &n) {
+    return llvm::StringRef(n).starts_with("grad.");
+  });
+  if (hasGradients)
+    llvm::outs() << llvm::format("grad_norm: %#.9g\n",
+                                 std::sqrt(gradientSquares(ex)));
+  llvm::outs().flush(); // the figures first, then the timing on stderr
+  if (!save.empty()) {
+    if (absl::Status s = SaveOutputs(ex, save); !s.ok())
+      return fail(std::string(s.message()));
+  }
   llvm::errs() << llvm::format("forward: %.1f ms, arena %llu bytes\n", ms,
                                (unsigned long long)ex.ArenaBytes());
   return 0;
@@ -380,6 +440,10 @@ int runProgram(llvm::ArrayRef<const char *> args) {
 /// veomni data pack TEXT... -o OUT.vtd: byte-level tokens (id = byte value),
 /// one document per paragraph (paragraphs end at blank lines).
 int runData(llvm::ArrayRef<const char *> args) {
+  if (wantsHelp(args)) {
+    llvm::outs() << kDataHelp;
+    return 0;
+  }
   if (args.empty() || llvm::StringRef(args[0]) != "pack")
     return fail("usage: veomni data pack TEXT... -o OUT.vtd");
   std::vector<std::string> inputs;

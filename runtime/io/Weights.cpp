@@ -1,0 +1,274 @@
+//===- Weights.cpp - model weights as Hugging Face stores them ------------===//
+
+#include "runtime/io/Weights.h"
+
+#include "runtime/io/Json.h"
+#include "runtime/io/MappedFile.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+
+#include <filesystem>
+#include <functional>
+#include <set>
+
+namespace veomni::rt {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char *kSingleFile = "model.safetensors";
+constexpr const char *kIndexFile = "model.safetensors.index.json";
+
+bool IsIndex(const std::string &path) {
+  return absl::EndsWith(path, ".index.json");
+}
+
+/// The index's weight_map: tensor name -> shard file name. Shard names must
+/// be plain file names in the index's folder.
+absl::StatusOr<std::map<std::string, std::string>>
+ReadIndex(const std::string &path) {
+  auto file = MappedFile::Open(path, 0);
+  if (!file.ok())
+    return file.status();
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  absl::StatusOr<Json> json = ParseJson(absl::string_view(
+      reinterpret_cast<const char *>((*file)->data()), (*file)->size()));
+  if (!json.ok())
+    return bad(json.status().message());
+  const Json *map =
+      json->kind == Json::Object ? FindField(*json, "weight_map") : nullptr;
+  if (!map || map->kind != Json::Object)
+    return bad("field 'weight_map': missing or not an object");
+  std::map<std::string, std::string> out;
+  for (auto &[name, shard] : map->fields) {
+    if (shard.kind != Json::String || shard.text.empty() ||
+        shard.text.find('/') != std::string::npos || shard.text == "." ||
+        shard.text == "..")
+      return bad(absl::StrCat("field 'weight_map.", name,
+                              "': not a file name in the index's folder"));
+    if (!out.emplace(name, shard.text).second)
+      return bad(absl::StrCat("field 'weight_map.", name, "': appears twice"));
+  }
+  if (out.empty())
+    return bad("field 'weight_map': lists no tensor");
+  return out;
+}
+
+} // namespace
+
+WeightSet WeightSet::Of(std::unique_ptr<SafetensorsFile> file) {
+  WeightSet set;
+  set.path_ = file->path();
+  for (auto &[name, entry] : file->entries())
+    set.tensors_[name] = {file.get(), &entry};
+  set.files_.push_back(std::move(file));
+  return set;
+}
+
+absl::StatusOr<WeightSet> WeightSet::Open(const std::string &path) {
+  std::error_code ec;
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    fs::path dir(path);
+    if (fs::exists(dir / kIndexFile, ec))
+      file = (dir / kIndexFile).string();
+    else if (fs::exists(dir / kSingleFile, ec))
+      file = (dir / kSingleFile).string();
+    else
+      return absl::NotFoundError(absl::StrCat(path, ": holds neither ",
+                                              kSingleFile, " nor ",
+                                              kIndexFile));
+  }
+  if (!IsIndex(file)) {
+    auto opened = SafetensorsFile::Open(file);
+    if (!opened.ok())
+      return opened.status();
+    return Of(*std::move(opened));
+  }
+
+  absl::StatusOr<std::map<std::string, std::string>> map = ReadIndex(file);
+  if (!map.ok())
+    return map.status();
+  WeightSet set;
+  set.path_ = file;
+  std::map<std::string, const SafetensorsFile *> shards;
+  fs::path folder = fs::path(file).parent_path();
+  for (auto &[name, shard] : *map) {
+    auto it = shards.find(shard);
+    if (it == shards.end()) {
+      auto opened = SafetensorsFile::Open((folder / shard).string());
+      if (!opened.ok())
+        return absl::Status(
+            opened.status().code(),
+            absl::StrCat(file, ": shard '", shard,
+                         "': ", opened.status().message()));
+      it = shards.emplace(shard, opened->get()).first;
+      set.files_.push_back(*std::move(opened));
+    }
+    const SafetensorsFile::Entry *e = it->second->Find(name);
+    if (!e)
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": tensor '", name, "' is not in its shard ",
+                       it->second->path()));
+    set.tensors_[name] = {it->second, e};
+  }
+  return set;
+}
+
+std::optional<WeightSet::Found>
+WeightSet::Find(const std::string &name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end())
+    return std::nullopt;
+  return Found{it->second.first->View(*it->second.second),
+               &it->second.first->path()};
+}
+
+std::vector<std::string> WeightSet::Names() const {
+  std::vector<std::string> names;
+  for (auto &[name, where] : tensors_)
+    names.push_back(name);
+  return names;
+}
+
+std::vector<NamedTensor> SplitStacked(const std::string &name,
+                                      const TensorView &view) {
+  if (name.find('*') == std::string::npos || view.shape.empty())
+    return {{name, view}};
+  TensorView slice = view;
+  slice.shape.erase(slice.shape.begin());
+  size_t bytes = slice.bytes();
+  std::vector<NamedTensor> out;
+  for (int64_t i = 0; i < view.shape[0]; ++i) {
+    slice.data = static_cast<uint8_t *>(view.data) + i * bytes;
+    out.push_back(
+        {absl::StrReplaceAll(name, {{"*", std::to_string(i)}}), slice});
+  }
+  return out;
+}
+
+namespace {
+
+/// Loads every parameter through `find`, which returns the tensor called
+/// `name` and the file it is in, or nullopt.
+absl::Status LoadParametersFrom(
+    Executor &executor, const std::string &source,
+    const std::function<std::optional<WeightSet::Found>(const std::string &)>
+        &find) {
+  for (const ArgumentDesc &a : executor.program().arguments) {
+    if (!a.isParam)
+      continue;
+    for (const NamedTensor &t :
+         SplitStacked(a.name, executor.View(a.buffer))) {
+      auto fail = [&](const std::string &file, absl::string_view what) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file, ": tensor '", t.name, "' for parameter '",
+                         a.name, "': ", what));
+      };
+      std::optional<WeightSet::Found> found = find(t.name);
+      if (!found)
+        return fail(source, "missing");
+      if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
+        return fail(*found->file, s.message());
+    }
+  }
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::Status LoadParameters(Executor &executor, const WeightSet &weights) {
+  return LoadParametersFrom(
+      executor, weights.path(),
+      [&](const std::string &name) { return weights.Find(name); });
+}
+
+absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
+  return LoadParametersFrom(
+      executor, file.path(),
+      [&](const std::string &name) -> std::optional<WeightSet::Found> {
+        const SafetensorsFile::Entry *e = file.Find(name);
+        if (!e)
+          return std::nullopt;
+        return WeightSet::Found{file.View(*e), &file.path()};
+      });
+}
+
+absl::Status LoadWeights(Executor &executor, const std::string &path) {
+  absl::StatusOr<WeightSet> weights = WeightSet::Open(path);
+  if (!weights.ok())
+    return weights.status();
+  return LoadParameters(executor, *weights);
+}
+
+absl::Status WriteWeights(const std::string &dir,
+                          const std::vector<NamedTensor> &tensors,
+                          uint64_t maxShardBytes,
+                          const std::map<std::string, std::string> &metadata) {
+  // Shards fill in order; a tensor that would overflow the current shard
+  // starts the next one (a tensor larger than the limit gets one alone).
+  std::vector<std::vector<NamedTensor>> shards(1);
+  uint64_t filled = 0, total = 0, elements = 0;
+  for (const NamedTensor &t : tensors) {
+    uint64_t bytes = t.view.bytes();
+    if (filled > 0 && filled + bytes > maxShardBytes) {
+      shards.emplace_back();
+      filled = 0;
+    }
+    shards.back().push_back(t);
+    filled += bytes;
+    total += bytes;
+    elements += t.view.numel();
+  }
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "pt"; // what transformers' loader expects
+  fs::path folder(dir);
+  if (shards.size() == 1)
+    return WriteSafetensors((folder / kSingleFile).string(), tensors, meta);
+
+  std::string index = absl::StrFormat(
+      "{\n  \"metadata\": {\n    \"total_parameters\": %d,\n    "
+      "\"total_size\": %d\n  },\n  \"weight_map\": {",
+      elements, total);
+  std::map<std::string, std::string> weightMap;
+  for (size_t k = 0; k < shards.size(); ++k) {
+    std::string name = absl::StrFormat("model-%05d-of-%05d.safetensors", k + 1,
+                                       shards.size());
+    if (absl::Status s =
+            WriteSafetensors((folder / name).string(), shards[k], meta);
+        !s.ok())
+      return s;
+    for (const NamedTensor &t : shards[k])
+      weightMap[t.name] = name;
+  }
+  bool first = true;
+  for (auto &[tensor, shard] : weightMap) {
+    absl::StrAppend(&index, first ? "\n" : ",\n", "    \"", tensor, "\": \"",
+                    shard, "\"");
+    first = false;
+  }
+  index += "\n  }\n}\n";
+  return WriteTextFile((folder / kIndexFile).string(), index);
+}
+
+absl::Status SaveOutputs(const Executor &executor, const std::string &path) {
+  const Program &p = executor.program();
+  std::vector<NamedTensor> tensors;
+  for (size_t i = 0; i < p.outputs.size(); ++i) {
+    if (p.outputNames[i].empty())
+      continue;
+    for (NamedTensor &t : SplitStacked(p.outputNames[i], executor.Output(i)))
+      tensors.push_back(std::move(t));
+  }
+  if (tensors.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the program has no named output to save"));
+  return WriteSafetensors(path, tensors, {{"format", "pt"}});
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,82 @@
+//===- Weights.h - model weights as Hugging Face stores them ----*- C++ -*-===//
+//
+// A model's tensors live where transformers' save_pretrained puts them: one
+// model.safetensors, or shards model-0000k-of-0000n.safetensors listed by
+// model.safetensors.index.json, in a folder with the config. A WeightSet
+// opens any of these (a file, an index, or the folder) and finds tensors by
+// name; writing produces the same layout, with every stacked parameter (MoE
+// experts, `*` in the program's name) split into its per-index HF tensors.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_IO_WEIGHTS_H
+#define VEOMNI_RUNTIME_IO_WEIGHTS_H
+
+#include "runtime/io/Safetensors.h"
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+
+class WeightSet {
+public:
+  /// Opens `path`: a .safetensors file, a model.safetensors.index.json, or a
+  /// folder holding either. Every shard the index names is opened and every
+  /// tensor it lists must be in its shard; errors name the file and field.
+  static absl::StatusOr<WeightSet> Open(const std::string &path);
+  /// A set of one file already open.
+  static WeightSet Of(std::unique_ptr<SafetensorsFile> file);
+
+  /// What was opened, for messages.
+  const std::string &path() const { return path_; }
+  struct Found {
+    TensorView view;
+    const std::string *file; ///< the file that holds it
+  };
+  std::optional<Found> Find(const std::string &name) const;
+  /// Every tensor name, sorted.
+  std::vector<std::string> Names() const;
+
+private:
+  std::string path_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, std::pair<const SafetensorsFile *,
+                                  const SafetensorsFile::Entry *>>
+      tensors_;
+};
+
+/// Loads every parameter of the program by its HF name, converting float
+/// types. A stacked parameter (`*` in its name) gathers one tensor per index
+/// of its first dimension. A missing tensor or a shape mismatch is an error
+/// naming the file, the tensor and the parameter.
+absl::Status LoadParameters(Executor &executor, const WeightSet &weights);
+absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
+/// WeightSet::Open(path), then LoadParameters.
+absl::Status LoadWeights(Executor &executor, const std::string &path);
+
+/// The HF tensors of `name` (a parameter, or a gradient named after one):
+/// itself, or for a stacked name one view per index of dim 0 with `*`
+/// replaced by the index. The views alias `view`.
+std::vector<NamedTensor> SplitStacked(const std::string &name,
+                                      const TensorView &view);
+
+/// Writes `tensors` into the folder `dir` as save_pretrained does:
+/// model.safetensors, or when they exceed `maxShardBytes`, shards
+/// model-0000k-of-0000n.safetensors and model.safetensors.index.json.
+/// Each file is written atomically; `metadata` goes into every shard.
+absl::Status WriteWeights(const std::string &dir,
+                          const std::vector<NamedTensor> &tensors,
+                          uint64_t maxShardBytes,
+                          const std::map<std::string, std::string> &metadata);
+
+/// Writes the program's named outputs to `path`: loss, logits, grad_norm,
+/// and every gradient as grad.<HF name> (stacked ones split per index).
+absl::Status SaveOutputs(const Executor &executor, const std::string &path);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_IO_WEIGHTS_H
