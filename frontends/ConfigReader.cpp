@@ -195,3 +195,54 @@ std::vector<std::string> ConfigReader::unknownKeys() const {
   std::sort(out.begin(), out.end());
   return out;
 }
+
+std::optional<std::vector<std::string>>
+ConfigReader::getStringList(llvm::StringRef key) {
+  const Value *v = lookup(key);
+  if (!v || failed())
+    return std::nullopt;
+  std::vector<std::string> result;
+  if (const llvm::json::Array *array = v->getAsArray())
+    for (const Value &e : *array)
+      if (std::optional<llvm::StringRef> s = e.getAsString())
+        result.push_back(s->str());
+  if (!v->getAsArray() || result.size() != v->getAsArray()->size()) {
+    failType(key, "a list of strings", *v);
+    return std::nullopt;
+  }
+  return result;
+}
+
+void ConfigReader::ignoreGenericKeys() {
+  // PretrainedConfig's own fields in transformers 4.x and 5.x, the token
+  // ids and cache flag that 5.x moved into each model, and 4.x's
+  // generation defaults: none changes the forward pass or the loss.
+  static const llvm::StringRef keys[] = {
+      "_name_or_path", "architectures", "transformers_version", "model_type",
+      "dtype", "torch_dtype", "use_cache", "bos_token_id", "eos_token_id",
+      "pad_token_id", "sep_token_id", "decoder_start_token_id",
+      "initializer_range", "chunk_size_feed_forward", "id2label", "label2id",
+      "is_encoder_decoder", "is_decoder", "output_attentions",
+      "output_hidden_states", "problem_type", "return_dict",
+      "add_cross_attention", "cross_attention_hidden_size",
+      "finetuning_task", "prefix", "pruned_heads", "task_specific_params",
+      "tf_legacy_loss", "tie_encoder_decoder", "tokenizer_class",
+      "torchscript", "use_bfloat16", "_attn_implementation_autoset",
+      "_commit_hash", "bad_words_ids", "begin_suppress_tokens",
+      "diversity_penalty", "do_sample", "early_stopping",
+      "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty",
+      "forced_bos_token_id", "forced_eos_token_id", "length_penalty",
+      "max_length", "min_length", "no_repeat_ngram_size", "num_beam_groups",
+      "num_beams", "num_return_sequences", "output_scores",
+      "remove_invalid_values", "repetition_penalty",
+      "return_dict_in_generate", "suppress_tokens", "temperature", "top_k",
+      "top_p", "typical_p"};
+  ignore(keys);
+}
+
+void ConfigReader::ignoreKeysOf(const ConfigReader &other) {
+  if (!other.object)
+    return;
+  for (const auto &kv : *other.object)
+    state->known.insert(fieldName(kv.first));
+}

@@ -53,6 +53,16 @@ public:
   std::string getString(llvm::StringRef key, llvm::StringRef otherwise);
   std::vector<int64_t> getIntList(llvm::StringRef key,
                                   std::vector<int64_t> otherwise = {});
+  /// A list of strings; nullopt (and an error) when it is not one.
+  std::optional<std::vector<std::string>> getStringList(llvm::StringRef key);
+  /// Marks the keys every transformers config may carry and that do not
+  /// change what is trained (transformers_version, dtype, token ids,
+  /// generation defaults, ...) as known in this object.
+  void ignoreGenericKeys();
+  /// Marks the keys of this object that `other` also has as known: the
+  /// flat copies of text_config's keys that transformers 4.x writes at the
+  /// top level of VL configs.
+  void ignoreKeysOf(const ConfigReader &other);
   /// A nested object (vision_config, rope_scaling, ...); nullopt when
   /// missing or null.
   std::optional<ConfigReader> getObject(llvm::StringRef key);

@@ -11,6 +11,8 @@
 
 #include "llvm/ADT/STLExtras.h"
 
+#include "absl/status/statusor.h"
+
 #include <cmath>
 
 using namespace mlir;
@@ -60,51 +62,132 @@ static std::vector<double> defaultInvFreq(double theta, int64_t dim) {
   return inv;
 }
 
-static void readRope(ConfigReader &r, RopeConfig &rope, int64_t headDim,
-                     const ImportOptions &options) {
-  rope.theta = r.getFloat("rope_theta", 10000.0);
-  if (!r.failed() && !(rope.theta > 0))
-    r.fail("rope_theta", "must be positive");
+namespace {
+/// Where a decoder's rope settings come from: transformers 5 writes one
+/// `rope_parameters` object, 4.x a top-level `rope_theta` and an optional
+/// `rope_scaling`. As transformers 5 reads them: a legacy rope_scaling wins
+/// over rope_parameters, and a theta inside the object over the top-level
+/// one.
+struct RopeSource {
+  std::optional<ConfigReader> object;
+  double theta;
+};
+
+RopeSource findRope(ConfigReader &r, double defaultTheta) {
+  RopeSource src;
+  std::optional<ConfigReader> params = r.getObject("rope_parameters");
+  std::optional<ConfigReader> legacy = r.getObject("rope_scaling");
+  src.object = legacy ? legacy : params;
+  if (legacy && params)
+    r.ignore({"rope_parameters"}); // read as transformers 5 does: unused
+  double top = r.getFloat("rope_theta", defaultTheta);
+  src.theta = src.object ? src.object->getFloat("rope_theta", top) : top;
+  return src;
+}
+} // namespace
+
+/// Rope settings of a decoder with `headDim`, with transformers'
+/// rope_init_functions baked into inv_freq; `defaultTheta` is the family's.
+/// Multimodal models (`multimodal`) rotate by 3-D positions in sections.
+static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
+                                           double defaultTheta,
+                                           bool multimodal,
+                                           const ImportOptions &options) {
+  RopeConfig rope;
+  auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
+    at.fail(key, what);
+    return absl::InvalidArgumentError(at.error());
+  };
+  RopeSource src = findRope(r, defaultTheta);
+  rope.theta = src.theta;
+  if (r.failed())
+    return absl::InvalidArgumentError(r.error());
+  ConfigReader &s = src.object ? *src.object : r;
+  if (!(rope.theta > 0))
+    return error(s, "rope_theta", "must be positive");
   int64_t maxPositions = r.getInt("max_position_embeddings", 0);
-  std::optional<ConfigReader> s = r.getObject("rope_scaling");
-  if (!s)
-    return;
-  if (s->has("mrope_section")) {
-    rope.mropeSection = s->getIntList("mrope_section");
+  auto checkSections = [&](ConfigReader &at) -> absl::Status {
     int64_t sum = 0;
     for (int64_t v : rope.mropeSection)
       sum += v > 0 ? v : (1 << 30);
-    if (!s->failed() && sum != headDim / 2)
-      s->fail("mrope_section", "sections must be positive and sum to "
-                               "head_dim / 2 = " +
-                                   std::to_string(headDim / 2));
+    if (!at.failed() && sum != headDim / 2)
+      return error(at, "mrope_section",
+                   "sections must be positive and sum to head_dim / 2 = " +
+                       Twine(headDim / 2));
+    return absl::OkStatus();
+  };
+  // transformers 5 falls back to [16, 24, 24] when the section is absent.
+  const std::vector<int64_t> defaultSections = {16, 24, 24};
+  if (!src.object) {
+    if (multimodal) {
+      rope.mropeSection = defaultSections;
+      if (absl::Status st = checkSections(r); !st.ok())
+        return st;
+    }
+    return rope;
   }
-  std::string type = s->getString("rope_type", s->getString("type", "default"));
+
+  double partial = s.getFloat("partial_rotary_factor", 1.0);
+  if (!s.failed() && partial != 1.0)
+    return error(s, "partial_rotary_factor",
+                 "rotary embedding of part of each head (" + Twine(std::to_string(partial)) +
+                     ") is not supported");
+  if (multimodal || s.has("mrope_section")) {
+    rope.mropeSection = s.getIntList("mrope_section", defaultSections);
+    if (absl::Status st = checkSections(s); !st.ok())
+      return st;
+  }
+  s.ignore({"mrope_interleaved"});
+  if (s.getBool("mrope_interleaved", false))
+    return error(s, "mrope_interleaved",
+                 "interleaved multimodal rope is not supported");
+  // "type" is 4.x's spelling; transformers 5 keeps both.
+  std::string type =
+      s.getString("rope_type", s.getString("type", "default"));
+  if (s.failed())
+    return absl::InvalidArgumentError(s.error());
   if (type == "default" || type == "mrope")
-    return;
-  double factor = s->getFloat("factor");
-  if (!s->failed() && !(factor >= 1.0))
-    s->fail("factor", "must be >= 1");
-  if (s->failed())
-    return;
+    return rope;
+
+  // Scaled types. llama3 and yarn take their pre-extension context from a
+  // top-level original_max_position_embeddings, then from the object, then
+  // from max_position_embeddings (transformers 5's standardisation).
+  auto originalContext = [&]() -> double {
+    if (r.has("original_max_position_embeddings"))
+      return r.getInt("original_max_position_embeddings");
+    return s.getInt("original_max_position_embeddings", maxPositions);
+  };
   std::vector<double> inv = defaultInvFreq(rope.theta, headDim);
   if (type == "linear") {
+    double factor = s.getFloat("factor");
+    if (!s.failed() && !(factor > 0))
+      return error(s, "factor", "must be positive");
     for (double &f : inv)
       f /= factor;
   } else if (type == "dynamic") {
+    s.getFloat("factor");
     // Dynamic NTK scaling changes nothing up to max_position_embeddings.
-    if (maxPositions > 0 && options.seqLen > maxPositions)
-      s->fail("rope_type", "dynamic rope scaling beyond "
-                           "max_position_embeddings is not supported");
-    return;
+    if (!s.failed() && maxPositions > 0 && options.seqLen > maxPositions)
+      return error(s, "rope_type",
+                   "dynamic rope scaling beyond max_position_embeddings " +
+                       Twine(maxPositions) + " (--seq-len " +
+                       Twine(options.seqLen) + ") is not supported");
+    if (s.failed())
+      return absl::InvalidArgumentError(s.error());
+    return rope;
   } else if (type == "llama3") {
-    double low = s->getFloat("low_freq_factor");
-    double high = s->getFloat("high_freq_factor");
-    double old = s->getInt("original_max_position_embeddings");
-    if (s->failed())
-      return;
+    double factor = s.getFloat("factor");
+    double low = s.getFloat("low_freq_factor");
+    double high = s.getFloat("high_freq_factor");
+    double old = originalContext();
+    if (s.failed() || r.failed())
+      return absl::InvalidArgumentError(s.failed() ? s.error() : r.error());
+    if (!(factor > 0))
+      return error(s, "factor", "must be positive");
+    if (!(old > 0))
+      return error(s, "original_max_position_embeddings", "must be positive");
     if (!(high > low))
-      return s->fail("high_freq_factor", "must exceed low_freq_factor");
+      return error(s, "high_freq_factor", "must exceed low_freq_factor");
     double lowWavelen = old / low, highWavelen = old / high;
     for (double &f : inv) {
       double wavelen = 2 * M_PI / f;
@@ -116,22 +199,42 @@ static void readRope(ConfigReader &r, RopeConfig &rope, int64_t headDim,
       }
     }
   } else if (type == "yarn") {
-    double old = s->getInt("original_max_position_embeddings",
-                           maxPositions ? maxPositions : 0);
-    if (!s->failed() && old <= 0)
-      s->fail("original_max_position_embeddings", "missing (required)");
-    double betaFast = s->getFloat("beta_fast", 32.0);
-    double betaSlow = s->getFloat("beta_slow", 1.0);
-    double mscale = factor <= 1 ? 1.0 : 0.1 * std::log(factor) + 1.0;
-    rope.attentionScaling = s->getFloat("attention_factor", mscale);
-    if (s->failed())
-      return;
+    double old = originalContext();
+    if (!s.failed() && !r.failed() && !(old > 0))
+      return error(s, "original_max_position_embeddings",
+                   "missing (required for yarn)");
+    // A null factor means max_position_embeddings / the original context.
+    double factor = s.has("factor") ? s.getFloat("factor")
+                                    : (maxPositions > 0 ? maxPositions / old
+                                                        : 0.0);
+    if (!s.failed() && !(factor > 0))
+      return error(s, "factor", "missing or not positive");
+    double betaFast = s.getFloat("beta_fast", 32.0);
+    double betaSlow = s.getFloat("beta_slow", 1.0);
+    double mscale = s.getFloat("mscale", 0.0);
+    double mscaleAllDim = s.getFloat("mscale_all_dim", 0.0);
+    bool truncate = s.getBool("truncate", true);
+    auto getMscale = [](double scale, double m) {
+      return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+    };
+    double derived = mscale != 0 && mscaleAllDim != 0
+                         ? getMscale(factor, mscale) /
+                               getMscale(factor, mscaleAllDim)
+                         : getMscale(factor, 1.0);
+    rope.attentionScaling = s.getFloat("attention_factor", derived);
+    if (s.failed() || r.failed())
+      return absl::InvalidArgumentError(s.failed() ? s.error() : r.error());
     auto correctionDim = [&](double rotations) {
       return headDim * std::log(old / (rotations * 2 * M_PI)) /
              (2 * std::log(rope.theta));
     };
-    double lo = std::max(0.0, std::floor(correctionDim(betaFast)));
-    double hi = std::min(headDim - 1.0, std::ceil(correctionDim(betaSlow)));
+    double lo = correctionDim(betaFast), hi = correctionDim(betaSlow);
+    if (truncate) {
+      lo = std::floor(lo);
+      hi = std::ceil(hi);
+    }
+    lo = std::max(0.0, lo);
+    hi = std::min(headDim - 1.0, hi);
     if (lo == hi)
       hi += 0.001;
     for (size_t j = 0; j < inv.size(); ++j) {
@@ -140,12 +243,15 @@ static void readRope(ConfigReader &r, RopeConfig &rope, int64_t headDim,
       inv[j] = inv[j] / factor * (1 - extrapolation) + inv[j] * extrapolation;
     }
   } else {
-    s->fail("rope_type", "unsupported rope scaling \"" + type +
-                             "\" (supported: default, linear, dynamic, "
-                             "llama3, yarn, mrope)");
-    return;
+    return error(s, src.object && s.has("rope_type") ? "rope_type" : "type",
+                 "unsupported rope type \"" + type +
+                     "\" (supported: default, linear, dynamic, llama3, "
+                     "yarn, mrope)");
   }
+  if (s.failed())
+    return absl::InvalidArgumentError(s.error());
   rope.invFreq.assign(inv.begin(), inv.end());
+  return rope;
 }
 
 //===----------------------------------------------------------------------===//
@@ -162,6 +268,56 @@ static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
     r.fail(key, "must be positive, got " + std::to_string(value));
 }
 
+/// Sliding-window attention is not implemented: a config whose layers in
+/// use attend through a window shorter than the compiled sequence is
+/// refused (a window at least as long as the sequence is full attention).
+/// The rules are transformers': the window applies only with
+/// use_sliding_window; qwen3_moe then uses it in every layer, the others in
+/// the layers layer_types marks "sliding_attention" (by default those from
+/// max_window_layers on).
+static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
+                               bool moe, const ImportOptions &options) {
+  bool use = r.getBool("use_sliding_window", false);
+  int64_t window = r.getInt("sliding_window", 0);
+  int64_t fullLayers = r.getInt("max_window_layers", c.layers);
+  std::vector<std::string> types;
+  if (r.has("layer_types")) {
+    std::optional<std::vector<std::string>> list =
+        r.getStringList("layer_types");
+    if (!list)
+      return;
+    types = *list;
+    if (!moe && static_cast<int64_t>(types.size()) !=
+                    r.getInt("num_hidden_layers", c.layers))
+      return r.fail("layer_types",
+                    "lists " + std::to_string(types.size()) +
+                        " layers, num_hidden_layers is " +
+                        std::to_string(r.getInt("num_hidden_layers", 0)));
+    for (const std::string &t : types)
+      if (t != "full_attention" && t != "sliding_attention" &&
+          t != "attention")
+        return r.fail("layer_types", "unsupported layer type \"" + t +
+                                         "\" (supported: full_attention, "
+                                         "sliding_attention)");
+  }
+  if (r.failed() || !use || !r.has("sliding_window") ||
+      window >= options.seqLen)
+    return;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    bool sliding = moe ? true
+                   : types.empty()
+                       ? i >= fullLayers
+                       : types[i] == "sliding_attention";
+    if (sliding)
+      return r.fail("sliding_window",
+                    "layer " + std::to_string(i) + " attends through a " +
+                        std::to_string(window) +
+                        "-token sliding window, shorter than --seq-len " +
+                        std::to_string(options.seqLen) +
+                        "; sliding-window attention is not supported");
+  }
+}
+
 DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                                StringRef modelType,
                                                const ImportOptions &options) {
@@ -169,6 +325,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   c.modelType = modelType.str();
   bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
   bool moe = modelType == "qwen3_moe";
+  r.ignoreGenericKeys();
 
   c.vocab = r.getInt("vocab_size");
   c.hidden = r.getInt("hidden_size");
@@ -188,11 +345,15 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     r.fail("num_key_value_heads", std::to_string(c.kvHeads) +
                                       " does not divide num_attention_heads " +
                                       std::to_string(c.heads));
+  bool vlText = modelType == "qwen2_vl" || modelType == "qwen2_5_vl";
   if (qwen3) {
     c.headDim = r.getInt("head_dim", 128); // Qwen3Config's default
-  } else if (r.has("head_dim")) {
+  } else if (r.has("head_dim") && !vlText) {
     c.headDim = r.getInt("head_dim");
   } else {
+    // Qwen2-VL's and Qwen2.5-VL's text attention always uses hidden /
+    // heads, whatever head_dim says.
+    r.ignore({"head_dim"});
     if (!r.failed() && c.hidden % c.heads != 0)
       r.fail("hidden_size", std::to_string(c.hidden) +
                                 " is not divisible by num_attention_heads " +
@@ -221,21 +382,46 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   c.qkNorm = qwen3;
 
   if (moe) {
-    c.experts = r.getInt("num_experts");
+    // transformers >= 5.1 writes num_local_experts; num_experts is its alias.
+    StringRef expertsKey =
+        r.has("num_local_experts") ? "num_local_experts" : "num_experts";
+    r.ignore({"num_experts"});
+    c.experts = r.getInt(expertsKey);
     c.topK = r.getInt("num_experts_per_tok");
     c.moeIntermediate = r.getInt("moe_intermediate_size");
-    requirePositive(r, "num_experts", c.experts);
+    requirePositive(r, expertsKey, c.experts);
     requirePositive(r, "num_experts_per_tok", c.topK);
     requirePositive(r, "moe_intermediate_size", c.moeIntermediate);
     if (!r.failed() && c.topK > c.experts)
-      r.fail("num_experts_per_tok", std::to_string(c.topK) +
-                                        " exceeds num_experts " +
+      r.fail("num_experts_per_tok", std::to_string(c.topK) + " exceeds " +
+                                        expertsKey.str() + " " +
                                         std::to_string(c.experts));
     c.sparseStep = r.getInt("decoder_sparse_step", 1);
     requirePositive(r, "decoder_sparse_step", c.sparseStep);
     c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
     c.normTopK = r.getBool("norm_topk_prob", false);
+    // The load-balancing loss joins transformers' loss only with
+    // output_router_logits; its coefficient alone changes nothing.
+    r.ignore({"router_aux_loss_coef"});
+    if (!r.failed() && r.getBool("output_router_logits", false))
+      r.fail("output_router_logits",
+             "true adds the router's load-balancing loss to the training "
+             "loss, which veomni does not compute; set it to false");
   }
+  if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
+    r.fail("attention_dropout",
+           std::to_string(r.getFloat("attention_dropout", 0.0)) +
+               ": dropout on attention probabilities in training is not "
+               "supported; set it to 0.0");
+  // Keys that do not change the trained function: pretraining_tp splits
+  // matmuls into equal parts in older transformers, and pad_token_id only
+  // freezes the embedding row of a padding token, which packed veomni
+  // batches never contain (docs/frontends.md).
+  r.ignore({"pretraining_tp", "pad_token_id"});
+  // Token ids of images and video place them in the token stream: the data
+  // pipeline's work (4.x VL configs repeat them in text_config).
+  r.ignore({"image_token_id", "video_token_id", "vision_start_token_id",
+            "vision_end_token_id", "vision_token_id"});
 
   if (options.numLayers >= 0) {
     if (!r.failed() && options.numLayers > c.layers)
@@ -255,7 +441,17 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   if (!moe)
     requirePositive(r, "intermediate_size", c.intermediate);
   if (!r.failed())
-    readRope(r, c.rope, c.headDim, options);
+    checkSlidingWindow(r, c, moe, options);
+  if (!r.failed()) {
+    double defaultTheta = vlText || modelType == "qwen2_5_omni_text"
+                              ? 1000000.0 // the VL and omni text configs'
+                              : 10000.0;
+    bool multimodal = vlText || modelType == "qwen2_5_omni_text";
+    absl::StatusOr<RopeConfig> rope =
+        readRope(r, c.headDim, defaultTheta, multimodal, options);
+    if (rope.ok())
+      c.rope = *std::move(rope);
+  }
   return c;
 }
 

@@ -55,6 +55,21 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
                                              int64_t textHidden) {
   VisionConfig c;
   c.qwen25 = qwen25;
+  r.ignoreGenericKeys();
+  // Video timing (tokens_per_second) and the window size shape the data
+  // pipeline's positions and segments, which arrive as batch inputs;
+  // spatial_patch_size is an unused extra of older configs.
+  r.ignore({"tokens_per_second", "window_size", "spatial_patch_size",
+            "tie_word_embeddings"});
+  if (std::optional<ConfigReader> rope = r.getObject("rope_parameters")) {
+    std::string type = rope->getString("rope_type", "axial");
+    if (!rope->failed() && type != "axial" && type != "default")
+      rope->fail("rope_type", "the vision tower's rope must be axial, got \"" +
+                                  type + "\"");
+    c.ropeTheta = rope->getFloat("rope_theta", 10000.0);
+    if (!rope->failed() && !(c.ropeTheta > 0))
+      rope->fail("rope_theta", "must be positive");
+  }
   c.depth = r.getInt("depth");
   c.heads = r.getInt("num_heads");
   if (qwen25) {
@@ -76,6 +91,9 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
   c.merge = r.getInt("spatial_merge_size", 2);
   c.temporal = r.getInt("temporal_patch_size", 2);
   c.channels = r.getInt(r.has("in_channels") ? "in_channels" : "in_chans", 3);
+  if (r.has("in_channels") && r.has("in_chans") &&
+      r.getInt("in_chans", c.channels) != c.channels && !r.failed())
+    r.fail("in_chans", "differs from in_channels");
   for (auto [key, v] : {std::pair<StringRef, int64_t>{"depth", c.depth},
                         {"num_heads", c.heads},
                         {qwen25 ? "hidden_size" : "embed_dim", c.dim},
@@ -132,7 +150,7 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
   for (int half = 0; half < 2; ++half)
     for (int64_t j = 0; j < hd / 2; j += 2)
       invFreq.push_back(static_cast<float>(
-          1.0 / std::pow(10000.0, static_cast<double>(j) / (hd / 2))));
+          1.0 / std::pow(c.ropeTheta, static_cast<double>(j) / (hd / 2))));
   SmallVector<int64_t, 2> sections = {hd / 4, hd / 4};
 
   auto norm = [&](Value v, const std::string &name, int64_t width) {
@@ -160,8 +178,8 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
       Value s = b.slice(qkv, {0, 0, j, 0, 0}, {1, patches, j + 1, c.heads, hd});
       return b.reshape(s, {1, patches, c.heads, hd});
     };
-    Value q = b.rope(part(0), positions, 10000.0, sections, invFreq);
-    Value k = b.rope(part(1), positions, 10000.0, sections, invFreq);
+    Value q = b.rope(part(0), positions, c.ropeTheta, sections, invFreq);
+    Value k = b.rope(part(1), positions, c.ropeTheta, sections, invFreq);
     bool windowed = c.qwen25 && !llvm::is_contained(c.fullAttentionBlocks, i);
     Value a =
         b.attention(q, k, part(2), windowed ? windows : segments,
@@ -201,6 +219,14 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
 
 AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
   AudioConfig c;
+  r.ignoreGenericKeys();
+  // scale_embedding sets a factor transformers never applies;
+  // num_hidden_layers is 4.x's copy of encoder_layers.
+  r.ignore({"scale_embedding", "num_hidden_layers", "tie_word_embeddings"});
+  for (StringRef key : {"dropout", "attention_dropout", "activation_dropout"})
+    if (!r.failed() && r.getFloat(key, 0.0) != 0.0)
+      r.fail(key, std::to_string(r.getFloat(key, 0.0)) +
+                      ": dropout in training is not supported; set it to 0.0");
   c.melBins = r.getInt("num_mel_bins");
   c.dim = r.getInt("d_model");
   c.layers = r.getInt("encoder_layers");

@@ -88,6 +88,7 @@ struct VisionConfig {
   int64_t patch = 14, merge = 2, temporal = 2, channels = 3;
   std::vector<int64_t> fullAttentionBlocks; // qwen25 only
   std::string act;
+  double ropeTheta = 10000.0; // the 2-D (axial) rope of the patches
   int64_t patchInputs() const { return channels * temporal * patch * patch; }
 };
 

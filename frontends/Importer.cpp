@@ -115,6 +115,23 @@ Value mergeModality(ModelBuilder &b, Value embeds, Value rows,
   return mergeRows(b, embeds, positions, rows);
 }
 
+/// Whether a VL model ties its LM head to the embeddings. transformers 5
+/// reads the top-level flag, which a true text_config flag turns on;
+/// transformers 4 reads text_config's. Where the two would disagree the
+/// config is ambiguous.
+bool readTying(ConfigReader &root, ConfigReader *text) {
+  std::optional<bool> top, nested;
+  if (root.has("tie_word_embeddings"))
+    top = root.getBool("tie_word_embeddings", false);
+  if (text && text->has("tie_word_embeddings"))
+    nested = text->getBool("tie_word_embeddings", false);
+  if (top && *top && nested && !*nested && !root.failed())
+    root.fail("tie_word_embeddings",
+              "true, but text_config.tie_word_embeddings is false: "
+              "transformers 5 would tie the LM head and 4.x would not");
+  return top.value_or(false) || nested.value_or(false);
+}
+
 /// The nested config `key`, which must exist.
 std::optional<ConfigReader> requireObject(ConfigReader &r, StringRef key) {
   std::optional<ConfigReader> nested = r.getObject(key);
@@ -184,16 +201,20 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     appendDecoderPlan(model.plan, names);
   } else if (modelType == "qwen2_vl" || modelType == "qwen2_5_vl") {
     // Older configs keep the text fields at the top level, newer ones in
-    // text_config.
+    // text_config (transformers 4.x writes both; the nested ones count).
     std::optional<ConfigReader> text = r.getObject("text_config");
     ConfigReader &tr = text ? *text : r;
     DecoderConfig c = parseDecoderConfig(tr, modelType, options);
+    if (text)
+      r.ignoreKeysOf(*text);
+    r.ignoreGenericKeys();
+    // Token ids place images in the token stream: the data pipeline's work.
+    r.ignore({"image_token_id", "video_token_id", "vision_start_token_id",
+              "vision_end_token_id", "vision_token_id"});
+    c.tieEmbeddings = readTying(r, text ? &*text : nullptr);
     std::optional<ConfigReader> vr = requireObject(r, "vision_config");
     if (r.failed())
       return fail(r.error());
-    if (c.rope.mropeSection.empty())
-      return fail(tr.path() + ": field '" + tr.fieldName("rope_scaling") +
-                  ".mrope_section': missing (required for " + modelType + ")");
     VisionConfig v =
         parseVisionConfig(*vr, modelType == "qwen2_5_vl", c.hidden);
     model.numHeads = c.heads;
@@ -220,9 +241,20 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   } else if (modelType == "qwen2_5_omni" ||
              modelType == "qwen2_5_omni_thinker") {
     std::optional<ConfigReader> thinker;
-    if (modelType == "qwen2_5_omni")
+    if (modelType == "qwen2_5_omni") {
       thinker = requireObject(r, "thinker_config");
+      // Speech output: the talker and the vocoder are not trained here.
+      r.ignoreGenericKeys();
+      r.ignore({"enable_audio_output", "talker_config", "token2wav_config"});
+    }
     ConfigReader &th = thinker ? *thinker : r;
+    th.ignoreGenericKeys();
+    th.ignore({"audio_token_index", "image_token_index", "video_token_index",
+               "audio_start_token_id", "audio_end_token_id",
+               "vision_start_token_id", "vision_end_token_id",
+               "user_token_id", "position_id_per_seconds",
+               "seconds_per_chunk", "audio_token_id", "image_token_id",
+               "video_token_id"});
     std::optional<ConfigReader> tr = requireObject(th, "text_config");
     std::optional<ConfigReader> vr = requireObject(th, "vision_config");
     std::optional<ConfigReader> ar = requireObject(th, "audio_config");
@@ -236,6 +268,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (!llvm::is_contained(decoders, textType))
       textType = "qwen2_5_omni_text";
     DecoderConfig c = parseDecoderConfig(*tr, textType, options);
+    // transformers 5 ties the thinker's head by thinker_config's flag, 4.x
+    // by text_config's (4.x configs leave the thinker's out).
+    if (th.has("tie_word_embeddings"))
+      c.tieEmbeddings = th.getBool("tie_word_embeddings", false);
     model.numExperts = c.experts;
     model.numHeads = c.heads;
     model.numKVHeads = c.kvHeads;
@@ -244,7 +280,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (r.failed())
       return fail(r.error());
     if (c.rope.mropeSection.empty())
-      return fail(tr->path() + ": field '" + tr->fieldName("rope_scaling") +
+      return fail(tr->path() + ": field '" + tr->fieldName("rope_parameters") +
                   ".mrope_section': missing (required for " + modelType + ")");
     VisionConfig v = parseVisionConfig(*vr, /*qwen25=*/true, c.hidden);
     v.separateQKV = true;
@@ -315,6 +351,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   model.module->getOperation()->setAttr("veomni.model_type",
                                         StringAttr::get(&context, modelType));
   model.arguments = b.arguments();
+  for (const std::string &key : r.unknownKeys())
+    model.warnings.push_back(path.str() + ": field '" + key +
+                             "' is not known to veomni and was ignored");
   return model;
 }
 

@@ -57,6 +57,9 @@ struct ImportedModel {
   int64_t numExperts = 0, expertsPerToken = 0;
   /// The decoder's sizes that parallel plans must divide.
   int64_t numHeads = 0, numKVHeads = 0, numLayers = 0;
+  /// One line per config key veomni has never heard of ("<file>: field
+  /// 'a.b': ..."): ignored, but worth a look.
+  std::vector<std::string> warnings;
 };
 
 /// Imports `path`. On failure returns failure() with one line in `error`

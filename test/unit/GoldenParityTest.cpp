@@ -30,10 +30,18 @@ namespace rt = ::veomni::rt;
 
 namespace {
 
+/// A directory of test/goldens and the config it is read from: the form
+/// transformers 5 saves (config.json) or the 4.x form (config.v4.json).
 struct Case {
   const char *family;
   int64_t imagePatches = 0, audioFrames = 0;
+  const char *config = "config.json";
 };
+
+Case v4(Case c) {
+  c.config = "config.v4.json";
+  return c;
+}
 
 std::string Root() { return std::string(VEOMNI_SOURCE_DIR); }
 
@@ -63,9 +71,11 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
   options.audioFrames = c.audioFrames;
   options.returnLogits = true;
   std::string error;
-  FailureOr<ImportedModel> model = importHFConfig(
-      context, Root() + "/examples/tiny/" + c.family + ".json", options, error);
+  FailureOr<ImportedModel> model =
+      importHFConfig(context, dir + "/" + c.config, options, error);
   ASSERT_TRUE(succeeded(model)) << error;
+  // Every key of a config transformers wrote is known to veomni.
+  EXPECT_TRUE(model->warnings.empty()) << model->warnings.front();
   CompileReport report;
   FailureOr<std::string> bytes = compileToProgram(*model, report);
   ASSERT_TRUE(succeeded(bytes));
@@ -81,7 +91,7 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
   // The memory plan made at compile time is the memory the runtime holds.
   EXPECT_EQ(ex.ArenaBytes(), static_cast<uint64_t>(report.arenaBytes));
 
-  auto weights = rt::SafetensorsFile::Open(dir + "/weights.safetensors");
+  auto weights = rt::SafetensorsFile::Open(dir + "/model.safetensors");
   ASSERT_TRUE(weights.ok()) << weights.status();
   absl::Status loaded = rt::LoadParameters(ex, **weights);
   ASSERT_TRUE(loaded.ok()) << loaded;
@@ -114,19 +124,35 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
                                      rt::LoadF(wantLogits, i)));
   double lossDiff =
       std::abs(double(rt::LoadF(gotLoss, 0)) - rt::LoadF(wantLoss, 0));
-  std::printf("%s: loss %.6f (transformers %.6f), max |logit diff| %.2e\n",
-              c.family, rt::LoadF(gotLoss, 0), rt::LoadF(wantLoss, 0), worst);
+  std::printf("%s/%s: loss %.6f (transformers %.6f), max |logit diff| "
+              "%.2e\n",
+              c.family, c.config, rt::LoadF(gotLoss, 0), rt::LoadF(wantLoss, 0), worst);
   EXPECT_LT(worst, 2e-5) << "largest logit difference";
   EXPECT_LT(lossDiff, 2e-5);
 }
 
+const Case kCases[] = {
+    Case{"llama"}, Case{"qwen2"}, Case{"qwen3"}, Case{"qwen3_moe"},
+    Case{"qwen2_vl", 16}, Case{"qwen2_5_vl", 16}, Case{"qwen2_5_omni", 16, 16},
+    // What broke with transformers 5: scaled rope, head_dim != hidden /
+    // heads, MoE without top-k renormalisation and with dense layers, ties.
+    Case{"llama3_tied"}, Case{"qwen2_yarn"}, Case{"qwen3_head_dim"},
+    Case{"qwen3_moe_dense"}};
+
+std::vector<Case> bothForms() {
+  std::vector<Case> out;
+  for (const Case &c : kCases) {
+    out.push_back(c);
+    out.push_back(v4(c));
+  }
+  return out;
+}
+
 INSTANTIATE_TEST_SUITE_P(
-    Families, GoldenParityTest,
-    ::testing::Values(Case{"llama", 0}, Case{"qwen2", 0}, Case{"qwen3", 0},
-                      Case{"qwen3_moe", 0}, Case{"qwen2_vl", 16},
-                      Case{"qwen2_5_vl", 16}, Case{"qwen2_5_omni", 16, 16}),
+    Families, GoldenParityTest, ::testing::ValuesIn(bothForms()),
     [](const ::testing::TestParamInfo<Case> &info) {
-      return std::string(info.param.family);
+      return std::string(info.param.family) +
+             (std::string(info.param.config) == "config.json" ? "_v5" : "_v4");
     });
 
 } // namespace

@@ -1,22 +1,66 @@
 #!/usr/bin/env python3
 """Golden files for veomni's numerical parity tests against Hugging Face transformers.
 
-For each tiny config in examples/tiny/<family>.json this builds the transformers
-model in float32, fills its parameters with seeded random values (matrices and
-embeddings N(0, 0.02); norm weights 1 + N(0, 0.1) and biases N(0, 0.02), so that
-they are exercised too), runs one forward pass on a seeded batch (B=1, S=32) and
-writes, under <out_root>/<family>/:
+Each golden *case* is a tiny model: a family, its base config
+examples/tiny/<family>.json and a few overrides (CASES below). The seven
+family cases (llama, qwen2, qwen3, qwen3_moe, qwen2_vl, qwen2_5_vl,
+qwen2_5_omni) use their base config unchanged; the others exercise what
+configs written by transformers 5 broke:
 
-  weights.safetensors   every parameter under its HF *checkpoint* name, float32
-                        (per-expert MoE weights, `visual.*` / `thinker.*` prefixes;
-                        tied embeddings only as model.embed_tokens.weight)
+  llama3_tied      llama3 rope scaling (factor 8, low/high freq factors 1/4,
+                   original_max_position_embeddings 64, so that of the 8
+                   frequencies one is kept, one smoothly interpolated and six
+                   divided by 8), rope theta 500000, tied embeddings
+  qwen2_yarn       YaRN as Qwen's model cards spell it ("type": "yarn";
+                   factor 4, original_max_position_embeddings 256 =
+                   max_position_embeddings / 4, beta_fast/beta_slow default:
+                   of the 8 frequencies one kept, two blended (1/3, 2/3 of the
+                   way) and five divided by 4; cos and sin scaled by
+                   0.1 ln 4 + 1), rope theta 1e6
+  qwen3_head_dim   head_dim 32 while hidden_size / num_attention_heads is 16
+                   (q_proj [128, 64], o_proj [64, 128]), one key/value head,
+                   untied LM head, rope theta 1e6
+  qwen3_moe_dense  norm_topk_prob false (no top-k renormalisation), 3 layers,
+                   mlp_only_layers [1]: layers 0 and 2 sparse, 1 dense
+
+This builds the transformers model in float32, fills its parameters with
+seeded random values (matrices and embeddings N(0, 0.02); norm weights
+1 + N(0, 0.1) and biases N(0, 0.02), so that they are exercised too), runs one
+forward pass on a seeded batch (B=1, S=32) and writes, under
+<out_root>/<case>/:
+
+  config.json           the config as transformers 5 writes it (save_pretrained:
+                        rope_parameters, dtype, text_config for the VL models,
+                        num_local_experts for qwen3_moe, ...); omni's thinker
+                        also carries the special token ids of OMNI_SPECIAL_IDS
+  config.v4.json        the same config in transformers 4.x form: written by
+                        save_pretrained of transformers 4.55 (rope_theta,
+                        rope_scaling with "rope_type" (and "type"), torch_dtype,
+                        the text keys also at the top level of the VL models),
+                        run by tools/goldens/save_v4_config.py in another
+                        Python (--v4-python) on the case's config with
+                        config.json's architectures; transformers 5 loads it
+                        into the same config as config.json
+  model.safetensors     the weights exactly as transformers 5's
+                        model.save_pretrained writes them: float32, __metadata__
+                        {"format": "pt"}, HF *checkpoint* names: per-expert MoE
+                        weights mlp.experts.<e>.{gate,up,down}_proj.weight
+                        (transformers 5 holds them stacked, gate_up_proj
+                        [E, 2I, H] and down_proj [E, H, I], and splits them on
+                        saving), `model.*` + `visual.*` and `thinker.model.*`,
+                        `thinker.visual.*`, `thinker.audio_tower.*` prefixes
+                        (not the nested model.language_model.* of its modules);
+                        tied embeddings only as model.embed_tokens.weight, no
+                        lm_head.weight. Were those names ever to differ from
+                        this script's checkpoint names (checkpoint_tensors), it
+                        would also write weights.safetensors in the latter
   batch.safetensors     the veomni batch inputs of docs/frontends.md (int32 ids,
                         positions, labels already shifted; float32 pixels / mels)
   expected.safetensors  `logits` [1, 32, vocab] from the HF forward and `loss` []
                         = mean cross entropy of those logits vs the shifted labels
   grads.safetensors     d loss / d parameter (that `loss`, float32; no router aux
                         loss) by autograd through the HF forward, under the names
-                        and shapes of weights.safetensors (per-expert; tied
+                        and shapes of the checkpoint (per-expert; tied
                         embeddings: model.embed_tokens.weight holds the whole
                         gradient, input side plus LM head); a parameter the
                         forward never reads (omni's audio_bos_eos_token) is zeros
@@ -31,32 +75,51 @@ writes, under <out_root>/<family>/:
                         strings: the hyperparameters and "grad_norm", the total
                         gradient norm before clipping
 
-Before writing, every family is checked: our loss equals HF's own loss (given
-unshifted labels); the written weights load back into transformers by name (no
-missing or unexpected keys) and reproduce the logits; and a small
+Before writing, every case is checked: our loss equals HF's own loss (given
+unshifted labels); model.safetensors holds exactly the checkpoint-named
+parameters; the case directory (config.json + model.safetensors) loads back
+with from_pretrained (no missing or unexpected keys) and reproduces the logits
+bit for bit, and so does config.v4.json with the same weights; config.v4.json
+has the 4.x keys and loads into a config equal to config.json's; and a small
 re-implementation of veomni's semantics (frontends/Decoder.cpp, Encoders.cpp)
-that uses nothing but the config and the tensors of weights.safetensors and
-batch.safetensors reproduces the HF logits, and by autograd through it, the
-gradients by checkpoint name. The AdamW result is checked against the update
-written out in float64 (clip: g *= min(1, 1 / (norm + 1e-6)); p *= 1 - lr * wd;
-p -= lr / (1 - b1) * m / (sqrt(v) / sqrt(1 - b2) + eps), m = (1 - b1) g,
-v = (1 - b2) g^2). Qwen2.5-VL's window permutation is additionally checked on
-a larger image whose windows are non-trivial (not written).
+that reads nothing but config.json, model.safetensors and batch.safetensors
+(rope theta and scaling: default, linear, llama3, yarn with its attention
+factor; head_dim; norm_topk_prob; mlp_only_layers / decoder_sparse_step; tied
+embeddings) reproduces the HF logits, and by autograd through it, the
+gradients by checkpoint name; its rope frequencies also equal HF's. The AdamW
+result is checked against the update written out in float64 (clip: g *= min(1,
+1 / (norm + 1e-6)); p *= 1 - lr * wd; p -= lr / (1 - b1) * m / (sqrt(v) /
+sqrt(1 - b2) + eps), m = (1 - b1) g, v = (1 - b2) g^2). Qwen2.5-VL's window
+permutation is additionally checked on a larger image whose windows are
+non-trivial (not written).
 
 Run from the repository root:
 
-    python tools/goldens/make_goldens.py [OUT_ROOT] [--family NAME ...]
+    python tools/goldens/make_goldens.py [OUT_ROOT] [--case NAME ...] [--v4-python PATH]
 
-OUT_ROOT defaults to test/goldens. Reruns write identical bytes. Regenerating the
-goldens needs only torch + transformers (and safetensors) from PyPI; this script
-is reference tooling, never a dependency of the build or the tests. Made with
-torch 2.15 and transformers 5.24.
+OUT_ROOT defaults to test/goldens; --case (or --family, the same) picks cases,
+all by default; --v4-python is a Python with transformers 4.x (no torch
+needed), /root/venvs/t4cfg/bin/python by default. Reruns write identical bytes.
+Regenerating the goldens needs only packages from PyPI: torch + transformers 5
+(and safetensors) for this script, transformers 4.x for the 4.x configs:
+
+    python3 -m venv V5 && V5/bin/pip install torch transformers safetensors numpy
+    python3 -m venv V4 && V4/bin/pip install 'transformers==4.55.4'
+    V5/bin/python tools/goldens/make_goldens.py --v4-python V4/bin/python
+
+(4.55 is the last 4.x whose configs say torch_dtype; 4.56+ write dtype.) This
+script is reference tooling, never a dependency of the build or the tests.
+Made with torch 2.15.0 and transformers 5.25.0, 4.x configs with transformers
+4.55.4.
 """
 
 import argparse
+import copy
 import json
 import math
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,11 +127,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import transformers
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import vision_utils
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "examples" / "tiny"
+V4_HELPER = Path(__file__).resolve().parent / "save_v4_config.py"
+DEFAULT_V4_PYTHON = "/root/venvs/t4cfg/bin/python"
 FAMILIES = ["llama", "qwen2", "qwen3", "qwen3_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"]
 VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni")
 
@@ -87,18 +153,85 @@ OMNI_SPECIAL_IDS = {
 }
 TOLERANCE = 2e-5  # max |logit difference| accepted in the self-checks
 
+# name: (family, overrides of examples/tiny/<family>.json, in the 4.x keys that
+# transformers 4 and 5 both read; dicts merge into dicts).
+CASES = {family: (family, {}) for family in FAMILIES}
+CASES["qwen2_5_omni"] = ("qwen2_5_omni", {"thinker_config": OMNI_SPECIAL_IDS})
+CASES.update(
+    {
+        "llama3_tied": (
+            "llama",
+            {
+                "rope_theta": 500000.0,
+                "rope_scaling": {
+                    "rope_type": "llama3",
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 64,
+                },
+                "tie_word_embeddings": True,
+            },
+        ),
+        "qwen2_yarn": (
+            "qwen2",
+            {
+                "rope_theta": 1000000.0,
+                "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256},
+                "max_position_embeddings": 1024,
+            },
+        ),
+        "qwen3_head_dim": (
+            "qwen3",
+            {
+                "head_dim": 32,
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 1,
+                "rope_theta": 1000000.0,
+                "tie_word_embeddings": False,
+            },
+        ),
+        "qwen3_moe_dense": (
+            "qwen3_moe",
+            {
+                "norm_topk_prob": False,
+                "num_hidden_layers": 3,
+                "mlp_only_layers": [1],
+                "decoder_sparse_step": 1,
+            },
+        ),
+    }
+)
+
 
 # ----------------------------------------------------------------------------
-# Model construction and initialization
+# Configs and model construction and initialization
 # ----------------------------------------------------------------------------
 
 
-def load_config(family):
-    config = transformers.AutoConfig.from_pretrained(CONFIGS / f"{family}.json")
-    if family == "qwen2_5_omni":
-        for key, value in OMNI_SPECIAL_IDS.items():
-            setattr(config.thinker_config, key, value)
-    return config
+def merged(base, overrides):
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def case_source(case):
+    """The case's config as a dict: its base tiny config with the overrides."""
+    family, overrides = CASES[case]
+    return merged(json.loads((CONFIGS / f"{family}.json").read_text()), overrides)
+
+
+def load_json_config(source):
+    """A transformers config of a config dict (written out, loaded from the file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.json"
+        path.write_text(json.dumps(source))
+        return transformers.AutoConfig.from_pretrained(path)
 
 
 def model_class(family):
@@ -109,16 +242,20 @@ def model_class(family):
     }.get(family, transformers.AutoModelForCausalLM)
 
 
-def build_model(family, config):
+def model_kwargs(family):
     kwargs = {"attn_implementation": "eager", "dtype": torch.float32}
     if family == "qwen3_moe":
         kwargs["experts_implementation"] = "eager"
+    return kwargs
+
+
+def build_model(family, config):
     torch.manual_seed(SEED)
     cls = model_class(family)
     if cls is transformers.AutoModelForCausalLM:
-        model = cls.from_config(config, **kwargs)
+        model = cls.from_config(config, **model_kwargs(family))
     else:
-        model = cls._from_config(config, **kwargs)
+        model = cls._from_config(config, **model_kwargs(family))
     return model.eval()
 
 
@@ -388,6 +525,107 @@ def hf_forward(family, module, hf, labels=None):
 # ----------------------------------------------------------------------------
 # veomni semantics, re-implemented from the written files only
 # ----------------------------------------------------------------------------
+#
+# Everything below reads the case's config.json (transformers 5 form, as a
+# plain dict), the tensors of model.safetensors and those of batch.safetensors.
+
+
+def text_config(family, cfg):
+    """The decoder's part of a config.json: 5.x nests it in text_config."""
+    if family == "qwen2_5_omni":
+        return cfg["thinker_config"]["text_config"]
+    return cfg.get("text_config", cfg)
+
+
+def vision_config(family, cfg):
+    return cfg["thinker_config"]["vision_config"] if family == "qwen2_5_omni" else cfg["vision_config"]
+
+
+def tied_embeddings(family, cfg):
+    """tie_word_embeddings of the text config, else of the model's config."""
+    top = cfg["thinker_config"] if family == "qwen2_5_omni" else cfg
+    text = text_config(family, cfg)
+    flags = {c["tie_word_embeddings"] for c in (text, top) if "tie_word_embeddings" in c}
+    assert len(flags) <= 1, f"tie_word_embeddings disagree: {flags}"
+    return flags.pop() if flags else True  # transformers' default
+
+
+def head_dim(text):
+    return text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+
+
+def rope_type(rp):
+    return rp.get("rope_type", rp.get("type", "default"))
+
+
+def yarn_mscale(scale, mscale=1.0):
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def rope_frequencies(text):
+    """(inv_freq [D/2] float32, cos/sin scaling) of a text config's rope_parameters.
+
+    In float64, then rounded: default, linear, llama3 and yarn (with its
+    attention factor), the computations of transformers' modeling_rope_utils.
+    """
+    rp = text["rope_parameters"]
+    theta, kind = float(rp["rope_theta"]), rope_type(rp)
+    dim = int(head_dim(text) * rp.get("partial_rotary_factor", 1.0))
+    base = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    scaling = 1.0
+    if kind == "default":
+        inv = base
+    elif kind == "linear":
+        inv = base / rp["factor"]
+    elif kind == "llama3":
+        factor, lo, hi = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"]
+        old = rp["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / base
+        smooth = (old / wavelen - lo) / (hi - lo)
+        blended = (1 - smooth) * base / factor + smooth * base
+        inv = torch.where(wavelen < old / hi, base, torch.where(wavelen > old / lo, base / factor, blended))
+    elif kind == "yarn":
+        orig = rp["original_max_position_embeddings"]
+        factor = rp.get("factor") or text["max_position_embeddings"] / orig
+        scaling = rp.get("attention_factor")
+        if scaling is None:
+            mscale, mscale_all = rp.get("mscale"), rp.get("mscale_all_dim")
+            if mscale and mscale_all:
+                scaling = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
+            else:
+                scaling = yarn_mscale(factor)
+        fast, slow = rp.get("beta_fast") or 32, rp.get("beta_slow") or 1
+
+        def correction_dim(rotations):
+            return dim * math.log(orig / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+        low, high = correction_dim(fast), correction_dim(slow)
+        if rp.get("truncate", True):
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, dim - 1)
+        if low == high:
+            high += 0.001
+        ramp = ((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+        inv = base / factor * ramp + base * (1 - ramp)
+    else:
+        raise SystemExit(f"rope_type {kind!r}: not in the reference")
+    return inv.float(), float(scaling)
+
+
+def rope_regimes(text):
+    """How the scaled frequencies relate to the unscaled ones: counts of kept,
+    blended and divided-by-factor entries (a string), or None for default rope."""
+    rp = text["rope_parameters"]
+    if rope_type(rp) == "default":
+        return None
+    inv, _ = rope_frequencies(text)
+    dim = int(head_dim(text) * rp.get("partial_rotary_factor", 1.0))
+    base = (1.0 / float(rp["rope_theta"]) ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)).float()
+    ratio = (inv / base).double()
+    factor = rp.get("factor") or 1.0
+    kept = int(torch.isclose(ratio, torch.tensor(1.0, dtype=torch.float64), rtol=1e-5).sum())
+    divided = int(torch.isclose(ratio, torch.tensor(1.0 / factor, dtype=torch.float64), rtol=1e-5).sum())
+    return kept, len(ratio) - kept - divided, divided
 
 
 def rms_norm(x, w, eps):
@@ -444,15 +682,16 @@ def ref_vision(W, p, vcfg, batch, qwen25):
     patches = pixels.shape[0]
     conv = W[p + "patch_embed.proj.weight"]
     dim = conv.shape[0]
-    heads = vcfg.num_heads
+    heads = vcfg["num_heads"]
     hd = dim // heads
     x = pixels @ conv.reshape(dim, -1).T
-    inv = 1.0 / (10000.0 ** (torch.arange(0, hd // 2, 2, dtype=torch.float64) / (hd // 2)))
+    theta = (vcfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    inv = 1.0 / (theta ** (torch.arange(0, hd // 2, 2, dtype=torch.float64) / (hd // 2)))
     inv = torch.cat((inv, inv)).float()
     positions = batch["vision_position_ids"].long()  # [2, 1, P]
     segments = batch["vision_segment_ids"].long()
     windows = batch.get("vision_window_segment_ids")
-    act = ACTS[vcfg.hidden_act]
+    act = ACTS[vcfg["hidden_act"]]
 
     def norm(v, name):
         if qwen25:
@@ -460,8 +699,8 @@ def ref_vision(W, p, vcfg, batch, qwen25):
         return layer_norm(v, W[name + ".weight"], W[name + ".bias"], 1e-6)
 
     x = x[None]  # [1, P, d]
-    full = getattr(vcfg, "fullatt_block_indexes", [])
-    for i in range(vcfg.depth):
+    full = vcfg.get("fullatt_block_indexes") or []
+    for i in range(vcfg["depth"]):
         b = f"{p}blocks.{i}."
         h = norm(x, b + "norm1")
         if b + "attn.qkv.weight" in W:
@@ -483,7 +722,7 @@ def ref_vision(W, p, vcfg, batch, qwen25):
             u = linear(h, W[b + "mlp.fc1.weight"], W[b + "mlp.fc1.bias"])
             m = linear(act(u), W[b + "mlp.fc2.weight"], W[b + "mlp.fc2.bias"])
         x = x + m
-    unit = vcfg.spatial_merge_size**2
+    unit = vcfg["spatial_merge_size"] ** 2
     x = norm(x, p + "merger.ln_q").reshape(patches // unit, unit * dim)
     x = F.gelu(linear(x, W[p + "merger.mlp.0.weight"], W[p + "merger.mlp.0.bias"]))
     return linear(x, W[p + "merger.mlp.2.weight"], W[p + "merger.mlp.2.bias"])
@@ -492,7 +731,7 @@ def ref_vision(W, p, vcfg, batch, qwen25):
 def ref_audio(W, p, acfg, batch):
     """buildAudioEncoder: clips end to end, one conv over all frames."""
     x = batch["input_features"].float()
-    act = ACTS[acfg.activation_function]
+    act = ACTS[acfg["activation_function"]]
     x = act(F.conv1d(x, W[p + "conv1.weight"], W[p + "conv1.bias"], padding=1))
     x = act(F.conv1d(x, W[p + "conv2.weight"], W[p + "conv2.bias"], stride=2, padding=1))
     x = x[0].T  # [steps, d]
@@ -502,10 +741,10 @@ def ref_audio(W, p, acfg, batch):
     timescales = torch.exp(-inc * torch.arange(half, dtype=torch.float64)).float()
     angle = batch["audio_position_ids"].float()[:, None] * timescales
     x = (x + torch.cat((angle.sin(), angle.cos()), -1))[None]
-    heads = acfg.encoder_attention_heads
+    heads = acfg["encoder_attention_heads"]
     hd = dim // heads
     segments = batch["audio_segment_ids"].long()
-    for i in range(acfg.encoder_layers):
+    for i in range(acfg["encoder_layers"]):
         b = f"{p}layers.{i}."
         h = layer_norm(x, W[b + "self_attn_layer_norm.weight"], W[b + "self_attn_layer_norm.bias"], 1e-5)
 
@@ -525,22 +764,35 @@ def ref_audio(W, p, acfg, batch):
     return linear(x, W[p + "proj.weight"], W[p + "proj.bias"])
 
 
-def ref_decoder(W, family, tcfg, embeds, batch, inv_freq, scaling, stats):
+def sparse_layer(text, i):
+    """Whether decoder layer i is a MoE layer (Qwen3-MoE's rule)."""
+    experts = text.get("num_experts") or text.get("num_local_experts") or 0
+    step = text.get("decoder_sparse_step") or 1
+    return experts > 0 and i not in (text.get("mlp_only_layers") or []) and (i + 1) % step == 0
+
+
+def ref_decoder(W, family, cfg, embeds, batch, stats):
     """buildDecoderLoss: layers, final norm, LM head; returns logits."""
+    text = text_config(family, cfg)
     pre = "thinker.model." if family == "qwen2_5_omni" else "model."
     head_name = "thinker.lm_head.weight" if family == "qwen2_5_omni" else "lm_head.weight"
-    eps = tcfg.rms_norm_eps
-    heads, kv = tcfg.num_attention_heads, tcfg.num_key_value_heads
-    hd = getattr(tcfg, "head_dim", None) or tcfg.hidden_size // heads
+    tied = tied_embeddings(family, cfg)
+    assert tied == (
+        head_name not in W
+    ), f"tie_word_embeddings {tied} but {head_name} in weights: {head_name in W}"
+    eps = text["rms_norm_eps"]
+    heads, kv = text["num_attention_heads"], text.get("num_key_value_heads") or text["num_attention_heads"]
+    hd = head_dim(text)
+    inv_freq, scaling = rope_frequencies(text)
     positions = batch["position_ids"].long()
     if positions.dim() == 2:
         positions = positions[None]
-    sections = tcfg.rope_parameters.get("mrope_section") if positions.shape[0] == 3 else None
+    sections = text["rope_parameters"].get("mrope_section") if positions.shape[0] == 3 else None
     sections = sections or [hd // 2]
     segments = batch["segment_ids"].long()
     B, S, _ = embeds.shape
     x = embeds
-    for i in range(tcfg.num_hidden_layers):
+    for i in range(text["num_hidden_layers"]):
         b = f"{pre}layers.{i}."
         h = rms_norm(x, W[b + "input_layernorm.weight"], eps)
 
@@ -557,25 +809,27 @@ def ref_decoder(W, family, tcfg, embeds, batch, inv_freq, scaling, stats):
         a = attention(q, k, v, segments, True, hd**-0.5).reshape(B, S, heads * hd)
         x = x + linear(a, W[b + "self_attn.o_proj.weight"], W.get(b + "self_attn.o_proj.bias"))
         h = rms_norm(x, W[b + "post_attention_layernorm.weight"], eps)
-        if b + "mlp.gate.weight" in W:
-            x = x + ref_moe(W, b, tcfg, h, stats)
+        sparse = sparse_layer(text, i)
+        assert sparse == (b + "mlp.gate.weight" in W), f"layer {i}: sparse {sparse} vs the weights"
+        if sparse:
+            x = x + ref_moe(W, b, text, h, stats)
         else:
             g = linear(h, W[b + "mlp.gate_proj.weight"], W.get(b + "mlp.gate_proj.bias"))
             u = linear(h, W[b + "mlp.up_proj.weight"], W.get(b + "mlp.up_proj.bias"))
             x = x + linear(F.silu(g) * u, W[b + "mlp.down_proj.weight"], W.get(b + "mlp.down_proj.bias"))
     x = rms_norm(x, W[pre + "norm.weight"], eps)
-    return linear(x, W.get(head_name, W[pre + "embed_tokens.weight"]))
+    return linear(x, W[pre + "embed_tokens.weight"] if tied else W[head_name])
 
 
-def ref_moe(W, b, tcfg, h, stats):
+def ref_moe(W, b, text, h, stats):
     flat = h.reshape(-1, h.shape[-1])
     probs = linear(flat, W[b + "mlp.gate.weight"]).float().softmax(-1)
     top = probs.sort(-1, descending=True).values
-    k = tcfg.num_experts_per_tok
+    k = text["num_experts_per_tok"]
     gap = (top[:, k - 1] - top[:, k]).min().item()
     stats["min_topk_gap"] = min(stats.get("min_topk_gap", 1.0), gap)
     weights, index = probs.topk(k, -1)
-    if tcfg.norm_topk_prob:
+    if text.get("norm_topk_prob", False):  # transformers' default: no renormalisation
         weights = weights / weights.sum(-1, keepdim=True)
     out = torch.zeros_like(flat)
     for t in range(flat.shape[0]):
@@ -593,32 +847,25 @@ def merge_rows(embeds, positions, rows):
 
 
 @torch.no_grad()
-def ref_forward(family, config, model, W, batch):
-    """Logits from the written weights and batch, the way veomni's IR computes them."""
-    return ref_logits(family, config, model, W, batch)
+def ref_forward(family, cfg, W, batch):
+    """Logits from the written config, weights and batch, the way veomni's IR computes them."""
+    return ref_logits(family, cfg, W, batch)
 
 
-def ref_logits(family, config, model, W, batch):
+def ref_logits(family, cfg, W, batch):
     """ref_forward, differentiable: W's tensors may require grad."""
     stats = {}
     omni = family == "qwen2_5_omni"
-    tcfg = config.thinker_config.text_config if omni else config.get_text_config()
-    text = forward_module(family, model)
-    lm = text.model.language_model if family in VISION_FAMILIES else text.model
-    # Text rope frequencies as HF computed them (veomni bakes the same scaling
-    # into the rope op's inv_freq at import).
-    inv_freq, scaling = lm.rotary_emb.inv_freq.float(), lm.rotary_emb.attention_scaling
     pre = "thinker.model." if omni else "model."
     embeds = W[pre + "embed_tokens.weight"][batch["input_ids"].long()]
     if family in VISION_FAMILIES:
-        vcfg = config.thinker_config.vision_config if omni else config.vision_config
         vp = "thinker.visual." if omni else "visual."
-        rows = ref_vision(W, vp, vcfg, batch, qwen25=family != "qwen2_vl")
+        rows = ref_vision(W, vp, vision_config(family, cfg), batch, qwen25=family != "qwen2_vl")
         embeds = merge_rows(embeds, batch["image_token_positions"], rows)
     if omni:
-        rows = ref_audio(W, "thinker.audio_tower.", config.thinker_config.audio_config, batch)
+        rows = ref_audio(W, "thinker.audio_tower.", cfg["thinker_config"]["audio_config"], batch)
         embeds = merge_rows(embeds, batch["audio_token_positions"], rows)
-    logits = ref_decoder(W, family, tcfg, embeds, batch, inv_freq, scaling, stats)
+    logits = ref_decoder(W, family, cfg, embeds, batch, stats)
     return logits, stats
 
 
@@ -659,11 +906,11 @@ def hf_gradients(family, model, hf, labels):
     return loss.detach(), grads, unused
 
 
-def ref_gradients(family, config, model, W, batch):
+def ref_gradients(family, cfg, W, batch):
     """{name: d loss / d W[name]} through ref_logits (zeros where W[name] is not read)."""
     W = {k: v.clone().requires_grad_() for k, v in W.items()}
     with torch.enable_grad():
-        logits, _ = ref_logits(family, config, model, W, batch)
+        logits, _ = ref_logits(family, cfg, W, batch)
         cross_entropy(logits, batch["labels"]).backward()
     return {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in W.items()}
 
@@ -728,21 +975,16 @@ def to_file_dtypes(batch):
 
 
 @torch.no_grad()
-def roundtrip_logits(family, weights, hf):
-    """Loads the checkpoint-named weights with transformers' own loader."""
+def reload_logits(family, directory, hf):
+    """Loads a directory (config.json + model.safetensors) with transformers' own loader."""
     # The omni thinker loads from a full omni checkpoint ("thinker.*" names);
     # the full omni class would also want the talker's voices (spk_dict.pt).
     cls = model_class(family)
     if family == "qwen2_5_omni":
         cls = transformers.Qwen2_5OmniThinkerForConditionalGeneration
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(CONFIGS / f"{family}.json", Path(tmp) / "config.json")
-        save_file(weights, str(Path(tmp) / "model.safetensors"))
-        loaded, info = cls.from_pretrained(
-            tmp, attn_implementation="eager", dtype=torch.float32, output_loading_info=True
-        )
+    loaded, info = cls.from_pretrained(directory, output_loading_info=True, **model_kwargs(family))
     if any(info.values()):
-        raise SystemExit(f"{family}: weights do not load by checkpoint name: {info}")
+        raise SystemExit(f"{family}: {directory} does not load by checkpoint name: {info}")
     return hf_forward(family, loaded.eval(), hf)[0]
 
 
@@ -753,13 +995,13 @@ def check(what, a, b, tol=TOLERANCE):
     return diff
 
 
-def window_selfcheck(family, config, model):
+def window_selfcheck(family, config, cfg, model):
     """Qwen2.5 window order on an 8x8-patch image (4 windows); nothing written."""
     gen = torch.Generator().manual_seed(SEED + 7)
     batch, hf, _ = make_batch(family, model, config, gen, grid=(1, 8, 8))
     logits, _ = hf_forward(family, forward_module(family, model), hf)
     W = checkpoint_weights(family, model)
-    ref, _ = ref_forward(family, config, model, W, batch)
+    ref, _ = ref_forward(family, cfg, W, batch)
     perm = batch["image_token_positions"] - batch["image_token_positions"].min()
     assert not torch.equal(perm, torch.arange(len(perm))), "window order should be non-trivial here"
     return check(f"{family} window self-check", ref, logits)
@@ -775,8 +1017,117 @@ def human(n):
     return f"{n / 1024:.1f} KiB"
 
 
-def make_family(family, out_root):
-    config = load_config(family)
+def hf_rotary(family, model):
+    text = forward_module(family, model)
+    lm = text.model.language_model if family in VISION_FAMILIES else text.model
+    return lm.rotary_emb.inv_freq.float(), float(lm.rotary_emb.attention_scaling)
+
+
+def write_v4_config(v4_python, source, out):
+    """config.v4.json: `source` (a config dict) saved by transformers 4.x; returns its version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "config.json"
+        src.write_text(json.dumps(source, indent=2, sort_keys=True))
+        env = dict(os.environ, TRANSFORMERS_VERBOSITY="error", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
+        run = subprocess.run(
+            [v4_python, str(V4_HELPER), str(src), str(out)], capture_output=True, text=True, env=env
+        )
+    if run.returncode != 0:
+        raise SystemExit(f"{V4_HELPER.name} failed ({v4_python}):\n{run.stdout}{run.stderr}")
+    return run.stdout.strip().splitlines()[-1]
+
+
+def without(d, keys):
+    """A config dict without `keys`, recursively; rope dicts also without "type"
+    (4.x writes "type": "default" where 5.x keeps the file's "mrope")."""
+    out = {}
+    for k, v in d.items():
+        if k in keys:
+            continue
+        if isinstance(v, dict):
+            v = without(v, keys | ({"type"} if k == "rope_parameters" else set()))
+        out[k] = v
+    return out
+
+
+def dict_diff(a, b, path=""):
+    """(keys of `a` that `b` lacks or holds another value for, keys only `b` has), recursively."""
+    differ, extra = [], []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            d, e = dict_diff(a[k], b[k], f"{path}{k}.")
+            differ, extra = differ + d, extra + e
+        elif k not in a:
+            extra.append(f"{path}{k}")
+        elif a[k] != b.get(k, "<absent>"):
+            differ.append(f"{path}{k}: {a[k]!r} vs {b.get(k, '<absent>')!r}")
+    return differ, extra
+
+
+def check_v4_config(family, path, config_json):
+    """config.v4.json has the 4.x keys and loads into config.json's config.
+
+    Equal: every value of config.json's config (transformers 5 loads both) is
+    the same in config.v4.json's, except the sub-configs' dtype, which 4.55
+    leaves null there. config.v4.json's may have more: the VL models' 4.x
+    top-level text keys (then equal to text_config's), and keys that 4.x
+    copied into text_config. Returns the number of those extra keys.
+    """
+    v4 = json.loads(Path(path).read_text())
+    text = v4["thinker_config"]["text_config"] if family == "qwen2_5_omni" else v4
+    for key in ("rope_theta", "torch_dtype"):
+        assert key in text, f"{path}: no {key}"
+    assert "rope_parameters" not in json.dumps(v4), f"{path}: rope_parameters in a 4.x config"
+    assert "torch_dtype" in v4, f"{path}: no top-level torch_dtype"
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        assert "hidden_size" in v4 and "rope_theta" in v4["text_config"], f"{path}: 4.x VL layout"
+    a = transformers.AutoConfig.from_pretrained(config_json)
+    b = transformers.AutoConfig.from_pretrained(path)
+    rp = a.get_text_config().rope_parameters
+    if rope_type(rp) != "default" or "mrope_section" in rp:
+        scaling = text.get("rope_scaling")
+        assert scaling and "rope_type" in scaling, f"{path}: no rope_scaling.rope_type"
+    ignore = {"transformers_version", "_name_or_path", "architectures"}
+    a, b = without(a.to_dict(), ignore), without(b.to_dict(), ignore)
+    differ, extra = dict_diff(a, b)
+    differ = [d for d in differ if not (d.split(":")[0].endswith(".dtype") and d.endswith("vs None"))]
+    for key in extra:
+        if "." not in key and "text_config" in b:  # a 4.x VL top-level text key
+            assert b[key] == b["text_config"].get(key, b[key]), f"{path}: {key} differs from text_config's"
+    if differ:
+        raise SystemExit(f"{path} loads into another config than config.json:\n  " + "\n  ".join(differ))
+    return len(extra)
+
+
+def sensitivities(family, cfg):
+    """(what, config.json changed so): configs whose logits must differ from the
+    case's by far more than the tolerance, so that a reader that drops the
+    case's rope scaling or its router setting would fail the parity tests."""
+    text = text_config(family, cfg)
+    rp = text["rope_parameters"]
+    out = []
+    if rope_type(rp) != "default":
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": rp["rope_theta"],
+        }
+        out.append(("unscaled rope", changed))
+    if rope_type(rp) == "yarn":
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["rope_parameters"]["attention_factor"] = 1.0
+        out.append(("yarn without attention factor", changed))
+    if text.get("num_experts") or text.get("num_local_experts"):
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["norm_topk_prob"] = not text.get("norm_topk_prob", False)
+        out.append(("the other norm_topk_prob", changed))
+    return out
+
+
+def make_case(case, out_root, v4_python):
+    family, _ = CASES[case]
+    source = case_source(case)
+    config = load_json_config(source)
     model = build_model(family, config)
     init_weights(model)
     weights = checkpoint_weights(family, model)
@@ -785,72 +1136,151 @@ def make_family(family, out_root):
     batch, hf, hf_own = make_batch(family, model, config, gen)
     logits, hf_loss = hf_forward(family, forward_module(family, model), hf, batch["labels"])
     loss = cross_entropy(logits, batch["labels"])
-
-    # Self-checks (exit non-zero on failure).
-    notes = []
-    check(f"{family} loss vs HF loss", loss, hf_loss.float(), 1e-6)
-    if hf_own is not None:
-        own = hf_forward(family, forward_module(family, model), hf_own)[0]
-        notes.append(f"HF-own-positions {check(f'{family} HF own positions', own, logits, 0.0):.1g}")
     file_batch = to_file_dtypes(batch)
-    notes.append(
-        f"reload {check(f'{family} reload', roundtrip_logits(family, weights, hf), logits, 0.0):.1g}"
-    )
-    ref, stats = ref_forward(family, config, model, weights, {k: v.clone() for k, v in file_batch.items()})
-    notes.append(f"veomni-ref {check(f'{family} veomni reference', ref, logits):.1g}")
-    if family in ("qwen2_5_vl", "qwen2_5_omni"):
-        notes.append(f"windows {window_selfcheck(family, config, model):.1g}")
-    if "min_topk_gap" in stats:
-        notes.append(f"min router top-k gap {stats['min_topk_gap']:.2g}")
 
-    # Gradients, then one optimizer step: this changes the model's parameters, so last.
-    grad_loss, grads, unused = hf_gradients(family, model, hf, batch["labels"])
-    check(f"{family} loss with autograd", grad_loss, loss, 0.0)
-    gmax = max(g.abs().max().item() for g in grads.values())
-    ref_grads = ref_gradients(family, config, model, weights, {k: v.clone() for k, v in file_batch.items()})
-    notes.append(f"grads vs veomni-ref {check_all(f'{family} grads', ref_grads, grads, 1e-6 * gmax):.1g}")
-    grad_norm, adamw = adamw_step(family, model)
-    ref_norm, ref_adamw = adamw_reference(weights, grads)
-    check(f"{family} grad norm", torch.tensor(grad_norm / ref_norm), torch.tensor(1.0), 1e-6)
-    notes.append(f"adamw vs formula {check_all(f'{family} adamw', ref_adamw, adamw, 1e-7):.1g}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # The files, first in a scratch directory: written by transformers 5
+        # (before the optimizer step below changes the parameters) and 4.x.
+        model.save_pretrained(tmp / "v5", safe_serialization=True)
+        cfg = json.loads((tmp / "v5" / "config.json").read_text())
+        source["architectures"] = cfg["architectures"]  # the class that saved it
+        v4_version = write_v4_config(v4_python, source, tmp / "config.v4.json")
+        model_file = tmp / "v5" / "model.safetensors"
+        with safe_open(str(model_file), "pt") as f:
+            model_meta = f.metadata()
+        W = load_file(str(model_file))
 
-    out = Path(out_root) / family
-    out.mkdir(parents=True, exist_ok=True)
-    expected = {"logits": logits.contiguous(), "loss": loss.reshape(()).contiguous()}
-    files = {
-        "weights.safetensors": (weights, None),
-        "batch.safetensors": (file_batch, None),
-        "expected.safetensors": (expected, None),
-        "grads.safetensors": (grads, None),
-        "adamw.safetensors": (adamw, adamw_metadata(grad_norm)),
-    }
+        # Self-checks (exit non-zero on failure).
+        notes = []
+        check(f"{case} loss vs HF loss", loss, hf_loss.float(), 1e-6)
+        if hf_own is not None:
+            own = hf_forward(family, forward_module(family, model), hf_own)[0]
+            notes.append(f"HF-own-positions {check(f'{case} HF own positions', own, logits, 0.0):.1g}")
+        same_names = sorted(W) == sorted(weights)
+        if same_names:
+            check_all(f"{case} model.safetensors vs checkpoint", dict(sorted(W.items())), weights, 0.0)
+        else:
+            notes.append("model.safetensors names differ from the checkpoint names: weights.safetensors too")
+            W = weights
+        notes.append(
+            f"reload {check(f'{case} reload', reload_logits(family, tmp / 'v5', hf), logits, 0.0):.1g}"
+        )
+        (tmp / "v4").mkdir()
+        shutil.copy(tmp / "config.v4.json", tmp / "v4" / "config.json")
+        shutil.copy(model_file, tmp / "v4" / "model.safetensors")
+        extra = check_v4_config(family, tmp / "config.v4.json", tmp / "v5" / "config.json")
+        notes.append(f"4.x config equal ({extra} extra keys)" if extra else "4.x config equal")
+        v4_logits = reload_logits(family, tmp / "v4", hf)
+        notes.append(f"reload 4.x config {check(f'{case} reload v4', v4_logits, logits, 0.0):.1g}")
+        text = text_config(family, cfg)
+        inv_freq, scaling = rope_frequencies(text)
+        hf_inv, hf_scaling = hf_rotary(family, model)
+        check(f"{case} rope inv_freq vs HF", inv_freq / hf_inv, torch.ones_like(inv_freq), 1e-6)
+        check(f"{case} rope attention scaling vs HF", torch.tensor(scaling), torch.tensor(hf_scaling), 1e-6)
+        regimes = rope_regimes(text)
+        if regimes is not None:
+            kept, blended, divided = regimes
+            notes.append(
+                f"rope {rope_type(text['rope_parameters'])}: {kept} kept, {blended} blended, "
+                f"{divided} divided, scaling {scaling:.6g}"
+            )
+            assert blended >= 1 and divided >= 1, f"{case}: the rope scaling should blend and divide"
+        ref, stats = ref_forward(family, cfg, W, {k: v.clone() for k, v in file_batch.items()})
+        notes.append(f"veomni-ref {check(f'{case} veomni reference', ref, logits):.1g}")
+        if family in ("qwen2_5_vl", "qwen2_5_omni"):
+            notes.append(f"windows {window_selfcheck(family, config, cfg, model):.1g}")
+        if "min_topk_gap" in stats:
+            notes.append(f"min router top-k gap {stats['min_topk_gap']:.2g}")
+        for what, changed in sensitivities(family, cfg):
+            moved = (ref_forward(family, changed, W, file_batch)[0] - logits).abs().max().item()
+            assert moved > 10 * TOLERANCE, f"{case}: {what} should move the logits"
+            notes.append(f"{what} moves logits {moved:.2g}")
+
+        # Gradients, then one optimizer step: this changes the model's parameters, so last.
+        grad_loss, grads, unused = hf_gradients(family, model, hf, batch["labels"])
+        check(f"{case} loss with autograd", grad_loss, loss, 0.0)
+        gmax = max(g.abs().max().item() for g in grads.values())
+        ref_grads = ref_gradients(family, cfg, W, {k: v.clone() for k, v in file_batch.items()})
+        ref_grads = {k: ref_grads[k] for k in grads}
+        notes.append(f"grads vs veomni-ref {check_all(f'{case} grads', ref_grads, grads, 1e-6 * gmax):.1g}")
+        grad_norm, adamw = adamw_step(family, model)
+        ref_norm, ref_adamw = adamw_reference(weights, grads)
+        check(f"{case} grad norm", torch.tensor(grad_norm / ref_norm), torch.tensor(1.0), 1e-6)
+        notes.append(f"adamw vs formula {check_all(f'{case} adamw', ref_adamw, adamw, 1e-7):.1g}")
+
+        out = Path(out_root) / case
+        out.mkdir(parents=True, exist_ok=True)
+        expected = {"logits": logits.contiguous(), "loss": loss.reshape(()).contiguous()}
+        tensors = {
+            "batch.safetensors": (file_batch, None),
+            "expected.safetensors": (expected, None),
+            "grads.safetensors": (grads, None),
+            "adamw.safetensors": (adamw, adamw_metadata(grad_norm)),
+        }
+        if not same_names:
+            tensors["weights.safetensors"] = (weights, None)
+        copies = {
+            "config.json": tmp / "v5" / "config.json",
+            "config.v4.json": tmp / "config.v4.json",
+            "model.safetensors": model_file,
+        }
+        written = sorted(list(tensors) + list(copies))
+        for stale in out.iterdir():  # e.g. weights.safetensors of an older version of this script
+            if stale.is_file() and stale.suffix in (".json", ".safetensors") and stale.name not in written:
+                stale.unlink()
+        for name, (tensors_, metadata) in tensors.items():
+            save_file(tensors_, str(out / name), metadata=metadata)
+        for name, path in copies.items():
+            shutil.copyfile(path, out / name)
     sizes = []
-    for name, (tensors, metadata) in files.items():
-        path = out / name
-        save_file(tensors, str(path), metadata=metadata)
-        sizes.append(f"{name} {human(path.stat().st_size)}")
-        assert path.stat().st_size < 1 << 20, f"{name} over 1 MB"
+    for name in written:
+        size = (out / name).stat().st_size
+        sizes.append(f"{name} {human(size)}")
+        assert size < 1 << 20, f"{name} over 1 MiB"
+    total = sum((out / name).stat().st_size for name in written)
+    assert total < 3 << 20, f"{case}: {human(total)}, over 3 MiB"
+
     params = sum(t.numel() for t in weights.values())
     clip = min(1.0, MAX_GRAD_NORM / (grad_norm + CLIP_EPS))
-    print(f"{family:13s} loss {loss.item():.6f}  params {params}  " + ", ".join(sizes))
+    print(f"{case:15s} loss {loss.item():.6f}  params {params}  ({family}, {human(total)})")
+    print(f"{'':15s} " + ", ".join(sizes))
     print(
-        f"{'':13s} grad norm {grad_norm:.6g} ({'clipped x %.6g' % clip if clip < 1 else 'not clipped'}), "
+        f"{'':15s} model.safetensors: {len(W)} tensors, __metadata__ {model_meta}, 4.x config by {v4_version}"
+    )
+    print(
+        f"{'':15s} grad norm {grad_norm:.6g} ({'clipped x %.6g' % clip if clip < 1 else 'not clipped'}), "
         f"max |grad| {gmax:.6g}" + (f", unread: {', '.join(unused)}" if unused else "")
     )
-    print(f"{'':13s} checks: " + "; ".join(notes))
+    print(f"{'':15s} checks: " + "; ".join(notes))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_root", nargs="?", default=str(REPO / "test" / "goldens"))
-    parser.add_argument("--family", action="append", choices=FAMILIES, help="default: all")
+    parser.add_argument(
+        "--case", "--family", dest="case", action="append", choices=list(CASES), help="default: all"
+    )
+    parser.add_argument(
+        "--v4-python",
+        default=DEFAULT_V4_PYTHON,
+        help="a Python with transformers 4.x (torch not needed) for config.v4.json; default %(default)s",
+    )
     args = parser.parse_args()
+    if not (Path(args.v4_python).is_file() and os.access(args.v4_python, os.X_OK)):
+        raise SystemExit(
+            f"--v4-python {args.v4_python}: no such executable. config.v4.json needs a Python with "
+            "transformers 4.x, e.g.: python3 -m venv /root/venvs/t4cfg && "
+            "/root/venvs/t4cfg/bin/pip install 'transformers==4.55.4'"
+        )
+    if int(transformers.__version__.split(".")[0]) < 5:
+        raise SystemExit(f"transformers {transformers.__version__}: this script needs transformers 5")
     torch.set_num_threads(1)  # bitwise-reproducible CPU reductions
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     print(f"torch {torch.__version__}, transformers {transformers.__version__} -> {args.out_root}")
-    for family in args.family or FAMILIES:
-        make_family(family, args.out_root)
+    for case in args.case or CASES:
+        make_case(case, args.out_root, args.v4_python)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #include "passes/Passes.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/raw_ostream.h"
 
 /// The import options a recipe's model and data sections ask for.
 inline mlir::veomni::ImportOptions
@@ -55,6 +56,13 @@ inline bool wantsHelp(llvm::ArrayRef<const char *> args) {
     if (a == "-h" || a == "--help")
       return true;
   return false;
+}
+
+/// Prints the importer's warnings (config keys veomni does not know), one
+/// line each, on stderr.
+inline void printWarnings(const mlir::veomni::ImportedModel &model) {
+  for (const std::string &w : model.warnings)
+    llvm::errs() << "veomni: warning: " << w << "\n";
 }
 
 /// veomni train recipe.yaml [--section.key value ...]

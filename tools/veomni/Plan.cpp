@@ -279,6 +279,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       importHFConfig(context, r.config, importOptionsOf(r), error);
   if (failed(model))
     return fail(error);
+  printWarnings(*model);
 
   // What the mesh must divide in the model, named by the recipe field.
   auto check = [&](const char *field, int64_t axis, int64_t value,

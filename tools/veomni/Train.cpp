@@ -137,6 +137,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       importHFConfig(context, r.config, importOptionsOf(r), error);
   if (failed(model))
     return fail(error);
+  printWarnings(*model);
   std::string diagnostic;
   ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
     if (diagnostic.empty())

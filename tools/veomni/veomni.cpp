@@ -266,6 +266,7 @@ int runImport(llvm::ArrayRef<const char *> args, bool compile) {
       importHFConfig(context, cmd.config, cmd.options, error);
   if (failed(model))
     return fail(error);
+  printWarnings(*model);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
