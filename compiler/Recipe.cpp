@@ -3,8 +3,8 @@
 #include "compiler/Recipe.h"
 
 #include "llvm/ADT/STLExtras.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -162,8 +162,7 @@ std::map<std::string, Setting> settingsOf(Recipe &r) {
       {"parallel.world_size",
        {integer(r.worldSize), anInteger, "checked against the mesh"}},
       {"parallel.pp_schedule",
-       {text(r.ppSchedule), "1f1b, interleaved or zb-h1",
-        "pipeline schedule"}},
+       {text(r.ppSchedule), "1f1b, interleaved or zb-h1", "pipeline schedule"}},
       {"parallel.pp_chunks",
        {integer(r.ppChunks), anInteger, "model chunks per stage"}},
       {"cluster.peak_tflops",
@@ -240,8 +239,8 @@ Recipe::load(const std::string &path,
       return std::nullopt;
     }
     if (!it->second.set(value)) {
-      error = where + "expected " + it->second.expected + ", got '" + value +
-              "'";
+      error =
+          where + "expected " + it->second.expected + ", got '" + value + "'";
       return std::nullopt;
     }
   }
@@ -373,9 +372,15 @@ std::optional<uint64_t> mlir::veomni::parseByteSize(llvm::StringRef text) {
   // As Hugging Face: KB, MB and GB are powers of 1000, KiB, MiB and GiB of
   // 1024; a bare number is bytes.
   static const std::pair<const char *, double> units[] = {
-      {"", 1},         {"B", 1},           {"KB", 1e3},
-      {"MB", 1e6},     {"GB", 1e9},        {"TB", 1e12},
-      {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0},
+      {"", 1},
+      {"B", 1},
+      {"KB", 1e3},
+      {"MB", 1e6},
+      {"GB", 1e9},
+      {"TB", 1e12},
+      {"KIB", 1024.0},
+      {"MIB", 1048576.0},
+      {"GIB", 1073741824.0},
       {"TIB", 1099511627776.0}};
   std::string unit = t.drop_front(digits).trim().upper();
   for (auto [name, scale] : units)

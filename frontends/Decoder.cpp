@@ -90,8 +90,7 @@ RopeSource findRope(ConfigReader &r, double defaultTheta) {
 /// rope_init_functions baked into inv_freq; `defaultTheta` is the family's.
 /// Multimodal models (`multimodal`) rotate by 3-D positions in sections.
 static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
-                                           double defaultTheta,
-                                           bool multimodal,
+                                           double defaultTheta, bool multimodal,
                                            const ImportOptions &options) {
   RopeConfig rope;
   auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
@@ -130,8 +129,8 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
   double partial = s.getFloat("partial_rotary_factor", 1.0);
   if (!s.failed() && partial != 1.0)
     return error(s, "partial_rotary_factor",
-                 "rotary embedding of part of each head (" + Twine(std::to_string(partial)) +
-                     ") is not supported");
+                 "rotary embedding of part of each head (" +
+                     Twine(std::to_string(partial)) + ") is not supported");
   if (multimodal || s.has("mrope_section")) {
     rope.mropeSection = s.getIntList("mrope_section", defaultSections);
     if (absl::Status st = checkSections(s); !st.ok())
@@ -142,8 +141,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
     return error(s, "mrope_interleaved",
                  "interleaved multimodal rope is not supported");
   // "type" is 4.x's spelling; transformers 5 keeps both.
-  std::string type =
-      s.getString("rope_type", s.getString("type", "default"));
+  std::string type = s.getString("rope_type", s.getString("type", "default"));
   if (s.failed())
     return absl::InvalidArgumentError(s.error());
   if (type == "default" || type == "mrope")
@@ -204,9 +202,9 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
       return error(s, "original_max_position_embeddings",
                    "missing (required for yarn)");
     // A null factor means max_position_embeddings / the original context.
-    double factor = s.has("factor") ? s.getFloat("factor")
-                                    : (maxPositions > 0 ? maxPositions / old
-                                                        : 0.0);
+    double factor = s.has("factor")
+                        ? s.getFloat("factor")
+                        : (maxPositions > 0 ? maxPositions / old : 0.0);
     if (!s.failed() && !(factor > 0))
       return error(s, "factor", "missing or not positive");
     double betaFast = s.getFloat("beta_fast", 32.0);
@@ -217,10 +215,10 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
     auto getMscale = [](double scale, double m) {
       return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
     };
-    double derived = mscale != 0 && mscaleAllDim != 0
-                         ? getMscale(factor, mscale) /
-                               getMscale(factor, mscaleAllDim)
-                         : getMscale(factor, 1.0);
+    double derived =
+        mscale != 0 && mscaleAllDim != 0
+            ? getMscale(factor, mscale) / getMscale(factor, mscaleAllDim)
+            : getMscale(factor, 1.0);
     rope.attentionScaling = s.getFloat("attention_factor", derived);
     if (s.failed() || r.failed())
       return absl::InvalidArgumentError(s.failed() ? s.error() : r.error());
@@ -294,8 +292,7 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
                         " layers, num_hidden_layers is " +
                         std::to_string(r.getInt("num_hidden_layers", 0)));
     for (const std::string &t : types)
-      if (t != "full_attention" && t != "sliding_attention" &&
-          t != "attention")
+      if (t != "full_attention" && t != "sliding_attention" && t != "attention")
         return r.fail("layer_types", "unsupported layer type \"" + t +
                                          "\" (supported: full_attention, "
                                          "sliding_attention)");
@@ -304,10 +301,9 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
       window >= options.seqLen)
     return;
   for (int64_t i = 0; i < c.layers; ++i) {
-    bool sliding = moe ? true
-                   : types.empty()
-                       ? i >= fullLayers
-                       : types[i] == "sliding_attention";
+    bool sliding = moe             ? true
+                   : types.empty() ? i >= fullLayers
+                                   : types[i] == "sliding_attention";
     if (sliding)
       return r.fail("sliding_window",
                     "layer " + std::to_string(i) + " attends through a " +

@@ -64,8 +64,8 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
   if (std::optional<ConfigReader> rope = r.getObject("rope_parameters")) {
     std::string type = rope->getString("rope_type", "axial");
     if (!rope->failed() && type != "axial" && type != "default")
-      rope->fail("rope_type", "the vision tower's rope must be axial, got \"" +
-                                  type + "\"");
+      rope->fail("rope_type",
+                 "the vision tower's rope must be axial, got \"" + type + "\"");
     c.ropeTheta = rope->getFloat("rope_theta", 10000.0);
     if (!rope->failed() && !(c.ropeTheta > 0))
       rope->fail("rope_theta", "must be positive");

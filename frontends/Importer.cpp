@@ -251,10 +251,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     th.ignoreGenericKeys();
     th.ignore({"audio_token_index", "image_token_index", "video_token_index",
                "audio_start_token_id", "audio_end_token_id",
-               "vision_start_token_id", "vision_end_token_id",
-               "user_token_id", "position_id_per_seconds",
-               "seconds_per_chunk", "audio_token_id", "image_token_id",
-               "video_token_id"});
+               "vision_start_token_id", "vision_end_token_id", "user_token_id",
+               "position_id_per_seconds", "seconds_per_chunk", "audio_token_id",
+               "image_token_id", "video_token_id"});
     std::optional<ConfigReader> tr = requireObject(th, "text_config");
     std::optional<ConfigReader> vr = requireObject(th, "vision_config");
     std::optional<ConfigReader> ar = requireObject(th, "audio_config");

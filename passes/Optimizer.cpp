@@ -267,8 +267,8 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     ret.erase();
     func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
                                            ValueRange(results).getTypes()));
-    func.setAllResultAttrs(SmallVector<DictionaryAttr>(
-        results.size(), DictionaryAttr::get(ctx)));
+    func.setAllResultAttrs(
+        SmallVector<DictionaryAttr>(results.size(), DictionaryAttr::get(ctx)));
     for (auto [i, target] : llvm::enumerate(updates))
       if (!target.empty())
         func.setResultAttr(i, "veomni.update", b.getStringAttr(target));

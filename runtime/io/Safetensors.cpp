@@ -264,8 +264,7 @@ absl::Status WriteSafetensors(const std::string &path,
   std::vector<absl::string_view> chunks = {
       absl::string_view(reinterpret_cast<const char *>(len), 8), header};
   for (const NamedTensor &t : tensors)
-    chunks.emplace_back(static_cast<const char *>(t.view.data),
-                        t.view.bytes());
+    chunks.emplace_back(static_cast<const char *>(t.view.data), t.view.bytes());
   return WriteAtomically(path, chunks);
 }
 

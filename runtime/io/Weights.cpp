@@ -5,8 +5,8 @@
 #include "runtime/io/Json.h"
 #include "runtime/io/MappedFile.h"
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 
@@ -80,9 +80,8 @@ absl::StatusOr<WeightSet> WeightSet::Open(const std::string &path) {
     else if (fs::exists(dir / kSingleFile, ec))
       file = (dir / kSingleFile).string();
     else
-      return absl::NotFoundError(absl::StrCat(path, ": holds neither ",
-                                              kSingleFile, " nor ",
-                                              kIndexFile));
+      return absl::NotFoundError(absl::StrCat(
+          path, ": holds neither ", kSingleFile, " nor ", kIndexFile));
   }
   if (!IsIndex(file)) {
     auto opened = SafetensorsFile::Open(file);
@@ -103,25 +102,23 @@ absl::StatusOr<WeightSet> WeightSet::Open(const std::string &path) {
     if (it == shards.end()) {
       auto opened = SafetensorsFile::Open((folder / shard).string());
       if (!opened.ok())
-        return absl::Status(
-            opened.status().code(),
-            absl::StrCat(file, ": shard '", shard,
-                         "': ", opened.status().message()));
+        return absl::Status(opened.status().code(),
+                            absl::StrCat(file, ": shard '", shard,
+                                         "': ", opened.status().message()));
       it = shards.emplace(shard, opened->get()).first;
       set.files_.push_back(*std::move(opened));
     }
     const SafetensorsFile::Entry *e = it->second->Find(name);
     if (!e)
-      return absl::InvalidArgumentError(
-          absl::StrCat(file, ": tensor '", name, "' is not in its shard ",
-                       it->second->path()));
+      return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name,
+                                                     "' is not in its shard ",
+                                                     it->second->path()));
     set.tensors_[name] = {it->second, e};
   }
   return set;
 }
 
-std::optional<WeightSet::Found>
-WeightSet::Find(const std::string &name) const {
+std::optional<WeightSet::Found> WeightSet::Find(const std::string &name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end())
     return std::nullopt;
@@ -163,8 +160,7 @@ absl::Status LoadParametersFrom(
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
-    for (const NamedTensor &t :
-         SplitStacked(a.name, executor.View(a.buffer))) {
+    for (const NamedTensor &t : SplitStacked(a.name, executor.View(a.buffer))) {
       auto fail = [&](const std::string &file, absl::string_view what) {
         return absl::InvalidArgumentError(
             absl::StrCat(file, ": tensor '", t.name, "' for parameter '",
@@ -237,8 +233,8 @@ absl::Status WriteWeights(const std::string &dir,
       elements, total);
   std::map<std::string, std::string> weightMap;
   for (size_t k = 0; k < shards.size(); ++k) {
-    std::string name = absl::StrFormat("model-%05d-of-%05d.safetensors", k + 1,
-                                       shards.size());
+    std::string name =
+        absl::StrFormat("model-%05d-of-%05d.safetensors", k + 1, shards.size());
     if (absl::Status s =
             WriteSafetensors((folder / name).string(), shards[k], meta);
         !s.ok())

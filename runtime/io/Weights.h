@@ -44,8 +44,8 @@ public:
 private:
   std::string path_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
-  std::map<std::string, std::pair<const SafetensorsFile *,
-                                  const SafetensorsFile::Entry *>>
+  std::map<std::string,
+           std::pair<const SafetensorsFile *, const SafetensorsFile::Entry *>>
       tensors_;
 };
 

@@ -98,10 +98,9 @@ bool Checkpointed(const ArgumentDesc &a) {
 }
 } // namespace
 
-absl::Status
-Trainer::Save(const std::string &dir, int64_t step,
-              const std::map<std::string, std::string> &metadata,
-              const CheckpointOptions &options) const {
+absl::Status Trainer::Save(const std::string &dir, int64_t step,
+                           const std::map<std::string, std::string> &metadata,
+                           const CheckpointOptions &options) const {
   // Everything goes into a fresh folder beside `dir`, which is renamed into
   // place only once complete: a crash leaves no half-written checkpoint.
   std::string tmp = absl::StrCat(dir, ".tmp.", getpid());
@@ -136,8 +135,8 @@ Trainer::Save(const std::string &dir, int64_t step,
     if (!in)
       return failed(absl::NotFoundError(
           absl::StrCat(options.config, ": cannot read the model's config")));
-    if (absl::Status s = WriteTextFile(absl::StrCat(tmp, "/config.json"),
-                                       text.str());
+    if (absl::Status s =
+            WriteTextFile(absl::StrCat(tmp, "/config.json"), text.str());
         !s.ok())
       return failed(s);
   }
@@ -148,8 +147,8 @@ Trainer::Save(const std::string &dir, int64_t step,
   meta["format"] = "pt";
   meta["veomni.step"] = std::to_string(step);
   meta["veomni.checksum"] = std::to_string(checksum);
-  if (absl::Status s =
-          WriteSafetensors(absl::StrCat(tmp, "/", kOptimizerFile), states, meta);
+  if (absl::Status s = WriteSafetensors(absl::StrCat(tmp, "/", kOptimizerFile),
+                                        states, meta);
       !s.ok())
     return failed(s);
 
@@ -160,9 +159,8 @@ Trainer::Save(const std::string &dir, int64_t step,
   if (!ec)
     fs::rename(tmp, dir, ec);
   if (ec)
-    return failed(absl::DataLossError(
-        absl::StrCat(dir, ": cannot move the checkpoint into place: ",
-                     ec.message())));
+    return failed(absl::DataLossError(absl::StrCat(
+        dir, ": cannot move the checkpoint into place: ", ec.message())));
   if (replace)
     fs::remove_all(old, ec);
   return absl::OkStatus();
@@ -174,9 +172,9 @@ Trainer::Load(const std::string &dir,
   std::error_code ec;
   std::string optimizerPath = absl::StrCat(dir, "/", kOptimizerFile);
   if (!fs::is_directory(dir, ec) || !fs::exists(optimizerPath, ec))
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, ": not a checkpoint (a checkpoint-N/ folder with ",
-        kOptimizerFile, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": not a checkpoint (a checkpoint-N/ folder with ",
+                     kOptimizerFile, ")"));
   auto optimizer = SafetensorsFile::Open(optimizerPath);
   if (!optimizer.ok())
     return optimizer.status();

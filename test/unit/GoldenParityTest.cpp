@@ -126,7 +126,8 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
       std::abs(double(rt::LoadF(gotLoss, 0)) - rt::LoadF(wantLoss, 0));
   std::printf("%s/%s: loss %.6f (transformers %.6f), max |logit diff| "
               "%.2e\n",
-              c.family, c.config, rt::LoadF(gotLoss, 0), rt::LoadF(wantLoss, 0), worst);
+              c.family, c.config, rt::LoadF(gotLoss, 0), rt::LoadF(wantLoss, 0),
+              worst);
   EXPECT_LT(worst, 2e-5) << "largest logit difference";
   EXPECT_LT(lossDiff, 2e-5);
 }

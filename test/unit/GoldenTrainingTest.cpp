@@ -228,12 +228,14 @@ TEST_P(GoldenTrainingTest, OneAdamWStepMatchesTorch) {
 
 INSTANTIATE_TEST_SUITE_P(
     Families, GoldenTrainingTest,
-    ::testing::Values(Case{"llama"}, Case{"qwen2"}, Case{"qwen3"}, Case{"qwen3_moe"},
-    Case{"qwen2_vl", 16}, Case{"qwen2_5_vl", 16}, Case{"qwen2_5_omni", 16, 16},
-    // What broke with transformers 5: scaled rope, head_dim != hidden /
-    // heads, MoE without top-k renormalisation and with dense layers, ties.
-    Case{"llama3_tied"}, Case{"qwen2_yarn"}, Case{"qwen3_head_dim"},
-    Case{"qwen3_moe_dense"}),
+    ::testing::Values(
+        Case{"llama"}, Case{"qwen2"}, Case{"qwen3"}, Case{"qwen3_moe"},
+        Case{"qwen2_vl", 16}, Case{"qwen2_5_vl", 16},
+        Case{"qwen2_5_omni", 16, 16},
+        // What broke with transformers 5: scaled rope, head_dim != hidden /
+        // heads, MoE without top-k renormalisation and with dense layers, ties.
+        Case{"llama3_tied"}, Case{"qwen2_yarn"}, Case{"qwen3_head_dim"},
+        Case{"qwen3_moe_dense"}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });

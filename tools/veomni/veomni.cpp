@@ -382,8 +382,8 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   if (!executor.ok())
     return fail(std::string(executor.status().message()));
   Executor &ex = **executor;
-  absl::Status status = weights.empty() ? InitParameters(ex, seed)
-                                        : LoadWeights(ex, weights);
+  absl::Status status =
+      weights.empty() ? InitParameters(ex, seed) : LoadWeights(ex, weights);
   std::unique_ptr<TokenDataset> dataset;
   std::unique_ptr<Packer> packer;
   std::unique_ptr<SafetensorsFile> batchFile;
