@@ -151,22 +151,70 @@ std::vector<NamedTensor> SplitStacked(const std::string &name,
 
 namespace {
 
+/// The tensor called `name` and the file it is in, or nullopt.
+using Finder =
+    std::function<std::optional<WeightSet::Found>(const std::string &)>;
+
+/// Expert `e` of the stacked parameter `stacked`
+/// (`...mlp.experts.*.gate_proj.weight`, slices shaped `slice`) in the fused
+/// layout transformers 5 holds in memory, which checkpoints re-saved from
+/// that layout keep: `...mlp.experts.gate_up_proj` [E, 2I, H] (gate rows,
+/// then up rows) and `...mlp.experts.down_proj` [E, H, I]. Nullopt when
+/// the file has no such tensor, an error when it has one of another shape.
+absl::StatusOr<std::optional<WeightSet::Found>>
+FusedExpert(const std::string &stacked, int64_t e, const Shape &slice,
+            const Finder &find) {
+  size_t at = stacked.find(".experts.*.");
+  if (at == std::string::npos || slice.size() != 2)
+    return std::nullopt;
+  std::string stem = stacked.substr(0, at + 9); // "....experts."
+  std::string leaf = stacked.substr(at + 11);
+  bool down = leaf == "down_proj.weight";
+  if (!down && leaf != "gate_proj.weight" && leaf != "up_proj.weight")
+    return std::nullopt;
+  std::string fused = stem + (down ? "down_proj" : "gate_up_proj");
+  std::optional<WeightSet::Found> found = find(fused);
+  if (!found)
+    return std::nullopt;
+  Shape want = {found->view.shape.empty() ? 0 : found->view.shape[0],
+                down ? slice[0] : 2 * slice[0], slice[1]};
+  if (found->view.shape != want || want[0] <= e)
+    return absl::InvalidArgumentError(
+        absl::StrCat("fused tensor '", fused, "' is ", found->view.ToString(),
+                     "; experts of [", slice[0], ", ", slice[1], "] need [E, ",
+                     want[1], ", ", want[2], "] with E > ", e));
+  int64_t elements = slice[0] * slice[1];
+  int64_t offset =
+      e * want[1] * want[2] + (leaf == "up_proj.weight" ? elements : 0);
+  found->view.data = static_cast<uint8_t *>(found->view.data) +
+                     offset * SizeOf(found->view.dtype);
+  found->view.shape = slice;
+  return found;
+}
+
 /// Loads every parameter through `find`, which returns the tensor called
 /// `name` and the file it is in, or nullopt.
-absl::Status LoadParametersFrom(
-    Executor &executor, const std::string &source,
-    const std::function<std::optional<WeightSet::Found>(const std::string &)>
-        &find) {
+absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
+                                const Finder &find) {
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
-    for (const NamedTensor &t : SplitStacked(a.name, executor.View(a.buffer))) {
+    std::vector<NamedTensor> parts =
+        SplitStacked(a.name, executor.View(a.buffer));
+    for (size_t e = 0; e < parts.size(); ++e) {
+      const NamedTensor &t = parts[e];
       auto fail = [&](const std::string &file, absl::string_view what) {
         return absl::InvalidArgumentError(
             absl::StrCat(file, ": tensor '", t.name, "' for parameter '",
                          a.name, "': ", what));
       };
       std::optional<WeightSet::Found> found = find(t.name);
+      if (!found && t.name != a.name) {
+        auto expert = FusedExpert(a.name, e, t.view.shape, find);
+        if (!expert.ok())
+          return fail(source, expert.status().message());
+        found = *expert;
+      }
       if (!found)
         return fail(source, "missing");
       if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
