@@ -48,12 +48,12 @@ mlir::veomni::placementOf(const std::vector<PlanRule> &plan, StringRef name) {
 
 namespace {
 
-/// Reads the options every family shares and checks them; errors name the
-/// command-line option.
-bool checkOptions(const ImportOptions &o, std::string &error) {
+/// Checks the options every family shares; errors name the command-line
+/// option.
+absl::Status checkOptions(const ImportOptions &o) {
   auto bad = [&](StringRef option, int64_t value, StringRef what) {
-    error = ("--" + option + " " + std::to_string(value) + ": " + what).str();
-    return false;
+    return absl::InvalidArgumentError(
+        ("--" + option + " " + std::to_string(value) + ": " + what).str());
   };
   if (o.batch < 1)
     return bad("batch", o.batch, "must be >= 1");
@@ -65,11 +65,10 @@ bool checkOptions(const ImportOptions &o, std::string &error) {
     return bad("audio-frames", o.audioFrames,
                "must be a non-negative multiple of 4 (conv stride 2, then "
                "pooling by 2)");
-  if (o.dtype != "bf16" && o.dtype != "f32" && o.dtype != "f16") {
-    error = "--dtype " + o.dtype + ": must be bf16, f32 or f16";
-    return false;
-  }
-  return true;
+  if (o.dtype != "bf16" && o.dtype != "f32" && o.dtype != "f16")
+    return absl::InvalidArgumentError("--dtype " + o.dtype +
+                                      ": must be bf16, f32 or f16");
+  return absl::OkStatus();
 }
 
 Type dtypeOf(MLIRContext &ctx, StringRef name) {
@@ -142,17 +141,15 @@ std::optional<ConfigReader> requireObject(ConfigReader &r, StringRef key) {
 
 } // namespace
 
-FailureOr<ImportedModel>
+absl::StatusOr<ImportedModel>
 mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
-                             const ImportOptions &options, std::string &error) {
-  if (!checkOptions(options, error))
-    return failure();
+                             const ImportOptions &options) {
+  if (absl::Status s = checkOptions(options); !s.ok())
+    return s;
   ConfigReader r = ConfigReader::load(path);
   std::string modelType = r.getString("model_type");
-  if (r.failed()) {
-    error = r.error();
-    return failure();
-  }
+  if (r.failed())
+    return absl::InvalidArgumentError(r.error());
 
   // Diagnostics from building (which validated configs should never see)
   // become the one error line.
@@ -172,10 +169,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   DecoderNames names;
   DecoderOutputs out;
 
-  auto fail = [&](const std::string &message) -> FailureOr<ImportedModel> {
-    error = message;
-    return failure();
+  auto fail = [](const std::string &message) {
+    return absl::InvalidArgumentError(message);
   };
+  std::string error; // set by checkTokens
   auto checkTokens = [&](ConfigReader &cr, StringRef option, int64_t rows) {
     if (!cr.failed() && rows > options.batch * options.seqLen)
       error = ("--" + option + ": its " + std::to_string(rows) +
@@ -229,7 +226,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                   std::to_string(group));
     checkTokens(r, "image-patches", options.imagePatches / group);
     if (!error.empty())
-      return failure();
+      return fail(error);
     TextInputs in = declareTextInputs(b, c, options);
     Value image = buildVisionTower(b, v, "visual.", options.imagePatches);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
@@ -299,7 +296,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     checkTokens(r, "image-patches + --audio-frames",
                 options.imagePatches / group + options.audioFrames / 4);
     if (!error.empty())
-      return failure();
+      return fail(error);
     names.prefix = "thinker.model.";
     names.lmHead = "thinker.lm_head.weight";
     TextInputs in = declareTextInputs(b, c, options);

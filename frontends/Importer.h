@@ -14,6 +14,8 @@
 
 #include "frontends/ModelBuilder.h"
 
+#include "absl/status/statusor.h"
+
 #include <string>
 #include <vector>
 
@@ -62,12 +64,11 @@ struct ImportedModel {
   std::vector<std::string> warnings;
 };
 
-/// Imports `path`. On failure returns failure() with one line in `error`
-/// naming the file and the field (or option) at fault.
-FailureOr<ImportedModel> importHFConfig(MLIRContext &context,
-                                        llvm::StringRef path,
-                                        const ImportOptions &options,
-                                        std::string &error);
+/// Imports `path`. On failure the status holds one line naming the file and
+/// the field (or option) at fault.
+absl::StatusOr<ImportedModel> importHFConfig(MLIRContext &context,
+                                             llvm::StringRef path,
+                                             const ImportOptions &options);
 
 /// The model types importHFConfig understands.
 std::vector<std::string> supportedModelTypes();

@@ -70,10 +70,9 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
   options.imagePatches = c.imagePatches;
   options.audioFrames = c.audioFrames;
   options.returnLogits = true;
-  std::string error;
-  FailureOr<ImportedModel> model =
-      importHFConfig(context, dir + "/" + c.config, options, error);
-  ASSERT_TRUE(succeeded(model)) << error;
+  absl::StatusOr<ImportedModel> model =
+      importHFConfig(context, dir + "/" + c.config, options);
+  ASSERT_TRUE(model.ok()) << model.status();
   // Every key of a config transformers wrote is known to veomni.
   EXPECT_TRUE(model->warnings.empty()) << model->warnings.front();
   CompileReport report;

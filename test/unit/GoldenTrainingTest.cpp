@@ -62,10 +62,9 @@ protected:
     io.seqLen = 32;
     io.imagePatches = c.imagePatches;
     io.audioFrames = c.audioFrames;
-    std::string error;
-    auto model = importHFConfig(context, Dir() + "/config.json", io, error);
-    EXPECT_TRUE(succeeded(model)) << error;
-    if (failed(model))
+    auto model = importHFConfig(context, Dir() + "/config.json", io);
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok())
       return nullptr;
     CompileReport report;
     auto bytes = compileToProgram(*model, report, options);

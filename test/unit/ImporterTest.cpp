@@ -42,10 +42,9 @@ TEST_P(ImporterTest, TinyFamilyImportsWithACompletePlan) {
   options.seqLen = 64;
   options.imagePatches = 16;
   options.audioFrames = 32;
-  std::string error;
-  FailureOr<ImportedModel> model =
-      importHFConfig(context, examplePath(GetParam()), options, error);
-  ASSERT_TRUE(succeeded(model)) << error;
+  absl::StatusOr<ImportedModel> model =
+      importHFConfig(context, examplePath(GetParam()), options);
+  ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_TRUE(succeeded(verify(*model->module)));
 
   ParameterSummary summary = summarizeParameters(*model);

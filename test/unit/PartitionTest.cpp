@@ -56,12 +56,11 @@ TEST_P(PartitionTest, TrafficOfThePlanIsThatOfThePartitionedStep) {
   io.seqLen = 32;
   io.imagePatches = 16;
   io.audioFrames = 32;
-  std::string error;
-  FailureOr<ImportedModel> model = importHFConfig(
+  absl::StatusOr<ImportedModel> model = importHFConfig(
       context,
       std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/" + c.family + ".json",
-      io, error);
-  ASSERT_TRUE(succeeded(model)) << error;
+      io);
+  ASSERT_TRUE(model.ok()) << model.status();
   ModuleOp module = *model->module;
 
   PassManager pm(&context);

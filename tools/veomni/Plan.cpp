@@ -275,10 +275,10 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   registerAllVeOmni(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
-  FailureOr<ImportedModel> model =
-      importHFConfig(context, r.config, importOptionsOf(r), error);
-  if (failed(model))
-    return fail(error);
+  absl::StatusOr<ImportedModel> model =
+      importHFConfig(context, r.config, importOptionsOf(r));
+  if (!model.ok())
+    return fail(std::string(model.status().message()));
   printWarnings(*model);
 
   // What the mesh must divide in the model, named by the recipe field.

@@ -260,12 +260,11 @@ int runImport(llvm::ArrayRef<const char *> args, bool compile) {
   registerAllVeOmni(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
-  std::string error;
   auto start = std::chrono::steady_clock::now();
-  FailureOr<ImportedModel> model =
-      importHFConfig(context, cmd.config, cmd.options, error);
-  if (failed(model))
-    return fail(error);
+  absl::StatusOr<ImportedModel> model =
+      importHFConfig(context, cmd.config, cmd.options);
+  if (!model.ok())
+    return fail(std::string(model.status().message()));
   printWarnings(*model);
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
