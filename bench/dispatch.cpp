@@ -29,8 +29,9 @@ int main() {
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
   std::vector<uint32_t> in = {0, 1}, out = {1};
   for (int i = 0; i < kKernels; ++i)
-    kernels.push_back(fb::CreateKernelDirect(fbb, fb::KernelKind::Add, &in,
-                                             &out, nullptr, nullptr, ""));
+    kernels.push_back(
+        fb::CreateKernelDirect(fbb, static_cast<uint16_t>(rt::KernelKind::Add),
+                               &in, &out, nullptr, ""));
   std::vector<uint32_t> outputs = {1};
   fb::FinishProgramBuffer(fbb, fb::CreateProgramDirect(fbb, "bench", 128,
                                                        &buffers, &args, nullptr,

@@ -35,199 +35,46 @@ Value rootOf(Value v) {
   return v;
 }
 
-/// One kernel's positional attributes, as program.fbs lists them.
-struct KernelAttrs {
-  fb::KernelKind kind;
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
-};
-
 int64_t intAttr(Operation *op, StringRef name, int64_t otherwise) {
   if (auto a = op->getAttrOfType<IntegerAttr>(name))
     return a.getValue().getSExtValue();
   return otherwise;
 }
 
-double floatAttr(Operation *op, StringRef name, double otherwise) {
-  if (auto a = op->getAttrOfType<FloatAttr>(name))
-    return a.getValueAsDouble();
-  return otherwise;
-}
-
-std::vector<int64_t> arrayAttr(Operation *op, StringRef name) {
-  if (auto a = op->getAttrOfType<DenseI64ArrayAttr>(name))
-    return std::vector<int64_t>(a.asArrayRef().begin(), a.asArrayRef().end());
-  return {};
-}
-
-/// The gradient kernels of gelu, layer_norm, slice, conv1d, grouped_matmul,
-/// the MoE router and combine, and max reductions; false for other kinds.
-bool gradKernelAttrs(vrt::KernelOp k, KernelAttrs &a) {
-  Operation *op = k;
-  StringRef kind = k.getKind();
-  if (kind == "gelu_grad") {
-    auto approx = op->getAttrOfType<GeluApproximationAttr>("approximation");
-    a.kind = fb::KernelKind::GeluGrad;
-    a.ints = {approx && approx.getValue() == GeluApproximation::Tanh};
-  } else if (kind == "layer_norm_grad") {
-    a.kind = fb::KernelKind::LayerNormGrad;
-    a.ints = {k.getIns().size() == 4};
-    a.floats = {floatAttr(op, "epsilon", 1e-5)};
-  } else if (kind == "slice_grad") {
-    a.kind = fb::KernelKind::SliceGrad;
-    for (StringRef name : {"start", "limit", "step"})
-      llvm::append_range(a.ints, arrayAttr(op, name));
-  } else if (kind == "conv1d_grad") {
-    a.kind = fb::KernelKind::Conv1DGrad;
-    a.ints = {intAttr(op, "stride", 1), intAttr(op, "padding", 0),
-              k.getIns().size() == 4};
-  } else if (kind == "grouped_matmul_weight_grad") {
-    a.kind = fb::KernelKind::GroupedMatmulWeightGrad;
-    a.ints = {op->hasAttr("transpose_weight")};
-  } else if (kind == "moe_topk_grad") {
-    a.kind = fb::KernelKind::MoETopKGrad;
-    a.ints = {intAttr(op, "k", 1), op->hasAttr("normalize")};
-  } else if (kind == "moe_combine_grad") {
-    a.kind = fb::KernelKind::MoECombineGrad;
-  } else if (kind == "reduce_max_grad") {
-    a.kind = fb::KernelKind::ReduceMaxGrad;
-    a.ints = arrayAttr(op, "dims");
-  } else {
-    return false;
+/// A kernel's attributes in the table's order, as program.fbs stores them.
+/// vrt.kernel's verifier has checked that each is there with its type.
+std::vector<flatbuffers::Offset<fb::Attr>>
+encodeAttrs(flatbuffers::FlatBufferBuilder &fbb, vrt::KernelOp k) {
+  using ::kernel_table::AttrType;
+  const ::kernel_table::KernelInfo &info = k.getKind().getInfo();
+  std::vector<flatbuffers::Offset<fb::Attr>> attrs;
+  for (uint32_t i = 0; i < info.numAttrs; ++i) {
+    Attribute a = k->getAttr(info.attrs[i].name);
+    std::vector<int64_t> ints;
+    std::vector<double> floats;
+    switch (info.attrs[i].type) {
+    case AttrType::Bool:
+      ints = {a && (!isa<BoolAttr>(a) || cast<BoolAttr>(a).getValue())};
+      break;
+    case AttrType::Int:
+      ints = {cast<IntegerAttr>(a).getValue().getSExtValue()};
+      break;
+    case AttrType::Float:
+      floats = {cast<FloatAttr>(a).getValueAsDouble()};
+      break;
+    case AttrType::Ints:
+      llvm::append_range(ints, cast<DenseI64ArrayAttr>(a).asArrayRef());
+      break;
+    case AttrType::Floats:
+      if (auto f32 = dyn_cast<DenseF32ArrayAttr>(a))
+        llvm::append_range(floats, f32.asArrayRef());
+      else
+        llvm::append_range(floats, cast<DenseF64ArrayAttr>(a).asArrayRef());
+      break;
+    }
+    attrs.push_back(fb::CreateAttrDirect(fbb, &ints, &floats));
   }
-  return true;
-}
-
-/// cross_entropy and its grad: [ignore_index, reduction (0 mean, 1 sum,
-/// 2 none)].
-std::vector<int64_t> lossAttrs(Operation *op) {
-  auto r = op->getAttrOfType<LossReductionAttr>("reduction");
-  int64_t reduction = !r                                    ? 0
-                      : r.getValue() == LossReduction::Mean ? 0
-                      : r.getValue() == LossReduction::Sum  ? 1
-                                                            : 2;
-  return {intAttr(op, "ignore_index", -100), reduction};
-}
-
-FailureOr<KernelAttrs> kernelAttrs(vrt::KernelOp k) {
-  static const llvm::StringMap<fb::KernelKind> simple = {
-      {"neg", fb::KernelKind::Neg},
-      {"exp", fb::KernelKind::Exp},
-      {"log", fb::KernelKind::Log},
-      {"sqrt", fb::KernelKind::Sqrt},
-      {"rsqrt", fb::KernelKind::Rsqrt},
-      {"sin", fb::KernelKind::Sin},
-      {"cos", fb::KernelKind::Cos},
-      {"tanh", fb::KernelKind::Tanh},
-      {"sigmoid", fb::KernelKind::Sigmoid},
-      {"silu", fb::KernelKind::Silu},
-      {"add", fb::KernelKind::Add},
-      {"sub", fb::KernelKind::Sub},
-      {"mul", fb::KernelKind::Mul},
-      {"div", fb::KernelKind::Div},
-      {"cast", fb::KernelKind::Cast},
-      {"moe_combine", fb::KernelKind::MoECombine},
-      {"copy", fb::KernelKind::Copy}};
-  Operation *op = k;
-  StringRef kind = k.getKind();
-  KernelAttrs a;
-  if (auto it = simple.find(kind); it != simple.end()) {
-    a.kind = it->second;
-  } else if (gradKernelAttrs(k, a)) {
-    // a gradient kernel: kind and attributes set
-  } else if (kind == "matmul") {
-    a.kind = fb::KernelKind::Matmul;
-    a.ints = {op->hasAttr("transpose_lhs"), op->hasAttr("transpose_rhs")};
-  } else if (kind == "grouped_matmul") {
-    a.kind = fb::KernelKind::GroupedMatmul;
-    a.ints = {op->hasAttr("transpose_weight")};
-  } else if (kind == "conv1d") {
-    a.kind = fb::KernelKind::Conv1D;
-    a.ints = {intAttr(op, "stride", 1), intAttr(op, "padding", 0),
-              k.getIns().size() == 3};
-  } else if (kind == "gelu") {
-    auto approx = op->getAttrOfType<GeluApproximationAttr>("approximation");
-    a.kind = approx && approx.getValue() == GeluApproximation::Tanh
-                 ? fb::KernelKind::GeluTanh
-                 : fb::KernelKind::Gelu;
-  } else if (kind.starts_with("reduce_")) {
-    a.kind = kind == "reduce_sum"   ? fb::KernelKind::ReduceSum
-             : kind == "reduce_max" ? fb::KernelKind::ReduceMax
-                                    : fb::KernelKind::ReduceMean;
-    if (kind != "reduce_sum" && kind != "reduce_max" && kind != "reduce_mean")
-      return k.emitOpError("unknown reduction '") << kind << "'";
-    a.ints = arrayAttr(op, "dims");
-  } else if (kind == "softmax") {
-    a.kind = fb::KernelKind::Softmax;
-    a.ints = {intAttr(op, "dim", 0)};
-  } else if (kind == "rms_norm") {
-    a.kind = fb::KernelKind::RmsNorm;
-    a.floats = {floatAttr(op, "epsilon", 1e-6)};
-  } else if (kind == "layer_norm") {
-    a.kind = fb::KernelKind::LayerNorm;
-    a.ints = {k.getIns().size() == 3};
-    a.floats = {floatAttr(op, "epsilon", 1e-5)};
-  } else if (kind == "broadcast") {
-    a.kind = fb::KernelKind::Broadcast;
-    a.ints = arrayAttr(op, "dims");
-  } else if (kind == "transpose") {
-    a.kind = fb::KernelKind::Transpose;
-    a.ints = arrayAttr(op, "perm");
-  } else if (kind == "slice") {
-    a.kind = fb::KernelKind::Slice;
-    for (StringRef name : {"start", "limit", "step"})
-      llvm::append_range(a.ints, arrayAttr(op, name));
-  } else if (kind == "concat") {
-    a.kind = fb::KernelKind::Concat;
-    a.ints = {intAttr(op, "dim", 0)};
-  } else if (kind == "gather" || kind == "scatter_add") {
-    a.kind =
-        kind == "gather" ? fb::KernelKind::Gather : fb::KernelKind::ScatterAdd;
-    a.ints = {intAttr(op, "axis", 0)};
-  } else if (kind == "fill") {
-    a.kind = fb::KernelKind::Fill;
-    Attribute v = op->getAttr("value");
-    if (auto f = dyn_cast_or_null<FloatAttr>(v))
-      a.floats = {f.getValueAsDouble()};
-    else if (auto i = dyn_cast_or_null<IntegerAttr>(v))
-      a.floats = {static_cast<double>(i.getValue().getSExtValue())};
-    else
-      return k.emitOpError("fill without a scalar value");
-  } else if (kind == "rms_norm_grad") {
-    a.kind = fb::KernelKind::RmsNormGrad;
-    a.floats = {floatAttr(op, "epsilon", 1e-6)};
-  } else if (kind == "attention_grad") {
-    a.kind = fb::KernelKind::AttentionGrad;
-    a.ints = {op->hasAttr("causal"), k.getIns().size() == 5};
-    a.floats = {floatAttr(op, "scale", 1.0)};
-  } else if (kind == "cross_entropy_grad") {
-    a.kind = fb::KernelKind::CrossEntropyGrad;
-    a.ints = lossAttrs(op);
-  } else if (kind == "rope") {
-    a.kind = op->hasAttr("inverse") ? fb::KernelKind::RopeInverse
-                                    : fb::KernelKind::Rope;
-    a.ints = arrayAttr(op, "mrope_section");
-    a.floats = {floatAttr(op, "theta", 10000.0),
-                floatAttr(op, "attention_scaling", 1.0)};
-    if (auto inv = op->getAttrOfType<DenseF32ArrayAttr>("inv_freq"))
-      llvm::append_range(a.floats, inv.asArrayRef());
-  } else if (kind == "attention") {
-    a.kind = fb::KernelKind::Attention;
-    a.ints = {op->hasAttr("causal"), k.getIns().size() == 4};
-    a.floats = {floatAttr(op, "scale", 1.0)};
-  } else if (kind == "cross_entropy") {
-    a.kind = fb::KernelKind::CrossEntropy;
-    a.ints = lossAttrs(op);
-  } else if (kind == "moe_topk") {
-    a.kind = fb::KernelKind::MoETopK;
-    a.ints = {intAttr(op, "k", 1), op->hasAttr("normalize")};
-  } else if (kind == "moe_dispatch") {
-    a.kind = fb::KernelKind::MoEDispatch;
-    a.ints = {intAttr(op, "num_experts", 1)};
-  } else {
-    return k.emitOpError("no runtime kernel for '") << kind << "'";
-  }
-  return a;
+  return attrs;
 }
 
 std::string locationName(Location loc) {
@@ -273,11 +120,14 @@ LogicalResult mlir::veomni::translateToProgram(
   // Which parameters are norm weights, which inputs index what.
   llvm::DenseMap<Value, fb::ParamInit> inits;
   llvm::DenseMap<Value, int64_t> bounds;
+  using ::kernel_table::KernelKind;
   for (auto k : block.getOps<vrt::KernelOp>()) {
-    StringRef kind = k.getKind();
-    if ((kind == "rms_norm" || kind == "layer_norm") && k.getIns().size() > 1)
+    KernelKind kind = k.getKind().getKind();
+    if ((kind == KernelKind::RmsNorm || kind == KernelKind::LayerNorm) &&
+        k.getIns().size() > 1)
       inits[rootOf(k.getIns()[1])] = fb::ParamInit::Ones;
-    if ((kind == "gather" || kind == "scatter_add") && k.getIns().size() > 1) {
+    if ((kind == KernelKind::Gather || kind == KernelKind::ScatterAdd) &&
+        k.getIns().size() > 1) {
       auto source = cast<MemRefType>(k.getIns()[0].getType());
       int64_t axis = intAttr(k, "axis", 0);
       if (axis >= 0 && axis < source.getRank())
@@ -359,19 +209,21 @@ LogicalResult mlir::veomni::translateToProgram(
       }
       constants.push_back(
           fb::CreateConstantDirect(fbb, bufferIndex[c.getBuffer()], &data));
+    } else if (auto c = dyn_cast<vrt::CollectiveOp>(op)) {
+      return c.emitOpError("cannot run yet: the runtime has no "
+                           "communicator for '")
+             << c.getOp() << "' (multi-rank execution)";
     } else if (auto k = dyn_cast<vrt::KernelOp>(op)) {
-      FailureOr<KernelAttrs> attrs = kernelAttrs(k);
-      if (failed(attrs))
-        return failure();
+      std::vector<flatbuffers::Offset<fb::Attr>> attrs = encodeAttrs(fbb, k);
       std::vector<uint32_t> ins, outs;
       for (Value v : k.getIns())
         ins.push_back(bufferIndex.lookup(v));
       for (Value v : k.getOuts())
         outs.push_back(bufferIndex.lookup(v));
       std::string where = locationName(k.getLoc());
-      kernels.push_back(fb::CreateKernelDirect(fbb, attrs->kind, &ins, &outs,
-                                               &attrs->ints, &attrs->floats,
-                                               where.c_str()));
+      kernels.push_back(fb::CreateKernelDirect(
+          fbb, static_cast<uint16_t>(k.getKind().getKind()), &ins, &outs,
+          &attrs, where.c_str()));
     } else if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
         outputs.push_back(bufferIndex.lookup(v));

@@ -21,13 +21,101 @@ MemRefType bufferType(Type tensor) {
   return MemRefType::get(t.getShape(), t.getElementType());
 }
 
-/// The kernel a veomni op becomes: its name without the dialect prefix, and
-/// for reduce the reduction too ("reduce_sum"): `kind` is the kernel op's
-/// own attribute.
-std::string kernelKind(Operation *op) {
+/// The kernel-table row a veomni op becomes: the op's name without the
+/// dialect prefix, but for the variants the table keeps apart (the
+/// reduction of reduce, the tanh form of gelu, the inverse of rope).
+std::string kernelMnemonic(Operation *op) {
   if (auto r = dyn_cast<ReduceOp>(op))
     return ("reduce_" + stringifyReduceKind(r.getKind())).str();
+  if (auto g = dyn_cast<GeluOp>(op);
+      g && g.getApproximation() == GeluApproximation::Tanh)
+    return "gelu_tanh";
+  if (isa<RopeOp>(op) && op->hasAttr("inverse"))
+    return "rope_inverse";
   return op->getName().stripDialect().str();
+}
+
+/// The value of the table's attribute `spec` in `attrs` (op's), or the
+/// table's default. Enumerations become their numbers as the table says.
+FailureOr<Attribute> kernelAttr(Operation *op, DictionaryAttr attrs,
+                                const ::kernel_table::AttrSpec &spec) {
+  using ::kernel_table::AttrType;
+  Builder b(op->getContext());
+  StringRef name = spec.name;
+  Attribute given = attrs.get(name);
+  switch (spec.type) {
+  case AttrType::Bool:
+    if (name == "tanh_approximation") {
+      auto approx =
+          dyn_cast_or_null<GeluApproximationAttr>(attrs.get("approximation"));
+      return approx && approx.getValue() == GeluApproximation::Tanh
+                 ? Attribute(b.getUnitAttr())
+                 : Attribute();
+    }
+    if (auto flag = dyn_cast_or_null<BoolAttr>(given))
+      return flag.getValue() ? Attribute(b.getUnitAttr()) : Attribute();
+    return given ? Attribute(b.getUnitAttr()) : Attribute();
+  case AttrType::Int:
+    if (auto r = dyn_cast_or_null<LossReductionAttr>(given))
+      return Attribute(
+          b.getI64IntegerAttr(r.getValue() == LossReduction::Mean  ? 0
+                              : r.getValue() == LossReduction::Sum ? 1
+                                                                   : 2));
+    if (auto i = dyn_cast_or_null<IntegerAttr>(given))
+      return Attribute(b.getI64IntegerAttr(i.getValue().getSExtValue()));
+    if (given)
+      break;
+    return Attribute(
+        b.getI64IntegerAttr(static_cast<int64_t>(spec.defaultValue)));
+  case AttrType::Float:
+    if (auto f = dyn_cast_or_null<FloatAttr>(given))
+      return Attribute(b.getF64FloatAttr(f.getValueAsDouble()));
+    if (auto i = dyn_cast_or_null<IntegerAttr>(given))
+      return Attribute(b.getF64FloatAttr(i.getValue().getSExtValue()));
+    if (given)
+      break;
+    return Attribute(b.getF64FloatAttr(spec.defaultValue));
+  case AttrType::Ints:
+    if (isa_and_nonnull<DenseI64ArrayAttr>(given))
+      return given;
+    if (given)
+      break;
+    return Attribute(b.getDenseI64ArrayAttr({}));
+  case AttrType::Floats:
+    if (isa_and_nonnull<DenseF32ArrayAttr, DenseF64ArrayAttr>(given))
+      return given;
+    if (given)
+      break;
+    return Attribute(b.getDenseF64ArrayAttr({}));
+  }
+  return op->emitOpError("attribute '")
+         << name << "' = " << given
+         << " does not have the type its runtime kernel takes";
+}
+
+/// A kernel call of `op` on buffers, with the table's attributes taken
+/// from `op` (or their defaults, with `ownAttrs` false).
+FailureOr<vrt::KernelOp> createKernel(OpBuilder &builder, Operation *op,
+                                      StringRef mnemonic, ValueRange ins,
+                                      ValueRange outs, bool ownAttrs = true) {
+  auto kind = ::kernel_table::KindOfMnemonic(mnemonic);
+  if (!kind)
+    return op->emitOpError("has no runtime kernel ('")
+           << mnemonic << "' is not in runtime/program/KernelTable.def)";
+  auto kernel = vrt::KernelOp::create(
+      builder, op->getLoc(), vrt::KernelKindAttr::get(op->getContext(), *kind),
+      ins, outs);
+  const ::kernel_table::KernelInfo &info = ::kernel_table::Info(*kind);
+  DictionaryAttr from = ownAttrs ? op->getAttrDictionary()
+                                 : DictionaryAttr::get(op->getContext());
+  for (uint32_t i = 0; i < info.numAttrs; ++i) {
+    FailureOr<Attribute> a = kernelAttr(op, from, info.attrs[i]);
+    if (failed(a))
+      return failure();
+    if (*a)
+      kernel->setAttr(info.attrs[i].name, *a);
+  }
+  return kernel;
 }
 
 LogicalResult lowerFunction(func::FuncOp func) {
@@ -58,8 +146,9 @@ LogicalResult lowerFunction(func::FuncOp func) {
         if (isa<BlockArgument>(v)) {
           Value buf = vrt::AllocOp::create(
               builder, loc, bufferType(v.getType()), IntegerAttr());
-          vrt::KernelOp::create(builder, loc, "copy", ValueRange(v),
-                                ValueRange(buf));
+          if (failed(createKernel(builder, &op, "copy", ValueRange(v),
+                                  ValueRange(buf))))
+            return failure();
           results.push_back(buf);
           continue;
         }
@@ -80,9 +169,20 @@ LogicalResult lowerFunction(func::FuncOp func) {
       if (auto splat = dyn_cast<SplatElementsAttr>(c.getValue())) {
         Value buf = vrt::AllocOp::create(builder, loc, bufferType(c.getType()),
                                          IntegerAttr());
-        auto fill = vrt::KernelOp::create(builder, loc, "fill", ValueRange(),
-                                          ValueRange(buf));
-        fill->setAttr("value", splat.getSplatValue<Attribute>());
+        FailureOr<vrt::KernelOp> fill =
+            createKernel(builder, &op, "fill", ValueRange(), ValueRange(buf),
+                         /*ownAttrs=*/false);
+        if (failed(fill))
+          return failure();
+        Attribute value = splat.getSplatValue<Attribute>();
+        double v = 0;
+        if (auto f = dyn_cast<FloatAttr>(value))
+          v = f.getValueAsDouble();
+        else if (auto i = dyn_cast<IntegerAttr>(value))
+          v = static_cast<double>(i.getValue().getSExtValue());
+        else
+          return c.emitOpError("splat of ") << value << " cannot be filled";
+        (*fill)->setAttr("value", builder.getF64FloatAttr(v));
         buffers.map(c.getResult(), buf);
       } else {
         Value buf = vrt::ConstantOp::create(
@@ -107,12 +207,17 @@ LogicalResult lowerFunction(func::FuncOp func) {
         buffers.map(result, buf);
         outs.push_back(buf);
       }
-      auto kernel =
-          vrt::KernelOp::create(builder, loc, kernelKind(&op), ins, outs);
-      // Keep the op's attributes (transpose flags, epsilon, dims...).
-      for (NamedAttribute attr : op.getAttrs())
-        if (!isa<ReduceOp>(op) || attr.getName() != "kind")
-          kernel->setAttr(attr.getName(), attr.getValue());
+      if (isa<dist::DistDialect>(op.getDialect())) {
+        // No communicator in the runtime yet: memory planning still sees
+        // the collective's buffers; translation refuses it.
+        auto c = vrt::CollectiveOp::create(
+            builder, loc, op.getName().getStringRef(), ins, outs);
+        for (NamedAttribute attr : op.getAttrs())
+          c->setAttr(attr.getName(), attr.getValue());
+      } else if (failed(createKernel(builder, &op, kernelMnemonic(&op), ins,
+                                     outs))) {
+        return failure();
+      }
     }
     lowered.push_back(&op);
   }

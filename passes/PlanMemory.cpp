@@ -44,10 +44,7 @@ Value rootOf(Value v) {
 
 /// Kernels that may write their result over an input of the same type.
 bool runsInPlace(vrt::KernelOp k) {
-  static const char *kinds[] = {
-      "neg",     "exp",  "log",  "sqrt", "rsqrt", "sin", "cos", "tanh",
-      "sigmoid", "silu", "gelu", "add",  "sub",   "mul", "div", "scatter_add"};
-  return llvm::is_contained(kinds, k.getKind());
+  return k.getKind().getInfo().flags & ::kernel_table::kInPlace;
 }
 
 struct Interval {
@@ -86,7 +83,8 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
       if (!outAlloc)
         continue;
       SmallVector<Value> candidates(kernel.getIns());
-      if (kernel.getKind() == "scatter_add") // only dest has out's shape
+      if (kernel.getKind().getKind() ==
+          ::kernel_table::KernelKind::ScatterAdd) // only dest has out's shape
         candidates.resize(1);
       for (Value in : candidates) {
         auto inAlloc = in.getDefiningOp<vrt::AllocOp>();

@@ -11,7 +11,12 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include "runtime/program/KernelTable.h"
+
 #include "dialects/Runtime/VrtDialect.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/Runtime/VrtAttrs.h.inc"
 
 #define GET_OP_CLASSES
 #include "dialects/Runtime/VrtOps.h.inc"

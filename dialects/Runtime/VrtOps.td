@@ -10,6 +10,7 @@
 #ifndef VEOMNI_VRT_OPS_TD
 #define VEOMNI_VRT_OPS_TD
 
+include "mlir/IR/AttrTypeBase.td"
 include "mlir/IR/OpBase.td"
 include "mlir/IR/BuiltinAttributeInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
@@ -25,10 +26,28 @@ def Vrt_Dialect : Dialect {
     /// Argument attribute: the argument's offset in the arena.
     static constexpr ::llvm::StringLiteral kOffsetAttrName = "vrt.offset";
   }];
+  let useDefaultAttributePrinterParser = 1;
 }
 
 class Vrt_Op<string mnemonic, list<Trait> traits = []>
     : Op<Vrt_Dialect, mnemonic, traits>;
+
+def Vrt_KernelKindAttr : AttrDef<Vrt_Dialect, "KernelKind"> {
+  let mnemonic = "kernel";
+  let summary = "A row of the kernel table (runtime/program/KernelTable.def)";
+  let description = [{
+    Printed and parsed by the row's mnemonic: `#vrt.kernel<matmul>`, and
+    just `matmul` as vrt.kernel's first word.
+  }];
+  let parameters = (ins "::kernel_table::KernelKind":$kind);
+  let hasCustomAssemblyFormat = 1;
+  let extraClassDeclaration = [{
+    const ::kernel_table::KernelInfo &getInfo() const {
+      return ::kernel_table::Info(getKind());
+    }
+    ::llvm::StringRef getMnemonicName() const { return getInfo().mnemonic; }
+  }];
+}
 
 def Vrt_Buffer : StaticShapeMemRefOf<[F32, BF16, F16, I32, I64]>;
 
@@ -62,22 +81,41 @@ def Vrt_ViewOp : Vrt_Op<"view", [Pure]> {
 def Vrt_KernelOp : Vrt_Op<"kernel", [AttrSizedOperandSegments]> {
   let summary = "One kernel call: reads `ins`, writes `outs`";
   let description = [{
-    `kind` names the kernel (the veomni op it implements, e.g. "matmul");
-    the other attributes are that op's. Destination-passing: the kernel
-    writes its results into the `outs` buffers.
+    `kind` is a row of the kernel table, which also fixes the operand
+    counts and the attributes: each of the row's attributes is present with
+    its type (a Bool as a unit attribute, present or not), and no other
+    attribute is, except discardable ones (with a dialect prefix).
+    Destination-passing: the kernel writes its results into the `outs`
+    buffers.
 
     ```mlir
-    vrt.kernel "matmul" ins(%x, %w : memref<2x64xf32>, memref<128x64xf32>)
+    vrt.kernel matmul ins(%x, %w : memref<2x64xf32>, memref<128x64xf32>)
         outs(%y : memref<2x128xf32>) {transpose_rhs}
     ```
   }];
-  let arguments = (ins StrAttr:$kind, Variadic<Vrt_Buffer>:$ins,
+  let arguments = (ins Vrt_KernelKindAttr:$kind, Variadic<Vrt_Buffer>:$ins,
                        Variadic<Vrt_Buffer>:$outs);
   let assemblyFormat = [{
-    $kind `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)`
-    attr-dict
+    custom<KernelKind>($kind) (`ins` `(` $ins^ `:` type($ins) `)`)?
+    (`outs` `(` $outs^ `:` type($outs) `)`)? attr-dict
   }];
   let hasVerifier = 1;
+}
+
+def Vrt_CollectiveOp : Vrt_Op<"collective", [AttrSizedOperandSegments]> {
+  let summary = "A dist collective on buffers, for memory planning";
+  let description = [{
+    What a `dist` collective of a partitioned step lowers to until the
+    runtime has a communicator: memory planning sees its buffers like a
+    kernel's, and translation to a program refuses it. `op` is the
+    collective's name ("dist.all_gather"); its attributes are kept.
+  }];
+  let arguments = (ins StrAttr:$op, Variadic<Vrt_Buffer>:$ins,
+                       Variadic<Vrt_Buffer>:$outs);
+  let assemblyFormat = [{
+    $op (`ins` `(` $ins^ `:` type($ins) `)`)?
+    (`outs` `(` $outs^ `:` type($outs) `)`)? attr-dict
+  }];
 }
 
 #endif // VEOMNI_VRT_OPS_TD

@@ -1,13 +1,16 @@
-//===- Executor.h - run a program on the CPU backend ------------*- C++ -*-===//
+//===- Executor.h - run a program on a device -------------------*- C++ -*-===//
 //
-// One arena of exactly Program::arenaBytes, allocated once; constants copied
-// in at creation; arguments written through views; kernels run in order.
+// One arena of exactly Program::arenaBytes, allocated once on the device;
+// constants copied in at creation; arguments written through Write (or, on
+// a host-accessible device, through views); kernels run in order. The
+// executor knows the Device interface only, never a backend.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef VEOMNI_RUNTIME_EXECUTOR_EXECUTOR_H
 #define VEOMNI_RUNTIME_EXECUTOR_EXECUTOR_H
 
+#include "runtime/device/Device.h"
 #include "runtime/program/Program.h"
 
 #include "absl/status/statusor.h"
@@ -18,31 +21,58 @@ namespace veomni::rt {
 
 class Executor {
 public:
+  /// Runs `program` on `device`; fails when the device has no kernel for
+  /// one of the program's kinds.
+  static absl::StatusOr<std::unique_ptr<Executor>>
+  Create(Program program, std::unique_ptr<Device> device);
+  /// Runs `program` on the CPU backend.
   static absl::StatusOr<std::unique_ptr<Executor>> Create(Program program);
-  ~Executor();
 
   const Program &program() const { return program_; }
+  Device &device() const { return *device_; }
   /// Bytes the arena really occupies (equal to the plan's arena size).
-  uint64_t ArenaBytes() const { return arenaBytes_; }
+  uint64_t ArenaBytes() const { return program_.arenaBytes; }
 
+  /// Buffer `buffer` in the device's address space. Host code may read and
+  /// write it only when device().HostAccessible().
   TensorView View(uint32_t buffer) const;
   /// The view of the argument called `name`.
   absl::StatusOr<TensorView> Argument(absl::string_view name) const;
   TensorView Output(size_t i) const { return View(program_.outputs[i]); }
+
+  /// Copies buffer `buffer` to the host (`host` has its byte size) and
+  /// back.
+  absl::Status Read(uint32_t buffer, void *host) const;
+  absl::Status Write(uint32_t buffer, const void *host);
+  /// Runs `edit` on a host view of `buffer` and stores the result: the
+  /// arena itself on a host-accessible device, else a copy.
+  template <typename Fn> absl::Status Edit(uint32_t buffer, Fn &&edit);
 
   /// Runs every kernel. An error names the kernel, its kind and the model
   /// module it came from.
   absl::Status Run();
 
 private:
-  Executor(Program program, uint8_t *arena, uint64_t bytes)
-      : program_(std::move(program)), arena_(arena), arenaBytes_(bytes) {}
-  absl::Status RunKernel(const KernelDesc &k);
+  Executor(Program program, std::unique_ptr<Device> device)
+      : program_(std::move(program)), device_(std::move(device)) {}
 
   Program program_;
-  uint8_t *arena_;
-  uint64_t arenaBytes_;
+  std::unique_ptr<Device> device_;
+  std::vector<KernelFn> fns_; ///< one per kernel, bound at creation
 };
+
+template <typename Fn> absl::Status Executor::Edit(uint32_t buffer, Fn &&edit) {
+  TensorView view = View(buffer);
+  if (device_->HostAccessible())
+    return edit(view);
+  std::vector<uint8_t> host(view.bytes());
+  if (absl::Status s = Read(buffer, host.data()); !s.ok())
+    return s;
+  view.data = host.data();
+  if (absl::Status s = edit(view); !s.ok())
+    return s;
+  return Write(buffer, host.data());
+}
 
 } // namespace veomni::rt
 

@@ -15,90 +15,6 @@
 namespace veomni::rt {
 namespace {
 
-/// Inputs, outputs and attribute counts a kernel kind takes.
-struct Arity {
-  uint32_t minIns, maxIns, outs;
-  int32_t ints;   ///< exact count, or -1: any
-  int32_t floats; ///< exact count, or -1: any (at least minFloats)
-  uint32_t minFloats = 0;
-  uint32_t maxOuts = 0; ///< above `outs` for optional outputs, else 0
-};
-
-Arity ArityOf(KernelKind k) {
-  switch (k) {
-  case KernelKind::Matmul:
-    return {2, 2, 1, 2, 0};
-  case KernelKind::GroupedMatmul:
-    return {3, 3, 1, 1, 0};
-  case KernelKind::Conv1D:
-    return {2, 3, 1, 3, 0};
-  case KernelKind::Add:
-  case KernelKind::Sub:
-  case KernelKind::Mul:
-  case KernelKind::Div:
-    return {2, 2, 1, 0, 0};
-  case KernelKind::ReduceSum:
-  case KernelKind::ReduceMax:
-  case KernelKind::ReduceMean:
-  case KernelKind::Broadcast:
-  case KernelKind::Transpose:
-  case KernelKind::Slice:
-    return {1, 1, 1, -1, 0};
-  case KernelKind::Softmax:
-    return {1, 1, 1, 1, 0};
-  case KernelKind::RmsNorm:
-    return {2, 2, 1, 0, 1};
-  case KernelKind::LayerNorm:
-    return {2, 3, 1, 1, 1};
-  case KernelKind::Concat:
-    return {1, 1u << 20, 1, 1, 0};
-  case KernelKind::Gather:
-    return {2, 2, 1, 1, 0};
-  case KernelKind::ScatterAdd:
-    return {3, 3, 1, 1, 0};
-  case KernelKind::Rope:
-    return {2, 2, 1, -1, -1, 2};
-  case KernelKind::Attention:
-    return {3, 4, 1, 2, 1};
-  case KernelKind::CrossEntropy:
-    return {2, 2, 1, 2, 0};
-  case KernelKind::MoETopK:
-    return {1, 1, 2, 2, 0};
-  case KernelKind::MoEDispatch:
-    return {2, 2, 2, 1, 0};
-  case KernelKind::MoECombine:
-    return {3, 3, 1, 0, 0};
-  case KernelKind::Fill:
-    return {0, 0, 1, 0, 1};
-  case KernelKind::RopeInverse:
-    return {2, 2, 1, -1, -1, 2};
-  case KernelKind::RmsNormGrad:
-    return {3, 3, 2, 0, 1};
-  case KernelKind::AttentionGrad:
-    return {4, 5, 3, 2, 1};
-  case KernelKind::CrossEntropyGrad:
-    return {3, 3, 1, 2, 0};
-  case KernelKind::GeluGrad:
-    return {2, 2, 1, 1, 0};
-  case KernelKind::LayerNormGrad: // bias grad with the bias
-    return {3, 4, 2, 1, 1, 0, 3};
-  case KernelKind::SliceGrad:
-    return {1, 1, 1, -1, 0};
-  case KernelKind::Conv1DGrad: // bias grad with the bias
-    return {3, 4, 2, 3, 0, 0, 3};
-  case KernelKind::GroupedMatmulWeightGrad:
-    return {4, 4, 1, 1, 0};
-  case KernelKind::MoETopKGrad:
-    return {2, 2, 1, 2, 0};
-  case KernelKind::MoECombineGrad:
-    return {4, 4, 2, 0, 0};
-  case KernelKind::ReduceMaxGrad:
-    return {2, 2, 1, -1, 0};
-  default: // unary, cast, copy
-    return {1, 1, 1, 0, 0};
-  }
-}
-
 absl::Status Bad(const std::string &name, absl::string_view what) {
   return absl::InvalidArgumentError(
       absl::StrCat(name, ": invalid program: ", what));
@@ -111,9 +27,9 @@ template <typename T> std::vector<T> ToVector(const flatbuffers::Vector<T> *v) {
 } // namespace
 
 absl::string_view KernelName(KernelKind k) {
-  auto i = static_cast<size_t>(k);
-  const char *const *names = fb::EnumNamesKernelKind();
-  return i <= static_cast<size_t>(KernelKind::kLast) ? names[i] : "?";
+  auto i = static_cast<uint16_t>(k);
+  return i < kernel_table::kNumKernelKinds ? kernel_table::kKernelTable[i].name
+                                           : "?";
 }
 
 int Program::FindOutput(absl::string_view name) const {
@@ -252,28 +168,44 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
   for (uint32_t i = 0; i < p->kernels()->size(); ++i) {
     const fb::Kernel *k = p->kernels()->Get(i);
     KernelDesc d;
-    auto kind = static_cast<uint16_t>(k->kind());
-    if (kind > static_cast<uint16_t>(KernelKind::kLast))
+    uint16_t kind = k->kind();
+    if (kind >= kernel_table::kNumKernelKinds)
       return Bad(name, absl::StrCat("kernel ", i, ": unknown kind ", kind));
     d.kind = static_cast<KernelKind>(kind);
     d.ins = ToVector(k->inputs());
     d.outs = ToVector(k->outputs());
-    d.ints = ToVector(k->ints());
-    d.floats = ToVector(k->floats());
     d.location = k->location() ? k->location()->str() : "";
     std::string where =
         absl::StrCat("kernel ", i, " (", KernelName(d.kind), ")");
-    Arity a = ArityOf(d.kind);
-    if (d.ins.size() < a.minIns || d.ins.size() > a.maxIns ||
-        d.outs.size() < a.outs || d.outs.size() > std::max(a.outs, a.maxOuts))
+    const kernel_table::KernelInfo &info = kernel_table::Info(d.kind);
+    if (d.ins.size() < info.minIns || d.ins.size() > info.maxIns ||
+        d.outs.size() < info.minOuts || d.outs.size() > info.maxOuts)
       return Bad(name, absl::StrCat(where, " has ", d.ins.size(),
                                     " inputs and ", d.outs.size(), " outputs"));
-    if ((a.ints >= 0 && d.ints.size() != size_t(a.ints)) ||
-        (a.floats >= 0 && d.floats.size() != size_t(a.floats)) ||
-        d.floats.size() < a.minFloats)
-      return Bad(name,
-                 absl::StrCat(where, " has ", d.ints.size(), " integer and ",
-                              d.floats.size(), " float attributes"));
+    size_t nattrs = k->attrs() ? k->attrs()->size() : 0;
+    if (nattrs != info.numAttrs)
+      return Bad(name, absl::StrCat(where, " has ", nattrs,
+                                    " attributes, its "
+                                    "kind takes ",
+                                    info.numAttrs));
+    for (uint32_t j = 0; j < info.numAttrs; ++j) {
+      const fb::Attr *a = k->attrs()->Get(j);
+      AttrValue v{ToVector(a->ints()), ToVector(a->floats())};
+      kernel_table::AttrType type = info.attrs[j].type;
+      bool scalarInt = type == kernel_table::AttrType::Bool ||
+                       type == kernel_table::AttrType::Int;
+      bool ok = scalarInt ? v.ints.size() == 1 && v.floats.empty()
+                : type == kernel_table::AttrType::Float
+                    ? v.floats.size() == 1 && v.ints.empty()
+                : type == kernel_table::AttrType::Ints ? v.floats.empty()
+                                                       : v.ints.empty();
+      if (!ok)
+        return Bad(name,
+                   absl::StrCat(where, ": attribute '", info.attrs[j].name,
+                                "' has ", v.ints.size(), " integers and ",
+                                v.floats.size(), " floats"));
+      d.attrs.push_back(std::move(v));
+    }
     for (uint32_t b : d.ins)
       if (auto s = index(b, where); !s.ok())
         return s;

@@ -12,6 +12,7 @@
 #define VEOMNI_RUNTIME_PROGRAM_PROGRAM_H
 
 #include "runtime/core/Tensor.h"
+#include "runtime/program/Kernel.h"
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -21,64 +22,6 @@
 #include <vector>
 
 namespace veomni::rt {
-
-/// Mirrors fb::KernelKind (program.fbs); numbering is part of the format.
-enum class KernelKind : uint16_t {
-  Matmul = 0,
-  GroupedMatmul,
-  Conv1D,
-  Neg,
-  Exp,
-  Log,
-  Sqrt,
-  Rsqrt,
-  Sin,
-  Cos,
-  Tanh,
-  Sigmoid,
-  Silu,
-  Gelu,
-  GeluTanh,
-  Add,
-  Sub,
-  Mul,
-  Div,
-  Cast,
-  ReduceSum,
-  ReduceMax,
-  ReduceMean,
-  Softmax,
-  RmsNorm,
-  LayerNorm,
-  Broadcast,
-  Transpose,
-  Slice,
-  Concat,
-  Gather,
-  ScatterAdd,
-  Rope,
-  Attention,
-  CrossEntropy,
-  MoETopK,
-  MoEDispatch,
-  MoECombine,
-  Copy,
-  Fill,
-  RopeInverse,
-  RmsNormGrad,
-  AttentionGrad,
-  CrossEntropyGrad,
-  GeluGrad,
-  LayerNormGrad,
-  SliceGrad,
-  Conv1DGrad,
-  GroupedMatmulWeightGrad,
-  MoETopKGrad,
-  MoECombineGrad,
-  ReduceMaxGrad,
-  kLast = ReduceMaxGrad
-};
-absl::string_view KernelName(KernelKind k);
 
 enum class ParamInit : uint8_t { Normal = 0, Ones = 1, Zeros = 2 };
 
@@ -112,14 +55,6 @@ inline bool IsBatchInput(const ArgumentDesc &a) {
 struct ConstantDesc {
   uint32_t buffer = 0;
   std::vector<uint8_t> data;
-};
-
-struct KernelDesc {
-  KernelKind kind = KernelKind::Copy;
-  std::vector<uint32_t> ins, outs;
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
-  std::string location;
 };
 
 struct Program {

@@ -11,12 +11,12 @@ func.func @chain(%x: tensor<64xf32> {veomni.input = "x"},
                  %w: tensor<64xf32> {veomni.param = "w"}) -> tensor<64xf32> {
   // a = x * w; b = exp(a) in place; c = b * x in place of b: one buffer...
   // CHECK: %[[A:.*]] = vrt.alloc {offset = 512 : i64} : memref<64xf32>
-  // CHECK: vrt.kernel "mul" ins(%arg0, %arg1 : {{.*}}) outs(%[[A]] :
-  // CHECK: vrt.kernel "exp" ins(%[[A]] : memref<64xf32>) outs(%[[A]] :
-  // CHECK: vrt.kernel "mul" ins(%[[A]], %arg0 : {{.*}}) outs(%[[A]] :
+  // CHECK: vrt.kernel mul ins(%arg0, %arg1 : {{.*}}) outs(%[[A]] :
+  // CHECK: vrt.kernel exp ins(%[[A]] : memref<64xf32>) outs(%[[A]] :
+  // CHECK: vrt.kernel mul ins(%[[A]], %arg0 : {{.*}}) outs(%[[A]] :
   // ... then d = softmax(c) cannot run in place and takes the second buffer.
   // CHECK: %[[D:.*]] = vrt.alloc {offset = 768 : i64} : memref<64xf32>
-  // CHECK: vrt.kernel "softmax" ins(%[[A]] : memref<64xf32>) outs(%[[D]] :
+  // CHECK: vrt.kernel softmax ins(%[[A]] : memref<64xf32>) outs(%[[D]] :
   // CHECK: return %[[D]]
   // Without in-place updates: four buffers, alternating between two slots.
   // NOINPLACE-LABEL: func.func @chain
@@ -40,12 +40,12 @@ func.func @chain(%x: tensor<64xf32> {veomni.input = "x"},
 // CHECK-SAME: vrt.activation_bytes = 512 : i64
 func.func @live_ranges(%x: tensor<4x16xf32> {veomni.input = "x"}) -> tensor<4x16xf32> {
   // CHECK: %[[A:.*]] = vrt.alloc {offset = 256 : i64} : memref<4x16xf32>
-  // CHECK: vrt.kernel "exp" ins(%arg0 {{.*}} outs(%[[A]]
+  // CHECK: vrt.kernel exp ins(%arg0 {{.*}} outs(%[[A]]
   // CHECK: %[[V:.*]] = vrt.view %[[A]]
   // CHECK: %[[B:.*]] = vrt.alloc {offset = 512 : i64} : memref<64xf32>
-  // CHECK: vrt.kernel "tanh" ins(%[[V]] {{.*}} outs(%[[B]]
+  // CHECK: vrt.kernel tanh ins(%[[V]] {{.*}} outs(%[[B]]
   // CHECK: %[[BV:.*]] = vrt.view %[[B]]
-  // CHECK: vrt.kernel "add" ins(%[[A]], %[[BV]] {{.*}} outs(%[[A]]
+  // CHECK: vrt.kernel add ins(%[[A]], %[[BV]] {{.*}} outs(%[[A]]
   // CHECK: return %[[A]]
   %a = veomni.exp %x : tensor<4x16xf32>
   %v = veomni.reshape %a : tensor<4x16xf32> to tensor<64xf32>

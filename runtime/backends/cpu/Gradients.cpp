@@ -39,7 +39,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 //===----------------------------------------------------------------------===//
 
 absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
-                         const TensorView &dx, const RopeAttrs &attrs) {
+                         const TensorView &dx, const RopeConfig &attrs) {
   return RopeRotate</*kInverse=*/true>("RopeInverse", "dy", dy, positions, "dx",
                                        dx, attrs);
 }

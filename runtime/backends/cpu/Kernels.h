@@ -49,7 +49,7 @@ enum class BinaryKind { Add, Sub, Mul, Div };
 enum class ReduceKind { Sum, Max, Mean };
 enum class LossReduction { Mean, Sum, None };
 
-struct RopeAttrs {
+struct RopeConfig {
   double theta = 10000.0;
   /// Empty: one section, positions [B, S]. Else positions [N, B, S].
   absl::Span<const int64_t> mropeSection;
@@ -119,9 +119,9 @@ struct RopeAttrs {
   absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices, \
                           const TensorView &updates, const TensorView &out, \
                           int64_t axis);                                    \
-  /** in [B, S, H, D], rotate-half rope; see RopeAttrs and the op docs. */  \
+  /** in [B, S, H, D], rotate-half rope; see RopeConfig and the op docs. */  \
   absl::Status Rope(const TensorView &in, const TensorView &positions,      \
-                    const TensorView &out, const RopeAttrs &attrs);         \
+                    const TensorView &out, const RopeConfig &attrs);         \
   /** q [B,S,Hq,D], k [B,Skv,Hkv,D], v [B,Skv,Hkv,Dv] -> out [B,S,Hq,Dv];    \
    * query head h reads kv head h / (Hq/Hkv); segments [B,S] or null;       \
    * a row with no visible key is zero. */                                  \
@@ -156,7 +156,7 @@ struct RopeAttrs {
   /** The transpose of Rope: rotation by -angle, scaled by                  \
    * attentionScaling; dy, dx [B, S, H, D]. */                              \
   absl::Status RopeInverse(const TensorView &dy, const TensorView &positions, \
-                           const TensorView &dx, const RopeAttrs &attrs);   \
+                           const TensorView &dx, const RopeConfig &attrs);   \
   /** For y = weight * round(x * r), r = rsqrt(mean(x^2) + eps) (RmsNorm):  \
    * dweight = sum over rows of dy * x * r; with dn = dy * weight,          \
    * dx = r * dn - x * r^3 * mean(dn * x). All in f32. */                   \

@@ -742,7 +742,7 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
 //===----------------------------------------------------------------------===//
 
 absl::Status Rope(const TensorView &in, const TensorView &positions,
-                  const TensorView &out, const RopeAttrs &attrs) {
+                  const TensorView &out, const RopeConfig &attrs) {
   const char *kName = "Rope";
   REF_TRY(CheckFloat(kName, "in", in));
   REF_TRY(CheckInt(kName, "positions", positions));

@@ -28,7 +28,7 @@ using namespace detail;
 //===----------------------------------------------------------------------===//
 
 absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
-                         const TensorView &dx, const RopeAttrs &attrs) {
+                         const TensorView &dx, const RopeConfig &attrs) {
   const char *kName = "RopeInverse";
   REF_TRY(CheckFloat(kName, "dy", dy));
   REF_TRY(CheckInt(kName, "positions", positions));

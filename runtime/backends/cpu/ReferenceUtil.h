@@ -134,7 +134,7 @@ inline std::vector<int64_t> Unravel(int64_t flat,
 inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
                                const TensorView &in,
                                const TensorView &positions,
-                               const RopeAttrs &attrs,
+                               const RopeConfig &attrs,
                                std::vector<int64_t> &section,
                                std::vector<float> &freq) {
   int64_t batch = in.dim(0), seq = in.dim(1);
@@ -183,7 +183,7 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
 /// scaled cosine c and sine sn.
 template <typename Fn>
 void ForEachRopePair(const TensorView &in, const TensorView &positions,
-                     const RopeAttrs &attrs,
+                     const RopeConfig &attrs,
                      const std::vector<int64_t> &section,
                      const std::vector<float> &freq, Fn fn) {
   int64_t batch = in.dim(0), seq = in.dim(1), heads = in.dim(2);

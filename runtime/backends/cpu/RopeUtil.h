@@ -25,7 +25,7 @@ namespace veomni::rt::cpu::detail {
 inline absl::Status RopeSections(absl::string_view K, absl::string_view name,
                                  const TensorView &in,
                                  const TensorView &positions,
-                                 const RopeAttrs &attrs,
+                                 const RopeConfig &attrs,
                                  std::vector<int64_t> &section) {
   int64_t batch = in.dim(0), seq = in.dim(1), d = in.dim(3);
   if (d % 2 != 0)
@@ -62,7 +62,7 @@ inline absl::Status RopeSections(absl::string_view K, absl::string_view name,
 }
 
 /// The d / 2 rotation frequencies, in f32: attrs.invFreq, or theta^(-2j/d).
-inline std::vector<float> RopeFrequencies(const RopeAttrs &attrs, int64_t d) {
+inline std::vector<float> RopeFrequencies(const RopeConfig &attrs, int64_t d) {
   int64_t half = d / 2;
   std::vector<float> freq(half);
   for (int64_t j = 0; j < half; ++j)
@@ -98,7 +98,7 @@ template <bool kInverse>
 absl::Status RopeRotate(absl::string_view K, absl::string_view inName,
                         const TensorView &in, const TensorView &positions,
                         absl::string_view outName, const TensorView &out,
-                        const RopeAttrs &attrs) {
+                        const RopeConfig &attrs) {
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, inName, in, 4));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "positions", positions));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, outName, out));

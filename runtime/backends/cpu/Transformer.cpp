@@ -201,7 +201,7 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
 }
 
 absl::Status Rope(const TensorView &in, const TensorView &positions,
-                  const TensorView &out, const RopeAttrs &attrs) {
+                  const TensorView &out, const RopeConfig &attrs) {
   return RopeRotate</*kInverse=*/false>("Rope", "in", in, positions, "out", out,
                                         attrs);
 }

@@ -46,7 +46,7 @@ namespace {
 namespace fast = veomni::rt::cpu;
 namespace ref = veomni::rt::cpu::ref;
 using cpu::LossReduction;
-using cpu::RopeAttrs;
+using cpu::RopeConfig;
 using namespace kerneltest;
 
 /// Packed segments [0 0 0 1 1 2 ...], or random ids in [0, 2] (not
@@ -89,7 +89,7 @@ TEST(RopeInverseTest, Known) {
   const double c = std::cos(1.0), s = std::sin(1.0);
   for (const auto &impl : BOTH(RopeInverse)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     attrs.invFreq = invFreq;
     attrs.attentionScaling = 2;
     Buffer out = Garbage(DType::F32, {1, 1, 1, 2});
@@ -104,7 +104,7 @@ TEST(RopeInverseTest, UndoesRope) {
   const int64_t sections[] = {1, 2, 1};
   for (const auto &impl : BOTH(RopeInverse)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     attrs.mropeSection = sections;
     attrs.attentionScaling = 1.5;
     Buffer x = Uniform(DType::F32, {2, 3, 2, 8}, rng);
@@ -140,7 +140,7 @@ TEST(RopeInverseTest, FastMatchesReference) {
         for (double scaling : {1.0, 1.25}) {
           if (c.s == 1024 && (pt != DType::I32 || scaling == 1.0))
             continue; // the large case once per element type
-          RopeAttrs attrs;
+          RopeConfig attrs;
           attrs.theta = c.d == 128 ? 1000000.0 : 10000.0;
           attrs.mropeSection = c.sections;
           attrs.attentionScaling = scaling;
@@ -187,7 +187,7 @@ TEST(RopeInverseTest, FiniteDifferences) {
         "RopeInverse vs FD ", Str({c.b, c.s, c.h, c.d}), " sections ",
         Str(c.sections), " invFreq ", c.invFreq, " scaling ", c.scaling);
     SCOPED_TRACE(what);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     attrs.theta = 100.0;
     attrs.mropeSection = c.sections;
     attrs.attentionScaling = c.scaling;
@@ -224,7 +224,7 @@ TEST(RopeInverseTest, Errors) {
   const int64_t badSections[] = {1, 2};
   for (const auto &impl : BOTH(RopeInverse)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     EXPECT_INVALID(impl, impl.fn(odd.view(), pos.view(), outOdd.view(), attrs),
                    RopeInverse);
     EXPECT_INVALID(impl, impl.fn(g.view(), badPos.view(), out.view(), attrs),
@@ -239,15 +239,15 @@ TEST(RopeInverseTest, Errors) {
                    RopeInverse);
     EXPECT_INVALID(impl, impl.fn(rank3.view(), pos.view(), rank3.view(), attrs),
                    RopeInverse);
-    RopeAttrs freqs;
+    RopeConfig freqs;
     freqs.invFreq = threeFreqs;
     EXPECT_INVALID(impl, impl.fn(g.view(), pos.view(), out.view(), freqs),
                    RopeInverse);
-    RopeAttrs sections;
+    RopeConfig sections;
     sections.mropeSection = badSections; // sums to 3, D/2 = 2
     EXPECT_INVALID(impl, impl.fn(g.view(), pos3.view(), out.view(), sections),
                    RopeInverse);
-    RopeAttrs theta;
+    RopeConfig theta;
     theta.theta = 0;
     EXPECT_INVALID(impl, impl.fn(g.view(), pos.view(), out.view(), theta),
                    RopeInverse);

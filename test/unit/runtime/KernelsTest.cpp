@@ -37,7 +37,7 @@ namespace ref = veomni::rt::cpu::ref;
 using cpu::BinaryKind;
 using cpu::LossReduction;
 using cpu::ReduceKind;
-using cpu::RopeAttrs;
+using cpu::RopeConfig;
 using cpu::UnaryKind;
 using namespace kerneltest;
 
@@ -1309,7 +1309,7 @@ TEST(RopeTest, Known) {
                                     2.4623779024123156, 4.469181324769897};
   for (const auto &impl : BOTH(Rope)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     attrs.invFreq = invFreq;
     Buffer out = Garbage(DType::F32, {1, 1, 1, 4});
     ASSERT_OK(impl.fn(x.view(), pos.view(), out.view(), attrs));
@@ -1323,7 +1323,7 @@ TEST(RopeTest, Known) {
     EXPECT_TRUE(Values(out, doubled));
     // Default frequencies with theta = 1: every frequency is 1; at
     // position 0 the rotation is the identity.
-    RopeAttrs plain;
+    RopeConfig plain;
     plain.theta = 1;
     ASSERT_OK(impl.fn(x.view(), pos.view(), out.view(), plain));
     EXPECT_TRUE(Values(out, {1 * std::cos(1.0) - 3 * std::sin(1.0),
@@ -1337,7 +1337,7 @@ TEST(RopeTest, Known) {
     // mrope sections [1, 1]: frequency 0 reads position row 0 (= 1),
     // frequency 1 row 1 (= 0, so no rotation).
     const int64_t sections[] = {1, 1};
-    RopeAttrs mrope;
+    RopeConfig mrope;
     mrope.invFreq = invFreq;
     mrope.mropeSection = sections;
     Buffer pos3 = Ints(DType::I32, {2, 1, 1}, {1, 0});
@@ -1351,7 +1351,7 @@ TEST(RopeTest, DefaultFrequencies) {
   // only the j-th pair set, so out[j] = cos(p f_j), out[j+4] = sin(p f_j).
   for (const auto &impl : BOTH(Rope)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     attrs.theta = 100;
     Buffer pos = Ints(DType::I32, {1, 1}, {3});
     for (int j = 0; j < 4; ++j) {
@@ -1388,7 +1388,7 @@ TEST(RopeTest, FastMatchesReference) {
     for (DType pt : {DType::I32, DType::I64}) {
       for (const Case &c : cases) {
         for (double scaling : {1.0, 1.25}) {
-          RopeAttrs attrs;
+          RopeConfig attrs;
           attrs.theta = c.d == 128 ? 1000000.0 : 10000.0;
           attrs.mropeSection = c.sections;
           attrs.attentionScaling = scaling;
@@ -1427,7 +1427,7 @@ TEST(RopeTest, Errors) {
   const int64_t badSections[] = {1, 2};
   for (const auto &impl : BOTH(Rope)) {
     SCOPED_TRACE(impl.name);
-    RopeAttrs attrs;
+    RopeConfig attrs;
     EXPECT_INVALID(impl, impl.fn(odd.view(), pos.view(), outOdd.view(), attrs),
                    Rope);
     EXPECT_INVALID(impl, impl.fn(x.view(), badPos.view(), out.view(), attrs),
@@ -1436,11 +1436,11 @@ TEST(RopeTest, Errors) {
                    Rope);
     EXPECT_INVALID(impl, impl.fn(x.view(), pos3.view(), out.view(), attrs),
                    Rope); // [N, B, S] positions without sections
-    RopeAttrs freqs;
+    RopeConfig freqs;
     freqs.invFreq = threeFreqs;
     EXPECT_INVALID(impl, impl.fn(x.view(), pos.view(), out.view(), freqs),
                    Rope);
-    RopeAttrs sections;
+    RopeConfig sections;
     sections.mropeSection = badSections; // sums to 3, D/2 = 2
     EXPECT_INVALID(impl, impl.fn(x.view(), pos3.view(), out.view(), sections),
                    Rope);

@@ -32,12 +32,14 @@ struct Spec {
   std::vector<Arg> args = {{"x", fb::ArgumentKind::Input, 0},
                            {"w", fb::ArgumentKind::Param, 1}};
   struct Kern {
-    fb::KernelKind kind;
+    KernelKind kind;
     std::vector<uint32_t> ins, outs;
-    std::vector<int64_t> ints = {};
+    /// One list of integers per attribute; `floats` for Float attributes.
+    std::vector<std::vector<int64_t>> attrs = {};
+    std::vector<std::vector<double>> floats = {};
   };
-  std::vector<Kern> kernels = {{fb::KernelKind::Add, {0, 1}, {2}},
-                               {fb::KernelKind::Exp, {2}, {2}}};
+  std::vector<Kern> kernels = {{KernelKind::Add, {0, 1}, {2}},
+                               {KernelKind::Exp, {2}, {2}}};
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> constants;
   std::vector<uint32_t> outputs = {2};
 };
@@ -53,9 +55,15 @@ std::vector<uint8_t> Build(const Spec &spec) {
     args.push_back(fb::CreateArgumentDirect(
         fbb, a.name.c_str(), a.kind, a.buffer, "", fb::ParamInit::Normal, 0));
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
-  for (const Spec::Kern &k : spec.kernels)
-    kernels.push_back(fb::CreateKernelDirect(fbb, k.kind, &k.ins, &k.outs,
-                                             &k.ints, nullptr, "test"));
+  for (const Spec::Kern &k : spec.kernels) {
+    std::vector<flatbuffers::Offset<fb::Attr>> attrs;
+    for (const std::vector<int64_t> &ints : k.attrs)
+      attrs.push_back(fb::CreateAttrDirect(fbb, &ints, nullptr));
+    for (const std::vector<double> &floats : k.floats)
+      attrs.push_back(fb::CreateAttrDirect(fbb, nullptr, &floats));
+    kernels.push_back(fb::CreateKernelDirect(fbb, static_cast<uint16_t>(k.kind),
+                                             &k.ins, &k.outs, &attrs, "test"));
+  }
   std::vector<flatbuffers::Offset<fb::Constant>> constants;
   for (auto &[buffer, data] : spec.constants)
     constants.push_back(fb::CreateConstantDirect(fbb, buffer, &data));
@@ -157,10 +165,20 @@ TEST(Program, SemanticDefectsAreNamed) {
         s.kernels[1].ins = {0, 1};
       },
       "kernel 1 (Exp) has 2 inputs and 1 outputs");
-  ExpectRejected([](Spec &s) { s.kernels[0].ints = {1}; },
-                 "kernel 0 (Add) has 1 integer and 0 float attributes");
+  ExpectRejected([](Spec &s) { s.kernels[0].attrs = {{1}}; },
+                 "kernel 0 (Add) has 1 attributes, its kind takes 0");
   ExpectRejected(
-      [](Spec &s) { s.kernels[0].kind = static_cast<fb::KernelKind>(999); },
+      [](Spec &s) {
+        s.kernels[1] = {KernelKind::Softmax, {2}, {2}, {}, {{1.0}}};
+      },
+      "kernel 1 (Softmax): attribute 'dim' has 0 integers and 1 floats");
+  ExpectRejected(
+      [](Spec &s) {
+        s.kernels[1] = {KernelKind::Softmax, {2}, {2}, {{0, 1}}};
+      },
+      "kernel 1 (Softmax): attribute 'dim' has 2 integers and 0 floats");
+  ExpectRejected(
+      [](Spec &s) { s.kernels[0].kind = static_cast<KernelKind>(999); },
       "kernel 0: unknown kind 999");
   ExpectRejected([](Spec &s) { s.args[1].name = "x"; },
                  "argument 'x' appears twice");
@@ -221,10 +239,10 @@ Spec Conv1DGradSpec(bool bias) {
                {"g", fb::ArgumentKind::Input, 3}};
   if (bias) {
     spec.kernels = {
-        {fb::KernelKind::Conv1DGrad, {0, 1, 2, 3}, {4, 5, 6}, {1, 0, 1}}};
+        {KernelKind::Conv1DGrad, {0, 1, 2, 3}, {4, 5, 6}, {{1}, {0}}}};
     spec.outputs = {4, 5, 6};
   } else {
-    spec.kernels = {{fb::KernelKind::Conv1DGrad, {0, 1, 3}, {4, 5}, {1, 0, 0}}};
+    spec.kernels = {{KernelKind::Conv1DGrad, {0, 1, 3}, {4, 5}, {{1}, {0}}}};
     spec.outputs = {4, 5};
   }
   return spec;
@@ -256,18 +274,103 @@ TEST(Program, GradientKernelsMayHaveOptionalOutputs) {
   EXPECT_NE(ErrorOf(Build(tooMany))
                 .find("kernel 0 (Conv1DGrad) has 4 inputs and 4 outputs"),
             std::string::npos);
-  // has_bias must agree with the inputs and outputs when the kernel runs.
+  // A bias gradient needs the bias, checked when the kernel runs.
   Spec mismatch = Conv1DGradSpec(false);
-  mismatch.kernels[0].ints = {1, 0, 1};
+  mismatch.kernels[0].outs = {4, 5, 6};
   auto p = ParseProgram(Build(mismatch), "p.vmb");
   ASSERT_TRUE(p.ok()) << p.status();
   auto ex = Executor::Create(*std::move(p));
   ASSERT_TRUE(ex.ok());
   absl::Status s = (*ex)->Run();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("kernel 0 (Conv1DGrad) in test: has_bias"),
+  EXPECT_NE(s.message().find("kernel 0 (Conv1DGrad) in test: a bias gradient "
+                             "needs the bias input"),
             std::string::npos)
       << s;
+}
+
+/// A device with host memory and only the kernels a test registers: the
+/// executor must run through the interface, and refuse a program with a
+/// kind the device lacks before running anything.
+class HostDevice final : public Device {
+public:
+  explicit HostDevice(KernelRegistry kernels) : kernels_(kernels) {}
+  absl::string_view Name() const override { return "host-test"; }
+  absl::Status AllocateArena(uint64_t bytes) override {
+    arena_.assign(bytes, 0);
+    return absl::OkStatus();
+  }
+  uint8_t *Arena() const override {
+    return const_cast<uint8_t *>(arena_.data());
+  }
+  bool HostAccessible() const override { return false; }
+  absl::Status CopyIn(uint64_t offset, const void *src,
+                      uint64_t bytes) override {
+    ++copies;
+    std::memcpy(arena_.data() + offset, src, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status CopyOut(uint64_t offset, void *dst,
+                       uint64_t bytes) const override {
+    ++copies;
+    std::memcpy(dst, arena_.data() + offset, bytes);
+    return absl::OkStatus();
+  }
+  const KernelRegistry &Kernels() const override { return kernels_; }
+  mutable int copies = 0;
+
+private:
+  KernelRegistry kernels_;
+  std::vector<uint8_t> arena_;
+};
+
+absl::Status TestAdd(KernelIns in, KernelOuts out, const AddAttrs &) {
+  for (int64_t i = 0; i < out[0].numel(); ++i)
+    StoreF(out[0], i, LoadF(in[0], i) + LoadF(in[1], i));
+  return absl::OkStatus();
+}
+absl::Status TestExp(KernelIns in, KernelOuts out, const ExpAttrs &) {
+  for (int64_t i = 0; i < out[0].numel(); ++i)
+    StoreF(out[0], i, std::exp(LoadF(in[0], i)));
+  return absl::OkStatus();
+}
+
+TEST(Program, TheExecutorRunsAnyDeviceThroughTheInterface) {
+  KernelRegistry onlyAdd;
+  onlyAdd.Register<KernelKind::Add, &TestAdd>();
+  auto p = ParseProgram(Build(Spec()), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto refused = Executor::Create(*p, std::make_unique<HostDevice>(onlyAdd));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(refused.status().message().find(
+                "kernel 1 (Exp): the host-test backend has no such kernel"),
+            std::string::npos)
+      << refused.status();
+
+  KernelRegistry both = onlyAdd;
+  both.Register<KernelKind::Exp, &TestExp>();
+  auto device = std::make_unique<HostDevice>(both);
+  HostDevice *raw = device.get();
+  auto ex = Executor::Create(*std::move(p), std::move(device));
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  // The arena is not host memory here: arguments go in with Write (or
+  // Edit), results come out with Read.
+  std::vector<float> x(8, 0.5f), w(8, 0.25f), y(8);
+  ASSERT_TRUE(
+      (*ex)->Write((*ex)->program().FindArgument("x")->buffer, x.data()).ok());
+  ASSERT_TRUE((*ex)
+                  ->Edit((*ex)->program().FindArgument("w")->buffer,
+                         [&](const TensorView &v) {
+                           for (int i = 0; i < 8; ++i)
+                             StoreF(v, i, w[i]);
+                           return absl::OkStatus();
+                         })
+                  .ok());
+  ASSERT_TRUE((*ex)->Run().ok());
+  ASSERT_TRUE((*ex)->Read((*ex)->program().outputs[0], y.data()).ok());
+  EXPECT_FLOAT_EQ(y[5], std::exp(0.75f));
+  EXPECT_EQ(raw->copies, 4); // x in, w out and in, y out
 }
 
 } // namespace

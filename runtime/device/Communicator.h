@@ -1,0 +1,65 @@
+//===- Communicator.h - collectives between ranks ---------------*- C++ -*-===//
+//
+// The interface the distributed runtime implements (MPI on the CPU, NCCL
+// on CUDA). A program lists, per mesh axis, the ranks this rank talks to
+// (Program::commGroups, derived from the mesh by the compiler); a
+// communicator turns each into a group once, and collective kernels name
+// their group by index. Buffers are views of the device's arena.
+//
+// Declared here so that the executor and the program format are ready for
+// it; the implementations come with multi-rank execution.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_DEVICE_COMMUNICATOR_H
+#define VEOMNI_RUNTIME_DEVICE_COMMUNICATOR_H
+
+#include "runtime/core/Tensor.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+#include <cstdint>
+
+namespace veomni::rt {
+
+enum class ReduceOp : uint8_t { Sum, Max };
+
+class Communicator {
+public:
+  virtual ~Communicator() = default;
+  virtual int Rank() const = 0;
+  virtual int WorldSize() const = 0;
+  /// Creates group `index` of the program: the ranks of one mesh axis
+  /// that include this rank, in order.
+  virtual absl::Status AddGroup(uint32_t index, absl::string_view axis,
+                                absl::Span<const uint32_t> ranks) = 0;
+
+  /// out = the group's inputs concatenated along `dim`, in rank order.
+  virtual absl::Status AllGather(uint32_t group, const TensorView &in,
+                                 const TensorView &out, int64_t dim) = 0;
+  /// out = this rank's part (along `dim`) of the reduction of the inputs.
+  virtual absl::Status ReduceScatter(uint32_t group, const TensorView &in,
+                                     const TensorView &out, int64_t dim,
+                                     ReduceOp op) = 0;
+  /// out (which may be in) = the reduction of the group's inputs.
+  virtual absl::Status AllReduce(uint32_t group, const TensorView &in,
+                                 const TensorView &out, ReduceOp op) = 0;
+  /// Splits `in` along splitDim, sends part i to rank i, and concatenates
+  /// what arrives along concatDim.
+  virtual absl::Status AllToAll(uint32_t group, const TensorView &in,
+                                const TensorView &out, int64_t splitDim,
+                                int64_t concatDim) = 0;
+  virtual absl::Status Send(uint32_t group, const TensorView &in, int peer) = 0;
+  virtual absl::Status Recv(uint32_t group, const TensorView &out,
+                            int peer) = 0;
+  /// Every rank's `buffer` becomes the one of group rank `root`.
+  virtual absl::Status Broadcast(uint32_t group, const TensorView &buffer,
+                                 int root) = 0;
+  virtual absl::Status Barrier(uint32_t group) = 0;
+};
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_DEVICE_COMMUNICATOR_H
