@@ -18,8 +18,11 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
-static void locate(ModelBuilder &b, const std::string &module) {
-  b.setLocation(NameLoc::get(StringAttr::get(b.getContext(), module)));
+/// Locates the following ops in HF module `name`, of kind `kind` (in
+/// decoder layer `layer`, -1 outside the layers).
+static void locate(ModelBuilder &b, const std::string &name, ModuleKind kind,
+                   int64_t layer = -1) {
+  b.setModule(name, kind, layer);
 }
 
 //===----------------------------------------------------------------------===//
@@ -458,7 +461,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
 std::pair<Value, Value>
 mlir::veomni::buildTokenEmbedding(ModelBuilder &b, const DecoderConfig &c,
                                   const DecoderNames &names, Value ids) {
-  locate(b, names.prefix + "embed_tokens");
+  locate(b, names.prefix + "embed_tokens", ModuleKind::Embedding);
   Value table =
       b.param(names.prefix + "embed_tokens.weight", {c.vocab, c.hidden});
   return {b.gather(table, ids), table};
@@ -498,9 +501,9 @@ struct LayerBuilder {
     return b.linear(x, weight, bias ? param(name + ".bias", {out}) : Value());
   }
 
-  Value attention(const std::string &p, Value h, Value positions,
+  Value attention(const std::string &p, int64_t layer, Value h, Value positions,
                   Value segments) {
-    locate(b, p + "self_attn");
+    locate(b, p + "self_attn", ModuleKind::Attention, layer);
     int64_t hd = c.headDim;
     auto project = [&](const char *name, int64_t heads) {
       Value y =
@@ -524,8 +527,8 @@ struct LayerBuilder {
     return linear(a, p + "self_attn.o_proj", c.hidden, c.heads * hd, c.oBias);
   }
 
-  Value denseMlp(const std::string &p, Value h) {
-    locate(b, p + "mlp");
+  Value denseMlp(const std::string &p, int64_t layer, Value h) {
+    locate(b, p + "mlp", ModuleKind::Mlp, layer);
     int64_t inter = c.intermediate;
     Value gate = linear(h, p + "mlp.gate_proj", inter, c.hidden, c.mlpBias);
     Value up = linear(h, p + "mlp.up_proj", inter, c.hidden, c.mlpBias);
@@ -533,8 +536,8 @@ struct LayerBuilder {
                   c.mlpBias);
   }
 
-  Value moe(const std::string &p, Value h) {
-    locate(b, p + "mlp");
+  Value moe(const std::string &p, int64_t layer, Value h) {
+    locate(b, p + "mlp", ModuleKind::Mlp, layer);
     int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
     Value flat = b.reshape(h, {tokens, c.hidden});
     Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
@@ -567,18 +570,18 @@ DecoderOutputs mlir::veomni::buildDecoderLoss(
   Value x = embeds;
   for (int64_t i = 0; i < c.layers; ++i) {
     std::string p = names.prefix + "layers." + std::to_string(i) + ".";
-    locate(b, p + "input_layernorm");
+    locate(b, p + "input_layernorm", ModuleKind::InputNorm, i);
     Value h = b.rmsNorm(x, b.param(p + "input_layernorm.weight", {c.hidden}),
                         c.rmsEps);
-    x = b.add(x, lb.attention(p, h, positions, segments));
-    locate(b, p + "post_attention_layernorm");
+    x = b.add(x, lb.attention(p, i, h, positions, segments));
+    locate(b, p + "post_attention_layernorm", ModuleKind::PostAttentionNorm, i);
     h = b.rmsNorm(x, b.param(p + "post_attention_layernorm.weight", {c.hidden}),
                   c.rmsEps);
-    x = b.add(x, c.isSparse(i) ? lb.moe(p, h) : lb.denseMlp(p, h));
+    x = b.add(x, c.isSparse(i) ? lb.moe(p, i, h) : lb.denseMlp(p, i, h));
   }
-  locate(b, names.prefix + "norm");
+  locate(b, names.prefix + "norm", ModuleKind::FinalNorm);
   x = b.rmsNorm(x, b.param(names.prefix + "norm.weight", {c.hidden}), c.rmsEps);
-  locate(b, "lm_head");
+  locate(b, "lm_head", ModuleKind::LmHead);
   Value head =
       c.tieEmbeddings ? table : b.param(names.lmHead, {c.vocab, c.hidden});
   Value logits = b.linear(x, head);

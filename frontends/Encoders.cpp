@@ -16,8 +16,11 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
-static void locate(ModelBuilder &b, const std::string &module) {
-  b.setLocation(NameLoc::get(StringAttr::get(b.getContext(), module)));
+/// Locates the following ops in HF module `name`, of kind `kind` (in
+/// block `layer` of the tower, -1 outside the blocks).
+static void locate(ModelBuilder &b, const std::string &name, ModuleKind kind,
+                   int64_t layer = -1) {
+  b.setModule(name, kind, layer);
 }
 
 static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
@@ -137,7 +140,7 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
                       : Value();
 
   // Conv3d with stride == kernel over flattened patches is a matmul.
-  locate(b, prefix + "patch_embed");
+  locate(b, prefix + "patch_embed", ModuleKind::VisionPatchEmbed);
   Value conv = b.param(prefix + "patch_embed.proj.weight",
                        {d, c.channels, c.temporal, c.patch, c.patch});
   Value x = b.matmul(pixels, b.reshape(conv, {d, c.patchInputs()}), false,
@@ -161,7 +164,7 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
 
   for (int64_t i = 0; i < c.depth; ++i) {
     std::string p = prefix + "blocks." + std::to_string(i) + ".";
-    locate(b, p + "attn");
+    locate(b, p + "attn", ModuleKind::VisionBlock, i);
     Value h = norm(x, p + "norm1", d);
     // Qwen2-VL and Qwen2.5-VL fuse q, k and v ([3, heads, hd] per patch);
     // Qwen2.5-Omni's checkpoint keeps them apart.
@@ -187,7 +190,7 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
     a = b.reshape(a, {1, patches, d});
     x = b.add(x, linearWithBias(b, a, p + "attn.proj", d, d));
 
-    locate(b, p + "mlp");
+    locate(b, p + "mlp", ModuleKind::VisionBlock, i);
     h = norm(x, p + "norm2", d);
     Value m;
     if (c.qwen25) {
@@ -204,7 +207,7 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
   }
 
   // PatchMerger: norm, group merge^2 neighbouring patches, 2-layer MLP.
-  locate(b, prefix + "merger");
+  locate(b, prefix + "merger", ModuleKind::VisionMerger);
   int64_t group = c.merge * c.merge, merged = patches / group;
   x = norm(x, prefix + "merger.ln_q", d);
   x = b.reshape(x, {merged, group * d});
@@ -271,7 +274,7 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
   // The frontend convolves chunks of 2 * n_window frames independently
   // (zero padding at every chunk edge), with GELU whatever the config's
   // activation_function says (transformers hard-codes it there).
-  locate(b, prefix + "conv");
+  locate(b, prefix + "conv", ModuleKind::AudioConv);
   int64_t chunk = std::min(frames, 2 * c.nWindow), chunks = frames / chunk;
   Value x = features;
   if (chunks > 1)
@@ -290,7 +293,7 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
 
   // Whisper's sinusoids: [sin(p * w_i), cos(p * w_i)], w_i =
   // exp(-i * ln(10000) / (d/2 - 1)); computed in f32 like transformers.
-  locate(b, prefix + "positional_embedding");
+  locate(b, prefix + "positional_embedding", ModuleKind::AudioPosition);
   int64_t half = d / 2;
   std::vector<float> timescales;
   double inc = std::log(10000.0) / std::max<int64_t>(half - 1, 1);
@@ -308,7 +311,7 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
   };
   for (int64_t i = 0; i < c.layers; ++i) {
     std::string p = prefix + "layers." + std::to_string(i) + ".";
-    locate(b, p + "self_attn");
+    locate(b, p + "self_attn", ModuleKind::AudioBlock, i);
     Value h = norm(x, p + "self_attn_layer_norm", d);
     auto project = [&](const char *name, bool bias) {
       return b.reshape(
@@ -320,14 +323,14 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
                           1.0 / std::sqrt(static_cast<double>(hd)));
     a = b.reshape(a, {1, steps, d});
     x = b.add(x, linearWithBias(b, a, p + "self_attn.out_proj", d, d));
-    locate(b, p + "mlp");
+    locate(b, p + "mlp", ModuleKind::AudioBlock, i);
     h = norm(x, p + "final_layer_norm", d);
     h = activation(b, c.act, linearWithBias(b, h, p + "fc1", c.ffn, d));
     x = b.add(x, linearWithBias(b, h, p + "fc2", d, c.ffn));
   }
 
   // AvgPool1d(2, 2) over time, then ln_post and the projection to the LLM.
-  locate(b, prefix + "proj");
+  locate(b, prefix + "proj", ModuleKind::AudioProj);
   x = b.reduce(ReduceKind::Mean, b.reshape(x, {1, steps / 2, 2, d}), {2});
   x = norm(x, prefix + "ln_post", d);
   x = linearWithBias(b, b.reshape(x, {steps / 2, d}), prefix + "proj", c.outDim,

@@ -20,11 +20,20 @@ template <typename OpTy> constexpr unsigned resultCount() {
 }
 } // namespace
 
+void ModelBuilder::setModule(StringRef name, ModuleKind kind, int64_t layer) {
+  location = withModule(NameLoc::get(StringAttr::get(context, name)),
+                        ModuleAttr::get(context, kind, layer, false));
+}
+
 ModelBuilder::ModelBuilder(MLIRContext &context, Type dtype, Location loc,
                            StringRef funcName)
     : context(&context), modelType(dtype), location(loc), opBuilder(&context) {
   context.getOrLoadDialect<VeOmniDialect>();
   context.getOrLoadDialect<func::FuncDialect>();
+  // Every op belongs to a module; until the importer says which, "other".
+  if (!getModule(location))
+    location = withModule(
+        location, ModuleAttr::get(&context, ModuleKind::Other, -1, false));
   module = ModuleOp::create(loc);
   opBuilder.setInsertionPointToEnd(module->getBody());
   func = func::FuncOp::create(opBuilder, loc, funcName,

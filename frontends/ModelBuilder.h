@@ -50,6 +50,10 @@ public:
   /// Locates the following ops (name them after the HF module they build,
   /// so that a diagnostic says where in the model it arose).
   void setLocation(Location loc) { location = loc; }
+  /// Locates the following ops in the HF module `name` (for people) of
+  /// kind `kind`, in repeated block `layer` (-1: none); passes read the
+  /// kind and layer (#veomni.module), never the name.
+  void setModule(StringRef name, ModuleKind kind, int64_t layer = -1);
   Location getLocation() const { return location; }
 
   //===--------------------------------------------------------------------===//

@@ -6,6 +6,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/ScopeExit.h"
 
 namespace mlir::veomni {
 #define GEN_PASS_DEF_AUTODIFF
@@ -27,7 +28,24 @@ mlir::veomni::backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
     else
       it->second = AddOp::create(b, g.getLoc(), it->second, g);
   };
+  // Each op the rules create computes part of the VJP of one forward op:
+  // it gets that op's module, marked backward.
+  Block *block = b.getInsertionBlock();
+  auto lastBefore = [&]() -> Operation * {
+    Block::iterator at = b.getInsertionPoint();
+    return at == block->begin() ? nullptr : &*std::prev(at);
+  };
+  auto markBackward = [&](Operation *from, Operation *op) {
+    ModuleAttr module = getModule(op->getLoc());
+    if (!module)
+      return;
+    Block::iterator it = from ? std::next(from->getIterator()) : block->begin();
+    for (; it != b.getInsertionPoint(); ++it)
+      it->setLoc(withModule(it->getLoc(), module.asBackward()));
+  };
   for (Operation *op : llvm::reverse(forward)) {
+    Operation *from = lastBefore();
+    auto mark = llvm::make_scope_exit([&] { markBackward(from, op); });
     SmallVector<Value> resultGrads;
     bool reached = false;
     for (Value r : op->getResults()) {
@@ -85,9 +103,14 @@ LogicalResult differentiate(func::FuncOp func) {
 
   OpBuilder b(ret);
   Location loc = ret.getLoc();
+  // The seed belongs to the backward of the op that computed the loss.
+  Location seedLoc = loc;
+  if (Operation *def = loss.getDefiningOp())
+    if (ModuleAttr m = getModule(def->getLoc()))
+      seedLoc = withModule(def->getLoc(), m.asBackward());
   llvm::DenseMap<Value, Value> cotangent;
   cotangent[loss] = ConstantOp::create(
-      b, loc,
+      b, seedLoc,
       cast<ElementsAttr>(DenseElementsAttr::get(
           lossType, b.getFloatAttr(lossType.getElementType(), 1.0))));
 
@@ -108,14 +131,17 @@ LogicalResult differentiate(func::FuncOp func) {
     if (!name)
       continue;
     Value g = cotangent.lookup(arg);
-    results.push_back(g ? g : zerosLike(b, loc, arg.getType()));
+    results.push_back(
+        g ? g
+          : zerosLike(b,
+                      withModule(loc, ModuleAttr::get(func.getContext(),
+                                                      ModuleKind::Other, -1,
+                                                      /*backward=*/true)),
+                      arg.getType()));
     grads.push_back({static_cast<unsigned>(results.size() - 1), name});
   }
   func::ReturnOp::create(b, loc, results);
   ret.erase();
-  // The first N ops are the forward pass: veomni-remat needs the boundary.
-  func->setAttr("veomni.forward_ops",
-                b.getI64IntegerAttr(static_cast<int64_t>(forward.size())));
   // FuncOp::setFunctionType leaves the result attributes as they were:
   // keep the original results' (veomni.output) and size the list anew.
   SmallVector<DictionaryAttr> resultAttrs(

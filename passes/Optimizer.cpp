@@ -129,7 +129,10 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
              << ")";
 
     OpBuilder b(ret);
-    Location loc = ret.getLoc();
+    // The update is a module of its own (clipping, AdamW, the schedule).
+    Location loc = withModule(
+        ret.getLoc(), ModuleAttr::get(func.getContext(), ModuleKind::Optimizer,
+                                      -1, /*backward=*/false));
     Arith a{b, loc};
     Type f32 = b.getF32Type();
     auto scalarType = RankedTensorType::get({}, f32);

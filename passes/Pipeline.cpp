@@ -2,11 +2,10 @@
 //
 // Splits the forward function into pipeline chunks and schedules them:
 //
-//  - Decoder layer i is the ops located in "...model.layers.<i>." (the
-//    frontends name every op after its Hugging Face module); what comes
-//    before the first layer (embeddings, vision and audio towers) joins
-//    the first chunk, what comes after (final norm, LM head, loss) the
-//    last.
+//  - Decoder layer i is the ops whose #veomni.module (set by the
+//    importer) is a module of decoder layer i; what comes before the first
+//    layer (embeddings, vision and audio towers) joins the first chunk,
+//    what comes after (final norm, LM head, loss) the last.
 //  - Chunks are contiguous runs of layers balanced by FLOPs: the split
 //    that minimises the most expensive chunk (dynamic programming), the
 //    embedding's and the LM head's cost counted in their chunks.
@@ -39,7 +38,6 @@
 #include <cmath>
 #include <limits>
 #include <map>
-#include <regex>
 #include <set>
 
 namespace mlir::veomni {
@@ -54,15 +52,8 @@ namespace {
 
 /// The decoder layer an op belongs to, or -1.
 int64_t decoderLayer(Location loc) {
-  static const std::regex layer(R"((^|\.)model\.layers\.([0-9]+)(\.|$))");
-  auto name = dyn_cast<NameLoc>(loc);
-  if (!name)
-    return -1;
-  std::string text = name.getName().str();
-  std::smatch match;
-  if (!std::regex_search(text, match, layer))
-    return -1;
-  return std::stoll(match[2].str());
+  ModuleAttr m = getModule(loc);
+  return m && m.isDecoderLayer() ? m.getLayer() : -1;
 }
 
 /// Splits `costs` (one per layer; `first` and `last` added to the first and

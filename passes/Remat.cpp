@@ -24,10 +24,15 @@ bool expensive(Operation *op) {
              MoEDispatchOp, MoECombineOp, GatherOp, ScatterAddOp>(op);
 }
 
-std::string locationName(Location loc) {
-  if (auto name = dyn_cast<NameLoc>(loc))
-    return name.getName().str();
-  return "";
+/// Which repeated block (a decoder layer, a vision block, an audio layer)
+/// an op computes, or none.
+std::optional<std::pair<ModuleKind, int64_t>> blockOf(Operation *op) {
+  ModuleAttr m = getModule(op->getLoc());
+  if (!m || !m.isBlock())
+    return std::nullopt;
+  // The modules of one decoder layer form one block.
+  ModuleKind kind = m.isDecoderLayer() ? ModuleKind::Attention : m.getKind();
+  return std::make_pair(kind, m.getLayer());
 }
 
 struct RematPass : veomni::impl::RematBase<RematPass> {
@@ -46,31 +51,40 @@ struct RematPass : veomni::impl::RematBase<RematPass> {
   }
 
   LogicalResult rematerialize(func::FuncOp func) {
-    auto boundary = func->getAttrOfType<IntegerAttr>("veomni.forward_ops");
-    if (!boundary)
-      return success(); // not differentiated: nothing to do
     if (policy == "none")
       return success();
+    // The forward pass is what autodiff did not mark backward.
     Block &block = func.getBody().front();
-    int64_t n = boundary.getInt(), i = 0;
     llvm::DenseSet<Operation *> forward;
     SmallVector<Operation *> backward;
-    for (Operation &op : block.without_terminator())
-      (i++ < n ? forward.insert(&op), (void)0 : backward.push_back(&op));
+    for (Operation &op : block.without_terminator()) {
+      ModuleAttr m = getModule(op.getLoc());
+      if (m && m.getBackward())
+        backward.push_back(&op);
+      else
+        forward.insert(&op);
+    }
+    if (backward.empty())
+      return success(); // not differentiated: nothing to do
 
     // Values the policy keeps alive from the forward pass.
     llvm::DenseSet<Value> kept;
     if (policy == "full") {
-      // Each decoder layer's input: the residual stream entering its
-      // input_layernorm. Outside the decoder layers, everything is kept.
+      // Each block's inputs (the residual stream entering a decoder layer,
+      // the hidden states entering a vision or audio block); outside the
+      // blocks, everything is kept.
       for (Operation *op : forward) {
-        std::string where = locationName(op->getLoc());
-        if (where.find("layers.") == std::string::npos)
+        auto block = blockOf(op);
+        if (!block) {
           for (Value r : op->getResults())
             kept.insert(r);
-        if (isa<RMSNormOp>(op) &&
-            StringRef(where).ends_with(".input_layernorm"))
-          kept.insert(op->getOperand(0));
+          continue;
+        }
+        for (Value operand : op->getOperands()) {
+          Operation *def = operand.getDefiningOp();
+          if (def && forward.contains(def) && blockOf(def) != block)
+            kept.insert(operand);
+        }
       }
     }
     auto keep = [&](Value v) {

@@ -34,4 +34,51 @@ def VeOmni_GeluApprox : I32EnumAttr<"GeluApproximation", "gelu approximation", [
 def VeOmni_GeluApproxAttr
     : EnumAttr<VeOmni_Dialect, VeOmni_GeluApprox, "gelu_approximation">;
 
+def VeOmni_ModuleKind : I32EnumAttr<"ModuleKind", "model module kind", [
+    I32EnumAttrCase<"Other", 0, "other">,
+    I32EnumAttrCase<"Embedding", 1, "embedding">,
+    I32EnumAttrCase<"InputNorm", 2, "input_norm">,
+    I32EnumAttrCase<"Attention", 3, "attention">,
+    I32EnumAttrCase<"PostAttentionNorm", 4, "post_attention_norm">,
+    I32EnumAttrCase<"Mlp", 5, "mlp">,
+    I32EnumAttrCase<"FinalNorm", 6, "final_norm">,
+    I32EnumAttrCase<"LmHead", 7, "lm_head">,
+    I32EnumAttrCase<"VisionPatchEmbed", 8, "vision_patch_embed">,
+    I32EnumAttrCase<"VisionBlock", 9, "vision_block">,
+    I32EnumAttrCase<"VisionMerger", 10, "vision_merger">,
+    I32EnumAttrCase<"AudioConv", 11, "audio_conv">,
+    I32EnumAttrCase<"AudioPosition", 12, "audio_position">,
+    I32EnumAttrCase<"AudioBlock", 13, "audio_block">,
+    I32EnumAttrCase<"AudioProj", 14, "audio_proj">,
+    I32EnumAttrCase<"Optimizer", 15, "optimizer">]> {
+  let cppNamespace = "::mlir::veomni";
+  let genSpecializedAttr = 0;
+}
+
+def VeOmni_ModuleAttr : AttrDef<VeOmni_Dialect, "Module"> {
+  let mnemonic = "module";
+  let summary = "Which part of the model an op computes";
+  let description = [{
+    Set by the importer on every op it builds, as the metadata of the op's
+    location (`loc(fused<#veomni.module<attention, layer = 3>>["model.layers.
+    3.self_attn"])`): locations are what canonicalize, CSE and every pass
+    carry over to the ops they create, so the module survives the whole
+    pipeline while the name stays for people. `layer` is the index of the
+    repeated block (decoder layer, vision block, audio layer), -1 outside
+    them; `backward` marks the ops autodiff built for this module's VJP.
+    Passes decide with it (pipeline stages, remat), never with the name.
+  }];
+  let parameters = (ins "::mlir::veomni::ModuleKind":$kind,
+                        "int64_t":$layer, "bool":$backward);
+  let hasCustomAssemblyFormat = 1;
+  let extraClassDeclaration = [{
+    /// A module inside decoder layer `getLayer()`.
+    bool isDecoderLayer() const;
+    /// A module inside a repeated block of any tower.
+    bool isBlock() const { return getLayer() >= 0; }
+    /// The same module, of the backward pass.
+    ModuleAttr asBackward() const;
+  }];
+}
+
 #endif // VEOMNI_ATTRS_TD

@@ -16,6 +16,80 @@ using namespace mlir::veomni;
 #define GET_ATTRDEF_CLASSES
 #include "dialects/VeOmni/VeOmniAttrs.cpp.inc"
 
+//===----------------------------------------------------------------------===//
+// Modules
+//===----------------------------------------------------------------------===//
+
+bool ModuleAttr::isDecoderLayer() const {
+  switch (getKind()) {
+  case ModuleKind::InputNorm:
+  case ModuleKind::Attention:
+  case ModuleKind::PostAttentionNorm:
+  case ModuleKind::Mlp:
+    return getLayer() >= 0;
+  default:
+    return false;
+  }
+}
+
+ModuleAttr ModuleAttr::asBackward() const {
+  return ModuleAttr::get(getContext(), getKind(), getLayer(), true);
+}
+
+// #veomni.module<attention, layer = 3, backward>
+Attribute ModuleAttr::parse(AsmParser &parser, Type) {
+  std::string word;
+  SMLoc at = parser.getCurrentLocation();
+  if (parser.parseLess() || parser.parseKeywordOrString(&word))
+    return {};
+  std::optional<ModuleKind> kind = symbolizeModuleKind(word);
+  if (!kind) {
+    parser.emitError(at, "unknown module kind '") << word << "'";
+    return {};
+  }
+  int64_t layer = -1;
+  bool backward = false;
+  while (succeeded(parser.parseOptionalComma())) {
+    if (succeeded(parser.parseOptionalKeyword("backward"))) {
+      backward = true;
+    } else if (parser.parseKeyword("layer") || parser.parseEqual() ||
+               parser.parseInteger(layer)) {
+      return {};
+    }
+  }
+  if (parser.parseGreater())
+    return {};
+  return ModuleAttr::get(parser.getContext(), *kind, layer, backward);
+}
+
+void ModuleAttr::print(AsmPrinter &printer) const {
+  printer << "<" << stringifyModuleKind(getKind());
+  if (getLayer() >= 0)
+    printer << ", layer = " << getLayer();
+  if (getBackward())
+    printer << ", backward";
+  printer << ">";
+}
+
+ModuleAttr mlir::veomni::getModule(Location loc) {
+  if (auto fused = dyn_cast<FusedLoc>(loc)) {
+    if (auto m = dyn_cast_or_null<ModuleAttr>(fused.getMetadata()))
+      return m;
+    for (Location inner : fused.getLocations())
+      if (ModuleAttr m = getModule(inner))
+        return m;
+  }
+  return {};
+}
+
+Location mlir::veomni::withModule(Location loc, ModuleAttr module) {
+  // Keep the people-facing part, drop an earlier module.
+  if (auto fused = dyn_cast<FusedLoc>(loc);
+      fused && isa_and_nonnull<ModuleAttr>(fused.getMetadata()))
+    return FusedLoc::get(fused.getLocations(), module, loc.getContext());
+  return FusedLoc::get(ArrayRef<Location>{loc}, module, loc.getContext());
+}
+
 void VeOmniDialect::initialize() {
   addAttributes<
 #define GET_ATTRDEF_LIST

@@ -27,6 +27,12 @@ llvm::LogicalResult inferBinaryType(std::optional<Location> loc,
 /// Gives every veomni op its ShardingRuleOpInterface (VeOmniSharding.cpp);
 /// called when the dialect loads.
 void attachShardingRules(MLIRContext *ctx);
+
+/// The model module an op at `loc` computes (the metadata of a fused
+/// location, searched depth first), or null.
+ModuleAttr getModule(Location loc);
+/// `loc` carrying `module` (replacing a module it had).
+Location withModule(Location loc, ModuleAttr module);
 } // namespace mlir::veomni
 
 #define GET_OP_CLASSES

@@ -30,13 +30,13 @@ func.func @forward(
     %w1: tensor<8x8xf32> {veomni.param = "model.layers.1.mlp.weight", dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p1, {}]>},
     %ids: tensor<2x4xi32> {veomni.input = "input_ids", dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {}]>},
     %labels: tensor<2x4xi32> {veomni.input = "labels", dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {}]>}) -> tensor<f32> {
-  %x = veomni.gather %emb[%ids] axis = 0 : tensor<32x8xf32>, tensor<2x4xi32> loc("model.embed_tokens")
-  %h0 = veomni.matmul %x, %w0 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.0.mlp")
-  %x0 = veomni.add %x, %h0 : tensor<2x4x8xf32> loc("model.layers.0.mlp")
-  %h1 = veomni.matmul %x0, %w1 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.1.mlp")
-  %x1 = veomni.add %x0, %h1 : tensor<2x4x8xf32> loc("model.layers.1.mlp")
-  %logits = veomni.matmul %x1, %emb {transpose_rhs} : tensor<2x4x8xf32>, tensor<32x8xf32> loc("lm_head")
-  %loss = veomni.cross_entropy %logits, %labels : tensor<2x4x32xf32>, tensor<2x4xi32> loc("lm_head")
+  %x = veomni.gather %emb[%ids] axis = 0 : tensor<32x8xf32>, tensor<2x4xi32> loc(fused<#veomni.module<embedding>>["model.embed_tokens"])
+  %h0 = veomni.matmul %x, %w0 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 0>>["model.layers.0.mlp"])
+  %x0 = veomni.add %x, %h0 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 0>>["model.layers.0.mlp"])
+  %h1 = veomni.matmul %x0, %w1 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 1>>["model.layers.1.mlp"])
+  %x1 = veomni.add %x0, %h1 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 1>>["model.layers.1.mlp"])
+  %logits = veomni.matmul %x1, %emb {transpose_rhs} : tensor<2x4x8xf32>, tensor<32x8xf32> loc(fused<#veomni.module<lm_head>>["lm_head"])
+  %loss = veomni.cross_entropy %logits, %labels : tensor<2x4x32xf32>, tensor<2x4xi32> loc(fused<#veomni.module<lm_head>>["lm_head"])
   return %loss : tensor<f32>
 }
 

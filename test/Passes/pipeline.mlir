@@ -68,17 +68,17 @@ func.func @forward(
     %head: tensor<32x8xf32> {veomni.param = "lm_head.weight"},
     %ids: tensor<2x4xi32> {veomni.input = "input_ids"},
     %labels: tensor<2x4xi32> {veomni.input = "labels"}) -> tensor<f32> {
-  %x = veomni.gather %emb[%ids] axis = 0 : tensor<32x8xf32>, tensor<2x4xi32> loc("model.embed_tokens")
-  %h0 = veomni.matmul %x, %w0 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.0.mlp")
-  %x0 = veomni.add %x, %h0 : tensor<2x4x8xf32> loc("model.layers.0.mlp")
-  %h1 = veomni.matmul %x0, %w1 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.1.mlp")
-  %x1 = veomni.add %x0, %h1 : tensor<2x4x8xf32> loc("model.layers.1.mlp")
-  %h2 = veomni.matmul %x1, %w2 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.2.mlp")
-  %x2 = veomni.add %x1, %h2 : tensor<2x4x8xf32> loc("model.layers.2.mlp")
-  %h3 = veomni.matmul %x2, %w3 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc("model.layers.3.mlp")
-  %x3 = veomni.add %x2, %h3 : tensor<2x4x8xf32> loc("model.layers.3.mlp")
-  %logits = veomni.matmul %x3, %head {transpose_rhs} : tensor<2x4x8xf32>, tensor<32x8xf32> loc("lm_head")
-  %loss = veomni.cross_entropy %logits, %labels : tensor<2x4x32xf32>, tensor<2x4xi32> loc("lm_head")
+  %x = veomni.gather %emb[%ids] axis = 0 : tensor<32x8xf32>, tensor<2x4xi32> loc(fused<#veomni.module<embedding>>["model.embed_tokens"])
+  %h0 = veomni.matmul %x, %w0 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 0>>["model.layers.0.mlp"])
+  %x0 = veomni.add %x, %h0 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 0>>["model.layers.0.mlp"])
+  %h1 = veomni.matmul %x0, %w1 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 1>>["model.layers.1.mlp"])
+  %x1 = veomni.add %x0, %h1 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 1>>["model.layers.1.mlp"])
+  %h2 = veomni.matmul %x1, %w2 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 2>>["model.layers.2.mlp"])
+  %x2 = veomni.add %x1, %h2 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 2>>["model.layers.2.mlp"])
+  %h3 = veomni.matmul %x2, %w3 {transpose_rhs} : tensor<2x4x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 3>>["model.layers.3.mlp"])
+  %x3 = veomni.add %x2, %h3 : tensor<2x4x8xf32> loc(fused<#veomni.module<mlp, layer = 3>>["model.layers.3.mlp"])
+  %logits = veomni.matmul %x3, %head {transpose_rhs} : tensor<2x4x8xf32>, tensor<32x8xf32> loc(fused<#veomni.module<lm_head>>["lm_head"])
+  %loss = veomni.cross_entropy %logits, %labels : tensor<2x4x32xf32>, tensor<2x4xi32> loc(fused<#veomni.module<lm_head>>["lm_head"])
   return %loss : tensor<f32>
 }
 
@@ -89,7 +89,7 @@ func.func @forward(
 module {
   dist.mesh @mesh = <["pp" = 2]>
   func.func @forward(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>) -> tensor<2x8xf32> {
-    %y = veomni.matmul %x, %w : tensor<2x8xf32>, tensor<8x8xf32> loc("model.layers.0.mlp")
+    %y = veomni.matmul %x, %w : tensor<2x8xf32>, tensor<8x8xf32> loc(fused<#veomni.module<mlp, layer = 0>>["model.layers.0.mlp"])
     return %y : tensor<2x8xf32>
   }
 }
