@@ -117,15 +117,11 @@ LogicalResult mlir::veomni::translateToProgram(
         fbb, offset, dtypeOf(type.getElementType()), &shape));
   };
 
-  // Which parameters are norm weights, which inputs index what.
-  llvm::DenseMap<Value, fb::ParamInit> inits;
+  // Which inputs index what.
   llvm::DenseMap<Value, int64_t> bounds;
   using ::kernel_table::KernelKind;
   for (auto k : block.getOps<vrt::KernelOp>()) {
     KernelKind kind = k.getKind().getKind();
-    if ((kind == KernelKind::RmsNorm || kind == KernelKind::LayerNorm) &&
-        k.getIns().size() > 1)
-      inits[rootOf(k.getIns()[1])] = fb::ParamInit::Ones;
     if ((kind == KernelKind::Gather || kind == KernelKind::ScatterAdd) &&
         k.getIns().size() > 1) {
       auto source = cast<MemRefType>(k.getIns()[0].getType());
@@ -154,17 +150,17 @@ LogicalResult mlir::veomni::translateToProgram(
     addBuffer(arg, offset.getInt());
     std::string name = (param ? param : input ? input : state).getValue().str();
     argumentIndex[name] = arguments.size();
-    fb::ParamInit init = fb::ParamInit::Normal;
+    // How it starts, as the importer and the optimizer declared.
+    fb::ParamInit init = state ? fb::ParamInit::Zeros : fb::ParamInit::Normal;
+    if (auto declared = func.getArgAttrOfType<StringAttr>(
+            arg.getArgNumber(), VeOmniDialect::kInitAttrName))
+      init = declared.getValue() == "ones"    ? fb::ParamInit::Ones
+             : declared.getValue() == "zeros" ? fb::ParamInit::Zeros
+                                              : fb::ParamInit::Normal;
     std::string initFrom;
-    if (state) {
-      init = fb::ParamInit::Zeros;
-      if (StringRef(name).starts_with("optimizer.master."))
-        initFrom = name.substr(strlen("optimizer.master."));
-    } else if (StringRef(name).ends_with(".bias")) {
-      init = fb::ParamInit::Zeros;
-    } else if (auto it = inits.find(arg); it != inits.end()) {
-      init = it->second;
-    }
+    if (auto from = func.getArgAttrOfType<StringAttr>(
+            arg.getArgNumber(), VeOmniDialect::kInitFromAttrName))
+      initFrom = from.getValue().str();
     auto placement = placements.find(name);
     fb::ArgumentKind kind = param   ? fb::ArgumentKind::Param
                             : input ? fb::ArgumentKind::Input

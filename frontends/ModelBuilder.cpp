@@ -127,6 +127,15 @@ Value ModelBuilder::declare(StringRef name, RankedTensorType type,
   return func.getBody().front().addArgument(type, location);
 }
 
+void ModelBuilder::initAs(Value v, StringRef init) {
+  // Arguments are numbered as declared until finish() orders them.
+  auto arg = dyn_cast_or_null<BlockArgument>(v);
+  if (!arg || arg.getOwner() != &func.getBody().front() ||
+      arg.getArgNumber() >= args.size() || !args[arg.getArgNumber()].isParam)
+    return;
+  args[arg.getArgNumber()].init = init.str();
+}
+
 Value ModelBuilder::param(StringRef hfName, ArrayRef<int64_t> shape) {
   return declare(hfName, RankedTensorType::get(shape, modelType), true);
 }
@@ -176,6 +185,7 @@ Value ModelBuilder::matmul(Value lhs, Value rhs, bool transposeLhs,
 }
 
 Value ModelBuilder::linear(Value x, Value weight, Value bias) {
+  initAs(bias, "zeros");
   Value y = matmul(x, weight, false, true);
   if (!bias || !y)
     return y;
@@ -192,6 +202,7 @@ Value ModelBuilder::groupedMatmul(Value input, Value weight, Value groupSizes,
 
 Value ModelBuilder::conv1d(Value input, Value weight, Value bias,
                            int64_t stride, int64_t padding) {
+  initAs(bias, "zeros");
   SmallVector<Value, 3> operands = {input, weight};
   if (bias)
     operands.push_back(bias);
@@ -277,12 +288,15 @@ Value ModelBuilder::softmax(Value x, int64_t dim) {
 }
 
 Value ModelBuilder::rmsNorm(Value x, Value weight, double epsilon) {
+  initAs(weight, "ones");
   return result(createInferred<RMSNormOp>({x, weight}, x, weight,
                                           opBuilder.getF64FloatAttr(epsilon)));
 }
 
 Value ModelBuilder::layerNorm(Value x, Value weight, Value bias,
                               double epsilon) {
+  initAs(weight, "ones");
+  initAs(bias, "zeros");
   SmallVector<Value, 3> operands = {x, weight};
   if (bias)
     operands.push_back(bias);
@@ -438,6 +452,9 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
     StringRef attr = args[i].isParam ? VeOmniDialect::kParamAttrName
                                      : VeOmniDialect::kInputAttrName;
     func.setArgAttr(pos, attr, opBuilder.getStringAttr(args[i].name));
+    if (!args[i].init.empty())
+      func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
+                      opBuilder.getStringAttr(args[i].init));
   }
   std::stable_partition(args.begin(), args.end(),
                         [](const ArgumentInfo &a) { return a.isParam; });

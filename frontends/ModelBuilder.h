@@ -32,6 +32,10 @@ struct ArgumentInfo {
   std::string name;
   RankedTensorType type;
   bool isParam;
+  /// How a parameter starts without weights: "ones", "zeros", or "" for
+  /// normal (declared where the builder sees it used as a norm weight or a
+  /// bias).
+  std::string init = {};
 };
 
 class ModelBuilder {
@@ -157,6 +161,9 @@ private:
   /// Records a failure unless every value is non-null; returns success.
   bool operandsUsable(ValueRange operands);
   Value declare(StringRef name, RankedTensorType type, bool isParam);
+  /// Declares how parameter `v` starts without weights ("ones" for norm
+  /// weights, "zeros" for biases); no-op for other values.
+  void initAs(Value v, StringRef init);
   UnitAttr unit(bool set) { return set ? opBuilder.getUnitAttr() : UnitAttr(); }
 
   MLIRContext *context;

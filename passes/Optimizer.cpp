@@ -228,10 +228,13 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
                             "optimizer.exp_avg." + n);
       Value v = addArgument(ft, VeOmniDialect::kStateAttrName,
                             "optimizer.exp_avg_sq." + n);
-      Value master = pt.getElementType().isF32()
-                         ? Value(arg)
-                         : addArgument(ft, VeOmniDialect::kStateAttrName,
-                                       "optimizer.master." + n);
+      Value master = arg;
+      if (!pt.getElementType().isF32()) {
+        master = addArgument(ft, VeOmniDialect::kStateAttrName,
+                             "optimizer.master." + n);
+        func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
+                        VeOmniDialect::kInitFromAttrName, name);
+      }
 
       Value gf = a.mul(a.toF32(g), a.spread(factor, ft));
       Value m2 = a.add(a.scale(m, beta1), a.scale(gf, 1 - beta1));

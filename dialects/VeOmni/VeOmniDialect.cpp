@@ -117,7 +117,8 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
                                                       NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
   if (name != kParamAttrName && name != kInputAttrName &&
-      name != kStateAttrName && name != kPlacementAttrName)
+      name != kStateAttrName && name != kPlacementAttrName &&
+      name != kInitAttrName && name != kInitFromAttrName)
     return op->emitError("unknown veomni argument attribute '")
            << name << "' on argument #" << argIndex;
   auto str = dyn_cast<StringAttr>(attr.getValue());
@@ -125,6 +126,11 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
     return op->emitError("'")
            << name << "' on argument #" << argIndex
            << " must be a non-empty string, got " << attr.getValue();
+  if (name == kInitAttrName && str.getValue() != "normal" &&
+      str.getValue() != "ones" && str.getValue() != "zeros")
+    return op->emitError("'")
+           << name << "' on argument #" << argIndex
+           << " must be \"normal\", \"ones\" or \"zeros\", got " << str;
   Region &region = op->getRegion(regionIndex);
   if (!region.empty() && argIndex < region.getNumArguments() &&
       !isa<RankedTensorType, MemRefType>(

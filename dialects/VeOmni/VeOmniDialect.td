@@ -40,6 +40,14 @@ def VeOmni_Dialect : Dialect {
     /// plan ("tp:column", "tp:row", "tp:vocab", "ep:experts", "replicated").
     static constexpr ::llvm::StringLiteral kPlacementAttrName =
         "veomni.placement";
+    /// Argument attribute: how a parameter starts when no weights are given
+    /// ("normal", "ones" or "zeros"; absent: "normal"), declared by the
+    /// importer where it uses the parameter as a norm weight or a bias.
+    static constexpr ::llvm::StringLiteral kInitAttrName = "veomni.init";
+    /// Argument attribute: state that starts as a copy of the parameter
+    /// named (f32 master weights), declared by veomni-optimizer.
+    static constexpr ::llvm::StringLiteral kInitFromAttrName =
+        "veomni.init_from";
   }];
 }
 

@@ -18,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 using namespace mlir;
@@ -97,6 +98,72 @@ TEST_P(ModulesTest, EveryOpOfATrainingStepCarriesItsModule) {
       GetParam().find("omni") != std::string::npos) {
     EXPECT_TRUE(kinds.count(ModuleKind::VisionBlock));
   }
+}
+
+// The importer declares how each parameter starts without weights: ones for
+// what it uses as a norm weight, zeros for biases, normal for the rest.
+// (The test may read names; the compiler does not.)
+TEST_P(ModulesTest, ParameterInitialisationIsDeclaredByTheImporter) {
+  ImportOptions options;
+  options.dtype = "bf16"; // so that the optimizer adds f32 masters
+  options.seqLen = 32;
+  options.imagePatches = 16;
+  options.audioFrames = 32;
+  absl::StatusOr<ImportedModel> model = importHFConfig(
+      context,
+      std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/" + GetParam() + ".json",
+      options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  func::FuncOp forward = *model->module->getOps<func::FuncOp>().begin();
+  std::set<unsigned> normWeights;
+  forward.walk([&](Operation *op) {
+    if (isa<RMSNormOp, LayerNormOp>(op))
+      if (auto arg = dyn_cast<BlockArgument>(op->getOperand(1)))
+        normWeights.insert(arg.getArgNumber());
+  });
+  int ones = 0, zeros = 0;
+  for (unsigned i = 0; i < forward.getNumArguments(); ++i) {
+    auto name =
+        forward.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kParamAttrName);
+    if (!name)
+      continue;
+    auto init =
+        forward.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kInitAttrName);
+    std::string declared = init ? init.getValue().str() : "normal";
+    std::string expected = normWeights.count(i)                 ? "ones"
+                           : name.getValue().ends_with(".bias") ? "zeros"
+                                                                : "normal";
+    EXPECT_EQ(declared, expected) << name.getValue().str();
+    ones += declared == "ones";
+    zeros += declared == "zeros";
+  }
+  EXPECT_GT(ones, 0);
+
+  // The optimizer declares which state starts as a copy of which parameter.
+  CompileOptions compile;
+  compile.train = TrainOptions{};
+  PassManager pm(&context);
+  addTrainingStepPasses(pm, compile);
+  ASSERT_TRUE(succeeded(pm.run(*model->module)));
+  func::FuncOp step = *model->module->getOps<func::FuncOp>().begin();
+  int masters = 0;
+  for (unsigned i = 0; i < step.getNumArguments(); ++i) {
+    auto from =
+        step.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kInitFromAttrName);
+    if (!from)
+      continue;
+    ++masters;
+    auto state =
+        step.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateAttrName);
+    ASSERT_TRUE(state);
+    EXPECT_EQ(state.getValue().str(),
+              "optimizer.master." + from.getValue().str());
+  }
+  EXPECT_EQ(masters,
+            static_cast<int>(model->arguments.size()) -
+                static_cast<int>(std::count_if(
+                    model->arguments.begin(), model->arguments.end(),
+                    [](const ArgumentInfo &a) { return !a.isParam; })));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ModulesTest,
