@@ -24,7 +24,7 @@ int main() {
       fb::CreateBufferDirect(fbb, 0, fb::DType::F32, &shape),
       fb::CreateBufferDirect(fbb, 64, fb::DType::F32, &shape)};
   std::vector<flatbuffers::Offset<fb::Argument>> args = {
-      fb::CreateArgumentDirect(fbb, "x", fb::ArgumentKind::Input, 0, "",
+      fb::CreateArgumentDirect(fbb, "x", fb::ArgumentRole::BatchInput, 0, "",
                                fb::ParamInit::Normal, 0)};
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
   std::vector<uint32_t> in = {0, 1}, out = {1};

@@ -17,6 +17,12 @@ namespace fb = ::veomni::fb;
 
 namespace {
 
+// The IR's role enums are numbered as the program format's.
+static_assert(static_cast<int>(fb::ArgumentRole::GradAccumulator) ==
+              static_cast<int>(ArgumentRole::GradAccumulator));
+static_assert(static_cast<int>(fb::OutputRole::Update) ==
+              static_cast<int>(ResultRole::Update));
+
 fb::DType dtypeOf(Type t) {
   if (t.isF32())
     return fb::DType::F32;
@@ -162,9 +168,14 @@ LogicalResult mlir::veomni::translateToProgram(
             arg.getArgNumber(), VeOmniDialect::kInitFromAttrName))
       initFrom = from.getValue().str();
     auto placement = placements.find(name);
-    fb::ArgumentKind kind = param   ? fb::ArgumentKind::Param
-                            : input ? fb::ArgumentKind::Input
-                                    : fb::ArgumentKind::State;
+    // The role the compiler declared; IR written by hand may leave it to
+    // the kind of name attribute.
+    fb::ArgumentRole kind = param   ? fb::ArgumentRole::Parameter
+                            : input ? fb::ArgumentRole::BatchInput
+                                    : fb::ArgumentRole::OptimizerState;
+    if (auto role = func.getArgAttrOfType<ArgumentRoleAttr>(
+            arg.getArgNumber(), VeOmniDialect::kRoleAttrName))
+      kind = static_cast<fb::ArgumentRole>(role.getValue());
     arguments.push_back(fb::CreateArgumentDirect(
         fbb, name.c_str(), kind, bufferIndex[arg],
         placement == placements.end() ? "" : placement->second.c_str(), init,
@@ -175,6 +186,7 @@ LogicalResult mlir::veomni::translateToProgram(
   std::vector<flatbuffers::Offset<fb::Kernel>> kernels;
   std::vector<uint32_t> outputs;
   std::vector<flatbuffers::Offset<flatbuffers::String>> outputNames;
+  std::vector<fb::OutputRole> outputRoles;
   std::vector<flatbuffers::Offset<fb::Update>> updates;
   for (Operation &op : block) {
     if (auto alloc = dyn_cast<vrt::AllocOp>(op)) {
@@ -233,6 +245,11 @@ LogicalResult mlir::veomni::translateToProgram(
                      func.getResultAttrOfType<StringAttr>(i, "veomni.grad"))
           name = "grad." + grad.getValue().str();
         outputNames.push_back(fbb.CreateString(name));
+        auto role = func.getResultAttrOfType<ResultRoleAttr>(
+            i, VeOmniDialect::kRoleAttrName);
+        outputRoles.push_back(role
+                                  ? static_cast<fb::OutputRole>(role.getValue())
+                                  : fb::OutputRole::Other);
         auto target = func.getResultAttrOfType<StringAttr>(i, "veomni.update");
         if (!target)
           continue;
@@ -253,7 +270,8 @@ LogicalResult mlir::veomni::translateToProgram(
     modelType = t.getValue().str();
   auto program = fb::CreateProgramDirect(
       fbb, modelType.c_str(), arena.getInt(), &buffers, &arguments, &constants,
-      &kernels, &outputs, &outputNames, &updates, /*world_size=*/1,
+      &kernels, &outputs, &outputNames, &outputRoles, &updates,
+      /*world_size=*/1,
       /*comm_groups=*/nullptr);
   fb::FinishProgramBuffer(fbb, program);
 

@@ -333,9 +333,14 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   model.module = std::move(*module);
   func::FuncOp forward = *model.module->getOps<func::FuncOp>().begin();
   forward.setResultAttr(0, "veomni.output", StringAttr::get(&context, "loss"));
-  if (options.returnLogits)
+  forward.setResultAttr(0, VeOmniDialect::kRoleAttrName,
+                        ResultRoleAttr::get(&context, ResultRole::Loss));
+  if (options.returnLogits) {
     forward.setResultAttr(1, "veomni.output",
                           StringAttr::get(&context, "logits"));
+    forward.setResultAttr(1, VeOmniDialect::kRoleAttrName,
+                          ResultRoleAttr::get(&context, ResultRole::Logits));
+  }
   // Each parameter's placement under the family's plan travels in the IR,
   // for veomni-apply-recipe.
   for (unsigned i = 0; i < forward.getNumArguments(); ++i)

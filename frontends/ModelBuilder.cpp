@@ -452,10 +452,16 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
     StringRef attr = args[i].isParam ? VeOmniDialect::kParamAttrName
                                      : VeOmniDialect::kInputAttrName;
     func.setArgAttr(pos, attr, opBuilder.getStringAttr(args[i].name));
+    func.setArgAttr(pos, VeOmniDialect::kRoleAttrName,
+                    ArgumentRoleAttr::get(
+                        context, args[i].isParam ? ArgumentRole::Parameter
+                                                 : ArgumentRole::BatchInput));
     if (!args[i].init.empty())
       func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
                       opBuilder.getStringAttr(args[i].init));
   }
+  func->setAttr(VeOmniDialect::kRoleAttrName,
+                FunctionRoleAttr::get(context, FunctionRole::Forward));
   std::stable_partition(args.begin(), args.end(),
                         [](const ArgumentInfo &a) { return a.isParam; });
 

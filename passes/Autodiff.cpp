@@ -45,7 +45,7 @@ mlir::veomni::backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
   };
   for (Operation *op : llvm::reverse(forward)) {
     Operation *from = lastBefore();
-    auto mark = llvm::make_scope_exit([&] { markBackward(from, op); });
+    llvm::scope_exit mark([&] { markBackward(from, op); });
     SmallVector<Value> resultGrads;
     bool reached = false;
     for (Value r : op->getResults()) {
@@ -152,8 +152,15 @@ LogicalResult differentiate(func::FuncOp func) {
   func.setFunctionType(b.getFunctionType(block.getArgumentTypes(),
                                          ValueRange(results).getTypes()));
   func.setAllResultAttrs(resultAttrs);
-  for (auto [index, name] : grads)
+  for (auto [index, name] : grads) {
     func.setResultAttr(index, "veomni.grad", name);
+    func.setResultAttr(
+        index, VeOmniDialect::kRoleAttrName,
+        ResultRoleAttr::get(func.getContext(), ResultRole::Gradient));
+  }
+  func->setAttr(
+      VeOmniDialect::kRoleAttrName,
+      FunctionRoleAttr::get(func.getContext(), FunctionRole::Gradients));
   return success();
 }
 

@@ -139,14 +139,18 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     MLIRContext *ctx = func.getContext();
 
     // New arguments go at the end; their names are attributes.
-    auto addArgument = [&](Type type, StringRef kind, StringRef name) {
+    auto addArgument = [&](Type type, StringRef kind, StringRef name,
+                           ArgumentRole role) {
       unsigned index = func.getNumArguments();
-      auto attrs =
-          b.getDictionaryAttr(b.getNamedAttr(kind, b.getStringAttr(name)));
+      auto attrs = b.getDictionaryAttr(
+          {b.getNamedAttr(kind, b.getStringAttr(name)),
+           b.getNamedAttr(VeOmniDialect::kRoleAttrName,
+                          ArgumentRoleAttr::get(ctx, role))});
       (void)func.insertArgument(index, type, attrs, loc);
       return func.getArgument(index);
     };
-    Value step = addArgument(scalarType, VeOmniDialect::kInputAttrName, "step");
+    Value step = addArgument(scalarType, VeOmniDialect::kInputAttrName, "step",
+                             ArgumentRole::Step);
 
     // The learning rate at this step.
     Value warm = warmupSteps > 0 ? a.min(a.scale(step, 1.0 / warmupSteps),
@@ -166,16 +170,17 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     Value apply;
     llvm::StringMap<std::pair<Value, Value>> accumulators; // acc, acc + g
     if (accumulationSteps > 1) {
-      apply = addArgument(scalarType, VeOmniDialect::kInputAttrName, "apply");
+      apply = addArgument(scalarType, VeOmniDialect::kInputAttrName, "apply",
+                          ArgumentRole::Apply);
       for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
         auto name = func.getArgAttrOfType<StringAttr>(
             arg.getArgNumber(), VeOmniDialect::kParamAttrName);
         if (!name || !grads.count(name.getValue()))
           continue;
         auto ft = cast<RankedTensorType>(arg.getType()).clone(f32);
-        Value acc =
-            addArgument(ft, VeOmniDialect::kStateAttrName,
-                        "optimizer.grad_accum." + name.getValue().str());
+        Value acc = addArgument(ft, VeOmniDialect::kStateAttrName,
+                                "optimizer.grad_accum." + name.getValue().str(),
+                                ArgumentRole::GradAccumulator);
         Value sum = a.add(acc, a.toF32(grads[name.getValue()]));
         accumulators[name.getValue()] = {acc, sum};
         grads[name.getValue()] = a.scale(sum, 1.0 / accumulationSteps);
@@ -224,14 +229,17 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       auto pt = cast<RankedTensorType>(arg.getType());
       auto ft = pt.clone(f32);
       std::string n = name.getValue().str();
-      Value m = addArgument(ft, VeOmniDialect::kStateAttrName,
-                            "optimizer.exp_avg." + n);
+      Value m =
+          addArgument(ft, VeOmniDialect::kStateAttrName,
+                      "optimizer.exp_avg." + n, ArgumentRole::OptimizerState);
       Value v = addArgument(ft, VeOmniDialect::kStateAttrName,
-                            "optimizer.exp_avg_sq." + n);
+                            "optimizer.exp_avg_sq." + n,
+                            ArgumentRole::OptimizerState);
       Value master = arg;
       if (!pt.getElementType().isF32()) {
-        master = addArgument(ft, VeOmniDialect::kStateAttrName,
-                             "optimizer.master." + n);
+        master =
+            addArgument(ft, VeOmniDialect::kStateAttrName,
+                        "optimizer.master." + n, ArgumentRole::MasterWeight);
         func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
                         VeOmniDialect::kInitFromAttrName, name);
       }
@@ -275,12 +283,23 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
                                            ValueRange(results).getTypes()));
     func.setAllResultAttrs(
         SmallVector<DictionaryAttr>(results.size(), DictionaryAttr::get(ctx)));
+    auto role = [&](unsigned i, ResultRole r) {
+      func.setResultAttr(i, VeOmniDialect::kRoleAttrName,
+                         ResultRoleAttr::get(ctx, r));
+    };
     for (auto [i, target] : llvm::enumerate(updates))
-      if (!target.empty())
+      if (!target.empty()) {
         func.setResultAttr(i, "veomni.update", b.getStringAttr(target));
+        role(i, ResultRole::Update);
+      }
     func.setResultAttr(0, "veomni.output", b.getStringAttr("loss"));
     func.setResultAttr(1, "veomni.output", b.getStringAttr("grad_norm"));
     func.setResultAttr(2, "veomni.output", b.getStringAttr("lr"));
+    role(0, ResultRole::Loss);
+    role(1, ResultRole::GradNorm);
+    role(2, ResultRole::LearningRate);
+    func->setAttr(VeOmniDialect::kRoleAttrName,
+                  FunctionRoleAttr::get(ctx, FunctionRole::TrainStep));
     return success();
   }
 };

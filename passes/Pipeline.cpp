@@ -152,14 +152,19 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
       b, loc, name, FunctionType::get(ctx, argTypes, gradTypes));
   backward->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
   backward->setAttr("dist.chunk", b.getI64IntegerAttr(g));
+  backward->setAttr(VeOmniDialect::kRoleAttrName,
+                    FunctionRoleAttr::get(ctx, FunctionRole::BackwardChunk));
   // The activations the stage kept start at this argument.
   backward->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
   for (auto [i, arg] : llvm::enumerate(args))
     backward.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
-  for (auto [i, p] : llvm::enumerate(params))
+  for (auto [i, p] : llvm::enumerate(params)) {
     backward.setResultAttr(
         i, "veomni.grad",
         func.getArgAttr(p.getArgNumber(), VeOmniDialect::kParamAttrName));
+    backward.setResultAttr(i, VeOmniDialect::kRoleAttrName,
+                           ResultRoleAttr::get(ctx, ResultRole::Gradient));
+  }
   Block *entry = backward.addEntryBlock();
   OpBuilder bb = OpBuilder::atBlockEnd(entry);
   IRMapping map;
@@ -229,13 +234,15 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
       if (Operation *def = v.getDefiningOp(); def && input.contains(def))
         stash.insert(v);
 
-  auto makeHalf = [&](StringRef suffix, ArrayRef<Type> extraArgs,
-                      ArrayRef<Type> results) {
+  auto makeHalf = [&](StringRef suffix, FunctionRole role,
+                      ArrayRef<Type> extraArgs, ArrayRef<Type> results) {
     SmallVector<Type> types(argTypes);
     types.append(extraArgs.begin(), extraArgs.end());
     auto half = func::FuncOp::create(b, loc, (name + suffix).str(),
                                      FunctionType::get(ctx, types, results));
     half->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+    half->setAttr(VeOmniDialect::kRoleAttrName,
+                  FunctionRoleAttr::get(ctx, role));
     half->setAttr("dist.chunk", b.getI64IntegerAttr(g));
     half->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
     for (unsigned i = 0; i < args.size(); ++i)
@@ -246,8 +253,10 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
   SmallVector<Type> stashTypes;
   for (Value v : stash)
     stashTypes.push_back(v.getType());
-  func::FuncOp inputHalf = makeHalf("_input", {}, stashTypes);
-  func::FuncOp weightHalf = makeHalf("_weight", stashTypes, gradTypes);
+  func::FuncOp inputHalf =
+      makeHalf("_input", FunctionRole::BackwardInput, {}, stashTypes);
+  func::FuncOp weightHalf =
+      makeHalf("_weight", FunctionRole::BackwardWeight, stashTypes, gradTypes);
   // What the input half hands over starts at this argument.
   weightHalf->setAttr("dist.stash_from", b.getI64IntegerAttr(argTypes.size()));
   for (unsigned i = 0; i < grads.size(); ++i)
@@ -398,6 +407,8 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
           b, func.getLoc(), (funcName + "_chunk" + Twine(g)).str(),
           FunctionType::get(ctx, argTypes, resultTypes));
       chunk->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+      chunk->setAttr(VeOmniDialect::kRoleAttrName,
+                     FunctionRoleAttr::get(ctx, FunctionRole::ForwardChunk));
       chunk->setAttr("dist.chunk", b.getI64IntegerAttr(g));
       for (auto [i, arg] : llvm::enumerate(args))
         chunk.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));

@@ -410,7 +410,9 @@ struct PropagateShardingPass
       if (g >= 0 && !func->hasAttr("dist.kept_from"))
         for (auto send : func.getOps<dist::SendOp>())
           cuts[g].push_back(layoutAttrOf(func, send.getInput()));
-      if (g >= 0 && func.getName().ends_with("_backward_input"))
+      auto role =
+          func->getAttrOfType<FunctionRoleAttr>(VeOmniDialect::kRoleAttrName);
+      if (g >= 0 && role && role.getValue() == FunctionRole::BackwardInput)
         for (unsigned i = 0; i < func.getNumResults(); ++i)
           stashes[g].push_back(func.getResultAttrOfType<dist::ShardingAttr>(
               i, dist::DistDialect::kShardingAttrName));

@@ -34,6 +34,53 @@ def VeOmni_GeluApprox : I32EnumAttr<"GeluApproximation", "gelu approximation", [
 def VeOmni_GeluApproxAttr
     : EnumAttr<VeOmni_Dialect, VeOmni_GeluApprox, "gelu_approximation">;
 
+// Roles: what a function, an argument or a result is for. Passes, the
+// translator and the runtime decide with these, never with a name (names
+// are for people and checkpoints). All three sit under `veomni.role`.
+def VeOmni_FunctionRole : I32EnumAttr<"FunctionRole", "function role", [
+    I32EnumAttrCase<"Forward", 0, "forward">,
+    I32EnumAttrCase<"Gradients", 1, "gradients">,
+    I32EnumAttrCase<"TrainStep", 2, "train_step">,
+    I32EnumAttrCase<"ForwardChunk", 3, "forward_chunk">,
+    I32EnumAttrCase<"BackwardChunk", 4, "backward_chunk">,
+    I32EnumAttrCase<"BackwardInput", 5, "backward_input">,
+    I32EnumAttrCase<"BackwardWeight", 6, "backward_weight">]> {
+  let cppNamespace = "::mlir::veomni";
+  let genSpecializedAttr = 0;
+}
+def VeOmni_FunctionRoleAttr
+    : EnumAttr<VeOmni_Dialect, VeOmni_FunctionRole, "function_role">;
+
+// The numbering is the program format's (program.fbs ArgumentRole).
+def VeOmni_ArgumentRole : I32EnumAttr<"ArgumentRole", "argument role", [
+    I32EnumAttrCase<"Parameter", 0, "parameter">,
+    I32EnumAttrCase<"BatchInput", 1, "batch_input">,
+    I32EnumAttrCase<"Step", 2, "step">,
+    I32EnumAttrCase<"Apply", 3, "apply">,
+    I32EnumAttrCase<"OptimizerState", 4, "optimizer_state">,
+    I32EnumAttrCase<"MasterWeight", 5, "master_weight">,
+    I32EnumAttrCase<"GradAccumulator", 6, "grad_accumulator">]> {
+  let cppNamespace = "::mlir::veomni";
+  let genSpecializedAttr = 0;
+}
+def VeOmni_ArgumentRoleAttr
+    : EnumAttr<VeOmni_Dialect, VeOmni_ArgumentRole, "argument_role">;
+
+// The numbering is the program format's (program.fbs OutputRole).
+def VeOmni_ResultRole : I32EnumAttr<"ResultRole", "result role", [
+    I32EnumAttrCase<"Other", 0, "other">,
+    I32EnumAttrCase<"Loss", 1, "loss">,
+    I32EnumAttrCase<"Logits", 2, "logits">,
+    I32EnumAttrCase<"GradNorm", 3, "grad_norm">,
+    I32EnumAttrCase<"LearningRate", 4, "learning_rate">,
+    I32EnumAttrCase<"Gradient", 5, "gradient">,
+    I32EnumAttrCase<"Update", 6, "update">]> {
+  let cppNamespace = "::mlir::veomni";
+  let genSpecializedAttr = 0;
+}
+def VeOmni_ResultRoleAttr
+    : EnumAttr<VeOmni_Dialect, VeOmni_ResultRole, "result_role">;
+
 def VeOmni_ModuleKind : I32EnumAttr<"ModuleKind", "model module kind", [
     I32EnumAttrCase<"Other", 0, "other">,
     I32EnumAttrCase<"Embedding", 1, "embedding">,

@@ -116,6 +116,13 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
                                                       unsigned argIndex,
                                                       NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
+  if (name == kRoleAttrName) {
+    if (!isa<ArgumentRoleAttr>(attr.getValue()))
+      return op->emitError("'")
+             << name << "' on argument #" << argIndex
+             << " must be an argument role, got " << attr.getValue();
+    return success();
+  }
   if (name != kParamAttrName && name != kInputAttrName &&
       name != kStateAttrName && name != kPlacementAttrName &&
       name != kInitAttrName && name != kInitFromAttrName)
@@ -139,5 +146,44 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
            << name << " = " << str << "' is on argument #" << argIndex
            << " of type " << region.getArgument(argIndex).getType()
            << ", neither a ranked tensor nor a buffer";
+  return success();
+}
+
+LogicalResult VeOmniDialect::verifyRegionResultAttribute(Operation *op,
+                                                         unsigned regionIndex,
+                                                         unsigned resultIndex,
+                                                         NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  if (name == kRoleAttrName) {
+    if (!isa<ResultRoleAttr>(attr.getValue()))
+      return op->emitError("'")
+             << name << "' on result #" << resultIndex
+             << " must be a result role, got " << attr.getValue();
+    return success();
+  }
+  if (name != "veomni.output" && name != "veomni.grad" &&
+      name != "veomni.update")
+    return op->emitError("unknown veomni result attribute '")
+           << name << "' on result #" << resultIndex;
+  auto str = dyn_cast<StringAttr>(attr.getValue());
+  if (!str || str.getValue().empty())
+    return op->emitError("'")
+           << name << "' on result #" << resultIndex
+           << " must be a non-empty string, got " << attr.getValue();
+  return success();
+}
+
+LogicalResult VeOmniDialect::verifyOperationAttribute(Operation *op,
+                                                      NamedAttribute attr) {
+  StringRef name = attr.getName().getValue();
+  if (name == kRoleAttrName) {
+    if (!isa<func::FuncOp>(op) || !isa<FunctionRoleAttr>(attr.getValue()))
+      return op->emitError("'")
+             << name << "' on an operation must be a function's role, got "
+             << attr.getValue();
+    return success();
+  }
+  // Attributes the dialect lets other ops carry (`veomni.model_type` on the
+  // module) are free-form.
   return success();
 }

@@ -25,6 +25,8 @@ def VeOmni_Dialect : Dialect {
   let dependentDialects = ["::mlir::func::FuncDialect"];
   let hasConstantMaterializer = 1;
   let hasRegionArgAttrVerify = 1;
+  let hasRegionResultAttrVerify = 1;
+  let hasOperationAttrVerify = 1;
   let useDefaultAttributePrinterParser = 1;
   // Attributes stay in the attribute dictionary: the shape inference run by
   // the parser then sees the attr-dict (properties are not filled yet there).
@@ -40,6 +42,9 @@ def VeOmni_Dialect : Dialect {
     /// plan ("tp:column", "tp:row", "tp:vocab", "ep:experts", "replicated").
     static constexpr ::llvm::StringLiteral kPlacementAttrName =
         "veomni.placement";
+    /// The role of a function (FunctionRoleAttr), an argument
+    /// (ArgumentRoleAttr) or a result (ResultRoleAttr).
+    static constexpr ::llvm::StringLiteral kRoleAttrName = "veomni.role";
     /// Argument attribute: how a parameter starts when no weights are given
     /// ("normal", "ones" or "zeros"; absent: "normal"), declared by the
     /// importer where it uses the parameter as a norm weight or a bias.

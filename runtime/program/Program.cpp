@@ -15,6 +15,11 @@
 namespace veomni::rt {
 namespace {
 
+static_assert(static_cast<int>(fb::ArgumentRole::MAX) ==
+              static_cast<int>(ArgumentRole::kLast));
+static_assert(static_cast<int>(fb::OutputRole::MAX) ==
+              static_cast<int>(OutputRole::kLast));
+
 absl::Status Bad(const std::string &name, absl::string_view what) {
   return absl::InvalidArgumentError(
       absl::StrCat(name, ": invalid program: ", what));
@@ -35,6 +40,20 @@ absl::string_view KernelName(KernelKind k) {
 int Program::FindOutput(absl::string_view name) const {
   for (size_t i = 0; i < outputNames.size(); ++i)
     if (outputNames[i] == name)
+      return static_cast<int>(i);
+  return -1;
+}
+
+const ArgumentDesc *Program::FindArgument(ArgumentRole role) const {
+  for (const ArgumentDesc &a : arguments)
+    if (a.role == role)
+      return &a;
+  return nullptr;
+}
+
+int Program::FindOutput(OutputRole role) const {
+  for (size_t i = 0; i < outputRoles.size(); ++i)
+    if (outputRoles[i] == role)
       return static_cast<int>(i);
   return -1;
 }
@@ -130,11 +149,18 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
       return Bad(name, absl::StrCat("argument ", i, " has no name"));
     if (out.FindArgument(d.name))
       return Bad(name, absl::StrCat("argument '", d.name, "' appears twice"));
-    auto kind = static_cast<uint8_t>(a->kind());
-    if (kind > static_cast<uint8_t>(ArgumentKind::State))
-      return Bad(name, absl::StrCat("argument '", d.name, "': bad kind"));
-    d.kind = static_cast<ArgumentKind>(kind);
-    d.isParam = d.kind == ArgumentKind::Param;
+    auto role = static_cast<uint8_t>(a->role());
+    if (role > static_cast<uint8_t>(ArgumentRole::kLast))
+      return Bad(name,
+                 absl::StrCat("argument '", d.name, "': unknown role ", role));
+    d.role = static_cast<ArgumentRole>(role);
+    d.isParam = d.role == ArgumentRole::Parameter;
+    d.kind = d.isParam ? ArgumentKind::Param
+             : d.role == ArgumentRole::BatchInput ||
+                     d.role == ArgumentRole::Step ||
+                     d.role == ArgumentRole::Apply
+                 ? ArgumentKind::Input
+                 : ArgumentKind::State;
     d.initFrom = a->init_from() ? a->init_from()->str() : "";
     d.buffer = a->buffer();
     if (auto s = index(d.buffer, absl::StrCat("argument '", d.name, "'"));
@@ -221,10 +247,17 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
   }
   if (out.outputs.empty())
     return Bad(name, "the program has no outputs");
-  for (size_t i = 0; i < out.outputs.size(); ++i)
+  for (size_t i = 0; i < out.outputs.size(); ++i) {
     out.outputNames.push_back(p->output_names() && i < p->output_names()->size()
                                   ? p->output_names()->Get(i)->str()
                                   : "");
+    auto role = p->output_roles() && i < p->output_roles()->size()
+                    ? static_cast<uint8_t>(p->output_roles()->Get(i))
+                    : uint8_t{0};
+    if (role > static_cast<uint8_t>(OutputRole::kLast))
+      return Bad(name, absl::StrCat("output ", i, ": unknown role ", role));
+    out.outputRoles.push_back(static_cast<OutputRole>(role));
+  }
   if (p->updates()) {
     for (uint32_t i = 0; i < p->updates()->size(); ++i) {
       const fb::Update *u = p->updates()->Get(i);

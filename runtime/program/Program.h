@@ -32,12 +32,38 @@ struct BufferDesc {
   uint64_t bytes = 0;
 };
 
+/// Mirrors fb::ArgumentRole (program.fbs): what an argument is for.
+enum class ArgumentRole : uint8_t {
+  Parameter = 0,
+  BatchInput,
+  Step,
+  Apply,
+  OptimizerState,
+  MasterWeight,
+  GradAccumulator,
+  kLast = GradAccumulator
+};
+/// Mirrors fb::OutputRole (program.fbs).
+enum class OutputRole : uint8_t {
+  Other = 0,
+  Loss,
+  Logits,
+  GradNorm,
+  LearningRate,
+  Gradient,
+  Update,
+  kLast = Update
+};
+
+/// Param: a model parameter; Input: filled before each step (data, the
+/// step counter, the accumulation flag); State: updated by the step.
 enum class ArgumentKind : uint8_t { Param = 0, Input = 1, State = 2 };
 
 struct ArgumentDesc {
   std::string name;
-  bool isParam = false;
-  ArgumentKind kind = ArgumentKind::Input;
+  ArgumentRole role = ArgumentRole::BatchInput;
+  bool isParam = false;                    ///< role Parameter
+  ArgumentKind kind = ArgumentKind::Input; ///< from the role
   /// State that starts as a copy of this parameter (f32 master weights).
   std::string initFrom;
   uint32_t buffer = 0;
@@ -46,10 +72,9 @@ struct ArgumentDesc {
   int64_t bound = 0; ///< inputs used as indices lie in [0, bound)
 };
 
-/// A batch input: an Input other than the training step's `step` counter
-/// and `apply` flag (gradient accumulation).
+/// Data the batch fills (not the step counter or the accumulation flag).
 inline bool IsBatchInput(const ArgumentDesc &a) {
-  return a.kind == ArgumentKind::Input && a.name != "step" && a.name != "apply";
+  return a.role == ArgumentRole::BatchInput;
 }
 
 struct ConstantDesc {
@@ -66,6 +91,7 @@ struct Program {
   std::vector<KernelDesc> kernels;
   std::vector<uint32_t> outputs;
   std::vector<std::string> outputNames; ///< one per output, "" if unnamed
+  std::vector<OutputRole> outputRoles;  ///< one per output
   /// After a training step, output `first` is copied into argument `second`.
   std::vector<std::pair<uint32_t, uint32_t>> updates;
 
@@ -73,6 +99,10 @@ struct Program {
   const ArgumentDesc *FindArgument(absl::string_view name) const;
   /// The index of the output called `name`, or -1.
   int FindOutput(absl::string_view name) const;
+  /// The first argument of role `role`, or null.
+  const ArgumentDesc *FindArgument(ArgumentRole role) const;
+  /// The index of the first output of role `role`, or -1.
+  int FindOutput(OutputRole role) const;
 };
 
 /// Reads and checks a .vmb file. Errors name the file and what is wrong.

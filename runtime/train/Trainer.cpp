@@ -21,17 +21,17 @@ namespace veomni::rt {
 absl::StatusOr<Trainer> Trainer::Create(Executor &executor) {
   const Program &p = executor.program();
   Trainer t(executor);
-  const ArgumentDesc *step = p.FindArgument("step");
-  t.lossOut_ = p.FindOutput("loss");
-  t.normOut_ = p.FindOutput("grad_norm");
-  t.lrOut_ = p.FindOutput("lr");
+  const ArgumentDesc *step = p.FindArgument(ArgumentRole::Step);
+  t.lossOut_ = p.FindOutput(OutputRole::Loss);
+  t.normOut_ = p.FindOutput(OutputRole::GradNorm);
+  t.lrOut_ = p.FindOutput(OutputRole::LearningRate);
   if (!step || t.lossOut_ < 0 || t.normOut_ < 0 || t.lrOut_ < 0 ||
       p.updates.empty())
     return absl::InvalidArgumentError(
         "not a training program: compile it with the optimizer (veomni train "
         "does)");
   t.stepBuffer_ = step->buffer;
-  if (const ArgumentDesc *apply = p.FindArgument("apply")) {
+  if (const ArgumentDesc *apply = p.FindArgument(ArgumentRole::Apply)) {
     t.hasApply_ = true;
     t.applyBuffer_ = apply->buffer;
   }

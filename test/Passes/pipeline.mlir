@@ -15,7 +15,7 @@
 // CHECK-SAME: peak_activations = [2, 1]
 // CHECK-SAME: schedule = "1f1b", stages = 2
 // CHECK: func.func @forward_chunk0(%[[EMB:.*]]: tensor<32x8xf32> {veomni.param = "model.embed_tokens.weight"}, %[[IDS:.*]]: tensor<2x4xi32> {veomni.input = "input_ids"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.0.mlp.weight"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.1.mlp.weight"}, %{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.2.mlp.weight"})
-// CHECK-SAME: attributes {dist.chunk = 0 : i64, dist.stage = 0 : i64}
+// CHECK-SAME: attributes {dist.chunk = 0 : i64, dist.stage = 0 : i64, veomni.role = #veomni<function_role forward_chunk>}
 // CHECK: veomni.gather %[[EMB]][%[[IDS]]]
 // CHECK-COUNT-3: veomni.matmul
 // CHECK: %[[X:.*]] = veomni.add
@@ -23,18 +23,18 @@
 // CHECK-NEXT: return
 // The backward recomputes the chunk, receives the cotangent of what it
 // sent, and returns its parameters' gradients.
-// CHECK: func.func @forward_chunk0_backward({{.*}}) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.0.mlp.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.1.mlp.weight"}, tensor<8x8xf32> {veomni.grad = "model.layers.2.mlp.weight"})
+// CHECK: func.func @forward_chunk0_backward({{.*}}) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight", veomni.role = #veomni<result_role gradient>}, tensor<8x8xf32> {veomni.grad = "model.layers.0.mlp.weight", veomni.role = #veomni<result_role gradient>}, tensor<8x8xf32> {veomni.grad = "model.layers.1.mlp.weight", veomni.role = #veomni<result_role gradient>}, tensor<8x8xf32> {veomni.grad = "model.layers.2.mlp.weight", veomni.role = #veomni<result_role gradient>})
 // CHECK: dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
 // CHECK: veomni.scatter_add
 // CHECK: func.func @forward_chunk1(%{{.*}}: tensor<8x8xf32> {veomni.param = "model.layers.3.mlp.weight"}, %{{.*}}: tensor<32x8xf32> {veomni.param = "lm_head.weight"}, %{{.*}}: tensor<2x4xi32> {veomni.input = "labels"}) -> tensor<f32>
-// CHECK-SAME: attributes {dist.chunk = 1 : i64, dist.stage = 1 : i64}
+// CHECK-SAME: attributes {dist.chunk = 1 : i64, dist.stage = 1 : i64, veomni.role = #veomni<function_role forward_chunk>}
 // CHECK-NEXT: %[[R:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NEXT: veomni.matmul %[[R]]
 // CHECK: veomni.cross_entropy
 // CHECK-NEXT: return
 // The last chunk's backward takes the activation its stage received and
 // kept, seeds the loss with one, and sends the activation's cotangent back.
-// CHECK: func.func @forward_chunk1_backward({{.*}}, %[[KEPT:.*]]: tensor<2x4x8xf32>) -> (tensor<8x8xf32> {veomni.grad = "model.layers.3.mlp.weight"}, tensor<32x8xf32> {veomni.grad = "lm_head.weight"})
+// CHECK: func.func @forward_chunk1_backward({{.*}}, %[[KEPT:.*]]: tensor<2x4x8xf32>) -> (tensor<8x8xf32> {veomni.grad = "model.layers.3.mlp.weight", veomni.role = #veomni<result_role gradient>}, tensor<32x8xf32> {veomni.grad = "lm_head.weight", veomni.role = #veomni<result_role gradient>})
 // CHECK: veomni.cross_entropy_grad
 // CHECK: dist.send %{{.*}} mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NOT: func.func @forward(
@@ -49,7 +49,7 @@
 // ZB: func.func @forward_chunk0_backward_input({{.*}}) -> tensor<2x4x8xf32>
 // ZB-NEXT: %[[C:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
 // ZB-NEXT: return %[[C]]
-// ZB: func.func @forward_chunk0_backward_weight({{.*}}, %{{.*}}: tensor<2x4x8xf32>) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight"}, {{.*}})
+// ZB: func.func @forward_chunk0_backward_weight({{.*}}, %{{.*}}: tensor<2x4x8xf32>) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight", veomni.role = #veomni<result_role gradient>}, {{.*}})
 // ZB-NOT: dist.{{(recv|send)}}
 // ZB: veomni.scatter_add
 // ZB: func.func @forward_chunk1_backward_input(

@@ -319,9 +319,9 @@ int runImport(llvm::ArrayRef<const char *> args, bool compile) {
 /// The sum of squares of every gradient output, for the gradient norm.
 double gradientSquares(const ::veomni::rt::Executor &ex) {
   double sum = 0;
-  const auto &names = ex.program().outputNames;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (!llvm::StringRef(names[i]).starts_with("grad."))
+  const auto &roles = ex.program().outputRoles;
+  for (size_t i = 0; i < roles.size(); ++i) {
+    if (roles[i] != ::veomni::rt::OutputRole::Gradient)
       continue;
     ::veomni::rt::TensorView g = ex.Output(i);
     for (int64_t j = 0, n = g.numel(); j < n; ++j) {
@@ -420,10 +420,8 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   if (loss.numel() != 1)
     return fail("the program's first output is not a scalar loss");
   llvm::outs() << llvm::format("loss: %#.9g\n", LoadF(loss, 0));
-  const std::vector<std::string> &names = ex.program().outputNames;
-  bool hasGradients = llvm::any_of(names, [](const std::string &n) {
-    return llvm::StringRef(n).starts_with("grad.");
-  });
+  bool hasGradients =
+      ex.program().FindOutput(::veomni::rt::OutputRole::Gradient) >= 0;
   if (hasGradients)
     llvm::outs() << llvm::format("grad_norm: %#.9g\n",
                                  std::sqrt(gradientSquares(ex)));

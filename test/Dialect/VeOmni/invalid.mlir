@@ -1484,3 +1484,45 @@ func.func @reduce_max_grad_wrong_grad(%x: tensor<2x16xf32>, %g: tensor<16xf32>) 
   %d = veomni.reduce_max_grad %x, %g dims = [1] : tensor<2x16xf32>, tensor<16xf32>
   return
 }
+
+// -----
+
+// expected-error @+1 {{'veomni.role' on argument #0 must be an argument role, got #veomni<result_role loss>}}
+func.func @argument_role(%x: tensor<4xf32> {veomni.role = #veomni<result_role loss>}) {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'veomni.role' on result #0 must be a result role, got "loss"}}
+func.func @result_role(%x: tensor<4xf32>) -> (tensor<4xf32> {veomni.role = "loss"}) {
+  return %x : tensor<4xf32>
+}
+
+// -----
+
+// expected-error @+1 {{'veomni.role' on an operation must be a function's role, got #veomni<argument_role step>}}
+func.func @function_role() attributes {veomni.role = #veomni<argument_role step>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'veomni.init' on argument #0 must be "normal", "ones" or "zeros", got "twos"}}
+func.func @init(%x: tensor<4xf32> {veomni.param = "w", veomni.init = "twos"}) {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{unknown veomni result attribute 'veomni.gradient' on result #0}}
+func.func @result_attribute(%x: tensor<4xf32>) -> (tensor<4xf32> {veomni.gradient = "x"}) {
+  return %x : tensor<4xf32>
+}
+
+// -----
+
+// expected-error @+1 {{unknown module kind 'decoder'}}
+func.func @module() attributes {test.m = #veomni.module<decoder, layer = 1>} {
+  return
+}

@@ -240,3 +240,16 @@ func.func @more_gradients(%x: tensor<2x16x64xf32>, %w: tensor<64xf32>,
   "test.use"(%g0, %g1, %l0#0, %l0#1, %l0#2, %l1#0, %l1#1, %s, %c0#0, %c0#1, %c0#2, %c1#0, %c1#1, %gm, %tk, %cg0#0, %cg0#1, %rm, %rk) : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<2x16x64xf32>, tensor<64xf32>, tensor<2x16x64xf32>, tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<4xf32>, tensor<2x8x30xf32>, tensor<4x8x3xf32>, tensor<4x32x64xbf16>, tensor<6x4xf32>, tensor<12x64xf32>, tensor<6x2xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> ()
   return
 }
+
+// Roles and modules round-trip.
+// CHECK-LABEL: func.func @roles
+// CHECK-SAME: (%{{.*}}: tensor<4xf32> {veomni.init = "ones", veomni.param = "w", veomni.role = #veomni<argument_role parameter>}, %{{.*}}: tensor<f32> {veomni.input = "step", veomni.role = #veomni<argument_role step>})
+// CHECK-SAME: -> (tensor<4xf32> {veomni.grad = "w", veomni.role = #veomni<result_role gradient>})
+// CHECK-SAME: attributes {test.module = #veomni.module<attention, layer = 3, backward>, veomni.role = #veomni<function_role gradients>}
+func.func @roles(%w: tensor<4xf32> {veomni.param = "w", veomni.init = "ones", veomni.role = #veomni<argument_role parameter>},
+                 %s: tensor<f32> {veomni.input = "step", veomni.role = #veomni<argument_role step>})
+    -> (tensor<4xf32> {veomni.grad = "w", veomni.role = #veomni<result_role gradient>})
+    attributes {veomni.role = #veomni<function_role gradients>,
+                test.module = #veomni.module<attention, layer = 3, backward>} {
+  return %w : tensor<4xf32>
+}

@@ -26,11 +26,11 @@ struct Spec {
       {0, {8}}, {64, {8}}, {128, {8}}};
   struct Arg {
     std::string name;
-    fb::ArgumentKind kind;
+    fb::ArgumentRole kind;
     uint32_t buffer;
   };
-  std::vector<Arg> args = {{"x", fb::ArgumentKind::Input, 0},
-                           {"w", fb::ArgumentKind::Param, 1}};
+  std::vector<Arg> args = {{"x", fb::ArgumentRole::BatchInput, 0},
+                           {"w", fb::ArgumentRole::Parameter, 1}};
   struct Kern {
     KernelKind kind;
     std::vector<uint32_t> ins, outs;
@@ -180,6 +180,9 @@ TEST(Program, SemanticDefectsAreNamed) {
   ExpectRejected(
       [](Spec &s) { s.kernels[0].kind = static_cast<KernelKind>(999); },
       "kernel 0: unknown kind 999");
+  ExpectRejected(
+      [](Spec &s) { s.args[0].kind = static_cast<fb::ArgumentRole>(9); },
+      "argument 'x': unknown role 9");
   ExpectRejected([](Spec &s) { s.args[1].name = "x"; },
                  "argument 'x' appears twice");
   ExpectRejected([](Spec &s) { s.args[0].buffer = 3; },
@@ -233,10 +236,10 @@ Spec Conv1DGradSpec(bool bias) {
   spec.buffers = {{0, {1, 1, 3}},   {64, {1, 1, 2}},  {128, {1}},
                   {192, {1, 1, 2}}, {256, {1, 1, 3}}, {320, {1, 1, 2}},
                   {384, {1}}};
-  spec.args = {{"x", fb::ArgumentKind::Input, 0},
-               {"w", fb::ArgumentKind::Param, 1},
-               {"b", fb::ArgumentKind::Param, 2},
-               {"g", fb::ArgumentKind::Input, 3}};
+  spec.args = {{"x", fb::ArgumentRole::BatchInput, 0},
+               {"w", fb::ArgumentRole::Parameter, 1},
+               {"b", fb::ArgumentRole::Parameter, 2},
+               {"g", fb::ArgumentRole::BatchInput, 3}};
   if (bias) {
     spec.kernels = {
         {KernelKind::Conv1DGrad, {0, 1, 2, 3}, {4, 5, 6}, {{1}, {0}}}};
