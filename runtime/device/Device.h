@@ -67,6 +67,9 @@ public:
                               uint64_t bytes) = 0;
   virtual absl::Status CopyOut(uint64_t offset, void *dst,
                                uint64_t bytes) const = 0;
+  /// Copies `bytes` from arena offset `src` to `dst` (ranges may overlap).
+  virtual absl::Status CopyWithin(uint64_t dst, uint64_t src,
+                                  uint64_t bytes) = 0;
   /// Every kernel this device can run.
   virtual const KernelRegistry &Kernels() const = 0;
   /// Waits for the kernels started so far (a no-op where Run is

@@ -62,6 +62,36 @@ absl::Status Executor::Write(uint32_t buffer, const void *host) {
   return device_->CopyIn(b.offset, host, b.bytes);
 }
 
+absl::Status Executor::WriteAt(uint32_t buffer, uint64_t offset,
+                               const void *host, uint64_t bytes) {
+  const BufferDesc &b = program_.buffers[buffer];
+  if (offset > b.bytes || bytes > b.bytes - offset)
+    return absl::OutOfRangeError(absl::StrCat("writing [", offset, ", +", bytes,
+                                              ") of a buffer of ", b.bytes,
+                                              " bytes"));
+  return device_->CopyIn(b.offset + offset, host, bytes);
+}
+
+absl::StatusOr<HostTensor> Executor::ReadHost(uint32_t buffer) const {
+  HostTensor h;
+  h.view = View(buffer);
+  if (device_->HostAccessible())
+    return h;
+  h.copy.resize(h.view.bytes());
+  if (absl::Status s = Read(buffer, h.copy.data()); !s.ok())
+    return s;
+  h.view.data = h.copy.data();
+  return h;
+}
+
+absl::Status Executor::CopyBuffer(uint32_t from, uint32_t to) {
+  const BufferDesc &a = program_.buffers[from], &b = program_.buffers[to];
+  if (a.bytes != b.bytes)
+    return absl::InvalidArgumentError(
+        absl::StrCat("copy of ", a.bytes, " bytes into a buffer of ", b.bytes));
+  return device_->CopyWithin(b.offset, a.offset, a.bytes);
+}
+
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
   for (size_t i = 0; i < program_.kernels.size(); ++i) {

@@ -19,6 +19,16 @@
 
 namespace veomni::rt {
 
+/// A buffer as host code sees it: the arena itself on a host-accessible
+/// device, else a copy that lives as long as this object.
+struct HostTensor {
+  TensorView view;
+  std::vector<uint8_t> copy;
+  HostTensor() = default;
+  HostTensor(HostTensor &&) = default; // moving keeps view.data valid
+  HostTensor &operator=(HostTensor &&) = default;
+};
+
 class Executor {
 public:
   /// Runs `program` on `device`; fails when the device has no kernel for
@@ -44,6 +54,14 @@ public:
   /// back.
   absl::Status Read(uint32_t buffer, void *host) const;
   absl::Status Write(uint32_t buffer, const void *host);
+  /// Writes `bytes` at byte `offset` of buffer `buffer`.
+  absl::Status WriteAt(uint32_t buffer, uint64_t offset, const void *host,
+                       uint64_t bytes);
+  /// Buffer `buffer` readable on the host.
+  absl::StatusOr<HostTensor> ReadHost(uint32_t buffer) const;
+  /// Copies buffer `from` into buffer `to` (the same byte size) on the
+  /// device.
+  absl::Status CopyBuffer(uint32_t from, uint32_t to);
   /// Runs `edit` on a host view of `buffer` and stores the result: the
   /// arena itself on a host-accessible device, else a copy.
   template <typename Fn> absl::Status Edit(uint32_t buffer, Fn &&edit);

@@ -2,6 +2,8 @@
 
 #include "runtime/io/Init.h"
 
+#include <optional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -42,18 +44,22 @@ absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev) {
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
-    TensorView v = executor.View(a.buffer);
-    if (!IsFloat(v.dtype))
+    if (!IsFloat(executor.program().buffers[a.buffer].dtype))
       return absl::InvalidArgumentError(
           absl::StrCat("parameter '", a.name, "' is not a float tensor"));
     Philox rng(StreamSeed(seed, a.name));
-    for (int64_t i = 0, n = v.numel(); i < n; ++i) {
-      float value = a.init == ParamInit::Ones ? 1.0f
-                    : a.init == ParamInit::Zeros
-                        ? 0.0f
-                        : float(stddev * rng.Normal(i));
-      StoreF(v, i, value);
-    }
+    absl::Status s = executor.Edit(a.buffer, [&](const TensorView &v) {
+      for (int64_t i = 0, n = v.numel(); i < n; ++i) {
+        float value = a.init == ParamInit::Ones ? 1.0f
+                      : a.init == ParamInit::Zeros
+                          ? 0.0f
+                          : float(stddev * rng.Normal(i));
+        StoreF(v, i, value);
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok())
+      return s;
   }
   return absl::OkStatus();
 }
@@ -64,45 +70,58 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
   for (const ArgumentDesc &a : p.arguments) {
     if (!IsBatchInput(a))
       continue;
-    TensorView v = executor.View(a.buffer);
-    Philox rng(StreamSeed(seed, a.name));
-    const int64_t n = v.numel();
-    const int64_t last = v.shape.empty() ? 1 : v.shape.back();
-    if (a.name == "input_ids") {
-      int64_t vocab = std::max<int64_t>(a.bound, 1);
-      for (int64_t i = 0; i < n; ++i)
-        StoreI(v, i, static_cast<int64_t>(rng.Uniform(i) * vocab) % vocab);
-    } else if (a.name == "labels") {
-      // The next token of the same sequence; the last one predicts nothing.
-      const ArgumentDesc *ids = p.FindArgument("input_ids");
-      TensorView idv = ids ? executor.View(ids->buffer) : v;
-      for (int64_t i = 0; i < n; ++i)
-        StoreI(v, i, (!ids || (i + 1) % last == 0) ? -100 : LoadI(idv, i + 1));
-    } else if (a.name == "position_ids" || a.name == "audio_position_ids") {
-      for (int64_t i = 0; i < n; ++i)
-        StoreI(v, i, i % last);
-    } else if (a.name == "vision_position_ids") {
-      // [2, 1, P]: row then column of each patch in a w-wide grid.
-      int64_t patches = last, w = 1;
-      for (int64_t d = 1; d * d <= patches; ++d)
-        if (patches % d == 0)
-          w = d;
-      for (int64_t i = 0; i < patches && 2 * patches == n; ++i) {
-        StoreI(v, i, i / w);
-        StoreI(v, patches + i, i % w);
-      }
-    } else if (absl::EndsWith(a.name, "_token_positions")) {
-      int64_t bound = std::max<int64_t>(a.bound, 1);
-      for (int64_t i = 0; i < n; ++i)
-        StoreI(v, i, (nextTokenPosition + i) % bound);
-      nextTokenPosition += n;
-    } else if (IsFloat(v.dtype)) {
-      for (int64_t i = 0; i < n; ++i)
-        StoreF(v, i, static_cast<float>(rng.Normal(i)));
-    } else { // segment ids and anything else integral: one segment
-      for (int64_t i = 0; i < n; ++i)
-        StoreI(v, i, 0);
+    // Labels are the next tokens: read the ids filled before them.
+    const ArgumentDesc *ids = p.FindArgument("input_ids");
+    std::optional<HostTensor> idHost;
+    if (a.name == "labels" && ids) {
+      absl::StatusOr<HostTensor> h = executor.ReadHost(ids->buffer);
+      if (!h.ok())
+        return h.status();
+      idHost = *std::move(h);
     }
+    Philox rng(StreamSeed(seed, a.name));
+    absl::Status filled = executor.Edit(a.buffer, [&](const TensorView &v) {
+      const int64_t n = v.numel();
+      const int64_t last = v.shape.empty() ? 1 : v.shape.back();
+      if (a.name == "input_ids") {
+        int64_t vocab = std::max<int64_t>(a.bound, 1);
+        for (int64_t i = 0; i < n; ++i)
+          StoreI(v, i, static_cast<int64_t>(rng.Uniform(i) * vocab) % vocab);
+      } else if (a.name == "labels") {
+        // The next token of the same sequence; the last one predicts nothing.
+        TensorView idv = idHost ? idHost->view : v;
+        for (int64_t i = 0; i < n; ++i)
+          StoreI(v, i,
+                 (!ids || (i + 1) % last == 0) ? -100 : LoadI(idv, i + 1));
+      } else if (a.name == "position_ids" || a.name == "audio_position_ids") {
+        for (int64_t i = 0; i < n; ++i)
+          StoreI(v, i, i % last);
+      } else if (a.name == "vision_position_ids") {
+        // [2, 1, P]: row then column of each patch in a w-wide grid.
+        int64_t patches = last, w = 1;
+        for (int64_t d = 1; d * d <= patches; ++d)
+          if (patches % d == 0)
+            w = d;
+        for (int64_t i = 0; i < patches && 2 * patches == n; ++i) {
+          StoreI(v, i, i / w);
+          StoreI(v, patches + i, i % w);
+        }
+      } else if (absl::EndsWith(a.name, "_token_positions")) {
+        int64_t bound = std::max<int64_t>(a.bound, 1);
+        for (int64_t i = 0; i < n; ++i)
+          StoreI(v, i, (nextTokenPosition + i) % bound);
+        nextTokenPosition += n;
+      } else if (IsFloat(v.dtype)) {
+        for (int64_t i = 0; i < n; ++i)
+          StoreF(v, i, static_cast<float>(rng.Normal(i)));
+      } else { // segment ids and anything else integral: one segment
+        for (int64_t i = 0; i < n; ++i)
+          StoreI(v, i, 0);
+      }
+      return absl::OkStatus();
+    });
+    if (!filled.ok())
+      return filled;
   }
   return absl::OkStatus();
 }

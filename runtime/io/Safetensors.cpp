@@ -211,21 +211,25 @@ absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!IsBatchInput(a))
       continue;
-    TensorView to = executor.View(a.buffer);
     TensorView from = file.View(*file.Find(a.name));
-    if (from.shape != to.shape) { // batch i of N
-      from.shape.erase(from.shape.begin());
+    if (from.shape != executor.program().buffers[a.buffer].shape) {
+      from.shape.erase(from.shape.begin()); // batch i of N
       from.data = static_cast<uint8_t *>(from.data) + i * from.bytes();
     }
-    if (absl::Status s = CopyConvert(from, to); !s.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.path(), ": input '", a.name, "': ", s.message()));
-    if (a.bound > 0)
-      for (int64_t j = 0, n = to.numel(); j < n; ++j)
-        if (int64_t v = LoadI(to, j); v < 0 || v >= a.bound)
-          return absl::InvalidArgumentError(
-              absl::StrCat(file.path(), ": input '", a.name, "' holds ", v,
-                           ", outside [0, ", a.bound, ")"));
+    absl::Status s = executor.Edit(a.buffer, [&](const TensorView &to) {
+      if (absl::Status s = CopyConvert(from, to); !s.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(file.path(), ": input '", a.name, "': ", s.message()));
+      if (a.bound > 0)
+        for (int64_t j = 0, n = to.numel(); j < n; ++j)
+          if (int64_t v = LoadI(to, j); v < 0 || v >= a.bound)
+            return absl::InvalidArgumentError(
+                absl::StrCat(file.path(), ": input '", a.name, "' holds ", v,
+                             ", outside [0, ", a.bound, ")"));
+      return absl::OkStatus();
+    });
+    if (!s.ok())
+      return s;
   }
   return absl::OkStatus();
 }

@@ -192,6 +192,32 @@ FusedExpert(const std::string &stacked, int64_t e, const Shape &slice,
   return found;
 }
 
+/// Loads parameter `a` into `into`, a host view of its buffer.
+absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
+                           const std::string &source, const Finder &find) {
+  std::vector<NamedTensor> parts = SplitStacked(a.name, into);
+  for (size_t e = 0; e < parts.size(); ++e) {
+    const NamedTensor &t = parts[e];
+    auto fail = [&](const std::string &file, absl::string_view what) {
+      return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", t.name,
+                                                     "' for parameter '",
+                                                     a.name, "': ", what));
+    };
+    std::optional<WeightSet::Found> found = find(t.name);
+    if (!found && t.name != a.name) {
+      auto expert = FusedExpert(a.name, e, t.view.shape, find);
+      if (!expert.ok())
+        return fail(source, expert.status().message());
+      found = *expert;
+    }
+    if (!found)
+      return fail(source, "missing");
+    if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
+      return fail(*found->file, s.message());
+  }
+  return absl::OkStatus();
+}
+
 /// Loads every parameter through `find`, which returns the tensor called
 /// `name` and the file it is in, or nullopt.
 absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
@@ -199,27 +225,11 @@ absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
-    std::vector<NamedTensor> parts =
-        SplitStacked(a.name, executor.View(a.buffer));
-    for (size_t e = 0; e < parts.size(); ++e) {
-      const NamedTensor &t = parts[e];
-      auto fail = [&](const std::string &file, absl::string_view what) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(file, ": tensor '", t.name, "' for parameter '",
-                         a.name, "': ", what));
-      };
-      std::optional<WeightSet::Found> found = find(t.name);
-      if (!found && t.name != a.name) {
-        auto expert = FusedExpert(a.name, e, t.view.shape, find);
-        if (!expert.ok())
-          return fail(source, expert.status().message());
-        found = *expert;
-      }
-      if (!found)
-        return fail(source, "missing");
-      if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
-        return fail(*found->file, s.message());
-    }
+    absl::Status loaded = executor.Edit(a.buffer, [&](const TensorView &v) {
+      return LoadParameter(a, v, source, find);
+    });
+    if (!loaded.ok())
+      return loaded;
   }
   return absl::OkStatus();
 }
@@ -303,10 +313,15 @@ absl::Status WriteWeights(const std::string &dir,
 absl::Status SaveOutputs(const Executor &executor, const std::string &path) {
   const Program &p = executor.program();
   std::vector<NamedTensor> tensors;
+  std::vector<HostTensor> host; // what the views point into
   for (size_t i = 0; i < p.outputs.size(); ++i) {
     if (p.outputNames[i].empty())
       continue;
-    for (NamedTensor &t : SplitStacked(p.outputNames[i], executor.Output(i)))
+    absl::StatusOr<HostTensor> h = executor.ReadHost(p.outputs[i]);
+    if (!h.ok())
+      return h.status();
+    host.push_back(*std::move(h));
+    for (NamedTensor &t : SplitStacked(p.outputNames[i], host.back().view))
       tensors.push_back(std::move(t));
   }
   if (tensors.empty())

@@ -5,6 +5,7 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/Weights.h"
 #include "runtime/schema/ProgramFile.h"
+#include "runtime/support/Status.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 #include <vector>
@@ -42,38 +44,66 @@ absl::Status Trainer::InitState() {
   for (const ArgumentDesc &a : executor_->program().arguments) {
     if (a.kind != ArgumentKind::State)
       continue;
-    TensorView v = executor_->View(a.buffer);
+    std::optional<HostTensor> source;
     if (!a.initFrom.empty()) {
       const ArgumentDesc *from = executor_->program().FindArgument(a.initFrom);
-      if (absl::Status s = CopyConvert(executor_->View(from->buffer), v);
-          !s.ok())
-        return s;
-    } else {
-      std::memset(v.data, 0, v.bytes());
+      absl::StatusOr<HostTensor> h = executor_->ReadHost(from->buffer);
+      if (!h.ok())
+        return h.status();
+      source = *std::move(h);
     }
+    VEOMNI_RETURN_IF_ERROR(
+        executor_->Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
+          if (source)
+            return CopyConvert(source->view, v);
+          std::memset(v.data, 0, v.bytes());
+          return absl::OkStatus();
+        }));
   }
   return absl::OkStatus();
 }
 
+namespace {
+/// Stores `value` as element 0 of `buffer`.
+absl::Status SetScalar(Executor &executor, uint32_t buffer, float value) {
+  return executor.Edit(buffer, [&](const TensorView &v) {
+    StoreF(v, 0, value);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<double> ScalarOutput(const Executor &executor, int output) {
+  absl::StatusOr<HostTensor> h =
+      executor.ReadHost(executor.program().outputs[output]);
+  if (!h.ok())
+    return h.status();
+  return LoadF(h->view, 0);
+}
+} // namespace
+
 absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
-  StoreF(executor_->View(stepBuffer_), 0, static_cast<float>(step));
-  if (hasApply_)
-    StoreF(executor_->View(applyBuffer_), 0, last ? 1.0f : 0.0f);
-  else if (!last)
+  if (!hasApply_ && !last)
     return absl::FailedPreconditionError(
         "this program does not accumulate gradients");
-  if (absl::Status s = executor_->Run(); !s.ok())
-    return s;
+  VEOMNI_RETURN_IF_ERROR(
+      SetScalar(*executor_, stepBuffer_, static_cast<float>(step)));
+  if (hasApply_)
+    VEOMNI_RETURN_IF_ERROR(
+        SetScalar(*executor_, applyBuffer_, last ? 1.0f : 0.0f));
+  VEOMNI_RETURN_IF_ERROR(executor_->Run());
   StepMetrics m;
-  m.loss = LoadF(executor_->Output(lossOut_), 0);
-  m.gradNorm = LoadF(executor_->Output(normOut_), 0);
-  m.lr = LoadF(executor_->Output(lrOut_), 0);
-  const Program &p = executor_->program();
-  for (auto [out, arg] : p.updates) {
-    TensorView from = executor_->Output(out);
-    TensorView to = executor_->View(p.arguments[arg].buffer);
-    std::memmove(to.data, from.data, to.bytes());
+  for (auto [to, out] :
+       {std::pair{&m.loss, lossOut_}, std::pair{&m.gradNorm, normOut_},
+        std::pair{&m.lr, lrOut_}}) {
+    absl::StatusOr<double> v = ScalarOutput(*executor_, out);
+    if (!v.ok())
+      return v.status();
+    *to = *v;
   }
+  const Program &p = executor_->program();
+  for (auto [out, arg] : p.updates)
+    VEOMNI_RETURN_IF_ERROR(
+        executor_->CopyBuffer(p.outputs[out], p.arguments[arg].buffer));
   return m;
 }
 
@@ -115,11 +145,16 @@ absl::Status Trainer::Save(const std::string &dir, int64_t step,
   };
 
   std::vector<NamedTensor> weights, states;
+  std::vector<HostTensor> host; // what the views below point into
   uint64_t checksum = kHashSeed;
   for (const ArgumentDesc &a : executor_->program().arguments) {
     if (!Checkpointed(a))
       continue;
-    TensorView v = executor_->View(a.buffer);
+    absl::StatusOr<HostTensor> h = executor_->ReadHost(a.buffer);
+    if (!h.ok())
+      return failed(h.status());
+    host.push_back(*std::move(h));
+    TensorView v = host.back().view;
     checksum = Hash(checksum, v);
     if (a.kind == ArgumentKind::State) {
       states.push_back({a.name, v});
@@ -194,11 +229,17 @@ Trainer::Load(const std::string &dir,
 
   // Every tensor is found and checked before anything is copied, so a
   // mismatch leaves the program's state as it was.
-  std::vector<std::pair<TensorView, TensorView>> copies; // from, to
+  struct Copy {
+    TensorView from;
+    uint32_t buffer;
+    uint64_t offset; ///< into the buffer
+  };
+  std::vector<Copy> copies;
   uint64_t hash = kHashSeed;
   for (const ArgumentDesc &a : executor_->program().arguments) {
     if (!Checkpointed(a))
       continue;
+    // Only shapes and offsets are read here; the bytes go in below.
     TensorView to = executor_->View(a.buffer);
     bool param = a.kind == ArgumentKind::Param;
     std::vector<NamedTensor> parts =
@@ -220,14 +261,18 @@ Trainer::Load(const std::string &dir,
                                 from->view.ToString(), ", the program has ",
                                 t.view.ToString()));
       hash = Hash(hash, from->view);
-      copies.push_back({from->view, t.view});
+      copies.push_back(
+          {from->view, a.buffer,
+           static_cast<uint64_t>(static_cast<uint8_t *>(t.view.data) -
+                                 static_cast<uint8_t *>(to.data))});
     }
   }
   if (hash != checksum)
     return absl::DataLossError(
         absl::StrCat(dir, ": checksum mismatch (the checkpoint is corrupt)"));
-  for (auto &[from, to] : copies)
-    std::memcpy(to.data, from.data, to.bytes());
+  for (const Copy &c : copies)
+    VEOMNI_RETURN_IF_ERROR(
+        executor_->WriteAt(c.buffer, c.offset, c.from.data, c.from.bytes()));
   return step;
 }
 

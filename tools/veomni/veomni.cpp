@@ -323,9 +323,11 @@ double gradientSquares(const ::veomni::rt::Executor &ex) {
   for (size_t i = 0; i < roles.size(); ++i) {
     if (roles[i] != ::veomni::rt::OutputRole::Gradient)
       continue;
-    ::veomni::rt::TensorView g = ex.Output(i);
-    for (int64_t j = 0, n = g.numel(); j < n; ++j) {
-      double v = ::veomni::rt::LoadF(g, j);
+    auto g = ex.ReadHost(ex.program().outputs[i]);
+    if (!g.ok())
+      return std::nan("");
+    for (int64_t j = 0, n = g->view.numel(); j < n; ++j) {
+      double v = ::veomni::rt::LoadF(g->view, j);
       sum += v * v;
     }
   }
@@ -416,7 +418,10 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   double ms = std::chrono::duration<double, std::milli>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-  TensorView loss = ex.Output(0);
+  auto lossHost = ex.ReadHost(ex.program().outputs[0]);
+  if (!lossHost.ok())
+    return fail(std::string(lossHost.status().message()));
+  TensorView loss = lossHost->view;
   if (loss.numel() != 1)
     return fail("the program's first output is not a scalar loss");
   llvm::outs() << llvm::format("loss: %#.9g\n", LoadF(loss, 0));

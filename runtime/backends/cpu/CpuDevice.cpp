@@ -51,4 +51,13 @@ absl::Status CpuDevice::CopyOut(uint64_t offset, void *dst,
   return absl::OkStatus();
 }
 
+absl::Status CpuDevice::CopyWithin(uint64_t dst, uint64_t src, uint64_t bytes) {
+  if (absl::Status s = CheckRange(dst, bytes); !s.ok())
+    return s;
+  if (absl::Status s = CheckRange(src, bytes); !s.ok())
+    return s;
+  std::memmove(arena_ + dst, arena_ + src, bytes);
+  return absl::OkStatus();
+}
+
 } // namespace veomni::rt::cpu

@@ -28,6 +28,7 @@ public:
                       uint64_t bytes) override;
   absl::Status CopyOut(uint64_t offset, void *dst,
                        uint64_t bytes) const override;
+  absl::Status CopyWithin(uint64_t dst, uint64_t src, uint64_t bytes) override;
   const KernelRegistry &Kernels() const override { return CpuKernels(); }
 
 private:

@@ -319,6 +319,10 @@ public:
     std::memcpy(dst, arena_.data() + offset, bytes);
     return absl::OkStatus();
   }
+  absl::Status CopyWithin(uint64_t dst, uint64_t src, uint64_t bytes) override {
+    std::memmove(arena_.data() + dst, arena_.data() + src, bytes);
+    return absl::OkStatus();
+  }
   const KernelRegistry &Kernels() const override { return kernels_; }
   mutable int copies = 0;
 
