@@ -432,7 +432,8 @@ StepTraffic sharding::countCollectives(func::FuncOp func, const Mesh &mesh,
   ExpertExchanges experts;
   func.walk([&](Operation *op) {
     Axes expertAxes;
-    if (auto a = op->getAttrOfType<ArrayAttr>("dist.expert_axes"))
+    if (auto a = op->getAttrOfType<ArrayAttr>(
+            dist::DistDialect::kExpertAxesAttrName))
       expertAxes = axesOf(a);
     if (isa<veomni::VeOmniDialect>(op->getDialect()))
       experts.visit(op, expertAxes, type, traffic, mesh, link);
@@ -454,9 +455,11 @@ StepTraffic sharding::countCollectives(func::FuncOp func, const Mesh &mesh,
     }
     if (isa<CrossEntropyOp, CrossEntropyGradOp>(op)) {
       Axes vocab, tokens;
-      if (auto a = op->getAttrOfType<ArrayAttr>("dist.vocab_axes"))
+      if (auto a = op->getAttrOfType<ArrayAttr>(
+              dist::DistDialect::kVocabAxesAttrName))
         vocab = axesOf(a);
-      if (auto a = op->getAttrOfType<ArrayAttr>("dist.token_axes"))
+      if (auto a = op->getAttrOfType<ArrayAttr>(
+              dist::DistDialect::kTokenAxesAttrName))
         tokens = axesOf(a);
       addCrossEntropy(traffic, op, vocab, tokens, type(op->getOperand(0)), mesh,
                       link);

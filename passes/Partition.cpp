@@ -160,9 +160,9 @@ void Partitioner::annotateLocalOp(Operation *op, const ShardingRule &rule,
     Axes vocab = splitOf(ArrayRef(logits).take_back());
     Axes tokens = splitOf(ArrayRef(logits).drop_back());
     if (!vocab.empty())
-      op->setAttr("dist.vocab_axes", axesAttr(ctx, vocab));
+      op->setAttr(dist::DistDialect::kVocabAxesAttrName, axesAttr(ctx, vocab));
     if (!tokens.empty())
-      op->setAttr("dist.token_axes", axesAttr(ctx, tokens));
+      op->setAttr(dist::DistDialect::kTokenAxesAttrName, axesAttr(ctx, tokens));
   }
   // Experts split: the local op holds a slice of the experts and moves
   // each row to its expert's rank and back.
@@ -171,13 +171,14 @@ void Partitioner::annotateLocalOp(Operation *op, const ShardingRule &rule,
     if (rule.factorKinds[f] == FactorKind::Expert)
       experts.append(split.axes[f]);
   if (!experts.empty())
-    op->setAttr("dist.expert_axes", axesAttr(ctx, experts));
+    op->setAttr(dist::DistDialect::kExpertAxesAttrName, axesAttr(ctx, experts));
   if (isa<GatherOp, ScatterAddOp>(op)) {
     int64_t axis = isa<GatherOp>(op) ? cast<GatherOp>(op).getAxis()
                                      : cast<ScatterAddOp>(op).getAxis();
     Axes indexed = splitOf(ArrayRef(rule.operandDims[0]).slice(axis, 1));
     if (!indexed.empty())
-      op->setAttr("dist.index_axes", axesAttr(ctx, indexed));
+      op->setAttr(dist::DistDialect::kIndexAxesAttrName,
+                  axesAttr(ctx, indexed));
   }
 }
 

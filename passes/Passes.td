@@ -40,6 +40,17 @@ def PropagateSharding : Pass<"veomni-propagate-sharding", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::dist::DistDialect"];
 }
 
+def PrintShardingRules
+    : Pass<"veomni-print-sharding-rules", "::mlir::ModuleOp"> {
+  let summary = "Attach each op's sharding rule as veomni.sharding_rule";
+  let description = [{
+    For reading and FileChecking the rules propagation and partitioning use:
+    every op with results gets `veomni.sharding_rule =
+    #veomni.sharding_rule<...>`. An op with results and no rule is an error
+    unless it is marked `dist.replicated`, as in propagation.
+  }];
+}
+
 def Partition : Pass<"veomni-partition", "::mlir::ModuleOp"> {
   let summary = "Insert the collectives the layouts need and rewrite to per-rank shapes";
   let description = [{

@@ -150,12 +150,14 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
   std::string name = (func.getName() + "_chunk" + Twine(g) + "_backward").str();
   auto backward = func::FuncOp::create(
       b, loc, name, FunctionType::get(ctx, argTypes, gradTypes));
-  backward->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
-  backward->setAttr("dist.chunk", b.getI64IntegerAttr(g));
+  backward->setAttr(dist::DistDialect::kStageAttrName,
+                    b.getI64IntegerAttr(g % stages));
+  backward->setAttr(dist::DistDialect::kChunkAttrName, b.getI64IntegerAttr(g));
   backward->setAttr(VeOmniDialect::kRoleAttrName,
                     FunctionRoleAttr::get(ctx, FunctionRole::BackwardChunk));
   // The activations the stage kept start at this argument.
-  backward->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
+  backward->setAttr(dist::DistDialect::kKeptFromAttrName,
+                    b.getI64IntegerAttr(args.size()));
   for (auto [i, arg] : llvm::enumerate(args))
     backward.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
   for (auto [i, p] : llvm::enumerate(params)) {
@@ -240,11 +242,13 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     types.append(extraArgs.begin(), extraArgs.end());
     auto half = func::FuncOp::create(b, loc, (name + suffix).str(),
                                      FunctionType::get(ctx, types, results));
-    half->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+    half->setAttr(dist::DistDialect::kStageAttrName,
+                  b.getI64IntegerAttr(g % stages));
     half->setAttr(VeOmniDialect::kRoleAttrName,
                   FunctionRoleAttr::get(ctx, role));
-    half->setAttr("dist.chunk", b.getI64IntegerAttr(g));
-    half->setAttr("dist.kept_from", b.getI64IntegerAttr(args.size()));
+    half->setAttr(dist::DistDialect::kChunkAttrName, b.getI64IntegerAttr(g));
+    half->setAttr(dist::DistDialect::kKeptFromAttrName,
+                  b.getI64IntegerAttr(args.size()));
     for (unsigned i = 0; i < args.size(); ++i)
       half.setArgAttrs(i, backward.getArgAttrDict(i));
     half.addEntryBlock();
@@ -258,7 +262,8 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
   func::FuncOp weightHalf =
       makeHalf("_weight", FunctionRole::BackwardWeight, stashTypes, gradTypes);
   // What the input half hands over starts at this argument.
-  weightHalf->setAttr("dist.stash_from", b.getI64IntegerAttr(argTypes.size()));
+  weightHalf->setAttr(dist::DistDialect::kStashFromAttrName,
+                      b.getI64IntegerAttr(argTypes.size()));
   for (unsigned i = 0; i < grads.size(); ++i)
     weightHalf.setResultAttrs(i, backward.getResultAttrDict(i));
   {
@@ -406,10 +411,11 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
       auto chunk = func::FuncOp::create(
           b, func.getLoc(), (funcName + "_chunk" + Twine(g)).str(),
           FunctionType::get(ctx, argTypes, resultTypes));
-      chunk->setAttr("dist.stage", b.getI64IntegerAttr(g % stages));
+      chunk->setAttr(dist::DistDialect::kStageAttrName,
+                     b.getI64IntegerAttr(g % stages));
       chunk->setAttr(VeOmniDialect::kRoleAttrName,
                      FunctionRoleAttr::get(ctx, FunctionRole::ForwardChunk));
-      chunk->setAttr("dist.chunk", b.getI64IntegerAttr(g));
+      chunk->setAttr(dist::DistDialect::kChunkAttrName, b.getI64IntegerAttr(g));
       for (auto [i, arg] : llvm::enumerate(args))
         chunk.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
       if (g == chunks - 1)
@@ -467,7 +473,8 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
     // parts are summed across those stages after the last backward.
     std::map<std::string, std::set<int64_t>> stagesOf;
     for (auto chunk : module.getOps<func::FuncOp>())
-      if (auto stage = chunk->getAttrOfType<IntegerAttr>("dist.stage"))
+      if (auto stage = chunk->getAttrOfType<IntegerAttr>(
+              dist::DistDialect::kStageAttrName))
         for (unsigned i = 0; i < chunk.getNumArguments(); ++i)
           if (auto name = chunk.getArgAttrOfType<StringAttr>(
                   i, VeOmniDialect::kParamAttrName))
@@ -502,7 +509,7 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
     for (double f : chunkCost)
       flops.push_back(b.getF64FloatAttr(f));
     module->setAttr(
-        "dist.pipeline",
+        dist::DistDialect::kPipelineAttrName,
         b.getDictionaryAttr({
             b.getNamedAttr("schedule", b.getStringAttr(schedule)),
             b.getNamedAttr("stages", b.getI64IntegerAttr(stages)),

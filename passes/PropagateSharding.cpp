@@ -177,6 +177,11 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
       seed(c.getResult(), c.getSharding());
     if (std::optional<ShardingRule> rule = ruleOf(&op))
       ops.push_back({&op, std::move(*rule)});
+    else if (op.getNumResults() > 0 &&
+             !op.hasAttr(dist::DistDialect::kReplicatedAttrName))
+      return op.emitOpError("has no sharding rule, so its results' layouts "
+                            "are unknown (give the op a rule, or mark it ")
+             << dist::DistDialect::kReplicatedAttrName << ")";
   }
 
   // Every value's layout exists before the sweeps take pointers to them
@@ -225,7 +230,8 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
 }
 
 int64_t chunkOf(func::FuncOp func) {
-  auto chunk = func->getAttrOfType<IntegerAttr>("dist.chunk");
+  auto chunk =
+      func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName);
   return chunk ? chunk.getInt() : -1;
 }
 
@@ -245,7 +251,7 @@ dist::ShardingAttr layoutAttrOf(func::FuncOp func, Value v) {
 /// and, for a backward, the activations its stage kept (arguments).
 void constrainCuts(func::FuncOp func, int64_t g,
                    std::map<int64_t, SmallVector<dist::ShardingAttr>> &cuts) {
-  bool backward = func->hasAttr("dist.kept_from");
+  bool backward = func->hasAttr(dist::DistDialect::kKeptFromAttrName);
   // A forward receives cut g - 1 and sends cut g; a backward receives the
   // cotangents of cut g and sends those of cut g - 1.
   int64_t in = backward ? g : g - 1, out = backward ? g - 1 : g;
@@ -271,7 +277,9 @@ void constrainCuts(func::FuncOp func, int64_t g,
     OpBuilder b(send);
     send->setOperand(0, pin(b, send.getInput(), cuts[out][i++]));
   }
-  auto keptFrom = func->getAttrOfType<IntegerAttr>("dist.kept_from").getInt();
+  auto keptFrom =
+      func->getAttrOfType<IntegerAttr>(dist::DistDialect::kKeptFromAttrName)
+          .getInt();
   if (!cuts.count(g - 1))
     return;
   for (auto [k, attr] : llvm::enumerate(cuts[g - 1]))
@@ -384,7 +392,8 @@ struct PropagateShardingPass
     // the one the sending forward gives it.
     SmallVector<func::FuncOp> forwards, others;
     for (auto func : module.getOps<func::FuncOp>())
-      (func->hasAttr("dist.chunk") && !func->hasAttr("dist.kept_from")
+      (func->hasAttr(dist::DistDialect::kChunkAttrName) &&
+               !func->hasAttr(dist::DistDialect::kKeptFromAttrName)
            ? forwards
            : others)
           .push_back(func);
@@ -399,7 +408,8 @@ struct PropagateShardingPass
       int64_t g = chunkOf(func);
       if (g >= 0)
         constrainCuts(func, g, cuts);
-      if (auto from = func->getAttrOfType<IntegerAttr>("dist.stash_from"))
+      if (auto from = func->getAttrOfType<IntegerAttr>(
+              dist::DistDialect::kStashFromAttrName))
         for (auto [k, attr] : llvm::enumerate(stashes[g]))
           if (from.getInt() + k < func.getNumArguments())
             func.setArgAttr(from.getInt() + k,
@@ -407,7 +417,7 @@ struct PropagateShardingPass
       if (failed(Propagator(func, mesh).run(meshRef)))
         return signalPassFailure();
       groupScalarSums(func, mesh);
-      if (g >= 0 && !func->hasAttr("dist.kept_from"))
+      if (g >= 0 && !func->hasAttr(dist::DistDialect::kKeptFromAttrName))
         for (auto send : func.getOps<dist::SendOp>())
           cuts[g].push_back(layoutAttrOf(func, send.getInput()));
       auto role =

@@ -23,6 +23,37 @@ def Dist_Dialect : Dialect {
     /// Argument and result attribute: a `#dist.sharding` of the (global)
     /// tensor that the argument or result is.
     static constexpr ::llvm::StringLiteral kShardingAttrName = "dist.sharding";
+
+    // The hand-off attributes passes give each other, each checked by
+    // verifyOperationAttribute.
+    /// The mesh axes a partitioned op combines over itself: a vocab-split
+    /// cross entropy, a token-split mean, a lookup in a split table, a
+    /// grouped matmul over experts split across ranks (non-empty lists of
+    /// axis names, veomni-partition).
+    static constexpr ::llvm::StringLiteral kVocabAxesAttrName =
+        "dist.vocab_axes";
+    static constexpr ::llvm::StringLiteral kTokenAxesAttrName =
+        "dist.token_axes";
+    static constexpr ::llvm::StringLiteral kIndexAxesAttrName =
+        "dist.index_axes";
+    static constexpr ::llvm::StringLiteral kExpertAxesAttrName =
+        "dist.expert_axes";
+    /// A pipeline function's stage and chunk (non-negative integers,
+    /// veomni-pipeline).
+    static constexpr ::llvm::StringLiteral kStageAttrName = "dist.stage";
+    static constexpr ::llvm::StringLiteral kChunkAttrName = "dist.chunk";
+    /// The first argument of a backward chunk that is an activation its
+    /// stage kept, and of a weight half that is a stashed value.
+    static constexpr ::llvm::StringLiteral kKeptFromAttrName =
+        "dist.kept_from";
+    static constexpr ::llvm::StringLiteral kStashFromAttrName =
+        "dist.stash_from";
+    /// The module's pipeline schedule (a dictionary).
+    static constexpr ::llvm::StringLiteral kPipelineAttrName =
+        "dist.pipeline";
+    /// Marks an op that has no sharding rule as meant to run replicated.
+    static constexpr ::llvm::StringLiteral kReplicatedAttrName =
+        "dist.replicated";
   }];
 }
 

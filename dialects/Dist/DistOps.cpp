@@ -387,8 +387,10 @@ LogicalResult DistDialect::verifyOperationAttribute(Operation *op,
     }
     return success();
   }
-  if (name == "dist.vocab_axes" || name == "dist.token_axes" ||
-      name == "dist.index_axes" || name == "dist.expert_axes") {
+  if (name == DistDialect::kVocabAxesAttrName ||
+      name == DistDialect::kTokenAxesAttrName ||
+      name == DistDialect::kIndexAxesAttrName ||
+      name == DistDialect::kExpertAxesAttrName) {
     auto axes = dyn_cast<ArrayAttr>(value);
     if (!axes || axes.empty() ||
         !llvm::all_of(axes, [](Attribute a) { return isa<StringAttr>(a); }))
@@ -397,15 +399,23 @@ LogicalResult DistDialect::verifyOperationAttribute(Operation *op,
              << value;
     return success();
   }
-  if (name == "dist.stage" || name == "dist.chunk" ||
-      name == "dist.kept_from" || name == "dist.stash_from") {
+  if (name == DistDialect::kStageAttrName ||
+      name == DistDialect::kChunkAttrName ||
+      name == DistDialect::kKeptFromAttrName ||
+      name == DistDialect::kStashFromAttrName) {
     auto index = dyn_cast<IntegerAttr>(value);
     if (!index || index.getInt() < 0)
       return op->emitOpError("'")
              << name << "' must be a non-negative integer, got " << value;
     return success();
   }
-  if (name == "dist.pipeline") {
+  if (name == DistDialect::kReplicatedAttrName) {
+    if (!isa<UnitAttr>(value))
+      return op->emitOpError("'")
+             << name << "' is a unit attribute, got " << value;
+    return success();
+  }
+  if (name == DistDialect::kPipelineAttrName) {
     if (!isa<DictionaryAttr>(value))
       return op->emitOpError("'")
              << name << "' must be a dictionary, got " << value;

@@ -128,4 +128,43 @@ def VeOmni_ModuleAttr : AttrDef<VeOmni_Dialect, "Module"> {
   }];
 }
 
+def VeOmni_ShardingRuleAttr : AttrDef<VeOmni_Dialect, "ShardingRule"> {
+  let mnemonic = "sharding_rule";
+  let summary = "An op's sharding rule, in factor form";
+  let description = [{
+    What ShardingRuleOpInterface returns, as an attribute that prints and
+    parses (in the manner of Shardy's `#sdy.op_sharding_rule`):
+
+    ```mlir
+    #veomni.sharding_rule<([i, k], [j, k]) -> ([i, j]) {i=4, j=16, k=8}
+                          reduction={k}>
+    ```
+
+    Each tensor lists its dimensions, each the product of its factors
+    (`i*j`, or `1` for a size-1 dimension no factor covers). Factors are
+    pass-through unless listed as `reduction`, `need_replication`,
+    `internal` or `expert`; `per_shard` lists results that are per shard,
+    `type_only` operands read only for their type, and `relocate` the
+    need-replication factors whose split moves onto another (`k->h`).
+    `veomni-opt --veomni-print-sharding-rules` attaches each op's rule as
+    `veomni.sharding_rule`.
+  }];
+  // Tensors are stored flat: [count, then per tensor: rank, then per
+  // dimension: factor count, factors...].
+  let parameters = (ins ArrayRefParameter<"int64_t">:$factorSizes,
+                        ArrayRefParameter<"int64_t">:$factorKinds,
+                        ArrayRefParameter<"int64_t">:$operands,
+                        ArrayRefParameter<"int64_t">:$results,
+                        ArrayRefParameter<"int64_t">:$perShardResults,
+                        ArrayRefParameter<"int64_t">:$typeOnlyOperands,
+                        ArrayRefParameter<"int64_t">:$relocations);
+  let hasCustomAssemblyFormat = 1;
+  let extraClassDeclaration = [{
+    static ShardingRuleAttr get(::mlir::MLIRContext *context,
+                                const ShardingRule &rule);
+    /// The rule as the passes use it.
+    ShardingRule getRule() const;
+  }];
+}
+
 #endif // VEOMNI_ATTRS_TD

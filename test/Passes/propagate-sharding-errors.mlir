@@ -7,3 +7,13 @@ module {
     return %x : tensor<4xf32>
   }
 }
+
+// -----
+
+// An op without a sharding rule is an error, not a silent replication.
+dist.mesh @mesh = <["tp"=2]>
+func.func @no_rule(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{'dist.all_reduce' op has no sharding rule, so its results' layouts are unknown (give the op a rule, or mark it dist.replicated)}}
+  %r = dist.all_reduce %x mesh = @mesh axes = ["tp"] : tensor<4xf32>
+  return %r : tensor<4xf32>
+}

@@ -110,7 +110,9 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   OwningOpRef<ModuleOp> scheduled = build(r.ppSchedule);
   if (!scheduled)
     return std::nullopt;
-  auto info = (*scheduled)->getAttrOfType<DictionaryAttr>("dist.pipeline");
+  auto info =
+      (*scheduled)
+          ->getAttrOfType<DictionaryAttr>(dist::DistDialect::kPipelineAttrName);
   OwningOpRef<ModuleOp> copy =
       r.ppSchedule == "zb-h1" ? build("1f1b") : std::move(scheduled);
   if (!copy)
@@ -132,8 +134,12 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
     return double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
   };
   for (auto func : copy->getOps<func::FuncOp>()) {
-    int64_t s = func->getAttrOfType<IntegerAttr>("dist.stage").getInt();
-    int64_t g = func->getAttrOfType<IntegerAttr>("dist.chunk").getInt();
+    int64_t s =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
+            .getInt();
+    int64_t g =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName)
+            .getInt();
     StageFigures &f = stages[s];
     for (unsigned i = 0; i < func.getNumArguments(); ++i) {
       auto name =
@@ -146,7 +152,8 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
       f.optimizer += bytes / (type.getElementTypeBitWidth() / 8) *
                      (type.getElementType().isF32() ? 8 : 12);
     }
-    if (auto keptFrom = func->getAttrOfType<IntegerAttr>("dist.kept_from"))
+    if (auto keptFrom = func->getAttrOfType<IntegerAttr>(
+            dist::DistDialect::kKeptFromAttrName))
       if (f.keptChunks.insert(g).second)
         for (unsigned i = keptFrom.getInt(); i < func.getNumArguments(); ++i)
           if (!func.getArgAttr(i, VeOmniDialect::kParamAttrName))
@@ -165,14 +172,15 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
     StringRef name = cast<StringAttr>(a).getValue();
     std::map<int64_t, double> holders; // stage -> local bytes
     for (auto func : copy->getOps<func::FuncOp>()) {
-      if (func->hasAttr("dist.kept_from"))
+      if (func->hasAttr(dist::DistDialect::kKeptFromAttrName))
         continue;
       for (unsigned i = 0; i < func.getNumArguments(); ++i)
         if (auto p = func.getArgAttrOfType<StringAttr>(
                 i, VeOmniDialect::kParamAttrName);
             p && p.getValue() == name)
-          holders[func->getAttrOfType<IntegerAttr>("dist.stage").getInt()] =
-              localBytes(func, i);
+          holders[func->getAttrOfType<IntegerAttr>(
+                          dist::DistDialect::kStageAttrName)
+                      .getInt()] = localBytes(func, i);
     }
     double n = holders.size();
     for (auto [stage, bytes] : holders) {
@@ -189,7 +197,9 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   if (failed(lower.run(*copy)))
     return std::nullopt;
   for (auto func : copy->getOps<func::FuncOp>()) {
-    int64_t s = func->getAttrOfType<IntegerAttr>("dist.stage").getInt();
+    int64_t s =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
+            .getInt();
     stages[s].activations = std::max(
         stages[s].activations,
         double(

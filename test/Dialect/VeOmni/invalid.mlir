@@ -1526,3 +1526,24 @@ func.func @result_attribute(%x: tensor<4xf32>) -> (tensor<4xf32> {veomni.gradien
 func.func @module() attributes {test.m = #veomni.module<decoder, layer = 1>} {
   return
 }
+
+// -----
+
+// expected-error @+1 {{factor 'a' is not one of i, j, ... z, z_1, z_2, ...}}
+func.func @rule_factor_name() attributes {test.r = #veomni.sharding_rule<([a]) -> ([a]) {a=2}>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{factor 'j' has no positive size}}
+func.func @rule_factor_size() attributes {test.r = #veomni.sharding_rule<([i, j]) -> ([i]) {i=2}>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{unknown sharding rule list 'mystery'}}
+func.func @rule_list() attributes {test.r = #veomni.sharding_rule<([i]) -> ([i]) {i=2} mystery={i}>} {
+  return
+}

@@ -253,3 +253,10 @@ func.func @roles(%w: tensor<4xf32> {veomni.param = "w", veomni.init = "ones", ve
                 test.module = #veomni.module<attention, layer = 3, backward>} {
   return %w : tensor<4xf32>
 }
+
+// Sharding rules round-trip, every list included.
+// CHECK-LABEL: func.func @sharding_rule
+// CHECK-SAME: test.rule = #veomni.sharding_rule<([i, j, l*m, n], [i, k, l, n], []) -> ([i, j, l*m, n], [1, o]) {i=2, j=16, k=16, l=2, m=4, n=64, o=8} reduction={o} need_replication={j, k} internal={n} expert={m} per_shard={1} type_only={2} relocate={j->l, k->l}>
+func.func @sharding_rule() attributes {test.rule = #veomni.sharding_rule<([i, j, l*m, n], [i, k, l, n], []) -> ([i, j, l*m, n], [1, o]) {i=2, j=16, k=16, l=2, m=4, n=64, o=8} reduction={o} need_replication={j, k} internal={n} expert={m} per_shard={1} type_only={2} relocate={j->l, k->l}>} {
+  return
+}
