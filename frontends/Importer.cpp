@@ -90,16 +90,16 @@ TextInputs declareTextInputs(ModelBuilder &b, const DecoderConfig &c,
                              const ImportOptions &o) {
   Type i32 = IntegerType::get(b.getContext(), 32);
   TextInputs in;
-  in.ids = b.input("input_ids", {o.batch, o.seqLen}, i32);
+  in.ids = b.tokenInput("input_ids", {o.batch, o.seqLen}, i32);
   if (c.rope.mropeSection.empty())
-    in.positions = b.input("position_ids", {o.batch, o.seqLen}, i32);
-  else
-    in.positions = b.input(
+    in.positions = b.tokenInput("position_ids", {o.batch, o.seqLen}, i32);
+  else // [sections, B, S]
+    in.positions = b.tokenInput(
         "position_ids",
         {static_cast<int64_t>(c.rope.mropeSection.size()), o.batch, o.seqLen},
-        i32);
-  in.segments = b.input("segment_ids", {o.batch, o.seqLen}, i32);
-  in.labels = b.input("labels", {o.batch, o.seqLen}, i32);
+        i32, /*batchDim=*/1);
+  in.segments = b.tokenInput("segment_ids", {o.batch, o.seqLen}, i32);
+  in.labels = b.tokenInput("labels", {o.batch, o.seqLen}, i32);
   return in;
 }
 

@@ -145,6 +145,14 @@ Value ModelBuilder::input(StringRef name, ArrayRef<int64_t> shape,
   return declare(name, RankedTensorType::get(shape, elementType), false);
 }
 
+Value ModelBuilder::tokenInput(StringRef name, ArrayRef<int64_t> shape,
+                               Type elementType, int64_t batchDim) {
+  Value v = input(name, shape, elementType);
+  if (v && batchDim >= 0 && batchDim + 1 < static_cast<int64_t>(shape.size()))
+    args.back().tokenBatchDim = batchDim;
+  return v;
+}
+
 //===----------------------------------------------------------------------===//
 // Ops
 //===----------------------------------------------------------------------===//
@@ -456,6 +464,10 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
                     ArgumentRoleAttr::get(
                         context, args[i].isParam ? ArgumentRole::Parameter
                                                  : ArgumentRole::BatchInput));
+    if (args[i].tokenBatchDim >= 0)
+      func.setArgAttr(pos, VeOmniDialect::kTokenDimsAttrName,
+                      opBuilder.getDenseI64ArrayAttr(
+                          {args[i].tokenBatchDim, args[i].tokenBatchDim + 1}));
     if (!args[i].init.empty())
       func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
                       opBuilder.getStringAttr(args[i].init));

@@ -36,6 +36,8 @@ struct ArgumentInfo {
   /// normal (declared where the builder sees it used as a norm weight or a
   /// bias).
   std::string init = {};
+  /// A token-aligned input's batch dimension (then the sequence), or -1.
+  int64_t tokenBatchDim = -1;
 };
 
 class ModelBuilder {
@@ -68,6 +70,10 @@ public:
   Value param(StringRef hfName, ArrayRef<int64_t> shape);
   /// A batch input (token ids, labels, positions, pixel patches, ...).
   Value input(StringRef name, ArrayRef<int64_t> shape, Type elementType);
+  /// A token-aligned batch input (ids, labels, positions): dimensions
+  /// `batchDim` and `batchDim + 1` are the batch and the sequence.
+  Value tokenInput(StringRef name, ArrayRef<int64_t> shape, Type elementType,
+                   int64_t batchDim = 0);
   const std::vector<ArgumentInfo> &arguments() const { return args; }
 
   //===--------------------------------------------------------------------===//

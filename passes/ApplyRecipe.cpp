@@ -35,11 +35,6 @@ using namespace mlir::veomni;
 
 namespace {
 
-bool isTextBatch(StringRef input) {
-  return input == "input_ids" || input == "labels" || input == "segment_ids" ||
-         input == "position_ids";
-}
-
 struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
   using ApplyRecipeBase::ApplyRecipeBase;
 
@@ -128,14 +123,14 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
               break;
             }
           }
-        } else if (input && isTextBatch(input.getValue()) &&
-                   type.getRank() >= 2) {
-          // [B, S] batches, or [3, B, S] multimodal positions. Encoder
-          // inputs (patches, mel frames, their positions) are packed
-          // across the batch and stay whole: every rank runs the encoders
-          // on the pack and keeps its own tokens' embeddings.
-          int64_t batchDim =
-              input.getValue() == "position_ids" && type.getRank() == 3 ? 1 : 0;
+        } else if (auto tokenDims = func.getArgAttrOfType<DenseI64ArrayAttr>(
+                       i, VeOmniDialect::kTokenDimsAttrName)) {
+          // [B, S] batches, or [3, B, S] multimodal positions, as the
+          // importer declared. Encoder inputs (patches, mel frames, their
+          // positions) are packed across the batch and stay whole: every
+          // rank runs the encoders on the pack and keeps its own tokens'
+          // embeddings.
+          int64_t batchDim = tokenDims[0];
           dims[batchDim] = {"dp_replicate", "dp_shard"};
           if (expertParallel)
             dims[batchDim].push_back("ep");
@@ -145,10 +140,11 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
             func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateAttrName);
         dist::ShardingAttr sharding;
         if (state) {
-          // optimizer.<kind>.<parameter>: the parameter's layout.
-          auto [head, rest] = state.getValue().split('.');
-          sharding = byParam.lookup(rest.split('.').second);
-          if (!sharding || head != "optimizer")
+          // An optimizer state takes its parameter's layout.
+          auto of = func.getArgAttrOfType<StringAttr>(
+              i, VeOmniDialect::kStateOfAttrName);
+          sharding = of ? byParam.lookup(of.getValue()) : nullptr;
+          if (!sharding)
             continue;
         } else {
           std::optional<int64_t> priority;

@@ -139,13 +139,17 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     MLIRContext *ctx = func.getContext();
 
     // New arguments go at the end; their names are attributes.
+    // `of`: the parameter a state belongs to.
     auto addArgument = [&](Type type, StringRef kind, StringRef name,
-                           ArgumentRole role) {
+                           ArgumentRole role, StringAttr of = {}) {
       unsigned index = func.getNumArguments();
-      auto attrs = b.getDictionaryAttr(
-          {b.getNamedAttr(kind, b.getStringAttr(name)),
-           b.getNamedAttr(VeOmniDialect::kRoleAttrName,
-                          ArgumentRoleAttr::get(ctx, role))});
+      SmallVector<NamedAttribute> list = {
+          b.getNamedAttr(kind, b.getStringAttr(name)),
+          b.getNamedAttr(VeOmniDialect::kRoleAttrName,
+                         ArgumentRoleAttr::get(ctx, role))};
+      if (of)
+        list.push_back(b.getNamedAttr(VeOmniDialect::kStateOfAttrName, of));
+      auto attrs = b.getDictionaryAttr(list);
       (void)func.insertArgument(index, type, attrs, loc);
       return func.getArgument(index);
     };
@@ -180,7 +184,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
         auto ft = cast<RankedTensorType>(arg.getType()).clone(f32);
         Value acc = addArgument(ft, VeOmniDialect::kStateAttrName,
                                 "optimizer.grad_accum." + name.getValue().str(),
-                                ArgumentRole::GradAccumulator);
+                                ArgumentRole::GradAccumulator, name);
         Value sum = a.add(acc, a.toF32(grads[name.getValue()]));
         accumulators[name.getValue()] = {acc, sum};
         grads[name.getValue()] = a.scale(sum, 1.0 / accumulationSteps);
@@ -229,17 +233,17 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       auto pt = cast<RankedTensorType>(arg.getType());
       auto ft = pt.clone(f32);
       std::string n = name.getValue().str();
-      Value m =
-          addArgument(ft, VeOmniDialect::kStateAttrName,
-                      "optimizer.exp_avg." + n, ArgumentRole::OptimizerState);
+      Value m = addArgument(ft, VeOmniDialect::kStateAttrName,
+                            "optimizer.exp_avg." + n,
+                            ArgumentRole::OptimizerState, name);
       Value v = addArgument(ft, VeOmniDialect::kStateAttrName,
                             "optimizer.exp_avg_sq." + n,
-                            ArgumentRole::OptimizerState);
+                            ArgumentRole::OptimizerState, name);
       Value master = arg;
       if (!pt.getElementType().isF32()) {
-        master =
-            addArgument(ft, VeOmniDialect::kStateAttrName,
-                        "optimizer.master." + n, ArgumentRole::MasterWeight);
+        master = addArgument(ft, VeOmniDialect::kStateAttrName,
+                             "optimizer.master." + n,
+                             ArgumentRole::MasterWeight, name);
         func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
                         VeOmniDialect::kInitFromAttrName, name);
       }

@@ -123,9 +123,27 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << " must be an argument role, got " << attr.getValue();
     return success();
   }
+  if (name == kTokenDimsAttrName) {
+    auto dims = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+    Region &region = op->getRegion(regionIndex);
+    int64_t rank = -1;
+    if (!region.empty() && argIndex < region.getNumArguments())
+      if (auto t = dyn_cast<RankedTensorType>(
+              region.getArgument(argIndex).getType()))
+        rank = t.getRank();
+    if (!dims || dims.size() != 2 || dims[0] < 0 || dims[1] <= dims[0] ||
+        (rank >= 0 && dims[1] >= rank))
+      return op->emitError("'")
+             << name << "' on argument #" << argIndex
+             << " must be array<i64: batch, sequence> of two of its "
+                "dimensions, got "
+             << attr.getValue();
+    return success();
+  }
   if (name != kParamAttrName && name != kInputAttrName &&
       name != kStateAttrName && name != kPlacementAttrName &&
-      name != kInitAttrName && name != kInitFromAttrName)
+      name != kInitAttrName && name != kInitFromAttrName &&
+      name != kStateOfAttrName)
     return op->emitError("unknown veomni argument attribute '")
            << name << "' on argument #" << argIndex;
   auto str = dyn_cast<StringAttr>(attr.getValue());

@@ -53,6 +53,18 @@ def VeOmni_Dialect : Dialect {
     /// named (f32 master weights), declared by veomni-optimizer.
     static constexpr ::llvm::StringLiteral kInitFromAttrName =
         "veomni.init_from";
+    /// Argument attribute: the parameter an optimizer state belongs to
+    /// (moments, masters, accumulators), declared by veomni-optimizer; the
+    /// state takes its parameter's layout.
+    static constexpr ::llvm::StringLiteral kStateOfAttrName =
+        "veomni.state_of";
+    /// Argument attribute on a token-aligned batch input: which of its
+    /// dimensions are the batch and the sequence (array<i64: b, s>),
+    /// declared by the importer; data parallelism splits the first, sequence
+    /// parallelism the second. Inputs without it (image patches, mel
+    /// frames) are packed across the batch and stay whole.
+    static constexpr ::llvm::StringLiteral kTokenDimsAttrName =
+        "veomni.token_dims";
   }];
 }
 

@@ -12,13 +12,13 @@
 // CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard", "sp"}p1, {}]>, veomni.param = "up", veomni.placement = "tp:column"}
 // CHECK-SAME: %{{.*}}: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "sp"}p1, {"tp"}p1]>, veomni.param = "down", veomni.placement = "tp:row"}
 // CHECK-SAME: %{{.*}}: tensor<3xf32> {dist.sharding = #dist.sharding<@mesh, [{}]>, veomni.param = "norm", veomni.placement = "replicated"}
-// CHECK-SAME: %{{.*}}: tensor<4x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {"sp"}p0]>, veomni.input = "input_ids"}
-// CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard", "sp"}p1, {}]>, veomni.state = "optimizer.exp_avg.up"}
+// CHECK-SAME: %{{.*}}: tensor<4x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard"}p0, {"sp"}p0]>, veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>}
+// CHECK-SAME: %{{.*}}: tensor<8x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"tp", "dp_shard", "sp"}p1, {}]>, veomni.state = "optimizer.exp_avg.up", veomni.state_of = "up"}
 func.func @mlp(%up: tensor<8x4xf32> {veomni.param = "up", veomni.placement = "tp:column"},
                %down: tensor<4x8xf32> {veomni.param = "down", veomni.placement = "tp:row"},
                %norm: tensor<3xf32> {veomni.param = "norm", veomni.placement = "replicated"},
-               %ids: tensor<4x16xi32> {veomni.input = "input_ids"},
-               %m: tensor<8x4xf32> {veomni.state = "optimizer.exp_avg.up"}) {
+               %ids: tensor<4x16xi32> {veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>},
+               %m: tensor<8x4xf32> {veomni.state = "optimizer.exp_avg.up", veomni.state_of = "up"}) {
   return
 }
 
@@ -26,7 +26,7 @@ func.func @mlp(%up: tensor<8x4xf32> {veomni.param = "up", veomni.placement = "tp
 
 // A batch the data-parallel axes do not divide.
 // expected-error @+1 {{argument #0 (input): dimension 0 of 'tensor<3x16xi32>' (size 3) is not divisible by 2, the product of the sizes of axes ["dp_shard"]}}
-func.func @odd_batch(%ids: tensor<3x16xi32> {veomni.input = "input_ids"}) {
+func.func @odd_batch(%ids: tensor<3x16xi32> {veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>}) {
   return
 }
 
@@ -39,9 +39,9 @@ func.func @odd_batch(%ids: tensor<3x16xi32> {veomni.input = "input_ids"}) {
 // EP-LABEL: func.func @moe
 // EP-SAME: %{{.*}}: tensor<8x6x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"ep"}p0, {}, {"dp_shard", "sp"}p1]>, veomni.param = "experts", veomni.placement = "ep:experts"}
 // EP-SAME: %{{.*}}: tensor<16x4xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "sp", "ep"}p1, {}]>, veomni.param = "router", veomni.placement = "replicated"}
-// EP-SAME: %{{.*}}: tensor<8x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "ep"}p0, {"sp"}p0]>, veomni.input = "input_ids"}
+// EP-SAME: %{{.*}}: tensor<8x16xi32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "ep"}p0, {"sp"}p0]>, veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>}
 func.func @moe(%experts: tensor<8x6x4xf32> {veomni.param = "experts", veomni.placement = "ep:experts"},
                %router: tensor<16x4xf32> {veomni.param = "router", veomni.placement = "replicated"},
-               %ids: tensor<8x16xi32> {veomni.input = "input_ids"}) {
+               %ids: tensor<8x16xi32> {veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>}) {
   return
 }

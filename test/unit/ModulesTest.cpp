@@ -147,7 +147,18 @@ TEST_P(ModulesTest, ParameterInitialisationIsDeclaredByTheImporter) {
   ASSERT_TRUE(succeeded(pm.run(*model->module)));
   func::FuncOp step = *model->module->getOps<func::FuncOp>().begin();
   int masters = 0;
+  std::set<std::string> params;
+  for (const ArgumentInfo &a : model->arguments)
+    if (a.isParam)
+      params.insert(a.name);
   for (unsigned i = 0; i < step.getNumArguments(); ++i) {
+    // Every optimizer state names the parameter it belongs to.
+    if (step.getArgAttr(i, VeOmniDialect::kStateAttrName)) {
+      auto of =
+          step.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateOfAttrName);
+      ASSERT_TRUE(of) << "state #" << i << " belongs to no parameter";
+      EXPECT_TRUE(params.count(of.getValue().str())) << of.getValue().str();
+    }
     auto from =
         step.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kInitFromAttrName);
     if (!from)

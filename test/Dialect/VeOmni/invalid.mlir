@@ -1547,3 +1547,10 @@ func.func @rule_factor_size() attributes {test.r = #veomni.sharding_rule<([i, j]
 func.func @rule_list() attributes {test.r = #veomni.sharding_rule<([i]) -> ([i]) {i=2} mystery={i}>} {
   return
 }
+
+// -----
+
+// expected-error @+1 {{'veomni.token_dims' on argument #0 must be array<i64: batch, sequence> of two of its dimensions, got array<i64: 1, 2>}}
+func.func @token_dims(%x: tensor<2x16xi32> {veomni.input = "ids", veomni.token_dims = array<i64: 1, 2>}) {
+  return
+}
