@@ -1,6 +1,7 @@
 //===- Recipe.cpp - training recipes (YAML) -------------------------------===//
 
 #include "compiler/Recipe.h"
+#include "runtime/support/Status.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
@@ -19,27 +20,25 @@ using namespace mlir::veomni;
 namespace {
 
 /// Flattens nested mappings into "section.key" -> scalar text.
-bool flatten(llvm::yaml::Node *node, const std::string &prefix,
-             std::map<std::string, std::string> &out, std::string &error) {
+absl::Status flatten(llvm::yaml::Node *node, const std::string &prefix,
+                     std::map<std::string, std::string> &out) {
   if (auto *map = llvm::dyn_cast_or_null<llvm::yaml::MappingNode>(node)) {
     for (auto &kv : *map) {
       auto *key = llvm::dyn_cast_or_null<llvm::yaml::ScalarNode>(kv.getKey());
       if (!key) {
-        error = "keys must be plain names";
-        return false;
+        return absl::InvalidArgumentError("keys must be plain names");
       }
       llvm::SmallString<32> storage;
       std::string name =
           (prefix.empty() ? "" : prefix + ".") + key->getValue(storage).str();
-      if (!flatten(kv.getValue(), name, out, error))
-        return false;
+      VEOMNI_RETURN_IF_ERROR(flatten(kv.getValue(), name, out));
     }
-    return true;
+    return absl::OkStatus();
   }
   if (auto *scalar = llvm::dyn_cast_or_null<llvm::yaml::ScalarNode>(node)) {
     llvm::SmallString<32> storage;
     out[prefix] = scalar->getValue(storage).str();
-    return true;
+    return absl::OkStatus();
   }
   if (auto *seq = llvm::dyn_cast_or_null<llvm::yaml::SequenceNode>(node)) {
     // Lists (train.betas: [0.9, 0.95]) become "a,b".
@@ -47,21 +46,21 @@ bool flatten(llvm::yaml::Node *node, const std::string &prefix,
     for (auto &item : *seq) {
       auto *scalar = llvm::dyn_cast<llvm::yaml::ScalarNode>(&item);
       if (!scalar) {
-        error = "field '" + prefix + "': lists hold plain values only";
-        return false;
+        return absl::InvalidArgumentError("field '" + prefix +
+                                          "': lists hold plain values only");
       }
       llvm::SmallString<32> storage;
       joined += (joined.empty() ? "" : ",") + scalar->getValue(storage).str();
     }
     out[prefix] = joined;
-    return true;
+    return absl::OkStatus();
   }
   if (llvm::isa_and_nonnull<llvm::yaml::NullNode>(node)) {
     out[prefix] = "";
-    return true;
+    return absl::OkStatus();
   }
-  error = "field '" + prefix + "': unsupported YAML value";
-  return false;
+  return absl::InvalidArgumentError("field '" + prefix +
+                                    "': unsupported YAML value");
 }
 
 /// Every recipe setting: how it is parsed into `r`, what it expects, and
@@ -181,15 +180,13 @@ std::map<std::string, Setting> settingsOf(Recipe &r) {
 
 } // namespace
 
-std::optional<Recipe>
-Recipe::load(const std::string &path,
-             const std::vector<std::pair<std::string, std::string>> &overrides,
-             std::string &error) {
+absl::StatusOr<Recipe> Recipe::load(
+    const std::string &path,
+    const std::vector<std::pair<std::string, std::string>> &overrides) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
-  if (!buffer) {
-    error = path + ": cannot read: " + buffer.getError().message();
-    return std::nullopt;
-  }
+  if (!buffer)
+    return absl::NotFoundError(path +
+                               ": cannot read: " + buffer.getError().message());
   llvm::SourceMgr sm;
   std::string yamlError;
   llvm::raw_string_ostream errs(yamlError);
@@ -206,24 +203,22 @@ Recipe::load(const std::string &path,
   std::map<std::string, std::string> fields;
   auto doc = stream.begin();
   if (doc == stream.end() || !doc->getRoot()) {
-    error = path + ": empty recipe";
-    return std::nullopt;
+    return absl::InvalidArgumentError(path + ": empty recipe");
   }
-  std::string flatError;
-  bool ok = flatten(doc->getRoot(), "", fields, flatError);
+  absl::Status flat = flatten(doc->getRoot(), "", fields);
   if (!yamlError.empty() || stream.failed()) {
-    error = path + ":" + (yamlError.empty() ? " invalid YAML" : yamlError);
-    return std::nullopt;
+    return absl::InvalidArgumentError(
+        path + ":" + (yamlError.empty() ? " invalid YAML" : yamlError));
   }
-  if (!ok || !llvm::isa<llvm::yaml::MappingNode>(doc->getRoot())) {
-    error = path + ": " +
-            (flatError.empty() ? "the recipe must be a mapping" : flatError);
-    return std::nullopt;
-  }
+  if (!flat.ok() || !llvm::isa<llvm::yaml::MappingNode>(doc->getRoot()))
+    return absl::InvalidArgumentError(path + ": " +
+                                      (flat.ok()
+                                           ? "the recipe must be a mapping"
+                                           : std::string(flat.message())));
   for (auto &[key, value] : overrides) {
     if (!fields.count(key) && key.find('.') == std::string::npos) {
-      error = "--" + key + ": settings are dotted (--train.lr 3e-4)";
-      return std::nullopt;
+      return absl::InvalidArgumentError(
+          "--" + key + ": settings are dotted (--train.lr 3e-4)");
     }
     fields[key] = value;
   }
@@ -235,18 +230,15 @@ Recipe::load(const std::string &path,
     std::string where = path + ": field '" + key + "': ";
     auto it = known.find(key);
     if (it == known.end()) {
-      error = where + "unknown setting";
-      return std::nullopt;
+      return absl::InvalidArgumentError(where + "unknown setting");
     }
     if (!it->second.set(value)) {
-      error =
-          where + "expected " + it->second.expected + ", got '" + value + "'";
-      return std::nullopt;
+      return absl::InvalidArgumentError(
+          where + "expected " + it->second.expected + ", got '" + value + "'");
     }
   }
   auto fail = [&](const std::string &key, const std::string &what) {
-    error = path + ": field '" + key + "': " + what;
-    return std::nullopt;
+    return absl::InvalidArgumentError(path + ": field '" + key + "': " + what);
   };
   if (r.config.empty())
     return fail("model.config", "missing (required)");
@@ -320,10 +312,9 @@ Recipe::load(const std::string &path,
   return r;
 }
 
-std::optional<Recipe>
+absl::StatusOr<Recipe>
 Recipe::fromCommandLine(const std::vector<std::string> &args,
-                        const std::vector<std::string> &ignored,
-                        std::string &error) {
+                        const std::vector<std::string> &ignored) {
   std::string path;
   std::vector<std::pair<std::string, std::string>> overrides;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -332,22 +323,19 @@ Recipe::fromCommandLine(const std::vector<std::string> &args,
       continue;
     if (arg.consume_front("--")) {
       if (i + 1 >= args.size()) {
-        error = "--" + arg.str() + " needs a value";
-        return std::nullopt;
+        return absl::InvalidArgumentError("--" + arg.str() + " needs a value");
       }
       overrides.push_back({arg.str(), args[++i]});
     } else if (path.empty()) {
       path = arg.str();
     } else {
-      error = "more than one recipe given";
-      return std::nullopt;
+      return absl::InvalidArgumentError("more than one recipe given");
     }
   }
   if (path.empty()) {
-    error = "no recipe given (see veomni --help)";
-    return std::nullopt;
+    return absl::InvalidArgumentError("no recipe given (see veomni --help)");
   }
-  return load(path, overrides, error);
+  return load(path, overrides);
 }
 
 std::string Recipe::settingsHelp() {

@@ -12,6 +12,8 @@
 
 #include "llvm/ADT/StringRef.h"
 
+#include "absl/status/statusor.h"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -61,19 +63,18 @@ struct Recipe {
   double intraNodeLatencyUs = 5, interNodeLatencyUs = 20;
   int64_t meshSize() const { return dpReplicate * dpShard * tp * sp * ep * pp; }
 
-  /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). On
-  /// failure returns nullopt with one line in `error` naming file and field.
-  static std::optional<Recipe>
+  /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). An
+  /// error is one line naming the file and the field.
+  static absl::StatusOr<Recipe>
   load(const std::string &path,
-       const std::vector<std::pair<std::string, std::string>> &overrides,
-       std::string &error);
+       const std::vector<std::pair<std::string, std::string>> &overrides);
 
   /// The recipe named on a command line (`recipe.yaml --a.b value ...`),
   /// loaded with its overrides; `ignored` flags are skipped (e.g. plan's
-  /// --report). On failure returns nullopt with one line in `error`.
-  static std::optional<Recipe>
+  /// --report).
+  static absl::StatusOr<Recipe>
   fromCommandLine(const std::vector<std::string> &args,
-                  const std::vector<std::string> &ignored, std::string &error);
+                  const std::vector<std::string> &ignored);
 
   /// One line per setting: its dotted name, meaning and expected value.
   static std::string settingsHelp();

@@ -17,6 +17,8 @@
 #include "llvm/ADT/Twine.h"
 #include "llvm/Support/JSON.h"
 
+#include "absl/status/status.h"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -37,6 +39,12 @@ public:
   bool failed() const { return !state->error.empty(); }
   /// "<file>: field '<a.b>': <what>", or "<file>: <what>".
   const std::string &error() const { return state->error; }
+  /// OK, or InvalidArgument with error(): how importers hand the first
+  /// failure on.
+  absl::Status status() const {
+    return failed() ? absl::InvalidArgumentError(state->error)
+                    : absl::OkStatus();
+  }
   const std::string &path() const { return state->path; }
 
   /// True when the field is present and not null.

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontends/Families.h"
+#include "runtime/support/Status.h"
 
 #include "llvm/ADT/STLExtras.h"
 
@@ -98,12 +99,12 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
   RopeConfig rope;
   auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
     at.fail(key, what);
-    return absl::InvalidArgumentError(at.error());
+    return at.status();
   };
   RopeSource src = findRope(r, defaultTheta);
   rope.theta = src.theta;
   if (r.failed())
-    return absl::InvalidArgumentError(r.error());
+    return r.status();
   ConfigReader &s = src.object ? *src.object : r;
   if (!(rope.theta > 0))
     return error(s, "rope_theta", "must be positive");
@@ -123,8 +124,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
   if (!src.object) {
     if (multimodal) {
       rope.mropeSection = defaultSections;
-      if (absl::Status st = checkSections(r); !st.ok())
-        return st;
+      VEOMNI_RETURN_IF_ERROR(checkSections(r));
     }
     return rope;
   }
@@ -136,8 +136,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
                      Twine(std::to_string(partial)) + ") is not supported");
   if (multimodal || s.has("mrope_section")) {
     rope.mropeSection = s.getIntList("mrope_section", defaultSections);
-    if (absl::Status st = checkSections(s); !st.ok())
-      return st;
+    VEOMNI_RETURN_IF_ERROR(checkSections(s));
   }
   s.ignore({"mrope_interleaved"});
   if (s.getBool("mrope_interleaved", false))
@@ -146,7 +145,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
   // "type" is 4.x's spelling; transformers 5 keeps both.
   std::string type = s.getString("rope_type", s.getString("type", "default"));
   if (s.failed())
-    return absl::InvalidArgumentError(s.error());
+    return s.status();
   if (type == "default" || type == "mrope")
     return rope;
 
@@ -174,7 +173,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
                        Twine(maxPositions) + " (--seq-len " +
                        Twine(options.seqLen) + ") is not supported");
     if (s.failed())
-      return absl::InvalidArgumentError(s.error());
+      return s.status();
     return rope;
   } else if (type == "llama3") {
     double factor = s.getFloat("factor");
@@ -182,7 +181,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
     double high = s.getFloat("high_freq_factor");
     double old = originalContext();
     if (s.failed() || r.failed())
-      return absl::InvalidArgumentError(s.failed() ? s.error() : r.error());
+      return s.failed() ? s.status() : r.status();
     if (!(factor > 0))
       return error(s, "factor", "must be positive");
     if (!(old > 0))
@@ -224,7 +223,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
             : getMscale(factor, 1.0);
     rope.attentionScaling = s.getFloat("attention_factor", derived);
     if (s.failed() || r.failed())
-      return absl::InvalidArgumentError(s.failed() ? s.error() : r.error());
+      return s.failed() ? s.status() : r.status();
     auto correctionDim = [&](double rotations) {
       return headDim * std::log(old / (rotations * 2 * M_PI)) /
              (2 * std::log(rope.theta));
@@ -250,7 +249,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
                      "yarn, mrope)");
   }
   if (s.failed())
-    return absl::InvalidArgumentError(s.error());
+    return s.status();
   rope.invFreq.assign(inv.begin(), inv.end());
   return rope;
 }

@@ -2,6 +2,7 @@
 
 #include "frontends/Importer.h"
 #include "frontends/Families.h"
+#include "runtime/support/Status.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/StringExtras.h"
@@ -144,12 +145,11 @@ std::optional<ConfigReader> requireObject(ConfigReader &r, StringRef key) {
 absl::StatusOr<ImportedModel>
 mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                              const ImportOptions &options) {
-  if (absl::Status s = checkOptions(options); !s.ok())
-    return s;
+  VEOMNI_RETURN_IF_ERROR(checkOptions(options));
   ConfigReader r = ConfigReader::load(path);
   std::string modelType = r.getString("model_type");
   if (r.failed())
-    return absl::InvalidArgumentError(r.error());
+    return r.status();
 
   // Diagnostics from building (which validated configs should never see)
   // become the one error line.

@@ -457,17 +457,16 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
     }
 
     // The schedule, simulated with the chunks' costs.
-    std::string error;
-    std::optional<pipeline::Schedule> plan = pipeline::makeSchedule(
-        kind, stages, microBatches, chunksPerStage, error);
-    if (!plan)
-      return fail(error);
+    absl::StatusOr<pipeline::Schedule> plan =
+        pipeline::makeSchedule(kind, stages, microBatches, chunksPerStage);
+    if (!plan.ok())
+      return fail(std::string(plan.status().message()));
     // The chunks are balanced: one cost for every chunk, the backward
     // twice the forward.
-    std::optional<pipeline::Simulation> sim =
-        pipeline::simulate(*plan, pipeline::Costs{}, error);
-    if (!sim)
-      return fail(error);
+    absl::StatusOr<pipeline::Simulation> sim =
+        pipeline::simulate(*plan, pipeline::Costs{});
+    if (!sim.ok())
+      return fail(std::string(sim.status().message()));
     // Parameters read on several stages (an LM head tied to the
     // embedding): each stage's backward gives part of the gradient; the
     // parts are summed across those stages after the last backward.

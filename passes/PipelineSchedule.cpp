@@ -131,23 +131,22 @@ void placeWeightBackwards(std::vector<std::vector<Compute>> &orders, int p,
 
 } // namespace
 
-std::optional<Schedule>
+absl::StatusOr<Schedule>
 mlir::veomni::pipeline::makeSchedule(Kind kind, int stages, int microBatches,
-                                     int chunksPerStage, std::string &error,
-                                     const Costs &costs) {
+                                     int chunksPerStage, const Costs &costs) {
   if (stages < 1 || microBatches < 1 || chunksPerStage < 1) {
-    error = "stages, micro-batches and chunks per stage must be >= 1";
-    return std::nullopt;
+    return absl::InvalidArgumentError(
+        "stages, micro-batches and chunks per stage must be >= 1");
   }
   if (kind != Kind::Interleaved && chunksPerStage != 1) {
-    error = "only the interleaved schedule has several chunks per stage";
-    return std::nullopt;
+    return absl::InvalidArgumentError(
+        "only the interleaved schedule has several chunks per stage");
   }
   if (kind == Kind::Interleaved && microBatches % stages != 0) {
-    error = "the interleaved schedule needs micro-batches (" +
-            std::to_string(microBatches) + ") to be a multiple of stages (" +
-            std::to_string(stages) + ")";
-    return std::nullopt;
+    return absl::InvalidArgumentError(
+        "the interleaved schedule needs micro-batches (" +
+        std::to_string(microBatches) + ") to be a multiple of stages (" +
+        std::to_string(stages) + ")");
   }
   Schedule s{kind, stages, microBatches, chunksPerStage, {}};
   const int p = stages, m = microBatches, v = chunksPerStage;
@@ -214,9 +213,8 @@ std::string mlir::veomni::pipeline::toString(const Action &a) {
   return text + ")";
 }
 
-std::optional<Simulation> mlir::veomni::pipeline::simulate(const Schedule &s,
-                                                           const Costs &costs,
-                                                           std::string &error) {
+absl::StatusOr<Simulation>
+mlir::veomni::pipeline::simulate(const Schedule &s, const Costs &costs) {
   const int p = s.stages, chunks = s.stages * s.chunksPerStage;
   using Key = std::tuple<int, int, int>; // op, micro-batch, chunk
   std::map<Key, double> done;            // completion times
@@ -230,8 +228,8 @@ std::optional<Simulation> mlir::veomni::pipeline::simulate(const Schedule &s,
   sim.peakActivations.assign(p, 0);
 
   auto fail = [&](int stage, const Action &a, const std::string &why) {
-    error = "stage " + std::to_string(stage) + ", " + toString(a) + ": " + why;
-    return std::nullopt;
+    return absl::InvalidArgumentError("stage " + std::to_string(stage) + ", " +
+                                      toString(a) + ": " + why);
   };
   for (bool progress = true; progress;) {
     progress = false;
@@ -319,9 +317,9 @@ std::optional<Simulation> mlir::veomni::pipeline::simulate(const Schedule &s,
       bool split = done.count(key(Op::BackwardInput, mb, chunk)) &&
                    done.count(key(Op::BackwardWeight, mb, chunk));
       if (!forward || whole == split) {
-        error = "micro-batch " + std::to_string(mb) + ", chunk " +
-                std::to_string(chunk) + ": missing its forward or backward";
-        return std::nullopt;
+        return absl::InvalidArgumentError("micro-batch " + std::to_string(mb) +
+                                          ", chunk " + std::to_string(chunk) +
+                                          ": missing its forward or backward");
       }
     }
   sim.makespan = *std::max_element(clock.begin(), clock.end());

@@ -16,6 +16,8 @@
 #ifndef VEOMNI_PASSES_PIPELINESCHEDULE_H
 #define VEOMNI_PASSES_PIPELINESCHEDULE_H
 
+#include "absl/status/statusor.h"
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,9 +60,9 @@ struct Costs {
 /// weight backwards by `costs`: 1F1B's forwards and input backwards, each
 /// W run where the stage would otherwise wait, never holding more
 /// activations than 1F1B does (stages - stage).
-std::optional<Schedule> makeSchedule(Kind kind, int stages, int microBatches,
-                                     int chunksPerStage, std::string &error,
-                                     const Costs &costs = {});
+absl::StatusOr<Schedule> makeSchedule(Kind kind, int stages, int microBatches,
+                                      int chunksPerStage,
+                                      const Costs &costs = {});
 
 struct Simulation {
   double makespan = 0;
@@ -73,8 +75,7 @@ struct Simulation {
 
 /// Runs `s`; nullopt with the reason in `error` on a missing or repeated
 /// action, an unmatched send or receive, or a deadlock.
-std::optional<Simulation> simulate(const Schedule &s, const Costs &costs,
-                                   std::string &error);
+absl::StatusOr<Simulation> simulate(const Schedule &s, const Costs &costs);
 
 std::string toString(const Action &a);
 

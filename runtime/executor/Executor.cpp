@@ -1,6 +1,7 @@
 //===- Executor.cpp - run a program on a device ---------------------------===//
 
 #include "runtime/executor/Executor.h"
+#include "runtime/support/Status.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -19,13 +20,10 @@ Executor::Create(Program program, std::unique_ptr<Device> device) {
                        device->Name(), " backend has no such kernel"));
     fns.push_back(fn);
   }
-  if (absl::Status s = device->AllocateArena(program.arenaBytes); !s.ok())
-    return s;
+  VEOMNI_RETURN_IF_ERROR(device->AllocateArena(program.arenaBytes));
   for (const ConstantDesc &c : program.constants)
-    if (absl::Status s = device->CopyIn(program.buffers[c.buffer].offset,
-                                        c.data.data(), c.data.size());
-        !s.ok())
-      return s;
+    VEOMNI_RETURN_IF_ERROR(device->CopyIn(program.buffers[c.buffer].offset,
+                                          c.data.data(), c.data.size()));
   auto ex = std::unique_ptr<Executor>(
       new Executor(std::move(program), std::move(device)));
   ex->fns_ = std::move(fns);
@@ -78,8 +76,7 @@ absl::StatusOr<HostTensor> Executor::ReadHost(uint32_t buffer) const {
   if (device_->HostAccessible())
     return h;
   h.copy.resize(h.view.bytes());
-  if (absl::Status s = Read(buffer, h.copy.data()); !s.ok())
-    return s;
+  VEOMNI_RETURN_IF_ERROR(Read(buffer, h.copy.data()));
   h.view.data = h.copy.data();
   return h;
 }

@@ -1,6 +1,7 @@
 //===- Init.cpp - seeded parameters and synthetic batches -----------------===//
 
 #include "runtime/io/Init.h"
+#include "runtime/support/Status.h"
 
 #include <optional>
 
@@ -74,10 +75,7 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
     const ArgumentDesc *ids = p.FindArgument("input_ids");
     std::optional<HostTensor> idHost;
     if (a.name == "labels" && ids) {
-      absl::StatusOr<HostTensor> h = executor.ReadHost(ids->buffer);
-      if (!h.ok())
-        return h.status();
-      idHost = *std::move(h);
+      VEOMNI_ASSIGN_OR_RETURN(idHost, executor.ReadHost(ids->buffer));
     }
     Philox rng(StreamSeed(seed, a.name));
     absl::Status filled = executor.Edit(a.buffer, [&](const TensorView &v) {

@@ -1,6 +1,7 @@
 //===- Safetensors.cpp - read and write .safetensors files ----------------===//
 
 #include "runtime/io/Safetensors.h"
+#include "runtime/support/Status.h"
 
 #include "runtime/io/Json.h"
 #include "runtime/io/MappedFile.h"
@@ -204,10 +205,8 @@ absl::StatusOr<int64_t> CountBatches(const Executor &executor,
 
 absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
                         int64_t index) {
-  absl::StatusOr<int64_t> batches = CountBatches(executor, file);
-  if (!batches.ok())
-    return batches.status();
-  int64_t i = index % *batches;
+  VEOMNI_ASSIGN_OR_RETURN(int64_t batches, CountBatches(executor, file));
+  int64_t i = index % batches;
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!IsBatchInput(a))
       continue;

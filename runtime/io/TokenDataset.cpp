@@ -1,6 +1,7 @@
 //===- TokenDataset.cpp - token datasets and sequence packing -------------===//
 
 #include "runtime/io/TokenDataset.h"
+#include "runtime/support/Status.h"
 
 #include "runtime/io/MappedFile.h"
 
@@ -181,8 +182,7 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
         {"position_ids", &batch->positions},
         {"segment_ids", &batch->segments},
         {"labels", &batch->labels}})
-    if (absl::Status s = fill(name, *values); !s.ok())
-      return s;
+    VEOMNI_RETURN_IF_ERROR(fill(name, *values));
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 //===- Weights.cpp - model weights as Hugging Face stores them ------------===//
 
 #include "runtime/io/Weights.h"
+#include "runtime/support/Status.h"
 
 #include "runtime/io/Json.h"
 #include "runtime/io/MappedFile.h"
@@ -254,10 +255,8 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
 }
 
 absl::Status LoadWeights(Executor &executor, const std::string &path) {
-  absl::StatusOr<WeightSet> weights = WeightSet::Open(path);
-  if (!weights.ok())
-    return weights.status();
-  return LoadParameters(executor, *weights);
+  VEOMNI_ASSIGN_OR_RETURN(WeightSet weights, WeightSet::Open(path));
+  return LoadParameters(executor, weights);
 }
 
 absl::Status WriteWeights(const std::string &dir,
@@ -317,10 +316,8 @@ absl::Status SaveOutputs(const Executor &executor, const std::string &path) {
   for (size_t i = 0; i < p.outputs.size(); ++i) {
     if (p.outputNames[i].empty())
       continue;
-    absl::StatusOr<HostTensor> h = executor.ReadHost(p.outputs[i]);
-    if (!h.ok())
-      return h.status();
-    host.push_back(*std::move(h));
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, executor.ReadHost(p.outputs[i]));
+    host.push_back(std::move(h));
     for (NamedTensor &t : SplitStacked(p.outputNames[i], host.back().view))
       tensors.push_back(std::move(t));
   }

@@ -47,10 +47,7 @@ absl::Status Trainer::InitState() {
     std::optional<HostTensor> source;
     if (!a.initFrom.empty()) {
       const ArgumentDesc *from = executor_->program().FindArgument(a.initFrom);
-      absl::StatusOr<HostTensor> h = executor_->ReadHost(from->buffer);
-      if (!h.ok())
-        return h.status();
-      source = *std::move(h);
+      VEOMNI_ASSIGN_OR_RETURN(source, executor_->ReadHost(from->buffer));
     }
     VEOMNI_RETURN_IF_ERROR(
         executor_->Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
@@ -73,11 +70,9 @@ absl::Status SetScalar(Executor &executor, uint32_t buffer, float value) {
 }
 
 absl::StatusOr<double> ScalarOutput(const Executor &executor, int output) {
-  absl::StatusOr<HostTensor> h =
-      executor.ReadHost(executor.program().outputs[output]);
-  if (!h.ok())
-    return h.status();
-  return LoadF(h->view, 0);
+  VEOMNI_ASSIGN_OR_RETURN(
+      HostTensor h, executor.ReadHost(executor.program().outputs[output]));
+  return LoadF(h.view, 0);
 }
 } // namespace
 
@@ -95,10 +90,7 @@ absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
   for (auto [to, out] :
        {std::pair{&m.loss, lossOut_}, std::pair{&m.gradNorm, normOut_},
         std::pair{&m.lr, lrOut_}}) {
-    absl::StatusOr<double> v = ScalarOutput(*executor_, out);
-    if (!v.ok())
-      return v.status();
-    *to = *v;
+    VEOMNI_ASSIGN_OR_RETURN(*to, ScalarOutput(*executor_, out));
   }
   const Program &p = executor_->program();
   for (auto [out, arg] : p.updates)

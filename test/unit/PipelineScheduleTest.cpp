@@ -16,11 +16,12 @@ using namespace mlir::veomni::pipeline;
 namespace {
 
 Simulation run(Kind kind, int p, int m, int v = 1, Costs costs = {}) {
-  std::string error;
-  std::optional<Schedule> s = makeSchedule(kind, p, m, v, error, costs);
-  EXPECT_TRUE(s.has_value()) << error;
-  std::optional<Simulation> sim = simulate(*s, costs, error);
-  EXPECT_TRUE(sim.has_value()) << error;
+  absl::StatusOr<Schedule> s = makeSchedule(kind, p, m, v, costs);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok())
+    return {};
+  absl::StatusOr<Simulation> sim = simulate(*s, costs);
+  EXPECT_TRUE(sim.ok()) << sim.status();
   return sim.value_or(Simulation{});
 }
 
@@ -59,9 +60,8 @@ TEST(PipelineSchedule, ZeroBubbleH1FillsWaitsWithWeightBackwards) {
     for (int s = 0; s < p; ++s)
       EXPECT_LE(zb.peakActivations[s], base.peakActivations[s]);
   }
-  std::string error;
-  std::optional<Schedule> s = makeSchedule(Kind::ZeroBubbleH1, 4, 8, 1, error);
-  ASSERT_TRUE(s);
+  absl::StatusOr<Schedule> s = makeSchedule(Kind::ZeroBubbleH1, 4, 8, 1);
+  ASSERT_TRUE(s.ok());
   for (const auto &stage : s->perStage)
     EXPECT_EQ(std::count_if(
                   stage.begin(), stage.end(),
@@ -70,13 +70,12 @@ TEST(PipelineSchedule, ZeroBubbleH1FillsWaitsWithWeightBackwards) {
 }
 
 TEST(PipelineSchedule, BadSchedulesAreRejected) {
-  std::string error;
-  EXPECT_FALSE(makeSchedule(Kind::Interleaved, 4, 6, 2, error));
-  EXPECT_EQ(error, "the interleaved schedule needs micro-batches (6) to be a "
-                   "multiple of stages (4)");
+  EXPECT_EQ(makeSchedule(Kind::Interleaved, 4, 6, 2).status().message(),
+            "the interleaved schedule needs micro-batches (6) to be a "
+            "multiple of stages (4)");
 
-  std::optional<Schedule> good = makeSchedule(Kind::OneFOneB, 2, 2, 1, error);
-  ASSERT_TRUE(good);
+  absl::StatusOr<Schedule> good = makeSchedule(Kind::OneFOneB, 2, 2, 1);
+  ASSERT_TRUE(good.ok());
   // A send that never happens: the receiver waits forever, and so does
   // the first stage, for the cotangent that never comes back.
   Schedule lost = *good;
@@ -84,9 +83,9 @@ TEST(PipelineSchedule, BadSchedulesAreRejected) {
   first.erase(std::find_if(first.begin(), first.end(), [](const Action &a) {
     return a.op == Op::SendActivation && a.microBatch == 1;
   }));
-  EXPECT_FALSE(simulate(lost, {}, error));
-  EXPECT_EQ(error, "stage 0, recv_grad(mb1, chunk 0, stage 1): never runs: "
-                   "the schedule deadlocks");
+  EXPECT_EQ(simulate(lost, {}).status().message(),
+            "stage 0, recv_grad(mb1, chunk 0, stage 1): never runs: "
+            "the schedule deadlocks");
   // A backward before its forward.
   Schedule early = *good;
   auto &last = early.perStage[1];
@@ -95,14 +94,15 @@ TEST(PipelineSchedule, BadSchedulesAreRejected) {
                    [](const Action &a) { return a.op == Op::Forward; }),
       std::find_if(last.begin(), last.end(),
                    [](const Action &a) { return a.op == Op::Backward; }));
-  EXPECT_FALSE(simulate(early, {}, error));
-  EXPECT_NE(error.find("comes before what it depends on"), std::string::npos)
+  absl::Status error = simulate(early, {}).status();
+  EXPECT_NE(error.message().find("comes before what it depends on"),
+            std::string::npos)
       << error;
   // An action twice.
   Schedule twice = *good;
   twice.perStage[0].push_back(twice.perStage[0].front());
-  EXPECT_FALSE(simulate(twice, {}, error));
-  EXPECT_NE(error.find("done twice"), std::string::npos) << error;
+  error = simulate(twice, {}).status();
+  EXPECT_NE(error.message().find("done twice"), std::string::npos) << error;
 }
 
 } // namespace

@@ -275,10 +275,9 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       return fail("-o needs a file name");
     output = args[++i];
   }
-  std::optional<Recipe> recipe =
-      Recipe::fromCommandLine(rest, {"--report"}, error);
-  if (!recipe)
-    return fail(error);
+  absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(rest, {"--report"});
+  if (!recipe.ok())
+    return fail(std::string(recipe.status().message()));
   const Recipe &r = *recipe;
 
   DialectRegistry registry;

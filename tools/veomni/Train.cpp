@@ -121,11 +121,10 @@ int runTrain(llvm::ArrayRef<const char *> args) {
         << Recipe::settingsHelp();
     return 0;
   }
-  std::string error;
-  std::optional<Recipe> recipe = Recipe::fromCommandLine(
-      std::vector<std::string>(args.begin(), args.end()), {}, error);
-  if (!recipe)
-    return fail(error);
+  absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(
+      std::vector<std::string>(args.begin(), args.end()), {});
+  if (!recipe.ok())
+    return fail(std::string(recipe.status().message()));
   const Recipe &r = *recipe;
 
   // Compile the training step.

@@ -110,9 +110,9 @@ absl::Status CheckPerDimension(absl::string_view kName, const TensorView &in,
                                const TensorView &out,
                                absl::Span<const int64_t> list,
                                absl::string_view listName) {
-  REF_TRY(CheckView(kName, "in", in));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckSameDType(kName, "out", out, in, "in"));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckSameDType(kName, "out", out, in, "in"));
   if (static_cast<int64_t>(list.size()) != in.rank())
     return Invalid(kName, "in", in, "needs one entry of ", listName,
                    " per dimension, got ", ShapeString(list));
@@ -129,9 +129,9 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
                     const TensorView &out, bool transposeLhs,
                     bool transposeRhs) {
   const char *kName = "Matmul";
-  REF_TRY(CheckFloat(kName, "lhs", lhs));
-  REF_TRY(CheckFloat(kName, "rhs", rhs));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "rhs", rhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   int64_t rank = lhs.rank();
   if (rank < 2)
     return Invalid(kName, "lhs", lhs, "must have rank >= 2");
@@ -156,7 +156,7 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   Shape expected(lhs.shape.begin(), lhs.shape.end() - 2);
   expected.push_back(m);
   expected.push_back(n);
-  REF_TRY(CheckShape(kName, "out", out, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, expected));
 
   int64_t batch = Product(absl::MakeSpan(lhs.shape).subspan(0, rank - 2));
   for (int64_t b = 0; b < batch; ++b) {
@@ -183,13 +183,13 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
                            const TensorView &groupSizes, const TensorView &out,
                            bool transposeWeight) {
   const char *kName = "GroupedMatmul";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckInt(kName, "groupSizes", groupSizes));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckRank(kName, "input", input, 2));
-  REF_TRY(CheckRank(kName, "weight", weight, 3));
-  REF_TRY(CheckRank(kName, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "groupSizes", groupSizes));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "groupSizes", groupSizes, 1));
   int64_t rows = input.dim(0), k = input.dim(1);
   int64_t experts = weight.dim(0);
   int64_t weightK = transposeWeight ? weight.dim(2) : weight.dim(1);
@@ -197,8 +197,9 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
   if (weightK != k)
     return Invalid(kName, "weight", weight, "must have contracting dimension ",
                    k, " of input ", input.ToString());
-  REF_TRY(CheckShape(kName, "groupSizes", groupSizes, {experts}));
-  REF_TRY(CheckShape(kName, "out", out, {rows, m}));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "groupSizes", groupSizes, {experts}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {rows, m}));
 
   int64_t total = 0;
   for (int64_t e = 0; e < experts; ++e) {
@@ -238,19 +239,19 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
                     const TensorView *bias, const TensorView &out,
                     int64_t stride, int64_t padding) {
   const char *kName = "Conv1D";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckRank(kName, "input", input, 3));
-  REF_TRY(CheckRank(kName, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "weight", weight, 3));
   int64_t batch = input.dim(0), cin = input.dim(1), length = input.dim(2);
   int64_t cout = weight.dim(0), kernel = weight.dim(2);
   if (weight.dim(1) != cin)
     return Invalid(kName, "weight", weight, "must have the ", cin,
                    " input channels of input ", input.ToString());
   if (bias) {
-    REF_TRY(CheckFloat(kName, "bias", *bias));
-    REF_TRY(CheckShape(kName, "bias", *bias, {cout}));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "bias", *bias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "bias", *bias, {cout}));
   }
   if (stride < 1)
     return Invalid(kName, "input", input, "stride must be >= 1, got ", stride);
@@ -262,7 +263,8 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
     return Invalid(kName, "weight", weight, "is longer than padded input ",
                    input.ToString());
   int64_t outLength = span / stride + 1;
-  REF_TRY(CheckShape(kName, "out", out, {batch, cout, outLength}));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "out", out, {batch, cout, outLength}));
 
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t o = 0; o < cout; ++o) {
@@ -292,9 +294,9 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
 absl::Status Unary(UnaryKind kind, const TensorView &in,
                    const TensorView &out) {
   const char *kName = "Unary";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
   // Element i is read before it is written: in-place safe.
   for (int64_t i = 0; i < in.numel(); ++i)
     StoreF(out, i, static_cast<float>(ApplyUnary(kind, LoadF(in, i))));
@@ -304,11 +306,11 @@ absl::Status Unary(UnaryKind kind, const TensorView &in,
 absl::Status Binary(BinaryKind kind, const TensorView &lhs,
                     const TensorView &rhs, const TensorView &out) {
   const char *kName = "Binary";
-  REF_TRY(CheckFloat(kName, "lhs", lhs));
-  REF_TRY(CheckFloat(kName, "rhs", rhs));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckShape(kName, "rhs", rhs, lhs.shape));
-  REF_TRY(CheckShape(kName, "out", out, lhs.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "rhs", rhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "rhs", rhs, lhs.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, lhs.shape));
   for (int64_t i = 0; i < lhs.numel(); ++i) {
     // Inputs are exact in f32; one f32 operation is correctly rounded.
     float a = LoadF(lhs, i), b = LoadF(rhs, i), r = 0;
@@ -333,9 +335,9 @@ absl::Status Binary(BinaryKind kind, const TensorView &lhs,
 
 absl::Status Cast(const TensorView &in, const TensorView &out) {
   const char *kName = "Cast";
-  REF_TRY(CheckView(kName, "in", in));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
   if (IsFloat(in.dtype) && IsInt(out.dtype))
     return Invalid(kName, "out", out, "cannot receive floats from in ",
                    in.ToString());
@@ -357,8 +359,8 @@ absl::Status Cast(const TensorView &in, const TensorView &out) {
 absl::Status Reduce(ReduceKind kind, const TensorView &in,
                     const TensorView &out, absl::Span<const int64_t> dims) {
   const char *kName = "Reduce";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   std::vector<bool> reduced(in.rank(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] < 0 || dims[i] >= in.rank())
@@ -377,7 +379,7 @@ absl::Status Reduce(ReduceKind kind, const TensorView &in,
     else if (keepDims)
       expected.push_back(1);
   }
-  REF_TRY(CheckShape(kName, "out", out, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, expected));
 
   int64_t count = 1;
   for (int64_t d : dims)
@@ -414,11 +416,11 @@ absl::Status Reduce(ReduceKind kind, const TensorView &in,
 
 absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
   const char *kName = "Softmax";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   if (dim < 0 || dim >= in.rank())
     return Invalid(kName, "in", in, "has no dimension ", dim);
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
 
   // View the tensor as [outer, size, inner] around `dim`.
   int64_t size = in.dim(dim);
@@ -444,14 +446,14 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
 absl::Status RmsNorm(const TensorView &in, const TensorView &weight,
                      const TensorView &out, double epsilon) {
   const char *kName = "RmsNorm";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   if (in.rank() < 1)
     return Invalid(kName, "in", in, "must have rank >= 1");
   int64_t d = in.dim(in.rank() - 1);
-  REF_TRY(CheckShape(kName, "weight", weight, {d}));
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weight", weight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
 
   int64_t rows = d == 0 ? 0 : in.numel() / d;
   for (int64_t r = 0; r < rows; ++r) {
@@ -478,18 +480,18 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
                        const TensorView *bias, const TensorView &out,
                        double epsilon) {
   const char *kName = "LayerNorm";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   if (in.rank() < 1)
     return Invalid(kName, "in", in, "must have rank >= 1");
   int64_t d = in.dim(in.rank() - 1);
-  REF_TRY(CheckShape(kName, "weight", weight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weight", weight, {d}));
   if (bias) {
-    REF_TRY(CheckFloat(kName, "bias", *bias));
-    REF_TRY(CheckShape(kName, "bias", *bias, {d}));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "bias", *bias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "bias", *bias, {d}));
   }
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
 
   int64_t rows = d == 0 ? 0 : in.numel() / d;
   for (int64_t r = 0; r < rows; ++r) {
@@ -521,7 +523,7 @@ absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
 absl::Status Broadcast(const TensorView &in, const TensorView &out,
                        absl::Span<const int64_t> dims) {
   const char *kName = "Broadcast";
-  REF_TRY(CheckPerDimension(kName, in, out, dims, "dims"));
+  VEOMNI_RETURN_IF_ERROR(CheckPerDimension(kName, in, out, dims, "dims"));
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] < 0 || dims[i] >= out.rank())
       return Invalid(kName, "out", out, "has no dimension ", dims[i]);
@@ -548,7 +550,7 @@ absl::Status Broadcast(const TensorView &in, const TensorView &out,
 absl::Status Transpose(const TensorView &in, const TensorView &out,
                        absl::Span<const int64_t> perm) {
   const char *kName = "Transpose";
-  REF_TRY(CheckPerDimension(kName, in, out, perm, "perm"));
+  VEOMNI_RETURN_IF_ERROR(CheckPerDimension(kName, in, out, perm, "perm"));
   std::vector<bool> seen(in.rank(), false);
   Shape expected;
   for (int64_t p : perm) {
@@ -558,7 +560,7 @@ absl::Status Transpose(const TensorView &in, const TensorView &out,
     seen[p] = true;
     expected.push_back(in.dim(p));
   }
-  REF_TRY(CheckShape(kName, "out", out, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, expected));
 
   std::vector<int64_t> inStrides = Strides(in.shape);
   for (int64_t o = 0; o < out.numel(); ++o) {
@@ -576,9 +578,9 @@ absl::Status Slice(const TensorView &in, const TensorView &out,
                    absl::Span<const int64_t> limit,
                    absl::Span<const int64_t> step) {
   const char *kName = "Slice";
-  REF_TRY(CheckView(kName, "in", in));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckSameDType(kName, "out", out, in, "in"));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckSameDType(kName, "out", out, in, "in"));
   size_t rank = in.rank();
   if (start.size() != rank || limit.size() != rank || step.size() != rank)
     return Invalid(kName, "in", in, "needs one start, limit and step per ",
@@ -594,7 +596,7 @@ absl::Status Slice(const TensorView &in, const TensorView &out,
                      ", ", limit[d], ") is outside it");
     expected.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
   }
-  REF_TRY(CheckShape(kName, "out", out, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, expected));
 
   std::vector<int64_t> inStrides = Strides(in.shape);
   for (int64_t o = 0; o < out.numel(); ++o) {
@@ -610,7 +612,7 @@ absl::Status Slice(const TensorView &in, const TensorView &out,
 absl::Status Concat(absl::Span<const TensorView> inputs, const TensorView &out,
                     int64_t dim) {
   const char *kName = "Concat";
-  REF_TRY(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
   if (inputs.empty())
     return Invalid(kName, "out", out, "needs at least one input");
   if (dim < 0 || dim >= out.rank())
@@ -619,8 +621,8 @@ absl::Status Concat(absl::Span<const TensorView> inputs, const TensorView &out,
   for (size_t n = 0; n < inputs.size(); ++n) {
     const TensorView &in = inputs[n];
     std::string name = absl::StrCat("input #", n);
-    REF_TRY(CheckView(kName, name, in));
-    REF_TRY(CheckSameDType(kName, name, in, out, "out"));
+    VEOMNI_RETURN_IF_ERROR(CheckView(kName, name, in));
+    VEOMNI_RETURN_IF_ERROR(CheckSameDType(kName, name, in, out, "out"));
     if (in.rank() != out.rank())
       return Invalid(kName, name, in, "must have the rank of out ",
                      out.ToString());
@@ -682,14 +684,15 @@ absl::Status CheckIndices(absl::string_view kernel, const TensorView &indices,
 absl::Status Gather(const TensorView &source, const TensorView &indices,
                     const TensorView &out, int64_t axis) {
   const char *kName = "Gather";
-  REF_TRY(CheckView(kName, "source", source));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckView(kName, "out", out));
-  REF_TRY(CheckSameDType(kName, "out", out, source, "source"));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "source", source));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckSameDType(kName, "out", out, source, "source"));
   if (axis < 0 || axis >= source.rank())
     return Invalid(kName, "source", source, "has no axis ", axis);
-  REF_TRY(CheckShape(kName, "out", out, GatheredShape(source, indices, axis)));
-  REF_TRY(CheckIndices(kName, indices, source.dim(axis)));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "out", out, GatheredShape(source, indices, axis)));
+  VEOMNI_RETURN_IF_ERROR(CheckIndices(kName, indices, source.dim(axis)));
 
   // source as [outer, size, inner]; out as [outer, count, inner].
   int64_t outer = Product(absl::MakeSpan(source.shape).subspan(0, axis));
@@ -708,16 +711,16 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
                         const TensorView &updates, const TensorView &out,
                         int64_t axis) {
   const char *kName = "ScatterAdd";
-  REF_TRY(CheckFloat(kName, "dest", dest));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckFloat(kName, "updates", updates));
-  REF_TRY(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dest", dest));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "updates", updates));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
   if (axis < 0 || axis >= dest.rank())
     return Invalid(kName, "dest", dest, "has no axis ", axis);
-  REF_TRY(CheckShape(kName, "updates", updates,
-                     GatheredShape(dest, indices, axis)));
-  REF_TRY(CheckShape(kName, "out", out, dest.shape));
-  REF_TRY(CheckIndices(kName, indices, dest.dim(axis)));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "updates", updates,
+                                    GatheredShape(dest, indices, axis)));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, dest.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckIndices(kName, indices, dest.dim(axis)));
 
   // Sum in double, then round once: out may alias dest.
   std::vector<double> sum(dest.numel());
@@ -744,16 +747,17 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
 absl::Status Rope(const TensorView &in, const TensorView &positions,
                   const TensorView &out, const RopeConfig &attrs) {
   const char *kName = "Rope";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckInt(kName, "positions", positions));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckRank(kName, "in", in, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "in", in, 4));
   if (in.dim(3) % 2 != 0)
     return Invalid(kName, "in", in, "must have an even head dimension");
-  REF_TRY(CheckShape(kName, "out", out, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
   std::vector<int64_t> section;
   std::vector<float> freq;
-  REF_TRY(RopeTables(kName, "in", in, positions, attrs, section, freq));
+  VEOMNI_RETURN_IF_ERROR(
+      RopeTables(kName, "in", in, positions, attrs, section, freq));
 
   ForEachRopePair(in, positions, attrs, section, freq,
                   [&](int64_t i1, int64_t i2, double c, double sn) {
@@ -768,14 +772,14 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
                        const TensorView &v, const TensorView *segments,
                        const TensorView &out, bool causal, double scale) {
   const char *kName = "Attention";
-  REF_TRY(CheckFloat(kName, "q", q));
-  REF_TRY(CheckFloat(kName, "k", k));
-  REF_TRY(CheckFloat(kName, "v", v));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckAttention(kName, q, k, v, segments, causal));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "k", k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "v", v));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckAttention(kName, q, k, v, segments, causal));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
-  REF_TRY(CheckShape(kName, "out", out, {batch, seq, hq, dv}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {batch, seq, hq, dv}));
 
   int64_t group = hq / hkv;
   std::vector<double> score(seqKv);
@@ -826,21 +830,21 @@ absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
                           const TensorView &out, int64_t ignoreIndex,
                           LossReduction reduction) {
   const char *kName = "CrossEntropy";
-  REF_TRY(CheckFloat(kName, "logits", logits));
-  REF_TRY(CheckInt(kName, "labels", labels));
-  REF_TRY(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
   if (out.dtype != DType::F32)
     return Invalid(kName, "out", out, "must be f32");
   if (logits.rank() < 1)
     return Invalid(kName, "logits", logits, "must have rank >= 1");
   int64_t vocab = logits.dim(logits.rank() - 1);
-  REF_TRY(
+  VEOMNI_RETURN_IF_ERROR(
       CheckShape(kName, "labels", labels,
                  absl::MakeSpan(logits.shape).subspan(0, logits.rank() - 1)));
   if (reduction == LossReduction::None)
-    REF_TRY(CheckShape(kName, "out", out, labels.shape));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, labels.shape));
   else
-    REF_TRY(CheckShape(kName, "out", out, {}));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {}));
   int64_t rows = labels.numel();
   for (int64_t r = 0; r < rows; ++r) {
     int64_t label = LoadI(labels, r);
@@ -888,16 +892,16 @@ absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
 absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
                      const TensorView &indices, int64_t k, bool normalize) {
   const char *kName = "MoETopK";
-  REF_TRY(CheckFloat(kName, "logits", logits));
-  REF_TRY(CheckFloat(kName, "weights", weights));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckRank(kName, "logits", logits, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "logits", logits, 2));
   int64_t tokens = logits.dim(0), experts = logits.dim(1);
   if (k < 1 || k > experts)
     return Invalid(kName, "logits", logits, "k = ", k, " must be in [1, ",
                    experts, "]");
-  REF_TRY(CheckShape(kName, "weights", weights, {tokens, k}));
-  REF_TRY(CheckShape(kName, "indices", indices, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weights", weights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "indices", indices, {tokens, k}));
 
   std::vector<float> prob(experts);
   std::vector<bool> taken(experts);
@@ -919,12 +923,12 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
                          const TensorView &out, const TensorView &groupSizes,
                          int64_t numExperts) {
   const char *kName = "MoEDispatch";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckInt(kName, "groupSizes", groupSizes));
-  REF_TRY(CheckRank(kName, "input", input, 2));
-  REF_TRY(CheckRank(kName, "indices", indices, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "groupSizes", groupSizes));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "indices", indices, 2));
   int64_t tokens = input.dim(0), hidden = input.dim(1), k = indices.dim(1);
   if (indices.dim(0) != tokens)
     return Invalid(kName, "indices", indices, "must have the ", tokens,
@@ -932,9 +936,10 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
   if (numExperts < 1)
     return Invalid(kName, "groupSizes", groupSizes,
                    "numExperts must be >= 1, got ", numExperts);
-  REF_TRY(CheckShape(kName, "out", out, {tokens * k, hidden}));
-  REF_TRY(CheckShape(kName, "groupSizes", groupSizes, {numExperts}));
-  REF_TRY(CheckIndices(kName, indices, numExperts));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "groupSizes", groupSizes, {numExperts}));
+  VEOMNI_RETURN_IF_ERROR(CheckIndices(kName, indices, numExperts));
 
   // Expert by expert, the (token, slot) pairs in order: a stable sort.
   int64_t row = 0;
@@ -957,16 +962,17 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
 absl::Status MoECombine(const TensorView &input, const TensorView &weights,
                         const TensorView &indices, const TensorView &out) {
   const char *kName = "MoECombine";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckFloat(kName, "weights", weights));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckFloat(kName, "out", out));
-  REF_TRY(CheckRank(kName, "input", input, 2));
-  REF_TRY(CheckRank(kName, "weights", weights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "weights", weights, 2));
   int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
-  REF_TRY(CheckShape(kName, "indices", indices, weights.shape));
-  REF_TRY(CheckShape(kName, "input", input, {tokens * k, hidden}));
-  REF_TRY(CheckShape(kName, "out", out, {tokens, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "indices", indices, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {tokens, hidden}));
   // No expert count here: ids only order the rows, but negative ones cannot
   // come from a dispatch.
   for (int64_t p = 0; p < tokens * k; ++p)

@@ -30,16 +30,17 @@ using namespace detail;
 absl::Status RopeInverse(const TensorView &dy, const TensorView &positions,
                          const TensorView &dx, const RopeConfig &attrs) {
   const char *kName = "RopeInverse";
-  REF_TRY(CheckFloat(kName, "dy", dy));
-  REF_TRY(CheckInt(kName, "positions", positions));
-  REF_TRY(CheckFloat(kName, "dx", dx));
-  REF_TRY(CheckRank(kName, "dy", dy, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "positions", positions));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "dy", dy, 4));
   if (dy.dim(3) % 2 != 0)
     return Invalid(kName, "dy", dy, "must have an even head dimension");
-  REF_TRY(CheckShape(kName, "dx", dx, dy.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dx", dx, dy.shape));
   std::vector<int64_t> section;
   std::vector<float> freq;
-  REF_TRY(RopeTables(kName, "dy", dy, positions, attrs, section, freq));
+  VEOMNI_RETURN_IF_ERROR(
+      RopeTables(kName, "dy", dy, positions, attrs, section, freq));
 
   // Frequencies and angles as ref::Rope computes them.
   ForEachRopePair(dy, positions, attrs, section, freq,
@@ -61,18 +62,18 @@ absl::Status RmsNormGrad(const TensorView &x, const TensorView &weight,
                          const TensorView &dy, const TensorView &dx,
                          const TensorView &dweight, double epsilon) {
   const char *kName = "RmsNormGrad";
-  REF_TRY(CheckFloat(kName, "x", x));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "dy", dy));
-  REF_TRY(CheckFloat(kName, "dx", dx));
-  REF_TRY(CheckFloat(kName, "dweight", dweight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweight", dweight));
   if (x.rank() < 1)
     return Invalid(kName, "x", x, "must have rank >= 1");
   int64_t d = x.dim(x.rank() - 1);
-  REF_TRY(CheckShape(kName, "weight", weight, {d}));
-  REF_TRY(CheckShape(kName, "dy", dy, x.shape));
-  REF_TRY(CheckShape(kName, "dx", dx, x.shape));
-  REF_TRY(CheckShape(kName, "dweight", dweight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weight", weight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dx", dx, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweight", dweight, {d}));
 
   int64_t rows = d == 0 ? 0 : x.numel() / d;
   std::vector<double> dw(d, 0.0);
@@ -120,20 +121,21 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
                            const TensorView &dk, const TensorView &dv,
                            bool causal, double scale) {
   const char *kName = "AttentionGrad";
-  REF_TRY(CheckFloat(kName, "q", q));
-  REF_TRY(CheckFloat(kName, "k", k));
-  REF_TRY(CheckFloat(kName, "v", v));
-  REF_TRY(CheckFloat(kName, "dout", dout));
-  REF_TRY(CheckFloat(kName, "dq", dq));
-  REF_TRY(CheckFloat(kName, "dk", dk));
-  REF_TRY(CheckFloat(kName, "dv", dv));
-  REF_TRY(CheckAttention(kName, q, k, v, segments, causal));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "k", k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "v", v));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dq", dq));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dk", dk));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dv", dv));
+  VEOMNI_RETURN_IF_ERROR(CheckAttention(kName, q, k, v, segments, causal));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
-  REF_TRY(CheckShape(kName, "dout", dout, {batch, seq, hq, dvh}));
-  REF_TRY(CheckShape(kName, "dq", dq, q.shape));
-  REF_TRY(CheckShape(kName, "dk", dk, k.shape));
-  REF_TRY(CheckShape(kName, "dv", dv, v.shape));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "dout", dout, {batch, seq, hq, dvh}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dq", dq, q.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dk", dk, k.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dv", dv, v.shape));
 
   auto qAt = [&](int64_t b, int64_t i, int64_t h, int64_t x) {
     return ((b * seq + i) * hq + h) * d + x;
@@ -229,31 +231,31 @@ absl::Status CrossEntropyGrad(const TensorView &logits,
                               const TensorView &dlogits, int64_t ignoreIndex,
                               LossReduction reduction) {
   const char *kName = "CrossEntropyGrad";
-  REF_TRY(CheckFloat(kName, "logits", logits));
-  REF_TRY(CheckInt(kName, "labels", labels));
-  REF_TRY(CheckView(kName, "dloss", dloss));
-  REF_TRY(CheckFloat(kName, "dlogits", dlogits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "dloss", dloss));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dlogits", dlogits));
   if (dloss.dtype != DType::F32)
     return Invalid(kName, "dloss", dloss, "must be f32");
   if (logits.rank() < 1)
     return Invalid(kName, "logits", logits, "must have rank >= 1");
   int64_t vocab = logits.dim(logits.rank() - 1);
-  REF_TRY(
+  VEOMNI_RETURN_IF_ERROR(
       CheckShape(kName, "labels", labels,
                  absl::MakeSpan(logits.shape).subspan(0, logits.rank() - 1)));
   switch (reduction) {
   case LossReduction::None:
-    REF_TRY(CheckShape(kName, "dloss", dloss, labels.shape));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dloss", dloss, labels.shape));
     break;
   case LossReduction::Mean:
   case LossReduction::Sum:
-    REF_TRY(CheckShape(kName, "dloss", dloss, {}));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dloss", dloss, {}));
     break;
   default:
     return Invalid(kName, "dloss", dloss, "has an unknown reduction ",
                    static_cast<int>(reduction));
   }
-  REF_TRY(CheckShape(kName, "dlogits", dlogits, logits.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dlogits", dlogits, logits.shape));
   int64_t rows = labels.numel();
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) {

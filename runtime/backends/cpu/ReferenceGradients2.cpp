@@ -33,11 +33,11 @@ using namespace detail;
 absl::Status GeluGrad(const TensorView &x, const TensorView &dy,
                       const TensorView &dx, bool tanhApproximation) {
   const char *kName = "GeluGrad";
-  REF_TRY(CheckFloat(kName, "x", x));
-  REF_TRY(CheckFloat(kName, "dy", dy));
-  REF_TRY(CheckFloat(kName, "dx", dx));
-  REF_TRY(CheckShape(kName, "dy", dy, x.shape));
-  REF_TRY(CheckShape(kName, "dx", dx, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dx", dx, x.shape));
   const double kPi = 3.14159265358979323846;
   for (int64_t i = 0; i < x.numel(); ++i) {
     double v = LoadF(x, i), d;
@@ -66,21 +66,21 @@ absl::Status LayerNormGrad(const TensorView &x, const TensorView &weight,
                            const TensorView &dweight, const TensorView *dbias,
                            double epsilon) {
   const char *kName = "LayerNormGrad";
-  REF_TRY(CheckFloat(kName, "x", x));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "dy", dy));
-  REF_TRY(CheckFloat(kName, "dx", dx));
-  REF_TRY(CheckFloat(kName, "dweight", dweight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweight", dweight));
   if (x.rank() < 1)
     return Invalid(kName, "x", x, "must have rank >= 1");
   int64_t d = x.dim(x.rank() - 1);
-  REF_TRY(CheckShape(kName, "weight", weight, {d}));
-  REF_TRY(CheckShape(kName, "dy", dy, x.shape));
-  REF_TRY(CheckShape(kName, "dx", dx, x.shape));
-  REF_TRY(CheckShape(kName, "dweight", dweight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weight", weight, {d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dx", dx, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweight", dweight, {d}));
   if (dbias) {
-    REF_TRY(CheckFloat(kName, "dbias", *dbias));
-    REF_TRY(CheckShape(kName, "dbias", *dbias, {d}));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dbias", *dbias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dbias", *dbias, {d}));
   }
   if (!(epsilon >= 0))
     return Invalid(kName, "x", x, "epsilon must be >= 0, got ", epsilon);
@@ -134,8 +134,8 @@ absl::Status SliceGrad(const TensorView &dy, const TensorView &dx,
                        absl::Span<const int64_t> limit,
                        absl::Span<const int64_t> step) {
   const char *kName = "SliceGrad";
-  REF_TRY(CheckView(kName, "dy", dy));
-  REF_TRY(CheckView(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "dx", dx));
   if (dx.dtype != dy.dtype)
     return Invalid(kName, "dx", dx, "must have the element type of dy ",
                    dy.ToString());
@@ -154,7 +154,7 @@ absl::Status SliceGrad(const TensorView &dy, const TensorView &dx,
                      ", ", limit[d], ") is outside it");
     expected.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
   }
-  REF_TRY(CheckShape(kName, "dy", dy, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, expected));
 
   for (int64_t i = 0; i < dx.numel(); ++i) {
     if (IsFloat(dx.dtype))
@@ -185,13 +185,13 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
                         const TensorView &dweight, const TensorView *dbias,
                         int64_t stride, int64_t padding) {
   const char *kName = "Conv1DGrad";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckFloat(kName, "weight", weight));
-  REF_TRY(CheckFloat(kName, "dout", dout));
-  REF_TRY(CheckFloat(kName, "dinput", dinput));
-  REF_TRY(CheckFloat(kName, "dweight", dweight));
-  REF_TRY(CheckRank(kName, "input", input, 3));
-  REF_TRY(CheckRank(kName, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dinput", dinput));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweight", dweight));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "weight", weight, 3));
   int64_t batch = input.dim(0), cin = input.dim(1), len = input.dim(2);
   int64_t cout = weight.dim(0), kw = weight.dim(2);
   if (weight.dim(1) != cin)
@@ -204,12 +204,12 @@ absl::Status Conv1DGrad(const TensorView &input, const TensorView &weight,
     return Invalid(kName, "weight", weight, "is longer than the padded input ",
                    input.ToString());
   int64_t lout = (len + 2 * padding - kw) / stride + 1;
-  REF_TRY(CheckShape(kName, "dout", dout, {batch, cout, lout}));
-  REF_TRY(CheckShape(kName, "dinput", dinput, input.shape));
-  REF_TRY(CheckShape(kName, "dweight", dweight, weight.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dout", dout, {batch, cout, lout}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dinput", dinput, input.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweight", dweight, weight.shape));
   if (dbias) {
-    REF_TRY(CheckFloat(kName, "dbias", *dbias));
-    REF_TRY(CheckShape(kName, "dbias", *dbias, {cout}));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dbias", *dbias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dbias", *dbias, {cout}));
   }
 
   // out[b,o,t] = bias[o] + sum_{c,k} w[o,c,k] x[b,c,t*stride+k-padding].
@@ -251,19 +251,19 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
                                      const TensorView &dweight,
                                      bool transposeWeight) {
   const char *kName = "GroupedMatmulWeightGrad";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckInt(kName, "groupSizes", groupSizes));
-  REF_TRY(CheckFloat(kName, "dout", dout));
-  REF_TRY(CheckFloat(kName, "dweight", dweight));
-  REF_TRY(CheckRank(kName, "input", input, 2));
-  REF_TRY(CheckRank(kName, "groupSizes", groupSizes, 1));
-  REF_TRY(CheckRank(kName, "dout", dout, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "groupSizes", groupSizes));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweight", dweight));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "dout", dout, 2));
   int64_t rows = input.dim(0), k = input.dim(1), m = dout.dim(1);
   int64_t experts = groupSizes.dim(0);
-  REF_TRY(CheckShape(kName, "dout", dout, {rows, m}));
-  REF_TRY(CheckShape(kName, "dweight", dweight,
-                     transposeWeight ? Shape{experts, m, k}
-                                     : Shape{experts, k, m}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dout", dout, {rows, m}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweight", dweight,
+                                    transposeWeight ? Shape{experts, m, k}
+                                                    : Shape{experts, k, m}));
   int64_t total = 0;
   for (int64_t e = 0; e < experts; ++e) {
     int64_t g = LoadI(groupSizes, e);
@@ -304,16 +304,16 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
 absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
                          const TensorView &dlogits, int64_t k, bool normalize) {
   const char *kName = "MoETopKGrad";
-  REF_TRY(CheckFloat(kName, "logits", logits));
-  REF_TRY(CheckFloat(kName, "dweights", dweights));
-  REF_TRY(CheckFloat(kName, "dlogits", dlogits));
-  REF_TRY(CheckRank(kName, "logits", logits, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweights", dweights));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dlogits", dlogits));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "logits", logits, 2));
   int64_t tokens = logits.dim(0), experts = logits.dim(1);
   if (k < 1 || k > experts)
     return Invalid(kName, "logits", logits, "k = ", k, " must be in [1, ",
                    experts, "]");
-  REF_TRY(CheckShape(kName, "dweights", dweights, {tokens, k}));
-  REF_TRY(CheckShape(kName, "dlogits", dlogits, logits.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweights", dweights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dlogits", dlogits, logits.shape));
 
   std::vector<float> prob(experts);
   std::vector<bool> taken(experts);
@@ -358,20 +358,22 @@ absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
                             const TensorView &dinput,
                             const TensorView &dweights) {
   const char *kName = "MoECombineGrad";
-  REF_TRY(CheckFloat(kName, "input", input));
-  REF_TRY(CheckFloat(kName, "weights", weights));
-  REF_TRY(CheckInt(kName, "indices", indices));
-  REF_TRY(CheckFloat(kName, "dout", dout));
-  REF_TRY(CheckFloat(kName, "dinput", dinput));
-  REF_TRY(CheckFloat(kName, "dweights", dweights));
-  REF_TRY(CheckRank(kName, "input", input, 2));
-  REF_TRY(CheckRank(kName, "weights", weights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dinput", dinput));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweights", dweights));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "weights", weights, 2));
   int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
-  REF_TRY(CheckShape(kName, "indices", indices, weights.shape));
-  REF_TRY(CheckShape(kName, "input", input, {tokens * k, hidden}));
-  REF_TRY(CheckShape(kName, "dout", dout, {tokens, hidden}));
-  REF_TRY(CheckShape(kName, "dinput", dinput, input.shape));
-  REF_TRY(CheckShape(kName, "dweights", dweights, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "indices", indices, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dout", dout, {tokens, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dinput", dinput, input.shape));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(kName, "dweights", dweights, weights.shape));
   for (int64_t p = 0; p < tokens * k; ++p)
     if (LoadI(indices, p) < 0)
       return Invalid(kName, "indices", indices, "element ", p, " = ",
@@ -410,10 +412,10 @@ absl::Status ReduceMaxGrad(const TensorView &in, const TensorView &dy,
                            const TensorView &dx,
                            absl::Span<const int64_t> dims) {
   const char *kName = "ReduceMaxGrad";
-  REF_TRY(CheckFloat(kName, "in", in));
-  REF_TRY(CheckFloat(kName, "dy", dy));
-  REF_TRY(CheckFloat(kName, "dx", dx));
-  REF_TRY(CheckShape(kName, "dx", dx, in.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dx", dx, in.shape));
   std::vector<bool> reduced(in.rank(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] < 0 || dims[i] >= in.rank())
@@ -431,7 +433,7 @@ absl::Status ReduceMaxGrad(const TensorView &in, const TensorView &dy,
     else if (keepDims)
       expected.push_back(1);
   }
-  REF_TRY(CheckShape(kName, "dy", dy, expected));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, expected));
 
   // For each dy element, scan the input elements it reduces in row-major
   // order: the first NaN, else the first of the largest, takes dy.

@@ -13,6 +13,7 @@
 #define VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/support/Status.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -25,13 +26,6 @@
 #include <limits>
 #include <string>
 #include <vector>
-
-#define REF_TRY(expr)                                                          \
-  do {                                                                         \
-    absl::Status refStatus = (expr);                                           \
-    if (!refStatus.ok())                                                       \
-      return refStatus;                                                        \
-  } while (0)
 
 namespace veomni::rt::cpu::ref::detail {
 
@@ -71,7 +65,7 @@ inline absl::Status CheckView(absl::string_view kernel, absl::string_view name,
 
 inline absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
                                const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
   if (!IsFloat(v.dtype))
     return Invalid(kernel, name, v, "must have a float element type");
   return absl::OkStatus();
@@ -79,7 +73,7 @@ inline absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
 
 inline absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
                              const TensorView &v) {
-  REF_TRY(CheckView(kernel, name, v));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
   if (!IsInt(v.dtype))
     return Invalid(kernel, name, v, "must have an i32 or i64 element type");
   return absl::OkStatus();
@@ -150,7 +144,8 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
   section.assign(half, 0);
   int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
   if (sections == 0) {
-    REF_TRY(CheckShape(kernel, "positions", positions, {batch, seq}));
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(kernel, "positions", positions, {batch, seq}));
   } else {
     int64_t j = 0;
     for (int64_t k = 0; k < sections; ++k) {
@@ -165,7 +160,8 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
     if (j != half)
       return Invalid(kernel, name, in, "mrope sections ",
                      ShapeString(attrs.mropeSection), " must sum to ", half);
-    REF_TRY(CheckShape(kernel, "positions", positions, {sections, batch, seq}));
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(kernel, "positions", positions, {sections, batch, seq}));
   }
 
   freq.resize(half);
@@ -217,13 +213,13 @@ void ForEachRopePair(const TensorView &in, const TensorView &positions,
 inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
                                    const TensorView &k, const TensorView &v,
                                    const TensorView *segments, bool causal) {
-  REF_TRY(CheckRank(kName, "q", q, 4));
-  REF_TRY(CheckRank(kName, "k", k, 4));
-  REF_TRY(CheckRank(kName, "v", v, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "q", q, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "k", k, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "v", v, 4));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
-  REF_TRY(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
-  REF_TRY(CheckShape(kName, "v", v, {batch, seqKv, hkv, dv}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "v", v, {batch, seqKv, hkv, dv}));
   if (hkv < 1 || hq % hkv != 0)
     return Invalid(kName, "k", k, "head count must divide the ", hq,
                    " heads of q ", q.ToString());
@@ -231,11 +227,12 @@ inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
     return Invalid(kName, "k", k, "must have the sequence length of q ",
                    q.ToString(), " for causal attention");
   if (segments) {
-    REF_TRY(CheckInt(kName, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "segments", *segments));
     if (seq != seqKv)
       return Invalid(kName, "k", k, "must have the sequence length of q ",
                      q.ToString(), " with segments");
-    REF_TRY(CheckShape(kName, "segments", *segments, {batch, seq}));
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(kName, "segments", *segments, {batch, seq}));
   }
   return absl::OkStatus();
 }
