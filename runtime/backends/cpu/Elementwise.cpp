@@ -1,21 +1,29 @@
-//===- Elementwise.cpp - Unary, Binary and Cast fast paths ----------------===//
+//===- Elementwise.cpp - unary, binary, cast and the gelu VJP -------------===//
 //
-// f32 runs straight through the vector loops. bf16/f16 stage through small
-// f32 stack buffers a chunk at a time, so no tensor-sized scratch is needed
-// and a chunk is read completely before it is written: that is what makes
-// `out` aliasing an input safe.
+// Vector loops from VecMath over chunks split across threads.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/MoEUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
+#include <cblas.h>
+
 #include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <vector>
 
 namespace veomni::rt::cpu {
 
 using namespace detail;
+
+// Helpers of Elementwise.
 
 namespace {
 
@@ -44,6 +52,16 @@ void CastInts(const From *in, To *out, int64_t n) {
     buf[j] = static_cast<To>(in[j]);
   std::memcpy(out, buf, n * sizeof(To));
 }
+
+} // namespace
+
+// Helpers of Gradients2.
+
+namespace {
+
+/// Fixed chunks of rows whose sums go to f64 partials, added in order
+/// afterwards: the sums do not depend on how many threads ran.
+constexpr int64_t kRowChunks = 32;
 
 } // namespace
 
@@ -138,6 +156,58 @@ absl::Status Cast(const TensorView &in, const TensorView &out) {
       StoreF32(buf, out, i, len);
     }
   });
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// GeluGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status GeluGrad(const TensorView &x, const TensorView &dy,
+                      const TensorView &dx, bool tanhApproximation) {
+  constexpr absl::string_view K = "GeluGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, x.shape));
+  const int64_t n = x.numel();
+  if (n == 0)
+    return absl::OkStatus();
+  // Chunks are read whole before they are written: in place is safe.
+  auto run = [&](int64_t c0, int64_t c1) {
+    float xs[kChunk], gs[kChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t at = c * kChunk, len = std::min(kChunk, n - at);
+      LoadF32(x, at, len, xs);
+      LoadF32(dy, at, len, gs);
+      if (tanhApproximation) {
+        // y = x s with s = sigmoid(2u), u = c (x + a x^3), which is
+        // 0.5 x (1 + tanh u): y' = s + 2 x s (1 - s) c (1 + 3 a x^2).
+        const float c = 0.7978845608028654f, a = 0.044715f;
+        for (int64_t i = 0; i < len; ++i) {
+          float v = xs[i], v2 = v * v;
+          float u = c * (v + a * v2 * v);
+          float s = 1.0f / (1.0f + std::exp(-2.0f * u));
+          float d = s + 2.0f * v * s * (1.0f - s) * c * (1.0f + 3.0f * a * v2);
+          gs[i] *= d;
+        }
+      } else {
+        // y = x Phi(x): y' = Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi).
+        for (int64_t i = 0; i < len; ++i) {
+          float v = xs[i];
+          float cdf = 0.5f * (1.0f + std::erf(v * 0.70710678118654752f));
+          float pdf = 0.3989422804014327f * std::exp(-0.5f * v * v);
+          gs[i] *= cdf + v * pdf;
+        }
+      }
+      StoreF32(gs, dx, at, len);
+    }
+  };
+  ParallelFor((n + kChunk - 1) / kChunk, 40.0 * static_cast<double>(n), run);
   return absl::OkStatus();
 }
 

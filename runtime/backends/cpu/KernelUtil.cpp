@@ -67,6 +67,7 @@ absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
 
 absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
                         const TensorView &v) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
   if (!IsFloat(v.dtype))
     return BadView(kernel, name, v, "must be f32, bf16 or f16");
   return absl::OkStatus();
@@ -74,6 +75,7 @@ absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
 
 absl::Status CheckInteger(absl::string_view kernel, absl::string_view name,
                           const TensorView &v) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
   if (v.dtype != DType::I32 && v.dtype != DType::I64)
     return BadView(kernel, name, v, "must be i32 or i64");
   return absl::OkStatus();

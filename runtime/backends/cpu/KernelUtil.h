@@ -21,9 +21,12 @@
 #include <climits>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 
 namespace veomni::rt::cpu::detail {
+
+inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 /// "<kernel>: <args...>" as InvalidArgument.
 template <typename... Args>
@@ -51,10 +54,10 @@ absl::Status CheckView(absl::string_view kernel, absl::string_view name,
 /// CheckView plus rank == `rank`.
 absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
                        const TensorView &v, int64_t rank);
-/// f32, bf16 or f16.
+/// CheckView plus f32, bf16 or f16.
 absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
                         const TensorView &v);
-/// i32 or i64.
+/// CheckView plus i32 or i64.
 absl::Status CheckInteger(absl::string_view kernel, absl::string_view name,
                           const TensorView &v);
 /// v has the element type of `ref` (named refName in the message).

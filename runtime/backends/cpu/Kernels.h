@@ -1,10 +1,14 @@
 //===- Kernels.h - CPU kernels: fast paths and references -------*- C++ -*-===//
 //
 // One function per veomni op, with the op's semantics (see
-// dialects/VeOmni/VeOmniOps.td). Every kernel exists twice, with the same
-// signature: in veomni::rt::cpu (the fast path the executor runs: OpenBLAS
-// for matmuls, f32 specialisations, blocking) and in veomni::rt::cpu::ref (a
-// naive loop nest, written for obviousness, that tests compare against).
+// dialects/VeOmni/VeOmniOps.td), filed by topic (Matmul.cpp, Conv.cpp,
+// Elementwise.cpp, Norms.cpp, Attention.cpp, Rope.cpp, Loss.cpp, MoE.cpp,
+// Shape.cpp), forward and backward together. Every kernel exists twice,
+// with the same signature: here, in veomni::rt::cpu (the fast path the CPU
+// backend runs: OpenBLAS for matmuls, f32 specialisations, blocking), and
+// in veomni::rt::cpu::ref (a naive loop nest, written for obviousness, in
+// the test-only library test/unit/runtime/reference/) that tests compare
+// against.
 //
 // Contract of every kernel:
 // - Views are row-major and contiguous; `out` views are preallocated with
@@ -235,13 +239,10 @@ struct RopeConfig {
                              absl::Span<const int64_t> dims);
 
 VEOMNI_CPU_KERNELS
-
-namespace ref {
-VEOMNI_CPU_KERNELS
-} // namespace ref
-
-#undef VEOMNI_CPU_KERNELS
 // clang-format on
+
+// VEOMNI_CPU_KERNELS stays defined: the test-only reference kernels
+// (test/unit/runtime/reference/Reference.h) declare the same list.
 
 } // namespace veomni::rt::cpu
 

@@ -1,18 +1,21 @@
-//===- MoE.cpp - router top-k, token dispatch and combine -----------------===//
+//===- MoE.cpp - router top-k, dispatch and combine, forward and backward -===//
 //
-// Dispatch and combine agree on one row order: the k copies of every token
-// sorted stably by expert, ties by t*k+j. Both compute it with a counting
-// sort, O(T*k + E), except that combine, which is not told the expert count,
-// falls back to a stable comparison sort when ids are large.
+// MoETopKGrad and MoECombineGrad recompute the selection and the row
+// order exactly as their forward kernels do (MoEUtil.h).
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/MoEUtil.h"
+#include "runtime/backends/cpu/VecMath.h"
+
+#include <cblas.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -20,6 +23,16 @@
 namespace veomni::rt::cpu {
 
 using namespace detail;
+
+// Helpers of Gradients2.
+
+namespace {
+
+/// Fixed chunks of rows whose sums go to f64 partials, added in order
+/// afterwards: the sums do not depend on how many threads ran.
+constexpr int64_t kRowChunks = 32;
+
+} // namespace
 
 absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
                      const TensorView &indices, int64_t k, bool normalize) {
@@ -149,6 +162,142 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
     }
     StoreF32(acc.data(), out, t * hidden, hidden);
   }
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// MoETopKGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
+                         const TensorView &dlogits, int64_t k, bool normalize) {
+  constexpr absl::string_view K = "MoETopKGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweights", dweights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dlogits", dlogits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dweights));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dlogits));
+  int64_t tokens = logits.dim(0), experts = logits.dim(1);
+  if (k < 1 || k > experts)
+    return BadView(K, "logits", logits, "cannot give the top ", k,
+                   " of its experts");
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dweights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dlogits, logits.shape));
+  if (tokens == 0)
+    return absl::OkStatus();
+
+  auto run = [&](int64_t t0, int64_t t1) {
+    std::vector<float> p(experts), g(k);
+    std::vector<double> e(experts);
+    std::vector<int64_t> order(experts);
+    RowReader xs(logits, experts);
+    RowWriter writer(dlogits, experts);
+    // The ranking of MoETopK: NaN last, larger first, lower expert on ties.
+    auto key = [&](int64_t i) {
+      return std::isnan(p[i]) ? -std::numeric_limits<float>::infinity() : p[i];
+    };
+    auto before = [&](int64_t a, int64_t b) {
+      float ka = key(a), kb = key(b);
+      return ka > kb || (ka == kb && a < b);
+    };
+    for (int64_t t = t0; t < t1; ++t) {
+      const float *x = xs.Row(t);
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t i = 0; i < experts; ++i)
+        mx = std::max<double>(mx, x[i]);
+      double sum = 0;
+      for (int64_t i = 0; i < experts; ++i) {
+        e[i] = std::exp(static_cast<double>(x[i]) - mx);
+        sum += e[i];
+      }
+      for (int64_t i = 0; i < experts; ++i)
+        p[i] = static_cast<float>(e[i] / sum);
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+      LoadF32(dweights, t * k, k, g.data());
+      float *out = writer.Row(t);
+      std::fill_n(out, experts, 0.0f);
+      if (normalize) {
+        // w = softmax over the chosen logits: dx_S = w (g - <g, w>).
+        double chosen = 0;
+        for (int64_t j = 0; j < k; ++j)
+          chosen += p[order[j]];
+        double dot = 0;
+        for (int64_t j = 0; j < k; ++j)
+          dot += static_cast<double>(g[j]) * (p[order[j]] / chosen);
+        for (int64_t j = 0; j < k; ++j)
+          out[order[j]] =
+              static_cast<float>(p[order[j]] / chosen * (g[j] - dot));
+      } else {
+        // dx = p (c - <c, p>), c = g at the chosen experts, 0 elsewhere.
+        double dot = 0;
+        for (int64_t j = 0; j < k; ++j)
+          dot += static_cast<double>(g[j]) * p[order[j]];
+        for (int64_t i = 0; i < experts; ++i)
+          out[i] = static_cast<float>(-p[i] * dot);
+        for (int64_t j = 0; j < k; ++j)
+          out[order[j]] = static_cast<float>(p[order[j]] * (g[j] - dot));
+      }
+      writer.Done();
+    }
+  };
+  ParallelFor(tokens, 30.0 * static_cast<double>(tokens) * experts, run);
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// MoECombineGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
+                            const TensorView &indices, const TensorView &dout,
+                            const TensorView &dinput,
+                            const TensorView &dweights) {
+  constexpr absl::string_view K = "MoECombineGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dinput", dinput));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dweights", dweights));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dinput", dinput));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dweights));
+  int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {tokens, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dinput", dinput, input.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dweights, weights.shape));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));
+  if (tokens * k == 0)
+    return absl::OkStatus();
+  const std::vector<int64_t> row = CombineOrder(indices);
+
+  auto run = [&](int64_t t0, int64_t t1) {
+    RowReader gs(dout, hidden), xs(input, hidden);
+    std::unique_ptr<float[]> g = Scratch(hidden), prod = Scratch(hidden);
+    std::vector<float> w(k), dw(k);
+    for (int64_t t = t0; t < t1; ++t) {
+      std::copy_n(gs.Row(t), hidden, g.get());
+      LoadF32(weights, t * k, k, w.data());
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t r = row[t * k + j];
+        // Rows are distinct over (t, j): threads write disjoint rows.
+        vec::Scale(g.get(), w[j], prod.get(), hidden);
+        StoreF32(prod.get(), dinput, r * hidden, hidden);
+        vec::Binary(BinaryKind::Mul, g.get(), xs.Row(r), prod.get(), hidden);
+        dw[j] = static_cast<float>(vec::Sum(prod.get(), hidden));
+      }
+      StoreF32(dw.data(), dweights, t * k, k);
+    }
+  };
+  ParallelFor(tokens, 4.0 * static_cast<double>(tokens) * k * hidden, run);
   return absl::OkStatus();
 }
 

@@ -1,29 +1,32 @@
-//===- Shape.cpp - data movement and reductions ---------------------------===//
+//===- Shape.cpp - reductions and data movement, forward and backward -----===//
 //
-// Broadcast, Transpose and Slice are one operation: fill a dense output from
-// the input read with per-dimension strides. StridedCopy first drops size-1
-// dimensions and merges dimensions that are contiguous in both tensors, so
-// most calls reduce to long memcpy runs or a fill; what remains is walked
-// with an odometer that updates offsets incrementally (no per-element
-// division), and a true transpose of the innermost dimension goes through
-// cache-sized tiles.
+// Strided walks over simplified dimension lists: broadcast, transpose,
+// slice and concat copy contiguous runs; gather and scatter_add check
+// every index; reductions and the max-reduction VJP.
 //
 //===----------------------------------------------------------------------===//
 
+#include "absl/container/inlined_vector.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/MoEUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
-#include "absl/container/inlined_vector.h"
+#include <cblas.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 namespace veomni::rt::cpu {
 
 using namespace detail;
+
+// Helpers of Shape.
 
 namespace {
 
@@ -179,6 +182,16 @@ char *MutableBytes(const TensorView &v) { return static_cast<char *>(v.data); }
 
 } // namespace
 
+// Helpers of Gradients2.
+
+namespace {
+
+/// Fixed chunks of rows whose sums go to f64 partials, added in order
+/// afterwards: the sums do not depend on how many threads ran.
+constexpr int64_t kRowChunks = 32;
+
+} // namespace
+
 absl::Status Reduce(ReduceKind kind, const TensorView &in,
                     const TensorView &out, absl::Span<const int64_t> dims) {
   constexpr absl::string_view K = "Reduce";
@@ -258,6 +271,85 @@ absl::Status Reduce(ReduceKind kind, const TensorView &in,
                                        ? sum[i] / static_cast<double>(count)
                                        : sum[i]);
   StoreF32(result.get(), out, 0, outN);
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// ReduceMaxGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status ReduceMaxGrad(const TensorView &in, const TensorView &dy,
+                           const TensorView &dx,
+                           absl::Span<const int64_t> dims) {
+  constexpr absl::string_view K = "ReduceMaxGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, in.shape));
+  const int64_t rank = in.rank();
+  std::vector<bool> reduced(rank, false);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] < 0 || dims[i] >= rank)
+      return BadView(K, "in", in, "has no dimension ", dims[i]);
+    if (i > 0 && dims[i - 1] >= dims[i])
+      return BadView(K, "in", in, "dims must be strictly increasing, got ",
+                     ShapeString(dims));
+    reduced[dims[i]] = true;
+  }
+  // As Reduce: the rank of dy tells whether reduced dimensions are kept.
+  bool keepDims = dy.rank() == rank;
+  Shape expected;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (!reduced[d])
+      expected.push_back(in.dim(d));
+    else if (keepDims)
+      expected.push_back(1);
+  }
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, expected));
+  if (in.numel() == 0)
+    return absl::OkStatus();
+
+  // outStride[d]: how far the dy element moves with input dimension d.
+  std::vector<int64_t> outStride(rank, 0);
+  for (int64_t d = rank - 1, s = 1; d >= 0; --d)
+    if (!reduced[d]) {
+      outStride[d] = s;
+      s *= in.dim(d);
+    }
+  const int64_t outs = dy.numel(), n = in.numel();
+  std::vector<int64_t> best(outs, -1);
+  std::vector<float> bestValue(outs);
+  F32Input xf(in);
+  const float *x = xf.data();
+  std::vector<int64_t> coord(rank, 0);
+  int64_t o = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i];
+    int64_t &b = best[o];
+    // The first maximum wins; a NaN, once taken, stays (as in Reduce).
+    if (b < 0 ||
+        (!std::isnan(bestValue[o]) && (std::isnan(v) || v > bestValue[o]))) {
+      b = i;
+      bestValue[o] = v;
+    }
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      o += outStride[d];
+      if (++coord[d] < in.dim(d))
+        break;
+      o -= outStride[d] * in.dim(d);
+      coord[d] = 0;
+    }
+  }
+  F32Input gf(dy);
+  F32Output out(dx);
+  std::fill_n(out.data(), n, 0.0f);
+  for (int64_t j = 0; j < outs; ++j)
+    if (best[j] >= 0)
+      out.data()[best[j]] = gf.data()[j];
+  out.Commit();
   return absl::OkStatus();
 }
 
@@ -357,6 +449,75 @@ absl::Status Slice(const TensorView &in, const TensorView &out,
   FillDstStrides(walk);
   StridedCopy(Bytes(in) + base * SizeOf(in.dtype), out.data, in.dtype,
               std::move(walk));
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// SliceGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status SliceGrad(const TensorView &dy, const TensorView &dx,
+                       absl::Span<const int64_t> start,
+                       absl::Span<const int64_t> limit,
+                       absl::Span<const int64_t> step) {
+  constexpr absl::string_view K = "SliceGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "dx", dx, "dy", dy));
+  const int64_t rank = dx.rank();
+  if (static_cast<int64_t>(start.size()) != rank ||
+      static_cast<int64_t>(limit.size()) != rank ||
+      static_cast<int64_t>(step.size()) != rank)
+    return BadView(K, "dx", dx, "needs one start, limit and step per ",
+                   "dimension, got ", ShapeString(start), ", ",
+                   ShapeString(limit), " and ", ShapeString(step));
+  Shape expected;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (step[d] < 1)
+      return BadView(K, "dx", dx, "step[", d, "] = ", step[d], " must be >= 1");
+    if (start[d] < 0 || start[d] > limit[d] || limit[d] > dx.dim(d))
+      return BadView(K, "dx", dx, "dimension ", d, " slice [", start[d], ", ",
+                     limit[d], ") is outside it");
+    expected.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
+  }
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, expected));
+  if (dx.numel() == 0)
+    return absl::OkStatus();
+  std::memset(dx.data, 0, dx.bytes());
+  if (dy.numel() == 0)
+    return absl::OkStatus();
+
+  const size_t elem = SizeOf(dx.dtype);
+  const char *src = static_cast<const char *>(dy.data);
+  char *dst = static_cast<char *>(dx.data);
+  if (rank == 0) {
+    std::memcpy(dst, src, elem);
+    return absl::OkStatus();
+  }
+  std::vector<int64_t> strides(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    strides[d] = strides[d + 1] * dx.dim(d + 1);
+  const int64_t inner = dy.dim(rank - 1), innerStep = step[rank - 1];
+  const int64_t rows = dy.numel() / inner;
+  // One dy row at a time: its dx base from an odometer over the outer dims.
+  std::vector<int64_t> coord(rank, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t base = start[rank - 1];
+    for (int64_t d = 0; d < rank - 1; ++d)
+      base += (start[d] + coord[d] * step[d]) * strides[d];
+    const char *s = src + r * inner * elem;
+    if (innerStep == 1) {
+      std::memcpy(dst + base * elem, s, inner * elem);
+    } else {
+      for (int64_t i = 0; i < inner; ++i)
+        std::memcpy(dst + (base + i * innerStep) * elem, s + i * elem, elem);
+    }
+    for (int64_t d = rank - 2; d >= 0; --d) {
+      if (++coord[d] < dy.dim(d))
+        break;
+      coord[d] = 0;
+    }
+  }
   return absl::OkStatus();
 }
 

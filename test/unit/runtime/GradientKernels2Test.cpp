@@ -25,6 +25,7 @@
 #include "runtime/backends/cpu/Kernels.h"
 #include "test/unit/runtime/GradientTestUtil.h"
 #include "test/unit/runtime/KernelTestUtil.h"
+#include "test/unit/runtime/reference/Reference.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

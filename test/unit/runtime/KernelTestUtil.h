@@ -13,6 +13,7 @@
 #define VEOMNI_TEST_UNIT_RUNTIME_KERNELTESTUTIL_H
 
 #include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/reference/Reference.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"

@@ -1,22 +1,31 @@
-//===- Linalg.cpp - Matmul, GroupedMatmul and Conv1D on OpenBLAS ----------===//
+//===- Matmul.cpp - matmul and grouped matmul, forward and backward -------===//
 //
-// Everything ends in cblas_sgemm. bf16/f16 operands are widened to f32 first
-// (this OpenBLAS build has no sbgemm), which is exact, so results differ from
-// an f32 matmul of the same values only by summation order.
+// Everything ends in cblas_sgemm. bf16/f16 operands are widened to f32
+// first (this OpenBLAS build has no sbgemm), which is exact, so results
+// differ from an f32 matmul of the same values only by summation order.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/MoEUtil.h"
+#include "runtime/backends/cpu/VecMath.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <vector>
 
 namespace veomni::rt::cpu {
 
 using namespace detail;
+
+// Helpers of Linalg.
 
 namespace {
 
@@ -40,6 +49,16 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
 }
+
+} // namespace
+
+// Helpers of Gradients2.
+
+namespace {
+
+/// Fixed chunks of rows whose sums go to f64 partials, added in order
+/// afterwards: the sums do not depend on how many threads ran.
+constexpr int64_t kRowChunks = 32;
 
 } // namespace
 
@@ -170,75 +189,66 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
   return absl::OkStatus();
 }
 
-absl::Status Conv1D(const TensorView &input, const TensorView &weight,
-                    const TensorView *bias, const TensorView &out,
-                    int64_t stride, int64_t padding) {
-  constexpr absl::string_view K = "Conv1D";
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 3));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 3));
+//===----------------------------------------------------------------------===//
+// GroupedMatmulWeightGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status GroupedMatmulWeightGrad(const TensorView &input,
+                                     const TensorView &groupSizes,
+                                     const TensorView &dout,
+                                     const TensorView &dweight,
+                                     bool transposeWeight) {
+  constexpr absl::string_view K = "GroupedMatmulWeightGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 3));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
-  int64_t batch = input.dim(0), cin = input.dim(1), len = input.dim(2);
-  int64_t cout = weight.dim(0), kw = weight.dim(2);
-  if (weight.dim(1) != cin)
-    return BadView(K, "weight", weight, "input channels differ from input ",
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
+  int64_t rows = input.dim(0), k = input.dim(1), m = dout.dim(1);
+  int64_t experts = groupSizes.dim(0);
+  if (dout.dim(0) != rows)
+    return BadView(K, "dout", dout, "must have the rows of input ",
                    input.ToString());
-  if (bias) {
-    VEOMNI_RETURN_IF_ERROR(CheckRank(K, "bias", *bias, 1));
-    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "bias", *bias));
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", *bias, {cout}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight,
+                                    transposeWeight ? Shape{experts, m, k}
+                                                    : Shape{experts, k, m}));
+  if (!FitsBlas(rows) || !FitsBlas(m) || !FitsBlas(k))
+    return BadView(K, "input", input,
+                   "exceeds the 32-bit BLAS interface with dout ",
+                   dout.ToString());
+  int64_t total = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t g = IndexAt(groupSizes, e);
+    if (g < 0 || g > rows - total)
+      return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", g,
+                     " is negative or overruns the ", rows, " rows of input ",
+                     input.ToString());
+    total += g;
   }
-  if (stride < 1 || padding < 0 || padding > (int64_t{1} << 40))
-    return Invalid(K, "stride ", stride, " must be >= 1 and padding ", padding,
-                   " >= 0");
-  int64_t span = len + 2 * padding - kw;
-  if (span < 0)
-    return BadView(K, "weight", weight,
-                   "kernel is longer than the padded input ", input.ToString());
-  int64_t lout = span / stride + 1;
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {batch, cout, lout}));
-  int64_t ck = cin * kw; // GEMM contraction: (input channel, tap)
-  if (!FitsBlas(ck) || !FitsBlas(cout) || !FitsBlas(lout))
-    return BadView(K, "weight", weight, "exceeds the 32-bit BLAS interface");
-  if (out.numel() == 0)
+  if (total != rows)
+    return BadView(K, "groupSizes", groupSizes, "sums to ", total,
+                   " but input ", input.ToString(), " has ", rows, " rows");
+  if (dweight.numel() == 0)
     return absl::OkStatus();
 
-  F32Input x(input), w(weight);
-  F32Output y(out);
-  std::unique_ptr<float[]> bvals;
-  if (bias) {
-    bvals = Scratch(cout);
-    LoadF32(*bias, 0, cout, bvals.get());
+  F32Input a(input), g(dout);
+  F32Output dw(dweight);
+  int64_t row = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t n = IndexAt(groupSizes, e);
+    float *dwe = dw.data() + e * k * m;
+    const float *ae = a.data() + row * k, *ge = g.data() + row * m;
+    // k == 0 (no rows) leaves zeros: Gemm's beta = 0 path.
+    if (transposeWeight)
+      BlasGemm(true, false, m, k, n, 1.0f, ge, m, ae, k, 0.0f, dwe, k);
+    else
+      BlasGemm(true, false, k, m, n, 1.0f, ae, k, ge, m, 0.0f, dwe, m);
+    row += n;
   }
-  // im2col a tile of output positions at a time, bounding the scratch to
-  // ~8 MiB however long the sequence is.
-  int64_t tile = std::min(
-      std::max<int64_t>((int64_t{2} << 20) / std::max<int64_t>(ck, 1), 64),
-      lout);
-  bool pointwise = kw == 1 && stride == 1 && padding == 0;
-  std::unique_ptr<float[]> col = pointwise ? nullptr : Scratch(ck * tile);
-  for (int64_t b = 0; b < batch; ++b) {
-    const float *xb = x.data() + b * cin * len;
-    float *yb = y.data() + b * cout * lout;
-    if (bias)
-      for (int64_t o = 0; o < cout; ++o)
-        std::fill_n(yb + o * lout, lout, bvals[o]);
-    float beta = bias ? 1.0f : 0.0f;
-    if (pointwise) { // the input already is the column matrix
-      Gemm(false, false, cout, lout, cin, w.data(), cin, xb, len, yb, lout,
-           beta);
-      continue;
-    }
-    for (int64_t t0 = 0; t0 < lout; t0 += tile) {
-      int64_t nt = std::min(tile, lout - t0);
-      Im2ColTile(xb, cin, len, kw, stride, padding, t0, nt, col.get());
-      Gemm(false, false, cout, nt, ck, w.data(), ck, col.get(), nt, yb + t0,
-           lout, beta);
-    }
-  }
-  y.Commit();
+  dw.Commit();
   return absl::OkStatus();
 }
 

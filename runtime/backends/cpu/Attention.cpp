@@ -1,14 +1,11 @@
-//===- Transformer.cpp - softmax, norms, rope, attention, loss ------------===//
+//===- Attention.cpp - softmax and attention, forward and backward --------===//
 //
-// Row kernels: each row is brought to f32 (in place for f32 tensors, through
-// a row buffer otherwise), computed with the vector loops of VecMath, and
-// rounded once on the way out.
-//
-// Attention runs (batch, head) pairs on parallel threads, each blocked over
-// query rows: S = Q K^T and P V through vec::Gemm (single-threaded, so the
-// threads do not fight over OpenBLAS's pool, which slows concurrent callers
-// several-fold), softmax in between, and key ranges that causality or
-// segments hide are never computed.
+// Attention runs (batch, head) pairs on parallel threads, each blocked
+// over query rows: S = Q K^T and P V through vec::Gemm (single-threaded,
+// so the threads do not fight over OpenBLAS's pool), softmax in between,
+// and key ranges that causality or segments hide are never computed.
+// AttentionGrad recomputes the probabilities block by block and does its
+// five products per block with OpenBLAS GEMMs.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,7 +14,10 @@
 #include "runtime/backends/cpu/RopeUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
 
+#include <cblas.h>
+
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -28,9 +28,9 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-namespace {
+// Helpers of Transformer.
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+namespace {
 
 /// Common checks of the last-dimension norms.
 absl::Status CheckNorm(absl::string_view k, const TensorView &in,
@@ -74,6 +74,10 @@ void RoundTo(DType t, float *x, int64_t n) {
 }
 
 } // namespace
+
+// Helpers of Gradients.
+
+namespace {} // namespace
 
 absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
   constexpr absl::string_view K = "Softmax";
@@ -126,84 +130,6 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
         }
       });
   return absl::OkStatus();
-}
-
-absl::Status RmsNorm(const TensorView &in, const TensorView &weight,
-                     const TensorView &out, double epsilon) {
-  constexpr absl::string_view K = "RmsNorm";
-  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, in, weight, nullptr, out));
-  int64_t d = in.dim(in.rank() - 1);
-  if (in.numel() == 0)
-    return absl::OkStatus();
-  int64_t rows = in.numel() / d;
-  F32Input w(weight);
-  const float eps = static_cast<float>(epsilon);
-  // Memory-bound: a second core adds bandwidth on large inputs.
-  ParallelFor(rows, kMemoryBoundWork * in.numel(), [&](int64_t r0, int64_t r1) {
-    RowReader reader(in, d);
-    RowWriter writer(out, d);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float *x = reader.Row(r);
-      float *y = writer.Row(r);
-      // Sum of squares in f64, the mean rounded to f32 as HF keeps it, and
-      // rsqrt rounded once from f64.
-      float mean =
-          static_cast<float>(vec::SumSquares(x, d) / static_cast<double>(d));
-      float scale =
-          static_cast<float>(1.0 / std::sqrt(static_cast<double>(mean + eps)));
-      vec::Scale(x, scale, y, d);
-      RoundTo(in.dtype, y, d); // HF: hidden_states.to(input_dtype)
-      vec::Binary(BinaryKind::Mul, y, w.data(), y, d);
-      writer.Done();
-    }
-  });
-  return absl::OkStatus();
-}
-
-absl::Status LayerNorm(const TensorView &in, const TensorView &weight,
-                       const TensorView *bias, const TensorView &out,
-                       double epsilon) {
-  constexpr absl::string_view K = "LayerNorm";
-  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, in, weight, bias, out));
-  int64_t d = in.dim(in.rank() - 1);
-  if (in.numel() == 0)
-    return absl::OkStatus();
-  int64_t rows = in.numel() / d;
-  F32Input w(weight);
-  std::unique_ptr<F32Input> b =
-      bias ? std::make_unique<F32Input>(*bias) : nullptr;
-  ParallelFor(rows, kMemoryBoundWork * in.numel(), [&](int64_t r0, int64_t r1) {
-    RowReader reader(in, d);
-    RowWriter writer(out, d);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float *x = reader.Row(r);
-      float *y = writer.Row(r);
-      // Two passes (mean, then squared deviations) avoid the cancellation
-      // of E[x^2] - E[x]^2 when the mean is large.
-      float mean = static_cast<float>(vec::Sum(x, d) / static_cast<double>(d));
-      for (int64_t i = 0; i < d; ++i)
-        y[i] = x[i] - mean;
-      double var = vec::SumSquares(y, d) / static_cast<double>(d);
-      float rstd = static_cast<float>(1.0 / std::sqrt(var + epsilon));
-      const float *wp = w.data();
-      if (b) {
-        const float *bp = b->data();
-        for (int64_t i = 0; i < d; ++i)
-          y[i] = y[i] * rstd * wp[i] + bp[i];
-      } else {
-        for (int64_t i = 0; i < d; ++i)
-          y[i] = y[i] * rstd * wp[i];
-      }
-      writer.Done();
-    }
-  });
-  return absl::OkStatus();
-}
-
-absl::Status Rope(const TensorView &in, const TensorView &positions,
-                  const TensorView &out, const RopeConfig &attrs) {
-  return RopeRotate</*kInverse=*/false>("Rope", "in", in, positions, "out", out,
-                                        attrs);
 }
 
 absl::Status Attention(const TensorView &q, const TensorView &k,
@@ -370,69 +296,188 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
   return absl::OkStatus();
 }
 
-absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
-                          const TensorView &out, int64_t ignoreIndex,
-                          LossReduction reduction) {
-  constexpr absl::string_view K = "CrossEntropy";
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
-  if (logits.rank() < 1)
-    return BadView(K, "logits", logits, "needs a vocabulary dimension");
-  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
-  if (out.dtype != DType::F32)
-    return BadView(K, "out", out, "must be f32");
-  if (reduction == LossReduction::None)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, rowsShape));
-  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {}));
-  else
-    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
-  int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t label = IndexAt(labels, r);
-    if (label != ignoreIndex && (label < 0 || label >= vocab))
-      return BadView(K, "labels", labels, "element ", r, " = ", label,
-                     " is outside [0, ", vocab, ") and not the ignore index ",
-                     ignoreIndex);
+//===----------------------------------------------------------------------===//
+// AttentionGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
+                           const TensorView &v, const TensorView *segments,
+                           const TensorView &dout, const TensorView &dq,
+                           const TensorView &dk, const TensorView &dv,
+                           bool causal, double scale) {
+  constexpr absl::string_view K = "AttentionGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dq", dq, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dk", dk, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dv", dv, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "k", k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "v", v));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dq", dq));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dk", dk));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dv", dv));
+  int64_t batch = q.dim(0), s = q.dim(1), hq = q.dim(2), d = q.dim(3);
+  int64_t skv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {batch, skv, hkv, d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {batch, skv, hkv, dvh}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {batch, s, hq, dvh}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dq", dq, q.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dk", dk, k.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dv", dv, v.shape));
+  if (hkv < 1 || hq % hkv != 0)
+    return BadView(K, "k", k, "head count must divide that of q ",
+                   q.ToString());
+  if (causal && s != skv)
+    return BadView(K, "k", k,
+                   "causal attention needs the sequence length of q ",
+                   q.ToString());
+  if (segments) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "segments", *segments, {batch, s}));
+    if (s != skv)
+      return BadView(K, "k", k, "segments need the sequence length of q ",
+                     q.ToString());
   }
-  // Rows in parallel into per-row losses (0 where ignored), then one sum in
-  // row order, so the result does not depend on the thread count.
-  std::vector<float> loss(rows, 0.0f);
-  ParallelFor(rows, 2 * kMemoryBoundWork * logits.numel(),
-              [&](int64_t r0, int64_t r1) {
-                RowReader reader(logits, vocab);
-                for (int64_t r = r0; r < r1; ++r) {
-                  int64_t label = IndexAt(labels, r);
-                  if (label == ignoreIndex)
-                    continue;
-                  const float *x = reader.Row(r);
-                  float mx = vec::Max(x, vocab);
-                  float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
-                  loss[r] = lse - x[label];
-                }
-              });
-  float *o = static_cast<float *>(out.data);
-  if (reduction == LossReduction::None) {
-    std::copy(loss.begin(), loss.end(), o);
+  if (!FitsBlas(hq * std::max(d, dvh)) || !FitsBlas(hkv * std::max(d, dvh)) ||
+      !FitsBlas(s) || !FitsBlas(skv))
+    return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");
+  if (dq.numel() == 0 && dk.numel() == 0 && dv.numel() == 0)
     return absl::OkStatus();
+
+  F32Input qf(q), kf(k), vf(v), dof(dout);
+  F32Output dqf(dq), dkf(dk), dvf(dv);
+  // dk and dv accumulate over query blocks and the heads of a group; keys
+  // that no query sees keep 0.
+  std::fill_n(dkf.data(), dk.numel(), 0.0f);
+  std::fill_n(dvf.data(), dv.numel(), 0.0f);
+  const int64_t group = hq / hkv;
+  const int64_t ldq = hq * d, ldk = hkv * d, ldv = hkv * dvh, ldo = hq * dvh;
+  // Query rows per block: the two score-sized blocks (P and dS) stay
+  // within about what L2 holds next to the K and V panels.
+  const int64_t bq = std::clamp<int64_t>(
+      (int64_t{64} << 10) / std::max<int64_t>(skv, 1), 16, 256);
+  std::unique_ptr<float[]> probs = Scratch(bq * std::max<int64_t>(skv, 1));
+  std::unique_ptr<float[]> dscores = Scratch(bq * std::max<int64_t>(skv, 1));
+  std::vector<int64_t> ends(bq);
+
+  std::vector<int64_t> segFirst, segLast, seg;
+  if (segments) {
+    segFirst.resize(s);
+    segLast.resize(s);
+    seg.resize(s);
   }
-  double total = 0;
-  int64_t counted = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (IndexAt(labels, r) == ignoreIndex)
-      continue;
-    total += loss[r];
-    ++counted;
+  std::vector<int64_t> order(s);
+  for (int64_t b = 0; b < batch; ++b) {
+    if (segments) {
+      // Each query's keys lie within [first, last] of its segment's
+      // positions; a block needs only the union of those ranges.
+      for (int64_t i = 0; i < s; ++i)
+        seg[i] = IndexAt(*segments, b * s + i);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t x, int64_t y) { return seg[x] < seg[y]; });
+      for (int64_t lo = 0; lo < s;) {
+        int64_t hi = lo;
+        while (hi < s && seg[order[hi]] == seg[order[lo]])
+          ++hi;
+        for (int64_t t = lo; t < hi; ++t) {
+          segFirst[order[t]] = order[lo];
+          segLast[order[t]] = order[hi - 1];
+        }
+        lo = hi;
+      }
+    }
+    for (int64_t h = 0; h < hq; ++h) {
+      int64_t g = h / group;
+      const float *qh = qf.data() + b * s * ldq + h * d;
+      const float *kg = kf.data() + b * skv * ldk + g * d;
+      const float *vg = vf.data() + b * skv * ldv + g * dvh;
+      const float *doh = dof.data() + b * s * ldo + h * dvh;
+      float *dqh = dqf.data() + b * s * ldq + h * d;
+      float *dkg = dkf.data() + b * skv * ldk + g * d;
+      float *dvg = dvf.data() + b * skv * ldv + g * dvh;
+      for (int64_t i0 = 0; i0 < s; i0 += bq) {
+        int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
+        int64_t jlo = 0, jhi = causal ? std::min(skv, i1) : skv;
+        if (segments) {
+          int64_t lo = s, hi = 0;
+          for (int64_t i = i0; i < i1; ++i) {
+            lo = std::min(lo, segFirst[i]);
+            hi = std::max(hi, segLast[i] + 1);
+          }
+          jlo = std::max(jlo, lo);
+          jhi = std::min(jhi, hi);
+        }
+        if (jhi <= jlo) { // no query of the block sees a key
+          for (int64_t i = i0; i < i1; ++i)
+            std::fill_n(dqh + i * ldq, d, 0.0f);
+          continue;
+        }
+        int64_t nk = jhi - jlo;
+        const float *qb = qh + i0 * ldq, *dob = doh + i0 * ldo;
+        const float *kb = kg + jlo * ldk, *vb = vg + jlo * ldv;
+        float *p = probs.get(), *ds = dscores.get();
+
+        // P: the forward's probabilities, normalised. Keys past a row's
+        // causal limit (from ends[r] on) and other segments are 0.
+        BlasGemm(false, true, rows, nk, d, static_cast<float>(scale), qb, ldq,
+                 kb, ldk, 0.0f, p, nk);
+        for (int64_t r = 0; r < rows; ++r) {
+          int64_t i = i0 + r;
+          float *pr = p + r * nk;
+          int64_t end = causal ? std::clamp<int64_t>(i + 1 - jlo, 0, nk) : nk;
+          ends[r] = end;
+          int64_t visible = end;
+          if (segments)
+            for (int64_t j = 0; j < end; ++j)
+              if (seg[jlo + j] != seg[i]) {
+                pr[j] = kNegInf;
+                --visible;
+              }
+          std::fill(pr + end, pr + nk, 0.0f);
+          if (visible == 0) {
+            std::fill(pr, pr + end, 0.0f);
+            continue;
+          }
+          float mx = vec::Max(pr, end);
+          float sum = vec::ExpShift(pr, mx, pr, end);
+          vec::Scale(pr, 1.0f / sum, pr, end);
+        }
+
+        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) in place.
+        BlasGemm(false, true, rows, nk, dvh, 1.0f, dob, ldo, vb, ldv, 0.0f, ds,
+                 nk);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float *pr = p + r * nk;
+          float *dr = ds + r * nk;
+          int64_t end = ends[r];
+          double delta = 0;
+          for (int64_t j = 0; j < end; ++j)
+            delta += static_cast<double>(pr[j]) * dr[j];
+          float dl = static_cast<float>(delta);
+          for (int64_t j = 0; j < end; ++j)
+            dr[j] = pr[j] * (dr[j] - dl);
+          std::fill(dr + end, dr + nk, 0.0f);
+        }
+
+        // dV += P^T dO; dQ = scale dS K; dK += scale dS^T Q.
+        BlasGemm(true, false, nk, dvh, rows, 1.0f, p, nk, dob, ldo, 1.0f,
+                 dvg + jlo * ldv, ldv);
+        BlasGemm(false, false, rows, d, nk, static_cast<float>(scale), ds, nk,
+                 kb, ldk, 0.0f, dqh + i0 * ldq, ldq);
+        BlasGemm(true, false, nk, d, rows, static_cast<float>(scale), ds, nk,
+                 qb, ldq, 1.0f, dkg + jlo * ldk, ldk);
+      }
+    }
   }
-  if (reduction == LossReduction::Sum)
-    o[0] = static_cast<float>(total);
-  else
-    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
-                   : 0.0f;
+  dqf.Commit();
+  dkf.Commit();
+  dvf.Commit();
   return absl::OkStatus();
 }
 

@@ -1,17 +1,16 @@
 //===- ReferenceUtil.h - shared helpers of the reference kernels -*- C++
 //-*-===//
 //
-// Internal to Reference.cpp, ReferenceGradients.cpp and
-// ReferenceGradients2.cpp: the argument checks that build their
-// "<Kernel>: <view> <type[shape]> <what>" messages, row-major index
-// arithmetic, and the rope tables Rope and RopeInverse both read. Not a
-// public interface.
+// Internal to the reference kernels of this folder: row-major index
+// arithmetic, the rope tables Rope and RopeInverse both read, and the checks
+// a forward reference and its gradient share. Not a public interface.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
-#define VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
+#ifndef VEOMNI_TEST_UNIT_RUNTIME_REFERENCE_REFERENCEUTIL_H
+#define VEOMNI_TEST_UNIT_RUNTIME_REFERENCE_REFERENCEUTIL_H
 
+#include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/support/Status.h"
 
@@ -23,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -34,63 +34,121 @@ namespace veomni::rt::cpu::ref::detail {
 //   "Matmul: rhs f32[3x4] must have 5 rows ..."
 //===----------------------------------------------------------------------===//
 
-template <typename... Args>
-absl::Status Invalid(absl::string_view kernel, absl::string_view name,
-                     const TensorView &v, const Args &...args) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(kernel, ": ", name, " ", v.ToString(), " ", args...));
-}
-
-inline std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, "x"), "]");
-}
+// The argument checks are the fast kernels' (KernelUtil.h): one library,
+// one set of messages.
+using namespace ::veomni::rt::cpu::detail;
 
 inline bool IsInt(DType t) { return t == DType::I32 || t == DType::I64; }
 
-/// A view any kernel can read or write: a known element type, no negative
-/// dimension, and memory behind it when it has elements.
-inline absl::Status CheckView(absl::string_view kernel, absl::string_view name,
-                              const TensorView &v) {
-  if (!IsFloat(v.dtype) && !IsInt(v.dtype))
-    return absl::InvalidArgumentError(
-        absl::StrCat(kernel, ": ", name, " has an unknown element type ",
-                     static_cast<int>(v.dtype)));
-  for (int64_t d : v.shape)
-    if (d < 0)
-      return Invalid(kernel, name, v, "has a negative dimension");
-  if (v.data == nullptr && v.numel() > 0)
-    return Invalid(kernel, name, v, "has no data");
+/// source.shape[:axis] + indices.shape + source.shape[axis+1:]
+inline Shape GatheredShape(const TensorView &source, const TensorView &indices,
+                           int64_t axis) {
+  Shape shape(source.shape.begin(), source.shape.begin() + axis);
+  shape.insert(shape.end(), indices.shape.begin(), indices.shape.end());
+  shape.insert(shape.end(), source.shape.begin() + axis + 1,
+               source.shape.end());
+  return shape;
+}
+
+inline absl::Status CheckIndices(absl::string_view kernel,
+                                 const TensorView &indices, int64_t bound) {
+  for (int64_t i = 0; i < indices.numel(); ++i) {
+    int64_t index = LoadI(indices, i);
+    if (index < 0 || index >= bound)
+      return BadView(kernel, "indices", indices, "element ", i, " = ", index,
+                     " is outside [0, ", bound, ")");
+  }
   return absl::OkStatus();
 }
 
-inline absl::Status CheckFloat(absl::string_view kernel, absl::string_view name,
-                               const TensorView &v) {
-  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
-  if (!IsFloat(v.dtype))
-    return Invalid(kernel, name, v, "must have a float element type");
+inline absl::Status CheckSameDType(absl::string_view kernel,
+                                   absl::string_view name, const TensorView &v,
+                                   const TensorView &like,
+                                   absl::string_view likeName) {
+  if (v.dtype != like.dtype)
+    return BadView(kernel, name, v, "must have the element type of ", likeName,
+                   " ", like.ToString());
   return absl::OkStatus();
 }
 
-inline absl::Status CheckInt(absl::string_view kernel, absl::string_view name,
-                             const TensorView &v) {
-  VEOMNI_RETURN_IF_ERROR(CheckView(kernel, name, v));
-  if (!IsInt(v.dtype))
-    return Invalid(kernel, name, v, "must have an i32 or i64 element type");
-  return absl::OkStatus();
+//===----------------------------------------------------------------------===//
+// Index arithmetic on row-major shapes.
+//===----------------------------------------------------------------------===//
+
+inline int64_t Product(absl::Span<const int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
 }
 
-inline absl::Status CheckRank(absl::string_view kernel, absl::string_view name,
-                              const TensorView &v, int64_t rank) {
-  if (v.rank() != rank)
-    return Invalid(kernel, name, v, "must have rank ", rank);
-  return absl::OkStatus();
+/// Copies element `si` of `src` to element `di` of `dst` (same element
+/// type), bit for bit: the data-movement kernels carry any type exactly.
+inline void CopyElement(const TensorView &dst, int64_t di,
+                        const TensorView &src, int64_t si) {
+  size_t size = SizeOf(src.dtype);
+  std::memcpy(static_cast<char *>(dst.data) + di * size,
+              static_cast<const char *>(src.data) + si * size, size);
 }
 
-inline absl::Status CheckShape(absl::string_view kernel, absl::string_view name,
-                               const TensorView &v,
-                               absl::Span<const int64_t> shape) {
-  if (absl::Span<const int64_t>(v.shape) != shape)
-    return Invalid(kernel, name, v, "must have shape ", ShapeString(shape));
+/// `v` rounded to `t`'s precision (and back to f32).
+inline float RoundTo(DType t, float v) {
+  switch (t) {
+  case DType::BF16:
+    return Bf16ToF32(F32ToBf16(v));
+  case DType::F16:
+    return F16ToF32(F32ToF16(v));
+  default:
+    return v;
+  }
+}
+
+inline double ApplyUnary(UnaryKind kind, double x) {
+  switch (kind) {
+  case UnaryKind::Neg:
+    return -x;
+  case UnaryKind::Exp:
+    return std::exp(x);
+  case UnaryKind::Log:
+    return std::log(x);
+  case UnaryKind::Sqrt:
+    return std::sqrt(x);
+  case UnaryKind::Rsqrt:
+    return 1.0 / std::sqrt(x);
+  case UnaryKind::Sin:
+    return std::sin(x);
+  case UnaryKind::Cos:
+    return std::cos(x);
+  case UnaryKind::Tanh:
+    return std::tanh(x);
+  case UnaryKind::Sigmoid:
+    return 1.0 / (1.0 + std::exp(-x));
+  case UnaryKind::Silu:
+    return x / (1.0 + std::exp(-x));
+  case UnaryKind::Gelu:
+    return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+  case UnaryKind::GeluTanh: {
+    const double kPi = 3.14159265358979323846;
+    double inner = std::sqrt(2.0 / kPi) * (x + 0.044715 * x * x * x);
+    return 0.5 * x * (1.0 + std::tanh(inner));
+  }
+  }
+  return 0;
+}
+
+/// Broadcast's and Transpose's shared checks: in and out any views of one
+/// element type, and `list` (named `listName`) one entry per dimension of in.
+inline absl::Status CheckPerDimension(absl::string_view kName,
+                                      const TensorView &in,
+                                      const TensorView &out,
+                                      absl::Span<const int64_t> list,
+                                      absl::string_view listName) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckSameDType(kName, "out", out, in, "in"));
+  if (static_cast<int64_t>(list.size()) != in.rank())
+    return BadView(kName, "in", in, "needs one entry of ", listName,
+                   " per dimension, got ", ShapeString(list));
   return absl::OkStatus();
 }
 
@@ -135,10 +193,10 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
   int64_t headDim = in.dim(3), half = headDim / 2;
   if (!attrs.invFreq.empty() &&
       static_cast<int64_t>(attrs.invFreq.size()) != half)
-    return Invalid(kernel, name, in, "needs ", half, " inverse frequencies, ",
+    return BadView(kernel, name, in, "needs ", half, " inverse frequencies, ",
                    "got ", attrs.invFreq.size());
   if (attrs.invFreq.empty() && !(attrs.theta > 0))
-    return Invalid(kernel, name, in, "theta must be positive, got ",
+    return BadView(kernel, name, in, "theta must be positive, got ",
                    attrs.theta);
 
   section.assign(half, 0);
@@ -151,14 +209,14 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
     for (int64_t k = 0; k < sections; ++k) {
       int64_t size = attrs.mropeSection[k];
       if (size < 1 || size > half - j)
-        return Invalid(kernel, name, in, "mrope sections ",
+        return BadView(kernel, name, in, "mrope sections ",
                        ShapeString(attrs.mropeSection), " must be positive ",
                        "and sum to ", half);
       for (int64_t end = j + size; j < end; ++j)
         section[j] = k;
     }
     if (j != half)
-      return Invalid(kernel, name, in, "mrope sections ",
+      return BadView(kernel, name, in, "mrope sections ",
                      ShapeString(attrs.mropeSection), " must sum to ", half);
     VEOMNI_RETURN_IF_ERROR(
         CheckShape(kernel, "positions", positions, {sections, batch, seq}));
@@ -221,15 +279,15 @@ inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
   VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "k", k, {batch, seqKv, hkv, d}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "v", v, {batch, seqKv, hkv, dv}));
   if (hkv < 1 || hq % hkv != 0)
-    return Invalid(kName, "k", k, "head count must divide the ", hq,
+    return BadView(kName, "k", k, "head count must divide the ", hq,
                    " heads of q ", q.ToString());
   if (causal && seq != seqKv)
-    return Invalid(kName, "k", k, "must have the sequence length of q ",
+    return BadView(kName, "k", k, "must have the sequence length of q ",
                    q.ToString(), " for causal attention");
   if (segments) {
-    VEOMNI_RETURN_IF_ERROR(CheckInt(kName, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(CheckInteger(kName, "segments", *segments));
     if (seq != seqKv)
-      return Invalid(kName, "k", k, "must have the sequence length of q ",
+      return BadView(kName, "k", k, "must have the sequence length of q ",
                      q.ToString(), " with segments");
     VEOMNI_RETURN_IF_ERROR(
         CheckShape(kName, "segments", *segments, {batch, seq}));
@@ -271,4 +329,4 @@ inline double MoETopKRow(const TensorView &logits, int64_t t, int64_t k,
 
 } // namespace veomni::rt::cpu::ref::detail
 
-#endif // VEOMNI_RUNTIME_BACKENDS_CPU_REFERENCEUTIL_H
+#endif // VEOMNI_TEST_UNIT_RUNTIME_REFERENCE_REFERENCEUTIL_H

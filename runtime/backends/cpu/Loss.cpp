@@ -1,0 +1,220 @@
+//===- Loss.cpp - cross entropy and its VJP -------------------------------===//
+//
+// One row of logits at a time in f32; mean, sum or per-row reduction.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/RopeUtil.h"
+#include "runtime/backends/cpu/VecMath.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+namespace veomni::rt::cpu {
+
+using namespace detail;
+
+// Helpers of Transformer.
+
+namespace {
+
+/// Common checks of the last-dimension norms.
+absl::Status CheckNorm(absl::string_view k, const TensorView &in,
+                       const TensorView &weight, const TensorView *bias,
+                       const TensorView &out) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(k, "in", in));
+  VEOMNI_RETURN_IF_ERROR(CheckView(k, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(k, "in", in));
+  if (in.rank() < 1)
+    return BadView(k, "in", in, "must have rank >= 1");
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(k, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(k, "out", out, in.shape));
+  int64_t d = in.dim(in.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckRank(k, "weight", weight, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(k, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(k, "weight", weight, {d}));
+  if (bias) {
+    VEOMNI_RETURN_IF_ERROR(CheckRank(k, "bias", *bias, 1));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(k, "bias", *bias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(k, "bias", *bias, {d}));
+  }
+  return absl::OkStatus();
+}
+
+/// Rounds x[0, n) to `t`'s precision in place (the HF cast back to the
+/// input dtype between two f32 steps).
+void RoundTo(DType t, float *x, int64_t n) {
+  if (t == DType::F32)
+    return;
+  uint16_t tmp[kChunk];
+  for (int64_t i = 0; i < n; i += kChunk) {
+    int64_t len = std::min(kChunk, n - i);
+    if (t == DType::BF16) {
+      vec::F32ToBf16(x + i, tmp, len);
+      vec::Bf16ToF32(tmp, x + i, len);
+    } else {
+      vec::F32ToF16(x + i, tmp, len);
+      vec::F16ToF32(tmp, x + i, len);
+    }
+  }
+}
+
+} // namespace
+
+// Helpers of Gradients.
+
+namespace {} // namespace
+
+absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
+                          const TensorView &out, int64_t ignoreIndex,
+                          LossReduction reduction) {
+  constexpr absl::string_view K = "CrossEntropy";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
+  if (logits.rank() < 1)
+    return BadView(K, "logits", logits, "needs a vocabulary dimension");
+  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
+  if (out.dtype != DType::F32)
+    return BadView(K, "out", out, "must be f32");
+  if (reduction == LossReduction::None)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, rowsShape));
+  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {}));
+  else
+    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+  int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label != ignoreIndex && (label < 0 || label >= vocab))
+      return BadView(K, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+  }
+  // Rows in parallel into per-row losses (0 where ignored), then one sum in
+  // row order, so the result does not depend on the thread count.
+  std::vector<float> loss(rows, 0.0f);
+  ParallelFor(rows, 2 * kMemoryBoundWork * logits.numel(),
+              [&](int64_t r0, int64_t r1) {
+                RowReader reader(logits, vocab);
+                for (int64_t r = r0; r < r1; ++r) {
+                  int64_t label = IndexAt(labels, r);
+                  if (label == ignoreIndex)
+                    continue;
+                  const float *x = reader.Row(r);
+                  float mx = vec::Max(x, vocab);
+                  float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
+                  loss[r] = lse - x[label];
+                }
+              });
+  float *o = static_cast<float *>(out.data);
+  if (reduction == LossReduction::None) {
+    std::copy(loss.begin(), loss.end(), o);
+    return absl::OkStatus();
+  }
+  double total = 0;
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (IndexAt(labels, r) == ignoreIndex)
+      continue;
+    total += loss[r];
+    ++counted;
+  }
+  if (reduction == LossReduction::Sum)
+    o[0] = static_cast<float>(total);
+  else
+    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
+                   : 0.0f;
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
+// CrossEntropyGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status CrossEntropyGrad(const TensorView &logits,
+                              const TensorView &labels, const TensorView &dloss,
+                              const TensorView &dlogits, int64_t ignoreIndex,
+                              LossReduction reduction) {
+  constexpr absl::string_view K = "CrossEntropyGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dloss", dloss));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dlogits", dlogits));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
+  if (logits.rank() < 1)
+    return BadView(K, "logits", logits, "needs a vocabulary dimension");
+  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
+  if (dloss.dtype != DType::F32)
+    return BadView(K, "dloss", dloss, "must be f32");
+  if (reduction == LossReduction::None)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, rowsShape));
+  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, {}));
+  else
+    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dlogits));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dlogits, logits.shape));
+  int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= vocab)
+      return BadView(K, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+    ++counted;
+  }
+  if (dlogits.numel() == 0)
+    return absl::OkStatus();
+
+  const float *dl = static_cast<const float *>(dloss.data);
+  // The upstream gradient of every counted row but for None.
+  float shared = 0.0f;
+  if (reduction == LossReduction::Sum)
+    shared = dl[0];
+  else if (reduction == LossReduction::Mean && counted > 0)
+    shared = static_cast<float>(static_cast<double>(dl[0]) /
+                                static_cast<double>(counted));
+  auto run = [&](int64_t begin, int64_t end) {
+    RowReader reader(logits, vocab);
+    RowWriter writer(dlogits, vocab);
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t label = IndexAt(labels, r);
+      float *y = writer.Row(r);
+      if (label == ignoreIndex) {
+        std::fill_n(y, vocab, 0.0f);
+        writer.Done();
+        continue;
+      }
+      float g = reduction == LossReduction::None ? dl[r] : shared;
+      const float *x = reader.Row(r);
+      float mx = vec::Max(x, vocab);
+      float sum = vec::ExpShift(x, mx, y, vocab);
+      vec::Scale(y, g / sum, y, vocab);
+      y[label] -= g;
+      writer.Done();
+    }
+  };
+  // About 20 flops per element, the exp included.
+  ParallelFor(rows, 20.0 * static_cast<double>(rows) * vocab, run);
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt::cpu
