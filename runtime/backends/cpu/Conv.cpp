@@ -23,7 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Linalg.
 
 namespace {
 
@@ -50,7 +49,6 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
 
 } // namespace
 
-// Helpers of Gradients2.
 
 namespace {
 

@@ -23,7 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Elementwise.
 
 namespace {
 
@@ -55,7 +54,6 @@ void CastInts(const From *in, To *out, int64_t n) {
 
 } // namespace
 
-// Helpers of Gradients2.
 
 namespace {
 

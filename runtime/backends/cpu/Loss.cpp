@@ -23,7 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Transformer.
 
 namespace {
 
@@ -70,7 +69,6 @@ void RoundTo(DType t, float *x, int64_t n) {
 
 } // namespace
 
-// Helpers of Gradients.
 
 namespace {} // namespace
 

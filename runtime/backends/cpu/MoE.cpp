@@ -24,7 +24,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Gradients2.
 
 namespace {
 

@@ -1,7 +1,7 @@
 //===- MoEUtil.h - the expert row order of the MoE kernels ------*- C++ -*-===//
 //
-// Internal to the fast CPU kernels: MoEDispatch and MoECombine (MoE.cpp) and
-// the gradients that read their rows (Gradients2.cpp) all place the k copies
+// Internal to the fast CPU kernels: MoEDispatch, MoECombine and
+// the gradients that read their rows (MoE.cpp) place the k copies
 // of every token by the same order, computed here.
 //
 //===----------------------------------------------------------------------===//

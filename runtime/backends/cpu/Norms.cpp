@@ -28,7 +28,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Transformer.
 
 namespace {
 
@@ -75,11 +74,9 @@ void RoundTo(DType t, float *x, int64_t n) {
 
 } // namespace
 
-// Helpers of Gradients.
 
 namespace {} // namespace
 
-// Helpers of Gradients2.
 
 namespace {
 

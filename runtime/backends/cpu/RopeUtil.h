@@ -1,7 +1,7 @@
 //===- RopeUtil.h - rope tables shared by Rope and RopeInverse --*- C++ -*-===//
 //
-// Internal to the fast CPU kernels: Rope (Transformer.cpp) and RopeInverse
-// (Gradients.cpp) check their attributes and build their frequency and angle
+// Internal to the fast CPU kernels: Rope and RopeInverse (Rope.cpp) check
+// their attributes and build their frequency and angle
 // tables here, so that the two kernels apply transposed copies of exactly
 // the same rotation.
 //

@@ -26,7 +26,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-// Helpers of Shape.
 
 namespace {
 
@@ -182,7 +181,6 @@ char *MutableBytes(const TensorView &v) { return static_cast<char *>(v.data); }
 
 } // namespace
 
-// Helpers of Gradients2.
 
 namespace {
 

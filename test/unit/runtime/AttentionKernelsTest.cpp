@@ -1,0 +1,458 @@
+//===- AttentionKernelsTest.cpp - softmax and attention kernels -----------===//
+//
+// For every kernel of the topic, forward and backward: Known (hand-computed
+// values, on the reference and the fast path), FastMatchesReference (random
+// shapes and element types, within TolFor), FiniteDifferences for the VJPs,
+// and Errors (InvalidArgument from both).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/GradientTestUtil.h"
+#include "test/unit/runtime/KernelTestUtil.h"
+#include "test/unit/runtime/reference/Reference.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+namespace {
+
+namespace fast = veomni::rt::cpu;
+namespace ref = veomni::rt::cpu::ref;
+using cpu::BinaryKind;
+using cpu::LossReduction;
+using cpu::ReduceKind;
+using cpu::RopeConfig;
+using cpu::UnaryKind;
+using namespace kerneltest;
+
+TEST(SoftmaxTest, Known) {
+  // exp([0, ln 3]) / 4 = [0.25, 0.75], along either dimension.
+  const float ln3 = 1.0986122886681098f;
+  Buffer row = Floats(DType::F32, {1, 2}, {0, ln3});
+  Buffer col = Floats(DType::F32, {2, 1}, {100, 100 + ln3});
+  for (const auto &impl : BOTH(Softmax)) {
+    SCOPED_TRACE(impl.name);
+    Buffer out = Garbage(DType::F32, {1, 2});
+    ASSERT_OK(impl.fn(row.view(), out.view(), 1));
+    EXPECT_TRUE(Values(out, {0.25, 0.75}));
+    ASSERT_OK(impl.fn(row.view(), out.view(), 0)); // one element: 1
+    EXPECT_TRUE(Values(out, {1, 1}));
+    Buffer out2 = Garbage(DType::F32, {2, 1});
+    ASSERT_OK(impl.fn(col.view(), out2.view(), 0)); // large: max-subtracted
+    EXPECT_TRUE(Values(out2, {0.25, 0.75}, 1e-4));
+  }
+}
+
+TEST(SoftmaxTest, FastMatchesReference) {
+  Rng rng(8);
+  const Shape shapes[] = {{1}, {7}, {3, 17}, {2, 33, 5}, {65, 3}, {4, 1000}};
+  for (DType t : kFloatTypes) {
+    for (const Shape &s : shapes) {
+      for (int64_t dim = 0; dim < static_cast<int64_t>(s.size()); ++dim) {
+        SCOPED_TRACE(absl::StrCat(Name(t), " ", Str(s), " dim ", dim));
+        Buffer in = Uniform(t, s, rng, -8, 8);
+        Buffer want = Garbage(t, s), got = Garbage(t, s);
+        ASSERT_OK(ref::Softmax(in.view(), want.view(), dim));
+        ASSERT_OK(fast::Softmax(in.view(), got.view(), dim));
+        EXPECT_TRUE(AllClose(got, want, TolFor(t)));
+      }
+    }
+  }
+}
+
+TEST(SoftmaxTest, Errors) {
+  Buffer x(DType::F32, {2, 3}), wrong(DType::F32, {3, 2});
+  for (const auto &impl : BOTH(Softmax)) {
+    SCOPED_TRACE(impl.name);
+    EXPECT_INVALID(impl, impl.fn(x.view(), x.view(), 2), Softmax);
+    EXPECT_INVALID(impl, impl.fn(x.view(), x.view(), -1), Softmax);
+    EXPECT_INVALID(impl, impl.fn(x.view(), wrong.view(), 1), Softmax);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+TEST(AttentionTest, Known) {
+  // One head, D = 1, q = 1, keys [0, ln 3]: causal row 0 sees key 0 only;
+  // row 1 weighs the values [4 8] and [0 -4] 1 : 3, giving [1 -1].
+  const float ln3 = 1.0986122886681098f;
+  Buffer q = Floats(DType::F32, {1, 2, 1, 1}, {1, 1});
+  Buffer k = Floats(DType::F32, {1, 2, 1, 1}, {0, ln3});
+  Buffer v = Floats(DType::F32, {1, 2, 1, 2}, {4, 8, 0, -4});
+  for (const auto &impl : BOTH(Attention)) {
+    SCOPED_TRACE(impl.name);
+    Buffer out = Garbage(DType::F32, {1, 2, 1, 2});
+    ASSERT_OK(
+        impl.fn(q.view(), k.view(), v.view(), nullptr, out.view(), true, 1.0));
+    EXPECT_TRUE(Values(out, {4, 8, 1, -1}));
+    ASSERT_OK(
+        impl.fn(q.view(), k.view(), v.view(), nullptr, out.view(), false, 1.0));
+    EXPECT_TRUE(Values(out, {1, -1, 1, -1}));
+    // Scale 0.5 on scores [0, ln 9] gives weights 1 : 3 again.
+    Buffer k9 = Floats(DType::F32, {1, 2, 1, 1}, {0, 2 * ln3});
+    ASSERT_OK(impl.fn(q.view(), k9.view(), v.view(), nullptr, out.view(), false,
+                      0.5));
+    EXPECT_TRUE(Values(out, {1, -1, 1, -1}));
+    // Different segments: each row sees only itself.
+    Buffer seg = Ints(DType::I32, {1, 2}, {0, 1});
+    TensorView sv = seg.view();
+    ASSERT_OK(
+        impl.fn(q.view(), k.view(), v.view(), &sv, out.view(), false, 1.0));
+    EXPECT_TRUE(Values(out, {4, 8, 0, -4}));
+    // No keys at all: zeros.
+    Buffer k0(DType::F32, {1, 0, 1, 1}), v0(DType::F32, {1, 0, 1, 2});
+    ASSERT_OK(impl.fn(q.view(), k0.view(), v0.view(), nullptr, out.view(),
+                      false, 1.0));
+    EXPECT_TRUE(Values(out, {0, 0, 0, 0}, 0));
+  }
+}
+
+TEST(AttentionTest, GroupedQueryHeads) {
+  // Hq = 4, Hkv = 2: query heads 0, 1 read kv head 0; 2, 3 read kv head 1.
+  // One key, so each output is that key's value.
+  Buffer q = Filled(DType::F32, {1, 1, 4, 2}, 1);
+  Buffer k = Filled(DType::F32, {1, 1, 2, 2}, 1);
+  Buffer v = Floats(DType::F32, {1, 1, 2, 1}, {10, 20});
+  for (const auto &impl : BOTH(Attention)) {
+    SCOPED_TRACE(impl.name);
+    Buffer out = Garbage(DType::F32, {1, 1, 4, 1});
+    ASSERT_OK(
+        impl.fn(q.view(), k.view(), v.view(), nullptr, out.view(), true, 0.7));
+    EXPECT_TRUE(Values(out, {10, 10, 20, 20}));
+  }
+}
+
+TEST(AttentionTest, FastMatchesReference) {
+  Rng rng(18);
+  struct Case {
+    int64_t b, s, skv, hq, hkv, d, dv;
+  };
+  const Case cases[] = {
+      {1, 1, 1, 1, 1, 8, 8},     {2, 7, 7, 4, 2, 16, 16},
+      {1, 17, 17, 3, 1, 64, 64}, {2, 33, 33, 6, 3, 32, 17},
+      {1, 65, 65, 2, 2, 64, 64}, {1, 128, 128, 4, 1, 64, 64},
+      {2, 5, 9, 2, 1, 8, 8}, // cross attention: Skv != S
+      {1, 17, 3, 4, 4, 16, 7},
+  };
+  for (DType t : kFloatTypes) {
+    for (const Case &c : cases) {
+      for (int causal = 0; causal < 2; ++causal) {
+        for (int segMode = 0; segMode < 3; ++segMode) { // none, packed, random
+          if (c.s != c.skv && (causal || segMode))
+            continue;
+          SCOPED_TRACE(absl::StrCat(Name(t), " B ", c.b, " S ", c.s, " Skv ",
+                                    c.skv, " Hq ", c.hq, " Hkv ", c.hkv, " D ",
+                                    c.d, " Dv ", c.dv, " causal ", causal,
+                                    " segments ", segMode));
+          Buffer q = Uniform(t, {c.b, c.s, c.hq, c.d}, rng, -2, 2);
+          Buffer k = Uniform(t, {c.b, c.skv, c.hkv, c.d}, rng, -2, 2);
+          Buffer v = Uniform(t, {c.b, c.skv, c.hkv, c.dv}, rng);
+          Buffer seg = Segments(rng, c.b, c.s, segMode == 2);
+          TensorView sv = seg.view();
+          const TensorView *sp = segMode ? &sv : nullptr;
+          Shape outShape = {c.b, c.s, c.hq, c.dv};
+          Buffer want = Garbage(t, outShape), got = Garbage(t, outShape);
+          double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+          ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), sp,
+                                   want.view(), causal, scale));
+          ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), sp,
+                                    got.view(), causal, scale));
+          EXPECT_TRUE(AllClose(got, want, TolFor(t, c.d)));
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionTest, Errors) {
+  Buffer q(DType::F32, {1, 4, 3, 8}), k(DType::F32, {1, 4, 2, 8});
+  Buffer v(DType::F32, {1, 4, 2, 8}), out(DType::F32, {1, 4, 3, 8});
+  Buffer q4(DType::F32, {1, 4, 4, 8}), out4(DType::F32, {1, 4, 4, 8});
+  Buffer kBadD(DType::F32, {1, 4, 2, 7}), vBadS(DType::F32, {1, 5, 2, 8});
+  Buffer seg = Ints(DType::I32, {1, 3}, {0, 0, 0});
+  Buffer kLong(DType::F32, {1, 6, 2, 8}), vLong(DType::F32, {1, 6, 2, 8});
+  for (const auto &impl : BOTH(Attention)) {
+    SCOPED_TRACE(impl.name);
+    // 2 kv heads do not divide 3 query heads.
+    EXPECT_INVALID(
+        impl,
+        impl.fn(q.view(), k.view(), v.view(), nullptr, out.view(), false, 1.0),
+        Attention);
+    EXPECT_INVALID(impl,
+                   impl.fn(q4.view(), kBadD.view(), v.view(), nullptr,
+                           out4.view(), false, 1.0),
+                   Attention);
+    EXPECT_INVALID(impl,
+                   impl.fn(q4.view(), k.view(), vBadS.view(), nullptr,
+                           out4.view(), false, 1.0),
+                   Attention);
+    TensorView sv = seg.view();
+    EXPECT_INVALID(
+        impl,
+        impl.fn(q4.view(), k.view(), v.view(), &sv, out4.view(), false, 1.0),
+        Attention);
+    EXPECT_INVALID(
+        impl,
+        impl.fn(q4.view(), k.view(), v.view(), nullptr, out.view(), false, 1.0),
+        Attention); // out has 3 heads
+    EXPECT_INVALID(impl,
+                   impl.fn(q4.view(), kLong.view(), vLong.view(), nullptr,
+                           out4.view(), true, 1.0),
+                   Attention); // causal needs S == Skv, as the op verifier
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionGrad
+//===----------------------------------------------------------------------===//
+
+struct AttentionGrads {
+  Buffer dq, dk, dv;
+};
+
+AttentionGrads GarbageGrads(DType t, const Buffer &q, const Buffer &k,
+                            const Buffer &v) {
+  return {Garbage(t, q.shape), Garbage(t, k.shape), Garbage(t, v.shape)};
+}
+
+TEST(AttentionGradTest, Known) {
+  // One key per kv head: P = 1 for every query, so dq = dk = 0 and dv sums
+  // dout over the query heads of its group (Hq = 4, Hkv = 2).
+  Buffer q = Filled(DType::F32, {1, 1, 4, 2}, 0.5f);
+  Buffer k = Filled(DType::F32, {1, 1, 2, 2}, 1);
+  Buffer v = Floats(DType::F32, {1, 1, 2, 1}, {10, 20});
+  Buffer dout = Floats(DType::F32, {1, 1, 4, 1}, {1, 2, 3, 4});
+  for (const auto &impl : BOTH(AttentionGrad)) {
+    SCOPED_TRACE(impl.name);
+    AttentionGrads g = GarbageGrads(DType::F32, q, k, v);
+    ASSERT_OK(impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
+                      g.dq.view(), g.dk.view(), g.dv.view(), true, 0.7));
+    EXPECT_TRUE(Values(g.dq, {0, 0, 0, 0, 0, 0, 0, 0}));
+    EXPECT_TRUE(Values(g.dk, {0, 0, 0, 0}));
+    EXPECT_TRUE(Values(g.dv, {3, 7}));
+  }
+  // Two keys, D = 1, q = 1, k = [0, ln 3], scale 1: P = [1/4, 3/4].
+  // dout = 1, v = [4, 0]: dP = [4, 0], delta = 1, dS = [3/4, -3/4];
+  // dq = dS . k = -3/4 ln 3; dk = dS q = [3/4, -3/4]; dv = P.
+  const float ln3 = 1.0986122886681098f;
+  Buffer q1 = Floats(DType::F32, {1, 1, 1, 1}, {1});
+  Buffer k2 = Floats(DType::F32, {1, 2, 1, 1}, {0, ln3});
+  Buffer v2 = Floats(DType::F32, {1, 2, 1, 1}, {4, 0});
+  Buffer d1 = Floats(DType::F32, {1, 1, 1, 1}, {1});
+  for (const auto &impl : BOTH(AttentionGrad)) {
+    SCOPED_TRACE(impl.name);
+    AttentionGrads g = GarbageGrads(DType::F32, q1, k2, v2);
+    ASSERT_OK(impl.fn(q1.view(), k2.view(), v2.view(), nullptr, d1.view(),
+                      g.dq.view(), g.dk.view(), g.dv.view(), false, 1.0));
+    EXPECT_TRUE(Values(g.dq, {-0.75 * ln3}));
+    EXPECT_TRUE(Values(g.dk, {0.75, -0.75}));
+    EXPECT_TRUE(Values(g.dv, {0.25, 0.75}));
+    // No keys: every output row is 0, so dq is 0 (dk, dv are empty).
+    Buffer k0(DType::F32, {1, 0, 1, 1}), v0(DType::F32, {1, 0, 1, 1});
+    AttentionGrads g0 = GarbageGrads(DType::F32, q1, k0, v0);
+    ASSERT_OK(impl.fn(q1.view(), k0.view(), v0.view(), nullptr, d1.view(),
+                      g0.dq.view(), g0.dk.view(), g0.dv.view(), false, 1.0));
+    EXPECT_TRUE(Values(g0.dq, {0}, 0));
+  }
+}
+
+TEST(AttentionGradTest, NoQueriesGiveZeroKeyGradients) {
+  // S = 0 with Skv = 3 (cross attention): dk and dv must still be written.
+  Buffer q(DType::F32, {1, 0, 2, 4}), dout(DType::F32, {1, 0, 2, 3});
+  Buffer k = Filled(DType::F32, {1, 3, 1, 4}, 1);
+  Buffer v = Filled(DType::F32, {1, 3, 1, 3}, 1);
+  for (const auto &impl : BOTH(AttentionGrad)) {
+    SCOPED_TRACE(impl.name);
+    AttentionGrads g = GarbageGrads(DType::BF16, q, k, v);
+    ASSERT_OK(impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
+                      g.dq.view(), g.dk.view(), g.dv.view(), false, 1.0));
+    EXPECT_TRUE(Values(g.dk, std::vector<double>(12, 0.0), 0));
+    EXPECT_TRUE(Values(g.dv, std::vector<double>(9, 0.0), 0));
+  }
+}
+
+TEST(AttentionGradTest, FastMatchesReference) {
+  Rng rng(46);
+  struct Case {
+    int64_t b, s, skv, hq, hkv, d, dv;
+  };
+  const Case cases[] = {
+      {1, 1, 1, 1, 1, 8, 8},
+      {2, 7, 7, 4, 2, 16, 16},
+      {1, 17, 17, 3, 1, 64, 64},
+      {2, 33, 33, 6, 3, 32, 17},
+      {1, 65, 65, 2, 2, 24, 24},
+      {1, 300, 300, 2, 1, 16, 8},
+      {2, 5, 9, 2, 1, 8, 8}, // cross attention: Skv != S
+      {1, 17, 3, 4, 4, 16, 7},
+      {1, 5, 5, 2, 1, 0, 3}, // D = 0: uniform probabilities
+      {1, 5, 5, 2, 1, 4, 0}, // Dv = 0: nothing flows back
+  };
+  for (DType t : kFloatTypes) {
+    for (const Case &c : cases) {
+      for (int causal = 0; causal < 2; ++causal) {
+        for (int segMode = 0; segMode < 3; ++segMode) { // none, packed, random
+          if (c.s != c.skv && (causal || segMode))
+            continue;
+          std::string what = absl::StrCat(
+              "AttentionGrad fast/ref ", Name(t), " B ", c.b, " S ", c.s,
+              " Skv ", c.skv, " Hq ", c.hq, " Hkv ", c.hkv, " D ", c.d, " Dv ",
+              c.dv, " causal ", causal, " segments ", segMode);
+          SCOPED_TRACE(what);
+          Buffer q = Uniform(t, {c.b, c.s, c.hq, c.d}, rng, -2, 2);
+          Buffer k = Uniform(t, {c.b, c.skv, c.hkv, c.d}, rng, -2, 2);
+          Buffer v = Uniform(t, {c.b, c.skv, c.hkv, c.dv}, rng);
+          Buffer dout = Uniform(t, {c.b, c.s, c.hq, c.dv}, rng);
+          Buffer seg = Segments(rng, c.b, c.s, segMode == 2);
+          TensorView sv = seg.view();
+          const TensorView *sp = segMode ? &sv : nullptr;
+          double scale = c.d ? 1.0 / std::sqrt(static_cast<double>(c.d)) : 1.0;
+          AttentionGrads want = GarbageGrads(t, q, k, v);
+          AttentionGrads got = GarbageGrads(t, q, k, v);
+          ASSERT_OK(ref::AttentionGrad(
+              q.view(), k.view(), v.view(), sp, dout.view(), want.dq.view(),
+              want.dk.view(), want.dv.view(), causal, scale));
+          ASSERT_OK(fast::AttentionGrad(
+              q.view(), k.view(), v.view(), sp, dout.view(), got.dq.view(),
+              got.dk.view(), got.dv.view(), causal, scale));
+          // dq sums over keys (Skv) products of length Dv and D; dk and dv
+          // over the queries of a group (S * Hq / Hkv).
+          int64_t queries = c.s * (c.hq / c.hkv);
+          EXPECT_TRUE(AllClose(got.dq, want.dq,
+                               FastTol(t, c.skv * std::max(c.d, c.dv)),
+                               what + " dq"));
+          EXPECT_TRUE(AllClose(got.dk, want.dk,
+                               FastTol(t, queries * std::max(c.d, c.dv)),
+                               what + " dk"));
+          EXPECT_TRUE(
+              AllClose(got.dv, want.dv, FastTol(t, queries), what + " dv"));
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionGradTest, FiniteDifferences) {
+  Rng rng(47);
+  struct Case {
+    int64_t b, s, skv, hq, hkv, d, dv;
+    bool causal;
+    int segMode; // none, packed, random
+  };
+  const Case cases[] = {
+      {1, 5, 5, 2, 2, 4, 4, false, 0}, {2, 5, 5, 4, 2, 4, 3, true, 0},
+      {1, 6, 6, 3, 1, 3, 5, false, 1}, {2, 6, 6, 4, 2, 4, 4, true, 2},
+      {1, 3, 7, 2, 1, 4, 2, false, 0}, // cross attention
+  };
+  for (const Case &c : cases) {
+    std::string what =
+        absl::StrCat("AttentionGrad vs FD B ", c.b, " S ", c.s, " Skv ", c.skv,
+                     " Hq ", c.hq, " Hkv ", c.hkv, " D ", c.d, " Dv ", c.dv,
+                     " causal ", c.causal, " segments ", c.segMode);
+    SCOPED_TRACE(what);
+    Buffer q = Uniform(DType::F32, {c.b, c.s, c.hq, c.d}, rng);
+    Buffer k = Uniform(DType::F32, {c.b, c.skv, c.hkv, c.d}, rng);
+    Buffer v = Uniform(DType::F32, {c.b, c.skv, c.hkv, c.dv}, rng);
+    Shape outShape = {c.b, c.s, c.hq, c.dv};
+    Buffer dout = Uniform(DType::F32, outShape, rng);
+    Buffer seg = Segments(rng, c.b, c.s, c.segMode == 2);
+    TensorView sv = seg.view();
+    const TensorView *sp = c.segMode ? &sv : nullptr;
+    const double scale = 0.9;
+    AttentionGrads g = GarbageGrads(DType::F32, q, k, v);
+    ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), sp, dout.view(),
+                                 g.dq.view(), g.dk.view(), g.dv.view(),
+                                 c.causal, scale));
+    auto forward = [&] {
+      Buffer out(DType::F32, outShape);
+      EXPECT_TRUE(ref::Attention(q.view(), k.view(), v.view(), sp, out.view(),
+                                 c.causal, scale)
+                      .ok());
+      return out;
+    };
+    EXPECT_TRUE(MatchesFiniteDifferences(q, g.dq, dout, forward, what + " dq"));
+    EXPECT_TRUE(MatchesFiniteDifferences(k, g.dk, dout, forward, what + " dk"));
+    EXPECT_TRUE(MatchesFiniteDifferences(v, g.dv, dout, forward, what + " dv"));
+  }
+}
+
+TEST(AttentionGradTest, Errors) {
+  Buffer q(DType::F32, {1, 4, 4, 8}), k(DType::F32, {1, 4, 2, 8});
+  Buffer v(DType::F32, {1, 4, 2, 6}), dout(DType::F32, {1, 4, 4, 6});
+  Buffer dq(DType::F32, {1, 4, 4, 8}), dk(DType::F32, {1, 4, 2, 8});
+  Buffer dv(DType::F32, {1, 4, 2, 6});
+  Buffer q3(DType::F32, {1, 4, 3, 8}), dq3(DType::F32, {1, 4, 3, 8});
+  Buffer dout3(DType::F32, {1, 4, 3, 6}), doutBad(DType::F32, {1, 4, 4, 8});
+  Buffer dkBad(DType::F32, {1, 4, 1, 8}), dvInt(DType::I32, {1, 4, 2, 6});
+  Buffer kLong(DType::F32, {1, 6, 2, 8}), vLong(DType::F32, {1, 6, 2, 6});
+  Buffer dkLong(DType::F32, {1, 6, 2, 8}), dvLong(DType::F32, {1, 6, 2, 6});
+  Buffer segShort = Ints(DType::I32, {1, 3}, {0, 0, 0});
+  Buffer segFloat(DType::F32, {1, 4});
+  TensorView nullDout{nullptr, DType::F32, {1, 4, 4, 6}};
+  for (const auto &impl : BOTH(AttentionGrad)) {
+    SCOPED_TRACE(impl.name);
+    // 2 kv heads do not divide 3 query heads.
+    EXPECT_INVALID(impl,
+                   impl.fn(q3.view(), k.view(), v.view(), nullptr, dout3.view(),
+                           dq3.view(), dk.view(), dv.view(), false, 1.0),
+                   AttentionGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), nullptr,
+                           doutBad.view(), dq.view(), dk.view(), dv.view(),
+                           false, 1.0),
+                   AttentionGrad); // dout has D, not Dv
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
+                           dq.view(), dkBad.view(), dv.view(), false, 1.0),
+                   AttentionGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
+                           dq.view(), dk.view(), dvInt.view(), false, 1.0),
+                   AttentionGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
+                           dq3.view(), dk.view(), dv.view(), false, 1.0),
+                   AttentionGrad); // dq has 3 heads
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), kLong.view(), vLong.view(), nullptr,
+                           dout.view(), dq.view(), dkLong.view(), dvLong.view(),
+                           true, 1.0),
+                   AttentionGrad); // causal needs S == Skv
+    TensorView ss = segShort.view(), sf = segFloat.view();
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), &ss, dout.view(),
+                           dq.view(), dk.view(), dv.view(), false, 1.0),
+                   AttentionGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), &sf, dout.view(),
+                           dq.view(), dk.view(), dv.view(), false, 1.0),
+                   AttentionGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(q.view(), k.view(), v.view(), nullptr, nullDout,
+                           dq.view(), dk.view(), dv.view(), false, 1.0),
+                   AttentionGrad);
+  }
+}
+
+} // namespace
+} // namespace veomni::rt

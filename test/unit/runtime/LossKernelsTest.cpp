@@ -1,0 +1,357 @@
+//===- LossKernelsTest.cpp - cross entropy kernels ------------------------===//
+//
+// For every kernel of the topic, forward and backward: Known (hand-computed
+// values, on the reference and the fast path), FastMatchesReference (random
+// shapes and element types, within TolFor), FiniteDifferences for the VJPs,
+// and Errors (InvalidArgument from both).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/Kernels.h"
+#include "test/unit/runtime/GradientTestUtil.h"
+#include "test/unit/runtime/KernelTestUtil.h"
+#include "test/unit/runtime/reference/Reference.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+namespace {
+
+namespace fast = veomni::rt::cpu;
+namespace ref = veomni::rt::cpu::ref;
+using cpu::BinaryKind;
+using cpu::LossReduction;
+using cpu::ReduceKind;
+using cpu::RopeConfig;
+using cpu::UnaryKind;
+using namespace kerneltest;
+
+//===----------------------------------------------------------------------===//
+// CrossEntropy
+//===----------------------------------------------------------------------===//
+
+TEST(CrossEntropyTest, Known) {
+  // Row 0: uniform over 3, label 2: ln 3. Row 1: [1 2 3], label 0:
+  // 3 + ln(1 + e^-1 + e^-2) - 1. Row 2 ignored.
+  const double l0 = 1.0986122886681098, l1 = 2.4076059644443806;
+  Buffer logits = Floats(DType::F32, {3, 3}, {0, 0, 0, 1, 2, 3, 5, 5, 5});
+  Buffer labels = Ints(DType::I64, {3}, {2, 0, -100});
+  Buffer allIgnored = Ints(DType::I32, {3}, {-100, -100, -100});
+  for (const auto &impl : BOTH(CrossEntropy)) {
+    SCOPED_TRACE(impl.name);
+    Buffer scalar = Garbage(DType::F32, {});
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), scalar.view(), -100,
+                      LossReduction::Mean));
+    EXPECT_TRUE(Values(scalar, {(l0 + l1) / 2}));
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), scalar.view(), -100,
+                      LossReduction::Sum));
+    EXPECT_TRUE(Values(scalar, {l0 + l1}));
+    Buffer rows = Garbage(DType::F32, {3});
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), rows.view(), -100,
+                      LossReduction::None));
+    EXPECT_TRUE(Values(rows, {l0, l1, 0}));
+    ASSERT_OK(impl.fn(logits.view(), allIgnored.view(), scalar.view(), -100,
+                      LossReduction::Mean));
+    EXPECT_TRUE(Values(scalar, {0}, 0));
+    // ignoreIndex 0 ignores row 1 and makes -100 an error.
+    Buffer labels2 = Ints(DType::I32, {3}, {2, 0, 1});
+    ASSERT_OK(impl.fn(logits.view(), labels2.view(), scalar.view(), 0,
+                      LossReduction::Mean));
+    EXPECT_TRUE(Values(scalar, {l0})); // row 2: uniform again, ln 3
+  }
+}
+
+TEST(CrossEntropyTest, FastMatchesReference) {
+  Rng rng(19);
+  const Shape labelShapes[] = {{1}, {7}, {33}, {2, 17}};
+  const int64_t vocabs[] = {1, 3, 65, 1000};
+  const LossReduction reductions[] = {LossReduction::Mean, LossReduction::Sum,
+                                      LossReduction::None};
+  for (DType t : kFloatTypes) {
+    for (DType lt : {DType::I32, DType::I64}) {
+      for (const Shape &ls : labelShapes) {
+        for (int64_t vocab : vocabs) {
+          for (int64_t ignore : {int64_t{-100}, int64_t{0}}) {
+            for (LossReduction r : reductions) {
+              SCOPED_TRACE(absl::StrCat(Name(t), " labels ", Name(lt), Str(ls),
+                                        " V ", vocab, " ignore ", ignore,
+                                        " reduction ", static_cast<int>(r)));
+              Buffer logits = Uniform(t, Cat(ls, {vocab}), rng, -6, 6);
+              Buffer labels = RandomInts(lt, ls, rng, 0, vocab - 1);
+              for (int64_t i = 0; i < labels.numel(); ++i)
+                if (Pick(rng, 0, 3) == 0)
+                  labels.setI(i, ignore);
+              Shape outShape = r == LossReduction::None ? ls : Shape{};
+              Buffer want = Garbage(DType::F32, outShape);
+              Buffer got = Garbage(DType::F32, outShape);
+              ASSERT_OK(ref::CrossEntropy(logits.view(), labels.view(),
+                                          want.view(), ignore, r));
+              ASSERT_OK(fast::CrossEntropy(logits.view(), labels.view(),
+                                           got.view(), ignore, r));
+              // Loss is f32 whatever the logits; sums over V and rows.
+              EXPECT_TRUE(AllClose(got, want,
+                                   TolFor(DType::F32, vocab * labels.numel())));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CrossEntropyTest, Errors) {
+  Buffer logits(DType::F32, {2, 3}), scalar(DType::F32, {});
+  Buffer tooBig = Ints(DType::I32, {2}, {0, 3});
+  Buffer negative = Ints(DType::I64, {2}, {-1, 0});
+  Buffer good = Ints(DType::I32, {2}, {0, 2});
+  Buffer badLabels = Ints(DType::I32, {3}, {0, 1, 2});
+  Buffer rows(DType::F32, {2}), bf16Out(DType::BF16, {});
+  for (const auto &impl : BOTH(CrossEntropy)) {
+    SCOPED_TRACE(impl.name);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), tooBig.view(), scalar.view(), -100,
+                           LossReduction::Mean),
+                   CrossEntropy);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), negative.view(), scalar.view(), -100,
+                           LossReduction::Sum),
+                   CrossEntropy);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), badLabels.view(), scalar.view(), -100,
+                           LossReduction::Mean),
+                   CrossEntropy);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), scalar.view(), -100,
+                           LossReduction::None),
+                   CrossEntropy); // None wants out [2]
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), rows.view(), -100,
+                           LossReduction::Mean),
+                   CrossEntropy); // Mean wants out []
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), bf16Out.view(), -100,
+                           LossReduction::Mean),
+                   CrossEntropy);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// CrossEntropyGrad
+//===----------------------------------------------------------------------===//
+
+TEST(CrossEntropyGradTest, Known) {
+  // Row 0: uniform over 3, label 2: softmax - onehot = [1/3 1/3 -2/3].
+  // Row 1: [0 ln 3 0], label 0: [1/5 3/5 1/5] - [1 0 0]. Row 2 ignored.
+  const float ln3 = 1.0986122886681098f;
+  Buffer logits = Floats(DType::F32, {3, 3}, {0, 0, 0, 0, ln3, 0, 5, 5, 5});
+  Buffer labels = Ints(DType::I64, {3}, {2, 0, -100});
+  const double third = 1.0 / 3;
+  const std::vector<double> base = {third, third, -2 * third, -0.8, 0.6,
+                                    0.2,   0,     0,          0};
+  auto scaled = [&](std::vector<double> rowScale) {
+    std::vector<double> out(9);
+    for (int i = 0; i < 9; ++i)
+      out[i] = base[i] * rowScale[i / 3];
+    return out;
+  };
+  for (const auto &impl : BOTH(CrossEntropyGrad)) {
+    SCOPED_TRACE(impl.name);
+    Buffer out = Garbage(DType::F32, {3, 3});
+    Buffer two = Floats(DType::F32, {}, {2});
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), two.view(), out.view(),
+                      -100, LossReduction::Sum));
+    EXPECT_TRUE(Values(out, scaled({2, 2, 0})));
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), two.view(), out.view(),
+                      -100, LossReduction::Mean)); // 2 counted rows
+    EXPECT_TRUE(Values(out, scaled({1, 1, 0})));
+    Buffer perRow = Floats(DType::F32, {3}, {3, -1, 7});
+    ASSERT_OK(impl.fn(logits.view(), labels.view(), perRow.view(), out.view(),
+                      -100, LossReduction::None));
+    EXPECT_TRUE(Values(out, scaled({3, -1, 0})));
+    // Every row ignored: all zeros, for Mean too.
+    Buffer allIgnored = Ints(DType::I32, {3}, {-100, -100, -100});
+    ASSERT_OK(impl.fn(logits.view(), allIgnored.view(), two.view(), out.view(),
+                      -100, LossReduction::Mean));
+    EXPECT_TRUE(Values(out, std::vector<double>(9, 0.0), 0));
+  }
+}
+
+TEST(CrossEntropyGradTest, FastMatchesReference) {
+  Rng rng(48);
+  const Shape labelShapes[] = {{1}, {7}, {2, 17}};
+  const int64_t vocabs[] = {1, 3, 65, 1000};
+  const LossReduction reductions[] = {LossReduction::Mean, LossReduction::Sum,
+                                      LossReduction::None};
+  // Enough work for several threads.
+  for (DType t : kFloatTypes) {
+    for (LossReduction r : reductions) {
+      std::string what = absl::StrCat("CrossEntropyGrad fast/ref ", Name(t),
+                                      " labels i64[4x24] V 5000 reduction ",
+                                      static_cast<int>(r));
+      SCOPED_TRACE(what);
+      Buffer logits = Uniform(t, {4, 24, 5000}, rng, -6, 6);
+      Buffer labels = RandomInts(DType::I64, {4, 24}, rng, 0, 4999);
+      labels.setI(5, -100);
+      Buffer dloss =
+          Uniform(DType::F32, r == LossReduction::None ? Shape{4, 24} : Shape{},
+                  rng, -2, 2);
+      Buffer want = Garbage(t, logits.shape), got = Garbage(t, logits.shape);
+      ASSERT_OK(ref::CrossEntropyGrad(logits.view(), labels.view(),
+                                      dloss.view(), want.view(), -100, r));
+      ASSERT_OK(fast::CrossEntropyGrad(logits.view(), labels.view(),
+                                       dloss.view(), got.view(), -100, r));
+      EXPECT_TRUE(AllClose(got, want, FastTol(t, 5000, 2), what));
+    }
+  }
+  for (DType t : kFloatTypes) {
+    for (DType lt : {DType::I32, DType::I64}) {
+      for (const Shape &ls : labelShapes) {
+        for (int64_t vocab : vocabs) {
+          for (int64_t ignore : {int64_t{-100}, int64_t{0}}) {
+            for (LossReduction r : reductions) {
+              std::string what = absl::StrCat(
+                  "CrossEntropyGrad fast/ref ", Name(t), " labels ", Name(lt),
+                  Str(ls), " V ", vocab, " ignore ", ignore, " reduction ",
+                  static_cast<int>(r));
+              SCOPED_TRACE(what);
+              Buffer logits = Uniform(t, Cat(ls, {vocab}), rng, -6, 6);
+              Buffer labels = RandomInts(lt, ls, rng, 0, vocab - 1);
+              for (int64_t i = 0; i < labels.numel(); ++i)
+                if (Pick(rng, 0, 3) == 0)
+                  labels.setI(i, ignore);
+              Buffer dloss =
+                  Uniform(DType::F32, r == LossReduction::None ? ls : Shape{},
+                          rng, -2, 2);
+              Buffer want = Garbage(t, logits.shape);
+              Buffer got = Garbage(t, logits.shape);
+              ASSERT_OK(ref::CrossEntropyGrad(logits.view(), labels.view(),
+                                              dloss.view(), want.view(), ignore,
+                                              r));
+              ASSERT_OK(fast::CrossEntropyGrad(logits.view(), labels.view(),
+                                               dloss.view(), got.view(), ignore,
+                                               r));
+              // Each element is a softmax (a sum over V) times |g| <= 2.
+              EXPECT_TRUE(AllClose(got, want, FastTol(t, vocab, 2), what));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CrossEntropyGradTest, FiniteDifferences) {
+  Rng rng(49);
+  const LossReduction reductions[] = {LossReduction::Mean, LossReduction::Sum,
+                                      LossReduction::None};
+  const Shape labelShapes[] = {{5}, {2, 3}};
+  for (const Shape &ls : labelShapes) {
+    for (int64_t vocab : {int64_t{1}, int64_t{7}}) {
+      for (LossReduction r : reductions) {
+        std::string what =
+            absl::StrCat("CrossEntropyGrad vs FD labels ", Str(ls), " V ",
+                         vocab, " reduction ", static_cast<int>(r));
+        SCOPED_TRACE(what);
+        const int64_t ignore = -100;
+        Buffer logits = Uniform(DType::F32, Cat(ls, {vocab}), rng);
+        Buffer labels = RandomInts(DType::I32, ls, rng, 0, vocab - 1);
+        labels.setI(1, ignore); // at least one ignored row
+        Shape lossShape = r == LossReduction::None ? ls : Shape{};
+        Buffer dloss = Uniform(DType::F32, lossShape, rng);
+        Buffer dlogits = Garbage(DType::F32, logits.shape);
+        ASSERT_OK(ref::CrossEntropyGrad(logits.view(), labels.view(),
+                                        dloss.view(), dlogits.view(), ignore,
+                                        r));
+        auto forward = [&] {
+          Buffer loss(DType::F32, lossShape);
+          EXPECT_TRUE(ref::CrossEntropy(logits.view(), labels.view(),
+                                        loss.view(), ignore, r)
+                          .ok());
+          return loss;
+        };
+        EXPECT_TRUE(MatchesFiniteDifferences(logits, dlogits, dloss, forward,
+                                             what + " dlogits"));
+      }
+    }
+  }
+}
+
+TEST(CrossEntropyGradTest, Errors) {
+  Buffer logits(DType::F32, {2, 3}), dlogits(DType::F32, {2, 3});
+  Buffer scalar(DType::F32, {}), rows(DType::F32, {2});
+  Buffer bf16Scalar(DType::BF16, {}), dlogitsBad(DType::F32, {2, 4});
+  Buffer intOut(DType::I32, {2, 3}), rank0(DType::F32, {});
+  Buffer tooBig = Ints(DType::I32, {2}, {0, 3});
+  Buffer negative = Ints(DType::I64, {2}, {-1, 0});
+  Buffer good = Ints(DType::I32, {2}, {0, 2});
+  Buffer badLabels = Ints(DType::I32, {3}, {0, 1, 2});
+  Buffer floatLabels = Floats(DType::F32, {2}, {0, 1});
+  Buffer noLabels(DType::I32, {});
+  for (const auto &impl : BOTH(CrossEntropyGrad)) {
+    SCOPED_TRACE(impl.name);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), tooBig.view(), scalar.view(),
+                           dlogits.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), negative.view(), scalar.view(),
+                           dlogits.view(), -100, LossReduction::Sum),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), badLabels.view(), scalar.view(),
+                           dlogits.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), floatLabels.view(), scalar.view(),
+                           dlogits.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), scalar.view(),
+                           dlogits.view(), -100, LossReduction::None),
+                   CrossEntropyGrad); // None wants dloss [2]
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), rows.view(),
+                           dlogits.view(), -100, LossReduction::Sum),
+                   CrossEntropyGrad); // Sum wants dloss []
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), bf16Scalar.view(),
+                           dlogits.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), scalar.view(),
+                           dlogitsBad.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), scalar.view(),
+                           intOut.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(rank0.view(), noLabels.view(), scalar.view(),
+                           rank0.view(), -100, LossReduction::Mean),
+                   CrossEntropyGrad);
+    EXPECT_INVALID(impl,
+                   impl.fn(logits.view(), good.view(), scalar.view(),
+                           dlogits.view(), -100, static_cast<LossReduction>(7)),
+                   CrossEntropyGrad);
+  }
+}
+
+} // namespace
+} // namespace veomni::rt
