@@ -28,15 +28,15 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
     const TrainOptions &t = *options.train;
     OptimizerOptions o;
     o.lr = t.lr;
-    o.beta1 = t.beta1;
-    o.beta2 = t.beta2;
+    o.beta1 = t.betas[0];
+    o.beta2 = t.betas[1];
     o.epsilon = t.eps;
     o.weightDecay = t.weightDecay;
     o.maxGradNorm = t.maxGradNorm;
     o.warmupSteps = t.warmupSteps;
-    o.totalSteps = t.totalSteps;
+    o.totalSteps = t.steps;
     o.minLrRatio = t.minLrRatio;
-    o.accumulationSteps = t.accumulationSteps;
+    o.accumulationSteps = options.accumulationSteps;
     pm.addPass(createOptimizer(o));
   }
 }

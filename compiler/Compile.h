@@ -4,6 +4,7 @@
 #define VEOMNI_COMPILER_COMPILE_H
 
 #include "frontends/Importer.h"
+#include "frontends/RecipeSections.h"
 
 #include <map>
 #include <optional>
@@ -23,12 +24,8 @@ struct CompileReport {
   int64_t kernels = 0;
 };
 
-struct TrainOptions {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1,
-         maxGradNorm = 1.0, minLrRatio = 0.0;
-  int64_t warmupSteps = 0, totalSteps = 1000;
-  int64_t accumulationSteps = 1; ///< micro-batches per optimizer step
-};
+/// The optimizer and its schedule: a recipe's train section.
+using TrainOptions = TrainSection;
 
 struct CompileOptions {
   /// Append the backward pass: the program also returns the gradient of
@@ -36,6 +33,9 @@ struct CompileOptions {
   bool gradients = false;
   /// Make a training step: gradients, then AdamW (veomni-optimizer).
   std::optional<TrainOptions> train;
+  /// Micro-batches whose gradients one optimizer step sums (the data
+  /// section's global_batch_size / batch_size).
+  int64_t accumulationSteps = 1;
   /// Activation recomputation with gradients: none, selective or full.
   std::string remat = "none";
 };

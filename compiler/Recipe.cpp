@@ -12,8 +12,10 @@
 #include "llvm/Support/YAMLParser.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <array>
 #include <cmath>
 #include <functional>
+#include <sstream>
 
 using namespace mlir::veomni;
 
@@ -63,119 +65,71 @@ absl::Status flatten(llvm::yaml::Node *node, const std::string &prefix,
                                     "': unsupported YAML value");
 }
 
-/// Every recipe setting: how it is parsed into `r`, what it expects, and
-/// what it means (veomni train --help prints the table).
+/// Every recipe setting: how it is parsed into `r`, how its value is
+/// checked, what it expects, and what it means (veomni train --help prints
+/// the table). Generated from RecipeSettings.def.
 struct Setting {
   std::function<bool(const std::string &)> set;
+  /// "" when the value is acceptable, else what is wrong with it.
+  std::function<std::string()> check;
   const char *expected;
   const char *help;
 };
 
+bool parseValue(const std::string &text, int64_t &out) {
+  return !llvm::StringRef(text).trim().getAsInteger(10, out);
+}
+bool parseValue(const std::string &text, double &out) {
+  return !llvm::StringRef(text).trim().getAsDouble(out) && std::isfinite(out);
+}
+bool parseValue(const std::string &text, std::string &out) {
+  out = text;
+  return true;
+}
+bool parseValue(const std::string &text, std::array<double, 2> &out) {
+  auto [first, second] = llvm::StringRef(text).split(',');
+  return !second.contains(',') && parseValue(first.str(), out[0]) &&
+         parseValue(second.str(), out[1]);
+}
+
+std::string show(int64_t v) { return std::to_string(v); }
+std::string show(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+std::string show(const std::string &v) { return "'" + v + "'"; }
+std::string show(const std::array<double, 2> &v) {
+  return "[" + show(v[0]) + ", " + show(v[1]) + "]";
+}
+
 std::map<std::string, Setting> settingsOf(Recipe &r) {
-  using Setter = std::function<bool(const std::string &)>;
-  auto integer = [](int64_t &out) -> Setter {
-    return [&out](const std::string &v) {
-      return !llvm::StringRef(v).getAsInteger(10, out);
-    };
-  };
-  auto number = [](double &out) -> Setter {
-    return [&out](const std::string &v) {
-      return !llvm::StringRef(v).getAsDouble(out) && std::isfinite(out);
-    };
-  };
-  auto text = [](std::string &out) -> Setter {
-    return [&out](const std::string &v) {
-      out = v;
-      return true;
-    };
-  };
-  auto betas = [&r](const std::string &v) {
-    llvm::StringRef first, second;
-    std::tie(first, second) = llvm::StringRef(v).split(',');
-    return !first.trim().getAsDouble(r.beta1) &&
-           !second.trim().getAsDouble(r.beta2);
-  };
-  const char *anInteger = "an integer", *aNumber = "a number",
-             *aPath = "a path";
-  return {
-      {"model.config",
-       {text(r.config), aPath, "the model's config.json (required)"}},
-      {"model.weights",
-       {text(r.weights), aPath,
-        "initial weights: a .safetensors file, a sharded "
-        "model.safetensors.index.json, or a folder holding either (a "
-        "Hugging Face model or a veomni checkpoint-N/); default: seeded "
-        "random init"}},
-      {"model.dtype", {text(r.dtype), "f32, bf16 or f16", "parameter type"}},
-      {"model.seed", {integer(r.seed), anInteger, "init and synthetic data"}},
-      {"model.num_layers",
-       {integer(r.numLayers), anInteger, "keep the first N decoder layers"}},
-      {"data.path",
-       {text(r.data), aPath,
-        ".vtd token dataset or batch .safetensors; default: synthetic"}},
-      {"data.seq_len", {integer(r.seqLen), anInteger, "tokens per sequence"}},
-      {"data.batch_size",
-       {integer(r.batchSize), anInteger, "sequences per micro-batch"}},
-      {"data.global_batch_size",
-       {integer(r.globalBatchSize), anInteger,
-        "sequences per optimizer step (gradient accumulation)"}},
-      {"data.image_patches",
-       {integer(r.imagePatches), anInteger, "vision patches per batch"}},
-      {"data.audio_frames",
-       {integer(r.audioFrames), anInteger, "mel frames per batch"}},
-      {"train.steps", {integer(r.steps), anInteger, "optimizer steps"}},
-      {"train.warmup_steps",
-       {integer(r.warmupSteps), anInteger, "linear warm-up, then cosine"}},
-      {"train.log_interval",
-       {integer(r.logInterval), anInteger, "steps between progress lines"}},
-      {"train.checkpoint_interval",
-       {integer(r.checkpointInterval), anInteger,
-        "steps between checkpoints (0: only at the end)"}},
-      {"train.max_shard_size",
-       {text(r.maxShardSize), "a size such as 5GB, 500MB or 2GiB",
-        "checkpoint weights above it are sharded as Hugging Face does"}},
-      {"train.lr", {number(r.lr), aNumber, "peak learning rate"}},
-      {"train.min_lr_ratio",
-       {number(r.minLrRatio), aNumber, "final lr as a fraction of the peak"}},
-      {"train.betas", {betas, "two numbers", "AdamW betas, e.g. [0.9, 0.95]"}},
-      {"train.weight_decay",
-       {number(r.weightDecay), aNumber, "AdamW, on matrices only"}},
-      {"train.eps", {number(r.eps), aNumber, "AdamW epsilon"}},
-      {"train.max_grad_norm",
-       {number(r.maxGradNorm), aNumber, "gradient clipping"}},
-      {"train.output_dir",
-       {text(r.outputDir), aPath,
-        "checkpoints, metrics.jsonl and loss_curve.svg"}},
-      {"train.resume",
-       {text(r.resume), "a path or auto",
-        "a checkpoint-N/ folder, or auto: the newest in output_dir"}},
-      {"train.remat",
-       {text(r.remat), "none, selective or full", "activation recomputation"}},
-      {"parallel.dp_replicate", {integer(r.dpReplicate), anInteger, "HSDP"}},
-      {"parallel.dp_shard", {integer(r.dpShard), anInteger, "FSDP"}},
-      {"parallel.tp", {integer(r.tp), anInteger, "tensor parallel"}},
-      {"parallel.sp", {integer(r.sp), anInteger, "Ulysses sequence parallel"}},
-      {"parallel.ulysses", {integer(r.sp), anInteger, "the same as sp"}},
-      {"parallel.ep", {integer(r.ep), anInteger, "expert parallel"}},
-      {"parallel.pp", {integer(r.pp), anInteger, "pipeline stages"}},
-      {"parallel.world_size",
-       {integer(r.worldSize), anInteger, "checked against the mesh"}},
-      {"parallel.pp_schedule",
-       {text(r.ppSchedule), "1f1b, interleaved or zb-h1", "pipeline schedule"}},
-      {"parallel.pp_chunks",
-       {integer(r.ppChunks), anInteger, "model chunks per stage"}},
-      {"cluster.peak_tflops",
-       {number(r.peakTflops), aNumber, "plan --report: dense peak"}},
-      {"cluster.mfu", {number(r.mfu), aNumber, "plan --report: MFU reached"}},
-      {"cluster.intra_node_gbps",
-       {number(r.intraNodeGBps), aNumber, "plan --report: link GB/s"}},
-      {"cluster.inter_node_gbps",
-       {number(r.interNodeGBps), aNumber, "plan --report: link GB/s"}},
-      {"cluster.intra_node_latency_us",
-       {number(r.intraNodeLatencyUs), aNumber, "plan --report: hop latency"}},
-      {"cluster.inter_node_latency_us",
-       {number(r.interNodeLatencyUs), aNumber, "plan --report: hop latency"}},
-  };
+  std::map<std::string, Setting> out;
+#define VEOMNI_SETTING_ROW(section, Type, member, key, def, cond, message,     \
+                           expected, help)                                     \
+  out[std::string(#section) + "." + key] = Setting{                            \
+      [&r](const std::string &text) {                                          \
+        return parseValue(text, r.section.member);                             \
+      },                                                                       \
+      [&r]() -> std::string {                                                  \
+        const auto &v = r.section.member;                                      \
+        if (cond)                                                              \
+          return std::string();                                                \
+        std::string got = show(v);                                             \
+        return std::string(message) + (got == "''" ? "" : ", got " + got);     \
+      },                                                                       \
+      expected, help};
+#define VEOMNI_MODEL_SETTING(...) VEOMNI_SETTING_ROW(model, __VA_ARGS__)
+#define VEOMNI_DATA_SETTING(...) VEOMNI_SETTING_ROW(data, __VA_ARGS__)
+#define VEOMNI_TRAIN_SETTING(...) VEOMNI_SETTING_ROW(train, __VA_ARGS__)
+#define VEOMNI_PARALLEL_SETTING(...) VEOMNI_SETTING_ROW(parallel, __VA_ARGS__)
+#define VEOMNI_CLUSTER_SETTING(...) VEOMNI_SETTING_ROW(cluster, __VA_ARGS__)
+#include "frontends/RecipeSettings.def"
+#undef VEOMNI_SETTING_ROW
+  // VeOmni's name for sequence parallelism.
+  out["parallel.ulysses"] = out["parallel.sp"];
+  out["parallel.ulysses"].help = "the same as parallel.sp";
+  return out;
 }
 
 } // namespace
@@ -240,75 +194,40 @@ absl::StatusOr<Recipe> Recipe::load(
   auto fail = [&](const std::string &key, const std::string &what) {
     return absl::InvalidArgumentError(path + ": field '" + key + "': " + what);
   };
-  if (r.config.empty())
-    return fail("model.config", "missing (required)");
-  if (r.steps < 1)
-    return fail("train.steps", "must be >= 1");
-  if (r.warmupSteps < 0 || r.warmupSteps >= r.steps)
+  // Each value against its own check (RecipeSettings.def)...
+  for (auto &[key, setting] : known)
+    if (std::string wrong = setting.check(); !wrong.empty())
+      return fail(key, wrong);
+  // ...then what relates several.
+  TrainSection &t = r.train;
+  DataSection &d = r.data;
+  ParallelSection &p = r.parallel;
+  if (t.warmupSteps >= t.steps)
     return fail("train.warmup_steps", "must be in [0, train.steps)");
-  for (auto [key, value] :
-       {std::pair<const char *, double>{"cluster.peak_tflops", r.peakTflops},
-        {"cluster.intra_node_gbps", r.intraNodeGBps},
-        {"cluster.inter_node_gbps", r.interNodeGBps}})
-    if (!(value > 0))
-      return fail(key, "must be > 0");
-  if (r.ppSchedule != "1f1b" && r.ppSchedule != "interleaved" &&
-      r.ppSchedule != "zb-h1")
-    return fail("parallel.pp_schedule",
-                "expected 1f1b, interleaved or zb-h1, got '" + r.ppSchedule +
-                    "'");
-  if (r.ppChunks < 1 || (r.ppChunks > 1 && r.ppSchedule != "interleaved"))
+  if (p.ppChunks > 1 && p.ppSchedule != "interleaved")
     return fail("parallel.pp_chunks",
                 "must be 1, or >= 1 with pp_schedule interleaved");
-  if (!(r.mfu > 0 && r.mfu <= 1))
-    return fail("cluster.mfu", "must be in (0, 1]");
-  if (!(r.intraNodeLatencyUs >= 0) || !(r.interNodeLatencyUs >= 0))
-    return fail(r.intraNodeLatencyUs >= 0 ? "cluster.inter_node_latency_us"
-                                          : "cluster.intra_node_latency_us",
-                "must be >= 0");
-  if (!(r.lr > 0))
-    return fail("train.lr", "must be positive");
-  if (!(r.beta1 >= 0 && r.beta1 < 1 && r.beta2 >= 0 && r.beta2 < 1))
-    return fail("train.betas", "must lie in [0, 1)");
-  if (r.logInterval < 1)
-    return fail("train.log_interval", "must be >= 1");
-  if (r.checkpointInterval < 0)
-    return fail("train.checkpoint_interval", "must be >= 0");
-  if (r.batchSize < 1)
-    return fail("data.batch_size", "must be >= 1");
-  if (r.globalBatchSize == 0)
-    r.globalBatchSize = r.batchSize;
-  if (r.globalBatchSize < r.batchSize || r.globalBatchSize % r.batchSize)
+  if (d.globalBatchSize == 0)
+    d.globalBatchSize = d.batchSize;
+  if (d.globalBatchSize < d.batchSize || d.globalBatchSize % d.batchSize)
     return fail("data.global_batch_size",
-                std::to_string(r.globalBatchSize) +
+                std::to_string(d.globalBatchSize) +
                     " is not a multiple of data.batch_size " +
-                    std::to_string(r.batchSize));
-  for (auto [key, v] : {std::pair<const char *, int64_t>{
-                            "parallel.dp_replicate", r.dpReplicate},
-                        {"parallel.dp_shard", r.dpShard},
-                        {"parallel.tp", r.tp},
-                        {"parallel.sp", r.sp},
-                        {"parallel.ep", r.ep},
-                        {"parallel.pp", r.pp}})
-    if (v < 1)
-      return fail(key, "must be >= 1, got " + std::to_string(v));
-  if (r.worldSize == 0)
-    r.worldSize = r.meshSize();
-  if (r.worldSize != r.meshSize())
+                    std::to_string(d.batchSize));
+  if (p.worldSize == 0)
+    p.worldSize = p.meshSize();
+  if (p.worldSize != p.meshSize())
     return fail("parallel.world_size",
-                std::to_string(r.worldSize) +
+                std::to_string(p.worldSize) +
                     " differs from the product of the mesh sizes, " +
-                    std::to_string(r.meshSize()) +
+                    std::to_string(p.meshSize()) +
                     " (dp_replicate x dp_shard x tp x sp x ep x pp)");
-  std::optional<uint64_t> shard = parseByteSize(r.maxShardSize);
+  std::optional<uint64_t> shard = parseByteSize(t.maxShardSize);
   if (!shard)
     return fail("train.max_shard_size",
                 "expected a size such as 5GB, 500MB or 2GiB, got '" +
-                    r.maxShardSize + "'");
-  r.maxShardBytes = *shard;
-  if (r.remat != "none" && r.remat != "selective" && r.remat != "full")
-    return fail("train.remat",
-                "must be none, selective or full, got '" + r.remat + "'");
+                    t.maxShardSize + "'");
+  t.maxShardBytes = *shard;
   return r;
 }
 

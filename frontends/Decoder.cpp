@@ -167,11 +167,11 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
   } else if (type == "dynamic") {
     s.getFloat("factor");
     // Dynamic NTK scaling changes nothing up to max_position_embeddings.
-    if (!s.failed() && maxPositions > 0 && options.seqLen > maxPositions)
+    if (!s.failed() && maxPositions > 0 && options.data.seqLen > maxPositions)
       return error(s, "rope_type",
                    "dynamic rope scaling beyond max_position_embeddings " +
                        Twine(maxPositions) + " (--seq-len " +
-                       Twine(options.seqLen) + ") is not supported");
+                       Twine(options.data.seqLen) + ") is not supported");
     if (s.failed())
       return s.status();
     return rope;
@@ -300,7 +300,7 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
                                          "sliding_attention)");
   }
   if (r.failed() || !use || !r.has("sliding_window") ||
-      window >= options.seqLen)
+      window >= options.data.seqLen)
     return;
   for (int64_t i = 0; i < c.layers; ++i) {
     bool sliding = moe             ? true
@@ -311,7 +311,7 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
                     "layer " + std::to_string(i) + " attends through a " +
                         std::to_string(window) +
                         "-token sliding window, shorter than --seq-len " +
-                        std::to_string(options.seqLen) +
+                        std::to_string(options.data.seqLen) +
                         "; sliding-window attention is not supported");
   }
 }
@@ -421,12 +421,12 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   r.ignore({"image_token_id", "video_token_id", "vision_start_token_id",
             "vision_end_token_id", "vision_token_id"});
 
-  if (options.numLayers >= 0) {
-    if (!r.failed() && options.numLayers > c.layers)
+  if (options.model.numLayers >= 0) {
+    if (!r.failed() && options.model.numLayers > c.layers)
       r.fail("num_hidden_layers",
-             "--num-layers " + std::to_string(options.numLayers) +
+             "--num-layers " + std::to_string(options.model.numLayers) +
                  " exceeds the model's " + std::to_string(c.layers));
-    c.layers = std::min(c.layers, options.numLayers);
+    c.layers = std::min(c.layers, options.model.numLayers);
   }
   if (!r.failed() && c.sparseStep > 0)
     for (int64_t i = 0; i < c.layers; ++i)

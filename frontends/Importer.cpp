@@ -56,18 +56,19 @@ absl::Status checkOptions(const ImportOptions &o) {
     return absl::InvalidArgumentError(
         ("--" + option + " " + std::to_string(value) + ": " + what).str());
   };
-  if (o.batch < 1)
-    return bad("batch", o.batch, "must be >= 1");
-  if (o.seqLen < 1)
-    return bad("seq-len", o.seqLen, "must be >= 1");
-  if (o.imagePatches < 0)
-    return bad("image-patches", o.imagePatches, "must be >= 0");
-  if (o.audioFrames < 0 || o.audioFrames % 4 != 0)
-    return bad("audio-frames", o.audioFrames,
+  if (o.data.batchSize < 1)
+    return bad("batch", o.data.batchSize, "must be >= 1");
+  if (o.data.seqLen < 1)
+    return bad("seq-len", o.data.seqLen, "must be >= 1");
+  if (o.data.imagePatches < 0)
+    return bad("image-patches", o.data.imagePatches, "must be >= 0");
+  if (o.data.audioFrames < 0 || o.data.audioFrames % 4 != 0)
+    return bad("audio-frames", o.data.audioFrames,
                "must be a non-negative multiple of 4 (conv stride 2, then "
                "pooling by 2)");
-  if (o.dtype != "bf16" && o.dtype != "f32" && o.dtype != "f16")
-    return absl::InvalidArgumentError("--dtype " + o.dtype +
+  if (o.model.dtype != "bf16" && o.model.dtype != "f32" &&
+      o.model.dtype != "f16")
+    return absl::InvalidArgumentError("--dtype " + o.model.dtype +
                                       ": must be bf16, f32 or f16");
   return absl::OkStatus();
 }
@@ -91,16 +92,19 @@ TextInputs declareTextInputs(ModelBuilder &b, const DecoderConfig &c,
                              const ImportOptions &o) {
   Type i32 = IntegerType::get(b.getContext(), 32);
   TextInputs in;
-  in.ids = b.tokenInput("input_ids", {o.batch, o.seqLen}, i32);
+  in.ids = b.tokenInput("input_ids", {o.data.batchSize, o.data.seqLen}, i32);
   if (c.rope.mropeSection.empty())
-    in.positions = b.tokenInput("position_ids", {o.batch, o.seqLen}, i32);
+    in.positions =
+        b.tokenInput("position_ids", {o.data.batchSize, o.data.seqLen}, i32);
   else // [sections, B, S]
-    in.positions = b.tokenInput(
-        "position_ids",
-        {static_cast<int64_t>(c.rope.mropeSection.size()), o.batch, o.seqLen},
-        i32, /*batchDim=*/1);
-  in.segments = b.tokenInput("segment_ids", {o.batch, o.seqLen}, i32);
-  in.labels = b.tokenInput("labels", {o.batch, o.seqLen}, i32);
+    in.positions =
+        b.tokenInput("position_ids",
+                     {static_cast<int64_t>(c.rope.mropeSection.size()),
+                      o.data.batchSize, o.data.seqLen},
+                     i32, /*batchDim=*/1);
+  in.segments =
+      b.tokenInput("segment_ids", {o.data.batchSize, o.data.seqLen}, i32);
+  in.labels = b.tokenInput("labels", {o.data.batchSize, o.data.seqLen}, i32);
   return in;
 }
 
@@ -165,7 +169,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   ImportedModel model;
   model.modelType = modelType;
   auto loc = NameLoc::get(StringAttr::get(&context, path));
-  ModelBuilder b(context, dtypeOf(context, options.dtype), loc);
+  ModelBuilder b(context, dtypeOf(context, options.model.dtype), loc);
   DecoderNames names;
   DecoderOutputs out;
 
@@ -174,10 +178,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   };
   std::string error; // set by checkTokens
   auto checkTokens = [&](ConfigReader &cr, StringRef option, int64_t rows) {
-    if (!cr.failed() && rows > options.batch * options.seqLen)
+    if (!cr.failed() && rows > options.data.batchSize * options.data.seqLen)
       error = ("--" + option + ": its " + std::to_string(rows) +
                " tokens do not fit in --batch x --seq-len = " +
-               std::to_string(options.batch * options.seqLen))
+               std::to_string(options.data.batchSize * options.data.seqLen))
                   .str();
   };
 
@@ -220,15 +224,17 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (r.failed())
       return fail(r.error());
     int64_t group = v.merge * v.merge;
-    if (options.imagePatches == 0 || options.imagePatches % group != 0)
-      return fail("--image-patches " + std::to_string(options.imagePatches) +
+    if (options.data.imagePatches == 0 ||
+        options.data.imagePatches % group != 0)
+      return fail("--image-patches " +
+                  std::to_string(options.data.imagePatches) +
                   ": must be a positive multiple of spatial_merge_size^2 = " +
                   std::to_string(group));
-    checkTokens(r, "image-patches", options.imagePatches / group);
+    checkTokens(r, "image-patches", options.data.imagePatches / group);
     if (!error.empty())
       return fail(error);
     TextInputs in = declareTextInputs(b, c, options);
-    Value image = buildVisionTower(b, v, "visual.", options.imagePatches);
+    Value image = buildVisionTower(b, v, "visual.", options.data.imagePatches);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
     embeds = mergeModality(b, embeds, image, "image_token_positions");
     out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
@@ -284,29 +290,32 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (r.failed())
       return fail(r.error());
     int64_t chunk = 2 * a.nWindow;
-    if (options.audioFrames > chunk && options.audioFrames % chunk != 0)
-      return fail("--audio-frames " + std::to_string(options.audioFrames) +
+    if (options.data.audioFrames > chunk &&
+        options.data.audioFrames % chunk != 0)
+      return fail("--audio-frames " + std::to_string(options.data.audioFrames) +
                   ": must be at most one chunk (2 * n_window = " +
                   std::to_string(chunk) + ") or a multiple of it");
     int64_t group = v.merge * v.merge;
-    if (options.imagePatches % group != 0)
-      return fail("--image-patches " + std::to_string(options.imagePatches) +
+    if (options.data.imagePatches % group != 0)
+      return fail("--image-patches " +
+                  std::to_string(options.data.imagePatches) +
                   ": must be a multiple of spatial_merge_size^2 = " +
                   std::to_string(group));
     checkTokens(r, "image-patches + --audio-frames",
-                options.imagePatches / group + options.audioFrames / 4);
+                options.data.imagePatches / group +
+                    options.data.audioFrames / 4);
     if (!error.empty())
       return fail(error);
     names.prefix = "thinker.model.";
     names.lmHead = "thinker.lm_head.weight";
     TextInputs in = declareTextInputs(b, c, options);
-    Value image =
-        options.imagePatches
-            ? buildVisionTower(b, v, "thinker.visual.", options.imagePatches)
-            : Value();
-    Value audio = options.audioFrames
+    Value image = options.data.imagePatches
+                      ? buildVisionTower(b, v, "thinker.visual.",
+                                         options.data.imagePatches)
+                      : Value();
+    Value audio = options.data.audioFrames
                       ? buildAudioEncoder(b, a, "thinker.audio_tower.",
-                                          options.audioFrames)
+                                          options.data.audioFrames)
                       : Value();
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
     embeds = mergeModality(b, embeds, image, "image_token_positions");

@@ -13,6 +13,7 @@
 #define VEOMNI_FRONTENDS_IMPORTER_H
 
 #include "frontends/ModelBuilder.h"
+#include "frontends/RecipeSections.h"
 
 #include "absl/status/statusor.h"
 
@@ -38,13 +39,12 @@ struct PlanRule {
   Placement placement;
 };
 
+/// What to import: a recipe's model section (dtype, num_layers) and data
+/// section (batch, sequence, image patches and audio frames), which the
+/// command-line tools fill from their flags.
 struct ImportOptions {
-  int64_t numLayers = -1; ///< keep the first N decoder layers; -1: all
-  std::string dtype = "bf16";
-  int64_t batch = 1;
-  int64_t seqLen = 2048;
-  int64_t imagePatches = 256; ///< vision patches per batch (VL and omni)
-  int64_t audioFrames = 400;  ///< mel frames per batch (omni)
+  ModelSection model;
+  DataSection data;
   /// Also return the logits [B, S, V] after the loss (parity tests).
   bool returnLogits = false;
 };

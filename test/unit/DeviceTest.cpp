@@ -77,8 +77,8 @@ TEST(Device, TrainingThroughCopiesGivesTheSameBits) {
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
   ImportOptions io;
-  io.dtype = "bf16";
-  io.seqLen = 16;
+  io.model.dtype = "bf16";
+  io.data.seqLen = 16;
   auto model = importHFConfig(
       context, std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/qwen3_moe.json",
       io);
@@ -86,7 +86,7 @@ TEST(Device, TrainingThroughCopiesGivesTheSameBits) {
   CompileOptions options;
   options.train = TrainOptions{};
   options.train->warmupSteps = 1;
-  options.train->totalSteps = 10;
+  options.train->steps = 10;
   CompileReport report;
   FailureOr<std::string> bytes = compileToProgram(*model, report, options);
   ASSERT_TRUE(succeeded(bytes));

@@ -64,11 +64,11 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
       << " (regenerate: python tools/goldens/make_goldens.py)";
 
   ImportOptions options;
-  options.dtype = "f32";
-  options.batch = 1;
-  options.seqLen = 32;
-  options.imagePatches = c.imagePatches;
-  options.audioFrames = c.audioFrames;
+  options.model.dtype = "f32";
+  options.data.batchSize = 1;
+  options.data.seqLen = 32;
+  options.data.imagePatches = c.imagePatches;
+  options.data.audioFrames = c.audioFrames;
   options.returnLogits = true;
   absl::StatusOr<ImportedModel> model =
       importHFConfig(context, dir + "/" + c.config, options);

@@ -57,11 +57,11 @@ protected:
   std::unique_ptr<rt::Executor> Build(const CompileOptions &options) {
     const Case &c = GetParam();
     ImportOptions io;
-    io.dtype = "f32";
-    io.batch = 1;
-    io.seqLen = 32;
-    io.imagePatches = c.imagePatches;
-    io.audioFrames = c.audioFrames;
+    io.model.dtype = "f32";
+    io.data.batchSize = 1;
+    io.data.seqLen = 32;
+    io.data.imagePatches = c.imagePatches;
+    io.data.audioFrames = c.audioFrames;
     auto model = importHFConfig(context, Dir() + "/config.json", io);
     EXPECT_TRUE(model.ok()) << model.status();
     if (!model.ok())
@@ -156,7 +156,10 @@ TEST_P(GoldenTrainingTest, OneAdamWStepMatchesTorch) {
     GTEST_FAIL() << "missing " << Dir() << "/adamw.safetensors";
   CompileOptions options;
   // One warmup step makes lr(1) exactly the peak lr, as torch uses.
-  options.train = TrainOptions{1e-3, 0.9, 0.95, 1e-8, 0.1, 1.0, 0.0, 1, 10};
+  TrainOptions train; // lr 1e-3, betas (0.9, 0.95), eps 1e-8, decay 0.1
+  train.warmupSteps = 1;
+  train.steps = 10;
+  options.train = train;
   auto ex = Build(options);
   ASSERT_TRUE(ex);
   auto trainer = rt::Trainer::Create(*ex);

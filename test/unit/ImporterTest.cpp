@@ -38,10 +38,10 @@ protected:
 // with tensor-parallel column/row pairs that match up layer by layer.
 TEST_P(ImporterTest, TinyFamilyImportsWithACompletePlan) {
   ImportOptions options;
-  options.dtype = "f32";
-  options.seqLen = 64;
-  options.imagePatches = 16;
-  options.audioFrames = 32;
+  options.model.dtype = "f32";
+  options.data.seqLen = 64;
+  options.data.imagePatches = 16;
+  options.data.audioFrames = 32;
   absl::StatusOr<ImportedModel> model =
       importHFConfig(context, examplePath(GetParam()), options);
   ASSERT_TRUE(model.ok()) << model.status();

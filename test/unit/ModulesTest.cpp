@@ -39,10 +39,10 @@ protected:
 
 TEST_P(ModulesTest, EveryOpOfATrainingStepCarriesItsModule) {
   ImportOptions options;
-  options.dtype = "f32";
-  options.seqLen = 32;
-  options.imagePatches = 16;
-  options.audioFrames = 32;
+  options.model.dtype = "f32";
+  options.data.seqLen = 32;
+  options.data.imagePatches = 16;
+  options.data.audioFrames = 32;
   absl::StatusOr<ImportedModel> model = importHFConfig(
       context,
       std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/" + GetParam() + ".json",
@@ -105,10 +105,10 @@ TEST_P(ModulesTest, EveryOpOfATrainingStepCarriesItsModule) {
 // (The test may read names; the compiler does not.)
 TEST_P(ModulesTest, ParameterInitialisationIsDeclaredByTheImporter) {
   ImportOptions options;
-  options.dtype = "bf16"; // so that the optimizer adds f32 masters
-  options.seqLen = 32;
-  options.imagePatches = 16;
-  options.audioFrames = 32;
+  options.model.dtype = "bf16"; // so that the optimizer adds f32 masters
+  options.data.seqLen = 32;
+  options.data.imagePatches = 16;
+  options.data.audioFrames = 32;
   absl::StatusOr<ImportedModel> model = importHFConfig(
       context,
       std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/" + GetParam() + ".json",

@@ -51,11 +51,11 @@ protected:
 TEST_P(PartitionTest, TrafficOfThePlanIsThatOfThePartitionedStep) {
   const Case &c = GetParam();
   ImportOptions io;
-  io.dtype = "f32";
-  io.batch = c.batch;
-  io.seqLen = 32;
-  io.imagePatches = 16;
-  io.audioFrames = 32;
+  io.model.dtype = "f32";
+  io.data.batchSize = c.batch;
+  io.data.seqLen = 32;
+  io.data.imagePatches = 16;
+  io.data.audioFrames = 32;
   absl::StatusOr<ImportedModel> model = importHFConfig(
       context,
       std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/" + c.family + ".json",

@@ -14,25 +14,16 @@
 /// The import options a recipe's model and data sections ask for.
 inline mlir::veomni::ImportOptions
 importOptionsOf(const mlir::veomni::Recipe &r) {
-  mlir::veomni::ImportOptions io;
-  io.dtype = r.dtype;
-  io.batch = r.batchSize;
-  io.seqLen = r.seqLen;
-  io.imagePatches = r.imagePatches;
-  io.audioFrames = r.audioFrames;
-  io.numLayers = r.numLayers;
-  return io;
+  return mlir::veomni::ImportOptions{r.model, r.data};
 }
 
 /// The training step a recipe's train section asks for.
 inline mlir::veomni::CompileOptions
 trainingOptionsOf(const mlir::veomni::Recipe &r) {
   mlir::veomni::CompileOptions co;
-  const int64_t accumulation = r.globalBatchSize / r.batchSize;
-  co.train = mlir::veomni::TrainOptions{
-      r.lr,          r.beta1,      r.beta2,       r.eps,   r.weightDecay,
-      r.maxGradNorm, r.minLrRatio, r.warmupSteps, r.steps, accumulation};
-  co.remat = r.remat;
+  co.train = r.train;
+  co.accumulationSteps = r.data.accumulationSteps();
+  co.remat = r.train.remat;
   return co;
 }
 
@@ -40,12 +31,13 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
 inline mlir::veomni::ApplyRecipeOptions
 applyRecipeOptionsOf(const mlir::veomni::Recipe &r) {
   mlir::veomni::ApplyRecipeOptions o;
-  o.dpReplicate = r.dpReplicate;
-  o.dpShard = r.dpShard;
-  o.tp = r.tp;
-  o.sp = r.sp;
-  o.ep = r.ep;
-  o.pp = r.pp;
+  const mlir::veomni::ParallelSection &p = r.parallel;
+  o.dpReplicate = p.dpReplicate;
+  o.dpShard = p.dpShard;
+  o.tp = p.tp;
+  o.sp = p.sp;
+  o.ep = p.ep;
+  o.pp = p.pp;
   return o;
 }
 

@@ -87,14 +87,15 @@ struct StageFigures {
 /// diagnostic says why).
 std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
                                       const Recipe &r) {
-  int64_t micro = std::max<int64_t>(r.globalBatchSize / r.batchSize, 1);
+  int64_t micro =
+      std::max<int64_t>(r.data.globalBatchSize / r.data.batchSize, 1);
   auto build = [&](StringRef schedule) -> OwningOpRef<ModuleOp> {
     OwningOpRef<ModuleOp> copy(module.clone());
     PassManager pm(&context);
     pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
     PipelineOptions po;
-    po.stages = r.pp;
-    po.chunksPerStage = r.ppChunks;
+    po.stages = r.parallel.pp;
+    po.chunksPerStage = r.parallel.ppChunks;
     po.microBatches = micro;
     po.schedule = schedule.str();
     pm.addPass(createPipeline(po));
@@ -107,25 +108,25 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   // and memory (the same whatever the order) from whole backwards, which
   // count the expert exchanges a split backward shares between its halves
   // once.
-  OwningOpRef<ModuleOp> scheduled = build(r.ppSchedule);
+  OwningOpRef<ModuleOp> scheduled = build(r.parallel.ppSchedule);
   if (!scheduled)
     return std::nullopt;
   auto info =
       (*scheduled)
           ->getAttrOfType<DictionaryAttr>(dist::DistDialect::kPipelineAttrName);
   OwningOpRef<ModuleOp> copy =
-      r.ppSchedule == "zb-h1" ? build("1f1b") : std::move(scheduled);
+      r.parallel.ppSchedule == "zb-h1" ? build("1f1b") : std::move(scheduled);
   if (!copy)
     return std::nullopt;
 
   sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
   sharding::LinkModel link;
-  link.intraBandwidth = r.intraNodeGBps * 1e9;
-  link.interBandwidth = r.interNodeGBps * 1e9;
-  link.intraLatency = r.intraNodeLatencyUs * 1e-6;
-  link.interLatency = r.interNodeLatencyUs * 1e-6;
+  link.intraBandwidth = r.cluster.intraNodeGBps * 1e9;
+  link.interBandwidth = r.cluster.interNodeGBps * 1e9;
+  link.intraLatency = r.cluster.intraNodeLatencyUs * 1e-6;
+  link.interLatency = r.cluster.interNodeLatencyUs * 1e-6;
   auto firstLayers = info.getAs<ArrayAttr>("first_layers");
-  std::vector<StageFigures> stages(r.pp);
+  std::vector<StageFigures> stages(r.parallel.pp);
   auto localBytes = [&](func::FuncOp func, unsigned i) {
     auto type = cast<RankedTensorType>(func.getArgument(i).getType());
     auto attr = func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
@@ -210,8 +211,8 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   double bubble = info.getAs<FloatAttr>("bubble").getValueAsDouble();
   std::string text;
   llvm::raw_string_ostream os(text);
-  os << "pipeline: " << r.ppSchedule << " over " << r.pp << " stages x "
-     << r.ppChunks << " chunks, " << micro
+  os << "pipeline: " << r.parallel.ppSchedule << " over " << r.parallel.pp
+     << " stages x " << r.parallel.ppChunks << " chunks, " << micro
      << " micro-batches; chunks start at layers [";
   llvm::interleaveComma(firstLayers, os, [&](Attribute a) {
     os << cast<IntegerAttr>(a).getInt();
@@ -226,11 +227,12 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
      << "  stage  parameters   optimizer    activations  sent         "
         "comm        compute\n";
   double slowest = 0;
-  double flopsPerSecond = r.peakTflops * 1e12 * r.mfu;
+  double flopsPerSecond = r.cluster.peakTflops * 1e12 * r.cluster.mfu;
   for (auto [s, f] : llvm::enumerate(stages)) {
     int64_t held = cast<IntegerAttr>(peaks[s]).getInt();
     double activations =
-        f.activations + f.kept * held / std::max<int64_t>(r.ppChunks, 1);
+        f.activations +
+        f.kept * held / std::max<int64_t>(r.parallel.ppChunks, 1);
     double compute = f.flops / flopsPerSecond;
     slowest = std::max(slowest, compute + f.seconds);
     os << llvm::format("  %-5zu  %-11s  %-11s  %-11s  %-11s  %10s  %10s\n", s,
@@ -285,7 +287,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
   absl::StatusOr<ImportedModel> model =
-      importHFConfig(context, r.config, importOptionsOf(r));
+      importHFConfig(context, r.model.config, importOptionsOf(r));
   if (!model.ok())
     return fail(std::string(model.status().message()));
   printWarnings(*model);
@@ -300,30 +302,36 @@ int runPlan(llvm::ArrayRef<const char *> args) {
     }
     return true;
   };
-  if (!check("parallel.tp", r.tp, model->numHeads, "num_attention_heads") ||
-      !check("parallel.tp", r.tp, model->numKVHeads, "num_key_value_heads") ||
-      !check("parallel.sp", r.sp, r.seqLen, "data.seq_len") ||
-      !check("parallel.sp", r.sp, model->numHeads / std::max<int64_t>(r.tp, 1),
+  if (!check("parallel.tp", r.parallel.tp, model->numHeads,
+             "num_attention_heads") ||
+      !check("parallel.tp", r.parallel.tp, model->numKVHeads,
+             "num_key_value_heads") ||
+      !check("parallel.sp", r.parallel.sp, r.data.seqLen, "data.seq_len") ||
+      !check("parallel.sp", r.parallel.sp,
+             model->numHeads / std::max<int64_t>(r.parallel.tp, 1),
              "the attention heads per tp rank"))
     return fail(error);
   // Stages are balanced by cost, so pp need not divide the layers; each
   // chunk needs one.
-  if (r.pp * r.ppChunks > model->numLayers)
-    return fail(r.path + ": field 'parallel.pp': " + std::to_string(r.pp) +
-                " stages x " + std::to_string(r.ppChunks) +
+  if (r.parallel.pp * r.parallel.ppChunks > model->numLayers)
+    return fail(r.path +
+                ": field 'parallel.pp': " + std::to_string(r.parallel.pp) +
+                " stages x " + std::to_string(r.parallel.ppChunks) +
                 " chunks need at least as many decoder layers; the model has " +
                 std::to_string(model->numLayers));
-  if (r.ep > 1 && model->numExperts == 0)
-    return fail(r.path + ": field 'parallel.ep': " + std::to_string(r.ep) +
+  if (r.parallel.ep > 1 && model->numExperts == 0)
+    return fail(r.path +
+                ": field 'parallel.ep': " + std::to_string(r.parallel.ep) +
                 " needs a mixture-of-experts model; " + model->modelType +
                 " has no experts");
-  if (!check("parallel.ep", r.ep, model->numExperts, "num_experts"))
+  if (!check("parallel.ep", r.parallel.ep, model->numExperts, "num_experts"))
     return fail(error);
   // With experts split on ep, the ep ranks take their own batches too.
-  bool expertParallel = r.ep > 1 && model->numExperts > 0;
+  bool expertParallel = r.parallel.ep > 1 && model->numExperts > 0;
   if (!check("parallel.dp_shard",
-             r.dpReplicate * r.dpShard * (expertParallel ? r.ep : 1),
-             r.batchSize,
+             r.parallel.dpReplicate * r.parallel.dpShard *
+                 (expertParallel ? r.parallel.ep : 1),
+             r.data.batchSize,
              expertParallel ? "data.batch_size (dp_replicate x dp_shard x ep)"
                             : "data.batch_size (dp_replicate x dp_shard)"))
     return fail(error);
@@ -340,7 +348,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   // Pipeline stages: the forward split, scheduled, propagated and
   // partitioned stage by stage (on a copy).
   std::string pipelineReport;
-  if (r.pp > 1) {
+  if (r.parallel.pp > 1) {
     std::optional<std::string> text = planStages(context, module, r);
     if (!text)
       return fail(r.path + ": pipeline stages: " + diagnostic);
@@ -350,7 +358,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
     PassManager pm(&context);
     addTrainingStepPasses(pm, trainingOptionsOf(r));
     if (failed(pm.run(module)))
-      return fail(r.config +
+      return fail(r.model.config +
                   ": building the training step failed: " + diagnostic);
   }
   {
@@ -391,10 +399,10 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   }
 
   sharding::LinkModel link;
-  link.intraBandwidth = r.intraNodeGBps * 1e9;
-  link.interBandwidth = r.interNodeGBps * 1e9;
-  link.intraLatency = r.intraNodeLatencyUs * 1e-6;
-  link.interLatency = r.interNodeLatencyUs * 1e-6;
+  link.intraBandwidth = r.cluster.intraNodeGBps * 1e9;
+  link.interBandwidth = r.cluster.interNodeGBps * 1e9;
+  link.intraLatency = r.cluster.intraNodeLatencyUs * 1e-6;
+  link.interLatency = r.cluster.interNodeLatencyUs * 1e-6;
   FailureOr<sharding::StepTraffic> traffic =
       sharding::analyzeStep(func, mesh, link);
   if (failed(traffic))
@@ -425,7 +433,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
     double bytes =
         func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt();
     activations = gib(bytes) + " (planned peak of the partitioned step, " +
-                  "remat " + r.remat + ")";
+                  "remat " + r.train.remat + ")";
   }
   double compileSeconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -433,15 +441,16 @@ int runPlan(llvm::ArrayRef<const char *> args) {
 
   llvm::outs() << "model: " << model->modelType << ", "
                << llvm::format("%.0f", globalParams) << " parameters\n"
-               << "mesh: dp_replicate=" << r.dpReplicate
-               << " dp_shard=" << r.dpShard << " tp=" << r.tp << " sp=" << r.sp
-               << " ep=" << r.ep << " pp=" << r.pp << " (world size "
-               << r.worldSize << ")\n"
+               << "mesh: dp_replicate=" << r.parallel.dpReplicate
+               << " dp_shard=" << r.parallel.dpShard << " tp=" << r.parallel.tp
+               << " sp=" << r.parallel.sp << " ep=" << r.parallel.ep
+               << " pp=" << r.parallel.pp << " (world size "
+               << r.parallel.worldSize << ")\n"
                << "per rank (from the shardings):\n"
                << "  parameters        " << gib(params) << "\n"
                << "  gradients         " << gib(grads) << "\n"
                << "  optimizer state   " << gib(optimizer) << " (f32 moments"
-               << (r.dtype == "f32" ? "" : " and masters") << ")\n"
+               << (r.model.dtype == "f32" ? "" : " and masters") << ")\n"
                << "  activations       " << activations << "\n"
                << "communication per rank and step (bytes sent, alpha-beta "
                   "time):\n";
@@ -452,9 +461,10 @@ int runPlan(llvm::ArrayRef<const char *> args) {
           kind.c_str(), (long long)t.count, t.bytes, human(t.bytes).c_str(),
           ms(t.seconds).c_str());
   double commSeconds = traffic->totalSeconds();
-  double flopsPerSecond = r.peakTflops * 1e12 * r.mfu;
+  double flopsPerSecond = r.cluster.peakTflops * 1e12 * r.cluster.mfu;
   double computeSeconds = traffic->flops / flopsPerSecond;
-  double tokens = double(r.batchSize) * r.seqLen; // per step, all ranks
+  double tokens =
+      double(r.data.batchSize) * r.data.seqLen; // per step, all ranks
   llvm::outs() << llvm::format("  %-14s %-15s %21.0f B  %11s  %10s\n", "total",
                                "", traffic->totalBytes(),
                                human(traffic->totalBytes()).c_str(),
@@ -463,19 +473,20 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                                "%.1f TFLOP/s (%.0f peak x %.2f)\n",
                                traffic->flops / 1e12,
                                ms(computeSeconds).c_str(),
-                               flopsPerSecond / 1e12, r.peakTflops, r.mfu)
+                               flopsPerSecond / 1e12, r.cluster.peakTflops,
+                               r.cluster.mfu)
                << "predicted step time: " << ms(computeSeconds + commSeconds)
                << " with no overlap, "
                << ms(std::max(computeSeconds, commSeconds))
                << " if communication hides behind compute; "
                << llvm::format("%.0f", tokens / (computeSeconds + commSeconds) /
-                                           r.worldSize)
+                                           r.parallel.worldSize)
                << " tokens/s/rank\n"
                << llvm::format("compile: %.2f s (training step, propagation, "
                                "partitioning and memory plan, for any number "
                                "of ranks)\n",
                                compileSeconds);
-  if (r.pp > 1)
+  if (r.parallel.pp > 1)
     llvm::outs() << "(the figures above are those of the whole step on one "
                     "stage)\n"
                  << pipelineReport;

@@ -133,7 +133,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
   absl::StatusOr<ImportedModel> model =
-      importHFConfig(context, r.config, importOptionsOf(r));
+      importHFConfig(context, r.model.config, importOptionsOf(r));
   if (!model.ok())
     return fail(std::string(model.status().message()));
   printWarnings(*model);
@@ -144,12 +144,12 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     return success();
   });
   CompileOptions co = trainingOptionsOf(r);
-  const int64_t accumulation = co.train->accumulationSteps;
+  const int64_t accumulation = co.accumulationSteps;
   CompileReport report;
   auto compileStart = std::chrono::steady_clock::now();
   FailureOr<std::string> bytes = compileToProgram(*model, report, co);
   if (failed(bytes))
-    return fail(r.config +
+    return fail(r.model.config +
                 ": compiling the training step failed: " + diagnostic);
   double compileSeconds = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - compileStart)
@@ -158,7 +158,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   auto program = rt::ParseProgram(
       absl::Span<const uint8_t>(
           reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
-      r.config);
+      r.model.config);
   if (!program.ok())
     return fail(std::string(program.status().message()));
   auto executor = rt::Executor::Create(*std::move(program));
@@ -171,10 +171,10 @@ int runTrain(llvm::ArrayRef<const char *> args) {
 
   // Parameters and optimizer state: a checkpoint, weights, or a seeded init.
   absl::Status status;
-  if (r.weights.empty())
-    status = rt::InitParameters(ex, r.seed);
+  if (r.model.weights.empty())
+    status = rt::InitParameters(ex, r.model.seed);
   else
-    status = rt::LoadWeights(ex, r.weights);
+    status = rt::LoadWeights(ex, r.model.weights);
   if (status.ok())
     status = trainer->InitState();
   if (!status.ok())
@@ -184,27 +184,28 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   std::unique_ptr<rt::TokenDataset> dataset;
   std::unique_ptr<rt::Packer> packer;
   std::unique_ptr<rt::SafetensorsFile> batches;
-  if (llvm::StringRef(r.data).ends_with(".safetensors")) {
-    auto f = rt::SafetensorsFile::Open(r.data);
+  if (llvm::StringRef(r.data.path).ends_with(".safetensors")) {
+    auto f = rt::SafetensorsFile::Open(r.data.path);
     if (!f.ok())
       return fail(std::string(f.status().message()));
     batches = *std::move(f);
     auto n = rt::CountBatches(ex, *batches);
     if (!n.ok())
       return fail(std::string(n.status().message()));
-  } else if (!r.data.empty()) {
-    auto d = rt::TokenDataset::Open(r.data);
+  } else if (!r.data.path.empty()) {
+    auto d = rt::TokenDataset::Open(r.data.path);
     if (!d.ok())
       return fail(std::string(d.status().message()));
     dataset = *std::move(d);
-    packer = std::make_unique<rt::Packer>(*dataset, r.seqLen);
+    packer = std::make_unique<rt::Packer>(*dataset, r.data.seqLen);
   }
 
-  if (std::error_code ec = llvm::sys::fs::create_directories(r.outputDir))
-    return fail("cannot create " + r.outputDir + ": " + ec.message());
+  if (std::error_code ec = llvm::sys::fs::create_directories(r.train.outputDir))
+    return fail("cannot create " + r.train.outputDir + ": " + ec.message());
   int64_t start = 0;
-  std::string resumeFrom =
-      r.resume == "auto" ? latestCheckpoint(r.outputDir) : r.resume;
+  std::string resumeFrom = r.train.resume == "auto"
+                               ? latestCheckpoint(r.train.outputDir)
+                               : r.train.resume;
   if (!resumeFrom.empty()) {
     std::map<std::string, std::string> meta;
     auto step = trainer->Load(resumeFrom, meta);
@@ -215,7 +216,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       uint64_t doc = std::stoull("0" + meta["veomni.data_document"]);
       uint64_t at = std::stoull("0" + meta["veomni.data_token"]);
       if (doc >= dataset->documents())
-        return fail(resumeFrom + ": its data position lies outside " + r.data);
+        return fail(resumeFrom + ": its data position lies outside " +
+                    r.data.path);
       packer->SetPosition(doc, at);
     }
     llvm::outs() << "resumed from " << resumeFrom << " at step " << start
@@ -223,15 +225,15 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   }
 
   std::error_code ec;
-  llvm::raw_fd_ostream metrics(r.outputDir + "/metrics.jsonl", ec,
+  llvm::raw_fd_ostream metrics(r.train.outputDir + "/metrics.jsonl", ec,
                                start > 0 ? llvm::sys::fs::OF_Append
                                          : llvm::sys::fs::OF_None);
   if (ec)
-    return fail("cannot write " + r.outputDir + "/metrics.jsonl");
+    return fail("cannot write " + r.train.outputDir + "/metrics.jsonl");
   llvm::outs() << "model " << model->modelType << ", " << report.kernels
                << " kernels, arena " << report.arenaBytes / (1 << 20)
                << " MiB (activations " << report.activationBytes / (1 << 10)
-               << " KiB, remat " << r.remat << "), compiled in "
+               << " KiB, remat " << r.train.remat << "), compiled in "
                << llvm::format("%.2f", compileSeconds) << " s\n";
 
   auto saveCheckpoint = [&](int64_t step) -> int {
@@ -241,18 +243,19 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       meta["veomni.data_document"] = std::to_string(doc);
       meta["veomni.data_token"] = std::to_string(at);
     }
-    absl::Status s = trainer->Save(checkpointPath(r.outputDir, step), step,
-                                   meta, {r.config, r.maxShardBytes});
+    absl::Status s =
+        trainer->Save(checkpointPath(r.train.outputDir, step), step, meta,
+                      {r.model.config, r.train.maxShardBytes});
     if (!s.ok())
       return fail(std::string(s.message()));
     return 0;
   };
 
-  const int64_t tokensPerStep = r.globalBatchSize * r.seqLen;
+  const int64_t tokensPerStep = r.data.globalBatchSize * r.data.seqLen;
   bool tty = llvm::sys::Process::StandardOutIsDisplayed();
   std::vector<std::pair<int64_t, double>> curve;
   auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
-  for (int64_t step = start + 1; step <= r.steps; ++step) {
+  for (int64_t step = start + 1; step <= r.train.steps; ++step) {
     // One optimizer step: `accumulation` micro-batches, the loss their mean.
     absl::StatusOr<rt::StepMetrics> m;
     double lossSum = 0;
@@ -263,7 +266,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       else if (packer)
         status = rt::FillTextBatch(ex, *packer);
       else
-        status = rt::SyntheticBatch(ex, r.seed * 1000003 + index);
+        status = rt::SyntheticBatch(ex, r.model.seed * 1000003 + index);
       if (!status.ok())
         return fail(std::string(status.message()));
       m = trainer->Step(step, micro == accumulation - 1);
@@ -288,36 +291,36 @@ int runTrain(llvm::ArrayRef<const char *> args) {
         "\"tokens_per_s\": %.1f, \"step_s\": %.6f}\n",
         (long long)step, m->loss, m->gradNorm, m->lr,
         tokensPerStep / stepSeconds, stepSeconds);
-    if (step % r.logInterval == 0 || step == r.steps) {
-      int64_t eta = static_cast<int64_t>(perStep * (r.steps - step));
-      int width = 24, done = int(width * step / r.steps);
+    if (step % r.train.logInterval == 0 || step == r.train.steps) {
+      int64_t eta = static_cast<int64_t>(perStep * (r.train.steps - step));
+      int width = 24, done = int(width * step / r.train.steps);
       llvm::outs() << (tty ? "\r" : "") << "[" << std::string(done, '#')
                    << std::string(width - done, '.') << "] "
                    << llvm::format(
                           "step %lld/%lld  loss %.4f  grad_norm %.3f  lr "
                           "%.2e  %.0f tok/s  eta %lld:%02lld",
-                          (long long)step, (long long)r.steps, m->loss,
+                          (long long)step, (long long)r.train.steps, m->loss,
                           m->gradNorm, m->lr, tokensPerStep / perStep,
                           (long long)(eta / 60), (long long)(eta % 60))
                    << (tty ? "" : "\n");
       llvm::outs().flush();
     }
-    if (r.checkpointInterval > 0 && step % r.checkpointInterval == 0 &&
-        step != r.steps)
+    if (r.train.checkpointInterval > 0 &&
+        step % r.train.checkpointInterval == 0 && step != r.train.steps)
       if (int code = saveCheckpoint(step))
         return code;
   }
   if (tty)
     llvm::outs() << "\n";
-  if (int code = saveCheckpoint(r.steps))
+  if (int code = saveCheckpoint(r.train.steps))
     return code;
-  writeLossCurve(r.outputDir + "/loss_curve.svg", curve);
+  writeLossCurve(r.train.outputDir + "/loss_curve.svg", curve);
   if (!curve.empty())
     llvm::outs() << llvm::format("loss %.4f -> %.4f over steps %lld..%lld",
                                  curve.front().second, curve.back().second,
                                  (long long)curve.front().first,
                                  (long long)curve.back().first)
                  << "; checkpoint, metrics.jsonl and loss_curve.svg in "
-                 << r.outputDir << "\n";
+                 << r.train.outputDir << "\n";
   return 0;
 }

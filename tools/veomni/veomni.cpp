@@ -157,6 +157,12 @@ struct ImportCommand {
 std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
                                    ImportCommand &cmd) {
   ImportOptions &options = cmd.options;
+  // The flags' defaults: a full-size step of a real model (a recipe's
+  // defaults are for the tiny shipped examples).
+  options.model.dtype = "bf16";
+  options.data.seqLen = 2048;
+  options.data.imagePatches = 256;
+  options.data.audioFrames = 400;
   for (size_t i = 0; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     auto value = [&](llvm::StringRef &out) {
@@ -184,24 +190,24 @@ std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
     } else if (arg == "--dtype") {
       if (!value(text))
         return fail("--dtype needs a value");
-      options.dtype = text.str();
+      options.model.dtype = text.str();
     } else if (arg == "--num-layers") {
-      if (!integer(options.numLayers))
+      if (!integer(options.model.numLayers))
         return 1;
-      if (options.numLayers < 1)
-        return fail("--num-layers " + std::to_string(options.numLayers) +
+      if (options.model.numLayers < 1)
+        return fail("--num-layers " + std::to_string(options.model.numLayers) +
                     ": must be >= 1");
     } else if (arg == "--batch") {
-      if (!integer(options.batch))
+      if (!integer(options.data.batchSize))
         return 1;
     } else if (arg == "--seq-len") {
-      if (!integer(options.seqLen))
+      if (!integer(options.data.seqLen))
         return 1;
     } else if (arg == "--image-patches") {
-      if (!integer(options.imagePatches))
+      if (!integer(options.data.imagePatches))
         return 1;
     } else if (arg == "--audio-frames") {
-      if (!integer(options.audioFrames))
+      if (!integer(options.data.audioFrames))
         return 1;
     } else if (arg == "--summary") {
       cmd.summary = true;
