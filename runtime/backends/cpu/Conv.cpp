@@ -23,41 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
-namespace {
-
-CBLAS_TRANSPOSE Trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-/// C[M, N] = A[M, K] @ B[K, N] (each optionally stored transposed), with
-/// K == 0 meaning zeros, which not every BLAS writes.
-void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
-          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
-          float beta = 0.0f) {
-  if (m == 0 || n == 0)
-    return;
-  if (k == 0) {
-    if (beta == 0.0f)
-      for (int64_t i = 0; i < m; ++i)
-        std::fill_n(c + i * ldc, n, 0.0f);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, Trans(ta), Trans(tb), static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-
-} // namespace
-
-
-namespace {
-
-/// Fixed chunks of rows whose sums go to f64 partials, added in order
-/// afterwards: the sums do not depend on how many threads ran.
-constexpr int64_t kRowChunks = 32;
-
-} // namespace
-
 absl::Status Conv1D(const TensorView &input, const TensorView &weight,
                     const TensorView *bias, const TensorView &out,
                     int64_t stride, int64_t padding) {
@@ -115,15 +80,15 @@ absl::Status Conv1D(const TensorView &input, const TensorView &weight,
         std::fill_n(yb + o * lout, lout, bvals[o]);
     float beta = bias ? 1.0f : 0.0f;
     if (pointwise) { // the input already is the column matrix
-      Gemm(false, false, cout, lout, cin, w.data(), cin, xb, len, yb, lout,
-           beta);
+      BlasGemm(false, false, cout, lout, cin, 1.0f, w.data(), cin, xb, len,
+               beta, yb, lout);
       continue;
     }
     for (int64_t t0 = 0; t0 < lout; t0 += tile) {
       int64_t nt = std::min(tile, lout - t0);
       Im2ColTile(xb, cin, len, kw, stride, padding, t0, nt, col.get());
-      Gemm(false, false, cout, nt, ck, w.data(), ck, col.get(), nt, yb + t0,
-           lout, beta);
+      BlasGemm(false, false, cout, nt, ck, 1.0f, w.data(), ck, col.get(), nt,
+               beta, yb + t0, lout);
     }
   }
   y.Commit();

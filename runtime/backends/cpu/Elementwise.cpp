@@ -23,7 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
 namespace {
 
 /// Calls fn(offset, length) for the kChunk-sized pieces of [0, n), spread
@@ -51,15 +50,6 @@ void CastInts(const From *in, To *out, int64_t n) {
     buf[j] = static_cast<To>(in[j]);
   std::memcpy(out, buf, n * sizeof(To));
 }
-
-} // namespace
-
-
-namespace {
-
-/// Fixed chunks of rows whose sums go to f64 partials, added in order
-/// afterwards: the sums do not depend on how many threads ran.
-constexpr int64_t kRowChunks = 32;
 
 } // namespace
 

@@ -25,41 +25,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
-namespace {
-
-CBLAS_TRANSPOSE Trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-/// C[M, N] = A[M, K] @ B[K, N] (each optionally stored transposed), with
-/// K == 0 meaning zeros, which not every BLAS writes.
-void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
-          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc,
-          float beta = 0.0f) {
-  if (m == 0 || n == 0)
-    return;
-  if (k == 0) {
-    if (beta == 0.0f)
-      for (int64_t i = 0; i < m; ++i)
-        std::fill_n(c + i * ldc, n, 0.0f);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, Trans(ta), Trans(tb), static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
-
-} // namespace
-
-
-namespace {
-
-/// Fixed chunks of rows whose sums go to f64 partials, added in order
-/// afterwards: the sums do not depend on how many threads ran.
-constexpr int64_t kRowChunks = 32;
-
-} // namespace
-
 absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
                     const TensorView &out, bool transposeLhs,
                     bool transposeRhs) {
@@ -106,13 +71,13 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   int64_t lda = transposeLhs ? m : k, ldb = transposeRhs ? k : n;
   if (sharedRhs && !transposeLhs && FitsBlas(batch * m)) {
     // Every batch multiplies the same rhs: one tall GEMM instead of many.
-    Gemm(false, transposeRhs, batch * m, n, k, a.data(), lda, b.data(), ldb,
-         c.data(), n);
+    BlasGemm(false, transposeRhs, batch * m, n, k, 1.0f, a.data(), lda,
+             b.data(), ldb, 0.0f, c.data(), n);
   } else {
     for (int64_t i = 0; i < batch; ++i)
-      Gemm(transposeLhs, transposeRhs, m, n, k, a.data() + i * m * k, lda,
-           b.data() + (sharedRhs ? 0 : i * k * n), ldb, c.data() + i * m * n,
-           n);
+      BlasGemm(transposeLhs, transposeRhs, m, n, k, 1.0f, a.data() + i * m * k,
+               lda, b.data() + (sharedRhs ? 0 : i * k * n), ldb, 0.0f,
+               c.data() + i * m * n, n);
   }
   c.Commit();
   return absl::OkStatus();
@@ -179,8 +144,8 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
       LoadF32(weight, e * k * m, k * m, wbuf.get());
       w = wbuf.get();
     }
-    Gemm(false, transposeWeight, g, m, k, a.data() + row * k, k, w,
-         transposeWeight ? k : m, c.data() + row * m, m);
+    BlasGemm(false, transposeWeight, g, m, k, 1.0f, a.data() + row * k, k, w,
+             transposeWeight ? k : m, 0.0f, c.data() + row * m, m);
     row += g;
   }
   c.Commit();

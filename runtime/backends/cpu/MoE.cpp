@@ -24,15 +24,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
-namespace {
-
-/// Fixed chunks of rows whose sums go to f64 partials, added in order
-/// afterwards: the sums do not depend on how many threads ran.
-constexpr int64_t kRowChunks = 32;
-
-} // namespace
-
 absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
                      const TensorView &indices, int64_t k, bool normalize) {
   constexpr absl::string_view K = "MoETopK";

@@ -28,7 +28,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
 namespace {
 
 /// Common checks of the last-dimension norms.
@@ -74,9 +73,7 @@ void RoundTo(DType t, float *x, int64_t n) {
 
 } // namespace
 
-
 namespace {} // namespace
-
 
 namespace {
 

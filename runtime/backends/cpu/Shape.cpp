@@ -26,7 +26,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-
 namespace {
 
 /// One dimension of a strided walk: its size and the element strides of the
@@ -178,15 +177,6 @@ const char *Bytes(const TensorView &v) {
   return static_cast<const char *>(v.data);
 }
 char *MutableBytes(const TensorView &v) { return static_cast<char *>(v.data); }
-
-} // namespace
-
-
-namespace {
-
-/// Fixed chunks of rows whose sums go to f64 partials, added in order
-/// afterwards: the sums do not depend on how many threads ran.
-constexpr int64_t kRowChunks = 32;
 
 } // namespace
 

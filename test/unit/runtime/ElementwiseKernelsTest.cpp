@@ -34,13 +34,6 @@
 namespace veomni::rt {
 namespace {
 
-namespace fast = veomni::rt::cpu;
-namespace ref = veomni::rt::cpu::ref;
-using cpu::BinaryKind;
-using cpu::LossReduction;
-using cpu::ReduceKind;
-using cpu::RopeConfig;
-using cpu::UnaryKind;
 using namespace kerneltest;
 
 //===----------------------------------------------------------------------===//

@@ -35,6 +35,16 @@
 
 namespace veomni::rt::kerneltest {
 
+// What every kernel test names: the fast kernels, the references, and the
+// kernels' enums.
+namespace fast = veomni::rt::cpu;
+namespace ref = veomni::rt::cpu::ref;
+using cpu::BinaryKind;
+using cpu::LossReduction;
+using cpu::ReduceKind;
+using cpu::RopeConfig;
+using cpu::UnaryKind;
+
 using Rng = std::mt19937;
 
 //===----------------------------------------------------------------------===//
