@@ -33,9 +33,10 @@ int main() {
         fb::CreateKernelDirect(fbb, static_cast<uint16_t>(rt::KernelKind::Add),
                                &in, &out, nullptr, ""));
   std::vector<uint32_t> outputs = {1};
-  fb::FinishProgramBuffer(fbb, fb::CreateProgramDirect(fbb, "bench", 128,
-                                                       &buffers, &args, nullptr,
-                                                       &kernels, &outputs));
+  fb::FinishProgramBuffer(
+      fbb,
+      fb::CreateProgramDirect(fbb, "bench", fb::ProgramRole::Forward, 128,
+                              &buffers, &args, nullptr, &kernels, &outputs));
   fb::ProgramHeader h = fb::MakeHeader(fbb.GetBufferPointer(), fbb.GetSize());
   std::vector<uint8_t> bytes(sizeof(h) + fbb.GetSize());
   std::memcpy(bytes.data(), &h, sizeof(h));

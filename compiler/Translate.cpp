@@ -268,9 +268,17 @@ LogicalResult mlir::veomni::translateToProgram(
   std::string modelType;
   if (auto t = module->getAttrOfType<StringAttr>("veomni.model_type"))
     modelType = t.getValue().str();
+  // What the program computes, as its function's role says.
+  fb::ProgramRole role = fb::ProgramRole::Forward;
+  if (auto r =
+          func->getAttrOfType<FunctionRoleAttr>(VeOmniDialect::kRoleAttrName))
+    role = r.getValue() == FunctionRole::TrainStep ? fb::ProgramRole::TrainStep
+           : r.getValue() == FunctionRole::Gradients
+               ? fb::ProgramRole::Gradients
+               : fb::ProgramRole::Forward;
   auto program = fb::CreateProgramDirect(
-      fbb, modelType.c_str(), arena.getInt(), &buffers, &arguments, &constants,
-      &kernels, &outputs, &outputNames, &outputRoles, &updates,
+      fbb, modelType.c_str(), role, arena.getInt(), &buffers, &arguments,
+      &constants, &kernels, &outputs, &outputNames, &outputRoles, &updates,
       /*world_size=*/1,
       /*comm_groups=*/nullptr);
   fb::FinishProgramBuffer(fbb, program);

@@ -15,6 +15,8 @@
 namespace veomni::rt {
 namespace {
 
+static_assert(static_cast<int>(fb::ProgramRole::MAX) ==
+              static_cast<int>(ProgramRole::TrainStep));
 static_assert(static_cast<int>(fb::ArgumentRole::MAX) ==
               static_cast<int>(ArgumentRole::kLast));
 static_assert(static_cast<int>(fb::OutputRole::MAX) ==
@@ -102,6 +104,10 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
 
   Program out;
   out.modelType = p->model_type() ? p->model_type()->str() : "";
+  auto role = static_cast<uint8_t>(p->role());
+  if (role > static_cast<uint8_t>(ProgramRole::TrainStep))
+    return Bad(name, absl::StrCat("unknown program role ", role));
+  out.role = static_cast<ProgramRole>(role);
   out.arenaBytes = p->arena_bytes();
   if (out.arenaBytes > (uint64_t{1} << 46))
     return Bad(name, absl::StrCat("arena of ", out.arenaBytes, " bytes"));

@@ -55,6 +55,9 @@ enum class OutputRole : uint8_t {
   kLast = Update
 };
 
+/// Mirrors fb::ProgramRole (program.fbs): what the program computes.
+enum class ProgramRole : uint8_t { Forward = 0, Gradients, TrainStep };
+
 /// Param: a model parameter; Input: filled before each step (data, the
 /// step counter, the accumulation flag); State: updated by the step.
 enum class ArgumentKind : uint8_t { Param = 0, Input = 1, State = 2 };
@@ -84,6 +87,7 @@ struct ConstantDesc {
 
 struct Program {
   std::string modelType;
+  ProgramRole role = ProgramRole::Forward;
   uint64_t arenaBytes = 0;
   std::vector<BufferDesc> buffers;
   std::vector<ArgumentDesc> arguments;

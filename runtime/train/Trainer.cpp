@@ -27,8 +27,8 @@ absl::StatusOr<Trainer> Trainer::Create(Executor &executor) {
   t.lossOut_ = p.FindOutput(OutputRole::Loss);
   t.normOut_ = p.FindOutput(OutputRole::GradNorm);
   t.lrOut_ = p.FindOutput(OutputRole::LearningRate);
-  if (!step || t.lossOut_ < 0 || t.normOut_ < 0 || t.lrOut_ < 0 ||
-      p.updates.empty())
+  if (p.role != ProgramRole::TrainStep || !step || t.lossOut_ < 0 ||
+      t.normOut_ < 0 || t.lrOut_ < 0 || p.updates.empty())
     return absl::InvalidArgumentError(
         "not a training program: compile it with the optimizer (veomni train "
         "does)");

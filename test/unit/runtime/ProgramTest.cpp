@@ -42,6 +42,7 @@ struct Spec {
                                {KernelKind::Exp, {2}, {2}}};
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> constants;
   std::vector<uint32_t> outputs = {2};
+  uint8_t role = 0; ///< fb::ProgramRole
 };
 
 std::vector<uint8_t> Build(const Spec &spec) {
@@ -67,9 +68,9 @@ std::vector<uint8_t> Build(const Spec &spec) {
   std::vector<flatbuffers::Offset<fb::Constant>> constants;
   for (auto &[buffer, data] : spec.constants)
     constants.push_back(fb::CreateConstantDirect(fbb, buffer, &data));
-  auto program =
-      fb::CreateProgramDirect(fbb, "test", spec.arena, &buffers, &args,
-                              &constants, &kernels, &spec.outputs);
+  auto program = fb::CreateProgramDirect(
+      fbb, "test", static_cast<fb::ProgramRole>(spec.role), spec.arena,
+      &buffers, &args, &constants, &kernels, &spec.outputs);
   fb::FinishProgramBuffer(fbb, program);
   fb::ProgramHeader h = fb::MakeHeader(fbb.GetBufferPointer(), fbb.GetSize());
   std::vector<uint8_t> bytes(sizeof(h) + fbb.GetSize());
@@ -193,6 +194,7 @@ TEST(Program, SemanticDefectsAreNamed) {
       },
       "constant 0 has 4 bytes for a buffer of 32");
   ExpectRejected([](Spec &s) { s.outputs = {}; }, "has no outputs");
+  ExpectRejected([](Spec &s) { s.role = 7; }, "unknown program role 7");
 }
 
 TEST(Program, ShapeMismatchesAreCaughtWhenKernelsRun) {
