@@ -148,4 +148,40 @@ TEST(Device, TrainingThroughCopiesGivesTheSameBits) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Device, TheTrainerTakesOnlyATrainStep) {
+  DialectRegistry registry;
+  registerAllVeOmni(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  ImportOptions io;
+  io.data.seqLen = 16;
+  for (bool train : {false, true}) {
+    auto model = importHFConfig(
+        context, std::string(VEOMNI_SOURCE_DIR) + "/examples/tiny/llama.json",
+        io);
+    ASSERT_TRUE(model.ok()) << model.status();
+    CompileOptions options;
+    options.gradients = !train;
+    if (train)
+      options.train = TrainOptions{};
+    CompileReport report;
+    FailureOr<std::string> bytes = compileToProgram(*model, report, options);
+    ASSERT_TRUE(succeeded(bytes));
+    auto p = rt::ParseProgram(
+        absl::Span<const uint8_t>(
+            reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
+        "llama");
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->role,
+              train ? rt::ProgramRole::TrainStep : rt::ProgramRole::Gradients);
+    auto ex = rt::Executor::Create(*std::move(p));
+    ASSERT_TRUE(ex.ok());
+    auto trainer = rt::Trainer::Create(**ex);
+    EXPECT_EQ(trainer.ok(), train) << trainer.status();
+    if (!train)
+      EXPECT_NE(trainer.status().message().find("not a training program"),
+                std::string::npos);
+  }
+}
+
 } // namespace
