@@ -6,8 +6,8 @@
 // communicator turns each into a group once, and collective kernels name
 // their group by index. Buffers are views of the device's arena.
 //
-// Declared here so that the executor and the program format are ready for
-// it; the implementations come with multi-rank execution.
+// Implementations: runtime/comm/mpi (Open MPI, the CPU backend's); NCCL
+// comes with the CUDA backend.
 //
 //===----------------------------------------------------------------------===//
 
@@ -58,6 +58,12 @@ public:
   virtual absl::Status Broadcast(uint32_t group, const TensorView &buffer,
                                  int root) = 0;
   virtual absl::Status Barrier(uint32_t group) = 0;
+
+  /// Bytes this rank has sent so far, counted as the plan report counts
+  /// them (the ring volume of each collective: (G-1)/G of the gathered,
+  /// scattered or exchanged bytes, twice that for an all-reduce; a send's
+  /// own bytes).
+  virtual double BytesSent() const = 0;
 };
 
 } // namespace veomni::rt

@@ -1,0 +1,67 @@
+//===- MpiCommunicator.h - collectives over MPI -----------------*- C++ -*-===//
+//
+// The CPU backend's communicator: every collective of Communicator.h on
+// host buffers, over MPI communicators made once per program group. Floats
+// reduce in f32 (bf16 and f16 are widened, summed, and rounded once, as the
+// kernels do), integers exactly. Every MPI call returns through
+// VEOMNI_MPI_CALL, so a failure is an absl::Status naming the call, never an
+// abort.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_COMM_MPI_MPICOMMUNICATOR_H
+#define VEOMNI_RUNTIME_COMM_MPI_MPICOMMUNICATOR_H
+
+#include "runtime/device/Communicator.h"
+
+#include "absl/status/statusor.h"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace veomni::rt::mpi {
+
+class MpiCommunicator final : public Communicator {
+public:
+  /// Initialises MPI if nobody has (and finalises it on destruction then);
+  /// rank and size come from the launcher (mpirun, srun).
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create();
+  ~MpiCommunicator() override;
+
+  int Rank() const override { return rank_; }
+  int WorldSize() const override { return size_; }
+  absl::Status AddGroup(uint32_t index, absl::string_view axis,
+                        absl::Span<const uint32_t> ranks) override;
+
+  absl::Status AllGather(uint32_t group, const TensorView &in,
+                         const TensorView &out, int64_t dim) override;
+  absl::Status ReduceScatter(uint32_t group, const TensorView &in,
+                             const TensorView &out, int64_t dim,
+                             ReduceOp op) override;
+  absl::Status AllReduce(uint32_t group, const TensorView &in,
+                         const TensorView &out, ReduceOp op) override;
+  absl::Status AllToAll(uint32_t group, const TensorView &in,
+                        const TensorView &out, int64_t splitDim,
+                        int64_t concatDim) override;
+  absl::Status Send(uint32_t group, const TensorView &in, int peer) override;
+  absl::Status Recv(uint32_t group, const TensorView &out, int peer) override;
+  absl::Status Broadcast(uint32_t group, const TensorView &buffer,
+                         int root) override;
+  absl::Status Barrier(uint32_t group) override;
+  double BytesSent() const override { return bytesSent_; }
+
+private:
+  struct Group;
+  MpiCommunicator() = default;
+  absl::StatusOr<Group *> Find(uint32_t group, absl::string_view op);
+
+  int rank_ = 0, size_ = 1;
+  bool finalize_ = false;
+  double bytesSent_ = 0;
+  std::map<uint32_t, std::unique_ptr<Group>> groups_;
+};
+
+} // namespace veomni::rt::mpi
+
+#endif // VEOMNI_RUNTIME_COMM_MPI_MPICOMMUNICATOR_H
