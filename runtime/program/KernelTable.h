@@ -1,11 +1,10 @@
 //===- KernelTable.h - the kernel table as data -----------------*- C++ -*-===//
 //
-// KernelTable.def as constexpr data (namespace kernel_table, outside
-// veomni:: so that compiler headers that see it keep mlir::veomni
-// unambiguous), for the compiler (vrt.kernel's
+// KernelTable.def as constexpr data, for the compiler (vrt.kernel's
 // verifier, lowering, translation) and the runtime (loading, dispatch)
 // alike. Standard C++ only: the runtime builds without LLVM and the
-// compiler without Abseil.
+// compiler without Abseil. The namespace is kernel_table, outside veomni::,
+// so that compiler code that sees it keeps `veomni::` meaning mlir::veomni.
 //
 //===----------------------------------------------------------------------===//
 
