@@ -2,6 +2,7 @@
 
 #include "compiler/Translate.h"
 
+#include "dialects/Dist/DistOps.h"
 #include "dialects/Runtime/VrtOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
 #include "runtime/schema/ProgramFile.h"
@@ -276,11 +277,42 @@ LogicalResult mlir::veomni::translateToProgram(
            : r.getValue() == FunctionRole::Gradients
                ? fb::ProgramRole::Gradients
                : fb::ProgramRole::Forward;
+  // The mesh and the comm groups of a partitioned program.
+  std::vector<flatbuffers::Offset<fb::MeshAxis>> mesh;
+  std::vector<flatbuffers::Offset<fb::CommGroup>> groups;
+  uint32_t worldSize = 1;
+  if (auto list = module->getAttrOfType<ArrayAttr>(
+          vrt::VrtDialect::kCommGroupsAttrName)) {
+    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+    if (meshes.size() != 1)
+      return module.emitError("a program with collectives needs exactly one "
+                              "dist.mesh, found ")
+             << meshes.size();
+    ArrayRef<dist::MeshAxisAttr> axes = meshes.front().getMesh().getAxes();
+    for (dist::MeshAxisAttr a : axes) {
+      mesh.push_back(fb::CreateMeshAxisDirect(fbb, a.getName().str().c_str(),
+                                              a.getSize()));
+      worldSize *= a.getSize();
+    }
+    for (Attribute g : list) {
+      std::vector<uint32_t> indices;
+      for (Attribute name : cast<ArrayAttr>(g)) {
+        auto it = llvm::find_if(axes, [&](dist::MeshAxisAttr a) {
+          return a.getName() == cast<StringAttr>(name).getValue();
+        });
+        if (it == axes.end())
+          return module.emitError("comm group axis ")
+                 << name << " is not an axis of the mesh";
+        indices.push_back(static_cast<uint32_t>(it - axes.begin()));
+      }
+      groups.push_back(fb::CreateCommGroupDirect(fbb, &indices));
+    }
+  }
   auto program = fb::CreateProgramDirect(
       fbb, modelType.c_str(), role, arena.getInt(), &buffers, &arguments,
       &constants, &kernels, &outputs, &outputNames, &outputRoles, &updates,
-      /*world_size=*/1,
-      /*comm_groups=*/nullptr);
+      worldSize, mesh.empty() ? nullptr : &mesh,
+      groups.empty() ? nullptr : &groups);
   fb::FinishProgramBuffer(fbb, program);
 
   fb::ProgramHeader header =

@@ -118,7 +118,20 @@ FailureOr<vrt::KernelOp> createKernel(OpBuilder &builder, Operation *op,
   return kernel;
 }
 
-LogicalResult lowerFunction(func::FuncOp func) {
+/// The comm groups of the module's collective kernels, by their axes (in
+/// the order the collective lists them); kernels name them by index.
+struct CommGroups {
+  SmallVector<Attribute> axes;
+  int64_t indexOf(ArrayAttr groupAxes) {
+    for (auto [i, a] : llvm::enumerate(axes))
+      if (a == groupAxes)
+        return static_cast<int64_t>(i);
+    axes.push_back(groupAxes);
+    return static_cast<int64_t>(axes.size()) - 1;
+  }
+};
+
+LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
   if (func.getBody().getBlocks().size() != 1)
     return func.emitError("veomni-lower-to-vrt expects a single-block "
                           "function, @")
@@ -207,9 +220,20 @@ LogicalResult lowerFunction(func::FuncOp func) {
         buffers.map(result, buf);
         outs.push_back(buf);
       }
-      if (isa<dist::DistDialect>(op.getDialect())) {
-        // No communicator in the runtime yet: memory planning still sees
-        // the collective's buffers; translation refuses it.
+      if (isa<dist::AllGatherOp, dist::ReduceScatterOp, dist::AllReduceOp,
+              dist::AllToAllOp, dist::LocalSplitOp>(op)) {
+        // A collective kernel on its comm group (the runtime's
+        // communicator runs it).
+        FailureOr<vrt::KernelOp> kernel =
+            createKernel(builder, &op, op.getName().stripDialect(), ins, outs);
+        if (failed(kernel))
+          return failure();
+        (*kernel)->setAttr("group", builder.getI64IntegerAttr(groups.indexOf(
+                                        op.getAttrOfType<ArrayAttr>("axes"))));
+      } else if (isa<dist::DistDialect>(op.getDialect())) {
+        // Permutes, broadcasts and pipeline sends have no runtime kernel
+        // yet: memory planning still sees their buffers; translation
+        // refuses them.
         auto c = vrt::CollectiveOp::create(
             builder, loc, op.getName().getStringRef(), ins, outs);
         for (NamedAttribute attr : op.getAttrs())
@@ -236,9 +260,13 @@ LogicalResult lowerFunction(func::FuncOp func) {
 
 struct LowerToVrtPass : veomni::impl::LowerToVrtBase<LowerToVrtPass> {
   void runOnOperation() override {
+    CommGroups groups;
     for (auto func : getOperation().getOps<func::FuncOp>())
-      if (failed(lowerFunction(func)))
+      if (failed(lowerFunction(func, groups)))
         return signalPassFailure();
+    if (!groups.axes.empty())
+      getOperation()->setAttr(vrt::VrtDialect::kCommGroupsAttrName,
+                              ArrayAttr::get(&getContext(), groups.axes));
   }
 };
 

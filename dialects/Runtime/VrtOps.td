@@ -25,6 +25,10 @@ def Vrt_Dialect : Dialect {
         "vrt.arena_bytes";
     /// Argument attribute: the argument's offset in the arena.
     static constexpr ::llvm::StringLiteral kOffsetAttrName = "vrt.offset";
+    /// Module attribute: the comm groups collective kernels name by index,
+    /// each the list of mesh axes it spans (veomni-lower-to-vrt).
+    static constexpr ::llvm::StringLiteral kCommGroupsAttrName =
+        "vrt.comm_groups";
   }];
   let useDefaultAttributePrinterParser = 1;
 }

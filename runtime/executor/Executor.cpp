@@ -3,16 +3,48 @@
 #include "runtime/executor/Executor.h"
 #include "runtime/support/Status.h"
 
+#include "runtime/support/Status.h"
+
 #include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <cstring>
 
 namespace veomni::rt {
 
 absl::StatusOr<std::unique_ptr<Executor>>
-Executor::Create(Program program, std::unique_ptr<Device> device) {
+Executor::Create(Program program, std::unique_ptr<Device> device,
+                 Communicator *comm) {
   std::vector<KernelFn> fns;
   fns.reserve(program.kernels.size());
+  std::vector<int> groupIndex;
+  if (program.worldSize > 1 || !program.commGroups.empty()) {
+    if (!comm || comm->WorldSize() != static_cast<int>(program.worldSize))
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the program is partitioned for ", program.worldSize,
+          " ranks; run it on that many (mpirun -np ", program.worldSize,
+          "), not ", comm ? comm->WorldSize() : 1));
+    if (!device->HostAccessible())
+      return absl::UnimplementedError(
+          absl::StrCat("collectives on the ", device->Name(),
+                       " backend need its own communicator"));
+    for (uint32_t g = 0; g < program.commGroups.size(); ++g) {
+      std::vector<uint32_t> ranks = program.GroupRanks(g, comm->Rank());
+      std::string axes;
+      for (uint32_t a : program.commGroups[g])
+        absl::StrAppend(&axes, axes.empty() ? "" : "+", program.mesh[a].first);
+      VEOMNI_RETURN_IF_ERROR(comm->AddGroup(g, axes, ranks));
+      groupIndex.push_back(static_cast<int>(
+          std::find(ranks.begin(), ranks.end(), uint32_t(comm->Rank())) -
+          ranks.begin()));
+    }
+  }
   for (size_t i = 0; i < program.kernels.size(); ++i) {
     KernelKind kind = program.kernels[i].kind;
+    if (kernel_table::Info(kind).flags & kernel_table::kCollective) {
+      fns.push_back(nullptr); // run by the communicator
+      continue;
+    }
     KernelFn fn = device->Kernels().Find(kind);
     if (!fn)
       return absl::UnimplementedError(
@@ -27,6 +59,8 @@ Executor::Create(Program program, std::unique_ptr<Device> device) {
   auto ex = std::unique_ptr<Executor>(
       new Executor(std::move(program), std::move(device)));
   ex->fns_ = std::move(fns);
+  ex->comm_ = comm;
+  ex->groupIndex_ = std::move(groupIndex);
   return ex;
 }
 
@@ -89,6 +123,55 @@ absl::Status Executor::CopyBuffer(uint32_t from, uint32_t to) {
   return device_->CopyWithin(b.offset, a.offset, a.bytes);
 }
 
+absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
+                                     KernelOuts out) {
+  if (!comm_)
+    return absl::FailedPreconditionError("a collective, and no communicator");
+  switch (k.kind) {
+  case KernelKind::AllGather: {
+    auto a = AttrsOf<KernelKind::AllGather>::Decode(k);
+    return comm_->AllGather(a.group, in[0], out[0], a.dim);
+  }
+  case KernelKind::ReduceScatter: {
+    auto a = AttrsOf<KernelKind::ReduceScatter>::Decode(k);
+    return comm_->ReduceScatter(a.group, in[0], out[0], a.dim, ReduceOp::Sum);
+  }
+  case KernelKind::AllReduce: {
+    auto a = AttrsOf<KernelKind::AllReduce>::Decode(k);
+    return comm_->AllReduce(a.group, in[0], out[0], ReduceOp::Sum);
+  }
+  case KernelKind::AllToAll: {
+    auto a = AttrsOf<KernelKind::AllToAll>::Decode(k);
+    return comm_->AllToAll(a.group, in[0], out[0], a.split_dim, a.concat_dim);
+  }
+  case KernelKind::LocalSplit: {
+    // This rank's block of dimension `dim`: no communication.
+    auto a = AttrsOf<KernelKind::LocalSplit>::Decode(k);
+    const TensorView &x = in[0], &y = out[0];
+    if (x.dtype != y.dtype || x.rank() != y.rank() || a.dim < 0 ||
+        a.dim >= x.rank() || y.shape[a.dim] == 0)
+      return absl::InvalidArgumentError("local_split: bad shapes");
+    const size_t elem = SizeOf(x.dtype);
+    int64_t outer = 1, inner = elem;
+    for (int64_t d = 0; d < a.dim; ++d)
+      outer *= x.shape[d];
+    for (int64_t d = a.dim + 1; d < x.rank(); ++d)
+      inner *= x.shape[d];
+    const int64_t part = y.shape[a.dim], index = groupIndex_[a.group];
+    if ((index + 1) * part > x.shape[a.dim])
+      return absl::InvalidArgumentError("local_split: the part lies outside");
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(static_cast<uint8_t *>(y.data) + o * part * inner,
+                  static_cast<const uint8_t *>(x.data) +
+                      (o * x.shape[a.dim] + index * part) * inner,
+                  part * inner);
+    return absl::OkStatus();
+  }
+  default:
+    return absl::InternalError("not a collective");
+  }
+}
+
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
   for (size_t i = 0; i < program_.kernels.size(); ++i) {
@@ -99,7 +182,7 @@ absl::Status Executor::Run() {
       in.push_back(View(b));
     for (uint32_t b : k.outs)
       out.push_back(View(b));
-    absl::Status s = fns_[i](k, in, out);
+    absl::Status s = fns_[i] ? fns_[i](k, in, out) : RunCollective(k, in, out);
     if (!s.ok())
       return absl::Status(s.code(),
                           absl::StrCat("kernel ", i, " (", KernelName(k.kind),

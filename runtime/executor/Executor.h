@@ -10,6 +10,7 @@
 #ifndef VEOMNI_RUNTIME_EXECUTOR_EXECUTOR_H
 #define VEOMNI_RUNTIME_EXECUTOR_EXECUTOR_H
 
+#include "runtime/device/Communicator.h"
 #include "runtime/device/Device.h"
 #include "runtime/program/Program.h"
 
@@ -32,9 +33,12 @@ struct HostTensor {
 class Executor {
 public:
   /// Runs `program` on `device`; fails when the device has no kernel for
-  /// one of the program's kinds.
+  /// one of the program's kinds. A partitioned program's collectives run
+  /// through `comm` (not owned), which must span the program's mesh; its
+  /// groups are made here.
   static absl::StatusOr<std::unique_ptr<Executor>>
-  Create(Program program, std::unique_ptr<Device> device);
+  Create(Program program, std::unique_ptr<Device> device,
+         Communicator *comm = nullptr);
   /// Runs `program` on the CPU backend.
   static absl::StatusOr<std::unique_ptr<Executor>> Create(Program program);
 
@@ -74,9 +78,14 @@ private:
   Executor(Program program, std::unique_ptr<Device> device)
       : program_(std::move(program)), device_(std::move(device)) {}
 
+  absl::Status RunCollective(const KernelDesc &k, KernelIns in, KernelOuts out);
+
   Program program_;
   std::unique_ptr<Device> device_;
   std::vector<KernelFn> fns_; ///< one per kernel, bound at creation
+  Communicator *comm_ = nullptr;
+  /// This rank's place in each comm group.
+  std::vector<int> groupIndex_;
 };
 
 template <typename Fn> absl::Status Executor::Edit(uint32_t buffer, Fn &&edit) {

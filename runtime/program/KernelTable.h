@@ -23,7 +23,8 @@ namespace kernel_table {
 enum class AttrType : uint8_t { Bool, Int, Float, Ints, Floats };
 
 enum KernelFlags : uint8_t {
-  kInPlace = 1, ///< the output may reuse an input's memory (same type)
+  kInPlace = 1,    ///< the output may reuse an input's memory (same type)
+  kCollective = 2, ///< run by the Communicator, not by a backend
 };
 
 /// The kernel kinds; the numbering is part of the program format.

@@ -39,6 +39,33 @@ absl::string_view KernelName(KernelKind k) {
                                            : "?";
 }
 
+std::vector<uint32_t> Program::GroupRanks(uint32_t group, uint32_t rank) const {
+  // Coordinates of `rank`, row-major over the mesh.
+  std::vector<uint32_t> coord(mesh.size());
+  for (size_t a = mesh.size(), r = rank; a-- > 0;) {
+    coord[a] = r % mesh[a].second;
+    r /= mesh[a].second;
+  }
+  const std::vector<uint32_t> &axes = commGroups[group];
+  uint32_t count = 1;
+  for (uint32_t a : axes)
+    count *= mesh[a].second;
+  std::vector<uint32_t> ranks;
+  for (uint32_t i = 0; i < count; ++i) {
+    // Member i: coordinates i, row-major over `axes`, on those axes.
+    std::vector<uint32_t> c = coord;
+    for (size_t k = axes.size(), j = i; k-- > 0;) {
+      c[axes[k]] = j % mesh[axes[k]].second;
+      j /= mesh[axes[k]].second;
+    }
+    uint32_t r = 0;
+    for (size_t a = 0; a < mesh.size(); ++a)
+      r = r * mesh[a].second + c[a];
+    ranks.push_back(r);
+  }
+  return ranks;
+}
+
 int Program::FindOutput(absl::string_view name) const {
   for (size_t i = 0; i < outputNames.size(); ++i)
     if (outputNames[i] == name)
@@ -277,6 +304,45 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
                                       " bytes into an argument of ", to.bytes));
       out.updates.push_back({u->output(), u->argument()});
     }
+  }
+  out.worldSize = p->world_size();
+  uint64_t devices = 1;
+  if (p->mesh())
+    for (uint32_t i = 0; i < p->mesh()->size(); ++i) {
+      const fb::MeshAxis *a = p->mesh()->Get(i);
+      if (!a->name() || a->size() < 1 || a->size() > (1u << 20))
+        return Bad(name, absl::StrCat("mesh axis ", i,
+                                      " is unnamed or of "
+                                      "size ",
+                                      a->size()));
+      devices *= a->size();
+      out.mesh.push_back({a->name()->str(), a->size()});
+    }
+  if (out.worldSize < 1 || devices != out.worldSize)
+    return Bad(name, absl::StrCat("world size ", out.worldSize,
+                                  " is not the mesh's ", devices, " devices"));
+  if (p->comm_groups())
+    for (uint32_t i = 0; i < p->comm_groups()->size(); ++i) {
+      std::vector<uint32_t> axes = ToVector(p->comm_groups()->Get(i)->axes());
+      std::vector<bool> seen(out.mesh.size(), false);
+      for (uint32_t a : axes) {
+        if (a >= out.mesh.size() || seen[a])
+          return Bad(name,
+                     absl::StrCat("comm group ", i, " names mesh axis ", a,
+                                  " of ", out.mesh.size(), " (or twice)"));
+        seen[a] = true;
+      }
+      out.commGroups.push_back(std::move(axes));
+    }
+  for (size_t i = 0; i < out.kernels.size(); ++i) {
+    const KernelDesc &k = out.kernels[i];
+    if (!(kernel_table::Info(k.kind).flags & kernel_table::kCollective))
+      continue;
+    int64_t group = k.attrs[0].ints[0]; // every collective's first attribute
+    if (group < 0 || group >= static_cast<int64_t>(out.commGroups.size()))
+      return Bad(name, absl::StrCat("kernel ", i, " (", KernelName(k.kind),
+                                    ") names comm group ", group, " of ",
+                                    out.commGroups.size()));
   }
   for (const ArgumentDesc &a : out.arguments)
     if (!a.initFrom.empty()) {

@@ -98,6 +98,14 @@ struct Program {
   std::vector<OutputRole> outputRoles;  ///< one per output
   /// After a training step, output `first` is copied into argument `second`.
   std::vector<std::pair<uint32_t, uint32_t>> updates;
+  /// The mesh the program was partitioned for (empty: one rank), and the
+  /// comm groups its collective kernels name (axes indices into `mesh`).
+  uint32_t worldSize = 1;
+  std::vector<std::pair<std::string, uint32_t>> mesh;
+  std::vector<std::vector<uint32_t>> commGroups;
+
+  /// The ranks of group `group` that `rank` belongs to, in group order.
+  std::vector<uint32_t> GroupRanks(uint32_t group, uint32_t rank) const;
 
   /// The argument called `name`, or null.
   const ArgumentDesc *FindArgument(absl::string_view name) const;

@@ -68,15 +68,23 @@ func.func @table_attributes(%l: tensor<2x16x10xf32>, %y: tensor<2x16xi64>)
 
 // -----
 
-// A collective keeps its buffers for memory planning; translation refuses
-// it until the runtime has a communicator.
-dist.mesh @mesh = <["tp"=2]>
+// Collectives become kernels on comm groups, which the module lists by
+// their axes; a permute (no runtime kernel yet) keeps its buffers for
+// memory planning as a vrt.collective, which translation refuses.
+// CHECK-LABEL: module attributes {vrt.comm_groups = {{\[}}["tp"], ["dp", "tp"]]}
+dist.mesh @mesh = <["dp"=2, "tp"=2]>
 // CHECK-LABEL: func.func @collective
-func.func @collective(%x: tensor<4xf32>) -> tensor<4xf32> {
+func.func @collective(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<16xf32>, tensor<4xf32>, tensor<4xf32>) {
   // CHECK: %[[E:.*]] = vrt.alloc : memref<4xf32>
   // CHECK: %[[R:.*]] = vrt.alloc : memref<4xf32>
-  // CHECK: vrt.collective "dist.all_reduce" ins(%[[E]] : memref<4xf32>) outs(%[[R]] : memref<4xf32>) {axes = ["tp"], mesh = @mesh}
+  // CHECK: vrt.kernel all_reduce ins(%[[E]] : memref<4xf32>) outs(%[[R]] : memref<4xf32>) {group = 0 : i64}
+  // CHECK: vrt.kernel all_gather {{.*}} {dim = 0 : i64, group = 1 : i64}
+  // CHECK: vrt.kernel all_reduce {{.*}} {group = 0 : i64}
+  // CHECK: vrt.collective "dist.permute"
   %e = veomni.exp %x : tensor<4xf32>
   %r = dist.all_reduce %e mesh = @mesh axes = ["tp"] : tensor<4xf32>
-  return %r : tensor<4xf32>
+  %g = dist.all_gather %x mesh = @mesh axes = ["dp", "tp"] dim = 0 : tensor<4xf32> -> tensor<16xf32>
+  %r2 = dist.all_reduce %x mesh = @mesh axes = ["tp"] : tensor<4xf32>
+  %p = dist.permute %x mesh = @mesh axes = ["tp"] pairs = [0 -> 1, 1 -> 0] : tensor<4xf32>
+  return %r, %g, %r2, %p : tensor<4xf32>, tensor<16xf32>, tensor<4xf32>, tensor<4xf32>
 }

@@ -284,7 +284,9 @@ const KernelRegistry &CpuKernels() {
   static const KernelRegistry registry = [] {
     KernelRegistry r;
 #define VEOMNI_KERNEL(Name, ...) r.Register<KernelKind::Name, &impl::Name>();
+#define VEOMNI_COLLECTIVE(...) // the communicator's, not a backend's
 #include "runtime/program/KernelTable.def"
+#undef VEOMNI_COLLECTIVE
 #undef VEOMNI_KERNEL
     return r;
   }();

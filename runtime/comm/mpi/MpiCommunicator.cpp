@@ -29,6 +29,7 @@ namespace veomni::rt::mpi {
 
 struct MpiCommunicator::Group {
   std::string axis;
+  std::vector<uint32_t> ranks;
   MPI_Comm comm = MPI_COMM_NULL;
   int size = 1, rank = 0;
   ~Group() {
@@ -148,8 +149,13 @@ MpiCommunicator::~MpiCommunicator() {
 absl::Status MpiCommunicator::AddGroup(uint32_t index, absl::string_view axis,
                                        absl::Span<const uint32_t> ranks) {
   std::string what = absl::StrCat("group ", index, " (", axis, ")");
-  if (groups_.count(index))
-    return Bad(what, "defined twice");
+  if (auto it = groups_.find(index); it != groups_.end()) {
+    // Programs of one job (pipeline stages, a forward and a step) share
+    // their groups.
+    if (it->second->ranks == std::vector<uint32_t>(ranks.begin(), ranks.end()))
+      return absl::OkStatus();
+    return Bad(what, "defined twice, with other ranks");
+  }
   if (ranks.empty())
     return Bad(what, "has no ranks");
   std::vector<int> list;
@@ -166,6 +172,7 @@ absl::Status MpiCommunicator::AddGroup(uint32_t index, absl::string_view axis,
     return Bad(what, absl::StrCat("does not include this rank (", rank_, ")"));
   auto g = std::make_unique<Group>();
   g->axis = std::string(axis);
+  g->ranks.assign(ranks.begin(), ranks.end());
   MPI_Group world, sub;
   VEOMNI_MPI_CALL(MPI_Comm_group(MPI_COMM_WORLD, &world));
   VEOMNI_MPI_CALL(

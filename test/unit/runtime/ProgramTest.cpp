@@ -382,5 +382,17 @@ TEST(Program, TheExecutorRunsAnyDeviceThroughTheInterface) {
   EXPECT_EQ(raw->copies, 4); // x in, w out and in, y out
 }
 
+TEST(Program, CommGroupsAreTheRanksThatShareTheOtherCoordinates) {
+  Program p;
+  p.worldSize = 4;
+  p.mesh = {{"dp", 2}, {"tp", 2}}; // rank = 2 dp + tp
+  p.commGroups = {{1}, {0}, {0, 1}, {1, 0}};
+  EXPECT_EQ(p.GroupRanks(0, 3), (std::vector<uint32_t>{2, 3}));
+  EXPECT_EQ(p.GroupRanks(1, 1), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(p.GroupRanks(2, 2), (std::vector<uint32_t>{0, 1, 2, 3}));
+  // Group order is row-major over the axes as the collective lists them.
+  EXPECT_EQ(p.GroupRanks(3, 2), (std::vector<uint32_t>{0, 2, 1, 3}));
+}
+
 } // namespace
 } // namespace veomni::rt
