@@ -43,6 +43,9 @@ struct Spec {
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> constants;
   std::vector<uint32_t> outputs = {2};
   uint8_t role = 0; ///< fb::ProgramRole
+  uint32_t worldSize = 1;
+  std::vector<std::pair<std::string, uint32_t>> mesh;
+  std::vector<std::vector<uint32_t>> commGroups;
 };
 
 std::vector<uint8_t> Build(const Spec &spec) {
@@ -68,9 +71,16 @@ std::vector<uint8_t> Build(const Spec &spec) {
   std::vector<flatbuffers::Offset<fb::Constant>> constants;
   for (auto &[buffer, data] : spec.constants)
     constants.push_back(fb::CreateConstantDirect(fbb, buffer, &data));
+  std::vector<flatbuffers::Offset<fb::MeshAxis>> mesh;
+  for (auto &[name, size] : spec.mesh)
+    mesh.push_back(fb::CreateMeshAxisDirect(fbb, name.c_str(), size));
+  std::vector<flatbuffers::Offset<fb::CommGroup>> groups;
+  for (const std::vector<uint32_t> &axes : spec.commGroups)
+    groups.push_back(fb::CreateCommGroupDirect(fbb, &axes));
   auto program = fb::CreateProgramDirect(
       fbb, "test", static_cast<fb::ProgramRole>(spec.role), spec.arena,
-      &buffers, &args, &constants, &kernels, &spec.outputs);
+      &buffers, &args, &constants, &kernels, &spec.outputs, nullptr, nullptr,
+      nullptr, spec.worldSize, &mesh, &groups);
   fb::FinishProgramBuffer(fbb, program);
   fb::ProgramHeader h = fb::MakeHeader(fbb.GetBufferPointer(), fbb.GetSize());
   std::vector<uint8_t> bytes(sizeof(h) + fbb.GetSize());
@@ -195,6 +205,43 @@ TEST(Program, SemanticDefectsAreNamed) {
       "constant 0 has 4 bytes for a buffer of 32");
   ExpectRejected([](Spec &s) { s.outputs = {}; }, "has no outputs");
   ExpectRejected([](Spec &s) { s.role = 7; }, "unknown program role 7");
+  // A partitioned program: its mesh, groups and collectives must agree.
+  auto partitioned = [](Spec &s) {
+    s.worldSize = 4;
+    s.mesh = {{"dp", 2}, {"tp", 2}};
+    s.commGroups = {{1}};
+    s.kernels[1] = {KernelKind::AllReduce, {2}, {2}, {{0}}};
+  };
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.worldSize = 8;
+      },
+      "world size 8 is not the mesh's 4 devices");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.commGroups = {{2}};
+      },
+      "comm group 0 names mesh axis 2 of 2");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.commGroups = {{1, 1}};
+      },
+      "comm group 0 names mesh axis 1 of 2 (or twice)");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.kernels[1].attrs = {{3}};
+      },
+      "kernel 1 (AllReduce) names comm group 3 of 1");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.mesh[0].second = 0;
+      },
+      "mesh axis 0 is unnamed or of size 0");
 }
 
 TEST(Program, ShapeMismatchesAreCaughtWhenKernelsRun) {
