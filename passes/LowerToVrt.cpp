@@ -238,9 +238,21 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
             builder, loc, op.getName().getStringRef(), ins, outs);
         for (NamedAttribute attr : op.getAttrs())
           c->setAttr(attr.getName(), attr.getValue());
-      } else if (failed(createKernel(builder, &op, kernelMnemonic(&op), ins,
-                                     outs))) {
-        return failure();
+      } else {
+        FailureOr<vrt::KernelOp> kernel =
+            createKernel(builder, &op, kernelMnemonic(&op), ins, outs);
+        if (failed(kernel))
+          return failure();
+        // An op that communicates inside (a vocab-split cross entropy, a
+        // token-split mean, a lookup in a split table, experts across
+        // ranks) keeps the axes it combines over: memory planning needs
+        // nothing more, and translation refuses it until kernels do.
+        for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
+                               dist::DistDialect::kTokenAxesAttrName,
+                               dist::DistDialect::kIndexAxesAttrName,
+                               dist::DistDialect::kExpertAxesAttrName})
+          if (Attribute axes = op.getAttr(name))
+            (*kernel)->setAttr(name, axes);
       }
     }
     lowered.push_back(&op);

@@ -88,3 +88,15 @@ func.func @collective(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<16xf32>, tens
   %p = dist.permute %x mesh = @mesh axes = ["tp"] pairs = [0 -> 1, 1 -> 0] : tensor<4xf32>
   return %r, %g, %r2, %p : tensor<4xf32>, tensor<16xf32>, tensor<4xf32>, tensor<4xf32>
 }
+
+// -----
+
+// An op that combines over ranks inside keeps the axes on its kernel, for
+// translation to refuse until the runtime's kernels can.
+dist.mesh @mesh = <["dp"=2]>
+// CHECK-LABEL: func.func @communicates_inside
+func.func @communicates_inside(%l: tensor<2x4x8xf32>, %y: tensor<2x4xi32>) -> tensor<f32> {
+  // CHECK: vrt.kernel cross_entropy {{.*}} {dist.token_axes = ["dp"], ignore_index = -100 : i64, reduction = 0 : i64}
+  %c = veomni.cross_entropy %l, %y {dist.token_axes = ["dp"]} : tensor<2x4x8xf32>, tensor<2x4xi32>
+  return %c : tensor<f32>
+}

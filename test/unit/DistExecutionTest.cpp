@@ -15,6 +15,7 @@
 #include "runtime/comm/mpi/MpiCommunicator.h"
 #include "runtime/executor/Executor.h"
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
@@ -98,6 +99,41 @@ TEST(DistExecution, CollectivesRunFromTheProgram) {
     EXPECT_EQ(s[j], 10 + 2 * (r * 3 + j)); // this rank's row of the sum
     EXPECT_EQ(p[j], r * 10 + r * 3 + j);   // this rank's row of x
   }
+}
+
+// An op that must combine over ranks inside its kernel (here a mean over a
+// token-split batch) is refused by translation, never run locally with
+// silently wrong numbers.
+TEST(DistExecution, KernelsThatCommunicateInsideAreRefused) {
+  DialectRegistry registry;
+  registerAllVeOmni(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  OwningOpRef<ModuleOp> module = parseSourceString<ModuleOp>(R"mlir(
+dist.mesh @mesh = <["dp" = 2]>
+func.func @loss(%l: tensor<2x4x8xf32> {veomni.input = "logits"},
+                %y: tensor<2x4xi32> {veomni.input = "labels"}) -> tensor<f32> {
+  %c = veomni.cross_entropy %l, %y {dist.token_axes = ["dp"]} : tensor<2x4x8xf32>, tensor<2x4xi32>
+  return %c : tensor<f32>
+}
+)mlir",
+                                                             &context);
+  ASSERT_TRUE(module);
+  PassManager pm(&context);
+  pm.addPass(createLowerToVrt());
+  pm.addPass(createPlanMemory());
+  ASSERT_TRUE(succeeded(pm.run(*module)));
+  std::string diagnostic;
+  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &d) {
+    diagnostic = d.str();
+    return success();
+  });
+  std::string bytes;
+  EXPECT_TRUE(failed(translateToProgram(*module, {}, bytes)));
+  EXPECT_NE(diagnostic.find("combines its result over the mesh axes "
+                            "[\"dp\"] (dist.token_axes)"),
+            std::string::npos)
+      << diagnostic;
 }
 
 } // namespace
