@@ -224,7 +224,6 @@ LogicalResult mlir::veomni::translateToProgram(
              << c.getOp() << "' (multi-rank execution)";
     } else if (auto k = dyn_cast<vrt::KernelOp>(op)) {
       for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                             dist::DistDialect::kTokenAxesAttrName,
                              dist::DistDialect::kIndexAxesAttrName,
                              dist::DistDialect::kExpertAxesAttrName})
         if (k->hasAttr(name))

@@ -243,12 +243,16 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
             createKernel(builder, &op, kernelMnemonic(&op), ins, outs);
         if (failed(kernel))
           return failure();
-        // An op that communicates inside (a vocab-split cross entropy, a
-        // token-split mean, a lookup in a split table, experts across
-        // ranks) keeps the axes it combines over: memory planning needs
-        // nothing more, and translation refuses it until kernels do.
+        // A token-split cross entropy counts its tokens over a comm group.
+        if (auto tokens = op.getAttrOfType<ArrayAttr>(
+                dist::DistDialect::kTokenAxesAttrName))
+          (*kernel)->setAttr("token_group",
+                             builder.getI64IntegerAttr(groups.indexOf(tokens)));
+        // An op that combines over ranks inside otherwise (a vocab-split
+        // cross entropy, a lookup in a split table, experts across ranks)
+        // keeps the axes: memory planning needs nothing more, and
+        // translation refuses it until kernels do.
         for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                               dist::DistDialect::kTokenAxesAttrName,
                                dist::DistDialect::kIndexAxesAttrName,
                                dist::DistDialect::kExpertAxesAttrName})
           if (Attribute axes = op.getAttr(name))

@@ -172,6 +172,38 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
   }
 }
 
+absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
+                                         KernelIns in, KernelOuts out) {
+  if (!comm_)
+    return absl::FailedPreconditionError("a split loss, and no communicator");
+  const int64_t ignoreIndex = k.attrs[0].ints[0];
+  const int64_t reduction = k.attrs[1].ints[0];
+  const uint32_t group = static_cast<uint32_t>(k.attrs[2].ints[0]);
+  if (reduction != 0) // sums and per-row losses need no global count
+    return fns_[i](k, in, out);
+  // The tokens that count, on every rank of the group.
+  const TensorView &labels = in[1];
+  int64_t count = 0;
+  for (int64_t j = 0, n = labels.numel(); j < n; ++j)
+    count += LoadI(labels, j) != ignoreIndex;
+  TensorView countView{&count, DType::I64, {1}};
+  VEOMNI_RETURN_IF_ERROR(
+      comm_->AllReduce(group, countView, countView, ReduceOp::Sum));
+  // This rank's sum, scaled by the group's count: partial sums of the mean.
+  const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
+  KernelDesc sum = k;
+  sum.attrs[1].ints[0] = 1;
+  if (k.kind == KernelKind::CrossEntropy) {
+    VEOMNI_RETURN_IF_ERROR(fns_[i](sum, in, out));
+    StoreF(out[0], 0, static_cast<float>(LoadF(out[0], 0) * scale));
+    return absl::OkStatus();
+  }
+  float dloss = static_cast<float>(LoadF(in[2], 0) * scale);
+  std::vector<TensorView> scaled(in.begin(), in.end());
+  scaled[2] = TensorView{&dloss, DType::F32, {}};
+  return fns_[i](sum, scaled, out);
+}
+
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
   for (size_t i = 0; i < program_.kernels.size(); ++i) {
@@ -182,7 +214,15 @@ absl::Status Executor::Run() {
       in.push_back(View(b));
     for (uint32_t b : k.outs)
       out.push_back(View(b));
-    absl::Status s = fns_[i] ? fns_[i](k, in, out) : RunCollective(k, in, out);
+    absl::Status s;
+    if (!fns_[i])
+      s = RunCollective(k, in, out);
+    else if ((k.kind == KernelKind::CrossEntropy ||
+              k.kind == KernelKind::CrossEntropyGrad) &&
+             k.attrs[2].ints[0] >= 0)
+      s = RunTokenSplitLoss(i, k, in, out);
+    else
+      s = fns_[i](k, in, out);
     if (!s.ok())
       return absl::Status(s.code(),
                           absl::StrCat("kernel ", i, " (", KernelName(k.kind),

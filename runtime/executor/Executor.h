@@ -79,6 +79,10 @@ private:
       : program_(std::move(program)), device_(std::move(device)) {}
 
   absl::Status RunCollective(const KernelDesc &k, KernelIns in, KernelOuts out);
+  /// A cross entropy (or its VJP) whose tokens are split over a group: a
+  /// mean divides by the group's token count.
+  absl::Status RunTokenSplitLoss(size_t i, const KernelDesc &k, KernelIns in,
+                                 KernelOuts out);
 
   Program program_;
   std::unique_ptr<Device> device_;

@@ -336,9 +336,17 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     }
   for (size_t i = 0; i < out.kernels.size(); ++i) {
     const KernelDesc &k = out.kernels[i];
-    if (!(kernel_table::Info(k.kind).flags & kernel_table::kCollective))
+    int64_t group;
+    if (kernel_table::Info(k.kind).flags & kernel_table::kCollective)
+      group = k.attrs[0].ints[0]; // every collective's first attribute
+    else if (k.kind == KernelKind::CrossEntropy ||
+             k.kind == KernelKind::CrossEntropyGrad)
+      group = k.attrs[2].ints[0]; // token_group
+    else
       continue;
-    int64_t group = k.attrs[0].ints[0]; // every collective's first attribute
+    if (group == -1 &&
+        !(kernel_table::Info(k.kind).flags & kernel_table::kCollective))
+      continue;
     if (group < 0 || group >= static_cast<int64_t>(out.commGroups.size()))
       return Bad(name, absl::StrCat("kernel ", i, " (", KernelName(k.kind),
                                     ") names comm group ", group, " of ",

@@ -242,6 +242,12 @@ TEST(Program, SemanticDefectsAreNamed) {
         s.mesh[0].second = 0;
       },
       "mesh axis 0 is unnamed or of size 0");
+  ExpectRejected(
+      [](Spec &s) {
+        s.kernels[1] = {
+            KernelKind::CrossEntropy, {0, 1}, {2}, {{-100}, {0}, {5}}};
+      },
+      "kernel 1 (CrossEntropy) names comm group 5 of 0");
 }
 
 TEST(Program, ShapeMismatchesAreCaughtWhenKernelsRun) {
