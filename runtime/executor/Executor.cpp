@@ -176,10 +176,13 @@ absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
                                          KernelIns in, KernelOuts out) {
   if (!comm_)
     return absl::FailedPreconditionError("a split loss, and no communicator");
-  const int64_t ignoreIndex = k.attrs[0].ints[0];
-  const int64_t reduction = k.attrs[1].ints[0];
-  const uint32_t group = static_cast<uint32_t>(k.attrs[2].ints[0]);
-  if (reduction != 0) // sums and per-row losses need no global count
+  // CrossEntropy and its VJP name these attributes alike.
+  auto attr = [&](const char *name) {
+    return k.attrs[kernel_table::AttrIndex(k.kind, name)].ints[0];
+  };
+  const int64_t ignoreIndex = attr("ignore_index");
+  const uint32_t group = static_cast<uint32_t>(attr("token_group"));
+  if (attr("reduction") != 0) // sums and per-row losses need no global count
     return fns_[i](k, in, out);
   // The tokens that count, on every rank of the group.
   const TensorView &labels = in[1];
@@ -192,7 +195,7 @@ absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
   // This rank's sum, scaled by the group's count: partial sums of the mean.
   const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
   KernelDesc sum = k;
-  sum.attrs[1].ints[0] = 1;
+  sum.attrs[kernel_table::AttrIndex(k.kind, "reduction")].ints = {1};
   if (k.kind == KernelKind::CrossEntropy) {
     VEOMNI_RETURN_IF_ERROR(fns_[i](sum, in, out));
     StoreF(out[0], 0, static_cast<float>(LoadF(out[0], 0) * scale));
@@ -219,7 +222,7 @@ absl::Status Executor::Run() {
       s = RunCollective(k, in, out);
     else if ((k.kind == KernelKind::CrossEntropy ||
               k.kind == KernelKind::CrossEntropyGrad) &&
-             k.attrs[2].ints[0] >= 0)
+             CommGroupOf(k) >= 0)
       s = RunTokenSplitLoss(i, k, in, out);
     else
       s = fns_[i](k, in, out);

@@ -83,6 +83,15 @@ template <KernelKind K> struct AttrsOf;
 #undef VEOMNI_KERNEL
 #undef VEOMNI_ATTR
 
+/// The comm group a kernel talks to: a collective's `group`, a loss's
+/// `token_group`; -1 for the rest (and a loss whose tokens are whole).
+inline int64_t CommGroupOf(const KernelDesc &k) {
+  for (const char *name : {"group", "token_group"})
+    if (int i = kernel_table::AttrIndex(k.kind, name); i >= 0)
+      return k.attrs[i].ints[0];
+  return -1;
+}
+
 } // namespace veomni::rt
 
 #endif // VEOMNI_RUNTIME_PROGRAM_KERNEL_H

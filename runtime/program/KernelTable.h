@@ -90,6 +90,15 @@ inline const KernelInfo &Info(KernelKind k) {
   return kKernelTable[static_cast<uint16_t>(k)];
 }
 
+/// The position of attribute `name` among `k`'s, or -1.
+inline int AttrIndex(KernelKind k, std::string_view name) {
+  const KernelInfo &info = Info(k);
+  for (uint32_t i = 0; i < info.numAttrs; ++i)
+    if (name == info.attrs[i].name)
+      return static_cast<int>(i);
+  return -1;
+}
+
 /// The kind spelled `mnemonic` in vrt.kernel, if any.
 inline std::optional<KernelKind> KindOfMnemonic(std::string_view mnemonic) {
   for (uint16_t i = 0; i < kNumKernelKinds; ++i)

@@ -336,14 +336,7 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     }
   for (size_t i = 0; i < out.kernels.size(); ++i) {
     const KernelDesc &k = out.kernels[i];
-    int64_t group;
-    if (kernel_table::Info(k.kind).flags & kernel_table::kCollective)
-      group = k.attrs[0].ints[0]; // every collective's first attribute
-    else if (k.kind == KernelKind::CrossEntropy ||
-             k.kind == KernelKind::CrossEntropyGrad)
-      group = k.attrs[2].ints[0]; // token_group
-    else
-      continue;
+    const int64_t group = CommGroupOf(k);
     if (group == -1 &&
         !(kernel_table::Info(k.kind).flags & kernel_table::kCollective))
       continue;
