@@ -28,8 +28,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-namespace {} // namespace
-
 absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
   constexpr absl::string_view K = "Softmax";
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", in));

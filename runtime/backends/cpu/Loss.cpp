@@ -23,29 +23,42 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-namespace {} // namespace
+namespace {
 
-absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
-                          const TensorView &out, int64_t ignoreIndex,
-                          LossReduction reduction) {
-  constexpr absl::string_view K = "CrossEntropy";
+/// The checks CrossEntropy and its VJP share: logits [..., V] (float),
+/// labels [...] (integer), and the f32 loss (or its cotangent) `lossName`:
+/// [] for a mean or a sum, labels' shape for per-row losses.
+absl::Status CheckLossOperands(absl::string_view K, const TensorView &logits,
+                               const TensorView &labels,
+                               absl::string_view lossName,
+                               const TensorView &loss,
+                               LossReduction reduction) {
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, lossName, loss));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
   if (logits.rank() < 1)
     return BadView(K, "logits", logits, "needs a vocabulary dimension");
   Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
-  if (out.dtype != DType::F32)
-    return BadView(K, "out", out, "must be f32");
+  if (loss.dtype != DType::F32)
+    return BadView(K, lossName, loss, "must be f32");
   if (reduction == LossReduction::None)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, rowsShape));
-  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {}));
-  else
-    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+    return CheckShape(K, lossName, loss, rowsShape);
+  if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
+    return CheckShape(K, lossName, loss, {});
+  return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+}
+
+} // namespace
+
+absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
+                          const TensorView &out, int64_t ignoreIndex,
+                          LossReduction reduction) {
+  constexpr absl::string_view K = "CrossEntropy";
+  VEOMNI_RETURN_IF_ERROR(
+      CheckLossOperands(K, logits, labels, "out", out, reduction));
   int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
   for (int64_t r = 0; r < rows; ++r) {
     int64_t label = IndexAt(labels, r);
@@ -100,24 +113,9 @@ absl::Status CrossEntropyGrad(const TensorView &logits,
                               const TensorView &dlogits, int64_t ignoreIndex,
                               LossReduction reduction) {
   constexpr absl::string_view K = "CrossEntropyGrad";
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dloss", dloss));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "dlogits", dlogits));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
-  if (logits.rank() < 1)
-    return BadView(K, "logits", logits, "needs a vocabulary dimension");
-  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
-  if (dloss.dtype != DType::F32)
-    return BadView(K, "dloss", dloss, "must be f32");
-  if (reduction == LossReduction::None)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, rowsShape));
-  else if (reduction == LossReduction::Mean || reduction == LossReduction::Sum)
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, {}));
-  else
-    return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckLossOperands(K, logits, labels, "dloss", dloss, reduction));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dlogits));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dlogits, logits.shape));
   int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();

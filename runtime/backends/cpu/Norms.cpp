@@ -73,8 +73,6 @@ void RoundTo(DType t, float *x, int64_t n) {
 
 } // namespace
 
-namespace {} // namespace
-
 namespace {
 
 /// Fixed chunks of rows whose sums go to f64 partials, added in order

@@ -23,8 +23,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-namespace {} // namespace
-
 absl::Status Rope(const TensorView &in, const TensorView &positions,
                   const TensorView &out, const RopeConfig &attrs) {
   return RopeRotate</*kInverse=*/false>("Rope", "in", in, positions, "out", out,
