@@ -44,8 +44,25 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
 FailureOr<std::string> mlir::veomni::compileModule(
     ModuleOp module, const std::map<std::string, std::string> &placements,
     const CompileOptions &options, CompileReport &report) {
+  const ParallelSection &mesh = options.parallel;
+  if (mesh.pp > 1)
+    return module.emitError("pipeline stages (parallel.pp ")
+           << mesh.pp << ") are planned but not run yet: veomni plan reports "
+           << "them; train with parallel.pp 1";
   PassManager pm(module.getContext());
   addTrainingStepPasses(pm, options);
+  if (mesh.meshSize() > 1) {
+    ApplyRecipeOptions o;
+    o.dpReplicate = mesh.dpReplicate;
+    o.dpShard = mesh.dpShard;
+    o.tp = mesh.tp;
+    o.sp = mesh.sp;
+    o.ep = mesh.ep;
+    o.pp = mesh.pp;
+    pm.addPass(createApplyRecipe(o));
+    pm.addPass(createPropagateSharding());
+    pm.addPass(createPartition());
+  }
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))

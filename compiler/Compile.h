@@ -38,6 +38,12 @@ struct CompileOptions {
   int64_t accumulationSteps = 1;
   /// Activation recomputation with gradients: none, selective or full.
   std::string remat = "none";
+  /// The mesh to partition the step for (the recipe's parallel section):
+  /// with more than one rank, the family's plan is applied
+  /// (veomni-apply-recipe), shardings propagated and the step partitioned
+  /// into the one program every rank runs, its arguments and results
+  /// marked with the slice each rank holds.
+  ParallelSection parallel;
 };
 
 /// Adds the passes that turn a forward function into what `options` asks

@@ -111,17 +111,60 @@ LogicalResult mlir::veomni::translateToProgram(
                           "before translating");
   Block &block = func.getBody().front();
 
+  // A partitioned program's mesh: its axes are what comm groups and slices
+  // index.
+  auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+  ArrayRef<dist::MeshAxisAttr> meshAxes;
+  if (meshes.size() == 1)
+    meshAxes = meshes.front().getMesh().getAxes();
+  auto axisIndex = [&](StringRef name) -> std::optional<uint32_t> {
+    auto it = llvm::find_if(
+        meshAxes, [&](dist::MeshAxisAttr a) { return a.getName() == name; });
+    if (it == meshAxes.end())
+      return std::nullopt;
+    return static_cast<uint32_t>(it - meshAxes.begin());
+  };
+  bool sliced = false;
+
   flatbuffers::FlatBufferBuilder fbb(1 << 16);
   std::vector<flatbuffers::Offset<fb::Buffer>> buffers;
   llvm::DenseMap<Value, uint32_t> bufferIndex;
   llvm::DenseMap<Value, int64_t> offsets;
-  auto addBuffer = [&](Value v, int64_t offset) {
+  // `slice`: the dist.slice of an argument or result, encoded as its
+  // buffer's split.
+  auto addBuffer = [&](Value v, int64_t offset,
+                       dist::ShardingAttr slice = {}) -> LogicalResult {
     auto type = cast<MemRefType>(v.getType());
     std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
+    std::vector<flatbuffers::Offset<fb::DimSplit>> split;
+    if (slice) {
+      if (slice.getDims().size() != shape.size())
+        return func.emitError("a dist.slice of ")
+               << slice.getDims().size() << " dimensions on a buffer of "
+               << shape.size();
+      for (dist::DimShardingAttr dim : slice.getDims()) {
+        std::vector<uint32_t> axes;
+        for (StringAttr name : dim.getAxes()) {
+          std::optional<uint32_t> a = axisIndex(name.getValue());
+          if (!a)
+            return func.emitError("dist.slice axis \"")
+                   << name.getValue() << "\" is not an axis of the one mesh";
+          axes.push_back(*a);
+        }
+        split.push_back(fb::CreateDimSplitDirect(fbb, &axes));
+      }
+      sliced = true;
+    }
     bufferIndex[v] = buffers.size();
     offsets[v] = offset;
     buffers.push_back(fb::CreateBufferDirect(
-        fbb, offset, dtypeOf(type.getElementType()), &shape));
+        fbb, offset, dtypeOf(type.getElementType()), &shape,
+        slice ? &split : nullptr));
+    return success();
+  };
+  auto sliceOfResult = [&](unsigned i) {
+    return func.getResultAttrOfType<dist::ShardingAttr>(
+        i, dist::DistDialect::kSliceAttrName);
   };
 
   // Which inputs index what.
@@ -154,7 +197,11 @@ LogicalResult mlir::veomni::translateToProgram(
              << arg.getArgNumber()
              << " needs an offset and a veomni.param, veomni.input or "
                 "veomni.state name";
-    addBuffer(arg, offset.getInt());
+    if (failed(addBuffer(arg, offset.getInt(),
+                         func.getArgAttrOfType<dist::ShardingAttr>(
+                             arg.getArgNumber(),
+                             dist::DistDialect::kSliceAttrName))))
+      return failure();
     std::string name = (param ? param : input ? input : state).getValue().str();
     argumentIndex[name] = arguments.size();
     // How it starts, as the importer and the optimizer declared.
@@ -193,13 +240,13 @@ LogicalResult mlir::veomni::translateToProgram(
     if (auto alloc = dyn_cast<vrt::AllocOp>(op)) {
       if (!alloc.getOffset())
         return alloc.emitOpError("has no offset: memory is not planned");
-      addBuffer(alloc.getBuffer(), *alloc.getOffset());
+      (void)addBuffer(alloc.getBuffer(), *alloc.getOffset());
     } else if (auto view = dyn_cast<vrt::ViewOp>(op)) {
-      addBuffer(view.getResult(), offsets.lookup(view.getSource()));
+      (void)addBuffer(view.getResult(), offsets.lookup(view.getSource()));
     } else if (auto c = dyn_cast<vrt::ConstantOp>(op)) {
       if (!c.getOffset())
         return c.emitOpError("has no offset: memory is not planned");
-      addBuffer(c.getBuffer(), *c.getOffset());
+      (void)addBuffer(c.getBuffer(), *c.getOffset());
       auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
       if (!dense)
         return c.emitOpError("only dense constants can be serialized");
@@ -243,6 +290,14 @@ LogicalResult mlir::veomni::translateToProgram(
     } else if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
         outputs.push_back(bufferIndex.lookup(v));
+        // A sliced result gets a buffer of its own that records the split
+        // (a view of the same memory), unless it is the argument's.
+        if (dist::ShardingAttr slice = sliceOfResult(i);
+            slice && !isa<BlockArgument>(v)) {
+          if (failed(addBuffer(v, offsets.lookup(v), slice)))
+            return failure();
+          outputs.back() = buffers.size() - 1;
+        }
         // Outputs are named for people and for `veomni run --save`: the
         // name given (loss, logits, grad_norm, ...), or grad.<parameter>.
         std::string name;
@@ -288,29 +343,27 @@ LogicalResult mlir::veomni::translateToProgram(
   std::vector<flatbuffers::Offset<fb::MeshAxis>> mesh;
   std::vector<flatbuffers::Offset<fb::CommGroup>> groups;
   uint32_t worldSize = 1;
-  if (auto list = module->getAttrOfType<ArrayAttr>(
-          vrt::VrtDialect::kCommGroupsAttrName)) {
-    auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+  auto list =
+      module->getAttrOfType<ArrayAttr>(vrt::VrtDialect::kCommGroupsAttrName);
+  if (list || sliced) {
     if (meshes.size() != 1)
-      return module.emitError("a program with collectives needs exactly one "
+      return module.emitError("a partitioned program needs exactly one "
                               "dist.mesh, found ")
              << meshes.size();
-    ArrayRef<dist::MeshAxisAttr> axes = meshes.front().getMesh().getAxes();
-    for (dist::MeshAxisAttr a : axes) {
+    for (dist::MeshAxisAttr a : meshAxes) {
       mesh.push_back(fb::CreateMeshAxisDirect(fbb, a.getName().str().c_str(),
                                               a.getSize()));
       worldSize *= a.getSize();
     }
-    for (Attribute g : list) {
+    for (Attribute g : list ? list.getValue() : ArrayRef<Attribute>()) {
       std::vector<uint32_t> indices;
       for (Attribute name : cast<ArrayAttr>(g)) {
-        auto it = llvm::find_if(axes, [&](dist::MeshAxisAttr a) {
-          return a.getName() == cast<StringAttr>(name).getValue();
-        });
-        if (it == axes.end())
+        std::optional<uint32_t> a =
+            axisIndex(cast<StringAttr>(name).getValue());
+        if (!a)
           return module.emitError("comm group axis ")
                  << name << " is not an axis of the mesh";
-        indices.push_back(static_cast<uint32_t>(it - axes.begin()));
+        indices.push_back(*a);
       }
       groups.push_back(fb::CreateCommGroupDirect(fbb, &indices));
     }

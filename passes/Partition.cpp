@@ -18,6 +18,9 @@
 // output); an axis that leaves one dimension for another is an all-to-all
 // (Ulysses); one that just leaves is an all-gather (FSDP weights).
 //
+// Arguments and results keep their layout as `dist.slice`: what part of
+// the global tensor each rank holds, for the runtime to slice and gather.
+//
 // Ops whose local form needs to know it is partitioned get attributes:
 // a vocab-split cross_entropy (and its grad) `dist.vocab_axes`, a
 // token-split mean `dist.token_axes` (the count is global), and a gather or
@@ -57,6 +60,12 @@ public:
   LogicalResult run();
 
 private:
+  /// `layout`'s split alone (no priorities), for `dist.slice`.
+  dist::ShardingAttr sliceAttr(const Layout &layout) {
+    Layout split = Layout::open(layout.dims.size());
+    split.dims = layout.dims;
+    return split.toAttr(func.getContext(), meshRef);
+  }
   /// Emits the collectives from `from` to `to` after `b`'s insertion
   /// point; `first` gets the first of them (null when none).
   Value reshard(OpBuilder &b, Location loc, Value v, const Layout &from,
@@ -285,6 +294,9 @@ LogicalResult Partitioner::run() {
     globalTypes[arg] = type;
     arg.setType(localType(type, layout, mesh));
     layouts[arg] = layout;
+    // The runtime slices global data into the argument by this.
+    func.setArgAttr(arg.getArgNumber(), dist::DistDialect::kSliceAttrName,
+                    sliceAttr(layout));
     func.removeArgAttr(arg.getArgNumber(),
                        dist::DistDialect::kShardingAttrName);
   }
@@ -325,6 +337,8 @@ LogicalResult Partitioner::run() {
     Layout want = Layout::fromAttr(attr);
     if (!layouts[v].sameDistribution(want))
       ret->setOperand(i, reshard(b, ret->getLoc(), v, layouts[v], want));
+    func.setResultAttr(i, dist::DistDialect::kSliceAttrName,
+                       sliceAttr(want));
     func.removeResultAttr(
         i, StringAttr::get(func.getContext(),
                            dist::DistDialect::kShardingAttrName));

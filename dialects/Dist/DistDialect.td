@@ -23,6 +23,11 @@ def Dist_Dialect : Dialect {
     /// Argument and result attribute: a `#dist.sharding` of the (global)
     /// tensor that the argument or result is.
     static constexpr ::llvm::StringLiteral kShardingAttrName = "dist.sharding";
+    /// Argument and result attribute after veomni-partition: the argument
+    /// or result is this rank's slice of a global tensor laid out by this
+    /// `#dist.sharding` (its type is the local one). The runtime slices
+    /// global data into it and gathers it back (checkpoints, batches).
+    static constexpr ::llvm::StringLiteral kSliceAttrName = "dist.slice";
 
     // The hand-off attributes passes give each other, each checked by
     // verifyOperationAttribute.

@@ -304,11 +304,33 @@ mlir::dist::verifyShardingFor(RankedTensorType type, ShardingAttr sharding,
   return success();
 }
 
+/// `dist.slice` on a partitioned function's argument or result: a
+/// sharding of a mesh that exists, with no partial axes (a slice is of a
+/// whole tensor). Its type is the local one, so shapes are not checked.
+static LogicalResult verifySlice(Operation *op, NamedAttribute attr,
+                                 const std::string &what) {
+  auto sharding = dyn_cast<ShardingAttr>(attr.getValue());
+  if (!sharding)
+    return op->emitError("'")
+           << DistDialect::kSliceAttrName << "' on " << what
+           << " must be a #dist.sharding, got " << attr.getValue();
+  if (!lookupMesh(op, sharding.getMeshName()))
+    return op->emitError("'")
+           << DistDialect::kSliceAttrName << "' on " << what
+           << " names an unknown mesh @" << sharding.getMeshName();
+  if (!sharding.getPartial().empty())
+    return op->emitError("'") << DistDialect::kSliceAttrName << "' on "
+                              << what << " has partial axes";
+  return success();
+}
+
 LogicalResult DistDialect::verifyRegionArgAttribute(Operation *op,
                                                     unsigned regionIndex,
                                                     unsigned argIndex,
                                                     NamedAttribute attr) {
   std::string what = "argument #" + std::to_string(argIndex);
+  if (attr.getName() == kSliceAttrName)
+    return verifySlice(op, attr, what);
   if (attr.getName() != kShardingAttrName)
     return op->emitError("unknown dist argument attribute '")
            << attr.getName().getValue() << "' on " << what;
@@ -335,6 +357,8 @@ LogicalResult DistDialect::verifyRegionResultAttribute(Operation *op,
                                                        unsigned resultIndex,
                                                        NamedAttribute attr) {
   std::string what = "result #" + std::to_string(resultIndex);
+  if (attr.getName() == kSliceAttrName)
+    return verifySlice(op, attr, what);
   if (attr.getName() != kShardingAttrName)
     return op->emitError("unknown dist result attribute '")
            << attr.getName().getValue() << "' on " << what;

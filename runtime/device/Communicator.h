@@ -58,6 +58,9 @@ public:
   virtual absl::Status Broadcast(uint32_t group, const TensorView &buffer,
                                  int root) = 0;
   virtual absl::Status Barrier(uint32_t group) = 0;
+  /// Ends every rank of the job with exit status `code` (after this rank
+  /// has said why): one rank's failure never leaves the others waiting.
+  [[noreturn]] virtual void Abort(int code) = 0;
 
   /// Bytes this rank has sent so far, counted as the plan report counts
   /// them (the ring volume of each collective: (G-1)/G of the gathered,

@@ -3,8 +3,6 @@
 #include "runtime/executor/Executor.h"
 #include "runtime/support/Status.h"
 
-#include "runtime/support/Status.h"
-
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
@@ -38,6 +36,12 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
           std::find(ranks.begin(), ranks.end(), uint32_t(comm->Rank())) -
           ranks.begin()));
     }
+    // Every rank, for gathering global tensors.
+    std::vector<uint32_t> all(program.worldSize);
+    for (uint32_t r = 0; r < program.worldSize; ++r)
+      all[r] = r;
+    VEOMNI_RETURN_IF_ERROR(
+        comm->AddGroup(program.commGroups.size(), "world", all));
   }
   for (size_t i = 0; i < program.kernels.size(); ++i) {
     KernelKind kind = program.kernels[i].kind;
@@ -61,6 +65,7 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
   ex->fns_ = std::move(fns);
   ex->comm_ = comm;
   ex->groupIndex_ = std::move(groupIndex);
+  ex->worldGroup_ = ex->program_.commGroups.size();
   return ex;
 }
 
@@ -112,6 +117,75 @@ absl::StatusOr<HostTensor> Executor::ReadHost(uint32_t buffer) const {
   h.copy.resize(h.view.bytes());
   VEOMNI_RETURN_IF_ERROR(Read(buffer, h.copy.data()));
   h.view.data = h.copy.data();
+  return h;
+}
+
+namespace {
+
+/// Copies the block of shape `local` at `start` of a row-major tensor of
+/// shape `global` out of it (`toGlobal` false) or into it; elements of
+/// `size` bytes.
+void CopyBlock(uint8_t *global, const Shape &globalShape, uint8_t *local,
+               const Shape &localShape, const std::vector<int64_t> &start,
+               size_t size, bool toGlobal) {
+  const size_t rank = localShape.size();
+  if (rank == 0) {
+    toGlobal ? std::memcpy(global, local, size)
+             : std::memcpy(local, global, size);
+    return;
+  }
+  // Rows of the innermost dimension, one memcpy each.
+  const size_t row = localShape[rank - 1] * size;
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < rank; ++d)
+    rows *= localShape[d];
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t at = 0;
+    for (size_t d = 0; d < rank; ++d)
+      at = at * globalShape[d] + start[d] + index[d];
+    uint8_t *g = global + at * size, *l = local + r * row;
+    toGlobal ? std::memcpy(g, l, row) : std::memcpy(l, g, row);
+    for (size_t d = rank - 1; d-- > 0;) {
+      if (++index[d] < localShape[d])
+        break;
+      index[d] = 0;
+    }
+  }
+}
+
+} // namespace
+
+absl::Status Executor::WriteGlobal(uint32_t buffer, const void *global) {
+  if (!program_.IsSliced(buffer))
+    return Write(buffer, global);
+  const BufferDesc &b = program_.buffers[buffer];
+  std::vector<uint8_t> local(b.bytes);
+  CopyBlock(static_cast<uint8_t *>(const_cast<void *>(global)), b.global,
+            local.data(), b.shape, program_.SliceStart(buffer, Rank()),
+            SizeOf(b.dtype), /*toGlobal=*/false);
+  return Write(buffer, local.data());
+}
+
+absl::StatusOr<HostTensor> Executor::ReadGlobal(uint32_t buffer) const {
+  if (!program_.IsSliced(buffer))
+    return ReadHost(buffer);
+  const BufferDesc &b = program_.buffers[buffer];
+  // Every rank's slice, in rank order, then each put in its place.
+  const int64_t n = b.bytes / SizeOf(b.dtype);
+  std::vector<uint8_t> mine(b.bytes), all(b.bytes * program_.worldSize);
+  VEOMNI_RETURN_IF_ERROR(Read(buffer, mine.data()));
+  VEOMNI_RETURN_IF_ERROR(comm_->AllGather(
+      worldGroup_, TensorView{mine.data(), b.dtype, {n}},
+      TensorView{all.data(), b.dtype, {n * int64_t(program_.worldSize)}}, 0));
+  HostTensor h;
+  h.view = TensorView{nullptr, b.dtype, b.global};
+  h.copy.resize(h.view.bytes());
+  h.view.data = h.copy.data();
+  for (uint32_t r = 0; r < program_.worldSize; ++r)
+    CopyBlock(h.copy.data(), b.global, all.data() + r * b.bytes, b.shape,
+              program_.SliceStart(buffer, r), SizeOf(b.dtype),
+              /*toGlobal=*/true);
   return h;
 }
 

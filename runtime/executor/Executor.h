@@ -74,6 +74,31 @@ public:
   /// module it came from.
   absl::Status Run();
 
+  // Global tensors. An argument or output of a partitioned program is this
+  // rank's slice of a global tensor (BufferDesc::split); host code that
+  // loads weights, makes batches or saves checkpoints works with the whole
+  // tensor through these, and so does not depend on the plan. For a whole
+  // buffer they are Read and Write.
+
+  /// This rank (0 without a communicator).
+  int Rank() const { return comm_ ? comm_->Rank() : 0; }
+  int WorldSize() const { return comm_ ? comm_->WorldSize() : 1; }
+  /// Buffer `buffer`'s global shape.
+  const Shape &GlobalShape(uint32_t buffer) const {
+    return program_.buffers[buffer].global;
+  }
+  /// Writes this rank's slice of `global` (the whole tensor, host memory,
+  /// in the buffer's dtype) into buffer `buffer`.
+  absl::Status WriteGlobal(uint32_t buffer, const void *global);
+  /// Runs `fill` on a host tensor of the global shape, which it must fill
+  /// entirely (its contents on entry are unspecified), and writes this
+  /// rank's slice of it. Every rank makes the same global tensor, so no
+  /// data moves between ranks.
+  template <typename Fn> absl::Status FillGlobal(uint32_t buffer, Fn &&fill);
+  /// The whole tensor: every rank's slice, gathered. Collective: every
+  /// rank calls it for the same buffers in the same order.
+  absl::StatusOr<HostTensor> ReadGlobal(uint32_t buffer) const;
+
 private:
   Executor(Program program, std::unique_ptr<Device> device)
       : program_(std::move(program)), device_(std::move(device)) {}
@@ -90,6 +115,8 @@ private:
   Communicator *comm_ = nullptr;
   /// This rank's place in each comm group.
   std::vector<int> groupIndex_;
+  /// The group of all ranks (after the program's), for ReadGlobal.
+  uint32_t worldGroup_ = 0;
 };
 
 template <typename Fn> absl::Status Executor::Edit(uint32_t buffer, Fn &&edit) {
@@ -103,6 +130,19 @@ template <typename Fn> absl::Status Executor::Edit(uint32_t buffer, Fn &&edit) {
   if (absl::Status s = edit(view); !s.ok())
     return s;
   return Write(buffer, host.data());
+}
+
+template <typename Fn>
+absl::Status Executor::FillGlobal(uint32_t buffer, Fn &&fill) {
+  if (!program_.IsSliced(buffer))
+    return Edit(buffer, fill);
+  const BufferDesc &b = program_.buffers[buffer];
+  TensorView view{nullptr, b.dtype, b.global};
+  std::vector<uint8_t> host(view.bytes());
+  view.data = host.data();
+  if (absl::Status s = fill(view); !s.ok())
+    return s;
+  return WriteGlobal(buffer, host.data());
 }
 
 } // namespace veomni::rt

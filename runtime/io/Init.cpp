@@ -3,7 +3,6 @@
 #include "runtime/io/Init.h"
 #include "runtime/support/Status.h"
 
-#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -49,7 +48,7 @@ absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev) {
       return absl::InvalidArgumentError(
           absl::StrCat("parameter '", a.name, "' is not a float tensor"));
     Philox rng(StreamSeed(seed, a.name));
-    absl::Status s = executor.Edit(a.buffer, [&](const TensorView &v) {
+    absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
       for (int64_t i = 0, n = v.numel(); i < n; ++i) {
         float value = a.init == ParamInit::Ones ? 1.0f
                       : a.init == ParamInit::Zeros
@@ -71,26 +70,26 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
   for (const ArgumentDesc &a : p.arguments) {
     if (!IsBatchInput(a))
       continue;
-    // Labels are the next tokens: read the ids filled before them.
+    // Labels are the next tokens: id i is a pure function of the seed, so
+    // they need not be read back (on a partitioned program, this rank holds
+    // a slice of them).
     const ArgumentDesc *ids = p.FindArgument("input_ids");
-    std::optional<HostTensor> idHost;
-    if (a.name == "labels" && ids) {
-      VEOMNI_ASSIGN_OR_RETURN(idHost, executor.ReadHost(ids->buffer));
-    }
+    const Philox idRng(StreamSeed(seed, "input_ids"));
+    const int64_t vocab = std::max<int64_t>(ids ? ids->bound : 1, 1);
+    auto idAt = [&](int64_t i) {
+      return static_cast<int64_t>(idRng.Uniform(i) * vocab) % vocab;
+    };
     Philox rng(StreamSeed(seed, a.name));
-    absl::Status filled = executor.Edit(a.buffer, [&](const TensorView &v) {
+    absl::Status filled = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
       const int64_t n = v.numel();
       const int64_t last = v.shape.empty() ? 1 : v.shape.back();
       if (a.name == "input_ids") {
-        int64_t vocab = std::max<int64_t>(a.bound, 1);
         for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, static_cast<int64_t>(rng.Uniform(i) * vocab) % vocab);
+          StoreI(v, i, idAt(i));
       } else if (a.name == "labels") {
         // The next token of the same sequence; the last one predicts nothing.
-        TensorView idv = idHost ? idHost->view : v;
         for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i,
-                 (!ids || (i + 1) % last == 0) ? -100 : LoadI(idv, i + 1));
+          StoreI(v, i, (!ids || (i + 1) % last == 0) ? -100 : idAt(i + 1));
       } else if (a.name == "position_ids" || a.name == "audio_position_ids") {
         for (int64_t i = 0; i < n; ++i)
           StoreI(v, i, i % last);

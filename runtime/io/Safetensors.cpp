@@ -172,6 +172,7 @@ absl::StatusOr<int64_t> CountBatches(const Executor &executor,
     if (!IsBatchInput(a))
       continue;
     TensorView in = executor.View(a.buffer);
+    in.shape = executor.GlobalShape(a.buffer); // the global batch
     const SafetensorsFile::Entry *e = file.Find(a.name);
     auto bad = [&](absl::string_view what) {
       return absl::InvalidArgumentError(
@@ -211,11 +212,11 @@ absl::Status FillInputs(Executor &executor, const SafetensorsFile &file,
     if (!IsBatchInput(a))
       continue;
     TensorView from = file.View(*file.Find(a.name));
-    if (from.shape != executor.program().buffers[a.buffer].shape) {
+    if (from.shape != executor.GlobalShape(a.buffer)) {
       from.shape.erase(from.shape.begin()); // batch i of N
       from.data = static_cast<uint8_t *>(from.data) + i * from.bytes();
     }
-    absl::Status s = executor.Edit(a.buffer, [&](const TensorView &to) {
+    absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &to) {
       if (absl::Status s = CopyConvert(from, to); !s.ok())
         return absl::InvalidArgumentError(
             absl::StrCat(file.path(), ": input '", a.name, "': ", s.message()));

@@ -135,6 +135,7 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
   if (!ids)
     return absl::InvalidArgumentError("the program has no input_ids input");
   TensorView idv = executor.View(ids->buffer);
+  idv.shape = executor.GlobalShape(ids->buffer); // every rank packs it all
   if (idv.rank() != 2)
     return absl::InvalidArgumentError("input_ids is not [batch, seq_len]");
   for (const ArgumentDesc &a : p.arguments) {
@@ -165,7 +166,7 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
     const ArgumentDesc *a = p.FindArgument(name);
     if (!a)
       return absl::OkStatus();
-    return executor.Edit(a->buffer, [&](const TensorView &v) -> absl::Status {
+    return executor.FillGlobal(a->buffer, [&](const TensorView &v) -> absl::Status {
       if (v.numel() % static_cast<int64_t>(values.size()) != 0)
         return absl::InvalidArgumentError(
             absl::StrCat(name, " ", v.ToString(), " does not hold ",

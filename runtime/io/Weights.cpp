@@ -226,9 +226,10 @@ absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
-    absl::Status loaded = executor.Edit(a.buffer, [&](const TensorView &v) {
-      return LoadParameter(a, v, source, find);
-    });
+    absl::Status loaded =
+        executor.FillGlobal(a.buffer, [&](const TensorView &v) {
+          return LoadParameter(a, v, source, find);
+        });
     if (!loaded.ok())
       return loaded;
   }
@@ -316,7 +317,7 @@ absl::Status SaveOutputs(const Executor &executor, const std::string &path) {
   for (size_t i = 0; i < p.outputs.size(); ++i) {
     if (p.outputNames[i].empty())
       continue;
-    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, executor.ReadHost(p.outputs[i]));
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, executor.ReadGlobal(p.outputs[i]));
     host.push_back(std::move(h));
     for (NamedTensor &t : SplitStacked(p.outputNames[i], host.back().view))
       tensors.push_back(std::move(t));

@@ -39,13 +39,39 @@ absl::string_view KernelName(KernelKind k) {
                                            : "?";
 }
 
-std::vector<uint32_t> Program::GroupRanks(uint32_t group, uint32_t rank) const {
-  // Coordinates of `rank`, row-major over the mesh.
+namespace {
+
+/// Coordinates of `rank`, row-major over the mesh.
+std::vector<uint32_t>
+Coordinates(const std::vector<std::pair<std::string, uint32_t>> &mesh,
+            uint32_t rank) {
   std::vector<uint32_t> coord(mesh.size());
   for (size_t a = mesh.size(), r = rank; a-- > 0;) {
     coord[a] = r % mesh[a].second;
     r /= mesh[a].second;
   }
+  return coord;
+}
+
+} // namespace
+
+std::vector<int64_t> Program::SliceStart(uint32_t buffer, uint32_t rank) const {
+  const BufferDesc &b = buffers[buffer];
+  std::vector<int64_t> start(b.shape.size(), 0);
+  std::vector<uint32_t> coord = Coordinates(mesh, rank);
+  for (size_t d = 0; d < b.split.size(); ++d) {
+    // The dimension's chunk index, row-major over its axes (major first),
+    // as an all-gather over those axes concatenates the chunks.
+    int64_t chunk = 0;
+    for (uint32_t a : b.split[d])
+      chunk = chunk * mesh[a].second + coord[a];
+    start[d] = chunk * b.shape[d];
+  }
+  return start;
+}
+
+std::vector<uint32_t> Program::GroupRanks(uint32_t group, uint32_t rank) const {
+  std::vector<uint32_t> coord = Coordinates(mesh, rank);
   const std::vector<uint32_t> &axes = commGroups[group];
   uint32_t count = 1;
   for (uint32_t a : axes)
@@ -160,6 +186,14 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     if (elements > (uint64_t{1} << 44))
       return Bad(name, absl::StrCat("buffer ", i, ": too large"));
     d.bytes = elements * SizeOf(d.dtype);
+    if (b->split()) {
+      if (b->split()->size() != d.shape.size())
+        return Bad(name, absl::StrCat("buffer ", i, " splits ",
+                                      b->split()->size(), " dimensions of ",
+                                      d.shape.size()));
+      for (const fb::DimSplit *s : *b->split())
+        d.split.push_back(ToVector(s->axes()));
+    }
     if (d.offset % fb::kBufferAlignment != 0 || d.offset > out.arenaBytes ||
         d.bytes > out.arenaBytes - d.offset)
       return Bad(name, absl::StrCat("buffer ", i, " [", d.offset, ", +",
@@ -302,6 +336,10 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
       if (from.bytes != to.bytes || from.dtype != to.dtype)
         return Bad(name, absl::StrCat("update ", i, " copies ", from.bytes,
                                       " bytes into an argument of ", to.bytes));
+      if (from.split != to.split)
+        return Bad(name, absl::StrCat("update ", i,
+                                      " copies a slice into an argument "
+                                      "split otherwise"));
       out.updates.push_back({u->output(), u->argument()});
     }
   }
@@ -321,6 +359,30 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
   if (out.worldSize < 1 || devices != out.worldSize)
     return Bad(name, absl::StrCat("world size ", out.worldSize,
                                   " is not the mesh's ", devices, " devices"));
+  // Global shapes of sliced buffers: each axis once, each global dimension
+  // within the limits every buffer has.
+  for (uint32_t i = 0; i < out.buffers.size(); ++i) {
+    BufferDesc &d = out.buffers[i];
+    d.global = d.shape;
+    std::vector<bool> seen(out.mesh.size(), false);
+    uint64_t elements = 1;
+    for (size_t dim = 0; dim < d.split.size(); ++dim) {
+      for (uint32_t a : d.split[dim]) {
+        if (a >= out.mesh.size() || seen[a])
+          return Bad(name, absl::StrCat("buffer ", i, " is split over mesh axis ",
+                                        a, " of ", out.mesh.size(),
+                                        " (or twice)"));
+        seen[a] = true;
+        d.global[dim] *= out.mesh[a].second;
+      }
+      if (d.global[dim] > (int64_t{1} << 40))
+        return Bad(name, absl::StrCat("buffer ", i, ": bad global dimension ",
+                                      d.global[dim]));
+      elements *= d.global[dim];
+      if (elements > (uint64_t{1} << 50))
+        return Bad(name, absl::StrCat("buffer ", i, ": too large globally"));
+    }
+  }
   if (p->comm_groups())
     for (uint32_t i = 0; i < p->comm_groups()->size(); ++i) {
       std::vector<uint32_t> axes = ToVector(p->comm_groups()->Get(i)->axes());
@@ -349,7 +411,8 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     if (!a.initFrom.empty()) {
       const ArgumentDesc *src = out.FindArgument(a.initFrom);
       if (!src || !src->isParam ||
-          out.buffers[src->buffer].shape != out.buffers[a.buffer].shape)
+          out.buffers[src->buffer].shape != out.buffers[a.buffer].shape ||
+          out.buffers[src->buffer].split != out.buffers[a.buffer].split)
         return Bad(name, absl::StrCat("state '", a.name,
                                       "' starts from unknown parameter '",
                                       a.initFrom, "'"));

@@ -30,6 +30,12 @@ struct BufferDesc {
   DType dtype = DType::F32;
   Shape shape;
   uint64_t bytes = 0;
+  /// A partitioned program's arguments and outputs: per dimension, the mesh
+  /// axes (indices into Program::mesh, major first) that split it; empty
+  /// for a whole tensor. `global` is the tensor's shape before the split
+  /// (equal to `shape` when nothing is split).
+  std::vector<std::vector<uint32_t>> split;
+  Shape global;
 };
 
 /// Mirrors fb::ArgumentRole (program.fbs): what an argument is for.
@@ -103,6 +109,14 @@ struct Program {
   uint32_t worldSize = 1;
   std::vector<std::pair<std::string, uint32_t>> mesh;
   std::vector<std::vector<uint32_t>> commGroups;
+
+  /// Where `rank`'s slice of buffer `buffer` starts in its global tensor,
+  /// per dimension (zeros for a whole tensor).
+  std::vector<int64_t> SliceStart(uint32_t buffer, uint32_t rank) const;
+  /// Whether buffer `buffer` is a slice of a larger global tensor.
+  bool IsSliced(uint32_t buffer) const {
+    return buffers[buffer].global != buffers[buffer].shape;
+  }
 
   /// The ranks of group `group` that `rank` belongs to, in group order.
   std::vector<uint32_t> GroupRanks(uint32_t group, uint32_t rank) const;

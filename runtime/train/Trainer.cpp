@@ -127,22 +127,22 @@ absl::Status Trainer::Save(const std::string &dir, int64_t step,
   // place only once complete: a crash leaves no half-written checkpoint.
   std::string tmp = absl::StrCat(dir, ".tmp.", getpid());
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directories(tmp, ec) || ec)
-    return absl::PermissionDeniedError(
-        absl::StrCat(tmp, ": cannot create: ", ec.message()));
   auto failed = [&](absl::Status s) {
     fs::remove_all(tmp, ec);
     return s;
   };
 
+  // Whole tensors, whatever the plan: each rank's slices are gathered (every
+  // rank takes part) and rank 0 writes them, so a checkpoint resumes under
+  // any other plan.
+  const bool writer = executor_->Rank() == 0;
   std::vector<NamedTensor> weights, states;
   std::vector<HostTensor> host; // what the views below point into
   uint64_t checksum = kHashSeed;
   for (const ArgumentDesc &a : executor_->program().arguments) {
     if (!Checkpointed(a))
       continue;
-    absl::StatusOr<HostTensor> h = executor_->ReadHost(a.buffer);
+    absl::StatusOr<HostTensor> h = executor_->ReadGlobal(a.buffer);
     if (!h.ok())
       return failed(h.status());
     host.push_back(*std::move(h));
@@ -155,6 +155,12 @@ absl::Status Trainer::Save(const std::string &dir, int64_t step,
     for (NamedTensor &t : SplitStacked(a.name, v))
       weights.push_back(std::move(t));
   }
+  if (!writer)
+    return absl::OkStatus();
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) || ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat(tmp, ": cannot create: ", ec.message()));
   if (!options.config.empty()) {
     std::ifstream in(options.config, std::ios::binary);
     std::stringstream text;
@@ -227,12 +233,21 @@ Trainer::Load(const std::string &dir,
     uint64_t offset; ///< into the buffer
   };
   std::vector<Copy> copies;
+  // Sliced buffers are assembled whole on the host, then each rank keeps
+  // its slice.
+  std::map<uint32_t, std::vector<uint8_t>> staging;
   uint64_t hash = kHashSeed;
   for (const ArgumentDesc &a : executor_->program().arguments) {
     if (!Checkpointed(a))
       continue;
     // Only shapes and offsets are read here; the bytes go in below.
     TensorView to = executor_->View(a.buffer);
+    if (executor_->program().IsSliced(a.buffer)) {
+      to.shape = executor_->GlobalShape(a.buffer);
+      std::vector<uint8_t> &whole = staging[a.buffer];
+      whole.resize(to.bytes());
+      to.data = whole.data();
+    }
     bool param = a.kind == ArgumentKind::Param;
     std::vector<NamedTensor> parts =
         param ? SplitStacked(a.name, to)
@@ -262,9 +277,17 @@ Trainer::Load(const std::string &dir,
   if (hash != checksum)
     return absl::DataLossError(
         absl::StrCat(dir, ": checksum mismatch (the checkpoint is corrupt)"));
-  for (const Copy &c : copies)
-    VEOMNI_RETURN_IF_ERROR(
-        executor_->WriteAt(c.buffer, c.offset, c.from.data, c.from.bytes()));
+  for (const Copy &c : copies) {
+    auto whole = staging.find(c.buffer);
+    if (whole != staging.end())
+      std::memcpy(whole->second.data() + c.offset, c.from.data,
+                  c.from.bytes());
+    else
+      VEOMNI_RETURN_IF_ERROR(
+          executor_->WriteAt(c.buffer, c.offset, c.from.data, c.from.bytes()));
+  }
+  for (auto &[buffer, whole] : staging)
+    VEOMNI_RETURN_IF_ERROR(executor_->WriteGlobal(buffer, whole.data()));
   return step;
 }
 

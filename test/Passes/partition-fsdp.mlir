@@ -5,7 +5,7 @@
 // before use, the batch stays split, the loss is summed over dp, and the
 // weight's gradient, laid out like the weight, is a reduce-scatter.
 // CHECK-LABEL: func.func @linear
-// CHECK-SAME: (%[[W:.*]]: tensor<8x16xf32> {veomni.param = "w"}, %[[X:.*]]: tensor<2x16xf32> {veomni.input = "x"}) -> (tensor<f32>, tensor<8x16xf32> {veomni.grad = "w", veomni.role = #veomni<result_role gradient>})
+// CHECK-SAME: (%[[W:.*]]: tensor<8x16xf32> {dist.slice = #dist.sharding<@mesh, [{"dp_shard"}, {}]>, veomni.param = "w"}, %[[X:.*]]: tensor<2x16xf32> {dist.slice = #dist.sharding<@mesh, [{"dp_shard"}, {}]>, veomni.input = "x"}) -> (tensor<f32> {dist.slice = #dist.sharding<@mesh, []>}, tensor<8x16xf32> {dist.slice = #dist.sharding<@mesh, [{"dp_shard"}, {}]>, veomni.grad = "w", veomni.role = #veomni<result_role gradient>})
 // CHECK: %[[WF:.*]] = dist.all_gather %[[W]] mesh = @mesh axes = ["dp_shard"] dim = 0 : tensor<8x16xf32> -> tensor<32x16xf32>
 // CHECK-NEXT: %[[Y:.*]] = veomni.matmul %[[X]], %[[WF]] {transpose_rhs} : tensor<2x16xf32>, tensor<32x16xf32>
 // CHECK-NEXT: %[[S:.*]] = veomni.reduce sum %[[Y]] dims = [0, 1] : tensor<2x32xf32>

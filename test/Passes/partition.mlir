@@ -7,7 +7,11 @@
 // Megatron MLP, dp 2 x tp 4: column-parallel up, row-parallel down, one
 // all-reduce of the output over tp, nothing over dp.
 // CHECK-LABEL: func.func @megatron_mlp
-// CHECK-SAME: (%[[X:.*]]: tensor<4x16x64xf32>, %[[W1:.*]]: tensor<64x64xf32>, %[[W2:.*]]: tensor<64x64xf32>) -> tensor<4x16x64xf32>
+// Arguments and results keep the slice each rank holds, for the runtime.
+// CHECK-SAME: (%[[X:.*]]: tensor<4x16x64xf32> {dist.slice = #dist.sharding<@mesh, [{"dp_shard"}, {}, {}]>},
+// CHECK-SAME: %[[W1:.*]]: tensor<64x64xf32> {dist.slice = #dist.sharding<@mesh, [{"tp"}, {}]>},
+// CHECK-SAME: %[[W2:.*]]: tensor<64x64xf32> {dist.slice = #dist.sharding<@mesh, [{}, {"tp"}]>})
+// CHECK-SAME: -> (tensor<4x16x64xf32> {dist.slice = #dist.sharding<@mesh, [{"dp_shard"}, {}, {}]>})
 // CHECK-NEXT: %[[H:.*]] = veomni.matmul %[[X]], %[[W1]] {transpose_rhs} : tensor<4x16x64xf32>, tensor<64x64xf32>
 // CHECK-NEXT: %[[A:.*]] = veomni.silu %[[H]] : tensor<4x16x64xf32>
 // CHECK-NEXT: %[[Y:.*]] = veomni.matmul %[[A]], %[[W2]] {transpose_rhs} : tensor<4x16x64xf32>, tensor<64x64xf32>
@@ -127,7 +131,7 @@ func.func @local_split(%x: tensor<4x8xf32> {dist.sharding = #dist.sharding<@mesh
 // on the sequence instead (as DeepSpeed-Ulysses does when sp exceeds the
 // kv heads).
 // CHECK-LABEL: func.func @ulysses_gqa
-// CHECK-SAME: (%arg0: tensor<1x32x2x16xf32>, %arg1: tensor<1x32x1x16xf32>, %arg2: tensor<1x32x1x16xf32>) -> tensor<1x64x1x16xf32>
+// CHECK-SAME: (%arg0: tensor<1x32x2x16xf32> {{{.*}}}, %arg1: tensor<1x32x1x16xf32> {{{.*}}}, %arg2: tensor<1x32x1x16xf32> {{{.*}}}) -> (tensor<1x64x1x16xf32> {dist.slice = #dist.sharding<@mesh, [{}, {}, {"tp", "sp"}, {}]>})
 // CHECK-NEXT: %[[Q:.*]] = dist.all_to_all %arg0 mesh = @mesh axes = ["sp"] split_dim = 2 concat_dim = 1 : tensor<1x32x2x16xf32> -> tensor<1x64x1x16xf32>
 // CHECK-NEXT: %[[K:.*]] = dist.all_gather %arg1 mesh = @mesh axes = ["sp"] dim = 1 : tensor<1x32x1x16xf32> -> tensor<1x64x1x16xf32>
 // CHECK-NEXT: %[[V:.*]] = dist.all_gather %arg2 mesh = @mesh axes = ["sp"] dim = 1 : tensor<1x32x1x16xf32> -> tensor<1x64x1x16xf32>
@@ -149,7 +153,7 @@ func.func @ulysses_gqa(
 // rows and stay whole; the local op is told its expert axes, over which it
 // sends rows to their experts' ranks and back. No all-gather anywhere.
 // CHECK-LABEL: func.func @expert_parallel
-// CHECK-SAME: (%arg0: tensor<16x16xf32>, %arg1: tensor<2x32x16xf32>, %arg2: tensor<8xi32>) -> tensor<16x32xf32>
+// CHECK-SAME: (%arg0: tensor<16x16xf32> {{{.*}}}, %arg1: tensor<2x32x16xf32> {dist.slice = #dist.sharding<@mesh, [{"ep"}, {}, {}]>}, %arg2: tensor<8xi32> {{{.*}}}) -> (tensor<16x32xf32> {{{.*}}})
 // CHECK-NEXT: %[[Y:.*]] = veomni.grouped_matmul %arg0, %arg1, %arg2 {dist.expert_axes = ["ep"], transpose_weight} : tensor<16x16xf32>, tensor<2x32x16xf32>, tensor<8xi32>
 // CHECK-NEXT: return %[[Y]]
 dist.mesh @mesh = <["dp_shard" = 2, "ep" = 4]>

@@ -13,6 +13,7 @@
 #include "compiler/Recipe.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/comm/mpi/MpiCommunicator.h"
 #include "runtime/io/Init.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenDataset.h"
@@ -26,11 +27,14 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <unistd.h>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -41,6 +45,45 @@ namespace {
 int fail(const llvm::Twine &message) {
   llvm::errs() << "veomni: error: " << message << "\n";
   return 1;
+}
+
+/// Whether this process is one rank of a job a launcher started (Open
+/// MPI's mpirun, MPICH's or PMIx's, or srun with several tasks).
+bool launchedAsRank() {
+  for (const char *name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(name))
+      return true;
+  const char *tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  return tasks && std::atoi(tasks) > 1 && std::getenv("SLURM_PROCID");
+}
+
+/// Starts `ranks` copies of this `veomni train` through mpirun and returns
+/// its exit status (non-zero when any rank fails).
+int launch(int64_t ranks, llvm::ArrayRef<std::string> trainArgs) {
+  llvm::ErrorOr<std::string> mpirun = llvm::sys::findProgramByName("mpirun");
+  if (!mpirun)
+    return fail("--nproc " + llvm::Twine(ranks) +
+                " needs mpirun on the PATH (Debian: openmpi-bin)");
+  std::string self =
+      llvm::sys::fs::getMainExecutable(nullptr, (void *)&launchedAsRank);
+  std::vector<std::string> argv = {*mpirun};
+  if (geteuid() == 0)
+    argv.push_back("--allow-run-as-root");
+  // More ranks than cores is fine for tests and small runs; no pinning, so
+  // oversubscribed ranks share the cores.
+  for (const char *a : {"--oversubscribe", "--bind-to", "none", "-np"})
+    argv.push_back(a);
+  argv.push_back(std::to_string(ranks));
+  argv.push_back(self);
+  argv.push_back("train");
+  argv.insert(argv.end(), trainArgs.begin(), trainArgs.end());
+  std::vector<llvm::StringRef> refs(argv.begin(), argv.end());
+  std::string error;
+  int code = llvm::sys::ExecuteAndWait(*mpirun, refs, std::nullopt, {}, 0, 0,
+                                       &error);
+  if (code < 0)
+    return fail("mpirun: " + error);
+  return code;
 }
 
 std::string checkpointPath(const std::string &dir, int64_t step) {
@@ -111,21 +154,80 @@ void writeLossCurve(const std::string &path,
 int runTrain(llvm::ArrayRef<const char *> args) {
   if (wantsHelp(args)) {
     llvm::outs()
-        << "usage: veomni train RECIPE.yaml [--section.key VALUE ...]\n\n"
+        << "usage: veomni train RECIPE.yaml [--nproc N] [--section.key VALUE "
+           "...]\n\n"
            "Compiles the training step of the recipe's model and runs it: a\n"
            "progress line per log interval, metrics.jsonl, Hugging Face\n"
            "checkpoints (checkpoint-N/) and loss_curve.svg in the output\n"
            "directory (docs/training.md). Any setting can be overridden on\n"
            "the command line with its dotted name (--train.lr 3e-4).\n\n"
+           "--nproc N (or a parallel section whose mesh has N ranks) starts\n"
+           "N ranks through mpirun; dp_shard takes the ranks when the recipe\n"
+           "names no mesh. Started by mpirun or srun itself, it takes rank\n"
+           "and size from the launcher. Every plan trains on the same global\n"
+           "batches and writes the same plan-independent checkpoints.\n\n"
            "settings:\n"
         << Recipe::settingsHelp();
     return 0;
   }
-  absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(
-      std::vector<std::string>(args.begin(), args.end()), {});
+  // --nproc N: this command on N ranks, through mpirun.
+  std::vector<std::string> rest;
+  int64_t nproc = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    llvm::StringRef a = args[i];
+    if (a != "--nproc") {
+      rest.push_back(a.str());
+      continue;
+    }
+    if (i + 1 >= args.size() || llvm::StringRef(args[i + 1]).getAsInteger(10, nproc) ||
+        nproc < 1)
+      return fail("--nproc needs a positive number of ranks");
+    ++i;
+  }
+  absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(rest, {});
   if (!recipe.ok())
     return fail(std::string(recipe.status().message()));
-  const Recipe &r = *recipe;
+  Recipe &r = *recipe;
+  const bool asRank = launchedAsRank();
+  if (!asRank) {
+    // A mesh of several ranks starts them itself.
+    int64_t ranks = nproc ? nproc : r.parallel.meshSize();
+    if (ranks > 1)
+      return launch(ranks, rest);
+  }
+
+  // One rank of a job: the communicator, and the mesh checked against the
+  // ranks there are (dp_shard takes all of them when the recipe names no
+  // mesh).
+  std::unique_ptr<rt::mpi::MpiCommunicator> comm;
+  if (asRank) {
+    auto c = rt::mpi::MpiCommunicator::Create();
+    if (!c.ok())
+      return fail(std::string(c.status().message()));
+    comm = *std::move(c);
+    int64_t world = comm->WorldSize();
+    if (r.parallel.meshSize() == 1 && world > 1)
+      r.parallel.dpShard = world;
+    if (r.parallel.meshSize() != world) {
+      if (comm->Rank() == 0)
+        fail(r.path + ": parallel: the mesh has " +
+             llvm::Twine(r.parallel.meshSize()) + " ranks, the job " +
+             llvm::Twine(world));
+      return 1;
+    }
+  }
+  const int rank = comm ? comm->Rank() : 0;
+  // Rank 0 reports for the job; any rank's error ends every rank.
+  llvm::raw_ostream &out = rank == 0 ? llvm::outs() : llvm::nulls();
+  auto fail = [&](const llvm::Twine &message) -> int {
+    if (comm && comm->WorldSize() > 1) {
+      llvm::errs() << "veomni: error: rank " << rank << ": " << message
+                   << "\n";
+      llvm::errs().flush();
+      comm->Abort(1);
+    }
+    return ::fail(message);
+  };
 
   // Compile the training step.
   DialectRegistry registry;
@@ -136,7 +238,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       importHFConfig(context, r.model.config, importOptionsOf(r));
   if (!model.ok())
     return fail(std::string(model.status().message()));
-  printWarnings(*model);
+  if (rank == 0)
+    printWarnings(*model);
   std::string diagnostic;
   ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
     if (diagnostic.empty())
@@ -161,7 +264,11 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       r.model.config);
   if (!program.ok())
     return fail(std::string(program.status().message()));
-  auto executor = rt::Executor::Create(*std::move(program));
+  auto device = rt::CreateDevice("cpu");
+  if (!device.ok())
+    return fail(std::string(device.status().message()));
+  auto executor =
+      rt::Executor::Create(*std::move(program), *std::move(device), comm.get());
   if (!executor.ok())
     return fail(std::string(executor.status().message()));
   rt::Executor &ex = **executor;
@@ -220,17 +327,25 @@ int runTrain(llvm::ArrayRef<const char *> args) {
                     r.data.path);
       packer->SetPosition(doc, at);
     }
-    llvm::outs() << "resumed from " << resumeFrom << " at step " << start
+    out << "resumed from " << resumeFrom << " at step " << start
                  << "\n";
   }
 
+  // metrics.jsonl: rank 0's, for the whole job.
   std::error_code ec;
-  llvm::raw_fd_ostream metrics(r.train.outputDir + "/metrics.jsonl", ec,
+  std::string metricsPath = rank == 0 ? r.train.outputDir + "/metrics.jsonl"
+                                      : std::string("/dev/null");
+  llvm::raw_fd_ostream metrics(metricsPath, ec,
                                start > 0 ? llvm::sys::fs::OF_Append
                                          : llvm::sys::fs::OF_None);
   if (ec)
-    return fail("cannot write " + r.train.outputDir + "/metrics.jsonl");
-  llvm::outs() << "model " << model->modelType << ", " << report.kernels
+    return fail("cannot write " + metricsPath);
+  if (comm)
+    out << "job of " << comm->WorldSize() << " ranks: dp_replicate="
+        << r.parallel.dpReplicate << " dp_shard=" << r.parallel.dpShard
+        << " tp=" << r.parallel.tp << " sp=" << r.parallel.sp
+        << " ep=" << r.parallel.ep << " (per-rank figures below)\n";
+  out << "model " << model->modelType << ", " << report.kernels
                << " kernels, arena " << report.arenaBytes / (1 << 20)
                << " MiB (activations " << report.activationBytes / (1 << 10)
                << " KiB, remat " << r.train.remat << "), compiled in "
@@ -252,7 +367,8 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   };
 
   const int64_t tokensPerStep = r.data.globalBatchSize * r.data.seqLen;
-  bool tty = llvm::sys::Process::StandardOutIsDisplayed();
+  // mpirun gives ranks a pseudo-terminal: a job prints whole lines.
+  bool tty = !comm && llvm::sys::Process::StandardOutIsDisplayed();
   std::vector<std::pair<int64_t, double>> curve;
   auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
   for (int64_t step = start + 1; step <= r.train.steps; ++step) {
@@ -294,7 +410,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     if (step % r.train.logInterval == 0 || step == r.train.steps) {
       int64_t eta = static_cast<int64_t>(perStep * (r.train.steps - step));
       int width = 24, done = int(width * step / r.train.steps);
-      llvm::outs() << (tty ? "\r" : "") << "[" << std::string(done, '#')
+      out << (tty ? "\r" : "") << "[" << std::string(done, '#')
                    << std::string(width - done, '.') << "] "
                    << llvm::format(
                           "step %lld/%lld  loss %.4f  grad_norm %.3f  lr "
@@ -303,7 +419,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
                           m->gradNorm, m->lr, tokensPerStep / perStep,
                           (long long)(eta / 60), (long long)(eta % 60))
                    << (tty ? "" : "\n");
-      llvm::outs().flush();
+      out.flush();
     }
     if (r.train.checkpointInterval > 0 &&
         step % r.train.checkpointInterval == 0 && step != r.train.steps)
@@ -311,12 +427,13 @@ int runTrain(llvm::ArrayRef<const char *> args) {
         return code;
   }
   if (tty)
-    llvm::outs() << "\n";
+    out << "\n";
   if (int code = saveCheckpoint(r.train.steps))
     return code;
-  writeLossCurve(r.train.outputDir + "/loss_curve.svg", curve);
+  if (rank == 0)
+    writeLossCurve(r.train.outputDir + "/loss_curve.svg", curve);
   if (!curve.empty())
-    llvm::outs() << llvm::format("loss %.4f -> %.4f over steps %lld..%lld",
+    out << llvm::format("loss %.4f -> %.4f over steps %lld..%lld",
                                  curve.front().second, curve.back().second,
                                  (long long)curve.front().first,
                                  (long long)curve.back().first)

@@ -8,6 +8,8 @@
 
 #include <mpi.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -136,6 +138,13 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
   VEOMNI_MPI_CALL(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_));
   VEOMNI_MPI_CALL(MPI_Comm_size(MPI_COMM_WORLD, &c->size_));
   return c;
+}
+
+void MpiCommunicator::Abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code); // MPI_Abort does not return; should it, end this rank
 }
 
 MpiCommunicator::~MpiCommunicator() {

@@ -49,6 +49,7 @@ public:
   absl::Status Broadcast(uint32_t group, const TensorView &buffer,
                          int root) override;
   absl::Status Barrier(uint32_t group) override;
+  [[noreturn]] void Abort(int code) override;
   double BytesSent() const override { return bytesSent_; }
 
 private:
