@@ -2,9 +2,9 @@
 //
 // The interface the distributed runtime implements (MPI on the CPU, NCCL
 // on CUDA). A program lists, per mesh axis, the ranks this rank talks to
-// (Program::commGroups, derived from the mesh by the compiler); a
-// communicator turns each into a group once, and collective kernels name
-// their group by index. Buffers are views of the device's arena.
+// (Program::commGroups, derived from the mesh by the compiler); the
+// executor asks the communicator for each group once and runs collective
+// kernels on the handle it got. Buffers are views of the device's arena.
 //
 // Implementations: runtime/comm/mpi (Open MPI, the CPU backend's); NCCL
 // comes with the CUDA backend.
@@ -17,6 +17,7 @@
 #include "runtime/core/Tensor.h"
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
@@ -31,10 +32,14 @@ public:
   virtual ~Communicator() = default;
   virtual int Rank() const = 0;
   virtual int WorldSize() const = 0;
-  /// Creates group `index` of the program: the ranks of one mesh axis
-  /// that include this rank, in order.
-  virtual absl::Status AddGroup(uint32_t index, absl::string_view axis,
-                                absl::Span<const uint32_t> ranks) = 0;
+  /// The group of `ranks` (in this order, this rank among them), made on
+  /// first use; `name` labels errors. Every rank of the group asks for it,
+  /// in the same order relative to the other groups they share. Returns
+  /// the handle the collectives take: the same ranks, the same handle, so
+  /// the programs of one job (a forward and a step, pipeline stages, a
+  /// re-planned resume) share their groups.
+  virtual absl::StatusOr<uint32_t> AddGroup(absl::string_view name,
+                                            absl::Span<const uint32_t> ranks) = 0;
 
   /// out = the group's inputs concatenated along `dim`, in rank order.
   virtual absl::Status AllGather(uint32_t group, const TensorView &in,

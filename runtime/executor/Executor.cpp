@@ -16,6 +16,8 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
   std::vector<KernelFn> fns;
   fns.reserve(program.kernels.size());
   std::vector<int> groupIndex;
+  std::vector<uint32_t> handles;
+  uint32_t world = 0;
   if (program.worldSize > 1 || !program.commGroups.empty()) {
     if (!comm || comm->WorldSize() != static_cast<int>(program.worldSize))
       return absl::FailedPreconditionError(absl::StrCat(
@@ -31,7 +33,8 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
       std::string axes;
       for (uint32_t a : program.commGroups[g])
         absl::StrAppend(&axes, axes.empty() ? "" : "+", program.mesh[a].first);
-      VEOMNI_RETURN_IF_ERROR(comm->AddGroup(g, axes, ranks));
+      VEOMNI_ASSIGN_OR_RETURN(uint32_t handle, comm->AddGroup(axes, ranks));
+      handles.push_back(handle);
       groupIndex.push_back(static_cast<int>(
           std::find(ranks.begin(), ranks.end(), uint32_t(comm->Rank())) -
           ranks.begin()));
@@ -40,8 +43,7 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
     std::vector<uint32_t> all(program.worldSize);
     for (uint32_t r = 0; r < program.worldSize; ++r)
       all[r] = r;
-    VEOMNI_RETURN_IF_ERROR(
-        comm->AddGroup(program.commGroups.size(), "world", all));
+    VEOMNI_ASSIGN_OR_RETURN(world, comm->AddGroup("world", all));
   }
   for (size_t i = 0; i < program.kernels.size(); ++i) {
     KernelKind kind = program.kernels[i].kind;
@@ -65,7 +67,8 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
   ex->fns_ = std::move(fns);
   ex->comm_ = comm;
   ex->groupIndex_ = std::move(groupIndex);
-  ex->worldGroup_ = ex->program_.commGroups.size();
+  ex->groupHandle_ = std::move(handles);
+  ex->worldGroup_ = world;
   return ex;
 }
 
@@ -189,6 +192,20 @@ absl::StatusOr<HostTensor> Executor::ReadGlobal(uint32_t buffer) const {
   return h;
 }
 
+absl::Status Executor::SyncStatus(absl::Status mine) const {
+  if (!comm_ || program_.worldSize == 1)
+    return mine;
+  // The lowest failed rank wins: a max over (world - rank) for failures.
+  int32_t flag = mine.ok() ? 0 : int32_t(program_.worldSize) - Rank();
+  TensorView v{&flag, DType::I32, {1}};
+  VEOMNI_RETURN_IF_ERROR(comm_->AllReduce(worldGroup_, v, v, ReduceOp::Max));
+  if (!mine.ok() || flag == 0)
+    return mine;
+  return absl::AbortedError(
+      absl::StrCat("rank ", int32_t(program_.worldSize) - flag,
+                   " failed (its message says why)"));
+}
+
 absl::Status Executor::CopyBuffer(uint32_t from, uint32_t to) {
   const BufferDesc &a = program_.buffers[from], &b = program_.buffers[to];
   if (a.bytes != b.bytes)
@@ -204,19 +221,19 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
   switch (k.kind) {
   case KernelKind::AllGather: {
     auto a = AttrsOf<KernelKind::AllGather>::Decode(k);
-    return comm_->AllGather(a.group, in[0], out[0], a.dim);
+    return comm_->AllGather(groupHandle_[a.group], in[0], out[0], a.dim);
   }
   case KernelKind::ReduceScatter: {
     auto a = AttrsOf<KernelKind::ReduceScatter>::Decode(k);
-    return comm_->ReduceScatter(a.group, in[0], out[0], a.dim, ReduceOp::Sum);
+    return comm_->ReduceScatter(groupHandle_[a.group], in[0], out[0], a.dim, ReduceOp::Sum);
   }
   case KernelKind::AllReduce: {
     auto a = AttrsOf<KernelKind::AllReduce>::Decode(k);
-    return comm_->AllReduce(a.group, in[0], out[0], ReduceOp::Sum);
+    return comm_->AllReduce(groupHandle_[a.group], in[0], out[0], ReduceOp::Sum);
   }
   case KernelKind::AllToAll: {
     auto a = AttrsOf<KernelKind::AllToAll>::Decode(k);
-    return comm_->AllToAll(a.group, in[0], out[0], a.split_dim, a.concat_dim);
+    return comm_->AllToAll(groupHandle_[a.group], in[0], out[0], a.split_dim, a.concat_dim);
   }
   case KernelKind::LocalSplit: {
     // This rank's block of dimension `dim`: no communication.
@@ -260,12 +277,17 @@ absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
     return fns_[i](k, in, out);
   // The tokens that count, on every rank of the group.
   const TensorView &labels = in[1];
-  int64_t count = 0;
+  // An i32 count, as the plan report counts its bytes.
+  int64_t local = 0;
   for (int64_t j = 0, n = labels.numel(); j < n; ++j)
-    count += LoadI(labels, j) != ignoreIndex;
-  TensorView countView{&count, DType::I64, {1}};
+    local += LoadI(labels, j) != ignoreIndex;
+  if (local > (int64_t{1} << 31) / std::max(int(program_.worldSize), 1))
+    return absl::OutOfRangeError("too many tokens to count in an i32");
+  int32_t count = static_cast<int32_t>(local);
+  TensorView countView{&count, DType::I32, {1}};
   VEOMNI_RETURN_IF_ERROR(
-      comm_->AllReduce(group, countView, countView, ReduceOp::Sum));
+      comm_->AllReduce(groupHandle_[group], countView, countView,
+                       ReduceOp::Sum));
   // This rank's sum, scaled by the group's count: partial sums of the mean.
   const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
   KernelDesc sum = k;

@@ -98,6 +98,9 @@ public:
   /// The whole tensor: every rank's slice, gathered. Collective: every
   /// rank calls it for the same buffers in the same order.
   absl::StatusOr<HostTensor> ReadGlobal(uint32_t buffer) const;
+  /// `mine`, or an error naming the lowest rank that failed when another
+  /// did: every rank learns whether the job can go on. Collective.
+  absl::Status SyncStatus(absl::Status mine) const;
 
 private:
   Executor(Program program, std::unique_ptr<Device> device)
@@ -113,9 +116,12 @@ private:
   std::unique_ptr<Device> device_;
   std::vector<KernelFn> fns_; ///< one per kernel, bound at creation
   Communicator *comm_ = nullptr;
-  /// This rank's place in each comm group.
+  /// This rank's place in each of the program's comm groups, and the
+  /// communicator's handle for it.
   std::vector<int> groupIndex_;
-  /// The group of all ranks (after the program's), for ReadGlobal.
+  std::vector<uint32_t> groupHandle_;
+  /// The communicator's handle for all ranks, for ReadGlobal and
+  /// SyncStatus.
   uint32_t worldGroup_ = 0;
 };
 

@@ -123,6 +123,13 @@ bool Checkpointed(const ArgumentDesc &a) {
 absl::Status Trainer::Save(const std::string &dir, int64_t step,
                            const std::map<std::string, std::string> &metadata,
                            const CheckpointOptions &options) const {
+  // On every rank it returns once the folder is in place (or not).
+  return executor_->SyncStatus(Write(dir, step, metadata, options));
+}
+
+absl::Status Trainer::Write(const std::string &dir, int64_t step,
+                            const std::map<std::string, std::string> &metadata,
+                            const CheckpointOptions &options) const {
   // Everything goes into a fresh folder beside `dir`, which is renamed into
   // place only once complete: a crash leaves no half-written checkpoint.
   std::string tmp = absl::StrCat(dir, ".tmp.", getpid());
@@ -201,6 +208,15 @@ absl::Status Trainer::Save(const std::string &dir, int64_t step,
 
 absl::StatusOr<int64_t>
 Trainer::Load(const std::string &dir,
+              std::map<std::string, std::string> &metadata) {
+  // Every rank reads; none goes on when one could not.
+  absl::StatusOr<int64_t> step = Read(dir, metadata);
+  VEOMNI_RETURN_IF_ERROR(executor_->SyncStatus(step.status()));
+  return step;
+}
+
+absl::StatusOr<int64_t>
+Trainer::Read(const std::string &dir,
               std::map<std::string, std::string> &metadata) {
   std::error_code ec;
   std::string optimizerPath = absl::StrCat(dir, "/", kOptimizerFile);

@@ -53,18 +53,31 @@ public:
   /// an index above options.maxShardBytes; experts per expert), and
   /// optimizer.safetensors with the optimizer state, the step, a hash of
   /// every tensor, and `metadata`. transformers' from_pretrained loads the
-  /// folder as it is.
+  /// folder as it is. On a partitioned program every tensor is whole (the
+  /// ranks' slices gathered, rank 0 writing): the checkpoint does not
+  /// depend on the plan. Every rank calls it; it returns on each once the
+  /// folder is in place, or with the error.
   absl::Status Save(const std::string &dir, int64_t step,
                     const std::map<std::string, std::string> &metadata,
                     const CheckpointOptions &options) const;
   /// Restores parameters and state from a folder Save wrote; returns the
   /// step saved and fills `metadata`. Every name, type and shape and the
-  /// hash are checked before anything is copied.
+  /// hash are checked before anything is copied. Each rank reads the whole
+  /// tensors and keeps its slices, so a checkpoint of any plan (or of one
+  /// rank) resumes under any other.
   absl::StatusOr<int64_t> Load(const std::string &dir,
                                std::map<std::string, std::string> &metadata);
 
 private:
   explicit Trainer(Executor &executor) : executor_(&executor) {}
+  /// Save's work on this rank: its part of the gathers, and the files on
+  /// rank 0.
+  absl::Status Write(const std::string &dir, int64_t step,
+                     const std::map<std::string, std::string> &metadata,
+                     const CheckpointOptions &options) const;
+  /// Load's work on this rank.
+  absl::StatusOr<int64_t> Read(const std::string &dir,
+                               std::map<std::string, std::string> &metadata);
   Executor *executor_;
   uint32_t stepBuffer_ = 0, applyBuffer_ = 0;
   bool hasApply_ = false;

@@ -5,6 +5,7 @@
 #include "runtime/support/Status.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include <mpi.h>
 
@@ -155,16 +156,14 @@ MpiCommunicator::~MpiCommunicator() {
     MPI_Finalize();
 }
 
-absl::Status MpiCommunicator::AddGroup(uint32_t index, absl::string_view axis,
-                                       absl::Span<const uint32_t> ranks) {
-  std::string what = absl::StrCat("group ", index, " (", axis, ")");
-  if (auto it = groups_.find(index); it != groups_.end()) {
-    // Programs of one job (pipeline stages, a forward and a step) share
-    // their groups.
-    if (it->second->ranks == std::vector<uint32_t>(ranks.begin(), ranks.end()))
-      return absl::OkStatus();
-    return Bad(what, "defined twice, with other ranks");
-  }
+absl::StatusOr<uint32_t>
+MpiCommunicator::AddGroup(absl::string_view axis,
+                          absl::Span<const uint32_t> ranks) {
+  std::string what = absl::StrCat("group ", axis, " [",
+                                  absl::StrJoin(ranks, ", "), "]");
+  for (uint32_t h = 0; h < groups_.size(); ++h)
+    if (groups_[h]->ranks == std::vector<uint32_t>(ranks.begin(), ranks.end()))
+      return h;
   if (ranks.empty())
     return Bad(what, "has no ranks");
   std::vector<int> list;
@@ -186,23 +185,28 @@ absl::Status MpiCommunicator::AddGroup(uint32_t index, absl::string_view axis,
   VEOMNI_MPI_CALL(MPI_Comm_group(MPI_COMM_WORLD, &world));
   VEOMNI_MPI_CALL(
       MPI_Group_incl(world, static_cast<int>(list.size()), list.data(), &sub));
+  // The tag tells apart groups made at once; every member computes the
+  // same one from the ranks.
+  uint32_t tag = 17;
+  for (uint32_t r : ranks)
+    tag = tag * 31 + r;
   VEOMNI_MPI_CALL(MPI_Comm_create_group(MPI_COMM_WORLD, sub,
-                                        static_cast<int>(index), &g->comm));
+                                        static_cast<int>(tag % 32749),
+                                        &g->comm));
   MPI_Group_free(&sub);
   MPI_Group_free(&world);
   VEOMNI_MPI_CALL(MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN));
   VEOMNI_MPI_CALL(MPI_Comm_size(g->comm, &g->size));
   VEOMNI_MPI_CALL(MPI_Comm_rank(g->comm, &g->rank));
-  groups_[index] = std::move(g);
-  return absl::OkStatus();
+  groups_.push_back(std::move(g));
+  return static_cast<uint32_t>(groups_.size() - 1);
 }
 
 absl::StatusOr<MpiCommunicator::Group *>
 MpiCommunicator::Find(uint32_t group, absl::string_view op) {
-  auto it = groups_.find(group);
-  if (it == groups_.end())
+  if (group >= groups_.size())
     return Bad(op, absl::StrCat("no group ", group));
-  return it->second.get();
+  return groups_[group].get();
 }
 
 absl::Status MpiCommunicator::AllGather(uint32_t group, const TensorView &in,

@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 
-#include <map>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -31,8 +31,8 @@ public:
 
   int Rank() const override { return rank_; }
   int WorldSize() const override { return size_; }
-  absl::Status AddGroup(uint32_t index, absl::string_view axis,
-                        absl::Span<const uint32_t> ranks) override;
+  absl::StatusOr<uint32_t> AddGroup(absl::string_view name,
+                                    absl::Span<const uint32_t> ranks) override;
 
   absl::Status AllGather(uint32_t group, const TensorView &in,
                          const TensorView &out, int64_t dim) override;
@@ -60,7 +60,7 @@ private:
   int rank_ = 0, size_ = 1;
   bool finalize_ = false;
   double bytesSent_ = 0;
-  std::map<uint32_t, std::unique_ptr<Group>> groups_;
+  std::vector<std::unique_ptr<Group>> groups_; ///< by handle
 };
 
 } // namespace veomni::rt::mpi

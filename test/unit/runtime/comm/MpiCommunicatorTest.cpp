@@ -18,7 +18,7 @@ namespace veomni::rt::mpi {
 namespace {
 
 MpiCommunicator *comm = nullptr;
-constexpr uint32_t kTp = 0, kDp = 1, kWorld = 2;
+uint32_t kTp = 0, kDp = 0, kWorld = 0; // handles, made in main
 
 /// An f32 (or other) buffer of `shape` that owns its bytes.
 struct Buffer {
@@ -122,9 +122,10 @@ TEST(MpiCommunicator, BadCallsAreErrorsNotHangs) {
   EXPECT_NE(s.message().find("no group 7"), std::string::npos) << s;
   // A group must contain this rank; every rank refuses alike.
   uint32_t other[] = {static_cast<uint32_t>((Rank() + 1) % 4)};
-  s = comm->AddGroup(9, "tp", other);
-  EXPECT_NE(s.message().find("does not include this rank"), std::string::npos)
-      << s;
+  absl::StatusOr<uint32_t> h = comm->AddGroup("tp", other);
+  EXPECT_NE(h.status().message().find("does not include this rank"),
+            std::string::npos)
+      << h.status();
   s = comm->Send(kTp, in.view, Tp());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
 }
@@ -151,15 +152,22 @@ int main(int argc, char **argv) {
   const uint32_t dp[] = {r % 2, r % 2 + 2};
   const uint32_t world[] = {0, 1, 2, 3};
   // Every rank makes every group it is in, in the same order.
-  for (auto [index, axis, ranks] :
-       {std::tuple<uint32_t, const char *, absl::Span<const uint32_t>>{
-            kTp, "tp", tp},
-        {kDp, "dp", dp},
-        {kWorld, "world", world}}) {
-    if (absl::Status s = comm->AddGroup(index, axis, ranks); !s.ok()) {
-      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  for (auto [handle, axis, ranks] :
+       {std::tuple<uint32_t *, const char *, absl::Span<const uint32_t>>{
+            &kTp, "tp", tp},
+        {&kDp, "dp", dp},
+        {&kWorld, "world", world}}) {
+    absl::StatusOr<uint32_t> h = comm->AddGroup(axis, ranks);
+    if (!h.ok()) {
+      std::fprintf(stderr, "%s\n", h.status().ToString().c_str());
       return 1;
     }
+    *handle = *h;
+  }
+  // The same ranks give the same group.
+  if (*comm->AddGroup("tp again", tp) != kTp) {
+    std::fprintf(stderr, "a group made twice\n");
+    return 1;
   }
   ::testing::InitGoogleTest(&argc, argv);
   if (r != 0) // one rank reports; every rank's failures still fail the run
