@@ -14,6 +14,7 @@ config.test_exec_root = os.path.join(config.veomni_obj_root, "test")
 config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixes=false"
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
-llvm_config.add_tool_substitutions(["veomni-opt", "veomni"], [config.veomni_tools_dir])
+llvm_config.add_tool_substitutions(["veomni-opt", "veomni-run", "veomni"], [config.veomni_tools_dir])
+config.substitutions.append(("%veomni_tools_dir", config.veomni_tools_dir))
 if config.veomni_cuda:
     config.available_features.add("cuda")

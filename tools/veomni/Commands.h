@@ -60,6 +60,8 @@ inline void printWarnings(const mlir::veomni::ImportedModel &model) {
 
 /// veomni train recipe.yaml [--section.key value ...]
 int runTrain(llvm::ArrayRef<const char *> args);
+/// veomni compile recipe.yaml -o JOB/ [--section.key value ...]
+int runCompileRecipe(llvm::ArrayRef<const char *> args);
 /// veomni plan recipe.yaml [--report] [--section.key value ...]
 int runPlan(llvm::ArrayRef<const char *> args);
 

@@ -40,8 +40,10 @@ namespace {
 constexpr const char *kUsage = R"(usage:
   veomni import CONFIG.json [options]     the model in the veomni dialect
   veomni compile CONFIG.json -o FILE.vmb  a runtime program (--report: memory)
+  veomni compile RECIPE.yaml -o JOB/      the recipe's training job, for
+                                          [mpirun -np N] veomni-run JOB/
   veomni run FILE.vmb --eval              the loss of one batch
-  veomni train RECIPE.yaml [--a.b v ...]   train (docs/training.md)
+  veomni train RECIPE.yaml [--nproc N]     train (docs/training.md)
   veomni plan RECIPE.yaml --report         the parallel plan: per-rank memory,
                                           traffic per mesh axis, step time
                                           (-o FILE: the per-rank step;
@@ -506,8 +508,13 @@ int main(int argc, char **argv) {
   llvm::ArrayRef<const char *> rest(argv + 2, argv + argc);
   if (command == "import")
     return runImport(rest, /*compile=*/false);
-  if (command == "compile")
+  if (command == "compile") {
+    // A recipe compiles to a job folder; a config.json to one program.
+    for (llvm::StringRef a : rest)
+      if (a.ends_with(".yaml") || a.ends_with(".yml"))
+        return runCompileRecipe(rest);
     return runImport(rest, /*compile=*/true);
+  }
   if (command == "run")
     return runProgram(rest);
   if (command == "data")

@@ -1,0 +1,179 @@
+//===- Job.cpp - an ahead-of-time training job ----------------------------===//
+
+#include "runtime/train/Job.h"
+
+#include "runtime/io/Json.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/support/Status.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace veomni::rt {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char *kFormat = "veomni-job";
+constexpr int64_t kVersion = 1;
+
+/// One manifest field: text or a number at least `min`; `fixed` when the
+/// program was compiled for it.
+struct Field {
+  const char *key;
+  bool fixed;
+  std::string JobSettings::*text;
+  int64_t JobSettings::*number;
+  int64_t min;
+};
+
+constexpr Field kFields[] = {
+    {"model_type", true, &JobSettings::modelType, nullptr, 0},
+    {"world_size", true, nullptr, &JobSettings::worldSize, 1},
+    {"mesh", true, &JobSettings::mesh, nullptr, 0},
+    {"summary", true, &JobSettings::summary, nullptr, 0},
+    {"data.seq_len", true, nullptr, &JobSettings::seqLen, 1},
+    {"data.batch_size", true, nullptr, &JobSettings::batchSize, 1},
+    {"data.accumulation_steps", true, nullptr, &JobSettings::accumulationSteps,
+     1},
+    {"train.steps", true, nullptr, &JobSettings::steps, 1},
+    {"model.seed", true, nullptr, &JobSettings::seed, INT64_MIN},
+    {"model.weights", false, &JobSettings::weights, nullptr, 0},
+    {"data.path", false, &JobSettings::dataPath, nullptr, 0},
+    {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
+    {"train.resume", false, &JobSettings::resume, nullptr, 0},
+    {"train.log_interval", false, nullptr, &JobSettings::logInterval, 1},
+    {"train.checkpoint_interval", false, nullptr,
+     &JobSettings::checkpointInterval, 0},
+    {"train.max_shard_bytes", false, nullptr, &JobSettings::maxShardBytes, 1},
+};
+
+std::string Quote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+} // namespace
+
+absl::Status WriteJob(const std::string &dir, const JobSettings &job,
+                      absl::string_view program) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat(dir, ": cannot create: ", ec.message()));
+  std::string manifest = absl::StrCat("{\n  \"format\": \"", kFormat,
+                                      "\",\n  \"version\": ", kVersion);
+  for (const Field &f : kFields)
+    absl::StrAppend(&manifest, ",\n  \"", f.key, "\": ",
+                    f.text ? Quote(job.*f.text)
+                           : std::to_string(job.*f.number));
+  manifest += "\n}\n";
+  VEOMNI_RETURN_IF_ERROR(
+      WriteTextFile(absl::StrCat(dir, "/", kJobProgram), program));
+  if (!job.config.empty()) {
+    std::ifstream in(job.config, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in)
+      return absl::NotFoundError(
+          absl::StrCat(job.config, ": cannot read the model's config"));
+    VEOMNI_RETURN_IF_ERROR(
+        WriteTextFile(absl::StrCat(dir, "/", kJobConfig), text.str()));
+  }
+  // The manifest last: a folder with one is complete.
+  return WriteTextFile(absl::StrCat(dir, "/", kJobManifest), manifest);
+}
+
+absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
+  std::string path = absl::StrCat(dir, "/", kJobManifest);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(
+        path, ": cannot read (a job folder is written by veomni compile "
+              "RECIPE.yaml -o DIR)"));
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  absl::StatusOr<Json> json = ParseJson(text.str());
+  if (!json.ok())
+    return bad(json.status().message());
+  if (json->kind != Json::Object)
+    return bad("not a JSON object");
+  const Json *format = FindField(*json, "format");
+  const Json *version = FindField(*json, "version");
+  if (!format || format->kind != Json::String || format->text != kFormat)
+    return bad(absl::StrCat("\"format\" is not \"", kFormat, "\""));
+  if (!version || version->kind != Json::Number || version->number != kVersion)
+    return bad(absl::StrCat("\"version\" is not ", kVersion));
+  JobSettings job;
+  for (const Field &f : kFields) {
+    const Json *v = FindField(*json, f.key);
+    if (!v)
+      return bad(absl::StrCat("\"", f.key, "\" is missing"));
+    if (f.text) {
+      if (v->kind != Json::String)
+        return bad(absl::StrCat("\"", f.key, "\" is not a string"));
+      job.*f.text = v->text;
+    } else {
+      if (v->kind != Json::Number || !v->integral || v->number < f.min)
+        return bad(absl::StrCat("\"", f.key, "\" is not an integer >= ",
+                                f.min));
+      job.*f.number = v->number;
+    }
+  }
+  std::error_code ec;
+  std::string config = absl::StrCat(dir, "/", kJobConfig);
+  if (fs::exists(config, ec))
+    job.config = config;
+  return job;
+}
+
+absl::Status OverrideJob(
+    JobSettings &job,
+    const std::vector<std::pair<std::string, std::string>> &overrides) {
+  for (const auto &[key, value] : overrides) {
+    const Field *field = nullptr;
+    for (const Field &f : kFields)
+      if (key == f.key)
+        field = &f;
+    if (!field)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", key, ": not a setting of a job"));
+    if (field->fixed)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", key,
+          ": the job's program was compiled for it; compile the recipe "
+          "again to change it"));
+    if (field->text) {
+      job.*field->text = value;
+      continue;
+    }
+    int64_t n;
+    if (!absl::SimpleAtoi(value, &n) || n < field->min)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", key, " ", value, ": expected an integer >= ", field->min));
+    job.*field->number = n;
+  }
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt

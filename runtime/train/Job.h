@@ -1,0 +1,73 @@
+//===- Job.h - an ahead-of-time training job --------------------*- C++ -*-===//
+//
+// `veomni compile RECIPE.yaml -o job/` writes a job folder, and
+// `veomni-run job/` (or `mpirun -np N veomni-run job/`) trains from it with
+// the runtime alone, which links no LLVM or MLIR:
+//
+//   job/manifest.json   the run settings below (format "veomni-job")
+//   job/step.vmb        the training step every rank runs (one program,
+//                       partitioned for the recipe's mesh)
+//   job/config.json     the model's config, copied into each checkpoint
+//
+// What the program was compiled for (mesh, batch, sequence length, steps
+// of the learning-rate schedule, accumulation) is fixed; where the data,
+// weights and outputs are, and how often to log and checkpoint, a run may
+// change (`veomni-run job/ --data.path P`).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_TRAIN_JOB_H
+#define VEOMNI_RUNTIME_TRAIN_JOB_H
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace veomni::rt {
+
+struct JobSettings {
+  // Fixed by the program.
+  std::string modelType;
+  int64_t worldSize = 1;
+  std::string mesh;    ///< "dp_replicate=1 dp_shard=2 tp=1 sp=1 ep=1"
+  std::string summary; ///< the compiler's line about the program
+  int64_t seqLen = 1, batchSize = 1, accumulationSteps = 1, steps = 1;
+  int64_t seed = 0;
+  // A run may change these.
+  std::string config; ///< config.json copied into checkpoints; "" for none
+  std::string weights, dataPath, outputDir, resume;
+  int64_t logInterval = 1, checkpointInterval = 0;
+  int64_t maxShardBytes = 5000000000;
+
+  /// Tokens of one optimizer step, over all ranks.
+  int64_t TokensPerStep() const {
+    return batchSize * accumulationSteps * seqLen;
+  }
+};
+
+constexpr const char *kJobManifest = "manifest.json";
+constexpr const char *kJobProgram = "step.vmb";
+constexpr const char *kJobConfig = "config.json";
+
+/// Writes `dir` (created if needed): the manifest, `program` and a copy of
+/// `job.config` (the manifest then names the copy).
+absl::Status WriteJob(const std::string &dir, const JobSettings &job,
+                      absl::string_view program);
+
+/// Reads `dir`/manifest.json; paths in it are taken as written. Errors name
+/// the file and the field.
+absl::StatusOr<JobSettings> ReadJob(const std::string &dir);
+
+/// Applies `--section.key value` overrides of the settings a run may
+/// change; an unknown or fixed one is an error naming it.
+absl::Status OverrideJob(
+    JobSettings &job,
+    const std::vector<std::pair<std::string, std::string>> &overrides);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_TRAIN_JOB_H

@@ -1,0 +1,247 @@
+//===- Loop.cpp - the training loop ---------------------------------------===//
+
+#include "runtime/train/Loop.h"
+
+#include "runtime/io/Init.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/io/TokenDataset.h"
+#include "runtime/io/Weights.h"
+#include "runtime/support/Status.h"
+#include "runtime/train/Trainer.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+namespace veomni::rt {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string CheckpointPath(const std::string &dir, int64_t step) {
+  return absl::StrCat(dir, "/checkpoint-", step);
+}
+
+/// The newest complete checkpoint-N/ in `dir`, or "".
+std::string LatestCheckpoint(const std::string &dir) {
+  std::error_code ec;
+  int64_t best = -1;
+  for (fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    absl::string_view rest = name;
+    int64_t step;
+    if (absl::ConsumePrefix(&rest, "checkpoint-") &&
+        absl::SimpleAtoi(rest, &step) &&
+        fs::exists(it->path() / "optimizer.safetensors", ec))
+      best = std::max(best, step);
+  }
+  return best < 0 ? "" : CheckpointPath(dir, best);
+}
+
+/// loss_curve.svg: the loss against the step, with its range labelled.
+void WriteLossCurve(const std::string &path,
+                    const std::vector<std::pair<int64_t, double>> &points) {
+  if (points.size() < 2)
+    return;
+  double lo = points[0].second, hi = lo;
+  for (auto &p : points) {
+    lo = std::min(lo, p.second);
+    hi = std::max(hi, p.second);
+  }
+  if (hi - lo < 1e-9)
+    hi = lo + 1;
+  const double w = 640, h = 360, m = 48;
+  int64_t first = points.front().first, last = points.back().first;
+  std::ofstream f(path);
+  f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='"
+    << h << "'>\n<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << m
+    << "' y='24' font-family='sans-serif' "
+       "font-size='14'>training loss</text>\n<polyline fill='none' "
+       "stroke='#1f77b4' stroke-width='2' points='";
+  for (auto &[step, loss] : points) {
+    double x = m + (w - 2 * m) * double(step - first) /
+                       double(std::max<int64_t>(last - first, 1));
+    double y = h - m - (h - 2 * m) * (loss - lo) / (hi - lo);
+    f << x << "," << y << " ";
+  }
+  f << "'/>\n<line x1='" << m << "' y1='" << h - m << "' x2='" << w - m
+    << "' y2='" << h - m << "' stroke='black'/>\n<line x1='" << m << "' y1='"
+    << m << "' x2='" << m << "' y2='" << h - m << "' stroke='black'/>\n";
+  auto label = [&](double x, double y, const std::string &s) {
+    f << "<text x='" << x << "' y='" << y
+      << "' font-family='sans-serif' font-size='12'>" << s << "</text>\n";
+  };
+  label(4, m + 4, absl::StrFormat("%.3f", hi));
+  label(4, h - m, absl::StrFormat("%.3f", lo));
+  label(m, h - m + 20, absl::StrCat("step ", first));
+  label(w - m - 60, h - m + 20, absl::StrCat("step ", last));
+  f << "</svg>\n";
+}
+
+} // namespace
+
+absl::Status RunTraining(Executor &ex, const JobSettings &job,
+                         std::FILE *out) {
+  const bool reporter = ex.Rank() == 0;
+  auto print = [&](const std::string &line) {
+    if (reporter) {
+      std::fputs(line.c_str(), out);
+      std::fflush(out);
+    }
+  };
+  VEOMNI_ASSIGN_OR_RETURN(Trainer trainer, Trainer::Create(ex));
+
+  // Parameters and optimizer state: weights or a seeded init (a checkpoint
+  // replaces both below).
+  if (job.weights.empty())
+    VEOMNI_RETURN_IF_ERROR(InitParameters(ex, job.seed));
+  else
+    VEOMNI_RETURN_IF_ERROR(LoadWeights(ex, job.weights));
+  VEOMNI_RETURN_IF_ERROR(trainer.InitState());
+
+  // Data: every rank reads the same global batches.
+  std::unique_ptr<TokenDataset> dataset;
+  std::unique_ptr<Packer> packer;
+  std::unique_ptr<SafetensorsFile> batches;
+  if (absl::EndsWith(job.dataPath, ".safetensors")) {
+    VEOMNI_ASSIGN_OR_RETURN(batches, SafetensorsFile::Open(job.dataPath));
+    VEOMNI_RETURN_IF_ERROR(CountBatches(ex, *batches).status());
+  } else if (!job.dataPath.empty()) {
+    VEOMNI_ASSIGN_OR_RETURN(dataset, TokenDataset::Open(job.dataPath));
+    packer = std::make_unique<Packer>(*dataset, job.seqLen);
+  }
+
+  std::error_code ec;
+  fs::create_directories(job.outputDir, ec);
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", job.outputDir, ": ", ec.message()));
+  int64_t start = 0;
+  std::string resumeFrom =
+      job.resume == "auto" ? LatestCheckpoint(job.outputDir) : job.resume;
+  if (!resumeFrom.empty()) {
+    std::map<std::string, std::string> meta;
+    VEOMNI_ASSIGN_OR_RETURN(start, trainer.Load(resumeFrom, meta));
+    if (packer) {
+      uint64_t doc = 0, at = 0;
+      (void)absl::SimpleAtoi(meta["veomni.data_document"], &doc);
+      (void)absl::SimpleAtoi(meta["veomni.data_token"], &at);
+      if (doc >= dataset->documents())
+        return absl::InvalidArgumentError(absl::StrCat(
+            resumeFrom, ": its data position lies outside ", job.dataPath));
+      packer->SetPosition(doc, at);
+    }
+    print(absl::StrCat("resumed from ", resumeFrom, " at step ", start, "\n"));
+  }
+
+  // metrics.jsonl: rank 0's, for the whole job.
+  std::string metricsPath = absl::StrCat(job.outputDir, "/metrics.jsonl");
+  std::ofstream metrics;
+  if (reporter) {
+    metrics.open(metricsPath, start > 0 ? std::ios::app : std::ios::trunc);
+    if (!metrics)
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot write ", metricsPath));
+  }
+  if (ex.WorldSize() > 1)
+    print(absl::StrCat("job of ", ex.WorldSize(), " ranks: ", job.mesh,
+                       " (per-rank figures below)\n"));
+  print(job.summary + "\n");
+
+  auto save = [&](int64_t step) -> absl::Status {
+    std::map<std::string, std::string> meta;
+    if (packer) {
+      auto [doc, at] = packer->Position();
+      meta["veomni.data_document"] = std::to_string(doc);
+      meta["veomni.data_token"] = std::to_string(at);
+    }
+    return trainer.Save(CheckpointPath(job.outputDir, step), step, meta,
+                        {job.config, uint64_t(job.maxShardBytes)});
+  };
+
+  const int64_t tokensPerStep = job.TokensPerStep();
+  // A job's ranks print through mpirun, which gives them a terminal: only a
+  // single process redraws its progress line.
+  const bool tty = ex.WorldSize() == 1 && isatty(fileno(out));
+  std::vector<std::pair<int64_t, double>> curve;
+  auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
+  for (int64_t step = start + 1; step <= job.steps; ++step) {
+    // One optimizer step: the micro-batches, the loss their mean.
+    StepMetrics m;
+    double lossSum = 0;
+    for (int64_t micro = 0; micro < job.accumulationSteps; ++micro) {
+      int64_t index = (step - 1) * job.accumulationSteps + micro;
+      absl::Status filled =
+          batches  ? FillInputs(ex, *batches, index)
+          : packer ? FillTextBatch(ex, *packer)
+                   : SyntheticBatch(ex, job.seed * 1000003 + index);
+      VEOMNI_RETURN_IF_ERROR(filled);
+      absl::StatusOr<StepMetrics> r =
+          trainer.Step(step, micro == job.accumulationSteps - 1);
+      if (!r.ok())
+        return absl::Status(r.status().code(),
+                            absl::StrCat("step ", step, ": ",
+                                         r.status().message()));
+      m = *r;
+      lossSum += r->loss;
+    }
+    m.loss = lossSum / job.accumulationSteps;
+    if (!std::isfinite(m.loss))
+      return absl::DataLossError(
+          absl::StrCat("step ", step, ": the loss is ", m.loss));
+    curve.push_back({step, m.loss});
+    // This step's own time for the metrics; the running mean for the ETA.
+    auto now = std::chrono::steady_clock::now();
+    double stepSeconds = std::chrono::duration<double>(now - lastStep).count();
+    lastStep = now;
+    double perStep =
+        std::chrono::duration<double>(now - t0).count() / double(step - start);
+    if (reporter)
+      metrics << absl::StrFormat(
+                     "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
+                     "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f}",
+                     step, m.loss, m.gradNorm, m.lr,
+                     tokensPerStep / stepSeconds, stepSeconds)
+              << "\n"
+              << std::flush;
+    if (step % job.logInterval == 0 || step == job.steps) {
+      int64_t eta = static_cast<int64_t>(perStep * (job.steps - step));
+      int width = 24, done = int(width * step / job.steps);
+      print(absl::StrCat(
+          tty ? "\r" : "", "[", std::string(done, '#'),
+          std::string(width - done, '.'), "] ",
+          absl::StrFormat("step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  "
+                          "%.0f tok/s  eta %d:%02d",
+                          step, job.steps, m.loss, m.gradNorm, m.lr,
+                          tokensPerStep / perStep, eta / 60, eta % 60),
+          tty ? "" : "\n"));
+    }
+    if (job.checkpointInterval > 0 && step % job.checkpointInterval == 0 &&
+        step != job.steps)
+      VEOMNI_RETURN_IF_ERROR(save(step));
+  }
+  if (tty)
+    print("\n");
+  VEOMNI_RETURN_IF_ERROR(save(job.steps));
+  if (reporter)
+    WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve);
+  if (!curve.empty())
+    print(absl::StrFormat("loss %.4f -> %.4f over steps %d..%d",
+                          curve.front().second, curve.back().second,
+                          curve.front().first, curve.back().first) +
+          absl::StrCat("; checkpoint, metrics.jsonl and loss_curve.svg in ",
+                       job.outputDir, "\n"));
+  return absl::OkStatus();
+}
+
+} // namespace veomni::rt
