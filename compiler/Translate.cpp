@@ -271,7 +271,6 @@ LogicalResult mlir::veomni::translateToProgram(
              << c.getOp() << "' (multi-rank execution)";
     } else if (auto k = dyn_cast<vrt::KernelOp>(op)) {
       for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                             dist::DistDialect::kIndexAxesAttrName,
                              dist::DistDialect::kExpertAxesAttrName})
         if (k->hasAttr(name))
           return k.emitOpError("combines its result over the mesh axes ")

@@ -243,17 +243,21 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
             createKernel(builder, &op, kernelMnemonic(&op), ins, outs);
         if (failed(kernel))
           return failure();
-        // A token-split cross entropy counts its tokens over a comm group.
+        // A token-split cross entropy counts its tokens over a comm group;
+        // a lookup in a split table finds its slice from its place in one.
         if (auto tokens = op.getAttrOfType<ArrayAttr>(
                 dist::DistDialect::kTokenAxesAttrName))
           (*kernel)->setAttr("token_group",
                              builder.getI64IntegerAttr(groups.indexOf(tokens)));
+        if (auto index = op.getAttrOfType<ArrayAttr>(
+                dist::DistDialect::kIndexAxesAttrName))
+          (*kernel)->setAttr("index_group",
+                             builder.getI64IntegerAttr(groups.indexOf(index)));
         // An op that combines over ranks inside otherwise (a vocab-split
-        // cross entropy, a lookup in a split table, experts across ranks)
-        // keeps the axes: memory planning needs nothing more, and
-        // translation refuses it until kernels do.
+        // cross entropy, experts across ranks) keeps the axes: memory
+        // planning needs nothing more, and translation refuses it until
+        // kernels do.
         for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                               dist::DistDialect::kIndexAxesAttrName,
                                dist::DistDialect::kExpertAxesAttrName})
           if (Attribute axes = op.getAttr(name))
             (*kernel)->setAttr(name, axes);

@@ -342,10 +342,14 @@ LossFactors lossFactors(RuleBuilder &b, RankedTensorType logits, K vocabKind) {
 struct ConvFactors {
   Dims input, weight, bias, out;
 };
+/// With `addsBias`, the input channels stay whole: split, every rank's
+/// partial sum would carry the whole bias.
 ConvFactors convFactors(RuleBuilder &b, RankedTensorType input,
-                        RankedTensorType weight, RankedTensorType out) {
+                        RankedTensorType weight, RankedTensorType out,
+                        bool addsBias = false) {
   int64_t batch = b.factor(input.getDimSize(0));
-  int64_t cin = b.factor(input.getDimSize(1), K::Reduction);
+  int64_t cin = b.factor(input.getDimSize(1),
+                         addsBias ? K::NeedReplication : K::Reduction);
   int64_t cout = b.factor(weight.getDimSize(0));
   ConvFactors f;
   f.input = {
@@ -400,7 +404,7 @@ ShardingRule computeRule(Operation *op) {
       .Case([&](Conv1DOp c) {
         ConvFactors f =
             convFactors(b, typeOf(c.getInput()), typeOf(c.getWeight()),
-                        typeOf(c.getResult()));
+                        typeOf(c.getResult()), /*addsBias=*/!!c.getBias());
         b.operand(f.input);
         b.operand(f.weight);
         if (c.getBias())
@@ -409,8 +413,11 @@ ShardingRule computeRule(Operation *op) {
         return std::move(b.rule);
       })
       .Case([&](Conv1DGradOp c) {
-        ConvFactors f = convFactors(b, typeOf(c.getInput()),
-                                    typeOf(c.getWeight()), typeOf(c.getGrad()));
+        // A bias cotangent does not involve the input channels: with one,
+        // they stay whole (autodiff sums it with a reduce of its own).
+        ConvFactors f =
+            convFactors(b, typeOf(c.getInput()), typeOf(c.getWeight()),
+                        typeOf(c.getGrad()), /*addsBias=*/!!c.getBiasGrad());
         b.operand(f.input);
         b.operand(f.weight);
         if (c.getBias())

@@ -444,12 +444,18 @@ LogicalResult SliceOp::buildVJP(OpBuilder &b, ValueRange grads,
 
 LogicalResult Conv1DOp::buildVJP(OpBuilder &b, ValueRange grads,
                                  SmallVectorImpl<Value> &out) {
-  auto op =
-      Conv1DGradOp::create(b, getLoc(), getInput(), getWeight(), getBias(),
-                           grads[0], getStrideAttr(), getPaddingAttr());
+  auto op = Conv1DGradOp::create(b, getLoc(), getInput(), getWeight(),
+                                 /*bias=*/Value(), grads[0], getStrideAttr(),
+                                 getPaddingAttr());
   out.append({op.getInputGrad(), op.getWeightGrad()});
+  // The bias cotangent sums the output's over batch and length. A reduce of
+  // its own, not a third result of conv1d_grad: it does not involve the
+  // input channels, so a split of those leaves it whole on every rank,
+  // where as a result of the op it would read as partial sums.
   if (getBias())
-    out.push_back(op.getBiasGrad());
+    out.push_back(ReduceOp::create(
+        b, getLoc(), ReduceKindAttr::get(b.getContext(), ReduceKind::Sum),
+        grads[0], b.getDenseI64ArrayAttr({0, 2}), UnitAttr()));
   return success();
 }
 

@@ -39,6 +39,29 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
           std::find(ranks.begin(), ranks.end(), uint32_t(comm->Rank())) -
           ranks.begin()));
     }
+    // A lookup in a split table: this rank's rows of it.
+    for (KernelDesc &k : program.kernels) {
+      if (k.kind != KernelKind::Gather && k.kind != KernelKind::ScatterAdd)
+        continue;
+      auto attr = [&](const char *name) -> int64_t & {
+        return k.attrs[kernel_table::AttrIndex(k.kind, name)].ints[0];
+      };
+      int64_t g = attr("index_group");
+      if (g < 0)
+        continue;
+      if (g >= int64_t(program.commGroups.size()))
+        return absl::InvalidArgumentError(
+            absl::StrCat(KernelName(k.kind), ": index group ", g, " of ",
+                         program.commGroups.size()));
+      const Shape &table = program.buffers[k.ins[0]].shape;
+      int64_t axis = attr("axis");
+      if (axis < 0 || axis >= int64_t(table.size()))
+        return absl::InvalidArgumentError(
+            absl::StrCat(KernelName(k.kind), ": no axis ", axis));
+      int64_t size = program.GroupRanks(g, comm->Rank()).size();
+      attr("index_offset") = groupIndex[g] * table[axis];
+      attr("index_total") = size * table[axis];
+    }
     // Every rank, for gathering global tensors.
     std::vector<uint32_t> all(program.worldSize);
     for (uint32_t r = 0; r < program.worldSize; ++r)

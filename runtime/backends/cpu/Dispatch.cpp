@@ -148,11 +148,13 @@ absl::Status Concat(KernelIns in, KernelOuts out, const ConcatAttrs &a) {
   return cpu::Concat(in, out[0], a.dim);
 }
 absl::Status Gather(KernelIns in, KernelOuts out, const GatherAttrs &a) {
-  return cpu::Gather(in[0], in[1], out[0], a.axis);
+  return cpu::Gather(in[0], in[1], out[0], a.axis, a.index_offset,
+                     a.index_total);
 }
 absl::Status ScatterAdd(KernelIns in, KernelOuts out,
                         const ScatterAddAttrs &a) {
-  return cpu::ScatterAdd(in[0], in[1], in[2], out[0], a.axis);
+  return cpu::ScatterAdd(in[0], in[1], in[2], out[0], a.axis, a.index_offset,
+                         a.index_total);
 }
 absl::Status Rope(KernelIns in, KernelOuts out, const RopeAttrs &a) {
   RopeArgs r;

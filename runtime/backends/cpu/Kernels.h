@@ -115,14 +115,21 @@ struct RopeConfig {
                      absl::Span<const int64_t> step);                       \
   absl::Status Concat(absl::Span<const TensorView> inputs,                  \
                       const TensorView &out, int64_t dim);                  \
-  /** out = source[:axis] x indices x source[axis+1:]; index range checked.*/\
+  /** out = source[:axis] x indices x source[axis+1:]; index range checked.\
+   * With total > 0, source is rows [offset, offset + its size) of a table  \
+   * of `total` rows split over ranks: indices lie in [0, total), and those \
+   * outside this slice give zeros (the ranks' results are partial sums). */\
   absl::Status Gather(const TensorView &source, const TensorView &indices,  \
-                      const TensorView &out, int64_t axis);                 \
+                      const TensorView &out, int64_t axis,                  \
+                      int64_t offset = 0, int64_t total = 0);               \
   /** out = dest, then updates added at indices along axis (duplicates     \
-   * accumulate). out may alias dest. */                                    \
+   * accumulate). out may alias dest. With total > 0, dest is rows          \
+   * [offset, offset + its size) of `total`: updates elsewhere are other    \
+   * ranks'. */                                                             \
   absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices, \
                           const TensorView &updates, const TensorView &out, \
-                          int64_t axis);                                    \
+                          int64_t axis, int64_t offset = 0,                 \
+                          int64_t total = 0);                               \
   /** in [B, S, H, D], rotate-half rope; see RopeConfig and the op docs. */  \
   absl::Status Rope(const TensorView &in, const TensorView &positions,      \
                     const TensorView &out, const RopeConfig &attrs);         \

@@ -560,7 +560,7 @@ absl::Status CheckGathered(absl::string_view kernel, const TensorView &table,
                            absl::string_view tableName,
                            const TensorView &indices, const TensorView &sliced,
                            absl::string_view slicedName, int64_t axis,
-                           bool sameType) {
+                           bool sameType, int64_t total) {
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, tableName, table));
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, "indices", indices));
   VEOMNI_RETURN_IF_ERROR(CheckView(kernel, slicedName, sliced));
@@ -579,16 +579,25 @@ absl::Status CheckGathered(absl::string_view kernel, const TensorView &table,
   expected.insert(expected.end(), table.shape.begin() + axis + 1,
                   table.shape.end());
   VEOMNI_RETURN_IF_ERROR(CheckShape(kernel, slicedName, sliced, expected));
-  return CheckIndices(kernel, "indices", indices, table.dim(axis));
+  return CheckIndices(kernel, "indices", indices,
+                      total > 0 ? total : table.dim(axis));
+}
+
+/// Index i's row of this rank's slice [offset, offset + rows), or -1.
+inline int64_t LocalRow(const TensorView &indices, int64_t i, int64_t offset,
+                        int64_t rows) {
+  int64_t r = IndexAt(indices, i) - offset;
+  return r >= 0 && r < rows ? r : -1;
 }
 
 } // namespace
 
 absl::Status Gather(const TensorView &source, const TensorView &indices,
-                    const TensorView &out, int64_t axis) {
+                    const TensorView &out, int64_t axis, int64_t offset,
+                    int64_t total) {
   constexpr absl::string_view K = "Gather";
-  VEOMNI_RETURN_IF_ERROR(
-      CheckGathered(K, source, "source", indices, out, "out", axis, true));
+  VEOMNI_RETURN_IF_ERROR(CheckGathered(K, source, "source", indices, out,
+                                       "out", axis, true, total));
   if (out.numel() == 0)
     return absl::OkStatus();
   size_t elem = SizeOf(source.dtype);
@@ -598,18 +607,23 @@ absl::Status Gather(const TensorView &source, const TensorView &indices,
   char *dst = MutableBytes(out);
   for (int64_t o = 0; o < outer; ++o) {
     const char *table = Bytes(source) + o * rows * inner;
-    for (int64_t i = 0; i < n; ++i, dst += inner)
-      std::memcpy(dst, table + IndexAt(indices, i) * inner, inner);
+    for (int64_t i = 0; i < n; ++i, dst += inner) {
+      int64_t r = LocalRow(indices, i, offset, rows);
+      if (r >= 0)
+        std::memcpy(dst, table + r * inner, inner);
+      else
+        std::memset(dst, 0, inner); // another rank's row
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
                         const TensorView &updates, const TensorView &out,
-                        int64_t axis) {
+                        int64_t axis, int64_t offset, int64_t total) {
   constexpr absl::string_view K = "ScatterAdd";
-  VEOMNI_RETURN_IF_ERROR(
-      CheckGathered(K, dest, "dest", indices, updates, "updates", axis, false));
+  VEOMNI_RETURN_IF_ERROR(CheckGathered(K, dest, "dest", indices, updates,
+                                       "updates", axis, false, total));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, dest.shape));
@@ -639,7 +653,10 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
     const float *u = static_cast<const float *>(updates.data);
     for (int64_t p = 0; p < outer; ++p)
       for (int64_t i = 0; i < n; ++i, u += inner) {
-        float *row = o + (p * rows + IndexAt(indices, i)) * inner;
+        int64_t r = LocalRow(indices, i, offset, rows);
+        if (r < 0)
+          continue; // another rank's row
+        float *row = o + (p * rows + r) * inner;
         for (int64_t j = 0; j < inner; ++j)
           row[j] += u[j];
       }
@@ -652,13 +669,15 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
   // out may alias dest.
   std::vector<int64_t> order(n), first(rows + 1, 0);
   for (int64_t i = 0; i < n; ++i)
-    ++first[IndexAt(indices, i) + 1];
+    if (int64_t r = LocalRow(indices, i, offset, rows); r >= 0)
+      ++first[r + 1];
   for (int64_t r = 0; r < rows; ++r)
     first[r + 1] += first[r];
   {
     std::vector<int64_t> next(first.begin(), first.end() - 1);
     for (int64_t i = 0; i < n; ++i)
-      order[next[IndexAt(indices, i)]++] = i;
+      if (int64_t r = LocalRow(indices, i, offset, rows); r >= 0)
+        order[next[r]++] = i;
   }
   std::unique_ptr<float[]> acc = Scratch(inner), upd = Scratch(inner);
   for (int64_t p = 0; p < outer; ++p)

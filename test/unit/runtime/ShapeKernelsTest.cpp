@@ -380,10 +380,10 @@ TEST(GatherTest, Known) {
   for (const auto &impl : BOTH(Gather)) {
     SCOPED_TRACE(impl.name);
     Buffer out = Garbage(DType::F32, {2, 2, 2});
-    ASSERT_OK(impl.fn(table.view(), ids.view(), out.view(), 0));
+    ASSERT_OK(impl.fn(table.view(), ids.view(), out.view(), 0, 0, 0));
     EXPECT_TRUE(Values(out, {20, 21, 0, 1, 20, 21, 10, 11}, 0));
     Buffer out1 = Garbage(DType::F32, {3, 1});
-    ASSERT_OK(impl.fn(table.view(), cols.view(), out1.view(), 1));
+    ASSERT_OK(impl.fn(table.view(), cols.view(), out1.view(), 1, 0, 0));
     EXPECT_TRUE(Values(out1, {1, 11, 21}, 0));
   }
 }
@@ -426,15 +426,15 @@ TEST(GatherTest, Errors) {
   Buffer wrongOut(DType::F32, {2, 3});
   for (const auto &impl : BOTH(Gather)) {
     SCOPED_TRACE(impl.name);
-    EXPECT_INVALID(impl, impl.fn(table.view(), tooBig.view(), out.view(), 0),
+    EXPECT_INVALID(impl, impl.fn(table.view(), tooBig.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), negative.view(), out.view(), 0),
+    EXPECT_INVALID(impl, impl.fn(table.view(), negative.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), floatIds.view(), out.view(), 0),
+    EXPECT_INVALID(impl, impl.fn(table.view(), floatIds.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), wrongOut.view(), 0),
+    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), wrongOut.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), out.view(), 2),
+    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), out.view(), 2, 0, 0),
                    Gather);
   }
 }
@@ -446,14 +446,54 @@ TEST(ScatterAddTest, Known) {
   for (const auto &impl : BOTH(ScatterAdd)) {
     SCOPED_TRACE(impl.name);
     Buffer out = Garbage(DType::F32, {3, 2});
-    ASSERT_OK(impl.fn(dest.view(), ids.view(), upd.view(), out.view(), 0));
+    ASSERT_OK(impl.fn(dest.view(), ids.view(), upd.view(), out.view(), 0, 0, 0));
     EXPECT_TRUE(Values(out, {11, 21, 1, 1, 102, 203}, 0));
     // Along axis 1, in place.
     Buffer d2 = Floats(DType::F32, {2, 2}, {0, 0, 0, 0});
     Buffer i2 = Ints(DType::I64, {3}, {1, 1, 0});
     Buffer u2 = Floats(DType::F32, {2, 3}, {1, 2, 3, 4, 5, 6});
-    ASSERT_OK(impl.fn(d2.view(), i2.view(), u2.view(), d2.view(), 1));
+    ASSERT_OK(impl.fn(d2.view(), i2.view(), u2.view(), d2.view(), 1, 0, 0));
     EXPECT_TRUE(Values(d2, {3, 3, 6, 9}, 0));
+  }
+}
+
+// A table split over ranks: this rank holds rows [offset, offset + size)
+// of `total`; other rows gather zeros and scatter nowhere, so the ranks'
+// results sum (or, for scatters, tile) to the whole table's.
+TEST(GatherTest, SplitTable) {
+  Buffer whole = Floats(DType::F32, {4, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
+  Buffer ids = Ints(DType::I32, {3}, {3, 0, 2});
+  for (const auto &impl : BOTH(Gather)) {
+    SCOPED_TRACE(impl.name);
+    std::vector<float> sum(6, 0);
+    for (int64_t rank = 0; rank < 2; ++rank) {
+      Buffer part = Floats(DType::F32, {2, 2},
+                           {float(rank * 20), float(rank * 20 + 1),
+                            float(rank * 20 + 10), float(rank * 20 + 11)});
+      Buffer out = Garbage(DType::F32, {3, 2});
+      ASSERT_OK(impl.fn(part.view(), ids.view(), out.view(), 0, rank * 2, 4));
+      for (int i = 0; i < 6; ++i)
+        sum[i] += LoadF(out.view(), i);
+    }
+    EXPECT_EQ(sum, (std::vector<float>{30, 31, 0, 1, 20, 21}));
+    // Indices still lie within the whole table.
+    Buffer part(DType::F32, {2, 2}), out(DType::F32, {3, 2});
+    Buffer outside = Ints(DType::I32, {3}, {4, 0, 1});
+    EXPECT_INVALID(impl,
+                   impl.fn(part.view(), outside.view(), out.view(), 0, 2, 4),
+                   Gather);
+  }
+  for (const auto &impl : BOTH(ScatterAdd)) {
+    SCOPED_TRACE(impl.name);
+    Buffer upd = Floats(DType::F32, {3, 2}, {1, 2, 10, 20, 100, 200});
+    for (int64_t rank = 0; rank < 2; ++rank) {
+      Buffer part = Floats(DType::F32, {2, 2}, {0, 0, 0, 0});
+      ASSERT_OK(impl.fn(part.view(), ids.view(), upd.view(), part.view(), 0,
+                        rank * 2, 4));
+      EXPECT_TRUE(Values(part, rank == 0 ? std::vector<double>{10, 20, 0, 0}
+                                         : std::vector<double>{100, 200, 1, 2},
+                         0));
+    }
   }
 }
 
@@ -508,16 +548,16 @@ TEST(ScatterAddTest, Errors) {
     SCOPED_TRACE(impl.name);
     Buffer out(DType::F32, {3, 2});
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), tooBig.view(), upd.view(), out.view(), 0),
+        impl, impl.fn(dest.view(), tooBig.view(), upd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), negative.view(), upd.view(), out.view(), 0),
+        impl, impl.fn(dest.view(), negative.view(), upd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), good.view(), badUpd.view(), out.view(), 0),
+        impl, impl.fn(dest.view(), good.view(), badUpd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), good.view(), upd.view(), badOut.view(), 0),
+        impl, impl.fn(dest.view(), good.view(), upd.view(), badOut.view(), 0, 0, 0),
         ScatterAdd);
   }
 }

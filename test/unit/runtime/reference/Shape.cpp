@@ -336,7 +336,8 @@ absl::Status Concat(absl::Span<const TensorView> inputs, const TensorView &out,
 //===----------------------------------------------------------------------===//
 
 absl::Status Gather(const TensorView &source, const TensorView &indices,
-                    const TensorView &out, int64_t axis) {
+                    const TensorView &out, int64_t axis, int64_t offset,
+                    int64_t total) {
   const char *kName = "Gather";
   VEOMNI_RETURN_IF_ERROR(CheckView(kName, "source", source));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(kName, "indices", indices));
@@ -346,24 +347,31 @@ absl::Status Gather(const TensorView &source, const TensorView &indices,
     return BadView(kName, "source", source, "has no axis ", axis);
   VEOMNI_RETURN_IF_ERROR(
       CheckShape(kName, "out", out, GatheredShape(source, indices, axis)));
-  VEOMNI_RETURN_IF_ERROR(CheckIndices(kName, indices, source.dim(axis)));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckIndices(kName, indices, total > 0 ? total : source.dim(axis)));
 
-  // source as [outer, size, inner]; out as [outer, count, inner].
+  // source as [outer, size, inner]; out as [outer, count, inner]; rows
+  // outside [offset, offset + size) are zero.
   int64_t outer = Product(absl::MakeSpan(source.shape).subspan(0, axis));
   int64_t size = source.dim(axis);
   int64_t inner = Product(absl::MakeSpan(source.shape).subspan(axis + 1));
   int64_t count = indices.numel();
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < count; ++i)
-      for (int64_t n = 0; n < inner; ++n)
-        CopyElement(out, (o * count + i) * inner + n, source,
-                    (o * size + LoadI(indices, i)) * inner + n);
+      for (int64_t n = 0; n < inner; ++n) {
+        int64_t row = LoadI(indices, i) - offset;
+        if (row < 0 || row >= size)
+          StoreF(out, (o * count + i) * inner + n, 0.0f);
+        else
+          CopyElement(out, (o * count + i) * inner + n, source,
+                      (o * size + row) * inner + n);
+      }
   return absl::OkStatus();
 }
 
 absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
                         const TensorView &updates, const TensorView &out,
-                        int64_t axis) {
+                        int64_t axis, int64_t offset, int64_t total) {
   const char *kName = "ScatterAdd";
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dest", dest));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(kName, "indices", indices));
@@ -374,7 +382,8 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
   VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "updates", updates,
                                     GatheredShape(dest, indices, axis)));
   VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, dest.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckIndices(kName, indices, dest.dim(axis)));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckIndices(kName, indices, total > 0 ? total : dest.dim(axis)));
 
   // Sum in double, then round once: out may alias dest.
   std::vector<double> sum(dest.numel());
@@ -386,9 +395,12 @@ absl::Status ScatterAdd(const TensorView &dest, const TensorView &indices,
   int64_t count = indices.numel();
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < count; ++i)
-      for (int64_t n = 0; n < inner; ++n)
-        sum[(o * size + LoadI(indices, i)) * inner + n] +=
-            LoadF(updates, (o * count + i) * inner + n);
+      for (int64_t n = 0; n < inner; ++n) {
+        int64_t row = LoadI(indices, i) - offset;
+        if (row >= 0 && row < size)
+          sum[(o * size + row) * inner + n] +=
+              LoadF(updates, (o * count + i) * inner + n);
+      }
   for (int64_t i = 0; i < dest.numel(); ++i)
     StoreF(out, i, static_cast<float>(sum[i]));
   return absl::OkStatus();
