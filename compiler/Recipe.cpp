@@ -1,6 +1,7 @@
 //===- Recipe.cpp - training recipes (YAML) -------------------------------===//
 
 #include "compiler/Recipe.h"
+#include "frontends/Importer.h"
 #include "runtime/support/Status.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -298,4 +299,49 @@ std::optional<uint64_t> mlir::veomni::parseByteSize(llvm::StringRef text) {
       return static_cast<uint64_t>(bytes);
     }
   return std::nullopt;
+}
+
+absl::Status mlir::veomni::checkMeshFits(const Recipe &r,
+                                         const ImportedModel &model) {
+  const ParallelSection &p = r.parallel;
+  // What the mesh must divide in the model, named by the recipe field.
+  auto divides = [&](const char *field, int64_t axis, int64_t value,
+                     const std::string &what) -> absl::Status {
+    if (axis > 1 && (value <= 0 || value % axis != 0))
+      return absl::InvalidArgumentError(
+          r.path + ": field '" + field + "': " + std::to_string(axis) +
+          " does not divide " + what + " " + std::to_string(value));
+    return absl::OkStatus();
+  };
+  VEOMNI_RETURN_IF_ERROR(
+      divides("parallel.tp", p.tp, model.numHeads, "num_attention_heads"));
+  VEOMNI_RETURN_IF_ERROR(
+      divides("parallel.tp", p.tp, model.numKVHeads, "num_key_value_heads"));
+  VEOMNI_RETURN_IF_ERROR(
+      divides("parallel.sp", p.sp, r.data.seqLen, "data.seq_len"));
+  VEOMNI_RETURN_IF_ERROR(divides("parallel.sp", p.sp,
+                                 model.numHeads / std::max<int64_t>(p.tp, 1),
+                                 "the attention heads per tp rank"));
+  // Stages are balanced by cost, so pp need not divide the layers; each
+  // chunk needs one.
+  if (p.pp * p.ppChunks > model.numLayers)
+    return absl::InvalidArgumentError(
+        r.path + ": field 'parallel.pp': " + std::to_string(p.pp) +
+        " stages x " + std::to_string(p.ppChunks) +
+        " chunks need at least as many decoder layers; the model has " +
+        std::to_string(model.numLayers));
+  if (p.ep > 1 && model.numExperts == 0)
+    return absl::InvalidArgumentError(
+        r.path + ": field 'parallel.ep': " + std::to_string(p.ep) +
+        " needs a mixture-of-experts model; " + model.modelType +
+        " has no experts");
+  VEOMNI_RETURN_IF_ERROR(
+      divides("parallel.ep", p.ep, model.numExperts, "num_experts"));
+  // With experts split on ep, the ep ranks take their own batches too.
+  bool expertParallel = p.ep > 1 && model.numExperts > 0;
+  return divides(
+      "parallel.dp_shard",
+      p.dpReplicate * p.dpShard * (expertParallel ? p.ep : 1), r.data.batchSize,
+      expertParallel ? "data.batch_size (dp_replicate x dp_shard x ep)"
+                     : "data.batch_size (dp_replicate x dp_shard)");
 }

@@ -53,6 +53,15 @@ struct Recipe {
 /// nullopt when `text` is not a size of at least one byte.
 std::optional<uint64_t> parseByteSize(llvm::StringRef text);
 
+struct ImportedModel;
+
+/// Whether the recipe's mesh fits `model`: tp divides the attention and kv
+/// heads, sp the sequence and the heads per tp rank, ep the experts (of a
+/// mixture-of-experts model), the data-parallel ranks the batch, and pp
+/// stages have layers. One error naming the recipe field, as veomni plan,
+/// compile and train report it.
+absl::Status checkMeshFits(const Recipe &r, const ImportedModel &model);
+
 } // namespace mlir::veomni
 
 #endif // VEOMNI_COMPILER_RECIPE_H

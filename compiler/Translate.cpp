@@ -157,9 +157,9 @@ LogicalResult mlir::veomni::translateToProgram(
     }
     bufferIndex[v] = buffers.size();
     offsets[v] = offset;
-    buffers.push_back(fb::CreateBufferDirect(
-        fbb, offset, dtypeOf(type.getElementType()), &shape,
-        slice ? &split : nullptr));
+    buffers.push_back(fb::CreateBufferDirect(fbb, offset,
+                                             dtypeOf(type.getElementType()),
+                                             &shape, slice ? &split : nullptr));
     return success();
   };
   auto sliceOfResult = [&](unsigned i) {
@@ -167,7 +167,20 @@ LogicalResult mlir::veomni::translateToProgram(
         i, dist::DistDialect::kSliceAttrName);
   };
 
-  // Which inputs index what.
+  // Which inputs index what: the whole table's rows, also when each rank
+  // holds a slice of it (index_group).
+  auto groupList =
+      module->getAttrOfType<ArrayAttr>(vrt::VrtDialect::kCommGroupsAttrName);
+  auto groupSize = [&](int64_t g) -> int64_t {
+    if (g < 0 || !groupList || g >= int64_t(groupList.size()))
+      return 1;
+    int64_t n = 1;
+    for (Attribute name : cast<ArrayAttr>(groupList[g]))
+      if (std::optional<uint32_t> a =
+              axisIndex(cast<StringAttr>(name).getValue()))
+        n *= meshAxes[*a].getSize();
+    return n;
+  };
   llvm::DenseMap<Value, int64_t> bounds;
   using ::kernel_table::KernelKind;
   for (auto k : block.getOps<vrt::KernelOp>()) {
@@ -177,7 +190,8 @@ LogicalResult mlir::veomni::translateToProgram(
       auto source = cast<MemRefType>(k.getIns()[0].getType());
       int64_t axis = intAttr(k, "axis", 0);
       if (axis >= 0 && axis < source.getRank())
-        bounds[rootOf(k.getIns()[1])] = source.getDimSize(axis);
+        bounds[rootOf(k.getIns()[1])] =
+            source.getDimSize(axis) * groupSize(intAttr(k, "index_group", -1));
     }
   }
 
@@ -197,10 +211,10 @@ LogicalResult mlir::veomni::translateToProgram(
              << arg.getArgNumber()
              << " needs an offset and a veomni.param, veomni.input or "
                 "veomni.state name";
-    if (failed(addBuffer(arg, offset.getInt(),
-                         func.getArgAttrOfType<dist::ShardingAttr>(
-                             arg.getArgNumber(),
-                             dist::DistDialect::kSliceAttrName))))
+    if (failed(addBuffer(
+            arg, offset.getInt(),
+            func.getArgAttrOfType<dist::ShardingAttr>(
+                arg.getArgNumber(), dist::DistDialect::kSliceAttrName))))
       return failure();
     std::string name = (param ? param : input ? input : state).getValue().str();
     argumentIndex[name] = arguments.size();
@@ -270,8 +284,7 @@ LogicalResult mlir::veomni::translateToProgram(
                            "communicator for '")
              << c.getOp() << "' (multi-rank execution)";
     } else if (auto k = dyn_cast<vrt::KernelOp>(op)) {
-      for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                             dist::DistDialect::kExpertAxesAttrName})
+      for (StringRef name : {dist::DistDialect::kExpertAxesAttrName})
         if (k->hasAttr(name))
           return k.emitOpError("combines its result over the mesh axes ")
                  << k->getAttr(name) << " (" << name

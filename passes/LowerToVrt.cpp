@@ -253,14 +253,14 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
                 dist::DistDialect::kIndexAxesAttrName))
           (*kernel)->setAttr("index_group",
                              builder.getI64IntegerAttr(groups.indexOf(index)));
-        // An op that combines over ranks inside otherwise (a vocab-split
-        // cross entropy, experts across ranks) keeps the axes: memory
-        // planning needs nothing more, and translation refuses it until
-        // kernels do.
-        for (StringRef name : {dist::DistDialect::kVocabAxesAttrName,
-                               dist::DistDialect::kExpertAxesAttrName})
-          if (Attribute axes = op.getAttr(name))
-            (*kernel)->setAttr(name, axes);
+        if (auto vocab = op.getAttrOfType<ArrayAttr>(
+                dist::DistDialect::kVocabAxesAttrName))
+          (*kernel)->setAttr("vocab_group",
+                             builder.getI64IntegerAttr(groups.indexOf(vocab)));
+        // Experts across ranks keep their axes: memory planning needs
+        // nothing more, and translation refuses them until kernels do.
+        if (Attribute axes = op.getAttr(dist::DistDialect::kExpertAxesAttrName))
+          (*kernel)->setAttr(dist::DistDialect::kExpertAxesAttrName, axes);
       }
     }
     lowered.push_back(&op);

@@ -224,9 +224,9 @@ absl::Status Executor::SyncStatus(absl::Status mine) const {
   VEOMNI_RETURN_IF_ERROR(comm_->AllReduce(worldGroup_, v, v, ReduceOp::Max));
   if (!mine.ok() || flag == 0)
     return mine;
-  return absl::AbortedError(
-      absl::StrCat("rank ", int32_t(program_.worldSize) - flag,
-                   " failed (its message says why)"));
+  return absl::AbortedError(absl::StrCat("rank ",
+                                         int32_t(program_.worldSize) - flag,
+                                         " failed (its message says why)"));
 }
 
 absl::Status Executor::CopyBuffer(uint32_t from, uint32_t to) {
@@ -248,15 +248,18 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
   }
   case KernelKind::ReduceScatter: {
     auto a = AttrsOf<KernelKind::ReduceScatter>::Decode(k);
-    return comm_->ReduceScatter(groupHandle_[a.group], in[0], out[0], a.dim, ReduceOp::Sum);
+    return comm_->ReduceScatter(groupHandle_[a.group], in[0], out[0], a.dim,
+                                ReduceOp::Sum);
   }
   case KernelKind::AllReduce: {
     auto a = AttrsOf<KernelKind::AllReduce>::Decode(k);
-    return comm_->AllReduce(groupHandle_[a.group], in[0], out[0], ReduceOp::Sum);
+    return comm_->AllReduce(groupHandle_[a.group], in[0], out[0],
+                            ReduceOp::Sum);
   }
   case KernelKind::AllToAll: {
     auto a = AttrsOf<KernelKind::AllToAll>::Decode(k);
-    return comm_->AllToAll(groupHandle_[a.group], in[0], out[0], a.split_dim, a.concat_dim);
+    return comm_->AllToAll(groupHandle_[a.group], in[0], out[0], a.split_dim,
+                           a.concat_dim);
   }
   case KernelKind::LocalSplit: {
     // This rank's block of dimension `dim`: no communication.
@@ -286,46 +289,6 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
   }
 }
 
-absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
-                                         KernelIns in, KernelOuts out) {
-  if (!comm_)
-    return absl::FailedPreconditionError("a split loss, and no communicator");
-  // CrossEntropy and its VJP name these attributes alike.
-  auto attr = [&](const char *name) {
-    return k.attrs[kernel_table::AttrIndex(k.kind, name)].ints[0];
-  };
-  const int64_t ignoreIndex = attr("ignore_index");
-  const uint32_t group = static_cast<uint32_t>(attr("token_group"));
-  if (attr("reduction") != 0) // sums and per-row losses need no global count
-    return fns_[i](k, in, out);
-  // The tokens that count, on every rank of the group.
-  const TensorView &labels = in[1];
-  // An i32 count, as the plan report counts its bytes.
-  int64_t local = 0;
-  for (int64_t j = 0, n = labels.numel(); j < n; ++j)
-    local += LoadI(labels, j) != ignoreIndex;
-  if (local > (int64_t{1} << 31) / std::max(int(program_.worldSize), 1))
-    return absl::OutOfRangeError("too many tokens to count in an i32");
-  int32_t count = static_cast<int32_t>(local);
-  TensorView countView{&count, DType::I32, {1}};
-  VEOMNI_RETURN_IF_ERROR(
-      comm_->AllReduce(groupHandle_[group], countView, countView,
-                       ReduceOp::Sum));
-  // This rank's sum, scaled by the group's count: partial sums of the mean.
-  const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
-  KernelDesc sum = k;
-  sum.attrs[kernel_table::AttrIndex(k.kind, "reduction")].ints = {1};
-  if (k.kind == KernelKind::CrossEntropy) {
-    VEOMNI_RETURN_IF_ERROR(fns_[i](sum, in, out));
-    StoreF(out[0], 0, static_cast<float>(LoadF(out[0], 0) * scale));
-    return absl::OkStatus();
-  }
-  float dloss = static_cast<float>(LoadF(in[2], 0) * scale);
-  std::vector<TensorView> scaled(in.begin(), in.end());
-  scaled[2] = TensorView{&dloss, DType::F32, {}};
-  return fns_[i](sum, scaled, out);
-}
-
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
   for (size_t i = 0; i < program_.kernels.size(); ++i) {
@@ -339,9 +302,9 @@ absl::Status Executor::Run() {
     absl::Status s;
     if (!fns_[i])
       s = RunCollective(k, in, out);
-    else if ((k.kind == KernelKind::CrossEntropy ||
-              k.kind == KernelKind::CrossEntropyGrad) &&
-             CommGroupOf(k) >= 0)
+    else if (CommGroupOf(k, "vocab_group") >= 0)
+      s = RunVocabSplitLoss(k, in, out);
+    else if (CommGroupOf(k, "token_group") >= 0)
       s = RunTokenSplitLoss(i, k, in, out);
     else
       s = fns_[i](k, in, out);

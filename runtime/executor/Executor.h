@@ -111,6 +111,16 @@ private:
   /// mean divides by the group's token count.
   absl::Status RunTokenSplitLoss(size_t i, const KernelDesc &k, KernelIns in,
                                  KernelOuts out);
+  /// A cross entropy (or its VJP) whose vocabulary is split over a group:
+  /// the row max, the sum of exponentials and (forward) the target logit
+  /// are all-reduced across it, so no rank gathers the logits
+  /// (SplitLoss.cpp). Its tokens may be split over another group too.
+  absl::Status RunVocabSplitLoss(const KernelDesc &k, KernelIns in,
+                                 KernelOuts out);
+  /// The number of labels that count (not `ignoreIndex`) in `labels`,
+  /// summed over comm group `group` when it is not -1.
+  absl::StatusOr<int64_t> CountLabels(const TensorView &labels,
+                                      int64_t ignoreIndex, int64_t group);
 
   Program program_;
   std::unique_ptr<Device> device_;

@@ -83,13 +83,17 @@ template <KernelKind K> struct AttrsOf;
 #undef VEOMNI_KERNEL
 #undef VEOMNI_ATTR
 
-/// The comm group a kernel talks to: a collective's `group`, a loss's
-/// `token_group`; -1 for the rest (and a loss whose tokens are whole).
-inline int64_t CommGroupOf(const KernelDesc &k) {
-  for (const char *name : {"group", "token_group"})
-    if (int i = kernel_table::AttrIndex(k.kind, name); i >= 0)
-      return k.attrs[i].ints[0];
-  return -1;
+/// The attributes that name a comm group: a collective's `group`; a loss's
+/// `token_group` and `vocab_group`, a lookup's `index_group` (-1 when that
+/// dimension is whole).
+constexpr const char *kCommGroupAttrs[] = {"group", "token_group",
+                                           "vocab_group", "index_group"};
+
+/// Kernel `k`'s attribute `name` (one of kCommGroupAttrs), or -1 when it
+/// has none.
+inline int64_t CommGroupOf(const KernelDesc &k, const char *name) {
+  int i = kernel_table::AttrIndex(k.kind, name);
+  return i >= 0 ? k.attrs[i].ints[0] : -1;
 }
 
 } // namespace veomni::rt

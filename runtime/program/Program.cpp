@@ -188,9 +188,9 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     d.bytes = elements * SizeOf(d.dtype);
     if (b->split()) {
       if (b->split()->size() != d.shape.size())
-        return Bad(name, absl::StrCat("buffer ", i, " splits ",
-                                      b->split()->size(), " dimensions of ",
-                                      d.shape.size()));
+        return Bad(name,
+                   absl::StrCat("buffer ", i, " splits ", b->split()->size(),
+                                " dimensions of ", d.shape.size()));
       for (const fb::DimSplit *s : *b->split())
         d.split.push_back(ToVector(s->axes()));
     }
@@ -369,9 +369,9 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     for (size_t dim = 0; dim < d.split.size(); ++dim) {
       for (uint32_t a : d.split[dim]) {
         if (a >= out.mesh.size() || seen[a])
-          return Bad(name, absl::StrCat("buffer ", i, " is split over mesh axis ",
-                                        a, " of ", out.mesh.size(),
-                                        " (or twice)"));
+          return Bad(name,
+                     absl::StrCat("buffer ", i, " is split over mesh axis ", a,
+                                  " of ", out.mesh.size(), " (or twice)"));
         seen[a] = true;
         d.global[dim] *= out.mesh[a].second;
       }
@@ -398,14 +398,18 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     }
   for (size_t i = 0; i < out.kernels.size(); ++i) {
     const KernelDesc &k = out.kernels[i];
-    const int64_t group = CommGroupOf(k);
-    if (group == -1 &&
-        !(kernel_table::Info(k.kind).flags & kernel_table::kCollective))
-      continue;
-    if (group < 0 || group >= static_cast<int64_t>(out.commGroups.size()))
-      return Bad(name, absl::StrCat("kernel ", i, " (", KernelName(k.kind),
-                                    ") names comm group ", group, " of ",
-                                    out.commGroups.size()));
+    for (const char *attr : kCommGroupAttrs) {
+      const int64_t group = CommGroupOf(k, attr);
+      // A collective must name one; a loss or lookup may name none (-1).
+      if (group == -1 &&
+          !(std::string_view(attr) == "group" &&
+            kernel_table::Info(k.kind).flags & kernel_table::kCollective))
+        continue;
+      if (group < 0 || group >= static_cast<int64_t>(out.commGroups.size()))
+        return Bad(name, absl::StrCat("kernel ", i, " (", KernelName(k.kind),
+                                      ") names comm group ", group, " of ",
+                                      out.commGroups.size(), " (", attr, ")"));
+    }
   }
   for (const ArgumentDesc &a : out.arguments)
     if (!a.initFrom.empty()) {

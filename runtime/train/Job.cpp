@@ -81,9 +81,9 @@ absl::Status WriteJob(const std::string &dir, const JobSettings &job,
   std::string manifest = absl::StrCat("{\n  \"format\": \"", kFormat,
                                       "\",\n  \"version\": ", kVersion);
   for (const Field &f : kFields)
-    absl::StrAppend(&manifest, ",\n  \"", f.key, "\": ",
-                    f.text ? Quote(job.*f.text)
-                           : std::to_string(job.*f.number));
+    absl::StrAppend(
+        &manifest, ",\n  \"", f.key,
+        "\": ", f.text ? Quote(job.*f.text) : std::to_string(job.*f.number));
   manifest += "\n}\n";
   VEOMNI_RETURN_IF_ERROR(
       WriteTextFile(absl::StrCat(dir, "/", kJobProgram), program));
@@ -135,8 +135,8 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
       job.*f.text = v->text;
     } else {
       if (v->kind != Json::Number || !v->integral || v->number < f.min)
-        return bad(absl::StrCat("\"", f.key, "\" is not an integer >= ",
-                                f.min));
+        return bad(
+            absl::StrCat("\"", f.key, "\" is not an integer >= ", f.min));
       job.*f.number = v->number;
     }
   }
@@ -147,9 +147,9 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
   return job;
 }
 
-absl::Status OverrideJob(
-    JobSettings &job,
-    const std::vector<std::pair<std::string, std::string>> &overrides) {
+absl::Status
+OverrideJob(JobSettings &job,
+            const std::vector<std::pair<std::string, std::string>> &overrides) {
   for (const auto &[key, value] : overrides) {
     const Field *field = nullptr;
     for (const Field &f : kFields)

@@ -64,9 +64,9 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir);
 
 /// Applies `--section.key value` overrides of the settings a run may
 /// change; an unknown or fixed one is an error naming it.
-absl::Status OverrideJob(
-    JobSettings &job,
-    const std::vector<std::pair<std::string, std::string>> &overrides);
+absl::Status
+OverrideJob(JobSettings &job,
+            const std::vector<std::pair<std::string, std::string>> &overrides);
 
 } // namespace veomni::rt
 

@@ -51,13 +51,12 @@ absl::StatusOr<int> LaunchRanks(int64_t ranks,
     raw.push_back(a.data());
   raw.push_back(nullptr);
   pid_t pid;
-  if (int e = posix_spawnp(&pid, "mpirun", nullptr, nullptr, raw.data(),
-                           environ))
-    return absl::NotFoundError(
-        absl::StrCat("cannot start mpirun (", std::strerror(e),
-                     "): starting ", ranks,
-                     " ranks needs Open MPI's mpirun on the PATH (Debian: "
-                     "openmpi-bin)"));
+  if (int e =
+          posix_spawnp(&pid, "mpirun", nullptr, nullptr, raw.data(), environ))
+    return absl::NotFoundError(absl::StrCat(
+        "cannot start mpirun (", std::strerror(e), "): starting ", ranks,
+        " ranks needs Open MPI's mpirun on the PATH (Debian: "
+        "openmpi-bin)"));
   int status = 0;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR)
@@ -78,8 +77,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob() {
   return std::unique_ptr<Communicator>(std::move(*comm));
 }
 
-int TrainOnThisRank(Program program, const JobSettings &job,
-                    Communicator *comm, const char *tool) {
+int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
+                    const char *tool) {
   const int world = comm ? comm->WorldSize() : 1;
   const int rank = comm ? comm->Rank() : 0;
   auto fail = [&](const absl::Status &s) {

@@ -45,8 +45,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob();
 /// Trains `program` as `job` says on this process: one rank of `comm`'s
 /// job, or alone when `comm` is null. On failure prints `tool: error:
 /// rank R: ...` and ends every rank of the job; returns the exit status.
-int TrainOnThisRank(Program program, const JobSettings &job,
-                    Communicator *comm, const char *tool);
+int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
+                    const char *tool);
 
 } // namespace veomni::rt
 

@@ -10,10 +10,10 @@
 #include "runtime/train/Trainer.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 #include <chrono>
 #include <cmath>
@@ -90,8 +90,7 @@ void WriteLossCurve(const std::string &path,
 
 } // namespace
 
-absl::Status RunTraining(Executor &ex, const JobSettings &job,
-                         std::FILE *out) {
+absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
   const bool reporter = ex.Rank() == 0;
   auto print = [&](const std::string &line) {
     if (reporter) {
@@ -189,9 +188,9 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job,
       absl::StatusOr<StepMetrics> r =
           trainer.Step(step, micro == job.accumulationSteps - 1);
       if (!r.ok())
-        return absl::Status(r.status().code(),
-                            absl::StrCat("step ", step, ": ",
-                                         r.status().message()));
+        return absl::Status(
+            r.status().code(),
+            absl::StrCat("step ", step, ": ", r.status().message()));
       m = *r;
       lossSum += r->loss;
     }

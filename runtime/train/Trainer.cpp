@@ -296,8 +296,7 @@ Trainer::Read(const std::string &dir,
   for (const Copy &c : copies) {
     auto whole = staging.find(c.buffer);
     if (whole != staging.end())
-      std::memcpy(whole->second.data() + c.offset, c.from.data,
-                  c.from.bytes());
+      std::memcpy(whole->second.data() + c.offset, c.from.data, c.from.bytes());
     else
       VEOMNI_RETURN_IF_ERROR(
           executor_->WriteAt(c.buffer, c.offset, c.from.data, c.from.bytes()));

@@ -59,9 +59,9 @@ func.func @returns_argument(%x: tensor<4xf32>) -> tensor<4xf32> {
 // CHECK-LABEL: func.func @table_attributes
 func.func @table_attributes(%l: tensor<2x16x10xf32>, %y: tensor<2x16xi64>)
     -> (tensor<f32>, tensor<2x16xf32>) {
-  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -100 : i64, reduction = 0 : i64, token_group = -1 : i64}
+  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -100 : i64, reduction = 0 : i64, token_group = -1 : i64, vocab_group = -1 : i64}
   %m = veomni.cross_entropy %l, %y : tensor<2x16x10xf32>, tensor<2x16xi64>
-  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -1 : i64, reduction = 2 : i64, token_group = -1 : i64}
+  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -1 : i64, reduction = 2 : i64, token_group = -1 : i64, vocab_group = -1 : i64}
   %n = veomni.cross_entropy %l, %y {ignore_index = -1, reduction = #veomni<loss_reduction none>} : tensor<2x16x10xf32>, tensor<2x16xi64>
   return %m, %n : tensor<f32>, tensor<2x16xf32>
 }
@@ -91,16 +91,15 @@ func.func @collective(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<16xf32>, tens
 
 // -----
 
-// A token-split cross entropy counts its tokens over a comm group; an op
-// that combines over ranks otherwise keeps the axes on its kernel, for
-// translation to refuse until the runtime's kernels can.
+// A token-split cross entropy counts its tokens over a comm group; a
+// vocab-split one combines its rows' statistics over another.
 // CHECK-LABEL: module attributes {vrt.comm_groups = {{\[}}["dp"]]}
 dist.mesh @mesh = <["dp"=2]>
 // CHECK-LABEL: func.func @communicates_inside
 func.func @communicates_inside(%l: tensor<2x4x8xf32>, %y: tensor<2x4xi32>) -> (tensor<f32>, tensor<f32>) {
-  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -100 : i64, reduction = 0 : i64, token_group = 0 : i64}
+  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -100 : i64, reduction = 0 : i64, token_group = 0 : i64, vocab_group = -1 : i64}
   %c = veomni.cross_entropy %l, %y {dist.token_axes = ["dp"]} : tensor<2x4x8xf32>, tensor<2x4xi32>
-  // CHECK: vrt.kernel cross_entropy {{.*}} {dist.vocab_axes = ["dp"], ignore_index = -100 : i64, reduction = 0 : i64, token_group = -1 : i64}
+  // CHECK: vrt.kernel cross_entropy {{.*}} {ignore_index = -100 : i64, reduction = 0 : i64, token_group = -1 : i64, vocab_group = 0 : i64}
   %v = veomni.cross_entropy %l, %y {dist.vocab_axes = ["dp"]} : tensor<2x4x8xf32>, tensor<2x4xi32>
   return %c, %v : tensor<f32>, tensor<f32>
 }

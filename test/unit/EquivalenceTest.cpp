@@ -129,9 +129,9 @@ protected:
     EXPECT_TRUE(program.ok()) << program.status();
     if (!program.ok())
       return nullptr;
-    auto ex = rt::Executor::Create(*std::move(program),
-                                   *rt::CreateDevice("cpu"),
-                                   mesh.meshSize() > 1 ? comm : nullptr);
+    auto ex =
+        rt::Executor::Create(*std::move(program), *rt::CreateDevice("cpu"),
+                             mesh.meshSize() > 1 ? comm : nullptr);
     EXPECT_TRUE(ex.ok()) << ex.status();
     return ex.ok() ? *std::move(ex) : nullptr;
   }
@@ -241,8 +241,8 @@ TEST_P(Equivalence, TrainsAsOneRank) {
     ExpectClose(got.gradNorm, want.gradNorm, "grad_norm", step);
     EXPECT_EQ(got.lr, want.lr);
     if (plan.accumulation == 1)
-      EXPECT_EQ(sent, planned) << "bytes sent by rank " << comm->Rank()
-                               << " in step " << step;
+      EXPECT_EQ(sent, planned)
+          << "bytes sent by rank " << comm->Rank() << " in step " << step;
   }
   EXPECT_LE(RelativeL2(*many, *one), 1e-5);
 }
@@ -253,7 +253,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"llama", 1, 2, 1, 2}, Plan{"qwen3", 2, 2},
                       Plan{"qwen3_moe", 1, 4, 1, 1, 1, 2},
                       Plan{"qwen3_moe", 1, 2, 1, 2}, Plan{"omni_moe", 1, 4},
-                      Plan{"qwen2_5_omni", 1, 2, 1, 2}),
+                      Plan{"qwen2_5_omni", 1, 2, 1, 2}, Plan{"llama", 1, 2, 2},
+                      Plan{"llama", 2, 1, 2}),
     [](const ::testing::TestParamInfo<Plan> &info) {
       std::ostringstream os;
       os << info.param;
@@ -309,8 +310,7 @@ TEST_P(Resume, UnderAnotherPlanContinuesTheRun) {
     std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, Resume,
-                         ::testing::Values(Plan{"llama"}),
+INSTANTIATE_TEST_SUITE_P(Checkpoints, Resume, ::testing::Values(Plan{"llama"}),
                          [](const ::testing::TestParamInfo<Plan> &info) {
                            return info.param.family;
                          });

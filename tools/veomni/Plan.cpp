@@ -264,7 +264,6 @@ int runPlan(llvm::ArrayRef<const char *> args) {
         << Recipe::settingsHelp();
     return 0;
   }
-  std::string error;
   // -o FILE: also write the partitioned per-rank step.
   std::string output;
   std::vector<std::string> rest;
@@ -292,49 +291,8 @@ int runPlan(llvm::ArrayRef<const char *> args) {
     return fail(std::string(model.status().message()));
   printWarnings(*model);
 
-  // What the mesh must divide in the model, named by the recipe field.
-  auto check = [&](const char *field, int64_t axis, int64_t value,
-                   const std::string &what) -> bool {
-    if (axis > 1 && (value <= 0 || value % axis != 0)) {
-      error = r.path + ": field '" + field + "': " + std::to_string(axis) +
-              " does not divide " + what + " " + std::to_string(value);
-      return false;
-    }
-    return true;
-  };
-  if (!check("parallel.tp", r.parallel.tp, model->numHeads,
-             "num_attention_heads") ||
-      !check("parallel.tp", r.parallel.tp, model->numKVHeads,
-             "num_key_value_heads") ||
-      !check("parallel.sp", r.parallel.sp, r.data.seqLen, "data.seq_len") ||
-      !check("parallel.sp", r.parallel.sp,
-             model->numHeads / std::max<int64_t>(r.parallel.tp, 1),
-             "the attention heads per tp rank"))
-    return fail(error);
-  // Stages are balanced by cost, so pp need not divide the layers; each
-  // chunk needs one.
-  if (r.parallel.pp * r.parallel.ppChunks > model->numLayers)
-    return fail(r.path +
-                ": field 'parallel.pp': " + std::to_string(r.parallel.pp) +
-                " stages x " + std::to_string(r.parallel.ppChunks) +
-                " chunks need at least as many decoder layers; the model has " +
-                std::to_string(model->numLayers));
-  if (r.parallel.ep > 1 && model->numExperts == 0)
-    return fail(r.path +
-                ": field 'parallel.ep': " + std::to_string(r.parallel.ep) +
-                " needs a mixture-of-experts model; " + model->modelType +
-                " has no experts");
-  if (!check("parallel.ep", r.parallel.ep, model->numExperts, "num_experts"))
-    return fail(error);
-  // With experts split on ep, the ep ranks take their own batches too.
-  bool expertParallel = r.parallel.ep > 1 && model->numExperts > 0;
-  if (!check("parallel.dp_shard",
-             r.parallel.dpReplicate * r.parallel.dpShard *
-                 (expertParallel ? r.parallel.ep : 1),
-             r.data.batchSize,
-             expertParallel ? "data.batch_size (dp_replicate x dp_shard x ep)"
-                            : "data.batch_size (dp_replicate x dp_shard)"))
-    return fail(error);
+  if (absl::Status fits = checkMeshFits(r, *model); !fits.ok())
+    return fail(std::string(fits.message()));
 
   std::string diagnostic;
   ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {

@@ -15,6 +15,7 @@
 #include "compiler/Recipe.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/support/Status.h"
 #include "runtime/train/Job.h"
 #include "runtime/train/Launch.h"
 
@@ -52,6 +53,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
     return model.status();
   if (printWarningsToo)
     printWarnings(*model);
+  VEOMNI_RETURN_IF_ERROR(checkMeshFits(r, *model));
   std::string diagnostic;
   ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
     if (diagnostic.empty())
@@ -217,8 +219,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   llvm::SmallString<256> runner(rt::SelfExecutable());
   llvm::sys::path::remove_filename(runner);
   llvm::sys::path::append(runner, "veomni-run");
-  absl::StatusOr<int> code =
-      rt::LaunchRanks(ranks, {std::string(runner), dir});
+  absl::StatusOr<int> code = rt::LaunchRanks(ranks, {std::string(runner), dir});
   if (!code.ok())
     return fail(std::string(code.status().message()));
   return *code;
@@ -249,9 +250,9 @@ int runCompileRecipe(llvm::ArrayRef<const char *> args) {
     return fail(std::string(s.message()));
   llvm::outs() << job.summary << "\n"
                << "job for " << job.worldSize << " rank"
-               << (job.worldSize > 1 ? "s (" + job.mesh + ")" : "")
-               << " in " << output << ": " << rt::kJobProgram << " ("
-               << program.size() << " bytes), " << rt::kJobManifest
+               << (job.worldSize > 1 ? "s (" + job.mesh + ")" : "") << " in "
+               << output << ": " << rt::kJobProgram << " (" << program.size()
+               << " bytes), " << rt::kJobManifest
                << (job.config.empty() ? "" : ", config.json") << "\n"
                << "run it with: "
                << (job.worldSize > 1

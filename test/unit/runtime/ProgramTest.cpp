@@ -245,9 +245,15 @@ TEST(Program, SemanticDefectsAreNamed) {
   ExpectRejected(
       [](Spec &s) {
         s.kernels[1] = {
-            KernelKind::CrossEntropy, {0, 1}, {2}, {{-100}, {0}, {5}}};
+            KernelKind::CrossEntropy, {0, 1}, {2}, {{-100}, {0}, {5}, {-1}}};
       },
-      "kernel 1 (CrossEntropy) names comm group 5 of 0");
+      "kernel 1 (CrossEntropy) names comm group 5 of 0 (token_group)");
+  ExpectRejected(
+      [](Spec &s) {
+        s.kernels[1] = {
+            KernelKind::CrossEntropy, {0, 1}, {2}, {{-100}, {0}, {-1}, {3}}};
+      },
+      "kernel 1 (CrossEntropy) names comm group 3 of 0 (vocab_group)");
 }
 
 TEST(Program, ShapeMismatchesAreCaughtWhenKernelsRun) {
