@@ -284,11 +284,6 @@ LogicalResult mlir::veomni::translateToProgram(
                            "communicator for '")
              << c.getOp() << "' (multi-rank execution)";
     } else if (auto k = dyn_cast<vrt::KernelOp>(op)) {
-      for (StringRef name : {dist::DistDialect::kExpertAxesAttrName})
-        if (k->hasAttr(name))
-          return k.emitOpError("combines its result over the mesh axes ")
-                 << k->getAttr(name) << " (" << name
-                 << "): the runtime's kernels cannot do that yet";
       std::vector<flatbuffers::Offset<fb::Attr>> attrs = encodeAttrs(fbb, k);
       std::vector<uint32_t> ins, outs;
       for (Value v : k.getIns())

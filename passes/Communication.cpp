@@ -144,57 +144,41 @@ std::pair<Axes, Axes> lossAxes(const ShardingRule &rule,
   return {tokens, vocab};
 }
 
-/// Expert parallelism's token exchanges. A grouped matmul over experts
-/// split on some axes takes its rows (input, and the cotangent for the
-/// weight gradient) to their experts' ranks; its result, and what
-/// elementwise ops make of it, stays there (expert space) for the next
-/// grouped matmul; any other use brings the rows back. Each crossing is an
-/// all-to-all of the rows over the expert axes, once per value.
+/// Expert parallelism's token exchanges, as the runtime makes them
+/// (runtime/executor/ExpertSplit.cpp). A grouped matmul over experts split
+/// on some axes all-gathers its group sizes over them, takes its rows (and,
+/// for the weight gradient, their cotangents) to their experts' ranks, and
+/// brings the products back: an all-to-all of the rows a rank holds each
+/// way (uniform routing; the real volume depends on the router).
 class ExpertExchanges {
 public:
   void visit(Operation *op, ArrayRef<StringAttr> experts,
              function_ref<RankedTensorType(Value)> localType,
              StepTraffic &traffic, const Mesh &mesh, const LinkModel &link) {
-    auto exchange = [&](Value v, llvm::DenseSet<Value> &seen,
-                        ArrayRef<StringAttr> axes) {
-      if (!seen.insert(v).second)
-        return;
-      double bytes = bytesOf(localType(v));
-      Collective c{Collective::AllToAll, Axes(axes)};
-      traffic.add(axes, "all_to_all", bytesSent(c, bytes, mesh.size(axes)),
+    if (experts.empty() || !isa<GroupedMatmulOp, GroupedMatmulWeightGradOp>(op))
+      return;
+    const int64_t ranks = mesh.size(experts);
+    auto allToAll = [&](double bytes) {
+      Collective c{Collective::AllToAll, Axes(experts)};
+      traffic.add(experts, "all_to_all", bytesSent(c, bytes, ranks),
                   sharding::seconds(c, bytes, mesh, link));
     };
-    bool grouped = isa<GroupedMatmulOp, GroupedMatmulWeightGradOp>(op);
-    if (grouped && !experts.empty()) {
-      SmallVector<Value> rows = {op->getOperand(0)};
-      if (auto g = dyn_cast<GroupedMatmulWeightGradOp>(op))
-        rows.push_back(g.getGrad());
-      for (Value v : rows)
-        if (!space.count(v))
-          exchange(v, entered, experts);
-      if (isa<GroupedMatmulOp>(op))
-        space[op->getResult(0)] = Axes(experts);
+    Value sizes = op->getOperand(2);
+    double gathered = bytesOf(localType(sizes)) * ranks;
+    Collective c{Collective::AllGather, Axes(experts)};
+    traffic.add(experts, "all_gather", bytesSent(c, gathered, ranks),
+                sharding::seconds(c, gathered, mesh, link));
+    RankedTensorType rows = localType(op->getOperand(0));
+    allToAll(bytesOf(rows));
+    if (auto g = dyn_cast<GroupedMatmulWeightGradOp>(op)) {
+      allToAll(bytesOf(localType(g.getGrad())));
       return;
     }
-    bool elementwise =
-        op->hasTrait<OpTrait::Elementwise>() || isa<GeluGradOp>(op);
-    for (Value v : op->getOperands()) {
-      auto it = space.find(v);
-      if (it == space.end())
-        continue;
-      if (elementwise) {
-        Axes axes = it->second;
-        for (Value r : op->getResults())
-          space[r] = axes;
-      } else if (!grouped) {
-        exchange(v, left, it->second);
-      }
-    }
+    // The products: the rows' count, the result's width.
+    auto result = cast<RankedTensorType>(op->getResult(0).getType());
+    allToAll(bytesOf(RankedTensorType::get(
+        {rows.getDimSize(0), result.getDimSize(1)}, result.getElementType())));
   }
-
-private:
-  llvm::DenseMap<Value, Axes> space;
-  llvm::DenseSet<Value> entered, left;
 };
 
 class Analysis {

@@ -8,9 +8,9 @@
 // (the same resolution, the same reshards, all-reduces sunk through sums
 // the same way), so the figures are those of the partitioned program; the
 // collectives a partitioned program holds can be counted too, to check
-// that. Expert parallelism, planned but not yet partitioned, adds its
-// token exchanges: each row block enters its experts' ranks once and
-// leaves once (an all-to-all over the expert axes each way).
+// that. Expert parallelism adds what its grouped matmuls exchange inside
+// (their group sizes, all-gathered; their rows to the experts' ranks and
+// the products back, an all-to-all each way).
 //
 //===----------------------------------------------------------------------===//
 

@@ -257,10 +257,10 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
                 dist::DistDialect::kVocabAxesAttrName))
           (*kernel)->setAttr("vocab_group",
                              builder.getI64IntegerAttr(groups.indexOf(vocab)));
-        // Experts across ranks keep their axes: memory planning needs
-        // nothing more, and translation refuses them until kernels do.
-        if (Attribute axes = op.getAttr(dist::DistDialect::kExpertAxesAttrName))
-          (*kernel)->setAttr(dist::DistDialect::kExpertAxesAttrName, axes);
+        if (auto experts = op.getAttrOfType<ArrayAttr>(
+                dist::DistDialect::kExpertAxesAttrName))
+          (*kernel)->setAttr("expert_group", builder.getI64IntegerAttr(
+                                                 groups.indexOf(experts)));
       }
     }
     lowered.push_back(&op);

@@ -56,6 +56,16 @@ public:
   virtual absl::Status AllToAll(uint32_t group, const TensorView &in,
                                 const TensorView &out, int64_t splitDim,
                                 int64_t concatDim) = 0;
+  /// Rows of `rowBytes` each: `send` holds sendRows[i] rows for group rank
+  /// i, one block after another; `recv` gets recvRows[i] rows from rank i
+  /// likewise (expert parallelism's token exchange, whose sizes depend on
+  /// the routing). Counted in BytesSent as the plan report models it: an
+  /// all-to-all of `modelBytes` (the rows a rank holds).
+  virtual absl::Status ExchangeRows(uint32_t group, const void *send,
+                                    absl::Span<const int64_t> sendRows,
+                                    void *recv,
+                                    absl::Span<const int64_t> recvRows,
+                                    int64_t rowBytes, double modelBytes) = 0;
   virtual absl::Status Send(uint32_t group, const TensorView &in, int peer) = 0;
   virtual absl::Status Recv(uint32_t group, const TensorView &out,
                             int peer) = 0;

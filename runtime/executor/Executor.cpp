@@ -302,6 +302,8 @@ absl::Status Executor::Run() {
     absl::Status s;
     if (!fns_[i])
       s = RunCollective(k, in, out);
+    else if (CommGroupOf(k, "expert_group") >= 0)
+      s = RunExpertSplit(i, k, in, out);
     else if (CommGroupOf(k, "vocab_group") >= 0)
       s = RunVocabSplitLoss(k, in, out);
     else if (CommGroupOf(k, "token_group") >= 0)

@@ -117,6 +117,12 @@ private:
   /// (SplitLoss.cpp). Its tokens may be split over another group too.
   absl::Status RunVocabSplitLoss(const KernelDesc &k, KernelIns in,
                                  KernelOuts out);
+  /// A grouped matmul (or its weight VJP) over experts split across a
+  /// group: this rank's rows go to their experts' ranks, which multiply the
+  /// rows of every rank, and (for the product) come back in their order
+  /// (ExpertSplit.cpp).
+  absl::Status RunExpertSplit(size_t i, const KernelDesc &k, KernelIns in,
+                              KernelOuts out);
   /// The number of labels that count (not `ignoreIndex`) in `labels`,
   /// summed over comm group `group` when it is not -1.
   absl::StatusOr<int64_t> CountLabels(const TensorView &labels,

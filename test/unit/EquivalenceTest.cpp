@@ -254,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"qwen3_moe", 1, 4, 1, 1, 1, 2},
                       Plan{"qwen3_moe", 1, 2, 1, 2}, Plan{"omni_moe", 1, 4},
                       Plan{"qwen2_5_omni", 1, 2, 1, 2}, Plan{"llama", 1, 2, 2},
-                      Plan{"llama", 2, 1, 2}),
+                      Plan{"llama", 2, 1, 2}, Plan{"qwen3_moe", 1, 2, 1, 1, 2},
+                      Plan{"omni_moe", 1, 2, 1, 1, 2}),
     [](const ::testing::TestParamInfo<Plan> &info) {
       std::ostringstream os;
       os << info.param;

@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -307,6 +308,38 @@ absl::Status MpiCommunicator::AllToAll(uint32_t group, const TensorView &in,
     CopyBlock(out, concatDim, r * part[concatDim], recv.data() + r * partBytes,
               part[concatDim], /*intoBig=*/true);
   bytesSent_ += Share(n) * in.bytes();
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::ExchangeRows(uint32_t group, const void *send,
+                                           absl::Span<const int64_t> sendRows,
+                                           void *recv,
+                                           absl::Span<const int64_t> recvRows,
+                                           int64_t rowBytes,
+                                           double modelBytes) {
+  VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "exchange_rows"));
+  const int n = g->size;
+  if (int(sendRows.size()) != n || int(recvRows.size()) != n || rowBytes < 0)
+    return Bad("exchange_rows",
+               absl::StrCat(sendRows.size(), " and ", recvRows.size(),
+                            " row counts for a group of ", n));
+  std::vector<int> sc(n), sd(n), rc(n), rd(n);
+  int64_t so = 0, ro = 0;
+  for (int r = 0; r < n; ++r) {
+    int64_t s = sendRows[r] * rowBytes, q = recvRows[r] * rowBytes;
+    if (sendRows[r] < 0 || recvRows[r] < 0 || so + s > INT32_MAX ||
+        ro + q > INT32_MAX)
+      return Bad("exchange_rows", "row counts beyond 2 GiB per exchange");
+    sc[r] = int(s);
+    sd[r] = int(so);
+    rc[r] = int(q);
+    rd[r] = int(ro);
+    so += s;
+    ro += q;
+  }
+  VEOMNI_MPI_CALL(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv,
+                                rc.data(), rd.data(), MPI_BYTE, g->comm));
+  bytesSent_ += Share(n) * modelBytes;
   return absl::OkStatus();
 }
 

@@ -44,6 +44,10 @@ public:
   absl::Status AllToAll(uint32_t group, const TensorView &in,
                         const TensorView &out, int64_t splitDim,
                         int64_t concatDim) override;
+  absl::Status ExchangeRows(uint32_t group, const void *send,
+                            absl::Span<const int64_t> sendRows, void *recv,
+                            absl::Span<const int64_t> recvRows,
+                            int64_t rowBytes, double modelBytes) override;
   absl::Status Send(uint32_t group, const TensorView &in, int peer) override;
   absl::Status Recv(uint32_t group, const TensorView &out, int peer) override;
   absl::Status Broadcast(uint32_t group, const TensorView &buffer,
