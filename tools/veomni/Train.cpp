@@ -222,6 +222,9 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   absl::StatusOr<int> code = rt::LaunchRanks(ranks, {std::string(runner), dir});
   if (!code.ok())
     return fail(std::string(code.status().message()));
+  if (*code != 0)
+    fail("the job failed (mpirun exited with " + llvm::Twine(*code) +
+         "); the message above names the rank and the cause");
   return *code;
 }
 

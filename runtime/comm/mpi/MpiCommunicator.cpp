@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -128,6 +129,45 @@ double Share(int size) { return size > 1 ? double(size - 1) / size : 0.0; }
 
 } // namespace
 
+class MpiCommunicator::Waiting {
+public:
+  Waiting(MpiCommunicator *c, const char *op, const char *axis) : c_(c) {
+    c_->op_ = op;
+    c_->axis_ = axis;
+    c_->since_ = std::chrono::steady_clock::now().time_since_epoch().count();
+  }
+  ~Waiting() { c_->since_ = 0; }
+
+private:
+  MpiCommunicator *c_;
+};
+
+void MpiCommunicator::Watch() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!wake_.wait_for(lock, std::chrono::milliseconds(200),
+                         [&] { return stop_; })) {
+    int64_t since = since_;
+    if (since == 0)
+      continue;
+    double waited =
+        double(std::chrono::steady_clock::now().time_since_epoch().count() -
+               since) *
+        1e-9;
+    if (waited < timeout_)
+      continue;
+    std::fprintf(stderr,
+                 "veomni: error: rank %d: %s over %s has waited %.0f s for "
+                 "its peers (one is stuck or gone); ending the job "
+                 "(VEOMNI_COMM_TIMEOUT sets the limit)\n",
+                 rank_, static_cast<const char *>(op_),
+                 static_cast<const char *>(axis_), waited);
+    std::fflush(stderr);
+    // Not MPI_Abort: MPI may not be called from this thread. The launcher
+    // ends the other ranks when this one exits.
+    std::_Exit(1);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
   auto c = std::unique_ptr<MpiCommunicator>(new MpiCommunicator());
   int initialized = 0;
@@ -139,6 +179,16 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
   VEOMNI_MPI_CALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   VEOMNI_MPI_CALL(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_));
   VEOMNI_MPI_CALL(MPI_Comm_size(MPI_COMM_WORLD, &c->size_));
+  if (const char *t = std::getenv("VEOMNI_COMM_TIMEOUT")) {
+    char *end = nullptr;
+    double v = std::strtod(t, &end);
+    if (end == t || *end || !(v > 0))
+      return absl::InvalidArgumentError(
+          absl::StrCat("VEOMNI_COMM_TIMEOUT=", t,
+                       ": expected a positive number of seconds"));
+    c->timeout_ = v;
+  }
+  c->watchdog_ = std::thread([p = c.get()] { p->Watch(); });
   return c;
 }
 
@@ -150,6 +200,14 @@ void MpiCommunicator::Abort(int code) {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    watchdog_.join();
+  }
   groups_.clear();
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -160,8 +218,8 @@ MpiCommunicator::~MpiCommunicator() {
 absl::StatusOr<uint32_t>
 MpiCommunicator::AddGroup(absl::string_view axis,
                           absl::Span<const uint32_t> ranks) {
-  std::string what = absl::StrCat("group ", axis, " [",
-                                  absl::StrJoin(ranks, ", "), "]");
+  std::string what =
+      absl::StrCat("group ", axis, " [", absl::StrJoin(ranks, ", "), "]");
   for (uint32_t h = 0; h < groups_.size(); ++h)
     if (groups_[h]->ranks == std::vector<uint32_t>(ranks.begin(), ranks.end()))
       return h;
@@ -191,9 +249,8 @@ MpiCommunicator::AddGroup(absl::string_view axis,
   uint32_t tag = 17;
   for (uint32_t r : ranks)
     tag = tag * 31 + r;
-  VEOMNI_MPI_CALL(MPI_Comm_create_group(MPI_COMM_WORLD, sub,
-                                        static_cast<int>(tag % 32749),
-                                        &g->comm));
+  VEOMNI_MPI_CALL(MPI_Comm_create_group(
+      MPI_COMM_WORLD, sub, static_cast<int>(tag % 32749), &g->comm));
   MPI_Group_free(&sub);
   MPI_Group_free(&world);
   VEOMNI_MPI_CALL(MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN));
@@ -213,6 +270,7 @@ MpiCommunicator::Find(uint32_t group, absl::string_view op) {
 absl::Status MpiCommunicator::AllGather(uint32_t group, const TensorView &in,
                                         const TensorView &out, int64_t dim) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "all_gather"));
+  Waiting waiting(this, "all_gather", g->axis.c_str());
   VEOMNI_RETURN_IF_ERROR(CheckScaled("all_gather", in, out, dim, g->size));
   const int64_t bytes = in.bytes();
   std::vector<uint8_t> all(bytes * g->size);
@@ -231,6 +289,7 @@ absl::Status MpiCommunicator::ReduceScatter(uint32_t group,
                                             const TensorView &out, int64_t dim,
                                             ReduceOp op) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "reduce_scatter"));
+  Waiting waiting(this, "reduce_scatter", g->axis.c_str());
   VEOMNI_RETURN_IF_ERROR(CheckScaled("reduce_scatter", out, in, dim, g->size));
   // Rank r's part of `in` (its block of dimension dim), one after another.
   const int64_t partBytes = out.bytes();
@@ -259,6 +318,7 @@ absl::Status MpiCommunicator::ReduceScatter(uint32_t group,
 absl::Status MpiCommunicator::AllReduce(uint32_t group, const TensorView &in,
                                         const TensorView &out, ReduceOp op) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "all_reduce"));
+  Waiting waiting(this, "all_reduce", g->axis.c_str());
   if (in.dtype != out.dtype || in.shape != out.shape)
     return Bad("all_reduce",
                absl::StrCat(in.ToString(), " into ", out.ToString()));
@@ -282,6 +342,7 @@ absl::Status MpiCommunicator::AllToAll(uint32_t group, const TensorView &in,
                                        const TensorView &out, int64_t splitDim,
                                        int64_t concatDim) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "all_to_all"));
+  Waiting waiting(this, "all_to_all", g->axis.c_str());
   const int n = g->size;
   if (in.dtype != out.dtype || in.rank() != out.rank() || splitDim < 0 ||
       splitDim >= in.rank() || concatDim < 0 || concatDim >= in.rank() ||
@@ -318,6 +379,7 @@ absl::Status MpiCommunicator::ExchangeRows(uint32_t group, const void *send,
                                            int64_t rowBytes,
                                            double modelBytes) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "exchange_rows"));
+  Waiting waiting(this, "exchange_rows", g->axis.c_str());
   const int n = g->size;
   if (int(sendRows.size()) != n || int(recvRows.size()) != n || rowBytes < 0)
     return Bad("exchange_rows",
@@ -346,6 +408,7 @@ absl::Status MpiCommunicator::ExchangeRows(uint32_t group, const void *send,
 absl::Status MpiCommunicator::Send(uint32_t group, const TensorView &in,
                                    int peer) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "send"));
+  Waiting waiting(this, "send", g->axis.c_str());
   if (peer < 0 || peer >= g->size || peer == g->rank)
     return Bad("send", absl::StrCat("peer ", peer, " in a group of ", g->size));
   VEOMNI_MPI_CALL(MPI_Send(in.data, static_cast<int>(in.bytes()), MPI_BYTE,
@@ -357,6 +420,7 @@ absl::Status MpiCommunicator::Send(uint32_t group, const TensorView &in,
 absl::Status MpiCommunicator::Recv(uint32_t group, const TensorView &out,
                                    int peer) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "recv"));
+  Waiting waiting(this, "recv", g->axis.c_str());
   if (peer < 0 || peer >= g->size || peer == g->rank)
     return Bad("recv", absl::StrCat("peer ", peer, " in a group of ", g->size));
   MPI_Status status;
@@ -373,6 +437,7 @@ absl::Status MpiCommunicator::Recv(uint32_t group, const TensorView &out,
 absl::Status MpiCommunicator::Broadcast(uint32_t group,
                                         const TensorView &buffer, int root) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "broadcast"));
+  Waiting waiting(this, "broadcast", g->axis.c_str());
   if (root < 0 || root >= g->size)
     return Bad("broadcast",
                absl::StrCat("root ", root, " in a group of ", g->size));
@@ -385,6 +450,7 @@ absl::Status MpiCommunicator::Broadcast(uint32_t group,
 
 absl::Status MpiCommunicator::Barrier(uint32_t group) {
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "barrier"));
+  Waiting waiting(this, "barrier", g->axis.c_str());
   VEOMNI_MPI_CALL(MPI_Barrier(g->comm));
   return absl::OkStatus();
 }

@@ -16,9 +16,13 @@
 
 #include "absl/status/statusor.h"
 
-#include <vector>
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace veomni::rt::mpi {
 
@@ -56,15 +60,33 @@ public:
   [[noreturn]] void Abort(int code) override;
   double BytesSent() const override { return bytesSent_; }
 
+  /// Seconds a collective may wait for its peers before this rank ends the
+  /// job (a peer stuck or gone): VEOMNI_COMM_TIMEOUT, 900 by default.
+  double TimeoutSeconds() const { return timeout_; }
+
 private:
   struct Group;
+  /// Marks this rank as waiting in collective `op` over `axis` while alive.
+  class Waiting;
   MpiCommunicator() = default;
+  void Watch();
   absl::StatusOr<Group *> Find(uint32_t group, absl::string_view op);
 
   int rank_ = 0, size_ = 1;
   bool finalize_ = false;
   double bytesSent_ = 0;
   std::vector<std::unique_ptr<Group>> groups_; ///< by handle
+  // The watchdog: a thread that ends the job when a collective has waited
+  // longer than timeout_ (a dead rank ends it through mpirun already; a
+  // stuck one would otherwise hang every other).
+  double timeout_ = 900;
+  std::atomic<int64_t> since_{0}; ///< steady-clock ns; 0 when not waiting
+  std::atomic<const char *> op_{""};
+  std::atomic<const char *> axis_{""};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread watchdog_;
 };
 
 } // namespace veomni::rt::mpi
