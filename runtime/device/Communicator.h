@@ -82,6 +82,9 @@ public:
   /// scattered or exchanged bytes, twice that for an all-reduce; a send's
   /// own bytes).
   virtual double BytesSent() const = 0;
+  /// Wall seconds this rank has spent inside collectives so far (waiting
+  /// for peers included): the step time communication costs it.
+  virtual double SecondsInCollectives() const = 0;
 };
 
 } // namespace veomni::rt

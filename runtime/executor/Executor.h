@@ -83,6 +83,10 @@ public:
   /// This rank (0 without a communicator).
   int Rank() const { return comm_ ? comm_->Rank() : 0; }
   int WorldSize() const { return comm_ ? comm_->WorldSize() : 1; }
+  /// Seconds this rank has spent in collectives (0 without a communicator).
+  double CommSeconds() const {
+    return comm_ ? comm_->SecondsInCollectives() : 0;
+  }
   /// Buffer `buffer`'s global shape.
   const Shape &GlobalShape(uint32_t buffer) const {
     return program_.buffers[buffer].global;

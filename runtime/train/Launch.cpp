@@ -9,11 +9,13 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 extern char **environ;
@@ -42,8 +44,20 @@ absl::StatusOr<int> LaunchRanks(int64_t ranks,
     args.push_back("--allow-run-as-root");
   // More ranks than cores is fine for tests and small runs; no pinning, so
   // oversubscribed ranks share the cores.
-  for (const char *a : {"--oversubscribe", "--bind-to", "none", "-np"})
+  for (const char *a : {"--oversubscribe", "--bind-to", "none"})
     args.push_back(a);
+  // The ranks share this machine's cores: unless told otherwise, each
+  // rank's BLAS and OpenMP threads get an equal part of them (as torchrun
+  // does), rather than every rank spinning a thread per core.
+  const int64_t threads =
+      std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) /
+                               std::max<int64_t>(ranks, 1));
+  for (const char *var : {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (!std::getenv(var)) {
+      args.push_back("-x");
+      args.push_back(std::string(var) + "=" + std::to_string(threads));
+    }
+  args.push_back("-np");
   args.push_back(std::to_string(ranks));
   args.insert(args.end(), argv.begin(), argv.end());
   std::vector<char *> raw;

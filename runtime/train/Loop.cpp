@@ -174,6 +174,7 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
   const bool tty = ex.WorldSize() == 1 && isatty(fileno(out));
   std::vector<std::pair<int64_t, double>> curve;
   auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
+  double lastComm = ex.CommSeconds();
   for (int64_t step = start + 1; step <= job.steps; ++step) {
     // One optimizer step: the micro-batches, the loss their mean.
     StepMetrics m;
@@ -203,14 +204,21 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
     auto now = std::chrono::steady_clock::now();
     double stepSeconds = std::chrono::duration<double>(now - lastStep).count();
     lastStep = now;
+    // On several ranks, the part of the step spent in collectives.
+    double comm = ex.CommSeconds();
+    std::string commField =
+        ex.WorldSize() > 1
+            ? absl::StrFormat(", \"comm_s\": %.6f", comm - lastComm)
+            : "";
+    lastComm = comm;
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     if (reporter)
       metrics << absl::StrFormat(
                      "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
-                     "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f}",
+                     "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f%s}",
                      step, m.loss, m.gradNorm, m.lr,
-                     tokensPerStep / stepSeconds, stepSeconds)
+                     tokensPerStep / stepSeconds, stepSeconds, commField)
               << "\n"
               << std::flush;
     if (step % job.logInterval == 0 || step == job.steps) {

@@ -136,7 +136,13 @@ public:
     c_->axis_ = axis;
     c_->since_ = std::chrono::steady_clock::now().time_since_epoch().count();
   }
-  ~Waiting() { c_->since_ = 0; }
+  ~Waiting() {
+    c_->collectiveSeconds_ +=
+        double(std::chrono::steady_clock::now().time_since_epoch().count() -
+               c_->since_) *
+        1e-9;
+    c_->since_ = 0;
+  }
 
 private:
   MpiCommunicator *c_;

@@ -59,6 +59,7 @@ public:
   absl::Status Barrier(uint32_t group) override;
   [[noreturn]] void Abort(int code) override;
   double BytesSent() const override { return bytesSent_; }
+  double SecondsInCollectives() const override { return collectiveSeconds_; }
 
   /// Seconds a collective may wait for its peers before this rank ends the
   /// job (a peer stuck or gone): VEOMNI_COMM_TIMEOUT, 900 by default.
@@ -75,6 +76,7 @@ private:
   int rank_ = 0, size_ = 1;
   bool finalize_ = false;
   double bytesSent_ = 0;
+  double collectiveSeconds_ = 0;
   std::vector<std::unique_ptr<Group>> groups_; ///< by handle
   // The watchdog: a thread that ends the job when a collective has waited
   // longer than timeout_ (a dead rank ends it through mpirun already; a
