@@ -34,6 +34,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -255,12 +256,24 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"qwen3_moe", 1, 2, 1, 2}, Plan{"omni_moe", 1, 4},
                       Plan{"qwen2_5_omni", 1, 2, 1, 2}, Plan{"llama", 1, 2, 2},
                       Plan{"llama", 2, 1, 2}, Plan{"qwen3_moe", 1, 2, 1, 1, 2},
-                      Plan{"omni_moe", 1, 2, 1, 1, 2}),
+                      Plan{"omni_moe", 1, 2, 1, 1, 2},
+                      Plan{"qwen2_vl", 1, 2, 1, 2}, Plan{"qwen2_5_vl", 1, 2, 2},
+                      Plan{"qwen2", 2, 2}),
     [](const ::testing::TestParamInfo<Plan> &info) {
       std::ostringstream os;
       os << info.param;
       return os.str();
     });
+
+// Three axes on 8 ranks (ctest Equivalence.EightRanks).
+INSTANTIATE_TEST_SUITE_P(EightRanks, Equivalence,
+                         ::testing::Values(Plan{"llama", 1, 2, 2, 2},
+                                           Plan{"qwen3_moe", 1, 2, 1, 2, 2}),
+                         [](const ::testing::TestParamInfo<Plan> &info) {
+                           std::ostringstream os;
+                           os << info.param;
+                           return os.str();
+                         });
 
 // A checkpoint is the same whatever the plan: 3 steps under dp_shard 4,
 // saved, resumed under sp 2 x dp_shard 2 for 2 more steps, gives the
@@ -305,7 +318,9 @@ TEST_P(Resume, UnderAnotherPlanContinuesTheRun) {
   auto t1b = rt::Trainer::Create(*one);
   ASSERT_TRUE(t1b.ok());
   EXPECT_TRUE(t1b->Load(dir, meta).ok());
-  std::vector<uint32_t> all = {0, 1, 2, 3};
+  std::vector<uint32_t> all(comm->WorldSize());
+  for (uint32_t i = 0; i < all.size(); ++i)
+    all[i] = i;
   EXPECT_TRUE(comm->Barrier(*comm->AddGroup("world", all)).ok());
   if (comm->Rank() == 0)
     std::filesystem::remove_all(dir);
@@ -326,8 +341,9 @@ int main(int argc, char **argv) {
   }
   std::unique_ptr<rt::mpi::MpiCommunicator> owner = *std::move(created);
   comm = owner.get();
-  if (comm->WorldSize() != 4) {
-    std::fprintf(stderr, "run with 4 ranks (mpirun -np 4)\n");
+  if (comm->WorldSize() != 4 && comm->WorldSize() != 8) {
+    std::fprintf(stderr, "run with 4 ranks (mpirun -np 4), or 8 for the "
+                         "EightRanks plans\n");
     return 1;
   }
   ::testing::InitGoogleTest(&argc, argv);
