@@ -14,6 +14,12 @@ using namespace mlir::veomni;
 void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
                                          const CompileOptions &options) {
   bool differentiate = options.gradients || options.train;
+  // Before autodiff, so that the backward sums the copies' cotangents.
+  if (options.parallel.sp > 1) {
+    RepeatKVHeadsOptions r;
+    r.sp = options.parallel.sp;
+    pm.addPass(createRepeatKVHeads(r));
+  }
   if (differentiate)
     pm.addPass(createAutodiff());
   pm.addPass(createCanonicalizerPass());

@@ -47,7 +47,8 @@ struct CompileOptions {
 };
 
 /// Adds the passes that turn a forward function into what `options` asks
-/// for: the backward pass, recomputation and the optimizer step.
+/// for: kv heads repeated up to the mesh's sp (veomni-repeat-kv-heads), the
+/// backward pass, recomputation and the optimizer step.
 void addTrainingStepPasses(OpPassManager &pm, const CompileOptions &options);
 
 /// Lowers `module` (consumed) to vrt, plans its memory and serializes it;

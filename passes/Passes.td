@@ -112,6 +112,24 @@ def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   ];
 }
 
+def RepeatKVHeads : Pass<"veomni-repeat-kv-heads", "::mlir::ModuleOp"> {
+  let summary = "Repeat the key and value heads up to the sequence-parallel degree";
+  let description = [{
+    Ulysses moves a split sequence onto the attention heads. When sp
+    exceeds the key/value heads (Qwen3-30B-A3B has 4, and 160K-token runs
+    want sp 8), the kv heads cannot take the split and the attention would
+    run whole on every rank. As VeOmni does, this pass repeats each kv head
+    sp / Hkv times (a broadcast and a reshape, before autodiff, so the
+    backward sums the copies' cotangents): query head h still reads the
+    copies of its kv head, and the heads split sp ways. It applies where sp
+    is a multiple of Hkv and divides the query heads; elsewhere the
+    attention is left as it is.
+  }];
+  let options = [
+    Option<"sp", "sp", "int64_t", "1", "Ulysses sequence parallel">,
+  ];
+}
+
 def Remat : Pass<"veomni-remat", "::mlir::ModuleOp"> {
   let summary = "Recompute activations in the backward pass instead of keeping them";
   let description = [{

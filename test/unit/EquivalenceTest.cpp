@@ -258,7 +258,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"llama", 2, 1, 2}, Plan{"qwen3_moe", 1, 2, 1, 1, 2},
                       Plan{"omni_moe", 1, 2, 1, 1, 2},
                       Plan{"qwen2_vl", 1, 2, 1, 2}, Plan{"qwen2_5_vl", 1, 2, 2},
-                      Plan{"qwen2", 2, 2}),
+                      Plan{"qwen2", 2, 2},
+                      // sp 4 over 2 kv heads: repeated up to 4.
+                      Plan{"llama", 1, 1, 1, 4}),
     [](const ::testing::TestParamInfo<Plan> &info) {
       std::ostringstream os;
       os << info.param;

@@ -92,6 +92,9 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   auto build = [&](StringRef schedule) -> OwningOpRef<ModuleOp> {
     OwningOpRef<ModuleOp> copy(module.clone());
     PassManager pm(&context);
+    RepeatKVHeadsOptions repeat;
+    repeat.sp = r.parallel.sp;
+    pm.addPass(createRepeatKVHeads(repeat));
     pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
     PipelineOptions po;
     po.stages = r.parallel.pp;
