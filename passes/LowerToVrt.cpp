@@ -230,8 +230,18 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
           return failure();
         (*kernel)->setAttr("group", builder.getI64IntegerAttr(groups.indexOf(
                                         op.getAttrOfType<ArrayAttr>("axes"))));
+      } else if (isa<dist::SendOp, dist::RecvOp>(op)) {
+        // A pipeline stage's send or receive, to its peer along one axis.
+        FailureOr<vrt::KernelOp> kernel =
+            createKernel(builder, &op, op.getName().stripDialect(), ins, outs);
+        if (failed(kernel))
+          return failure();
+        auto axis = op.getAttrOfType<StringAttr>("axis");
+        (*kernel)->setAttr("group",
+                           builder.getI64IntegerAttr(groups.indexOf(
+                               builder.getArrayAttr({axis}))));
       } else if (isa<dist::DistDialect>(op.getDialect())) {
-        // Permutes, broadcasts and pipeline sends have no runtime kernel
+        // Permutes and broadcasts have no runtime kernel
         // yet: memory planning still sees their buffers; translation
         // refuses them.
         auto c = vrt::CollectiveOp::create(

@@ -261,6 +261,14 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
     return comm_->AllToAll(groupHandle_[a.group], in[0], out[0], a.split_dim,
                            a.concat_dim);
   }
+  case KernelKind::Send: {
+    auto a = AttrsOf<KernelKind::Send>::Decode(k);
+    return comm_->Send(groupHandle_[a.group], in[0], int(a.peer));
+  }
+  case KernelKind::Recv: {
+    auto a = AttrsOf<KernelKind::Recv>::Decode(k);
+    return comm_->Recv(groupHandle_[a.group], out[0], int(a.peer));
+  }
   case KernelKind::LocalSplit: {
     // This rank's block of dimension `dim`: no communication.
     auto a = AttrsOf<KernelKind::LocalSplit>::Decode(k);

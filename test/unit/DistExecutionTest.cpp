@@ -415,6 +415,47 @@ TEST(DistExecution, ExpertSplitGroupedMatmulsEqualAllExperts) {
     EXPECT_NEAR(mine[i], dw[r * 12 + i], 1e-5) << i;
 }
 
+// Pipeline stages are programs of their own: stage 0 sends a value along
+// "pp" and stage 1 receives it, each from the program of its stage.
+TEST(DistExecution, StagesSendAndReceive) {
+  DialectRegistry registry;
+  registerAllVeOmni(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  const int r = comm->Rank();
+  rt::Program stage = Compile(context, r == 0 ? R"mlir(
+dist.mesh @mesh = <["pp" = 2]>
+func.func @stage0(%x: tensor<2x3xf32> {veomni.input = "x"}) -> tensor<2x3xf32> {
+  %e = veomni.exp %x : tensor<2x3xf32>
+  dist.send %e mesh = @mesh axis = "pp" peer = 1 : tensor<2x3xf32>
+  return %x : tensor<2x3xf32>
+}
+)mlir"
+                                              : R"mlir(
+dist.mesh @mesh = <["pp" = 2]>
+func.func @stage1(%x: tensor<2x3xf32> {veomni.input = "x"}) -> tensor<2x3xf32> {
+  %r = dist.recv mesh = @mesh axis = "pp" peer = 0 : tensor<2x3xf32>
+  %s = veomni.add %r, %x : tensor<2x3xf32>
+  return %s : tensor<2x3xf32>
+}
+)mlir");
+  auto ex = rt::Executor::Create(std::move(stage), *rt::CreateDevice("cpu"),
+                                 comm);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  std::vector<float> x(6);
+  for (int i = 0; i < 6; ++i)
+    x[i] = 0.25f * i + r;
+  ASSERT_TRUE((*ex)->Write((*ex)->program().FindArgument("x")->buffer, x.data())
+                  .ok());
+  double before = comm->BytesSent();
+  ASSERT_TRUE((*ex)->Run().ok());
+  std::vector<float> y = Output(**ex, 0);
+  for (int i = 0; i < 6; ++i)
+    EXPECT_NEAR(y[i], r == 0 ? x[i] : std::exp(0.25f * i) + x[i], 1e-5) << i;
+  // A send counts its own bytes; a receive none.
+  EXPECT_EQ(comm->BytesSent() - before, r == 0 ? 24.0 : 0.0);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
