@@ -30,6 +30,14 @@ bool LaunchedAsRank() {
   return tasks && std::atoi(tasks) > 1 && std::getenv("SLURM_PROCID");
 }
 
+int LauncherRank() {
+  for (const char *name :
+       {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"})
+    if (const char *v = std::getenv(name))
+      return std::atoi(v);
+  return 0;
+}
+
 std::string SelfExecutable() {
   std::string path(4096, '\0');
   ssize_t n = readlink("/proc/self/exe", path.data(), path.size() - 1);

@@ -28,6 +28,10 @@ namespace veomni::rt {
 /// MPI's mpirun, MPICH's or PMIx's, or srun with several tasks).
 bool LaunchedAsRank();
 
+/// This process's rank as the launcher's environment gives it (0 when none
+/// does): for deciding who reports before the communicator exists.
+int LauncherRank();
+
 /// This executable's path (/proc/self/exe).
 std::string SelfExecutable();
 

@@ -166,8 +166,12 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   if (nproc < 0)
     return 1;
   absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(rest, {});
-  if (!recipe.ok())
-    return fail(std::string(recipe.status().message()));
+  if (!recipe.ok()) {
+    // Every rank of a launched job reads the same recipe: one says why.
+    if (!rt::LaunchedAsRank() || rt::LauncherRank() == 0)
+      fail(std::string(recipe.status().message()));
+    return 1;
+  }
   Recipe &r = *recipe;
 
   // One rank of a job someone else launched: every rank compiles.
