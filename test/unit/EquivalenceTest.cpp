@@ -17,6 +17,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "dialects/Dist/DistOps.h"
+#include "dialects/VeOmni/VeOmniOps.h"
 #include "frontends/Importer.h"
 #include "passes/Communication.h"
 #include "passes/Passes.h"
@@ -32,6 +33,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -67,6 +69,57 @@ ParallelSection meshOf(const Plan &p) {
   m.sp = p.sp;
   m.ep = p.ep;
   return m;
+}
+
+/// Makes the imported forward also return every MoE router's logits
+/// (veomni.output "router.N"), for the margin check; false when the model
+/// has no router.
+bool ReturnRouterLogits(ImportedModel &model) {
+  func::FuncOp func = *model.module->getOps<func::FuncOp>().begin();
+  SmallVector<Value> routers;
+  func.walk([&](MoETopKOp t) { routers.push_back(t.getLogits()); });
+  if (routers.empty())
+    return false;
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  unsigned first = ret.getNumOperands();
+  SmallVector<Value> results(ret.getOperands());
+  results.append(routers);
+  ret->setOperands(results);
+  SmallVector<Type> types(func.getResultTypes());
+  for (Value v : routers)
+    types.push_back(v.getType());
+  func.setType(
+      FunctionType::get(func.getContext(), func.getArgumentTypes(), types));
+  OpBuilder b(func.getContext());
+  for (unsigned i = first; i < results.size(); ++i)
+    func.setResultAttr(i, "veomni.output",
+                       b.getStringAttr("router." + std::to_string(i - first)));
+  return true;
+}
+
+/// The smallest gap, over every router and token, between the k-th and
+/// (k+1)-th largest router logit (the distance from another routing),
+/// relative to the largest logit's magnitude.
+double RouterMargin(rt::Executor &forward, int64_t k) {
+  const rt::Program &p = forward.program();
+  double margin = INFINITY, scale = 0;
+  for (size_t i = 0; i < p.outputs.size(); ++i) {
+    if (p.outputNames[i].rfind("router.", 0) != 0)
+      continue;
+    auto h = forward.ReadHost(p.outputs[i]);
+    EXPECT_TRUE(h.ok());
+    const int64_t experts = h->view.shape.back();
+    for (int64_t t = 0, rows = h->view.numel() / experts; t < rows; ++t) {
+      std::vector<double> row(experts);
+      for (int64_t e = 0; e < experts; ++e) {
+        row[e] = rt::LoadF(h->view, t * experts + e);
+        scale = std::max(scale, std::abs(row[e]));
+      }
+      std::sort(row.rbegin(), row.rend());
+      margin = std::min(margin, row[k - 1] - row[k]);
+    }
+  }
+  return margin / std::max(scale, 1e-30);
 }
 
 class Equivalence : public ::testing::TestWithParam<Plan> {
@@ -136,6 +189,29 @@ protected:
     EXPECT_TRUE(ex.ok()) << ex.status();
     return ex.ok() ? *std::move(ex) : nullptr;
   }
+
+  /// For an MoE model, the one-rank forward with its routers' logits as
+  /// outputs (topK set to the routers' k); null for a dense model.
+  std::unique_ptr<rt::Executor> buildRouters() {
+    auto model = importHFConfig(context, config(), importOptions());
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok() || !ReturnRouterLogits(*model))
+      return nullptr;
+    model->module->walk([&](MoETopKOp t) { topK = t.getK(); });
+    CompileReport report;
+    FailureOr<std::string> bytes = compileToProgram(*model, report, {});
+    EXPECT_TRUE(succeeded(bytes));
+    if (failed(bytes))
+      return nullptr;
+    auto program = rt::ParseProgram(
+        absl::Span<const uint8_t>(
+            reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
+        "routers");
+    EXPECT_TRUE(program.ok()) << program.status();
+    auto ex = rt::Executor::Create(*std::move(program));
+    return ex.ok() ? *std::move(ex) : nullptr;
+  }
+  int64_t topK = 1;
 
   /// What `veomni plan --report` says this rank sends per step.
   double plannedBytes(const ParallelSection &mesh) {
@@ -233,7 +309,32 @@ TEST_P(Equivalence, TrainsAsOneRank) {
   EXPECT_EQ(RelativeL2(*many, *one), 0.0);
 
   const double planned = plannedBytes(mesh);
+  // MoE: a forward that returns the routers' logits, run on the one-rank
+  // parameters before each step, so that no routing decision is a near-tie
+  // that round-off could flip between plans.
+  std::unique_ptr<rt::Executor> routers = buildRouters();
   for (int64_t step = 1; step <= kSteps; ++step) {
+    if (routers) {
+      for (const rt::ArgumentDesc &a : routers->program().arguments) {
+        if (!a.isParam)
+          continue;
+        auto from = one->ReadHost(one->program().FindArgument(a.name)->buffer);
+        ASSERT_TRUE(from.ok());
+        ASSERT_TRUE(routers->Write(a.buffer, from->view.data).ok());
+      }
+      for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
+        ASSERT_TRUE(rt::SyntheticBatch(
+                        *routers, kSeed * 1000003 +
+                                      (step - 1) * plan.accumulation + micro)
+                        .ok());
+        ASSERT_TRUE(routers->Run().ok());
+        // Plans differ in the logits by f32 round-off (~1e-7 relative):
+        // a gap of 1e-5 of the logits' scale cannot flip.
+        EXPECT_GT(RouterMargin(*routers, topK), 1e-5)
+            << "a near-tie in routing at step " << step
+            << ": choose another seed";
+      }
+    }
     rt::StepMetrics want = Step(*one, *t1, step, plan.accumulation);
     double before = comm->BytesSent();
     rt::StepMetrics got = Step(*many, *tn, step, plan.accumulation);
@@ -241,9 +342,10 @@ TEST_P(Equivalence, TrainsAsOneRank) {
     ExpectClose(got.loss, want.loss, "loss", step);
     ExpectClose(got.gradNorm, want.gradNorm, "grad_norm", step);
     EXPECT_EQ(got.lr, want.lr);
-    if (plan.accumulation == 1)
+    if (plan.accumulation == 1) {
       EXPECT_EQ(sent, planned)
           << "bytes sent by rank " << comm->Rank() << " in step " << step;
+    }
   }
   EXPECT_LE(RelativeL2(*many, *one), 1e-5);
 }
