@@ -11,6 +11,19 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
+void mlir::veomni::addShardingPasses(OpPassManager &pm,
+                                     const ParallelSection &mesh) {
+  ApplyRecipeOptions o;
+  o.dpReplicate = mesh.dpReplicate;
+  o.dpShard = mesh.dpShard;
+  o.tp = mesh.tp;
+  o.sp = mesh.sp;
+  o.ep = mesh.ep;
+  o.pp = mesh.pp;
+  pm.addPass(createApplyRecipe(o));
+  pm.addPass(createPropagateSharding());
+}
+
 void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
                                          const CompileOptions &options) {
   bool differentiate = options.gradients || options.train;
@@ -58,15 +71,7 @@ FailureOr<std::string> mlir::veomni::compileModule(
   PassManager pm(module.getContext());
   addTrainingStepPasses(pm, options);
   if (mesh.meshSize() > 1) {
-    ApplyRecipeOptions o;
-    o.dpReplicate = mesh.dpReplicate;
-    o.dpShard = mesh.dpShard;
-    o.tp = mesh.tp;
-    o.sp = mesh.sp;
-    o.ep = mesh.ep;
-    o.pp = mesh.pp;
-    pm.addPass(createApplyRecipe(o));
-    pm.addPass(createPropagateSharding());
+    addShardingPasses(pm, mesh);
     pm.addPass(createPartition());
   }
   pm.addPass(createLowerToVrt());

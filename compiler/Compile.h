@@ -46,6 +46,12 @@ struct CompileOptions {
   ParallelSection parallel;
 };
 
+/// Adds the passes that give a training step the mesh `mesh` names and the
+/// family's plan (veomni-apply-recipe) and propagate shardings through it
+/// (veomni-propagate-sharding): what `veomni plan` reports on and what
+/// veomni-partition turns into the per-rank program.
+void addShardingPasses(OpPassManager &pm, const ParallelSection &mesh);
+
 /// Adds the passes that turn a forward function into what `options` asks
 /// for: kv heads repeated up to the mesh's sp (veomni-repeat-kv-heads), the
 /// backward pass, recomputation and the optimizer step.

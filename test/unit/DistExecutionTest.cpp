@@ -14,6 +14,7 @@
 #include "passes/Passes.h"
 #include "runtime/comm/mpi/MpiCommunicator.h"
 #include "runtime/executor/Executor.h"
+#include "test/unit/MpiTestMain.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
@@ -351,20 +352,27 @@ TEST(DistExecution, ExpertSplitGroupedMatmulsEqualAllExperts) {
   context.loadAllAvailableDialects();
   auto text = [](const char *experts, const char *split) {
     std::string w = std::string("tensor<") + experts + "x3x4xf32>";
-    std::string a = split[0] ? " {dist.expert_axes = [\"ep\"], transpose_weight}"
-                             : " {transpose_weight}";
+    std::string a = split[0]
+                        ? " {dist.expert_axes = [\"ep\"], transpose_weight}"
+                        : " {transpose_weight}";
     return std::string("dist.mesh @mesh = <[\"ep\" = 2]>\n") +
            "func.func @f(%x: tensor<5x4xf32> {veomni.input = \"x\"},\n"
-           "  %w: " + w + " {veomni.input = \"w\"" + split + "},\n"
+           "  %w: " +
+           w + " {veomni.input = \"w\"" + split +
+           "},\n"
            "  %n: tensor<2xi32> {veomni.input = \"n\"},\n"
-           "  %d: tensor<5x3xf32> {veomni.input = \"d\"}) -> (tensor<5x3xf32>, " +
-           w + ") {\n"
-           "  %y = veomni.grouped_matmul %x, %w, %n" + a +
-           " : tensor<5x4xf32>, " + w + ", tensor<2xi32>\n"
-           "  %g = veomni.grouped_matmul_weight_grad %x, %w, %n grad %d" + a +
-           " : tensor<5x4xf32>, " + w +
+           "  %d: tensor<5x3xf32> {veomni.input = \"d\"}) -> "
+           "(tensor<5x3xf32>, " +
+           w +
+           ") {\n"
+           "  %y = veomni.grouped_matmul %x, %w, %n" +
+           a + " : tensor<5x4xf32>, " + w +
+           ", tensor<2xi32>\n"
+           "  %g = veomni.grouped_matmul_weight_grad %x, %w, %n grad %d" +
+           a + " : tensor<5x4xf32>, " + w +
            ", tensor<2xi32>, tensor<5x3xf32>\n"
-           "  return %y, %g : tensor<5x3xf32>, " + w + "\n}\n";
+           "  return %y, %g : tensor<5x3xf32>, " +
+           w + "\n}\n";
   };
   rt::Program serial = Compile(context, text("2", "").c_str());
   rt::Program split = Compile(
@@ -379,8 +387,8 @@ TEST(DistExecution, ExpertSplitGroupedMatmulsEqualAllExperts) {
     w[i] = 0.05f * ((i * 5) % 11) - 0.2f;
   for (int i = 0; i < 15; ++i)
     d[i] = 0.3f - 0.02f * (i + 3 * r);
-  std::vector<int32_t> n = r == 0 ? std::vector<int32_t>{2, 3}
-                                  : std::vector<int32_t>{0, 5};
+  std::vector<int32_t> n =
+      r == 0 ? std::vector<int32_t>{2, 3} : std::vector<int32_t>{0, 5};
   auto fill = [&](rt::Executor &e, bool whole) {
     const rt::Program &p = e.program();
     ASSERT_TRUE(e.Write(p.FindArgument("x")->buffer, x.data()).ok());
@@ -393,7 +401,8 @@ TEST(DistExecution, ExpertSplitGroupedMatmulsEqualAllExperts) {
   ASSERT_TRUE(one.ok()) << one.status();
   fill(**one, true);
   ASSERT_TRUE((*one)->Run().ok());
-  auto ex = rt::Executor::Create(std::move(split), *rt::CreateDevice("cpu"), comm);
+  auto ex =
+      rt::Executor::Create(std::move(split), *rt::CreateDevice("cpu"), comm);
   ASSERT_TRUE(ex.ok()) << ex.status();
   fill(**ex, false);
   absl::Status ran = (*ex)->Run();
@@ -406,9 +415,9 @@ TEST(DistExecution, ExpertSplitGroupedMatmulsEqualAllExperts) {
   std::vector<float> dw = Output(**one, 1);
   rt::TensorView v{dw.data(), rt::DType::F32, {24}};
   std::vector<uint32_t> both = {0, 1};
-  ASSERT_TRUE(comm->AllReduce(*comm->AddGroup("world", both), v, v,
-                              rt::ReduceOp::Sum)
-                  .ok());
+  ASSERT_TRUE(
+      comm->AllReduce(*comm->AddGroup("world", both), v, v, rt::ReduceOp::Sum)
+          .ok());
   std::vector<float> mine = Output(**ex, 1);
   ASSERT_EQ(mine.size(), 12u);
   for (int i = 0; i < 12; ++i)
@@ -439,14 +448,14 @@ func.func @stage1(%x: tensor<2x3xf32> {veomni.input = "x"}) -> tensor<2x3xf32> {
   return %s : tensor<2x3xf32>
 }
 )mlir");
-  auto ex = rt::Executor::Create(std::move(stage), *rt::CreateDevice("cpu"),
-                                 comm);
+  auto ex =
+      rt::Executor::Create(std::move(stage), *rt::CreateDevice("cpu"), comm);
   ASSERT_TRUE(ex.ok()) << ex.status();
   std::vector<float> x(6);
   for (int i = 0; i < 6; ++i)
     x[i] = 0.25f * i + r;
-  ASSERT_TRUE((*ex)->Write((*ex)->program().FindArgument("x")->buffer, x.data())
-                  .ok());
+  ASSERT_TRUE(
+      (*ex)->Write((*ex)->program().FindArgument("x")->buffer, x.data()).ok());
   double before = comm->BytesSent();
   ASSERT_TRUE((*ex)->Run().ok());
   std::vector<float> y = Output(**ex, 0);
@@ -458,18 +467,4 @@ func.func @stage1(%x: tensor<2x3xf32> {veomni.input = "x"}) -> tensor<2x3xf32> {
 
 } // namespace
 
-int main(int argc, char **argv) {
-  auto created = rt::mpi::MpiCommunicator::Create();
-  if (!created.ok()) {
-    std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<rt::mpi::MpiCommunicator> owner = *std::move(created);
-  comm = owner.get();
-  if (comm->WorldSize() != 2) {
-    std::fprintf(stderr, "run with 2 ranks (mpirun -np 2)\n");
-    return 1;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char **argv) { return MpiTestMain(argc, argv, {2}, comm); }

@@ -25,6 +25,7 @@
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Init.h"
 #include "runtime/train/Trainer.h"
+#include "test/unit/MpiTestMain.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -221,14 +222,7 @@ protected:
     PassManager pm(&context);
     CompileOptions co = compileOptions(mesh);
     addTrainingStepPasses(pm, co);
-    ApplyRecipeOptions o;
-    o.dpReplicate = mesh.dpReplicate;
-    o.dpShard = mesh.dpShard;
-    o.tp = mesh.tp;
-    o.sp = mesh.sp;
-    o.ep = mesh.ep;
-    pm.addPass(createApplyRecipe(o));
-    pm.addPass(createPropagateSharding());
+    addShardingPasses(pm, mesh);
     EXPECT_TRUE(succeeded(pm.run(module)));
     sharding::Mesh m((*module.getOps<dist::MeshOp>().begin()).getMesh());
     FailureOr<sharding::StepTraffic> traffic = sharding::analyzeStep(
@@ -438,21 +432,5 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, Resume, ::testing::Values(Plan{"llama"}),
 } // namespace
 
 int main(int argc, char **argv) {
-  auto created = rt::mpi::MpiCommunicator::Create();
-  if (!created.ok()) {
-    std::fprintf(stderr, "%s\n", created.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<rt::mpi::MpiCommunicator> owner = *std::move(created);
-  comm = owner.get();
-  if (comm->WorldSize() != 4 && comm->WorldSize() != 8) {
-    std::fprintf(stderr, "run with 4 ranks (mpirun -np 4), or 8 for the "
-                         "EightRanks plans\n");
-    return 1;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  // Rank 0 reports; every rank checks, and mpirun fails when one does.
-  if (comm->Rank() != 0)
-    ::testing::GTEST_FLAG(brief) = true;
-  return RUN_ALL_TESTS();
+  return MpiTestMain(argc, argv, {4, 8}, comm);
 }

@@ -67,14 +67,13 @@ TEST_P(PartitionTest, TrafficOfThePlanIsThatOfThePartitionedStep) {
   CompileOptions co;
   co.train = TrainOptions{};
   addTrainingStepPasses(pm, co);
-  ApplyRecipeOptions o;
-  o.dpReplicate = c.dpReplicate;
-  o.dpShard = c.dpShard;
-  o.tp = c.tp;
-  o.sp = c.sp;
-  o.ep = c.ep;
-  pm.addPass(createApplyRecipe(o));
-  pm.addPass(createPropagateSharding());
+  ParallelSection parallel;
+  parallel.dpReplicate = c.dpReplicate;
+  parallel.dpShard = c.dpShard;
+  parallel.tp = c.tp;
+  parallel.sp = c.sp;
+  parallel.ep = c.ep;
+  addShardingPasses(pm, parallel);
   ASSERT_TRUE(succeeded(pm.run(module)));
 
   sharding::Mesh mesh((*module.getOps<dist::MeshOp>().begin()).getMesh());

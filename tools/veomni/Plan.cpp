@@ -324,8 +324,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   }
   {
     PassManager pm(&context);
-    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
-    pm.addPass(createPropagateSharding());
+    addShardingPasses(pm, r.parallel);
     if (failed(pm.run(module)))
       return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
   }

@@ -103,6 +103,19 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   return absl::OkStatus();
 }
 
+/// Trains the compiled `program` in this process (one rank of `comm`'s job,
+/// or alone); `name` labels errors.
+int trainHere(const std::string &program, const rt::JobSettings &job,
+              rt::Communicator *comm, const std::string &name) {
+  auto parsed = rt::ParseProgram(
+      absl::Span<const uint8_t>(
+          reinterpret_cast<const uint8_t *>(program.data()), program.size()),
+      name);
+  if (!parsed.ok())
+    return fail(std::string(parsed.status().message()));
+  return rt::TrainOnThisRank(*std::move(parsed), job, comm, "veomni");
+}
+
 /// Splits `--nproc N` off a command line; -1 after an error.
 int64_t takeNproc(llvm::ArrayRef<const char *> args,
                   std::vector<std::string> &rest) {
@@ -190,13 +203,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
       llvm::errs().flush();
       (*comm)->Abort(1);
     }
-    auto parsed = rt::ParseProgram(
-        absl::Span<const uint8_t>(
-            reinterpret_cast<const uint8_t *>(program.data()), program.size()),
-        r.model.config);
-    if (!parsed.ok())
-      return fail(std::string(parsed.status().message()));
-    return rt::TrainOnThisRank(*std::move(parsed), job, comm->get(), "veomni");
+    return trainHere(program, job, comm->get(), r.model.config);
   }
 
   // Compiled once, here: a bad mesh or model is one error before any rank
@@ -209,13 +216,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   if (absl::Status s = compileJob(r, true, program, job); !s.ok())
     return fail(std::string(s.message()));
   if (ranks == 1) {
-    auto parsed = rt::ParseProgram(
-        absl::Span<const uint8_t>(
-            reinterpret_cast<const uint8_t *>(program.data()), program.size()),
-        r.model.config);
-    if (!parsed.ok())
-      return fail(std::string(parsed.status().message()));
-    return rt::TrainOnThisRank(*std::move(parsed), job, nullptr, "veomni");
+    return trainHere(program, job, nullptr, r.model.config);
   }
   std::string dir = r.train.outputDir + "/job";
   if (absl::Status s = rt::WriteJob(dir, job, program); !s.ok())
