@@ -279,13 +279,21 @@ absl::Status MpiCommunicator::AllGather(uint32_t group, const TensorView &in,
   Waiting waiting(this, "all_gather", g->axis.c_str());
   VEOMNI_RETURN_IF_ERROR(CheckScaled("all_gather", in, out, dim, g->size));
   const int64_t bytes = in.bytes();
-  std::vector<uint8_t> all(bytes * g->size);
-  VEOMNI_MPI_CALL(MPI_Allgather(in.data, static_cast<int>(bytes), MPI_BYTE,
-                                all.data(), static_cast<int>(bytes), MPI_BYTE,
-                                g->comm));
-  for (int r = 0; r < g->size; ++r)
-    CopyBlock(out, dim, r * in.shape[dim], all.data() + r * bytes,
-              in.shape[dim], /*intoBig=*/true);
+  if (Product(out.shape, 0, dim) == 1) {
+    // The ranks' blocks follow one another in `out` (FSDP's dim 0): no
+    // staging.
+    VEOMNI_MPI_CALL(MPI_Allgather(in.data, static_cast<int>(bytes), MPI_BYTE,
+                                  out.data, static_cast<int>(bytes), MPI_BYTE,
+                                  g->comm));
+  } else {
+    std::vector<uint8_t> all(bytes * g->size);
+    VEOMNI_MPI_CALL(MPI_Allgather(in.data, static_cast<int>(bytes), MPI_BYTE,
+                                  all.data(), static_cast<int>(bytes), MPI_BYTE,
+                                  g->comm));
+    for (int r = 0; r < g->size; ++r)
+      CopyBlock(out, dim, r * in.shape[dim], all.data() + r * bytes,
+                in.shape[dim], /*intoBig=*/true);
+  }
   bytesSent_ += Share(g->size) * out.bytes();
   return absl::OkStatus();
 }
@@ -298,24 +306,30 @@ absl::Status MpiCommunicator::ReduceScatter(uint32_t group,
   Waiting waiting(this, "reduce_scatter", g->axis.c_str());
   VEOMNI_RETURN_IF_ERROR(CheckScaled("reduce_scatter", out, in, dim, g->size));
   // Rank r's part of `in` (its block of dimension dim), one after another.
+  // (Already so when the split dimension leads, as FSDP's dim 0 does.)
   const int64_t partBytes = out.bytes();
-  std::vector<uint8_t> parts(partBytes * g->size);
-  for (int r = 0; r < g->size; ++r)
-    CopyBlock(in, dim, r * out.shape[dim], parts.data() + r * partBytes,
-              out.shape[dim], /*intoBig=*/false);
+  std::vector<uint8_t> staged;
+  const uint8_t *parts = static_cast<const uint8_t *>(in.data);
+  if (Product(in.shape, 0, dim) != 1) {
+    staged.resize(partBytes * g->size);
+    for (int r = 0; r < g->size; ++r)
+      CopyBlock(in, dim, r * out.shape[dim], staged.data() + r * partBytes,
+                out.shape[dim], /*intoBig=*/false);
+    parts = staged.data();
+  }
   Reduced t = ReducedType(in.dtype);
   MPI_Op mpiOp = op == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
   const int count = static_cast<int>(out.numel());
   if (t.widen) {
     TensorView all = in;
     all.shape = {static_cast<int64_t>(g->size) * out.numel()};
-    std::vector<float> send = Widen(all, parts.data()), recv(out.numel());
+    std::vector<float> send = Widen(all, parts), recv(out.numel());
     VEOMNI_MPI_CALL(MPI_Reduce_scatter_block(send.data(), recv.data(), count,
                                              t.type, mpiOp, g->comm));
     Narrow(recv, out);
   } else {
-    VEOMNI_MPI_CALL(MPI_Reduce_scatter_block(parts.data(), out.data, count,
-                                             t.type, mpiOp, g->comm));
+    VEOMNI_MPI_CALL(MPI_Reduce_scatter_block(parts, out.data, count, t.type,
+                                             mpiOp, g->comm));
   }
   bytesSent_ += Share(g->size) * in.bytes();
   return absl::OkStatus();
