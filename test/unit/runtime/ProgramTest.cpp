@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 namespace veomni::rt {
 namespace {
@@ -46,14 +47,24 @@ struct Spec {
   uint32_t worldSize = 1;
   std::vector<std::pair<std::string, uint32_t>> mesh;
   std::vector<std::vector<uint32_t>> commGroups;
+  /// Per buffer (absent: whole), per dimension, the mesh axes splitting it.
+  std::map<uint32_t, std::vector<std::vector<uint32_t>>> splits;
 };
 
 std::vector<uint8_t> Build(const Spec &spec) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<fb::Buffer>> buffers;
-  for (auto &[offset, shape] : spec.buffers)
+  for (uint32_t i = 0; i < spec.buffers.size(); ++i) {
+    auto &[offset, shape] = spec.buffers[i];
+    std::vector<flatbuffers::Offset<fb::DimSplit>> split;
+    auto it = spec.splits.find(i);
+    if (it != spec.splits.end())
+      for (const std::vector<uint32_t> &axes : it->second)
+        split.push_back(fb::CreateDimSplitDirect(fbb, &axes));
     buffers.push_back(
-        fb::CreateBufferDirect(fbb, offset, fb::DType::F32, &shape));
+        fb::CreateBufferDirect(fbb, offset, fb::DType::F32, &shape,
+                               it != spec.splits.end() ? &split : nullptr));
+  }
   std::vector<flatbuffers::Offset<fb::Argument>> args;
   for (const Spec::Arg &a : spec.args)
     args.push_back(fb::CreateArgumentDirect(
@@ -156,6 +167,32 @@ void ExpectRejected(std::function<void(Spec &)> damage,
   EXPECT_NE(error.find(message), std::string::npos) << "got: '" << error << "'";
 }
 
+// A sliced buffer's global shape and each rank's place in it: chunks are
+// row-major over a dimension's axes, as an all-gather over them
+// concatenates.
+TEST(Program, SlicesHaveGlobalShapesAndStarts) {
+  Spec s;
+  s.worldSize = 4;
+  s.mesh = {{"dp", 2}, {"tp", 2}};
+  s.buffers[1] = {64, {2, 4}};
+  s.buffers[0] = {0, {2, 4}};
+  s.buffers[2] = {128, {2, 4}};
+  s.splits[1] = {{0, 1}, {}}; // rows over dp then tp
+  s.splits[2] = {{}, {1}};    // columns over tp
+  std::vector<uint8_t> bytes = Build(s);
+  auto p = ParseProgram(bytes, "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->buffers[1].global, (Shape{8, 4}));
+  EXPECT_EQ(p->buffers[2].global, (Shape{2, 8}));
+  EXPECT_FALSE(p->IsSliced(0));
+  EXPECT_TRUE(p->IsSliced(1));
+  // Rank r sits at (dp, tp) = (r / 2, r % 2).
+  for (uint32_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(p->SliceStart(1, r), (std::vector<int64_t>{2 * r, 0})) << r;
+    EXPECT_EQ(p->SliceStart(2, r), (std::vector<int64_t>{0, 4 * (r % 2)})) << r;
+  }
+}
+
 TEST(Program, SemanticDefectsAreNamed) {
   ExpectRejected([](Spec &s) { s.buffers[2].first = 192; },
                  "buffer 2 [192, +32) lies outside the arena of 192 bytes");
@@ -236,6 +273,25 @@ TEST(Program, SemanticDefectsAreNamed) {
         s.kernels[1].attrs = {{3}};
       },
       "kernel 1 (AllReduce) names comm group 3 of 1");
+  // Slices: axes of the mesh, each once, one list per dimension.
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.splits[1] = {{2}};
+      },
+      "buffer 1 is split over mesh axis 2 of 2 (or twice)");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.splits[1] = {{0, 0}};
+      },
+      "buffer 1 is split over mesh axis 0 of 2 (or twice)");
+  ExpectRejected(
+      [&](Spec &s) {
+        partitioned(s);
+        s.splits[1] = {{0}, {1}};
+      },
+      "buffer 1 splits 2 dimensions of 1");
   ExpectRejected(
       [&](Spec &s) {
         partitioned(s);
