@@ -4,7 +4,9 @@
 # bench/configs/llama_100m.json, on synthetic batches of the same global
 # size, and the share of each step rank 0 spends in collectives. Prints one
 # line per run: the median over the steps after the first of tokens/s (the
-# job's), step time and communication time. Prints figures only.
+# job's), step time, communication time (on the collectives' own thread)
+# and how much of it computing hid (the rest the kernels waited for).
+# VEOMNI_COMM_THREAD=0 runs collectives in line instead. Prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-6}
@@ -15,16 +17,20 @@ echo "CPU: $cpu, $(nproc) cores (ranks beyond that share them)"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-printf '%-12s %5s %10s %12s %10s %9s\n' model ranks tokens/s "step ms" "comm ms" comm
+printf '%-12s %5s %10s %12s %10s %9s %8s\n' model ranks tokens/s "step ms" "comm ms" comm hidden
 for model in tiny llama_100m; do
   if [ $model = tiny ]; then
     config=examples/tiny/llama.json; seq=64; batch=4
   else
     config=bench/configs/llama_100m.json; seq=256; batch=4
   fi
-  for ranks in 1 2 4; do
-    dir=$out/$model-$ranks
-    $veomni train examples/recipes/tiny_llama.yaml --nproc $ranks \
+  for run in 1 2 2t 4; do
+    ranks=${run%t}
+    # 2t: collectives forced onto their own thread (with fewer than 2
+    # cores per rank veomni keeps them in line).
+    thread=$([ "$run" = 2t ] && echo 1 || echo "${VEOMNI_COMM_THREAD:-}")
+    dir=$out/$model-$run
+    VEOMNI_COMM_THREAD=$thread $veomni train examples/recipes/tiny_llama.yaml --nproc $ranks \
       --model.config $config --data.path '' --data.seq_len $seq \
       --data.batch_size $batch --train.steps $steps --train.warmup_steps 1 \
       --train.checkpoint_interval 0 --train.log_interval $steps \
@@ -36,11 +42,12 @@ for model in tiny llama_100m; do
     step=$(sed 's/.*"step_s": \([0-9.]*\).*/\1/' $dir/steady | median)
     if grep -q comm_s $dir/steady; then
       comm=$(sed 's/.*"comm_s": \([0-9.]*\).*/\1/' $dir/steady | median)
+      wait=$(sed 's/.*"comm_wait_s": \([0-9.]*\).*/\1/' $dir/steady | median)
     else
-      comm=0
+      comm=0 wait=0
     fi
-    awk -v m=$model -v r=$ranks -v t=$tps -v s=$step -v c=$comm 'BEGIN {
-      printf "%-12s %5d %10.0f %12.1f %10.1f %8.0f%%\n", m, r, t, s * 1e3,
-             c * 1e3, (s > 0 ? 100 * c / s : 0) }'
+    awk -v m=$model -v r=$run -v t=$tps -v s=$step -v c=$comm -v w=$wait 'BEGIN {
+      printf "%-12s %5s %10.0f %12.1f %10.1f %8.0f%% %7.0f%%\n", m, r, t, s * 1e3,
+             c * 1e3, (s > 0 ? 100 * c / s : 0), (c > 0 ? 100 * (c - w) / c : 0) }'
   done
 done

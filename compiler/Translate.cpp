@@ -379,7 +379,8 @@ LogicalResult mlir::veomni::translateToProgram(
       fbb, modelType.c_str(), role, arena.getInt(), &buffers, &arguments,
       &constants, &kernels, &outputs, &outputNames, &outputRoles, &updates,
       worldSize, mesh.empty() ? nullptr : &mesh,
-      groups.empty() ? nullptr : &groups);
+      groups.empty() ? nullptr : &groups,
+      func->hasAttr(vrt::VrtDialect::kAsyncCollectivesAttrName));
   fb::FinishProgramBuffer(fbb, program);
 
   fb::ProgramHeader header =

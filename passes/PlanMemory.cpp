@@ -70,6 +70,30 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
     for (Value operand : op.getOperands())
       touch(operand, isa<func::ReturnOp>(op) ? end : position[&op]);
   }
+  // A collective runs on the communicator's thread from its position until
+  // the first kernel that reads its result: its inputs live until then, so
+  // nothing the rank computes meanwhile overwrites them.
+  bool collectives = false;
+  for (auto kernel : block.getOps<vrt::KernelOp>()) {
+    if (!(kernel.getKind().getInfo().flags & ::kernel_table::kCollective))
+      continue;
+    collectives = true;
+    int64_t firstUse = end;
+    for (Value out : kernel.getOuts())
+      for (Operation &op : block) {
+        if (position[&op] <= position[kernel] || position[&op] >= firstUse)
+          continue;
+        if (llvm::any_of(op.getOperands(), [&](Value v) {
+              return rootOf(v) == rootOf(out);
+            }))
+          firstUse = position[&op];
+      }
+    for (Value in : kernel.getIns())
+      touch(in, firstUse);
+  }
+  if (collectives)
+    func->setAttr(vrt::VrtDialect::kAsyncCollectivesAttrName,
+                  UnitAttr::get(func.getContext()));
 
   // In place: an elementwise kernel's result takes over an input that is an
   // alloc of the same type and dies at this kernel.

@@ -29,6 +29,11 @@ def Vrt_Dialect : Dialect {
     /// each the list of mesh axes it spans (veomni-lower-to-vrt).
     static constexpr ::llvm::StringLiteral kCommGroupsAttrName =
         "vrt.comm_groups";
+    /// Function attribute (plan-memory): every collective's inputs live
+    /// until the first kernel reading its result, so the runtime may run
+    /// collectives on a thread of their own until then.
+    static constexpr ::llvm::StringLiteral kAsyncCollectivesAttrName =
+        "vrt.async_collectives";
   }];
   let useDefaultAttributePrinterParser = 1;
 }

@@ -85,6 +85,10 @@ public:
   /// Wall seconds this rank has spent inside collectives so far (waiting
   /// for peers included): the step time communication costs it.
   virtual double SecondsInCollectives() const = 0;
+  /// Whether calls may come from a thread other than the one that made the
+  /// communicator (one thread at a time): the executor then runs
+  /// collectives on a thread of their own.
+  virtual bool CallableFromAnyThread() const { return false; }
 };
 
 } // namespace veomni::rt

@@ -6,9 +6,85 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string_view>
+#include <thread>
 
 namespace veomni::rt {
+
+/// Runs collectives one after another, in the order they were queued (the
+/// program's, so every rank issues them alike), while the kernels go on.
+class Executor::CommThread {
+public:
+  CommThread() : thread_([this] { Loop(); }) {}
+  ~CommThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  /// Queues `fn`; returns its ticket.
+  uint64_t Push(std::function<absl::Status()> fn) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks_.push_back({++issued_, std::move(fn)});
+    wake_.notify_all();
+    return issued_;
+  }
+  /// Waits until every task up to `ticket` has run; the first error.
+  absl::Status Wait(uint64_t ticket) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return finished_ >= ticket; });
+    return error_;
+  }
+  uint64_t Issued() const { return issued_; }
+
+private:
+  struct Task {
+    uint64_t ticket;
+    std::function<absl::Status()> fn;
+  };
+  void Loop() {
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty())
+          return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      absl::Status s = task.fn();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!s.ok() && error_.ok())
+          error_ = s;
+        finished_ = task.ticket;
+      }
+      done_.notify_all();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::deque<Task> tasks_;
+  uint64_t issued_ = 0, finished_ = 0;
+  absl::Status error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+Executor::Executor(Program program, std::unique_ptr<Device> device)
+    : program_(std::move(program)), device_(std::move(device)) {}
+
+Executor::~Executor() = default;
 
 absl::StatusOr<std::unique_ptr<Executor>>
 Executor::Create(Program program, std::unique_ptr<Device> device,
@@ -92,6 +168,22 @@ Executor::Create(Program program, std::unique_ptr<Device> device,
   ex->groupIndex_ = std::move(groupIndex);
   ex->groupHandle_ = std::move(handles);
   ex->worldGroup_ = world;
+  // Collectives on a thread of their own, unless this machine's cores are
+  // oversubscribed already (MPI waits by spinning: a second spinning thread
+  // per rank then slows every rank down). VEOMNI_COMM_THREAD=1 or 0 decides
+  // instead.
+  const char *choice = std::getenv("VEOMNI_COMM_THREAD");
+  bool thread;
+  if (choice && *choice)
+    thread = std::string_view(choice) != "0";
+  else {
+    const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int ranksHere = local ? std::atoi(local) : (comm ? comm->WorldSize() : 1);
+    thread = int(std::thread::hardware_concurrency()) >= 2 * ranksHere;
+  }
+  if (comm && thread && ex->program_.asyncCollectives &&
+      comm->CallableFromAnyThread())
+    ex->commThread_ = std::make_unique<CommThread>();
   return ex;
 }
 
@@ -299,6 +391,36 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
 
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
+  // Collectives running on their own thread: their ticket and the bytes
+  // they read and write.
+  struct Pending {
+    uint64_t ticket;
+    std::vector<std::pair<uint64_t, uint64_t>> reads, writes;
+  };
+  std::vector<Pending> pending;
+  auto range = [&](uint32_t b) {
+    const BufferDesc &d = program_.buffers[b];
+    return std::pair<uint64_t, uint64_t>{d.offset, d.offset + d.bytes};
+  };
+  auto overlaps = [](std::pair<uint64_t, uint64_t> a,
+                     const std::vector<std::pair<uint64_t, uint64_t>> &bs) {
+    for (auto b : bs)
+      if (a.first < b.second && b.first < a.second)
+        return true;
+    return false;
+  };
+  auto wait = [&](uint64_t ticket) -> absl::Status {
+    auto start = std::chrono::steady_clock::now();
+    absl::Status s = commThread_->Wait(ticket);
+    waitSeconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    pending.erase(
+        std::remove_if(pending.begin(), pending.end(),
+                       [&](const Pending &p) { return p.ticket <= ticket; }),
+        pending.end());
+    return s;
+  };
   for (size_t i = 0; i < program_.kernels.size(); ++i) {
     const KernelDesc &k = program_.kernels[i];
     in.clear();
@@ -307,8 +429,50 @@ absl::Status Executor::Run() {
       in.push_back(View(b));
     for (uint32_t b : k.outs)
       out.push_back(View(b));
+    const bool collective = !fns_[i];
+    // Communication on this thread waits for all of the other's; a kernel
+    // waits for the collectives whose results it reads (or whose buffers
+    // it would write).
+    const bool communicates = collective ||
+                              CommGroupOf(k, "expert_group") >= 0 ||
+                              CommGroupOf(k, "vocab_group") >= 0 ||
+                              CommGroupOf(k, "token_group") >= 0;
+    if (!pending.empty()) {
+      uint64_t need = 0;
+      for (const Pending &p : pending) {
+        for (uint32_t b : k.ins)
+          if (overlaps(range(b), p.writes))
+            need = std::max(need, p.ticket);
+        for (uint32_t b : k.outs)
+          if (overlaps(range(b), p.writes) || overlaps(range(b), p.reads))
+            need = std::max(need, p.ticket);
+      }
+      if (communicates && !collective)
+        need = commThread_->Issued();
+      if (need)
+        VEOMNI_RETURN_IF_ERROR(wait(need));
+    }
+    auto where = [](size_t i, const KernelDesc &k, const absl::Status &s) {
+      return absl::Status(s.code(),
+                          absl::StrCat("kernel ", i, " (", KernelName(k.kind),
+                                       ")", k.location.empty() ? "" : " in ",
+                                       k.location, ": ", s.message()));
+    };
     absl::Status s;
-    if (!fns_[i])
+    if (collective && commThread_) {
+      Pending p;
+      for (uint32_t b : k.ins)
+        p.reads.push_back(range(b));
+      for (uint32_t b : k.outs)
+        p.writes.push_back(range(b));
+      p.ticket = commThread_->Push([this, i, &k, in, out, where]() {
+        absl::Status s = RunCollective(k, in, out);
+        return s.ok() ? s : where(i, k, s);
+      });
+      pending.push_back(std::move(p));
+      continue;
+    }
+    if (collective)
       s = RunCollective(k, in, out);
     else if (CommGroupOf(k, "expert_group") >= 0)
       s = RunExpertSplit(i, k, in, out);
@@ -319,11 +483,10 @@ absl::Status Executor::Run() {
     else
       s = fns_[i](k, in, out);
     if (!s.ok())
-      return absl::Status(s.code(),
-                          absl::StrCat("kernel ", i, " (", KernelName(k.kind),
-                                       ")", k.location.empty() ? "" : " in ",
-                                       k.location, ": ", s.message()));
+      return where(i, k, s);
   }
+  if (!pending.empty())
+    VEOMNI_RETURN_IF_ERROR(wait(commThread_->Issued()));
   return device_->Synchronize();
 }
 

@@ -87,6 +87,13 @@ public:
   double CommSeconds() const {
     return comm_ ? comm_->SecondsInCollectives() : 0;
   }
+  /// Seconds the kernels waited for collectives: all of CommSeconds() when
+  /// they run in line; with their own thread, CommSeconds() less this is
+  /// what computing hid.
+  double CommWaitSeconds() const {
+    return commThread_ ? waitSeconds_ : CommSeconds();
+  }
+  ~Executor();
   /// Buffer `buffer`'s global shape.
   const Shape &GlobalShape(uint32_t buffer) const {
     return program_.buffers[buffer].global;
@@ -107,8 +114,7 @@ public:
   absl::Status SyncStatus(absl::Status mine) const;
 
 private:
-  Executor(Program program, std::unique_ptr<Device> device)
-      : program_(std::move(program)), device_(std::move(device)) {}
+  Executor(Program program, std::unique_ptr<Device> device);
 
   absl::Status RunCollective(const KernelDesc &k, KernelIns in, KernelOuts out);
   /// A cross entropy (or its VJP) whose tokens are split over a group: a
@@ -134,6 +140,11 @@ private:
 
   Program program_;
   std::unique_ptr<Device> device_;
+  /// The thread collectives run on, when the program and the communicator
+  /// allow it (Executor.cpp).
+  class CommThread;
+  std::unique_ptr<CommThread> commThread_;
+  double waitSeconds_ = 0;
   std::vector<KernelFn> fns_; ///< one per kernel, bound at creation
   Communicator *comm_ = nullptr;
   /// This rank's place in each of the program's comm groups, and the

@@ -344,6 +344,7 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
     }
   }
   out.worldSize = p->world_size();
+  out.asyncCollectives = p->async_collectives();
   uint64_t devices = 1;
   if (p->mesh())
     for (uint32_t i = 0; i < p->mesh()->size(); ++i) {

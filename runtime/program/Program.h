@@ -109,6 +109,8 @@ struct Program {
   uint32_t worldSize = 1;
   std::vector<std::pair<std::string, uint32_t>> mesh;
   std::vector<std::vector<uint32_t>> commGroups;
+  /// Collectives may run asynchronously until their results are read.
+  bool asyncCollectives = false;
 
   /// Where `rank`'s slice of buffer `buffer` starts in its global tensor,
   /// per dimension (zeros for a whole tensor).

@@ -174,7 +174,7 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
   const bool tty = ex.WorldSize() == 1 && isatty(fileno(out));
   std::vector<std::pair<int64_t, double>> curve;
   auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
-  double lastComm = ex.CommSeconds();
+  double lastComm = ex.CommSeconds(), lastWait = ex.CommWaitSeconds();
   for (int64_t step = start + 1; step <= job.steps; ++step) {
     // One optimizer step: the micro-batches, the loss their mean.
     StepMetrics m;
@@ -205,12 +205,17 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
     double stepSeconds = std::chrono::duration<double>(now - lastStep).count();
     lastStep = now;
     // On several ranks, the part of the step spent in collectives.
-    double comm = ex.CommSeconds();
+    // On several ranks, the time spent in collectives, and how much of it
+    // the kernels waited for (collectives on their own thread hide the
+    // rest behind compute).
+    double comm = ex.CommSeconds(), waited = ex.CommWaitSeconds();
     std::string commField =
         ex.WorldSize() > 1
-            ? absl::StrFormat(", \"comm_s\": %.6f", comm - lastComm)
+            ? absl::StrFormat(", \"comm_s\": %.6f, \"comm_wait_s\": %.6f",
+                              comm - lastComm, waited - lastWait)
             : "";
     lastComm = comm;
+    lastWait = waited;
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     if (reporter)

@@ -179,9 +179,14 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
   int initialized = 0;
   VEOMNI_MPI_CALL(MPI_Initialized(&initialized));
   if (!initialized) {
-    VEOMNI_MPI_CALL(MPI_Init(nullptr, nullptr));
+    int provided = MPI_THREAD_SINGLE;
+    VEOMNI_MPI_CALL(
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
     c->finalize_ = true;
   }
+  int level = MPI_THREAD_SINGLE;
+  VEOMNI_MPI_CALL(MPI_Query_thread(&level));
+  c->serialized_ = level >= MPI_THREAD_SERIALIZED;
   VEOMNI_MPI_CALL(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   VEOMNI_MPI_CALL(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_));
   VEOMNI_MPI_CALL(MPI_Comm_size(MPI_COMM_WORLD, &c->size_));

@@ -60,6 +60,7 @@ public:
   [[noreturn]] void Abort(int code) override;
   double BytesSent() const override { return bytesSent_; }
   double SecondsInCollectives() const override { return collectiveSeconds_; }
+  bool CallableFromAnyThread() const override { return serialized_; }
 
   /// Seconds a collective may wait for its peers before this rank ends the
   /// job (a peer stuck or gone): VEOMNI_COMM_TIMEOUT, 900 by default.
@@ -77,6 +78,7 @@ private:
   bool finalize_ = false;
   double bytesSent_ = 0;
   double collectiveSeconds_ = 0;
+  bool serialized_ = false; ///< MPI_THREAD_SERIALIZED or better
   std::vector<std::unique_ptr<Group>> groups_; ///< by handle
   // The watchdog: a thread that ends the job when a collective has waited
   // longer than timeout_ (a dead rank ends it through mpirun already; a
