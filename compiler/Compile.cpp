@@ -11,8 +11,8 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
-void mlir::veomni::addShardingPasses(OpPassManager &pm,
-                                     const ParallelSection &mesh) {
+ApplyRecipeOptions
+mlir::veomni::applyRecipeOptionsOf(const ParallelSection &mesh) {
   ApplyRecipeOptions o;
   o.dpReplicate = mesh.dpReplicate;
   o.dpShard = mesh.dpShard;
@@ -20,7 +20,12 @@ void mlir::veomni::addShardingPasses(OpPassManager &pm,
   o.sp = mesh.sp;
   o.ep = mesh.ep;
   o.pp = mesh.pp;
-  pm.addPass(createApplyRecipe(o));
+  return o;
+}
+
+void mlir::veomni::addShardingPasses(OpPassManager &pm,
+                                     const ParallelSection &mesh) {
+  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
   pm.addPass(createPropagateSharding());
 }
 

@@ -5,6 +5,7 @@
 
 #include "frontends/Importer.h"
 #include "frontends/RecipeSections.h"
+#include "passes/Passes.h"
 
 #include <map>
 #include <optional>
@@ -45,6 +46,9 @@ struct CompileOptions {
   /// marked with the slice each rank holds.
   ParallelSection parallel;
 };
+
+/// veomni-apply-recipe's options for the mesh `mesh` names.
+ApplyRecipeOptions applyRecipeOptionsOf(const ParallelSection &mesh);
 
 /// Adds the passes that give a training step the mesh `mesh` names and the
 /// family's plan (veomni-apply-recipe) and propagate shardings through it

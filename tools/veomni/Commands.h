@@ -28,20 +28,6 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
   return co;
 }
 
-/// The mesh a recipe's parallel section names, for veomni-apply-recipe.
-inline mlir::veomni::ApplyRecipeOptions
-applyRecipeOptionsOf(const mlir::veomni::Recipe &r) {
-  mlir::veomni::ApplyRecipeOptions o;
-  const mlir::veomni::ParallelSection &p = r.parallel;
-  o.dpReplicate = p.dpReplicate;
-  o.dpShard = p.dpShard;
-  o.tp = p.tp;
-  o.sp = p.sp;
-  o.ep = p.ep;
-  o.pp = p.pp;
-  return o;
-}
-
 /// Whether `-h` or `--help` is among a subcommand's arguments: every
 /// subcommand then prints its options and exits 0.
 inline bool wantsHelp(llvm::ArrayRef<const char *> args) {

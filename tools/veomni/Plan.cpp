@@ -95,7 +95,7 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
     RepeatKVHeadsOptions repeat;
     repeat.sp = r.parallel.sp;
     pm.addPass(createRepeatKVHeads(repeat));
-    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r)));
+    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r.parallel)));
     PipelineOptions po;
     po.stages = r.parallel.pp;
     po.chunksPerStage = r.parallel.ppChunks;
