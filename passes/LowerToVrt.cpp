@@ -237,9 +237,8 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
         if (failed(kernel))
           return failure();
         auto axis = op.getAttrOfType<StringAttr>("axis");
-        (*kernel)->setAttr("group",
-                           builder.getI64IntegerAttr(groups.indexOf(
-                               builder.getArrayAttr({axis}))));
+        (*kernel)->setAttr("group", builder.getI64IntegerAttr(groups.indexOf(
+                                        builder.getArrayAttr({axis}))));
       } else if (isa<dist::DistDialect>(op.getDialect())) {
         // Permutes and broadcasts have no runtime kernel
         // yet: memory planning still sees their buffers; translation

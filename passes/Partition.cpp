@@ -337,8 +337,7 @@ LogicalResult Partitioner::run() {
     Layout want = Layout::fromAttr(attr);
     if (!layouts[v].sameDistribution(want))
       ret->setOperand(i, reshard(b, ret->getLoc(), v, layouts[v], want));
-    func.setResultAttr(i, dist::DistDialect::kSliceAttrName,
-                       sliceAttr(want));
+    func.setResultAttr(i, dist::DistDialect::kSliceAttrName, sliceAttr(want));
     func.removeResultAttr(
         i, StringAttr::get(func.getContext(),
                            dist::DistDialect::kShardingAttrName));

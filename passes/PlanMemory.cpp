@@ -83,9 +83,8 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
       for (Operation &op : block) {
         if (position[&op] <= position[kernel] || position[&op] >= firstUse)
           continue;
-        if (llvm::any_of(op.getOperands(), [&](Value v) {
-              return rootOf(v) == rootOf(out);
-            }))
+        if (llvm::any_of(op.getOperands(),
+                         [&](Value v) { return rootOf(v) == rootOf(out); }))
           firstUse = position[&op];
       }
     for (Value in : kernel.getIns())

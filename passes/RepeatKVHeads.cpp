@@ -22,16 +22,16 @@ Value repeatHeads(OpBuilder &b, Location loc, Value v, int64_t repeat) {
   auto t = cast<RankedTensorType>(v.getType());
   int64_t batch = t.getDimSize(0), seq = t.getDimSize(1),
           heads = t.getDimSize(2), dim = t.getDimSize(3);
-  Value one = ReshapeOp::create(b, loc, t.clone({batch, seq, heads, 1, dim}), v);
-  Value copies = BroadcastOp::create(
-      b, loc, t.clone({batch, seq, heads, repeat, dim}), one,
-      b.getDenseI64ArrayAttr({0, 1, 2, 3, 4}));
+  Value one =
+      ReshapeOp::create(b, loc, t.clone({batch, seq, heads, 1, dim}), v);
+  Value copies =
+      BroadcastOp::create(b, loc, t.clone({batch, seq, heads, repeat, dim}),
+                          one, b.getDenseI64ArrayAttr({0, 1, 2, 3, 4}));
   return ReshapeOp::create(b, loc, t.clone({batch, seq, heads * repeat, dim}),
                            copies);
 }
 
-struct RepeatKVHeadsPass
-    : veomni::impl::RepeatKVHeadsBase<RepeatKVHeadsPass> {
+struct RepeatKVHeadsPass : veomni::impl::RepeatKVHeadsBase<RepeatKVHeadsPass> {
   using RepeatKVHeadsBase::RepeatKVHeadsBase;
   void runOnOperation() override {
     if (sp <= 1)

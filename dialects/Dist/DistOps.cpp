@@ -319,8 +319,8 @@ static LogicalResult verifySlice(Operation *op, NamedAttribute attr,
            << DistDialect::kSliceAttrName << "' on " << what
            << " names an unknown mesh @" << sharding.getMeshName();
   if (!sharding.getPartial().empty())
-    return op->emitError("'") << DistDialect::kSliceAttrName << "' on "
-                              << what << " has partial axes";
+    return op->emitError("'") << DistDialect::kSliceAttrName << "' on " << what
+                              << " has partial axes";
   return success();
 }
 

@@ -38,8 +38,8 @@ public:
   /// the handle the collectives take: the same ranks, the same handle, so
   /// the programs of one job (a forward and a step, pipeline stages, a
   /// re-planned resume) share their groups.
-  virtual absl::StatusOr<uint32_t> AddGroup(absl::string_view name,
-                                            absl::Span<const uint32_t> ranks) = 0;
+  virtual absl::StatusOr<uint32_t>
+  AddGroup(absl::string_view name, absl::Span<const uint32_t> ranks) = 0;
 
   /// out = the group's inputs concatenated along `dim`, in rank order.
   virtual absl::Status AllGather(uint32_t group, const TensorView &in,

@@ -87,8 +87,7 @@ absl::Status Executor::RunExpertSplit(size_t i, const KernelDesc &k,
       weight.rank() != 3)
     return absl::InvalidArgumentError(absl::StrCat(
         "expert-split ", KernelName(k.kind), " of rows ", rows.ToString(),
-        ", weight ", weight.ToString(), " and group sizes ",
-        sizes.ToString()));
+        ", weight ", weight.ToString(), " and group sizes ", sizes.ToString()));
   Routing r;
   r.ranks = int64_t(program_.GroupRanks(g, Rank()).size());
   r.experts = sizes.numel();
@@ -102,8 +101,8 @@ absl::Status Executor::RunExpertSplit(size_t i, const KernelDesc &k,
   // 1. Every rank's group sizes.
   r.sizes.resize(r.ranks * r.experts);
   VEOMNI_RETURN_IF_ERROR(comm_->AllGather(
-      group, sizes, TensorView{r.sizes.data(), DType::I32, {r.ranks * r.experts}},
-      0));
+      group, sizes,
+      TensorView{r.sizes.data(), DType::I32, {r.ranks * r.experts}}, 0));
   int64_t total = 0;
   for (int64_t e = 0; e < r.experts; ++e)
     total += r.Rows(me, e);
@@ -126,8 +125,9 @@ absl::Status Executor::RunExpertSplit(size_t i, const KernelDesc &k,
 
   // 2. Rows (and, for the weight VJP, their cotangents) to their experts.
   std::vector<uint8_t> got, xs, dys;
-  auto exchange = [&](const TensorView &mine,
-                      std::vector<uint8_t> &into) -> absl::StatusOr<TensorView> {
+  auto exchange =
+      [&](const TensorView &mine,
+          std::vector<uint8_t> &into) -> absl::StatusOr<TensorView> {
     const int64_t width = mine.dim(1), rowBytes = width * SizeOf(mine.dtype);
     got.resize(received * rowBytes);
     into.resize(received * rowBytes);

@@ -3,7 +3,6 @@
 #include "runtime/io/Init.h"
 #include "runtime/support/Status.h"
 
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -80,43 +79,46 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
       return static_cast<int64_t>(idRng.Uniform(i) * vocab) % vocab;
     };
     Philox rng(StreamSeed(seed, a.name));
-    absl::Status filled = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
-      const int64_t n = v.numel();
-      const int64_t last = v.shape.empty() ? 1 : v.shape.back();
-      if (a.name == "input_ids") {
-        for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, idAt(i));
-      } else if (a.name == "labels") {
-        // The next token of the same sequence; the last one predicts nothing.
-        for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, (!ids || (i + 1) % last == 0) ? -100 : idAt(i + 1));
-      } else if (a.name == "position_ids" || a.name == "audio_position_ids") {
-        for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, i % last);
-      } else if (a.name == "vision_position_ids") {
-        // [2, 1, P]: row then column of each patch in a w-wide grid.
-        int64_t patches = last, w = 1;
-        for (int64_t d = 1; d * d <= patches; ++d)
-          if (patches % d == 0)
-            w = d;
-        for (int64_t i = 0; i < patches && 2 * patches == n; ++i) {
-          StoreI(v, i, i / w);
-          StoreI(v, patches + i, i % w);
-        }
-      } else if (absl::EndsWith(a.name, "_token_positions")) {
-        int64_t bound = std::max<int64_t>(a.bound, 1);
-        for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, (nextTokenPosition + i) % bound);
-        nextTokenPosition += n;
-      } else if (IsFloat(v.dtype)) {
-        for (int64_t i = 0; i < n; ++i)
-          StoreF(v, i, static_cast<float>(rng.Normal(i)));
-      } else { // segment ids and anything else integral: one segment
-        for (int64_t i = 0; i < n; ++i)
-          StoreI(v, i, 0);
-      }
-      return absl::OkStatus();
-    });
+    absl::Status filled =
+        executor.FillGlobal(a.buffer, [&](const TensorView &v) {
+          const int64_t n = v.numel();
+          const int64_t last = v.shape.empty() ? 1 : v.shape.back();
+          if (a.name == "input_ids") {
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, idAt(i));
+          } else if (a.name == "labels") {
+            // The next token of the same sequence; the last one predicts
+            // nothing.
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, (!ids || (i + 1) % last == 0) ? -100 : idAt(i + 1));
+          } else if (a.name == "position_ids" ||
+                     a.name == "audio_position_ids") {
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, i % last);
+          } else if (a.name == "vision_position_ids") {
+            // [2, 1, P]: row then column of each patch in a w-wide grid.
+            int64_t patches = last, w = 1;
+            for (int64_t d = 1; d * d <= patches; ++d)
+              if (patches % d == 0)
+                w = d;
+            for (int64_t i = 0; i < patches && 2 * patches == n; ++i) {
+              StoreI(v, i, i / w);
+              StoreI(v, patches + i, i % w);
+            }
+          } else if (absl::EndsWith(a.name, "_token_positions")) {
+            int64_t bound = std::max<int64_t>(a.bound, 1);
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, (nextTokenPosition + i) % bound);
+            nextTokenPosition += n;
+          } else if (IsFloat(v.dtype)) {
+            for (int64_t i = 0; i < n; ++i)
+              StoreF(v, i, static_cast<float>(rng.Normal(i)));
+          } else { // segment ids and anything else integral: one segment
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, 0);
+          }
+          return absl::OkStatus();
+        });
     if (!filled.ok())
       return filled;
   }

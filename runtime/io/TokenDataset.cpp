@@ -166,16 +166,17 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
     const ArgumentDesc *a = p.FindArgument(name);
     if (!a)
       return absl::OkStatus();
-    return executor.FillGlobal(a->buffer, [&](const TensorView &v) -> absl::Status {
-      if (v.numel() % static_cast<int64_t>(values.size()) != 0)
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, " ", v.ToString(), " does not hold ",
-                         values.size(), " values"));
-      // [3, B, S] multimodal positions: text uses one position per section.
-      for (int64_t i = 0; i < v.numel(); ++i)
-        StoreI(v, i, values[i % values.size()]);
-      return absl::OkStatus();
-    });
+    return executor.FillGlobal(
+        a->buffer, [&](const TensorView &v) -> absl::Status {
+          if (v.numel() % static_cast<int64_t>(values.size()) != 0)
+            return absl::InvalidArgumentError(
+                absl::StrCat(name, " ", v.ToString(), " does not hold ",
+                             values.size(), " values"));
+          // [3, B, S] multimodal positions: text uses one position per section.
+          for (int64_t i = 0; i < v.numel(); ++i)
+            StoreI(v, i, values[i % values.size()]);
+          return absl::OkStatus();
+        });
   };
   for (auto [name, values] :
        {std::pair<absl::string_view, const std::vector<int32_t> *>{"input_ids",

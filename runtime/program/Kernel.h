@@ -86,9 +86,8 @@ template <KernelKind K> struct AttrsOf;
 /// The attributes that name a comm group: a collective's `group`; a loss's
 /// `token_group` and `vocab_group`, a lookup's `index_group`, a grouped
 /// matmul's `expert_group` (-1 when that dimension is whole).
-constexpr const char *kCommGroupAttrs[] = {"group", "token_group",
-                                           "vocab_group", "index_group",
-                                           "expert_group"};
+constexpr const char *kCommGroupAttrs[] = {
+    "group", "token_group", "vocab_group", "index_group", "expert_group"};
 
 /// Kernel `k`'s attribute `name` (one of kCommGroupAttrs), or -1 when it
 /// has none.

@@ -219,13 +219,14 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     if (reporter)
-      metrics << absl::StrFormat(
-                     "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
-                     "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f%s}",
-                     step, m.loss, m.gradNorm, m.lr,
-                     tokensPerStep / stepSeconds, stepSeconds, commField)
-              << "\n"
-              << std::flush;
+      metrics
+          << absl::StrFormat(
+                 "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
+                 "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f%s}",
+                 step, m.loss, m.gradNorm, m.lr, tokensPerStep / stepSeconds,
+                 stepSeconds, commField)
+          << "\n"
+          << std::flush;
     if (step % job.logInterval == 0 || step == job.steps) {
       int64_t eta = static_cast<int64_t>(perStep * (job.steps - step));
       int width = 24, done = int(width * step / job.steps);

@@ -596,8 +596,8 @@ absl::Status Gather(const TensorView &source, const TensorView &indices,
                     const TensorView &out, int64_t axis, int64_t offset,
                     int64_t total) {
   constexpr absl::string_view K = "Gather";
-  VEOMNI_RETURN_IF_ERROR(CheckGathered(K, source, "source", indices, out,
-                                       "out", axis, true, total));
+  VEOMNI_RETURN_IF_ERROR(CheckGathered(K, source, "source", indices, out, "out",
+                                       axis, true, total));
   if (out.numel() == 0)
     return absl::OkStatus();
   size_t elem = SizeOf(source.dtype);

@@ -426,16 +426,20 @@ TEST(GatherTest, Errors) {
   Buffer wrongOut(DType::F32, {2, 3});
   for (const auto &impl : BOTH(Gather)) {
     SCOPED_TRACE(impl.name);
-    EXPECT_INVALID(impl, impl.fn(table.view(), tooBig.view(), out.view(), 0, 0, 0),
+    EXPECT_INVALID(impl,
+                   impl.fn(table.view(), tooBig.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), negative.view(), out.view(), 0, 0, 0),
+    EXPECT_INVALID(impl,
+                   impl.fn(table.view(), negative.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), floatIds.view(), out.view(), 0, 0, 0),
+    EXPECT_INVALID(impl,
+                   impl.fn(table.view(), floatIds.view(), out.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), wrongOut.view(), 0, 0, 0),
+    EXPECT_INVALID(impl,
+                   impl.fn(table.view(), good.view(), wrongOut.view(), 0, 0, 0),
                    Gather);
-    EXPECT_INVALID(impl, impl.fn(table.view(), good.view(), out.view(), 2, 0, 0),
-                   Gather);
+    EXPECT_INVALID(
+        impl, impl.fn(table.view(), good.view(), out.view(), 2, 0, 0), Gather);
   }
 }
 
@@ -446,7 +450,8 @@ TEST(ScatterAddTest, Known) {
   for (const auto &impl : BOTH(ScatterAdd)) {
     SCOPED_TRACE(impl.name);
     Buffer out = Garbage(DType::F32, {3, 2});
-    ASSERT_OK(impl.fn(dest.view(), ids.view(), upd.view(), out.view(), 0, 0, 0));
+    ASSERT_OK(
+        impl.fn(dest.view(), ids.view(), upd.view(), out.view(), 0, 0, 0));
     EXPECT_TRUE(Values(out, {11, 21, 1, 1, 102, 203}, 0));
     // Along axis 1, in place.
     Buffer d2 = Floats(DType::F32, {2, 2}, {0, 0, 0, 0});
@@ -490,8 +495,9 @@ TEST(GatherTest, SplitTable) {
       Buffer part = Floats(DType::F32, {2, 2}, {0, 0, 0, 0});
       ASSERT_OK(impl.fn(part.view(), ids.view(), upd.view(), part.view(), 0,
                         rank * 2, 4));
-      EXPECT_TRUE(Values(part, rank == 0 ? std::vector<double>{10, 20, 0, 0}
-                                         : std::vector<double>{100, 200, 1, 2},
+      EXPECT_TRUE(Values(part,
+                         rank == 0 ? std::vector<double>{10, 20, 0, 0}
+                                   : std::vector<double>{100, 200, 1, 2},
                          0));
     }
   }
@@ -548,16 +554,20 @@ TEST(ScatterAddTest, Errors) {
     SCOPED_TRACE(impl.name);
     Buffer out(DType::F32, {3, 2});
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), tooBig.view(), upd.view(), out.view(), 0, 0, 0),
+        impl,
+        impl.fn(dest.view(), tooBig.view(), upd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), negative.view(), upd.view(), out.view(), 0, 0, 0),
+        impl,
+        impl.fn(dest.view(), negative.view(), upd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), good.view(), badUpd.view(), out.view(), 0, 0, 0),
+        impl,
+        impl.fn(dest.view(), good.view(), badUpd.view(), out.view(), 0, 0, 0),
         ScatterAdd);
     EXPECT_INVALID(
-        impl, impl.fn(dest.view(), good.view(), upd.view(), badOut.view(), 0, 0, 0),
+        impl,
+        impl.fn(dest.view(), good.view(), upd.view(), badOut.view(), 0, 0, 0),
         ScatterAdd);
   }
 }
