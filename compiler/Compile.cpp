@@ -2,7 +2,10 @@
 
 #include "compiler/Compile.h"
 #include "compiler/Translate.h"
+#include "dialects/Dist/DistOps.h"
+#include "dialects/Runtime/VrtOps.h"
 #include "passes/Passes.h"
+#include "passes/PipelineSchedule.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/PassManager.h"
@@ -63,6 +66,129 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
     o.accumulationSteps = options.accumulationSteps;
     pm.addPass(createOptimizer(o));
   }
+}
+
+FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
+    ModuleOp module, const std::map<std::string, std::string> &placements,
+    const CompileOptions &options) {
+  const ParallelSection &mesh = options.parallel;
+  if (!options.train)
+    return module.emitError("pipeline stages compile training steps only");
+  if (options.remat != "none")
+    return module.emitError("pipeline stages recompute each chunk's forward "
+                            "in its backward already: use train.remat none "
+                            "with parallel.pp > 1");
+  PipelinePrograms out;
+  out.schedule = mesh.ppSchedule;
+  out.stages = mesh.pp;
+  out.microBatches = options.accumulationSteps;
+  out.chunksPerStage = mesh.ppChunks;
+
+  PassManager pm(module.getContext());
+  if (mesh.sp > 1) {
+    RepeatKVHeadsOptions r;
+    r.sp = mesh.sp;
+    pm.addPass(createRepeatKVHeads(r));
+  }
+  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
+  PipelineOptions po;
+  po.stages = mesh.pp;
+  po.chunksPerStage = mesh.ppChunks;
+  po.microBatches = out.microBatches;
+  po.schedule = mesh.ppSchedule;
+  pm.addPass(createPipeline(po));
+  StageUpdateOptions su;
+  su.microBatches = out.microBatches;
+  pm.addPass(createStageUpdate(su));
+  const TrainOptions &t = *options.train;
+  for (int64_t s = 0; s < mesh.pp; ++s) {
+    OptimizerOptions o;
+    o.funcName = "stage" + std::to_string(s) + "_update";
+    o.lr = t.lr;
+    o.beta1 = t.betas[0];
+    o.beta2 = t.betas[1];
+    o.epsilon = t.eps;
+    o.weightDecay = t.weightDecay;
+    o.maxGradNorm = t.maxGradNorm;
+    o.warmupSteps = t.warmupSteps;
+    o.totalSteps = t.steps;
+    o.minLrRatio = t.minLrRatio;
+    o.externalNorm = true;
+    pm.addPass(createOptimizer(o));
+  }
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createPropagateSharding());
+  pm.addPass(createPartition());
+  pm.addPass(createPipelineBoundaries());
+  pm.addPass(createLowerToVrt());
+  pm.addPass(createPlanMemory());
+  if (failed(pm.run(module)))
+    return failure();
+
+  // The schedule, as the pass wrote it.
+  auto info = module->getAttrOfType<DictionaryAttr>(
+      dist::DistDialect::kPipelineAttrName);
+  absl::StatusOr<pipeline::Schedule> plan = pipeline::makeSchedule(
+      mesh.ppSchedule == "zb-h1"         ? pipeline::Kind::ZeroBubbleH1
+      : mesh.ppSchedule == "interleaved" ? pipeline::Kind::Interleaved
+                                         : pipeline::Kind::OneFOneB,
+      mesh.pp, out.microBatches, mesh.ppChunks);
+  if (!plan.ok())
+    return module.emitError(std::string(plan.status().message()));
+  static const char *codes[] = {"F", "B", "BI", "BW", "SA", "RA", "SG", "RG"};
+  for (const auto &list : plan->perStage) {
+    std::vector<std::string> &actions = out.actions.emplace_back();
+    for (const pipeline::Action &a : list) {
+      std::string text = std::string(codes[static_cast<int>(a.op)]) + " " +
+                         std::to_string(a.microBatch) + " " +
+                         std::to_string(a.chunk);
+      if (a.peer >= 0)
+        text += " " + std::to_string(a.peer);
+      actions.push_back(text);
+    }
+  }
+  if (info)
+    if (auto tied = info.getAs<ArrayAttr>("tied_params"))
+      for (Attribute a : tied)
+        out.tiedParams.push_back(cast<StringAttr>(a).getValue().str());
+
+  // One program per function, each on the mesh without pp.
+  SmallVector<std::string> names;
+  for (auto func : module.getOps<func::FuncOp>())
+    names.push_back(func.getName().str());
+  int64_t kernels = 0;
+  for (const std::string &name : names) {
+    OwningOpRef<ModuleOp> one(module.clone());
+    for (auto func : llvm::to_vector(one->getOps<func::FuncOp>()))
+      if (func.getName() != name)
+        func.erase();
+    func::FuncOp func = *one->getOps<func::FuncOp>().begin();
+    for (auto meshOp : one->getOps<dist::MeshOp>()) {
+      SmallVector<dist::MeshAxisAttr> axes;
+      for (dist::MeshAxisAttr a : meshOp.getMesh().getAxes())
+        if (a.getName() != "pp")
+          axes.push_back(a);
+      meshOp.setMeshAttr(dist::MeshAttr::get(module.getContext(), axes));
+    }
+    StageProgram p;
+    p.name = name;
+    p.stage =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
+            .getInt();
+    if (auto chunk =
+            func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName))
+      p.chunk = chunk.getInt();
+    func.walk([&](vrt::KernelOp) { ++kernels; });
+    if (failed(translateToProgram(*one, placements, p.bytes)))
+      return failure();
+    out.programs.push_back(std::move(p));
+  }
+  out.summary = std::to_string(out.programs.size()) + " programs for " +
+                std::to_string(mesh.pp) + " stages (" + mesh.ppSchedule + ", " +
+                std::to_string(out.microBatches) + " micro-batches), " +
+                std::to_string(kernels) + " kernels";
+  return out;
 }
 
 FailureOr<std::string> mlir::veomni::compileModule(

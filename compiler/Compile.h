@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mlir {
 class OpPassManager;
@@ -68,6 +69,43 @@ FailureOr<std::string>
 compileModule(ModuleOp module,
               const std::map<std::string, std::string> &placements,
               const CompileOptions &options, CompileReport &report);
+
+/// One program of a pipeline stage.
+struct StageProgram {
+  std::string name; ///< its function: forward_chunk0, stage1_update, ...
+  int64_t stage = 0;
+  int64_t chunk = -1; ///< the model chunk; -1 for the update and norm
+  std::string bytes;  ///< the .vmb
+};
+
+/// A recipe with pipeline stages (parallel.pp > 1), compiled: every
+/// stage's programs and the schedule that runs them
+/// (runtime/train/Pipeline.h).
+struct PipelinePrograms {
+  std::string schedule; ///< 1f1b, interleaved or zb-h1
+  int64_t stages = 1, microBatches = 1, chunksPerStage = 1;
+  std::vector<StageProgram> programs;
+  /// Per stage, its actions in order: "F m c" (forward micro-batch m
+  /// through chunk c), "B m c", "BI m c", "BW m c" (whole backward, or its
+  /// input and weight halves), "SA m c p" / "RA m c p" (send or receive
+  /// chunk c's activations to or from stage p), "SG m c p" / "RG m c p"
+  /// (the cotangents).
+  std::vector<std::vector<std::string>> actions;
+  /// Parameters read on several stages, whose gradients those sum.
+  std::vector<std::string> tiedParams;
+  std::string summary; ///< one line about the programs
+};
+
+/// Compiles a training step with pipeline stages: the forward split into
+/// chunks (veomni-pipeline), each chunk's forward and backward, and each
+/// stage's update and gradient-norm share (veomni-stage-update,
+/// veomni-optimizer), partitioned for the rest of the mesh and serialized
+/// one program per function. The programs' mesh leaves out pp: a stage's
+/// ranks run them as a world of their own.
+FailureOr<PipelinePrograms>
+compilePipeline(ModuleOp module,
+                const std::map<std::string, std::string> &placements,
+                const CompileOptions &options);
 
 /// compileModule for an imported model, with its family's plan.
 FailureOr<std::string> compileToProgram(ImportedModel &model,

@@ -19,10 +19,12 @@ namespace fb = ::veomni::fb;
 namespace {
 
 // The IR's role enums are numbered as the program format's.
-static_assert(static_cast<int>(fb::ArgumentRole::GradAccumulator) ==
-              static_cast<int>(ArgumentRole::GradAccumulator));
-static_assert(static_cast<int>(fb::OutputRole::Update) ==
-              static_cast<int>(ResultRole::Update));
+static_assert(static_cast<int>(fb::ArgumentRole::MAX) ==
+              static_cast<int>(ArgumentRole::Stash));
+static_assert(static_cast<int>(fb::OutputRole::MAX) ==
+              static_cast<int>(ResultRole::GradNormSquared));
+static_assert(static_cast<int>(fb::ProgramRole::MAX) ==
+              static_cast<int>(FunctionRole::StageGradNorm));
 
 fb::DType dtypeOf(Type t) {
   if (t.isF32())
@@ -339,13 +341,11 @@ LogicalResult mlir::veomni::translateToProgram(
   if (auto t = module->getAttrOfType<StringAttr>("veomni.model_type"))
     modelType = t.getValue().str();
   // What the program computes, as its function's role says.
+  // The two enums are numbered alike.
   fb::ProgramRole role = fb::ProgramRole::Forward;
   if (auto r =
           func->getAttrOfType<FunctionRoleAttr>(VeOmniDialect::kRoleAttrName))
-    role = r.getValue() == FunctionRole::TrainStep ? fb::ProgramRole::TrainStep
-           : r.getValue() == FunctionRole::Gradients
-               ? fb::ProgramRole::Gradients
-               : fb::ProgramRole::Forward;
+    role = static_cast<fb::ProgramRole>(r.getValue());
   // The mesh and the comm groups of a partitioned program.
   std::vector<flatbuffers::Offset<fb::MeshAxis>> mesh;
   std::vector<flatbuffers::Offset<fb::CommGroup>> groups;

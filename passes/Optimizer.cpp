@@ -199,10 +199,15 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       return a.add(a.mul(on, updated), a.mul(off, old));
     };
 
-    // Global-norm clipping.
+    // Global-norm clipping: over this function's gradients, or (a pipeline
+    // stage's update) over every stage's, summed by the runtime.
     Value total = a.splat(0, scalarType);
-    for (auto &entry : grads)
-      total = a.add(total, a.sumOfSquares(entry.second));
+    if (externalNorm)
+      total = addArgument(scalarType, VeOmniDialect::kInputAttrName,
+                          "grad_norm_sq", ArgumentRole::GradNormSquared);
+    else
+      for (auto &entry : grads)
+        total = a.add(total, a.sumOfSquares(entry.second));
     Value norm = a.sqrt(total);
     Value factor = a.splat(1, scalarType);
     if (maxGradNorm > 0)
@@ -217,8 +222,13 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     Value stepSize = a.div(lrNow, c1);
     Value c2sqrt = a.sqrt(c2);
 
-    SmallVector<Value> results = {ret.getOperand(0), norm, lrNow};
-    SmallVector<std::string> updates = {"", "", ""};
+    // The loss leads, unless the norm comes from outside (a stage's update
+    // computes no loss).
+    SmallVector<Value> results = {norm, lrNow};
+    if (!externalNorm)
+      results.insert(results.begin(), ret.getOperand(0));
+    const unsigned lead = results.size();
+    SmallVector<std::string> updates(lead, "");
     unsigned numParams = 0;
     for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
       auto name = func.getArgAttrOfType<StringAttr>(
@@ -296,14 +306,18 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
         func.setResultAttr(i, "veomni.update", b.getStringAttr(target));
         role(i, ResultRole::Update);
       }
-    func.setResultAttr(0, "veomni.output", b.getStringAttr("loss"));
-    func.setResultAttr(1, "veomni.output", b.getStringAttr("grad_norm"));
-    func.setResultAttr(2, "veomni.output", b.getStringAttr("lr"));
-    role(0, ResultRole::Loss);
-    role(1, ResultRole::GradNorm);
-    role(2, ResultRole::LearningRate);
-    func->setAttr(VeOmniDialect::kRoleAttrName,
-                  FunctionRoleAttr::get(ctx, FunctionRole::TrainStep));
+    if (!externalNorm) {
+      func.setResultAttr(0, "veomni.output", b.getStringAttr("loss"));
+      role(0, ResultRole::Loss);
+    }
+    func.setResultAttr(lead - 2, "veomni.output", b.getStringAttr("grad_norm"));
+    func.setResultAttr(lead - 1, "veomni.output", b.getStringAttr("lr"));
+    role(lead - 2, ResultRole::GradNorm);
+    role(lead - 1, ResultRole::LearningRate);
+    // A pipeline stage's update keeps its role.
+    if (!externalNorm)
+      func->setAttr(VeOmniDialect::kRoleAttrName,
+                    FunctionRoleAttr::get(ctx, FunctionRole::TrainStep));
     return success();
   }
 };

@@ -179,7 +179,47 @@ def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
     Option<"accumulationSteps", "accumulation-steps", "int64_t",
            /*default=*/"1",
            "Micro-batches per optimizer step (gradient accumulation)">,
+    Option<"externalNorm", "external-norm", "bool", /*default=*/"false",
+           "Clip by the squared norm given as an input (`grad_norm_sq`, a "
+           "pipeline's norm over all stages) instead of the function's own "
+           "gradients' norm; the step returns no loss">,
   ];
+}
+
+def StageUpdate : Pass<"veomni-stage-update", "::mlir::ModuleOp"> {
+  let summary = "Give each pipeline stage its update and gradient-norm functions";
+  let description = [{
+    After veomni-pipeline. For each stage s, `@stage<s>_update` takes the
+    parameters the stage's chunks read and, per parameter, the gradient
+    its backwards summed over the micro-batches (f32, role `gradient`), and
+    returns their mean as gradients (`veomni.grad`), for veomni-optimizer
+    with external-norm to turn into the stage's AdamW step.
+    `@stage<s>_grad_norm` returns the stage's share of the squared norm of
+    the mean gradient: parameters read on several stages (a tied LM head)
+    count on the first of them only, so the shares add up to the one-rank
+    norm. Each gradient argument is laid out like its parameter.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+  let options = [
+    Option<"microBatches", "micro-batches", "int64_t", /*default=*/"1",
+           "Micro-batches whose gradients a step sums">,
+  ];
+}
+
+def PipelineBoundaries
+    : Pass<"veomni-pipeline-boundaries", "::mlir::ModuleOp"> {
+  let summary = "Turn pipeline sends and receives into results and arguments";
+  let description = [{
+    After veomni-partition, for a runtime that drives a pipeline's
+    schedule itself: in each chunk function, every `dist.recv` on the pp
+    axis becomes a new argument (role `activation` in a forward, `cotangent`
+    in a backward) and every `dist.send` a new result (`activation` or
+    `cotangent`), in their program order, which is the order the other
+    side lists them in. The runner sends and receives them between stages
+    as the schedule's action list says, and keeps a forward's activations
+    for its backward. A received integer cotangent (an index has no
+    gradient) becomes zeros.
+  }];
 }
 
 def LowerToVrt : Pass<"veomni-lower-to-vrt", "::mlir::ModuleOp"> {

@@ -160,6 +160,12 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
                     b.getI64IntegerAttr(args.size()));
   for (auto [i, arg] : llvm::enumerate(args))
     backward.setArgAttrs(i, func.getArgAttrDict(arg.getArgNumber()));
+  for (size_t k = 0; k < received.size(); ++k) {
+    backward.setArgAttr(args.size() + k, VeOmniDialect::kInputAttrName,
+                        b.getStringAttr("activation." + Twine(k)));
+    backward.setArgAttr(args.size() + k, VeOmniDialect::kRoleAttrName,
+                        ArgumentRoleAttr::get(ctx, ArgumentRole::Activation));
+  }
   for (auto [i, p] : llvm::enumerate(params)) {
     backward.setResultAttr(
         i, "veomni.grad",
@@ -249,7 +255,7 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     half->setAttr(dist::DistDialect::kChunkAttrName, b.getI64IntegerAttr(g));
     half->setAttr(dist::DistDialect::kKeptFromAttrName,
                   b.getI64IntegerAttr(args.size()));
-    for (unsigned i = 0; i < args.size(); ++i)
+    for (unsigned i = 0; i < argTypes.size(); ++i)
       half.setArgAttrs(i, backward.getArgAttrDict(i));
     half.addEntryBlock();
     return half;
@@ -266,6 +272,17 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
                       b.getI64IntegerAttr(argTypes.size()));
   for (unsigned i = 0; i < grads.size(); ++i)
     weightHalf.setResultAttrs(i, backward.getResultAttrDict(i));
+  // What B hands W, by its position.
+  for (size_t k = 0; k < stash.size(); ++k) {
+    StringAttr name = b.getStringAttr("stash." + Twine(k));
+    inputHalf.setResultAttr(k, "veomni.output", name);
+    inputHalf.setResultAttr(k, VeOmniDialect::kRoleAttrName,
+                            ResultRoleAttr::get(ctx, ResultRole::Stash));
+    weightHalf.setArgAttr(argTypes.size() + k, VeOmniDialect::kInputAttrName,
+                          name);
+    weightHalf.setArgAttr(argTypes.size() + k, VeOmniDialect::kRoleAttrName,
+                          ArgumentRoleAttr::get(ctx, ArgumentRole::Stash));
+  }
   {
     IRMapping m;
     m.map(entry->getArguments(), inputHalf.getArguments());

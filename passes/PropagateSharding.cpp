@@ -147,6 +147,17 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
             arg.getArgNumber(), VeOmniDialect::kParamAttrName))
       paramLayouts[name.getValue()] = func.getArgAttrOfType<dist::ShardingAttr>(
           arg.getArgNumber(), dist::DistDialect::kShardingAttrName);
+  // State added after veomni-apply-recipe (a pipeline stage's AdamW
+  // moments) is laid out like its parameter.
+  for (BlockArgument arg : func.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    auto of =
+        func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateOfAttrName);
+    if (!of || func.getArgAttr(i, dist::DistDialect::kShardingAttrName))
+      continue;
+    if (dist::ShardingAttr param = paramLayouts.lookup(of.getValue()))
+      seed(arg, param);
+  }
   Operation *ret = func.getBody().front().getTerminator();
   auto paramLayoutOf = [&](unsigned result) -> dist::ShardingAttr {
     auto grad = func.getResultAttrOfType<StringAttr>(result, "veomni.grad");

@@ -44,7 +44,9 @@ def VeOmni_FunctionRole : I32EnumAttr<"FunctionRole", "function role", [
     I32EnumAttrCase<"ForwardChunk", 3, "forward_chunk">,
     I32EnumAttrCase<"BackwardChunk", 4, "backward_chunk">,
     I32EnumAttrCase<"BackwardInput", 5, "backward_input">,
-    I32EnumAttrCase<"BackwardWeight", 6, "backward_weight">]> {
+    I32EnumAttrCase<"BackwardWeight", 6, "backward_weight">,
+    I32EnumAttrCase<"StageUpdate", 7, "stage_update">,
+    I32EnumAttrCase<"StageGradNorm", 8, "stage_grad_norm">]> {
   let cppNamespace = "::mlir::veomni";
   let genSpecializedAttr = 0;
 }
@@ -59,7 +61,12 @@ def VeOmni_ArgumentRole : I32EnumAttr<"ArgumentRole", "argument role", [
     I32EnumAttrCase<"Apply", 3, "apply">,
     I32EnumAttrCase<"OptimizerState", 4, "optimizer_state">,
     I32EnumAttrCase<"MasterWeight", 5, "master_weight">,
-    I32EnumAttrCase<"GradAccumulator", 6, "grad_accumulator">]> {
+    I32EnumAttrCase<"GradAccumulator", 6, "grad_accumulator">,
+    I32EnumAttrCase<"Gradient", 7, "gradient">,
+    I32EnumAttrCase<"GradNormSquared", 8, "grad_norm_squared">,
+    I32EnumAttrCase<"Activation", 9, "activation">,
+    I32EnumAttrCase<"Cotangent", 10, "cotangent">,
+    I32EnumAttrCase<"Stash", 11, "stash">]> {
   let cppNamespace = "::mlir::veomni";
   let genSpecializedAttr = 0;
 }
@@ -74,7 +81,11 @@ def VeOmni_ResultRole : I32EnumAttr<"ResultRole", "result role", [
     I32EnumAttrCase<"GradNorm", 3, "grad_norm">,
     I32EnumAttrCase<"LearningRate", 4, "learning_rate">,
     I32EnumAttrCase<"Gradient", 5, "gradient">,
-    I32EnumAttrCase<"Update", 6, "update">]> {
+    I32EnumAttrCase<"Update", 6, "update">,
+    I32EnumAttrCase<"Activation", 7, "activation">,
+    I32EnumAttrCase<"Cotangent", 8, "cotangent">,
+    I32EnumAttrCase<"Stash", 9, "stash">,
+    I32EnumAttrCase<"GradNormSquared", 10, "grad_norm_squared">]> {
   let cppNamespace = "::mlir::veomni";
   let genSpecializedAttr = 0;
 }

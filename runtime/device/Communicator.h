@@ -69,6 +69,14 @@ public:
   virtual absl::Status Send(uint32_t group, const TensorView &in, int peer) = 0;
   virtual absl::Status Recv(uint32_t group, const TensorView &out,
                             int peer) = 0;
+  /// Starts sending `in` to group rank `peer` and returns without waiting
+  /// for the receiver; `in` must stay unchanged until WaitSends(). Sends to
+  /// one peer arrive in the order they started. A pipeline's stages send
+  /// this way, so two stages that send to each other never deadlock.
+  virtual absl::Status StartSend(uint32_t group, const TensorView &in,
+                                 int peer) = 0;
+  /// Returns once every send StartSend began has been received.
+  virtual absl::Status WaitSends() = 0;
   /// Every rank's `buffer` becomes the one of group rank `root`.
   virtual absl::Status Broadcast(uint32_t group, const TensorView &buffer,
                                  int root) = 0;

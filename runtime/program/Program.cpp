@@ -16,7 +16,7 @@ namespace veomni::rt {
 namespace {
 
 static_assert(static_cast<int>(fb::ProgramRole::MAX) ==
-              static_cast<int>(ProgramRole::TrainStep));
+              static_cast<int>(ProgramRole::kLast));
 static_assert(static_cast<int>(fb::ArgumentRole::MAX) ==
               static_cast<int>(ArgumentRole::kLast));
 static_assert(static_cast<int>(fb::OutputRole::MAX) ==
@@ -158,7 +158,7 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
   Program out;
   out.modelType = p->model_type() ? p->model_type()->str() : "";
   auto role = static_cast<uint8_t>(p->role());
-  if (role > static_cast<uint8_t>(ProgramRole::TrainStep))
+  if (role > static_cast<uint8_t>(ProgramRole::kLast))
     return Bad(name, absl::StrCat("unknown program role ", role));
   out.role = static_cast<ProgramRole>(role);
   out.arenaBytes = p->arena_bytes();
@@ -222,12 +222,14 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
                  absl::StrCat("argument '", d.name, "': unknown role ", role));
     d.role = static_cast<ArgumentRole>(role);
     d.isParam = d.role == ArgumentRole::Parameter;
+    // Training state is what a checkpoint keeps besides the parameters;
+    // everything else is given to each run.
     d.kind = d.isParam ? ArgumentKind::Param
-             : d.role == ArgumentRole::BatchInput ||
-                     d.role == ArgumentRole::Step ||
-                     d.role == ArgumentRole::Apply
-                 ? ArgumentKind::Input
-                 : ArgumentKind::State;
+             : d.role == ArgumentRole::OptimizerState ||
+                     d.role == ArgumentRole::MasterWeight ||
+                     d.role == ArgumentRole::GradAccumulator
+                 ? ArgumentKind::State
+                 : ArgumentKind::Input;
     d.initFrom = a->init_from() ? a->init_from()->str() : "";
     d.buffer = a->buffer();
     if (auto s = index(d.buffer, absl::StrCat("argument '", d.name, "'"));

@@ -47,7 +47,12 @@ enum class ArgumentRole : uint8_t {
   OptimizerState,
   MasterWeight,
   GradAccumulator,
-  kLast = GradAccumulator
+  Gradient,        ///< a pipeline stage's summed gradient (its update)
+  GradNormSquared, ///< the squared gradient norm over all stages
+  Activation,      ///< received from the previous pipeline chunk, or kept
+  Cotangent,       ///< the gradient of what the chunk sent on
+  Stash,           ///< a split backward's input half, to its weight half
+  kLast = Stash
 };
 /// Mirrors fb::OutputRole (program.fbs).
 enum class OutputRole : uint8_t {
@@ -58,11 +63,26 @@ enum class OutputRole : uint8_t {
   LearningRate,
   Gradient,
   Update,
-  kLast = Update
+  Activation,      ///< sent to the next pipeline chunk
+  Cotangent,       ///< sent back to the previous pipeline chunk
+  Stash,           ///< kept for the split backward's weight half
+  GradNormSquared, ///< this stage's share of the squared gradient norm
+  kLast = GradNormSquared
 };
 
 /// Mirrors fb::ProgramRole (program.fbs): what the program computes.
-enum class ProgramRole : uint8_t { Forward = 0, Gradients, TrainStep };
+enum class ProgramRole : uint8_t {
+  Forward = 0,
+  Gradients,
+  TrainStep,
+  ForwardChunk,
+  BackwardChunk,
+  BackwardInput,
+  BackwardWeight,
+  StageUpdate,
+  StageGradNorm,
+  kLast = StageGradNorm
+};
 
 /// Param: a model parameter; Input: filled before each step (data, the
 /// step counter, the accumulation flag); State: updated by the step.

@@ -34,7 +34,7 @@
 // CHECK-NEXT: return
 // The last chunk's backward takes the activation its stage received and
 // kept, seeds the loss with one, and sends the activation's cotangent back.
-// CHECK: func.func @forward_chunk1_backward({{.*}}, %[[KEPT:.*]]: tensor<2x4x8xf32>) -> (tensor<8x8xf32> {veomni.grad = "model.layers.3.mlp.weight", veomni.role = #veomni<result_role gradient>}, tensor<32x8xf32> {veomni.grad = "lm_head.weight", veomni.role = #veomni<result_role gradient>})
+// CHECK: func.func @forward_chunk1_backward({{.*}}, %[[KEPT:.*]]: tensor<2x4x8xf32> {veomni.input = "activation.0", veomni.role = #veomni<argument_role activation>}) -> (tensor<8x8xf32> {veomni.grad = "model.layers.3.mlp.weight", veomni.role = #veomni<result_role gradient>}, tensor<32x8xf32> {veomni.grad = "lm_head.weight", veomni.role = #veomni<result_role gradient>})
 // CHECK: veomni.cross_entropy_grad
 // CHECK: dist.send %{{.*}} mesh = @mesh axis = "pp" peer = 0 : tensor<2x4x8xf32>
 // CHECK-NOT: func.func @forward(
@@ -46,10 +46,10 @@
 // the receive alone.
 // ZB: actions = {{\[\[}}"F(mb0, chunk 0)", "send_act(mb0, chunk 0, stage 1)", "F(mb1, chunk 0)", "send_act(mb1, chunk 0, stage 1)", "recv_grad(mb0, chunk 0, stage 1)", "BI(mb0, chunk 0)", "BW(mb0, chunk 0)"
 // ZB-SAME: schedule = "zb-h1"
-// ZB: func.func @forward_chunk0_backward_input({{.*}}) -> tensor<2x4x8xf32>
+// ZB: func.func @forward_chunk0_backward_input({{.*}}) -> (tensor<2x4x8xf32> {veomni.output = "stash.0", veomni.role = #veomni<result_role stash>})
 // ZB-NEXT: %[[C:.*]] = dist.recv mesh = @mesh axis = "pp" peer = 1 : tensor<2x4x8xf32>
 // ZB-NEXT: return %[[C]]
-// ZB: func.func @forward_chunk0_backward_weight({{.*}}, %{{.*}}: tensor<2x4x8xf32>) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight", veomni.role = #veomni<result_role gradient>}, {{.*}})
+// ZB: func.func @forward_chunk0_backward_weight({{.*}}, %{{.*}}: tensor<2x4x8xf32> {veomni.input = "stash.0", veomni.role = #veomni<argument_role stash>}) -> (tensor<32x8xf32> {veomni.grad = "model.embed_tokens.weight", veomni.role = #veomni<result_role gradient>}, {{.*}})
 // ZB-NOT: dist.{{(recv|send)}}
 // ZB: veomni.scatter_add
 // ZB: func.func @forward_chunk1_backward_input(

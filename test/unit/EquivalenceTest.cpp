@@ -24,6 +24,7 @@
 #include "runtime/comm/mpi/MpiCommunicator.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Init.h"
+#include "runtime/train/Pipeline.h"
 #include "runtime/train/Trainer.h"
 #include "test/unit/MpiTestMain.h"
 
@@ -51,12 +52,18 @@ struct Plan {
   std::string family;
   int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1;
   int64_t accumulation = 1; ///< micro-batches per optimizer step
+  int64_t pp = 1;           ///< pipeline stages
+  std::string schedule = "1f1b";
 };
 
 std::ostream &operator<<(std::ostream &os, const Plan &p) {
   return os << p.family << "_dpr" << p.dpReplicate << "_dp" << p.dpShard
             << "_tp" << p.tp << "_sp" << p.sp << "_ep" << p.ep << "_acc"
-            << p.accumulation;
+            << p.accumulation
+            << (p.pp > 1 ? "_pp" + std::to_string(p.pp) + "_" +
+                               (p.schedule == "zb-h1" ? std::string("zbh1")
+                                                      : p.schedule)
+                         : "");
 }
 
 constexpr int64_t kSteps = 5;
@@ -69,6 +76,8 @@ ParallelSection meshOf(const Plan &p) {
   m.tp = p.tp;
   m.sp = p.sp;
   m.ep = p.ep;
+  m.pp = p.pp;
+  m.ppSchedule = p.schedule;
   return m;
 }
 
@@ -343,6 +352,114 @@ TEST_P(Equivalence, TrainsAsOneRank) {
   }
   EXPECT_LE(RelativeL2(*many, *one), 1e-5);
 }
+
+// Pipelines: each stage's programs run the schedule's action list on its
+// ranks; the micro-batches are the one-rank run's accumulation steps.
+class Pipelines : public Equivalence {
+protected:
+  std::unique_ptr<rt::PipelineTrainer>
+  buildPipeline(const ParallelSection &mesh) {
+    std::string diagnostic;
+    ScopedDiagnosticHandler handler(&context, [&](Diagnostic &d) {
+      diagnostic = d.str();
+      return success();
+    });
+    auto model = importHFConfig(context, config(), importOptions());
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok())
+      return nullptr;
+    FailureOr<PipelinePrograms> compiled =
+        compilePipeline(*model->module, {}, compileOptions(mesh));
+    EXPECT_TRUE(succeeded(compiled)) << diagnostic;
+    if (failed(compiled))
+      return nullptr;
+    rt::PipelineSpec spec;
+    spec.schedule = compiled->schedule;
+    spec.stages = compiled->stages;
+    spec.microBatches = compiled->microBatches;
+    spec.actions = compiled->actions;
+    spec.tiedParams = compiled->tiedParams;
+    for (StageProgram &p : compiled->programs) {
+      auto program = rt::ParseProgram(
+          absl::Span<const uint8_t>(
+              reinterpret_cast<const uint8_t *>(p.bytes.data()),
+              p.bytes.size()),
+          p.name);
+      EXPECT_TRUE(program.ok()) << program.status();
+      if (!program.ok())
+        return nullptr;
+      spec.parts.push_back({p.name, p.stage, p.chunk, *std::move(program)});
+    }
+    auto t = rt::PipelineTrainer::Create(std::move(spec), *comm);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *std::move(t) : nullptr;
+  }
+};
+
+/// sqrt(sum |a - b|^2 / sum |b|^2) over this stage's parameters and
+/// optimizer state.
+double StageRelativeL2(rt::Executor &update, rt::Executor &serial) {
+  double diff = 0, norm = 0;
+  for (const rt::ArgumentDesc &a : update.program().arguments) {
+    if (a.kind == rt::ArgumentKind::Input)
+      continue;
+    const rt::ArgumentDesc *s = serial.program().FindArgument(a.name);
+    EXPECT_NE(s, nullptr) << a.name;
+    if (!s)
+      return INFINITY;
+    auto x = update.ReadGlobal(a.buffer);
+    auto y = serial.ReadHost(s->buffer);
+    EXPECT_TRUE(x.ok() && y.ok());
+    if (!x.ok() || !y.ok() || x->view.shape != y->view.shape)
+      return INFINITY;
+    for (int64_t i = 0, n = y->view.numel(); i < n; ++i) {
+      double d = rt::LoadF(x->view, i) - rt::LoadF(y->view, i);
+      diff += d * d;
+      norm += rt::LoadF(y->view, i) * rt::LoadF(y->view, i);
+    }
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+TEST_P(Pipelines, TrainAsOneRank) {
+  const Plan &plan = GetParam();
+  ParallelSection mesh = meshOf(plan);
+  ASSERT_EQ(mesh.meshSize(), comm->WorldSize());
+  std::unique_ptr<rt::Executor> one = build(ParallelSection{});
+  std::unique_ptr<rt::PipelineTrainer> many = buildPipeline(mesh);
+  ASSERT_TRUE(one && many);
+  auto t1 = rt::Trainer::Create(*one);
+  ASSERT_TRUE(t1.ok());
+  ASSERT_TRUE(rt::InitParameters(*one, kSeed).ok());
+  ASSERT_TRUE(many->InitParameters(kSeed).ok());
+  ASSERT_TRUE(t1->InitState().ok() && many->InitState().ok());
+  EXPECT_EQ(StageRelativeL2(many->Update(), *one), 0.0);
+  for (int64_t step = 1; step <= kSteps; ++step) {
+    rt::StepMetrics want = Step(*one, *t1, step, plan.accumulation);
+    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
+      int64_t index = (step - 1) * plan.accumulation + micro;
+      ASSERT_TRUE(
+          rt::SyntheticBatch(many->Inputs(), kSeed * 1000003 + index).ok());
+      ASSERT_TRUE(many->AddMicroBatch().ok());
+    }
+    auto got = many->Step(step);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ExpectClose(got->loss, want.loss, "loss", step);
+    ExpectClose(got->gradNorm, want.gradNorm, "grad_norm", step);
+    EXPECT_EQ(got->lr, want.lr);
+  }
+  EXPECT_LE(StageRelativeL2(many->Update(), *one), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Schedules, Pipelines,
+    ::testing::Values(Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b"},
+                      Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "zb-h1"}),
+    [](const ::testing::TestParamInfo<Plan> &info) {
+      std::ostringstream os;
+      os << info.param;
+      return os.str();
+    });
 
 INSTANTIATE_TEST_SUITE_P(
     Plans, Equivalence,

@@ -32,6 +32,10 @@
 
 namespace veomni::rt::mpi {
 
+struct MpiCommunicator::Sends {
+  std::vector<MPI_Request> requests;
+};
+
 struct MpiCommunicator::Group {
   std::string axis;
   std::vector<uint32_t> ranks;
@@ -219,6 +223,9 @@ MpiCommunicator::~MpiCommunicator() {
     wake_.notify_all();
     watchdog_.join();
   }
+  if (sends_)
+    for (MPI_Request &r : sends_->requests)
+      MPI_Request_free(&r);
   groups_.clear();
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -456,6 +463,32 @@ absl::Status MpiCommunicator::Recv(uint32_t group, const TensorView &out,
   if (got != static_cast<int>(out.bytes()))
     return Bad("recv",
                absl::StrCat("received ", got, " bytes for ", out.ToString()));
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::StartSend(uint32_t group, const TensorView &in,
+                                        int peer) {
+  VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "send"));
+  if (peer < 0 || peer >= g->size || peer == g->rank)
+    return Bad("send", absl::StrCat("peer ", peer, " in a group of ", g->size));
+  MPI_Request request;
+  VEOMNI_MPI_CALL(MPI_Isend(in.data, static_cast<int>(in.bytes()), MPI_BYTE,
+                            peer, 0, g->comm, &request));
+  if (!sends_)
+    sends_ = std::make_unique<Sends>();
+  sends_->requests.push_back(request);
+  bytesSent_ += in.bytes();
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::WaitSends() {
+  if (!sends_ || sends_->requests.empty())
+    return absl::OkStatus();
+  Waiting waiting(this, "send", "pp");
+  std::vector<MPI_Request> pending;
+  pending.swap(sends_->requests);
+  VEOMNI_MPI_CALL(MPI_Waitall(static_cast<int>(pending.size()), pending.data(),
+                              MPI_STATUSES_IGNORE));
   return absl::OkStatus();
 }
 

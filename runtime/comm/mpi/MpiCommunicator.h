@@ -54,6 +54,9 @@ public:
                             int64_t rowBytes, double modelBytes) override;
   absl::Status Send(uint32_t group, const TensorView &in, int peer) override;
   absl::Status Recv(uint32_t group, const TensorView &out, int peer) override;
+  absl::Status StartSend(uint32_t group, const TensorView &in,
+                         int peer) override;
+  absl::Status WaitSends() override;
   absl::Status Broadcast(uint32_t group, const TensorView &buffer,
                          int root) override;
   absl::Status Barrier(uint32_t group) override;
@@ -80,6 +83,8 @@ private:
   double collectiveSeconds_ = 0;
   bool serialized_ = false; ///< MPI_THREAD_SERIALIZED or better
   std::vector<std::unique_ptr<Group>> groups_; ///< by handle
+  struct Sends; ///< StartSend's requests, in flight
+  std::unique_ptr<Sends> sends_;
   // The watchdog: a thread that ends the job when a collective has waited
   // longer than timeout_ (a dead rank ends it through mpirun already; a
   // stuck one would otherwise hang every other).

@@ -229,8 +229,8 @@ TEST(Program, SemanticDefectsAreNamed) {
       [](Spec &s) { s.kernels[0].kind = static_cast<KernelKind>(999); },
       "kernel 0: unknown kind 999");
   ExpectRejected(
-      [](Spec &s) { s.args[0].kind = static_cast<fb::ArgumentRole>(9); },
-      "argument 'x': unknown role 9");
+      [](Spec &s) { s.args[0].kind = static_cast<fb::ArgumentRole>(19); },
+      "argument 'x': unknown role 19");
   ExpectRejected([](Spec &s) { s.args[1].name = "x"; },
                  "argument 'x' appears twice");
   ExpectRejected([](Spec &s) { s.args[0].buffer = 3; },
@@ -241,7 +241,7 @@ TEST(Program, SemanticDefectsAreNamed) {
       },
       "constant 0 has 4 bytes for a buffer of 32");
   ExpectRejected([](Spec &s) { s.outputs = {}; }, "has no outputs");
-  ExpectRejected([](Spec &s) { s.role = 7; }, "unknown program role 7");
+  ExpectRejected([](Spec &s) { s.role = 17; }, "unknown program role 17");
   // A partitioned program: its mesh, groups and collectives must agree.
   auto partitioned = [](Spec &s) {
     s.worldSize = 4;

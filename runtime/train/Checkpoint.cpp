@@ -1,0 +1,177 @@
+//===- Checkpoint.cpp - checkpoint folders, whole tensors -----------------===//
+
+#include "runtime/train/Checkpoint.h"
+
+#include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
+#include "runtime/support/Status.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <unistd.h>
+
+namespace veomni::rt {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char *kOptimizerFile = "optimizer.safetensors";
+constexpr const char *kHashKey = "veomni.tensors_hash";
+
+/// FNV-1a over `name`, a zero byte and `view`'s bytes: one tensor's part
+/// of the folder's hash (the parts are summed).
+uint64_t TensorHash(const std::string &name, const TensorView &view) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const uint8_t *bytes, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      h ^= bytes[i];
+      h *= 1099511628211ull;
+    }
+  };
+  mix(reinterpret_cast<const uint8_t *>(name.c_str()), name.size() + 1);
+  mix(static_cast<const uint8_t *>(view.data), view.bytes());
+  return h;
+}
+
+} // namespace
+
+absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
+                             const std::vector<CheckpointTensor> &tensors,
+                             const std::map<std::string, std::string> &metadata,
+                             const CheckpointFiles &files) {
+  // Everything goes into a fresh folder beside `dir`, which is renamed into
+  // place only once complete: a crash leaves no half-written checkpoint.
+  std::string tmp = absl::StrCat(dir, ".tmp.", getpid());
+  std::error_code ec;
+  auto failed = [&](absl::Status s) {
+    fs::remove_all(tmp, ec);
+    return s;
+  };
+  std::vector<NamedTensor> weights, states;
+  uint64_t hash = 0;
+  for (const CheckpointTensor &t : tensors) {
+    if (!t.param) {
+      states.push_back({t.name, t.view});
+      hash += TensorHash(t.name, t.view);
+      continue;
+    }
+    for (NamedTensor &part : SplitStacked(t.name, t.view)) {
+      hash += TensorHash(part.name, part.view);
+      weights.push_back(std::move(part));
+    }
+  }
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) || ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat(tmp, ": cannot create: ", ec.message()));
+  if (!files.config.empty()) {
+    std::ifstream in(files.config, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in)
+      return failed(absl::NotFoundError(
+          absl::StrCat(files.config, ": cannot read the model's config")));
+    if (absl::Status s =
+            WriteTextFile(absl::StrCat(tmp, "/config.json"), text.str());
+        !s.ok())
+      return failed(s);
+  }
+  if (absl::Status s = WriteWeights(tmp, weights, files.maxShardBytes, {});
+      !s.ok())
+    return failed(s);
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "pt";
+  meta["veomni.step"] = std::to_string(step);
+  meta[kHashKey] = std::to_string(hash);
+  if (absl::Status s = WriteSafetensors(absl::StrCat(tmp, "/", kOptimizerFile),
+                                        states, meta);
+      !s.ok())
+    return failed(s);
+
+  std::string old = absl::StrCat(dir, ".old.", getpid());
+  bool replace = fs::exists(dir, ec);
+  if (replace)
+    fs::rename(dir, old, ec);
+  if (!ec)
+    fs::rename(tmp, dir, ec);
+  if (ec)
+    return failed(absl::DataLossError(absl::StrCat(
+        dir, ": cannot move the checkpoint into place: ", ec.message())));
+  if (replace)
+    fs::remove_all(old, ec);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t>
+ReadCheckpoint(const std::string &dir,
+               const std::vector<CheckpointTensor> &wanted,
+               std::map<std::string, std::string> &metadata) {
+  std::error_code ec;
+  std::string optimizerPath = absl::StrCat(dir, "/", kOptimizerFile);
+  if (!fs::is_directory(dir, ec) || !fs::exists(optimizerPath, ec))
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": not a checkpoint (a checkpoint-N/ folder with ",
+                     kOptimizerFile, ")"));
+  VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> optimizer,
+                          SafetensorsFile::Open(optimizerPath));
+  VEOMNI_ASSIGN_OR_RETURN(WeightSet weights, WeightSet::Open(dir));
+  metadata = optimizer->metadata();
+  auto bad = [&](const std::string &file, absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": not a checkpoint of this program: ", what));
+  };
+  int64_t step = 0;
+  uint64_t recorded = 0;
+  if (!absl::SimpleAtoi(metadata["veomni.step"], &step) ||
+      !absl::SimpleAtoi(metadata[kHashKey], &recorded))
+    return bad(optimizerPath,
+               absl::StrCat("no veomni.step / ", kHashKey, " metadata"));
+
+  // Every tensor is found and checked before anything is copied.
+  struct Copy {
+    TensorView from;
+    void *to;
+  };
+  std::vector<Copy> copies;
+  for (const CheckpointTensor &w : wanted) {
+    std::vector<NamedTensor> parts =
+        w.param ? SplitStacked(w.name, w.view)
+                : std::vector<NamedTensor>{{w.name, w.view}};
+    for (const NamedTensor &t : parts) {
+      std::optional<WeightSet::Found> from;
+      if (w.param) {
+        from = weights.Find(t.name);
+      } else if (const SafetensorsFile::Entry *e = optimizer->Find(t.name)) {
+        from = WeightSet::Found{optimizer->View(*e), &optimizerPath};
+      }
+      if (!from)
+        return bad(w.param ? weights.path() : optimizerPath,
+                   absl::StrCat("tensor '", t.name, "' is missing"));
+      if (from->view.dtype != t.view.dtype || from->view.shape != t.view.shape)
+        return bad(*from->file,
+                   absl::StrCat("tensor '", t.name, "' is ",
+                                from->view.ToString(), ", the program has ",
+                                t.view.ToString()));
+      copies.push_back({from->view, t.view.data});
+    }
+  }
+  uint64_t hash = 0;
+  for (const std::string &name : weights.Names())
+    hash += TensorHash(name, weights.Find(name)->view);
+  for (const auto &[name, entry] : optimizer->entries())
+    hash += TensorHash(name, optimizer->View(entry));
+  if (hash != recorded)
+    return absl::DataLossError(
+        absl::StrCat(dir, ": checksum mismatch (the checkpoint is corrupt)"));
+  for (const Copy &c : copies)
+    std::memcpy(c.to, c.from.data, c.from.bytes());
+  return step;
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,734 @@
+//===- Pipeline.cpp - run a pipeline's schedule ---------------------------===//
+
+#include "runtime/train/Pipeline.h"
+
+#include "runtime/comm/SubCommunicator.h"
+#include "runtime/io/Init.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
+#include "runtime/support/Status.h"
+#include "runtime/train/Checkpoint.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <set>
+
+namespace veomni::rt {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+struct Action {
+  enum Kind { F, B, BI, BW, SA, RA, SG, RG } kind;
+  int64_t micro, chunk, peer;
+};
+
+absl::StatusOr<Action> ParseAction(const std::string &text) {
+  static const std::pair<const char *, Action::Kind> kinds[] = {
+      {"F", Action::F},   {"B", Action::B},   {"BI", Action::BI},
+      {"BW", Action::BW}, {"SA", Action::SA}, {"RA", Action::RA},
+      {"SG", Action::SG}, {"RG", Action::RG}};
+  std::vector<std::string> f = absl::StrSplit(text, ' ', absl::SkipEmpty());
+  Action a{Action::F, -1, -1, -1};
+  bool known = false;
+  for (auto [name, kind] : kinds)
+    if (!f.empty() && f[0] == name) {
+      a.kind = kind;
+      known = true;
+    }
+  bool p2p = a.kind >= Action::SA;
+  if (!known || f.size() != (p2p ? 4u : 3u) ||
+      !absl::SimpleAtoi(f[1], &a.micro) || !absl::SimpleAtoi(f[2], &a.chunk) ||
+      (p2p && !absl::SimpleAtoi(f[3], &a.peer)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline action '", text,
+                     "' is not one of F/B/BI/BW m c "
+                     "or SA/RA/SG/RG m c stage"));
+  return a;
+}
+
+/// The arguments or outputs named `prefix`0, `prefix`1, ... in order.
+std::vector<const ArgumentDesc *> Numbered(const Program &p,
+                                           const std::string &prefix) {
+  std::vector<const ArgumentDesc *> out;
+  while (const ArgumentDesc *a =
+             p.FindArgument(absl::StrCat(prefix, out.size())))
+    out.push_back(a);
+  return out;
+}
+std::vector<int> NumberedOutputs(const Program &p, const std::string &prefix) {
+  std::vector<int> out;
+  for (int i; (i = p.FindOutput(absl::StrCat(prefix, out.size()))) >= 0;)
+    out.push_back(i);
+  return out;
+}
+
+/// `b`'s bytes as a tensor the communicator moves whole (buffers hold
+/// 2-, 4- or 8-byte elements).
+TensorView ByteView(Bytes &b) {
+  if (b.size() % 4 == 0)
+    return TensorView{b.data(), DType::F32, {int64_t(b.size() / 4)}};
+  return TensorView{b.data(), DType::BF16, {int64_t(b.size() / 2)}};
+}
+
+absl::Status ScalarTo(Executor &ex, ArgumentRole role, float value) {
+  const ArgumentDesc *a = ex.program().FindArgument(role);
+  if (!a)
+    return absl::OkStatus();
+  return ex.Edit(a->buffer, [&](const TensorView &v) {
+    StoreF(v, 0, value);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<double> ScalarOf(const Executor &ex, OutputRole role) {
+  int i = ex.program().FindOutput(role);
+  if (i < 0)
+    return absl::InternalError("a pipeline program lacks a scalar output");
+  VEOMNI_ASSIGN_OR_RETURN(HostTensor h, ex.ReadHost(ex.program().outputs[i]));
+  return LoadF(h.view, 0);
+}
+
+} // namespace
+
+struct PipelineTrainer::Impl {
+  PipelineSpec spec;
+  Communicator *world = nullptr;
+  std::unique_ptr<SubCommunicator> stageComm;
+  int stage = 0, pp = 1;
+  int64_t chunks = 1;
+  uint32_t ppGroup = 0, worldGroup = 0;
+  std::vector<Action> actions;
+
+  struct Part {
+    std::string name;
+    int64_t chunk = -1;
+    ProgramRole role;
+    std::unique_ptr<Executor> ex;
+  };
+  std::vector<Part> parts;
+  Executor *update = nullptr, *norm = nullptr;
+  std::map<int64_t, Executor *> forward, backward, backwardInput,
+      backwardWeight;
+  /// Tied parameters this stage holds, and the world group of their stages.
+  std::vector<std::pair<std::string, uint32_t>> tied;
+  /// Tied parameters an earlier stage also holds (and saves).
+  std::set<std::string> savedElsewhere;
+
+  // One step's data.
+  std::vector<std::vector<Bytes>> micro;   ///< per micro-batch, per input
+  using Key = std::pair<int64_t, int64_t>; ///< micro-batch, chunk
+  std::map<Key, std::vector<Bytes>> kept, cotangents, stash, outActivations,
+      outCotangents;
+  std::deque<Bytes> sending; ///< alive until the sends complete
+  double lossSum = 0;
+  int64_t losses = 0;
+
+  Executor *Inputs = nullptr;
+
+  absl::Status Run(Executor &ex, const Action &a);
+  absl::Status Do(const Action &a);
+  absl::Status ShareParameters();
+};
+
+PipelineTrainer::~PipelineTrainer() = default;
+
+absl::StatusOr<std::unique_ptr<PipelineTrainer>>
+PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
+  std::unique_ptr<PipelineTrainer> t(new PipelineTrainer());
+  t->impl_ = std::make_unique<Impl>();
+  Impl &m = *t->impl_;
+  m.world = &world;
+  m.pp = static_cast<int>(spec.stages);
+  if (m.pp < 2 || world.WorldSize() % m.pp != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a pipeline of ", spec.stages, " stages on ",
+                     world.WorldSize(), " ranks"));
+  if (static_cast<int64_t>(spec.actions.size()) != spec.stages)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the pipeline lists actions for ", spec.actions.size(),
+                     " stages, not ", spec.stages));
+  const int rank = world.Rank();
+  m.stage = rank % m.pp;
+  t->stage_ = m.stage;
+  const int base = rank - m.stage;
+  std::vector<uint32_t> stageRanks, ppRanks, all;
+  for (int r = m.stage; r < world.WorldSize(); r += m.pp)
+    stageRanks.push_back(r);
+  for (int s = 0; s < m.pp; ++s)
+    ppRanks.push_back(base + s);
+  for (int r = 0; r < world.WorldSize(); ++r)
+    all.push_back(r);
+  VEOMNI_ASSIGN_OR_RETURN(m.stageComm,
+                          SubCommunicator::Create(world, stageRanks));
+  VEOMNI_ASSIGN_OR_RETURN(m.ppGroup, world.AddGroup("pp", ppRanks));
+  VEOMNI_ASSIGN_OR_RETURN(m.worldGroup, world.AddGroup("world", all));
+  for (const std::string &text : spec.actions[m.stage]) {
+    VEOMNI_ASSIGN_OR_RETURN(Action a, ParseAction(text));
+    m.actions.push_back(a);
+  }
+
+  // The batch's inputs: every stage program's, whole, with the largest
+  // index bound any of them declares.
+  Program inputs;
+  inputs.modelType = "pipeline inputs";
+  for (const PipelineSpec::Part &part : spec.parts) {
+    m.chunks = std::max(m.chunks, part.chunk + 1);
+    for (const ArgumentDesc &a : part.program.arguments) {
+      if (!IsBatchInput(a))
+        continue;
+      const BufferDesc &b = part.program.buffers[a.buffer];
+      if (const ArgumentDesc *have = inputs.FindArgument(a.name)) {
+        const BufferDesc &h = inputs.buffers[have->buffer];
+        if (h.dtype != b.dtype || h.global != b.global)
+          return absl::InvalidArgumentError(absl::StrCat(
+              part.name, ": input '", a.name, "' differs between programs"));
+        const_cast<ArgumentDesc *>(have)->bound =
+            std::max(have->bound, a.bound);
+        continue;
+      }
+      BufferDesc whole;
+      whole.dtype = b.dtype;
+      whole.shape = whole.global = b.global;
+      whole.offset = inputs.arenaBytes;
+      whole.bytes = TensorView{nullptr, b.dtype, b.global}.bytes();
+      inputs.arenaBytes += (whole.bytes + 63) / 64 * 64;
+      ArgumentDesc d = a;
+      d.buffer = static_cast<uint32_t>(inputs.buffers.size());
+      inputs.buffers.push_back(whole);
+      inputs.arguments.push_back(d);
+    }
+  }
+  VEOMNI_ASSIGN_OR_RETURN(t->inputs_, Executor::Create(std::move(inputs)));
+  m.Inputs = t->inputs_.get();
+
+  // Tied parameters: the stages whose update takes them sum their
+  // gradients (a world group of those stages' ranks at this data-parallel
+  // position).
+  for (const std::string &name : spec.tiedParams) {
+    std::vector<uint32_t> holders;
+    for (const PipelineSpec::Part &part : spec.parts)
+      if (part.program.role == ProgramRole::StageUpdate)
+        if (const ArgumentDesc *arg = part.program.FindArgument(name);
+            arg && arg->isParam)
+          holders.push_back(base + static_cast<uint32_t>(part.stage));
+    std::sort(holders.begin(), holders.end());
+    if (holders.size() < 2 ||
+        !std::count(holders.begin(), holders.end(), uint32_t(rank)))
+      continue;
+    VEOMNI_ASSIGN_OR_RETURN(uint32_t g,
+                            world.AddGroup("pp (tied " + name + ")", holders));
+    m.tied.push_back({name, g});
+    if (holders.front() != uint32_t(rank))
+      m.savedElsewhere.insert(name);
+  }
+
+  // This stage's programs.
+  for (PipelineSpec::Part &part : spec.parts) {
+    if (part.stage != m.stage)
+      continue;
+    if (part.program.worldSize != stageRanks.size())
+      return absl::InvalidArgumentError(
+          absl::StrCat(part.name, ": partitioned for ", part.program.worldSize,
+                       " ranks, a stage has ", stageRanks.size()));
+    ProgramRole role = part.program.role;
+    VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<Device> device,
+                            CreateDevice("cpu"));
+    VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<Executor> ex,
+                            Executor::Create(std::move(part.program),
+                                             std::move(device),
+                                             m.stageComm.get()));
+    Executor *e = ex.get();
+    switch (role) {
+    case ProgramRole::ForwardChunk:
+      m.forward[part.chunk] = e;
+      break;
+    case ProgramRole::BackwardChunk:
+      m.backward[part.chunk] = e;
+      break;
+    case ProgramRole::BackwardInput:
+      m.backwardInput[part.chunk] = e;
+      break;
+    case ProgramRole::BackwardWeight:
+      m.backwardWeight[part.chunk] = e;
+      break;
+    case ProgramRole::StageUpdate:
+      m.update = e;
+      break;
+    case ProgramRole::StageGradNorm:
+      m.norm = e;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(part.name, ": not a pipeline stage's program"));
+    }
+    m.parts.push_back({part.name, part.chunk, role, std::move(ex)});
+  }
+  if (!m.update || !m.norm || m.forward.empty())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", m.stage,
+        " lacks its forward chunks, update or gradient-norm program"));
+  t->update_ = m.update;
+  // Every program's parameters are the update's, sliced alike.
+  for (Impl::Part &part : m.parts)
+    for (const ArgumentDesc &a : part.ex->program().arguments) {
+      if (!a.isParam && a.role != ArgumentRole::Gradient)
+        continue;
+      const ArgumentDesc *u = m.update->program().FindArgument(a.name);
+      const BufferDesc &b = part.ex->program().buffers[a.buffer];
+      if (!u || m.update->program().buffers[u->buffer].shape != b.shape)
+        return absl::InvalidArgumentError(
+            absl::StrCat(part.name, ": '", a.name,
+                         "' is not laid out as in the stage's update program"));
+    }
+
+  m.spec = std::move(spec);
+  return t;
+}
+
+absl::Status PipelineTrainer::Impl::ShareParameters() {
+  for (Part &part : parts) {
+    if (part.ex.get() == update)
+      continue;
+    for (const ArgumentDesc &a : part.ex->program().arguments) {
+      if (!a.isParam)
+        continue;
+      const ArgumentDesc *u = update->program().FindArgument(a.name);
+      VEOMNI_ASSIGN_OR_RETURN(HostTensor h, update->ReadHost(u->buffer));
+      VEOMNI_RETURN_IF_ERROR(part.ex->Write(a.buffer, h.view.data));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PipelineTrainer::InitParameters(uint64_t seed) {
+  VEOMNI_RETURN_IF_ERROR(rt::InitParameters(*update_, seed));
+  return impl_->ShareParameters();
+}
+
+absl::Status PipelineTrainer::LoadWeights(const std::string &path) {
+  VEOMNI_RETURN_IF_ERROR(rt::LoadWeights(*update_, path));
+  return impl_->ShareParameters();
+}
+
+absl::Status PipelineTrainer::InitState() {
+  for (const ArgumentDesc &a : update_->program().arguments) {
+    if (a.kind != ArgumentKind::State)
+      continue;
+    std::optional<HostTensor> source;
+    if (!a.initFrom.empty()) {
+      const ArgumentDesc *from = update_->program().FindArgument(a.initFrom);
+      VEOMNI_ASSIGN_OR_RETURN(source, update_->ReadHost(from->buffer));
+    }
+    VEOMNI_RETURN_IF_ERROR(
+        update_->Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
+          if (source)
+            return CopyConvert(source->view, v);
+          std::memset(v.data, 0, v.bytes());
+          return absl::OkStatus();
+        }));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PipelineTrainer::AddMicroBatch() {
+  Impl &m = *impl_;
+  if (static_cast<int64_t>(m.micro.size()) >= m.spec.microBatches)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a pipeline step takes ", m.spec.microBatches, " micro-batches"));
+  std::vector<Bytes> &batch = m.micro.emplace_back();
+  for (const ArgumentDesc &a : inputs_->program().arguments) {
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, inputs_->ReadHost(a.buffer));
+    auto *p = static_cast<const uint8_t *>(h.view.data);
+    batch.emplace_back(p, p + h.view.bytes());
+  }
+  return absl::OkStatus();
+}
+
+/// Runs `ex` for the micro-batch and chunk of `a`: its batch inputs, the
+/// kept activations, the cotangents and the stash it takes.
+absl::Status PipelineTrainer::Impl::Run(Executor &ex, const Action &a) {
+  const Program &p = ex.program();
+  const Key key{a.micro, a.chunk};
+  for (const ArgumentDesc &arg : p.arguments) {
+    if (!IsBatchInput(arg))
+      continue;
+    const Program &in = Inputs->program();
+    const ArgumentDesc *whole = in.FindArgument(arg.name);
+    size_t index = whole - in.arguments.data();
+    VEOMNI_RETURN_IF_ERROR(
+        ex.WriteGlobal(arg.buffer, micro[a.micro][index].data()));
+  }
+  auto give = [&](const std::string &prefix,
+                  std::map<Key, std::vector<Bytes>> &from) -> absl::Status {
+    std::vector<const ArgumentDesc *> args = Numbered(p, prefix);
+    if (args.empty())
+      return absl::OkStatus();
+    auto it = from.find(key);
+    if (it == from.end() || it->second.size() != args.size())
+      return absl::InternalError(absl::StrCat("micro-batch ", a.micro,
+                                              " chunk ", a.chunk, ": no ",
+                                              prefix, "* for the program"));
+    for (size_t k = 0; k < args.size(); ++k) {
+      if (it->second[k].size() != p.buffers[args[k]->buffer].bytes)
+        return absl::InternalError(absl::StrCat(
+            args[k]->name, ": ", it->second[k].size(), " bytes arrived for ",
+            p.buffers[args[k]->buffer].bytes));
+      VEOMNI_RETURN_IF_ERROR(ex.Write(args[k]->buffer, it->second[k].data()));
+    }
+    return absl::OkStatus();
+  };
+  VEOMNI_RETURN_IF_ERROR(give("activation.", kept));
+  VEOMNI_RETURN_IF_ERROR(give("cotangent.", cotangents));
+  VEOMNI_RETURN_IF_ERROR(give("stash.", stash));
+  return ex.Run();
+}
+
+absl::Status PipelineTrainer::Impl::Do(const Action &a) {
+  const Key key{a.micro, a.chunk};
+  auto outputs = [&](Executor &ex, const std::string &prefix,
+                     std::vector<Bytes> &to) -> absl::Status {
+    to.clear();
+    for (int i : NumberedOutputs(ex.program(), prefix)) {
+      VEOMNI_ASSIGN_OR_RETURN(HostTensor h,
+                              ex.ReadHost(ex.program().outputs[i]));
+      auto *p = static_cast<const uint8_t *>(h.view.data);
+      to.emplace_back(p, p + h.view.bytes());
+    }
+    return absl::OkStatus();
+  };
+  // The gradients a backward gave, added into the update's accumulators.
+  auto accumulate = [&](Executor &ex) -> absl::Status {
+    const Program &p = ex.program();
+    for (size_t i = 0; i < p.outputs.size(); ++i) {
+      if (p.outputRoles[i] != OutputRole::Gradient)
+        continue;
+      const ArgumentDesc *acc =
+          update->program().FindArgument(p.outputNames[i]);
+      if (!acc)
+        return absl::InternalError(absl::StrCat(
+            p.outputNames[i], " has no accumulator in the stage's update"));
+      VEOMNI_ASSIGN_OR_RETURN(HostTensor g, ex.ReadHost(p.outputs[i]));
+      VEOMNI_RETURN_IF_ERROR(
+          update->Edit(acc->buffer, [&](const TensorView &v) -> absl::Status {
+            if (v.numel() != g.view.numel())
+              return absl::InternalError(absl::StrCat(
+                  acc->name, ": ", g.view.ToString(), " into ", v.ToString()));
+            for (int64_t j = 0, n = v.numel(); j < n; ++j)
+              StoreF(v, j, LoadF(v, j) + LoadF(g.view, j));
+            return absl::OkStatus();
+          }));
+    }
+    return absl::OkStatus();
+  };
+  auto program = [&](std::map<int64_t, Executor *> &of,
+                     const char *what) -> absl::StatusOr<Executor *> {
+    auto it = of.find(a.chunk);
+    if (it == of.end())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stage ", stage, " has no ", what, " program for chunk ", a.chunk));
+    return it->second;
+  };
+  auto sizes = [&](Executor &ex, const std::string &prefix) {
+    std::vector<Bytes> out;
+    for (const ArgumentDesc *arg : Numbered(ex.program(), prefix))
+      out.emplace_back(ex.program().buffers[arg->buffer].bytes);
+    return out;
+  };
+
+  switch (a.kind) {
+  case Action::F: {
+    VEOMNI_ASSIGN_OR_RETURN(Executor * ex, program(forward, "forward"));
+    VEOMNI_RETURN_IF_ERROR(Run(*ex, a));
+    if (a.chunk == chunks - 1) {
+      VEOMNI_ASSIGN_OR_RETURN(double loss, ScalarOf(*ex, OutputRole::Loss));
+      lossSum += loss;
+      ++losses;
+    } else {
+      VEOMNI_RETURN_IF_ERROR(outputs(*ex, "activation.", outActivations[key]));
+    }
+    return absl::OkStatus();
+  }
+  case Action::B:
+  case Action::BI: {
+    VEOMNI_ASSIGN_OR_RETURN(Executor * ex,
+                            a.kind == Action::B
+                                ? program(backward, "backward")
+                                : program(backwardInput, "backward-input"));
+    VEOMNI_RETURN_IF_ERROR(Run(*ex, a));
+    VEOMNI_RETURN_IF_ERROR(outputs(*ex, "cotangent.", outCotangents[key]));
+    cotangents.erase(key);
+    if (a.kind == Action::B) {
+      kept.erase(key);
+      return accumulate(*ex);
+    }
+    return outputs(*ex, "stash.", stash[key]);
+  }
+  case Action::BW: {
+    VEOMNI_ASSIGN_OR_RETURN(Executor * ex,
+                            program(backwardWeight, "backward-weight"));
+    VEOMNI_RETURN_IF_ERROR(Run(*ex, a));
+    kept.erase(key);
+    stash.erase(key);
+    return accumulate(*ex);
+  }
+  case Action::SA:
+  case Action::SG: {
+    auto &from = a.kind == Action::SA ? outActivations : outCotangents;
+    auto it = from.find(key);
+    if (it == from.end())
+      return absl::InternalError(absl::StrCat(
+          "micro-batch ", a.micro, " chunk ", a.chunk, ": nothing to send"));
+    for (Bytes &b : it->second) {
+      sending.push_back(std::move(b));
+      VEOMNI_RETURN_IF_ERROR(world->StartSend(ppGroup, ByteView(sending.back()),
+                                              static_cast<int>(a.peer)));
+    }
+    from.erase(it);
+    return absl::OkStatus();
+  }
+  case Action::RA:
+  case Action::RG: {
+    Executor *ex = nullptr;
+    if (a.kind == Action::RA) {
+      VEOMNI_ASSIGN_OR_RETURN(ex, program(forward, "forward"));
+    } else {
+      auto b = program(backward, "backward");
+      if (!b.ok())
+        b = program(backwardInput, "backward-input");
+      VEOMNI_ASSIGN_OR_RETURN(ex, b);
+    }
+    std::vector<Bytes> buffers =
+        sizes(*ex, a.kind == Action::RA ? "activation." : "cotangent.");
+    for (Bytes &b : buffers)
+      VEOMNI_RETURN_IF_ERROR(
+          world->Recv(ppGroup, ByteView(b), static_cast<int>(a.peer)));
+    (a.kind == Action::RA ? kept : cotangents)[key] = std::move(buffers);
+    return absl::OkStatus();
+  }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepMetrics> PipelineTrainer::Step(int64_t step) {
+  Impl &m = *impl_;
+  if (static_cast<int64_t>(m.micro.size()) != m.spec.microBatches)
+    return absl::FailedPreconditionError(
+        absl::StrCat("a pipeline step takes ", m.spec.microBatches,
+                     " micro-batches, ", m.micro.size(), " were added"));
+  for (const ArgumentDesc &a : update_->program().arguments)
+    if (a.role == ArgumentRole::Gradient)
+      VEOMNI_RETURN_IF_ERROR(update_->Edit(a.buffer, [](const TensorView &v) {
+        std::memset(v.data, 0, v.bytes());
+        return absl::OkStatus();
+      }));
+  m.lossSum = 0;
+  m.losses = 0;
+  for (size_t i = 0; i < m.actions.size(); ++i)
+    if (absl::Status s = m.Do(m.actions[i]); !s.ok())
+      return absl::Status(s.code(),
+                          absl::StrCat("stage ", m.stage, ", action '",
+                                       m.spec.actions[m.stage][i],
+                                       "': ", s.message()));
+  VEOMNI_RETURN_IF_ERROR(m.world->WaitSends());
+  m.sending.clear();
+  m.micro.clear();
+  m.kept.clear();
+  m.cotangents.clear();
+  m.stash.clear();
+
+  // Tied parameters: every holder's gradient becomes the sum.
+  for (auto &[name, group] : m.tied) {
+    const ArgumentDesc *acc = update_->program().FindArgument("grad." + name);
+    VEOMNI_RETURN_IF_ERROR(
+        update_->Edit(acc->buffer, [&, g = group](const TensorView &v) {
+          return m.world->AllReduce(g, v, v, ReduceOp::Sum);
+        }));
+  }
+  // The squared norm: each stage's share, summed over the stages.
+  for (const ArgumentDesc &a : m.norm->program().arguments) {
+    if (a.role != ArgumentRole::Gradient)
+      continue;
+    const ArgumentDesc *acc = update_->program().FindArgument(a.name);
+    if (!acc)
+      return absl::InternalError(a.name + " is not in the stage's update");
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, update_->ReadHost(acc->buffer));
+    VEOMNI_RETURN_IF_ERROR(m.norm->Write(a.buffer, h.view.data));
+  }
+  VEOMNI_RETURN_IF_ERROR(m.norm->Run());
+  VEOMNI_ASSIGN_OR_RETURN(double share,
+                          ScalarOf(*m.norm, OutputRole::GradNormSquared));
+  float total[2] = {static_cast<float>(share),
+                    m.stage == (m.chunks - 1) % m.pp && m.losses > 0
+                        ? static_cast<float>(m.lossSum / m.losses)
+                        : 0.0f};
+  TensorView both{total, DType::F32, {2}};
+  VEOMNI_RETURN_IF_ERROR(
+      m.world->AllReduce(m.ppGroup, both, both, ReduceOp::Sum));
+
+  VEOMNI_RETURN_IF_ERROR(
+      ScalarTo(*update_, ArgumentRole::Step, static_cast<float>(step)));
+  VEOMNI_RETURN_IF_ERROR(
+      ScalarTo(*update_, ArgumentRole::GradNormSquared, total[0]));
+  VEOMNI_RETURN_IF_ERROR(update_->Run());
+  StepMetrics metrics;
+  metrics.loss = total[1];
+  VEOMNI_ASSIGN_OR_RETURN(metrics.gradNorm,
+                          ScalarOf(*update_, OutputRole::GradNorm));
+  VEOMNI_ASSIGN_OR_RETURN(metrics.lr,
+                          ScalarOf(*update_, OutputRole::LearningRate));
+  const Program &p = update_->program();
+  for (auto [out, arg] : p.updates)
+    VEOMNI_RETURN_IF_ERROR(
+        update_->CopyBuffer(p.outputs[out], p.arguments[arg].buffer));
+  VEOMNI_RETURN_IF_ERROR(m.ShareParameters());
+  return metrics;
+}
+
+absl::Status PipelineTrainer::SyncStatus(absl::Status mine) {
+  Impl &m = *impl_;
+  const int world = m.world->WorldSize();
+  int32_t flag = mine.ok() ? 0 : world - m.world->Rank();
+  TensorView v{&flag, DType::I32, {1}};
+  VEOMNI_RETURN_IF_ERROR(m.world->AllReduce(m.worldGroup, v, v, ReduceOp::Max));
+  if (!mine.ok() || flag == 0)
+    return mine;
+  return absl::AbortedError(
+      absl::StrCat("rank ", world - flag, " failed (its message says why)"));
+}
+
+namespace {
+
+/// Parameters and optimizer state, as Trainer checkpoints them.
+bool Checkpointed(const ArgumentDesc &a) {
+  return a.isParam || a.role == ArgumentRole::OptimizerState ||
+         a.role == ArgumentRole::MasterWeight;
+}
+
+/// The parameter a checkpointed argument is or belongs to.
+std::string OwnerOf(const ArgumentDesc &a) {
+  if (a.isParam)
+    return a.name;
+  for (const char *prefix :
+       {"optimizer.exp_avg.", "optimizer.exp_avg_sq.", "optimizer.master."})
+    if (a.name.rfind(prefix, 0) == 0)
+      return a.name.substr(std::strlen(prefix));
+  return a.name;
+}
+
+void Put(Bytes &out, const void *p, size_t n) {
+  auto *b = static_cast<const uint8_t *>(p);
+  out.insert(out.end(), b, b + n);
+}
+
+} // namespace
+
+absl::Status
+PipelineTrainer::Save(const std::string &dir, int64_t step,
+                      const std::map<std::string, std::string> &metadata,
+                      const Trainer::CheckpointOptions &options) {
+  Impl &m = *impl_;
+  // This stage's whole tensors (gathered over the stage's ranks), less the
+  // tied ones an earlier stage saves.
+  std::deque<HostTensor> host;
+  std::vector<CheckpointTensor> tensors;
+  for (const ArgumentDesc &a : update_->program().arguments) {
+    if (!Checkpointed(a) || m.savedElsewhere.count(OwnerOf(a)))
+      continue;
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, update_->ReadGlobal(a.buffer));
+    host.push_back(std::move(h));
+    tensors.push_back({a.name, a.isParam, host.back().view});
+  }
+  absl::Status written = absl::OkStatus();
+  const bool root = m.stageComm->Rank() == 0; // world rank == stage
+  if (root && m.stage > 0) {
+    // To rank 0: the size, then name, kind, dtype, shape and bytes of each.
+    Bytes blob;
+    for (const CheckpointTensor &t : tensors) {
+      uint32_t n = t.name.size(), rank = t.view.shape.size();
+      uint8_t kind[2] = {uint8_t(t.param), uint8_t(t.view.dtype)};
+      Put(blob, &n, 4);
+      Put(blob, t.name.data(), n);
+      Put(blob, kind, 2);
+      Put(blob, &rank, 4);
+      Put(blob, t.view.shape.data(), 8 * rank);
+      Put(blob, t.view.data, t.view.bytes());
+    }
+    blob.resize((blob.size() + 3) / 4 * 4);
+    Bytes size(8);
+    uint64_t total = blob.size();
+    std::memcpy(size.data(), &total, 8);
+    VEOMNI_RETURN_IF_ERROR(m.world->Send(m.worldGroup, ByteView(size), 0));
+    VEOMNI_RETURN_IF_ERROR(m.world->Send(m.worldGroup, ByteView(blob), 0));
+  } else if (m.world->Rank() == 0) {
+    std::deque<Bytes> blobs;
+    for (int s = 1; s < m.pp; ++s) {
+      Bytes size(8);
+      VEOMNI_RETURN_IF_ERROR(m.world->Recv(m.worldGroup, ByteView(size), s));
+      uint64_t total;
+      std::memcpy(&total, size.data(), 8);
+      Bytes &blob = blobs.emplace_back(total);
+      VEOMNI_RETURN_IF_ERROR(m.world->Recv(m.worldGroup, ByteView(blob), s));
+      size_t at = 0;
+      auto take = [&](void *to, size_t n) {
+        if (at + n > blob.size())
+          return false;
+        if (to)
+          std::memcpy(to, blob.data() + at, n);
+        at += n;
+        return true;
+      };
+      while (at + 4 <= blob.size()) {
+        uint32_t n = 0, rank = 0;
+        uint8_t kind[2];
+        CheckpointTensor t;
+        if (!take(&n, 4) || n == 0)
+          break;
+        t.name.resize(n);
+        if (!take(t.name.data(), n) || !take(kind, 2) || !take(&rank, 4))
+          return absl::DataLossError("a stage's checkpoint tensors are cut");
+        t.param = kind[0];
+        t.view.dtype = static_cast<DType>(kind[1]);
+        t.view.shape.resize(rank);
+        if (!take(t.view.shape.data(), 8 * rank))
+          return absl::DataLossError("a stage's checkpoint tensors are cut");
+        t.view.data = blob.data() + at;
+        if (!take(nullptr, t.view.bytes()))
+          return absl::DataLossError("a stage's checkpoint tensors are cut");
+        tensors.push_back(std::move(t));
+      }
+    }
+    written = WriteCheckpoint(dir, step, tensors, metadata,
+                              {options.config, options.maxShardBytes});
+  }
+  return SyncStatus(written);
+}
+
+absl::StatusOr<int64_t>
+PipelineTrainer::Load(const std::string &dir,
+                      std::map<std::string, std::string> &metadata) {
+  std::vector<CheckpointTensor> wanted;
+  std::deque<std::pair<uint32_t, Bytes>> staging;
+  for (const ArgumentDesc &a : update_->program().arguments) {
+    if (!Checkpointed(a))
+      continue;
+    TensorView v{nullptr, update_->program().buffers[a.buffer].dtype,
+                 update_->GlobalShape(a.buffer)};
+    staging.emplace_back(a.buffer, Bytes(v.bytes()));
+    v.data = staging.back().second.data();
+    wanted.push_back({a.name, a.isParam, v});
+  }
+  absl::StatusOr<int64_t> step = ReadCheckpoint(dir, wanted, metadata);
+  VEOMNI_RETURN_IF_ERROR(SyncStatus(step.status()));
+  for (auto &[buffer, whole] : staging)
+    VEOMNI_RETURN_IF_ERROR(update_->WriteGlobal(buffer, whole.data()));
+  VEOMNI_RETURN_IF_ERROR(impl_->ShareParameters());
+  return step;
+}
+
+} // namespace veomni::rt
