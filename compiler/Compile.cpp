@@ -197,8 +197,9 @@ FailureOr<std::string> mlir::veomni::compileModule(
   const ParallelSection &mesh = options.parallel;
   if (mesh.pp > 1)
     return module.emitError("pipeline stages (parallel.pp ")
-           << mesh.pp << ") are planned but not run yet: veomni plan reports "
-           << "them; train with parallel.pp 1";
+           << mesh.pp << ") make one program per chunk and part of the step: "
+           << "compile them with compilePipeline (veomni train and veomni "
+           << "compile RECIPE do)";
   PassManager pm(module.getContext());
   addTrainingStepPasses(pm, options);
   if (mesh.meshSize() > 1) {

@@ -419,6 +419,13 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
           for (Value v : op.getOperands())
             if (auto arg = dyn_cast<BlockArgument>(v))
               args.insert(arg);
+      // A parameter nothing reads (an unused token embedding) still trains
+      // (its weight decay) and is saved: the first chunk takes it.
+      if (g == 0)
+        for (BlockArgument arg : body.getArguments())
+          if (arg.use_empty() && func.getArgAttr(arg.getArgNumber(),
+                                                 VeOmniDialect::kParamAttrName))
+            args.insert(arg);
       SmallVector<Type> argTypes, resultTypes;
       for (BlockArgument arg : args)
         argTypes.push_back(arg.getType());

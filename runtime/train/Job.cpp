@@ -73,6 +73,20 @@ std::string Quote(absl::string_view text) {
 
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       absl::string_view program) {
+  if (job.pipeline.stages > 1)
+    return absl::InvalidArgumentError(
+        "a pipeline job is written with its stages' programs");
+  return WriteJob(dir, job, std::vector<std::string>{std::string(program)});
+}
+
+absl::Status WriteJob(const std::string &dir, const JobSettings &job,
+                      const std::vector<std::string> &programs) {
+  const JobSettings::Pipeline &pipe = job.pipeline;
+  if (pipe.stages > 1 ? programs.size() != pipe.programs.size()
+                      : programs.size() != 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("a job of ", pipe.stages, " stages with ", programs.size(),
+                     " programs"));
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
@@ -84,9 +98,36 @@ absl::Status WriteJob(const std::string &dir, const JobSettings &job,
     absl::StrAppend(
         &manifest, ",\n  \"", f.key,
         "\": ", f.text ? Quote(job.*f.text) : std::to_string(job.*f.number));
+  if (pipe.stages > 1) {
+    absl::StrAppend(&manifest, ",\n  \"pipeline\": {\n    \"schedule\": ",
+                    Quote(pipe.schedule), ",\n    \"stages\": ", pipe.stages,
+                    ",\n    \"micro_batches\": ", pipe.microBatches,
+                    ",\n    \"programs\": [");
+    for (size_t i = 0; i < pipe.programs.size(); ++i) {
+      const JobSettings::StageFile &f = pipe.programs[i];
+      absl::StrAppend(&manifest, i ? "," : "",
+                      "\n      {\"name\": ", Quote(f.name),
+                      ", \"file\": ", Quote(f.file), ", \"stage\": ", f.stage,
+                      ", \"chunk\": ", f.chunk, "}");
+      VEOMNI_RETURN_IF_ERROR(
+          WriteTextFile(absl::StrCat(dir, "/", f.file), programs[i]));
+    }
+    manifest += "\n    ],\n    \"actions\": [";
+    for (size_t s = 0; s < pipe.actions.size(); ++s) {
+      absl::StrAppend(&manifest, s ? "," : "", "\n      [");
+      for (size_t a = 0; a < pipe.actions[s].size(); ++a)
+        absl::StrAppend(&manifest, a ? ", " : "", Quote(pipe.actions[s][a]));
+      manifest += "]";
+    }
+    manifest += "\n    ],\n    \"tied_params\": [";
+    for (size_t i = 0; i < pipe.tiedParams.size(); ++i)
+      absl::StrAppend(&manifest, i ? ", " : "", Quote(pipe.tiedParams[i]));
+    manifest += "]\n  }";
+  } else {
+    VEOMNI_RETURN_IF_ERROR(
+        WriteTextFile(absl::StrCat(dir, "/", kJobProgram), programs[0]));
+  }
   manifest += "\n}\n";
-  VEOMNI_RETURN_IF_ERROR(
-      WriteTextFile(absl::StrCat(dir, "/", kJobProgram), program));
   if (!job.config.empty()) {
     std::ifstream in(job.config, std::ios::binary);
     std::stringstream text;
@@ -139,6 +180,84 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
             absl::StrCat("\"", f.key, "\" is not an integer >= ", f.min));
       job.*f.number = v->number;
     }
+  }
+  if (const Json *pipe = FindField(*json, "pipeline")) {
+    JobSettings::Pipeline &p = job.pipeline;
+    auto text = [&](const Json &v, const std::string &where,
+                    std::string &to) -> absl::Status {
+      if (v.kind != Json::String)
+        return bad(absl::StrCat("\"", where, "\" is not a string"));
+      to = v.text;
+      return absl::OkStatus();
+    };
+    auto number = [&](const Json *v, const std::string &where, int64_t min,
+                      int64_t &to) -> absl::Status {
+      if (!v || v->kind != Json::Number || !v->integral || v->number < min)
+        return bad(absl::StrCat("\"", where, "\" is not an integer >= ", min));
+      to = v->number;
+      return absl::OkStatus();
+    };
+    auto array = [&](const Json *v,
+                     const std::string &where) -> absl::StatusOr<const Json *> {
+      if (!v || v->kind != Json::Array)
+        return bad(absl::StrCat("\"", where, "\" is not an array"));
+      return v;
+    };
+    if (pipe->kind != Json::Object)
+      return bad("\"pipeline\" is not an object");
+    const Json *schedule = FindField(*pipe, "schedule");
+    if (!schedule)
+      return bad("\"pipeline.schedule\" is missing");
+    VEOMNI_RETURN_IF_ERROR(text(*schedule, "pipeline.schedule", p.schedule));
+    VEOMNI_RETURN_IF_ERROR(
+        number(FindField(*pipe, "stages"), "pipeline.stages", 2, p.stages));
+    VEOMNI_RETURN_IF_ERROR(number(FindField(*pipe, "micro_batches"),
+                                  "pipeline.micro_batches", 1, p.microBatches));
+    VEOMNI_ASSIGN_OR_RETURN(
+        const Json *programs,
+        array(FindField(*pipe, "programs"), "pipeline.programs"));
+    for (const Json &item : programs->items) {
+      JobSettings::StageFile f;
+      const Json *name = FindField(item, "name"),
+                 *file = FindField(item, "file");
+      if (item.kind != Json::Object || !name || !file)
+        return bad("\"pipeline.programs\" holds an entry without a name "
+                   "and a file");
+      VEOMNI_RETURN_IF_ERROR(text(*name, "pipeline.programs.name", f.name));
+      VEOMNI_RETURN_IF_ERROR(text(*file, "pipeline.programs.file", f.file));
+      if (f.file.empty() || f.file.find('/') != std::string::npos ||
+          f.file[0] == '.')
+        return bad(absl::StrCat("pipeline program file '", f.file,
+                                "' is not a file name in the job folder"));
+      VEOMNI_RETURN_IF_ERROR(number(FindField(item, "stage"),
+                                    "pipeline.programs.stage", 0, f.stage));
+      VEOMNI_RETURN_IF_ERROR(number(FindField(item, "chunk"),
+                                    "pipeline.programs.chunk", -1, f.chunk));
+      if (f.stage >= p.stages)
+        return bad(absl::StrCat("pipeline program '", f.name, "' is on stage ",
+                                f.stage, " of ", p.stages));
+      p.programs.push_back(std::move(f));
+    }
+    VEOMNI_ASSIGN_OR_RETURN(
+        const Json *actions,
+        array(FindField(*pipe, "actions"), "pipeline.actions"));
+    if (static_cast<int64_t>(actions->items.size()) != p.stages)
+      return bad(absl::StrCat("\"pipeline.actions\" lists ",
+                              actions->items.size(), " stages, not ",
+                              p.stages));
+    for (const Json &stage : actions->items) {
+      VEOMNI_ASSIGN_OR_RETURN(const Json *list,
+                              array(&stage, "pipeline.actions"));
+      std::vector<std::string> &to = p.actions.emplace_back();
+      for (const Json &a : list->items)
+        VEOMNI_RETURN_IF_ERROR(text(a, "pipeline.actions", to.emplace_back()));
+    }
+    VEOMNI_ASSIGN_OR_RETURN(
+        const Json *tied,
+        array(FindField(*pipe, "tied_params"), "pipeline.tied_params"));
+    for (const Json &t : tied->items)
+      VEOMNI_RETURN_IF_ERROR(
+          text(t, "pipeline.tied_params", p.tiedParams.emplace_back()));
   }
   std::error_code ec;
   std::string config = absl::StrCat(dir, "/", kJobConfig);

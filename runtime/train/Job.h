@@ -9,6 +9,10 @@
 //                       partitioned for the recipe's mesh)
 //   job/config.json     the model's config, copied into each checkpoint
 //
+// With pipeline stages, step.vmb is replaced by one program per chunk and
+// part of the step (forward_chunk0.vmb, stage0_update.vmb, ...), which the
+// manifest's "pipeline" object lists with the schedule's action lists.
+//
 // What the program was compiled for (mesh, batch, sequence length, steps
 // of the learning-rate schedule, accumulation) is fixed; where the data,
 // weights and outputs are, and how often to log and checkpoint, a run may
@@ -43,6 +47,21 @@ struct JobSettings {
   int64_t logInterval = 1, checkpointInterval = 0;
   int64_t maxShardBytes = 5000000000;
 
+  /// With pipeline stages: the programs (files in the job folder) and the
+  /// schedule that runs them (runtime/train/Pipeline.h); stages == 1 for
+  /// one training-step program (step.vmb).
+  struct StageFile {
+    std::string name, file;
+    int64_t stage = 0, chunk = -1;
+  };
+  struct Pipeline {
+    std::string schedule;
+    int64_t stages = 1, microBatches = 1;
+    std::vector<StageFile> programs;
+    std::vector<std::vector<std::string>> actions;
+    std::vector<std::string> tiedParams;
+  } pipeline;
+
   /// Tokens of one optimizer step, over all ranks.
   int64_t TokensPerStep() const {
     return batchSize * accumulationSteps * seqLen;
@@ -53,10 +72,14 @@ constexpr const char *kJobManifest = "manifest.json";
 constexpr const char *kJobProgram = "step.vmb";
 constexpr const char *kJobConfig = "config.json";
 
-/// Writes `dir` (created if needed): the manifest, `program` and a copy of
-/// `job.config` (the manifest then names the copy).
+/// Writes `dir` (created if needed): the manifest, `program` (step.vmb)
+/// and a copy of `job.config` (the manifest then names the copy).
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       absl::string_view program);
+/// The same for a pipeline: `programs` holds the bytes of each of
+/// job.pipeline.programs, in its order.
+absl::Status WriteJob(const std::string &dir, const JobSettings &job,
+                      const std::vector<std::string> &programs);
 
 /// Reads `dir`/manifest.json; paths in it are taken as written. Errors name
 /// the file and the field.

@@ -134,4 +134,50 @@ int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
   return 0;
 }
 
+int TrainOnThisRank(PipelineSpec spec, const JobSettings &job,
+                    Communicator *comm, const char *tool) {
+  const int world = comm ? comm->WorldSize() : 1;
+  const int rank = comm ? comm->Rank() : 0;
+  if (world != job.worldSize || !comm) {
+    if (rank == 0)
+      std::fprintf(stderr,
+                   "%s: error: the pipeline is compiled for %lld ranks and "
+                   "the job has %d: run it with mpirun -np %lld\n",
+                   tool, static_cast<long long>(job.worldSize), world,
+                   static_cast<long long>(job.worldSize));
+    return 1;
+  }
+  auto fail = [&](const absl::Status &s) {
+    std::fprintf(stderr, "%s: error: rank %d: %s\n", tool, rank,
+                 std::string(s.message()).c_str());
+    comm->Abort(1);
+    return 1;
+  };
+  absl::StatusOr<std::unique_ptr<PipelineTrainer>> trainer =
+      PipelineTrainer::Create(std::move(spec), *comm);
+  if (!trainer.ok())
+    return fail(trainer.status());
+  std::unique_ptr<StepRunner> runner = StepRunnerFor(**trainer, *comm);
+  if (absl::Status s = RunTraining(*runner, job, stdout); !s.ok())
+    return fail(s);
+  return 0;
+}
+
+absl::StatusOr<PipelineSpec> LoadPipeline(const std::string &dir,
+                                          const JobSettings &job) {
+  PipelineSpec spec;
+  spec.schedule = job.pipeline.schedule;
+  spec.stages = job.pipeline.stages;
+  spec.microBatches = job.pipeline.microBatches;
+  spec.actions = job.pipeline.actions;
+  spec.tiedParams = job.pipeline.tiedParams;
+  for (const JobSettings::StageFile &f : job.pipeline.programs) {
+    absl::StatusOr<Program> p = LoadProgram(dir + "/" + f.file);
+    if (!p.ok())
+      return p.status();
+    spec.parts.push_back({f.name, f.stage, f.chunk, *std::move(p)});
+  }
+  return spec;
+}
+
 } // namespace veomni::rt

@@ -14,6 +14,8 @@
 #include "runtime/program/Program.h"
 #include "runtime/train/Job.h"
 
+#include "runtime/train/Pipeline.h"
+
 #include "absl/status/statusor.h"
 
 #include <memory>
@@ -51,6 +53,12 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob();
 /// rank R: ...` and ends every rank of the job; returns the exit status.
 int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
                     const char *tool);
+/// The same for this rank's stage of a pipeline (`comm` spans the job).
+int TrainOnThisRank(PipelineSpec spec, const JobSettings &job,
+                    Communicator *comm, const char *tool);
+/// The pipeline job.pipeline lists, its programs loaded from `dir`.
+absl::StatusOr<PipelineSpec> LoadPipeline(const std::string &dir,
+                                          const JobSettings &job);
 
 } // namespace veomni::rt
 

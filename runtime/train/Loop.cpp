@@ -88,9 +88,118 @@ void WriteLossCurve(const std::string &path,
   f << "</svg>\n";
 }
 
+/// One training-step program.
+class ProgramRunner final : public StepRunner {
+public:
+  ProgramRunner(Executor &ex, Trainer trainer)
+      : ex_(&ex), trainer_(std::move(trainer)) {}
+  int Rank() const override { return ex_->Rank(); }
+  int WorldSize() const override { return ex_->WorldSize(); }
+  double CommSeconds() const override { return ex_->CommSeconds(); }
+  double CommWaitSeconds() const override { return ex_->CommWaitSeconds(); }
+  Executor &Inputs() override { return *ex_; }
+  absl::Status InitParameters(uint64_t seed) override {
+    return rt::InitParameters(*ex_, seed);
+  }
+  absl::Status LoadWeights(const std::string &path) override {
+    return rt::LoadWeights(*ex_, path);
+  }
+  absl::Status InitState() override { return trainer_.InitState(); }
+  absl::StatusOr<StepMetrics>
+  Step(int64_t step, int64_t micro,
+       const std::function<absl::Status(int64_t)> &fill) override {
+    StepMetrics m;
+    double lossSum = 0;
+    for (int64_t i = 0; i < micro; ++i) {
+      VEOMNI_RETURN_IF_ERROR(fill(i));
+      VEOMNI_ASSIGN_OR_RETURN(m, trainer_.Step(step, i == micro - 1));
+      lossSum += m.loss;
+    }
+    m.loss = lossSum / micro;
+    return m;
+  }
+  absl::Status Save(const std::string &dir, int64_t step,
+                    const std::map<std::string, std::string> &metadata,
+                    const Trainer::CheckpointOptions &options) override {
+    return trainer_.Save(dir, step, metadata, options);
+  }
+  absl::StatusOr<int64_t>
+  Load(const std::string &dir,
+       std::map<std::string, std::string> &metadata) override {
+    return trainer_.Load(dir, metadata);
+  }
+
+private:
+  Executor *ex_;
+  Trainer trainer_;
+};
+
+/// A pipeline's stage.
+class StageRunner final : public StepRunner {
+public:
+  StageRunner(PipelineTrainer &t, Communicator &world)
+      : t_(&t), world_(&world) {}
+  int Rank() const override { return world_->Rank(); }
+  int WorldSize() const override { return world_->WorldSize(); }
+  double CommSeconds() const override { return world_->SecondsInCollectives(); }
+  double CommWaitSeconds() const override {
+    return world_->SecondsInCollectives();
+  }
+  Executor &Inputs() override { return t_->Inputs(); }
+  absl::Status InitParameters(uint64_t seed) override {
+    return t_->InitParameters(seed);
+  }
+  absl::Status LoadWeights(const std::string &path) override {
+    return t_->LoadWeights(path);
+  }
+  absl::Status InitState() override { return t_->InitState(); }
+  absl::StatusOr<StepMetrics>
+  Step(int64_t step, int64_t micro,
+       const std::function<absl::Status(int64_t)> &fill) override {
+    for (int64_t i = 0; i < micro; ++i) {
+      VEOMNI_RETURN_IF_ERROR(fill(i));
+      VEOMNI_RETURN_IF_ERROR(t_->AddMicroBatch());
+    }
+    return t_->Step(step);
+  }
+  absl::Status Save(const std::string &dir, int64_t step,
+                    const std::map<std::string, std::string> &metadata,
+                    const Trainer::CheckpointOptions &options) override {
+    return t_->Save(dir, step, metadata, options);
+  }
+  absl::StatusOr<int64_t>
+  Load(const std::string &dir,
+       std::map<std::string, std::string> &metadata) override {
+    return t_->Load(dir, metadata);
+  }
+
+private:
+  PipelineTrainer *t_;
+  Communicator *world_;
+};
+
 } // namespace
 
-absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
+absl::StatusOr<std::unique_ptr<StepRunner>> StepRunnerFor(Executor &executor) {
+  VEOMNI_ASSIGN_OR_RETURN(Trainer trainer, Trainer::Create(executor));
+  return std::unique_ptr<StepRunner>(
+      new ProgramRunner(executor, std::move(trainer)));
+}
+
+std::unique_ptr<StepRunner> StepRunnerFor(PipelineTrainer &trainer,
+                                          Communicator &world) {
+  return std::make_unique<StageRunner>(trainer, world);
+}
+
+absl::Status RunTraining(Executor &executor, const JobSettings &job,
+                         std::FILE *out) {
+  VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<StepRunner> runner,
+                          StepRunnerFor(executor));
+  return RunTraining(*runner, job, out);
+}
+
+absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
+                         std::FILE *out) {
   const bool reporter = ex.Rank() == 0;
   auto print = [&](const std::string &line) {
     if (reporter) {
@@ -98,15 +207,13 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
       std::fflush(out);
     }
   };
-  VEOMNI_ASSIGN_OR_RETURN(Trainer trainer, Trainer::Create(ex));
-
   // Parameters and optimizer state: weights or a seeded init (a checkpoint
   // replaces both below).
   if (job.weights.empty())
-    VEOMNI_RETURN_IF_ERROR(InitParameters(ex, job.seed));
+    VEOMNI_RETURN_IF_ERROR(ex.InitParameters(job.seed));
   else
-    VEOMNI_RETURN_IF_ERROR(LoadWeights(ex, job.weights));
-  VEOMNI_RETURN_IF_ERROR(trainer.InitState());
+    VEOMNI_RETURN_IF_ERROR(ex.LoadWeights(job.weights));
+  VEOMNI_RETURN_IF_ERROR(ex.InitState());
 
   // Data: every rank reads the same global batches.
   std::unique_ptr<TokenDataset> dataset;
@@ -114,7 +221,7 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
   std::unique_ptr<SafetensorsFile> batches;
   if (absl::EndsWith(job.dataPath, ".safetensors")) {
     VEOMNI_ASSIGN_OR_RETURN(batches, SafetensorsFile::Open(job.dataPath));
-    VEOMNI_RETURN_IF_ERROR(CountBatches(ex, *batches).status());
+    VEOMNI_RETURN_IF_ERROR(CountBatches(ex.Inputs(), *batches).status());
   } else if (!job.dataPath.empty()) {
     VEOMNI_ASSIGN_OR_RETURN(dataset, TokenDataset::Open(job.dataPath));
     packer = std::make_unique<Packer>(*dataset, job.seqLen);
@@ -130,7 +237,7 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
       job.resume == "auto" ? LatestCheckpoint(job.outputDir) : job.resume;
   if (!resumeFrom.empty()) {
     std::map<std::string, std::string> meta;
-    VEOMNI_ASSIGN_OR_RETURN(start, trainer.Load(resumeFrom, meta));
+    VEOMNI_ASSIGN_OR_RETURN(start, ex.Load(resumeFrom, meta));
     if (packer) {
       uint64_t doc = 0, at = 0;
       (void)absl::SimpleAtoi(meta["veomni.data_document"], &doc);
@@ -164,8 +271,8 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
       meta["veomni.data_document"] = std::to_string(doc);
       meta["veomni.data_token"] = std::to_string(at);
     }
-    return trainer.Save(CheckpointPath(job.outputDir, step), step, meta,
-                        {job.config, uint64_t(job.maxShardBytes)});
+    return ex.Save(CheckpointPath(job.outputDir, step), step, meta,
+                   {job.config, uint64_t(job.maxShardBytes)});
   };
 
   const int64_t tokensPerStep = job.TokensPerStep();
@@ -177,25 +284,19 @@ absl::Status RunTraining(Executor &ex, const JobSettings &job, std::FILE *out) {
   double lastComm = ex.CommSeconds(), lastWait = ex.CommWaitSeconds();
   for (int64_t step = start + 1; step <= job.steps; ++step) {
     // One optimizer step: the micro-batches, the loss their mean.
-    StepMetrics m;
-    double lossSum = 0;
-    for (int64_t micro = 0; micro < job.accumulationSteps; ++micro) {
+    auto fill = [&](int64_t micro) -> absl::Status {
       int64_t index = (step - 1) * job.accumulationSteps + micro;
-      absl::Status filled =
-          batches  ? FillInputs(ex, *batches, index)
-          : packer ? FillTextBatch(ex, *packer)
-                   : SyntheticBatch(ex, job.seed * 1000003 + index);
-      VEOMNI_RETURN_IF_ERROR(filled);
-      absl::StatusOr<StepMetrics> r =
-          trainer.Step(step, micro == job.accumulationSteps - 1);
-      if (!r.ok())
-        return absl::Status(
-            r.status().code(),
-            absl::StrCat("step ", step, ": ", r.status().message()));
-      m = *r;
-      lossSum += r->loss;
-    }
-    m.loss = lossSum / job.accumulationSteps;
+      Executor &in = ex.Inputs();
+      return batches  ? FillInputs(in, *batches, index)
+             : packer ? FillTextBatch(in, *packer)
+                      : SyntheticBatch(in, job.seed * 1000003 + index);
+    };
+    absl::StatusOr<StepMetrics> r = ex.Step(step, job.accumulationSteps, fill);
+    if (!r.ok())
+      return absl::Status(
+          r.status().code(),
+          absl::StrCat("step ", step, ": ", r.status().message()));
+    StepMetrics m = *r;
     if (!std::isfinite(m.loss))
       return absl::DataLossError(
           absl::StrCat("step ", step, ": the loss is ", m.loss));

@@ -16,15 +16,58 @@
 
 #include "runtime/executor/Executor.h"
 #include "runtime/train/Job.h"
+#include "runtime/train/Pipeline.h"
+#include "runtime/train/Trainer.h"
 
 #include "absl/status/status.h"
 
 #include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
 
 namespace veomni::rt {
 
-/// Trains `executor`'s program (a training step) as `job` says, printing
-/// progress to `out` on rank 0. Errors name the step, file or setting.
+/// What the loop trains: one training-step program (Trainer), or a
+/// pipeline's stages (PipelineTrainer).
+class StepRunner {
+public:
+  virtual ~StepRunner() = default;
+  virtual int Rank() const = 0;
+  virtual int WorldSize() const = 0;
+  /// Seconds in collectives, and of those the ones compute did not hide.
+  virtual double CommSeconds() const = 0;
+  virtual double CommWaitSeconds() const = 0;
+  /// Where a micro-batch's inputs go (whole tensors, as every rank makes
+  /// them).
+  virtual Executor &Inputs() = 0;
+  virtual absl::Status InitParameters(uint64_t seed) = 0;
+  virtual absl::Status LoadWeights(const std::string &path) = 0;
+  virtual absl::Status InitState() = 0;
+  /// One optimizer step over `micro` micro-batches, each put into Inputs()
+  /// by `fill(i)` first; the loss is their mean.
+  virtual absl::StatusOr<StepMetrics>
+  Step(int64_t step, int64_t micro,
+       const std::function<absl::Status(int64_t)> &fill) = 0;
+  virtual absl::Status Save(const std::string &dir, int64_t step,
+                            const std::map<std::string, std::string> &metadata,
+                            const Trainer::CheckpointOptions &options) = 0;
+  virtual absl::StatusOr<int64_t>
+  Load(const std::string &dir,
+       std::map<std::string, std::string> &metadata) = 0;
+};
+
+/// A runner for `executor`'s training step.
+absl::StatusOr<std::unique_ptr<StepRunner>> StepRunnerFor(Executor &executor);
+/// A runner for a pipeline's stage (`trainer`, not owned).
+std::unique_ptr<StepRunner> StepRunnerFor(PipelineTrainer &trainer,
+                                          Communicator &world);
+
+/// Trains as `job` says, printing progress to `out` on rank 0. Errors name
+/// the step, file or setting.
+absl::Status RunTraining(StepRunner &runner, const JobSettings &job,
+                         std::FILE *out);
+/// RunTraining on `executor`'s training step.
 absl::Status RunTraining(Executor &executor, const JobSettings &job,
                          std::FILE *out);
 

@@ -92,6 +92,13 @@ int main(int argc, char **argv) {
   absl::StatusOr<std::unique_ptr<rt::Communicator>> comm = rt::JoinJob();
   if (!comm.ok())
     return fail(std::string(comm.status().message()));
+  if (job->pipeline.stages > 1) {
+    absl::StatusOr<rt::PipelineSpec> spec = rt::LoadPipeline(dir, *job);
+    if (!spec.ok())
+      return fail(std::string(spec.status().message()));
+    return rt::TrainOnThisRank(*std::move(spec), *job, comm->get(),
+                               "veomni-run");
+  }
   absl::StatusOr<rt::Program> program =
       rt::LoadProgram(dir + "/" + rt::kJobProgram);
   if (!program.ok())

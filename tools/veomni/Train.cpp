@@ -39,10 +39,12 @@ int fail(const llvm::Twine &message) {
   return 1;
 }
 
-/// The recipe's training step, compiled; `job` gets the settings to run
-/// it with. Errors name the file.
+/// The recipe's training step, compiled: one program, or with pipeline
+/// stages one per chunk and part of the step (job.pipeline lists them);
+/// `job` gets the settings to run them with. Errors name the file.
 absl::Status compileJob(const Recipe &r, bool printWarningsToo,
-                        std::string &program, rt::JobSettings &job) {
+                        std::vector<std::string> &programs,
+                        rt::JobSettings &job) {
   DialectRegistry registry;
   registerAllVeOmni(registry);
   MLIRContext context(registry);
@@ -63,14 +65,42 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   CompileOptions co = trainingOptionsOf(r);
   CompileReport report;
   auto start = std::chrono::steady_clock::now();
-  FailureOr<std::string> bytes = compileToProgram(*model, report, co);
-  if (failed(bytes))
-    return absl::InvalidArgumentError(
-        r.model.config + ": compiling the training step failed: " + diagnostic);
+  programs.clear();
+  std::string pipelineSummary;
+  if (r.parallel.pp > 1) {
+    std::map<std::string, std::string> placements;
+    for (const ArgumentInfo &arg : model->arguments)
+      if (arg.isParam)
+        if (std::optional<Placement> p = placementOf(model->plan, arg.name))
+          placements[arg.name] = placementName(*p).str();
+    FailureOr<PipelinePrograms> compiled =
+        compilePipeline(*model->module, placements, co);
+    if (failed(compiled))
+      return absl::InvalidArgumentError(
+          r.model.config +
+          ": compiling the pipeline's programs failed: " + diagnostic);
+    rt::JobSettings::Pipeline &pipe = job.pipeline;
+    pipe.schedule = compiled->schedule;
+    pipe.stages = compiled->stages;
+    pipe.microBatches = compiled->microBatches;
+    pipe.actions = compiled->actions;
+    pipe.tiedParams = compiled->tiedParams;
+    for (StageProgram &p : compiled->programs) {
+      pipe.programs.push_back({p.name, p.name + ".vmb", p.stage, p.chunk});
+      programs.push_back(std::move(p.bytes));
+    }
+    pipelineSummary = compiled->summary;
+  } else {
+    FailureOr<std::string> bytes = compileToProgram(*model, report, co);
+    if (failed(bytes))
+      return absl::InvalidArgumentError(
+          r.model.config +
+          ": compiling the training step failed: " + diagnostic);
+    programs.push_back(*std::move(bytes));
+  }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  program = *std::move(bytes);
 
   const ParallelSection &p = r.parallel;
   job.modelType = model->modelType;
@@ -78,14 +108,19 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.mesh = "dp_replicate=" + std::to_string(p.dpReplicate) +
              " dp_shard=" + std::to_string(p.dpShard) +
              " tp=" + std::to_string(p.tp) + " sp=" + std::to_string(p.sp) +
-             " ep=" + std::to_string(p.ep);
+             " ep=" + std::to_string(p.ep) +
+             (p.pp > 1 ? " pp=" + std::to_string(p.pp) : "");
   std::string summary;
   llvm::raw_string_ostream os(summary);
-  os << "model " << model->modelType << ", " << report.kernels
-     << " kernels, arena " << report.arenaBytes / (1 << 20)
-     << " MiB (activations " << report.activationBytes / (1 << 10)
-     << " KiB, remat " << r.train.remat << "), compiled in "
-     << llvm::format("%.2f", seconds) << " s";
+  if (p.pp > 1)
+    os << "model " << model->modelType << ", " << pipelineSummary
+       << ", compiled in " << llvm::format("%.2f", seconds) << " s";
+  else
+    os << "model " << model->modelType << ", " << report.kernels
+       << " kernels, arena " << report.arenaBytes / (1 << 20)
+       << " MiB (activations " << report.activationBytes / (1 << 10)
+       << " KiB, remat " << r.train.remat << "), compiled in "
+       << llvm::format("%.2f", seconds) << " s";
   job.summary = summary;
   job.seqLen = r.data.seqLen;
   job.batchSize = r.data.batchSize;
@@ -105,8 +140,31 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
 
 /// Trains the compiled `program` in this process (one rank of `comm`'s job,
 /// or alone); `name` labels errors.
-int trainHere(const std::string &program, const rt::JobSettings &job,
+int trainHere(std::vector<std::string> &programs, const rt::JobSettings &job,
               rt::Communicator *comm, const std::string &name) {
+  auto parse = [&](const std::string &bytes, const std::string &label) {
+    return rt::ParseProgram(
+        absl::Span<const uint8_t>(
+            reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size()),
+        label);
+  };
+  if (job.pipeline.stages > 1) {
+    rt::PipelineSpec spec;
+    spec.schedule = job.pipeline.schedule;
+    spec.stages = job.pipeline.stages;
+    spec.microBatches = job.pipeline.microBatches;
+    spec.actions = job.pipeline.actions;
+    spec.tiedParams = job.pipeline.tiedParams;
+    for (size_t i = 0; i < programs.size(); ++i) {
+      const rt::JobSettings::StageFile &f = job.pipeline.programs[i];
+      auto parsed = parse(programs[i], f.name);
+      if (!parsed.ok())
+        return fail(std::string(parsed.status().message()));
+      spec.parts.push_back({f.name, f.stage, f.chunk, *std::move(parsed)});
+    }
+    return rt::TrainOnThisRank(std::move(spec), job, comm, "veomni");
+  }
+  const std::string &program = programs.front();
   auto parsed = rt::ParseProgram(
       absl::Span<const uint8_t>(
           reinterpret_cast<const uint8_t *>(program.data()), program.size()),
@@ -195,7 +253,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
     int rank = (*comm)->Rank();
     if (int code = fitMesh(r, (*comm)->WorldSize(), rank == 0))
       return code;
-    std::string program;
+    std::vector<std::string> program;
     rt::JobSettings job;
     if (absl::Status s = compileJob(r, rank == 0, program, job); !s.ok()) {
       llvm::errs() << "veomni: error: rank " << rank << ": "
@@ -211,7 +269,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   const int64_t ranks = nproc ? nproc : r.parallel.meshSize();
   if (int code = fitMesh(r, ranks))
     return code;
-  std::string program;
+  std::vector<std::string> program;
   rt::JobSettings job;
   if (absl::Status s = compileJob(r, true, program, job); !s.ok())
     return fail(std::string(s.message()));
@@ -250,17 +308,23 @@ int runCompileRecipe(llvm::ArrayRef<const char *> args) {
   absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(rest, {});
   if (!recipe.ok())
     return fail(std::string(recipe.status().message()));
-  std::string program;
+  std::vector<std::string> program;
   rt::JobSettings job;
   if (absl::Status s = compileJob(*recipe, true, program, job); !s.ok())
     return fail(std::string(s.message()));
   if (absl::Status s = rt::WriteJob(output, job, program); !s.ok())
     return fail(std::string(s.message()));
+  size_t bytes = 0;
+  for (const std::string &p : program)
+    bytes += p.size();
+  std::string files = job.pipeline.stages > 1
+                          ? std::to_string(program.size()) + " stage programs"
+                          : std::string(rt::kJobProgram);
   llvm::outs() << job.summary << "\n"
                << "job for " << job.worldSize << " rank"
                << (job.worldSize > 1 ? "s (" + job.mesh + ")" : "") << " in "
-               << output << ": " << rt::kJobProgram << " (" << program.size()
-               << " bytes), " << rt::kJobManifest
+               << output << ": " << files << " (" << bytes << " bytes), "
+               << rt::kJobManifest
                << (job.config.empty() ? "" : ", config.json") << "\n"
                << "run it with: "
                << (job.worldSize > 1
