@@ -68,6 +68,47 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
   }
 }
 
+void mlir::veomni::addPipelinePasses(OpPassManager &pm,
+                                     const CompileOptions &options) {
+  const ParallelSection &mesh = options.parallel;
+  if (mesh.sp > 1) {
+    RepeatKVHeadsOptions r;
+    r.sp = mesh.sp;
+    pm.addPass(createRepeatKVHeads(r));
+  }
+  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
+  PipelineOptions po;
+  po.stages = mesh.pp;
+  po.chunksPerStage = mesh.ppChunks;
+  po.microBatches = options.accumulationSteps;
+  po.schedule = mesh.ppSchedule;
+  pm.addPass(createPipeline(po));
+  StageUpdateOptions su;
+  su.microBatches = options.accumulationSteps;
+  pm.addPass(createStageUpdate(su));
+  if (options.train) {
+    const TrainOptions &t = *options.train;
+    for (int64_t s = 0; s < mesh.pp; ++s) {
+      OptimizerOptions o;
+      o.funcName = "stage" + std::to_string(s) + "_update";
+      o.lr = t.lr;
+      o.beta1 = t.betas[0];
+      o.beta2 = t.betas[1];
+      o.epsilon = t.eps;
+      o.weightDecay = t.weightDecay;
+      o.maxGradNorm = t.maxGradNorm;
+      o.warmupSteps = t.warmupSteps;
+      o.totalSteps = t.steps;
+      o.minLrRatio = t.minLrRatio;
+      o.externalNorm = true;
+      pm.addPass(createOptimizer(o));
+    }
+  }
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createPropagateSharding());
+}
+
 FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
     ModuleOp module, const std::map<std::string, std::string> &placements,
     const CompileOptions &options) {
@@ -85,40 +126,7 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   out.chunksPerStage = mesh.ppChunks;
 
   PassManager pm(module.getContext());
-  if (mesh.sp > 1) {
-    RepeatKVHeadsOptions r;
-    r.sp = mesh.sp;
-    pm.addPass(createRepeatKVHeads(r));
-  }
-  pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
-  PipelineOptions po;
-  po.stages = mesh.pp;
-  po.chunksPerStage = mesh.ppChunks;
-  po.microBatches = out.microBatches;
-  po.schedule = mesh.ppSchedule;
-  pm.addPass(createPipeline(po));
-  StageUpdateOptions su;
-  su.microBatches = out.microBatches;
-  pm.addPass(createStageUpdate(su));
-  const TrainOptions &t = *options.train;
-  for (int64_t s = 0; s < mesh.pp; ++s) {
-    OptimizerOptions o;
-    o.funcName = "stage" + std::to_string(s) + "_update";
-    o.lr = t.lr;
-    o.beta1 = t.betas[0];
-    o.beta2 = t.betas[1];
-    o.epsilon = t.eps;
-    o.weightDecay = t.weightDecay;
-    o.maxGradNorm = t.maxGradNorm;
-    o.warmupSteps = t.warmupSteps;
-    o.totalSteps = t.steps;
-    o.minLrRatio = t.minLrRatio;
-    o.externalNorm = true;
-    pm.addPass(createOptimizer(o));
-  }
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
-  pm.addPass(createPropagateSharding());
+  addPipelinePasses(pm, options);
   pm.addPass(createPartition());
   pm.addPass(createPipelineBoundaries());
   pm.addPass(createLowerToVrt());

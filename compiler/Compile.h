@@ -96,6 +96,13 @@ struct PipelinePrograms {
   std::string summary; ///< one line about the programs
 };
 
+/// Adds the passes that turn a forward function into a pipeline's
+/// programs, shardings propagated: veomni-apply-recipe for the mesh (pp
+/// included), veomni-pipeline, veomni-stage-update and each stage's
+/// veomni-optimizer. What `veomni plan` reports on and compilePipeline
+/// partitions.
+void addPipelinePasses(OpPassManager &pm, const CompileOptions &options);
+
 /// Compiles a training step with pipeline stages: the forward split into
 /// chunks (veomni-pipeline), each chunk's forward and backward, and each
 /// stage's update and gradient-norm share (veomni-stage-update,

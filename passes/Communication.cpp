@@ -451,3 +451,71 @@ StepTraffic sharding::countCollectives(func::FuncOp func, const Mesh &mesh,
   });
   return traffic;
 }
+
+FailureOr<std::vector<StageTraffic>>
+mlir::veomni::sharding::analyzePipeline(ModuleOp module, int64_t microBatches,
+                                        const LinkModel &link) {
+  auto meshes = llvm::to_vector(module.getOps<dist::MeshOp>());
+  auto info = module->getAttrOfType<DictionaryAttr>(
+      dist::DistDialect::kPipelineAttrName);
+  if (meshes.size() != 1 || !info)
+    return module.emitError("analyzePipeline: not a pipelined module");
+  Mesh mesh(meshes.front().getMesh());
+  int64_t stages = cast<IntegerAttr>(info.get("stages")).getInt();
+  std::vector<StageTraffic> out(stages);
+  auto stageOf = [](func::FuncOp f) -> int64_t {
+    auto s = f->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName);
+    return s ? s.getInt() : -1;
+  };
+  for (auto func : module.getOps<func::FuncOp>()) {
+    int64_t s = stageOf(func);
+    if (s < 0 || s >= stages)
+      return func.emitError("analyzePipeline: a function of no stage");
+    FailureOr<StepTraffic> t = analyzeStep(func, mesh, link);
+    if (failed(t))
+      return failure();
+    double times =
+        func->hasAttr(dist::DistDialect::kChunkAttrName) ? microBatches : 1;
+    out[s].bytes += t->totalBytes() * times;
+    out[s].seconds += t->totalSeconds() * times;
+    out[s].flops += t->flops * times;
+  }
+  // An all-reduce of `bytes` over n ranks: the ring's volume.
+  auto allReduce = [&](StageTraffic &t, double bytes, double n) {
+    double sent = 2 * (n - 1) / n * bytes;
+    t.bytes += sent;
+    t.seconds += 2 * std::ceil(std::log2(n)) * link.interLatency +
+                 sent / link.interBandwidth;
+  };
+  // Tied parameters: the holders' f32 gradient sums.
+  if (auto tied = info.getAs<ArrayAttr>("tied_params"))
+    for (Attribute a : tied) {
+      StringRef name = cast<StringAttr>(a).getValue();
+      std::map<int64_t, double> holders; // stage -> local f32 bytes
+      for (auto func : module.getOps<func::FuncOp>()) {
+        auto role =
+            func->getAttrOfType<FunctionRoleAttr>(VeOmniDialect::kRoleAttrName);
+        if (!role || role.getValue() != FunctionRole::StageUpdate)
+          continue;
+        for (unsigned i = 0; i < func.getNumArguments(); ++i) {
+          auto p = func.getArgAttrOfType<StringAttr>(
+              i, VeOmniDialect::kParamAttrName);
+          if (!p || p.getValue() != name)
+            continue;
+          auto type = cast<RankedTensorType>(func.getArgument(i).getType());
+          auto layout =
+              Layout::fromAttr(func.getArgAttrOfType<dist::ShardingAttr>(
+                  i, dist::DistDialect::kShardingAttrName));
+          holders[stageOf(func)] =
+              double(localType(type, layout, mesh).getNumElements()) * 4;
+        }
+      }
+      for (auto [stage, bytes] : holders)
+        if (holders.size() > 1)
+          allReduce(out[stage], bytes, holders.size());
+    }
+  // The loss and the squared norm, over the stages.
+  for (StageTraffic &t : out)
+    allReduce(t, 8, stages);
+  return out;
+}

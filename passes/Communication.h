@@ -21,6 +21,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 namespace mlir::func {
 class FuncOp;
@@ -53,6 +54,21 @@ double opFlops(Operation *op);
 /// veomni-propagate-sharding (global shapes).
 FailureOr<StepTraffic> analyzeStep(func::FuncOp func, const Mesh &mesh,
                                    const LinkModel &link);
+
+/// One pipeline stage's traffic and FLOPs per rank and step.
+struct StageTraffic {
+  double bytes = 0, seconds = 0, flops = 0;
+};
+
+/// Per stage, what one rank sends in a step of the pipelined training step
+/// `module` (veomni-pipeline, veomni-stage-update and veomni-optimizer,
+/// propagated): every chunk function `microBatches` times, the stage's
+/// update and norm once, the tied parameters' f32 gradients all-reduced
+/// over the stages that hold them, and the step's loss and squared norm
+/// (two f32) all-reduced over the stages. This is what the runtime's
+/// communicator counts (runtime/train/Pipeline.cpp).
+FailureOr<std::vector<StageTraffic>>
+analyzePipeline(ModuleOp module, int64_t microBatches, const LinkModel &link);
 
 /// The traffic of the collectives in a partitioned `func` (local shapes),
 /// and of the ops that communicate inside (vocab-parallel cross entropy).

@@ -417,6 +417,21 @@ protected:
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? *std::move(t) : nullptr;
   }
+
+  /// What `veomni plan --report` says a rank of `stage` sends per step.
+  double plannedStageBytes(const ParallelSection &mesh, int stage) {
+    auto model = importHFConfig(context, config(), importOptions());
+    EXPECT_TRUE(model.ok());
+    ModuleOp module = *model->module;
+    PassManager pm(&context);
+    CompileOptions co = compileOptions(mesh);
+    addPipelinePasses(pm, co);
+    EXPECT_TRUE(succeeded(pm.run(module)));
+    auto traffic = sharding::analyzePipeline(module, co.accumulationSteps,
+                                             sharding::LinkModel{});
+    EXPECT_TRUE(succeeded(traffic));
+    return succeeded(traffic) ? (*traffic)[stage].bytes : -1;
+  }
 };
 
 /// sqrt(sum |a - b|^2 / sum |b|^2) over this stage's parameters and
@@ -457,6 +472,7 @@ TEST_P(Pipelines, TrainAsOneRank) {
   ASSERT_TRUE(many->InitParameters(kSeed).ok());
   ASSERT_TRUE(t1->InitState().ok() && many->InitState().ok());
   EXPECT_EQ(StageRelativeL2(many->Update(), *one), 0.0);
+  const double planned = plannedStageBytes(mesh, many->Stage());
   for (int64_t step = 1; step <= kSteps; ++step) {
     rt::StepMetrics want = Step(*one, *t1, step, plan.accumulation);
     for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
@@ -465,8 +481,12 @@ TEST_P(Pipelines, TrainAsOneRank) {
           rt::SyntheticBatch(many->Inputs(), kSeed * 1000003 + index).ok());
       ASSERT_TRUE(many->AddMicroBatch().ok());
     }
+    double before = comm->BytesSent();
     auto got = many->Step(step);
     ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(comm->BytesSent() - before, planned)
+        << "bytes sent by rank " << comm->Rank() << " (stage " << many->Stage()
+        << ") in step " << step;
     ExpectClose(got->loss, want.loss, "loss", step);
     ExpectClose(got->gradNorm, want.gradNorm, "grad_norm", step);
     EXPECT_EQ(got->lr, want.lr);

@@ -89,38 +89,18 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
                                       const Recipe &r) {
   int64_t micro =
       std::max<int64_t>(r.data.globalBatchSize / r.data.batchSize, 1);
-  auto build = [&](StringRef schedule) -> OwningOpRef<ModuleOp> {
-    OwningOpRef<ModuleOp> copy(module.clone());
+  // The programs the runtime runs (compilePipeline's), before partitioning:
+  // each chunk's forward and backward (ZB-H1's halves as they are), each
+  // stage's update and norm.
+  OwningOpRef<ModuleOp> copy(module.clone());
+  {
     PassManager pm(&context);
-    RepeatKVHeadsOptions repeat;
-    repeat.sp = r.parallel.sp;
-    pm.addPass(createRepeatKVHeads(repeat));
-    pm.addPass(createApplyRecipe(applyRecipeOptionsOf(r.parallel)));
-    PipelineOptions po;
-    po.stages = r.parallel.pp;
-    po.chunksPerStage = r.parallel.ppChunks;
-    po.microBatches = micro;
-    po.schedule = schedule.str();
-    pm.addPass(createPipeline(po));
-    pm.addPass(createPropagateSharding());
+    addPipelinePasses(pm, trainingOptionsOf(r));
     if (failed(pm.run(*copy)))
-      return nullptr;
-    return copy;
-  };
-  // The schedule's figures from the schedule asked for; the work, traffic
-  // and memory (the same whatever the order) from whole backwards, which
-  // count the expert exchanges a split backward shares between its halves
-  // once.
-  OwningOpRef<ModuleOp> scheduled = build(r.parallel.ppSchedule);
-  if (!scheduled)
-    return std::nullopt;
-  auto info =
-      (*scheduled)
-          ->getAttrOfType<DictionaryAttr>(dist::DistDialect::kPipelineAttrName);
-  OwningOpRef<ModuleOp> copy =
-      r.parallel.ppSchedule == "zb-h1" ? build("1f1b") : std::move(scheduled);
-  if (!copy)
-    return std::nullopt;
+      return std::nullopt;
+  }
+  auto info = (*copy)->getAttrOfType<DictionaryAttr>(
+      dist::DistDialect::kPipelineAttrName);
 
   sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
   sharding::LinkModel link;
@@ -138,12 +118,14 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
     return double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
   };
   for (auto func : copy->getOps<func::FuncOp>()) {
+    auto chunk =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName);
+    if (!chunk)
+      continue; // a stage's update and norm
     int64_t s =
         func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
             .getInt();
-    int64_t g =
-        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName)
-            .getInt();
+    int64_t g = chunk.getInt();
     StageFigures &f = stages[s];
     for (unsigned i = 0; i < func.getNumArguments(); ++i) {
       auto name =
@@ -160,39 +142,21 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
             dist::DistDialect::kKeptFromAttrName))
       if (f.keptChunks.insert(g).second)
         for (unsigned i = keptFrom.getInt(); i < func.getNumArguments(); ++i)
-          if (!func.getArgAttr(i, VeOmniDialect::kParamAttrName))
+          if (auto role = func.getArgAttrOfType<ArgumentRoleAttr>(
+                  i, VeOmniDialect::kRoleAttrName);
+              role && role.getValue() == ArgumentRole::Activation)
             f.kept += localBytes(func, i);
-    FailureOr<sharding::StepTraffic> t =
-        sharding::analyzeStep(func, mesh, link);
-    if (failed(t))
-      return std::nullopt;
-    f.bytes += t->totalBytes() * micro;
-    f.seconds += t->totalSeconds() * micro;
-    f.flops += t->flops * micro;
   }
-  // Tied parameters: each stage that reads one sums its gradient parts
-  // with the others (an all-reduce over those stages, once a step).
-  for (Attribute a : info.getAs<ArrayAttr>("tied_params")) {
-    StringRef name = cast<StringAttr>(a).getValue();
-    std::map<int64_t, double> holders; // stage -> local bytes
-    for (auto func : copy->getOps<func::FuncOp>()) {
-      if (func->hasAttr(dist::DistDialect::kKeptFromAttrName))
-        continue;
-      for (unsigned i = 0; i < func.getNumArguments(); ++i)
-        if (auto p = func.getArgAttrOfType<StringAttr>(
-                i, VeOmniDialect::kParamAttrName);
-            p && p.getValue() == name)
-          holders[func->getAttrOfType<IntegerAttr>(
-                          dist::DistDialect::kStageAttrName)
-                      .getInt()] = localBytes(func, i);
-    }
-    double n = holders.size();
-    for (auto [stage, bytes] : holders) {
-      double sent = 2 * (n - 1) / n * bytes;
-      stages[stage].bytes += sent;
-      stages[stage].seconds += 2 * std::ceil(std::log2(n)) * link.interLatency +
-                               sent / link.interBandwidth;
-    }
+  // Every program's collectives, the sends between stages, the tied
+  // gradients and the step's scalars: what the runtime counts.
+  FailureOr<std::vector<sharding::StageTraffic>> traffic =
+      sharding::analyzePipeline(*copy, micro, link);
+  if (failed(traffic))
+    return std::nullopt;
+  for (auto [s, t] : llvm::enumerate(*traffic)) {
+    stages[s].bytes = t.bytes;
+    stages[s].seconds = t.seconds;
+    stages[s].flops = t.flops;
   }
   PassManager lower(&context);
   lower.addPass(createPartition());
