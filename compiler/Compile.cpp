@@ -128,6 +128,9 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   PassManager pm(module.getContext());
   addPipelinePasses(pm, options);
   pm.addPass(createPartition());
+  PrefetchOptions prefetch;
+  prefetch.distance = mesh.prefetch;
+  pm.addPass(createPrefetch(prefetch));
   pm.addPass(createPipelineBoundaries());
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
@@ -213,6 +216,9 @@ FailureOr<std::string> mlir::veomni::compileModule(
   if (mesh.meshSize() > 1) {
     addShardingPasses(pm, mesh);
     pm.addPass(createPartition());
+    PrefetchOptions p;
+    p.distance = mesh.prefetch;
+    pm.addPass(createPrefetch(p));
   }
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());

@@ -45,6 +45,9 @@ struct CompileOptions {
   /// (veomni-apply-recipe), shardings propagated and the step partitioned
   /// into the one program every rank runs, its arguments and results
   /// marked with the slice each rank holds.
+  /// Its `prefetch` issues each all-gather of a parameter that many
+  /// gathers ahead of its use (veomni-prefetch; 0: where the partitioner
+  /// put it).
   ParallelSection parallel;
 };
 

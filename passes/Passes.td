@@ -186,6 +186,25 @@ def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
   ];
 }
 
+def Prefetch : Pass<"veomni-prefetch", "::mlir::ModuleOp"> {
+  let summary = "Issue the all-gathers of parameters ahead of their use";
+  let description = [{
+    After veomni-partition. The partitioner places an FSDP all-gather of a
+    parameter shard right before the op that reads it, so the kernels wait
+    for it at once. This pass issues the k-th all-gather of a function
+    argument right before the first reader of the (k - distance)-th: while
+    one layer computes, the next layer's weights arrive (on the
+    collectives' own thread, docs/runtime.md). Gathers keep their order
+    among themselves; the memory plan sees the gathered weights live that
+    much longer.
+  }];
+  let dependentDialects = ["::mlir::dist::DistDialect"];
+  let options = [
+    Option<"distance", "distance", "int64_t", /*default=*/"1",
+           "How many gathers ahead to issue each one (0: leave them)">,
+  ];
+}
+
 def StageUpdate : Pass<"veomni-stage-update", "::mlir::ModuleOp"> {
   let summary = "Give each pipeline stage its update and gradient-norm functions";
   let description = [{

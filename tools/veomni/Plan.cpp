@@ -160,6 +160,9 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
   }
   PassManager lower(&context);
   lower.addPass(createPartition());
+  PrefetchOptions prefetch;
+  prefetch.distance = r.parallel.prefetch;
+  lower.addPass(createPrefetch(prefetch));
   lower.addPass(createLowerToVrt());
   lower.addPass(createPlanMemory());
   if (failed(lower.run(*copy)))
@@ -337,6 +340,9 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   {
     PassManager pm(&context);
     pm.addPass(createPartition());
+    PrefetchOptions prefetch;
+    prefetch.distance = r.parallel.prefetch;
+    pm.addPass(createPrefetch(prefetch));
     if (failed(pm.run(module)))
       return fail(r.path + ": partitioning failed: " + diagnostic);
     if (!output.empty()) {
