@@ -83,6 +83,11 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
   po.microBatches = options.accumulationSteps;
   po.schedule = mesh.ppSchedule;
   pm.addPass(createPipeline(po));
+  // Before the optimizer, as for one program: CSE would merge the update's
+  // constants across parameters that are laid out differently (a tp column
+  // and a tp row weight of one shape).
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
   StageUpdateOptions su;
   su.microBatches = options.accumulationSteps;
   pm.addPass(createStageUpdate(su));
@@ -104,8 +109,6 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
       pm.addPass(createOptimizer(o));
     }
   }
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
   pm.addPass(createPropagateSharding());
 }
 

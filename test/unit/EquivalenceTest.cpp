@@ -500,17 +500,33 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "zb-h1"},
                       Plan{"qwen3_moe", 1, 2, 1, 1, 1, 2, 2, "1f1b"},
                       Plan{"omni_moe", 1, 2, 1, 1, 1, 2, 2, "zb-h1"},
-                      Plan{"llama4", 1, 2, 1, 1, 1, 4, 2, "interleaved"}),
+                      Plan{"llama4", 1, 2, 1, 1, 1, 4, 2, "interleaved"},
+                      // Stages with the other axes.
+                      Plan{"llama", 1, 1, 2, 1, 1, 4, 2, "1f1b"},
+                      Plan{"qwen2_vl", 1, 1, 1, 2, 1, 2, 2, "1f1b"},
+                      Plan{"qwen3_moe", 1, 1, 1, 1, 2, 2, 2, "zb-h1"}),
     [](const ::testing::TestParamInfo<Plan> &info) {
       std::ostringstream os;
       os << info.param;
       return os.str();
     });
 
+// Three axes on 8 ranks (ctest Equivalence.EightRanks).
+INSTANTIATE_TEST_SUITE_P(EightRanks, Pipelines,
+                         ::testing::Values(Plan{"llama", 1, 2, 2, 1, 1, 4, 2,
+                                                "zb-h1"}),
+                         [](const ::testing::TestParamInfo<Plan> &info) {
+                           std::ostringstream os;
+                           os << info.param;
+                           return os.str();
+                         });
+
 // A pipeline's checkpoint is the same as any plan's: 2 steps under pp 2 x
 // dp_shard 2, saved, 2 steps under dp_shard 4 from it, saved, and a last
 // step under the pipeline again, give the one-rank run's losses.
-TEST_P(Pipelines, CheckpointsResumeAcrossPlans) {
+class PipelineCheckpoints : public Pipelines {};
+
+TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
   const Plan &plan = GetParam();
   ParallelSection pipelined = meshOf(plan), fsdp = meshOf({"", 1, 4});
   std::unique_ptr<rt::Executor> one = build(ParallelSection{});
@@ -571,6 +587,16 @@ TEST_P(Pipelines, CheckpointsResumeAcrossPlans) {
   if (comm->Rank() == 0)
     std::filesystem::remove_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Schedules, PipelineCheckpoints,
+    ::testing::Values(Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b"},
+                      Plan{"omni_moe", 1, 2, 1, 1, 1, 2, 2, "zb-h1"}),
+    [](const ::testing::TestParamInfo<Plan> &info) {
+      std::ostringstream os;
+      os << info.param;
+      return os.str();
+    });
 
 INSTANTIATE_TEST_SUITE_P(
     Plans, Equivalence,
