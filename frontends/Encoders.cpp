@@ -132,12 +132,14 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
   // Batch inputs: patches flattened as the HF processor emits them, 2-D
   // (row, column) rope positions, and segments (one per image; per window
   // for Qwen2.5-VL's windowed blocks).
-  Value pixels = b.input("pixel_values", {patches, c.patchInputs()}, b.dtype());
-  Value positions = b.input("vision_position_ids", {2, 1, patches}, i32);
-  Value segments = b.input("vision_segment_ids", {1, patches}, i32);
-  Value windows = c.qwen25
-                      ? b.input("vision_window_segment_ids", {1, patches}, i32)
-                      : Value();
+  Value pixels =
+      b.packedInput("pixel_values", {patches, c.patchInputs()}, b.dtype(), 0);
+  Value positions =
+      b.packedInput("vision_position_ids", {2, 1, patches}, i32, 2);
+  Value segments = b.packedInput("vision_segment_ids", {1, patches}, i32, 1);
+  Value windows = c.qwen25 ? b.packedInput("vision_window_segment_ids",
+                                           {1, patches}, i32, 1)
+                           : Value();
 
   // Conv3d with stride == kernel over flattened patches is a matmul.
   locate(b, prefix + "patch_embed", ModuleKind::VisionPatchEmbed);
@@ -267,9 +269,10 @@ Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
 
   // Batch inputs: log-mel features of every audio clip laid end to end,
   // each frame's position inside its attention chunk, and the chunks.
-  Value features = b.input("input_features", {1, c.melBins, frames}, b.dtype());
-  Value positions = b.input("audio_position_ids", {steps}, i32);
-  Value segments = b.input("audio_segment_ids", {1, steps}, i32);
+  Value features =
+      b.packedInput("input_features", {1, c.melBins, frames}, b.dtype(), 2);
+  Value positions = b.packedInput("audio_position_ids", {steps}, i32, 0);
+  Value segments = b.packedInput("audio_segment_ids", {1, steps}, i32, 1);
 
   // The frontend convolves chunks of 2 * n_window frames independently
   // (zero padding at every chunk edge), with GELU whatever the config's

@@ -145,6 +145,14 @@ Value ModelBuilder::input(StringRef name, ArrayRef<int64_t> shape,
   return declare(name, RankedTensorType::get(shape, elementType), false);
 }
 
+Value ModelBuilder::packedInput(StringRef name, ArrayRef<int64_t> shape,
+                                Type elementType, int64_t packDim) {
+  Value v = input(name, shape, elementType);
+  if (v && packDim >= 0 && packDim < static_cast<int64_t>(shape.size()))
+    args.back().packDim = packDim;
+  return v;
+}
+
 Value ModelBuilder::tokenInput(StringRef name, ArrayRef<int64_t> shape,
                                Type elementType, int64_t batchDim) {
   Value v = input(name, shape, elementType);
@@ -468,6 +476,9 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
       func.setArgAttr(pos, VeOmniDialect::kTokenDimsAttrName,
                       opBuilder.getDenseI64ArrayAttr(
                           {args[i].tokenBatchDim, args[i].tokenBatchDim + 1}));
+    if (args[i].packDim >= 0)
+      func.setArgAttr(pos, VeOmniDialect::kPackDimAttrName,
+                      opBuilder.getI64IntegerAttr(args[i].packDim));
     if (!args[i].init.empty())
       func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
                       opBuilder.getStringAttr(args[i].init));

@@ -38,6 +38,8 @@ struct ArgumentInfo {
   std::string init = {};
   /// A token-aligned input's batch dimension (then the sequence), or -1.
   int64_t tokenBatchDim = -1;
+  /// An encoder input's packed-rows dimension (patches, frames), or -1.
+  int64_t packDim = -1;
 };
 
 class ModelBuilder {
@@ -72,6 +74,10 @@ public:
   Value input(StringRef name, ArrayRef<int64_t> shape, Type elementType);
   /// A token-aligned batch input (ids, labels, positions): dimensions
   /// `batchDim` and `batchDim + 1` are the batch and the sequence.
+  /// An encoder input packed across the batch: dimension `packDim`
+  /// enumerates its patches or frames (veomni.pack_dim).
+  Value packedInput(StringRef name, ArrayRef<int64_t> shape, Type elementType,
+                    int64_t packDim);
   Value tokenInput(StringRef name, ArrayRef<int64_t> shape, Type elementType,
                    int64_t batchDim = 0);
   const std::vector<ArgumentInfo> &arguments() const { return args; }

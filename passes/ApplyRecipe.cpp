@@ -10,8 +10,10 @@
 // different tokens of a replica (dp_shard, sp, and ep for non-experts), on
 // the first dimension that divides (ZeRO-3); HSDP's dp_replicate keeps
 // replicas. Text batch inputs [B, S]: B on (dp_replicate, dp_shard), S on
-// sp (Ulysses); encoder inputs stay whole; with experts split on ep, the ep
-// ranks take different batches too, as in VeOmni. Optimizer states
+// sp (Ulysses); encoder inputs packed across the batch (veomni.pack_dim)
+// over all of those axes that divide the pack, so each rank runs the
+// encoders on its share; with experts split on ep, the ep ranks take
+// different batches too, as in VeOmni. Optimizer states
 // (veomni-optimizer) take their parameter's sharding. Batch dimensions get
 // priority p0 and parameters p1, so that in propagation the data-parallel axes
 // go to the batch and a parameter's FSDP split is undone (all-gathered) before
@@ -126,15 +128,36 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
         } else if (auto tokenDims = func.getArgAttrOfType<DenseI64ArrayAttr>(
                        i, VeOmniDialect::kTokenDimsAttrName)) {
           // [B, S] batches, or [3, B, S] multimodal positions, as the
-          // importer declared. Encoder inputs (patches, mel frames, their
-          // positions) are packed across the batch and stay whole: every
-          // rank runs the encoders on the pack and keeps its own tokens'
-          // embeddings.
+          // importer declared.
           int64_t batchDim = tokenDims[0];
           dims[batchDim] = {"dp_replicate", "dp_shard"};
           if (expertParallel)
             dims[batchDim].push_back("ep");
           dims[batchDim + 1].push_back("sp");
+        } else if (auto packDim = func.getArgAttrOfType<IntegerAttr>(
+                       i, VeOmniDialect::kPackDimAttrName)) {
+          // Encoder inputs (patches, mel frames, their positions and
+          // segments) are packed across the batch: the ranks that hold
+          // different tokens split the pack, so each runs the encoders on
+          // its share (attention moves the split onto the heads, as
+          // Ulysses does, or gathers where they do not divide), and the
+          // embeddings are gathered where the tokens take them. Equal
+          // shares of patches are equal shares of the work. As many of the
+          // axes as divide the pack.
+          SmallVector<StringRef> group;
+          for (StringRef a : {"dp_replicate", "dp_shard", "ep", "sp"})
+            if (size[a] > 1 && (a != "ep" || expertParallel))
+              group.push_back(a);
+          int64_t d = packDim.getInt();
+          for (size_t n = group.size(); n > 0; --n) {
+            int64_t split = 1;
+            for (StringRef a : ArrayRef<StringRef>(group).take_front(n))
+              split *= size[a];
+            if (type.getDimSize(d) % split == 0) {
+              dims[d].append(group.begin(), group.begin() + n);
+              break;
+            }
+          }
         }
         auto state =
             func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kStateAttrName);

@@ -13,7 +13,8 @@ def ApplyRecipe : Pass<"veomni-apply-recipe", "::mlir::ModuleOp"> {
     input a `dist.sharding` on its global shape: column/vocab splits on tp
     on dim 0, row splits on dim 1, experts on ep, FSDP (ZeRO-3) on dp_shard,
     sp and (for non-experts under expert parallelism) ep
-    where it divides, batches on the data-parallel axes and sequences on sp.
+    where it divides, batches on the data-parallel axes and sequences on sp,
+    encoder packs (`veomni.pack_dim`) over as many of those axes as divide.
     A size that does not divide is an error naming the argument, the
     dimension and the axes.
   }];

@@ -140,6 +140,20 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << attr.getValue();
     return success();
   }
+  if (name == kPackDimAttrName) {
+    auto dim = dyn_cast<IntegerAttr>(attr.getValue());
+    Region &region = op->getRegion(regionIndex);
+    int64_t rank = -1;
+    if (!region.empty() && argIndex < region.getNumArguments())
+      if (auto t = dyn_cast<RankedTensorType>(
+              region.getArgument(argIndex).getType()))
+        rank = t.getRank();
+    if (!dim || dim.getInt() < 0 || (rank >= 0 && dim.getInt() >= rank))
+      return op->emitError("'")
+             << name << "' on argument #" << argIndex
+             << " must be one of its dimensions, got " << attr.getValue();
+    return success();
+  }
   if (name != kParamAttrName && name != kInputAttrName &&
       name != kStateAttrName && name != kPlacementAttrName &&
       name != kInitAttrName && name != kInitFromAttrName &&

@@ -65,6 +65,13 @@ def VeOmni_Dialect : Dialect {
     /// frames) are packed across the batch and stay whole.
     static constexpr ::llvm::StringLiteral kTokenDimsAttrName =
         "veomni.token_dims";
+    /// Argument attribute on an encoder input packed across the batch
+    /// (image patches, mel frames, their positions and segments): the
+    /// dimension that enumerates the packed rows (an i64), declared by the
+    /// importer. Data parallelism splits it, so that each rank runs the
+    /// encoders on its share of the pack.
+    static constexpr ::llvm::StringLiteral kPackDimAttrName =
+        "veomni.pack_dim";
   }];
 }
 

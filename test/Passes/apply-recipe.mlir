@@ -45,3 +45,20 @@ func.func @moe(%experts: tensor<8x6x4xf32> {veomni.param = "experts", veomni.pla
                %ids: tensor<8x16xi32> {veomni.input = "input_ids", veomni.token_dims = array<i64: 0, 1>}) {
   return
 }
+
+// -----
+
+// Encoder inputs packed across the batch (patches, their positions): the
+// ranks that hold different tokens split the pack (dp_shard then sp, as
+// many as divide), so each runs the encoders on its share.
+// CHECK-LABEL: func.func @vision
+// CHECK-SAME: %{{.*}}: tensor<16x96xf32> {dist.sharding = #dist.sharding<@mesh, [{"dp_shard", "sp"}p0, {}]>, veomni.input = "pixel_values", veomni.pack_dim = 0 : i64}
+// CHECK-SAME: %{{.*}}: tensor<2x1x16xi32> {dist.sharding = #dist.sharding<@mesh, [{}, {}, {"dp_shard", "sp"}p0]>, veomni.input = "vision_position_ids", veomni.pack_dim = 2 : i64}
+// CHECK-SAME: %{{.*}}: tensor<1x6xi32> {dist.sharding = #dist.sharding<@mesh, [{}, {"dp_shard"}p0]>, veomni.input = "audio_segment_ids", veomni.pack_dim = 1 : i64}
+// CHECK-SAME: %{{.*}}: tensor<1x3xi32> {dist.sharding = #dist.sharding<@mesh, [{}, {}]>, veomni.input = "odd", veomni.pack_dim = 1 : i64}
+func.func @vision(%pixels: tensor<16x96xf32> {veomni.input = "pixel_values", veomni.pack_dim = 0 : i64},
+                  %pos: tensor<2x1x16xi32> {veomni.input = "vision_position_ids", veomni.pack_dim = 2 : i64},
+                  %seg: tensor<1x6xi32> {veomni.input = "audio_segment_ids", veomni.pack_dim = 1 : i64},
+                  %odd: tensor<1x3xi32> {veomni.input = "odd", veomni.pack_dim = 1 : i64}) {
+  return
+}
