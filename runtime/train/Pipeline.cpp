@@ -17,6 +17,7 @@
 #include <cstring>
 #include <deque>
 #include <set>
+#include <tuple>
 
 namespace veomni::rt {
 namespace {
@@ -50,6 +51,109 @@ absl::StatusOr<Action> ParseAction(const std::string &text) {
                      "' is not one of F/B/BI/BW m c "
                      "or SA/RA/SG/RG m c stage"));
   return a;
+}
+
+/// Checks every stage's action list before anything runs: each forward
+/// and backward of its chunks once per micro-batch, each receive matched
+/// by the peer's send, and, running them with sends that never wait and
+/// receives that wait for their send, no stage left waiting forever. A
+/// damaged manifest is an error naming the action, never a hang.
+absl::Status ValidateSchedule(const std::vector<std::vector<Action>> &lists,
+                              const std::vector<std::vector<std::string>> &text,
+                              int64_t stages, int64_t chunks, int64_t micro) {
+  auto bad = [&](size_t s, size_t i, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pipeline action '", text[s][i], "' of stage ", s, ": ", why));
+  };
+  // (kind, micro-batch, chunk) -> done
+  std::set<std::tuple<int, int64_t, int64_t>> done;
+  for (size_t s = 0; s < lists.size(); ++s)
+    for (size_t i = 0; i < lists[s].size(); ++i) {
+      const Action &a = lists[s][i];
+      if (a.micro < 0 || a.micro >= micro || a.chunk < 0 || a.chunk >= chunks ||
+          a.chunk % stages != static_cast<int64_t>(s))
+        return bad(s, i, "not a micro-batch and chunk of this stage");
+      if (a.kind >= Action::SA &&
+          (a.peer < 0 || a.peer >= stages || a.peer == int64_t(s)))
+        return bad(s, i, "names no other stage");
+      if (!done.insert({a.kind, a.micro, a.chunk}).second)
+        return bad(s, i, "appears twice");
+    }
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t m = 0; m < micro; ++m)
+      if (!done.count({Action::F, m, c}) ||
+          !(done.count({Action::B, m, c}) ||
+            (done.count({Action::BI, m, c}) && done.count({Action::BW, m, c}))))
+        return absl::InvalidArgumentError(
+            absl::StrCat("the pipeline's actions miss the forward or "
+                         "backward of micro-batch ",
+                         m, " through chunk ", c));
+  // Within a stage: what each action needs comes first.
+  for (size_t s = 0; s < lists.size(); ++s) {
+    std::set<std::tuple<int, int64_t, int64_t>> before;
+    for (size_t i = 0; i < lists[s].size(); ++i) {
+      const Action &a = lists[s][i];
+      auto need = [&](Action::Kind k, const char *name) -> absl::Status {
+        if (before.count({k, a.micro, a.chunk}))
+          return absl::OkStatus();
+        return bad(s, i,
+                   absl::StrCat("comes before what it needs (", name, " ",
+                                a.micro, " ", a.chunk, ")"));
+      };
+      absl::Status ok = absl::OkStatus();
+      switch (a.kind) {
+      case Action::F:
+        if (a.chunk > 0)
+          ok = need(Action::RA, "RA");
+        break;
+      case Action::B:
+      case Action::BI:
+        ok = need(Action::F, "F");
+        if (ok.ok() && a.chunk < chunks - 1)
+          ok = need(Action::RG, "RG");
+        break;
+      case Action::BW:
+        ok = need(Action::BI, "BI");
+        break;
+      case Action::SA:
+        ok = need(Action::F, "F");
+        break;
+      case Action::SG:
+        ok = before.count({Action::B, a.micro, a.chunk})
+                 ? absl::OkStatus()
+                 : need(Action::BI, "BI");
+        break;
+      default:
+        break;
+      }
+      VEOMNI_RETURN_IF_ERROR(ok);
+      before.insert({a.kind, a.micro, a.chunk});
+    }
+  }
+  // Run it: a receive waits for its send, sends never wait.
+  std::set<std::tuple<int, int64_t, int64_t>> sent;
+  std::vector<size_t> next(lists.size(), 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (size_t s = 0; s < lists.size(); ++s)
+      while (next[s] < lists[s].size()) {
+        const Action &a = lists[s][next[s]];
+        if (a.kind == Action::RA &&
+            !sent.count({Action::SA, a.micro, a.chunk - 1}))
+          break;
+        if (a.kind == Action::RG &&
+            !sent.count({Action::SG, a.micro, a.chunk + 1}))
+          break;
+        if (a.kind == Action::SA || a.kind == Action::SG)
+          sent.insert({a.kind, a.micro, a.chunk});
+        ++next[s];
+        progress = true;
+      }
+  }
+  for (size_t s = 0; s < lists.size(); ++s)
+    if (next[s] < lists[s].size())
+      return bad(s, next[s], "waits for a send no stage makes");
+  return absl::OkStatus();
 }
 
 /// The arguments or outputs named `prefix`0, `prefix`1, ... in order.
@@ -168,10 +272,13 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
                           SubCommunicator::Create(world, stageRanks));
   VEOMNI_ASSIGN_OR_RETURN(m.ppGroup, world.AddGroup("pp", ppRanks));
   VEOMNI_ASSIGN_OR_RETURN(m.worldGroup, world.AddGroup("world", all));
-  for (const std::string &text : spec.actions[m.stage]) {
-    VEOMNI_ASSIGN_OR_RETURN(Action a, ParseAction(text));
-    m.actions.push_back(a);
-  }
+  std::vector<std::vector<Action>> lists(spec.actions.size());
+  for (size_t s = 0; s < spec.actions.size(); ++s)
+    for (const std::string &text : spec.actions[s]) {
+      VEOMNI_ASSIGN_OR_RETURN(Action a, ParseAction(text));
+      lists[s].push_back(a);
+    }
+  m.actions = lists[m.stage];
 
   // The batch's inputs: every stage program's, whole, with the largest
   // index bound any of them declares.
@@ -204,6 +311,8 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
       inputs.arguments.push_back(d);
     }
   }
+  VEOMNI_RETURN_IF_ERROR(ValidateSchedule(lists, spec.actions, spec.stages,
+                                          m.chunks, spec.microBatches));
   VEOMNI_ASSIGN_OR_RETURN(t->inputs_, Executor::Create(std::move(inputs)));
   m.Inputs = t->inputs_.get();
 
