@@ -26,6 +26,21 @@ mlir::veomni::applyRecipeOptionsOf(const ParallelSection &mesh) {
   return o;
 }
 
+/// veomni-optimizer's options for a recipe's train section.
+static OptimizerOptions optimizerOptionsOf(const TrainOptions &t) {
+  OptimizerOptions o;
+  o.lr = t.lr;
+  o.beta1 = t.betas[0];
+  o.beta2 = t.betas[1];
+  o.epsilon = t.eps;
+  o.weightDecay = t.weightDecay;
+  o.maxGradNorm = t.maxGradNorm;
+  o.warmupSteps = t.warmupSteps;
+  o.totalSteps = t.steps;
+  o.minLrRatio = t.minLrRatio;
+  return o;
+}
+
 void mlir::veomni::addShardingPasses(OpPassManager &pm,
                                      const ParallelSection &mesh) {
   pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
@@ -52,17 +67,7 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
     pm.addPass(createRemat(r));
   }
   if (options.train) {
-    const TrainOptions &t = *options.train;
-    OptimizerOptions o;
-    o.lr = t.lr;
-    o.beta1 = t.betas[0];
-    o.beta2 = t.betas[1];
-    o.epsilon = t.eps;
-    o.weightDecay = t.weightDecay;
-    o.maxGradNorm = t.maxGradNorm;
-    o.warmupSteps = t.warmupSteps;
-    o.totalSteps = t.steps;
-    o.minLrRatio = t.minLrRatio;
+    OptimizerOptions o = optimizerOptionsOf(*options.train);
     o.accumulationSteps = options.accumulationSteps;
     pm.addPass(createOptimizer(o));
   }
@@ -91,24 +96,13 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
   StageUpdateOptions su;
   su.microBatches = options.accumulationSteps;
   pm.addPass(createStageUpdate(su));
-  if (options.train) {
-    const TrainOptions &t = *options.train;
+  if (options.train)
     for (int64_t s = 0; s < mesh.pp; ++s) {
-      OptimizerOptions o;
+      OptimizerOptions o = optimizerOptionsOf(*options.train);
       o.funcName = "stage" + std::to_string(s) + "_update";
-      o.lr = t.lr;
-      o.beta1 = t.betas[0];
-      o.beta2 = t.betas[1];
-      o.epsilon = t.eps;
-      o.weightDecay = t.weightDecay;
-      o.maxGradNorm = t.maxGradNorm;
-      o.warmupSteps = t.warmupSteps;
-      o.totalSteps = t.steps;
-      o.minLrRatio = t.minLrRatio;
       o.externalNorm = true;
       pm.addPass(createOptimizer(o));
     }
-  }
   pm.addPass(createPropagateSharding());
 }
 

@@ -123,14 +123,18 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << " must be an argument role, got " << attr.getValue();
     return success();
   }
-  if (name == kTokenDimsAttrName) {
-    auto dims = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+  // The argument's rank, or -1 when it is not a ranked tensor.
+  auto argRank = [&]() -> int64_t {
     Region &region = op->getRegion(regionIndex);
-    int64_t rank = -1;
     if (!region.empty() && argIndex < region.getNumArguments())
       if (auto t = dyn_cast<RankedTensorType>(
               region.getArgument(argIndex).getType()))
-        rank = t.getRank();
+        return t.getRank();
+    return -1;
+  };
+  if (name == kTokenDimsAttrName) {
+    auto dims = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+    int64_t rank = argRank();
     if (!dims || dims.size() != 2 || dims[0] < 0 || dims[1] <= dims[0] ||
         (rank >= 0 && dims[1] >= rank))
       return op->emitError("'")
@@ -142,12 +146,7 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
   }
   if (name == kPackDimAttrName) {
     auto dim = dyn_cast<IntegerAttr>(attr.getValue());
-    Region &region = op->getRegion(regionIndex);
-    int64_t rank = -1;
-    if (!region.empty() && argIndex < region.getNumArguments())
-      if (auto t = dyn_cast<RankedTensorType>(
-              region.getArgument(argIndex).getType()))
-        rank = t.getRank();
+    int64_t rank = argRank();
     if (!dim || dim.getInt() < 0 || (rank >= 0 && dim.getInt() >= rank))
       return op->emitError("'")
              << name << "' on argument #" << argIndex

@@ -426,23 +426,7 @@ absl::Status PipelineTrainer::LoadWeights(const std::string &path) {
 }
 
 absl::Status PipelineTrainer::InitState() {
-  for (const ArgumentDesc &a : update_->program().arguments) {
-    if (a.kind != ArgumentKind::State)
-      continue;
-    std::optional<HostTensor> source;
-    if (!a.initFrom.empty()) {
-      const ArgumentDesc *from = update_->program().FindArgument(a.initFrom);
-      VEOMNI_ASSIGN_OR_RETURN(source, update_->ReadHost(from->buffer));
-    }
-    VEOMNI_RETURN_IF_ERROR(
-        update_->Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
-          if (source)
-            return CopyConvert(source->view, v);
-          std::memset(v.data, 0, v.bytes());
-          return absl::OkStatus();
-        }));
-  }
-  return absl::OkStatus();
+  return InitOptimizerState(*update_);
 }
 
 absl::Status PipelineTrainer::AddMicroBatch() {

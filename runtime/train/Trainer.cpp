@@ -6,6 +6,8 @@
 #include "runtime/support/Status.h"
 #include "runtime/train/Checkpoint.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -32,17 +34,21 @@ absl::StatusOr<Trainer> Trainer::Create(Executor &executor) {
   return t;
 }
 
-absl::Status Trainer::InitState() {
-  for (const ArgumentDesc &a : executor_->program().arguments) {
+absl::Status InitOptimizerState(Executor &executor) {
+  for (const ArgumentDesc &a : executor.program().arguments) {
     if (a.kind != ArgumentKind::State)
       continue;
     std::optional<HostTensor> source;
     if (!a.initFrom.empty()) {
-      const ArgumentDesc *from = executor_->program().FindArgument(a.initFrom);
-      VEOMNI_ASSIGN_OR_RETURN(source, executor_->ReadHost(from->buffer));
+      const ArgumentDesc *from = executor.program().FindArgument(a.initFrom);
+      if (!from)
+        return absl::InvalidArgumentError(
+            absl::StrCat("state '", a.name, "' starts from '", a.initFrom,
+                         "', which the program does not have"));
+      VEOMNI_ASSIGN_OR_RETURN(source, executor.ReadHost(from->buffer));
     }
     VEOMNI_RETURN_IF_ERROR(
-        executor_->Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
+        executor.Edit(a.buffer, [&](const TensorView &v) -> absl::Status {
           if (source)
             return CopyConvert(source->view, v);
           std::memset(v.data, 0, v.bytes());
@@ -51,6 +57,8 @@ absl::Status Trainer::InitState() {
   }
   return absl::OkStatus();
 }
+
+absl::Status Trainer::InitState() { return InitOptimizerState(*executor_); }
 
 namespace {
 /// Stores `value` as element 0 of `buffer`.

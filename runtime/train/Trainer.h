@@ -27,6 +27,11 @@ struct StepMetrics {
   double loss = 0, gradNorm = 0, lr = 0;
 };
 
+/// Optimizer moments to zero, f32 masters to copies of their parameters,
+/// for every state argument of `executor`'s program (a training step or a
+/// pipeline stage's update). Call after the parameters are filled.
+absl::Status InitOptimizerState(Executor &executor);
+
 class Trainer {
 public:
   /// Fails unless `executor` runs a training program (a `step` input, the

@@ -68,6 +68,13 @@ std::ostream &operator<<(std::ostream &os, const Plan &p) {
                          : "");
 }
 
+/// A test's name: its plan.
+std::string PlanName(const ::testing::TestParamInfo<Plan> &info) {
+  std::ostringstream os;
+  os << info.param;
+  return os.str();
+}
+
 constexpr int64_t kSteps = 5;
 constexpr uint64_t kSeed = 7;
 
@@ -459,6 +466,21 @@ double StageRelativeL2(rt::Executor &update, rt::Executor &serial) {
   return std::sqrt(diff / std::max(norm, 1e-30));
 }
 
+/// One optimizer step of a pipeline: the same micro-batches as Step's.
+absl::StatusOr<rt::StepMetrics>
+PipelineStep(rt::PipelineTrainer &t, int64_t step, int64_t accumulation) {
+  for (int64_t micro = 0; micro < accumulation; ++micro) {
+    int64_t index = (step - 1) * accumulation + micro;
+    if (absl::Status s =
+            rt::SyntheticBatch(t.Inputs(), kSeed * 1000003 + index);
+        !s.ok())
+      return s;
+    if (absl::Status s = t.AddMicroBatch(); !s.ok())
+      return s;
+  }
+  return t.Step(step);
+}
+
 TEST_P(Pipelines, TrainAsOneRank) {
   const Plan &plan = GetParam();
   ParallelSection mesh = meshOf(plan);
@@ -475,14 +497,8 @@ TEST_P(Pipelines, TrainAsOneRank) {
   const double planned = plannedStageBytes(mesh, many->Stage());
   for (int64_t step = 1; step <= kSteps; ++step) {
     rt::StepMetrics want = Step(*one, *t1, step, plan.accumulation);
-    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
-      int64_t index = (step - 1) * plan.accumulation + micro;
-      ASSERT_TRUE(
-          rt::SyntheticBatch(many->Inputs(), kSeed * 1000003 + index).ok());
-      ASSERT_TRUE(many->AddMicroBatch().ok());
-    }
     double before = comm->BytesSent();
-    auto got = many->Step(step);
+    auto got = PipelineStep(*many, step, plan.accumulation);
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(comm->BytesSent() - before, planned)
         << "bytes sent by rank " << comm->Rank() << " (stage " << many->Stage()
@@ -505,21 +521,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"llama", 1, 1, 2, 1, 1, 4, 2, "1f1b"},
                       Plan{"qwen2_vl", 1, 1, 1, 2, 1, 2, 2, "1f1b"},
                       Plan{"qwen3_moe", 1, 1, 1, 1, 2, 2, 2, "zb-h1"}),
-    [](const ::testing::TestParamInfo<Plan> &info) {
-      std::ostringstream os;
-      os << info.param;
-      return os.str();
-    });
+    PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).
 INSTANTIATE_TEST_SUITE_P(EightRanks, Pipelines,
                          ::testing::Values(Plan{"llama", 1, 2, 2, 1, 1, 4, 2,
                                                 "zb-h1"}),
-                         [](const ::testing::TestParamInfo<Plan> &info) {
-                           std::ostringstream os;
-                           os << info.param;
-                           return os.str();
-                         });
+                         PlanName);
 
 // A pipeline's checkpoint is the same as any plan's: 2 steps under pp 2 x
 // dp_shard 2, saved, 2 steps under dp_shard 4 from it, saved, and a last
@@ -541,12 +549,7 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
   ASSERT_TRUE(a->InitParameters(kSeed).ok());
   ASSERT_TRUE(t1->InitState().ok() && a->InitState().ok());
   auto pipelineStep = [&](rt::PipelineTrainer &t, int64_t step) {
-    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
-      int64_t index = (step - 1) * plan.accumulation + micro;
-      EXPECT_TRUE(rt::SyntheticBatch(t.Inputs(), kSeed * 1000003 + index).ok());
-      EXPECT_TRUE(t.AddMicroBatch().ok());
-    }
-    auto r = t.Step(step);
+    auto r = PipelineStep(t, step, plan.accumulation);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : rt::StepMetrics{};
   };
@@ -592,11 +595,7 @@ INSTANTIATE_TEST_SUITE_P(
     Schedules, PipelineCheckpoints,
     ::testing::Values(Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b"},
                       Plan{"omni_moe", 1, 2, 1, 1, 1, 2, 2, "zb-h1"}),
-    [](const ::testing::TestParamInfo<Plan> &info) {
-      std::ostringstream os;
-      os << info.param;
-      return os.str();
-    });
+    PlanName);
 
 INSTANTIATE_TEST_SUITE_P(
     Plans, Equivalence,
@@ -611,21 +610,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Plan{"qwen2", 2, 2},
                       // sp 4 over 2 kv heads: repeated up to 4.
                       Plan{"llama", 1, 1, 1, 4}),
-    [](const ::testing::TestParamInfo<Plan> &info) {
-      std::ostringstream os;
-      os << info.param;
-      return os.str();
-    });
+    PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).
 INSTANTIATE_TEST_SUITE_P(EightRanks, Equivalence,
                          ::testing::Values(Plan{"llama", 1, 2, 2, 2},
                                            Plan{"qwen3_moe", 1, 2, 1, 2, 2}),
-                         [](const ::testing::TestParamInfo<Plan> &info) {
-                           std::ostringstream os;
-                           os << info.param;
-                           return os.str();
-                         });
+                         PlanName);
 
 // A checkpoint is the same whatever the plan: 3 steps under dp_shard 4,
 // saved, resumed under sp 2 x dp_shard 2 for 2 more steps, gives the
