@@ -75,7 +75,8 @@ public:
   /// this way, so two stages that send to each other never deadlock.
   virtual absl::Status StartSend(uint32_t group, const TensorView &in,
                                  int peer) = 0;
-  /// Returns once every send StartSend began has been received.
+  /// Returns once every send StartSend began is complete (its buffer may
+  /// be reused; the receiver may not have it yet).
   virtual absl::Status WaitSends() = 0;
   /// Every rank's `buffer` becomes the one of group rank `root`.
   virtual absl::Status Broadcast(uint32_t group, const TensorView &buffer,

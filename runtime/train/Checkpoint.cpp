@@ -100,9 +100,14 @@ absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
     fs::rename(dir, old, ec);
   if (!ec)
     fs::rename(tmp, dir, ec);
-  if (ec)
+  if (ec) {
+    // The previous checkpoint goes back where it was.
+    std::error_code back;
+    if (replace && !fs::exists(dir, back))
+      fs::rename(old, dir, back);
     return failed(absl::DataLossError(absl::StrCat(
         dir, ": cannot move the checkpoint into place: ", ec.message())));
+  }
   if (replace)
     fs::remove_all(old, ec);
   return absl::OkStatus();
@@ -128,6 +133,13 @@ ReadCheckpoint(const std::string &dir,
   };
   int64_t step = 0;
   uint64_t recorded = 0;
+  if (!metadata.count(kHashKey) && metadata.count("veomni.checksum"))
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir,
+        ": written by an earlier veomni (veomni.checksum), whose "
+        "checksum depends on one program's order: its weights load "
+        "(--model.weights ",
+        dir, "), a resume needs a checkpoint written since"));
   if (!absl::SimpleAtoi(metadata["veomni.step"], &step) ||
       !absl::SimpleAtoi(metadata[kHashKey], &recorded))
     return bad(optimizerPath,

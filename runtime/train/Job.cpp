@@ -236,6 +236,10 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
       if (f.stage >= p.stages)
         return bad(absl::StrCat("pipeline program '", f.name, "' is on stage ",
                                 f.stage, " of ", p.stages));
+      if (f.chunk > (int64_t(1) << 20) ||
+          (f.chunk >= 0 && f.chunk % p.stages != f.stage))
+        return bad(absl::StrCat("pipeline program '", f.name, "': chunk ",
+                                f.chunk, " is not one of stage ", f.stage));
       p.programs.push_back(std::move(f));
     }
     VEOMNI_ASSIGN_OR_RETURN(

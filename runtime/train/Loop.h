@@ -35,7 +35,9 @@ public:
   virtual ~StepRunner() = default;
   virtual int Rank() const = 0;
   virtual int WorldSize() const = 0;
-  /// Seconds in collectives, and of those the ones compute did not hide.
+  /// Seconds in collectives, and of those the ones compute did not hide
+  /// (a pipeline stage counts all of them as waited: its receives block,
+  /// and its programs' hidden share is not measured yet).
   virtual double CommSeconds() const = 0;
   virtual double CommWaitSeconds() const = 0;
   /// Where a micro-batch's inputs go (whole tensors, as every rank makes

@@ -73,12 +73,25 @@ absl::Status ValidateSchedule(const std::vector<std::vector<Action>> &lists,
       if (a.micro < 0 || a.micro >= micro || a.chunk < 0 || a.chunk >= chunks ||
           a.chunk % stages != static_cast<int64_t>(s))
         return bad(s, i, "not a micro-batch and chunk of this stage");
-      if (a.kind >= Action::SA &&
-          (a.peer < 0 || a.peer >= stages || a.peer == int64_t(s)))
-        return bad(s, i, "names no other stage");
+      // Activations go to the next chunk's stage and come from the
+      // previous one's; cotangents the other way.
+      if (a.kind >= Action::SA) {
+        int64_t other = a.kind == Action::SA || a.kind == Action::RG
+                            ? a.chunk + 1
+                            : a.chunk - 1;
+        if (other < 0 || other >= chunks || a.peer != other % stages)
+          return bad(s, i, "names the wrong stage");
+      }
       if (!done.insert({a.kind, a.micro, a.chunk}).second)
         return bad(s, i, "appears twice");
     }
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t m = 0; m < micro; ++m)
+      if (done.count({Action::B, m, c}) &&
+          (done.count({Action::BI, m, c}) || done.count({Action::BW, m, c})))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the pipeline's actions run micro-batch ", m, " through chunk ", c,
+            " backward twice (whole and split)"));
   for (int64_t c = 0; c < chunks; ++c)
     for (int64_t m = 0; m < micro; ++m)
       if (!done.count({Action::F, m, c}) ||
@@ -130,22 +143,31 @@ absl::Status ValidateSchedule(const std::vector<std::vector<Action>> &lists,
       before.insert({a.kind, a.micro, a.chunk});
     }
   }
-  // Run it: a receive waits for its send, sends never wait.
-  std::set<std::tuple<int, int64_t, int64_t>> sent;
+  // Run it: sends never wait; a receive waits for the next message from
+  // its peer, which must be the one it expects (messages between two
+  // stages arrive in the order they were sent, whatever they carry).
+  std::map<std::pair<int64_t, int64_t>, std::deque<std::pair<int64_t, int64_t>>>
+      channels; // (from, to) -> (micro-batch, chunk the receiver runs)
   std::vector<size_t> next(lists.size(), 0);
   for (bool progress = true; progress;) {
     progress = false;
     for (size_t s = 0; s < lists.size(); ++s)
       while (next[s] < lists[s].size()) {
         const Action &a = lists[s][next[s]];
-        if (a.kind == Action::RA &&
-            !sent.count({Action::SA, a.micro, a.chunk - 1}))
-          break;
-        if (a.kind == Action::RG &&
-            !sent.count({Action::SG, a.micro, a.chunk + 1}))
-          break;
-        if (a.kind == Action::SA || a.kind == Action::SG)
-          sent.insert({a.kind, a.micro, a.chunk});
+        if (a.kind == Action::SA || a.kind == Action::SG) {
+          int64_t to = a.kind == Action::SA ? a.chunk + 1 : a.chunk - 1;
+          channels[{int64_t(s), a.peer}].push_back({a.micro, to});
+        } else if (a.kind == Action::RA || a.kind == Action::RG) {
+          auto &queue = channels[{a.peer, int64_t(s)}];
+          if (queue.empty())
+            break;
+          if (queue.front() != std::make_pair(a.micro, a.chunk))
+            return bad(s, next[s],
+                       absl::StrCat("the next message from stage ", a.peer,
+                                    " is for micro-batch ", queue.front().first,
+                                    " chunk ", queue.front().second));
+          queue.pop_front();
+        }
         ++next[s];
         progress = true;
       }
@@ -316,16 +338,66 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
   VEOMNI_ASSIGN_OR_RETURN(t->inputs_, Executor::Create(std::move(inputs)));
   m.Inputs = t->inputs_.get();
 
+  // What one chunk sends, the next receives: as many buffers, as large.
+  {
+    std::map<int64_t, const Program *> forwards, backwards;
+    for (const PipelineSpec::Part &part : spec.parts) {
+      ProgramRole r = part.program.role;
+      if (r == ProgramRole::ForwardChunk)
+        forwards[part.chunk] = &part.program;
+      else if (r == ProgramRole::BackwardChunk ||
+               r == ProgramRole::BackwardInput)
+        backwards[part.chunk] = &part.program;
+    }
+    auto sizes = [](const Program *p, const std::string &prefix, bool out) {
+      std::vector<uint64_t> bytes;
+      if (!p)
+        return bytes;
+      if (out)
+        for (int i : NumberedOutputs(*p, prefix))
+          bytes.push_back(p->buffers[p->outputs[i]].bytes);
+      else
+        for (const ArgumentDesc *a : Numbered(*p, prefix))
+          bytes.push_back(p->buffers[a->buffer].bytes);
+      return bytes;
+    };
+    for (int64_t c = 0; c + 1 < m.chunks; ++c) {
+      const Program *f0 = forwards[c], *f1 = forwards[c + 1];
+      const Program *b0 = backwards[c], *b1 = backwards[c + 1];
+      if (!f0 || !f1 || !b0 || !b1)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the pipeline lacks the forward or backward program of chunk ",
+            f0 && b0 ? c + 1 : c));
+      if (sizes(f0, "activation.", true) != sizes(f1, "activation.", false) ||
+          sizes(f1, "activation.", false) != sizes(b1, "activation.", false))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chunk ", c, " sends activations chunk ", c + 1, " does not take"));
+      if (sizes(b1, "cotangent.", true) != sizes(b0, "cotangent.", false))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chunk ", c + 1, " sends cotangents chunk ", c, " does not take"));
+    }
+  }
+
   // Tied parameters: the stages whose update takes them sum their
   // gradients (a world group of those stages' ranks at this data-parallel
   // position).
   for (const std::string &name : spec.tiedParams) {
     std::vector<uint32_t> holders;
+    std::set<uint64_t> accumulatorBytes;
     for (const PipelineSpec::Part &part : spec.parts)
       if (part.program.role == ProgramRole::StageUpdate)
         if (const ArgumentDesc *arg = part.program.FindArgument(name);
-            arg && arg->isParam)
+            arg && arg->isParam) {
           holders.push_back(base + static_cast<uint32_t>(part.stage));
+          const ArgumentDesc *acc = part.program.FindArgument("grad." + name);
+          if (!acc)
+            return absl::InvalidArgumentError(
+                absl::StrCat(part.name, ": no gradient for tied '", name, "'"));
+          accumulatorBytes.insert(part.program.buffers[acc->buffer].bytes);
+        }
+    if (accumulatorBytes.size() > 1)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tied '", name, "' has gradients of different sizes on its stages"));
     std::sort(holders.begin(), holders.end());
     if (holders.size() < 2 ||
         !std::count(holders.begin(), holders.end(), uint32_t(rank)))
@@ -390,7 +462,10 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
         continue;
       const ArgumentDesc *u = m.update->program().FindArgument(a.name);
       const BufferDesc &b = part.ex->program().buffers[a.buffer];
-      if (!u || m.update->program().buffers[u->buffer].shape != b.shape)
+      const BufferDesc *ub =
+          u ? &m.update->program().buffers[u->buffer] : nullptr;
+      if (!ub || ub->shape != b.shape || ub->dtype != b.dtype ||
+          ub->bytes != b.bytes)
         return absl::InvalidArgumentError(
             absl::StrCat(part.name, ": '", a.name,
                          "' is not laid out as in the stage's update program"));
@@ -714,6 +789,32 @@ std::string OwnerOf(const ArgumentDesc &a) {
   return a.name;
 }
 
+/// Moves `n` bytes in pieces of at most 1 GiB (MPI counts are ints).
+constexpr uint64_t kPiece = uint64_t(1) << 30;
+TensorView Piece(const void *p, uint64_t n) {
+  void *data = const_cast<void *>(p);
+  if (n % 4 == 0)
+    return TensorView{data, DType::F32, {int64_t(n / 4)}};
+  return TensorView{data, DType::BF16, {int64_t(n / 2)}}; // n is even
+}
+absl::Status SendAll(Communicator &c, uint32_t group, const void *p, uint64_t n,
+                     int peer) {
+  for (uint64_t at = 0; at < n; at += kPiece)
+    VEOMNI_RETURN_IF_ERROR(c.Send(
+        group,
+        Piece(static_cast<const uint8_t *>(p) + at, std::min(kPiece, n - at)),
+        peer));
+  return absl::OkStatus();
+}
+absl::Status RecvAll(Communicator &c, uint32_t group, void *p, uint64_t n,
+                     int peer) {
+  for (uint64_t at = 0; at < n; at += kPiece)
+    VEOMNI_RETURN_IF_ERROR(c.Recv(
+        group, Piece(static_cast<uint8_t *>(p) + at, std::min(kPiece, n - at)),
+        peer));
+  return absl::OkStatus();
+}
+
 void Put(Bytes &out, const void *p, size_t n) {
   auto *b = static_cast<const uint8_t *>(p);
   out.insert(out.end(), b, b + n);
@@ -737,69 +838,93 @@ PipelineTrainer::Save(const std::string &dir, int64_t step,
     host.push_back(std::move(h));
     tensors.push_back({a.name, a.isParam, host.back().view});
   }
-  absl::Status written = absl::OkStatus();
   const bool root = m.stageComm->Rank() == 0; // world rank == stage
-  if (root && m.stage > 0) {
-    // To rank 0: the size, then name, kind, dtype, shape and bytes of each.
-    Bytes blob;
-    for (const CheckpointTensor &t : tensors) {
-      uint32_t n = t.name.size(), rank = t.view.shape.size();
-      uint8_t kind[2] = {uint8_t(t.param), uint8_t(t.view.dtype)};
-      Put(blob, &n, 4);
-      Put(blob, t.name.data(), n);
-      Put(blob, kind, 2);
-      Put(blob, &rank, 4);
-      Put(blob, t.view.shape.data(), 8 * rank);
-      Put(blob, t.view.data, t.view.bytes());
+  auto exchange = [&]() -> absl::Status {
+    if (root && m.stage > 0) {
+      // To rank 0: a header (the count, then each tensor's name, kind,
+      // dtype and shape), then each tensor's bytes in pieces MPI can count.
+      Bytes header;
+      uint64_t count = tensors.size();
+      Put(header, &count, 8);
+      for (const CheckpointTensor &t : tensors) {
+        uint32_t n = t.name.size(), rank = t.view.shape.size();
+        uint8_t kind[2] = {uint8_t(t.param), uint8_t(t.view.dtype)};
+        Put(header, &n, 4);
+        Put(header, t.name.data(), n);
+        Put(header, kind, 2);
+        Put(header, &rank, 4);
+        Put(header, t.view.shape.data(), 8 * rank);
+      }
+      header.resize((header.size() + 3) / 4 * 4);
+      uint64_t size = header.size();
+      VEOMNI_RETURN_IF_ERROR(SendAll(*m.world, m.worldGroup, &size, 8, 0));
+      VEOMNI_RETURN_IF_ERROR(
+          SendAll(*m.world, m.worldGroup, header.data(), size, 0));
+      for (const CheckpointTensor &t : tensors)
+        VEOMNI_RETURN_IF_ERROR(
+            SendAll(*m.world, m.worldGroup, t.view.data, t.view.bytes(), 0));
+      return absl::OkStatus();
     }
-    blob.resize((blob.size() + 3) / 4 * 4);
-    Bytes size(8);
-    uint64_t total = blob.size();
-    std::memcpy(size.data(), &total, 8);
-    VEOMNI_RETURN_IF_ERROR(m.world->Send(m.worldGroup, ByteView(size), 0));
-    VEOMNI_RETURN_IF_ERROR(m.world->Send(m.worldGroup, ByteView(blob), 0));
-  } else if (m.world->Rank() == 0) {
-    std::deque<Bytes> blobs;
+    if (m.world->Rank() != 0)
+      return absl::OkStatus();
+    std::deque<Bytes> received;
     for (int s = 1; s < m.pp; ++s) {
-      Bytes size(8);
-      VEOMNI_RETURN_IF_ERROR(m.world->Recv(m.worldGroup, ByteView(size), s));
-      uint64_t total;
-      std::memcpy(&total, size.data(), 8);
-      Bytes &blob = blobs.emplace_back(total);
-      VEOMNI_RETURN_IF_ERROR(m.world->Recv(m.worldGroup, ByteView(blob), s));
+      auto cut = [&] {
+        return absl::DataLossError(
+            absl::StrCat("stage ", s, "'s checkpoint tensors arrived damaged"));
+      };
+      uint64_t size = 0;
+      VEOMNI_RETURN_IF_ERROR(RecvAll(*m.world, m.worldGroup, &size, 8, s));
+      if (size % 4 != 0 || size > (uint64_t(1) << 32))
+        return cut();
+      Bytes header(size);
+      VEOMNI_RETURN_IF_ERROR(
+          RecvAll(*m.world, m.worldGroup, header.data(), size, s));
       size_t at = 0;
       auto take = [&](void *to, size_t n) {
-        if (at + n > blob.size())
+        if (n > header.size() - at)
           return false;
-        if (to)
-          std::memcpy(to, blob.data() + at, n);
+        std::memcpy(to, header.data() + at, n);
         at += n;
         return true;
       };
-      while (at + 4 <= blob.size()) {
+      uint64_t count = 0;
+      if (!take(&count, 8) || count > header.size())
+        return cut();
+      size_t first = tensors.size();
+      for (uint64_t i = 0; i < count; ++i) {
         uint32_t n = 0, rank = 0;
         uint8_t kind[2];
         CheckpointTensor t;
-        if (!take(&n, 4) || n == 0)
-          break;
+        if (!take(&n, 4) || n == 0 || n > header.size())
+          return cut();
         t.name.resize(n);
-        if (!take(t.name.data(), n) || !take(kind, 2) || !take(&rank, 4))
-          return absl::DataLossError("a stage's checkpoint tensors are cut");
+        if (!take(t.name.data(), n) || !take(kind, 2) || !take(&rank, 4) ||
+            kind[1] > uint8_t(DType::I64) || rank > 8)
+          return cut();
         t.param = kind[0];
         t.view.dtype = static_cast<DType>(kind[1]);
         t.view.shape.resize(rank);
         if (!take(t.view.shape.data(), 8 * rank))
-          return absl::DataLossError("a stage's checkpoint tensors are cut");
-        t.view.data = blob.data() + at;
-        if (!take(nullptr, t.view.bytes()))
-          return absl::DataLossError("a stage's checkpoint tensors are cut");
+          return cut();
+        for (int64_t d : t.view.shape)
+          if (d < 0 || d > (int64_t(1) << 40))
+            return cut();
         tensors.push_back(std::move(t));
       }
+      if (header.size() - at >= 4)
+        return cut();
+      for (size_t i = first; i < tensors.size(); ++i) {
+        Bytes &data = received.emplace_back(tensors[i].view.bytes());
+        tensors[i].view.data = data.data();
+        VEOMNI_RETURN_IF_ERROR(
+            RecvAll(*m.world, m.worldGroup, data.data(), data.size(), s));
+      }
     }
-    written = WriteCheckpoint(dir, step, tensors, metadata,
-                              {options.config, options.maxShardBytes});
-  }
-  return SyncStatus(written);
+    return WriteCheckpoint(dir, step, tensors, metadata,
+                           {options.config, options.maxShardBytes});
+  };
+  return SyncStatus(exchange());
 }
 
 absl::StatusOr<int64_t>

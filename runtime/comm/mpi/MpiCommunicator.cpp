@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 /// Runs an MPI call; a failure returns an absl::Status naming the call.
@@ -51,6 +52,17 @@ namespace {
 
 absl::Status Bad(absl::string_view op, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(op, ": ", why));
+}
+
+/// MPI counts are ints: a message of more elements is an error naming its
+/// size, never a count that wraps (callers split larger transfers).
+absl::Status FitsMpiCount(absl::string_view op, uint64_t count) {
+  if (count <= static_cast<uint64_t>(std::numeric_limits<int>::max()))
+    return absl::OkStatus();
+  return Bad(op, absl::StrCat(count,
+                              " elements in one message; MPI takes at "
+                              "most ",
+                              std::numeric_limits<int>::max()));
 }
 
 int64_t Product(const Shape &s, size_t begin, size_t end) {
@@ -291,6 +303,7 @@ absl::Status MpiCommunicator::AllGather(uint32_t group, const TensorView &in,
   Waiting waiting(this, "all_gather", g->axis.c_str());
   VEOMNI_RETURN_IF_ERROR(CheckScaled("all_gather", in, out, dim, g->size));
   const int64_t bytes = in.bytes();
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("all_gather", bytes));
   if (Product(out.shape, 0, dim) == 1) {
     // The ranks' blocks follow one another in `out` (FSDP's dim 0): no
     // staging.
@@ -356,6 +369,7 @@ absl::Status MpiCommunicator::AllReduce(uint32_t group, const TensorView &in,
                absl::StrCat(in.ToString(), " into ", out.ToString()));
   Reduced t = ReducedType(in.dtype);
   MPI_Op mpiOp = op == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("all_reduce", in.numel()));
   const int count = static_cast<int>(in.numel());
   if (t.widen) {
     std::vector<float> send = Widen(in, in.data), recv(in.numel());
@@ -443,6 +457,7 @@ absl::Status MpiCommunicator::Send(uint32_t group, const TensorView &in,
   Waiting waiting(this, "send", g->axis.c_str());
   if (peer < 0 || peer >= g->size || peer == g->rank)
     return Bad("send", absl::StrCat("peer ", peer, " in a group of ", g->size));
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("send", in.bytes()));
   VEOMNI_MPI_CALL(MPI_Send(in.data, static_cast<int>(in.bytes()), MPI_BYTE,
                            peer, 0, g->comm));
   bytesSent_ += in.bytes();
@@ -455,6 +470,7 @@ absl::Status MpiCommunicator::Recv(uint32_t group, const TensorView &out,
   Waiting waiting(this, "recv", g->axis.c_str());
   if (peer < 0 || peer >= g->size || peer == g->rank)
     return Bad("recv", absl::StrCat("peer ", peer, " in a group of ", g->size));
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("recv", out.bytes()));
   MPI_Status status;
   VEOMNI_MPI_CALL(MPI_Recv(out.data, static_cast<int>(out.bytes()), MPI_BYTE,
                            peer, 0, g->comm, &status));
@@ -471,6 +487,7 @@ absl::Status MpiCommunicator::StartSend(uint32_t group, const TensorView &in,
   VEOMNI_ASSIGN_OR_RETURN(Group * g, Find(group, "send"));
   if (peer < 0 || peer >= g->size || peer == g->rank)
     return Bad("send", absl::StrCat("peer ", peer, " in a group of ", g->size));
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("send", in.bytes()));
   MPI_Request request;
   VEOMNI_MPI_CALL(MPI_Isend(in.data, static_cast<int>(in.bytes()), MPI_BYTE,
                             peer, 0, g->comm, &request));
@@ -487,8 +504,14 @@ absl::Status MpiCommunicator::WaitSends() {
   Waiting waiting(this, "send", "pp");
   std::vector<MPI_Request> pending;
   pending.swap(sends_->requests);
-  VEOMNI_MPI_CALL(MPI_Waitall(static_cast<int>(pending.size()), pending.data(),
-                              MPI_STATUSES_IGNORE));
+  int rc = MPI_Waitall(static_cast<int>(pending.size()), pending.data(),
+                       MPI_STATUSES_IGNORE);
+  if (rc != MPI_SUCCESS) {
+    for (MPI_Request &r : pending)
+      if (r != MPI_REQUEST_NULL)
+        MPI_Request_free(&r);
+    return Bad("send", "MPI_Waitall failed: a peer did not receive");
+  }
   return absl::OkStatus();
 }
 
@@ -499,6 +522,7 @@ absl::Status MpiCommunicator::Broadcast(uint32_t group,
   if (root < 0 || root >= g->size)
     return Bad("broadcast",
                absl::StrCat("root ", root, " in a group of ", g->size));
+  VEOMNI_RETURN_IF_ERROR(FitsMpiCount("broadcast", buffer.bytes()));
   VEOMNI_MPI_CALL(MPI_Bcast(buffer.data, static_cast<int>(buffer.bytes()),
                             MPI_BYTE, root, g->comm));
   if (g->rank == root)
