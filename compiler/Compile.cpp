@@ -26,6 +26,12 @@ mlir::veomni::applyRecipeOptionsOf(const ParallelSection &mesh) {
   return o;
 }
 
+/// The ranks a text batch is split over (veomni-apply-recipe: the
+/// data-parallel axes, and ep, which only a MoE model may have).
+static int64_t batchSplitOf(const ParallelSection &m) {
+  return m.dpReplicate * m.dpShard * m.ep;
+}
+
 /// veomni-optimizer's options for a recipe's train section.
 static OptimizerOptions optimizerOptionsOf(const TrainOptions &t) {
   OptimizerOptions o;
@@ -55,9 +61,21 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
     RepeatKVHeadsOptions r;
     r.sp = options.parallel.sp;
     pm.addPass(createRepeatKVHeads(r));
+    UlyssesMoETokensOptions u;
+    u.sp = options.parallel.sp;
+    u.batchSplit = batchSplitOf(options.parallel);
+    pm.addPass(createUlyssesMoETokens(u));
   }
-  if (differentiate)
+  if (differentiate) {
     pm.addPass(createAutodiff());
+    if (options.parallel.sp > 1) {
+      UlyssesMoETokensOptions u;
+      u.sp = options.parallel.sp;
+      u.contractions = true;
+      u.batchSplit = batchSplitOf(options.parallel);
+      pm.addPass(createUlyssesMoETokens(u));
+    }
+  }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   // After CSE, which would merge recomputed ops back into their originals.
@@ -80,6 +98,10 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
     RepeatKVHeadsOptions r;
     r.sp = mesh.sp;
     pm.addPass(createRepeatKVHeads(r));
+    UlyssesMoETokensOptions u;
+    u.sp = mesh.sp;
+    u.batchSplit = batchSplitOf(mesh);
+    pm.addPass(createUlyssesMoETokens(u));
   }
   pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
   PipelineOptions po;
@@ -88,6 +110,13 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
   po.microBatches = options.accumulationSteps;
   po.schedule = mesh.ppSchedule;
   pm.addPass(createPipeline(po));
+  if (mesh.sp > 1) {
+    UlyssesMoETokensOptions u;
+    u.sp = mesh.sp;
+    u.contractions = true;
+    u.batchSplit = batchSplitOf(mesh);
+    pm.addPass(createUlyssesMoETokens(u));
+  }
   // Before the optimizer, as for one program: CSE would merge the update's
   // constants across parameters that are laid out differently (a tp column
   // and a tp row weight of one shape).

@@ -131,6 +131,38 @@ def RepeatKVHeads : Pass<"veomni-repeat-kv-heads", "::mlir::ModuleOp"> {
   ];
 }
 
+def UlyssesMoETokens : Pass<"veomni-ulysses-moe-tokens", "::mlir::ModuleOp"> {
+  let summary = "Order MoE token rows so that Ulysses ranks keep their split";
+  let description = [{
+    A MoE block flattens its tokens [B, S, H] -> [B * S, H]. With the
+    sequence split over sp and more than one sequence per rank, no
+    contiguous split of B * S is what each rank holds, so the partitioner
+    would gather the sequence and every sp rank would route and multiply
+    all of it. A MoE block does not depend on the order of its rows, so
+    this pass flattens them sp-major instead: [B, S, H] -> [B, sp, S / sp,
+    H] -> [sp, B, S / sp, H] -> [sp * B * S / sp, H], whose split over
+    (sp, data-parallel axes) is contiguous, and puts the rows back in order
+    where the block reshapes them to [B, S, ...]. Before autodiff, so the
+    backward follows; only with sp > 1.
+
+    With `contractions` (after autodiff) it does the same for the sums over
+    rows that weight gradients are: a matmul contracting two [B, S, *]
+    tensors flattened to rows (dW = X^T dY) reads both sp-major, so the
+    ranks contract their own rows and the partial sums are reduced, instead
+    of gathering both over sp and repeating the product on every sp rank.
+  }];
+  let options = [
+    Option<"sp", "sp", "int64_t", "1", "Ulysses sequence parallel">,
+    Option<"contractions", "contractions", "bool", /*default=*/"false",
+           "Reorder the rows of weight-gradient contractions instead of MoE "
+           "blocks">,
+    Option<"batchSplit", "batch-split", "int64_t", /*default=*/"1",
+           "Ranks the batch is split over (dp_replicate x dp_shard x ep): "
+           "with one sequence per rank the rows are one block already and "
+           "nothing is reordered">,
+  ];
+}
+
 def Remat : Pass<"veomni-remat", "::mlir::ModuleOp"> {
   let summary = "Recompute activations in the backward pass instead of keeping them";
   let description = [{
