@@ -92,17 +92,22 @@ int main(int argc, char **argv) {
   absl::StatusOr<std::unique_ptr<rt::Communicator>> comm = rt::JoinJob();
   if (!comm.ok())
     return fail(std::string(comm.status().message()));
+  // Every rank reads the same files: one says what is wrong with them.
+  const bool reporter = !*comm || (*comm)->Rank() == 0;
+  auto failOnce = [&](const absl::Status &s) {
+    return reporter ? fail(std::string(s.message())) : 1;
+  };
   if (job->pipeline.stages > 1) {
     absl::StatusOr<rt::PipelineSpec> spec = rt::LoadPipeline(dir, *job);
     if (!spec.ok())
-      return fail(std::string(spec.status().message()));
+      return failOnce(spec.status());
     return rt::TrainOnThisRank(*std::move(spec), *job, comm->get(),
                                "veomni-run");
   }
   absl::StatusOr<rt::Program> program =
       rt::LoadProgram(dir + "/" + rt::kJobProgram);
   if (!program.ok())
-    return fail(std::string(program.status().message()));
+    return failOnce(program.status());
   return rt::TrainOnThisRank(*std::move(program), *job, comm->get(),
                              "veomni-run");
 }
