@@ -619,12 +619,13 @@ INSTANTIATE_TEST_SUITE_P(EightRanks, Equivalence,
                          PlanName);
 
 // A checkpoint is the same whatever the plan: 3 steps under dp_shard 4,
-// saved, resumed under sp 2 x dp_shard 2 for 2 more steps, gives the
-// losses and parameters of 5 steps on one rank.
+// saved, resumed under the test's plan (tp 2 x dp_shard 2, sp 2 x
+// dp_shard 2) for 2 more steps, gives the losses and parameters of 5 steps
+// on one rank.
 class Resume : public Equivalence {};
 
 TEST_P(Resume, UnderAnotherPlanContinuesTheRun) {
-  ParallelSection first = meshOf({"", 1, 4}), second = meshOf({"", 1, 2, 1, 2});
+  ParallelSection first = meshOf({"", 1, 4}), second = meshOf(GetParam());
   std::unique_ptr<rt::Executor> one = build(ParallelSection{});
   std::unique_ptr<rt::Executor> a = build(first);
   std::unique_ptr<rt::Executor> b = build(second);
@@ -669,10 +670,10 @@ TEST_P(Resume, UnderAnotherPlanContinuesTheRun) {
     std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, Resume, ::testing::Values(Plan{"llama"}),
-                         [](const ::testing::TestParamInfo<Plan> &info) {
-                           return info.param.family;
-                         });
+INSTANTIATE_TEST_SUITE_P(Checkpoints, Resume,
+                         ::testing::Values(Plan{"llama", 1, 2, 2},
+                                           Plan{"llama", 1, 2, 1, 2}),
+                         PlanName);
 
 } // namespace
 
