@@ -23,6 +23,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <string>
 
 namespace veomni::rt::cpu::detail {
 
@@ -165,13 +166,33 @@ private:
 /// BLAS takes 32-bit sizes and leading dimensions.
 inline bool FitsBlas(int64_t v) { return v <= INT_MAX; }
 
-/// c[m, n] = alpha * op(a) op(b) + beta * c (row-major) through cblas_sgemm,
-/// with the empty sizes that BLAS implementations treat differently handled
-/// here: nothing for m or n == 0, c = beta * c for k == 0. Sizes must pass
-/// FitsBlas.
+/// The f32 GEMM libraries the CPU backend can call.
+enum class GemmLibrary { OpenBlas, OneDnn };
+
+/// The library every GEMM of this process uses, decided once and the same
+/// for every run on a machine (so a resumed run computes as the run it
+/// continues): VEOMNI_GEMM=openblas (the default), onednn, or auto:
+/// OpenBLAS where it runs a kernel tuned for this CPU (its detected core is
+/// Haswell, Zen, SkylakeX, Cooperlake or SapphireRapids) and oneDNN, which
+/// JIT-compiles for the ISA it finds, where OpenBLAS fell back to an older
+/// core's kernel (issue 15: 64 against 300 GFLOP/s on such an Intel CPU).
+/// auto is not the default yet: it is measured on one kind of machine only,
+/// and the equivalence matrix's 1e-5 tolerance is not yet checked under
+/// oneDNN's summation order. Without oneDNN in the build, OpenBLAS.
+GemmLibrary ChosenGemmLibrary();
+/// "openblas (Zen)" or "onednn 2.6": for reports.
+std::string GemmLibraryName();
+
+/// c[m, n] = alpha * op(a) op(b) + beta * c (row-major) through the chosen
+/// library (or `library`), with the empty sizes that BLAS implementations
+/// treat differently handled here: nothing for m or n == 0, c = beta * c
+/// for k == 0. Sizes must pass FitsBlas.
 void BlasGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
               float alpha, const float *a, int64_t lda, const float *b,
               int64_t ldb, float beta, float *c, int64_t ldc);
+void BlasGemm(GemmLibrary library, bool transA, bool transB, int64_t m,
+              int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+              const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /// Runs fn(begin, end) over contiguous slices of [0, n) on up to one thread
 /// per core (the caller's included; VEOMNI_CPU_THREADS caps the count), or

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "test/unit/runtime/GradientTestUtil.h"
 #include "test/unit/runtime/KernelTestUtil.h"
@@ -366,3 +367,58 @@ TEST(GroupedMatmulWeightGradTest, Errors) {
 
 } // namespace
 } // namespace veomni::rt
+
+namespace {
+
+// The GEMM libraries the backend may choose (KernelUtil.h): each gives the
+// naive product, with transposes, leading dimensions wider than the rows,
+// alpha, beta, and the empty sizes.
+TEST(GemmLibraries, EachComputesTheProduct) {
+  using veomni::rt::cpu::detail::BlasGemm;
+  using veomni::rt::cpu::detail::GemmLibrary;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0, 1);
+  struct Case {
+    int64_t m, n, k;
+    bool ta, tb;
+    float alpha, beta;
+  };
+  for (GemmLibrary lib : {GemmLibrary::OpenBlas, GemmLibrary::OneDnn}) {
+    for (Case c : {Case{5, 7, 3, false, false, 1, 0},
+                   Case{5, 7, 3, true, false, 0.5f, 1},
+                   Case{5, 7, 3, false, true, 1, -2},
+                   Case{33, 17, 65, true, true, 2, 0.25f},
+                   Case{4, 6, 0, false, false, 1, 3}}) {
+      const int64_t pad = 2;
+      const int64_t lda = (c.ta ? c.m : c.k) + pad,
+                    ldb = (c.tb ? c.k : c.n) + pad, ldc = c.n + pad;
+      std::vector<float> a((c.ta ? c.k : c.m) * lda),
+          b((c.tb ? c.n : c.k) * ldb), got(c.m * ldc);
+      for (float &x : a)
+        x = normal(rng);
+      for (float &x : b)
+        x = normal(rng);
+      for (float &x : got)
+        x = normal(rng);
+      std::vector<float> want = got;
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < c.n; ++j) {
+          double sum = 0;
+          for (int64_t p = 0; p < c.k; ++p)
+            sum += double(c.ta ? a[p * lda + i] : a[i * lda + p]) *
+                   double(c.tb ? b[j * ldb + p] : b[p * ldb + j]);
+          want[i * ldc + j] = float(c.alpha * sum + c.beta * want[i * ldc + j]);
+        }
+      BlasGemm(lib, c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(),
+               ldb, c.beta, got.data(), ldc);
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < ldc; ++j)
+          EXPECT_NEAR(got[i * ldc + j], want[i * ldc + j],
+                      1e-4 * (1 + std::abs(want[i * ldc + j])))
+              << (lib == GemmLibrary::OneDnn ? "onednn" : "openblas") << " "
+              << c.m << "x" << c.n << "x" << c.k << " at " << i << ", " << j;
+    }
+  }
+}
+
+} // namespace
