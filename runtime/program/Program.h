@@ -15,6 +15,7 @@
 #include "runtime/program/Kernel.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 #include <cstdint>
@@ -158,6 +159,15 @@ absl::StatusOr<Program> LoadProgram(const std::string &path);
 /// Checks in-memory .vmb bytes; `name` labels errors.
 absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
                                      const std::string &name);
+/// The same for the bytes of a .vmb held in a string (what the compiler's
+/// translation returns).
+inline absl::StatusOr<Program> ParseProgram(absl::string_view bytes,
+                                            const std::string &name) {
+  return ParseProgram(
+      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t *>(bytes.data()),
+                                bytes.size()),
+      name);
+}
 
 } // namespace veomni::rt
 

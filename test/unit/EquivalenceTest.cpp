@@ -216,10 +216,7 @@ protected:
     EXPECT_TRUE(succeeded(bytes)) << diagnostic;
     if (failed(bytes))
       return nullptr;
-    auto program = rt::ParseProgram(
-        absl::Span<const uint8_t>(
-            reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
-        GetParam().family);
+    auto program = rt::ParseProgram(*bytes, GetParam().family);
     EXPECT_TRUE(program.ok()) << program.status();
     if (!program.ok())
       return nullptr;
@@ -243,10 +240,7 @@ protected:
     EXPECT_TRUE(succeeded(bytes));
     if (failed(bytes))
       return nullptr;
-    auto program = rt::ParseProgram(
-        absl::Span<const uint8_t>(
-            reinterpret_cast<const uint8_t *>(bytes->data()), bytes->size()),
-        "routers");
+    auto program = rt::ParseProgram(*bytes, "routers");
     EXPECT_TRUE(program.ok()) << program.status();
     auto ex = rt::Executor::Create(*std::move(program));
     return ex.ok() ? *std::move(ex) : nullptr;
@@ -410,11 +404,7 @@ protected:
     spec.actions = compiled->actions;
     spec.tiedParams = compiled->tiedParams;
     for (StageProgram &p : compiled->programs) {
-      auto program = rt::ParseProgram(
-          absl::Span<const uint8_t>(
-              reinterpret_cast<const uint8_t *>(p.bytes.data()),
-              p.bytes.size()),
-          p.name);
+      auto program = rt::ParseProgram(p.bytes, p.name);
       EXPECT_TRUE(program.ok()) << program.status();
       if (!program.ok())
         return nullptr;

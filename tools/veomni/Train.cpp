@@ -142,12 +142,6 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
 /// or alone); `name` labels errors.
 int trainHere(std::vector<std::string> &programs, const rt::JobSettings &job,
               rt::Communicator *comm, const std::string &name) {
-  auto parse = [&](const std::string &bytes, const std::string &label) {
-    return rt::ParseProgram(
-        absl::Span<const uint8_t>(
-            reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size()),
-        label);
-  };
   if (job.pipeline.stages > 1) {
     rt::PipelineSpec spec;
     spec.schedule = job.pipeline.schedule;
@@ -157,18 +151,14 @@ int trainHere(std::vector<std::string> &programs, const rt::JobSettings &job,
     spec.tiedParams = job.pipeline.tiedParams;
     for (size_t i = 0; i < programs.size(); ++i) {
       const rt::JobSettings::StageFile &f = job.pipeline.programs[i];
-      auto parsed = parse(programs[i], f.name);
+      auto parsed = rt::ParseProgram(programs[i], f.name);
       if (!parsed.ok())
         return fail(std::string(parsed.status().message()));
       spec.parts.push_back({f.name, f.stage, f.chunk, *std::move(parsed)});
     }
     return rt::TrainOnThisRank(std::move(spec), job, comm, "veomni");
   }
-  const std::string &program = programs.front();
-  auto parsed = rt::ParseProgram(
-      absl::Span<const uint8_t>(
-          reinterpret_cast<const uint8_t *>(program.data()), program.size()),
-      name);
+  auto parsed = rt::ParseProgram(programs.front(), name);
   if (!parsed.ok())
     return fail(std::string(parsed.status().message()));
   return rt::TrainOnThisRank(*std::move(parsed), job, comm, "veomni");
