@@ -227,7 +227,10 @@ LogicalResult mlir::veomni::translateToProgram(
       init = declared.getValue() == "ones"    ? fb::ParamInit::Ones
              : declared.getValue() == "zeros" ? fb::ParamInit::Zeros
                                               : fb::ParamInit::Normal;
-    std::string initFrom;
+    std::string initFrom, stateOf;
+    if (auto of = func.getArgAttrOfType<StringAttr>(
+            arg.getArgNumber(), VeOmniDialect::kStateOfAttrName))
+      stateOf = of.getValue().str();
     if (auto from = func.getArgAttrOfType<StringAttr>(
             arg.getArgNumber(), VeOmniDialect::kInitFromAttrName))
       initFrom = from.getValue().str();
@@ -243,7 +246,8 @@ LogicalResult mlir::veomni::translateToProgram(
     arguments.push_back(fb::CreateArgumentDirect(
         fbb, name.c_str(), kind, bufferIndex[arg],
         placement == placements.end() ? "" : placement->second.c_str(), init,
-        bounds.lookup(arg), initFrom.empty() ? nullptr : initFrom.c_str()));
+        bounds.lookup(arg), initFrom.empty() ? nullptr : initFrom.c_str(),
+        stateOf.empty() ? nullptr : stateOf.c_str()));
   }
 
   std::vector<flatbuffers::Offset<fb::Constant>> constants;

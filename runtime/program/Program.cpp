@@ -231,6 +231,7 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
                  ? ArgumentKind::State
                  : ArgumentKind::Input;
     d.initFrom = a->init_from() ? a->init_from()->str() : "";
+    d.stateOf = a->state_of() ? a->state_of()->str() : "";
     d.buffer = a->buffer();
     if (auto s = index(d.buffer, absl::StrCat("argument '", d.name, "'"));
         !s.ok())

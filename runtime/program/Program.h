@@ -96,6 +96,8 @@ struct ArgumentDesc {
   ArgumentKind kind = ArgumentKind::Input; ///< from the role
   /// State that starts as a copy of this parameter (f32 master weights).
   std::string initFrom;
+  /// The parameter a state (moment, master, gradient sum) belongs to.
+  std::string stateOf;
   uint32_t buffer = 0;
   std::string placement;
   ParamInit init = ParamInit::Normal;

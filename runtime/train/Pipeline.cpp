@@ -178,19 +178,32 @@ absl::Status ValidateSchedule(const std::vector<std::vector<Action>> &lists,
   return absl::OkStatus();
 }
 
-/// The arguments or outputs named `prefix`0, `prefix`1, ... in order.
-std::vector<const ArgumentDesc *> Numbered(const Program &p,
-                                           const std::string &prefix) {
+/// What moves between a pipeline's programs (veomni-pipeline-boundaries'
+/// roles): a chunk's activations, the cotangents sent back, and what a
+/// split backward's input half hands its weight half. Both sides list them
+/// in the same order.
+enum class Moved { Activation, Cotangent, Stash };
+
+/// `p`'s arguments of that role, in order.
+std::vector<const ArgumentDesc *> ArgsOf(const Program &p, Moved what) {
+  const ArgumentRole role = what == Moved::Activation ? ArgumentRole::Activation
+                            : what == Moved::Cotangent ? ArgumentRole::Cotangent
+                                                       : ArgumentRole::Stash;
   std::vector<const ArgumentDesc *> out;
-  while (const ArgumentDesc *a =
-             p.FindArgument(absl::StrCat(prefix, out.size())))
-    out.push_back(a);
+  for (const ArgumentDesc &a : p.arguments)
+    if (a.role == role)
+      out.push_back(&a);
   return out;
 }
-std::vector<int> NumberedOutputs(const Program &p, const std::string &prefix) {
+/// `p`'s outputs of that role, in order.
+std::vector<int> OutputsOf(const Program &p, Moved what) {
+  const OutputRole role = what == Moved::Activation  ? OutputRole::Activation
+                          : what == Moved::Cotangent ? OutputRole::Cotangent
+                                                     : OutputRole::Stash;
   std::vector<int> out;
-  for (int i; (i = p.FindOutput(absl::StrCat(prefix, out.size()))) >= 0;)
-    out.push_back(i);
+  for (size_t i = 0; i < p.outputRoles.size(); ++i)
+    if (p.outputRoles[i] == role)
+      out.push_back(static_cast<int>(i));
   return out;
 }
 
@@ -349,15 +362,15 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
                r == ProgramRole::BackwardInput)
         backwards[part.chunk] = &part.program;
     }
-    auto sizes = [](const Program *p, const std::string &prefix, bool out) {
+    auto sizes = [](const Program *p, Moved what, bool out) {
       std::vector<uint64_t> bytes;
       if (!p)
         return bytes;
       if (out)
-        for (int i : NumberedOutputs(*p, prefix))
+        for (int i : OutputsOf(*p, what))
           bytes.push_back(p->buffers[p->outputs[i]].bytes);
       else
-        for (const ArgumentDesc *a : Numbered(*p, prefix))
+        for (const ArgumentDesc *a : ArgsOf(*p, what))
           bytes.push_back(p->buffers[a->buffer].bytes);
       return bytes;
     };
@@ -368,11 +381,14 @@ PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
         return absl::InvalidArgumentError(absl::StrCat(
             "the pipeline lacks the forward or backward program of chunk ",
             f0 && b0 ? c + 1 : c));
-      if (sizes(f0, "activation.", true) != sizes(f1, "activation.", false) ||
-          sizes(f1, "activation.", false) != sizes(b1, "activation.", false))
+      if (sizes(f0, Moved::Activation, true) !=
+              sizes(f1, Moved::Activation, false) ||
+          sizes(f1, Moved::Activation, false) !=
+              sizes(b1, Moved::Activation, false))
         return absl::InvalidArgumentError(absl::StrCat(
             "chunk ", c, " sends activations chunk ", c + 1, " does not take"));
-      if (sizes(b1, "cotangent.", true) != sizes(b0, "cotangent.", false))
+      if (sizes(b1, Moved::Cotangent, true) !=
+          sizes(b0, Moved::Cotangent, false))
         return absl::InvalidArgumentError(absl::StrCat(
             "chunk ", c + 1, " sends cotangents chunk ", c, " does not take"));
     }
@@ -532,16 +548,17 @@ absl::Status PipelineTrainer::Impl::Run(Executor &ex, const Action &a) {
     VEOMNI_RETURN_IF_ERROR(
         ex.WriteGlobal(arg.buffer, micro[a.micro][index].data()));
   }
-  auto give = [&](const std::string &prefix,
+  static const char *names[] = {"activations", "cotangents", "stash"};
+  auto give = [&](Moved what,
                   std::map<Key, std::vector<Bytes>> &from) -> absl::Status {
-    std::vector<const ArgumentDesc *> args = Numbered(p, prefix);
+    std::vector<const ArgumentDesc *> args = ArgsOf(p, what);
     if (args.empty())
       return absl::OkStatus();
     auto it = from.find(key);
     if (it == from.end() || it->second.size() != args.size())
-      return absl::InternalError(absl::StrCat("micro-batch ", a.micro,
-                                              " chunk ", a.chunk, ": no ",
-                                              prefix, "* for the program"));
+      return absl::InternalError(
+          absl::StrCat("micro-batch ", a.micro, " chunk ", a.chunk, ": no ",
+                       names[static_cast<int>(what)], " for the program"));
     for (size_t k = 0; k < args.size(); ++k) {
       if (it->second[k].size() != p.buffers[args[k]->buffer].bytes)
         return absl::InternalError(absl::StrCat(
@@ -551,18 +568,18 @@ absl::Status PipelineTrainer::Impl::Run(Executor &ex, const Action &a) {
     }
     return absl::OkStatus();
   };
-  VEOMNI_RETURN_IF_ERROR(give("activation.", kept));
-  VEOMNI_RETURN_IF_ERROR(give("cotangent.", cotangents));
-  VEOMNI_RETURN_IF_ERROR(give("stash.", stash));
+  VEOMNI_RETURN_IF_ERROR(give(Moved::Activation, kept));
+  VEOMNI_RETURN_IF_ERROR(give(Moved::Cotangent, cotangents));
+  VEOMNI_RETURN_IF_ERROR(give(Moved::Stash, stash));
   return ex.Run();
 }
 
 absl::Status PipelineTrainer::Impl::Do(const Action &a) {
   const Key key{a.micro, a.chunk};
-  auto outputs = [&](Executor &ex, const std::string &prefix,
+  auto outputs = [&](Executor &ex, Moved what,
                      std::vector<Bytes> &to) -> absl::Status {
     to.clear();
-    for (int i : NumberedOutputs(ex.program(), prefix)) {
+    for (int i : OutputsOf(ex.program(), what)) {
       VEOMNI_ASSIGN_OR_RETURN(HostTensor h,
                               ex.ReadHost(ex.program().outputs[i]));
       auto *p = static_cast<const uint8_t *>(h.view.data);
@@ -602,9 +619,9 @@ absl::Status PipelineTrainer::Impl::Do(const Action &a) {
           "stage ", stage, " has no ", what, " program for chunk ", a.chunk));
     return it->second;
   };
-  auto sizes = [&](Executor &ex, const std::string &prefix) {
+  auto sizes = [&](Executor &ex, Moved what) {
     std::vector<Bytes> out;
-    for (const ArgumentDesc *arg : Numbered(ex.program(), prefix))
+    for (const ArgumentDesc *arg : ArgsOf(ex.program(), what))
       out.emplace_back(ex.program().buffers[arg->buffer].bytes);
     return out;
   };
@@ -618,7 +635,8 @@ absl::Status PipelineTrainer::Impl::Do(const Action &a) {
       lossSum += loss;
       ++losses;
     } else {
-      VEOMNI_RETURN_IF_ERROR(outputs(*ex, "activation.", outActivations[key]));
+      VEOMNI_RETURN_IF_ERROR(
+          outputs(*ex, Moved::Activation, outActivations[key]));
     }
     return absl::OkStatus();
   }
@@ -629,13 +647,13 @@ absl::Status PipelineTrainer::Impl::Do(const Action &a) {
                                 ? program(backward, "backward")
                                 : program(backwardInput, "backward-input"));
     VEOMNI_RETURN_IF_ERROR(Run(*ex, a));
-    VEOMNI_RETURN_IF_ERROR(outputs(*ex, "cotangent.", outCotangents[key]));
+    VEOMNI_RETURN_IF_ERROR(outputs(*ex, Moved::Cotangent, outCotangents[key]));
     cotangents.erase(key);
     if (a.kind == Action::B) {
       kept.erase(key);
       return accumulate(*ex);
     }
-    return outputs(*ex, "stash.", stash[key]);
+    return outputs(*ex, Moved::Stash, stash[key]);
   }
   case Action::BW: {
     VEOMNI_ASSIGN_OR_RETURN(Executor * ex,
@@ -672,7 +690,7 @@ absl::Status PipelineTrainer::Impl::Do(const Action &a) {
       VEOMNI_ASSIGN_OR_RETURN(ex, b);
     }
     std::vector<Bytes> buffers =
-        sizes(*ex, a.kind == Action::RA ? "activation." : "cotangent.");
+        sizes(*ex, a.kind == Action::RA ? Moved::Activation : Moved::Cotangent);
     for (Bytes &b : buffers)
       VEOMNI_RETURN_IF_ERROR(
           world->Recv(ppGroup, ByteView(b), static_cast<int>(a.peer)));
@@ -779,14 +797,8 @@ bool Checkpointed(const ArgumentDesc &a) {
 }
 
 /// The parameter a checkpointed argument is or belongs to.
-std::string OwnerOf(const ArgumentDesc &a) {
-  if (a.isParam)
-    return a.name;
-  for (const char *prefix :
-       {"optimizer.exp_avg.", "optimizer.exp_avg_sq.", "optimizer.master."})
-    if (a.name.rfind(prefix, 0) == 0)
-      return a.name.substr(std::strlen(prefix));
-  return a.name;
+const std::string &OwnerOf(const ArgumentDesc &a) {
+  return a.isParam ? a.name : a.stateOf;
 }
 
 /// Moves `n` bytes in pieces of at most 1 GiB (MPI counts are ints).
