@@ -86,13 +86,19 @@ encodeAttrs(flatbuffers::FlatBufferBuilder &fbb, vrt::KernelOp k) {
   return attrs;
 }
 
+/// The model module a kernel came from, as people name it: the HF module
+/// ("model.layers.3.mlp"), "optimizer" for the update.
 std::string locationName(Location loc) {
   if (auto name = dyn_cast<NameLoc>(loc))
     return name.getName().str();
-  if (auto fused = dyn_cast<FusedLoc>(loc))
+  if (auto fused = dyn_cast<FusedLoc>(loc)) {
+    if (auto module = dyn_cast_or_null<ModuleAttr>(fused.getMetadata());
+        module && module.getKind() == ModuleKind::Optimizer)
+      return "optimizer";
     for (Location l : fused.getLocations())
       if (auto name = dyn_cast<NameLoc>(l))
         return name.getName().str();
+  }
   return "";
 }
 

@@ -1,5 +1,6 @@
 # -*- Python -*-
 import os
+import sys
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -15,6 +16,7 @@ config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixe
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(["veomni-opt", "veomni-run", "veomni"], [config.veomni_tools_dir])
+config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%veomni_tools_dir", config.veomni_tools_dir))
 if config.veomni_cuda:
     config.available_features.add("cuda")

@@ -411,10 +411,14 @@ absl::Status Executor::Run() {
   };
   auto wait = [&](uint64_t ticket) -> absl::Status {
     auto start = std::chrono::steady_clock::now();
+    double traceStart = trace_ ? trace_->Now() : 0;
     absl::Status s = commThread_->Wait(ticket);
-    waitSeconds_ +=
+    double waited =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
+    waitSeconds_ += waited;
+    if (trace_)
+      trace_->waits.push_back({traceStart, waited});
     pending.erase(
         std::remove_if(pending.begin(), pending.end(),
                        [&](const Pending &p) { return p.ticket <= ticket; }),
@@ -465,13 +469,21 @@ absl::Status Executor::Run() {
         p.reads.push_back(range(b));
       for (uint32_t b : k.outs)
         p.writes.push_back(range(b));
-      p.ticket = commThread_->Push([this, i, &k, in, out, where]() {
+      KernelTrace *trace = trace_;
+      double issued = trace ? trace->Now() : 0;
+      p.ticket = commThread_->Push([this, i, &k, in, out, where, trace,
+                                    issued]() {
         absl::Status s = RunCollective(k, in, out);
+        // The main thread reads the trace only after waiting for this.
+        if (trace)
+          trace->commEvents.push_back({&program_, static_cast<uint32_t>(i),
+                                       issued, trace->Now() - issued, true});
         return s.ok() ? s : where(i, k, s);
       });
       pending.push_back(std::move(p));
       continue;
     }
+    double started = trace_ ? trace_->Now() : 0;
     if (collective)
       s = RunCollective(k, in, out);
     else if (CommGroupOf(k, "expert_group") >= 0)
@@ -484,6 +496,11 @@ absl::Status Executor::Run() {
       s = fns_[i](k, in, out);
     if (!s.ok())
       return where(i, k, s);
+    if (trace_) {
+      VEOMNI_RETURN_IF_ERROR(device_->Synchronize());
+      trace_->events.push_back({&program_, static_cast<uint32_t>(i), started,
+                                trace_->Now() - started, false});
+    }
   }
   if (!pending.empty())
     VEOMNI_RETURN_IF_ERROR(wait(commThread_->Issued()));

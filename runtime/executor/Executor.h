@@ -16,7 +16,9 @@
 
 #include "absl/status/statusor.h"
 
+#include <chrono>
 #include <memory>
+#include <vector>
 
 namespace veomni::rt {
 
@@ -28,6 +30,33 @@ struct HostTensor {
   HostTensor() = default;
   HostTensor(HostTensor &&) = default; // moving keeps view.data valid
   HostTensor &operator=(HostTensor &&) = default;
+};
+
+/// One kernel call as it ran, for a profile (runtime/train/Profile.h):
+/// which program and kernel, and when, in seconds since the trace began.
+/// A collective on its own thread counts from its issue to its end.
+struct KernelEvent {
+  const Program *program;
+  uint32_t kernel;
+  double start, seconds;
+  bool onCommThread;
+};
+
+/// What Executor::Run records while a trace is set.
+struct KernelTrace {
+  std::chrono::steady_clock::time_point origin =
+      std::chrono::steady_clock::now();
+  std::vector<KernelEvent> events;
+  /// Collectives on their own thread, which alone writes here while a run
+  /// is in flight (each run waits for them before it returns).
+  std::vector<KernelEvent> commEvents;
+  /// Time the kernels waited for collectives on their own thread.
+  std::vector<std::pair<double, double>> waits; ///< start, seconds
+  double Now() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         origin)
+        .count();
+  }
 };
 
 class Executor {
@@ -73,6 +102,10 @@ public:
   /// Runs every kernel. An error names the kernel, its kind and the model
   /// module it came from.
   absl::Status Run();
+  /// Records every kernel of the next runs in `trace` (not owned; null
+  /// stops). The device is synchronized after each kernel while a trace is
+  /// set, so the times are the kernels' own.
+  void SetTrace(KernelTrace *trace) { trace_ = trace; }
 
   // Global tensors. An argument or output of a partitioned program is this
   // rank's slice of a global tensor (BufferDesc::split); host code that
@@ -145,6 +178,7 @@ private:
   class CommThread;
   std::unique_ptr<CommThread> commThread_;
   double waitSeconds_ = 0;
+  KernelTrace *trace_ = nullptr;
   std::vector<KernelFn> fns_; ///< one per kernel, bound at creation
   Communicator *comm_ = nullptr;
   /// This rank's place in each of the program's comm groups, and the

@@ -22,13 +22,15 @@ constexpr const char *kFormat = "veomni-job";
 constexpr int64_t kVersion = 1;
 
 /// One manifest field: text or a number at least `min`; `fixed` when the
-/// program was compiled for it.
+/// program was compiled for it; `optional` when a manifest may leave it
+/// out (fields added after version 1 began), keeping its default.
 struct Field {
   const char *key;
   bool fixed;
   std::string JobSettings::*text;
   int64_t JobSettings::*number;
   int64_t min;
+  bool optional = false;
 };
 
 constexpr Field kFields[] = {
@@ -50,6 +52,7 @@ constexpr Field kFields[] = {
     {"train.checkpoint_interval", false, nullptr,
      &JobSettings::checkpointInterval, 0},
     {"train.max_shard_bytes", false, nullptr, &JobSettings::maxShardBytes, 1},
+    {"train.profile", false, &JobSettings::profile, nullptr, 0, true},
 };
 
 std::string Quote(absl::string_view text) {
@@ -168,6 +171,8 @@ absl::StatusOr<JobSettings> ReadJob(const std::string &dir) {
   JobSettings job;
   for (const Field &f : kFields) {
     const Json *v = FindField(*json, f.key);
+    if (!v && f.optional)
+      continue;
     if (!v)
       return bad(absl::StrCat("\"", f.key, "\" is missing"));
     if (f.text) {

@@ -44,6 +44,9 @@ struct JobSettings {
   // A run may change these.
   std::string config; ///< config.json copied into checkpoints; "" for none
   std::string weights, dataPath, outputDir, resume;
+  /// A Chrome trace of one step's kernels goes here ("" for none;
+  /// runtime/train/Profile.h).
+  std::string profile;
   int64_t logInterval = 1, checkpointInterval = 0;
   int64_t maxShardBytes = 5000000000;
 

@@ -7,6 +7,7 @@
 #include "runtime/io/TokenDataset.h"
 #include "runtime/io/Weights.h"
 #include "runtime/support/Status.h"
+#include "runtime/train/Profile.h"
 #include "runtime/train/Trainer.h"
 
 #include "absl/strings/match.h"
@@ -88,6 +89,16 @@ void WriteLossCurve(const std::string &path,
   f << "</svg>\n";
 }
 
+/// Rank 0 writes the profile where it was asked for; rank r > 0 writes
+/// FILE.rank<r>.json beside it.
+std::string ProfilePath(const std::string &path, int rank) {
+  if (rank == 0)
+    return path;
+  std::string stem =
+      absl::EndsWith(path, ".json") ? path.substr(0, path.size() - 5) : path;
+  return absl::StrCat(stem, ".rank", rank, ".json");
+}
+
 /// One training-step program.
 class ProgramRunner final : public StepRunner {
 public:
@@ -127,6 +138,11 @@ public:
   Load(const std::string &dir,
        std::map<std::string, std::string> &metadata) override {
     return trainer_.Load(dir, metadata);
+  }
+  void SetTrace(KernelTrace *trace) override { ex_->SetTrace(trace); }
+  std::vector<std::pair<const Program *, std::string>>
+  ProgramNames() const override {
+    return {{&ex_->program(), "step"}};
   }
 
 private:
@@ -171,6 +187,11 @@ public:
   Load(const std::string &dir,
        std::map<std::string, std::string> &metadata) override {
     return t_->Load(dir, metadata);
+  }
+  void SetTrace(KernelTrace *trace) override { t_->SetTrace(trace); }
+  std::vector<std::pair<const Program *, std::string>>
+  ProgramNames() const override {
+    return t_->ProgramNames();
   }
 
 private:
@@ -280,6 +301,10 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   // single process redraws its progress line.
   const bool tty = ex.WorldSize() == 1 && isatty(fileno(out));
   std::vector<std::pair<int64_t, double>> curve;
+  // The profiled step: the second of the run, past the first's warm-up.
+  const int64_t profileStep =
+      job.profile.empty() ? -1 : std::min(start + 2, job.steps);
+  KernelTrace trace;
   auto t0 = std::chrono::steady_clock::now(), lastStep = t0;
   double lastComm = ex.CommSeconds(), lastWait = ex.CommWaitSeconds();
   for (int64_t step = start + 1; step <= job.steps; ++step) {
@@ -291,11 +316,22 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
              : packer ? FillTextBatch(in, *packer)
                       : SyntheticBatch(in, job.seed * 1000003 + index);
     };
+    if (step == profileStep)
+      ex.SetTrace(&trace);
     absl::StatusOr<StepMetrics> r = ex.Step(step, job.accumulationSteps, fill);
     if (!r.ok())
       return absl::Status(
           r.status().code(),
           absl::StrCat("step ", step, ": ", r.status().message()));
+    if (step == profileStep) {
+      ex.SetTrace(nullptr);
+      std::string path = ProfilePath(job.profile, ex.Rank());
+      VEOMNI_RETURN_IF_ERROR(
+          WriteChromeTrace(trace, ex.ProgramNames(), ex.Rank(), path));
+      print(absl::StrCat(
+          tty ? "\n" : "", "profile of step ", step, " in ", path,
+          " (open it in ui.perfetto.dev): ", ProfileSummary(trace, 12)));
+    }
     StepMetrics m = *r;
     if (!std::isfinite(m.loss))
       return absl::DataLossError(

@@ -57,6 +57,11 @@ public:
   virtual absl::StatusOr<int64_t>
   Load(const std::string &dir,
        std::map<std::string, std::string> &metadata) = 0;
+  /// Records the kernels of the next steps in `trace` (null stops).
+  virtual void SetTrace(KernelTrace *trace) = 0;
+  /// The programs this rank runs, by name, for a profile.
+  virtual std::vector<std::pair<const Program *, std::string>>
+  ProgramNames() const = 0;
 };
 
 /// A runner for `executor`'s training step.

@@ -277,6 +277,19 @@ struct PipelineTrainer::Impl {
 
 PipelineTrainer::~PipelineTrainer() = default;
 
+void PipelineTrainer::SetTrace(KernelTrace *trace) {
+  for (Impl::Part &p : impl_->parts)
+    p.ex->SetTrace(trace);
+}
+
+std::vector<std::pair<const Program *, std::string>>
+PipelineTrainer::ProgramNames() const {
+  std::vector<std::pair<const Program *, std::string>> names;
+  for (const Impl::Part &p : impl_->parts)
+    names.push_back({&p.ex->program(), p.name});
+  return names;
+}
+
 absl::StatusOr<std::unique_ptr<PipelineTrainer>>
 PipelineTrainer::Create(PipelineSpec spec, Communicator &world) {
   std::unique_ptr<PipelineTrainer> t(new PipelineTrainer());

@@ -96,6 +96,11 @@ public:
   /// `mine`, or the error of the lowest failing rank of the whole job.
   absl::Status SyncStatus(absl::Status mine);
 
+  /// Records the kernels of this stage's programs in `trace` (null stops).
+  void SetTrace(KernelTrace *trace);
+  /// This stage's programs and their names (forward_chunk0, ...).
+  std::vector<std::pair<const Program *, std::string>> ProgramNames() const;
+
 private:
   PipelineTrainer() = default;
   struct Impl;

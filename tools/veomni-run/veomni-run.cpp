@@ -40,6 +40,7 @@ A run may change where things are and how often it reports:
   --train.log_interval N         steps between progress lines
   --train.checkpoint_interval N  steps between checkpoints (0: at the end)
   --train.max_shard_bytes N      checkpoint shard size
+  --train.profile FILE.json      a Chrome trace of the second step's kernels
 What the program was compiled for (mesh, batch, steps) needs a new compile.
 )";
 

@@ -132,6 +132,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.dataPath = r.data.path;
   job.outputDir = r.train.outputDir;
   job.resume = r.train.resume;
+  job.profile = r.train.profile;
   job.logInterval = r.train.logInterval;
   job.checkpointInterval = r.train.checkpointInterval;
   job.maxShardBytes = static_cast<int64_t>(r.train.maxShardBytes);
@@ -169,6 +170,11 @@ int64_t takeNproc(llvm::ArrayRef<const char *> args,
                   std::vector<std::string> &rest) {
   int64_t nproc = 0;
   for (size_t i = 0; i < args.size(); ++i) {
+    // --profile FILE is --train.profile FILE.
+    if (llvm::StringRef(args[i]) == "--profile") {
+      rest.push_back("--train.profile");
+      continue;
+    }
     if (llvm::StringRef(args[i]) != "--nproc") {
       rest.push_back(args[i]);
       continue;
@@ -203,8 +209,8 @@ int fitMesh(Recipe &r, int64_t ranks, bool say = true) {
 int runTrain(llvm::ArrayRef<const char *> args) {
   if (wantsHelp(args)) {
     llvm::outs()
-        << "usage: veomni train RECIPE.yaml [--nproc N] [--section.key VALUE "
-           "...]\n\n"
+        << "usage: veomni train RECIPE.yaml [--nproc N] [--profile FILE.json] "
+           "[--section.key VALUE ...]\n\n"
            "Compiles the training step of the recipe's model and runs it: a\n"
            "progress line per log interval, metrics.jsonl, Hugging Face\n"
            "checkpoints (checkpoint-N/) and loss_curve.svg in the output\n"
@@ -218,6 +224,10 @@ int runTrain(llvm::ArrayRef<const char *> args) {
            "with the launcher's rank and size. Every plan trains on the same\n"
            "global batches and writes the same plan-independent "
            "checkpoints.\n\n"
+           "--profile FILE.json (train.profile) writes the second step's\n"
+           "kernels as a Chrome trace (Perfetto, chrome://tracing) and\n"
+           "prints the kernels that took the most time; on N ranks each\n"
+           "rank r > 0 writes FILE.rank<r>.json.\n\n"
            "settings:\n"
         << Recipe::settingsHelp();
     return 0;
