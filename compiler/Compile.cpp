@@ -158,6 +158,8 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   prefetch.distance = mesh.prefetch;
   pm.addPass(createPrefetch(prefetch));
   pm.addPass(createPipelineBoundaries());
+  if (options.fusion)
+    pm.addPass(createFuse());
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))
@@ -246,6 +248,8 @@ FailureOr<std::string> mlir::veomni::compileModule(
     p.distance = mesh.prefetch;
     pm.addPass(createPrefetch(p));
   }
+  if (options.fusion)
+    pm.addPass(createFuse());
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))

@@ -49,6 +49,8 @@ struct CompileOptions {
   /// gathers ahead of its use (veomni-prefetch; 0: where the partitioner
   /// put it).
   ParallelSection parallel;
+  /// Chains of elementwise ops become one kernel each (veomni-fuse).
+  bool fusion = true;
 };
 
 /// veomni-apply-recipe's options for the mesh `mesh` names.

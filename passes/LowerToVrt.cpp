@@ -2,6 +2,7 @@
 
 #include "dialects/VeOmni/VeOmniOps.h"
 #include "passes/Passes.h"
+#include "runtime/program/Fused.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/IRMapping.h"
@@ -115,6 +116,183 @@ FailureOr<vrt::KernelOp> createKernel(OpBuilder &builder, Operation *op,
     if (*a)
       kernel->setAttr(info.attrs[i].name, *a);
   }
+  return kernel;
+}
+
+/// A `fused` kernel for `op`: its body as a register program
+/// (runtime/program/Fused.h).
+FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
+                                           ValueRange ins, ValueRange outs) {
+  using ::kernel_table::fused::kMaxRegisters;
+  using FOp = ::kernel_table::fused::Op;
+  FailureOr<vrt::KernelOp> kernel =
+      createKernel(builder, op, "fused", ins, outs, /*ownAttrs=*/false);
+  if (failed(kernel))
+    return failure();
+  Block &body = op.getBody().front();
+  int64_t domain = 1;
+  body.walk([&](Operation *inner) {
+    for (Type t :
+         llvm::concat<Type>(inner->getOperandTypes(), inner->getResultTypes()))
+      domain = std::max(domain, cast<RankedTensorType>(t).getNumElements());
+  });
+  for (Type t : body.getArgumentTypes())
+    domain = std::max(domain, cast<RankedTensorType>(t).getNumElements());
+
+  // Each value's last reader (the yield reads last), for register reuse.
+  DenseMap<Operation *, int64_t> position;
+  int64_t at = 0;
+  for (Operation &inner : body)
+    position[&inner] = at++;
+  DenseMap<Value, int64_t> reg;
+  SmallVector<int64_t> regEnd; // per register: its values' last reader
+  auto lastUse = [&](Value v) {
+    int64_t end = -1;
+    for (Operation *user : v.getUsers())
+      end = std::max(end, position.lookup(user));
+    return end;
+  };
+  auto bind = [&](Value v, int64_t r) {
+    reg[v] = r;
+    regEnd[r] = std::max(regEnd[r], lastUse(v));
+  };
+  auto fresh = [&](Value v, int64_t now) -> int64_t {
+    for (int64_t r = 0; r < static_cast<int64_t>(regEnd.size()); ++r)
+      if (regEnd[r] < now) {
+        regEnd[r] = -1;
+        bind(v, r);
+        return r;
+      }
+    regEnd.push_back(-1);
+    bind(v, static_cast<int64_t>(regEnd.size()) - 1);
+    return reg[v];
+  };
+
+  SmallVector<int64_t> code, modes, results;
+  SmallVector<double> constants;
+  auto emit = [&](FOp o, int64_t dst, int64_t a = 0, int64_t b = 0) {
+    code.append({static_cast<int64_t>(o), dst, a, b});
+  };
+  auto round = [&](Type t, int64_t r) {
+    Type e = cast<RankedTensorType>(t).getElementType();
+    if (e.isBF16())
+      emit(FOp::RoundBf16, r, r);
+    else if (e.isF16())
+      emit(FOp::RoundF16, r, r);
+  };
+  // Inputs: registers 0..I-1, read as their users need.
+  for (BlockArgument arg : body.getArguments()) {
+    regEnd.push_back(-1);
+    bind(arg, arg.getArgNumber());
+    int64_t n = cast<RankedTensorType>(arg.getType()).getNumElements();
+    int64_t mode = n == domain ? 0 : n == 1 ? 1 : -1;
+    for (Operation *user : arg.getUsers()) {
+      auto b = dyn_cast<BroadcastOp>(user);
+      int64_t m = b ? fusedInputMode(b) : (n == domain ? 0 : -1);
+      if (m < 0 || (mode >= 0 && n != 1 && m != mode))
+        return op.emitOpError("input #")
+               << arg.getArgNumber() << " " << arg.getType()
+               << " is not read elementwise, as a broadcast over leading or "
+                  "over trailing dimensions of the "
+               << domain << "-element domain";
+      if (n != 1)
+        mode = m;
+    }
+    modes.push_back(mode < 0 ? 0 : mode);
+  }
+  DenseMap<Value, int64_t> reduction; // value -> Fused.h's Reduce
+  for (Operation &inner : body) {
+    int64_t now = position[&inner];
+    if (auto yield = dyn_cast<YieldOp>(inner)) {
+      for (Value v : yield.getValues())
+        results.append({reg.lookup(v), reduction.lookup(v)});
+      break;
+    }
+    Value result = inner.getResult(0);
+    if (isa<BroadcastOp, ReshapeOp>(inner)) {
+      bind(result, reg.lookup(inner.getOperand(0)));
+      continue;
+    }
+    if (auto r = dyn_cast<ReduceOp>(inner)) {
+      bind(result, reg.lookup(r.getInput()));
+      reduction[result] = r.getKind() == ReduceKind::Sum   ? 1
+                          : r.getKind() == ReduceKind::Max ? 2
+                                                           : 3;
+      continue;
+    }
+    if (auto c = dyn_cast<ConstantOp>(inner)) {
+      auto splat = dyn_cast<SplatElementsAttr>(c.getValue());
+      if (!splat)
+        return c.emitOpError("in a veomni.fused body must be a splat");
+      constants.push_back(splat.getSplatValue<APFloat>().convertToDouble());
+      emit(FOp::Const, fresh(result, now),
+           static_cast<int64_t>(constants.size()) - 1);
+      continue;
+    }
+    if (auto cast = dyn_cast<CastOp>(inner)) {
+      // Widening is exact: the same register.
+      if (cast.getType().getElementType().isF32()) {
+        bind(result, reg.lookup(cast.getInput()));
+        continue;
+      }
+      // Narrowing rounds a copy (x * 1), the input staying as it is.
+      int64_t r = fresh(result, now);
+      constants.push_back(1.0);
+      emit(FOp::Const, r, static_cast<int64_t>(constants.size()) - 1);
+      emit(FOp::Mul, r, reg.lookup(cast.getInput()), r);
+      round(result.getType(), r);
+      continue;
+    }
+    FOp o;
+    if (isa<NegOp>(inner))
+      o = FOp::Neg;
+    else if (isa<ExpOp>(inner))
+      o = FOp::Exp;
+    else if (isa<LogOp>(inner))
+      o = FOp::Log;
+    else if (isa<SqrtOp>(inner))
+      o = FOp::Sqrt;
+    else if (isa<RsqrtOp>(inner))
+      o = FOp::Rsqrt;
+    else if (isa<SinOp>(inner))
+      o = FOp::Sin;
+    else if (isa<CosOp>(inner))
+      o = FOp::Cos;
+    else if (isa<TanhOp>(inner))
+      o = FOp::Tanh;
+    else if (isa<SigmoidOp>(inner))
+      o = FOp::Sigmoid;
+    else if (isa<SiluOp>(inner))
+      o = FOp::Silu;
+    else if (auto g = dyn_cast<GeluOp>(inner))
+      o = g.getApproximation() == GeluApproximation::Tanh ? FOp::GeluTanh
+                                                          : FOp::Gelu;
+    else if (isa<AddOp>(inner))
+      o = FOp::Add;
+    else if (isa<SubOp>(inner))
+      o = FOp::Sub;
+    else if (isa<MulOp>(inner))
+      o = FOp::Mul;
+    else if (isa<DivOp>(inner))
+      o = FOp::Div;
+    else
+      return inner.emitOpError("has no fused form");
+    int64_t a = reg.lookup(inner.getOperand(0));
+    int64_t b =
+        inner.getNumOperands() > 1 ? reg.lookup(inner.getOperand(1)) : 0;
+    int64_t r = fresh(result, now);
+    emit(o, r, a, b);
+    round(result.getType(), r);
+  }
+  if (static_cast<int64_t>(regEnd.size()) > kMaxRegisters)
+    return op.emitOpError("needs ")
+           << regEnd.size() << " registers, more than the fused kernel's "
+           << kMaxRegisters;
+  (*kernel)->setAttr("code", builder.getDenseI64ArrayAttr(code));
+  (*kernel)->setAttr("constants", builder.getDenseF64ArrayAttr(constants));
+  (*kernel)->setAttr("input_modes", builder.getDenseI64ArrayAttr(modes));
+  (*kernel)->setAttr("results", builder.getDenseI64ArrayAttr(results));
+  (*kernel)->setAttr("segments", builder.getI64IntegerAttr(1));
   return kernel;
 }
 
@@ -247,6 +425,9 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
             builder, loc, op.getName().getStringRef(), ins, outs);
         for (NamedAttribute attr : op.getAttrs())
           c->setAttr(attr.getName(), attr.getValue());
+      } else if (auto fused = dyn_cast<FusedOp>(op)) {
+        if (failed(createFusedKernel(builder, fused, ins, outs)))
+          return failure();
       } else {
         FailureOr<vrt::KernelOp> kernel =
             createKernel(builder, &op, kernelMnemonic(&op), ins, outs);

@@ -219,6 +219,19 @@ def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
   ];
 }
 
+def Fuse : Pass<"veomni-fuse", "::mlir::ModuleOp"> {
+  let summary = "Turn chains of elementwise ops into veomni.fused ops";
+  let description = [{
+    Right before veomni-lower-to-vrt. Elementwise ops (unary, binary,
+    casts) over one iteration domain, the broadcasts that feed them, the
+    reshapes between them and trailing reductions at their end become one
+    `veomni.fused` op, which lowers to one `fused` kernel: each input read
+    once, each result written once, no intermediate in memory. A group
+    closes when an op outside it reads one of its values, so the fused op
+    takes the place of its last member. Groups of one op stay as they are.
+  }];
+}
+
 def Prefetch : Pass<"veomni-prefetch", "::mlir::ModuleOp"> {
   let summary = "Issue the all-gathers of parameters ahead of their use";
   let description = [{

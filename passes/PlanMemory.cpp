@@ -97,9 +97,57 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
   // In place: an elementwise kernel's result takes over an input that is an
   // alloc of the same type and dies at this kernel.
   if (inPlace) {
+    // Fused kernels write an output over a Full-mode input of its own
+    // segment that dies there; an update of an argument (a parameter, a
+    // moment) over that argument itself, which then needs no copy after
+    // the step and no buffer of its own.
+    DenseMap<Value, BlockArgument> updates;
+    auto ret = cast<func::ReturnOp>(block.getTerminator());
+    for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+      auto target = func.getResultAttrOfType<StringAttr>(i, "veomni.update");
+      if (!target)
+        continue;
+      for (BlockArgument a : block.getArguments())
+        for (StringRef key : {"veomni.param", "veomni.state"})
+          if (func.getArgAttrOfType<StringAttr>(a.getArgNumber(), key) ==
+              target)
+            updates[v] = a;
+    }
+    for (auto kernel : block.getOps<vrt::KernelOp>()) {
+      if (kernel.getKind().getKind() != ::kernel_table::KernelKind::Fused)
+        continue;
+      auto modes = kernel->getAttrOfType<DenseI64ArrayAttr>("input_modes");
+      auto results = kernel->getAttrOfType<DenseI64ArrayAttr>("results");
+      auto segments = kernel->getAttrOfType<IntegerAttr>("segments");
+      if (!modes || !results || !segments || segments.getInt() < 1)
+        continue;
+      const size_t perIn = kernel.getIns().size() / segments.getInt();
+      const size_t perOut = kernel.getOuts().size() / segments.getInt();
+      llvm::SmallPtrSet<Value, 8> taken;
+      for (auto [oi, out] : llvm::enumerate(kernel.getOuts())) {
+        auto outAlloc = out.getDefiningOp<vrt::AllocOp>();
+        size_t seg = oi / perOut, o = oi % perOut;
+        if (!outAlloc || results[2 * o + 1] != 0)
+          continue;
+        for (size_t j = 0; j < perIn; ++j) {
+          Value in = kernel.getIns()[seg * perIn + j];
+          bool ours = in.getDefiningOp<vrt::AllocOp>() ||
+                      (isa<BlockArgument>(in) && updates.lookup(out) == in);
+          if (!ours || modes[j] != 0 || in.getType() != out.getType() ||
+              taken.contains(in) || lastUse.lookup(in) != position[kernel])
+            continue;
+          taken.insert(in);
+          lastUse[in] = std::max(lastUse[in], lastUse.lookup(out));
+          out.replaceAllUsesWith(in);
+          outAlloc.erase();
+          break;
+        }
+      }
+    }
     for (auto kernel :
          llvm::make_early_inc_range(block.getOps<vrt::KernelOp>())) {
-      if (!runsInPlace(kernel) || kernel.getOuts().size() != 1)
+      if (!runsInPlace(kernel) || kernel.getOuts().size() != 1 ||
+          kernel.getKind().getKind() == ::kernel_table::KernelKind::Fused)
         continue;
       Value out = kernel.getOuts()[0];
       auto outAlloc = out.getDefiningOp<vrt::AllocOp>();

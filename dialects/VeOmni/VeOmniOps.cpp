@@ -250,3 +250,35 @@ OpFoldResult ConcatOp::fold(FoldAdaptor) {
     return getInputs().front();
   return {};
 }
+
+//===----------------------------------------------------------------------===//
+// FusedOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult FusedOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("body has ")
+           << body.getNumArguments() << " arguments for " << getInputs().size()
+           << " inputs";
+  for (auto [i, pair] :
+       llvm::enumerate(llvm::zip(body.getArgumentTypes(), getInputs())))
+    if (std::get<0>(pair) != std::get<1>(pair).getType())
+      return emitOpError("body argument #")
+             << i << " is " << std::get<0>(pair) << ", input "
+             << std::get<1>(pair).getType();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("body must end in veomni.yield");
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yields ") << yield.getValues().getTypes()
+                                  << " but returns " << getResultTypes();
+  for (Operation &op : body.without_terminator())
+    if (!isa<NegOp, ExpOp, LogOp, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp,
+             SigmoidOp, SiluOp, GeluOp, AddOp, SubOp, MulOp, DivOp, CastOp,
+             BroadcastOp, ReshapeOp, ConstantOp, ReduceOp>(op))
+      return op.emitOpError("cannot be part of a veomni.fused body: only "
+                            "elementwise ops, broadcasts, reshapes, splat "
+                            "constants and trailing reductions can");
+  return success();
+}

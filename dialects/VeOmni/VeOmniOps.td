@@ -645,4 +645,46 @@ def VeOmni_MoECombineOp : VeOmni_InferredOp<"moe_combine", [VJP]> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// Fusion
+//===----------------------------------------------------------------------===//
+
+def VeOmni_FusedOp : VeOmni_Op<"fused", [IsolatedFromAbove, SingleBlock,
+                                         RecursiveMemoryEffects]> {
+  let summary = "Elementwise ops that run as one kernel";
+  let description = [{
+    Written by `veomni-fuse` just before lowering: the body is a chain of
+    elementwise ops (unary, binary, cast, broadcast, reshape, splat
+    constants) over one iteration domain, with reductions over trailing
+    dimensions as its last steps. The block's arguments are the inputs;
+    `veomni.yield` gives the results, which are all the values the rest
+    of the function reads. It lowers to one `fused` kernel that reads each
+    input once (runtime/program/Fused.h).
+
+    ```mlir
+    %r = veomni.fused(%x, %w) : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%a: tensor<4x8xf32>, %b: tensor<8xf32>):
+      %0 = veomni.broadcast %b dims = [1] : tensor<8xf32> to tensor<4x8xf32>
+      %1 = veomni.mul %a, %0 : tensor<4x8xf32>
+      %2 = veomni.silu %1 : tensor<4x8xf32>
+      veomni.yield %2 : tensor<4x8xf32>
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<VeOmni_AnyTensor>:$inputs);
+  let results = (outs Variadic<VeOmni_AnyTensor>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    `(` $inputs `)` attr-dict `:` functional-type($inputs, $results) $body
+  }];
+  let hasVerifier = 1;
+}
+
+def VeOmni_YieldOp : VeOmni_Op<"yield", [Pure, Terminator,
+                                         HasParent<"FusedOp">]> {
+  let summary = "The results of a veomni.fused body";
+  let arguments = (ins Variadic<VeOmni_AnyTensor>:$values);
+  let assemblyFormat = "$values attr-dict `:` type($values)";
+}
+
 #endif // VEOMNI_OPS_TD

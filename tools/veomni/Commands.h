@@ -24,6 +24,7 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
   co.train = r.train;
   co.accumulationSteps = r.data.accumulationSteps();
   co.remat = r.train.remat;
+  co.fusion = r.train.fusion == "on";
   co.parallel = r.parallel;
   return co;
 }

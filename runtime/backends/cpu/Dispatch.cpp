@@ -280,6 +280,11 @@ absl::Status ReduceMaxGrad(KernelIns in, KernelOuts out,
   return cpu::ReduceMaxGrad(in[0], in[1], out[0], a.dims);
 }
 
+absl::Status Fused(KernelIns in, KernelOuts out, const FusedAttrs &a) {
+  return cpu::Fused(
+      in, out, {a.code, a.constants, a.input_modes, a.results, a.segments});
+}
+
 } // namespace impl
 
 const KernelRegistry &CpuKernels() {

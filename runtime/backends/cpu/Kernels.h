@@ -248,6 +248,21 @@ struct RopeConfig {
 VEOMNI_CPU_KERNELS
 // clang-format on
 
+/// The program of a `fused` kernel (runtime/program/Fused.h).
+struct FusedProgram {
+  absl::Span<const int64_t> code;
+  absl::Span<const double> constants;
+  absl::Span<const int64_t> inputModes, results;
+  int64_t segments = 1;
+};
+/// Runs `program` over `ins` and `outs` (Fused.cpp). Every index, register
+/// and size is checked first. An output may be the memory of an input read
+/// in Full mode (in place), never of another. Its reference is the chain of
+/// unfused kernels it replaces (test/unit/runtime/FusedTest.cpp).
+absl::Status Fused(absl::Span<const TensorView> ins,
+                   absl::Span<const TensorView> outs,
+                   const FusedProgram &program);
+
 // VEOMNI_CPU_KERNELS stays defined: the test-only reference kernels
 // (test/unit/runtime/reference/Reference.h) declare the same list.
 
