@@ -468,12 +468,97 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
   return success();
 }
 
+Value rootOf(Value v) {
+  while (auto view = v.getDefiningOp<vrt::ViewOp>())
+    v = view.getSource();
+  return v;
+}
+
+bool isFused(Operation *op) {
+  auto k = dyn_cast_or_null<vrt::KernelOp>(op);
+  return k && k.getKind().getKind() == ::kernel_table::KernelKind::Fused;
+}
+
+/// Multi-tensor: within a stretch of fused kernels (the optimizer's is the
+/// whole update), those with one program (the update of every matrix,
+/// every vector) become one call over that many segments, placed where the
+/// last of them was. A kernel that reads what a pending one writes first
+/// places that one's call; any other kind of kernel places them all.
+/// Buffer declarations (allocs, views) do not interrupt a stretch.
+void mergeSegments(func::FuncOp func) {
+  Block &block = func.getBody().front();
+  std::vector<SmallVector<vrt::KernelOp>> runs;
+  auto sameProgram = [](vrt::KernelOp a, vrt::KernelOp b) {
+    for (StringRef name :
+         {"code", "constants", "input_modes", "results", "segments"})
+      if (a->getAttr(name) != b->getAttr(name))
+        return false;
+    return a.getIns().size() == b.getIns().size() &&
+           a.getOuts().size() == b.getOuts().size();
+  };
+  auto reads = [](Operation *op, ArrayRef<vrt::KernelOp> run) {
+    for (vrt::KernelOp earlier : run)
+      for (Value out : earlier.getOuts())
+        for (Value in : op->getOperands())
+          if (rootOf(in) == rootOf(out))
+            return true;
+    return false;
+  };
+  auto place = [](SmallVector<vrt::KernelOp> &run) {
+    if (run.size() < 2)
+      return;
+    vrt::KernelOp last = run.back();
+    OpBuilder b(last);
+    SmallVector<Value> ins, outs;
+    for (vrt::KernelOp k : run) {
+      llvm::append_range(ins, k.getIns());
+      llvm::append_range(outs, k.getOuts());
+    }
+    auto merged = vrt::KernelOp::create(b, run.front().getLoc(),
+                                        last.getKindAttr(), ins, outs);
+    for (NamedAttribute a : run.front()->getAttrs())
+      if (a.getName() != merged.getOperandSegmentSizesAttrName())
+        merged->setAttr(a.getName(), a.getValue());
+    merged->setAttr("segments",
+                    b.getI64IntegerAttr(static_cast<int64_t>(run.size())));
+    for (vrt::KernelOp k : run)
+      k->erase();
+  };
+  for (Operation &op : llvm::make_early_inc_range(block)) {
+    if (isa<vrt::AllocOp, vrt::ViewOp>(op))
+      continue;
+    if (!isFused(&op)) {
+      for (auto &run : runs)
+        place(run);
+      runs.clear();
+      continue;
+    }
+    for (auto it = runs.begin(); it != runs.end();) {
+      if (reads(&op, *it)) {
+        place(*it);
+        it = runs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto k = cast<vrt::KernelOp>(op);
+    auto same = llvm::find_if(
+        runs, [&](const auto &run) { return sameProgram(run.front(), k); });
+    if (same != runs.end())
+      same->push_back(k);
+    else
+      runs.push_back({k});
+  }
+}
+
 struct LowerToVrtPass : veomni::impl::LowerToVrtBase<LowerToVrtPass> {
   void runOnOperation() override {
     CommGroups groups;
     for (auto func : getOperation().getOps<func::FuncOp>())
       if (failed(lowerFunction(func, groups)))
         return signalPassFailure();
+    for (auto func : getOperation().getOps<func::FuncOp>())
+      mergeSegments(func);
     if (!groups.axes.empty())
       getOperation()->setAttr(vrt::VrtDialect::kCommGroupsAttrName,
                               ArrayAttr::get(&getContext(), groups.axes));

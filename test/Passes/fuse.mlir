@@ -88,3 +88,24 @@ func.func @bf16(%x: tensor<8xbf16> {veomni.input = "x"}) -> tensor<8xf32> {
   %f = veomni.cast %s : tensor<8xbf16> to tensor<8xf32>
   return %f : tensor<8xf32>
 }
+
+// -----
+
+// Two parameters updated by one program: one call over two segments
+// (multi-tensor), each update written over its parameter.
+// VRT-LABEL: func.func @two
+// VRT: vrt.kernel fused ins(%arg1, %arg0, %arg3, %arg2 : memref<8xf32>, memref<8xf32>, memref<4xf32>, memref<4xf32>) outs(%arg0, %arg2 : memref<8xf32>, memref<4xf32>) {{.*}}segments = 2 : i64}
+// VRT-NOT: vrt.kernel
+func.func @two(%a: tensor<8xf32> {veomni.param = "a"},
+               %ga: tensor<8xf32> {veomni.input = "ga"},
+               %b: tensor<4xf32> {veomni.param = "b"},
+               %gb: tensor<4xf32> {veomni.input = "gb"})
+    -> (tensor<8xf32> {veomni.update = "a"}, tensor<4xf32> {veomni.update = "b"}) {
+  %ka = veomni.constant dense<0.5> : tensor<8xf32>
+  %x = veomni.mul %ga, %ka : tensor<8xf32>
+  %a1 = veomni.sub %a, %x : tensor<8xf32>
+  %kb = veomni.constant dense<0.5> : tensor<4xf32>
+  %y = veomni.mul %gb, %kb : tensor<4xf32>
+  %b1 = veomni.sub %b, %y : tensor<4xf32>
+  return %a1, %b1 : tensor<8xf32>, tensor<4xf32>
+}
