@@ -3,8 +3,10 @@
 
 How to run, from the repository root, after building build/bin/veomni:
 
-    python bench/train_vs_torch.py                 # both models: about 1 min on 2 cores
+    python bench/train_vs_torch.py                 # three models, f32: a few min on 2 cores
     python bench/train_vs_torch.py --models tiny   # only the tiny Llama
+    python bench/train_vs_torch.py --models 155m --dtypes f32,bf16
+                                                   # issue 15's yardstick, both rows
     python bench/train_vs_torch.py --threads 4     # another thread count
 
 torch and transformers come from PyPI (`pip install torch transformers
@@ -74,6 +76,9 @@ MODELS = {
                  batch=4, seq=64, warmup=10, timed=100),
     "100m": dict(name="llama 100M", config="bench/configs/llama_100m.json",
                  batch=1, seq=256, warmup=3, timed=5),
+    # Issue 15's yardstick: 8 x 1024 hidden, GQA 16/4, untied head.
+    "155m": dict(name="llama 155M", config="bench/configs/llama_155m.json",
+                 batch=1, seq=512, warmup=2, timed=4),
 }
 
 DATA_VOCAB = 256  # ids drawn from [0, 256): see the docstring
@@ -226,7 +231,7 @@ def veomni_params(config):
     return int(m.group(1).replace(",", "")) if m else None
 
 
-def run_veomni(spec, ids, threads, workdir, seed):
+def run_veomni(spec, ids, threads, workdir, seed, dtype):
     steps = spec["warmup"] + spec["timed"]
     b, s = spec["batch"], spec["seq"]
     data = os.path.join(workdir, "batches.safetensors")
@@ -237,7 +242,7 @@ def run_veomni(spec, ids, threads, workdir, seed):
         f.write(f"""\
 model:
   config: {os.path.join(REPO, spec['config'])}
-  dtype: f32
+  dtype: {dtype}
   seed: {seed}
 data:
   path: {data}
@@ -255,6 +260,7 @@ train:
   log_interval: {max(1, steps // 4)}
   checkpoint_interval: 0
   output_dir: {out_dir}
+  profile: {os.path.join(workdir, "trace.json")}
 """)
     env = dict(os.environ, VEOMNI_CPU_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
@@ -285,6 +291,11 @@ train:
     kernels = m.group(1) if m else "?"
     m = find(r"arena (\d+ [KMG]i?B)")
     arena = m.group(1) if m else "?"
+    # The profiled step's matmuls (step 2, a warm-up step): their share of
+    # the kernel time and their rate.
+    m = find(r"by kind: .*?matmul ([\d.]+)% \(([\d.]+) GFLOP/s\)")
+    matmul_share = float(m.group(1)) if m else float("nan")
+    matmul_gflops = float(m.group(2)) if m else float("nan")
     rows = [json.loads(l) for l in open(os.path.join(out_dir, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == list(range(1, steps + 1)), rows
     tokens = b * s
@@ -293,12 +304,32 @@ train:
     return dict(step_s=sum(timed) / len(timed),
                 median_s=statistics.median(timed), min_s=min(timed),
                 first_s=per_step[0], compile_s=compile_s, kernels=kernels,
-                arena=arena, wall_s=wall,
+                arena=arena, wall_s=wall, matmul_share=matmul_share,
+                matmul_gflops=matmul_gflops,
                 loss_first=rows[0]["loss"], loss_last=rows[-1]["loss"],
                 grad_norm_last=rows[-1]["grad_norm"])
 
 
-def run_torch(spec, ids, seed):
+def gemm_rate(threads):
+    """The chosen GEMM library's rate on a large f32 GEMM here (2048^3,
+    build/bench/veomni-bench-gemm), or None without that benchmark."""
+    exe = os.path.join(REPO, "build/bench/veomni-bench-gemm")
+    if not os.access(exe, os.X_OK):
+        return None, "no build/bench/veomni-bench-gemm (needs libdnnl-dev)"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
+               OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([exe, "3"], capture_output=True, text=True,
+                         env=env).stdout
+    m = re.search(r"^square 2048\^3\s+\d+\s+\d+\s+\d+\s+([\d.]+)\s+([\d.]+)",
+                  out, re.M)
+    if not m:
+        return None, "veomni-bench-gemm printed no square row"
+    lib = os.environ.get("VEOMNI_GEMM", "openblas")
+    rate = float(m.group(2) if lib == "onednn" else m.group(1))
+    return rate, f"{lib} {rate:.1f} GFLOP/s on 2048^3 f32"
+
+
+def run_torch(spec, ids, seed, dtype):
     import torch
     import transformers
     steps = spec["warmup"] + spec["timed"]
@@ -329,7 +360,11 @@ def run_torch(spec, ids, seed):
         x = batches[step - 1]
         # labels = input_ids: transformers shifts them itself (the last
         # position predicts nothing), as veomni's already-shifted labels.
-        loss = model(input_ids=x, labels=x).loss
+        # bf16: torch's autocast (bf16 matmuls, f32 weights and optimizer),
+        # against veomni's bf16 parameters with f32 master weights.
+        with torch.autocast("cpu", dtype=torch.bfloat16,
+                            enabled=dtype == "bf16"):
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, HP["max_grad_norm"])
         opt.step()
@@ -347,8 +382,11 @@ def run_torch(spec, ids, seed):
 def main():
     global VEOMNI
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="tiny,100m",
+    ap.add_argument("--models", default="tiny,100m,155m",
                     help="comma-separated: " + ", ".join(MODELS))
+    ap.add_argument("--dtypes", default="f32",
+                    help="comma-separated rows per model: f32, bf16 "
+                         "(torch with autocast)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--veomni", default=os.path.join(REPO, "build/bin/veomni"))
@@ -374,10 +412,15 @@ def main():
     print(f"optimizer:    AdamW lr {HP['lr']} betas {HP['betas']} eps "
           f"{HP['eps']} wd {HP['weight_decay']} (matrices), clip "
           f"{HP['max_grad_norm']}, warmup+cosine to {HP['min_lr_ratio']}x; "
-          f"f32; tokens uniform in [0, {DATA_VOCAB})\n", flush=True)
+          f"{args.dtypes}; tokens uniform in [0, {DATA_VOCAB})\n", flush=True)
+
+    rate, rate_text = gemm_rate(args.threads)
+    print(f"GEMM rate:    {rate_text} (the 'GEMM' column: the step's matmul "
+          f"GFLOP/s as a fraction of it)\n", flush=True)
 
     results = []
-    for key in args.models.split(","):
+    for key, dtype in [(k, d) for k in args.models.split(",")
+                       for d in args.dtypes.split(",")]:
         spec = dict(MODELS[key])
         if args.warmup is not None:
             spec["warmup"] = args.warmup
@@ -388,39 +431,45 @@ def main():
             vocab = json.load(f)["vocab_size"]
         steps = spec["warmup"] + spec["timed"]
         ids = make_batches(vocab, steps, spec["batch"], spec["seq"], args.seed)
-        print(f"== {spec['name']}: {spec['config']}, batch {spec['batch']} x "
+        print(f"== {spec['name']} {dtype}: {spec['config']}, batch {spec['batch']} x "
               f"seq {spec['seq']}, {spec['warmup']} warmup + {spec['timed']} "
               f"timed steps", flush=True)
 
         def run_veomni_once():
             workdir = tempfile.mkdtemp(prefix="veomni-bench-")
             try:
-                return run_veomni(spec, ids, args.threads, workdir, args.seed)
+                return run_veomni(spec, ids, args.threads, workdir, args.seed,
+                                  dtype)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
 
         v = measure("veomni", run_veomni_once, args.retries, lambda v: (
             f"compiled in {v['compile_s']:.2f} s, {v['kernels']} kernels, "
-            f"arena {v['arena']}; process wall {v['wall_s']:.1f} s"))
-        t = measure("torch", lambda: run_torch(spec, ids, args.seed),
+            f"arena {v['arena']}; matmuls {v['matmul_share']:.0f}% of the "
+            f"kernel time at {v['matmul_gflops']:.1f} GFLOP/s; process wall "
+            f"{v['wall_s']:.1f} s"))
+        t = measure("torch", lambda: run_torch(spec, ids, args.seed, dtype),
                     args.retries, lambda t: "")
         vp = veomni_params(config)
         if vp is not None and vp != t["n_params"]:
             print(f"   note: veomni counts {vp:,} parameters, torch "
                   f"{t['n_params']:,}")
-        results.append((spec, vocab, t["n_params"], v, t))
+        results.append((dict(spec, name=f"{spec['name']} {dtype}"), vocab,
+                        t["n_params"], v, t))
 
     tok = lambda spec: spec["batch"] * spec["seq"]
-    head = (f"{'model':<12} {'params':>12} {'tokens/step':>11} "
+    head = (f"{'model':<16} {'params':>12} {'tokens/step':>11} "
             f"{'veomni ms/step':>14} {'torch ms/step':>13} "
-            f"{'veomni tok/s':>12} {'torch tok/s':>11} {'ratio':>6}")
+            f"{'veomni tok/s':>12} {'torch tok/s':>11} {'ratio':>6} "
+            f"{'GEMM':>5}")
     print("\n" + head + "\n" + "-" * len(head))
     for spec, vocab, n, v, t in results:
-        print(f"{spec['name']:<12} {n:>12,} {tok(spec):>11} "
+        print(f"{spec['name']:<16} {n:>12,} {tok(spec):>11} "
               f"{v['median_s'] * 1e3:>14.1f} {t['median_s'] * 1e3:>13.1f} "
               f"{tok(spec) / v['median_s']:>12.0f} "
               f"{tok(spec) / t['median_s']:>11.0f} "
-              f"{t['median_s'] / v['median_s']:>6.2f}"
+              f"{t['median_s'] / v['median_s']:>6.2f} "
+              f"{(v['matmul_gflops'] / rate if rate else float('nan')):>5.0%}"
               f"{'  (*)' if max(v['busy'], t['busy']) > 0.1 else ''}")
     print("ms/step: median of the timed steps (warmup steps and veomni's "
           "compile excluded); ratio = torch time / veomni time (> 1: veomni "
@@ -432,7 +481,7 @@ def main():
     print("final losses after the timed steps (sanity check; different inits,"
           " so they differ):")
     for spec, vocab, n, v, t in results:
-        print(f"  {spec['name']:<12} veomni {v['loss_first']:.4f} -> "
+        print(f"  {spec['name']:<16} veomni {v['loss_first']:.4f} -> "
               f"{v['loss_last']:.4f} (grad norm {v['grad_norm_last']:.3f})   "
               f"torch {t['loss_first']:.4f} -> {t['loss_last']:.4f} (grad norm"
               f" {t['grad_norm_last']:.3f})   ln(vocab) {math.log(vocab):.3f}, "

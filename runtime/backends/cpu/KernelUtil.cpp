@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -93,6 +95,134 @@ void BlasGemm(GemmLibrary library, bool transA, bool transB, int64_t m,
               static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));
+}
+
+bool Bf16GemmAvailable() {
+#ifdef VEOMNI_HAVE_DNNL
+  return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+#else
+  return false;
+#endif
+}
+
+bool Bf16GemmNative() {
+  static const bool native = [] {
+#ifdef VEOMNI_HAVE_DNNL
+    const char *asked = std::getenv("VEOMNI_BF16_GEMM");
+    std::string how = asked ? asked : "";
+    if (how == "onednn")
+      return Bf16GemmAvailable();
+    if (how == "f32")
+      return false;
+    if (!how.empty())
+      std::fprintf(stderr,
+                   "veomni: warning: VEOMNI_BF16_GEMM=%s is not onednn or "
+                   "f32; deciding by the CPU\n",
+                   asked);
+    return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16;
+#else
+    return false;
+#endif
+  }();
+  return native;
+}
+
+#ifdef VEOMNI_HAVE_DNNL
+namespace {
+
+/// One oneDNN matmul per shape, made on first use (JIT compilation costs
+/// milliseconds) and kept for the process.
+struct Bf16Matmul {
+  dnnl_primitive_t primitive = nullptr;
+  dnnl_memory_desc_t a, b, c;
+};
+
+struct Bf16Engine {
+  dnnl_engine_t engine = nullptr;
+  dnnl_stream_t stream = nullptr;
+  std::mutex mutex;
+  std::map<std::vector<int64_t>, Bf16Matmul> matmuls;
+  Bf16Engine() {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) !=
+            dnnl_success)
+      engine = nullptr;
+  }
+};
+
+Bf16Engine &Engine() {
+  static Bf16Engine *e = new Bf16Engine(); // lives as long as the process
+  return *e;
+}
+
+} // namespace
+#endif
+
+bool Bf16Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+              const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+              void *c, DType cType, int64_t ldc) {
+#ifdef VEOMNI_HAVE_DNNL
+  if (cType != DType::F32 && cType != DType::BF16)
+    return false;
+  if (m == 0 || n == 0)
+    return true;
+  Bf16Engine &e = Engine();
+  if (!e.engine || k == 0)
+    return false;
+  std::lock_guard<std::mutex> lock(e.mutex);
+  std::vector<int64_t> key = {
+      transA, transB, m, n, k, lda, ldb, ldc, static_cast<int64_t>(cType)};
+  auto it = e.matmuls.find(key);
+  if (it == e.matmuls.end()) {
+    Bf16Matmul mm;
+    dnnl_dims_t ad = {m, k}, as = {transA ? 1 : lda, transA ? lda : 1};
+    dnnl_dims_t bd = {k, n}, bs = {transB ? 1 : ldb, transB ? ldb : 1};
+    dnnl_dims_t cd = {m, n}, cs = {ldc, 1};
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = nullptr;
+    bool ok = dnnl_memory_desc_init_by_strides(&mm.a, 2, ad, dnnl_bf16, as) ==
+                  dnnl_success &&
+              dnnl_memory_desc_init_by_strides(&mm.b, 2, bd, dnnl_bf16, bs) ==
+                  dnnl_success &&
+              dnnl_memory_desc_init_by_strides(
+                  &mm.c, 2, cd, cType == DType::F32 ? dnnl_f32 : dnnl_bf16,
+                  cs) == dnnl_success &&
+              dnnl_matmul_desc_init(&desc, &mm.a, &mm.b, nullptr, &mm.c) ==
+                  dnnl_success &&
+              dnnl_primitive_desc_create(&pd, &desc, nullptr, e.engine,
+                                         nullptr) == dnnl_success &&
+              dnnl_primitive_create(&mm.primitive, pd) == dnnl_success;
+    if (pd)
+      dnnl_primitive_desc_destroy(pd);
+    if (!ok)
+      mm.primitive = nullptr; // remembered: not tried again
+    it = e.matmuls.emplace(key, mm).first;
+  }
+  Bf16Matmul &mm = it->second;
+  if (!mm.primitive)
+    return false;
+  dnnl_memory_t ma = nullptr, mb = nullptr, mc = nullptr;
+  bool ok = dnnl_memory_create(&ma, &mm.a, e.engine,
+                               const_cast<uint16_t *>(a)) == dnnl_success &&
+            dnnl_memory_create(&mb, &mm.b, e.engine,
+                               const_cast<uint16_t *>(b)) == dnnl_success &&
+            dnnl_memory_create(&mc, &mm.c, e.engine, c) == dnnl_success;
+  if (ok) {
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    ok = dnnl_primitive_execute(mm.primitive, e.stream, 3, args) ==
+             dnnl_success &&
+         dnnl_stream_wait(e.stream) == dnnl_success;
+  }
+  for (dnnl_memory_t mem : {ma, mb, mc})
+    if (mem)
+      dnnl_memory_destroy(mem);
+  return ok;
+#else
+  (void)transA, (void)transB, (void)m, (void)n, (void)k, (void)a, (void)lda;
+  (void)b, (void)ldb, (void)c, (void)cType, (void)ldc;
+  return false;
+#endif
 }
 
 absl::Status CheckView(absl::string_view kernel, absl::string_view name,

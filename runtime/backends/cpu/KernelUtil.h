@@ -194,6 +194,25 @@ void BlasGemm(GemmLibrary library, bool transA, bool transB, int64_t m,
               int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/// Whether GEMMs of two bf16 operands go through oneDNN's matmul primitive
+/// (Bf16Gemm) instead of widening both to f32: where the CPU multiplies
+/// bf16 natively (oneDNN finds AVX-512 BF16 or AMX), decided once.
+/// VEOMNI_BF16_GEMM=onednn forces it (tests, benchmarks), =f32 forbids it.
+/// Both give f32 accumulation of exact bf16 products; only the summation
+/// order differs.
+bool Bf16GemmNative();
+/// Whether Bf16Gemm can run here: the build has oneDNN (libdnnl-dev) and
+/// the CPU has at least AVX-512 (oneDNN 2.6 has no bf16 matmul for AVX2
+/// CPUs, where Bf16Gemm returns false and callers widen to f32).
+bool Bf16GemmAvailable();
+/// c[m, n] = op(a) op(b) with a and b bf16 (row-major, leading dimensions
+/// as BlasGemm), c f32 or bf16 (`cType`; rounded to nearest even),
+/// accumulated in f32, through oneDNN's matmul. False when it cannot (no
+/// oneDNN in the build, or it refused the shapes): the caller widens.
+bool Bf16Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+              const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+              void *c, DType cType, int64_t ldc);
+
 /// Runs fn(begin, end) over contiguous slices of [0, n) on up to one thread
 /// per core (the caller's included; VEOMNI_CPU_THREADS caps the count), or
 /// inline when `work` (a rough count of flops) is too small to pay for

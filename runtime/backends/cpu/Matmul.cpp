@@ -66,9 +66,29 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   if (out.numel() == 0)
     return absl::OkStatus();
 
+  int64_t lda = transposeLhs ? m : k, ldb = transposeRhs ? k : n;
+  // bf16 x bf16 on a CPU that multiplies bf16 itself: no widening.
+  if (lhs.dtype == DType::BF16 && rhs.dtype == DType::BF16 &&
+      (out.dtype == DType::F32 || out.dtype == DType::BF16) &&
+      Bf16GemmNative()) {
+    auto *a = static_cast<const uint16_t *>(lhs.data);
+    auto *b = static_cast<const uint16_t *>(rhs.data);
+    auto *c = static_cast<char *>(out.data);
+    const size_t cs = SizeOf(out.dtype);
+    bool done = true;
+    if (sharedRhs && !transposeLhs && FitsBlas(batch * m))
+      done = Bf16Gemm(false, transposeRhs, batch * m, n, k, a, lda, b, ldb, c,
+                      out.dtype, n);
+    else
+      for (int64_t i = 0; i < batch && done; ++i)
+        done = Bf16Gemm(transposeLhs, transposeRhs, m, n, k, a + i * m * k, lda,
+                        b + (sharedRhs ? 0 : i * k * n), ldb,
+                        c + i * m * n * cs, out.dtype, n);
+    if (done)
+      return absl::OkStatus();
+  }
   F32Input a(lhs), b(rhs);
   F32Output c(out);
-  int64_t lda = transposeLhs ? m : k, ldb = transposeRhs ? k : n;
   if (sharedRhs && !transposeLhs && FitsBlas(batch * m)) {
     // Every batch multiplies the same rhs: one tall GEMM instead of many.
     BlasGemm(false, transposeRhs, batch * m, n, k, 1.0f, a.data(), lda,

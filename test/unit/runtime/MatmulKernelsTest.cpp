@@ -421,4 +421,63 @@ TEST(GemmLibraries, EachComputesTheProduct) {
   }
 }
 
+// bf16 operands through oneDNN's matmul primitive (what a CPU with AVX-512
+// BF16 or AMX runs; here called directly, on any CPU with AVX-512; an AVX2
+// CPU must get false, never a wrong product): the f32-accumulated product of
+// the exact bf16 values, with transposes, padded leading dimensions, and
+// f32 or bf16 results (rounded to nearest even).
+TEST(GemmLibraries, Bf16ThroughOneDnn) {
+  using veomni::rt::DType;
+  using veomni::rt::cpu::detail::Bf16Gemm;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0, 1);
+  auto bf16 = [](float x) { return veomni::rt::F32ToBf16(x); };
+  auto f32 = [](uint16_t x) { return veomni::rt::Bf16ToF32(x); };
+  struct Case {
+    int64_t m, n, k;
+    bool ta, tb;
+  };
+  for (DType out : {DType::F32, DType::BF16})
+    for (Case c :
+         {Case{5, 7, 3, false, false}, Case{5, 7, 3, true, false},
+          Case{64, 48, 96, false, true}, Case{33, 17, 65, true, true}}) {
+      const int64_t pad = 3;
+      const int64_t lda = (c.ta ? c.m : c.k) + pad,
+                    ldb = (c.tb ? c.k : c.n) + pad, ldc = c.n + pad;
+      std::vector<uint16_t> a((c.ta ? c.k : c.m) * lda),
+          b((c.tb ? c.n : c.k) * ldb);
+      for (uint16_t &x : a)
+        x = bf16(normal(rng));
+      for (uint16_t &x : b)
+        x = bf16(normal(rng));
+      std::vector<float> got32(c.m * ldc, 7.0f);
+      std::vector<uint16_t> got16(c.m * ldc, bf16(7.0f));
+      void *dst = out == DType::F32 ? static_cast<void *>(got32.data())
+                                    : static_cast<void *>(got16.data());
+      bool ran = Bf16Gemm(c.ta, c.tb, c.m, c.n, c.k, a.data(), lda, b.data(),
+                          ldb, dst, out, ldc);
+      // oneDNN 2.6 multiplies bf16 from AVX-512 on; below, callers widen.
+      ASSERT_EQ(ran, veomni::rt::cpu::detail::Bf16GemmAvailable());
+      if (!ran)
+        continue;
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          double sum = 0;
+          for (int64_t p = 0; p < c.k; ++p)
+            sum += double(f32(c.ta ? a[p * lda + i] : a[i * lda + p])) *
+                   double(f32(c.tb ? b[j * ldb + p] : b[p * ldb + j]));
+          float got =
+              out == DType::F32 ? got32[i * ldc + j] : f32(got16[i * ldc + j]);
+          if (j >= c.n) { // padding stays as it was
+            EXPECT_EQ(got, 7.0f);
+            continue;
+          }
+          double tol = out == DType::F32 ? 1e-4 * (1 + std::abs(sum))
+                                         : 8e-3 * (1 + std::abs(sum));
+          EXPECT_NEAR(got, sum, tol)
+              << c.m << "x" << c.n << "x" << c.k << " at " << i << ", " << j;
+        }
+    }
+}
+
 } // namespace
