@@ -318,7 +318,7 @@ def gemm_rate(threads):
         return None, "no build/bench/veomni-bench-gemm (needs libdnnl-dev)"
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
                OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([exe, "3"], capture_output=True, text=True,
+    out = subprocess.run([exe, "5"], capture_output=True, text=True,
                          env=env).stdout
     m = re.search(r"^square 2048\^3\s+\d+\s+\d+\s+\d+\s+([\d.]+)\s+([\d.]+)",
                   out, re.M)

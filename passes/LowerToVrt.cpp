@@ -7,6 +7,9 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/IRMapping.h"
 
+#include <limits>
+#include <map>
+
 namespace mlir::veomni {
 #define GEN_PASS_DEF_LOWERTOVRT
 #include "passes/Passes.h.inc"
@@ -180,6 +183,21 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
     else if (e.isF16())
       emit(FOp::RoundF16, r, r);
   };
+  // Each constant value once, in a register of its own that is never
+  // reused: written by one Const, the kernel fills it once per thread
+  // instead of once per block.
+  std::map<double, int64_t> constantRegs;
+  auto constant = [&](double v, int64_t now) -> int64_t {
+    auto it = constantRegs.find(v);
+    if (it != constantRegs.end())
+      return it->second;
+    constants.push_back(v);
+    regEnd.push_back(std::numeric_limits<int64_t>::max());
+    int64_t r = static_cast<int64_t>(regEnd.size()) - 1;
+    emit(FOp::Const, r, static_cast<int64_t>(constants.size()) - 1);
+    constantRegs[v] = r;
+    return r;
+  };
   // Inputs: registers 0..I-1, read as their users need.
   for (BlockArgument arg : body.getArguments()) {
     regEnd.push_back(-1);
@@ -224,9 +242,8 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
       auto splat = dyn_cast<SplatElementsAttr>(c.getValue());
       if (!splat)
         return c.emitOpError("in a veomni.fused body must be a splat");
-      constants.push_back(splat.getSplatValue<APFloat>().convertToDouble());
-      emit(FOp::Const, fresh(result, now),
-           static_cast<int64_t>(constants.size()) - 1);
+      bind(result,
+           constant(splat.getSplatValue<APFloat>().convertToDouble(), now));
       continue;
     }
     if (auto cast = dyn_cast<CastOp>(inner)) {
@@ -236,10 +253,9 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
         continue;
       }
       // Narrowing rounds a copy (x * 1), the input staying as it is.
+      int64_t one = constant(1.0, now);
       int64_t r = fresh(result, now);
-      constants.push_back(1.0);
-      emit(FOp::Const, r, static_cast<int64_t>(constants.size()) - 1);
-      emit(FOp::Mul, r, reg.lookup(cast.getInput()), r);
+      emit(FOp::Mul, r, reg.lookup(cast.getInput()), one);
       round(result.getType(), r);
       continue;
     }

@@ -34,10 +34,11 @@ func.func @chain(%x: tensor<4x8xf32> {veomni.input = "x"},
 }
 
 // One kernel, the chain as a register program: the weight read as Inner
-// (mode 1: over the rows), x as Full (0); mul, silu, const, mul; results
-// {register, reduce}: the product, and its row sum (1).
+// (mode 1: over the rows), x as Full (0); mul, silu, const (in a register
+// of its own, which the kernel fills once), mul; results {register,
+// reduce}: the product, and its row sum (1).
 // VRT-LABEL: func.func @chain
-// VRT: vrt.kernel fused ins(%arg1, %arg0 : memref<8xf32>, memref<4x8xf32>) outs(%{{.*}}, %{{.*}} : memref<4x8xf32>, memref<4xf32>) {code = array<i64: 17, 2, 1, 0, 10, 0, 2, 0, 0, 1, 0, 0, 17, 2, 0, 1>, constants = array<f64: 5.000000e-01>, input_modes = array<i64: 1, 0>, results = array<i64: 2, 0, 2, 1>, segments = 1 : i64}
+// VRT: vrt.kernel fused ins(%arg1, %arg0 : memref<8xf32>, memref<4x8xf32>) outs(%{{.*}}, %{{.*}} : memref<4x8xf32>, memref<4xf32>) {code = array<i64: 17, 2, 1, 0, 10, 0, 2, 0, 0, 3, 0, 0, 17, 1, 0, 3>, constants = array<f64: 5.000000e-01>, input_modes = array<i64: 1, 0>, results = array<i64: 1, 0, 1, 1>, segments = 1 : i64}
 // VRT: vrt.kernel matmul
 // VRT: vrt.kernel exp
 

@@ -146,10 +146,31 @@ void LoadInput(const TensorView &x, Mode mode, int64_t n, int64_t at,
   }
 }
 
-void Execute(const FusedProgram &p, float *regs, int64_t len) {
+/// Instructions that need to run once per register file, not once per
+/// block: a Const into a register nothing else writes (veomni-lower-to-vrt
+/// gives each constant such a register).
+std::vector<bool> Hoisted(const FusedProgram &p, int64_t ins) {
+  std::vector<int> writes(kMaxRegisters, 0);
+  for (size_t at = 0; at < p.code.size(); at += kInstrWidth)
+    ++writes[p.code[at + 1]];
+  std::vector<bool> hoisted(p.code.size() / kInstrWidth, false);
+  for (size_t at = 0; at < p.code.size(); at += kInstrWidth) {
+    int64_t dst = p.code[at + 1];
+    hoisted[at / kInstrWidth] = static_cast<Op>(p.code[at]) == Op::Const &&
+                                dst >= ins && writes[dst] == 1;
+  }
+  return hoisted;
+}
+
+/// Runs the instructions whose `hoisted` flag equals `once` over `len`
+/// elements of each register.
+void Execute(const FusedProgram &p, const std::vector<bool> &hoisted, bool once,
+             float *regs, int64_t len) {
   auto r = [&](int64_t i) { return regs + i * kBlock; };
   uint16_t half[kBlock];
   for (size_t at = 0; at < p.code.size(); at += kInstrWidth) {
+    if (hoisted[at / kInstrWidth] != once)
+      continue;
     Op op = static_cast<Op>(p.code[at]);
     float *dst = r(p.code[at + 1]);
     int64_t a = p.code[at + 2], b = p.code[at + 3];
@@ -239,10 +260,16 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
       static_cast<double>(n) *
       (kMemoryBoundWork + static_cast<double>(p.code.size() / kInstrWidth));
   // One register file per thread's slice of the work.
+  const std::vector<bool> hoisted = Hoisted(p, l.ins);
+  auto registers = [&] {
+    std::unique_ptr<float[]> regs = Scratch(l.registers * kBlock);
+    Execute(p, hoisted, /*once=*/true, regs.get(), kBlock);
+    return regs;
+  };
   auto block = [&](float *regs, int64_t at, int64_t len) {
     for (int64_t j = 0; j < l.ins; ++j)
       LoadInput(in[j], modes[j], n, at, len, regs + j * kBlock);
-    Execute(p, regs, len);
+    Execute(p, hoisted, /*once=*/false, regs, len);
     for (int64_t o = 0; o < l.outs; ++o)
       if (static_cast<Fold>(p.results[2 * o + 1]) == Fold::None)
         StoreF32(regs + p.results[2 * o] * kBlock, out[o], at, len);
@@ -250,7 +277,7 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   if (reduced.empty()) {
     ParallelFor(blocks, work, [&](int64_t b0, int64_t b1) {
-      std::unique_ptr<float[]> regs = Scratch(l.registers * kBlock);
+      std::unique_ptr<float[]> regs = registers();
       for (int64_t b = b0; b < b1; ++b)
         block(regs.get(), b * kBlock, std::min(kBlock, n - b * kBlock));
     });
@@ -276,7 +303,7 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
     }
   };
   ParallelFor(pieces, work, [&](int64_t p0, int64_t p1) {
-    std::unique_ptr<float[]> regs = Scratch(l.registers * kBlock);
+    std::unique_ptr<float[]> regs = registers();
     for (int64_t piece = p0; piece < p1; ++piece) {
       int64_t begin = oneRow ? piece * kBlock : piece * rowLen;
       int64_t end = oneRow ? std::min(n, begin + kBlock) : begin + rowLen;
