@@ -232,6 +232,17 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
       continue;
     }
     if (auto r = dyn_cast<ReduceOp>(inner)) {
+      auto in = cast<RankedTensorType>(r.getInput().getType());
+      ArrayRef<int64_t> dims = r.getDims();
+      for (auto [i, d] : llvm::enumerate(dims))
+        if (d != in.getRank() - static_cast<int64_t>(dims.size()) +
+                     static_cast<int64_t>(i))
+          return r.emitOpError("in a veomni.fused body must reduce trailing "
+                               "dimensions");
+      if (!llvm::all_of(result.getUsers(),
+                        [](Operation *u) { return isa<YieldOp>(u); }))
+        return r.emitOpError("in a veomni.fused body must be yielded, not "
+                             "read: its result leaves the iteration domain");
       bind(result, reg.lookup(r.getInput()));
       reduction[result] = r.getKind() == ReduceKind::Sum   ? 1
                           : r.getKind() == ReduceKind::Max ? 2
