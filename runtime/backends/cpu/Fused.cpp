@@ -33,6 +33,13 @@ using kernel_table::fused::Op;
 // cpu::Reduce is the reduce kernel.
 using Fold = kernel_table::fused::Reduce;
 
+// Execute maps the program's unary and binary ops onto VecMath's kinds by
+// offset: the two lists must keep one order.
+static_assert(static_cast<int>(Op::GeluTanh) - static_cast<int>(Op::Neg) ==
+              static_cast<int>(UnaryKind::GeluTanh));
+static_assert(static_cast<int>(Op::Div) - static_cast<int>(Op::Add) ==
+              static_cast<int>(BinaryKind::Div));
+
 namespace {
 
 constexpr absl::string_view K = "Fused";
