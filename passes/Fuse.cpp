@@ -133,8 +133,7 @@ public:
       join(&op, domain);
     }
     for (Group &g : groups_)
-      if (g.members.size() >= 2 && llvm::count_if(g.members, computes) >= 1 &&
-          !g.members.empty())
+      if (g.members.size() >= 2 && llvm::any_of(g.members, computes))
         materialize(g);
   }
 

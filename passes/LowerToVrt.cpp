@@ -270,38 +270,31 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
       round(result.getType(), r);
       continue;
     }
+    // The elementwise ops, by type; gelu by its approximation.
+    const std::pair<TypeID, FOp> kinds[] = {
+        {TypeID::get<NegOp>(), FOp::Neg},
+        {TypeID::get<ExpOp>(), FOp::Exp},
+        {TypeID::get<LogOp>(), FOp::Log},
+        {TypeID::get<SqrtOp>(), FOp::Sqrt},
+        {TypeID::get<RsqrtOp>(), FOp::Rsqrt},
+        {TypeID::get<SinOp>(), FOp::Sin},
+        {TypeID::get<CosOp>(), FOp::Cos},
+        {TypeID::get<TanhOp>(), FOp::Tanh},
+        {TypeID::get<SigmoidOp>(), FOp::Sigmoid},
+        {TypeID::get<SiluOp>(), FOp::Silu},
+        {TypeID::get<AddOp>(), FOp::Add},
+        {TypeID::get<SubOp>(), FOp::Sub},
+        {TypeID::get<MulOp>(), FOp::Mul},
+        {TypeID::get<DivOp>(), FOp::Div}};
+    const auto *kind = llvm::find_if(kinds, [&](const auto &k) {
+      return k.first == inner.getName().getTypeID();
+    });
     FOp o;
-    if (isa<NegOp>(inner))
-      o = FOp::Neg;
-    else if (isa<ExpOp>(inner))
-      o = FOp::Exp;
-    else if (isa<LogOp>(inner))
-      o = FOp::Log;
-    else if (isa<SqrtOp>(inner))
-      o = FOp::Sqrt;
-    else if (isa<RsqrtOp>(inner))
-      o = FOp::Rsqrt;
-    else if (isa<SinOp>(inner))
-      o = FOp::Sin;
-    else if (isa<CosOp>(inner))
-      o = FOp::Cos;
-    else if (isa<TanhOp>(inner))
-      o = FOp::Tanh;
-    else if (isa<SigmoidOp>(inner))
-      o = FOp::Sigmoid;
-    else if (isa<SiluOp>(inner))
-      o = FOp::Silu;
-    else if (auto g = dyn_cast<GeluOp>(inner))
+    if (auto g = dyn_cast<GeluOp>(inner))
       o = g.getApproximation() == GeluApproximation::Tanh ? FOp::GeluTanh
                                                           : FOp::Gelu;
-    else if (isa<AddOp>(inner))
-      o = FOp::Add;
-    else if (isa<SubOp>(inner))
-      o = FOp::Sub;
-    else if (isa<MulOp>(inner))
-      o = FOp::Mul;
-    else if (isa<DivOp>(inner))
-      o = FOp::Div;
+    else if (kind != std::end(kinds))
+      o = kind->second;
     else
       return inner.emitOpError("has no fused form");
     int64_t a = reg.lookup(inner.getOperand(0));
@@ -495,12 +488,6 @@ LogicalResult lowerFunction(func::FuncOp func, CommGroups &groups) {
   return success();
 }
 
-Value rootOf(Value v) {
-  while (auto view = v.getDefiningOp<vrt::ViewOp>())
-    v = view.getSource();
-  return v;
-}
-
 bool isFused(Operation *op) {
   auto k = dyn_cast_or_null<vrt::KernelOp>(op);
   return k && k.getKind().getKind() == ::kernel_table::KernelKind::Fused;
@@ -527,7 +514,7 @@ void mergeSegments(func::FuncOp func) {
     for (vrt::KernelOp earlier : run)
       for (Value out : earlier.getOuts())
         for (Value in : op->getOperands())
-          if (rootOf(in) == rootOf(out))
+          if (vrt::rootBuffer(in) == vrt::rootBuffer(out))
             return true;
     return false;
   };

@@ -35,12 +35,7 @@ int64_t byteSize(Value buffer) {
   return type.getNumElements() * type.getElementTypeBitWidth() / 8;
 }
 
-/// The buffer whose bytes `v` names (looking through views).
-Value rootOf(Value v) {
-  while (auto view = v.getDefiningOp<vrt::ViewOp>())
-    v = view.getSource();
-  return v;
-}
+using vrt::rootBuffer;
 
 /// Kernels that may write their result over an input of the same type.
 bool runsInPlace(vrt::KernelOp k) {
@@ -63,7 +58,7 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
   const int64_t end = index;
   DenseMap<Value, int64_t> lastUse;
   auto touch = [&](Value v, int64_t at) {
-    Value root = rootOf(v);
+    Value root = rootBuffer(v);
     lastUse[root] = std::max(lastUse.lookup(root), at);
   };
   for (Operation &op : block) {
@@ -83,8 +78,9 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
       for (Operation &op : block) {
         if (position[&op] <= position[kernel] || position[&op] >= firstUse)
           continue;
-        if (llvm::any_of(op.getOperands(),
-                         [&](Value v) { return rootOf(v) == rootOf(out); }))
+        if (llvm::any_of(op.getOperands(), [&](Value v) {
+              return rootBuffer(v) == rootBuffer(out);
+            }))
           firstUse = position[&op];
       }
     for (Value in : kernel.getIns())

@@ -21,4 +21,13 @@
 #define GET_OP_CLASSES
 #include "dialects/Runtime/VrtOps.h.inc"
 
+namespace mlir::vrt {
+/// The buffer whose bytes `v` names, looking through views.
+inline Value rootBuffer(Value v) {
+  while (auto view = v.getDefiningOp<ViewOp>())
+    v = view.getSource();
+  return v;
+}
+} // namespace mlir::vrt
+
 #endif // VEOMNI_DIALECTS_RUNTIME_VRTOPS_H
