@@ -11,9 +11,11 @@
 // libraries agree (largest difference relative to the largest element).
 // Built only when oneDNN (libdnnl-dev) is installed. (Debian 12's OpenBLAS
 // 0.3.21 is built without its bf16 GEMM, cblas_sbgemm: it has no bf16 path
-// to compare.)
+// to compare.) It also prints the library veomni chose on this machine.
 //
 //===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
 
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -69,6 +71,10 @@ int main(int argc, char **argv) {
               cpuName().c_str(), openblas_get_config(), openblas_get_corename(),
               openblas_get_num_threads(), dnnl_version()->major,
               dnnl_version()->minor, omp ? omp : "default");
+  // The library veomni's GEMMs take on this machine (VEOMNI_GEMM, default
+  // auto): bench/train_vs_torch.py reads this line.
+  std::printf("veomni uses: %s\n",
+              veomni::rt::cpu::detail::GemmLibraryName().c_str());
   const Shape shapes[] = {
       {"square 2048^3", 2048, 2048, 2048, false, false},
       {"qkv/o forward   x W^T", 512, 1024, 1024, false, true},

@@ -324,7 +324,8 @@ def gemm_rate(threads):
                   out, re.M)
     if not m:
         return None, "veomni-bench-gemm printed no square row"
-    lib = os.environ.get("VEOMNI_GEMM", "openblas")
+    chosen = re.search(r"^veomni uses: (\w+)", out, re.M)
+    lib = chosen.group(1) if chosen else "openblas"
     rate = float(m.group(2) if lib == "onednn" else m.group(1))
     return rate, f"{lib} {rate:.1f} GFLOP/s on 2048^3 f32"
 

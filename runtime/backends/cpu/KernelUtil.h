@@ -171,15 +171,17 @@ enum class GemmLibrary { OpenBlas, OneDnn };
 
 /// The library every GEMM of this process uses, decided once and the same
 /// for every run on a machine (so a resumed run computes as the run it
-/// continues): VEOMNI_GEMM=openblas (the default), onednn, or auto:
-/// OpenBLAS where it runs a kernel tuned for this CPU (its detected core is
-/// Haswell, Zen, SkylakeX, Cooperlake or SapphireRapids) and oneDNN, which
-/// JIT-compiles for the ISA it finds, where OpenBLAS fell back to an older
-/// core's kernel (issue 15: 64 against 300 GFLOP/s on such an Intel CPU).
-/// auto is not the default yet: it is measured on one kind of machine only,
-/// and the equivalence matrix's 1e-5 tolerance is not yet checked under
-/// oneDNN's summation order. Without oneDNN in the build, OpenBLAS.
+/// continues): VEOMNI_GEMM=auto (the default), openblas or onednn. auto
+/// takes oneDNN, which JIT-compiles for the ISA it finds, on AVX-512 CPUs
+/// (faster on each one measured, by 10% on Zen 4 and 4.7x on an Intel CPU
+/// whose model Debian's OpenBLAS did not know), and on AVX2 CPUs OpenBLAS
+/// where it runs its Haswell or Zen kernel, oneDNN where it fell back to an
+/// older core's. Without oneDNN in the build, OpenBLAS.
 GemmLibrary ChosenGemmLibrary();
+/// The rule of ChosenGemmLibrary, for a VEOMNI_GEMM value (or null), whether
+/// oneDNN finds AVX-512, and the core OpenBLAS runs.
+GemmLibrary PickGemmLibrary(const char *asked, bool avx512,
+                            const std::string &openblasCore);
 /// "openblas (Zen)" or "onednn 2.6": for reports.
 std::string GemmLibraryName();
 

@@ -426,6 +426,26 @@ TEST(GemmLibraries, EachComputesTheProduct) {
 // CPU must get false, never a wrong product): the f32-accumulated product of
 // the exact bf16 values, with transposes, padded leading dimensions, and
 // f32 or bf16 results (rounded to nearest even).
+TEST(GemmLibraries, AutoTakesTheFasterOnEachMeasuredCpu) {
+  using veomni::rt::cpu::detail::GemmLibrary;
+  using veomni::rt::cpu::detail::PickGemmLibrary;
+  // AVX-512 (Intel, Zen 4): oneDNN, whatever core OpenBLAS detected.
+  EXPECT_EQ(PickGemmLibrary(nullptr, true, "Zen"), GemmLibrary::OneDnn);
+  EXPECT_EQ(PickGemmLibrary(nullptr, true, "Prescott"), GemmLibrary::OneDnn);
+  EXPECT_EQ(PickGemmLibrary("auto", true, "SkylakeX"), GemmLibrary::OneDnn);
+  // AVX2: OpenBLAS on its tuned cores, oneDNN where it fell back.
+  EXPECT_EQ(PickGemmLibrary(nullptr, false, "Zen"), GemmLibrary::OpenBlas);
+  EXPECT_EQ(PickGemmLibrary(nullptr, false, "Haswell"), GemmLibrary::OpenBlas);
+  EXPECT_EQ(PickGemmLibrary(nullptr, false, "Sandybridge"),
+            GemmLibrary::OneDnn);
+  // Asked for by name.
+  EXPECT_EQ(PickGemmLibrary("openblas", true, "Prescott"),
+            GemmLibrary::OpenBlas);
+  EXPECT_EQ(PickGemmLibrary("onednn", false, "Zen"), GemmLibrary::OneDnn);
+  // Anything else is auto, with a warning.
+  EXPECT_EQ(PickGemmLibrary("mkl", false, "Zen"), GemmLibrary::OpenBlas);
+}
+
 TEST(GemmLibraries, Bf16ThroughOneDnn) {
   using veomni::rt::DType;
   using veomni::rt::cpu::detail::Bf16Gemm;
