@@ -47,6 +47,16 @@ static OptimizerOptions optimizerOptionsOf(const TrainOptions &t) {
   return o;
 }
 
+void mlir::veomni::addFusionPasses(OpPassManager &pm, const CompileOptions &o) {
+  if (o.fusedLoss) {
+    FuseLossOptions loss;
+    loss.chunk = o.lossChunk;
+    pm.addPass(createFuseLoss(loss));
+  }
+  if (o.fusion)
+    pm.addPass(createFuse());
+}
+
 void mlir::veomni::addShardingPasses(OpPassManager &pm,
                                      const ParallelSection &mesh) {
   pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
@@ -158,8 +168,7 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   prefetch.distance = mesh.prefetch;
   pm.addPass(createPrefetch(prefetch));
   pm.addPass(createPipelineBoundaries());
-  if (options.fusion)
-    pm.addPass(createFuse());
+  addFusionPasses(pm, options);
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))
@@ -248,8 +257,7 @@ FailureOr<std::string> mlir::veomni::compileModule(
     p.distance = mesh.prefetch;
     pm.addPass(createPrefetch(p));
   }
-  if (options.fusion)
-    pm.addPass(createFuse());
+  addFusionPasses(pm, options);
   pm.addPass(createLowerToVrt());
   pm.addPass(createPlanMemory());
   if (failed(pm.run(module)))

@@ -51,7 +51,15 @@ struct CompileOptions {
   ParallelSection parallel;
   /// Chains of elementwise ops become one kernel each (veomni-fuse).
   bool fusion = true;
+  /// The LM head, loss and their VJP become one kernel over chunks of
+  /// `lossChunk` tokens (veomni-fuse-loss; 0: a 32 MiB workspace's worth).
+  bool fusedLoss = true;
+  int64_t lossChunk = 0;
 };
+
+/// The fusion passes `o` asks for (veomni-fuse-loss, veomni-fuse), which
+/// run on the partitioned step right before lowering.
+void addFusionPasses(OpPassManager &pm, const CompileOptions &o);
 
 /// veomni-apply-recipe's options for the mesh `mesh` names.
 ApplyRecipeOptions applyRecipeOptionsOf(const ParallelSection &mesh);

@@ -68,6 +68,21 @@ void addCollective(StepTraffic &traffic, const Collective &c,
               sharding::seconds(c, bytes, mesh, link));
 }
 
+/// Whether a cross entropy before `op` in its block, on the same labels,
+/// already exchanged their count: the executor keeps a count for the rest
+/// of the step (Executor::CountLabels), so a VJP after its forward does
+/// not count again.
+bool countedBefore(Operation *op) {
+  Value labels = op->getOperand(isa<LinearCrossEntropyOp>(op) ? 2 : 1);
+  for (Operation *user : labels.getUsers())
+    if (user != op && user->getBlock() == op->getBlock() &&
+        user->isBeforeInBlock(op) &&
+        isa<CrossEntropyOp, CrossEntropyGradOp, LinearCrossEntropyOp>(user) &&
+        user->getAttr("ignore_index") == op->getAttr("ignore_index"))
+      return true;
+  return false;
+}
+
 /// What a cross entropy over split vocabulary or tokens exchanges inside:
 /// per token, the max, the sum of exponentials and (forward) the target
 /// logit over the vocab axes; the count of labels over the token axes.
@@ -86,7 +101,7 @@ void addCrossEntropy(StepTraffic &traffic, Operation *op,
       traffic.add(vocab, "all_reduce", bytesSent(c, rows * 4, mesh.size(vocab)),
                   sharding::seconds(c, rows * 4, mesh, link));
   }
-  if (!tokens.empty() && mean) {
+  if (!tokens.empty() && mean && !countedBefore(op)) {
     Collective c{Collective::AllReduce, Axes(tokens)};
     traffic.add(tokens, "all_reduce", bytesSent(c, 4, mesh.size(tokens)),
                 sharding::seconds(c, 4, mesh, link));
@@ -437,7 +452,7 @@ StepTraffic sharding::countCollectives(func::FuncOp func, const Mesh &mesh,
                     mesh, link);
       return;
     }
-    if (isa<CrossEntropyOp, CrossEntropyGradOp>(op)) {
+    if (isa<CrossEntropyOp, CrossEntropyGradOp, LinearCrossEntropyOp>(op)) {
       Axes vocab, tokens;
       if (auto a = op->getAttrOfType<ArrayAttr>(
               dist::DistDialect::kVocabAxesAttrName))

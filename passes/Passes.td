@@ -232,6 +232,28 @@ def Fuse : Pass<"veomni-fuse", "::mlir::ModuleOp"> {
   }];
 }
 
+def FuseLoss : Pass<"veomni-fuse-loss", "::mlir::ModuleOp"> {
+  let summary = "The LM head, cross entropy and their VJP as one chunked op";
+  let description = [{
+    After partitioning, before veomni-fuse. Where one function holds
+    `logits = matmul(hidden, weight^T)`, the `cross_entropy` of the logits,
+    its `cross_entropy_grad` with a cotangent defined before the matmul,
+    and the two matmuls of the VJP (`dlogits weight` and
+    `dlogits^T hidden`), and nothing else reads the logits or their
+    cotangent, the five become one `veomni.linear_cross_entropy`. Its
+    kernel computes chunks of `chunk` tokens at a time, so neither the
+    logits nor their cotangent is ever whole: the memory plan holds a
+    `[chunk, V]` f32 workspace instead of two `[tokens, V]` tensors. f32
+    only; a cross entropy split over the vocabulary (tensor parallelism)
+    is left as it is, and so is an FSDP-sharded LM head, whose forward and
+    backward gather the weight each (the plan report counts both).
+  }];
+  let options = [
+    Option<"chunk", "chunk", "int64_t", /*default=*/"0",
+           "tokens per chunk (0: as many as a 32 MiB workspace holds)">
+  ];
+}
+
 def Prefetch : Pass<"veomni-prefetch", "::mlir::ModuleOp"> {
   let summary = "Issue the all-gathers of parameters ahead of their use";
   let description = [{

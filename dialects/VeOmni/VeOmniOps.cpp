@@ -282,3 +282,40 @@ LogicalResult FusedOp::verify() {
                             "constants and trailing reductions can");
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// LinearCrossEntropyOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearCrossEntropyOp::verify() {
+  auto hidden = cast<RankedTensorType>(getHidden().getType());
+  auto weight = cast<RankedTensorType>(getWeight().getType());
+  auto labels = cast<RankedTensorType>(getLabels().getType());
+  auto workspace = cast<RankedTensorType>(getWorkspace().getType());
+  if (hidden.getRank() < 1)
+    return emitOpError("hidden needs a feature dimension");
+  int64_t features = hidden.getShape().back();
+  if (labels.getShape() != hidden.getShape().drop_back())
+    return emitOpError("labels ") << labels << " must have the shape of hidden "
+                                  << hidden << " without its last dimension";
+  if (weight.getRank() != 2 || weight.getDimSize(1) != features)
+    return emitOpError("weight ")
+           << weight << " must be [vocabulary, " << features << "]";
+  if (weight.getElementType() != hidden.getElementType())
+    return emitOpError("weight ") << weight << " and hidden " << hidden
+                                  << " must have one element type";
+  if (getHiddenGrad().getType() != hidden)
+    return emitOpError("hidden_grad must have the type of hidden ") << hidden;
+  if (getWeightGrad().getType() != weight)
+    return emitOpError("weight_grad must have the type of weight ") << weight;
+  if (cast<RankedTensorType>(getGrad().getType()).getRank() != 0 ||
+      cast<RankedTensorType>(getLoss().getType()).getRank() != 0)
+    return emitOpError("loss and grad must be tensor<f32>");
+  if (getReduction() == LossReduction::None)
+    return emitOpError("takes a mean or a sum, not per-row losses");
+  if (workspace.getRank() != 2 || workspace.getDimSize(0) < 1 ||
+      workspace.getDimSize(1) != weight.getDimSize(0))
+    return emitOpError("workspace ") << workspace << " must be [chunk >= 1, "
+                                     << weight.getDimSize(0) << "]";
+  return success();
+}

@@ -680,6 +680,43 @@ def VeOmni_FusedOp : VeOmni_Op<"fused", [IsolatedFromAbove, SingleBlock,
   let hasVerifier = 1;
 }
 
+def VeOmni_LinearCrossEntropyOp : VeOmni_Op<"linear_cross_entropy", [Pure]> {
+  let summary = "LM head, cross entropy and their VJP over chunks of tokens";
+  let description = [{
+    Written by `veomni-fuse-loss` just before lowering, in place of
+    `logits = matmul(hidden, weight^T)`, its `cross_entropy` and
+    `cross_entropy_grad` (cotangent `grad`) and the two matmuls of the
+    VJP. `hidden` `[..., H]`, `weight` `[V, H]`, `labels` `[...]`.
+    Results: the loss (as `cross_entropy` gives it), the cotangents of
+    `hidden` and `weight`, and `workspace`, `[chunk, V]` f32: the kernel
+    holds the logits of `chunk` tokens at a time, never all `[..., V]` of
+    them.
+
+    ```mlir
+    %loss, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %labels, %g
+        : tensor<2x64x64xf32>, tensor<512x64xf32>, tensor<2x64xi32>,
+          tensor<f32> -> tensor<f32>, tensor<2x64x64xf32>, tensor<512x64xf32>,
+          tensor<32x512xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$hidden, VeOmni_FloatTensor:$weight,
+                       VeOmni_IndexTensor:$labels,
+                       StaticShapeTensorOf<[F32]>:$grad,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                       DefaultValuedAttr<VeOmni_LossReductionAttr,
+                           "::mlir::veomni::LossReduction::Mean">:$reduction);
+  let results = (outs StaticShapeTensorOf<[F32]>:$loss,
+                      VeOmni_FloatTensor:$hidden_grad,
+                      VeOmni_FloatTensor:$weight_grad,
+                      StaticShapeTensorOf<[F32]>:$workspace);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels `,` $grad attr-dict `:` type($hidden) `,`
+    type($weight) `,` type($labels) `,` type($grad) `->` type($loss) `,`
+    type($hidden_grad) `,` type($weight_grad) `,` type($workspace)
+  }];
+  let hasVerifier = 1;
+}
+
 def VeOmni_YieldOp : VeOmni_Op<"yield", [Pure, Terminator,
                                          HasParent<"FusedOp">]> {
   let summary = "The results of a veomni.fused body";

@@ -393,6 +393,7 @@ absl::Status Executor::RunCollective(const KernelDesc &k, KernelIns in,
 
 absl::Status Executor::Run() {
   std::vector<TensorView> in, out;
+  labelCounts_.clear();
   // Collectives running on their own thread: their ticket and the bytes
   // they read and write.
   struct Pending {
@@ -436,6 +437,17 @@ absl::Status Executor::Run() {
     for (uint32_t b : k.outs)
       out.push_back(View(b));
     const bool collective = !fns_[i];
+    // A count stays valid while nothing writes over its labels.
+    if (!labelCounts_.empty())
+      labelCounts_.erase(
+          std::remove_if(labelCounts_.begin(), labelCounts_.end(),
+                         [&](const LabelCount &c) {
+                           for (uint32_t b : k.outs)
+                             if (overlaps(range(b), {range(c.buffer)}))
+                               return true;
+                           return false;
+                         }),
+          labelCounts_.end());
     // Communication on this thread waits for all of the other's; a kernel
     // waits for the collectives whose results it reads (or whose buffers
     // it would write).

@@ -166,10 +166,18 @@ private:
   /// (ExpertSplit.cpp).
   absl::Status RunExpertSplit(size_t i, const KernelDesc &k, KernelIns in,
                               KernelOuts out);
-  /// The number of labels that count (not `ignoreIndex`) in `labels`,
-  /// summed over comm group `group` when it is not -1.
-  absl::StatusOr<int64_t> CountLabels(const TensorView &labels,
+  /// The number of labels that count (not `ignoreIndex`) in `labels`
+  /// (buffer `buffer`), summed over comm group `group` when it is not -1.
+  /// A group's count is exchanged once per Run: a cross entropy's VJP
+  /// takes the count its forward exchanged (labels are inputs, unchanged
+  /// within a Run), as the plan report counts it (Communication.cpp).
+  absl::StatusOr<int64_t> CountLabels(uint32_t buffer, const TensorView &labels,
                                       int64_t ignoreIndex, int64_t group);
+  struct LabelCount {
+    uint32_t buffer;
+    int64_t ignoreIndex, group, count;
+  };
+  std::vector<LabelCount> labelCounts_; // this Run's exchanged counts
 
   Program program_;
   std::unique_ptr<Device> device_;

@@ -5,7 +5,8 @@
 // parallelism: `vocab_group`, with a column-parallel lm_head). The executor
 // runs these on host views of the device's buffers, with the
 // communicator's all-reduces in between, exactly as the plan report counts
-// them: one i32 label count over the token group for a mean; per row, the
+// them: one i32 label count over the token group for a mean (also for the
+// fused LM head and loss, linear_cross_entropy); per row, the
 // max, the sum of exponentials and (forward) the target logit, in f32,
 // over the vocab group.
 //
@@ -27,9 +28,15 @@ int64_t AttrOf(const KernelDesc &k, const char *name) {
 }
 } // namespace
 
-absl::StatusOr<int64_t> Executor::CountLabels(const TensorView &labels,
+absl::StatusOr<int64_t> Executor::CountLabels(uint32_t buffer,
+                                              const TensorView &labels,
                                               int64_t ignoreIndex,
                                               int64_t group) {
+  if (group >= 0)
+    for (const LabelCount &c : labelCounts_)
+      if (c.buffer == buffer && c.ignoreIndex == ignoreIndex &&
+          c.group == group)
+        return c.count;
   int64_t local = 0;
   for (int64_t j = 0, n = labels.numel(); j < n; ++j)
     local += LoadI(labels, j) != ignoreIndex;
@@ -42,6 +49,7 @@ absl::StatusOr<int64_t> Executor::CountLabels(const TensorView &labels,
   TensorView view{&count, DType::I32, {1}};
   VEOMNI_RETURN_IF_ERROR(
       comm_->AllReduce(groupHandle_[group], view, view, ReduceOp::Sum));
+  labelCounts_.push_back({buffer, ignoreIndex, group, count});
   return count;
 }
 
@@ -51,9 +59,13 @@ absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
     return absl::FailedPreconditionError("a split loss, and no communicator");
   if (AttrOf(k, "reduction") != 0) // sums and per-row losses need no count
     return fns_[i](k, in, out);
-  VEOMNI_ASSIGN_OR_RETURN(
-      int64_t count,
-      CountLabels(in[1], AttrOf(k, "ignore_index"), AttrOf(k, "token_group")));
+  // The fused LM head and loss (linear_cross_entropy) reads hidden, weight,
+  // labels and the loss cotangent; the others logits, labels (and it).
+  const bool fused = k.kind == KernelKind::LinearCrossEntropy;
+  const size_t labels = fused ? 2 : 1, g = fused ? 3 : 2;
+  VEOMNI_ASSIGN_OR_RETURN(int64_t count, CountLabels(k.ins[labels], in[labels],
+                                                     AttrOf(k, "ignore_index"),
+                                                     AttrOf(k, "token_group")));
   // This rank's sum, scaled by the group's count: partial sums of the mean.
   const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
   KernelDesc sum = k;
@@ -63,10 +75,13 @@ absl::Status Executor::RunTokenSplitLoss(size_t i, const KernelDesc &k,
     StoreF(out[0], 0, static_cast<float>(LoadF(out[0], 0) * scale));
     return absl::OkStatus();
   }
-  float dloss = static_cast<float>(LoadF(in[2], 0) * scale);
+  float dloss = static_cast<float>(LoadF(in[g], 0) * scale);
   std::vector<TensorView> scaled(in.begin(), in.end());
-  scaled[2] = TensorView{&dloss, DType::F32, {}};
-  return fns_[i](sum, scaled, out);
+  scaled[g] = TensorView{&dloss, DType::F32, {}};
+  VEOMNI_RETURN_IF_ERROR(fns_[i](sum, scaled, out));
+  if (fused) // it gives the loss too
+    StoreF(out[0], 0, static_cast<float>(LoadF(out[0], 0) * scale));
+  return absl::OkStatus();
 }
 
 absl::Status Executor::RunVocabSplitLoss(const KernelDesc &k, KernelIns in,
@@ -121,7 +136,8 @@ absl::Status Executor::RunVocabSplitLoss(const KernelDesc &k, KernelIns in,
   double scale = 1;
   if (reduction == 0) {
     VEOMNI_ASSIGN_OR_RETURN(
-        int64_t count, CountLabels(labels, ignore, AttrOf(k, "token_group")));
+        int64_t count,
+        CountLabels(k.ins[1], labels, ignore, AttrOf(k, "token_group")));
     scale = count > 0 ? 1.0 / double(count) : 0.0;
   }
 

@@ -25,6 +25,8 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
   co.accumulationSteps = r.data.accumulationSteps();
   co.remat = r.train.remat;
   co.fusion = r.train.fusion == "on";
+  co.fusedLoss = r.train.fusedLoss == "on";
+  co.lossChunk = r.train.lossChunk;
   co.parallel = r.parallel;
   return co;
 }

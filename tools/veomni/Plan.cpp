@@ -353,7 +353,9 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       module.print(file->os());
       file->keep();
     }
+    // The fusions training compiles with: they change what memory holds.
     PassManager lower(&context);
+    addFusionPasses(lower, trainingOptionsOf(r));
     lower.addPass(createLowerToVrt());
     lower.addPass(createPlanMemory());
     if (failed(lower.run(module)))

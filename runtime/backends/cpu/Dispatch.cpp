@@ -285,6 +285,15 @@ absl::Status Fused(KernelIns in, KernelOuts out, const FusedAttrs &a) {
       in, out, {a.code, a.constants, a.input_modes, a.results, a.segments});
 }
 
+absl::Status LinearCrossEntropy(KernelIns in, KernelOuts out,
+                                const LinearCrossEntropyAttrs &a) {
+  absl::StatusOr<LossReduction> r = ReductionOf(a.reduction);
+  if (!r.ok())
+    return r.status();
+  return cpu::LinearCrossEntropy(in[0], in[1], in[2], in[3], out[0], out[1],
+                                 out[2], out[3], a.ignore_index, *r);
+}
+
 } // namespace impl
 
 const KernelRegistry &CpuKernels() {

@@ -263,6 +263,22 @@ absl::Status Fused(absl::Span<const TensorView> ins,
                    absl::Span<const TensorView> outs,
                    const FusedProgram &program);
 
+/// The LM head, its cross entropy and their VJP (veomni-fuse-loss), all
+/// f32: hidden [..., H], weight [V, H], labels [...], dloss [] -> loss []
+/// (Mean or Sum, as CrossEntropy), dhidden (hidden's shape), dweight [V, H],
+/// computed `chunk` = workspace.dim(0) tokens at a time in workspace
+/// [chunk, V]: logits = hidden weight^T, the loss, dlogits in place
+/// (CrossEntropyGrad's formula), dhidden rows = dlogits weight, dweight +=
+/// dlogits^T hidden. With one chunk, bit for bit the unfused kernels; with
+/// more, dweight sums its chunks in order. Its reference is that chain of
+/// unfused kernels (test/unit/runtime/LossKernelsTest.cpp).
+absl::Status
+LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
+                   const TensorView &labels, const TensorView &dloss,
+                   const TensorView &loss, const TensorView &dhidden,
+                   const TensorView &dweight, const TensorView &workspace,
+                   int64_t ignoreIndex, LossReduction reduction);
+
 // VEOMNI_CPU_KERNELS stays defined: the test-only reference kernels
 // (test/unit/runtime/reference/Reference.h) declare the same list.
 

@@ -166,4 +166,122 @@ absl::Status CrossEntropyGrad(const TensorView &logits,
   return absl::OkStatus();
 }
 
+//===----------------------------------------------------------------------===//
+// LinearCrossEntropy
+//===----------------------------------------------------------------------===//
+
+absl::Status
+LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
+                   const TensorView &labels, const TensorView &dloss,
+                   const TensorView &loss, const TensorView &dhidden,
+                   const TensorView &dweight, const TensorView &workspace,
+                   int64_t ignoreIndex, LossReduction reduction) {
+  constexpr absl::string_view K = "LinearCrossEntropy";
+  struct Named {
+    const char *name;
+    const TensorView &view;
+  };
+  for (const Named &f : {Named{"hidden", hidden}, Named{"weight", weight},
+                         Named{"dhidden", dhidden}, Named{"dweight", dweight},
+                         Named{"workspace", workspace}, Named{"loss", loss},
+                         Named{"dloss", dloss}}) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, f.name, f.view));
+    if (f.view.dtype != DType::F32)
+      return BadView(K, f.name, f.view, "must be f32");
+  }
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
+  if (hidden.rank() < 1)
+    return BadView(K, "hidden", hidden, "needs a feature dimension");
+  const int64_t features = hidden.dim(hidden.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 2));
+  const int64_t vocab = weight.dim(0);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", weight, {vocab, features}));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "labels", labels,
+                 Shape(hidden.shape.begin(), hidden.shape.end() - 1)));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dhidden", dhidden, hidden.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", dweight, weight.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "loss", loss, {}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, {}));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "workspace", workspace, 2));
+  const int64_t chunk = workspace.dim(0);
+  if (chunk < 1 || workspace.dim(1) != vocab)
+    return BadView(K, "workspace", workspace, "must be [chunk >= 1, ", vocab,
+                   "]");
+  if (reduction != LossReduction::Mean && reduction != LossReduction::Sum)
+    return Invalid(K, "takes a mean or a sum, not reduction ",
+                   static_cast<int>(reduction));
+  if (!FitsBlas(vocab) || !FitsBlas(features) || !FitsBlas(chunk))
+    return BadView(K, "weight", weight, "exceeds the 32-bit BLAS interface");
+  const int64_t rows = labels.numel();
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= vocab)
+      return BadView(K, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+    ++counted;
+  }
+
+  const float dl = static_cast<const float *>(dloss.data)[0];
+  // Each counted row's cotangent, as CrossEntropyGrad computes it.
+  float g = dl;
+  if (reduction == LossReduction::Mean)
+    g = counted > 0 ? static_cast<float>(static_cast<double>(dl) /
+                                         static_cast<double>(counted))
+                    : 0.0f;
+  const auto *h = static_cast<const float *>(hidden.data);
+  const auto *w = static_cast<const float *>(weight.data);
+  auto *dh = static_cast<float *>(dhidden.data);
+  auto *dw = static_cast<float *>(dweight.data);
+  auto *logits = static_cast<float *>(workspace.data);
+  if (rows == 0)
+    std::fill_n(dw, dweight.numel(), 0.0f);
+  std::vector<float> rowLoss(rows, 0.0f);
+  for (int64_t t0 = 0; t0 < rows; t0 += chunk) {
+    const int64_t n = std::min(chunk, rows - t0);
+    BlasGemm(false, true, n, vocab, features, 1.0f, h + t0 * features, features,
+             w, features, 0.0f, logits, vocab);
+    // The loss of each row (as CrossEntropy), then its dlogits in place (as
+    // CrossEntropyGrad).
+    ParallelFor(n, 4 * kMemoryBoundWork * static_cast<double>(n) * vocab,
+                [&](int64_t r0, int64_t r1) {
+                  for (int64_t r = r0; r < r1; ++r) {
+                    float *x = logits + r * vocab;
+                    int64_t label = IndexAt(labels, t0 + r);
+                    if (label == ignoreIndex) {
+                      std::fill_n(x, vocab, 0.0f);
+                      continue;
+                    }
+                    float mx = vec::Max(x, vocab);
+                    float lse = mx + std::log(vec::SumExpShift(x, mx, vocab));
+                    rowLoss[t0 + r] = lse - x[label];
+                    float sum = vec::ExpShift(x, mx, x, vocab);
+                    vec::Scale(x, g / sum, x, vocab);
+                    x[label] -= g;
+                  }
+                });
+    BlasGemm(false, false, n, features, vocab, 1.0f, logits, vocab, w, features,
+             0.0f, dh + t0 * features, features);
+    BlasGemm(true, false, vocab, features, n, 1.0f, logits, vocab,
+             h + t0 * features, features, t0 == 0 ? 0.0f : 1.0f, dw, features);
+  }
+  // One sum in row order, as CrossEntropy.
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    if (IndexAt(labels, r) != ignoreIndex)
+      total += rowLoss[r];
+  float *o = static_cast<float *>(loss.data);
+  if (reduction == LossReduction::Sum)
+    o[0] = static_cast<float>(total);
+  else
+    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
+                   : 0.0f;
+  return absl::OkStatus();
+}
+
 } // namespace veomni::rt::cpu

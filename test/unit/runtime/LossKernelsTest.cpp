@@ -346,5 +346,148 @@ TEST(CrossEntropyGradTest, Errors) {
   }
 }
 
+//===----------------------------------------------------------------------===//
+// LinearCrossEntropy: the chain of unfused kernels it replaces is its
+// reference.
+//===----------------------------------------------------------------------===//
+
+struct LossChain {
+  Buffer loss, dhidden, dweight;
+};
+
+/// matmul (x W^T), cross_entropy, cross_entropy_grad, dlogits W and
+/// dlogits^T x: the unfused step.
+LossChain Unfused(const Buffer &hidden, const Buffer &weight,
+                  const Buffer &labels, const Buffer &dloss, LossReduction r) {
+  int64_t tokens = labels.numel(), features = weight.shape[1],
+          vocab = weight.shape[0];
+  Buffer logits(DType::F32, Cat(labels.shape, {vocab}));
+  Buffer dlogits(DType::F32, logits.shape);
+  LossChain c{Garbage(DType::F32, {}), Garbage(DType::F32, hidden.shape),
+              Garbage(DType::F32, weight.shape)};
+  EXPECT_EQ(absl::OkStatus(), cpu::Matmul(hidden.view(), weight.view(),
+                                          logits.view(), false, true));
+  EXPECT_EQ(absl::OkStatus(), cpu::CrossEntropy(logits.view(), labels.view(),
+                                                c.loss.view(), -100, r));
+  EXPECT_EQ(absl::OkStatus(),
+            cpu::CrossEntropyGrad(logits.view(), labels.view(), dloss.view(),
+                                  dlogits.view(), -100, r));
+  EXPECT_EQ(absl::OkStatus(), cpu::Matmul(dlogits.view(), weight.view(),
+                                          c.dhidden.view(), false, false));
+  TensorView flatDl{dlogits.view().data, DType::F32, {tokens, vocab}};
+  TensorView flatH{hidden.view().data, DType::F32, {tokens, features}};
+  EXPECT_EQ(absl::OkStatus(),
+            cpu::Matmul(flatDl, flatH, c.dweight.view(), true, false));
+  return c;
+}
+
+LossChain Fused(const Buffer &hidden, const Buffer &weight,
+                const Buffer &labels, const Buffer &dloss, LossReduction r,
+                int64_t chunk) {
+  LossChain c{Garbage(DType::F32, {}), Garbage(DType::F32, hidden.shape),
+              Garbage(DType::F32, weight.shape)};
+  Buffer workspace = Garbage(DType::F32, {chunk, weight.shape[0]});
+  EXPECT_EQ(absl::OkStatus(), cpu::LinearCrossEntropy(
+                                  hidden.view(), weight.view(), labels.view(),
+                                  dloss.view(), c.loss.view(), c.dhidden.view(),
+                                  c.dweight.view(), workspace.view(), -100, r));
+  return c;
+}
+
+bool SameBits(const Buffer &a, const Buffer &b) {
+  return a.shape == b.shape && a.bytes == b.bytes;
+}
+
+TEST(LinearCrossEntropyTest, OneChunkIsTheUnfusedChainBitForBit) {
+  Rng rng(61);
+  for (LossReduction r : {LossReduction::Mean, LossReduction::Sum}) {
+    Buffer hidden = Uniform(DType::F32, {2, 9, 24}, rng, -2, 2);
+    Buffer weight = Uniform(DType::F32, {300, 24}, rng, -0.5, 0.5);
+    Buffer labels = RandomInts(DType::I32, {2, 9}, rng, 0, 299);
+    labels.setI(4, -100);
+    Buffer dloss = Floats(DType::F32, {}, {0.75f});
+    LossChain want = Unfused(hidden, weight, labels, dloss, r);
+    for (int64_t chunk : {18, 40}) { // every token at once, or more room
+      LossChain got = Fused(hidden, weight, labels, dloss, r, chunk);
+      EXPECT_TRUE(SameBits(got.loss, want.loss)) << got.loss.f(0);
+      EXPECT_TRUE(SameBits(got.dhidden, want.dhidden));
+      EXPECT_TRUE(SameBits(got.dweight, want.dweight));
+    }
+  }
+}
+
+TEST(LinearCrossEntropyTest, ChunksMatchTheUnfusedChain) {
+  Rng rng(62);
+  // Tokens not a multiple of the chunk, a vocabulary over several threads'
+  // worth, ignored rows in every chunk.
+  Buffer hidden = Uniform(DType::F32, {3, 37, 64}, rng, -2, 2);
+  Buffer weight = Uniform(DType::F32, {2048, 64}, rng, -0.3, 0.3);
+  Buffer labels = RandomInts(DType::I64, {3, 37}, rng, 0, 2047);
+  for (int64_t i = 0; i < labels.numel(); i += 7)
+    labels.setI(i, -100);
+  Buffer dloss = Floats(DType::F32, {}, {1.0f});
+  for (LossReduction r : {LossReduction::Mean, LossReduction::Sum}) {
+    LossChain want = Unfused(hidden, weight, labels, dloss, r);
+    for (int64_t chunk : {1, 5, 16, 110}) {
+      SCOPED_TRACE(absl::StrCat("chunk ", chunk, " reduction ", int(r)));
+      LossChain got = Fused(hidden, weight, labels, dloss, r, chunk);
+      EXPECT_TRUE(AllClose(got.loss, want.loss, Tol{1e-6, 1e-6}));
+      EXPECT_TRUE(AllClose(got.dhidden, want.dhidden, Tol{1e-6, 1e-5}));
+      // Each element sums 111 products over the chunks in order.
+      EXPECT_TRUE(AllClose(got.dweight, want.dweight, Tol{1e-6, 1e-5}));
+    }
+  }
+}
+
+TEST(LinearCrossEntropyTest, EveryLabelIgnored) {
+  Rng rng(63);
+  Buffer hidden = Uniform(DType::F32, {5, 8}, rng);
+  Buffer weight = Uniform(DType::F32, {11, 8}, rng);
+  Buffer labels = Ints(DType::I32, {5}, {-100, -100, -100, -100, -100});
+  Buffer dloss = Floats(DType::F32, {}, {1.0f});
+  LossChain got = Fused(hidden, weight, labels, dloss, LossReduction::Mean, 2);
+  EXPECT_TRUE(Values(got.loss, {0.0}));
+  EXPECT_TRUE(Values(got.dhidden, std::vector<double>(40, 0.0)));
+  EXPECT_TRUE(Values(got.dweight, std::vector<double>(88, 0.0)));
+}
+
+TEST(LinearCrossEntropyTest, Errors) {
+  Buffer hidden(DType::F32, {4, 8}), weight(DType::F32, {10, 8});
+  Buffer labels = Ints(DType::I32, {4}, {0, 1, 2, 3});
+  Buffer scalar(DType::F32, {}), dh(DType::F32, {4, 8}),
+      dw(DType::F32, {10, 8}), ws(DType::F32, {2, 10});
+  Buffer bf16Hidden(DType::BF16, {4, 8}), badWeight(DType::F32, {10, 7});
+  Buffer badWs(DType::F32, {2, 9}), badDh(DType::F32, {4, 7});
+  Buffer outside = Ints(DType::I32, {4}, {0, 1, 10, 3});
+  Buffer shortLabels = Ints(DType::I32, {3}, {0, 1, 2});
+  auto run = [&](const Buffer &h, const Buffer &w, const Buffer &y,
+                 const Buffer &dhid, const Buffer &work, LossReduction r) {
+    return cpu::LinearCrossEntropy(h.view(), w.view(), y.view(), scalar.view(),
+                                   scalar.view(), dhid.view(), dw.view(),
+                                   work.view(), -100, r);
+  };
+  const LossReduction mean = LossReduction::Mean;
+  struct Case {
+    absl::Status status;
+    const char *says;
+  } cases[] = {
+      {run(bf16Hidden, weight, labels, dh, ws, mean), "hidden"},
+      {run(hidden, badWeight, labels, dh, ws, mean), "weight"},
+      {run(hidden, weight, outside, dh, ws, mean), "outside [0, 10)"},
+      {run(hidden, weight, shortLabels, dh, ws, mean), "labels"},
+      {run(hidden, weight, labels, badDh, ws, mean), "dhidden"},
+      {run(hidden, weight, labels, dh, badWs, mean), "workspace"},
+      {run(hidden, weight, labels, dh, ws, LossReduction::None),
+       "mean or a sum"},
+  };
+  for (const Case &c : cases) {
+    EXPECT_EQ(c.status.code(), absl::StatusCode::kInvalidArgument) << c.status;
+    EXPECT_TRUE(absl::StrContains(c.status.message(), "LinearCrossEntropy"))
+        << c.status;
+    EXPECT_TRUE(absl::StrContains(c.status.message(), c.says)) << c.status;
+  }
+  EXPECT_EQ(absl::OkStatus(), run(hidden, weight, labels, dh, ws, mean));
+}
+
 } // namespace
 } // namespace veomni::rt

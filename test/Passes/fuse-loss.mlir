@@ -1,0 +1,109 @@
+// RUN: veomni-opt %s -split-input-file --veomni-fuse-loss | FileCheck %s
+// RUN: veomni-opt %s -split-input-file --veomni-fuse-loss=chunk=16 | FileCheck %s --check-prefix=CHUNK
+// RUN: veomni-opt %s -split-input-file --veomni-fuse-loss --veomni-lower-to-vrt --veomni-plan-memory | FileCheck %s --check-prefix=VRT
+
+// The LM head, its loss and the VJP's matmuls (dh = dlogits W, and
+// dW = dlogits^T h through reshapes to 2-D): one op. Its workspace holds
+// every token here (a 32 MiB workspace holds 16384 rows of 512 logits),
+// or 16 with chunk=16. Neither [4, 64, 512] tensor is left.
+// CHECK-LABEL: func.func @lm_head
+// CHECK: %[[SEED:.*]] = veomni.constant dense<1.000000e+00> : tensor<f32>
+// CHECK: %{{.*}}, %[[DH:.*]], %[[DW:.*]], %{{.*}} = veomni.linear_cross_entropy %arg0, %arg1, %arg2, %[[SEED]] : tensor<4x64x64xf32>, tensor<512x64xf32>, tensor<4x64xi32>, tensor<f32> -> tensor<f32>, tensor<4x64x64xf32>, tensor<512x64xf32>, tensor<256x512xf32>
+// CHECK-NOT: veomni.matmul
+// CHECK-NOT: cross_entropy
+// CHECK-NOT: 4x64x512
+// CHECK: return
+// CHUNK-LABEL: func.func @lm_head
+// CHUNK: veomni.linear_cross_entropy {{.*}} tensor<16x512xf32>
+// VRT-LABEL: func.func @lm_head
+// VRT: %[[WS:.*]] = vrt.alloc {{.*}} : memref<256x512xf32>
+// VRT-NEXT: vrt.kernel linear_cross_entropy ins({{.*}}) outs({{.*}}, %[[WS]] : {{.*}}) {ignore_index = -100 : i64, reduction = 0 : i64, token_group = -1 : i64}
+// VRT-NEXT: return
+func.func @lm_head(%h: tensor<4x64x64xf32> {veomni.input = "h"},
+                   %w: tensor<512x64xf32> {veomni.param = "w"},
+                   %y: tensor<4x64xi32> {veomni.input = "labels"})
+    -> (tensor<f32>, tensor<4x64x64xf32>, tensor<512x64xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<4x64x64xf32>, tensor<512x64xf32>
+  %loss = veomni.cross_entropy %logits, %y : tensor<4x64x512xf32>, tensor<4x64xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<4x64x512xf32>, tensor<4x64xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<4x64x512xf32>, tensor<512x64xf32>
+  %h2 = veomni.reshape %h : tensor<4x64x64xf32> to tensor<256x64xf32>
+  %dl2 = veomni.reshape %dl : tensor<4x64x512xf32> to tensor<256x512xf32>
+  %dw = veomni.matmul %dl2, %h2 {transpose_lhs} : tensor<256x512xf32>, tensor<256x64xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<4x64x64xf32>, tensor<512x64xf32>
+}
+
+// -----
+
+// The logits are also a result (veomni compile --logits): left alone.
+// CHECK-LABEL: func.func @logits_returned
+// CHECK-NOT: linear_cross_entropy
+// CHECK: veomni.cross_entropy_grad
+func.func @logits_returned(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>, tensor<8x32xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %loss = veomni.cross_entropy %logits, %y : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xf32>, tensor<32x16xf32>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dw, %logits : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>, tensor<8x32xf32>
+}
+
+// -----
+
+// 2-D hidden, no reshapes: fused. A bf16 head, a vocabulary split over
+// ranks (dist.vocab_axes) and a backward that reads another weight are
+// left alone.
+// CHECK-LABEL: func.func @flat
+// CHECK: veomni.linear_cross_entropy {{.*}} tensor<8x32xf32>
+func.func @flat(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %loss = veomni.cross_entropy %logits, %y {reduction = #veomni<loss_reduction sum>} : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed {reduction = #veomni<loss_reduction sum>} : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xf32>, tensor<32x16xf32>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
+}
+
+// CHECK-LABEL: func.func @bf16
+// CHECK-NOT: linear_cross_entropy
+func.func @bf16(%h: tensor<8x16xbf16>, %w: tensor<32x16xbf16>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xbf16>, tensor<32x16xbf16>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xbf16>, tensor<32x16xbf16>
+  %loss = veomni.cross_entropy %logits, %y : tensor<8x32xbf16>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<8x32xbf16>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xbf16>, tensor<32x16xbf16>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xbf16>, tensor<8x16xbf16>
+  return %loss, %dh, %dw : tensor<f32>, tensor<8x16xbf16>, tensor<32x16xbf16>
+}
+
+// CHECK-LABEL: func.func @vocab_split
+// CHECK-NOT: linear_cross_entropy
+func.func @vocab_split(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %loss = veomni.cross_entropy %logits, %y {dist.vocab_axes = ["tp"]} : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed {dist.vocab_axes = ["tp"]} : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xf32>, tensor<32x16xf32>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
+}
+
+// CHECK-LABEL: func.func @other_weight
+// CHECK-NOT: linear_cross_entropy
+func.func @other_weight(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %v: tensor<32x16xf32>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %loss = veomni.cross_entropy %logits, %y : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %v : tensor<8x32xf32>, tensor<32x16xf32>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
+}
