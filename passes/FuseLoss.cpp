@@ -33,16 +33,55 @@ namespace {
 /// The workspace the chunk size is chosen by when the pass is not told.
 constexpr int64_t kWorkspaceBytes = int64_t{32} << 20;
 
-/// `a` and `b` are the same weight value. Two all-gathers of one FSDP
-/// shard (forward and backward) are not taken yet: the fused op would need
-/// one gather, not the two the plan report counts (passes/Communication).
-bool sameWeight(Value a, Value b) { return a == b; }
+/// `a` and `b` are the same weight: one value, or two all-gathers of one
+/// shard (an FSDP- or sp-sharded head gathers its weight for the forward
+/// and again for the backward; the fused op needs the first only).
+bool sameWeight(Value a, Value b) {
+  if (a == b)
+    return true;
+  auto ga = a.getDefiningOp<dist::AllGatherOp>();
+  auto gb = b.getDefiningOp<dist::AllGatherOp>();
+  return ga && gb && ga->getOperands() == gb->getOperands() &&
+         ga->getAttrDictionary() == gb->getAttrDictionary() &&
+         ga.getType() == gb.getType();
+}
 
-/// `v` through reshapes that only merge its leading dimensions.
-Value throughReshape(Value v) {
-  if (auto r = v.getDefiningOp<ReshapeOp>())
-    return r.getInput();
-  return v;
+/// The reshapes and transposes that lead from `v`'s producer to `v`, the
+/// first last, and the value they start from.
+std::pair<Value, SmallVector<Operation *>> viewChain(Value v) {
+  SmallVector<Operation *> chain;
+  while (Operation *def = v.getDefiningOp()) {
+    if (!isa<ReshapeOp, TransposeOp>(def))
+      break;
+    chain.push_back(def);
+    v = def->getOperand(0);
+  }
+  return {v, chain};
+}
+
+/// Two view chains that move the rows of two tensors alike: the same
+/// reshapes and transposes of every dimension but the last, which they
+/// keep in place (sequence parallelism reorders the token rows of dW's
+/// operands this way). dW = dlogits^T h sums over rows in any order.
+bool sameRowOrder(ArrayRef<Operation *> a, ArrayRef<Operation *> b) {
+  if (a.size() != b.size())
+    return false;
+  for (auto [x, y] : llvm::zip(a, b)) {
+    if (x->getName() != y->getName())
+      return false;
+    auto tx = cast<RankedTensorType>(x->getResult(0).getType());
+    auto ty = cast<RankedTensorType>(y->getResult(0).getType());
+    if (tx.getRank() != ty.getRank() ||
+        tx.getShape().drop_back() != ty.getShape().drop_back())
+      return false;
+    if (auto t = dyn_cast<TransposeOp>(x)) {
+      ArrayRef<int64_t> perm = t.getPerm();
+      if (perm != cast<TransposeOp>(y).getPerm() ||
+          perm.back() != static_cast<int64_t>(perm.size()) - 1)
+        return false;
+    }
+  }
+  return true;
 }
 
 /// The five ops of one LM head's loss and its VJP.
@@ -95,39 +134,40 @@ FailureOr<LossGroup> matchGroup(CrossEntropyGradOp grad) {
   // dlogits goes to dh = dlogits W and (through a reshape to 2-D)
   // dW = dlogits^T h, and nowhere else.
   Value hidden = g.logits.getLhs();
-  auto isWeightGrad = [&](MatmulOp mm, Value lhs) {
-    return mm.getLhs() == lhs && mm.getTransposeLhs() &&
-           !mm.getTransposeRhs() && throughReshape(mm.getRhs()) == hidden &&
-           cast<RankedTensorType>(mm.getType()) == weightType;
-  };
-  auto takeWeightGrad = [&](MatmulOp mm, Operation *view) {
-    if (g.weightGrad)
+  // dW = dlogits^T h, each operand through views that order its rows alike.
+  auto isWeightGrad = [&](MatmulOp mm) {
+    if (!mm.getTransposeLhs() || mm.getTransposeRhs() ||
+        cast<RankedTensorType>(mm.getType()) != weightType)
       return false;
-    g.weightGrad = mm;
-    if (view)
-      g.views.push_back(view);
-    if (auto r = mm.getRhs().getDefiningOp<ReshapeOp>())
-      g.views.push_back(r);
+    auto [dl, dlViews] = viewChain(mm.getLhs());
+    auto [h, hViews] = viewChain(mm.getRhs());
+    if (dl != grad.getResult() || h != hidden || !sameRowOrder(dlViews, hViews))
+      return false;
+    // The views of dlogits serve this matmul alone.
+    for (Operation *v : dlViews)
+      if (!v->getResult(0).hasOneUse())
+        return false;
+    g.views.append(dlViews.begin(), dlViews.end());
+    g.views.append(hViews.begin(), hViews.end());
     return true;
   };
   for (Operation *user : grad.getResult().getUsers()) {
-    if (auto mm = dyn_cast<MatmulOp>(user)) {
-      if (!g.hiddenGrad && mm.getLhs() == grad.getResult() &&
-          !mm.getTransposeLhs() && !mm.getTransposeRhs() &&
-          sameWeight(mm.getRhs(), g.logits.getRhs())) {
-        g.hiddenGrad = mm;
-        continue;
-      }
-      if (isWeightGrad(mm, grad.getResult()) && takeWeightGrad(mm, nullptr))
-        continue;
+    // Follow a view of dlogits to the matmul at the end of its chain.
+    Operation *end = user;
+    while (isa<ReshapeOp, TransposeOp>(end) && end->getResult(0).hasOneUse())
+      end = *end->getResult(0).getUsers().begin();
+    auto mm = dyn_cast<MatmulOp>(end);
+    if (!mm)
       return failure();
+    if (end == user && !g.hiddenGrad && mm.getLhs() == grad.getResult() &&
+        !mm.getTransposeLhs() && !mm.getTransposeRhs() &&
+        sameWeight(mm.getRhs(), g.logits.getRhs())) {
+      g.hiddenGrad = mm;
+      continue;
     }
-    auto view = dyn_cast<ReshapeOp>(user);
-    if (!view || !view.getResult().hasOneUse())
+    if (g.weightGrad || !isWeightGrad(mm))
       return failure();
-    auto mm = dyn_cast<MatmulOp>(*view.getResult().getUsers().begin());
-    if (!mm || !isWeightGrad(mm, view.getResult()) || !takeWeightGrad(mm, view))
-      return failure();
+    g.weightGrad = mm;
   }
   if (!g.hiddenGrad || !g.weightGrad || g.hiddenGrad.getType() != hiddenType)
     return failure();
@@ -174,17 +214,25 @@ struct FuseLossPass : veomni::impl::FuseLossBase<FuseLossPass> {
             g.loss->getAttr(dist::DistDialect::kTokenAxesAttrName))
       fused->setAttr(dist::DistDialect::kTokenAxesAttrName, tokensAxes);
 
+    Value backwardWeight = g.hiddenGrad.getRhs();
     g.loss.getResult().replaceAllUsesWith(fused.getLoss());
     g.hiddenGrad.getResult().replaceAllUsesWith(fused.getHiddenGrad());
     g.weightGrad.getResult().replaceAllUsesWith(fused.getWeightGrad());
     g.weightGrad->erase();
+    // Views after the ops they read come first in each chain.
     for (Operation *view : g.views)
       if (view->use_empty())
         view->erase();
     g.hiddenGrad->erase();
     g.lossGrad->erase();
     g.loss->erase();
+    Value forwardWeight = g.logits.getRhs();
     g.logits->erase();
+    // The backward's own gather of the weight, now unread.
+    if (backwardWeight != forwardWeight)
+      if (Operation *gather = backwardWeight.getDefiningOp();
+          gather && gather->use_empty())
+        gather->erase();
     return success();
   }
 };

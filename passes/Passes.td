@@ -245,8 +245,9 @@ def FuseLoss : Pass<"veomni-fuse-loss", "::mlir::ModuleOp"> {
     logits nor their cotangent is ever whole: the memory plan holds a
     `[chunk, V]` f32 workspace instead of two `[tokens, V]` tensors. f32
     only; a cross entropy split over the vocabulary (tensor parallelism)
-    is left as it is, and so is an FSDP-sharded LM head, whose forward and
-    backward gather the weight each (the plan report counts both).
+    is left as it is. An FSDP- or sp-sharded head gathers its weight once
+    instead of twice: the backward's all-gather goes, and `veomni plan`
+    counts the traffic of the fused step.
   }];
   let options = [
     Option<"chunk", "chunk", "int64_t", /*default=*/"0",

@@ -107,3 +107,56 @@ func.func @other_weight(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %v: tensor<
   %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
   return %loss, %dh, %dw : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
 }
+
+// -----
+
+// An FSDP-sharded head gathers its weight for the forward and again for
+// the backward: the fused op takes the first, the second goes. Under
+// sequence parallelism dW's operands reach it through the same reshapes and
+// transposes of their token rows (a reordering dW does not see): fused.
+// CHECK-LABEL: func.func @fsdp_sp
+// CHECK: %[[W:.*]] = dist.all_gather %arg1
+// CHECK-NOT: dist.all_gather
+// CHECK: veomni.linear_cross_entropy %arg0, %[[W]], %arg2
+// CHECK-NOT: veomni.transpose
+// CHECK: return
+module {
+  dist.mesh @mesh = <["dp_shard" = 2, "sp" = 2]>
+  func.func @fsdp_sp(%h: tensor<4x2x8xf32>, %ws: tensor<16x8xf32>, %y: tensor<4x2xi32>)
+      -> (tensor<f32>, tensor<4x2x8xf32>, tensor<32x8xf32>) {
+    %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+    %w1 = dist.all_gather %ws mesh = @mesh axes = ["dp_shard"] dim = 0 : tensor<16x8xf32> -> tensor<32x8xf32>
+    %w2 = dist.all_gather %ws mesh = @mesh axes = ["dp_shard"] dim = 0 : tensor<16x8xf32> -> tensor<32x8xf32>
+    %logits = veomni.matmul %h, %w1 {transpose_rhs} : tensor<4x2x8xf32>, tensor<32x8xf32>
+    %loss = veomni.cross_entropy %logits, %y {dist.token_axes = ["dp_shard", "sp"]} : tensor<4x2x32xf32>, tensor<4x2xi32>
+    %dl = veomni.cross_entropy_grad %logits, %y, %seed {dist.token_axes = ["dp_shard", "sp"]} : tensor<4x2x32xf32>, tensor<4x2xi32>, tensor<f32>
+    %dh = veomni.matmul %dl, %w2 : tensor<4x2x32xf32>, tensor<32x8xf32>
+    %a1 = veomni.reshape %dl : tensor<4x2x32xf32> to tensor<4x1x2x32xf32>
+    %a2 = veomni.transpose %a1 perm = [1, 0, 2, 3] : tensor<4x1x2x32xf32>
+    %a3 = veomni.reshape %a2 : tensor<1x4x2x32xf32> to tensor<8x32xf32>
+    %b1 = veomni.reshape %h : tensor<4x2x8xf32> to tensor<4x1x2x8xf32>
+    %b2 = veomni.transpose %b1 perm = [1, 0, 2, 3] : tensor<4x1x2x8xf32>
+    %b3 = veomni.reshape %b2 : tensor<1x4x2x8xf32> to tensor<8x8xf32>
+    %dw = veomni.matmul %a3, %b3 {transpose_lhs} : tensor<8x32xf32>, tensor<8x8xf32>
+    return %loss, %dh, %dw : tensor<f32>, tensor<4x2x8xf32>, tensor<32x8xf32>
+  }
+}
+
+// -----
+
+// dW's operands reordered differently: not dlogits^T h, left alone.
+// CHECK-LABEL: func.func @other_order
+// CHECK-NOT: linear_cross_entropy
+func.func @other_order(%h: tensor<4x2x8xf32>, %w: tensor<32x8xf32>, %y: tensor<4x2xi32>)
+    -> (tensor<f32>, tensor<4x2x8xf32>, tensor<32x8xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<4x2x8xf32>, tensor<32x8xf32>
+  %loss = veomni.cross_entropy %logits, %y : tensor<4x2x32xf32>, tensor<4x2xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<4x2x32xf32>, tensor<4x2xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<4x2x32xf32>, tensor<32x8xf32>
+  %a2 = veomni.transpose %dl perm = [1, 0, 2] : tensor<4x2x32xf32>
+  %a3 = veomni.reshape %a2 : tensor<2x4x32xf32> to tensor<8x32xf32>
+  %b3 = veomni.reshape %h : tensor<4x2x8xf32> to tensor<8x8xf32>
+  %dw = veomni.matmul %a3, %b3 {transpose_lhs} : tensor<8x32xf32>, tensor<8x8xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<4x2x8xf32>, tensor<32x8xf32>
+}

@@ -353,9 +353,19 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       module.print(file->os());
       file->keep();
     }
-    // The fusions training compiles with: they change what memory holds.
+    // The fusions training compiles with: they change what memory holds,
+    // and what is sent (a fused LM head gathers its weight once). The
+    // traffic reported is that of the collectives of this program, the one
+    // every rank runs; the FLOPs are the step's, which fusion leaves.
+    PassManager fuse(&context);
+    addFusionPasses(fuse, trainingOptionsOf(r));
+    if (failed(fuse.run(module)))
+      return fail(r.path + ": fusing the per-rank step failed: " + diagnostic);
+    func = *module.getOps<func::FuncOp>().begin();
+    double flops = traffic->flops;
+    *traffic = sharding::countCollectives(func, mesh, link);
+    traffic->flops = flops;
     PassManager lower(&context);
-    addFusionPasses(lower, trainingOptionsOf(r));
     lower.addPass(createLowerToVrt());
     lower.addPass(createPlanMemory());
     if (failed(lower.run(module)))
