@@ -52,7 +52,7 @@ struct CompileOptions {
   /// Chains of elementwise ops become one kernel each (veomni-fuse).
   bool fusion = true;
   /// The LM head, loss and their VJP become one kernel over chunks of
-  /// `lossChunk` tokens (veomni-fuse-loss; 0: a 32 MiB workspace's worth).
+  /// `lossChunk` tokens (veomni-fuse-loss; 0: 64 MiB of logits, >= 256).
   bool fusedLoss = true;
   int64_t lossChunk = 0;
 };

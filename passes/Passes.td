@@ -251,7 +251,7 @@ def FuseLoss : Pass<"veomni-fuse-loss", "::mlir::ModuleOp"> {
   }];
   let options = [
     Option<"chunk", "chunk", "int64_t", /*default=*/"0",
-           "tokens per chunk (0: as many as a 32 MiB workspace holds)">
+           "tokens per chunk (0: as many as a 64 MiB workspace holds, at least 256)">
   ];
 }
 

@@ -4,7 +4,7 @@
 
 // The LM head, its loss and the VJP's matmuls (dh = dlogits W, and
 // dW = dlogits^T h through reshapes to 2-D): one op. Its workspace holds
-// every token here (a 32 MiB workspace holds 16384 rows of 512 logits),
+// every token here (a 64 MiB workspace holds 32768 rows of 512 logits),
 // or 16 with chunk=16. Neither [4, 64, 512] tensor is left.
 // CHECK-LABEL: func.func @lm_head
 // CHECK: %[[SEED:.*]] = veomni.constant dense<1.000000e+00> : tensor<f32>

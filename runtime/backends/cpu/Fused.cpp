@@ -44,6 +44,8 @@ namespace {
 
 constexpr absl::string_view K = "Fused";
 constexpr int64_t kBlock = 512;
+/// How many blocks ahead the inputs are prefetched.
+constexpr int64_t kPrefetchBlocks = 2;
 
 /// The program's shape, once checked.
 struct Layout {
@@ -274,6 +276,17 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
     return regs;
   };
   auto block = [&](float *regs, int64_t at, int64_t len) {
+    // Ask for the whole inputs' next blocks now: the loads of many
+    // streams then overlap this block's arithmetic.
+    for (int64_t j = 0; j < l.ins; ++j)
+      if (in[j].numel() == n) {
+        const int64_t ahead = at + kPrefetchBlocks * kBlock;
+        const int64_t end = std::min(n, ahead + kBlock);
+        const char *base = static_cast<const char *>(in[j].data);
+        const int64_t size = SizeOf(in[j].dtype);
+        for (int64_t e = ahead; e < end; e += 64 / size)
+          __builtin_prefetch(base + e * size);
+      }
     for (int64_t j = 0; j < l.ins; ++j)
       LoadInput(in[j], modes[j], n, at, len, regs + j * kBlock);
     Execute(p, hoisted, /*once=*/false, regs, len);
