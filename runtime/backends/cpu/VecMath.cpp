@@ -31,8 +31,6 @@ struct Table {
   void (*scale)(const float *, float, float *, int64_t);
   double (*sum)(const float *, int64_t);
   double (*sumSquares)(const float *, int64_t);
-  void (*gemm)(int64_t, int64_t, int64_t, float, const float *, int64_t,
-               const float *, int64_t, float *, int64_t);
 };
 
 // Vector arguments wider than the baseline ABI only cross always-inline
@@ -132,10 +130,6 @@ void Scale(const float *x, float s, float *out, int64_t n) {
 }
 double Sum(const float *x, int64_t n) { return T().sum(x, n); }
 double SumSquares(const float *x, int64_t n) { return T().sumSquares(x, n); }
-void Gemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
-  T().gemm(m, n, k, alpha, a, lda, b, ldb, c, ldc);
-}
 const char *IsaName() { return Pick().name; }
 
 } // namespace veomni::rt::cpu::vec

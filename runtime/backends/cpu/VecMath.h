@@ -45,15 +45,9 @@ double Sum(const float *x, int64_t n);
 /// Sum of x[i]^2, accumulated in f64 over independent lanes.
 double SumSquares(const float *x, int64_t n);
 
-/// Column granularity of Gemm.
+/// The column padding of attention's key and value panels (a multiple of
+/// every vector width).
 constexpr int64_t kGemmColumns = 32;
-
-/// C[m, n] = alpha * A[m, k] @ B[k, n], all row-major with leading
-/// dimensions lda/ldb/ldc; n must be a multiple of kGemmColumns (pad B and C).
-/// Single-threaded and without packing: meant for the small, short-k
-/// products inside attention, where callers run it on their own threads.
-void Gemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-          int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc);
 
 /// The instruction set the functions above were dispatched to ("avx512",
 /// "avx2" or "sse2"), for benchmarks and logs. The environment variable
