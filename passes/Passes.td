@@ -243,9 +243,10 @@ def FuseLoss : Pass<"veomni-fuse-loss", "::mlir::ModuleOp"> {
     cotangent, the five become one `veomni.linear_cross_entropy`. Its
     kernel computes chunks of `chunk` tokens at a time, so neither the
     logits nor their cotangent is ever whole: the memory plan holds a
-    `[chunk, V]` f32 workspace instead of two `[tokens, V]` tensors. f32
-    only; a cross entropy split over the vocabulary (tensor parallelism)
-    is left as it is. An FSDP- or sp-sharded head gathers its weight once
+    `[chunk, V]` f32 workspace instead of two `[tokens, V]` tensors
+    (`[chunk + H, V]` for a bf16 or f16 head, fused only where that is
+    still smaller). A cross entropy split over the vocabulary (tensor
+    parallelism) is left as it is. An FSDP- or sp-sharded head gathers its weight once
     instead of twice: the backward's all-gather goes, and `veomni plan`
     counts the traffic of the fused step.
   }];

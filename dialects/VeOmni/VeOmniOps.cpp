@@ -313,9 +313,13 @@ LogicalResult LinearCrossEntropyOp::verify() {
     return emitOpError("loss and grad must be tensor<f32>");
   if (getReduction() == LossReduction::None)
     return emitOpError("takes a mean or a sum, not per-row losses");
-  if (workspace.getRank() != 2 || workspace.getDimSize(0) < 1 ||
+  // 16-bit heads keep the weight gradient's f32 sum in `features` more rows.
+  int64_t extra = hidden.getElementType().isF32() ? 0 : features;
+  if (workspace.getRank() != 2 || workspace.getDimSize(0) < 1 + extra ||
       workspace.getDimSize(1) != weight.getDimSize(0))
-    return emitOpError("workspace ") << workspace << " must be [chunk >= 1, "
-                                     << weight.getDimSize(0) << "]";
+    return emitOpError("workspace ")
+           << workspace << " must be [chunk >= 1"
+           << (extra ? " + " + std::to_string(extra) : std::string()) << ", "
+           << weight.getDimSize(0) << "]";
   return success();
 }

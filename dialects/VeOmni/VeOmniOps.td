@@ -690,7 +690,8 @@ def VeOmni_LinearCrossEntropyOp : VeOmni_Op<"linear_cross_entropy", [Pure]> {
     Results: the loss (as `cross_entropy` gives it), the cotangents of
     `hidden` and `weight`, and `workspace`, `[chunk, V]` f32: the kernel
     holds the logits of `chunk` tokens at a time, never all `[..., V]` of
-    them.
+    them. For a bf16 or f16 head the workspace is `[chunk + H, V]`: its
+    last `H` rows hold the weight cotangent's f32 sum.
 
     ```mlir
     %loss, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %labels, %g

@@ -53,9 +53,10 @@ func.func @logits_returned(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tens
 
 // -----
 
-// 2-D hidden, no reshapes: fused. A bf16 head, a vocabulary split over
-// ranks (dist.vocab_axes) and a backward that reads another weight are
-// left alone.
+// 2-D hidden, no reshapes: fused. A vocabulary split over ranks
+// (dist.vocab_axes) and a backward that reads another weight are left
+// alone, and so is a bf16 head whose workspace (with the weight
+// gradient's f32 sum, H more rows) would hold more than its logits.
 // CHECK-LABEL: func.func @flat
 // CHECK: veomni.linear_cross_entropy {{.*}} tensor<8x32xf32>
 func.func @flat(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<8xi32>)
@@ -159,4 +160,25 @@ func.func @other_order(%h: tensor<4x2x8xf32>, %w: tensor<32x8xf32>, %y: tensor<4
   %b3 = veomni.reshape %h : tensor<4x2x8xf32> to tensor<8x8xf32>
   %dw = veomni.matmul %a3, %b3 {transpose_lhs} : tensor<8x32xf32>, tensor<8x8xf32>
   return %loss, %dh, %dw : tensor<f32>, tensor<4x2x8xf32>, tensor<32x8xf32>
+}
+
+// -----
+
+// A bf16 head over more tokens than a chunk and H together: fused with
+// chunk=16, its workspace [16 + 8, 32] f32 (the last 8 rows the weight
+// gradient's f32 sum) smaller than the two [64, 32] bf16 tensors. With the
+// default chunk (every token) it would hold more: left alone.
+// CHECK-LABEL: func.func @bf16_long
+// CHECK-NOT: linear_cross_entropy
+// CHUNK-LABEL: func.func @bf16_long
+// CHUNK: veomni.linear_cross_entropy {{.*}} -> tensor<f32>, tensor<64x8xbf16>, tensor<32x8xbf16>, tensor<24x32xf32>
+func.func @bf16_long(%h: tensor<64x8xbf16>, %w: tensor<32x8xbf16>, %y: tensor<64xi32>)
+    -> (tensor<f32>, tensor<64x8xbf16>, tensor<32x8xbf16>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<64x8xbf16>, tensor<32x8xbf16>
+  %loss = veomni.cross_entropy %logits, %y : tensor<64x32xbf16>, tensor<64xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<64x32xbf16>, tensor<64xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<64x32xbf16>, tensor<32x8xbf16>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<64x32xbf16>, tensor<64x8xbf16>
+  return %loss, %dh, %dw : tensor<f32>, tensor<64x8xbf16>, tensor<32x8xbf16>
 }

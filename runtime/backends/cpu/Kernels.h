@@ -263,15 +263,18 @@ absl::Status Fused(absl::Span<const TensorView> ins,
                    absl::Span<const TensorView> outs,
                    const FusedProgram &program);
 
-/// The LM head, its cross entropy and their VJP (veomni-fuse-loss), all
-/// f32: hidden [..., H], weight [V, H], labels [...], dloss [] -> loss []
-/// (Mean or Sum, as CrossEntropy), dhidden (hidden's shape), dweight [V, H],
-/// computed `chunk` = workspace.dim(0) tokens at a time in workspace
-/// [chunk, V]: logits = hidden weight^T, the loss, dlogits in place
-/// (CrossEntropyGrad's formula), dhidden rows = dlogits weight, dweight +=
-/// dlogits^T hidden. With one chunk, bit for bit the unfused kernels; with
-/// more, dweight sums its chunks in order. Its reference is that chain of
-/// unfused kernels (test/unit/runtime/LossKernelsTest.cpp).
+/// The LM head, its cross entropy and their VJP (veomni-fuse-loss): hidden
+/// [..., H], weight [V, H], labels [...], dloss [] -> loss [] (Mean or Sum,
+/// as CrossEntropy), dhidden (hidden's shape), dweight [V, H], computed
+/// `chunk` tokens at a time in the f32 workspace: logits = hidden weight^T,
+/// the loss, dlogits in place (CrossEntropyGrad's formula), dhidden rows =
+/// dlogits weight, dweight += dlogits^T hidden. f32: workspace [chunk, V],
+/// and with one chunk bit for bit the unfused kernels. bf16 or f16 (hidden,
+/// weight and the results of one type): workspace [chunk + H, V], its last
+/// H rows dweight's f32 sum; logits and dlogits rounded as the unfused
+/// kernels store them, weight widened in panels. With more chunks dweight
+/// sums its chunks in order. Its reference is that chain of unfused kernels
+/// (test/unit/runtime/LossKernelsTest.cpp).
 absl::Status
 LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
                    const TensorView &labels, const TensorView &dloss,

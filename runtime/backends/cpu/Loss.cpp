@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -170,6 +171,27 @@ absl::Status CrossEntropyGrad(const TensorView &logits,
 // LinearCrossEntropy
 //===----------------------------------------------------------------------===//
 
+namespace {
+
+/// x = x rounded to `t` (bf16 or f16) and back: what storing in `t` keeps.
+void RoundTo(DType t, float *x, int64_t n) {
+  if (t == DType::F32)
+    return;
+  uint16_t half[512];
+  for (int64_t i = 0; i < n; i += 512) {
+    int64_t len = std::min<int64_t>(512, n - i);
+    if (t == DType::BF16) {
+      vec::F32ToBf16(x + i, half, len);
+      vec::Bf16ToF32(half, x + i, len);
+    } else {
+      vec::F32ToF16(x + i, half, len);
+      vec::F16ToF32(half, x + i, len);
+    }
+  }
+}
+
+} // namespace
+
 absl::Status
 LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
                    const TensorView &labels, const TensorView &dloss,
@@ -181,14 +203,23 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
     const char *name;
     const TensorView &view;
   };
+  const DType type = hidden.dtype;
   for (const Named &f : {Named{"hidden", hidden}, Named{"weight", weight},
                          Named{"dhidden", dhidden}, Named{"dweight", dweight},
                          Named{"workspace", workspace}, Named{"loss", loss},
                          Named{"dloss", dloss}}) {
     VEOMNI_RETURN_IF_ERROR(CheckView(K, f.name, f.view));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, f.name, f.view));
+  }
+  for (const Named &f : {Named{"weight", weight}, Named{"dhidden", dhidden},
+                         Named{"dweight", dweight}})
+    if (f.view.dtype != type)
+      return BadView(K, f.name, f.view, "must have the type of hidden ",
+                     hidden.ToString());
+  for (const Named &f : {Named{"workspace", workspace}, Named{"loss", loss},
+                         Named{"dloss", dloss}})
     if (f.view.dtype != DType::F32)
       return BadView(K, f.name, f.view, "must be f32");
-  }
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "labels", labels));
   VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
   if (hidden.rank() < 1)
@@ -205,10 +236,13 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "loss", loss, {}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dloss", dloss, {}));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "workspace", workspace, 2));
-  const int64_t chunk = workspace.dim(0);
+  // 16-bit types: the workspace's last `features` rows hold dweight's f32
+  // sum, rounded once at the end as the unfused matmul rounds it.
+  const bool narrow = type != DType::F32;
+  const int64_t chunk = workspace.dim(0) - (narrow ? features : 0);
   if (chunk < 1 || workspace.dim(1) != vocab)
-    return BadView(K, "workspace", workspace, "must be [chunk >= 1, ", vocab,
-                   "]");
+    return BadView(K, "workspace", workspace, "must be [chunk >= 1",
+                   narrow ? " + features" : "", ", ", vocab, "]");
   if (reduction != LossReduction::Mean && reduction != LossReduction::Sum)
     return Invalid(K, "takes a mean or a sum, not reduction ",
                    static_cast<int>(reduction));
@@ -234,20 +268,45 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
     g = counted > 0 ? static_cast<float>(static_cast<double>(dl) /
                                          static_cast<double>(counted))
                     : 0.0f;
-  const auto *h = static_cast<const float *>(hidden.data);
-  const auto *w = static_cast<const float *>(weight.data);
-  auto *dh = static_cast<float *>(dhidden.data);
-  auto *dw = static_cast<float *>(dweight.data);
   auto *logits = static_cast<float *>(workspace.data);
+  // f32: the operands and results themselves. 16-bit: hidden rows and
+  // weight panels widened as they are needed, dhidden rows rounded as they
+  // are done, dweight summed in the workspace's f32 rows.
+  const float *w = narrow ? nullptr : static_cast<const float *>(weight.data);
+  float *dw =
+      narrow ? logits + chunk * vocab : static_cast<float *>(dweight.data);
+  std::unique_ptr<float[]> hc, dhc, panel;
+  // Weight rows widened at a time: about 4 MiB of f32.
+  const int64_t panelRows = std::clamp<int64_t>(
+      (int64_t{1} << 20) / std::max<int64_t>(features, 1), 1, vocab);
+  if (narrow) {
+    hc = Scratch(chunk * features);
+    dhc = Scratch(chunk * features);
+    panel = Scratch(panelRows * features);
+  }
   if (rows == 0)
-    std::fill_n(dw, dweight.numel(), 0.0f);
+    std::fill_n(dw, vocab * features, 0.0f);
   std::vector<float> rowLoss(rows, 0.0f);
   for (int64_t t0 = 0; t0 < rows; t0 += chunk) {
     const int64_t n = std::min(chunk, rows - t0);
-    BlasGemm(false, true, n, vocab, features, 1.0f, h + t0 * features, features,
-             w, features, 0.0f, logits, vocab);
+    const float *hrows =
+        narrow ? hc.get()
+               : static_cast<const float *>(hidden.data) + t0 * features;
+    if (narrow) {
+      LoadF32(hidden, t0 * features, n * features, hc.get());
+      for (int64_t p0 = 0; p0 < vocab; p0 += panelRows) {
+        int64_t p = std::min(panelRows, vocab - p0);
+        LoadF32(weight, p0 * features, p * features, panel.get());
+        BlasGemm(false, true, n, p, features, 1.0f, hrows, features,
+                 panel.get(), features, 0.0f, logits + p0, vocab);
+      }
+      RoundTo(type, logits, n * vocab); // as the unfused matmul stores them
+    } else {
+      BlasGemm(false, true, n, vocab, features, 1.0f, hrows, features, w,
+               features, 0.0f, logits, vocab);
+    }
     // The loss of each row (as CrossEntropy), then its dlogits in place (as
-    // CrossEntropyGrad).
+    // CrossEntropyGrad, rounded as it stores them).
     ParallelFor(n, 4 * kMemoryBoundWork * static_cast<double>(n) * vocab,
                 [&](int64_t r0, int64_t r1) {
                   for (int64_t r = r0; r < r1; ++r) {
@@ -263,13 +322,28 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
                     float sum = vec::ExpShift(x, mx, x, vocab);
                     vec::Scale(x, g / sum, x, vocab);
                     x[label] -= g;
+                    RoundTo(type, x, vocab);
                   }
                 });
-    BlasGemm(false, false, n, features, vocab, 1.0f, logits, vocab, w, features,
-             0.0f, dh + t0 * features, features);
-    BlasGemm(true, false, vocab, features, n, 1.0f, logits, vocab,
-             h + t0 * features, features, t0 == 0 ? 0.0f : 1.0f, dw, features);
+    if (narrow) {
+      for (int64_t p0 = 0; p0 < vocab; p0 += panelRows) {
+        int64_t p = std::min(panelRows, vocab - p0);
+        LoadF32(weight, p0 * features, p * features, panel.get());
+        BlasGemm(false, false, n, features, p, 1.0f, logits + p0, vocab,
+                 panel.get(), features, p0 == 0 ? 0.0f : 1.0f, dhc.get(),
+                 features);
+      }
+      StoreF32(dhc.get(), dhidden, t0 * features, n * features);
+    } else {
+      BlasGemm(false, false, n, features, vocab, 1.0f, logits, vocab, w,
+               features, 0.0f,
+               static_cast<float *>(dhidden.data) + t0 * features, features);
+    }
+    BlasGemm(true, false, vocab, features, n, 1.0f, logits, vocab, hrows,
+             features, t0 == 0 ? 0.0f : 1.0f, dw, features);
   }
+  if (narrow)
+    StoreF32(dw, dweight, 0, vocab * features);
   // One sum in row order, as CrossEntropy.
   double total = 0;
   for (int64_t r = 0; r < rows; ++r)

@@ -1554,3 +1554,39 @@ func.func @rule_list() attributes {test.r = #veomni.sharding_rule<([i]) -> ([i])
 func.func @token_dims(%x: tensor<2x16xi32> {veomni.input = "ids", veomni.token_dims = array<i64: 1, 2>}) {
   return
 }
+
+//===----------------------------------------------------------------------===//
+// linear_cross_entropy (written by veomni-fuse-loss)
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @lce_workspace_bf16(%h: tensor<8x4xbf16>, %w: tensor<16x4xbf16>, %y: tensor<8xi32>, %g: tensor<f32>) {
+  // expected-error @+1 {{'veomni.linear_cross_entropy' op workspace 'tensor<4x16xf32>' must be [chunk >= 1 + 4, 16]}}
+  %l, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %y, %g : tensor<8x4xbf16>, tensor<16x4xbf16>, tensor<8xi32>, tensor<f32> -> tensor<f32>, tensor<8x4xbf16>, tensor<16x4xbf16>, tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @lce_weight_type(%h: tensor<8x4xf32>, %w: tensor<16x4xbf16>, %y: tensor<8xi32>, %g: tensor<f32>) {
+  // expected-error @+1 {{'veomni.linear_cross_entropy' op weight 'tensor<16x4xbf16>' and hidden 'tensor<8x4xf32>' must have one element type}}
+  %l, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %y, %g : tensor<8x4xf32>, tensor<16x4xbf16>, tensor<8xi32>, tensor<f32> -> tensor<f32>, tensor<8x4xf32>, tensor<16x4xbf16>, tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @lce_labels(%h: tensor<8x4xf32>, %w: tensor<16x4xf32>, %y: tensor<7xi32>, %g: tensor<f32>) {
+  // expected-error @+1 {{'veomni.linear_cross_entropy' op labels 'tensor<7xi32>' must have the shape of hidden 'tensor<8x4xf32>' without its last dimension}}
+  %l, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %y, %g : tensor<8x4xf32>, tensor<16x4xf32>, tensor<7xi32>, tensor<f32> -> tensor<f32>, tensor<8x4xf32>, tensor<16x4xf32>, tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @lce_per_row(%h: tensor<8x4xf32>, %w: tensor<16x4xf32>, %y: tensor<8xi32>, %g: tensor<f32>) {
+  // expected-error @+1 {{'veomni.linear_cross_entropy' op takes a mean or a sum, not per-row losses}}
+  %l, %dh, %dw, %ws = veomni.linear_cross_entropy %h, %w, %y, %g {reduction = #veomni<loss_reduction none>} : tensor<8x4xf32>, tensor<16x4xf32>, tensor<8xi32>, tensor<f32> -> tensor<f32>, tensor<8x4xf32>, tensor<16x4xf32>, tensor<4x16xf32>
+  return
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compares the float tensors of two .safetensors files, without numpy.
+"""Compares the float tensors (f32, f64, bf16) of two .safetensors files,
+without numpy.
 
     compare_safetensors.py GOT WANT [--prefix P] [--tol T]
 
@@ -26,6 +27,14 @@ def read(path):
     tensors = {}
     for name, info in header.items():
         begin, end = info["data_offsets"]
+        if info["dtype"] == "BF16":  # the upper half of an f32
+            raw = array.array("H")
+            raw.frombytes(body[begin:end])
+            wide = array.array("I", (x << 16 for x in raw))
+            values = array.array("f")
+            values.frombytes(wide.tobytes())
+            tensors[name] = (info["shape"], values)
+            continue
         fmt = FORMATS.get(info["dtype"])
         if fmt is None:
             sys.exit(f"{path}: tensor {name}: dtype {info['dtype']} not handled")

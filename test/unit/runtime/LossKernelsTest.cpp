@@ -359,12 +359,13 @@ struct LossChain {
 /// dlogits^T x: the unfused step.
 LossChain Unfused(const Buffer &hidden, const Buffer &weight,
                   const Buffer &labels, const Buffer &dloss, LossReduction r) {
+  const DType t = hidden.dtype;
   int64_t tokens = labels.numel(), features = weight.shape[1],
           vocab = weight.shape[0];
-  Buffer logits(DType::F32, Cat(labels.shape, {vocab}));
-  Buffer dlogits(DType::F32, logits.shape);
-  LossChain c{Garbage(DType::F32, {}), Garbage(DType::F32, hidden.shape),
-              Garbage(DType::F32, weight.shape)};
+  Buffer logits(t, Cat(labels.shape, {vocab}));
+  Buffer dlogits(t, logits.shape);
+  LossChain c{Garbage(DType::F32, {}), Garbage(t, hidden.shape),
+              Garbage(t, weight.shape)};
   EXPECT_EQ(absl::OkStatus(), cpu::Matmul(hidden.view(), weight.view(),
                                           logits.view(), false, true));
   EXPECT_EQ(absl::OkStatus(), cpu::CrossEntropy(logits.view(), labels.view(),
@@ -374,8 +375,8 @@ LossChain Unfused(const Buffer &hidden, const Buffer &weight,
                                   dlogits.view(), -100, r));
   EXPECT_EQ(absl::OkStatus(), cpu::Matmul(dlogits.view(), weight.view(),
                                           c.dhidden.view(), false, false));
-  TensorView flatDl{dlogits.view().data, DType::F32, {tokens, vocab}};
-  TensorView flatH{hidden.view().data, DType::F32, {tokens, features}};
+  TensorView flatDl{dlogits.view().data, t, {tokens, vocab}};
+  TensorView flatH{hidden.view().data, t, {tokens, features}};
   EXPECT_EQ(absl::OkStatus(),
             cpu::Matmul(flatDl, flatH, c.dweight.view(), true, false));
   return c;
@@ -384,9 +385,12 @@ LossChain Unfused(const Buffer &hidden, const Buffer &weight,
 LossChain Fused(const Buffer &hidden, const Buffer &weight,
                 const Buffer &labels, const Buffer &dloss, LossReduction r,
                 int64_t chunk) {
-  LossChain c{Garbage(DType::F32, {}), Garbage(DType::F32, hidden.shape),
-              Garbage(DType::F32, weight.shape)};
-  Buffer workspace = Garbage(DType::F32, {chunk, weight.shape[0]});
+  const DType t = hidden.dtype;
+  LossChain c{Garbage(DType::F32, {}), Garbage(t, hidden.shape),
+              Garbage(t, weight.shape)};
+  // 16-bit: the weight gradient's f32 sum in H more rows.
+  int64_t extra = t == DType::F32 ? 0 : weight.shape[1];
+  Buffer workspace = Garbage(DType::F32, {chunk + extra, weight.shape[0]});
   EXPECT_EQ(absl::OkStatus(), cpu::LinearCrossEntropy(
                                   hidden.view(), weight.view(), labels.view(),
                                   dloss.view(), c.loss.view(), c.dhidden.view(),
@@ -439,6 +443,31 @@ TEST(LinearCrossEntropyTest, ChunksMatchTheUnfusedChain) {
   }
 }
 
+TEST(LinearCrossEntropyTest, Bf16AndF16MatchTheUnfusedChain) {
+  Rng rng(64);
+  for (DType t : {DType::BF16, DType::F16}) {
+    // Vocabulary over several of the kernel's weight panels (4 MiB of f32
+    // = 16384 rows of 64).
+    Buffer hidden = Uniform(t, {2, 21, 64}, rng, -2, 2);
+    Buffer weight = Uniform(t, {20000, 64}, rng, -0.3, 0.3);
+    Buffer labels = RandomInts(DType::I32, {2, 21}, rng, 0, 19999);
+    labels.setI(3, -100);
+    Buffer dloss = Floats(DType::F32, {}, {1.0f});
+    LossChain want =
+        Unfused(hidden, weight, labels, dloss, LossReduction::Mean);
+    for (int64_t chunk : {7, 42}) {
+      SCOPED_TRACE(absl::StrCat(Name(t), " chunk ", chunk));
+      LossChain got =
+          Fused(hidden, weight, labels, dloss, LossReduction::Mean, chunk);
+      // The logits are rounded as the unfused matmul stores them, so the
+      // loss agrees to f32 summation; the cotangents to their own rounding.
+      EXPECT_TRUE(AllClose(got.loss, want.loss, Tol{1e-6, 1e-6}));
+      EXPECT_TRUE(AllClose(got.dhidden, want.dhidden, FastTol(t, 20000, 1)));
+      EXPECT_TRUE(AllClose(got.dweight, want.dweight, FastTol(t, 42, 1)));
+    }
+  }
+}
+
 TEST(LinearCrossEntropyTest, EveryLabelIgnored) {
   Rng rng(63);
   Buffer hidden = Uniform(DType::F32, {5, 8}, rng);
@@ -471,7 +500,7 @@ TEST(LinearCrossEntropyTest, Errors) {
     absl::Status status;
     const char *says;
   } cases[] = {
-      {run(bf16Hidden, weight, labels, dh, ws, mean), "hidden"},
+      {run(bf16Hidden, weight, labels, dh, ws, mean), "type of hidden"},
       {run(hidden, badWeight, labels, dh, ws, mean), "weight"},
       {run(hidden, weight, outside, dh, ws, mean), "outside [0, 10)"},
       {run(hidden, weight, shortLabels, dh, ws, mean), "labels"},
@@ -487,6 +516,19 @@ TEST(LinearCrossEntropyTest, Errors) {
     EXPECT_TRUE(absl::StrContains(c.status.message(), c.says)) << c.status;
   }
   EXPECT_EQ(absl::OkStatus(), run(hidden, weight, labels, dh, ws, mean));
+  // bf16: the workspace needs H rows more than its chunk.
+  Buffer bw(DType::BF16, {10, 8}), bdh(DType::BF16, {4, 8}),
+      bdw(DType::BF16, {10, 8}), bigWs(DType::F32, {9, 10});
+  absl::Status small = cpu::LinearCrossEntropy(
+      bf16Hidden.view(), bw.view(), labels.view(), scalar.view(), scalar.view(),
+      bdh.view(), bdw.view(), ws.view(), -100, mean);
+  EXPECT_EQ(small.code(), absl::StatusCode::kInvalidArgument) << small;
+  EXPECT_TRUE(absl::StrContains(small.message(), "chunk >= 1 + features"))
+      << small;
+  EXPECT_EQ(absl::OkStatus(),
+            cpu::LinearCrossEntropy(bf16Hidden.view(), bw.view(), labels.view(),
+                                    scalar.view(), scalar.view(), bdh.view(),
+                                    bdw.view(), bigWs.view(), -100, mean));
 }
 
 } // namespace
