@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -279,6 +280,17 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     if (!metrics)
       return absl::PermissionDeniedError(
           absl::StrCat("cannot write ", metricsPath));
+  }
+  // The profile is written after step 2: a path that cannot be written is
+  // an error now, not after the steps before it.
+  if (!job.profile.empty()) {
+    std::string path = ProfilePath(job.profile, ex.Rank());
+    const bool existed = std::ifstream(path).good();
+    if (!std::ofstream(path, std::ios::app))
+      return absl::PermissionDeniedError(
+          absl::StrCat("train.profile: cannot write ", path));
+    if (!existed)
+      std::remove(path.c_str());
   }
   if (ex.WorldSize() > 1)
     print(absl::StrCat("job of ", ex.WorldSize(), " ranks: ", job.mesh,

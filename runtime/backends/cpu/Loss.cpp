@@ -1,6 +1,7 @@
-//===- Loss.cpp - cross entropy and its VJP -------------------------------===//
+//===- Loss.cpp - cross entropy, its VJP and the fused LM head ------------===//
 //
-// One row of logits at a time in f32; mean, sum or per-row reduction.
+// One row of logits at a time in f32; mean, sum or per-row reduction. The
+// fused LM head (LinearCrossEntropy) runs the same rows over token chunks.
 //
 //===----------------------------------------------------------------------===//
 
@@ -8,6 +9,8 @@
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/RopeUtil.h"
 #include "runtime/backends/cpu/VecMath.h"
+
+#include "absl/status/statusor.h"
 
 #include <cblas.h>
 
@@ -52,6 +55,35 @@ absl::Status CheckLossOperands(absl::string_view K, const TensorView &logits,
   return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
 }
 
+/// The labels that count (not `ignoreIndex`), after checking that each of
+/// them lies in [0, vocab).
+absl::StatusOr<int64_t> CountLabels(absl::string_view K,
+                                    const TensorView &labels, int64_t vocab,
+                                    int64_t ignoreIndex) {
+  int64_t counted = 0;
+  for (int64_t r = 0, rows = labels.numel(); r < rows; ++r) {
+    int64_t label = IndexAt(labels, r);
+    if (label == ignoreIndex)
+      continue;
+    if (label < 0 || label >= vocab)
+      return BadView(K, "labels", labels, "element ", r, " = ", label,
+                     " is outside [0, ", vocab, ") and not the ignore index ",
+                     ignoreIndex);
+    ++counted;
+  }
+  return counted;
+}
+
+/// The cotangent of each counted row's loss for a mean or a sum whose
+/// cotangent is `dloss`: one rounding of dloss / counted for a mean.
+float RowCotangent(float dloss, LossReduction reduction, int64_t counted) {
+  if (reduction == LossReduction::Sum)
+    return dloss;
+  return counted > 0 ? static_cast<float>(static_cast<double>(dloss) /
+                                          static_cast<double>(counted))
+                     : 0.0f;
+}
+
 } // namespace
 
 absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
@@ -61,13 +93,7 @@ absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
   VEOMNI_RETURN_IF_ERROR(
       CheckLossOperands(K, logits, labels, "out", out, reduction));
   int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t label = IndexAt(labels, r);
-    if (label != ignoreIndex && (label < 0 || label >= vocab))
-      return BadView(K, "labels", labels, "element ", r, " = ", label,
-                     " is outside [0, ", vocab, ") and not the ignore index ",
-                     ignoreIndex);
-  }
+  VEOMNI_RETURN_IF_ERROR(CountLabels(K, labels, vocab, ignoreIndex).status());
   // Rows in parallel into per-row losses (0 where ignored), then one sum in
   // row order, so the result does not depend on the thread count.
   std::vector<float> loss(rows, 0.0f);
@@ -120,28 +146,16 @@ absl::Status CrossEntropyGrad(const TensorView &logits,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dlogits));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dlogits, logits.shape));
   int64_t vocab = logits.dim(logits.rank() - 1), rows = labels.numel();
-  int64_t counted = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t label = IndexAt(labels, r);
-    if (label == ignoreIndex)
-      continue;
-    if (label < 0 || label >= vocab)
-      return BadView(K, "labels", labels, "element ", r, " = ", label,
-                     " is outside [0, ", vocab, ") and not the ignore index ",
-                     ignoreIndex);
-    ++counted;
-  }
+  VEOMNI_ASSIGN_OR_RETURN(int64_t counted,
+                          CountLabels(K, labels, vocab, ignoreIndex));
   if (dlogits.numel() == 0)
     return absl::OkStatus();
 
   const float *dl = static_cast<const float *>(dloss.data);
   // The upstream gradient of every counted row but for None.
-  float shared = 0.0f;
-  if (reduction == LossReduction::Sum)
-    shared = dl[0];
-  else if (reduction == LossReduction::Mean && counted > 0)
-    shared = static_cast<float>(static_cast<double>(dl[0]) /
-                                static_cast<double>(counted));
+  const float shared = reduction == LossReduction::None
+                           ? 0.0f
+                           : RowCotangent(dl[0], reduction, counted);
   auto run = [&](int64_t begin, int64_t end) {
     RowReader reader(logits, vocab);
     RowWriter writer(dlogits, vocab);
@@ -249,25 +263,11 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
   if (!FitsBlas(vocab) || !FitsBlas(features) || !FitsBlas(chunk))
     return BadView(K, "weight", weight, "exceeds the 32-bit BLAS interface");
   const int64_t rows = labels.numel();
-  int64_t counted = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t label = IndexAt(labels, r);
-    if (label == ignoreIndex)
-      continue;
-    if (label < 0 || label >= vocab)
-      return BadView(K, "labels", labels, "element ", r, " = ", label,
-                     " is outside [0, ", vocab, ") and not the ignore index ",
-                     ignoreIndex);
-    ++counted;
-  }
-
-  const float dl = static_cast<const float *>(dloss.data)[0];
+  VEOMNI_ASSIGN_OR_RETURN(int64_t counted,
+                          CountLabels(K, labels, vocab, ignoreIndex));
   // Each counted row's cotangent, as CrossEntropyGrad computes it.
-  float g = dl;
-  if (reduction == LossReduction::Mean)
-    g = counted > 0 ? static_cast<float>(static_cast<double>(dl) /
-                                         static_cast<double>(counted))
-                    : 0.0f;
+  const float g = RowCotangent(static_cast<const float *>(dloss.data)[0],
+                               reduction, counted);
   auto *logits = static_cast<float *>(workspace.data);
   // f32: the operands and results themselves. 16-bit: hidden rows and
   // weight panels widened as they are needed, dhidden rows rounded as they
