@@ -74,6 +74,24 @@ absl::StatusOr<int64_t> CountLabels(absl::string_view K,
   return counted;
 }
 
+/// The sum, or the mean, of the losses of the rows that count, added in
+/// row order so that it does not depend on the thread count.
+float ReduceLosses(const std::vector<float> &rowLoss, const TensorView &labels,
+                   int64_t ignoreIndex, LossReduction reduction) {
+  double total = 0;
+  int64_t counted = 0;
+  for (int64_t r = 0, rows = labels.numel(); r < rows; ++r) {
+    if (IndexAt(labels, r) == ignoreIndex)
+      continue;
+    total += rowLoss[r];
+    ++counted;
+  }
+  if (reduction == LossReduction::Sum)
+    return static_cast<float>(total);
+  return counted ? static_cast<float>(total / static_cast<double>(counted))
+                 : 0.0f;
+}
+
 /// The cotangent of each counted row's loss for a mean or a sum whose
 /// cotangent is `dloss`: one rounding of dloss / counted for a mean.
 float RowCotangent(float dloss, LossReduction reduction, int64_t counted) {
@@ -115,19 +133,7 @@ absl::Status CrossEntropy(const TensorView &logits, const TensorView &labels,
     std::copy(loss.begin(), loss.end(), o);
     return absl::OkStatus();
   }
-  double total = 0;
-  int64_t counted = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (IndexAt(labels, r) == ignoreIndex)
-      continue;
-    total += loss[r];
-    ++counted;
-  }
-  if (reduction == LossReduction::Sum)
-    o[0] = static_cast<float>(total);
-  else
-    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
-                   : 0.0f;
+  o[0] = ReduceLosses(loss, labels, ignoreIndex, reduction);
   return absl::OkStatus();
 }
 
@@ -344,17 +350,8 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
   }
   if (narrow)
     StoreF32(dw, dweight, 0, vocab * features);
-  // One sum in row order, as CrossEntropy.
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    if (IndexAt(labels, r) != ignoreIndex)
-      total += rowLoss[r];
-  float *o = static_cast<float *>(loss.data);
-  if (reduction == LossReduction::Sum)
-    o[0] = static_cast<float>(total);
-  else
-    o[0] = counted ? static_cast<float>(total / static_cast<double>(counted))
-                   : 0.0f;
+  static_cast<float *>(loss.data)[0] =
+      ReduceLosses(rowLoss, labels, ignoreIndex, reduction);
   return absl::OkStatus();
 }
 
