@@ -68,17 +68,31 @@ void addCollective(StepTraffic &traffic, const Collective &c,
               sharding::seconds(c, bytes, mesh, link));
 }
 
-/// Whether a cross entropy before `op` in its block, on the same labels,
-/// already exchanged their count: the executor keeps a count for the rest
-/// of the step (Executor::CountLabels), so a VJP after its forward does
-/// not count again.
+/// Whether a mean cross entropy before `op` in its block, on the same
+/// labels, ignore index and token axes, already exchanged their count: the
+/// executor keeps such a count for the rest of the step
+/// (Executor::CountLabels), so a VJP after its forward does not count
+/// again.
 bool countedBefore(Operation *op) {
-  Value labels = op->getOperand(isa<LinearCrossEntropyOp>(op) ? 2 : 1);
-  for (Operation *user : labels.getUsers())
+  auto labelsOf = [](Operation *o) {
+    return o->getOperand(isa<LinearCrossEntropyOp>(o) ? 2 : 1);
+  };
+  auto ignoreOf = [](Operation *o) {
+    auto a = o->getAttrOfType<IntegerAttr>("ignore_index");
+    return a ? a.getInt() : int64_t{-100};
+  };
+  auto isMean = [](Operation *o) {
+    auto r = o->getAttrOfType<LossReductionAttr>("reduction");
+    return !r || r.getValue() == LossReduction::Mean;
+  };
+  for (Operation *user : labelsOf(op).getUsers())
     if (user != op && user->getBlock() == op->getBlock() &&
         user->isBeforeInBlock(op) &&
         isa<CrossEntropyOp, CrossEntropyGradOp, LinearCrossEntropyOp>(user) &&
-        user->getAttr("ignore_index") == op->getAttr("ignore_index"))
+        labelsOf(user) == labelsOf(op) && isMean(user) &&
+        ignoreOf(user) == ignoreOf(op) &&
+        user->getAttr(dist::DistDialect::kTokenAxesAttrName) ==
+            op->getAttr(dist::DistDialect::kTokenAxesAttrName))
       return true;
   return false;
 }

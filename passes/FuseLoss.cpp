@@ -64,10 +64,12 @@ std::pair<Value, SmallVector<Operation *>> viewChain(Value v) {
 }
 
 /// Two view chains that move the rows of two tensors alike: the same
-/// reshapes and transposes of every dimension but the last, which they
-/// keep in place (sequence parallelism reorders the token rows of dW's
-/// operands this way). dW = dlogits^T h sums over rows in any order.
-bool sameRowOrder(ArrayRef<Operation *> a, ArrayRef<Operation *> b) {
+/// reshapes and transposes of every dimension but the last, which every
+/// view keeps whole and in place (`lastA`, `lastB` elements; sequence
+/// parallelism reorders the token rows of dW's operands this way).
+/// dW = dlogits^T h sums over rows in any order.
+bool sameRowOrder(ArrayRef<Operation *> a, ArrayRef<Operation *> b,
+                  int64_t lastA, int64_t lastB) {
   if (a.size() != b.size())
     return false;
   for (auto [x, y] : llvm::zip(a, b)) {
@@ -75,7 +77,8 @@ bool sameRowOrder(ArrayRef<Operation *> a, ArrayRef<Operation *> b) {
       return false;
     auto tx = cast<RankedTensorType>(x->getResult(0).getType());
     auto ty = cast<RankedTensorType>(y->getResult(0).getType());
-    if (tx.getRank() != ty.getRank() ||
+    if (tx.getRank() != ty.getRank() || tx.getRank() < 1 ||
+        tx.getShape().back() != lastA || ty.getShape().back() != lastB ||
         tx.getShape().drop_back() != ty.getShape().drop_back())
       return false;
     if (auto t = dyn_cast<TransposeOp>(x)) {
@@ -130,12 +133,13 @@ FailureOr<LossGroup> matchGroup(CrossEntropyGradOp grad) {
   }
   if (!g.loss)
     return failure();
-  // The cotangent exists before the forward matmul (the step's seed).
-  Value seed = grad.getGrad();
-  if (Operation *def = seed.getDefiningOp();
-      def && (def->getBlock() != g.logits->getBlock() ||
-              !def->isBeforeInBlock(g.logits)))
-    return failure();
+  // The cotangent (the step's seed) and the labels exist before the
+  // forward matmul, where the fused op goes.
+  for (Value v : {grad.getGrad(), grad.getLabels()})
+    if (Operation *def = v.getDefiningOp();
+        def && (def->getBlock() != g.logits->getBlock() ||
+                !def->isBeforeInBlock(g.logits)))
+      return failure();
   // dlogits goes to dh = dlogits W and (through a reshape to 2-D)
   // dW = dlogits^T h, and nowhere else.
   Value hidden = g.logits.getLhs();
@@ -146,7 +150,9 @@ FailureOr<LossGroup> matchGroup(CrossEntropyGradOp grad) {
       return false;
     auto [dl, dlViews] = viewChain(mm.getLhs());
     auto [h, hViews] = viewChain(mm.getRhs());
-    if (dl != grad.getResult() || h != hidden || !sameRowOrder(dlViews, hViews))
+    if (dl != grad.getResult() || h != hidden ||
+        !sameRowOrder(dlViews, hViews, weightType.getDimSize(0),
+                      weightType.getDimSize(1)))
       return false;
     // The views of dlogits serve this matmul alone.
     for (Operation *v : dlViews)

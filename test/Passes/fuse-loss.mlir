@@ -182,3 +182,43 @@ func.func @bf16_long(%h: tensor<64x8xbf16>, %w: tensor<32x8xbf16>, %y: tensor<64
   %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<64x32xbf16>, tensor<64x8xbf16>
   return %loss, %dh, %dw : tensor<f32>, tensor<64x8xbf16>, tensor<32x8xbf16>
 }
+
+// -----
+
+// Labels made after the forward matmul (the fused op would read them
+// before they exist), and views of dW's operands that split the last
+// dimension (no longer dlogits^T h): left alone.
+// CHECK-LABEL: func.func @late_labels
+// CHECK-NOT: linear_cross_entropy
+func.func @late_labels(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<2x4xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %y2 = veomni.reshape %y : tensor<2x4xi32> to tensor<8xi32>
+  %loss = veomni.cross_entropy %logits, %y2 : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y2, %seed : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xf32>, tensor<32x16xf32>
+  %dw = veomni.matmul %dl, %h {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dw : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @split_last
+// CHECK-NOT: linear_cross_entropy
+func.func @split_last(%h: tensor<8x16xf32>, %w: tensor<32x16xf32>, %y: tensor<8xi32>)
+    -> (tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>) {
+  %seed = veomni.constant dense<1.000000e+00> : tensor<f32>
+  %logits = veomni.matmul %h, %w {transpose_rhs} : tensor<8x16xf32>, tensor<32x16xf32>
+  %loss = veomni.cross_entropy %logits, %y : tensor<8x32xf32>, tensor<8xi32>
+  %dl = veomni.cross_entropy_grad %logits, %y, %seed : tensor<8x32xf32>, tensor<8xi32>, tensor<f32>
+  %dh = veomni.matmul %dl, %w : tensor<8x32xf32>, tensor<32x16xf32>
+  %a1 = veomni.reshape %dl : tensor<8x32xf32> to tensor<8x2x16xf32>
+  %a2 = veomni.transpose %a1 perm = [1, 0, 2] : tensor<8x2x16xf32>
+  %a3 = veomni.reshape %a2 : tensor<2x8x16xf32> to tensor<8x32xf32>
+  %b1 = veomni.reshape %h : tensor<8x16xf32> to tensor<8x2x8xf32>
+  %b2 = veomni.transpose %b1 perm = [1, 0, 2] : tensor<8x2x8xf32>
+  %b3 = veomni.reshape %b2 : tensor<2x8x8xf32> to tensor<8x16xf32>
+  %dwf = veomni.matmul %a3, %b3 {transpose_lhs} : tensor<8x32xf32>, tensor<8x16xf32>
+  return %loss, %dh, %dwf : tensor<f32>, tensor<8x16xf32>, tensor<32x16xf32>
+}

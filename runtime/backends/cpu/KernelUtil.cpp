@@ -45,12 +45,23 @@ GemmLibrary PickGemmLibrary(const char *asked, bool avx512,
   return GemmLibrary::OneDnn;
 }
 
+#ifdef VEOMNI_HAVE_DNNL
+namespace {
+/// Whether oneDNN's ISA includes every feature of `isa`. The ISA values are
+/// bit sets, not a ladder: avx2_vnni (0x407) is numerically above
+/// avx512_core (0x27) and has no AVX-512.
+bool HasIsa(dnnl_cpu_isa_t isa) {
+  const unsigned found = dnnl_get_effective_cpu_isa();
+  return (found & static_cast<unsigned>(isa)) == static_cast<unsigned>(isa);
+}
+} // namespace
+#endif
+
 GemmLibrary ChosenGemmLibrary() {
   static const GemmLibrary chosen = [] {
 #ifdef VEOMNI_HAVE_DNNL
     return PickGemmLibrary(std::getenv("VEOMNI_GEMM"),
-                           dnnl_get_effective_cpu_isa() >=
-                               dnnl_cpu_isa_avx512_core,
+                           HasIsa(dnnl_cpu_isa_avx512_core),
                            openblas_get_corename());
 #else
     return GemmLibrary::OpenBlas;
@@ -111,7 +122,7 @@ void BlasGemm(GemmLibrary library, bool transA, bool transB, int64_t m,
 
 bool Bf16GemmAvailable() {
 #ifdef VEOMNI_HAVE_DNNL
-  return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core;
+  return HasIsa(dnnl_cpu_isa_avx512_core);
 #else
   return false;
 #endif
@@ -131,7 +142,7 @@ bool Bf16GemmNative() {
                    "veomni: warning: VEOMNI_BF16_GEMM=%s is not onednn or "
                    "f32; deciding by the CPU\n",
                    asked);
-    return dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16;
+    return HasIsa(dnnl_cpu_isa_avx512_core_bf16);
 #else
     return false;
 #endif
