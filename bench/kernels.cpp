@@ -255,6 +255,36 @@ int main() {
                 static_cast<long>(d), fwd * 1e3, 2 * gemm / fwd / 1e9,
                 bwd * 1e3, 5 * gemm / bwd / 1e9);
   }
+  // Long sequences: one query block against all its keys at once (the
+  // block shrinks to 8 rows as the keys grow) against key tiles with a
+  // running softmax (the default past kAttentionOneTileKeys keys).
+  for (int64_t s : {4096, 8192}) {
+    const int64_t b = 1, hq = 4, hkv = 1, d = 128;
+    Buffer q(DType::F32, {b, s, hq, d}, rng),
+        k(DType::F32, {b, s, hkv, d}, rng), v(DType::F32, {b, s, hkv, d}, rng),
+        o(DType::F32, {b, s, hq, d}, rng), dq(DType::F32, {b, s, hq, d}, rng),
+        dk(DType::F32, {b, s, hkv, d}, rng),
+        dv(DType::F32, {b, s, hkv, d}, rng);
+    double gemm = 2.0 * b * hq * d * (s * (s + 1) / 2.0);
+    for (int64_t tile : {s, int64_t{512}, int64_t{1024}}) {
+      cpu::SetAttentionKeyTile(tile);
+      double fwd = Best(2, [&] {
+        return cpu::Attention(q.view, k.view, v.view, nullptr, o.view, true,
+                              0.08);
+      });
+      double bwd = Best(2, [&] {
+        return cpu::AttentionGrad(q.view, k.view, v.view, nullptr, o.view,
+                                  dq.view, dk.view, dv.view, true, 0.08);
+      });
+      std::printf("Attention f32 causal [%ld,%ld,%ld/%ld,%ld] key tile %ld: "
+                  "forward %.1f ms (%.1f GFLOP/s), VJP %.1f ms\n",
+                  static_cast<long>(b), static_cast<long>(s),
+                  static_cast<long>(hq), static_cast<long>(hkv),
+                  static_cast<long>(d), static_cast<long>(tile), fwd * 1e3,
+                  2 * gemm / fwd / 1e9, bwd * 1e3);
+    }
+    cpu::SetAttentionKeyTile(0);
+  }
   // The LM head and its loss of the 155.7M Llama (512 tokens, hidden 1024,
   // vocabulary 32000): the unfused chain (matmul, cross_entropy,
   // cross_entropy_grad, two matmuls) and linear_cross_entropy over chunks.

@@ -1,15 +1,19 @@
 //===- Attention.cpp - softmax and attention, forward and backward --------===//
 //
 // Attention runs (batch, head) pairs one after another, each blocked over
-// query rows: S = Q K^T and P V through OpenBLAS GEMMs on its own threads,
-// softmax in between, and key ranges that causality or segments hide are
-// never computed. (Heads on threads of our own, with a single-threaded
-// GEMM each, competed with OpenBLAS's threads, which keep spinning after
-// the projections just before: on the 155.7M Llama the forward took
-// 159 ms a step that way, 104-126 ms this way, and the step's matmuls
-// ran 10% faster.)
-// AttentionGrad recomputes the probabilities block by block and does its
-// five products per block with OpenBLAS GEMMs.
+// query rows, with OpenBLAS (or oneDNN) GEMMs on the library's own threads.
+// A query block sees only the keys that causality and segments leave it,
+// in tiles (SetAttentionKeyTile): S = scale Q K^T, a running maximum and
+// sum per row (flash-style), and acc = acc * rescale + P V, so a block
+// holds rows x tile scores whatever the sequence length. Up to
+// kAttentionOneTileKeys keys a block is one tile: plain softmax, then P V.
+// (Heads on threads of our own, with a single-threaded GEMM each, competed
+// with OpenBLAS's threads, which keep spinning after the projections just
+// before: on the 155.7M Llama the forward took 159 ms a step that way,
+// 104-126 ms this way.)
+// AttentionGrad recomputes the probabilities tile by tile: with one tile
+// as the forward does; with several, a first pass gathers each row's
+// maximum, sum and delta = sum_j P dP, and a second does the five products.
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,11 +25,13 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace veomni::rt::cpu {
@@ -85,6 +91,123 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
   return absl::OkStatus();
 }
 
+namespace {
+
+std::atomic<int64_t> keyTileOverride{0};
+
+/// Keys per tile for `keys` visible keys at most.
+int64_t KeyTile(int64_t keys) {
+  int64_t asked = keyTileOverride.load(std::memory_order_relaxed);
+  if (asked > 0)
+    return asked;
+  return keys <= kAttentionOneTileKeys ? std::max<int64_t>(keys, 1)
+                                       : kAttentionKeyTile;
+}
+
+/// The keys a block of queries can see. With segments, each query's keys
+/// lie within [first, last] of its segment's positions, so a block needs
+/// only the union of those ranges; with causality, none past its last row.
+class KeyRanges {
+public:
+  KeyRanges(const TensorView *segments, int64_t s, int64_t skv, bool causal)
+      : segments_(segments), s_(s), skv_(skv), causal_(causal) {
+    if (segments) {
+      seg_.resize(s);
+      first_.resize(s);
+      last_.resize(s);
+      order_.resize(s);
+    }
+  }
+  /// Reads batch row b's segment ids (before Range for that row).
+  void Load(int64_t b) {
+    if (!segments_)
+      return;
+    for (int64_t i = 0; i < s_; ++i)
+      seg_[i] = IndexAt(*segments_, b * s_ + i);
+    std::iota(order_.begin(), order_.end(), 0);
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](int64_t x, int64_t y) { return seg_[x] < seg_[y]; });
+    for (int64_t lo = 0; lo < s_;) {
+      int64_t hi = lo;
+      while (hi < s_ && seg_[order_[hi]] == seg_[order_[lo]])
+        ++hi;
+      for (int64_t t = lo; t < hi; ++t) {
+        first_[order_[t]] = order_[lo];
+        last_[order_[t]] = order_[hi - 1];
+      }
+      lo = hi;
+    }
+  }
+  /// [lo, hi) of the keys that queries [i0, i1) may see.
+  std::pair<int64_t, int64_t> Range(int64_t i0, int64_t i1) const {
+    int64_t lo = 0, hi = causal_ ? std::min(skv_, i1) : skv_;
+    if (segments_) {
+      int64_t a = s_, z = 0;
+      for (int64_t i = i0; i < i1; ++i) {
+        a = std::min(a, first_[i]);
+        z = std::max(z, last_[i] + 1);
+      }
+      lo = std::max(lo, a);
+      hi = std::min(hi, z);
+    }
+    return {lo, hi};
+  }
+  /// Query i's scores for keys [j0, j0 + nk): those past its causal limit
+  /// are cut off (the returned end; the caller zeroes them), those of other
+  /// segments below it set to -inf so that exp makes them 0. `visible`
+  /// counts the rest.
+  int64_t Mask(float *scores, int64_t i, int64_t j0, int64_t nk,
+               int64_t &visible) const {
+    int64_t end = causal_ ? std::clamp<int64_t>(i + 1 - j0, 0, nk) : nk;
+    visible = end;
+    if (segments_)
+      for (int64_t j = 0; j < end; ++j)
+        if (seg_[j0 + j] != seg_[i]) {
+          scores[j] = kNegInf;
+          --visible;
+        }
+    return end;
+  }
+
+private:
+  const TensorView *segments_;
+  int64_t s_, skv_;
+  bool causal_;
+  std::vector<int64_t> seg_, first_, last_, order_;
+};
+
+/// Per query row of a block, the running softmax statistics over the key
+/// tiles seen so far: the maximum score and the sum of exp(score - max).
+struct RunningSoftmax {
+  std::vector<float> max, sum, rescale;
+  explicit RunningSoftmax(int64_t rows) : max(rows), sum(rows), rescale(rows) {}
+  void Reset(int64_t rows) {
+    std::fill_n(max.begin(), rows, kNegInf);
+    std::fill_n(sum.begin(), rows, 0.0f);
+  }
+  /// Exponentiates row r's first `end` scores against the new running
+  /// maximum in place; rescale[r] is what earlier sums and accumulators
+  /// must be multiplied by. Returns false (and leaves the row) when none
+  /// of them is visible.
+  bool Add(int64_t r, float *scores, int64_t end, int64_t visible) {
+    rescale[r] = 1.0f;
+    if (visible == 0)
+      return false;
+    float mx = std::max(max[r], vec::Max(scores, end));
+    float s = vec::ExpShift(scores, mx, scores, end);
+    rescale[r] = std::exp(max[r] - mx); // 0 on the first visible tile
+    sum[r] = sum[r] * rescale[r] + s;
+    max[r] = mx;
+    return true;
+  }
+};
+
+} // namespace
+
+void SetAttentionKeyTile(int64_t keys) {
+  keyTileOverride.store(std::max<int64_t>(keys, 0), std::memory_order_relaxed);
+}
+
 absl::Status Attention(const TensorView &q, const TensorView &k,
                        const TensorView &v, const TensorView *segments,
                        const TensorView &out, bool causal, double scale) {
@@ -119,131 +242,70 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
   }
   if (out.numel() == 0)
     return absl::OkStatus();
+  if (!FitsBlas(hq * std::max(d, dv)) || !FitsBlas(hkv * std::max(d, dv)) ||
+      !FitsBlas(s) || !FitsBlas(skv))
+    return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");
 
   F32Input qf(q), kf(k), vf(v);
   F32Output of(out);
   const int64_t group = hq / hkv;
   const int64_t ldq = hq * d, ldk = hkv * d, ldv = hkv * dv, ldo = hq * dv;
-  // Key and value panels are padded to the GEMM's column granularity with
-  // zeros, so padded score columns and value rows contribute nothing.
-  auto pad = [](int64_t x) {
-    return (x + vec::kGemmColumns - 1) / vec::kGemmColumns * vec::kGemmColumns;
-  };
-  const int64_t skvPad = pad(skv), dvPad = pad(dv);
-  // Query rows per block: enough to amortise streaming the K and V panels,
-  // few enough that the score block stays near L2 size.
+  const int64_t tile = KeyTile(skv);
+  // Query rows per block: enough to amortise streaming a key tile, few
+  // enough that the scores stay near L2 size.
   const int64_t bq = std::clamp<int64_t>(
-      (int64_t{256} << 10) / std::max<int64_t>(skvPad, 1), 8, 256);
+      (int64_t{256} << 10) / std::min(std::max<int64_t>(skv, 1), tile), 8, 256);
+  std::unique_ptr<float[]> p = Scratch(bq * std::min(skv, tile)),
+                           acc = Scratch(bq * dv);
+  RunningSoftmax stats(bq);
+  KeyRanges keys(segments, s, skv, causal);
 
-  // With segments, each query's keys lie within [first, last] of its
-  // segment's positions; a block needs only the union of those ranges.
-  std::vector<int64_t> seg, segFirst, segLast;
-  if (segments) {
-    seg.resize(batch * s);
-    segFirst.resize(batch * s);
-    segLast.resize(batch * s);
-    std::vector<int64_t> order(s);
-    for (int64_t b = 0; b < batch; ++b) {
-      int64_t *sb = seg.data() + b * s;
-      for (int64_t i = 0; i < s; ++i)
-        sb[i] = IndexAt(*segments, b * s + i);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t x, int64_t y) { return sb[x] < sb[y]; });
-      for (int64_t lo = 0; lo < s;) {
-        int64_t hi = lo;
-        while (hi < s && sb[order[hi]] == sb[order[lo]])
-          ++hi;
-        for (int64_t t = lo; t < hi; ++t) {
-          segFirst[b * s + order[t]] = order[lo];
-          segLast[b * s + order[t]] = order[hi - 1];
+  // (batch, query head) pairs one after another; within a query block, key
+  // tiles in order: S = scale Q K^T, the running softmax, and acc = acc *
+  // rescale + P V; at the end out = acc / sum. With one tile this is
+  // exactly softmax, then P V.
+  for (int64_t task = 0; task < batch * hq; ++task) {
+    int64_t b = task / hq, h = task % hq, g = h / group;
+    if (h == 0)
+      keys.Load(b);
+    const float *qh = qf.data() + b * s * ldq + h * d;
+    const float *kg = kf.data() + b * skv * ldk + g * d;
+    const float *vg = vf.data() + b * skv * ldv + g * dv;
+    float *oh = of.data() + b * s * ldo + h * dv;
+    for (int64_t i0 = 0; i0 < s; i0 += bq) {
+      int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
+      auto [jlo, jhi] = keys.Range(i0, i1);
+      stats.Reset(rows);
+      for (int64_t j0 = jlo; j0 < jhi; j0 += tile) {
+        int64_t nk = std::min(tile, jhi - j0);
+        BlasGemm(false, true, rows, nk, d, static_cast<float>(scale),
+                 qh + i0 * ldq, ldq, kg + j0 * ldk, ldk, 0.0f, p.get(), nk);
+        bool rescaled = false;
+        for (int64_t r = 0; r < rows; ++r) {
+          float *pr = p.get() + r * nk;
+          int64_t visible, end = keys.Mask(pr, i0 + r, j0, nk, visible);
+          std::fill(pr + end, pr + nk, 0.0f);
+          if (!stats.Add(r, pr, end, visible))
+            std::fill(pr, pr + end, 0.0f);
+          rescaled |= j0 > jlo && stats.rescale[r] != 1.0f;
         }
-        lo = hi;
+        if (rescaled)
+          for (int64_t r = 0; r < rows; ++r)
+            vec::Scale(acc.get() + r * dv, stats.rescale[r], acc.get() + r * dv,
+                       dv);
+        BlasGemm(false, false, rows, dv, nk, 1.0f, p.get(), nk, vg + j0 * ldv,
+                 ldv, j0 > jlo ? 1.0f : 0.0f, acc.get(), dv);
+      }
+      // A row that saw no key (or a block with none) is zero.
+      for (int64_t r = 0; r < rows; ++r) {
+        float *o = oh + (i0 + r) * ldo;
+        if (jhi > jlo && stats.sum[r] > 0.0f)
+          vec::Scale(acc.get() + r * dv, 1.0f / stats.sum[r], o, dv);
+        else
+          std::fill_n(o, dv, 0.0f);
       }
     }
   }
-
-  // (batch, query head) pairs are independent; consecutive heads share a kv
-  // head, so a thread packs each K^T and V panel once for its run of heads.
-  auto run = [&](int64_t begin, int64_t end) {
-    std::unique_ptr<float[]> kt = Scratch(d * skvPad),
-                             vp = Scratch(skvPad * dvPad),
-                             p = Scratch(bq * skvPad), ob = Scratch(bq * dvPad);
-    std::vector<float> rowScale(bq);
-    int64_t packed = -1;
-    for (int64_t task = begin; task < end; ++task) {
-      int64_t b = task / hq, h = task % hq, g = h / group;
-      if (packed != b * hkv + g) {
-        packed = b * hkv + g;
-        const float *kg = kf.data() + b * skv * ldk + g * d;
-        const float *vg = vf.data() + b * skv * ldv + g * dv;
-        std::fill_n(kt.get(), d * skvPad, 0.0f);
-        for (int64_t j = 0; j < skv; ++j)
-          for (int64_t x = 0; x < d; ++x)
-            kt[x * skvPad + j] = kg[j * ldk + x];
-        std::fill_n(vp.get(), skvPad * dvPad, 0.0f);
-        for (int64_t j = 0; j < skv; ++j)
-          std::copy_n(vg + j * ldv, dv, vp.get() + j * dvPad);
-      }
-      const float *qh = qf.data() + b * s * ldq + h * d;
-      float *oh = of.data() + b * s * ldo + h * dv;
-      const int64_t *sb = segments ? seg.data() + b * s : nullptr;
-      for (int64_t i0 = 0; i0 < s; i0 += bq) {
-        int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
-        int64_t jlo = 0, jhi = causal ? std::min(skv, i1) : skv;
-        if (segments) {
-          int64_t lo = s, hi = 0;
-          for (int64_t i = i0; i < i1; ++i) {
-            lo = std::min(lo, segFirst[b * s + i]);
-            hi = std::max(hi, segLast[b * s + i] + 1);
-          }
-          // Aligned down so the padded panel stays inside kt; the extra
-          // keys belong to other segments and are masked below.
-          jlo =
-              std::max<int64_t>(0, lo) / vec::kGemmColumns * vec::kGemmColumns;
-          jhi = std::min(jhi, hi);
-        }
-        if (jhi <= jlo) {
-          for (int64_t i = i0; i < i1; ++i)
-            std::fill_n(oh + i * ldo, dv, 0.0f);
-          continue;
-        }
-        int64_t nk = pad(jhi - jlo);
-        BlasGemm(false, false, rows, nk, d, static_cast<float>(scale),
-                 qh + i0 * ldq, ldq, kt.get() + jlo, skvPad, 0.0f, p.get(), nk);
-        for (int64_t r = 0; r < rows; ++r) {
-          int64_t i = i0 + r;
-          float *pr = p.get() + r * nk;
-          // Keys past the causal limit (and the padding) are cut off;
-          // within the rest, other segments are masked to -inf so that exp
-          // makes them 0.
-          int64_t end = std::clamp<int64_t>(causal ? i + 1 - jlo : jhi - jlo, 0,
-                                            jhi - jlo);
-          int64_t visible = end;
-          if (sb)
-            for (int64_t j = 0; j < end; ++j)
-              if (sb[jlo + j] != sb[i]) {
-                pr[j] = kNegInf;
-                --visible;
-              }
-          std::fill(pr + end, pr + nk, 0.0f);
-          if (visible == 0) {
-            std::fill(pr, pr + end, 0.0f);
-            rowScale[r] = 0.0f;
-            continue;
-          }
-          float mx = vec::Max(pr, end);
-          rowScale[r] = 1.0f / vec::ExpShift(pr, mx, pr, end);
-        }
-        BlasGemm(false, false, rows, dvPad, nk, 1.0f, p.get(), nk,
-                 vp.get() + jlo * dvPad, dvPad, 0.0f, ob.get(), dvPad);
-        for (int64_t r = 0; r < rows; ++r)
-          vec::Scale(ob.get() + r * dvPad, rowScale[r], oh + (i0 + r) * ldo,
-                     dv);
-      }
-    }
-  };
-  run(0, batch * hq);
   of.Commit();
   return absl::OkStatus();
 }
@@ -309,41 +371,21 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   std::fill_n(dvf.data(), dv.numel(), 0.0f);
   const int64_t group = hq / hkv;
   const int64_t ldq = hq * d, ldk = hkv * d, ldv = hkv * dvh, ldo = hq * dvh;
+  const int64_t tile = KeyTile(skv),
+                width = std::min(std::max<int64_t>(skv, 1), tile);
   // Query rows per block: the two score-sized blocks (P and dS) stay
   // within about what L2 holds next to the K and V panels.
-  const int64_t bq = std::clamp<int64_t>(
-      (int64_t{64} << 10) / std::max<int64_t>(skv, 1), 16, 256);
-  std::unique_ptr<float[]> probs = Scratch(bq * std::max<int64_t>(skv, 1));
-  std::unique_ptr<float[]> dscores = Scratch(bq * std::max<int64_t>(skv, 1));
+  const int64_t bq = std::clamp<int64_t>((int64_t{64} << 10) / width, 16, 256);
+  std::unique_ptr<float[]> probs = Scratch(bq * width),
+                           dscores = Scratch(bq * width);
   std::vector<int64_t> ends(bq);
+  std::vector<float> delta(bq);
+  std::vector<double> dot(bq);
+  RunningSoftmax stats(bq);
+  KeyRanges keys(segments, s, skv, causal);
 
-  std::vector<int64_t> segFirst, segLast, seg;
-  if (segments) {
-    segFirst.resize(s);
-    segLast.resize(s);
-    seg.resize(s);
-  }
-  std::vector<int64_t> order(s);
   for (int64_t b = 0; b < batch; ++b) {
-    if (segments) {
-      // Each query's keys lie within [first, last] of its segment's
-      // positions; a block needs only the union of those ranges.
-      for (int64_t i = 0; i < s; ++i)
-        seg[i] = IndexAt(*segments, b * s + i);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t x, int64_t y) { return seg[x] < seg[y]; });
-      for (int64_t lo = 0; lo < s;) {
-        int64_t hi = lo;
-        while (hi < s && seg[order[hi]] == seg[order[lo]])
-          ++hi;
-        for (int64_t t = lo; t < hi; ++t) {
-          segFirst[order[t]] = order[lo];
-          segLast[order[t]] = order[hi - 1];
-        }
-        lo = hi;
-      }
-    }
+    keys.Load(b);
     for (int64_t h = 0; h < hq; ++h) {
       int64_t g = h / group;
       const float *qh = qf.data() + b * s * ldq + h * d;
@@ -355,75 +397,94 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
       float *dvg = dvf.data() + b * skv * ldv + g * dvh;
       for (int64_t i0 = 0; i0 < s; i0 += bq) {
         int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
-        int64_t jlo = 0, jhi = causal ? std::min(skv, i1) : skv;
-        if (segments) {
-          int64_t lo = s, hi = 0;
-          for (int64_t i = i0; i < i1; ++i) {
-            lo = std::min(lo, segFirst[i]);
-            hi = std::max(hi, segLast[i] + 1);
-          }
-          jlo = std::max(jlo, lo);
-          jhi = std::min(jhi, hi);
-        }
+        auto [jlo, jhi] = keys.Range(i0, i1);
         if (jhi <= jlo) { // no query of the block sees a key
           for (int64_t i = i0; i < i1; ++i)
             std::fill_n(dqh + i * ldq, d, 0.0f);
           continue;
         }
-        int64_t nk = jhi - jlo;
         const float *qb = qh + i0 * ldq, *dob = doh + i0 * ldo;
-        const float *kb = kg + jlo * ldk, *vb = vg + jlo * ldv;
         float *p = probs.get(), *ds = dscores.get();
-
-        // P: the forward's probabilities, normalised. Keys past a row's
-        // causal limit (from ends[r] on) and other segments are 0.
-        BlasGemm(false, true, rows, nk, d, static_cast<float>(scale), qb, ldq,
-                 kb, ldk, 0.0f, p, nk);
-        for (int64_t r = 0; r < rows; ++r) {
-          int64_t i = i0 + r;
-          float *pr = p + r * nk;
-          int64_t end = causal ? std::clamp<int64_t>(i + 1 - jlo, 0, nk) : nk;
-          ends[r] = end;
-          int64_t visible = end;
-          if (segments)
+        // S = scale Q K^T and dP = dO V^T for keys [j0, j0 + nk), masked.
+        auto scores = [&](int64_t j0, int64_t nk) {
+          BlasGemm(false, true, rows, nk, d, static_cast<float>(scale), qb, ldq,
+                   kg + j0 * ldk, ldk, 0.0f, p, nk);
+          BlasGemm(false, true, rows, nk, dvh, 1.0f, dob, ldo, vg + j0 * ldv,
+                   ldv, 0.0f, ds, nk);
+        };
+        // The softmax statistics and delta_r = sum_j P_rj dP_rj, which
+        // dS = P * (dP - delta) needs whole: with one tile from the tile
+        // itself, with several from a first pass over them.
+        bool oneTile = jhi - jlo <= tile;
+        stats.Reset(rows);
+        std::fill_n(dot.begin(), rows, 0.0);
+        for (int64_t j0 = jlo; j0 < jhi && !oneTile; j0 += tile) {
+          int64_t nk = std::min(tile, jhi - j0);
+          scores(j0, nk);
+          for (int64_t r = 0; r < rows; ++r) {
+            float *pr = p + r * nk;
+            const float *dr = ds + r * nk;
+            int64_t visible, end = keys.Mask(pr, i0 + r, j0, nk, visible);
+            if (!stats.Add(r, pr, end, visible))
+              continue;
+            double t = 0;
             for (int64_t j = 0; j < end; ++j)
-              if (seg[jlo + j] != seg[i]) {
-                pr[j] = kNegInf;
-                --visible;
-              }
-          std::fill(pr + end, pr + nk, 0.0f);
-          if (visible == 0) {
-            std::fill(pr, pr + end, 0.0f);
-            continue;
+              t += static_cast<double>(pr[j]) * dr[j];
+            dot[r] = dot[r] * stats.rescale[r] + t;
           }
-          float mx = vec::Max(pr, end);
-          float sum = vec::ExpShift(pr, mx, pr, end);
-          vec::Scale(pr, 1.0f / sum, pr, end);
         }
-
-        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) in place.
-        BlasGemm(false, true, rows, nk, dvh, 1.0f, dob, ldo, vb, ldv, 0.0f, ds,
-                 nk);
-        for (int64_t r = 0; r < rows; ++r) {
-          const float *pr = p + r * nk;
-          float *dr = ds + r * nk;
-          int64_t end = ends[r];
-          double delta = 0;
-          for (int64_t j = 0; j < end; ++j)
-            delta += static_cast<double>(pr[j]) * dr[j];
-          float dl = static_cast<float>(delta);
-          for (int64_t j = 0; j < end; ++j)
-            dr[j] = pr[j] * (dr[j] - dl);
-          std::fill(dr + end, dr + nk, 0.0f);
+        for (int64_t j0 = jlo; j0 < jhi; j0 += tile) {
+          int64_t nk = std::min(tile, jhi - j0);
+          scores(j0, nk);
+          // P: the forward's probabilities, normalised. Keys past a row's
+          // causal limit and other segments are 0.
+          for (int64_t r = 0; r < rows; ++r) {
+            float *pr = p + r * nk;
+            int64_t visible, end = keys.Mask(pr, i0 + r, j0, nk, visible);
+            ends[r] = end;
+            std::fill(pr + end, pr + nk, 0.0f);
+            if (oneTile) {
+              if (!stats.Add(r, pr, end, visible)) {
+                std::fill(pr, pr + end, 0.0f);
+                continue;
+              }
+            } else if (visible == 0 || stats.sum[r] == 0.0f) {
+              std::fill(pr, pr + end, 0.0f);
+              continue;
+            } else {
+              vec::ExpShift(pr, stats.max[r], pr, end);
+            }
+            vec::Scale(pr, 1.0f / stats.sum[r], pr, end);
+          }
+          // dS = P * (dP - delta) in place.
+          for (int64_t r = 0; r < rows; ++r) {
+            const float *pr = p + r * nk;
+            float *dr = ds + r * nk;
+            int64_t end = ends[r];
+            if (oneTile) {
+              double t = 0;
+              for (int64_t j = 0; j < end; ++j)
+                t += static_cast<double>(pr[j]) * dr[j];
+              delta[r] = static_cast<float>(t);
+            } else if (j0 == jlo) {
+              delta[r] = stats.sum[r] > 0.0f
+                             ? static_cast<float>(dot[r] / stats.sum[r])
+                             : 0.0f;
+            }
+            float dl = delta[r];
+            for (int64_t j = 0; j < end; ++j)
+              dr[j] = pr[j] * (dr[j] - dl);
+            std::fill(dr + end, dr + nk, 0.0f);
+          }
+          // dV += P^T dO; dQ (+)= scale dS K; dK += scale dS^T Q.
+          BlasGemm(true, false, nk, dvh, rows, 1.0f, p, nk, dob, ldo, 1.0f,
+                   dvg + j0 * ldv, ldv);
+          BlasGemm(false, false, rows, d, nk, static_cast<float>(scale), ds, nk,
+                   kg + j0 * ldk, ldk, j0 > jlo ? 1.0f : 0.0f, dqh + i0 * ldq,
+                   ldq);
+          BlasGemm(true, false, nk, d, rows, static_cast<float>(scale), ds, nk,
+                   qb, ldq, 1.0f, dkg + j0 * ldk, ldk);
         }
-
-        // dV += P^T dO; dQ = scale dS K; dK += scale dS^T Q.
-        BlasGemm(true, false, nk, dvh, rows, 1.0f, p, nk, dob, ldo, 1.0f,
-                 dvg + jlo * ldv, ldv);
-        BlasGemm(false, false, rows, d, nk, static_cast<float>(scale), ds, nk,
-                 kb, ldk, 0.0f, dqh + i0 * ldq, ldq);
-        BlasGemm(true, false, nk, d, rows, static_cast<float>(scale), ds, nk,
-                 qb, ldq, 1.0f, dkg + jlo * ldk, ldk);
       }
     }
   }

@@ -282,6 +282,16 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
                    const TensorView &dweight, const TensorView &workspace,
                    int64_t ignoreIndex, LossReduction reduction);
 
+/// Keys per tile of Attention and AttentionGrad (tests and benchmarks). A
+/// query block whose visible keys fit one tile is computed exactly as
+/// softmax then P V; longer ones go tile by tile with a running maximum
+/// and sum (flash-style), so no block ever holds more than rows x tile
+/// scores. 0 restores the default (one tile up to kAttentionOneTileKeys
+/// keys, then kAttentionKeyTile).
+void SetAttentionKeyTile(int64_t keys);
+inline constexpr int64_t kAttentionOneTileKeys = 2048;
+inline constexpr int64_t kAttentionKeyTile = 1024;
+
 // VEOMNI_CPU_KERNELS stays defined: the test-only reference kernels
 // (test/unit/runtime/reference/Reference.h) declare the same list.
 

@@ -135,7 +135,18 @@ TEST(AttentionTest, GroupedQueryHeads) {
   }
 }
 
-TEST(AttentionTest, FastMatchesReference) {
+// The fast path against the reference, with the default key tiles (one
+// tile at these sizes) and with tiles of 1, 5 and 32 keys, which run the
+// running-softmax path across tile edges, causal limits and segments.
+class AttentionTiles : public ::testing::TestWithParam<int64_t> {
+protected:
+  void SetUp() override { fast::SetAttentionKeyTile(GetParam()); }
+  void TearDown() override { fast::SetAttentionKeyTile(0); }
+};
+INSTANTIATE_TEST_SUITE_P(KeyTiles, AttentionTiles,
+                         ::testing::Values(0, 1, 5, 32));
+
+TEST_P(AttentionTiles, ForwardMatchesReference) {
   Rng rng(18);
   struct Case {
     int64_t b, s, skv, hq, hkv, d, dv;
@@ -145,7 +156,7 @@ TEST(AttentionTest, FastMatchesReference) {
       {1, 17, 17, 3, 1, 64, 64}, {2, 33, 33, 6, 3, 32, 17},
       {1, 65, 65, 2, 2, 64, 64}, {1, 128, 128, 4, 1, 64, 64},
       {2, 5, 9, 2, 1, 8, 8}, // cross attention: Skv != S
-      {1, 17, 3, 4, 4, 16, 7},
+      {1, 17, 3, 4, 4, 16, 7},   {1, 300, 300, 2, 1, 16, 8},
   };
   for (DType t : kFloatTypes) {
     for (const Case &c : cases) {
@@ -284,7 +295,7 @@ TEST(AttentionGradTest, NoQueriesGiveZeroKeyGradients) {
   }
 }
 
-TEST(AttentionGradTest, FastMatchesReference) {
+TEST_P(AttentionTiles, GradMatchesReference) {
   Rng rng(46);
   struct Case {
     int64_t b, s, skv, hq, hkv, d, dv;
