@@ -22,6 +22,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace veomni::rt;
@@ -288,8 +289,8 @@ int main() {
   // The LM head and its loss of the 155.7M Llama (512 tokens, hidden 1024,
   // vocabulary 32000): the unfused chain (matmul, cross_entropy,
   // cross_entropy_grad, two matmuls) and linear_cross_entropy over chunks.
-  {
-    const int64_t t = 512, hdim = 1024, vocab = 32000;
+  for (auto [t, hdim] : {std::pair<int64_t, int64_t>{256, 768}, {512, 1024}}) {
+    const int64_t vocab = 32000;
     Buffer h(DType::F32, {t, hdim}, rng), w(DType::F32, {vocab, hdim}, rng),
         dh(DType::F32, {t, hdim}, rng), dw(DType::F32, {vocab, hdim}, rng),
         logits(DType::F32, {t, vocab}, rng), dl(DType::F32, {t, vocab}, rng),
@@ -316,6 +317,33 @@ int main() {
                 "GFLOP/s)\n",
                 static_cast<long>(t), static_cast<long>(hdim),
                 static_cast<long>(vocab), unfused * 1e3, flops / unfused / 1e9);
+    // Its parts: the three GEMMs and the softmax cross entropy between.
+    double parts[4] = {
+        Best(3,
+             [&] {
+               return cpu::Matmul(h.view, w.view, logits.view, false, true);
+             }),
+        Best(3,
+             [&]() -> absl::Status {
+               VEOMNI_RETURN_IF_ERROR(
+                   cpu::CrossEntropy(logits.view, labels, loss.view, -100,
+                                     cpu::LossReduction::Mean));
+               return cpu::CrossEntropyGrad(logits.view, labels, seed, dl.view,
+                                            -100, cpu::LossReduction::Mean);
+             }),
+        Best(3,
+             [&] {
+               return cpu::Matmul(dl.view, w.view, dh.view, false, false);
+             }),
+        Best(3, [&] {
+          return cpu::Matmul(dl.view, h.view, dw.view, true, false);
+        })};
+    const double gemm = 2.0 * t * hdim * vocab;
+    std::printf("  parts: h W^T %.1f ms (%.1f GFLOP/s), loss and dlogits %.1f "
+                "ms, dlogits W %.1f ms (%.1f), dlogits^T h %.1f ms (%.1f)\n",
+                parts[0] * 1e3, gemm / parts[0] / 1e9, parts[1] * 1e3,
+                parts[2] * 1e3, gemm / parts[2] / 1e9, parts[3] * 1e3,
+                gemm / parts[3] / 1e9);
     for (int64_t chunk : {128, 256, 512}) {
       Buffer ws(DType::F32, {chunk, vocab}, rng);
       double fused = Best(3, [&] {
