@@ -20,3 +20,7 @@ config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%veomni_tools_dir", config.veomni_tools_dir))
 if config.veomni_cuda:
     config.available_features.add("cuda")
+    # A GPU this process can use: the CUDA tests that run kernels need one
+    # and are reported as unsupported (skipped) without it.
+    if any(os.path.exists("/dev/nvidia%d" % i) for i in range(16)):
+        config.available_features.add("cuda-device")

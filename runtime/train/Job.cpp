@@ -53,6 +53,7 @@ constexpr Field kFields[] = {
      &JobSettings::checkpointInterval, 0},
     {"train.max_shard_bytes", false, nullptr, &JobSettings::maxShardBytes, 1},
     {"train.profile", false, &JobSettings::profile, nullptr, 0, true},
+    {"train.device", false, &JobSettings::device, nullptr, 0, true},
 };
 
 std::string Quote(absl::string_view text) {

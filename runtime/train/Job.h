@@ -47,6 +47,8 @@ struct JobSettings {
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;
+  /// The backend: "cpu", "cuda" or "cuda:N" (CreateDevice).
+  std::string device = "cpu";
   int64_t logInterval = 1, checkpointInterval = 0;
   int64_t maxShardBytes = 5000000000;
 

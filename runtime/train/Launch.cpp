@@ -122,7 +122,8 @@ int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
                    tool, program.worldSize, world, program.worldSize);
     return 1;
   }
-  absl::StatusOr<std::unique_ptr<Device>> device = CreateDevice("cpu");
+  absl::StatusOr<std::unique_ptr<Device>> device =
+      CreateDevice(job.device.empty() ? "cpu" : job.device);
   if (!device.ok())
     return fail(device.status());
   absl::StatusOr<std::unique_ptr<Executor>> ex =
@@ -145,6 +146,15 @@ int TrainOnThisRank(PipelineSpec spec, const JobSettings &job,
                    "the job has %d: run it with mpirun -np %lld\n",
                    tool, static_cast<long long>(job.worldSize), world,
                    static_cast<long long>(job.worldSize));
+    return 1;
+  }
+  if (!job.device.empty() && job.device != "cpu") {
+    if (rank == 0)
+      std::fprintf(stderr,
+                   "%s: error: train.device %s: pipeline stages run on the "
+                   "cpu backend only (the CUDA backend has no communicator "
+                   "yet)\n",
+                   tool, job.device.c_str());
     return 1;
   }
   auto fail = [&](const absl::Status &s) {

@@ -133,6 +133,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.outputDir = r.train.outputDir;
   job.resume = r.train.resume;
   job.profile = r.train.profile;
+  job.device = r.train.device;
   job.logInterval = r.train.logInterval;
   job.checkpointInterval = r.train.checkpointInterval;
   job.maxShardBytes = static_cast<int64_t>(r.train.maxShardBytes);
@@ -175,6 +176,11 @@ int64_t takeNproc(llvm::ArrayRef<const char *> args,
       rest.push_back("--train.profile");
       continue;
     }
+    // --device cpu|cuda[:N] is --train.device.
+    if (llvm::StringRef(args[i]) == "--device") {
+      rest.push_back("--train.device");
+      continue;
+    }
     if (llvm::StringRef(args[i]) != "--nproc") {
       rest.push_back(args[i]);
       continue;
@@ -210,6 +216,7 @@ int runTrain(llvm::ArrayRef<const char *> args) {
   if (wantsHelp(args)) {
     llvm::outs()
         << "usage: veomni train RECIPE.yaml [--nproc N] [--profile FILE.json] "
+           "[--device cpu|cuda[:N]] "
            "[--section.key VALUE ...]\n\n"
            "Compiles the training step of the recipe's model and runs it: a\n"
            "progress line per log interval, metrics.jsonl, Hugging Face\n"

@@ -1,12 +1,16 @@
 //===- CudaDevice.h - CUDA devices and library versions ---------*- C++ -*-===//
 //
-// The first piece of the CUDA backend: what is installed and which devices
-// this process sees. The executor picks its device from here.
+// The CUDA backend's device: one arena in device memory, a stream the
+// kernels run on in program order, a cuBLASLt handle and workspace, and the
+// error word kernels report bad data through (launch::ErrorCode), read at
+// Synchronize. Also what is installed and which devices this process sees.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef VEOMNI_RUNTIME_BACKENDS_CUDA_CUDADEVICE_H
 #define VEOMNI_RUNTIME_BACKENDS_CUDA_CUDADEVICE_H
+
+#include "runtime/device/Device.h"
 
 #include "absl/status/statusor.h"
 
@@ -29,6 +33,12 @@ struct DeviceInfo {
   size_t totalMemoryBytes = 0;
   int multiprocessors = 0;
 };
+
+/// Every kernel this backend has, as it runs them (Dispatch.cpp).
+const KernelRegistry &CudaKernels();
+
+/// A Device on GPU `ordinal`: NotFound when there is no such device.
+absl::StatusOr<std::unique_ptr<Device>> CreateCudaDevice(int ordinal);
 
 /// Versions of the libraries this binary was linked against; needs no GPU.
 LibraryVersions GetLibraryVersions();

@@ -1,0 +1,656 @@
+//===- Dispatch.cpp - the kernel table, run by the CUDA backend -----------===//
+//
+// One adapter per row this backend has: it checks the views as the CPU
+// backend does (the same helpers and messages: a program file is
+// untrusted input) and launches the kernels of this folder on the device's
+// stream. Rows without an adapter are not registered, and the executor
+// refuses a program that uses one ("the cuda:0 backend has no such
+// kernel") before it allocates anything.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/backends/cpu/KernelUtil.h"
+#include "runtime/backends/cpu/Kernels.h"
+#include "runtime/backends/cpu/RopeUtil.h"
+#include "runtime/backends/cuda/Context.h"
+#include "runtime/backends/cuda/CudaDevice.h"
+#include "runtime/backends/cuda/Launch.h"
+#include "runtime/backends/cuda/MatmulUtil.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+
+namespace veomni::rt::cuda {
+namespace impl {
+namespace {
+
+using cpu::LossReduction;
+using namespace cpu::detail;
+
+launch::Buf B(const TensorView &v) {
+  return {v.data, static_cast<int>(v.dtype), v.numel()};
+}
+
+absl::StatusOr<launch::Dims> D(absl::string_view K, absl::string_view what,
+                               absl::Span<const int64_t> values) {
+  if (values.size() > static_cast<size_t>(launch::kMaxRank))
+    return Invalid(K, what, " has rank ", values.size(),
+                   "; the CUDA backend "
+                   "takes up to ",
+                   launch::kMaxRank);
+  launch::Dims d;
+  d.rank = static_cast<int>(values.size());
+  std::copy(values.begin(), values.end(), d.d);
+  return d;
+}
+
+Context &Ctx() { return *CurrentContext(); }
+
+absl::Status Launched(absl::string_view K, cudaError_t e) {
+  if (e == cudaSuccess)
+    return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat(K, ": launch failed: ", cudaGetErrorString(e)));
+}
+
+/// A float view's f32 image in scratch (or the view itself when f32).
+struct F32View {
+  F32View(const TensorView &v)
+      : scratch(Ctx(), v.dtype == DType::F32 ? 0 : v.numel()) {
+    data = v.dtype == DType::F32 ? v.data : scratch.get();
+  }
+  Scratch scratch;
+  void *data;
+};
+
+absl::StatusOr<LossReduction> ReductionOf(int64_t r) {
+  if (r < 0 || r > 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown loss reduction ", r));
+  return static_cast<LossReduction>(r);
+}
+
+} // namespace
+
+absl::Status Matmul(KernelIns in, KernelOuts out, const MatmulAttrs &a) {
+  constexpr absl::string_view K = "Matmul";
+  const TensorView &lhs = in[0], &rhs = in[1], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "lhs", lhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "rhs", rhs));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  int64_t rank = lhs.rank();
+  if (rank < 2)
+    return BadView(K, "lhs", lhs, "must have rank >= 2");
+  if (rhs.rank() != 2 && rhs.rank() != rank)
+    return BadView(K, "rhs", rhs, "must have rank 2 or the rank of lhs ",
+                   lhs.ToString());
+  bool shared = rhs.rank() == 2 && rank != 2;
+  if (!shared)
+    for (int64_t d = 0; d < rank - 2; ++d)
+      if (rhs.dim(d) != lhs.dim(d))
+        return BadView(K, "rhs", rhs, "batch dimension ", d,
+                       " differs from lhs ", lhs.ToString());
+  int64_t rr = rhs.rank();
+  GemmArgs g;
+  g.transposeLhs = a.transpose_lhs;
+  g.transposeRhs = a.transpose_rhs;
+  g.sharedRhs = shared;
+  g.m = lhs.dim(g.transposeLhs ? rank - 1 : rank - 2);
+  g.k = lhs.dim(g.transposeLhs ? rank - 2 : rank - 1);
+  int64_t rk = rhs.dim(g.transposeRhs ? rr - 1 : rr - 2);
+  g.n = rhs.dim(g.transposeRhs ? rr - 2 : rr - 1);
+  if (rk != g.k)
+    return BadView(K, "rhs", rhs, "contracting dimension ", rk,
+                   " differs from lhs ", lhs.ToString(), " (", g.k, ")");
+  Shape expected(lhs.shape.begin(), lhs.shape.end() - 2);
+  expected.push_back(g.m);
+  expected.push_back(g.n);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, expected));
+  g.batch = Product(lhs.shape, 0, rank - 2);
+  if (o.numel() == 0)
+    return absl::OkStatus();
+  bool same16 = lhs.dtype == rhs.dtype && lhs.dtype != DType::F32;
+  if (lhs.dtype == rhs.dtype &&
+      (o.dtype == lhs.dtype || (same16 && o.dtype == DType::F32))) {
+    g.lhs = lhs.data;
+    g.rhs = rhs.data;
+    g.out = o.data;
+    g.inType = static_cast<int>(lhs.dtype);
+    g.outType = static_cast<int>(o.dtype);
+    return LtMatmul(Ctx(), g);
+  }
+  // Mixed types: an f32 product of f32 images, rounded into out.
+  F32View l(lhs), r(rhs), res(o);
+  for (auto [view, image] : {std::pair{&lhs, &l}, {&rhs, &r}})
+    if (view->dtype != DType::F32) {
+      VEOMNI_RETURN_IF_ERROR(Launched(K, image->scratch.status()));
+      VEOMNI_RETURN_IF_ERROR(
+          Launched(K, launch::Cast(Ctx().stream, B(*view),
+                                   {image->data, launch::F32, view->numel()})));
+    }
+  VEOMNI_RETURN_IF_ERROR(Launched(K, res.scratch.status()));
+  g.lhs = l.data;
+  g.rhs = r.data;
+  g.out = res.data;
+  g.inType = g.outType = launch::F32;
+  VEOMNI_RETURN_IF_ERROR(LtMatmul(Ctx(), g));
+  if (o.dtype != DType::F32)
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::Cast(Ctx().stream,
+                                 {res.data, launch::F32, o.numel()}, B(o))));
+  return absl::OkStatus();
+}
+
+namespace {
+absl::Status UnaryOf(int kind, KernelIns in, KernelOuts out) {
+  constexpr absl::string_view K = "Unary";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], in[0].shape));
+  return Launched(K, launch::Unary(Ctx().stream, kind, B(in[0]), B(out[0])));
+}
+absl::Status BinaryOf(int kind, KernelIns in, KernelOuts out) {
+  constexpr absl::string_view K = "Binary";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "lhs", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "rhs", in[1]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "rhs", in[1], in[0].shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], in[0].shape));
+  return Launched(
+      K, launch::Binary(Ctx().stream, kind, B(in[0]), B(in[1]), B(out[0])));
+}
+} // namespace
+
+#define VEOMNI_UNARY(Name)                                                     \
+  absl::Status Name(KernelIns in, KernelOuts out, const Name##Attrs &) {       \
+    return UnaryOf(static_cast<int>(cpu::UnaryKind::Name), in, out);           \
+  }
+VEOMNI_UNARY(Neg)
+VEOMNI_UNARY(Exp)
+VEOMNI_UNARY(Log)
+VEOMNI_UNARY(Sqrt)
+VEOMNI_UNARY(Rsqrt)
+VEOMNI_UNARY(Sin)
+VEOMNI_UNARY(Cos)
+VEOMNI_UNARY(Tanh)
+VEOMNI_UNARY(Sigmoid)
+VEOMNI_UNARY(Silu)
+VEOMNI_UNARY(Gelu)
+VEOMNI_UNARY(GeluTanh)
+#undef VEOMNI_UNARY
+#define VEOMNI_BINARY(Name)                                                    \
+  absl::Status Name(KernelIns in, KernelOuts out, const Name##Attrs &) {       \
+    return BinaryOf(static_cast<int>(cpu::BinaryKind::Name), in, out);         \
+  }
+VEOMNI_BINARY(Add)
+VEOMNI_BINARY(Sub)
+VEOMNI_BINARY(Mul)
+VEOMNI_BINARY(Div)
+#undef VEOMNI_BINARY
+
+absl::Status Cast(KernelIns in, KernelOuts out, const CastAttrs &) {
+  constexpr absl::string_view K = "Cast";
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], in[0].shape));
+  if (IsFloat(in[0].dtype) && !IsFloat(out[0].dtype))
+    return BadView(K, "out", out[0], "cannot receive float in ",
+                   in[0].ToString());
+  return Launched(K, launch::Cast(Ctx().stream, B(in[0]), B(out[0])));
+}
+
+namespace {
+absl::Status ReduceOf(int kind, KernelIns in, KernelOuts out,
+                      absl::Span<const int64_t> dims) {
+  constexpr absl::string_view K = "Reduce";
+  const TensorView &x = in[0], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  int64_t rank = x.rank();
+  Shape dropped, kept;
+  absl::InlinedVector<bool, 8> reduced(rank, false);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] < 0 || dims[i] >= rank || (i > 0 && dims[i] <= dims[i - 1]))
+      return BadView(K, "in", x, "cannot reduce over dims ", ShapeString(dims),
+                     ": they must be sorted, distinct and in range");
+    reduced[dims[i]] = true;
+  }
+  for (int64_t d = 0; d < rank; ++d) {
+    kept.push_back(reduced[d] ? 1 : x.dim(d));
+    if (!reduced[d])
+      dropped.push_back(x.dim(d));
+  }
+  if (absl::Span<const int64_t>(o.shape) !=
+          absl::Span<const int64_t>(dropped) &&
+      absl::Span<const int64_t>(o.shape) != absl::Span<const int64_t>(kept))
+    return BadView(K, "out", o, "must have shape ", ShapeString(dropped));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims shape, D(K, "in", x.shape));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims rd, D(K, "dims", dims));
+  return Launched(K, launch::Reduce(Ctx().stream, kind, B(x), shape, rd, B(o)));
+}
+} // namespace
+
+absl::Status ReduceSum(KernelIns in, KernelOuts out, const ReduceSumAttrs &a) {
+  return ReduceOf(0, in, out, a.dims);
+}
+absl::Status ReduceMax(KernelIns in, KernelOuts out, const ReduceMaxAttrs &a) {
+  return ReduceOf(1, in, out, a.dims);
+}
+absl::Status ReduceMean(KernelIns in, KernelOuts out,
+                        const ReduceMeanAttrs &a) {
+  return ReduceOf(2, in, out, a.dims);
+}
+
+absl::Status Softmax(KernelIns in, KernelOuts out, const SoftmaxAttrs &a) {
+  constexpr absl::string_view K = "Softmax";
+  const TensorView &x = in[0];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], x.shape));
+  if (a.dim < 0 || a.dim >= x.rank())
+    return BadView(K, "in", x, "has no dimension ", a.dim);
+  return Launched(K, launch::Softmax(Ctx().stream, B(x), B(out[0]),
+                                     Product(x.shape, 0, a.dim), x.dim(a.dim),
+                                     Product(x.shape, a.dim + 1, x.rank())));
+}
+
+absl::Status RmsNorm(KernelIns in, KernelOuts out, const RmsNormAttrs &a) {
+  constexpr absl::string_view K = "RmsNorm";
+  const TensorView &x = in[0], &w = in[1];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", w));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  if (x.rank() < 1)
+    return BadView(K, "in", x, "needs a last dimension");
+  int64_t n = x.dim(x.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", w, {n}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], x.shape));
+  return Launched(K, launch::RmsNorm(Ctx().stream, B(x), B(w), B(out[0]),
+                                     n ? x.numel() / n : 0, n, a.epsilon));
+}
+
+absl::Status Broadcast(KernelIns in, KernelOuts out, const BroadcastAttrs &a) {
+  constexpr absl::string_view K = "Broadcast";
+  const TensorView &x = in[0], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", o, "in", x));
+  if (static_cast<int64_t>(a.dims.size()) != x.rank())
+    return BadView(K, "in", x, "needs one result dim per dimension, got ",
+                   ShapeString(a.dims));
+  for (int64_t i = 0; i < x.rank(); ++i) {
+    int64_t r = a.dims[i];
+    if (r < 0 || r >= o.rank() || (i > 0 && r <= a.dims[i - 1]) ||
+        (x.dim(i) != 1 && x.dim(i) != o.dim(r)))
+      return BadView(K, "in", x, "does not broadcast to ", o.ToString(),
+                     " along dims ", ShapeString(a.dims));
+  }
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims xs, D(K, "in", x.shape));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims os, D(K, "out", o.shape));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims ds, D(K, "dims", a.dims));
+  return Launched(K, launch::Broadcast(Ctx().stream, B(x), xs, B(o), os, ds));
+}
+
+absl::Status Transpose(KernelIns in, KernelOuts out, const TransposeAttrs &a) {
+  constexpr absl::string_view K = "Transpose";
+  const TensorView &x = in[0], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", o, "in", x));
+  if (static_cast<int64_t>(a.perm.size()) != x.rank())
+    return BadView(K, "in", x, "needs a permutation of its dims, got ",
+                   ShapeString(a.perm));
+  Shape expected;
+  absl::InlinedVector<bool, 8> seen(x.rank(), false);
+  for (int64_t p : a.perm) {
+    if (p < 0 || p >= x.rank() || seen[p])
+      return BadView(K, "in", x, "needs a permutation of its dims, got ",
+                     ShapeString(a.perm));
+    seen[p] = true;
+    expected.push_back(x.dim(p));
+  }
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, expected));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims xs, D(K, "in", x.shape));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims perm, D(K, "perm", a.perm));
+  return Launched(K, launch::Transpose(Ctx().stream, B(x), xs, B(o), perm));
+}
+
+namespace {
+/// CheckGathered of the CPU backend, less the index check (done on the
+/// device: launch::kIndexOutOfRange).
+absl::Status CheckGather(absl::string_view K, const TensorView &table,
+                         absl::string_view tableName, const TensorView &indices,
+                         const TensorView &sliced, absl::string_view slicedName,
+                         int64_t axis, bool sameType) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, tableName, table));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, slicedName, sliced));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", indices));
+  if (sameType) {
+    VEOMNI_RETURN_IF_ERROR(
+        CheckSameType(K, slicedName, sliced, tableName, table));
+  } else {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, tableName, table));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, slicedName, sliced));
+  }
+  if (axis < 0 || axis >= table.rank())
+    return BadView(K, tableName, table, "has no axis ", axis);
+  Shape expected(table.shape.begin(), table.shape.begin() + axis);
+  expected.insert(expected.end(), indices.shape.begin(), indices.shape.end());
+  expected.insert(expected.end(), table.shape.begin() + axis + 1,
+                  table.shape.end());
+  return CheckShape(K, slicedName, sliced, expected);
+}
+} // namespace
+
+absl::Status Gather(KernelIns in, KernelOuts out, const GatherAttrs &a) {
+  constexpr absl::string_view K = "Gather";
+  const TensorView &src = in[0], &idx = in[1], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(
+      CheckGather(K, src, "source", idx, o, "out", a.axis, true));
+  int64_t rows = src.dim(a.axis);
+  return Launched(K, launch::Gather(Ctx().stream, B(src), B(idx), B(o),
+                                    Product(src.shape, 0, a.axis), rows,
+                                    Product(src.shape, a.axis + 1, src.rank()),
+                                    a.index_offset,
+                                    a.index_total > 0 ? a.index_total : rows));
+}
+
+absl::Status ScatterAdd(KernelIns in, KernelOuts out,
+                        const ScatterAddAttrs &a) {
+  constexpr absl::string_view K = "ScatterAdd";
+  const TensorView &dest = in[0], &idx = in[1], &upd = in[2], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(
+      CheckGather(K, dest, "dest", idx, upd, "updates", a.axis, false));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, dest.shape));
+  if (o.data == dest.data && o.dtype != dest.dtype)
+    return BadView(K, "out", o, "aliases dest ", dest.ToString(),
+                   " with another element type");
+  int64_t rows = dest.dim(a.axis);
+  return Launched(
+      K, launch::ScatterAdd(Ctx().stream, B(dest), B(idx), B(upd), B(o),
+                            Product(dest.shape, 0, a.axis), rows,
+                            Product(dest.shape, a.axis + 1, dest.rank()),
+                            a.index_offset,
+                            a.index_total > 0 ? a.index_total : rows));
+}
+
+namespace {
+template <typename A>
+absl::Status RopeOf(absl::string_view K, absl::string_view inName,
+                    absl::string_view outName, KernelIns in, KernelOuts out,
+                    const A &a, bool inverse) {
+  const TensorView &x = in[0], &pos = in[1], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, inName, x, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, inName, x));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "positions", pos));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, outName, o));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, outName, o, x.shape));
+  std::vector<float> invFreq(a.inv_freq.begin(), a.inv_freq.end());
+  cpu::RopeConfig config;
+  config.theta = a.theta;
+  config.attentionScaling = a.attention_scaling;
+  config.mropeSection = a.mrope_section;
+  config.invFreq = invFreq;
+  std::vector<int64_t> section;
+  VEOMNI_RETURN_IF_ERROR(RopeSections(K, inName, x, pos, config, section));
+  int64_t half = x.dim(3) / 2;
+  if (half > launch::kMaxRopeHalf)
+    return BadView(K, inName, x, "head dimension exceeds the CUDA backend's ",
+                   2 * launch::kMaxRopeHalf);
+  std::vector<float> freq = RopeFrequencies(config, x.dim(3));
+  launch::RopeTable table;
+  table.half = static_cast<int>(half);
+  table.scaling = static_cast<float>(config.attentionScaling);
+  for (int64_t j = 0; j < half; ++j) {
+    table.freq[j] = freq[j];
+    table.section[j] = static_cast<int8_t>(section[j]);
+  }
+  return Launched(K,
+                  launch::Rope(Ctx().stream, B(x), B(pos), B(o),
+                               x.dim(0) * x.dim(1), x.dim(2), table, inverse));
+}
+} // namespace
+
+absl::Status Rope(KernelIns in, KernelOuts out, const RopeAttrs &a) {
+  return RopeOf("Rope", "in", "out", in, out, a, false);
+}
+absl::Status RopeInverse(KernelIns in, KernelOuts out,
+                         const RopeInverseAttrs &a) {
+  return RopeOf("RopeInverse", "dy", "dx", in, out, a, true);
+}
+
+namespace {
+absl::StatusOr<launch::AttentionShape>
+AttentionChecks(absl::string_view K, const TensorView &q, const TensorView &k,
+                const TensorView &v, const TensorView *segments, bool causal,
+                double scale) {
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "k", k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "v", v));
+  launch::AttentionShape a;
+  a.batch = q.dim(0);
+  a.s = q.dim(1);
+  a.hq = q.dim(2);
+  a.d = q.dim(3);
+  a.skv = k.dim(1);
+  a.hkv = k.dim(2);
+  a.dv = v.dim(3);
+  a.causal = causal;
+  a.scale = static_cast<float>(scale);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {a.batch, a.skv, a.hkv, a.d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {a.batch, a.skv, a.hkv, a.dv}));
+  if (a.hkv < 1 || a.hq % a.hkv != 0)
+    return BadView(K, "k", k, "head count must divide that of q ",
+                   q.ToString());
+  if (causal && a.s != a.skv)
+    return BadView(K, "k", k,
+                   "causal attention needs the sequence length of q ",
+                   q.ToString());
+  if (segments) {
+    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(K, "segments", *segments, {a.batch, a.s}));
+    if (a.s != a.skv)
+      return BadView(K, "k", k, "segments need the sequence length of q ",
+                     q.ToString());
+  }
+  if (a.d > launch::kMaxHeadDim || a.dv > launch::kMaxHeadDim)
+    return BadView(K, "q", q, "head dimension exceeds the CUDA backend's ",
+                   launch::kMaxHeadDim);
+  return a;
+}
+} // namespace
+
+absl::Status Attention(KernelIns in, KernelOuts out, const AttentionAttrs &a) {
+  constexpr absl::string_view K = "Attention";
+  const TensorView *seg = in.size() > 3 ? &in[3] : nullptr;
+  VEOMNI_ASSIGN_OR_RETURN(
+      launch::AttentionShape s,
+      AttentionChecks(K, in[0], in[1], in[2], seg, a.causal, a.scale));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "out", out[0], {s.batch, s.s, s.hq, s.dv}));
+  return Launched(K, launch::Attention(Ctx().stream, s, B(in[0]), B(in[1]),
+                                       B(in[2]), seg ? B(*seg) : launch::Buf{},
+                                       B(out[0])));
+}
+
+absl::Status AttentionGrad(KernelIns in, KernelOuts out,
+                           const AttentionGradAttrs &a) {
+  constexpr absl::string_view K = "AttentionGrad";
+  const TensorView *seg = in.size() == 5 ? &in[3] : nullptr;
+  const TensorView &dout = in.back();
+  VEOMNI_ASSIGN_OR_RETURN(
+      launch::AttentionShape s,
+      AttentionChecks(K, in[0], in[1], in[2], seg, a.causal, a.scale));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "dout", dout, {s.batch, s.s, s.hq, s.dv}));
+  const char *names[] = {"dq", "dk", "dv"};
+  for (int i = 0; i < 3; ++i) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, names[i], out[i]));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, names[i], out[i], in[i].shape));
+  }
+  Scratch dk(Ctx(), out[1].numel()), dv(Ctx(), out[2].numel());
+  VEOMNI_RETURN_IF_ERROR(Launched(K, dk.status()));
+  VEOMNI_RETURN_IF_ERROR(Launched(K, dv.status()));
+  return Launched(K, launch::AttentionGrad(
+                         Ctx().stream, s, B(in[0]), B(in[1]), B(in[2]),
+                         seg ? B(*seg) : launch::Buf{}, B(dout), B(out[0]),
+                         B(out[1]), B(out[2]), dk.get(), dv.get()));
+}
+
+namespace {
+absl::Status CheckLoss(absl::string_view K, const TensorView &logits,
+                       const TensorView &labels, absl::string_view lossName,
+                       const TensorView &loss, LossReduction reduction) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, lossName, loss));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
+  if (logits.rank() < 1)
+    return BadView(K, "logits", logits, "needs a vocabulary dimension");
+  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
+  if (loss.dtype != DType::F32)
+    return BadView(K, lossName, loss, "must be f32");
+  if (reduction == LossReduction::None)
+    return CheckShape(K, lossName, loss, rowsShape);
+  return CheckShape(K, lossName, loss, {});
+}
+} // namespace
+
+absl::Status CrossEntropy(KernelIns in, KernelOuts out,
+                          const CrossEntropyAttrs &a) {
+  constexpr absl::string_view K = "CrossEntropy";
+  VEOMNI_ASSIGN_OR_RETURN(LossReduction r, ReductionOf(a.reduction));
+  const TensorView &logits = in[0], &labels = in[1];
+  VEOMNI_RETURN_IF_ERROR(CheckLoss(K, logits, labels, "out", out[0], r));
+  int64_t rows = labels.numel();
+  Scratch scratch(Ctx(), rows + 1);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, scratch.status()));
+  return Launched(K, launch::CrossEntropy(
+                         Ctx().stream, B(logits), B(labels), B(out[0]), rows,
+                         logits.dim(logits.rank() - 1), a.ignore_index,
+                         static_cast<int>(r), scratch.get()));
+}
+
+absl::Status CrossEntropyGrad(KernelIns in, KernelOuts out,
+                              const CrossEntropyGradAttrs &a) {
+  constexpr absl::string_view K = "CrossEntropyGrad";
+  VEOMNI_ASSIGN_OR_RETURN(LossReduction r, ReductionOf(a.reduction));
+  const TensorView &logits = in[0], &labels = in[1], &dloss = in[2];
+  VEOMNI_RETURN_IF_ERROR(CheckLoss(K, logits, labels, "dloss", dloss, r));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", out[0], logits.shape));
+  int64_t rows = labels.numel();
+  Scratch scratch(Ctx(), 1);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, scratch.status()));
+  return Launched(K, launch::CrossEntropyGrad(
+                         Ctx().stream, B(logits), B(labels), B(dloss),
+                         B(out[0]), rows, logits.dim(logits.rank() - 1),
+                         a.ignore_index, static_cast<int>(r), scratch.get()));
+}
+
+absl::Status Copy(KernelIns in, KernelOuts out, const CopyAttrs &) {
+  if (in[0].bytes() != out[0].bytes())
+    return absl::InvalidArgumentError(
+        "copy between buffers of different sizes");
+  if (in[0].bytes() == 0 || in[0].data == out[0].data)
+    return absl::OkStatus();
+  return Launched("Copy",
+                  cudaMemcpyAsync(out[0].data, in[0].data, in[0].bytes(),
+                                  cudaMemcpyDeviceToDevice, Ctx().stream));
+}
+
+absl::Status Fill(KernelIns, KernelOuts out, const FillAttrs &a) {
+  return Launched("Fill", launch::Fill(Ctx().stream, B(out[0]), a.value));
+}
+
+absl::Status RmsNormGrad(KernelIns in, KernelOuts out,
+                         const RmsNormGradAttrs &a) {
+  constexpr absl::string_view K = "RmsNormGrad";
+  const TensorView &x = in[0], &w = in[1], &dy = in[2];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", w));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", out[1]));
+  if (x.rank() < 1)
+    return BadView(K, "x", x, "needs a last dimension");
+  int64_t n = x.dim(x.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", w, {n}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", out[0], x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", out[1], {n}));
+  return Launched(K, launch::RmsNormGrad(Ctx().stream, B(x), B(w), B(dy),
+                                         B(out[0]), B(out[1]),
+                                         n ? x.numel() / n : 0, n, a.epsilon));
+}
+
+absl::Status GeluGrad(KernelIns in, KernelOuts out, const GeluGradAttrs &a) {
+  constexpr absl::string_view K = "GeluGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", in[1]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", in[1], in[0].shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", out[0], in[0].shape));
+  return Launched(K, launch::GeluGrad(Ctx().stream, B(in[0]), B(in[1]),
+                                      B(out[0]), a.tanh_approximation));
+}
+
+} // namespace impl
+
+const KernelRegistry &CudaKernels() {
+  static const KernelRegistry registry = [] {
+    KernelRegistry r;
+#define VEOMNI_HAS(Name) r.Register<KernelKind::Name, &impl::Name>();
+    VEOMNI_HAS(Matmul)
+    VEOMNI_HAS(Neg)
+    VEOMNI_HAS(Exp)
+    VEOMNI_HAS(Log)
+    VEOMNI_HAS(Sqrt)
+    VEOMNI_HAS(Rsqrt)
+    VEOMNI_HAS(Sin)
+    VEOMNI_HAS(Cos)
+    VEOMNI_HAS(Tanh)
+    VEOMNI_HAS(Sigmoid)
+    VEOMNI_HAS(Silu)
+    VEOMNI_HAS(Gelu)
+    VEOMNI_HAS(GeluTanh)
+    VEOMNI_HAS(Add)
+    VEOMNI_HAS(Sub)
+    VEOMNI_HAS(Mul)
+    VEOMNI_HAS(Div)
+    VEOMNI_HAS(Cast)
+    VEOMNI_HAS(ReduceSum)
+    VEOMNI_HAS(ReduceMax)
+    VEOMNI_HAS(ReduceMean)
+    VEOMNI_HAS(Softmax)
+    VEOMNI_HAS(RmsNorm)
+    VEOMNI_HAS(Broadcast)
+    VEOMNI_HAS(Transpose)
+    VEOMNI_HAS(Gather)
+    VEOMNI_HAS(ScatterAdd)
+    VEOMNI_HAS(Rope)
+    VEOMNI_HAS(Attention)
+    VEOMNI_HAS(CrossEntropy)
+    VEOMNI_HAS(Copy)
+    VEOMNI_HAS(Fill)
+    VEOMNI_HAS(RopeInverse)
+    VEOMNI_HAS(RmsNormGrad)
+    VEOMNI_HAS(AttentionGrad)
+    VEOMNI_HAS(CrossEntropyGrad)
+    VEOMNI_HAS(GeluGrad)
+#undef VEOMNI_HAS
+    return r;
+  }();
+  return registry;
+}
+
+} // namespace veomni::rt::cuda

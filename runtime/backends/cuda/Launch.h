@@ -1,0 +1,129 @@
+//===- Launch.h - the CUDA kernels' launchers, in plain C++ ------*- C++
+//-*-===//
+//
+// The boundary between the CUDA backend's host code (Dispatch.cpp checks
+// every view as the CPU backend does, with the same messages) and its
+// device code (the .cu files of this folder, which see no Abseil): plain
+// structs and one launcher per kernel. A launcher enqueues on `stream` and
+// returns the launch's cudaError_t. Data-dependent errors (an index or a
+// label out of range) cannot be seen on the host: kernels record them in
+// the device's error word (ErrorCode), which CudaDevice::Synchronize
+// reports.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CUDA_LAUNCH_H
+#define VEOMNI_RUNTIME_BACKENDS_CUDA_LAUNCH_H
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace veomni::rt::cuda::launch {
+
+/// Element types, numbered as rt::DType.
+enum Type : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, I64 = 4 };
+
+/// A device buffer: its elements, their type and count.
+struct Buf {
+  void *data = nullptr;
+  int type = F32;
+  int64_t numel = 0;
+};
+
+constexpr int kMaxRank = 8;
+struct Dims {
+  int rank = 0;
+  int64_t d[kMaxRank] = {};
+};
+
+/// What a kernel found wrong in its data; the first one is kept.
+enum ErrorCode : int {
+  kNoError = 0,
+  kIndexOutOfRange = 1, ///< gather / scatter_add index outside its table
+  kLabelOutOfRange = 2, ///< cross entropy label outside [0, V)
+};
+
+/// The error word kernels write into (device memory, set by CudaDevice).
+void SetErrorWord(int *word);
+int *ErrorWord();
+
+// Elementwise (Elementwise.cu). `kind` numbers as cpu::UnaryKind /
+// cpu::BinaryKind.
+cudaError_t Fill(cudaStream_t s, Buf out, double value);
+cudaError_t Cast(cudaStream_t s, Buf in, Buf out);
+cudaError_t Unary(cudaStream_t s, int kind, Buf in, Buf out);
+cudaError_t Binary(cudaStream_t s, int kind, Buf lhs, Buf rhs, Buf out);
+cudaError_t GeluGrad(cudaStream_t s, Buf x, Buf dy, Buf dx, bool tanhForm);
+
+// Shapes (Shape.cu).
+/// out (shape `outShape`) from in (shape `inShape`): operand dim i is
+/// result dim dims[i]; size-1 operand dims repeat.
+cudaError_t Broadcast(cudaStream_t s, Buf in, Dims inShape, Buf out,
+                      Dims outShape, Dims dims);
+/// out dim i = in dim perm[i].
+cudaError_t Transpose(cudaStream_t s, Buf in, Dims inShape, Buf out, Dims perm);
+/// Over sorted `dims` of in; kind 0 sum, 1 max, 2 mean (as cpu::ReduceKind).
+cudaError_t Reduce(cudaStream_t s, int kind, Buf in, Dims inShape, Dims dims,
+                   Buf out);
+/// Softmax of in viewed as [outer, n, inner] along n.
+cudaError_t Softmax(cudaStream_t s, Buf in, Buf out, int64_t outer, int64_t n,
+                    int64_t inner);
+/// source viewed as [outer, rows, inner]; out [outer, n, inner]; row
+/// index - offset outside [0, rows) gives zeros; index outside [0, bound)
+/// is an error.
+cudaError_t Gather(cudaStream_t s, Buf source, Buf indices, Buf out,
+                   int64_t outer, int64_t rows, int64_t inner, int64_t offset,
+                   int64_t bound);
+/// out = dest, then updates [outer, n, inner] added at the rows indices
+/// name (in index order, summed in f32 and rounded once per row).
+cudaError_t ScatterAdd(cudaStream_t s, Buf dest, Buf indices, Buf updates,
+                       Buf out, int64_t outer, int64_t rows, int64_t inner,
+                       int64_t offset, int64_t bound);
+
+// Norms (Norms.cu); rows of length n.
+cudaError_t RmsNorm(cudaStream_t s, Buf in, Buf weight, Buf out, int64_t rows,
+                    int64_t n, double epsilon);
+cudaError_t RmsNormGrad(cudaStream_t s, Buf x, Buf weight, Buf dy, Buf dx,
+                        Buf dweight, int64_t rows, int64_t n, double epsilon);
+
+// Rope (Rope.cu): in [tokens, heads, d]; positions [sections, tokens].
+constexpr int kMaxRopeHalf = 512;
+struct RopeTable {
+  int half = 0;
+  float scaling = 1.0f;
+  float freq[kMaxRopeHalf];
+  int8_t section[kMaxRopeHalf];
+};
+cudaError_t Rope(cudaStream_t s, Buf in, Buf positions, Buf out, int64_t tokens,
+                 int64_t heads, const RopeTable &table, bool inverse);
+
+// Attention (Attention.cu): q [b, s, hq, d], k [b, skv, hkv, d],
+// v [b, skv, hkv, dv]; segments [b, s] or data null.
+struct AttentionShape {
+  int64_t batch, s, skv, hq, hkv, d, dv;
+  bool causal;
+  float scale;
+};
+constexpr int kMaxHeadDim = 512;
+cudaError_t Attention(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
+                      Buf v, Buf segments, Buf out);
+/// dk and dv accumulate in the f32 scratch dkAcc, dvAcc (sizes of k, v).
+cudaError_t AttentionGrad(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
+                          Buf v, Buf segments, Buf dout, Buf dq, Buf dk, Buf dv,
+                          float *dkAcc, float *dvAcc);
+
+// Losses (Loss.cu): logits [rows, V]; labels [rows]. reduction as
+// cpu::LossReduction (0 mean, 1 sum, 2 none). `scratch` holds rows + 1
+// floats.
+cudaError_t CrossEntropy(cudaStream_t s, Buf logits, Buf labels, Buf out,
+                         int64_t rows, int64_t vocab, int64_t ignoreIndex,
+                         int reduction, float *scratch);
+cudaError_t CrossEntropyGrad(cudaStream_t s, Buf logits, Buf labels, Buf dloss,
+                             Buf dlogits, int64_t rows, int64_t vocab,
+                             int64_t ignoreIndex, int reduction,
+                             float *scratch);
+
+} // namespace veomni::rt::cuda::launch
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CUDA_LAUNCH_H
