@@ -61,39 +61,41 @@ __global__ void AttentionKernel(AttentionShape a, Buf q, Buf k, Buf v,
                                 Buf segments, Buf out) {
   int lane = threadIdx.x & 31;
   int64_t warps = a.batch * a.hq * a.s;
-  int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
-  if (w >= warps)
-    return;
-  Row r = RowOf(a, w);
-  float qv[kPerLane], acc[kPerLane];
-  int64_t qOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.d;
-  for (int u = 0; u < kPerLane; ++u) {
-    int64_t e = lane + 32 * u;
-    qv[u] = e < a.d ? Load(q.data, q.type, qOff + e) : 0.0f;
-    acc[u] = 0.0f;
-  }
-  float m = -INFINITY, l = 0.0f;
-  int64_t end = a.causal ? r.i + 1 : a.skv;
-  for (int64_t j = 0; j < end; ++j) {
-    if (!Visible(a, segments, r, j))
-      continue;
-    int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
-    float sc = a.scale * Dot(qv, k, kvRow * a.d, a.d);
-    float mNew = fmaxf(m, sc);
-    float alpha = expf(m - mNew), p = expf(sc - mNew);
-    l = l * alpha + p;
+  // Grid-stride over rows; a warp's lanes share w, so shuffles stay
+  // convergent.
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+       w < warps; w += (int64_t(gridDim.x) * blockDim.x) >> 5) {
+    Row r = RowOf(a, w);
+    float qv[kPerLane], acc[kPerLane];
+    int64_t qOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.d;
+    for (int u = 0; u < kPerLane; ++u) {
+      int64_t e = lane + 32 * u;
+      qv[u] = e < a.d ? Load(q.data, q.type, qOff + e) : 0.0f;
+      acc[u] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    int64_t end = a.causal ? r.i + 1 : a.skv;
+    for (int64_t j = 0; j < end; ++j) {
+      if (!Visible(a, segments, r, j))
+        continue;
+      int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
+      float sc = a.scale * Dot(qv, k, kvRow * a.d, a.d);
+      float mNew = fmaxf(m, sc);
+      float alpha = expf(m - mNew), p = expf(sc - mNew);
+      l = l * alpha + p;
+      for (int u = 0; u < kPerLane; ++u) {
+        int64_t e = lane + 32 * u;
+        if (e < a.dv)
+          acc[u] = acc[u] * alpha + p * Load(v.data, v.type, kvRow * a.dv + e);
+      }
+      m = mNew;
+    }
+    int64_t oOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.dv;
     for (int u = 0; u < kPerLane; ++u) {
       int64_t e = lane + 32 * u;
       if (e < a.dv)
-        acc[u] = acc[u] * alpha + p * Load(v.data, v.type, kvRow * a.dv + e);
+        Store(out.data, out.type, oOff + e, l > 0.0f ? acc[u] / l : 0.0f);
     }
-    m = mNew;
-  }
-  int64_t oOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.dv;
-  for (int u = 0; u < kPerLane; ++u) {
-    int64_t e = lane + 32 * u;
-    if (e < a.dv)
-      Store(out.data, out.type, oOff + e, l > 0.0f ? acc[u] / l : 0.0f);
   }
 }
 
@@ -102,61 +104,63 @@ __global__ void AttentionGradKernel(AttentionShape a, Buf q, Buf k, Buf v,
                                     float *dkAcc, float *dvAcc) {
   int lane = threadIdx.x & 31;
   int64_t warps = a.batch * a.hq * a.s;
-  int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
-  if (w >= warps)
-    return;
-  Row r = RowOf(a, w);
-  float qv[kPerLane], dov[kPerLane], dqv[kPerLane];
-  int64_t qOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.d;
-  int64_t oOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.dv;
-  for (int u = 0; u < kPerLane; ++u) {
-    int64_t e = lane + 32 * u;
-    qv[u] = e < a.d ? Load(q.data, q.type, qOff + e) : 0.0f;
-    dov[u] = e < a.dv ? Load(dout.data, dout.type, oOff + e) : 0.0f;
-    dqv[u] = 0.0f;
-  }
-  int64_t end = a.causal ? r.i + 1 : a.skv;
-  // Pass 1: the row's maximum, sum and sum_j exp(s_j - m) dP_j.
-  float m = -INFINITY, l = 0.0f, t = 0.0f;
-  for (int64_t j = 0; j < end; ++j) {
-    if (!Visible(a, segments, r, j))
-      continue;
-    int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
-    float sc = a.scale * Dot(qv, k, kvRow * a.d, a.d);
-    float dp = Dot(dov, v, kvRow * a.dv, a.dv);
-    float mNew = fmaxf(m, sc);
-    float alpha = expf(m - mNew), p = expf(sc - mNew);
-    l = l * alpha + p;
-    t = t * alpha + p * dp;
-    m = mNew;
-  }
-  if (l > 0.0f) {
-    float delta = t / l, inv = 1.0f / l;
-    // Pass 2: dS = P (dP - delta); dq += scale dS k; dk += scale dS q;
-    // dv += P dO.
+  // Grid-stride over rows; a warp's lanes share w, so shuffles stay
+  // convergent.
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+       w < warps; w += (int64_t(gridDim.x) * blockDim.x) >> 5) {
+    Row r = RowOf(a, w);
+    float qv[kPerLane], dov[kPerLane], dqv[kPerLane];
+    int64_t qOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.d;
+    int64_t oOff = ((r.b * a.s + r.i) * a.hq + r.h) * a.dv;
+    for (int u = 0; u < kPerLane; ++u) {
+      int64_t e = lane + 32 * u;
+      qv[u] = e < a.d ? Load(q.data, q.type, qOff + e) : 0.0f;
+      dov[u] = e < a.dv ? Load(dout.data, dout.type, oOff + e) : 0.0f;
+      dqv[u] = 0.0f;
+    }
+    int64_t end = a.causal ? r.i + 1 : a.skv;
+    // Pass 1: the row's maximum, sum and sum_j exp(s_j - m) dP_j.
+    float m = -INFINITY, l = 0.0f, t = 0.0f;
     for (int64_t j = 0; j < end; ++j) {
       if (!Visible(a, segments, r, j))
         continue;
       int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
       float sc = a.scale * Dot(qv, k, kvRow * a.d, a.d);
       float dp = Dot(dov, v, kvRow * a.dv, a.dv);
-      float p = expf(sc - m) * inv;
-      float ds = p * (dp - delta) * a.scale;
-      for (int u = 0; u < kPerLane; ++u) {
-        int64_t e = lane + 32 * u;
-        if (e < a.d) {
-          dqv[u] += ds * Load(k.data, k.type, kvRow * a.d + e);
-          atomicAdd(dkAcc + kvRow * a.d + e, ds * qv[u]);
+      float mNew = fmaxf(m, sc);
+      float alpha = expf(m - mNew), p = expf(sc - mNew);
+      l = l * alpha + p;
+      t = t * alpha + p * dp;
+      m = mNew;
+    }
+    if (l > 0.0f) {
+      float delta = t / l, inv = 1.0f / l;
+      // Pass 2: dS = P (dP - delta); dq += scale dS k; dk += scale dS q;
+      // dv += P dO.
+      for (int64_t j = 0; j < end; ++j) {
+        if (!Visible(a, segments, r, j))
+          continue;
+        int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
+        float sc = a.scale * Dot(qv, k, kvRow * a.d, a.d);
+        float dp = Dot(dov, v, kvRow * a.dv, a.dv);
+        float p = expf(sc - m) * inv;
+        float ds = p * (dp - delta) * a.scale;
+        for (int u = 0; u < kPerLane; ++u) {
+          int64_t e = lane + 32 * u;
+          if (e < a.d) {
+            dqv[u] += ds * Load(k.data, k.type, kvRow * a.d + e);
+            atomicAdd(dkAcc + kvRow * a.d + e, ds * qv[u]);
+          }
+          if (e < a.dv)
+            atomicAdd(dvAcc + kvRow * a.dv + e, p * dov[u]);
         }
-        if (e < a.dv)
-          atomicAdd(dvAcc + kvRow * a.dv + e, p * dov[u]);
       }
     }
-  }
-  for (int u = 0; u < kPerLane; ++u) {
-    int64_t e = lane + 32 * u;
-    if (e < a.d)
-      Store(dq.data, dq.type, qOff + e, dqv[u]);
+    for (int u = 0; u < kPerLane; ++u) {
+      int64_t e = lane + 32 * u;
+      if (e < a.d)
+        Store(dq.data, dq.type, qOff + e, dqv[u]);
+    }
   }
 }
 

@@ -45,7 +45,8 @@ public:
     VEOMNI_CUDA_CHECK(cudaMalloc(&ctx_.workspace, kWorkspaceBytes));
     ctx_.workspaceBytes = kWorkspaceBytes;
     VEOMNI_CUDA_CHECK(cudaMalloc(&error_, sizeof(int)));
-    VEOMNI_CUDA_CHECK(cudaMemset(error_, 0, sizeof(int)));
+    VEOMNI_CUDA_CHECK(cudaMemsetAsync(error_, 0, sizeof(int), ctx_.stream));
+    VEOMNI_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     SetCurrentContext(&ctx_);
     launch::SetErrorWord(error_);
     return absl::OkStatus();
@@ -115,11 +116,13 @@ public:
     VEOMNI_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     VEOMNI_CUDA_CHECK(cudaGetLastError());
     int code = 0;
-    VEOMNI_CUDA_CHECK(
-        cudaMemcpy(&code, error_, sizeof(int), cudaMemcpyDeviceToHost));
+    VEOMNI_CUDA_CHECK(cudaMemcpyAsync(&code, error_, sizeof(int),
+                                      cudaMemcpyDeviceToHost, ctx_.stream));
+    VEOMNI_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     if (code == launch::kNoError)
       return absl::OkStatus();
-    VEOMNI_CUDA_CHECK(cudaMemset(error_, 0, sizeof(int)));
+    // Cleared in stream order, before any kernel queued after this call.
+    VEOMNI_CUDA_CHECK(cudaMemsetAsync(error_, 0, sizeof(int), ctx_.stream));
     switch (code) {
     case launch::kIndexOutOfRange:
       return absl::InvalidArgumentError(

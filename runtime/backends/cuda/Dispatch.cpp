@@ -405,7 +405,7 @@ absl::Status RopeOf(absl::string_view K, absl::string_view inName,
   table.scaling = static_cast<float>(config.attentionScaling);
   for (int64_t j = 0; j < half; ++j) {
     table.freq[j] = freq[j];
-    table.section[j] = static_cast<int8_t>(section[j]);
+    table.section[j] = static_cast<int16_t>(section[j]);
   }
   return Launched(K,
                   launch::Rope(Ctx().stream, B(x), B(pos), B(o),
@@ -532,7 +532,7 @@ absl::Status CrossEntropy(KernelIns in, KernelOuts out,
   const TensorView &logits = in[0], &labels = in[1];
   VEOMNI_RETURN_IF_ERROR(CheckLoss(K, logits, labels, "out", out[0], r));
   int64_t rows = labels.numel();
-  Scratch scratch(Ctx(), rows + 1);
+  Scratch scratch(Ctx(), rows + 2);
   VEOMNI_RETURN_IF_ERROR(Launched(K, scratch.status()));
   return Launched(K, launch::CrossEntropy(
                          Ctx().stream, B(logits), B(labels), B(out[0]), rows,
@@ -549,7 +549,7 @@ absl::Status CrossEntropyGrad(KernelIns in, KernelOuts out,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", out[0]));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", out[0], logits.shape));
   int64_t rows = labels.numel();
-  Scratch scratch(Ctx(), 1);
+  Scratch scratch(Ctx(), 2);
   VEOMNI_RETURN_IF_ERROR(Launched(K, scratch.status()));
   return Launched(K, launch::CrossEntropyGrad(
                          Ctx().stream, B(logits), B(labels), B(dloss),
@@ -563,9 +563,26 @@ absl::Status Copy(KernelIns in, KernelOuts out, const CopyAttrs &) {
         "copy between buffers of different sizes");
   if (in[0].bytes() == 0 || in[0].data == out[0].data)
     return absl::OkStatus();
-  return Launched("Copy",
-                  cudaMemcpyAsync(out[0].data, in[0].data, in[0].bytes(),
-                                  cudaMemcpyDeviceToDevice, Ctx().stream));
+  // memmove's contract, as on the CPU: overlapping ranges go through
+  // scratch (cudaMemcpy does not promise them).
+  const void *src = in[0].data;
+  void *dst = out[0].data;
+  size_t bytes = in[0].bytes();
+  const uint8_t *s8 = static_cast<const uint8_t *>(src);
+  const uint8_t *d8 = static_cast<const uint8_t *>(dst);
+  Scratch tmp(Ctx(), d8 < s8 + bytes && s8 < d8 + bytes
+                         ? static_cast<int64_t>((bytes + 3) / 4)
+                         : 0);
+  VEOMNI_RETURN_IF_ERROR(Launched("Copy", tmp.status()));
+  if (tmp.get()) {
+    VEOMNI_RETURN_IF_ERROR(Launched(
+        "Copy", cudaMemcpyAsync(tmp.get(), src, bytes, cudaMemcpyDeviceToDevice,
+                                Ctx().stream)));
+    src = tmp.get();
+  }
+  return Launched(
+      "Copy",
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, Ctx().stream));
 }
 
 absl::Status Fill(KernelIns, KernelOuts out, const FillAttrs &a) {

@@ -113,8 +113,11 @@ namespace launch {
 cudaError_t Fill(cudaStream_t s, Buf out, double value) {
   if (out.numel == 0)
     return cudaSuccess;
+  // Integer fills only: converting inf or NaN to an integer is undefined.
+  bool integer = out.type == launch::I32 || out.type == launch::I64;
   FillKernel<<<dev::Blocks(out.numel), dev::kThreads, 0, s>>>(
-      out, static_cast<float>(value), static_cast<long long>(value));
+      out, static_cast<float>(value),
+      integer ? static_cast<long long>(value) : 0);
   return cudaGetLastError();
 }
 

@@ -93,7 +93,7 @@ struct RopeTable {
   int half = 0;
   float scaling = 1.0f;
   float freq[kMaxRopeHalf];
-  int8_t section[kMaxRopeHalf];
+  int16_t section[kMaxRopeHalf];
 };
 cudaError_t Rope(cudaStream_t s, Buf in, Buf positions, Buf out, int64_t tokens,
                  int64_t heads, const RopeTable &table, bool inverse);
@@ -114,8 +114,8 @@ cudaError_t AttentionGrad(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
                           float *dkAcc, float *dvAcc);
 
 // Losses (Loss.cu): logits [rows, V]; labels [rows]. reduction as
-// cpu::LossReduction (0 mean, 1 sum, 2 none). `scratch` holds rows + 1
-// floats.
+// cpu::LossReduction (0 mean, 1 sum, 2 none). `scratch` holds rows + 2
+// floats (8-byte aligned).
 cudaError_t CrossEntropy(cudaStream_t s, Buf logits, Buf labels, Buf out,
                          int64_t rows, int64_t vocab, int64_t ignoreIndex,
                          int reduction, float *scratch);

@@ -67,7 +67,8 @@ __global__ void ReduceLosses(const float *losses, Buf labels, Buf out,
           static_cast<float>(mean ? (count > 0 ? sum / count : 0.0) : sum));
 }
 
-/// scratch[0] = the rows whose label is not ignored; one block.
+/// The rows whose label is not ignored, as an f64 in scratch[0, 2); one
+/// block.
 __global__ void CountLabels(Buf labels, float *scratch, int64_t rows,
                             int64_t ignore) {
   double count = 0;
@@ -75,7 +76,7 @@ __global__ void CountLabels(Buf labels, float *scratch, int64_t rows,
     count += LoadIndex(labels.data, labels.type, r) != ignore;
   count = BlockSum(count);
   if (threadIdx.x == 0)
-    scratch[0] = static_cast<float>(count);
+    *reinterpret_cast<double *>(scratch) = count;
 }
 
 __global__ void RowGrads(Buf logits, Buf labels, Buf dloss, Buf dlogits,
@@ -91,7 +92,8 @@ __global__ void RowGrads(Buf logits, Buf labels, Buf dloss, Buf dlogits,
       else if (reduction == 1)
         g = Load(dloss.data, dloss.type, 0);
       else
-        g = Load(dloss.data, dloss.type, 0) / count[0];
+        g = static_cast<float>(Load(dloss.data, dloss.type, 0) /
+                               *reinterpret_cast<const double *>(count));
     }
     float lse = RowLse(logits, r * vocab, vocab);
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {

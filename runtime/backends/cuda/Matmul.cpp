@@ -16,7 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <cstdint>
 #include <memory>
+#include <utility>
 
 namespace veomni::rt::cuda {
 
@@ -94,6 +96,28 @@ absl::Status LtMatmul(const Context &c, const GemmArgs &g) {
   size_t ws = c.workspaceBytes;
   VEOMNI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  // cuBLASLt assumes 256-byte aligned operands unless told otherwise; the
+  // planner aligns buffers to 64 bytes, and batches step by their size.
+  const int64_t in = g.inType == launch::F32 ? 4 : 2;
+  const int64_t out = g.outType == launch::F32 ? 4 : 2;
+  auto alignment = [](const void *p, int64_t strideBytes) {
+    uint32_t a = 256;
+    uintptr_t v =
+        reinterpret_cast<uintptr_t>(p) | static_cast<uintptr_t>(strideBytes);
+    while (a > 1 && v % a)
+      a /= 2;
+    return a;
+  };
+  const uint32_t alignA = alignment(g.rhs, g.sharedRhs ? 0 : g.k * g.n * in);
+  const uint32_t alignB = alignment(g.lhs, g.m * g.k * in);
+  const uint32_t alignD = alignment(g.out, g.m * g.n * out);
+  for (auto [attr, value] :
+       {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignA},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignB},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignD},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignD}})
+    VEOMNI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value,
+                                                             sizeof(value)));
   cublasLtMatmulHeuristicResult_t result = {};
   int found = 0;
   VEOMNI_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(

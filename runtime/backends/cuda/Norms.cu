@@ -71,11 +71,11 @@ __global__ void RmsNormGradRows(Buf x, Buf weight, Buf dy, Buf dx, float *rstd,
 __global__ void RmsNormGradWeight(Buf x, Buf dy, const float *rstd, Buf dweight,
                                   int64_t rows, int64_t n) {
   VEOMNI_GRID_LOOP(j, n) {
-    float acc = 0;
+    double acc = 0; // in f64, as the CPU backend sums it
     for (int64_t row = 0; row < rows; ++row)
       acc += Load(dy.data, dy.type, row * n + j) *
-             Load(x.data, x.type, row * n + j) * rstd[row];
-    Store(dweight.data, dweight.type, j, acc);
+             (Load(x.data, x.type, row * n + j) * rstd[row]);
+    Store(dweight.data, dweight.type, j, static_cast<float>(acc));
   }
 }
 

@@ -106,7 +106,9 @@ __global__ void ReduceKernel(int kind, Buf in, Dims inShape, Dims reduced,
       result = sawNan ? NAN : BlockMax(mx);
     } else {
       double total = BlockSum(sum);
-      result = static_cast<float>(kind == 2 && count ? total / count : total);
+      // A mean over nothing is 0 / 0 = NaN, as on the CPU.
+      result = static_cast<float>(kind == 2 ? total / static_cast<double>(count)
+                                            : total);
     }
     if (threadIdx.x == 0)
       Store(out.data, out.type, o, result);
