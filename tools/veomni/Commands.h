@@ -24,11 +24,8 @@ trainingOptionsOf(const mlir::veomni::Recipe &r) {
   co.train = r.train;
   co.accumulationSteps = r.data.accumulationSteps();
   co.remat = r.train.remat;
-  // The CUDA backend has no fused or linear_cross_entropy kernel yet
-  // (issue 16): its steps compile unfused.
-  const bool fusingBackend = r.train.device == "cpu";
-  co.fusion = r.train.fusion == "on" && fusingBackend;
-  co.fusedLoss = r.train.fusedLoss == "on" && fusingBackend;
+  co.fusion = r.train.fusion == "on";
+  co.fusedLoss = r.train.fusedLoss == "on";
   co.lossChunk = r.train.lossChunk;
   co.parallel = r.parallel;
   return co;

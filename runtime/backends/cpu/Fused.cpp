@@ -211,9 +211,18 @@ void Execute(const FusedProgram &p, const std::vector<bool> &hoisted, bool once,
   }
 }
 
-absl::Status RunSegment(const FusedProgram &p, const Layout &l,
-                        absl::Span<const TensorView> in,
-                        absl::Span<const TensorView> out) {
+/// A segment's shape, once checked: its domain of n elements, its inputs'
+/// modes, and (with reductions) the rows they reduce to and which outputs.
+struct SegmentShape {
+  int64_t n = 0, rows = 0;
+  std::vector<Mode> modes;
+  std::vector<int64_t> reduced;
+};
+
+absl::Status CheckSegment(const FusedProgram &p, const Layout &l,
+                          absl::Span<const TensorView> in,
+                          absl::Span<const TensorView> out,
+                          SegmentShape &shape) {
   int64_t n = 0;
   for (const TensorView &v : in) {
     VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", v));
@@ -223,9 +232,11 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
     VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "output", v));
     n = std::max(n, v.numel());
   }
+  shape.n = n;
   if (n == 0)
     return absl::OkStatus();
-  std::vector<Mode> modes(l.ins);
+  std::vector<Mode> &modes = shape.modes;
+  modes.resize(l.ins);
   for (int64_t j = 0; j < l.ins; ++j) {
     modes[j] = static_cast<Mode>(p.inputModes[j]);
     int64_t size = in[j].numel();
@@ -236,8 +247,8 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
   }
   // The reduced outputs share `rows`: each sums a contiguous run of
   // n / rows elements.
-  int64_t rows = 0;
-  std::vector<int64_t> reduced;
+  int64_t &rows = shape.rows;
+  std::vector<int64_t> &reduced = shape.reduced;
   for (int64_t o = 0; o < l.outs; ++o) {
     Fold kind = static_cast<Fold>(p.results[2 * o + 1]);
     int64_t size = out[o].numel();
@@ -264,6 +275,19 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
       if (Overlap(out[o], out[q]))
         return BadView(K, "output", out[o], "overlaps another output");
   }
+  return absl::OkStatus();
+}
+
+absl::Status RunSegment(const FusedProgram &p, const Layout &l,
+                        absl::Span<const TensorView> in,
+                        absl::Span<const TensorView> out) {
+  SegmentShape shape;
+  VEOMNI_RETURN_IF_ERROR(CheckSegment(p, l, in, out, shape));
+  const int64_t n = shape.n, rows = shape.rows;
+  const std::vector<Mode> &modes = shape.modes;
+  const std::vector<int64_t> &reduced = shape.reduced;
+  if (n == 0)
+    return absl::OkStatus();
 
   const double work =
       static_cast<double>(n) *
@@ -367,6 +391,22 @@ absl::Status RunSegment(const FusedProgram &p, const Layout &l,
 }
 
 } // namespace
+
+absl::Status CheckFused(absl::Span<const TensorView> ins,
+                        absl::Span<const TensorView> outs,
+                        const FusedProgram &program, FusedSegment *segments) {
+  Layout l;
+  VEOMNI_RETURN_IF_ERROR(CheckProgram(program, ins.size(), outs.size(), l));
+  for (int64_t s = 0; s < program.segments; ++s) {
+    SegmentShape shape;
+    VEOMNI_RETURN_IF_ERROR(
+        CheckSegment(program, l, ins.subspan(s * l.ins, l.ins),
+                     outs.subspan(s * l.outs, l.outs), shape));
+    if (segments)
+      segments[s] = {shape.n, shape.rows};
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Fused(absl::Span<const TensorView> ins,
                    absl::Span<const TensorView> outs,

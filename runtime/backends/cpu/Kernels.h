@@ -31,6 +31,7 @@
 #include "runtime/core/Tensor.h"
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace veomni::rt::cpu {
@@ -262,6 +263,18 @@ struct FusedProgram {
 absl::Status Fused(absl::Span<const TensorView> ins,
                    absl::Span<const TensorView> outs,
                    const FusedProgram &program);
+/// A checked segment of a fused call: its domain of n elements, and the
+/// rows its reduced outputs hold (0 without reductions).
+struct FusedSegment {
+  int64_t n = 0, rows = 0;
+};
+/// Every check Fused makes, without running it (other backends share
+/// them): the program, and each segment's views. Fills `segments` (one
+/// per program.segments) when not null.
+absl::Status CheckFused(absl::Span<const TensorView> ins,
+                        absl::Span<const TensorView> outs,
+                        const FusedProgram &program,
+                        FusedSegment *segments = nullptr);
 
 /// The LM head, its cross entropy and their VJP (veomni-fuse-loss): hidden
 /// [..., H], weight [V, H], labels [...], dloss [] -> loss [] (Mean or Sum,
@@ -291,6 +304,15 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
 void SetAttentionKeyTile(int64_t keys);
 inline constexpr int64_t kAttentionOneTileKeys = 2048;
 inline constexpr int64_t kAttentionKeyTile = 1024;
+
+/// LinearCrossEntropy's checks of its views (not of the labels' values),
+/// shared with the other backends: the tokens a chunk holds.
+absl::StatusOr<int64_t>
+CheckLinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
+                        const TensorView &labels, const TensorView &dloss,
+                        const TensorView &loss, const TensorView &dhidden,
+                        const TensorView &dweight, const TensorView &workspace,
+                        LossReduction reduction);
 
 // VEOMNI_CPU_KERNELS stays defined: the test-only reference kernels
 // (test/unit/runtime/reference/Reference.h) declare the same list.

@@ -212,12 +212,12 @@ void RoundTo(DType t, float *x, int64_t n) {
 
 } // namespace
 
-absl::Status
-LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
-                   const TensorView &labels, const TensorView &dloss,
-                   const TensorView &loss, const TensorView &dhidden,
-                   const TensorView &dweight, const TensorView &workspace,
-                   int64_t ignoreIndex, LossReduction reduction) {
+absl::StatusOr<int64_t>
+CheckLinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
+                        const TensorView &labels, const TensorView &dloss,
+                        const TensorView &loss, const TensorView &dhidden,
+                        const TensorView &dweight, const TensorView &workspace,
+                        LossReduction reduction) {
   constexpr absl::string_view K = "LinearCrossEntropy";
   struct Named {
     const char *name;
@@ -268,6 +268,24 @@ LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
                    static_cast<int>(reduction));
   if (!FitsBlas(vocab) || !FitsBlas(features) || !FitsBlas(chunk))
     return BadView(K, "weight", weight, "exceeds the 32-bit BLAS interface");
+  return chunk;
+}
+
+absl::Status
+LinearCrossEntropy(const TensorView &hidden, const TensorView &weight,
+                   const TensorView &labels, const TensorView &dloss,
+                   const TensorView &loss, const TensorView &dhidden,
+                   const TensorView &dweight, const TensorView &workspace,
+                   int64_t ignoreIndex, LossReduction reduction) {
+  constexpr absl::string_view K = "LinearCrossEntropy";
+  VEOMNI_ASSIGN_OR_RETURN(const int64_t chunk,
+                          CheckLinearCrossEntropy(hidden, weight, labels, dloss,
+                                                  loss, dhidden, dweight,
+                                                  workspace, reduction));
+  const DType type = hidden.dtype;
+  const bool narrow = type != DType::F32;
+  const int64_t features = hidden.dim(hidden.rank() - 1);
+  const int64_t vocab = weight.dim(0);
   const int64_t rows = labels.numel();
   VEOMNI_ASSIGN_OR_RETURN(int64_t counted,
                           CountLabels(K, labels, vocab, ignoreIndex));

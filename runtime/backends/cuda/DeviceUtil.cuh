@@ -113,6 +113,38 @@ __device__ inline float WarpSum(float v) {
   return v;
 }
 
+// Numbered as cpu::UnaryKind.
+__device__ inline float ApplyUnary(int kind, float x) {
+  switch (kind) {
+  case 0:
+    return -x;
+  case 1:
+    return expf(x);
+  case 2:
+    return logf(x);
+  case 3:
+    return sqrtf(x);
+  case 4:
+    return rsqrtf(x);
+  case 5:
+    return sinf(x);
+  case 6:
+    return cosf(x);
+  case 7:
+    return tanhf(x);
+  case 8:
+    return 1.0f / (1.0f + expf(-x));
+  case 9:
+    return x / (1.0f + expf(-x));
+  case 10:
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+  default: {
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+  }
+  }
+}
+
 #define VEOMNI_GRID_LOOP(i, n)                                                 \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n);    \
        i += int64_t(gridDim.x) * blockDim.x)

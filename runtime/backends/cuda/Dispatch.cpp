@@ -20,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <memory>
+#include <vector>
 
 namespace veomni::rt::cuda {
 namespace impl {
@@ -621,6 +623,158 @@ absl::Status GeluGrad(KernelIns in, KernelOuts out, const GeluGradAttrs &a) {
                                       B(out[0]), a.tanh_approximation));
 }
 
+absl::Status Fused(KernelIns in, KernelOuts out, const FusedAttrs &a) {
+  constexpr absl::string_view K = "Fused";
+  cpu::FusedProgram program{a.code, a.constants, a.input_modes, a.results,
+                            a.segments};
+  if (program.segments < 1)
+    return Invalid(K, "needs at least one segment, got ", program.segments);
+  std::vector<cpu::FusedSegment> segments(program.segments);
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckFused(in, out, program, segments.data()));
+  const int64_t ins = static_cast<int64_t>(in.size()) / program.segments;
+  const int64_t outs = static_cast<int64_t>(out.size()) / program.segments;
+  if (program.code.size() > static_cast<size_t>(launch::kFusedMaxCode) ||
+      program.constants.size() >
+          static_cast<size_t>(launch::kFusedMaxConstants) ||
+      ins > launch::kFusedMaxIns || outs > launch::kFusedMaxOuts)
+    return Invalid(K, "a program of ", program.code.size() / 4,
+                   " instructions, ", program.constants.size(), " constants, ",
+                   ins, " inputs and ", outs,
+                   " outputs a segment exceeds the CUDA kernel's ",
+                   launch::kFusedMaxCode / 4, ", ", launch::kFusedMaxConstants,
+                   ", ", launch::kFusedMaxIns, " and ", launch::kFusedMaxOuts);
+  auto call = std::make_unique<launch::FusedCall>();
+  call->numCode = static_cast<int>(program.code.size());
+  call->numIns = static_cast<int>(ins);
+  call->numOuts = static_cast<int>(outs);
+  for (size_t i = 0; i < program.code.size(); ++i)
+    call->code[i] = static_cast<int16_t>(program.code[i]);
+  for (size_t i = 0; i < program.constants.size(); ++i)
+    call->constants[i] = static_cast<float>(program.constants[i]);
+  for (int64_t j = 0; j < ins; ++j)
+    call->modes[j] = static_cast<int8_t>(program.inputModes[j]);
+  for (int64_t o = 0; o < outs; ++o) {
+    call->resultRegister[o] = static_cast<int8_t>(program.results[2 * o]);
+    call->resultReduce[o] = static_cast<int8_t>(program.results[2 * o + 1]);
+  }
+  Scratch partials(Ctx(), 2 * 2 * launch::kFusedPartials * outs);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, partials.status()));
+  for (int64_t s = 0; s < program.segments; ++s) {
+    for (int64_t j = 0; j < ins; ++j)
+      call->ins[j] = B(in[s * ins + j]);
+    for (int64_t o = 0; o < outs; ++o)
+      call->outs[o] = B(out[s * outs + o]);
+    call->n = segments[s].n;
+    call->rows = segments[s].rows;
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::Fused(Ctx().stream, *call,
+                                  reinterpret_cast<double *>(partials.get()))));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinearCrossEntropy(KernelIns in, KernelOuts out,
+                                const LinearCrossEntropyAttrs &a) {
+  constexpr absl::string_view K = "LinearCrossEntropy";
+  VEOMNI_ASSIGN_OR_RETURN(LossReduction r, ReductionOf(a.reduction));
+  const TensorView &hidden = in[0], &weight = in[1], &labels = in[2],
+                   &dloss = in[3];
+  const TensorView &loss = out[0], &dhidden = out[1], &dweight = out[2],
+                   &workspace = out[3];
+  VEOMNI_ASSIGN_OR_RETURN(const int64_t chunk,
+                          cpu::CheckLinearCrossEntropy(hidden, weight, labels,
+                                                       dloss, loss, dhidden,
+                                                       dweight, workspace, r));
+  const Context &c = Ctx();
+  const int type = static_cast<int>(hidden.dtype);
+  const bool narrow = hidden.dtype != DType::F32;
+  const int64_t features = hidden.dim(hidden.rank() - 1);
+  const int64_t vocab = weight.dim(0), rows = labels.numel();
+  const size_t elem = SizeOf(hidden.dtype), labelElem = SizeOf(labels.dtype);
+  auto *logits = static_cast<float *>(workspace.data);
+  // 16-bit: dweight summed in f32 in the workspace's last rows, rounded
+  // once at the end; dlogits rounded as the unfused kernel stores them and
+  // multiplied in that type.
+  float *dwAcc = narrow ? logits + chunk * vocab : nullptr;
+  Scratch losses(c, rows), count(c, 2),
+      d16(c, narrow ? (chunk * vocab + 1) / 2 : 0);
+  for (const Scratch *s : {&losses, &count, &d16})
+    VEOMNI_RETURN_IF_ERROR(Launched(K, s->status()));
+  auto *counted = reinterpret_cast<double *>(count.get());
+  VEOMNI_RETURN_IF_ERROR(
+      Launched(K, launch::CountLabels(c.stream, B(labels), rows, a.ignore_index,
+                                      counted)));
+  if (rows == 0)
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::Fill(c.stream, B(dweight), 0.0)));
+  for (int64_t t0 = 0; t0 < rows; t0 += chunk) {
+    const int64_t n = std::min(chunk, rows - t0);
+    const auto *h =
+        static_cast<const uint8_t *>(hidden.data) + t0 * features * elem;
+    launch::Buf labelsChunk{static_cast<uint8_t *>(labels.data) +
+                                t0 * labelElem,
+                            static_cast<int>(labels.dtype), n};
+    // logits = h W^T, in f32.
+    GemmArgs g;
+    g.lhs = h;
+    g.rhs = weight.data;
+    g.out = logits;
+    g.inType = type;
+    g.outType = launch::F32;
+    g.m = n;
+    g.n = vocab;
+    g.k = features;
+    g.transposeRhs = true;
+    VEOMNI_RETURN_IF_ERROR(LtMatmul(c, g));
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::RoundInPlace(c.stream, logits, n * vocab, type)));
+    VEOMNI_RETURN_IF_ERROR(Launched(
+        K, launch::LossRows(c.stream, logits, labelsChunk, losses.get() + t0, n,
+                            vocab, a.ignore_index)));
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::LossGradRows(c.stream, logits, labelsChunk,
+                                         B(dloss), counted, n, vocab,
+                                         a.ignore_index, static_cast<int>(r))));
+    const void *dl = logits;
+    if (narrow) {
+      VEOMNI_RETURN_IF_ERROR(
+          Launched(K, launch::Cast(c.stream, {logits, launch::F32, n * vocab},
+                                   {d16.get(), type, n * vocab})));
+      dl = d16.get();
+    }
+    // dhidden rows = dlogits W.
+    GemmArgs dh;
+    dh.lhs = dl;
+    dh.rhs = weight.data;
+    dh.out = static_cast<uint8_t *>(dhidden.data) + t0 * features * elem;
+    dh.inType = dh.outType = type;
+    dh.m = n;
+    dh.n = features;
+    dh.k = vocab;
+    VEOMNI_RETURN_IF_ERROR(LtMatmul(c, dh));
+    // dweight (+)= dlogits^T h.
+    GemmArgs dw;
+    dw.lhs = dl;
+    dw.rhs = h;
+    dw.out = narrow ? static_cast<void *>(dwAcc) : dweight.data;
+    dw.inType = type;
+    dw.outType = launch::F32;
+    dw.m = vocab;
+    dw.n = features;
+    dw.k = n;
+    dw.transposeLhs = true;
+    dw.accumulate = t0 > 0;
+    VEOMNI_RETURN_IF_ERROR(LtMatmul(c, dw));
+  }
+  if (narrow && rows > 0)
+    VEOMNI_RETURN_IF_ERROR(Launched(
+        K, launch::Cast(c.stream, {dwAcc, launch::F32, vocab * features},
+                        B(dweight))));
+  return Launched(K, launch::SumLosses(c.stream, losses.get(), B(labels),
+                                       B(loss), rows, a.ignore_index,
+                                       r == LossReduction::Mean));
+}
+
 } // namespace impl
 
 const KernelRegistry &CudaKernels() {
@@ -664,6 +818,8 @@ const KernelRegistry &CudaKernels() {
     VEOMNI_HAS(AttentionGrad)
     VEOMNI_HAS(CrossEntropyGrad)
     VEOMNI_HAS(GeluGrad)
+    VEOMNI_HAS(Fused)
+    VEOMNI_HAS(LinearCrossEntropy)
 #undef VEOMNI_HAS
     return r;
   }();

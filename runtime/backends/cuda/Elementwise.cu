@@ -43,38 +43,6 @@ __global__ void CastKernel(Buf in, Buf out) {
   }
 }
 
-// Numbered as cpu::UnaryKind.
-__device__ inline float ApplyUnary(int kind, float x) {
-  switch (kind) {
-  case 0:
-    return -x;
-  case 1:
-    return expf(x);
-  case 2:
-    return logf(x);
-  case 3:
-    return sqrtf(x);
-  case 4:
-    return rsqrtf(x);
-  case 5:
-    return sinf(x);
-  case 6:
-    return cosf(x);
-  case 7:
-    return tanhf(x);
-  case 8:
-    return 1.0f / (1.0f + expf(-x));
-  case 9:
-    return x / (1.0f + expf(-x));
-  case 10:
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-  default: {
-    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
-  }
-  }
-}
-
 __global__ void UnaryKernel(int kind, Buf in, Buf out) {
   VEOMNI_GRID_LOOP(e, out.numel) {
     Store(out.data, out.type, e, ApplyUnary(kind, Load(in.data, in.type, e)));
@@ -106,9 +74,23 @@ __global__ void GeluGradKernel(Buf x, Buf dy, Buf dx, bool tanhForm) {
   }
 }
 
+__global__ void RoundKernel(float *x, int64_t n, int type) {
+  VEOMNI_GRID_LOOP(e, n) {
+    x[e] = type == launch::BF16 ? __bfloat162float(__float2bfloat16_rn(x[e]))
+                                : __half2float(__float2half_rn(x[e]));
+  }
+}
+
 } // namespace
 
 namespace launch {
+
+cudaError_t RoundInPlace(cudaStream_t s, float *x, int64_t n, int type) {
+  if (n == 0 || type == F32)
+    return cudaSuccess;
+  RoundKernel<<<dev::Blocks(n), dev::kThreads, 0, s>>>(x, n, type);
+  return cudaGetLastError();
+}
 
 cudaError_t Fill(cudaStream_t s, Buf out, double value) {
   if (out.numel == 0)

@@ -124,6 +124,43 @@ cudaError_t CrossEntropyGrad(cudaStream_t s, Buf logits, Buf labels, Buf dloss,
                              int64_t ignoreIndex, int reduction,
                              float *scratch);
 
+// The fused LM head and loss (Loss.cu; Dispatch.cpp runs its GEMMs):
+// per-row losses of f32 logits [rows, vocab] into losses[rows]; dlogits
+// over the logits in place (count: the counted rows, an f64 from
+// CountLabels); the sum or mean of losses into out.
+cudaError_t CountLabels(cudaStream_t s, Buf labels, int64_t rows,
+                        int64_t ignoreIndex, double *count);
+cudaError_t LossRows(cudaStream_t s, float *logits, Buf labels, float *losses,
+                     int64_t rows, int64_t vocab, int64_t ignoreIndex);
+cudaError_t LossGradRows(cudaStream_t s, float *logits, Buf labels, Buf dloss,
+                         const double *count, int64_t rows, int64_t vocab,
+                         int64_t ignoreIndex, int reduction);
+cudaError_t SumLosses(cudaStream_t s, const float *losses, Buf labels, Buf out,
+                      int64_t rows, int64_t ignoreIndex, bool mean);
+/// x[0, n) rounded to bf16 or f16 (`type`) precision, in place.
+cudaError_t RoundInPlace(cudaStream_t s, float *x, int64_t n, int type);
+
+// Fused (Fused.cu): one segment of a `fused` kernel (runtime/program/
+// Fused.h), checked on the host by cpu::CheckFused. The program travels in
+// the kernel's parameters, so it has limits (Dispatch.cpp refuses longer
+// programs by name).
+constexpr int kFusedMaxCode = 1024; ///< integers: 256 instructions
+constexpr int kFusedMaxConstants = 128;
+constexpr int kFusedMaxIns = 16, kFusedMaxOuts = 8;
+struct FusedCall {
+  int numCode = 0, numIns = 0, numOuts = 0;
+  int16_t code[kFusedMaxCode];
+  float constants[kFusedMaxConstants];
+  Buf ins[kFusedMaxIns];
+  int8_t modes[kFusedMaxIns];
+  Buf outs[kFusedMaxOuts];
+  int8_t resultRegister[kFusedMaxOuts], resultReduce[kFusedMaxOuts];
+  int64_t n = 0, rows = 0; ///< the domain; rows of the reduced outputs
+};
+/// `scratch`: f64 partials, 2 x kFusedPartials x outputs, when rows == 1.
+constexpr int kFusedPartials = 1024;
+cudaError_t Fused(cudaStream_t s, const FusedCall &call, double *scratch);
+
 } // namespace veomni::rt::cuda::launch
 
 #endif // VEOMNI_RUNTIME_BACKENDS_CUDA_LAUNCH_H

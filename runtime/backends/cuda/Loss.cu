@@ -69,8 +69,8 @@ __global__ void ReduceLosses(const float *losses, Buf labels, Buf out,
 
 /// The rows whose label is not ignored, as an f64 in scratch[0, 2); one
 /// block.
-__global__ void CountLabels(Buf labels, float *scratch, int64_t rows,
-                            int64_t ignore) {
+__global__ void CountLabelsKernel(Buf labels, float *scratch, int64_t rows,
+                                  int64_t ignore) {
   double count = 0;
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
     count += LoadIndex(labels.data, labels.type, r) != ignore;
@@ -129,10 +129,46 @@ cudaError_t CrossEntropyGrad(cudaStream_t s, Buf logits, Buf labels, Buf dloss,
                              float *scratch) {
   if (rows == 0 || vocab == 0)
     return cudaSuccess;
-  CountLabels<<<1, 1024, 0, s>>>(labels, scratch, rows, ignoreIndex);
+  CountLabelsKernel<<<1, 1024, 0, s>>>(labels, scratch, rows, ignoreIndex);
   RowGrads<<<dev::Blocks(rows, 1), dev::kThreads, 0, s>>>(
       logits, labels, dloss, dlogits, scratch, rows, vocab, ignoreIndex,
       reduction, ErrorWord());
+  return cudaGetLastError();
+}
+
+cudaError_t CountLabels(cudaStream_t s, Buf labels, int64_t rows,
+                        int64_t ignoreIndex, double *count) {
+  CountLabelsKernel<<<1, 1024, 0, s>>>(labels, reinterpret_cast<float *>(count),
+                                       rows, ignoreIndex);
+  return cudaGetLastError();
+}
+
+cudaError_t LossRows(cudaStream_t s, float *logits, Buf labels, float *losses,
+                     int64_t rows, int64_t vocab, int64_t ignoreIndex) {
+  if (rows == 0)
+    return cudaSuccess;
+  Buf l{logits, F32, rows * vocab};
+  RowLosses<<<dev::Blocks(rows, 1), dev::kThreads, 0, s>>>(
+      l, labels, losses, rows, vocab, ignoreIndex, ErrorWord());
+  return cudaGetLastError();
+}
+
+cudaError_t LossGradRows(cudaStream_t s, float *logits, Buf labels, Buf dloss,
+                         const double *count, int64_t rows, int64_t vocab,
+                         int64_t ignoreIndex, int reduction) {
+  if (rows == 0 || vocab == 0)
+    return cudaSuccess;
+  Buf l{logits, F32, rows * vocab};
+  // In place: each row's log-sum-exp is taken before any of it is written.
+  RowGrads<<<dev::Blocks(rows, 1), dev::kThreads, 0, s>>>(
+      l, labels, dloss, l, reinterpret_cast<const float *>(count), rows, vocab,
+      ignoreIndex, reduction, ErrorWord());
+  return cudaGetLastError();
+}
+
+cudaError_t SumLosses(cudaStream_t s, const float *losses, Buf labels, Buf out,
+                      int64_t rows, int64_t ignoreIndex, bool mean) {
+  ReduceLosses<<<1, 1024, 0, s>>>(losses, labels, out, rows, ignoreIndex, mean);
   return cudaGetLastError();
 }
 

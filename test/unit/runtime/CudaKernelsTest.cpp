@@ -14,6 +14,7 @@
 #include "runtime/backends/cpu/CpuDevice.h"
 #include "runtime/backends/cuda/CudaDevice.h"
 #include "runtime/core/Tensor.h"
+#include "runtime/program/Fused.h"
 #include "runtime/support/Status.h"
 
 #include <gtest/gtest.h>
@@ -132,7 +133,8 @@ struct Case {
   std::map<std::string, AttrValue> attrs;
   std::vector<Host> ins;
   std::vector<std::pair<DType, Shape>> outs;
-  double tol = 0; ///< 0: by the output's type
+  double tol = 0;         ///< 0: by the output's type
+  int scratchOutputs = 0; ///< the last ones: workspaces, not compared
 };
 
 AttrValue I(int64_t v) { return {{v}, {}}; }
@@ -258,7 +260,7 @@ protected:
     absl::Status s = RunBoth(c, &want, &got);
     ASSERT_TRUE(s.ok()) << s;
     ASSERT_EQ(want.size(), got.size());
-    for (size_t o = 0; o < want.size(); ++o) {
+    for (size_t o = 0; o + c.scratchOutputs < want.size(); ++o) {
       double scale = 1e-6;
       for (int64_t i = 0; i < want[o].numel(); ++i)
         scale = std::max(scale, std::fabs(double(want[o].at(i))));
@@ -530,6 +532,71 @@ TEST_P(CudaKernels, CrossEntropy) {
            {logits, labels, Floats(rng_, DType::F32, lossShape, 0.5f, 1.5f)},
            {{DType::F32, {2, 9, 50}}}});
   }
+}
+
+TEST_P(CudaKernels, Fused) {
+  using Op = kernel_table::fused::Op;
+  auto op = [](Op o) { return static_cast<int64_t>(o); };
+  // y = silu(x) * s + b[i % 50] (b Inner), z = round_bf16(y) / c[i / 50]
+  // (c Outer), and the rows' sums of y and maxima of z (4 rows of 50).
+  std::vector<int64_t> code = {
+      op(Op::Silu),      4, 0, 0, op(Op::Mul), 4, 4, 1, op(Op::Add),   4, 4, 2,
+      op(Op::RoundBf16), 5, 4, 0, op(Op::Div), 5, 5, 3, op(Op::Const), 6, 0, 0,
+      op(Op::Mul),       5, 5, 6};
+  std::map<std::string, AttrValue> attrs = {
+      {"code", Is(code)},
+      {"constants", {{}, {0.5}}},
+      {"input_modes", Is({0, 1, 1, 2})},
+      {"results", Is({4, 0, 5, 0, 4, 1, 5, 2})}};
+  Host x = Floats(rng_, DType::F32, {4, 50});
+  Host s = Floats(rng_, DType::F32, {});
+  Host b = Floats(rng_, DType::F32, {50});
+  Host c = Floats(rng_, DType::F32, {4, 1}, 0.5f, 2.0f);
+  Check({"fused rows",
+         KernelKind::Fused,
+         attrs,
+         {x, s, b, c},
+         {{DType::F32, {4, 50}},
+          {DType::BF16, {4, 50}},
+          {DType::F32, {4}},
+          {DType::F32, {4}}}});
+  // One value over everything (partials combined in order), and two
+  // segments of different sizes (multi-tensor).
+  attrs["results"] = Is({4, 3, 5, 1});
+  attrs["segments"] = I(2);
+  Host x2 = Floats(rng_, DType::F32, {3000});
+  Host b2 = Floats(rng_, DType::F32, {3000});
+  Host c2 = Floats(rng_, DType::F32, {1}, 0.5f, 2.0f);
+  Check({"fused segments, reduced to one",
+         KernelKind::Fused,
+         attrs,
+         {x, s, b, c, x2, s, b2, c2},
+         {{DType::F32, {}},
+          {DType::F32, {}},
+          {DType::F32, {}},
+          {DType::F32, {}}}});
+}
+
+TEST_P(CudaKernels, LinearCrossEntropy) {
+  // 9 tokens in chunks of 4 (three chunks), vocabulary 40, hidden 16; a
+  // mean and a sum, f32 and bf16 (whose workspace has 16 more rows).
+  const int64_t tokens = 9, h = 16, vocab = 40, chunk = 4;
+  Host labels = Ints(DType::I32, {tokens}, {3, 39, -100, 0, 17, 17, 8, 2, 5});
+  for (DType t : {DType::F32, DType::BF16})
+    for (int reduction = 0; reduction < 2; ++reduction) {
+      int64_t wsRows = chunk + (t == DType::F32 ? 0 : h);
+      Check({"linear_cross_entropy",
+             KernelKind::LinearCrossEntropy,
+             {{"reduction", I(reduction)}},
+             {Floats(rng_, t, {tokens, h}), Floats(rng_, t, {vocab, h}), labels,
+              Floats(rng_, DType::F32, {}, 0.5f, 1.5f)},
+             {{DType::F32, {}},
+              {t, {tokens, h}},
+              {t, {vocab, h}},
+              {DType::F32, {wsRows, vocab}}},
+             0,
+             /*scratchOutputs=*/1});
+    }
 }
 
 TEST_P(CudaKernels, BadDataIsReportedAtSynchronize) {
