@@ -73,6 +73,42 @@ absl::StatusOr<LossReduction> ReductionOf(int64_t r) {
   return static_cast<LossReduction>(r);
 }
 
+/// The product g describes, of views of any float types: straight to
+/// cuBLASLt where it takes the types, else through f32 images in scratch.
+absl::Status AnyGemm(absl::string_view K, GemmArgs g, const TensorView &lhs,
+                     const TensorView &rhs, const TensorView &o) {
+  bool same16 = lhs.dtype == rhs.dtype && lhs.dtype != DType::F32;
+  if (lhs.dtype == rhs.dtype &&
+      (o.dtype == lhs.dtype || (same16 && o.dtype == DType::F32))) {
+    g.lhs = lhs.data;
+    g.rhs = rhs.data;
+    g.out = o.data;
+    g.inType = static_cast<int>(lhs.dtype);
+    g.outType = static_cast<int>(o.dtype);
+    return LtMatmul(Ctx(), g);
+  }
+  // Mixed types: an f32 product of f32 images, rounded into out.
+  F32View l(lhs), r(rhs), res(o);
+  for (auto [view, image] : {std::pair{&lhs, &l}, {&rhs, &r}})
+    if (view->dtype != DType::F32) {
+      VEOMNI_RETURN_IF_ERROR(Launched(K, image->scratch.status()));
+      VEOMNI_RETURN_IF_ERROR(
+          Launched(K, launch::Cast(Ctx().stream, B(*view),
+                                   {image->data, launch::F32, view->numel()})));
+    }
+  VEOMNI_RETURN_IF_ERROR(Launched(K, res.scratch.status()));
+  g.lhs = l.data;
+  g.rhs = r.data;
+  g.out = res.data;
+  g.inType = g.outType = launch::F32;
+  VEOMNI_RETURN_IF_ERROR(LtMatmul(Ctx(), g));
+  if (o.dtype != DType::F32)
+    VEOMNI_RETURN_IF_ERROR(
+        Launched(K, launch::Cast(Ctx().stream,
+                                 {res.data, launch::F32, o.numel()}, B(o))));
+  return absl::OkStatus();
+}
+
 } // namespace
 
 absl::Status Matmul(KernelIns in, KernelOuts out, const MatmulAttrs &a) {
@@ -112,36 +148,7 @@ absl::Status Matmul(KernelIns in, KernelOuts out, const MatmulAttrs &a) {
   g.batch = Product(lhs.shape, 0, rank - 2);
   if (o.numel() == 0)
     return absl::OkStatus();
-  bool same16 = lhs.dtype == rhs.dtype && lhs.dtype != DType::F32;
-  if (lhs.dtype == rhs.dtype &&
-      (o.dtype == lhs.dtype || (same16 && o.dtype == DType::F32))) {
-    g.lhs = lhs.data;
-    g.rhs = rhs.data;
-    g.out = o.data;
-    g.inType = static_cast<int>(lhs.dtype);
-    g.outType = static_cast<int>(o.dtype);
-    return LtMatmul(Ctx(), g);
-  }
-  // Mixed types: an f32 product of f32 images, rounded into out.
-  F32View l(lhs), r(rhs), res(o);
-  for (auto [view, image] : {std::pair{&lhs, &l}, {&rhs, &r}})
-    if (view->dtype != DType::F32) {
-      VEOMNI_RETURN_IF_ERROR(Launched(K, image->scratch.status()));
-      VEOMNI_RETURN_IF_ERROR(
-          Launched(K, launch::Cast(Ctx().stream, B(*view),
-                                   {image->data, launch::F32, view->numel()})));
-    }
-  VEOMNI_RETURN_IF_ERROR(Launched(K, res.scratch.status()));
-  g.lhs = l.data;
-  g.rhs = r.data;
-  g.out = res.data;
-  g.inType = g.outType = launch::F32;
-  VEOMNI_RETURN_IF_ERROR(LtMatmul(Ctx(), g));
-  if (o.dtype != DType::F32)
-    VEOMNI_RETURN_IF_ERROR(
-        Launched(K, launch::Cast(Ctx().stream,
-                                 {res.data, launch::F32, o.numel()}, B(o))));
-  return absl::OkStatus();
+  return AnyGemm(K, g, lhs, rhs, o);
 }
 
 namespace {
@@ -775,6 +782,314 @@ absl::Status LinearCrossEntropy(KernelIns in, KernelOuts out,
                                        r == LossReduction::Mean));
 }
 
+namespace {
+
+/// Rows [begin, begin + rows) of a row-major view of `cols` columns.
+TensorView Rows(const TensorView &v, int64_t begin, int64_t rows,
+                int64_t cols) {
+  return TensorView{static_cast<uint8_t *>(v.data) +
+                        begin * cols * SizeOf(v.dtype),
+                    v.dtype,
+                    {rows, cols}};
+}
+
+/// A device integer vector read to the host (the stream waits for it).
+absl::StatusOr<std::vector<int64_t>> ReadInts(const TensorView &v) {
+  std::vector<int64_t> out(v.numel());
+  std::vector<uint8_t> raw(v.bytes());
+  if (!raw.empty()) {
+    cudaError_t e = cudaMemcpyAsync(raw.data(), v.data, raw.size(),
+                                    cudaMemcpyDeviceToHost, Ctx().stream);
+    if (e == cudaSuccess)
+      e = cudaStreamSynchronize(Ctx().stream);
+    if (e != cudaSuccess)
+      return absl::InternalError(
+          absl::StrCat("reading ", v.ToString(), ": ", cudaGetErrorString(e)));
+  }
+  TensorView host{raw.data(), v.dtype, v.shape};
+  for (int64_t i = 0; i < v.numel(); ++i)
+    out[i] = IndexAt(host, i);
+  return out;
+}
+
+/// groupSizes' entries, checked to be >= 0 and to sum to `rows`.
+absl::StatusOr<std::vector<int64_t>> GroupSizes(absl::string_view K,
+                                                const TensorView &groupSizes,
+                                                int64_t rows,
+                                                const TensorView &input) {
+  VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes, ReadInts(groupSizes));
+  int64_t total = 0;
+  for (size_t e = 0; e < sizes.size(); ++e) {
+    if (sizes[e] < 0 || sizes[e] > rows - total)
+      return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", sizes[e],
+                     " is negative or overruns the ", rows, " rows of input ",
+                     input.ToString());
+    total += sizes[e];
+  }
+  if (total != rows)
+    return BadView(K, "groupSizes", groupSizes, "sums to ", total,
+                   " but input ", input.ToString(), " has ", rows, " rows");
+  return sizes;
+}
+
+/// The rows MoECombine and its VJP read: the expert order of `indices`
+/// over max id + 1 experts (any ids >= 0 define it).
+absl::Status CombineRows(absl::string_view K, const TensorView &indices,
+                         Scratch &rows) {
+  Scratch maxId(Ctx(), 2);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, maxId.status()));
+  auto *m = reinterpret_cast<int64_t *>(maxId.get());
+  VEOMNI_RETURN_IF_ERROR(
+      Launched(K, launch::MaxIndex(Ctx().stream, B(indices), m)));
+  int64_t top = -1;
+  VEOMNI_RETURN_IF_ERROR(
+      Launched(K, cudaMemcpyAsync(&top, m, sizeof(top), cudaMemcpyDeviceToHost,
+                                  Ctx().stream)));
+  VEOMNI_RETURN_IF_ERROR(Launched(K, cudaStreamSynchronize(Ctx().stream)));
+  const int64_t experts = std::max<int64_t>(top + 1, 1);
+  if (experts > (int64_t{1} << 20))
+    return BadView(K, "indices", indices, "holds expert id ", top,
+                   ", beyond the CUDA backend's ", int64_t{1} << 20);
+  Scratch counts(Ctx(), 2 * launch::kMoEChunks * experts);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, counts.status()));
+  return Launched(K, launch::ExpertRows(
+                         Ctx().stream, B(indices), experts,
+                         reinterpret_cast<int64_t *>(rows.get()), launch::Buf{},
+                         reinterpret_cast<int64_t *>(counts.get())));
+}
+
+} // namespace
+
+absl::Status GroupedMatmul(KernelIns in, KernelOuts out,
+                           const GroupedMatmulAttrs &a) {
+  constexpr absl::string_view K = "GroupedMatmul";
+  const TensorView &input = in[0], &weight = in[1], &groupSizes = in[2],
+                   &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  const bool tw = a.transpose_weight;
+  int64_t rows = input.dim(0), k = input.dim(1), experts = weight.dim(0);
+  int64_t wk = weight.dim(tw ? 2 : 1), m = weight.dim(tw ? 1 : 2);
+  if (groupSizes.dim(0) != experts)
+    return BadView(K, "groupSizes", groupSizes,
+                   "must have one entry per expert of weight ",
+                   weight.ToString());
+  if (wk != k)
+    return BadView(K, "weight", weight, "contracting dimension ", wk,
+                   " differs from input ", input.ToString());
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {rows, m}));
+  VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes,
+                          GroupSizes(K, groupSizes, rows, input));
+  // One GEMM per expert with rows (reference speed: a device-side grouped
+  // GEMM is to come).
+  int64_t row = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    if (sizes[e] == 0)
+      continue;
+    GemmArgs g;
+    g.m = sizes[e];
+    g.n = m;
+    g.k = k;
+    g.transposeRhs = tw;
+    TensorView we{static_cast<uint8_t *>(weight.data) +
+                      e * k * m * SizeOf(weight.dtype),
+                  weight.dtype,
+                  {tw ? m : k, tw ? k : m}};
+    VEOMNI_RETURN_IF_ERROR(AnyGemm(K, g, Rows(input, row, sizes[e], k), we,
+                                   Rows(o, row, sizes[e], m)));
+    row += sizes[e];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GroupedMatmulWeightGrad(KernelIns in, KernelOuts out,
+                                     const GroupedMatmulWeightGradAttrs &a) {
+  constexpr absl::string_view K = "GroupedMatmulWeightGrad";
+  // in[1], the weight, only gave the compiler its type.
+  const TensorView &input = in[0], &groupSizes = in[2], &dout = in[3],
+                   &dweight = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
+  const bool tw = a.transpose_weight;
+  int64_t rows = input.dim(0), k = input.dim(1), m = dout.dim(1);
+  int64_t experts = groupSizes.dim(0);
+  if (dout.dim(0) != rows)
+    return BadView(K, "dout", dout, "must have the rows of input ",
+                   input.ToString());
+  VEOMNI_RETURN_IF_ERROR(CheckShape(
+      K, "dweight", dweight, tw ? Shape{experts, m, k} : Shape{experts, k, m}));
+  VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes,
+                          GroupSizes(K, groupSizes, rows, input));
+  int64_t row = 0;
+  for (int64_t e = 0; e < experts; ++e) {
+    // dweight[e] = input_e^T dout_e [K, M], or dout_e^T input_e [M, K];
+    // an expert without rows gets zeros (an empty sum).
+    GemmArgs g;
+    g.transposeLhs = true;
+    g.m = tw ? m : k;
+    g.n = tw ? k : m;
+    g.k = sizes[e];
+    TensorView x = Rows(input, row, sizes[e], k),
+               d = Rows(dout, row, sizes[e], m);
+    TensorView dw{static_cast<uint8_t *>(dweight.data) +
+                      e * k * m * SizeOf(dweight.dtype),
+                  dweight.dtype,
+                  {g.m, g.n}};
+    VEOMNI_RETURN_IF_ERROR(tw ? AnyGemm(K, g, d, x, dw)
+                              : AnyGemm(K, g, x, d, dw));
+    row += sizes[e];
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+absl::Status CheckTopK(absl::string_view K, const TensorView &logits,
+                       int64_t k) {
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+  int64_t experts = logits.dim(1);
+  if (k < 1 || k > experts)
+    return BadView(K, "logits", logits, "cannot give the top ", k,
+                   " of its experts");
+  if (experts > launch::kMaxExperts)
+    return BadView(K, "logits", logits,
+                   "has more experts than the CUDA "
+                   "backend's ",
+                   launch::kMaxExperts);
+  return absl::OkStatus();
+}
+} // namespace
+
+absl::Status MoETopK(KernelIns in, KernelOuts out, const MoETopKAttrs &a) {
+  constexpr absl::string_view K = "MoETopK";
+  const TensorView &logits = in[0], &w = out[0], &idx = out[1];
+  VEOMNI_RETURN_IF_ERROR(CheckTopK(K, logits, a.k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  int64_t tokens = logits.dim(0);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weights", w, {tokens, a.k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, {tokens, a.k}));
+  return Launched(K, launch::MoETopK(Ctx().stream, B(logits), B(w), B(idx),
+                                     tokens, logits.dim(1), a.k, a.normalize));
+}
+
+absl::Status MoETopKGrad(KernelIns in, KernelOuts out,
+                         const MoETopKGradAttrs &a) {
+  constexpr absl::string_view K = "MoETopKGrad";
+  const TensorView &logits = in[0], &dw = in[1], &dl = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckTopK(K, logits, a.k));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dw));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dl));
+  int64_t tokens = logits.dim(0);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dw, {tokens, a.k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dl, logits.shape));
+  return Launched(K,
+                  launch::MoETopKGrad(Ctx().stream, B(logits), B(dw), B(dl),
+                                      tokens, logits.dim(1), a.k, a.normalize));
+}
+
+absl::Status MoEDispatch(KernelIns in, KernelOuts out,
+                         const MoEDispatchAttrs &a) {
+  constexpr absl::string_view K = "MoEDispatch";
+  const TensorView &input = in[0], &idx = in[1], &o = out[0],
+                   &groupSizes = out[1];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
+  int64_t tokens = input.dim(0), hidden = input.dim(1), k = idx.dim(1);
+  if (idx.dim(0) != tokens)
+    return BadView(K, "indices", idx, "must have one row per token of input ",
+                   input.ToString());
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {tokens * k, hidden}));
+  if (a.num_experts < 1)
+    return Invalid(K, "numExperts must be >= 1, got ", a.num_experts);
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "groupSizes", groupSizes, {a.num_experts}));
+  Scratch rows(Ctx(), 2 * tokens * k),
+      counts(Ctx(), 2 * launch::kMoEChunks * a.num_experts);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
+  VEOMNI_RETURN_IF_ERROR(Launched(K, counts.status()));
+  auto *r = reinterpret_cast<int64_t *>(rows.get());
+  VEOMNI_RETURN_IF_ERROR(Launched(
+      K,
+      launch::ExpertRows(Ctx().stream, B(idx), a.num_experts, r, B(groupSizes),
+                         reinterpret_cast<int64_t *>(counts.get()))));
+  return Launched(
+      K, launch::MoEDispatch(Ctx().stream, B(input), r, B(o), k, hidden));
+}
+
+absl::Status MoECombine(KernelIns in, KernelOuts out, const MoECombineAttrs &) {
+  constexpr absl::string_view K = "MoECombine";
+  const TensorView &input = in[0], &w = in[1], &idx = in[2], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", w, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  int64_t tokens = w.dim(0), k = w.dim(1), hidden = input.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, w.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {tokens, hidden}));
+  Scratch rows(Ctx(), 2 * tokens * k);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
+  VEOMNI_RETURN_IF_ERROR(CombineRows(K, idx, rows));
+  return Launched(K, launch::MoECombine(Ctx().stream, B(input), B(w),
+                                        reinterpret_cast<int64_t *>(rows.get()),
+                                        B(o), k, hidden));
+}
+
+absl::Status MoECombineGrad(KernelIns in, KernelOuts out,
+                            const MoECombineGradAttrs &) {
+  constexpr absl::string_view K = "MoECombineGrad";
+  const TensorView &input = in[0], &w = in[1], &idx = in[2], &dout = in[3];
+  const TensorView &dinput = out[0], &dw = out[1];
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", w, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dinput", dinput));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dw));
+  int64_t tokens = w.dim(0), k = w.dim(1), hidden = input.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, w.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {tokens, hidden}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dinput", dinput, input.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dw, w.shape));
+  if (tokens * k == 0)
+    return absl::OkStatus();
+  Scratch rows(Ctx(), 2 * tokens * k);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
+  VEOMNI_RETURN_IF_ERROR(CombineRows(K, idx, rows));
+  return Launched(
+      K, launch::MoECombineGrad(Ctx().stream, B(input), B(w),
+                                reinterpret_cast<int64_t *>(rows.get()),
+                                B(dout), B(dinput), B(dw), k, hidden));
+}
+
 } // namespace impl
 
 const KernelRegistry &CudaKernels() {
@@ -820,6 +1135,13 @@ const KernelRegistry &CudaKernels() {
     VEOMNI_HAS(GeluGrad)
     VEOMNI_HAS(Fused)
     VEOMNI_HAS(LinearCrossEntropy)
+    VEOMNI_HAS(GroupedMatmul)
+    VEOMNI_HAS(GroupedMatmulWeightGrad)
+    VEOMNI_HAS(MoETopK)
+    VEOMNI_HAS(MoETopKGrad)
+    VEOMNI_HAS(MoEDispatch)
+    VEOMNI_HAS(MoECombine)
+    VEOMNI_HAS(MoECombineGrad)
 #undef VEOMNI_HAS
     return r;
   }();

@@ -140,6 +140,29 @@ cudaError_t SumLosses(cudaStream_t s, const float *losses, Buf labels, Buf out,
 /// x[0, n) rounded to bf16 or f16 (`type`) precision, in place.
 cudaError_t RoundInPlace(cudaStream_t s, float *x, int64_t n, int type);
 
+// MoE (MoE.cu). rows[t * k + j]: the row of copy j of token t, stable-
+// sorted by expert (ids outside [0, experts) are errors); `counts` is
+// scratch of kMoEChunks x experts int64; groupSizes (data may be null)
+// gets the rows of each expert.
+constexpr int kMoEChunks = 256;
+constexpr int kMaxExperts = 1024;
+cudaError_t ExpertRows(cudaStream_t s, Buf indices, int64_t experts,
+                       int64_t *rows, Buf groupSizes, int64_t *counts);
+/// *out = the largest index (negative ones are errors); one int64.
+cudaError_t MaxIndex(cudaStream_t s, Buf indices, int64_t *out);
+cudaError_t MoETopK(cudaStream_t s, Buf logits, Buf weights, Buf indices,
+                    int64_t tokens, int64_t experts, int64_t k, bool normalize);
+cudaError_t MoETopKGrad(cudaStream_t s, Buf logits, Buf dweights, Buf dlogits,
+                        int64_t tokens, int64_t experts, int64_t k,
+                        bool normalize);
+cudaError_t MoEDispatch(cudaStream_t s, Buf input, const int64_t *rows, Buf out,
+                        int64_t k, int64_t hidden);
+cudaError_t MoECombine(cudaStream_t s, Buf input, Buf weights,
+                       const int64_t *rows, Buf out, int64_t k, int64_t hidden);
+cudaError_t MoECombineGrad(cudaStream_t s, Buf input, Buf weights,
+                           const int64_t *rows, Buf dout, Buf dinput,
+                           Buf dweights, int64_t k, int64_t hidden);
+
 // Fused (Fused.cu): one segment of a `fused` kernel (runtime/program/
 // Fused.h), checked on the host by cpu::CheckFused. The program travels in
 // the kernel's parameters, so it has limits (Dispatch.cpp refuses longer

@@ -599,6 +599,65 @@ TEST_P(CudaKernels, LinearCrossEntropy) {
     }
 }
 
+TEST_P(CudaKernels, MixtureOfExperts) {
+  const int64_t tokens = 7, experts = 6, k = 2, hidden = 12, inner = 5;
+  Host logits = Floats(rng_, DType::F32, {tokens, experts});
+  for (int normalize = 0; normalize < 2; ++normalize) {
+    std::map<std::string, AttrValue> attrs = {{"k", I(k)},
+                                              {"normalize", I(normalize)}};
+    Check({"moe_topk",
+           KernelKind::MoETopK,
+           attrs,
+           {logits},
+           {{DType::F32, {tokens, k}}, {DType::I32, {tokens, k}}}});
+    Check({"moe_topk_grad",
+           KernelKind::MoETopKGrad,
+           attrs,
+           {logits, Floats(rng_, DType::F32, {tokens, k})},
+           {{DType::F32, {tokens, experts}}}});
+  }
+  // Expert 4 gets no copy; expert 1 several, from tokens far apart.
+  Host idx =
+      Ints(DType::I64, {tokens, k}, {1, 0, 3, 1, 5, 2, 0, 1, 2, 3, 1, 5, 0, 2});
+  Host x = Floats(rng_, DType::F32, {tokens, hidden});
+  for (DType t : {DType::F32, DType::BF16})
+    Check({"moe_dispatch",
+           KernelKind::MoEDispatch,
+           {{"num_experts", I(experts)}},
+           {Floats(rng_, t, {tokens, hidden}), idx},
+           {{t, {tokens * k, hidden}}, {DType::I32, {experts}}}});
+  Host rows = Floats(rng_, DType::F32, {tokens * k, hidden});
+  Host w = Floats(rng_, DType::F32, {tokens, k});
+  Check({"moe_combine",
+         KernelKind::MoECombine,
+         {},
+         {rows, w, idx},
+         {{DType::F32, {tokens, hidden}}}});
+  Check({"moe_combine_grad",
+         KernelKind::MoECombineGrad,
+         {},
+         {rows, w, idx, Floats(rng_, DType::F32, {tokens, hidden})},
+         {{DType::F32, {tokens * k, hidden}}, {DType::F32, {tokens, k}}}});
+  // Rows per expert as dispatch counts them above: 3 4 3 2 0 2.
+  Host sizes = Ints(DType::I32, {experts}, {3, 4, 3, 2, 0, 2});
+  for (int tw = 0; tw < 2; ++tw) {
+    Shape wShape =
+        tw ? Shape{experts, inner, hidden} : Shape{experts, hidden, inner};
+    Host weight = Floats(rng_, DType::F32, wShape);
+    std::map<std::string, AttrValue> attrs = {{"transpose_weight", I(tw)}};
+    Check({"grouped_matmul",
+           KernelKind::GroupedMatmul,
+           attrs,
+           {rows, weight, sizes},
+           {{DType::F32, {tokens * k, inner}}}});
+    Check({"grouped_matmul_weight_grad",
+           KernelKind::GroupedMatmulWeightGrad,
+           attrs,
+           {rows, weight, sizes, Floats(rng_, DType::F32, {tokens * k, inner})},
+           {{DType::F32, wShape}}});
+  }
+}
+
 TEST_P(CudaKernels, BadDataIsReportedAtSynchronize) {
   std::vector<Host> a, b;
   absl::Status s = RunBoth(
