@@ -1,11 +1,10 @@
 //===- Dispatch.cpp - the kernel table, run by the CUDA backend -----------===//
 //
-// One adapter per row this backend has: it checks the views as the CPU
+// One adapter per row of KernelTable.def: it checks the views as the CPU
 // backend does (the same helpers and messages: a program file is
 // untrusted input) and launches the kernels of this folder on the device's
-// stream. Rows without an adapter are not registered, and the executor
-// refuses a program that uses one ("the cuda:0 backend has no such
-// kernel") before it allocates anything.
+// stream. The registry below lists every row, so a row without an adapter
+// does not build.
 //
 //===----------------------------------------------------------------------===//
 
@@ -1090,59 +1089,306 @@ absl::Status MoECombineGrad(KernelIns in, KernelOuts out,
                                 B(dout), B(dinput), B(dw), k, hidden));
 }
 
+namespace {
+
+/// Row-major strides of `shape`, as launch::Dims.
+launch::Dims StridesOf(absl::Span<const int64_t> shape) {
+  launch::Dims d;
+  d.rank = static_cast<int>(shape.size());
+  int64_t s = 1;
+  for (int i = d.rank - 1; i >= 0; --i) {
+    d.d[i] = s;
+    s *= shape[i];
+  }
+  return d;
+}
+
+absl::Status CheckNorm(absl::string_view K, const TensorView &in,
+                       const TensorView &weight, const TensorView *bias,
+                       const TensorView &out) {
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", in));
+  if (in.rank() < 1)
+    return BadView(K, "in", in, "must have rank >= 1");
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
+  int64_t d = in.dim(in.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weight", weight, {d}));
+  if (bias) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "bias", *bias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", *bias, {d}));
+  }
+  return absl::OkStatus();
+}
+
+/// start, limit and step against the sliced (larger) view; the slice's
+/// shape.
+absl::StatusOr<Shape> SliceShape(absl::string_view K, absl::string_view name,
+                                 const TensorView &whole,
+                                 absl::Span<const int64_t> start,
+                                 absl::Span<const int64_t> limit,
+                                 absl::Span<const int64_t> step) {
+  const int64_t rank = whole.rank();
+  if (static_cast<int64_t>(start.size()) != rank ||
+      static_cast<int64_t>(limit.size()) != rank ||
+      static_cast<int64_t>(step.size()) != rank)
+    return BadView(K, name, whole, "needs start, limit and step of rank ",
+                   rank);
+  if (rank > launch::kMaxRank)
+    return BadView(K, name, whole,
+                   "has more dimensions than the CUDA "
+                   "backend's ",
+                   launch::kMaxRank);
+  Shape shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (step[d] < 1 || start[d] < 0 || start[d] > limit[d] ||
+        limit[d] > whole.dim(d))
+      return BadView(K, name, whole, "dimension ", d, " cannot take [",
+                     start[d], ", ", limit[d], ") step ", step[d]);
+    shape.push_back((limit[d] - start[d] + step[d] - 1) / step[d]);
+  }
+  return shape;
+}
+
+struct ConvDims {
+  int64_t batch, cin, len, cout, kw, lout;
+};
+absl::StatusOr<ConvDims> CheckConv(absl::string_view K, const TensorView &input,
+                                   const TensorView &weight,
+                                   const TensorView *bias, int64_t stride,
+                                   int64_t padding) {
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
+  ConvDims c{input.dim(0),  input.dim(1),  input.dim(2),
+             weight.dim(0), weight.dim(2), 0};
+  if (weight.dim(1) != c.cin)
+    return BadView(K, "weight", weight, "input channels differ from input ",
+                   input.ToString());
+  if (bias) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "bias", *bias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", *bias, {c.cout}));
+  }
+  if (stride < 1 || padding < 0 || padding > (int64_t{1} << 40))
+    return Invalid(K, "stride ", stride, " must be >= 1 and padding ", padding,
+                   " >= 0");
+  int64_t span = c.len + 2 * padding - c.kw;
+  if (span < 0)
+    return BadView(K, "weight", weight,
+                   "kernel is longer than the padded input ", input.ToString());
+  if (c.cin == 0 || c.kw == 0)
+    return BadView(K, "weight", weight,
+                   "is empty: the CUDA backend takes "
+                   "at least one input channel and tap");
+  c.lout = span / stride + 1;
+  return c;
+}
+
+} // namespace
+
+absl::Status LayerNorm(KernelIns in, KernelOuts out, const LayerNormAttrs &a) {
+  constexpr absl::string_view K = "LayerNorm";
+  const TensorView *bias = in.size() > 2 ? &in[2] : nullptr;
+  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, in[0], in[1], bias, out[0]));
+  int64_t d = in[0].dim(in[0].rank() - 1);
+  return Launched(K,
+                  launch::LayerNorm(Ctx().stream, B(in[0]), B(in[1]),
+                                    bias ? B(*bias) : launch::Buf{}, B(out[0]),
+                                    d ? in[0].numel() / d : 0, d, a.epsilon));
+}
+
+absl::Status LayerNormGrad(KernelIns in, KernelOuts out,
+                           const LayerNormGradAttrs &a) {
+  constexpr absl::string_view K = "LayerNormGrad";
+  if ((in.size() == 4) != (out.size() == 3))
+    return Invalid(K, "a bias gradient needs the bias input, and the other "
+                      "way round");
+  const TensorView &x = in[0], &w = in[1], &dy = in.back();
+  VEOMNI_RETURN_IF_ERROR(CheckNorm(K, x, w, nullptr, out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, x.shape));
+  int64_t d = x.dim(x.rank() - 1);
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", out[1]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", out[1], {d}));
+  const TensorView *dbias = out.size() == 3 ? &out[2] : nullptr;
+  if (dbias) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dbias", *dbias));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dbias", *dbias, {d}));
+  }
+  if (!(a.epsilon >= 0))
+    return Invalid(K, "epsilon must be >= 0, got ", a.epsilon);
+  int64_t rows = d ? x.numel() / d : 0;
+  Scratch stats(Ctx(), 2 * rows);
+  VEOMNI_RETURN_IF_ERROR(Launched(K, stats.status()));
+  return Launched(K, launch::LayerNormGrad(Ctx().stream, B(x), B(w), B(dy),
+                                           B(out[0]), B(out[1]),
+                                           dbias ? B(*dbias) : launch::Buf{},
+                                           rows, d, a.epsilon, stats.get()));
+}
+
+absl::Status Slice(KernelIns in, KernelOuts out, const SliceAttrs &a) {
+  constexpr absl::string_view K = "Slice";
+  const TensorView &x = in[0], &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", o));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "out", o, "in", x));
+  VEOMNI_ASSIGN_OR_RETURN(Shape shape,
+                          SliceShape(K, "in", x, a.start, a.limit, a.step));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, shape));
+  launch::Dims inStride = StridesOf(x.shape), srcStride = inStride;
+  int64_t base = 0;
+  for (int d = 0; d < inStride.rank; ++d) {
+    base += a.start[d] * inStride.d[d];
+    srcStride.d[d] = inStride.d[d] * a.step[d];
+  }
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims dims, D(K, "out", shape));
+  return Launched(K, launch::StridedCopy(Ctx().stream, B(x), base, srcStride,
+                                         B(o), 0, StridesOf(shape), dims));
+}
+
+absl::Status SliceGrad(KernelIns in, KernelOuts out, const SliceGradAttrs &a) {
+  constexpr absl::string_view K = "SliceGrad";
+  const TensorView &dy = in[0], &dx = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckSameType(K, "dx", dx, "dy", dy));
+  VEOMNI_ASSIGN_OR_RETURN(Shape shape,
+                          SliceShape(K, "dx", dx, a.start, a.limit, a.step));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, shape));
+  VEOMNI_RETURN_IF_ERROR(Launched(K, launch::Fill(Ctx().stream, B(dx), 0.0)));
+  launch::Dims dxStride = StridesOf(dx.shape), dstStride = dxStride;
+  int64_t base = 0;
+  for (int d = 0; d < dxStride.rank; ++d) {
+    base += a.start[d] * dxStride.d[d];
+    dstStride.d[d] = dxStride.d[d] * a.step[d];
+  }
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims dims, D(K, "dy", shape));
+  return Launched(K,
+                  launch::StridedCopy(Ctx().stream, B(dy), 0, StridesOf(shape),
+                                      B(dx), base, dstStride, dims));
+}
+
+absl::Status Concat(KernelIns in, KernelOuts out, const ConcatAttrs &a) {
+  constexpr absl::string_view K = "Concat";
+  const TensorView &o = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", o));
+  if (in.empty())
+    return Invalid(K, "needs at least one input");
+  if (a.dim < 0 || a.dim >= o.rank())
+    return BadView(K, "out", o, "has no dimension ", a.dim);
+  int64_t total = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const TensorView &t = in[i];
+    std::string name = absl::StrCat("inputs[", i, "]");
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, name, t));
+    VEOMNI_RETURN_IF_ERROR(CheckSameType(K, name, t, "out", o));
+    if (t.rank() != o.rank())
+      return BadView(K, name, t, "must have the rank of out ", o.ToString());
+    for (int64_t d = 0; d < t.rank(); ++d)
+      if (d != a.dim && t.dim(d) != o.dim(d))
+        return BadView(K, name, t, "dimension ", d, " differs from out ",
+                       o.ToString());
+    total += t.dim(a.dim);
+  }
+  if (total != o.dim(a.dim))
+    return BadView(K, "out", o, "dimension ", a.dim, " must be ", total,
+                   ", the inputs' sum");
+  launch::Dims outStride = StridesOf(o.shape);
+  int64_t at = 0;
+  for (const TensorView &t : in) {
+    VEOMNI_ASSIGN_OR_RETURN(launch::Dims dims, D(K, "input", t.shape));
+    VEOMNI_RETURN_IF_ERROR(Launched(
+        K, launch::StridedCopy(Ctx().stream, B(t), 0, StridesOf(t.shape), B(o),
+                               at * outStride.d[a.dim], outStride, dims)));
+    at += t.dim(a.dim);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReduceMaxGrad(KernelIns in, KernelOuts out,
+                           const ReduceMaxGradAttrs &a) {
+  constexpr absl::string_view K = "ReduceMaxGrad";
+  const TensorView &x = in[0], &dy = in[1], &dx = out[0];
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "in", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", dx, x.shape));
+  const int64_t rank = x.rank();
+  absl::InlinedVector<bool, 8> reduced(rank, false);
+  for (size_t i = 0; i < a.dims.size(); ++i) {
+    if (a.dims[i] < 0 || a.dims[i] >= rank)
+      return BadView(K, "in", x, "has no dimension ", a.dims[i]);
+    if (i > 0 && a.dims[i - 1] >= a.dims[i])
+      return BadView(K, "in", x, "dims must be strictly increasing, got ",
+                     ShapeString(a.dims));
+    reduced[a.dims[i]] = true;
+  }
+  bool keepDims = dy.rank() == rank;
+  Shape expected;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (!reduced[d])
+      expected.push_back(x.dim(d));
+    else if (keepDims)
+      expected.push_back(1);
+  }
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", dy, expected));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims shape, D(K, "in", x.shape));
+  VEOMNI_ASSIGN_OR_RETURN(launch::Dims dims, D(K, "dims", a.dims));
+  return Launched(
+      K, launch::ReduceMaxGrad(Ctx().stream, B(x), shape, dims, B(dy), B(dx)));
+}
+
+absl::Status Conv1D(KernelIns in, KernelOuts out, const Conv1DAttrs &a) {
+  constexpr absl::string_view K = "Conv1D";
+  const TensorView *bias = in.size() > 2 ? &in[2] : nullptr;
+  VEOMNI_ASSIGN_OR_RETURN(
+      ConvDims c, CheckConv(K, in[0], in[1], bias, a.stride, a.padding));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "out", out[0], {c.batch, c.cout, c.lout}));
+  return Launched(K, launch::Conv1D(Ctx().stream, B(in[0]), B(in[1]),
+                                    bias ? B(*bias) : launch::Buf{}, B(out[0]),
+                                    c.batch, c.cin, c.len, c.cout, c.kw, c.lout,
+                                    a.stride, a.padding));
+}
+
+absl::Status Conv1DGrad(KernelIns in, KernelOuts out,
+                        const Conv1DGradAttrs &a) {
+  constexpr absl::string_view K = "Conv1DGrad";
+  if ((in.size() == 4) != (out.size() == 3))
+    return Invalid(K, "a bias gradient needs the bias input, and the other "
+                      "way round");
+  const TensorView &x = in[0], &w = in[1], &dout = in.back();
+  VEOMNI_ASSIGN_OR_RETURN(ConvDims c,
+                          CheckConv(K, x, w, nullptr, a.stride, a.padding));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckShape(K, "dout", dout, {c.batch, c.cout, c.lout}));
+  const char *names[] = {"dinput", "dweight", "dbias"};
+  for (size_t i = 0; i < out.size(); ++i)
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, names[i], out[i]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dinput", out[0], x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweight", out[1], w.shape));
+  if (out.size() == 3)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dbias", out[2], {c.cout}));
+  return Launched(K,
+                  launch::Conv1DGrad(
+                      Ctx().stream, B(x), B(w), B(dout), B(out[0]), B(out[1]),
+                      out.size() == 3 ? B(out[2]) : launch::Buf{}, c.batch,
+                      c.cin, c.len, c.cout, c.kw, c.lout, a.stride, a.padding));
+}
+
 } // namespace impl
 
 const KernelRegistry &CudaKernels() {
   static const KernelRegistry registry = [] {
     KernelRegistry r;
-#define VEOMNI_HAS(Name) r.Register<KernelKind::Name, &impl::Name>();
-    VEOMNI_HAS(Matmul)
-    VEOMNI_HAS(Neg)
-    VEOMNI_HAS(Exp)
-    VEOMNI_HAS(Log)
-    VEOMNI_HAS(Sqrt)
-    VEOMNI_HAS(Rsqrt)
-    VEOMNI_HAS(Sin)
-    VEOMNI_HAS(Cos)
-    VEOMNI_HAS(Tanh)
-    VEOMNI_HAS(Sigmoid)
-    VEOMNI_HAS(Silu)
-    VEOMNI_HAS(Gelu)
-    VEOMNI_HAS(GeluTanh)
-    VEOMNI_HAS(Add)
-    VEOMNI_HAS(Sub)
-    VEOMNI_HAS(Mul)
-    VEOMNI_HAS(Div)
-    VEOMNI_HAS(Cast)
-    VEOMNI_HAS(ReduceSum)
-    VEOMNI_HAS(ReduceMax)
-    VEOMNI_HAS(ReduceMean)
-    VEOMNI_HAS(Softmax)
-    VEOMNI_HAS(RmsNorm)
-    VEOMNI_HAS(Broadcast)
-    VEOMNI_HAS(Transpose)
-    VEOMNI_HAS(Gather)
-    VEOMNI_HAS(ScatterAdd)
-    VEOMNI_HAS(Rope)
-    VEOMNI_HAS(Attention)
-    VEOMNI_HAS(CrossEntropy)
-    VEOMNI_HAS(Copy)
-    VEOMNI_HAS(Fill)
-    VEOMNI_HAS(RopeInverse)
-    VEOMNI_HAS(RmsNormGrad)
-    VEOMNI_HAS(AttentionGrad)
-    VEOMNI_HAS(CrossEntropyGrad)
-    VEOMNI_HAS(GeluGrad)
-    VEOMNI_HAS(Fused)
-    VEOMNI_HAS(LinearCrossEntropy)
-    VEOMNI_HAS(GroupedMatmul)
-    VEOMNI_HAS(GroupedMatmulWeightGrad)
-    VEOMNI_HAS(MoETopK)
-    VEOMNI_HAS(MoETopKGrad)
-    VEOMNI_HAS(MoEDispatch)
-    VEOMNI_HAS(MoECombine)
-    VEOMNI_HAS(MoECombineGrad)
-#undef VEOMNI_HAS
+#define VEOMNI_KERNEL(Name, ...) r.Register<KernelKind::Name, &impl::Name>();
+#define VEOMNI_COLLECTIVE(...) // the communicator's, not a backend's
+#include "runtime/program/KernelTable.def"
+#undef VEOMNI_COLLECTIVE
+#undef VEOMNI_KERNEL
     return r;
   }();
   return registry;

@@ -163,6 +163,27 @@ cudaError_t MoECombineGrad(cudaStream_t s, Buf input, Buf weights,
                            const int64_t *rows, Buf dout, Buf dinput,
                            Buf dweights, int64_t k, int64_t hidden);
 
+// Misc.cu: layer_norm (bias data may be null), its VJP (`stats`: 2 x rows
+// floats of scratch; dbias data may be null), strided copies (slice,
+// slice's VJP, concat), reduce_max's VJP, conv1d and its VJP.
+cudaError_t LayerNorm(cudaStream_t s, Buf in, Buf weight, Buf bias, Buf out,
+                      int64_t rows, int64_t d, double epsilon);
+cudaError_t LayerNormGrad(cudaStream_t s, Buf x, Buf weight, Buf dy, Buf dx,
+                          Buf dweight, Buf dbias, int64_t rows, int64_t d,
+                          double epsilon, float *stats);
+cudaError_t StridedCopy(cudaStream_t s, Buf src, int64_t srcBase,
+                        Dims srcStride, Buf dst, int64_t dstBase,
+                        Dims dstStride, Dims shape);
+cudaError_t ReduceMaxGrad(cudaStream_t s, Buf in, Dims shape, Dims dims, Buf dy,
+                          Buf dx);
+cudaError_t Conv1D(cudaStream_t s, Buf x, Buf w, Buf bias, Buf out,
+                   int64_t batch, int64_t cin, int64_t len, int64_t cout,
+                   int64_t kw, int64_t lout, int64_t stride, int64_t padding);
+cudaError_t Conv1DGrad(cudaStream_t s, Buf x, Buf w, Buf dout, Buf dx, Buf dw,
+                       Buf db, int64_t batch, int64_t cin, int64_t len,
+                       int64_t cout, int64_t kw, int64_t lout, int64_t stride,
+                       int64_t padding);
+
 // Fused (Fused.cu): one segment of a `fused` kernel (runtime/program/
 // Fused.h), checked on the host by cpu::CheckFused. The program travels in
 // the kernel's parameters, so it has limits (Dispatch.cpp refuses longer

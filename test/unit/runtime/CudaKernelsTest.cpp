@@ -658,6 +658,71 @@ TEST_P(CudaKernels, MixtureOfExperts) {
   }
 }
 
+TEST_P(CudaKernels, EncoderKinds) {
+  Host x = Floats(rng_, DType::F32, {5, 24}, -3, 3);
+  Host w = Floats(rng_, DType::F32, {24}), b = Floats(rng_, DType::F32, {24});
+  Host dy = Floats(rng_, DType::F32, {5, 24});
+  std::map<std::string, AttrValue> eps = {{"epsilon", F(1e-5)}};
+  Check({"layer_norm",
+         KernelKind::LayerNorm,
+         eps,
+         {x, w, b},
+         {{DType::F32, {5, 24}}}});
+  Check({"layer_norm no bias",
+         KernelKind::LayerNorm,
+         eps,
+         {x, w},
+         {{DType::F32, {5, 24}}}});
+  Check({"layer_norm_grad",
+         KernelKind::LayerNormGrad,
+         eps,
+         {x, w, b, dy},
+         {{DType::F32, {5, 24}}, {DType::F32, {24}}, {DType::F32, {24}}}});
+  Check({"layer_norm_grad no bias",
+         KernelKind::LayerNormGrad,
+         eps,
+         {x, w, dy},
+         {{DType::F32, {5, 24}}, {DType::F32, {24}}}});
+  Host t = Floats(rng_, DType::BF16, {4, 9, 6});
+  std::map<std::string, AttrValue> slice = {{"start", Is({1, 2, 0})},
+                                            {"limit", Is({4, 9, 5})},
+                                            {"step", Is({2, 3, 1})}};
+  Check({"slice", KernelKind::Slice, slice, {t}, {{DType::BF16, {2, 3, 5}}}});
+  Check({"slice_grad",
+         KernelKind::SliceGrad,
+         slice,
+         {Floats(rng_, DType::BF16, {2, 3, 5})},
+         {{DType::BF16, {4, 9, 6}}}});
+  Check({"concat",
+         KernelKind::Concat,
+         {{"dim", I(1)}},
+         {Floats(rng_, DType::F32, {3, 2, 4}),
+          Floats(rng_, DType::F32, {3, 5, 4})},
+         {{DType::F32, {3, 7, 4}}}});
+  Host r = Floats(rng_, DType::F32, {4, 5, 6});
+  Check({"reduce_max_grad",
+         KernelKind::ReduceMaxGrad,
+         {{"dims", Is({1})}},
+         {r, Floats(rng_, DType::F32, {4, 6})},
+         {{DType::F32, {4, 5, 6}}}});
+  Host in = Floats(rng_, DType::F32, {2, 3, 17});
+  Host k = Floats(rng_, DType::F32, {4, 3, 3}),
+       kb = Floats(rng_, DType::F32, {4});
+  std::map<std::string, AttrValue> conv = {{"stride", I(2)}, {"padding", I(1)}};
+  // (17 + 2 - 3) / 2 + 1 = 9 outputs.
+  Check({"conv1d",
+         KernelKind::Conv1D,
+         conv,
+         {in, k, kb},
+         {{DType::F32, {2, 4, 9}}}});
+  Check(
+      {"conv1d_grad",
+       KernelKind::Conv1DGrad,
+       conv,
+       {in, k, kb, Floats(rng_, DType::F32, {2, 4, 9})},
+       {{DType::F32, {2, 3, 17}}, {DType::F32, {4, 3, 3}}, {DType::F32, {4}}}});
+}
+
 TEST_P(CudaKernels, BadDataIsReportedAtSynchronize) {
   std::vector<Host> a, b;
   absl::Status s = RunBoth(
@@ -683,35 +748,16 @@ TEST_P(CudaKernels, BadDataIsReportedAtSynchronize) {
                   .ok());
 }
 
-TEST(CudaBackend, RegistryRunsWhatTheTinyLlamaStepNeedsUnfused) {
-  // Runs without a GPU: the kernels `veomni train --device cuda` compiles
-  // the tiny Llama's step to (fusion off) are all registered.
-  for (KernelKind k : {KernelKind::Matmul,
-                       KernelKind::Attention,
-                       KernelKind::AttentionGrad,
-                       KernelKind::RmsNorm,
-                       KernelKind::RmsNormGrad,
-                       KernelKind::Rope,
-                       KernelKind::RopeInverse,
-                       KernelKind::CrossEntropy,
-                       KernelKind::CrossEntropyGrad,
-                       KernelKind::Gather,
-                       KernelKind::ScatterAdd,
-                       KernelKind::Fill,
-                       KernelKind::Add,
-                       KernelKind::Mul,
-                       KernelKind::Sub,
-                       KernelKind::Div,
-                       KernelKind::Sqrt,
-                       KernelKind::Sigmoid,
-                       KernelKind::Silu,
-                       KernelKind::Broadcast,
-                       KernelKind::ReduceSum,
-                       KernelKind::Exp,
-                       KernelKind::Cos,
-                       KernelKind::Cast,
-                       KernelKind::Copy})
+TEST(CudaBackend, RegistryHasEveryKernelOfTheTable) {
+  // Runs without a GPU: every kind a program can hold (collectives are the
+  // communicator's) has a CUDA kernel, as on the CPU backend.
+  for (uint16_t i = 0; i < kernel_table::kNumKernelKinds; ++i) {
+    KernelKind k = static_cast<KernelKind>(i);
+    if (kernel_table::Info(k).flags & kernel_table::kCollective)
+      continue;
     EXPECT_TRUE(cuda::CudaKernels().Find(k)) << KernelName(k);
+    EXPECT_TRUE(cpu::CpuKernels().Find(k)) << KernelName(k);
+  }
 }
 
 TEST(CudaBackend, NoDeviceIsAClearError) {
