@@ -12,8 +12,10 @@
 #     libraries) finds CUDA's libraries (the toolkit's, else PyTorch's
 #     nvidia-* wheels), says which are missing, runs every CUDA test (each
 #     kernel against the CPU backend, and 3 training steps of the tiny
-#     Llama on both backends) and writes the results to $OUT (or
-#     gpu-bundle/out/).
+#     Llama on both backends), then the benchmarks (cuBLASLt against
+#     torch.matmul; training steps of 4-layer Llama-3-8B and Qwen3-30B-A3B
+#     shapes at 4K, 8K and 16K tokens: tokens/s, MFU, per-kernel table)
+#     and writes the results to $OUT (or gpu-bundle/out/).
 #
 # With the device tool: run(command="scripts/gpu-check.sh run",
 # carry=["gpu-bundle"]).
@@ -31,14 +33,30 @@ prepare() {
     -DCMAKE_CUDA_ARCHITECTURES="80;90" \
     -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
     "${launcher[@]}" > /dev/null
-  cmake --build build-gpu -j "$jobs" --target veomni-cuda-tests
-  # The job comes from the main build's compiler.
-  cmake --build "${VEOMNI_BUILD_DIR:-build}" -j "$jobs" --target veomni_cuda_job
+  cmake --build build-gpu -j "$jobs" --target veomni-cuda-tests veomni-bench-gpu
+  # The jobs come from the main build's compiler.
+  local build=${VEOMNI_BUILD_DIR:-build}
+  cmake --build "$build" -j "$jobs" --target veomni_cuda_job veomni
   rm -rf "$BUNDLE"
-  mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/job"
+  mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/job" "$BUNDLE/bench"
   cp build-gpu/test/unit/runtime/veomni-cuda-tests "$BUNDLE/bin/"
-  cp "${VEOMNI_BUILD_DIR:-build}"/test/cuda-job/* "$BUNDLE/job/"
-  ldd "$BUNDLE/bin/veomni-cuda-tests" | awk '/=>/ {print $3}' | while read -r lib; do
+  cp build-gpu/bench/veomni-bench-gpu "$BUNDLE/bin/"
+  cp "$build"/test/cuda-job/* "$BUNDLE/job/"
+  # The benchmark's jobs: 4-layer Llama-3-8B and Qwen3-30B-A3B shapes, bf16,
+  # one sequence of 4K, 8K and 16K tokens.
+  local model len
+  for model in llama3_8b_4_layers qwen3_30b_a3b_4_layers; do
+    for len in 4096 8192 16384; do
+      printf 'model:\n  config: bench/gpu/%s.json\n  dtype: bf16\ndata:\n  seq_len: %s\n  batch_size: 1\n' \
+        "$model" "$len" > "$BUNDLE/bench/recipe.yaml"
+      "$build/bin/veomni" compile "$BUNDLE/bench/recipe.yaml" --data.path '' \
+        -o "$BUNDLE/bench/$model-$len" > /dev/null
+    done
+  done
+  rm "$BUNDLE/bench/recipe.yaml"
+  cp bench/gpu/torch_matmul.py "$BUNDLE/bench/"
+  ldd "$BUNDLE/bin/veomni-cuda-tests" "$BUNDLE/bin/veomni-bench-gpu" |
+    awk '/=>/ {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*) continue ;;
       libcuda.so*|libcudart.so*|libcublas*|libnccl.so*) continue ;; # the GPU machine's
@@ -84,6 +102,9 @@ run() {
   VEOMNI_CUDA_JOB="$PWD/$BUNDLE/job" "$BUNDLE/bin/veomni-cuda-tests" \
     --gtest_output="xml:$out/cuda-tests.xml" 2>&1 | tee "$out/cuda-tests.txt" || rc=$?
   echo "gpu-check: veomni-cuda-tests exited $rc"
+  # The figures: cuBLASLt against torch.matmul, then the training steps.
+  python3 "$BUNDLE/bench/torch_matmul.py" 2>&1 | tee "$out/torch-matmul.txt" || true
+  "$BUNDLE/bin/veomni-bench-gpu" "$BUNDLE"/bench/*-*/ 2>&1 | tee "$out/bench.txt" || true
   return "$rc"
 }
 

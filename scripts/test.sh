@@ -26,7 +26,7 @@ echo "test: build took $(($(date +%s) - start)) s"
 # lit: its summary has "Passed: N", "Failed: N", "Unsupported: N", ...
 cmake --build "$BUILD_DIR" --target check-veomni 2>&1 | tee "$log/lit.txt"
 count() { # count FILE LABEL: the number after "LABEL:" in a lit summary
-  sed -n "s/^ *$2: *\([0-9][0-9]*\).*/\1/p" "$1" | head -n 1
+  sed -n "s/^ *$2 *: *\([0-9][0-9]*\).*/\1/p" "$1" | head -n 1
 }
 lit_pass=$(count "$log/lit.txt" "Passed")
 lit_fail=0

@@ -83,12 +83,35 @@ double KernelFlops(const Program &p, const KernelDesc &k) {
                               static_cast<double>(rows.back());
   }
   if (k.kind == KernelKind::GroupedMatmulWeightGrad) {
-    // The weights' gradient [E, K, N] from rows [T, K] and [T, N]: T K N.
+    // The weights' gradient [E, K, N] from rows [T, K] and dout [T, N]
+    // (ins: input, weight, group sizes, dout): T K N.
+    if (k.ins.size() < 4)
+      return 0;
     const Shape &x = p.buffers[k.ins[0]].shape;
-    const Shape &dy = p.buffers[k.ins[1]].shape;
+    const Shape &dy = p.buffers[k.ins[3]].shape;
     return x.size() == 2 && dy.size() == 2
                ? 2 * static_cast<double>(x[0]) * x[1] * dy[1]
                : 0;
+  }
+  if (k.kind == KernelKind::Attention || k.kind == KernelKind::AttentionGrad) {
+    // Q K^T and P V over the visible scores (half of them when causal);
+    // the VJP does five such products.
+    const Shape &q = p.buffers[k.ins[0]].shape;
+    const Shape &kk = p.buffers[k.ins[1]].shape;
+    const Shape &v = p.buffers[k.ins[2]].shape;
+    if (q.size() != 4 || kk.size() != 4 || v.size() != 4)
+      return 0;
+    auto a = AttrsOf<KernelKind::Attention>::Decode(k);
+    double scores = static_cast<double>(q[0]) * q[1] * q[2] * kk[1] *
+                    (a.causal ? 0.5 : 1.0);
+    double forward = 2 * scores * (q[3] + v[3]);
+    return k.kind == KernelKind::Attention ? forward : 2.5 * forward;
+  }
+  if (k.kind == KernelKind::LinearCrossEntropy) {
+    // logits, dhidden and dweight: three products of T H V.
+    const Shape &h = p.buffers[k.ins[0]].shape;
+    const Shape &w = p.buffers[k.ins[1]].shape;
+    return w.size() == 2 ? 3 * 2 * numel(h) * static_cast<double>(w[0]) : 0;
   }
   return 0;
 }

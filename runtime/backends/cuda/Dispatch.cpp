@@ -633,8 +633,11 @@ absl::Status Fused(KernelIns in, KernelOuts out, const FusedAttrs &a) {
   constexpr absl::string_view K = "Fused";
   cpu::FusedProgram program{a.code, a.constants, a.input_modes, a.results,
                             a.segments};
-  if (program.segments < 1)
-    return Invalid(K, "needs at least one segment, got ", program.segments);
+  if (program.segments < 1 ||
+      program.segments > static_cast<int64_t>(out.size()))
+    return Invalid(K, "needs between 1 and ", out.size(),
+                   " segments (one output each at least), got ",
+                   program.segments);
   std::vector<cpu::FusedSegment> segments(program.segments);
   VEOMNI_RETURN_IF_ERROR(cpu::CheckFused(in, out, program, segments.data()));
   const int64_t ins = static_cast<int64_t>(in.size()) / program.segments;
@@ -846,10 +849,13 @@ absl::Status CombineRows(absl::string_view K, const TensorView &indices,
                                   Ctx().stream)));
   VEOMNI_RETURN_IF_ERROR(Launched(K, cudaStreamSynchronize(Ctx().stream)));
   const int64_t experts = std::max<int64_t>(top + 1, 1);
-  if (experts > (int64_t{1} << 20))
-    return BadView(K, "indices", indices, "holds expert id ", top,
-                   ", beyond the CUDA backend's ", int64_t{1} << 20);
-  Scratch counts(Ctx(), 2 * launch::kMoEChunks * experts);
+  // Counting, as the CPU backend, while the ids are small; a rank by
+  // comparison (the same stable order) past that.
+  if (experts > std::max<int64_t>(indices.numel(), 1024))
+    return Launched(K,
+                    launch::RankRows(Ctx().stream, B(indices),
+                                     reinterpret_cast<int64_t *>(rows.get())));
+  Scratch counts(Ctx(), 2 * (launch::kMoEChunks + 1) * experts);
   VEOMNI_RETURN_IF_ERROR(Launched(K, counts.status()));
   return Launched(K, launch::ExpertRows(
                          Ctx().stream, B(indices), experts,
@@ -962,11 +968,13 @@ absl::Status CheckTopK(absl::string_view K, const TensorView &logits,
   if (k < 1 || k > experts)
     return BadView(K, "logits", logits, "cannot give the top ", k,
                    " of its experts");
-  if (experts > launch::kMaxExperts)
+  if (4 * experts + 4 * k + 4 * ((experts + 31) / 32) >
+      launch::kTopKSharedBytes)
     return BadView(K, "logits", logits,
-                   "has more experts than the CUDA "
-                   "backend's ",
-                   launch::kMaxExperts);
+                   "has too many experts for the CUDA "
+                   "backend's top ",
+                   k, " (", launch::kTopKSharedBytes,
+                   " bytes of shared memory a token)");
   return absl::OkStatus();
 }
 } // namespace
@@ -1022,7 +1030,7 @@ absl::Status MoEDispatch(KernelIns in, KernelOuts out,
   VEOMNI_RETURN_IF_ERROR(
       CheckShape(K, "groupSizes", groupSizes, {a.num_experts}));
   Scratch rows(Ctx(), 2 * tokens * k),
-      counts(Ctx(), 2 * launch::kMoEChunks * a.num_experts);
+      counts(Ctx(), 2 * (launch::kMoEChunks + 1) * a.num_experts);
   VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
   VEOMNI_RETURN_IF_ERROR(Launched(K, counts.status()));
   auto *r = reinterpret_cast<int64_t *>(rows.get());
@@ -1277,6 +1285,9 @@ absl::Status Concat(KernelIns in, KernelOuts out, const ConcatAttrs &a) {
     return Invalid(K, "needs at least one input");
   if (a.dim < 0 || a.dim >= o.rank())
     return BadView(K, "out", o, "has no dimension ", a.dim);
+  if (o.rank() > launch::kMaxRank)
+    return BadView(K, "out", o, "has more dimensions than the CUDA backend's ",
+                   launch::kMaxRank);
   int64_t total = 0;
   for (size_t i = 0; i < in.size(); ++i) {
     const TensorView &t = in[i];

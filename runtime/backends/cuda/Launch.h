@@ -142,12 +142,16 @@ cudaError_t RoundInPlace(cudaStream_t s, float *x, int64_t n, int type);
 
 // MoE (MoE.cu). rows[t * k + j]: the row of copy j of token t, stable-
 // sorted by expert (ids outside [0, experts) are errors); `counts` is
-// scratch of kMoEChunks x experts int64; groupSizes (data may be null)
-// gets the rows of each expert.
+// scratch of (kMoEChunks + 1) x experts int64; groupSizes (data may be
+// null) gets the rows of each expert. RankRows: the same order for ids too
+// large to count (quadratic: only hostile programs have such ids).
 constexpr int kMoEChunks = 256;
-constexpr int kMaxExperts = 1024;
+/// Router top-k ranks a token in 48 KiB of shared memory: p (experts
+/// floats), the chosen (k ints) and a bit per expert.
+constexpr int64_t kTopKSharedBytes = 48 << 10;
 cudaError_t ExpertRows(cudaStream_t s, Buf indices, int64_t experts,
                        int64_t *rows, Buf groupSizes, int64_t *counts);
+cudaError_t RankRows(cudaStream_t s, Buf indices, int64_t *rows);
 /// *out = the largest index (negative ones are errors); one int64.
 cudaError_t MaxIndex(cudaStream_t s, Buf indices, int64_t *out);
 cudaError_t MoETopK(cudaStream_t s, Buf logits, Buf weights, Buf indices,

@@ -62,9 +62,11 @@ absl::Status Layout(cublasLtMatrixLayout_t *l, cudaDataType_t t, int64_t rows,
 absl::Status LtMatmul(const Context &c, const GemmArgs &g) {
   if (g.m == 0 || g.n == 0)
     return absl::OkStatus();
-  if (g.k == 0) { // an empty sum
-    launch::Buf out{g.out, g.outType, g.batch * g.m * g.n};
-    VEOMNI_CUDA_CHECK(launch::Fill(c.stream, out, 0.0));
+  if (g.k == 0) { // an empty sum: out = 0, or out += 0
+    if (!g.accumulate) {
+      launch::Buf out{g.out, g.outType, g.batch * g.m * g.n};
+      VEOMNI_CUDA_CHECK(launch::Fill(c.stream, out, 0.0));
+    }
     return absl::OkStatus();
   }
   LtCall call;

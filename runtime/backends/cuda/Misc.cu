@@ -60,7 +60,8 @@ __global__ void LayerNormGradRows(Buf x, Buf weight, Buf dy, Buf dx,
       float dn =
           Load(dy.data, dy.type, r * d + i) * Load(weight.data, weight.type, i);
       sdn += dn;
-      sdnn += static_cast<double>(dn) * n;
+      float t = dn * n; // rounded to f32 as the CPU's product is
+      sdnn += t;
     }
     float meanDn = static_cast<float>(BlockSum(sdn) / static_cast<double>(d));
     float meanDnN = static_cast<float>(BlockSum(sdnn) / static_cast<double>(d));
@@ -109,7 +110,22 @@ __global__ void StridedCopyKernel(Buf src, int64_t srcBase, Dims srcStride,
       s += idx * srcStride.d[i];
       t += idx * dstStride.d[i];
     }
-    Store(dst.data, dst.type, t, Load(src.data, src.type, s));
+    // Bits, not values: integers and NaN payloads survive (both sides
+    // have one type).
+    switch (src.type) {
+    case launch::BF16:
+    case launch::F16:
+      static_cast<uint16_t *>(dst.data)[t] =
+          static_cast<const uint16_t *>(src.data)[s];
+      break;
+    case launch::I64:
+      static_cast<uint64_t *>(dst.data)[t] =
+          static_cast<const uint64_t *>(src.data)[s];
+      break;
+    default:
+      static_cast<uint32_t *>(dst.data)[t] =
+          static_cast<const uint32_t *>(src.data)[s];
+    }
   }
 }
 

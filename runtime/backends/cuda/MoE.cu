@@ -35,26 +35,61 @@ __global__ void ChunkCounts(Buf indices, int64_t experts, int64_t *counts,
   }
 }
 
-/// counts [kChunks, experts] -> each (chunk, expert)'s first row, in
-/// (expert, chunk) order; groupSizes[e] (when given) the rows of e.
-__global__ void ScanCounts(int64_t *counts, int64_t experts, Buf groupSizes) {
+/// totals[e] = the copies of expert e over all chunks; one thread an expert.
+__global__ void ExpertTotals(const int64_t *counts, int64_t experts,
+                             int64_t *totals) {
+  VEOMNI_GRID_LOOP(e, experts) {
+    int64_t n = 0;
+    for (int c = 0; c < kChunks; ++c)
+      n += counts[c * experts + e];
+    totals[e] = n;
+  }
+}
+
+/// totals -> each expert's first row (exclusive scan, one thread: there are
+/// at most max(copies, 1024) experts here); groupSizes when given.
+__global__ void ScanTotals(int64_t *totals, int64_t experts, Buf groupSizes) {
   if (threadIdx.x != 0 || blockIdx.x != 0)
     return;
   int64_t row = 0;
   for (int64_t e = 0; e < experts; ++e) {
-    int64_t start = row;
+    int64_t n = totals[e];
+    if (groupSizes.data) {
+      if (groupSizes.type == launch::I32)
+        static_cast<int32_t *>(groupSizes.data)[e] = static_cast<int32_t>(n);
+      else
+        static_cast<int64_t *>(groupSizes.data)[e] = n;
+    }
+    totals[e] = row;
+    row += n;
+  }
+}
+
+/// counts [kChunks, experts] -> each (chunk, expert)'s first row, chunks
+/// in order within an expert; one thread an expert.
+__global__ void ChunkStarts(int64_t *counts, int64_t experts,
+                            const int64_t *starts) {
+  VEOMNI_GRID_LOOP(e, experts) {
+    int64_t row = starts[e];
     for (int c = 0; c < kChunks; ++c) {
       int64_t n = counts[c * experts + e];
       counts[c * experts + e] = row;
       row += n;
     }
-    if (groupSizes.data) {
-      if (groupSizes.type == launch::I32)
-        static_cast<int32_t *>(groupSizes.data)[e] =
-            static_cast<int32_t>(row - start);
-      else
-        static_cast<int64_t *>(groupSizes.data)[e] = row - start;
+  }
+}
+
+/// Expert ids too large to count: row[i] = the copies with a smaller id,
+/// plus the earlier ones with the same id (a stable sort by id).
+__global__ void RankRows(Buf indices, int64_t *rows) {
+  const int64_t n = indices.numel;
+  VEOMNI_GRID_LOOP(i, n) {
+    int64_t id = LoadIndex(indices.data, indices.type, i), r = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t o = LoadIndex(indices.data, indices.type, j);
+      r += o < id || (o == id && j < i);
     }
+    rows[i] = r;
   }
 }
 
@@ -90,9 +125,10 @@ __global__ void MaxIndexKernel(Buf indices, int64_t *out, int *error) {
 }
 
 /// Token t's probabilities (f64 softmax, rounded once) into p and its top
-/// k into chosen (ordered), as MoETopK ranks them.
+/// k into chosen (ordered), as MoETopK ranks them. One thread; `taken`
+/// holds experts / 32 words.
 __device__ inline void TopK(Buf logits, int64_t t, int64_t experts, int64_t k,
-                            float *p, int *chosen) {
+                            float *p, int *chosen, uint32_t *taken) {
   double mx = -INFINITY;
   for (int64_t i = 0; i < experts; ++i)
     mx = fmax(mx, static_cast<double>(
@@ -108,7 +144,8 @@ __device__ inline void TopK(Buf logits, int64_t t, int64_t experts, int64_t k,
                                    logits.data, logits.type, t * experts + i)) -
                                mx) /
                            sum);
-  uint32_t taken[launch::kMaxExperts / 32] = {};
+  for (int64_t w = 0; w < (experts + 31) / 32; ++w)
+    taken[w] = 0;
   for (int64_t j = 0; j < k; ++j) {
     int best = -1;
     float bestKey = 0;
@@ -126,12 +163,24 @@ __device__ inline void TopK(Buf logits, int64_t t, int64_t experts, int64_t k,
   }
 }
 
+/// Shared memory of one token's ranking: p, chosen and the taken bits.
+inline size_t TopKShared(int64_t experts, int64_t k) {
+  return sizeof(float) * experts + sizeof(int) * k +
+         sizeof(uint32_t) * ((experts + 31) / 32);
+}
+
+/// One block per token; its thread 0 ranks (the experts are few), in
+/// shared memory rather than per-thread local arrays.
 __global__ void TopKKernel(Buf logits, Buf weights, Buf indices, int64_t tokens,
                            int64_t experts, int64_t k, bool normalize) {
-  float p[launch::kMaxExperts];
-  int chosen[launch::kMaxExperts];
-  VEOMNI_GRID_LOOP(t, tokens) {
-    TopK(logits, t, experts, k, p, chosen);
+  extern __shared__ float shared[];
+  float *p = shared;
+  int *chosen = reinterpret_cast<int *>(p + experts);
+  uint32_t *taken = reinterpret_cast<uint32_t *>(chosen + k);
+  if (threadIdx.x != 0)
+    return;
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    TopK(logits, t, experts, k, p, chosen, taken);
     double total = 0;
     for (int64_t j = 0; j < k; ++j)
       total += p[chosen[j]];
@@ -150,10 +199,14 @@ __global__ void TopKKernel(Buf logits, Buf weights, Buf indices, int64_t tokens,
 __global__ void TopKGradKernel(Buf logits, Buf dweights, Buf dlogits,
                                int64_t tokens, int64_t experts, int64_t k,
                                bool normalize) {
-  float p[launch::kMaxExperts];
-  int chosen[launch::kMaxExperts];
-  VEOMNI_GRID_LOOP(t, tokens) {
-    TopK(logits, t, experts, k, p, chosen);
+  extern __shared__ float shared[];
+  float *p = shared;
+  int *chosen = reinterpret_cast<int *>(p + experts);
+  uint32_t *taken = reinterpret_cast<uint32_t *>(chosen + k);
+  if (threadIdx.x != 0)
+    return;
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    TopK(logits, t, experts, k, p, chosen, taken);
     for (int64_t i = 0; i < experts; ++i)
       Store(dlogits.data, dlogits.type, t * experts + i, 0.0f);
     if (normalize) {
@@ -216,7 +269,7 @@ __global__ void CombineGradKernel(Buf input, Buf weights, const int64_t *rows,
   for (int64_t c = blockIdx.x; c < copies; c += gridDim.x) {
     int64_t t = c / k, r = rows[c];
     float w = Load(weights.data, weights.type, c);
-    float dot = 0;
+    double dot = 0; // in f64, as the CPU sums it
     for (int64_t h = threadIdx.x; h < hidden; h += blockDim.x) {
       float g = Load(dout.data, dout.type, t * hidden + h);
       Store(dinput.data, dinput.type, r * hidden + h, w * g);
@@ -224,7 +277,7 @@ __global__ void CombineGradKernel(Buf input, Buf weights, const int64_t *rows,
     }
     dot = BlockSum(dot);
     if (threadIdx.x == 0)
-      Store(dweights.data, dweights.type, c, dot);
+      Store(dweights.data, dweights.type, c, static_cast<float>(dot));
     __syncthreads();
   }
 }
@@ -235,13 +288,31 @@ namespace launch {
 
 cudaError_t ExpertRows(cudaStream_t s, Buf indices, int64_t experts,
                        int64_t *rows, Buf groupSizes, int64_t *counts) {
-  cudaMemsetAsync(counts, 0, sizeof(int64_t) * kChunks * experts, s);
+  // counts holds kChunks x experts, then experts more: the totals.
+  int64_t *totals = counts + static_cast<int64_t>(kChunks) * experts;
+  if (cudaError_t e =
+          cudaMemsetAsync(counts, 0, sizeof(int64_t) * kChunks * experts, s);
+      e != cudaSuccess)
+    return e;
   if (indices.numel > 0)
     ChunkCounts<<<kChunks, dev::kThreads, 0, s>>>(indices, experts, counts,
                                                   ErrorWord());
-  ScanCounts<<<1, 1, 0, s>>>(counts, experts, groupSizes);
+  ExpertTotals<<<dev::Blocks(experts), dev::kThreads, 0, s>>>(counts, experts,
+                                                              totals);
+  ScanTotals<<<1, 1, 0, s>>>(totals, experts, groupSizes);
+  ChunkStarts<<<dev::Blocks(experts), dev::kThreads, 0, s>>>(counts, experts,
+                                                             totals);
   if (indices.numel > 0)
     PlaceRows<<<kChunks, 1, 0, s>>>(indices, experts, counts, rows);
+  return cudaGetLastError();
+}
+
+cudaError_t RankRows(cudaStream_t s, Buf indices, int64_t *rows) {
+  if (indices.numel == 0)
+    return cudaSuccess;
+  ::veomni::rt::cuda::
+      RankRows<<<dev::Blocks(indices.numel), dev::kThreads, 0, s>>>(indices,
+                                                                    rows);
   return cudaGetLastError();
 }
 
@@ -255,7 +326,7 @@ cudaError_t MoETopK(cudaStream_t s, Buf logits, Buf weights, Buf indices,
                     bool normalize) {
   if (tokens == 0)
     return cudaSuccess;
-  TopKKernel<<<dev::Blocks(tokens, 64), 64, 0, s>>>(
+  TopKKernel<<<dev::Blocks(tokens, 1), 32, TopKShared(experts, k), s>>>(
       logits, weights, indices, tokens, experts, k, normalize);
   return cudaGetLastError();
 }
@@ -265,7 +336,7 @@ cudaError_t MoETopKGrad(cudaStream_t s, Buf logits, Buf dweights, Buf dlogits,
                         bool normalize) {
   if (tokens == 0)
     return cudaSuccess;
-  TopKGradKernel<<<dev::Blocks(tokens, 64), 64, 0, s>>>(
+  TopKGradKernel<<<dev::Blocks(tokens, 1), 32, TopKShared(experts, k), s>>>(
       logits, dweights, dlogits, tokens, experts, k, normalize);
   return cudaGetLastError();
 }

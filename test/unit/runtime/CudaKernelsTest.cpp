@@ -633,6 +633,14 @@ TEST_P(CudaKernels, MixtureOfExperts) {
          {},
          {rows, w, idx},
          {{DType::F32, {tokens, hidden}}}});
+  // Ids too large to count (past max(copies, 1024)) take the ranking path.
+  Host big = Ints(DType::I64, {tokens, k},
+                  {9000, 0, 3, 9000, 5, 2000, 0, 1, 2000, 3, 1, 5, 0, 2});
+  Check({"moe_combine large ids",
+         KernelKind::MoECombine,
+         {},
+         {rows, w, big},
+         {{DType::F32, {tokens, hidden}}}});
   Check({"moe_combine_grad",
          KernelKind::MoECombineGrad,
          {},
