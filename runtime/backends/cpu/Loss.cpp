@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/Checks.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/RopeUtil.h"
@@ -27,11 +28,6 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-namespace {
-
-/// The checks CrossEntropy and its VJP share: logits [..., V] (float),
-/// labels [...] (integer), and the f32 loss (or its cotangent) `lossName`:
-/// [] for a mean or a sum, labels' shape for per-row losses.
 absl::Status CheckLossOperands(absl::string_view K, const TensorView &logits,
                                const TensorView &labels,
                                absl::string_view lossName,
@@ -54,6 +50,8 @@ absl::Status CheckLossOperands(absl::string_view K, const TensorView &logits,
     return CheckShape(K, lossName, loss, {});
   return Invalid(K, "unknown reduction ", static_cast<int>(reduction));
 }
+
+namespace {
 
 /// The labels that count (not `ignoreIndex`), after checking that each of
 /// them lies in [0, vocab).

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/Checks.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/MoEUtil.h"
@@ -25,9 +26,10 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
-                    const TensorView &out, bool transposeLhs,
-                    bool transposeRhs) {
+absl::StatusOr<MatmulShape> CheckMatmul(const TensorView &lhs,
+                                        const TensorView &rhs,
+                                        const TensorView &out,
+                                        bool transposeLhs, bool transposeRhs) {
   constexpr absl::string_view K = "Matmul";
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "lhs", lhs));
   VEOMNI_RETURN_IF_ERROR(CheckView(K, "rhs", rhs));
@@ -62,7 +64,18 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   if (!FitsBlas(m) || !FitsBlas(n) || !FitsBlas(k))
     return BadView(K, "lhs", lhs, "exceeds the 32-bit BLAS interface with rhs ",
                    rhs.ToString());
-  int64_t batch = Product(lhs.shape, 0, rank - 2);
+  return MatmulShape{Product(lhs.shape, 0, rank - 2), m, n, k, sharedRhs};
+}
+
+absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
+                    const TensorView &out, bool transposeLhs,
+                    bool transposeRhs) {
+  constexpr absl::string_view K = "Matmul";
+  VEOMNI_ASSIGN_OR_RETURN(
+      const MatmulShape shape,
+      CheckMatmul(lhs, rhs, out, transposeLhs, transposeRhs));
+  const int64_t batch = shape.batch, m = shape.m, n = shape.n, k = shape.k;
+  const bool sharedRhs = shape.sharedRhs;
   if (out.numel() == 0)
     return absl::OkStatus();
 
@@ -103,9 +116,11 @@ absl::Status Matmul(const TensorView &lhs, const TensorView &rhs,
   return absl::OkStatus();
 }
 
-absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
-                           const TensorView &groupSizes, const TensorView &out,
-                           bool transposeWeight) {
+absl::StatusOr<GroupedShape> CheckGroupedMatmul(const TensorView &input,
+                                                const TensorView &weight,
+                                                const TensorView &groupSizes,
+                                                const TensorView &out,
+                                                bool transposeWeight) {
   constexpr absl::string_view K = "GroupedMatmul";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
@@ -130,11 +145,18 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
     return BadView(K, "input", input,
                    "exceeds the 32-bit BLAS interface with weight ",
                    weight.ToString());
+  return GroupedShape{rows, k, m, experts};
+}
+
+absl::Status CheckGroupSizes(absl::string_view K, const TensorView &groupSizes,
+                             absl::Span<const int64_t> sizes,
+                             const TensorView &input) {
   // Sizes come from run-time data: each must be >= 0 and they must tile the
   // rows exactly, checked before anything is written.
+  const int64_t rows = input.dim(0);
   int64_t total = 0;
-  for (int64_t e = 0; e < experts; ++e) {
-    int64_t g = IndexAt(groupSizes, e);
+  for (size_t e = 0; e < sizes.size(); ++e) {
+    int64_t g = sizes[e];
     if (g < 0 || g > rows - total)
       return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", g,
                      " is negative or overruns the ", rows, " rows of input ",
@@ -144,6 +166,28 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
   if (total != rows)
     return BadView(K, "groupSizes", groupSizes, "sums to ", total,
                    " but input ", input.ToString(), " has ", rows, " rows");
+  return absl::OkStatus();
+}
+
+namespace {
+std::vector<int64_t> HostSizes(const TensorView &groupSizes) {
+  std::vector<int64_t> sizes(groupSizes.numel());
+  for (size_t e = 0; e < sizes.size(); ++e)
+    sizes[e] = IndexAt(groupSizes, e);
+  return sizes;
+}
+} // namespace
+
+absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
+                           const TensorView &groupSizes, const TensorView &out,
+                           bool transposeWeight) {
+  constexpr absl::string_view K = "GroupedMatmul";
+  VEOMNI_ASSIGN_OR_RETURN(
+      const GroupedShape shape,
+      CheckGroupedMatmul(input, weight, groupSizes, out, transposeWeight));
+  const int64_t k = shape.k, m = shape.m, experts = shape.experts;
+  VEOMNI_RETURN_IF_ERROR(
+      CheckGroupSizes(K, groupSizes, HostSizes(groupSizes), input));
   if (out.numel() == 0)
     return absl::OkStatus();
 
@@ -176,11 +220,9 @@ absl::Status GroupedMatmul(const TensorView &input, const TensorView &weight,
 // GroupedMatmulWeightGrad
 //===----------------------------------------------------------------------===//
 
-absl::Status GroupedMatmulWeightGrad(const TensorView &input,
-                                     const TensorView &groupSizes,
-                                     const TensorView &dout,
-                                     const TensorView &dweight,
-                                     bool transposeWeight) {
+absl::StatusOr<GroupedShape> CheckGroupedMatmulWeightGrad(
+    const TensorView &input, const TensorView &groupSizes,
+    const TensorView &dout, const TensorView &dweight, bool transposeWeight) {
   constexpr absl::string_view K = "GroupedMatmulWeightGrad";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
@@ -202,18 +244,22 @@ absl::Status GroupedMatmulWeightGrad(const TensorView &input,
     return BadView(K, "input", input,
                    "exceeds the 32-bit BLAS interface with dout ",
                    dout.ToString());
-  int64_t total = 0;
-  for (int64_t e = 0; e < experts; ++e) {
-    int64_t g = IndexAt(groupSizes, e);
-    if (g < 0 || g > rows - total)
-      return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", g,
-                     " is negative or overruns the ", rows, " rows of input ",
-                     input.ToString());
-    total += g;
-  }
-  if (total != rows)
-    return BadView(K, "groupSizes", groupSizes, "sums to ", total,
-                   " but input ", input.ToString(), " has ", rows, " rows");
+  return GroupedShape{rows, k, m, experts};
+}
+
+absl::Status GroupedMatmulWeightGrad(const TensorView &input,
+                                     const TensorView &groupSizes,
+                                     const TensorView &dout,
+                                     const TensorView &dweight,
+                                     bool transposeWeight) {
+  constexpr absl::string_view K = "GroupedMatmulWeightGrad";
+  VEOMNI_ASSIGN_OR_RETURN(const GroupedShape shape,
+                          CheckGroupedMatmulWeightGrad(input, groupSizes, dout,
+                                                       dweight,
+                                                       transposeWeight));
+  const int64_t k = shape.k, m = shape.m, experts = shape.experts;
+  VEOMNI_RETURN_IF_ERROR(
+      CheckGroupSizes(K, groupSizes, HostSizes(groupSizes), input));
   if (dweight.numel() == 0)
     return absl::OkStatus();
 

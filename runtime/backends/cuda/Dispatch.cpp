@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/Checks.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/RopeUtil.h"
@@ -113,40 +114,19 @@ absl::Status AnyGemm(absl::string_view K, GemmArgs g, const TensorView &lhs,
 absl::Status Matmul(KernelIns in, KernelOuts out, const MatmulAttrs &a) {
   constexpr absl::string_view K = "Matmul";
   const TensorView &lhs = in[0], &rhs = in[1], &o = out[0];
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "lhs", lhs));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "rhs", rhs));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
-  int64_t rank = lhs.rank();
-  if (rank < 2)
-    return BadView(K, "lhs", lhs, "must have rank >= 2");
-  if (rhs.rank() != 2 && rhs.rank() != rank)
-    return BadView(K, "rhs", rhs, "must have rank 2 or the rank of lhs ",
-                   lhs.ToString());
-  bool shared = rhs.rank() == 2 && rank != 2;
-  if (!shared)
-    for (int64_t d = 0; d < rank - 2; ++d)
-      if (rhs.dim(d) != lhs.dim(d))
-        return BadView(K, "rhs", rhs, "batch dimension ", d,
-                       " differs from lhs ", lhs.ToString());
-  int64_t rr = rhs.rank();
+  VEOMNI_ASSIGN_OR_RETURN(
+      const cpu::MatmulShape shape,
+      cpu::CheckMatmul(lhs, rhs, o, a.transpose_lhs, a.transpose_rhs));
+  if (o.numel() == 0)
+    return absl::OkStatus();
   GemmArgs g;
   g.transposeLhs = a.transpose_lhs;
   g.transposeRhs = a.transpose_rhs;
-  g.sharedRhs = shared;
-  g.m = lhs.dim(g.transposeLhs ? rank - 1 : rank - 2);
-  g.k = lhs.dim(g.transposeLhs ? rank - 2 : rank - 1);
-  int64_t rk = rhs.dim(g.transposeRhs ? rr - 1 : rr - 2);
-  g.n = rhs.dim(g.transposeRhs ? rr - 2 : rr - 1);
-  if (rk != g.k)
-    return BadView(K, "rhs", rhs, "contracting dimension ", rk,
-                   " differs from lhs ", lhs.ToString(), " (", g.k, ")");
-  Shape expected(lhs.shape.begin(), lhs.shape.end() - 2);
-  expected.push_back(g.m);
-  expected.push_back(g.n);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, expected));
-  g.batch = Product(lhs.shape, 0, rank - 2);
-  if (o.numel() == 0)
-    return absl::OkStatus();
+  g.sharedRhs = shape.sharedRhs;
+  g.batch = shape.batch;
+  g.m = shape.m;
+  g.n = shape.n;
+  g.k = shape.k;
   return AnyGemm(K, g, lhs, rhs, o);
 }
 
@@ -513,32 +493,15 @@ absl::Status AttentionGrad(KernelIns in, KernelOuts out,
                          B(out[1]), B(out[2]), dk.get(), dv.get()));
 }
 
-namespace {
-absl::Status CheckLoss(absl::string_view K, const TensorView &logits,
-                       const TensorView &labels, absl::string_view lossName,
-                       const TensorView &loss, LossReduction reduction) {
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckView(K, lossName, loss));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "labels", labels));
-  if (logits.rank() < 1)
-    return BadView(K, "logits", logits, "needs a vocabulary dimension");
-  Shape rowsShape(logits.shape.begin(), logits.shape.end() - 1);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "labels", labels, rowsShape));
-  if (loss.dtype != DType::F32)
-    return BadView(K, lossName, loss, "must be f32");
-  if (reduction == LossReduction::None)
-    return CheckShape(K, lossName, loss, rowsShape);
-  return CheckShape(K, lossName, loss, {});
-}
-} // namespace
+namespace {} // namespace
 
 absl::Status CrossEntropy(KernelIns in, KernelOuts out,
                           const CrossEntropyAttrs &a) {
   constexpr absl::string_view K = "CrossEntropy";
   VEOMNI_ASSIGN_OR_RETURN(LossReduction r, ReductionOf(a.reduction));
   const TensorView &logits = in[0], &labels = in[1];
-  VEOMNI_RETURN_IF_ERROR(CheckLoss(K, logits, labels, "out", out[0], r));
+  VEOMNI_RETURN_IF_ERROR(
+      cpu::CheckLossOperands(K, logits, labels, "out", out[0], r));
   int64_t rows = labels.numel();
   Scratch scratch(Ctx(), rows + 2);
   VEOMNI_RETURN_IF_ERROR(Launched(K, scratch.status()));
@@ -553,7 +516,8 @@ absl::Status CrossEntropyGrad(KernelIns in, KernelOuts out,
   constexpr absl::string_view K = "CrossEntropyGrad";
   VEOMNI_ASSIGN_OR_RETURN(LossReduction r, ReductionOf(a.reduction));
   const TensorView &logits = in[0], &labels = in[1], &dloss = in[2];
-  VEOMNI_RETURN_IF_ERROR(CheckLoss(K, logits, labels, "dloss", dloss, r));
+  VEOMNI_RETURN_IF_ERROR(
+      cpu::CheckLossOperands(K, logits, labels, "dloss", dloss, r));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", out[0]));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", out[0], logits.shape));
   int64_t rows = labels.numel();
@@ -814,23 +778,13 @@ absl::StatusOr<std::vector<int64_t>> ReadInts(const TensorView &v) {
   return out;
 }
 
-/// groupSizes' entries, checked to be >= 0 and to sum to `rows`.
+/// groupSizes' entries, read from the device and checked as the CPU
+/// backend checks them.
 absl::StatusOr<std::vector<int64_t>> GroupSizes(absl::string_view K,
                                                 const TensorView &groupSizes,
-                                                int64_t rows,
                                                 const TensorView &input) {
   VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes, ReadInts(groupSizes));
-  int64_t total = 0;
-  for (size_t e = 0; e < sizes.size(); ++e) {
-    if (sizes[e] < 0 || sizes[e] > rows - total)
-      return BadView(K, "groupSizes", groupSizes, "entry ", e, " = ", sizes[e],
-                     " is negative or overruns the ", rows, " rows of input ",
-                     input.ToString());
-    total += sizes[e];
-  }
-  if (total != rows)
-    return BadView(K, "groupSizes", groupSizes, "sums to ", total,
-                   " but input ", input.ToString(), " has ", rows, " rows");
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckGroupSizes(K, groupSizes, sizes, input));
   return sizes;
 }
 
@@ -870,27 +824,13 @@ absl::Status GroupedMatmul(KernelIns in, KernelOuts out,
   constexpr absl::string_view K = "GroupedMatmul";
   const TensorView &input = in[0], &weight = in[1], &groupSizes = in[2],
                    &o = out[0];
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weight", weight, 3));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weight", weight));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
   const bool tw = a.transpose_weight;
-  int64_t rows = input.dim(0), k = input.dim(1), experts = weight.dim(0);
-  int64_t wk = weight.dim(tw ? 2 : 1), m = weight.dim(tw ? 1 : 2);
-  if (groupSizes.dim(0) != experts)
-    return BadView(K, "groupSizes", groupSizes,
-                   "must have one entry per expert of weight ",
-                   weight.ToString());
-  if (wk != k)
-    return BadView(K, "weight", weight, "contracting dimension ", wk,
-                   " differs from input ", input.ToString());
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {rows, m}));
+  VEOMNI_ASSIGN_OR_RETURN(
+      const cpu::GroupedShape shape,
+      cpu::CheckGroupedMatmul(input, weight, groupSizes, o, tw));
+  const int64_t k = shape.k, m = shape.m, experts = shape.experts;
   VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes,
-                          GroupSizes(K, groupSizes, rows, input));
+                          GroupSizes(K, groupSizes, input));
   // One GEMM per expert with rows (reference speed: a device-side grouped
   // GEMM is to come).
   int64_t row = 0;
@@ -919,24 +859,13 @@ absl::Status GroupedMatmulWeightGrad(KernelIns in, KernelOuts out,
   // in[1], the weight, only gave the compiler its type.
   const TensorView &input = in[0], &groupSizes = in[2], &dout = in[3],
                    &dweight = out[0];
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweight", dweight, 3));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweight", dweight));
   const bool tw = a.transpose_weight;
-  int64_t rows = input.dim(0), k = input.dim(1), m = dout.dim(1);
-  int64_t experts = groupSizes.dim(0);
-  if (dout.dim(0) != rows)
-    return BadView(K, "dout", dout, "must have the rows of input ",
-                   input.ToString());
-  VEOMNI_RETURN_IF_ERROR(CheckShape(
-      K, "dweight", dweight, tw ? Shape{experts, m, k} : Shape{experts, k, m}));
+  VEOMNI_ASSIGN_OR_RETURN(
+      const cpu::GroupedShape shape,
+      cpu::CheckGroupedMatmulWeightGrad(input, groupSizes, dout, dweight, tw));
+  const int64_t k = shape.k, m = shape.m, experts = shape.experts;
   VEOMNI_ASSIGN_OR_RETURN(std::vector<int64_t> sizes,
-                          GroupSizes(K, groupSizes, rows, input));
+                          GroupSizes(K, groupSizes, input));
   int64_t row = 0;
   for (int64_t e = 0; e < experts; ++e) {
     // dweight[e] = input_e^T dout_e [K, M], or dout_e^T input_e [M, K];

@@ -1,0 +1,63 @@
+//===- Checks.h - view checks every backend shares --------------*- C++ -*-===//
+//
+// What makes a kernel call valid, apart from the values in its data: the
+// CPU kernels run these first, and the CUDA backend's adapters call the
+// same functions, so both refuse the same programs with the same messages
+// ("<Kernel>: <view> <type>[shape] <why>"). Checks that read data (index
+// and label ranges, group sizes) stay with each backend, which sees its
+// data where it lives; CheckGroupSizes takes the sizes once read.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_BACKENDS_CPU_CHECKS_H
+#define VEOMNI_RUNTIME_BACKENDS_CPU_CHECKS_H
+
+#include "runtime/backends/cpu/Kernels.h"
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace veomni::rt::cpu {
+
+/// out[batch, m, n] = op(lhs) op(rhs); sharedRhs: a rank-2 rhs for every
+/// batch.
+struct MatmulShape {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool sharedRhs = false;
+};
+absl::StatusOr<MatmulShape> CheckMatmul(const TensorView &lhs,
+                                        const TensorView &rhs,
+                                        const TensorView &out,
+                                        bool transposeLhs, bool transposeRhs);
+
+/// rows [rows, k] grouped over `experts` times [k, m] per expert.
+struct GroupedShape {
+  int64_t rows = 0, k = 0, m = 0, experts = 0;
+};
+absl::StatusOr<GroupedShape> CheckGroupedMatmul(const TensorView &input,
+                                                const TensorView &weight,
+                                                const TensorView &groupSizes,
+                                                const TensorView &out,
+                                                bool transposeWeight);
+absl::StatusOr<GroupedShape> CheckGroupedMatmulWeightGrad(
+    const TensorView &input, const TensorView &groupSizes,
+    const TensorView &dout, const TensorView &dweight, bool transposeWeight);
+/// The group sizes' values (read from `groupSizes`): each >= 0, summing to
+/// the rows of `input`.
+absl::Status CheckGroupSizes(absl::string_view kernel,
+                             const TensorView &groupSizes,
+                             absl::Span<const int64_t> sizes,
+                             const TensorView &input);
+
+/// CrossEntropy and its VJP: logits [..., V], integer labels [...], and the
+/// f32 loss (or its cotangent) `lossName`: [] for a mean or a sum, labels'
+/// shape for per-row losses.
+absl::Status CheckLossOperands(absl::string_view kernel,
+                               const TensorView &logits,
+                               const TensorView &labels,
+                               absl::string_view lossName,
+                               const TensorView &loss, LossReduction reduction);
+
+} // namespace veomni::rt::cpu
+
+#endif // VEOMNI_RUNTIME_BACKENDS_CPU_CHECKS_H
