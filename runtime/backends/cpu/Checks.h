@@ -58,6 +58,22 @@ absl::Status CheckLossOperands(absl::string_view kernel,
                                absl::string_view lossName,
                                const TensorView &loss, LossReduction reduction);
 
+/// The MoE kernels (their index values are the backends' to check).
+absl::Status CheckMoETopK(const TensorView &logits, const TensorView &weights,
+                          const TensorView &indices, int64_t k);
+absl::Status CheckMoETopKGrad(const TensorView &logits,
+                              const TensorView &dweights,
+                              const TensorView &dlogits, int64_t k);
+absl::Status CheckMoEDispatch(const TensorView &input,
+                              const TensorView &indices, const TensorView &out,
+                              const TensorView &groupSizes, int64_t numExperts);
+absl::Status CheckMoECombine(const TensorView &input, const TensorView &weights,
+                             const TensorView &indices, const TensorView &out);
+absl::Status
+CheckMoECombineGrad(const TensorView &input, const TensorView &weights,
+                    const TensorView &indices, const TensorView &dout,
+                    const TensorView &dinput, const TensorView &dweights);
+
 } // namespace veomni::rt::cpu
 
 #endif // VEOMNI_RUNTIME_BACKENDS_CPU_CHECKS_H

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/Checks.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/MoEUtil.h"
@@ -24,8 +25,8 @@ namespace veomni::rt::cpu {
 
 using namespace detail;
 
-absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
-                     const TensorView &indices, int64_t k, bool normalize) {
+absl::Status CheckMoETopK(const TensorView &logits, const TensorView &weights,
+                          const TensorView &indices, int64_t k) {
   constexpr absl::string_view K = "MoETopK";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
@@ -39,6 +40,13 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
                    " of its experts");
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weights", weights, {tokens, k}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, {tokens, k}));
+  return absl::OkStatus();
+}
+
+absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
+                     const TensorView &indices, int64_t k, bool normalize) {
+  VEOMNI_RETURN_IF_ERROR(CheckMoETopK(logits, weights, indices, k));
+  int64_t tokens = logits.dim(0), experts = logits.dim(1);
 
   std::vector<float> x(experts), p(experts), w(k);
   std::vector<double> e(experts);
@@ -80,9 +88,10 @@ absl::Status MoETopK(const TensorView &logits, const TensorView &weights,
   return absl::OkStatus();
 }
 
-absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
-                         const TensorView &out, const TensorView &groupSizes,
-                         int64_t numExperts) {
+absl::Status CheckMoEDispatch(const TensorView &input,
+                              const TensorView &indices, const TensorView &out,
+                              const TensorView &groupSizes,
+                              int64_t numExperts) {
   constexpr absl::string_view K = "MoEDispatch";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", indices, 2));
@@ -100,6 +109,16 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
   if (numExperts < 1)
     return Invalid(K, "numExperts must be >= 1, got ", numExperts);
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "groupSizes", groupSizes, {numExperts}));
+  return absl::OkStatus();
+}
+
+absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
+                         const TensorView &out, const TensorView &groupSizes,
+                         int64_t numExperts) {
+  constexpr absl::string_view K = "MoEDispatch";
+  VEOMNI_RETURN_IF_ERROR(
+      CheckMoEDispatch(input, indices, out, groupSizes, numExperts));
+  int64_t tokens = input.dim(0), hidden = input.dim(1), k = indices.dim(1);
   VEOMNI_RETURN_IF_ERROR(CheckIndices(K, "indices", indices, numExperts));
 
   std::vector<int64_t> counts;
@@ -122,8 +141,8 @@ absl::Status MoEDispatch(const TensorView &input, const TensorView &indices,
   return absl::OkStatus();
 }
 
-absl::Status MoECombine(const TensorView &input, const TensorView &weights,
-                        const TensorView &indices, const TensorView &out) {
+absl::Status CheckMoECombine(const TensorView &input, const TensorView &weights,
+                             const TensorView &indices, const TensorView &out) {
   constexpr absl::string_view K = "MoECombine";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
@@ -137,6 +156,14 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", indices, weights.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {tokens, hidden}));
+  return absl::OkStatus();
+}
+
+absl::Status MoECombine(const TensorView &input, const TensorView &weights,
+                        const TensorView &indices, const TensorView &out) {
+  constexpr absl::string_view K = "MoECombine";
+  VEOMNI_RETURN_IF_ERROR(CheckMoECombine(input, weights, indices, out));
+  int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
   VEOMNI_RETURN_IF_ERROR(
       CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));
   std::vector<int64_t> row = CombineOrder(indices);
@@ -159,8 +186,9 @@ absl::Status MoECombine(const TensorView &input, const TensorView &weights,
 // MoETopKGrad
 //===----------------------------------------------------------------------===//
 
-absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
-                         const TensorView &dlogits, int64_t k, bool normalize) {
+absl::Status CheckMoETopKGrad(const TensorView &logits,
+                              const TensorView &dweights,
+                              const TensorView &dlogits, int64_t k) {
   constexpr absl::string_view K = "MoETopKGrad";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dweights", dweights, 2));
@@ -174,6 +202,14 @@ absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
                    " of its experts");
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dweights, {tokens, k}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dlogits, logits.shape));
+  return absl::OkStatus();
+}
+
+absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
+                         const TensorView &dlogits, int64_t k, bool normalize) {
+  constexpr absl::string_view K = "MoETopKGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckMoETopKGrad(logits, dweights, dlogits, k));
+  int64_t tokens = logits.dim(0), experts = logits.dim(1);
   if (tokens == 0)
     return absl::OkStatus();
 
@@ -240,10 +276,10 @@ absl::Status MoETopKGrad(const TensorView &logits, const TensorView &dweights,
 // MoECombineGrad
 //===----------------------------------------------------------------------===//
 
-absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
-                            const TensorView &indices, const TensorView &dout,
-                            const TensorView &dinput,
-                            const TensorView &dweights) {
+absl::Status
+CheckMoECombineGrad(const TensorView &input, const TensorView &weights,
+                    const TensorView &indices, const TensorView &dout,
+                    const TensorView &dinput, const TensorView &dweights) {
   constexpr absl::string_view K = "MoECombineGrad";
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", weights, 2));
@@ -263,6 +299,17 @@ absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {tokens, hidden}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dinput", dinput, input.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dweights, weights.shape));
+  return absl::OkStatus();
+}
+
+absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
+                            const TensorView &indices, const TensorView &dout,
+                            const TensorView &dinput,
+                            const TensorView &dweights) {
+  constexpr absl::string_view K = "MoECombineGrad";
+  VEOMNI_RETURN_IF_ERROR(
+      CheckMoECombineGrad(input, weights, indices, dout, dinput, dweights));
+  int64_t tokens = weights.dim(0), k = weights.dim(1), hidden = input.dim(1);
   VEOMNI_RETURN_IF_ERROR(
       CheckIndices(K, "indices", indices, std::numeric_limits<int64_t>::max()));
   if (tokens * k == 0)

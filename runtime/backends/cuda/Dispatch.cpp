@@ -889,21 +889,15 @@ absl::Status GroupedMatmulWeightGrad(KernelIns in, KernelOuts out,
 }
 
 namespace {
-absl::Status CheckTopK(absl::string_view K, const TensorView &logits,
-                       int64_t k) {
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "logits", logits, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "logits", logits));
+/// Router top-k's shared memory per token (launch::kTopKSharedBytes).
+absl::Status CheckTopKFits(absl::string_view K, const TensorView &logits,
+                           int64_t k) {
   int64_t experts = logits.dim(1);
-  if (k < 1 || k > experts)
-    return BadView(K, "logits", logits, "cannot give the top ", k,
-                   " of its experts");
   if (4 * experts + 4 * k + 4 * ((experts + 31) / 32) >
       launch::kTopKSharedBytes)
-    return BadView(K, "logits", logits,
-                   "has too many experts for the CUDA "
-                   "backend's top ",
-                   k, " (", launch::kTopKSharedBytes,
-                   " bytes of shared memory a token)");
+    return BadView(
+        K, "logits", logits, "has too many experts for the CUDA backend's top ",
+        k, " (", launch::kTopKSharedBytes, " bytes of shared memory a token)");
   return absl::OkStatus();
 }
 } // namespace
@@ -911,12 +905,9 @@ absl::Status CheckTopK(absl::string_view K, const TensorView &logits,
 absl::Status MoETopK(KernelIns in, KernelOuts out, const MoETopKAttrs &a) {
   constexpr absl::string_view K = "MoETopK";
   const TensorView &logits = in[0], &w = out[0], &idx = out[1];
-  VEOMNI_RETURN_IF_ERROR(CheckTopK(K, logits, a.k));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckMoETopK(logits, w, idx, a.k));
+  VEOMNI_RETURN_IF_ERROR(CheckTopKFits(K, logits, a.k));
   int64_t tokens = logits.dim(0);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weights", w, {tokens, a.k}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, {tokens, a.k}));
   return Launched(K, launch::MoETopK(Ctx().stream, B(logits), B(w), B(idx),
                                      tokens, logits.dim(1), a.k, a.normalize));
 }
@@ -925,12 +916,9 @@ absl::Status MoETopKGrad(KernelIns in, KernelOuts out,
                          const MoETopKGradAttrs &a) {
   constexpr absl::string_view K = "MoETopKGrad";
   const TensorView &logits = in[0], &dw = in[1], &dl = out[0];
-  VEOMNI_RETURN_IF_ERROR(CheckTopK(K, logits, a.k));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dw));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dlogits", dl));
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckMoETopKGrad(logits, dw, dl, a.k));
+  VEOMNI_RETURN_IF_ERROR(CheckTopKFits(K, logits, a.k));
   int64_t tokens = logits.dim(0);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dw, {tokens, a.k}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dlogits", dl, logits.shape));
   return Launched(K,
                   launch::MoETopKGrad(Ctx().stream, B(logits), B(dw), B(dl),
                                       tokens, logits.dim(1), a.k, a.normalize));
@@ -941,23 +929,9 @@ absl::Status MoEDispatch(KernelIns in, KernelOuts out,
   constexpr absl::string_view K = "MoEDispatch";
   const TensorView &input = in[0], &idx = in[1], &o = out[0],
                    &groupSizes = out[1];
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "groupSizes", groupSizes, 1));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "groupSizes", groupSizes));
-  int64_t tokens = input.dim(0), hidden = input.dim(1), k = idx.dim(1);
-  if (idx.dim(0) != tokens)
-    return BadView(K, "indices", idx, "must have one row per token of input ",
-                   input.ToString());
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {tokens * k, hidden}));
-  if (a.num_experts < 1)
-    return Invalid(K, "numExperts must be >= 1, got ", a.num_experts);
   VEOMNI_RETURN_IF_ERROR(
-      CheckShape(K, "groupSizes", groupSizes, {a.num_experts}));
+      cpu::CheckMoEDispatch(input, idx, o, groupSizes, a.num_experts));
+  int64_t tokens = input.dim(0), hidden = input.dim(1), k = idx.dim(1);
   Scratch rows(Ctx(), 2 * tokens * k),
       counts(Ctx(), 2 * (launch::kMoEChunks + 1) * a.num_experts);
   VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
@@ -974,18 +948,8 @@ absl::Status MoEDispatch(KernelIns in, KernelOuts out,
 absl::Status MoECombine(KernelIns in, KernelOuts out, const MoECombineAttrs &) {
   constexpr absl::string_view K = "MoECombine";
   const TensorView &input = in[0], &w = in[1], &idx = in[2], &o = out[0];
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", w, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", o, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", o));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckMoECombine(input, w, idx, o));
   int64_t tokens = w.dim(0), k = w.dim(1), hidden = input.dim(1);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, w.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", o, {tokens, hidden}));
   Scratch rows(Ctx(), 2 * tokens * k);
   VEOMNI_RETURN_IF_ERROR(Launched(K, rows.status()));
   VEOMNI_RETURN_IF_ERROR(CombineRows(K, idx, rows));
@@ -999,22 +963,9 @@ absl::Status MoECombineGrad(KernelIns in, KernelOuts out,
   constexpr absl::string_view K = "MoECombineGrad";
   const TensorView &input = in[0], &w = in[1], &idx = in[2], &dout = in[3];
   const TensorView &dinput = out[0], &dw = out[1];
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "input", input, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "weights", w, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "indices", idx, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 2));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "input", input));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", w));
-  VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", idx));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dinput", dinput));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", dw));
+  VEOMNI_RETURN_IF_ERROR(
+      cpu::CheckMoECombineGrad(input, w, idx, dout, dinput, dw));
   int64_t tokens = w.dim(0), k = w.dim(1), hidden = input.dim(1);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", idx, w.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "input", input, {tokens * k, hidden}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {tokens, hidden}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dinput", dinput, input.shape));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", dw, w.shape));
   if (tokens * k == 0)
     return absl::OkStatus();
   Scratch rows(Ctx(), 2 * tokens * k);
