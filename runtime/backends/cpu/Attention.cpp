@@ -17,6 +17,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/backends/cpu/Checks.h"
 #include "runtime/backends/cpu/KernelUtil.h"
 #include "runtime/backends/cpu/Kernels.h"
 #include "runtime/backends/cpu/RopeUtil.h"
@@ -208,38 +209,49 @@ void SetAttentionKeyTile(int64_t keys) {
   keyTileOverride.store(std::max<int64_t>(keys, 0), std::memory_order_relaxed);
 }
 
-absl::Status Attention(const TensorView &q, const TensorView &k,
-                       const TensorView &v, const TensorView *segments,
-                       const TensorView &out, bool causal, double scale) {
-  constexpr absl::string_view K = "Attention";
+absl::StatusOr<AttentionDims>
+CheckAttention(absl::string_view K, const TensorView &q, const TensorView &k,
+               const TensorView &v, const TensorView *segments, bool causal) {
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 4));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "k", k));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "v", v));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
-  int64_t batch = q.dim(0), s = q.dim(1), hq = q.dim(2), d = q.dim(3);
-  int64_t skv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {batch, skv, hkv, d}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {batch, skv, hkv, dv}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {batch, s, hq, dv}));
-  if (hkv < 1 || hq % hkv != 0)
+  AttentionDims a{q.dim(0), q.dim(1), k.dim(1), q.dim(2),
+                  k.dim(2), q.dim(3), v.dim(3)};
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {a.batch, a.skv, a.hkv, a.d}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {a.batch, a.skv, a.hkv, a.dv}));
+  if (a.hkv < 1 || a.hq % a.hkv != 0)
     return BadView(K, "k", k, "head count must divide that of q ",
                    q.ToString());
-  if (causal && s != skv)
+  if (causal && a.s != a.skv)
     return BadView(K, "k", k,
                    "causal attention needs the sequence length of q ",
                    q.ToString());
   if (segments) {
     VEOMNI_RETURN_IF_ERROR(CheckView(K, "segments", *segments));
     VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "segments", *segments, {batch, s}));
-    if (s != skv)
+    VEOMNI_RETURN_IF_ERROR(
+        CheckShape(K, "segments", *segments, {a.batch, a.s}));
+    if (a.s != a.skv)
       return BadView(K, "k", k, "segments need the sequence length of q ",
                      q.ToString());
   }
+  return a;
+}
+
+absl::Status Attention(const TensorView &q, const TensorView &k,
+                       const TensorView &v, const TensorView *segments,
+                       const TensorView &out, bool causal, double scale) {
+  constexpr absl::string_view K = "Attention";
+  VEOMNI_ASSIGN_OR_RETURN(const AttentionDims a,
+                          CheckAttention(K, q, k, v, segments, causal));
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 4));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {a.batch, a.s, a.hq, a.dv}));
+  const int64_t batch = a.batch, s = a.s, hq = a.hq, d = a.d, skv = a.skv,
+                hkv = a.hkv, dv = a.dv;
   if (out.numel() == 0)
     return absl::OkStatus();
   if (!FitsBlas(hq * std::max(d, dv)) || !FitsBlas(hkv * std::max(d, dv)) ||
@@ -320,43 +332,19 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
                            const TensorView &dk, const TensorView &dv,
                            bool causal, double scale) {
   constexpr absl::string_view K = "AttentionGrad";
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
+  VEOMNI_ASSIGN_OR_RETURN(const AttentionDims a,
+                          CheckAttention(K, q, k, v, segments, causal));
+  const int64_t batch = a.batch, s = a.s, hq = a.hq, d = a.d, skv = a.skv,
+                hkv = a.hkv, dvh = a.dv;
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dq", dq, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dk", dk, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dv", dv, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "k", k));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "v", v));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {batch, s, hq, dvh}));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dq", dq));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dk", dk));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dv", dv));
-  int64_t batch = q.dim(0), s = q.dim(1), hq = q.dim(2), d = q.dim(3);
-  int64_t skv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {batch, skv, hkv, d}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {batch, skv, hkv, dvh}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dout", dout, {batch, s, hq, dvh}));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dq", dq, q.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dk", dk, k.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dv", dv, v.shape));
-  if (hkv < 1 || hq % hkv != 0)
-    return BadView(K, "k", k, "head count must divide that of q ",
-                   q.ToString());
-  if (causal && s != skv)
-    return BadView(K, "k", k,
-                   "causal attention needs the sequence length of q ",
-                   q.ToString());
-  if (segments) {
-    VEOMNI_RETURN_IF_ERROR(CheckView(K, "segments", *segments));
-    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
-    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "segments", *segments, {batch, s}));
-    if (s != skv)
-      return BadView(K, "k", k, "segments need the sequence length of q ",
-                     q.ToString());
-  }
   if (!FitsBlas(hq * std::max(d, dvh)) || !FitsBlas(hkv * std::max(d, dvh)) ||
       !FitsBlas(s) || !FitsBlas(skv))
     return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");

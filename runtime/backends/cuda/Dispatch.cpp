@@ -414,43 +414,14 @@ absl::StatusOr<launch::AttentionShape>
 AttentionChecks(absl::string_view K, const TensorView &q, const TensorView &k,
                 const TensorView &v, const TensorView *segments, bool causal,
                 double scale) {
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "q", q));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "k", k));
-  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "v", v));
-  launch::AttentionShape a;
-  a.batch = q.dim(0);
-  a.s = q.dim(1);
-  a.hq = q.dim(2);
-  a.d = q.dim(3);
-  a.skv = k.dim(1);
-  a.hkv = k.dim(2);
-  a.dv = v.dim(3);
-  a.causal = causal;
-  a.scale = static_cast<float>(scale);
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "k", k, {a.batch, a.skv, a.hkv, a.d}));
-  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "v", v, {a.batch, a.skv, a.hkv, a.dv}));
-  if (a.hkv < 1 || a.hq % a.hkv != 0)
-    return BadView(K, "k", k, "head count must divide that of q ",
-                   q.ToString());
-  if (causal && a.s != a.skv)
-    return BadView(K, "k", k,
-                   "causal attention needs the sequence length of q ",
-                   q.ToString());
-  if (segments) {
-    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
-    VEOMNI_RETURN_IF_ERROR(
-        CheckShape(K, "segments", *segments, {a.batch, a.s}));
-    if (a.s != a.skv)
-      return BadView(K, "k", k, "segments need the sequence length of q ",
-                     q.ToString());
-  }
-  if (a.d > launch::kMaxHeadDim || a.dv > launch::kMaxHeadDim)
+  VEOMNI_ASSIGN_OR_RETURN(const cpu::AttentionDims d,
+                          cpu::CheckAttention(K, q, k, v, segments, causal));
+  if (d.d > launch::kMaxHeadDim || d.dv > launch::kMaxHeadDim)
     return BadView(K, "q", q, "head dimension exceeds the CUDA backend's ",
                    launch::kMaxHeadDim);
-  return a;
+  return launch::AttentionShape{d.batch, d.s,    d.skv,
+                                d.hq,    d.hkv,  d.d,
+                                d.dv,    causal, static_cast<float>(scale)};
 }
 } // namespace
 
