@@ -9,7 +9,8 @@ PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libflatbuffers-dev flatbuffers-compiler
   libabsl-dev libgtest-dev libgmock-dev
-  libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev
+  libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libpcre2-dev
+  libicu-dev
 )
 
 missing=()

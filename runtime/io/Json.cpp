@@ -145,6 +145,10 @@ private:
     for (absl::string_view word : {"null", "true", "false"}) {
       if (s_.substr(pos_, word.size()) == word) {
         pos_ += word.size();
+        if (word != "null") {
+          j.kind = Json::Bool;
+          j.number = word == "true";
+        }
         return absl::OkStatus();
       }
     }

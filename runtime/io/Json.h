@@ -22,7 +22,8 @@ namespace veomni::rt {
 
 struct Json {
   /// Numbers keep their integer part; `integral` is false for 1.5 or 1e3.
-  enum Kind { Null, Number, String, Array, Object } kind = Null;
+  /// true and false are Bool with number 1 and 0.
+  enum Kind { Null, Number, String, Array, Object, Bool } kind = Null;
   int64_t number = 0;
   bool integral = true;
   std::string text;

@@ -13,6 +13,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/data/Tokenizer.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Init.h"
 #include "runtime/io/Safetensors.h"
@@ -48,7 +49,8 @@ constexpr const char *kUsage = R"(usage:
                                           traffic per mesh axis, step time
                                           (-o FILE: the per-rank step;
                                           docs/parallel.md)
-  veomni data pack TEXT... -o FILE.vtd     a byte-level token dataset
+  veomni data pack TEXT... -o FILE.vtd     a token dataset (--tokenizer
+                                          tokenizer.json, or bytes)
 
 veomni COMMAND --help lists the options of each command.
 )";
@@ -98,10 +100,20 @@ options:
                        grad.<HF name> to FILE.safetensors
 )";
 
-constexpr const char *kDataHelp = R"(usage: veomni data pack TEXT... -o FILE.vtd
+constexpr const char *kDataHelp =
+    R"(usage: veomni data pack TEXT... -o FILE.vtd [--tokenizer tokenizer.json [--eos [TOKEN]]]
 
-Packs text files into a byte-level token dataset (token = byte value), one
-document per paragraph (paragraphs end at blank lines).
+Packs text files into a token dataset, one document per paragraph
+(paragraphs end at blank lines).
+
+  --tokenizer FILE  the model's Hugging Face tokenizer.json (byte-level
+                    BPE, as Qwen2/2.5/3 and Llama 3 ship it); each paragraph
+                    is tokenized exactly as it stands, no special tokens
+                    added. Without it a token is a byte (values 0-255) and
+                    paragraphs are trimmed.
+  --eos [TOKEN]     an end-of-text token after each document: TOKEN, or
+                    the first of <|endoftext|>, <|end_of_text|>, </s> that
+                    the tokenizer has.
 )";
 
 int fail(const llvm::Twine &message) {
@@ -458,13 +470,22 @@ int runData(llvm::ArrayRef<const char *> args) {
   if (args.empty() || llvm::StringRef(args[0]) != "pack")
     return fail("usage: veomni data pack TEXT... -o OUT.vtd");
   std::vector<std::string> inputs;
-  std::string output;
+  std::string output, tokenizerPath, eosToken;
+  bool eos = false;
   for (size_t i = 1; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     if (arg == "-o") {
       if (i + 1 >= args.size())
         return fail("-o needs a file name");
       output = args[++i];
+    } else if (arg == "--tokenizer") {
+      if (i + 1 >= args.size())
+        return fail("--tokenizer needs a tokenizer.json");
+      tokenizerPath = args[++i];
+    } else if (arg == "--eos") {
+      eos = true;
+      if (i + 1 < args.size() && llvm::StringRef(args[i + 1]).starts_with("<"))
+        eosToken = args[++i];
     } else if (arg.starts_with("-")) {
       return fail("unknown option '" + arg + "'");
     } else {
@@ -473,9 +494,52 @@ int runData(llvm::ArrayRef<const char *> args) {
   }
   if (inputs.empty() || output.empty())
     return fail("usage: veomni data pack TEXT... -o OUT.vtd");
+  if (eos && tokenizerPath.empty())
+    return fail("--eos needs --tokenizer (a byte-level dataset has no "
+                "end-of-text token)");
   std::vector<std::vector<int32_t>> docs;
   uint64_t tokens = 0;
-  for (const std::string &path : inputs) {
+  if (!tokenizerPath.empty()) {
+    auto tok = ::veomni::rt::Tokenizer::Load(tokenizerPath);
+    if (!tok.ok())
+      return fail(std::string(tok.status().message()));
+    int32_t eosId = -1;
+    if (eos) {
+      for (const char *name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
+        if (eosToken.empty() && (*tok)->TokenId(name) >= 0)
+          eosToken = name;
+      eosId = eosToken.empty() ? -1 : (*tok)->TokenId(eosToken);
+      if (eosId < 0)
+        return fail(tokenizerPath + ": no end-of-text token " +
+                    (eosToken.empty() ? std::string("found; name one: --eos "
+                                                    "TOKEN")
+                                      : "'" + eosToken + "'"));
+    }
+    for (const std::string &path : inputs) {
+      auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+      if (!buffer)
+        return fail(path + ": cannot read: " + buffer.getError().message());
+      llvm::SmallVector<llvm::StringRef> paragraphs;
+      (*buffer)->getBuffer().split(paragraphs, "\n\n", -1,
+                                   /*KeepEmpty=*/false);
+      int64_t index = 0;
+      for (llvm::StringRef para : paragraphs) {
+        ++index;
+        if (para.trim().empty())
+          continue;
+        auto ids = (*tok)->Encode(absl::string_view(para.data(), para.size()));
+        if (!ids.ok())
+          return fail(path + ": paragraph " + llvm::Twine(index) + ": " +
+                      std::string(ids.status().message()));
+        if (eosId >= 0)
+          ids->push_back(eosId);
+        tokens += ids->size();
+        docs.push_back(*std::move(ids));
+      }
+    }
+  }
+  for (const std::string &path :
+       tokenizerPath.empty() ? inputs : std::vector<std::string>{}) {
     auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
     if (!buffer)
       return fail(path + ": cannot read: " + buffer.getError().message());

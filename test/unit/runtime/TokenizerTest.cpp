@@ -1,0 +1,129 @@
+//===- TokenizerTest.cpp - byte-level BPE against Hugging Face ------------===//
+//
+// The goldens (test/goldens/tokenizers/, made by
+// tools/goldens/make_tokenizer_goldens.py with `tokenizers`): a Qwen2-style
+// and a Llama-3-style tokenizer.json, and the ids `tokenizers` gives every
+// paragraph of corpus.txt (mixed scripts, whitespace runs, CRLF, digits,
+// emoji, decomposed accents, chat special tokens).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/data/Tokenizer.h"
+
+#include "absl/strings/str_split.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+namespace {
+
+std::string Dir() {
+  return std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/tokenizers/";
+}
+
+std::string Read(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// corpus.txt's paragraphs, split as the golden script splits them.
+std::vector<std::string> Paragraphs() {
+  std::vector<std::string> out;
+  for (absl::string_view p : absl::StrSplit(Read(Dir() + "corpus.txt"), "\n\n"))
+    if (p.find_first_not_of(" \t\r\n") != absl::string_view::npos)
+      out.emplace_back(p);
+  return out;
+}
+
+class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
+INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
+                         ::testing::Values("qwen2", "llama3"));
+
+TEST_P(TokenizerGolden, IdsEqualHuggingFaceTokenizers) {
+  auto tok = Tokenizer::Load(Dir() + GetParam() + ".json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::vector<std::string> paragraphs = Paragraphs();
+  std::vector<std::string> want = absl::StrSplit(
+      Read(Dir() + GetParam() + ".ids"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(paragraphs.size(), want.size());
+  ASSERT_GE(paragraphs.size(), 10u);
+  for (size_t i = 0; i < paragraphs.size(); ++i) {
+    absl::StatusOr<std::vector<int32_t>> ids = (*tok)->Encode(paragraphs[i]);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    std::string got;
+    for (int32_t id : *ids)
+      got += (got.empty() ? "" : " ") + std::to_string(id);
+    EXPECT_EQ(got, want[i]) << "paragraph " << i << ": " << paragraphs[i];
+  }
+}
+
+TEST(Tokenizer, SpecialTokensAreMatchedWhole) {
+  auto tok = Tokenizer::Load(Dir() + "qwen2.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  int32_t start = (*tok)->TokenId("<|im_start|>");
+  int32_t end = (*tok)->TokenId("<|im_end|>");
+  ASSERT_GE(start, 0);
+  ASSERT_GE(end, 0);
+  auto ids = (*tok)->Encode("<|im_start|><|im_end|>");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<int32_t>{start, end}));
+  EXPECT_EQ((*tok)->TokenId("no such token"), -1);
+  EXPECT_GT((*tok)->VocabSize(), end);
+}
+
+TEST(Tokenizer, BadInputIsAnErrorNamingIt) {
+  auto tok = Tokenizer::Load(Dir() + "qwen2.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto bad = (*tok)->Encode(std::string("ok \xff\xfe bytes"));
+  EXPECT_FALSE(bad.ok());
+  auto missing = Tokenizer::Load(Dir() + "missing.json");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("missing.json"), std::string::npos);
+  struct Case {
+    const char *json, *field;
+  };
+  const Case cases[] = {
+      {"[]", "(top)"},
+      {R"({"model": {"type": "WordPiece"}})", "model.type"},
+      {R"({"model": {"type": "BPE", "vocab": [], "merges": []}})",
+       "model.vocab"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}})",
+       "model.vocab"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [3]}})",
+       "model.merges[0]"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+           "normalizer": {"type": "NFKC"}})",
+       "normalizer"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+           "pre_tokenizer": {"type": "Whitespace"}})",
+       "pre_tokenizer"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+           "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("},
+                             "behavior": "Isolated"}})",
+       "Split.pattern"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
+       "ByteLevel"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+           "added_tokens": [{"id": 1, "content": "x", "lstrip": true}],
+           "pre_tokenizer": {"type": "ByteLevel"}})",
+       "lstrip"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},)",
+       "bad.json"},
+  };
+  for (const Case &c : cases) {
+    auto t = Tokenizer::Parse(c.json, "bad.json");
+    ASSERT_FALSE(t.ok()) << c.json;
+    EXPECT_NE(t.status().message().find(c.field), std::string::npos)
+        << t.status();
+  }
+}
+
+} // namespace
+} // namespace veomni::rt
