@@ -32,7 +32,7 @@ prepare() {
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DVEOMNI_RUNTIME_ONLY=ON -DVEOMNI_WITH_DNNL=OFF \
     -DCMAKE_CUDA_ARCHITECTURES="80;90" \
-    -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
+    -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc -Wl,--as-needed" \
     "${launcher[@]}" > /dev/null
   cmake --build build-gpu -j "$jobs" --target veomni-cuda-tests veomni-bench-gpu
   # The jobs come from the main build's compiler.
