@@ -463,6 +463,13 @@ int32_t Tokenizer::TokenId(absl::string_view token) const {
   return it == impl_->vocab.end() ? -1 : it->second;
 }
 
+std::string Tokenizer::FindAddedToken(absl::string_view text) const {
+  for (const Impl::Added &a : impl_->added)
+    if (text.find(a.content) != absl::string_view::npos)
+      return a.content;
+  return "";
+}
+
 int64_t Tokenizer::VocabSize() const { return impl_->size; }
 
 } // namespace veomni::rt

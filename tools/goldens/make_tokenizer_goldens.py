@@ -11,10 +11,19 @@ line of space-separated ids per paragraph.
   qwen2   Qwen2/2.5/3: NFC, Qwen2's Split regex, ByteLevel without regex,
           <|endoftext|>, <|im_start|>, <|im_end|> added
   llama3  Llama 3: no normalizer, Llama 3's Split regex,
-          <|begin_of_text|>, <|eot_id|> added
+          <|begin_of_text|>, <|eot_id|>, <|start_header_id|>,
+          <|end_header_id|> added
+
+It also renders the conversations of chat.json with each style's chat
+template through transformers' apply_chat_template (ChatML for qwen2; the
+Llama 3 instruct template for llama3) into <style>.chat: per conversation
+a line of ids and a line of labels, the label being the id where the
+token's characters lie in an assistant's content or its end-of-turn token
+(found by the tokenizer's offsets), else -100.
 
     python3 tools/goldens/make_tokenizer_goldens.py
 """
+import json
 import os
 
 from tokenizers import (Regex, Tokenizer, decoders, models, normalizers,
@@ -61,10 +70,63 @@ def train(pattern, nfc, specials):
     return tok
 
 
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + "
+          "'\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}")
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+    "{% endif %}{{ content }}{% endfor %}")
+
+
+def trained_spans(name, messages):
+    """Character spans of the rendered text that are trained: an assistant
+    turn's content and its end-of-turn token."""
+    text, spans = "", []
+    if name == "llama3":
+        text = "<|begin_of_text|>"
+    for m in messages:
+        if name == "qwen2":
+            text += "<|im_start|>" + m["role"] + "\n"
+            body, end, after = m["content"], "<|im_end|>", "\n"
+        else:
+            text += "<|start_header_id|>" + m["role"] + "<|end_header_id|>\n\n"
+            body, end, after = m["content"].strip(), "<|eot_id|>", ""
+        if m["role"] == "assistant":
+            spans.append((len(text), len(text) + len(body) + len(end)))
+        text += body + end + after
+    return text, spans
+
+
+def write_chat(name, tok):
+    from transformers import PreTrainedTokenizerFast
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>" if name == "llama3" else None,
+        chat_template=CHATML if name == "qwen2" else LLAMA3_TEMPLATE)
+    with open(os.path.join(OUT, "chat.json"), encoding="utf-8") as f:
+        chats = json.load(f)
+    with open(os.path.join(OUT, f"{name}.chat"), "w") as f:
+        for messages in chats:
+            rendered = fast.apply_chat_template(messages, tokenize=False)
+            text, spans = trained_spans(name, messages)
+            assert rendered == text, (rendered, text)
+            enc = fast(rendered, add_special_tokens=False,
+                       return_offsets_mapping=True)
+            ids = enc["input_ids"]
+            labels = [i if any(a <= s < b for a, b in spans) else -100
+                      for i, (s, e) in zip(ids, enc["offset_mapping"])]
+            f.write(" ".join(map(str, ids)) + "\n")
+            f.write(" ".join(map(str, labels)) + "\n")
+
+
 def main():
     styles = {
         "qwen2": (QWEN2, True, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
-        "llama3": (LLAMA3, False, ["<|begin_of_text|>", "<|eot_id|>"]),
+        "llama3": (LLAMA3, False, ["<|begin_of_text|>", "<|eot_id|>",
+                                   "<|start_header_id|>",
+                                   "<|end_header_id|>"]),
     }
     paragraphs = corpus()
     for name, (pattern, nfc, specials) in styles.items():
@@ -74,6 +136,7 @@ def main():
             for p in paragraphs:
                 f.write(" ".join(map(str, tok.encode(p).ids)) + "\n")
         print(name, len(paragraphs), "paragraphs")
+        write_chat(name, tok)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+//===- Chat.cpp - conversations as token ids and training labels ----------===//
+
+#include "runtime/data/Chat.h"
+
+#include "runtime/support/Status.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+
+namespace veomni::rt {
+
+absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
+  if (name == "chatml")
+    return ChatFormat::ChatML;
+  if (name == "llama3")
+    return ChatFormat::Llama3;
+  return absl::InvalidArgumentError(
+      absl::StrCat("chat format '", name, "': expected chatml or llama3"));
+}
+
+namespace {
+
+class Builder {
+public:
+  explicit Builder(const Tokenizer &t) : t_(t) {}
+
+  absl::StatusOr<int32_t> Special(absl::string_view token) {
+    int32_t id = t_.TokenId(token);
+    if (id < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the tokenizer has no ", token, " token"));
+    return id;
+  }
+  void Token(int32_t id, bool trained) {
+    out.ids.push_back(id);
+    out.labels.push_back(trained ? id : kIgnoreLabel);
+  }
+  /// `head` then `body` as one stretch of text (no special token between
+  /// them, so tokenized together); only the body's tokens are trained
+  /// when `trained`. Where a token spans the two, it counts as head.
+  absl::Status Text(absl::string_view head, absl::string_view body,
+                    bool trained) {
+    std::string whole = absl::StrCat(head, body);
+    if (whole.empty())
+      return absl::OkStatus();
+    VEOMNI_ASSIGN_OR_RETURN(std::vector<int32_t> ids, t_.Encode(whole));
+    size_t split = 0;
+    if (!head.empty()) {
+      VEOMNI_ASSIGN_OR_RETURN(std::vector<int32_t> h, t_.Encode(head));
+      while (split < h.size() && split < ids.size() && h[split] == ids[split])
+        ++split;
+    }
+    for (size_t i = 0; i < ids.size(); ++i)
+      Token(ids[i], trained && i >= split);
+    return absl::OkStatus();
+  }
+
+  EncodedChat out;
+
+private:
+  const Tokenizer &t_;
+};
+
+} // namespace
+
+absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
+                                       ChatFormat format,
+                                       absl::Span<const ChatMessage> messages) {
+  Builder b(tokenizer);
+  for (size_t i = 0; i < messages.size(); ++i)
+    for (const std::string *text : {&messages[i].role, &messages[i].content})
+      if (std::string s = tokenizer.FindAddedToken(*text); !s.empty())
+        return absl::InvalidArgumentError(
+            absl::StrCat("message ", i, ": its ",
+                         text == &messages[i].role ? "role" : "content",
+                         " holds the special token ", s));
+  if (format == ChatFormat::ChatML) {
+    VEOMNI_ASSIGN_OR_RETURN(int32_t start, b.Special("<|im_start|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t end, b.Special("<|im_end|>"));
+    for (const ChatMessage &m : messages) {
+      const bool trained = m.role == "assistant";
+      b.Token(start, false);
+      VEOMNI_RETURN_IF_ERROR(
+          b.Text(absl::StrCat(m.role, "\n"), m.content, trained));
+      b.Token(end, trained);
+      VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
+    }
+  } else {
+    VEOMNI_ASSIGN_OR_RETURN(int32_t bos, b.Special("<|begin_of_text|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t header, b.Special("<|start_header_id|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t headerEnd, b.Special("<|end_header_id|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t eot, b.Special("<|eot_id|>"));
+    b.Token(bos, false);
+    for (const ChatMessage &m : messages) {
+      const bool trained = m.role == "assistant";
+      b.Token(header, false);
+      VEOMNI_RETURN_IF_ERROR(b.Text(m.role, "", false));
+      b.Token(headerEnd, false);
+      // Llama 3's template trims the content.
+      VEOMNI_RETURN_IF_ERROR(
+          b.Text("\n\n", absl::StripAsciiWhitespace(m.content), trained));
+      b.Token(eot, trained);
+    }
+  }
+  return std::move(b.out);
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,61 @@
+//===- Chat.h - conversations as token ids and training labels --*- C++ -*-===//
+//
+// The chat formats of the shipped families, rendered and tokenized in one
+// pass with the labels a supervised fine-tuning step trains on:
+//
+//   ChatML (Qwen2/2.5/3):  <|im_start|>ROLE\nCONTENT<|im_end|>\n  per turn
+//   Llama 3:               <|begin_of_text|> once, then per turn
+//                          <|start_header_id|>ROLE<|end_header_id|>\n\n
+//                          CONTENT<|eot_id|>
+//
+// No system prompt is added (Qwen3's templates add none; Qwen2/2.5 users
+// who want theirs put it in the conversation). A label is the token's id
+// where the token belongs to an assistant turn's content or its
+// end-of-turn token (<|im_end|>, <|eot_id|>: the model learns to stop, as
+// HF's chat templates train it), and -100 everywhere else: the role
+// headers, the other turns, the newline after <|im_end|>.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_DATA_CHAT_H
+#define VEOMNI_RUNTIME_DATA_CHAT_H
+
+#include "runtime/data/Tokenizer.h"
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+
+enum class ChatFormat { ChatML, Llama3 };
+
+/// "chatml" or "llama3"; an error naming the value otherwise.
+absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
+
+struct ChatMessage {
+  std::string role; ///< system, user, assistant (or a tool's name)
+  std::string content;
+};
+
+struct EncodedChat {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> labels; ///< ids' length; -100 where not trained
+};
+
+inline constexpr int32_t kIgnoreLabel = -100;
+
+/// The conversation's ids and labels. The format's special tokens must be
+/// the tokenizer's (an error names the missing one); a role or content
+/// holding a special token's text is an error too, as it would change the
+/// turns' structure.
+absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
+                                       ChatFormat format,
+                                       absl::Span<const ChatMessage> messages);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_DATA_CHAT_H
