@@ -2,6 +2,8 @@
 
 #include "runtime/data/Tokenizer.h"
 
+#include "runtime/data/SentencePiece.h"
+
 #include "runtime/io/Json.h"
 #include "runtime/support/Status.h"
 
@@ -174,6 +176,8 @@ private:
 
 class Tokenizer::Impl {
 public:
+  /// A SentencePiece model, when the file is one (the rest is unused).
+  std::unique_ptr<spm::Model> sp;
   std::unordered_map<std::string, int32_t> vocab;
   std::unordered_map<std::string, int32_t> ranks; // "a b" -> rank
   struct Added {
@@ -276,6 +280,16 @@ Tokenizer::Load(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  if (path.size() > 6 && path.compare(path.size() - 6, 6, ".model") == 0) {
+    auto impl = std::make_unique<Impl>();
+    std::string error;
+    impl->sp = spm::Model::Load(path, error);
+    if (!impl->sp)
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": not a SentencePiece model: ", error));
+    impl->size = impl->sp->Size();
+    return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
+  }
   std::stringstream text;
   text << in.rdbuf();
   return Parse(text.str(), path);
@@ -430,6 +444,12 @@ Tokenizer::Encode(absl::string_view text) const {
   if (!ValidUtf8(text))
     return absl::InvalidArgumentError("text is not valid UTF-8");
   std::vector<int32_t> ids;
+  if (impl_->sp) {
+    std::string error;
+    if (!impl_->sp->Encode(std::string(text), ids, error))
+      return absl::InvalidArgumentError(absl::StrCat("SentencePiece: ", error));
+    return ids;
+  }
   size_t at = 0;
   while (at < text.size()) {
     // The earliest added token, the longest at that place.
@@ -456,6 +476,9 @@ Tokenizer::Encode(absl::string_view text) const {
 }
 
 int32_t Tokenizer::TokenId(absl::string_view token) const {
+  if (impl_->sp)
+    return impl_->sp->PieceToId(std::string(token));
+
   for (const Impl::Added &a : impl_->added)
     if (a.content == token)
       return a.id;

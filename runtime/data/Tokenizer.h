@@ -10,6 +10,8 @@
 //                  the GPT-2 printable alphabet; use_regex false, or true
 //                  with GPT-2's own pattern);
 //   model          BPE: vocab and ranked merges (["a", "b"] or "a b").
+// A SentencePiece .model (Llama 2, Gemma, ...) runs through Debian's
+// libsentencepiece instead; its control tokens are never parsed from text.
 // Anything else in the file is an error naming the field, never a silent
 // difference in ids.
 //

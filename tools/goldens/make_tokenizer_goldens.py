@@ -21,6 +21,10 @@ a line of ids and a line of labels, the label being the id where the
 token's characters lie in an assistant's content or its end-of-turn token
 (found by the tokenizer's offsets), else -100.
 
+And two SentencePiece models (`sentencepiece` on PyPI), a unigram and a
+BPE one trained on the same text, with the ids of the corpus in
+sp_unigram.ids and sp_bpe.ids.
+
     python3 tools/goldens/make_tokenizer_goldens.py
 """
 import json
@@ -139,5 +143,28 @@ def main():
         write_chat(name, tok)
 
 
+def sentencepiece_goldens():
+    import io
+
+    import sentencepiece as spm
+    paragraphs = corpus()
+    for kind in ("unigram", "bpe"):
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(TRAIN.splitlines() * 20),
+            model_writer=model, vocab_size=400, model_type=kind,
+            character_coverage=1.0, byte_fallback=True,
+            minloglevel=2)
+        path = os.path.join(OUT, f"sp_{kind}.model")
+        with open(path, "wb") as f:
+            f.write(model.getvalue())
+        sp = spm.SentencePieceProcessor(model_file=path)
+        with open(os.path.join(OUT, f"sp_{kind}.ids"), "w") as f:
+            for p in paragraphs:
+                f.write(" ".join(map(str, sp.encode(p))) + "\n")
+        print(f"sp_{kind}", len(paragraphs), "paragraphs")
+
+
 if __name__ == "__main__":
     main()
+    sentencepiece_goldens()

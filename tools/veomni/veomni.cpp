@@ -107,7 +107,8 @@ Packs text files into a token dataset, one document per paragraph
 (paragraphs end at blank lines).
 
   --tokenizer FILE  the model's Hugging Face tokenizer.json (byte-level
-                    BPE, as Qwen2/2.5/3 and Llama 3 ship it); each paragraph
+                    BPE, as Qwen2/2.5/3 and Llama 3 ship it) or SentencePiece
+                    .model; each paragraph
                     is tokenized exactly as it stands, no special tokens
                     added. Without it a token is a byte (values 0-255) and
                     paragraphs are trimmed.

@@ -48,6 +48,40 @@ class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
 INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
                          ::testing::Values("qwen2", "llama3"));
 
+/// SentencePiece models (unigram and BPE with byte fallback) against the
+/// `sentencepiece` package's ids.
+class SentencePieceGolden : public ::testing::TestWithParam<const char *> {};
+INSTANTIATE_TEST_SUITE_P(Models, SentencePieceGolden,
+                         ::testing::Values("sp_unigram", "sp_bpe"));
+
+TEST_P(SentencePieceGolden, IdsEqualSentencePiece) {
+  auto tok = Tokenizer::Load(Dir() + GetParam() + ".model");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::vector<std::string> paragraphs = Paragraphs();
+  std::vector<std::string> want = absl::StrSplit(
+      Read(Dir() + GetParam() + ".ids"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(paragraphs.size(), want.size());
+  for (size_t i = 0; i < paragraphs.size(); ++i) {
+    absl::StatusOr<std::vector<int32_t>> ids = (*tok)->Encode(paragraphs[i]);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    std::string got;
+    for (int32_t id : *ids)
+      got += (got.empty() ? "" : " ") + std::to_string(id);
+    EXPECT_EQ(got, want[i]) << "paragraph " << i << ": " << paragraphs[i];
+  }
+  EXPECT_GE((*tok)->TokenId("</s>"), 0);
+  EXPECT_EQ((*tok)->TokenId("no-such-piece"), -1);
+  // A file that is not a model says so, naming it.
+  std::string junk = ::testing::TempDir() + "/junk.model";
+  std::ofstream(junk) << "not a protobuf";
+  auto bad = Tokenizer::Load(junk);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("junk.model: not a SentencePiece "
+                                        "model"),
+            std::string::npos)
+      << bad.status();
+}
+
 TEST_P(TokenizerGolden, IdsEqualHuggingFaceTokenizers) {
   auto tok = Tokenizer::Load(Dir() + GetParam() + ".json");
   ASSERT_TRUE(tok.ok()) << tok.status();
