@@ -15,6 +15,8 @@ namespace veomni::rt {
 namespace {
 constexpr char kMagic[8] = {'V', 'E', 'O', 'M', 'N', 'I', 'T', 'D'};
 constexpr size_t kHeader = 32;
+/// Version 2's flag: a trained mask (u8 per token) follows the tokens.
+constexpr uint32_t kTrainedMask = 1;
 } // namespace
 
 TokenDataset::~TokenDataset() = default;
@@ -35,15 +37,22 @@ TokenDataset::Open(const std::string &path) {
   size_t size = d->file_->size();
   if (std::memcmp(d->map_, kMagic, 8))
     return bad("not a veomni token dataset (bad magic)");
-  uint32_t version;
+  uint32_t version, flags;
   std::memcpy(&version, d->map_ + 8, 4);
-  if (version != 1)
-    return bad(absl::StrCat("version ", version, ", this runtime reads 1"));
+  std::memcpy(&flags, d->map_ + 12, 4);
+  if (version != 1 && version != 2)
+    return bad(
+        absl::StrCat("version ", version, ", this runtime reads 1 and 2"));
+  if ((version == 1 && flags != 0) || (version == 2 && flags != kTrainedMask))
+    return bad(
+        absl::StrCat("flags ", flags, " are not those of version ", version));
+  const bool masked = flags & kTrainedMask;
   std::memcpy(&d->documents_, d->map_ + 16, 8);
   std::memcpy(&d->tokens_, d->map_ + 24, 8);
   if (d->documents_ > (uint64_t{1} << 40) || d->tokens_ > (uint64_t{1} << 40))
     return bad("implausible document or token count");
-  uint64_t expected = kHeader + 8 * (d->documents_ + 1) + 4 * d->tokens_;
+  uint64_t expected = kHeader + 8 * (d->documents_ + 1) + 4 * d->tokens_ +
+                      (masked ? d->tokens_ : 0);
   if (size != expected)
     return bad(absl::StrCat("is ", size, " bytes; ", d->documents_,
                             " documents of ", d->tokens_, " tokens need ",
@@ -59,6 +68,13 @@ TokenDataset::Open(const std::string &path) {
   for (uint64_t i = 0; i < d->tokens_; ++i)
     if (d->data_[i] < 0)
       return bad(absl::StrCat("token ", i, " is negative (", d->data_[i], ")"));
+  if (masked) {
+    d->trained_ = reinterpret_cast<const uint8_t *>(d->data_ + d->tokens_);
+    for (uint64_t i = 0; i < d->tokens_; ++i)
+      if (d->trained_[i] > 1)
+        return bad(absl::StrCat("token ", i, "'s trained flag is ",
+                                int(d->trained_[i]), ", not 0 or 1"));
+  }
   return d;
 }
 
@@ -66,8 +82,25 @@ absl::Span<const int32_t> TokenDataset::Document(uint64_t i) const {
   return {data_ + offsets_[i], offsets_[i + 1] - offsets_[i]};
 }
 
-absl::Status WriteTokenDataset(const std::string &path,
-                               const std::vector<std::vector<int32_t>> &docs) {
+absl::Span<const uint8_t> TokenDataset::Trained(uint64_t i) const {
+  if (!trained_)
+    return {};
+  return {trained_ + offsets_[i], offsets_[i + 1] - offsets_[i]};
+}
+
+absl::Status
+WriteTokenDataset(const std::string &path,
+                  const std::vector<std::vector<int32_t>> &docs,
+                  const std::vector<std::vector<uint8_t>> *trained) {
+  if (trained) {
+    if (trained->size() != docs.size())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": a trained mask per document is needed"));
+    for (size_t i = 0; i < docs.size(); ++i)
+      if ((*trained)[i].size() != docs[i].size())
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": document ", i, "'s trained mask has another length"));
+  }
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   FILE *f = std::fopen(tmp.c_str(), "wb");
   if (!f)
@@ -78,7 +111,7 @@ absl::Status WriteTokenDataset(const std::string &path,
     tokens += d.size();
     offsets.push_back(tokens);
   }
-  uint32_t version = 1, reserved = 0;
+  uint32_t version = trained ? 2 : 1, reserved = trained ? kTrainedMask : 0;
   bool ok = std::fwrite(kMagic, 1, 8, f) == 8 &&
             std::fwrite(&version, 4, 1, f) == 1 &&
             std::fwrite(&reserved, 4, 1, f) == 1 &&
@@ -87,6 +120,9 @@ absl::Status WriteTokenDataset(const std::string &path,
             std::fwrite(offsets.data(), 8, offsets.size(), f) == offsets.size();
   for (const auto &d : docs)
     ok = ok && std::fwrite(d.data(), 4, d.size(), f) == d.size();
+  if (trained)
+    for (const auto &m : *trained)
+      ok = ok && std::fwrite(m.data(), 1, m.size(), f) == m.size();
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = (std::fclose(f) == 0) && ok;
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -108,6 +144,7 @@ absl::StatusOr<PackedRows> Packer::Next(int64_t rows) {
     int64_t filled = 0;
     while (filled < seqLen_) {
       absl::Span<const int32_t> doc = data_.Document(doc_);
+      absl::Span<const uint8_t> trained = data_.Trained(doc_);
       if (at_ >= doc.size()) { // empty or finished: next document
         doc_ = (doc_ + 1) % data_.documents();
         at_ = 0;
@@ -119,7 +156,8 @@ absl::StatusOr<PackedRows> Packer::Next(int64_t rows) {
         out.ids.push_back(doc[t]);
         out.positions.push_back(static_cast<int32_t>(j));
         out.segments.push_back(segment);
-        out.labels.push_back(t + 1 < doc.size() ? doc[t + 1] : -100);
+        bool next = t + 1 < doc.size() && (trained.empty() || trained[t + 1]);
+        out.labels.push_back(next ? doc[t + 1] : -100);
       }
       filled += take;
       at_ += take;

@@ -3,18 +3,21 @@
 // A .vtd file holds tokenized documents (docs/data.md):
 //
 //   bytes 0..7   magic "VEOMNITD"
-//   bytes 8..11  version (u32, little endian) = 1
-//   bytes 12..15 reserved, zero
+//   bytes 8..11  version (u32, little endian): 1, or 2 with a trained mask
+//   bytes 12..15 flags: 0 (version 1), 1 (version 2: the mask follows)
 //   bytes 16..23 number of documents D (u64)
 //   bytes 24..31 number of tokens T (u64)
 //   then D + 1 document offsets (u64; 0 first, non-decreasing, T last)
 //   then T tokens (i32, non-negative)
+//   [version 2] then T trained flags (u8, 0 or 1): whether a token is a
+//   target (a conversation's assistant turns)
 //
 // The file must be exactly that long. The Packer lays documents end to end
 // into rows of seq_len tokens, a document too long for the rest of a row
 // continuing in the next; every piece is its own segment with positions
 // from 0, and labels are each token's successor within its document
-// (-100 after a document's last token). Rows are always full: at the end of
+// (-100 after a document's last token, and where the successor is not
+// trained). Rows are always full: at the end of
 // the data the packer wraps around to the first document.
 //
 //===----------------------------------------------------------------------===//
@@ -45,6 +48,8 @@ public:
   uint64_t documents() const { return documents_; }
   uint64_t tokens() const { return tokens_; }
   absl::Span<const int32_t> Document(uint64_t i) const;
+  /// Document i's trained flags, or empty (every token trained).
+  absl::Span<const uint8_t> Trained(uint64_t i) const;
 
 private:
   TokenDataset() = default;
@@ -54,11 +59,15 @@ private:
   uint64_t documents_ = 0, tokens_ = 0;
   const uint64_t *offsets_ = nullptr;
   const int32_t *data_ = nullptr;
+  const uint8_t *trained_ = nullptr;
 };
 
 /// Writes documents as a .vtd file, atomically.
-absl::Status WriteTokenDataset(const std::string &path,
-                               const std::vector<std::vector<int32_t>> &docs);
+/// With `trained` (a flag per token), version 2.
+absl::Status
+WriteTokenDataset(const std::string &path,
+                  const std::vector<std::vector<int32_t>> &docs,
+                  const std::vector<std::vector<uint8_t>> *trained = nullptr);
 
 /// Rows of packed sequences: ids, positions, segments and labels, each
 /// rows x seqLen, row-major.

@@ -13,6 +13,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/data/Jsonl.h"
 #include "runtime/data/Tokenizer.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Init.h"
@@ -29,9 +30,11 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -112,6 +115,11 @@ Packs text files into a token dataset, one document per paragraph
                     is tokenized exactly as it stands, no special tokens
                     added. Without it a token is a byte (values 0-255) and
                     paragraphs are trimmed.
+  --chat FORMAT     chatml or llama3: how the conversations of .jsonl
+                    inputs are rendered; their assistant turns (and end
+                    tokens) are the only targets, kept in the dataset's
+                    trained mask. A .jsonl line is {"text": ...} or
+                    {"messages": [{"role": ..., "content": ...}, ...]}.
   --eos [TOKEN]     an end-of-text token after each document: TOKEN, or
                     the first of <|endoftext|>, <|end_of_text|>, </s> that
                     the tokenizer has.
@@ -471,7 +479,7 @@ int runData(llvm::ArrayRef<const char *> args) {
   if (args.empty() || llvm::StringRef(args[0]) != "pack")
     return fail("usage: veomni data pack TEXT... -o OUT.vtd");
   std::vector<std::string> inputs;
-  std::string output, tokenizerPath, eosToken;
+  std::string output, tokenizerPath, eosToken, chatName;
   bool eos = false;
   for (size_t i = 1; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
@@ -483,6 +491,10 @@ int runData(llvm::ArrayRef<const char *> args) {
       if (i + 1 >= args.size())
         return fail("--tokenizer needs a tokenizer.json");
       tokenizerPath = args[++i];
+    } else if (arg == "--chat") {
+      if (i + 1 >= args.size())
+        return fail("--chat needs a format: chatml or llama3");
+      chatName = args[++i];
     } else if (arg == "--eos") {
       eos = true;
       if (i + 1 < args.size() && llvm::StringRef(args[i + 1]).starts_with("<"))
@@ -498,8 +510,20 @@ int runData(llvm::ArrayRef<const char *> args) {
   if (eos && tokenizerPath.empty())
     return fail("--eos needs --tokenizer (a byte-level dataset has no "
                 "end-of-text token)");
+  std::optional<::veomni::rt::ChatFormat> chat;
+  if (!chatName.empty()) {
+    auto f = ::veomni::rt::ParseChatFormat(chatName);
+    if (!f.ok())
+      return fail(std::string(f.status().message()));
+    chat = *f;
+  }
   std::vector<std::vector<int32_t>> docs;
+  std::vector<std::vector<uint8_t>> trained; // one per document
+  bool masked = false;
   uint64_t tokens = 0;
+  for (const std::string &path : inputs)
+    if (llvm::StringRef(path).ends_with(".jsonl") && tokenizerPath.empty())
+      return fail(path + ": a JSONL dataset needs --tokenizer");
   if (!tokenizerPath.empty()) {
     auto tok = ::veomni::rt::Tokenizer::Load(tokenizerPath);
     if (!tok.ok())
@@ -517,6 +541,21 @@ int runData(llvm::ArrayRef<const char *> args) {
                                       : "'" + eosToken + "'"));
     }
     for (const std::string &path : inputs) {
+      if (llvm::StringRef(path).ends_with(".jsonl")) {
+        std::vector<::veomni::rt::TokenizedSample> samples;
+        if (absl::Status s = ::veomni::rt::ReadJsonlSamples(path, **tok, chat,
+                                                            eosId, samples);
+            !s.ok())
+          return fail(std::string(s.message()));
+        for (auto &s : samples) {
+          masked |= std::find(s.trained.begin(), s.trained.end(), 0) !=
+                    s.trained.end();
+          tokens += s.ids.size();
+          docs.push_back(std::move(s.ids));
+          trained.push_back(std::move(s.trained));
+        }
+        continue;
+      }
       auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
       if (!buffer)
         return fail(path + ": cannot read: " + buffer.getError().message());
@@ -535,6 +574,7 @@ int runData(llvm::ArrayRef<const char *> args) {
         if (eosId >= 0)
           ids->push_back(eosId);
         tokens += ids->size();
+        trained.emplace_back(ids->size(), 1);
         docs.push_back(*std::move(ids));
       }
     }
@@ -554,7 +594,10 @@ int runData(llvm::ArrayRef<const char *> args) {
       tokens += para.size();
     }
   }
-  if (absl::Status s = ::veomni::rt::WriteTokenDataset(output, docs); !s.ok())
+  // Version 2 (a trained mask) only where some token is not a target.
+  if (absl::Status s = ::veomni::rt::WriteTokenDataset(
+          output, docs, masked ? &trained : nullptr);
+      !s.ok())
     return fail(std::string(s.message()));
   llvm::outs() << output << ": " << docs.size() << " documents, " << tokens
                << " tokens\n";

@@ -70,5 +70,40 @@ TEST(TokenDataset, DamagedFilesAreErrors) {
   std::remove(path.c_str());
 }
 
+TEST(TokenDataset, TrainedMasksLabelOnlyTheirTargets) {
+  // Version 2: a conversation whose tokens 2..3 are an assistant's answer;
+  // a label is the next token only where that token is trained.
+  std::string path = TempPath("sft.vtd");
+  std::vector<std::vector<int32_t>> docs = {{5, 6, 7, 8, 9}, {1, 2}};
+  std::vector<std::vector<uint8_t>> trained = {{0, 0, 1, 1, 0}, {1, 1}};
+  ASSERT_TRUE(WriteTokenDataset(path, docs, &trained).ok());
+  auto data = TokenDataset::Open(path);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ((*data)->Trained(0).size(), 5u);
+  Packer packer(**data, 7);
+  auto rows = packer.Next(1);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->ids, (std::vector<int32_t>{5, 6, 7, 8, 9, 1, 2}));
+  EXPECT_EQ(rows->labels,
+            (std::vector<int32_t>{-100, 7, 8, -100, -100, 2, -100}));
+  // A mask of another length is refused; a flag other than 0 or 1 is a
+  // damaged file.
+  std::vector<std::vector<uint8_t>> shorter = {{0, 1}, {1, 1}};
+  EXPECT_FALSE(WriteTokenDataset(path, docs, &shorter).ok());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  bytes[bytes.size() - 1] = 7;
+  std::ofstream(path, std::ios::binary) << bytes;
+  auto bad = TokenDataset::Open(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("trained flag is 7"),
+            std::string::npos)
+      << bad.status();
+  std::remove(path.c_str());
+}
+
 } // namespace
 } // namespace veomni::rt
