@@ -22,6 +22,43 @@ absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
 
 namespace {
 
+/// Whether the UTF-8 character at s[i] (of n bytes) is whitespace as
+/// Python's str.strip (Jinja's trim) sees it.
+bool PythonSpace(absl::string_view s, size_t i, size_t &n) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  uint32_t cp = c;
+  n = 1;
+  if (c >= 0xC0) {
+    n = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (i + n > s.size())
+      return false;
+    cp = c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  }
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) ||
+         cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+/// s without leading and trailing Python whitespace.
+absl::string_view PythonStrip(absl::string_view s) {
+  size_t n;
+  while (!s.empty() && PythonSpace(s, 0, n))
+    s.remove_prefix(n);
+  // From the end: find the last character's start.
+  while (!s.empty()) {
+    size_t start = s.size() - 1;
+    while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80)
+      --start;
+    if (!PythonSpace(s, start, n) || start + n != s.size())
+      break;
+    s.remove_suffix(n);
+  }
+  return s;
+}
+
 class Builder {
 public:
   explicit Builder(const Tokenizer &t) : t_(t) {}
@@ -71,7 +108,7 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
   Builder b(tokenizer);
   for (size_t i = 0; i < messages.size(); ++i)
     for (const std::string *text : {&messages[i].role, &messages[i].content})
-      if (std::string s = tokenizer.FindAddedToken(*text); !s.empty())
+      if (std::string s = tokenizer.FindSpecialToken(*text); !s.empty())
         return absl::InvalidArgumentError(
             absl::StrCat("message ", i, ": its ",
                          text == &messages[i].role ? "role" : "content",
@@ -98,9 +135,9 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
       b.Token(header, false);
       VEOMNI_RETURN_IF_ERROR(b.Text(m.role, "", false));
       b.Token(headerEnd, false);
-      // Llama 3's template trims the content.
-      VEOMNI_RETURN_IF_ERROR(
-          b.Text("\n\n", absl::StripAsciiWhitespace(m.content), trained));
+      // Llama 3's template trims the content (Jinja's trim: Python's
+      // strip, Unicode whitespace included).
+      VEOMNI_RETURN_IF_ERROR(b.Text("\n\n", PythonStrip(m.content), trained));
       b.Token(eot, trained);
     }
   }

@@ -19,7 +19,9 @@
 #include <climits>
 #include <fstream>
 #include <mutex>
+#include <queue>
 #include <sstream>
+#include <tuple>
 
 namespace veomni::rt {
 
@@ -136,8 +138,10 @@ public:
     size_t at = 0, gap = 0;
     absl::Status status;
     while (at <= s.size()) {
+      // The text is valid UTF-8 (Encode checks it; ICU writes it): no
+      // check from `at` to the end on every call.
       int rc = pcre2_match(re_, reinterpret_cast<PCRE2_SPTR>(s.data()),
-                           s.size(), at, 0, md, nullptr);
+                           s.size(), at, PCRE2_NO_UTF_CHECK, md, nullptr);
       if (rc == PCRE2_ERROR_NOMATCH)
         break;
       if (rc < 0) {
@@ -179,10 +183,10 @@ public:
   /// A SentencePiece model, when the file is one (the rest is unused).
   std::unique_ptr<spm::Model> sp;
   std::unordered_map<std::string, int32_t> vocab;
-  std::unordered_map<std::string, int32_t> ranks; // "a b" -> rank
   struct Added {
     std::string content;
     int32_t id;
+    bool special;
   };
   std::vector<Added> added; // longest first
   bool nfc = false;
@@ -193,8 +197,70 @@ public:
   mutable std::mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
+  /// Merges as (left id, right id) -> (rank, merged id).
+  struct PairHash {
+    size_t operator()(uint64_t k) const { return std::hash<uint64_t>()(k); }
+  };
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>, PairHash> merges;
+  static uint64_t Key(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) |
+           static_cast<uint32_t>(b);
+  }
+
+  /// BPE over the characters of `word` (byte-level mapped): symbols in a
+  /// linked list, candidate merges in a min-heap by (rank, position), as
+  /// `tokenizers` does: O(n log n) in the word's length.
+  absl::Status Bpe(const std::string &word, std::vector<int32_t> &out) const {
+    std::vector<std::string> chars = Utf8Chars(word);
+    const int n = static_cast<int>(chars.size());
+    std::vector<int32_t> sym(n);
+    std::vector<int> prev(n), next(n);
+    std::vector<char> alive(n, 1);
+    for (int i = 0; i < n; ++i) {
+      auto it = vocab.find(chars[i]);
+      if (it == vocab.end())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the piece '", chars[i], "' is in no token of the vocabulary"));
+      sym[i] = it->second;
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+    }
+    // (rank, left position, left id, right id): stale entries are skipped.
+    using Cand = std::tuple<int32_t, int, int32_t, int32_t>;
+    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+    auto push = [&](int i) {
+      if (i < 0 || next[i] < 0)
+        return;
+      auto m = merges.find(Key(sym[i], sym[next[i]]));
+      if (m != merges.end())
+        heap.emplace(m->second.first, i, sym[i], sym[next[i]]);
+    };
+    for (int i = 0; i + 1 < n; ++i)
+      push(i);
+    while (!heap.empty()) {
+      auto [rank, i, a, b] = heap.top();
+      heap.pop();
+      if (!alive[i] || next[i] < 0 || sym[i] != a || sym[next[i]] != b)
+        continue; // this pair changed since it was queued
+      int j = next[i];
+      sym[i] = merges.find(Key(a, b))->second.second;
+      alive[j] = 0;
+      next[i] = next[j];
+      if (next[j] >= 0)
+        prev[next[j]] = i;
+      push(prev[i]);
+      push(i);
+    }
+    for (int i = 0; i >= 0 && i < n; i = next[i])
+      out.push_back(sym[i]);
+    return absl::OkStatus();
+  }
+
   absl::Status Word(const std::string &word, std::vector<int32_t> &ids) const {
-    {
+    // Short words (almost all) are cached; a long run of letters in a
+    // script without spaces is not, so the cache stays small.
+    const bool cacheable = word.size() <= 256;
+    if (cacheable) {
       std::lock_guard<std::mutex> lock(mu);
       auto it = cache.find(word);
       if (it != cache.end()) {
@@ -204,38 +270,16 @@ public:
     }
     std::vector<int32_t> out;
     auto whole = vocab.find(word);
-    if (ignoreMerges && whole != vocab.end()) {
+    if (ignoreMerges && whole != vocab.end())
       out.push_back(whole->second);
-    } else {
-      std::vector<std::string> parts = Utf8Chars(word);
-      // Merge the lowest-ranked adjacent pair until none is ranked.
-      while (parts.size() > 1) {
-        int32_t best = INT32_MAX;
-        size_t at = 0;
-        for (size_t i = 0; i + 1 < parts.size(); ++i) {
-          auto r = ranks.find(absl::StrCat(parts[i], " ", parts[i + 1]));
-          if (r != ranks.end() && r->second < best) {
-            best = r->second;
-            at = i;
-          }
-        }
-        if (best == INT32_MAX)
-          break;
-        parts[at] += parts[at + 1];
-        parts.erase(parts.begin() + at + 1);
-      }
-      for (const std::string &p : parts) {
-        auto id = vocab.find(p);
-        if (id == vocab.end())
-          return absl::InvalidArgumentError(absl::StrCat(
-              "the piece '", p, "' is in no token of the vocabulary"));
-        out.push_back(id->second);
-      }
-    }
+    else
+      VEOMNI_RETURN_IF_ERROR(Bpe(word, out));
     ids.insert(ids.end(), out.begin(), out.end());
-    std::lock_guard<std::mutex> lock(mu);
-    if (cache.size() < (1u << 20))
-      cache.emplace(word, std::move(out));
+    if (cacheable) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (cache.size() < (1u << 20))
+        cache.emplace(word, std::move(out));
+    }
     return absl::OkStatus();
   }
 
@@ -331,23 +375,40 @@ Tokenizer::Parse(absl::string_view json, const std::string &name) {
     impl->vocab[token] = static_cast<int32_t>(id.number);
     impl->size = std::max<int64_t>(impl->size, id.number + 1);
   }
+  for (const char *field :
+       {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
+    if (const Json *f = FindField(*model, field); f && f->kind != Json::Null)
+      return bad(absl::StrCat("model.", field), "is not supported");
   const Json *merges = FindField(*model, "merges");
   if (!merges || merges->kind != Json::Array)
     return bad("model.merges", "expected an array");
   for (size_t i = 0; i < merges->items.size(); ++i) {
     const Json &m = merges->items[i];
-    std::string key;
+    std::string a, b;
     if (m.kind == Json::String && m.text.find(' ') != std::string::npos) {
-      key = m.text;
+      size_t space = m.text.find(' ');
+      a = m.text.substr(0, space);
+      b = m.text.substr(space + 1);
     } else if (m.kind == Json::Array && m.items.size() == 2 &&
                m.items[0].kind == Json::String &&
                m.items[1].kind == Json::String) {
-      key = absl::StrCat(m.items[0].text, " ", m.items[1].text);
+      a = m.items[0].text;
+      b = m.items[1].text;
     } else {
       return bad(absl::StrCat("model.merges[", i, "]"),
                  "expected \"a b\" or [\"a\", \"b\"]");
     }
-    impl->ranks.emplace(key, static_cast<int32_t>(i));
+    auto ia = impl->vocab.find(a), ib = impl->vocab.find(b),
+         iab = impl->vocab.find(a + b);
+    if (ia == impl->vocab.end() || ib == impl->vocab.end() ||
+        iab == impl->vocab.end())
+      return bad(absl::StrCat("model.merges[", i, "]"),
+                 absl::StrCat("'", a, "' + '", b,
+                              "': a part or the merge is not in the "
+                              "vocabulary"));
+    // A merge listed twice keeps its last rank, as tokenizers does.
+    impl->merges[Impl::Key(ia->second, ib->second)] = {static_cast<int32_t>(i),
+                                                       iab->second};
   }
 
   if (const Json *added = FindField(*root, "added_tokens");
@@ -356,7 +417,7 @@ Tokenizer::Parse(absl::string_view json, const std::string &name) {
       const Json &t = added->items[i];
       const Json *id = FindField(t, "id"), *content = FindField(t, "content");
       std::string where = absl::StrCat("added_tokens[", i, "]");
-      if (!id || id->kind != Json::Number || id->number < 0 ||
+      if (!id || id->kind != Json::Number || !id->integral || id->number < 0 ||
           id->number > INT32_MAX || !content || content->kind != Json::String ||
           content->text.empty())
         return bad(where, "needs an id and a content");
@@ -364,7 +425,10 @@ Tokenizer::Parse(absl::string_view json, const std::string &name) {
         if (const Json *f = FindField(t, flag);
             f && f->kind == Json::Bool && f->number)
           return bad(absl::StrCat(where, ".", flag), "is not supported");
-      impl->added.push_back({content->text, static_cast<int32_t>(id->number)});
+      const Json *special = FindField(t, "special");
+      impl->added.push_back(
+          {content->text, static_cast<int32_t>(id->number),
+           special && special->kind == Json::Bool && special->number != 0});
       impl->size = std::max<int64_t>(impl->size, id->number + 1);
     }
   }
@@ -399,6 +463,10 @@ Tokenizer::Parse(absl::string_view json, const std::string &name) {
   for (const Json *s : steps) {
     const Json *t = FindField(*s, "type");
     std::string kind = t && t->kind == Json::String ? t->text : "";
+    if (byteLevel)
+      return bad("pre_tokenizer", absl::StrCat("a '", kind,
+                                               "' step after ByteLevel is not "
+                                               "supported"));
     if (kind == "Split") {
       const Json *pattern = FindField(*s, "pattern");
       const Json *regex = pattern ? FindField(*pattern, "Regex") : nullptr;
@@ -451,15 +519,22 @@ Tokenizer::Encode(absl::string_view text) const {
     return ids;
   }
   size_t at = 0;
+  // Each added token's next place at or after `at` (npos: none left);
+  // only those that fall behind `at` are searched again.
+  std::vector<size_t> nextAt(impl_->added.size());
+  for (size_t k = 0; k < nextAt.size(); ++k)
+    nextAt[k] = text.find(impl_->added[k].content);
   while (at < text.size()) {
-    // The earliest added token, the longest at that place.
+    // The earliest added token, the longest at that place (added is
+    // sorted longest first).
     size_t best = absl::string_view::npos;
     const Impl::Added *hit = nullptr;
-    for (const Impl::Added &a : impl_->added) {
-      size_t p = text.find(a.content, at);
-      if (p < best) {
-        best = p;
-        hit = &a;
+    for (size_t k = 0; k < nextAt.size(); ++k) {
+      if (nextAt[k] != absl::string_view::npos && nextAt[k] < at)
+        nextAt[k] = text.find(impl_->added[k].content, at);
+      if (nextAt[k] < best) {
+        best = nextAt[k];
+        hit = &impl_->added[k];
       }
     }
     absl::string_view plain = text.substr(at, best == absl::string_view::npos
@@ -486,9 +561,9 @@ int32_t Tokenizer::TokenId(absl::string_view token) const {
   return it == impl_->vocab.end() ? -1 : it->second;
 }
 
-std::string Tokenizer::FindAddedToken(absl::string_view text) const {
+std::string Tokenizer::FindSpecialToken(absl::string_view text) const {
   for (const Impl::Added &a : impl_->added)
-    if (text.find(a.content) != absl::string_view::npos)
+    if (a.special && text.find(a.content) != absl::string_view::npos)
       return a.content;
   return "";
 }

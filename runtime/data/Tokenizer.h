@@ -45,8 +45,8 @@ public:
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
   /// The id of an added or vocabulary token spelled `token`, or -1.
   int32_t TokenId(absl::string_view token) const;
-  /// The first added token whose text appears in `text`, or "".
-  std::string FindAddedToken(absl::string_view text) const;
+  /// The first special added token whose text appears in `text`, or "".
+  std::string FindSpecialToken(absl::string_view text) const;
   /// One more than the largest id.
   int64_t VocabSize() const;
 

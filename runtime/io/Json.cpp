@@ -40,6 +40,43 @@ private:
     return false;
   }
 
+  /// Four hex digits at pos_.
+  bool Hex4(uint32_t &v) {
+    if (pos_ + 4 > s_.size())
+      return false;
+    v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char h = s_[pos_++];
+      v <<= 4;
+      if (h >= '0' && h <= '9')
+        v |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        v |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        v |= h - 'A' + 10;
+      else
+        return false;
+    }
+    return true;
+  }
+  static void AppendUtf8(uint32_t cp, std::string &out) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
   absl::Status StringValue(std::string &out) {
     if (!Eat('"'))
       return Error("expected a string");
@@ -56,14 +93,42 @@ private:
         case 't':
           out += '\t';
           break;
-        case 'u': // names are ASCII; keep other code points as '?'
-          if (pos_ + 4 > s_.size())
-            return Error("bad \\u escape");
-          pos_ += 4;
-          out += '?';
+        case 'r':
+          out += '\r';
           break;
-        default:
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case '"':
+        case '\\':
+        case '/':
           out += e;
+          break;
+        case 'u': {
+          // A code point as UTF-8; a surrogate pair makes one.
+          uint32_t cp;
+          if (!Hex4(cp))
+            return Error("bad \\u escape");
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            uint32_t low;
+            if (pos_ + 2 > s_.size() || s_[pos_] != '\\' ||
+                s_[pos_ + 1] != 'u')
+              return Error("a lone surrogate in a \\u escape");
+            pos_ += 2;
+            if (!Hex4(low) || low < 0xDC00 || low >= 0xE000)
+              return Error("a lone surrogate in a \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            return Error("a lone surrogate in a \\u escape");
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          return Error("unknown escape");
         }
       } else {
         out += c;
@@ -125,9 +190,10 @@ private:
       uint64_t value = 0;
       size_t start = pos_;
       while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-        if (value > (uint64_t{1} << 62))
+        uint64_t digit = s_[pos_++] - '0';
+        if (value > ((uint64_t{1} << 62) - digit) / 10)
           return Error("number too large");
-        value = value * 10 + (s_[pos_++] - '0');
+        value = value * 10 + digit;
       }
       if (pos_ == start)
         return Error("bad number");

@@ -100,6 +100,19 @@ TEST_P(TokenizerGolden, IdsEqualHuggingFaceTokenizers) {
   }
 }
 
+TEST(Tokenizer, LongWordsTakeLinearishTime) {
+  // A paragraph of one script without spaces is one pre-token: 30000
+  // characters must not take quadratic time (the test's timeout).
+  auto tok = Tokenizer::Load(Dir() + "qwen2.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::string text;
+  for (int i = 0; i < 10000; ++i)
+    text += "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"; // 日本語
+  auto ids = (*tok)->Encode(text);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_GT(ids->size(), 1000u);
+}
+
 TEST(Tokenizer, SpecialTokensAreMatchedWhole) {
   auto tok = Tokenizer::Load(Dir() + "qwen2.json");
   ASSERT_TRUE(tok.ok()) << tok.status();
@@ -152,6 +165,15 @@ TEST(Tokenizer, BadInputIsAnErrorNamingIt) {
        "lstrip"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},)",
        "bad.json"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})",
+       "not in the vocabulary"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [],
+                     "dropout": 0.1}})",
+       "model.dropout"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+             {"type": "ByteLevel"}, {"type": "ByteLevel"}]}})",
+       "after ByteLevel"},
   };
   for (const Case &c : cases) {
     auto t = Tokenizer::Parse(c.json, "bad.json");
@@ -225,6 +247,31 @@ TEST(Chat, ErrorsNameWhatIsWrong) {
       << l.status();
   EXPECT_FALSE(ParseChatFormat("alpaca").ok());
   EXPECT_EQ(*ParseChatFormat("llama3"), ChatFormat::Llama3);
+}
+
+} // namespace
+} // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(Json, EscapesDecodeAsJsonSays) {
+  auto j = ParseJson(
+      R"(["caf\u00e9", "\ud83d\ude42", "a\r\nb\t\b\f\"\\\/", "\u65e5"])");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->items[0].text, "caf\xc3\xa9");
+  EXPECT_EQ(j->items[1].text, "\xf0\x9f\x99\x82"); // U+1F642
+  EXPECT_EQ(j->items[2].text, "a\r\nb\t\b\f\"\\/");
+  EXPECT_EQ(j->items[3].text, "\xe6\x97\xa5");
+  for (const char *bad : {R"(["\ud83d"])", R"(["\ude42x"])", R"(["\q"])",
+                          R"(["\u12"])", "[18446744073709551620]"})
+    EXPECT_FALSE(ParseJson(bad).ok()) << bad;
+  auto b = ParseJson("[true, false, null]");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->items[0].kind, Json::Bool);
+  EXPECT_EQ(b->items[0].number, 1);
+  EXPECT_EQ(b->items[1].number, 0);
+  EXPECT_EQ(b->items[2].kind, Json::Null);
 }
 
 } // namespace
