@@ -36,6 +36,22 @@ bool Model::Encode(const std::string &text, std::vector<int32_t> &ids,
   return true;
 }
 
+bool Model::Decode(const std::vector<int32_t> &ids, std::string &text,
+                   std::string &error) const {
+  std::vector<int> in(ids.begin(), ids.end());
+  for (int id : in)
+    if (id < 0 || id >= impl_->processor.GetPieceSize()) {
+      error = "id " + std::to_string(id) + " is outside the vocabulary";
+      return false;
+    }
+  auto status = impl_->processor.Decode(in, &text);
+  if (!status.ok()) {
+    error = status.ToString();
+    return false;
+  }
+  return true;
+}
+
 int32_t Model::PieceToId(const std::string &piece) const {
   int id = impl_->processor.PieceToId(piece);
   return impl_->processor.IdToPiece(id) == piece ? id : -1;

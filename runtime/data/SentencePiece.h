@@ -26,6 +26,9 @@ public:
   /// False with `error` set when SentencePiece refuses the text.
   bool Encode(const std::string &text, std::vector<int32_t> &ids,
               std::string &error) const;
+  /// The text of `ids` (false with `error` set for an id out of range).
+  bool Decode(const std::vector<int32_t> &ids, std::string &text,
+              std::string &error) const;
   /// The piece's id, or -1.
   int32_t PieceToId(const std::string &piece) const;
   int64_t Size() const;

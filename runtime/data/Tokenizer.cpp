@@ -195,6 +195,8 @@ public:
   std::vector<std::string> bytes = ByteAlphabet();
   int64_t size = 0;
   mutable std::mutex mu;
+  mutable std::vector<std::string> pieces;              // for Decode
+  mutable std::unordered_map<std::string, char> byteOf; // for Decode
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
   /// Merges as (left id, right id) -> (rank, merged id).
@@ -548,6 +550,49 @@ Tokenizer::Encode(absl::string_view text) const {
     at = best + hit->content.size();
   }
   return ids;
+}
+
+absl::StatusOr<std::string>
+Tokenizer::Decode(absl::Span<const int32_t> ids) const {
+  std::string text;
+  if (impl_->sp) {
+    std::string error;
+    if (!impl_->sp->Decode(std::vector<int32_t>(ids.begin(), ids.end()), text,
+                           error))
+      return absl::InvalidArgumentError(error);
+    return text;
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->pieces.empty()) { // id -> token, and GPT-2 char -> byte
+    impl_->pieces.resize(impl_->size);
+    for (const auto &[token, id] : impl_->vocab)
+      impl_->pieces[id] = token;
+    for (const Impl::Added &a : impl_->added)
+      impl_->pieces[a.id] = a.content;
+    for (int b = 0; b < 256; ++b)
+      impl_->byteOf[impl_->bytes[b]] = static_cast<char>(b);
+  }
+  for (int32_t id : ids) {
+    if (id < 0 || id >= impl_->size)
+      return absl::InvalidArgumentError(
+          absl::StrCat("id ", id, " is outside the vocabulary"));
+    const std::string &piece = impl_->pieces[id];
+    bool added = false;
+    for (const Impl::Added &a : impl_->added)
+      added |= a.id == id;
+    if (added) {
+      text += piece;
+      continue;
+    }
+    for (const std::string &c : Utf8Chars(piece)) {
+      auto it = impl_->byteOf.find(c);
+      if (it == impl_->byteOf.end())
+        return absl::InvalidArgumentError(
+            absl::StrCat("token ", id, " holds '", c, "', which is no byte"));
+      text += it->second;
+    }
+  }
+  return text;
 }
 
 int32_t Tokenizer::TokenId(absl::string_view token) const {

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 #include <cstdint>
 #include <memory>
@@ -43,6 +44,9 @@ public:
   /// The ids of `text` (UTF-8; invalid UTF-8 is an error), added tokens
   /// included, no special tokens added around it.
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const;
+  /// The text of `ids` (added tokens as written); an id that is no token
+  /// is an error.
+  absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids) const;
   /// The id of an added or vocabulary token spelled `token`, or -1.
   int32_t TokenId(absl::string_view token) const;
   /// The first special added token whose text appears in `text`, or "".

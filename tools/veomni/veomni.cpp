@@ -104,7 +104,11 @@ options:
 )";
 
 constexpr const char *kDataHelp =
-    R"(usage: veomni data pack TEXT... -o FILE.vtd [--tokenizer tokenizer.json [--eos [TOKEN]]]
+    R"(usage: veomni data pack TEXT... -o FILE.vtd [--tokenizer tokenizer.json [--chat FORMAT] [--eos [TOKEN]]]
+       veomni data inspect FILE.vtd [--tokenizer tokenizer.json] [--doc N]
+
+inspect prints the dataset's counts and one document (the first, or N),
+decoded with the tokenizer when given, its targets between [[ and ]].
 
 Packs text files into a token dataset, one document per paragraph
 (paragraphs end at blank lines).
@@ -471,13 +475,97 @@ int runProgram(llvm::ArrayRef<const char *> args) {
 
 /// veomni data pack TEXT... -o OUT.vtd: byte-level tokens (id = byte value),
 /// one document per paragraph (paragraphs end at blank lines).
+/// veomni data inspect FILE.vtd [--tokenizer T] [--doc N]: the dataset's
+/// counts and one document, its targets marked.
+int inspectData(llvm::ArrayRef<const char *> args) {
+  std::string path, tokenizerPath;
+  int64_t doc = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    llvm::StringRef arg = args[i];
+    if (arg == "--tokenizer" && i + 1 < args.size()) {
+      tokenizerPath = args[++i];
+    } else if (arg == "--doc" && i + 1 < args.size()) {
+      if (llvm::StringRef(args[++i]).getAsInteger(10, doc) || doc < 0)
+        return fail("--doc needs a document number >= 0");
+    } else if (arg.starts_with("-")) {
+      return fail("unknown option '" + arg + "'");
+    } else {
+      path = arg.str();
+    }
+  }
+  if (path.empty())
+    return fail("usage: veomni data inspect FILE.vtd [--tokenizer "
+                "tokenizer.json] [--doc N]");
+  auto data = ::veomni::rt::TokenDataset::Open(path);
+  if (!data.ok())
+    return fail(std::string(data.status().message()));
+  uint64_t targets = 0;
+  bool masked = false;
+  for (uint64_t d = 0; d < (*data)->documents(); ++d)
+    for (uint8_t t : (*data)->Trained(d)) {
+      masked = true;
+      targets += t;
+    }
+  llvm::outs() << path << ": " << (*data)->documents() << " documents, "
+               << (*data)->tokens() << " tokens, "
+               << (masked ? "targets marked: " + std::to_string(targets) +
+                                " tokens"
+                          : std::string("every token a target"))
+               << "\n";
+  if (static_cast<uint64_t>(doc) >= (*data)->documents())
+    return (*data)->documents() == 0
+               ? 0
+               : fail("--doc " + llvm::Twine(doc) + ": the dataset has " +
+                      llvm::Twine((*data)->documents()) + " documents");
+  auto ids = (*data)->Document(doc);
+  auto trained = (*data)->Trained(doc);
+  uint64_t docTargets = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    docTargets += trained.empty() || trained[i];
+  llvm::outs() << "document " << doc << ": " << ids.size() << " tokens, "
+               << docTargets << " targets (between [[ and ]])\n";
+  std::unique_ptr<::veomni::rt::Tokenizer> tok;
+  if (!tokenizerPath.empty()) {
+    auto t = ::veomni::rt::Tokenizer::Load(tokenizerPath);
+    if (!t.ok())
+      return fail(std::string(t.status().message()));
+    tok = *std::move(t);
+  }
+  // Runs of targets and non-targets, decoded (or as ids).
+  for (size_t i = 0; i < ids.size();) {
+    bool target = trained.empty() || trained[i];
+    size_t j = i;
+    while (j < ids.size() && (trained.empty() || trained[j]) == target)
+      ++j;
+    std::string text;
+    if (tok) {
+      auto t = tok->Decode(ids.subspan(i, j - i));
+      if (!t.ok())
+        return fail(path + ": document " + llvm::Twine(doc) + ": " +
+                    std::string(t.status().message()));
+      text = *t;
+    } else {
+      for (size_t k = i; k < j; ++k)
+        text += (k > i ? " " : "") + std::to_string(ids[k]);
+      text = (i ? " " : "") + text;
+    }
+    llvm::outs() << (target ? "[[" : "") << text << (target ? "]]" : "");
+    i = j;
+  }
+  llvm::outs() << "\n";
+  return 0;
+}
+
 int runData(llvm::ArrayRef<const char *> args) {
   if (wantsHelp(args)) {
     llvm::outs() << kDataHelp;
     return 0;
   }
+  if (!args.empty() && llvm::StringRef(args[0]) == "inspect")
+    return inspectData(args.drop_front());
   if (args.empty() || llvm::StringRef(args[0]) != "pack")
-    return fail("usage: veomni data pack TEXT... -o OUT.vtd");
+    return fail("usage: veomni data pack TEXT... -o OUT.vtd, or veomni data "
+                "inspect FILE.vtd");
   std::vector<std::string> inputs;
   std::string output, tokenizerPath, eosToken, chatName;
   bool eos = false;
