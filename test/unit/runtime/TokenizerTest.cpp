@@ -44,6 +44,23 @@ std::vector<std::string> Paragraphs() {
   return out;
 }
 
+/// Every paragraph of corpus.txt encodes to its line of NAME.ids.
+void ExpectGoldenIds(const Tokenizer &tok, const std::string &name) {
+  std::vector<std::string> paragraphs = Paragraphs();
+  std::vector<std::string> want =
+      absl::StrSplit(Read(Dir() + name + ".ids"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(paragraphs.size(), want.size());
+  ASSERT_GE(paragraphs.size(), 10u);
+  for (size_t i = 0; i < paragraphs.size(); ++i) {
+    absl::StatusOr<std::vector<int32_t>> ids = tok.Encode(paragraphs[i]);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    std::string got;
+    for (int32_t id : *ids)
+      got += (got.empty() ? "" : " ") + std::to_string(id);
+    EXPECT_EQ(got, want[i]) << "paragraph " << i << ": " << paragraphs[i];
+  }
+}
+
 class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
 INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
                          ::testing::Values("qwen2", "llama3"));
@@ -57,18 +74,7 @@ INSTANTIATE_TEST_SUITE_P(Models, SentencePieceGolden,
 TEST_P(SentencePieceGolden, IdsEqualSentencePiece) {
   auto tok = Tokenizer::Load(Dir() + GetParam() + ".model");
   ASSERT_TRUE(tok.ok()) << tok.status();
-  std::vector<std::string> paragraphs = Paragraphs();
-  std::vector<std::string> want = absl::StrSplit(
-      Read(Dir() + GetParam() + ".ids"), '\n', absl::SkipEmpty());
-  ASSERT_EQ(paragraphs.size(), want.size());
-  for (size_t i = 0; i < paragraphs.size(); ++i) {
-    absl::StatusOr<std::vector<int32_t>> ids = (*tok)->Encode(paragraphs[i]);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    std::string got;
-    for (int32_t id : *ids)
-      got += (got.empty() ? "" : " ") + std::to_string(id);
-    EXPECT_EQ(got, want[i]) << "paragraph " << i << ": " << paragraphs[i];
-  }
+  ExpectGoldenIds(**tok, GetParam());
   EXPECT_GE((*tok)->TokenId("</s>"), 0);
   EXPECT_EQ((*tok)->TokenId("no-such-piece"), -1);
   // A file that is not a model says so, naming it.
@@ -85,19 +91,7 @@ TEST_P(SentencePieceGolden, IdsEqualSentencePiece) {
 TEST_P(TokenizerGolden, IdsEqualHuggingFaceTokenizers) {
   auto tok = Tokenizer::Load(Dir() + GetParam() + ".json");
   ASSERT_TRUE(tok.ok()) << tok.status();
-  std::vector<std::string> paragraphs = Paragraphs();
-  std::vector<std::string> want = absl::StrSplit(
-      Read(Dir() + GetParam() + ".ids"), '\n', absl::SkipEmpty());
-  ASSERT_EQ(paragraphs.size(), want.size());
-  ASSERT_GE(paragraphs.size(), 10u);
-  for (size_t i = 0; i < paragraphs.size(); ++i) {
-    absl::StatusOr<std::vector<int32_t>> ids = (*tok)->Encode(paragraphs[i]);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    std::string got;
-    for (int32_t id : *ids)
-      got += (got.empty() ? "" : " ") + std::to_string(id);
-    EXPECT_EQ(got, want[i]) << "paragraph " << i << ": " << paragraphs[i];
-  }
+  ExpectGoldenIds(**tok, GetParam());
 }
 
 TEST(Tokenizer, LongWordsTakeLinearishTime) {
