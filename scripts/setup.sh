@@ -10,7 +10,7 @@ PACKAGES=(
   libflatbuffers-dev flatbuffers-compiler
   libabsl-dev libgtest-dev libgmock-dev
   libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libpcre2-dev
-  libicu-dev libsentencepiece-dev
+  libicu-dev libsentencepiece-dev libfftw3-dev
 )
 
 missing=()
