@@ -86,7 +86,8 @@ absl::Status Sample(const Json &line, const Tokenizer &tokenizer,
 absl::Status ReadJsonlSamples(const std::string &path,
                               const Tokenizer &tokenizer,
                               std::optional<ChatFormat> chat, int32_t eos,
-                              std::vector<TokenizedSample> &out) {
+                              std::vector<TokenizedSample> &out,
+                              SkippedSamples *skipped) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
@@ -100,9 +101,15 @@ absl::Status ReadJsonlSamples(const std::string &path,
     TokenizedSample s;
     absl::Status status =
         j.ok() ? Sample(*j, tokenizer, chat, eos, s) : j.status();
-    if (!status.ok())
-      return absl::Status(
-          status.code(), absl::StrCat(path, ":", line, ": ", status.message()));
+    if (!status.ok()) {
+      absl::Status named(status.code(),
+                         absl::StrCat(path, ":", line, ": ", status.message()));
+      if (!skipped)
+        return named;
+      if (skipped->count++ == 0)
+        skipped->first = std::string(named.message());
+      continue;
+    }
     out.push_back(std::move(s));
   }
   return absl::OkStatus();

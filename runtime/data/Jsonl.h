@@ -29,13 +29,23 @@ struct TokenizedSample {
   std::vector<uint8_t> trained; ///< per token: 1 where it is a target
 };
 
+/// Samples a reader left out (with skipBad): how many, and the first
+/// one's "FILE:LINE: why".
+struct SkippedSamples {
+  int64_t count = 0;
+  std::string first;
+};
+
 /// Appends the samples of the JSONL file `path` to `out`, read a line at a
 /// time. `chat`: the format conversations are rendered in (a conversation
-/// without one is an error); `eos` >= 0: appended to text samples.
+/// without one is an error); `eos` >= 0: appended to text samples. A bad
+/// sample stops the read with its error, or with `skipped` is counted
+/// there and left out (a file that cannot be read still stops it).
 absl::Status ReadJsonlSamples(const std::string &path,
                               const Tokenizer &tokenizer,
                               std::optional<ChatFormat> chat, int32_t eos,
-                              std::vector<TokenizedSample> &out);
+                              std::vector<TokenizedSample> &out,
+                              SkippedSamples *skipped = nullptr);
 
 } // namespace veomni::rt
 

@@ -124,6 +124,10 @@ Packs text files into a token dataset, one document per paragraph
                     tokens) are the only targets, kept in the dataset's
                     trained mask. A .jsonl line is {"text": ...} or
                     {"messages": [{"role": ..., "content": ...}, ...]}.
+  --on-bad-sample skip|stop
+                    a .jsonl sample that cannot be read (malformed JSON, an
+                    unsupported part, invalid UTF-8): stop with its error
+                    (the default), or leave it out and count it.
   --eos [TOKEN]     an end-of-text token after each document: TOKEN, or
                     the first of <|endoftext|>, <|end_of_text|>, </s> that
                     the tokenizer has.
@@ -568,7 +572,7 @@ int runData(llvm::ArrayRef<const char *> args) {
                 "inspect FILE.vtd");
   std::vector<std::string> inputs;
   std::string output, tokenizerPath, eosToken, chatName;
-  bool eos = false;
+  bool eos = false, skipBad = false;
   for (size_t i = 1; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     if (arg == "-o") {
@@ -579,6 +583,11 @@ int runData(llvm::ArrayRef<const char *> args) {
       if (i + 1 >= args.size())
         return fail("--tokenizer needs a tokenizer.json");
       tokenizerPath = args[++i];
+    } else if (arg == "--on-bad-sample") {
+      llvm::StringRef v = i + 1 < args.size() ? args[++i] : "";
+      if (v != "skip" && v != "stop")
+        return fail("--on-bad-sample needs skip or stop");
+      skipBad = v == "skip";
     } else if (arg == "--chat") {
       if (i + 1 >= args.size())
         return fail("--chat needs a format: chatml or llama3");
@@ -631,10 +640,17 @@ int runData(llvm::ArrayRef<const char *> args) {
     for (const std::string &path : inputs) {
       if (llvm::StringRef(path).ends_with(".jsonl")) {
         std::vector<::veomni::rt::TokenizedSample> samples;
-        if (absl::Status s = ::veomni::rt::ReadJsonlSamples(path, **tok, chat,
-                                                            eosId, samples);
+        ::veomni::rt::SkippedSamples skipped;
+        if (absl::Status s = ::veomni::rt::ReadJsonlSamples(
+                path, **tok, chat, eosId, samples,
+                skipBad ? &skipped : nullptr);
             !s.ok())
           return fail(std::string(s.message()));
+        if (skipped.count)
+          llvm::errs() << "veomni: warning: " << path << ": skipped "
+                       << skipped.count << " bad sample"
+                       << (skipped.count == 1 ? "" : "s")
+                       << " (the first: " << skipped.first << ")\n";
         for (auto &s : samples) {
           masked |= std::find(s.trained.begin(), s.trained.end(), 0) !=
                     s.trained.end();
