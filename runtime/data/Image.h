@@ -1,0 +1,61 @@
+//===- Image.h - Qwen2-VL image patches ------------------------*- C++ -*-===//
+//
+// The vision input of Qwen2-VL / Qwen2.5-VL (and Qwen2.5-Omni's vision
+// tower), as transformers' Qwen2VLImageProcessor makes it:
+//   SmartResize   the target size: both sides multiples of factor (28),
+//                 the pixel count within [min, max], the aspect ratio kept
+//                 as well as that allows (Python's round: ties to even);
+//   Qwen2VLPatches  RGB pixels at that size, rescaled by 1/255, normalised
+//                 with CLIP's mean and std, repeated to temporal_patch (2)
+//                 frames and cut into rows of C x 2 x 14 x 14 values,
+//                 merge_size x merge_size neighbours adjacent, with the
+//                 grid (t, h, w) and one placeholder token per merged
+//                 patch.
+// Resampling an image to its target size (bicubic, as PIL does) comes
+// next; an image not already at its target size is refused by name.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_DATA_IMAGE_H
+#define VEOMNI_RUNTIME_DATA_IMAGE_H
+
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace veomni::rt {
+
+struct VisionConfig {
+  int64_t patch = 14, merge = 2, temporalPatch = 2;
+  int64_t minPixels = 56 * 56, maxPixels = 14 * 14 * 4 * 1280;
+  double mean[3] = {0.48145466, 0.4578275, 0.40821073};
+  double stddev[3] = {0.26862954, 0.26130258, 0.27577711};
+  int64_t factor() const { return patch * merge; }
+};
+
+/// (height, width) Qwen2-VL resizes an image of this size to; an aspect
+/// ratio over 200 is an error.
+absl::StatusOr<std::pair<int64_t, int64_t>>
+SmartResize(int64_t height, int64_t width, const VisionConfig &config = {});
+
+struct VisionPatches {
+  int64_t t = 0, h = 0, w = 0; ///< the grid, in patches
+  int64_t rowSize = 0;         ///< C x temporalPatch x patch x patch
+  std::vector<float> values;   ///< [t * h * w, rowSize], row-major
+  /// Placeholder tokens the text carries for this image: t h w / merge^2.
+  int64_t Tokens(const VisionConfig &c) const {
+    return t * h * w / (c.merge * c.merge);
+  }
+};
+
+/// The patches of an 8-bit RGB image (`rgb`: height x width x 3, row-major)
+/// that is at its SmartResize size already.
+absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
+                                             int64_t height, int64_t width,
+                                             const VisionConfig &config = {});
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_DATA_IMAGE_H

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Golden files for veomni's Qwen2-VL image inputs (runtime/data/Image.h)
+against transformers' Qwen2VLImageProcessorPil (PIL, the slow one).
+
+Writes test/goldens/images/:
+  smart_resize.txt  "height width target_height target_width" for sizes
+                    that round, tie (Python rounds ties to even), shrink
+                    past max_pixels and grow past min_pixels
+  rgb_HxW.u8        seeded random RGB images at their target sizes
+  pixels_HxW.f32    their pixel_values (rows x 1176, f32 LE)
+  meta.json         each image's image_grid_thw
+
+    python3 tools/goldens/make_image_goldens.py
+"""
+import json
+import os
+
+import numpy as np
+from PIL import Image
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+    Qwen2VLImageProcessorPil, smart_resize)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "..", "test", "goldens", "images")
+
+
+def main():
+    sizes = [(28, 28), (42, 70), (70, 42), (98, 154), (100, 100),
+             (14, 14), (30, 2000), (3000, 4000), (1080, 1920), (56, 84),
+             (57, 85), (83, 97), (5000, 30)]
+    with open(os.path.join(OUT, "smart_resize.txt"), "w") as f:
+        for h, w in sizes:
+            th, tw = smart_resize(h, w)
+            f.write(f"{h} {w} {th} {tw}\n")
+    proc = Qwen2VLImageProcessorPil()
+    rng = np.random.default_rng(3)
+    meta = {}
+    for h, w in [(56, 84), (112, 56)]:
+        rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        rgb.tofile(os.path.join(OUT, f"rgb_{h}x{w}.u8"))
+        out = proc(images=[Image.fromarray(rgb)], return_tensors="np")
+        pv = np.asarray(out["pixel_values"], dtype=np.float32)
+        pv.tofile(os.path.join(OUT, f"pixels_{h}x{w}.f32"))
+        meta[f"{h}x{w}"] = {"grid_thw": np.asarray(out["image_grid_thw"])[0].tolist(),
+                            "shape": list(pv.shape)}
+    json.dump(meta, open(os.path.join(OUT, "meta.json"), "w"))
+    print(meta)
+
+
+if __name__ == "__main__":
+    main()
