@@ -10,7 +10,8 @@ PACKAGES=(
   libflatbuffers-dev flatbuffers-compiler
   libabsl-dev libgtest-dev libgmock-dev
   libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libpcre2-dev
-  libicu-dev libsentencepiece-dev libfftw3-dev
+  libicu-dev libsentencepiece-dev libfftw3-dev libpng-dev
+  libjpeg62-turbo-dev
 )
 
 missing=()

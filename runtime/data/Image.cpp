@@ -4,9 +4,16 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <jpeglib.h>
+#include <png.h>
+
 #include <algorithm>
 #include <cfenv>
 #include <cmath>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 
 namespace veomni::rt {
 
@@ -90,6 +97,121 @@ absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
                 }
         }
   return out;
+}
+
+} // namespace veomni::rt
+
+//===----------------------------------------------------------------------===//
+// Decoding
+//===----------------------------------------------------------------------===//
+
+namespace veomni::rt {
+
+namespace {
+
+absl::StatusOr<RgbImage> DecodePng(const std::string &path,
+                                   const std::vector<uint8_t> &bytes) {
+  png_image image;
+  std::memset(&image, 0, sizeof(image));
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size()))
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a readable PNG: ", image.message));
+  // Read with alpha and drop it after: PIL's convert("RGB") drops alpha
+  // without compositing, where libpng's RGB output would composite.
+  image.format = PNG_FORMAT_RGBA;
+  if (image.width == 0 || image.height == 0 ||
+      static_cast<uint64_t>(image.width) * image.height > (uint64_t{1} << 28)) {
+    png_image_free(&image);
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": implausible size ", image.width, "x", image.height));
+  }
+  RgbImage out;
+  out.height = image.height;
+  out.width = image.width;
+  std::vector<uint8_t> rgba(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, rgba.data(), 0, nullptr))
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": damaged PNG: ", image.message));
+  out.pixels.resize(out.height * out.width * 3);
+  for (int64_t i = 0; i < out.height * out.width; ++i)
+    std::memcpy(out.pixels.data() + 3 * i, rgba.data() + 4 * i, 3);
+  return out;
+}
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void OnJpegError(j_common_ptr cinfo) {
+  auto *err = reinterpret_cast<JpegError *>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+absl::StatusOr<RgbImage> DecodeJpeg(const std::string &path,
+                                    const std::vector<uint8_t> &bytes) {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = OnJpegError;
+  RgbImage out;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": damaged JPEG: ", err.message));
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, bytes.data(), bytes.size());
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_RGB; // gray and YCbCr convert
+  jpeg_start_decompress(&cinfo);
+  if (cinfo.output_components != 3 ||
+      static_cast<uint64_t>(cinfo.output_width) * cinfo.output_height >
+          (uint64_t{1} << 28)) {
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": unsupported JPEG (", cinfo.output_components, " components, ",
+        cinfo.output_width, "x", cinfo.output_height, ")"));
+  }
+  out.height = cinfo.output_height;
+  out.width = cinfo.output_width;
+  out.pixels.resize(out.height * out.width * 3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = out.pixels.data() + cinfo.output_scanline * out.width * 3;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  // libjpeg only warns of a truncated or corrupt stream and fills the
+  // rest with gray: a warning is a damaged file here.
+  if (err.mgr.num_warnings > 0) {
+    (*err.mgr.format_message)(reinterpret_cast<j_common_ptr>(&cinfo),
+                              err.message);
+    jpeg_destroy_decompress(&cinfo);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": damaged JPEG: ", err.message));
+  }
+  jpeg_destroy_decompress(&cinfo);
+  return out;
+}
+
+} // namespace
+
+absl::StatusOr<RgbImage> DecodeImage(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPng, 8) == 0)
+    return DecodePng(path, bytes);
+  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 &&
+      bytes[2] == 0xFF)
+    return DecodeJpeg(path, bytes);
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": not a PNG or JPEG image"));
 }
 
 } // namespace veomni::rt

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,17 @@ struct VisionConfig {
 /// ratio over 200 is an error.
 absl::StatusOr<std::pair<int64_t, int64_t>>
 SmartResize(int64_t height, int64_t width, const VisionConfig &config = {});
+
+/// An 8-bit RGB image.
+struct RgbImage {
+  int64_t height = 0, width = 0;
+  std::vector<uint8_t> pixels; ///< height x width x 3, row-major
+};
+
+/// A PNG (libpng; gray, palette, alpha and 16-bit converted to 8-bit RGB,
+/// alpha dropped) or JPEG (libjpeg-turbo, as PIL decodes it) file, by its
+/// signature. A damaged or unknown file is an error naming it.
+absl::StatusOr<RgbImage> DecodeImage(const std::string &path);
 
 struct VisionPatches {
   int64_t t = 0, h = 0, w = 0; ///< the grid, in patches

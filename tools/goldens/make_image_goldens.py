@@ -9,6 +9,8 @@ Writes test/goldens/images/:
   rgb_HxW.u8        seeded random RGB images at their target sizes
   pixels_HxW.f32    their pixel_values (rows x 1176, f32 LE)
   meta.json         each image's image_grid_thw
+  *.png, *.jpg      RGB, gray+alpha and palette PNGs, a colour and a gray
+                    JPEG, with PIL's RGB pixels of each in FILE.rgb
 
     python3 tools/goldens/make_image_goldens.py
 """
@@ -43,6 +45,22 @@ def main():
         pv.tofile(os.path.join(OUT, f"pixels_{h}x{w}.f32"))
         meta[f"{h}x{w}"] = {"grid_thw": np.asarray(out["image_grid_thw"])[0].tolist(),
                             "shape": list(pv.shape)}
+    # Files to decode, and PIL's RGB pixels of each.
+    rgb = rng.integers(0, 256, size=(56, 84, 3), dtype=np.uint8)
+    files = {
+        "rgb.png": Image.fromarray(rgb),
+        "gray_alpha.png": Image.fromarray(rgb[:, :, :2].copy(), "LA"),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "photo.jpg": Image.fromarray(rgb),
+        "gray.jpg": Image.fromarray(rgb[:, :, 0].copy(), "L"),
+    }
+    for name, img in files.items():
+        path = os.path.join(OUT, name)
+        if name.endswith(".jpg"):
+            img.save(path, quality=90)
+        else:
+            img.save(path)
+        np.asarray(Image.open(path).convert("RGB")).tofile(path + ".rgb")
     json.dump(meta, open(os.path.join(OUT, "meta.json"), "w"))
     print(meta)
 

@@ -89,3 +89,52 @@ TEST(Qwen2VLImage, ImagesToResizeAndBadBuffersAreRefused) {
 
 } // namespace
 } // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(DecodeImage, PngAndJpegEqualPil) {
+  for (const char *name :
+       {"rgb.png", "gray_alpha.png", "palette.png", "photo.jpg", "gray.jpg"}) {
+    SCOPED_TRACE(name);
+    auto img = DecodeImage(Path(name));
+    ASSERT_TRUE(img.ok()) << img.status();
+    EXPECT_EQ(img->height, 56);
+    EXPECT_EQ(img->width, 84);
+    std::vector<char> want = Bytes(std::string(name) + ".rgb");
+    ASSERT_EQ(want.size(), img->pixels.size());
+    EXPECT_EQ(std::memcmp(want.data(), img->pixels.data(), want.size()), 0);
+  }
+  // A decoded image at its target size goes straight to patches.
+  auto img = DecodeImage(Path("rgb.png"));
+  ASSERT_TRUE(img.ok());
+  EXPECT_TRUE(Qwen2VLPatches(img->pixels, img->height, img->width).ok());
+}
+
+TEST(DecodeImage, DamagedFilesAreErrorsNamingThem) {
+  std::string dir = ::testing::TempDir();
+  std::vector<char> png = Bytes("rgb.png"), jpg = Bytes("photo.jpg");
+  struct Case {
+    std::string file, content, message;
+  };
+  const Case cases[] = {
+      {"cut.png", std::string(png.begin(), png.begin() + 100), "cut.png"},
+      {"cut.jpg", std::string(jpg.begin(), jpg.begin() + 200), "cut.jpg"},
+      // Headers whole, data cut: libjpeg only warns; still an error.
+      {"short.jpg", std::string(jpg.begin(), jpg.end() - 1500),
+       "short.jpg: damaged JPEG"},
+      {"text.png", "hello", "not a PNG or JPEG"},
+  };
+  for (const Case &c : cases) {
+    std::ofstream(dir + "/" + c.file, std::ios::binary) << c.content;
+    auto r = DecodeImage(dir + "/" + c.file);
+    ASSERT_FALSE(r.ok()) << c.file;
+    EXPECT_NE(r.status().message().find(c.message), std::string::npos)
+        << r.status();
+  }
+  EXPECT_EQ(DecodeImage(dir + "/missing.png").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+} // namespace
+} // namespace veomni::rt
