@@ -63,10 +63,14 @@ absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
     target = *t;
   else
     return t.status();
-  if (target.first != height || target.second != width)
-    return absl::UnimplementedError(absl::StrCat(
-        "image of ", height, "x", width, " would be resized to ", target.first,
-        "x", target.second, "; resampling is not there yet (issue 17)"));
+  if (target.first != height || target.second != width) {
+    // Resampled first, as the processor's PIL resize does.
+    RgbImage src{height, width, rgb};
+    auto resized = ResizeBicubic(src, target.first, target.second);
+    if (!resized.ok())
+      return resized.status();
+    return Qwen2VLPatches(resized->pixels, target.first, target.second, c);
+  }
   const int64_t p = c.patch, m = c.merge, tp = c.temporalPatch;
   VisionPatches out;
   out.t = 1;
@@ -198,6 +202,104 @@ absl::StatusOr<RgbImage> DecodeJpeg(const std::string &path,
 }
 
 } // namespace
+
+namespace {
+
+double BicubicKernel(double x) { // Pillow's bicubic, a = -0.5
+  const double a = -0.5;
+  x = std::fabs(x);
+  if (x < 1.0)
+    return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0)
+    return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+/// Pillow's coefficients for resampling `in` samples to `out`: per output
+/// index, its first input and normalised weights.
+void Coefficients(int64_t in, int64_t out, std::vector<int64_t> &first,
+                  std::vector<std::vector<double>> &weights) {
+  const double scale = static_cast<double>(in) / out;
+  const double filterScale = std::max(scale, 1.0);
+  const double support = 2.0 * filterScale;
+  first.resize(out);
+  weights.resize(out);
+  for (int64_t x = 0; x < out; ++x) {
+    double center = (x + 0.5) * scale;
+    int64_t lo =
+        std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
+    int64_t hi =
+        std::min<int64_t>(static_cast<int64_t>(center + support + 0.5), in);
+    std::vector<double> &w = weights[x];
+    w.assign(hi - lo, 0.0);
+    double total = 0;
+    for (int64_t j = lo; j < hi; ++j) {
+      w[j - lo] = BicubicKernel((j - center + 0.5) / filterScale);
+      total += w[j - lo];
+    }
+    if (total != 0)
+      for (double &v : w)
+        v /= total;
+    first[x] = lo;
+  }
+}
+
+uint8_t Clip8(double v) {
+  v = std::nearbyint(v);
+  return static_cast<uint8_t>(std::clamp(v, 0.0, 255.0));
+}
+
+} // namespace
+
+absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
+                                       int64_t width) {
+  if (height < 1 || width < 1 || image.height < 1 || image.width < 1 ||
+      static_cast<int64_t>(image.pixels.size()) !=
+          image.height * image.width * 3)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resize of a ", image.height, "x", image.width, " image to ", height,
+        "x", width, ": empty or inconsistent"));
+  // One pass per axis, each rounded to 8 bits. Pillow (13) goes
+  // horizontally first, except when the width grows and the height
+  // shrinks: then the shrinking vertical pass comes first.
+  auto horizontal = [](const RgbImage &in, int64_t w) {
+    std::vector<int64_t> first;
+    std::vector<std::vector<double>> k;
+    Coefficients(in.width, w, first, k);
+    RgbImage out{in.height, w, std::vector<uint8_t>(in.height * w * 3)};
+    for (int64_t y = 0; y < in.height; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        for (int64_t c = 0; c < 3; ++c) {
+          double acc = 0;
+          for (size_t t = 0; t < k[x].size(); ++t)
+            acc += k[x][t] * in.pixels[(y * in.width + first[x] + t) * 3 + c];
+          out.pixels[(y * w + x) * 3 + c] = Clip8(acc);
+        }
+    return out;
+  };
+  auto vertical = [](const RgbImage &in, int64_t h) {
+    std::vector<int64_t> first;
+    std::vector<std::vector<double>> k;
+    Coefficients(in.height, h, first, k);
+    RgbImage out{h, in.width, std::vector<uint8_t>(h * in.width * 3)};
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < in.width; ++x)
+        for (int64_t c = 0; c < 3; ++c) {
+          double acc = 0;
+          for (size_t t = 0; t < k[y].size(); ++t)
+            acc += k[y][t] * in.pixels[((first[y] + t) * in.width + x) * 3 + c];
+          out.pixels[(y * in.width + x) * 3 + c] = Clip8(acc);
+        }
+    return out;
+  };
+  const bool needH = width != image.width, needV = height != image.height;
+  if (needV && needH && width > image.width && height < image.height)
+    return horizontal(vertical(image, height), width);
+  RgbImage out = needH ? horizontal(image, width) : image;
+  if (needV)
+    out = vertical(out, height);
+  return out;
+}
 
 absl::StatusOr<RgbImage> DecodeImage(const std::string &path) {
   std::ifstream in(path, std::ios::binary);

@@ -11,8 +11,8 @@
 //                 merge_size x merge_size neighbours adjacent, with the
 //                 grid (t, h, w) and one placeholder token per merged
 //                 patch.
-// Resampling an image to its target size (bicubic, as PIL does) comes
-// next; an image not already at its target size is refused by name.
+// An image not at its target size is resampled to it first (bicubic, as
+// PIL's resize: ResizeBicubic).
 //
 //===----------------------------------------------------------------------===//
 
@@ -52,6 +52,13 @@ struct RgbImage {
 /// signature. A damaged or unknown file is an error naming it.
 absl::StatusOr<RgbImage> DecodeImage(const std::string &path);
 
+/// `image` resampled to height x width with Pillow's bicubic filter
+/// (a = -0.5, widened by the scale when shrinking, so it averages), one
+/// pass per axis with 8-bit rounding between, as PIL's Image.resize does;
+/// within 1 of PIL's pixel values.
+absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
+                                       int64_t width);
+
 struct VisionPatches {
   int64_t t = 0, h = 0, w = 0; ///< the grid, in patches
   int64_t rowSize = 0;         ///< C x temporalPatch x patch x patch
@@ -62,8 +69,8 @@ struct VisionPatches {
   }
 };
 
-/// The patches of an 8-bit RGB image (`rgb`: height x width x 3, row-major)
-/// that is at its SmartResize size already.
+/// The patches of an 8-bit RGB image (`rgb`: height x width x 3,
+/// row-major), resampled to its SmartResize size when it is not at it.
 absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
                                              int64_t height, int64_t width,
                                              const VisionConfig &config = {});

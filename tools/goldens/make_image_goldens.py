@@ -61,6 +61,22 @@ def main():
         else:
             img.save(path)
         np.asarray(Image.open(path).convert("RGB")).tofile(path + ".rgb")
+    # Resampling: PIL's bicubic resize of a smooth and a random image, up
+    # and down, to Qwen2-VL target sizes.
+    yy, xx = np.mgrid[0:70, 0:97]
+    smooth = np.stack([(xx * 2.6) % 256, (yy * 3.6) % 256,
+                       ((xx + yy) * 1.5) % 256], -1).astype(np.uint8)
+    smooth.tofile(os.path.join(OUT, "smooth_70x97.u8"))
+    noisy = rng.integers(0, 256, size=(70, 97, 3), dtype=np.uint8)
+    noisy.tofile(os.path.join(OUT, "noisy_70x97.u8"))
+    for name, img in (("smooth", smooth), ("noisy", noisy)):
+        for h, w in ((56, 84), (140, 196), (28, 112)):
+            out = Image.fromarray(img).resize((w, h), Image.BICUBIC)
+            np.asarray(out).tofile(os.path.join(OUT, f"{name}_to_{h}x{w}.u8"))
+    # The processor on an image it must resize (70x97 -> 56x84).
+    out = proc(images=[Image.fromarray(noisy)], return_tensors="np")
+    np.asarray(out["pixel_values"], dtype=np.float32).tofile(
+        os.path.join(OUT, "pixels_noisy_70x97.f32"))
     json.dump(meta, open(os.path.join(OUT, "meta.json"), "w"))
     print(meta)
 

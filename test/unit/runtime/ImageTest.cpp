@@ -77,13 +77,25 @@ TEST(Qwen2VLImage, PatchesEqualTransformersBitForBit) {
   }
 }
 
-TEST(Qwen2VLImage, ImagesToResizeAndBadBuffersAreRefused) {
-  std::vector<uint8_t> rgb(57 * 85 * 3, 0);
-  auto r = Qwen2VLPatches(rgb, 57, 85);
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("would be resized to 56x84"),
-            std::string::npos)
-      << r.status();
+TEST(Qwen2VLImage, ResizedImagesMatchTheProcessor) {
+  // 70x97 is resized to 56x84 first; the pixel values are within PIL's
+  // resampling difference (1/255 before normalisation) of the processor's.
+  std::vector<char> raw = Bytes("noisy_70x97.u8");
+  auto got =
+      Qwen2VLPatches(std::vector<uint8_t>(raw.begin(), raw.end()), 70, 97);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->h, 4);
+  EXPECT_EQ(got->w, 6);
+  std::vector<char> want = Bytes("pixels_noisy_70x97.f32");
+  ASSERT_EQ(want.size(), got->values.size() * 4);
+  float worst = 0;
+  for (size_t i = 0; i < got->values.size(); ++i) {
+    float wv;
+    std::memcpy(&wv, want.data() + 4 * i, 4);
+    worst = std::max(worst, std::fabs(wv - got->values[i]));
+  }
+  // 1/255 over the smallest std (0.2613) and a little rounding.
+  EXPECT_LE(worst, 1.0f / 255 / 0.2613f + 1e-5f);
   EXPECT_FALSE(Qwen2VLPatches(std::vector<uint8_t>(10), 56, 84).ok());
 }
 
@@ -134,6 +146,37 @@ TEST(DecodeImage, DamagedFilesAreErrorsNamingThem) {
   }
   EXPECT_EQ(DecodeImage(dir + "/missing.png").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+} // namespace
+} // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(ResizeBicubic, WithinOneOfPil) {
+  for (const char *name : {"smooth", "noisy"}) {
+    std::vector<char> raw = Bytes(std::string(name) + "_70x97.u8");
+    RgbImage src{70, 97, std::vector<uint8_t>(raw.begin(), raw.end())};
+    for (auto [h, w] :
+         {std::pair<int64_t, int64_t>{56, 84}, {140, 196}, {28, 112}}) {
+      std::string target = std::to_string(h) + "x" + std::to_string(w);
+      SCOPED_TRACE(std::string(name) + " to " + target);
+      auto got = ResizeBicubic(src, h, w);
+      ASSERT_TRUE(got.ok()) << got.status();
+      std::vector<char> want =
+          Bytes(std::string(name) + "_to_" + target + ".u8");
+      ASSERT_EQ(want.size(), got->pixels.size());
+      int worst = 0, differ = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        int d = std::abs(int(uint8_t(want[i])) - int(got->pixels[i]));
+        worst = std::max(worst, d);
+        differ += d != 0;
+      }
+      EXPECT_LE(worst, 1) << differ << " of " << want.size() << " differ";
+    }
+  }
+  EXPECT_FALSE(ResizeBicubic(RgbImage{}, 10, 10).ok());
 }
 
 } // namespace
