@@ -121,7 +121,8 @@ absl::Status Step(const std::string &dir, const std::string &device,
     VEOMNI_RETURN_IF_ERROR(
         runner->Step(step, job.accumulationSteps, fill).status());
     if (std::getenv("VEOMNI_BENCH_VERBOSE"))
-      std::printf("step %ld: %.1f ms\n", static_cast<long>(step), (Now() - t) * 1e3);
+      std::printf("step %ld: %.1f ms\n", static_cast<long>(step),
+                  (Now() - t) * 1e3);
     if (step > 1 && step < 5) // step 5 is profiled (synchronised kernels)
       times.push_back(Now() - t);
   }

@@ -114,8 +114,7 @@ private:
             return Error("bad \\u escape");
           if (cp >= 0xD800 && cp < 0xDC00) {
             uint32_t low;
-            if (pos_ + 2 > s_.size() || s_[pos_] != '\\' ||
-                s_[pos_ + 1] != 'u')
+            if (pos_ + 2 > s_.size() || s_[pos_] != '\\' || s_[pos_ + 1] != 'u')
               return Error("a lone surrogate in a \\u escape");
             pos_ += 2;
             if (!Hex4(low) || low < 0xDC00 || low >= 0xE000)

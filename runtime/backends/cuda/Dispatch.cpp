@@ -813,10 +813,7 @@ absl::Status GroupedMatmul(KernelIns in, KernelOuts out,
     g.n = m;
     g.k = k;
     g.transposeRhs = tw;
-    TensorView we{static_cast<uint8_t *>(weight.data) +
-                      e * k * m * SizeOf(weight.dtype),
-                  weight.dtype,
-                  {tw ? m : k, tw ? k : m}};
+    TensorView we = Rows(weight, e * (tw ? m : k), tw ? m : k, tw ? k : m);
     VEOMNI_RETURN_IF_ERROR(AnyGemm(K, g, Rows(input, row, sizes[e], k), we,
                                    Rows(o, row, sizes[e], m)));
     row += sizes[e];
@@ -848,10 +845,8 @@ absl::Status GroupedMatmulWeightGrad(KernelIns in, KernelOuts out,
     g.k = sizes[e];
     TensorView x = Rows(input, row, sizes[e], k),
                d = Rows(dout, row, sizes[e], m);
-    TensorView dw{static_cast<uint8_t *>(dweight.data) +
-                      e * k * m * SizeOf(dweight.dtype),
-                  dweight.dtype,
-                  {g.m, g.n}};
+    // Expert e's [g.m, g.n] matrix: rows e * g.m on of dweight seen as 2-D.
+    TensorView dw = Rows(dweight, e * g.m, g.m, g.n);
     VEOMNI_RETURN_IF_ERROR(tw ? AnyGemm(K, g, d, x, dw)
                               : AnyGemm(K, g, x, d, dw));
     row += sizes[e];

@@ -99,8 +99,7 @@ TEST(TokenDataset, TrainedMasksLabelOnlyTheirTargets) {
   std::ofstream(path, std::ios::binary) << bytes;
   auto bad = TokenDataset::Open(path);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("trained flag is 7"),
-            std::string::npos)
+  EXPECT_NE(bad.status().message().find("trained flag is 7"), std::string::npos)
       << bad.status();
   std::remove(path.c_str());
 }
