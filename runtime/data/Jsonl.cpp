@@ -7,8 +7,6 @@
 
 #include "absl/strings/str_cat.h"
 
-#include <fstream>
-
 namespace veomni::rt {
 
 namespace {
@@ -83,36 +81,12 @@ absl::Status Sample(const Json &line, const Tokenizer &tokenizer,
 
 } // namespace
 
-absl::Status ReadJsonlSamples(const std::string &path,
-                              const Tokenizer &tokenizer,
-                              std::optional<ChatFormat> chat, int32_t eos,
-                              std::vector<TokenizedSample> &out,
-                              SkippedSamples *skipped) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
-  std::string text;
-  for (int64_t line = 1; std::getline(in, text); ++line) {
-    if (!text.empty() && text.back() == '\r')
-      text.pop_back();
-    if (text.find_first_not_of(" \t") == std::string::npos)
-      continue;
-    absl::StatusOr<Json> j = ParseJson(text);
-    TokenizedSample s;
-    absl::Status status =
-        j.ok() ? Sample(*j, tokenizer, chat, eos, s) : j.status();
-    if (!status.ok()) {
-      absl::Status named(status.code(),
-                         absl::StrCat(path, ":", line, ": ", status.message()));
-      if (!skipped)
-        return named;
-      if (skipped->count++ == 0)
-        skipped->first = std::string(named.message());
-      continue;
-    }
-    out.push_back(std::move(s));
-  }
-  return absl::OkStatus();
+absl::Status EncodeJsonlSample(absl::string_view line,
+                               const Tokenizer &tokenizer,
+                               std::optional<ChatFormat> chat, int32_t eos,
+                               TokenizedSample &out) {
+  VEOMNI_ASSIGN_OR_RETURN(Json j, ParseJson(line));
+  return Sample(j, tokenizer, chat, eos, out);
 }
 
 } // namespace veomni::rt

@@ -16,6 +16,7 @@
 #include "runtime/data/Tokenizer.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 #include <cstdint>
 #include <optional>
@@ -36,16 +37,15 @@ struct SkippedSamples {
   std::string first;
 };
 
-/// Appends the samples of the JSONL file `path` to `out`, read a line at a
-/// time. `chat`: the format conversations are rendered in (a conversation
-/// without one is an error); `eos` >= 0: appended to text samples. A bad
-/// sample stops the read with its error, or with `skipped` is counted
-/// there and left out (a file that cannot be read still stops it).
-absl::Status ReadJsonlSamples(const std::string &path,
-                              const Tokenizer &tokenizer,
-                              std::optional<ChatFormat> chat, int32_t eos,
-                              std::vector<TokenizedSample> &out,
-                              SkippedSamples *skipped = nullptr);
+/// The sample of one JSONL line (its text, without the newline).
+/// `chat`: the format conversations are rendered in (a conversation
+/// without one is an error); `eos` >= 0: appended to text samples. Errors
+/// say what is wrong with the line; the caller names the file and line
+/// (a SampleSource of Stream.h reads files).
+absl::Status EncodeJsonlSample(absl::string_view line,
+                               const Tokenizer &tokenizer,
+                               std::optional<ChatFormat> chat, int32_t eos,
+                               TokenizedSample &out);
 
 } // namespace veomni::rt
 

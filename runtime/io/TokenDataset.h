@@ -12,20 +12,13 @@
 //   [version 2] then T trained flags (u8, 0 or 1): whether a token is a
 //   target (a conversation's assistant turns)
 //
-// The file must be exactly that long. The Packer lays documents end to end
-// into rows of seq_len tokens, a document too long for the rest of a row
-// continuing in the next; every piece is its own segment with positions
-// from 0, and labels are each token's successor within its document
-// (-100 after a document's last token, and where the successor is not
-// trained). Rows are always full: at the end of
-// the data the packer wraps around to the first document.
+// The file must be exactly that long. runtime/data/Stream.h reads it as
+// one of a training run's sources and packs its documents into rows.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef VEOMNI_RUNTIME_IO_TOKENDATASET_H
 #define VEOMNI_RUNTIME_IO_TOKENDATASET_H
-
-#include "runtime/executor/Executor.h"
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -68,37 +61,6 @@ absl::Status
 WriteTokenDataset(const std::string &path,
                   const std::vector<std::vector<int32_t>> &docs,
                   const std::vector<std::vector<uint8_t>> *trained = nullptr);
-
-/// Rows of packed sequences: ids, positions, segments and labels, each
-/// rows x seqLen, row-major.
-struct PackedRows {
-  std::vector<int32_t> ids, positions, segments, labels;
-};
-
-class Packer {
-public:
-  Packer(const TokenDataset &data, int64_t seqLen)
-      : data_(data), seqLen_(seqLen) {}
-  /// The next `rows` rows; fails on an empty dataset.
-  absl::StatusOr<PackedRows> Next(int64_t rows);
-
-  /// Where the next row starts, to save in checkpoints and resume from.
-  std::pair<uint64_t, uint64_t> Position() const { return {doc_, at_}; }
-  void SetPosition(uint64_t doc, uint64_t at) {
-    doc_ = doc;
-    at_ = at;
-  }
-
-private:
-  const TokenDataset &data_;
-  int64_t seqLen_;
-  uint64_t doc_ = 0, at_ = 0; ///< where the next row starts
-};
-
-/// Fills the text inputs of `executor` (input_ids, position_ids,
-/// segment_ids, labels) with the packer's next rows; token ids must lie
-/// below input_ids' bound (the vocabulary).
-absl::Status FillTextBatch(Executor &executor, Packer &packer);
 
 } // namespace veomni::rt
 

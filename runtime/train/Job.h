@@ -44,6 +44,12 @@ struct JobSettings {
   // A run may change these.
   std::string config; ///< config.json copied into checkpoints; "" for none
   std::string weights, dataPath, outputDir, resume;
+  /// How data.path's sources are read (runtime/data/Stream.h): a list of
+  /// mixing weights ("" equal), the tokenizer, the chat format (auto,
+  /// chatml, llama3), the end-of-text token (auto, none, a token) and what
+  /// a bad sample does (stop, skip).
+  std::string dataWeights, tokenizer, chat = "auto", eos = "auto",
+                                      onBadSample = "stop";
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

@@ -2,6 +2,8 @@
 
 #include "runtime/train/Loop.h"
 
+#include "runtime/data/Stream.h"
+#include "runtime/data/Tokenizer.h"
 #include "runtime/io/Init.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/io/TokenDataset.h"
@@ -200,6 +202,77 @@ private:
   Communicator *world_;
 };
 
+/// A run's text data: data.path's sources read through data.tokenizer,
+/// mixed and packed into rows.
+struct TextData {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<DataStream> stream;
+  std::unique_ptr<Packer> packer;
+  int64_t reportedSkips = 0;
+};
+
+absl::StatusOr<std::unique_ptr<TextData>> OpenTextData(const JobSettings &job,
+                                                       int64_t vocab) {
+  auto data = std::make_unique<TextData>();
+  DataOptions options;
+  options.vocab = vocab;
+  if (job.onBadSample != "stop" && job.onBadSample != "skip")
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.on_bad_sample: expected stop or skip, got '",
+                     job.onBadSample, "'"));
+  options.skipBad = job.onBadSample == "skip";
+  if (!job.tokenizer.empty()) {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
+        Tokenizer::Load(job.tokenizer);
+    if (!tok.ok())
+      return absl::Status(
+          tok.status().code(),
+          absl::StrCat("data.tokenizer: ", tok.status().message()));
+    data->tokenizer = *std::move(tok);
+    options.tokenizer = data->tokenizer.get();
+  }
+  // The chat format: the recipe's, or the model family's.
+  if (job.chat == "auto") {
+    if (job.modelType == "llama")
+      options.chat = ChatFormat::Llama3;
+    else if (absl::StartsWith(job.modelType, "qwen"))
+      options.chat = ChatFormat::ChatML;
+  } else {
+    absl::StatusOr<ChatFormat> f = ParseChatFormat(job.chat);
+    if (!f.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.chat: ", f.status().message()));
+    options.chat = *f;
+  }
+  // The end-of-text token after text samples.
+  if (job.eos != "none" && job.eos != "auto" && !options.tokenizer)
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.eos: '", job.eos, "' needs data.tokenizer"));
+  if (options.tokenizer && job.eos == "auto") {
+    for (const char *name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
+      if (options.eos < 0)
+        options.eos = options.tokenizer->TokenId(name);
+  } else if (options.tokenizer && job.eos != "none") {
+    options.eos = options.tokenizer->TokenId(job.eos);
+    if (options.eos < 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.eos: ", job.tokenizer, " has no token '", job.eos, "'"));
+  }
+  std::vector<double> weights;
+  for (const std::string &w : SplitList(job.dataWeights)) {
+    double v;
+    if (!absl::SimpleAtod(w, &v))
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.weights: '", w, "' is not a number"));
+    weights.push_back(v);
+  }
+  VEOMNI_ASSIGN_OR_RETURN(
+      data->stream, DataStream::Open(SplitList(job.dataPath), weights, options,
+                                     static_cast<uint64_t>(job.seed)));
+  data->packer = std::make_unique<Packer>(*data->stream, job.seqLen);
+  return data;
+}
+
 } // namespace
 
 absl::StatusOr<std::unique_ptr<StepRunner>> StepRunnerFor(Executor &executor) {
@@ -238,15 +311,14 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   VEOMNI_RETURN_IF_ERROR(ex.InitState());
 
   // Data: every rank reads the same global batches.
-  std::unique_ptr<TokenDataset> dataset;
-  std::unique_ptr<Packer> packer;
+  std::unique_ptr<TextData> text;
   std::unique_ptr<SafetensorsFile> batches;
   if (absl::EndsWith(job.dataPath, ".safetensors")) {
     VEOMNI_ASSIGN_OR_RETURN(batches, SafetensorsFile::Open(job.dataPath));
     VEOMNI_RETURN_IF_ERROR(CountBatches(ex.Inputs(), *batches).status());
   } else if (!job.dataPath.empty()) {
-    VEOMNI_ASSIGN_OR_RETURN(dataset, TokenDataset::Open(job.dataPath));
-    packer = std::make_unique<Packer>(*dataset, job.seqLen);
+    const ArgumentDesc *ids = ex.Inputs().program().FindArgument("input_ids");
+    VEOMNI_ASSIGN_OR_RETURN(text, OpenTextData(job, ids ? ids->bound : 0));
   }
 
   std::error_code ec;
@@ -260,14 +332,19 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   if (!resumeFrom.empty()) {
     std::map<std::string, std::string> meta;
     VEOMNI_ASSIGN_OR_RETURN(start, ex.Load(resumeFrom, meta));
-    if (packer) {
-      uint64_t doc = 0, at = 0;
-      (void)absl::SimpleAtoi(meta["veomni.data_document"], &doc);
-      (void)absl::SimpleAtoi(meta["veomni.data_token"], &at);
-      if (doc >= dataset->documents())
+    if (text) {
+      std::string position = meta["veomni.data_position"];
+      // Checkpoints before the data streams kept a .vtd's document and token.
+      if (position.empty() && meta.count("veomni.data_document"))
+        position = absl::StrCat(meta["veomni.data_document"], " ",
+                                meta["veomni.data_document"], ":1:0|",
+                                meta["veomni.data_token"]);
+      absl::Status s = absl::OkStatus();
+      if (!position.empty())
+        s = text->packer->Restore(position);
+      if (!s.ok())
         return absl::InvalidArgumentError(absl::StrCat(
-            resumeFrom, ": its data position lies outside ", job.dataPath));
-      packer->SetPosition(doc, at);
+            resumeFrom, ": ", s.message(), " (data.path ", job.dataPath, ")"));
     }
     print(absl::StrCat("resumed from ", resumeFrom, " at step ", start, "\n"));
   }
@@ -299,11 +376,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
 
   auto save = [&](int64_t step) -> absl::Status {
     std::map<std::string, std::string> meta;
-    if (packer) {
-      auto [doc, at] = packer->Position();
-      meta["veomni.data_document"] = std::to_string(doc);
-      meta["veomni.data_token"] = std::to_string(at);
-    }
+    if (text)
+      meta["veomni.data_position"] = text->packer->Position();
     return ex.Save(CheckpointPath(job.outputDir, step), step, meta,
                    {job.config, uint64_t(job.maxShardBytes)});
   };
@@ -324,9 +398,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     auto fill = [&](int64_t micro) -> absl::Status {
       int64_t index = (step - 1) * job.accumulationSteps + micro;
       Executor &in = ex.Inputs();
-      return batches  ? FillInputs(in, *batches, index)
-             : packer ? FillTextBatch(in, *packer)
-                      : SyntheticBatch(in, job.seed * 1000003 + index);
+      return batches ? FillInputs(in, *batches, index)
+             : text  ? FillTextBatch(in, *text->packer)
+                     : SyntheticBatch(in, job.seed * 1000003 + index);
     };
     if (step == profileStep)
       ex.SetTrace(&trace);
@@ -388,6 +462,17 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
                           tokensPerStep / perStep, eta / 60, eta % 60),
           tty ? "" : "\n"));
     }
+    // Bad samples skipped (data.on_bad_sample: skip): said once, then
+    // counted at the end.
+    if (text && text->reportedSkips == 0 && text->stream->SkippedCount() > 0) {
+      text->reportedSkips = text->stream->SkippedCount();
+      for (size_t i = 0; i < text->stream->sources(); ++i)
+        if (text->stream->source(i).skipped().count > 0) {
+          print(absl::StrCat(tty ? "\n" : "", "warning: skipping bad samples (",
+                             text->stream->source(i).skipped().first, ")\n"));
+          break;
+        }
+    }
     if (job.checkpointInterval > 0 && step % job.checkpointInterval == 0 &&
         step != job.steps)
       VEOMNI_RETURN_IF_ERROR(save(step));
@@ -397,6 +482,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   VEOMNI_RETURN_IF_ERROR(save(job.steps));
   if (reporter)
     WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve);
+  if (text && text->stream->SkippedCount() > 0)
+    print(absl::StrCat("skipped ", text->stream->SkippedCount(),
+                       " bad samples (data.on_bad_sample: skip)\n"));
   if (!curve.empty())
     print(absl::StrFormat("loss %.4f -> %.4f over steps %d..%d",
                           curve.front().second, curve.back().second,

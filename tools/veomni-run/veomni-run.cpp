@@ -34,7 +34,13 @@ loss_curve.svg go to the output folder, as with veomni train.
 
 A run may change where things are and how often it reports:
   --model.weights PATH           initial weights (safetensors or a folder)
-  --data.path PATH               .vtd tokens or .safetensors batches
+  --data.path PATH[,PATH...]     .jsonl, .txt, .vtd sources, or one
+                                 .safetensors batch file
+  --data.weights W[,W...]        the sources' mixing weights
+  --data.tokenizer FILE          tokenizer.json or SentencePiece .model
+  --data.chat auto|chatml|llama3 how conversations are rendered
+  --data.eos auto|none|TOKEN     end-of-text token after text samples
+  --data.on_bad_sample stop|skip what a bad sample does
   --train.output_dir DIR         progress, checkpoints
   --train.resume PATH|auto       a checkpoint to continue from
   --train.log_interval N         steps between progress lines

@@ -130,6 +130,11 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.config = r.model.config;
   job.weights = r.model.weights;
   job.dataPath = r.data.path;
+  job.dataWeights = r.data.weights;
+  job.tokenizer = r.data.tokenizer;
+  job.chat = r.data.chat;
+  job.eos = r.data.eos;
+  job.onBadSample = r.data.onBadSample;
   job.outputDir = r.train.outputDir;
   job.resume = r.train.resume;
   job.profile = r.train.profile;

@@ -13,7 +13,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
-#include "runtime/data/Jsonl.h"
+#include "runtime/data/Stream.h"
 #include "runtime/data/Tokenizer.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/Init.h"
@@ -422,8 +422,7 @@ int runProgram(llvm::ArrayRef<const char *> args) {
   Executor &ex = **executor;
   absl::Status status =
       weights.empty() ? InitParameters(ex, seed) : LoadWeights(ex, weights);
-  std::unique_ptr<TokenDataset> dataset;
-  std::unique_ptr<Packer> packer;
+  std::unique_ptr<::veomni::rt::DataStream> stream;
   std::unique_ptr<SafetensorsFile> batchFile;
   if (status.ok() && llvm::StringRef(data).ends_with(".safetensors")) {
     auto opened = SafetensorsFile::Open(data);
@@ -433,15 +432,15 @@ int runProgram(llvm::ArrayRef<const char *> args) {
       status = FillInputs(ex, *batchFile, 0);
     }
   } else if (status.ok() && !data.empty()) {
-    auto opened = TokenDataset::Open(data);
+    auto opened = ::veomni::rt::DataStream::Open({data}, {}, {}, 0);
     status = opened.status();
     if (status.ok()) {
-      dataset = *std::move(opened);
+      stream = *std::move(opened);
       auto ids = ex.Argument("input_ids");
       status = ids.status();
       if (status.ok()) {
-        packer = std::make_unique<Packer>(*dataset, ids->dim(ids->rank() - 1));
-        status = FillTextBatch(ex, *packer);
+        ::veomni::rt::Packer packer(*stream, ids->dim(ids->rank() - 1));
+        status = FillTextBatch(ex, packer);
       }
     }
   } else if (status.ok()) {
@@ -618,85 +617,52 @@ int runData(llvm::ArrayRef<const char *> args) {
   std::vector<std::vector<uint8_t>> trained; // one per document
   bool masked = false;
   uint64_t tokens = 0;
-  for (const std::string &path : inputs)
-    if (llvm::StringRef(path).ends_with(".jsonl") && tokenizerPath.empty())
-      return fail(path + ": a JSONL dataset needs --tokenizer");
+  ::veomni::rt::DataOptions options;
+  options.chat = chat;
+  options.skipBad = skipBad;
+  std::unique_ptr<::veomni::rt::Tokenizer> tokenizer;
   if (!tokenizerPath.empty()) {
     auto tok = ::veomni::rt::Tokenizer::Load(tokenizerPath);
     if (!tok.ok())
       return fail(std::string(tok.status().message()));
-    int32_t eosId = -1;
+    tokenizer = *std::move(tok);
+    options.tokenizer = tokenizer.get();
     if (eos) {
       for (const char *name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
-        if (eosToken.empty() && (*tok)->TokenId(name) >= 0)
+        if (eosToken.empty() && tokenizer->TokenId(name) >= 0)
           eosToken = name;
-      eosId = eosToken.empty() ? -1 : (*tok)->TokenId(eosToken);
-      if (eosId < 0)
+      options.eos = eosToken.empty() ? -1 : tokenizer->TokenId(eosToken);
+      if (options.eos < 0)
         return fail(tokenizerPath + ": no end-of-text token " +
                     (eosToken.empty() ? std::string("found; name one: --eos "
                                                     "TOKEN")
                                       : "'" + eosToken + "'"));
     }
-    for (const std::string &path : inputs) {
-      if (llvm::StringRef(path).ends_with(".jsonl")) {
-        std::vector<::veomni::rt::TokenizedSample> samples;
-        ::veomni::rt::SkippedSamples skipped;
-        if (absl::Status s = ::veomni::rt::ReadJsonlSamples(
-                path, **tok, chat, eosId, samples,
-                skipBad ? &skipped : nullptr);
-            !s.ok())
-          return fail(std::string(s.message()));
-        if (skipped.count)
-          llvm::errs() << "veomni: warning: " << path << ": skipped "
-                       << skipped.count << " bad sample"
-                       << (skipped.count == 1 ? "" : "s")
-                       << " (the first: " << skipped.first << ")\n";
-        for (auto &s : samples) {
-          masked |= std::find(s.trained.begin(), s.trained.end(), 0) !=
-                    s.trained.end();
-          tokens += s.ids.size();
-          docs.push_back(std::move(s.ids));
-          trained.push_back(std::move(s.trained));
-        }
-        continue;
-      }
-      auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
-      if (!buffer)
-        return fail(path + ": cannot read: " + buffer.getError().message());
-      llvm::SmallVector<llvm::StringRef> paragraphs;
-      (*buffer)->getBuffer().split(paragraphs, "\n\n", -1,
-                                   /*KeepEmpty=*/false);
-      int64_t index = 0;
-      for (llvm::StringRef para : paragraphs) {
-        ++index;
-        if (para.trim().empty())
-          continue;
-        auto ids = (*tok)->Encode(absl::string_view(para.data(), para.size()));
-        if (!ids.ok())
-          return fail(path + ": paragraph " + llvm::Twine(index) + ": " +
-                      std::string(ids.status().message()));
-        if (eosId >= 0)
-          ids->push_back(eosId);
-        tokens += ids->size();
-        trained.emplace_back(ids->size(), 1);
-        docs.push_back(*std::move(ids));
-      }
-    }
   }
-  for (const std::string &path :
-       tokenizerPath.empty() ? inputs : std::vector<std::string>{}) {
-    auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
-    if (!buffer)
-      return fail(path + ": cannot read: " + buffer.getError().message());
-    llvm::SmallVector<llvm::StringRef> paragraphs;
-    (*buffer)->getBuffer().split(paragraphs, "\n\n", -1, /*KeepEmpty=*/false);
-    for (llvm::StringRef para : paragraphs) {
-      para = para.trim();
-      if (para.empty())
-        continue;
-      docs.emplace_back(para.bytes_begin(), para.bytes_end());
-      tokens += para.size();
+  // Each input once, a sample at a time (runtime/data/Stream.h).
+  for (const std::string &path : inputs) {
+    auto source = ::veomni::rt::SampleSource::Open(path, options);
+    if (!source.ok())
+      return fail(std::string(source.status().message()));
+    ::veomni::rt::TokenizedSample s;
+    while (true) {
+      absl::StatusOr<bool> got = (*source)->Next(s);
+      if (!got.ok())
+        return fail(std::string(got.status().message()));
+      if (!*got)
+        break;
+      masked |=
+          std::find(s.trained.begin(), s.trained.end(), 0) != s.trained.end();
+      tokens += s.ids.size();
+      docs.push_back(std::move(s.ids));
+      trained.push_back(std::move(s.trained));
     }
+    const ::veomni::rt::SkippedSamples &skipped = (*source)->skipped();
+    if (skipped.count)
+      llvm::errs() << "veomni: warning: " << path << ": skipped "
+                   << skipped.count << " bad sample"
+                   << (skipped.count == 1 ? "" : "s")
+                   << " (the first: " << skipped.first << ")\n";
   }
   // Version 2 (a trained mask) only where some token is not a target.
   if (absl::Status s = ::veomni::rt::WriteTokenDataset(

@@ -1,6 +1,7 @@
 //===- TokenDatasetTest.cpp - .vtd files and sequence packing -------------===//
 
 #include "runtime/io/TokenDataset.h"
+#include "runtime/data/Stream.h"
 
 #include <gtest/gtest.h>
 
@@ -24,7 +25,9 @@ TEST(TokenDataset, PacksDocumentsWithSegmentsPositionsAndShiftedLabels) {
   EXPECT_EQ((*data)->documents(), 4u);
   EXPECT_EQ((*data)->tokens(), 10u);
 
-  Packer packer(**data, 4);
+  auto stream = DataStream::Open({path}, {}, {}, 0);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  Packer packer(**stream, 4);
   auto rows = packer.Next(3);
   ASSERT_TRUE(rows.ok());
   // Row 0: doc0 (3 tokens) + the first token of doc1.
@@ -80,7 +83,9 @@ TEST(TokenDataset, TrainedMasksLabelOnlyTheirTargets) {
   auto data = TokenDataset::Open(path);
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ((*data)->Trained(0).size(), 5u);
-  Packer packer(**data, 7);
+  auto stream = DataStream::Open({path}, {}, {}, 0);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  Packer packer(**stream, 7);
   auto rows = packer.Next(1);
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->ids, (std::vector<int32_t>{5, 6, 7, 8, 9, 1, 2}));

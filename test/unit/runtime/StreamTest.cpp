@@ -1,0 +1,284 @@
+//===- StreamTest.cpp - data sources, mixing and resumable packing --------===//
+//
+// What the trainer reads when a recipe names data.path: JSONL and text
+// sources tokenized as they are read, mixed by weight, packed into rows,
+// and a position that resumes exactly where a run stopped.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/data/Stream.h"
+#include "runtime/io/TokenDataset.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <unistd.h>
+
+namespace veomni::rt {
+namespace {
+
+std::string TempPath(const std::string &name) {
+  return ::testing::TempDir() + "/" + std::to_string(getpid()) + "." + name;
+}
+
+void Write(const std::string &path, const std::string &text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+const Tokenizer &Qwen() {
+  static std::unique_ptr<Tokenizer> tok = [] {
+    auto t = Tokenizer::Load(std::string(VEOMNI_SOURCE_DIR) +
+                             "/test/goldens/tokenizers/qwen2.json");
+    EXPECT_TRUE(t.ok()) << t.status();
+    return *std::move(t);
+  }();
+  return *tok;
+}
+
+/// Every sample of one pass.
+std::vector<TokenizedSample> ReadAll(SampleSource &source) {
+  std::vector<TokenizedSample> out;
+  TokenizedSample s;
+  while (true) {
+    absl::StatusOr<bool> got = source.Next(s);
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (!got.ok() || !*got)
+      return out;
+    out.push_back(s);
+  }
+}
+
+TEST(Stream, JsonlSamplesAreTokenizedAsTheyAreRead) {
+  std::string path = TempPath("a.jsonl");
+  Write(path, "{\"text\": \"Hello world\"}\n"
+              "\n"
+              "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, "
+              "{\"role\": \"assistant\", \"content\": \"Hello!\"}]}\r\n"
+              "{\"text\": \"no newline at the end\"}");
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  options.chat = ChatFormat::ChatML;
+  options.eos = Qwen().TokenId("<|endoftext|>");
+  ASSERT_GE(options.eos, 0);
+  auto source = SampleSource::Open(path, options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  std::vector<TokenizedSample> got = ReadAll(**source);
+  ASSERT_EQ(got.size(), 3u);
+  // Each equals the line encoded alone.
+  const char *lines[] = {
+      "{\"text\": \"Hello world\"}",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, "
+      "{\"role\": \"assistant\", \"content\": \"Hello!\"}]}",
+      "{\"text\": \"no newline at the end\"}"};
+  for (int i = 0; i < 3; ++i) {
+    TokenizedSample want;
+    ASSERT_TRUE(
+        EncodeJsonlSample(lines[i], Qwen(), options.chat, options.eos, want)
+            .ok());
+    EXPECT_EQ(got[i].ids, want.ids) << i;
+    EXPECT_EQ(got[i].trained, want.trained) << i;
+  }
+  EXPECT_EQ(got[0].ids.back(), options.eos);
+  // The conversation trains on the answer only.
+  EXPECT_EQ(got[1].trained.front(), 0);
+  EXPECT_NE(std::find(got[1].trained.begin(), got[1].trained.end(), 1),
+            got[1].trained.end());
+  // The end of the file: the position is the file's size, line 5.
+  EXPECT_EQ((*source)->position().line, 5u);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  EXPECT_EQ((*source)->position().offset, static_cast<uint64_t>(in.tellg()));
+  std::remove(path.c_str());
+}
+
+TEST(Stream, BadSamplesNameTheirLineAndAreSkippedWhenAsked) {
+  std::string path = TempPath("bad.jsonl");
+  Write(path, "{\"text\": \"fine\"}\n"
+              "{\"text\": \"a broken line\"\n"
+              "{\"messages\": [{\"role\": \"user\", \"content\": "
+              "[{\"type\": \"image\", \"image\": \"x.png\"}]}]}\n"
+              "{\"text\": 5}\n"
+              "{\"text\": \"also fine\"}\n");
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  options.chat = ChatFormat::ChatML;
+  auto source = SampleSource::Open(path, options);
+  ASSERT_TRUE(source.ok());
+  TokenizedSample s;
+  ASSERT_TRUE(*(*source)->Next(s));
+  absl::StatusOr<bool> bad = (*source)->Next(s);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.jsonl:2: "), std::string::npos)
+      << bad.status();
+
+  options.skipBad = true;
+  auto skipping = SampleSource::Open(path, options);
+  ASSERT_TRUE(skipping.ok());
+  EXPECT_EQ(ReadAll(**skipping).size(), 2u);
+  EXPECT_EQ((*skipping)->skipped().count, 3);
+  EXPECT_NE((*skipping)->skipped().first.find("bad.jsonl:2: "),
+            std::string::npos);
+
+  // An id outside the model's vocabulary is a bad sample too.
+  DataOptions small = options;
+  small.skipBad = false;
+  small.vocab = 10;
+  auto tiny = SampleSource::Open(path, small);
+  ASSERT_TRUE(tiny.ok());
+  absl::StatusOr<bool> outside = (*tiny)->Next(s);
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.status().message().find("bad.jsonl:1: token "),
+            std::string::npos);
+  EXPECT_NE(outside.status().message().find("outside the model's vocabulary "
+                                            "of 10"),
+            std::string::npos)
+      << outside.status();
+  // A JSONL file needs a tokenizer; a file of another kind is refused.
+  EXPECT_FALSE(SampleSource::Open(path, {}).ok());
+  auto config = SampleSource::Open(TempPath("c.json"), {});
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("not a data file"),
+            std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(Stream, TextParagraphsAreTheTextBetweenBlankLines) {
+  std::string path = TempPath("t.txt");
+  Write(path, "one two\n\n\n\n  three\n\n \n\nfour");
+  auto bytes = SampleSource::Open(path, {});
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  std::vector<TokenizedSample> got = ReadAll(**bytes);
+  // Without a tokenizer a token is a byte and paragraphs are trimmed;
+  // whitespace-only paragraphs are no documents.
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(std::string(got[0].ids.begin(), got[0].ids.end()), "one two");
+  EXPECT_EQ(std::string(got[1].ids.begin(), got[1].ids.end()), "three");
+  EXPECT_EQ(std::string(got[2].ids.begin(), got[2].ids.end()), "four");
+  // With a tokenizer each piece is tokenized exactly as it stands.
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  auto tokens = SampleSource::Open(path, options);
+  ASSERT_TRUE(tokens.ok());
+  got = ReadAll(**tokens);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[1].ids, *Qwen().Encode("  three"));
+  std::remove(path.c_str());
+}
+
+/// Rows of a fresh packer over `paths` after `skip` rows, and its position.
+struct PackRun {
+  std::vector<PackedRows> rows;
+  std::string position;
+};
+
+PackRun Pack(const std::vector<std::string> &paths,
+             const std::vector<double> &weights, const DataOptions &options,
+             int64_t rows, const std::string &resume = "") {
+  PackRun out;
+  auto stream = DataStream::Open(paths, weights, options, 7);
+  EXPECT_TRUE(stream.ok()) << stream.status();
+  Packer packer(**stream, 16);
+  if (!resume.empty())
+    EXPECT_TRUE(packer.Restore(resume).ok());
+  for (int64_t i = 0; i < rows; ++i) {
+    absl::StatusOr<PackedRows> r = packer.Next(1);
+    EXPECT_TRUE(r.ok()) << r.status();
+    out.rows.push_back(*r);
+    if (i == rows / 2 - 1)
+      out.position = packer.Position();
+  }
+  return out;
+}
+
+TEST(Stream, AResumedPackerContinuesWithTheSameRows) {
+  std::string a = TempPath("r.jsonl"), b = TempPath("r.txt");
+  std::string jsonl;
+  for (int i = 0; i < 9; ++i)
+    jsonl += "{\"text\": \"sample number " + std::to_string(i) +
+             " has a few words in it\"}\n";
+  Write(a, jsonl);
+  Write(b, "short\n\na longer paragraph of text that spans more than one "
+           "row of sixteen tokens, surely\n\nend");
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  options.eos = Qwen().TokenId("<|endoftext|>");
+  // 40 rows wrap around both files several times.
+  PackRun whole = Pack({a, b}, {2, 1}, options, 40);
+  PackRun resumed = Pack({a, b}, {2, 1}, options, 20, whole.position);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(resumed.rows[i].ids, whole.rows[20 + i].ids) << i;
+    EXPECT_EQ(resumed.rows[i].labels, whole.rows[20 + i].labels) << i;
+    EXPECT_EQ(resumed.rows[i].segments, whole.rows[20 + i].segments) << i;
+  }
+  // A position saved for other sources is refused, naming it.
+  auto one = DataStream::Open({a}, {}, options, 7);
+  ASSERT_TRUE(one.ok());
+  Packer packer(**one, 16);
+  absl::Status wrong = packer.Restore(whole.position);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.message().find("was saved for 2 sources"), std::string::npos)
+      << wrong;
+  std::remove(a.c_str());
+  std::remove(b.c_str());
+}
+
+TEST(Stream, SourcesAreMixedByWeightTheSameWayEveryTime) {
+  std::string a = TempPath("m.vtd"), b = TempPath("n.vtd");
+  ASSERT_TRUE(WriteTokenDataset(a, {{1}, {1, 1}}).ok());
+  ASSERT_TRUE(WriteTokenDataset(b, {{2}}).ok());
+  auto draw = [&](uint64_t seed, std::vector<double> weights) {
+    auto stream = DataStream::Open({a, b}, weights, {}, seed);
+    EXPECT_TRUE(stream.ok());
+    std::vector<int32_t> from;
+    TokenizedSample s;
+    for (int i = 0; i < 4000; ++i) {
+      EXPECT_TRUE((*stream)->Next(s).ok());
+      from.push_back(s.ids[0]);
+    }
+    // Every source went round: source a read 2 documents a pass.
+    EXPECT_GT((*stream)->source(0).position().epoch, 100u);
+    return from;
+  };
+  std::vector<int32_t> x = draw(1, {3, 1}), y = draw(1, {3, 1}),
+                       z = draw(2, {3, 1});
+  EXPECT_EQ(x, y);
+  EXPECT_NE(x, z);
+  double share = std::count(x.begin(), x.end(), 1) / 4000.0;
+  EXPECT_NEAR(share, 0.75, 0.03); // binomial: sigma 0.007
+  std::vector<int32_t> even = draw(1, {});
+  EXPECT_NEAR(std::count(even.begin(), even.end(), 1) / 4000.0, 0.5, 0.03);
+  // Weights must be positive and one a source.
+  EXPECT_FALSE(DataStream::Open({a, b}, {1}, {}, 0).ok());
+  EXPECT_FALSE(DataStream::Open({a, b}, {1, 0}, {}, 0).ok());
+  std::remove(a.c_str());
+  std::remove(b.c_str());
+}
+
+TEST(Stream, ASourceWithNothingToTrainOnIsAnError) {
+  std::string empty = TempPath("e.txt"), bad = TempPath("b.jsonl");
+  Write(empty, "\n\n   \n\n");
+  Write(bad, "not json\n{\"text\": 1}\n");
+  auto stream = DataStream::Open({empty}, {}, {}, 0);
+  ASSERT_TRUE(stream.ok());
+  TokenizedSample s;
+  absl::Status status = (*stream)->Next(s);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("e.txt: no token to train on"),
+            std::string::npos)
+      << status;
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  options.skipBad = true;
+  auto skipped = DataStream::Open({bad}, {}, options, 0);
+  ASSERT_TRUE(skipped.ok());
+  status = (*skipped)->Next(s);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(
+      status.message().find("bad samples skipped, the first: " + bad + ":1: "),
+      std::string::npos)
+      << status;
+  std::remove(empty.c_str());
+  std::remove(bad.c_str());
+}
+
+} // namespace
+} // namespace veomni::rt
