@@ -13,8 +13,13 @@
 #include "absl/strings/strip.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 namespace veomni::rt {
 namespace {
@@ -444,14 +449,98 @@ absl::Status Packer::Restore(const std::string &position) {
   return absl::OkStatus();
 }
 
-absl::Status FillTextBatch(Executor &executor, Packer &packer) {
+class Prefetcher::Impl {
+public:
+  Impl(Packer &packer, int64_t rows, int depth)
+      : packer_(packer), rows_(rows), depth_(depth),
+        position_(packer.Position()) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+
+  absl::StatusOr<PackedRows> Next(double *waited) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return !queue_.empty(); });
+    if (waited)
+      *waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+    Item item = std::move(queue_.front());
+    if (!item.rows.ok()) // stays at the front: every later Next fails too
+      return item.rows.status();
+    queue_.pop_front();
+    position_ = std::move(item.after);
+    changed_.notify_all();
+    return std::move(item.rows);
+  }
+
+  std::string Position() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return position_;
+  }
+
+private:
+  struct Item {
+    absl::StatusOr<PackedRows> rows;
+    std::string after; ///< the packer's position after these rows
+  };
+
+  void Run() {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        changed_.wait(lock, [&] {
+          return stop_ || static_cast<int>(queue_.size()) < depth_;
+        });
+        if (stop_)
+          return;
+      }
+      Item item{packer_.Next(rows_), packer_.Position()};
+      const bool failed = !item.rows.ok();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.push_back(std::move(item));
+      }
+      changed_.notify_all();
+      if (failed)
+        return;
+    }
+  }
+
+  Packer &packer_;
+  const int64_t rows_;
+  const int depth_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<Item> queue_;
+  std::string position_;
+  bool stop_ = false;
+  std::thread thread_; ///< last: started once the rest is ready
+};
+
+Prefetcher::Prefetcher(Packer &packer, int64_t rows, int depth)
+    : impl_(std::make_unique<Impl>(packer, rows, std::max(depth, 1))) {}
+Prefetcher::~Prefetcher() = default;
+absl::StatusOr<PackedRows> Prefetcher::Next(double *waited) {
+  return impl_->Next(waited);
+}
+std::string Prefetcher::Position() const { return impl_->Position(); }
+
+absl::StatusOr<int64_t> TextBatchRows(const Executor &executor) {
   const Program &p = executor.program();
   const ArgumentDesc *ids = p.FindArgument("input_ids");
   if (!ids)
     return absl::InvalidArgumentError("the program has no input_ids input");
-  TensorView idv = executor.View(ids->buffer);
-  idv.shape = executor.GlobalShape(ids->buffer); // every rank packs it all
-  if (idv.rank() != 2)
+  const Shape &shape = executor.GlobalShape(ids->buffer);
+  if (shape.size() != 2)
     return absl::InvalidArgumentError("input_ids is not [batch, seq_len]");
   for (const ArgumentDesc &a : p.arguments) {
     static const char *text[] = {"input_ids", "position_ids", "segment_ids",
@@ -462,14 +551,26 @@ absl::Status FillTextBatch(Executor &executor, Packer &packer) {
           "the program needs input '", a.name,
           "', which token datasets do not carry (text models only)"));
   }
-  int64_t rows = idv.dim(0), seq = idv.dim(1);
-  Packer *pk = &packer;
-  absl::StatusOr<PackedRows> batch = pk->Next(rows);
-  if (!batch.ok())
-    return batch.status();
-  if (static_cast<int64_t>(batch->ids.size()) != rows * seq)
+  return shape[0];
+}
+
+absl::Status FillTextBatch(Executor &executor, Packer &packer) {
+  VEOMNI_ASSIGN_OR_RETURN(int64_t rows, TextBatchRows(executor));
+  VEOMNI_ASSIGN_OR_RETURN(PackedRows batch, packer.Next(rows));
+  return FillTextBatch(executor, batch);
+}
+
+absl::Status FillTextBatch(Executor &executor, const PackedRows &rows) {
+  const Program &p = executor.program();
+  const ArgumentDesc *ids = p.FindArgument("input_ids");
+  if (!ids)
+    return absl::InvalidArgumentError("the program has no input_ids input");
+  const Shape &shape = executor.GlobalShape(ids->buffer);
+  if (shape.size() != 2 ||
+      static_cast<int64_t>(rows.ids.size()) != shape[0] * shape[1])
     return absl::InvalidArgumentError(
-        "the packer's seq_len differs from the program's");
+        "the packer's rows differ from the program's input_ids");
+  const PackedRows *batch = &rows;
   for (size_t i = 0; i < batch->ids.size(); ++i)
     if (ids->bound > 0 && batch->ids[i] >= ids->bound)
       return absl::InvalidArgumentError(absl::StrCat("token ", batch->ids[i],

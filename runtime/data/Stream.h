@@ -154,11 +154,37 @@ private:
   uint64_t at_ = 0;        ///< sample_'s next token
 };
 
+/// Packs batches ahead of the training step on a thread of its own: a
+/// queue of `depth` batches of `rows` rows each. Next hands them out in
+/// order; an error of the packer (a bad sample) comes out of the Next that
+/// reaches it, so it names the step it stops. The packer must not be used
+/// elsewhere while a Prefetcher runs it.
+class Prefetcher {
+public:
+  Prefetcher(Packer &packer, int64_t rows, int depth = 4);
+  ~Prefetcher();
+  /// The next batch; `waited` gets the seconds it blocked for.
+  absl::StatusOr<PackedRows> Next(double *waited = nullptr);
+  /// The packer's position after the last batch Next returned (a
+  /// checkpoint's: the batches queued ahead are read again on resume).
+  std::string Position() const;
+
+  class Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
 class Executor;
 
+/// Rows of the global batch `executor`'s text inputs take; an error when
+/// the program needs inputs a token stream does not carry (images, ...).
+absl::StatusOr<int64_t> TextBatchRows(const Executor &executor);
 /// Fills the text inputs of `executor` (input_ids, position_ids,
-/// segment_ids, labels) with the packer's next rows; token ids must lie
-/// below input_ids' bound (the vocabulary).
+/// segment_ids, labels) with `rows` (TextBatchRows of them); token ids must
+/// lie below input_ids' bound (the vocabulary).
+absl::Status FillTextBatch(Executor &executor, const PackedRows &rows);
+/// The same with the packer's next rows.
 absl::Status FillTextBatch(Executor &executor, Packer &packer);
 
 /// Splits a recipe's list ("a.jsonl,b.vtd", or "[a.jsonl, b.vtd]" as a

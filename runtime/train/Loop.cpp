@@ -208,6 +208,8 @@ struct TextData {
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<DataStream> stream;
   std::unique_ptr<Packer> packer;
+  /// Packs the global batches ahead of the step (after a resume's Restore).
+  std::unique_ptr<Prefetcher> prefetch;
   int64_t reportedSkips = 0;
 };
 
@@ -348,6 +350,10 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     }
     print(absl::StrCat("resumed from ", resumeFrom, " at step ", start, "\n"));
   }
+  if (text) {
+    VEOMNI_ASSIGN_OR_RETURN(int64_t rows, TextBatchRows(ex.Inputs()));
+    text->prefetch = std::make_unique<Prefetcher>(*text->packer, rows);
+  }
 
   // metrics.jsonl: rank 0's, for the whole job.
   std::string metricsPath = absl::StrCat(job.outputDir, "/metrics.jsonl");
@@ -377,7 +383,7 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   auto save = [&](int64_t step) -> absl::Status {
     std::map<std::string, std::string> meta;
     if (text)
-      meta["veomni.data_position"] = text->packer->Position();
+      meta["veomni.data_position"] = text->prefetch->Position();
     return ex.Save(CheckpointPath(job.outputDir, step), step, meta,
                    {job.config, uint64_t(job.maxShardBytes)});
   };
@@ -395,12 +401,26 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   double lastComm = ex.CommSeconds(), lastWait = ex.CommWaitSeconds();
   for (int64_t step = start + 1; step <= job.steps; ++step) {
     // One optimizer step: the micro-batches, the loss their mean.
+    // The time the step spent on its data: waiting for the loader and
+    // copying the batches in.
+    double dataSeconds = 0;
     auto fill = [&](int64_t micro) -> absl::Status {
+      auto t0 = std::chrono::steady_clock::now();
       int64_t index = (step - 1) * job.accumulationSteps + micro;
       Executor &in = ex.Inputs();
-      return batches ? FillInputs(in, *batches, index)
-             : text  ? FillTextBatch(in, *text->packer)
-                     : SyntheticBatch(in, job.seed * 1000003 + index);
+      absl::Status status;
+      if (batches) {
+        status = FillInputs(in, *batches, index);
+      } else if (text) {
+        absl::StatusOr<PackedRows> rows = text->prefetch->Next();
+        status = rows.ok() ? FillTextBatch(in, *rows) : rows.status();
+      } else {
+        status = SyntheticBatch(in, job.seed * 1000003 + index);
+      }
+      dataSeconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count();
+      return status;
     };
     if (step == profileStep)
       ex.SetTrace(&trace);
@@ -442,14 +462,15 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     if (reporter)
-      metrics
-          << absl::StrFormat(
-                 "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
-                 "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f%s}",
-                 step, m.loss, m.gradNorm, m.lr, tokensPerStep / stepSeconds,
-                 stepSeconds, commField)
-          << "\n"
-          << std::flush;
+      metrics << absl::StrFormat(
+                     "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
+                     "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f, "
+                     "\"data_s\": %.6f%s}",
+                     step, m.loss, m.gradNorm, m.lr,
+                     tokensPerStep / stepSeconds, stepSeconds, dataSeconds,
+                     commField)
+              << "\n"
+              << std::flush;
     if (step % job.logInterval == 0 || step == job.steps) {
       int64_t eta = static_cast<int64_t>(perStep * (job.steps - step));
       int width = 24, done = int(width * step / job.steps);

@@ -282,3 +282,62 @@ TEST(Stream, ASourceWithNothingToTrainOnIsAnError) {
 
 } // namespace
 } // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(Stream, ThePrefetcherHandsOutThePackersBatchesAndPositions) {
+  std::string path = TempPath("p.jsonl");
+  std::string jsonl;
+  for (int i = 0; i < 7; ++i)
+    jsonl += "{\"text\": \"line " + std::to_string(i) + " of the data\"}\n";
+  jsonl += "{\"text\": \"broken\"\n";
+  Write(path, jsonl);
+  DataOptions options;
+  options.tokenizer = &Qwen();
+  // Straight from a packer: the rows and the position after each batch.
+  auto direct = DataStream::Open({path}, {}, options, 0);
+  ASSERT_TRUE(direct.ok());
+  Packer straight(**direct, 8);
+  std::vector<PackedRows> want;
+  std::vector<std::string> after;
+  absl::Status failure;
+  while (want.size() < 50) { // until a batch reaches line 8
+    absl::StatusOr<PackedRows> r = straight.Next(2);
+    if (!r.ok()) {
+      failure = r.status();
+      break;
+    }
+    want.push_back(*r);
+    after.push_back(straight.Position());
+  }
+  ASSERT_FALSE(failure.ok());
+  ASSERT_GE(want.size(), 2u);
+  EXPECT_NE(failure.message().find("p.jsonl:8: "), std::string::npos)
+      << failure;
+
+  auto stream = DataStream::Open({path}, {}, options, 0);
+  ASSERT_TRUE(stream.ok());
+  Packer packer(**stream, 8);
+  const std::string start = packer.Position();
+  Prefetcher ahead(packer, 2, 2);
+  EXPECT_EQ(ahead.Position(), start);
+  for (size_t i = 0; i < want.size(); ++i) {
+    absl::StatusOr<PackedRows> r = ahead.Next();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->ids, want[i].ids) << i;
+    EXPECT_EQ(r->labels, want[i].labels) << i;
+    // The position is the consumer's, not the loader's (which runs ahead).
+    EXPECT_EQ(ahead.Position(), after[i]) << i;
+  }
+  // The bad line's error comes out of the Next that reaches it, and again.
+  absl::StatusOr<PackedRows> bad = ahead.Next();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status(), failure);
+  EXPECT_FALSE(ahead.Next().ok());
+  EXPECT_EQ(ahead.Position(), after.back());
+  std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace veomni::rt
