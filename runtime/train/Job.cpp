@@ -51,6 +51,11 @@ constexpr Field kFields[] = {
     {"data.chat", false, &JobSettings::chat, nullptr, 0, true},
     {"data.eos", false, &JobSettings::eos, nullptr, 0, true},
     {"data.on_bad_sample", false, &JobSettings::onBadSample, nullptr, 0, true},
+    {"data.eval_path", false, &JobSettings::evalPath, nullptr, 0, true},
+    {"eval_program", true, &JobSettings::evalProgram, nullptr, 0, true},
+    {"train.eval_interval", false, nullptr, &JobSettings::evalInterval, 0,
+     true},
+    {"train.eval_batches", false, nullptr, &JobSettings::evalBatches, 1, true},
     {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
     {"train.resume", false, &JobSettings::resume, nullptr, 0},
     {"train.log_interval", false, nullptr, &JobSettings::logInterval, 1},
@@ -82,17 +87,22 @@ std::string Quote(absl::string_view text) {
 
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       absl::string_view program) {
-  if (job.pipeline.stages > 1)
+  if (job.pipeline.stages > 1 || !job.evalProgram.empty())
     return absl::InvalidArgumentError(
-        "a pipeline job is written with its stages' programs");
+        "a pipeline job or one with an evaluation program is written with "
+        "all its programs");
   return WriteJob(dir, job, std::vector<std::string>{std::string(program)});
 }
 
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       const std::vector<std::string> &programs) {
   const JobSettings::Pipeline &pipe = job.pipeline;
+  const size_t evals = job.evalProgram.empty() ? 0 : 1;
+  if (evals && pipe.stages > 1)
+    return absl::InvalidArgumentError(
+        "a pipeline job has no evaluation program yet");
   if (pipe.stages > 1 ? programs.size() != pipe.programs.size()
-                      : programs.size() != 1)
+                      : programs.size() != 1 + evals)
     return absl::InvalidArgumentError(
         absl::StrCat("a job of ", pipe.stages, " stages with ", programs.size(),
                      " programs"));
@@ -135,6 +145,9 @@ absl::Status WriteJob(const std::string &dir, const JobSettings &job,
   } else {
     VEOMNI_RETURN_IF_ERROR(
         WriteTextFile(absl::StrCat(dir, "/", kJobProgram), programs[0]));
+    if (evals)
+      VEOMNI_RETURN_IF_ERROR(WriteTextFile(
+          absl::StrCat(dir, "/", job.evalProgram), programs.back()));
   }
   manifest += "\n}\n";
   if (!job.config.empty()) {

@@ -50,6 +50,11 @@ struct JobSettings {
   /// a bad sample does (stop, skip).
   std::string dataWeights, tokenizer, chat = "auto", eos = "auto",
                                       onBadSample = "stop";
+  /// Held-out sources and how often and on how many global batches their
+  /// loss is taken; evalProgram is the job folder's forward program for
+  /// it ("" for none: compiled with the step when data.eval_path is set).
+  std::string evalPath, evalProgram;
+  int64_t evalInterval = 0, evalBatches = 4;
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;
@@ -82,13 +87,15 @@ struct JobSettings {
 constexpr const char *kJobManifest = "manifest.json";
 constexpr const char *kJobProgram = "step.vmb";
 constexpr const char *kJobConfig = "config.json";
+constexpr const char *kJobEvalProgram = "eval.vmb";
 
 /// Writes `dir` (created if needed): the manifest, `program` (step.vmb)
 /// and a copy of `job.config` (the manifest then names the copy).
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       absl::string_view program);
 /// The same for a pipeline: `programs` holds the bytes of each of
-/// job.pipeline.programs, in its order.
+/// job.pipeline.programs, in its order; or for a job with an evaluation
+/// program: the step's, then job.evalProgram's.
 absl::Status WriteJob(const std::string &dir, const JobSettings &job,
                       const std::vector<std::string> &programs);
 

@@ -100,7 +100,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> JoinJob() {
 }
 
 int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
-                    const char *tool) {
+                    const char *tool, std::optional<Program> eval) {
   const int world = comm ? comm->WorldSize() : 1;
   const int rank = comm ? comm->Rank() : 0;
   auto fail = [&](const absl::Status &s) {
@@ -130,7 +130,19 @@ int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
       Executor::Create(std::move(program), *std::move(device), comm);
   if (!ex.ok())
     return fail(ex.status());
-  if (absl::Status s = RunTraining(**ex, job, stdout); !s.ok())
+  std::unique_ptr<Executor> evaluator;
+  if (eval) {
+    absl::StatusOr<std::unique_ptr<Device>> evalDevice =
+        CreateDevice(job.device.empty() ? "cpu" : job.device);
+    if (!evalDevice.ok())
+      return fail(evalDevice.status());
+    absl::StatusOr<std::unique_ptr<Executor>> e =
+        Executor::Create(*std::move(eval), *std::move(evalDevice), comm);
+    if (!e.ok())
+      return fail(e.status());
+    evaluator = *std::move(e);
+  }
+  if (absl::Status s = RunTraining(**ex, job, stdout, evaluator.get()); !s.ok())
     return fail(s);
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <memory>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,10 +50,11 @@ absl::StatusOr<int> LaunchRanks(int64_t ranks,
 absl::StatusOr<std::unique_ptr<Communicator>> JoinJob();
 
 /// Trains `program` as `job` says on this process: one rank of `comm`'s
-/// job, or alone when `comm` is null. On failure prints `tool: error:
-/// rank R: ...` and ends every rank of the job; returns the exit status.
+/// job, or alone when `comm` is null; `eval` (the job's evalProgram) takes
+/// the held-out losses. On failure prints `tool: error: rank R: ...` and
+/// ends every rank of the job; returns the exit status.
 int TrainOnThisRank(Program program, const JobSettings &job, Communicator *comm,
-                    const char *tool);
+                    const char *tool, std::optional<Program> eval = {});
 /// The same for this rank's stage of a pipeline (`comm` spans the job).
 int TrainOnThisRank(PipelineSpec spec, const JobSettings &job,
                     Communicator *comm, const char *tool);

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <unistd.h>
 
 namespace veomni::rt {
@@ -51,36 +52,54 @@ std::string LatestCheckpoint(const std::string &dir) {
   return best < 0 ? "" : CheckpointPath(dir, best);
 }
 
-/// loss_curve.svg: the loss against the step, with its range labelled.
+/// loss_curve.svg: the training loss against the step (blue) and the
+/// held-out loss where it was taken (orange, with dots), the range
+/// labelled.
 void WriteLossCurve(const std::string &path,
-                    const std::vector<std::pair<int64_t, double>> &points) {
+                    const std::vector<std::pair<int64_t, double>> &points,
+                    const std::vector<std::pair<int64_t, double>> &held) {
   if (points.size() < 2)
     return;
   double lo = points[0].second, hi = lo;
-  for (auto &p : points) {
-    lo = std::min(lo, p.second);
-    hi = std::max(hi, p.second);
-  }
+  for (const auto *series : {&points, &held})
+    for (auto &p : *series) {
+      lo = std::min(lo, p.second);
+      hi = std::max(hi, p.second);
+    }
   if (hi - lo < 1e-9)
     hi = lo + 1;
   const double w = 640, h = 360, m = 48;
   int64_t first = points.front().first, last = points.back().first;
+  auto x = [&](int64_t step) {
+    return m + (w - 2 * m) * double(step - first) /
+                   double(std::max<int64_t>(last - first, 1));
+  };
+  auto y = [&](double loss) {
+    return h - m - (h - 2 * m) * (loss - lo) / (hi - lo);
+  };
   std::ofstream f(path);
   f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='"
     << h << "'>\n<rect width='100%' height='100%' fill='white'/>\n"
     << "<text x='" << m
-    << "' y='24' font-family='sans-serif' "
-       "font-size='14'>training loss</text>\n<polyline fill='none' "
-       "stroke='#1f77b4' stroke-width='2' points='";
-  for (auto &[step, loss] : points) {
-    double x = m + (w - 2 * m) * double(step - first) /
-                       double(std::max<int64_t>(last - first, 1));
-    double y = h - m - (h - 2 * m) * (loss - lo) / (hi - lo);
-    f << x << "," << y << " ";
+    << "' y='24' font-family='sans-serif' font-size='14'>training loss"
+    << (held.empty() ? "" : " (blue), held-out loss (orange)")
+    << "</text>\n<polyline fill='none' stroke='#1f77b4' stroke-width='2' "
+       "points='";
+  for (auto &[step, loss] : points)
+    f << x(step) << "," << y(loss) << " ";
+  f << "'/>\n";
+  if (!held.empty()) {
+    f << "<polyline fill='none' stroke='#ff7f0e' stroke-width='2' points='";
+    for (auto &[step, loss] : held)
+      f << x(step) << "," << y(loss) << " ";
+    f << "'/>\n";
+    for (auto &[step, loss] : held)
+      f << "<circle cx='" << x(step) << "' cy='" << y(loss)
+        << "' r='3' fill='#ff7f0e'/>\n";
   }
-  f << "'/>\n<line x1='" << m << "' y1='" << h - m << "' x2='" << w - m
-    << "' y2='" << h - m << "' stroke='black'/>\n<line x1='" << m << "' y1='"
-    << m << "' x2='" << m << "' y2='" << h - m << "' stroke='black'/>\n";
+  f << "<line x1='" << m << "' y1='" << h - m << "' x2='" << w - m << "' y2='"
+    << h - m << "' stroke='black'/>\n<line x1='" << m << "' y1='" << m
+    << "' x2='" << m << "' y2='" << h - m << "' stroke='black'/>\n";
   auto label = [&](double x, double y, const std::string &s) {
     f << "<text x='" << x << "' y='" << y
       << "' font-family='sans-serif' font-size='12'>" << s << "</text>\n";
@@ -103,6 +122,31 @@ std::string ProfilePath(const std::string &path, int rank) {
 }
 
 /// One training-step program.
+/// Copies `from`'s parameters into `to`'s of the same names; both hold
+/// this rank's slices, which must have the same shape and type.
+absl::Status CopyParameters(const Executor &from, Executor &to) {
+  std::vector<uint8_t> host;
+  for (const ArgumentDesc &a : to.program().arguments) {
+    if (a.role != ArgumentRole::Parameter)
+      continue;
+    const ArgumentDesc *src = from.program().FindArgument(a.name);
+    if (!src || src->role != ArgumentRole::Parameter)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the evaluation program's parameter '", a.name,
+                       "' is not the training step's"));
+    TensorView s = from.View(src->buffer), d = to.View(a.buffer);
+    if (s.shape != d.shape || s.dtype != d.dtype)
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter '", a.name, "' is ", s.ToString(),
+                       " in the training step and ", d.ToString(),
+                       " in the evaluation program"));
+    host.resize(s.bytes());
+    VEOMNI_RETURN_IF_ERROR(from.Read(src->buffer, host.data()));
+    VEOMNI_RETURN_IF_ERROR(to.Write(a.buffer, host.data()));
+  }
+  return absl::OkStatus();
+}
+
 class ProgramRunner final : public StepRunner {
 public:
   ProgramRunner(Executor &ex, Trainer trainer)
@@ -141,6 +185,9 @@ public:
   Load(const std::string &dir,
        std::map<std::string, std::string> &metadata) override {
     return trainer_.Load(dir, metadata);
+  }
+  absl::Status CopyParametersTo(Executor &to) const override {
+    return CopyParameters(*ex_, to);
   }
   void SetTrace(KernelTrace *trace) override { ex_->SetTrace(trace); }
   std::vector<std::pair<const Program *, std::string>>
@@ -191,6 +238,10 @@ public:
        std::map<std::string, std::string> &metadata) override {
     return t_->Load(dir, metadata);
   }
+  absl::Status CopyParametersTo(Executor &) const override {
+    return absl::UnimplementedError(
+        "held-out losses with pipeline stages are not supported yet");
+  }
   void SetTrace(KernelTrace *trace) override { t_->SetTrace(trace); }
   std::vector<std::pair<const Program *, std::string>>
   ProgramNames() const override {
@@ -213,8 +264,9 @@ struct TextData {
   int64_t reportedSkips = 0;
 };
 
-absl::StatusOr<std::unique_ptr<TextData>> OpenTextData(const JobSettings &job,
-                                                       int64_t vocab) {
+absl::StatusOr<std::unique_ptr<TextData>>
+OpenTextData(const JobSettings &job, const std::string &paths,
+             const std::string &weightList, int64_t vocab) {
   auto data = std::make_unique<TextData>();
   DataOptions options;
   options.vocab = vocab;
@@ -261,16 +313,16 @@ absl::StatusOr<std::unique_ptr<TextData>> OpenTextData(const JobSettings &job,
           "data.eos: ", job.tokenizer, " has no token '", job.eos, "'"));
   }
   std::vector<double> weights;
-  for (const std::string &w : SplitList(job.dataWeights)) {
+  for (const std::string &w : SplitList(weightList)) {
     double v;
     if (!absl::SimpleAtod(w, &v))
       return absl::InvalidArgumentError(
           absl::StrCat("data.weights: '", w, "' is not a number"));
     weights.push_back(v);
   }
-  VEOMNI_ASSIGN_OR_RETURN(
-      data->stream, DataStream::Open(SplitList(job.dataPath), weights, options,
-                                     static_cast<uint64_t>(job.seed)));
+  VEOMNI_ASSIGN_OR_RETURN(data->stream,
+                          DataStream::Open(SplitList(paths), weights, options,
+                                           static_cast<uint64_t>(job.seed)));
   data->packer = std::make_unique<Packer>(*data->stream, job.seqLen);
   return data;
 }
@@ -289,14 +341,14 @@ std::unique_ptr<StepRunner> StepRunnerFor(PipelineTrainer &trainer,
 }
 
 absl::Status RunTraining(Executor &executor, const JobSettings &job,
-                         std::FILE *out) {
+                         std::FILE *out, Executor *eval) {
   VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<StepRunner> runner,
                           StepRunnerFor(executor));
-  return RunTraining(*runner, job, out);
+  return RunTraining(*runner, job, out, eval);
 }
 
-absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
-                         std::FILE *out) {
+absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
+                         Executor *eval) {
   const bool reporter = ex.Rank() == 0;
   auto print = [&](const std::string &line) {
     if (reporter) {
@@ -320,7 +372,29 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     VEOMNI_RETURN_IF_ERROR(CountBatches(ex.Inputs(), *batches).status());
   } else if (!job.dataPath.empty()) {
     const ArgumentDesc *ids = ex.Inputs().program().FindArgument("input_ids");
-    VEOMNI_ASSIGN_OR_RETURN(text, OpenTextData(job, ids ? ids->bound : 0));
+    VEOMNI_ASSIGN_OR_RETURN(
+        text,
+        OpenTextData(job, job.dataPath, job.dataWeights, ids ? ids->bound : 0));
+  }
+  // Held-out data: read from its start at every evaluation.
+  std::unique_ptr<TextData> held;
+  std::string heldStart;
+  int64_t heldRows = 0;
+  if (!job.evalPath.empty()) {
+    if (!eval)
+      return absl::InvalidArgumentError(
+          "data.eval_path: the job has no evaluation program (compile the "
+          "recipe with data.eval_path set)");
+    const ArgumentDesc *ids = eval->program().FindArgument("input_ids");
+    absl::StatusOr<std::unique_ptr<TextData>> opened =
+        OpenTextData(job, job.evalPath, "", ids ? ids->bound : 0);
+    if (!opened.ok())
+      return absl::Status(
+          opened.status().code(),
+          absl::StrCat("data.eval_path: ", opened.status().message()));
+    held = *std::move(opened);
+    heldStart = held->packer->Position();
+    VEOMNI_ASSIGN_OR_RETURN(heldRows, TextBatchRows(*eval));
   }
 
   std::error_code ec;
@@ -392,7 +466,24 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
   // A job's ranks print through mpirun, which gives them a terminal: only a
   // single process redraws its progress line.
   const bool tty = ex.WorldSize() == 1 && isatty(fileno(out));
-  std::vector<std::pair<int64_t, double>> curve;
+  std::vector<std::pair<int64_t, double>> curve, heldCurve;
+  // The held-out loss of the parameters as they are: the first
+  // eval_batches global batches of data.eval_path through the forward
+  // program, their losses averaged.
+  auto evaluate = [&]() -> absl::StatusOr<double> {
+    VEOMNI_RETURN_IF_ERROR(ex.CopyParametersTo(*eval));
+    VEOMNI_RETURN_IF_ERROR(held->packer->Restore(heldStart));
+    double sum = 0;
+    for (int64_t b = 0; b < job.evalBatches; ++b) {
+      VEOMNI_ASSIGN_OR_RETURN(PackedRows rows, held->packer->Next(heldRows));
+      VEOMNI_RETURN_IF_ERROR(FillTextBatch(*eval, rows));
+      VEOMNI_RETURN_IF_ERROR(eval->Run());
+      VEOMNI_ASSIGN_OR_RETURN(HostTensor loss,
+                              eval->ReadHost(eval->program().outputs[0]));
+      sum += LoadF(loss.view, 0);
+    }
+    return sum / double(job.evalBatches);
+  };
   // The profiled step: the second of the run, past the first's warm-up.
   const int64_t profileStep =
       job.profile.empty() ? -1 : std::min(start + 2, job.steps);
@@ -459,16 +550,34 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
             : "";
     lastComm = comm;
     lastWait = waited;
+    // The held-out loss: every eval_interval steps and at the end.
+    std::string evalField;
+    std::optional<double> heldLoss;
+    if (held && ((job.evalInterval > 0 && step % job.evalInterval == 0) ||
+                 step == job.steps)) {
+      absl::StatusOr<double> e = evaluate();
+      if (!e.ok())
+        return absl::Status(e.status().code(),
+                            absl::StrCat("step ", step, ": held-out loss: ",
+                                         e.status().message()));
+      heldLoss = *e;
+      heldCurve.push_back({step, *e});
+      auto done = std::chrono::steady_clock::now();
+      evalField =
+          absl::StrFormat(", \"eval_loss\": %#.9g, \"eval_s\": %.6f", *e,
+                          std::chrono::duration<double>(done - now).count());
+      lastStep = done; // the next step's time leaves the evaluation out
+    }
     double perStep =
         std::chrono::duration<double>(now - t0).count() / double(step - start);
     if (reporter)
       metrics << absl::StrFormat(
                      "{\"step\": %d, \"loss\": %#.9g, \"grad_norm\": %#.9g, "
                      "\"lr\": %.9g, \"tokens_per_s\": %.1f, \"step_s\": %.6f, "
-                     "\"data_s\": %.6f%s}",
+                     "\"data_s\": %.6f%s%s}",
                      step, m.loss, m.gradNorm, m.lr,
                      tokensPerStep / stepSeconds, stepSeconds, dataSeconds,
-                     commField)
+                     commField, evalField)
               << "\n"
               << std::flush;
     if (step % job.logInterval == 0 || step == job.steps) {
@@ -483,6 +592,11 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
                           tokensPerStep / perStep, eta / 60, eta % 60),
           tty ? "" : "\n"));
     }
+    if (heldLoss)
+      print(absl::StrFormat("%sheld-out loss %.4f at step %d (%d batch%s of "
+                            "data.eval_path)\n",
+                            tty ? "\n" : "", *heldLoss, step, job.evalBatches,
+                            job.evalBatches == 1 ? "" : "es"));
     // Bad samples skipped (data.on_bad_sample: skip): said once, then
     // counted at the end.
     if (text && text->reportedSkips == 0 && text->stream->SkippedCount() > 0) {
@@ -502,7 +616,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job,
     print("\n");
   VEOMNI_RETURN_IF_ERROR(save(job.steps));
   if (reporter)
-    WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve);
+    WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve,
+                   heldCurve);
   if (text && text->stream->SkippedCount() > 0)
     print(absl::StrCat("skipped ", text->stream->SkippedCount(),
                        " bad samples (data.on_bad_sample: skip)\n"));

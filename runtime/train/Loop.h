@@ -59,6 +59,10 @@ public:
        std::map<std::string, std::string> &metadata) = 0;
   /// Records the kernels of the next steps in `trace` (null stops).
   virtual void SetTrace(KernelTrace *trace) = 0;
+  /// Copies this rank's parameter slices into `to`'s parameters of the
+  /// same names (a forward program partitioned the same way: the
+  /// held-out loss's).
+  virtual absl::Status CopyParametersTo(Executor &to) const = 0;
   /// The programs this rank runs, by name, for a profile.
   virtual std::vector<std::pair<const Program *, std::string>>
   ProgramNames() const = 0;
@@ -71,12 +75,14 @@ std::unique_ptr<StepRunner> StepRunnerFor(PipelineTrainer &trainer,
                                           Communicator &world);
 
 /// Trains as `job` says, printing progress to `out` on rank 0. Errors name
-/// the step, file or setting.
+/// the step, file or setting. `eval` (the job's forward program, or null)
+/// takes the held-out loss on data.eval_path every train.eval_interval
+/// steps and at the end.
 absl::Status RunTraining(StepRunner &runner, const JobSettings &job,
-                         std::FILE *out);
+                         std::FILE *out, Executor *eval = nullptr);
 /// RunTraining on `executor`'s training step.
 absl::Status RunTraining(Executor &executor, const JobSettings &job,
-                         std::FILE *out);
+                         std::FILE *out, Executor *eval = nullptr);
 
 } // namespace veomni::rt
 

@@ -115,6 +115,14 @@ int main(int argc, char **argv) {
       rt::LoadProgram(dir + "/" + rt::kJobProgram);
   if (!program.ok())
     return failOnce(program.status());
+  std::optional<rt::Program> eval;
+  if (!job->evalProgram.empty()) {
+    absl::StatusOr<rt::Program> e =
+        rt::LoadProgram(dir + "/" + job->evalProgram);
+    if (!e.ok())
+      return failOnce(e.status());
+    eval = *std::move(e);
+  }
   return rt::TrainOnThisRank(*std::move(program), *job, comm->get(),
-                             "veomni-run");
+                             "veomni-run", std::move(eval));
 }

@@ -67,6 +67,10 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   auto start = std::chrono::steady_clock::now();
   programs.clear();
   std::string pipelineSummary;
+  if (r.parallel.pp > 1 && !r.data.evalPath.empty())
+    return absl::InvalidArgumentError(
+        r.path + ": field 'data.eval_path': held-out losses with pipeline "
+                 "stages (parallel.pp > 1) are not supported yet");
   if (r.parallel.pp > 1) {
     std::map<std::string, std::string> placements;
     for (const ArgumentInfo &arg : model->arguments)
@@ -91,12 +95,40 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
     }
     pipelineSummary = compiled->summary;
   } else {
+    // The held-out loss: the forward and loss alone, partitioned for the
+    // same mesh, so the step's parameter slices fit it as they are.
+    const bool evaluate = !r.data.evalPath.empty();
+    OwningOpRef<ModuleOp> forward;
+    std::map<std::string, std::string> placements;
+    if (evaluate) {
+      forward = model->module->clone();
+      for (const ArgumentInfo &arg : model->arguments)
+        if (arg.isParam)
+          if (std::optional<Placement> p = placementOf(model->plan, arg.name))
+            placements[arg.name] = placementName(*p).str();
+    }
     FailureOr<std::string> bytes = compileToProgram(*model, report, co);
     if (failed(bytes))
       return absl::InvalidArgumentError(
           r.model.config +
           ": compiling the training step failed: " + diagnostic);
     programs.push_back(*std::move(bytes));
+    if (evaluate) {
+      CompileOptions eo = co;
+      eo.gradients = false;
+      eo.train.reset();
+      eo.accumulationSteps = 1;
+      eo.remat = "none";
+      CompileReport evalReport;
+      FailureOr<std::string> eval =
+          compileModule(*forward, placements, eo, evalReport);
+      if (failed(eval))
+        return absl::InvalidArgumentError(
+            r.model.config +
+            ": compiling the evaluation program failed: " + diagnostic);
+      programs.push_back(*std::move(eval));
+      job.evalProgram = rt::kJobEvalProgram;
+    }
   }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -135,6 +167,9 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.chat = r.data.chat;
   job.eos = r.data.eos;
   job.onBadSample = r.data.onBadSample;
+  job.evalPath = r.data.evalPath;
+  job.evalInterval = r.train.evalInterval;
+  job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;
   job.resume = r.train.resume;
   job.profile = r.train.profile;
@@ -168,7 +203,15 @@ int trainHere(std::vector<std::string> &programs, const rt::JobSettings &job,
   auto parsed = rt::ParseProgram(programs.front(), name);
   if (!parsed.ok())
     return fail(std::string(parsed.status().message()));
-  return rt::TrainOnThisRank(*std::move(parsed), job, comm, "veomni");
+  std::optional<rt::Program> eval;
+  if (!job.evalProgram.empty()) {
+    auto e = rt::ParseProgram(programs.back(), name);
+    if (!e.ok())
+      return fail(std::string(e.status().message()));
+    eval = *std::move(e);
+  }
+  return rt::TrainOnThisRank(*std::move(parsed), job, comm, "veomni",
+                             std::move(eval));
 }
 
 /// Splits `--nproc N` off a command line; -1 after an error.
