@@ -11,7 +11,8 @@ PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev
   libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libpcre2-dev
   libicu-dev libsentencepiece-dev libfftw3-dev libpng-dev
-  libjpeg62-turbo-dev
+  libjpeg62-turbo-dev pkg-config libavformat-dev libavcodec-dev libavutil-dev
+  libswresample-dev
 )
 
 missing=()

@@ -9,10 +9,22 @@ Writes test/goldens/audio/:
   whisper80.f32  the same with 80 mel bins (Whisper's default)
   shapes.json    the frame count
 
-    python3 tools/goldens/make_audio_goldens.py
+and audio files with what FFmpeg's own command-line tool decodes from them
+(runtime/data/Media.h's DecodeAudio: channels averaged, resampled to
+16 kHz by libswresample):
+  tone16k.wav    0.5 s of 16 kHz mono 16-bit PCM: 440 Hz + 1 kHz
+  tone16k.f32    its samples / 32768 (numpy; no resampling)
+  stereo44k.flac 0.6 s of 44.1 kHz stereo FLAC: 440 Hz left, 1.2 kHz right
+  stereo44k.f32  `ffmpeg -af pan=mono|c0=0.5*c0+0.5*c1 -ar 16000` of it
+  tone22k.mp3    0.5 s of 22.05 kHz mono MP3 (libmp3lame, 64 kb/s): 660 Hz
+  tone22k.f32    `ffmpeg -ac 1 -ar 16000` of it
+
+    python3 tools/goldens/make_audio_goldens.py   (needs the ffmpeg tool)
 """
 import json
 import os
+import subprocess
+import wave
 
 import numpy as np
 from transformers import WhisperFeatureExtractor
@@ -39,6 +51,69 @@ def main():
         shapes[f"whisper{mels}"] = list(feats.shape)
     json.dump(shapes, open(os.path.join(OUT, "shapes.json"), "w"))
     print(shapes)
+    audio_files()
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def decoded(path, *filters):
+    """What the ffmpeg tool decodes from `path`: mono f32 at 16 kHz."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, *filters,
+                          "-ar", "16000", "-f", "f32le", "-"],
+                         check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def audio_files():
+    # 16 kHz mono WAV: decoded as it is.
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.25 * np.sin(2 * np.pi * 1000 * t)
+    pcm = np.round(x * 32767).astype(np.int16)
+    with wave.open(os.path.join(OUT, "tone16k.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+    (pcm.astype(np.float32) / 32768).tofile(os.path.join(OUT, "tone16k.f32"))
+
+    # 44.1 kHz stereo FLAC: two tones, averaged and resampled.
+    sr = 44100
+    t = np.arange(int(0.6 * sr)) / sr
+    left = 0.6 * np.sin(2 * np.pi * 440 * t)
+    right = 0.3 * np.sin(2 * np.pi * 1200 * t + 0.5)
+    pcm = np.round(np.stack([left, right], 1) * 32767).astype(np.int16)
+    tmp = os.path.join(OUT, "stereo44k.tmp.wav")
+    with wave.open(tmp, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+    flac = os.path.join(OUT, "stereo44k.flac")
+    ffmpeg("-i", tmp, "-c:a", "flac", "-bitexact", flac)
+    os.remove(tmp)
+    decoded(flac, "-af", "pan=mono|c0=0.5*c0+0.5*c1").tofile(
+        os.path.join(OUT, "stereo44k.f32"))
+
+    # 22.05 kHz mono MP3.
+    sr = 22050
+    t = np.arange(sr // 2) / sr
+    pcm = np.round(0.5 * np.sin(2 * np.pi * 660 * t) * 32767).astype(np.int16)
+    tmp = os.path.join(OUT, "tone22k.tmp.wav")
+    with wave.open(tmp, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+    mp3 = os.path.join(OUT, "tone22k.mp3")
+    ffmpeg("-i", tmp, "-c:a", "libmp3lame", "-b:a", "64k", "-bitexact", mp3)
+    os.remove(tmp)
+    decoded(mp3, "-ac", "1").tofile(os.path.join(OUT, "tone22k.f32"))
+    for name in ("tone16k", "stereo44k", "tone22k"):
+        n = os.path.getsize(os.path.join(OUT, name + ".f32")) // 4
+        print(name, n, "samples at 16 kHz")
 
 
 if __name__ == "__main__":

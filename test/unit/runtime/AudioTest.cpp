@@ -4,9 +4,15 @@
 // tone burst and noise, and transformers' WhisperFeatureExtractor features
 // (numpy path, f64) for 128 and 80 mel bins; they must agree within 1e-4.
 //
+// Audio files (the same script, with FFmpeg's command-line tool): a WAV
+// decodes to its samples exactly; a 44.1 kHz stereo FLAC and a 22.05 kHz
+// MP3 decode, mix to mono and resample to 16 kHz as the ffmpeg tool does,
+// and the FLAC's tones stay where they were.
+//
 //===----------------------------------------------------------------------===//
 
 #include "runtime/data/Audio.h"
+#include "runtime/data/Media.h"
 
 #include <gtest/gtest.h>
 
@@ -14,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace veomni::rt {
@@ -60,6 +67,93 @@ TEST(WhisperLogMel, TooFewSamplesIsAnError) {
   WhisperFeatures bad;
   bad.hop = 0;
   EXPECT_FALSE(WhisperLogMel(std::vector<float>(1000), bad).ok());
+}
+
+std::string Golden(const std::string &name) {
+  return std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/audio/" + name;
+}
+
+float MaxDiff(const std::vector<float> &a, const std::vector<float> &b) {
+  float worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
+  return worst;
+}
+
+TEST(DecodeAudio, AWavAtSixteenKilohertzIsItsSamples) {
+  absl::StatusOr<std::vector<float>> got = DecodeAudio(Golden("tone16k.wav"));
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<float> want = ReadF32("tone16k.f32");
+  ASSERT_EQ(got->size(), want.size());
+  EXPECT_EQ(*got, want);
+}
+
+TEST(DecodeAudio, FlacAndMp3AreMixedAndResampledAsFFmpegDoes) {
+  for (const char *name : {"stereo44k", "tone22k"}) {
+    SCOPED_TRACE(name);
+    std::string file =
+        Golden(std::string(name) +
+               (std::string(name) == "tone22k" ? ".mp3" : ".flac"));
+    absl::StatusOr<std::vector<float>> got = DecodeAudio(file);
+    ASSERT_TRUE(got.ok()) << got.status();
+    std::vector<float> want = ReadF32(std::string(name) + ".f32");
+    EXPECT_EQ(got->size(), want.size());
+    EXPECT_LT(MaxDiff(*got, want), 1e-4);
+  }
+  // Away from the edges, the FLAC's 16 kHz samples are the average of its
+  // two tones at the new instants: the resampler keeps them in tune.
+  absl::StatusOr<std::vector<float>> flac =
+      DecodeAudio(Golden("stereo44k.flac"));
+  ASSERT_TRUE(flac.ok());
+  ASSERT_EQ(flac->size(), 9600u); // 0.6 s
+  float worst = 0;
+  for (size_t i = 200; i + 200 < flac->size(); ++i) {
+    double t = double(i) / 16000;
+    double want = 0.5 * (0.6 * std::sin(2 * M_PI * 440 * t) +
+                         0.3 * std::sin(2 * M_PI * 1200 * t + 0.5));
+    worst = std::max(worst, float(std::fabs((*flac)[i] - want)));
+  }
+  EXPECT_LT(worst, 2e-3);
+  // Another rate: as many samples as the duration holds.
+  absl::StatusOr<std::vector<float>> at8k =
+      DecodeAudio(Golden("stereo44k.flac"), 8000);
+  ASSERT_TRUE(at8k.ok());
+  EXPECT_NEAR(double(at8k->size()), 4800, 2);
+}
+
+TEST(DecodeAudio, BadFilesAreErrorsNamingThem) {
+  auto message = [](const std::string &path) {
+    absl::StatusOr<std::vector<float>> got = DecodeAudio(path);
+    return got.ok() ? std::string("ok") : std::string(got.status().message());
+  };
+  std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid());
+  EXPECT_NE(message(dir + ".missing.wav").find("missing.wav: no such file"),
+            std::string::npos);
+  // A FLAC cut in half: its header states 0.6 s.
+  std::ifstream in(Golden("stereo44k.flac"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::string cut = dir + ".cut.flac";
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  // (Cut mid-frame, the decoder finds the damage before the end does.)
+  std::string m = message(cut);
+  EXPECT_TRUE(m.find("cut.flac: ends early") != std::string::npos ||
+              m.find("cut.flac: damaged audio") != std::string::npos)
+      << m;
+  // Not media at all.
+  std::string junk = dir + ".junk.mp3";
+  std::ofstream(junk, std::ios::binary) << std::string(3000, '\x7f');
+  EXPECT_NE(message(junk).find("junk.mp3: "), std::string::npos);
+  EXPECT_EQ(message(junk).find("ok"), std::string::npos);
+  // An image has no audio stream.
+  std::string image =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/images/" + "rgb.png";
+  if (std::ifstream(image).good()) {
+    EXPECT_NE(message(image).find("rgb.png: has no audio stream"),
+              std::string::npos)
+        << message(image);
+  }
+  std::remove(cut.c_str());
+  std::remove(junk.c_str());
 }
 
 } // namespace
