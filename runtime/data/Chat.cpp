@@ -106,21 +106,47 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
                                        ChatFormat format,
                                        absl::Span<const ChatMessage> messages) {
   Builder b(tokenizer);
-  for (size_t i = 0; i < messages.size(); ++i)
-    for (const std::string *text : {&messages[i].role, &messages[i].content})
+  for (size_t i = 0; i < messages.size(); ++i) {
+    std::vector<const std::string *> texts = {&messages[i].role,
+                                              &messages[i].content};
+    for (const ChatPart &p : messages[i].parts)
+      texts.push_back(&p.text);
+    for (const std::string *text : texts)
       if (std::string s = tokenizer.FindSpecialToken(*text); !s.empty())
         return absl::InvalidArgumentError(
             absl::StrCat("message ", i, ": its ",
                          text == &messages[i].role ? "role" : "content",
                          " holds the special token ", s));
+    if (!messages[i].parts.empty() && format != ChatFormat::ChatML)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, ": images and audio need the chatml format"));
+  }
   if (format == ChatFormat::ChatML) {
     VEOMNI_ASSIGN_OR_RETURN(int32_t start, b.Special("<|im_start|>"));
     VEOMNI_ASSIGN_OR_RETURN(int32_t end, b.Special("<|im_end|>"));
     for (const ChatMessage &m : messages) {
       const bool trained = m.role == "assistant";
       b.Token(start, false);
-      VEOMNI_RETURN_IF_ERROR(
-          b.Text(absl::StrCat(m.role, "\n"), m.content, trained));
+      if (m.parts.empty()) {
+        VEOMNI_RETURN_IF_ERROR(
+            b.Text(absl::StrCat(m.role, "\n"), m.content, trained));
+      } else {
+        // Text up to each run of ids is one stretch (the header's with
+        // the first); the runs are as given and never trained.
+        std::string head = absl::StrCat(m.role, "\n"), body;
+        for (const ChatPart &p : m.parts) {
+          if (p.ids.empty()) {
+            body += p.text;
+            continue;
+          }
+          VEOMNI_RETURN_IF_ERROR(b.Text(head, body, trained));
+          head.clear();
+          body.clear();
+          for (int32_t id : p.ids)
+            b.Token(id, false);
+        }
+        VEOMNI_RETURN_IF_ERROR(b.Text(head, body, trained));
+      }
       b.Token(end, trained);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
     }

@@ -36,9 +36,20 @@ enum class ChatFormat { ChatML, Llama3 };
 /// "chatml" or "llama3"; an error naming the value otherwise.
 absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
 
+/// A piece of a message's content: text, or token ids spliced in as they
+/// are (an image's or a clip's placeholders, never trained).
+struct ChatPart {
+  std::string text;
+  std::vector<int32_t> ids; ///< non-empty: this part is these ids
+};
+
 struct ChatMessage {
   std::string role; ///< system, user, assistant (or a tool's name)
   std::string content;
+  /// When not empty, the content instead: text and placeholder runs in
+  /// order (ChatML only), rendered as Qwen's templates render content
+  /// lists: adjacent text joined, each run where its part stood.
+  std::vector<ChatPart> parts;
 };
 
 struct EncodedChat {

@@ -1,0 +1,522 @@
+//===- Multimodal.cpp - conversations with images and audio ---------------===//
+
+#include "runtime/data/Multimodal.h"
+
+#include "runtime/data/Media.h"
+#include "runtime/io/Json.h"
+#include "runtime/support/Status.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace veomni::rt {
+namespace {
+
+const Json *Field(const Json *object, absl::string_view key) {
+  return object && object->kind == Json::Object ? FindField(*object, key)
+                                                : nullptr;
+}
+
+/// The first of `keys` that `object` (or its text_config) has as an
+/// integer, else `fallback`.
+int64_t IntOf(const Json *object, std::initializer_list<const char *> keys,
+              int64_t fallback) {
+  for (const Json *o : {object, Field(object, "text_config")})
+    for (const char *k : keys)
+      if (const Json *v = Field(o, k); v && v->kind == Json::Number)
+        return static_cast<int64_t>(v->number);
+  return fallback;
+}
+
+/// The number of audio tokens of `frames` log-mel frames (the encoder's
+/// stride-2 convolution, then stride-2 pooling).
+int64_t AudioTokens(int64_t frames) {
+  return ((frames - 1) / 2 + 1 - 2) / 2 + 1;
+}
+
+/// Qwen2.5's window order of one image's merged patches: windows of
+/// `side` x `side` merged patches in raster order, the patches of each in
+/// raster order; `windows` gets each merged patch's window (from 0).
+std::vector<int64_t> WindowIndex(const VisionPatches &p, int64_t merge,
+                                 int64_t side, std::vector<int64_t> &windows) {
+  const int64_t gh = p.h / merge, gw = p.w / merge;
+  std::vector<int64_t> order;
+  windows.clear();
+  int64_t window = 0;
+  for (int64_t t = 0; t < p.t; ++t)
+    for (int64_t wy = 0; wy * side < gh; ++wy)
+      for (int64_t wx = 0; wx * side < gw; ++wx, ++window)
+        for (int64_t y = wy * side; y < std::min(gh, (wy + 1) * side); ++y)
+          for (int64_t x = wx * side; x < std::min(gw, (wx + 1) * side);
+               ++x) {
+            order.push_back((t * gh + y) * gw + x);
+            windows.push_back(window);
+          }
+  return order;
+}
+
+/// A media part's file, relative to the dataset's folder.
+absl::StatusOr<std::string> MediaPath(const Json &part, absl::string_view type,
+                                      const std::string &dir) {
+  const Json *path = nullptr;
+  for (const char *key : {std::string(type).c_str(), "path", "url"})
+    if (!path)
+      if (const Json *v = Field(&part, key); v && v->kind == Json::String)
+        path = v;
+  if (!path)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a \"", type, "\" part needs its file as \"", type, "\" or \"path\""));
+  absl::string_view p = path->text;
+  if (absl::StartsWith(p, "http://") || absl::StartsWith(p, "https://"))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", p, "': remote files are not fetched; download them first"));
+  absl::ConsumePrefix(&p, "file://");
+  if (p.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("a \"", type, "\" part names no file"));
+  if (p.front() == '/' || dir.empty())
+    return std::string(p);
+  return absl::StrCat(dir, "/", p);
+}
+
+} // namespace
+
+absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
+  std::ifstream in(config, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(config, ": cannot read"));
+  absl::StatusOr<Json> json = ParseJson(text.str());
+  if (!json.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat(config, ": ", json.status().message()));
+  MediaModel m;
+  const Json *root = &*json;
+  if (const Json *t = Field(root, "model_type"); t && t->kind == Json::String)
+    m.modelType = t->text;
+  // Qwen2.5-Omni: the thinker holds the towers and the ids.
+  const Json *top = Field(root, "thinker_config") ? Field(root, "thinker_config")
+                                                  : root;
+  if (absl::EndsWith(m.modelType, "_thinker"))
+    m.modelType.resize(m.modelType.size() - 8);
+  const Json *vision = Field(top, "vision_config");
+  const Json *audio = Field(top, "audio_config");
+  m.vision = vision != nullptr;
+  m.audio = audio != nullptr;
+  m.windowed = m.vision && m.modelType != "qwen2_vl";
+  auto bad = [&](absl::string_view field) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config, ": field '", field, "' is missing or invalid"));
+  };
+  if (m.vision) {
+    m.image.patch = IntOf(vision, {"patch_size"}, 14);
+    m.image.merge = IntOf(vision, {"spatial_merge_size"}, 2);
+    m.image.temporalPatch = IntOf(vision, {"temporal_patch_size"}, 2);
+    m.channels = IntOf(vision, {"in_channels", "in_chans"}, 3);
+    m.windowSize = IntOf(vision, {"window_size"}, 112);
+    if (m.image.patch < 1 || m.image.merge < 1 || m.image.temporalPatch < 1)
+      return bad("vision_config.patch_size");
+    if (m.channels != 3)
+      return bad("vision_config.in_channels (3: RGB)");
+    if (m.windowed &&
+        (m.windowSize < m.image.factor() || m.windowSize % m.image.factor()))
+      return bad("vision_config.window_size");
+    m.imageToken = IntOf(top, {"image_token_id", "image_token_index"}, -1);
+    m.visionStart = IntOf(top, {"vision_start_token_id"}, -1);
+    m.visionEnd = IntOf(top, {"vision_end_token_id"}, -1);
+    if (m.imageToken < 0)
+      return bad("image_token_id");
+    if (m.visionStart < 0)
+      return bad("vision_start_token_id");
+    if (m.visionEnd < 0)
+      return bad("vision_end_token_id");
+  }
+  if (m.audio) {
+    m.features.mels = IntOf(audio, {"num_mel_bins"}, 128);
+    m.audioChunk = 2 * IntOf(audio, {"n_window"}, 100);
+    if (m.features.mels < 1)
+      return bad("audio_config.num_mel_bins");
+    if (m.audioChunk < 4 || m.audioChunk % 4)
+      return bad("audio_config.n_window (a positive even number)");
+    m.audioToken = IntOf(top, {"audio_token_id", "audio_token_index"}, -1);
+    m.audioStart = IntOf(top, {"audio_start_token_id"}, -1);
+    m.audioEnd = IntOf(top, {"audio_end_token_id"}, -1);
+    if (m.audioToken < 0)
+      return bad("audio_token_id");
+    if (m.audioStart < 0)
+      return bad("audio_start_token_id");
+    if (m.audioEnd < 0)
+      return bad("audio_end_token_id");
+  }
+  return m;
+}
+
+absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
+                               const Tokenizer &tokenizer, ChatFormat chat,
+                               int32_t eos, const MediaModel &model,
+                               MediaSample &out) {
+  out = MediaSample();
+  VEOMNI_ASSIGN_OR_RETURN(Json j, ParseJson(line));
+  if (j.kind != Json::Object)
+    return absl::InvalidArgumentError("a line is a JSON object");
+  if (const Json *text = FindField(j, "text")) {
+    if (text->kind != Json::String)
+      return absl::InvalidArgumentError("\"text\" is not a string");
+    VEOMNI_ASSIGN_OR_RETURN(out.ids, tokenizer.Encode(text->text));
+    if (eos >= 0)
+      out.ids.push_back(eos);
+    out.trained.assign(out.ids.size(), 1);
+    return absl::OkStatus();
+  }
+  const Json *messages = FindField(j, "messages");
+  if (!messages || messages->kind != Json::Array)
+    return absl::InvalidArgumentError("a line needs \"text\" or \"messages\"");
+  std::vector<ChatMessage> turns;
+  for (size_t i = 0; i < messages->items.size(); ++i) {
+    const Json &m = messages->items[i];
+    const Json *role = FindField(m, "role");
+    const Json *content = FindField(m, "content");
+    if (!role || role->kind != Json::String || !content)
+      return absl::InvalidArgumentError(
+          absl::StrCat("message ", i, " needs a \"role\" and a \"content\""));
+    ChatMessage turn{role->text, "", {}};
+    if (content->kind == Json::String) {
+      turn.content = content->text;
+      turns.push_back(std::move(turn));
+      continue;
+    }
+    if (content->kind != Json::Array)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, ": a content is a string or a list of parts"));
+    for (size_t k = 0; k < content->items.size(); ++k) {
+      const Json &part = content->items[k];
+      auto where = [&](const absl::Status &s) {
+        return absl::Status(s.code(), absl::StrCat("message ", i, ", part ",
+                                                   k, ": ", s.message()));
+      };
+      const Json *type = Field(&part, "type");
+      if (!type || type->kind != Json::String)
+        return where(absl::InvalidArgumentError("a part needs a \"type\""));
+      if (type->text == "text") {
+        const Json *t = Field(&part, "text");
+        if (!t || t->kind != Json::String)
+          return where(
+              absl::InvalidArgumentError("a text part needs a \"text\""));
+        turn.parts.push_back({t->text, {}});
+        continue;
+      }
+      if (type->text != "image" && type->text != "audio")
+        return where(absl::UnimplementedError(absl::StrCat(
+            "a \"", type->text, "\" part is not supported (",
+            type->text == "video" ? "video is still to come; " : "",
+            "text, image and audio are)")));
+      absl::StatusOr<std::string> path = MediaPath(part, type->text, dir);
+      if (!path.ok())
+        return where(path.status());
+      auto media = [&](const absl::Status &s) {
+        return where(absl::Status(s.code(), absl::StrCat(type->text, " ",
+                                                         *path, ": ",
+                                                         s.message())));
+      };
+      if (type->text == "image") {
+        if (!model.vision)
+          return where(absl::InvalidArgumentError(
+              "an image, and the model has no vision tower"));
+        absl::StatusOr<RgbImage> rgb = DecodeImage(*path);
+        if (!rgb.ok())
+          return where(rgb.status()); // it names the file
+        absl::StatusOr<VisionPatches> patches =
+            Qwen2VLPatches(rgb->pixels, rgb->height, rgb->width, model.image);
+        if (!patches.ok())
+          return media(patches.status());
+        ChatPart run;
+        run.ids.push_back(model.visionStart);
+        run.ids.insert(run.ids.end(), patches->Tokens(model.image),
+                       model.imageToken);
+        run.ids.push_back(model.visionEnd);
+        turn.parts.push_back(std::move(run));
+        out.images.push_back(*std::move(patches));
+      } else {
+        if (!model.audio)
+          return where(absl::InvalidArgumentError(
+              "audio, and the model has no audio tower"));
+        absl::StatusOr<std::vector<float>> samples =
+            DecodeAudio(*path, static_cast<int>(model.features.sampleRate));
+        if (!samples.ok())
+          return where(samples.status()); // it names the file
+        absl::StatusOr<LogMel> mel = WhisperLogMel(*samples, model.features);
+        if (!mel.ok())
+          return media(mel.status());
+        // Whole groups of 4 frames (the convolution's and the pooling's
+        // strides): at most 30 ms dropped from the end.
+        const int64_t frames = mel->frames / 4 * 4;
+        if (frames < 4)
+          return media(absl::InvalidArgumentError(
+              "shorter than 4 feature frames (40 ms)"));
+        LogMel cut;
+        cut.mels = mel->mels;
+        cut.frames = frames;
+        cut.values.resize(cut.mels * frames);
+        for (int64_t r = 0; r < cut.mels; ++r)
+          std::copy_n(mel->values.begin() + r * mel->frames, frames,
+                      cut.values.begin() + r * frames);
+        ChatPart run;
+        run.ids.push_back(model.audioStart);
+        run.ids.insert(run.ids.end(), AudioTokens(frames), model.audioToken);
+        run.ids.push_back(model.audioEnd);
+        turn.parts.push_back(std::move(run));
+        out.audios.push_back(std::move(cut));
+      }
+    }
+    turns.push_back(std::move(turn));
+  }
+  VEOMNI_ASSIGN_OR_RETURN(EncodedChat e, EncodeChat(tokenizer, chat, turns));
+  out.ids = std::move(e.ids);
+  out.trained.resize(out.ids.size());
+  for (size_t i = 0; i < out.ids.size(); ++i)
+    out.trained[i] = e.labels[i] != kIgnoreLabel;
+  return absl::OkStatus();
+}
+
+std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
+                                                      const MediaModel &model) {
+  std::vector<std::vector<int32_t>> pos(3, std::vector<int32_t>(s.ids.size()));
+  const int64_t merge = model.image.merge;
+  int64_t next = 0; // the position of the next text token
+  size_t image = 0, audio = 0;
+  for (size_t i = 0; i < s.ids.size();) {
+    if (model.vision && s.ids[i] == model.imageToken &&
+        image < s.images.size()) {
+      const VisionPatches &p = s.images[image++];
+      const int64_t gh = p.h / merge, gw = p.w / merge;
+      int64_t top = next;
+      for (int64_t t = 0; t < p.t; ++t)
+        for (int64_t y = 0; y < gh; ++y)
+          for (int64_t x = 0; x < gw; ++x, ++i) {
+            // An image's frames share one instant (videos will step it).
+            pos[0][i] = static_cast<int32_t>(next);
+            pos[1][i] = static_cast<int32_t>(next + y);
+            pos[2][i] = static_cast<int32_t>(next + x);
+            top = std::max({top, next + y, next + x});
+          }
+      next = top + 1;
+      continue;
+    }
+    if (model.audio && s.ids[i] == model.audioToken &&
+        audio < s.audios.size()) {
+      const int64_t n = AudioTokens(s.audios[audio++].frames);
+      for (int64_t k = 0; k < n; ++k, ++i)
+        for (int d = 0; d < 3; ++d)
+          pos[d][i] = static_cast<int32_t>(next + k);
+      next += n;
+      continue;
+    }
+    for (int d = 0; d < 3; ++d)
+      pos[d][i] = static_cast<int32_t>(next);
+    ++next;
+    ++i;
+  }
+  return pos;
+}
+
+std::string MediaBatcher::Oversize(const MediaSample &s) const {
+  // The last token of the batch is kept for the padding's features.
+  const int64_t room = budget_.rows == 1 ? budget_.seqLen - 1 : budget_.seqLen;
+  int64_t patches = 0, frames = 0;
+  for (const VisionPatches &p : s.images)
+    patches += p.t * p.h * p.w;
+  for (const LogMel &m : s.audios)
+    frames += m.frames;
+  if (static_cast<int64_t>(s.ids.size()) > room)
+    return absl::StrCat(s.ids.size(), " tokens, over the ", room,
+                        " a row holds (data.seq_len)");
+  if (patches > budget_.patches)
+    return absl::StrCat(patches, " image patches, over the batch's ",
+                        budget_.patches, " (data.image_patches)");
+  if (frames > budget_.frames)
+    return absl::StrCat(frames, " audio frames, over the batch's ",
+                        budget_.frames, " (data.audio_frames)");
+  return "";
+}
+
+bool MediaBatcher::Add(const MediaSample &s) {
+  int64_t patches = 0, frames = 0;
+  for (const VisionPatches &p : s.images)
+    patches += p.t * p.h * p.w;
+  for (const LogMel &m : s.audios)
+    frames += m.frames;
+  if (patches_ + patches > budget_.patches ||
+      frames_ + frames > budget_.frames)
+    return false;
+  const int64_t n = static_cast<int64_t>(s.ids.size());
+  auto room = [&](int64_t row, int64_t used) {
+    return budget_.seqLen - used - (row == budget_.rows - 1 ? 1 : 0);
+  };
+  int64_t row = row_, used = used_;
+  if (n > room(row, used)) {
+    ++row;
+    used = 0;
+    if (row >= budget_.rows || n > room(row, used))
+      return false;
+  }
+  row_ = row;
+  where_.push_back({row, used});
+  used_ = used + n;
+  patches_ += patches;
+  frames_ += frames;
+  samples_.push_back(s);
+  return true;
+}
+
+MediaBatch MediaBatcher::Finish() {
+  const int64_t rows = budget_.rows, seq = budget_.seqLen;
+  const int64_t tokens = rows * seq, sink = tokens - 1;
+  const int64_t merge = model_.image.merge, unit = merge * merge;
+  MediaBatch b;
+  b.samples = static_cast<int64_t>(samples_.size());
+  std::vector<int32_t> &ids = b.ints["input_ids"];
+  std::vector<int32_t> &labels = b.ints["labels"];
+  std::vector<int32_t> &segments = b.ints["segment_ids"];
+  std::vector<int32_t> &positions = b.ints["position_ids"];
+  ids.assign(tokens, 0);
+  labels.assign(tokens, -100);
+  segments.assign(tokens, -1);
+  positions.assign(3 * tokens, 0);
+  std::vector<int32_t> imageSlots, audioSlots; // flat token indices
+  for (size_t k = 0; k < samples_.size(); ++k) {
+    const MediaSample &s = samples_[k];
+    const auto [row, at] = where_[k];
+    const int64_t base = row * seq + at;
+    // Its segment: one more than the row's samples before it.
+    int32_t segment = 0;
+    for (size_t j = 0; j < k; ++j)
+      segment += where_[j].first == row;
+    std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, model_);
+    for (size_t t = 0; t < s.ids.size(); ++t) {
+      ids[base + t] = s.ids[t];
+      segments[base + t] = segment;
+      for (int d = 0; d < 3; ++d)
+        positions[d * tokens + base + t] = pos[d][t];
+      if (t + 1 < s.ids.size() && s.trained[t + 1])
+        labels[base + t] = s.ids[t + 1];
+      if (model_.vision && s.ids[t] == model_.imageToken)
+        imageSlots.push_back(static_cast<int32_t>(base + t));
+      if (model_.audio && s.ids[t] == model_.audioToken)
+        audioSlots.push_back(static_cast<int32_t>(base + t));
+    }
+  }
+  // Padding: per row, one segment after its samples, positions from 0.
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t segment = 0, position = 0;
+    for (int64_t t = 0; t < seq; ++t)
+      segment = std::max(segment, segments[r * seq + t] + 1);
+    for (int64_t t = 0; t < seq; ++t) {
+      int64_t i = r * seq + t;
+      if (segments[i] >= 0)
+        continue;
+      segments[i] = segment;
+      for (int d = 0; d < 3; ++d)
+        positions[d * tokens + i] = position;
+      ++position;
+    }
+  }
+
+  if (model_.vision && budget_.patches > 0) {
+    const int64_t P = budget_.patches;
+    const int64_t rowSize = model_.channels * model_.image.temporalPatch *
+                            model_.image.patch * model_.image.patch;
+    std::vector<float> &pixels = b.floats["pixel_values"];
+    pixels.assign(P * rowSize, 0.f);
+    std::vector<int32_t> &vpos = b.ints["vision_position_ids"];
+    vpos.assign(2 * P, 0);
+    std::vector<int32_t> &vseg = b.ints["vision_segment_ids"];
+    vseg.assign(P, 0);
+    std::vector<int32_t> &wseg = b.ints["vision_window_segment_ids"];
+    wseg.assign(P, 0);
+    std::vector<int32_t> &slots = b.ints["image_token_positions"];
+    slots.assign(P / unit, static_cast<int32_t>(sink));
+    int64_t at = 0, frame = 0, window = 0, slot = 0;
+    const int64_t side = model_.windowSize / model_.image.factor();
+    for (const MediaSample &s : samples_)
+      for (const VisionPatches &p : s.images) {
+        const int64_t gh = p.h / merge, gw = p.w / merge;
+        std::vector<int64_t> windows;
+        std::vector<int64_t> order =
+            model_.windowed ? WindowIndex(p, merge, side, windows)
+                            : std::vector<int64_t>();
+        if (!model_.windowed)
+          for (int64_t m = 0; m < p.t * gh * gw; ++m) {
+            order.push_back(m);
+            windows.push_back(0);
+          }
+        for (size_t j = 0; j < order.size(); ++j) {
+          const int64_t m = order[j]; // a merged patch: frame, y, x
+          const int64_t t = m / (gh * gw), y = m / gw % gh, x = m % gw;
+          for (int64_t u = 0; u < unit; ++u, ++at) {
+            std::copy_n(p.values.begin() + (m * unit + u) * rowSize, rowSize,
+                        pixels.begin() + at * rowSize);
+            vpos[at] = static_cast<int32_t>(y * merge + u / merge);
+            vpos[P + at] = static_cast<int32_t>(x * merge + u % merge);
+            vseg[at] = static_cast<int32_t>(frame + t);
+            wseg[at] = static_cast<int32_t>(window + windows[j]);
+          }
+          slots[slot + static_cast<int64_t>(j)] = imageSlots[slot + m];
+        }
+        slot += static_cast<int64_t>(order.size());
+        frame += p.t;
+        window += order.empty() ? 0 : windows.back() + 1;
+      }
+    for (; at < P; ++at) { // padding: a segment and a window of its own
+      vseg[at] = static_cast<int32_t>(frame);
+      wseg[at] = static_cast<int32_t>(window);
+    }
+    if (!model_.windowed)
+      b.ints.erase("vision_window_segment_ids");
+  }
+
+  if (model_.audio && budget_.frames > 0) {
+    const int64_t F = budget_.frames, mels = model_.features.mels;
+    std::vector<float> &features = b.floats["input_features"];
+    features.assign(mels * F, 0.f);
+    std::vector<int32_t> &apos = b.ints["audio_position_ids"];
+    apos.assign(F / 2, 0);
+    std::vector<int32_t> &aseg = b.ints["audio_segment_ids"];
+    aseg.assign(F / 2, 0);
+    std::vector<int32_t> &slots = b.ints["audio_token_positions"];
+    slots.assign(F / 4, static_cast<int32_t>(sink));
+    int64_t at = 0, chunk = 0, slot = 0;
+    const int64_t steps = model_.audioChunk / 2; // post-conv steps a chunk
+    auto place = [&](int64_t frames) {
+      for (int64_t k = 0; k < frames / 2; ++k) {
+        apos[at / 2 + k] = static_cast<int32_t>(k % steps);
+        aseg[at / 2 + k] = static_cast<int32_t>(chunk + k / steps);
+      }
+      chunk += (frames / 2 + steps - 1) / steps;
+    };
+    for (const MediaSample &s : samples_)
+      for (const LogMel &m : s.audios) {
+        for (int64_t r = 0; r < mels; ++r)
+          std::copy_n(m.values.begin() + r * m.frames, m.frames,
+                      features.begin() + r * F + at);
+        place(m.frames);
+        for (int64_t k = 0; k < AudioTokens(m.frames); ++k, ++slot)
+          slots[slot] = audioSlots[slot];
+        at += m.frames;
+      }
+    if (at < F)
+      place(F - at); // padding: chunks of their own
+  }
+
+  samples_.clear();
+  where_.clear();
+  row_ = used_ = patches_ = frames_ = 0;
+  return b;
+}
+
+} // namespace veomni::rt

@@ -1,0 +1,129 @@
+//===- Multimodal.h - conversations with images and audio -------*- C++ -*-===//
+//
+// The vision-language and omni families' batches from JSONL conversations
+// whose content parts name image and audio files (docs/data.md):
+//
+//   {"messages": [{"role": "user", "content": [
+//       {"type": "image", "image": "cat.png"},
+//       {"type": "audio", "audio": "meow.wav"},
+//       {"type": "text", "text": "What is this?"}]},
+//     {"role": "assistant", "content": "A cat."}]}
+//
+// An image becomes Qwen2-VL's patches (Image.h) and, in the text,
+// <vision_start> <image> x tokens <vision_end>; a clip is decoded and
+// resampled (Media.h), turned into Whisper log-mel frames (Audio.h) and
+// becomes <audio_start> <audio> x tokens <audio_end>: the placeholder ids
+// are the model config's own. A MediaBatcher packs whole samples into one
+// global batch of the compiled shapes (rows x seq_len tokens, a patch
+// budget, a frame budget) and makes every input the program takes
+// (docs/frontends.md, "Batch inputs"): multimodal rope positions as
+// transformers' get_rope_index computes them, the vision tower's patch
+// positions, segments and (Qwen2.5) window order, the audio chunks, and
+// where the towers' features go. What a batch leaves unused is padding
+// that changes no loss: its tokens are a segment of their own with labels
+// -100, its patches and frames segments of their own whose features land
+// on one padding token.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VEOMNI_RUNTIME_DATA_MULTIMODAL_H
+#define VEOMNI_RUNTIME_DATA_MULTIMODAL_H
+
+#include "runtime/data/Audio.h"
+#include "runtime/data/Chat.h"
+#include "runtime/data/Image.h"
+#include "runtime/data/Tokenizer.h"
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace veomni::rt {
+
+/// What a model's config.json says its media inputs are.
+struct MediaModel {
+  std::string modelType; ///< qwen2_vl, qwen2_5_vl or qwen2_5_omni
+  bool vision = false, audio = false;
+  bool windowed = false; ///< Qwen2.5's vision tower: window order
+  VisionConfig image;    ///< patch, merge and temporal patch sizes
+  int64_t channels = 3;
+  int64_t windowSize = 112; ///< Qwen2.5: a window's side in pixels
+  int32_t imageToken = -1, visionStart = -1, visionEnd = -1;
+  int32_t audioToken = -1, audioStart = -1, audioEnd = -1;
+  WhisperFeatures features; ///< mels: the audio tower's num_mel_bins
+  int64_t audioChunk = 200; ///< frames per attention chunk: 2 n_window
+};
+
+/// Reads `config` (a config.json); an error names the file and the field.
+/// A model without vision or audio inputs has neither flag set.
+absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config);
+
+/// One conversation (or text) with its media, tokenized.
+struct MediaSample {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> trained;
+  std::vector<VisionPatches> images; ///< in the order of their placeholders
+  std::vector<LogMel> audios;
+};
+
+/// The sample of one JSONL line; media paths are relative to `dir`. A
+/// missing or damaged file, a part of another type, or media the model
+/// has no tower for is an error naming the part.
+absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
+                               const Tokenizer &tokenizer, ChatFormat chat,
+                               int32_t eos, const MediaModel &model,
+                               MediaSample &out);
+
+/// The compiled shapes one global batch fills.
+struct MediaBudget {
+  int64_t rows = 1, seqLen = 1; ///< input_ids [rows, seqLen]
+  int64_t patches = 0;          ///< pixel_values' rows (0: no vision)
+  int64_t frames = 0;           ///< input_features' frames (0: no audio)
+};
+
+/// One global batch: every input by name, as the program lays it out
+/// (row-major, the global shape).
+struct MediaBatch {
+  std::map<std::string, std::vector<int32_t>> ints;
+  std::map<std::string, std::vector<float>> floats;
+  int64_t samples = 0;
+};
+
+class MediaBatcher {
+public:
+  MediaBatcher(const MediaModel &model, const MediaBudget &budget)
+      : model_(model), budget_(budget) {}
+
+  /// "" when `s` fits an empty batch, else what it exceeds.
+  std::string Oversize(const MediaSample &s) const;
+  /// Adds `s` when it fits what the batch has left (whole: a sample is
+  /// never split); false when it does not, and the batch is then full.
+  bool Add(const MediaSample &s);
+  /// The batch of the samples added, padded, and a new empty one begun.
+  MediaBatch Finish();
+
+private:
+  const MediaModel model_;
+  const MediaBudget budget_;
+  std::vector<MediaSample> samples_;
+  std::vector<std::pair<int64_t, int64_t>> where_; ///< (row, at) a sample
+  int64_t row_ = 0, used_ = 0; ///< the row being filled and its tokens
+  int64_t patches_ = 0, frames_ = 0;
+};
+
+/// The multimodal rope positions ([3][ids.size()]: temporal, height,
+/// width) of one sample, from 0, as get_rope_index computes them: text
+/// counts up on all three; an image's tokens take the position after the
+/// text before them plus (0, row, column) of their merged patch; a clip's
+/// tokens count up from the position after everything before them; the
+/// text after either goes on from one past the largest position so far.
+std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
+                                                      const MediaModel &model);
+
+} // namespace veomni::rt
+
+#endif // VEOMNI_RUNTIME_DATA_MULTIMODAL_H

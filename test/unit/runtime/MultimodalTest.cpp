@@ -1,0 +1,317 @@
+//===- MultimodalTest.cpp - conversations with images and audio -----------===//
+//
+// Goldens from tools/goldens/make_multimodal_goldens.py: two conversations
+// with a PNG, a JPEG and a WAV clip, their ids as Qwen's chat template and
+// `tokenizers` make them, the pixel values of transformers'
+// Qwen2VLImageProcessor, the clip's WhisperFeatureExtractor features, the
+// mrope positions of Qwen2.5-Omni's own get_rope_index and the window
+// order and patch positions of transformers' vision_utils. A batch of both
+// samples then carries each of these where the program reads it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/data/Multimodal.h"
+#include "runtime/io/Json.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace veomni::rt {
+namespace {
+
+std::string Dir() {
+  return std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/multimodal";
+}
+
+std::string ReadText(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<float> ReadF32(const std::string &path) {
+  std::string bytes = ReadText(path);
+  std::vector<float> out(bytes.size() / 4);
+  std::memcpy(out.data(), bytes.data(), out.size() * 4);
+  return out;
+}
+
+std::vector<int64_t> Ints(const Json &array) {
+  std::vector<int64_t> out;
+  for (const Json &v : array.items)
+    out.push_back(static_cast<int64_t>(v.number));
+  return out;
+}
+
+struct Golden {
+  MediaModel model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<std::string> lines;
+  Json expected;
+};
+
+const Golden &G() {
+  static Golden *g = [] {
+    auto *g = new Golden();
+    auto model = ReadMediaModel(Dir() + "/omni.json");
+    EXPECT_TRUE(model.ok()) << model.status();
+    g->model = *model;
+    g->model.image.minPixels = 64;
+    g->model.image.maxPixels = 1024;
+    auto tok = Tokenizer::Load(Dir() + "/tokenizer.json");
+    EXPECT_TRUE(tok.ok()) << tok.status();
+    g->tokenizer = *std::move(tok);
+    std::istringstream lines(ReadText(Dir() + "/samples.jsonl"));
+    for (std::string line; std::getline(lines, line);)
+      g->lines.push_back(line);
+    auto json = ParseJson(ReadText(Dir() + "/expected.json"));
+    EXPECT_TRUE(json.ok());
+    g->expected = *std::move(json);
+    return g;
+  }();
+  return *g;
+}
+
+MediaSample Encode(size_t i) {
+  MediaSample s;
+  absl::Status status =
+      EncodeMediaSample(G().lines[i], Dir(), *G().tokenizer,
+                        ChatFormat::ChatML, -1, G().model, s);
+  EXPECT_TRUE(status.ok()) << status;
+  return s;
+}
+
+TEST(Multimodal, TheConfigNamesThePlaceholdersAndTowers) {
+  const MediaModel &m = G().model;
+  EXPECT_EQ(m.modelType, "qwen2_5_omni");
+  EXPECT_TRUE(m.vision && m.audio && m.windowed);
+  EXPECT_EQ(m.image.patch, 4);
+  EXPECT_EQ(m.image.merge, 2);
+  EXPECT_EQ(m.windowSize, 16);
+  EXPECT_EQ(m.imageToken, G().tokenizer->TokenId("<|image_pad|>"));
+  EXPECT_EQ(m.audioStart, G().tokenizer->TokenId("<|audio_bos|>"));
+  EXPECT_EQ(m.features.mels, 16);
+  EXPECT_EQ(m.audioChunk, 100);
+}
+
+TEST(Multimodal, SamplesEqualTheProcessorsAndGetRopeIndex) {
+  ASSERT_EQ(G().lines.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    const Json &want = G().expected.items[i];
+    MediaSample s = Encode(i);
+    std::vector<int64_t> ids = Ints(*FindField(want, "ids"));
+    ASSERT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()), ids);
+    std::vector<int64_t> trained = Ints(*FindField(want, "trained"));
+    EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+              trained);
+    // Pixels: the PNG is at its target size (bit for bit), the JPEG is
+    // resized (within 1/255 of the pixel range before normalisation,
+    // 1/255/std after).
+    const Json &grids = *FindField(want, "grids");
+    ASSERT_EQ(s.images.size(), grids.items.size());
+    std::vector<float> pixels =
+        ReadF32(Dir() + "/sample" + std::to_string(i) + ".pixels.f32");
+    size_t at = 0;
+    for (size_t k = 0; k < s.images.size(); ++k) {
+      std::vector<int64_t> g = Ints(grids.items[k]);
+      EXPECT_EQ(s.images[k].t, g[0]);
+      EXPECT_EQ(s.images[k].h, g[1]);
+      EXPECT_EQ(s.images[k].w, g[2]);
+      float worst = 0;
+      for (float v : s.images[k].values)
+        worst = std::max(worst, std::fabs(v - pixels[at++]));
+      EXPECT_LE(worst, (i == 1 && k == 0) ? 1.0f / 255 / 0.26130258f : 0.0f)
+          << "image " << k;
+    }
+    EXPECT_EQ(at, pixels.size());
+    // Audio: the Whisper features, cut to whole groups of 4 frames.
+    std::vector<int64_t> frames = Ints(*FindField(want, "frames"));
+    ASSERT_EQ(s.audios.size(), frames.size());
+    if (!frames.empty()) {
+      std::vector<float> features =
+          ReadF32(Dir() + "/sample" + std::to_string(i) + ".features.f32");
+      EXPECT_EQ(s.audios[0].frames, frames[0]);
+      ASSERT_EQ(s.audios[0].values.size(), features.size());
+      float worst = 0;
+      for (size_t k = 0; k < features.size(); ++k)
+        worst = std::max(worst, std::fabs(s.audios[0].values[k] - features[k]));
+      EXPECT_LT(worst, 1e-4);
+    }
+    // The mrope positions of the model's own get_rope_index.
+    std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, G().model);
+    const Json &hf = *FindField(want, "positions");
+    for (int d = 0; d < 3; ++d) {
+      std::vector<int64_t> h = Ints(hf.items[d]);
+      EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()), h)
+          << "axis " << d;
+    }
+  }
+}
+
+TEST(Multimodal, ABatchPutsEveryFeatureWhereTheProgramReadsIt) {
+  MediaSample a = Encode(0), b = Encode(1);
+  MediaBudget budget;
+  budget.rows = 2;
+  budget.seqLen = 128;
+  budget.patches = 200; // 180 used
+  budget.frames = 48;   // 32 used
+  MediaBatcher batcher(G().model, budget);
+  EXPECT_EQ(batcher.Oversize(a), "");
+  ASSERT_TRUE(batcher.Add(a));
+  ASSERT_TRUE(batcher.Add(b)); // does not fit row 0's rest: row 1
+  MediaSample c = a;
+  EXPECT_FALSE(batcher.Add(c)); // rows and patches are spent
+  MediaBatch batch = batcher.Finish();
+  EXPECT_EQ(batch.samples, 2);
+  const auto &ids = batch.ints["input_ids"];
+  const auto &segments = batch.ints["segment_ids"];
+  const auto &labels = batch.ints["labels"];
+  const auto &positions = batch.ints["position_ids"];
+  ASSERT_EQ(ids.size(), 256u);
+  ASSERT_EQ(positions.size(), 3 * 256u);
+  // Sample a at row 0, b at row 1; padding after each in a segment of its
+  // own, labels -100.
+  for (size_t t = 0; t < a.ids.size(); ++t) {
+    EXPECT_EQ(ids[t], a.ids[t]);
+    EXPECT_EQ(segments[t], 0);
+  }
+  EXPECT_EQ(segments[a.ids.size()], 1);
+  EXPECT_EQ(labels[a.ids.size()], -100);
+  EXPECT_EQ(ids[128 + 5], b.ids[5]);
+  EXPECT_EQ(segments[255], 1);
+  std::vector<std::vector<int32_t>> pb = MultimodalPositions(b, G().model);
+  for (int d = 0; d < 3; ++d)
+    for (size_t t = 0; t < b.ids.size(); ++t)
+      ASSERT_EQ(positions[d * 256 + 128 + t], pb[d][t]);
+  // Labels: the next token where it is trained.
+  for (size_t t = 0; t + 1 < a.ids.size(); ++t)
+    EXPECT_EQ(labels[t], a.trained[t + 1] ? a.ids[t + 1] : -100) << t;
+
+  // Vision: the images of a, then b's two, each in Qwen2.5's window order
+  // (vision_utils' window index), their (row, column)s, one segment each.
+  const int64_t unit = 4, P = 200, row = 3 * 2 * 4 * 4;
+  const auto &pixels = batch.floats["pixel_values"];
+  const auto &vpos = batch.ints["vision_position_ids"];
+  const auto &vseg = batch.ints["vision_segment_ids"];
+  const auto &slots = batch.ints["image_token_positions"];
+  ASSERT_EQ(pixels.size(), size_t(P * row));
+  ASSERT_EQ(slots.size(), size_t(P / unit));
+  std::vector<const VisionPatches *> images = {&a.images[0], &b.images[0],
+                                               &b.images[1]};
+  std::vector<const Json *> windows = {
+      &FindField(G().expected.items[0], "windows")->items[0],
+      &FindField(G().expected.items[1], "windows")->items[0],
+      &FindField(G().expected.items[1], "windows")->items[1]};
+  std::vector<const Json *> rowcols = {
+      &FindField(G().expected.items[0], "rowcols")->items[0],
+      &FindField(G().expected.items[1], "rowcols")->items[0],
+      &FindField(G().expected.items[1], "rowcols")->items[1]};
+  // Where each image's tokens are (flat indices), in raster order.
+  std::vector<std::vector<int32_t>> tokens(3);
+  for (int64_t i = 0, k = -1; i < 256; ++i)
+    if (ids[i] == G().model.imageToken) {
+      if (i == 0 || ids[i - 1] != G().model.imageToken)
+        ++k;
+      tokens[k].push_back(static_cast<int32_t>(i));
+    }
+  int64_t at = 0, slot = 0;
+  for (int k = 0; k < 3; ++k) {
+    std::vector<int64_t> order = Ints(*windows[k]);
+    ASSERT_EQ(order.size(), 15u);
+    for (size_t j = 0; j < order.size(); ++j, ++slot) {
+      // Merger row j lands on the image's token order[j].
+      EXPECT_EQ(slots[slot], tokens[k][order[j]]);
+      for (int64_t u = 0; u < unit; ++u, ++at) {
+        const int64_t src = order[j] * unit + u;
+        EXPECT_EQ(0, std::memcmp(&pixels[at * row],
+                                 &images[k]->values[src * row], row * 4));
+        std::vector<int64_t> rc = Ints(rowcols[k]->items[src]);
+        EXPECT_EQ(vpos[at], rc[0]);
+        EXPECT_EQ(vpos[P + at], rc[1]);
+        EXPECT_EQ(vseg[at], k);
+      }
+    }
+  }
+  // Padding: zeros, a segment of its own, features onto the last token.
+  for (; at < P; ++at) {
+    EXPECT_EQ(pixels[at * row], 0.f);
+    EXPECT_EQ(vseg[at], 3);
+  }
+  for (; slot < P / unit; ++slot)
+    EXPECT_EQ(slots[slot], 255);
+
+  // Audio: a's clip, then padding; chunks of 50 post-conv steps.
+  const auto &features = batch.floats["input_features"];
+  const auto &apos = batch.ints["audio_position_ids"];
+  const auto &aseg = batch.ints["audio_segment_ids"];
+  const auto &aslots = batch.ints["audio_token_positions"];
+  ASSERT_EQ(features.size(), 16u * 48);
+  EXPECT_EQ(features[3 * 48 + 5], a.audios[0].values[3 * 32 + 5]);
+  EXPECT_EQ(features[3 * 48 + 40], 0.f);
+  ASSERT_EQ(apos.size(), 24u);
+  EXPECT_EQ(apos[15], 15);
+  EXPECT_EQ(aseg[15], 0);
+  EXPECT_EQ(apos[16], 0); // the padding's own chunk
+  EXPECT_EQ(aseg[16], 1);
+  ASSERT_EQ(aslots.size(), 12u);
+  for (int k = 0; k < 8; ++k)
+    EXPECT_EQ(ids[aslots[k]], G().model.audioToken);
+  EXPECT_EQ(aslots[8], 255);
+
+  // The batcher starts over: an oversized sample says what it exceeds.
+  MediaBudget small = budget;
+  small.patches = 32;
+  MediaBatcher tight(G().model, small);
+  EXPECT_NE(tight.Oversize(a).find("60 image patches, over the batch's 32"),
+            std::string::npos)
+      << tight.Oversize(a);
+}
+
+TEST(Multimodal, BadPartsNameTheMessageAndPart) {
+  auto error = [](const std::string &line) {
+    MediaSample s;
+    absl::Status st = EncodeMediaSample(line, Dir(), *G().tokenizer,
+                                        ChatFormat::ChatML, -1, G().model, s);
+    return st.ok() ? std::string("ok") : std::string(st.message());
+  };
+  auto user = [](const std::string &part) {
+    return "{\"messages\": [{\"role\": \"user\", \"content\": [" + part +
+           "]}]}";
+  };
+  EXPECT_NE(error(user("{\"type\": \"image\", \"image\": \"gone.png\"}"))
+                .find("message 0, part 0: "),
+            std::string::npos);
+  EXPECT_NE(error(user("{\"type\": \"image\", \"image\": \"gone.png\"}"))
+                .find("gone.png"),
+            std::string::npos);
+  EXPECT_NE(error(user("{\"type\": \"audio\", \"audio\": \"small.png\"}"))
+                .find("small.png: has no audio stream"),
+            std::string::npos)
+      << error(user("{\"type\": \"audio\", \"audio\": \"small.png\"}"));
+  EXPECT_NE(error(user("{\"type\": \"video\", \"video\": \"a.mp4\"}"))
+                .find("\"video\" part is not supported"),
+            std::string::npos);
+  EXPECT_NE(error(user("{\"type\": \"image\", \"url\": \"https://x/y.png\"}"))
+                .find("remote files are not fetched"),
+            std::string::npos);
+  EXPECT_NE(error(user("{\"type\": \"image\"}")).find("needs its file"),
+            std::string::npos);
+  // A text model has no tower for them.
+  MediaModel text;
+  MediaSample s;
+  absl::Status st = EncodeMediaSample(
+      user("{\"type\": \"image\", \"image\": \"small.png\"}"), Dir(),
+      *G().tokenizer, ChatFormat::ChatML, -1, text, s);
+  EXPECT_NE(st.message().find("the model has no vision tower"),
+            std::string::npos)
+      << st;
+}
+
+} // namespace
+} // namespace veomni::rt
