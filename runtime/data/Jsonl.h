@@ -12,7 +12,9 @@
 #ifndef VEOMNI_RUNTIME_DATA_JSONL_H
 #define VEOMNI_RUNTIME_DATA_JSONL_H
 
+#include "runtime/data/Audio.h"
 #include "runtime/data/Chat.h"
+#include "runtime/data/Image.h"
 #include "runtime/data/Tokenizer.h"
 
 #include "absl/status/status.h"
@@ -28,6 +30,10 @@ namespace veomni::rt {
 struct TokenizedSample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> trained; ///< per token: 1 where it is a target
+  /// A conversation's media (Multimodal.h), in the order of their
+  /// placeholders in `ids`.
+  std::vector<VisionPatches> images;
+  std::vector<LogMel> audios;
 };
 
 /// Samples a reader left out (with skipBad): how many, and the first

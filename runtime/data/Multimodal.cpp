@@ -3,6 +3,7 @@
 #include "runtime/data/Multimodal.h"
 
 #include "runtime/data/Media.h"
+#include "runtime/executor/Executor.h"
 #include "runtime/io/Json.h"
 #include "runtime/support/Status.h"
 
@@ -52,8 +53,7 @@ std::vector<int64_t> WindowIndex(const VisionPatches &p, int64_t merge,
     for (int64_t wy = 0; wy * side < gh; ++wy)
       for (int64_t wx = 0; wx * side < gw; ++wx, ++window)
         for (int64_t y = wy * side; y < std::min(gh, (wy + 1) * side); ++y)
-          for (int64_t x = wx * side; x < std::min(gw, (wx + 1) * side);
-               ++x) {
+          for (int64_t x = wx * side; x < std::min(gw, (wx + 1) * side); ++x) {
             order.push_back((t * gh + y) * gw + x);
             windows.push_back(window);
           }
@@ -101,8 +101,8 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
   if (const Json *t = Field(root, "model_type"); t && t->kind == Json::String)
     m.modelType = t->text;
   // Qwen2.5-Omni: the thinker holds the towers and the ids.
-  const Json *top = Field(root, "thinker_config") ? Field(root, "thinker_config")
-                                                  : root;
+  const Json *top =
+      Field(root, "thinker_config") ? Field(root, "thinker_config") : root;
   if (absl::EndsWith(m.modelType, "_thinker"))
     m.modelType.resize(m.modelType.size() - 8);
   const Json *vision = Field(top, "vision_config");
@@ -197,8 +197,8 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
     for (size_t k = 0; k < content->items.size(); ++k) {
       const Json &part = content->items[k];
       auto where = [&](const absl::Status &s) {
-        return absl::Status(s.code(), absl::StrCat("message ", i, ", part ",
-                                                   k, ": ", s.message()));
+        return absl::Status(s.code(), absl::StrCat("message ", i, ", part ", k,
+                                                   ": ", s.message()));
       };
       const Json *type = Field(&part, "type");
       if (!type || type->kind != Json::String)
@@ -220,9 +220,8 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
       if (!path.ok())
         return where(path.status());
       auto media = [&](const absl::Status &s) {
-        return where(absl::Status(s.code(), absl::StrCat(type->text, " ",
-                                                         *path, ": ",
-                                                         s.message())));
+        return where(absl::Status(
+            s.code(), absl::StrCat(type->text, " ", *path, ": ", s.message())));
       };
       if (type->text == "image") {
         if (!model.vision)
@@ -351,8 +350,7 @@ bool MediaBatcher::Add(const MediaSample &s) {
     patches += p.t * p.h * p.w;
   for (const LogMel &m : s.audios)
     frames += m.frames;
-  if (patches_ + patches > budget_.patches ||
-      frames_ + frames > budget_.frames)
+  if (patches_ + patches > budget_.patches || frames_ + frames > budget_.frames)
     return false;
   const int64_t n = static_cast<int64_t>(s.ids.size());
   auto room = [&](int64_t row, int64_t used) {
@@ -447,9 +445,9 @@ MediaBatch MediaBatcher::Finish() {
       for (const VisionPatches &p : s.images) {
         const int64_t gh = p.h / merge, gw = p.w / merge;
         std::vector<int64_t> windows;
-        std::vector<int64_t> order =
-            model_.windowed ? WindowIndex(p, merge, side, windows)
-                            : std::vector<int64_t>();
+        std::vector<int64_t> order = model_.windowed
+                                         ? WindowIndex(p, merge, side, windows)
+                                         : std::vector<int64_t>();
         if (!model_.windowed)
           for (int64_t m = 0; m < p.t * gh * gw; ++m) {
             order.push_back(m);
@@ -517,6 +515,116 @@ MediaBatch MediaBatcher::Finish() {
   where_.clear();
   row_ = used_ = patches_ = frames_ = 0;
   return b;
+}
+
+absl::StatusOr<MediaBatch> MediaPacker::Next() {
+  while (true) {
+    if (!hasPending_) {
+      start_ = stream_.Position();
+      VEOMNI_RETURN_IF_ERROR(stream_.Next(pending_));
+      hasPending_ = true;
+    }
+    if (std::string why = batcher_.Oversize(pending_); !why.empty()) {
+      const int64_t room =
+          budget_.rows == 1 ? budget_.seqLen - 1 : budget_.seqLen;
+      if (truncate_ && pending_.images.empty() && pending_.audios.empty() &&
+          static_cast<int64_t>(pending_.ids.size()) > room) {
+        pending_.ids.resize(room);
+        pending_.trained.resize(room);
+        ++truncated_;
+      } else {
+        if (oversized_.count++ == 0)
+          oversized_.first = why;
+        hasPending_ = false;
+        continue;
+      }
+    }
+    if (batcher_.Add(pending_)) {
+      hasPending_ = false;
+      continue;
+    }
+    return batcher_.Finish(); // full: pending_ opens the next one
+  }
+}
+
+std::string MediaPacker::Position() const {
+  return hasPending_ ? start_ : stream_.Position();
+}
+
+absl::Status MediaPacker::Restore(const std::string &position) {
+  VEOMNI_RETURN_IF_ERROR(stream_.Restore(position));
+  hasPending_ = false;
+  batcher_.Finish(); // nothing half-built survives
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MediaBudget> MediaBudgetOf(const Executor &executor,
+                                          const MediaModel &model) {
+  const Program &p = executor.program();
+  MediaBudget budget;
+  const ArgumentDesc *ids = p.FindArgument("input_ids");
+  if (!ids || executor.GlobalShape(ids->buffer).size() != 2)
+    return absl::InvalidArgumentError(
+        "the program has no input_ids [batch, seq_len] input");
+  budget.rows = executor.GlobalShape(ids->buffer)[0];
+  budget.seqLen = executor.GlobalShape(ids->buffer)[1];
+  if (const ArgumentDesc *px = p.FindArgument("pixel_values")) {
+    const Shape &s = executor.GlobalShape(px->buffer);
+    const int64_t row = model.channels * model.image.temporalPatch *
+                        model.image.patch * model.image.patch;
+    if (!model.vision || s.size() != 2 || s[1] != row)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the program's pixel_values is not [patches, ", row,
+                       "] as the model config's vision tower makes them"));
+    budget.patches = s[0];
+  }
+  if (const ArgumentDesc *f = p.FindArgument("input_features")) {
+    const Shape &s = executor.GlobalShape(f->buffer);
+    if (!model.audio || s.size() != 3 || s[1] != model.features.mels)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the program's input_features is not [1, ", model.features.mels,
+          ", frames] as the model config's audio tower takes them"));
+    budget.frames = s[2];
+  }
+  return budget;
+}
+
+absl::Status FillMediaBatch(Executor &executor, const MediaBatch &batch) {
+  const Program &p = executor.program();
+  for (const ArgumentDesc &a : p.arguments) {
+    if (!IsBatchInput(a))
+      continue;
+    auto ints = batch.ints.find(a.name);
+    auto floats = batch.floats.find(a.name);
+    if (ints == batch.ints.end() && floats == batch.floats.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat("the program needs input '", a.name,
+                       "', which the conversations' batches do not carry"));
+    const int64_t size = ints != batch.ints.end()
+                             ? static_cast<int64_t>(ints->second.size())
+                             : static_cast<int64_t>(floats->second.size());
+    VEOMNI_RETURN_IF_ERROR(
+        executor.FillGlobal(a.buffer, [&](const TensorView &v) -> absl::Status {
+          if (v.numel() != size)
+            return absl::InvalidArgumentError(
+                absl::StrCat("input '", a.name, "' ", v.ToString(),
+                             " does not hold the batch's ", size, " values"));
+          if (ints != batch.ints.end()) {
+            for (int64_t i = 0; i < size; ++i) {
+              if (a.bound > 0 && ints->second[i] >= a.bound)
+                return absl::InvalidArgumentError(
+                    absl::StrCat("input '", a.name, "': ", ints->second[i],
+                                 " is not below its bound ", a.bound));
+              StoreI(v, i, ints->second[i]);
+            }
+          } else {
+            for (int64_t i = 0; i < size; ++i)
+              StoreF(v, i, floats->second[i]);
+          }
+          return absl::OkStatus();
+        }));
+  }
+  return absl::OkStatus();
 }
 
 } // namespace veomni::rt

@@ -32,6 +32,8 @@
 #include "runtime/data/Audio.h"
 #include "runtime/data/Chat.h"
 #include "runtime/data/Image.h"
+#include "runtime/data/Jsonl.h"
+#include "runtime/data/Stream.h"
 #include "runtime/data/Tokenizer.h"
 
 #include "absl/status/statusor.h"
@@ -63,12 +65,7 @@ struct MediaModel {
 absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config);
 
 /// One conversation (or text) with its media, tokenized.
-struct MediaSample {
-  std::vector<int32_t> ids;
-  std::vector<uint8_t> trained;
-  std::vector<VisionPatches> images; ///< in the order of their placeholders
-  std::vector<LogMel> audios;
-};
+using MediaSample = TokenizedSample;
 
 /// The sample of one JSONL line; media paths are relative to `dir`. A
 /// missing or damaged file, a part of another type, or media the model
@@ -114,6 +111,52 @@ private:
   int64_t row_ = 0, used_ = 0; ///< the row being filled and its tokens
   int64_t patches_ = 0, frames_ = 0;
 };
+
+/// Global batches of a stream's samples, packed whole by a MediaBatcher.
+/// A sample over the budgets of an empty batch is left out and counted
+/// (`oversized`), or, when it holds text alone and `truncate` is set, cut
+/// to a row (`truncated`).
+class MediaPacker {
+public:
+  MediaPacker(DataStream &stream, const MediaModel &model,
+              const MediaBudget &budget, bool truncate)
+      : stream_(stream), model_(model), budget_(budget),
+        batcher_(model, budget), truncate_(truncate),
+        start_(stream.Position()) {}
+  /// The next global batch.
+  absl::StatusOr<MediaBatch> Next();
+  /// Where the next batch starts (the stream's position before the sample
+  /// the last batch had no room for), to save in checkpoints.
+  std::string Position() const;
+  absl::Status Restore(const std::string &position);
+
+  const SkippedSamples &oversized() const { return oversized_; }
+  int64_t truncated() const { return truncated_; }
+
+private:
+  DataStream &stream_;
+  const MediaModel model_;
+  const MediaBudget budget_;
+  MediaBatcher batcher_;
+  const bool truncate_;
+  TokenizedSample pending_; ///< read, not yet in a batch
+  bool hasPending_ = false;
+  std::string start_; ///< the stream's position before pending_
+  SkippedSamples oversized_;
+  int64_t truncated_ = 0;
+};
+
+class Executor;
+
+/// Fills every batch input of `executor` (global shapes) from `batch`; an
+/// input the batch lacks, or one of another size, is an error naming it.
+absl::Status FillMediaBatch(Executor &executor, const MediaBatch &batch);
+
+/// The budgets `executor`'s program was compiled for: input_ids' rows and
+/// columns, pixel_values' rows, input_features' frames; an error when the
+/// program's media inputs do not fit `model` (patch size, mel bins).
+absl::StatusOr<MediaBudget> MediaBudgetOf(const Executor &executor,
+                                          const MediaModel &model);
 
 /// The multimodal rope positions ([3][ids.size()]: temporal, height,
 /// width) of one sample, from 0, as get_rope_index computes them: text

@@ -2,6 +2,7 @@
 
 #include "runtime/data/Stream.h"
 
+#include "runtime/data/Multimodal.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/io/TokenDataset.h"
 #include "runtime/support/Status.h"
@@ -13,13 +14,8 @@
 #include "absl/strings/strip.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
 #include <fstream>
-#include <mutex>
-#include <thread>
 
 namespace veomni::rt {
 namespace {
@@ -35,6 +31,9 @@ public:
       return absl::InvalidArgumentError(
           absl::StrCat(path_, ": a JSONL dataset needs a tokenizer "
                               "(data.tokenizer, --tokenizer)"));
+    // Media files are named relative to the dataset's folder.
+    size_t slash = path_.rfind('/');
+    dir_ = slash == std::string::npos ? "" : path_.substr(0, slash);
     return Seek({});
   }
 
@@ -53,8 +52,13 @@ public:
         text.pop_back();
       if (text.find_first_not_of(" \t") == std::string::npos)
         continue;
-      absl::Status status = EncodeJsonlSample(text, *options_.tokenizer,
-                                              options_.chat, options_.eos, s);
+      absl::Status status =
+          options_.media
+              ? EncodeMediaSample(text, dir_, *options_.tokenizer,
+                                  options_.chat.value_or(ChatFormat::ChatML),
+                                  options_.eos, *options_.media, s)
+              : EncodeJsonlSample(text, *options_.tokenizer, options_.chat,
+                                  options_.eos, s);
       if (status.ok())
         status = Check(s);
       if (status.ok())
@@ -84,6 +88,7 @@ public:
 
 private:
   std::ifstream in_;
+  std::string dir_;
 };
 
 /// Paragraphs of a text file: the pieces between "\n\n" separators.
@@ -448,91 +453,6 @@ absl::Status Packer::Restore(const std::string &position) {
   at_ = at;
   return absl::OkStatus();
 }
-
-class Prefetcher::Impl {
-public:
-  Impl(Packer &packer, int64_t rows, int depth)
-      : packer_(packer), rows_(rows), depth_(depth),
-        position_(packer.Position()) {
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~Impl() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    changed_.notify_all();
-    thread_.join();
-  }
-
-  absl::StatusOr<PackedRows> Next(double *waited) {
-    auto t0 = std::chrono::steady_clock::now();
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return !queue_.empty(); });
-    if (waited)
-      *waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-              .count();
-    Item item = std::move(queue_.front());
-    if (!item.rows.ok()) // stays at the front: every later Next fails too
-      return item.rows.status();
-    queue_.pop_front();
-    position_ = std::move(item.after);
-    changed_.notify_all();
-    return std::move(item.rows);
-  }
-
-  std::string Position() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return position_;
-  }
-
-private:
-  struct Item {
-    absl::StatusOr<PackedRows> rows;
-    std::string after; ///< the packer's position after these rows
-  };
-
-  void Run() {
-    while (true) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        changed_.wait(lock, [&] {
-          return stop_ || static_cast<int>(queue_.size()) < depth_;
-        });
-        if (stop_)
-          return;
-      }
-      Item item{packer_.Next(rows_), packer_.Position()};
-      const bool failed = !item.rows.ok();
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        queue_.push_back(std::move(item));
-      }
-      changed_.notify_all();
-      if (failed)
-        return;
-    }
-  }
-
-  Packer &packer_;
-  const int64_t rows_;
-  const int depth_;
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::deque<Item> queue_;
-  std::string position_;
-  bool stop_ = false;
-  std::thread thread_; ///< last: started once the rest is ready
-};
-
-Prefetcher::Prefetcher(Packer &packer, int64_t rows, int depth)
-    : impl_(std::make_unique<Impl>(packer, rows, std::max(depth, 1))) {}
-Prefetcher::~Prefetcher() = default;
-absl::StatusOr<PackedRows> Prefetcher::Next(double *waited) {
-  return impl_->Next(waited);
-}
-std::string Prefetcher::Position() const { return impl_->Position(); }
 
 absl::StatusOr<int64_t> TextBatchRows(const Executor &executor) {
   const Program &p = executor.program();

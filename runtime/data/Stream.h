@@ -38,8 +38,14 @@
 
 namespace veomni::rt {
 
+struct MediaModel;
+
 /// How sources turn text into samples.
 struct DataOptions {
+  /// A model with vision or audio inputs (Multimodal.h): JSONL
+  /// conversations may hold image and audio parts, read relative to the
+  /// file's folder; null: text only.
+  const MediaModel *media = nullptr;
   /// Null: a token is a byte (plain text only; JSONL needs a tokenizer).
   const Tokenizer *tokenizer = nullptr;
   std::optional<ChatFormat> chat; ///< conversations' format
@@ -152,27 +158,6 @@ private:
   bool loaded_ = false;    ///< whether sample_ holds one
   std::string start_;      ///< the stream's position before sample_
   uint64_t at_ = 0;        ///< sample_'s next token
-};
-
-/// Packs batches ahead of the training step on a thread of its own: a
-/// queue of `depth` batches of `rows` rows each. Next hands them out in
-/// order; an error of the packer (a bad sample) comes out of the Next that
-/// reaches it, so it names the step it stops. The packer must not be used
-/// elsewhere while a Prefetcher runs it.
-class Prefetcher {
-public:
-  Prefetcher(Packer &packer, int64_t rows, int depth = 4);
-  ~Prefetcher();
-  /// The next batch; `waited` gets the seconds it blocked for.
-  absl::StatusOr<PackedRows> Next(double *waited = nullptr);
-  /// The packer's position after the last batch Next returned (a
-  /// checkpoint's: the batches queued ahead are read again on resume).
-  std::string Position() const;
-
-  class Impl;
-
-private:
-  std::unique_ptr<Impl> impl_;
 };
 
 class Executor;

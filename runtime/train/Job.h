@@ -55,6 +55,10 @@ struct JobSettings {
   /// it ("" for none: compiled with the step when data.eval_path is set).
   std::string evalPath, evalProgram;
   int64_t evalInterval = 0, evalBatches = 4;
+  /// Images: the pixel counts Qwen2-VL's smart resize keeps them within;
+  /// a sample longer than a row: truncate (text) or skip.
+  int64_t minPixels = 56 * 56, maxPixels = 28 * 28 * 1280;
+  std::string onLongSample = "truncate";
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

@@ -2,6 +2,8 @@
 
 #include "runtime/train/Loop.h"
 
+#include "runtime/data/Multimodal.h"
+#include "runtime/data/Prefetch.h"
 #include "runtime/data/Stream.h"
 #include "runtime/data/Tokenizer.h"
 #include "runtime/io/Init.h"
@@ -253,23 +255,74 @@ private:
   Communicator *world_;
 };
 
-/// A run's text data: data.path's sources read through data.tokenizer,
-/// mixed and packed into rows.
+/// One global batch the loader made: token rows for a text model, or
+/// every input of a model with vision or audio inputs.
+struct LoadedBatch {
+  PackedRows text;
+  MediaBatch media;
+};
+
+/// A run's data: data.path's sources read through data.tokenizer, mixed,
+/// and packed into rows (text) or whole samples with their media (a
+/// program with pixel_values or input_features).
 struct TextData {
   std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<MediaModel> media;
   std::unique_ptr<DataStream> stream;
   std::unique_ptr<Packer> packer;
-  /// Packs the global batches ahead of the step (after a resume's Restore).
-  std::unique_ptr<Prefetcher> prefetch;
+  std::unique_ptr<MediaPacker> mediaPacker;
+  int64_t rows = 0; ///< text: the global batch's rows
+  /// Makes the global batches ahead of the step (after a resume's Restore).
+  std::unique_ptr<Prefetcher<LoadedBatch>> prefetch;
   int64_t reportedSkips = 0;
+
+  absl::StatusOr<LoadedBatch> Make() {
+    LoadedBatch b;
+    if (mediaPacker) {
+      VEOMNI_ASSIGN_OR_RETURN(b.media, mediaPacker->Next());
+    } else {
+      VEOMNI_ASSIGN_OR_RETURN(b.text, packer->Next(rows));
+    }
+    return b;
+  }
+  std::string Position() const {
+    return mediaPacker ? mediaPacker->Position() : packer->Position();
+  }
+  absl::Status Restore(const std::string &position) {
+    return mediaPacker ? mediaPacker->Restore(position)
+                       : packer->Restore(position);
+  }
+  absl::Status Fill(Executor &ex, const LoadedBatch &b) const {
+    return mediaPacker ? FillMediaBatch(ex, b.media)
+                       : FillTextBatch(ex, b.text);
+  }
+  void StartLoader() {
+    prefetch = std::make_unique<Prefetcher<LoadedBatch>>(
+        [this] { return Make(); }, [this] { return Position(); }, Position());
+  }
 };
 
 absl::StatusOr<std::unique_ptr<TextData>>
 OpenTextData(const JobSettings &job, const std::string &paths,
-             const std::string &weightList, int64_t vocab) {
+             const std::string &weightList, const Executor &program) {
   auto data = std::make_unique<TextData>();
   DataOptions options;
-  options.vocab = vocab;
+  const ArgumentDesc *ids = program.program().FindArgument("input_ids");
+  options.vocab = ids ? ids->bound : 0;
+  // A program with vision or audio inputs reads conversations with media.
+  const bool media = program.program().FindArgument("pixel_values") ||
+                     program.program().FindArgument("input_features");
+  if (media) {
+    if (job.config.empty())
+      return absl::InvalidArgumentError(
+          "the model takes images or audio, and the job names no config.json "
+          "to read its placeholder ids from");
+    VEOMNI_ASSIGN_OR_RETURN(MediaModel model, ReadMediaModel(job.config));
+    model.image.minPixels = job.minPixels;
+    model.image.maxPixels = job.maxPixels;
+    data->media = std::make_unique<MediaModel>(model);
+    options.media = data->media.get();
+  }
   if (job.onBadSample != "stop" && job.onBadSample != "skip")
     return absl::InvalidArgumentError(
         absl::StrCat("data.on_bad_sample: expected stop or skip, got '",
@@ -323,7 +376,15 @@ OpenTextData(const JobSettings &job, const std::string &paths,
   VEOMNI_ASSIGN_OR_RETURN(data->stream,
                           DataStream::Open(SplitList(paths), weights, options,
                                            static_cast<uint64_t>(job.seed)));
-  data->packer = std::make_unique<Packer>(*data->stream, job.seqLen);
+  if (media) {
+    VEOMNI_ASSIGN_OR_RETURN(MediaBudget budget,
+                            MediaBudgetOf(program, *data->media));
+    data->mediaPacker = std::make_unique<MediaPacker>(
+        *data->stream, *data->media, budget, job.onLongSample == "truncate");
+  } else {
+    VEOMNI_ASSIGN_OR_RETURN(data->rows, TextBatchRows(program));
+    data->packer = std::make_unique<Packer>(*data->stream, job.seqLen);
+  }
   return data;
 }
 
@@ -371,30 +432,25 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     VEOMNI_ASSIGN_OR_RETURN(batches, SafetensorsFile::Open(job.dataPath));
     VEOMNI_RETURN_IF_ERROR(CountBatches(ex.Inputs(), *batches).status());
   } else if (!job.dataPath.empty()) {
-    const ArgumentDesc *ids = ex.Inputs().program().FindArgument("input_ids");
     VEOMNI_ASSIGN_OR_RETURN(
-        text,
-        OpenTextData(job, job.dataPath, job.dataWeights, ids ? ids->bound : 0));
+        text, OpenTextData(job, job.dataPath, job.dataWeights, ex.Inputs()));
   }
   // Held-out data: read from its start at every evaluation.
   std::unique_ptr<TextData> held;
   std::string heldStart;
-  int64_t heldRows = 0;
   if (!job.evalPath.empty()) {
     if (!eval)
       return absl::InvalidArgumentError(
           "data.eval_path: the job has no evaluation program (compile the "
           "recipe with data.eval_path set)");
-    const ArgumentDesc *ids = eval->program().FindArgument("input_ids");
     absl::StatusOr<std::unique_ptr<TextData>> opened =
-        OpenTextData(job, job.evalPath, "", ids ? ids->bound : 0);
+        OpenTextData(job, job.evalPath, "", *eval);
     if (!opened.ok())
       return absl::Status(
           opened.status().code(),
           absl::StrCat("data.eval_path: ", opened.status().message()));
     held = *std::move(opened);
-    heldStart = held->packer->Position();
-    VEOMNI_ASSIGN_OR_RETURN(heldRows, TextBatchRows(*eval));
+    heldStart = held->Position();
   }
 
   std::error_code ec;
@@ -417,7 +473,7 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
                                 meta["veomni.data_token"]);
       absl::Status s = absl::OkStatus();
       if (!position.empty())
-        s = text->packer->Restore(position);
+        s = text->Restore(position);
       if (!s.ok())
         return absl::InvalidArgumentError(absl::StrCat(
             resumeFrom, ": ", s.message(), " (data.path ", job.dataPath, ")"));
@@ -425,8 +481,7 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     print(absl::StrCat("resumed from ", resumeFrom, " at step ", start, "\n"));
   }
   if (text) {
-    VEOMNI_ASSIGN_OR_RETURN(int64_t rows, TextBatchRows(ex.Inputs()));
-    text->prefetch = std::make_unique<Prefetcher>(*text->packer, rows);
+    text->StartLoader();
   }
 
   // metrics.jsonl: rank 0's, for the whole job.
@@ -472,11 +527,11 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   // program, their losses averaged.
   auto evaluate = [&]() -> absl::StatusOr<double> {
     VEOMNI_RETURN_IF_ERROR(ex.CopyParametersTo(*eval));
-    VEOMNI_RETURN_IF_ERROR(held->packer->Restore(heldStart));
+    VEOMNI_RETURN_IF_ERROR(held->Restore(heldStart));
     double sum = 0;
     for (int64_t b = 0; b < job.evalBatches; ++b) {
-      VEOMNI_ASSIGN_OR_RETURN(PackedRows rows, held->packer->Next(heldRows));
-      VEOMNI_RETURN_IF_ERROR(FillTextBatch(*eval, rows));
+      VEOMNI_ASSIGN_OR_RETURN(LoadedBatch batch, held->Make());
+      VEOMNI_RETURN_IF_ERROR(held->Fill(*eval, batch));
       VEOMNI_RETURN_IF_ERROR(eval->Run());
       VEOMNI_ASSIGN_OR_RETURN(HostTensor loss,
                               eval->ReadHost(eval->program().outputs[0]));
@@ -503,8 +558,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
       if (batches) {
         status = FillInputs(in, *batches, index);
       } else if (text) {
-        absl::StatusOr<PackedRows> rows = text->prefetch->Next();
-        status = rows.ok() ? FillTextBatch(in, *rows) : rows.status();
+        absl::StatusOr<LoadedBatch> batch = text->prefetch->Next();
+        status = batch.ok() ? text->Fill(in, *batch) : batch.status();
       } else {
         status = SyntheticBatch(in, job.seed * 1000003 + index);
       }
@@ -621,6 +676,16 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   if (text && text->stream->SkippedCount() > 0)
     print(absl::StrCat("skipped ", text->stream->SkippedCount(),
                        " bad samples (data.on_bad_sample: skip)\n"));
+  if (text && text->mediaPacker) {
+    const MediaPacker &mp = *text->mediaPacker;
+    if (mp.oversized().count > 0)
+      print(absl::StrCat("skipped ", mp.oversized().count,
+                         " samples over the batch's budgets (the first: ",
+                         mp.oversized().first, ")\n"));
+    if (mp.truncated() > 0)
+      print(absl::StrCat("truncated ", mp.truncated(),
+                         " samples to a row (data.on_long_sample)\n"));
+  }
   if (!curve.empty())
     print(absl::StrFormat("loss %.4f -> %.4f over steps %d..%d",
                           curve.front().second, curve.back().second,

@@ -19,6 +19,11 @@ Writes test/goldens/multimodal/:
                           min_pixels 64, max_pixels 1024, patch 4, merge 2)
   sample<i>.features.f32  WhisperFeatureExtractor's 16-bin features of the
                           clip, cut to a multiple of 4 frames
+  omni.safetensors  the tiny thinker's seeded weights (make_goldens' init,
+                    checkpoint names), and in expected.json each sample's
+                    loss under them from transformers' own forward (the
+                    processors' inputs, get_rope_index's positions): what
+                    veomni's first steps must report on these samples
 
 The ids come from rendering each conversation as Qwen's chat template does
 (content parts in order, <|vision_start|><|image_pad|>*n<|vision_end|> per
@@ -34,14 +39,20 @@ import tempfile
 import wave
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import torch
+from safetensors.torch import save_file
 import transformers
 from PIL import Image
 from tokenizers import AddedToken, Tokenizer
 from transformers import Qwen2VLImageProcessor, WhisperFeatureExtractor, vision_utils
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_goldens  # noqa: E402  (its seeded init and checkpoint names)
+
 OUT = REPO / "test" / "goldens" / "multimodal"
 MIN_PIXELS, MAX_PIXELS = 64, 1024
 SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -122,6 +133,8 @@ def main():
     torch.manual_seed(0)
     model = transformers.Qwen2_5OmniForConditionalGeneration._from_config(
         hf_config, dtype=torch.float32).eval()
+    make_goldens.init_weights(model)
+    save_file(make_goldens.checkpoint_weights("qwen2_5_omni", model), str(OUT / "omni.safetensors"))
     rope = model.thinker.model if hasattr(model.thinker, "model") else model.thinker
 
     expected = []
@@ -168,10 +181,22 @@ def main():
                 np.concatenate(pixels).tofile(OUT / f"sample{i}.pixels.f32")
             if audios:
                 np.concatenate([mel] * audios, axis=1).tofile(OUT / f"sample{i}.features.f32")
-            expected.append({"ids": enc.ids, "trained": trained, "grids": grids,
+            # transformers' loss of the sample: its labels where trained
+            # (HF shifts them itself).
+            labels = torch.tensor([[t if k else -100 for t, k in zip(enc.ids, trained)]])
+            hf = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+                  "pixel_values": torch.tensor(np.concatenate(pixels)),
+                  "image_grid_thw": torch.tensor(grids), "labels": labels}
+            if audios:
+                hf["input_features"] = torch.tensor(np.concatenate([mel[None]] * audios))
+                hf["feature_attention_mask"] = torch.ones(audios, frames, dtype=torch.long)
+            with torch.no_grad():
+                loss = float(model.thinker(**hf).loss)
+            expected.append({"ids": enc.ids, "trained": trained, "grids": grids, "hf_loss": loss,
                              "positions": positions[:, 0].tolist(), "windows": windows,
                              "rowcols": rowcols, "frames": [frames] * audios})
-            print(f"sample {i}: {len(enc.ids)} tokens, grids {grids}, {audios} clips of {frames} frames")
+            print(f"sample {i}: {len(enc.ids)} tokens, grids {grids}, {audios} clips of {frames} "
+                  f"frames, transformers' loss {loss:.6f}")
     (OUT / "expected.json").write_text(json.dumps(expected))
 
 

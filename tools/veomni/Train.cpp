@@ -168,6 +168,9 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.eos = r.data.eos;
   job.onBadSample = r.data.onBadSample;
   job.evalPath = r.data.evalPath;
+  job.minPixels = r.data.minPixels;
+  job.maxPixels = r.data.maxPixels;
+  job.onLongSample = r.data.onLongSample;
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;

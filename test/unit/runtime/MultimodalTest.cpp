@@ -79,9 +79,8 @@ const Golden &G() {
 
 MediaSample Encode(size_t i) {
   MediaSample s;
-  absl::Status status =
-      EncodeMediaSample(G().lines[i], Dir(), *G().tokenizer,
-                        ChatFormat::ChatML, -1, G().model, s);
+  absl::Status status = EncodeMediaSample(G().lines[i], Dir(), *G().tokenizer,
+                                          ChatFormat::ChatML, -1, G().model, s);
   EXPECT_TRUE(status.ok()) << status;
   return s;
 }
@@ -305,9 +304,9 @@ TEST(Multimodal, BadPartsNameTheMessageAndPart) {
   // A text model has no tower for them.
   MediaModel text;
   MediaSample s;
-  absl::Status st = EncodeMediaSample(
-      user("{\"type\": \"image\", \"image\": \"small.png\"}"), Dir(),
-      *G().tokenizer, ChatFormat::ChatML, -1, text, s);
+  absl::Status st =
+      EncodeMediaSample(user("{\"type\": \"image\", \"image\": \"small.png\"}"),
+                        Dir(), *G().tokenizer, ChatFormat::ChatML, -1, text, s);
   EXPECT_NE(st.message().find("the model has no vision tower"),
             std::string::npos)
       << st;

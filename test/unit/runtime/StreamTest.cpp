@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/data/Stream.h"
+#include "runtime/data/Prefetch.h"
 #include "runtime/io/TokenDataset.h"
 
 #include <gtest/gtest.h>
@@ -320,7 +321,8 @@ TEST(Stream, ThePrefetcherHandsOutThePackersBatchesAndPositions) {
   ASSERT_TRUE(stream.ok());
   Packer packer(**stream, 8);
   const std::string start = packer.Position();
-  Prefetcher ahead(packer, 2, 2);
+  Prefetcher<PackedRows> ahead([&] { return packer.Next(2); },
+                               [&] { return packer.Position(); }, start, 2);
   EXPECT_EQ(ahead.Position(), start);
   for (size_t i = 0; i < want.size(); ++i) {
     absl::StatusOr<PackedRows> r = ahead.Next();
