@@ -13,6 +13,7 @@
 #include "compiler/Compile.h"
 #include "compiler/Registration.h"
 #include "frontends/Importer.h"
+#include "runtime/data/Multimodal.h"
 #include "runtime/data/Stream.h"
 #include "runtime/data/Tokenizer.h"
 #include "runtime/executor/Executor.h"
@@ -105,10 +106,13 @@ options:
 
 constexpr const char *kDataHelp =
     R"(usage: veomni data pack TEXT... -o FILE.vtd [--tokenizer tokenizer.json [--chat FORMAT] [--eos [TOKEN]]]
-       veomni data inspect FILE.vtd [--tokenizer tokenizer.json] [--doc N]
+       veomni data inspect DATASET [--tokenizer tokenizer.json] [--config config.json] [--doc N]
 
-inspect prints the dataset's counts and one document (the first, or N),
-decoded with the tokenizer when given, its targets between [[ and ]].
+inspect prints a dataset's counts (a .vtd, .jsonl or text file) and one
+document (the first, or N), decoded with the tokenizer when given, its
+targets between [[ and ]]. With a model's --config, conversations' images
+and audio are read as training reads them (--min-pixels, --max-pixels)
+and each placeholder run shows as <image xN> or <audio xN>.
 
 Packs text files into a token dataset, one document per paragraph
 (paragraphs end at blank lines).
@@ -481,15 +485,26 @@ int runProgram(llvm::ArrayRef<const char *> args) {
 /// veomni data inspect FILE.vtd [--tokenizer T] [--doc N]: the dataset's
 /// counts and one document, its targets marked.
 int inspectData(llvm::ArrayRef<const char *> args) {
-  std::string path, tokenizerPath;
-  int64_t doc = 0;
+  std::string path, tokenizerPath, configPath, chatName;
+  int64_t doc = 0, minPixels = 56 * 56, maxPixels = 28 * 28 * 1280;
   for (size_t i = 0; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
+    auto number = [&](int64_t &to) {
+      return i + 1 < args.size() &&
+             !llvm::StringRef(args[++i]).getAsInteger(10, to) && to >= 0;
+    };
     if (arg == "--tokenizer" && i + 1 < args.size()) {
       tokenizerPath = args[++i];
-    } else if (arg == "--doc" && i + 1 < args.size()) {
-      if (llvm::StringRef(args[++i]).getAsInteger(10, doc) || doc < 0)
+    } else if (arg == "--config" && i + 1 < args.size()) {
+      configPath = args[++i];
+    } else if (arg == "--chat" && i + 1 < args.size()) {
+      chatName = args[++i];
+    } else if (arg == "--doc") {
+      if (!number(doc))
         return fail("--doc needs a document number >= 0");
+    } else if (arg == "--min-pixels" || arg == "--max-pixels") {
+      if (!number(arg == "--min-pixels" ? minPixels : maxPixels))
+        return fail(arg + " needs a pixel count");
     } else if (arg.starts_with("-")) {
       return fail("unknown option '" + arg + "'");
     } else {
@@ -497,56 +512,140 @@ int inspectData(llvm::ArrayRef<const char *> args) {
     }
   }
   if (path.empty())
-    return fail("usage: veomni data inspect FILE.vtd [--tokenizer "
-                "tokenizer.json] [--doc N]");
-  auto data = ::veomni::rt::TokenDataset::Open(path);
-  if (!data.ok())
-    return fail(std::string(data.status().message()));
-  uint64_t targets = 0;
-  bool masked = false;
-  for (uint64_t d = 0; d < (*data)->documents(); ++d)
-    for (uint8_t t : (*data)->Trained(d)) {
-      masked = true;
-      targets += t;
-    }
-  llvm::outs() << path << ": " << (*data)->documents() << " documents, "
-               << (*data)->tokens() << " tokens, "
-               << (masked ? "targets marked: " + std::to_string(targets) +
-                                " tokens"
-                          : std::string("every token a target"))
-               << "\n";
-  if (static_cast<uint64_t>(doc) >= (*data)->documents())
-    return (*data)->documents() == 0
-               ? 0
-               : fail("--doc " + llvm::Twine(doc) + ": the dataset has " +
-                      llvm::Twine((*data)->documents()) + " documents");
-  auto ids = (*data)->Document(doc);
-  auto trained = (*data)->Trained(doc);
-  uint64_t docTargets = 0;
-  for (size_t i = 0; i < ids.size(); ++i)
-    docTargets += trained.empty() || trained[i];
-  llvm::outs() << "document " << doc << ": " << ids.size() << " tokens, "
-               << docTargets << " targets (between [[ and ]])\n";
-  std::unique_ptr<::veomni::rt::Tokenizer> tok;
+    return fail("usage: veomni data inspect DATASET [--tokenizer "
+                "tokenizer.json] [--config config.json] [--doc N]");
+  namespace rt = ::veomni::rt;
+  rt::DataOptions options;
+  std::unique_ptr<rt::Tokenizer> tok;
   if (!tokenizerPath.empty()) {
-    auto t = ::veomni::rt::Tokenizer::Load(tokenizerPath);
+    auto t = rt::Tokenizer::Load(tokenizerPath);
     if (!t.ok())
       return fail(std::string(t.status().message()));
     tok = *std::move(t);
+    options.tokenizer = tok.get();
   }
-  // Runs of targets and non-targets, decoded (or as ids).
+  if (!chatName.empty()) {
+    auto f = rt::ParseChatFormat(chatName);
+    if (!f.ok())
+      return fail(std::string(f.status().message()));
+    options.chat = *f;
+  }
+  // A model's config: conversations may hold its images and audio.
+  std::optional<rt::MediaModel> media;
+  if (!configPath.empty()) {
+    auto m = rt::ReadMediaModel(configPath);
+    if (!m.ok())
+      return fail(std::string(m.status().message()));
+    media = *m;
+    media->image.minPixels = minPixels;
+    media->image.maxPixels = maxPixels;
+    if (media->vision || media->audio)
+      options.media = &*media;
+    if (!options.chat && media->modelType.rfind("qwen", 0) == 0)
+      options.chat = rt::ChatFormat::ChatML;
+  }
+  auto source = rt::SampleSource::Open(path, options);
+  if (!source.ok())
+    return fail(std::string(source.status().message()));
+  // One pass: the counts, and the sample asked for.
+  uint64_t samples = 0, tokens = 0, targets = 0, longest = 0, images = 0,
+           patches = 0, clips = 0, frames = 0;
+  bool masked = false;
+  rt::TokenizedSample s, shown;
+  while (true) {
+    absl::StatusOr<bool> got = (*source)->Next(s);
+    if (!got.ok())
+      return fail(std::string(got.status().message()));
+    if (!*got)
+      break;
+    if (samples == static_cast<uint64_t>(doc))
+      shown = s;
+    ++samples;
+    tokens += s.ids.size();
+    longest = std::max<uint64_t>(longest, s.ids.size());
+    for (uint8_t t : s.trained) {
+      masked |= t == 0;
+      targets += t;
+    }
+    images += s.images.size();
+    for (const rt::VisionPatches &p : s.images)
+      patches += p.t * p.h * p.w;
+    clips += s.audios.size();
+    for (const rt::LogMel &m : s.audios)
+      frames += m.frames;
+  }
+  llvm::outs() << path << ": " << samples << " documents, " << tokens
+               << " tokens, "
+               << (masked ? "targets marked: " + std::to_string(targets) +
+                                " tokens"
+                          : std::string("every token a target"));
+  if (images || clips)
+    llvm::outs() << ", " << images << " images (" << patches << " patches), "
+                 << clips << " audio clips (" << frames << " frames)";
+  llvm::outs() << "; the longest document " << longest << " tokens\n";
+  if (static_cast<uint64_t>(doc) >= samples)
+    return samples == 0
+               ? 0
+               : fail("--doc " + llvm::Twine(doc) + ": the dataset has " +
+                      llvm::Twine(samples) + " documents");
+  uint64_t docTargets = 0;
+  for (uint8_t t : shown.trained)
+    docTargets += t;
+  llvm::outs() << "document " << doc << ": " << shown.ids.size() << " tokens, "
+               << docTargets << " targets (between [[ and ]])";
+  for (const rt::VisionPatches &p : shown.images)
+    llvm::outs() << "; an image of " << p.t << "x" << p.h << "x" << p.w
+                 << " patches (t x h x w)";
+  for (const rt::LogMel &m : shown.audios)
+    llvm::outs() << "; a clip of " << m.frames << " frames";
+  llvm::outs() << "\n";
+  // Runs of targets and non-targets, decoded (or as ids); a placeholder
+  // run is one marker.
+  const std::vector<int32_t> &ids = shown.ids;
+  auto placeholder = [&](int32_t id) -> const char * {
+    if (!options.media)
+      return nullptr;
+    if (id == media->imageToken)
+      return "image";
+    if (id == media->audioToken)
+      return "audio";
+    if (id == media->visionStart)
+      return "vision_start";
+    if (id == media->visionEnd)
+      return "vision_end";
+    if (id == media->audioStart)
+      return "audio_start";
+    if (id == media->audioEnd)
+      return "audio_end";
+    return nullptr;
+  };
   for (size_t i = 0; i < ids.size();) {
-    bool target = trained.empty() || trained[i];
+    if (const char *kind = placeholder(ids[i])) {
+      size_t j = i;
+      while (j < ids.size() && ids[j] == ids[i])
+        ++j;
+      llvm::outs() << "<" << kind;
+      if (j - i > 1)
+        llvm::outs() << " x" << (j - i);
+      llvm::outs() << ">";
+      i = j;
+      continue;
+    }
+    bool target = shown.trained[i];
     size_t j = i;
-    while (j < ids.size() && (trained.empty() || trained[j]) == target)
+    while (j < ids.size() && shown.trained[j] == target && !placeholder(ids[j]))
       ++j;
     std::string text;
     if (tok) {
-      auto t = tok->Decode(ids.subspan(i, j - i));
-      if (!t.ok())
-        return fail(path + ": document " + llvm::Twine(doc) + ": " +
-                    std::string(t.status().message()));
-      text = *t;
+      std::vector<int32_t> run(ids.begin() + i, ids.begin() + j);
+      auto t = tok->Decode(run);
+      if (!t.ok()) { // ids the tokenizer lacks (a config's special ids)
+        text.clear();
+        for (size_t k = i; k < j; ++k)
+          text += (k > i ? " " : "") + std::to_string(ids[k]);
+      } else {
+        text = *t;
+      }
     } else {
       for (size_t k = i; k < j; ++k)
         text += (k > i ? " " : "") + std::to_string(ids[k]);
