@@ -12,7 +12,7 @@ PACKAGES=(
   libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libpcre2-dev
   libicu-dev libsentencepiece-dev libfftw3-dev libpng-dev
   libjpeg62-turbo-dev pkg-config libavformat-dev libavcodec-dev libavutil-dev
-  libswresample-dev
+  libswresample-dev libswscale-dev
 )
 
 missing=()

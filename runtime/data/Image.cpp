@@ -51,6 +51,53 @@ SmartResize(int64_t height, int64_t width, const VisionConfig &c) {
   return std::make_pair(hBar, wBar);
 }
 
+namespace {
+
+/// Rows of patches of `frames` (each height x width x 3, at the target
+/// size): one frame stands for every frame of a temporal patch (an image);
+/// otherwise their count is a multiple of the temporal patch.
+VisionPatches Patchify(const std::vector<const std::vector<uint8_t> *> &frames,
+                       int64_t height, int64_t width, const VisionConfig &c) {
+  const int64_t p = c.patch, m = c.merge, tp = c.temporalPatch;
+  const bool still = frames.size() == 1;
+  VisionPatches out;
+  out.t = still ? 1 : static_cast<int64_t>(frames.size()) / tp;
+  out.h = height / p;
+  out.w = width / p;
+  out.rowSize = 3 * tp * p * p;
+  out.values.resize(out.t * out.h * out.w * out.rowSize);
+  // Row order: temporal patches, merged blocks (bh, bw), then within a
+  // block (mh, mw); a row holds channel, then frame, then the patch's
+  // pixels.
+  int64_t row = 0;
+  for (int64_t t = 0; t < out.t; ++t)
+    for (int64_t bh = 0; bh < out.h / m; ++bh)
+      for (int64_t bw = 0; bw < out.w / m; ++bw)
+        for (int64_t mh = 0; mh < m; ++mh)
+          for (int64_t mw = 0; mw < m; ++mw, ++row) {
+            float *dst = out.values.data() + row * out.rowSize;
+            const int64_t y0 = (bh * m + mh) * p, x0 = (bw * m + mw) * p;
+            for (int64_t ch = 0; ch < 3; ++ch)
+              for (int64_t frame = 0; frame < tp; ++frame) {
+                const std::vector<uint8_t> &rgb =
+                    *frames[still ? 0 : t * tp + frame];
+                for (int64_t y = 0; y < p; ++y)
+                  for (int64_t x = 0; x < p; ++x) {
+                    double v = rgb[((y0 + y) * width + (x0 + x)) * 3 + ch];
+                    // rescale by 1/255 then normalise, in f32 as
+                    // transformers stores the rescaled image.
+                    float scaled = static_cast<float>(v * (1.0 / 255.0));
+                    *dst++ = static_cast<float>(
+                        (scaled - static_cast<float>(c.mean[ch])) /
+                        static_cast<float>(c.stddev[ch]));
+                  }
+              }
+          }
+  return out;
+}
+
+} // namespace
+
 absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
                                              int64_t height, int64_t width,
                                              const VisionConfig &c) {
@@ -71,36 +118,41 @@ absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
       return resized.status();
     return Qwen2VLPatches(resized->pixels, target.first, target.second, c);
   }
-  const int64_t p = c.patch, m = c.merge, tp = c.temporalPatch;
-  VisionPatches out;
-  out.t = 1;
-  out.h = height / p;
-  out.w = width / p;
-  out.rowSize = 3 * tp * p * p;
-  out.values.resize(out.t * out.h * out.w * out.rowSize);
-  // Row order: merged blocks (bh, bw), then within a block (mh, mw); a row
-  // holds channel, then frame (the image twice), then the patch's pixels.
-  int64_t row = 0;
-  for (int64_t bh = 0; bh < out.h / m; ++bh)
-    for (int64_t bw = 0; bw < out.w / m; ++bw)
-      for (int64_t mh = 0; mh < m; ++mh)
-        for (int64_t mw = 0; mw < m; ++mw, ++row) {
-          float *dst = out.values.data() + row * out.rowSize;
-          const int64_t y0 = (bh * m + mh) * p, x0 = (bw * m + mw) * p;
-          for (int64_t ch = 0; ch < 3; ++ch)
-            for (int64_t frame = 0; frame < tp; ++frame)
-              for (int64_t y = 0; y < p; ++y)
-                for (int64_t x = 0; x < p; ++x) {
-                  double v = rgb[((y0 + y) * width + (x0 + x)) * 3 + ch];
-                  // rescale by 1/255 then normalise, in f32 as
-                  // transformers stores the rescaled image.
-                  float scaled = static_cast<float>(v * (1.0 / 255.0));
-                  *dst++ = static_cast<float>(
-                      (scaled - static_cast<float>(c.mean[ch])) /
-                      static_cast<float>(c.stddev[ch]));
-                }
-        }
-  return out;
+  return Patchify({&rgb}, height, width, c);
+}
+
+absl::StatusOr<VisionPatches>
+Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
+                    const VisionConfig &c) {
+  if (frames.empty())
+    return absl::InvalidArgumentError("a video of no frames");
+  const int64_t height = frames[0].height, width = frames[0].width;
+  std::pair<int64_t, int64_t> target;
+  if (auto t = SmartResize(height, width, c); t.ok())
+    target = *t;
+  else
+    return t.status();
+  std::vector<RgbImage> resized;
+  std::vector<const std::vector<uint8_t> *> pixels;
+  for (const RgbImage &f : frames) {
+    if (f.height != height || f.width != width ||
+        static_cast<int64_t>(f.pixels.size()) != height * width * 3)
+      return absl::InvalidArgumentError("a video's frames differ in size");
+    if (target.first == height && target.second == width) {
+      pixels.push_back(&f.pixels);
+      continue;
+    }
+    auto r = ResizeBicubic(f, target.first, target.second);
+    if (!r.ok())
+      return r.status();
+    resized.push_back(*std::move(r));
+  }
+  for (const RgbImage &r : resized)
+    pixels.push_back(&r.pixels);
+  // The last frame repeated up to a whole temporal patch.
+  while (pixels.size() % c.temporalPatch)
+    pixels.push_back(pixels.back());
+  return Patchify(pixels, target.first, target.second, c);
 }
 
 } // namespace veomni::rt

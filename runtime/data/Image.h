@@ -63,11 +63,23 @@ struct VisionPatches {
   int64_t t = 0, h = 0, w = 0; ///< the grid, in patches
   int64_t rowSize = 0;         ///< C x temporalPatch x patch x patch
   std::vector<float> values;   ///< [t * h * w, rowSize], row-major
+  /// A video's seconds per temporal patch (temporalPatch / the sampling
+  /// fps), which its rope positions step by; 0 for an image.
+  double secondsPerGrid = 0;
   /// Placeholder tokens the text carries for this image: t h w / merge^2.
   int64_t Tokens(const VisionConfig &c) const {
     return t * h * w / (c.merge * c.merge);
   }
 };
+
+/// The patches of a video's sampled frames (8-bit RGB, all of one size),
+/// as transformers' Qwen2VLVideoProcessor makes them: each resampled to
+/// the SmartResize size of the frame within `config`'s pixel bounds (the
+/// video's), the count padded to a multiple of temporalPatch by repeating
+/// the last, consecutive frames forming each temporal patch.
+absl::StatusOr<VisionPatches>
+Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
+                    const VisionConfig &config);
 
 /// The patches of an 8-bit RGB image (`rgb`: height x width x 3,
 /// row-major), resampled to its SmartResize size when it is not at it.

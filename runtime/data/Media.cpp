@@ -1,9 +1,12 @@
 //===- Media.cpp - audio files through FFmpeg's libraries -----------------===//
 
 #include "runtime/data/Media.h"
+#include "runtime/support/Status.h"
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
+#include <functional>
 #include <mutex>
 
 extern "C" {
@@ -13,7 +16,10 @@ extern "C" {
 #include <libavutil/log.h>
 #include <libavutil/opt.h>
 #include <libswresample/swresample.h>
+#include <libswscale/swscale.h>
 }
+
+#include <cmath>
 
 namespace veomni::rt {
 namespace {
@@ -39,20 +45,28 @@ struct FrameFreer {
 struct SwrFreer {
   void operator()(SwrContext *s) const { swr_free(&s); }
 };
+struct SwsFreer {
+  void operator()(SwsContext *s) const { sws_freeContext(s); }
+};
 
-} // namespace
+/// The first stream of `type` in `path`, opened with its decoder.
+struct OpenedStream {
+  std::unique_ptr<AVFormatContext, FormatCloser> format;
+  std::unique_ptr<AVCodecContext, CodecFreer> decoder;
+  AVStream *stream = nullptr;
+  int index = -1;
+};
 
-absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
-                                               int rate) {
+absl::StatusOr<OpenedStream> OpenStream(const std::string &path,
+                                        AVMediaType type) {
   // Errors are ours, named by file: FFmpeg itself stays silent.
   static std::once_flag quiet;
   std::call_once(quiet, [] { av_log_set_level(AV_LOG_QUIET); });
+  const char *kind = type == AVMEDIA_TYPE_AUDIO ? "audio" : "video";
   auto bad = [&](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
   };
-  if (rate <= 0)
-    return bad(absl::StrCat("cannot resample to ", rate, " Hz"));
-
+  OpenedStream s;
   AVFormatContext *opened = nullptr;
   if (int err = avformat_open_input(&opened, path.c_str(), nullptr, nullptr);
       err < 0) {
@@ -61,31 +75,91 @@ absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
     return bad(
         absl::StrCat("not a media file FFmpeg reads (", AvError(err), ")"));
   }
-  std::unique_ptr<AVFormatContext, FormatCloser> format(opened);
-  if (int err = avformat_find_stream_info(format.get(), nullptr); err < 0)
+  s.format.reset(opened);
+  if (int err = avformat_find_stream_info(s.format.get(), nullptr); err < 0)
     return bad(absl::StrCat("cannot read its streams (", AvError(err), ")"));
   const AVCodec *codec = nullptr;
-  int index =
-      av_find_best_stream(format.get(), AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
-  if (index == AVERROR_STREAM_NOT_FOUND)
-    return bad("has no audio stream");
-  if (index < 0 || !codec) {
-    int any = av_find_best_stream(format.get(), AVMEDIA_TYPE_AUDIO, -1, -1,
-                                  nullptr, 0);
+  s.index = av_find_best_stream(s.format.get(), type, -1, -1, &codec, 0);
+  if (s.index == AVERROR_STREAM_NOT_FOUND)
+    return bad(absl::StrCat("has no ", kind, " stream"));
+  if (s.index < 0 || !codec) {
+    int any = av_find_best_stream(s.format.get(), type, -1, -1, nullptr, 0);
     const char *name =
-        any >= 0 ? avcodec_get_name(format->streams[any]->codecpar->codec_id)
+        any >= 0 ? avcodec_get_name(s.format->streams[any]->codecpar->codec_id)
                  : "unknown";
-    return bad(absl::StrCat("no decoder for its audio codec '", name, "'"));
+    return bad(
+        absl::StrCat("no decoder for its ", kind, " codec '", name, "'"));
   }
-  AVStream *stream = format->streams[index];
-  std::unique_ptr<AVCodecContext, CodecFreer> decoder(
-      avcodec_alloc_context3(codec));
-  if (!decoder ||
-      avcodec_parameters_to_context(decoder.get(), stream->codecpar) < 0)
+  s.stream = s.format->streams[s.index];
+  s.decoder.reset(avcodec_alloc_context3(codec));
+  if (!s.decoder ||
+      avcodec_parameters_to_context(s.decoder.get(), s.stream->codecpar) < 0)
     return bad("cannot set up its decoder");
-  if (int err = avcodec_open2(decoder.get(), codec, nullptr); err < 0)
+  if (int err = avcodec_open2(s.decoder.get(), codec, nullptr); err < 0)
     return bad(absl::StrCat("cannot open its '", codec->name, "' decoder (",
                             AvError(err), ")"));
+  return s;
+}
+
+/// Decodes every frame of the stream, in order, into `each`; a frame
+/// `each` refuses stops it with that error.
+absl::Status DecodeFrames(OpenedStream &s, const std::string &path,
+                          const std::function<absl::Status(AVFrame *)> &each) {
+  const char *kind =
+      s.decoder->codec_type == AVMEDIA_TYPE_AUDIO ? "audio" : "video";
+  auto bad = [&](absl::string_view what, int code) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", what, " (", AvError(code), ")"));
+  };
+  std::unique_ptr<AVPacket, PacketFreer> packet(av_packet_alloc());
+  std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
+  auto drain = [&]() -> absl::Status {
+    while (true) {
+      int r = avcodec_receive_frame(s.decoder.get(), frame.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
+        return absl::OkStatus();
+      if (r < 0)
+        return bad(absl::StrCat("damaged ", kind), r);
+      absl::Status status = each(frame.get());
+      av_frame_unref(frame.get());
+      if (!status.ok())
+        return status;
+    }
+  };
+  while (true) {
+    int r = av_read_frame(s.format.get(), packet.get());
+    if (r == AVERROR_EOF)
+      break;
+    if (r < 0)
+      return bad("cannot read it", r);
+    if (packet->stream_index == s.index) {
+      int sent = avcodec_send_packet(s.decoder.get(), packet.get());
+      av_packet_unref(packet.get());
+      if (sent < 0)
+        return bad(absl::StrCat("damaged ", kind), sent);
+      VEOMNI_RETURN_IF_ERROR(drain());
+    } else {
+      av_packet_unref(packet.get());
+    }
+  }
+  avcodec_send_packet(s.decoder.get(), nullptr); // flush the decoder
+  return drain();
+}
+
+} // namespace
+
+absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
+                                               int rate) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  if (rate <= 0)
+    return bad(absl::StrCat("cannot resample to ", rate, " Hz"));
+
+  VEOMNI_ASSIGN_OR_RETURN(OpenedStream opened,
+                          OpenStream(path, AVMEDIA_TYPE_AUDIO));
+  AVCodecContext *decoder = opened.decoder.get();
+  AVStream *stream = opened.stream;
   const int channels = decoder->ch_layout.nb_channels;
   if (channels <= 0 || decoder->sample_rate <= 0)
     return bad("its audio stream has no channels or sample rate");
@@ -124,45 +198,13 @@ absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
     out.resize(at + got);
     return absl::OkStatus();
   };
-  std::unique_ptr<AVPacket, PacketFreer> packet(av_packet_alloc());
-  std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
   int64_t decoded = 0; // samples at the file's own rate
-  auto drain = [&]() -> absl::Status {
-    while (true) {
-      int r = avcodec_receive_frame(decoder.get(), frame.get());
-      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
-        return absl::OkStatus();
-      if (r < 0)
-        return bad(absl::StrCat("damaged audio (", AvError(r), ")"));
-      decoded += frame->nb_samples;
-      absl::Status s =
-          convert(const_cast<const uint8_t **>(frame->extended_data),
-                  frame->nb_samples);
-      av_frame_unref(frame.get());
-      if (!s.ok())
-        return s;
-    }
-  };
-  while (true) {
-    int r = av_read_frame(format.get(), packet.get());
-    if (r == AVERROR_EOF)
-      break;
-    if (r < 0)
-      return bad(absl::StrCat("cannot read it (", AvError(r), ")"));
-    if (packet->stream_index == index) {
-      int sent = avcodec_send_packet(decoder.get(), packet.get());
-      av_packet_unref(packet.get());
-      if (sent < 0)
-        return bad(absl::StrCat("damaged audio (", AvError(sent), ")"));
-      if (absl::Status s = drain(); !s.ok())
-        return s;
-    } else {
-      av_packet_unref(packet.get());
-    }
-  }
-  avcodec_send_packet(decoder.get(), nullptr); // flush the decoder
-  if (absl::Status s = drain(); !s.ok())
-    return s;
+  VEOMNI_RETURN_IF_ERROR(
+      DecodeFrames(opened, path, [&](AVFrame *frame) -> absl::Status {
+        decoded += frame->nb_samples;
+        return convert(const_cast<const uint8_t **>(frame->extended_data),
+                       frame->nb_samples);
+      }));
   // The resampler's tail.
   while (true) {
     size_t before = out.size();
@@ -187,6 +229,99 @@ absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
                               " s (a truncated "
                               "file?)"));
   }
+  return out;
+}
+
+absl::StatusOr<std::vector<int64_t>>
+SampleFrames(int64_t total, double fps, const VideoSampling &sampling) {
+  const int64_t factor = std::max<int64_t>(sampling.frameFactor, 1);
+  if (total <= 0 || !(fps > 0))
+    return absl::InvalidArgumentError("a video without frames or a frame rate");
+  // As Qwen2VLVideoProcessor.sample_frames does.
+  const double most =
+      std::floor(double(std::min(sampling.maxFrames, total)) / double(factor)) *
+      double(factor);
+  double n = double(total) / fps * sampling.fps;
+  n = std::min({std::max(n, double(sampling.minFrames)), most, double(total)});
+  const int64_t count =
+      static_cast<int64_t>(std::floor(n / double(factor))) * factor;
+  if (count <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a video of ", total, " frames is shorter than a temporal patch"));
+  std::vector<int64_t> indices;
+  const double step = double(total) / double(count);
+  for (int64_t i = 0; i < count; ++i)
+    indices.push_back(static_cast<int64_t>(double(i) * step));
+  return indices;
+}
+
+absl::StatusOr<DecodedVideo> DecodeVideo(const std::string &path,
+                                         const VideoSampling &sampling) {
+  VEOMNI_ASSIGN_OR_RETURN(OpenedStream opened,
+                          OpenStream(path, AVMEDIA_TYPE_VIDEO));
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  AVCodecContext *decoder = opened.decoder.get();
+  AVStream *stream = opened.stream;
+  DecodedVideo out;
+  AVRational rate = stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate
+                                                   : stream->r_frame_rate;
+  out.fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0;
+  out.totalFrames = stream->nb_frames;
+  if (out.totalFrames <= 0 && out.fps > 0) { // from the duration
+    double seconds = stream->duration != AV_NOPTS_VALUE
+                         ? stream->duration * av_q2d(stream->time_base)
+                         : double(opened.format->duration) / AV_TIME_BASE;
+    out.totalFrames = static_cast<int64_t>(std::llround(seconds * out.fps));
+  }
+  absl::StatusOr<std::vector<int64_t>> indices =
+      SampleFrames(out.totalFrames, out.fps, sampling);
+  if (!indices.ok())
+    return bad(indices.status().message());
+  out.indices = *std::move(indices);
+  if (decoder->width <= 0 || decoder->height <= 0)
+    return bad("its video stream has no size");
+  std::unique_ptr<SwsContext, SwsFreer> sws;
+  int64_t number = 0;
+  size_t next = 0;
+  VEOMNI_RETURN_IF_ERROR(
+      DecodeFrames(opened, path, [&](AVFrame *frame) -> absl::Status {
+        const int64_t k = number++;
+        if (next >= out.indices.size() || out.indices[next] != k)
+          return absl::OkStatus();
+        if (frame->width != decoder->width || frame->height != decoder->height)
+          return bad("its frames change size");
+        if (!sws)
+          sws.reset(sws_getContext(frame->width, frame->height,
+                                   static_cast<AVPixelFormat>(frame->format),
+                                   frame->width, frame->height,
+                                   AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr,
+                                   nullptr, nullptr));
+        if (!sws)
+          return bad("cannot convert its frames to RGB");
+        RgbImage image;
+        image.height = frame->height;
+        image.width = frame->width;
+        image.pixels.resize(image.height * image.width * 3);
+        uint8_t *dst[1] = {image.pixels.data()};
+        int stride[1] = {static_cast<int>(image.width * 3)};
+        if (sws_scale(sws.get(), frame->data, frame->linesize, 0, frame->height,
+                      dst, stride) != frame->height)
+          return bad("cannot convert its frames to RGB");
+        // A frame number sampled twice is the same picture twice.
+        while (next < out.indices.size() && out.indices[next] == k) {
+          out.frames.push_back(image);
+          ++next;
+        }
+        return absl::OkStatus();
+      }));
+  if (out.frames.empty())
+    return bad("has no video frames");
+  // A stream shorter than its header said: the last frame stands for the
+  // rest, as a sample taken past the end.
+  while (out.frames.size() < out.indices.size())
+    out.frames.push_back(out.frames.back());
   return out;
 }
 

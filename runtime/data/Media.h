@@ -1,4 +1,4 @@
-//===- Media.h - audio files through FFmpeg's libraries ---------*- C++ -*-===//
+//===- Media.h - audio and video through FFmpeg's libraries -----*- C++ -*-===//
 //
 // Audio in any container and codec FFmpeg's libavformat and libavcodec
 // read (WAV, FLAC, MP3, Ogg, M4A, the audio track of a video, ...),
@@ -9,10 +9,18 @@
 // no audio stream, no decoder for its codec, damaged data, a file that ends
 // before its stated duration, no samples at all).
 //
+// Video: the frames Qwen2-VL's video processor samples from the first
+// video stream (fps frames a second, at least minFrames, at most
+// maxFrames, a multiple of the temporal patch; frame i of n is
+// floor(i * total / n)), decoded and converted to 8-bit RGB by
+// libswscale at their own size (bicubic chroma, as the ffmpeg tool).
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef VEOMNI_RUNTIME_DATA_MEDIA_H
 #define VEOMNI_RUNTIME_DATA_MEDIA_H
+
+#include "runtime/data/Image.h"
 
 #include "absl/status/statusor.h"
 
@@ -25,6 +33,28 @@ namespace veomni::rt {
 /// `rate` Hz.
 absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
                                                int rate = 16000);
+
+struct VideoSampling {
+  double fps = 2;
+  int64_t minFrames = 4, maxFrames = 768;
+  int64_t frameFactor = 2; ///< the temporal patch
+};
+
+struct DecodedVideo {
+  std::vector<RgbImage> frames; ///< the sampled ones, in order
+  std::vector<int64_t> indices; ///< their frame numbers
+  double fps = 0;               ///< the stream's
+  int64_t totalFrames = 0;
+};
+
+/// The sampled frames of `path`'s first video stream.
+absl::StatusOr<DecodedVideo> DecodeVideo(const std::string &path,
+                                         const VideoSampling &sampling = {});
+
+/// The frame numbers Qwen2-VL's processor samples from `total` frames at
+/// `fps` frames a second (an error when none can be).
+absl::StatusOr<std::vector<int64_t>>
+SampleFrames(int64_t total, double fps, const VideoSampling &sampling);
 
 } // namespace veomni::rt
 

@@ -127,6 +127,14 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
     if (m.windowed &&
         (m.windowSize < m.image.factor() || m.windowSize % m.image.factor()))
       return bad("vision_config.window_size");
+    m.videoToken = IntOf(top, {"video_token_id", "video_token_index"}, -1);
+    m.video = m.image;
+    m.video.minPixels = 128 * 28 * 28;
+    m.video.maxPixels = 28 * 28 * 768;
+    if (m.modelType == "qwen2_5_vl")
+      m.videoPositionsPerSecond = IntOf(vision, {"tokens_per_second"}, 4);
+    else if (m.modelType == "qwen2_5_omni")
+      m.videoPositionsPerSecond = IntOf(top, {"position_id_per_seconds"}, 25);
     m.imageToken = IntOf(top, {"image_token_id", "image_token_index"}, -1);
     m.visionStart = IntOf(top, {"vision_start_token_id"}, -1);
     m.visionEnd = IntOf(top, {"vision_end_token_id"}, -1);
@@ -211,11 +219,12 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         turn.parts.push_back({t->text, {}});
         continue;
       }
-      if (type->text != "image" && type->text != "audio")
-        return where(absl::UnimplementedError(absl::StrCat(
-            "a \"", type->text, "\" part is not supported (",
-            type->text == "video" ? "video is still to come; " : "",
-            "text, image and audio are)")));
+      if (type->text != "image" && type->text != "audio" &&
+          type->text != "video")
+        return where(absl::UnimplementedError(
+            absl::StrCat("a \"", type->text,
+                         "\" part is not supported (text, image, video and "
+                         "audio are)")));
       absl::StatusOr<std::string> path = MediaPath(part, type->text, dir);
       if (!path.ok())
         return where(path.status());
@@ -223,7 +232,35 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         return where(absl::Status(
             s.code(), absl::StrCat(type->text, " ", *path, ": ", s.message())));
       };
-      if (type->text == "image") {
+      if (type->text == "video") {
+        if (!model.vision || model.videoToken < 0)
+          return where(absl::InvalidArgumentError(
+              "a video, and the model config names no video_token_id"));
+        absl::StatusOr<DecodedVideo> video = DecodeVideo(*path, model.sampling);
+        if (!video.ok())
+          return where(video.status()); // it names the file
+        // A frame's share of the video's pixel budget.
+        VisionConfig frame = model.video;
+        const int64_t n = static_cast<int64_t>(video->frames.size());
+        frame.maxPixels = std::max<int64_t>(
+            std::min<int64_t>(frame.maxPixels, model.videoTotalPixels *
+                                                   model.sampling.frameFactor /
+                                                   std::max<int64_t>(n, 1)),
+            static_cast<int64_t>(frame.minPixels * 1.05));
+        absl::StatusOr<VisionPatches> patches =
+            Qwen2VLVideoPatches(video->frames, frame);
+        if (!patches.ok())
+          return media(patches.status());
+        patches->secondsPerGrid =
+            double(model.image.temporalPatch) / model.sampling.fps;
+        ChatPart run;
+        run.ids.push_back(model.visionStart);
+        run.ids.insert(run.ids.end(), patches->Tokens(model.image),
+                       model.videoToken);
+        run.ids.push_back(model.visionEnd);
+        turn.parts.push_back(std::move(run));
+        out.images.push_back(*std::move(patches));
+      } else if (type->text == "image") {
         if (!model.vision)
           return where(absl::InvalidArgumentError(
               "an image, and the model has no vision tower"));
@@ -290,21 +327,35 @@ std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
   int64_t next = 0; // the position of the next text token
   size_t image = 0, audio = 0;
   for (size_t i = 0; i < s.ids.size();) {
-    if (model.vision && s.ids[i] == model.imageToken &&
+    if (model.vision &&
+        (s.ids[i] == model.imageToken ||
+         (model.videoToken >= 0 && s.ids[i] == model.videoToken)) &&
         image < s.images.size()) {
       const VisionPatches &p = s.images[image++];
       const int64_t gh = p.h / merge, gw = p.w / merge;
+      // A video's temporal patches step by their seconds (as f32, as
+      // torch multiplies them) times the model's positions a second.
+      const bool video = p.secondsPerGrid > 0;
+      const float step =
+          !video ? 0.f
+          : model.videoPositionsPerSecond > 0
+              ? static_cast<float>(p.secondsPerGrid) *
+                    static_cast<float>(model.videoPositionsPerSecond)
+              : 1.f;
       int64_t top = next;
-      for (int64_t t = 0; t < p.t; ++t)
+      for (int64_t t = 0; t < p.t; ++t) {
+        const int64_t time =
+            next + static_cast<int64_t>(static_cast<float>(t) * step);
         for (int64_t y = 0; y < gh; ++y)
           for (int64_t x = 0; x < gw; ++x, ++i) {
-            // An image's frames share one instant (videos will step it).
-            pos[0][i] = static_cast<int32_t>(next);
+            pos[0][i] = static_cast<int32_t>(time);
             pos[1][i] = static_cast<int32_t>(next + y);
             pos[2][i] = static_cast<int32_t>(next + x);
-            top = std::max({top, next + y, next + x});
+            top = std::max({top, time, next + y, next + x});
           }
-      next = top + 1;
+      }
+      next =
+          model.modelType == "qwen2_5_omni" ? top + 1 : next + std::max(gh, gw);
       continue;
     }
     if (model.audio && s.ids[i] == model.audioToken &&
@@ -403,7 +454,9 @@ MediaBatch MediaBatcher::Finish() {
         positions[d * tokens + base + t] = pos[d][t];
       if (t + 1 < s.ids.size() && s.trained[t + 1])
         labels[base + t] = s.ids[t + 1];
-      if (model_.vision && s.ids[t] == model_.imageToken)
+      if (model_.vision &&
+          (s.ids[t] == model_.imageToken ||
+           (model_.videoToken >= 0 && s.ids[t] == model_.videoToken)))
         imageSlots.push_back(static_cast<int32_t>(base + t));
       if (model_.audio && s.ids[t] == model_.audioToken)
         audioSlots.push_back(static_cast<int32_t>(base + t));

@@ -33,6 +33,7 @@
 #include "runtime/data/Chat.h"
 #include "runtime/data/Image.h"
 #include "runtime/data/Jsonl.h"
+#include "runtime/data/Media.h"
 #include "runtime/data/Stream.h"
 #include "runtime/data/Tokenizer.h"
 
@@ -55,6 +56,18 @@ struct MediaModel {
   int64_t channels = 3;
   int64_t windowSize = 112; ///< Qwen2.5: a window's side in pixels
   int32_t imageToken = -1, visionStart = -1, visionEnd = -1;
+  /// Videos: their placeholder (-1: the model takes none), how frames are
+  /// sampled, the pixel bounds of a frame, and the budget of all a video's
+  /// frames together (a frame gets at most its share, as transformers'
+  /// cap_pixels_per_frame and qwen-vl-utils do).
+  int32_t videoToken = -1;
+  VideoSampling sampling;
+  VisionConfig video;
+  int64_t videoTotalPixels = 90316800;
+  /// How a video's temporal rope positions step: Qwen2.5-VL's
+  /// tokens_per_second, Qwen2.5-Omni's position_id_per_seconds (times the
+  /// seconds a temporal patch spans); Qwen2-VL steps by one a patch.
+  double videoPositionsPerSecond = 0;
   int32_t audioToken = -1, audioStart = -1, audioEnd = -1;
   WhisperFeatures features; ///< mels: the audio tower's num_mel_bins
   int64_t audioChunk = 200; ///< frames per attention chunk: 2 n_window
@@ -159,11 +172,14 @@ absl::StatusOr<MediaBudget> MediaBudgetOf(const Executor &executor,
                                           const MediaModel &model);
 
 /// The multimodal rope positions ([3][ids.size()]: temporal, height,
-/// width) of one sample, from 0, as get_rope_index computes them: text
-/// counts up on all three; an image's tokens take the position after the
-/// text before them plus (0, row, column) of their merged patch; a clip's
-/// tokens count up from the position after everything before them; the
-/// text after either goes on from one past the largest position so far.
+/// width) of one sample, from 0, as transformers 5's get_rope_index
+/// computes them: text counts up on all three; the tokens of an image or
+/// a video take the position p after the text before them plus (time,
+/// row, column) of their merged patch, time 0 for an image and a video's
+/// temporal patch index scaled by its seconds (above); a clip's tokens
+/// count up from p. The text after goes on from one past the largest
+/// position so far (Qwen2.5-Omni), or for the VL models from p plus the
+/// larger side of the merged grid.
 std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
                                                       const MediaModel &model);
 

@@ -59,6 +59,11 @@ struct JobSettings {
   /// a sample longer than a row: truncate (text) or skip.
   int64_t minPixels = 56 * 56, maxPixels = 28 * 28 * 1280;
   std::string onLongSample = "truncate";
+  /// Videos: frames a second ("2"), the most frames, a frame's pixel
+  /// bounds and all frames' budget.
+  std::string videoFps = "2";
+  int64_t videoMaxFrames = 768, videoMinPixels = 128 * 28 * 28,
+          videoMaxPixels = 28 * 28 * 768, videoTotalPixels = 90316800;
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

@@ -320,6 +320,14 @@ OpenTextData(const JobSettings &job, const std::string &paths,
     VEOMNI_ASSIGN_OR_RETURN(MediaModel model, ReadMediaModel(job.config));
     model.image.minPixels = job.minPixels;
     model.image.maxPixels = job.maxPixels;
+    model.video.minPixels = job.videoMinPixels;
+    model.video.maxPixels = job.videoMaxPixels;
+    model.videoTotalPixels = job.videoTotalPixels;
+    model.sampling.maxFrames = job.videoMaxFrames;
+    if (!absl::SimpleAtod(job.videoFps, &model.sampling.fps) ||
+        !(model.sampling.fps > 0))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.video_fps: '", job.videoFps, "' is not a positive number"));
     data->media = std::make_unique<MediaModel>(model);
     options.media = data->media.get();
   }

@@ -10,6 +10,7 @@ Writes test/goldens/multimodal/:
   small.png       a 40 x 24 RGB image already at its target size (factor 8)
   wide.jpg        a 50 x 30 JPEG that the processor resizes to 40 x 24
   tone.wav        0.35 s of 16 kHz mono PCM
+  clip.mp4        2 s of 32 x 24 H.264 at 6 fps (12 frames)
   samples.jsonl   two conversations that use them
   expected.json   per sample: ids, trained flags, image grids, the mrope
                   positions of the model's own get_rope_index, each image's
@@ -19,6 +20,9 @@ Writes test/goldens/multimodal/:
                           min_pixels 64, max_pixels 1024, patch 4, merge 2)
   sample<i>.features.f32  WhisperFeatureExtractor's 16-bin features of the
                           clip, cut to a multiple of 4 frames
+  sample2.video.f32       the video's patches: the frames Qwen2VLVideoProcessor
+                          samples at 2 fps (its sample_frames), decoded by the
+                          ffmpeg tool, patched as its patchify does
   omni.safetensors  the tiny thinker's seeded weights (make_goldens' init,
                     checkpoint names), and in expected.json each sample's
                     loss under them from transformers' own forward (the
@@ -35,6 +39,7 @@ assistant's content or its <|im_end|>.
 """
 import json
 import os
+import subprocess
 import tempfile
 import wave
 from pathlib import Path
@@ -47,7 +52,7 @@ from safetensors.torch import save_file
 import transformers
 from PIL import Image
 from tokenizers import AddedToken, Tokenizer
-from transformers import Qwen2VLImageProcessor, WhisperFeatureExtractor, vision_utils
+from transformers import Qwen2VLImageProcessorPil, WhisperFeatureExtractor, vision_utils
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,7 +61,8 @@ import make_goldens  # noqa: E402  (its seeded init and checkpoint names)
 OUT = REPO / "test" / "goldens" / "multimodal"
 MIN_PIXELS, MAX_PIXELS = 64, 1024
 SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-            "<|audio_bos|>", "<|audio_eos|>", "<|AUDIO|>"]
+            "<|audio_bos|>", "<|audio_eos|>", "<|AUDIO|>", "<|VIDEO|>"]
+VIDEO_FPS = 6  # the clip's own rate; frames are sampled at 2 a second
 
 
 def write_media(rng):
@@ -75,7 +81,38 @@ def write_media(rng):
         w.setsampwidth(2)
         w.setframerate(sr)
         w.writeframes(pcm.tobytes())
+    # A video: a square moving over a gradient, 12 frames at 6 fps.
+    frames = []
+    for k in range(12):
+        y, x = np.mgrid[0:24, 0:32]
+        f = np.stack([x * 7, y * 9, 80 + 0 * x], -1).astype(np.float64)
+        f[4:12, 2 + 2 * k:10 + 2 * k] = (250, 240, 20)
+        frames.append(np.clip(f + rng.integers(0, 10, f.shape), 0, 255).astype(np.uint8))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "32x24", "-r", str(VIDEO_FPS), "-i", "-", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-bitexact", str(OUT / "clip.mp4")],
+                   input=np.stack(frames).tobytes(), check=True)
     return pcm.astype(np.float32) / 32768
+
+
+def video_frames(path):
+    """Every frame of `path` as the ffmpeg tool decodes it to RGB."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 24, 32, 3)
+
+
+def patchify(frames, patch, merge, temporal):
+    """transformers' Qwen2VLVideoProcessor.patchify (rescaled, normalized)."""
+    mean = np.array(transformers.image_utils.OPENAI_CLIP_MEAN, dtype=np.float32)
+    std = np.array(transformers.image_utils.OPENAI_CLIP_STD, dtype=np.float32)
+    x = (frames.astype(np.float32) * np.float32(1 / 255) - mean) / std  # [n, h, w, c]
+    x = x.transpose(0, 3, 1, 2)  # [n, c, h, w]
+    n, c, h, w = x.shape
+    gt, gh, gw = n // temporal, h // patch, w // patch
+    x = x.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(gt * gh * gw, c * temporal * patch * patch), [gt, gh, gw]
 
 
 SAMPLES = [
@@ -94,6 +131,10 @@ SAMPLES = [
      {"role": "assistant", "content": "They differ."},
      {"role": "user", "content": "Sure?"},
      {"role": "assistant", "content": "Yes."}],
+    [{"role": "user", "content": [
+        {"type": "video", "video": "clip.mp4"},
+        {"type": "text", "text": "Where does it go?"}]},
+     {"role": "assistant", "content": "Right."}],
 ]
 
 
@@ -113,13 +154,14 @@ def main():
                    vision_start_token_id=ids["<|vision_start|>"],
                    vision_end_token_id=ids["<|vision_end|>"],
                    audio_start_token_id=ids["<|audio_bos|>"],
-                   audio_end_token_id=ids["<|audio_eos|>"])
+                   audio_end_token_id=ids["<|audio_eos|>"],
+                   video_token_index=ids["<|VIDEO|>"])
     thinker["text_config"]["vocab_size"] = 640
     (OUT / "omni.json").write_text(json.dumps(config, indent=1))
     vcfg = thinker["vision_config"]
     merge, patch, window = vcfg["spatial_merge_size"], vcfg["patch_size"], vcfg["window_size"]
 
-    processor = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS,
+    processor = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS,
                                       patch_size=patch, merge_size=merge,
                                       temporal_patch_size=vcfg["temporal_patch_size"])
     features = WhisperFeatureExtractor(feature_size=thinker["audio_config"]["num_mel_bins"])
@@ -142,6 +184,7 @@ def main():
         for i, messages in enumerate(SAMPLES):
             lines.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
             text, spans, grids, pixels, audios = "", [], [], [], 0
+            video_grids, video_pixels, seconds, indices = [], [], [], []
             for m in messages:
                 text += f"<|im_start|>{m['role']}\n"
                 start = len(text)
@@ -158,6 +201,19 @@ def main():
                         pixels.append(out["pixel_values"].astype(np.float32))
                         n = grid[0] * grid[1] * grid[2] // merge**2
                         text += "<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>"
+                    elif p["type"] == "video":
+                        every = video_frames(OUT / p["video"])
+                        sampler = transformers.Qwen2VLVideoProcessor(temporal_patch_size=2)
+                        meta = transformers.video_utils.VideoMetadata(
+                            total_num_frames=len(every), fps=VIDEO_FPS, width=32, height=24)
+                        indices = [int(k) for k in sampler.sample_frames(meta, fps=2)]
+                        values, grid = patchify(every[indices], patch, merge,
+                                                vcfg["temporal_patch_size"])
+                        video_grids.append(grid)
+                        video_pixels.append(values)
+                        seconds.append(vcfg["temporal_patch_size"] / 2)
+                        n = grid[0] * grid[1] * grid[2] // merge**2
+                        text += "<|vision_start|>" + "<|VIDEO|>" * n + "<|vision_end|>"
                     else:
                         audios += 1
                         text += "<|audio_bos|>" + "<|AUDIO|>" * (frames // 4) + "<|audio_eos|>"
@@ -169,8 +225,11 @@ def main():
             trained = [int(any(a <= s < b for a, b in spans)) for s, _ in enc.offsets]
             input_ids = torch.tensor([enc.ids])
             positions, _ = rope.get_rope_index(
-                input_ids, torch.tensor(grids), None, torch.ones_like(input_ids), False,
-                torch.tensor([frames] * audios) if audios else None)
+                input_ids, torch.tensor(grids) if grids else None,
+                torch.tensor(video_grids) if video_grids else None,
+                torch.ones_like(input_ids), False,
+                torch.tensor([frames] * audios) if audios else None,
+                torch.tensor(seconds) if seconds else None)
             windows, rowcols = [], []
             for grid in grids:
                 g = torch.tensor([grid])
@@ -181,12 +240,20 @@ def main():
                 np.concatenate(pixels).tofile(OUT / f"sample{i}.pixels.f32")
             if audios:
                 np.concatenate([mel] * audios, axis=1).tofile(OUT / f"sample{i}.features.f32")
+            if video_pixels:
+                np.concatenate(video_pixels).astype(np.float32).tofile(OUT / f"sample{i}.video.f32")
             # transformers' loss of the sample: its labels where trained
             # (HF shifts them itself).
             labels = torch.tensor([[t if k else -100 for t, k in zip(enc.ids, trained)]])
             hf = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                  "pixel_values": torch.tensor(np.concatenate(pixels)),
-                  "image_grid_thw": torch.tensor(grids), "labels": labels}
+                  "labels": labels}
+            if pixels:
+                hf.update(pixel_values=torch.tensor(np.concatenate(pixels)),
+                          image_grid_thw=torch.tensor(grids))
+            if video_pixels:
+                hf.update(pixel_values_videos=torch.tensor(np.concatenate(video_pixels)),
+                          video_grid_thw=torch.tensor(video_grids),
+                          video_second_per_grid=torch.tensor(seconds))
             if audios:
                 hf["input_features"] = torch.tensor(np.concatenate([mel[None]] * audios))
                 hf["feature_attention_mask"] = torch.ones(audios, frames, dtype=torch.long)
@@ -194,7 +261,8 @@ def main():
                 loss = float(model.thinker(**hf).loss)
             expected.append({"ids": enc.ids, "trained": trained, "grids": grids, "hf_loss": loss,
                              "positions": positions[:, 0].tolist(), "windows": windows,
-                             "rowcols": rowcols, "frames": [frames] * audios})
+                             "rowcols": rowcols, "frames": [frames] * audios,
+                             "video_grids": video_grids, "video_indices": indices})
             print(f"sample {i}: {len(enc.ids)} tokens, grids {grids}, {audios} clips of {frames} "
                   f"frames, transformers' loss {loss:.6f}")
     (OUT / "expected.json").write_text(json.dumps(expected))

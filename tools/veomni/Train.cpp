@@ -27,6 +27,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <sstream>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -171,6 +172,16 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.minPixels = r.data.minPixels;
   job.maxPixels = r.data.maxPixels;
   job.onLongSample = r.data.onLongSample;
+  {
+    std::ostringstream fps;
+    fps.precision(17);
+    fps << r.data.videoFps;
+    job.videoFps = fps.str();
+  }
+  job.videoMaxFrames = r.data.videoMaxFrames;
+  job.videoMinPixels = r.data.videoMinPixels;
+  job.videoMaxPixels = r.data.videoMaxPixels;
+  job.videoTotalPixels = r.data.videoTotalPixels;
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;

@@ -63,6 +63,8 @@ const Golden &G() {
     g->model = *model;
     g->model.image.minPixels = 64;
     g->model.image.maxPixels = 1024;
+    g->model.video.minPixels = 64;
+    g->model.video.maxPixels = 1024;
     auto tok = Tokenizer::Load(Dir() + "/tokenizer.json");
     EXPECT_TRUE(tok.ok()) << tok.status();
     g->tokenizer = *std::move(tok);
@@ -99,8 +101,8 @@ TEST(Multimodal, TheConfigNamesThePlaceholdersAndTowers) {
 }
 
 TEST(Multimodal, SamplesEqualTheProcessorsAndGetRopeIndex) {
-  ASSERT_EQ(G().lines.size(), 2u);
-  for (size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(G().lines.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
     SCOPED_TRACE(i);
     const Json &want = G().expected.items[i];
     MediaSample s = Encode(i);
@@ -113,11 +115,37 @@ TEST(Multimodal, SamplesEqualTheProcessorsAndGetRopeIndex) {
     // resized (within 1/255 of the pixel range before normalisation,
     // 1/255/std after).
     const Json &grids = *FindField(want, "grids");
-    ASSERT_EQ(s.images.size(), grids.items.size());
+    const Json &videos = *FindField(want, "video_grids");
+    ASSERT_EQ(s.images.size(), grids.items.size() + videos.items.size());
+    if (!videos.items.empty()) {
+      // The video: the frames sample_frames picks at 2 fps, decoded as the
+      // ffmpeg tool decodes them, in temporal patches of 2.
+      const VisionPatches &v = s.images[0];
+      std::vector<int64_t> g = Ints(videos.items[0]);
+      EXPECT_EQ(v.t, g[0]);
+      EXPECT_EQ(v.h, g[1]);
+      EXPECT_EQ(v.w, g[2]);
+      EXPECT_EQ(v.secondsPerGrid, 1.0);
+      std::vector<float> golden =
+          ReadF32(Dir() + "/sample" + std::to_string(i) + ".video.f32");
+      ASSERT_EQ(v.values.size(), golden.size());
+      float worst = 0;
+      for (size_t k = 0; k < golden.size(); ++k)
+        worst = std::max(worst, std::fabs(v.values[k] - golden[k]));
+      EXPECT_LE(worst, 1.0f / 255 / 0.26130258f);
+      auto decoded = DecodeVideo(Dir() + "/clip.mp4", G().model.sampling);
+      ASSERT_TRUE(decoded.ok()) << decoded.status();
+      EXPECT_EQ(decoded->totalFrames, 12);
+      EXPECT_EQ(decoded->fps, 6);
+      std::vector<int64_t> indices = Ints(*FindField(want, "video_indices"));
+      EXPECT_EQ(decoded->indices, indices);
+    }
     std::vector<float> pixels =
-        ReadF32(Dir() + "/sample" + std::to_string(i) + ".pixels.f32");
+        videos.items.empty()
+            ? ReadF32(Dir() + "/sample" + std::to_string(i) + ".pixels.f32")
+            : std::vector<float>();
     size_t at = 0;
-    for (size_t k = 0; k < s.images.size(); ++k) {
+    for (size_t k = 0; k < grids.items.size(); ++k) {
       std::vector<int64_t> g = Ints(grids.items[k]);
       EXPECT_EQ(s.images[k].t, g[0]);
       EXPECT_EQ(s.images[k].h, g[1]);
@@ -293,8 +321,11 @@ TEST(Multimodal, BadPartsNameTheMessageAndPart) {
                 .find("small.png: has no audio stream"),
             std::string::npos)
       << error(user("{\"type\": \"audio\", \"audio\": \"small.png\"}"));
-  EXPECT_NE(error(user("{\"type\": \"video\", \"video\": \"a.mp4\"}"))
-                .find("\"video\" part is not supported"),
+  EXPECT_NE(error(user("{\"type\": \"3d\", \"mesh\": \"a.obj\"}"))
+                .find("\"3d\" part is not supported"),
+            std::string::npos);
+  EXPECT_NE(error(user("{\"type\": \"video\", \"video\": \"small.png\"}"))
+                .find("small.png: "),
             std::string::npos);
   EXPECT_NE(error(user("{\"type\": \"image\", \"url\": \"https://x/y.png\"}"))
                 .find("remote files are not fetched"),
