@@ -6,6 +6,7 @@
 #include "runtime/executor/Executor.h"
 #include "runtime/io/TokenDataset.h"
 #include "runtime/support/Status.h"
+#include "runtime/support/ThreadPool.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -15,7 +16,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <fstream>
+#include <future>
 
 namespace veomni::rt {
 namespace {
@@ -38,38 +41,29 @@ public:
   }
 
   absl::StatusOr<bool> Next(TokenizedSample &s) override {
-    std::string text;
     while (true) {
-      if (!std::getline(in_, text)) {
-        if (in_.bad())
-          return absl::DataLossError(absl::StrCat(path_, ": cannot read"));
+      VEOMNI_RETURN_IF_ERROR(ReadAhead());
+      if (ahead_.empty())
         return false;
-      }
-      const uint64_t line = at_.line;
-      at_.offset += text.size() + (in_.eof() ? 0 : 1);
-      ++at_.line;
-      if (!text.empty() && text.back() == '\r')
-        text.pop_back();
-      if (text.find_first_not_of(" \t") == std::string::npos)
-        continue;
-      absl::Status status =
-          options_.media
-              ? EncodeMediaSample(text, dir_, *options_.tokenizer,
-                                  options_.chat.value_or(ChatFormat::ChatML),
-                                  options_.eos, *options_.media, s)
-              : EncodeJsonlSample(text, *options_.tokenizer, options_.chat,
-                                  options_.eos, s);
+      Pending p = std::move(ahead_.front());
+      ahead_.pop_front();
+      std::pair<absl::Status, TokenizedSample> r = p.result.get();
+      at_ = p.after;
+      absl::Status status = r.first;
       if (status.ok())
-        status = Check(s);
-      if (status.ok())
+        status = Check(r.second);
+      if (status.ok()) {
+        s = std::move(r.second);
         return true;
+      }
       VEOMNI_RETURN_IF_ERROR(
-          Bad(absl::Status(status.code(), absl::StrCat(path_, ":", line, ": ",
+          Bad(absl::Status(status.code(), absl::StrCat(path_, ":", p.line, ": ",
                                                        status.message()))));
     }
   }
 
   absl::Status Seek(const SourcePosition &at) override {
+    ahead_.clear(); // what is still being encoded is dropped
     in_.close();
     in_.clear();
     in_.open(path_, std::ios::binary);
@@ -82,13 +76,74 @@ public:
           absl::StrCat(path_, ": position ", at.offset,
                        " lies past the end of the file (", size, " bytes)"));
     in_.seekg(static_cast<std::streamoff>(at.offset));
-    at_ = at;
+    at_ = read_ = at;
     return absl::OkStatus();
   }
 
 private:
+  /// A line read and being encoded (on the pool, or here).
+  struct Pending {
+    uint64_t line;
+    SourcePosition after; ///< where the source stands once it is taken
+    std::future<std::pair<absl::Status, TokenizedSample>> result;
+  };
+
+  /// Reads lines until `depth` of them are pending (one without a pool),
+  /// each encoded on the pool as soon as it is read.
+  absl::Status ReadAhead() {
+    const size_t depth =
+        options_.threads > 0 ? 2 * static_cast<size_t>(options_.threads) : 1;
+    if (options_.threads > 0 && !pool_)
+      pool_ = std::make_unique<ThreadPool>(options_.threads);
+    std::string text;
+    while (ahead_.size() < depth) {
+      if (!std::getline(in_, text)) {
+        if (in_.bad())
+          return absl::DataLossError(absl::StrCat(path_, ": cannot read"));
+        return absl::OkStatus();
+      }
+      const uint64_t line = read_.line;
+      read_.offset += text.size() + (in_.eof() ? 0 : 1);
+      ++read_.line;
+      if (!text.empty() && text.back() == '\r')
+        text.pop_back();
+      if (text.find_first_not_of(" \t") == std::string::npos) {
+        // Passed over; with nothing pending the source stands after it
+        // (as when lines are read one at a time), else the next sample's
+        // position covers it.
+        if (ahead_.empty())
+          at_ = read_;
+        continue;
+      }
+      // The task owns what it reads: the source may seek or go first.
+      auto task = std::make_shared<
+          std::packaged_task<std::pair<absl::Status, TokenizedSample>()>>(
+          [text = std::move(text), dir = dir_, options = options_] {
+            std::pair<absl::Status, TokenizedSample> r;
+            r.first =
+                options.media
+                    ? EncodeMediaSample(
+                          text, dir, *options.tokenizer,
+                          options.chat.value_or(ChatFormat::ChatML),
+                          options.eos, *options.media, r.second)
+                    : EncodeJsonlSample(text, *options.tokenizer, options.chat,
+                                        options.eos, r.second);
+            return r;
+          });
+      ahead_.push_back({line, read_, task->get_future()});
+      if (pool_)
+        pool_->Submit([task] { (*task)(); });
+      else
+        (*task)();
+    }
+    return absl::OkStatus();
+  }
+
   std::ifstream in_;
   std::string dir_;
+  SourcePosition read_; ///< where the next line read starts
+  std::deque<Pending> ahead_;
+  std::unique_ptr<ThreadPool> pool_; ///< last: joined first
 };
 
 /// Paragraphs of a text file: the pieces between "\n\n" separators.

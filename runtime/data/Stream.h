@@ -52,6 +52,9 @@ struct DataOptions {
   int32_t eos = -1;               ///< >= 0: appended to text samples
   int64_t vocab = 0;    ///< > 0: a sample holding an id at or above it is bad
   bool skipBad = false; ///< leave bad samples out (counted) or stop
+  /// JSONL: lines encoded (tokenized, their media decoded) ahead on this
+  /// many threads, twice as many lines in flight; 0: when read.
+  int threads = 0;
 };
 
 /// Where a source stands: the next sample's byte offset (document index

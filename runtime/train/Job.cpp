@@ -69,6 +69,7 @@ constexpr Field kFields[] = {
      true},
     {"data.video_total_pixels", false, nullptr, &JobSettings::videoTotalPixels,
      1, true},
+    {"data.workers", false, nullptr, &JobSettings::dataWorkers, 0, true},
     {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
     {"train.resume", false, &JobSettings::resume, nullptr, 0},
     {"train.log_interval", false, nullptr, &JobSettings::logInterval, 1},

@@ -59,6 +59,7 @@ struct JobSettings {
   /// a sample longer than a row: truncate (text) or skip.
   int64_t minPixels = 56 * 56, maxPixels = 28 * 28 * 1280;
   std::string onLongSample = "truncate";
+  int64_t dataWorkers = 2; ///< threads encoding JSONL samples ahead
   /// Videos: frames a second ("2"), the most frames, a frame's pixel
   /// bounds and all frames' budget.
   std::string videoFps = "2";

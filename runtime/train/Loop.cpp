@@ -336,6 +336,7 @@ OpenTextData(const JobSettings &job, const std::string &paths,
         absl::StrCat("data.on_bad_sample: expected stop or skip, got '",
                      job.onBadSample, "'"));
   options.skipBad = job.onBadSample == "skip";
+  options.threads = static_cast<int>(std::min<int64_t>(job.dataWorkers, 64));
   if (!job.tokenizer.empty()) {
     absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
         Tokenizer::Load(job.tokenizer);

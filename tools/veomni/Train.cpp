@@ -172,6 +172,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.minPixels = r.data.minPixels;
   job.maxPixels = r.data.maxPixels;
   job.onLongSample = r.data.onLongSample;
+  job.dataWorkers = r.data.workers;
   {
     std::ostringstream fps;
     fps.precision(17);

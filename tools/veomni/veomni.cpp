@@ -111,8 +111,9 @@ constexpr const char *kDataHelp =
 inspect prints a dataset's counts (a .vtd, .jsonl or text file) and one
 document (the first, or N), decoded with the tokenizer when given, its
 targets between [[ and ]]. With a model's --config, conversations' images
-and audio are read as training reads them (--min-pixels, --max-pixels)
-and each placeholder run shows as <image xN> or <audio xN>.
+and audio are read as training reads them (--min-pixels, --max-pixels;
+--workers N threads, 2 by default) and each placeholder run shows as
+<image xN> or <audio xN>.
 
 Packs text files into a token dataset, one document per paragraph
 (paragraphs end at blank lines).
@@ -486,7 +487,7 @@ int runProgram(llvm::ArrayRef<const char *> args) {
 /// counts and one document, its targets marked.
 int inspectData(llvm::ArrayRef<const char *> args) {
   std::string path, tokenizerPath, configPath, chatName;
-  int64_t doc = 0, minPixels = 56 * 56, maxPixels = 28 * 28 * 1280;
+  int64_t doc = 0, minPixels = 56 * 56, maxPixels = 28 * 28 * 1280, workers = 2;
   for (size_t i = 0; i < args.size(); ++i) {
     llvm::StringRef arg = args[i];
     auto number = [&](int64_t &to) {
@@ -502,6 +503,9 @@ int inspectData(llvm::ArrayRef<const char *> args) {
     } else if (arg == "--doc") {
       if (!number(doc))
         return fail("--doc needs a document number >= 0");
+    } else if (arg == "--workers") {
+      if (!number(workers))
+        return fail("--workers needs a thread count");
     } else if (arg == "--min-pixels" || arg == "--max-pixels") {
       if (!number(arg == "--min-pixels" ? minPixels : maxPixels))
         return fail(arg + " needs a pixel count");
@@ -516,6 +520,7 @@ int inspectData(llvm::ArrayRef<const char *> args) {
                 "tokenizer.json] [--config config.json] [--doc N]");
   namespace rt = ::veomni::rt;
   rt::DataOptions options;
+  options.threads = static_cast<int>(std::min<int64_t>(workers, 64));
   std::unique_ptr<rt::Tokenizer> tok;
   if (!tokenizerPath.empty()) {
     auto t = rt::Tokenizer::Load(tokenizerPath);

@@ -343,3 +343,56 @@ TEST(Stream, ThePrefetcherHandsOutThePackersBatchesAndPositions) {
 
 } // namespace
 } // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(Stream, WorkerThreadsEncodeTheSameSamplesInOrder) {
+  std::string path = TempPath("w.jsonl");
+  std::string jsonl;
+  for (int i = 0; i < 40; ++i) {
+    jsonl += "{\"text\": \"number " + std::to_string(i * 7919) + "\"}\n";
+    if (i % 9 == 4)
+      jsonl += "\n  \n"; // blank lines
+    if (i == 23)
+      jsonl += "{\"text\": \"broken\"\n";
+  }
+  Write(path, jsonl);
+  auto run = [&](int threads, bool skip) {
+    DataOptions options;
+    options.tokenizer = &Qwen();
+    options.threads = threads;
+    options.skipBad = skip;
+    auto source = SampleSource::Open(path, options);
+    EXPECT_TRUE(source.ok());
+    std::vector<std::pair<std::vector<int32_t>, uint64_t>> out;
+    TokenizedSample s;
+    while (true) {
+      absl::StatusOr<bool> got = (*source)->Next(s);
+      if (!got.ok()) {
+        out.push_back({{-1}, (*source)->position().line});
+        EXPECT_NE(got.status().message().find("w.jsonl:"), std::string::npos);
+        break;
+      }
+      if (!*got)
+        break;
+      out.push_back({s.ids, (*source)->position().offset});
+      // Seeking back drops what is in flight and reads the same again.
+      if (out.size() == 10) {
+        SourcePosition at = (*source)->position();
+        EXPECT_TRUE((*source)->Next(s).ok());
+        EXPECT_TRUE((*source)->Seek(at).ok());
+      }
+    }
+    return out;
+  };
+  for (bool skip : {true, false}) {
+    auto one = run(0, skip), three = run(3, skip);
+    EXPECT_EQ(one, three) << skip;
+    EXPECT_EQ(one.size(), skip ? 40u : 25u) << skip;
+  }
+  std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace veomni::rt
