@@ -24,10 +24,11 @@ absl::StatusOr<std::string> Content(const Json &content) {
     if (!type || type->kind != Json::String)
       return absl::InvalidArgumentError("a content part needs a \"type\"");
     if (type->text != "text")
-      return absl::UnimplementedError(absl::StrCat(
+      return absl::InvalidArgumentError(absl::StrCat(
           "a \"", type->text,
-          "\" part needs the media pipeline, which is not there yet (issue "
-          "17): text parts only"));
+          "\" part, and this reader takes text alone (a .vtd holds tokens; "
+          "a model with a vision or audio tower trains on the JSONL itself, "
+          "data.path)"));
     const Json *t = FindField(part, "text");
     if (!t || t->kind != Json::String)
       return absl::InvalidArgumentError("a text part needs a \"text\"");

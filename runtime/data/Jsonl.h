@@ -4,8 +4,8 @@
 // {"messages": [{"role": ..., "content": ...}, ...]} rendered in a chat
 // format with the assistant's turns trained (Chat.h). A content is a
 // string or a list of parts {"type": "text", "text": ...}; image, video
-// and audio parts need the media pipeline of issue 17 and are refused by
-// name for now. Every error names the file and line.
+// and audio parts are read by Multimodal.h for models that take them and
+// refused by name here. Every error names the file and line.
 //
 //===----------------------------------------------------------------------===//
 
