@@ -375,6 +375,15 @@ std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
   return pos;
 }
 
+int64_t MediaBatcher::AlignedFrames(int64_t frames) const {
+  // The audio tower convolves input_features in chunks of min(F, 2
+  // n_window) frames, each zero-padded as transformers pads each chunk of a
+  // clip: a clip starts on a chunk and its last chunk's rest is padding.
+  const int64_t grid =
+      std::max<int64_t>(1, std::min(budget_.frames, model_.audioChunk));
+  return (frames + grid - 1) / grid * grid;
+}
+
 std::string MediaBatcher::Oversize(const MediaSample &s) const {
   // The last token of the batch is kept for the padding's features.
   const int64_t room = budget_.rows == 1 ? budget_.seqLen - 1 : budget_.seqLen;
@@ -382,7 +391,7 @@ std::string MediaBatcher::Oversize(const MediaSample &s) const {
   for (const VisionPatches &p : s.images)
     patches += p.t * p.h * p.w;
   for (const LogMel &m : s.audios)
-    frames += m.frames;
+    frames += AlignedFrames(m.frames);
   if (static_cast<int64_t>(s.ids.size()) > room)
     return absl::StrCat(s.ids.size(), " tokens, over the ", room,
                         " a row holds (data.seq_len)");
@@ -400,7 +409,7 @@ bool MediaBatcher::Add(const MediaSample &s) {
   for (const VisionPatches &p : s.images)
     patches += p.t * p.h * p.w;
   for (const LogMel &m : s.audios)
-    frames += m.frames;
+    frames += AlignedFrames(m.frames);
   if (patches_ + patches > budget_.patches || frames_ + frames > budget_.frames)
     return false;
   const int64_t n = static_cast<int64_t>(s.ids.size());
@@ -541,27 +550,34 @@ MediaBatch MediaBatcher::Finish() {
     aseg.assign(F / 2, 0);
     std::vector<int32_t> &slots = b.ints["audio_token_positions"];
     slots.assign(F / 4, static_cast<int32_t>(sink));
-    int64_t at = 0, chunk = 0, slot = 0;
+    int64_t at = 0, segment = 0, slot = 0;
     const int64_t steps = model_.audioChunk / 2; // post-conv steps a chunk
-    auto place = [&](int64_t frames) {
-      for (int64_t k = 0; k < frames / 2; ++k) {
-        apos[at / 2 + k] = static_cast<int32_t>(k % steps);
-        aseg[at / 2 + k] = static_cast<int32_t>(chunk + k / steps);
+    // Steps [from, to) of the batch: real ones in attention chunks from
+    // the clip's start, the rest one segment of their own.
+    auto place = [&](int64_t from, int64_t real, int64_t to) {
+      for (int64_t k = 0; from + k < to; ++k) {
+        apos[from + k] = static_cast<int32_t>(k % steps);
+        aseg[from + k] = static_cast<int32_t>(
+            k < real ? segment + k / steps
+                     : segment + (real + steps - 1) / steps);
       }
-      chunk += (frames / 2 + steps - 1) / steps;
+      segment += (real + steps - 1) / steps + (from + real < to ? 1 : 0);
     };
     for (const MediaSample &s : samples_)
       for (const LogMel &m : s.audios) {
         for (int64_t r = 0; r < mels; ++r)
           std::copy_n(m.values.begin() + r * m.frames, m.frames,
                       features.begin() + r * F + at);
-        place(m.frames);
+        const int64_t aligned = AlignedFrames(m.frames);
+        place(at / 2, m.frames / 2, (at + aligned) / 2);
+        // Its pooled tokens onto its placeholders; its padding's onto the
+        // batch's last token.
         for (int64_t k = 0; k < AudioTokens(m.frames); ++k, ++slot)
-          slots[slot] = audioSlots[slot];
-        at += m.frames;
+          slots[at / 4 + k] = audioSlots[slot];
+        at += aligned;
       }
     if (at < F)
-      place(F - at); // padding: chunks of their own
+      place(at / 2, 0, F / 2); // the batch's rest: a segment of its own
   }
 
   samples_.clear();

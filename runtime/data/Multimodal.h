@@ -117,6 +117,9 @@ public:
   MediaBatch Finish();
 
 private:
+  /// Frames a clip of `frames` takes in the batch: whole chunks of the
+  /// audio tower's convolution.
+  int64_t AlignedFrames(int64_t frames) const;
   const MediaModel model_;
   const MediaBudget budget_;
   std::vector<MediaSample> samples_;

@@ -11,6 +11,10 @@ Writes test/goldens/multimodal/:
   wide.jpg        a 50 x 30 JPEG that the processor resizes to 40 x 24
   tone.wav        0.35 s of 16 kHz mono PCM
   clip.mp4        2 s of 32 x 24 H.264 at 6 fps (12 frames)
+  long.wav        1.5 s of 16 kHz mono PCM: 148 frames, two of the audio
+                  tower's 100-frame chunks
+  long.jsonl      one conversation about it (sample 3 of expected.json)
+  pair.jsonl      samples 0 and 3: two clips in one batch
   samples.jsonl   two conversations that use them
   expected.json   per sample: ids, trained flags, image grids, the mrope
                   positions of the model's own get_rope_index, each image's
@@ -92,6 +96,13 @@ def write_media(rng):
                     "-s", "32x24", "-r", str(VIDEO_FPS), "-i", "-", "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", "-bitexact", str(OUT / "clip.mp4")],
                    input=np.stack(frames).tobytes(), check=True)
+    t = np.arange(int(1.5 * sr)) / sr
+    sweep = 0.3 * np.sin(2 * np.pi * (300 + 900 * t) * t) + 0.02 * rng.standard_normal(t.shape)
+    with wave.open(str(OUT / "long.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(np.round(sweep * 32767).astype(np.int16).tobytes())
     return pcm.astype(np.float32) / 32768
 
 
@@ -135,6 +146,10 @@ SAMPLES = [
         {"type": "video", "video": "clip.mp4"},
         {"type": "text", "text": "Where does it go?"}]},
      {"role": "assistant", "content": "Right."}],
+    [{"role": "user", "content": [
+        {"type": "audio", "audio": "long.wav"},
+        {"type": "text", "text": "And this?"}]},
+     {"role": "assistant", "content": "A sweep."}],
 ]
 
 
@@ -165,9 +180,13 @@ def main():
                                       patch_size=patch, merge_size=merge,
                                       temporal_patch_size=vcfg["temporal_patch_size"])
     features = WhisperFeatureExtractor(feature_size=thinker["audio_config"]["num_mel_bins"])
-    mel = features._np_extract_fbank_features(clip[None].astype(np.float64), "cpu")[0]
-    frames = mel.shape[1] // 4 * 4
-    mel = mel[:, :frames].astype(np.float32)
+
+    def log_mel(path):
+        """The clip's features, cut to whole groups of 4 frames."""
+        with wave.open(str(path)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+        mel = features._np_extract_fbank_features(x[None].astype(np.float64), "cpu")[0]
+        return mel[:, : mel.shape[1] // 4 * 4].astype(np.float32)
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config))
@@ -180,10 +199,14 @@ def main():
     rope = model.thinker.model if hasattr(model.thinker, "model") else model.thinker
 
     expected = []
-    with open(OUT / "samples.jsonl", "w") as lines:
+    lines = open(OUT / "samples.jsonl", "w")
+    long_lines = open(OUT / "long.jsonl", "w")
+    if True:
         for i, messages in enumerate(SAMPLES):
-            lines.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+            (long_lines if i == 3 else lines).write(
+                json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
             text, spans, grids, pixels, audios = "", [], [], [], 0
+            mels = []
             video_grids, video_pixels, seconds, indices = [], [], [], []
             for m in messages:
                 text += f"<|im_start|>{m['role']}\n"
@@ -216,7 +239,9 @@ def main():
                         text += "<|vision_start|>" + "<|VIDEO|>" * n + "<|vision_end|>"
                     else:
                         audios += 1
-                        text += "<|audio_bos|>" + "<|AUDIO|>" * (frames // 4) + "<|audio_eos|>"
+                        mels.append(log_mel(OUT / p["audio"]))
+                        text += ("<|audio_bos|>" + "<|AUDIO|>" * (mels[-1].shape[1] // 4)
+                                 + "<|audio_eos|>")
                 text += "<|im_end|>"
                 if m["role"] == "assistant":
                     spans.append((start, len(text)))
@@ -228,7 +253,7 @@ def main():
                 input_ids, torch.tensor(grids) if grids else None,
                 torch.tensor(video_grids) if video_grids else None,
                 torch.ones_like(input_ids), False,
-                torch.tensor([frames] * audios) if audios else None,
+                torch.tensor([m.shape[1] for m in mels]) if audios else None,
                 torch.tensor(seconds) if seconds else None)
             windows, rowcols = [], []
             for grid in grids:
@@ -239,7 +264,7 @@ def main():
             if pixels:
                 np.concatenate(pixels).tofile(OUT / f"sample{i}.pixels.f32")
             if audios:
-                np.concatenate([mel] * audios, axis=1).tofile(OUT / f"sample{i}.features.f32")
+                np.concatenate(mels, axis=1).tofile(OUT / f"sample{i}.features.f32")
             if video_pixels:
                 np.concatenate(video_pixels).astype(np.float32).tofile(OUT / f"sample{i}.video.f32")
             # transformers' loss of the sample: its labels where trained
@@ -255,16 +280,22 @@ def main():
                           video_grid_thw=torch.tensor(video_grids),
                           video_second_per_grid=torch.tensor(seconds))
             if audios:
-                hf["input_features"] = torch.tensor(np.concatenate([mel[None]] * audios))
-                hf["feature_attention_mask"] = torch.ones(audios, frames, dtype=torch.long)
+                assert audios == 1, "one clip a sample here"
+                hf["input_features"] = torch.tensor(mels[0][None])
+                hf["feature_attention_mask"] = torch.ones(1, mels[0].shape[1], dtype=torch.long)
             with torch.no_grad():
                 loss = float(model.thinker(**hf).loss)
             expected.append({"ids": enc.ids, "trained": trained, "grids": grids, "hf_loss": loss,
                              "positions": positions[:, 0].tolist(), "windows": windows,
-                             "rowcols": rowcols, "frames": [frames] * audios,
+                             "rowcols": rowcols, "frames": [m.shape[1] for m in mels],
                              "video_grids": video_grids, "video_indices": indices})
-            print(f"sample {i}: {len(enc.ids)} tokens, grids {grids}, {audios} clips of {frames} "
-                  f"frames, transformers' loss {loss:.6f}")
+            print(f"sample {i}: {len(enc.ids)} tokens, grids {grids}, clips of "
+                  f"{[m.shape[1] for m in mels]} frames, transformers' loss {loss:.6f}")
+    lines.close()
+    long_lines.close()
+    with open(OUT / "pair.jsonl", "w") as pair:
+        for i in (0, 3):
+            pair.write(json.dumps({"messages": SAMPLES[i]}, ensure_ascii=False) + "\n")
     (OUT / "expected.json").write_text(json.dumps(expected))
 
 

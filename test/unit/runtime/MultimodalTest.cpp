@@ -273,7 +273,8 @@ TEST(Multimodal, ABatchPutsEveryFeatureWhereTheProgramReadsIt) {
   for (; slot < P / unit; ++slot)
     EXPECT_EQ(slots[slot], 255);
 
-  // Audio: a's clip, then padding; chunks of 50 post-conv steps.
+  // Audio: a's clip at the start of the tower's one 48-frame chunk, the
+  // rest of it padding.
   const auto &features = batch.floats["input_features"];
   const auto &apos = batch.ints["audio_position_ids"];
   const auto &aseg = batch.ints["audio_segment_ids"];
@@ -284,7 +285,7 @@ TEST(Multimodal, ABatchPutsEveryFeatureWhereTheProgramReadsIt) {
   ASSERT_EQ(apos.size(), 24u);
   EXPECT_EQ(apos[15], 15);
   EXPECT_EQ(aseg[15], 0);
-  EXPECT_EQ(apos[16], 0); // the padding's own chunk
+  EXPECT_EQ(apos[16], 16); // the clip's chunk padded: a segment of its own
   EXPECT_EQ(aseg[16], 1);
   ASSERT_EQ(aslots.size(), 12u);
   for (int k = 0; k < 8; ++k)
