@@ -289,19 +289,13 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         absl::StatusOr<LogMel> mel = WhisperLogMel(*samples, model.features);
         if (!mel.ok())
           return media(mel.status());
-        // Whole groups of 4 frames (the convolution's and the pooling's
-        // strides): at most 30 ms dropped from the end.
-        const int64_t frames = mel->frames / 4 * 4;
-        if (frames < 4)
+        // Every frame is kept: the tower's tokens are transformers' count
+        // of them, (((F - 1) / 2 + 1) - 2) / 2 + 1.
+        if (mel->frames < 4)
           return media(absl::InvalidArgumentError(
               "shorter than 4 feature frames (40 ms)"));
-        LogMel cut;
-        cut.mels = mel->mels;
-        cut.frames = frames;
-        cut.values.resize(cut.mels * frames);
-        for (int64_t r = 0; r < cut.mels; ++r)
-          std::copy_n(mel->values.begin() + r * mel->frames, frames,
-                      cut.values.begin() + r * frames);
+        const int64_t frames = mel->frames;
+        LogMel cut = *std::move(mel);
         ChatPart run;
         run.ids.push_back(model.audioStart);
         run.ids.insert(run.ids.end(), AudioTokens(frames), model.audioToken);
@@ -569,7 +563,7 @@ MediaBatch MediaBatcher::Finish() {
           std::copy_n(m.values.begin() + r * m.frames, m.frames,
                       features.begin() + r * F + at);
         const int64_t aligned = AlignedFrames(m.frames);
-        place(at / 2, m.frames / 2, (at + aligned) / 2);
+        place(at / 2, (m.frames + 1) / 2, (at + aligned) / 2);
         // Its pooled tokens onto its placeholders; its padding's onto the
         // batch's last token.
         for (int64_t k = 0; k < AudioTokens(m.frames); ++k, ++slot)

@@ -9,9 +9,9 @@ Writes test/goldens/multimodal/:
                   thinker's placeholder ids and a 640-token vocabulary
   small.png       a 40 x 24 RGB image already at its target size (factor 8)
   wide.jpg        a 50 x 30 JPEG that the processor resizes to 40 x 24
-  tone.wav        0.35 s of 16 kHz mono PCM
+  tone.wav        0.34 s of 16 kHz mono PCM (34 feature frames)
   clip.mp4        2 s of 32 x 24 H.264 at 6 fps (12 frames)
-  long.wav        1.5 s of 16 kHz mono PCM: 148 frames, two of the audio
+  long.wav        1.5 s of 16 kHz mono PCM: 150 frames, two of the audio
                   tower's 100-frame chunks
   long.jsonl      one conversation about it (sample 3 of expected.json)
   pair.jsonl      samples 0 and 3: two clips in one batch
@@ -23,7 +23,7 @@ Writes test/goldens/multimodal/:
   sample<i>.pixels.f32    Qwen2VLImageProcessor's pixel_values (PIL path;
                           min_pixels 64, max_pixels 1024, patch 4, merge 2)
   sample<i>.features.f32  WhisperFeatureExtractor's 16-bin features of the
-                          clip, cut to a multiple of 4 frames
+                          clip
   sample2.video.f32       the video's patches: the frames Qwen2VLVideoProcessor
                           samples at 2 fps (its sample_frames), decoded by the
                           ffmpeg tool, patched as its patchify does
@@ -77,7 +77,7 @@ def write_media(rng):
     wide = np.stack([255 - x * 5, y * 8, 128 + 0 * x], -1) + rng.integers(0, 40, (30, 50, 3))
     Image.fromarray(np.clip(wide, 0, 255).astype(np.uint8)).save(OUT / "wide.jpg", quality=90)
     sr = 16000
-    t = np.arange(int(0.35 * sr)) / sr
+    t = np.arange(int(0.34 * sr)) / sr
     tone = 0.4 * np.sin(2 * np.pi * 523 * t) + 0.05 * rng.standard_normal(t.shape)
     pcm = np.round(np.clip(tone, -1, 1) * 32767).astype(np.int16)
     with wave.open(str(OUT / "tone.wav"), "wb") as w:
@@ -182,11 +182,11 @@ def main():
     features = WhisperFeatureExtractor(feature_size=thinker["audio_config"]["num_mel_bins"])
 
     def log_mel(path):
-        """The clip's features, cut to whole groups of 4 frames."""
+        """The clip's features: every frame."""
         with wave.open(str(path)) as w:
             x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-        mel = features._np_extract_fbank_features(x[None].astype(np.float64), "cpu")[0]
-        return mel[:, : mel.shape[1] // 4 * 4].astype(np.float32)
+        return features._np_extract_fbank_features(x[None].astype(np.float64), "cpu")[0].astype(
+            np.float32)
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config))
@@ -240,8 +240,8 @@ def main():
                     else:
                         audios += 1
                         mels.append(log_mel(OUT / p["audio"]))
-                        text += ("<|audio_bos|>" + "<|AUDIO|>" * (mels[-1].shape[1] // 4)
-                                 + "<|audio_eos|>")
+                        n = ((mels[-1].shape[1] - 1) // 2 + 1 - 2) // 2 + 1
+                        text += "<|audio_bos|>" + "<|AUDIO|>" * n + "<|audio_eos|>"
                 text += "<|im_end|>"
                 if m["role"] == "assistant":
                     spans.append((start, len(text)))

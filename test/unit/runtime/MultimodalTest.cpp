@@ -280,13 +280,14 @@ TEST(Multimodal, ABatchPutsEveryFeatureWhereTheProgramReadsIt) {
   const auto &aseg = batch.ints["audio_segment_ids"];
   const auto &aslots = batch.ints["audio_token_positions"];
   ASSERT_EQ(features.size(), 16u * 48);
-  EXPECT_EQ(features[3 * 48 + 5], a.audios[0].values[3 * 32 + 5]);
+  ASSERT_EQ(a.audios[0].frames, 34);
+  EXPECT_EQ(features[3 * 48 + 5], a.audios[0].values[3 * 34 + 5]);
   EXPECT_EQ(features[3 * 48 + 40], 0.f);
   ASSERT_EQ(apos.size(), 24u);
-  EXPECT_EQ(apos[15], 15);
-  EXPECT_EQ(aseg[15], 0);
-  EXPECT_EQ(apos[16], 16); // the clip's chunk padded: a segment of its own
-  EXPECT_EQ(aseg[16], 1);
+  EXPECT_EQ(apos[16], 16); // 17 steps of 34 frames
+  EXPECT_EQ(aseg[16], 0);
+  EXPECT_EQ(apos[17], 17); // the clip's chunk padded: a segment of its own
+  EXPECT_EQ(aseg[17], 1);
   ASSERT_EQ(aslots.size(), 12u);
   for (int k = 0; k < 8; ++k)
     EXPECT_EQ(ids[aslots[k]], G().model.audioToken);
