@@ -127,7 +127,10 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
     if (m.windowed &&
         (m.windowSize < m.image.factor() || m.windowSize % m.image.factor()))
       return bad("vision_config.window_size");
-    m.videoToken = IntOf(top, {"video_token_id", "video_token_index"}, -1);
+    // Absent ids take transformers' defaults, Qwen's vocabulary's (a
+    // config saved by transformers 5 leaves out the omni thinker's vision
+    // start and end, which its get_rope_index still reads).
+    m.videoToken = IntOf(top, {"video_token_id", "video_token_index"}, 151656);
     m.video = m.image;
     m.video.minPixels = 128 * 28 * 28;
     m.video.maxPixels = 28 * 28 * 768;
@@ -135,9 +138,9 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       m.videoPositionsPerSecond = IntOf(vision, {"tokens_per_second"}, 4);
     else if (m.modelType == "qwen2_5_omni")
       m.videoPositionsPerSecond = IntOf(top, {"position_id_per_seconds"}, 25);
-    m.imageToken = IntOf(top, {"image_token_id", "image_token_index"}, -1);
-    m.visionStart = IntOf(top, {"vision_start_token_id"}, -1);
-    m.visionEnd = IntOf(top, {"vision_end_token_id"}, -1);
+    m.imageToken = IntOf(top, {"image_token_id", "image_token_index"}, 151655);
+    m.visionStart = IntOf(top, {"vision_start_token_id"}, 151652);
+    m.visionEnd = IntOf(top, {"vision_end_token_id"}, 151653);
     if (m.imageToken < 0)
       return bad("image_token_id");
     if (m.visionStart < 0)
@@ -152,9 +155,9 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       return bad("audio_config.num_mel_bins");
     if (m.audioChunk < 4 || m.audioChunk % 4)
       return bad("audio_config.n_window (a positive even number)");
-    m.audioToken = IntOf(top, {"audio_token_id", "audio_token_index"}, -1);
-    m.audioStart = IntOf(top, {"audio_start_token_id"}, -1);
-    m.audioEnd = IntOf(top, {"audio_end_token_id"}, -1);
+    m.audioToken = IntOf(top, {"audio_token_id", "audio_token_index"}, 151646);
+    m.audioStart = IntOf(top, {"audio_start_token_id"}, 151647);
+    m.audioEnd = IntOf(top, {"audio_end_token_id"}, 151648);
     if (m.audioToken < 0)
       return bad("audio_token_id");
     if (m.audioStart < 0)

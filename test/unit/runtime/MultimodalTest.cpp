@@ -100,6 +100,38 @@ TEST(Multimodal, TheConfigNamesThePlaceholdersAndTowers) {
   EXPECT_EQ(m.audioChunk, 100);
 }
 
+TEST(Multimodal, AConfigSavedByTransformersFiveTakesItsDefaultIds) {
+  // Qwen2_5OmniConfig().save_pretrained() in transformers 5: the thinker
+  // names its image, video and audio ids but not the vision start and end
+  // its get_rope_index reads (Qwen's 151652 / 151653).
+  std::string path = ::testing::TempDir() + "/omni5.json";
+  std::ofstream(path) << R"({"model_type": "qwen2_5_omni", "thinker_config": {
+      "model_type": "qwen2_5_omni_thinker", "audio_token_index": 151646,
+      "image_token_index": 151655, "video_token_index": 151656,
+      "audio_start_token_id": 151647, "audio_end_token_id": 151648,
+      "position_id_per_seconds": 25,
+      "vision_config": {"patch_size": 14, "spatial_merge_size": 2,
+                        "temporal_patch_size": 2, "window_size": 112},
+      "audio_config": {"num_mel_bins": 128, "n_window": 100},
+      "text_config": {"vocab_size": 152064}}})";
+  auto m = ReadMediaModel(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->visionStart, 151652);
+  EXPECT_EQ(m->visionEnd, 151653);
+  EXPECT_EQ(m->imageToken, 151655);
+  EXPECT_EQ(m->videoToken, 151656);
+  EXPECT_EQ(m->audioToken, 151646);
+  EXPECT_EQ(m->features.mels, 128);
+  EXPECT_EQ(m->audioChunk, 200);
+  EXPECT_EQ(m->videoPositionsPerSecond, 25);
+  // A damaged config names itself.
+  std::ofstream(path) << "{\"thinker_config\": ";
+  auto bad = ReadMediaModel(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("omni5.json: "), std::string::npos);
+  std::remove(path.c_str());
+}
+
 TEST(Multimodal, SamplesEqualTheProcessorsAndGetRopeIndex) {
   ASSERT_EQ(G().lines.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
