@@ -16,11 +16,13 @@
 #include "runtime/data/Chat.h"
 #include "runtime/data/Image.h"
 #include "runtime/data/Tokenizer.h"
+#include "runtime/io/Json.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +44,25 @@ struct SkippedSamples {
   int64_t count = 0;
   std::string first;
 };
+
+/// The sample of a parsed line's "text" (every token trained, `eos`
+/// appended when >= 0): false when the line has none.
+absl::StatusOr<bool> EncodeTextLine(const Json &line,
+                                    const Tokenizer &tokenizer, int32_t eos,
+                                    TokenizedSample &out);
+
+/// Reads a content part of a type other than "text" (`type`): the run of
+/// ids that stands for it in the text (its placeholders), or an error.
+using PartReader = std::function<absl::StatusOr<ChatPart>(
+    const Json &part, const std::string &type)>;
+
+/// A parsed line's {"messages": [...]} sample, rendered in `chat` with the
+/// assistant's turns trained. A content is a string or a list of parts;
+/// parts other than text go to `media`, or with none are an error naming
+/// them. Errors name the message (and part).
+absl::Status EncodeConversation(const Json &line, const Tokenizer &tokenizer,
+                                ChatFormat chat, const PartReader *media,
+                                TokenizedSample &out);
 
 /// The sample of one JSONL line (its text, without the newline).
 /// `chat`: the format conversations are rendered in (a conversation

@@ -174,147 +174,86 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
                                MediaSample &out) {
   out = MediaSample();
   VEOMNI_ASSIGN_OR_RETURN(Json j, ParseJson(line));
-  if (j.kind != Json::Object)
-    return absl::InvalidArgumentError("a line is a JSON object");
-  if (const Json *text = FindField(j, "text")) {
-    if (text->kind != Json::String)
-      return absl::InvalidArgumentError("\"text\" is not a string");
-    VEOMNI_ASSIGN_OR_RETURN(out.ids, tokenizer.Encode(text->text));
-    if (eos >= 0)
-      out.ids.push_back(eos);
-    out.trained.assign(out.ids.size(), 1);
+  VEOMNI_ASSIGN_OR_RETURN(bool text, EncodeTextLine(j, tokenizer, eos, out));
+  if (text)
     return absl::OkStatus();
-  }
-  const Json *messages = FindField(j, "messages");
-  if (!messages || messages->kind != Json::Array)
-    return absl::InvalidArgumentError("a line needs \"text\" or \"messages\"");
-  std::vector<ChatMessage> turns;
-  for (size_t i = 0; i < messages->items.size(); ++i) {
-    const Json &m = messages->items[i];
-    const Json *role = FindField(m, "role");
-    const Json *content = FindField(m, "content");
-    if (!role || role->kind != Json::String || !content)
-      return absl::InvalidArgumentError(
-          absl::StrCat("message ", i, " needs a \"role\" and a \"content\""));
-    ChatMessage turn{role->text, "", {}};
-    if (content->kind == Json::String) {
-      turn.content = content->text;
-      turns.push_back(std::move(turn));
-      continue;
+  // Each media part: its file decoded and processed, its placeholders.
+  PartReader read = [&](const Json &part,
+                        const std::string &type) -> absl::StatusOr<ChatPart> {
+    if (type != "image" && type != "audio" && type != "video")
+      return absl::UnimplementedError(
+          absl::StrCat("a \"", type,
+                       "\" part is not supported (text, image, video and "
+                       "audio are)"));
+    VEOMNI_ASSIGN_OR_RETURN(std::string path, MediaPath(part, type, dir));
+    auto media = [&](const absl::Status &s) {
+      return absl::Status(s.code(),
+                          absl::StrCat(type, " ", path, ": ", s.message()));
+    };
+    ChatPart run;
+    if (type == "video") {
+      if (!model.vision || model.videoToken < 0)
+        return absl::InvalidArgumentError(
+            "a video, and the model config names no video_token_id");
+      // (The decoders' errors name the file.)
+      VEOMNI_ASSIGN_OR_RETURN(DecodedVideo video,
+                              DecodeVideo(path, model.sampling));
+      // A frame's share of the video's pixel budget.
+      VisionConfig frame = model.video;
+      const int64_t n = static_cast<int64_t>(video.frames.size());
+      frame.maxPixels = std::max<int64_t>(
+          std::min<int64_t>(frame.maxPixels, model.videoTotalPixels *
+                                                 model.sampling.frameFactor /
+                                                 std::max<int64_t>(n, 1)),
+          static_cast<int64_t>(frame.minPixels * 1.05));
+      absl::StatusOr<VisionPatches> patches =
+          Qwen2VLVideoPatches(video.frames, frame);
+      if (!patches.ok())
+        return media(patches.status());
+      patches->secondsPerGrid =
+          double(model.image.temporalPatch) / model.sampling.fps;
+      run.ids.push_back(model.visionStart);
+      run.ids.insert(run.ids.end(), patches->Tokens(model.image),
+                     model.videoToken);
+      run.ids.push_back(model.visionEnd);
+      out.images.push_back(*std::move(patches));
+    } else if (type == "image") {
+      if (!model.vision)
+        return absl::InvalidArgumentError(
+            "an image, and the model has no vision tower");
+      VEOMNI_ASSIGN_OR_RETURN(RgbImage rgb, DecodeImage(path));
+      absl::StatusOr<VisionPatches> patches =
+          Qwen2VLPatches(rgb.pixels, rgb.height, rgb.width, model.image);
+      if (!patches.ok())
+        return media(patches.status());
+      run.ids.push_back(model.visionStart);
+      run.ids.insert(run.ids.end(), patches->Tokens(model.image),
+                     model.imageToken);
+      run.ids.push_back(model.visionEnd);
+      out.images.push_back(*std::move(patches));
+    } else {
+      if (!model.audio)
+        return absl::InvalidArgumentError(
+            "audio, and the model has no audio tower");
+      VEOMNI_ASSIGN_OR_RETURN(
+          std::vector<float> samples,
+          DecodeAudio(path, static_cast<int>(model.features.sampleRate)));
+      absl::StatusOr<LogMel> mel = WhisperLogMel(samples, model.features);
+      if (!mel.ok())
+        return media(mel.status());
+      // Every frame is kept: the tower's tokens are transformers' count
+      // of them, (((F - 1) / 2 + 1) - 2) / 2 + 1.
+      if (mel->frames < 4)
+        return media(absl::InvalidArgumentError(
+            "shorter than 4 feature frames (40 ms)"));
+      run.ids.push_back(model.audioStart);
+      run.ids.insert(run.ids.end(), AudioTokens(mel->frames), model.audioToken);
+      run.ids.push_back(model.audioEnd);
+      out.audios.push_back(*std::move(mel));
     }
-    if (content->kind != Json::Array)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "message ", i, ": a content is a string or a list of parts"));
-    for (size_t k = 0; k < content->items.size(); ++k) {
-      const Json &part = content->items[k];
-      auto where = [&](const absl::Status &s) {
-        return absl::Status(s.code(), absl::StrCat("message ", i, ", part ", k,
-                                                   ": ", s.message()));
-      };
-      const Json *type = Field(&part, "type");
-      if (!type || type->kind != Json::String)
-        return where(absl::InvalidArgumentError("a part needs a \"type\""));
-      if (type->text == "text") {
-        const Json *t = Field(&part, "text");
-        if (!t || t->kind != Json::String)
-          return where(
-              absl::InvalidArgumentError("a text part needs a \"text\""));
-        turn.parts.push_back({t->text, {}});
-        continue;
-      }
-      if (type->text != "image" && type->text != "audio" &&
-          type->text != "video")
-        return where(absl::UnimplementedError(
-            absl::StrCat("a \"", type->text,
-                         "\" part is not supported (text, image, video and "
-                         "audio are)")));
-      absl::StatusOr<std::string> path = MediaPath(part, type->text, dir);
-      if (!path.ok())
-        return where(path.status());
-      auto media = [&](const absl::Status &s) {
-        return where(absl::Status(
-            s.code(), absl::StrCat(type->text, " ", *path, ": ", s.message())));
-      };
-      if (type->text == "video") {
-        if (!model.vision || model.videoToken < 0)
-          return where(absl::InvalidArgumentError(
-              "a video, and the model config names no video_token_id"));
-        absl::StatusOr<DecodedVideo> video = DecodeVideo(*path, model.sampling);
-        if (!video.ok())
-          return where(video.status()); // it names the file
-        // A frame's share of the video's pixel budget.
-        VisionConfig frame = model.video;
-        const int64_t n = static_cast<int64_t>(video->frames.size());
-        frame.maxPixels = std::max<int64_t>(
-            std::min<int64_t>(frame.maxPixels, model.videoTotalPixels *
-                                                   model.sampling.frameFactor /
-                                                   std::max<int64_t>(n, 1)),
-            static_cast<int64_t>(frame.minPixels * 1.05));
-        absl::StatusOr<VisionPatches> patches =
-            Qwen2VLVideoPatches(video->frames, frame);
-        if (!patches.ok())
-          return media(patches.status());
-        patches->secondsPerGrid =
-            double(model.image.temporalPatch) / model.sampling.fps;
-        ChatPart run;
-        run.ids.push_back(model.visionStart);
-        run.ids.insert(run.ids.end(), patches->Tokens(model.image),
-                       model.videoToken);
-        run.ids.push_back(model.visionEnd);
-        turn.parts.push_back(std::move(run));
-        out.images.push_back(*std::move(patches));
-      } else if (type->text == "image") {
-        if (!model.vision)
-          return where(absl::InvalidArgumentError(
-              "an image, and the model has no vision tower"));
-        absl::StatusOr<RgbImage> rgb = DecodeImage(*path);
-        if (!rgb.ok())
-          return where(rgb.status()); // it names the file
-        absl::StatusOr<VisionPatches> patches =
-            Qwen2VLPatches(rgb->pixels, rgb->height, rgb->width, model.image);
-        if (!patches.ok())
-          return media(patches.status());
-        ChatPart run;
-        run.ids.push_back(model.visionStart);
-        run.ids.insert(run.ids.end(), patches->Tokens(model.image),
-                       model.imageToken);
-        run.ids.push_back(model.visionEnd);
-        turn.parts.push_back(std::move(run));
-        out.images.push_back(*std::move(patches));
-      } else {
-        if (!model.audio)
-          return where(absl::InvalidArgumentError(
-              "audio, and the model has no audio tower"));
-        absl::StatusOr<std::vector<float>> samples =
-            DecodeAudio(*path, static_cast<int>(model.features.sampleRate));
-        if (!samples.ok())
-          return where(samples.status()); // it names the file
-        absl::StatusOr<LogMel> mel = WhisperLogMel(*samples, model.features);
-        if (!mel.ok())
-          return media(mel.status());
-        // Every frame is kept: the tower's tokens are transformers' count
-        // of them, (((F - 1) / 2 + 1) - 2) / 2 + 1.
-        if (mel->frames < 4)
-          return media(absl::InvalidArgumentError(
-              "shorter than 4 feature frames (40 ms)"));
-        const int64_t frames = mel->frames;
-        LogMel cut = *std::move(mel);
-        ChatPart run;
-        run.ids.push_back(model.audioStart);
-        run.ids.insert(run.ids.end(), AudioTokens(frames), model.audioToken);
-        run.ids.push_back(model.audioEnd);
-        turn.parts.push_back(std::move(run));
-        out.audios.push_back(std::move(cut));
-      }
-    }
-    turns.push_back(std::move(turn));
-  }
-  VEOMNI_ASSIGN_OR_RETURN(EncodedChat e, EncodeChat(tokenizer, chat, turns));
-  out.ids = std::move(e.ids);
-  out.trained.resize(out.ids.size());
-  for (size_t i = 0; i < out.ids.size(); ++i)
-    out.trained[i] = e.labels[i] != kIgnoreLabel;
-  return absl::OkStatus();
+    return run;
+  };
+  return EncodeConversation(j, tokenizer, chat, &read, out);
 }
 
 std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,

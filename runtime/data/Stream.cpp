@@ -23,7 +23,26 @@
 namespace veomni::rt {
 namespace {
 
-/// Lines of a JSONL file, each encoded when it is read.
+/// (Re)opens `in` on `path` at byte `offset`; an error names the file.
+absl::Status OpenAt(std::ifstream &in, const std::string &path,
+                    uint64_t offset) {
+  in.close();
+  in.clear();
+  in.open(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  in.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  if (offset > size)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": position ", offset,
+                     " lies past the end of the file (", size, " bytes)"));
+  in.seekg(static_cast<std::streamoff>(offset));
+  return absl::OkStatus();
+}
+
+/// Lines of a JSONL file, each encoded as it is read or ahead on worker
+/// threads (DataOptions::threads), handed on in file order.
 class JsonlSource final : public SampleSource {
 public:
   JsonlSource(std::string path, const DataOptions &options)
@@ -64,18 +83,7 @@ public:
 
   absl::Status Seek(const SourcePosition &at) override {
     ahead_.clear(); // what is still being encoded is dropped
-    in_.close();
-    in_.clear();
-    in_.open(path_, std::ios::binary);
-    if (!in_)
-      return absl::NotFoundError(absl::StrCat(path_, ": cannot read"));
-    in_.seekg(0, std::ios::end);
-    const uint64_t size = static_cast<uint64_t>(in_.tellg());
-    if (at.offset > size)
-      return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": position ", at.offset,
-                       " lies past the end of the file (", size, " bytes)"));
-    in_.seekg(static_cast<std::streamoff>(at.offset));
+    VEOMNI_RETURN_IF_ERROR(OpenAt(in_, path_, at.offset));
     at_ = read_ = at;
     return absl::OkStatus();
   }
@@ -204,18 +212,7 @@ public:
   }
 
   absl::Status Seek(const SourcePosition &at) override {
-    in_.close();
-    in_.clear();
-    in_.open(path_, std::ios::binary);
-    if (!in_)
-      return absl::NotFoundError(absl::StrCat(path_, ": cannot read"));
-    in_.seekg(0, std::ios::end);
-    const uint64_t size = static_cast<uint64_t>(in_.tellg());
-    if (at.offset > size)
-      return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": position ", at.offset,
-                       " lies past the end of the file (", size, " bytes)"));
-    in_.seekg(static_cast<std::streamoff>(at.offset));
+    VEOMNI_RETURN_IF_ERROR(OpenAt(in_, path_, at.offset));
     buffer_.clear();
     done_ = false;
     at_ = at;
@@ -329,6 +326,17 @@ SampleSource::Open(const std::string &path, const DataOptions &options) {
   auto source = std::make_unique<TextSource>(path, options);
   VEOMNI_RETURN_IF_ERROR(source->Seek({}));
   return std::unique_ptr<SampleSource>(std::move(source));
+}
+
+absl::Status ForEachSample(SampleSource &source,
+                           const std::function<void(TokenizedSample &)> &each) {
+  TokenizedSample s;
+  while (true) {
+    VEOMNI_ASSIGN_OR_RETURN(bool got, source.Next(s));
+    if (!got)
+      return absl::OkStatus();
+    each(s);
+  }
 }
 
 std::vector<std::string> SplitList(const std::string &list) {

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,11 @@ protected:
   SourcePosition at_;
   SkippedSamples skipped_;
 };
+
+/// Calls `each` on every sample of one pass of `source`, from where it
+/// stands; the first error stops it.
+absl::Status ForEachSample(SampleSource &source,
+                           const std::function<void(TokenizedSample &)> &each);
 
 /// Several sources mixed by weight, each read round and round.
 class DataStream {

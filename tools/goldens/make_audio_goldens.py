@@ -66,17 +66,22 @@ def decoded(path, *filters):
     return np.frombuffer(raw, dtype=np.float32)
 
 
+def write_wav(path, pcm, rate, channels=1):
+    """16-bit PCM samples (interleaved when stereo) as a WAV file."""
+    with wave.open(path, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
 def audio_files():
     # 16 kHz mono WAV: decoded as it is.
     sr = 16000
     t = np.arange(sr // 2) / sr
     x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.25 * np.sin(2 * np.pi * 1000 * t)
     pcm = np.round(x * 32767).astype(np.int16)
-    with wave.open(os.path.join(OUT, "tone16k.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
+    write_wav(os.path.join(OUT, "tone16k.wav"), pcm, sr)
     (pcm.astype(np.float32) / 32768).tofile(os.path.join(OUT, "tone16k.f32"))
 
     # 44.1 kHz stereo FLAC: two tones, averaged and resampled.
@@ -86,11 +91,7 @@ def audio_files():
     right = 0.3 * np.sin(2 * np.pi * 1200 * t + 0.5)
     pcm = np.round(np.stack([left, right], 1) * 32767).astype(np.int16)
     tmp = os.path.join(OUT, "stereo44k.tmp.wav")
-    with wave.open(tmp, "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
+    write_wav(tmp, pcm, sr, channels=2)
     flac = os.path.join(OUT, "stereo44k.flac")
     ffmpeg("-i", tmp, "-c:a", "flac", "-bitexact", flac)
     os.remove(tmp)
@@ -102,11 +103,7 @@ def audio_files():
     t = np.arange(sr // 2) / sr
     pcm = np.round(0.5 * np.sin(2 * np.pi * 660 * t) * 32767).astype(np.int16)
     tmp = os.path.join(OUT, "tone22k.tmp.wav")
-    with wave.open(tmp, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
+    write_wav(tmp, pcm, sr)
     mp3 = os.path.join(OUT, "tone22k.mp3")
     ffmpeg("-i", tmp, "-c:a", "libmp3lame", "-b:a", "64k", "-bitexact", mp3)
     os.remove(tmp)

@@ -556,13 +556,8 @@ int inspectData(llvm::ArrayRef<const char *> args) {
   uint64_t samples = 0, tokens = 0, targets = 0, longest = 0, images = 0,
            patches = 0, clips = 0, frames = 0;
   bool masked = false;
-  rt::TokenizedSample s, shown;
-  while (true) {
-    absl::StatusOr<bool> got = (*source)->Next(s);
-    if (!got.ok())
-      return fail(std::string(got.status().message()));
-    if (!*got)
-      break;
+  rt::TokenizedSample shown;
+  absl::Status read = rt::ForEachSample(**source, [&](rt::TokenizedSample &s) {
     if (samples == static_cast<uint64_t>(doc))
       shown = s;
     ++samples;
@@ -578,7 +573,9 @@ int inspectData(llvm::ArrayRef<const char *> args) {
     clips += s.audios.size();
     for (const rt::LogMel &m : s.audios)
       frames += m.frames;
-  }
+  });
+  if (!read.ok())
+    return fail(std::string(read.message()));
   llvm::outs() << path << ": " << samples << " documents, " << tokens
                << " tokens, "
                << (masked ? "targets marked: " + std::to_string(targets) +
@@ -748,19 +745,16 @@ int runData(llvm::ArrayRef<const char *> args) {
     auto source = ::veomni::rt::SampleSource::Open(path, options);
     if (!source.ok())
       return fail(std::string(source.status().message()));
-    ::veomni::rt::TokenizedSample s;
-    while (true) {
-      absl::StatusOr<bool> got = (*source)->Next(s);
-      if (!got.ok())
-        return fail(std::string(got.status().message()));
-      if (!*got)
-        break;
-      masked |=
-          std::find(s.trained.begin(), s.trained.end(), 0) != s.trained.end();
-      tokens += s.ids.size();
-      docs.push_back(std::move(s.ids));
-      trained.push_back(std::move(s.trained));
-    }
+    absl::Status read = ::veomni::rt::ForEachSample(
+        **source, [&](::veomni::rt::TokenizedSample &s) {
+          masked |= std::find(s.trained.begin(), s.trained.end(), 0) !=
+                    s.trained.end();
+          tokens += s.ids.size();
+          docs.push_back(std::move(s.ids));
+          trained.push_back(std::move(s.trained));
+        });
+    if (!read.ok())
+      return fail(std::string(read.message()));
     const ::veomni::rt::SkippedSamples &skipped = (*source)->skipped();
     if (skipped.count)
       llvm::errs() << "veomni: warning: " << path << ": skipped "
