@@ -1,6 +1,7 @@
 //===- Image.cpp - Qwen2-VL image patches ---------------------------------===//
 
 #include "runtime/data/Image.h"
+#include "runtime/data/Media.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -364,8 +365,13 @@ absl::StatusOr<RgbImage> DecodeImage(const std::string &path) {
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 &&
       bytes[2] == 0xFF)
     return DecodeJpeg(path, bytes);
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ": not a PNG or JPEG image"));
+  // Anything else (BMP, GIF, WebP, TIFF, ...) through FFmpeg.
+  absl::StatusOr<RgbImage> other = DecodeFirstFrame(path);
+  if (!other.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not an image (PNG, JPEG, or a format FFmpeg reads: ",
+        other.status().message(), ")"));
+  return other;
 }
 
 } // namespace veomni::rt

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -146,7 +147,53 @@ absl::Status DecodeFrames(OpenedStream &s, const std::string &path,
   return drain();
 }
 
+/// `frame` as 8-bit RGB at its size (bicubic chroma, as the ffmpeg
+/// tool; alpha dropped); `sws` is made on the first call and reused.
+absl::StatusOr<RgbImage> ToRgb(AVFrame *frame,
+                               std::unique_ptr<SwsContext, SwsFreer> &sws,
+                               const std::string &path) {
+  if (!sws)
+    sws.reset(sws_getContext(frame->width, frame->height,
+                             static_cast<AVPixelFormat>(frame->format),
+                             frame->width, frame->height, AV_PIX_FMT_RGB24,
+                             SWS_BICUBIC, nullptr, nullptr, nullptr));
+  if (!sws)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot convert its pictures to RGB"));
+  RgbImage image;
+  image.height = frame->height;
+  image.width = frame->width;
+  image.pixels.resize(image.height * image.width * 3);
+  uint8_t *dst[1] = {image.pixels.data()};
+  int stride[1] = {static_cast<int>(image.width * 3)};
+  if (sws_scale(sws.get(), frame->data, frame->linesize, 0, frame->height, dst,
+                stride) != frame->height)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot convert its pictures to RGB"));
+  return image;
+}
+
 } // namespace
+
+absl::StatusOr<RgbImage> DecodeFirstFrame(const std::string &path) {
+  VEOMNI_ASSIGN_OR_RETURN(OpenedStream opened,
+                          OpenStream(path, AVMEDIA_TYPE_VIDEO));
+  std::unique_ptr<SwsContext, SwsFreer> sws;
+  std::optional<RgbImage> first;
+  absl::Status status =
+      DecodeFrames(opened, path, [&](AVFrame *frame) -> absl::Status {
+        if (first)
+          return absl::OkStatus();
+        VEOMNI_ASSIGN_OR_RETURN(RgbImage image, ToRgb(frame, sws, path));
+        first = std::move(image);
+        return absl::OkStatus();
+      });
+  if (!status.ok() && !first)
+    return status;
+  if (!first)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": has no picture"));
+  return *std::move(first);
+}
 
 absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
                                                int rate) {
@@ -292,23 +339,7 @@ absl::StatusOr<DecodedVideo> DecodeVideo(const std::string &path,
           return absl::OkStatus();
         if (frame->width != decoder->width || frame->height != decoder->height)
           return bad("its frames change size");
-        if (!sws)
-          sws.reset(sws_getContext(frame->width, frame->height,
-                                   static_cast<AVPixelFormat>(frame->format),
-                                   frame->width, frame->height,
-                                   AV_PIX_FMT_RGB24, SWS_BICUBIC, nullptr,
-                                   nullptr, nullptr));
-        if (!sws)
-          return bad("cannot convert its frames to RGB");
-        RgbImage image;
-        image.height = frame->height;
-        image.width = frame->width;
-        image.pixels.resize(image.height * image.width * 3);
-        uint8_t *dst[1] = {image.pixels.data()};
-        int stride[1] = {static_cast<int>(image.width * 3)};
-        if (sws_scale(sws.get(), frame->data, frame->linesize, 0, frame->height,
-                      dst, stride) != frame->height)
-          return bad("cannot convert its frames to RGB");
+        VEOMNI_ASSIGN_OR_RETURN(RgbImage image, ToRgb(frame, sws, path));
         // A frame number sampled twice is the same picture twice.
         while (next < out.indices.size() && out.indices[next] == k) {
           out.frames.push_back(image);

@@ -51,6 +51,11 @@ struct DecodedVideo {
 absl::StatusOr<DecodedVideo> DecodeVideo(const std::string &path,
                                          const VideoSampling &sampling = {});
 
+/// The first picture of an image file FFmpeg reads (BMP, GIF, WebP,
+/// TIFF, ...) as 8-bit RGB, alpha dropped as PIL's convert("RGB") drops
+/// it; DecodeImage reads PNG and JPEG itself and the rest through this.
+absl::StatusOr<RgbImage> DecodeFirstFrame(const std::string &path);
+
 /// The frame numbers Qwen2-VL's processor samples from `total` frames at
 /// `fps` frames a second (an error when none can be).
 absl::StatusOr<std::vector<int64_t>>

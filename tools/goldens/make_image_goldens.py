@@ -10,7 +10,8 @@ Writes test/goldens/images/:
   pixels_HxW.f32    their pixel_values (rows x 1176, f32 LE)
   meta.json         each image's image_grid_thw
   *.png, *.jpg      RGB, gray+alpha and palette PNGs, a colour and a gray
-                    JPEG, with PIL's RGB pixels of each in FILE.rgb
+                    JPEG, and a BMP, a GIF, a lossless WebP and an RGBA
+                    TIFF, with PIL's RGB pixels of each in FILE.rgb
 
     python3 tools/goldens/make_image_goldens.py
 """
@@ -53,11 +54,18 @@ def main():
         "palette.png": Image.fromarray(rgb).convert("P"),
         "photo.jpg": Image.fromarray(rgb),
         "gray.jpg": Image.fromarray(rgb[:, :, 0].copy(), "L"),
+        # Other formats datasets use, read through FFmpeg.
+        "rgb.bmp": Image.fromarray(rgb),
+        "palette.gif": Image.fromarray(rgb).convert("P"),
+        "lossless.webp": Image.fromarray(rgb),
+        "rgba.tiff": Image.fromarray(np.dstack([rgb, rgb[:, :, :1]]), "RGBA"),
     }
     for name, img in files.items():
         path = os.path.join(OUT, name)
         if name.endswith(".jpg"):
             img.save(path, quality=90)
+        elif name.endswith(".webp"):
+            img.save(path, lossless=True)
         else:
             img.save(path)
         np.asarray(Image.open(path).convert("RGB")).tofile(path + ".rgb")

@@ -106,8 +106,10 @@ namespace veomni::rt {
 namespace {
 
 TEST(DecodeImage, PngAndJpegEqualPil) {
+  // BMP, GIF, lossless WebP and RGBA TIFF come through FFmpeg.
   for (const char *name :
-       {"rgb.png", "gray_alpha.png", "palette.png", "photo.jpg", "gray.jpg"}) {
+       {"rgb.png", "gray_alpha.png", "palette.png", "photo.jpg", "gray.jpg",
+        "rgb.bmp", "palette.gif", "lossless.webp", "rgba.tiff"}) {
     SCOPED_TRACE(name);
     auto img = DecodeImage(Path(name));
     ASSERT_TRUE(img.ok()) << img.status();
@@ -135,7 +137,9 @@ TEST(DecodeImage, DamagedFilesAreErrorsNamingThem) {
       // Headers whole, data cut: libjpeg only warns; still an error.
       {"short.jpg", std::string(jpg.begin(), jpg.end() - 1500),
        "short.jpg: damaged JPEG"},
-      {"text.png", "hello", "not a PNG or JPEG"},
+      {"text.png", "hello",
+       "text.png: not an image (PNG, JPEG, or a format "
+       "FFmpeg reads"},
   };
   for (const Case &c : cases) {
     std::ofstream(dir + "/" + c.file, std::ios::binary) << c.content;
