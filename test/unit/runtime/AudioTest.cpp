@@ -139,6 +139,24 @@ TEST(DecodeAudio, BadFilesAreErrorsNamingThem) {
   EXPECT_TRUE(m.find("cut.flac: ends early") != std::string::npos ||
               m.find("cut.flac: damaged audio") != std::string::npos)
       << m;
+  // A WAV of a codec no decoder knows (format tag 0x1234).
+  {
+    std::string data(2000, '\x01'), wav = "RIFF";
+    auto u32 = [](uint32_t v) {
+      return std::string{char(v), char(v >> 8), char(v >> 16), char(v >> 24)};
+    };
+    auto u16 = [](uint16_t v) { return std::string{char(v), char(v >> 8)}; };
+    std::string fmt =
+        u16(0x1234) + u16(1) + u32(16000) + u32(32000) + u16(2) + u16(16);
+    wav += u32(4 + 8 + fmt.size() + 8 + data.size()) + "WAVEfmt " +
+           u32(fmt.size()) + fmt + "data" + u32(data.size()) + data;
+    std::string odd = dir + ".odd.wav";
+    std::ofstream(odd, std::ios::binary) << wav;
+    EXPECT_NE(message(odd).find("odd.wav: no decoder for its audio codec"),
+              std::string::npos)
+        << message(odd);
+    std::remove(odd.c_str());
+  }
   // Not media at all.
   std::string junk = dir + ".junk.mp3";
   std::ofstream(junk, std::ios::binary) << std::string(3000, '\x7f');
