@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <future>
 
@@ -365,18 +366,58 @@ DataStream::Open(const std::vector<std::string> &paths,
                      paths.size(), " sources in data.path"));
   std::unique_ptr<DataStream> stream(new DataStream());
   stream->seed_ = seed;
-  double total = 0;
+  // A folder stands for its data files, in name order, its weight shared
+  // by their sizes (so its samples are drawn as if it were one file).
+  std::vector<std::string> files;
+  std::vector<double> shares;
   for (size_t i = 0; i < paths.size(); ++i) {
     if (!(weights[i] > 0) || !std::isfinite(weights[i]))
       return absl::InvalidArgumentError(
           absl::StrCat("data.weights: the weight of ", paths[i], " is ",
                        weights[i], "; weights are positive numbers"));
-    total += weights[i];
+    std::error_code ec;
+    if (!std::filesystem::is_directory(paths[i], ec)) {
+      files.push_back(paths[i]);
+      shares.push_back(weights[i]);
+      continue;
+    }
+    std::vector<std::pair<std::string, double>> found;
+    double bytes = 0;
+    for (std::filesystem::directory_iterator it(paths[i], ec), end;
+         it != end && !ec; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!it->is_regular_file(ec) || name.empty() || name[0] == '.')
+        continue;
+      for (const char *ext : {".jsonl", ".txt", ".md", ".text", ".vtd"})
+        if (absl::EndsWith(name, ext)) {
+          double size = double(it->file_size(ec)) + 1;
+          found.push_back({it->path().string(), size});
+          bytes += size;
+          break;
+        }
+    }
+    if (ec)
+      return absl::NotFoundError(
+          absl::StrCat(paths[i], ": cannot list: ", ec.message()));
+    if (found.empty())
+      return absl::InvalidArgumentError(absl::StrCat(
+          paths[i], ": a folder with no data files (.jsonl, .txt, .md, "
+                    ".text, .vtd)"));
+    std::sort(found.begin(), found.end());
+    for (const auto &[file, size] : found) {
+      files.push_back(file);
+      shares.push_back(weights[i] * size / bytes);
+    }
+  }
+  double total = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    total += shares[i];
     VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<SampleSource> source,
-                            SampleSource::Open(paths[i], options));
+                            SampleSource::Open(files[i], options));
     stream->sources_.push_back(std::move(source));
   }
-  stream->emptyPass_.assign(paths.size(), false);
+  weights = shares;
+  stream->emptyPass_.assign(files.size(), false);
   double sum = 0;
   for (double w : weights)
     stream->cumulative_.push_back((sum += w) / total);

@@ -106,7 +106,9 @@ absl::Status ForEachSample(SampleSource &source,
 /// Several sources mixed by weight, each read round and round.
 class DataStream {
 public:
-  /// `weights` empty: equal weights; else one positive number a source.
+  /// `weights` empty: equal weights; else one positive number a source. A
+  /// folder stands for its data files (.jsonl, .txt, .md, .text, .vtd) in
+  /// name order, its weight shared among them by their sizes.
   static absl::StatusOr<std::unique_ptr<DataStream>>
   Open(const std::vector<std::string> &paths, std::vector<double> weights,
        const DataOptions &options, uint64_t seed);

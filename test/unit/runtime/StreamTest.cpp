@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
@@ -392,6 +393,46 @@ TEST(Stream, WorkerThreadsEncodeTheSameSamplesInOrder) {
     EXPECT_EQ(one.size(), skip ? 40u : 25u) << skip;
   }
   std::remove(path.c_str());
+}
+
+} // namespace
+} // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+TEST(Stream, AFolderIsItsDataFilesWeightedBySize) {
+  std::string dir = TempPath("shards");
+  std::filesystem::create_directories(dir);
+  std::string small, large;
+  for (int i = 0; i < 100; ++i)
+    small += "aaaa\n\n";
+  for (int i = 0; i < 300; ++i)
+    large += "bbbb\n\n";
+  Write(dir + "/part-0.txt", small);
+  Write(dir + "/part-1.txt", large);
+  Write(dir + "/README", "not data");
+  Write(dir + "/.hidden.txt", "zzzz");
+  auto stream = DataStream::Open({dir}, {}, {}, 3);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  ASSERT_EQ((*stream)->sources(), 2u);
+  EXPECT_NE((*stream)->source(0).path().find("part-0.txt"), std::string::npos);
+  TokenizedSample s;
+  int a = 0;
+  for (int i = 0; i < 4000; ++i) {
+    ASSERT_TRUE((*stream)->Next(s).ok());
+    a += s.ids[0] == 'a';
+  }
+  EXPECT_NEAR(a / 4000.0, 0.25, 0.03); // 600 of 2400 bytes
+  // A folder without data files says so.
+  std::string empty = TempPath("empty");
+  std::filesystem::create_directories(empty);
+  auto none = DataStream::Open({empty}, {}, {}, 0);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("a folder with no data files"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(empty);
 }
 
 } // namespace
