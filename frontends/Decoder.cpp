@@ -400,11 +400,12 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     c.normTopK = r.getBool("norm_topk_prob", false);
     // The load-balancing loss joins transformers' loss only with
     // output_router_logits; its coefficient alone changes nothing.
-    r.ignore({"router_aux_loss_coef"});
-    if (!r.failed() && r.getBool("output_router_logits", false))
-      r.fail("output_router_logits",
-             "true adds the router's load-balancing loss to the training "
-             "loss, which veomni does not compute; set it to false");
+    double coef = r.getFloat("router_aux_loss_coef", 0.001);
+    if (r.getBool("output_router_logits", false)) {
+      if (!r.failed() && (!std::isfinite(coef) || coef < 0))
+        r.fail("router_aux_loss_coef", "must be a number >= 0");
+      c.routerAuxCoef = coef;
+    }
   }
   if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
     r.fail("attention_dropout",
@@ -488,6 +489,9 @@ struct LayerBuilder {
   const DecoderConfig &c;
   const DecoderNames &names;
   int64_t batch, seq;
+  /// Per MoE layer, for the load-balancing loss: the router's
+  /// probabilities summed over tokens, and the tokens sent to each expert.
+  std::vector<Value> routerProbs, routerCounts;
 
   Value param(const std::string &name, ArrayRef<int64_t> shape) {
     return b.param(name, shape);
@@ -541,6 +545,14 @@ struct LayerBuilder {
     Value flat = b.reshape(h, {tokens, c.hidden});
     Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
     auto [weights, indices] = b.moeTopK(logits, c.topK, c.normTopK);
+    if (c.routerAuxCoef > 0) {
+      Type f32 = Float32Type::get(b.getContext());
+      routerProbs.push_back(
+          b.reduce(ReduceKind::Sum, b.softmax(b.cast(logits, f32), 1), {0}));
+      Value ones = b.splat(1.0, {tokens * c.topK}, f32);
+      routerCounts.push_back(b.scatterAdd(
+          b.splat(0.0, {e}, f32), b.reshape(indices, {tokens * c.topK}), ones));
+    }
     auto [sorted, groups] = b.moeDispatch(flat, indices, e);
     // Experts are stacked: dim 0 enumerates experts.<i>.*_proj.weight.
     auto experts = [&](const char *name, int64_t out, int64_t in) {
@@ -584,7 +596,25 @@ DecoderOutputs mlir::veomni::buildDecoderLoss(
   Value head =
       c.tieEmbeddings ? table : b.param(names.lmHead, {c.vocab, c.hidden});
   Value logits = b.linear(x, head);
-  return {b.crossEntropy(logits, labels), logits};
+  Value loss = b.crossEntropy(logits, labels);
+  if (!lb.routerProbs.empty()) {
+    // transformers' load_balancing_loss_func over every MoE layer's tokens
+    // together (n of them): E * sum_e (tokens sent to e / n) * (mean
+    // probability of e), times router_aux_loss_coef.
+    Value probs = lb.routerProbs[0], counts = lb.routerCounts[0];
+    for (size_t i = 1; i < lb.routerProbs.size(); ++i) {
+      probs = b.add(probs, lb.routerProbs[i]);
+      counts = b.add(counts, lb.routerCounts[i]);
+    }
+    const double n =
+        double(lb.routerProbs.size()) * double(lb.batch) * double(lb.seq);
+    Value aux = b.reduce(ReduceKind::Sum, b.mul(counts, probs), {0});
+    aux = b.scale(aux, c.routerAuxCoef * double(c.experts) / (n * n));
+    loss = b.add(
+        loss,
+        b.cast(aux, cast<RankedTensorType>(loss.getType()).getElementType()));
+  }
+  return {loss, logits};
 }
 
 void mlir::veomni::appendDecoderPlan(std::vector<PlanRule> &plan,

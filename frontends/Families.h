@@ -43,6 +43,10 @@ struct DecoderConfig {
   int64_t experts = 0, topK = 0, moeIntermediate = 0, sparseStep = 1;
   std::vector<int64_t> mlpOnlyLayers;
   bool normTopK = false;
+  /// With output_router_logits: router_aux_loss_coef times the router's
+  /// load-balancing loss joins the training loss, as transformers adds it
+  /// (0: none).
+  double routerAuxCoef = 0;
 
   /// Whether layer `i` has an MoE block (HF's decoder_sparse_step rule).
   bool isSparse(int64_t i) const;

@@ -137,7 +137,9 @@ const Case kCases[] = {
     // What broke with transformers 5: scaled rope, head_dim != hidden /
     // heads, MoE without top-k renormalisation and with dense layers, ties.
     Case{"llama3_tied"}, Case{"qwen2_yarn"}, Case{"qwen3_head_dim"},
-    Case{"qwen3_moe_dense"}};
+    Case{"qwen3_moe_dense"},
+    // The router's load-balancing loss in the loss (output_router_logits).
+    Case{"qwen3_moe_aux"}};
 
 std::vector<Case> bothForms() {
   std::vector<Case> out;

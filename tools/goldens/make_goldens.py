@@ -201,8 +201,27 @@ CASES.update(
                 "decoder_sparse_step": 1,
             },
         ),
+        # The router's load-balancing loss in the training loss.
+        "qwen3_moe_aux": (
+            "qwen3_moe",
+            {"output_router_logits": True, "router_aux_loss_coef": 0.02},
+        ),
     }
 )
+
+
+def router_aux(family, cfg_text, router_logits):
+    """router_aux_loss_coef x transformers' load_balancing_loss_func of the
+    routers' logits (0 unless the config sets output_router_logits)."""
+    if family != "qwen3_moe" or not cfg_text.get("output_router_logits", False):
+        return 0.0
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    experts = cfg_text.get("num_experts", cfg_text.get("num_local_experts"))
+    aux = load_balancing_loss_func(
+        tuple(router_logits), experts, cfg_text["num_experts_per_tok"], None
+    )
+    return cfg_text.get("router_aux_loss_coef", 0.001) * aux
 
 
 # ----------------------------------------------------------------------------
@@ -823,7 +842,9 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
 
 def ref_moe(W, b, text, h, stats):
     flat = h.reshape(-1, h.shape[-1])
-    probs = linear(flat, W[b + "mlp.gate.weight"]).float().softmax(-1)
+    router = linear(flat, W[b + "mlp.gate.weight"])
+    stats.setdefault("router_logits", []).append(router)
+    probs = router.float().softmax(-1)
     top = probs.sort(-1, descending=True).values
     k = text["num_experts_per_tok"]
     gap = (top[:, k - 1] - top[:, k]).min().item()
@@ -892,10 +913,14 @@ def hf_gradients(family, model, hf, labels):
     """
     model.zero_grad(set_to_none=True)
     kwargs = dict(hf)
+    text = text_config(family, model.config.to_dict())
     if family == "qwen3_moe":
-        kwargs["output_router_logits"] = False
+        kwargs["output_router_logits"] = bool(text.get("output_router_logits", False))
     with torch.enable_grad():
-        loss = cross_entropy(forward_module(family, model)(**kwargs).logits, labels)
+        out = forward_module(family, model)(**kwargs)
+        loss = cross_entropy(out.logits, labels)
+        if kwargs.get("output_router_logits"):
+            loss = loss + router_aux(family, text, out.router_logits)
         loss.backward()
     unused = []
     for name, param in model.named_parameters():
@@ -910,8 +935,10 @@ def ref_gradients(family, cfg, W, batch):
     """{name: d loss / d W[name]} through ref_logits (zeros where W[name] is not read)."""
     W = {k: v.clone().requires_grad_() for k, v in W.items()}
     with torch.enable_grad():
-        logits, _ = ref_logits(family, cfg, W, batch)
-        cross_entropy(logits, batch["labels"]).backward()
+        logits, stats = ref_logits(family, cfg, W, batch)
+        loss = cross_entropy(logits, batch["labels"])
+        loss = loss + router_aux(family, text_config(family, cfg), stats.get("router_logits", []))
+        loss.backward()
     return {k: v.grad if v.grad is not None else torch.zeros_like(v) for k, v in W.items()}
 
 
@@ -1136,6 +1163,17 @@ def make_case(case, out_root, v4_python):
     batch, hf, hf_own = make_batch(family, model, config, gen)
     logits, hf_loss = hf_forward(family, forward_module(family, model), hf, batch["labels"])
     loss = cross_entropy(logits, batch["labels"])
+    text0 = text_config(family, model.config.to_dict())
+    if family == "qwen3_moe" and text0.get("output_router_logits", False):
+        # transformers adds the routers' load-balancing loss to its own.
+        with torch.no_grad():
+            out = forward_module(family, model)(
+                **dict(hf, output_router_logits=True, labels=unshifted_labels(batch["labels"]))
+            )
+        aux = router_aux(family, text0, out.router_logits)
+        check(f"{case} loss + router aux vs HF", loss + aux, out.loss.float(), 1e-6)
+        hf_loss = hf_loss + aux
+        loss = loss + aux
     file_batch = to_file_dtypes(batch)
 
     with tempfile.TemporaryDirectory() as tmp:
