@@ -295,6 +295,7 @@ absl::Status SampleSource::Check(const TokenizedSample &s) const {
 absl::Status SampleSource::Bad(absl::Status bad) {
   if (!options_.skipBad)
     return bad;
+  std::lock_guard<std::mutex> lock(skipMu_);
   if (skipped_.count++ == 0)
     skipped_.first = std::string(bad.message());
   return absl::OkStatus();

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,7 +81,11 @@ public:
   virtual absl::Status Seek(const SourcePosition &at) = 0;
   const SourcePosition &position() const { return at_; }
   const std::string &path() const { return path_; }
-  const SkippedSamples &skipped() const { return skipped_; }
+  /// (A copy: a loader thread may be reading on while another asks.)
+  SkippedSamples skipped() const {
+    std::lock_guard<std::mutex> lock(skipMu_);
+    return skipped_;
+  }
 
 protected:
   SampleSource(std::string path, const DataOptions &options)
@@ -95,6 +100,7 @@ protected:
   std::string path_;
   DataOptions options_;
   SourcePosition at_;
+  mutable std::mutex skipMu_;
   SkippedSamples skipped_;
 };
 

@@ -666,9 +666,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     if (text && text->reportedSkips == 0 && text->stream->SkippedCount() > 0) {
       text->reportedSkips = text->stream->SkippedCount();
       for (size_t i = 0; i < text->stream->sources(); ++i)
-        if (text->stream->source(i).skipped().count > 0) {
+        if (SkippedSamples s = text->stream->source(i).skipped(); s.count) {
           print(absl::StrCat(tty ? "\n" : "", "warning: skipping bad samples (",
-                             text->stream->source(i).skipped().first, ")\n"));
+                             s.first, ")\n"));
           break;
         }
     }
@@ -679,6 +679,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   if (tty)
     print("\n");
   VEOMNI_RETURN_IF_ERROR(save(job.steps));
+  // The loader stops before its counts are read: it may be packing ahead.
+  if (text)
+    text->prefetch.reset();
   if (reporter)
     WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve,
                    heldCurve);
