@@ -64,7 +64,8 @@ std::vector<int64_t> WindowIndex(const VisionPatches &p, int64_t merge,
 absl::StatusOr<std::string> MediaPath(const Json &part, absl::string_view type,
                                       const std::string &dir) {
   const Json *path = nullptr;
-  for (const char *key : {std::string(type).c_str(), "path", "url"})
+  const std::string own(type); // outlives the loop over the keys
+  for (const char *key : {own.c_str(), "path", "url"})
     if (!path)
       if (const Json *v = Field(&part, key); v && v->kind == Json::String)
         path = v;
