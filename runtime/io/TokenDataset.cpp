@@ -118,11 +118,13 @@ WriteTokenDataset(const std::string &path,
             std::fwrite(&documents, 8, 1, f) == 1 &&
             std::fwrite(&tokens, 8, 1, f) == 1 &&
             std::fwrite(offsets.data(), 8, offsets.size(), f) == offsets.size();
+  // (An empty document writes nothing: its data() may be null.)
   for (const auto &d : docs)
-    ok = ok && std::fwrite(d.data(), 4, d.size(), f) == d.size();
+    ok = ok && (d.empty() || std::fwrite(d.data(), 4, d.size(), f) == d.size());
   if (trained)
     for (const auto &m : *trained)
-      ok = ok && std::fwrite(m.data(), 1, m.size(), f) == m.size();
+      ok = ok &&
+           (m.empty() || std::fwrite(m.data(), 1, m.size(), f) == m.size());
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = (std::fclose(f) == 0) && ok;
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
