@@ -284,6 +284,14 @@ Value ModelBuilder::gelu(Value x, bool tanhApproximation) {
   return result(createInferred<GeluOp>({x}, x, approx));
 }
 
+Value ModelBuilder::clamp(Value x, std::optional<double> lo,
+                          std::optional<double> hi) {
+  auto bound = [&](std::optional<double> v) {
+    return v ? opBuilder.getF64FloatAttr(*v) : FloatAttr();
+  };
+  return result(createInferred<ClampOp>({x}, x, bound(lo), bound(hi)));
+}
+
 Value ModelBuilder::cast(Value x, Type elementType) {
   if (!operandsUsable({x}))
     return {};
@@ -395,13 +403,17 @@ Value ModelBuilder::rope(Value x, Value positions, double theta,
 }
 
 Value ModelBuilder::attention(Value query, Value key, Value value,
-                              Value segmentIds, bool causal, double scale) {
-  SmallVector<Value, 4> operands = {query, key, value};
+                              Value segmentIds, bool causal, double scale,
+                              int64_t window, Value sinks) {
+  SmallVector<Value, 5> operands = {query, key, value};
   if (segmentIds)
     operands.push_back(segmentIds);
-  return result(createInferred<AttentionOp>(operands, query, key, value,
-                                            segmentIds, unit(causal),
-                                            opBuilder.getF64FloatAttr(scale)));
+  if (sinks)
+    operands.push_back(sinks);
+  return result(createInferred<AttentionOp>(
+      operands, query, key, value, ValueRange(operands).drop_front(3),
+      unit(causal), opBuilder.getF64FloatAttr(scale),
+      window > 0 ? opBuilder.getI64IntegerAttr(window) : IntegerAttr()));
 }
 
 Value ModelBuilder::crossEntropy(Value logits, Value labels,

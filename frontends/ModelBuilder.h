@@ -21,6 +21,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -117,6 +118,8 @@ public:
   Value silu(Value x);
   Value gelu(Value x, bool tanhApproximation = false);
   Value cast(Value x, Type elementType);
+  /// min(max(x, lo), hi); a missing bound is no limit.
+  Value clamp(Value x, std::optional<double> lo, std::optional<double> hi);
 
   Value reduce(ReduceKind kind, Value x, ArrayRef<int64_t> dims,
                bool keepDims = false);
@@ -141,8 +144,11 @@ public:
   Value rope(Value x, Value positions, double theta,
              ArrayRef<int64_t> mropeSection = {}, ArrayRef<float> invFreq = {},
              double attentionScaling = 1.0);
+  /// `window` > 0: a causal sliding window; `sinks` [Hq]: gpt-oss's sink
+  /// logits (null: none).
   Value attention(Value query, Value key, Value value, Value segmentIds,
-                  bool causal, double scale);
+                  bool causal, double scale, int64_t window = 0,
+                  Value sinks = {});
   Value crossEntropy(Value logits, Value labels, int64_t ignoreIndex = -100);
 
   /// Router weights [T, k] and expert indices [T, k].

@@ -36,8 +36,118 @@ static void printBinaryTypes(OpAsmPrinter &printer, Operation *, Type lhs,
     printer << ", " << rhs;
 }
 
+static bool isIntegerTensor(Value v) {
+  auto t = dyn_cast<ShapedType>(v.getType());
+  return t && isa<IntegerType>(t.getElementType());
+}
+
+Value mlir::veomni::attentionSegmentIds(ValueRange optionals) {
+  for (Value v : optionals)
+    if (isIntegerTensor(v))
+      return v;
+  return {};
+}
+
+Value mlir::veomni::attentionSinks(ValueRange optionals) {
+  for (Value v : optionals)
+    if (!isIntegerTensor(v))
+      return v;
+  return {};
+}
+
+/// Attention's optional operands: `segments %s` and `sinks %t`.
+static ParseResult
+parseAttentionOptionals(OpAsmParser &parser,
+                        SmallVectorImpl<OpAsmParser::UnresolvedOperand> &ops) {
+  while (succeeded(parser.parseOptionalKeyword("segments")) ||
+         succeeded(parser.parseOptionalKeyword("sinks"))) {
+    OpAsmParser::UnresolvedOperand op;
+    if (parser.parseOperand(op))
+      return failure();
+    ops.push_back(op);
+  }
+  return success();
+}
+
+static void printAttentionOptionals(OpAsmPrinter &printer, Operation *,
+                                    OperandRange optionals) {
+  for (Value v : optionals) {
+    printer << (isIntegerTensor(v) ? " segments " : " sinks ");
+    printer.printOperand(v);
+  }
+}
+
+/// Their types after the others: `, T` for segment ids, `sinks T`.
+static ParseResult parseOptionalTypes(OpAsmParser &parser,
+                                      SmallVectorImpl<Type> &types) {
+  while (true) {
+    if (failed(parser.parseOptionalComma()) &&
+        failed(parser.parseOptionalKeyword("sinks")))
+      return success();
+    Type t;
+    if (parser.parseType(t))
+      return failure();
+    types.push_back(t);
+  }
+}
+
+static void printOptionalTypes(OpAsmPrinter &printer, TypeRange types) {
+  for (Type t : types) {
+    auto shaped = dyn_cast<ShapedType>(t);
+    bool integer = shaped && isa<IntegerType>(shaped.getElementType());
+    printer << (integer ? ", " : " sinks ") << t;
+  }
+}
+
+static ParseResult parseAttentionTypes(OpAsmParser &parser, Type &q, Type &k,
+                                       Type &v, SmallVectorImpl<Type> &opt) {
+  if (parser.parseType(q) || parser.parseComma() || parser.parseType(k) ||
+      parser.parseComma() || parser.parseType(v))
+    return failure();
+  return parseOptionalTypes(parser, opt);
+}
+
+static void printAttentionTypes(OpAsmPrinter &printer, Operation *, Type q,
+                                Type k, Type v, TypeRange opt) {
+  printer << q << ", " << k << ", " << v;
+  printOptionalTypes(printer, opt);
+}
+
+static ParseResult parseAttentionGradTypes(OpAsmParser &parser, Type &q,
+                                           Type &k, Type &v, Type &grad,
+                                           SmallVectorImpl<Type> &opt) {
+  if (parser.parseType(q) || parser.parseComma() || parser.parseType(k) ||
+      parser.parseComma() || parser.parseType(v) || parser.parseComma() ||
+      parser.parseType(grad))
+    return failure();
+  return parseOptionalTypes(parser, opt);
+}
+
+static void printAttentionGradTypes(OpAsmPrinter &printer, Operation *, Type q,
+                                    Type k, Type v, Type grad, TypeRange opt) {
+  printer << q << ", " << k << ", " << v << ", " << grad;
+  printOptionalTypes(printer, opt);
+}
+
 #define GET_OP_CLASSES
 #include "dialects/VeOmni/VeOmniOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// ClampOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ClampOp::verify() {
+  std::optional<double> lo, hi;
+  if (FloatAttr a = getMinAttr())
+    lo = a.getValueAsDouble();
+  if (FloatAttr a = getMaxAttr())
+    hi = a.getValueAsDouble();
+  if ((lo && std::isnan(*lo)) || (hi && std::isnan(*hi)))
+    return emitOpError("bounds must be numbers");
+  if (lo && hi && *lo > *hi)
+    return emitOpError("min ") << *lo << " exceeds max " << *hi;
+  return success();
+}
 
 //===----------------------------------------------------------------------===//
 // ConstantOp

@@ -33,6 +33,11 @@ void attachShardingRules(MLIRContext *ctx);
 ModuleAttr getModule(Location loc);
 /// `loc` carrying `module` (replacing a module it had).
 Location withModule(Location loc, ModuleAttr module);
+
+/// Attention's optional operands, told apart by element type: the integer
+/// segment ids and the float sinks (null when absent).
+Value attentionSegmentIds(ValueRange optionals);
+Value attentionSinks(ValueRange optionals);
 } // namespace mlir::veomni
 
 #define GET_OP_CLASSES

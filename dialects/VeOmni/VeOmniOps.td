@@ -141,6 +141,21 @@ def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU", [VJP]> {
                         "::mlir::veomni::GeluApproximation::None">:$approximation);
 }
 
+def VeOmni_ClampOp : VeOmni_UnaryOp<"clamp", "clamp to [min, max]", [VJP]> {
+  let description = [{
+    `min(max(x, min), max)`; either bound may be absent (no limit). Its VJP
+    passes the cotangent where `min <= x <= max`, as torch's clamp does.
+    gpt-oss's clamped SwiGLU uses it.
+
+    ```mlir
+    %y = veomni.clamp %x {max = 7.0 : f64, min = -7.0 : f64} : tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$input, OptionalAttr<F64Attr>:$min,
+                       OptionalAttr<F64Attr>:$max);
+  let hasVerifier = 1;
+}
+
 class VeOmni_BinaryOp<string mnemonic, string what, list<Trait> traits = []>
     : VeOmni_InferredOp<mnemonic, traits # [Elementwise]> {
   let summary = "Elementwise " # what # " of two tensors of one type";
@@ -361,23 +376,45 @@ def VeOmni_RopeOp : VeOmni_InferredOp<"rope", [VJP]> {
 }
 
 def VeOmni_AttentionOp : VeOmni_InferredOp<"attention", [VJP]> {
-  let summary = "Scaled dot-product attention: causal or full, GQA, packed";
+  let summary = "Scaled dot-product attention (GQA, packed, windows, sinks)";
   let description = [{
     `query` `[B, S, Hq, D]`, `key` `[B, Skv, Hkv, D]`, `value`
     `[B, Skv, Hkv, Dv]`, with Hkv dividing Hq (grouped-query attention);
     the result is `[B, S, Hq, Dv]`. With `segment_ids` `[B, S]` (packed
     sequences, or a vision tower's per-image or per-window blocks) a query
     attends only to keys of its own segment. `causal` masks later keys.
+
+    `window` W > 0 (causal only) is a sliding window: query i sees keys
+    j with i - W < j <= i, as transformers' sliding_window. `sinks` `[Hq]`
+    (gpt-oss) are one more logit per head in every query's softmax whose
+    value is zero: the probabilities of the keys sum to less than one.
+
+    The optional operands are told apart by element type, as the runtime
+    does: at most one integer `segment_ids`, then at most one float
+    `sinks` (getSegmentIds, getSinks).
+
+    ```mlir
+    %o = veomni.attention %q, %k, %v sinks %s {causal, scale = 0.125 : f64,
+        window = 128 : i64} : tensor<1x256x8x64xf32>, tensor<1x256x2x64xf32>,
+        tensor<1x256x2x64xf32> sinks tensor<8xf32>
+    ```
   }];
   let arguments = (ins VeOmni_FloatTensor:$query, VeOmni_FloatTensor:$key,
                        VeOmni_FloatTensor:$value,
-                       Optional<VeOmni_IndexTensor>:$segment_ids,
-                       UnitAttr:$causal, F64Attr:$scale);
+                       Variadic<VeOmni_AnyTensor>:$optionals,
+                       UnitAttr:$causal, F64Attr:$scale,
+                       DefaultValuedAttr<I64Attr, "0">:$window);
   let results = (outs VeOmni_FloatTensor:$result);
   let assemblyFormat = [{
-    $query `,` $key `,` $value (`segments` $segment_ids^)? attr-dict `:`
-    type($query) `,` type($key) `,` type($value)
-    (`,` type($segment_ids)^)?
+    $query `,` $key `,` $value custom<AttentionOptionals>($optionals)
+    attr-dict `:` custom<AttentionTypes>(type($query), type($key),
+    type($value), type($optionals))
+  }];
+  let extraClassDeclaration = [{
+    /// The packed-sequence segment ids, or null.
+    Value getSegmentIds() { return attentionSegmentIds(getOptionals()); }
+    /// The sink logits, or null.
+    Value getSinks() { return attentionSinks(getOptionals()); }
   }];
 }
 
@@ -415,24 +452,31 @@ def VeOmni_RMSNormGradOp : VeOmni_InferredOp<"rms_norm_grad",
 }
 
 def VeOmni_AttentionGradOp : VeOmni_InferredOp<"attention_grad"> {
-  let summary = "VJP of attention: query, key and value cotangents";
+  let summary = "VJP of attention: query, key, value (and sinks) cotangents";
   let description = [{
     Recomputes the attention probabilities (no saved state), then gives the
     cotangents of query, key and value for the cotangent `grad` of the
     output. Key and value cotangents sum over the query heads sharing them.
+    With `sinks`, a fourth result is theirs: `-sum over b, i of p_sink *
+    (dO . O)` per head. Optional operands as attention's.
   }];
   let arguments = (ins VeOmni_FloatTensor:$query, VeOmni_FloatTensor:$key,
                        VeOmni_FloatTensor:$value,
-                       Optional<VeOmni_IndexTensor>:$segment_ids,
+                       Variadic<VeOmni_AnyTensor>:$optionals,
                        VeOmni_FloatTensor:$grad, UnitAttr:$causal,
-                       F64Attr:$scale);
+                       F64Attr:$scale, DefaultValuedAttr<I64Attr, "0">:$window);
   let results = (outs VeOmni_FloatTensor:$query_grad,
                       VeOmni_FloatTensor:$key_grad,
-                      VeOmni_FloatTensor:$value_grad);
+                      VeOmni_FloatTensor:$value_grad,
+                      Optional<VeOmni_FloatTensor>:$sinks_grad);
   let assemblyFormat = [{
-    $query `,` $key `,` $value (`segments` $segment_ids^)? `grad` $grad
-    attr-dict `:` type($query) `,` type($key) `,` type($value) `,`
-    type($grad) (`,` type($segment_ids)^)?
+    $query `,` $key `,` $value custom<AttentionOptionals>($optionals)
+    `grad` $grad attr-dict `:` custom<AttentionGradTypes>(type($query),
+    type($key), type($value), type($grad), type($optionals))
+  }];
+  let extraClassDeclaration = [{
+    Value getSegmentIds() { return attentionSegmentIds(getOptionals()); }
+    Value getSinks() { return attentionSinks(getOptionals()); }
   }];
 }
 
@@ -448,6 +492,15 @@ def VeOmni_CrossEntropyGradOp : VeOmni_InferredOp<"cross_entropy_grad"> {
     $logits `,` $labels `,` $grad attr-dict `:` type($logits) `,`
     type($labels) `,` type($grad)
   }];
+}
+
+def VeOmni_ClampGradOp : VeOmni_Op<"clamp_grad", [Pure, Elementwise,
+    SameOperandsAndResultType, InferTypeOpInterface]> {
+  let summary = "VJP of clamp: grad where min <= input <= max, else 0";
+  let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_FloatTensor:$grad,
+                       OptionalAttr<F64Attr>:$min, OptionalAttr<F64Attr>:$max);
+  let results = (outs VeOmni_FloatTensor:$result);
+  let assemblyFormat = "$input `,` $grad attr-dict `:` type($input)";
 }
 
 def VeOmni_GeluGradOp : VeOmni_InferredOp<"gelu_grad",

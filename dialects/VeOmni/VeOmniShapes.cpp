@@ -633,19 +633,28 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
-                                            std::optional<Location> loc,
-                                            Adaptor adaptor,
-                                            SmallVectorImpl<Type> &types) {
-  if (failed(preflight(ShapeErrors(loc, "attention"), adaptor.getOperands(),
-                       adaptor.getAttributes(),
-                       {{"causal", AttrKind::Unit, false},
-                        {"scale", AttrKind::Float, true}})))
-    return failure();
-  ShapeErrors err(loc, "attention");
-  RankedTensorType q = tensorOf(adaptor.getQuery());
-  RankedTensorType k = tensorOf(adaptor.getKey());
-  RankedTensorType v = tensorOf(adaptor.getValue());
+/// Attention's optional operands: at most one integer segment ids tensor,
+/// then at most one float sinks tensor.
+static LogicalResult checkOptionals(const ShapeErrors &err,
+                                    ValueRange optionals) {
+  Value seg = attentionSegmentIds(optionals), sinks = attentionSinks(optionals);
+  size_t expected = (seg ? 1 : 0) + (sinks ? 1 : 0);
+  if (optionals.size() != expected || (seg && optionals.front() != seg))
+    return err("takes at most one integer segment_ids operand, then at most "
+               "one float sinks operand; got ",
+               optionals.size(), " optional operands");
+  return success();
+}
+
+/// Attention's shape rule, shared with its VJP: the result type of
+/// attention over q, k, v with the optional segment ids and sinks.
+static FailureOr<RankedTensorType>
+inferAttention(const ShapeErrors &err, Value query, Value key, Value value,
+               Value segments, Value sinks, bool causal, FloatAttr scaleAttr,
+               IntegerAttr windowAttr) {
+  RankedTensorType q = tensorOf(query);
+  RankedTensorType k = tensorOf(key);
+  RankedTensorType v = tensorOf(value);
   if (failed(expectRank(err, "query", q, 4)) ||
       failed(expectRank(err, "key", k, 4)) ||
       failed(expectRank(err, "value", v, 4)) ||
@@ -664,11 +673,11 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
     return err("key/value head count ", hkv, " of key ", k,
                " does not divide the query head count ", hq, " of query ", q);
   bool samelen = q.getDimSize(1) == k.getDimSize(1);
-  if (adaptor.getCausal() && !samelen)
+  if (causal && !samelen)
     return err("causal attention needs query ", q, " and key ", k,
                " of one sequence length");
-  if (Value seg = adaptor.getSegmentIds()) {
-    RankedTensorType s = tensorOf(seg);
+  if (segments) {
+    RankedTensorType s = tensorOf(segments);
     if (!samelen)
       return err("segment_ids need query ", q, " and key ", k,
                  " of one sequence length");
@@ -679,14 +688,49 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
                              "segment_ids", s, 1)))
       return failure();
   }
-  auto scale = required(err, adaptor.getScaleAttr(), "scale");
+  if (sinks) {
+    RankedTensorType t = tensorOf(sinks);
+    if (failed(expectRank(err, "sinks", t, 1)) ||
+        failed(expectSameDim(err, "head count", "query", q, 2, "sinks", t, 0)))
+      return failure();
+  }
+  int64_t window = intOr(windowAttr, 0);
+  if (window < 0)
+    return err("window must be >= 0 (0: none), got ", window);
+  if (window > 0 && !causal)
+    return err("a sliding window (", window, ") needs causal attention");
+  auto scale = required(err, scaleAttr, "scale");
   if (failed(scale))
     return failure();
   if (!(scale->getValueAsDouble() > 0))
     return err("scale must be positive, got ", scale->getValueAsDouble());
-  types.push_back(RankedTensorType::get(
+  return RankedTensorType::get(
       {q.getDimSize(0), q.getDimSize(1), hq, v.getDimSize(3)},
-      q.getElementType()));
+      q.getElementType());
+}
+
+static const AttrSpec kAttentionAttrs[] = {
+    {"causal", AttrKind::Unit, false},
+    {"scale", AttrKind::Float, true},
+    {"window", AttrKind::Integer, false}};
+
+LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> loc,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "attention");
+  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
+                       kAttentionAttrs)) ||
+      failed(checkOptionals(err, adaptor.getOptionals())))
+    return failure();
+  FailureOr<RankedTensorType> out = inferAttention(
+      err, adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(),
+      attentionSegmentIds(adaptor.getOptionals()),
+      attentionSinks(adaptor.getOptionals()), adaptor.getCausal(),
+      adaptor.getScaleAttr(), adaptor.getWindowAttr());
+  if (failed(out))
+    return failure();
+  types.push_back(*out);
   return success();
 }
 
@@ -867,19 +911,30 @@ LogicalResult RMSNormGradOp::inferReturnTypes(MLIRContext *context,
       ValueRange{adaptor.getInput(), adaptor.getWeight()}, types);
 }
 
-LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *context,
+LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *,
                                                 std::optional<Location> loc,
                                                 Adaptor adaptor,
                                                 SmallVectorImpl<Type> &types) {
-  SmallVector<Value, 4> operands = {adaptor.getQuery(), adaptor.getKey(),
-                                    adaptor.getValue()};
-  if (Value seg = adaptor.getSegmentIds())
-    operands.push_back(seg);
-  return inferGrad<AttentionOp>(
-      context, loc, "attention_grad", operands, adaptor.getAttributes(),
-      adaptor.getGrad(),
-      ValueRange{adaptor.getQuery(), adaptor.getKey(), adaptor.getValue()},
-      types);
+  ShapeErrors err(loc, "attention_grad");
+  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
+                       kAttentionAttrs)) ||
+      failed(checkOptionals(err, adaptor.getOptionals())))
+    return failure();
+  FailureOr<RankedTensorType> out = inferAttention(
+      err, adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(),
+      attentionSegmentIds(adaptor.getOptionals()),
+      attentionSinks(adaptor.getOptionals()), adaptor.getCausal(),
+      adaptor.getScaleAttr(), adaptor.getWindowAttr());
+  if (failed(out))
+    return failure();
+  if (adaptor.getGrad().getType() != Type(*out))
+    return err("grad ", adaptor.getGrad().getType(),
+               " must have the forward result's type ", *out);
+  types.append({adaptor.getQuery().getType(), adaptor.getKey().getType(),
+                adaptor.getValue().getType()});
+  if (Value sinks = attentionSinks(adaptor.getOptionals()))
+    types.push_back(sinks.getType());
+  return success();
 }
 
 LogicalResult CrossEntropyGradOp::inferReturnTypes(

@@ -299,7 +299,7 @@ IndexedFactors indexedFactors(RuleBuilder &b, RankedTensorType table,
 /// q [B, S, Hq, D], k [B, Skv, Hkv, D], v [B, Skv, Hkv, Dv], segments
 /// [B, S]; result (and its cotangent) [B, S, Hq, Dv].
 struct AttentionFactors {
-  Dims q, k, v, segments, out;
+  Dims q, k, v, segments, sinks, out;
 };
 /// Sequences split over an axis move onto the heads (Ulysses).
 AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
@@ -319,6 +319,7 @@ AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
   f.k = {{batch}, {skv}, {hkv}, {d}};
   f.v = {{batch}, {skv}, {hkv}, {dv}};
   f.segments = {{batch}, {s}};
+  f.sinks = {{hkv, group}};
   f.out = {{batch}, {s}, {hkv, group}, {dv}};
   return f;
 }
@@ -525,6 +526,8 @@ ShardingRule computeRule(Operation *op) {
         b.operand(f.v);
         if (a.getSegmentIds())
           b.operand(f.segments);
+        if (a.getSinks())
+          b.operand(f.sinks);
         b.result(f.out);
         return std::move(b.rule);
       })
@@ -536,10 +539,14 @@ ShardingRule computeRule(Operation *op) {
         b.operand(f.v);
         if (a.getSegmentIds())
           b.operand(f.segments);
+        if (a.getSinks())
+          b.operand(f.sinks);
         b.operand(f.out);
         b.result(f.q);
         b.result(f.k);
         b.result(f.v);
+        if (a.getSinks())
+          b.result(f.sinks); // summed over the batch and sequence factors
         return std::move(b.rule);
       })
       .Case([&](CrossEntropyOp c) {

@@ -388,12 +388,18 @@ LogicalResult RopeOp::buildVJP(OpBuilder &b, ValueRange grads,
 
 LogicalResult AttentionOp::buildVJP(OpBuilder &b, ValueRange grads,
                                     SmallVectorImpl<Value> &out) {
-  auto op = AttentionGradOp::create(b, getLoc(), getQuery(), getKey(),
-                                    getValue(), getSegmentIds(), grads[0],
-                                    getCausalAttr(), getScaleAttr());
+  Value sinks = getSinks();
+  SmallVector<Type, 4> types = {getQuery().getType(), getKey().getType(),
+                                getValue().getType()};
+  if (sinks)
+    types.push_back(sinks.getType());
+  auto op = AttentionGradOp::create(
+      b, getLoc(), types, getQuery(), getKey(), getValue(), getOptionals(),
+      grads[0], getCausalAttr(), getScaleAttr(), getWindowAttr());
   out.append({op.getQueryGrad(), op.getKeyGrad(), op.getValueGrad()});
-  if (getSegmentIds())
-    out.push_back(Value());
+  // Optional operands in order: segment ids (no cotangent), sinks.
+  for (Value v : getOptionals())
+    out.push_back(v == sinks ? op.getSinksGrad() : Value());
   return success();
 }
 
@@ -410,6 +416,13 @@ LogicalResult CrossEntropyOp::buildVJP(OpBuilder &b, ValueRange grads,
 //===----------------------------------------------------------------------===//
 // Vision and audio: gelu, layer_norm, slice, conv1d
 //===----------------------------------------------------------------------===//
+
+LogicalResult ClampOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                SmallVectorImpl<Value> &out) {
+  out.push_back(ClampGradOp::create(b, getLoc(), getInput(), grads[0],
+                                    getMinAttr(), getMaxAttr()));
+  return success();
+}
 
 LogicalResult GeluOp::buildVJP(OpBuilder &b, ValueRange grads,
                                SmallVectorImpl<Value> &out) {

@@ -26,6 +26,29 @@ namespace veomni::rt {
 
 using KernelIns = absl::Span<const TensorView>;
 using KernelOuts = absl::Span<const TensorView>;
+/// The optional operands of attention and attention_grad, ins
+/// [first, end): integer segment ids and float sinks, told apart by their
+/// element types (each at most once, segments first).
+struct AttentionOptionals {
+  const TensorView *segments = nullptr, *sinks = nullptr;
+};
+inline absl::StatusOr<AttentionOptionals>
+AttentionOptionalsOf(KernelIns in, size_t first, size_t end) {
+  AttentionOptionals o;
+  for (size_t i = first; i < end && i < in.size(); ++i) {
+    bool integer = !IsFloat(in[i].dtype);
+    if (integer && !o.segments && !o.sinks)
+      o.segments = &in[i];
+    else if (!integer && !o.sinks)
+      o.sinks = &in[i];
+    else
+      return absl::InvalidArgumentError(
+          "attention: optional operands must be at most one integer segment "
+          "ids tensor, then at most one float sinks tensor");
+  }
+  return o;
+}
+
 /// One backend's implementation of one kernel kind, attributes undecoded.
 using KernelFn = absl::Status (*)(const KernelDesc &, KernelIns, KernelOuts);
 

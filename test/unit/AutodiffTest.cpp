@@ -322,6 +322,21 @@ INSTANTIATE_TEST_SUITE_P(
              "= 0.5 : f64} : " T("1x6x4x4") ", " T("1x6x2x4") ", " T(
                  "1x6x2x4") ", tensor<1x6xi32>",
              T("1x6x4x4")},
+        Case{"attention_window_sinks_segments",
+             "%q: " T("1x7x4x4") ", %k: " T("1x7x2x4") ", %v: " T(
+                 "1x7x2x4") ", %s: " T("4"),
+             "%seg: tensor<1x7xi32>",
+             "  %y = veomni.attention %q, %k, %v segments %seg sinks %s "
+             "{causal, scale = 0.5 : f64, window = 3 : i64} : " T(
+                 "1x7x4x4") ", " T("1x7x2x4") ", " T(
+                 "1x7x2x4") ", tensor<1x7xi32> sinks " T("4"),
+             T("1x7x4x4")},
+        Case{"clamp", "%x: " T("3x7"), "",
+             "  %k = veomni.constant dense<4.0> : " T("3x7")
+             "\n  %s = veomni.mul %x, %k : " T("3x7")
+             "\n  %y = veomni.clamp %s {min = -2.5 : f64, max = 1.5 : f64} : "
+             T("3x7"),
+             T("3x7")},
         Case{"attention_full",
              "%q: " T("2x3x2x4") ", %k: " T("2x5x2x4") ", %v: " T("2x5x2x3"),
              "",

@@ -107,11 +107,14 @@ int64_t KeyTile(int64_t keys) {
 
 /// The keys a block of queries can see. With segments, each query's keys
 /// lie within [first, last] of its segment's positions, so a block needs
-/// only the union of those ranges; with causality, none past its last row.
+/// only the union of those ranges; with causality, none past its last row;
+/// with a window, none before its first row's window.
 class KeyRanges {
 public:
-  KeyRanges(const TensorView *segments, int64_t s, int64_t skv, bool causal)
-      : segments_(segments), s_(s), skv_(skv), causal_(causal) {
+  KeyRanges(const TensorView *segments, int64_t s, int64_t skv, bool causal,
+            int64_t window)
+      : segments_(segments), s_(s), skv_(skv), causal_(causal),
+        window_(window) {
     if (segments) {
       seg_.resize(s);
       first_.resize(s);
@@ -141,7 +144,8 @@ public:
   }
   /// [lo, hi) of the keys that queries [i0, i1) may see.
   std::pair<int64_t, int64_t> Range(int64_t i0, int64_t i1) const {
-    int64_t lo = 0, hi = causal_ ? std::min(skv_, i1) : skv_;
+    int64_t lo = window_ > 0 ? std::max<int64_t>(0, i0 - window_ + 1) : 0;
+    int64_t hi = causal_ ? std::min(skv_, i1) : skv_;
     if (segments_) {
       int64_t a = s_, z = 0;
       for (int64_t i = i0; i < i1; ++i) {
@@ -155,14 +159,17 @@ public:
   }
   /// Query i's scores for keys [j0, j0 + nk): those past its causal limit
   /// are cut off (the returned end; the caller zeroes them), those of other
-  /// segments below it set to -inf so that exp makes them 0. `visible`
-  /// counts the rest.
+  /// segments or before its window set to -inf so that exp makes them 0.
+  /// `visible` counts the rest.
   int64_t Mask(float *scores, int64_t i, int64_t j0, int64_t nk,
                int64_t &visible) const {
     int64_t end = causal_ ? std::clamp<int64_t>(i + 1 - j0, 0, nk) : nk;
-    visible = end;
+    int64_t start =
+        window_ > 0 ? std::clamp<int64_t>(i - window_ + 1 - j0, 0, end) : 0;
+    std::fill(scores, scores + start, kNegInf);
+    visible = end - start;
     if (segments_)
-      for (int64_t j = 0; j < end; ++j)
+      for (int64_t j = start; j < end; ++j)
         if (seg_[j0 + j] != seg_[i]) {
           scores[j] = kNegInf;
           --visible;
@@ -174,17 +181,19 @@ private:
   const TensorView *segments_;
   int64_t s_, skv_;
   bool causal_;
+  int64_t window_;
   std::vector<int64_t> seg_, first_, last_, order_;
 };
 
 /// Per query row of a block, the running softmax statistics over the key
 /// tiles seen so far: the maximum score and the sum of exp(score - max).
+/// A sink starts them as a first logit that has no value.
 struct RunningSoftmax {
   std::vector<float> max, sum, rescale;
   explicit RunningSoftmax(int64_t rows) : max(rows), sum(rows), rescale(rows) {}
-  void Reset(int64_t rows) {
-    std::fill_n(max.begin(), rows, kNegInf);
-    std::fill_n(sum.begin(), rows, 0.0f);
+  void Reset(int64_t rows, const float *sink = nullptr) {
+    std::fill_n(max.begin(), rows, sink ? *sink : kNegInf);
+    std::fill_n(sum.begin(), rows, sink ? 1.0f : 0.0f);
   }
   /// Exponentiates row r's first `end` scores against the new running
   /// maximum in place; rescale[r] is what earlier sums and accumulators
@@ -203,6 +212,28 @@ struct RunningSoftmax {
   }
 };
 
+/// The sinks as f32 (empty without them).
+std::vector<float> SinkLogits(const TensorView *sinks, int64_t hq) {
+  std::vector<float> out;
+  if (!sinks)
+    return out;
+  F32Input in(*sinks);
+  out.assign(in.data(), in.data() + hq);
+  return out;
+}
+
+/// Writes the sinks' cotangents (zeros where `grads` is shorter).
+absl::Status StoreSinkGrads(const std::vector<double> &grads,
+                            const TensorView &dsinks) {
+  F32Output out(dsinks);
+  for (int64_t h = 0; h < dsinks.numel(); ++h)
+    out.data()[h] = h < static_cast<int64_t>(grads.size())
+                        ? static_cast<float>(grads[h])
+                        : 0.0f;
+  out.Commit();
+  return absl::OkStatus();
+}
+
 } // namespace
 
 void SetAttentionKeyTile(int64_t keys) {
@@ -211,7 +242,8 @@ void SetAttentionKeyTile(int64_t keys) {
 
 absl::StatusOr<AttentionDims>
 CheckAttention(absl::string_view K, const TensorView &q, const TensorView &k,
-               const TensorView &v, const TensorView *segments, bool causal) {
+               const TensorView &v, const TensorView *segments, bool causal,
+               int64_t window, const TensorView *sinks) {
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "q", q, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "k", k, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "v", v, 4));
@@ -238,15 +270,25 @@ CheckAttention(absl::string_view K, const TensorView &q, const TensorView &k,
       return BadView(K, "k", k, "segments need the sequence length of q ",
                      q.ToString());
   }
+  if (window < 0 || (window > 0 && !causal))
+    return BadView(K, "q", q, "window ", window,
+                   " must be 0, or positive with causal attention");
+  if (sinks) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, "sinks", *sinks));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "sinks", *sinks));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "sinks", *sinks, {a.hq}));
+  }
   return a;
 }
 
 absl::Status Attention(const TensorView &q, const TensorView &k,
                        const TensorView &v, const TensorView *segments,
-                       const TensorView &out, bool causal, double scale) {
+                       const TensorView &out, bool causal, double scale,
+                       int64_t window, const TensorView *sinks) {
   constexpr absl::string_view K = "Attention";
-  VEOMNI_ASSIGN_OR_RETURN(const AttentionDims a,
-                          CheckAttention(K, q, k, v, segments, causal));
+  VEOMNI_ASSIGN_OR_RETURN(
+      const AttentionDims a,
+      CheckAttention(K, q, k, v, segments, causal, window, sinks));
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "out", out, 4));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, {a.batch, a.s, a.hq, a.dv}));
@@ -270,7 +312,8 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
   std::unique_ptr<float[]> p = Scratch(bq * std::min(skv, tile)),
                            acc = Scratch(bq * dv);
   RunningSoftmax stats(bq);
-  KeyRanges keys(segments, s, skv, causal);
+  KeyRanges keys(segments, s, skv, causal, window);
+  std::vector<float> sinkLogits = SinkLogits(sinks, hq);
 
   // (batch, query head) pairs one after another; within a query block, key
   // tiles in order: S = scale Q K^T, the running softmax, and acc = acc *
@@ -287,7 +330,7 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
     for (int64_t i0 = 0; i0 < s; i0 += bq) {
       int64_t i1 = std::min(s, i0 + bq), rows = i1 - i0;
       auto [jlo, jhi] = keys.Range(i0, i1);
-      stats.Reset(rows);
+      stats.Reset(rows, sinks ? &sinkLogits[h] : nullptr);
       for (int64_t j0 = jlo; j0 < jhi; j0 += tile) {
         int64_t nk = std::min(tile, jhi - j0);
         BlasGemm(false, true, rows, nk, d, static_cast<float>(scale),
@@ -330,10 +373,19 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
                            const TensorView &v, const TensorView *segments,
                            const TensorView &dout, const TensorView &dq,
                            const TensorView &dk, const TensorView &dv,
-                           bool causal, double scale) {
+                           bool causal, double scale, int64_t window,
+                           const TensorView *sinks, const TensorView *dsinks) {
   constexpr absl::string_view K = "AttentionGrad";
-  VEOMNI_ASSIGN_OR_RETURN(const AttentionDims a,
-                          CheckAttention(K, q, k, v, segments, causal));
+  VEOMNI_ASSIGN_OR_RETURN(
+      const AttentionDims a,
+      CheckAttention(K, q, k, v, segments, causal, window, sinks));
+  if ((sinks != nullptr) != (dsinks != nullptr))
+    return BadView(K, "q", q, "needs sinks and their cotangent together");
+  if (dsinks) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, "dsinks", *dsinks));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dsinks", *dsinks));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dsinks", *dsinks, {a.hq}));
+  }
   const int64_t batch = a.batch, s = a.s, hq = a.hq, d = a.d, skv = a.skv,
                 hkv = a.hkv, dvh = a.dv;
   VEOMNI_RETURN_IF_ERROR(CheckRank(K, "dout", dout, 4));
@@ -348,8 +400,11 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   if (!FitsBlas(hq * std::max(d, dvh)) || !FitsBlas(hkv * std::max(d, dvh)) ||
       !FitsBlas(s) || !FitsBlas(skv))
     return BadView(K, "q", q, "exceeds the 32-bit BLAS interface");
-  if (dq.numel() == 0 && dk.numel() == 0 && dv.numel() == 0)
+  if (dq.numel() == 0 && dk.numel() == 0 && dv.numel() == 0) {
+    if (dsinks)
+      VEOMNI_RETURN_IF_ERROR(StoreSinkGrads({}, *dsinks));
     return absl::OkStatus();
+  }
 
   F32Input qf(q), kf(k), vf(v), dof(dout);
   F32Output dqf(dq), dkf(dk), dvf(dv);
@@ -370,7 +425,9 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   std::vector<float> delta(bq);
   std::vector<double> dot(bq);
   RunningSoftmax stats(bq);
-  KeyRanges keys(segments, s, skv, causal);
+  KeyRanges keys(segments, s, skv, causal, window);
+  std::vector<float> sinkLogits = SinkLogits(sinks, hq);
+  std::vector<double> sinkGrads(sinks ? hq : 0, 0.0);
 
   for (int64_t b = 0; b < batch; ++b) {
     keys.Load(b);
@@ -404,7 +461,7 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         // dS = P * (dP - delta) needs whole: with one tile from the tile
         // itself, with several from a first pass over them.
         bool oneTile = jhi - jlo <= tile;
-        stats.Reset(rows);
+        stats.Reset(rows, sinks ? &sinkLogits[h] : nullptr);
         std::fill_n(dot.begin(), rows, 0.0);
         for (int64_t j0 = jlo; j0 < jhi && !oneTile; j0 += tile) {
           int64_t nk = std::min(tile, jhi - j0);
@@ -460,6 +517,11 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
                              : 0.0f;
             }
             float dl = delta[r];
+            // The sink's probability times (0 - delta): its value is 0.
+            if (sinks && j0 == jlo)
+              sinkGrads[h] -= static_cast<double>(dl) *
+                              std::exp(sinkLogits[h] - stats.max[r]) /
+                              stats.sum[r];
             for (int64_t j = 0; j < end; ++j)
               dr[j] = pr[j] * (dr[j] - dl);
             std::fill(dr + end, dr + nk, 0.0f);
@@ -479,6 +541,8 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   dqf.Commit();
   dkf.Commit();
   dvf.Commit();
+  if (dsinks)
+    VEOMNI_RETURN_IF_ERROR(StoreSinkGrads(sinkGrads, *dsinks));
   return absl::OkStatus();
 }
 

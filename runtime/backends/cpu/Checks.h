@@ -60,14 +60,16 @@ absl::Status CheckLossOperands(absl::string_view kernel,
 
 /// q [batch, s, hq, d], k [batch, skv, hkv, d], v [batch, skv, hkv, dv],
 /// segments [batch, s] (or null), hkv dividing hq; causality and
-/// segments need s == skv.
+/// segments need s == skv; window >= 0, > 0 only when causal; sinks
+/// (or null) a float [hq].
 struct AttentionDims {
   int64_t batch = 0, s = 0, skv = 0, hq = 0, hkv = 0, d = 0, dv = 0;
 };
 absl::StatusOr<AttentionDims>
 CheckAttention(absl::string_view kernel, const TensorView &q,
                const TensorView &k, const TensorView &v,
-               const TensorView *segments, bool causal);
+               const TensorView *segments, bool causal, int64_t window = 0,
+               const TensorView *sinks = nullptr);
 
 /// The MoE kernels (their index values are the backends' to check).
 absl::Status CheckMoETopK(const TensorView &logits, const TensorView &weights,

@@ -162,8 +162,11 @@ absl::Status Rope(KernelIns in, KernelOuts out, const RopeAttrs &a) {
   return cpu::Rope(in[0], in[1], out[0], r.attrs);
 }
 absl::Status Attention(KernelIns in, KernelOuts out, const AttentionAttrs &a) {
-  return cpu::Attention(in[0], in[1], in[2], Optional(in, 3), out[0], a.causal,
-                        a.scale);
+  absl::StatusOr<AttentionOptionals> o = AttentionOptionalsOf(in, 3, in.size());
+  if (!o.ok())
+    return o.status();
+  return cpu::Attention(in[0], in[1], in[2], o->segments, out[0], a.causal,
+                        a.scale, a.window, o->sinks);
 }
 absl::Status CrossEntropy(KernelIns in, KernelOuts out,
                           const CrossEntropyAttrs &a) {
@@ -228,9 +231,15 @@ absl::Status RmsNormGrad(KernelIns in, KernelOuts out,
 }
 absl::Status AttentionGrad(KernelIns in, KernelOuts out,
                            const AttentionGradAttrs &a) {
-  const TensorView *segments = in.size() == 5 ? &in[3] : nullptr;
-  return cpu::AttentionGrad(in[0], in[1], in[2], segments, in.back(), out[0],
-                            out[1], out[2], a.causal, a.scale);
+  absl::StatusOr<AttentionOptionals> o =
+      AttentionOptionalsOf(in, 3, in.size() - 1);
+  if (!o.ok())
+    return o.status();
+  if ((o->sinks != nullptr) != (out.size() == 4))
+    return BadAttrs("attention_grad: sinks and their cotangent go together");
+  return cpu::AttentionGrad(in[0], in[1], in[2], o->segments, in.back(), out[0],
+                            out[1], out[2], a.causal, a.scale, a.window,
+                            o->sinks, out.size() == 4 ? &out[3] : nullptr);
 }
 absl::Status CrossEntropyGrad(KernelIns in, KernelOuts out,
                               const CrossEntropyGradAttrs &a) {
@@ -238,6 +247,12 @@ absl::Status CrossEntropyGrad(KernelIns in, KernelOuts out,
   if (!r.ok())
     return r.status();
   return cpu::CrossEntropyGrad(in[0], in[1], in[2], out[0], a.ignore_index, *r);
+}
+absl::Status Clamp(KernelIns in, KernelOuts out, const ClampAttrs &a) {
+  return cpu::Clamp(in[0], out[0], a.min, a.max);
+}
+absl::Status ClampGrad(KernelIns in, KernelOuts out, const ClampGradAttrs &a) {
+  return cpu::ClampGrad(in[0], in[1], out[0], a.min, a.max);
 }
 absl::Status GeluGrad(KernelIns in, KernelOuts out, const GeluGradAttrs &a) {
   return cpu::GeluGrad(in[0], in[1], out[0], a.tanh_approximation);

@@ -148,6 +148,66 @@ absl::Status Cast(const TensorView &in, const TensorView &out) {
 }
 
 //===----------------------------------------------------------------------===//
+// Clamp and ClampGrad
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Runs `body(xs, gs, len)` over chunks of x (and dy, when given), storing
+/// gs into out: in place is safe, chunks are read whole first.
+template <typename Body>
+absl::Status ClampChunks(absl::string_view K, const TensorView &x,
+                         const TensorView *dy, const TensorView &out,
+                         Body body) {
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckView(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, x.shape));
+  if (dy) {
+    VEOMNI_RETURN_IF_ERROR(CheckView(K, "dy", *dy));
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", *dy));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", *dy, x.shape));
+  }
+  const int64_t n = x.numel();
+  if (n == 0)
+    return absl::OkStatus();
+  auto run = [&](int64_t c0, int64_t c1) {
+    float xs[kChunk], gs[kChunk];
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t at = c * kChunk, len = std::min(kChunk, n - at);
+      LoadF32(x, at, len, xs);
+      if (dy)
+        LoadF32(*dy, at, len, gs);
+      body(xs, gs, len);
+      StoreF32(gs, out, at, len);
+    }
+  };
+  ParallelFor((n + kChunk - 1) / kChunk, 4.0 * static_cast<double>(n), run);
+  return absl::OkStatus();
+}
+} // namespace
+
+absl::Status Clamp(const TensorView &in, const TensorView &out, double lo,
+                   double hi) {
+  const float l = static_cast<float>(lo), h = static_cast<float>(hi);
+  return ClampChunks("Clamp", in, nullptr, out,
+                     [&](const float *xs, float *gs, int64_t len) {
+                       for (int64_t i = 0; i < len; ++i)
+                         gs[i] = std::min(std::max(xs[i], l), h);
+                     });
+}
+
+absl::Status ClampGrad(const TensorView &x, const TensorView &dy,
+                       const TensorView &dx, double lo, double hi) {
+  const float l = static_cast<float>(lo), h = static_cast<float>(hi);
+  return ClampChunks("ClampGrad", x, &dy, dx,
+                     [&](const float *xs, float *gs, int64_t len) {
+                       for (int64_t i = 0; i < len; ++i)
+                         gs[i] = xs[i] >= l && xs[i] <= h ? gs[i] : 0.0f;
+                     });
+}
+
+//===----------------------------------------------------------------------===//
 // GeluGrad
 //===----------------------------------------------------------------------===//
 

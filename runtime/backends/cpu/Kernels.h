@@ -136,10 +136,14 @@ struct RopeConfig {
                     const TensorView &out, const RopeConfig &attrs);         \
   /** q [B,S,Hq,D], k [B,Skv,Hkv,D], v [B,Skv,Hkv,Dv] -> out [B,S,Hq,Dv];    \
    * query head h reads kv head h / (Hq/Hkv); segments [B,S] or null;       \
-   * a row with no visible key is zero. */                                  \
+   * window > 0 (causal): query i sees keys i - window < j <= i; sinks      \
+   * [Hq] or null: one more logit per head, of value zero. A row with no    \
+   * visible key is zero. */                                                \
   absl::Status Attention(const TensorView &q, const TensorView &k,          \
                          const TensorView &v, const TensorView *segments,   \
-                         const TensorView &out, bool causal, double scale); \
+                         const TensorView &out, bool causal, double scale,  \
+                         int64_t window = 0,                                \
+                         const TensorView *sinks = nullptr);                \
   /** logits [..., V], labels [...]; loss per row = logsumexp - logit of    \
    * the label; ignoreIndex rows count 0 and are not counted; Mean divides  \
    * by the counted rows (0 when none). out f32: [] or labels' shape. A     \
@@ -177,12 +181,15 @@ struct RopeConfig {
                            const TensorView &dweight, double epsilon);      \
   /** Attention's VJP: recomputes P = softmax(scale * q k^T, masked) and     \
    * gives dq, dk, dv (shapes of q, k, v); dk and dv sum over the query     \
-   * heads that share a kv head. */                                         \
+   * heads that share a kv head. With sinks, dsinks [Hq] = -sum over rows   \
+   * of p_sink * delta, delta = sum_j P_j dP_j. */                          \
   absl::Status AttentionGrad(const TensorView &q, const TensorView &k,      \
                              const TensorView &v, const TensorView *segments, \
                              const TensorView &dout, const TensorView &dq,  \
                              const TensorView &dk, const TensorView &dv,    \
-                             bool causal, double scale);                    \
+                             bool causal, double scale, int64_t window = 0, \
+                             const TensorView *sinks = nullptr,             \
+                             const TensorView *dsinks = nullptr);           \
   /** dlogits = (softmax(logits) - onehot(label)) * g per row, g = dloss    \
    * (Sum), dloss / counted rows (Mean) or dloss[row] (None); ignored rows  \
    * get 0. dloss is f32, [] or labels' shape. */                           \
@@ -191,6 +198,12 @@ struct RopeConfig {
                                 const TensorView &dloss,                    \
                                 const TensorView &dlogits,                  \
                                 int64_t ignoreIndex, LossReduction reduction); \
+  /** out = min(max(in, lo), hi) (f32 bounds). In-place safe. */           \
+  absl::Status Clamp(const TensorView &in, const TensorView &out, double lo, \
+                     double hi);                                            \
+  /** dx = dy where lo <= x <= hi, else 0. In-place safe. */                \
+  absl::Status ClampGrad(const TensorView &x, const TensorView &dy,         \
+                         const TensorView &dx, double lo, double hi);       \
   /** dx = dy * gelu'(x): Phi(x) + x phi(x) exact, or the derivative of the \
    * tanh form. In-place safe. */                                           \
   absl::Status GeluGrad(const TensorView &x, const TensorView &dy,          \

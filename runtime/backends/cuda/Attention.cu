@@ -6,8 +6,11 @@
 // and sum (the online softmax), so nothing of size S x S exists. The VJP
 // recomputes the row's probabilities in two passes (statistics and
 // delta = sum_j P dP, then the products) and accumulates dk and dv with f32
-// atomics. This is the reference-speed form: correct for every shape the
-// CPU kernel takes; tiled tensor-core kernels come next (issue 16).
+// atomics. A sliding window starts a row's keys at i - window + 1; a
+// sink starts its softmax statistics as one more logit (m = sink, l = 1)
+// that adds nothing to the output. This is the reference-speed form: correct
+// for every shape the CPU kernel takes; tiled tensor-core kernels come next
+// (issue 16).
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,6 +37,16 @@ __device__ inline Row RowOf(const AttentionShape &a, int64_t w) {
   return r;
 }
 
+/// The first key row `r` may see (its window's start).
+__device__ inline int64_t FirstKey(const AttentionShape &a, const Row &r) {
+  return a.window > 0 && r.i - a.window + 1 > 0 ? r.i - a.window + 1 : 0;
+}
+
+/// The sink logit of head h, or -inf without sinks.
+__device__ inline float SinkOf(Buf sinks, int64_t h) {
+  return sinks.data ? Load(sinks.data, sinks.type, h) : -INFINITY;
+}
+
 __device__ inline bool Visible(const AttentionShape &a, Buf segments,
                                const Row &r, int64_t j) {
   if (a.causal && j > r.i)
@@ -58,7 +71,7 @@ __device__ inline float Dot(const float *x, Buf t, int64_t off, int64_t d) {
 }
 
 __global__ void AttentionKernel(AttentionShape a, Buf q, Buf k, Buf v,
-                                Buf segments, Buf out) {
+                                Buf segments, Buf sinks, Buf out) {
   int lane = threadIdx.x & 31;
   int64_t warps = a.batch * a.hq * a.s;
   // Grid-stride over rows; a warp's lanes share w, so shuffles stay
@@ -73,9 +86,9 @@ __global__ void AttentionKernel(AttentionShape a, Buf q, Buf k, Buf v,
       qv[u] = e < a.d ? Load(q.data, q.type, qOff + e) : 0.0f;
       acc[u] = 0.0f;
     }
-    float m = -INFINITY, l = 0.0f;
+    float m = SinkOf(sinks, r.h), l = sinks.data ? 1.0f : 0.0f;
     int64_t end = a.causal ? r.i + 1 : a.skv;
-    for (int64_t j = 0; j < end; ++j) {
+    for (int64_t j = FirstKey(a, r); j < end; ++j) {
       if (!Visible(a, segments, r, j))
         continue;
       int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
@@ -100,8 +113,9 @@ __global__ void AttentionKernel(AttentionShape a, Buf q, Buf k, Buf v,
 }
 
 __global__ void AttentionGradKernel(AttentionShape a, Buf q, Buf k, Buf v,
-                                    Buf segments, Buf dout, Buf dq,
-                                    float *dkAcc, float *dvAcc) {
+                                    Buf segments, Buf sinks, Buf dout, Buf dq,
+                                    float *dkAcc, float *dvAcc,
+                                    float *dsinkAcc) {
   int lane = threadIdx.x & 31;
   int64_t warps = a.batch * a.hq * a.s;
   // Grid-stride over rows; a warp's lanes share w, so shuffles stay
@@ -120,8 +134,10 @@ __global__ void AttentionGradKernel(AttentionShape a, Buf q, Buf k, Buf v,
     }
     int64_t end = a.causal ? r.i + 1 : a.skv;
     // Pass 1: the row's maximum, sum and sum_j exp(s_j - m) dP_j.
-    float m = -INFINITY, l = 0.0f, t = 0.0f;
-    for (int64_t j = 0; j < end; ++j) {
+    const float sink = SinkOf(sinks, r.h);
+    float m = sink, l = sinks.data ? 1.0f : 0.0f, t = 0.0f;
+    const int64_t first = FirstKey(a, r);
+    for (int64_t j = first; j < end; ++j) {
       if (!Visible(a, segments, r, j))
         continue;
       int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
@@ -135,9 +151,12 @@ __global__ void AttentionGradKernel(AttentionShape a, Buf q, Buf k, Buf v,
     }
     if (l > 0.0f) {
       float delta = t / l, inv = 1.0f / l;
+      // The sink's probability times (0 - delta): its value is zero.
+      if (sinks.data && lane == 0)
+        atomicAdd(dsinkAcc + r.h, -expf(sink - m) * inv * delta);
       // Pass 2: dS = P (dP - delta); dq += scale dS k; dk += scale dS q;
       // dv += P dO.
-      for (int64_t j = 0; j < end; ++j) {
+      for (int64_t j = first; j < end; ++j) {
         if (!Visible(a, segments, r, j))
           continue;
         int64_t kvRow = (r.b * a.skv + j) * a.hkv + r.g;
@@ -173,18 +192,21 @@ __global__ void FromF32(const float *in, Buf out) {
 namespace launch {
 
 cudaError_t Attention(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
-                      Buf v, Buf segments, Buf out) {
+                      Buf v, Buf segments, Buf sinks, Buf out) {
   int64_t warps = a.batch * a.hq * a.s;
   if (warps == 0 || a.dv == 0)
     return cudaSuccess;
   AttentionKernel<<<dev::Blocks(warps * 32), dev::kThreads, 0, s>>>(
-      a, q, k, v, segments, out);
+      a, q, k, v, segments, sinks, out);
   return cudaGetLastError();
 }
 
 cudaError_t AttentionGrad(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
-                          Buf v, Buf segments, Buf dout, Buf dq, Buf dk, Buf dv,
-                          float *dkAcc, float *dvAcc) {
+                          Buf v, Buf segments, Buf sinks, Buf dout, Buf dq,
+                          Buf dk, Buf dv, Buf dsinks, float *dkAcc,
+                          float *dvAcc, float *dsinkAcc) {
+  if (dsinks.numel)
+    cudaMemsetAsync(dsinkAcc, 0, dsinks.numel * sizeof(float), s);
   if (dk.numel)
     cudaMemsetAsync(dkAcc, 0, dk.numel * sizeof(float), s);
   if (dv.numel)
@@ -192,11 +214,14 @@ cudaError_t AttentionGrad(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
   int64_t warps = a.batch * a.hq * a.s;
   if (warps > 0)
     AttentionGradKernel<<<dev::Blocks(warps * 32), dev::kThreads, 0, s>>>(
-        a, q, k, v, segments, dout, dq, dkAcc, dvAcc);
+        a, q, k, v, segments, sinks, dout, dq, dkAcc, dvAcc, dsinkAcc);
   if (dk.numel)
     FromF32<<<dev::Blocks(dk.numel), dev::kThreads, 0, s>>>(dkAcc, dk);
   if (dv.numel)
     FromF32<<<dev::Blocks(dv.numel), dev::kThreads, 0, s>>>(dvAcc, dv);
+  if (dsinks.numel)
+    FromF32<<<dev::Blocks(dsinks.numel), dev::kThreads, 0, s>>>(dsinkAcc,
+                                                                dsinks);
   return cudaGetLastError();
 }
 

@@ -412,41 +412,48 @@ absl::Status RopeInverse(KernelIns in, KernelOuts out,
 namespace {
 absl::StatusOr<launch::AttentionShape>
 AttentionChecks(absl::string_view K, const TensorView &q, const TensorView &k,
-                const TensorView &v, const TensorView *segments, bool causal,
-                double scale) {
-  VEOMNI_ASSIGN_OR_RETURN(const cpu::AttentionDims d,
-                          cpu::CheckAttention(K, q, k, v, segments, causal));
+                const TensorView &v, const AttentionOptionals &o, bool causal,
+                double scale, int64_t window) {
+  VEOMNI_ASSIGN_OR_RETURN(
+      const cpu::AttentionDims d,
+      cpu::CheckAttention(K, q, k, v, o.segments, causal, window, o.sinks));
   if (d.d > launch::kMaxHeadDim || d.dv > launch::kMaxHeadDim)
     return BadView(K, "q", q, "head dimension exceeds the CUDA backend's ",
                    launch::kMaxHeadDim);
   return launch::AttentionShape{d.batch, d.s,    d.skv,
                                 d.hq,    d.hkv,  d.d,
-                                d.dv,    causal, static_cast<float>(scale)};
+                                d.dv,    causal, static_cast<float>(scale),
+                                window};
 }
 } // namespace
 
 absl::Status Attention(KernelIns in, KernelOuts out, const AttentionAttrs &a) {
   constexpr absl::string_view K = "Attention";
-  const TensorView *seg = in.size() > 3 ? &in[3] : nullptr;
+  VEOMNI_ASSIGN_OR_RETURN(AttentionOptionals o,
+                          AttentionOptionalsOf(in, 3, in.size()));
   VEOMNI_ASSIGN_OR_RETURN(
       launch::AttentionShape s,
-      AttentionChecks(K, in[0], in[1], in[2], seg, a.causal, a.scale));
+      AttentionChecks(K, in[0], in[1], in[2], o, a.causal, a.scale, a.window));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
   VEOMNI_RETURN_IF_ERROR(
       CheckShape(K, "out", out[0], {s.batch, s.s, s.hq, s.dv}));
-  return Launched(K, launch::Attention(Ctx().stream, s, B(in[0]), B(in[1]),
-                                       B(in[2]), seg ? B(*seg) : launch::Buf{},
-                                       B(out[0])));
+  return Launched(
+      K, launch::Attention(Ctx().stream, s, B(in[0]), B(in[1]), B(in[2]),
+                           o.segments ? B(*o.segments) : launch::Buf{},
+                           o.sinks ? B(*o.sinks) : launch::Buf{}, B(out[0])));
 }
 
 absl::Status AttentionGrad(KernelIns in, KernelOuts out,
                            const AttentionGradAttrs &a) {
   constexpr absl::string_view K = "AttentionGrad";
-  const TensorView *seg = in.size() == 5 ? &in[3] : nullptr;
+  VEOMNI_ASSIGN_OR_RETURN(AttentionOptionals o,
+                          AttentionOptionalsOf(in, 3, in.size() - 1));
   const TensorView &dout = in.back();
   VEOMNI_ASSIGN_OR_RETURN(
       launch::AttentionShape s,
-      AttentionChecks(K, in[0], in[1], in[2], seg, a.causal, a.scale));
+      AttentionChecks(K, in[0], in[1], in[2], o, a.causal, a.scale, a.window));
+  if ((o.sinks != nullptr) != (out.size() == 4))
+    return BadView(K, "q", in[0], "needs sinks and their cotangent together");
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dout", dout));
   VEOMNI_RETURN_IF_ERROR(
       CheckShape(K, "dout", dout, {s.batch, s.s, s.hq, s.dv}));
@@ -455,13 +462,22 @@ absl::Status AttentionGrad(KernelIns in, KernelOuts out,
     VEOMNI_RETURN_IF_ERROR(CheckFloat(K, names[i], out[i]));
     VEOMNI_RETURN_IF_ERROR(CheckShape(K, names[i], out[i], in[i].shape));
   }
-  Scratch dk(Ctx(), out[1].numel()), dv(Ctx(), out[2].numel());
+  if (o.sinks) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dsinks", out[3]));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dsinks", out[3], o.sinks->shape));
+  }
+  Scratch dk(Ctx(), out[1].numel()), dv(Ctx(), out[2].numel()),
+      dsinks(Ctx(), o.sinks ? out[3].numel() : 0);
   VEOMNI_RETURN_IF_ERROR(Launched(K, dk.status()));
   VEOMNI_RETURN_IF_ERROR(Launched(K, dv.status()));
-  return Launched(K, launch::AttentionGrad(
-                         Ctx().stream, s, B(in[0]), B(in[1]), B(in[2]),
-                         seg ? B(*seg) : launch::Buf{}, B(dout), B(out[0]),
-                         B(out[1]), B(out[2]), dk.get(), dv.get()));
+  VEOMNI_RETURN_IF_ERROR(Launched(K, dsinks.status()));
+  return Launched(
+      K, launch::AttentionGrad(Ctx().stream, s, B(in[0]), B(in[1]), B(in[2]),
+                               o.segments ? B(*o.segments) : launch::Buf{},
+                               o.sinks ? B(*o.sinks) : launch::Buf{}, B(dout),
+                               B(out[0]), B(out[1]), B(out[2]),
+                               o.sinks ? B(out[3]) : launch::Buf{}, dk.get(),
+                               dv.get(), dsinks.get()));
 }
 
 namespace {} // namespace
@@ -551,6 +567,28 @@ absl::Status RmsNormGrad(KernelIns in, KernelOuts out,
   return Launched(K, launch::RmsNormGrad(Ctx().stream, B(x), B(w), B(dy),
                                          B(out[0]), B(out[1]),
                                          n ? x.numel() / n : 0, n, a.epsilon));
+}
+
+absl::Status Clamp(KernelIns in, KernelOuts out, const ClampAttrs &a) {
+  constexpr absl::string_view K = "Clamp";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out[0], in[0].shape));
+  return Launched(K, launch::Clamp(Ctx().stream, B(in[0]), launch::Buf{},
+                                   B(out[0]), static_cast<float>(a.min),
+                                   static_cast<float>(a.max)));
+}
+
+absl::Status ClampGrad(KernelIns in, KernelOuts out, const ClampGradAttrs &a) {
+  constexpr absl::string_view K = "ClampGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "x", in[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dy", in[1]));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dx", out[0]));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dy", in[1], in[0].shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dx", out[0], in[0].shape));
+  return Launched(K, launch::Clamp(Ctx().stream, B(in[0]), B(in[1]), B(out[0]),
+                                   static_cast<float>(a.min),
+                                   static_cast<float>(a.max)));
 }
 
 absl::Status GeluGrad(KernelIns in, KernelOuts out, const GeluGradAttrs &a) {

@@ -57,6 +57,15 @@ __global__ void BinaryKernel(int kind, Buf lhs, Buf rhs, Buf out) {
   }
 }
 
+__global__ void ClampKernel(Buf x, Buf dy, Buf out, float lo, float hi) {
+  VEOMNI_GRID_LOOP(e, out.numel) {
+    float v = Load(x.data, x.type, e);
+    float r = dy.data ? (v >= lo && v <= hi ? Load(dy.data, dy.type, e) : 0.0f)
+                      : fminf(fmaxf(v, lo), hi);
+    Store(out.data, out.type, e, r);
+  }
+}
+
 __global__ void GeluGradKernel(Buf x, Buf dy, Buf dx, bool tanhForm) {
   VEOMNI_GRID_LOOP(e, dx.numel) {
     float v = Load(x.data, x.type, e), g = Load(dy.data, dy.type, e), d;
@@ -122,6 +131,14 @@ cudaError_t Binary(cudaStream_t s, int kind, Buf lhs, Buf rhs, Buf out) {
     return cudaSuccess;
   BinaryKernel<<<dev::Blocks(out.numel), dev::kThreads, 0, s>>>(kind, lhs, rhs,
                                                                 out);
+  return cudaGetLastError();
+}
+
+cudaError_t Clamp(cudaStream_t s, Buf x, Buf dy, Buf out, float lo, float hi) {
+  if (out.numel == 0)
+    return cudaSuccess;
+  ClampKernel<<<dev::Blocks(out.numel), dev::kThreads, 0, s>>>(x, dy, out, lo,
+                                                               hi);
   return cudaGetLastError();
 }
 

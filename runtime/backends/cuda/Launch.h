@@ -55,6 +55,8 @@ cudaError_t Cast(cudaStream_t s, Buf in, Buf out);
 cudaError_t Unary(cudaStream_t s, int kind, Buf in, Buf out);
 cudaError_t Binary(cudaStream_t s, int kind, Buf lhs, Buf rhs, Buf out);
 cudaError_t GeluGrad(cudaStream_t s, Buf x, Buf dy, Buf dx, bool tanhForm);
+/// out = clamp(x, lo, hi); with dy (data non-null) dy where lo <= x <= hi.
+cudaError_t Clamp(cudaStream_t s, Buf x, Buf dy, Buf out, float lo, float hi);
 
 // Shapes (Shape.cu).
 /// out (shape `outShape`) from in (shape `inShape`): operand dim i is
@@ -99,19 +101,23 @@ cudaError_t Rope(cudaStream_t s, Buf in, Buf positions, Buf out, int64_t tokens,
                  int64_t heads, const RopeTable &table, bool inverse);
 
 // Attention (Attention.cu): q [b, s, hq, d], k [b, skv, hkv, d],
-// v [b, skv, hkv, dv]; segments [b, s] or data null.
+// v [b, skv, hkv, dv]; segments [b, s] or data null; sinks [hq] or data
+// null; window 0 or the sliding window (causal).
 struct AttentionShape {
   int64_t batch, s, skv, hq, hkv, d, dv;
   bool causal;
   float scale;
+  int64_t window;
 };
 constexpr int kMaxHeadDim = 512;
 cudaError_t Attention(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
-                      Buf v, Buf segments, Buf out);
-/// dk and dv accumulate in the f32 scratch dkAcc, dvAcc (sizes of k, v).
+                      Buf v, Buf segments, Buf sinks, Buf out);
+/// dk, dv and dsinks accumulate in the f32 scratch dkAcc, dvAcc, dsinkAcc
+/// (sizes of k, v, sinks; dsinks data null without sinks).
 cudaError_t AttentionGrad(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,
-                          Buf v, Buf segments, Buf dout, Buf dq, Buf dk, Buf dv,
-                          float *dkAcc, float *dvAcc);
+                          Buf v, Buf segments, Buf sinks, Buf dout, Buf dq,
+                          Buf dk, Buf dv, Buf dsinks, float *dkAcc,
+                          float *dvAcc, float *dsinkAcc);
 
 // Losses (Loss.cu): logits [rows, V]; labels [rows]. reduction as
 // cpu::LossReduction (0 mean, 1 sum, 2 none). `scratch` holds rows + 2

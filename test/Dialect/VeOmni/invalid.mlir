@@ -951,6 +951,46 @@ func.func @rope_sequence(%x: tensor<2x16x4x8xf32>, %p: tensor<2x32xi32>) {
 // attention
 //===----------------------------------------------------------------------===//
 
+func.func @clamp_bounds(%x: tensor<4xf32>) {
+  // expected-error @+1 {{'veomni.clamp' op min 2.000000e+00 exceeds max 1.000000e+00}}
+  %0 = veomni.clamp %x {min = 2.0 : f64, max = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_window_needs_causal(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>) {
+  // expected-error @+1 {{'veomni.attention' op a sliding window (4) needs causal attention}}
+  %0 = veomni.attention %q, %k, %k {scale = 0.125 : f64, window = 4 : i64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>
+  return
+}
+
+// -----
+
+func.func @attention_negative_window(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>) {
+  // expected-error @+1 {{'veomni.attention' op window must be >= 0 (0: none), got -1}}
+  %0 = veomni.attention %q, %k, %k {causal, scale = 0.125 : f64, window = -1 : i64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>
+  return
+}
+
+// -----
+
+func.func @attention_sinks_heads(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<2xf32>) {
+  // expected-error @+1 {{'veomni.attention' op head count differs: query 'tensor<2x16x8x64xf32>' has 8 but sinks 'tensor<2xf32>' has 2}}
+  %0 = veomni.attention %q, %k, %k sinks %s {causal, scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32> sinks tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @attention_two_sinks(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<8xf32>) {
+  // expected-error @+1 {{'veomni.attention' op takes at most one integer segment_ids operand, then at most one float sinks operand; got 2 optional operands}}
+  %0 = veomni.attention %q, %k, %k sinks %s sinks %s {causal, scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32> sinks tensor<8xf32> sinks tensor<8xf32>
+  return
+}
+
+// -----
+
 func.func @attention_query_rank(%q: tensor<2x16x64xf32>, %k: tensor<2x16x2x64xf32>) {
   // expected-error @+1 {{'veomni.attention' op query must have rank 4, got 'tensor<2x16x64xf32>'}}
   %0 = veomni.attention %q, %k, %k {scale = 0.125 : f64} : tensor<2x16x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>

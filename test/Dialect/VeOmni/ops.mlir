@@ -159,6 +159,31 @@ func.func @transformer(%q: tensor<2x16x8x64xbf16>, %k: tensor<2x16x2x64xbf16>,
   return
 }
 
+// CHECK-LABEL: func.func @clamp
+func.func @clamp(%x: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>) {
+  // CHECK: veomni.clamp %{{.*}} {max = 7.000000e+00 : f64, min = -7.000000e+00 : f64} : tensor<4x8xf32>
+  %0 = veomni.clamp %x {max = 7.0 : f64, min = -7.0 : f64} : tensor<4x8xf32>
+  // CHECK: veomni.clamp %{{.*}} {max = 7.000000e+00 : f64} : tensor<4x8xf32>
+  %1 = veomni.clamp %x {max = 7.0 : f64} : tensor<4x8xf32>
+  // CHECK: veomni.clamp_grad %{{.*}}, %{{.*}} {min = 0.000000e+00 : f64} : tensor<4x8xf32>
+  %2 = veomni.clamp_grad %x, %x {min = 0.0 : f64} : tensor<4x8xf32>
+  return %0, %1, %2 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
+}
+
+// Sliding windows and sinks: the optional operands are told apart by type.
+// CHECK-LABEL: func.func @attention_windows_and_sinks
+func.func @attention_windows_and_sinks(%q: tensor<2x16x8x64xbf16>, %k: tensor<2x16x2x64xbf16>,
+                                       %seg: tensor<2x16xi32>, %sinks: tensor<8xbf16>) {
+  // CHECK: veomni.attention %{{.*}}, %{{.*}}, %{{.*}} sinks %{{.*}} {causal, scale = 1.250000e-01 : f64, window = 4 : i64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16> sinks tensor<8xbf16>
+  %0 = veomni.attention %q, %k, %k sinks %sinks {causal, scale = 0.125 : f64, window = 4 : i64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16> sinks tensor<8xbf16>
+  // CHECK: veomni.attention %{{.*}}, %{{.*}}, %{{.*}} segments %{{.*}} sinks %{{.*}} {causal, scale = 1.250000e-01 : f64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16xi32> sinks tensor<8xbf16>
+  %1 = veomni.attention %q, %k, %k segments %seg sinks %sinks {causal, scale = 0.125 : f64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16xi32> sinks tensor<8xbf16>
+  // CHECK: veomni.attention_grad %{{.*}}, %{{.*}}, %{{.*}} segments %{{.*}} sinks %{{.*}} grad %{{.*}} {causal, scale = 1.250000e-01 : f64, window = 2 : i64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x8x64xbf16>, tensor<2x16xi32> sinks tensor<8xbf16>
+  %dq, %dk, %dv, %ds = veomni.attention_grad %q, %k, %k segments %seg sinks %sinks grad %q {causal, scale = 0.125 : f64, window = 2 : i64} : tensor<2x16x8x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x2x64xbf16>, tensor<2x16x8x64xbf16>, tensor<2x16xi32> sinks tensor<8xbf16>
+  "test.use"(%0, %1, %ds) : (tensor<2x16x8x64xbf16>, tensor<2x16x8x64xbf16>, tensor<8xbf16>) -> ()
+  return
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<32x64xf32>, %router: tensor<32x8xf32>,
                %gate: tensor<8x128x64xf32>) -> tensor<32x64xf32> {

@@ -36,6 +36,42 @@ namespace {
 
 using namespace kerneltest;
 
+// Attention and AttentionGrad without a window or sinks (their defaults),
+// both implementations, for the tests that do not need those.
+using PlainAttentionFn = std::function<absl::Status(
+    const TensorView &, const TensorView &, const TensorView &,
+    const TensorView *, const TensorView &, bool, double)>;
+using PlainAttentionGradFn = std::function<absl::Status(
+    const TensorView &, const TensorView &, const TensorView &,
+    const TensorView *, const TensorView &, const TensorView &,
+    const TensorView &, const TensorView &, bool, double)>;
+std::vector<Impl<PlainAttentionFn>> PlainAttention() {
+  return {{[](auto &q, auto &k, auto &v, auto *seg, auto &out, bool causal,
+              double scale) {
+             return ref::Attention(q, k, v, seg, out, causal, scale);
+           },
+           "ref"},
+          {[](auto &q, auto &k, auto &v, auto *seg, auto &out, bool causal,
+              double scale) {
+             return fast::Attention(q, k, v, seg, out, causal, scale);
+           },
+           "fast"}};
+}
+std::vector<Impl<PlainAttentionGradFn>> PlainAttentionGrad() {
+  return {{[](auto &q, auto &k, auto &v, auto *seg, auto &dout, auto &dq,
+              auto &dk, auto &dv, bool causal, double scale) {
+             return ref::AttentionGrad(q, k, v, seg, dout, dq, dk, dv, causal,
+                                       scale);
+           },
+           "ref"},
+          {[](auto &q, auto &k, auto &v, auto *seg, auto &dout, auto &dq,
+              auto &dk, auto &dv, bool causal, double scale) {
+             return fast::AttentionGrad(q, k, v, seg, dout, dq, dk, dv, causal,
+                                        scale);
+           },
+           "fast"}};
+}
+
 TEST(SoftmaxTest, Known) {
   // exp([0, ln 3]) / 4 = [0.25, 0.75], along either dimension.
   const float ln3 = 1.0986122886681098f;
@@ -92,7 +128,7 @@ TEST(AttentionTest, Known) {
   Buffer q = Floats(DType::F32, {1, 2, 1, 1}, {1, 1});
   Buffer k = Floats(DType::F32, {1, 2, 1, 1}, {0, ln3});
   Buffer v = Floats(DType::F32, {1, 2, 1, 2}, {4, 8, 0, -4});
-  for (const auto &impl : BOTH(Attention)) {
+  for (const auto &impl : PlainAttention()) {
     SCOPED_TRACE(impl.name);
     Buffer out = Garbage(DType::F32, {1, 2, 1, 2});
     ASSERT_OK(
@@ -126,7 +162,7 @@ TEST(AttentionTest, GroupedQueryHeads) {
   Buffer q = Filled(DType::F32, {1, 1, 4, 2}, 1);
   Buffer k = Filled(DType::F32, {1, 1, 2, 2}, 1);
   Buffer v = Floats(DType::F32, {1, 1, 2, 1}, {10, 20});
-  for (const auto &impl : BOTH(Attention)) {
+  for (const auto &impl : PlainAttention()) {
     SCOPED_TRACE(impl.name);
     Buffer out = Garbage(DType::F32, {1, 1, 4, 1});
     ASSERT_OK(
@@ -195,7 +231,7 @@ TEST(AttentionTest, Errors) {
   Buffer kBadD(DType::F32, {1, 4, 2, 7}), vBadS(DType::F32, {1, 5, 2, 8});
   Buffer seg = Ints(DType::I32, {1, 3}, {0, 0, 0});
   Buffer kLong(DType::F32, {1, 6, 2, 8}), vLong(DType::F32, {1, 6, 2, 8});
-  for (const auto &impl : BOTH(Attention)) {
+  for (const auto &impl : PlainAttention()) {
     SCOPED_TRACE(impl.name);
     // 2 kv heads do not divide 3 query heads.
     EXPECT_INVALID(
@@ -246,7 +282,7 @@ TEST(AttentionGradTest, Known) {
   Buffer k = Filled(DType::F32, {1, 1, 2, 2}, 1);
   Buffer v = Floats(DType::F32, {1, 1, 2, 1}, {10, 20});
   Buffer dout = Floats(DType::F32, {1, 1, 4, 1}, {1, 2, 3, 4});
-  for (const auto &impl : BOTH(AttentionGrad)) {
+  for (const auto &impl : PlainAttentionGrad()) {
     SCOPED_TRACE(impl.name);
     AttentionGrads g = GarbageGrads(DType::F32, q, k, v);
     ASSERT_OK(impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
@@ -263,7 +299,7 @@ TEST(AttentionGradTest, Known) {
   Buffer k2 = Floats(DType::F32, {1, 2, 1, 1}, {0, ln3});
   Buffer v2 = Floats(DType::F32, {1, 2, 1, 1}, {4, 0});
   Buffer d1 = Floats(DType::F32, {1, 1, 1, 1}, {1});
-  for (const auto &impl : BOTH(AttentionGrad)) {
+  for (const auto &impl : PlainAttentionGrad()) {
     SCOPED_TRACE(impl.name);
     AttentionGrads g = GarbageGrads(DType::F32, q1, k2, v2);
     ASSERT_OK(impl.fn(q1.view(), k2.view(), v2.view(), nullptr, d1.view(),
@@ -285,7 +321,7 @@ TEST(AttentionGradTest, NoQueriesGiveZeroKeyGradients) {
   Buffer q(DType::F32, {1, 0, 2, 4}), dout(DType::F32, {1, 0, 2, 3});
   Buffer k = Filled(DType::F32, {1, 3, 1, 4}, 1);
   Buffer v = Filled(DType::F32, {1, 3, 1, 3}, 1);
-  for (const auto &impl : BOTH(AttentionGrad)) {
+  for (const auto &impl : PlainAttentionGrad()) {
     SCOPED_TRACE(impl.name);
     AttentionGrads g = GarbageGrads(DType::BF16, q, k, v);
     ASSERT_OK(impl.fn(q.view(), k.view(), v.view(), nullptr, dout.view(),
@@ -413,7 +449,7 @@ TEST(AttentionGradTest, Errors) {
   Buffer segShort = Ints(DType::I32, {1, 3}, {0, 0, 0});
   Buffer segFloat(DType::F32, {1, 4});
   TensorView nullDout{nullptr, DType::F32, {1, 4, 4, 6}};
-  for (const auto &impl : BOTH(AttentionGrad)) {
+  for (const auto &impl : PlainAttentionGrad()) {
     SCOPED_TRACE(impl.name);
     // 2 kv heads do not divide 3 query heads.
     EXPECT_INVALID(impl,
@@ -459,4 +495,197 @@ TEST(AttentionGradTest, Errors) {
 }
 
 } // namespace
+//===----------------------------------------------------------------------===//
+// Sliding windows and sinks (gpt-oss, Gemma 3)
+//===----------------------------------------------------------------------===//
+
+TEST(AttentionWindowTest, Known) {
+  // One head, D = 1, all scores 0: each query averages the values of the
+  // keys it sees. Window 2: query i sees keys i - 1 and i.
+  Buffer q = Floats(DType::F32, {1, 4, 1, 1}, {0, 0, 0, 0});
+  Buffer k = Floats(DType::F32, {1, 4, 1, 1}, {0, 0, 0, 0});
+  Buffer v = Floats(DType::F32, {1, 4, 1, 1}, {1, 2, 4, 8});
+  Buffer out = Garbage(DType::F32, {1, 4, 1, 1});
+  ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), nullptr, out.view(),
+                           true, 1.0, 2));
+  EXPECT_TRUE(Values(out, {1, 1.5, 3, 6}));
+  ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), nullptr, out.view(),
+                            true, 1.0, 2));
+  EXPECT_TRUE(Values(out, {1, 1.5, 3, 6}));
+  // Sink ln 2 with window 1: each query's own key has weight 1 : 2 against
+  // the sink, so out = v / 3; a second head with sink -inf-ish reads v.
+  const float ln2 = 0.6931471805599453f;
+  Buffer q2 = Filled(DType::F32, {1, 4, 2, 1}, 0);
+  Buffer sinks = Floats(DType::F32, {2}, {ln2, -100});
+  TensorView sv = sinks.view();
+  Buffer out2 = Garbage(DType::F32, {1, 4, 2, 1});
+  for (bool fastPath : {false, true}) {
+    SCOPED_TRACE(fastPath ? "fast" : "ref");
+    absl::Status st =
+        fastPath ? fast::Attention(q2.view(), k.view(), v.view(), nullptr,
+                                   out2.view(), true, 1.0, 1, &sv)
+                 : ref::Attention(q2.view(), k.view(), v.view(), nullptr,
+                                  out2.view(), true, 1.0, 1, &sv);
+    ASSERT_OK(st);
+    EXPECT_TRUE(
+        Values(out2, {1 / 3.0, 1, 2 / 3.0, 2, 4 / 3.0, 4, 8 / 3.0, 8}, 1e-5));
+  }
+}
+
+// The fast path against the reference with windows, sinks and both, across
+// key tiles (AttentionTiles: 1, 5, 32 keys and the default).
+TEST_P(AttentionTiles, WindowsAndSinksMatchReference) {
+  Rng rng(91);
+  struct Case {
+    int64_t b, s, hq, hkv, d, window;
+  };
+  const Case cases[] = {{1, 7, 2, 1, 8, 1},    {2, 17, 4, 2, 16, 3},
+                        {1, 65, 3, 1, 32, 16}, {1, 300, 2, 1, 16, 40},
+                        {1, 9, 2, 2, 8, 100}, // window longer than S
+                        {2, 33, 2, 1, 8, 0}};
+  for (DType t : kFloatTypes) {
+    for (const Case &c : cases) {
+      for (int withSinks = 0; withSinks < 2; ++withSinks) {
+        for (int segMode = 0; segMode < 3; ++segMode) {
+          std::string what =
+              absl::StrCat(Name(t), " B ", c.b, " S ", c.s, " Hq ", c.hq,
+                           " Hkv ", c.hkv, " window ", c.window, " sinks ",
+                           withSinks, " segments ", segMode);
+          SCOPED_TRACE(what);
+          Buffer q = Uniform(t, {c.b, c.s, c.hq, c.d}, rng, -2, 2);
+          Buffer k = Uniform(t, {c.b, c.s, c.hkv, c.d}, rng, -2, 2);
+          Buffer v = Uniform(t, {c.b, c.s, c.hkv, c.d}, rng);
+          Buffer dout = Uniform(t, {c.b, c.s, c.hq, c.d}, rng);
+          Buffer sinks = Uniform(t, {c.hq}, rng, -2, 2);
+          Buffer seg = Segments(rng, c.b, c.s, segMode == 2);
+          TensorView sv = seg.view(), kv = sinks.view();
+          const TensorView *sp = segMode ? &sv : nullptr;
+          const TensorView *sk = withSinks ? &kv : nullptr;
+          double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+          Shape outShape = {c.b, c.s, c.hq, c.d};
+          Buffer want = Garbage(t, outShape), got = Garbage(t, outShape);
+          ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), sp,
+                                   want.view(), true, scale, c.window, sk));
+          ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), sp,
+                                    got.view(), true, scale, c.window, sk));
+          EXPECT_TRUE(AllClose(got, want, TolFor(t, c.d), what + " out"));
+
+          AttentionGrads gw = GarbageGrads(t, q, k, v);
+          AttentionGrads gg = GarbageGrads(t, q, k, v);
+          Buffer dsw = Garbage(DType::F32, {c.hq}),
+                 dsg = Garbage(DType::F32, {c.hq});
+          TensorView dswv = dsw.view(), dsgv = dsg.view();
+          ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), sp,
+                                       dout.view(), gw.dq.view(), gw.dk.view(),
+                                       gw.dv.view(), true, scale, c.window, sk,
+                                       withSinks ? &dswv : nullptr));
+          ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), sp,
+                                        dout.view(), gg.dq.view(), gg.dk.view(),
+                                        gg.dv.view(), true, scale, c.window, sk,
+                                        withSinks ? &dsgv : nullptr));
+          int64_t queries = c.s * (c.hq / c.hkv);
+          EXPECT_TRUE(
+              AllClose(gg.dq, gw.dq, FastTol(t, c.s * c.d), what + " dq"));
+          EXPECT_TRUE(
+              AllClose(gg.dk, gw.dk, FastTol(t, queries * c.d), what + " dk"));
+          EXPECT_TRUE(
+              AllClose(gg.dv, gw.dv, FastTol(t, queries), what + " dv"));
+          if (withSinks)
+            EXPECT_TRUE(AllClose(dsg, dsw, FastTol(t, c.b * c.s * c.d),
+                                 what + " dsinks"));
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionWindowTest, FiniteDifferences) {
+  Rng rng(92);
+  struct Case {
+    int64_t b, s, hq, hkv, d, window;
+    bool sinks;
+    int segMode;
+  };
+  const Case cases[] = {{1, 6, 2, 1, 4, 2, false, 0},
+                        {2, 6, 4, 2, 3, 3, true, 0},
+                        {1, 7, 2, 2, 4, 0, true, 2},
+                        {1, 7, 2, 1, 4, 4, true, 1}};
+  for (const Case &c : cases) {
+    std::string what = absl::StrCat("window ", c.window, " sinks ", c.sinks,
+                                    " segments ", c.segMode, " B ", c.b);
+    SCOPED_TRACE(what);
+    Buffer q = Uniform(DType::F32, {c.b, c.s, c.hq, c.d}, rng);
+    Buffer k = Uniform(DType::F32, {c.b, c.s, c.hkv, c.d}, rng);
+    Buffer v = Uniform(DType::F32, {c.b, c.s, c.hkv, c.d}, rng);
+    Buffer sinks = Uniform(DType::F32, {c.hq}, rng);
+    Shape outShape = {c.b, c.s, c.hq, c.d};
+    Buffer dout = Uniform(DType::F32, outShape, rng);
+    Buffer seg = Segments(rng, c.b, c.s, c.segMode == 2);
+    TensorView sv = seg.view();
+    const TensorView *sp = c.segMode ? &sv : nullptr;
+    const double scale = 0.9;
+    AttentionGrads g = GarbageGrads(DType::F32, q, k, v);
+    Buffer ds = Garbage(DType::F32, {c.hq});
+    TensorView dsv = ds.view();
+    // The views of `sinks` read it at call time, so perturbing it in place
+    // reaches the forward.
+    TensorView kv = sinks.view();
+    const TensorView *sk = c.sinks ? &kv : nullptr;
+    ASSERT_OK(fast::AttentionGrad(
+        q.view(), k.view(), v.view(), sp, dout.view(), g.dq.view(), g.dk.view(),
+        g.dv.view(), true, scale, c.window, sk, c.sinks ? &dsv : nullptr));
+    auto forward = [&] {
+      Buffer out(DType::F32, outShape);
+      EXPECT_TRUE(ref::Attention(q.view(), k.view(), v.view(), sp, out.view(),
+                                 true, scale, c.window, sk)
+                      .ok());
+      return out;
+    };
+    EXPECT_TRUE(MatchesFiniteDifferences(q, g.dq, dout, forward, what + " dq"));
+    EXPECT_TRUE(MatchesFiniteDifferences(k, g.dk, dout, forward, what + " dk"));
+    EXPECT_TRUE(MatchesFiniteDifferences(v, g.dv, dout, forward, what + " dv"));
+    if (c.sinks)
+      EXPECT_TRUE(
+          MatchesFiniteDifferences(sinks, ds, dout, forward, what + " dsinks"));
+  }
+}
+
+TEST(AttentionWindowTest, Errors) {
+  Buffer q(DType::F32, {1, 4, 2, 8}), k(DType::F32, {1, 4, 1, 8});
+  Buffer v(DType::F32, {1, 4, 1, 8}), out(DType::F32, {1, 4, 2, 8});
+  Buffer sinks3(DType::F32, {3}), sinksInt(DType::I32, {2}),
+      ok(DType::F32, {2});
+  TensorView s3 = sinks3.view(), si = sinksInt.view(), sk = ok.view();
+  Buffer dq(DType::F32, {1, 4, 2, 8}), dk(DType::F32, {1, 4, 1, 8}),
+      dv(DType::F32, {1, 4, 1, 8}), ds1(DType::F32, {1});
+  TensorView d1 = ds1.view();
+  for (bool fastPath : {false, true}) {
+    SCOPED_TRACE(fastPath ? "fast" : "ref");
+    auto fwd = [&](bool causal, int64_t window, const TensorView *sinks) {
+      return fastPath ? fast::Attention(q.view(), k.view(), v.view(), nullptr,
+                                        out.view(), causal, 1.0, window, sinks)
+                      : ref::Attention(q.view(), k.view(), v.view(), nullptr,
+                                       out.view(), causal, 1.0, window, sinks);
+    };
+    EXPECT_EQ(fwd(false, 2, nullptr).code(),
+              absl::StatusCode::kInvalidArgument); // window needs causal
+    EXPECT_EQ(fwd(true, -1, nullptr).code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(fwd(true, 0, &s3).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(fwd(true, 0, &si).code(), absl::StatusCode::kInvalidArgument);
+    // Sinks without their cotangent, and a cotangent of the wrong size.
+    auto grad = [&](const TensorView *sinks, const TensorView *dsinks) {
+      return fastPath
+                 ? fast::AttentionGrad(q.view(), k.view(), v.view(), nullptr,
+                                       out.view(), dq.view(), dk.view(),
+                                       dv.view(), true, 1.0, 0, sinks, dsinks)
+                 : ref::AttentionGrad(q.view(), k.view(), v.view(), nullptr,
+                                      out.view(), dq.view(), dk.view(),
+                                      dv.view(), true, 1.0, 0, sinks, dsinks);
+    };
+    EXPECT_EQ(grad(&sk, nullptr).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(grad(&sk, &d1).code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
 } // namespace veomni::rt

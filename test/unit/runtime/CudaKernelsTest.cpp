@@ -380,6 +380,16 @@ TEST_P(CudaKernels, Elementwise) {
          {},
          {Floats(rng_, DType::F32, {77})},
          {{DType::F32, {77}}}});
+  Check({"clamp",
+         KernelKind::Clamp,
+         {{"min", F(-0.5)}, {"max", F(0.25)}},
+         {Floats(rng_, DType::F32, {500})},
+         {{DType::F32, {500}}}});
+  Check({"clamp_grad",
+         KernelKind::ClampGrad,
+         {{"min", F(-1e308)}, {"max", F(0.25)}},
+         {Floats(rng_, DType::F32, {500}), Floats(rng_, DType::F32, {500})},
+         {{DType::F32, {500}}}});
   for (int tanhForm = 0; tanhForm < 2; ++tanhForm)
     Check({"gelu_grad",
            KernelKind::GeluGrad,
@@ -480,39 +490,52 @@ TEST_P(CudaKernels, Attention) {
   struct Shape7 {
     int64_t b, s, hq, hkv, d;
   };
+  // Modes: plain; sliding window 4; sinks; window 4 and sinks (causal only).
   for (Shape7 a : {Shape7{1, 7, 2, 1, 16}, Shape7{2, 33, 4, 2, 64},
                    Shape7{1, 65, 2, 2, 128}})
     for (int causal = 0; causal < 2; ++causal)
-      for (int withSeg = 0; withSeg < 2; ++withSeg) {
-        Host q = Floats(rng_, DType::F32, {a.b, a.s, a.hq, a.d});
-        Host k = Floats(rng_, DType::F32, {a.b, a.s, a.hkv, a.d});
-        Host v = Floats(rng_, DType::F32, {a.b, a.s, a.hkv, a.d});
-        Host dout = Floats(rng_, DType::F32, {a.b, a.s, a.hq, a.d});
-        std::vector<int64_t> segs(a.b * a.s);
-        for (int64_t i = 0; i < a.b * a.s; ++i)
-          segs[i] = (i % a.s) / 5; // packed documents of 5 tokens
-        Host seg = Ints(DType::I32, {a.b, a.s}, segs);
-        std::map<std::string, AttrValue> attrs = {
-            {"causal", I(causal)}, {"scale", F(1.0 / std::sqrt(a.d))}};
-        std::vector<Host> fwdIns = {q, k, v}, bwdIns = {q, k, v};
-        if (withSeg) {
-          fwdIns.push_back(seg);
-          bwdIns.push_back(seg);
+      for (int withSeg = 0; withSeg < 2; ++withSeg)
+        for (int mode = 0; mode < 4; ++mode) {
+          if (mode > 0 && !causal)
+            continue;
+          bool window = mode & 1, sinks = mode & 2;
+          Host q = Floats(rng_, DType::F32, {a.b, a.s, a.hq, a.d});
+          Host k = Floats(rng_, DType::F32, {a.b, a.s, a.hkv, a.d});
+          Host v = Floats(rng_, DType::F32, {a.b, a.s, a.hkv, a.d});
+          Host dout = Floats(rng_, DType::F32, {a.b, a.s, a.hq, a.d});
+          Host sinkLogits = Floats(rng_, DType::F32, {a.hq});
+          std::vector<int64_t> segs(a.b * a.s);
+          for (int64_t i = 0; i < a.b * a.s; ++i)
+            segs[i] = (i % a.s) / 5; // packed documents of 5 tokens
+          Host seg = Ints(DType::I32, {a.b, a.s}, segs);
+          std::map<std::string, AttrValue> attrs = {
+              {"causal", I(causal)},
+              {"scale", F(1.0 / std::sqrt(a.d))},
+              {"window", I(window ? 4 : 0)}};
+          std::vector<Host> fwdIns = {q, k, v}, bwdIns = {q, k, v};
+          if (withSeg) {
+            fwdIns.push_back(seg);
+            bwdIns.push_back(seg);
+          }
+          if (sinks) {
+            fwdIns.push_back(sinkLogits);
+            bwdIns.push_back(sinkLogits);
+          }
+          bwdIns.push_back(dout);
+          std::vector<std::pair<DType, Shape>> grads = {
+              {DType::F32, {a.b, a.s, a.hq, a.d}},
+              {DType::F32, {a.b, a.s, a.hkv, a.d}},
+              {DType::F32, {a.b, a.s, a.hkv, a.d}}};
+          if (sinks)
+            grads.push_back({DType::F32, {a.hq}});
+          Check({"attention",
+                 KernelKind::Attention,
+                 attrs,
+                 fwdIns,
+                 {{DType::F32, {a.b, a.s, a.hq, a.d}}}});
+          Check({"attention_grad", KernelKind::AttentionGrad, attrs, bwdIns,
+                 grads});
         }
-        bwdIns.push_back(dout);
-        Check({"attention",
-               KernelKind::Attention,
-               attrs,
-               fwdIns,
-               {{DType::F32, {a.b, a.s, a.hq, a.d}}}});
-        Check({"attention_grad",
-               KernelKind::AttentionGrad,
-               attrs,
-               bwdIns,
-               {{DType::F32, {a.b, a.s, a.hq, a.d}},
-                {DType::F32, {a.b, a.s, a.hkv, a.d}},
-                {DType::F32, {a.b, a.s, a.hkv, a.d}}}});
-      }
 }
 
 TEST_P(CudaKernels, CrossEntropy) {

@@ -257,6 +257,72 @@ TEST(CastTest, Errors) {
 const double kPi = 3.14159265358979323846;
 
 //===----------------------------------------------------------------------===//
+// Clamp and ClampGrad
+//===----------------------------------------------------------------------===//
+
+TEST(ClampTest, Known) {
+  // [-7, 7], and one-sided bounds (the other +-1e308: none).
+  Buffer x = Floats(DType::F32, {5}, {-9, -7, 0.5, 7, 8});
+  Buffer dy = Floats(DType::F32, {5}, {1, 2, 3, 4, 5});
+  for (const auto &impl : BOTH(Clamp)) {
+    SCOPED_TRACE(impl.name);
+    Buffer y = Garbage(DType::F32, {5});
+    ASSERT_OK(impl.fn(x.view(), y.view(), -7, 7));
+    EXPECT_TRUE(Values(y, {-7, -7, 0.5, 7, 7}, 0));
+    ASSERT_OK(impl.fn(x.view(), y.view(), -1e308, 7));
+    EXPECT_TRUE(Values(y, {-9, -7, 0.5, 7, 7}, 0));
+    Buffer inPlace = x;
+    ASSERT_OK(impl.fn(inPlace.view(), inPlace.view(), 0, 1e308));
+    EXPECT_TRUE(Values(inPlace, {0, 0, 0.5, 7, 8}, 0));
+  }
+  // The cotangent passes where lo <= x <= hi, bounds included (torch).
+  for (const auto &impl : BOTH(ClampGrad)) {
+    SCOPED_TRACE(impl.name);
+    Buffer dx = Garbage(DType::F32, {5});
+    ASSERT_OK(impl.fn(x.view(), dy.view(), dx.view(), -7, 7));
+    EXPECT_TRUE(Values(dx, {0, 2, 3, 4, 0}, 0));
+    ASSERT_OK(impl.fn(x.view(), dy.view(), dx.view(), -1e308, 7));
+    EXPECT_TRUE(Values(dx, {1, 2, 3, 4, 0}, 0));
+  }
+}
+
+TEST(ClampTest, FastMatchesReference) {
+  Rng rng(53);
+  const Shape shapes[] = {{}, {7}, {3, 1000}, {1 << 18}, {0, 4}};
+  for (DType t : kFloatTypes) {
+    for (const Shape &s : shapes) {
+      SCOPED_TRACE(absl::StrCat(Name(t), " ", Str(s)));
+      Buffer x = Uniform(t, s, rng, -9, 9);
+      Buffer dy = Uniform(t, s, rng, -2, 2);
+      Buffer want = Garbage(t, s), got = Garbage(t, s);
+      ASSERT_OK(ref::Clamp(x.view(), want.view(), -3, 5));
+      ASSERT_OK(fast::Clamp(x.view(), got.view(), -3, 5));
+      EXPECT_TRUE(AllClose(got, want, Tol{0, 0}));
+      ASSERT_OK(ref::ClampGrad(x.view(), dy.view(), want.view(), -3, 5));
+      ASSERT_OK(fast::ClampGrad(x.view(), dy.view(), got.view(), -3, 5));
+      EXPECT_TRUE(AllClose(got, want, Tol{0, 0}));
+    }
+  }
+}
+
+TEST(ClampTest, Errors) {
+  Buffer x(DType::F32, {2, 3}), dy(DType::F32, {2, 3}), dx(DType::F32, {2, 3});
+  Buffer shortDx(DType::F32, {3, 2}), intX(DType::I32, {2, 3});
+  for (const auto &impl : BOTH(Clamp)) {
+    SCOPED_TRACE(impl.name);
+    EXPECT_INVALID(impl, impl.fn(x.view(), shortDx.view(), 0, 1), Clamp);
+    EXPECT_INVALID(impl, impl.fn(intX.view(), dx.view(), 0, 1), Clamp);
+  }
+  for (const auto &impl : BOTH(ClampGrad)) {
+    SCOPED_TRACE(impl.name);
+    EXPECT_INVALID(impl, impl.fn(x.view(), dy.view(), shortDx.view(), 0, 1),
+                   ClampGrad);
+    EXPECT_INVALID(impl, impl.fn(x.view(), shortDx.view(), dx.view(), 0, 1),
+                   ClampGrad);
+  }
+}
+
+//===----------------------------------------------------------------------===//
 // GeluGrad
 //===----------------------------------------------------------------------===//
 

@@ -51,13 +51,15 @@ absl::Status Softmax(const TensorView &in, const TensorView &out, int64_t dim) {
 
 absl::Status Attention(const TensorView &q, const TensorView &k,
                        const TensorView &v, const TensorView *segments,
-                       const TensorView &out, bool causal, double scale) {
+                       const TensorView &out, bool causal, double scale,
+                       int64_t window, const TensorView *sinks) {
   const char *kName = "Attention";
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "q", q));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "k", k));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "v", v));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
-  VEOMNI_RETURN_IF_ERROR(CheckAttention(kName, q, k, v, segments, causal));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckAttention(kName, q, k, v, segments, causal, window, sinks));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dv = v.dim(3);
   VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, {batch, seq, hq, dv}));
@@ -72,7 +74,7 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
         double max = -std::numeric_limits<double>::infinity();
         bool any = false;
         for (int64_t j = 0; j < seqKv; ++j) {
-          visible[j] = !(causal && j > i) &&
+          visible[j] = !(causal && j > i) && !(window > 0 && j <= i - window) &&
                        !(segments && LoadI(*segments, b * seq + i) !=
                                          LoadI(*segments, b * seq + j));
           if (!visible[j])
@@ -86,7 +88,11 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
           max = any ? std::max(max, score[j]) : score[j];
           any = true;
         }
-        double denominator = 0;
+        // A sink is one more logit, of a value of zero.
+        double sink = sinks ? LoadF(*sinks, h) : 0.0;
+        if (sinks && any)
+          max = std::max(max, sink);
+        double denominator = sinks && any ? std::exp(sink - max) : 0.0;
         for (int64_t j = 0; j < seqKv; ++j)
           if (visible[j])
             denominator += std::exp(score[j] - max);
@@ -115,7 +121,8 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
                            const TensorView &v, const TensorView *segments,
                            const TensorView &dout, const TensorView &dq,
                            const TensorView &dk, const TensorView &dv,
-                           bool causal, double scale) {
+                           bool causal, double scale, int64_t window,
+                           const TensorView *sinks, const TensorView *dsinks) {
   const char *kName = "AttentionGrad";
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "q", q));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "k", k));
@@ -124,7 +131,12 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dq", dq));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dk", dk));
   VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dv", dv));
-  VEOMNI_RETURN_IF_ERROR(CheckAttention(kName, q, k, v, segments, causal));
+  VEOMNI_RETURN_IF_ERROR(
+      CheckAttention(kName, q, k, v, segments, causal, window, sinks));
+  if ((sinks != nullptr) != (dsinks != nullptr))
+    return BadView(kName, "q", q, "needs sinks and their cotangent together");
+  if (dsinks)
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dsinks", *dsinks, sinks->shape));
   int64_t batch = q.dim(0), seq = q.dim(1), hq = q.dim(2), d = q.dim(3);
   int64_t seqKv = k.dim(1), hkv = k.dim(2), dvh = v.dim(3);
   VEOMNI_RETURN_IF_ERROR(
@@ -147,7 +159,7 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   };
 
   std::vector<double> gq(q.numel(), 0.0), gk(k.numel(), 0.0),
-      gv(v.numel(), 0.0);
+      gv(v.numel(), 0.0), gs(hq, 0.0);
   int64_t group = hq / hkv;
   std::vector<double> score(seqKv), prob(seqKv), dprob(seqKv);
   std::vector<bool> visible(seqKv);
@@ -159,7 +171,7 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         double max = -std::numeric_limits<double>::infinity();
         bool any = false;
         for (int64_t j = 0; j < seqKv; ++j) {
-          visible[j] = !(causal && j > i) &&
+          visible[j] = !(causal && j > i) && !(window > 0 && j <= i - window) &&
                        !(segments && LoadI(*segments, b * seq + i) !=
                                          LoadI(*segments, b * seq + j));
           if (!visible[j])
@@ -174,7 +186,10 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         }
         if (!any) // the output row is the constant 0: no gradient
           continue;
-        double denominator = 0;
+        double sink = sinks ? LoadF(*sinks, h) : 0.0;
+        if (sinks)
+          max = std::max(max, sink);
+        double denominator = sinks ? std::exp(sink - max) : 0.0;
         for (int64_t j = 0; j < seqKv; ++j)
           if (visible[j])
             denominator += std::exp(score[j] - max);
@@ -195,6 +210,9 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
           dprob[j] = dp;
           delta += prob[j] * dp;
         }
+        // The sink's probability times (0 - delta): its value is zero.
+        if (sinks)
+          gs[h] -= std::exp(sink - max) / denominator * delta;
         // dS_ij = P_ij (dP_ij - delta); dQ_i += scale dS_ij K_j;
         // dK_j += scale dS_ij Q_i.
         for (int64_t j = 0; j < seqKv; ++j) {
@@ -215,6 +233,9 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
     StoreF(dk, i, static_cast<float>(gk[i]));
   for (int64_t i = 0; i < dv.numel(); ++i)
     StoreF(dv, i, static_cast<float>(gv[i]));
+  if (dsinks)
+    for (int64_t h = 0; h < hq; ++h)
+      StoreF(*dsinks, h, static_cast<float>(gs[h]));
   return absl::OkStatus();
 }
 

@@ -86,6 +86,40 @@ absl::Status Cast(const TensorView &in, const TensorView &out) {
 }
 
 //===----------------------------------------------------------------------===//
+// Clamp and ClampGrad
+//===----------------------------------------------------------------------===//
+
+absl::Status Clamp(const TensorView &in, const TensorView &out, double lo,
+                   double hi) {
+  const char *kName = "Clamp";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "x", in));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", out));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", out, in.shape));
+  const float l = static_cast<float>(lo), h = static_cast<float>(hi);
+  for (int64_t i = 0; i < in.numel(); ++i) {
+    float v = static_cast<float>(LoadF(in, i));
+    StoreF(out, i, v < l ? l : v > h ? h : v);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClampGrad(const TensorView &x, const TensorView &dy,
+                       const TensorView &dx, double lo, double hi) {
+  const char *kName = "ClampGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "x", x));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dy", dy));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "out", dx));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dy", dy, x.shape));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "out", dx, x.shape));
+  const float l = static_cast<float>(lo), h = static_cast<float>(hi);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    float v = static_cast<float>(LoadF(x, i));
+    StoreF(dx, i, v >= l && v <= h ? static_cast<float>(LoadF(dy, i)) : 0.0f);
+  }
+  return absl::OkStatus();
+}
+
+//===----------------------------------------------------------------------===//
 // GeluGrad
 //===----------------------------------------------------------------------===//
 

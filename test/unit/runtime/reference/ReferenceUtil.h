@@ -270,7 +270,9 @@ void ForEachRopePair(const TensorView &in, const TensorView &positions,
 /// equal sequences where causal or segmented.
 inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
                                    const TensorView &k, const TensorView &v,
-                                   const TensorView *segments, bool causal) {
+                                   const TensorView *segments, bool causal,
+                                   int64_t window = 0,
+                                   const TensorView *sinks = nullptr) {
   VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "q", q, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "k", k, 4));
   VEOMNI_RETURN_IF_ERROR(CheckRank(kName, "v", v, 4));
@@ -291,6 +293,13 @@ inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
                      q.ToString(), " with segments");
     VEOMNI_RETURN_IF_ERROR(
         CheckShape(kName, "segments", *segments, {batch, seq}));
+  }
+  if (window < 0 || (window > 0 && !causal))
+    return BadView(kName, "q", q, "window ", window,
+                   " must be 0, or positive with causal attention");
+  if (sinks) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "sinks", *sinks));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "sinks", *sinks, {hq}));
   }
   return absl::OkStatus();
 }
