@@ -93,15 +93,21 @@ RopeSource findRope(ConfigReader &r, double defaultTheta) {
 /// Rope settings of a decoder with `headDim`, with transformers'
 /// rope_init_functions baked into inv_freq; `defaultTheta` is the family's.
 /// Multimodal models (`multimodal`) rotate by 3-D positions in sections.
+/// `defaultObject` (JSON) stands for a missing rope object: gpt-oss
+/// configs without one get transformers' yarn defaults.
 static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
                                            double defaultTheta, bool multimodal,
-                                           const ImportOptions &options) {
+                                           const ImportOptions &options,
+                                           StringRef defaultObject = {}) {
   RopeConfig rope;
   auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
     at.fail(key, what);
     return at.status();
   };
   RopeSource src = findRope(r, defaultTheta);
+  if (!src.object && !defaultObject.empty() && !r.failed())
+    src.object = ConfigReader::fromText(
+        defaultObject, r.path() + " (transformers' default rope_parameters)");
   rope.theta = src.theta;
   if (r.failed())
     return r.status();
@@ -316,13 +322,71 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
   }
 }
 
+/// gpt-oss's own fields: sinks, the clamped SwiGLU and the layers'
+/// windows (GptOssConfig: layer_types defaults to sliding attention in the
+/// even layers, sliding_window to 128; null means no window).
+static void readGptOss(ConfigReader &r, DecoderConfig &c) {
+  c.sinks = true;
+  c.gptOssExperts = true;
+  c.swigluAlpha = r.getFloat("swiglu_alpha", 1.702);
+  c.swigluLimit = r.getFloat("swiglu_limit", 7.0);
+  if (!r.failed() && !(c.swigluLimit > 0))
+    r.fail("swiglu_limit", "must be positive");
+  // OpenAI's own spelling of num_experts_per_tok, and the context the
+  // model was pretrained at (informational; the rope says how it scales).
+  if (r.has("experts_per_token") && !r.failed() &&
+      r.getInt("experts_per_token") != c.topK)
+    r.fail("experts_per_token",
+           "disagrees with num_experts_per_tok " + std::to_string(c.topK));
+  r.ignore({"initial_context_length"});
+  // OpenAI publishes the experts as MXFP4 blocks and scales; the weight
+  // loader dequantizes them into the parameters (runtime/io/Weights.h).
+  if (std::optional<ConfigReader> q = r.getObject("quantization_config")) {
+    std::string method = q->getString("quant_method", "");
+    if (!q->failed() && method != "mxfp4")
+      return q->fail("quant_method",
+                     "\"" + method +
+                         "\" checkpoints are not supported (gpt_oss: mxfp4, "
+                         "dequantized at load)");
+    q->ignore({"modules_to_not_convert"});
+  }
+  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
+  if (!r.failed() && window < 0)
+    r.fail("sliding_window", "must be positive");
+  int64_t total = r.getInt("num_hidden_layers", c.layers);
+  std::vector<std::string> types;
+  if (r.has("layer_types")) {
+    std::optional<std::vector<std::string>> list =
+        r.getStringList("layer_types");
+    if (!list)
+      return;
+    types = *list;
+    if (static_cast<int64_t>(types.size()) != total)
+      return r.fail("layer_types", "lists " + std::to_string(types.size()) +
+                                       " layers, num_hidden_layers is " +
+                                       std::to_string(total));
+  } else {
+    for (int64_t i = 0; i < total; ++i)
+      types.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
+  }
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string &t = types[i];
+    if (t != "sliding_attention" && t != "full_attention")
+      return r.fail("layer_types", "unsupported layer type \"" + t +
+                                       "\" (supported: full_attention, "
+                                       "sliding_attention)");
+    c.layerWindows.push_back(t == "sliding_attention" ? window : 0);
+  }
+}
+
 DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                                StringRef modelType,
                                                const ImportOptions &options) {
   DecoderConfig c;
   c.modelType = modelType.str();
   bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
-  bool moe = modelType == "qwen3_moe";
+  bool gptOss = modelType == "gpt_oss";
+  bool moe = modelType == "qwen3_moe" || gptOss;
   r.ignoreGenericKeys();
 
   c.vocab = r.getInt("vocab_size");
@@ -344,8 +408,9 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                       " does not divide num_attention_heads " +
                                       std::to_string(c.heads));
   bool vlText = modelType == "qwen2_vl" || modelType == "qwen2_5_vl";
-  if (qwen3) {
-    c.headDim = r.getInt("head_dim", 128); // Qwen3Config's default
+  if (qwen3 || gptOss) {
+    // Qwen3Config's default, GptOssConfig's.
+    c.headDim = r.getInt("head_dim", gptOss ? 64 : 128);
   } else if (r.has("head_dim") && !vlText) {
     c.headDim = r.getInt("head_dim");
   } else {
@@ -362,7 +427,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   if (!r.failed() && c.headDim % 2 != 0)
     r.fail("head_dim", "must be even for rotary embeddings, got " +
                            std::to_string(c.headDim));
-  c.rmsEps = r.getFloat("rms_norm_eps", 1e-6);
+  c.rmsEps = r.getFloat("rms_norm_eps", gptOss ? 1e-5 : 1e-6);
   if (!r.failed() && !(c.rmsEps > 0))
     r.fail("rms_norm_eps", "must be positive");
   c.tieEmbeddings = r.getBool("tie_word_embeddings", false);
@@ -374,8 +439,8 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
       modelType == "qwen2_5_vl" || modelType == "qwen2_5_omni_text") {
     c.qkvBias = true; // Qwen2Attention: q/k/v with bias, o_proj without
   } else {
-    c.qkvBias = c.oBias = r.getBool("attention_bias", false);
-    c.mlpBias = !qwen3 && r.getBool("mlp_bias", false);
+    c.qkvBias = c.oBias = r.getBool("attention_bias", gptOss);
+    c.mlpBias = !qwen3 && !gptOss && r.getBool("mlp_bias", false);
   }
   c.qkNorm = qwen3;
 
@@ -386,7 +451,9 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     r.ignore({"num_experts"});
     c.experts = r.getInt(expertsKey);
     c.topK = r.getInt("num_experts_per_tok");
-    c.moeIntermediate = r.getInt("moe_intermediate_size");
+    // gpt-oss's experts are intermediate_size wide.
+    c.moeIntermediate =
+        gptOss ? c.intermediate : r.getInt("moe_intermediate_size");
     requirePositive(r, expertsKey, c.experts);
     requirePositive(r, "num_experts_per_tok", c.topK);
     requirePositive(r, "moe_intermediate_size", c.moeIntermediate);
@@ -394,10 +461,14 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
       r.fail("num_experts_per_tok", std::to_string(c.topK) + " exceeds " +
                                         expertsKey.str() + " " +
                                         std::to_string(c.experts));
-    c.sparseStep = r.getInt("decoder_sparse_step", 1);
-    requirePositive(r, "decoder_sparse_step", c.sparseStep);
-    c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
-    c.normTopK = r.getBool("norm_topk_prob", false);
+    if (!gptOss) {
+      c.sparseStep = r.getInt("decoder_sparse_step", 1);
+      requirePositive(r, "decoder_sparse_step", c.sparseStep);
+      c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
+    }
+    // gpt-oss softmaxes the top-k logits: the top-k of the softmax,
+    // renormalised.
+    c.normTopK = gptOss || r.getBool("norm_topk_prob", false);
     // The load-balancing loss joins transformers' loss only with
     // output_router_logits; its coefficient alone changes nothing.
     double coef = r.getFloat("router_aux_loss_coef", 0.001);
@@ -406,6 +477,14 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
         r.fail("router_aux_loss_coef", "must be a number >= 0");
       c.routerAuxCoef = coef;
     }
+  }
+  if (!gptOss && r.has("quantization_config") && !r.failed()) {
+    std::optional<ConfigReader> q = r.getObject("quantization_config");
+    std::string method = q ? q->getString("quant_method", "") : "";
+    r.fail("quantization_config",
+           "\"" + method +
+               "\" checkpoints are not supported for " + modelType.str() +
+               " (veomni trains bf16/f16/f32 weights; dequantize them first)");
   }
   if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
     r.fail("attention_dropout",
@@ -437,17 +516,26 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                    " has a dense MLP and needs a positive intermediate_size");
         break;
       }
-  if (!moe)
+  if (!moe || gptOss)
     requirePositive(r, "intermediate_size", c.intermediate);
-  if (!r.failed())
+  if (gptOss && !r.failed())
+    readGptOss(r, c);
+  else if (!r.failed())
     checkSlidingWindow(r, c, moe, options);
   if (!r.failed()) {
     double defaultTheta = vlText || modelType == "qwen2_5_omni_text"
                               ? 1000000.0 // the VL and omni text configs'
-                              : 10000.0;
+                          : gptOss ? 150000.0
+                                   : 10000.0;
     bool multimodal = vlText || modelType == "qwen2_5_omni_text";
+    // GptOssConfig's rope when a config has none.
+    const char *gptOssRope =
+        R"({"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+            "beta_slow": 1.0, "truncate": false,
+            "original_max_position_embeddings": 4096})";
     absl::StatusOr<RopeConfig> rope =
-        readRope(r, c.headDim, defaultTheta, multimodal, options);
+        readRope(r, c.headDim, defaultTheta, multimodal, options,
+                 gptOss ? gptOssRope : "");
     if (rope.ok())
       c.rope = *std::move(rope);
   }
@@ -524,8 +612,10 @@ struct LayerBuilder {
                c.rope.attentionScaling);
     k = b.rope(k, positions, c.rope.theta, c.rope.mropeSection, c.rope.invFreq,
                c.rope.attentionScaling);
+    Value sinks = c.sinks ? param(p + "self_attn.sinks", {c.heads}) : Value();
     Value a = b.attention(q, k, v, segments, /*causal=*/true,
-                          1.0 / std::sqrt(static_cast<double>(hd)));
+                          1.0 / std::sqrt(static_cast<double>(hd)),
+                          c.windowOf(layer), sinks);
     a = b.reshape(a, {batch, seq, c.heads * hd});
     return linear(a, p + "self_attn.o_proj", c.hidden, c.heads * hd, c.oBias);
   }
@@ -539,11 +629,41 @@ struct LayerBuilder {
                   c.mlpBias);
   }
 
+  /// gpt-oss's experts on the rows `sorted` (grouped by `groups`): x W +
+  /// b per expert, W stacked [E, in, out] as the checkpoint stores it. The
+  /// bias rides in the same grouped matmul as one more input row of W
+  /// against a column of ones, so that rows travel to their experts (ep)
+  /// once per projection.
+  Value gptOssExperts(const std::string &p, Value sorted, Value groups) {
+    int64_t rows = cast<RankedTensorType>(sorted.getType()).getDimSize(0);
+    int64_t e = c.experts, inter = c.moeIntermediate;
+    Value ones = b.splat(1.0, {rows, 1});
+    auto project = [&](Value x, const char *name, int64_t in, int64_t out) {
+      std::string w = p + "mlp.experts." + name;
+      Value weight = param(w, {e, in, out});
+      Value bias = b.reshape(param(w + "_bias", {e, out}), {e, 1, out});
+      return b.groupedMatmul(b.concat({x, ones}, 1),
+                             b.concat({weight, bias}, 1), groups, false);
+    };
+    Value gateUp = project(sorted, "gate_up_proj", c.hidden, 2 * inter);
+    // Gate and up interleave: columns 0, 2, ... and 1, 3, ...
+    Value gate = b.slice(gateUp, {0, 0}, {rows, 2 * inter}, {1, 2});
+    Value up = b.slice(gateUp, {0, 1}, {rows, 2 * inter}, {1, 2});
+    gate = b.clamp(gate, std::nullopt, c.swigluLimit);
+    up = b.clamp(up, -c.swigluLimit, c.swigluLimit);
+    Value glu = b.mul(gate, b.sigmoid(b.scale(gate, c.swigluAlpha)));
+    Value act = b.mul(b.add(up, b.splat(1.0, {rows, inter})), glu);
+    return project(act, "down_proj", inter, c.hidden);
+  }
+
   Value moe(const std::string &p, int64_t layer, Value h) {
     locate(b, p + "mlp", ModuleKind::Mlp, layer);
     int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
     Value flat = b.reshape(h, {tokens, c.hidden});
-    Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+    Value logits =
+        c.gptOssExperts
+            ? linear(flat, p + "mlp.router", e, c.hidden, /*bias=*/true)
+            : b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
     auto [weights, indices] = b.moeTopK(logits, c.topK, c.normTopK);
     if (c.routerAuxCoef > 0) {
       Type f32 = Float32Type::get(b.getContext());
@@ -554,6 +674,10 @@ struct LayerBuilder {
           b.splat(0.0, {e}, f32), b.reshape(indices, {tokens * c.topK}), ones));
     }
     auto [sorted, groups] = b.moeDispatch(flat, indices, e);
+    if (c.gptOssExperts)
+      return b.reshape(
+          b.moeCombine(gptOssExperts(p, sorted, groups), weights, indices),
+          {batch, seq, c.hidden});
     // Experts are stacked: dim 0 enumerates experts.<i>.*_proj.weight.
     auto experts = [&](const char *name, int64_t out, int64_t in) {
       return param(p + "mlp.experts.*." + name + ".weight", {e, out, in});
@@ -627,6 +751,7 @@ void mlir::veomni::appendDecoderPlan(std::vector<PlanRule> &plan,
                   {l + "self_attn.k_proj.*", Placement::Column},
                   {l + "self_attn.v_proj.*", Placement::Column},
                   {l + "self_attn.o_proj.weight", Placement::Row},
+                  {l + "self_attn.sinks", Placement::Column}, // per head
                   {l + "mlp.experts.*", Placement::Expert},
                   {l + "mlp.gate_proj.*", Placement::Column},
                   {l + "mlp.up_proj.*", Placement::Column},

@@ -48,6 +48,22 @@ struct DecoderConfig {
   /// (0: none).
   double routerAuxCoef = 0;
 
+  // gpt-oss: attention sinks, per-layer sliding windows, a router with a
+  // bias, experts stacked as gate_up_proj [E, H, 2I] (gate and up
+  // interleaved) and down_proj [E, I, H] with biases, and the clamped
+  // SwiGLU (up + 1) * g * sigmoid(alpha g), g = min(gate, limit), up
+  // clamped to [-limit, limit].
+  bool sinks = false;
+  /// Per layer: the sliding window (0: full attention). Empty: all full.
+  std::vector<int64_t> layerWindows;
+  bool gptOssExperts = false;
+  double swigluAlpha = 1.702, swigluLimit = 7.0;
+  int64_t windowOf(int64_t layer) const {
+    return layer < static_cast<int64_t>(layerWindows.size())
+               ? layerWindows[layer]
+               : 0;
+  }
+
   /// Whether layer `i` has an MoE block (HF's decoder_sparse_step rule).
   bool isSparse(int64_t i) const;
 };

@@ -271,7 +271,20 @@ FactorSplit sharding::resolveFactors(const ShardingRule &rule,
     for (const Candidate &c : candidates[from])
       if (c.priority < best->priority)
         best = &c;
-    Axes axes = split.axes[to];
+    // What the target keeps is its split up to the first axis a factor of
+    // better priority holds (the rest would be cut below anyway, and the
+    // relocated axes with it): a parameter's FSDP split of the heads (an
+    // attention sink's) must not keep the sequence from moving there.
+    Axes axes;
+    for (StringAttr axis : split.axes[to]) {
+      bool claimed = false;
+      for (int64_t g = 0; g < n && !claimed; ++g)
+        claimed = g != to && split.priority[g] < split.priority[to] &&
+                  llvm::is_contained(split.axes[g], axis);
+      if (claimed)
+        break;
+      axes.push_back(axis);
+    }
     for (StringAttr axis : best->axes)
       if (!llvm::is_contained(axes, axis))
         axes.push_back(axis);

@@ -10,7 +10,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <unistd.h>
 
 namespace veomni::rt {
@@ -98,7 +100,11 @@ SafetensorsFile::Open(const std::string &path) {
       return bad(absl::StrCat("tensor '", name,
                               "': needs dtype, shape and data_offsets"));
     Entry e;
-    absl::StatusOr<DType> dt = ParseDType(dtype->text);
+    static const char *kRawTypes[] = {"U8", "I8", "F8_E4M3", "F8_E5M2", "BOOL"};
+    bool raw = std::find(std::begin(kRawTypes), std::end(kRawTypes),
+                         dtype->text) != std::end(kRawTypes);
+    absl::StatusOr<DType> dt =
+        raw ? absl::StatusOr<DType>(DType::F32) : ParseDType(dtype->text);
     if (!dt.ok())
       return bad(absl::StrCat("tensor '", name, "': ", dt.status().message()));
     e.dtype = *dt;
@@ -120,12 +126,24 @@ SafetensorsFile::Open(const std::string &path) {
                               " data bytes"));
     e.begin = b.number;
     e.end = end.number;
+    if (raw) {
+      if (e.end - e.begin != elements)
+        return bad(absl::StrCat("tensor '", name, "': ", e.end - e.begin,
+                                " bytes for ", dtype->text, " shape [",
+                                absl::StrJoin(e.shape, ", "), "]"));
+      ranges.emplace_back(e.begin, e.end);
+      if (f->entries_.count(name) ||
+          !f->raw_.emplace(name, RawEntry{dtype->text, e.shape, e.begin, e.end})
+               .second)
+        return bad(absl::StrCat("tensor '", name, "' appears twice"));
+      continue;
+    }
     if (e.end - e.begin != elements * SizeOf(e.dtype))
       return bad(absl::StrCat("tensor '", name, "': ", e.end - e.begin,
                               " bytes for ", DTypeName(e.dtype), " shape [",
                               absl::StrJoin(e.shape, ", "), "]"));
     ranges.emplace_back(e.begin, e.end);
-    if (!f->entries_.emplace(name, std::move(e)).second)
+    if (f->raw_.count(name) || !f->entries_.emplace(name, std::move(e)).second)
       return bad(absl::StrCat("tensor '", name, "' appears twice"));
   }
   std::sort(ranges.begin(), ranges.end());
@@ -139,6 +157,12 @@ const SafetensorsFile::Entry *
 SafetensorsFile::Find(const std::string &name) const {
   auto it = entries_.find(name);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+const SafetensorsFile::RawEntry *
+SafetensorsFile::FindRaw(const std::string &name) const {
+  auto it = raw_.find(name);
+  return it == raw_.end() ? nullptr : &it->second;
 }
 
 TensorView SafetensorsFile::View(const Entry &e) const {

@@ -48,10 +48,24 @@ public:
   /// A read-only view of a tensor's bytes.
   TensorView View(const Entry &e) const;
 
+  /// A tensor of a one-byte storage type veomni computes in only after
+  /// converting it (U8, I8, F8_E4M3, F8_E5M2, BOOL): quantized checkpoints'
+  /// blocks and scales. Find never returns these; importers that know the
+  /// scheme read them here.
+  struct RawEntry {
+    std::string type; ///< the header's dtype
+    Shape shape;
+    uint64_t begin, end;
+  };
+  const RawEntry *FindRaw(const std::string &name) const;
+  const uint8_t *RawData(const RawEntry &e) const { return data_ + e.begin; }
+  const std::map<std::string, RawEntry> &rawEntries() const { return raw_; }
+
 private:
   SafetensorsFile() = default;
   std::string path_;
   std::map<std::string, Entry> entries_;
+  std::map<std::string, RawEntry> raw_;
   std::map<std::string, std::string> metadata_;
   std::unique_ptr<MappedFile> file_;
   const uint8_t *map_ = nullptr;

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
 #include <filesystem>
@@ -67,6 +68,8 @@ WeightSet WeightSet::Of(std::unique_ptr<SafetensorsFile> file) {
   set.path_ = file->path();
   for (auto &[name, entry] : file->entries())
     set.tensors_[name] = {file.get(), &entry};
+  for (auto &[name, entry] : file->rawEntries())
+    set.raw_[name] = file.get();
   set.files_.push_back(std::move(file));
   return set;
 }
@@ -110,6 +113,10 @@ absl::StatusOr<WeightSet> WeightSet::Open(const std::string &path) {
       set.files_.push_back(*std::move(opened));
     }
     const SafetensorsFile::Entry *e = it->second->Find(name);
+    if (!e && it->second->FindRaw(name)) {
+      set.raw_[name] = it->second;
+      continue;
+    }
     if (!e)
       return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name,
                                                      "' is not in its shard ",
@@ -125,6 +132,60 @@ std::optional<WeightSet::Found> WeightSet::Find(const std::string &name) const {
     return std::nullopt;
   return Found{it->second.first->View(*it->second.second),
                &it->second.first->path()};
+}
+
+std::optional<WeightSet::RawFound>
+WeightSet::FindRaw(const std::string &name) const {
+  auto it = raw_.find(name);
+  if (it == raw_.end())
+    return std::nullopt;
+  const SafetensorsFile::RawEntry *e = it->second->FindRaw(name);
+  return RawFound{e, it->second->RawData(*e), &it->second->path()};
+}
+
+absl::Status DequantizeMxfp4(const uint8_t *blocks, const Shape &blockShape,
+                             const uint8_t *scales, const Shape &scaleShape,
+                             const TensorView &out) {
+  auto str = [](const Shape &s) {
+    return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+  };
+  if (blockShape.size() != 4 || blockShape[3] != 16)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MXFP4 blocks are ", str(blockShape), ", not [E, R, G, 16]"));
+  const int64_t E = blockShape[0], R = blockShape[1], G = blockShape[2];
+  if (scaleShape != Shape{E, R, G})
+    return absl::InvalidArgumentError(
+        absl::StrCat("MXFP4 scales are ", str(scaleShape), ", the blocks ",
+                     str(blockShape), " need [", E, ", ", R, ", ", G, "]"));
+  if (out.shape != Shape{E, G * 32, R})
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MXFP4 blocks ", str(blockShape), " dequantize to [", E, ", ", G * 32,
+        ", ", R, "], the parameter is ", out.ToString()));
+  if (!IsFloat(out.dtype))
+    return absl::InvalidArgumentError("MXFP4 needs a float parameter");
+  // e2m1: sign, two exponent bits, one mantissa bit.
+  static const float kFp4[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
+                                 4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
+                                 -2.0f, -3.0f, -4.0f, -6.0f};
+  const int64_t C = G * 32;
+  std::vector<float> row(C);
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t r = 0; r < R; ++r) {
+      const uint8_t *b = blocks + (e * R + r) * G * 16;
+      const uint8_t *s = scales + (e * R + r) * G;
+      for (int64_t g = 0; g < G; ++g) {
+        int exponent = int(s[g]) - 127;
+        for (int64_t i = 0; i < 16; ++i) {
+          uint8_t byte = b[g * 16 + i];
+          row[g * 32 + 2 * i] = std::ldexp(kFp4[byte & 15], exponent);
+          row[g * 32 + 2 * i + 1] = std::ldexp(kFp4[byte >> 4], exponent);
+        }
+      }
+      // Column r of expert e's [C, R] matrix.
+      for (int64_t c = 0; c < C; ++c)
+        StoreF(out, (e * C + c) * R + r, row[c]);
+    }
+  return absl::OkStatus();
 }
 
 std::vector<std::string> WeightSet::Names() const {
@@ -155,6 +216,32 @@ namespace {
 /// The tensor called `name` and the file it is in, or nullopt.
 using Finder =
     std::function<std::optional<WeightSet::Found>(const std::string &)>;
+using RawFinder =
+    std::function<std::optional<WeightSet::RawFound>(const std::string &)>;
+
+/// Fills `into` from gpt-oss's MXFP4 `<name>_blocks` and `<name>_scales`
+/// when the file has them (false when it has not).
+absl::StatusOr<bool> LoadMxfp4(const std::string &name, const TensorView &into,
+                               const RawFinder &findRaw) {
+  if (!findRaw)
+    return false;
+  std::optional<WeightSet::RawFound> blocks = findRaw(name + "_blocks");
+  std::optional<WeightSet::RawFound> scales = findRaw(name + "_scales");
+  if (!blocks && !scales)
+    return false;
+  if (!blocks || !scales)
+    return absl::InvalidArgumentError(
+        absl::StrCat("has ", blocks ? "_blocks" : "_scales", " but not ",
+                     blocks ? "_scales" : "_blocks", " (MXFP4 needs both)"));
+  if (blocks->entry->type != "U8" || scales->entry->type != "U8")
+    return absl::InvalidArgumentError(
+        absl::StrCat("MXFP4 blocks and scales must be U8, not ",
+                     blocks->entry->type, " and ", scales->entry->type));
+  VEOMNI_RETURN_IF_ERROR(DequantizeMxfp4(blocks->data, blocks->entry->shape,
+                                         scales->data, scales->entry->shape,
+                                         into));
+  return true;
+}
 
 /// Expert `e` of the stacked parameter `stacked`
 /// (`...mlp.experts.*.gate_proj.weight`, slices shaped `slice`) in the fused
@@ -195,7 +282,8 @@ FusedExpert(const std::string &stacked, int64_t e, const Shape &slice,
 
 /// Loads parameter `a` into `into`, a host view of its buffer.
 absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
-                           const std::string &source, const Finder &find) {
+                           const std::string &source, const Finder &find,
+                           const RawFinder &findRaw) {
   std::vector<NamedTensor> parts = SplitStacked(a.name, into);
   for (size_t e = 0; e < parts.size(); ++e) {
     const NamedTensor &t = parts[e];
@@ -211,6 +299,13 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
         return fail(source, expert.status().message());
       found = *expert;
     }
+    if (!found && t.name == a.name) {
+      absl::StatusOr<bool> mxfp4 = LoadMxfp4(a.name, t.view, findRaw);
+      if (!mxfp4.ok())
+        return fail(source, mxfp4.status().message());
+      if (*mxfp4)
+        continue;
+    }
     if (!found)
       return fail(source, "missing");
     if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
@@ -222,13 +317,13 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
 /// Loads every parameter through `find`, which returns the tensor called
 /// `name` and the file it is in, or nullopt.
 absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
-                                const Finder &find) {
+                                const Finder &find, const RawFinder &findRaw) {
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.isParam)
       continue;
     absl::Status loaded =
         executor.FillGlobal(a.buffer, [&](const TensorView &v) {
-          return LoadParameter(a, v, source, find);
+          return LoadParameter(a, v, source, find, findRaw);
         });
     if (!loaded.ok())
       return loaded;
@@ -241,7 +336,8 @@ absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
 absl::Status LoadParameters(Executor &executor, const WeightSet &weights) {
   return LoadParametersFrom(
       executor, weights.path(),
-      [&](const std::string &name) { return weights.Find(name); });
+      [&](const std::string &name) { return weights.Find(name); },
+      [&](const std::string &name) { return weights.FindRaw(name); });
 }
 
 absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
@@ -252,6 +348,12 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
         if (!e)
           return std::nullopt;
         return WeightSet::Found{file.View(*e), &file.path()};
+      },
+      [&](const std::string &name) -> std::optional<WeightSet::RawFound> {
+        const SafetensorsFile::RawEntry *e = file.FindRaw(name);
+        if (!e)
+          return std::nullopt;
+        return WeightSet::RawFound{e, file.RawData(*e), &file.path()};
       });
 }
 

@@ -38,6 +38,13 @@ public:
     const std::string *file; ///< the file that holds it
   };
   std::optional<Found> Find(const std::string &name) const;
+  /// A one-byte quantized tensor (SafetensorsFile::RawEntry), or nullopt.
+  struct RawFound {
+    const SafetensorsFile::RawEntry *entry;
+    const uint8_t *data;
+    const std::string *file;
+  };
+  std::optional<RawFound> FindRaw(const std::string &name) const;
   /// Every tensor name, sorted.
   std::vector<std::string> Names() const;
 
@@ -47,12 +54,15 @@ private:
   std::map<std::string,
            std::pair<const SafetensorsFile *, const SafetensorsFile::Entry *>>
       tensors_;
+  std::map<std::string, const SafetensorsFile *> raw_;
 };
 
 /// Loads every parameter of the program by its HF name, converting float
 /// types. A stacked parameter (`*` in its name) gathers one tensor per index
-/// of its first dimension. A missing tensor or a shape mismatch is an error
-/// naming the file, the tensor and the parameter.
+/// of its first dimension. gpt-oss's MXFP4 experts (`<name>_blocks` and
+/// `<name>_scales`, as OpenAI publishes them) are dequantized into the
+/// parameter. A missing tensor or a shape mismatch is an error naming the
+/// file, the tensor and the parameter.
 absl::Status LoadParameters(Executor &executor, const WeightSet &weights);
 absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
 /// WeightSet::Open(path), then LoadParameters.
@@ -61,6 +71,14 @@ absl::Status LoadWeights(Executor &executor, const std::string &path);
 /// The HF tensors of `name` (a parameter, or a gradient named after one):
 /// itself, or for a stacked name one view per index of dim 0 with `*`
 /// replaced by the index. The views alias `view`.
+/// Dequantizes MXFP4 `blocks` (U8 [E, R, G, 16], two FP4 e2m1 values a
+/// byte, low nibble first) with `scales` (U8 [E, R, G], exponents biased by
+/// 127) into `out` [E, G * 32, R], transposed as transformers' gpt-oss
+/// loader does. Shapes are checked; errors say what differs.
+absl::Status DequantizeMxfp4(const uint8_t *blocks, const Shape &blockShape,
+                             const uint8_t *scales, const Shape &scaleShape,
+                             const TensorView &out);
+
 std::vector<NamedTensor> SplitStacked(const std::string &name,
                                       const TensorView &view);
 

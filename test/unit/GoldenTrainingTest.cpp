@@ -239,7 +239,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"llama3_tied"}, Case{"qwen2_yarn"}, Case{"qwen3_head_dim"},
         Case{"qwen3_moe_dense"},
         // The router's load-balancing loss in the loss (output_router_logits).
-        Case{"qwen3_moe_aux"}),
+        Case{"qwen3_moe_aux"},
+        // gpt-oss: sinks, sliding windows, yarn, biased experts; and with
+        // its SwiGLU clamped where the values are, with the load-balancing
+        // loss.
+        Case{"gpt_oss"}, Case{"gpt_oss_clamped"}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });

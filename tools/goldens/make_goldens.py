@@ -2,8 +2,8 @@
 """Golden files for veomni's numerical parity tests against Hugging Face transformers.
 
 Each golden *case* is a tiny model: a family, its base config
-examples/tiny/<family>.json and a few overrides (CASES below). The seven
-family cases (llama, qwen2, qwen3, qwen3_moe, qwen2_vl, qwen2_5_vl,
+examples/tiny/<family>.json and a few overrides (CASES below). The eight
+family cases (llama, qwen2, qwen3, qwen3_moe, gpt_oss, qwen2_vl, qwen2_5_vl,
 qwen2_5_omni) use their base config unchanged; the others exercise what
 configs written by transformers 5 broke:
 
@@ -22,6 +22,14 @@ configs written by transformers 5 broke:
                    untied LM head, rope theta 1e6
   qwen3_moe_dense  norm_topk_prob false (no top-k renormalisation), 3 layers,
                    mlp_only_layers [1]: layers 0 and 2 sparse, 1 dense
+  qwen3_moe_aux    output_router_logits with router_aux_loss_coef 0.02: the
+                   load-balancing loss in the loss
+  gpt_oss          (a family case) sinks, sliding window 8 in layer 0, full
+                   attention in layer 1, yarn as gpt-oss's (factor 32, no
+                   truncation), biased router and experts, swiglu_limit 7
+                   (which the tiny model's values never reach)
+  gpt_oss_clamped  swiglu_limit 0.1, so that the clamps act, and the
+                   load-balancing loss (coefficient 0.02)
 
 This builds the transformers model in float32, fills its parameters with
 seeded random values (matrices and embeddings N(0, 0.02); norm weights
@@ -135,7 +143,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "examples" / "tiny"
 V4_HELPER = Path(__file__).resolve().parent / "save_v4_config.py"
 DEFAULT_V4_PYTHON = "/root/venvs/t4cfg/bin/python"
-FAMILIES = ["llama", "qwen2", "qwen3", "qwen3_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"]
+FAMILIES = ["llama", "qwen2", "qwen3", "qwen3_moe", "gpt_oss", "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"]
+MOE_FAMILIES = ("qwen3_moe", "gpt_oss")
 VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni")
 
 SEED = 1234
@@ -206,6 +215,13 @@ CASES.update(
             "qwen3_moe",
             {"output_router_logits": True, "router_aux_loss_coef": 0.02},
         ),
+        # gpt-oss with its SwiGLU clamped where the tiny model's values are
+        # (0.1: a good share of the gate and up values are cut), and the
+        # load-balancing loss.
+        "gpt_oss_clamped": (
+            "gpt_oss",
+            {"swiglu_limit": 0.1, "output_router_logits": True, "router_aux_loss_coef": 0.02},
+        ),
     }
 )
 
@@ -213,9 +229,12 @@ CASES.update(
 def router_aux(family, cfg_text, router_logits):
     """router_aux_loss_coef x transformers' load_balancing_loss_func of the
     routers' logits (0 unless the config sets output_router_logits)."""
-    if family != "qwen3_moe" or not cfg_text.get("output_router_logits", False):
+    if family not in MOE_FAMILIES or not cfg_text.get("output_router_logits", False):
         return 0.0
-    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+    if family == "gpt_oss":
+        from transformers.models.gpt_oss.modeling_gpt_oss import load_balancing_loss_func
+    else:
+        from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 
     experts = cfg_text.get("num_experts", cfg_text.get("num_local_experts"))
     aux = load_balancing_loss_func(
@@ -263,7 +282,7 @@ def model_class(family):
 
 def model_kwargs(family):
     kwargs = {"attn_implementation": "eager", "dtype": torch.float32}
-    if family == "qwen3_moe":
+    if family in MOE_FAMILIES:
         kwargs["experts_implementation"] = "eager"
     return kwargs
 
@@ -332,7 +351,9 @@ def checkpoint_tensors(family, named):
     for name, tensor in named:  # tied lm_head is not listed
         tensor = tensor.detach().to(torch.float32)
         name = checkpoint_name(family, name)
-        if name.endswith(".mlp.experts.gate_up_proj"):  # [E, 2I, H], gate half first
+        if family == "gpt_oss":  # its checkpoints keep the experts stacked
+            out[name] = tensor
+        elif name.endswith(".mlp.experts.gate_up_proj"):  # [E, 2I, H], gate half first
             stem = name[: -len("gate_up_proj")]
             inter = tensor.shape[1] // 2
             for e in range(tensor.shape[0]):
@@ -533,7 +554,7 @@ def cross_entropy(logits, labels):
 def hf_forward(family, module, hf, labels=None):
     """Logits and HF's loss of `module` (the thinker for omni)."""
     kwargs = dict(hf)
-    if family == "qwen3_moe":
+    if family in MOE_FAMILIES:
         kwargs["output_router_logits"] = False  # veomni's loss has no aux loss
     if labels is not None:
         kwargs["labels"] = unshifted_labels(labels)
@@ -670,17 +691,25 @@ def rope(x, positions, inv_freq, sections, scaling=1.0):
     return x * (angle.cos() * scaling) + rotate_half(x) * (angle.sin() * scaling)
 
 
-def attention(q, k, v, segments, causal, scale):
-    """q [B, S, H, D], k/v [B, S, KV, D]; a token attends within its segment."""
+def attention(q, k, v, segments, causal, scale, window=0, sinks=None):
+    """q [B, S, H, D], k/v [B, S, KV, D]; a token attends within its segment,
+    to the `window` last keys (0: all), and with `sinks` [H] one more logit per
+    head whose value is zero."""
     rep = q.shape[2] // k.shape[2]
     k, v = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
     scores = torch.einsum("bshd,bthd->bhst", q, k) * scale
     allowed = segments[:, :, None] == segments[:, None, :]
+    seq = q.shape[1]
     if causal:
-        seq = q.shape[1]
         allowed = allowed & torch.ones(seq, seq, dtype=torch.bool).tril()
+    if window:
+        allowed = allowed & torch.ones(seq, seq, dtype=torch.bool).triu(-(window - 1))
     scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-    return torch.einsum("bhst,bthd->bshd", scores.softmax(-1), v)
+    if sinks is None:
+        return torch.einsum("bhst,bthd->bshd", scores.softmax(-1), v)
+    sink = sinks.reshape(1, -1, 1, 1).expand(scores.shape[0], -1, seq, 1)
+    probs = torch.cat([scores, sink], dim=-1).softmax(-1)[..., :-1]
+    return torch.einsum("bhst,bthd->bshd", probs, v)
 
 
 def linear(x, w, b=None):
@@ -825,11 +854,16 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
             k = rms_norm(k, W[b + "self_attn.k_norm.weight"], eps)
         q = rope(q, positions, inv_freq, sections, scaling)
         k = rope(k, positions, inv_freq, sections, scaling)
-        a = attention(q, k, v, segments, True, hd**-0.5).reshape(B, S, heads * hd)
+        window = 0
+        if family == "gpt_oss" and text["layer_types"][i] == "sliding_attention":
+            window = text["sliding_window"]
+        sinks = W.get(b + "self_attn.sinks")
+        a = attention(q, k, v, segments, True, hd**-0.5, window, sinks).reshape(B, S, heads * hd)
         x = x + linear(a, W[b + "self_attn.o_proj.weight"], W.get(b + "self_attn.o_proj.bias"))
         h = rms_norm(x, W[b + "post_attention_layernorm.weight"], eps)
         sparse = sparse_layer(text, i)
-        assert sparse == (b + "mlp.gate.weight" in W), f"layer {i}: sparse {sparse} vs the weights"
+        router = b + ("mlp.router.weight" if family == "gpt_oss" else "mlp.gate.weight")
+        assert sparse == (router in W), f"layer {i}: sparse {sparse} vs the weights"
         if sparse:
             x = x + ref_moe(W, b, text, h, stats)
         else:
@@ -840,9 +874,24 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
     return linear(x, W[pre + "embed_tokens.weight"] if tied else W[head_name])
 
 
+def ref_gpt_oss_experts(W, b, text, x, e):
+    """gpt-oss's expert e on the rows x: stacked weights [E, in, out], biases,
+    gate and up interleaved, the clamped SwiGLU."""
+    p, limit = f"{b}mlp.experts.", text.get("swiglu_limit", 7.0)
+    alpha = text.get("swiglu_alpha", 1.702)
+    gu = x @ W[p + "gate_up_proj"][e] + W[p + "gate_up_proj_bias"][e]
+    gate, up = gu[..., 0::2].clamp(max=limit), gu[..., 1::2].clamp(-limit, limit)
+    y = (up + 1) * gate * torch.sigmoid(alpha * gate)
+    return y @ W[p + "down_proj"][e] + W[p + "down_proj_bias"][e]
+
+
 def ref_moe(W, b, text, h, stats):
     flat = h.reshape(-1, h.shape[-1])
-    router = linear(flat, W[b + "mlp.gate.weight"])
+    gpt_oss = b + "mlp.router.weight" in W
+    if gpt_oss:
+        router = linear(flat, W[b + "mlp.router.weight"], W[b + "mlp.router.bias"])
+    else:
+        router = linear(flat, W[b + "mlp.gate.weight"])
     stats.setdefault("router_logits", []).append(router)
     probs = router.float().softmax(-1)
     top = probs.sort(-1, descending=True).values
@@ -850,11 +899,14 @@ def ref_moe(W, b, text, h, stats):
     gap = (top[:, k - 1] - top[:, k]).min().item()
     stats["min_topk_gap"] = min(stats.get("min_topk_gap", 1.0), gap)
     weights, index = probs.topk(k, -1)
-    if text.get("norm_topk_prob", False):  # transformers' default: no renormalisation
+    if gpt_oss or text.get("norm_topk_prob", False):  # transformers' default: none
         weights = weights / weights.sum(-1, keepdim=True)
     out = torch.zeros_like(flat)
     for t in range(flat.shape[0]):
         for j in range(k):
+            if gpt_oss:
+                out[t] += weights[t, j] * ref_gpt_oss_experts(W, b, text, flat[t], int(index[t, j]))
+                continue
             e = f"{b}mlp.experts.{int(index[t, j])}."
             y = F.silu(flat[t] @ W[e + "gate_proj.weight"].T) * (flat[t] @ W[e + "up_proj.weight"].T)
             out[t] += weights[t, j] * (y @ W[e + "down_proj.weight"].T)
@@ -914,7 +966,7 @@ def hf_gradients(family, model, hf, labels):
     model.zero_grad(set_to_none=True)
     kwargs = dict(hf)
     text = text_config(family, model.config.to_dict())
-    if family == "qwen3_moe":
+    if family in MOE_FAMILIES:
         kwargs["output_router_logits"] = bool(text.get("output_router_logits", False))
     with torch.enable_grad():
         out = forward_module(family, model)(**kwargs)
@@ -1144,7 +1196,15 @@ def sensitivities(family, cfg):
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["rope_parameters"]["attention_factor"] = 1.0
         out.append(("yarn without attention factor", changed))
-    if text.get("num_experts") or text.get("num_local_experts"):
+    if family == "gpt_oss":
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["sliding_window"] = None
+        out.append(("no sliding window", changed))
+        if text.get("swiglu_limit", 7.0) < 1:
+            changed = copy.deepcopy(cfg)
+            text_config(family, changed)["swiglu_limit"] = 7.0
+            out.append(("an unclamped SwiGLU", changed))
+    if (text.get("num_experts") or text.get("num_local_experts")) and family != "gpt_oss":
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["norm_topk_prob"] = not text.get("norm_topk_prob", False)
         out.append(("the other norm_topk_prob", changed))
@@ -1164,7 +1224,7 @@ def make_case(case, out_root, v4_python):
     logits, hf_loss = hf_forward(family, forward_module(family, model), hf, batch["labels"])
     loss = cross_entropy(logits, batch["labels"])
     text0 = text_config(family, model.config.to_dict())
-    if family == "qwen3_moe" and text0.get("output_router_logits", False):
+    if family in MOE_FAMILIES and text0.get("output_router_logits", False):
         # transformers adds the routers' load-balancing loss to its own.
         with torch.no_grad():
             out = forward_module(family, model)(

@@ -1,6 +1,7 @@
 //===- SafetensorsTest.cpp - weights files: round trip and lying headers --===//
 
 #include "runtime/io/Safetensors.h"
+#include "runtime/io/Weights.h"
 
 #include <gtest/gtest.h>
 
@@ -79,6 +80,9 @@ TEST(Safetensors, LyingHeadersAreErrorsNotReads) {
         16, "tensors overlap");
   check(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", 8,
         "tensor 'w': unsupported dtype Q4");
+  // One-byte quantized storage is kept raw, sized one byte an element.
+  check(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,8]}})", 8,
+        "tensor 'w': 8 bytes for U8 shape [4]");
   check(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8,
         "tensor 'w': bad shape");
   check(R"({"w":{"dtype":"F32","shape":[2]}})", 8,
@@ -102,6 +106,56 @@ TEST(Safetensors, LyingHeadersAreErrorsNotReads) {
   EXPECT_NE(OpenError(path).find("truncated: 3 bytes"), std::string::npos);
   EXPECT_NE(OpenError(path + ".none").find("cannot open"), std::string::npos);
   std::remove(path.c_str());
+}
+
+// gpt-oss's MXFP4 experts (test/goldens/gpt_oss_mxfp4, made by
+// tools/goldens/make_mxfp4_golden.py): the blocks and scales dequantize to
+// exactly the tensors transformers holds after loading the checkpoint.
+TEST(Safetensors, Mxfp4ExpertsDequantizeAsTransformers) {
+  std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/gpt_oss_mxfp4";
+  auto weights = WeightSet::Open(dir + "/model.safetensors");
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto expected = SafetensorsFile::Open(dir + "/expected.safetensors");
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  int compared = 0;
+  for (const char *name : {"model.layers.0.mlp.experts.gate_up_proj",
+                           "model.layers.1.mlp.experts.down_proj"}) {
+    SCOPED_TRACE(name);
+    const SafetensorsFile::Entry *want = (*expected)->Find(name);
+    ASSERT_NE(want, nullptr);
+    EXPECT_FALSE(weights->Find(name)); // only blocks and scales
+    auto blocks = weights->FindRaw(std::string(name) + "_blocks");
+    auto scales = weights->FindRaw(std::string(name) + "_scales");
+    ASSERT_TRUE(blocks && scales);
+    EXPECT_EQ(blocks->entry->type, "U8");
+    std::vector<float> out(
+        TensorView{nullptr, DType::F32, want->shape}.numel());
+    TensorView view{out.data(), DType::F32, want->shape};
+    ASSERT_TRUE(DequantizeMxfp4(blocks->data, blocks->entry->shape,
+                                scales->data, scales->entry->shape, view)
+                    .ok());
+    TensorView ref = (*expected)->View(*want);
+    for (int64_t i = 0; i < view.numel(); ++i)
+      ASSERT_EQ(out[i], static_cast<const float *>(ref.data)[i]) << "at " << i;
+    ++compared;
+    // Shapes that do not fit are errors, never reads.
+    Shape wrongScales = scales->entry->shape;
+    wrongScales[2] += 1;
+    absl::Status bad = DequantizeMxfp4(blocks->data, blocks->entry->shape,
+                                       scales->data, wrongScales, view);
+    EXPECT_NE(std::string(bad.message()).find("MXFP4 scales are"),
+              std::string::npos)
+        << bad;
+    TensorView wrongOut = view;
+    wrongOut.shape[1] += 1;
+    bad = DequantizeMxfp4(blocks->data, blocks->entry->shape, scales->data,
+                          scales->entry->shape, wrongOut);
+    EXPECT_NE(std::string(bad.message()).find("dequantize to"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(compared, 2);
 }
 
 } // namespace
