@@ -94,17 +94,19 @@ RopeSource findRope(ConfigReader &r, double defaultTheta) {
 /// rope_init_functions baked into inv_freq; `defaultTheta` is the family's.
 /// Multimodal models (`multimodal`) rotate by 3-D positions in sections.
 /// `defaultObject` (JSON) stands for a missing rope object: gpt-oss
-/// configs without one get transformers' yarn defaults.
+/// configs without one get transformers' yarn defaults. `given`, when set,
+/// is the rope object and theta to read (Gemma 3's, per layer type).
 static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
                                            double defaultTheta, bool multimodal,
                                            const ImportOptions &options,
-                                           StringRef defaultObject = {}) {
+                                           StringRef defaultObject = {},
+                                           const RopeSource *given = nullptr) {
   RopeConfig rope;
   auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
     at.fail(key, what);
     return at.status();
   };
-  RopeSource src = findRope(r, defaultTheta);
+  RopeSource src = given ? *given : findRope(r, defaultTheta);
   if (!src.object && !defaultObject.empty() && !r.failed())
     src.object = ConfigReader::fromText(
         defaultObject, r.path() + " (transformers' default rope_parameters)");
@@ -379,6 +381,100 @@ static void readGptOss(ConfigReader &r, DecoderConfig &c) {
   }
 }
 
+/// Gemma 3's fields (Gemma3TextConfig): its norms, scales and soft-cap,
+/// layer_types (by default every sliding_window_pattern-th layer, 6, full,
+/// the others sliding, sliding_window 4096) and its two ropes: full
+/// attention's (rope_parameters.full_attention; 4.x: rope_theta and
+/// rope_scaling, theta 1e6 by default) and sliding attention's
+/// (rope_parameters.sliding_attention; 4.x: rope_local_base_freq, 1e4).
+static void readGemma(ConfigReader &r, DecoderConfig &c,
+                      const ImportOptions &options) {
+  c.gemma = true;
+  c.embedScale = std::sqrt(static_cast<double>(c.hidden));
+  double scalar = r.getFloat("query_pre_attn_scalar", 256);
+  if (!r.failed() && !(scalar > 0))
+    return r.fail("query_pre_attn_scalar", "must be positive");
+  c.attentionScale = 1.0 / std::sqrt(scalar);
+  c.finalLogitSoftcap = r.getFloat("final_logit_softcapping", 0.0);
+  if (!r.failed() && c.finalLogitSoftcap < 0)
+    return r.fail("final_logit_softcapping", "must be positive");
+  if (!r.failed() && r.has("attn_logit_softcapping"))
+    return r.fail("attn_logit_softcapping",
+                  "soft-capped attention scores (Gemma 2) are not supported");
+  if (!r.failed() && r.getBool("use_bidirectional_attention", false))
+    return r.fail("use_bidirectional_attention",
+                  "bidirectional text attention is not supported");
+  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
+  if (!r.failed() && window < 0)
+    return r.fail("sliding_window", "must be positive");
+  // transformers 5 also saves its private copy, which it does not read back;
+  // the KV-cache kind is a generation setting.
+  r.ignore({"_sliding_window_pattern", "cache_implementation"});
+  int64_t pattern = r.getInt("sliding_window_pattern", 6);
+  if (!r.failed() && pattern < 1)
+    return r.fail("sliding_window_pattern", "must be positive");
+  int64_t total = r.getInt("num_hidden_layers", c.layers);
+  std::vector<std::string> types;
+  if (r.has("layer_types")) {
+    std::optional<std::vector<std::string>> list =
+        r.getStringList("layer_types");
+    if (!list)
+      return;
+    types = *list;
+    if (static_cast<int64_t>(types.size()) != total)
+      return r.fail("layer_types", "lists " + std::to_string(types.size()) +
+                                       " layers, num_hidden_layers is " +
+                                       std::to_string(total));
+  } else {
+    for (int64_t i = 0; i < total; ++i)
+      types.push_back((i + 1) % pattern ? "sliding_attention"
+                                        : "full_attention");
+  }
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string &t = types[i];
+    if (t != "sliding_attention" && t != "full_attention")
+      return r.fail("layer_types", "unsupported layer type \"" + t +
+                                       "\" (supported: full_attention, "
+                                       "sliding_attention)");
+    bool sliding = t == "sliding_attention";
+    c.layerSliding.push_back(sliding);
+    c.layerWindows.push_back(sliding ? window : 0);
+  }
+
+  // The two ropes.
+  std::optional<ConfigReader> params = r.getObject("rope_parameters");
+  std::optional<ConfigReader> legacy = r.getObject("rope_scaling");
+  double topTheta = r.getFloat("rope_theta", 1e6);
+  double localTheta = r.getFloat("rope_local_base_freq", 1e4);
+  RopeSource full{legacy, topTheta}, local{std::nullopt, localTheta};
+  if (params) {
+    if (!params->has("full_attention") && !params->has("sliding_attention"))
+      return params->fail("rope_type",
+                          "Gemma 3 configs give rope_parameters per layer "
+                          "type (full_attention, sliding_attention)");
+    std::optional<ConfigReader> f = params->getObject("full_attention");
+    local.object = params->getObject("sliding_attention");
+    if (!full.object)
+      full.object = f;
+    if (f)
+      full.theta = f->getFloat("rope_theta", topTheta);
+    if (local.object)
+      local.theta = local.object->getFloat("rope_theta", localTheta);
+  }
+  if (r.failed())
+    return;
+  absl::StatusOr<RopeConfig> globalRope =
+      readRope(r, c.headDim, 1e6, false, options, {}, &full);
+  if (!globalRope.ok())
+    return;
+  absl::StatusOr<RopeConfig> localRope =
+      readRope(r, c.headDim, 1e4, false, options, {}, &local);
+  if (!localRope.ok())
+    return;
+  c.rope = *std::move(globalRope);
+  c.localRope = *std::move(localRope);
+}
+
 DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                                StringRef modelType,
                                                const ImportOptions &options) {
@@ -386,6 +482,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   c.modelType = modelType.str();
   bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
   bool gptOss = modelType == "gpt_oss";
+  bool gemma = modelType == "gemma3_text";
   bool moe = modelType == "qwen3_moe" || gptOss;
   r.ignoreGenericKeys();
 
@@ -408,9 +505,9 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                       " does not divide num_attention_heads " +
                                       std::to_string(c.heads));
   bool vlText = modelType == "qwen2_vl" || modelType == "qwen2_5_vl";
-  if (qwen3 || gptOss) {
-    // Qwen3Config's default, GptOssConfig's.
-    c.headDim = r.getInt("head_dim", gptOss ? 64 : 128);
+  if (qwen3 || gptOss || gemma) {
+    // Qwen3Config's default, GptOssConfig's, Gemma3TextConfig's.
+    c.headDim = r.getInt("head_dim", gptOss ? 64 : gemma ? 256 : 128);
   } else if (r.has("head_dim") && !vlText) {
     c.headDim = r.getInt("head_dim");
   } else {
@@ -430,10 +527,18 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   c.rmsEps = r.getFloat("rms_norm_eps", gptOss ? 1e-5 : 1e-6);
   if (!r.failed() && !(c.rmsEps > 0))
     r.fail("rms_norm_eps", "must be positive");
-  c.tieEmbeddings = r.getBool("tie_word_embeddings", false);
-  std::string act = readActivation(r, "hidden_act", "silu");
-  if (!r.failed() && act != "silu")
-    r.fail("hidden_act", "decoder MLPs support silu only, got \"" + act + "\"");
+  c.tieEmbeddings = r.getBool("tie_word_embeddings", gemma);
+  if (gemma) {
+    // Gemma's MLP activation is hidden_activation; hidden_act, which old
+    // configs also carry, is not read by transformers 5.
+    c.mlpAct = readActivation(r, "hidden_activation", "gelu_pytorch_tanh");
+    r.ignore({"hidden_act"});
+  } else {
+    std::string act = readActivation(r, "hidden_act", "silu");
+    if (!r.failed() && act != "silu")
+      r.fail("hidden_act",
+             "decoder MLPs support silu only, got \"" + act + "\"");
+  }
 
   if (modelType == "qwen2" || modelType == "qwen2_vl" ||
       modelType == "qwen2_5_vl" || modelType == "qwen2_5_omni_text") {
@@ -442,7 +547,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     c.qkvBias = c.oBias = r.getBool("attention_bias", gptOss);
     c.mlpBias = !qwen3 && !gptOss && r.getBool("mlp_bias", false);
   }
-  c.qkNorm = qwen3;
+  c.qkNorm = qwen3 || gemma;
 
   if (moe) {
     // transformers >= 5.1 writes num_local_experts; num_experts is its alias.
@@ -482,8 +587,8 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     std::optional<ConfigReader> q = r.getObject("quantization_config");
     std::string method = q ? q->getString("quant_method", "") : "";
     r.fail("quantization_config",
-           "\"" + method +
-               "\" checkpoints are not supported for " + modelType.str() +
+           "\"" + method + "\" checkpoints are not supported for " +
+               modelType.str() +
                " (veomni trains bf16/f16/f32 weights; dequantize them first)");
   }
   if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
@@ -520,9 +625,11 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     requirePositive(r, "intermediate_size", c.intermediate);
   if (gptOss && !r.failed())
     readGptOss(r, c);
+  else if (gemma && !r.failed())
+    readGemma(r, c, options);
   else if (!r.failed())
     checkSlidingWindow(r, c, moe, options);
-  if (!r.failed()) {
+  if (!r.failed() && !gemma) {
     double defaultTheta = vlText || modelType == "qwen2_5_omni_text"
                               ? 1000000.0 // the VL and omni text configs'
                           : gptOss ? 150000.0
@@ -585,6 +692,15 @@ struct LayerBuilder {
     return b.param(name, shape);
   }
 
+  /// The RMSNorm `name`.weight over the last `dim` values of x: w * norm(x),
+  /// or Gemma's (1 + w) * norm(x).
+  Value norm(Value x, const std::string &name, int64_t dim) {
+    Value w = param(name + ".weight", {dim});
+    if (c.gemma)
+      w = b.add(w, b.splat(1.0, {dim}));
+    return b.rmsNorm(x, w, c.rmsEps);
+  }
+
   /// HF Linear: weight [out, in], optional bias [out].
   Value linear(Value x, const std::string &name, int64_t out, int64_t in,
                bool bias) {
@@ -605,16 +721,19 @@ struct LayerBuilder {
     Value k = project("k_proj", c.kvHeads);
     Value v = project("v_proj", c.kvHeads);
     if (c.qkNorm) {
-      q = b.rmsNorm(q, param(p + "self_attn.q_norm.weight", {hd}), c.rmsEps);
-      k = b.rmsNorm(k, param(p + "self_attn.k_norm.weight", {hd}), c.rmsEps);
+      q = norm(q, p + "self_attn.q_norm", hd);
+      k = norm(k, p + "self_attn.k_norm", hd);
     }
-    q = b.rope(q, positions, c.rope.theta, c.rope.mropeSection, c.rope.invFreq,
-               c.rope.attentionScaling);
-    k = b.rope(k, positions, c.rope.theta, c.rope.mropeSection, c.rope.invFreq,
-               c.rope.attentionScaling);
+    const RopeConfig &rope = c.ropeOf(layer);
+    q = b.rope(q, positions, rope.theta, rope.mropeSection, rope.invFreq,
+               rope.attentionScaling);
+    k = b.rope(k, positions, rope.theta, rope.mropeSection, rope.invFreq,
+               rope.attentionScaling);
     Value sinks = c.sinks ? param(p + "self_attn.sinks", {c.heads}) : Value();
-    Value a = b.attention(q, k, v, segments, /*causal=*/true,
-                          1.0 / std::sqrt(static_cast<double>(hd)),
+    double scale = c.attentionScale > 0
+                       ? c.attentionScale
+                       : 1.0 / std::sqrt(static_cast<double>(hd));
+    Value a = b.attention(q, k, v, segments, /*causal=*/true, scale,
                           c.windowOf(layer), sinks);
     a = b.reshape(a, {batch, seq, c.heads * hd});
     return linear(a, p + "self_attn.o_proj", c.hidden, c.heads * hd, c.oBias);
@@ -625,8 +744,8 @@ struct LayerBuilder {
     int64_t inter = c.intermediate;
     Value gate = linear(h, p + "mlp.gate_proj", inter, c.hidden, c.mlpBias);
     Value up = linear(h, p + "mlp.up_proj", inter, c.hidden, c.mlpBias);
-    return linear(b.mul(b.silu(gate), up), p + "mlp.down_proj", c.hidden, inter,
-                  c.mlpBias);
+    return linear(b.mul(activation(b, c.mlpAct, gate), up), p + "mlp.down_proj",
+                  c.hidden, inter, c.mlpBias);
   }
 
   /// gpt-oss's experts on the rows `sorted` (grouped by `groups`): x W +
@@ -703,23 +822,41 @@ DecoderOutputs mlir::veomni::buildDecoderLoss(
   auto type = cast<RankedTensorType>(embeds.getType());
   LayerBuilder lb{b, c, names, type.getDimSize(0), type.getDimSize(1)};
   Value x = embeds;
+  if (c.embedScale > 0) {
+    locate(b, names.prefix + "embed_tokens", ModuleKind::Embedding);
+    x = b.scale(x, c.embedScale);
+  }
   for (int64_t i = 0; i < c.layers; ++i) {
     std::string p = names.prefix + "layers." + std::to_string(i) + ".";
     locate(b, p + "input_layernorm", ModuleKind::InputNorm, i);
-    Value h = b.rmsNorm(x, b.param(p + "input_layernorm.weight", {c.hidden}),
-                        c.rmsEps);
-    x = b.add(x, lb.attention(p, i, h, positions, segments));
+    Value h = lb.norm(x, p + "input_layernorm", c.hidden);
+    Value a = lb.attention(p, i, h, positions, segments);
     locate(b, p + "post_attention_layernorm", ModuleKind::PostAttentionNorm, i);
-    h = b.rmsNorm(x, b.param(p + "post_attention_layernorm.weight", {c.hidden}),
-                  c.rmsEps);
+    if (c.gemma) {
+      // Sandwich norms: the attention's and the MLP's outputs are normed
+      // before their residual adds.
+      x = b.add(x, lb.norm(a, p + "post_attention_layernorm", c.hidden));
+      locate(b, p + "pre_feedforward_layernorm", ModuleKind::PostAttentionNorm,
+             i);
+      h = lb.norm(x, p + "pre_feedforward_layernorm", c.hidden);
+      Value m = lb.denseMlp(p, i, h);
+      locate(b, p + "post_feedforward_layernorm", ModuleKind::Mlp, i);
+      x = b.add(x, lb.norm(m, p + "post_feedforward_layernorm", c.hidden));
+      continue;
+    }
+    x = b.add(x, a);
+    h = lb.norm(x, p + "post_attention_layernorm", c.hidden);
     x = b.add(x, c.isSparse(i) ? lb.moe(p, i, h) : lb.denseMlp(p, i, h));
   }
   locate(b, names.prefix + "norm", ModuleKind::FinalNorm);
-  x = b.rmsNorm(x, b.param(names.prefix + "norm.weight", {c.hidden}), c.rmsEps);
+  x = lb.norm(x, names.prefix + "norm", c.hidden);
   locate(b, "lm_head", ModuleKind::LmHead);
   Value head =
       c.tieEmbeddings ? table : b.param(names.lmHead, {c.vocab, c.hidden});
   Value logits = b.linear(x, head);
+  if (c.finalLogitSoftcap > 0)
+    logits = b.scale(b.tanh(b.scale(logits, 1.0 / c.finalLogitSoftcap)),
+                     c.finalLogitSoftcap);
   Value loss = b.crossEntropy(logits, labels);
   if (!lb.routerProbs.empty()) {
     // transformers' load_balancing_loss_func over every MoE layer's tokens

@@ -13,6 +13,7 @@
 #include "frontends/Importer.h"
 #include "frontends/ModelBuilder.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,27 @@ struct DecoderConfig {
   std::vector<int64_t> layerWindows;
   bool gptOssExperts = false;
   double swigluAlpha = 1.702, swigluLimit = 7.0;
+
+  // Gemma 3: RMSNorms scale by (1 + w); the attention and the MLP outputs
+  // are normed again before their residual adds (post_attention_layernorm,
+  // post_feedforward_layernorm) and the MLP input by
+  // pre_feedforward_layernorm; embeddings times sqrt(hidden); scores scaled
+  // by query_pre_attn_scalar^-1/2; sliding layers rotate with their own
+  // rope; the logits may be soft-capped.
+  bool gemma = false;
+  double embedScale = 0;     ///< 0: none
+  double attentionScale = 0; ///< 0: 1 / sqrt(head_dim)
+  std::string mlpAct = "silu";
+  /// Per layer: whether it is a sliding layer (its rope is localRope).
+  std::vector<uint8_t> layerSliding;
+  std::optional<RopeConfig> localRope;
+  double finalLogitSoftcap = 0; ///< 0: none
+  const RopeConfig &ropeOf(int64_t layer) const {
+    return localRope && layer < static_cast<int64_t>(layerSliding.size()) &&
+                   layerSliding[layer]
+               ? *localRope
+               : rope;
+  }
   int64_t windowOf(int64_t layer) const {
     return layer < static_cast<int64_t>(layerWindows.size())
                ? layerWindows[layer]

@@ -28,9 +28,11 @@ StringRef mlir::veomni::placementName(Placement p) {
 }
 
 std::vector<std::string> mlir::veomni::supportedModelTypes() {
-  return {"llama",      "qwen2",        "qwen3",
-          "qwen3_moe",  "gpt_oss",      "qwen2_vl",
-          "qwen2_5_vl", "qwen2_5_omni", "qwen2_5_omni_thinker"};
+  return {"llama",        "qwen2",
+          "qwen3",        "qwen3_moe",
+          "gpt_oss",      "gemma3_text",
+          "qwen2_vl",     "qwen2_5_vl",
+          "qwen2_5_omni", "qwen2_5_omni_thinker"};
 }
 
 std::optional<Placement>
@@ -187,7 +189,8 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   };
 
   if (modelType == "llama" || modelType == "qwen2" || modelType == "qwen3" ||
-      modelType == "qwen3_moe" || modelType == "gpt_oss") {
+      modelType == "qwen3_moe" || modelType == "gpt_oss" ||
+      modelType == "gemma3_text") {
     DecoderConfig c = parseDecoderConfig(r, modelType, options);
     if (r.failed())
       return fail(r.error());

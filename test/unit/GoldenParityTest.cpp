@@ -142,7 +142,10 @@ const Case kCases[] = {
     Case{"qwen3_moe_aux"},
     // gpt-oss: sinks, sliding windows, yarn, biased experts; and with its
     // SwiGLU clamped where the values are, with the load-balancing loss.
-    Case{"gpt_oss"}, Case{"gpt_oss_clamped"}};
+    Case{"gpt_oss"}, Case{"gpt_oss_clamped"},
+    // Gemma 3: (1 + w) norms, sandwich norms, GeGLU, scaled embeddings and
+    // scores, a local rope and a window in the sliding layer.
+    Case{"gemma3_text"}};
 
 std::vector<Case> bothForms() {
   std::vector<Case> out;

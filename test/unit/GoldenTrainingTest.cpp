@@ -184,8 +184,12 @@ TEST_P(GoldenTrainingTest, OneAdamWStepMatchesTorch) {
   EXPECT_NEAR(metrics->gradNorm, norm, 1e-5 * norm);
 
   // At step 1 AdamW moves each element by about lr * sign(g): an element
-  // whose gradient is rounding noise (0 < |g| < 1e-6 here) may go either
-  // way in any two implementations, so those are counted, not compared.
+  // whose gradient is rounding noise may go either way in any two
+  // implementations, so those are counted, not compared. Noise grows with
+  // the gradients (float32 sums in another order): below 1e-6 times the
+  // gradient norm when that exceeds 1 (Gemma's scaled embeddings and
+  // (1 + w) norms: 23.5), else below 1e-6.
+  const double noise = 1e-6 * std::max(1.0, norm);
   int64_t compared = 0, skipped = 0;
   double worst = 0;
   for (const rt::ArgumentDesc &a : ex->program().arguments) {
@@ -206,7 +210,7 @@ TEST_P(GoldenTrainingTest, OneAdamWStepMatchesTorch) {
       rt::TensorView want = (*after)->View(*w), grad = (*grads)->View(*g);
       for (int64_t i = 0; i < per; ++i) {
         float gi = std::abs(rt::LoadF(grad, i));
-        if (gi > 0 && gi < 1e-6) {
+        if (gi > 0 && gi < noise) {
           ++skipped;
           continue;
         }
@@ -222,10 +226,10 @@ TEST_P(GoldenTrainingTest, OneAdamWStepMatchesTorch) {
     }
   }
   std::printf("%s: grad norm %.6f (torch %.6f); after one step, %lld "
-              "elements within %.1e of torch (%lld with 0 < |g| < 1e-6 not "
+              "elements within %.1e of torch (%lld with 0 < |g| < %.1e not "
               "compared)\n",
               GetParam().family, metrics->gradNorm, norm, (long long)compared,
-              worst, (long long)skipped);
+              worst, (long long)skipped, noise);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -243,7 +247,10 @@ INSTANTIATE_TEST_SUITE_P(
         // gpt-oss: sinks, sliding windows, yarn, biased experts; and with
         // its SwiGLU clamped where the values are, with the load-balancing
         // loss.
-        Case{"gpt_oss"}, Case{"gpt_oss_clamped"}),
+        Case{"gpt_oss"}, Case{"gpt_oss_clamped"},
+        // Gemma 3: (1 + w) norms, sandwich norms, GeGLU, scaled embeddings
+        // and scores, a local rope and a window in the sliding layer.
+        Case{"gemma3_text"}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });
