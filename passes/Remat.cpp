@@ -21,7 +21,8 @@ namespace {
 /// about as much as the step they belong to.
 bool expensive(Operation *op) {
   return isa<MatmulOp, GroupedMatmulOp, AttentionOp, Conv1DOp, MoETopKOp,
-             MoEDispatchOp, MoECombineOp, GatherOp, ScatterAddOp>(op);
+             MoEGroupTopKOp, MoEDispatchOp, MoECombineOp, GatherOp,
+             ScatterAddOp>(op);
 }
 
 /// Which repeated block (a decoder layer, a vision block, an audio layer)

@@ -616,6 +616,26 @@ def VeOmni_MoETopKGradOp : VeOmni_InferredOp<"moe_topk_grad"> {
   }];
 }
 
+def VeOmni_MoEGroupTopKGradOp : VeOmni_InferredOp<"moe_group_topk_grad"> {
+  let summary = "VJP of moe_group_topk: the scores' cotangent";
+  let description = [{
+    Recomputes the choice; the cotangent reaches the chosen scores only:
+    `scale * g_j` without `normalize`, else `scale * (g_j / D - <g, s_S> /
+    D^2)` with `D = sum_S s + 1e-20`. The bias gets none.
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$scores, VeOmni_FloatTensor:$bias,
+                       VeOmni_FloatTensor:$grad, I64Attr:$k,
+                       DefaultValuedAttr<I64Attr, "1">:$groups,
+                       DefaultValuedAttr<I64Attr, "1">:$topk_groups,
+                       UnitAttr:$normalize,
+                       DefaultValuedAttr<F64Attr, "1.0">:$scale);
+  let results = (outs VeOmni_FloatTensor:$scores_grad);
+  let assemblyFormat = [{
+    $scores `,` $bias `,` $grad attr-dict `:` type($scores) `,` type($bias)
+    `,` type($grad)
+  }];
+}
+
 def VeOmni_MoECombineGradOp : VeOmni_InferredOp<"moe_combine_grad"> {
   let summary = "VJP of moe_combine: input and weights cotangents";
   let description = [{
@@ -664,6 +684,38 @@ def VeOmni_MoETopKOp : VeOmni_InferredOp<"moe_topk", [VJP]> {
   let results = (outs VeOmni_FloatTensor:$weights,
                       StaticShapeTensorOf<[I32]>:$indices);
   let assemblyFormat = "$logits attr-dict `:` type($logits)";
+}
+
+def VeOmni_MoEGroupTopKOp : VeOmni_InferredOp<"moe_group_topk", [VJP]> {
+  let summary = "Router over scores: group-limited top-k with a selection bias";
+  let description = [{
+    DeepSeek-V3's router. `scores` `[T, E]` (the router's sigmoids) and
+    `bias` `[E]` (e_score_correction_bias, used for the choice only) give
+    `weights` `[T, k]` (scores' element type) and expert `indices` `[T, k]`
+    (i32). A token chooses on `scores + bias`: the E experts form `groups`
+    equal groups, a group scores the sum of its two best choices (its only
+    one when a group holds one expert), the `topk_groups` best groups stay,
+    and the k best experts of those are taken (ties: the lower index). The
+    weights are the chosen experts' scores (without the bias), divided by
+    their sum + 1e-20 with `normalize`, times `scale`
+    (routed_scaling_factor).
+
+    ```mlir
+    %w, %i = veomni.moe_group_topk %s, %b {k = 8 : i64, groups = 8 : i64,
+        topk_groups = 4 : i64, normalize, scale = 2.5 : f64}
+        : tensor<4096x256xf32>, tensor<256xf32>
+    ```
+  }];
+  let arguments = (ins VeOmni_FloatTensor:$scores, VeOmni_FloatTensor:$bias,
+                       I64Attr:$k, DefaultValuedAttr<I64Attr, "1">:$groups,
+                       DefaultValuedAttr<I64Attr, "1">:$topk_groups,
+                       UnitAttr:$normalize,
+                       DefaultValuedAttr<F64Attr, "1.0">:$scale);
+  let results = (outs VeOmni_FloatTensor:$weights,
+                      StaticShapeTensorOf<[I32]>:$indices);
+  let assemblyFormat = [{
+    $scores `,` $bias attr-dict `:` type($scores) `,` type($bias)
+  }];
 }
 
 def VeOmni_MoEDispatchOp : VeOmni_InferredOp<"moe_dispatch", [VJP]> {

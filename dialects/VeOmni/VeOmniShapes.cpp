@@ -763,6 +763,79 @@ LogicalResult CrossEntropyOp::inferReturnTypes(MLIRContext *context,
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
+/// moe_group_topk's shape rule (shared with its VJP): weights and indices
+/// [T, k] of scores [T, E] and bias [E].
+static LogicalResult inferGroupTopK(MLIRContext *context,
+                                    const ShapeErrors &err, Value scoresV,
+                                    Value biasV, DictionaryAttr attrs,
+                                    SmallVectorImpl<Type> &types) {
+  RankedTensorType scores = tensorOf(scoresV), bias = tensorOf(biasV);
+  if (failed(expectRank(err, "scores", scores, 2)) ||
+      failed(expectRank(err, "bias", bias, 1)) ||
+      failed(expectSameDim(err, "expert count", "scores", scores, 1, "bias",
+                           bias, 0)))
+    return failure();
+  auto intAttr = [&](StringRef name, int64_t otherwise) {
+    auto a =
+        attrs ? dyn_cast_or_null<IntegerAttr>(attrs.get(name)) : IntegerAttr();
+    return a ? a.getValue().getSExtValue() : otherwise;
+  };
+  int64_t experts = scores.getDimSize(1), k = intAttr("k", 0);
+  int64_t groups = intAttr("groups", 1), keep = intAttr("topk_groups", 1);
+  if (groups < 1 || experts % groups != 0)
+    return err("groups = ", groups, " must divide the ", experts,
+               " experts of scores ", scores);
+  if (keep < 1 || keep > groups)
+    return err("topk_groups = ", keep, " must be in [1, groups = ", groups,
+               "]");
+  int64_t eligible = keep * (experts / groups);
+  if (k < 1 || k > eligible)
+    return err("k = ", k, " must be in [1, ", eligible,
+               "], the experts of the topk_groups best groups");
+  int64_t tokens = scores.getDimSize(0);
+  types.push_back(RankedTensorType::get({tokens, k}, scores.getElementType()));
+  types.push_back(
+      RankedTensorType::get({tokens, k}, IntegerType::get(context, 32)));
+  return success();
+}
+
+static const AttrSpec kGroupTopKAttrs[] = {
+    {"k", AttrKind::Integer, true},
+    {"groups", AttrKind::Integer, false},
+    {"topk_groups", AttrKind::Integer, false},
+    {"normalize", AttrKind::Unit, false},
+    {"scale", AttrKind::Float, false}};
+
+LogicalResult MoEGroupTopKOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location> loc,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "moe_group_topk");
+  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
+                       kGroupTopKAttrs)))
+    return failure();
+  return inferGroupTopK(context, err, adaptor.getScores(), adaptor.getBias(),
+                        adaptor.getAttributes(), types);
+}
+
+LogicalResult MoEGroupTopKGradOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location> loc, Adaptor adaptor,
+    SmallVectorImpl<Type> &types) {
+  ShapeErrors err(loc, "moe_group_topk_grad");
+  SmallVector<Type, 2> forward;
+  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
+                       kGroupTopKAttrs)) ||
+      failed(inferGroupTopK(context, err, adaptor.getScores(),
+                            adaptor.getBias(), adaptor.getAttributes(),
+                            forward)))
+    return failure();
+  if (adaptor.getGrad().getType() != forward.front())
+    return err("grad ", adaptor.getGrad().getType(),
+               " must have the weights' type ", forward.front());
+  types.push_back(adaptor.getScores().getType());
+  return success();
+}
+
 LogicalResult MoETopKOp::inferReturnTypes(MLIRContext *context,
                                           std::optional<Location> loc,
                                           Adaptor adaptor,

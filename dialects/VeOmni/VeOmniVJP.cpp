@@ -492,6 +492,17 @@ LogicalResult GroupedMatmulOp::buildVJP(OpBuilder &b, ValueRange grads,
   return success();
 }
 
+LogicalResult MoEGroupTopKOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                       SmallVectorImpl<Value> &out) {
+  // The indices are integers; the bias only chooses.
+  auto op = MoEGroupTopKGradOp::create(
+      b, getLoc(), getScores().getType(), getScores(), getBias(), grads[0],
+      getKAttr(), getGroupsAttr(), getTopkGroupsAttr(), getNormalizeAttr(),
+      getScaleAttr());
+  out.append({op.getResult(), Value()});
+  return success();
+}
+
 LogicalResult MoETopKOp::buildVJP(OpBuilder &b, ValueRange grads,
                                   SmallVectorImpl<Value> &out) {
   // grads[1], the indices', is always null: only the weights carry one.

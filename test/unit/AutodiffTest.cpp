@@ -419,6 +419,20 @@ INSTANTIATE_TEST_SUITE_P(
              "\n  %z = veomni.add %s, %o : " T("4x4")
              "\n  %y, %i = veomni.moe_topk %z {k = 2, normalize} : " T("4x4"),
              T("4x2")},
+        // DeepSeek-V3's router: sigmoid scores of logits 1.5 apart, 2 groups
+        // of 2, the best group kept, its 2 experts weighted and scaled.
+        Case{"moe_group_topk", "%l: " T("4x4"), "",
+             "  %h = veomni.constant dense<0.5> : " T("4x4")
+             "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "
+             "0.0, 3.0, 1.5], [1.5, 4.5, 0.0, 3.0], [3.0, 1.5, 4.5, 0.0]]> : "
+             T("4x4")
+             "\n  %b = veomni.constant dense<[0.0, 0.1, 0.0, -0.1]> : " T("4")
+             "\n  %s = veomni.mul %l, %h : " T("4x4")
+             "\n  %z = veomni.add %s, %o : " T("4x4")
+             "\n  %p = veomni.sigmoid %z : " T("4x4")
+             "\n  %y, %i = veomni.moe_group_topk %p, %b {k = 2, groups = 2, "
+             "topk_groups = 1, normalize, scale = 2.5 : f64} : " T("4x4") ", " T("4"),
+             T("4x2")},
         Case{"moe_topk", "%l: " T("4x4"), "",
              "  %h = veomni.constant dense<0.5> : " T("4x4")
              "\n  %o = veomni.constant dense<[[0.0, 1.5, 3.0, 4.5], [4.5, "

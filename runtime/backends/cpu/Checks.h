@@ -15,7 +15,9 @@
 #include "runtime/backends/cpu/Kernels.h"
 
 #include "absl/status/statusor.h"
+
 #include "absl/types/span.h"
+#include <vector>
 
 namespace veomni::rt::cpu {
 
@@ -74,6 +76,20 @@ CheckAttention(absl::string_view kernel, const TensorView &q,
 /// The MoE kernels (their index values are the backends' to check).
 absl::Status CheckMoETopK(const TensorView &logits, const TensorView &weights,
                           const TensorView &indices, int64_t k);
+/// moe_group_topk and its VJP (dweights/dscores null for the forward;
+/// weights/indices null for the VJP).
+absl::Status CheckMoEGroupTopK(absl::string_view kernel,
+                               const TensorView &scores, const TensorView &bias,
+                               const TensorView *weights,
+                               const TensorView *indices,
+                               const TensorView *dweights,
+                               const TensorView *dscores, int64_t k,
+                               int64_t groups, int64_t topkGroups);
+/// The experts token `t` chooses (their order: best first), from its
+/// scores `s` [E] and `bias` [E]: moe_group_topk's rule.
+void MoEGroupChoice(const float *s, const float *bias, int64_t experts,
+                    int64_t k, int64_t groups, int64_t topkGroups,
+                    std::vector<int64_t> &chosen);
 absl::Status CheckMoETopKGrad(const TensorView &logits,
                               const TensorView &dweights,
                               const TensorView &dlogits, int64_t k);

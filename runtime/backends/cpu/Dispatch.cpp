@@ -282,6 +282,16 @@ absl::Status GroupedMatmulWeightGrad(KernelIns in, KernelOuts out,
   return cpu::GroupedMatmulWeightGrad(in[0], in[2], in[3], out[0],
                                       a.transpose_weight);
 }
+absl::Status MoEGroupTopK(KernelIns in, KernelOuts out,
+                          const MoEGroupTopKAttrs &a) {
+  return cpu::MoEGroupTopK(in[0], in[1], out[0], out[1], a.k, a.groups,
+                           a.topk_groups, a.normalize, a.scale);
+}
+absl::Status MoEGroupTopKGrad(KernelIns in, KernelOuts out,
+                              const MoEGroupTopKGradAttrs &a) {
+  return cpu::MoEGroupTopKGrad(in[0], in[1], in[2], out[0], a.k, a.groups,
+                               a.topk_groups, a.normalize, a.scale);
+}
 absl::Status MoETopKGrad(KernelIns in, KernelOuts out,
                          const MoETopKGradAttrs &a) {
   return cpu::MoETopKGrad(in[0], in[1], out[0], a.k, a.normalize);

@@ -243,6 +243,21 @@ struct RopeConfig {
                            const TensorView &dweights,                      \
                            const TensorView &dlogits, int64_t k,            \
                            bool normalize);                                 \
+  /** scores [T, E], bias [E] -> weights [T, k], indices [T, k] i32: the    \
+   * choice of moe_group_topk (see the op), weights = chosen scores,        \
+   * / (their sum + 1e-20) with normalize, * scale. */                      \
+  absl::Status MoEGroupTopK(const TensorView &scores, const TensorView &bias, \
+                            const TensorView &weights,                      \
+                            const TensorView &indices, int64_t k,           \
+                            int64_t groups, int64_t topkGroups,             \
+                            bool normalize, double scale);                  \
+  /** Its VJP: dscores [T, E], nonzero at the chosen experts only. */       \
+  absl::Status MoEGroupTopKGrad(const TensorView &scores,                   \
+                                const TensorView &bias,                     \
+                                const TensorView &dweights,                 \
+                                const TensorView &dscores, int64_t k,       \
+                                int64_t groups, int64_t topkGroups,         \
+                                bool normalize, double scale);              \
   /** MoECombine's VJP, rows ordered as MoECombine orders them: for copy    \
    * (t, j) at row r, dinput[r] = weights[t, j] dout[t] and                 \
    * dweights[t, j] = dot(dout[t], input[r]). */                            \

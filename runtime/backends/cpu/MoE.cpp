@@ -338,4 +338,163 @@ absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
   return absl::OkStatus();
 }
 
+//===----------------------------------------------------------------------===//
+// MoEGroupTopK and its VJP (DeepSeek-V3's router)
+//===----------------------------------------------------------------------===//
+
+absl::Status CheckMoEGroupTopK(absl::string_view K, const TensorView &scores,
+                               const TensorView &bias,
+                               const TensorView *weights,
+                               const TensorView *indices,
+                               const TensorView *dweights,
+                               const TensorView *dscores, int64_t k,
+                               int64_t groups, int64_t topkGroups) {
+  VEOMNI_RETURN_IF_ERROR(CheckRank(K, "scores", scores, 2));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "scores", scores));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "bias", bias));
+  int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(K, "bias", bias, {experts}));
+  if (groups < 1 || experts % groups != 0 || topkGroups < 1 ||
+      topkGroups > groups)
+    return BadView(K, "scores", scores, "cannot form ", groups,
+                   " groups and keep ", topkGroups, " of them");
+  if (k < 1 || k > topkGroups * (experts / groups))
+    return BadView(K, "scores", scores, "cannot give the top ", k, " of the ",
+                   topkGroups * (experts / groups), " experts of ", topkGroups,
+                   " groups");
+  if (weights) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "weights", *weights));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "weights", *weights, {tokens, k}));
+  }
+  if (indices) {
+    VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "indices", *indices));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "indices", *indices, {tokens, k}));
+  }
+  if (dweights) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dweights", *dweights));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dweights", *dweights, {tokens, k}));
+  }
+  if (dscores) {
+    VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "dscores", *dscores));
+    VEOMNI_RETURN_IF_ERROR(CheckShape(K, "dscores", *dscores, scores.shape));
+  }
+  return absl::OkStatus();
+}
+
+void MoEGroupChoice(const float *s, const float *bias, int64_t experts,
+                    int64_t k, int64_t groups, int64_t topkGroups,
+                    std::vector<int64_t> &chosen) {
+  const float kWorst = -std::numeric_limits<float>::infinity();
+  std::vector<float> c(experts);
+  for (int64_t i = 0; i < experts; ++i) {
+    c[i] = s[i] + bias[i];
+    if (std::isnan(c[i]))
+      c[i] = kWorst; // NaN ranks last
+  }
+  // Larger first, the lower index on ties.
+  auto better = [](float a, int64_t ia, float b, int64_t ib) {
+    return a > b || (a == b && ia < ib);
+  };
+  const int64_t per = experts / groups;
+  std::vector<char> eligible(experts, 1);
+  if (groups > 1) {
+    // A group's score: its two best choices (one, for groups of one).
+    std::vector<float> score(groups);
+    for (int64_t g = 0; g < groups; ++g) {
+      float best = kWorst, second = kWorst;
+      for (int64_t i = g * per; i < (g + 1) * per; ++i) {
+        if (c[i] > best) {
+          second = best;
+          best = c[i];
+        } else if (c[i] > second) {
+          second = c[i];
+        }
+      }
+      score[g] = per > 1 ? best + second : best;
+    }
+    std::vector<int64_t> order(groups);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(
+        order.begin(), order.begin() + topkGroups, order.end(),
+        [&](int64_t a, int64_t b) { return better(score[a], a, score[b], b); });
+    std::fill(eligible.begin(), eligible.end(), 0);
+    for (int64_t j = 0; j < topkGroups; ++j)
+      std::fill_n(eligible.begin() + order[j] * per, per, 1);
+  }
+  std::vector<int64_t> order;
+  for (int64_t i = 0; i < experts; ++i)
+    if (eligible[i])
+      order.push_back(i);
+  std::partial_sort(
+      order.begin(), order.begin() + k, order.end(),
+      [&](int64_t a, int64_t b) { return better(c[a], a, c[b], b); });
+  chosen.assign(order.begin(), order.begin() + k);
+}
+
+absl::Status MoEGroupTopK(const TensorView &scores, const TensorView &bias,
+                          const TensorView &weights, const TensorView &indices,
+                          int64_t k, int64_t groups, int64_t topkGroups,
+                          bool normalize, double scale) {
+  constexpr absl::string_view K = "MoEGroupTopK";
+  VEOMNI_RETURN_IF_ERROR(CheckMoEGroupTopK(K, scores, bias, &weights, &indices,
+                                           nullptr, nullptr, k, groups,
+                                           topkGroups));
+  const int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  std::vector<float> s(experts), b(experts), w(k);
+  std::vector<int64_t> chosen;
+  LoadF32(bias, 0, experts, b.data());
+  for (int64_t t = 0; t < tokens; ++t) {
+    LoadF32(scores, t * experts, experts, s.data());
+    MoEGroupChoice(s.data(), b.data(), experts, k, groups, topkGroups, chosen);
+    double sum = 1e-20;
+    for (int64_t j = 0; j < k; ++j)
+      sum += s[chosen[j]];
+    for (int64_t j = 0; j < k; ++j)
+      w[j] = static_cast<float>(
+          (normalize ? s[chosen[j]] / sum : s[chosen[j]]) * scale);
+    StoreF32(w.data(), weights, t * k, k);
+    for (int64_t j = 0; j < k; ++j)
+      StoreI(indices, t * k + j, chosen[j]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MoEGroupTopKGrad(const TensorView &scores, const TensorView &bias,
+                              const TensorView &dweights,
+                              const TensorView &dscores, int64_t k,
+                              int64_t groups, int64_t topkGroups,
+                              bool normalize, double scale) {
+  constexpr absl::string_view K = "MoEGroupTopKGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckMoEGroupTopK(K, scores, bias, nullptr, nullptr,
+                                           &dweights, &dscores, k, groups,
+                                           topkGroups));
+  const int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  std::vector<float> s(experts), b(experts), g(k), d(experts);
+  std::vector<int64_t> chosen;
+  LoadF32(bias, 0, experts, b.data());
+  for (int64_t t = 0; t < tokens; ++t) {
+    LoadF32(scores, t * experts, experts, s.data());
+    LoadF32(dweights, t * k, k, g.data());
+    MoEGroupChoice(s.data(), b.data(), experts, k, groups, topkGroups, chosen);
+    std::fill(d.begin(), d.end(), 0.0f);
+    if (normalize) {
+      // w_j = scale s_j / D, D = sum s + 1e-20: ds_j = scale (g_j / D -
+      // <g, s> / D^2).
+      double sum = 1e-20, dot = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        sum += s[chosen[j]];
+        dot += static_cast<double>(g[j]) * s[chosen[j]];
+      }
+      for (int64_t j = 0; j < k; ++j)
+        d[chosen[j]] =
+            static_cast<float>(scale * (g[j] / sum - dot / (sum * sum)));
+    } else {
+      for (int64_t j = 0; j < k; ++j)
+        d[chosen[j]] = static_cast<float>(scale * g[j]);
+    }
+    StoreF32(d.data(), dscores, t * experts, experts);
+  }
+  return absl::OkStatus();
+}
+
 } // namespace veomni::rt::cpu

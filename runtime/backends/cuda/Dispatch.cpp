@@ -916,6 +916,34 @@ absl::Status MoETopK(KernelIns in, KernelOuts out, const MoETopKAttrs &a) {
                                      tokens, logits.dim(1), a.k, a.normalize));
 }
 
+absl::Status MoEGroupTopK(KernelIns in, KernelOuts out,
+                          const MoEGroupTopKAttrs &a) {
+  constexpr absl::string_view K = "MoEGroupTopK";
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckMoEGroupTopK(K, in[0], in[1], &out[0],
+                                                &out[1], nullptr, nullptr, a.k,
+                                                a.groups, a.topk_groups));
+  VEOMNI_RETURN_IF_ERROR(CheckTopKFits(K, in[0], a.k + a.groups));
+  return Launched(K, launch::MoEGroupTopK(
+                         Ctx().stream, B(in[0]), B(in[1]), B(out[0]), B(out[1]),
+                         launch::Buf{}, launch::Buf{}, in[0].dim(0),
+                         in[0].dim(1), a.k, a.groups, a.topk_groups,
+                         a.normalize, static_cast<float>(a.scale)));
+}
+
+absl::Status MoEGroupTopKGrad(KernelIns in, KernelOuts out,
+                              const MoEGroupTopKGradAttrs &a) {
+  constexpr absl::string_view K = "MoEGroupTopKGrad";
+  VEOMNI_RETURN_IF_ERROR(cpu::CheckMoEGroupTopK(K, in[0], in[1], nullptr,
+                                                nullptr, &in[2], &out[0], a.k,
+                                                a.groups, a.topk_groups));
+  VEOMNI_RETURN_IF_ERROR(CheckTopKFits(K, in[0], a.k + a.groups));
+  return Launched(
+      K, launch::MoEGroupTopK(Ctx().stream, B(in[0]), B(in[1]), launch::Buf{},
+                              launch::Buf{}, B(in[2]), B(out[0]), in[0].dim(0),
+                              in[0].dim(1), a.k, a.groups, a.topk_groups,
+                              a.normalize, static_cast<float>(a.scale)));
+}
+
 absl::Status MoETopKGrad(KernelIns in, KernelOuts out,
                          const MoETopKGradAttrs &a) {
   constexpr absl::string_view K = "MoETopKGrad";

@@ -160,6 +160,12 @@ cudaError_t ExpertRows(cudaStream_t s, Buf indices, int64_t experts,
 cudaError_t RankRows(cudaStream_t s, Buf indices, int64_t *rows);
 /// *out = the largest index (negative ones are errors); one int64.
 cudaError_t MaxIndex(cudaStream_t s, Buf indices, int64_t *out);
+/// moe_group_topk: the forward (weights, indices; dweights data null) or
+/// its VJP (dscores from dweights; weights, indices null).
+cudaError_t MoEGroupTopK(cudaStream_t s, Buf scores, Buf bias, Buf weights,
+                         Buf indices, Buf dweights, Buf dscores, int64_t tokens,
+                         int64_t experts, int64_t k, int64_t groups,
+                         int64_t topkGroups, bool normalize, float scale);
 cudaError_t MoETopK(cudaStream_t s, Buf logits, Buf weights, Buf indices,
                     int64_t tokens, int64_t experts, int64_t k, bool normalize);
 cudaError_t MoETopKGrad(cudaStream_t s, Buf logits, Buf dweights, Buf dlogits,

@@ -316,6 +316,100 @@ cudaError_t RankRows(cudaStream_t s, Buf indices, int64_t *rows) {
   return cudaGetLastError();
 }
 
+/// Shared memory of one token's group choice: choices, group scores,
+/// chosen and the eligible bits.
+inline size_t GroupTopKShared(int64_t experts, int64_t k, int64_t groups) {
+  return sizeof(float) * (experts + groups) + sizeof(int) * k +
+         sizeof(uint32_t) * ((experts + 31) / 32);
+}
+
+/// One block per token; thread 0 chooses as cpu::MoEGroupChoice does
+/// (NaN last, larger first, the lower index on ties), then writes the
+/// weights and indices (forward) or the scores' cotangent (dweights set).
+__global__ void GroupTopKKernel(Buf scores, Buf bias, Buf weights, Buf indices,
+                                Buf dweights, Buf dscores, int64_t tokens,
+                                int64_t experts, int64_t k, int64_t groups,
+                                int64_t topkGroups, bool normalize,
+                                float scale) {
+  extern __shared__ unsigned char shared[];
+  float *c = reinterpret_cast<float *>(shared);
+  float *gs = c + experts;
+  int *chosen = reinterpret_cast<int *>(gs + groups);
+  uint32_t *eligible = reinterpret_cast<uint32_t *>(chosen + k);
+  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+    if (threadIdx.x == 0) {
+      for (int64_t i = 0; i < experts; ++i) {
+        float v = Load(scores.data, scores.type, t * experts + i) +
+                  Load(bias.data, bias.type, i);
+        c[i] = isnan(v) ? -INFINITY : v;
+      }
+      int64_t per = experts / groups, words = (experts + 31) / 32;
+      for (int64_t w = 0; w < words; ++w)
+        eligible[w] = groups == 1 ? 0xffffffffu : 0u;
+      if (groups > 1) {
+        for (int64_t g = 0; g < groups; ++g) {
+          float best = -INFINITY, second = -INFINITY;
+          for (int64_t i = g * per; i < (g + 1) * per; ++i) {
+            if (c[i] > best) {
+              second = best;
+              best = c[i];
+            } else if (c[i] > second) {
+              second = c[i];
+            }
+          }
+          gs[g] = per > 1 ? best + second : best;
+        }
+        for (int64_t round = 0; round < topkGroups; ++round) {
+          int64_t best = -1;
+          for (int64_t g = 0; g < groups; ++g)
+            if (gs[g] != INFINITY && (best < 0 || gs[g] > gs[best]))
+              best = g;
+          gs[best] = INFINITY; // taken
+          for (int64_t i = best * per; i < (best + 1) * per; ++i)
+            eligible[i >> 5] |= 1u << (i & 31);
+        }
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        int best = -1;
+        for (int i = 0; i < experts; ++i)
+          if ((eligible[i >> 5] & (1u << (i & 31))) &&
+              (best < 0 || c[i] > c[best]))
+            best = i;
+        eligible[best >> 5] &= ~(1u << (best & 31));
+        chosen[j] = best;
+      }
+      double sum = 1e-20, dot = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        float s = Load(scores.data, scores.type, t * experts + chosen[j]);
+        sum += s;
+        if (dweights.data)
+          dot += double(Load(dweights.data, dweights.type, t * k + j)) * s;
+      }
+      if (!dweights.data) {
+        for (int64_t j = 0; j < k; ++j) {
+          float s = Load(scores.data, scores.type, t * experts + chosen[j]);
+          Store(weights.data, weights.type, t * k + j,
+                float((normalize ? s / sum : s) * scale));
+          if (indices.type == launch::I32)
+            static_cast<int32_t *>(indices.data)[t * k + j] = chosen[j];
+          else
+            static_cast<int64_t *>(indices.data)[t * k + j] = chosen[j];
+        }
+      } else {
+        for (int64_t i = 0; i < experts; ++i)
+          Store(dscores.data, dscores.type, t * experts + i, 0.0f);
+        for (int64_t j = 0; j < k; ++j) {
+          double g = Load(dweights.data, dweights.type, t * k + j);
+          double d =
+              normalize ? scale * (g / sum - dot / (sum * sum)) : scale * g;
+          Store(dscores.data, dscores.type, t * experts + chosen[j], float(d));
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
 cudaError_t MaxIndex(cudaStream_t s, Buf indices, int64_t *out) {
   MaxIndexKernel<<<1, 1024, 0, s>>>(indices, out, ErrorWord());
   return cudaGetLastError();
@@ -338,6 +432,19 @@ cudaError_t MoETopKGrad(cudaStream_t s, Buf logits, Buf dweights, Buf dlogits,
     return cudaSuccess;
   TopKGradKernel<<<dev::Blocks(tokens, 1), 32, TopKShared(experts, k), s>>>(
       logits, dweights, dlogits, tokens, experts, k, normalize);
+  return cudaGetLastError();
+}
+
+cudaError_t MoEGroupTopK(cudaStream_t s, Buf scores, Buf bias, Buf weights,
+                         Buf indices, Buf dweights, Buf dscores, int64_t tokens,
+                         int64_t experts, int64_t k, int64_t groups,
+                         int64_t topkGroups, bool normalize, float scale) {
+  if (tokens == 0)
+    return cudaSuccess;
+  GroupTopKKernel<<<dev::Blocks(tokens, 1), 32,
+                    GroupTopKShared(experts, k, groups), s>>>(
+      scores, bias, weights, indices, dweights, dscores, tokens, experts, k,
+      groups, topkGroups, normalize, scale);
   return cudaGetLastError();
 }
 

@@ -951,6 +951,22 @@ func.func @rope_sequence(%x: tensor<2x16x4x8xf32>, %p: tensor<2x32xi32>) {
 // attention
 //===----------------------------------------------------------------------===//
 
+func.func @moe_group_topk_groups(%s: tensor<16x6xf32>, %b: tensor<6xf32>) {
+  // expected-error @+1 {{'veomni.moe_group_topk' op groups = 4 must divide the 6 experts of scores 'tensor<16x6xf32>'}}
+  %w, %i = veomni.moe_group_topk %s, %b {k = 2, groups = 4} : tensor<16x6xf32>, tensor<6xf32>
+  return
+}
+
+// -----
+
+func.func @moe_group_topk_k(%s: tensor<16x6xf32>, %b: tensor<6xf32>) {
+  // expected-error @+1 {{'veomni.moe_group_topk' op k = 4 must be in [1, 3], the experts of the topk_groups best groups}}
+  %w, %i = veomni.moe_group_topk %s, %b {k = 4, groups = 2, topk_groups = 1} : tensor<16x6xf32>, tensor<6xf32>
+  return
+}
+
+// -----
+
 func.func @clamp_bounds(%x: tensor<4xf32>) {
   // expected-error @+1 {{'veomni.clamp' op min 2.000000e+00 exceeds max 1.000000e+00}}
   %0 = veomni.clamp %x {min = 2.0 : f64, max = 1.0 : f64} : tensor<4xf32>

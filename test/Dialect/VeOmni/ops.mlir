@@ -170,6 +170,15 @@ func.func @clamp(%x: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>, tens
   return %0, %1, %2 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
 }
 
+// CHECK-LABEL: func.func @moe_group_topk
+func.func @moe_group_topk(%s: tensor<16x8xf32>, %b: tensor<8xf32>, %g: tensor<16x2xf32>) -> (tensor<16x2xf32>, tensor<16x2xi32>, tensor<16x8xf32>) {
+  // CHECK: veomni.moe_group_topk %{{.*}}, %{{.*}} {groups = 4 : i64, k = 2 : i64, normalize, scale = 2.500000e+00 : f64, topk_groups = 2 : i64} : tensor<16x8xf32>, tensor<8xf32>
+  %w, %i = veomni.moe_group_topk %s, %b {k = 2, groups = 4, topk_groups = 2, normalize, scale = 2.5 : f64} : tensor<16x8xf32>, tensor<8xf32>
+  // CHECK: veomni.moe_group_topk_grad %{{.*}}, %{{.*}}, %{{.*}} {groups = 4 : i64, k = 2 : i64, topk_groups = 2 : i64} : tensor<16x8xf32>, tensor<8xf32>, tensor<16x2xf32>
+  %d = veomni.moe_group_topk_grad %s, %b, %g {k = 2, groups = 4, topk_groups = 2} : tensor<16x8xf32>, tensor<8xf32>, tensor<16x2xf32>
+  return %w, %i, %d : tensor<16x2xf32>, tensor<16x2xi32>, tensor<16x8xf32>
+}
+
 // Sliding windows and sinks: the optional operands are told apart by type.
 // CHECK-LABEL: func.func @attention_windows_and_sinks
 func.func @attention_windows_and_sinks(%q: tensor<2x16x8x64xbf16>, %k: tensor<2x16x2x64xbf16>,

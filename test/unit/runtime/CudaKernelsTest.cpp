@@ -639,6 +639,25 @@ TEST_P(CudaKernels, MixtureOfExperts) {
            {logits, Floats(rng_, DType::F32, {tokens, k})},
            {{DType::F32, {tokens, experts}}}});
   }
+  Host scores = Floats(rng_, DType::F32, {tokens, experts}, 0, 1);
+  Host bias = Floats(rng_, DType::F32, {experts}, -0.1, 0.1);
+  for (int normalize = 0; normalize < 2; ++normalize) {
+    std::map<std::string, AttrValue> attrs = {{"k", I(k)},
+                                              {"groups", I(3)},
+                                              {"topk_groups", I(2)},
+                                              {"normalize", I(normalize)},
+                                              {"scale", F(2.5)}};
+    Check({"moe_group_topk",
+           KernelKind::MoEGroupTopK,
+           attrs,
+           {scores, bias},
+           {{DType::F32, {tokens, k}}, {DType::I32, {tokens, k}}}});
+    Check({"moe_group_topk_grad",
+           KernelKind::MoEGroupTopKGrad,
+           attrs,
+           {scores, bias, Floats(rng_, DType::F32, {tokens, k})},
+           {{DType::F32, {tokens, experts}}}});
+  }
   // Expert 4 gets no copy; expert 1 several, from tokens far apart.
   Host idx =
       Ints(DType::I64, {tokens, k}, {1, 0, 3, 1, 5, 2, 0, 1, 2, 3, 1, 5, 0, 2});

@@ -531,4 +531,132 @@ TEST(MoECombineGradTest, Errors) {
 }
 
 } // namespace
+//===----------------------------------------------------------------------===//
+// MoEGroupTopK (DeepSeek-V3's router) and its VJP
+//===----------------------------------------------------------------------===//
+
+TEST(MoEGroupTopKTest, Known) {
+  // 6 experts in 3 groups of 2. Choices = scores + bias:
+  // [0.9 0.1 | 0.5 0.45 | 0.8 0.2] -> group scores 1.0, 0.95, 1.0: groups 0
+  // and 2 stay (a tie: the lower first, both kept). Top 2 of experts
+  // {0, 1, 4, 5}: 0 (0.9) and 4 (0.8), although expert 2 (0.5) beats 1, 5.
+  Buffer scores = Floats(DType::F32, {1, 6}, {0.9, 0.1, 0.5, 0.45, 0.6, 0.2});
+  Buffer bias = Floats(DType::F32, {6}, {0, 0, 0, 0, 0.2, 0});
+  for (const auto &impl : BOTH(MoEGroupTopK)) {
+    SCOPED_TRACE(impl.name);
+    Buffer w = Garbage(DType::F32, {1, 2});
+    Buffer idx = Ints(DType::I32, {1, 2}, {-1, -1});
+    ASSERT_OK(impl.fn(scores.view(), bias.view(), w.view(), idx.view(), 2, 3, 2,
+                      false, 2.5));
+    EXPECT_TRUE(Values(idx, {0, 4}, 0));
+    // The weights are the scores without the bias, scaled.
+    EXPECT_TRUE(Values(w, {0.9 * 2.5, 0.6 * 2.5}, 1e-6));
+    ASSERT_OK(impl.fn(scores.view(), bias.view(), w.view(), idx.view(), 2, 3, 2,
+                      true, 1.0));
+    EXPECT_TRUE(Values(w, {0.9 / 1.5, 0.6 / 1.5}, 1e-6));
+    // One group: plain top-k on the choices (2 = 0.5 beats 3 = 0.45).
+    ASSERT_OK(impl.fn(scores.view(), bias.view(), w.view(), idx.view(), 2, 1, 1,
+                      false, 1.0));
+    EXPECT_TRUE(Values(idx, {0, 4}, 0));
+    Buffer w3 = Garbage(DType::F32, {1, 3}), idx3(DType::I32, {1, 3});
+    ASSERT_OK(impl.fn(scores.view(), bias.view(), w3.view(), idx3.view(), 3, 1,
+                      1, false, 1.0));
+    EXPECT_TRUE(Values(idx3, {0, 4, 2}, 0));
+  }
+}
+
+TEST(MoEGroupTopKTest, FastMatchesReference) {
+  Rng rng(64);
+  struct Case {
+    int64_t tokens, experts, k, groups, keep;
+  };
+  for (const Case &c :
+       {Case{9, 8, 2, 4, 2}, Case{5, 16, 4, 8, 3}, Case{7, 6, 3, 1, 1},
+        Case{3, 12, 6, 6, 6}, Case{4, 6, 2, 6, 2}}) { // groups of one expert
+    for (bool normalize : {false, true}) {
+      std::string what =
+          absl::StrCat("T ", c.tokens, " E ", c.experts, " k ", c.k, " groups ",
+                       c.groups, "/", c.keep, " normalize ", normalize);
+      SCOPED_TRACE(what);
+      Buffer scores = Uniform(DType::F32, {c.tokens, c.experts}, rng, 0, 1);
+      Buffer bias = Uniform(DType::F32, {c.experts}, rng, -0.1, 0.1);
+      Buffer g = Uniform(DType::F32, {c.tokens, c.k}, rng);
+      Buffer wr = Garbage(DType::F32, {c.tokens, c.k}),
+             wf = Garbage(DType::F32, {c.tokens, c.k});
+      Buffer ir(DType::I32, {c.tokens, c.k}),
+          ifast(DType::I32, {c.tokens, c.k});
+      ASSERT_OK(ref::MoEGroupTopK(scores.view(), bias.view(), wr.view(),
+                                  ir.view(), c.k, c.groups, c.keep, normalize,
+                                  2.5));
+      ASSERT_OK(fast::MoEGroupTopK(scores.view(), bias.view(), wf.view(),
+                                   ifast.view(), c.k, c.groups, c.keep,
+                                   normalize, 2.5));
+      EXPECT_TRUE(AllClose(ifast, ir, Tol{0, 0}, what + " indices"));
+      EXPECT_TRUE(AllClose(wf, wr, Tol{1e-6, 1e-7}, what + " weights"));
+      Buffer dr = Garbage(DType::F32, scores.shape),
+             df = Garbage(DType::F32, scores.shape);
+      ASSERT_OK(ref::MoEGroupTopKGrad(scores.view(), bias.view(), g.view(),
+                                      dr.view(), c.k, c.groups, c.keep,
+                                      normalize, 2.5));
+      ASSERT_OK(fast::MoEGroupTopKGrad(scores.view(), bias.view(), g.view(),
+                                       df.view(), c.k, c.groups, c.keep,
+                                       normalize, 2.5));
+      EXPECT_TRUE(AllClose(df, dr, Tol{1e-5, 1e-6}, what + " dscores"));
+    }
+  }
+}
+
+TEST(MoEGroupTopKTest, FiniteDifferences) {
+  Rng rng(65);
+  const int64_t tokens = 4, experts = 8;
+  for (bool normalize : {false, true}) {
+    std::string what =
+        absl::StrCat("MoEGroupTopKGrad vs FD normalize ", normalize);
+    SCOPED_TRACE(what);
+    // Scores 0.7 apart (plus noise): the choice never changes.
+    Buffer scores = Spread({tokens, experts}, experts, 0.7f, rng);
+    Buffer bias = Floats(DType::F32, {experts}, {0, 0, 0, 0, 0, 0, 0, 0});
+    Buffer g = Uniform(DType::F32, {tokens, 3}, rng);
+    Buffer ds = Garbage(DType::F32, scores.shape);
+    ASSERT_OK(fast::MoEGroupTopKGrad(scores.view(), bias.view(), g.view(),
+                                     ds.view(), 3, 4, 2, normalize, 2.5));
+    auto forward = [&] {
+      Buffer w(DType::F32, {tokens, 3}), idx(DType::I32, {tokens, 3});
+      EXPECT_TRUE(ref::MoEGroupTopK(scores.view(), bias.view(), w.view(),
+                                    idx.view(), 3, 4, 2, normalize, 2.5)
+                      .ok());
+      return w;
+    };
+    EXPECT_TRUE(MatchesFiniteDifferences(scores, ds, g, forward, what));
+  }
+}
+
+TEST(MoEGroupTopKTest, Errors) {
+  Buffer scores(DType::F32, {2, 6}), bias(DType::F32, {6}),
+      shortBias(DType::F32, {5});
+  Buffer w(DType::F32, {2, 2}), idx(DType::I32, {2, 2}),
+      wBad(DType::F32, {2, 3});
+  for (const auto &impl : BOTH(MoEGroupTopK)) {
+    SCOPED_TRACE(impl.name);
+    // 4 groups do not divide 6 experts; 2 groups of 3 cannot give 4 from 1.
+    EXPECT_INVALID(impl,
+                   impl.fn(scores.view(), bias.view(), w.view(), idx.view(), 2,
+                           4, 1, false, 1.0),
+                   MoEGroupTopK);
+    Buffer w4(DType::F32, {2, 4}), idx4(DType::I32, {2, 4});
+    EXPECT_INVALID(impl,
+                   impl.fn(scores.view(), bias.view(), w4.view(), idx4.view(),
+                           4, 2, 1, false, 1.0),
+                   MoEGroupTopK);
+    EXPECT_INVALID(impl,
+                   impl.fn(scores.view(), shortBias.view(), w.view(),
+                           idx.view(), 2, 1, 1, false, 1.0),
+                   MoEGroupTopK);
+    EXPECT_INVALID(impl,
+                   impl.fn(scores.view(), bias.view(), wBad.view(), idx.view(),
+                           2, 1, 1, false, 1.0),
+                   MoEGroupTopK);
+  }
+}
+
 } // namespace veomni::rt

@@ -244,4 +244,132 @@ absl::Status MoECombineGrad(const TensorView &input, const TensorView &weights,
   return absl::OkStatus();
 }
 
+//===----------------------------------------------------------------------===//
+// MoEGroupTopK and its VJP
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Token t's chosen experts, best first: k rounds of "the best eligible
+/// not yet taken" on scores + bias, after topkGroups rounds of "the best
+/// group not yet taken" on each group's two best choices summed.
+absl::StatusOr<std::vector<int64_t>>
+GroupChoice(const char *kName, const TensorView &scores, const TensorView &bias,
+            int64_t t, int64_t k, int64_t groups, int64_t topkGroups) {
+  int64_t experts = scores.dim(1);
+  if (groups < 1 || experts % groups || topkGroups < 1 || topkGroups > groups ||
+      k < 1 || k > topkGroups * (experts / groups))
+    return absl::InvalidArgumentError(
+        absl::StrCat(kName, ": bad k, groups or topk_groups"));
+  std::vector<float> c(experts);
+  for (int64_t i = 0; i < experts; ++i) {
+    c[i] = static_cast<float>(LoadF(scores, t * experts + i)) +
+           static_cast<float>(LoadF(bias, i));
+    if (std::isnan(c[i]))
+      c[i] = -std::numeric_limits<float>::infinity();
+  }
+  int64_t per = experts / groups;
+  std::vector<bool> eligible(experts, groups == 1);
+  if (groups > 1) {
+    std::vector<float> score(groups);
+    for (int64_t g = 0; g < groups; ++g) {
+      std::vector<float> members(c.begin() + g * per,
+                                 c.begin() + (g + 1) * per);
+      std::sort(members.begin(), members.end(), std::greater<float>());
+      score[g] = per > 1 ? members[0] + members[1] : members[0];
+    }
+    std::vector<bool> kept(groups, false);
+    for (int64_t round = 0; round < topkGroups; ++round) {
+      int64_t best = -1;
+      for (int64_t g = 0; g < groups; ++g)
+        if (!kept[g] && (best < 0 || score[g] > score[best]))
+          best = g;
+      kept[best] = true;
+      for (int64_t i = best * per; i < (best + 1) * per; ++i)
+        eligible[i] = true;
+    }
+  }
+  std::vector<int64_t> chosen;
+  std::vector<bool> taken(experts, false);
+  for (int64_t round = 0; round < k; ++round) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < experts; ++i)
+      if (eligible[i] && !taken[i] && (best < 0 || c[i] > c[best]))
+        best = i;
+    taken[best] = true;
+    chosen.push_back(best);
+  }
+  return chosen;
+}
+} // namespace
+
+absl::Status MoEGroupTopK(const TensorView &scores, const TensorView &bias,
+                          const TensorView &weights, const TensorView &indices,
+                          int64_t k, int64_t groups, int64_t topkGroups,
+                          bool normalize, double scale) {
+  const char *kName = "MoEGroupTopK";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "scores", scores));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "bias", bias));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "weights", weights));
+  VEOMNI_RETURN_IF_ERROR(CheckInteger(kName, "indices", indices));
+  if (scores.rank() != 2)
+    return BadView(kName, "scores", scores, "must have rank 2");
+  int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "bias", bias, {experts}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "weights", weights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "indices", indices, {tokens, k}));
+  for (int64_t t = 0; t < tokens; ++t) {
+    VEOMNI_ASSIGN_OR_RETURN(
+        std::vector<int64_t> chosen,
+        GroupChoice(kName, scores, bias, t, k, groups, topkGroups));
+    double sum = 1e-20;
+    for (int64_t e : chosen)
+      sum += static_cast<float>(LoadF(scores, t * experts + e));
+    for (int64_t j = 0; j < k; ++j) {
+      double s = static_cast<float>(LoadF(scores, t * experts + chosen[j]));
+      StoreF(weights, t * k + j,
+             static_cast<float>((normalize ? s / sum : s) * scale));
+      StoreI(indices, t * k + j, chosen[j]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MoEGroupTopKGrad(const TensorView &scores, const TensorView &bias,
+                              const TensorView &dweights,
+                              const TensorView &dscores, int64_t k,
+                              int64_t groups, int64_t topkGroups,
+                              bool normalize, double scale) {
+  const char *kName = "MoEGroupTopKGrad";
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "scores", scores));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "bias", bias));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dweights", dweights));
+  VEOMNI_RETURN_IF_ERROR(CheckFloat(kName, "dscores", dscores));
+  if (scores.rank() != 2)
+    return BadView(kName, "scores", scores, "must have rank 2");
+  int64_t tokens = scores.dim(0), experts = scores.dim(1);
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "bias", bias, {experts}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dweights", dweights, {tokens, k}));
+  VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "dscores", dscores, scores.shape));
+  for (int64_t t = 0; t < tokens; ++t) {
+    VEOMNI_ASSIGN_OR_RETURN(
+        std::vector<int64_t> chosen,
+        GroupChoice(kName, scores, bias, t, k, groups, topkGroups));
+    std::vector<double> d(experts, 0.0);
+    double sum = 1e-20, dot = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      double s = static_cast<float>(LoadF(scores, t * experts + chosen[j]));
+      sum += s;
+      dot += LoadF(dweights, t * k + j) * s;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      double g = LoadF(dweights, t * k + j);
+      d[chosen[j]] =
+          normalize ? scale * (g / sum - dot / (sum * sum)) : scale * g;
+    }
+    for (int64_t i = 0; i < experts; ++i)
+      StoreF(dscores, t * experts + i, static_cast<float>(d[i]));
+  }
+  return absl::OkStatus();
+}
+
 } // namespace veomni::rt::cpu::ref
