@@ -268,7 +268,7 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
 
 bool DecoderConfig::isSparse(int64_t i) const {
   return experts > 0 && !llvm::is_contained(mlpOnlyLayers, i) &&
-         (i + 1) % sparseStep == 0;
+         (i + 1) % sparseStep == 0 && i >= firstDense;
 }
 
 static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
@@ -475,6 +475,86 @@ static void readGemma(ConfigReader &r, DecoderConfig &c,
   c.localRope = *std::move(localRope);
 }
 
+/// DeepSeek-V3's fields (DeepseekV3Config and the published config.json):
+/// MLA's sizes, the router's groups and scale, shared experts.
+static void readDeepseek(ConfigReader &r, DecoderConfig &c) {
+  c.mla = true;
+  c.qLoraRank = r.has("q_lora_rank") ? r.getInt("q_lora_rank") : 0;
+  c.kvLoraRank = r.getInt("kv_lora_rank");
+  c.qkNope = r.getInt("qk_nope_head_dim");
+  c.qkRope = c.headDim;
+  c.vHeadDim = r.getInt("v_head_dim");
+  for (auto [key, value] :
+       {std::pair<StringRef, int64_t>{"kv_lora_rank", c.kvLoraRank},
+        {"qk_nope_head_dim", c.qkNope},
+        {"qk_rope_head_dim", c.qkRope},
+        {"v_head_dim", c.vHeadDim}})
+    requirePositive(r, key, value);
+  if (!r.failed() && c.qLoraRank < 0)
+    r.fail("q_lora_rank", "must be positive (or null: q_proj)");
+  // transformers saves the derived sum too.
+  if (r.has("qk_head_dim") && !r.failed() &&
+      r.getInt("qk_head_dim") != c.qkNope + c.qkRope)
+    return r.fail("qk_head_dim", "must be qk_nope_head_dim + qk_rope_head_dim "
+                                 "= " +
+                                     std::to_string(c.qkNope + c.qkRope));
+  c.ropeInterleave = r.getBool("rope_interleave", true);
+  c.groupRouter = true;
+  c.routerGroups = r.has("n_group") ? r.getInt("n_group") : 1;
+  c.routerTopkGroups = r.has("topk_group") ? r.getInt("topk_group") : 1;
+  c.routedScale = r.getFloat("routed_scaling_factor", 2.5);
+  c.sharedExperts = r.getInt("n_shared_experts", 1);
+  // Scores scale by (qk_nope + qk_rope)^-1/2, times yarn's mscale(factor,
+  // mscale_all_dim) squared (transformers' yarn_apply_mscale).
+  double scale = 1.0 / std::sqrt(static_cast<double>(c.qkNope + c.qkRope));
+  RopeSource src = findRope(r, 10000.0);
+  if (src.object) {
+    std::string type = src.object->getString(
+        "rope_type", src.object->getString("type", "default"));
+    double m = src.object->getFloat("mscale_all_dim", 0.0);
+    double factor = src.object->getFloat("factor", 1.0);
+    if (type != "default" && m != 0 && factor > 1) {
+      double ms = 0.1 * m * std::log(factor) + 1.0;
+      scale *= ms * ms;
+    }
+  }
+  c.attentionScale = scale;
+  if (r.failed())
+    return;
+  if (c.routerGroups < 1 || c.experts % c.routerGroups != 0)
+    return r.fail("n_group", std::to_string(c.routerGroups) +
+                                 " does not divide n_routed_experts " +
+                                 std::to_string(c.experts));
+  if (c.routerTopkGroups < 1 || c.routerTopkGroups > c.routerGroups)
+    return r.fail("topk_group", "must be in [1, n_group]");
+  if (c.topK > c.routerTopkGroups * (c.experts / c.routerGroups))
+    return r.fail("num_experts_per_tok",
+                  "exceeds the experts of topk_group groups");
+  if (c.sharedExperts < 0)
+    return r.fail("n_shared_experts", "must be >= 0");
+  // The original configs' spelling of the routing: only DeepSeek-V3's.
+  if (r.getString("scoring_func", "sigmoid") != "sigmoid")
+    return r.fail("scoring_func", "only sigmoid scoring is supported");
+  if (r.getString("topk_method", "noaux_tc") != "noaux_tc")
+    return r.fail("topk_method", "only noaux_tc (group-limited, "
+                                 "e_score_correction_bias) is supported");
+  // The sequence-wise auxiliary loss of the original code (transformers
+  // does not train it), the expert-parallel hint, the MTP layers (not
+  // trained: the main model's loss only) and the remote code's class map.
+  r.ignore({"aux_loss_alpha", "seq_aux", "ep_size", "num_nextn_predict_layers",
+            "num_mtp_layers", "auto_map"});
+  // Published checkpoints are block-scaled FP8; the loader says so by name
+  // (runtime/io/Weights.cpp) until it dequantizes them.
+  if (std::optional<ConfigReader> q = r.getObject("quantization_config")) {
+    std::string method = q->getString("quant_method", "");
+    if (!q->failed() && method != "fp8")
+      return q->fail("quant_method", "\"" + method +
+                                         "\" checkpoints are not supported "
+                                         "(deepseek_v3: fp8)");
+    q->ignore({"activation_scheme", "fmt", "weight_block_size"});
+  }
+}
+
 DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                                StringRef modelType,
                                                const ImportOptions &options) {
@@ -483,7 +563,8 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
   bool gptOss = modelType == "gpt_oss";
   bool gemma = modelType == "gemma3_text";
-  bool moe = modelType == "qwen3_moe" || gptOss;
+  bool deepseek = modelType == "deepseek_v3";
+  bool moe = modelType == "qwen3_moe" || gptOss || deepseek;
   r.ignoreGenericKeys();
 
   c.vocab = r.getInt("vocab_size");
@@ -505,7 +586,11 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                       " does not divide num_attention_heads " +
                                       std::to_string(c.heads));
   bool vlText = modelType == "qwen2_vl" || modelType == "qwen2_5_vl";
-  if (qwen3 || gptOss || gemma) {
+  if (deepseek) {
+    // The rope's dimension; MLA's head sizes are read in readDeepseek.
+    c.headDim = r.getInt("qk_rope_head_dim", 64);
+    r.ignore({"head_dim"});
+  } else if (qwen3 || gptOss || gemma) {
     // Qwen3Config's default, GptOssConfig's, Gemma3TextConfig's.
     c.headDim = r.getInt("head_dim", gptOss ? 64 : gemma ? 256 : 128);
   } else if (r.has("head_dim") && !vlText) {
@@ -551,8 +636,11 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
 
   if (moe) {
     // transformers >= 5.1 writes num_local_experts; num_experts is its alias.
-    StringRef expertsKey =
-        r.has("num_local_experts") ? "num_local_experts" : "num_experts";
+    StringRef expertsKey = deepseek                     ? "n_routed_experts"
+                           : r.has("num_local_experts") ? "num_local_experts"
+                                                        : "num_experts";
+    if (deepseek && !r.has("n_routed_experts") && r.has("num_local_experts"))
+      expertsKey = "num_local_experts";
     r.ignore({"num_experts"});
     c.experts = r.getInt(expertsKey);
     c.topK = r.getInt("num_experts_per_tok");
@@ -566,24 +654,35 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
       r.fail("num_experts_per_tok", std::to_string(c.topK) + " exceeds " +
                                         expertsKey.str() + " " +
                                         std::to_string(c.experts));
-    if (!gptOss) {
+    if (deepseek) {
+      c.firstDense = r.getInt("first_k_dense_replace", 3);
+      if (!r.failed() && c.firstDense < 0)
+        r.fail("first_k_dense_replace", "must be >= 0");
+      if (!r.failed() && r.getInt("moe_layer_freq", 1) != 1)
+        r.fail("moe_layer_freq", "only 1 (every layer from "
+                                 "first_k_dense_replace on) is supported");
+    } else if (!gptOss) {
       c.sparseStep = r.getInt("decoder_sparse_step", 1);
       requirePositive(r, "decoder_sparse_step", c.sparseStep);
       c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
     }
     // gpt-oss softmaxes the top-k logits: the top-k of the softmax,
     // renormalised.
-    c.normTopK = gptOss || r.getBool("norm_topk_prob", false);
+    c.normTopK = gptOss || r.getBool("norm_topk_prob", deepseek);
     // The load-balancing loss joins transformers' loss only with
     // output_router_logits; its coefficient alone changes nothing.
     double coef = r.getFloat("router_aux_loss_coef", 0.001);
-    if (r.getBool("output_router_logits", false)) {
+    if (r.getBool("output_router_logits", false) && deepseek && !r.failed()) {
+      r.fail("output_router_logits",
+             "DeepSeek-V3 balances its experts by e_score_correction_bias; "
+             "a load-balancing loss is not supported");
+    } else if (r.getBool("output_router_logits", false)) {
       if (!r.failed() && (!std::isfinite(coef) || coef < 0))
         r.fail("router_aux_loss_coef", "must be a number >= 0");
       c.routerAuxCoef = coef;
     }
   }
-  if (!gptOss && r.has("quantization_config") && !r.failed()) {
+  if (!gptOss && !deepseek && r.has("quantization_config") && !r.failed()) {
     std::optional<ConfigReader> q = r.getObject("quantization_config");
     std::string method = q ? q->getString("quant_method", "") : "";
     r.fail("quantization_config",
@@ -627,6 +726,8 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     readGptOss(r, c);
   else if (gemma && !r.failed())
     readGemma(r, c, options);
+  else if (deepseek && !r.failed())
+    readDeepseek(r, c);
   else if (!r.failed())
     checkSlidingWindow(r, c, moe, options);
   if (!r.failed() && !gemma) {
@@ -696,8 +797,10 @@ struct LayerBuilder {
   /// or Gemma's (1 + w) * norm(x).
   Value norm(Value x, const std::string &name, int64_t dim) {
     Value w = param(name + ".weight", {dim});
-    if (c.gemma)
+    if (c.gemma) {
+      b.initAs(w, "zeros"); // the norm scales by 1 + w
       w = b.add(w, b.splat(1.0, {dim}));
+    }
     return b.rmsNorm(x, w, c.rmsEps);
   }
 
@@ -739,13 +842,81 @@ struct LayerBuilder {
     return linear(a, p + "self_attn.o_proj", c.hidden, c.heads * hd, c.oBias);
   }
 
-  Value denseMlp(const std::string &p, int64_t layer, Value h) {
+  /// The gated MLP `<p>mlp.` (or `<p><module>.`), `inter` wide (default:
+  /// intermediate_size).
+  Value denseMlp(const std::string &p, int64_t layer, Value h,
+                 int64_t inter = 0, const std::string &module = "mlp") {
     locate(b, p + "mlp", ModuleKind::Mlp, layer);
-    int64_t inter = c.intermediate;
-    Value gate = linear(h, p + "mlp.gate_proj", inter, c.hidden, c.mlpBias);
-    Value up = linear(h, p + "mlp.up_proj", inter, c.hidden, c.mlpBias);
-    return linear(b.mul(activation(b, c.mlpAct, gate), up), p + "mlp.down_proj",
+    inter = inter ? inter : c.intermediate;
+    std::string m = p + module + ".";
+    Value gate = linear(h, m + "gate_proj", inter, c.hidden, c.mlpBias);
+    Value up = linear(h, m + "up_proj", inter, c.hidden, c.mlpBias);
+    return linear(b.mul(activation(b, c.mlpAct, gate), up), m + "down_proj",
                   c.hidden, inter, c.mlpBias);
+  }
+
+  /// Even and odd positions of the last dimension apart: DeepSeek's
+  /// interleaved rope pairs (x0, x1), (x2, x3), ... become rotate_half's.
+  Value deinterleave(Value x) {
+    auto type = cast<RankedTensorType>(x.getType());
+    SmallVector<int64_t> zero(type.getRank(), 0), one(type.getRank(), 0),
+        step(type.getRank(), 1);
+    one.back() = 1;
+    step.back() = 2;
+    return b.concat({b.slice(x, zero, type.getShape(), step),
+                     b.slice(x, one, type.getShape(), step)},
+                    type.getRank() - 1);
+  }
+
+  /// DeepSeek's multi-head latent attention.
+  Value mla(const std::string &p, int64_t layer, Value h, Value positions,
+            Value segments) {
+    locate(b, p + "self_attn", ModuleKind::Attention, layer);
+    const int64_t H = c.heads, nope = c.qkNope, rot = c.qkRope, qk = nope + rot,
+                  vd = c.vHeadDim, kv = c.kvLoraRank;
+    std::string a = p + "self_attn.";
+    Value q;
+    if (c.qLoraRank > 0) {
+      Value qa = linear(h, a + "q_a_proj", c.qLoraRank, c.hidden, c.qkvBias);
+      // DeepSeek's latent norms keep RMSNorm's default epsilon.
+      qa =
+          b.rmsNorm(qa, param(a + "q_a_layernorm.weight", {c.qLoraRank}), 1e-6);
+      q = linear(qa, a + "q_b_proj", H * qk, c.qLoraRank, false);
+    } else {
+      q = linear(h, a + "q_proj", H * qk, c.hidden, false);
+    }
+    q = b.reshape(q, {batch, seq, H, qk});
+    Value qPass = b.slice(q, {0, 0, 0, 0}, {batch, seq, H, nope});
+    Value qRot = b.slice(q, {0, 0, 0, nope}, {batch, seq, H, qk});
+    Value latent =
+        linear(h, a + "kv_a_proj_with_mqa", kv + rot, c.hidden, c.qkvBias);
+    Value kvNope = b.slice(latent, {0, 0, 0}, {batch, seq, kv});
+    Value kRot = b.reshape(b.slice(latent, {0, 0, kv}, {batch, seq, kv + rot}),
+                           {batch, seq, 1, rot});
+    kvNope = b.rmsNorm(kvNope, param(a + "kv_a_layernorm.weight", {kv}), 1e-6);
+    if (c.ropeInterleave) {
+      qRot = deinterleave(qRot);
+      kRot = deinterleave(kRot);
+    }
+    const RopeConfig &rope = c.rope;
+    qRot = b.rope(qRot, positions, rope.theta, rope.mropeSection, rope.invFreq,
+                  rope.attentionScaling);
+    kRot = b.rope(kRot, positions, rope.theta, rope.mropeSection, rope.invFreq,
+                  rope.attentionScaling);
+    Value kvb =
+        b.reshape(linear(kvNope, a + "kv_b_proj", H * (nope + vd), kv, false),
+                  {batch, seq, H, nope + vd});
+    Value kNope = b.slice(kvb, {0, 0, 0, 0}, {batch, seq, H, nope});
+    Value v = b.slice(kvb, {0, 0, 0, nope}, {batch, seq, H, nope + vd});
+    // Every head shares the rope part of the key.
+    Value kShared = b.broadcast(b.reshape(kRot, {batch, seq, rot}),
+                                {batch, seq, H, rot}, {0, 1, 3});
+    Value k = b.concat({kNope, kShared}, 3);
+    q = b.concat({qPass, qRot}, 3);
+    Value out =
+        b.attention(q, k, v, segments, /*causal=*/true, c.attentionScale);
+    out = b.reshape(out, {batch, seq, H * vd});
+    return linear(out, a + "o_proj", c.hidden, H * vd, c.oBias);
   }
 
   /// gpt-oss's experts on the rows `sorted` (grouped by `groups`): x W +
@@ -775,10 +946,44 @@ struct LayerBuilder {
     return project(act, "down_proj", inter, c.hidden);
   }
 
+  /// DeepSeek-V3's MoE: sigmoid scores, group-limited choice with
+  /// e_score_correction_bias, routed experts (stacked per-expert names),
+  /// and the shared experts' MLP on every token.
+  Value deepseekMoe(const std::string &p, int64_t layer, Value h, Value flat) {
+    int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
+    Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+    Value bias = param(p + "mlp.gate.e_score_correction_bias", {e});
+    b.initAs(bias, "zeros");
+    b.markBuffer(bias);
+    auto [weights, indices] =
+        b.moeGroupTopK(b.sigmoid(logits), bias, c.topK, c.routerGroups,
+                       c.routerTopkGroups, c.normTopK, c.routedScale);
+    auto [sorted, groups] = b.moeDispatch(flat, indices, e);
+    auto experts = [&](const char *name, int64_t out, int64_t in) {
+      return param(p + "mlp.experts.*." + name + ".weight", {e, out, in});
+    };
+    Value gate = b.groupedMatmul(sorted, experts("gate_proj", inter, c.hidden),
+                                 groups, /*transposeWeight=*/true);
+    Value up = b.groupedMatmul(sorted, experts("up_proj", inter, c.hidden),
+                               groups, true);
+    Value down =
+        b.groupedMatmul(b.mul(b.silu(gate), up),
+                        experts("down_proj", c.hidden, inter), groups, true);
+    Value routed =
+        b.reshape(b.moeCombine(down, weights, indices), {batch, seq, c.hidden});
+    (void)tokens;
+    if (c.sharedExperts == 0)
+      return routed;
+    return b.add(routed, denseMlp(p, layer, h, inter * c.sharedExperts,
+                                  "mlp.shared_experts"));
+  }
+
   Value moe(const std::string &p, int64_t layer, Value h) {
     locate(b, p + "mlp", ModuleKind::Mlp, layer);
     int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
     Value flat = b.reshape(h, {tokens, c.hidden});
+    if (c.groupRouter)
+      return deepseekMoe(p, layer, h, flat);
     Value logits =
         c.gptOssExperts
             ? linear(flat, p + "mlp.router", e, c.hidden, /*bias=*/true)
@@ -830,7 +1035,8 @@ DecoderOutputs mlir::veomni::buildDecoderLoss(
     std::string p = names.prefix + "layers." + std::to_string(i) + ".";
     locate(b, p + "input_layernorm", ModuleKind::InputNorm, i);
     Value h = lb.norm(x, p + "input_layernorm", c.hidden);
-    Value a = lb.attention(p, i, h, positions, segments);
+    Value a = c.mla ? lb.mla(p, i, h, positions, segments)
+                    : lb.attention(p, i, h, positions, segments);
     locate(b, p + "post_attention_layernorm", ModuleKind::PostAttentionNorm, i);
     if (c.gemma) {
       // Sandwich norms: the attention's and the MLP's outputs are normed
@@ -889,6 +1095,13 @@ void mlir::veomni::appendDecoderPlan(std::vector<PlanRule> &plan,
                   {l + "self_attn.v_proj.*", Placement::Column},
                   {l + "self_attn.o_proj.weight", Placement::Row},
                   {l + "self_attn.sinks", Placement::Column}, // per head
+                  // MLA: the per-head up-projections split by heads; the
+                  // latent down-projections and their norms stay whole.
+                  {l + "self_attn.q_b_proj.*", Placement::Column},
+                  {l + "self_attn.kv_b_proj.*", Placement::Column},
+                  {l + "mlp.shared_experts.gate_proj.*", Placement::Column},
+                  {l + "mlp.shared_experts.up_proj.*", Placement::Column},
+                  {l + "mlp.shared_experts.down_proj.weight", Placement::Row},
                   {l + "mlp.experts.*", Placement::Expert},
                   {l + "mlp.gate_proj.*", Placement::Column},
                   {l + "mlp.up_proj.*", Placement::Column},

@@ -80,6 +80,20 @@ struct DecoderConfig {
                ? *localRope
                : rope;
   }
+
+  // DeepSeek-V3: multi-head latent attention (q through a q_lora_rank
+  // bottleneck with its norm, or q_proj; k and v from a kv_lora_rank latent
+  // with its norm; qk_nope + qk_rope dims per head, the rope part of k shared
+  // by every head; v_head_dim), sigmoid routing with
+  // e_score_correction_bias over n_group groups, shared experts beside the
+  // routed ones, the first first_k_dense_replace layers dense.
+  bool mla = false;
+  int64_t qLoraRank = 0, kvLoraRank = 0, qkNope = 0, qkRope = 0, vHeadDim = 0;
+  bool ropeInterleave = false;
+  bool groupRouter = false;
+  int64_t routerGroups = 1, routerTopkGroups = 1, sharedExperts = 0;
+  double routedScale = 1.0;
+  int64_t firstDense = 0;
   int64_t windowOf(int64_t layer) const {
     return layer < static_cast<int64_t>(layerWindows.size())
                ? layerWindows[layer]

@@ -28,11 +28,17 @@ StringRef mlir::veomni::placementName(Placement p) {
 }
 
 std::vector<std::string> mlir::veomni::supportedModelTypes() {
-  return {"llama",        "qwen2",
-          "qwen3",        "qwen3_moe",
-          "gpt_oss",      "gemma3_text",
-          "qwen2_vl",     "qwen2_5_vl",
-          "qwen2_5_omni", "qwen2_5_omni_thinker"};
+  return {"llama",
+          "qwen2",
+          "qwen3",
+          "qwen3_moe",
+          "gpt_oss",
+          "gemma3_text",
+          "deepseek_v3",
+          "qwen2_vl",
+          "qwen2_5_vl",
+          "qwen2_5_omni",
+          "qwen2_5_omni_thinker"};
 }
 
 std::optional<Placement>
@@ -190,7 +196,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
 
   if (modelType == "llama" || modelType == "qwen2" || modelType == "qwen3" ||
       modelType == "qwen3_moe" || modelType == "gpt_oss" ||
-      modelType == "gemma3_text") {
+      modelType == "gemma3_text" || modelType == "deepseek_v3") {
     DecoderConfig c = parseDecoderConfig(r, modelType, options);
     if (r.failed())
       return fail(r.error());
@@ -413,7 +419,7 @@ static std::string moduleOf(StringRef name) {
 ParameterSummary mlir::veomni::summarizeParameters(const ImportedModel &m) {
   ParameterSummary s;
   for (const ArgumentInfo &arg : m.arguments) {
-    if (!arg.isParam)
+    if (!arg.isParam || arg.buffer) // buffers are not parameters (HF's count)
       continue;
     int64_t count = arg.type.getNumElements();
     int64_t active = count;

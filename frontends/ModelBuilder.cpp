@@ -136,6 +136,13 @@ void ModelBuilder::initAs(Value v, StringRef init) {
   args[arg.getArgNumber()].init = init.str();
 }
 
+void ModelBuilder::markBuffer(Value v) {
+  auto arg = dyn_cast_or_null<BlockArgument>(v);
+  if (arg && arg.getOwner() == &func.getBody().front() &&
+      arg.getArgNumber() < args.size() && args[arg.getArgNumber()].isParam)
+    args[arg.getArgNumber()].buffer = true;
+}
+
 Value ModelBuilder::param(StringRef hfName, ArrayRef<int64_t> shape) {
   return declare(hfName, RankedTensorType::get(shape, modelType), true);
 }
@@ -436,6 +443,17 @@ std::pair<Value, Value> ModelBuilder::moeDispatch(Value input, Value indices,
   Operation *op =
       createInferred<MoEDispatchOp>({input, indices}, input, indices,
                                     opBuilder.getI64IntegerAttr(numExperts));
+  return {result(op, 0), result(op, 1)};
+}
+
+std::pair<Value, Value>
+ModelBuilder::moeGroupTopK(Value scores, Value bias, int64_t k, int64_t groups,
+                           int64_t topkGroups, bool normalize, double scale) {
+  Operation *op = createInferred<MoEGroupTopKOp>(
+      {scores, bias}, scores, bias, opBuilder.getI64IntegerAttr(k),
+      opBuilder.getI64IntegerAttr(groups),
+      opBuilder.getI64IntegerAttr(topkGroups), unit(normalize),
+      opBuilder.getF64FloatAttr(scale));
   return {result(op, 0), result(op, 1)};
 }
 

@@ -41,6 +41,10 @@ struct ArgumentInfo {
   int64_t tokenBatchDim = -1;
   /// An encoder input's packed-rows dimension (patches, frames), or -1.
   int64_t packDim = -1;
+  /// A persistent buffer transformers keeps out of its parameters
+  /// (DeepSeek's e_score_correction_bias): loaded and saved like a
+  /// parameter, reached by no gradient, not counted among the parameters.
+  bool buffer = false;
 };
 
 class ModelBuilder {
@@ -82,6 +86,12 @@ public:
   Value tokenInput(StringRef name, ArrayRef<int64_t> shape, Type elementType,
                    int64_t batchDim = 0);
   const std::vector<ArgumentInfo> &arguments() const { return args; }
+  /// Declares how parameter `v` starts without weights ("ones" for norm
+  /// weights, "zeros" for biases and Gemma's (1 + w) norms); no-op for
+  /// other values. Ops that take norm weights and biases declare theirs.
+  void initAs(Value v, StringRef init);
+  /// Marks parameter `v` a buffer (ArgumentInfo::buffer).
+  void markBuffer(Value v);
 
   //===--------------------------------------------------------------------===//
   // Ops
@@ -157,6 +167,11 @@ public:
   std::pair<Value, Value> moeDispatch(Value input, Value indices,
                                       int64_t numExperts);
   Value moeCombine(Value input, Value weights, Value indices);
+  /// DeepSeek-V3's router over `scores` [T, E] with a selection `bias` [E]:
+  /// weights [T, k] and indices [T, k].
+  std::pair<Value, Value> moeGroupTopK(Value scores, Value bias, int64_t k,
+                                       int64_t groups, int64_t topkGroups,
+                                       bool normalize, double scale);
 
   //===--------------------------------------------------------------------===//
   // Finishing
@@ -179,9 +194,6 @@ private:
   /// Records a failure unless every value is non-null; returns success.
   bool operandsUsable(ValueRange operands);
   Value declare(StringRef name, RankedTensorType type, bool isParam);
-  /// Declares how parameter `v` starts without weights ("ones" for norm
-  /// weights, "zeros" for biases); no-op for other values.
-  void initAs(Value v, StringRef init);
   UnitAttr unit(bool set) { return set ? opBuilder.getUnitAttr() : UnitAttr(); }
 
   MLIRContext *context;

@@ -306,6 +306,13 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
       if (*mxfp4)
         continue;
     }
+    if (!found && findRaw)
+      if (std::optional<WeightSet::RawFound> raw = findRaw(t.name))
+        return fail(*raw->file,
+                    absl::StrCat("is stored as ", raw->entry->type,
+                                 " (a quantized checkpoint: veomni "
+                                 "dequantizes gpt-oss's MXFP4 experts only; "
+                                 "convert it to bf16 first)"));
     if (!found)
       return fail(source, "missing");
     if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())

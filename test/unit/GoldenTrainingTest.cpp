@@ -250,7 +250,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"gpt_oss"}, Case{"gpt_oss_clamped"},
         // Gemma 3: (1 + w) norms, sandwich norms, GeGLU, scaled embeddings
         // and scores, a local rope and a window in the sliding layer.
-        Case{"gemma3_text"}),
+        Case{"gemma3_text"},
+        // DeepSeek-V3: multi-head latent attention with interleaved yarn
+        // rope, the group-limited sigmoid router with its choice bias,
+        // shared experts, a dense first layer.
+        Case{"deepseek_v3"}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });

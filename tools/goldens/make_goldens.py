@@ -2,9 +2,10 @@
 """Golden files for veomni's numerical parity tests against Hugging Face transformers.
 
 Each golden *case* is a tiny model: a family, its base config
-examples/tiny/<family>.json and a few overrides (CASES below). The nine
-family cases (llama, qwen2, qwen3, qwen3_moe, gpt_oss, gemma3_text, qwen2_vl,
-qwen2_5_vl, qwen2_5_omni) use their base config unchanged; the others exercise what
+examples/tiny/<family>.json and a few overrides (CASES below). The ten
+family cases (llama, qwen2, qwen3, qwen3_moe, gpt_oss, gemma3_text,
+deepseek_v3, qwen2_vl, qwen2_5_vl, qwen2_5_omni) use their base config
+unchanged; the others exercise what
 configs written by transformers 5 broke:
 
   llama3_tied      llama3 rope scaling (factor 8, low/high freq factors 1/4,
@@ -30,6 +31,12 @@ configs written by transformers 5 broke:
                    (which the tiny model's values never reach)
   gpt_oss_clamped  swiglu_limit 0.1, so that the clamps act, and the
                    load-balancing loss (coefficient 0.02)
+  deepseek_v3      (a family case) MLA with q_lora_rank 32, kv_lora_rank 32,
+                   nope 16 + rope 8 (interleaved; yarn x4 with mscale_all_dim
+                   1), v 16; 8 experts in 4 groups, 2 kept, top 2, scale
+                   2.5, one shared expert, layer 0 dense; the choice biases
+                   (a buffer) N(0, 0.05), written with zero gradients and
+                   unchanged by the step
   gemma3_text      (a family case) sliding layer 0 (window 8, local rope
                    theta 1e4) and full layer 1 (linear rope x8, theta 1e6),
                    query_pre_attn_scalar 24, tied embeddings; its self-checks
@@ -149,8 +156,23 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "examples" / "tiny"
 V4_HELPER = Path(__file__).resolve().parent / "save_v4_config.py"
 DEFAULT_V4_PYTHON = "/root/venvs/t4cfg/bin/python"
-FAMILIES = ["llama", "qwen2", "qwen3", "qwen3_moe", "gpt_oss", "gemma3_text", "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni"]
-MOE_FAMILIES = ("qwen3_moe", "gpt_oss")
+FAMILIES = [
+    "llama",
+    "qwen2",
+    "qwen3",
+    "qwen3_moe",
+    "gpt_oss",
+    "gemma3_text",
+    "deepseek_v3",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen2_5_omni",
+]
+MOE_FAMILIES = ("qwen3_moe", "gpt_oss", "deepseek_v3")
+# Persistent buffers that checkpoints hold beside the parameters: written,
+# with zero gradients and unchanged by the step (veomni trains them by no
+# gradient either).
+BUFFERS = (".e_score_correction_bias",)
 VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni")
 
 SEED = 1234
@@ -309,7 +331,8 @@ def is_norm(module):
 
 @torch.no_grad()
 def init_weights(model):
-    """Seeded init: N(0, .02) everywhere, but norm weights 1 + N(0, .1), biases N(0, .02)."""
+    """Seeded init: N(0, .02) everywhere, but norm weights 1 + N(0, .1), biases N(0, .02);
+    DeepSeek's choice biases N(0, .05), so that they change the choice."""
     gen = torch.Generator().manual_seed(SEED)
     modules = dict(model.named_modules())
     for name, param in model.named_parameters():  # tied parameters appear once
@@ -319,6 +342,9 @@ def init_weights(model):
             param.copy_(1.0 + 0.1 * noise)
         else:
             param.copy_(0.02 * noise)
+    for name, buf in model.named_buffers():
+        if name.endswith(BUFFERS):
+            buf.copy_(0.05 * torch.randn(buf.shape, generator=gen, dtype=torch.float32))
 
 
 # ----------------------------------------------------------------------------
@@ -345,9 +371,14 @@ def checkpoint_name(family, name):
     return name
 
 
+def named_buffers(model):
+    return [(n, b) for n, b in model.named_buffers() if n.endswith(BUFFERS)]
+
+
 def checkpoint_weights(family, model):
-    """{checkpoint name: float32 tensor}, experts split per expert."""
-    return checkpoint_tensors(family, ((name, param.detach()) for name, param in model.named_parameters()))
+    """{checkpoint name: float32 tensor}, experts split per expert (and the BUFFERS)."""
+    named = [(name, param.detach()) for name, param in model.named_parameters()]
+    return checkpoint_tensors(family, named + named_buffers(model))
 
 
 def checkpoint_tensors(family, named):
@@ -827,10 +858,12 @@ def ref_audio(W, p, acfg, batch):
 
 
 def sparse_layer(text, i):
-    """Whether decoder layer i is a MoE layer (Qwen3-MoE's rule)."""
-    experts = text.get("num_experts") or text.get("num_local_experts") or 0
+    """Whether decoder layer i is a MoE layer (Qwen3-MoE's rule; DeepSeek's
+    from first_k_dense_replace on)."""
+    experts = text.get("num_experts") or text.get("num_local_experts") or text.get("n_routed_experts") or 0
     step = text.get("decoder_sparse_step") or 1
-    return experts > 0 and i not in (text.get("mlp_only_layers") or []) and (i + 1) % step == 0
+    first = text.get("first_k_dense_replace") or 0
+    return experts > 0 and i not in (text.get("mlp_only_layers") or []) and (i + 1) % step == 0 and i >= first
 
 
 def ref_decoder(W, family, cfg, embeds, batch, stats):
@@ -868,6 +901,15 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
             y = linear(h, W[f"{b}self_attn.{name}.weight"], W.get(f"{b}self_attn.{name}.bias"))
             return y.reshape(B, S, n, hd)
 
+        if family == "deepseek_v3":
+            a = ref_mla(W, b, text, h, positions, inv_freq, scaling, segments)
+            x = x + a
+            h = rms_norm(x, W[b + "post_attention_layernorm.weight"], eps)
+            if sparse_layer(text, i):
+                x = x + ref_deepseek_moe(W, b, text, h, stats)
+            else:
+                x = x + ref_mlp(W, b + "mlp.", h)
+            continue
         q, k, v = proj("q_proj", heads), proj("k_proj", kv), proj("v_proj", kv)
         if b + "self_attn.q_norm.weight" in W:
             q = norm(q, W[b + "self_attn.q_norm.weight"])
@@ -903,6 +945,84 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
     logits = linear(x, W[pre + "embed_tokens.weight"] if tied else W[head_name])
     cap = text.get("final_logit_softcapping")
     return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def ref_mlp(W, p, h):
+    g = linear(h, W[p + "gate_proj.weight"])
+    return linear(F.silu(g) * linear(h, W[p + "up_proj.weight"]), W[p + "down_proj.weight"])
+
+
+def deepseek_scale(text):
+    """MLA's score scale: (qk_nope + qk_rope)^-1/2, times yarn's mscale(factor, mscale_all_dim)^2."""
+    scale = (text["qk_nope_head_dim"] + text["qk_rope_head_dim"]) ** -0.5
+    rp = text["rope_parameters"]
+    if rope_type(rp) != "default" and rp.get("mscale_all_dim"):
+        scale *= yarn_mscale(rp["factor"], rp["mscale_all_dim"]) ** 2
+    return scale
+
+
+def ref_mla(W, b, text, h, positions, inv_freq, scaling, segments):
+    """DeepSeek's multi-head latent attention, as frontends/Decoder.cpp builds it."""
+    B, S, _ = h.shape
+    H, nope, rot, vd = (
+        text["num_attention_heads"],
+        text["qk_nope_head_dim"],
+        text["qk_rope_head_dim"],
+        text["v_head_dim"],
+    )
+    kv = text["kv_lora_rank"]
+    a = b + "self_attn."
+    if text.get("q_lora_rank"):
+        qa = linear(h, W[a + "q_a_proj.weight"], W.get(a + "q_a_proj.bias"))
+        q = linear(rms_norm(qa, W[a + "q_a_layernorm.weight"], 1e-6), W[a + "q_b_proj.weight"])
+    else:
+        q = linear(h, W[a + "q_proj.weight"])
+    q = q.reshape(B, S, H, nope + rot)
+    lat = linear(h, W[a + "kv_a_proj_with_mqa.weight"], W.get(a + "kv_a_proj_with_mqa.bias"))
+    kv_nope = rms_norm(lat[..., :kv], W[a + "kv_a_layernorm.weight"], 1e-6)
+    q_rot, k_rot = q[..., nope:], lat[..., kv:].reshape(B, S, 1, rot)
+    if text.get("rope_interleave", True):  # pairs (x0, x1), (x2, x3), ...
+        q_rot = torch.cat([q_rot[..., 0::2], q_rot[..., 1::2]], -1)
+        k_rot = torch.cat([k_rot[..., 0::2], k_rot[..., 1::2]], -1)
+    q_rot = rope(q_rot, positions, inv_freq, [rot // 2], scaling)
+    k_rot = rope(k_rot, positions, inv_freq, [rot // 2], scaling)
+    kvb = linear(kv_nope, W[a + "kv_b_proj.weight"]).reshape(B, S, H, nope + vd)
+    k = torch.cat([kvb[..., :nope], k_rot.expand(B, S, H, rot)], -1)
+    q = torch.cat([q[..., :nope], q_rot], -1)
+    o = attention(q, k, kvb[..., nope:], segments, True, deepseek_scale(text)).reshape(B, S, H * vd)
+    return linear(o, W[a + "o_proj.weight"], W.get(a + "o_proj.bias"))
+
+
+def ref_deepseek_moe(W, b, text, h, stats):
+    """Sigmoid scores, the group-limited choice on scores + bias, routed and shared experts."""
+    flat = h.reshape(-1, h.shape[-1])
+    s = linear(flat, W[b + "mlp.gate.weight"]).sigmoid()
+    E = s.shape[-1]
+    bias = W.get(b + "mlp.gate.e_score_correction_bias", torch.zeros(E))
+    choice = s + bias
+    G, keep, k = text.get("n_group") or 1, text.get("topk_group") or 1, text["num_experts_per_tok"]
+    per = E // G
+    grouped = choice.reshape(-1, G, per)
+    gscore = grouped.topk(min(2, per), -1).values.sum(-1)
+    gmask = torch.zeros_like(gscore).scatter_(1, gscore.topk(keep, -1).indices, 1.0)
+    masked = choice.masked_fill(~gmask.repeat_interleave(per, 1).bool(), float("-inf"))
+    top = masked.sort(-1, descending=True).values
+    gap = (top[:, k - 1] - top[:, k]).min().item() if k < keep * per else 1.0
+    stats["min_topk_gap"] = min(stats.get("min_topk_gap", 1.0), gap)
+    index = masked.topk(k, -1).indices
+    weights = s.gather(1, index)
+    if text.get("norm_topk_prob", True):
+        weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+    weights = weights * text.get("routed_scaling_factor", 1.0)
+    out = torch.zeros_like(flat)
+    for t in range(flat.shape[0]):
+        for j in range(k):
+            e = f"{b}mlp.experts.{int(index[t, j])}."
+            y = F.silu(flat[t] @ W[e + "gate_proj.weight"].T) * (flat[t] @ W[e + "up_proj.weight"].T)
+            out[t] += weights[t, j] * (y @ W[e + "down_proj.weight"].T)
+    if text.get("n_shared_experts", 1):
+        out = out + ref_mlp(W, b + "mlp.shared_experts.", flat)
+    return out.reshape(h.shape)
 
 
 def ref_gpt_oss_experts(W, b, text, x, e):
@@ -1012,7 +1132,9 @@ def hf_gradients(family, model, hf, labels):
         if param.grad is None:
             unused.append(checkpoint_name(family, name))
             param.grad = torch.zeros_like(param)
-    grads = checkpoint_tensors(family, ((name, p.grad) for name, p in model.named_parameters()))
+    named = [(name, p.grad) for name, p in model.named_parameters()]
+    named += [(name, torch.zeros_like(b)) for name, b in named_buffers(model)]
+    grads = checkpoint_tensors(family, named)
     return loss.detach(), grads, unused
 
 
@@ -1232,10 +1354,18 @@ def sensitivities(family, cfg):
         else:
             text_config(family, changed)["rope_parameters"] = unscaled
         out.append(("unscaled rope", changed))
-    if rope_type(rp) == "yarn":
+    if rope_type(rp) == "yarn" and rope_frequencies(text)[1] != 1.0:  # DeepSeek's is 1
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["rope_parameters"]["attention_factor"] = 1.0
         out.append(("yarn without attention factor", changed))
+    if family == "deepseek_v3":
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["rope_interleave"] = False
+        out.append(("rope without interleave", changed))
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["n_group"] = 1
+        text_config(family, changed)["topk_group"] = 1
+        out.append(("one expert group", changed))
     if family in ("gpt_oss", "gemma3_text"):
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["sliding_window"] = None

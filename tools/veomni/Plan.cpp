@@ -321,7 +321,6 @@ int runPlan(llvm::ArrayRef<const char *> args) {
     }
     params += bytes;
     grads += bytes;
-    globalParams += double(type.getNumElements());
     // f32 parameters are their own masters; the step updates them in place.
   }
 
@@ -381,6 +380,8 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
 
+  // The parameters as transformers counts them (buffers apart).
+  globalParams = double(summarizeParameters(*model).total);
   llvm::outs() << "model: " << model->modelType << ", "
                << llvm::format("%.0f", globalParams) << " parameters\n"
                << "mesh: dp_replicate=" << r.parallel.dpReplicate
