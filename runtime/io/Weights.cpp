@@ -219,6 +219,56 @@ using Finder =
 using RawFinder =
     std::function<std::optional<WeightSet::RawFound>(const std::string &)>;
 
+/// E4M3 (OCP's fn variant: no infinities, S.1111.111 is NaN) to float.
+float DecodeE4M3(uint8_t byte) {
+  int sign = byte >> 7, exponent = (byte >> 3) & 15, mantissa = byte & 7;
+  float magnitude =
+      exponent == 15 && mantissa == 7 ? std::numeric_limits<float>::quiet_NaN()
+      : exponent == 0                 ? std::ldexp(mantissa / 8.0f, -6)
+                      : std::ldexp(1.0f + mantissa / 8.0f, exponent - 7);
+  return sign ? -magnitude : magnitude;
+}
+
+/// Fills `into` from DeepSeek's block-scaled FP8: `name` stored as
+/// F8_E4M3 [R, C] and `<stem>_scale_inv` (float) [ceil(R / b), ceil(C / b)]
+/// for a square block b (128 in the published checkpoints) that the
+/// shapes determine; w = fp8 * scale_inv of its block (false when the file
+/// has no such tensor).
+absl::StatusOr<bool> LoadFp8(const std::string &name, const TensorView &into,
+                             const RawFinder &findRaw, const Finder &find) {
+  if (!findRaw)
+    return false;
+  std::optional<WeightSet::RawFound> raw = findRaw(name);
+  if (!raw || raw->entry->type != "F8_E4M3")
+    return false;
+  std::optional<WeightSet::Found> scales = find(name + "_scale_inv");
+  if (!scales)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "is F8_E4M3 without its '", name, "_scale_inv' block scales"));
+  const Shape &shape = raw->entry->shape;
+  if (shape.size() != 2 || into.shape != shape)
+    return absl::InvalidArgumentError(
+        absl::StrCat("F8_E4M3 [", absl::StrJoin(shape, ", "),
+                     "] for the parameter ", into.ToString()));
+  const TensorView &sv = scales->view;
+  if (sv.rank() != 2 || sv.dim(0) < 1 || sv.dim(1) < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales ", sv.ToString(), " are not a matrix"));
+  const int64_t rows = shape[0], cols = shape[1];
+  const int64_t block = (rows + sv.dim(0) - 1) / sv.dim(0);
+  if ((rows + block - 1) / block != sv.dim(0) ||
+      (cols + block - 1) / block != sv.dim(1))
+    return absl::InvalidArgumentError(
+        absl::StrCat("block scales ", sv.ToString(), " do not tile [", rows,
+                     ", ", cols, "] in square blocks"));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      float scale = LoadF(sv, (r / block) * sv.dim(1) + c / block);
+      StoreF(into, r * cols + c, DecodeE4M3(raw->data[r * cols + c]) * scale);
+    }
+  return true;
+}
+
 /// Fills `into` from gpt-oss's MXFP4 `<name>_blocks` and `<name>_scales`
 /// when the file has them (false when it has not).
 absl::StatusOr<bool> LoadMxfp4(const std::string &name, const TensorView &into,
@@ -306,13 +356,20 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
       if (*mxfp4)
         continue;
     }
+    if (!found) {
+      absl::StatusOr<bool> fp8 = LoadFp8(t.name, t.view, findRaw, find);
+      if (!fp8.ok())
+        return fail(source, fp8.status().message());
+      if (*fp8)
+        continue;
+    }
     if (!found && findRaw)
       if (std::optional<WeightSet::RawFound> raw = findRaw(t.name))
         return fail(*raw->file,
                     absl::StrCat("is stored as ", raw->entry->type,
                                  " (a quantized checkpoint: veomni "
-                                 "dequantizes gpt-oss's MXFP4 experts only; "
-                                 "convert it to bf16 first)"));
+                                 "dequantizes gpt-oss's MXFP4 experts and "
+                                 "DeepSeek's block-scaled F8_E4M3 only)"));
     if (!found)
       return fail(source, "missing");
     if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
