@@ -276,17 +276,13 @@ static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
     r.fail(key, "must be positive, got " + std::to_string(value));
 }
 
-/// Sliding-window attention is not implemented: a config whose layers in
-/// use attend through a window shorter than the compiled sequence is
-/// refused (a window at least as long as the sequence is full attention).
-/// The rules are transformers': the window applies only with
-/// use_sliding_window; qwen3_moe then uses it in every layer, the others in
-/// the layers layer_types marks "sliding_attention" (by default those from
-/// max_window_layers on).
-static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
-                               bool moe, const ImportOptions &options) {
+/// Sliding windows of llama-style decoders, by transformers' rules: the
+/// window applies only with use_sliding_window; qwen3_moe then uses it in
+/// every layer, the others in the layers layer_types marks
+/// "sliding_attention" (by default those from max_window_layers on).
+static void readSlidingWindows(ConfigReader &r, DecoderConfig &c, bool moe) {
   bool use = r.getBool("use_sliding_window", false);
-  int64_t window = r.getInt("sliding_window", 0);
+  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
   int64_t fullLayers = r.getInt("max_window_layers", c.layers);
   std::vector<std::string> types;
   if (r.has("layer_types")) {
@@ -307,20 +303,15 @@ static void checkSlidingWindow(ConfigReader &r, const DecoderConfig &c,
                                          "\" (supported: full_attention, "
                                          "sliding_attention)");
   }
-  if (r.failed() || !use || !r.has("sliding_window") ||
-      window >= options.data.seqLen)
+  if (!r.failed() && use && window < 0)
+    return r.fail("sliding_window", "must be positive");
+  if (r.failed() || !use || window <= 0)
     return;
   for (int64_t i = 0; i < c.layers; ++i) {
     bool sliding = moe             ? true
                    : types.empty() ? i >= fullLayers
                                    : types[i] == "sliding_attention";
-    if (sliding)
-      return r.fail("sliding_window",
-                    "layer " + std::to_string(i) + " attends through a " +
-                        std::to_string(window) +
-                        "-token sliding window, shorter than --seq-len " +
-                        std::to_string(options.data.seqLen) +
-                        "; sliding-window attention is not supported");
+    c.layerWindows.push_back(sliding ? window : 0);
   }
 }
 
@@ -729,7 +720,7 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   else if (deepseek && !r.failed())
     readDeepseek(r, c);
   else if (!r.failed())
-    checkSlidingWindow(r, c, moe, options);
+    readSlidingWindows(r, c, moe);
   if (!r.failed() && !gemma) {
     double defaultTheta = vlText || modelType == "qwen2_5_omni_text"
                               ? 1000000.0 // the VL and omni text configs'

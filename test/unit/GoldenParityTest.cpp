@@ -140,6 +140,8 @@ const Case kCases[] = {
     Case{"qwen3_moe_dense"},
     // The router's load-balancing loss in the loss (output_router_logits).
     Case{"qwen3_moe_aux"},
+    // Qwen2's sliding window in the layers from max_window_layers on.
+    Case{"qwen2_window"},
     // gpt-oss: sinks, sliding windows, yarn, biased experts; and with its
     // SwiGLU clamped where the values are, with the load-balancing loss.
     Case{"gpt_oss"}, Case{"gpt_oss_clamped"},

@@ -25,6 +25,8 @@ configs written by transformers 5 broke:
                    mlp_only_layers [1]: layers 0 and 2 sparse, 1 dense
   qwen3_moe_aux    output_router_logits with router_aux_loss_coef 0.02: the
                    load-balancing loss in the loss
+  qwen2_window     use_sliding_window with sliding_window 8 and
+                   max_window_layers 1: layer 1 attends through a window
   gpt_oss          (a family case) sinks, sliding window 8 in layer 0, full
                    attention in layer 1, yarn as gpt-oss's (factor 32, no
                    truncation), biased router and experts, swiglu_limit 7
@@ -242,6 +244,12 @@ CASES.update(
         "qwen3_moe_aux": (
             "qwen3_moe",
             {"output_router_logits": True, "router_aux_loss_coef": 0.02},
+        ),
+        # Qwen2's sliding window: layer 1 (from max_window_layers on) attends
+        # through the last 8 tokens.
+        "qwen2_window": (
+            "qwen2",
+            {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1},
         ),
         # gpt-oss with its SwiGLU clamped where the tiny model's values are
         # (0.1: a good share of the gate and up values are cut), and the
@@ -918,7 +926,9 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
         freqs, sc = rope_frequencies(text, "sliding_attention") if gemma and sliding else (inv_freq, scaling)
         q = rope(q, positions, freqs, sections, sc)
         k = rope(k, positions, freqs, sections, sc)
-        window = text["sliding_window"] if family in ("gpt_oss", "gemma3_text") and sliding else 0
+        window = text.get("sliding_window") or 0 if sliding else 0
+        if family == "qwen3_moe" and text.get("use_sliding_window"):  # every layer
+            window = text.get("sliding_window") or 0
         sinks = W.get(b + "self_attn.sinks")
         a = attention(q, k, v, segments, True, scale, window, sinks).reshape(B, S, heads * hd)
         a = linear(a, W[b + "self_attn.o_proj.weight"], W.get(b + "self_attn.o_proj.bias"))
@@ -1366,7 +1376,7 @@ def sensitivities(family, cfg):
         text_config(family, changed)["n_group"] = 1
         text_config(family, changed)["topk_group"] = 1
         out.append(("one expert group", changed))
-    if family in ("gpt_oss", "gemma3_text"):
+    if family in ("gpt_oss", "gemma3_text") or text.get("use_sliding_window"):
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["sliding_window"] = None
         out.append(("no sliding window", changed))
