@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 
 #include <cmath>
+#include <functional>
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -315,6 +316,42 @@ static void readSlidingWindows(ConfigReader &r, DecoderConfig &c, bool moe) {
   }
 }
 
+/// Which of the first `used` layers slide: layer_types (sliding_attention
+/// or full_attention, one per num_hidden_layers), or `byDefault` when the
+/// config has none. Empty, with the reader failed, on a bad list.
+static std::vector<bool>
+readSlidingLayers(ConfigReader &r, int64_t used,
+                  const std::function<bool(int64_t)> &byDefault) {
+  std::vector<bool> sliding;
+  int64_t total = r.getInt("num_hidden_layers", used);
+  if (!r.has("layer_types")) {
+    for (int64_t i = 0; i < used; ++i)
+      sliding.push_back(byDefault(i));
+    return sliding;
+  }
+  std::optional<std::vector<std::string>> types =
+      r.getStringList("layer_types");
+  if (!types)
+    return {};
+  if (static_cast<int64_t>(types->size()) != total) {
+    r.fail("layer_types", "lists " + std::to_string(types->size()) +
+                              " layers, num_hidden_layers is " +
+                              std::to_string(total));
+    return {};
+  }
+  for (int64_t i = 0; i < used; ++i) {
+    const std::string &t = (*types)[i];
+    if (t != "sliding_attention" && t != "full_attention") {
+      r.fail("layer_types", "unsupported layer type \"" + t +
+                                "\" (supported: full_attention, "
+                                "sliding_attention)");
+      return {};
+    }
+    sliding.push_back(t == "sliding_attention");
+  }
+  return sliding;
+}
+
 /// gpt-oss's own fields: sinks, the clamped SwiGLU and the layers'
 /// windows (GptOssConfig: layer_types defaults to sliding attention in the
 /// even layers, sliding_window to 128; null means no window).
@@ -346,30 +383,9 @@ static void readGptOss(ConfigReader &r, DecoderConfig &c) {
   int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
   if (!r.failed() && window < 0)
     r.fail("sliding_window", "must be positive");
-  int64_t total = r.getInt("num_hidden_layers", c.layers);
-  std::vector<std::string> types;
-  if (r.has("layer_types")) {
-    std::optional<std::vector<std::string>> list =
-        r.getStringList("layer_types");
-    if (!list)
-      return;
-    types = *list;
-    if (static_cast<int64_t>(types.size()) != total)
-      return r.fail("layer_types", "lists " + std::to_string(types.size()) +
-                                       " layers, num_hidden_layers is " +
-                                       std::to_string(total));
-  } else {
-    for (int64_t i = 0; i < total; ++i)
-      types.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
-  }
-  for (int64_t i = 0; i < c.layers; ++i) {
-    const std::string &t = types[i];
-    if (t != "sliding_attention" && t != "full_attention")
-      return r.fail("layer_types", "unsupported layer type \"" + t +
-                                       "\" (supported: full_attention, "
-                                       "sliding_attention)");
-    c.layerWindows.push_back(t == "sliding_attention" ? window : 0);
-  }
+  for (bool sliding :
+       readSlidingLayers(r, c.layers, [](int64_t i) { return i % 2 == 0; }))
+    c.layerWindows.push_back(sliding ? window : 0);
 }
 
 /// Gemma 3's fields (Gemma3TextConfig): its norms, scales and soft-cap,
@@ -404,33 +420,13 @@ static void readGemma(ConfigReader &r, DecoderConfig &c,
   int64_t pattern = r.getInt("sliding_window_pattern", 6);
   if (!r.failed() && pattern < 1)
     return r.fail("sliding_window_pattern", "must be positive");
-  int64_t total = r.getInt("num_hidden_layers", c.layers);
-  std::vector<std::string> types;
-  if (r.has("layer_types")) {
-    std::optional<std::vector<std::string>> list =
-        r.getStringList("layer_types");
-    if (!list)
-      return;
-    types = *list;
-    if (static_cast<int64_t>(types.size()) != total)
-      return r.fail("layer_types", "lists " + std::to_string(types.size()) +
-                                       " layers, num_hidden_layers is " +
-                                       std::to_string(total));
-  } else {
-    for (int64_t i = 0; i < total; ++i)
-      types.push_back((i + 1) % pattern ? "sliding_attention"
-                                        : "full_attention");
-  }
-  for (int64_t i = 0; i < c.layers; ++i) {
-    const std::string &t = types[i];
-    if (t != "sliding_attention" && t != "full_attention")
-      return r.fail("layer_types", "unsupported layer type \"" + t +
-                                       "\" (supported: full_attention, "
-                                       "sliding_attention)");
-    bool sliding = t == "sliding_attention";
+  for (bool sliding : readSlidingLayers(
+           r, c.layers, [&](int64_t i) { return (i + 1) % pattern != 0; })) {
     c.layerSliding.push_back(sliding);
     c.layerWindows.push_back(sliding ? window : 0);
   }
+  if (r.failed())
+    return;
 
   // The two ropes.
   std::optional<ConfigReader> params = r.getObject("rope_parameters");

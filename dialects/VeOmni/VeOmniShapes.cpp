@@ -714,20 +714,27 @@ static const AttrSpec kAttentionAttrs[] = {
     {"scale", AttrKind::Float, true},
     {"window", AttrKind::Integer, false}};
 
+/// attention's and attention_grad's common checks, through either adaptor.
+template <typename AdaptorT>
+static FailureOr<RankedTensorType> inferAttentionOf(const ShapeErrors &err,
+                                                    AdaptorT &adaptor) {
+  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
+                       kAttentionAttrs)) ||
+      failed(checkOptionals(err, adaptor.getOptionals())))
+    return failure();
+  return inferAttention(
+      err, adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(),
+      attentionSegmentIds(adaptor.getOptionals()),
+      attentionSinks(adaptor.getOptionals()), adaptor.getCausal(),
+      adaptor.getScaleAttr(), adaptor.getWindowAttr());
+}
+
 LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
   ShapeErrors err(loc, "attention");
-  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
-                       kAttentionAttrs)) ||
-      failed(checkOptionals(err, adaptor.getOptionals())))
-    return failure();
-  FailureOr<RankedTensorType> out = inferAttention(
-      err, adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(),
-      attentionSegmentIds(adaptor.getOptionals()),
-      attentionSinks(adaptor.getOptionals()), adaptor.getCausal(),
-      adaptor.getScaleAttr(), adaptor.getWindowAttr());
+  FailureOr<RankedTensorType> out = inferAttentionOf(err, adaptor);
   if (failed(out))
     return failure();
   types.push_back(*out);
@@ -989,15 +996,7 @@ LogicalResult AttentionGradOp::inferReturnTypes(MLIRContext *,
                                                 Adaptor adaptor,
                                                 SmallVectorImpl<Type> &types) {
   ShapeErrors err(loc, "attention_grad");
-  if (failed(preflight(err, adaptor.getOperands(), adaptor.getAttributes(),
-                       kAttentionAttrs)) ||
-      failed(checkOptionals(err, adaptor.getOptionals())))
-    return failure();
-  FailureOr<RankedTensorType> out = inferAttention(
-      err, adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(),
-      attentionSegmentIds(adaptor.getOptionals()),
-      attentionSinks(adaptor.getOptionals()), adaptor.getCausal(),
-      adaptor.getScaleAttr(), adaptor.getWindowAttr());
+  FailureOr<RankedTensorType> out = inferAttentionOf(err, adaptor);
   if (failed(out))
     return failure();
   if (adaptor.getGrad().getType() != Type(*out))
