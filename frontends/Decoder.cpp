@@ -933,19 +933,10 @@ struct LayerBuilder {
     return project(act, "down_proj", inter, c.hidden);
   }
 
-  /// DeepSeek-V3's MoE: sigmoid scores, group-limited choice with
-  /// e_score_correction_bias, routed experts (stacked per-expert names),
-  /// and the shared experts' MLP on every token.
-  Value deepseekMoe(const std::string &p, int64_t layer, Value h, Value flat) {
-    int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
-    Value logits = b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
-    Value bias = param(p + "mlp.gate.e_score_correction_bias", {e});
-    b.initAs(bias, "zeros");
-    b.markBuffer(bias);
-    auto [weights, indices] =
-        b.moeGroupTopK(b.sigmoid(logits), bias, c.topK, c.routerGroups,
-                       c.routerTopkGroups, c.normTopK, c.routedScale);
-    auto [sorted, groups] = b.moeDispatch(flat, indices, e);
+  /// The stacked SwiGLU experts (`mlp.experts.*.{gate,up,down}_proj`, dim 0
+  /// enumerating experts.<i>) on the rows `sorted`, grouped by `groups`.
+  Value swigluExperts(const std::string &p, Value sorted, Value groups) {
+    int64_t inter = c.moeIntermediate, e = c.experts;
     auto experts = [&](const char *name, int64_t out, int64_t in) {
       return param(p + "mlp.experts.*." + name + ".weight", {e, out, in});
     };
@@ -953,24 +944,26 @@ struct LayerBuilder {
                                  groups, /*transposeWeight=*/true);
     Value up = b.groupedMatmul(sorted, experts("up_proj", inter, c.hidden),
                                groups, true);
-    Value down =
-        b.groupedMatmul(b.mul(b.silu(gate), up),
-                        experts("down_proj", c.hidden, inter), groups, true);
-    Value routed =
-        b.reshape(b.moeCombine(down, weights, indices), {batch, seq, c.hidden});
-    (void)tokens;
-    if (c.sharedExperts == 0)
-      return routed;
-    return b.add(routed, denseMlp(p, layer, h, inter * c.sharedExperts,
-                                  "mlp.shared_experts"));
+    return b.groupedMatmul(b.mul(b.silu(gate), up),
+                           experts("down_proj", c.hidden, inter), groups, true);
   }
 
-  Value moe(const std::string &p, int64_t layer, Value h) {
-    locate(b, p + "mlp", ModuleKind::Mlp, layer);
-    int64_t tokens = batch * seq, inter = c.moeIntermediate, e = c.experts;
-    Value flat = b.reshape(h, {tokens, c.hidden});
-    if (c.groupRouter)
-      return deepseekMoe(p, layer, h, flat);
+  /// The router's weights and expert indices [T, k] of the tokens `flat`:
+  /// DeepSeek-V3's sigmoid scores with the group-limited choice and its
+  /// e_score_correction_bias (a buffer), or a softmax top-k over the gate's
+  /// (gpt-oss: the biased router's) logits, whose statistics the
+  /// load-balancing loss collects.
+  std::pair<Value, Value> route(const std::string &p, Value flat) {
+    int64_t tokens = batch * seq, e = c.experts;
+    if (c.groupRouter) {
+      Value logits =
+          b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+      Value bias = param(p + "mlp.gate.e_score_correction_bias", {e});
+      b.initAs(bias, "zeros");
+      b.markBuffer(bias);
+      return b.moeGroupTopK(b.sigmoid(logits), bias, c.topK, c.routerGroups,
+                            c.routerTopkGroups, c.normTopK, c.routedScale);
+    }
     Value logits =
         c.gptOssExperts
             ? linear(flat, p + "mlp.router", e, c.hidden, /*bias=*/true)
@@ -984,24 +977,25 @@ struct LayerBuilder {
       routerCounts.push_back(b.scatterAdd(
           b.splat(0.0, {e}, f32), b.reshape(indices, {tokens * c.topK}), ones));
     }
-    auto [sorted, groups] = b.moeDispatch(flat, indices, e);
-    if (c.gptOssExperts)
-      return b.reshape(
-          b.moeCombine(gptOssExperts(p, sorted, groups), weights, indices),
-          {batch, seq, c.hidden});
-    // Experts are stacked: dim 0 enumerates experts.<i>.*_proj.weight.
-    auto experts = [&](const char *name, int64_t out, int64_t in) {
-      return param(p + "mlp.experts.*." + name + ".weight", {e, out, in});
-    };
-    Value gate = b.groupedMatmul(sorted, experts("gate_proj", inter, c.hidden),
-                                 groups, /*transposeWeight=*/true);
-    Value up = b.groupedMatmul(sorted, experts("up_proj", inter, c.hidden),
-                               groups, true);
-    Value down =
-        b.groupedMatmul(b.mul(b.silu(gate), up),
-                        experts("down_proj", c.hidden, inter), groups, true);
-    return b.reshape(b.moeCombine(down, weights, indices),
-                     {batch, seq, c.hidden});
+    return {weights, indices};
+  }
+
+  /// The MoE block: route, dispatch, the experts, combine; DeepSeek's
+  /// shared experts run as one MLP on every token beside them.
+  Value moe(const std::string &p, int64_t layer, Value h) {
+    locate(b, p + "mlp", ModuleKind::Mlp, layer);
+    Value flat = b.reshape(h, {batch * seq, c.hidden});
+    auto [weights, indices] = route(p, flat);
+    auto [sorted, groups] = b.moeDispatch(flat, indices, c.experts);
+    Value down = c.gptOssExperts ? gptOssExperts(p, sorted, groups)
+                                 : swigluExperts(p, sorted, groups);
+    Value routed =
+        b.reshape(b.moeCombine(down, weights, indices), {batch, seq, c.hidden});
+    if (c.sharedExperts == 0)
+      return routed;
+    return b.add(routed,
+                 denseMlp(p, layer, h, c.moeIntermediate * c.sharedExperts,
+                          "mlp.shared_experts"));
   }
 };
 } // namespace

@@ -564,41 +564,28 @@ ShardingRule computeRule(Operation *op) {
         b.result(f.logits);
         return std::move(b.rule);
       })
-      .Case<MoETopKOp, MoETopKGradOp>([&](auto t) {
-        // logits [T, E] (and the weights' cotangent [T, k]): tokens split,
-        // experts and choices whole.
-        RankedTensorType logits = typeOf(t.getLogits());
-        int64_t token = b.factor(logits.getDimSize(0));
-        int64_t expert = b.factor(logits.getDimSize(1), K::NeedReplication);
-        int64_t k = b.factor(t.getK(), K::NeedReplication);
-        b.operand({{token}, {expert}});
-        if (isa<MoETopKGradOp>(op)) {
-          b.operand({{token}, {k}});
-          b.result({{token}, {expert}});
-        } else {
-          b.result({{token}, {k}});
-          b.result({{token}, {k}});
-        }
-        return std::move(b.rule);
-      })
-      .Case<MoEGroupTopKOp, MoEGroupTopKGradOp>([&](auto t) {
-        // scores [T, E], bias [E] (and the weights' cotangent [T, k]):
-        // tokens split, experts and choices whole.
-        RankedTensorType scores = typeOf(t.getScores());
-        int64_t token = b.factor(scores.getDimSize(0));
-        int64_t expert = b.factor(scores.getDimSize(1), K::NeedReplication);
-        int64_t k = b.factor(t.getK(), K::NeedReplication);
-        b.operand({{token}, {expert}});
-        b.operand({{expert}});
-        if (isa<MoEGroupTopKGradOp>(op)) {
-          b.operand({{token}, {k}});
-          b.result({{token}, {expert}});
-        } else {
-          b.result({{token}, {k}});
-          b.result({{token}, {k}});
-        }
-        return std::move(b.rule);
-      })
+      .Case<MoETopKOp, MoETopKGradOp, MoEGroupTopKOp, MoEGroupTopKGradOp>(
+          [&](auto t) {
+            // Routers: logits or scores [T, E] (a group router's bias [E];
+            // a VJP's weights cotangent [T, k]): tokens split, experts and
+            // choices whole.
+            Value in = t->getOperand(0);
+            int64_t token = b.factor(typeOf(in).getDimSize(0));
+            int64_t expert =
+                b.factor(typeOf(in).getDimSize(1), K::NeedReplication);
+            int64_t k = b.factor(t.getK(), K::NeedReplication);
+            b.operand({{token}, {expert}});
+            if (isa<MoEGroupTopKOp, MoEGroupTopKGradOp>(op))
+              b.operand({{expert}});
+            if (isa<MoETopKGradOp, MoEGroupTopKGradOp>(op)) {
+              b.operand({{token}, {k}});
+              b.result({{token}, {expert}});
+            } else {
+              b.result({{token}, {k}});
+              b.result({{token}, {k}});
+            }
+            return std::move(b.rule);
+          })
       .Case([&](MoEDispatchOp d) {
         // The rows of a token split are that split's copies in expert
         // order; group_sizes counts the local rows (per shard).
