@@ -93,16 +93,22 @@ RopeSource findRope(ConfigReader &r, double defaultTheta) {
 
 /// Rope settings of a decoder with `headDim`, with transformers'
 /// rope_init_functions baked into inv_freq; `defaultTheta` is the family's.
-/// Multimodal models (`multimodal`) rotate by 3-D positions in sections.
+/// Multimodal models (`mrope`) rotate by 3-D positions in sections: in runs
+/// (Qwen2-VL, Qwen2.5-VL/Omni) or interleaved (Qwen3-VL, which transformers
+/// always interleaves).
 /// `defaultObject` (JSON) stands for a missing rope object: gpt-oss
 /// configs without one get transformers' yarn defaults. `given`, when set,
 /// is the rope object and theta to read (Gemma 3's, per layer type).
+enum class Mrope { None, Runs, Interleaved };
+
 static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
-                                           double defaultTheta, bool multimodal,
+                                           double defaultTheta, Mrope mrope,
                                            const ImportOptions &options,
                                            StringRef defaultObject = {},
                                            const RopeSource *given = nullptr) {
   RopeConfig rope;
+  bool multimodal = mrope != Mrope::None;
+  rope.mropeInterleaved = mrope == Mrope::Interleaved;
   auto error = [&](ConfigReader &at, StringRef key, const Twine &what) {
     at.fail(key, what);
     return at.status();
@@ -126,10 +132,23 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
       return error(at, "mrope_section",
                    "sections must be positive and sum to head_dim / 2 = " +
                        Twine(headDim / 2));
+    // Interleaved, section k >= 1 takes frequencies k, k + N, ...
+    int64_t n = static_cast<int64_t>(rope.mropeSection.size());
+    for (int64_t k = 1; rope.mropeInterleaved && k < n; ++k)
+      if (!at.failed() && (rope.mropeSection[k] - 1) * n + k >= headDim / 2)
+        return error(at, "mrope_section",
+                     "interleaved section " + Twine(k) + " of " +
+                         Twine(rope.mropeSection[k]) +
+                         " frequencies reaches "
+                         "past head_dim / 2 = " +
+                         Twine(headDim / 2));
     return absl::OkStatus();
   };
-  // transformers 5 falls back to [16, 24, 24] when the section is absent.
-  const std::vector<int64_t> defaultSections = {16, 24, 24};
+  // transformers 5 falls back to [16, 24, 24] when the section is absent
+  // (Qwen3-VL: [24, 20, 20]).
+  const std::vector<int64_t> defaultSections =
+      rope.mropeInterleaved ? std::vector<int64_t>{24, 20, 20}
+                            : std::vector<int64_t>{16, 24, 24};
   if (!src.object) {
     if (multimodal) {
       rope.mropeSection = defaultSections;
@@ -148,9 +167,14 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
     VEOMNI_RETURN_IF_ERROR(checkSections(s));
   }
   s.ignore({"mrope_interleaved"});
-  if (s.getBool("mrope_interleaved", false))
+  if (s.getBool("mrope_interleaved", rope.mropeInterleaved) !=
+      rope.mropeInterleaved)
     return error(s, "mrope_interleaved",
-                 "interleaved multimodal rope is not supported");
+                 rope.mropeInterleaved
+                     ? "false, but this family's rope is always interleaved "
+                       "(transformers ignores the flag)"
+                     : "interleaved multimodal rope is only Qwen3-VL's; "
+                       "this family's rotates in runs");
   // "type" is 4.x's spelling; transformers 5 keeps both.
   std::string type = s.getString("rope_type", s.getString("type", "default"));
   if (s.failed())
@@ -451,11 +475,11 @@ static void readGemma(ConfigReader &r, DecoderConfig &c,
   if (r.failed())
     return;
   absl::StatusOr<RopeConfig> globalRope =
-      readRope(r, c.headDim, 1e6, false, options, {}, &full);
+      readRope(r, c.headDim, 1e6, Mrope::None, options, {}, &full);
   if (!globalRope.ok())
     return;
   absl::StatusOr<RopeConfig> localRope =
-      readRope(r, c.headDim, 1e4, false, options, {}, &local);
+      readRope(r, c.headDim, 1e4, Mrope::None, options, {}, &local);
   if (!localRope.ok())
     return;
   c.rope = *std::move(globalRope);
@@ -547,11 +571,16 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                                                const ImportOptions &options) {
   DecoderConfig c;
   c.modelType = modelType.str();
-  bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe";
+  // Qwen3-VL's LLMs: Qwen3 and Qwen3-MoE with interleaved MRoPE (and
+  // DeepStack, which the importer adds).
+  bool qwen3vl =
+      modelType == "qwen3_vl_text" || modelType == "qwen3_vl_moe_text";
+  bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe" || qwen3vl;
   bool gptOss = modelType == "gpt_oss";
   bool gemma = modelType == "gemma3_text";
   bool deepseek = modelType == "deepseek_v3";
-  bool moe = modelType == "qwen3_moe" || gptOss || deepseek;
+  bool moe = modelType == "qwen3_moe" || modelType == "qwen3_vl_moe_text" ||
+             gptOss || deepseek;
   r.ignoreGenericKeys();
 
   c.vocab = r.getInt("vocab_size");
@@ -655,7 +684,12 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     }
     // gpt-oss softmaxes the top-k logits: the top-k of the softmax,
     // renormalised.
-    c.normTopK = gptOss || r.getBool("norm_topk_prob", deepseek);
+    // Qwen3-VL-MoE's router always renormalises (transformers reads no
+    // norm_topk_prob there).
+    if (qwen3vl)
+      r.ignore({"norm_topk_prob"});
+    c.normTopK = gptOss || qwen3vl || r.getBool("norm_topk_prob", deepseek);
+    c.stackedExperts = qwen3vl;
     // The load-balancing loss joins transformers' loss only with
     // output_router_logits; its coefficient alone changes nothing.
     double coef = r.getFloat("router_aux_loss_coef", 0.001);
@@ -720,17 +754,20 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   if (!r.failed() && !gemma) {
     double defaultTheta = vlText || modelType == "qwen2_5_omni_text"
                               ? 1000000.0 // the VL and omni text configs'
-                          : gptOss ? 150000.0
-                                   : 10000.0;
-    bool multimodal = vlText || modelType == "qwen2_5_omni_text";
+                          : modelType == "qwen3_vl_text"     ? 5000000.0
+                          : modelType == "qwen3_vl_moe_text" ? 500000.0
+                          : gptOss                           ? 150000.0
+                                                             : 10000.0;
+    Mrope mrope = qwen3vl ? Mrope::Interleaved
+                  : vlText || modelType == "qwen2_5_omni_text" ? Mrope::Runs
+                                                               : Mrope::None;
     // GptOssConfig's rope when a config has none.
     const char *gptOssRope =
         R"({"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
             "beta_slow": 1.0, "truncate": false,
             "original_max_position_embeddings": 4096})";
-    absl::StatusOr<RopeConfig> rope =
-        readRope(r, c.headDim, defaultTheta, multimodal, options,
-                 gptOss ? gptOssRope : "");
+    absl::StatusOr<RopeConfig> rope = readRope(
+        r, c.headDim, defaultTheta, mrope, options, gptOss ? gptOssRope : "");
     if (rope.ok())
       c.rope = *std::move(rope);
   }
@@ -816,9 +853,9 @@ struct LayerBuilder {
     }
     const RopeConfig &rope = c.ropeOf(layer);
     q = b.rope(q, positions, rope.theta, rope.mropeSection, rope.invFreq,
-               rope.attentionScaling);
+               rope.attentionScaling, rope.mropeInterleaved);
     k = b.rope(k, positions, rope.theta, rope.mropeSection, rope.invFreq,
-               rope.attentionScaling);
+               rope.attentionScaling, rope.mropeInterleaved);
     Value sinks = c.sinks ? param(p + "self_attn.sinks", {c.heads}) : Value();
     double scale = c.attentionScale > 0
                        ? c.attentionScale
@@ -933,6 +970,23 @@ struct LayerBuilder {
     return project(act, "down_proj", inter, c.hidden);
   }
 
+  /// Qwen3-VL-MoE's experts, fused as transformers 5 holds and saves them:
+  /// gate_up_proj [E, 2I, H] (gate rows, then up rows) and down_proj
+  /// [E, H, I]. (The loader also reads the published [E, H, 2I] and
+  /// [E, I, H], transposed, as transformers does.)
+  Value stackedExperts(const std::string &p, Value sorted, Value groups) {
+    int64_t rows = cast<RankedTensorType>(sorted.getType()).getDimSize(0);
+    int64_t e = c.experts, inter = c.moeIntermediate;
+    Value gateUp = b.groupedMatmul(
+        sorted, param(p + "mlp.experts.gate_up_proj", {e, 2 * inter, c.hidden}),
+        groups, /*transposeWeight=*/true);
+    Value gate = b.slice(gateUp, {0, 0}, {rows, inter});
+    Value up = b.slice(gateUp, {0, inter}, {rows, 2 * inter});
+    return b.groupedMatmul(
+        b.mul(b.silu(gate), up),
+        param(p + "mlp.experts.down_proj", {e, c.hidden, inter}), groups, true);
+  }
+
   /// The stacked SwiGLU experts (`mlp.experts.*.{gate,up,down}_proj`, dim 0
   /// enumerating experts.<i>) on the rows `sorted`, grouped by `groups`.
   Value swigluExperts(const std::string &p, Value sorted, Value groups) {
@@ -987,8 +1041,9 @@ struct LayerBuilder {
     Value flat = b.reshape(h, {batch * seq, c.hidden});
     auto [weights, indices] = route(p, flat);
     auto [sorted, groups] = b.moeDispatch(flat, indices, c.experts);
-    Value down = c.gptOssExperts ? gptOssExperts(p, sorted, groups)
-                                 : swigluExperts(p, sorted, groups);
+    Value down = c.gptOssExperts    ? gptOssExperts(p, sorted, groups)
+                 : c.stackedExperts ? stackedExperts(p, sorted, groups)
+                                    : swigluExperts(p, sorted, groups);
     Value routed =
         b.reshape(b.moeCombine(down, weights, indices), {batch, seq, c.hidden});
     if (c.sharedExperts == 0)
@@ -1000,9 +1055,11 @@ struct LayerBuilder {
 };
 } // namespace
 
-DecoderOutputs mlir::veomni::buildDecoderLoss(
-    ModelBuilder &b, const DecoderConfig &c, const DecoderNames &names,
-    Value embeds, Value table, Value positions, Value segments, Value labels) {
+DecoderOutputs
+mlir::veomni::buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
+                               const DecoderNames &names, Value embeds,
+                               Value table, Value positions, Value segments,
+                               Value labels, const Deepstack &deepstack) {
   if (!embeds)
     return {};
   auto type = cast<RankedTensorType>(embeds.getType());
@@ -1034,6 +1091,15 @@ DecoderOutputs mlir::veomni::buildDecoderLoss(
     x = b.add(x, a);
     h = lb.norm(x, p + "post_attention_layernorm", c.hidden);
     x = b.add(x, c.isSparse(i) ? lb.moe(p, i, h) : lb.denseMlp(p, i, h));
+    if (i < static_cast<int64_t>(deepstack.features.size())) {
+      // DeepStack: the vision tower's features of block i join the image
+      // tokens' hidden states. (Scattered into zeros, then added: the add
+      // keeps x's sharding, where a scatter into x would need x whole.)
+      int64_t tokens = lb.batch * lb.seq;
+      Value placed = b.scatterAdd(b.splat(0, {tokens, c.hidden}),
+                                  deepstack.positions, deepstack.features[i]);
+      x = b.add(x, b.reshape(placed, {lb.batch, lb.seq, c.hidden}));
+    }
   }
   locate(b, names.prefix + "norm", ModuleKind::FinalNorm);
   x = lb.norm(x, names.prefix + "norm", c.hidden);

@@ -54,10 +54,12 @@ static Value layerNorm(ModelBuilder &b, Value x, const std::string &name,
 // Vision tower
 //===----------------------------------------------------------------------===//
 
-VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
+VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, VisionKind kind,
                                              int64_t textHidden) {
   VisionConfig c;
+  bool qwen25 = kind == VisionKind::Qwen25;
   c.qwen25 = qwen25;
+  c.qwen3 = kind == VisionKind::Qwen3;
   r.ignoreGenericKeys();
   // Video timing (tokens_per_second) and the window size shape the data
   // pipeline's positions and segments, which arrive as batch inputs;
@@ -75,14 +77,21 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
   }
   c.depth = r.getInt("depth");
   c.heads = r.getInt("num_heads");
-  if (qwen25) {
-    // Qwen2_5_VLVisionConfig: hidden_size is the tower's width,
-    // out_hidden_size the LLM's.
+  if (qwen25 || c.qwen3) {
+    // Qwen2_5_VLVisionConfig, Qwen3VLVisionConfig: hidden_size is the
+    // tower's width, out_hidden_size the LLM's.
     c.dim = r.getInt("hidden_size");
     c.mlpHidden = r.getInt("intermediate_size");
     c.outHidden = r.getInt("out_hidden_size", textHidden);
-    c.fullAttentionBlocks = r.getIntList("fullatt_block_indexes");
-    c.act = r.getString("hidden_act", "silu");
+    if (qwen25)
+      c.fullAttentionBlocks = r.getIntList("fullatt_block_indexes");
+    c.act = r.getString("hidden_act", qwen25 ? "silu" : "gelu_pytorch_tanh");
+    if (c.qwen3) {
+      c.positionEmbeddings = r.getInt("num_position_embeddings", 2304);
+      c.deepstackIndexes = r.has("deepstack_visual_indexes")
+                               ? r.getIntList("deepstack_visual_indexes")
+                               : std::vector<int64_t>{8, 16, 24};
+    }
   } else {
     // Qwen2VLVisionConfig: embed_dim is the width, hidden_size the LLM's.
     c.dim = r.getInt("embed_dim");
@@ -90,22 +99,23 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
     c.outHidden = r.getInt("hidden_size", textHidden);
     c.act = r.getString("hidden_act", "quick_gelu");
   }
-  c.patch = r.getInt("patch_size", 14);
+  c.patch = r.getInt("patch_size", c.qwen3 ? 16 : 14);
   c.merge = r.getInt("spatial_merge_size", 2);
   c.temporal = r.getInt("temporal_patch_size", 2);
   c.channels = r.getInt(r.has("in_channels") ? "in_channels" : "in_chans", 3);
   if (r.has("in_channels") && r.has("in_chans") &&
       r.getInt("in_chans", c.channels) != c.channels && !r.failed())
     r.fail("in_chans", "differs from in_channels");
-  for (auto [key, v] : {std::pair<StringRef, int64_t>{"depth", c.depth},
-                        {"num_heads", c.heads},
-                        {qwen25 ? "hidden_size" : "embed_dim", c.dim},
-                        {"patch_size", c.patch},
-                        {"spatial_merge_size", c.merge},
-                        {"temporal_patch_size", c.temporal}})
+  for (auto [key, v] :
+       {std::pair<StringRef, int64_t>{"depth", c.depth},
+        {"num_heads", c.heads},
+        {qwen25 || c.qwen3 ? "hidden_size" : "embed_dim", c.dim},
+        {"patch_size", c.patch},
+        {"spatial_merge_size", c.merge},
+        {"temporal_patch_size", c.temporal}})
     requirePositive(r, key, v);
-  requireDivides(r, qwen25 ? "hidden_size" : "embed_dim", c.dim, "num_heads",
-                 c.heads);
+  requireDivides(r, qwen25 || c.qwen3 ? "hidden_size" : "embed_dim", c.dim,
+                 "num_heads", c.heads);
   // The 2-D rope splits each head's frequencies between height and width.
   if (!r.failed() && (c.dim / c.heads) % 4 != 0)
     r.fail("num_heads", "head size " + std::to_string(c.dim / c.heads) +
@@ -119,11 +129,32 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, bool qwen25,
       r.fail("fullatt_block_indexes", "block " + std::to_string(i) +
                                           " is outside depth " +
                                           std::to_string(c.depth));
+  if (c.qwen3) {
+    // The learned positions are a square grid (transformers takes the
+    // integer square root and would index past a non-square table).
+    int64_t side = static_cast<int64_t>(
+        std::llround(std::sqrt(static_cast<double>(c.positionEmbeddings))));
+    if (!r.failed() &&
+        (c.positionEmbeddings < 1 || side * side != c.positionEmbeddings))
+      r.fail("num_position_embeddings",
+             std::to_string(c.positionEmbeddings) +
+                 " must be a positive square (a grid of positions)");
+    for (size_t j = 0; j < c.deepstackIndexes.size() && !r.failed(); ++j) {
+      int64_t i = c.deepstackIndexes[j];
+      if (i < 0 || i >= c.depth)
+        r.fail("deepstack_visual_indexes", "block " + std::to_string(i) +
+                                               " is outside depth " +
+                                               std::to_string(c.depth));
+      else if (j > 0 && i <= c.deepstackIndexes[j - 1])
+        r.fail("deepstack_visual_indexes", "must increase");
+    }
+  }
   return c;
 }
 
 Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
-                                     StringRef prefixRef, int64_t patches) {
+                                     StringRef prefixRef, int64_t patches,
+                                     std::vector<Value> *deepstack) {
   std::string prefix = prefixRef.str();
   MLIRContext *ctx = b.getContext();
   Type i32 = IntegerType::get(ctx, 32);
@@ -147,6 +178,25 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
                        {d, c.channels, c.temporal, c.patch, c.patch});
   Value x = b.matmul(pixels, b.reshape(conv, {d, c.patchInputs()}), false,
                      /*transposeRhs=*/true);
+  if (c.qwen3) {
+    Value bias = b.param(prefix + "patch_embed.proj.bias", {d});
+    x = b.add(x, b.broadcast(bias, {patches, d}, {1}));
+    // Learned positions resampled to the image's grid: each patch mixes
+    // four rows of pos_embed (bilinear taps, align_corners) with weights
+    // the data pipeline computes from the grid, in f32 like transformers.
+    locate(b, prefix + "pos_embed", ModuleKind::VisionPatchEmbed);
+    Type f32 = Float32Type::get(ctx);
+    Value ids = b.packedInput("vision_pos_embed_ids", {patches, 4}, i32, 0);
+    Value weights =
+        b.packedInput("vision_pos_embed_weights", {patches, 4}, f32, 0);
+    Value table =
+        b.param(prefix + "pos_embed.weight", {c.positionEmbeddings, d});
+    Value taps = b.cast(b.gather(table, ids), f32); // [patches, 4, d]
+    Value mixed = b.reduce(
+        ReduceKind::Sum,
+        b.mul(taps, b.broadcast(weights, {patches, 4, d}, {0, 1})), {1});
+    x = b.add(x, b.cast(mixed, b.dtype()));
+  }
   x = b.reshape(x, {1, patches, d});
 
   // VisionRotaryEmbedding(head_dim / 2): frequencies theta^(-2j/(hd/2)) for
@@ -195,7 +245,11 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
     locate(b, p + "mlp", ModuleKind::VisionBlock, i);
     h = norm(x, p + "norm2", d);
     Value m;
-    if (c.qwen25) {
+    if (c.qwen3) {
+      Value up = linearWithBias(b, h, p + "mlp.linear_fc1", c.mlpHidden, d);
+      m = linearWithBias(b, activation(b, c.act, up), p + "mlp.linear_fc2", d,
+                         c.mlpHidden);
+    } else if (c.qwen25) {
       Value gate = linearWithBias(b, h, p + "mlp.gate_proj", c.mlpHidden, d);
       Value up = linearWithBias(b, h, p + "mlp.up_proj", c.mlpHidden, d);
       m = linearWithBias(b, b.mul(activation(b, c.act, gate), up),
@@ -206,11 +260,34 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
                          c.mlpHidden);
     }
     x = b.add(x, m);
+
+    // DeepStack: a merger with its norm after the merge (over group * d)
+    // turns this block's output into features for decoder layer j.
+    auto at = llvm::find(c.deepstackIndexes, i);
+    if (c.qwen3 && deepstack && at != c.deepstackIndexes.end()) {
+      std::string mp = prefix + "deepstack_merger_list." +
+                       std::to_string(at - c.deepstackIndexes.begin()) + ".";
+      locate(b, mp + "norm", ModuleKind::VisionMerger);
+      int64_t group = c.merge * c.merge;
+      Value y = layerNorm(b, b.reshape(x, {patches / group, group * d}),
+                          mp + "norm", group * d, 1e-6);
+      y = linearWithBias(b, y, mp + "linear_fc1", group * d, group * d);
+      deepstack->push_back(linearWithBias(b, b.gelu(y), mp + "linear_fc2",
+                                          c.outHidden, group * d));
+    }
   }
 
   // PatchMerger: norm, group merge^2 neighbouring patches, 2-layer MLP.
   locate(b, prefix + "merger", ModuleKind::VisionMerger);
   int64_t group = c.merge * c.merge, merged = patches / group;
+  if (c.qwen3) {
+    x = layerNorm(b, x, prefix + "merger.norm", d, 1e-6);
+    x = b.reshape(x, {merged, group * d});
+    x = linearWithBias(b, x, prefix + "merger.linear_fc1", group * d,
+                       group * d);
+    return linearWithBias(b, b.gelu(x), prefix + "merger.linear_fc2",
+                          c.outHidden, group * d);
+  }
   x = norm(x, prefix + "merger.ln_q", d);
   x = b.reshape(x, {merged, group * d});
   x = linearWithBias(b, x, prefix + "merger.mlp.0", group * d, group * d);

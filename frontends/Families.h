@@ -30,6 +30,8 @@ struct RopeConfig {
   double attentionScaling = 1.0;
   /// Qwen2-VL multimodal rope: sizes of the temporal/height/width sections.
   std::vector<int64_t> mropeSection;
+  /// Qwen3-VL: the sections take frequencies round-robin (RopeOp).
+  bool mropeInterleaved = false;
 };
 
 struct DecoderConfig {
@@ -59,6 +61,9 @@ struct DecoderConfig {
   std::vector<int64_t> layerWindows;
   bool gptOssExperts = false;
   double swigluAlpha = 1.702, swigluLimit = 7.0;
+  /// Qwen3-VL-MoE: experts fused as gate_up_proj [E, 2I, H] (gate rows
+  /// first) and down_proj [E, H, I], without biases.
+  bool stackedExperts = false;
 
   // Gemma 3: RMSNorms scale by (1 + w); the attention and the MLP outputs
   // are normed again before their residual adds (post_attention_layernorm,
@@ -125,21 +130,36 @@ std::pair<Value, Value> buildTokenEmbedding(ModelBuilder &b,
 struct DecoderOutputs {
   Value loss, logits;
 };
+/// Qwen3-VL's DeepStack: after decoder layer i, features[i] [N, H] are
+/// added to the hidden states of the tokens `positions` [N] (flat B*S).
+struct Deepstack {
+  Value positions;
+  std::vector<Value> features;
+};
 DecoderOutputs buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
                                 const DecoderNames &names, Value embeds,
                                 Value table, Value positions, Value segments,
-                                Value labels);
+                                Value labels, const Deepstack &deepstack = {});
 /// Replaces rows `positions` of `embeds` [B, S, H] (flattened B*S) with
 /// `rows` [N, H]: how image and audio features enter the token stream.
 Value mergeRows(ModelBuilder &b, Value embeds, Value positions, Value rows);
 
 //===----------------------------------------------------------------------===//
-// Vision tower (Qwen2-VL, Qwen2.5-VL)
+// Vision tower (Qwen2-VL, Qwen2.5-VL, Qwen3-VL)
 //===----------------------------------------------------------------------===//
+
+enum class VisionKind { Qwen2, Qwen25, Qwen3 };
 
 struct VisionConfig {
   bool qwen25 = false;      // RMSNorm, gated MLP, windowed attention
   bool separateQKV = false; // Qwen2.5-Omni: attn.q / attn.k / attn.v
+  /// Qwen3-VL: a patch embedding with bias, learned position embeddings
+  /// (num_position_embeddings, a square grid bilinearly resampled to each
+  /// image: the data pipeline's taps and weights), LayerNorms, an fc1/fc2
+  /// MLP, and DeepStack mergers after the blocks deepstackIndexes.
+  bool qwen3 = false;
+  int64_t positionEmbeddings = 0;
+  std::vector<int64_t> deepstackIndexes;
   int64_t depth = 0, dim = 0, heads = 0, mlpHidden = 0, outHidden = 0;
   int64_t patch = 14, merge = 2, temporal = 2, channels = 3;
   std::vector<int64_t> fullAttentionBlocks; // qwen25 only
@@ -148,13 +168,16 @@ struct VisionConfig {
   int64_t patchInputs() const { return channels * temporal * patch * patch; }
 };
 
-VisionConfig parseVisionConfig(ConfigReader &r, bool qwen25,
+VisionConfig parseVisionConfig(ConfigReader &r, VisionKind kind,
                                int64_t textHidden);
 /// Image features [patches / merge^2, outHidden] from the batch inputs
 /// pixel_values, vision_position_ids, vision_segment_ids (and, for qwen25,
-/// vision_window_segment_ids), declared here.
+/// vision_window_segment_ids; for qwen3, vision_pos_embed_ids and
+/// vision_pos_embed_weights), declared here. Qwen3-VL's DeepStack features
+/// (each [patches / merge^2, outHidden]) go to `deepstack`.
 Value buildVisionTower(ModelBuilder &b, const VisionConfig &c,
-                       llvm::StringRef prefix, int64_t patches);
+                       llvm::StringRef prefix, int64_t patches,
+                       std::vector<Value> *deepstack = nullptr);
 
 //===----------------------------------------------------------------------===//
 // Audio encoder (Whisper-style, as in Qwen2.5-Omni)

@@ -37,6 +37,8 @@ std::vector<std::string> mlir::veomni::supportedModelTypes() {
           "deepseek_v3",
           "qwen2_vl",
           "qwen2_5_vl",
+          "qwen3_vl",
+          "qwen3_vl_moe",
           "qwen2_5_omni",
           "qwen2_5_omni_thinker"};
 }
@@ -226,8 +228,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     std::optional<ConfigReader> vr = requireObject(r, "vision_config");
     if (r.failed())
       return fail(r.error());
-    VisionConfig v =
-        parseVisionConfig(*vr, modelType == "qwen2_5_vl", c.hidden);
+    VisionConfig v = parseVisionConfig(
+        *vr, modelType == "qwen2_5_vl" ? VisionKind::Qwen25 : VisionKind::Qwen2,
+        c.hidden);
     model.numHeads = c.heads;
     model.numKVHeads = c.kvHeads;
     model.numLayers = c.layers;
@@ -251,6 +254,67 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                            in.segments, in.labels);
     appendDecoderPlan(model.plan, names);
     appendVisionPlan(model.plan, "visual.");
+  } else if (modelType == "qwen3_vl" || modelType == "qwen3_vl_moe") {
+    // Qwen3-VL(-MoE): a Qwen3(-MoE) LLM with interleaved MRoPE, whose first
+    // layers also take the vision tower's DeepStack features.
+    std::optional<ConfigReader> text = requireObject(r, "text_config");
+    std::optional<ConfigReader> vr = requireObject(r, "vision_config");
+    if (r.failed())
+      return fail(r.error());
+    DecoderConfig c = parseDecoderConfig(
+        *text, modelType == "qwen3_vl" ? "qwen3_vl_text" : "qwen3_vl_moe_text",
+        options);
+    r.ignoreGenericKeys();
+    r.ignore({"image_token_id", "video_token_id", "vision_start_token_id",
+              "vision_end_token_id"});
+    c.tieEmbeddings = readTying(r, &*text);
+    if (r.failed() || text->failed())
+      return fail(r.failed() ? r.error() : text->error());
+    VisionConfig v = parseVisionConfig(*vr, VisionKind::Qwen3, c.hidden);
+    if (vr->failed())
+      return fail(vr->error());
+    if (v.outHidden != c.hidden)
+      return fail(vr->path() + ": field '" + vr->fieldName("out_hidden_size") +
+                  "': " + std::to_string(v.outHidden) +
+                  " differs from text_config.hidden_size " +
+                  std::to_string(c.hidden));
+    if (static_cast<int64_t>(v.deepstackIndexes.size()) > c.layers)
+      return fail(vr->path() + ": field '" +
+                  vr->fieldName("deepstack_visual_indexes") +
+                  "': " + std::to_string(v.deepstackIndexes.size()) +
+                  " DeepStack features but the LLM has " +
+                  std::to_string(c.layers) + " layers");
+    model.numExperts = c.experts;
+    model.numHeads = c.heads;
+    model.numKVHeads = c.kvHeads;
+    model.numLayers = c.layers;
+    model.expertsPerToken = c.topK;
+    int64_t group = v.merge * v.merge;
+    if (options.data.imagePatches == 0 ||
+        options.data.imagePatches % group != 0)
+      return fail("--image-patches " +
+                  std::to_string(options.data.imagePatches) +
+                  ": must be a positive multiple of spatial_merge_size^2 = " +
+                  std::to_string(group));
+    checkTokens(r, "image-patches", options.data.imagePatches / group);
+    if (!error.empty())
+      return fail(error);
+    names.prefix = "model.language_model.";
+    TextInputs in = declareTextInputs(b, c, options);
+    Deepstack deepstack;
+    Value image = buildVisionTower(
+        b, v, "model.visual.", options.data.imagePatches, &deepstack.features);
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    if (image) {
+      int64_t n = cast<RankedTensorType>(image.getType()).getDimSize(0);
+      deepstack.positions =
+          b.input("image_token_positions", {n}, IntegerType::get(&context, 32));
+      embeds = mergeRows(b, embeds, deepstack.positions, image);
+    }
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                           in.segments, in.labels, deepstack);
+    appendDecoderPlan(model.plan, names);
+    appendVisionPlan(model.plan, "model.visual.");
   } else if (modelType == "qwen2_5_omni" ||
              modelType == "qwen2_5_omni_thinker") {
     std::optional<ConfigReader> thinker;
@@ -294,7 +358,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     if (c.rope.mropeSection.empty())
       return fail(tr->path() + ": field '" + tr->fieldName("rope_parameters") +
                   ".mrope_section': missing (required for " + modelType + ")");
-    VisionConfig v = parseVisionConfig(*vr, /*qwen25=*/true, c.hidden);
+    VisionConfig v = parseVisionConfig(*vr, VisionKind::Qwen25, c.hidden);
     v.separateQKV = true;
     AudioConfig a = parseAudioConfig(*ar);
     if (r.failed())

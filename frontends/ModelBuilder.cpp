@@ -399,14 +399,16 @@ Value ModelBuilder::scatterAdd(Value dest, Value indices, Value updates,
 
 Value ModelBuilder::rope(Value x, Value positions, double theta,
                          ArrayRef<int64_t> mropeSection,
-                         ArrayRef<float> invFreq, double attentionScaling) {
+                         ArrayRef<float> invFreq, double attentionScaling,
+                         bool interleaved) {
   return result(createInferred<RopeOp>(
       {x, positions}, x, positions, opBuilder.getF64FloatAttr(theta),
       mropeSection.empty() ? DenseI64ArrayAttr()
                            : opBuilder.getDenseI64ArrayAttr(mropeSection),
       invFreq.empty() ? DenseF32ArrayAttr()
                       : opBuilder.getDenseF32ArrayAttr(invFreq),
-      opBuilder.getF64FloatAttr(attentionScaling)));
+      opBuilder.getF64FloatAttr(attentionScaling), UnitAttr(),
+      unit(interleaved)));
 }
 
 Value ModelBuilder::attention(Value query, Value key, Value value,

@@ -150,10 +150,11 @@ public:
   Value scatterAdd(Value dest, Value indices, Value updates, int64_t axis = 0);
 
   /// `mropeSection` empty: 1-D rope over positions [B, S]; else positions
-  /// are [N, B, S]. `invFreq` empty: theta^(-2j/D).
+  /// are [N, B, S] (`interleaved`: Qwen3-VL's round-robin sections).
+  /// `invFreq` empty: theta^(-2j/D).
   Value rope(Value x, Value positions, double theta,
              ArrayRef<int64_t> mropeSection = {}, ArrayRef<float> invFreq = {},
-             double attentionScaling = 1.0);
+             double attentionScaling = 1.0, bool interleaved = false);
   /// `window` > 0: a causal sliding window; `sinks` [Hq]: gpt-oss's sink
   /// logits (null: none).
   Value attention(Value query, Value key, Value value, Value segmentIds,

@@ -362,13 +362,18 @@ def VeOmni_RopeOp : VeOmni_InferredOp<"rope", [VJP]> {
     `[N, B, S]` for N sections whose sizes sum to D/2. cos and sin are scaled
     by `attention_scaling` (YaRN). With `inverse` the rotation is by the
     negated angle: the transpose of the forward map, which is its VJP.
+
+    With `mrope_interleaved` (Qwen3-VL's interleaved MRoPE) the N sections
+    take frequencies round-robin instead of in runs: frequency j belongs to
+    section k >= 1 when j % N == k and j < N * mrope_section[k], else to
+    section 0.
   }];
   let arguments = (ins VeOmni_FloatTensor:$input, VeOmni_IndexTensor:$positions,
                        F64Attr:$theta,
                        OptionalAttr<DenseI64ArrayAttr>:$mrope_section,
                        OptionalAttr<DenseF32ArrayAttr>:$inv_freq,
                        DefaultValuedAttr<F64Attr, "1.0">:$attention_scaling,
-                       UnitAttr:$inverse);
+                       UnitAttr:$inverse, UnitAttr:$mrope_interleaved);
   let results = (outs VeOmni_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $positions attr-dict `:` type($input) `,` type($positions)

@@ -584,7 +584,8 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
                         {"mrope_section", AttrKind::I64Array, false},
                         {"inv_freq", AttrKind::F32Array, false},
                         {"attention_scaling", AttrKind::Float, false},
-                        {"inverse", AttrKind::Unit, false}})))
+                        {"inverse", AttrKind::Unit, false},
+                        {"mrope_interleaved", AttrKind::Unit, false}})))
     return failure();
   ShapeErrors err(loc, "rope");
   RankedTensorType input = tensorOf(adaptor.getInput());
@@ -620,7 +621,18 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
     if (positions.getDimSize(0) != static_cast<int64_t>(sections->size()))
       return err("positions ", positions, " must have one row per section (",
                  sections->size(), ")");
+    // Interleaved: section k >= 1 takes frequencies k, k + N, ... below
+    // N * size, which must all be frequencies of the input.
+    int64_t n = static_cast<int64_t>(sections->size());
+    if (adaptor.getMropeInterleaved())
+      for (int64_t k = 1; k < n; ++k)
+        if ((*sections)[k] * n - n + k >= headDim / 2)
+          return err("interleaved mrope_section ", (*sections)[k],
+                     " of section ", k, " reaches past the ", headDim / 2,
+                     " frequencies");
     lead = 1;
+  } else if (adaptor.getMropeInterleaved()) {
+    return err("mrope_interleaved needs mrope_section");
   } else if (failed(expectRank(err, "positions", positions, 2))) {
     return failure();
   }

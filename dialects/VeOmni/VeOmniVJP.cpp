@@ -377,11 +377,11 @@ LogicalResult ScatterAddOp::buildVJP(OpBuilder &b, ValueRange grads,
 LogicalResult RopeOp::buildVJP(OpBuilder &b, ValueRange grads,
                                SmallVectorImpl<Value> &out) {
   // A rotation (times attention_scaling): its transpose rotates back.
-  auto inverse =
-      RopeOp::create(b, getLoc(), grads[0], getPositions(), getThetaAttr(),
-                     getMropeSectionAttr(), getInvFreqAttr(),
-                     b.getF64FloatAttr(getAttentionScaling().convertToDouble()),
-                     getInverse() ? UnitAttr() : b.getUnitAttr());
+  auto inverse = RopeOp::create(
+      b, getLoc(), grads[0], getPositions(), getThetaAttr(),
+      getMropeSectionAttr(), getInvFreqAttr(),
+      b.getF64FloatAttr(getAttentionScaling().convertToDouble()),
+      getInverse() ? UnitAttr() : b.getUnitAttr(), getMropeInterleavedAttr());
   out.append({inverse.getResult(), Value()});
   return success();
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -330,10 +331,40 @@ FusedExpert(const std::string &stacked, int64_t e, const Shape &slice,
   return found;
 }
 
+/// Whether parameter `name` of a `modelType` program may be stored with
+/// its last two dimensions swapped, as transformers' conversion mapping
+/// says: Qwen3-VL-MoE's fused experts, published as gate_up_proj
+/// [E, H, 2I] and down_proj [E, I, H] where transformers 5 holds (and
+/// saves) [E, 2I, H] and [E, H, I]. Like transformers, a tensor of the
+/// held shape is taken as it is.
+bool MayBeTransposed(absl::string_view modelType, absl::string_view name) {
+  return modelType == "qwen3_vl_moe" &&
+         (absl::EndsWith(name, ".mlp.experts.gate_up_proj") ||
+          absl::EndsWith(name, ".mlp.experts.down_proj"));
+}
+
+/// Copies `from` [E, b, a] into `to` [E, a, b] (converting its dtype).
+absl::Status CopyTransposed(const TensorView &from, const TensorView &to) {
+  const int64_t e = from.shape[0], rows = from.shape[1], cols = from.shape[2];
+  const size_t width = SizeOf(from.dtype);
+  std::vector<uint8_t> swapped(static_cast<size_t>(from.numel()) * width);
+  const auto *src = static_cast<const uint8_t *>(from.data);
+  for (int64_t x = 0; x < e; ++x)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(&swapped[((x * cols + c) * rows + r) * width],
+                    src + ((x * rows + r) * cols + c) * width, width);
+  TensorView view = from;
+  view.data = swapped.data();
+  view.shape = {e, cols, rows};
+  return CopyConvert(view, to);
+}
+
 /// Loads parameter `a` into `into`, a host view of its buffer.
 absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
                            const std::string &source, const Finder &find,
-                           const RawFinder &findRaw) {
+                           const RawFinder &findRaw,
+                           absl::string_view modelType) {
   std::vector<NamedTensor> parts = SplitStacked(a.name, into);
   for (size_t e = 0; e < parts.size(); ++e) {
     const NamedTensor &t = parts[e];
@@ -372,6 +403,14 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
                                  "DeepSeek's block-scaled F8_E4M3 only)"));
     if (!found)
       return fail(source, "missing");
+    const Shape &held = found->view.shape;
+    if (MayBeTransposed(modelType, t.name) && held.size() == 3 &&
+        held != t.view.shape &&
+        held == Shape{t.view.shape[0], t.view.shape[2], t.view.shape[1]}) {
+      if (absl::Status s = CopyTransposed(found->view, t.view); !s.ok())
+        return fail(*found->file, s.message());
+      continue;
+    }
     if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
       return fail(*found->file, s.message());
   }
@@ -387,7 +426,8 @@ absl::Status LoadParametersFrom(Executor &executor, const std::string &source,
       continue;
     absl::Status loaded =
         executor.FillGlobal(a.buffer, [&](const TensorView &v) {
-          return LoadParameter(a, v, source, find, findRaw);
+          return LoadParameter(a, v, source, find, findRaw,
+                               executor.program().modelType);
         });
     if (!loaded.ok())
       return loaded;

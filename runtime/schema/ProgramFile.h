@@ -15,7 +15,7 @@
 namespace veomni::fb {
 
 constexpr char kProgramMagic[8] = {'V', 'E', 'O', 'M', 'N', 'I', 'P', 'G'};
-constexpr uint32_t kFormatVersion = 3;
+constexpr uint32_t kFormatVersion = 4;
 constexpr size_t kHeaderBytes = 32;
 /// Buffers start at multiples of this many bytes in the arena.
 constexpr uint64_t kBufferAlignment = 64;

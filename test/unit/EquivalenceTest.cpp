@@ -604,17 +604,19 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Plans, Equivalence,
-    ::testing::Values(Plan{"llama", 1, 4}, Plan{"llama", 2, 2},
-                      Plan{"llama", 1, 2, 1, 2}, Plan{"qwen3", 2, 2},
-                      Plan{"qwen3_moe", 1, 4, 1, 1, 1, 2},
-                      Plan{"qwen3_moe", 1, 2, 1, 2}, Plan{"omni_moe", 1, 4},
-                      Plan{"qwen2_5_omni", 1, 2, 1, 2}, Plan{"llama", 1, 2, 2},
-                      Plan{"llama", 2, 1, 2}, Plan{"qwen3_moe", 1, 2, 1, 1, 2},
-                      Plan{"omni_moe", 1, 2, 1, 1, 2},
-                      Plan{"qwen2_vl", 1, 2, 1, 2}, Plan{"qwen2_5_vl", 1, 2, 2},
-                      Plan{"qwen2", 2, 2},
-                      // sp 4 over 2 kv heads: repeated up to 4.
-                      Plan{"llama", 1, 1, 1, 4}),
+    ::testing::Values(
+        Plan{"llama", 1, 4}, Plan{"llama", 2, 2}, Plan{"llama", 1, 2, 1, 2},
+        Plan{"qwen3", 2, 2}, Plan{"qwen3_moe", 1, 4, 1, 1, 1, 2},
+        Plan{"qwen3_moe", 1, 2, 1, 2}, Plan{"omni_moe", 1, 4},
+        Plan{"qwen2_5_omni", 1, 2, 1, 2}, Plan{"llama", 1, 2, 2},
+        Plan{"llama", 2, 1, 2}, Plan{"qwen3_moe", 1, 2, 1, 1, 2},
+        Plan{"omni_moe", 1, 2, 1, 1, 2}, Plan{"qwen2_vl", 1, 2, 1, 2},
+        Plan{"qwen2_5_vl", 1, 2, 2}, Plan{"qwen2", 2, 2},
+        // sp 4 over 2 kv heads: repeated up to 4.
+        Plan{"llama", 1, 1, 1, 4},
+        // DeepStack's adds under data parallelism; fused
+        // experts under ep.
+        Plan{"qwen3_vl", 1, 4}, Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).

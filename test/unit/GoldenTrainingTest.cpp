@@ -256,7 +256,10 @@ INSTANTIATE_TEST_SUITE_P(
         // DeepSeek-V3: multi-head latent attention with interleaved yarn
         // rope, the group-limited sigmoid router with its choice bias,
         // shared experts, a dense first layer.
-        Case{"deepseek_v3"}),
+        Case{"deepseek_v3"},
+        // Qwen3-VL(-MoE): interleaved MRoPE, DeepStack, learned vision
+        // positions; fused experts.
+        Case{"qwen3_vl", 24}, Case{"qwen3_vl_moe", 24}),
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });

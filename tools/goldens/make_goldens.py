@@ -169,18 +169,26 @@ FAMILIES = [
     "qwen2_vl",
     "qwen2_5_vl",
     "qwen2_5_omni",
+    "qwen3_vl",
+    "qwen3_vl_moe",
 ]
-MOE_FAMILIES = ("qwen3_moe", "gpt_oss", "deepseek_v3")
+MOE_FAMILIES = ("qwen3_moe", "gpt_oss", "deepseek_v3", "qwen3_vl_moe")
 # Persistent buffers that checkpoints hold beside the parameters: written,
 # with zero gradients and unchanged by the step (veomni trains them by no
 # gradient either).
 BUFFERS = (".e_score_correction_bias",)
-VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni")
+VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "qwen3_vl", "qwen3_vl_moe")
+QWEN3_VL = ("qwen3_vl", "qwen3_vl_moe")  # DeepStack, interleaved MRoPE, learned positions
+# Families that transformers 4.55 (the 4.x config writer) does not know.
+NO_V4 = QWEN3_VL
 
 SEED = 1234
 BATCH, SEQ = 1, 32
 TEXT_VOCAB = 500  # random text ids stay below the special ids (500 = image token)
 IMAGE_GRID = (1, 4, 4)  # (t, h, w) patches: 16 patches -> 4 merged tokens
+# Qwen3-VL: a 4 x 6 grid, unlike the 6 x 6 learned position grid, so that the
+# bilinear resampling mixes rows.
+QWEN3_VL_GRID = (1, 4, 6)
 AUDIO_FRAMES = 16  # mel frames of the omni audio clip: 8 after the conv, 4 tokens
 # Omni token ids that the tiny config does not define inside its 512-token vocab:
 # only HF's get_rope_index reads them, to find where images and audio start.
@@ -313,6 +321,8 @@ def model_class(family):
         "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
         "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
         "qwen2_5_omni": transformers.Qwen2_5OmniForConditionalGeneration,
+        "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+        "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
     }.get(family, transformers.AutoModelForCausalLM)
 
 
@@ -398,6 +408,8 @@ def checkpoint_tensors(family, named):
         name = checkpoint_name(family, name)
         if family == "gpt_oss":  # its checkpoints keep the experts stacked
             out[name] = tensor
+        elif family == "qwen3_vl_moe":  # fused experts, saved as transformers 5 holds them
+            out[name] = tensor
         elif name.endswith(".mlp.experts.gate_up_proj"):  # [E, 2I, H], gate half first
             stem = name[: -len("gate_up_proj")]
             inter = tensor.shape[1] // 2
@@ -458,7 +470,7 @@ def vision_inputs(config, family, grid_thw, pixels):
     segments = torch.repeat_interleave(
         torch.arange(len(cu_seqlens) - 1), (cu_seqlens[1:] - cu_seqlens[:-1]).long()
     )
-    windowed = family != "qwen2_vl"
+    windowed = family in ("qwen2_5_vl", "qwen2_5_omni")
     if windowed:
         window_index, cu_windows = vision_utils.get_vision_window_index(
             grid_thw, merge, vcfg.window_size, vcfg.patch_size
@@ -472,6 +484,14 @@ def vision_inputs(config, family, grid_thw, pixels):
         "vision_position_ids": positions[order].T.reshape(2, 1, patches),
         "vision_segment_ids": segments[order].reshape(1, patches),
     }
+    if family in QWEN3_VL:
+        # The learned position grid's bilinear taps and weights per patch.
+        side = int(vcfg.num_position_embeddings**0.5)
+        ids, weights = vision_utils.get_vision_interpolation_indices_and_weights(
+            grid_thw, side, mode="bilinear", align_corners=True, spatial_merge_size=merge
+        )
+        inputs["vision_pos_embed_ids"] = ids[order]
+        inputs["vision_pos_embed_weights"] = weights[order].float()
     if windowed:
         window_ids = torch.repeat_interleave(
             torch.arange(len(cu_windows) - 1), (cu_windows[1:] - cu_windows[:-1]).long()
@@ -480,7 +500,7 @@ def vision_inputs(config, family, grid_thw, pixels):
     return window_index, inputs
 
 
-def make_batch(family, model, config, gen, grid=IMAGE_GRID):
+def make_batch(family, model, config, gen, grid=None):
     """Returns (veomni batch, HF forward kwargs, HF kwargs that let HF derive positions).
 
     The HF kwargs carry the batch's position_ids explicitly; the second set
@@ -496,6 +516,7 @@ def make_batch(family, model, config, gen, grid=IMAGE_GRID):
 
     omni = family == "qwen2_5_omni"
     tcfg = config.thinker_config if omni else config
+    grid = grid or (QWEN3_VL_GRID if family in QWEN3_VL else IMAGE_GRID)
     grid_thw, pixels = random_image(config, family, grid, gen)
     n_image = int(grid_thw.prod()) // tcfg.vision_config.spatial_merge_size**2
     start = 2  # <vision_start> at 2, the image tokens, <vision_end>
@@ -735,9 +756,15 @@ def rotate_half(x):
     return torch.cat((-b, a), dim=-1)
 
 
-def rope(x, positions, inv_freq, sections, scaling=1.0):
-    """x [B, S, H, D]; positions [N, B, S]; frequency j uses position row sec(j) % N."""
+def rope(x, positions, inv_freq, sections, scaling=1.0, interleaved=False):
+    """x [B, S, H, D]; positions [N, B, S]; frequency j uses position row sec(j) % N;
+    interleaved (Qwen3-VL): row k >= 1 for j = k, k + N, ... below N * sections[k], else row 0."""
     rows = torch.repeat_interleave(torch.arange(len(sections)), torch.tensor(sections))
+    if interleaved:
+        n = len(sections)
+        rows = torch.zeros(sum(sections), dtype=torch.long)
+        for k in range(1, n):
+            rows[k : n * sections[k] : n] = k
     rows = rows % positions.shape[0]
     angle = positions[rows].permute(1, 2, 0).float() * inv_freq  # [B, S, D/2]
     angle = torch.cat((angle, angle), dim=-1)[:, :, None, :]
@@ -829,6 +856,51 @@ def ref_vision(W, p, vcfg, batch, qwen25):
     return linear(x, W[p + "merger.mlp.2.weight"], W[p + "merger.mlp.2.bias"])
 
 
+def ref_vision_qwen3(W, p, vcfg, batch):
+    """buildVisionTower for Qwen3-VL: (merged rows, [DeepStack features])."""
+    pixels = batch["pixel_values"].float()
+    patches = pixels.shape[0]
+    conv = W[p + "patch_embed.proj.weight"]
+    dim = conv.shape[0]
+    heads = vcfg["num_heads"]
+    hd = dim // heads
+    x = pixels @ conv.reshape(dim, -1).T + W[p + "patch_embed.proj.bias"]
+    taps = W[p + "pos_embed.weight"][batch["vision_pos_embed_ids"].long()]  # [P, 4, d]
+    x = x + (taps * batch["vision_pos_embed_weights"].float()[:, :, None]).sum(1)
+    theta = (vcfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    inv = 1.0 / (theta ** (torch.arange(0, hd // 2, 2, dtype=torch.float64) / (hd // 2)))
+    inv = torch.cat((inv, inv)).float()
+    positions = batch["vision_position_ids"].long()
+    segments = batch["vision_segment_ids"].long()
+    act = ACTS[vcfg["hidden_act"]]
+    unit = vcfg["spatial_merge_size"] ** 2
+
+    def ln(v, name):
+        return layer_norm(v, W[name + ".weight"], W[name + ".bias"], 1e-6)
+
+    def merger(v, name, postshuffle):
+        v = ln(v.reshape(patches // unit, unit * dim), name + ".norm") if postshuffle else ln(v, name + ".norm")
+        v = F.gelu(linear(v.reshape(patches // unit, unit * dim), W[name + ".linear_fc1.weight"], W[name + ".linear_fc1.bias"]))
+        return linear(v, W[name + ".linear_fc2.weight"], W[name + ".linear_fc2.bias"])
+
+    x = x[None]
+    deepstack = []
+    indexes = vcfg.get("deepstack_visual_indexes", [8, 16, 24])
+    for i in range(vcfg["depth"]):
+        b = f"{p}blocks.{i}."
+        qkv = linear(ln(x, b + "norm1"), W[b + "attn.qkv.weight"], W[b + "attn.qkv.bias"])
+        q, k, v = qkv.reshape(1, patches, 3, heads, hd).unbind(2)
+        q = rope(q, positions, inv, [hd // 4, hd // 4])
+        k = rope(k, positions, inv, [hd // 4, hd // 4])
+        a = attention(q, k, v, segments, False, hd**-0.5).reshape(1, patches, dim)
+        x = x + linear(a, W[b + "attn.proj.weight"], W[b + "attn.proj.bias"])
+        u = linear(ln(x, b + "norm2"), W[b + "mlp.linear_fc1.weight"], W[b + "mlp.linear_fc1.bias"])
+        x = x + linear(act(u), W[b + "mlp.linear_fc2.weight"], W[b + "mlp.linear_fc2.bias"])
+        if i in indexes:
+            deepstack.append(merger(x[0], f"{p}deepstack_merger_list.{indexes.index(i)}", True))
+    return merger(x[0], p + "merger", False), deepstack
+
+
 def ref_audio(W, p, acfg, batch):
     """buildAudioEncoder: clips end to end, one conv over all frames."""
     x = batch["input_features"].float()
@@ -874,10 +946,16 @@ def sparse_layer(text, i):
     return experts > 0 and i not in (text.get("mlp_only_layers") or []) and (i + 1) % step == 0 and i >= first
 
 
-def ref_decoder(W, family, cfg, embeds, batch, stats):
+def decoder_prefix(family):
+    return {"qwen2_5_omni": "thinker.model."}.get(
+        family, "model.language_model." if family in QWEN3_VL else "model."
+    )
+
+
+def ref_decoder(W, family, cfg, embeds, batch, stats, deepstack=()):
     """buildDecoderLoss: layers, final norm, LM head; returns logits."""
     text = text_config(family, cfg)
-    pre = "thinker.model." if family == "qwen2_5_omni" else "model."
+    pre = decoder_prefix(family)
     head_name = "thinker.lm_head.weight" if family == "qwen2_5_omni" else "lm_head.weight"
     tied = tied_embeddings(family, cfg)
     assert tied == (
@@ -898,6 +976,7 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
         positions = positions[None]
     sections = text["rope_parameters"].get("mrope_section") if positions.shape[0] == 3 else None
     sections = sections or [hd // 2]
+    interleaved = family in QWEN3_VL and text["rope_parameters"].get("mrope_interleaved", True)
     segments = batch["segment_ids"].long()
     B, S, _ = embeds.shape
     x = embeds
@@ -924,8 +1003,8 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
             k = norm(k, W[b + "self_attn.k_norm.weight"])
         sliding = text.get("layer_types", [None] * (i + 1))[i] == "sliding_attention"
         freqs, sc = rope_frequencies(text, "sliding_attention") if gemma and sliding else (inv_freq, scaling)
-        q = rope(q, positions, freqs, sections, sc)
-        k = rope(k, positions, freqs, sections, sc)
+        q = rope(q, positions, freqs, sections, sc, interleaved)
+        k = rope(k, positions, freqs, sections, sc, interleaved)
         window = text.get("sliding_window") or 0 if sliding else 0
         if family == "qwen3_moe" and text.get("use_sliding_window"):  # every layer
             window = text.get("sliding_window") or 0
@@ -951,6 +1030,10 @@ def ref_decoder(W, family, cfg, embeds, batch, stats):
             g = linear(h, W[b + "mlp.gate_proj.weight"], W.get(b + "mlp.gate_proj.bias"))
             u = linear(h, W[b + "mlp.up_proj.weight"], W.get(b + "mlp.up_proj.bias"))
             x = x + linear(F.silu(g) * u, W[b + "mlp.down_proj.weight"], W.get(b + "mlp.down_proj.bias"))
+        if i < len(deepstack):  # DeepStack: added at the image tokens
+            flat = x.reshape(B * S, -1).clone()
+            flat[batch["image_token_positions"].long()] += deepstack[i]
+            x = flat.reshape(x.shape)
     x = norm(x, W[pre + "norm.weight"])
     logits = linear(x, W[pre + "embed_tokens.weight"] if tied else W[head_name])
     cap = text.get("final_logit_softcapping")
@@ -1060,13 +1143,19 @@ def ref_moe(W, b, text, h, stats):
     gap = (top[:, k - 1] - top[:, k]).min().item()
     stats["min_topk_gap"] = min(stats.get("min_topk_gap", 1.0), gap)
     weights, index = probs.topk(k, -1)
-    if gpt_oss or text.get("norm_topk_prob", False):  # transformers' default: none
+    stacked = b + "mlp.experts.gate_up_proj" in W and not gpt_oss  # Qwen3-VL-MoE: always normalised
+    if gpt_oss or stacked or text.get("norm_topk_prob", False):  # transformers' default: none
         weights = weights / weights.sum(-1, keepdim=True)
     out = torch.zeros_like(flat)
     for t in range(flat.shape[0]):
         for j in range(k):
             if gpt_oss:
                 out[t] += weights[t, j] * ref_gpt_oss_experts(W, b, text, flat[t], int(index[t, j]))
+                continue
+            if stacked:  # gate_up_proj [E, 2I, H] (gate rows first), down_proj [E, H, I]
+                e = int(index[t, j])
+                gate, up = (flat[t] @ W[b + "mlp.experts.gate_up_proj"][e].T).chunk(2, -1)
+                out[t] += weights[t, j] * ((F.silu(gate) * up) @ W[b + "mlp.experts.down_proj"][e].T)
                 continue
             e = f"{b}mlp.experts.{int(index[t, j])}."
             y = F.silu(flat[t] @ W[e + "gate_proj.weight"].T) * (flat[t] @ W[e + "up_proj.weight"].T)
@@ -1090,18 +1179,22 @@ def ref_logits(family, cfg, W, batch):
     """ref_forward, differentiable: W's tensors may require grad."""
     stats = {}
     omni = family == "qwen2_5_omni"
-    pre = "thinker.model." if omni else "model."
+    pre = decoder_prefix(family)
     embeds = W[pre + "embed_tokens.weight"][batch["input_ids"].long()]
     if family == "gemma3_text":  # scaled by sqrt(hidden), in the weights' dtype
         embeds = embeds * torch.tensor(cfg["hidden_size"] ** 0.5, dtype=embeds.dtype)
-    if family in VISION_FAMILIES:
+    deepstack = ()
+    if family in QWEN3_VL:
+        rows, deepstack = ref_vision_qwen3(W, "model.visual.", vision_config(family, cfg), batch)
+        embeds = merge_rows(embeds, batch["image_token_positions"], rows)
+    elif family in VISION_FAMILIES:
         vp = "thinker.visual." if omni else "visual."
         rows = ref_vision(W, vp, vision_config(family, cfg), batch, qwen25=family != "qwen2_vl")
         embeds = merge_rows(embeds, batch["image_token_positions"], rows)
     if omni:
         rows = ref_audio(W, "thinker.audio_tower.", cfg["thinker_config"]["audio_config"], batch)
         embeds = merge_rows(embeds, batch["audio_token_positions"], rows)
-    logits = ref_decoder(W, family, cfg, embeds, batch, stats)
+    logits = ref_decoder(W, family, cfg, embeds, batch, stats, deepstack)
     return logits, stats
 
 
@@ -1392,7 +1485,14 @@ def sensitivities(family, cfg):
             changed = copy.deepcopy(cfg)
             text_config(family, changed)["swiglu_limit"] = 7.0
             out.append(("an unclamped SwiGLU", changed))
-    if (text.get("num_experts") or text.get("num_local_experts")) and family != "gpt_oss":
+    if family in QWEN3_VL:
+        changed = copy.deepcopy(cfg)
+        text_config(family, changed)["rope_parameters"]["mrope_interleaved"] = False
+        out.append(("MRoPE in runs", changed))
+        changed = copy.deepcopy(cfg)
+        vision_config(family, changed)["deepstack_visual_indexes"] = []
+        out.append(("no DeepStack", changed))
+    if (text.get("num_experts") or text.get("num_local_experts")) and family not in ("gpt_oss", "qwen3_vl_moe"):
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["norm_topk_prob"] = not text.get("norm_topk_prob", False)
         out.append(("the other norm_topk_prob", changed))
@@ -1431,7 +1531,8 @@ def make_case(case, out_root, v4_python):
         model.save_pretrained(tmp / "v5", safe_serialization=True)
         cfg = json.loads((tmp / "v5" / "config.json").read_text())
         source["architectures"] = cfg["architectures"]  # the class that saved it
-        v4_version = write_v4_config(v4_python, source, tmp / "config.v4.json")
+        v4 = family not in NO_V4
+        v4_version = write_v4_config(v4_python, source, tmp / "config.v4.json") if v4 else "none (4.55 lacks it)"
         model_file = tmp / "v5" / "model.safetensors"
         with safe_open(str(model_file), "pt") as f:
             model_meta = f.metadata()
@@ -1449,16 +1550,20 @@ def make_case(case, out_root, v4_python):
         else:
             notes.append("model.safetensors names differ from the checkpoint names: weights.safetensors too")
             W = weights
+        # (Qwen3-VL-MoE's fused experts, reloaded, run on memory of another
+        # alignment: a few 1e-8 apart, with equal weights and buffers.)
+        reload_tol = 1e-6 if family == "qwen3_vl_moe" else 0.0
         notes.append(
-            f"reload {check(f'{case} reload', reload_logits(family, tmp / 'v5', hf), logits, 0.0):.1g}"
+            f"reload {check(f'{case} reload', reload_logits(family, tmp / 'v5', hf), logits, reload_tol):.1g}"
         )
-        (tmp / "v4").mkdir()
-        shutil.copy(tmp / "config.v4.json", tmp / "v4" / "config.json")
-        shutil.copy(model_file, tmp / "v4" / "model.safetensors")
-        extra = check_v4_config(family, tmp / "config.v4.json", tmp / "v5" / "config.json")
-        notes.append(f"4.x config equal ({extra} extra keys)" if extra else "4.x config equal")
-        v4_logits = reload_logits(family, tmp / "v4", hf)
-        notes.append(f"reload 4.x config {check(f'{case} reload v4', v4_logits, logits, 0.0):.1g}")
+        if v4:
+            (tmp / "v4").mkdir()
+            shutil.copy(tmp / "config.v4.json", tmp / "v4" / "config.json")
+            shutil.copy(model_file, tmp / "v4" / "model.safetensors")
+            extra = check_v4_config(family, tmp / "config.v4.json", tmp / "v5" / "config.json")
+            notes.append(f"4.x config equal ({extra} extra keys)" if extra else "4.x config equal")
+            v4_logits = reload_logits(family, tmp / "v4", hf)
+            notes.append(f"reload 4.x config {check(f'{case} reload v4', v4_logits, logits, 0.0):.1g}")
         text = text_config(family, cfg)
         inv_freq, scaling = rope_frequencies(text)
         hf_inv, hf_scaling = hf_rotary(family, model)
@@ -1519,9 +1624,10 @@ def make_case(case, out_root, v4_python):
             tensors["weights.safetensors"] = (weights, None)
         copies = {
             "config.json": tmp / "v5" / "config.json",
-            "config.v4.json": tmp / "config.v4.json",
             "model.safetensors": model_file,
         }
+        if v4:
+            copies["config.v4.json"] = tmp / "config.v4.json"
         written = sorted(list(tensors) + list(copies))
         for stale in out.iterdir():  # e.g. weights.safetensors of an older version of this script
             if stale.is_file() and stale.suffix in (".json", ".safetensors") and stale.name not in written:

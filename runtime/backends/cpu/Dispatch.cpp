@@ -50,6 +50,7 @@ template <typename A> void FillRope(const A &a, RopeArgs &r) {
   r.attrs.theta = a.theta;
   r.attrs.attentionScaling = a.attention_scaling;
   r.attrs.mropeSection = a.mrope_section;
+  r.attrs.mropeInterleaved = a.mrope_interleaved;
   r.attrs.invFreq = r.invFreq;
 }
 

@@ -61,6 +61,9 @@ struct RopeConfig {
   /// Empty: frequency j is (float)(1 / theta^(2j / D)).
   absl::Span<const float> invFreq;
   double attentionScaling = 1.0;
+  /// Qwen3-VL: frequency j is section k >= 1's when j % N == k and
+  /// j < N * mropeSection[k], else section 0's.
+  bool mropeInterleaved = false;
 };
 
 // One declaration list, aligned by hand.

@@ -39,6 +39,8 @@ inline absl::Status RopeSections(absl::string_view K, absl::string_view name,
     return Invalid(K, "theta must be positive, got ", attrs.theta);
   section.assign(half, 0);
   int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (attrs.mropeInterleaved && sections == 0)
+    return Invalid(K, "mropeInterleaved needs mropeSection");
   if (sections > 0) {
     int64_t j = 0;
     for (int64_t k = 0; k < sections; ++k) {
@@ -47,7 +49,17 @@ inline absl::Status RopeSections(absl::string_view K, absl::string_view name,
         return BadView(K, name, in, "mropeSection ",
                        ShapeString(attrs.mropeSection),
                        " must be positive sizes summing to ", half);
-      std::fill_n(section.begin() + j, size, k);
+      if (!attrs.mropeInterleaved) {
+        std::fill_n(section.begin() + j, size, k);
+      } else if (k > 0) {
+        // Round robin: k, k + N, ... for `size` frequencies.
+        if ((size - 1) * sections + k >= half)
+          return BadView(K, name, in, "interleaved mropeSection ",
+                         ShapeString(attrs.mropeSection), " reaches past ",
+                         half, " frequencies");
+        for (int64_t i = 0; i < size; ++i)
+          section[i * sections + k] = k;
+      }
       j += size;
     }
     if (j != half)

@@ -380,6 +380,7 @@ absl::Status RopeOf(absl::string_view K, absl::string_view inName,
   config.theta = a.theta;
   config.attentionScaling = a.attention_scaling;
   config.mropeSection = a.mrope_section;
+  config.mropeInterleaved = a.mrope_interleaved;
   config.invFreq = invFreq;
   std::vector<int64_t> section;
   VEOMNI_RETURN_IF_ERROR(RopeSections(K, inName, x, pos, config, section));

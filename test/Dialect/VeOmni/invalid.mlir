@@ -907,6 +907,22 @@ func.func @rope_mrope_positions_rank(%x: tensor<2x16x4x8xf32>, %p: tensor<2x16xi
 
 // -----
 
+func.func @rope_interleaved_far(%x: tensor<2x16x4x8xf32>, %p: tensor<3x2x16xi64>) {
+  // expected-error @+1 {{'veomni.rope' op interleaved mrope_section 2 of section 2 reaches past the 4 frequencies}}
+  %0 = veomni.rope %x, %p {theta = 1.0e4 : f64, mrope_section = array<i64: 1, 1, 2>, mrope_interleaved} : tensor<2x16x4x8xf32>, tensor<3x2x16xi64>
+  return
+}
+
+// -----
+
+func.func @rope_interleaved_alone(%x: tensor<2x16x4x8xf32>, %p: tensor<2x16xi64>) {
+  // expected-error @+1 {{'veomni.rope' op mrope_interleaved needs mrope_section}}
+  %0 = veomni.rope %x, %p {theta = 1.0e4 : f64, mrope_interleaved} : tensor<2x16x4x8xf32>, tensor<2x16xi64>
+  return
+}
+
+// -----
+
 func.func @rope_mrope_rows(%x: tensor<2x16x4x8xf32>, %p: tensor<2x2x16xi64>) {
   // expected-error @+1 {{'veomni.rope' op positions 'tensor<2x2x16xi64>' must have one row per section (3)}}
   %0 = veomni.rope %x, %p {theta = 1.0e4 : f64, mrope_section = array<i64: 1, 1, 2>} : tensor<2x16x4x8xf32>, tensor<2x2x16xi64>

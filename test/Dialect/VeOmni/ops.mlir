@@ -144,6 +144,8 @@ func.func @transformer(%q: tensor<2x16x8x64xbf16>, %k: tensor<2x16x2x64xbf16>,
   %0 = veomni.rope %q, %pos {theta = 1.0e6 : f64} : tensor<2x16x8x64xbf16>, tensor<2x16xi32>
   // CHECK: veomni.rope %{{.*}}, %{{.*}} {mrope_section = array<i64: 8, 12, 12>, theta = 1.000000e+04 : f64} : tensor<2x16x8x64xbf16>, tensor<3x2x16xi64>
   %1 = veomni.rope %q, %mpos {theta = 1.0e4 : f64, mrope_section = array<i64: 8, 12, 12>} : tensor<2x16x8x64xbf16>, tensor<3x2x16xi64>
+  // CHECK: veomni.rope %{{.*}}, %{{.*}} {mrope_interleaved, mrope_section = array<i64: 12, 10, 10>, theta = 1.000000e+04 : f64} : tensor<2x16x8x64xbf16>, tensor<3x2x16xi64>
+  %ri = veomni.rope %q, %mpos {theta = 1.0e4 : f64, mrope_section = array<i64: 12, 10, 10>, mrope_interleaved} : tensor<2x16x8x64xbf16>, tensor<3x2x16xi64>
   // CHECK: veomni.rope %{{.*}}, %{{.*}} {attention_scaling = 1.200000e+00 : f64, inv_freq = array<f32: 1.000000e+00, 5.000000e-01>, theta = 1.000000e+04 : f64} : tensor<2x16x2x4xbf16>, tensor<2x16xi32>
   %kk = veomni.slice %k start = [0, 0, 0, 0] limit = [2, 16, 2, 4] step = [1, 1, 1, 1] : tensor<2x16x2x64xbf16>
   %2 = veomni.rope %kk, %pos {theta = 1.0e4 : f64, inv_freq = array<f32: 1.0, 0.5>, attention_scaling = 1.2 : f64} : tensor<2x16x2x4xbf16>, tensor<2x16xi32>

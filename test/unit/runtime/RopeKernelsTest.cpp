@@ -88,6 +88,33 @@ TEST(RopeTest, Known) {
   }
 }
 
+TEST(RopeTest, InterleavedSections) {
+  // D = 8 (4 frequencies), sections [2, 1, 1] interleaved as Qwen3-VL's
+  // MRoPE: frequency 1 reads row 1 (1 % 3 == 1, 1 < 3 * 1), frequency 2
+  // row 2, frequencies 0 and 3 row 0. Rows (7, 0, 0): only frequencies 0
+  // and 3 turn; in runs ([0, 0, 1, 2]) frequency 1 would turn too.
+  const int64_t sections[] = {2, 1, 1};
+  const float invFreq[] = {1, 0.5f, 0.25f, 0.125f};
+  Buffer pos = Ints(DType::I32, {3, 1, 1}, {7, 0, 0});
+  for (const auto &impl : BOTH(Rope)) {
+    SCOPED_TRACE(impl.name);
+    RopeConfig attrs;
+    attrs.invFreq = invFreq;
+    attrs.mropeSection = sections;
+    attrs.mropeInterleaved = true;
+    for (int j = 0; j < 4; ++j) {
+      Buffer x = Garbage(DType::F32, {1, 1, 1, 8});
+      for (int i = 0; i < 8; ++i)
+        x.setF(i, i == j ? 1.0f : 0.0f);
+      Buffer out = Garbage(DType::F32, {1, 1, 1, 8});
+      ASSERT_OK(impl.fn(x.view(), pos.view(), out.view(), attrs));
+      double angle = (j == 0 || j == 3) ? 7.0 * invFreq[j] : 0.0;
+      EXPECT_NEAR(out.f(j), std::cos(angle), 1e-6) << j;
+      EXPECT_NEAR(out.f(j + 4), std::sin(angle), 1e-6) << j;
+    }
+  }
+}
+
 TEST(RopeTest, DefaultFrequencies) {
   // D = 8, theta 100: frequencies 1, 100^-1/4, 100^-1/2, 100^-3/4; x has
   // only the j-th pair set, so out[j] = cos(p f_j), out[j+4] = sin(p f_j).
@@ -115,6 +142,7 @@ TEST(RopeTest, FastMatchesReference) {
     int64_t b, s, h, d;
     std::vector<int64_t> sections;
     bool invFreq;
+    bool interleaved = false;
   };
   const Case cases[] = {
       {1, 1, 1, 2, {}, false},
@@ -125,6 +153,8 @@ TEST(RopeTest, FastMatchesReference) {
       {2, 7, 3, 16, {2, 3, 3}, false},
       {1, 9, 2, 128, {16, 24, 24}, true},
       {2, 3, 1, 4, {1, 1}, false},
+      {1, 9, 2, 128, {24, 20, 20}, true, true}, // Qwen3-VL's
+      {2, 7, 3, 16, {4, 2, 2}, false, true},
   };
   for (DType t : kFloatTypes) {
     for (DType pt : {DType::I32, DType::I64}) {
@@ -133,6 +163,7 @@ TEST(RopeTest, FastMatchesReference) {
           RopeConfig attrs;
           attrs.theta = c.d == 128 ? 1000000.0 : 10000.0;
           attrs.mropeSection = c.sections;
+          attrs.mropeInterleaved = c.interleaved;
           attrs.attentionScaling = scaling;
           std::vector<float> freq;
           for (int64_t j = 0; j < c.d / 2; ++j)
@@ -141,10 +172,10 @@ TEST(RopeTest, FastMatchesReference) {
             attrs.invFreq = freq;
           int64_t n = static_cast<int64_t>(c.sections.size());
           Shape posShape = n ? Shape{n, c.b, c.s} : Shape{c.b, c.s};
-          SCOPED_TRACE(absl::StrCat(Name(t), " ", Name(pt), " B ", c.b, " S ",
-                                    c.s, " H ", c.h, " D ", c.d, " sections ",
-                                    Str(c.sections), " invFreq ", c.invFreq,
-                                    " scaling ", scaling));
+          SCOPED_TRACE(absl::StrCat(
+              Name(t), " ", Name(pt), " B ", c.b, " S ", c.s, " H ", c.h, " D ",
+              c.d, " sections ", Str(c.sections), " invFreq ", c.invFreq,
+              " interleaved ", c.interleaved, " scaling ", scaling));
           Shape s = {c.b, c.s, c.h, c.d};
           Buffer x = Uniform(t, s, rng, -2, 2);
           Buffer pos = RandomInts(pt, posShape, rng, 0, 4095);
@@ -186,6 +217,17 @@ TEST(RopeTest, Errors) {
     sections.mropeSection = badSections; // sums to 3, D/2 = 2
     EXPECT_INVALID(impl, impl.fn(x.view(), pos3.view(), out.view(), sections),
                    Rope);
+    RopeConfig lone;
+    lone.mropeInterleaved = true; // interleaved without sections
+    EXPECT_INVALID(impl, impl.fn(x.view(), pos.view(), out.view(), lone), Rope);
+    // D = 8: section 1 of [1, 3] would take frequencies 1, 3, 5 of 4.
+    const int64_t farSections[] = {1, 3};
+    Buffer x8(DType::F32, {1, 2, 1, 8}), out8(DType::F32, {1, 2, 1, 8});
+    RopeConfig far;
+    far.mropeSection = farSections;
+    far.mropeInterleaved = true;
+    EXPECT_INVALID(impl, impl.fn(x8.view(), pos3.view(), out8.view(), far),
+                   Rope);
   }
 }
 
@@ -211,7 +253,7 @@ TEST(RopeInverseTest, Known) {
 TEST(RopeInverseTest, UndoesRope) {
   // The rotation is orthogonal: RopeInverse(Rope(x)) = scaling^2 x.
   Rng rng(41);
-  const int64_t sections[] = {1, 2, 1};
+  const int64_t sections[] = {2, 1, 1};
   for (const auto &impl : BOTH(RopeInverse)) {
     SCOPED_TRACE(impl.name);
     RopeConfig attrs;
@@ -221,12 +263,15 @@ TEST(RopeInverseTest, UndoesRope) {
     Buffer pos = RandomInts(DType::I32, {3, 2, 3}, rng, 0, 100);
     Buffer y = Garbage(DType::F32, x.shape),
            back = Garbage(DType::F32, x.shape);
-    ASSERT_OK(ref::Rope(x.view(), pos.view(), y.view(), attrs));
-    ASSERT_OK(impl.fn(y.view(), pos.view(), back.view(), attrs));
     Buffer want(DType::F32, x.shape);
     for (int64_t i = 0; i < x.numel(); ++i)
       want.setF(i, 2.25f * x.f(i));
-    EXPECT_TRUE(AllClose(back, want, {1e-5, 1e-5}));
+    for (bool interleaved : {false, true}) {
+      attrs.mropeInterleaved = interleaved;
+      ASSERT_OK(ref::Rope(x.view(), pos.view(), y.view(), attrs));
+      ASSERT_OK(impl.fn(y.view(), pos.view(), back.view(), attrs));
+      EXPECT_TRUE(AllClose(back, want, {1e-5, 1e-5})) << interleaved;
+    }
   }
 }
 
@@ -236,13 +281,19 @@ TEST(RopeInverseTest, FastMatchesReference) {
     int64_t b, s, h, d;
     std::vector<int64_t> sections;
     bool invFreq;
+    bool interleaved = false;
   };
   const Case cases[] = {
-      {1, 1, 1, 2, {}, false},         {2, 7, 3, 8, {}, false},
-      {2, 5, 4, 128, {}, true},        {1, 33, 1, 130, {}, false},
-      {2, 7, 3, 16, {2, 3, 3}, false}, {1, 9, 2, 128, {16, 24, 24}, true},
-      {2, 3, 1, 4, {1, 1}, false},     {0, 3, 2, 4, {}, false},
+      {1, 1, 1, 2, {}, false},
+      {2, 7, 3, 8, {}, false},
+      {2, 5, 4, 128, {}, true},
+      {1, 33, 1, 130, {}, false},
+      {2, 7, 3, 16, {2, 3, 3}, false},
+      {1, 9, 2, 128, {16, 24, 24}, true},
+      {2, 3, 1, 4, {1, 1}, false},
+      {0, 3, 2, 4, {}, false},
       {1, 1024, 8, 128, {}, false}, // enough work for several threads
+      {1, 9, 2, 128, {24, 20, 20}, true, true},
   };
   for (DType t : kFloatTypes) {
     for (DType pt : {DType::I32, DType::I64}) {
@@ -253,6 +304,7 @@ TEST(RopeInverseTest, FastMatchesReference) {
           RopeConfig attrs;
           attrs.theta = c.d == 128 ? 1000000.0 : 10000.0;
           attrs.mropeSection = c.sections;
+          attrs.mropeInterleaved = c.interleaved;
           attrs.attentionScaling = scaling;
           std::vector<float> freq = TestFrequencies(c.d);
           if (c.invFreq)
@@ -262,7 +314,8 @@ TEST(RopeInverseTest, FastMatchesReference) {
           std::string what = absl::StrCat(
               "RopeInverse fast/ref ", Name(t), " ", Name(pt), " ",
               Str({c.b, c.s, c.h, c.d}), " sections ", Str(c.sections),
-              " invFreq ", c.invFreq, " scaling ", scaling);
+              " invFreq ", c.invFreq, " interleaved ", c.interleaved,
+              " scaling ", scaling);
           SCOPED_TRACE(what);
           Shape s = {c.b, c.s, c.h, c.d};
           Buffer dy = Uniform(t, s, rng, -2, 2);

@@ -201,6 +201,8 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
 
   section.assign(half, 0);
   int64_t sections = static_cast<int64_t>(attrs.mropeSection.size());
+  if (attrs.mropeInterleaved && sections == 0)
+    return BadView(kernel, name, in, "interleaved rope without sections");
   if (sections == 0) {
     VEOMNI_RETURN_IF_ERROR(
         CheckShape(kernel, "positions", positions, {batch, seq}));
@@ -213,11 +215,23 @@ inline absl::Status RopeTables(absl::string_view kernel, absl::string_view name,
                        ShapeString(attrs.mropeSection), " must be positive ",
                        "and sum to ", half);
       for (int64_t end = j + size; j < end; ++j)
-        section[j] = k;
+        section[j] = attrs.mropeInterleaved ? 0 : k;
     }
     if (j != half)
       return BadView(kernel, name, in, "mrope sections ",
                      ShapeString(attrs.mropeSection), " must sum to ", half);
+    // Interleaved, as transformers' Qwen3-VL recomposes its frequencies:
+    // every frequency starts in section 0, then section k >= 1 overwrites
+    // the slice k : sections * size_k : sections.
+    if (attrs.mropeInterleaved)
+      for (int64_t k = 1; k < sections; ++k) {
+        int64_t stop = sections * attrs.mropeSection[k];
+        if (stop - sections + k >= half)
+          return BadView(kernel, name, in, "interleaved mrope sections ",
+                         ShapeString(attrs.mropeSection), " reach past ", half);
+        for (int64_t i = k; i < stop; i += sections)
+          section[i] = k;
+      }
     VEOMNI_RETURN_IF_ERROR(
         CheckShape(kernel, "positions", positions, {sections, batch, seq}));
   }
