@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -110,13 +111,26 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
   const Json *audio = Field(top, "audio_config");
   m.vision = vision != nullptr;
   m.audio = audio != nullptr;
-  m.windowed = m.vision && m.modelType != "qwen2_vl";
+  const bool qwen3 = m.modelType == "qwen3_vl" || m.modelType == "qwen3_vl_moe";
+  m.windowed = m.vision && m.modelType != "qwen2_vl" && !qwen3;
   auto bad = [&](absl::string_view field) {
     return absl::InvalidArgumentError(
         absl::StrCat(config, ": field '", field, "' is missing or invalid"));
   };
   if (m.vision) {
-    m.image.patch = IntOf(vision, {"patch_size"}, 14);
+    m.image.patch = IntOf(vision, {"patch_size"}, qwen3 ? 16 : 14);
+    if (qwen3) {
+      // Qwen3-VL's processor: SigLIP's normalisation, not CLIP's.
+      for (int c = 0; c < 3; ++c) {
+        m.image.mean[c] = 0.5;
+        m.image.stddev[c] = 0.5;
+      }
+      const int64_t n = IntOf(vision, {"num_position_embeddings"}, 2304);
+      m.positionGrid = static_cast<int64_t>(std::llround(
+          std::sqrt(static_cast<double>(std::max<int64_t>(n, 0)))));
+      if (n < 1 || m.positionGrid * m.positionGrid != n)
+        return bad("vision_config.num_position_embeddings (a square)");
+    }
     m.image.merge = IntOf(vision, {"spatial_merge_size"}, 2);
     m.image.temporalPatch = IntOf(vision, {"temporal_patch_size"}, 2);
     m.channels = IntOf(vision, {"in_channels", "in_chans"}, 3);
@@ -193,6 +207,10 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
     };
     ChatPart run;
     if (type == "video") {
+      if (model.positionGrid > 0)
+        return absl::UnimplementedError(
+            "Qwen3-VL's videos (frames with text timestamps between them) "
+            "are not supported yet");
       if (!model.vision || model.videoToken < 0)
         return absl::InvalidArgumentError(
             "a video, and the model config names no video_token_id");
@@ -369,6 +387,25 @@ bool MediaBatcher::Add(const MediaSample &s) {
   return true;
 }
 
+namespace {
+
+/// One axis of transformers' bilinear resampling (align_corners) of a
+/// `side`-long grid to `size` positions, at position `index`: the two taps
+/// and their weights, in f32 as torch computes them.
+void BilinearTaps(int64_t index, int64_t size, int64_t side, int64_t taps[2],
+                  float weights[2]) {
+  const float src = static_cast<float>(index) * static_cast<float>(side - 1) /
+                    static_cast<float>(std::max<int64_t>(size - 1, 1));
+  const float floor = std::floor(src);
+  for (int k = 0; k < 2; ++k) {
+    taps[k] = std::clamp<int64_t>(static_cast<int64_t>(floor) + k, 0, side - 1);
+    weights[k] =
+        std::max(0.f, 1.f - std::fabs(src - floor - static_cast<float>(k)));
+  }
+}
+
+} // namespace
+
 MediaBatch MediaBatcher::Finish() {
   const int64_t rows = budget_.rows, seq = budget_.seqLen;
   const int64_t tokens = rows * seq, sink = tokens - 1;
@@ -438,6 +475,16 @@ MediaBatch MediaBatcher::Finish() {
     wseg.assign(P, 0);
     std::vector<int32_t> &slots = b.ints["image_token_positions"];
     slots.assign(P / unit, static_cast<int32_t>(sink));
+    // Qwen3-VL: each patch's 4 taps into the learned position grid.
+    const int64_t grid = model_.positionGrid;
+    std::vector<int32_t> *taps =
+        grid > 0 ? &b.ints["vision_pos_embed_ids"] : nullptr;
+    std::vector<float> *tapWeights =
+        grid > 0 ? &b.floats["vision_pos_embed_weights"] : nullptr;
+    if (grid > 0) {
+      taps->assign(4 * P, 0);
+      tapWeights->assign(4 * P, 0.f);
+    }
     int64_t at = 0, frame = 0, window = 0, slot = 0;
     const int64_t side = model_.windowSize / model_.image.factor();
     for (const MediaSample &s : samples_)
@@ -460,6 +507,18 @@ MediaBatch MediaBatcher::Finish() {
                         pixels.begin() + at * rowSize);
             vpos[at] = static_cast<int32_t>(y * merge + u / merge);
             vpos[P + at] = static_cast<int32_t>(x * merge + u % merge);
+            if (grid > 0) {
+              int64_t ht[2], wt[2];
+              float hw[2], ww[2];
+              BilinearTaps(vpos[at], p.h, grid, ht, hw);
+              BilinearTaps(vpos[P + at], p.w, grid, wt, ww);
+              for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j) {
+                  (*taps)[4 * at + 2 * i + j] =
+                      static_cast<int32_t>(ht[i] * grid + wt[j]);
+                  (*tapWeights)[4 * at + 2 * i + j] = hw[i] * ww[j];
+                }
+            }
             vseg[at] = static_cast<int32_t>(frame + t);
             wseg[at] = static_cast<int32_t>(window + windows[j]);
           }

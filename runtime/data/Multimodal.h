@@ -49,10 +49,15 @@ namespace veomni::rt {
 
 /// What a model's config.json says its media inputs are.
 struct MediaModel {
-  std::string modelType; ///< qwen2_vl, qwen2_5_vl or qwen2_5_omni
+  /// qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe or qwen2_5_omni
+  std::string modelType;
   bool vision = false, audio = false;
   bool windowed = false; ///< Qwen2.5's vision tower: window order
-  VisionConfig image;    ///< patch, merge and temporal patch sizes
+  /// Qwen3-VL: the side of the tower's learned position grid
+  /// (sqrt num_position_embeddings), which each image's patches sample
+  /// bilinearly (vision_pos_embed_ids / _weights); 0: none.
+  int64_t positionGrid = 0;
+  VisionConfig image; ///< patch, merge and temporal patch sizes
   int64_t channels = 3;
   int64_t windowSize = 112; ///< Qwen2.5: a window's side in pixels
   int32_t imageToken = -1, visionStart = -1, visionEnd = -1;
@@ -74,7 +79,9 @@ struct MediaModel {
 };
 
 /// Reads `config` (a config.json); an error names the file and the field.
-/// A model without vision or audio inputs has neither flag set.
+/// A model without vision or audio inputs has neither flag set. Qwen3-VL
+/// normalises pixels by mean 0.5, std 0.5 and patches by 16 by default,
+/// as its published preprocessor config does.
 absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config);
 
 /// One conversation (or text) with its media, tokenized.

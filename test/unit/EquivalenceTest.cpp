@@ -50,12 +50,19 @@ namespace {
 
 rt::mpi::MpiCommunicator *comm = nullptr;
 
+constexpr int64_t kSteps = 5;
+constexpr uint64_t kSeed = 7;
+
 struct Plan {
   std::string family;
   int64_t dpReplicate = 1, dpShard = 1, tp = 1, sp = 1, ep = 1;
   int64_t accumulation = 1; ///< micro-batches per optimizer step
   int64_t pp = 1;           ///< pipeline stages
   std::string schedule = "1f1b";
+  /// Optimizer steps compared. One step compares the gradients (the
+  /// moments) and the update itself: where a model's training amplifies
+  /// f32 round-off over steps more than the 1e-5 the comparison allows.
+  int64_t steps = kSteps;
 };
 
 std::ostream &operator<<(std::ostream &os, const Plan &p) {
@@ -65,7 +72,8 @@ std::ostream &operator<<(std::ostream &os, const Plan &p) {
             << (p.pp > 1 ? "_pp" + std::to_string(p.pp) + "_" +
                                (p.schedule == "zb-h1" ? std::string("zbh1")
                                                       : p.schedule)
-                         : "");
+                         : "")
+            << (p.steps != kSteps ? "_steps" + std::to_string(p.steps) : "");
 }
 
 /// A test's name: its plan.
@@ -74,9 +82,6 @@ std::string PlanName(const ::testing::TestParamInfo<Plan> &info) {
   os << info.param;
   return os.str();
 }
-
-constexpr int64_t kSteps = 5;
-constexpr uint64_t kSeed = 7;
 
 ParallelSection meshOf(const Plan &p) {
   ParallelSection m;
@@ -162,9 +167,9 @@ protected:
   CompileOptions compileOptions(const ParallelSection &mesh) const {
     CompileOptions co;
     TrainSection t;
-    t.steps = kSteps;
+    t.steps = GetParam().steps;
     t.lr = 3e-3;
-    t.warmupSteps = 1;
+    t.warmupSteps = GetParam().steps > 1 ? 1 : 0;
     t.maxGradNorm = 1.0;
     t.weightDecay = 0.01;
     co.train = t;
@@ -355,7 +360,7 @@ TEST_P(Equivalence, TrainsAsOneRank) {
   // parameters before each step, so that no routing decision is a near-tie
   // that round-off could flip between plans.
   std::unique_ptr<rt::Executor> routers = buildRouters();
-  for (int64_t step = 1; step <= kSteps; ++step) {
+  for (int64_t step = 1; step <= plan.steps; ++step) {
     if (routers) {
       for (const rt::ArgumentDesc &a : routers->program().arguments) {
         if (!a.isParam)
@@ -616,7 +621,11 @@ INSTANTIATE_TEST_SUITE_P(
         Plan{"llama", 1, 1, 1, 4},
         // DeepStack's adds under data parallelism; fused
         // experts under ep.
-        Plan{"qwen3_vl", 1, 4}, Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2}),
+        Plan{"qwen3_vl", 1, 4}, Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2},
+        // DeepStack under tp x sp: one step. (Five steps at lr 3e-3 grow
+        // the f32 round-off of the tp/sp partial sums, 1e-7 of the
+        // gradients, to 2e-4 of the parameters: beyond 1e-5.)
+        Plan{"qwen3_vl", 1, 1, 2, 2, 1, 1, 1, "1f1b", 1}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).

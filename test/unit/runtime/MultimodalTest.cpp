@@ -334,6 +334,92 @@ TEST(Multimodal, ABatchPutsEveryFeatureWhereTheProgramReadsIt) {
       << tight.Oversize(a);
 }
 
+// Qwen3-VL (tools/goldens/make_qwen3_vl_data_golden.py): its processor's
+// pixels (mean and std 0.5), its get_rope_index positions, and the taps
+// and weights by which each patch samples the learned position grid.
+TEST(Multimodal, Qwen3VLSamplesEqualItsProcessorAndPositionGrid) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/qwen3_vl_data";
+  auto model = ReadMediaModel(dir + "/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->modelType, "qwen3_vl");
+  EXPECT_FALSE(model->windowed);
+  EXPECT_EQ(model->positionGrid, 6);
+  EXPECT_EQ(model->image.mean[1], 0.5);
+  EXPECT_EQ(model->image.stddev[2], 0.5);
+  model->image.minPixels = 64;
+  model->image.maxPixels = 1024;
+  auto expected = ParseJson(ReadText(dir + "/expected.json"));
+  ASSERT_TRUE(expected.ok());
+  std::string line = ReadText(dir + "/samples.jsonl");
+  line = line.substr(0, line.find('\n'));
+  MediaSample s;
+  ASSERT_TRUE(EncodeMediaSample(line, dir, *G().tokenizer, ChatFormat::ChatML,
+                                -1, *model, s)
+                  .ok());
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(*expected, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(*expected, "trained")));
+  // The JPEG is resized (within 1/255 of the range before normalising),
+  // the PNG is not (bit for bit).
+  std::vector<float> pixels = ReadF32(dir + "/pixels.f32");
+  ASSERT_EQ(s.images.size(), 2u);
+  size_t at = 0;
+  for (size_t k = 0; k < 2; ++k) {
+    float worst = 0;
+    for (float v : s.images[k].values)
+      worst = std::max(worst, std::fabs(v - pixels[at++]));
+    EXPECT_LE(worst, k == 0 ? 1.0f / 255 / 0.5f : 0.0f) << "image " << k;
+  }
+  EXPECT_EQ(at, pixels.size());
+  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
+  const Json &hf = *FindField(*expected, "positions");
+  for (int d = 0; d < 3; ++d)
+    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
+              Ints(hf.items[d]))
+        << "axis " << d;
+
+  // In a batch: every patch's four taps and weights, as transformers'
+  // vision_utils computes them (f32, equal), then padding patches.
+  MediaBudget budget;
+  budget.seqLen = 128;
+  budget.patches = 128; // 120 used
+  MediaBatcher batcher(*model, budget);
+  ASSERT_TRUE(batcher.Add(s));
+  MediaBatch batch = batcher.Finish();
+  const auto &taps = batch.ints["vision_pos_embed_ids"];
+  const auto &weights = batch.floats["vision_pos_embed_weights"];
+  ASSERT_EQ(taps.size(), 4 * 128u);
+  ASSERT_EQ(weights.size(), 4 * 128u);
+  EXPECT_EQ(batch.ints.count("vision_window_segment_ids"), 0u);
+  const Json &wantTaps = *FindField(*expected, "pos_embed_ids");
+  std::vector<float> wantWeights = ReadF32(dir + "/pos_embed_weights.f32");
+  ASSERT_EQ(wantTaps.items.size(), 120u);
+  ASSERT_EQ(wantWeights.size(), 4 * 120u);
+  int64_t mixed = 0;
+  for (size_t p = 0; p < 120; ++p)
+    for (size_t k = 0; k < 4; ++k) {
+      ASSERT_EQ(taps[4 * p + k], wantTaps.items[p].items[k].number)
+          << "patch " << p << " tap " << k;
+      ASSERT_EQ(weights[4 * p + k], wantWeights[4 * p + k])
+          << "patch " << p << " tap " << k;
+      mixed += weights[4 * p + k] > 0 && weights[4 * p + k] < 1;
+    }
+  EXPECT_GT(mixed, 100) << "a 6 x 10 image on a 6 x 6 grid mixes taps";
+  for (size_t k = 4 * 120; k < weights.size(); ++k)
+    EXPECT_EQ(weights[k], 0.f);
+
+  // Its videos are refused by name, for now.
+  MediaSample v;
+  absl::Status video = EncodeMediaSample(
+      R"({"messages": [{"role": "user", "content": [{"type": "video", "video": "clip.mp4"}]}, {"role": "assistant", "content": "?"}]})",
+      Dir(), *G().tokenizer, ChatFormat::ChatML, -1, *model, v);
+  EXPECT_FALSE(video.ok());
+  EXPECT_NE(video.message().find("Qwen3-VL's videos"), std::string::npos)
+      << video;
+}
+
 TEST(Multimodal, BadPartsNameTheMessageAndPart) {
   auto error = [](const std::string &line) {
     MediaSample s;
