@@ -166,15 +166,18 @@ static absl::StatusOr<RopeConfig> readRope(ConfigReader &r, int64_t headDim,
     rope.mropeSection = s.getIntList("mrope_section", defaultSections);
     VEOMNI_RETURN_IF_ERROR(checkSections(s));
   }
-  s.ignore({"mrope_interleaved"});
-  if (s.getBool("mrope_interleaved", rope.mropeInterleaved) !=
-      rope.mropeInterleaved)
-    return error(s, "mrope_interleaved",
-                 rope.mropeInterleaved
-                     ? "false, but this family's rope is always interleaved "
-                       "(transformers ignores the flag)"
-                     : "interleaved multimodal rope is only Qwen3-VL's; "
-                       "this family's rotates in runs");
+  // Qwen3-Omni's configs also say "interleaved"; transformers reads
+  // neither flag, the family decides.
+  for (const char *key : {"mrope_interleaved", "interleaved"}) {
+    s.ignore({key});
+    if (s.getBool(key, rope.mropeInterleaved) != rope.mropeInterleaved)
+      return error(s, key,
+                   rope.mropeInterleaved
+                       ? "false, but this family's rope is always "
+                         "interleaved (transformers ignores the flag)"
+                       : "interleaved multimodal rope is only Qwen3-VL's "
+                         "and Qwen3-Omni's; this family's rotates in runs");
+  }
   // "type" is 4.x's spelling; transformers 5 keeps both.
   std::string type = s.getString("rope_type", s.getString("type", "default"));
   if (s.failed())
@@ -575,12 +578,16 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
   // DeepStack, which the importer adds).
   bool qwen3vl =
       modelType == "qwen3_vl_text" || modelType == "qwen3_vl_moe_text";
-  bool qwen3 = modelType == "qwen3" || modelType == "qwen3_moe" || qwen3vl;
+  // Qwen3-Omni-MoE's thinker: Qwen3-MoE with interleaved MRoPE and
+  // DeepStack too, its experts per expert in the checkpoints.
+  bool omni = modelType == "qwen3_omni_moe_text";
+  bool qwen3 =
+      modelType == "qwen3" || modelType == "qwen3_moe" || qwen3vl || omni;
   bool gptOss = modelType == "gpt_oss";
   bool gemma = modelType == "gemma3_text";
   bool deepseek = modelType == "deepseek_v3";
   bool moe = modelType == "qwen3_moe" || modelType == "qwen3_vl_moe_text" ||
-             gptOss || deepseek;
+             omni || gptOss || deepseek;
   r.ignoreGenericKeys();
 
   c.vocab = r.getInt("vocab_size");
@@ -606,6 +613,12 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     // The rope's dimension; MLA's head sizes are read in readDeepseek.
     c.headDim = r.getInt("qk_rope_head_dim", 64);
     r.ignore({"head_dim"});
+  } else if (omni) {
+    // Qwen3-Omni's attention reads head_dim with hidden / heads as its
+    // default.
+    c.headDim = r.getInt("head_dim", c.heads ? c.hidden / c.heads : 0);
+    // (It always has q/k norms and no shared experts, whatever these say.)
+    r.ignore({"use_qk_norm", "shared_expert_intermediate_size"});
   } else if (qwen3 || gptOss || gemma) {
     // Qwen3Config's default, GptOssConfig's, Gemma3TextConfig's.
     c.headDim = r.getInt("head_dim", gptOss ? 64 : gemma ? 256 : 128);
@@ -749,6 +762,10 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
     readGemma(r, c, options);
   else if (deepseek && !r.failed())
     readDeepseek(r, c);
+  else if (qwen3vl || omni)
+    // Their attention has no window (transformers reads none of these).
+    r.ignore({"use_sliding_window", "sliding_window", "max_window_layers",
+              "layer_types"});
   else if (!r.failed())
     readSlidingWindows(r, c, moe);
   if (!r.failed() && !gemma) {
@@ -756,9 +773,10 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
                               ? 1000000.0 // the VL and omni text configs'
                           : modelType == "qwen3_vl_text"     ? 5000000.0
                           : modelType == "qwen3_vl_moe_text" ? 500000.0
+                          : omni                             ? 1000000.0
                           : gptOss                           ? 150000.0
                                                              : 10000.0;
-    Mrope mrope = qwen3vl ? Mrope::Interleaved
+    Mrope mrope = qwen3vl || omni ? Mrope::Interleaved
                   : vlText || modelType == "qwen2_5_omni_text" ? Mrope::Runs
                                                                : Mrope::None;
     // GptOssConfig's rope when a config has none.

@@ -152,6 +152,18 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, VisionKind kind,
   return c;
 }
 
+namespace {
+/// A Qwen3-VL merger's modules: Qwen3-VL's names, or Qwen3-Omni's.
+struct MergerNames {
+  const char *norm, *fc1, *fc2;
+};
+MergerNames mergerNames(const VisionConfig &c) {
+  if (c.omniMergerNames)
+    return {"ln_q", "mlp.0", "mlp.2"};
+  return {"norm", "linear_fc1", "linear_fc2"};
+}
+} // namespace
+
 Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
                                      StringRef prefixRef, int64_t patches,
                                      std::vector<Value> *deepstack) {
@@ -265,15 +277,18 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
     // turns this block's output into features for decoder layer j.
     auto at = llvm::find(c.deepstackIndexes, i);
     if (c.qwen3 && deepstack && at != c.deepstackIndexes.end()) {
-      std::string mp = prefix + "deepstack_merger_list." +
-                       std::to_string(at - c.deepstackIndexes.begin()) + ".";
-      locate(b, mp + "norm", ModuleKind::VisionMerger);
+      std::string j = std::to_string(at - c.deepstackIndexes.begin());
+      std::string mp =
+          prefix + (c.omniMergerNames ? "merger_list." + j + "."
+                                      : "deepstack_merger_list." + j + ".");
+      const MergerNames n = mergerNames(c);
+      locate(b, mp + n.norm, ModuleKind::VisionMerger);
       int64_t group = c.merge * c.merge;
       Value y = layerNorm(b, b.reshape(x, {patches / group, group * d}),
-                          mp + "norm", group * d, 1e-6);
-      y = linearWithBias(b, y, mp + "linear_fc1", group * d, group * d);
-      deepstack->push_back(linearWithBias(b, b.gelu(y), mp + "linear_fc2",
-                                          c.outHidden, group * d));
+                          mp + n.norm, group * d, 1e-6);
+      y = linearWithBias(b, y, mp + n.fc1, group * d, group * d);
+      deepstack->push_back(
+          linearWithBias(b, b.gelu(y), mp + n.fc2, c.outHidden, group * d));
     }
   }
 
@@ -281,12 +296,12 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
   locate(b, prefix + "merger", ModuleKind::VisionMerger);
   int64_t group = c.merge * c.merge, merged = patches / group;
   if (c.qwen3) {
-    x = layerNorm(b, x, prefix + "merger.norm", d, 1e-6);
+    const MergerNames n = mergerNames(c);
+    x = layerNorm(b, x, prefix + "merger." + n.norm, d, 1e-6);
     x = b.reshape(x, {merged, group * d});
-    x = linearWithBias(b, x, prefix + "merger.linear_fc1", group * d,
-                       group * d);
-    return linearWithBias(b, b.gelu(x), prefix + "merger.linear_fc2",
-                          c.outHidden, group * d);
+    x = linearWithBias(b, x, prefix + "merger." + n.fc1, group * d, group * d);
+    return linearWithBias(b, b.gelu(x), prefix + "merger." + n.fc2, c.outHidden,
+                          group * d);
   }
   x = norm(x, prefix + "merger.ln_q", d);
   x = b.reshape(x, {merged, group * d});
@@ -299,12 +314,20 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
 // Audio encoder
 //===----------------------------------------------------------------------===//
 
-AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
+AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r, bool qwen3) {
   AudioConfig c;
+  c.qwen3 = qwen3;
   r.ignoreGenericKeys();
   // scale_embedding sets a factor transformers never applies;
-  // num_hidden_layers is 4.x's copy of encoder_layers.
-  r.ignore({"scale_embedding", "num_hidden_layers", "tie_word_embeddings"});
+  // num_hidden_layers is 4.x's copy of encoder_layers; conv_chunksize
+  // only bounds how many chunks transformers convolves at once.
+  r.ignore({"scale_embedding", "num_hidden_layers", "tie_word_embeddings",
+            "conv_chunksize"});
+  if (qwen3) {
+    c.downsample = r.getInt("downsample_hidden_size", 480);
+    c.nWindowInfer = r.getInt("n_window_infer", 800);
+    requirePositive(r, "downsample_hidden_size", c.downsample);
+  }
   for (StringRef key : {"dropout", "attention_dropout", "activation_dropout"})
     if (!r.failed() && r.getFloat(key, 0.0) != 0.0)
       r.fail(key, std::to_string(r.getFloat(key, 0.0)) +
@@ -316,8 +339,22 @@ AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
   c.ffn = r.getInt("encoder_ffn_dim");
   c.outDim = r.getInt("output_dim");
   c.maxSourcePositions = r.getInt("max_source_positions", 1500);
-  c.nWindow = r.getInt("n_window", 100);
+  c.nWindow = r.getInt("n_window", qwen3 ? 50 : 100);
   requirePositive(r, "n_window", c.nWindow);
+  // transformers counts 13 features a whole chunk (its 100 frames' after
+  // the convolutions): other chunk sizes would not match its tokens.
+  if (qwen3 && !r.failed() && c.nWindow != 50)
+    r.fail("n_window", std::to_string(c.nWindow) +
+                           ": must be 50 (transformers counts 13 audio "
+                           "tokens a 100-frame chunk)");
+  // Attention windows hold whole chunks (transformers' n_window_infer //
+  // (2 n_window) of them).
+  if (qwen3 && !r.failed() &&
+      (c.nWindowInfer < 2 * c.nWindow || c.nWindowInfer % (2 * c.nWindow)))
+    r.fail("n_window_infer", std::to_string(c.nWindowInfer) +
+                                 " must be a positive multiple of 2 * "
+                                 "n_window = " +
+                                 std::to_string(2 * c.nWindow));
   c.act = r.getString("activation_function", "gelu");
   for (auto [key, v] :
        {std::pair<StringRef, int64_t>{"num_mel_bins", c.melBins},
@@ -337,9 +374,125 @@ AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r) {
   return c;
 }
 
+/// A 3x3 Conv2d with stride 2 and padding 1 (weight [out, in, 3, 3], a
+/// bias), then GELU, of `x` [N, in, H, W]: the nine strided taps of the
+/// zero-padded input side by side, one matmul.
+static Value conv2dGelu(ModelBuilder &b, Value x, const std::string &name,
+                        int64_t out) {
+  auto type = cast<RankedTensorType>(x.getType());
+  const int64_t n = type.getDimSize(0), in = type.getDimSize(1),
+                h = type.getDimSize(2), w = type.getDimSize(3);
+  const int64_t ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
+  // Zero rows and columns around: one before, enough after for the last
+  // tap (2 ho + 1 rows in all).
+  auto pad = [&](Value v, int64_t dim, int64_t before, int64_t after) {
+    auto t = cast<RankedTensorType>(v.getType());
+    SmallVector<Value, 3> parts;
+    auto zeros = [&](int64_t size) {
+      SmallVector<int64_t, 4> shape(t.getShape());
+      shape[dim] = size;
+      return b.splat(0, shape);
+    };
+    if (before)
+      parts.push_back(zeros(before));
+    parts.push_back(v);
+    if (after)
+      parts.push_back(zeros(after));
+    return parts.size() == 1 ? v : b.concat(parts, dim);
+  };
+  Value padded = pad(pad(x, 2, 1, 2 * ho - h), 3, 1, 2 * wo - w);
+  SmallVector<Value, 9> taps;
+  for (int64_t kh = 0; kh < 3; ++kh)
+    for (int64_t kw = 0; kw < 3; ++kw)
+      taps.push_back(b.reshape(
+          b.slice(padded, {0, 0, kh, kw},
+                  {n, in, kh + 2 * ho - 1, kw + 2 * wo - 1}, {1, 1, 2, 2}),
+          {n, in, 1, ho, wo}));
+  // [n, in, 9, ho, wo] -> [n * ho * wo, in * 9], the weight's order.
+  Value cols = b.reshape(b.transpose(b.concat(taps, 2), {0, 3, 4, 1, 2}),
+                         {n * ho * wo, in * 9});
+  Value weight = b.param(name + ".weight", {out, in, 3, 3});
+  Value bias = b.param(name + ".bias", {out});
+  Value y = b.linear(cols, b.reshape(weight, {out, in * 9}), bias);
+  return b.transpose(b.reshape(b.gelu(y), {n, ho, wo, out}), {0, 3, 1, 2});
+}
+
+/// Qwen3-Omni's audio encoder (Qwen3OmniMoeAudioEncoder).
+static Value buildQwen3AudioEncoder(ModelBuilder &b, const AudioConfig &c,
+                                    const std::string &prefix, int64_t frames) {
+  Type i32 = IntegerType::get(b.getContext(), 32);
+  const int64_t d = c.dim, hd = c.dim / c.heads;
+  const int64_t chunk = std::min(frames, 2 * c.nWindow),
+                chunks = frames / chunk;
+  const int64_t steps = AudioConfig::convSteps(chunk), total = chunks * steps;
+  Value features =
+      b.packedInput("input_features", {1, c.melBins, frames}, b.dtype(), 2);
+  Value segments = b.packedInput("audio_segment_ids", {1, total}, i32, 1);
+
+  locate(b, prefix + "conv", ModuleKind::AudioConv);
+  Value x = b.reshape(
+      b.transpose(b.reshape(features, {c.melBins, chunks, chunk}), {1, 0, 2}),
+      {chunks, 1, c.melBins, chunk});
+  x = conv2dGelu(b, x, prefix + "conv2d1", c.downsample);
+  x = conv2dGelu(b, x, prefix + "conv2d2", c.downsample);
+  x = conv2dGelu(b, x, prefix + "conv2d3", c.downsample);
+  // [chunks, C, f, t] -> [chunks, t, C * f] -> conv_out.
+  auto type = cast<RankedTensorType>(x.getType());
+  const int64_t f = type.getDimSize(2);
+  x = b.reshape(b.transpose(x, {0, 3, 1, 2}), {total, c.downsample * f});
+  x = b.linear(x, b.param(prefix + "conv_out.weight", {d, c.downsample * f}));
+
+  // Sinusoids of each step's place in its chunk (transformers' table,
+  // sin then cos, timescales exp(-i ln(10000) / (d/2 - 1))).
+  locate(b, prefix + "positional_embedding", ModuleKind::AudioPosition);
+  const int64_t half = d / 2;
+  const double inc = std::log(10000.0) / std::max<int64_t>(half - 1, 1);
+  std::vector<float> table(steps * d);
+  for (int64_t t = 0; t < steps; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      float scale = static_cast<float>(std::exp(-inc * static_cast<double>(i)));
+      float angle = static_cast<float>(t) * scale;
+      table[t * d + i] = std::sin(angle);
+      table[t * d + half + i] = std::cos(angle);
+    }
+  Value pos = b.cast(b.constant(table, {1, steps, d}), b.dtype());
+  x = b.reshape(b.add(b.reshape(x, {chunks, steps, d}),
+                      b.broadcast(b.reshape(pos, {steps, d}),
+                                  {chunks, steps, d}, {1, 2})),
+                {1, total, d});
+
+  auto norm = [&](Value v, const std::string &name) {
+    return layerNorm(b, v, name, d, 1e-5);
+  };
+  for (int64_t i = 0; i < c.layers; ++i) {
+    std::string p = prefix + "layers." + std::to_string(i) + ".";
+    locate(b, p + "self_attn", ModuleKind::AudioBlock, i);
+    Value h = norm(x, p + "self_attn_layer_norm");
+    auto project = [&](const char *name) {
+      return b.reshape(linearWithBias(b, h, p + "self_attn." + name, d, d),
+                       {1, total, c.heads, hd});
+    };
+    Value a = b.attention(project("q_proj"), project("k_proj"),
+                          project("v_proj"), segments, /*causal=*/false,
+                          1.0 / std::sqrt(static_cast<double>(hd)));
+    a = b.reshape(a, {1, total, d});
+    x = b.add(x, linearWithBias(b, a, p + "self_attn.out_proj", d, d));
+    locate(b, p + "mlp", ModuleKind::AudioBlock, i);
+    h = norm(x, p + "final_layer_norm");
+    h = activation(b, c.act, linearWithBias(b, h, p + "fc1", c.ffn, d));
+    x = b.add(x, linearWithBias(b, h, p + "fc2", d, c.ffn));
+  }
+  locate(b, prefix + "proj", ModuleKind::AudioProj);
+  x = norm(b.reshape(x, {total, d}), prefix + "ln_post");
+  x = activation(b, c.act, linearWithBias(b, x, prefix + "proj1", d, d));
+  return linearWithBias(b, x, prefix + "proj2", c.outDim, d);
+}
+
 Value mlir::veomni::buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
                                       StringRef prefixRef, int64_t frames) {
   std::string prefix = prefixRef.str();
+  if (c.qwen3)
+    return buildQwen3AudioEncoder(b, c, prefix, frames);
   MLIRContext *ctx = b.getContext();
   Type i32 = IntegerType::get(ctx, 32), f32 = Float32Type::get(ctx);
   int64_t d = c.dim, hd = c.dim / c.heads, steps = frames / 2;

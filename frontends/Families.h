@@ -160,6 +160,9 @@ struct VisionConfig {
   bool qwen3 = false;
   int64_t positionEmbeddings = 0;
   std::vector<int64_t> deepstackIndexes;
+  /// Qwen3-Omni names the same tower's mergers as Qwen2-VL did:
+  /// merger(_list.j).ln_q, .mlp.0, .mlp.2.
+  bool omniMergerNames = false;
   int64_t depth = 0, dim = 0, heads = 0, mlpHidden = 0, outHidden = 0;
   int64_t patch = 14, merge = 2, temporal = 2, channels = 3;
   std::vector<int64_t> fullAttentionBlocks; // qwen25 only
@@ -189,12 +192,28 @@ struct AudioConfig {
   /// Frames are convolved in independent chunks of 2 * nWindow.
   int64_t nWindow = 100;
   std::string act;
+  /// Qwen3-Omni's encoder: three 3x3 stride-2 Conv2d (downsample channels)
+  /// over (mel, time) of each chunk, conv_out, sinusoids restarting every
+  /// chunk, attention windows of nWindowInfer frames' steps, k_proj with a
+  /// bias, then ln_post, proj1, the activation and proj2.
+  bool qwen3 = false;
+  int64_t downsample = 480, nWindowInfer = 800;
+  /// Steps a chunk of `frames` frames leaves after the three convolutions.
+  static int64_t convSteps(int64_t frames) {
+    for (int i = 0; i < 3; ++i)
+      frames = (frames - 1) / 2 + 1;
+    return frames;
+  }
 };
 
-AudioConfig parseAudioConfig(ConfigReader &r);
+AudioConfig parseAudioConfig(ConfigReader &r, bool qwen3 = false);
 /// Audio features [frames / 4, outDim] from input_features [1, mel, frames],
 /// audio_position_ids and audio_segment_ids, declared here. Frames must be
 /// at most one chunk (2 * n_window) or a whole number of chunks.
+/// Qwen3-Omni (qwen3): features [chunks * steps, outDim], steps =
+/// convSteps(chunk) a chunk, from input_features [1, mel, frames] and
+/// audio_segment_ids [1, chunks * steps] (its attention windows); frames at
+/// most one chunk (2 * n_window) or a whole number of chunks.
 Value buildAudioEncoder(ModelBuilder &b, const AudioConfig &c,
                         llvm::StringRef prefix, int64_t frames);
 

@@ -40,7 +40,9 @@ std::vector<std::string> mlir::veomni::supportedModelTypes() {
           "qwen3_vl",
           "qwen3_vl_moe",
           "qwen2_5_omni",
-          "qwen2_5_omni_thinker"};
+          "qwen2_5_omni_thinker",
+          "qwen3_omni_moe",
+          "qwen3_omni_moe_thinker"};
 }
 
 std::optional<Placement>
@@ -315,6 +317,97 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                            in.segments, in.labels, deepstack);
     appendDecoderPlan(model.plan, names);
     appendVisionPlan(model.plan, "model.visual.");
+  } else if (modelType == "qwen3_omni_moe" ||
+             modelType == "qwen3_omni_moe_thinker") {
+    // Qwen3-Omni-MoE's thinker: the Qwen3-VL tower (mergers named as
+    // Qwen2-VL's), a Conv2d audio encoder, and a Qwen3-MoE LLM with
+    // interleaved MRoPE and DeepStack. Speech output (talker, code2wav) is
+    // not trained here.
+    std::optional<ConfigReader> thinker;
+    if (modelType == "qwen3_omni_moe") {
+      thinker = requireObject(r, "thinker_config");
+      r.ignoreGenericKeys();
+      r.ignore({"enable_audio_output", "talker_config", "code2wav_config",
+                "assistant_token_id", "im_start_token_id", "im_end_token_id",
+                "system_token_id", "user_token_id", "tts_bos_token_id",
+                "tts_eos_token_id", "tts_pad_token_id"});
+    }
+    ConfigReader &th = thinker ? *thinker : r;
+    th.ignoreGenericKeys();
+    th.ignore({"audio_token_id", "image_token_id", "video_token_id",
+               "audio_start_token_id", "audio_end_token_id",
+               "vision_start_token_id", "vision_end_token_id", "user_token_id",
+               "position_id_per_seconds", "seconds_per_chunk"});
+    std::optional<ConfigReader> tr = requireObject(th, "text_config");
+    std::optional<ConfigReader> vr = requireObject(th, "vision_config");
+    std::optional<ConfigReader> ar = requireObject(th, "audio_config");
+    if (r.failed())
+      return fail(r.error());
+    DecoderConfig c = parseDecoderConfig(*tr, "qwen3_omni_moe_text", options);
+    // transformers 5 ties the thinker's head by thinker_config's flag.
+    if (th.has("tie_word_embeddings"))
+      c.tieEmbeddings = th.getBool("tie_word_embeddings", false);
+    if (r.failed())
+      return fail(r.error());
+    VisionConfig v = parseVisionConfig(*vr, VisionKind::Qwen3, c.hidden);
+    v.omniMergerNames = true;
+    // The tower always adds its learned positions; image_size is
+    // informational.
+    vr->ignore({"apply_vit_abs_pos_embed", "image_size"});
+    AudioConfig a = parseAudioConfig(*ar, /*qwen3=*/true);
+    if (r.failed())
+      return fail(r.error());
+    model.numExperts = c.experts;
+    model.numHeads = c.heads;
+    model.numKVHeads = c.kvHeads;
+    model.numLayers = c.layers;
+    model.expertsPerToken = c.topK;
+    const int64_t chunk = 2 * a.nWindow, frames = options.data.audioFrames;
+    if (frames > chunk && frames % chunk != 0)
+      return fail("--audio-frames " + std::to_string(frames) +
+                  ": must be at most one chunk (2 * n_window = " +
+                  std::to_string(chunk) + ") or a multiple of it");
+    const int64_t audioTokens =
+        frames ? frames / std::min(frames, chunk) *
+                     AudioConfig::convSteps(std::min(frames, chunk))
+               : 0;
+    int64_t group = v.merge * v.merge;
+    if (options.data.imagePatches % group != 0)
+      return fail("--image-patches " +
+                  std::to_string(options.data.imagePatches) +
+                  ": must be a multiple of spatial_merge_size^2 = " +
+                  std::to_string(group));
+    checkTokens(r, "image-patches + --audio-frames",
+                options.data.imagePatches / group + audioTokens);
+    if (!error.empty())
+      return fail(error);
+    // Names as transformers saves each: the whole model's under
+    // "thinker.", the thinker's alone without.
+    const std::string at = thinker ? "thinker." : "";
+    names.prefix = at + "model.";
+    names.lmHead = at + "lm_head.weight";
+    TextInputs in = declareTextInputs(b, c, options);
+    Deepstack deepstack;
+    Value image =
+        options.data.imagePatches
+            ? buildVisionTower(b, v, at + "visual.", options.data.imagePatches,
+                               &deepstack.features)
+            : Value();
+    Value audio =
+        frames ? buildAudioEncoder(b, a, at + "audio_tower.", frames) : Value();
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    if (image) {
+      int64_t n = cast<RankedTensorType>(image.getType()).getDimSize(0);
+      deepstack.positions =
+          b.input("image_token_positions", {n}, IntegerType::get(&context, 32));
+      embeds = mergeRows(b, embeds, deepstack.positions, image);
+    }
+    embeds = mergeModality(b, embeds, audio, "audio_token_positions");
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
+                           in.segments, in.labels, deepstack);
+    appendDecoderPlan(model.plan, names);
+    appendVisionPlan(model.plan, at + "visual.");
+    appendAudioPlan(model.plan, at + "audio_tower.");
   } else if (modelType == "qwen2_5_omni" ||
              modelType == "qwen2_5_omni_thinker") {
     std::optional<ConfigReader> thinker;

@@ -107,6 +107,12 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       Field(root, "thinker_config") ? Field(root, "thinker_config") : root;
   if (absl::EndsWith(m.modelType, "_thinker"))
     m.modelType.resize(m.modelType.size() - 8);
+  if (m.modelType == "qwen3_omni_moe")
+    return absl::UnimplementedError(absl::StrCat(
+        config,
+        ": conversations with images or audio for qwen3_omni_moe are not "
+        "supported yet (its audio features and rope positions); train it "
+        "from batch files (a .safetensors data.path)"));
   const Json *vision = Field(top, "vision_config");
   const Json *audio = Field(top, "audio_config");
   m.vision = vision != nullptr;

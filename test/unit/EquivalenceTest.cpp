@@ -622,6 +622,7 @@ INSTANTIATE_TEST_SUITE_P(
         // DeepStack's adds under data parallelism; fused
         // experts under ep.
         Plan{"qwen3_vl", 1, 4}, Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2},
+        Plan{"qwen3_omni_moe", 1, 2, 1, 1, 2},
         // DeepStack under tp x sp: one step. (Five steps at lr 3e-3 grow
         // the f32 round-off of the tp/sp partial sums, 1e-7 of the
         // gradients, to 2e-4 of the parameters: beyond 1e-5.)

@@ -155,11 +155,15 @@ const Case kCases[] = {
     // Qwen3-VL and Qwen3-VL-MoE: interleaved MRoPE, DeepStack features in
     // the first layers, learned vision positions resampled to a 4 x 6 grid;
     // fused experts. transformers 4.55 has no config for them.
-    Case{"qwen3_vl", 24}, Case{"qwen3_vl_moe", 24}};
+    Case{"qwen3_vl", 24}, Case{"qwen3_vl_moe", 24},
+    // Qwen3-Omni-MoE's thinker saved alone: the Qwen3-VL tower, a Conv2d
+    // audio encoder (a 64-frame clip: 8 features), a Qwen3-MoE LLM.
+    Case{"qwen3_omni_moe", 24, 64}};
 
 /// Families transformers 4.x never wrote a config of.
 bool hasV4(const Case &c) {
-  return std::string(c.family).rfind("qwen3_vl", 0) != 0;
+  return std::string(c.family).rfind("qwen3_vl", 0) != 0 &&
+         std::string(c.family) != "qwen3_omni_moe";
 }
 
 std::vector<Case> bothForms() {

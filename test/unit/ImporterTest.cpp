@@ -101,7 +101,7 @@ INSTANTIATE_TEST_SUITE_P(Families, ImporterTest,
                                            "qwen3_moe", "qwen2_vl",
                                            "qwen2_5_vl", "qwen2_5_omni",
                                            "omni_moe", "qwen3_vl",
-                                           "qwen3_vl_moe"));
+                                           "qwen3_vl_moe", "qwen3_omni_moe"));
 
 TEST(ConfigReader, ReportsTheFirstErrorOnceWithTheDottedField) {
   ConfigReader r = ConfigReader::fromText(

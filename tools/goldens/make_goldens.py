@@ -171,16 +171,22 @@ FAMILIES = [
     "qwen2_5_omni",
     "qwen3_vl",
     "qwen3_vl_moe",
+    "qwen3_omni_moe",
 ]
-MOE_FAMILIES = ("qwen3_moe", "gpt_oss", "deepseek_v3", "qwen3_vl_moe")
+MOE_FAMILIES = ("qwen3_moe", "gpt_oss", "deepseek_v3", "qwen3_vl_moe", "qwen3_omni_moe")
 # Persistent buffers that checkpoints hold beside the parameters: written,
 # with zero gradients and unchanged by the step (veomni trains them by no
 # gradient either).
 BUFFERS = (".e_score_correction_bias",)
-VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "qwen3_vl", "qwen3_vl_moe")
-QWEN3_VL = ("qwen3_vl", "qwen3_vl_moe")  # DeepStack, interleaved MRoPE, learned positions
+VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "qwen3_vl", "qwen3_vl_moe", "qwen3_omni_moe")
+OMNI = ("qwen2_5_omni", "qwen3_omni_moe")  # a thinker with vision and audio
+# DeepStack, interleaved MRoPE, learned vision positions (Qwen3-Omni's thinker too).
+QWEN3_VL = ("qwen3_vl", "qwen3_vl_moe", "qwen3_omni_moe")
 # Families that transformers 4.55 (the 4.x config writer) does not know.
 NO_V4 = QWEN3_VL
+# Qwen3-Omni's clip: 64 frames, less than a chunk (2 n_window = 100): 8 steps
+# after the three stride-2 convolutions.
+QWEN3_OMNI_FRAMES = 64
 
 SEED = 1234
 BATCH, SEQ = 1, 32
@@ -323,6 +329,8 @@ def model_class(family):
         "qwen2_5_omni": transformers.Qwen2_5OmniForConditionalGeneration,
         "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
         "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
+        # The thinker alone: its checkpoints and config as transformers saves them.
+        "qwen3_omni_moe": transformers.Qwen3OmniMoeThinkerForConditionalGeneration,
     }.get(family, transformers.AutoModelForCausalLM)
 
 
@@ -338,6 +346,8 @@ def build_model(family, config):
     cls = model_class(family)
     if cls is transformers.AutoModelForCausalLM:
         model = cls.from_config(config, **model_kwargs(family))
+    elif family == "qwen3_omni_moe":
+        model = cls._from_config(config.thinker_config, **model_kwargs(family))
     else:
         model = cls._from_config(config, **model_kwargs(family))
     return model.eval()
@@ -371,6 +381,12 @@ def init_weights(model):
 
 # transformers 5 nests the multimodal models; hub checkpoints use the old names.
 PREFIXES = {
+    # The thinker saved alone (what transformers writes for it).
+    "qwen3_omni_moe": [
+        ("model.language_model.", "model."),
+        ("model.visual.", "visual."),
+        ("model.audio_tower.", "audio_tower."),
+    ],
     "qwen2_vl": [("model.language_model.", "model."), ("model.visual.", "visual.")],
     "qwen2_5_vl": [("model.language_model.", "model."), ("model.visual.", "visual.")],
     "qwen2_5_omni": [
@@ -441,7 +457,7 @@ def shift_labels(ids, ignore):
 
 def random_image(config, family, grid, gen):
     """(grid_thw, seeded random patches [P, C*T*p*p]) of one image of `grid` patches."""
-    vcfg = config.thinker_config.vision_config if family == "qwen2_5_omni" else config.vision_config
+    vcfg = config.thinker_config.vision_config if family in OMNI else config.vision_config
     grid_thw = torch.tensor([grid])
     patches = int(grid_thw.prod())
     width = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
@@ -459,7 +475,7 @@ def vision_inputs(config, family, grid_thw, pixels):
     output. veomni does no permutation: it gets the patches already in window
     order and the image token positions in the order the merger emits them.
     """
-    vcfg = config.thinker_config.vision_config if family == "qwen2_5_omni" else config.vision_config
+    vcfg = config.thinker_config.vision_config if family in OMNI else config.vision_config
     merge = vcfg.spatial_merge_size
     unit = merge * merge
     patches = int(grid_thw.prod())
@@ -514,7 +530,7 @@ def make_batch(family, model, config, gen, grid=None):
         batch = {"input_ids": ids, "position_ids": positions, "segment_ids": segments, "labels": labels}
         return batch, {"input_ids": ids, "position_ids": positions}, None
 
-    omni = family == "qwen2_5_omni"
+    omni = family in OMNI
     tcfg = config.thinker_config if omni else config
     grid = grid or (QWEN3_VL_GRID if family in QWEN3_VL else IMAGE_GRID)
     grid_thw, pixels = random_image(config, family, grid, gen)
@@ -525,14 +541,26 @@ def make_batch(family, model, config, gen, grid=None):
     ids[0, start + 1 + n_image] = tcfg.vision_end_token_id
     features = None
     if omni:
-        # One audio clip after the image: text <audio_start> <audio> x 4 <audio_end>.
-        n_audio = AUDIO_FRAMES // 4
+        # One audio clip after the image: text <audio_start> <audio> x n <audio_end>.
+        frames = QWEN3_OMNI_FRAMES if family == "qwen3_omni_moe" else AUDIO_FRAMES
+        n_audio = audio_tokens(family, tcfg.audio_config, frames)
         a0 = start + n_image + 5  # <vision_end>, two text tokens, <audio_start>
         ids[0, a0 - 1] = tcfg.audio_start_token_id
         ids[0, a0 : a0 + n_audio] = tcfg.audio_token_id
         ids[0, a0 + n_audio] = tcfg.audio_end_token_id
-        features = torch.randn(1, tcfg.audio_config.num_mel_bins, AUDIO_FRAMES, generator=gen)
+        features = torch.randn(1, tcfg.audio_config.num_mel_bins, frames, generator=gen)
     return multimodal_batch(family, model, config, ids, grid_thw, pixels, features)
+
+
+def audio_tokens(family, acfg, frames):
+    """The audio tower's features (placeholder tokens) of a clip of `frames`."""
+    if family == "qwen3_omni_moe":
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+            _get_feat_extract_output_lengths,
+        )
+
+        return int(_get_feat_extract_output_lengths(torch.tensor(frames), acfg.n_window))
+    return frames // 4
 
 
 def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None):
@@ -544,7 +572,7 @@ def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None
     in HF's processor order, grid_thw [[t, h, w]]; features [1, mel, F] are the
     omni clip's log-mel frames. Every token is in segment 0; labels are shifted.
     """
-    omni = family == "qwen2_5_omni"
+    omni = family in OMNI
     tcfg = config.thinker_config if omni else config
     image_id = tcfg.image_token_id
     window_index, vision = vision_inputs(config, family, grid_thw, pixels)
@@ -558,17 +586,33 @@ def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None
         acfg = tcfg.audio_config
         audio_id = tcfg.audio_token_id
         frames = features.shape[-1]
-        # HF convolves each n_window * 2 frame chunk separately (zero padded);
-        # veomni convolves the clips end to end, so one chunk is what agrees.
-        assert frames <= 2 * acfg.n_window, "the clip must fit one attention chunk"
-        assert frames % 4 == 0 and int((ids == audio_id).sum()) == frames // 4, "one audio token per 4 frames"
+        n_audio = audio_tokens(family, acfg, frames)
+        assert int((ids == audio_id).sum()) == n_audio, "one audio token per feature"
         ignore.append(audio_id)
         hf["input_features"] = features
         hf["feature_attention_mask"] = torch.ones(1, frames, dtype=torch.long)
-        steps = frames // 2
         batch["input_features"] = features
-        batch["audio_position_ids"] = torch.arange(steps)  # position inside its chunk
-        batch["audio_segment_ids"] = torch.zeros(1, steps, dtype=torch.long)  # one chunk
+        if family == "qwen3_omni_moe":
+            # Whole chunks of 2 n_window frames; attention windows of
+            # n_window_infer frames' steps (transformers' get_audio_cu_seqlens).
+            from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+                get_audio_cu_seqlens,
+            )
+
+            chunk = min(frames, 2 * acfg.n_window)
+            assert frames % chunk == 0, "whole chunks"
+            lens = torch.full((frames // chunk,), chunk)
+            cu = get_audio_cu_seqlens(lens, torch.tensor([frames]), acfg.n_window_infer, acfg.n_window)
+            windows = torch.repeat_interleave(torch.arange(len(cu) - 1), (cu[1:] - cu[:-1]).long())
+            assert len(windows) == n_audio, "a window id per step"
+            batch["audio_segment_ids"] = windows.reshape(1, n_audio)
+        else:
+            # HF convolves each n_window * 2 frame chunk separately (zero padded);
+            # veomni convolves the clips end to end, so one chunk is what agrees.
+            assert frames <= 2 * acfg.n_window, "the clip must fit one attention chunk"
+            steps = frames // 2
+            batch["audio_position_ids"] = torch.arange(steps)  # position inside its chunk
+            batch["audio_segment_ids"] = torch.zeros(1, steps, dtype=torch.long)  # one chunk
         batch["audio_token_positions"] = (ids.reshape(-1) == audio_id).nonzero()[:, 0]
 
     # HF's masked_scatter fills the image tokens (flat B*S order) with the
@@ -581,7 +625,8 @@ def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None
     with torch.no_grad():
         if omni:
             mask = torch.ones_like(ids)
-            positions, _ = model.thinker.model.get_rope_index(
+            thinker = model.thinker if family == "qwen2_5_omni" else model
+            positions, _ = thinker.model.get_rope_index(
                 ids, grid_thw, None, mask, False, torch.tensor([frames])
             )
             own = dict(hf, attention_mask=mask)
@@ -589,6 +634,9 @@ def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None
             mm_token_type_ids = (ids == image_id).int()  # 1 = image
             positions, _ = model.model.get_rope_index(ids, mm_token_type_ids, image_grid_thw=grid_thw)
             own = dict(hf, mm_token_type_ids=mm_token_type_ids)
+    # (Qwen3-Omni's come as floats, whole numbers.)
+    assert torch.equal(positions, positions.round()), "integral positions"
+    positions = positions.long()
     hf["position_ids"] = positions
     batch.update(input_ids=ids, position_ids=positions, segment_ids=segments)
     batch["labels"] = shift_labels(ids, ignore)
@@ -878,10 +926,15 @@ def ref_vision_qwen3(W, p, vcfg, batch):
     def ln(v, name):
         return layer_norm(v, W[name + ".weight"], W[name + ".bias"], 1e-6)
 
+    # Qwen3-Omni names its mergers as Qwen2-VL did (ln_q, mlp.0, mlp.2).
+    omni_names = p + "merger.ln_q.weight" in W
+    norm_, fc1, fc2 = ("ln_q", "mlp.0", "mlp.2") if omni_names else ("norm", "linear_fc1", "linear_fc2")
+    stack = "merger_list" if omni_names else "deepstack_merger_list"
+
     def merger(v, name, postshuffle):
-        v = ln(v.reshape(patches // unit, unit * dim), name + ".norm") if postshuffle else ln(v, name + ".norm")
-        v = F.gelu(linear(v.reshape(patches // unit, unit * dim), W[name + ".linear_fc1.weight"], W[name + ".linear_fc1.bias"]))
-        return linear(v, W[name + ".linear_fc2.weight"], W[name + ".linear_fc2.bias"])
+        v = ln(v.reshape(patches // unit, unit * dim), f"{name}.{norm_}") if postshuffle else ln(v, f"{name}.{norm_}")
+        v = F.gelu(linear(v.reshape(patches // unit, unit * dim), W[f"{name}.{fc1}.weight"], W[f"{name}.{fc1}.bias"]))
+        return linear(v, W[f"{name}.{fc2}.weight"], W[f"{name}.{fc2}.bias"])
 
     x = x[None]
     deepstack = []
@@ -897,8 +950,47 @@ def ref_vision_qwen3(W, p, vcfg, batch):
         u = linear(ln(x, b + "norm2"), W[b + "mlp.linear_fc1.weight"], W[b + "mlp.linear_fc1.bias"])
         x = x + linear(act(u), W[b + "mlp.linear_fc2.weight"], W[b + "mlp.linear_fc2.bias"])
         if i in indexes:
-            deepstack.append(merger(x[0], f"{p}deepstack_merger_list.{indexes.index(i)}", True))
+            deepstack.append(merger(x[0], f"{p}{stack}.{indexes.index(i)}", True))
     return merger(x[0], p + "merger", False), deepstack
+
+
+def ref_audio_qwen3(W, p, acfg, batch):
+    """buildAudioEncoder for Qwen3-Omni: chunks of 2 n_window frames through
+    three Conv2d, sinusoids restarting every chunk, windowed attention."""
+    x = batch["input_features"].float()[0]  # [mel, F]
+    mel, frames = x.shape
+    chunk = min(frames, 2 * acfg.get("n_window", 50))
+    x = x.reshape(mel, frames // chunk, chunk).permute(1, 0, 2)[:, None]  # [chunks, 1, mel, chunk]
+    for k in (1, 2, 3):
+        x = F.gelu(F.conv2d(x, W[f"{p}conv2d{k}.weight"], W[f"{p}conv2d{k}.bias"], stride=2, padding=1))
+    n, c, f, t = x.shape
+    x = linear(x.permute(0, 3, 1, 2).reshape(n, t, c * f), W[p + "conv_out.weight"])
+    dim = x.shape[-1]
+    half = dim // 2
+    inc = math.log(10000.0) / (half - 1)
+    inv = torch.exp(-inc * torch.arange(half).float())
+    angle = torch.arange(t)[:, None] * inv[None, :]
+    x = (x + torch.cat([angle.sin(), angle.cos()], -1)[None]).reshape(1, n * t, dim)
+    heads = acfg["encoder_attention_heads"]
+    hd = dim // heads
+    segments = batch["audio_segment_ids"].long()
+    act = ACTS[acfg.get("activation_function", "gelu")]
+    steps = n * t
+    for i in range(acfg["encoder_layers"]):
+        b = f"{p}layers.{i}."
+        h = layer_norm(x, W[b + "self_attn_layer_norm.weight"], W[b + "self_attn_layer_norm.bias"], 1e-5)
+
+        def proj(name):
+            y = linear(h, W[f"{b}self_attn.{name}.weight"], W[f"{b}self_attn.{name}.bias"])
+            return y.reshape(1, steps, heads, hd)
+
+        a = attention(proj("q_proj"), proj("k_proj"), proj("v_proj"), segments, False, hd**-0.5)
+        x = x + linear(a.reshape(1, steps, dim), W[b + "self_attn.out_proj.weight"], W[b + "self_attn.out_proj.bias"])
+        h = layer_norm(x, W[b + "final_layer_norm.weight"], W[b + "final_layer_norm.bias"], 1e-5)
+        x = x + linear(act(linear(h, W[b + "fc1.weight"], W[b + "fc1.bias"])), W[b + "fc2.weight"], W[b + "fc2.bias"])
+    x = layer_norm(x[0], W[p + "ln_post.weight"], W[p + "ln_post.bias"], 1e-5)
+    x = act(linear(x, W[p + "proj1.weight"], W[p + "proj1.bias"]))
+    return linear(x, W[p + "proj2.weight"], W[p + "proj2.bias"])
 
 
 def ref_audio(W, p, acfg, batch):
@@ -947,7 +1039,7 @@ def sparse_layer(text, i):
 
 
 def decoder_prefix(family):
-    return {"qwen2_5_omni": "thinker.model."}.get(
+    return {"qwen2_5_omni": "thinker.model.", "qwen3_omni_moe": "model."}.get(
         family, "model.language_model." if family in QWEN3_VL else "model."
     )
 
@@ -1185,7 +1277,8 @@ def ref_logits(family, cfg, W, batch):
         embeds = embeds * torch.tensor(cfg["hidden_size"] ** 0.5, dtype=embeds.dtype)
     deepstack = ()
     if family in QWEN3_VL:
-        rows, deepstack = ref_vision_qwen3(W, "model.visual.", vision_config(family, cfg), batch)
+        vp = "visual." if family == "qwen3_omni_moe" else "model.visual."
+        rows, deepstack = ref_vision_qwen3(W, vp, vision_config(family, cfg), batch)
         embeds = merge_rows(embeds, batch["image_token_positions"], rows)
     elif family in VISION_FAMILIES:
         vp = "thinker.visual." if omni else "visual."
@@ -1193,6 +1286,9 @@ def ref_logits(family, cfg, W, batch):
         embeds = merge_rows(embeds, batch["image_token_positions"], rows)
     if omni:
         rows = ref_audio(W, "thinker.audio_tower.", cfg["thinker_config"]["audio_config"], batch)
+        embeds = merge_rows(embeds, batch["audio_token_positions"], rows)
+    if family == "qwen3_omni_moe":
+        rows = ref_audio_qwen3(W, "audio_tower.", cfg["audio_config"], batch)
         embeds = merge_rows(embeds, batch["audio_token_positions"], rows)
     logits = ref_decoder(W, family, cfg, embeds, batch, stats, deepstack)
     return logits, stats
