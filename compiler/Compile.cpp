@@ -44,6 +44,7 @@ static OptimizerOptions optimizerOptionsOf(const TrainOptions &t) {
   o.warmupSteps = t.warmupSteps;
   o.totalSteps = t.steps;
   o.minLrRatio = t.minLrRatio;
+  o.routerBiasRate = t.routerBiasUpdateRate;
   return o;
 }
 
@@ -151,6 +152,10 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   const ParallelSection &mesh = options.parallel;
   if (!options.train)
     return module.emitError("pipeline stages compile training steps only");
+  if (options.train->routerBiasUpdateRate > 0)
+    return module.emitError(
+        "train.router_bias_update_rate with parallel.pp > 1 is not supported "
+        "yet (a stage's update does not see its routers' loads)");
   if (options.remat != "none")
     return module.emitError("pipeline stages recompute each chunk's forward "
                             "in its backward already: use train.remat none "

@@ -17,6 +17,12 @@
 //   lr(t) = min(1, t / warmup) * (min_lr + (lr - min_lr) (1 + cos(pi q)) / 2)
 //           with q = clamp((t - warmup) / (total - warmup), 0, 1)
 //
+// With router-bias-rate r > 0, the choice bias of every veomni.moe_group_topk
+// (DeepSeek-V3's e_score_correction_bias, which no gradient reaches) follows
+// the auxiliary-loss-free rule instead of AdamW:
+//   load_e = tokens routed to e in the step (all micro-batches, all ranks)
+//   bias_e = bias_e + r * sign(mean(load) - load_e)
+//
 //===----------------------------------------------------------------------===//
 
 #include "dialects/VeOmni/VeOmniOps.h"
@@ -111,6 +117,65 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       signalPassFailure();
   }
 
+  /// A choice bias's auxiliary-loss-free step: bias + rate * sign(mean
+  /// load - load), the loads summed over the micro-batches in an f32
+  /// accumulator; no moments, no weight decay, an f32 master for a
+  /// low-precision bias.
+  template <typename AddArgument, typename Blend>
+  void updateRouterBias(Arith &a, BlockArgument arg, Value load,
+                        AddArgument &addArgument, Blend &blend, Value apply,
+                        SmallVectorImpl<Value> &results,
+                        SmallVectorImpl<std::string> &updates) {
+    OpBuilder &b = a.b;
+    func::FuncOp func = cast<func::FuncOp>(arg.getOwner()->getParentOp());
+    auto name = func.getArgAttrOfType<StringAttr>(
+        arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+    std::string n = name.getValue().str();
+    auto pt = cast<RankedTensorType>(arg.getType());
+    auto ft = pt.clone(b.getF32Type());
+    auto scalarType = RankedTensorType::get({}, b.getF32Type());
+    Value sum = load;
+    Value acc;
+    if (apply) {
+      acc = addArgument(ft, VeOmniDialect::kStateAttrName,
+                        "optimizer.router_load." + n,
+                        ArgumentRole::GradAccumulator, name);
+      sum = a.add(acc, load);
+    }
+    Value master = arg;
+    if (!pt.getElementType().isF32()) {
+      master = addArgument(ft, VeOmniDialect::kStateAttrName,
+                           "optimizer.master." + n, ArgumentRole::MasterWeight,
+                           name);
+      func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
+                      VeOmniDialect::kInitFromAttrName, name);
+    }
+    // sign(x) as clamp(x * 4E, -1, 1): a load is a whole number and the
+    // mean a multiple of 1 / E, so a non-zero offset is at least 1 / E.
+    const int64_t experts = pt.getNumElements();
+    Value total = ReduceOp::create(
+        b, a.loc, ReduceKindAttr::get(b.getContext(), ReduceKind::Sum), sum,
+        b.getDenseI64ArrayAttr({0}), UnitAttr());
+    Value mean = a.spread(a.scale(total, 1.0 / double(experts)), ft);
+    Value offset = a.scale(a.sub(mean, sum), 4.0 * double(experts));
+    Value sign = ClampOp::create(b, a.loc, ft, offset, b.getF64FloatAttr(-1),
+                                 b.getF64FloatAttr(1));
+    Value p2 = blend(a.add(master, a.scale(sign, routerBiasRate)), master);
+    if (master != Value(arg)) {
+      results.push_back(p2);
+      updates.push_back("optimizer.master." + n);
+      results.push_back(CastOp::create(b, a.loc, pt, p2));
+    } else {
+      results.push_back(p2);
+    }
+    updates.push_back(n);
+    if (apply) {
+      Value keep = a.spread(a.sub(a.splat(1, scalarType), apply), ft);
+      results.push_back(a.mul(sum, keep));
+      updates.push_back("optimizer.router_load." + n);
+    }
+  }
+
   LogicalResult build(func::FuncOp func) {
     Block &block = func.getBody().front();
     auto ret = cast<func::ReturnOp>(block.getTerminator());
@@ -167,6 +232,44 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     double minLr = lr * minLrRatio;
     Value lrNow = a.mul(warm, a.plus(a.scale(cosine, lr - minLr), minLr));
 
+    // Auxiliary-loss-free balancing: each group router's load, by the
+    // parameter that is its choice bias (counted from the routing the
+    // forward made; partitioning sums it over the ranks' tokens).
+    llvm::StringMap<Value> loads;
+    if (routerBiasRate > 0) {
+      SmallVector<MoEGroupTopKOp> routers;
+      func.walk([&](MoEGroupTopKOp op) { routers.push_back(op); });
+      if (routers.empty() && !externalNorm)
+        return func.emitError(
+            "train.router_bias_update_rate is set, but the model has no "
+            "group-limited router with a choice bias (DeepSeek-V3's "
+            "e_score_correction_bias)");
+      for (MoEGroupTopKOp op : routers) {
+        auto arg = dyn_cast<BlockArgument>(op.getBias());
+        StringAttr name =
+            arg && arg.getOwner() == &block
+                ? func.getArgAttrOfType<StringAttr>(
+                      arg.getArgNumber(), VeOmniDialect::kParamAttrName)
+                : StringAttr();
+        if (!name)
+          return op.emitOpError("veomni-optimizer: router-bias-rate needs the "
+                                "choice bias to be a parameter");
+        auto idx = cast<RankedTensorType>(op.getIndices().getType());
+        auto biasType = cast<RankedTensorType>(op.getBias().getType());
+        int64_t n = idx.getNumElements();
+        auto countsType = biasType.clone(f32);
+        Value flat = ReshapeOp::create(
+            b, loc, RankedTensorType::get({n}, idx.getElementType()),
+            op.getIndices());
+        Value counts = ScatterAddOp::create(
+            b, loc, countsType, a.splat(0, countsType), flat,
+            a.splat(1, RankedTensorType::get({n}, f32)),
+            b.getI64IntegerAttr(0));
+        Value &load = loads[name.getValue()];
+        load = load ? a.add(load, counts) : counts;
+      }
+    }
+
     // Gradient accumulation: each micro-step adds its gradient into an f32
     // accumulator; the update uses the mean, and only counts on the last
     // micro-step (`apply` = 1), when the accumulators restart from zero.
@@ -179,7 +282,9 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
         auto name = func.getArgAttrOfType<StringAttr>(
             arg.getArgNumber(), VeOmniDialect::kParamAttrName);
-        if (!name || !grads.count(name.getValue()))
+        // (A choice bias under the balancing rule sums loads instead.)
+        if (!name || !grads.count(name.getValue()) ||
+            loads.count(name.getValue()))
           continue;
         auto ft = cast<RankedTensorType>(arg.getType()).clone(f32);
         Value acc = addArgument(ft, VeOmniDialect::kStateAttrName,
@@ -243,6 +348,11 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       auto pt = cast<RankedTensorType>(arg.getType());
       auto ft = pt.clone(f32);
       std::string n = name.getValue().str();
+      if (Value load = loads.lookup(n)) {
+        updateRouterBias(a, arg, load, addArgument, blend, apply, results,
+                         updates);
+        continue;
+      }
       Value m = addArgument(ft, VeOmniDialect::kStateAttrName,
                             "optimizer.exp_avg." + n,
                             ArgumentRole::OptimizerState, name);

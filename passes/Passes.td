@@ -212,6 +212,10 @@ def Optimizer : Pass<"veomni-optimizer", "::mlir::ModuleOp"> {
     Option<"accumulationSteps", "accumulation-steps", "int64_t",
            /*default=*/"1",
            "Micro-batches per optimizer step (gradient accumulation)">,
+    Option<"routerBiasRate", "router-bias-rate", "double", /*default=*/"0.0",
+           "DeepSeek-V3's auxiliary-loss-free balancing: each choice bias of "
+           "a veomni.moe_group_topk moves by this times sign(mean load - "
+           "load) a step (0: trained as any parameter, i.e. unchanged)">,
     Option<"externalNorm", "external-norm", "bool", /*default=*/"false",
            "Clip by the squared norm given as an input (`grad_norm_sq`, a "
            "pipeline's norm over all stages) instead of the function's own "

@@ -16,6 +16,7 @@
 #include "runtime/io/Weights.h"
 #include "runtime/train/Trainer.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -269,5 +270,70 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Case> &info) {
       return std::string(info.param.family);
     });
+
+// DeepSeek-V3's auxiliary-loss-free balancing (train.router_bias_update_rate):
+// after a step every e_score_correction_bias moved by rate * sign(mean load
+// - load), the loads being the tokens transformers routes to each expert on
+// the golden batch (tools/goldens/make_router_load_golden.py); with two
+// micro-batches of it, the loads of both, so the same step.
+class RouterBiasTest : public GoldenTrainingTest {};
+
+TEST_P(RouterBiasTest, BiasesFollowTheAuxiliaryLossFreeRule) {
+  auto loads = rt::SafetensorsFile::Open(Dir() + "/router_loads.safetensors");
+  auto before = rt::SafetensorsFile::Open(Dir() + "/model.safetensors");
+  ASSERT_TRUE(loads.ok() && before.ok());
+  const float rate = 0.01f;
+  for (int64_t accumulation : {1, 2}) {
+    SCOPED_TRACE(accumulation);
+    CompileOptions options;
+    TrainOptions train;
+    train.warmupSteps = 1;
+    train.steps = 10;
+    train.routerBiasUpdateRate = rate;
+    options.train = train;
+    options.accumulationSteps = accumulation;
+    auto ex = Build(options);
+    ASSERT_TRUE(ex);
+    auto trainer = rt::Trainer::Create(*ex);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    ASSERT_TRUE(trainer->InitState().ok());
+    for (int64_t micro = 0; micro < accumulation; ++micro)
+      ASSERT_TRUE(trainer->Step(1, micro == accumulation - 1).ok());
+    int64_t biases = 0, up = 0, down = 0, kept = 0;
+    for (const rt::ArgumentDesc &a : ex->program().arguments) {
+      if (!a.isParam || !absl::EndsWith(a.name, ".e_score_correction_bias"))
+        continue;
+      ++biases;
+      const auto *load = (*loads)->Find(a.name);
+      const auto *b0 = (*before)->Find(a.name);
+      ASSERT_TRUE(load && b0) << a.name;
+      rt::TensorView l = (*loads)->View(*load), w = (*before)->View(*b0);
+      rt::TensorView got = ex->View(a.buffer);
+      const int64_t experts = l.numel();
+      double mean = 0;
+      for (int64_t e = 0; e < experts; ++e)
+        mean += rt::LoadF(l, e) / experts;
+      for (int64_t e = 0; e < experts; ++e) {
+        double offset = mean - rt::LoadF(l, e);
+        float sign = offset > 0 ? 1.f : offset < 0 ? -1.f : 0.f;
+        up += sign > 0;
+        down += sign < 0;
+        kept += sign == 0;
+        EXPECT_EQ(rt::LoadF(got, e), rt::LoadF(w, e) + rate * sign)
+            << a.name << "[" << e << "]";
+      }
+    }
+    EXPECT_EQ(biases, 1);
+    EXPECT_GT(up, 0);
+    EXPECT_GT(down, 0);
+    EXPECT_GT(kept, 0) << "an expert at the mean load stays";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DeepSeek, RouterBiasTest,
+                         ::testing::Values(Case{"deepseek_v3"}),
+                         [](const ::testing::TestParamInfo<Case> &info) {
+                           return std::string(info.param.family);
+                         });
 
 } // namespace
