@@ -427,15 +427,27 @@ static Value buildQwen3AudioEncoder(ModelBuilder &b, const AudioConfig &c,
   const int64_t steps = AudioConfig::convSteps(chunk), total = chunks * steps;
   Value features =
       b.packedInput("input_features", {1, c.melBins, frames}, b.dtype(), 2);
+  // 1 for a clip's frames, 0 for the padding of its last chunk (and the
+  // batch's rest): each convolution's output is cut there, as
+  // transformers convolves a clip's last chunk at its own length.
+  Value frameMask =
+      b.packedInput("audio_frame_mask", {1, frames}, b.dtype(), 1);
   Value segments = b.packedInput("audio_segment_ids", {1, total}, i32, 1);
 
   locate(b, prefix + "conv", ModuleKind::AudioConv);
   Value x = b.reshape(
       b.transpose(b.reshape(features, {c.melBins, chunks, chunk}), {1, 0, 2}),
       {chunks, 1, c.melBins, chunk});
-  x = conv2dGelu(b, x, prefix + "conv2d1", c.downsample);
-  x = conv2dGelu(b, x, prefix + "conv2d2", c.downsample);
-  x = conv2dGelu(b, x, prefix + "conv2d3", c.downsample);
+  // A stride-2 output j is real when input 2j is: the masks of the three
+  // outputs are every other column of the one before.
+  Value mask = b.reshape(frameMask, {chunks, chunk});
+  for (int k = 1; k <= 3; ++k) {
+    x = conv2dGelu(b, x, prefix + "conv2d" + std::to_string(k), c.downsample);
+    auto t = cast<RankedTensorType>(x.getType());
+    int64_t cols = cast<RankedTensorType>(mask.getType()).getDimSize(1);
+    mask = b.slice(mask, {0, 0}, {chunks, cols}, {1, 2});
+    x = b.mul(x, b.broadcast(mask, t.getShape(), {0, 3}));
+  }
   // [chunks, C, f, t] -> [chunks, t, C * f] -> conv_out.
   auto type = cast<RankedTensorType>(x.getType());
   const int64_t f = type.getDimSize(2);

@@ -35,11 +35,21 @@ int64_t IntOf(const Json *object, std::initializer_list<const char *> keys,
   return fallback;
 }
 
-/// The number of audio tokens of `frames` log-mel frames (the encoder's
-/// stride-2 convolution, then stride-2 pooling).
-int64_t AudioTokens(int64_t frames) {
+/// Steps a stride-2, kernel-3, padding-1 convolution leaves of `n`.
+int64_t Halved(int64_t n) { return n > 0 ? (n - 1) / 2 + 1 : 0; }
+
+} // namespace
+
+int64_t MediaModel::AudioTokens(int64_t frames) const {
+  // Qwen3-Omni: 13 a whole chunk, three halvings of the rest.
+  if (qwen3Audio)
+    return frames / audioChunk * 13 +
+           Halved(Halved(Halved(frames % audioChunk)));
+  // Whisper's: a stride-2 convolution, then stride-2 pooling.
   return ((frames - 1) / 2 + 1 - 2) / 2 + 1;
 }
+
+namespace {
 
 /// Qwen2.5's window order of one image's merged patches: windows of
 /// `side` x `side` merged patches in raster order, the patches of each in
@@ -107,17 +117,15 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       Field(root, "thinker_config") ? Field(root, "thinker_config") : root;
   if (absl::EndsWith(m.modelType, "_thinker"))
     m.modelType.resize(m.modelType.size() - 8);
-  if (m.modelType == "qwen3_omni_moe")
-    return absl::UnimplementedError(absl::StrCat(
-        config,
-        ": conversations with images or audio for qwen3_omni_moe are not "
-        "supported yet (its audio features and rope positions); train it "
-        "from batch files (a .safetensors data.path)"));
   const Json *vision = Field(top, "vision_config");
   const Json *audio = Field(top, "audio_config");
   m.vision = vision != nullptr;
   m.audio = audio != nullptr;
-  const bool qwen3 = m.modelType == "qwen3_vl" || m.modelType == "qwen3_vl_moe";
+  // Qwen3-VL's tower (Qwen3-Omni's too): learned positions, SigLIP's
+  // normalisation, no window order.
+  const bool qwen3 = m.modelType == "qwen3_vl" ||
+                     m.modelType == "qwen3_vl_moe" ||
+                     m.modelType == "qwen3_omni_moe";
   m.windowed = m.vision && m.modelType != "qwen2_vl" && !qwen3;
   auto bad = [&](absl::string_view field) {
     return absl::InvalidArgumentError(
@@ -176,6 +184,17 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       return bad("audio_config.num_mel_bins");
     if (m.audioChunk < 4 || m.audioChunk % 4)
       return bad("audio_config.n_window (a positive even number)");
+    if (m.modelType == "qwen3_omni_moe") {
+      // 13 features a 100-frame chunk is what transformers counts.
+      m.qwen3Audio = true;
+      if (IntOf(audio, {"n_window"}, 50) != 50)
+        return bad("audio_config.n_window (50)");
+      m.audioChunk = 100;
+      const int64_t infer = IntOf(audio, {"n_window_infer"}, 800);
+      if (infer < m.audioChunk || infer % m.audioChunk)
+        return bad("audio_config.n_window_infer (a multiple of 100)");
+      m.audioWindow = infer / m.audioChunk * 13;
+    }
     m.audioToken = IntOf(top, {"audio_token_id", "audio_token_index"}, 151646);
     m.audioStart = IntOf(top, {"audio_start_token_id"}, 151647);
     m.audioEnd = IntOf(top, {"audio_end_token_id"}, 151648);
@@ -214,9 +233,10 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
     ChatPart run;
     if (type == "video") {
       if (model.positionGrid > 0)
-        return absl::UnimplementedError(
-            "Qwen3-VL's videos (frames with text timestamps between them) "
-            "are not supported yet");
+        return absl::UnimplementedError(absl::StrCat(
+            "videos for ", model.modelType,
+            " are not supported yet (Qwen3-VL's timestamped frames, "
+            "Qwen3-Omni's)"));
       if (!model.vision || model.videoToken < 0)
         return absl::InvalidArgumentError(
             "a video, and the model config names no video_token_id");
@@ -272,7 +292,8 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         return media(absl::InvalidArgumentError(
             "shorter than 4 feature frames (40 ms)"));
       run.ids.push_back(model.audioStart);
-      run.ids.insert(run.ids.end(), AudioTokens(mel->frames), model.audioToken);
+      run.ids.insert(run.ids.end(), model.AudioTokens(mel->frames),
+                     model.audioToken);
       run.ids.push_back(model.audioEnd);
       out.audios.push_back(*std::move(mel));
     }
@@ -315,13 +336,15 @@ std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
             top = std::max({top, time, next + y, next + x});
           }
       }
-      next =
-          model.modelType == "qwen2_5_omni" ? top + 1 : next + std::max(gh, gw);
+      next = model.modelType == "qwen2_5_omni" ||
+                     model.modelType == "qwen3_omni_moe"
+                 ? top + 1
+                 : next + std::max(gh, gw);
       continue;
     }
     if (model.audio && s.ids[i] == model.audioToken &&
         audio < s.audios.size()) {
-      const int64_t n = AudioTokens(s.audios[audio++].frames);
+      const int64_t n = model.AudioTokens(s.audios[audio++].frames);
       for (int64_t k = 0; k < n; ++k, ++i)
         for (int d = 0; d < 3; ++d)
           pos[d][i] = static_cast<int32_t>(next + k);
@@ -542,7 +565,51 @@ MediaBatch MediaBatcher::Finish() {
       b.ints.erase("vision_window_segment_ids");
   }
 
-  if (model_.audio && budget_.frames > 0) {
+  if (model_.audio && model_.qwen3Audio && budget_.frames > 0) {
+    // Qwen3-Omni: each clip from a chunk's start, its last chunk's rest
+    // masked; its features in attention windows of audioWindow, the masked
+    // steps and the batch's rest a segment of their own, onto the last
+    // token.
+    const int64_t F = budget_.frames, mels = model_.features.mels;
+    const int64_t chunk = std::min(F, model_.audioChunk);
+    const int64_t perChunk = Halved(Halved(Halved(chunk)));
+    const int64_t steps = F / chunk * perChunk;
+    std::vector<float> &features = b.floats["input_features"];
+    features.assign(mels * F, 0.f);
+    std::vector<float> &mask = b.floats["audio_frame_mask"];
+    mask.assign(F, 0.f);
+    std::vector<int32_t> &aseg = b.ints["audio_segment_ids"];
+    aseg.assign(steps, 0);
+    std::vector<int32_t> &slots = b.ints["audio_token_positions"];
+    slots.assign(steps, static_cast<int32_t>(sink));
+    int64_t at = 0, segment = 0, slot = 0;
+    for (const MediaSample &s : samples_)
+      for (const LogMel &m : s.audios) {
+        for (int64_t r = 0; r < mels; ++r)
+          std::copy_n(m.values.begin() + r * m.frames, m.frames,
+                      features.begin() + r * F + at);
+        const int64_t aligned = AlignedFrames(m.frames);
+        // As transformers computes a clip on its own: a clip of one chunk
+        // or less is convolved at its length (cut after it), a longer one's
+        // last chunk zero-padded to a whole chunk (not cut).
+        std::fill_n(mask.begin() + at, m.frames > chunk ? aligned : m.frames,
+                    1.f);
+        const int64_t first = at / chunk * perChunk;
+        const int64_t real = model_.AudioTokens(m.frames);
+        const int64_t all = aligned / chunk * perChunk;
+        const int64_t windows =
+            (real + model_.audioWindow - 1) / model_.audioWindow;
+        for (int64_t k = 0; k < all; ++k)
+          aseg[first + k] = static_cast<int32_t>(
+              segment + (k < real ? k / model_.audioWindow : windows));
+        segment += windows + (real < all ? 1 : 0);
+        for (int64_t k = 0; k < real; ++k, ++slot)
+          slots[first + k] = audioSlots[slot];
+        at += aligned;
+      }
+    for (int64_t k = at / chunk * perChunk; k < steps; ++k)
+      aseg[k] = static_cast<int32_t>(segment); // the rest: its own segment
+  } else if (model_.audio && budget_.frames > 0) {
     const int64_t F = budget_.frames, mels = model_.features.mels;
     std::vector<float> &features = b.floats["input_features"];
     features.assign(mels * F, 0.f);
@@ -574,7 +641,7 @@ MediaBatch MediaBatcher::Finish() {
         place(at / 2, (m.frames + 1) / 2, (at + aligned) / 2);
         // Its pooled tokens onto its placeholders; its padding's onto the
         // batch's last token.
-        for (int64_t k = 0; k < AudioTokens(m.frames); ++k, ++slot)
+        for (int64_t k = 0; k < model_.AudioTokens(m.frames); ++k, ++slot)
           slots[at / 4 + k] = audioSlots[slot];
         at += aligned;
       }

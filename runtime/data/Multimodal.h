@@ -76,6 +76,14 @@ struct MediaModel {
   int32_t audioToken = -1, audioStart = -1, audioEnd = -1;
   WhisperFeatures features; ///< mels: the audio tower's num_mel_bins
   int64_t audioChunk = 200; ///< frames per attention chunk: 2 n_window
+  /// Qwen3-Omni's audio encoder: chunks of audioChunk frames, 13 features
+  /// a whole chunk (three stride-2 convolutions), attention in windows of
+  /// audioWindow features (n_window_infer frames'); its inputs are
+  /// audio_frame_mask and audio_segment_ids.
+  bool qwen3Audio = false;
+  int64_t audioWindow = 0;
+  /// The tokens (encoder features) of a clip of `frames` log-mel frames.
+  int64_t AudioTokens(int64_t frames) const;
 };
 
 /// Reads `config` (a config.json); an error names the file and the field.

@@ -606,6 +606,7 @@ def multimodal_batch(family, model, config, ids, grid_thw, pixels, features=None
             windows = torch.repeat_interleave(torch.arange(len(cu) - 1), (cu[1:] - cu[:-1]).long())
             assert len(windows) == n_audio, "a window id per step"
             batch["audio_segment_ids"] = windows.reshape(1, n_audio)
+            batch["audio_frame_mask"] = torch.ones(1, frames)  # every frame real
         else:
             # HF convolves each n_window * 2 frame chunk separately (zero padded);
             # veomni convolves the clips end to end, so one chunk is what agrees.
@@ -961,8 +962,11 @@ def ref_audio_qwen3(W, p, acfg, batch):
     mel, frames = x.shape
     chunk = min(frames, 2 * acfg.get("n_window", 50))
     x = x.reshape(mel, frames // chunk, chunk).permute(1, 0, 2)[:, None]  # [chunks, 1, mel, chunk]
+    mask = batch["audio_frame_mask"].float().reshape(frames // chunk, chunk)
     for k in (1, 2, 3):
         x = F.gelu(F.conv2d(x, W[f"{p}conv2d{k}.weight"], W[f"{p}conv2d{k}.bias"], stride=2, padding=1))
+        mask = mask[:, ::2]
+        x = x * mask[:, None, None, :]
     n, c, f, t = x.shape
     x = linear(x.permute(0, 3, 1, 2).reshape(n, t, c * f), W[p + "conv_out.weight"])
     dim = x.shape[-1]

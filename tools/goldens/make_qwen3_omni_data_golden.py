@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Golden files for Qwen3-Omni's data path (runtime/data/Multimodal.h):
+conversations with an image and audio clips through its processors, its
+audio feature counts and attention windows, and transformers' own losses.
+
+Writes test/goldens/qwen3_omni_data/ (the media and tokenizer are
+test/goldens/multimodal's, made by make_multimodal_goldens.py):
+  config.json        examples/tiny/qwen3_omni_moe.json's thinker, alone, with the
+                     tokenizer's media ids, 16 mel bins, n_window_infer 100
+                     (windows of 13 features) and a 640-token vocabulary
+  model.safetensors  the thinker's seeded weights (make_goldens' init)
+  samples.jsonl      small.png with tone.wav (34 frames: one chunk, cut at
+                     its length); long.wav (150 frames: a chunk and a
+                     zero-padded half, in two windows)
+  expected.json      per sample: ids, trained flags, audio frames and
+                     features, and transformers' loss under model.safetensors
+                     (positions from its own get_rope_index)
+
+    python3 tools/goldens/make_qwen3_omni_data_golden.py
+"""
+import json
+import sys
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+from transformers import Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_goldens  # noqa: E402
+import make_multimodal_goldens as mm  # noqa: E402
+
+MEDIA = REPO / "test" / "goldens" / "multimodal"
+OUT = REPO / "test" / "goldens" / "qwen3_omni_data"
+SAMPLES = [
+    [{"role": "user", "content": [
+        {"type": "image", "image": "../multimodal/small.png"},
+        {"type": "audio", "audio": "../multimodal/tone.wav"},
+        {"type": "text", "text": "What do you see and hear?"}]},
+     {"role": "assistant", "content": "A gradient and a tone."}],
+    [{"role": "user", "content": [
+        {"type": "audio", "audio": "../multimodal/long.wav"},
+        {"type": "text", "text": "And this?"}]},
+     {"role": "assistant", "content": "A sweep."}],
+]
+
+
+def check_audio(model, acfg, mel, features):
+    """veomni's layout of a clip (whole chunks, zero padded; a clip of one
+    chunk or less cut at its length by audio_frame_mask, a longer one not)
+    gives transformers' features of the clip, and the other choice would
+    not: make_goldens' reference of the encoder on that layout."""
+    frames, chunk = mel.shape[1], 100
+    aligned = -(-frames // chunk) * chunk
+    padded = np.zeros((mel.shape[0], aligned), np.float32)
+    padded[:, :frames] = mel
+    W = {k: v for k, v in make_goldens.checkpoint_weights("qwen3_omni_moe", model).items()}
+    steps = aligned // chunk * 13
+    window = acfg["n_window_infer"] // chunk * 13
+    segments = [k // window if k < features else 10**6 for k in range(steps)]
+    with torch.no_grad():
+        want = model.model.audio_tower(torch.tensor(mel), feature_lens=torch.tensor([frames])).last_hidden_state
+        outs = {}
+        for cut in (True, False):
+            mask = np.zeros((1, aligned), np.float32)
+            mask[0, : (frames if cut else aligned)] = 1
+            batch = {"input_features": torch.tensor(padded[None]), "audio_frame_mask": torch.tensor(mask),
+                     "audio_segment_ids": torch.tensor([segments])}
+            outs[cut] = make_goldens.ref_audio_qwen3(W, "audio_tower.", acfg, batch)[:features]
+    chosen = frames <= chunk
+    diff = (outs[chosen] - want).abs().max().item()
+    other = (outs[not chosen] - want).abs().max().item()
+    assert diff < 1e-5, f"{frames} frames: veomni's layout is {diff:.3g} from transformers"
+    assert other > 10 * diff or frames > chunk, f"{frames} frames: the other layout is as close ({other:.3g})"
+    print(f"  audio of {frames} frames: layout {diff:.2g} from transformers (the other: {other:.2g})")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer.from_file(str(MEDIA / "tokenizer.json"))
+    ids = {s: tok.token_to_id(s) for s in mm.SPECIALS}
+    whole = json.loads((REPO / "examples" / "tiny" / "qwen3_omni_moe.json").read_text())
+    thinker = whole["thinker_config"]
+    thinker.update(image_token_id=ids["<|image_pad|>"], audio_token_id=ids["<|AUDIO|>"],
+                   vision_start_token_id=ids["<|vision_start|>"],
+                   vision_end_token_id=ids["<|vision_end|>"],
+                   audio_start_token_id=ids["<|audio_bos|>"],
+                   audio_end_token_id=ids["<|audio_eos|>"], video_token_id=ids["<|VIDEO|>"])
+    thinker["text_config"]["vocab_size"] = 640
+    thinker["audio_config"].update(num_mel_bins=16, n_window_infer=100)
+    # The thinker's config alone, as transformers saves the thinker (its
+    # parameters named without "thinker.").
+    config = dict(thinker, architectures=["Qwen3OmniMoeThinkerForConditionalGeneration"])
+    (OUT / "config.json").write_text(json.dumps(config, indent=1))
+    vcfg, acfg = thinker["vision_config"], thinker["audio_config"]
+    merge = vcfg["spatial_merge_size"]
+
+    hf_config = make_goldens.load_json_config(config)
+    torch.manual_seed(make_goldens.SEED)
+    model = transformers.Qwen3OmniMoeThinkerForConditionalGeneration._from_config(
+        hf_config, **make_goldens.model_kwargs("qwen3_omni_moe")).eval()
+    make_goldens.init_weights(model)
+    save_file(make_goldens.checkpoint_weights("qwen3_omni_moe", model), str(OUT / "model.safetensors"))
+
+    processor = Qwen2VLImageProcessorPil(
+        min_pixels=mm.MIN_PIXELS, max_pixels=mm.MAX_PIXELS, patch_size=vcfg["patch_size"],
+        merge_size=merge, temporal_patch_size=vcfg["temporal_patch_size"],
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    extractor = WhisperFeatureExtractor(feature_size=acfg["num_mel_bins"])
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+        _get_feat_extract_output_lengths,
+    )
+
+    def log_mel(path):
+        with wave.open(str(path)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+        return extractor._np_extract_fbank_features(x[None].astype(np.float64), "cpu")[0].astype(np.float32)
+
+    expected = []
+    with open(OUT / "samples.jsonl", "w") as lines:
+        for messages in SAMPLES:
+            lines.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+            text, spans, grids, pixels, mels = "", [], [], [], []
+            for m in messages:
+                text += f"<|im_start|>{m['role']}\n"
+                start = len(text)
+                parts = m["content"] if isinstance(m["content"], list) else [
+                    {"type": "text", "text": m["content"]}]
+                for p in parts:
+                    if p["type"] == "text":
+                        text += p["text"]
+                    elif p["type"] == "image":
+                        out = processor(images=[Image.open(OUT / p["image"]).convert("RGB")], return_tensors="np")
+                        grid = [int(v) for v in out["image_grid_thw"][0]]
+                        grids.append(grid)
+                        pixels.append(out["pixel_values"].astype(np.float32))
+                        text += "<|vision_start|>" + "<|image_pad|>" * (np.prod(grid) // merge**2) + "<|vision_end|>"
+                    else:
+                        mels.append(log_mel(OUT / p["audio"]))
+                        n = int(_get_feat_extract_output_lengths(torch.tensor(mels[-1].shape[1]), acfg["n_window"]))
+                        text += "<|audio_bos|>" + "<|AUDIO|>" * n + "<|audio_eos|>"
+                text += "<|im_end|>"
+                if m["role"] == "assistant":
+                    spans.append((start, len(text)))
+                text += "\n"
+            enc = tok.encode(text, add_special_tokens=False)
+            trained = [int(any(a <= s < b for a, b in spans)) for s, _ in enc.offsets]
+            input_ids = torch.tensor([enc.ids])
+            labels = torch.tensor([[t if k else -100 for t, k in zip(enc.ids, trained)]])
+            hf = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+            if pixels:
+                hf.update(pixel_values=torch.tensor(np.concatenate(pixels)), image_grid_thw=torch.tensor(grids))
+            assert len(mels) == 1, "one clip a sample"
+            hf["input_features"] = torch.tensor(mels[0][None])
+            hf["feature_attention_mask"] = torch.ones(1, mels[0].shape[1], dtype=torch.long)
+            with torch.no_grad():
+                loss = float(model(**hf).loss)
+            frames = mels[0].shape[1]
+            features = int(_get_feat_extract_output_lengths(torch.tensor(frames), acfg["n_window"]))
+            check_audio(model, acfg, mels[0], features)
+            expected.append({"ids": enc.ids, "trained": trained, "grids": grids, "frames": frames,
+                             "features": features, "hf_loss": loss})
+            print(f"{len(enc.ids)} tokens, grids {grids}, {frames} frames -> {features} features, "
+                  f"transformers' loss {loss:.6f}")
+    (OUT / "expected.json").write_text(json.dumps(expected))
+
+
+if __name__ == "__main__":
+    main()
