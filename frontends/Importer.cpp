@@ -149,6 +149,27 @@ bool readTying(ConfigReader &root, ConfigReader *text) {
   return top.value_or(false) || nested.value_or(false);
 }
 
+/// The decoder's sizes the planner reads.
+void recordShape(ImportedModel &model, const DecoderConfig &c) {
+  model.numExperts = c.experts;
+  model.numHeads = c.heads;
+  model.numKVHeads = c.kvHeads;
+  model.numLayers = c.layers;
+  model.expertsPerToken = c.topK;
+}
+
+/// "" when --image-patches is a multiple of the tower's merge group
+/// (positive when `required`), else the error.
+std::string checkImagePatches(const ImportOptions &o, const VisionConfig &v,
+                              bool required) {
+  int64_t group = v.merge * v.merge, patches = o.data.imagePatches;
+  if (patches % group == 0 && (patches > 0 || !required))
+    return "";
+  return "--image-patches " + std::to_string(patches) + ": must be a " +
+         (required ? "positive " : "") +
+         "multiple of spatial_merge_size^2 = " + std::to_string(group);
+}
+
 /// The nested config `key`, which must exist.
 std::optional<ConfigReader> requireObject(ConfigReader &r, StringRef key) {
   std::optional<ConfigReader> nested = r.getObject(key);
@@ -204,11 +225,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     DecoderConfig c = parseDecoderConfig(r, modelType, options);
     if (r.failed())
       return fail(r.error());
-    model.numExperts = c.experts;
-    model.numHeads = c.heads;
-    model.numKVHeads = c.kvHeads;
-    model.numLayers = c.layers;
-    model.expertsPerToken = c.topK;
+    recordShape(model, c);
     TextInputs in = declareTextInputs(b, c, options);
     auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
     out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
@@ -233,18 +250,12 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     VisionConfig v = parseVisionConfig(
         *vr, modelType == "qwen2_5_vl" ? VisionKind::Qwen25 : VisionKind::Qwen2,
         c.hidden);
-    model.numHeads = c.heads;
-    model.numKVHeads = c.kvHeads;
-    model.numLayers = c.layers;
+    recordShape(model, c);
     if (r.failed())
       return fail(r.error());
+    if (std::string bad = checkImagePatches(options, v, true); !bad.empty())
+      return fail(bad);
     int64_t group = v.merge * v.merge;
-    if (options.data.imagePatches == 0 ||
-        options.data.imagePatches % group != 0)
-      return fail("--image-patches " +
-                  std::to_string(options.data.imagePatches) +
-                  ": must be a positive multiple of spatial_merge_size^2 = " +
-                  std::to_string(group));
     checkTokens(r, "image-patches", options.data.imagePatches / group);
     if (!error.empty())
       return fail(error);
@@ -286,18 +297,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                   "': " + std::to_string(v.deepstackIndexes.size()) +
                   " DeepStack features but the LLM has " +
                   std::to_string(c.layers) + " layers");
-    model.numExperts = c.experts;
-    model.numHeads = c.heads;
-    model.numKVHeads = c.kvHeads;
-    model.numLayers = c.layers;
-    model.expertsPerToken = c.topK;
+    recordShape(model, c);
+    if (std::string bad = checkImagePatches(options, v, true); !bad.empty())
+      return fail(bad);
     int64_t group = v.merge * v.merge;
-    if (options.data.imagePatches == 0 ||
-        options.data.imagePatches % group != 0)
-      return fail("--image-patches " +
-                  std::to_string(options.data.imagePatches) +
-                  ": must be a positive multiple of spatial_merge_size^2 = " +
-                  std::to_string(group));
     checkTokens(r, "image-patches", options.data.imagePatches / group);
     if (!error.empty())
       return fail(error);
@@ -357,11 +360,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     AudioConfig a = parseAudioConfig(*ar, /*qwen3=*/true);
     if (r.failed())
       return fail(r.error());
-    model.numExperts = c.experts;
-    model.numHeads = c.heads;
-    model.numKVHeads = c.kvHeads;
-    model.numLayers = c.layers;
-    model.expertsPerToken = c.topK;
+    recordShape(model, c);
     const int64_t chunk = 2 * a.nWindow, frames = options.data.audioFrames;
     if (frames > chunk && frames % chunk != 0)
       return fail("--audio-frames " + std::to_string(frames) +
@@ -371,12 +370,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
         frames ? frames / std::min(frames, chunk) *
                      AudioConfig::convSteps(std::min(frames, chunk))
                : 0;
+    if (std::string bad = checkImagePatches(options, v, false); !bad.empty())
+      return fail(bad);
     int64_t group = v.merge * v.merge;
-    if (options.data.imagePatches % group != 0)
-      return fail("--image-patches " +
-                  std::to_string(options.data.imagePatches) +
-                  ": must be a multiple of spatial_merge_size^2 = " +
-                  std::to_string(group));
     checkTokens(r, "image-patches + --audio-frames",
                 options.data.imagePatches / group + audioTokens);
     if (!error.empty())
@@ -441,11 +437,7 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     // by text_config's (4.x configs leave the thinker's out).
     if (th.has("tie_word_embeddings"))
       c.tieEmbeddings = th.getBool("tie_word_embeddings", false);
-    model.numExperts = c.experts;
-    model.numHeads = c.heads;
-    model.numKVHeads = c.kvHeads;
-    model.numLayers = c.layers;
-    model.expertsPerToken = c.topK;
+    recordShape(model, c);
     if (r.failed())
       return fail(r.error());
     if (c.rope.mropeSection.empty())
@@ -462,12 +454,9 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
       return fail("--audio-frames " + std::to_string(options.data.audioFrames) +
                   ": must be at most one chunk (2 * n_window = " +
                   std::to_string(chunk) + ") or a multiple of it");
+    if (std::string bad = checkImagePatches(options, v, false); !bad.empty())
+      return fail(bad);
     int64_t group = v.merge * v.merge;
-    if (options.data.imagePatches % group != 0)
-      return fail("--image-patches " +
-                  std::to_string(options.data.imagePatches) +
-                  ": must be a multiple of spatial_merge_size^2 = " +
-                  std::to_string(group));
     checkTokens(r, "image-patches + --audio-frames",
                 options.data.imagePatches / group +
                     options.data.audioFrames / 4);

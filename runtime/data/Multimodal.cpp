@@ -435,6 +435,15 @@ void BilinearTaps(int64_t index, int64_t size, int64_t side, int64_t taps[2],
 
 } // namespace
 
+/// Writes clip `m`'s log-mel frames into `features` ([mels, frames]
+/// row-major) from frame `at` on.
+static void PlaceClip(const LogMel &m, int64_t frames, int64_t at,
+                      std::vector<float> &features) {
+  for (int64_t r = 0; r < m.mels; ++r)
+    std::copy_n(m.values.begin() + r * m.frames, m.frames,
+                features.begin() + r * frames + at);
+}
+
 MediaBatch MediaBatcher::Finish() {
   const int64_t rows = budget_.rows, seq = budget_.seqLen;
   const int64_t tokens = rows * seq, sink = tokens - 1;
@@ -585,9 +594,7 @@ MediaBatch MediaBatcher::Finish() {
     int64_t at = 0, segment = 0, slot = 0;
     for (const MediaSample &s : samples_)
       for (const LogMel &m : s.audios) {
-        for (int64_t r = 0; r < mels; ++r)
-          std::copy_n(m.values.begin() + r * m.frames, m.frames,
-                      features.begin() + r * F + at);
+        PlaceClip(m, F, at, features);
         const int64_t aligned = AlignedFrames(m.frames);
         // As transformers computes a clip on its own: a clip of one chunk
         // or less is convolved at its length (cut after it), a longer one's
@@ -634,9 +641,7 @@ MediaBatch MediaBatcher::Finish() {
     };
     for (const MediaSample &s : samples_)
       for (const LogMel &m : s.audios) {
-        for (int64_t r = 0; r < mels; ++r)
-          std::copy_n(m.values.begin() + r * m.frames, m.frames,
-                      features.begin() + r * F + at);
+        PlaceClip(m, F, at, features);
         const int64_t aligned = AlignedFrames(m.frames);
         place(at / 2, (m.frames + 1) / 2, (at + aligned) / 2);
         // Its pooled tokens onto its placeholders; its padding's onto the

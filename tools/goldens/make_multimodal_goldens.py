@@ -153,6 +153,24 @@ SAMPLES = [
 ]
 
 
+def render_chat(messages, media):
+    """(text, spans of the trained characters) of a conversation as Qwen's
+    chat template renders it: media(part) gives an image's or a clip's
+    placeholder text; the assistant's content and <|im_end|> are trained."""
+    text, spans = "", []
+    for m in messages:
+        text += f"<|im_start|>{m['role']}\n"
+        start = len(text)
+        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+        for p in parts:
+            text += p["text"] if p["type"] == "text" else media(p)
+        text += "<|im_end|>"
+        if m["role"] == "assistant":
+            spans.append((start, len(text)))
+        text += "\n"
+    return text, spans
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)

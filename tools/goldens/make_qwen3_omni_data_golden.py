@@ -127,29 +127,20 @@ def main():
     with open(OUT / "samples.jsonl", "w") as lines:
         for messages in SAMPLES:
             lines.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-            text, spans, grids, pixels, mels = "", [], [], [], []
-            for m in messages:
-                text += f"<|im_start|>{m['role']}\n"
-                start = len(text)
-                parts = m["content"] if isinstance(m["content"], list) else [
-                    {"type": "text", "text": m["content"]}]
-                for p in parts:
-                    if p["type"] == "text":
-                        text += p["text"]
-                    elif p["type"] == "image":
-                        out = processor(images=[Image.open(OUT / p["image"]).convert("RGB")], return_tensors="np")
-                        grid = [int(v) for v in out["image_grid_thw"][0]]
-                        grids.append(grid)
-                        pixels.append(out["pixel_values"].astype(np.float32))
-                        text += "<|vision_start|>" + "<|image_pad|>" * (np.prod(grid) // merge**2) + "<|vision_end|>"
-                    else:
-                        mels.append(log_mel(OUT / p["audio"]))
-                        n = int(_get_feat_extract_output_lengths(torch.tensor(mels[-1].shape[1]), acfg["n_window"]))
-                        text += "<|audio_bos|>" + "<|AUDIO|>" * n + "<|audio_eos|>"
-                text += "<|im_end|>"
-                if m["role"] == "assistant":
-                    spans.append((start, len(text)))
-                text += "\n"
+            grids, pixels, mels = [], [], []
+
+            def media(p):
+                if p["type"] == "image":
+                    out = processor(images=[Image.open(OUT / p["image"]).convert("RGB")], return_tensors="np")
+                    grid = [int(v) for v in out["image_grid_thw"][0]]
+                    grids.append(grid)
+                    pixels.append(out["pixel_values"].astype(np.float32))
+                    return "<|vision_start|>" + "<|image_pad|>" * (np.prod(grid) // merge**2) + "<|vision_end|>"
+                mels.append(log_mel(OUT / p["audio"]))
+                n = int(_get_feat_extract_output_lengths(torch.tensor(mels[-1].shape[1]), acfg["n_window"]))
+                return "<|audio_bos|>" + "<|AUDIO|>" * n + "<|audio_eos|>"
+
+            text, spans = mm.render_chat(messages, media)
             enc = tok.encode(text, add_special_tokens=False)
             trained = [int(any(a <= s < b for a, b in spans)) for s, _ in enc.offsets]
             input_ids = torch.tensor([enc.ids])

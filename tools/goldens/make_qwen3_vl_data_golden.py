@@ -68,26 +68,17 @@ def main():
         min_pixels=mm.MIN_PIXELS, max_pixels=mm.MAX_PIXELS, patch_size=vcfg["patch_size"],
         merge_size=merge, temporal_patch_size=vcfg["temporal_patch_size"],
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-    text, spans, grids, pixels = "", [], [], []
-    for m in MESSAGES:
-        text += f"<|im_start|>{m['role']}\n"
-        start = len(text)
-        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
-        for p in parts:
-            if p["type"] == "text":
-                text += p["text"]
-                continue
-            image = Image.open(OUT / p.get("image", p.get("path"))).convert("RGB")
-            out = processor(images=[image], return_tensors="np")
-            grid = [int(v) for v in out["image_grid_thw"][0]]
-            grids.append(grid)
-            pixels.append(out["pixel_values"].astype(np.float32))
-            text += "<|vision_start|>" + "<|image_pad|>" * (grid[0] * grid[1] * grid[2] // merge**2)
-            text += "<|vision_end|>"
-        text += "<|im_end|>"
-        if m["role"] == "assistant":
-            spans.append((start, len(text)))
-        text += "\n"
+    grids, pixels = [], []
+
+    def image(p):
+        out = processor(images=[Image.open(OUT / p.get("image", p.get("path"))).convert("RGB")],
+                        return_tensors="np")
+        grid = [int(v) for v in out["image_grid_thw"][0]]
+        grids.append(grid)
+        pixels.append(out["pixel_values"].astype(np.float32))
+        return "<|vision_start|>" + "<|image_pad|>" * (grid[0] * grid[1] * grid[2] // merge**2) + "<|vision_end|>"
+
+    text, spans = mm.render_chat(MESSAGES, image)
     enc = tok.encode(text, add_special_tokens=False)
     trained = [int(any(a <= s < b for a, b in spans)) for s, _ in enc.offsets]
     input_ids = torch.tensor([enc.ids])
