@@ -16,8 +16,10 @@ absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
     return ChatFormat::ChatML;
   if (name == "llama3")
     return ChatFormat::Llama3;
-  return absl::InvalidArgumentError(
-      absl::StrCat("chat format '", name, "': expected chatml or llama3"));
+  if (name == "gemma")
+    return ChatFormat::Gemma;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "chat format '", name, "': expected chatml, llama3 or gemma"));
 }
 
 namespace {
@@ -148,6 +150,35 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
         VEOMNI_RETURN_IF_ERROR(b.Text(head, body, trained));
       }
       b.Token(end, trained);
+      VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
+    }
+  } else if (format == ChatFormat::Gemma) {
+    VEOMNI_ASSIGN_OR_RETURN(int32_t bos, b.Special("<bos>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t start, b.Special("<start_of_turn>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t end, b.Special("<end_of_turn>"));
+    b.Token(bos, false);
+    // A system prompt goes, untrimmed, before the first user turn's
+    // content; then the turns alternate user, model (Gemma's template
+    // refuses anything else).
+    size_t first = 0;
+    std::string prefix;
+    if (!messages.empty() && messages[0].role == "system") {
+      prefix = absl::StrCat(messages[0].content, "\n\n");
+      first = 1;
+    }
+    for (size_t i = first; i < messages.size(); ++i) {
+      const ChatMessage &m = messages[i];
+      const bool model = (i - first) % 2 == 1;
+      if (m.role != (model ? "assistant" : "user"))
+        return absl::InvalidArgumentError(absl::StrCat(
+            "message ", i, ": its role is '", m.role,
+            "', but Gemma's turns alternate user and assistant (after an "
+            "optional system prompt)"));
+      b.Token(start, false);
+      VEOMNI_RETURN_IF_ERROR(b.Text(absl::StrCat(model ? "model" : "user", "\n",
+                                                 i == first ? prefix : ""),
+                                    PythonStrip(m.content), model));
+      b.Token(end, model);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
     }
   } else {

@@ -7,6 +7,12 @@
 //   Llama 3:               <|begin_of_text|> once, then per turn
 //                          <|start_header_id|>ROLE<|end_header_id|>\n\n
 //                          CONTENT<|eot_id|>
+//   Gemma (3):             <bos> once, then per turn
+//                          <start_of_turn>ROLE\nCONTENT<end_of_turn>\n
+//                          with ROLE user or model (the assistant), the
+//                          contents trimmed, a system prompt + "\n\n"
+//                          before the first user turn's content, and turns
+//                          alternating user / model
 //
 // No system prompt is added (Qwen3's templates add none; Qwen2/2.5 users
 // who want theirs put it in the conversation). A label is the token's id
@@ -31,9 +37,9 @@
 
 namespace veomni::rt {
 
-enum class ChatFormat { ChatML, Llama3 };
+enum class ChatFormat { ChatML, Llama3, Gemma };
 
-/// "chatml" or "llama3"; an error naming the value otherwise.
+/// "chatml", "llama3" or "gemma"; an error naming the value otherwise.
 absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
 
 /// A piece of a message's content: text, or token ids spliced in as they

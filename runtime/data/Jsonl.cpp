@@ -19,7 +19,7 @@ absl::Status Sample(const Json &line, const Tokenizer &tokenizer,
     return absl::OkStatus();
   if (FindField(line, "messages") && !chat)
     return absl::InvalidArgumentError(
-        "a conversation needs a chat format (--chat chatml or llama3)");
+        "a conversation needs a chat format (--chat chatml, llama3 or gemma)");
   return EncodeConversation(line, tokenizer, chat.value_or(ChatFormat::ChatML),
                             nullptr, s);
 }

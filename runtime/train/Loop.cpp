@@ -351,6 +351,8 @@ OpenTextData(const JobSettings &job, const std::string &paths,
   if (job.chat == "auto") {
     if (job.modelType == "llama")
       options.chat = ChatFormat::Llama3;
+    else if (absl::StartsWith(job.modelType, "gemma"))
+      options.chat = ChatFormat::Gemma;
     else if (absl::StartsWith(job.modelType, "qwen"))
       options.chat = ChatFormat::ChatML;
   } else {

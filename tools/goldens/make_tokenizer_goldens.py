@@ -13,10 +13,13 @@ line of space-separated ids per paragraph.
   llama3  Llama 3: no normalizer, Llama 3's Split regex,
           <|begin_of_text|>, <|eot_id|>, <|start_header_id|>,
           <|end_header_id|> added
+  gemma   Gemma's chat tokens on the Llama 3 style: <bos>,
+          <start_of_turn>, <end_of_turn> added
 
 It also renders the conversations of chat.json with each style's chat
 template through transformers' apply_chat_template (ChatML for qwen2; the
-Llama 3 instruct template for llama3) into <style>.chat: per conversation
+Llama 3 instruct template for llama3; Gemma 3's for gemma) into
+<style>.chat: per conversation
 a line of ids and a line of labels, the label being the id where the
 token's characters lie in an assistant's content or its end-of-turn token
 (found by the tokenizer's offsets), else -100.
@@ -84,12 +87,40 @@ LLAMA3_TEMPLATE = (
     "{% endif %}{{ content }}{% endfor %}")
 
 
+# Gemma 3's template (its text parts): a system prompt prefixes the first
+# user turn, the assistant is "model", contents are trimmed, turns alternate.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- else -%}"
+    "{%- set first_user_prefix = \"\" -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}{%- if (message['role'] == 'assistant') -%}{%- set role = \"model\" -%}"
+    "{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}")
+
+
 def trained_spans(name, messages):
     """Character spans of the rendered text that are trained: an assistant
     turn's content and its end-of-turn token."""
     text, spans = "", []
     if name == "llama3":
         text = "<|begin_of_text|>"
+    if name == "gemma":
+        text, prefix = "<bos>", ""
+        if messages[0]["role"] == "system":
+            prefix, messages = messages[0]["content"] + "\n\n", messages[1:]
+        for i, m in enumerate(messages):
+            role = "model" if m["role"] == "assistant" else m["role"]
+            text += "<start_of_turn>" + role + "\n" + (prefix if i == 0 else "")
+            body = m["content"].strip()
+            if m["role"] == "assistant":
+                spans.append((len(text), len(text) + len(body) + len("<end_of_turn>")))
+            text += body + "<end_of_turn>\n"
+        return text, spans
     for m in messages:
         if name == "qwen2":
             text += "<|im_start|>" + m["role"] + "\n"
@@ -107,8 +138,8 @@ def write_chat(name, tok):
     from transformers import PreTrainedTokenizerFast
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<|begin_of_text|>" if name == "llama3" else None,
-        chat_template=CHATML if name == "qwen2" else LLAMA3_TEMPLATE)
+        bos_token={"llama3": "<|begin_of_text|>", "gemma": "<bos>"}.get(name),
+        chat_template={"qwen2": CHATML, "gemma": GEMMA_TEMPLATE}.get(name, LLAMA3_TEMPLATE))
     with open(os.path.join(OUT, "chat.json"), encoding="utf-8") as f:
         chats = json.load(f)
     with open(os.path.join(OUT, f"{name}.chat"), "w") as f:
@@ -131,6 +162,7 @@ def main():
         "llama3": (LLAMA3, False, ["<|begin_of_text|>", "<|eot_id|>",
                                    "<|start_header_id|>",
                                    "<|end_header_id|>"]),
+        "gemma": (LLAMA3, False, ["<bos>", "<start_of_turn>", "<end_of_turn>"]),
     }
     paragraphs = corpus()
     for name, (pattern, nfc, specials) in styles.items():

@@ -124,7 +124,7 @@ Packs text files into a token dataset, one document per paragraph
                     is tokenized exactly as it stands, no special tokens
                     added. Without it a token is a byte (values 0-255) and
                     paragraphs are trimmed.
-  --chat FORMAT     chatml or llama3: how the conversations of .jsonl
+  --chat FORMAT     chatml, llama3 or gemma: how the conversations of .jsonl
                     inputs are rendered; their assistant turns (and end
                     tokens) are the only targets, kept in the dataset's
                     trained mask. A .jsonl line is {"text": ...} or
@@ -690,7 +690,7 @@ int runData(llvm::ArrayRef<const char *> args) {
       skipBad = v == "skip";
     } else if (arg == "--chat") {
       if (i + 1 >= args.size())
-        return fail("--chat needs a format: chatml or llama3");
+        return fail("--chat needs a format: chatml, llama3 or gemma");
       chatName = args[++i];
     } else if (arg == "--eos") {
       eos = true;

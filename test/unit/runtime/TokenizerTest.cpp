@@ -63,7 +63,7 @@ void ExpectGoldenIds(const Tokenizer &tok, const std::string &name) {
 
 class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
 INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
-                         ::testing::Values("qwen2", "llama3"));
+                         ::testing::Values("qwen2", "llama3", "gemma"));
 
 /// SentencePiece models (unigram and BPE with byte fallback) against the
 /// `sentencepiece` package's ids.
@@ -207,8 +207,10 @@ std::string Joined(const std::vector<int32_t> &v) {
 TEST_P(TokenizerGolden, ChatIdsAndLabelsEqualTransformers) {
   auto tok = Tokenizer::Load(Dir() + GetParam() + ".json");
   ASSERT_TRUE(tok.ok()) << tok.status();
-  ChatFormat format = std::string(GetParam()) == "qwen2" ? ChatFormat::ChatML
-                                                         : ChatFormat::Llama3;
+  const std::string style = GetParam();
+  ChatFormat format = style == "qwen2"   ? ChatFormat::ChatML
+                      : style == "gemma" ? ChatFormat::Gemma
+                                         : ChatFormat::Llama3;
   std::vector<std::string> want = absl::StrSplit(
       Read(Dir() + GetParam() + ".chat"), '\n', absl::SkipEmpty());
   auto chats = Conversations();
@@ -232,6 +234,17 @@ TEST(Chat, ErrorsNameWhatIsWrong) {
                                       "special token"),
             std::string::npos)
       << e.status();
+  // Gemma's turns alternate user and assistant after an optional system
+  // prompt.
+  auto gemma = Tokenizer::Load(Dir() + "gemma.json");
+  ASSERT_TRUE(gemma.ok()) << gemma.status();
+  std::vector<ChatMessage> twice = {{"user", "a"}, {"user", "b"}};
+  auto g = EncodeChat(**gemma, ChatFormat::Gemma, twice);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("message 1: its role is 'user', but "
+                                      "Gemma's turns alternate"),
+            std::string::npos)
+      << g.status();
   // The Qwen2-style file has no Llama 3 header tokens.
   std::vector<ChatMessage> plain = {{"user", "hi"}};
   auto l = EncodeChat(**tok, ChatFormat::Llama3, plain);
