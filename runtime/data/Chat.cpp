@@ -2,6 +2,8 @@
 
 #include "runtime/data/Chat.h"
 
+#include "absl/strings/match.h"
+
 #include "runtime/support/Status.h"
 
 #include "absl/strings/ascii.h"
@@ -20,6 +22,16 @@ absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
     return ChatFormat::Gemma;
   return absl::InvalidArgumentError(absl::StrCat(
       "chat format '", name, "': expected chatml, llama3 or gemma"));
+}
+
+std::optional<ChatFormat> ChatFormatOf(const std::string &modelType) {
+  if (modelType == "llama")
+    return ChatFormat::Llama3;
+  if (absl::StartsWith(modelType, "qwen"))
+    return ChatFormat::ChatML;
+  if (absl::StartsWith(modelType, "gemma"))
+    return ChatFormat::Gemma;
+  return std::nullopt;
 }
 
 namespace {

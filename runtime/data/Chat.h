@@ -32,6 +32,7 @@
 #include "absl/types/span.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ enum class ChatFormat { ChatML, Llama3, Gemma };
 
 /// "chatml", "llama3" or "gemma"; an error naming the value otherwise.
 absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
+
+/// The chat format of a model family (a config's model_type): Llama 3's
+/// for llama, ChatML for the Qwen families, Gemma's for Gemma; none for
+/// the others.
+std::optional<ChatFormat> ChatFormatOf(const std::string &modelType);
 
 /// A piece of a message's content: text, or token ids spliced in as they
 /// are (an image's or a clip's placeholders, never trained).

@@ -349,12 +349,8 @@ OpenTextData(const JobSettings &job, const std::string &paths,
   }
   // The chat format: the recipe's, or the model family's.
   if (job.chat == "auto") {
-    if (job.modelType == "llama")
-      options.chat = ChatFormat::Llama3;
-    else if (absl::StartsWith(job.modelType, "gemma"))
-      options.chat = ChatFormat::Gemma;
-    else if (absl::StartsWith(job.modelType, "qwen"))
-      options.chat = ChatFormat::ChatML;
+    if (std::optional<ChatFormat> f = ChatFormatOf(job.modelType))
+      options.chat = *f;
   } else {
     absl::StatusOr<ChatFormat> f = ParseChatFormat(job.chat);
     if (!f.ok())

@@ -546,8 +546,9 @@ int inspectData(llvm::ArrayRef<const char *> args) {
     media->image.maxPixels = maxPixels;
     if (media->vision || media->audio)
       options.media = &*media;
-    if (!options.chat && media->modelType.rfind("qwen", 0) == 0)
-      options.chat = rt::ChatFormat::ChatML;
+    // Without --chat, the family's format, as training picks it.
+    if (!options.chat)
+      options.chat = rt::ChatFormatOf(media->modelType);
   }
   auto source = rt::SampleSource::Open(path, options);
   if (!source.ok())
