@@ -77,6 +77,12 @@ bool ConfigReader::has(llvm::StringRef key) const {
   return lookup(key) != nullptr;
 }
 
+bool ConfigReader::isNull(llvm::StringRef key) const {
+  lookup(key); // known
+  const Value *v = object ? object->get(key) : nullptr;
+  return v && v->kind() == Value::Null;
+}
+
 int64_t ConfigReader::getInt(llvm::StringRef key) {
   if (!failed() && !lookup(key))
     fail(key, "missing (required)");

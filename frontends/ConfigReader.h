@@ -49,6 +49,8 @@ public:
 
   /// True when the field is present and not null.
   bool has(llvm::StringRef key) const;
+  /// True when the field is present and null.
+  bool isNull(llvm::StringRef key) const;
 
   /// Required fields: a missing one is an error.
   int64_t getInt(llvm::StringRef key);

@@ -310,7 +310,7 @@ static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
 /// "sliding_attention" (by default those from max_window_layers on).
 static void readSlidingWindows(ConfigReader &r, DecoderConfig &c, bool moe) {
   bool use = r.getBool("use_sliding_window", false);
-  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
+  int64_t window = r.getInt("sliding_window", 4096);
   int64_t fullLayers = r.getInt("max_window_layers", c.layers);
   std::vector<std::string> types;
   if (r.has("layer_types")) {
@@ -407,7 +407,7 @@ static void readGptOss(ConfigReader &r, DecoderConfig &c) {
                          "dequantized at load)");
     q->ignore({"modules_to_not_convert"});
   }
-  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
+  int64_t window = r.getInt("sliding_window", 4096);
   if (!r.failed() && window < 0)
     r.fail("sliding_window", "must be positive");
   for (bool sliding :
@@ -438,7 +438,9 @@ static void readGemma(ConfigReader &r, DecoderConfig &c,
   if (!r.failed() && r.getBool("use_bidirectional_attention", false))
     return r.fail("use_bidirectional_attention",
                   "bidirectional text attention is not supported");
-  int64_t window = r.has("sliding_window") ? r.getInt("sliding_window") : 0;
+  // Gemma3TextConfig's default is 4096; null: the sliding layers see all.
+  int64_t window =
+      r.isNull("sliding_window") ? 0 : r.getInt("sliding_window", 4096);
   if (!r.failed() && window < 0)
     return r.fail("sliding_window", "must be positive");
   // transformers 5 also saves its private copy, which it does not read back;
@@ -590,19 +592,29 @@ DecoderConfig mlir::veomni::parseDecoderConfig(ConfigReader &r,
              omni || gptOss || deepseek;
   r.ignoreGenericKeys();
 
-  c.vocab = r.getInt("vocab_size");
-  c.hidden = r.getInt("hidden_size");
-  c.intermediate =
-      moe ? r.getInt("intermediate_size", 0) : r.getInt("intermediate_size");
-  c.layers = r.getInt("num_hidden_layers");
-  c.heads = r.getInt("num_attention_heads");
+  if (gemma) {
+    // Gemma3TextConfig's defaults (published Gemma 3 configs leave out
+    // vocab_size, and the 4B's its layer counts' siblings).
+    c.vocab = r.getInt("vocab_size", 262208);
+    c.hidden = r.getInt("hidden_size", 2304);
+    c.intermediate = r.getInt("intermediate_size", 9216);
+    c.layers = r.getInt("num_hidden_layers", 26);
+    c.heads = r.getInt("num_attention_heads", 8);
+  } else {
+    c.vocab = r.getInt("vocab_size");
+    c.hidden = r.getInt("hidden_size");
+    c.intermediate =
+        moe ? r.getInt("intermediate_size", 0) : r.getInt("intermediate_size");
+    c.layers = r.getInt("num_hidden_layers");
+    c.heads = r.getInt("num_attention_heads");
+  }
   for (auto [key, value] :
        {std::pair<StringRef, int64_t>{"vocab_size", c.vocab},
         {"hidden_size", c.hidden},
         {"num_hidden_layers", c.layers},
         {"num_attention_heads", c.heads}})
     requirePositive(r, key, value);
-  c.kvHeads = r.getInt("num_key_value_heads", c.heads);
+  c.kvHeads = r.getInt("num_key_value_heads", gemma ? 4 : c.heads);
   requirePositive(r, "num_key_value_heads", c.kvHeads);
   if (!r.failed() && c.heads % c.kvHeads != 0)
     r.fail("num_key_value_heads", std::to_string(c.kvHeads) +
@@ -802,7 +814,12 @@ mlir::veomni::buildTokenEmbedding(ModelBuilder &b, const DecoderConfig &c,
   locate(b, names.prefix + "embed_tokens", ModuleKind::Embedding);
   Value table =
       b.param(names.prefix + "embed_tokens.weight", {c.vocab, c.hidden});
-  return {b.gather(table, ids), table};
+  Value embeds = b.gather(table, ids);
+  // Gemma scales the token embeddings by sqrt(hidden), before image
+  // features take the place of theirs (those are not scaled).
+  if (c.embedScale > 0)
+    embeds = b.scale(embeds, c.embedScale);
+  return {embeds, table};
 }
 
 Value mlir::veomni::mergeRows(ModelBuilder &b, Value embeds, Value positions,
@@ -1083,10 +1100,6 @@ mlir::veomni::buildDecoderLoss(ModelBuilder &b, const DecoderConfig &c,
   auto type = cast<RankedTensorType>(embeds.getType());
   LayerBuilder lb{b, c, names, type.getDimSize(0), type.getDimSize(1)};
   Value x = embeds;
-  if (c.embedScale > 0) {
-    locate(b, names.prefix + "embed_tokens", ModuleKind::Embedding);
-    x = b.scale(x, c.embedScale);
-  }
   for (int64_t i = 0; i < c.layers; ++i) {
     std::string p = names.prefix + "layers." + std::to_string(i) + ".";
     locate(b, p + "input_layernorm", ModuleKind::InputNorm, i);

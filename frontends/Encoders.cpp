@@ -311,6 +311,142 @@ Value mlir::veomni::buildVisionTower(ModelBuilder &b, const VisionConfig &c,
 }
 
 //===----------------------------------------------------------------------===//
+// SigLIP vision tower and Gemma 3's projector
+//===----------------------------------------------------------------------===//
+
+SiglipConfig mlir::veomni::parseSiglipConfig(ConfigReader &r,
+                                             int64_t tokensPerImage,
+                                             int64_t textHidden) {
+  SiglipConfig c;
+  r.ignoreGenericKeys();
+  r.ignore({"tie_word_embeddings"});
+  c.dim = r.getInt("hidden_size", 768);
+  c.mlpHidden = r.getInt("intermediate_size", 3072);
+  c.layers = r.getInt("num_hidden_layers", 12);
+  c.heads = r.getInt("num_attention_heads", 12);
+  c.channels = r.getInt("num_channels", 3);
+  c.imageSize = r.getInt("image_size", 224);
+  c.patch = r.getInt("patch_size", 16);
+  c.eps = r.getFloat("layer_norm_eps", 1e-6);
+  c.act = r.getString("hidden_act", "gelu_pytorch_tanh");
+  c.tokensPerImage = tokensPerImage;
+  c.textHidden = textHidden;
+  if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
+    r.fail("attention_dropout",
+           std::to_string(r.getFloat("attention_dropout", 0.0)) +
+               ": dropout in training is not supported; set it to 0.0");
+  // Gemma 3 reads the last hidden state: an attention-pooling head would
+  // be parameters nothing trains.
+  if (r.getBool("vision_use_head", false) && !r.failed())
+    r.fail("vision_use_head",
+           "SigLIP's pooling head is not supported (Gemma 3 has none)");
+  for (auto [key, v] : {std::pair<StringRef, int64_t>{"hidden_size", c.dim},
+                        {"intermediate_size", c.mlpHidden},
+                        {"num_hidden_layers", c.layers},
+                        {"num_attention_heads", c.heads},
+                        {"num_channels", c.channels},
+                        {"image_size", c.imageSize},
+                        {"patch_size", c.patch}})
+    requirePositive(r, key, v);
+  requireDivides(r, "hidden_size", c.dim, "num_attention_heads", c.heads);
+  requireDivides(r, "image_size", c.imageSize, "patch_size", c.patch);
+  if (!r.failed() && !(c.eps > 0))
+    r.fail("layer_norm_eps", "must be positive");
+  static const char *known[] = {"gelu", "gelu_pytorch_tanh", "quick_gelu",
+                                "silu"};
+  if (!r.failed() && !llvm::is_contained(known, StringRef(c.act)))
+    r.fail("hidden_act", "unsupported activation \"" + c.act + "\"");
+  // The projector pools the side x side patch grid to a square of tokens.
+  int64_t perSide = static_cast<int64_t>(
+      std::llround(std::sqrt(static_cast<double>(tokensPerImage))));
+  if (!r.failed() &&
+      (tokensPerImage < 1 || perSide * perSide != tokensPerImage ||
+       c.side() % perSide != 0))
+    r.fail("image_size",
+           "a grid of " + std::to_string(c.side()) + " x " +
+               std::to_string(c.side()) +
+               " patches cannot be pooled to mm_tokens_per_image " +
+               std::to_string(tokensPerImage) +
+               " (a square whose side divides the grid's)");
+  return c;
+}
+
+Value mlir::veomni::buildSiglipImages(ModelBuilder &b, const SiglipConfig &c,
+                                      StringRef towerRef,
+                                      StringRef projectorRef, int64_t images) {
+  const std::string tower = towerRef.str(), projector = projectorRef.str();
+  const int64_t d = c.dim, hd = c.dim / c.heads, g = c.side(),
+                p = c.patchesPerImage(),
+                patchIn = c.channels * c.patch * c.patch;
+
+  // pixel_values as the processor gives them; the Conv2d with stride ==
+  // kernel is a matmul over each patch's (channel, row, column) values.
+  Value pixels = b.packedInput("pixel_values",
+                               {images, c.channels, c.imageSize, c.imageSize},
+                               b.dtype(), 0);
+  locate(b, tower + "embeddings", ModuleKind::VisionPatchEmbed);
+  Value grid = b.reshape(pixels, {images, c.channels, g, c.patch, g, c.patch});
+  Value patches =
+      b.reshape(b.transpose(grid, {0, 2, 4, 1, 3, 5}), {images * p, patchIn});
+  Value conv = b.param(tower + "embeddings.patch_embedding.weight",
+                       {d, c.channels, c.patch, c.patch});
+  Value x = b.matmul(patches, b.reshape(conv, {d, patchIn}), false,
+                     /*transposeRhs=*/true);
+  Value bias = b.param(tower + "embeddings.patch_embedding.bias", {d});
+  x = b.add(x, b.broadcast(bias, {images * p, d}, {1}));
+  Value table = b.param(tower + "embeddings.position_embedding.weight", {p, d});
+  // Each image is a batch row: attention stays within it without segments.
+  x = b.add(b.reshape(x, {images, p, d}),
+            b.broadcast(table, {images, p, d}, {1, 2}));
+
+  for (int64_t i = 0; i < c.layers; ++i) {
+    std::string l = tower + "encoder.layers." + std::to_string(i) + ".";
+    locate(b, l + "self_attn", ModuleKind::VisionBlock, i);
+    Value h = layerNorm(b, x, l + "layer_norm1", d, c.eps);
+    auto project = [&](const char *name) {
+      return b.reshape(linearWithBias(b, h, l + "self_attn." + name, d, d),
+                       {images, p, c.heads, hd});
+    };
+    Value q = project("q_proj");
+    Value k = project("k_proj");
+    Value v = project("v_proj");
+    Value a = b.attention(q, k, v, Value(), /*causal=*/false,
+                          1.0 / std::sqrt(static_cast<double>(hd)));
+    a = b.reshape(a, {images, p, d});
+    x = b.add(x, linearWithBias(b, a, l + "self_attn.out_proj", d, d));
+
+    locate(b, l + "mlp", ModuleKind::VisionBlock, i);
+    h = layerNorm(b, x, l + "layer_norm2", d, c.eps);
+    Value up = linearWithBias(b, h, l + "mlp.fc1", c.mlpHidden, d);
+    x = b.add(x, linearWithBias(b, activation(b, c.act, up), l + "mlp.fc2", d,
+                                c.mlpHidden));
+  }
+  locate(b, tower + "post_layernorm", ModuleKind::VisionMerger);
+  x = layerNorm(b, x, tower + "post_layernorm", d, c.eps);
+
+  // Gemma3MultiModalProjector: k x k average pooling of the patch grid
+  // (row-major patches), a (1 + w) RMSNorm, then x @ W [d, textHidden].
+  locate(b, projector, ModuleKind::VisionMerger);
+  const int64_t t = static_cast<int64_t>(std::llround(
+                    std::sqrt(static_cast<double>(c.tokensPerImage)))),
+                kernel = g / t;
+  Value pooled =
+      b.reduce(ReduceKind::Sum,
+               b.reduce(ReduceKind::Sum,
+                        b.reshape(x, {images, t, kernel, t, kernel, d}), {4}),
+               {2});
+  pooled =
+      b.reshape(b.scale(pooled, 1.0 / static_cast<double>(kernel * kernel)),
+                {images * c.tokensPerImage, d});
+  Value w = b.param(projector + "mm_soft_emb_norm.weight", {d});
+  b.initAs(w, "zeros");
+  Value normed = b.rmsNorm(pooled, b.add(w, b.splat(1.0, {d})), c.eps);
+  Value proj =
+      b.param(projector + "mm_input_projection_weight", {d, c.textHidden});
+  return b.matmul(normed, proj);
+}
+
+//===----------------------------------------------------------------------===//
 // Audio encoder
 //===----------------------------------------------------------------------===//
 

@@ -121,7 +121,8 @@ struct DecoderNames {
   std::string lmHead = "lm_head.weight";
 };
 
-/// Token embeddings [B, S, H] of `ids`; also returns the table for tying.
+/// Token embeddings [B, S, H] of `ids` (scaled as the family scales them);
+/// also returns the table for tying.
 std::pair<Value, Value> buildTokenEmbedding(ModelBuilder &b,
                                             const DecoderConfig &c,
                                             const DecoderNames &names,
@@ -181,6 +182,33 @@ VisionConfig parseVisionConfig(ConfigReader &r, VisionKind kind,
 Value buildVisionTower(ModelBuilder &b, const VisionConfig &c,
                        llvm::StringRef prefix, int64_t patches,
                        std::vector<Value> *deepstack = nullptr);
+
+//===----------------------------------------------------------------------===//
+// Gemma 3's SigLIP vision tower and its multimodal projector
+//===----------------------------------------------------------------------===//
+
+struct SiglipConfig {
+  int64_t dim = 0, mlpHidden = 0, layers = 0, heads = 0, channels = 3;
+  int64_t imageSize = 0, patch = 0;
+  double eps = 1e-6;
+  std::string act;
+  /// The projector: average pooling to tokensPerImage tokens an image, a
+  /// (1 + w) RMSNorm, and mm_input_projection_weight [dim, textHidden].
+  int64_t tokensPerImage = 0, textHidden = 0;
+  int64_t side() const { return imageSize / patch; }
+  int64_t patchesPerImage() const { return side() * side(); }
+};
+
+/// Reads a siglip_vision_model config; `tokensPerImage` is Gemma 3's
+/// mm_tokens_per_image (a square dividing the patch grid).
+SiglipConfig parseSiglipConfig(ConfigReader &r, int64_t tokensPerImage,
+                               int64_t textHidden);
+/// Image features [images * tokensPerImage, textHidden] from the batch
+/// input pixel_values [images, channels, imageSize, imageSize], declared
+/// here: the tower under `tower` and the projector under `projector`.
+Value buildSiglipImages(ModelBuilder &b, const SiglipConfig &c,
+                        llvm::StringRef tower, llvm::StringRef projector,
+                        int64_t images);
 
 //===----------------------------------------------------------------------===//
 // Audio encoder (Whisper-style, as in Qwen2.5-Omni)

@@ -28,21 +28,14 @@ StringRef mlir::veomni::placementName(Placement p) {
 }
 
 std::vector<std::string> mlir::veomni::supportedModelTypes() {
-  return {"llama",
-          "qwen2",
-          "qwen3",
-          "qwen3_moe",
-          "gpt_oss",
-          "gemma3_text",
-          "deepseek_v3",
-          "qwen2_vl",
-          "qwen2_5_vl",
-          "qwen3_vl",
-          "qwen3_vl_moe",
-          "qwen2_5_omni",
-          "qwen2_5_omni_thinker",
-          "qwen3_omni_moe",
-          "qwen3_omni_moe_thinker"};
+  return {"llama",          "qwen2",
+          "qwen3",          "qwen3_moe",
+          "gpt_oss",        "gemma3_text",
+          "gemma3",         "deepseek_v3",
+          "qwen2_vl",       "qwen2_5_vl",
+          "qwen3_vl",       "qwen3_vl_moe",
+          "qwen2_5_omni",   "qwen2_5_omni_thinker",
+          "qwen3_omni_moe", "qwen3_omni_moe_thinker"};
 }
 
 std::optional<Placement>
@@ -75,6 +68,8 @@ absl::Status checkOptions(const ImportOptions &o) {
     return bad("seq-len", o.data.seqLen, "must be >= 1");
   if (o.data.imagePatches < 0)
     return bad("image-patches", o.data.imagePatches, "must be >= 0");
+  if (o.data.images < 0)
+    return bad("images", o.data.images, "must be >= 0");
   if (o.data.audioFrames < 0 || o.data.audioFrames % 4 != 0)
     return bad("audio-frames", o.data.audioFrames,
                "must be a non-negative multiple of 4 (conv stride 2, then "
@@ -231,6 +226,60 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     out = buildDecoderLoss(b, c, names, embeds, table, in.positions,
                            in.segments, in.labels);
     appendDecoderPlan(model.plan, names);
+  } else if (modelType == "gemma3") {
+    // Gemma 3 with images: a SigLIP tower, an average-pooling projector,
+    // and the Gemma 3 LLM, in which each run of image tokens attends to
+    // itself bidirectionally (token_type_ids, as transformers masks them).
+    std::optional<ConfigReader> text = requireObject(r, "text_config");
+    std::optional<ConfigReader> vr = requireObject(r, "vision_config");
+    if (r.failed())
+      return fail(r.error());
+    DecoderConfig c = parseDecoderConfig(*text, "gemma3_text", options);
+    r.ignoreGenericKeys();
+    // Token ids place images in the token stream: the data pipeline's work.
+    r.ignore({"image_token_index", "image_token_id", "boi_token_index",
+              "eoi_token_index"});
+    // Gemma 3 ties by default (4.x configs may say nothing).
+    if (r.has("tie_word_embeddings") || text->has("tie_word_embeddings"))
+      c.tieEmbeddings = readTying(r, &*text);
+    // Gemma3ForConditionalGeneration's head does not soft-cap its logits.
+    c.finalLogitSoftcap = 0;
+    int64_t tokensPerImage = r.getInt("mm_tokens_per_image", 256);
+    if (r.failed() || text->failed())
+      return fail(r.failed() ? r.error() : text->error());
+    SiglipConfig v = parseSiglipConfig(*vr, tokensPerImage, c.hidden);
+    if (vr->failed())
+      return fail(vr->error());
+    recordShape(model, c);
+    // The tower takes whole images of one size: --images counts them.
+    const int64_t images = options.data.images;
+    checkTokens(r, "images", images * tokensPerImage);
+    if (!error.empty())
+      return fail(error);
+    names.prefix = "language_model.model.";
+    names.lmHead = "language_model.lm_head.weight";
+    TextInputs in = declareTextInputs(b, c, options);
+    Value image = images ? buildSiglipImages(b, v, "vision_tower.",
+                                             "multi_modal_projector.", images)
+                         : Value();
+    auto [embeds, table] = buildTokenEmbedding(b, c, names, in.ids);
+    Value segments = in.segments;
+    if (image) {
+      embeds = mergeModality(b, embeds, image, "image_token_positions");
+      // token_type_ids (1 on image tokens) become the bidirectional blocks
+      // beside the segment ids: [2, B, S].
+      const int64_t batch = options.data.batchSize, seq = options.data.seqLen;
+      Value types = b.tokenInput("token_type_ids", {batch, seq},
+                                 IntegerType::get(&context, 32));
+      segments = b.concat({b.reshape(in.segments, {1, batch, seq}),
+                           b.reshape(types, {1, batch, seq})},
+                          0);
+    }
+    out = buildDecoderLoss(b, c, names, embeds, table, in.positions, segments,
+                           in.labels);
+    appendDecoderPlan(model.plan, names);
+    appendVisionPlan(model.plan, "vision_tower.");
+    appendVisionPlan(model.plan, "multi_modal_projector.");
   } else if (modelType == "qwen2_vl" || modelType == "qwen2_5_vl") {
     // Older configs keep the text fields at the top level, newer ones in
     // text_config (transformers 4.x writes both; the nested ones count).

@@ -388,6 +388,10 @@ def VeOmni_AttentionOp : VeOmni_InferredOp<"attention", [VJP]> {
     the result is `[B, S, Hq, Dv]`. With `segment_ids` `[B, S]` (packed
     sequences, or a vision tower's per-image or per-window blocks) a query
     attends only to keys of its own segment. `causal` masks later keys.
+    `segment_ids` `[2, B, S]` (causal only) adds bidirectional blocks in
+    plane 1: a run of equal non-zero ids within one segment sees itself
+    whole, later keys included (Gemma 3's image tokens); 0 marks tokens
+    outside any block.
 
     `window` W > 0 (causal only) is a sliding window: query i sees keys
     j with i - W < j <= i, as transformers' sliding_window. `sinks` `[Hq]`

@@ -693,11 +693,21 @@ inferAttention(const ShapeErrors &err, Value query, Value key, Value value,
     if (!samelen)
       return err("segment_ids need query ", q, " and key ", k,
                  " of one sequence length");
-    if (failed(expectRank(err, "segment_ids", s, 2)) ||
-        failed(expectSameDim(err, "batch size", "query", q, 0, "segment_ids", s,
-                             0)) ||
+    // [B, S], or [2, B, S]: the segment ids, then bidirectional blocks.
+    int64_t lead = s.getRank() == 3 ? 1 : 0;
+    if (s.getRank() != 3 && failed(expectRank(err, "segment_ids", s, 2)))
+      return failure();
+    if (lead && s.getDimSize(0) != 2)
+      return err("segment_ids ", s,
+                 " of rank 3 must be [2, batch, sequence] (segment ids, "
+                 "then bidirectional blocks)");
+    if (lead && !causal)
+      return err("bidirectional blocks (segment_ids ", s,
+                 ") need causal attention");
+    if (failed(expectSameDim(err, "batch size", "query", q, 0, "segment_ids", s,
+                             lead)) ||
         failed(expectSameDim(err, "sequence length", "query", q, 1,
-                             "segment_ids", s, 1)))
+                             "segment_ids", s, lead + 1)))
       return failure();
   }
   if (sinks) {

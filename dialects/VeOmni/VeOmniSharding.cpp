@@ -302,8 +302,10 @@ struct AttentionFactors {
   Dims q, k, v, segments, sinks, out;
 };
 /// Sequences split over an axis move onto the heads (Ulysses).
+/// Segment ids [2, B, S] (with bidirectional blocks) add a plane factor.
 AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
-                                  RankedTensorType k, RankedTensorType v) {
+                                  RankedTensorType k, RankedTensorType v,
+                                  Value segments) {
   int64_t batch = b.factor(q.getDimSize(0));
   int64_t s = b.factor(q.getDimSize(1), K::NeedReplication);
   int64_t skv = b.factor(k.getDimSize(1), K::NeedReplication);
@@ -319,6 +321,8 @@ AttentionFactors attentionFactors(RuleBuilder &b, RankedTensorType q,
   f.k = {{batch}, {skv}, {hkv}, {d}};
   f.v = {{batch}, {skv}, {hkv}, {dv}};
   f.segments = {{batch}, {s}};
+  if (segments && cast<RankedTensorType>(segments.getType()).getRank() == 3)
+    f.segments.insert(f.segments.begin(), {b.factor(2, K::NeedReplication)});
   f.sinks = {{hkv, group}};
   f.out = {{batch}, {s}, {hkv, group}, {dv}};
   return f;
@@ -519,8 +523,9 @@ ShardingRule computeRule(Operation *op) {
         return std::move(b.rule);
       })
       .Case([&](AttentionOp a) {
-        AttentionFactors f = attentionFactors(
-            b, typeOf(a.getQuery()), typeOf(a.getKey()), typeOf(a.getValue()));
+        AttentionFactors f =
+            attentionFactors(b, typeOf(a.getQuery()), typeOf(a.getKey()),
+                             typeOf(a.getValue()), a.getSegmentIds());
         b.operand(f.q);
         b.operand(f.k);
         b.operand(f.v);
@@ -532,8 +537,9 @@ ShardingRule computeRule(Operation *op) {
         return std::move(b.rule);
       })
       .Case([&](AttentionGradOp a) {
-        AttentionFactors f = attentionFactors(
-            b, typeOf(a.getQuery()), typeOf(a.getKey()), typeOf(a.getValue()));
+        AttentionFactors f =
+            attentionFactors(b, typeOf(a.getQuery()), typeOf(a.getKey()),
+                             typeOf(a.getValue()), a.getSegmentIds());
         b.operand(f.q);
         b.operand(f.k);
         b.operand(f.v);

@@ -66,6 +66,8 @@ absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev) {
 absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
   const Program &p = executor.program();
   int64_t nextTokenPosition = 1; // image then audio rows, after position 0
+  // The image rows, for token_type_ids (Gemma 3's bidirectional blocks).
+  int64_t imageFirst = 0, imageRows = 0;
   for (const ArgumentDesc &a : p.arguments) {
     if (!IsBatchInput(a))
       continue;
@@ -109,7 +111,15 @@ absl::Status SyntheticBatch(Executor &executor, uint64_t seed) {
             int64_t bound = std::max<int64_t>(a.bound, 1);
             for (int64_t i = 0; i < n; ++i)
               StoreI(v, i, (nextTokenPosition + i) % bound);
+            if (a.name == "image_token_positions") {
+              imageFirst = nextTokenPosition;
+              imageRows = n;
+            }
             nextTokenPosition += n;
+          } else if (a.name == "token_type_ids") {
+            // 1 on the image rows (declared after their positions).
+            for (int64_t i = 0; i < n; ++i)
+              StoreI(v, i, ((i - imageFirst) % n + n) % n < imageRows ? 1 : 0);
           } else if (IsFloat(v.dtype)) {
             for (int64_t i = 0; i < n; ++i)
               StoreF(v, i, static_cast<float>(rng.Normal(i)));

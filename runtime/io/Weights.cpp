@@ -343,6 +343,17 @@ bool MayBeTransposed(absl::string_view modelType, absl::string_view name) {
           absl::EndsWith(name, ".mlp.experts.down_proj"));
 }
 
+/// The name a published checkpoint gives parameter `name` where
+/// transformers 5 saves another, or "": Gemma 3's SigLIP tower, published
+/// under vision_tower.vision_model. (transformers 5 drops that level when
+/// it loads the checkpoint, and saves without it).
+std::string PublishedName(absl::string_view modelType, absl::string_view name) {
+  constexpr absl::string_view kTower = "vision_tower.";
+  if (modelType == "gemma3" && absl::StartsWith(name, kTower))
+    return absl::StrCat(kTower, "vision_model.", name.substr(kTower.size()));
+  return "";
+}
+
 /// Copies `from` [E, b, a] into `to` [E, a, b] (converting its dtype).
 absl::Status CopyTransposed(const TensorView &from, const TensorView &to) {
   const int64_t e = from.shape[0], rows = from.shape[1], cols = from.shape[2];
@@ -374,6 +385,10 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
                                                      a.name, "': ", what));
     };
     std::optional<WeightSet::Found> found = find(t.name);
+    if (!found)
+      if (std::string published = PublishedName(modelType, t.name);
+          !published.empty())
+        found = find(published);
     if (!found && t.name != a.name) {
       auto expert = FusedExpert(a.name, e, t.view.shape, find);
       if (!expert.ok())

@@ -179,6 +179,10 @@ protected:
     io.model.dtype = "f32";
     io.data.batchSize = 4; // the global micro-batch
     io.data.seqLen = 32;
+    // Gemma 3: an image per data-parallel rank, 16 image tokens in one
+    // bidirectional block (SyntheticBatch's token_type_ids).
+    if (GetParam().family == "gemma3")
+      io.data.images = 4;
     return io;
   }
 
@@ -644,6 +648,9 @@ INSTANTIATE_TEST_SUITE_P(
         // DeepStack's adds under data parallelism; fused
         // experts under ep.
         Plan{"qwen3_vl", 1, 4}, Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2},
+        // Gemma 3's SigLIP images and bidirectional image blocks, under FSDP
+        // and under tp x Ulysses (the blocks gathered with the sequence).
+        Plan{"gemma3", 1, 4}, Plan{"gemma3", 1, 1, 2, 2},
         Plan{"qwen3_omni_moe", 1, 2, 1, 1, 2},
         Plan{"deepseek_v3", 1, 2, 1, 1, 2, 2},
         // DeepStack under tp x sp: at lr 3e-3 five steps grow the f32

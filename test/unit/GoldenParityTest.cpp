@@ -36,6 +36,7 @@ struct Case {
   const char *family;
   int64_t imagePatches = 0, audioFrames = 0;
   const char *config = "config.json";
+  int64_t images = 0; ///< Gemma 3's whole images
 };
 
 Case v4(Case c) {
@@ -69,6 +70,7 @@ TEST_P(GoldenParityTest, LogitsAndLossMatchTransformers) {
   options.data.seqLen = 32;
   options.data.imagePatches = c.imagePatches;
   options.data.audioFrames = c.audioFrames;
+  options.data.images = c.images;
   options.returnLogits = true;
   absl::StatusOr<ImportedModel> model =
       importHFConfig(context, dir + "/" + c.config, options);
@@ -148,6 +150,9 @@ const Case kCases[] = {
     // Gemma 3: (1 + w) norms, sandwich norms, GeGLU, scaled embeddings and
     // scores, a local rope and a window in the sliding layer.
     Case{"gemma3_text"},
+    // Gemma 3 with its SigLIP tower: two images pooled to 4 tokens each,
+    // each run of image tokens attending to itself bidirectionally.
+    Case{"gemma3", 0, 0, "config.json", 2},
     // DeepSeek-V3: multi-head latent attention with interleaved yarn rope,
     // the group-limited sigmoid router with its choice bias, shared experts,
     // a dense first layer.

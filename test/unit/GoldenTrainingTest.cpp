@@ -37,6 +37,9 @@ namespace {
 struct Case {
   const char *family;
   int64_t imagePatches = 0, audioFrames = 0;
+  int64_t images = 0; ///< Gemma 3's whole images
+  /// Gradients within this of each tensor's largest magnitude.
+  double gradTolerance = 1e-5;
 };
 
 std::string Root() { return std::string(VEOMNI_SOURCE_DIR); }
@@ -63,6 +66,7 @@ protected:
     io.data.seqLen = 32;
     io.data.imagePatches = c.imagePatches;
     io.data.audioFrames = c.audioFrames;
+    io.data.images = c.images;
     auto model = importHFConfig(context, Dir() + "/config.json", io);
     EXPECT_TRUE(model.ok()) << model.status();
     if (!model.ok())
@@ -109,10 +113,11 @@ protected:
       }
     }
     // A gradient that is zero in exact arithmetic is f32 round-off on both
-    // sides, ~1e-13 here: an attention key's bias (softmax ignores a shift
-    // of every score; Qwen3-Omni's audio k_proj has one). The tiny models'
-    // gradients reach 0.1 to 1: errors are measured against at least 1e-7.
-    double worst = 0, scale = 1e-7;
+    // sides, 1e-13 to 1e-11 here: an attention key's bias (softmax ignores
+    // a shift of every score; Qwen3-Omni's audio k_proj and SigLIP's have
+    // one). The tiny models' gradients reach 0.1 to 1.5: errors are
+    // measured against at least 1e-5 (an absolute 1e-10 at the tolerance).
+    double worst = 0, scale = 1e-5;
     for (auto &[tensor, view] : parts) {
       const rt::SafetensorsFile::Entry *e = file.Find(tensor);
       EXPECT_TRUE(e) << tensor;
@@ -148,7 +153,7 @@ TEST_P(GoldenTrainingTest, GradientsMatchTorchAutograd) {
     if (!a.isParam)
       continue;
     double err = Compare(**grads, a.name, ex->Output(output++));
-    EXPECT_LT(err, 1e-5) << a.name;
+    EXPECT_LT(err, GetParam().gradTolerance) << a.name;
     worst = std::max(worst, err);
   }
   std::printf("%s: worst gradient error %.2e of the tensor's largest "
@@ -258,6 +263,12 @@ INSTANTIATE_TEST_SUITE_P(
         // Gemma 3: (1 + w) norms, sandwich norms, GeGLU, scaled embeddings
         // and scores, a local rope and a window in the sliding layer.
         Case{"gemma3_text"},
+        // Gemma 3 with its SigLIP tower and bidirectional image blocks.
+        // torch's own f32 gradients of the tower are up to 4.3e-6 of their
+        // largest from the float64 ones (make_goldens' reference run in
+        // float64): the two f32 sums may be twice that apart, and more on
+        // another CPU's BLAS; measured 8.3e-6.
+        Case{"gemma3", 0, 0, 2, 3e-5},
         // DeepSeek-V3: multi-head latent attention with interleaved yarn
         // rope, the group-limited sigmoid router with its choice bias,
         // shared experts, a dense first layer.

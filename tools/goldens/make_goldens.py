@@ -39,6 +39,11 @@ configs written by transformers 5 broke:
                    2.5, one shared expert, layer 0 dense; the choice biases
                    (a buffer) N(0, 0.05), written with zero gradients and
                    unchanged by the step
+  gemma3           (a family case) Gemma 3 with its SigLIP tower: two 32x32
+                   images (16 patches of 8x8, pooled 2x2 to 4 tokens each)
+                   between text, token_type_ids 1 on their tokens (each run
+                   bidirectional), a window of 4 in the sliding layer; the
+                   reference's image blocks must move the logits
   gemma3_text      (a family case) sliding layer 0 (window 8, local rope
                    theta 1e4) and full layer 1 (linear rope x8, theta 1e6),
                    query_pre_attn_scalar 24, tied embeddings; its self-checks
@@ -165,6 +170,7 @@ FAMILIES = [
     "qwen3_moe",
     "gpt_oss",
     "gemma3_text",
+    "gemma3",
     "deepseek_v3",
     "qwen2_vl",
     "qwen2_5_vl",
@@ -182,6 +188,10 @@ VISION_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "qwen3_vl", "qwen3_
 OMNI = ("qwen2_5_omni", "qwen3_omni_moe")  # a thinker with vision and audio
 # DeepStack, interleaved MRoPE, learned vision positions (Qwen3-Omni's thinker too).
 QWEN3_VL = ("qwen3_vl", "qwen3_vl_moe", "qwen3_omni_moe")
+# Gemma 3 with its SigLIP tower: two 32x32 images (16 patches, pooled to 4
+# tokens each), each in a run of image tokens that sees itself whole.
+GEMMA3_IMAGES = 2
+GEMMA_FAMILIES = ("gemma3_text", "gemma3")
 # Families that transformers 4.55 (the 4.x config writer) does not know.
 NO_V4 = QWEN3_VL
 # Qwen3-Omni's clip: 64 frames, less than a chunk (2 n_window = 100): 8 steps
@@ -331,6 +341,7 @@ def model_class(family):
         "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration,
         # The thinker alone: its checkpoints and config as transformers saves them.
         "qwen3_omni_moe": transformers.Qwen3OmniMoeThinkerForConditionalGeneration,
+        "gemma3": transformers.Gemma3ForConditionalGeneration,
     }.get(family, transformers.AutoModelForCausalLM)
 
 
@@ -388,6 +399,14 @@ PREFIXES = {
         ("model.audio_tower.", "audio_tower."),
     ],
     "qwen2_vl": [("model.language_model.", "model."), ("model.visual.", "visual.")],
+    # transformers 5 saves Gemma 3 so (its tower without the hub's
+    # vision_model. level, which veomni's loader also reads).
+    "gemma3": [
+        ("model.language_model.", "language_model.model."),
+        ("model.vision_tower.", "vision_tower."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+        ("lm_head.", "language_model.lm_head."),
+    ],
     "qwen2_5_vl": [("model.language_model.", "model."), ("model.visual.", "visual.")],
     "qwen2_5_omni": [
         ("thinker.model.language_model.", "thinker.model."),
@@ -524,6 +543,8 @@ def make_batch(family, model, config, gen, grid=None):
     """
     ids = torch.randint(0, TEXT_VOCAB, (BATCH, SEQ), generator=gen)
     segments = torch.zeros(BATCH, SEQ, dtype=torch.long)
+    if family == "gemma3":
+        return gemma3_batch(config, ids, segments, gen)
     if family not in VISION_FAMILIES:
         positions = torch.arange(SEQ).expand(BATCH, SEQ)
         labels = shift_labels(ids, [])
@@ -550,6 +571,35 @@ def make_batch(family, model, config, gen, grid=None):
         ids[0, a0 + n_audio] = tcfg.audio_end_token_id
         features = torch.randn(1, tcfg.audio_config.num_mel_bins, frames, generator=gen)
     return multimodal_batch(family, model, config, ids, grid_thw, pixels, features)
+
+
+def gemma3_batch(config, ids, segments, gen):
+    """Gemma 3: GEMMA3_IMAGES images, each <start_of_image>, mm_tokens_per_image
+    image tokens, <end_of_image> with text between; token_type_ids 1 on the
+    image tokens (transformers' bidirectional blocks), positions 0..S-1."""
+    vcfg = config.vision_config
+    per_image = config.mm_tokens_per_image
+    at = 2
+    for _ in range(GEMMA3_IMAGES):
+        ids[0, at] = config.boi_token_index
+        ids[0, at + 1 : at + 1 + per_image] = config.image_token_index
+        ids[0, at + 1 + per_image] = config.eoi_token_index
+        at += per_image + 5
+    pixels = torch.randn(GEMMA3_IMAGES, vcfg.num_channels, vcfg.image_size, vcfg.image_size, generator=gen)
+    types = (ids == config.image_token_index).long()
+    positions = torch.arange(SEQ).expand(BATCH, SEQ)
+    labels = shift_labels(ids, [config.image_token_index])
+    batch = {
+        "input_ids": ids,
+        "position_ids": positions,
+        "segment_ids": segments,
+        "labels": labels,
+        "token_type_ids": types,
+        "pixel_values": pixels,
+        "image_token_positions": (ids.reshape(-1) == config.image_token_index).nonzero()[:, 0],
+    }
+    hf = {"input_ids": ids, "position_ids": positions, "pixel_values": pixels, "token_type_ids": types}
+    return batch, hf, None
 
 
 def audio_tokens(family, acfg, frames):
@@ -820,17 +870,30 @@ def rope(x, positions, inv_freq, sections, scaling=1.0, interleaved=False):
     return x * (angle.cos() * scaling) + rotate_half(x) * (angle.sin() * scaling)
 
 
-def attention(q, k, v, segments, causal, scale, window=0, sinks=None):
+def image_blocks(types):
+    """Gemma 3's blocks of token_type_ids [B, S] (1: image): a run of image
+    tokens gets its own id, text -1 (transformers' block_sequence_ids)."""
+    image = types == 1
+    start = image & ~F.pad(image, (1, 0))[:, :-1]
+    return torch.where(image, start.long().cumsum(1) - 1, -1)
+
+
+def attention(q, k, v, segments, causal, scale, window=0, sinks=None, blocks=None):
     """q [B, S, H, D], k/v [B, S, KV, D]; a token attends within its segment,
     to the `window` last keys (0: all), and with `sinks` [H] one more logit per
-    head whose value is zero."""
+    head whose value is zero. With `blocks` [B, S] (>= 0: a block) a token also
+    sees its whole block, later tokens included (the window still applies)."""
     rep = q.shape[2] // k.shape[2]
     k, v = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
     scores = torch.einsum("bshd,bthd->bhst", q, k) * scale
     allowed = segments[:, :, None] == segments[:, None, :]
     seq = q.shape[1]
     if causal:
-        allowed = allowed & torch.ones(seq, seq, dtype=torch.bool).tril()
+        causal_mask = torch.ones(seq, seq, dtype=torch.bool).tril()[None]
+        if blocks is not None:
+            same = (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] >= 0)
+            causal_mask = causal_mask | same
+        allowed = allowed & causal_mask
     if window:
         allowed = allowed & torch.ones(seq, seq, dtype=torch.bool).triu(-(window - 1))
     scores = scores.masked_fill(~allowed[:, None], float("-inf"))
@@ -955,6 +1018,43 @@ def ref_vision_qwen3(W, p, vcfg, batch):
     return merger(x[0], p + "merger", False), deepstack
 
 
+def ref_siglip(W, cfg, batch):
+    """buildSiglipImages: the SigLIP tower per image, then Gemma 3's projector."""
+    vcfg = cfg["vision_config"]
+    pixels = batch["pixel_values"].float()
+    n, _, size, _ = pixels.shape
+    patch, d, heads = vcfg["patch_size"], vcfg["hidden_size"], vcfg["num_attention_heads"]
+    eps = vcfg.get("layer_norm_eps", 1e-6)
+    side = size // patch
+    # Conv2d with stride == kernel as a matmul over (channel, row, column) patches.
+    patches = pixels.reshape(n, -1, side, patch, side, patch).permute(0, 2, 4, 1, 3, 5).reshape(n, side * side, -1)
+    conv = W["vision_tower.embeddings.patch_embedding.weight"]
+    x = patches @ conv.reshape(d, -1).T + W["vision_tower.embeddings.patch_embedding.bias"]
+    x = x + W["vision_tower.embeddings.position_embedding.weight"]
+    p = "vision_tower.encoder.layers."
+    no_segments = torch.zeros(n, side * side, dtype=torch.long)
+    for i in range(vcfg["num_hidden_layers"]):
+        b = f"{p}{i}."
+        h = layer_norm(x, W[b + "layer_norm1.weight"], W[b + "layer_norm1.bias"], eps)
+
+        def proj(name):
+            y = linear(h, W[f"{b}self_attn.{name}.weight"], W[f"{b}self_attn.{name}.bias"])
+            return y.reshape(n, side * side, heads, d // heads)
+
+        a = attention(proj("q_proj"), proj("k_proj"), proj("v_proj"), no_segments, False, (d // heads) ** -0.5)
+        x = x + linear(a.reshape(n, side * side, d), W[b + "self_attn.out_proj.weight"], W[b + "self_attn.out_proj.bias"])
+        h = layer_norm(x, W[b + "layer_norm2.weight"], W[b + "layer_norm2.bias"], eps)
+        up = ACTS[vcfg.get("hidden_act", "gelu_pytorch_tanh")](linear(h, W[b + "mlp.fc1.weight"], W[b + "mlp.fc1.bias"]))
+        x = x + linear(up, W[b + "mlp.fc2.weight"], W[b + "mlp.fc2.bias"])
+    x = layer_norm(x, W["vision_tower.post_layernorm.weight"], W["vision_tower.post_layernorm.bias"], eps)
+    # k x k average pooling of the row-major grid, (1 + w) RMSNorm, x @ W.
+    t = int(round(cfg.get("mm_tokens_per_image", 256) ** 0.5))
+    k = side // t
+    pooled = x.reshape(n, t, k, t, k, d).mean(dim=(2, 4)).reshape(n * t * t, d)
+    normed = rms_norm(pooled, 1.0 + W["multi_modal_projector.mm_soft_emb_norm.weight"], eps)
+    return normed @ W["multi_modal_projector.mm_input_projection_weight"]
+
+
 def ref_audio_qwen3(W, p, acfg, batch):
     """buildAudioEncoder for Qwen3-Omni: chunks of 2 n_window frames through
     three Conv2d, sinusoids restarting every chunk, windowed attention."""
@@ -1043,7 +1143,7 @@ def sparse_layer(text, i):
 
 
 def decoder_prefix(family):
-    return {"qwen2_5_omni": "thinker.model.", "qwen3_omni_moe": "model."}.get(
+    return {"qwen2_5_omni": "thinker.model.", "qwen3_omni_moe": "model.", "gemma3": "language_model.model."}.get(
         family, "model.language_model." if family in QWEN3_VL else "model."
     )
 
@@ -1052,7 +1152,9 @@ def ref_decoder(W, family, cfg, embeds, batch, stats, deepstack=()):
     """buildDecoderLoss: layers, final norm, LM head; returns logits."""
     text = text_config(family, cfg)
     pre = decoder_prefix(family)
-    head_name = "thinker.lm_head.weight" if family == "qwen2_5_omni" else "lm_head.weight"
+    head_name = {"qwen2_5_omni": "thinker.lm_head.weight", "gemma3": "language_model.lm_head.weight"}.get(
+        family, "lm_head.weight"
+    )
     tied = tied_embeddings(family, cfg)
     assert tied == (
         head_name not in W
@@ -1060,7 +1162,7 @@ def ref_decoder(W, family, cfg, embeds, batch, stats, deepstack=()):
     eps = text["rms_norm_eps"]
     heads, kv = text["num_attention_heads"], text.get("num_key_value_heads") or text["num_attention_heads"]
     hd = head_dim(text)
-    gemma = family == "gemma3_text"
+    gemma = family in GEMMA_FAMILIES
 
     def norm(x, w):
         return rms_norm(x, 1.0 + w if gemma else w, eps)
@@ -1074,6 +1176,7 @@ def ref_decoder(W, family, cfg, embeds, batch, stats, deepstack=()):
     sections = sections or [hd // 2]
     interleaved = family in QWEN3_VL and text["rope_parameters"].get("mrope_interleaved", True)
     segments = batch["segment_ids"].long()
+    blocks = image_blocks(batch["token_type_ids"]) if "token_type_ids" in batch else None
     B, S, _ = embeds.shape
     x = embeds
     for i in range(text["num_hidden_layers"]):
@@ -1105,7 +1208,7 @@ def ref_decoder(W, family, cfg, embeds, batch, stats, deepstack=()):
         if family == "qwen3_moe" and text.get("use_sliding_window"):  # every layer
             window = text.get("sliding_window") or 0
         sinks = W.get(b + "self_attn.sinks")
-        a = attention(q, k, v, segments, True, scale, window, sinks).reshape(B, S, heads * hd)
+        a = attention(q, k, v, segments, True, scale, window, sinks, blocks).reshape(B, S, heads * hd)
         a = linear(a, W[b + "self_attn.o_proj.weight"], W.get(b + "self_attn.o_proj.bias"))
         if gemma:  # sandwich norms around attention and MLP
             x = x + norm(a, W[b + "post_attention_layernorm.weight"])
@@ -1277,8 +1380,12 @@ def ref_logits(family, cfg, W, batch):
     omni = family == "qwen2_5_omni"
     pre = decoder_prefix(family)
     embeds = W[pre + "embed_tokens.weight"][batch["input_ids"].long()]
-    if family == "gemma3_text":  # scaled by sqrt(hidden), in the weights' dtype
-        embeds = embeds * torch.tensor(cfg["hidden_size"] ** 0.5, dtype=embeds.dtype)
+    if family in GEMMA_FAMILIES:  # scaled by sqrt(hidden), in the weights' dtype
+        hidden = text_config(family, cfg)["hidden_size"]
+        embeds = embeds * torch.tensor(hidden**0.5, dtype=embeds.dtype)
+    if family == "gemma3":
+        rows = ref_siglip(W, cfg, batch)
+        embeds = merge_rows(embeds, batch["image_token_positions"], rows)
     deepstack = ()
     if family in QWEN3_VL:
         vp = "visual." if family == "qwen3_omni_moe" else "model.visual."
@@ -1456,7 +1563,7 @@ def human(n):
 
 def hf_rotary(family, model, layer_type="full_attention"):
     text = forward_module(family, model)
-    lm = text.model.language_model if family in VISION_FAMILIES else text.model
+    lm = text.model.language_model if family in VISION_FAMILIES + ("gemma3",) else text.model
     rotary = lm.rotary_emb
     if hasattr(rotary, f"{layer_type}_inv_freq"):  # Gemma 3: one per layer type
         return getattr(rotary, f"{layer_type}_inv_freq").float(), float(
@@ -1516,8 +1623,10 @@ def check_v4_config(family, path, config_json):
     copied into text_config. Returns the number of those extra keys.
     """
     v4 = json.loads(Path(path).read_text())
-    text = v4["thinker_config"]["text_config"] if family == "qwen2_5_omni" else v4
-    for key in ("rope_theta", "torch_dtype"):
+    text = {"qwen2_5_omni": v4.get("thinker_config", {}).get("text_config"), "gemma3": v4.get("text_config")}.get(
+        family, v4
+    )
+    for key in ("rope_theta",) + (("torch_dtype",) if family != "gemma3" else ()):
         assert key in text, f"{path}: no {key}"
     assert "rope_parameters" not in json.dumps(v4), f"{path}: rope_parameters in a 4.x config"
     assert "torch_dtype" in v4, f"{path}: no top-level torch_dtype"
@@ -1569,11 +1678,11 @@ def sensitivities(family, cfg):
         text_config(family, changed)["n_group"] = 1
         text_config(family, changed)["topk_group"] = 1
         out.append(("one expert group", changed))
-    if family in ("gpt_oss", "gemma3_text") or text.get("use_sliding_window"):
+    if family in ("gpt_oss",) + GEMMA_FAMILIES or text.get("use_sliding_window"):
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["sliding_window"] = None
         out.append(("no sliding window", changed))
-    if family == "gemma3_text":
+    if family in GEMMA_FAMILIES:
         changed = copy.deepcopy(cfg)
         text_config(family, changed)["query_pre_attn_scalar"] = head_dim(text)
         out.append(("query_pre_attn_scalar = head_dim", changed))
@@ -1690,6 +1799,11 @@ def make_case(case, out_root, v4_python):
             notes.append(f"windows {window_selfcheck(family, config, cfg, model):.1g}")
         if "min_topk_gap" in stats:
             notes.append(f"min router top-k gap {stats['min_topk_gap']:.2g}")
+        if "token_type_ids" in file_batch:  # the bidirectional image blocks matter
+            causal_only = dict(file_batch, token_type_ids=torch.zeros_like(file_batch["token_type_ids"]))
+            moved = (ref_forward(family, cfg, W, causal_only)[0] - logits).abs().max().item()
+            assert moved > 10 * TOLERANCE, f"{case}: causal image tokens should move the logits"
+            notes.append(f"causal image tokens move logits {moved:.2g}")
         for what, changed in sensitivities(family, cfg):
             moved = (ref_forward(family, changed, W, file_batch)[0] - logits).abs().max().item()
             assert moved > 10 * TOLERANCE, f"{case}: {what} should move the logits"
@@ -1703,12 +1817,12 @@ def make_case(case, out_root, v4_python):
         ref_grads = {k: ref_grads[k] for k in grads}
         # Gemma's tied table sums the sqrt(hidden)-scaled lookup's gradient
         # and the head's in another order than autograd: 2.5e-6 of 2.0 apart.
-        grad_tol = (4e-6 if family == "gemma3_text" else 1e-6) * gmax
+        grad_tol = (4e-6 if family in GEMMA_FAMILIES else 1e-6) * gmax
         notes.append(f"grads vs veomni-ref {check_all(f'{case} grads', ref_grads, grads, grad_tol):.1g}")
         grad_norm, adamw = adamw_step(family, model)
         ref_norm, ref_adamw = adamw_reference(weights, grads)
         # (torch sums the squares in float32: gemma's 1.6e-6 relative)
-        check(f"{case} grad norm", torch.tensor(grad_norm / ref_norm), torch.tensor(1.0), 4e-6 if family == "gemma3_text" else 1e-6)
+        check(f"{case} grad norm", torch.tensor(grad_norm / ref_norm), torch.tensor(1.0), 4e-6 if family in GEMMA_FAMILIES else 1e-6)
         notes.append(f"adamw vs formula {check_all(f'{case} adamw', ref_adamw, adamw, 1e-7):.1g}")
 
         out = Path(out_root) / case

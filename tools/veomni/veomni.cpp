@@ -75,6 +75,7 @@ options:
   --batch B            micro-batch size (default 1)
   --seq-len S          tokens per sequence (default 2048)
   --image-patches N    vision patches per batch, VL and omni (default 256)
+  --images N           whole images per batch, Gemma 3 (default 1)
   --audio-frames N     mel frames per batch, omni (default 400)
   --logits             also return the logits [B, S, V] after the loss
   --gradients          compile: also return every parameter's gradient
@@ -241,6 +242,9 @@ std::optional<int> parseImportArgs(llvm::ArrayRef<const char *> args,
         return 1;
     } else if (arg == "--image-patches") {
       if (!integer(options.data.imagePatches))
+        return 1;
+    } else if (arg == "--images") {
+      if (!integer(options.data.images))
         return 1;
     } else if (arg == "--audio-frames") {
       if (!integer(options.data.audioFrames))

@@ -107,20 +107,23 @@ int64_t KeyTile(int64_t keys) {
 
 /// The keys a block of queries can see. With segments, each query's keys
 /// lie within [first, last] of its segment's positions, so a block needs
-/// only the union of those ranges; with causality, none past its last row;
+/// only the union of those ranges; with causality, none past its last
+/// row's limit (the row itself, or the end of its bidirectional block);
 /// with a window, none before its first row's window.
 class KeyRanges {
 public:
   KeyRanges(const TensorView *segments, int64_t s, int64_t skv, bool causal,
             int64_t window)
-      : segments_(segments), s_(s), skv_(skv), causal_(causal),
-        window_(window) {
+      : segments_(segments), s_(s), skv_(skv), causal_(causal), window_(window),
+        blocks_(segments && segments->rank() == 3) {
     if (segments) {
       seg_.resize(s);
       first_.resize(s);
       last_.resize(s);
       order_.resize(s);
     }
+    limit_.resize(s);
+    std::iota(limit_.begin(), limit_.end(), 0);
   }
   /// Reads batch row b's segment ids (before Range for that row).
   void Load(int64_t b) {
@@ -141,11 +144,30 @@ public:
       }
       lo = hi;
     }
+    // Plane 1: a run of equal non-zero block ids within a segment sees
+    // itself whole, so a row's causal limit is its run's last position.
+    if (blocks_) {
+      const int64_t plane = segments_->numel() / 2;
+      int64_t next = 0;
+      for (int64_t i = s_ - 1; i >= 0; --i) {
+        int64_t id = IndexAt(*segments_, plane + b * s_ + i);
+        bool joins =
+            id != 0 && i + 1 < s_ && id == next && seg_[i + 1] == seg_[i];
+        limit_[i] = joins ? limit_[i + 1] : i;
+        next = id;
+      }
+    }
   }
   /// [lo, hi) of the keys that queries [i0, i1) may see.
   std::pair<int64_t, int64_t> Range(int64_t i0, int64_t i1) const {
     int64_t lo = window_ > 0 ? std::max<int64_t>(0, i0 - window_ + 1) : 0;
-    int64_t hi = causal_ ? std::min(skv_, i1) : skv_;
+    int64_t hi = skv_;
+    if (causal_) {
+      hi = i1;
+      for (int64_t i = i0; blocks_ && i < i1; ++i)
+        hi = std::max(hi, limit_[i] + 1);
+      hi = std::min(skv_, hi);
+    }
     if (segments_) {
       int64_t a = s_, z = 0;
       for (int64_t i = i0; i < i1; ++i) {
@@ -163,7 +185,7 @@ public:
   /// `visible` counts the rest.
   int64_t Mask(float *scores, int64_t i, int64_t j0, int64_t nk,
                int64_t &visible) const {
-    int64_t end = causal_ ? std::clamp<int64_t>(i + 1 - j0, 0, nk) : nk;
+    int64_t end = causal_ ? std::clamp<int64_t>(limit_[i] + 1 - j0, 0, nk) : nk;
     int64_t start =
         window_ > 0 ? std::clamp<int64_t>(i - window_ + 1 - j0, 0, end) : 0;
     std::fill(scores, scores + start, kNegInf);
@@ -182,7 +204,8 @@ private:
   int64_t s_, skv_;
   bool causal_;
   int64_t window_;
-  std::vector<int64_t> seg_, first_, last_, order_;
+  bool blocks_;
+  std::vector<int64_t> seg_, first_, last_, order_, limit_;
 };
 
 /// Per query row of a block, the running softmax statistics over the key
@@ -264,8 +287,17 @@ CheckAttention(absl::string_view K, const TensorView &q, const TensorView &k,
   if (segments) {
     VEOMNI_RETURN_IF_ERROR(CheckView(K, "segments", *segments));
     VEOMNI_RETURN_IF_ERROR(CheckInteger(K, "segments", *segments));
-    VEOMNI_RETURN_IF_ERROR(
-        CheckShape(K, "segments", *segments, {a.batch, a.s}));
+    // [2, batch, s]: the segment ids, then the bidirectional blocks.
+    if (segments->rank() == 3) {
+      VEOMNI_RETURN_IF_ERROR(
+          CheckShape(K, "segments", *segments, {2, a.batch, a.s}));
+      if (!causal)
+        return BadView(K, "segments", *segments,
+                       "bidirectional blocks need causal attention");
+    } else {
+      VEOMNI_RETURN_IF_ERROR(
+          CheckShape(K, "segments", *segments, {a.batch, a.s}));
+    }
     if (a.s != a.skv)
       return BadView(K, "k", k, "segments need the sequence length of q ",
                      q.ToString());

@@ -61,7 +61,8 @@ absl::Status CheckLossOperands(absl::string_view kernel,
                                const TensorView &loss, LossReduction reduction);
 
 /// q [batch, s, hq, d], k [batch, skv, hkv, d], v [batch, skv, hkv, dv],
-/// segments [batch, s] (or null), hkv dividing hq; causality and
+/// segments [batch, s], [2, batch, s] with bidirectional blocks (causal
+/// only), or null; hkv dividing hq; causality and
 /// segments need s == skv; window >= 0, > 0 only when causal; sinks
 /// (or null) a float [hq].
 struct AttentionDims {

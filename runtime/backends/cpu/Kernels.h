@@ -139,6 +139,8 @@ struct RopeConfig {
                     const TensorView &out, const RopeConfig &attrs);         \
   /** q [B,S,Hq,D], k [B,Skv,Hkv,D], v [B,Skv,Hkv,Dv] -> out [B,S,Hq,Dv];    \
    * query head h reads kv head h / (Hq/Hkv); segments [B,S] or null;       \
+   * [2,B,S] (causal): plane 1's runs of equal non-zero ids within a        \
+   * segment also see each other's later keys (Gemma 3's images);          \
    * window > 0 (causal): query i sees keys i - window < j <= i; sinks      \
    * [Hq] or null: one more logit per head, of value zero. A row with no    \
    * visible key is zero. */                                                \

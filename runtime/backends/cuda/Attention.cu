@@ -6,7 +6,8 @@
 // and sum (the online softmax), so nothing of size S x S exists. The VJP
 // recomputes the row's probabilities in two passes (statistics and
 // delta = sum_j P dP, then the products) and accumulates dk and dv with f32
-// atomics. A sliding window starts a row's keys at i - window + 1; a
+// atomics. A sliding window starts a row's keys at i - window + 1, a
+// bidirectional block ends them at the block's end (LastKey); a
 // sink starts its softmax statistics as one more logit (m = sink, l = 1)
 // that adds nothing to the output. This is the reference-speed form: correct
 // for every shape the CPU kernel takes; tiled tensor-core kernels come next
@@ -47,10 +48,28 @@ __device__ inline float SinkOf(Buf sinks, int64_t h) {
   return sinks.data ? Load(sinks.data, sinks.type, h) : -INFINITY;
 }
 
+/// The last key row `r` may see causally: itself, or with bidirectional
+/// blocks (segments [2, B, S]) the end of its run of equal non-zero block
+/// ids within its segment.
+__device__ inline int64_t LastKey(const AttentionShape &a, Buf segments,
+                                  const Row &r) {
+  int64_t last = r.i;
+  if (!a.blocks)
+    return last;
+  const int64_t plane = a.batch * a.s, row = r.b * a.s;
+  int64_t id = LoadIndex(segments.data, segments.type, plane + row + r.i);
+  int64_t seg = LoadIndex(segments.data, segments.type, row + r.i);
+  while (id != 0 && last + 1 < a.s &&
+         LoadIndex(segments.data, segments.type, plane + row + last + 1) ==
+             id &&
+         LoadIndex(segments.data, segments.type, row + last + 1) == seg)
+    ++last;
+  return last;
+}
+
+/// Whether key j (at most the row's causal end) shares the row's segment.
 __device__ inline bool Visible(const AttentionShape &a, Buf segments,
                                const Row &r, int64_t j) {
-  if (a.causal && j > r.i)
-    return false;
   if (segments.data &&
       LoadIndex(segments.data, segments.type, r.b * a.s + j) !=
           LoadIndex(segments.data, segments.type, r.b * a.s + r.i))
@@ -87,7 +106,7 @@ __global__ void AttentionKernel(AttentionShape a, Buf q, Buf k, Buf v,
       acc[u] = 0.0f;
     }
     float m = SinkOf(sinks, r.h), l = sinks.data ? 1.0f : 0.0f;
-    int64_t end = a.causal ? r.i + 1 : a.skv;
+    int64_t end = a.causal ? LastKey(a, segments, r) + 1 : a.skv;
     for (int64_t j = FirstKey(a, r); j < end; ++j) {
       if (!Visible(a, segments, r, j))
         continue;
@@ -132,7 +151,7 @@ __global__ void AttentionGradKernel(AttentionShape a, Buf q, Buf k, Buf v,
       dov[u] = e < a.dv ? Load(dout.data, dout.type, oOff + e) : 0.0f;
       dqv[u] = 0.0f;
     }
-    int64_t end = a.causal ? r.i + 1 : a.skv;
+    int64_t end = a.causal ? LastKey(a, segments, r) + 1 : a.skv;
     // Pass 1: the row's maximum, sum and sum_j exp(s_j - m) dP_j.
     const float sink = SinkOf(sinks, r.h);
     float m = sink, l = sinks.data ? 1.0f : 0.0f, t = 0.0f;

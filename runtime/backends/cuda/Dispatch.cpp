@@ -421,10 +421,17 @@ AttentionChecks(absl::string_view K, const TensorView &q, const TensorView &k,
   if (d.d > launch::kMaxHeadDim || d.dv > launch::kMaxHeadDim)
     return BadView(K, "q", q, "head dimension exceeds the CUDA backend's ",
                    launch::kMaxHeadDim);
-  return launch::AttentionShape{d.batch, d.s,    d.skv,
-                                d.hq,    d.hkv,  d.d,
-                                d.dv,    causal, static_cast<float>(scale),
-                                window};
+  return launch::AttentionShape{d.batch,
+                                d.s,
+                                d.skv,
+                                d.hq,
+                                d.hkv,
+                                d.d,
+                                d.dv,
+                                causal,
+                                static_cast<float>(scale),
+                                window,
+                                o.segments && o.segments->rank() == 3};
 }
 } // namespace
 

@@ -108,6 +108,7 @@ struct AttentionShape {
   bool causal;
   float scale;
   int64_t window;
+  bool blocks; ///< segments [2, B, S]: plane 1 holds bidirectional blocks
 };
 constexpr int kMaxHeadDim = 512;
 cudaError_t Attention(cudaStream_t s, const AttentionShape &a, Buf q, Buf k,

@@ -1135,6 +1135,30 @@ func.func @attention_segments_rank(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x
 
 // -----
 
+func.func @attention_blocks_planes(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<3x2x16xi32>) {
+  // expected-error @+1 {{'veomni.attention' op segment_ids 'tensor<3x2x16xi32>' of rank 3 must be [2, batch, sequence] (segment ids, then bidirectional blocks)}}
+  %0 = veomni.attention %q, %k, %k segments %s {causal, scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<3x2x16xi32>
+  return
+}
+
+// -----
+
+func.func @attention_blocks_need_causal(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<2x2x16xi32>) {
+  // expected-error @+1 {{'veomni.attention' op bidirectional blocks (segment_ids 'tensor<2x2x16xi32>') need causal attention}}
+  %0 = veomni.attention %q, %k, %k segments %s {scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x2x16xi32>
+  return
+}
+
+// -----
+
+func.func @attention_blocks_batch(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<2x1x16xi32>) {
+  // expected-error @+1 {{'veomni.attention' op batch size differs: query 'tensor<2x16x8x64xf32>' has 2 but segment_ids 'tensor<2x1x16xi32>' has 1}}
+  %0 = veomni.attention %q, %k, %k segments %s {causal, scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x1x16xi32>
+  return
+}
+
+// -----
+
 func.func @attention_segments_batch(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>, %s: tensor<1x16xi64>) {
   // expected-error @+1 {{'veomni.attention' op batch size differs: query 'tensor<2x16x8x64xf32>' has 2 but segment_ids 'tensor<1x16xi64>' has 1}}
   %0 = veomni.attention %q, %k, %k segments %s {scale = 0.125 : f64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<1x16xi64>

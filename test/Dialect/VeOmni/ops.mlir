@@ -195,6 +195,15 @@ func.func @attention_windows_and_sinks(%q: tensor<2x16x8x64xbf16>, %k: tensor<2x
   return
 }
 
+// Segments [2, B, S]: segment ids, then bidirectional blocks (Gemma 3).
+// CHECK-LABEL: func.func @attention_blocks
+func.func @attention_blocks(%q: tensor<2x16x8x64xf32>, %k: tensor<2x16x2x64xf32>,
+                            %seg: tensor<2x2x16xi32>) -> tensor<2x16x8x64xf32> {
+  // CHECK: veomni.attention %{{.*}}, %{{.*}}, %{{.*}} segments %{{.*}} {causal, scale = 1.250000e-01 : f64, window = 4 : i64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x2x16xi32>
+  %0 = veomni.attention %q, %k, %k segments %seg {causal, scale = 0.125 : f64, window = 4 : i64} : tensor<2x16x8x64xf32>, tensor<2x16x2x64xf32>, tensor<2x16x2x64xf32>, tensor<2x2x16xi32>
+  return %0 : tensor<2x16x8x64xf32>
+}
+
 // CHECK-LABEL: func.func @moe
 func.func @moe(%x: tensor<32x64xf32>, %router: tensor<32x8xf32>,
                %gate: tensor<8x128x64xf32>) -> tensor<32x64xf32> {

@@ -688,4 +688,181 @@ TEST(AttentionWindowTest, Errors) {
   }
 }
 
+//===----------------------------------------------------------------------===//
+// Bidirectional blocks (Gemma 3's image tokens): segments [2, B, S]
+//===----------------------------------------------------------------------===//
+
+/// Segments [2, b, s]: packed segment ids (as Segments), then blocks: runs
+/// of a few equal non-zero ids (images), some adjacent, some across a
+/// segment boundary, the rest 0.
+Buffer SegmentsWithBlocks(Rng &rng, int64_t b, int64_t s, bool packed) {
+  Buffer seg = Segments(rng, b, s, false);
+  Buffer out(DType::I32, {2, b, s});
+  for (int64_t i = 0; i < b * s; ++i) {
+    out.setI(i, packed ? seg.i(i) : 0);
+    out.setI(b * s + i, 0);
+  }
+  for (int64_t i = 0; i < b; ++i) {
+    int64_t id = 0;
+    for (int64_t j = 0; j < s;) {
+      if (Pick(rng, 0, 2) == 0) {
+        int64_t len = std::min<int64_t>(s - j, Pick(rng, 1, 9));
+        ++id;
+        for (int64_t t = 0; t < len; ++t)
+          out.setI(b * s + i * s + j + t, id);
+        j += len;
+      } else {
+        j += Pick(rng, 1, 4);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(AttentionBlocksTest, Known) {
+  // One head, D = 1, all scores 0: each query averages the values of the
+  // keys it sees. Tokens 1-3 are one block (they see each other), 4 is
+  // text; token 5 starts a second block with 6 but a new segment begins
+  // at 6, so 5 and 6 are each alone in theirs.
+  Buffer q = Filled(DType::F32, {1, 7, 1, 1}, 0);
+  Buffer k = Filled(DType::F32, {1, 7, 1, 1}, 0);
+  Buffer v = Floats(DType::F32, {1, 7, 1, 1}, {1, 2, 4, 8, 16, 32, 64});
+  Buffer seg = Ints(DType::I32, {2, 1, 7},
+                    {0, 0, 0, 0, 0, 0, 1, /*blocks*/ 0, 7, 7, 7, 0, 9, 9});
+  TensorView sv = seg.view();
+  Buffer out = Garbage(DType::F32, {1, 7, 1, 1});
+  const std::vector<double> want = {1,         15 / 4.0f, 15 / 4.0f, 15 / 4.0f,
+                                    31 / 5.0f, 63 / 6.0f, 64};
+  // Window 2 (keys j > i - 2): token 1 still sees 0-3, token 2 sees 1-3,
+  // token 3 sees 2-3, token 4 sees 3-4, token 5 sees 4-5.
+  const std::vector<double> windowed = {1, 15 / 4.0f, 14 / 3.0f, 6, 12, 24, 64};
+  for (bool fastPath : {false, true}) {
+    SCOPED_TRACE(fastPath ? "fast" : "ref");
+    for (int64_t window : {0, 2}) {
+      absl::Status st = fastPath
+                            ? fast::Attention(q.view(), k.view(), v.view(), &sv,
+                                              out.view(), true, 1.0, window)
+                            : ref::Attention(q.view(), k.view(), v.view(), &sv,
+                                             out.view(), true, 1.0, window);
+      ASSERT_OK(st);
+      EXPECT_TRUE(Values(out, window ? windowed : want, 1e-6))
+          << "window " << window;
+    }
+  }
+}
+
+// The fast path against the reference with blocks, across key tiles, with
+// and without packing, windows and sinks; forward and VJP.
+TEST_P(AttentionTiles, BlocksMatchReference) {
+  Rng rng(93);
+  struct Case {
+    int64_t b, s, hq, hkv, d, window;
+  };
+  const Case cases[] = {{1, 7, 2, 1, 8, 0},
+                        {2, 17, 4, 2, 16, 3},
+                        {1, 65, 3, 1, 32, 0},
+                        {1, 300, 2, 1, 16, 40},
+                        {2, 40, 2, 2, 8, 5}};
+  for (DType t : kFloatTypes) {
+    for (const Case &c : cases) {
+      for (int packed = 0; packed < 2; ++packed) {
+        bool withSinks = (c.s + packed) % 2 == 0;
+        std::string what = absl::StrCat(Name(t), " B ", c.b, " S ", c.s, " Hq ",
+                                        c.hq, " window ", c.window, " packed ",
+                                        packed, " sinks ", withSinks);
+        SCOPED_TRACE(what);
+        Buffer q = Uniform(t, {c.b, c.s, c.hq, c.d}, rng, -2, 2);
+        Buffer k = Uniform(t, {c.b, c.s, c.hkv, c.d}, rng, -2, 2);
+        Buffer v = Uniform(t, {c.b, c.s, c.hkv, c.d}, rng);
+        Buffer dout = Uniform(t, {c.b, c.s, c.hq, c.d}, rng);
+        Buffer sinks = Uniform(t, {c.hq}, rng, -2, 2);
+        Buffer seg = SegmentsWithBlocks(rng, c.b, c.s, packed);
+        TensorView sv = seg.view(), kv = sinks.view();
+        const TensorView *sk = withSinks ? &kv : nullptr;
+        double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+        Shape outShape = {c.b, c.s, c.hq, c.d};
+        Buffer want = Garbage(t, outShape), got = Garbage(t, outShape);
+        ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), &sv, want.view(),
+                                 true, scale, c.window, sk));
+        ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), &sv, got.view(),
+                                  true, scale, c.window, sk));
+        EXPECT_TRUE(AllClose(got, want, TolFor(t, c.d), what + " out"));
+
+        AttentionGrads gw = GarbageGrads(t, q, k, v);
+        AttentionGrads gg = GarbageGrads(t, q, k, v);
+        Buffer dsw = Garbage(DType::F32, {c.hq}),
+               dsg = Garbage(DType::F32, {c.hq});
+        TensorView dswv = dsw.view(), dsgv = dsg.view();
+        ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), &sv,
+                                     dout.view(), gw.dq.view(), gw.dk.view(),
+                                     gw.dv.view(), true, scale, c.window, sk,
+                                     withSinks ? &dswv : nullptr));
+        ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), &sv,
+                                      dout.view(), gg.dq.view(), gg.dk.view(),
+                                      gg.dv.view(), true, scale, c.window, sk,
+                                      withSinks ? &dsgv : nullptr));
+        int64_t queries = c.s * (c.hq / c.hkv);
+        EXPECT_TRUE(
+            AllClose(gg.dq, gw.dq, FastTol(t, c.s * c.d), what + " dq"));
+        EXPECT_TRUE(
+            AllClose(gg.dk, gw.dk, FastTol(t, queries * c.d), what + " dk"));
+        EXPECT_TRUE(AllClose(gg.dv, gw.dv, FastTol(t, queries), what + " dv"));
+        if (withSinks)
+          EXPECT_TRUE(AllClose(dsg, dsw, FastTol(t, c.b * c.s * c.d),
+                               what + " dsinks"));
+      }
+    }
+  }
+}
+
+TEST(AttentionBlocksTest, FiniteDifferences) {
+  Rng rng(94);
+  for (int64_t window : {0, 3}) {
+    SCOPED_TRACE(absl::StrCat("window ", window));
+    const int64_t b = 2, s = 9, hq = 2, hkv = 1, d = 4;
+    Buffer q = Uniform(DType::F32, {b, s, hq, d}, rng);
+    Buffer k = Uniform(DType::F32, {b, s, hkv, d}, rng);
+    Buffer v = Uniform(DType::F32, {b, s, hkv, d}, rng);
+    Buffer dout = Uniform(DType::F32, {b, s, hq, d}, rng);
+    Buffer seg = SegmentsWithBlocks(rng, b, s, true);
+    TensorView sv = seg.view();
+    AttentionGrads g = GarbageGrads(DType::F32, q, k, v);
+    ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), &sv,
+                                  dout.view(), g.dq.view(), g.dk.view(),
+                                  g.dv.view(), true, 0.9, window));
+    auto forward = [&] {
+      Buffer out(DType::F32, {b, s, hq, d});
+      EXPECT_TRUE(ref::Attention(q.view(), k.view(), v.view(), &sv, out.view(),
+                                 true, 0.9, window)
+                      .ok());
+      return out;
+    };
+    EXPECT_TRUE(MatchesFiniteDifferences(q, g.dq, dout, forward, "dq"));
+    EXPECT_TRUE(MatchesFiniteDifferences(k, g.dk, dout, forward, "dk"));
+    EXPECT_TRUE(MatchesFiniteDifferences(v, g.dv, dout, forward, "dv"));
+  }
+}
+
+TEST(AttentionBlocksTest, Errors) {
+  Buffer q(DType::F32, {1, 4, 2, 8}), k(DType::F32, {1, 4, 1, 8});
+  Buffer v(DType::F32, {1, 4, 1, 8}), out(DType::F32, {1, 4, 2, 8});
+  Buffer blocks(DType::I32, {2, 1, 4}), three(DType::I32, {3, 1, 4}),
+      shortBlocks(DType::I32, {2, 1, 3});
+  TensorView bv = blocks.view(), tv = three.view(), sv = shortBlocks.view();
+  for (bool fastPath : {false, true}) {
+    SCOPED_TRACE(fastPath ? "fast" : "ref");
+    auto fwd = [&](const TensorView *seg, bool causal) {
+      return fastPath ? fast::Attention(q.view(), k.view(), v.view(), seg,
+                                        out.view(), causal, 1.0)
+                      : ref::Attention(q.view(), k.view(), v.view(), seg,
+                                       out.view(), causal, 1.0);
+    };
+    absl::Status st = fwd(&bv, false); // blocks need causal attention
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(st.message(), "bidirectional")) << st;
+    EXPECT_EQ(fwd(&tv, true).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(fwd(&sv, true).code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
 } // namespace veomni::rt

@@ -494,9 +494,9 @@ TEST_P(CudaKernels, Attention) {
   for (Shape7 a : {Shape7{1, 7, 2, 1, 16}, Shape7{2, 33, 4, 2, 64},
                    Shape7{1, 65, 2, 2, 128}})
     for (int causal = 0; causal < 2; ++causal)
-      for (int withSeg = 0; withSeg < 2; ++withSeg)
+      for (int withSeg = 0; withSeg < 3; ++withSeg) // none, [B,S], blocks
         for (int mode = 0; mode < 4; ++mode) {
-          if (mode > 0 && !causal)
+          if ((mode > 0 || withSeg == 2) && !causal)
             continue;
           bool window = mode & 1, sinks = mode & 2;
           Host q = Floats(rng_, DType::F32, {a.b, a.s, a.hq, a.d});
@@ -507,7 +507,13 @@ TEST_P(CudaKernels, Attention) {
           std::vector<int64_t> segs(a.b * a.s);
           for (int64_t i = 0; i < a.b * a.s; ++i)
             segs[i] = (i % a.s) / 5; // packed documents of 5 tokens
-          Host seg = Ints(DType::I32, {a.b, a.s}, segs);
+          // Blocks (plane 1 of [2, B, S]): runs of 4 tokens every 7, some
+          // across a document boundary (17-20 over 20).
+          if (withSeg == 2)
+            for (int64_t i = 0; i < a.b * a.s; ++i)
+              segs.push_back((i % a.s) % 7 >= 3 ? 1 + (i % a.s) / 7 : 0);
+          Host seg = withSeg == 2 ? Ints(DType::I32, {2, a.b, a.s}, segs)
+                                  : Ints(DType::I32, {a.b, a.s}, segs);
           std::map<std::string, AttrValue> attrs = {
               {"causal", I(causal)},
               {"scale", F(1.0 / std::sqrt(a.d))},

@@ -74,9 +74,7 @@ absl::Status Attention(const TensorView &q, const TensorView &k,
         double max = -std::numeric_limits<double>::infinity();
         bool any = false;
         for (int64_t j = 0; j < seqKv; ++j) {
-          visible[j] = !(causal && j > i) && !(window > 0 && j <= i - window) &&
-                       !(segments && LoadI(*segments, b * seq + i) !=
-                                         LoadI(*segments, b * seq + j));
+          visible[j] = AttentionVisible(segments, b, seq, i, j, causal, window);
           if (!visible[j])
             continue;
           double dot = 0;
@@ -171,9 +169,7 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
         double max = -std::numeric_limits<double>::infinity();
         bool any = false;
         for (int64_t j = 0; j < seqKv; ++j) {
-          visible[j] = !(causal && j > i) && !(window > 0 && j <= i - window) &&
-                       !(segments && LoadI(*segments, b * seq + i) !=
-                                         LoadI(*segments, b * seq + j));
+          visible[j] = AttentionVisible(segments, b, seq, i, j, causal, window);
           if (!visible[j])
             continue;
           double dot = 0;

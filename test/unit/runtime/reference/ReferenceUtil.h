@@ -282,6 +282,29 @@ void ForEachRopePair(const TensorView &in, const TensorView &positions,
 /// Attention's q, k, v (and segments) checks, after their element types:
 /// rank 4, k and v of q's batch and head size, k's head count dividing q's,
 /// equal sequences where causal or segmented.
+/// Whether query i of batch row b sees key j: causally, within its window
+/// and its segment, or (segments [2, B, S]) inside its bidirectional
+/// block, a run of equal non-zero ids of plane 1 over one segment.
+inline bool AttentionVisible(const TensorView *segments, int64_t b, int64_t seq,
+                             int64_t i, int64_t j, bool causal,
+                             int64_t window) {
+  auto seg = [&](int64_t t) { return LoadI(*segments, b * seq + t); };
+  if (segments && seg(i) != seg(j))
+    return false;
+  if (window > 0 && j <= i - window)
+    return false;
+  if (!causal || j <= i)
+    return true;
+  if (!segments || segments->rank() != 3)
+    return false;
+  const int64_t plane = segments->numel() / 2;
+  auto block = [&](int64_t t) { return LoadI(*segments, plane + b * seq + t); };
+  for (int64_t t = i; t <= j; ++t)
+    if (block(t) == 0 || block(t) != block(i) || seg(t) != seg(i))
+      return false;
+  return true;
+}
+
 inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
                                    const TensorView &k, const TensorView &v,
                                    const TensorView *segments, bool causal,
@@ -305,8 +328,13 @@ inline absl::Status CheckAttention(absl::string_view kName, const TensorView &q,
     if (seq != seqKv)
       return BadView(kName, "k", k, "must have the sequence length of q ",
                      q.ToString(), " with segments");
-    VEOMNI_RETURN_IF_ERROR(
-        CheckShape(kName, "segments", *segments, {batch, seq}));
+    if (segments->rank() == 3 && !causal)
+      return BadView(kName, "segments", *segments,
+                     "bidirectional blocks need causal attention");
+    VEOMNI_RETURN_IF_ERROR(CheckShape(kName, "segments", *segments,
+                                      segments->rank() == 3
+                                          ? std::vector<int64_t>{2, batch, seq}
+                                          : std::vector<int64_t>{batch, seq}));
   }
   if (window < 0 || (window > 0 && !causal))
     return BadView(kName, "q", q, "window ", window,
