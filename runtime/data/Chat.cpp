@@ -20,8 +20,10 @@ absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
     return ChatFormat::Llama3;
   if (name == "gemma")
     return ChatFormat::Gemma;
+  if (name == "deepseek")
+    return ChatFormat::DeepSeek;
   return absl::InvalidArgumentError(absl::StrCat(
-      "chat format '", name, "': expected chatml, llama3 or gemma"));
+      "chat format '", name, "': expected chatml, llama3, gemma or deepseek"));
 }
 
 std::optional<ChatFormat> ChatFormatOf(const std::string &modelType) {
@@ -31,6 +33,8 @@ std::optional<ChatFormat> ChatFormatOf(const std::string &modelType) {
     return ChatFormat::ChatML;
   if (absl::StartsWith(modelType, "gemma"))
     return ChatFormat::Gemma;
+  if (modelType == "deepseek_v3")
+    return ChatFormat::DeepSeek;
   return std::nullopt;
 }
 
@@ -131,9 +135,10 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
             absl::StrCat("message ", i, ": its ",
                          text == &messages[i].role ? "role" : "content",
                          " holds the special token ", s));
-    if (!messages[i].parts.empty() && format != ChatFormat::ChatML)
+    if (!messages[i].parts.empty() &&
+        (format == ChatFormat::Llama3 || format == ChatFormat::DeepSeek))
       return absl::InvalidArgumentError(absl::StrCat(
-          "message ", i, ": images and audio need the chatml format"));
+          "message ", i, ": images and audio need the chatml or gemma format"));
   }
   if (format == ChatFormat::ChatML) {
     VEOMNI_ASSIGN_OR_RETURN(int32_t start, b.Special("<|im_start|>"));
@@ -175,7 +180,10 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
     size_t first = 0;
     std::string prefix;
     if (!messages.empty() && messages[0].role == "system") {
-      prefix = absl::StrCat(messages[0].content, "\n\n");
+      // (A content list's first text, as Gemma's template takes it.)
+      const ChatMessage &system = messages[0];
+      prefix = absl::StrCat(
+          system.parts.empty() ? system.content : system.parts[0].text, "\n\n");
       first = 1;
     }
     for (size_t i = first; i < messages.size(); ++i) {
@@ -187,11 +195,61 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
             "', but Gemma's turns alternate user and assistant (after an "
             "optional system prompt)"));
       b.Token(start, false);
-      VEOMNI_RETURN_IF_ERROR(b.Text(absl::StrCat(model ? "model" : "user", "\n",
-                                                 i == first ? prefix : ""),
-                                    PythonStrip(m.content), model));
+      std::string head = absl::StrCat(model ? "model" : "user", "\n",
+                                      i == first ? prefix : "");
+      if (m.parts.empty()) {
+        VEOMNI_RETURN_IF_ERROR(b.Text(head, PythonStrip(m.content), model));
+      } else {
+        // Each text item trimmed; a run's `around` text joins the
+        // stretches on both sides of it (the processor's "\n\n").
+        std::string body;
+        for (const ChatPart &p : m.parts) {
+          if (p.ids.empty()) {
+            absl::StrAppend(&body, PythonStrip(p.text));
+            continue;
+          }
+          VEOMNI_RETURN_IF_ERROR(
+              b.Text(head, absl::StrCat(body, p.around), model));
+          head.clear();
+          body = p.around;
+          for (int32_t id : p.ids)
+            b.Token(id, false);
+        }
+        VEOMNI_RETURN_IF_ERROR(b.Text(head, body, model));
+      }
       b.Token(end, model);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
+    }
+  } else if (format == ChatFormat::DeepSeek) {
+    VEOMNI_ASSIGN_OR_RETURN(int32_t bos, b.Special("<｜begin▁of▁sentence｜>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t eos, b.Special("<｜end▁of▁sentence｜>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t user, b.Special("<｜User｜>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t assistant, b.Special("<｜Assistant｜>"));
+    // Every system prompt, wherever it stands, joined up front; contents
+    // as they are (DeepSeek-V3's template trims nothing).
+    std::string system;
+    bool any = false;
+    for (const ChatMessage &m : messages)
+      if (m.role == "system") {
+        absl::StrAppend(&system, any ? "\n\n" : "", m.content);
+        any = true;
+      }
+    b.Token(bos, false);
+    VEOMNI_RETURN_IF_ERROR(b.Text(system, "", false));
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const ChatMessage &m = messages[i];
+      if (m.role == "system")
+        continue;
+      if (m.role != "user" && m.role != "assistant")
+        return absl::InvalidArgumentError(absl::StrCat(
+            "message ", i, ": its role is '", m.role,
+            "', but DeepSeek's format has user and assistant turns (and "
+            "system prompts)"));
+      const bool trained = m.role == "assistant";
+      b.Token(trained ? assistant : user, false);
+      VEOMNI_RETURN_IF_ERROR(b.Text("", m.content, trained));
+      if (trained)
+        b.Token(eos, true);
     }
   } else {
     VEOMNI_ASSIGN_OR_RETURN(int32_t bos, b.Special("<|begin_of_text|>"));

@@ -13,6 +13,10 @@
 //                          contents trimmed, a system prompt + "\n\n"
 //                          before the first user turn's content, and turns
 //                          alternating user / model
+//   DeepSeek (V3):         <｜begin▁of▁sentence｜> and every system prompt
+//                          (joined by "\n\n") once, then per turn
+//                          <｜User｜>CONTENT or
+//                          <｜Assistant｜>CONTENT<｜end▁of▁sentence｜>
 //
 // No system prompt is added (Qwen3's templates add none; Qwen2/2.5 users
 // who want theirs put it in the conversation). A label is the token's id
@@ -38,14 +42,15 @@
 
 namespace veomni::rt {
 
-enum class ChatFormat { ChatML, Llama3, Gemma };
+enum class ChatFormat { ChatML, Llama3, Gemma, DeepSeek };
 
-/// "chatml", "llama3" or "gemma"; an error naming the value otherwise.
+/// "chatml", "llama3", "gemma" or "deepseek"; an error naming the value
+/// otherwise.
 absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
 
 /// The chat format of a model family (a config's model_type): Llama 3's
-/// for llama, ChatML for the Qwen families, Gemma's for Gemma; none for
-/// the others.
+/// for llama, ChatML for the Qwen families, Gemma's for Gemma, DeepSeek's
+/// for deepseek_v3; none for the others.
 std::optional<ChatFormat> ChatFormatOf(const std::string &modelType);
 
 /// A piece of a message's content: text, or token ids spliced in as they
@@ -53,14 +58,18 @@ std::optional<ChatFormat> ChatFormatOf(const std::string &modelType);
 struct ChatPart {
   std::string text;
   std::vector<int32_t> ids; ///< non-empty: this part is these ids
+  /// Text on both sides of the ids, tokenized with the text beside it
+  /// (Gemma 3's "\n\n" around an image).
+  std::string around;
 };
 
 struct ChatMessage {
   std::string role; ///< system, user, assistant (or a tool's name)
   std::string content;
   /// When not empty, the content instead: text and placeholder runs in
-  /// order (ChatML only), rendered as Qwen's templates render content
-  /// lists: adjacent text joined, each run where its part stood.
+  /// order (ChatML and Gemma), rendered as the templates render content
+  /// lists: adjacent text joined (Gemma: each text trimmed), each run
+  /// where its part stood.
   std::vector<ChatPart> parts;
 };
 

@@ -2,6 +2,7 @@
 
 #include "runtime/data/Image.h"
 #include "runtime/data/Media.h"
+#include "runtime/support/Status.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -268,13 +269,27 @@ double BicubicKernel(double x) { // Pillow's bicubic, a = -0.5
   return 0.0;
 }
 
+double BilinearKernel(double x) { // Pillow's triangle
+  x = std::fabs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/// A Pillow resampling filter: its kernel and support (in input samples
+/// at scale 1).
+struct Filter {
+  double (*kernel)(double);
+  double support;
+};
+constexpr Filter kBicubic{BicubicKernel, 2.0}, kBilinear{BilinearKernel, 1.0};
+
 /// Pillow's coefficients for resampling `in` samples to `out`: per output
 /// index, its first input and normalised weights.
-void Coefficients(int64_t in, int64_t out, std::vector<int64_t> &first,
+void Coefficients(const Filter &f, int64_t in, int64_t out,
+                  std::vector<int64_t> &first,
                   std::vector<std::vector<double>> &weights) {
   const double scale = static_cast<double>(in) / out;
   const double filterScale = std::max(scale, 1.0);
-  const double support = 2.0 * filterScale;
+  const double support = f.support * filterScale;
   first.resize(out);
   weights.resize(out);
   for (int64_t x = 0; x < out; ++x) {
@@ -287,7 +302,7 @@ void Coefficients(int64_t in, int64_t out, std::vector<int64_t> &first,
     w.assign(hi - lo, 0.0);
     double total = 0;
     for (int64_t j = lo; j < hi; ++j) {
-      w[j - lo] = BicubicKernel((j - center + 0.5) / filterScale);
+      w[j - lo] = f.kernel((j - center + 0.5) / filterScale);
       total += w[j - lo];
     }
     if (total != 0)
@@ -302,10 +317,9 @@ uint8_t Clip8(double v) {
   return static_cast<uint8_t>(std::clamp(v, 0.0, 255.0));
 }
 
-} // namespace
-
-absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
-                                       int64_t width) {
+/// `image` resampled to height x width with `filter`, as Image.resize.
+absl::StatusOr<RgbImage> Resize(const RgbImage &image, int64_t height,
+                                int64_t width, const Filter &filter) {
   if (height < 1 || width < 1 || image.height < 1 || image.width < 1 ||
       static_cast<int64_t>(image.pixels.size()) !=
           image.height * image.width * 3)
@@ -315,10 +329,10 @@ absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
   // One pass per axis, each rounded to 8 bits. Pillow (13) goes
   // horizontally first, except when the width grows and the height
   // shrinks: then the shrinking vertical pass comes first.
-  auto horizontal = [](const RgbImage &in, int64_t w) {
+  auto horizontal = [&](const RgbImage &in, int64_t w) {
     std::vector<int64_t> first;
     std::vector<std::vector<double>> k;
-    Coefficients(in.width, w, first, k);
+    Coefficients(filter, in.width, w, first, k);
     RgbImage out{in.height, w, std::vector<uint8_t>(in.height * w * 3)};
     for (int64_t y = 0; y < in.height; ++y)
       for (int64_t x = 0; x < w; ++x)
@@ -330,10 +344,10 @@ absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
         }
     return out;
   };
-  auto vertical = [](const RgbImage &in, int64_t h) {
+  auto vertical = [&](const RgbImage &in, int64_t h) {
     std::vector<int64_t> first;
     std::vector<std::vector<double>> k;
-    Coefficients(in.height, h, first, k);
+    Coefficients(filter, in.height, h, first, k);
     RgbImage out{h, in.width, std::vector<uint8_t>(h * in.width * 3)};
     for (int64_t y = 0; y < h; ++y)
       for (int64_t x = 0; x < in.width; ++x)
@@ -351,6 +365,42 @@ absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
   RgbImage out = needH ? horizontal(image, width) : image;
   if (needV)
     out = vertical(out, height);
+  return out;
+}
+
+} // namespace
+
+absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
+                                       int64_t width) {
+  return Resize(image, height, width, kBicubic);
+}
+
+absl::StatusOr<RgbImage> ResizeBilinear(const RgbImage &image, int64_t height,
+                                        int64_t width) {
+  return Resize(image, height, width, kBilinear);
+}
+
+absl::StatusOr<VisionPatches> WholeImage(const RgbImage &image, int64_t size,
+                                         const VisionConfig &c) {
+  RgbImage resized;
+  const RgbImage *at = &image;
+  if (image.height != size || image.width != size) {
+    VEOMNI_ASSIGN_OR_RETURN(resized, ResizeBilinear(image, size, size));
+    at = &resized;
+  }
+  VisionPatches out;
+  out.t = out.h = out.w = 1;
+  out.rowSize = 3 * size * size;
+  out.values.resize(out.rowSize);
+  // Channel-major: [3, size, size], rescaled by 1/255 then normalised in
+  // f32, as transformers stores the rescaled image.
+  for (int64_t ch = 0; ch < 3; ++ch)
+    for (int64_t i = 0; i < size * size; ++i) {
+      float scaled = static_cast<float>(at->pixels[i * 3 + ch] * (1.0 / 255.0));
+      out.values[ch * size * size + i] =
+          static_cast<float>((scaled - static_cast<float>(c.mean[ch])) /
+                             static_cast<float>(c.stddev[ch]));
+    }
   return out;
 }
 

@@ -12,7 +12,8 @@
 //                 grid (t, h, w) and one placeholder token per merged
 //                 patch.
 // An image not at its target size is resampled to it first (bicubic, as
-// PIL's resize: ResizeBicubic).
+// PIL's resize: ResizeBicubic). Gemma 3 takes whole images of one size
+// instead (WholeImage).
 //
 //===----------------------------------------------------------------------===//
 
@@ -59,6 +60,11 @@ absl::StatusOr<RgbImage> DecodeImage(const std::string &path);
 absl::StatusOr<RgbImage> ResizeBicubic(const RgbImage &image, int64_t height,
                                        int64_t width);
 
+/// The same with Pillow's bilinear filter (a triangle, widened by the
+/// scale when shrinking), as Gemma 3's processor resizes.
+absl::StatusOr<RgbImage> ResizeBilinear(const RgbImage &image, int64_t height,
+                                        int64_t width);
+
 struct VisionPatches {
   int64_t t = 0, h = 0, w = 0; ///< the grid, in patches
   int64_t rowSize = 0;         ///< C x temporalPatch x patch x patch
@@ -86,6 +92,14 @@ Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
 absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
                                              int64_t height, int64_t width,
                                              const VisionConfig &config = {});
+
+/// Gemma 3's image input (transformers' Gemma3ImageProcessor, without pan
+/// and scan): the image resized to size x size (ResizeBilinear, unless it
+/// is that size), rescaled by 1/255 and normalised with `c`'s mean and
+/// std, channel-major; one "patch" (t = h = w = 1) of rowSize 3 x size x
+/// size.
+absl::StatusOr<VisionPatches> WholeImage(const RgbImage &image, int64_t size,
+                                         const VisionConfig &c);
 
 } // namespace veomni::rt
 

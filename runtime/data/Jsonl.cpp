@@ -19,7 +19,7 @@ absl::Status Sample(const Json &line, const Tokenizer &tokenizer,
     return absl::OkStatus();
   if (FindField(line, "messages") && !chat)
     return absl::InvalidArgumentError(
-        "a conversation needs a chat format (--chat chatml, llama3 or gemma)");
+        "a conversation needs a chat format (--chat chatml, llama3, gemma or deepseek)");
   return EncodeConversation(line, tokenizer, chat.value_or(ChatFormat::ChatML),
                             nullptr, s);
 }

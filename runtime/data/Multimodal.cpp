@@ -121,16 +121,42 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
   const Json *audio = Field(top, "audio_config");
   m.vision = vision != nullptr;
   m.audio = audio != nullptr;
+  auto bad = [&](absl::string_view field) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config, ": field '", field, "' is missing or invalid"));
+  };
+  if (m.modelType == "gemma3") {
+    // Gemma3Config's and Gemma3ImageProcessor's: SigLIP's normalisation,
+    // the tower's image size, 256 tokens an image by default.
+    if (!m.vision || m.audio)
+      return bad("vision_config");
+    m.wholeImages = true;
+    for (int c = 0; c < 3; ++c) {
+      m.image.mean[c] = 0.5;
+      m.image.stddev[c] = 0.5;
+    }
+    m.imageSize = IntOf(vision, {"image_size"}, 224);
+    m.tokensPerImage = IntOf(root, {"mm_tokens_per_image"}, 256);
+    m.channels = IntOf(vision, {"num_channels"}, 3);
+    m.imageToken = IntOf(root, {"image_token_index", "image_token_id"}, 262144);
+    m.visionStart = IntOf(root, {"boi_token_index"}, 255999);
+    m.visionEnd = IntOf(root, {"eoi_token_index"}, 256000);
+    if (m.imageSize < 1)
+      return bad("vision_config.image_size");
+    if (m.tokensPerImage < 1)
+      return bad("mm_tokens_per_image");
+    if (m.channels != 3)
+      return bad("vision_config.num_channels (3: RGB)");
+    if (m.imageToken < 0 || m.visionStart < 0 || m.visionEnd < 0)
+      return bad("image_token_index");
+    return m;
+  }
   // Qwen3-VL's tower (Qwen3-Omni's too): learned positions, SigLIP's
   // normalisation, no window order.
   const bool qwen3 = m.modelType == "qwen3_vl" ||
                      m.modelType == "qwen3_vl_moe" ||
                      m.modelType == "qwen3_omni_moe";
   m.windowed = m.vision && m.modelType != "qwen2_vl" && !qwen3;
-  auto bad = [&](absl::string_view field) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config, ": field '", field, "' is missing or invalid"));
-  };
   if (m.vision) {
     m.image.patch = IntOf(vision, {"patch_size"}, qwen3 ? 16 : 14);
     if (qwen3) {
@@ -232,6 +258,10 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
     };
     ChatPart run;
     if (type == "video") {
+      if (model.wholeImages)
+        return absl::UnimplementedError(
+            absl::StrCat("videos for ", model.modelType,
+                         " are not supported (images only)"));
       if (model.positionGrid > 0)
         return absl::UnimplementedError(absl::StrCat(
             "videos for ", model.modelType,
@@ -267,6 +297,18 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         return absl::InvalidArgumentError(
             "an image, and the model has no vision tower");
       VEOMNI_ASSIGN_OR_RETURN(RgbImage rgb, DecodeImage(path));
+      if (model.wholeImages) {
+        absl::StatusOr<VisionPatches> image =
+            WholeImage(rgb, model.imageSize, model.image);
+        if (!image.ok())
+          return media(image.status());
+        run.ids.push_back(model.visionStart);
+        run.ids.insert(run.ids.end(), model.tokensPerImage, model.imageToken);
+        run.ids.push_back(model.visionEnd);
+        run.around = "\n\n";
+        out.images.push_back(*std::move(image));
+        return run;
+      }
       absl::StatusOr<VisionPatches> patches =
           Qwen2VLPatches(rgb.pixels, rgb.height, rgb.width, model.image);
       if (!patches.ok())
@@ -380,8 +422,11 @@ std::string MediaBatcher::Oversize(const MediaSample &s) const {
     return absl::StrCat(s.ids.size(), " tokens, over the ", room,
                         " a row holds (data.seq_len)");
   if (patches > budget_.patches)
-    return absl::StrCat(patches, " image patches, over the batch's ",
-                        budget_.patches, " (data.image_patches)");
+    return model_.wholeImages
+               ? absl::StrCat(patches, " images, over the batch's ",
+                              budget_.patches, " (data.images)")
+               : absl::StrCat(patches, " image patches, over the batch's ",
+                              budget_.patches, " (data.image_patches)");
   if (frames > budget_.frames)
     return absl::StrCat(frames, " audio frames, over the batch's ",
                         budget_.frames, " (data.audio_frames)");
@@ -454,10 +499,13 @@ MediaBatch MediaBatcher::Finish() {
   std::vector<int32_t> &labels = b.ints["labels"];
   std::vector<int32_t> &segments = b.ints["segment_ids"];
   std::vector<int32_t> &positions = b.ints["position_ids"];
+  // Gemma 3's positions count up ([B, S]); the Qwen families' are
+  // multimodal ([3, B, S]).
+  const int planes = model_.wholeImages ? 1 : 3;
   ids.assign(tokens, 0);
   labels.assign(tokens, -100);
   segments.assign(tokens, -1);
-  positions.assign(3 * tokens, 0);
+  positions.assign(planes * tokens, 0);
   std::vector<int32_t> imageSlots, audioSlots; // flat token indices
   for (size_t k = 0; k < samples_.size(); ++k) {
     const MediaSample &s = samples_[k];
@@ -467,12 +515,15 @@ MediaBatch MediaBatcher::Finish() {
     int32_t segment = 0;
     for (size_t j = 0; j < k; ++j)
       segment += where_[j].first == row;
-    std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, model_);
+    std::vector<std::vector<int32_t>> pos;
+    if (!model_.wholeImages)
+      pos = MultimodalPositions(s, model_);
     for (size_t t = 0; t < s.ids.size(); ++t) {
       ids[base + t] = s.ids[t];
       segments[base + t] = segment;
-      for (int d = 0; d < 3; ++d)
-        positions[d * tokens + base + t] = pos[d][t];
+      for (int d = 0; d < planes; ++d)
+        positions[d * tokens + base + t] =
+            model_.wholeImages ? static_cast<int32_t>(t) : pos[d][t];
       if (t + 1 < s.ids.size() && s.trained[t + 1])
         labels[base + t] = s.ids[t + 1];
       if (model_.vision &&
@@ -493,13 +544,33 @@ MediaBatch MediaBatcher::Finish() {
       if (segments[i] >= 0)
         continue;
       segments[i] = segment;
-      for (int d = 0; d < 3; ++d)
+      for (int d = 0; d < planes; ++d)
         positions[d * tokens + i] = position;
       ++position;
     }
   }
 
-  if (model_.vision && budget_.patches > 0) {
+  if (model_.wholeImages) {
+    // Gemma 3: the images in order, the rest zeros whose features land on
+    // the batch's last token; token_type_ids 1 on the image tokens.
+    const int64_t N = budget_.patches, T = model_.tokensPerImage;
+    const int64_t size = 3 * model_.imageSize * model_.imageSize;
+    std::vector<float> &pixels = b.floats["pixel_values"];
+    pixels.assign(N * size, 0.f);
+    std::vector<int32_t> &slots = b.ints["image_token_positions"];
+    slots.assign(N * T, static_cast<int32_t>(sink));
+    std::vector<int32_t> &types = b.ints["token_type_ids"];
+    types.assign(tokens, 0);
+    for (int32_t slot : imageSlots)
+      types[slot] = 1;
+    int64_t at = 0;
+    for (const MediaSample &s : samples_)
+      for (const VisionPatches &p : s.images) {
+        std::copy(p.values.begin(), p.values.end(), pixels.begin() + at * size);
+        ++at;
+      }
+    std::copy(imageSlots.begin(), imageSlots.end(), slots.begin());
+  } else if (model_.vision && budget_.patches > 0) {
     const int64_t P = budget_.patches;
     const int64_t rowSize = model_.channels * model_.image.temporalPatch *
                             model_.image.patch * model_.image.patch;
@@ -679,9 +750,24 @@ absl::StatusOr<MediaBatch> MediaPacker::Next() {
         if (oversized_.count++ == 0)
           oversized_.first = why;
         hasPending_ = false;
+        // A whole pass of every source without a sample that fits.
+        std::vector<uint64_t> epochs;
+        for (size_t i = 0; i < stream_.sources(); ++i)
+          epochs.push_back(stream_.source(i).position().epoch);
+        if (streak_.empty())
+          streak_ = epochs;
+        bool wrapped = true;
+        for (size_t i = 0; i < epochs.size(); ++i)
+          wrapped = wrapped && epochs[i] >= streak_[i] + 2;
+        if (wrapped)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "no sample of a whole pass over the data fits the batch (",
+              oversized_.count, " left out; the first: ", oversized_.first,
+              ")"));
         continue;
       }
     }
+    streak_.clear();
     if (batcher_.Add(pending_)) {
       hasPending_ = false;
       continue;
@@ -711,7 +797,18 @@ absl::StatusOr<MediaBudget> MediaBudgetOf(const Executor &executor,
         "the program has no input_ids [batch, seq_len] input");
   budget.rows = executor.GlobalShape(ids->buffer)[0];
   budget.seqLen = executor.GlobalShape(ids->buffer)[1];
-  if (const ArgumentDesc *px = p.FindArgument("pixel_values")) {
+  if (const ArgumentDesc *px = p.FindArgument("pixel_values");
+      px && model.wholeImages) {
+    const Shape &s = executor.GlobalShape(px->buffer);
+    if (s.size() != 4 || s[1] != 3 || s[2] != model.imageSize ||
+        s[3] != model.imageSize)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the program's pixel_values is not [images, 3, ",
+                       model.imageSize, ", ", model.imageSize,
+                       "] as the model config's vision tower takes "
+                       "them"));
+    budget.patches = s[0];
+  } else if (px) {
     const Shape &s = executor.GlobalShape(px->buffer);
     const int64_t row = model.channels * model.image.temporalPatch *
                         model.image.patch * model.image.patch;

@@ -82,6 +82,13 @@ struct MediaModel {
   /// audio_frame_mask and audio_segment_ids.
   bool qwen3Audio = false;
   int64_t audioWindow = 0;
+  /// Gemma 3: whole images resized to imageSize x imageSize, each
+  /// "\n\n" <start_of_image> (visionStart) imageToken x tokensPerImage
+  /// <end_of_image> (visionEnd) "\n\n" in the text, their tokens marked in
+  /// token_type_ids (bidirectional blocks), positions counting up
+  /// ([B, S]); pixel_values [images, 3, size, size], the budget in images.
+  bool wholeImages = false;
+  int64_t imageSize = 0, tokensPerImage = 0;
   /// The tokens (encoder features) of a clip of `frames` log-mel frames.
   int64_t AudioTokens(int64_t frames) const;
 };
@@ -106,8 +113,8 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
 /// The compiled shapes one global batch fills.
 struct MediaBudget {
   int64_t rows = 1, seqLen = 1; ///< input_ids [rows, seqLen]
-  int64_t patches = 0;          ///< pixel_values' rows (0: no vision)
-  int64_t frames = 0;           ///< input_features' frames (0: no audio)
+  int64_t patches = 0; ///< pixel_values' rows (0: no vision); Gemma 3's images
+  int64_t frames = 0;  ///< input_features' frames (0: no audio)
 };
 
 /// One global batch: every input by name, as the program lays it out
@@ -175,6 +182,10 @@ private:
   std::string start_; ///< the stream's position before pending_
   SkippedSamples oversized_;
   int64_t truncated_ = 0;
+  /// Each source's epoch when the current run of oversized samples began
+  /// (empty: none): a run through a whole pass of every source is an
+  /// error, not an endless loop.
+  std::vector<uint64_t> streak_;
 };
 
 class Executor;

@@ -46,7 +46,7 @@ struct JobSettings {
   std::string weights, dataPath, outputDir, resume;
   /// How data.path's sources are read (runtime/data/Stream.h): a list of
   /// mixing weights ("" equal), the tokenizer, the chat format (auto,
-  /// chatml, llama3), the end-of-text token (auto, none, a token) and what
+  /// chatml, llama3, gemma, deepseek), the end-of-text token (auto, none, a token) and what
   /// a bad sample does (stop, skip).
   std::string dataWeights, tokenizer, chat = "auto", eos = "auto",
                                       onBadSample = "stop";

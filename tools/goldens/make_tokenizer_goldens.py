@@ -15,10 +15,14 @@ line of space-separated ids per paragraph.
           <|end_header_id|> added
   gemma   Gemma's chat tokens on the Llama 3 style: <bos>,
           <start_of_turn>, <end_of_turn> added
+  deepseek  DeepSeek-V3's chat tokens on the Llama 3 style:
+          <｜begin▁of▁sentence｜>, <｜end▁of▁sentence｜>, <｜User｜>,
+          <｜Assistant｜> added
 
 It also renders the conversations of chat.json with each style's chat
 template through transformers' apply_chat_template (ChatML for qwen2; the
-Llama 3 instruct template for llama3; Gemma 3's for gemma) into
+Llama 3 instruct template for llama3; Gemma 3's for gemma; DeepSeek-V3's
+for deepseek, its user, assistant and system part) into
 <style>.chat: per conversation
 a line of ids and a line of labels, the label being the id where the
 token's characters lie in an assistant's content or its end-of-turn token
@@ -28,7 +32,9 @@ And two SentencePiece models (`sentencepiece` on PyPI), a unigram and a
 BPE one trained on the same text, with the ids of the corpus in
 sp_unigram.ids and sp_bpe.ids.
 
-    python3 tools/goldens/make_tokenizer_goldens.py
+    python3 tools/goldens/make_tokenizer_goldens.py [STYLE ...]
+
+(With styles named, only theirs are written and SentencePiece's are not.)
 """
 import json
 import os
@@ -103,12 +109,41 @@ GEMMA_TEMPLATE = (
     "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}")
 
 
+# DeepSeek-V3's chat template (its tokenizer_config.json's) without the
+# tool-call branches: every system prompt joined up front, contents as
+# they are.
+DEEPSEEK_TEMPLATE = (
+    "{% set ns = namespace(system_prompt='', is_first_sp=true) %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{%- if ns.is_first_sp %}{% set ns.system_prompt = ns.system_prompt + message['content'] %}"
+    "{% set ns.is_first_sp = false %}{%- else %}"
+    "{% set ns.system_prompt = ns.system_prompt + '\n\n' + message['content'] %}{%- endif %}"
+    "{%- endif %}{%- endfor %}{{ bos_token }}{{ ns.system_prompt }}"
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{{'<｜User｜>' + message['content']}}{%- endif %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}"
+    "{%- endfor -%}")
+
+
 def trained_spans(name, messages):
     """Character spans of the rendered text that are trained: an assistant
     turn's content and its end-of-turn token."""
     text, spans = "", []
     if name == "llama3":
         text = "<|begin_of_text|>"
+    if name == "deepseek":
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        text = "<｜begin▁of▁sentence｜>" + "\n\n".join(system)
+        for m in messages:
+            if m["role"] == "user":
+                text += "<｜User｜>" + m["content"]
+            elif m["role"] == "assistant":
+                text += "<｜Assistant｜>"
+                end = "<｜end▁of▁sentence｜>"
+                spans.append((len(text), len(text) + len(m["content"]) + len(end)))
+                text += m["content"] + end
+        return text, spans
     if name == "gemma":
         text, prefix = "<bos>", ""
         if messages[0]["role"] == "system":
@@ -138,8 +173,10 @@ def write_chat(name, tok):
     from transformers import PreTrainedTokenizerFast
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token={"llama3": "<|begin_of_text|>", "gemma": "<bos>"}.get(name),
-        chat_template={"qwen2": CHATML, "gemma": GEMMA_TEMPLATE}.get(name, LLAMA3_TEMPLATE))
+        bos_token={"llama3": "<|begin_of_text|>", "gemma": "<bos>",
+                   "deepseek": "<｜begin▁of▁sentence｜>"}.get(name),
+        chat_template={"qwen2": CHATML, "gemma": GEMMA_TEMPLATE,
+                       "deepseek": DEEPSEEK_TEMPLATE}.get(name, LLAMA3_TEMPLATE))
     with open(os.path.join(OUT, "chat.json"), encoding="utf-8") as f:
         chats = json.load(f)
     with open(os.path.join(OUT, f"{name}.chat"), "w") as f:
@@ -156,16 +193,20 @@ def write_chat(name, tok):
             f.write(" ".join(map(str, labels)) + "\n")
 
 
-def main():
+def main(only=()):
     styles = {
         "qwen2": (QWEN2, True, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
         "llama3": (LLAMA3, False, ["<|begin_of_text|>", "<|eot_id|>",
                                    "<|start_header_id|>",
                                    "<|end_header_id|>"]),
         "gemma": (LLAMA3, False, ["<bos>", "<start_of_turn>", "<end_of_turn>"]),
+        "deepseek": (LLAMA3, False, ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
+                                     "<｜User｜>", "<｜Assistant｜>"]),
     }
     paragraphs = corpus()
     for name, (pattern, nfc, specials) in styles.items():
+        if only and name not in only:
+            continue
         tok = train(pattern, nfc, specials)
         tok.save(os.path.join(OUT, f"{name}.json"))
         with open(os.path.join(OUT, f"{name}.ids"), "w") as f:
@@ -198,5 +239,8 @@ def sentencepiece_goldens():
 
 
 if __name__ == "__main__":
-    main()
-    sentencepiece_goldens()
+    import sys
+
+    main(sys.argv[1:])
+    if len(sys.argv) == 1:
+        sentencepiece_goldens()

@@ -38,7 +38,8 @@ A run may change where things are and how often it reports:
                                  .safetensors batch file
   --data.weights W[,W...]        the sources' mixing weights
   --data.tokenizer FILE          tokenizer.json or SentencePiece .model
-  --data.chat auto|chatml|llama3 how conversations are rendered
+  --data.chat FORMAT             how conversations are rendered: auto,
+                                 chatml, llama3, gemma or deepseek
   --data.eos auto|none|TOKEN     end-of-text token after text samples
   --data.on_bad_sample stop|skip what a bad sample does
   --train.output_dir DIR         progress, checkpoints

@@ -125,9 +125,10 @@ Packs text files into a token dataset, one document per paragraph
                     is tokenized exactly as it stands, no special tokens
                     added. Without it a token is a byte (values 0-255) and
                     paragraphs are trimmed.
-  --chat FORMAT     chatml, llama3 or gemma: how the conversations of .jsonl
-                    inputs are rendered; their assistant turns (and end
-                    tokens) are the only targets, kept in the dataset's
+  --chat FORMAT     chatml, llama3, gemma or deepseek: how the
+                    conversations of .jsonl inputs are rendered; their
+                    assistant turns (and end tokens) are the only targets,
+                    kept in the dataset's
                     trained mask. A .jsonl line is {"text": ...} or
                     {"messages": [{"role": ..., "content": ...}, ...]}.
   --on-bad-sample skip|stop
@@ -695,7 +696,7 @@ int runData(llvm::ArrayRef<const char *> args) {
       skipBad = v == "skip";
     } else if (arg == "--chat") {
       if (i + 1 >= args.size())
-        return fail("--chat needs a format: chatml, llama3 or gemma");
+        return fail("--chat needs a format: chatml, llama3, gemma or deepseek");
       chatName = args[++i];
     } else if (arg == "--eos") {
       eos = true;

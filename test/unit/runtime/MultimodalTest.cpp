@@ -466,3 +466,94 @@ TEST(Multimodal, BadPartsNameTheMessageAndPart) {
 
 } // namespace
 } // namespace veomni::rt
+
+namespace veomni::rt {
+namespace {
+
+// Gemma 3 (tools/goldens/make_gemma3_data_golden.py): its chat template
+// over content lists and Gemma3Processor's "\n\n" <start_of_image>
+// <image_soft_token> x 4 <end_of_image> "\n\n" per image, tokenized in
+// one pass; Gemma3ImageProcessorPil's whole images (bilinear to 32 x 32,
+// mean and std 0.5); in a batch, positions counting up, token_type_ids on
+// the image tokens, padding images onto the last token.
+TEST(Multimodal, Gemma3SamplesEqualItsProcessor) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/gemma3_data";
+  auto model = ReadMediaModel(dir + "/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model->wholeImages);
+  EXPECT_EQ(model->imageSize, 32);
+  EXPECT_EQ(model->tokensPerImage, 4);
+  auto tokenizer = Tokenizer::Load(dir + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto expected = ParseJson(ReadText(dir + "/expected.json"));
+  ASSERT_TRUE(expected.ok());
+  std::string line = ReadText(dir + "/samples.jsonl");
+  line = line.substr(0, line.find('\n'));
+  MediaSample s;
+  absl::Status encoded = EncodeMediaSample(line, dir, **tokenizer,
+                                           ChatFormat::Gemma, -1, *model, s);
+  ASSERT_TRUE(encoded.ok()) << encoded;
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(*expected, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(*expected, "trained")));
+  // The JPEG (50 x 30) and the PNG (40 x 24) are both resized: within
+  // 1/255 of the range before normalising (PIL rounds in fixed point).
+  std::vector<float> pixels = ReadF32(dir + "/pixels.f32");
+  ASSERT_EQ(s.images.size(), 2u);
+  size_t at = 0;
+  for (size_t k = 0; k < 2; ++k) {
+    ASSERT_EQ(s.images[k].values.size(), 3u * 32 * 32);
+    float worst = 0;
+    for (float v : s.images[k].values)
+      worst = std::max(worst, std::fabs(v - pixels[at++]));
+    EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f) << "image " << k;
+  }
+  EXPECT_EQ(at, pixels.size());
+
+  MediaBudget budget;
+  budget.seqLen = 96;
+  budget.patches = 3; // images: the third is padding
+  MediaBatcher batcher(*model, budget);
+  ASSERT_TRUE(batcher.Add(s));
+  MediaBatch batch = batcher.Finish();
+  const std::vector<int64_t> types =
+      Ints(*FindField(*expected, "token_type_ids"));
+  const auto &gotTypes = batch.ints["token_type_ids"];
+  ASSERT_EQ(gotTypes.size(), 96u);
+  for (size_t t = 0; t < 96; ++t)
+    EXPECT_EQ(gotTypes[t], t < types.size() ? types[t] : 0) << t;
+  const auto &positions = batch.ints["position_ids"];
+  ASSERT_EQ(positions.size(), 96u);
+  for (size_t t = 0; t < types.size(); ++t)
+    EXPECT_EQ(positions[t], static_cast<int32_t>(t));
+  const auto &slots = batch.ints["image_token_positions"];
+  ASSERT_EQ(slots.size(), 12u);
+  for (size_t k = 0; k < 8; ++k)
+    EXPECT_EQ(types[slots[k]], 1) << k;
+  for (size_t k = 8; k < 12; ++k)
+    EXPECT_EQ(slots[k], 95) << "padding onto the last token";
+  EXPECT_EQ(batch.floats["pixel_values"].size(), 3u * 3 * 32 * 32);
+  EXPECT_EQ(batch.ints.count("vision_position_ids"), 0u);
+  // A fourth image does not fit.
+  MediaBudget one = budget;
+  one.patches = 1;
+  MediaBatcher tight(*model, one);
+  EXPECT_NE(
+      tight.Oversize(s).find("2 images, over the batch's 1 (data.images)"),
+      std::string::npos)
+      << tight.Oversize(s);
+
+  // Videos are refused by name; Llama 3's format takes no images.
+  MediaSample v;
+  absl::Status video = EncodeMediaSample(
+      R"({"messages": [{"role": "user", "content": [{"type": "video", "video": "clip.mp4"}]}, {"role": "assistant", "content": "?"}]})",
+      dir, **tokenizer, ChatFormat::Gemma, -1, *model, v);
+  EXPECT_NE(video.message().find("videos for gemma3 are not supported"),
+            std::string::npos)
+      << video;
+}
+
+} // namespace
+} // namespace veomni::rt

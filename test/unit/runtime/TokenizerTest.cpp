@@ -63,7 +63,8 @@ void ExpectGoldenIds(const Tokenizer &tok, const std::string &name) {
 
 class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
 INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
-                         ::testing::Values("qwen2", "llama3", "gemma"));
+                         ::testing::Values("qwen2", "llama3", "gemma",
+                                           "deepseek"));
 
 /// SentencePiece models (unigram and BPE with byte fallback) against the
 /// `sentencepiece` package's ids.
@@ -208,9 +209,10 @@ TEST_P(TokenizerGolden, ChatIdsAndLabelsEqualTransformers) {
   auto tok = Tokenizer::Load(Dir() + GetParam() + ".json");
   ASSERT_TRUE(tok.ok()) << tok.status();
   const std::string style = GetParam();
-  ChatFormat format = style == "qwen2"   ? ChatFormat::ChatML
-                      : style == "gemma" ? ChatFormat::Gemma
-                                         : ChatFormat::Llama3;
+  ChatFormat format = style == "qwen2"      ? ChatFormat::ChatML
+                      : style == "gemma"    ? ChatFormat::Gemma
+                      : style == "deepseek" ? ChatFormat::DeepSeek
+                                            : ChatFormat::Llama3;
   std::vector<std::string> want = absl::StrSplit(
       Read(Dir() + GetParam() + ".chat"), '\n', absl::SkipEmpty());
   auto chats = Conversations();
@@ -252,8 +254,19 @@ TEST(Chat, ErrorsNameWhatIsWrong) {
   EXPECT_NE(l.status().message().find("no <|begin_of_text|> token"),
             std::string::npos)
       << l.status();
+  // DeepSeek's format has no tool turns here, and no media.
+  auto deepseek = Tokenizer::Load(Dir() + "deepseek.json");
+  ASSERT_TRUE(deepseek.ok()) << deepseek.status();
+  std::vector<ChatMessage> tool = {{"user", "a"}, {"tool", "b"}};
+  auto d = EncodeChat(**deepseek, ChatFormat::DeepSeek, tool);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("message 1: its role is 'tool'"),
+            std::string::npos)
+      << d.status();
   EXPECT_FALSE(ParseChatFormat("alpaca").ok());
   EXPECT_EQ(*ParseChatFormat("llama3"), ChatFormat::Llama3);
+  EXPECT_EQ(*ParseChatFormat("deepseek"), ChatFormat::DeepSeek);
+  EXPECT_EQ(ChatFormatOf("deepseek_v3"), ChatFormat::DeepSeek);
 }
 
 } // namespace
