@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <ctime>
+#include <mutex>
 
 namespace veomni::rt {
 
@@ -22,8 +24,11 @@ absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name) {
     return ChatFormat::Gemma;
   if (name == "deepseek")
     return ChatFormat::DeepSeek;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "chat format '", name, "': expected chatml, llama3, gemma or deepseek"));
+  if (name == "harmony")
+    return ChatFormat::Harmony;
+  return absl::InvalidArgumentError(
+      absl::StrCat("chat format '", name,
+                   "': expected chatml, llama3, gemma, deepseek or harmony"));
 }
 
 std::optional<ChatFormat> ChatFormatOf(const std::string &modelType) {
@@ -35,7 +40,39 @@ std::optional<ChatFormat> ChatFormatOf(const std::string &modelType) {
     return ChatFormat::Gemma;
   if (modelType == "deepseek_v3")
     return ChatFormat::DeepSeek;
+  if (modelType == "gpt_oss")
+    return ChatFormat::Harmony;
   return std::nullopt;
+}
+
+namespace {
+std::mutex chatDateMu;
+std::string chatDate; // "" until set or first read
+} // namespace
+
+absl::Status SetChatDate(const std::string &date) {
+  bool ok = date.size() == 10 && date[4] == '-' && date[7] == '-';
+  for (size_t i = 0; ok && i < date.size(); ++i)
+    ok = i == 4 || i == 7 || absl::ascii_isdigit(date[i]);
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat date '", date, "': expected YYYY-MM-DD"));
+  std::lock_guard<std::mutex> lock(chatDateMu);
+  chatDate = date;
+  return absl::OkStatus();
+}
+
+std::string ChatDate() {
+  std::lock_guard<std::mutex> lock(chatDateMu);
+  if (chatDate.empty()) {
+    std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char text[16];
+    std::strftime(text, sizeof(text), "%Y-%m-%d", &utc);
+    chatDate = text;
+  }
+  return chatDate;
 }
 
 namespace {
@@ -135,8 +172,14 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
             absl::StrCat("message ", i, ": its ",
                          text == &messages[i].role ? "role" : "content",
                          " holds the special token ", s));
+    if (!messages[i].thinking.empty() && format != ChatFormat::Harmony)
+      return absl::InvalidArgumentError(
+          absl::StrCat("message ", i,
+                       ": a \"thinking\" field is rendered by the harmony "
+                       "format only"));
     if (!messages[i].parts.empty() &&
-        (format == ChatFormat::Llama3 || format == ChatFormat::DeepSeek))
+        (format == ChatFormat::Llama3 || format == ChatFormat::DeepSeek ||
+         format == ChatFormat::Harmony))
       return absl::InvalidArgumentError(absl::StrCat(
           "message ", i, ": images and audio need the chatml or gemma format"));
   }
@@ -219,6 +262,75 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
       }
       b.Token(end, model);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
+    }
+  } else if (format == ChatFormat::Harmony) {
+    VEOMNI_ASSIGN_OR_RETURN(int32_t start, b.Special("<|start|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t message, b.Special("<|message|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t end, b.Special("<|end|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t channel, b.Special("<|channel|>"));
+    VEOMNI_ASSIGN_OR_RETURN(int32_t done, b.Special("<|return|>"));
+    // gpt-oss's template without tools: its system message, a first
+    // system (or developer) message as the developer's instructions.
+    b.Token(start, false);
+    VEOMNI_RETURN_IF_ERROR(b.Text("system", "", false));
+    b.Token(message, false);
+    VEOMNI_RETURN_IF_ERROR(b.Text(
+        absl::StrCat("You are ChatGPT, a large language model trained by "
+                     "OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: ",
+                     ChatDate(),
+                     "\n\nReasoning: medium\n\n# Valid channels: analysis, "
+                     "commentary, final. Channel must be included for every "
+                     "message."),
+        "", false));
+    b.Token(end, false);
+    size_t first = 0;
+    if (!messages.empty() &&
+        (messages[0].role == "system" || messages[0].role == "developer")) {
+      first = 1;
+      if (!messages[0].content.empty()) {
+        b.Token(start, false);
+        VEOMNI_RETURN_IF_ERROR(b.Text("developer", "", false));
+        b.Token(message, false);
+        VEOMNI_RETURN_IF_ERROR(b.Text(
+            absl::StrCat("# Instructions\n\n", messages[0].content, "\n\n"), "",
+            false));
+        b.Token(end, false);
+      }
+    }
+    for (size_t i = first; i < messages.size(); ++i) {
+      const ChatMessage &m = messages[i];
+      if (m.role != "user" && m.role != "assistant")
+        return absl::InvalidArgumentError(absl::StrCat(
+            "message ", i, ": its role is '", m.role,
+            "', but the harmony format here has user and assistant turns "
+            "after an optional system prompt (no tools)"));
+      const bool answer = m.role == "assistant";
+      const bool last = answer && i + 1 == messages.size();
+      // The last answer's thinking, then every answer in the final
+      // channel (earlier thinking is dropped, as the template does).
+      auto turn = [&](absl::string_view role, absl::string_view channelName,
+                      absl::string_view content, int32_t close,
+                      bool trained) -> absl::Status {
+        b.Token(start, false);
+        VEOMNI_RETURN_IF_ERROR(b.Text(role, "", false));
+        if (!channelName.empty()) {
+          b.Token(channel, false);
+          VEOMNI_RETURN_IF_ERROR(b.Text(channelName, "", false));
+        }
+        b.Token(message, false);
+        VEOMNI_RETURN_IF_ERROR(b.Text("", content, trained));
+        b.Token(close, trained);
+        return absl::OkStatus();
+      };
+      if (!answer) {
+        VEOMNI_RETURN_IF_ERROR(turn("user", "", m.content, end, false));
+        continue;
+      }
+      if (last && !m.thinking.empty())
+        VEOMNI_RETURN_IF_ERROR(
+            turn("assistant", "analysis", m.thinking, end, true));
+      VEOMNI_RETURN_IF_ERROR(
+          turn("assistant", "final", m.content, last ? done : end, true));
     }
   } else if (format == ChatFormat::DeepSeek) {
     VEOMNI_ASSIGN_OR_RETURN(int32_t bos, b.Special("<｜begin▁of▁sentence｜>"));

@@ -17,6 +17,15 @@
 //                          (joined by "\n\n") once, then per turn
 //                          <｜User｜>CONTENT or
 //                          <｜Assistant｜>CONTENT<｜end▁of▁sentence｜>
+//   Harmony (gpt-oss):     <|start|>system<|message|> with the model
+//                          identity, knowledge cutoff, date (ChatDate),
+//                          reasoning effort medium and channels <|end|>,
+//                          a system prompt as <|start|>developer<|message|>
+//                          # Instructions\n\nPROMPT\n\n<|end|>, then
+//                          <|start|>user<|message|>CONTENT<|end|> and
+//                          <|start|>assistant<|channel|>final<|message|>
+//                          CONTENT<|end|> (the last answer: <|return|>,
+//                          after its thinking in the analysis channel)
 //
 // No system prompt is added (Qwen3's templates add none; Qwen2/2.5 users
 // who want theirs put it in the conversation). A label is the token's id
@@ -42,15 +51,15 @@
 
 namespace veomni::rt {
 
-enum class ChatFormat { ChatML, Llama3, Gemma, DeepSeek };
+enum class ChatFormat { ChatML, Llama3, Gemma, DeepSeek, Harmony };
 
-/// "chatml", "llama3", "gemma" or "deepseek"; an error naming the value
-/// otherwise.
+/// "chatml", "llama3", "gemma", "deepseek" or "harmony"; an error naming
+/// the value otherwise.
 absl::StatusOr<ChatFormat> ParseChatFormat(const std::string &name);
 
 /// The chat format of a model family (a config's model_type): Llama 3's
 /// for llama, ChatML for the Qwen families, Gemma's for Gemma, DeepSeek's
-/// for deepseek_v3; none for the others.
+/// for deepseek_v3, harmony for gpt_oss; none for the others.
 std::optional<ChatFormat> ChatFormatOf(const std::string &modelType);
 
 /// A piece of a message's content: text, or token ids spliced in as they
@@ -66,6 +75,9 @@ struct ChatPart {
 struct ChatMessage {
   std::string role; ///< system, user, assistant (or a tool's name)
   std::string content;
+  /// An assistant's reasoning (harmony's analysis channel; the JSONL
+  /// "thinking" field), rendered and trained in the last answer only.
+  std::string thinking;
   /// When not empty, the content instead: text and placeholder runs in
   /// order (ChatML and Gemma), rendered as the templates render content
   /// lists: adjacent text joined (Gemma: each text trimmed), each run
@@ -79,6 +91,13 @@ struct EncodedChat {
 };
 
 inline constexpr int32_t kIgnoreLabel = -100;
+
+/// The "Current date: YYYY-MM-DD" of harmony's system message: today's
+/// (UTC) unless set, as gpt-oss's template renders strftime_now; a fixed
+/// date makes renders reproducible (data.chat_date). An error names a
+/// malformed date.
+absl::Status SetChatDate(const std::string &date);
+std::string ChatDate();
 
 /// The conversation's ids and labels. The format's special tokens must be
 /// the tokenizer's (an error names the missing one); a role or content

@@ -19,7 +19,8 @@ absl::Status Sample(const Json &line, const Tokenizer &tokenizer,
     return absl::OkStatus();
   if (FindField(line, "messages") && !chat)
     return absl::InvalidArgumentError(
-        "a conversation needs a chat format (--chat chatml, llama3, gemma or deepseek)");
+        "a conversation needs a chat format (--chat chatml, llama3, gemma, "
+        "deepseek or harmony)");
   return EncodeConversation(line, tokenizer, chat.value_or(ChatFormat::ChatML),
                             nullptr, s);
 }
@@ -57,7 +58,16 @@ absl::Status EncodeConversation(const Json &line, const Tokenizer &tokenizer,
     if (!role || role->kind != Json::String || !content)
       return absl::InvalidArgumentError(
           absl::StrCat("message ", i, " needs a \"role\" and a \"content\""));
-    ChatMessage turn{role->text, "", {}};
+    ChatMessage turn{role->text, "", {}, {}};
+    if (const Json *thinking = FindField(m, "thinking")) {
+      if (thinking->kind != Json::String)
+        return absl::InvalidArgumentError(
+            absl::StrCat("message ", i, ": \"thinking\" is not a string"));
+      turn.thinking = thinking->text;
+    }
+    if (FindField(m, "tool_calls"))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, ": tool calls are not supported in conversations"));
     if (content->kind == Json::String) {
       turn.content = content->text;
       turns.push_back(std::move(turn));

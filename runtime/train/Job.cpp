@@ -49,6 +49,7 @@ constexpr Field kFields[] = {
     {"data.weights", false, &JobSettings::dataWeights, nullptr, 0, true},
     {"data.tokenizer", false, &JobSettings::tokenizer, nullptr, 0, true},
     {"data.chat", false, &JobSettings::chat, nullptr, 0, true},
+    {"data.chat_date", false, &JobSettings::chatDate, nullptr, 0, true},
     {"data.eos", false, &JobSettings::eos, nullptr, 0, true},
     {"data.on_bad_sample", false, &JobSettings::onBadSample, nullptr, 0, true},
     {"data.eval_path", false, &JobSettings::evalPath, nullptr, 0, true},

@@ -46,10 +46,12 @@ struct JobSettings {
   std::string weights, dataPath, outputDir, resume;
   /// How data.path's sources are read (runtime/data/Stream.h): a list of
   /// mixing weights ("" equal), the tokenizer, the chat format (auto,
-  /// chatml, llama3, gemma, deepseek), the end-of-text token (auto, none, a token) and what
-  /// a bad sample does (stop, skip).
+  /// chatml, llama3, gemma, deepseek, harmony), the end-of-text token (auto,
+  /// none, a token) and what a bad sample does (stop, skip).
   std::string dataWeights, tokenizer, chat = "auto", eos = "auto",
                                       onBadSample = "stop";
+  /// Harmony's "Current date" (YYYY-MM-DD; "": the day the run starts).
+  std::string chatDate;
   /// Held-out sources and how often and on how many global batches their
   /// loss is taken; evalProgram is the job folder's forward program for
   /// it ("" for none: compiled with the step when data.eval_path is set).

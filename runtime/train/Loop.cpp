@@ -348,6 +348,10 @@ OpenTextData(const JobSettings &job, const std::string &paths,
     options.tokenizer = data->tokenizer.get();
   }
   // The chat format: the recipe's, or the model family's.
+  if (!job.chatDate.empty())
+    if (absl::Status s = SetChatDate(job.chatDate); !s.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.chat_date: ", s.message()));
   if (job.chat == "auto") {
     if (std::optional<ChatFormat> f = ChatFormatOf(job.modelType))
       options.chat = *f;

@@ -18,6 +18,10 @@ line of space-separated ids per paragraph.
   deepseek  DeepSeek-V3's chat tokens on the Llama 3 style:
           <｜begin▁of▁sentence｜>, <｜end▁of▁sentence｜>, <｜User｜>,
           <｜Assistant｜> added
+  harmony gpt-oss's: <|start|>, <|message|>, <|end|>, <|channel|>,
+          <|return|> added; its template's date fixed to HARMONY_DATE, and
+          harmony.think: one more conversation (harmony_think.json) whose
+          answers have thinking (the analysis channel)
 
 It also renders the conversations of chat.json with each style's chat
 template through transformers' apply_chat_template (ChatML for qwen2; the
@@ -126,12 +130,72 @@ DEEPSEEK_TEMPLATE = (
     "{%- endfor -%}")
 
 
+# gpt-oss's chat template (its chat_template.jinja) without tools, its
+# strftime_now date fixed: the system message, a first system message as the
+# developer's instructions, the last answer with its thinking and <|return|>.
+HARMONY_DATE = "2025-08-05"
+HARMONY_TEMPLATE = (
+    "{{- '<|start|>system<|message|>' }}"
+    "{{- 'You are ChatGPT, a large language model trained by OpenAI.\n' }}"
+    "{{- 'Knowledge cutoff: 2024-06\n' }}"
+    "{{- 'Current date: " + HARMONY_DATE + "\n\n' }}"
+    "{{- 'Reasoning: medium\n\n' }}"
+    "{{- '# Valid channels: analysis, commentary, final. Channel must be included for every message.' }}"
+    "{{- '<|end|>' }}"
+    "{%- if messages[0].role == 'developer' or messages[0].role == 'system' %}"
+    "{%- set developer_message = messages[0].content %}{%- set loop_messages = messages[1:] %}"
+    "{%- else %}{%- set developer_message = '' %}{%- set loop_messages = messages %}{%- endif %}"
+    "{%- if developer_message %}{{- '<|start|>developer<|message|>' }}"
+    "{{- '# Instructions\n\n' }}{{- developer_message }}{{- '\n\n' }}{{- '<|end|>' }}{%- endif %}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message.role == 'assistant' -%}"
+    "{%- if loop.last -%}"
+    "{%- if 'thinking' in message %}"
+    "{{- '<|start|>assistant<|channel|>analysis<|message|>' + message.thinking + '<|end|>' }}"
+    "{%- endif %}"
+    "{{- '<|start|>assistant<|channel|>final<|message|>' + message.content + '<|return|>' }}"
+    "{%- else %}"
+    "{{- '<|start|>assistant<|channel|>final<|message|>' + message.content + '<|end|>' }}"
+    "{%- endif %}"
+    "{%- elif message.role == 'user' -%}"
+    "{{- '<|start|>user<|message|>' + message.content + '<|end|>' }}"
+    "{%- endif -%}{%- endfor -%}")
+HARMONY_THINKING = [
+    {"role": "user", "content": "What is 3 * 7?"},
+    {"role": "assistant", "content": "21", "thinking": "dropped, not the last"},
+    {"role": "user", "content": "And 3 * 8?"},
+    {"role": "assistant", "content": "24.", "thinking": "3 * 8 = 24, so 24."},
+]
+
+
 def trained_spans(name, messages):
     """Character spans of the rendered text that are trained: an assistant
     turn's content and its end-of-turn token."""
     text, spans = "", []
     if name == "llama3":
         text = "<|begin_of_text|>"
+    if name == "harmony":
+        text = ("<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
+                "Knowledge cutoff: 2024-06\nCurrent date: " + HARMONY_DATE + "\n\nReasoning: medium\n\n"
+                "# Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>")
+        if messages[0]["role"] == "system":
+            if messages[0]["content"]:
+                text += "<|start|>developer<|message|># Instructions\n\n" + messages[0]["content"] + "\n\n<|end|>"
+            messages = messages[1:]
+        for i, m in enumerate(messages):
+            if m["role"] == "user":
+                text += "<|start|>user<|message|>" + m["content"] + "<|end|>"
+                continue
+            last = i + 1 == len(messages)
+            if last and "thinking" in m:
+                text += "<|start|>assistant<|channel|>analysis<|message|>"
+                spans.append((len(text), len(text) + len(m["thinking"]) + len("<|end|>")))
+                text += m["thinking"] + "<|end|>"
+            text += "<|start|>assistant<|channel|>final<|message|>"
+            end = "<|return|>" if last else "<|end|>"
+            spans.append((len(text), len(text) + len(m["content"]) + len(end)))
+            text += m["content"] + end
+        return text, spans
     if name == "deepseek":
         system = [m["content"] for m in messages if m["role"] == "system"]
         text = "<｜begin▁of▁sentence｜>" + "\n\n".join(system)
@@ -176,10 +240,21 @@ def write_chat(name, tok):
         bos_token={"llama3": "<|begin_of_text|>", "gemma": "<bos>",
                    "deepseek": "<｜begin▁of▁sentence｜>"}.get(name),
         chat_template={"qwen2": CHATML, "gemma": GEMMA_TEMPLATE,
-                       "deepseek": DEEPSEEK_TEMPLATE}.get(name, LLAMA3_TEMPLATE))
+                       "deepseek": DEEPSEEK_TEMPLATE,
+                       "harmony": HARMONY_TEMPLATE}.get(name, LLAMA3_TEMPLATE))
     with open(os.path.join(OUT, "chat.json"), encoding="utf-8") as f:
         chats = json.load(f)
-    with open(os.path.join(OUT, f"{name}.chat"), "w") as f:
+    files = [(f"{name}.chat", chats)]
+    if name == "harmony":
+        files.append(("harmony.think", [HARMONY_THINKING]))
+        with open(os.path.join(OUT, "harmony_think.json"), "w", encoding="utf-8") as f:
+            json.dump([HARMONY_THINKING], f, ensure_ascii=False, indent=1)
+    for file, convs in files:
+        write_conversations(fast, name, file, convs)
+
+
+def write_conversations(fast, name, file, chats):
+    with open(os.path.join(OUT, file), "w") as f:
         for messages in chats:
             rendered = fast.apply_chat_template(messages, tokenize=False)
             text, spans = trained_spans(name, messages)
@@ -202,6 +277,8 @@ def main(only=()):
         "gemma": (LLAMA3, False, ["<bos>", "<start_of_turn>", "<end_of_turn>"]),
         "deepseek": (LLAMA3, False, ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
                                      "<｜User｜>", "<｜Assistant｜>"]),
+        "harmony": (LLAMA3, False, ["<|start|>", "<|message|>", "<|end|>", "<|channel|>",
+                                    "<|return|>"]),
     }
     paragraphs = corpus()
     for name, (pattern, nfc, specials) in styles.items():

@@ -39,7 +39,9 @@ A run may change where things are and how often it reports:
   --data.weights W[,W...]        the sources' mixing weights
   --data.tokenizer FILE          tokenizer.json or SentencePiece .model
   --data.chat FORMAT             how conversations are rendered: auto,
-                                 chatml, llama3, gemma or deepseek
+                                 chatml, llama3, gemma, deepseek or harmony
+  --data.chat_date DATE          harmony's date, YYYY-MM-DD (default:
+                                 today, UTC)
   --data.eos auto|none|TOKEN     end-of-text token after text samples
   --data.on_bad_sample stop|skip what a bad sample does
   --train.output_dir DIR         progress, checkpoints

@@ -166,6 +166,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.dataWeights = r.data.weights;
   job.tokenizer = r.data.tokenizer;
   job.chat = r.data.chat;
+  job.chatDate = r.data.chatDate;
   job.eos = r.data.eos;
   job.onBadSample = r.data.onBadSample;
   job.evalPath = r.data.evalPath;

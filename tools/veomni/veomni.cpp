@@ -125,7 +125,7 @@ Packs text files into a token dataset, one document per paragraph
                     is tokenized exactly as it stands, no special tokens
                     added. Without it a token is a byte (values 0-255) and
                     paragraphs are trimmed.
-  --chat FORMAT     chatml, llama3, gemma or deepseek: how the
+  --chat FORMAT     chatml, llama3, gemma, deepseek or harmony: how the
                     conversations of .jsonl inputs are rendered; their
                     assistant turns (and end tokens) are the only targets,
                     kept in the dataset's
@@ -696,7 +696,8 @@ int runData(llvm::ArrayRef<const char *> args) {
       skipBad = v == "skip";
     } else if (arg == "--chat") {
       if (i + 1 >= args.size())
-        return fail("--chat needs a format: chatml, llama3, gemma or deepseek");
+        return fail("--chat needs a format: chatml, llama3, gemma, deepseek or "
+                    "harmony");
       chatName = args[++i];
     } else if (arg == "--eos") {
       eos = true;

@@ -64,7 +64,7 @@ void ExpectGoldenIds(const Tokenizer &tok, const std::string &name) {
 class TokenizerGolden : public ::testing::TestWithParam<const char *> {};
 INSTANTIATE_TEST_SUITE_P(Styles, TokenizerGolden,
                          ::testing::Values("qwen2", "llama3", "gemma",
-                                           "deepseek"));
+                                           "deepseek", "harmony"));
 
 /// SentencePiece models (unigram and BPE with byte fallback) against the
 /// `sentencepiece` package's ids.
@@ -185,15 +185,19 @@ namespace veomni::rt {
 namespace {
 
 /// chat.json's conversations: [[{"role", "content"}...]...].
-std::vector<std::vector<ChatMessage>> Conversations() {
-  absl::StatusOr<Json> j = ParseJson(Read(Dir() + "chat.json"));
+std::vector<std::vector<ChatMessage>>
+Conversations(const std::string &file = "chat.json") {
+  absl::StatusOr<Json> j = ParseJson(Read(Dir() + file));
   EXPECT_TRUE(j.ok()) << j.status();
   std::vector<std::vector<ChatMessage>> out;
   for (const Json &chat : j->items) {
     out.emplace_back();
-    for (const Json &m : chat.items)
-      out.back().push_back(
-          {FindField(m, "role")->text, FindField(m, "content")->text});
+    for (const Json &m : chat.items) {
+      const Json *thinking = FindField(m, "thinking");
+      out.back().push_back({FindField(m, "role")->text,
+                            FindField(m, "content")->text,
+                            thinking ? thinking->text : ""});
+    }
   }
   return out;
 }
@@ -212,16 +216,25 @@ TEST_P(TokenizerGolden, ChatIdsAndLabelsEqualTransformers) {
   ChatFormat format = style == "qwen2"      ? ChatFormat::ChatML
                       : style == "gemma"    ? ChatFormat::Gemma
                       : style == "deepseek" ? ChatFormat::DeepSeek
+                      : style == "harmony"  ? ChatFormat::Harmony
                                             : ChatFormat::Llama3;
-  std::vector<std::string> want = absl::StrSplit(
-      Read(Dir() + GetParam() + ".chat"), '\n', absl::SkipEmpty());
-  auto chats = Conversations();
-  ASSERT_EQ(want.size(), 2 * chats.size());
-  for (size_t i = 0; i < chats.size(); ++i) {
-    absl::StatusOr<EncodedChat> e = EncodeChat(**tok, format, chats[i]);
-    ASSERT_TRUE(e.ok()) << e.status();
-    EXPECT_EQ(Joined(e->ids), want[2 * i]) << "conversation " << i;
-    EXPECT_EQ(Joined(e->labels), want[2 * i + 1]) << "conversation " << i;
+  // The golden's template renders this date where gpt-oss's has today's.
+  ASSERT_TRUE(SetChatDate("2025-08-05").ok());
+  std::vector<std::pair<std::string, std::string>> files = {
+      {GetParam() + std::string(".chat"), "chat.json"}};
+  if (style == "harmony") // answers with thinking
+    files.push_back({"harmony.think", "harmony_think.json"});
+  for (const auto &[golden, conversations] : files) {
+    std::vector<std::string> want =
+        absl::StrSplit(Read(Dir() + golden), '\n', absl::SkipEmpty());
+    auto chats = Conversations(conversations);
+    ASSERT_EQ(want.size(), 2 * chats.size());
+    for (size_t i = 0; i < chats.size(); ++i) {
+      absl::StatusOr<EncodedChat> e = EncodeChat(**tok, format, chats[i]);
+      ASSERT_TRUE(e.ok()) << e.status();
+      EXPECT_EQ(Joined(e->ids), want[2 * i]) << golden << " " << i;
+      EXPECT_EQ(Joined(e->labels), want[2 * i + 1]) << golden << " " << i;
+    }
   }
 }
 
@@ -267,6 +280,17 @@ TEST(Chat, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(*ParseChatFormat("llama3"), ChatFormat::Llama3);
   EXPECT_EQ(*ParseChatFormat("deepseek"), ChatFormat::DeepSeek);
   EXPECT_EQ(ChatFormatOf("deepseek_v3"), ChatFormat::DeepSeek);
+  EXPECT_EQ(ChatFormatOf("gpt_oss"), ChatFormat::Harmony);
+  // Thinking is harmony's; a date is YYYY-MM-DD.
+  std::vector<ChatMessage> thought = {{"user", "a"}, {"assistant", "b", "c"}};
+  auto t = EncodeChat(**deepseek, ChatFormat::DeepSeek, thought);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("message 1: a \"thinking\" field is "
+                                      "rendered by the harmony format only"),
+            std::string::npos)
+      << t.status();
+  EXPECT_FALSE(SetChatDate("5 Aug 2025").ok());
+  EXPECT_FALSE(SetChatDate("2025-8-05").ok());
 }
 
 } // namespace
