@@ -44,6 +44,13 @@ static Value linearWithBias(ModelBuilder &b, Value x, const std::string &name,
   return b.linear(x, weight, bias ? b.param(name + ".bias", {out}) : Value());
 }
 
+/// Refuses a non-zero dropout probability `key`: training would need it.
+static void refuseDropout(ConfigReader &r, StringRef key) {
+  if (!r.failed() && r.getFloat(key, 0.0) != 0.0)
+    r.fail(key, std::to_string(r.getFloat(key, 0.0)) +
+                    ": dropout in training is not supported; set it to 0.0");
+}
+
 static Value layerNorm(ModelBuilder &b, Value x, const std::string &name,
                        int64_t width, double epsilon) {
   Value weight = b.param(name + ".weight", {width});
@@ -331,10 +338,7 @@ SiglipConfig mlir::veomni::parseSiglipConfig(ConfigReader &r,
   c.act = r.getString("hidden_act", "gelu_pytorch_tanh");
   c.tokensPerImage = tokensPerImage;
   c.textHidden = textHidden;
-  if (!r.failed() && r.getFloat("attention_dropout", 0.0) != 0.0)
-    r.fail("attention_dropout",
-           std::to_string(r.getFloat("attention_dropout", 0.0)) +
-               ": dropout in training is not supported; set it to 0.0");
+  refuseDropout(r, "attention_dropout");
   // Gemma 3 reads the last hidden state: an attention-pooling head would
   // be parameters nothing trains.
   if (r.getBool("vision_use_head", false) && !r.failed())
@@ -465,9 +469,7 @@ AudioConfig mlir::veomni::parseAudioConfig(ConfigReader &r, bool qwen3) {
     requirePositive(r, "downsample_hidden_size", c.downsample);
   }
   for (StringRef key : {"dropout", "attention_dropout", "activation_dropout"})
-    if (!r.failed() && r.getFloat(key, 0.0) != 0.0)
-      r.fail(key, std::to_string(r.getFloat(key, 0.0)) +
-                      ": dropout in training is not supported; set it to 0.0");
+    refuseDropout(r, key);
   c.melBins = r.getInt("num_mel_bins");
   c.dim = r.getInt("d_model");
   c.layers = r.getInt("encoder_layers");

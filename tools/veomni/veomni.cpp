@@ -587,7 +587,10 @@ int inspectData(llvm::ArrayRef<const char *> args) {
                << (masked ? "targets marked: " + std::to_string(targets) +
                                 " tokens"
                           : std::string("every token a target"));
-  if (images || clips)
+  if ((images || clips) && media->wholeImages)
+    llvm::outs() << ", " << images << " images (" << media->imageSize << "x"
+                 << media->imageSize << " pixels each)";
+  else if (images || clips)
     llvm::outs() << ", " << images << " images (" << patches << " patches), "
                  << clips << " audio clips (" << frames << " frames)";
   llvm::outs() << "; the longest document " << longest << " tokens\n";
@@ -602,8 +605,12 @@ int inspectData(llvm::ArrayRef<const char *> args) {
   llvm::outs() << "document " << doc << ": " << shown.ids.size() << " tokens, "
                << docTargets << " targets (between [[ and ]])";
   for (const rt::VisionPatches &p : shown.images)
-    llvm::outs() << "; an image of " << p.t << "x" << p.h << "x" << p.w
-                 << " patches (t x h x w)";
+    if (media->wholeImages)
+      llvm::outs() << "; an image of " << media->imageSize << "x"
+                   << media->imageSize << " pixels";
+    else
+      llvm::outs() << "; an image of " << p.t << "x" << p.h << "x" << p.w
+                   << " patches (t x h x w)";
   for (const rt::LogMel &m : shown.audios)
     llvm::outs() << "; a clip of " << m.frames << " frames";
   llvm::outs() << "\n";
@@ -618,9 +625,9 @@ int inspectData(llvm::ArrayRef<const char *> args) {
     if (id == media->audioToken)
       return "audio";
     if (id == media->visionStart)
-      return "vision_start";
+      return media->wholeImages ? "start_of_image" : "vision_start";
     if (id == media->visionEnd)
-      return "vision_end";
+      return media->wholeImages ? "end_of_image" : "vision_end";
     if (id == media->audioStart)
       return "audio_start";
     if (id == media->audioEnd)

@@ -532,6 +532,45 @@ TEST(AttentionWindowTest, Known) {
   }
 }
 
+/// Causal attention and its VJP, fast path against the reference, on q
+/// [b, s, hq, d] (k, v [b, s, hkv, d]) with optional segments and sinks.
+void ExpectCausalFastMatchesReference(DType t, const Buffer &q, const Buffer &k,
+                                      const Buffer &v, const Buffer &dout,
+                                      const TensorView *segments,
+                                      const Buffer *sinks, int64_t window,
+                                      const std::string &what) {
+  const int64_t b = q.shape[0], s = q.shape[1], hq = q.shape[2], d = q.shape[3],
+                hkv = k.shape[2];
+  TensorView kv = sinks ? sinks->view() : TensorView{};
+  const TensorView *sk = sinks ? &kv : nullptr;
+  double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  Buffer want = Garbage(t, q.shape), got = Garbage(t, q.shape);
+  ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), segments, want.view(),
+                           true, scale, window, sk));
+  ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), segments, got.view(),
+                            true, scale, window, sk));
+  EXPECT_TRUE(AllClose(got, want, TolFor(t, d), what + " out"));
+
+  AttentionGrads gw = GarbageGrads(t, q, k, v);
+  AttentionGrads gg = GarbageGrads(t, q, k, v);
+  Buffer dsw = Garbage(DType::F32, {hq}), dsg = Garbage(DType::F32, {hq});
+  TensorView dswv = dsw.view(), dsgv = dsg.view();
+  ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), segments,
+                               dout.view(), gw.dq.view(), gw.dk.view(),
+                               gw.dv.view(), true, scale, window, sk,
+                               sinks ? &dswv : nullptr));
+  ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), segments,
+                                dout.view(), gg.dq.view(), gg.dk.view(),
+                                gg.dv.view(), true, scale, window, sk,
+                                sinks ? &dsgv : nullptr));
+  int64_t queries = s * (hq / hkv);
+  EXPECT_TRUE(AllClose(gg.dq, gw.dq, FastTol(t, s * d), what + " dq"));
+  EXPECT_TRUE(AllClose(gg.dk, gw.dk, FastTol(t, queries * d), what + " dk"));
+  EXPECT_TRUE(AllClose(gg.dv, gw.dv, FastTol(t, queries), what + " dv"));
+  if (sinks)
+    EXPECT_TRUE(AllClose(dsg, dsw, FastTol(t, b * s * d), what + " dsinks"));
+}
+
 // The fast path against the reference with windows, sinks and both, across
 // key tiles (AttentionTiles: 1, 5, 32 keys and the default).
 TEST_P(AttentionTiles, WindowsAndSinksMatchReference) {
@@ -558,41 +597,10 @@ TEST_P(AttentionTiles, WindowsAndSinksMatchReference) {
           Buffer dout = Uniform(t, {c.b, c.s, c.hq, c.d}, rng);
           Buffer sinks = Uniform(t, {c.hq}, rng, -2, 2);
           Buffer seg = Segments(rng, c.b, c.s, segMode == 2);
-          TensorView sv = seg.view(), kv = sinks.view();
-          const TensorView *sp = segMode ? &sv : nullptr;
-          const TensorView *sk = withSinks ? &kv : nullptr;
-          double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
-          Shape outShape = {c.b, c.s, c.hq, c.d};
-          Buffer want = Garbage(t, outShape), got = Garbage(t, outShape);
-          ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), sp,
-                                   want.view(), true, scale, c.window, sk));
-          ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), sp,
-                                    got.view(), true, scale, c.window, sk));
-          EXPECT_TRUE(AllClose(got, want, TolFor(t, c.d), what + " out"));
-
-          AttentionGrads gw = GarbageGrads(t, q, k, v);
-          AttentionGrads gg = GarbageGrads(t, q, k, v);
-          Buffer dsw = Garbage(DType::F32, {c.hq}),
-                 dsg = Garbage(DType::F32, {c.hq});
-          TensorView dswv = dsw.view(), dsgv = dsg.view();
-          ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), sp,
-                                       dout.view(), gw.dq.view(), gw.dk.view(),
-                                       gw.dv.view(), true, scale, c.window, sk,
-                                       withSinks ? &dswv : nullptr));
-          ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), sp,
-                                        dout.view(), gg.dq.view(), gg.dk.view(),
-                                        gg.dv.view(), true, scale, c.window, sk,
-                                        withSinks ? &dsgv : nullptr));
-          int64_t queries = c.s * (c.hq / c.hkv);
-          EXPECT_TRUE(
-              AllClose(gg.dq, gw.dq, FastTol(t, c.s * c.d), what + " dq"));
-          EXPECT_TRUE(
-              AllClose(gg.dk, gw.dk, FastTol(t, queries * c.d), what + " dk"));
-          EXPECT_TRUE(
-              AllClose(gg.dv, gw.dv, FastTol(t, queries), what + " dv"));
-          if (withSinks)
-            EXPECT_TRUE(AllClose(dsg, dsw, FastTol(t, c.b * c.s * c.d),
-                                 what + " dsinks"));
+          TensorView sv = seg.view();
+          ExpectCausalFastMatchesReference(
+              t, q, k, v, dout, segMode ? &sv : nullptr,
+              withSinks ? &sinks : nullptr, c.window, what);
         }
       }
     }
@@ -777,39 +785,10 @@ TEST_P(AttentionTiles, BlocksMatchReference) {
         Buffer dout = Uniform(t, {c.b, c.s, c.hq, c.d}, rng);
         Buffer sinks = Uniform(t, {c.hq}, rng, -2, 2);
         Buffer seg = SegmentsWithBlocks(rng, c.b, c.s, packed);
-        TensorView sv = seg.view(), kv = sinks.view();
-        const TensorView *sk = withSinks ? &kv : nullptr;
-        double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
-        Shape outShape = {c.b, c.s, c.hq, c.d};
-        Buffer want = Garbage(t, outShape), got = Garbage(t, outShape);
-        ASSERT_OK(ref::Attention(q.view(), k.view(), v.view(), &sv, want.view(),
-                                 true, scale, c.window, sk));
-        ASSERT_OK(fast::Attention(q.view(), k.view(), v.view(), &sv, got.view(),
-                                  true, scale, c.window, sk));
-        EXPECT_TRUE(AllClose(got, want, TolFor(t, c.d), what + " out"));
-
-        AttentionGrads gw = GarbageGrads(t, q, k, v);
-        AttentionGrads gg = GarbageGrads(t, q, k, v);
-        Buffer dsw = Garbage(DType::F32, {c.hq}),
-               dsg = Garbage(DType::F32, {c.hq});
-        TensorView dswv = dsw.view(), dsgv = dsg.view();
-        ASSERT_OK(ref::AttentionGrad(q.view(), k.view(), v.view(), &sv,
-                                     dout.view(), gw.dq.view(), gw.dk.view(),
-                                     gw.dv.view(), true, scale, c.window, sk,
-                                     withSinks ? &dswv : nullptr));
-        ASSERT_OK(fast::AttentionGrad(q.view(), k.view(), v.view(), &sv,
-                                      dout.view(), gg.dq.view(), gg.dk.view(),
-                                      gg.dv.view(), true, scale, c.window, sk,
-                                      withSinks ? &dsgv : nullptr));
-        int64_t queries = c.s * (c.hq / c.hkv);
-        EXPECT_TRUE(
-            AllClose(gg.dq, gw.dq, FastTol(t, c.s * c.d), what + " dq"));
-        EXPECT_TRUE(
-            AllClose(gg.dk, gw.dk, FastTol(t, queries * c.d), what + " dk"));
-        EXPECT_TRUE(AllClose(gg.dv, gw.dv, FastTol(t, queries), what + " dv"));
-        if (withSinks)
-          EXPECT_TRUE(AllClose(dsg, dsw, FastTol(t, c.b * c.s * c.d),
-                               what + " dsinks"));
+        TensorView sv = seg.view();
+        ExpectCausalFastMatchesReference(t, q, k, v, dout, &sv,
+                                         withSinks ? &sinks : nullptr, c.window,
+                                         what);
       }
     }
   }
