@@ -120,6 +120,7 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
   po.chunksPerStage = mesh.ppChunks;
   po.microBatches = options.accumulationSteps;
   po.schedule = mesh.ppSchedule;
+  po.routerLoads = options.train && options.train->routerBiasUpdateRate > 0;
   pm.addPass(createPipeline(po));
   if (mesh.sp > 1) {
     UlyssesMoETokensOptions u;
@@ -152,10 +153,6 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   const ParallelSection &mesh = options.parallel;
   if (!options.train)
     return module.emitError("pipeline stages compile training steps only");
-  if (options.train->routerBiasUpdateRate > 0)
-    return module.emitError(
-        "train.router_bias_update_rate with parallel.pp > 1 is not supported "
-        "yet (a stage's update does not see its routers' loads)");
   if (options.remat != "none")
     return module.emitError("pipeline stages recompute each chunk's forward "
                             "in its backward already: use train.remat none "

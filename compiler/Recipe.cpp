@@ -208,10 +208,6 @@ absl::StatusOr<Recipe> Recipe::load(
   if (p.ppChunks > 1 && p.ppSchedule != "interleaved")
     return fail("parallel.pp_chunks",
                 "must be 1, or >= 1 with pp_schedule interleaved");
-  if (t.routerBiasUpdateRate > 0 && p.pp > 1)
-    return fail("train.router_bias_update_rate",
-                "with parallel.pp > 1 is not supported yet (a stage's update "
-                "does not see its routers' loads)");
   if (d.globalBatchSize == 0)
     d.globalBatchSize = d.batchSize;
   if (d.globalBatchSize < d.batchSize || d.globalBatchSize % d.batchSize)

@@ -244,6 +244,16 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
             "train.router_bias_update_rate is set, but the model has no "
             "group-limited router with a choice bias (DeepSeek-V3's "
             "e_score_correction_bias)");
+      // A pipeline stage's update: the loads arrive as its choice biases'
+      // gradients (veomni-pipeline router-loads, veomni-stage-update).
+      if (routers.empty())
+        for (BlockArgument arg : block.getArguments())
+          if (func.getArgAttr(arg.getArgNumber(),
+                              VeOmniDialect::kRouterBiasAttrName))
+            if (auto name = func.getArgAttrOfType<StringAttr>(
+                    arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+                name && grads.count(name.getValue()))
+              loads[name.getValue()] = a.toF32(grads[name.getValue()]);
       for (MoEGroupTopKOp op : routers) {
         auto arg = dyn_cast<BlockArgument>(op.getBias());
         StringAttr name =

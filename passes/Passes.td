@@ -92,6 +92,9 @@ def Pipeline : Pass<"veomni-pipeline", "::mlir::ModuleOp"> {
            "Micro-batches per step">,
     Option<"schedule", "schedule", "std::string", /*default=*/"\"1f1b\"",
            "1f1b, interleaved or zb-h1">,
+    Option<"routerLoads", "router-loads", "bool", /*default=*/"false",
+           "A choice bias's backward returns its routers' token counts "
+           "(the auxiliary-loss-free rule), marked veomni.router_bias">,
   ];
 }
 

@@ -128,7 +128,7 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
                             ArrayRef<llvm::SetVector<Value>> crossing,
                             llvm::DenseMap<Operation *, int64_t> &chunkOf,
                             FlatSymbolRefAttr meshRef, int64_t stages,
-                            bool split) {
+                            bool split, bool routerLoads) {
   MLIRContext *ctx = b.getContext();
   Location loc = func.getLoc();
   Block &body = func.getBody().front();
@@ -210,9 +210,39 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
       dist::SendOp::create(bb, loc, grad, meshRef, bb.getStringAttr("pp"),
                            bb.getI64IntegerAttr((g - 1) % stages));
   }
+  // A choice bias under the auxiliary-loss-free rule "returns" its routers'
+  // token counts in this micro-batch instead of a gradient (none reaches
+  // it): the runtime sums them over micro-batches as gradients, and
+  // partitioning over the data-parallel ranks.
+  llvm::DenseMap<Value, Value> loads;
+  if (routerLoads)
+    for (Operation *op : forward)
+      if (auto router = dyn_cast<MoEGroupTopKOp>(op)) {
+        auto biasType = cast<RankedTensorType>(router.getBias().getType());
+        auto idx = cast<RankedTensorType>(router.getIndices().getType());
+        auto f32 = bb.getF32Type();
+        int64_t n = idx.getNumElements();
+        auto ones = RankedTensorType::get({n}, f32);
+        Value flat = ReshapeOp::create(
+            bb, loc, RankedTensorType::get({n}, idx.getElementType()),
+            router.getIndices());
+        Value counts = ScatterAddOp::create(
+            bb, loc, biasType.clone(f32),
+            zerosLike(bb, loc, biasType.clone(f32)), flat,
+            ConstantOp::create(bb, loc,
+                               cast<ElementsAttr>(DenseElementsAttr::get(
+                                   ones, bb.getFloatAttr(f32, 1.0)))),
+            bb.getI64IntegerAttr(0));
+        if (biasType.getElementType() != f32)
+          counts = CastOp::create(bb, loc, biasType, counts);
+        Value &load = loads[router.getBias()];
+        load = load ? AddOp::create(bb, loc, load, counts).getResult() : counts;
+      }
   SmallVector<Value> grads;
   for (BlockArgument p : params) {
-    Value grad = cotangent.lookup(map.lookup(p));
+    Value grad = loads.lookup(map.lookup(p));
+    if (!grad)
+      grad = cotangent.lookup(map.lookup(p));
     grads.push_back(grad ? grad : zerosLike(bb, loc, p.getType()));
   }
   auto ret = func::ReturnOp::create(bb, loc, grads);
@@ -342,6 +372,25 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
     if (!func)
       return fail("no function @" + funcName);
 
+    // Choice biases under the auxiliary-loss-free rule: marked for the
+    // stage updates (their chunks' and updates' arguments copy the mark).
+    if (routerLoads) {
+      bool any = false;
+      func.walk([&](MoEGroupTopKOp router) {
+        if (auto arg = dyn_cast<BlockArgument>(router.getBias()))
+          if (func.getArgAttr(arg.getArgNumber(),
+                              VeOmniDialect::kParamAttrName)) {
+            func.setArgAttr(arg.getArgNumber(),
+                            VeOmniDialect::kRouterBiasAttrName,
+                            UnitAttr::get(func.getContext()));
+            any = true;
+          }
+      });
+      if (!any)
+        return fail("train.router_bias_update_rate is set, but the model has "
+                    "no group-limited router with a choice bias (DeepSeek-V3's "
+                    "e_score_correction_bias)");
+    }
     // Layers, their costs, and the ops before and after them.
     Block &body = func.getBody().front();
     llvm::DenseMap<Operation *, int64_t> layerOf;
@@ -474,9 +523,9 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
           results.push_back(map.lookupOrDefault(v));
         func::ReturnOp::create(cb, func.getLoc(), results);
       }
-      if (failed(buildBackward(b, func, g, chunks, args, crossing, chunkOf,
-                               meshRef, stages,
-                               kind == pipeline::Kind::ZeroBubbleH1)))
+      if (failed(buildBackward(
+              b, func, g, chunks, args, crossing, chunkOf, meshRef, stages,
+              kind == pipeline::Kind::ZeroBubbleH1, routerLoads)))
         return signalPassFailure();
     }
 

@@ -12,6 +12,11 @@
 //    tied to the embedding) has its summed gradient on each of them, and
 //    counts once.
 //
+// A choice bias marked veomni.router_bias (veomni-pipeline router-loads)
+// "gradient" is its routers' token counts over the step: passed on whole
+// (not a mean: the balancing rule compares counts) and left out of the
+// norm.
+//
 // The gradient arguments are f32 (role `gradient`, named grad.<param>,
 // `veomni.state_of` their parameter) and take their parameter's layout,
 // so that with FSDP a stage's update and norm run on its own shards.
@@ -41,6 +46,9 @@ struct Param {
   RankedTensorType type;
   DictionaryAttr attrs;
   int64_t firstStage;
+  bool routerBias() const {
+    return attrs && attrs.get(VeOmniDialect::kRouterBiasAttrName);
+  }
   RankedTensorType f32() const {
     return RankedTensorType::get(type.getShape(),
                                  Float32Type::get(type.getContext()));
@@ -155,7 +163,10 @@ struct StageUpdatePass : veomni::impl::StageUpdateBase<StageUpdatePass> {
         SmallVector<Value> out = {splat(fb, 0, scalar)};
         for (size_t i = 0; i < params.size(); ++i) {
           Value g = entry->getArgument(params.size() + i);
-          out.push_back(MulOp::create(fb, loc, g, splat(fb, inv, g.getType())));
+          out.push_back(
+              params[i].routerBias()
+                  ? g
+                  : MulOp::create(fb, loc, g, splat(fb, inv, g.getType())));
         }
         func::ReturnOp::create(fb, loc, out);
       }
@@ -164,7 +175,7 @@ struct StageUpdatePass : veomni::impl::StageUpdateBase<StageUpdatePass> {
       {
         SmallVector<const Param *> counted;
         for (const Param &p : params)
-          if (p.firstStage == s)
+          if (p.firstStage == s && !p.routerBias())
             counted.push_back(&p);
         SmallVector<Type> args;
         for (const Param *p : counted)

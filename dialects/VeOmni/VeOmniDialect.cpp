@@ -153,6 +153,12 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << " must be one of its dimensions, got " << attr.getValue();
     return success();
   }
+  if (name == kRouterBiasAttrName) {
+    if (!isa<UnitAttr>(attr.getValue()))
+      return op->emitError("'")
+             << name << "' on argument #" << argIndex << " must be a unit";
+    return success();
+  }
   if (name != kParamAttrName && name != kInputAttrName &&
       name != kStateAttrName && name != kPlacementAttrName &&
       name != kInitAttrName && name != kInitFromAttrName &&

@@ -58,6 +58,12 @@ def VeOmni_Dialect : Dialect {
     /// state takes its parameter's layout.
     static constexpr ::llvm::StringLiteral kStateOfAttrName =
         "veomni.state_of";
+    /// Argument attribute (unit) on a group router's choice bias whose
+    /// pipeline backward returns the router's token counts and whose
+    /// stage update follows the auxiliary-loss-free rule, declared by
+    /// veomni-pipeline with router-loads.
+    static constexpr ::llvm::StringLiteral kRouterBiasAttrName =
+        "veomni.router_bias";
     /// Argument attribute on a token-aligned batch input: which of its
     /// dimensions are the batch and the sequence (array<i64: b, s>),
     /// declared by the importer; data parallelism splits the first, sequence

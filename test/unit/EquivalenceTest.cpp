@@ -556,7 +556,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // Stages with the other axes.
                       Plan{"llama", 1, 1, 2, 1, 1, 4, 2, "1f1b"},
                       Plan{"qwen2_vl", 1, 1, 1, 2, 1, 2, 2, "1f1b"},
-                      Plan{"qwen3_moe", 1, 1, 1, 1, 2, 2, 2, "zb-h1"}),
+                      Plan{"qwen3_moe", 1, 1, 1, 1, 2, 2, 2, "zb-h1"},
+                      // DeepSeek-V3's choice biases by the auxiliary-loss-
+                      // free rule: each stage's routers' counts, summed over
+                      // micro-batches and data-parallel ranks.
+                      Plan{"deepseek_v3", 1, 2, 1, 1, 1, 2, 2, "1f1b"},
+                      Plan{"deepseek_v3", 1, 2, 1, 1, 1, 2, 2, "zb-h1"}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).
