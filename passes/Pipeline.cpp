@@ -143,9 +143,14 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
   for (BlockArgument arg : args)
     if (func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName))
       params.push_back(arg);
+  // (A choice bias's counts stay f32 whatever the model's type: exact.)
   SmallVector<Type> gradTypes;
   for (BlockArgument p : params)
-    gradTypes.push_back(p.getType());
+    gradTypes.push_back(
+        routerLoads && func.getArgAttr(p.getArgNumber(),
+                                       VeOmniDialect::kRouterBiasAttrName)
+            ? cast<RankedTensorType>(p.getType()).clone(b.getF32Type())
+            : p.getType());
 
   std::string name = (func.getName() + "_chunk" + Twine(g) + "_backward").str();
   auto backward = func::FuncOp::create(
@@ -233,8 +238,6 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
                                cast<ElementsAttr>(DenseElementsAttr::get(
                                    ones, bb.getFloatAttr(f32, 1.0)))),
             bb.getI64IntegerAttr(0));
-        if (biasType.getElementType() != f32)
-          counts = CastOp::create(bb, loc, biasType, counts);
         Value &load = loads[router.getBias()];
         load = load ? AddOp::create(bb, loc, load, counts).getResult() : counts;
       }

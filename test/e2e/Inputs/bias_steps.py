@@ -2,10 +2,12 @@
 """Checks DeepSeek-V3's balancing steps, without numpy:
 
     bias_steps.py BEFORE.safetensors BALANCED.safetensors FROZEN.safetensors RATE
+    bias_steps.py BEFORE.safetensors ONE.safetensors OTHER.safetensors RATE --same
 
 Every ...e_score_correction_bias (f32) of BALANCED must differ from BEFORE's
 by a whole multiple of RATE (within f32 rounding) of at most 3, not all zero;
-FROZEN's must equal BEFORE's. Prints each bias's multiples.
+FROZEN's must equal BEFORE's. Prints each bias's multiples. With --same, the
+biases of two balanced runs (any dtype) must be equal bit for bit.
 """
 import struct
 import sys
@@ -23,7 +25,19 @@ def biases(path):
     return out
 
 
+def raw_biases(path):
+    tensors, _ = read(path)
+    return {n: t for n, t in tensors.items() if n.endswith(".e_score_correction_bias")}
+
+
 def main():
+    if "--same" in sys.argv:
+        one, other = raw_biases(sys.argv[2]), raw_biases(sys.argv[3])
+        assert one and sorted(one) == sorted(other), sorted(other)
+        for name in sorted(one):
+            assert one[name] == other[name], name
+            print(f"{name}: equal in both")
+        return
     before, balanced, frozen = (biases(p) for p in sys.argv[1:4])
     rate = float(sys.argv[4])
     assert before and sorted(before) == sorted(balanced) == sorted(frozen), sorted(balanced)
