@@ -149,6 +149,26 @@ public:
     return absl::OkStatus();
   }
 
+  /// A content list: text parts joined (each trimmed with `trim`), the
+  /// first stretch after `head`; each run of ids as given, never trained,
+  /// its `around` text joining the stretches on both sides of it.
+  absl::Status Parts(std::string head, absl::Span<const ChatPart> parts,
+                     bool trained, bool trim) {
+    std::string body;
+    for (const ChatPart &p : parts) {
+      if (p.ids.empty()) {
+        absl::StrAppend(&body, trim ? PythonStrip(p.text) : p.text);
+        continue;
+      }
+      VEOMNI_RETURN_IF_ERROR(Text(head, absl::StrCat(body, p.around), trained));
+      head.clear();
+      body = p.around;
+      for (int32_t id : p.ids)
+        Token(id, false);
+    }
+    return Text(head, body, trained);
+  }
+
   EncodedChat out;
 
 private:
@@ -194,20 +214,9 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
             b.Text(absl::StrCat(m.role, "\n"), m.content, trained));
       } else {
         // Text up to each run of ids is one stretch (the header's with
-        // the first); the runs are as given and never trained.
-        std::string head = absl::StrCat(m.role, "\n"), body;
-        for (const ChatPart &p : m.parts) {
-          if (p.ids.empty()) {
-            body += p.text;
-            continue;
-          }
-          VEOMNI_RETURN_IF_ERROR(b.Text(head, body, trained));
-          head.clear();
-          body.clear();
-          for (int32_t id : p.ids)
-            b.Token(id, false);
-        }
-        VEOMNI_RETURN_IF_ERROR(b.Text(head, body, trained));
+        // the first).
+        VEOMNI_RETURN_IF_ERROR(b.Parts(absl::StrCat(m.role, "\n"), m.parts,
+                                       trained, /*trim=*/false));
       }
       b.Token(end, trained);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));
@@ -243,22 +252,9 @@ absl::StatusOr<EncodedChat> EncodeChat(const Tokenizer &tokenizer,
       if (m.parts.empty()) {
         VEOMNI_RETURN_IF_ERROR(b.Text(head, PythonStrip(m.content), model));
       } else {
-        // Each text item trimmed; a run's `around` text joins the
-        // stretches on both sides of it (the processor's "\n\n").
-        std::string body;
-        for (const ChatPart &p : m.parts) {
-          if (p.ids.empty()) {
-            absl::StrAppend(&body, PythonStrip(p.text));
-            continue;
-          }
-          VEOMNI_RETURN_IF_ERROR(
-              b.Text(head, absl::StrCat(body, p.around), model));
-          head.clear();
-          body = p.around;
-          for (int32_t id : p.ids)
-            b.Token(id, false);
-        }
-        VEOMNI_RETURN_IF_ERROR(b.Text(head, body, model));
+        // Each text item trimmed; a run's `around` text (the processor's
+        // "\n\n") joins the stretches on both sides of it.
+        VEOMNI_RETURN_IF_ERROR(b.Parts(head, m.parts, model, /*trim=*/true));
       }
       b.Token(end, model);
       VEOMNI_RETURN_IF_ERROR(b.Text("\n", "", false));

@@ -41,6 +41,23 @@ std::vector<float> ReadF32(const std::string &path) {
   return out;
 }
 
+/// Per image of `s`, the largest difference from the processor's pixels
+/// (`pixels`, the images' values end to end); all of them must be read.
+std::vector<float> WorstPixelErrors(const MediaSample &s,
+                                    const std::vector<float> &pixels) {
+  std::vector<float> worst;
+  size_t at = 0;
+  for (const VisionPatches &image : s.images) {
+    worst.push_back(0);
+    for (float v : image.values)
+      worst.back() = at < pixels.size()
+                         ? std::max(worst.back(), std::fabs(v - pixels[at++]))
+                         : INFINITY;
+  }
+  EXPECT_EQ(at, pixels.size());
+  return worst;
+}
+
 std::vector<int64_t> Ints(const Json &array) {
   std::vector<int64_t> out;
   for (const Json &v : array.items)
@@ -365,14 +382,9 @@ TEST(Multimodal, Qwen3VLSamplesEqualItsProcessorAndPositionGrid) {
   // the PNG is not (bit for bit).
   std::vector<float> pixels = ReadF32(dir + "/pixels.f32");
   ASSERT_EQ(s.images.size(), 2u);
-  size_t at = 0;
-  for (size_t k = 0; k < 2; ++k) {
-    float worst = 0;
-    for (float v : s.images[k].values)
-      worst = std::max(worst, std::fabs(v - pixels[at++]));
-    EXPECT_LE(worst, k == 0 ? 1.0f / 255 / 0.5f : 0.0f) << "image " << k;
-  }
-  EXPECT_EQ(at, pixels.size());
+  std::vector<float> worst = WorstPixelErrors(s, pixels);
+  EXPECT_LE(worst[0], 1.0f / 255 / 0.5f);
+  EXPECT_EQ(worst[1], 0.0f);
   std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
   const Json &hf = *FindField(*expected, "positions");
   for (int d = 0; d < 3; ++d)
@@ -502,15 +514,10 @@ TEST(Multimodal, Gemma3SamplesEqualItsProcessor) {
   // 1/255 of the range before normalising (PIL rounds in fixed point).
   std::vector<float> pixels = ReadF32(dir + "/pixels.f32");
   ASSERT_EQ(s.images.size(), 2u);
-  size_t at = 0;
-  for (size_t k = 0; k < 2; ++k) {
-    ASSERT_EQ(s.images[k].values.size(), 3u * 32 * 32);
-    float worst = 0;
-    for (float v : s.images[k].values)
-      worst = std::max(worst, std::fabs(v - pixels[at++]));
-    EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f) << "image " << k;
-  }
-  EXPECT_EQ(at, pixels.size());
+  for (const VisionPatches &image : s.images)
+    ASSERT_EQ(image.values.size(), 3u * 32 * 32);
+  for (float worst : WorstPixelErrors(s, pixels))
+    EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f);
 
   MediaBudget budget;
   budget.seqLen = 96;
