@@ -123,17 +123,57 @@ absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
   return Patchify({&rgb}, height, width, c);
 }
 
-absl::StatusOr<VisionPatches>
-Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
-                    const VisionConfig &c) {
+absl::StatusOr<std::pair<int64_t, int64_t>>
+VideoSmartResize(int64_t frames, int64_t height, int64_t width,
+                 const VisionConfig &c, int64_t totalPixels) {
+  const int64_t tp = std::max<int64_t>(c.temporalPatch, 1);
+  if (frames < tp)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a video of ", frames, " sampled frames: fewer than a temporal patch (",
+        tp, ")"));
+  if (height < 1 || width < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("video of ", height, "x", width, ": an empty frame"));
+  const int64_t f = c.factor();
+  double h = static_cast<double>(height), w = static_cast<double>(width);
+  if (height < f || width < f) {
+    // Scaled up (truncated, as int() does) before the rule.
+    const double scale = std::max(double(f) / h, double(f) / w);
+    h = std::trunc(h * scale);
+    w = std::trunc(w * scale);
+  }
+  if (std::max(h, w) / std::min(h, w) > 200)
+    return absl::InvalidArgumentError(
+        absl::StrCat("video of ", height, "x", width,
+                     ": the aspect ratio must be below 200"));
+  const int64_t perFrame = std::max<int64_t>(
+      std::min<int64_t>(c.maxPixels, totalPixels / frames),
+      static_cast<int64_t>(static_cast<double>(c.minPixels) * 1.05));
+  const int64_t most = perFrame * frames;
+  const double n = static_cast<double>(frames);
+  const int64_t tBar = PyRound(n / double(tp)) * tp;
+  int64_t hBar = PyRound(h / f) * f, wBar = PyRound(w / f) * f;
+  if (tBar * hBar * wBar > most) {
+    const double beta = std::sqrt(n * h * w / static_cast<double>(most));
+    hBar = std::max<int64_t>(f, static_cast<int64_t>(std::floor(h / beta / f)) *
+                                    f);
+    wBar = std::max<int64_t>(f, static_cast<int64_t>(std::floor(w / beta / f)) *
+                                    f);
+  } else if (tBar * hBar * wBar < c.minPixels) {
+    const double beta =
+        std::sqrt(static_cast<double>(c.minPixels) / (n * h * w));
+    hBar = static_cast<int64_t>(std::ceil(h * beta / f)) * f;
+    wBar = static_cast<int64_t>(std::ceil(w * beta / f)) * f;
+  }
+  return std::make_pair(hBar, wBar);
+}
+
+absl::StatusOr<VisionPatches> VideoPatches(const std::vector<RgbImage> &frames,
+                                           std::pair<int64_t, int64_t> target,
+                                           const VisionConfig &c) {
   if (frames.empty())
     return absl::InvalidArgumentError("a video of no frames");
   const int64_t height = frames[0].height, width = frames[0].width;
-  std::pair<int64_t, int64_t> target;
-  if (auto t = SmartResize(height, width, c); t.ok())
-    target = *t;
-  else
-    return t.status();
   std::vector<RgbImage> resized;
   std::vector<const std::vector<uint8_t> *> pixels;
   for (const RgbImage &f : frames) {
@@ -155,6 +195,16 @@ Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
   while (pixels.size() % c.temporalPatch)
     pixels.push_back(pixels.back());
   return Patchify(pixels, target.first, target.second, c);
+}
+
+absl::StatusOr<VisionPatches>
+Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
+                    const VisionConfig &c) {
+  if (frames.empty())
+    return absl::InvalidArgumentError("a video of no frames");
+  VEOMNI_ASSIGN_OR_RETURN(auto target,
+                          SmartResize(frames[0].height, frames[0].width, c));
+  return VideoPatches(frames, target, c);
 }
 
 } // namespace veomni::rt

@@ -72,6 +72,9 @@ struct VisionPatches {
   /// A video's seconds per temporal patch (temporalPatch / the sampling
   /// fps), which its rope positions step by; 0 for an image.
   double secondsPerGrid = 0;
+  /// A video whose sound track's tokens are interleaved with its own
+  /// (MediaModel::audioInVideo); the clip follows in the sample's audios.
+  bool withAudio = false;
   /// Placeholder tokens the text carries for this image: t h w / merge^2.
   int64_t Tokens(const VisionConfig &c) const {
     return t * h * w / (c.merge * c.merge);
@@ -86,6 +89,23 @@ struct VisionPatches {
 absl::StatusOr<VisionPatches>
 Qwen2VLVideoPatches(const std::vector<RgbImage> &frames,
                     const VisionConfig &config);
+
+/// (height, width) Qwen3-VL's video processor (cap_pixels_per_frame)
+/// resizes `frames` frames of this size to: a frame's pixels at most
+/// `config.maxPixels` and its share of `totalPixels`, at least 1.05 x
+/// `config.minPixels`; then SmartResize's rule with the bounds on all the
+/// frames together (their count rounded to temporal patches; at least
+/// `config.minPixels`), a side below the factor scaled up first. Fewer
+/// frames than a temporal patch is an error.
+absl::StatusOr<std::pair<int64_t, int64_t>>
+VideoSmartResize(int64_t frames, int64_t height, int64_t width,
+                 const VisionConfig &config, int64_t totalPixels);
+
+/// The patches of a video's frames resized to height x width (`size`),
+/// as Qwen2VLVideoPatches makes them once the size is chosen.
+absl::StatusOr<VisionPatches> VideoPatches(const std::vector<RgbImage> &frames,
+                                           std::pair<int64_t, int64_t> size,
+                                           const VisionConfig &config);
 
 /// The patches of an 8-bit RGB image (`rgb`: height x width x 3,
 /// row-major), resampled to its SmartResize size when it is not at it.

@@ -101,10 +101,11 @@ absl::Status EncodeConversation(const Json &line, const Tokenizer &tokenizer,
             "\" part, and this reader takes text alone (a .vtd holds tokens; "
             "a model with a vision or audio tower trains on the JSONL itself, "
             "data.path)")));
-      absl::StatusOr<ChatPart> run = (*media)(part, type->text);
-      if (!run.ok())
-        return where(run.status());
-      turn.parts.push_back(*std::move(run));
+      absl::StatusOr<std::vector<ChatPart>> runs = (*media)(part, type->text);
+      if (!runs.ok())
+        return where(runs.status());
+      for (ChatPart &run : *runs)
+        turn.parts.push_back(std::move(run));
       textOnly = false;
     }
     // Text alone is the content, in any chat format.

@@ -51,9 +51,10 @@ absl::StatusOr<bool> EncodeTextLine(const Json &line,
                                     const Tokenizer &tokenizer, int32_t eos,
                                     TokenizedSample &out);
 
-/// Reads a content part of a type other than "text" (`type`): the run of
-/// ids that stands for it in the text (its placeholders), or an error.
-using PartReader = std::function<absl::StatusOr<ChatPart>(
+/// Reads a content part of a type other than "text" (`type`): what
+/// stands for it in the text, in order (its runs of placeholder ids, and
+/// any text between them, as Qwen3-VL's frame timestamps), or an error.
+using PartReader = std::function<absl::StatusOr<std::vector<ChatPart>>(
     const Json &part, const std::string &type)>;
 
 /// A parsed line's {"messages": [...]} sample, rendered in `chat` with the

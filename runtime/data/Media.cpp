@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -195,6 +196,10 @@ absl::StatusOr<RgbImage> DecodeFirstFrame(const std::string &path) {
   return *std::move(first);
 }
 
+bool HasAudioStream(const std::string &path) {
+  return OpenStream(path, AVMEDIA_TYPE_AUDIO).ok();
+}
+
 absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
                                                int rate) {
   auto bad = [&](absl::string_view what) {
@@ -284,6 +289,23 @@ SampleFrames(int64_t total, double fps, const VideoSampling &sampling) {
   const int64_t factor = std::max<int64_t>(sampling.frameFactor, 1);
   if (total <= 0 || !(fps > 0))
     return absl::InvalidArgumentError("a video without frames or a frame rate");
+  std::vector<int64_t> indices;
+  if (sampling.spread) {
+    // As Qwen3VLVideoProcessor.sample_frames does: int(total / fps x
+    // target) within [minFrames, maxFrames] and at most every frame, then
+    // np.linspace(0, total - 1, n) rounded half to even.
+    int64_t n = static_cast<int64_t>(double(total) / fps * sampling.fps);
+    n = std::min({std::max(n, sampling.minFrames), sampling.maxFrames, total});
+    if (n < 1)
+      return absl::InvalidArgumentError("no frames to sample");
+    const double step = n > 1 ? double(total - 1) / double(n - 1) : 0;
+    for (int64_t i = 0; i < n; ++i)
+      indices.push_back(
+          i + 1 == n && n > 1
+              ? total - 1
+              : static_cast<int64_t>(std::nearbyint(double(i) * step)));
+    return indices;
+  }
   // As Qwen2VLVideoProcessor.sample_frames does.
   const double most =
       std::floor(double(std::min(sampling.maxFrames, total)) / double(factor)) *
@@ -295,7 +317,6 @@ SampleFrames(int64_t total, double fps, const VideoSampling &sampling) {
   if (count <= 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "a video of ", total, " frames is shorter than a temporal patch"));
-  std::vector<int64_t> indices;
   const double step = double(total) / double(count);
   for (int64_t i = 0; i < count; ++i)
     indices.push_back(static_cast<int64_t>(double(i) * step));

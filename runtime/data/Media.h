@@ -12,8 +12,10 @@
 // Video: the frames Qwen2-VL's video processor samples from the first
 // video stream (fps frames a second, at least minFrames, at most
 // maxFrames, a multiple of the temporal patch; frame i of n is
-// floor(i * total / n)), decoded and converted to 8-bit RGB by
-// libswscale at their own size (bicubic chroma, as the ffmpeg tool).
+// floor(i * total / n)), or Qwen3-VL's (`spread`: any count, frame i of
+// n the nearest to i * (total - 1) / (n - 1)), decoded and converted to
+// 8-bit RGB by libswscale at their own size (bicubic chroma, as the
+// ffmpeg tool).
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,10 +36,16 @@ namespace veomni::rt {
 absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
                                                int rate = 16000);
 
+/// Whether `path` opens and has an audio stream (a video's sound track).
+bool HasAudioStream(const std::string &path);
+
 struct VideoSampling {
   double fps = 2;
   int64_t minFrames = 4, maxFrames = 768;
   int64_t frameFactor = 2; ///< the temporal patch
+  /// Qwen3VLVideoProcessor.sample_frames: the count is not rounded to
+  /// temporal patches and the frames span the first to the last.
+  bool spread = false;
 };
 
 struct DecodedVideo {
@@ -56,8 +64,9 @@ absl::StatusOr<DecodedVideo> DecodeVideo(const std::string &path,
 /// it; DecodeImage reads PNG and JPEG itself and the rest through this.
 absl::StatusOr<RgbImage> DecodeFirstFrame(const std::string &path);
 
-/// The frame numbers Qwen2-VL's processor samples from `total` frames at
-/// `fps` frames a second (an error when none can be).
+/// The frame numbers Qwen2-VL's processor (Qwen3-VL's with `spread`)
+/// samples from `total` frames at `fps` frames a second (an error when
+/// none can be).
 absl::StatusOr<std::vector<int64_t>>
 SampleFrames(int64_t total, double fps, const VideoSampling &sampling);
 

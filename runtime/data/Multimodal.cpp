@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 
 #include <algorithm>
@@ -191,8 +192,11 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
     m.video.maxPixels = 28 * 28 * 768;
     if (m.modelType == "qwen2_5_vl")
       m.videoPositionsPerSecond = IntOf(vision, {"tokens_per_second"}, 4);
-    else if (m.modelType == "qwen2_5_omni")
+    else if (m.modelType == "qwen2_5_omni" || m.modelType == "qwen3_omni_moe")
       m.videoPositionsPerSecond = IntOf(top, {"position_id_per_seconds"}, 25);
+    // Qwen3-VL's video processor (not Qwen3-Omni's, Qwen2-VL's).
+    m.timestamps = qwen3 && m.modelType != "qwen3_omni_moe";
+    m.sampling.spread = m.timestamps;
     m.imageToken = IntOf(top, {"image_token_id", "image_token_index"}, 151655);
     m.visionStart = IntOf(top, {"vision_start_token_id"}, 151652);
     m.visionEnd = IntOf(top, {"vision_end_token_id"}, 151653);
@@ -234,6 +238,99 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
   return m;
 }
 
+namespace {
+
+/// The log-mel frames of `path`'s audio (a clip, or a video's sound
+/// track), every frame kept: the tower's tokens are transformers' count of
+/// them.
+absl::StatusOr<LogMel> ClipFeatures(const std::string &path,
+                                    const MediaModel &model) {
+  VEOMNI_ASSIGN_OR_RETURN(
+      std::vector<float> samples,
+      DecodeAudio(path, static_cast<int>(model.features.sampleRate)));
+  VEOMNI_ASSIGN_OR_RETURN(LogMel mel, WhisperLogMel(samples, model.features));
+  if (mel.frames < 4)
+    return absl::InvalidArgumentError("shorter than 4 feature frames (40 ms)");
+  return mel;
+}
+
+/// The temporal position (from the block's start) of a video's temporal
+/// patch t: t x its seconds x the model's positions a second, in f32.
+float VideoTime(const VisionPatches &p, const MediaModel &model, int64_t t) {
+  return static_cast<float>(t) *
+         (static_cast<float>(p.secondsPerGrid) *
+          static_cast<float>(model.videoPositionsPerSecond));
+}
+
+/// Qwen3-Omni's processor's order of a video's tokens and its sound
+/// track's `audioTokens`: the next video token first while its temporal
+/// position is at most the next audio token's index.
+void InterleaveAudio(const VisionPatches &p, int64_t audioTokens,
+                     const MediaModel &model, std::vector<int32_t> &ids) {
+  const int64_t perFrame = p.h * p.w / (model.image.merge * model.image.merge);
+  const int64_t videoTokens = p.t * perFrame;
+  int64_t v = 0, a = 0;
+  while (v < videoTokens && a < audioTokens) {
+    if (VideoTime(p, model, v / perFrame) <= static_cast<float>(a)) {
+      ids.push_back(model.videoToken);
+      ++v;
+    } else {
+      ids.push_back(model.audioToken);
+      ++a;
+    }
+  }
+  ids.insert(ids.end(), videoTokens - v, model.videoToken);
+  ids.insert(ids.end(), audioTokens - a, model.audioToken);
+}
+
+/// Qwen3-VL's video (Qwen3VLVideoProcessor with cap_pixels_per_frame, and
+/// Qwen3VLProcessor's prompt): the frames sized together, each temporal
+/// patch a block of its own after the text "<T seconds>", T the mean time
+/// of its frames; the blocks go to `out.images` as images do.
+absl::StatusOr<std::vector<ChatPart>>
+TimestampedFrames(const DecodedVideo &video, const MediaModel &model,
+                  MediaSample &out) {
+  const int64_t n = static_cast<int64_t>(video.frames.size());
+  if (n == 0 || !(video.fps > 0))
+    return absl::InvalidArgumentError("a video without frames or a frame rate");
+  VEOMNI_ASSIGN_OR_RETURN(auto size,
+                          VideoSmartResize(n, video.frames[0].height,
+                                           video.frames[0].width, model.video,
+                                           model.videoTotalPixels));
+  VEOMNI_ASSIGN_OR_RETURN(VisionPatches all,
+                          VideoPatches(video.frames, size, model.video));
+  const int64_t tp = model.image.temporalPatch;
+  std::vector<int64_t> indices = video.indices;
+  while (indices.size() % tp)
+    indices.push_back(indices.back());
+  const int64_t block = all.h * all.w;
+  std::vector<ChatPart> parts;
+  for (int64_t t = 0; t < all.t; ++t) {
+    const double seconds = (double(indices[t * tp]) / video.fps +
+                            double(indices[t * tp + tp - 1]) / video.fps) /
+                           2;
+    ChatPart time;
+    time.text = absl::StrFormat("<%.1f seconds>", seconds);
+    parts.push_back(std::move(time));
+    VisionPatches frame;
+    frame.t = 1;
+    frame.h = all.h;
+    frame.w = all.w;
+    frame.rowSize = all.rowSize;
+    frame.values.assign(all.values.begin() + t * block * all.rowSize,
+                        all.values.begin() + (t + 1) * block * all.rowSize);
+    ChatPart run;
+    run.ids.push_back(model.visionStart);
+    run.ids.insert(run.ids.end(), frame.Tokens(model.image), model.videoToken);
+    run.ids.push_back(model.visionEnd);
+    parts.push_back(std::move(run));
+    out.images.push_back(std::move(frame));
+  }
+  return parts;
+}
+
+} // namespace
+
 absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
                                const Tokenizer &tokenizer, ChatFormat chat,
                                int32_t eos, const MediaModel &model,
@@ -244,8 +341,9 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
   if (text)
     return absl::OkStatus();
   // Each media part: its file decoded and processed, its placeholders.
-  PartReader read = [&](const Json &part,
-                        const std::string &type) -> absl::StatusOr<ChatPart> {
+  PartReader read =
+      [&](const Json &part,
+          const std::string &type) -> absl::StatusOr<std::vector<ChatPart>> {
     if (type != "image" && type != "audio" && type != "video")
       return absl::UnimplementedError(
           absl::StrCat("a \"", type,
@@ -262,20 +360,22 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         return absl::UnimplementedError(
             absl::StrCat("videos for ", model.modelType,
                          " are not supported (images only)"));
-      if (model.positionGrid > 0)
-        return absl::UnimplementedError(absl::StrCat(
-            "videos for ", model.modelType,
-            " are not supported yet (Qwen3-VL's timestamped frames, "
-            "Qwen3-Omni's)"));
       if (!model.vision || model.videoToken < 0)
         return absl::InvalidArgumentError(
             "a video, and the model config names no video_token_id");
       // (The decoders' errors name the file.)
       VEOMNI_ASSIGN_OR_RETURN(DecodedVideo video,
                               DecodeVideo(path, model.sampling));
+      const int64_t n = static_cast<int64_t>(video.frames.size());
+      if (model.timestamps) {
+        absl::StatusOr<std::vector<ChatPart>> frames =
+            TimestampedFrames(video, model, out);
+        if (!frames.ok())
+          return media(frames.status());
+        return frames;
+      }
       // A frame's share of the video's pixel budget.
       VisionConfig frame = model.video;
-      const int64_t n = static_cast<int64_t>(video.frames.size());
       frame.maxPixels = std::max<int64_t>(
           std::min<int64_t>(frame.maxPixels, model.videoTotalPixels *
                                                  model.sampling.frameFactor /
@@ -288,10 +388,24 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
       patches->secondsPerGrid =
           double(model.image.temporalPatch) / model.sampling.fps;
       run.ids.push_back(model.visionStart);
-      run.ids.insert(run.ids.end(), patches->Tokens(model.image),
-                     model.videoToken);
+      if (model.audioInVideo && model.audio && HasAudioStream(path)) {
+        // Its sound track's tokens among its own, by time.
+        absl::StatusOr<LogMel> mel = ClipFeatures(path, model);
+        if (!mel.ok())
+          return media(mel.status());
+        patches->withAudio = true;
+        run.ids.push_back(model.audioStart);
+        InterleaveAudio(*patches, model.AudioTokens(mel->frames), model,
+                        run.ids);
+        run.ids.push_back(model.audioEnd);
+        out.images.push_back(*std::move(patches));
+        out.audios.push_back(*std::move(mel));
+      } else {
+        run.ids.insert(run.ids.end(), patches->Tokens(model.image),
+                       model.videoToken);
+        out.images.push_back(*std::move(patches));
+      }
       run.ids.push_back(model.visionEnd);
-      out.images.push_back(*std::move(patches));
     } else if (type == "image") {
       if (!model.vision)
         return absl::InvalidArgumentError(
@@ -307,7 +421,7 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
         run.ids.push_back(model.visionEnd);
         run.around = "\n\n";
         out.images.push_back(*std::move(image));
-        return run;
+        return std::vector<ChatPart>{std::move(run)};
       }
       absl::StatusOr<VisionPatches> patches =
           Qwen2VLPatches(rgb.pixels, rgb.height, rgb.width, model.image);
@@ -322,24 +436,16 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
       if (!model.audio)
         return absl::InvalidArgumentError(
             "audio, and the model has no audio tower");
-      VEOMNI_ASSIGN_OR_RETURN(
-          std::vector<float> samples,
-          DecodeAudio(path, static_cast<int>(model.features.sampleRate)));
-      absl::StatusOr<LogMel> mel = WhisperLogMel(samples, model.features);
+      absl::StatusOr<LogMel> mel = ClipFeatures(path, model);
       if (!mel.ok())
         return media(mel.status());
-      // Every frame is kept: the tower's tokens are transformers' count
-      // of them, (((F - 1) / 2 + 1) - 2) / 2 + 1.
-      if (mel->frames < 4)
-        return media(absl::InvalidArgumentError(
-            "shorter than 4 feature frames (40 ms)"));
       run.ids.push_back(model.audioStart);
       run.ids.insert(run.ids.end(), model.AudioTokens(mel->frames),
                      model.audioToken);
       run.ids.push_back(model.audioEnd);
       out.audios.push_back(*std::move(mel));
     }
-    return run;
+    return std::vector<ChatPart>{std::move(run)};
   };
   return EncodeConversation(j, tokenizer, chat, &read, out);
 }
@@ -357,6 +463,43 @@ std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
         image < s.images.size()) {
       const VisionPatches &p = s.images[image++];
       const int64_t gh = p.h / merge, gw = p.w / merge;
+      if (p.withAudio && audio < s.audios.size()) {
+        // Qwen3-Omni's audio in video: the frames' positions (time in
+        // f32, kept fractional until stored) and the clip's counting up
+        // from the block's start, merged as its get_rope_index merges them
+        // (the processor's token order); the text after goes on from one
+        // past the largest position of the last run it appends: the rest
+        // of the frames or of the clip.
+        const int64_t clip = model.AudioTokens(s.audios[audio++].frames);
+        const int64_t perFrame = gh * gw, frames = p.t * perFrame;
+        const float start = static_cast<float>(next);
+        auto frameAt = [&](int64_t v, int d) {
+          const int64_t t = v / perFrame, y = v / gw % gh, x = v % gw;
+          return start + (d == 0   ? VideoTime(p, model, t)
+                          : d == 1 ? static_cast<float>(y)
+                                   : static_cast<float>(x));
+        };
+        int64_t v = 0, a = 0;
+        float top = start;
+        auto put = [&](bool isVideo) {
+          for (int d = 0; d < 3; ++d) {
+            const float value = isVideo ? frameAt(v, d) : start + float(a);
+            pos[d][i] = static_cast<int32_t>(value);
+            top = std::max(top, value);
+          }
+          ++(isVideo ? v : a);
+          ++i;
+        };
+        while (v < frames && a < clip)
+          put(frameAt(v, 0) <= start + float(a));
+        top = start; // the last run's largest
+        while (v < frames)
+          put(true);
+        while (a < clip)
+          put(false);
+        next = static_cast<int64_t>(top + 1.f);
+        continue;
+      }
       // A video's temporal patches step by their seconds (as f32, as
       // torch multiplies them) times the model's positions a second.
       const bool video = p.secondsPerGrid > 0;

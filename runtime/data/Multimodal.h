@@ -70,9 +70,15 @@ struct MediaModel {
   VisionConfig video;
   int64_t videoTotalPixels = 90316800;
   /// How a video's temporal rope positions step: Qwen2.5-VL's
-  /// tokens_per_second, Qwen2.5-Omni's position_id_per_seconds (times the
-  /// seconds a temporal patch spans); Qwen2-VL steps by one a patch.
+  /// tokens_per_second, the omni models' position_id_per_seconds (times
+  /// the seconds a temporal patch spans); Qwen2-VL steps by one a patch.
   double videoPositionsPerSecond = 0;
+  /// Qwen3-VL: frames sampled across the whole video (sampling.spread)
+  /// and sized together (video.minPixels: all the frames' least pixels;
+  /// video.maxPixels: a frame's most; videoTotalPixels: all the frames'
+  /// most), each temporal patch a block of its own after its timestamp
+  /// text "<T seconds>", its positions an image's.
+  bool timestamps = false;
   int32_t audioToken = -1, audioStart = -1, audioEnd = -1;
   WhisperFeatures features; ///< mels: the audio tower's num_mel_bins
   int64_t audioChunk = 200; ///< frames per attention chunk: 2 n_window
@@ -82,6 +88,12 @@ struct MediaModel {
   /// audio_frame_mask and audio_segment_ids.
   bool qwen3Audio = false;
   int64_t audioWindow = 0;
+  /// Qwen3-Omni's use_audio_in_video: a video with a sound track is
+  /// <vision_start> <audio_start> its frames' and its clip's tokens
+  /// interleaved by time <audio_end> <vision_end> (a video token before
+  /// audio token j when its temporal position is at most j); the clip is
+  /// the sample's next audio (VisionPatches::withAudio).
+  bool audioInVideo = false;
   /// Gemma 3: whole images resized to imageSize x imageSize, each
   /// "\n\n" <start_of_image> (visionStart) imageToken x tokensPerImage
   /// <end_of_image> (visionEnd) "\n\n" in the text, their tokens marked in

@@ -70,6 +70,8 @@ constexpr Field kFields[] = {
      true},
     {"data.video_total_pixels", false, nullptr, &JobSettings::videoTotalPixels,
      1, true},
+    {"data.audio_in_video", false, &JobSettings::audioInVideo, nullptr, 0,
+     true},
     {"data.workers", false, nullptr, &JobSettings::dataWorkers, 0, true},
     {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
     {"train.resume", false, &JobSettings::resume, nullptr, 0},

@@ -67,6 +67,8 @@ struct JobSettings {
   std::string videoFps = "2";
   int64_t videoMaxFrames = 768, videoMinPixels = 128 * 28 * 28,
           videoMaxPixels = 28 * 28 * 768, videoTotalPixels = 90316800;
+  /// "true": a video's sound track goes in with it (Qwen3-Omni).
+  std::string audioInVideo = "false";
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

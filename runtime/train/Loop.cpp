@@ -324,10 +324,35 @@ OpenTextData(const JobSettings &job, const std::string &paths,
     model.video.maxPixels = job.videoMaxPixels;
     model.videoTotalPixels = job.videoTotalPixels;
     model.sampling.maxFrames = job.videoMaxFrames;
+    if (job.audioInVideo != "true" && job.audioInVideo != "false")
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.audio_in_video: expected true or false, got '",
+                       job.audioInVideo, "'"));
+    model.audioInVideo = job.audioInVideo == "true";
+    if (model.audioInVideo && !model.qwen3Audio)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.audio_in_video: true, but ", model.modelType,
+          " takes a video's sound track only as Qwen3-Omni does "
+          "(qwen3_omni_moe); Qwen2.5-Omni's chunked interleaving is not "
+          "supported yet"));
     if (!absl::SimpleAtod(job.videoFps, &model.sampling.fps) ||
         !(model.sampling.fps > 0))
       return absl::InvalidArgumentError(absl::StrCat(
           "data.video_fps: '", job.videoFps, "' is not a positive number"));
+    if (model.qwen3Audio && model.vision) {
+      // Qwen3-Omni keeps a video's temporal positions fractional (f32);
+      // the program's positions are integers.
+      const double step = double(model.image.temporalPatch) /
+                          model.sampling.fps * model.videoPositionsPerSecond;
+      if (std::fabs(step - std::round(step)) > 1e-9)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data.video_fps: ", job.videoFps, " gives ", model.modelType,
+            " a fractional temporal position step (", model.image.temporalPatch,
+            " / fps x position_id_per_seconds ", model.videoPositionsPerSecond,
+            " = ", step,
+            "), which transformers keeps fractional and veomni's integer "
+            "positions cannot; choose a rate that makes it whole"));
+    }
     data->media = std::make_unique<MediaModel>(model);
     options.media = data->media.get();
   }

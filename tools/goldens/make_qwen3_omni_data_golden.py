@@ -15,12 +15,23 @@ test/goldens/multimodal's, made by make_multimodal_goldens.py):
   expected.json      per sample: ids, trained flags, audio frames and
                      features, and transformers' loss under model.safetensors
                      (positions from its own get_rope_index)
+  talk.mkv           12 frames of 32 x 24 at 6 fps (H.264) with a 2 s sound
+                     track (16 kHz PCM)
+  videos.jsonl       ../multimodal/clip.mp4 (no sound track); talk.mkv
+  videos.json        per video sample, with use_audio_in_video: ids (the
+                     processor's interleaving of talk.mkv's frames and sound
+                     by time), trained flags, get_rope_index's positions,
+                     transformers' loss; frames sampled at 2 fps by
+                     Qwen2VLVideoProcessor (mean and std 0.5, 64 to 1024
+                     pixels a frame), video_second_per_grid 1
 
     python3 tools/goldens/make_qwen3_omni_data_golden.py
 """
 import json
+import subprocess
 import sys
 import tempfile
+import types
 import wave
 from pathlib import Path
 
@@ -161,6 +172,114 @@ def main():
             print(f"{len(enc.ids)} tokens, grids {grids}, {frames} frames -> {features} features, "
                   f"transformers' loss {loss:.6f}")
     (OUT / "expected.json").write_text(json.dumps(expected))
+    video_samples(tok, thinker, model, extractor)
+
+
+def write_talk():
+    """talk.mkv: a square moving over a gradient and a rising tone."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for k in range(12):
+        y, x = np.mgrid[0:24, 0:32]
+        f = np.stack([255 - x * 7, y * 9, 40 + 0 * x], -1).astype(np.float64)
+        f[10:18, 28 - 2 * k:36 - 2 * k] = (30, 230, 240)
+        frames.append(np.clip(f + rng.integers(0, 10, f.shape), 0, 255).astype(np.uint8))
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    tone = 0.35 * np.sin(2 * np.pi * (400 + 300 * t) * t) + 0.03 * rng.standard_normal(t.shape)
+    pcm = np.round(np.clip(tone, -1, 1) * 32767).astype(np.int16)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "talk.wav"
+        with wave.open(str(wav), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sr)
+            w.writeframes(pcm.tobytes())
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                        "-s", "32x24", "-r", str(mm.VIDEO_FPS), "-i", "-", "-i", str(wav),
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+                        "-bitexact", "-fflags", "+bitexact", str(OUT / "talk.mkv")],
+                       input=np.stack(frames).tobytes(), check=True)
+
+
+def track(path):
+    """The sound track of `path` as the ffmpeg tool decodes it (16 kHz mono)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
+                          "-ar", "16000", "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768
+
+
+def video_samples(tok, thinker, model, extractor):
+    write_talk()
+    vcfg, acfg = thinker["vision_config"], thinker["audio_config"]
+    merge, pps = vcfg["spatial_merge_size"], thinker["position_id_per_seconds"]
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+        _get_feat_extract_output_lengths,
+    )
+    processor = transformers.Qwen2VLVideoProcessor(
+        patch_size=vcfg["patch_size"], merge_size=merge, temporal_patch_size=vcfg["temporal_patch_size"],
+        image_mean=[0.5] * 3, image_std=[0.5] * 3, size={"shortest_edge": 64, "longest_edge": 1024})
+    # The processor's own interleaving (Qwen3OmniMoeProcessor's tokens).
+    names = types.SimpleNamespace(audio_bos_token="<|audio_bos|>", audio_eos_token="<|audio_eos|>",
+                                  video_token="<|VIDEO|>", audio_token="<|AUDIO|>",
+                                  video_processor=types.SimpleNamespace(merge_size=merge))
+    samples = [
+        [{"role": "user", "content": [{"type": "video", "video": "../multimodal/clip.mp4"},
+                                      {"type": "text", "text": "Where does it go?"}]},
+         {"role": "assistant", "content": "Right."}],
+        [{"role": "user", "content": [{"type": "text", "text": "Watch: "},
+                                      {"type": "video", "video": "talk.mkv"}]},
+         {"role": "assistant", "content": "It moves left and hums."}],
+    ]
+    expected = []
+    with open(OUT / "videos.jsonl", "w") as lines:
+        for messages in samples:
+            lines.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+            hf = {}
+
+            def media(p):
+                path = OUT / p["video"]
+                every = mm.video_frames(path)
+                meta = transformers.video_utils.VideoMetadata(
+                    total_num_frames=len(every), fps=mm.VIDEO_FPS, width=32, height=24)
+                out = processor(videos=[torch.from_numpy(every.copy()).permute(0, 3, 1, 2)],
+                                video_metadata=[meta], do_sample_frames=True, fps=2, return_tensors="pt")
+                grid = out["video_grid_thw"]
+                spg = vcfg["temporal_patch_size"] / 2
+                hf.update(pixel_values_videos=out["pixel_values_videos"], video_grid_thw=grid,
+                          video_second_per_grid=torch.tensor([spg]))
+                if path.suffix != ".mkv":
+                    return "<|vision_start|>" + "<|VIDEO|>" * int(grid[0].prod() // merge**2) + "<|vision_end|>"
+                sound = track(path)
+                mel = extractor._np_extract_fbank_features(sound[None].astype(np.float64), "cpu")[0]
+                mel = mel.astype(np.float32)
+                n = int(_get_feat_extract_output_lengths(torch.tensor(mel.shape[1]), acfg["n_window"]))
+                hf.update(input_features=torch.tensor(mel[None]),
+                          feature_attention_mask=torch.ones(1, mel.shape[1], dtype=torch.long),
+                          use_audio_in_video=True)
+                text = transformers.Qwen3OmniMoeProcessor.replace_video_with_audio_token(
+                    names, {"video_grid_thw": grid, "video_second_per_grid": [spg]}, 0,
+                    {"num_audio_tokens": [n]}, 0, position_id_per_seconds=pps)
+                return "<|vision_start|>" + text + "<|vision_end|>"
+
+            text, spans = mm.render_chat(messages, media)
+            enc = tok.encode(text, add_special_tokens=False)
+            trained = [int(any(a <= s < b for a, b in spans)) for s, _ in enc.offsets]
+            input_ids = torch.tensor([enc.ids])
+            labels = torch.tensor([[t if k else -100 for t, k in zip(enc.ids, trained)]])
+            mask = torch.ones_like(input_ids)
+            audio_lengths = (torch.tensor([hf["input_features"].shape[-1]])
+                             if "input_features" in hf else None)
+            positions, _ = model.get_rope_index(
+                input_ids, None, hf["video_grid_thw"], mask, hf.get("use_audio_in_video", False),
+                audio_lengths, hf["video_second_per_grid"])
+            with torch.no_grad():
+                loss = float(model(input_ids=input_ids, attention_mask=mask, labels=labels, **hf).loss)
+            expected.append({"ids": enc.ids, "trained": trained,
+                             "positions": positions[:, 0].tolist(), "hf_loss": loss})
+            print(f"video sample: {len(enc.ids)} tokens, {enc.ids.count(tok.token_to_id('<|AUDIO|>'))} "
+                  f"audio tokens, transformers' loss {loss:.6f}")
+    (OUT / "videos.json").write_text(json.dumps(expected))
 
 
 if __name__ == "__main__":

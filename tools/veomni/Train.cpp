@@ -184,6 +184,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.videoMinPixels = r.data.videoMinPixels;
   job.videoMaxPixels = r.data.videoMaxPixels;
   job.videoTotalPixels = r.data.videoTotalPixels;
+  job.audioInVideo = r.data.audioInVideo;
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;

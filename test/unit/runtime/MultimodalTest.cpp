@@ -421,16 +421,131 @@ TEST(Multimodal, Qwen3VLSamplesEqualItsProcessorAndPositionGrid) {
   EXPECT_GT(mixed, 100) << "a 6 x 10 image on a 6 x 6 grid mixes taps";
   for (size_t k = 4 * 120; k < weights.size(); ++k)
     EXPECT_EQ(weights[k], 0.f);
+}
 
-  // Its videos are refused by name, for now.
-  MediaSample v;
-  absl::Status video = EncodeMediaSample(
-      R"({"messages": [{"role": "user", "content": [{"type": "video", "video": "clip.mp4"}]}, {"role": "assistant", "content": "?"}]})",
-      Dir(), *G().tokenizer, ChatFormat::ChatML, -1, *model, v);
-  EXPECT_FALSE(video.ok());
-  EXPECT_NE(video.message().find("videos for qwen3_vl are not supported"),
-            std::string::npos)
-      << video;
+TEST(Multimodal, Qwen3VLVideosEqualItsProcessorWithTimestamps) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/qwen3_vl_data";
+  auto model = ReadMediaModel(dir + "/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model->timestamps);
+  EXPECT_TRUE(model->sampling.spread);
+  // The golden's processor settings: shortest_edge, max_video_tokens x
+  // factor^2, longest_edge.
+  model->video.minPixels = 256;
+  model->video.maxPixels = 32 * 8 * 8;
+  model->videoTotalPixels = 8192;
+  auto expected = ParseJson(ReadText(dir + "/expected.json"));
+  ASSERT_TRUE(expected.ok());
+  const Json &want = *FindField(*expected, "video");
+  std::string line = ReadText(dir + "/video.jsonl");
+  line = line.substr(0, line.find('\n'));
+  MediaSample s;
+  absl::Status st = EncodeMediaSample(line, dir, *G().tokenizer,
+                                      ChatFormat::ChatML, -1, *model, s);
+  ASSERT_TRUE(st.ok()) << st;
+  // "<0.3 seconds>" and "<1.5 seconds>" (frames 0, 4, 7, 11 of 12 at 6
+  // fps), each before its temporal patch's block.
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(want, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(want, "trained")));
+  std::vector<int64_t> grid = Ints(*FindField(want, "grid"));
+  ASSERT_EQ(s.images.size(), static_cast<size_t>(grid[0]));
+  for (const VisionPatches &frame : s.images) {
+    EXPECT_EQ(frame.t, 1);
+    EXPECT_EQ(frame.h, grid[1]);
+    EXPECT_EQ(frame.w, grid[2]);
+  }
+  // The ffmpeg tool's frames and ours: within one 8-bit step.
+  for (float worst : WorstPixelErrors(s, ReadF32(dir + "/video.f32")))
+    EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f);
+  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
+  const Json &hf = *FindField(want, "positions");
+  for (int d = 0; d < 3; ++d)
+    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
+              Ints(hf.items[d]))
+        << "axis " << d;
+
+  // sample_frames' frame numbers at other lengths, rates and limits.
+  for (const Json &c : FindField(*expected, "sampling")->items) {
+    VideoSampling sampling = model->sampling;
+    sampling.fps = FindField(c, "fps")->number;
+    sampling.maxFrames =
+        static_cast<int64_t>(FindField(c, "max_frames")->number);
+    auto got = SampleFrames(static_cast<int64_t>(FindField(c, "total")->number),
+                            FindField(c, "video_fps")->number, sampling);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, Ints(*FindField(c, "indices")))
+        << "total " << FindField(c, "total")->number;
+  }
+  // The video processor's sizes, 16-pixel patches merged 2 x 2.
+  for (const Json &c : FindField(*expected, "sizes")->items) {
+    VisionConfig config;
+    config.patch = 16;
+    config.minPixels = static_cast<int64_t>(FindField(c, "min")->number);
+    config.maxPixels = static_cast<int64_t>(FindField(c, "frame_max")->number);
+    auto got = VideoSmartResize(
+        static_cast<int64_t>(FindField(c, "frames")->number),
+        static_cast<int64_t>(FindField(c, "height")->number),
+        static_cast<int64_t>(FindField(c, "width")->number), config,
+        static_cast<int64_t>(FindField(c, "total")->number));
+    ASSERT_TRUE(got.ok()) << got.status();
+    std::vector<int64_t> size = Ints(*FindField(c, "size"));
+    EXPECT_EQ(got->first, size[0]) << FindField(c, "height")->number;
+    EXPECT_EQ(got->second, size[1]) << FindField(c, "width")->number;
+  }
+  VisionConfig config;
+  EXPECT_FALSE(VideoSmartResize(1, 64, 64, config, 1 << 20).ok())
+      << "one frame is less than a temporal patch";
+}
+
+TEST(Multimodal, Qwen3OmniVideosAndTheirSoundEqualItsProcessor) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/qwen3_omni_data";
+  auto model = ReadMediaModel(dir + "/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_FALSE(model->timestamps);
+  EXPECT_EQ(model->videoPositionsPerSecond, 13);
+  model->video.minPixels = 64;
+  model->video.maxPixels = 1024;
+  model->audioInVideo = true;
+  auto expected = ParseJson(ReadText(dir + "/videos.json"));
+  ASSERT_TRUE(expected.ok());
+  std::istringstream lines(ReadText(dir + "/videos.jsonl"));
+  std::string line;
+  for (const Json &want : expected->items) {
+    ASSERT_TRUE(std::getline(lines, line));
+    MediaSample s;
+    absl::Status st = EncodeMediaSample(line, dir, *G().tokenizer,
+                                        ChatFormat::ChatML, -1, *model, s);
+    ASSERT_TRUE(st.ok()) << st;
+    // clip.mp4 has no sound track: a plain video; talk.mkv's 26 audio
+    // tokens go among its two temporal patches' 12 each.
+    EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+              Ints(*FindField(want, "ids")));
+    EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+              Ints(*FindField(want, "trained")));
+    ASSERT_EQ(s.images.size(), 1u);
+    EXPECT_EQ(s.images[0].withAudio, !s.audios.empty());
+    std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
+    const Json &hf = *FindField(want, "positions");
+    for (int d = 0; d < 3; ++d)
+      EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
+                Ints(hf.items[d]))
+          << "axis " << d;
+  }
+  MediaSample s;
+  // Without audio_in_video the sound track is left out.
+  model->audioInVideo = false;
+  std::istringstream again(ReadText(dir + "/videos.jsonl"));
+  std::getline(again, line);
+  std::getline(again, line);
+  ASSERT_TRUE(EncodeMediaSample(line, dir, *G().tokenizer, ChatFormat::ChatML,
+                                -1, *model, s)
+                  .ok());
+  EXPECT_TRUE(s.audios.empty());
+  EXPECT_FALSE(s.images[0].withAudio);
 }
 
 TEST(Multimodal, BadPartsNameTheMessageAndPart) {
