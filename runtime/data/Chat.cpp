@@ -151,7 +151,7 @@ public:
 
   /// A content list: text parts joined (each trimmed with `trim`), the
   /// first stretch after `head`; each run of ids as given, never trained,
-  /// its `around` text joining the stretches on both sides of it.
+  /// its `before` text and its `around` text before it, `around` after.
   absl::Status Parts(std::string head, absl::Span<const ChatPart> parts,
                      bool trained, bool trim) {
     std::string body;
@@ -160,7 +160,8 @@ public:
         absl::StrAppend(&body, trim ? PythonStrip(p.text) : p.text);
         continue;
       }
-      VEOMNI_RETURN_IF_ERROR(Text(head, absl::StrCat(body, p.around), trained));
+      VEOMNI_RETURN_IF_ERROR(
+          Text(head, absl::StrCat(body, p.before, p.around), trained));
       head.clear();
       body = p.around;
       for (int32_t id : p.ids)

@@ -70,6 +70,10 @@ struct ChatPart {
   /// Text on both sides of the ids, tokenized with the text beside it
   /// (Gemma 3's "\n\n" around an image).
   std::string around;
+  /// Text before the ids (and before `around`), never trimmed: what a
+  /// processor writes between runs (Qwen3-VL's "<T seconds>", Gemma 3's
+  /// pan-and-scan sentence).
+  std::string before;
 };
 
 struct ChatMessage {

@@ -454,6 +454,41 @@ absl::StatusOr<VisionPatches> WholeImage(const RgbImage &image, int64_t size,
   return out;
 }
 
+std::vector<RgbImage> PanAndScanCrops(const RgbImage &image, int64_t minCrop,
+                                      int64_t maxCrops, double minRatio) {
+  const int64_t h = image.height, w = image.width;
+  if (h < 1 || w < 1 || minCrop < 1)
+    return {};
+  const bool wide = w >= h;
+  const int64_t along = wide ? w : h, across = wide ? h : w;
+  if (double(along) / double(across) < minRatio)
+    return {};
+  int64_t n =
+      static_cast<int64_t>(std::floor(double(along) / double(across) + 0.5));
+  n = std::min(
+      static_cast<int64_t>(std::floor(double(along) / double(minCrop))), n);
+  n = std::min(maxCrops, std::max<int64_t>(2, n));
+  const int64_t cw = wide ? (w + n - 1) / n : w,
+                ch = wide ? h : (h + n - 1) / n;
+  if (std::min(cw, ch) < minCrop)
+    return {};
+  std::vector<RgbImage> crops;
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t y0 = wide ? 0 : k * ch, x0 = wide ? k * cw : 0;
+    RgbImage crop;
+    crop.height = std::min(ch, h - y0);
+    crop.width = std::min(cw, w - x0);
+    if (crop.height < 1 || crop.width < 1)
+      continue; // (a slice past the edge is empty; PIL cannot take it)
+    crop.pixels.resize(crop.height * crop.width * 3);
+    for (int64_t y = 0; y < crop.height; ++y)
+      std::copy_n(image.pixels.begin() + ((y0 + y) * w + x0) * 3,
+                  crop.width * 3, crop.pixels.begin() + y * crop.width * 3);
+    crops.push_back(std::move(crop));
+  }
+  return crops;
+}
+
 absl::StatusOr<RgbImage> DecodeImage(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)

@@ -121,6 +121,17 @@ absl::StatusOr<VisionPatches> Qwen2VLPatches(const std::vector<uint8_t> &rgb,
 absl::StatusOr<VisionPatches> WholeImage(const RgbImage &image, int64_t size,
                                          const VisionConfig &c);
 
+/// Gemma 3's pan and scan (Gemma3ImageProcessor's do_pan_and_scan): an
+/// image whose long side is at least `minRatio` times its short side is
+/// cut along the long side into n equal crops (ceil division, the last
+/// clipped at the edge), n the aspect ratio rounded half up, at most
+/// long / minCrop, within [2, maxCrops]; none when a crop's short side
+/// would be under minCrop, or the image is not elongated enough.
+std::vector<RgbImage> PanAndScanCrops(const RgbImage &image,
+                                      int64_t minCrop = 256,
+                                      int64_t maxCrops = 4,
+                                      double minRatio = 1.2);
+
 } // namespace veomni::rt
 
 #endif // VEOMNI_RUNTIME_DATA_IMAGE_H

@@ -309,9 +309,6 @@ TimestampedFrames(const DecodedVideo &video, const MediaModel &model,
     const double seconds = (double(indices[t * tp]) / video.fps +
                             double(indices[t * tp + tp - 1]) / video.fps) /
                            2;
-    ChatPart time;
-    time.text = absl::StrFormat("<%.1f seconds>", seconds);
-    parts.push_back(std::move(time));
     VisionPatches frame;
     frame.t = 1;
     frame.h = all.h;
@@ -320,6 +317,7 @@ TimestampedFrames(const DecodedVideo &video, const MediaModel &model,
     frame.values.assign(all.values.begin() + t * block * all.rowSize,
                         all.values.begin() + (t + 1) * block * all.rowSize);
     ChatPart run;
+    run.before = absl::StrFormat("<%.1f seconds>", seconds);
     run.ids.push_back(model.visionStart);
     run.ids.insert(run.ids.end(), frame.Tokens(model.image), model.videoToken);
     run.ids.push_back(model.visionEnd);
@@ -412,16 +410,30 @@ absl::Status EncodeMediaSample(absl::string_view line, const std::string &dir,
             "an image, and the model has no vision tower");
       VEOMNI_ASSIGN_OR_RETURN(RgbImage rgb, DecodeImage(path));
       if (model.wholeImages) {
-        absl::StatusOr<VisionPatches> image =
-            WholeImage(rgb, model.imageSize, model.image);
-        if (!image.ok())
-          return media(image.status());
-        run.ids.push_back(model.visionStart);
-        run.ids.insert(run.ids.end(), model.tokensPerImage, model.imageToken);
-        run.ids.push_back(model.visionEnd);
-        run.around = "\n\n";
-        out.images.push_back(*std::move(image));
-        return std::vector<ChatPart>{std::move(run)};
+        std::vector<RgbImage> crops;
+        if (model.panAndScan)
+          crops = PanAndScanCrops(rgb);
+        std::vector<ChatPart> runs;
+        for (size_t k = 0; k <= crops.size(); ++k) {
+          absl::StatusOr<VisionPatches> image = WholeImage(
+              k == 0 ? rgb : crops[k - 1], model.imageSize, model.image);
+          if (!image.ok())
+            return media(image.status());
+          ChatPart whole;
+          whole.ids.push_back(model.visionStart);
+          whole.ids.insert(whole.ids.end(), model.tokensPerImage,
+                           model.imageToken);
+          whole.ids.push_back(model.visionEnd);
+          whole.around = "\n\n";
+          if (!crops.empty())
+            whole.before = k == 0   ? "Here is the original image "
+                           : k == 1 ? " and here are some crops to help you "
+                                      "see better "
+                                    : " ";
+          out.images.push_back(*std::move(image));
+          runs.push_back(std::move(whole));
+        }
+        return runs;
       }
       absl::StatusOr<VisionPatches> patches =
           Qwen2VLPatches(rgb.pixels, rgb.height, rgb.width, model.image);

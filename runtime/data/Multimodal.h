@@ -101,6 +101,11 @@ struct MediaModel {
   /// ([B, S]); pixel_values [images, 3, size, size], the budget in images.
   bool wholeImages = false;
   int64_t imageSize = 0, tokensPerImage = 0;
+  /// Gemma 3's do_pan_and_scan: an elongated image is followed by its
+  /// crops (PanAndScanCrops), each an image of its own, in its
+  /// processor's words: "Here is the original image " IMAGE " and here
+  /// are some crops to help you see better " CROP " " CROP ...
+  bool panAndScan = false;
   /// The tokens (encoder features) of a clip of `frames` log-mel frames.
   int64_t AudioTokens(int64_t frames) const;
 };

@@ -69,6 +69,8 @@ struct JobSettings {
           videoMaxPixels = 28 * 28 * 768, videoTotalPixels = 90316800;
   /// "true": a video's sound track goes in with it (Qwen3-Omni).
   std::string audioInVideo = "false";
+  /// "true": Gemma 3's images are followed by their pan-and-scan crops.
+  std::string panAndScan = "false";
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

@@ -324,11 +324,19 @@ OpenTextData(const JobSettings &job, const std::string &paths,
     model.video.maxPixels = job.videoMaxPixels;
     model.videoTotalPixels = job.videoTotalPixels;
     model.sampling.maxFrames = job.videoMaxFrames;
-    if (job.audioInVideo != "true" && job.audioInVideo != "false")
-      return absl::InvalidArgumentError(
-          absl::StrCat("data.audio_in_video: expected true or false, got '",
-                       job.audioInVideo, "'"));
+    for (const auto &[name, value] :
+         {std::pair<const char *, const std::string *>{"data.audio_in_video",
+                                                       &job.audioInVideo},
+          {"data.pan_and_scan", &job.panAndScan}})
+      if (*value != "true" && *value != "false")
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": expected true or false, got '", *value, "'"));
     model.audioInVideo = job.audioInVideo == "true";
+    model.panAndScan = job.panAndScan == "true";
+    if (model.panAndScan && !model.wholeImages)
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.pan_and_scan: true, but ", model.modelType,
+                       " has no pan and scan (Gemma 3's, gemma3)"));
     if (model.audioInVideo && !model.qwen3Audio)
       return absl::InvalidArgumentError(absl::StrCat(
           "data.audio_in_video: true, but ", model.modelType,

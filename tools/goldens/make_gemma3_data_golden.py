@@ -23,6 +23,12 @@ made by make_multimodal_goldens.py):
                    transformers' loss of the sample under model.safetensors
   pixels.f32       Gemma3ImageProcessorPil's pixel_values: each image resized
                    to 32 x 32 (PIL bilinear), rescaled, normalised by 0.5
+  pan.png          an 800 x 300 picture (three crops under pan and scan)
+  pan.jsonl        a conversation with it; expected.json's "pan" holds its
+                   ids, trained flags, token types and transformers' loss
+                   with do_pan_and_scan (pan.f32: the original and its
+                   crops' pixel_values), "crops" the crop boxes the
+                   processor's pan_and_scan cuts for other sizes
 
     python3 tools/goldens/make_gemma3_data_golden.py
 """
@@ -137,8 +143,56 @@ def main():
         f.write(json.dumps({"messages": MESSAGES}, ensure_ascii=False) + "\n")
     expected = {"ids": input_ids, "trained": trained, "token_type_ids": types,
                 "images": [list(pixels.shape[1:])] * len(images), "hf_loss": loss}
+    expected["pan"] = pan_sample(tok, processor, model, ids)
+    expected["crops"] = crop_cases()
     (OUT / "expected.json").write_text(json.dumps(expected))
     print(f"{len(input_ids)} tokens, {len(images)} images {pixels.shape}, transformers' loss {loss:.6f}")
+
+
+def pan_sample(tok, processor, model, ids):
+    """A wide picture under do_pan_and_scan: the original and three crops."""
+    y, x = np.mgrid[0:300, 0:800]
+    rgb = np.stack([(x * 255) // 799, (y * 255) // 299, ((x // 40 + y // 40) % 2) * 200], -1)
+    Image.fromarray(rgb.astype(np.uint8)).save(OUT / "pan.png")
+    messages = [{"role": "user", "content": [{"type": "image", "image": "pan.png"},
+                                             {"type": "text", "text": " What is it? "}]},
+                {"role": "assistant", "content": "Squares on a gradient."}]
+    text = tok.apply_chat_template(messages, tokenize=False)
+    out = processor(text=text, images=[Image.open(OUT / "pan.png").convert("RGB")], return_tensors="np",
+                    add_special_tokens=False, do_pan_and_scan=True)
+    input_ids = out["input_ids"][0].tolist()
+    types = out["token_type_ids"][0].tolist()
+    pixels = out["pixel_values"].astype(np.float32)
+    assert pixels.shape[0] == 4, pixels.shape
+    # Trained: the answer and its <end_of_turn>, located in the decoded text.
+    enc = tok.backend_tokenizer.encode(tok.decode(input_ids), add_special_tokens=False)
+    assert enc.ids == input_ids
+    answer = "Squares on a gradient.<end_of_turn>"
+    at = tok.decode(input_ids).rindex(answer)
+    trained = [int(at <= s < at + len(answer)) for s, _ in enc.offsets]
+    labels = torch.tensor([[t if k else -100 for t, k in zip(input_ids, trained)]])
+    with torch.no_grad():
+        loss = float(model(input_ids=torch.tensor([input_ids]), pixel_values=torch.tensor(pixels),
+                           token_type_ids=torch.tensor([types]), labels=labels).loss)
+    pixels.tofile(OUT / "pan.f32")
+    with open(OUT / "pan.jsonl", "w") as f:
+        f.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    print(f"pan and scan: {len(input_ids)} tokens, {pixels.shape[0]} images, transformers' loss {loss:.6f}")
+    return {"ids": input_ids, "trained": trained, "token_type_ids": types, "hf_loss": loss}
+
+
+def crop_cases():
+    """The processor's pan_and_scan crops (top, left, height, width) of
+    images of other sizes, with its defaults (256, 4 crops, ratio 1.2)."""
+    p = transformers.Gemma3ImageProcessorPil()
+    cases = []
+    for h, w in [(300, 800), (800, 300), (256, 300), (300, 520), (512, 511), (1000, 300),
+                 (300, 2000), (600, 1000), (400, 470), (700, 256)]:
+        image = np.arange(h * w, dtype=np.int64).reshape(1, h, w)
+        crops = p.pan_and_scan(image, 256, 4, 1.2)
+        boxes = [[int(c[0, 0, 0] // w), int(c[0, 0, 0] % w), int(c.shape[1]), int(c.shape[2])] for c in crops]
+        cases.append({"height": h, "width": w, "crops": boxes})
+    return cases
 
 
 if __name__ == "__main__":

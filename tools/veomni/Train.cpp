@@ -185,6 +185,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.videoMaxPixels = r.data.videoMaxPixels;
   job.videoTotalPixels = r.data.videoTotalPixels;
   job.audioInVideo = r.data.audioInVideo;
+  job.panAndScan = r.data.panAndScan;
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;

@@ -677,5 +677,65 @@ TEST(Multimodal, Gemma3SamplesEqualItsProcessor) {
       << video;
 }
 
+TEST(Multimodal, Gemma3PanAndScanEqualsItsProcessor) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/gemma3_data";
+  auto model = ReadMediaModel(dir + "/config.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  model->panAndScan = true;
+  auto tokenizer = Tokenizer::Load(dir + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto expected = ParseJson(ReadText(dir + "/expected.json"));
+  ASSERT_TRUE(expected.ok());
+  const Json &want = *FindField(*expected, "pan");
+  std::string line = ReadText(dir + "/pan.jsonl");
+  line = line.substr(0, line.find('\n'));
+  MediaSample s;
+  absl::Status encoded = EncodeMediaSample(line, dir, **tokenizer,
+                                           ChatFormat::Gemma, -1, *model, s);
+  ASSERT_TRUE(encoded.ok()) << encoded;
+  // The 800 x 300 picture and its three crops, in the processor's words.
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(want, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(want, "trained")));
+  ASSERT_EQ(s.images.size(), 4u);
+  for (float worst : WorstPixelErrors(s, ReadF32(dir + "/pan.f32")))
+    EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f);
+  // Without it, the picture alone.
+  model->panAndScan = false;
+  MediaSample plain;
+  ASSERT_TRUE(EncodeMediaSample(line, dir, **tokenizer, ChatFormat::Gemma, -1,
+                                *model, plain)
+                  .ok());
+  EXPECT_EQ(plain.images.size(), 1u);
+
+  // The crop boxes of other sizes, wide and tall, and none where the
+  // picture is not elongated enough or a crop would be under 256.
+  for (const Json &c : FindField(*expected, "crops")->items) {
+    RgbImage image;
+    image.height = static_cast<int64_t>(FindField(c, "height")->number);
+    image.width = static_cast<int64_t>(FindField(c, "width")->number);
+    image.pixels.resize(image.height * image.width * 3);
+    for (size_t i = 0; i < image.pixels.size(); ++i)
+      image.pixels[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    std::vector<RgbImage> crops = PanAndScanCrops(image);
+    const Json &boxes = *FindField(c, "crops");
+    ASSERT_EQ(crops.size(), boxes.items.size())
+        << image.height << " x " << image.width;
+    for (size_t k = 0; k < crops.size(); ++k) {
+      std::vector<int64_t> box = Ints(boxes.items[k]); // top, left, h, w
+      ASSERT_EQ(crops[k].height, box[2]);
+      ASSERT_EQ(crops[k].width, box[3]);
+      for (int64_t y = 0; y < box[2]; ++y)
+        ASSERT_TRUE(std::equal(crops[k].pixels.begin() + y * box[3] * 3,
+                               crops[k].pixels.begin() + (y + 1) * box[3] * 3,
+                               image.pixels.begin() +
+                                   ((box[0] + y) * image.width + box[1]) * 3))
+            << "crop " << k << " row " << y;
+    }
+  }
+}
+
 } // namespace
 } // namespace veomni::rt
