@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
 
 using namespace mlir;
 using namespace mlir::veomni;
@@ -67,6 +68,13 @@ void mlir::veomni::addShardingPasses(OpPassManager &pm,
 void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
                                          const CompileOptions &options) {
   bool differentiate = options.gradients || options.train;
+  if (options.train && !options.train->freeze.empty()) {
+    FreezeOptions f;
+    for (StringRef p : llvm::split(options.train->freeze, ','))
+      if (!p.trim().empty())
+        f.patterns.push_back(p.trim().str());
+    pm.addPass(createFreeze(f));
+  }
   // Before autodiff, so that the backward sums the copies' cotangents.
   if (options.parallel.sp > 1) {
     RepeatKVHeadsOptions r;
@@ -153,6 +161,9 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   const ParallelSection &mesh = options.parallel;
   if (!options.train)
     return module.emitError("pipeline stages compile training steps only");
+  if (!options.train->freeze.empty())
+    return module.emitError("train.freeze with pipeline stages (parallel.pp "
+                            "> 1) is not supported yet");
   if (options.remat != "none")
     return module.emitError("pipeline stages recompute each chunk's forward "
                             "in its backward already: use train.remat none "

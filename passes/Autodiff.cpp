@@ -16,11 +16,26 @@ namespace mlir::veomni {
 using namespace mlir;
 using namespace mlir::veomni;
 
+llvm::DenseSet<Value> mlir::veomni::activeValues(Operation *op, Block &block) {
+  auto func = cast<func::FuncOp>(op);
+  llvm::DenseSet<Value> active;
+  for (BlockArgument arg : block.getArguments())
+    if (func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName) &&
+        !func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
+      active.insert(arg);
+  for (Operation &op : block)
+    if (llvm::any_of(op.getOperands(),
+                     [&](Value v) { return active.contains(v); }))
+      active.insert(op.getResults().begin(), op.getResults().end());
+  return active;
+}
+
 LogicalResult
 mlir::veomni::backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
-                            llvm::DenseMap<Value, Value> &cotangent) {
+                            llvm::DenseMap<Value, Value> &cotangent,
+                            const llvm::DenseSet<Value> *active) {
   auto accumulate = [&](Value v, Value g) {
-    if (!g)
+    if (!g || (active && !active->contains(v)))
       return;
     auto it = cotangent.find(v);
     if (it == cotangent.end())
@@ -54,6 +69,10 @@ mlir::veomni::backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
       resultGrads.push_back(g);
     }
     if (!reached)
+      continue;
+    // Nothing trainable behind it: no backward.
+    if (active && llvm::none_of(op->getOperands(),
+                                [&](Value v) { return active->contains(v); }))
       continue;
     auto vjp = dyn_cast<VJPOpInterface>(op);
     if (!vjp)
@@ -119,7 +138,8 @@ LogicalResult differentiate(func::FuncOp func) {
   SmallVector<Operation *> forward;
   for (Operation &op : block.without_terminator())
     forward.push_back(&op);
-  if (failed(backpropagate(b, forward, cotangent)))
+  llvm::DenseSet<Value> active = activeValues(func, block);
+  if (failed(backpropagate(b, forward, cotangent, &active)))
     return failure();
 
   // Return the original results, then one gradient per parameter.
@@ -128,7 +148,8 @@ LogicalResult differentiate(func::FuncOp func) {
   for (BlockArgument arg : block.getArguments()) {
     auto name = func.getArgAttrOfType<StringAttr>(
         arg.getArgNumber(), VeOmniDialect::kParamAttrName);
-    if (!name)
+    if (!name ||
+        func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
       continue;
     Value g = cotangent.lookup(arg);
     results.push_back(

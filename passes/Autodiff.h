@@ -6,6 +6,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 
 namespace mlir::veomni {
 
@@ -13,9 +14,16 @@ namespace mlir::veomni {
 /// cotangents of its operands to `cotangent` (summed where a value has
 /// several uses) from those of its results; `cotangent` holds the seeds.
 /// New ops go at `b`'s insertion point. An op on the path without a rule
-/// is an error naming it.
+/// is an error naming it. With `active`, only its values get cotangents
+/// (and an op none of whose operands is active is not differentiated).
 LogicalResult backpropagate(OpBuilder &b, ArrayRef<Operation *> forward,
-                            llvm::DenseMap<Value, Value> &cotangent);
+                            llvm::DenseMap<Value, Value> &cotangent,
+                            const llvm::DenseSet<Value> *active = nullptr);
+
+/// The values of `block` that depend on a trainable parameter: its
+/// `veomni.param` arguments not marked `veomni.frozen`, of `func`, and
+/// everything computed from them, in order.
+llvm::DenseSet<Value> activeValues(Operation *func, Block &block);
 
 /// A zero tensor of `type`.
 Value zerosLike(OpBuilder &b, Location loc, Type type);

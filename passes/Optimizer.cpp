@@ -348,7 +348,9 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
       auto name = func.getArgAttrOfType<StringAttr>(
           arg.getArgNumber(), VeOmniDialect::kParamAttrName);
-      if (!name)
+      // A frozen parameter keeps its value and has no state.
+      if (!name ||
+          func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
         continue;
       ++numParams;
       Value g = grads.lookup(name.getValue());

@@ -98,6 +98,25 @@ def Pipeline : Pass<"veomni-pipeline", "::mlir::ModuleOp"> {
   ];
 }
 
+def Freeze : Pass<"veomni-freeze", "::mlir::ModuleOp"> {
+  let summary = "Mark the parameters that do not train (train.freeze)";
+  let description = [{
+    Marks every parameter whose Hugging Face name matches one of
+    `patterns` `veomni.frozen`. A pattern is a glob (`*`, `?`, `[...]`)
+    matched against the whole name or any part of it after a dot, so
+    `visual.*` freezes `model.visual.blocks.0.attn.qkv.weight` and
+    `*.embed_tokens.weight` the embedding. A pattern that matches no
+    parameter is an error naming it (a typo would otherwise train
+    everything), as is freezing every parameter.
+  }];
+  let options = [
+    Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",
+           "The function whose parameters to freeze">,
+    ListOption<"patterns", "patterns", "std::string",
+               "Globs over parameter names">,
+  ];
+}
+
 def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
   let summary = "Append the backward pass: gradients of the loss for every parameter";
   let description = [{
@@ -108,7 +127,10 @@ def Autodiff : Pass<"veomni-autodiff", "::mlir::ModuleOp"> {
     parameter (a `veomni.param` argument), in argument order, each result
     marked `veomni.grad = "<HF name>"`. A parameter the loss does not reach
     gets zeros. An op on the path to the loss without a rule is an error
-    naming it.
+    naming it. A frozen parameter (`veomni.frozen`, veomni-freeze) gets no
+    gradient, and cotangents flow only into values a trainable parameter
+    reaches: what only frozen parameters and inputs compute (a frozen
+    vision tower) has no backward.
   }];
   let options = [
     Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",

@@ -153,7 +153,7 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << " must be one of its dimensions, got " << attr.getValue();
     return success();
   }
-  if (name == kRouterBiasAttrName) {
+  if (name == kRouterBiasAttrName || name == kFrozenAttrName) {
     if (!isa<UnitAttr>(attr.getValue()))
       return op->emitError("'")
              << name << "' on argument #" << argIndex << " must be a unit";

@@ -64,6 +64,11 @@ def VeOmni_Dialect : Dialect {
     /// veomni-pipeline with router-loads.
     static constexpr ::llvm::StringLiteral kRouterBiasAttrName =
         "veomni.router_bias";
+    /// Argument attribute (unit) on a parameter that does not train
+    /// (train.freeze, declared by veomni-freeze): veomni-autodiff gives it
+    /// no gradient and differentiates nothing only it depends on, and
+    /// veomni-optimizer gives it no state.
+    static constexpr ::llvm::StringLiteral kFrozenAttrName = "veomni.frozen";
     /// Argument attribute on a token-aligned batch input: which of its
     /// dimensions are the batch and the sequence (array<i64: b, s>),
     /// declared by the importer; data parallelism splits the first, sequence

@@ -67,6 +67,8 @@ struct Plan {
   /// the gradients, in the moments, and the update itself).
   int64_t steps = kSteps;
   double lr = 3e-3;
+  /// train.freeze's globs ("" for none).
+  std::string freeze;
 };
 
 /// 3e-4 as "3em04": a test name's characters.
@@ -91,7 +93,8 @@ std::ostream &operator<<(std::ostream &os, const Plan &p) {
                                                       : p.schedule)
                          : "")
             << (p.steps != kSteps ? "_steps" + std::to_string(p.steps) : "")
-            << (p.lr != 3e-3 ? "_lr" + LrName(p.lr) : "");
+            << (p.lr != 3e-3 ? "_lr" + LrName(p.lr) : "")
+            << (p.freeze.empty() ? "" : "_frozen");
 }
 
 /// A test's name: its plan.
@@ -194,6 +197,7 @@ protected:
     t.warmupSteps = GetParam().steps > 1 ? 1 : 0;
     t.maxGradNorm = 1.0;
     t.weightDecay = 0.01;
+    t.freeze = GetParam().freeze;
     // DeepSeek-V3's choice biases follow the auxiliary-loss-free rule: the
     // loads are summed over every rank's tokens.
     if (GetParam().family == "deepseek_v3")
@@ -663,7 +667,14 @@ INSTANTIATE_TEST_SUITE_P(
         // one step) to 2e-4 of the parameters; at 3e-4 they stay within
         // 1e-5, as does one step at 3e-3.
         Plan{"qwen3_vl", 1, 1, 2, 2, 1, 1, 1, "1f1b", kSteps, 3e-4},
-        Plan{"qwen3_vl", 1, 1, 2, 2, 1, 1, 1, "1f1b", 1}),
+        Plan{"qwen3_vl", 1, 1, 2, 2, 1, 1, 1, "1f1b", 1},
+        // A frozen vision tower (train.freeze) under FSDP and under tp:
+        // its FSDP shards are gathered for the forward, nothing is
+        // reduced for it.
+        Plan{"qwen2_5_vl", 1, 4, 1, 1, 1, 1, 1, "1f1b", kSteps, 3e-3,
+             "visual.*"},
+        Plan{"qwen2_5_vl", 1, 2, 2, 1, 1, 1, 1, "1f1b", kSteps, 3e-3,
+             "visual.*"}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).

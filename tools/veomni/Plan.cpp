@@ -302,6 +302,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
 
   // Per-rank bytes of parameters (and their gradients) and optimizer state.
   double params = 0, grads = 0, optimizer = 0, globalParams = 0;
+  double frozenBytes = 0, frozenCount = 0; // train.freeze's, per rank
   for (BlockArgument arg : func.getArguments()) {
     unsigned i = arg.getArgNumber();
     bool param = func.getArgAttr(i, VeOmniDialect::kParamAttrName) != nullptr;
@@ -320,6 +321,11 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       continue;
     }
     params += bytes;
+    if (func.getArgAttr(i, VeOmniDialect::kFrozenAttrName)) {
+      frozenBytes += bytes;
+      frozenCount += double(type.getNumElements());
+      continue;
+    }
     grads += bytes;
     // f32 parameters are their own masters; the step updates them in place.
   }
@@ -393,8 +399,12 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                << "  parameters        " << gib(params) << "\n"
                << "  gradients         " << gib(grads) << "\n"
                << "  optimizer state   " << gib(optimizer) << " (f32 moments"
-               << (r.model.dtype == "f32" ? "" : " and masters") << ")\n"
-               << "  activations       " << activations << "\n"
+               << (r.model.dtype == "f32" ? "" : " and masters") << ")\n";
+  if (frozenCount > 0)
+    llvm::outs() << "  frozen            " << llvm::format("%.0f", frozenCount)
+                 << " parameters (train.freeze), " << gib(frozenBytes)
+                 << " a rank: no gradient, no optimizer state\n";
+  llvm::outs() << "  activations       " << activations << "\n"
                << "communication per rank and step (bytes sent, alpha-beta "
                   "time):\n";
   for (auto &[group, kinds] : traffic->byGroup)
