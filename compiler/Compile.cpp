@@ -68,6 +68,15 @@ void mlir::veomni::addShardingPasses(OpPassManager &pm,
 void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
                                          const CompileOptions &options) {
   bool differentiate = options.gradients || options.train;
+  if (options.train && !options.train->loraTargets.empty()) {
+    LoraOptions l;
+    for (StringRef t : llvm::split(options.train->loraTargets, ','))
+      if (!t.trim().empty())
+        l.targets.push_back(t.trim().str());
+    l.rank = options.train->loraRank;
+    l.alpha = options.train->loraAlpha;
+    pm.addPass(createLora(l));
+  }
   if (options.train && !options.train->freeze.empty()) {
     FreezeOptions f;
     for (StringRef p : llvm::split(options.train->freeze, ','))
@@ -161,9 +170,10 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   const ParallelSection &mesh = options.parallel;
   if (!options.train)
     return module.emitError("pipeline stages compile training steps only");
-  if (!options.train->freeze.empty())
-    return module.emitError("train.freeze with pipeline stages (parallel.pp "
-                            "> 1) is not supported yet");
+  if (!options.train->freeze.empty() || !options.train->loraTargets.empty())
+    return module.emitError(
+        "train.freeze and train.lora with pipeline stages (parallel.pp > 1) "
+        "are not supported yet");
   if (options.remat != "none")
     return module.emitError("pipeline stages recompute each chunk's forward "
                             "in its backward already: use train.remat none "

@@ -230,9 +230,10 @@ LogicalResult mlir::veomni::translateToProgram(
     fb::ParamInit init = state ? fb::ParamInit::Zeros : fb::ParamInit::Normal;
     if (auto declared = func.getArgAttrOfType<StringAttr>(
             arg.getArgNumber(), VeOmniDialect::kInitAttrName))
-      init = declared.getValue() == "ones"    ? fb::ParamInit::Ones
-             : declared.getValue() == "zeros" ? fb::ParamInit::Zeros
-                                              : fb::ParamInit::Normal;
+      init = declared.getValue() == "ones"     ? fb::ParamInit::Ones
+             : declared.getValue() == "zeros"  ? fb::ParamInit::Zeros
+             : declared.getValue() == "lora_a" ? fb::ParamInit::LoraA
+                                               : fb::ParamInit::Normal;
     std::string initFrom, stateOf;
     if (auto of = func.getArgAttrOfType<StringAttr>(
             arg.getArgNumber(), VeOmniDialect::kStateOfAttrName))
@@ -253,7 +254,11 @@ LogicalResult mlir::veomni::translateToProgram(
         fbb, name.c_str(), kind, bufferIndex[arg],
         placement == placements.end() ? "" : placement->second.c_str(), init,
         bounds.lookup(arg), initFrom.empty() ? nullptr : initFrom.c_str(),
-        stateOf.empty() ? nullptr : stateOf.c_str()));
+        stateOf.empty() ? nullptr : stateOf.c_str(),
+        param &&
+            func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName),
+        param && func.getArgAttr(arg.getArgNumber(),
+                                 VeOmniDialect::kAdapterAttrName)));
   }
 
   std::vector<flatbuffers::Offset<fb::Constant>> constants;

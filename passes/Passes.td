@@ -98,6 +98,28 @@ def Pipeline : Pass<"veomni-pipeline", "::mlir::ModuleOp"> {
   ];
 }
 
+def Lora : Pass<"veomni-lora", "::mlir::ModuleOp"> {
+  let summary = "LoRA adapters beside frozen base weights (train.lora)";
+  let description = [{
+    PEFT's LoRA: each Linear (matmul with a rank-2 `<module>.weight`
+    parameter, transpose_rhs) whose module a target names gets parameters
+    `<module>.lora_A.weight` [r, in] and `<module>.lora_B.weight` [out, r]
+    (`veomni.adapter`) and computes x W^T + (x A^T) B^T alpha / r; every
+    other parameter is frozen. Targets are PEFT's target_modules: a module
+    name or its part after a dot (`q_proj`), a glob, or `all-linear`. A
+    target that names no Linear is an error naming it. See Lora.cpp.
+  }];
+  let options = [
+    Option<"funcName", "func", "std::string", /*default=*/"\"forward\"",
+           "The function to adapt">,
+    ListOption<"targets", "targets", "std::string",
+               "PEFT target_modules: names, globs or all-linear">,
+    Option<"rank", "rank", "int64_t", /*default=*/"8", "The adapters' rank r">,
+    Option<"alpha", "alpha", "double", /*default=*/"16",
+           "lora_alpha: the update is scaled by alpha / r">,
+  ];
+}
+
 def Freeze : Pass<"veomni-freeze", "::mlir::ModuleOp"> {
   let summary = "Mark the parameters that do not train (train.freeze)";
   let description = [{

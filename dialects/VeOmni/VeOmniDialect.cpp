@@ -153,7 +153,8 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
              << " must be one of its dimensions, got " << attr.getValue();
     return success();
   }
-  if (name == kRouterBiasAttrName || name == kFrozenAttrName) {
+  if (name == kRouterBiasAttrName || name == kFrozenAttrName ||
+      name == kAdapterAttrName) {
     if (!isa<UnitAttr>(attr.getValue()))
       return op->emitError("'")
              << name << "' on argument #" << argIndex << " must be a unit";
@@ -171,10 +172,12 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
            << name << "' on argument #" << argIndex
            << " must be a non-empty string, got " << attr.getValue();
   if (name == kInitAttrName && str.getValue() != "normal" &&
-      str.getValue() != "ones" && str.getValue() != "zeros")
+      str.getValue() != "ones" && str.getValue() != "zeros" &&
+      str.getValue() != "lora_a")
     return op->emitError("'")
            << name << "' on argument #" << argIndex
-           << " must be \"normal\", \"ones\" or \"zeros\", got " << str;
+           << " must be \"normal\", \"ones\", \"zeros\" or \"lora_a\", got "
+           << str;
   Region &region = op->getRegion(regionIndex);
   if (!region.empty() && argIndex < region.getNumArguments() &&
       !isa<RankedTensorType, MemRefType>(

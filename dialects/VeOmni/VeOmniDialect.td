@@ -69,6 +69,11 @@ def VeOmni_Dialect : Dialect {
     /// no gradient and differentiates nothing only it depends on, and
     /// veomni-optimizer gives it no state.
     static constexpr ::llvm::StringLiteral kFrozenAttrName = "veomni.frozen";
+    /// Argument attribute (unit) on a LoRA adapter parameter
+    /// (`<module>.lora_A.weight`, `.lora_B.weight`), declared by
+    /// veomni-lora: checkpoints save adapters in PEFT's layout, and weights
+    /// that lack them leave them as initialised.
+    static constexpr ::llvm::StringLiteral kAdapterAttrName = "veomni.adapter";
     /// Argument attribute on a token-aligned batch input: which of its
     /// dimensions are the batch and the sequence (array<i64: b, s>),
     /// declared by the importer; data parallelism splits the first, sequence

@@ -39,19 +39,24 @@ double Philox::Normal(uint64_t i) const {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
 
-absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev) {
+absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev,
+                            bool adaptersOnly) {
   for (const ArgumentDesc &a : executor.program().arguments) {
-    if (!a.isParam)
+    if (!a.isParam || (adaptersOnly && !a.adapter))
       continue;
     if (!IsFloat(executor.program().buffers[a.buffer].dtype))
       return absl::InvalidArgumentError(
           absl::StrCat("parameter '", a.name, "' is not a float tensor"));
     Philox rng(StreamSeed(seed, a.name));
     absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
+      // PEFT's lora_A: kaiming_uniform_(a = sqrt(5)), +-1/sqrt(fan_in).
+      const double bound =
+          v.shape.size() == 2 ? 1.0 / std::sqrt(double(v.shape[1])) : 0.0;
       for (int64_t i = 0, n = v.numel(); i < n; ++i) {
-        float value = a.init == ParamInit::Ones ? 1.0f
-                      : a.init == ParamInit::Zeros
-                          ? 0.0f
+        float value = a.init == ParamInit::Ones    ? 1.0f
+                      : a.init == ParamInit::Zeros ? 0.0f
+                      : a.init == ParamInit::LoraA
+                          ? float(bound * (2 * rng.Uniform(i) - 1))
                           : float(stddev * rng.Normal(i));
         StoreF(v, i, value);
       }

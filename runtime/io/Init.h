@@ -31,9 +31,10 @@ private:
   uint64_t seed_;
 };
 
-/// Fills every parameter by its ArgumentDesc::init.
+/// Fills every parameter by its ArgumentDesc::init (with `adaptersOnly`,
+/// the LoRA adapters alone: what base weights lack).
 absl::Status InitParameters(Executor &executor, uint64_t seed,
-                            double stddev = 0.02);
+                            double stddev = 0.02, bool adaptersOnly = false);
 /// Fills every batch input with a plausible synthetic value.
 absl::Status SyntheticBatch(Executor &executor, uint64_t seed);
 

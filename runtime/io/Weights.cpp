@@ -376,6 +376,10 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
                            const std::string &source, const Finder &find,
                            const RawFinder &findRaw,
                            absl::string_view modelType) {
+  // A LoRA adapter the base weights lack keeps its seeded start (PEFT's:
+  // A uniform, B zeros).
+  if (a.adapter && !find(a.name))
+    return absl::OkStatus();
   std::vector<NamedTensor> parts = SplitStacked(a.name, into);
   for (size_t e = 0; e < parts.size(); ++e) {
     const NamedTensor &t = parts[e];
@@ -479,6 +483,39 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
 absl::Status LoadWeights(Executor &executor, const std::string &path) {
   VEOMNI_ASSIGN_OR_RETURN(WeightSet weights, WeightSet::Open(path));
   return LoadParameters(executor, weights);
+}
+
+absl::Status LoadAdapters(Executor &executor, const std::string &path) {
+  std::error_code ec;
+  const std::string file = std::filesystem::is_directory(path, ec)
+                               ? path + "/adapter_model.safetensors"
+                               : path;
+  VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> adapters,
+                          SafetensorsFile::Open(file));
+  for (const ArgumentDesc &a : executor.program().arguments) {
+    if (!a.adapter)
+      continue;
+    std::string name = "base_model.model." + a.name;
+    const SafetensorsFile::Entry *e = adapters->Find(name);
+    if (!e)
+      e = adapters->Find(name = a.name);
+    if (!e)
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": no tensor 'base_model.model.", a.name,
+          "' for the adapter the recipe's train.lora.targets make"));
+    absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
+      const TensorView from = adapters->View(*e);
+      if (from.shape != v.shape)
+        return absl::InvalidArgumentError(
+            absl::StrCat(file, ": tensor '", name, "' is ", from.ToString(),
+                         ", the program's adapter is ", v.ToString(),
+                         " (another train.lora.rank?)"));
+      return CopyConvert(from, v);
+    });
+    if (!s.ok())
+      return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WriteWeights(const std::string &dir,

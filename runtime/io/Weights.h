@@ -68,6 +68,12 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file);
 /// WeightSet::Open(path), then LoadParameters.
 absl::Status LoadWeights(Executor &executor, const std::string &path);
 
+/// Loads every LoRA adapter of the program from PEFT's layout: `path` is
+/// adapter_model.safetensors or a folder holding it, the tensors named
+/// "base_model.model.<module>.lora_A.weight" (or without the prefix). An
+/// adapter the file lacks, or of another shape, is an error naming it.
+absl::Status LoadAdapters(Executor &executor, const std::string &path);
+
 /// The HF tensors of `name` (a parameter, or a gradient named after one):
 /// itself, or for a stacked name one view per index of dim 0 with `*`
 /// replaced by the index. The views alias `view`.

@@ -238,10 +238,12 @@ absl::StatusOr<Program> ParseProgram(absl::Span<const uint8_t> bytes,
       return s;
     d.placement = a->placement() ? a->placement()->str() : "";
     auto init = static_cast<uint8_t>(a->init());
-    if (init > static_cast<uint8_t>(ParamInit::Zeros))
+    if (init > static_cast<uint8_t>(ParamInit::LoraA))
       return Bad(name, absl::StrCat("argument '", d.name, "': bad init"));
     d.init = static_cast<ParamInit>(init);
     d.bound = a->bound();
+    d.frozen = a->frozen();
+    d.adapter = a->adapter();
     out.arguments.push_back(std::move(d));
   }
 

@@ -24,7 +24,7 @@
 
 namespace veomni::rt {
 
-enum class ParamInit : uint8_t { Normal = 0, Ones = 1, Zeros = 2 };
+enum class ParamInit : uint8_t { Normal = 0, Ones = 1, Zeros = 2, LoraA = 3 };
 
 struct BufferDesc {
   uint64_t offset = 0;
@@ -102,6 +102,8 @@ struct ArgumentDesc {
   std::string placement;
   ParamInit init = ParamInit::Normal;
   int64_t bound = 0; ///< inputs used as indices lie in [0, bound)
+  /// Parameters: one that does not train; a LoRA adapter.
+  bool frozen = false, adapter = false;
 };
 
 /// Data the batch fills (not the step counter or the accumulation flag).

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -53,9 +54,14 @@ absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
     fs::remove_all(tmp, ec);
     return s;
   };
-  std::vector<NamedTensor> weights, states;
+  std::vector<NamedTensor> weights, states, adapters;
   uint64_t hash = 0;
   for (const CheckpointTensor &t : tensors) {
+    if (t.adapter) {
+      adapters.push_back({absl::StrCat(kPeftPrefix, t.name), t.view});
+      hash += TensorHash(adapters.back().name, t.view);
+      continue;
+    }
     if (!t.param) {
       states.push_back({t.name, t.view});
       hash += TensorHash(t.name, t.view);
@@ -82,9 +88,20 @@ absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
         !s.ok())
       return failed(s);
   }
-  if (absl::Status s = WriteWeights(tmp, weights, files.maxShardBytes, {});
-      !s.ok())
-    return failed(s);
+  if (!weights.empty() || adapters.empty())
+    if (absl::Status s = WriteWeights(tmp, weights, files.maxShardBytes, {});
+        !s.ok())
+      return failed(s);
+  if (!adapters.empty()) {
+    if (absl::Status s = WriteSafetensors(absl::StrCat(tmp, "/", kAdapterFile),
+                                          adapters, {{"format", "pt"}});
+        !s.ok())
+      return failed(s);
+    if (absl::Status s = WriteTextFile(
+            absl::StrCat(tmp, "/", kAdapterConfigFile), files.adapterConfig);
+        !s.ok())
+      return failed(s);
+  }
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
   meta["veomni.step"] = std::to_string(step);
@@ -125,7 +142,20 @@ ReadCheckpoint(const std::string &dir,
                      kOptimizerFile, ")"));
   VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> optimizer,
                           SafetensorsFile::Open(optimizerPath));
-  VEOMNI_ASSIGN_OR_RETURN(WeightSet weights, WeightSet::Open(dir));
+  // A LoRA checkpoint: adapters, no model weights.
+  const std::string adapterPath = absl::StrCat(dir, "/", kAdapterFile);
+  std::unique_ptr<SafetensorsFile> adapters;
+  if (fs::exists(adapterPath, ec)) {
+    VEOMNI_ASSIGN_OR_RETURN(adapters, SafetensorsFile::Open(adapterPath));
+  }
+  std::optional<WeightSet> weights;
+  const bool modelWeights =
+      std::any_of(wanted.begin(), wanted.end(), [](const CheckpointTensor &w) {
+        return w.param && !w.adapter;
+      });
+  if (!adapters || modelWeights) {
+    VEOMNI_ASSIGN_OR_RETURN(weights, WeightSet::Open(dir));
+  }
   metadata = optimizer->metadata();
   auto bad = [&](const std::string &file, absl::string_view what) {
     return absl::InvalidArgumentError(
@@ -153,18 +183,27 @@ ReadCheckpoint(const std::string &dir,
   std::vector<Copy> copies;
   for (const CheckpointTensor &w : wanted) {
     std::vector<NamedTensor> parts =
-        w.param ? SplitStacked(w.name, w.view)
-                : std::vector<NamedTensor>{{w.name, w.view}};
+        w.param && !w.adapter ? SplitStacked(w.name, w.view)
+                              : std::vector<NamedTensor>{{w.name, w.view}};
     for (const NamedTensor &t : parts) {
       std::optional<WeightSet::Found> from;
-      if (w.param) {
-        from = weights.Find(t.name);
+      std::string where = optimizerPath;
+      if (w.adapter) {
+        where = adapterPath;
+        if (!adapters)
+          return bad(
+              dir, absl::StrCat("no ", kAdapterFile, " for the LoRA adapters"));
+        if (const SafetensorsFile::Entry *e =
+                adapters->Find(absl::StrCat(kPeftPrefix, t.name)))
+          from = WeightSet::Found{adapters->View(*e), &adapterPath};
+      } else if (w.param) {
+        where = weights->path();
+        from = weights->Find(t.name);
       } else if (const SafetensorsFile::Entry *e = optimizer->Find(t.name)) {
         from = WeightSet::Found{optimizer->View(*e), &optimizerPath};
       }
       if (!from)
-        return bad(w.param ? weights.path() : optimizerPath,
-                   absl::StrCat("tensor '", t.name, "' is missing"));
+        return bad(where, absl::StrCat("tensor '", t.name, "' is missing"));
       if (from->view.dtype != t.view.dtype || from->view.shape != t.view.shape)
         return bad(*from->file,
                    absl::StrCat("tensor '", t.name, "' is ",
@@ -174,8 +213,12 @@ ReadCheckpoint(const std::string &dir,
     }
   }
   uint64_t hash = 0;
-  for (const std::string &name : weights.Names())
-    hash += TensorHash(name, weights.Find(name)->view);
+  if (weights)
+    for (const std::string &name : weights->Names())
+      hash += TensorHash(name, weights->Find(name)->view);
+  if (adapters)
+    for (const auto &[name, entry] : adapters->entries())
+      hash += TensorHash(name, adapters->View(entry));
   for (const auto &[name, entry] : optimizer->entries())
     hash += TensorHash(name, optimizer->View(entry));
   if (hash != recorded)

@@ -73,6 +73,8 @@ constexpr Field kFields[] = {
     {"data.audio_in_video", false, &JobSettings::audioInVideo, nullptr, 0,
      true},
     {"data.pan_and_scan", false, &JobSettings::panAndScan, nullptr, 0, true},
+    {"train.lora.adapter", false, &JobSettings::loraAdapter, nullptr, 0, true},
+    {"adapter_config", true, &JobSettings::adapterConfig, nullptr, 0, true},
     {"data.workers", false, nullptr, &JobSettings::dataWorkers, 0, true},
     {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
     {"train.resume", false, &JobSettings::resume, nullptr, 0},

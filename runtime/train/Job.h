@@ -71,6 +71,10 @@ struct JobSettings {
   std::string audioInVideo = "false";
   /// "true": Gemma 3's images are followed by their pan-and-scan crops.
   std::string panAndScan = "false";
+  /// LoRA: PEFT adapters to start from (a folder with
+  /// adapter_model.safetensors, or the file; "" for none), and the
+  /// adapter_config.json checkpoints carry (written by the compiler).
+  std::string loraAdapter, adapterConfig;
   /// A Chrome trace of one step's kernels goes here ("" for none;
   /// runtime/train/Profile.h).
   std::string profile;

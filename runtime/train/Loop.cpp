@@ -161,8 +161,13 @@ public:
   absl::Status InitParameters(uint64_t seed) override {
     return rt::InitParameters(*ex_, seed);
   }
-  absl::Status LoadWeights(const std::string &path) override {
+  absl::Status LoadWeights(const std::string &path, uint64_t seed) override {
+    VEOMNI_RETURN_IF_ERROR(
+        rt::InitParameters(*ex_, seed, 0.02, /*adaptersOnly=*/true));
     return rt::LoadWeights(*ex_, path);
+  }
+  absl::Status LoadAdapters(const std::string &path) override {
+    return rt::LoadAdapters(*ex_, path);
   }
   absl::Status InitState() override { return trainer_.InitState(); }
   absl::StatusOr<StepMetrics>
@@ -217,8 +222,12 @@ public:
   absl::Status InitParameters(uint64_t seed) override {
     return t_->InitParameters(seed);
   }
-  absl::Status LoadWeights(const std::string &path) override {
+  absl::Status LoadWeights(const std::string &path, uint64_t) override {
     return t_->LoadWeights(path);
+  }
+  absl::Status LoadAdapters(const std::string &) override {
+    return absl::UnimplementedError(
+        "train.lora with pipeline stages is not supported yet");
   }
   absl::Status InitState() override { return t_->InitState(); }
   absl::StatusOr<StepMetrics>
@@ -466,7 +475,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   if (job.weights.empty())
     VEOMNI_RETURN_IF_ERROR(ex.InitParameters(job.seed));
   else
-    VEOMNI_RETURN_IF_ERROR(ex.LoadWeights(job.weights));
+    VEOMNI_RETURN_IF_ERROR(ex.LoadWeights(job.weights, job.seed));
+  if (!job.loraAdapter.empty())
+    VEOMNI_RETURN_IF_ERROR(ex.LoadAdapters(job.loraAdapter));
   VEOMNI_RETURN_IF_ERROR(ex.InitState());
 
   // Data: every rank reads the same global batches.
@@ -557,8 +568,9 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     std::map<std::string, std::string> meta;
     if (text)
       meta["veomni.data_position"] = text->prefetch->Position();
-    return ex.Save(CheckpointPath(job.outputDir, step), step, meta,
-                   {job.config, uint64_t(job.maxShardBytes)});
+    return ex.Save(
+        CheckpointPath(job.outputDir, step), step, meta,
+        {job.config, uint64_t(job.maxShardBytes), job.adapterConfig});
   };
 
   const int64_t tokensPerStep = job.TokensPerStep();

@@ -44,7 +44,11 @@ public:
   /// them).
   virtual Executor &Inputs() = 0;
   virtual absl::Status InitParameters(uint64_t seed) = 0;
-  virtual absl::Status LoadWeights(const std::string &path) = 0;
+  /// The weights at `path`; what they lack of a LoRA run's adapters is
+  /// seeded by `seed`.
+  virtual absl::Status LoadWeights(const std::string &path, uint64_t seed) = 0;
+  /// The LoRA adapters saved at `path` (PEFT's layout; LoadAdapters).
+  virtual absl::Status LoadAdapters(const std::string &path) = 0;
   virtual absl::Status InitState() = 0;
   /// One optimizer step over `micro` micro-batches, each put into Inputs()
   /// by `fill(i)` first; the loss is their mean.

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -106,6 +107,15 @@ bool Checkpointed(const ArgumentDesc &a) {
   return a.isParam || a.role == ArgumentRole::OptimizerState ||
          a.role == ArgumentRole::MasterWeight;
 }
+
+/// A LoRA run's checkpoint holds the adapters, not the base weights it
+/// never changes.
+bool Saved(const Program &p, const ArgumentDesc &a) {
+  const bool lora =
+      std::any_of(p.arguments.begin(), p.arguments.end(),
+                  [](const ArgumentDesc &x) { return x.adapter; });
+  return Checkpointed(a) && !(lora && a.isParam && !a.adapter);
+}
 } // namespace
 
 absl::Status Trainer::Save(const std::string &dir, int64_t step,
@@ -125,17 +135,18 @@ absl::Status Trainer::Write(const std::string &dir, int64_t step,
   std::vector<HostTensor> host; // what the views point into
   host.reserve(executor_->program().arguments.size());
   for (const ArgumentDesc &a : executor_->program().arguments) {
-    if (!Checkpointed(a))
+    if (!Saved(executor_->program(), a))
       continue;
     VEOMNI_ASSIGN_OR_RETURN(HostTensor h, executor_->ReadGlobal(a.buffer));
     host.push_back(std::move(h));
     tensors.push_back(
-        {a.name, a.kind == ArgumentKind::Param, host.back().view});
+        {a.name, a.kind == ArgumentKind::Param, host.back().view, a.adapter});
   }
   if (executor_->Rank() != 0)
     return absl::OkStatus();
-  return WriteCheckpoint(dir, step, tensors, metadata,
-                         {options.config, options.maxShardBytes});
+  return WriteCheckpoint(
+      dir, step, tensors, metadata,
+      {options.config, options.maxShardBytes, options.adapterConfig});
 }
 
 absl::StatusOr<int64_t>
@@ -154,13 +165,13 @@ Trainer::Read(const std::string &dir,
   std::vector<CheckpointTensor> wanted;
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> staging;
   for (const ArgumentDesc &a : executor_->program().arguments) {
-    if (!Checkpointed(a))
+    if (!Saved(executor_->program(), a))
       continue;
     TensorView v{nullptr, executor_->program().buffers[a.buffer].dtype,
                  executor_->GlobalShape(a.buffer)};
     staging.emplace_back(a.buffer, std::vector<uint8_t>(v.bytes()));
     v.data = staging.back().second.data();
-    wanted.push_back({a.name, a.kind == ArgumentKind::Param, v});
+    wanted.push_back({a.name, a.kind == ArgumentKind::Param, v, a.adapter});
   }
   VEOMNI_ASSIGN_OR_RETURN(int64_t step, ReadCheckpoint(dir, wanted, metadata));
   for (auto &[buffer, whole] : staging)

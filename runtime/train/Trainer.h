@@ -52,6 +52,8 @@ public:
   struct CheckpointOptions {
     std::string config; ///< the model's config.json, copied in; "" for none
     uint64_t maxShardBytes = 5000000000ull;
+    /// A LoRA run's adapter_config.json text ("" for none).
+    std::string adapterConfig;
   };
   /// Writes the folder `dir` (checkpoint-N/) atomically: config.json, the
   /// parameters as Hugging Face weights (model.safetensors, or shards and

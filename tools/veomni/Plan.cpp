@@ -302,7 +302,8 @@ int runPlan(llvm::ArrayRef<const char *> args) {
 
   // Per-rank bytes of parameters (and their gradients) and optimizer state.
   double params = 0, grads = 0, optimizer = 0, globalParams = 0;
-  double frozenBytes = 0, frozenCount = 0; // train.freeze's, per rank
+  double frozenBytes = 0, frozenCount = 0;   // train.freeze's, per rank
+  double adapterBytes = 0, adapterCount = 0; // train.lora's
   for (BlockArgument arg : func.getArguments()) {
     unsigned i = arg.getArgNumber();
     bool param = func.getArgAttr(i, VeOmniDialect::kParamAttrName) != nullptr;
@@ -321,6 +322,10 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       continue;
     }
     params += bytes;
+    if (func.getArgAttr(i, VeOmniDialect::kAdapterAttrName)) {
+      adapterBytes += bytes;
+      adapterCount += double(type.getNumElements());
+    }
     if (func.getArgAttr(i, VeOmniDialect::kFrozenAttrName)) {
       frozenBytes += bytes;
       frozenCount += double(type.getNumElements());
@@ -402,8 +407,13 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                << (r.model.dtype == "f32" ? "" : " and masters") << ")\n";
   if (frozenCount > 0)
     llvm::outs() << "  frozen            " << llvm::format("%.0f", frozenCount)
-                 << " parameters (train.freeze), " << gib(frozenBytes)
+                 << " parameters, " << gib(frozenBytes)
                  << " a rank: no gradient, no optimizer state\n";
+  if (adapterCount > 0)
+    llvm::outs() << "  LoRA adapters     " << llvm::format("%.0f", adapterCount)
+                 << " parameters (rank " << r.train.loraRank << "), "
+                 << gib(adapterBytes)
+                 << " a rank: all that trains (in parameters above)\n";
   llvm::outs() << "  activations       " << activations << "\n"
                << "communication per rank and step (bytes sent, alpha-beta "
                   "time):\n";

@@ -22,7 +22,11 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -43,6 +47,105 @@ int fail(const llvm::Twine &message) {
 /// The recipe's training step, compiled: one program, or with pipeline
 /// stages one per chunk and part of the step (job.pipeline lists them);
 /// `job` gets the settings to run them with. Errors name the file.
+/// PEFT's target_modules for the recipe's targets: "all-linear", a list of
+/// names (each matching a module or its part after a dot, as PEFT matches
+/// a list), or, with globs, one regular expression over the full module
+/// name, which PEFT matches whole.
+std::string PeftTargets(const std::string &targets) {
+  llvm::SmallVector<llvm::StringRef> list;
+  for (llvm::StringRef t : llvm::split(targets, ','))
+    if (!t.trim().empty())
+      list.push_back(t.trim());
+  if (list.size() == 1 && list[0] == "all-linear")
+    return "\"all-linear\"";
+  bool globs = llvm::any_of(list, [](llvm::StringRef t) {
+    return t.find_first_of("*?[") != llvm::StringRef::npos;
+  });
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  if (!globs) {
+    os << "[";
+    for (size_t i = 0; i < list.size(); ++i)
+      os << (i ? ", " : "") << "\"" << list[i] << "\"";
+    os << "]";
+    return out;
+  }
+  // (.*\.)?(a|b...): the whole name or its part after a dot.
+  std::string regex = "(.*\\\\.)?(";
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i)
+      regex += "|";
+    for (char c : list[i])
+      regex += c == '*'   ? std::string(".*")
+               : c == '?' ? std::string(".")
+               : c == '.' ? std::string("\\\\.")
+                          : std::string(1, c);
+  }
+  return "\"" + regex + ")\"";
+}
+
+/// The adapter_config.json a LoRA run's checkpoints carry (PEFT's), after
+/// checking the adapters it starts from were made with the recipe's rank
+/// and alpha; "" without LoRA.
+absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
+  const TrainSection &t = r.train;
+  if (t.loraTargets.empty()) {
+    if (!t.loraAdapter.empty())
+      return absl::InvalidArgumentError(
+          r.path + ": field 'train.lora.adapter' is set, but "
+                   "train.lora.targets is empty");
+    return std::string();
+  }
+  if (!t.loraAdapter.empty()) {
+    std::string dir = llvm::sys::fs::is_directory(t.loraAdapter)
+                          ? t.loraAdapter
+                          : llvm::sys::path::parent_path(t.loraAdapter).str();
+    std::string path = dir + "/adapter_config.json";
+    auto file = llvm::MemoryBuffer::getFile(path);
+    if (!file)
+      return absl::NotFoundError(path + ": cannot read (train.lora.adapter)");
+    llvm::Expected<llvm::json::Value> json =
+        llvm::json::parse((*file)->getBuffer());
+    if (!json)
+      return absl::InvalidArgumentError(path + ": " +
+                                        llvm::toString(json.takeError()));
+    const llvm::json::Object *o = json->getAsObject();
+    auto field = [&](llvm::StringRef key) -> const llvm::json::Value * {
+      return o ? o->get(key) : nullptr;
+    };
+    auto bad = [&](llvm::StringRef key, const std::string &why) {
+      return absl::InvalidArgumentError(path + ": field '" + key.str() +
+                                        "': " + why);
+    };
+    if (auto *type = field("peft_type");
+        !type || type->getAsString() != std::optional<llvm::StringRef>("LORA"))
+      return bad("peft_type", "expected \"LORA\"");
+    std::optional<int64_t> rank =
+        field("r") ? field("r")->getAsInteger() : std::nullopt;
+    if (!rank || *rank != t.loraRank)
+      return bad("r", "the adapters' rank, which must be train.lora.rank (" +
+                          std::to_string(t.loraRank) + ")");
+    std::optional<double> alpha =
+        field("lora_alpha") ? field("lora_alpha")->getAsNumber() : std::nullopt;
+    if (!alpha || *alpha != t.loraAlpha)
+      return bad("lora_alpha", "must be train.lora.alpha (" +
+                                   std::to_string(t.loraAlpha) + ")");
+    for (const char *flag : {"use_rslora", "fan_in_fan_out", "use_dora"})
+      if (auto *v = field(flag); v && v->getAsBoolean().value_or(false))
+        return bad(flag, "true is not supported");
+  }
+  std::string alpha;
+  llvm::raw_string_ostream(alpha) << llvm::format("%.17g", t.loraAlpha);
+  return "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n"
+         "  \"base_model_name_or_path\": null,\n  \"r\": " +
+         std::to_string(t.loraRank) + ",\n  \"lora_alpha\": " + alpha +
+         ",\n  \"lora_dropout\": 0.0,\n  \"target_modules\": " +
+         PeftTargets(t.loraTargets) +
+         ",\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n"
+         "  \"use_rslora\": false,\n  \"init_lora_weights\": true,\n"
+         "  \"modules_to_save\": null,\n  \"inference_mode\": true\n}\n";
+}
+
 absl::Status compileJob(const Recipe &r, bool printWarningsToo,
                         std::vector<std::string> &programs,
                         rt::JobSettings &job) {
@@ -186,6 +289,8 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.videoTotalPixels = r.data.videoTotalPixels;
   job.audioInVideo = r.data.audioInVideo;
   job.panAndScan = r.data.panAndScan;
+  job.loraAdapter = r.train.loraAdapter;
+  VEOMNI_ASSIGN_OR_RETURN(job.adapterConfig, AdapterConfig(r));
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;

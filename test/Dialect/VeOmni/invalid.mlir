@@ -1604,8 +1604,15 @@ func.func @function_role() attributes {veomni.role = #veomni<argument_role step>
 
 // -----
 
-// expected-error @+1 {{'veomni.init' on argument #0 must be "normal", "ones" or "zeros", got "twos"}}
+// expected-error @+1 {{'veomni.init' on argument #0 must be "normal", "ones", "zeros" or "lora_a", got "twos"}}
 func.func @init(%x: tensor<4xf32> {veomni.param = "w", veomni.init = "twos"}) {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'veomni.frozen' on argument #0 must be a unit}}
+func.func @frozen(%x: tensor<4xf32> {veomni.param = "w", veomni.frozen = "yes"}) {
   return
 }
 
