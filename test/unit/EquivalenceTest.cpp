@@ -69,6 +69,8 @@ struct Plan {
   double lr = 3e-3;
   /// train.freeze's globs ("" for none).
   std::string freeze;
+  /// train.lora.targets ("" for none), at rank 4 and alpha 8.
+  std::string lora;
 };
 
 /// 3e-4 as "3em04": a test name's characters.
@@ -94,7 +96,8 @@ std::ostream &operator<<(std::ostream &os, const Plan &p) {
                          : "")
             << (p.steps != kSteps ? "_steps" + std::to_string(p.steps) : "")
             << (p.lr != 3e-3 ? "_lr" + LrName(p.lr) : "")
-            << (p.freeze.empty() ? "" : "_frozen");
+            << (p.freeze.empty() ? "" : "_frozen")
+            << (p.lora.empty() ? "" : "_lora");
 }
 
 /// A test's name: its plan.
@@ -198,6 +201,9 @@ protected:
     t.maxGradNorm = 1.0;
     t.weightDecay = 0.01;
     t.freeze = GetParam().freeze;
+    t.loraTargets = GetParam().lora;
+    t.loraRank = 4;
+    t.loraAlpha = 8;
     // DeepSeek-V3's choice biases follow the auxiliary-loss-free rule: the
     // loads are summed over every rank's tokens.
     if (GetParam().family == "deepseek_v3")
@@ -674,7 +680,13 @@ INSTANTIATE_TEST_SUITE_P(
         Plan{"qwen2_5_vl", 1, 4, 1, 1, 1, 1, 1, "1f1b", kSteps, 3e-3,
              "visual.*"},
         Plan{"qwen2_5_vl", 1, 2, 2, 1, 1, 1, 1, "1f1b", kSteps, 3e-3,
-             "visual.*"}),
+             "visual.*"},
+        // LoRA adapters on every Linear under FSDP, and under tp x sp (A
+        // split with a row-parallel base, B with a column-parallel one).
+        Plan{"llama", 1, 4, 1, 1, 1, 1, 1, "1f1b", kSteps, 3e-3, "",
+             "all-linear"},
+        Plan{"qwen3", 1, 1, 2, 2, 1, 1, 1, "1f1b", kSteps, 3e-3, "",
+             "all-linear"}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).

@@ -53,5 +53,8 @@ int runTrain(llvm::ArrayRef<const char *> args);
 int runCompileRecipe(llvm::ArrayRef<const char *> args);
 /// veomni plan recipe.yaml [--report] [--section.key value ...]
 int runPlan(llvm::ArrayRef<const char *> args);
+/// veomni merge BASE ADAPTERS -o OUT: LoRA adapters merged into their base
+/// weights (Merge.cpp).
+int runMerge(llvm::ArrayRef<const char *> args);
 
 #endif // VEOMNI_TOOLS_VEOMNI_COMMANDS_H

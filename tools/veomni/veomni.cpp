@@ -53,6 +53,8 @@ constexpr const char *kUsage = R"(usage:
                                           traffic per mesh axis, step time
                                           (-o FILE: the per-rank step;
                                           docs/parallel.md)
+  veomni merge BASE ADAPTERS -o OUT       LoRA adapters (PEFT's layout)
+                                          merged into a Hugging Face model
   veomni data pack TEXT... -o FILE.vtd     a token dataset (--tokenizer
                                           tokenizer.json, or bytes)
 
@@ -813,6 +815,8 @@ int main(int argc, char **argv) {
     return runTrain(rest);
   if (command == "plan")
     return runPlan(rest);
+  if (command == "merge")
+    return runMerge(rest);
   return fail("unknown command '" + command +
-              "' (commands: import, compile, run, train, plan, data)");
+              "' (commands: import, compile, run, train, plan, merge, data)");
 }
