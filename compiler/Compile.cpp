@@ -65,9 +65,10 @@ void mlir::veomni::addShardingPasses(OpPassManager &pm,
   pm.addPass(createPropagateSharding());
 }
 
-void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
-                                         const CompileOptions &options) {
-  bool differentiate = options.gradients || options.train;
+/// What trains: LoRA adapters (veomni-lora) and frozen parameters
+/// (veomni-freeze), as the train section asks.
+static void addTrainablePasses(OpPassManager &pm,
+                               const CompileOptions &options) {
   if (options.train && !options.train->loraTargets.empty()) {
     LoraOptions l;
     for (StringRef t : llvm::split(options.train->loraTargets, ','))
@@ -84,6 +85,12 @@ void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
         f.patterns.push_back(p.trim().str());
     pm.addPass(createFreeze(f));
   }
+}
+
+void mlir::veomni::addTrainingStepPasses(OpPassManager &pm,
+                                         const CompileOptions &options) {
+  bool differentiate = options.gradients || options.train;
+  addTrainablePasses(pm, options);
   // Before autodiff, so that the backward sums the copies' cotangents.
   if (options.parallel.sp > 1) {
     RepeatKVHeadsOptions r;
@@ -131,6 +138,7 @@ void mlir::veomni::addPipelinePasses(OpPassManager &pm,
     u.batchSplit = batchSplitOf(mesh);
     pm.addPass(createUlyssesMoETokens(u));
   }
+  addTrainablePasses(pm, options);
   pm.addPass(createApplyRecipe(applyRecipeOptionsOf(mesh)));
   PipelineOptions po;
   po.stages = mesh.pp;
@@ -170,10 +178,6 @@ FailureOr<PipelinePrograms> mlir::veomni::compilePipeline(
   const ParallelSection &mesh = options.parallel;
   if (!options.train)
     return module.emitError("pipeline stages compile training steps only");
-  if (!options.train->freeze.empty() || !options.train->loraTargets.empty())
-    return module.emitError(
-        "train.freeze and train.lora with pipeline stages (parallel.pp > 1) "
-        "are not supported yet");
   if (options.remat != "none")
     return module.emitError("pipeline stages recompute each chunk's forward "
                             "in its backward already: use train.remat none "

@@ -184,7 +184,8 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     for (unsigned i = 0; i < func.getNumResults(); ++i)
       if (auto name = func.getResultAttrOfType<StringAttr>(i, "veomni.grad"))
         grads[name.getValue()] = ret.getOperand(i);
-    if (grads.empty())
+    // (A pipeline stage whose parameters are all frozen updates none.)
+    if (grads.empty() && !externalNorm)
       return func.emitError("veomni-optimizer: @")
              << func.getName()
              << " returns no gradients; run veomni-autodiff first";
@@ -410,7 +411,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
         updates.push_back("optimizer.grad_accum." + n);
       }
     }
-    if (numParams == 0)
+    if (numParams == 0 && !externalNorm)
       return func.emitError("veomni-optimizer: no parameters to train");
 
     func::ReturnOp::create(b, loc, results);

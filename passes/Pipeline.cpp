@@ -139,9 +139,11 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     argTypes.push_back(arg.getType());
   for (Value v : received)
     argTypes.push_back(v.getType());
+  // (A frozen parameter gets no gradient.)
   SmallVector<BlockArgument> params;
   for (BlockArgument arg : args)
-    if (func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName))
+    if (func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kParamAttrName) &&
+        !func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
       params.push_back(arg);
   // (A choice bias's counts stay f32 whatever the model's type: exact.)
   SmallVector<Type> gradTypes;
@@ -552,7 +554,8 @@ struct PipelinePass : veomni::impl::PipelineBase<PipelinePass> {
               dist::DistDialect::kStageAttrName))
         for (unsigned i = 0; i < chunk.getNumArguments(); ++i)
           if (auto name = chunk.getArgAttrOfType<StringAttr>(
-                  i, VeOmniDialect::kParamAttrName))
+                  i, VeOmniDialect::kParamAttrName);
+              name && !chunk.getArgAttr(i, VeOmniDialect::kFrozenAttrName))
             stagesOf[name.getValue().str()].insert(stage.getInt());
     SmallVector<Attribute> tied;
     std::vector<std::vector<std::string>> sums(stages);

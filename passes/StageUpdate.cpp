@@ -49,6 +49,10 @@ struct Param {
   bool routerBias() const {
     return attrs && attrs.get(VeOmniDialect::kRouterBiasAttrName);
   }
+  /// Frozen (train.freeze, a LoRA base weight): no gradient.
+  bool frozen() const {
+    return attrs && attrs.get(VeOmniDialect::kFrozenAttrName);
+  }
   RankedTensorType f32() const {
     return RankedTensorType::get(type.getShape(),
                                  Float32Type::get(type.getContext()));
@@ -140,31 +144,38 @@ struct StageUpdatePass : veomni::impl::StageUpdateBase<StageUpdatePass> {
                    FunctionRoleAttr::get(ctx, role));
       };
 
-      // @stage<s>_update: the mean gradients, for veomni-optimizer.
+      // @stage<s>_update: the mean gradients, for veomni-optimizer (every
+      // parameter of the stage an argument, the trained ones' gradients
+      // after them).
       {
+        SmallVector<const Param *> trained;
+        for (const Param &p : params)
+          if (!p.frozen())
+            trained.push_back(&p);
         SmallVector<Type> args, results = {scalar};
         for (const Param &p : params)
           args.push_back(p.type);
-        for (const Param &p : params)
-          args.push_back(p.f32());
-        for (const Param &p : params)
-          results.push_back(p.f32());
+        for (const Param *p : trained)
+          args.push_back(p->f32());
+        for (const Param *p : trained)
+          results.push_back(p->f32());
         auto f = func::FuncOp::create(b, loc,
                                       "stage" + std::to_string(s) + "_update",
                                       FunctionType::get(ctx, args, results));
         mark(f, FunctionRole::StageUpdate);
-        for (auto [i, p] : llvm::enumerate(params)) {
+        for (auto [i, p] : llvm::enumerate(params))
           f.setArgAttrs(i, p.attrs);
-          f.setArgAttrs(params.size() + i, gradAttrs(p));
-          f.setResultAttr(1 + i, "veomni.grad", b.getStringAttr(p.name));
+        for (auto [i, p] : llvm::enumerate(trained)) {
+          f.setArgAttrs(params.size() + i, gradAttrs(*p));
+          f.setResultAttr(1 + i, "veomni.grad", b.getStringAttr(p->name));
         }
         Block *entry = f.addEntryBlock();
         OpBuilder fb = OpBuilder::atBlockEnd(entry);
         SmallVector<Value> out = {splat(fb, 0, scalar)};
-        for (size_t i = 0; i < params.size(); ++i) {
+        for (size_t i = 0; i < trained.size(); ++i) {
           Value g = entry->getArgument(params.size() + i);
           out.push_back(
-              params[i].routerBias()
+              trained[i]->routerBias()
                   ? g
                   : MulOp::create(fb, loc, g, splat(fb, inv, g.getType())));
         }
@@ -175,7 +186,7 @@ struct StageUpdatePass : veomni::impl::StageUpdateBase<StageUpdatePass> {
       {
         SmallVector<const Param *> counted;
         for (const Param &p : params)
-          if (p.firstStage == s && !p.routerBias())
+          if (p.firstStage == s && !p.routerBias() && !p.frozen())
             counted.push_back(&p);
         SmallVector<Type> args;
         for (const Param *p : counted)

@@ -153,7 +153,10 @@ ReadCheckpoint(const std::string &dir,
       std::any_of(wanted.begin(), wanted.end(), [](const CheckpointTensor &w) {
         return w.param && !w.adapter;
       });
-  if (!adapters || modelWeights) {
+  // (Whatever of it is wanted, the hash covers every file.)
+  if (!adapters || modelWeights ||
+      fs::exists(absl::StrCat(dir, "/model.safetensors"), ec) ||
+      fs::exists(absl::StrCat(dir, "/model.safetensors.index.json"), ec)) {
     VEOMNI_ASSIGN_OR_RETURN(weights, WeightSet::Open(dir));
   }
   metadata = optimizer->metadata();

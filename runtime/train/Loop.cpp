@@ -222,12 +222,11 @@ public:
   absl::Status InitParameters(uint64_t seed) override {
     return t_->InitParameters(seed);
   }
-  absl::Status LoadWeights(const std::string &path, uint64_t) override {
-    return t_->LoadWeights(path);
+  absl::Status LoadWeights(const std::string &path, uint64_t seed) override {
+    return t_->LoadWeights(path, seed);
   }
-  absl::Status LoadAdapters(const std::string &) override {
-    return absl::UnimplementedError(
-        "train.lora with pipeline stages is not supported yet");
+  absl::Status LoadAdapters(const std::string &path) override {
+    return t_->LoadAdapters(path);
   }
   absl::Status InitState() override { return t_->InitState(); }
   absl::StatusOr<StepMetrics>

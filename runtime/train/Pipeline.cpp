@@ -524,8 +524,16 @@ absl::Status PipelineTrainer::InitParameters(uint64_t seed) {
   return impl_->ShareParameters();
 }
 
-absl::Status PipelineTrainer::LoadWeights(const std::string &path) {
+absl::Status PipelineTrainer::LoadWeights(const std::string &path,
+                                          uint64_t seed) {
+  VEOMNI_RETURN_IF_ERROR(
+      rt::InitParameters(*update_, seed, 0.02, /*adaptersOnly=*/true));
   VEOMNI_RETURN_IF_ERROR(rt::LoadWeights(*update_, path));
+  return impl_->ShareParameters();
+}
+
+absl::Status PipelineTrainer::LoadAdapters(const std::string &path) {
+  VEOMNI_RETURN_IF_ERROR(rt::LoadAdapters(*update_, path));
   return impl_->ShareParameters();
 }
 
@@ -803,12 +811,6 @@ absl::Status PipelineTrainer::SyncStatus(absl::Status mine) {
 
 namespace {
 
-/// Parameters and optimizer state, as Trainer checkpoints them.
-bool Checkpointed(const ArgumentDesc &a) {
-  return a.isParam || a.role == ArgumentRole::OptimizerState ||
-         a.role == ArgumentRole::MasterWeight;
-}
-
 /// The parameter a checkpointed argument is or belongs to.
 const std::string &OwnerOf(const ArgumentDesc &a) {
   return a.isParam ? a.name : a.stateOf;
@@ -857,11 +859,12 @@ PipelineTrainer::Save(const std::string &dir, int64_t step,
   std::deque<HostTensor> host;
   std::vector<CheckpointTensor> tensors;
   for (const ArgumentDesc &a : update_->program().arguments) {
-    if (!Checkpointed(a) || m.savedElsewhere.count(OwnerOf(a)))
+    if (!InCheckpoint(a, !options.adapterConfig.empty()) ||
+        m.savedElsewhere.count(OwnerOf(a)))
       continue;
     VEOMNI_ASSIGN_OR_RETURN(HostTensor h, update_->ReadGlobal(a.buffer));
     host.push_back(std::move(h));
-    tensors.push_back({a.name, a.isParam, host.back().view});
+    tensors.push_back({a.name, a.isParam, host.back().view, a.adapter});
   }
   const bool root = m.stageComm->Rank() == 0; // world rank == stage
   auto exchange = [&]() -> absl::Status {
@@ -873,7 +876,8 @@ PipelineTrainer::Save(const std::string &dir, int64_t step,
       Put(header, &count, 8);
       for (const CheckpointTensor &t : tensors) {
         uint32_t n = t.name.size(), rank = t.view.shape.size();
-        uint8_t kind[2] = {uint8_t(t.param), uint8_t(t.view.dtype)};
+        uint8_t kind[2] = {uint8_t(uint8_t(t.param) | uint8_t(t.adapter) << 1),
+                           uint8_t(t.view.dtype)};
         Put(header, &n, 4);
         Put(header, t.name.data(), n);
         Put(header, kind, 2);
@@ -927,7 +931,8 @@ PipelineTrainer::Save(const std::string &dir, int64_t step,
         if (!take(t.name.data(), n) || !take(kind, 2) || !take(&rank, 4) ||
             kind[1] > uint8_t(DType::I64) || rank > 8)
           return cut();
-        t.param = kind[0];
+        t.param = kind[0] & 1;
+        t.adapter = kind[0] & 2;
         t.view.dtype = static_cast<DType>(kind[1]);
         t.view.shape.resize(rank);
         if (!take(t.view.shape.data(), 8 * rank))
@@ -946,8 +951,9 @@ PipelineTrainer::Save(const std::string &dir, int64_t step,
             RecvAll(*m.world, m.worldGroup, data.data(), data.size(), s));
       }
     }
-    return WriteCheckpoint(dir, step, tensors, metadata,
-                           {options.config, options.maxShardBytes});
+    return WriteCheckpoint(
+        dir, step, tensors, metadata,
+        {options.config, options.maxShardBytes, options.adapterConfig});
   };
   return SyncStatus(exchange());
 }
@@ -957,14 +963,15 @@ PipelineTrainer::Load(const std::string &dir,
                       std::map<std::string, std::string> &metadata) {
   std::vector<CheckpointTensor> wanted;
   std::deque<std::pair<uint32_t, Bytes>> staging;
+  const bool lora = IsLoraCheckpoint(dir);
   for (const ArgumentDesc &a : update_->program().arguments) {
-    if (!Checkpointed(a))
+    if (!InCheckpoint(a, lora))
       continue;
     TensorView v{nullptr, update_->program().buffers[a.buffer].dtype,
                  update_->GlobalShape(a.buffer)};
     staging.emplace_back(a.buffer, Bytes(v.bytes()));
     v.data = staging.back().second.data();
-    wanted.push_back({a.name, a.isParam, v});
+    wanted.push_back({a.name, a.isParam, v, a.adapter});
   }
   absl::StatusOr<int64_t> step = ReadCheckpoint(dir, wanted, metadata);
   VEOMNI_RETURN_IF_ERROR(SyncStatus(step.status()));

@@ -79,8 +79,11 @@ public:
 
   /// Seeded parameters as one rank would have them (InitParameters).
   absl::Status InitParameters(uint64_t seed);
-  /// Hugging Face weights (LoadWeights).
-  absl::Status LoadWeights(const std::string &path);
+  /// Hugging Face weights (LoadWeights); LoRA adapters they lack are
+  /// seeded by `seed`.
+  absl::Status LoadWeights(const std::string &path, uint64_t seed = 0);
+  /// LoRA adapters saved in PEFT's layout (LoadAdapters).
+  absl::Status LoadAdapters(const std::string &path);
   /// Moments to zero, masters to their parameters (Trainer::InitState).
   absl::Status InitState();
   /// A checkpoint of the whole model, as one rank writes it: each stage's

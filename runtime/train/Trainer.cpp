@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <vector>
 
@@ -100,23 +101,18 @@ absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
   return m;
 }
 
-namespace {
-/// Parameters and optimizer state. Gradient accumulators are zero between
-/// steps, and a plan without them (a pipeline's) resumes the same run.
-bool Checkpointed(const ArgumentDesc &a) {
-  return a.isParam || a.role == ArgumentRole::OptimizerState ||
-         a.role == ArgumentRole::MasterWeight;
+bool InCheckpoint(const ArgumentDesc &a, bool lora) {
+  // Gradient accumulators are zero between steps, and a plan without them
+  // (a pipeline's) resumes the same run.
+  const bool kept = a.isParam || a.role == ArgumentRole::OptimizerState ||
+                    a.role == ArgumentRole::MasterWeight;
+  return kept && !(lora && a.isParam && a.frozen && !a.adapter);
 }
 
-/// A LoRA run's checkpoint holds the adapters, not the base weights it
-/// never changes.
-bool Saved(const Program &p, const ArgumentDesc &a) {
-  const bool lora =
-      std::any_of(p.arguments.begin(), p.arguments.end(),
-                  [](const ArgumentDesc &x) { return x.adapter; });
-  return Checkpointed(a) && !(lora && a.isParam && !a.adapter);
+bool IsLoraCheckpoint(const std::string &dir) {
+  std::error_code ec;
+  return std::filesystem::exists(dir + "/" + kAdapterFile, ec);
 }
-} // namespace
 
 absl::Status Trainer::Save(const std::string &dir, int64_t step,
                            const std::map<std::string, std::string> &metadata,
@@ -135,7 +131,7 @@ absl::Status Trainer::Write(const std::string &dir, int64_t step,
   std::vector<HostTensor> host; // what the views point into
   host.reserve(executor_->program().arguments.size());
   for (const ArgumentDesc &a : executor_->program().arguments) {
-    if (!Saved(executor_->program(), a))
+    if (!InCheckpoint(a, !options.adapterConfig.empty()))
       continue;
     VEOMNI_ASSIGN_OR_RETURN(HostTensor h, executor_->ReadGlobal(a.buffer));
     host.push_back(std::move(h));
@@ -164,8 +160,9 @@ Trainer::Read(const std::string &dir,
   // Whole tensors on the host; then each rank keeps its slices.
   std::vector<CheckpointTensor> wanted;
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> staging;
+  const bool lora = IsLoraCheckpoint(dir);
   for (const ArgumentDesc &a : executor_->program().arguments) {
-    if (!Saved(executor_->program(), a))
+    if (!InCheckpoint(a, lora))
       continue;
     TensorView v{nullptr, executor_->program().buffers[a.buffer].dtype,
                  executor_->GlobalShape(a.buffer)};

@@ -91,6 +91,14 @@ private:
   int lossOut_ = -1, normOut_ = -1, lrOut_ = -1;
 };
 
+/// Whether a checkpoint holds argument `a`: parameters and optimizer state
+/// (moments, masters), less, in a LoRA run's checkpoint (`lora`), the
+/// frozen base weights it never changes.
+bool InCheckpoint(const ArgumentDesc &a, bool lora);
+
+/// Whether the checkpoint folder `dir` is a LoRA run's (adapters).
+bool IsLoraCheckpoint(const std::string &dir);
+
 } // namespace veomni::rt
 
 #endif // VEOMNI_RUNTIME_TRAIN_TRAINER_H

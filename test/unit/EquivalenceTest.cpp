@@ -571,7 +571,14 @@ INSTANTIATE_TEST_SUITE_P(
                       // free rule: each stage's routers' counts, summed over
                       // micro-batches and data-parallel ranks.
                       Plan{"deepseek_v3", 1, 2, 1, 1, 1, 2, 2, "1f1b"},
-                      Plan{"deepseek_v3", 1, 2, 1, 1, 1, 2, 2, "zb-h1"}),
+                      Plan{"deepseek_v3", 1, 2, 1, 1, 1, 2, 2, "zb-h1"},
+                      // LoRA on every Linear (stage 0's embedding and stage
+                      // 1's head frozen whole), and a frozen vision tower
+                      // on the first stage.
+                      Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b", kSteps, 3e-3,
+                           "", "all-linear"},
+                      Plan{"qwen2_vl", 1, 2, 1, 1, 1, 2, 2, "zb-h1", kSteps,
+                           3e-3, "visual.*"}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).
@@ -599,6 +606,10 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
   ASSERT_TRUE(rt::InitParameters(*one, kSeed).ok());
   ASSERT_TRUE(a->InitParameters(kSeed).ok());
   ASSERT_TRUE(t1->InitState().ok() && a->InitState().ok());
+  // The runs a checkpoint resumes start as a run does (a LoRA checkpoint
+  // holds the adapters, the base weights come from the run's start).
+  ASSERT_TRUE(rt::InitParameters(*b, kSeed).ok());
+  ASSERT_TRUE(c->InitParameters(kSeed).ok());
   auto pipelineStep = [&](rt::PipelineTrainer &t, int64_t step) {
     auto r = PipelineStep(t, step, plan.accumulation);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -614,7 +625,11 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
     if (step <= 2) {
       got = pipelineStep(*a, step);
       if (step == 2) {
-        ASSERT_TRUE(a->Save(dir + "/a", step, {}, {}).ok());
+        // (A LoRA run's checkpoint: the adapters in PEFT's layout.)
+        rt::Trainer::CheckpointOptions options;
+        if (!plan.lora.empty())
+          options.adapterConfig = "{}";
+        ASSERT_TRUE(a->Save(dir + "/a", step, {}, options).ok());
         auto resumed = tb->Load(dir + "/a", meta);
         ASSERT_TRUE(resumed.ok()) << resumed.status();
         EXPECT_EQ(*resumed, 2);
@@ -622,7 +637,10 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
     } else if (step <= 4) {
       got = Step(*b, *tb, step, plan.accumulation);
       if (step == 4) {
-        ASSERT_TRUE(tb->Save(dir + "/b", step, {}, {}).ok());
+        rt::Trainer::CheckpointOptions options;
+        if (!plan.lora.empty())
+          options.adapterConfig = "{}";
+        ASSERT_TRUE(tb->Save(dir + "/b", step, {}, options).ok());
         auto resumed = c->Load(dir + "/b", meta);
         ASSERT_TRUE(resumed.ok()) << resumed.status();
         EXPECT_EQ(*resumed, 4);
@@ -645,7 +663,9 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
 INSTANTIATE_TEST_SUITE_P(
     Schedules, PipelineCheckpoints,
     ::testing::Values(Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b"},
-                      Plan{"omni_moe", 1, 2, 1, 1, 1, 2, 2, "zb-h1"}),
+                      Plan{"omni_moe", 1, 2, 1, 1, 1, 2, 2, "zb-h1"},
+                      Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b", kSteps, 3e-3,
+                           "", "q_proj,v_proj"}),
     PlanName);
 
 INSTANTIATE_TEST_SUITE_P(
