@@ -187,10 +187,25 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
     map.map(arg, entry->getArgument(i));
   for (auto [i, v] : llvm::enumerate(received))
     map.map(v, entry->getArgument(args.size() + i));
+  // What depends on a trained parameter, in the chunk's copy: its
+  // trained parameters, the activations that carry one from an earlier
+  // chunk, and what they reach (activity over the whole step).
+  llvm::DenseSet<Value> stepActive = activeValues(func, body);
+  llvm::DenseSet<Value> active;
+  for (BlockArgument p : params)
+    active.insert(map.lookup(p));
+  for (Value v : received)
+    if (stepActive.contains(v))
+      active.insert(map.lookup(v));
   SmallVector<Operation *> forward;
   for (Operation &op : body.without_terminator())
-    if (chunkOf[&op] == g)
-      forward.push_back(bb.clone(op, map));
+    if (chunkOf[&op] == g) {
+      Operation *copy = bb.clone(op, map);
+      forward.push_back(copy);
+      if (llvm::any_of(copy->getOperands(),
+                       [&](Value v) { return active.contains(v); }))
+        active.insert(copy->getResults().begin(), copy->getResults().end());
+    }
 
   llvm::DenseMap<Value, Value> cotangent;
   if (g == chunks - 1) {
@@ -206,7 +221,7 @@ LogicalResult buildBackward(OpBuilder &b, func::FuncOp func, int64_t g,
           bb, loc, v.getType(), meshRef, bb.getStringAttr("pp"),
           bb.getI64IntegerAttr((g + 1) % stages));
   }
-  if (failed(backpropagate(bb, forward, cotangent)))
+  if (failed(backpropagate(bb, forward, cotangent, &active)))
     return failure();
   for (Value v : received) {
     Value grad = cotangent.lookup(map.lookup(v));
