@@ -116,7 +116,7 @@ document (the first, or N), decoded with the tokenizer when given, its
 targets between [[ and ]]. With a model's --config, conversations' images
 and audio are read as training reads them (--min-pixels, --max-pixels;
 --workers N threads, 2 by default) and each placeholder run shows as
-<image xN> or <audio xN>.
+<image xN>, <video xN> or <audio xN>.
 
 Packs text files into a token dataset, one document per paragraph
 (paragraphs end at blank lines).
@@ -611,7 +611,8 @@ int inspectData(llvm::ArrayRef<const char *> args) {
       llvm::outs() << "; an image of " << media->imageSize << "x"
                    << media->imageSize << " pixels";
     else
-      llvm::outs() << "; an image of " << p.t << "x" << p.h << "x" << p.w
+      llvm::outs() << "; " << (p.secondsPerGrid > 0 ? "a video" : "an image")
+                   << " of " << p.t << "x" << p.h << "x" << p.w
                    << " patches (t x h x w)";
   for (const rt::LogMel &m : shown.audios)
     llvm::outs() << "; a clip of " << m.frames << " frames";
@@ -624,6 +625,8 @@ int inspectData(llvm::ArrayRef<const char *> args) {
       return nullptr;
     if (id == media->imageToken)
       return "image";
+    if (media->videoToken >= 0 && id == media->videoToken)
+      return "video";
     if (id == media->audioToken)
       return "audio";
     if (id == media->visionStart)
