@@ -194,6 +194,10 @@ absl::StatusOr<MediaModel> ReadMediaModel(const std::string &config) {
       m.videoPositionsPerSecond = IntOf(vision, {"tokens_per_second"}, 4);
     else if (m.modelType == "qwen2_5_omni" || m.modelType == "qwen3_omni_moe")
       m.videoPositionsPerSecond = IntOf(top, {"position_id_per_seconds"}, 25);
+    m.secondsPerChunk =
+        static_cast<double>(IntOf(top, {"seconds_per_chunk"}, 2));
+    if (m.secondsPerChunk <= 0)
+      return bad("seconds_per_chunk");
     // Qwen3-VL's video processor (not Qwen3-Omni's, Qwen2-VL's).
     m.timestamps = qwen3 && m.modelType != "qwen3_omni_moe";
     m.sampling.spread = m.timestamps;
@@ -262,11 +266,54 @@ float VideoTime(const VisionPatches &p, const MediaModel &model, int64_t t) {
           static_cast<float>(model.videoPositionsPerSecond));
 }
 
-/// Qwen3-Omni's processor's order of a video's tokens and its sound
-/// track's `audioTokens`: the next video token first while its temporal
-/// position is at most the next audio token's index.
+/// Qwen2.5-Omni's order of a video's tokens and its sound track's
+/// `audioTokens`: chunks of seconds_per_chunk x position_id_per_seconds
+/// positions (transformers' get_chunked_index over each kind's temporal
+/// positions), per chunk its video tokens, then its audio tokens. Runs of
+/// (video?, count) in order.
+std::vector<std::pair<bool, int64_t>> ChunkedRuns(const VisionPatches &p,
+                                                  int64_t audioTokens,
+                                                  const MediaModel &model) {
+  const int64_t perFrame = p.h * p.w / (model.image.merge * model.image.merge);
+  const int64_t span = static_cast<int64_t>(model.videoPositionsPerSecond *
+                                            model.secondsPerChunk);
+  auto chunks = [&](int64_t n, auto time) {
+    std::vector<int64_t> sizes;
+    int64_t start = 0, current = 1;
+    for (int64_t i = 0; i < n; ++i)
+      if (time(i) >= current * span) {
+        sizes.push_back(i - start);
+        start = i;
+        ++current;
+      }
+    sizes.push_back(n - start);
+    return sizes;
+  };
+  std::vector<int64_t> video = chunks(p.t * perFrame, [&](int64_t i) {
+    return static_cast<int64_t>(VideoTime(p, model, i / perFrame));
+  });
+  std::vector<int64_t> audio = chunks(audioTokens, [](int64_t i) { return i; });
+  std::vector<std::pair<bool, int64_t>> runs;
+  for (size_t j = 0; j < std::max(video.size(), audio.size()); ++j) {
+    if (j < video.size())
+      runs.push_back({true, video[j]});
+    if (j < audio.size())
+      runs.push_back({false, audio[j]});
+  }
+  return runs;
+}
+
+/// The omni processors' order of a video's tokens and its sound track's
+/// `audioTokens`: Qwen2.5-Omni's chunks (ChunkedRuns), or Qwen3-Omni's
+/// token by token, the next video token first while its temporal position
+/// is at most the next audio token's index.
 void InterleaveAudio(const VisionPatches &p, int64_t audioTokens,
                      const MediaModel &model, std::vector<int32_t> &ids) {
+  if (!model.qwen3Audio) {
+    for (auto [video, n] : ChunkedRuns(p, audioTokens, model))
+      ids.insert(ids.end(), n, video ? model.videoToken : model.audioToken);
+    return;
+  }
   const int64_t perFrame = p.h * p.w / (model.image.merge * model.image.merge);
   const int64_t videoTokens = p.t * perFrame;
   int64_t v = 0, a = 0;
@@ -475,6 +522,44 @@ std::vector<std::vector<int32_t>> MultimodalPositions(const MediaSample &s,
         image < s.images.size()) {
       const VisionPatches &p = s.images[image++];
       const int64_t gh = p.h / merge, gw = p.w / merge;
+      if (p.withAudio && audio < s.audios.size() && !model.qwen3Audio &&
+          i >= 2) {
+        // Qwen2.5-Omni's audio in video: its two start tokens share one
+        // position, the frames (time truncated) and the clip count from
+        // the next, in its chunks' order; its two end tokens share one
+        // past the largest position of the last chunk, as its
+        // get_rope_index lays them out.
+        const int64_t clip = model.AudioTokens(s.audios[audio++].frames);
+        for (int d = 0; d < 3; ++d)
+          pos[d][i - 1] = pos[d][i - 2];
+        const int64_t start = pos[0][i - 2] + 1;
+        const int64_t perFrame = gh * gw;
+        int64_t v = 0, a = 0, top = start;
+        for (auto [video, n] : ChunkedRuns(p, clip, model)) {
+          top = start;
+          for (int64_t k = 0; k < n; ++k, ++i) {
+            int64_t at[3];
+            if (video) {
+              const int64_t t = v / perFrame, y = v / gw % gh, x = v % gw;
+              at[0] = start + static_cast<int64_t>(VideoTime(p, model, t));
+              at[1] = start + y;
+              at[2] = start + x;
+              ++v;
+            } else {
+              at[0] = at[1] = at[2] = start + a++;
+            }
+            for (int d = 0; d < 3; ++d) {
+              pos[d][i] = static_cast<int32_t>(at[d]);
+              top = std::max(top, at[d]);
+            }
+          }
+        }
+        for (int e = 0; e < 2 && i < s.ids.size(); ++e, ++i)
+          for (int d = 0; d < 3; ++d)
+            pos[d][i] = static_cast<int32_t>(top + 1);
+        next = top + 2;
+        continue;
+      }
       if (p.withAudio && audio < s.audios.size()) {
         // Qwen3-Omni's audio in video: the frames' positions (time in
         // f32, kept fractional until stored) and the clip's counting up

@@ -88,12 +88,16 @@ struct MediaModel {
   /// audio_frame_mask and audio_segment_ids.
   bool qwen3Audio = false;
   int64_t audioWindow = 0;
-  /// Qwen3-Omni's use_audio_in_video: a video with a sound track is
+  /// The omni models' use_audio_in_video: a video with a sound track is
   /// <vision_start> <audio_start> its frames' and its clip's tokens
-  /// interleaved by time <audio_end> <vision_end> (a video token before
-  /// audio token j when its temporal position is at most j); the clip is
-  /// the sample's next audio (VisionPatches::withAudio).
+  /// interleaved by time <audio_end> <vision_end> (Qwen3-Omni: a video
+  /// token before audio token j when its temporal position is at most j;
+  /// Qwen2.5-Omni: by chunks of secondsPerChunk); the clip is the
+  /// sample's next audio (VisionPatches::withAudio).
   bool audioInVideo = false;
+  /// Qwen2.5-Omni's seconds_per_chunk: its audio-in-video order goes by
+  /// chunks of this many seconds.
+  double secondsPerChunk = 2;
   /// Gemma 3: whole images resized to imageSize x imageSize, each
   /// "\n\n" <start_of_image> (visionStart) imageToken x tokensPerImage
   /// <end_of_image> (visionEnd) "\n\n" in the text, their tokens marked in

@@ -67,7 +67,7 @@ struct JobSettings {
   std::string videoFps = "2";
   int64_t videoMaxFrames = 768, videoMinPixels = 128 * 28 * 28,
           videoMaxPixels = 28 * 28 * 768, videoTotalPixels = 90316800;
-  /// "true": a video's sound track goes in with it (Qwen3-Omni).
+  /// "true": a video's sound track goes in with it (the omni models).
   std::string audioInVideo = "false";
   /// "true": Gemma 3's images are followed by their pan-and-scan crops.
   std::string panAndScan = "false";

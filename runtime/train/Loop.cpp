@@ -345,12 +345,11 @@ OpenTextData(const JobSettings &job, const std::string &paths,
       return absl::InvalidArgumentError(
           absl::StrCat("data.pan_and_scan: true, but ", model.modelType,
                        " has no pan and scan (Gemma 3's, gemma3)"));
-    if (model.audioInVideo && !model.qwen3Audio)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "data.audio_in_video: true, but ", model.modelType,
-          " takes a video's sound track only as Qwen3-Omni does "
-          "(qwen3_omni_moe); Qwen2.5-Omni's chunked interleaving is not "
-          "supported yet"));
+    if (model.audioInVideo && !(model.audio && model.vision))
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.audio_in_video: true, but ", model.modelType,
+                       " has no vision and audio towers to take a video's "
+                       "sound track (qwen2_5_omni and qwen3_omni_moe do)"));
     if (!absl::SimpleAtod(job.videoFps, &model.sampling.fps) ||
         !(model.sampling.fps > 0))
       return absl::InvalidArgumentError(absl::StrCat(

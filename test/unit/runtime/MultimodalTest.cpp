@@ -548,6 +548,38 @@ TEST(Multimodal, Qwen3OmniVideosAndTheirSoundEqualItsProcessor) {
   EXPECT_FALSE(s.images[0].withAudio);
 }
 
+TEST(Multimodal, Qwen25OmniAudioInVideoEqualsItsProcessor) {
+  const std::string dir =
+      std::string(VEOMNI_SOURCE_DIR) + "/test/goldens/omni_video";
+  auto model = ReadMediaModel(std::string(VEOMNI_SOURCE_DIR) +
+                              "/test/goldens/multimodal/omni.json");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->secondsPerChunk, 2);
+  model->video.minPixels = 64;
+  model->video.maxPixels = 1024;
+  model->audioInVideo = true;
+  auto expected = ParseJson(ReadText(dir + "/expected.json"));
+  ASSERT_TRUE(expected.ok());
+  std::string line = ReadText(dir + "/videos.jsonl");
+  line = line.substr(0, line.find('\n'));
+  MediaSample s;
+  absl::Status st = EncodeMediaSample(line, dir, *G().tokenizer,
+                                      ChatFormat::ChatML, -1, *model, s);
+  ASSERT_TRUE(st.ok()) << st;
+  // Two chunks of 50 positions: 24 video tokens (temporal patches 0 and 1),
+  // 50 audio tokens, 24 more (patches 2 and 3), 50 more.
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(*expected, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(*expected, "trained")));
+  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
+  const Json &hf = *FindField(*expected, "positions");
+  for (int d = 0; d < 3; ++d)
+    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
+              Ints(hf.items[d]))
+        << "axis " << d;
+}
+
 TEST(Multimodal, BadPartsNameTheMessageAndPart) {
   auto error = [](const std::string &line) {
     MediaSample s;
