@@ -1,6 +1,7 @@
 //===- Freeze.cpp - the parameters a recipe does not train ----------------===//
 
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/NameMatch.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -15,17 +16,6 @@ using namespace mlir;
 using namespace mlir::veomni;
 
 namespace {
-
-/// Whether `glob` matches `name` whole or a part of it after a dot.
-bool matches(const llvm::GlobPattern &glob, StringRef name) {
-  if (glob.match(name))
-    return true;
-  for (size_t dot = name.find('.'); dot != StringRef::npos;
-       dot = name.find('.', dot + 1))
-    if (glob.match(name.drop_front(dot + 1)))
-      return true;
-  return false;
-}
 
 struct FreezePass : veomni::impl::FreezeBase<FreezePass> {
   using FreezeBase::FreezeBase;
@@ -61,7 +51,9 @@ struct FreezePass : veomni::impl::FreezeBase<FreezePass> {
         example = name.getValue().str();
       bool hit = false;
       for (auto [k, g] : llvm::enumerate(globs))
-        if (matches(g.second, name.getValue()))
+        if (matchesNameOrPart(name.getValue(), [&](StringRef part) {
+              return g.second.match(part);
+            }))
           hit = used[k] = true;
       if (hit) {
         func.setArgAttr(i, VeOmniDialect::kFrozenAttrName,

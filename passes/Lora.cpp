@@ -15,6 +15,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/NameMatch.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -42,16 +43,9 @@ struct Target {
   bool matches(StringRef module) const {
     if (text == "all-linear")
       return module != "lm_head" && !module.ends_with(".lm_head");
-    auto one = [&](StringRef part) {
+    return matchesNameOrPart(module, [&](StringRef part) {
       return glob ? glob->match(part) : part == text;
-    };
-    if (one(module))
-      return true;
-    for (size_t dot = module.find('.'); dot != StringRef::npos;
-         dot = module.find('.', dot + 1))
-      if (one(module.drop_front(dot + 1)))
-        return true;
-    return false;
+    });
   }
 };
 

@@ -106,6 +106,24 @@ def write_media(rng):
     return pcm.astype(np.float32) / 32768
 
 
+def write_av(path, frames, pcm, rate=16000):
+    """An H.264 video of `frames` (RGB, 32 x 24, VIDEO_FPS a second) with
+    `pcm` (int16 mono at `rate`) as its sound track, in PCM: a Matroska file
+    whose track decodes to exactly those samples."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "track.wav"
+        with wave.open(str(wav), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm.tobytes())
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                        "-s", "32x24", "-r", str(VIDEO_FPS), "-i", "-", "-i", str(wav),
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+                        "-bitexact", "-fflags", "+bitexact", str(path)],
+                       input=np.stack(frames).tobytes(), check=True)
+
+
 def video_frames(path):
     """Every frame of `path` as the ffmpeg tool decodes it to RGB."""
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo",

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import types
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +55,7 @@ def write_media():
     t = np.arange(4 * sr) / sr
     tone = 0.3 * np.sin(2 * np.pi * (300 + 200 * t) * t) + 0.03 * rng.standard_normal(t.shape)
     pcm = np.round(np.clip(tone, -1, 1) * 32767).astype(np.int16)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "talk.wav"
-        with wave.open(str(wav), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(sr)
-            w.writeframes(pcm.tobytes())
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                        "-s", "32x24", "-r", str(mm.VIDEO_FPS), "-i", "-", "-i", str(wav),
-                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
-                        "-bitexact", "-fflags", "+bitexact", str(OUT / "talk4.mkv")],
-                       input=np.stack(frames).tobytes(), check=True)
+    mm.write_av(OUT / "talk4.mkv", frames, pcm)
 
 
 def main():

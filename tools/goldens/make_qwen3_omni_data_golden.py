@@ -30,7 +30,6 @@ test/goldens/multimodal's, made by make_multimodal_goldens.py):
 import json
 import subprocess
 import sys
-import tempfile
 import types
 import wave
 from pathlib import Path
@@ -188,18 +187,7 @@ def write_talk():
     t = np.arange(2 * sr) / sr
     tone = 0.35 * np.sin(2 * np.pi * (400 + 300 * t) * t) + 0.03 * rng.standard_normal(t.shape)
     pcm = np.round(np.clip(tone, -1, 1) * 32767).astype(np.int16)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "talk.wav"
-        with wave.open(str(wav), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(sr)
-            w.writeframes(pcm.tobytes())
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                        "-s", "32x24", "-r", str(mm.VIDEO_FPS), "-i", "-", "-i", str(wav),
-                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
-                        "-bitexact", "-fflags", "+bitexact", str(OUT / "talk.mkv")],
-                       input=np.stack(frames).tobytes(), check=True)
+    mm.write_av(OUT / "talk.mkv", frames, pcm)
 
 
 def track(path):

@@ -65,6 +65,24 @@ std::vector<int64_t> Ints(const Json &array) {
   return out;
 }
 
+/// Expects `s`'s ids and trained flags to be `want`'s "ids" and "trained",
+/// and (with `positions`) its multimodal positions `want`'s "positions".
+void ExpectEqualsGolden(const MediaSample &s, const Json &want,
+                        const MediaModel *positions = nullptr) {
+  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
+            Ints(*FindField(want, "ids")));
+  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
+            Ints(*FindField(want, "trained")));
+  if (!positions)
+    return;
+  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *positions);
+  const Json &hf = *FindField(want, "positions");
+  for (int d = 0; d < 3; ++d)
+    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
+              Ints(hf.items[d]))
+        << "axis " << d;
+}
+
 struct Golden {
   MediaModel model;
   std::unique_ptr<Tokenizer> tokenizer;
@@ -445,11 +463,8 @@ TEST(Multimodal, Qwen3VLVideosEqualItsProcessorWithTimestamps) {
                                       ChatFormat::ChatML, -1, *model, s);
   ASSERT_TRUE(st.ok()) << st;
   // "<0.3 seconds>" and "<1.5 seconds>" (frames 0, 4, 7, 11 of 12 at 6
-  // fps), each before its temporal patch's block.
-  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
-            Ints(*FindField(want, "ids")));
-  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
-            Ints(*FindField(want, "trained")));
+  // fps), each before its temporal patch's block; positions an image's.
+  ExpectEqualsGolden(s, want, &*model);
   std::vector<int64_t> grid = Ints(*FindField(want, "grid"));
   ASSERT_EQ(s.images.size(), static_cast<size_t>(grid[0]));
   for (const VisionPatches &frame : s.images) {
@@ -460,12 +475,6 @@ TEST(Multimodal, Qwen3VLVideosEqualItsProcessorWithTimestamps) {
   // The ffmpeg tool's frames and ours: within one 8-bit step.
   for (float worst : WorstPixelErrors(s, ReadF32(dir + "/video.f32")))
     EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f);
-  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
-  const Json &hf = *FindField(want, "positions");
-  for (int d = 0; d < 3; ++d)
-    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
-              Ints(hf.items[d]))
-        << "axis " << d;
 
   // sample_frames' frame numbers at other lengths, rates and limits.
   for (const Json &c : FindField(*expected, "sampling")->items) {
@@ -522,18 +531,9 @@ TEST(Multimodal, Qwen3OmniVideosAndTheirSoundEqualItsProcessor) {
     ASSERT_TRUE(st.ok()) << st;
     // clip.mp4 has no sound track: a plain video; talk.mkv's 26 audio
     // tokens go among its two temporal patches' 12 each.
-    EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
-              Ints(*FindField(want, "ids")));
-    EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
-              Ints(*FindField(want, "trained")));
+    ExpectEqualsGolden(s, want, &*model);
     ASSERT_EQ(s.images.size(), 1u);
     EXPECT_EQ(s.images[0].withAudio, !s.audios.empty());
-    std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
-    const Json &hf = *FindField(want, "positions");
-    for (int d = 0; d < 3; ++d)
-      EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
-                Ints(hf.items[d]))
-          << "axis " << d;
   }
   MediaSample s;
   // Without audio_in_video the sound track is left out.
@@ -568,16 +568,7 @@ TEST(Multimodal, Qwen25OmniAudioInVideoEqualsItsProcessor) {
   ASSERT_TRUE(st.ok()) << st;
   // Two chunks of 50 positions: 24 video tokens (temporal patches 0 and 1),
   // 50 audio tokens, 24 more (patches 2 and 3), 50 more.
-  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
-            Ints(*FindField(*expected, "ids")));
-  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
-            Ints(*FindField(*expected, "trained")));
-  std::vector<std::vector<int32_t>> pos = MultimodalPositions(s, *model);
-  const Json &hf = *FindField(*expected, "positions");
-  for (int d = 0; d < 3; ++d)
-    EXPECT_EQ(std::vector<int64_t>(pos[d].begin(), pos[d].end()),
-              Ints(hf.items[d]))
-        << "axis " << d;
+  ExpectEqualsGolden(s, *expected, &*model);
 }
 
 TEST(Multimodal, BadPartsNameTheMessageAndPart) {
@@ -727,10 +718,7 @@ TEST(Multimodal, Gemma3PanAndScanEqualsItsProcessor) {
                                            ChatFormat::Gemma, -1, *model, s);
   ASSERT_TRUE(encoded.ok()) << encoded;
   // The 800 x 300 picture and its three crops, in the processor's words.
-  EXPECT_EQ(std::vector<int64_t>(s.ids.begin(), s.ids.end()),
-            Ints(*FindField(want, "ids")));
-  EXPECT_EQ(std::vector<int64_t>(s.trained.begin(), s.trained.end()),
-            Ints(*FindField(want, "trained")));
+  ExpectEqualsGolden(s, want);
   ASSERT_EQ(s.images.size(), 4u);
   for (float worst : WorstPixelErrors(s, ReadF32(dir + "/pan.f32")))
     EXPECT_LE(worst, 1.0f / 255 / 0.5f + 1e-6f);
