@@ -492,6 +492,20 @@ absl::Status LoadAdapters(Executor &executor, const std::string &path) {
                                : path;
   VEOMNI_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> adapters,
                           SafetensorsFile::Open(file));
+  // Every tensor of the file is an adapter the program has: one it lacks
+  // would be dropped without a word.
+  std::set<std::string> used;
+  for (const ArgumentDesc &a : executor.program().arguments)
+    if (a.adapter) {
+      used.insert("base_model.model." + a.name);
+      used.insert(a.name);
+    }
+  for (const auto &[name, entry] : adapters->entries())
+    if (!used.count(name))
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor '", name,
+          "' adapts a module the recipe's train.lora.targets do not name "
+          "(or is not a LoRA matrix)"));
   for (const ArgumentDesc &a : executor.program().arguments) {
     if (!a.adapter)
       continue;

@@ -706,6 +706,9 @@ INSTANTIATE_TEST_SUITE_P(
         Plan{"llama", 1, 4, 1, 1, 1, 1, 1, "1f1b", kSteps, 3e-3, "",
              "all-linear"},
         Plan{"qwen3", 1, 1, 2, 2, 1, 1, 1, "1f1b", kSteps, 3e-3, "",
+             "all-linear"},
+        // On a MoE model under ep (the routers' gates are Linears too).
+        Plan{"qwen3_moe", 1, 2, 1, 1, 2, 1, 1, "1f1b", kSteps, 3e-3, "",
              "all-linear"}),
     PlanName);
 

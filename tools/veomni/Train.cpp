@@ -130,9 +130,20 @@ absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
     if (!alpha || *alpha != t.loraAlpha)
       return bad("lora_alpha", "must be train.lora.alpha (" +
                                    std::to_string(t.loraAlpha) + ")");
-    for (const char *flag : {"use_rslora", "fan_in_fan_out", "use_dora"})
+    for (const char *flag :
+         {"use_rslora", "fan_in_fan_out", "use_dora", "lora_bias"})
       if (auto *v = field(flag); v && v->getAsBoolean().value_or(false))
         return bad(flag, "true is not supported");
+    for (const char *pattern : {"rank_pattern", "alpha_pattern"})
+      if (auto *v = field(pattern);
+          v && v->getAsObject() && !v->getAsObject()->empty())
+        return bad(pattern, "per-module ranks or alphas are not supported");
+    if (auto *v = field("modules_to_save");
+        v && v->getAsArray() && !v->getAsArray()->empty())
+      return bad("modules_to_save",
+                 "fully trained modules beside the adapters are not "
+                 "supported (train.freeze leaves modules trainable without "
+                 "LoRA)");
   }
   std::string alpha;
   llvm::raw_string_ostream(alpha) << llvm::format("%.17g", t.loraAlpha);
