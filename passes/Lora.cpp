@@ -6,7 +6,10 @@
 //   <module>.lora_A.weight [r, in]   (init "lora_a": PEFT's kaiming uniform)
 //   <module>.lora_B.weight [out, r]  (init "zeros")
 // and its output becomes  x W^T + (x A^T) B^T * alpha / r,  as PEFT's
-// lora.Linear computes it (dropout 0). Every other parameter is frozen
+// lora.Linear computes it (dropout 0). The adapters are f32 whatever the
+// model's type, as get_peft_model's autocast_adapter_dtype makes them: in
+// a bf16 model x is cast to f32 for them and the sum, taken in f32, cast
+// back. Every other parameter is frozen
 // (veomni.frozen), as PEFT freezes the base model. The adapters take their
 // base weight's place in the parallel plan: a column-parallel weight's B is
 // split as it is (its A replicated), a row-parallel weight's A (its B
@@ -157,7 +160,8 @@ struct LoraPass : veomni::impl::LoraBase<LoraPass> {
             b.getNamedAttr(VeOmniDialect::kAdapterAttrName, b.getUnitAttr()),
             b.getNamedAttr(VeOmniDialect::kPlacementAttrName,
                            b.getStringAttr(place))};
-        (void)func.insertArgument(index, wt.clone(shape),
+        (void)func.insertArgument(index,
+                                  RankedTensorType::get(shape, b.getF32Type()),
                                   b.getDictionaryAttr(attrs), func.getLoc());
         return func.getArgument(index);
       };
@@ -167,15 +171,31 @@ struct LoraPass : veomni::impl::LoraBase<LoraPass> {
         b.setInsertionPointAfter(m);
         Location loc = m.getLoc();
         Value x = m.getLhs(), y = m.getResult();
-        Value down = MatmulOp::create(b, loc, x, a, false, true);
-        Value up = MatmulOp::create(b, loc, down, bm, false, true);
+        // (Its readers, before the adapter's ops read it too.)
+        SmallVector<OpOperand *> readers;
+        for (OpOperand &use : y.getUses())
+          readers.push_back(&use);
         auto yt = cast<RankedTensorType>(y.getType());
+        const bool f32 = yt.getElementType().isF32();
+        auto toF32 = [&](Value v) -> Value {
+          auto t = cast<RankedTensorType>(v.getType());
+          return f32 ? v
+                     : CastOp::create(b, loc, t.clone(b.getF32Type()), v)
+                           .getResult();
+        };
+        Value down = MatmulOp::create(b, loc, toF32(x), a, false, true);
+        Value up = MatmulOp::create(b, loc, down, bm, false, true);
+        auto upType = cast<RankedTensorType>(up.getType());
         Value scale = ConstantOp::create(
             b, loc,
             cast<ElementsAttr>(DenseElementsAttr::get(
-                yt, b.getFloatAttr(yt.getElementType(), scaling))));
-        Value sum = AddOp::create(b, loc, y, MulOp::create(b, loc, up, scale));
-        y.replaceAllUsesExcept(sum, sum.getDefiningOp());
+                upType, b.getFloatAttr(b.getF32Type(), scaling))));
+        Value sum =
+            AddOp::create(b, loc, toF32(y), MulOp::create(b, loc, up, scale));
+        if (!f32)
+          sum = CastOp::create(b, loc, yt, sum);
+        for (OpOperand *use : readers)
+          use->set(sum);
       }
     }
   }
