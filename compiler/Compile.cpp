@@ -76,6 +76,7 @@ static void addTrainablePasses(OpPassManager &pm,
         l.targets.push_back(t.trim().str());
     l.rank = options.train->loraRank;
     l.alpha = options.train->loraAlpha;
+    l.rslora = options.train->loraRslora == "true";
     pm.addPass(createLora(l));
   }
   if (options.train && !options.train->freeze.empty()) {

@@ -24,6 +24,8 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/Support/GlobPattern.h"
 
+#include <cmath>
+
 namespace mlir::veomni {
 #define GEN_PASS_DEF_LORA
 #include "passes/Passes.h.inc"
@@ -133,7 +135,8 @@ struct LoraPass : veomni::impl::LoraBase<LoraPass> {
     for (unsigned i = 0; i < func.getNumArguments(); ++i)
       if (func.getArgAttr(i, VeOmniDialect::kParamAttrName))
         func.setArgAttr(i, VeOmniDialect::kFrozenAttrName, UnitAttr::get(ctx));
-    const double scaling = alpha / double(rank);
+    const double scaling =
+        alpha / (rslora ? std::sqrt(double(rank)) : double(rank));
     OpBuilder b(ctx);
     for (auto &[w, uses] : linears) {
       auto wt = cast<RankedTensorType>(w.getType());

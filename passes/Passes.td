@@ -117,6 +117,8 @@ def Lora : Pass<"veomni-lora", "::mlir::ModuleOp"> {
     Option<"rank", "rank", "int64_t", /*default=*/"8", "The adapters' rank r">,
     Option<"alpha", "alpha", "double", /*default=*/"16",
            "lora_alpha: the update is scaled by alpha / r">,
+    Option<"rslora", "rslora", "bool", /*default=*/"false",
+           "use_rslora: scaled by alpha / sqrt(r) instead">,
   ];
 }
 

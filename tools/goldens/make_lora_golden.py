@@ -13,8 +13,9 @@ Writes test/goldens/lora/:
               torch.nn.utils.clip_grad_norm_(max_norm=1.0) over the adapters,
               then torch.optim.AdamW(lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
               weight_decay=0.1) on them (matrices: all decayed)
-  expected.json  the loss and the gradient norm before clipping, and the
-              loss with the stepped adapters (what a second step starts at)
+  expected.json  the loss and the gradient norm before clipping, the
+              loss with the stepped adapters (what a second step starts at),
+              and the initial adapters' loss with use_rslora (alpha/sqrt(r))
 
     python3 tools/goldens/make_lora_golden.py
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -62,8 +63,18 @@ def main():
         after = peft(input_ids=ids, position_ids=batch["position_ids"].long()).logits
         stepped = F.cross_entropy(after.reshape(-1, after.shape[-1]).float(), labels.reshape(-1),
                                   ignore_index=-100)
+    # The initial adapters under rank-stabilised scaling.
+    rs = get_peft_model(AutoModelForCausalLM.from_pretrained(BASE, dtype=torch.float32).eval(),
+                        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                   lora_dropout=0.0, init_lora_weights=False, use_rslora=True))
+    set_peft_model_state_dict(rs, load_file(OUT / "initial" / "adapter_model.safetensors"))
+    with torch.no_grad():
+        out = rs(input_ids=ids, position_ids=batch["position_ids"].long()).logits
+        rs_loss = F.cross_entropy(out.reshape(-1, out.shape[-1]).float(), labels.reshape(-1),
+                                  ignore_index=-100)
     (OUT / "expected.json").write_text(json.dumps(
-        {"loss": float(loss.detach()), "grad_norm": norm, "stepped_loss": float(stepped)}))
+        {"loss": float(loss.detach()), "grad_norm": norm, "stepped_loss": float(stepped),
+         "rslora_loss": float(rs_loss)}))
     print(f"loss {float(loss):.6f}, grad norm {norm:.6f}, {len(params)} adapter matrices")
 
 

@@ -130,8 +130,12 @@ absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
     if (!alpha || *alpha != t.loraAlpha)
       return bad("lora_alpha", "must be train.lora.alpha (" +
                                    std::to_string(t.loraAlpha) + ")");
-    for (const char *flag :
-         {"use_rslora", "fan_in_fan_out", "use_dora", "lora_bias"})
+    const bool rslora = t.loraRslora == "true";
+    if (auto *v = field("use_rslora");
+        (v && v->getAsBoolean().value_or(false)) != rslora)
+      return bad("use_rslora", std::string("must be train.lora.rslora (") +
+                                   (rslora ? "true" : "false") + ")");
+    for (const char *flag : {"fan_in_fan_out", "use_dora", "lora_bias"})
       if (auto *v = field(flag); v && v->getAsBoolean().value_or(false))
         return bad(flag, "true is not supported");
     for (const char *pattern : {"rank_pattern", "alpha_pattern"})
@@ -153,7 +157,9 @@ absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
          ",\n  \"lora_dropout\": 0.0,\n  \"target_modules\": " +
          PeftTargets(t.loraTargets) +
          ",\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n"
-         "  \"use_rslora\": false,\n  \"init_lora_weights\": true,\n"
+         "  \"use_rslora\": " +
+         t.loraRslora +
+         ",\n  \"init_lora_weights\": true,\n"
          "  \"modules_to_save\": null,\n  \"inference_mode\": true\n}\n";
 }
 
