@@ -69,11 +69,15 @@ void mlir::veomni::addShardingPasses(OpPassManager &pm,
 /// (veomni-freeze), as the train section asks.
 static void addTrainablePasses(OpPassManager &pm,
                                const CompileOptions &options) {
-  if (options.train && !options.train->loraTargets.empty()) {
+  if (options.train && (!options.train->loraTargets.empty() ||
+                        !options.train->loraTargetParameters.empty())) {
     LoraOptions l;
     for (StringRef t : llvm::split(options.train->loraTargets, ','))
       if (!t.trim().empty())
         l.targets.push_back(t.trim().str());
+    for (StringRef t : llvm::split(options.train->loraTargetParameters, ','))
+      if (!t.trim().empty())
+        l.targetParameters.push_back(t.trim().str());
     l.rank = options.train->loraRank;
     l.alpha = options.train->loraAlpha;
     l.rslora = options.train->loraRslora == "true";

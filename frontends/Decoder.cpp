@@ -987,14 +987,18 @@ struct LayerBuilder {
     int64_t rows = cast<RankedTensorType>(sorted.getType()).getDimSize(0);
     int64_t e = c.experts, inter = c.moeIntermediate;
     Value ones = b.splat(1.0, {rows, 1});
-    auto project = [&](Value x, const char *name, int64_t in, int64_t out) {
+    // (order: torch registers gate_up_proj, its bias, down_proj, its bias.)
+    auto project = [&](Value x, const char *name, int64_t order, int64_t in,
+                       int64_t out) {
       std::string w = p + "mlp.experts." + name;
       Value weight = param(w, {e, in, out});
       Value bias = b.reshape(param(w + "_bias", {e, out}), {e, 1, out});
-      return b.groupedMatmul(b.concat({x, ones}, 1),
-                             b.concat({weight, bias}, 1), groups, false);
+      Value y = b.groupedMatmul(b.concat({x, ones}, 1),
+                                b.concat({weight, bias}, 1), groups, false);
+      b.markExperts(y, w, order, 0, in);
+      return y;
     };
-    Value gateUp = project(sorted, "gate_up_proj", c.hidden, 2 * inter);
+    Value gateUp = project(sorted, "gate_up_proj", 0, c.hidden, 2 * inter);
     // Gate and up interleave: columns 0, 2, ... and 1, 3, ...
     Value gate = b.slice(gateUp, {0, 0}, {rows, 2 * inter}, {1, 2});
     Value up = b.slice(gateUp, {0, 1}, {rows, 2 * inter}, {1, 2});
@@ -1002,7 +1006,7 @@ struct LayerBuilder {
     up = b.clamp(up, -c.swigluLimit, c.swigluLimit);
     Value glu = b.mul(gate, b.sigmoid(b.scale(gate, c.swigluAlpha)));
     Value act = b.mul(b.add(up, b.splat(1.0, {rows, inter})), glu);
-    return project(act, "down_proj", inter, c.hidden);
+    return project(act, "down_proj", 2, inter, c.hidden);
   }
 
   /// Qwen3-VL-MoE's experts, fused as transformers 5 holds and saves them:
@@ -1012,14 +1016,19 @@ struct LayerBuilder {
   Value stackedExperts(const std::string &p, Value sorted, Value groups) {
     int64_t rows = cast<RankedTensorType>(sorted.getType()).getDimSize(0);
     int64_t e = c.experts, inter = c.moeIntermediate;
-    Value gateUp = b.groupedMatmul(
-        sorted, param(p + "mlp.experts.gate_up_proj", {e, 2 * inter, c.hidden}),
-        groups, /*transposeWeight=*/true);
+    const std::string gateUpName = p + "mlp.experts.gate_up_proj";
+    const std::string downName = p + "mlp.experts.down_proj";
+    Value gateUp =
+        b.groupedMatmul(sorted, param(gateUpName, {e, 2 * inter, c.hidden}),
+                        groups, /*transposeWeight=*/true);
+    b.markExperts(gateUp, gateUpName, 0, 0, c.hidden);
     Value gate = b.slice(gateUp, {0, 0}, {rows, inter});
     Value up = b.slice(gateUp, {0, inter}, {rows, 2 * inter});
-    return b.groupedMatmul(
-        b.mul(b.silu(gate), up),
-        param(p + "mlp.experts.down_proj", {e, c.hidden, inter}), groups, true);
+    Value down =
+        b.groupedMatmul(b.mul(b.silu(gate), up),
+                        param(downName, {e, c.hidden, inter}), groups, true);
+    b.markExperts(down, downName, 1, 0, inter);
+    return down;
   }
 
   /// The stacked SwiGLU experts (`mlp.experts.*.{gate,up,down}_proj`, dim 0
@@ -1033,8 +1042,16 @@ struct LayerBuilder {
                                  groups, /*transposeWeight=*/true);
     Value up = b.groupedMatmul(sorted, experts("up_proj", inter, c.hidden),
                                groups, true);
-    return b.groupedMatmul(b.mul(b.silu(gate), up),
-                           experts("down_proj", c.hidden, inter), groups, true);
+    Value down =
+        b.groupedMatmul(b.mul(b.silu(gate), up),
+                        experts("down_proj", c.hidden, inter), groups, true);
+    // transformers 5 holds them fused, gate_up_proj [E, 2I, H] (the gate's
+    // rows first) and down_proj [E, H, I], which is what PEFT adapts.
+    const std::string fused = p + "mlp.experts.";
+    b.markExperts(gate, fused + "gate_up_proj", 0, 0, c.hidden);
+    b.markExperts(up, fused + "gate_up_proj", 0, inter, c.hidden);
+    b.markExperts(down, fused + "down_proj", 1, 0, inter);
+    return down;
   }
 
   /// The router's weights and expert indices [T, k] of the tokens `flat`:
@@ -1045,18 +1062,22 @@ struct LayerBuilder {
   std::pair<Value, Value> route(const std::string &p, Value flat) {
     int64_t tokens = batch * seq, e = c.experts;
     if (c.groupRouter) {
-      Value logits =
-          b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+      Value gate = param(p + "mlp.gate.weight", {e, c.hidden});
+      b.markRouter(gate);
+      Value logits = b.linear(flat, gate);
       Value bias = param(p + "mlp.gate.e_score_correction_bias", {e});
       b.initAs(bias, "zeros");
       b.markBuffer(bias);
       return b.moeGroupTopK(b.sigmoid(logits), bias, c.topK, c.routerGroups,
                             c.routerTopkGroups, c.normTopK, c.routedScale);
     }
-    Value logits =
-        c.gptOssExperts
-            ? linear(flat, p + "mlp.router", e, c.hidden, /*bias=*/true)
-            : b.linear(flat, param(p + "mlp.gate.weight", {e, c.hidden}));
+    // (transformers 5's routers are modules of their own, no nn.Linear.)
+    const std::string router =
+        p + (c.gptOssExperts ? "mlp.router" : "mlp.gate");
+    Value gate = param(router + ".weight", {e, c.hidden});
+    b.markRouter(gate);
+    Value logits = b.linear(
+        flat, gate, c.gptOssExperts ? param(router + ".bias", {e}) : Value());
     auto [weights, indices] = b.moeTopK(logits, c.topK, c.normTopK);
     if (c.routerAuxCoef > 0) {
       Type f32 = Float32Type::get(b.getContext());

@@ -2,6 +2,7 @@
 
 #include "frontends/Importer.h"
 #include "frontends/Families.h"
+#include "passes/NameMatch.h"
 #include "runtime/support/Status.h"
 
 #include "mlir/IR/Diagnostics.h"
@@ -565,6 +566,13 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                            StringAttr::get(&context, placementName(*p)));
   model.module->getOperation()->setAttr("veomni.model_type",
                                         StringAttr::get(&context, modelType));
+  // The families whose transformers-4 expert modules transformers 5 fused
+  // and PEFT converts configs for (transformers' qwen2_moe conversion
+  // pattern): LoRA's targets gate/gate_proj/up_proj/down_proj mean their
+  // fused parameters there (passes/Lora.cpp).
+  if (peftFusesExperts(modelType))
+    model.module->getOperation()->setAttr("veomni.peft_fused_experts",
+                                          UnitAttr::get(&context));
   model.arguments = b.arguments();
   for (const std::string &key : r.unknownKeys())
     model.warnings.push_back(path.str() + ": field '" + key +

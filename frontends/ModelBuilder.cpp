@@ -143,6 +143,28 @@ void ModelBuilder::markBuffer(Value v) {
     args[arg.getArgNumber()].buffer = true;
 }
 
+void ModelBuilder::markRouter(Value v) {
+  auto arg = dyn_cast_or_null<BlockArgument>(v);
+  if (arg && arg.getOwner() == &func.getBody().front() &&
+      arg.getArgNumber() < args.size() && args[arg.getArgNumber()].isParam)
+    args[arg.getArgNumber()].router = true;
+}
+
+void ModelBuilder::markExperts(Value product, StringRef hfParam, int64_t order,
+                               int64_t column, int64_t in) {
+  Operation *op = product ? product.getDefiningOp() : nullptr;
+  if (!op || !isa<GroupedMatmulOp>(op))
+    return;
+  op->setAttr(
+      VeOmniDialect::kExpertsAttrName,
+      opBuilder.getDictionaryAttr(
+          {opBuilder.getNamedAttr("param", opBuilder.getStringAttr(hfParam)),
+           opBuilder.getNamedAttr("order", opBuilder.getI64IntegerAttr(order)),
+           opBuilder.getNamedAttr("column",
+                                  opBuilder.getI64IntegerAttr(column)),
+           opBuilder.getNamedAttr("in", opBuilder.getI64IntegerAttr(in))}));
+}
+
 Value ModelBuilder::param(StringRef hfName, ArrayRef<int64_t> shape) {
   return declare(hfName, RankedTensorType::get(shape, modelType), true);
 }
@@ -514,6 +536,9 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
     if (!args[i].init.empty())
       func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
                       opBuilder.getStringAttr(args[i].init));
+    if (args[i].router)
+      func.setArgAttr(pos, VeOmniDialect::kRouterAttrName,
+                      opBuilder.getUnitAttr());
   }
   func->setAttr(VeOmniDialect::kRoleAttrName,
                 FunctionRoleAttr::get(context, FunctionRole::Forward));

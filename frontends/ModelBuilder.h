@@ -45,6 +45,8 @@ struct ArgumentInfo {
   /// (DeepSeek's e_score_correction_bias): loaded and saved like a
   /// parameter, reached by no gradient, not counted among the parameters.
   bool buffer = false;
+  /// A MoE router's weight (VeOmniDialect::kRouterAttrName).
+  bool router = false;
 };
 
 class ModelBuilder {
@@ -92,6 +94,12 @@ public:
   void initAs(Value v, StringRef init);
   /// Marks parameter `v` a buffer (ArgumentInfo::buffer).
   void markBuffer(Value v);
+  /// Marks parameter `v` a MoE router's weight (ArgumentInfo::router).
+  void markRouter(Value v);
+  /// Marks the grouped matmul whose result is `product` as computing the
+  /// expert parameter `hfParam` (VeOmniDialect::kExpertsAttrName).
+  void markExperts(Value product, StringRef hfParam, int64_t order,
+                   int64_t column, int64_t in);
 
   //===--------------------------------------------------------------------===//
   // Ops

@@ -114,6 +114,9 @@ def Lora : Pass<"veomni-lora", "::mlir::ModuleOp"> {
            "The function to adapt">,
     ListOption<"targets", "targets", "std::string",
                "PEFT target_modules: names, globs or all-linear">,
+    ListOption<"targetParameters", "target-parameters", "std::string",
+               "PEFT target_parameters: MoE experts' fused parameters and "
+               "routers' weights (mlp.experts.gate_up_proj)">,
     Option<"rank", "rank", "int64_t", /*default=*/"8", "The adapters' rank r">,
     Option<"alpha", "alpha", "double", /*default=*/"16",
            "lora_alpha: the update is scaled by alpha / r">,

@@ -154,7 +154,7 @@ LogicalResult VeOmniDialect::verifyRegionArgAttribute(Operation *op,
     return success();
   }
   if (name == kRouterBiasAttrName || name == kFrozenAttrName ||
-      name == kAdapterAttrName) {
+      name == kAdapterAttrName || name == kRouterAttrName) {
     if (!isa<UnitAttr>(attr.getValue()))
       return op->emitError("'")
              << name << "' on argument #" << argIndex << " must be a unit";
@@ -220,6 +220,22 @@ LogicalResult VeOmniDialect::verifyOperationAttribute(Operation *op,
     if (!isa<func::FuncOp>(op) || !isa<FunctionRoleAttr>(attr.getValue()))
       return op->emitError("'")
              << name << "' on an operation must be a function's role, got "
+             << attr.getValue();
+    return success();
+  }
+  if (name == kExpertsAttrName) {
+    auto info = dyn_cast<DictionaryAttr>(attr.getValue());
+    auto whole = [&](StringRef key) {
+      auto v = info ? info.getAs<IntegerAttr>(key) : IntegerAttr();
+      return v && v.getInt() >= 0;
+    };
+    if (!isa<GroupedMatmulOp>(op) || !info ||
+        !info.getAs<StringAttr>("param") || !whole("order") ||
+        !whole("column") || !whole("in"))
+      return op->emitError("'")
+             << name
+             << "' belongs on a grouped_matmul as {param = \"<name>\", "
+                "order, column, in} (non-negative integers), got "
              << attr.getValue();
     return success();
   }

@@ -74,6 +74,20 @@ def VeOmni_Dialect : Dialect {
     /// veomni-lora: checkpoints save adapters in PEFT's layout, and weights
     /// that lack them leave them as initialised.
     static constexpr ::llvm::StringLiteral kAdapterAttrName = "veomni.adapter";
+    /// Argument attribute (unit) on a MoE router's weight, which
+    /// transformers 5 holds in a router module of its own rather than an
+    /// nn.Linear: PEFT adapts it through target_parameters
+    /// (`mlp.gate.weight`), never through target_modules.
+    static constexpr ::llvm::StringLiteral kRouterAttrName = "veomni.router";
+    /// Op attribute on a grouped matmul that computes (columns of) a MoE
+    /// expert parameter's product, as transformers 5 fuses it
+    /// ({param = "<HF name>", order, column, in}): the parameter's name
+    /// (`...mlp.experts.gate_up_proj`), its place among its module's
+    /// parameters as torch registers them, the first output column this
+    /// matmul computes and the input's feature count (the input may carry
+    /// more columns, a bias's ones). Declared by the importer, read by
+    /// veomni-lora.
+    static constexpr ::llvm::StringLiteral kExpertsAttrName = "veomni.experts";
     /// Argument attribute on a token-aligned batch input: which of its
     /// dimensions are the batch and the sequence (array<i64: b, s>),
     /// declared by the importer; data parallelism splits the first, sequence

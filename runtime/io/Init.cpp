@@ -50,8 +50,9 @@ absl::Status InitParameters(Executor &executor, uint64_t seed, double stddev,
     Philox rng(StreamSeed(seed, a.name));
     absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
       // PEFT's lora_A: kaiming_uniform_(a = sqrt(5)), +-1/sqrt(fan_in).
+      // (An experts' A [E, r, in] is peft's [E r, in]: fan_in is in.)
       const double bound =
-          v.shape.size() == 2 ? 1.0 / std::sqrt(double(v.shape[1])) : 0.0;
+          v.shape.size() >= 2 ? 1.0 / std::sqrt(double(v.shape.back())) : 0.0;
       for (int64_t i = 0, n = v.numel(); i < n; ++i) {
         float value = a.init == ParamInit::Ones    ? 1.0f
                       : a.init == ParamInit::Zeros ? 0.0f

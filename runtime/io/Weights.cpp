@@ -196,6 +196,13 @@ std::vector<std::string> WeightSet::Names() const {
   return names;
 }
 
+std::vector<std::string> WeightSet::RawNames() const {
+  std::vector<std::string> names;
+  for (auto &[name, where] : raw_)
+    names.push_back(name);
+  return names;
+}
+
 std::vector<NamedTensor> SplitStacked(const std::string &name,
                                       const TensorView &view) {
   if (name.find('*') == std::string::npos || view.shape.empty())
@@ -485,6 +492,60 @@ absl::Status LoadWeights(Executor &executor, const std::string &path) {
   return LoadParameters(executor, weights);
 }
 
+Shape PeftAdapterShape(const std::string &name, const Shape &held) {
+  if (held.size() != 3)
+    return held;
+  if (absl::EndsWith(name, ".lora_B.weight"))
+    return {held[1], held[2] * held[0]};
+  return {held[0] * held[1], held[2]};
+}
+
+namespace {
+
+/// B's element (o, k) of peft's [out, r E] is the held [E, out, r]'s
+/// (k % E, o, k / E); A is a reshape.
+absl::Status CopyAdapter(const std::string &name, const TensorView &held,
+                         const TensorView &file, bool toFile) {
+  const Shape expected = PeftAdapterShape(name, held.shape);
+  if (file.shape != expected)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' is ",
+                     TensorView{nullptr, file.dtype, file.shape}.ToString(),
+                     " where peft's layout of the program's adapter is ",
+                     TensorView{nullptr, file.dtype, expected}.ToString(),
+                     " (another train.lora.rank, or other targets?)"));
+  const bool permuted =
+      held.shape.size() == 3 && absl::EndsWith(name, ".lora_B.weight");
+  if (!permuted) {
+    TensorView from = toFile ? held : file, to = toFile ? file : held;
+    from.shape = to.shape;
+    return CopyConvert(from, to);
+  }
+  const int64_t e = held.shape[0], out = held.shape[1], r = held.shape[2];
+  for (int64_t x = 0; x < e; ++x)
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t k = 0; k < r; ++k) {
+        const int64_t h = (x * out + o) * r + k, f = o * (r * e) + k * e + x;
+        if (toFile)
+          StoreF(file, f, LoadF(held, h));
+        else
+          StoreF(held, h, LoadF(file, f));
+      }
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::Status AdapterToPeft(const std::string &name, const TensorView &held,
+                           const TensorView &file) {
+  return CopyAdapter(name, held, file, true);
+}
+
+absl::Status AdapterFromPeft(const std::string &name, const TensorView &file,
+                             const TensorView &held) {
+  return CopyAdapter(name, held, file, false);
+}
+
 absl::Status LoadAdapters(Executor &executor, const std::string &path) {
   std::error_code ec;
   const std::string file = std::filesystem::is_directory(path, ec)
@@ -518,13 +579,11 @@ absl::Status LoadAdapters(Executor &executor, const std::string &path) {
           file, ": no tensor 'base_model.model.", a.name,
           "' for the adapter the recipe's train.lora.targets make"));
     absl::Status s = executor.FillGlobal(a.buffer, [&](const TensorView &v) {
-      const TensorView from = adapters->View(*e);
-      if (from.shape != v.shape)
+      absl::Status s = AdapterFromPeft(a.name, adapters->View(*e), v);
+      if (!s.ok())
         return absl::InvalidArgumentError(
-            absl::StrCat(file, ": tensor '", name, "' is ", from.ToString(),
-                         ", the program's adapter is ", v.ToString(),
-                         " (another train.lora.rank?)"));
-      return CopyConvert(from, v);
+            absl::StrCat(file, ": ", s.message()));
+      return s;
     });
     if (!s.ok())
       return s;

@@ -47,6 +47,8 @@ public:
   std::optional<RawFound> FindRaw(const std::string &name) const;
   /// Every tensor name, sorted.
   std::vector<std::string> Names() const;
+  /// Every one-byte quantized tensor's name (FindRaw's), sorted.
+  std::vector<std::string> RawNames() const;
 
 private:
   std::string path_;
@@ -73,6 +75,18 @@ absl::Status LoadWeights(Executor &executor, const std::string &path);
 /// "base_model.model.<module>.lora_A.weight" (or without the prefix). An
 /// adapter the file lacks, or of another shape, is an error naming it.
 absl::Status LoadAdapters(Executor &executor, const std::string &path);
+
+/// PEFT's file shape of the LoRA adapter `name` held as `held`: a MoE
+/// experts' adapter, held [E, r, in] (lora_A) or [E, out, r] (lora_B), is
+/// stored as peft's ParamWrapper keeps it, [E r, in] and [out, r E] (B's
+/// expert index minor); a Linear's is stored as held.
+Shape PeftAdapterShape(const std::string &name, const Shape &held);
+/// Copies adapter `name` between its held layout and peft's (converting
+/// the dtype); shapes are checked, errors say what differs.
+absl::Status AdapterToPeft(const std::string &name, const TensorView &held,
+                           const TensorView &file);
+absl::Status AdapterFromPeft(const std::string &name, const TensorView &file,
+                             const TensorView &held);
 
 /// The HF tensors of `name` (a parameter, or a gradient named after one):
 /// itself, or for a stacked name one view per index of dim 0 with `*`

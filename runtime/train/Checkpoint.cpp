@@ -55,10 +55,19 @@ absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
     return s;
   };
   std::vector<NamedTensor> weights, states, adapters;
+  std::vector<std::vector<uint8_t>> peftLayout; // experts' adapters, converted
   uint64_t hash = 0;
   for (const CheckpointTensor &t : tensors) {
     if (t.adapter) {
-      adapters.push_back({absl::StrCat(kPeftPrefix, t.name), t.view});
+      TensorView view = t.view;
+      if (Shape shape = PeftAdapterShape(t.name, view.shape);
+          shape != view.shape) {
+        peftLayout.emplace_back(view.bytes());
+        view = TensorView{peftLayout.back().data(), view.dtype, shape};
+        if (absl::Status s = AdapterToPeft(t.name, t.view, view); !s.ok())
+          return s;
+      }
+      adapters.push_back({absl::StrCat(kPeftPrefix, t.name), view});
       hash += TensorHash(adapters.back().name, t.view);
       continue;
     }
@@ -182,6 +191,8 @@ ReadCheckpoint(const std::string &dir,
   struct Copy {
     TensorView from;
     void *to;
+    TensorView adapter; // an experts' adapter, converted from peft's layout
+    std::string name;
   };
   std::vector<Copy> copies;
   for (const CheckpointTensor &w : wanted) {
@@ -207,12 +218,17 @@ ReadCheckpoint(const std::string &dir,
       }
       if (!from)
         return bad(where, absl::StrCat("tensor '", t.name, "' is missing"));
-      if (from->view.dtype != t.view.dtype || from->view.shape != t.view.shape)
-        return bad(*from->file,
-                   absl::StrCat("tensor '", t.name, "' is ",
-                                from->view.ToString(), ", the program has ",
-                                t.view.ToString()));
-      copies.push_back({from->view, t.view.data});
+      const Shape stored =
+          w.adapter ? PeftAdapterShape(t.name, t.view.shape) : t.view.shape;
+      if (from->view.dtype != t.view.dtype || from->view.shape != stored)
+        return bad(
+            *from->file,
+            absl::StrCat("tensor '", t.name, "' is ", from->view.ToString(),
+                         ", the program has ",
+                         TensorView{nullptr, t.view.dtype, stored}.ToString()));
+      copies.push_back({from->view, t.view.data,
+                        stored != t.view.shape ? t.view : TensorView{},
+                        t.name});
     }
   }
   uint64_t hash = 0;
@@ -227,8 +243,14 @@ ReadCheckpoint(const std::string &dir,
   if (hash != recorded)
     return absl::DataLossError(
         absl::StrCat(dir, ": checksum mismatch (the checkpoint is corrupt)"));
-  for (const Copy &c : copies)
+  for (const Copy &c : copies) {
+    if (c.adapter.data) {
+      if (absl::Status s = AdapterFromPeft(c.name, c.from, c.adapter); !s.ok())
+        return s;
+      continue;
+    }
     std::memcpy(c.to, c.from.data, c.from.bytes());
+  }
   return step;
 }
 

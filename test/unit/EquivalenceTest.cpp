@@ -71,6 +71,8 @@ struct Plan {
   std::string freeze;
   /// train.lora.targets ("" for none), at rank 4 and alpha 8.
   std::string lora;
+  /// train.lora.target_parameters ("" for none).
+  std::string loraParameters;
 };
 
 /// 3e-4 as "3em04": a test name's characters.
@@ -97,7 +99,8 @@ std::ostream &operator<<(std::ostream &os, const Plan &p) {
             << (p.steps != kSteps ? "_steps" + std::to_string(p.steps) : "")
             << (p.lr != 3e-3 ? "_lr" + LrName(p.lr) : "")
             << (p.freeze.empty() ? "" : "_frozen")
-            << (p.lora.empty() ? "" : "_lora");
+            << (p.lora.empty() ? "" : "_lora")
+            << (p.loraParameters.empty() ? "" : "_experts");
 }
 
 /// A test's name: its plan.
@@ -202,6 +205,7 @@ protected:
     t.weightDecay = 0.01;
     t.freeze = GetParam().freeze;
     t.loraTargets = GetParam().lora;
+    t.loraTargetParameters = GetParam().loraParameters;
     t.loraRank = 4;
     t.loraAlpha = 8;
     // DeepSeek-V3's choice biases follow the auxiliary-loss-free rule: the
@@ -577,6 +581,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // on the first stage.
                       Plan{"llama", 1, 2, 1, 1, 1, 4, 2, "1f1b", kSteps, 3e-3,
                            "", "all-linear"},
+                      Plan{"qwen3_moe", 1, 2, 1, 1, 1, 2, 2, "1f1b", kSteps,
+                           3e-3, "", "all-linear"},
                       Plan{"qwen2_vl", 1, 2, 1, 1, 1, 2, 2, "zb-h1", kSteps,
                            3e-3, "visual.*"}),
     PlanName);
@@ -627,7 +633,7 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
       if (step == 2) {
         // (A LoRA run's checkpoint: the adapters in PEFT's layout.)
         rt::Trainer::CheckpointOptions options;
-        if (!plan.lora.empty())
+        if (!plan.lora.empty() || !plan.loraParameters.empty())
           options.adapterConfig = "{}";
         ASSERT_TRUE(a->Save(dir + "/a", step, {}, options).ok());
         auto resumed = tb->Load(dir + "/a", meta);
@@ -638,7 +644,7 @@ TEST_P(PipelineCheckpoints, ResumeAcrossPlans) {
       got = Step(*b, *tb, step, plan.accumulation);
       if (step == 4) {
         rt::Trainer::CheckpointOptions options;
-        if (!plan.lora.empty())
+        if (!plan.lora.empty() || !plan.loraParameters.empty())
           options.adapterConfig = "{}";
         ASSERT_TRUE(tb->Save(dir + "/b", step, {}, options).ok());
         auto resumed = c->Load(dir + "/b", meta);
@@ -707,9 +713,17 @@ INSTANTIATE_TEST_SUITE_P(
              "all-linear"},
         Plan{"qwen3", 1, 1, 2, 2, 1, 1, 1, "1f1b", kSteps, 3e-3, "",
              "all-linear"},
-        // On a MoE model under ep (the routers' gates are Linears too).
+        // On MoE models under ep: all-linear on Qwen3-MoE adapts the
+        // routers and the experts (gate_up_proj at rank 2r, as peft), each
+        // expert's pair on the rank that holds the expert; Qwen3-VL-MoE's
+        // fused and gpt-oss's [E, in, out] experts through
+        // target_parameters.
         Plan{"qwen3_moe", 1, 2, 1, 1, 2, 1, 1, "1f1b", kSteps, 3e-3, "",
-             "all-linear"}),
+             "all-linear"},
+        Plan{"qwen3_vl_moe", 1, 2, 1, 1, 2, 1, 1, "1f1b", kSteps, 3e-3, "", "",
+             "mlp.experts.gate_up_proj,mlp.experts.down_proj"},
+        Plan{"gpt_oss", 1, 1, 1, 1, 4, 1, 1, "1f1b", kSteps, 3e-3, "", "q_proj",
+             "mlp.experts.gate_up_proj,mlp.experts.down_proj"}),
     PlanName);
 
 // Three axes on 8 ranks (ctest Equivalence.EightRanks).

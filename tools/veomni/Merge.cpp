@@ -10,6 +10,11 @@
 // / sqrt(r) with use_rslora), computed in f32 and stored in W's dtype, as
 // peft's merge_and_unload does; the other tensors are copied as they are,
 // and so are the folder's other files (config.json, the tokenizer's).
+// MoE experts' adapters (peft's ParamWrapper on transformers 5's fused
+// gate_up_proj / down_proj: lora_A [E r, in], lora_B [out, r E]) merge per
+// expert into the layout BASE holds them in: the fused [E, out, in] (or
+// [E, in, out]) tensor, or transformers 5's per-expert gate_proj / up_proj /
+// down_proj tensors, gate_up_proj's rows split between gate and up.
 // An adapter whose base weight is missing, of another shape, or an adapter
 // config veomni cannot apply is an error naming the file and tensor.
 //
@@ -29,7 +34,9 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <unistd.h>
 
 using namespace veomni::rt;
@@ -39,8 +46,9 @@ namespace {
 constexpr const char *kMergeHelp = R"(usage: veomni merge BASE ADAPTERS -o OUT
 
 Writes BASE's weights with ADAPTERS' LoRA updates merged in (W + alpha / r *
-B A, as peft's merge_and_unload), and BASE's other files, into the folder
-OUT: a Hugging Face model with no adapters.
+B A, as peft's merge_and_unload; MoE experts' adapters per expert), and
+BASE's other files, into the folder OUT: a Hugging Face model with no
+adapters.
   BASE       a Hugging Face model folder (or its .safetensors / index)
   ADAPTERS   a PEFT adapter folder (adapter_config.json,
              adapter_model.safetensors), such as a LoRA run's checkpoint-N/
@@ -113,14 +121,42 @@ int runMerge(llvm::ArrayRef<const char *> args) {
   for (const char *flag : {"fan_in_fan_out", "use_dora"})
     if (auto *v = field(flag); v && v->getAsBoolean().value_or(false))
       return badField(flag, "true is not supported");
-  for (const char *pattern : {"rank_pattern", "alpha_pattern"})
-    if (auto *v = field(pattern);
-        v && v->getAsObject() && !v->getAsObject()->empty())
-      return badField(pattern, "per-module ranks or alphas are not supported");
+  // Per-parameter ranks and alphas: only the `.*\.gate_up_proj` peft's
+  // MoE conversion writes (gate_up_proj at 2r, 2 alpha).
+  std::optional<int64_t> gateUpRank;
+  std::optional<double> gateUpAlpha;
+  for (const char *pattern : {"rank_pattern", "alpha_pattern"}) {
+    const llvm::json::Object *v =
+        field(pattern) ? field(pattern)->getAsObject() : nullptr;
+    if (!v || v->empty())
+      continue;
+    const llvm::json::Value *g = v->get(".*\\.gate_up_proj");
+    if (v->size() != 1 || !g || !g->getAsNumber() || *g->getAsNumber() <= 0)
+      return badField(pattern, "per-module ranks or alphas are not supported "
+                               "(but peft's {\".*\\\\.gate_up_proj\": ...})");
+    if (pattern[0] == 'r') {
+      if (!g->getAsInteger())
+        return badField(pattern, "expected an integer rank");
+      gateUpRank = *g->getAsInteger();
+    } else {
+      gateUpAlpha = *g->getAsNumber();
+    }
+  }
   const bool rslora = field("use_rslora") &&
                       field("use_rslora")->getAsBoolean().value_or(false);
-  const double scale =
-      *alpha / (rslora ? std::sqrt(double(*rank)) : double(*rank));
+  auto scaleOf = [&](int64_t r, double a) {
+    return a / (rslora ? std::sqrt(double(r)) : double(r));
+  };
+  const double scale = scaleOf(*rank, *alpha);
+  // target_parameters: which of an experts module's fused parameters its
+  // (nested) adapters belong to.
+  std::vector<std::string> targetParameters;
+  if (const llvm::json::Array *list =
+          field("target_parameters") ? field("target_parameters")->getAsArray()
+                                     : nullptr)
+    for (const llvm::json::Value &v : *list)
+      if (std::optional<llvm::StringRef> t = v.getAsString())
+        targetParameters.push_back(t->str());
 
   const std::string adapterPath = adapterDir + "/adapter_model.safetensors";
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> adapters =
@@ -156,56 +192,193 @@ int runMerge(llvm::ArrayRef<const char *> args) {
   if (pairs.empty())
     return fail(adapterPath + ": no adapters");
 
-  std::vector<NamedTensor> tensors;
-  std::vector<std::vector<uint8_t>> merged;
-  merged.reserve(pairs.size());
-  size_t applied = 0;
-  for (const std::string &name : base->Names()) {
-    std::optional<WeightSet::Found> w = base->Find(name);
-    auto it = pairs.find(name);
-    if (it == pairs.end()) {
-      tensors.push_back({name, w->view});
-      continue;
+  // (Quantized tensors would not be written back.)
+  if (std::vector<std::string> raw = base->RawNames(); !raw.empty())
+    return fail(base->path() + ": tensor '" + raw.front() +
+                "' is quantized (MXFP4 or FP8): veomni merge writes float "
+                "weights, so merge into a dequantized model");
+  // The merged tensors, by base name.
+  std::map<std::string, std::vector<uint8_t>> merged;
+  auto mergedView = [&](const std::string &name,
+                        const TensorView &w) -> TensorView {
+    auto [it, fresh] = merged.try_emplace(name);
+    if (fresh) {
+      it->second.resize(w.bytes());
+      std::memcpy(it->second.data(), w.data, w.bytes());
     }
-    const Pair &p = it->second;
-    const std::string module = name.substr(0, name.size() - 7);
+    return TensorView{it->second.data(), w.dtype, w.shape};
+  };
+  // W[i, j] (at `offset` rows into W, or transposed) += s (B A)[i, j] for
+  // B [rows, r] and A [r, cols] given as element getters.
+  auto addProduct = [&](const TensorView &w, int64_t rows, int64_t cols,
+                        int64_t r, double s, bool transposed, int64_t base,
+                        int64_t rowOffset, auto bAt, auto aAt) {
+    std::vector<float> av(r * cols);
+    for (int64_t k = 0; k < r; ++k)
+      for (int64_t j = 0; j < cols; ++j)
+        av[k * cols + j] = aAt(k, j);
+    for (int64_t i = 0; i < rows; ++i) {
+      std::vector<float> bi(r);
+      for (int64_t k = 0; k < r; ++k)
+        bi[k] = bAt(i + rowOffset, k);
+      for (int64_t j = 0; j < cols; ++j) {
+        float delta = 0;
+        for (int64_t k = 0; k < r; ++k)
+          delta += bi[k] * av[k * cols + j];
+        const int64_t at = base + (transposed ? j * rows + i : i * cols + j);
+        StoreF(w, at, LoadF(w, at) + float(s) * delta);
+      }
+    }
+  };
+  const std::string baseDir =
+      llvm::sys::fs::is_directory(basePath)
+          ? basePath
+          : llvm::sys::path::parent_path(basePath).str();
+  std::string modelType;
+  if (auto cfg = llvm::MemoryBuffer::getFile(baseDir + "/config.json"))
+    if (llvm::Expected<llvm::json::Value> j =
+            llvm::json::parse((*cfg)->getBuffer()))
+      if (const llvm::json::Object *o = j->getAsObject())
+        if (std::optional<llvm::StringRef> t = o->getString("model_type"))
+          modelType = t->str();
+        else
+          llvm::consumeError(j.takeError());
+
+  size_t applied = 0;
+  for (const auto &entry : pairs) {
+    const std::string path = entry.getKey().str(); // "<module>.weight"
+    const Pair &p = entry.getValue();
+    const std::string module = path.substr(0, path.size() - 7);
     if (!p.hasA || !p.hasB)
       return fail(adapterPath + ": '" + module + "' has lora_" +
                   (p.hasA ? "A" : "B") + " but no lora_" +
                   (p.hasA ? "B" : "A"));
-    const Shape &ws = w->view.shape;
-    if (ws.size() != 2 || p.a.shape.size() != 2 || p.b.shape.size() != 2 ||
-        p.a.shape[0] != *rank || p.b.shape[1] != *rank ||
-        p.a.shape[1] != ws[1] || p.b.shape[0] != ws[0])
+    if (p.a.shape.size() != 2 || p.b.shape.size() != 2)
       return fail(adapterPath + ": '" + module + "': lora_A " + p.a.ToString() +
-                  " and lora_B " + p.b.ToString() +
-                  " do not fit the base weight " + w->view.ToString() +
-                  " at r = " + std::to_string(*rank));
-    merged.emplace_back(w->view.bytes());
-    TensorView into{merged.back().data(), w->view.dtype, ws};
-    const int64_t rows = ws[0], cols = ws[1], r = *rank;
-    std::vector<float> a(r * cols), b(rows * r);
-    for (int64_t i = 0; i < r * cols; ++i)
-      a[i] = LoadF(p.a, i);
-    for (int64_t i = 0; i < rows * r; ++i)
-      b[i] = LoadF(p.b, i);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) {
-        float delta = 0;
-        for (int64_t k = 0; k < r; ++k)
-          delta += b[i * r + k] * a[k * cols + j];
-        StoreF(into, i * cols + j,
-               LoadF(w->view, i * cols + j) + float(scale) * delta);
+                  " and lora_B " + p.b.ToString() + " are not matrices");
+    // A Linear (or a 2-D parameter peft wraps, a router's weight).
+    if (std::optional<WeightSet::Found> w = base->Find(path)) {
+      const Shape &ws = w->view.shape;
+      if (ws.size() != 2 || p.a.shape[0] != *rank || p.b.shape[1] != *rank ||
+          p.a.shape[1] != ws[1] || p.b.shape[0] != ws[0])
+        return fail(adapterPath + ": '" + module + "': lora_A " +
+                    p.a.ToString() + " and lora_B " + p.b.ToString() +
+                    " do not fit the base weight " + w->view.ToString() +
+                    " at r = " + std::to_string(*rank));
+      const int64_t cols = ws[1];
+      addProduct(
+          mergedView(path, w->view), ws[0], cols, *rank, scale, false, 0, 0,
+          [&](int64_t i, int64_t k) { return LoadF(p.b, i * *rank + k); },
+          [&](int64_t k, int64_t j) { return LoadF(p.a, k * cols + j); });
+      ++applied;
+      continue;
+    }
+    // A MoE experts module's fused parameter (peft's ParamWrapper): the
+    // module's targeted parameters nest in the order torch registers them,
+    // the first innermost, `experts[.base_layer]*`.
+    llvm::StringRef stripped = module;
+    int64_t depth = 0;
+    while (stripped.consume_back(".base_layer"))
+      ++depth;
+    std::vector<std::string> wrapped;
+    for (const char *param : {"gate_up_proj", "down_proj"}) {
+      const std::string key = stripped.str() + "." + param;
+      if (llvm::any_of(targetParameters, [&](const std::string &t) {
+            return key == t || (llvm::StringRef(key).ends_with("." + t));
+          }))
+        wrapped.push_back(param);
+    }
+    if (depth >= int64_t(wrapped.size()))
+      return fail(adapterPath + ": the base model " + base->path() +
+                  " has no '" + path + "' for its adapter" +
+                  (wrapped.empty() ? std::string()
+                                   : " (nor do target_parameters name a "
+                                     "parameter of '" +
+                                         stripped.str() + "' for it)"));
+    const std::string param = wrapped[wrapped.size() - 1 - depth];
+    const bool gateUp = param == "gate_up_proj";
+    const int64_t r = gateUp && gateUpRank ? *gateUpRank : *rank;
+    const double s = scaleOf(r, gateUp && gateUpAlpha ? *gateUpAlpha : *alpha);
+    const int64_t in = p.a.shape[1], out = p.b.shape[0];
+    if (p.a.shape[0] % r != 0 || p.b.shape[1] != p.a.shape[0])
+      return fail(adapterPath + ": '" + module + "' (" + stripped.str() + "." +
+                  param + "): lora_A " + p.a.ToString() + " and lora_B " +
+                  p.b.ToString() +
+                  " are not r x experts = " + std::to_string(r) + " x E");
+    const int64_t experts = p.a.shape[0] / r;
+    // Expert e's A rows e r .. e r + r - 1; B's column k E + e.
+    auto bOf = [&](int64_t e) {
+      return [&, e](int64_t i, int64_t k) {
+        return LoadF(p.b, i * (r * experts) + k * experts + e);
+      };
+    };
+    auto aOf = [&](int64_t e) {
+      return [&, e](int64_t k, int64_t j) {
+        return LoadF(p.a, (e * r + k) * in + j);
+      };
+    };
+    const std::string fused = stripped.str() + "." + param;
+    if (std::optional<WeightSet::Found> w = base->Find(fused)) {
+      // Stored [E, out, in], or [E, in, out] (gpt-oss's; Qwen3-VL-MoE's
+      // published layout).
+      const Shape &ws = w->view.shape;
+      const bool held = ws == Shape{experts, out, in};
+      const bool transposed = ws == Shape{experts, in, out};
+      if (!held && !transposed)
+        return fail(adapterPath + ": '" + module + "' (" + fused +
+                    "): lora_A " + p.a.ToString() + " and lora_B " +
+                    p.b.ToString() + " do not fit the base weight " +
+                    w->view.ToString() + " at r = " + std::to_string(r));
+      const bool swap = transposed && (!held || modelType == "gpt_oss");
+      TensorView into = mergedView(fused, w->view);
+      for (int64_t e = 0; e < experts; ++e)
+        addProduct(into, out, in, r, s, swap, e * out * in, 0, bOf(e), aOf(e));
+      ++applied;
+      continue;
+    }
+    // Saved per expert, as transformers 5 writes Qwen3-MoE's and
+    // DeepSeek-V3's: gate_up_proj's rows are gate_proj's, then up_proj's.
+    std::vector<std::pair<std::string, int64_t>> parts; // name suffix, rows
+    if (gateUp)
+      parts = {{"gate_proj", out / 2}, {"up_proj", out / 2}};
+    else
+      parts = {{"down_proj", out}};
+    for (int64_t e = 0; e < experts; ++e) {
+      int64_t offset = 0;
+      for (const auto &[leaf, rows] : parts) {
+        const std::string name =
+            stripped.str() + "." + std::to_string(e) + "." + leaf + ".weight";
+        std::optional<WeightSet::Found> w = base->Find(name);
+        if (!w)
+          return fail(adapterPath + ": the base model " + base->path() +
+                      " has neither '" + fused + "' nor '" + name +
+                      "' for the adapter '" + module + "'" +
+                      (base->FindRaw(fused + "_blocks")
+                           ? " (its experts are MXFP4: merge into "
+                             "dequantized weights)"
+                           : ""));
+        if (w->view.shape != Shape{rows, in})
+          return fail(adapterPath + ": '" + module + "' (" + fused +
+                      "): lora_A " + p.a.ToString() + " and lora_B " +
+                      p.b.ToString() + " do not fit the base weight '" + name +
+                      "' " + w->view.ToString());
+        addProduct(mergedView(name, w->view), rows, in, r, s, false, 0, offset,
+                   bOf(e), aOf(e));
+        offset += rows;
       }
-    tensors.push_back({name, into});
+    }
     ++applied;
   }
-  if (applied != pairs.size())
-    for (const auto &entry : pairs)
-      if (!base->Find(entry.getKey().str()))
-        return fail(adapterPath + ": the base model " + base->path() +
-                    " has no '" + entry.getKey().str() + "' for its adapter");
 
+  std::vector<NamedTensor> tensors;
+  for (const std::string &name : base->Names()) {
+    std::optional<WeightSet::Found> w = base->Find(name);
+    auto it = merged.find(name);
+    tensors.push_back({name, it == merged.end()
+                                 ? w->view
+                                 : TensorView{it->second.data(), w->view.dtype,
+                                              w->view.shape}});
+  }
   // OUT: the weights, then BASE's other files; a temporary folder renamed
   // into place, so that a failure leaves no half-written model.
   namespace fs = std::filesystem;
@@ -238,7 +411,7 @@ int runMerge(llvm::ArrayRef<const char *> args) {
     return fail(out +
                 ": cannot move the merged model into place: " + ec.message());
   llvm::outs() << out << ": " << applied << " weights merged (scale "
-               << llvm::format("%g", scale) << "), " << tensors.size() - applied
-               << " copied as they are\n";
+               << llvm::format("%g", scale) << "), "
+               << tensors.size() - merged.size() << " copied as they are\n";
   return 0;
 }

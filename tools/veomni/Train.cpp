@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "passes/NameMatch.h"
 #include "tools/veomni/Commands.h"
 
 #include "compiler/Compile.h"
@@ -87,15 +88,39 @@ std::string PeftTargets(const std::string &targets) {
 /// The adapter_config.json a LoRA run's checkpoints carry (PEFT's), after
 /// checking the adapters it starts from were made with the recipe's rank
 /// and alpha; "" without LoRA.
-absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
+absl::StatusOr<std::string> AdapterConfig(const Recipe &r,
+                                          llvm::StringRef modelType) {
   const TrainSection &t = r.train;
-  if (t.loraTargets.empty()) {
+  if (t.loraTargets.empty() && t.loraTargetParameters.empty()) {
     if (!t.loraAdapter.empty())
       return absl::InvalidArgumentError(
           r.path + ": field 'train.lora.adapter' is set, but "
                    "train.lora.targets is empty");
     return std::string();
   }
+  auto listOf = [](const std::string &text) {
+    std::vector<std::string> list;
+    for (llvm::StringRef v : llvm::split(text, ','))
+      if (!v.trim().empty())
+        list.push_back(v.trim().str());
+    return list;
+  };
+  // gate_up_proj's rank and alpha where PEFT doubles them (NameMatch.h).
+  // (The parameters written are the converted ones, as peft writes them.)
+  const mlir::veomni::LoraTargets converted = mlir::veomni::convertLoraTargets(
+      listOf(t.loraTargets), listOf(t.loraTargetParameters),
+      mlir::veomni::peftFusesExperts(modelType));
+  const bool doubled = converted.doubledGateUp;
+  std::string alphaText, doubledAlpha;
+  llvm::raw_string_ostream(alphaText) << llvm::format("%.17g", t.loraAlpha);
+  llvm::raw_string_ostream(doubledAlpha)
+      << llvm::format("%.17g", 2 * t.loraAlpha);
+  const std::string rankPattern =
+      doubled
+          ? "{\".*\\\\.gate_up_proj\": " + std::to_string(2 * t.loraRank) + "}"
+          : "{}";
+  const std::string alphaPattern =
+      doubled ? "{\".*\\\\.gate_up_proj\": " + doubledAlpha + "}" : "{}";
   if (!t.loraAdapter.empty()) {
     std::string dir = llvm::sys::fs::is_directory(t.loraAdapter)
                           ? t.loraAdapter
@@ -138,10 +163,35 @@ absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
     for (const char *flag : {"fan_in_fan_out", "use_dora", "lora_bias"})
       if (auto *v = field(flag); v && v->getAsBoolean().value_or(false))
         return bad(flag, "true is not supported");
-    for (const char *pattern : {"rank_pattern", "alpha_pattern"})
-      if (auto *v = field(pattern);
-          v && v->getAsObject() && !v->getAsObject()->empty())
-        return bad(pattern, "per-module ranks or alphas are not supported");
+    // Per-module ranks and alphas: only PEFT's doubled gate_up_proj, as
+    // the recipe's targets make it.
+    for (auto [pattern, expected] :
+         {std::pair<const char *, llvm::json::Value>{
+              "rank_pattern", llvm::json::Value(2 * t.loraRank)},
+          {"alpha_pattern", llvm::json::Value(2 * t.loraAlpha)}}) {
+      const llvm::json::Object *v =
+          field(pattern) ? field(pattern)->getAsObject() : nullptr;
+      if (!v || v->empty()) {
+        if (doubled)
+          return bad(pattern, "expected {\".*\\\\.gate_up_proj\": ...} (PEFT "
+                              "doubles gate_up_proj's where the recipe's "
+                              "targets name gate_proj and up_proj)");
+        continue;
+      }
+      const llvm::json::Value *g = v->get(".*\\.gate_up_proj");
+      if (!doubled || v->size() != 1 || !g ||
+          g->getAsNumber() != expected.getAsNumber())
+        return bad(pattern,
+                   doubled
+                       ? "must be {\".*\\\\.gate_up_proj\": " +
+                             std::string(pattern[0] == 'r'
+                                             ? std::to_string(2 * t.loraRank)
+                                             : doubledAlpha) +
+                             "}, as PEFT makes it for the recipe's "
+                             "targets"
+                       : "per-module ranks or alphas are not "
+                         "supported");
+    }
     if (auto *v = field("modules_to_save");
         v && v->getAsArray() && !v->getAsArray()->empty())
       return bad("modules_to_save",
@@ -149,13 +199,18 @@ absl::StatusOr<std::string> AdapterConfig(const Recipe &r) {
                  "supported (train.freeze leaves modules trainable without "
                  "LoRA)");
   }
-  std::string alpha;
-  llvm::raw_string_ostream(alpha) << llvm::format("%.17g", t.loraAlpha);
+  std::string parameters = "[";
+  for (const std::string &p : converted.parameters)
+    parameters += (parameters.size() > 1 ? ", \"" : "\"") + p + "\"";
+  parameters += "]";
   return "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n"
          "  \"base_model_name_or_path\": null,\n  \"r\": " +
-         std::to_string(t.loraRank) + ",\n  \"lora_alpha\": " + alpha +
+         std::to_string(t.loraRank) + ",\n  \"lora_alpha\": " + alphaText +
          ",\n  \"lora_dropout\": 0.0,\n  \"target_modules\": " +
          PeftTargets(t.loraTargets) +
+         ",\n  \"target_parameters\": " + parameters +
+         ",\n  \"rank_pattern\": " + rankPattern +
+         ",\n  \"alpha_pattern\": " + alphaPattern +
          ",\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n"
          "  \"use_rslora\": " +
          t.loraRslora +
@@ -307,7 +362,8 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.audioInVideo = r.data.audioInVideo;
   job.panAndScan = r.data.panAndScan;
   job.loraAdapter = r.train.loraAdapter;
-  VEOMNI_ASSIGN_OR_RETURN(job.adapterConfig, AdapterConfig(r));
+  VEOMNI_ASSIGN_OR_RETURN(job.adapterConfig,
+                          AdapterConfig(r, model->modelType));
   job.evalInterval = r.train.evalInterval;
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;
