@@ -300,8 +300,7 @@ bool DecoderConfig::isSparse(int64_t i) const {
 }
 
 static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
-  if (!r.failed() && value <= 0)
-    r.fail(key, "must be positive, got " + std::to_string(value));
+  requireSize(r, key, value);
 }
 
 /// Sliding windows of llama-style decoders, by transformers' rules: the

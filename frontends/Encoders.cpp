@@ -24,8 +24,7 @@ static void locate(ModelBuilder &b, const std::string &name, ModuleKind kind,
 }
 
 static void requirePositive(ConfigReader &r, StringRef key, int64_t value) {
-  if (!r.failed() && value <= 0)
-    r.fail(key, "must be positive, got " + std::to_string(value));
+  requireSize(r, key, value);
 }
 
 static void requireDivides(ConfigReader &r, StringRef key, int64_t value,
@@ -119,7 +118,11 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, VisionKind kind,
         {qwen25 || c.qwen3 ? "hidden_size" : "embed_dim", c.dim},
         {"patch_size", c.patch},
         {"spatial_merge_size", c.merge},
-        {"temporal_patch_size", c.temporal}})
+        {"temporal_patch_size", c.temporal},
+        {qwen25 || c.qwen3 ? "intermediate_size" : "mlp_ratio",
+         qwen25 || c.qwen3 ? c.mlpHidden : r.getInt("mlp_ratio", 4)},
+        {qwen25 || c.qwen3 ? "out_hidden_size" : "hidden_size", c.outHidden},
+        {r.has("in_channels") ? "in_channels" : "in_chans", c.channels}})
     requirePositive(r, key, v);
   requireDivides(r, qwen25 || c.qwen3 ? "hidden_size" : "embed_dim", c.dim,
                  "num_heads", c.heads);
@@ -141,6 +144,7 @@ VisionConfig mlir::veomni::parseVisionConfig(ConfigReader &r, VisionKind kind,
     // integer square root and would index past a non-square table).
     int64_t side = static_cast<int64_t>(
         std::llround(std::sqrt(static_cast<double>(c.positionEmbeddings))));
+    requirePositive(r, "num_position_embeddings", c.positionEmbeddings);
     if (!r.failed() &&
         (c.positionEmbeddings < 1 || side * side != c.positionEmbeddings))
       r.fail("num_position_embeddings",

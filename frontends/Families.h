@@ -19,6 +19,30 @@
 
 namespace mlir::veomni {
 
+/// The largest size a config or an import option may give (a width, a
+/// count of heads or experts, tokens a step): products of a few of them
+/// stay far from 64-bit overflow, and the errors come before anything is
+/// built.
+inline constexpr int64_t kMaxImportSize = int64_t(1) << 24;
+/// The most repeated blocks (decoder layers, encoder blocks) a config may
+/// give; published models have a few hundred at most, and each is built.
+inline constexpr int64_t kMaxImportLayers = 4096;
+
+/// `value` of field `key` is a size: positive, and at most kMaxImportSize
+/// (kMaxImportLayers for a count of layers); otherwise `r` fails naming it.
+inline void requireSize(ConfigReader &r, llvm::StringRef key, int64_t value) {
+  const int64_t max = key.ends_with("layers") || key == "depth"
+                          ? kMaxImportLayers
+                          : kMaxImportSize;
+  if (r.failed())
+    return;
+  if (value <= 0)
+    r.fail(key, "must be positive, got " + std::to_string(value));
+  else if (value > max)
+    r.fail(key, "must be at most " + std::to_string(max) + ", got " +
+                    std::to_string(value));
+}
+
 //===----------------------------------------------------------------------===//
 // Decoder LLMs: llama, qwen2, qwen3, qwen3_moe (and the LLM of VL/omni)
 //===----------------------------------------------------------------------===//

@@ -67,6 +67,22 @@ absl::Status checkOptions(const ImportOptions &o) {
     return bad("batch", o.data.batchSize, "must be >= 1");
   if (o.data.seqLen < 1)
     return bad("seq-len", o.data.seqLen, "must be >= 1");
+  // Sizes whose products must stay far from 64-bit overflow (a step's
+  // tokens times the widest row), checked before anything is built.
+  for (auto [option, value] :
+       {std::pair<StringRef, int64_t>{"batch", o.data.batchSize},
+        {"seq-len", o.data.seqLen},
+        {"image-patches", o.data.imagePatches},
+        {"images", o.data.images},
+        {"audio-frames", o.data.audioFrames}})
+    if (value > kMaxImportSize)
+      return bad(option, value,
+                 "must be at most " + std::to_string(kMaxImportSize));
+  if (o.data.batchSize * o.data.seqLen > kMaxImportSize)
+    return bad("batch", o.data.batchSize,
+               "times --seq-len " + std::to_string(o.data.seqLen) +
+                   " must be at most " + std::to_string(kMaxImportSize) +
+                   " tokens a step");
   if (o.data.imagePatches < 0)
     return bad("image-patches", o.data.imagePatches, "must be >= 0");
   if (o.data.images < 0)
@@ -558,12 +574,18 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
   }
   // Each parameter's placement under the family's plan travels in the IR,
   // for veomni-apply-recipe.
-  for (unsigned i = 0; i < forward.getNumArguments(); ++i)
+  // (All at once: one by one would keep a copy of the list per argument.)
+  SmallVector<DictionaryAttr> argAttrs;
+  for (unsigned i = 0; i < forward.getNumArguments(); ++i) {
+    NamedAttrList attrs(forward.getArgAttrDict(i));
     if (auto name = forward.getArgAttrOfType<StringAttr>(
             i, VeOmniDialect::kParamAttrName))
       if (std::optional<Placement> p = placementOf(model.plan, name))
-        forward.setArgAttr(i, VeOmniDialect::kPlacementAttrName,
-                           StringAttr::get(&context, placementName(*p)));
+        attrs.set(VeOmniDialect::kPlacementAttrName,
+                  StringAttr::get(&context, placementName(*p)));
+    argAttrs.push_back(attrs.getDictionary(&context));
+  }
+  forward.setAllArgAttrs(argAttrs);
   model.module->getOperation()->setAttr("veomni.model_type",
                                         StringAttr::get(&context, modelType));
   // The families whose transformers-4 expert modules transformers 5 fused

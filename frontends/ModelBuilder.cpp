@@ -518,28 +518,35 @@ FailureOr<OwningOpRef<ModuleOp>> ModelBuilder::finish(ValueRange results) {
   func::ReturnOp::create(opBuilder, location, results);
   func.setFunctionType(
       opBuilder.getFunctionType(block->getArgumentTypes(), results.getTypes()));
-  for (auto [pos, i] : llvm::enumerate(order)) {
-    StringRef attr = args[i].isParam ? VeOmniDialect::kParamAttrName
-                                     : VeOmniDialect::kInputAttrName;
-    func.setArgAttr(pos, attr, opBuilder.getStringAttr(args[i].name));
-    func.setArgAttr(pos, VeOmniDialect::kRoleAttrName,
-                    ArgumentRoleAttr::get(
-                        context, args[i].isParam ? ArgumentRole::Parameter
-                                                 : ArgumentRole::BatchInput));
+  // Every argument's attributes at once: setting them one by one would
+  // rebuild (and keep, uniqued) the whole list each time, memory quadratic
+  // in the arguments.
+  SmallVector<DictionaryAttr> argAttrs;
+  argAttrs.reserve(order.size());
+  for (size_t i : order) {
+    NamedAttrList attrs;
+    attrs.append(args[i].isParam ? VeOmniDialect::kParamAttrName
+                                 : VeOmniDialect::kInputAttrName,
+                 opBuilder.getStringAttr(args[i].name));
+    attrs.append(VeOmniDialect::kRoleAttrName,
+                 ArgumentRoleAttr::get(
+                     context, args[i].isParam ? ArgumentRole::Parameter
+                                              : ArgumentRole::BatchInput));
     if (args[i].tokenBatchDim >= 0)
-      func.setArgAttr(pos, VeOmniDialect::kTokenDimsAttrName,
-                      opBuilder.getDenseI64ArrayAttr(
-                          {args[i].tokenBatchDim, args[i].tokenBatchDim + 1}));
+      attrs.append(VeOmniDialect::kTokenDimsAttrName,
+                   opBuilder.getDenseI64ArrayAttr(
+                       {args[i].tokenBatchDim, args[i].tokenBatchDim + 1}));
     if (args[i].packDim >= 0)
-      func.setArgAttr(pos, VeOmniDialect::kPackDimAttrName,
-                      opBuilder.getI64IntegerAttr(args[i].packDim));
+      attrs.append(VeOmniDialect::kPackDimAttrName,
+                   opBuilder.getI64IntegerAttr(args[i].packDim));
     if (!args[i].init.empty())
-      func.setArgAttr(pos, VeOmniDialect::kInitAttrName,
-                      opBuilder.getStringAttr(args[i].init));
+      attrs.append(VeOmniDialect::kInitAttrName,
+                   opBuilder.getStringAttr(args[i].init));
     if (args[i].router)
-      func.setArgAttr(pos, VeOmniDialect::kRouterAttrName,
-                      opBuilder.getUnitAttr());
+      attrs.append(VeOmniDialect::kRouterAttrName, opBuilder.getUnitAttr());
+    argAttrs.push_back(attrs.getDictionary(context));
   }
+  func.setAllArgAttrs(argAttrs);
   func->setAttr(VeOmniDialect::kRoleAttrName,
                 FunctionRoleAttr::get(context, FunctionRole::Forward));
   std::stable_partition(args.begin(), args.end(),

@@ -23,6 +23,7 @@
 
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/FuncAttrs.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -77,6 +78,7 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
 
     for (auto func : module.getOps<func::FuncOp>()) {
       llvm::StringMap<dist::ShardingAttr> byParam;
+      DenseMap<unsigned, dist::ShardingAttr> chosen; // set all at once
       for (BlockArgument arg : func.getArguments()) {
         auto type = dyn_cast<RankedTensorType>(arg.getType());
         if (!type)
@@ -199,11 +201,15 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
         if (failed(dist::verifyShardingFor(
                 type, sharding, dist::lookupMesh(func, meshRef), emit)))
           return signalPassFailure();
-        func.setArgAttr(i, "dist.sharding", sharding);
+        chosen[i] = sharding;
         if (auto name = func.getArgAttrOfType<StringAttr>(
                 i, VeOmniDialect::kParamAttrName))
           byParam[name.getValue()] = sharding;
       }
+      editArgAttrs(func, [&](unsigned i, NamedAttrList &attrs) {
+        if (dist::ShardingAttr s = chosen.lookup(i))
+          attrs.set("dist.sharding", s);
+      });
     }
   }
 };

@@ -348,11 +348,9 @@ struct LoraPass : veomni::impl::LoraBase<LoraPass> {
                            "lora_a", "ep:experts");
       Value bm = addAdapter(name + ".lora_B.weight", {e.experts, e.out, r},
                             "zeros", "ep:experts");
-      // After every site's matmul, with the rows they read.
-      Operation *last = e.sites.front().first;
-      for (auto &[op, column] : e.sites)
-        if (last->isBeforeInBlock(op))
-          last = op;
+      // After every site's matmul (the walk met them in order), with the
+      // rows they read.
+      Operation *last = e.sites.back().first;
       b.setInsertionPointAfter(last);
       Location loc = last->getLoc();
       Value x = e.input;

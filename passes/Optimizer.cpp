@@ -418,25 +418,28 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     ret.erase();
     func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
                                            ValueRange(results).getTypes()));
-    func.setAllResultAttrs(
-        SmallVector<DictionaryAttr>(results.size(), DictionaryAttr::get(ctx)));
+    // Every result's attributes at once (one by one is memory quadratic).
+    SmallVector<NamedAttrList> attrs(results.size());
     auto role = [&](unsigned i, ResultRole r) {
-      func.setResultAttr(i, VeOmniDialect::kRoleAttrName,
-                         ResultRoleAttr::get(ctx, r));
+      attrs[i].set(VeOmniDialect::kRoleAttrName, ResultRoleAttr::get(ctx, r));
     };
     for (auto [i, target] : llvm::enumerate(updates))
       if (!target.empty()) {
-        func.setResultAttr(i, "veomni.update", b.getStringAttr(target));
+        attrs[i].set("veomni.update", b.getStringAttr(target));
         role(i, ResultRole::Update);
       }
     if (!externalNorm) {
-      func.setResultAttr(0, "veomni.output", b.getStringAttr("loss"));
+      attrs[0].set("veomni.output", b.getStringAttr("loss"));
       role(0, ResultRole::Loss);
     }
-    func.setResultAttr(lead - 2, "veomni.output", b.getStringAttr("grad_norm"));
-    func.setResultAttr(lead - 1, "veomni.output", b.getStringAttr("lr"));
+    attrs[lead - 2].set("veomni.output", b.getStringAttr("grad_norm"));
+    attrs[lead - 1].set("veomni.output", b.getStringAttr("lr"));
     role(lead - 2, ResultRole::GradNorm);
     role(lead - 1, ResultRole::LearningRate);
+    SmallVector<DictionaryAttr> dicts;
+    for (NamedAttrList &list : attrs)
+      dicts.push_back(list.getDictionary(ctx));
+    func.setAllResultAttrs(dicts);
     // A pipeline stage's update keeps its role.
     if (!externalNorm)
       func->setAttr(VeOmniDialect::kRoleAttrName,

@@ -32,6 +32,7 @@
 
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/FuncAttrs.h"
 #include "passes/Passes.h"
 #include "passes/Sharding.h"
 
@@ -294,12 +295,15 @@ LogicalResult Partitioner::run() {
     globalTypes[arg] = type;
     arg.setType(localType(type, layout, mesh));
     layouts[arg] = layout;
-    // The runtime slices global data into the argument by this.
-    func.setArgAttr(arg.getArgNumber(), dist::DistDialect::kSliceAttrName,
-                    sliceAttr(layout));
-    func.removeArgAttr(arg.getArgNumber(),
-                       dist::DistDialect::kShardingAttrName);
   }
+  // The runtime slices global data into each argument by its slice.
+  editArgAttrs(func, [&](unsigned i, NamedAttrList &attrs) {
+    auto it = layouts.find(func.getArgument(i));
+    if (it == layouts.end() || !globalTypes.count(func.getArgument(i)))
+      return;
+    attrs.set(dist::DistDialect::kSliceAttrName, sliceAttr(it->second));
+    attrs.erase(dist::DistDialect::kShardingAttrName);
+  });
 
   for (Operation &op : llvm::make_early_inc_range(body.without_terminator())) {
     if (auto c = dyn_cast<dist::ShardingConstraintOp>(op)) {
@@ -329,19 +333,18 @@ LogicalResult Partitioner::run() {
   // Results leave in the layouts propagation gave them.
   Operation *ret = body.getTerminator();
   OpBuilder b(ret);
-  for (auto [i, v] : llvm::enumerate(ret->getOperands())) {
-    auto attr = func.getResultAttrOfType<dist::ShardingAttr>(
-        i, dist::DistDialect::kShardingAttrName);
+  editResultAttrs(func, [&](unsigned i, NamedAttrList &attrs) {
+    auto attr = dyn_cast_or_null<dist::ShardingAttr>(
+        attrs.get(dist::DistDialect::kShardingAttrName));
     if (!attr)
-      continue;
+      return;
+    Value v = ret->getOperand(i);
     Layout want = Layout::fromAttr(attr);
     if (!layouts[v].sameDistribution(want))
       ret->setOperand(i, reshard(b, ret->getLoc(), v, layouts[v], want));
-    func.setResultAttr(i, dist::DistDialect::kSliceAttrName, sliceAttr(want));
-    func.removeResultAttr(
-        i, StringAttr::get(func.getContext(),
-                           dist::DistDialect::kShardingAttrName));
-  }
+    attrs.set(dist::DistDialect::kSliceAttrName, sliceAttr(want));
+    attrs.erase(dist::DistDialect::kShardingAttrName);
+  });
   func.setType(FunctionType::get(func.getContext(), body.getArgumentTypes(),
                                  ret->getOperandTypes()));
   sinkAllReduces(body);

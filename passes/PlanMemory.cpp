@@ -61,9 +61,16 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
     Value root = rootBuffer(v);
     lastUse[root] = std::max(lastUse.lookup(root), at);
   };
+  // Each root's readers' positions, in order (for the collectives below).
+  DenseMap<Value, SmallVector<int64_t, 4>> readers;
   for (Operation &op : block) {
-    for (Value operand : op.getOperands())
-      touch(operand, isa<func::ReturnOp>(op) ? end : position[&op]);
+    for (Value operand : op.getOperands()) {
+      const int64_t at = isa<func::ReturnOp>(op) ? end : position[&op];
+      touch(operand, at);
+      SmallVector<int64_t, 4> &list = readers[rootBuffer(operand)];
+      if (list.empty() || list.back() != position[&op])
+        list.push_back(position[&op]);
+    }
   }
   // A collective runs on the communicator's thread from its position until
   // the first kernel that reads its result: its inputs live until then, so
@@ -74,15 +81,15 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
       continue;
     collectives = true;
     int64_t firstUse = end;
-    for (Value out : kernel.getOuts())
-      for (Operation &op : block) {
-        if (position[&op] <= position[kernel] || position[&op] >= firstUse)
-          continue;
-        if (llvm::any_of(op.getOperands(), [&](Value v) {
-              return rootBuffer(v) == rootBuffer(out);
-            }))
-          firstUse = position[&op];
-      }
+    const int64_t here = position[kernel];
+    for (Value out : kernel.getOuts()) {
+      auto it = readers.find(rootBuffer(out));
+      if (it == readers.end())
+        continue;
+      auto next = llvm::upper_bound(it->second, here);
+      if (next != it->second.end())
+        firstUse = std::min(firstUse, *next);
+    }
     for (Value in : kernel.getIns())
       touch(in, firstUse);
   }
@@ -98,17 +105,18 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
     // moment) over that argument itself, which then needs no copy after
     // the step and no buffer of its own.
     DenseMap<Value, BlockArgument> updates;
+    DenseMap<StringAttr, BlockArgument> byName;
+    for (BlockArgument a : block.getArguments())
+      for (StringRef key : {"veomni.param", "veomni.state"})
+        if (auto name =
+                func.getArgAttrOfType<StringAttr>(a.getArgNumber(), key))
+          byName[name] = a;
     auto ret = cast<func::ReturnOp>(block.getTerminator());
-    for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
-      auto target = func.getResultAttrOfType<StringAttr>(i, "veomni.update");
-      if (!target)
-        continue;
-      for (BlockArgument a : block.getArguments())
-        for (StringRef key : {"veomni.param", "veomni.state"})
-          if (func.getArgAttrOfType<StringAttr>(a.getArgNumber(), key) ==
-              target)
-            updates[v] = a;
-    }
+    for (auto [i, v] : llvm::enumerate(ret.getOperands()))
+      if (auto target =
+              func.getResultAttrOfType<StringAttr>(i, "veomni.update"))
+        if (BlockArgument a = byName.lookup(target))
+          updates[v] = a;
     for (auto kernel : block.getOps<vrt::KernelOp>()) {
       if (kernel.getKind().getKind() != ::kernel_table::KernelKind::Fused)
         continue;
@@ -169,11 +177,15 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
   // Arguments, then constants, at fixed offsets; then the allocs.
   int64_t offset = 0;
   Builder b(func.getContext());
+  SmallVector<DictionaryAttr> argAttrs; // all at once (one by one is
+                                        // memory quadratic in arguments)
   for (BlockArgument arg : block.getArguments()) {
-    func.setArgAttr(arg.getArgNumber(), vrt::VrtDialect::kOffsetAttrName,
-                    b.getI64IntegerAttr(offset));
+    NamedAttrList attrs(func.getArgAttrDict(arg.getArgNumber()));
+    attrs.set(vrt::VrtDialect::kOffsetAttrName, b.getI64IntegerAttr(offset));
+    argAttrs.push_back(attrs.getDictionary(func.getContext()));
     offset = alignUp(offset + byteSize(arg));
   }
+  func.setAllArgAttrs(argAttrs);
   for (auto c : block.getOps<vrt::ConstantOp>()) {
     c.setOffsetAttr(b.getI64IntegerAttr(offset));
     offset = alignUp(offset + byteSize(c.getBuffer()));
@@ -192,26 +204,27 @@ LogicalResult planFunction(func::FuncOp func, bool inPlace) {
   llvm::stable_sort(order, [](const Interval *a, const Interval *b) {
     return a->bytes > b->bytes;
   });
+  // Placed buffers by offset: the first gap among those alive at the same
+  // time is found scanning up from the bottom, and the scan ends at the
+  // first buffer (alive or not) above the candidate's end, past which none
+  // can move it.
   std::vector<Interval *> placed;
   int64_t top = base;
   for (Interval *i : order) {
-    // Buffers alive at the same time, by offset; take the first gap.
-    std::vector<Interval *> live;
-    for (Interval *p : placed)
-      if (p->start <= i->end && i->start <= p->end)
-        live.push_back(p);
-    llvm::sort(live, [](const Interval *a, const Interval *b) {
-      return a->offset < b->offset;
-    });
     int64_t candidate = base;
-    for (Interval *p : live) {
+    for (Interval *p : placed) {
       if (candidate + i->bytes <= p->offset)
         break;
-      candidate = std::max(candidate, p->offset + p->bytes);
+      if (p->start <= i->end && i->start <= p->end)
+        candidate = std::max(candidate, p->offset + p->bytes);
     }
     i->offset = candidate;
     top = std::max(top, candidate + i->bytes);
-    placed.push_back(i);
+    placed.insert(llvm::upper_bound(placed, i,
+                                    [](const Interval *a, const Interval *b) {
+                                      return a->offset < b->offset;
+                                    }),
+                  i);
   }
   for (Interval &i : intervals)
     i.root.getDefiningOp<vrt::AllocOp>().setOffsetAttr(

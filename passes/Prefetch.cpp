@@ -17,6 +17,8 @@
 #include "dialects/Dist/DistOps.h"
 #include "passes/Passes.h"
 
+#include <limits>
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 namespace mlir::veomni {
@@ -47,12 +49,24 @@ struct PrefetchPass : veomni::impl::PrefetchBase<PrefetchPass> {
       for (auto g : body.getOps<dist::AllGatherOp>())
         if (isa<BlockArgument>(g.getInput()))
           gathers.push_back(g);
+      // Positions without Operation::isBeforeInBlock, whose order every
+      // move invalidates (a scan of the block per gather, quadratic in
+      // layers): an op that stays keeps (its index, max); a gather moved
+      // before op `at` takes (at's index, n) for the n-th such move, so
+      // that it sorts after what it follows and before `at`.
+      using Position = std::pair<int64_t, int64_t>;
+      DenseMap<Operation *, Position> position;
+      int64_t index = 0;
+      constexpr int64_t kStays = std::numeric_limits<int64_t>::max();
+      for (Operation &op : body)
+        position[&op] = {index++, kStays};
+      int64_t moves = 0;
       // The first op of the block that reads `op`'s result.
       auto firstReader = [&](Operation *op) -> Operation * {
         Operation *first = nullptr;
         for (Operation *user : op->getUsers()) {
           Operation *inBlock = body.findAncestorOpInBlock(*user);
-          if (inBlock && (!first || inBlock->isBeforeInBlock(first)))
+          if (inBlock && (!first || position[inBlock] < position[first]))
             first = inBlock;
         }
         return first;
@@ -65,10 +79,11 @@ struct PrefetchPass : veomni::impl::PrefetchBase<PrefetchPass> {
           continue;
         // Not before the gather issued before it, and only ever earlier.
         Operation *at = reader;
-        if (at->isBeforeInBlock(previous) || at == previous)
+        if (position[at] <= position[previous])
           at = previous->getNextNode();
-        if (at == gather || !at->isBeforeInBlock(gather))
+        if (at == gather || !(position[at] < position[gather]))
           continue;
+        position[gather] = {position[at].first, ++moves};
         gather->moveBefore(at);
       }
     }

@@ -31,6 +31,7 @@
 
 #include "dialects/Dist/DistOps.h"
 #include "dialects/VeOmni/VeOmniOps.h"
+#include "passes/FuncAttrs.h"
 #include "passes/Passes.h"
 #include "passes/Sharding.h"
 
@@ -217,10 +218,11 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
 
   // Write the layouts down.
   auto attrOf = [&](Value v) { return layoutOf(v)->toAttr(ctx, meshRef); };
-  for (BlockArgument arg : func.getArguments())
-    if (isa<RankedTensorType>(arg.getType()))
-      func.setArgAttr(arg.getArgNumber(), dist::DistDialect::kShardingAttrName,
-                      attrOf(arg));
+  editArgAttrs(func, [&](unsigned i, NamedAttrList &attrs) {
+    if (isa<RankedTensorType>(func.getArgument(i).getType()))
+      attrs.set(dist::DistDialect::kShardingAttrName,
+                attrOf(func.getArgument(i)));
+  });
   for (auto &[op, rule] : ops) {
     if (isa<dist::ShardingConstraintOp>(op))
       continue;
@@ -230,13 +232,14 @@ LogicalResult Propagator::run(FlatSymbolRefAttr meshRef) {
     op->setAttr(dist::DistDialect::kShardingAttrName,
                 ArrayAttr::get(ctx, perResult));
   }
-  for (auto [i, v] : llvm::enumerate(ret->getOperands())) {
+  editResultAttrs(func, [&](unsigned i, NamedAttrList &attrs) {
+    Value v = ret->getOperand(i);
     if (!isa<RankedTensorType>(v.getType()))
-      continue;
+      return;
     dist::ShardingAttr param = paramLayoutOf(i);
-    func.setResultAttr(i, dist::DistDialect::kShardingAttrName,
-                       param ? param : attrOf(v));
-  }
+    attrs.set(dist::DistDialect::kShardingAttrName,
+              param ? Attribute(param) : Attribute(attrOf(v)));
+  });
   return success();
 }
 

@@ -11,7 +11,9 @@
 #include "absl/strings/str_replace.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
 #include <unistd.h>
 
@@ -306,14 +308,29 @@ absl::Status WriteAtomically(const std::string &path,
   FILE *f = std::fopen(tmp.c_str(), "wb");
   if (!f)
     return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create"));
+  // The first failure's cause (a full disk, a file-size limit) is what
+  // the message gives.
   bool ok = true;
+  int cause = 0;
+  auto check = [&](bool done) {
+    if (ok && !done) {
+      ok = false;
+      cause = errno;
+    }
+  };
   for (absl::string_view c : chunks)
-    ok = ok && std::fwrite(c.data(), 1, c.size(), f) == c.size();
-  ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok)
+      check(std::fwrite(c.data(), 1, c.size(), f) == c.size());
+  if (ok)
+    check(std::fflush(f) == 0 && fsync(fileno(f)) == 0);
+  check(std::fclose(f) == 0);
+  if (ok)
+    check(std::rename(tmp.c_str(), path.c_str()) == 0);
+  if (!ok) {
     std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat(path, ": write failed"));
+    return absl::DataLossError(absl::StrCat(
+        path, ": write failed", cause ? ": " : "",
+        cause ? std::strerror(cause) : ""));
   }
   return absl::OkStatus();
 }

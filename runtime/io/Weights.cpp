@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -440,6 +441,10 @@ absl::Status LoadParameter(const ArgumentDesc &a, const TensorView &into,
     if (absl::Status s = CopyConvert(found->view, t.view); !s.ok())
       return fail(*found->file, s.message());
   }
+  // Whichever way each part came (converted, transposed, dequantized).
+  for (const NamedTensor &t : parts)
+    if (absl::Status s = CheckFinite(source, t.name, t.view); !s.ok())
+      return s;
   return absl::OkStatus();
 }
 
@@ -490,6 +495,23 @@ absl::Status LoadParameters(Executor &executor, const SafetensorsFile &file) {
 absl::Status LoadWeights(Executor &executor, const std::string &path) {
   VEOMNI_ASSIGN_OR_RETURN(WeightSet weights, WeightSet::Open(path));
   return LoadParameters(executor, weights);
+}
+
+absl::Status CheckFinite(const std::string &file, const std::string &tensor,
+                         const TensorView &view) {
+  if (view.dtype != DType::F32 && view.dtype != DType::BF16 &&
+      view.dtype != DType::F16)
+    return absl::OkStatus();
+  for (int64_t i = 0, n = view.numel(); i < n; ++i) {
+    const float v = LoadF(view, i);
+    if (!std::isfinite(v))
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor '", tensor, "' holds ",
+          std::isnan(v) ? "NaN" : "an infinity", " (element ", i, " of ", n,
+          "): veomni refuses weights that are not finite (a damaged file, "
+          "or a run that diverged)"));
+  }
+  return absl::OkStatus();
 }
 
 Shape PeftAdapterShape(const std::string &name, const Shape &held) {
@@ -583,7 +605,7 @@ absl::Status LoadAdapters(Executor &executor, const std::string &path) {
       if (!s.ok())
         return absl::InvalidArgumentError(
             absl::StrCat(file, ": ", s.message()));
-      return s;
+      return CheckFinite(file, name, v);
     });
     if (!s.ok())
       return s;

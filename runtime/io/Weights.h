@@ -76,6 +76,12 @@ absl::Status LoadWeights(Executor &executor, const std::string &path);
 /// adapter the file lacks, or of another shape, is an error naming it.
 absl::Status LoadAdapters(Executor &executor, const std::string &path);
 
+/// An error naming `file` and `tensor` where `view` (a float tensor) holds a
+/// NaN or an infinity, with the first such element: weights and states that
+/// are not finite would train to NaN, so loading refuses them.
+absl::Status CheckFinite(const std::string &file, const std::string &tensor,
+                         const TensorView &view);
+
 /// PEFT's file shape of the LoRA adapter `name` held as `held`: a MoE
 /// experts' adapter, held [E, r, in] (lora_A) or [E, out, r] (lora_B), is
 /// stored as peft's ParamWrapper keeps it, [E r, in] and [out, r E] (B's

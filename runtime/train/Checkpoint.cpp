@@ -226,6 +226,9 @@ ReadCheckpoint(const std::string &dir,
             absl::StrCat("tensor '", t.name, "' is ", from->view.ToString(),
                          ", the program has ",
                          TensorView{nullptr, t.view.dtype, stored}.ToString()));
+      if (absl::Status s = CheckFinite(*from->file, t.name, from->view);
+          !s.ok())
+        return s;
       copies.push_back({from->view, t.view.data,
                         stored != t.view.shape ? t.view : TensorView{},
                         t.name});

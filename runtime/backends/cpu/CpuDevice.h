@@ -11,10 +11,16 @@
 
 #include "runtime/device/Device.h"
 
+#include <optional>
+
 namespace veomni::rt::cpu {
 
 /// Every kernel of the table, as this backend runs it.
 const KernelRegistry &CpuKernels();
+
+/// This machine's memory, or its cgroup's limit or VEOMNI_MEMORY_BYTES
+/// where lower; nullopt when none is known.
+std::optional<uint64_t> MachineMemoryBytes();
 
 class CpuDevice final : public Device {
 public:
