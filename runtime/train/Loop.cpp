@@ -639,9 +639,17 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
           " (open it in ui.perfetto.dev): ", ProfileSummary(trace, 12)));
     }
     StepMetrics m = *r;
-    if (!std::isfinite(m.loss))
-      return absl::DataLossError(
-          absl::StrCat("step ", step, ": the loss is ", m.loss));
+    // Not finite: the job stops at the step where it appears; its update
+    // is never checkpointed, so the last checkpoint is the last good state.
+    if (!std::isfinite(m.loss) || !std::isfinite(m.gradNorm))
+      return absl::DataLossError(absl::StrCat(
+          "step ", step, ": the ",
+          std::isfinite(m.loss)
+              ? absl::StrCat("gradient norm is ", m.gradNorm, " (loss ",
+                             m.loss, "): a gradient overflowed or is NaN")
+              : absl::StrCat("loss is ", m.loss),
+          "; the job stops, and its last checkpoint holds the last good "
+          "state (a lower train.lr may help)"));
     curve.push_back({step, m.loss});
     // This step's own time for the metrics; the running mean for the ETA.
     auto now = std::chrono::steady_clock::now();
