@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -111,6 +113,12 @@ absl::Status WriteCheckpoint(const std::string &dir, int64_t step,
         !s.ok())
       return failed(s);
   }
+  // Fault injection (docs/reliability.md): VEOMNI_FAILPOINT=checkpoint:N
+  // kills the process here, halfway through step N's checkpoint, as a
+  // crash or an OOM kill would.
+  if (const char *f = std::getenv("VEOMNI_FAILPOINT");
+      f && absl::StrCat("checkpoint:", step) == f)
+    std::raise(SIGKILL);
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
   meta["veomni.step"] = std::to_string(step);
