@@ -3,6 +3,7 @@
 #include "dialects/VeOmni/VeOmniOps.h"
 #include "passes/Passes.h"
 #include "runtime/program/Fused.h"
+#include "llvm/ADT/DenseSet.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/IRMapping.h"
@@ -501,7 +502,14 @@ bool isFused(Operation *op) {
 /// Buffer declarations (allocs, views) do not interrupt a stretch.
 void mergeSegments(func::FuncOp func) {
   Block &block = func.getBody().front();
-  std::vector<SmallVector<vrt::KernelOp>> runs;
+  // Each pending run, and the buffers (roots) its kernels write: whether a
+  // kernel reads one of them is a lookup, not a scan of the run (the
+  // optimizer's stretch holds a kernel per parameter).
+  struct Run {
+    SmallVector<vrt::KernelOp> kernels;
+    llvm::DenseSet<Value> written;
+  };
+  std::vector<Run> runs;
   auto sameProgram = [](vrt::KernelOp a, vrt::KernelOp b) {
     for (StringRef name :
          {"code", "constants", "input_modes", "results", "segments"})
@@ -510,15 +518,13 @@ void mergeSegments(func::FuncOp func) {
     return a.getIns().size() == b.getIns().size() &&
            a.getOuts().size() == b.getOuts().size();
   };
-  auto reads = [](Operation *op, ArrayRef<vrt::KernelOp> run) {
-    for (vrt::KernelOp earlier : run)
-      for (Value out : earlier.getOuts())
-        for (Value in : op->getOperands())
-          if (vrt::rootBuffer(in) == vrt::rootBuffer(out))
-            return true;
-    return false;
+  auto reads = [](Operation *op, const Run &run) {
+    return llvm::any_of(op->getOperands(), [&](Value in) {
+      return run.written.contains(vrt::rootBuffer(in));
+    });
   };
-  auto place = [](SmallVector<vrt::KernelOp> &run) {
+  auto place = [](Run &pending) {
+    SmallVector<vrt::KernelOp> &run = pending.kernels;
     if (run.size() < 2)
       return;
     vrt::KernelOp last = run.back();
@@ -556,12 +562,16 @@ void mergeSegments(func::FuncOp func) {
       }
     }
     auto k = cast<vrt::KernelOp>(op);
-    auto same = llvm::find_if(
-        runs, [&](const auto &run) { return sameProgram(run.front(), k); });
-    if (same != runs.end())
-      same->push_back(k);
-    else
-      runs.push_back({k});
+    auto same = llvm::find_if(runs, [&](const Run &run) {
+      return sameProgram(run.kernels.front(), k);
+    });
+    if (same == runs.end()) {
+      runs.emplace_back();
+      same = std::prev(runs.end());
+    }
+    same->kernels.push_back(k);
+    for (Value out : k.getOuts())
+      same->written.insert(vrt::rootBuffer(out));
   }
 }
 
