@@ -146,9 +146,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     if (!pt.getElementType().isF32()) {
       master = addArgument(ft, VeOmniDialect::kStateAttrName,
                            "optimizer.master." + n, ArgumentRole::MasterWeight,
-                           name);
-      func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
-                      VeOmniDialect::kInitFromAttrName, name);
+                           name, /*initFrom=*/name);
     }
     // sign(x) as clamp(x * 4E, -1, 1): a load is a whole number and the
     // mean a multiple of 1 / E, so a non-zero offset is at least 1 / E.
@@ -204,20 +202,34 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     auto scalarType = RankedTensorType::get({}, f32);
     MLIRContext *ctx = func.getContext();
 
-    // New arguments go at the end; their names are attributes.
-    // `of`: the parameter a state belongs to.
+    // New arguments go at the end; their names are attributes. They join
+    // the block at once and the function's type and attribute list at the
+    // end (FuncOp::insertArgument rebuilds the whole list per call, memory
+    // quadratic in arguments); meanwhile argAttr reads either kind.
+    // `of`: the parameter a state belongs to; `initFrom`: the parameter a
+    // master starts as.
+    const unsigned originalArgs = func.getNumArguments();
+    SmallVector<NamedAttrList> newArgAttrs;
+    auto argAttr = [&](unsigned i, StringRef key) -> Attribute {
+      return i < originalArgs ? func.getArgAttr(i, key)
+                              : newArgAttrs[i - originalArgs].get(key);
+    };
+    auto argName = [&](unsigned i, StringRef key) {
+      return dyn_cast_or_null<StringAttr>(argAttr(i, key));
+    };
     auto addArgument = [&](Type type, StringRef kind, StringRef name,
-                           ArgumentRole role, StringAttr of = {}) {
-      unsigned index = func.getNumArguments();
-      SmallVector<NamedAttribute> list = {
-          b.getNamedAttr(kind, b.getStringAttr(name)),
-          b.getNamedAttr(VeOmniDialect::kRoleAttrName,
-                         ArgumentRoleAttr::get(ctx, role))};
+                           ArgumentRole role, StringAttr of = {},
+                           StringAttr initFrom = {}) -> Value {
+      NamedAttrList list;
+      list.append(kind, b.getStringAttr(name));
+      list.append(VeOmniDialect::kRoleAttrName,
+                  ArgumentRoleAttr::get(ctx, role));
       if (of)
-        list.push_back(b.getNamedAttr(VeOmniDialect::kStateOfAttrName, of));
-      auto attrs = b.getDictionaryAttr(list);
-      (void)func.insertArgument(index, type, attrs, loc);
-      return func.getArgument(index);
+        list.append(VeOmniDialect::kStateOfAttrName, of);
+      if (initFrom)
+        list.append(VeOmniDialect::kInitFromAttrName, initFrom);
+      newArgAttrs.push_back(std::move(list));
+      return block.addArgument(type, loc);
     };
     Value step = addArgument(scalarType, VeOmniDialect::kInputAttrName, "step",
                              ArgumentRole::Step);
@@ -249,18 +261,16 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       // gradients (veomni-pipeline router-loads, veomni-stage-update).
       if (routers.empty())
         for (BlockArgument arg : block.getArguments())
-          if (func.getArgAttr(arg.getArgNumber(),
-                              VeOmniDialect::kRouterBiasAttrName))
-            if (auto name = func.getArgAttrOfType<StringAttr>(
-                    arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+          if (argAttr(arg.getArgNumber(), VeOmniDialect::kRouterBiasAttrName))
+            if (auto name =
+                    argName(arg.getArgNumber(), VeOmniDialect::kParamAttrName);
                 name && grads.count(name.getValue()))
               loads[name.getValue()] = a.toF32(grads[name.getValue()]);
       for (MoEGroupTopKOp op : routers) {
         auto arg = dyn_cast<BlockArgument>(op.getBias());
         StringAttr name =
             arg && arg.getOwner() == &block
-                ? func.getArgAttrOfType<StringAttr>(
-                      arg.getArgNumber(), VeOmniDialect::kParamAttrName)
+                ? argName(arg.getArgNumber(), VeOmniDialect::kParamAttrName)
                 : StringAttr();
         if (!name)
           return op.emitOpError("veomni-optimizer: router-bias-rate needs the "
@@ -291,8 +301,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       apply = addArgument(scalarType, VeOmniDialect::kInputAttrName, "apply",
                           ArgumentRole::Apply);
       for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
-        auto name = func.getArgAttrOfType<StringAttr>(
-            arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+        auto name = argName(arg.getArgNumber(), VeOmniDialect::kParamAttrName);
         // (A choice bias under the balancing rule sums loads instead.)
         if (!name || !grads.count(name.getValue()) ||
             loads.count(name.getValue()))
@@ -347,11 +356,9 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     SmallVector<std::string> updates(lead, "");
     unsigned numParams = 0;
     for (BlockArgument arg : llvm::to_vector(block.getArguments())) {
-      auto name = func.getArgAttrOfType<StringAttr>(
-          arg.getArgNumber(), VeOmniDialect::kParamAttrName);
+      auto name = argName(arg.getArgNumber(), VeOmniDialect::kParamAttrName);
       // A frozen parameter keeps its value and has no state.
-      if (!name ||
-          func.getArgAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
+      if (!name || argAttr(arg.getArgNumber(), VeOmniDialect::kFrozenAttrName))
         continue;
       ++numParams;
       Value g = grads.lookup(name.getValue());
@@ -376,9 +383,8 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       if (!pt.getElementType().isF32()) {
         master = addArgument(ft, VeOmniDialect::kStateAttrName,
                              "optimizer.master." + n,
-                             ArgumentRole::MasterWeight, name);
-        func.setArgAttr(cast<BlockArgument>(master).getArgNumber(),
-                        VeOmniDialect::kInitFromAttrName, name);
+                             ArgumentRole::MasterWeight, name,
+                             /*initFrom=*/name);
       }
 
       Value gf = a.mul(a.toF32(g), a.spread(factor, ft));
@@ -416,8 +422,16 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
 
     func::ReturnOp::create(b, loc, results);
     ret.erase();
-    func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
+    SmallVector<DictionaryAttr> argDicts;
+    for (unsigned i = 0; i < originalArgs; ++i) {
+      DictionaryAttr d = func.getArgAttrDict(i);
+      argDicts.push_back(d ? d : DictionaryAttr::get(ctx));
+    }
+    for (NamedAttrList &list : newArgAttrs)
+      argDicts.push_back(list.getDictionary(ctx));
+    func.setFunctionType(FunctionType::get(ctx, block.getArgumentTypes(),
                                            ValueRange(results).getTypes()));
+    func.setAllArgAttrs(argDicts);
     // Every result's attributes at once (one by one is memory quadratic).
     SmallVector<NamedAttrList> attrs(results.size());
     auto role = [&](unsigned i, ResultRole r) {
