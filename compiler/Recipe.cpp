@@ -215,6 +215,24 @@ absl::StatusOr<Recipe> Recipe::load(
                 std::to_string(d.globalBatchSize) +
                     " is not a multiple of data.batch_size " +
                     std::to_string(d.batchSize));
+  // (Each size is at most 65536; their product must stay a world a job
+  // can have, checked without overflowing.)
+  {
+    int64_t world = 1;
+    for (int64_t size : {p.dpReplicate, p.dpShard, p.tp, p.sp, p.ep, p.pp}) {
+      world *= size;
+      if (world > (int64_t(1) << 24))
+        return fail("parallel", "the mesh (dp_replicate x dp_shard x tp x "
+                                "sp x ep x pp) exceeds 16777216 ranks");
+    }
+  }
+  // Micro-batches a step (accumulation): each pipeline schedule lists
+  // them, so their count is bounded too.
+  if (d.globalBatchSize / d.batchSize > 65536)
+    return fail("data.global_batch_size",
+                std::to_string(d.globalBatchSize) + " makes " +
+                    std::to_string(d.globalBatchSize / d.batchSize) +
+                    " micro-batches a step; at most 65536");
   if (p.worldSize == 0)
     p.worldSize = p.meshSize();
   if (p.worldSize != p.meshSize())
