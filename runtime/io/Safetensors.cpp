@@ -328,9 +328,9 @@ absl::Status WriteAtomically(const std::string &path,
     check(std::rename(tmp.c_str(), path.c_str()) == 0);
   if (!ok) {
     std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat(
-        path, ": write failed", cause ? ": " : "",
-        cause ? std::strerror(cause) : ""));
+    return absl::DataLossError(absl::StrCat(path, ": write failed",
+                                            cause ? ": " : "",
+                                            cause ? std::strerror(cause) : ""));
   }
   return absl::OkStatus();
 }

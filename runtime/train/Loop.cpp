@@ -645,8 +645,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
       return absl::DataLossError(absl::StrCat(
           "step ", step, ": the ",
           std::isfinite(m.loss)
-              ? absl::StrCat("gradient norm is ", m.gradNorm, " (loss ",
-                             m.loss, "): a gradient overflowed or is NaN")
+              ? absl::StrCat("gradient norm is ", m.gradNorm, " (loss ", m.loss,
+                             "): a gradient overflowed or is NaN")
               : absl::StrCat("loss is ", m.loss),
           "; the job stops, and its last checkpoint holds the last good "
           "state (a lower train.lr may help)"));

@@ -9,10 +9,11 @@ tests in test/e2e/reliability.test.
 """
 import glob
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from mutation import Runs
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = (2**31, 2**62, -1, 0)
@@ -40,7 +41,7 @@ def mutated(config, path, value):
 
 def main():
     veomni = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "build" / "bin" / "veomni")
-    runs, bad = 0, []
+    runs = Runs(veomni, timeout=10)
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "config.json"
         for name in sorted(glob.glob(str(REPO / "examples" / "tiny" / "*.json"))):
@@ -48,19 +49,8 @@ def main():
             for path in integers(config):
                 for value in VALUES:
                     target.write_text(json.dumps(mutated(config, path, value)))
-                    runs += 1
-                    try:
-                        r = subprocess.run([veomni, "import", str(target), "--summary"],
-                                           capture_output=True, timeout=10)
-                        if r.returncode not in (0, 1):
-                            bad.append((name, path, value, r.returncode))
-                    except subprocess.TimeoutExpired:
-                        bad.append((name, path, value, "timeout"))
-    print(f"{runs} runs, {len(bad)} crashes or timeouts")
-    for b in bad:
-        print(*b)
-    return 1 if bad else 0
-
+                    runs.run(["import", str(target), "--summary"], (name, path, value))
+    return runs.report()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,10 +8,11 @@ printed. What it found is kept in test/e2e/reliability.test.
 """
 import glob
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from mutation import Runs
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = ("0", "-1", "2147483648", "4611686018427387904", "1e308")
@@ -20,7 +21,7 @@ NUMBER = re.compile(r"^(\s*[a-z_]+:\s*)(-?[0-9][0-9.e+-]*)(\s*(#.*)?)$")
 
 def main():
     veomni = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "build" / "bin" / "veomni")
-    runs, bad = 0, []
+    runs = Runs(veomni, timeout=20)
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "recipe.yaml"
         for name in sorted(glob.glob(str(REPO / "examples" / "recipes" / "*.yaml"))):
@@ -33,19 +34,9 @@ def main():
                     mutated = list(lines)
                     mutated[i] = m.group(1) + value + (m.group(3) or "")
                     target.write_text("\n".join(mutated))
-                    runs += 1
-                    try:
-                        r = subprocess.run([veomni, "plan", str(target), "--data.path", ""],
-                                           capture_output=True, timeout=20, cwd=REPO)
-                        if r.returncode not in (0, 1):
-                            bad.append((name, line.strip(), value, r.returncode))
-                    except subprocess.TimeoutExpired:
-                        bad.append((name, line.strip(), value, "timeout"))
-    print(f"{runs} runs, {len(bad)} crashes or timeouts")
-    for b in bad:
-        print(*b)
-    return 1 if bad else 0
-
+                    runs.run(["plan", str(target), "--data.path", ""],
+                             (name, line.strip(), value), cwd=REPO)
+    return runs.report()
 
 if __name__ == "__main__":
     sys.exit(main())
