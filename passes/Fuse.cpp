@@ -95,7 +95,8 @@ int64_t domainOf(Operation *op) {
   if (!llvm::all_of(op->getOperandTypes(), isFloatTensor))
     return 0;
   if (isa<NegOp, ExpOp, LogOp, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp,
-          SiluOp, GeluOp, AddOp, SubOp, MulOp, DivOp, CastOp, ReshapeOp>(op))
+          SiluOp, GeluOp, AddOp, SubOp, MulOp, DivOp, CastOp, ReshapeOp,
+          IsFiniteOp, MulNoNanOp>(op))
     return numel(op->getResult(0).getType());
   if (auto b = dyn_cast<BroadcastOp>(op))
     return fusedInputMode(b) >= 0 ? numel(b.getType()) : 0;

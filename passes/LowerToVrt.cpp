@@ -286,7 +286,9 @@ FailureOr<vrt::KernelOp> createFusedKernel(OpBuilder &builder, FusedOp op,
         {TypeID::get<AddOp>(), FOp::Add},
         {TypeID::get<SubOp>(), FOp::Sub},
         {TypeID::get<MulOp>(), FOp::Mul},
-        {TypeID::get<DivOp>(), FOp::Div}};
+        {TypeID::get<DivOp>(), FOp::Div},
+        {TypeID::get<IsFiniteOp>(), FOp::IsFinite},
+        {TypeID::get<MulNoNanOp>(), FOp::MulNoNan}};
     const auto *kind = llvm::find_if(kinds, [&](const auto &k) {
       return k.first == inner.getName().getTypeID();
     });

@@ -60,6 +60,9 @@ struct Arith {
   Value sub(Value x, Value y) { return SubOp::create(b, loc, x, y); }
   Value mul(Value x, Value y) { return MulOp::create(b, loc, x, y); }
   Value div(Value x, Value y) { return DivOp::create(b, loc, x, y); }
+  /// x * y, but 0 where y is 0 whatever x is (NaN * 0 is NaN).
+  Value mulNoNan(Value x, Value y) { return MulNoNanOp::create(b, loc, x, y); }
+  Value isFinite(Value x) { return IsFiniteOp::create(b, loc, x); }
   Value sqrt(Value x) { return SqrtOp::create(b, loc, x); }
   Value exp(Value x) { return ExpOp::create(b, loc, x); }
   Value cos(Value x) { return CosOp::create(b, loc, x); }
@@ -169,7 +172,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     updates.push_back(n);
     if (apply) {
       Value keep = a.spread(a.sub(a.splat(1, scalarType), apply), ft);
-      results.push_back(a.mul(sum, keep));
+      results.push_back(a.mulNoNan(sum, keep));
       updates.push_back("optimizer.router_load." + n);
     }
   }
@@ -315,15 +318,6 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
         grads[name.getValue()] = a.scale(sum, 1.0 / accumulationSteps);
       }
     }
-    auto blend = [&](Value updated, Value old) {
-      if (!apply)
-        return updated;
-      Type t = updated.getType();
-      Value on = a.spread(apply, t);
-      Value off = a.spread(a.sub(a.splat(1, scalarType), apply), t);
-      return a.add(a.mul(on, updated), a.mul(off, old));
-    };
-
     // Global-norm clipping: over this function's gradients, or (a pipeline
     // stage's update) over every stage's, summed by the runtime.
     Value total = a.splat(0, scalarType);
@@ -338,6 +332,23 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
     if (maxGradNorm > 0)
       factor = a.min(
           factor, a.div(a.splat(maxGradNorm, scalarType), a.plus(norm, 1e-6)));
+
+    // A step whose loss or gradient norm is not finite changes nothing: every
+    // update is blended with the old value by `on` (1: the update; 0: the old
+    // value, exactly, whatever NaN the update holds), and the runtime stops
+    // or skips (train.on_nonfinite). With accumulation, only the last
+    // micro-step (`apply` = 1) updates.
+    Value on = a.isFinite(norm);
+    if (!externalNorm)
+      on = a.mul(on, a.isFinite(a.toF32(ret.getOperand(0))));
+    if (apply)
+      on = a.mul(on, apply);
+    Value off = a.sub(a.splat(1, scalarType), on);
+    auto blend = [&](Value updated, Value old) {
+      Type t = updated.getType();
+      return a.add(a.mulNoNan(updated, a.spread(on, t)),
+                   a.mulNoNan(old, a.spread(off, t)));
+    };
 
     // Bias corrections: 1 - b^t = 1 - exp(t ln b).
     Value c1 =
@@ -413,7 +424,7 @@ struct OptimizerPass : veomni::impl::OptimizerBase<OptimizerPass> {
       if (apply) {
         auto [acc, sum] = accumulators.lookup(n);
         Value keep = a.spread(a.sub(a.splat(1, scalarType), apply), ft);
-        results.push_back(a.mul(sum, keep));
+        results.push_back(a.mulNoNan(sum, keep));
         updates.push_back("optimizer.grad_accum." + n);
       }
     }

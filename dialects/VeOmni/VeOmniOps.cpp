@@ -231,6 +231,8 @@ OpFoldResult MulOp::fold(FoldAdaptor) {
   return {};
 }
 
+OpFoldResult MulNoNanOp::fold(FoldAdaptor) { return {}; }
+
 OpFoldResult DivOp::fold(FoldAdaptor) {
   if (matchPattern(getRhs(), m_OneFloat()))
     return getLhs();
@@ -386,7 +388,8 @@ LogicalResult FusedOp::verify() {
   for (Operation &op : body.without_terminator())
     if (!isa<NegOp, ExpOp, LogOp, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp,
              SigmoidOp, SiluOp, GeluOp, AddOp, SubOp, MulOp, DivOp, CastOp,
-             BroadcastOp, ReshapeOp, ConstantOp, ReduceOp>(op))
+             IsFiniteOp, MulNoNanOp, BroadcastOp, ReshapeOp, ConstantOp,
+             ReduceOp>(op))
       return op.emitOpError("cannot be part of a veomni.fused body: only "
                             "elementwise ops, broadcasts, reshapes, splat "
                             "constants and trailing reductions can");

@@ -131,6 +131,8 @@ def VeOmni_CosOp : VeOmni_UnaryOp<"cos", "cosine", [VJP]>;
 def VeOmni_TanhOp : VeOmni_UnaryOp<"tanh", "hyperbolic tangent", [VJP]>;
 def VeOmni_SigmoidOp : VeOmni_UnaryOp<"sigmoid", "logistic sigmoid", [VJP]>;
 def VeOmni_SiluOp : VeOmni_UnaryOp<"silu", "x * sigmoid(x)", [VJP]>;
+def VeOmni_IsFiniteOp : VeOmni_UnaryOp<"is_finite",
+    "test: 1 where x is finite, 0 where it is NaN or infinite">;
 
 def VeOmni_GeluOp : VeOmni_UnaryOp<"gelu", "GELU", [VJP]> {
   let description = [{
@@ -184,6 +186,14 @@ def VeOmni_AddOp : VeOmni_BinaryOp<"add", "sum", [Commutative, VJP]>;
 def VeOmni_SubOp : VeOmni_BinaryOp<"sub", "difference", [VJP]>;
 def VeOmni_MulOp : VeOmni_BinaryOp<"mul", "product", [Commutative, VJP]>;
 def VeOmni_DivOp : VeOmni_BinaryOp<"div", "quotient", [VJP]>;
+def VeOmni_MulNoNanOp : VeOmni_BinaryOp<"mul_no_nan",
+    "product that is 0 where rhs is 0, even where lhs is NaN or infinite"> {
+  let description = [{
+    `lhs * rhs`, but 0 wherever `rhs` is 0 (NaN * 0 is NaN, this is 0). The
+    optimizer blends an update with the old value through it, so that a
+    step whose gradients are not finite leaves no trace. No derivative.
+  }];
+}
 
 def VeOmni_CastOp : VeOmni_Op<"cast", [Pure, Elementwise, VJP]> {
   let summary = "Element type conversion (f32, bf16, f16; integers to floats)";

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -321,6 +322,31 @@ absl::Status Executor::SyncStatus(absl::Status mine) const {
                                          " failed (its message says why)"));
 }
 
+absl::StatusOr<std::string> Executor::RunProbe() {
+  probe_ = true;
+  probeHit_ = -1;
+  absl::Status s = Run();
+  probe_ = false;
+  VEOMNI_RETURN_IF_ERROR(s);
+  // The lowest kernel over the ranks (one program serves them all), and
+  // the lowest rank that saw it there.
+  const int64_t world = WorldSize();
+  const int64_t none = static_cast<int64_t>(program_.kernels.size());
+  int64_t key = -((probeHit_ < 0 ? none : probeHit_) * world + Rank());
+  if (comm_ && program_.worldSize > 1) { // the least key: the most negative
+    TensorView v{&key, DType::I64, {1}};
+    VEOMNI_RETURN_IF_ERROR(comm_->AllReduce(worldGroup_, v, v, ReduceOp::Max));
+  }
+  key = -key;
+  const int64_t kernel = key / world;
+  if (kernel >= none)
+    return std::string();
+  const KernelDesc &k = program_.kernels[kernel];
+  return absl::StrCat("kernel ", kernel, " (", KernelName(k.kind), ")",
+                      k.location.empty() ? "" : " in ", k.location,
+                      world > 1 ? absl::StrCat(", on rank ", key % world) : "");
+}
+
 absl::Status Executor::CopyBuffer(uint32_t from, uint32_t to) {
   const BufferDesc &a = program_.buffers[from], &b = program_.buffers[to];
   if (a.bytes != b.bytes)
@@ -477,7 +503,7 @@ absl::Status Executor::Run() {
                                        k.location, ": ", s.message()));
     };
     absl::Status s;
-    if (collective && commThread_) {
+    if (collective && commThread_ && !probe_) {
       Pending p;
       for (uint32_t b : k.ins)
         p.reads.push_back(range(b));
@@ -510,6 +536,21 @@ absl::Status Executor::Run() {
       s = fns_[i](k, in, out);
     if (!s.ok())
       return where(i, k, s);
+    if (probe_ && probeHit_ < 0) {
+      VEOMNI_RETURN_IF_ERROR(device_->Synchronize());
+      for (uint32_t b : k.outs) {
+        if (!IsFloat(program_.buffers[b].dtype))
+          continue;
+        VEOMNI_ASSIGN_OR_RETURN(HostTensor h, ReadHost(b));
+        bool finite = true;
+        for (int64_t e = 0, n = h.view.numel(); e < n && finite; ++e)
+          finite = std::isfinite(LoadF(h.view, e));
+        if (!finite) {
+          probeHit_ = static_cast<int64_t>(i);
+          break;
+        }
+      }
+    }
     if (trace_) {
       VEOMNI_RETURN_IF_ERROR(device_->Synchronize());
       trace_->events.push_back({&program_, static_cast<uint32_t>(i), started,

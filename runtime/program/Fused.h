@@ -59,7 +59,10 @@ enum class Op : int64_t {
   Sub,
   Mul,
   Div,
-  Last = Div
+  // Appended (programs keep their numbers): unary, then binary.
+  IsFinite,
+  MulNoNan,
+  Last = MulNoNan
 };
 
 enum class Mode : int64_t { Full, Inner, Outer, Last = Outer };
@@ -69,8 +72,12 @@ constexpr int64_t kInstrWidth = 4;
 /// Registers one kernel may use (the compiler reuses them).
 constexpr int64_t kMaxRegisters = 64;
 
-inline bool IsUnary(Op op) { return op >= Op::Neg && op <= Op::RoundF16; }
-inline bool IsBinary(Op op) { return op >= Op::Add && op <= Op::Div; }
+inline bool IsUnary(Op op) {
+  return (op >= Op::Neg && op <= Op::RoundF16) || op == Op::IsFinite;
+}
+inline bool IsBinary(Op op) {
+  return (op >= Op::Add && op <= Op::Div) || op == Op::MulNoNan;
+}
 
 } // namespace kernel_table::fused
 

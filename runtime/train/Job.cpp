@@ -78,6 +78,7 @@ constexpr Field kFields[] = {
     {"data.workers", false, nullptr, &JobSettings::dataWorkers, 0, true},
     {"train.output_dir", false, &JobSettings::outputDir, nullptr, 0},
     {"train.resume", false, &JobSettings::resume, nullptr, 0},
+    {"train.on_nonfinite", false, &JobSettings::onNonfinite, nullptr, 0, true},
     {"train.log_interval", false, nullptr, &JobSettings::logInterval, 1},
     {"train.checkpoint_interval", false, nullptr,
      &JobSettings::checkpointInterval, 0},

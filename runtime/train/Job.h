@@ -81,6 +81,7 @@ struct JobSettings {
   /// The backend: "cpu", "cuda" or "cuda:N" (CreateDevice).
   std::string device = "cpu";
   int64_t logInterval = 1, checkpointInterval = 0;
+  std::string onNonfinite = "stop"; ///< or "skip" (train.on_nonfinite)
   int64_t maxShardBytes = 5000000000;
 
   /// With pipeline stages: the programs (files in the job folder) and the

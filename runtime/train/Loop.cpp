@@ -196,6 +196,7 @@ public:
   absl::Status CopyParametersTo(Executor &to) const override {
     return CopyParameters(*ex_, to);
   }
+  absl::StatusOr<std::string> Probe() override { return trainer_.Probe(); }
   void SetTrace(KernelTrace *trace) override { ex_->SetTrace(trace); }
   std::vector<std::pair<const Program *, std::string>>
   ProgramNames() const override {
@@ -252,6 +253,7 @@ public:
     return absl::UnimplementedError(
         "held-out losses with pipeline stages are not supported yet");
   }
+  absl::StatusOr<std::string> Probe() override { return t_->Probe(); }
   void SetTrace(KernelTrace *trace) override { t_->SetTrace(trace); }
   std::vector<std::pair<const Program *, std::string>>
   ProgramNames() const override {
@@ -511,12 +513,25 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   if (ec)
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create ", job.outputDir, ": ", ec.message()));
+  if (job.onNonfinite != "stop" && job.onNonfinite != "skip")
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.on_nonfinite: expected stop or skip, got '",
+                     job.onNonfinite, "'"));
+  // Steps skipped for values that were not finite: the optimizer's step
+  // (the schedule's and Adam's bias correction's t) is step - skipped.
+  int64_t skipped = 0;
   int64_t start = 0;
   std::string resumeFrom =
       job.resume == "auto" ? LatestCheckpoint(job.outputDir) : job.resume;
   if (!resumeFrom.empty()) {
     std::map<std::string, std::string> meta;
     VEOMNI_ASSIGN_OR_RETURN(start, ex.Load(resumeFrom, meta));
+    if (auto it = meta.find("veomni.skipped_steps"); it != meta.end())
+      if (!absl::SimpleAtoi(it->second, &skipped) || skipped < 0 ||
+          skipped > start)
+        return absl::InvalidArgumentError(
+            absl::StrCat(resumeFrom, ": veomni.skipped_steps is '", it->second,
+                         "', not a count of steps up to ", start));
     if (text) {
       std::string position = meta["veomni.data_position"];
       // Checkpoints before the data streams kept a .vtd's document and token.
@@ -566,6 +581,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     std::map<std::string, std::string> meta;
     if (text)
       meta["veomni.data_position"] = text->prefetch->Position();
+    if (skipped > 0)
+      meta["veomni.skipped_steps"] = std::to_string(skipped);
     return ex.Save(
         CheckpointPath(job.outputDir, step), step, meta,
         {job.config, uint64_t(job.maxShardBytes), job.adapterConfig});
@@ -624,7 +641,8 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
     };
     if (step == profileStep)
       ex.SetTrace(&trace);
-    absl::StatusOr<StepMetrics> r = ex.Step(step, job.accumulationSteps, fill);
+    absl::StatusOr<StepMetrics> r =
+        ex.Step(step - skipped, job.accumulationSteps, fill);
     if (!r.ok())
       return absl::Status(
           r.status().code(),
@@ -639,17 +657,48 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
           " (open it in ui.perfetto.dev): ", ProfileSummary(trace, 12)));
     }
     StepMetrics m = *r;
-    // Not finite: the job stops at the step where it appears; its update
-    // is never checkpointed, so the last checkpoint is the last good state.
-    if (!std::isfinite(m.loss) || !std::isfinite(m.gradNorm))
-      return absl::DataLossError(absl::StrCat(
-          "step ", step, ": the ",
+    // Not finite: the step changed no weight and no optimizer state (the
+    // program blends every update with the old value). Where the first
+    // value that was not finite came from is found by running the last
+    // micro-batch again; then the job stops, or goes on
+    // (train.on_nonfinite: skip).
+    if (!std::isfinite(m.loss) || !std::isfinite(m.gradNorm)) {
+      std::string what =
           std::isfinite(m.loss)
-              ? absl::StrCat("gradient norm is ", m.gradNorm, " (loss ", m.loss,
-                             "): a gradient overflowed or is NaN")
-              : absl::StrCat("loss is ", m.loss),
-          "; the job stops, and its last checkpoint holds the last good "
-          "state (a lower train.lr may help)"));
+              ? absl::StrCat("the gradient norm is ", m.gradNorm, " (loss ",
+                             m.loss, "): a gradient overflowed or is NaN")
+              : absl::StrCat("the loss is ", m.loss);
+      absl::StatusOr<std::string> origin = ex.Probe();
+      if (!origin.ok())
+        return absl::Status(origin.status().code(),
+                            absl::StrCat("step ", step, ": ", what,
+                                         "; looking for its origin: ",
+                                         origin.status().message()));
+      absl::StrAppend(
+          &what, origin->empty()
+                     ? " (the last micro-batch, run again, stays finite: an "
+                       "earlier one's values were not)"
+                     : absl::StrCat("; the first value that was not finite "
+                                    "came from ",
+                                    *origin));
+      if (job.onNonfinite == "stop")
+        return absl::DataLossError(absl::StrCat(
+            "step ", step, ": ", what,
+            ". No weight changed; the job stops (train.on_nonfinite: stop), "
+            "and its last checkpoint holds the last good state (a lower "
+            "train.lr may help)"));
+      ++skipped;
+      print(absl::StrCat(tty ? "\n" : "", "step ", step, " skipped: ", what,
+                         " (train.on_nonfinite: skip)\n"));
+      if (reporter)
+        metrics << absl::StrFormat("{\"step\": %d, \"skipped\": true}", step)
+                << "\n"
+                << std::flush;
+      if (job.checkpointInterval > 0 && step % job.checkpointInterval == 0 &&
+          step != job.steps)
+        VEOMNI_RETURN_IF_ERROR(save(step));
+      continue;
+    }
     curve.push_back({step, m.loss});
     // This step's own time for the metrics; the running mean for the ETA.
     auto now = std::chrono::steady_clock::now();
@@ -738,6 +787,10 @@ absl::Status RunTraining(StepRunner &ex, const JobSettings &job, std::FILE *out,
   if (reporter)
     WriteLossCurve(absl::StrCat(job.outputDir, "/loss_curve.svg"), curve,
                    heldCurve);
+  if (skipped > 0)
+    print(absl::StrCat("skipped ", skipped, " step", skipped == 1 ? "" : "s",
+                       " whose values were not finite (train.on_nonfinite: "
+                       "skip)\n"));
   if (text && text->stream->SkippedCount() > 0)
     print(absl::StrCat("skipped ", text->stream->SkippedCount(),
                        " bad samples (data.on_bad_sample: skip)\n"));

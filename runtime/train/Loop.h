@@ -61,6 +61,11 @@ public:
   virtual absl::StatusOr<int64_t>
   Load(const std::string &dir,
        std::map<std::string, std::string> &metadata) = 0;
+  /// After a step whose loss or gradients were not finite (which changed
+  /// no weight): where the first value that is not finite appeared, found
+  /// by running the last micro-batch again and checking every kernel's
+  /// outputs; "" if they stayed finite. Changes no weight. Collective.
+  virtual absl::StatusOr<std::string> Probe() = 0;
   /// Records the kernels of the next steps in `trace` (null stops).
   virtual void SetTrace(KernelTrace *trace) = 0;
   /// Copies this rank's parameter slices into `to`'s parameters of the

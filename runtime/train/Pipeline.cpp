@@ -12,8 +12,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <set>
@@ -795,6 +797,23 @@ absl::StatusOr<StepMetrics> PipelineTrainer::Step(int64_t step) {
         update_->CopyBuffer(p.outputs[out], p.arguments[arg].buffer));
   VEOMNI_RETURN_IF_ERROR(m.ShareParameters());
   return metrics;
+}
+
+absl::StatusOr<std::string> PipelineTrainer::Probe() {
+  Impl &m = *impl_;
+  for (const ArgumentDesc &a : update_->program().arguments) {
+    if (a.role != ArgumentRole::Gradient)
+      continue;
+    VEOMNI_ASSIGN_OR_RETURN(HostTensor h, update_->ReadHost(a.buffer));
+    for (int64_t i = 0, n = h.view.numel(); i < n; ++i)
+      if (!std::isfinite(LoadF(h.view, i)))
+        return absl::StrCat("the gradient of ",
+                            absl::StripPrefix(a.name, "grad."), " (stage ",
+                            m.stage, ", rank ", m.world->Rank(), ")");
+  }
+  // The norm is every stage's: another stage's gradients were not finite.
+  return absl::StrCat("another pipeline stage (stage ", m.stage,
+                      "'s gradients are finite)");
 }
 
 absl::Status PipelineTrainer::SyncStatus(absl::Status mine) {

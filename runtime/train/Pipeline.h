@@ -76,6 +76,10 @@ public:
   /// (exactly microBatches of them) and the update; every rank gets the
   /// loss (the micro-batches' mean), the norm and the learning rate.
   absl::StatusOr<StepMetrics> Step(int64_t step);
+  /// After a step that was not finite: the first parameter, in this
+  /// stage's order, whose summed gradient is not finite, or "another
+  /// pipeline stage" when this stage's are finite.
+  absl::StatusOr<std::string> Probe();
 
   /// Seeded parameters as one rank would have them (InitParameters).
   absl::Status InitParameters(uint64_t seed);

@@ -101,6 +101,20 @@ absl::StatusOr<StepMetrics> Trainer::Step(int64_t step, bool last) {
   return m;
 }
 
+absl::StatusOr<std::string> Trainer::Probe() {
+  // Not the last micro-step: nothing is applied, whatever the values.
+  if (hasApply_)
+    VEOMNI_RETURN_IF_ERROR(SetScalar(*executor_, applyBuffer_, 0.0f));
+  absl::StatusOr<std::string> where = executor_->RunProbe();
+  for (const ArgumentDesc &a : executor_->program().arguments)
+    if (a.role == ArgumentRole::GradAccumulator)
+      VEOMNI_RETURN_IF_ERROR(executor_->Edit(a.buffer, [](const TensorView &v) {
+        std::memset(v.data, 0, v.bytes());
+        return absl::OkStatus();
+      }));
+  return where;
+}
+
 bool InCheckpoint(const ArgumentDesc &a, bool lora) {
   // Gradient accumulators are zero between steps, and a plan without them
   // (a pipeline's) resumes the same run.

@@ -46,6 +46,9 @@ public:
   /// micro-batch with `last` true on the final one: only that one moves the
   /// parameters (the others add into the accumulators).
   absl::StatusOr<StepMetrics> Step(int64_t step, bool last = true);
+  /// StepRunner::Probe: the step's kernels run again on the batch in the
+  /// inputs, with nothing applied; gradient accumulators restart.
+  absl::StatusOr<std::string> Probe();
   /// Whether the program accumulates gradients over micro-batches.
   bool Accumulates() const { return hasApply_; }
 

@@ -368,6 +368,7 @@ absl::Status compileJob(const Recipe &r, bool printWarningsToo,
   job.evalBatches = r.train.evalBatches;
   job.outputDir = r.train.outputDir;
   job.resume = r.train.resume;
+  job.onNonfinite = r.train.onNonfinite;
   job.profile = r.train.profile;
   job.device = r.train.device;
   job.logInterval = r.train.logInterval;

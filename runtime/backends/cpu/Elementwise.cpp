@@ -62,7 +62,7 @@ absl::Status Unary(UnaryKind kind, const TensorView &in,
   VEOMNI_RETURN_IF_ERROR(CheckFloat(K, "out", out));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, in.shape));
   if (static_cast<int>(kind) < static_cast<int>(UnaryKind::Neg) ||
-      static_cast<int>(kind) > static_cast<int>(UnaryKind::GeluTanh))
+      static_cast<int>(kind) > static_cast<int>(UnaryKind::IsFinite))
     return Invalid(K, "unknown kind ", static_cast<int>(kind));
   // These call libm per element and cost far more than a memory access.
   bool scalar = kind == UnaryKind::Log || kind == UnaryKind::Sin ||
@@ -97,7 +97,7 @@ absl::Status Binary(BinaryKind kind, const TensorView &lhs,
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "rhs", rhs, lhs.shape));
   VEOMNI_RETURN_IF_ERROR(CheckShape(K, "out", out, lhs.shape));
   if (static_cast<int>(kind) < static_cast<int>(BinaryKind::Add) ||
-      static_cast<int>(kind) > static_cast<int>(BinaryKind::Div))
+      static_cast<int>(kind) > static_cast<int>(BinaryKind::MulNoNan))
     return Invalid(K, "unknown kind ", static_cast<int>(kind));
   if (lhs.dtype == DType::F32 && rhs.dtype == DType::F32 &&
       out.dtype == DType::F32) {

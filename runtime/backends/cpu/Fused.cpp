@@ -203,6 +203,12 @@ void Execute(const FusedProgram &p, const std::vector<bool> &hoisted, bool once,
                                           static_cast<int64_t>(Op::Add)),
                   r(a), r(b), dst, len);
       break;
+    case Op::IsFinite:
+      vec::Unary(UnaryKind::IsFinite, r(a), dst, len);
+      break;
+    case Op::MulNoNan:
+      vec::Binary(BinaryKind::MulNoNan, r(a), r(b), dst, len);
+      break;
     default:
       vec::Unary(static_cast<UnaryKind>(static_cast<int64_t>(op) -
                                         static_cast<int64_t>(Op::Neg)),

@@ -49,8 +49,10 @@ enum class UnaryKind {
   Silu,     ///< x * sigmoid(x)
   Gelu,     ///< 0.5 x (1 + erf(x / sqrt 2))
   GeluTanh, ///< 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  IsFinite, ///< 1 where x is finite, 0 where it is NaN or infinite
 };
-enum class BinaryKind { Add, Sub, Mul, Div };
+/// MulNoNan: x * y, and 0 where y == 0 even if x is NaN or infinite.
+enum class BinaryKind { Add, Sub, Mul, Div, MulNoNan };
 enum class ReduceKind { Sum, Max, Mean };
 enum class LossReduction { Mean, Sum, None };
 

@@ -138,6 +138,8 @@ __device__ inline float ApplyUnary(int kind, float x) {
     return x / (1.0f + expf(-x));
   case 10:
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+  case 12: // IsFinite
+    return isfinite(x) ? 1.0f : 0.0f;
   default: {
     float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
     return 0.5f * x * (1.0f + tanhf(u));

@@ -166,6 +166,7 @@ VEOMNI_UNARY(Sigmoid)
 VEOMNI_UNARY(Silu)
 VEOMNI_UNARY(Gelu)
 VEOMNI_UNARY(GeluTanh)
+VEOMNI_UNARY(IsFinite)
 #undef VEOMNI_UNARY
 #define VEOMNI_BINARY(Name)                                                    \
   absl::Status Name(KernelIns in, KernelOuts out, const Name##Attrs &) {       \
@@ -175,6 +176,7 @@ VEOMNI_BINARY(Add)
 VEOMNI_BINARY(Sub)
 VEOMNI_BINARY(Mul)
 VEOMNI_BINARY(Div)
+VEOMNI_BINARY(MulNoNan)
 #undef VEOMNI_BINARY
 
 absl::Status Cast(KernelIns in, KernelOuts out, const CastAttrs &) {

@@ -52,7 +52,11 @@ __global__ void UnaryKernel(int kind, Buf in, Buf out) {
 __global__ void BinaryKernel(int kind, Buf lhs, Buf rhs, Buf out) {
   VEOMNI_GRID_LOOP(e, out.numel) {
     float a = Load(lhs.data, lhs.type, e), b = Load(rhs.data, rhs.type, e);
-    float r = kind == 0 ? a + b : kind == 1 ? a - b : kind == 2 ? a * b : a / b;
+    float r = kind == 0   ? a + b
+              : kind == 1 ? a - b
+              : kind == 2 ? a * b
+              : kind == 3 ? a / b
+                          : (b == 0.0f ? 0.0f : a * b); // MulNoNan
     Store(out.data, out.type, e, r);
   }
 }

@@ -58,6 +58,12 @@ __device__ inline void Run(const FusedCall &c, int64_t i, float *r) {
     case Op::Div:
       v = r[a] / r[b];
       break;
+    case Op::IsFinite:
+      v = isfinite(r[a]) ? 1.0f : 0.0f;
+      break;
+    case Op::MulNoNan:
+      v = r[b] == 0.0f ? 0.0f : r[a] * r[b];
+      break;
     default:
       v = ApplyUnary(static_cast<int>(op) - static_cast<int>(Op::Neg), r[a]);
     }

@@ -43,7 +43,8 @@ using namespace kerneltest;
 const UnaryKind kUnaryKinds[] = {
     UnaryKind::Neg,     UnaryKind::Exp,  UnaryKind::Log,  UnaryKind::Sqrt,
     UnaryKind::Rsqrt,   UnaryKind::Sin,  UnaryKind::Cos,  UnaryKind::Tanh,
-    UnaryKind::Sigmoid, UnaryKind::Silu, UnaryKind::Gelu, UnaryKind::GeluTanh};
+    UnaryKind::Sigmoid, UnaryKind::Silu, UnaryKind::Gelu, UnaryKind::GeluTanh,
+    UnaryKind::IsFinite};
 
 bool PositiveDomain(UnaryKind k) {
   return k == UnaryKind::Log || k == UnaryKind::Sqrt || k == UnaryKind::Rsqrt;
@@ -144,11 +145,49 @@ TEST(BinaryTest, Known) {
   }
 }
 
+// The optimizer's guard against a step that is not finite: is_finite tells
+// NaN and both infinities from every finite value (the largest, the
+// smallest subnormal, -0), and mul_no_nan(x, 0) is 0 even for x NaN or
+// infinite, where x * 0 is NaN. 37 elements: whole vectors and a tail.
+TEST(BinaryTest, NonFiniteValuesAreToldAndZeroedAway) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float cycle[] = {1.5f, -0.0f, inf, -inf, nan, 3.4e38f, 1e-45f};
+  const int n = 37;
+  std::vector<float> x(n), y(n);
+  for (int i = 0; i < n; ++i) {
+    x[i] = cycle[i % 7];
+    y[i] = i % 3 == 0 ? 0.0f : (i % 3 == 1 ? 2.0f : -0.0f);
+  }
+  for (const auto &impl : BOTH(Unary)) {
+    SCOPED_TRACE(impl.name);
+    Buffer in = Floats(DType::F32, {n}, x), out = Garbage(DType::F32, {n});
+    ASSERT_OK(impl.fn(UnaryKind::IsFinite, in.view(), out.view()));
+    for (int i = 0; i < n; ++i)
+      EXPECT_EQ(out.f(i), std::isfinite(x[i]) ? 1.0f : 0.0f) << "at " << i;
+  }
+  for (const auto &impl : BOTH(Binary)) {
+    SCOPED_TRACE(impl.name);
+    Buffer a = Floats(DType::F32, {n}, x), b = Floats(DType::F32, {n}, y);
+    Buffer out = Garbage(DType::F32, {n});
+    ASSERT_OK(impl.fn(BinaryKind::MulNoNan, a.view(), b.view(), out.view()));
+    for (int i = 0; i < n; ++i) {
+      SCOPED_TRACE(absl::StrCat(x[i], " * ", y[i]));
+      if (y[i] == 0)
+        EXPECT_EQ(out.f(i), 0.0f);
+      else if (std::isnan(x[i]))
+        EXPECT_TRUE(std::isnan(out.f(i)));
+      else
+        EXPECT_EQ(out.f(i), x[i] * y[i]);
+    }
+  }
+}
+
 TEST(BinaryTest, FastMatchesReference) {
   Rng rng(5);
   const Shape shapes[] = {{1}, {3}, {7}, {17, 3}, {33}, {2, 65}, {4097}};
   const BinaryKind kinds[] = {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul,
-                              BinaryKind::Div};
+                              BinaryKind::Div, BinaryKind::MulNoNan};
   for (DType t : {DType::F32, DType::BF16, DType::F16}) {
     for (BinaryKind kind : kinds) {
       for (const Shape &s : shapes) {

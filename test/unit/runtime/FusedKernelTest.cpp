@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace veomni::rt {
@@ -170,6 +171,51 @@ TEST(FusedKernel, BroadcastModes) {
     for (int64_t j = 0; j < cols; ++j)
       ASSERT_EQ(out.f(i * cols + j), x.f(i * cols + j) * w.f(j) + r.f(i))
           << i << "," << j;
+}
+
+// The optimizer's guarded blend, as veomni-optimizer writes it:
+//   out = mul_no_nan(update, on) + mul_no_nan(old, 1 - on)
+// on = 1 gives the update bit for bit; on = 0 the old value bit for bit,
+// even where the update is NaN or infinite (a plain blend gives NaN there).
+TEST(FusedKernel, GuardedBlendKeepsTheOldValueExactly) {
+  Rng rng(9);
+  const int64_t n = 1031; // blocks and a tail
+  Buffer update = Uniform(DType::F32, {n}, rng);
+  Buffer old = Uniform(DType::F32, {n}, rng);
+  for (int64_t i = 0; i < n; i += 7)
+    update.setF(i, i % 2 ? std::numeric_limits<float>::infinity()
+                         : std::numeric_limits<float>::quiet_NaN());
+  Prog f;
+  f.modes = {static_cast<int64_t>(Mode::Full), static_cast<int64_t>(Mode::Full),
+             static_cast<int64_t>(Mode::Inner)};
+  f.constant(3, 1.0);
+  f.emit(Op::Sub, 3, 3, 2); // 1 - on
+  f.emit(Op::MulNoNan, 4, 0, 2);
+  f.emit(Op::MulNoNan, 5, 1, 3);
+  f.emit(Op::Add, 4, 4, 5);
+  f.result(4);
+  for (float on : {0.0f, 1.0f}) {
+    SCOPED_TRACE(on);
+    Buffer flag = Floats(DType::F32, {1}, {on});
+    Buffer out = Garbage(DType::F32, {n});
+    ASSERT_TRUE(RunFused(f, {&update, &old, &flag}, {&out}).ok());
+    const Buffer &want = on == 0 ? old : update;
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isnan(want.f(i)))
+        ASSERT_TRUE(std::isnan(out.f(i))) << i;
+      else
+        ASSERT_EQ(out.f(i), want.f(i)) << i;
+    }
+  }
+  // is_finite in a fused chain.
+  Prog g;
+  g.modes = {static_cast<int64_t>(Mode::Full)};
+  g.emit(Op::IsFinite, 1, 0);
+  g.result(1);
+  Buffer out = Garbage(DType::F32, {n});
+  ASSERT_TRUE(RunFused(g, {&update}, {&out}).ok());
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(out.f(i), i % 7 ? 1.0f : 0.0f) << i;
 }
 
 TEST(FusedKernel, TrailingReductions) {

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 
 namespace veomni::rt {
@@ -120,6 +121,38 @@ TEST(Program, LoadsRunsAndAllocatesExactlyThePlannedArena) {
   for (int i = 0; i < 8; ++i)
     EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), i), std::exp(0.25f * i - 0.5f));
   EXPECT_FALSE((*ex)->Argument("nope").ok());
+}
+
+// After a step that was not finite, the runtime runs it again and names the
+// first kernel that wrote a value that is not finite (y = exp(x + w)).
+TEST(Program, TheProbeNamesTheFirstKernelThatIsNotFinite) {
+  absl::StatusOr<Program> p = ParseProgram(Build(Spec()), "p.vmb");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto ex = Executor::Create(*std::move(p));
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  TensorView x = *(*ex)->Argument("x"), w = *(*ex)->Argument("w");
+  for (int i = 0; i < 8; ++i) {
+    StoreF(x, i, 0.25f * i);
+    StoreF(w, i, -0.5f);
+  }
+  absl::StatusOr<std::string> where = (*ex)->RunProbe();
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(*where, "");
+  StoreF(x, 3, 200); // exp overflows
+  where = (*ex)->RunProbe();
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(*where, "kernel 1 (Exp) in test");
+  StoreF(x, 5, std::numeric_limits<float>::infinity());
+  StoreF(w, 5, -std::numeric_limits<float>::infinity()); // inf - inf
+  where = (*ex)->RunProbe();
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(*where, "kernel 0 (Add) in test");
+  // An ordinary run afterwards checks nothing and still computes.
+  StoreF(x, 5, 0);
+  StoreF(w, 5, 0);
+  StoreF(x, 3, 0);
+  ASSERT_TRUE((*ex)->Run().ok());
+  EXPECT_FLOAT_EQ(LoadF((*ex)->Output(0), 3), std::exp(-0.5f));
 }
 
 TEST(Program, EveryTruncationIsAnError) {

@@ -60,6 +60,9 @@ absl::Status Binary(BinaryKind kind, const TensorView &lhs,
     case BinaryKind::Div:
       r = a / b;
       break;
+    case BinaryKind::MulNoNan:
+      r = b == 0 ? 0 : a * b;
+      break;
     }
     StoreF(out, i, r);
   }

@@ -132,6 +132,8 @@ inline double ApplyUnary(UnaryKind kind, double x) {
     double inner = std::sqrt(2.0 / kPi) * (x + 0.044715 * x * x * x);
     return 0.5 * x * (1.0 + std::tanh(inner));
   }
+  case UnaryKind::IsFinite:
+    return std::isfinite(x) ? 1.0 : 0.0;
   }
   return 0;
 }
