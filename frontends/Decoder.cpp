@@ -823,6 +823,8 @@ mlir::veomni::buildTokenEmbedding(ModelBuilder &b, const DecoderConfig &c,
 
 Value mlir::veomni::mergeRows(ModelBuilder &b, Value embeds, Value positions,
                               Value rows) {
+  if (!embeds || !positions || !rows) // an earlier op failed, and said why
+    return Value();
   auto type = cast<RankedTensorType>(embeds.getType());
   int64_t tokens = type.getDimSize(0) * type.getDimSize(1);
   int64_t hidden = type.getDimSize(2);

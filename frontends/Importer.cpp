@@ -144,6 +144,18 @@ Value mergeModality(ModelBuilder &b, Value embeds, Value rows,
   return mergeRows(b, embeds, positions, rows);
 }
 
+/// An encoder's output width against the LLM's: its features take the place
+/// of token embeddings, so they must match; the error names the field.
+std::string widthMismatch(const ConfigReader &tower, llvm::StringRef field,
+                          int64_t width, int64_t hidden) {
+  if (width == hidden)
+    return "";
+  return tower.path() + ": field '" + tower.fieldName(field) +
+         "': " + std::to_string(width) +
+         " differs from the LLM's hidden_size " + std::to_string(hidden) +
+         " (the encoder's features take the place of token embeddings)";
+}
+
 /// Whether a VL model ties its LM head to the embeddings. transformers 5
 /// reads the top-level flag, which a true text_config flag turns on;
 /// transformers 4 reads text_config's. Where the two would disagree the
@@ -316,6 +328,11 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     VisionConfig v = parseVisionConfig(
         *vr, modelType == "qwen2_5_vl" ? VisionKind::Qwen25 : VisionKind::Qwen2,
         c.hidden);
+    if (std::string bad = widthMismatch(
+            *vr, modelType == "qwen2_5_vl" ? "out_hidden_size" : "hidden_size",
+            v.outHidden, c.hidden);
+        !bad.empty() && !vr->failed())
+      return fail(bad);
     recordShape(model, c);
     if (r.failed())
       return fail(r.error());
@@ -426,6 +443,11 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     AudioConfig a = parseAudioConfig(*ar, /*qwen3=*/true);
     if (r.failed())
       return fail(r.error());
+    for (std::string bad :
+         {widthMismatch(*vr, "out_hidden_size", v.outHidden, c.hidden),
+          widthMismatch(*ar, "output_dim", a.outDim, c.hidden)})
+      if (!bad.empty() && !vr->failed() && !ar->failed())
+        return fail(bad);
     recordShape(model, c);
     const int64_t chunk = 2 * a.nWindow, frames = options.data.audioFrames;
     if (frames > chunk && frames % chunk != 0)
@@ -514,6 +536,11 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
     AudioConfig a = parseAudioConfig(*ar);
     if (r.failed())
       return fail(r.error());
+    for (std::string bad :
+         {widthMismatch(*vr, "out_hidden_size", v.outHidden, c.hidden),
+          widthMismatch(*ar, "output_dim", a.outDim, c.hidden)})
+      if (!bad.empty() && !vr->failed() && !ar->failed())
+        return fail(bad);
     int64_t chunk = 2 * a.nWindow;
     if (options.data.audioFrames > chunk &&
         options.data.audioFrames % chunk != 0)

@@ -13,6 +13,7 @@ PACKAGES=(
   libicu-dev libsentencepiece-dev libfftw3-dev libpng-dev
   libjpeg62-turbo-dev pkg-config libavformat-dev libavcodec-dev libavutil-dev
   libswresample-dev libswscale-dev
+  clang-22 libclang-rt-22-dev
 )
 
 missing=()

@@ -60,5 +60,23 @@ failed=$((lit_fail + gt_fail))
 skipped=$((lit_skip + gt_skip))
 echo "test: lit $lit_pass passed, $lit_fail failed, $lit_skip skipped;" \
   "googletest $gt_pass passed, $gt_fail failed, $gt_skip skipped"
+
+# The sanitizer build (ASan + UBSan) of the runtime: its unit tests, and a
+# smoke run of every runtime fuzz target (scripts/fuzz.sh; the compiler's
+# targets replay their corpora in ctest above). VEOMNI_SANITIZE=0 skips it.
+if [ "${VEOMNI_SANITIZE:-1}" != 0 ]; then
+  scripts/fuzz.sh "${VEOMNI_FUZZ_RUNS:-20000}" 2>&1 | tee "$log/fuzz.txt"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/fuzz.txt" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "test: the sanitizer run gave no count"
+    failed=$((failed + 1))
+  else
+    read -r fp _ ff _ fs _ <<< "$(echo "$line" | tr -d ',')"
+    echo "test: sanitizers and fuzzing $fp passed, $ff failed, $fs skipped"
+    passed=$((passed + fp))
+    failed=$((failed + ff))
+    skipped=$((skipped + fs))
+  fi
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

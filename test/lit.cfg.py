@@ -8,7 +8,8 @@ from lit.llvm import llvm_config
 config.name = "VEOMNI"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "Inputs"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "unit", "Inputs",
+                   "fuzz"]  # fuzz corpora: inputs, not tests (ctest Fuzz.*)
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.veomni_obj_root, "test")
 

@@ -215,6 +215,18 @@ absl::StatusOr<std::vector<float>> DecodeAudio(const std::string &path,
   const int channels = decoder->ch_layout.nb_channels;
   if (channels <= 0 || decoder->sample_rate <= 0)
     return bad("its audio stream has no channels or sample rate");
+  // A damaged header can claim billions of samples a second, whose
+  // resampling filter would take minutes and gigabytes to build (found by
+  // test/fuzz/media_fuzzer.cpp). Recorded audio stays far below these.
+  constexpr int kMaxRate = 768000, kMaxChannels = 64;
+  if (decoder->sample_rate > kMaxRate)
+    return bad(absl::StrCat("its audio stream claims ", decoder->sample_rate,
+                            " samples a second, more than the ", kMaxRate,
+                            " veomni reads (a damaged header?)"));
+  if (channels > kMaxChannels)
+    return bad(absl::StrCat("its audio stream claims ", channels,
+                            " channels, more than the ", kMaxChannels,
+                            " veomni reads (a damaged header?)"));
 
   // Channels averaged (a mix matrix of 1/C each) and resampled in one pass.
   AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;

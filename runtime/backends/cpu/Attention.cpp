@@ -461,7 +461,9 @@ absl::Status AttentionGrad(const TensorView &q, const TensorView &k,
   std::vector<float> sinkLogits = SinkLogits(sinks, hq);
   std::vector<double> sinkGrads(sinks ? hq : 0, 0.0);
 
-  for (int64_t b = 0; b < batch; ++b) {
+  // No queries: nothing reaches the keys (and q's data may be null, which
+  // no offset may be applied to).
+  for (int64_t b = 0; s > 0 && b < batch; ++b) {
     keys.Load(b);
     for (int64_t h = 0; h < hq; ++h) {
       int64_t g = h / group;

@@ -45,25 +45,43 @@ constexpr int W = 4;
 #undef VEOMNI_VEC_F16C
 } // namespace sse2
 
+// clang applies a target to functions through its own pragma (the sanitizer
+// build, scripts/fuzz.sh, compiles with clang).
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))),         \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 namespace avx2 {
 constexpr int W = 8;
 #define VEOMNI_VEC_F16C 256
 #include "runtime/backends/cpu/VecMathImpl.inc"
 #undef VEOMNI_VEC_F16C
 } // namespace avx2
+#ifdef __clang__
+#pragma clang attribute pop
+#pragma clang attribute push(                                                  \
+    __attribute__((                                                            \
+        target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c"))),          \
+    apply_to = function)
+#else
 #pragma GCC pop_options
-
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
+#endif
 namespace avx512 {
 constexpr int W = 16;
 #define VEOMNI_VEC_F16C 512
 #include "runtime/backends/cpu/VecMathImpl.inc"
 #undef VEOMNI_VEC_F16C
 } // namespace avx512
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #pragma GCC diagnostic pop
 
