@@ -4,9 +4,10 @@
 #   scripts/fuzz.sh [RUNS]
 #
 # configures build-san/ (clang-22; ASan + UBSan, any report fatal;
-# libFuzzer's coverage; the runtime, its tests and the fuzz targets of
-# test/fuzz), builds it, runs the runtime's unit tests under the
-# sanitizers, then each fuzz target for RUNS executions (default 20000,
+# libFuzzer's coverage; the runtime, veomni-run, its tests and the fuzz
+# targets of test/fuzz), builds it, runs the runtime's unit tests and six
+# training jobs under the sanitizers, then each fuzz target for RUNS
+# executions (default 20000,
 # the CI smoke run; docs/reliability.md records the 1M-run counts) over a
 # corpus seeded from the shipped examples, and from programs, datasets and
 # job manifests the veomni tool of build/ makes when it is there. Ends, as
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-20000}
 SAN_DIR=${VEOMNI_SAN_DIR:-build-san}
 TOOL=${VEOMNI_BUILD_DIR:-build}/bin/veomni
-ROOT=$PWD
+
 
 if ! command -v clang++-22 > /dev/null; then
   echo "fuzz: clang++-22 is missing (scripts/setup.sh installs it)"
@@ -59,6 +60,55 @@ fi
 passed=$((passed + total - bad - skip))
 failed=$((failed + bad))
 skipped=$((skipped + skip))
+
+# Training jobs under the sanitizers: compiled by the plain build's veomni,
+# trained by the sanitizer build's veomni-run (the runtime: data loading,
+# the step, checkpoints, resume, the non-finite probe, several ranks).
+# Leaks are not checked where Open MPI runs (its allocations are not ours).
+job_test() { # job_test NAME COMMAND...: one counted test
+  local name=$1
+  shift
+  if out=$("$@" 2>&1); then
+    echo "fuzz: job $name passed"
+    passed=$((passed + 1))
+  else
+    echo "$out" | tail -n 30
+    echo "fuzz: job $name FAILED"
+    failed=$((failed + 1))
+  fi
+}
+if [ -x "$TOOL" ]; then
+  jobs=$SAN_DIR/jobs
+  rm -rf "$jobs" && mkdir -p "$jobs"
+  RUN=$(cd "$SAN_DIR" && pwd)/bin/veomni-run
+  "$TOOL" data pack examples/data/corpus.txt -o "$jobs/corpus.vtd" > /dev/null
+  "$TOOL" compile examples/recipes/tiny_llama.yaml --data.path "$jobs/corpus.vtd" \
+    --train.steps 4 --train.warmup_steps 0 --train.checkpoint_interval 2 \
+    --train.output_dir "$jobs/llama-out" -o "$jobs/llama" > /dev/null
+  job_test "llama (text, checkpoints)" "$RUN" "$jobs/llama"
+  job_test "llama resumed" "$RUN" "$jobs/llama" \
+    --train.resume "$jobs/llama-out/checkpoint-2"
+  mm=test/goldens/multimodal # a PNG, a JPEG, an MP4 and a WAV
+  "$TOOL" compile examples/recipes/tiny_omni.yaml --model.config $mm/omni.json \
+    --model.weights $mm/omni.safetensors --data.path $mm/samples.jsonl \
+    --data.tokenizer $mm/tokenizer.json --data.seq_len 128 --data.batch_size 2 \
+    --data.image_patches 128 --data.audio_frames 48 --data.min_pixels 64 \
+    --data.max_pixels 1024 --data.video_min_pixels 64 --data.video_max_pixels 1024 \
+    --train.steps 2 --train.warmup_steps 0 --train.output_dir "$jobs/omni-out" \
+    -o "$jobs/omni" > /dev/null
+  job_test "omni (JSONL, images and audio)" "$RUN" "$jobs/omni"
+  "$TOOL" compile examples/recipes/tiny_omni_moe.yaml --train.steps 2 --train.warmup_steps 0 \
+    --train.output_dir "$jobs/moe-out" -o "$jobs/moe" > /dev/null
+  job_test "omni MoE" "$RUN" "$jobs/moe"
+  "$TOOL" compile examples/recipes/tiny_llama.yaml --data.path '' --train.steps 3 \
+    --train.warmup_steps 0 --train.lr 1e30 --train.max_grad_norm 0 \
+    --train.on_nonfinite skip --train.output_dir "$jobs/nan-out" -o "$jobs/nan" > /dev/null
+  job_test "non-finite steps skipped and probed" "$RUN" "$jobs/nan"
+  "$TOOL" compile examples/recipes/tiny_llama.yaml --parallel.tp 2 --parallel.dp_shard 2 \
+    --data.path '' --train.steps 2 --train.warmup_steps 0 \
+    --train.output_dir "$jobs/ranks-out" -o "$jobs/ranks" > /dev/null
+  job_test "4 ranks (tp 2 x dp_shard 2)" env ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" "$RUN" "$jobs/ranks"
+fi
 
 # Seeds: test/fuzz/corpus (seeds and the crashers fuzzing found), the
 # shipped examples, and what the veomni tool makes of them.
