@@ -9,7 +9,7 @@
 # under the sanitizers: the runtime's unit tests; the e2e lit tests listed
 # in SAN_LIT below; six training jobs compiled by the sanitized veomni and
 # trained by the sanitized veomni-run; then each fuzz target for RUNS
-# executions (default 20000, at most 60 s each: the CI smoke run;
+# executions (default 20000, at most 30 s each: the CI smoke run;
 # docs/reliability.md records the long runs) over a corpus seeded from
 # test/fuzz/corpus and the shipped examples. Ends, as scripts/test.sh
 # does, with "N passed, N failed, N skipped".
@@ -193,7 +193,7 @@ cp examples/decoder_layer.mlir test/Passes/*.mlir "$corpus/mlir/"
 
 for name in "${FUZZERS[@]}"; do
   bin=$SAN_DIR/test/fuzz/veomni-fuzz-$name
-  out=$("$bin" -runs="$RUNS" -max_total_time=60 -timeout=20 -rss_limit_mb=3072 \
+  out=$("$bin" -runs="$RUNS" -max_total_time=30 -timeout=20 -rss_limit_mb=3072 \
     -max_len=1048576 -artifact_prefix="$SAN_DIR/crashes/$name-" \
     -print_final_stats=1 "$corpus/$name" 2>&1)
   rc=$?
