@@ -75,6 +75,8 @@ struct Setting {
   std::function<std::string()> check;
   const char *expected;
   const char *help;
+  /// The value as YAML writes it.
+  std::function<std::string()> text;
 };
 
 bool parseValue(const std::string &text, int64_t &out) {
@@ -104,6 +106,40 @@ std::string show(const std::array<double, 2> &v) {
   return "[" + show(v[0]) + ", " + show(v[1]) + "]";
 }
 
+/// The shortest text that reads back as `v`.
+std::string yamlText(double v) {
+  for (int digits = 6; digits < 17; ++digits) {
+    std::ostringstream os;
+    os.precision(digits);
+    os << v;
+    double back;
+    if (parseValue(os.str(), back) && back == v)
+      return os.str();
+  }
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+std::string yamlText(int64_t v) { return std::to_string(v); }
+std::string yamlText(const std::string &v) {
+  // Plain when YAML reads it back as this string, else single-quoted.
+  llvm::StringRef t(v);
+  bool plain = !t.empty() && t.trim() == t && llvm::isAlnum(t.front()) &&
+               llvm::all_of(t, [](char c) {
+                 return llvm::isAlnum(c) || llvm::is_contained("_-./+ ", c);
+               });
+  if (plain)
+    return v;
+  std::string quoted = "'";
+  for (char c : v)
+    quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  return quoted + "'";
+}
+std::string yamlText(const std::array<double, 2> &v) {
+  return "[" + yamlText(v[0]) + ", " + yamlText(v[1]) + "]";
+}
+
 std::map<std::string, Setting> settingsOf(Recipe &r) {
   std::map<std::string, Setting> out;
 #define VEOMNI_SETTING_ROW(section, Type, member, key, def, cond, message,     \
@@ -119,7 +155,7 @@ std::map<std::string, Setting> settingsOf(Recipe &r) {
         std::string got = show(v);                                             \
         return std::string(message) + (got == "''" ? "" : ", got " + got);     \
       },                                                                       \
-      expected, help};
+      expected, help, [&r]() { return yamlText(r.section.member); }};
 #define VEOMNI_MODEL_SETTING(...) VEOMNI_SETTING_ROW(model, __VA_ARGS__)
 #define VEOMNI_DATA_SETTING(...) VEOMNI_SETTING_ROW(data, __VA_ARGS__)
 #define VEOMNI_TRAIN_SETTING(...) VEOMNI_SETTING_ROW(train, __VA_ARGS__)
@@ -133,18 +169,15 @@ std::map<std::string, Setting> settingsOf(Recipe &r) {
   return out;
 }
 
-} // namespace
-
-absl::StatusOr<Recipe> Recipe::load(
-    const std::string &path,
-    const std::vector<std::pair<std::string, std::string>> &overrides) {
+/// The settings of the YAML file `path`, flattened ("train.lr" -> "3e-4").
+absl::StatusOr<std::map<std::string, std::string>>
+readSettings(const std::string &path) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer)
     return absl::NotFoundError(path +
                                ": cannot read: " + buffer.getError().message());
   llvm::SourceMgr sm;
   std::string yamlError;
-  llvm::raw_string_ostream errs(yamlError);
   llvm::yaml::Stream stream((*buffer)->getBuffer(), sm, /*ShowColors=*/false);
   sm.setDiagHandler(
       [](const llvm::SMDiagnostic &d, void *context) {
@@ -170,7 +203,36 @@ absl::StatusOr<Recipe> Recipe::load(
                                       (flat.ok()
                                            ? "the recipe must be a mapping"
                                            : std::string(flat.message())));
+  return fields;
+}
+
+} // namespace
+
+absl::StatusOr<Recipe> Recipe::load(
+    const std::string &path,
+    const std::vector<std::pair<std::string, std::string>> &overrides) {
+  absl::StatusOr<std::map<std::string, std::string>> read = readSettings(path);
+  if (!read.ok())
+    return read.status();
+  std::map<std::string, std::string> fields = std::move(*read);
   for (auto &[key, value] : overrides) {
+    if (key == "cluster") {
+      // --cluster FILE: a cluster file's section (examples/clusters/)
+      // over the recipe's.
+      absl::StatusOr<std::map<std::string, std::string>> cluster =
+          readSettings(value);
+      if (!cluster.ok())
+        return absl::InvalidArgumentError(
+            "--cluster: " + std::string(cluster.status().message()));
+      for (auto &[k, v] : *cluster) {
+        if (!llvm::StringRef(k).starts_with("cluster."))
+          return absl::InvalidArgumentError(
+              value + ": field '" + k +
+              "': a cluster file holds the cluster section only");
+        fields[k] = v;
+      }
+      continue;
+    }
     if (!fields.count(key) && key.find('.') == std::string::npos) {
       return absl::InvalidArgumentError(
           "--" + key + ": settings are dotted (--train.lr 3e-4)");
@@ -274,6 +336,28 @@ Recipe::fromCommandLine(const std::vector<std::string> &args,
     return absl::InvalidArgumentError("no recipe given (see veomni --help)");
   }
   return load(path, overrides);
+}
+
+std::string Recipe::toYaml() const {
+  Recipe copy = *this, defaults;
+  std::map<std::string, Setting> mine = settingsOf(copy),
+                                 plain = settingsOf(defaults);
+  std::string out, section;
+  for (const char *name : {"model", "data", "train", "parallel", "cluster"}) {
+    std::string body;
+    for (auto &[key, setting] : mine) {
+      llvm::StringRef k(key);
+      if (!k.consume_front(name) || !k.consume_front(".") ||
+          key == "parallel.ulysses")
+        continue;
+      std::string value = setting.text();
+      if (value != plain.at(key).text() || key == "model.config")
+        body += "  " + k.str() + ": " + value + "\n";
+    }
+    if (!body.empty())
+      out += std::string(name) + ":\n" + body;
+  }
+  return out;
 }
 
 std::string Recipe::settingsHelp() {

@@ -32,7 +32,8 @@ struct Recipe {
   ParallelSection parallel;
   ClusterSection cluster;
 
-  /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"). An
+  /// Reads `path`, then applies `overrides` ("train.lr" -> "3e-4"; the
+  /// key "cluster" reads a cluster file's section, examples/clusters/). An
   /// error is one line naming the file and the field.
   static absl::StatusOr<Recipe>
   load(const std::string &path,
@@ -44,6 +45,10 @@ struct Recipe {
   static absl::StatusOr<Recipe>
   fromCommandLine(const std::vector<std::string> &args,
                   const std::vector<std::string> &ignored);
+
+  /// The recipe as YAML that loads back to it: model.config and every
+  /// setting whose value is not the default.
+  std::string toYaml() const;
 
   /// One line per setting: its dotted name, meaning and expected value.
   static std::string settingsHelp();

@@ -180,6 +180,10 @@ void recordShape(ImportedModel &model, const DecoderConfig &c) {
   model.numKVHeads = c.kvHeads;
   model.numLayers = c.layers;
   model.expertsPerToken = c.topK;
+  model.layerKinds.clear();
+  for (int64_t i = 0; i < c.layers; ++i)
+    model.layerKinds.push_back(std::string(c.isSparse(i) ? "moe" : "dense") +
+                               "/window " + std::to_string(c.windowOf(i)));
 }
 
 /// "" when --image-patches is a multiple of the tower's merge group
@@ -381,6 +385,10 @@ mlir::veomni::importHFConfig(MLIRContext &context, StringRef path,
                   " DeepStack features but the LLM has " +
                   std::to_string(c.layers) + " layers");
     recordShape(model, c);
+    // Each feature joins a layer of its own: no fewer layers import.
+    model.fewestLayers = std::max<int64_t>(1, v.deepstackIndexes.size());
+    for (size_t i = 0; i < v.deepstackIndexes.size(); ++i)
+      model.layerKinds[i] += "/deepstack";
     if (std::string bad = checkImagePatches(options, v, true); !bad.empty())
       return fail(bad);
     int64_t group = v.merge * v.merge;

@@ -59,6 +59,11 @@ struct ImportedModel {
   int64_t numExperts = 0, expertsPerToken = 0;
   /// The decoder's sizes that parallel plans must divide.
   int64_t numHeads = 0, numKVHeads = 0, numLayers = 0;
+  /// Per decoder layer, what sets its cost apart ("moe/window 0"): the
+  /// plan search extrapolates over layers that repeat.
+  std::vector<std::string> layerKinds;
+  /// The fewest decoder layers the model imports with (model.num_layers).
+  int64_t fewestLayers = 1;
   /// One line per config key veomni has never heard of ("<file>: field
   /// 'a.b': ..."): ignored, but worth a look.
   std::vector<std::string> warnings;

@@ -36,6 +36,46 @@ namespace mlir::veomni {
 using namespace mlir;
 using namespace mlir::veomni;
 
+SmallVector<SmallVector<StringRef>>
+mlir::veomni::parameterSplit(ArrayRef<int64_t> shape, StringRef placement,
+                             function_ref<int64_t(StringRef)> size,
+                             bool expertParallel) {
+  SmallVector<SmallVector<StringRef>> dims(shape.size());
+  int64_t rank = shape.size();
+  if ((placement == "tp:column" || placement == "tp:vocab") && rank >= 1)
+    dims[0].push_back("tp");
+  else if (placement == "tp:row" && rank >= 2)
+    dims[1].push_back("tp");
+  else if (placement == "ep:experts" && rank >= 1)
+    dims[0].push_back("ep");
+  // ZeRO-3: split once more over every axis whose ranks hold different
+  // tokens of one replica: dp_shard, sp (Ulysses ranks) and, for
+  // parameters other than the experts, ep, as VeOmni does; on the first
+  // dimension the whole group divides, else the largest leading part of it
+  // that does. Stacked experts keep ep alone on their expert dimension, at
+  // the batch's priority, so that the experts win ep where tokens meet them.
+  bool experts = placement == "ep:experts";
+  SmallVector<StringRef> group;
+  for (StringRef a : {"dp_shard", "sp", "ep"})
+    if (size(a) > 1 && !(a == "ep" && (experts || !expertParallel)))
+      group.push_back(a);
+  for (size_t n = group.size(); n > 0; --n) {
+    int64_t split = 1;
+    for (StringRef a : ArrayRef<StringRef>(group).take_front(n))
+      split *= size(a);
+    for (int64_t d = experts ? 1 : 0; d < rank; ++d) {
+      int64_t have = 1;
+      for (StringRef a : dims[d])
+        have *= size(a);
+      if (shape[d] % (have * split) == 0) {
+        dims[d].append(group.begin(), group.begin() + n);
+        return dims;
+      }
+    }
+  }
+  return dims;
+}
+
 namespace {
 
 struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
@@ -90,43 +130,11 @@ struct ApplyRecipePass : veomni::impl::ApplyRecipeBase<ApplyRecipePass> {
         auto input =
             func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kInputAttrName);
         if (placement) {
-          StringRef p = placement.getValue();
-          if ((p == "tp:column" || p == "tp:vocab") && type.getRank() >= 1)
-            dims[0].push_back("tp");
-          else if (p == "tp:row" && type.getRank() >= 2)
-            dims[1].push_back("tp");
-          else if (p == "ep:experts" && type.getRank() >= 1)
-            dims[0].push_back("ep");
-          // ZeRO-3: split once more over every axis whose ranks hold
-          // different tokens of one replica: dp_shard, sp (Ulysses ranks)
-          // and, for parameters other than the experts, ep, as VeOmni
-          // does; on the first dimension the whole group divides, else the
-          // largest leading part of it that does. Stacked experts keep ep
-          // alone on their expert dimension, at the batch's priority, so
-          // that the experts win ep where tokens meet them.
-          bool experts = p == "ep:experts";
-          SmallVector<StringRef> group;
-          for (StringRef a : {"dp_shard", "sp", "ep"})
-            if (size[a] > 1 && !(a == "ep" && (experts || !expertParallel)))
-              group.push_back(a);
-          for (size_t n = group.size(); n > 0; --n) {
-            int64_t split = 1;
-            for (StringRef a : ArrayRef<StringRef>(group).take_front(n))
-              split *= size[a];
-            int64_t target = -1;
-            for (int64_t d = experts ? 1 : 0; d < type.getRank() && target < 0;
-                 ++d) {
-              int64_t have = 1;
-              for (StringRef a : dims[d])
-                have *= size[a];
-              if (type.getDimSize(d) % (have * split) == 0)
-                target = d;
-            }
-            if (target >= 0) {
-              dims[target].append(group.begin(), group.begin() + n);
-              break;
-            }
-          }
+          for (auto [d, axes] : llvm::enumerate(parameterSplit(
+                   type.getShape(), placement.getValue(),
+                   [&](StringRef a) { return size.lookup(a); },
+                   expertParallel)))
+            dims[d] = axes;
         } else if (auto tokenDims = func.getArgAttrOfType<DenseI64ArrayAttr>(
                        i, VeOmniDialect::kTokenDimsAttrName)) {
           // [B, S] batches, or [3, B, S] multimodal positions, as the

@@ -24,6 +24,15 @@ class BroadcastOp;
 /// -1 when neither fits (Fuse.cpp).
 int64_t fusedInputMode(BroadcastOp broadcast);
 
+/// The mesh axes each dimension of a parameter of `shape` is split over
+/// under the family's `placement` (tp:column, tp:row, tp:vocab,
+/// ep:experts or replicated) and the mesh's axis sizes, then ZeRO-3's
+/// split (veomni-apply-recipe's rule; the plan search sizes parameters
+/// with it before building anything).
+SmallVector<SmallVector<StringRef>>
+parameterSplit(ArrayRef<int64_t> shape, StringRef placement,
+               function_ref<int64_t(StringRef)> size, bool expertParallel);
+
 } // namespace mlir::veomni
 
 #endif // VEOMNI_PASSES_PASSES_H

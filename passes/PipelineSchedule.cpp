@@ -294,6 +294,9 @@ mlir::veomni::pipeline::simulate(const Schedule &s, const Costs &costs) {
           break; // blocked on a receive: let the other stages run
         clock[stage] = ready + cost;
         busy[stage] += cost;
+        if (cost > 0)
+          sim.spans.push_back(
+              {stage, a.op, a.microBatch, a.chunk, ready, clock[stage]});
         done[key(a.op, a.microBatch, a.chunk)] = clock[stage];
         if (a.op == Op::Forward)
           sim.peakActivations[stage] =

@@ -64,8 +64,19 @@ absl::StatusOr<Schedule> makeSchedule(Kind kind, int stages, int microBatches,
                                       int chunksPerStage,
                                       const Costs &costs = {});
 
+/// When a stage computed an action (forwards and backwards; sends and
+/// receives take no time here).
+struct Span {
+  int stage;
+  Op op;
+  int microBatch, chunk;
+  double start, end;
+};
+
 struct Simulation {
   double makespan = 0;
+  /// Every forward and backward, in the order the stages ran them.
+  std::vector<Span> spans;
   /// Idle time over stages x makespan.
   double bubble = 0;
   /// Most micro-batch chunks whose activations a stage holds at once

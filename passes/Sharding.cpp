@@ -569,6 +569,20 @@ double sharding::bytesSent(const Collective &c, double bytes, int64_t n) {
   return 0;
 }
 
+void sharding::placeAxes(LinkModel &link,
+                         ArrayRef<std::pair<std::string, int64_t>> axes,
+                         int64_t devicesPerNode) {
+  link.placed = true;
+  link.intraAxes.clear();
+  int64_t stride = 1;
+  for (auto &[name, size] : llvm::reverse(axes)) {
+    int64_t span = stride * size;
+    if (size > 1 && span <= devicesPerNode && devicesPerNode % span == 0)
+      link.intraAxes.push_back(name);
+    stride = span;
+  }
+}
+
 double sharding::seconds(const Collective &c, double bytes, const Mesh &mesh,
                          const LinkModel &link) {
   int64_t n = mesh.size(c.axes);

@@ -170,11 +170,25 @@ void walkReshard(RankedTensorType local, const Layout &from, const Layout &to,
 struct LinkModel {
   double intraLatency = 5e-6, intraBandwidth = 150e9; // NVLink class
   double interLatency = 20e-6, interBandwidth = 25e9; // one 200 Gb/s NIC
-  /// Axes inside a node (tp, sp, ep by default); the rest cross nodes.
+  /// Whether placeAxes has said which axes stay inside a node; until then
+  /// tp, sp and ep do (what partitioning assumes) and the rest cross nodes.
+  bool placed = false;
+  llvm::SmallVector<std::string, 6> intraAxes;
   bool isIntraNode(StringRef axis) const {
+    if (placed)
+      return llvm::is_contained(intraAxes, axis);
     return axis == "tp" || axis == "sp" || axis == "ep";
   }
 };
+
+/// Which axes of a mesh (`axes`: name and size, major to minor, ranks
+/// numbered row-major as the runtime numbers them) keep each of their
+/// groups inside a node of `devicesPerNode` consecutive ranks: an axis
+/// whose stride (the product of the sizes minor to it) times its size
+/// divides the node. A group over several such axes stays in a node too.
+void placeAxes(LinkModel &link,
+               llvm::ArrayRef<std::pair<std::string, int64_t>> axes,
+               int64_t devicesPerNode);
 
 /// Bytes one device sends for `c` on a local tensor of `bytes` (the input
 /// for reductions and splits, the output for gathers) over a group of `n`.

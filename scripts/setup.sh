@@ -14,6 +14,7 @@ PACKAGES=(
   libjpeg62-turbo-dev pkg-config libavformat-dev libavcodec-dev libavutil-dev
   libswresample-dev libswscale-dev
   clang-22 libclang-rt-22-dev
+  chromium
 )
 
 missing=()

@@ -4,32 +4,13 @@
 #define VEOMNI_TOOLS_VEOMNI_COMMANDS_H
 
 #include "compiler/Compile.h"
+#include "compiler/Planner.h"
 #include "compiler/Recipe.h"
 #include "frontends/Importer.h"
 #include "passes/Passes.h"
 
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/Support/raw_ostream.h"
-
-/// The import options a recipe's model and data sections ask for.
-inline mlir::veomni::ImportOptions
-importOptionsOf(const mlir::veomni::Recipe &r) {
-  return mlir::veomni::ImportOptions{r.model, r.data};
-}
-
-/// The training step a recipe's train section asks for.
-inline mlir::veomni::CompileOptions
-trainingOptionsOf(const mlir::veomni::Recipe &r) {
-  mlir::veomni::CompileOptions co;
-  co.train = r.train;
-  co.accumulationSteps = r.data.accumulationSteps();
-  co.remat = r.train.remat;
-  co.fusion = r.train.fusion == "on";
-  co.fusedLoss = r.train.fusedLoss == "on";
-  co.lossChunk = r.train.lossChunk;
-  co.parallel = r.parallel;
-  return co;
-}
 
 /// Whether `-h` or `--help` is among a subcommand's arguments: every
 /// subcommand then prints its options and exits 0.
@@ -53,6 +34,13 @@ int runTrain(llvm::ArrayRef<const char *> args);
 int runCompileRecipe(llvm::ArrayRef<const char *> args);
 /// veomni plan recipe.yaml [--report] [--section.key value ...]
 int runPlan(llvm::ArrayRef<const char *> args);
+/// veomni plan recipe.yaml --search [--top K] [--max-pp N]
+/// [--write-recipe DIR] [--report-html FILE]
+int runPlanSearch(const mlir::veomni::Recipe &r, int top, int64_t maxPP,
+                  const std::string &writeDir, const std::string &html);
+/// The search's page (PlanHtml.cpp): self-contained HTML.
+std::string planSearchHtml(const mlir::veomni::SearchResult &s,
+                           const mlir::veomni::Recipe &r, int top);
 /// veomni merge BASE ADAPTERS -o OUT: LoRA adapters merged into their base
 /// weights (Merge.cpp).
 int runMerge(llvm::ArrayRef<const char *> args);

@@ -29,6 +29,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/ToolOutputFile.h"
@@ -72,6 +73,28 @@ std::string ms(double seconds) {
   return buf;
 }
 
+/// "tp, ep in a node of 8; dp_shard across nodes": where the mesh's axes
+/// (those over one rank) fall.
+std::string linksText(const Recipe &r, const sharding::LinkModel &link) {
+  const ParallelSection &p = r.parallel;
+  std::pair<const char *, int64_t> axes[] = {{"dp_replicate", p.dpReplicate},
+                                             {"dp_shard", p.dpShard},
+                                             {"tp", p.tp},
+                                             {"sp", p.sp},
+                                             {"ep", p.ep},
+                                             {"pp", p.pp}};
+  std::vector<std::string> in, across;
+  for (auto [name, size] : axes)
+    if (size > 1)
+      (link.isIntraNode(name) ? in : across).push_back(name);
+  auto list = [](const std::vector<std::string> &names) {
+    return names.empty() ? std::string("none") : llvm::join(names, ", ");
+  };
+  return list(in) + " in a node of " +
+         std::to_string(r.cluster.devicesPerNode) + "; " + list(across) +
+         " across nodes";
+}
+
 /// Per stage of the recipe's pipeline: what its ranks hold and send.
 struct StageFigures {
   std::string layers;
@@ -103,11 +126,7 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
       dist::DistDialect::kPipelineAttrName);
 
   sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
-  sharding::LinkModel link;
-  link.intraBandwidth = r.cluster.intraNodeGBps * 1e9;
-  link.interBandwidth = r.cluster.interNodeGBps * 1e9;
-  link.intraLatency = r.cluster.intraNodeLatencyUs * 1e-6;
-  link.interLatency = r.cluster.interNodeLatencyUs * 1e-6;
+  sharding::LinkModel link = linkModelOf(r);
   auto firstLayers = info.getAs<ArrayAttr>("first_layers");
   std::vector<StageFigures> stages(r.parallel.pp);
   auto localBytes = [&](func::FuncOp func, unsigned i) {
@@ -197,7 +216,7 @@ std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
      << "  stage  parameters   optimizer    activations  sent         "
         "comm        compute\n";
   double slowest = 0;
-  double flopsPerSecond = r.cluster.peakTflops * 1e12 * r.cluster.mfu;
+  double flopsPerSecond = sustainedFlops(r);
   for (auto [s, f] : llvm::enumerate(stages)) {
     int64_t held = cast<IntegerAttr>(peaks[s]).getInt();
     double activations =
@@ -223,32 +242,73 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   if (wantsHelp(args)) {
     llvm::outs()
         << "usage: veomni plan RECIPE.yaml [--report] [-o FILE.mlir] "
-           "[--section.key VALUE ...]\n\n"
+           "[--section.key VALUE ...]\n"
+           "       veomni plan RECIPE.yaml --search [--cluster FILE] "
+           "[--top K] [--write-recipe DIR]\n\n"
            "Checks the recipe's mesh against the model and derives the\n"
-           "parallel plan of its training step (docs/parallel.md).\n\n"
+           "parallel plan of its training step (docs/parallel.md); or\n"
+           "searches every plan of its world size for the fastest that\n"
+           "fits (docs/parallel.md, \"Searching for a plan\").\n\n"
            "options:\n"
-           "  --report   per-rank memory, bytes per mesh axis, FLOPs and\n"
-           "             the predicted step time\n"
-           "  -o FILE    write the partitioned per-rank step\n\n"
+           "  --report            per-rank memory, bytes per mesh axis,\n"
+           "                      FLOPs and the predicted step time\n"
+           "  -o FILE             write the partitioned per-rank step\n"
+           "  --search            rank the plans: meshes, micro-batches,\n"
+           "                      remat and pipeline schedules\n"
+           "  --cluster FILE      the cluster section from FILE\n"
+           "                      (examples/clusters/)\n"
+           "  --top K             plans to print (5)\n"
+           "  --max-pp N          pipeline stages at most\n"
+           "  --write-recipe DIR  write them as DIR/plan-N.yaml\n"
+           "  --report-html FILE  a page with the mesh, memory, traffic,\n"
+           "                      the pipeline schedule and the plans\n\n"
            "settings:\n"
         << Recipe::settingsHelp();
     return 0;
   }
-  // -o FILE: also write the partitioned per-rank step.
-  std::string output;
+  // -o FILE: also write the partitioned per-rank step; --search and its
+  // options.
+  std::string output, writeDir, html;
+  bool search = false;
+  int top = 5;
+  int64_t maxPP = 0;
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (llvm::StringRef(args[i]) != "-o") {
+    llvm::StringRef arg = args[i];
+    if (arg == "--search") {
+      search = true;
+      continue;
+    }
+    if (arg != "-o" && arg != "--top" && arg != "--write-recipe" &&
+        arg != "--max-pp" && arg != "--report-html") {
       rest.push_back(args[i]);
       continue;
     }
     if (i + 1 >= args.size())
-      return fail("-o needs a file name");
-    output = args[++i];
+      return fail(arg + " needs a value");
+    llvm::StringRef value = args[++i];
+    if (arg == "-o")
+      output = value.str();
+    else if (arg == "--write-recipe")
+      writeDir = value.str();
+    else if (arg == "--report-html")
+      html = value.str();
+    else if (arg == "--max-pp") {
+      if (value.getAsInteger(10, maxPP) || maxPP < 1)
+        return fail("--max-pp: expected a positive integer, got '" + value +
+                    "'");
+    } else if (value.getAsInteger(10, top) || top < 1 || top > 1000)
+      return fail("--top: expected an integer in [1, 1000], got '" + value +
+                  "'");
   }
+  if (!search && (!writeDir.empty() || !html.empty() || top != 5 || maxPP))
+    return fail("--top, --max-pp, --write-recipe and --report-html go with "
+                "--search");
   absl::StatusOr<Recipe> recipe = Recipe::fromCommandLine(rest, {"--report"});
   if (!recipe.ok())
     return fail(std::string(recipe.status().message()));
+  if (search)
+    return runPlanSearch(*recipe, top, maxPP, writeDir, html);
   const Recipe &r = *recipe;
 
   DialectRegistry registry;
@@ -289,110 +349,35 @@ int runPlan(llvm::ArrayRef<const char *> args) {
       return fail(r.model.config +
                   ": building the training step failed: " + diagnostic);
   }
-  {
-    PassManager pm(&context);
-    addShardingPasses(pm, r.parallel);
-    if (failed(pm.run(module)))
-      return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
-  }
-
-  auto meshOp = *module.getOps<dist::MeshOp>().begin();
-  sharding::Mesh mesh(meshOp.getMesh());
-  func::FuncOp func = *module.getOps<func::FuncOp>().begin();
-
-  // Per-rank bytes of parameters (and their gradients) and optimizer state.
-  double params = 0, grads = 0, optimizer = 0, globalParams = 0;
-  double frozenBytes = 0, frozenCount = 0;   // train.freeze's, per rank
-  double adapterBytes = 0, adapterCount = 0; // train.lora's
-  for (BlockArgument arg : func.getArguments()) {
-    unsigned i = arg.getArgNumber();
-    bool param = func.getArgAttr(i, VeOmniDialect::kParamAttrName) != nullptr;
-    bool state = func.getArgAttr(i, VeOmniDialect::kStateAttrName) != nullptr;
-    if (!param && !state)
-      continue;
-    auto type = cast<RankedTensorType>(arg.getType());
-    auto sharding =
-        func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
-    auto local =
-        sharding::localType(type, sharding::Layout::fromAttr(sharding), mesh);
-    double bytes =
-        double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
-    if (state) {
-      optimizer += bytes;
-      continue;
-    }
-    params += bytes;
-    if (func.getArgAttr(i, VeOmniDialect::kAdapterAttrName)) {
-      adapterBytes += bytes;
-      adapterCount += double(type.getNumElements());
-    }
-    if (func.getArgAttr(i, VeOmniDialect::kFrozenAttrName)) {
-      frozenBytes += bytes;
-      frozenCount += double(type.getNumElements());
-      continue;
-    }
-    grads += bytes;
-    // f32 parameters are their own masters; the step updates them in place.
-  }
-
-  sharding::LinkModel link;
-  link.intraBandwidth = r.cluster.intraNodeGBps * 1e9;
-  link.interBandwidth = r.cluster.interNodeGBps * 1e9;
-  link.intraLatency = r.cluster.intraNodeLatencyUs * 1e-6;
-  link.interLatency = r.cluster.interNodeLatencyUs * 1e-6;
-  FailureOr<sharding::StepTraffic> traffic =
-      sharding::analyzeStep(func, mesh, link);
-  if (failed(traffic))
-    return fail(r.path + ": " + diagnostic);
-
-  // The partitioned program and its memory plan (activations per rank).
   std::string activations;
-  {
-    PassManager pm(&context);
-    pm.addPass(createPartition());
-    PrefetchOptions prefetch;
-    prefetch.distance = r.parallel.prefetch;
-    pm.addPass(createPrefetch(prefetch));
-    if (failed(pm.run(module)))
-      return fail(r.path + ": partitioning failed: " + diagnostic);
-    if (!output.empty()) {
-      std::string message;
-      auto file = openOutputFile(output, &message);
-      if (!file)
-        return fail(output + ": " + message);
-      module.print(file->os());
-      file->keep();
-    }
-    // The fusions training compiles with: they change what memory holds,
-    // and what is sent (a fused LM head gathers its weight once). The
-    // traffic reported is that of the collectives of this program, the one
-    // every rank runs; the FLOPs are the step's, which fusion leaves.
-    PassManager fuse(&context);
-    addFusionPasses(fuse, trainingOptionsOf(r));
-    if (failed(fuse.run(module)))
-      return fail(r.path + ": fusing the per-rank step failed: " + diagnostic);
-    func = *module.getOps<func::FuncOp>().begin();
-    double flops = traffic->flops;
-    *traffic = sharding::countCollectives(func, mesh, link);
-    traffic->flops = flops;
-    PassManager lower(&context);
-    lower.addPass(createLowerToVrt());
-    lower.addPass(createPlanMemory());
-    if (failed(lower.run(module)))
-      return fail(r.path +
-                  ": planning the per-rank memory failed: " + diagnostic);
-    func = *module.getOps<func::FuncOp>().begin();
-    double bytes =
-        func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt();
-    activations = gib(bytes) + " (planned peak of the partitioned step, " +
-                  "remat " + r.train.remat + ")";
-  }
+  sharding::LinkModel link = linkModelOf(r);
+  FailureOr<StepFigures> figures =
+      measureStep(module, r, link, [&](ModuleOp partitioned) {
+        if (output.empty())
+          return success();
+        std::string message;
+        auto file = openOutputFile(output, &message);
+        if (!file) {
+          diagnostic = output + ": " + message;
+          return failure();
+        }
+        partitioned.print(file->os());
+        file->keep();
+        return success();
+      });
+  if (failed(figures))
+    return fail(r.path + ": the mesh does not fit the model: " + diagnostic);
+  const StepFigures &f = *figures;
+  const sharding::StepTraffic *traffic = &f.traffic;
+  activations = gib(f.activations) +
+                " (planned peak of the partitioned step, remat " +
+                r.train.remat + ")";
   double compileSeconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
 
   // The parameters as transformers counts them (buffers apart).
-  globalParams = double(summarizeParameters(*model).total);
+  double globalParams = double(summarizeParameters(*model).total);
   llvm::outs() << "model: " << model->modelType << ", "
                << llvm::format("%.0f", globalParams) << " parameters\n"
                << "mesh: dp_replicate=" << r.parallel.dpReplicate
@@ -400,19 +385,21 @@ int runPlan(llvm::ArrayRef<const char *> args) {
                << " sp=" << r.parallel.sp << " ep=" << r.parallel.ep
                << " pp=" << r.parallel.pp << " (world size "
                << r.parallel.worldSize << ")\n"
+               << "links: " << linksText(r, link) << "\n"
                << "per rank (from the shardings):\n"
-               << "  parameters        " << gib(params) << "\n"
-               << "  gradients         " << gib(grads) << "\n"
-               << "  optimizer state   " << gib(optimizer) << " (f32 moments"
+               << "  parameters        " << gib(f.params) << "\n"
+               << "  gradients         " << gib(f.grads) << "\n"
+               << "  optimizer state   " << gib(f.optimizer) << " (f32 moments"
                << (r.model.dtype == "f32" ? "" : " and masters") << ")\n";
-  if (frozenCount > 0)
-    llvm::outs() << "  frozen            " << llvm::format("%.0f", frozenCount)
-                 << " parameters, " << gib(frozenBytes)
+  if (f.frozenCount > 0)
+    llvm::outs() << "  frozen            "
+                 << llvm::format("%.0f", f.frozenCount) << " parameters, "
+                 << gib(f.frozenBytes)
                  << " a rank: no gradient, no optimizer state\n";
-  if (adapterCount > 0)
-    llvm::outs() << "  LoRA adapters     " << llvm::format("%.0f", adapterCount)
-                 << " parameters (rank " << r.train.loraRank << "), "
-                 << gib(adapterBytes)
+  if (f.adapterCount > 0)
+    llvm::outs() << "  LoRA adapters     "
+                 << llvm::format("%.0f", f.adapterCount) << " parameters (rank "
+                 << r.train.loraRank << "), " << gib(f.adapterBytes)
                  << " a rank: all that trains (in parameters above)\n";
   llvm::outs() << "  activations       " << activations << "\n"
                << "communication per rank and step (bytes sent, alpha-beta "
@@ -424,31 +411,30 @@ int runPlan(llvm::ArrayRef<const char *> args) {
           kind.c_str(), (long long)t.count, t.bytes, human(t.bytes).c_str(),
           ms(t.seconds).c_str());
   double commSeconds = traffic->totalSeconds();
-  double flopsPerSecond = r.cluster.peakTflops * 1e12 * r.cluster.mfu;
+  double flopsPerSecond = sustainedFlops(r);
   double computeSeconds = traffic->flops / flopsPerSecond;
+  StepTime time = timeOf(*traffic, r);
   double tokens =
       double(r.data.batchSize) * r.data.seqLen; // per step, all ranks
-  llvm::outs() << llvm::format("  %-14s %-15s %21.0f B  %11s  %10s\n", "total",
-                               "", traffic->totalBytes(),
-                               human(traffic->totalBytes()).c_str(),
-                               ms(commSeconds).c_str())
-               << llvm::format("compute per rank and step: %.3f TFLOP, %s at "
-                               "%.1f TFLOP/s (%.0f peak x %.2f)\n",
-                               traffic->flops / 1e12,
-                               ms(computeSeconds).c_str(),
-                               flopsPerSecond / 1e12, r.cluster.peakTflops,
-                               r.cluster.mfu)
-               << "predicted step time: " << ms(computeSeconds + commSeconds)
-               << " with no overlap, "
-               << ms(std::max(computeSeconds, commSeconds))
-               << " if communication hides behind compute; "
-               << llvm::format("%.0f", tokens / (computeSeconds + commSeconds) /
-                                           r.parallel.worldSize)
-               << " tokens/s/rank\n"
-               << llvm::format("compile: %.2f s (training step, propagation, "
-                               "partitioning and memory plan, for any number "
-                               "of ranks)\n",
-                               compileSeconds);
+  llvm::outs()
+      << llvm::format("  %-14s %-15s %21.0f B  %11s  %10s\n", "total", "",
+                      traffic->totalBytes(),
+                      human(traffic->totalBytes()).c_str(),
+                      ms(commSeconds).c_str())
+      << llvm::format("compute per rank and step: %.3f TFLOP, %s at "
+                      "%.1f TFLOP/s (%.0f peak x %.2f)\n",
+                      traffic->flops / 1e12, ms(computeSeconds).c_str(),
+                      flopsPerSecond / 1e12,
+                      flopsPerSecond / 1e12 / r.cluster.mfu, r.cluster.mfu)
+      << "predicted step time: " << ms(time.total()) << " (compute "
+      << ms(time.compute) << ", communication " << ms(commSeconds)
+      << " of which FSDP's " << ms(time.hidden) << " hides behind compute); "
+      << llvm::format("%.0f", tokens / time.total() / r.parallel.worldSize)
+      << " tokens/s/rank\n"
+      << llvm::format("compile: %.2f s (training step, propagation, "
+                      "partitioning and memory plan, for any number "
+                      "of ranks)\n",
+                      compileSeconds);
   if (r.parallel.pp > 1)
     llvm::outs() << "(the figures above are those of the whole step on one "
                     "stage)\n"
