@@ -12,6 +12,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 #include <tuple>
 
 using namespace mlir;
@@ -159,6 +161,116 @@ StepTime mlir::veomni::timeOf(const sharding::StepTraffic &traffic,
   return t;
 }
 
+FailureOr<PipelineFigures> mlir::veomni::measurePipeline(ModuleOp module,
+                                                         const Recipe &r) {
+  MLIRContext &context = *module.getContext();
+  int64_t micro =
+      std::max<int64_t>(r.data.globalBatchSize / r.data.batchSize, 1);
+  // The programs the runtime runs (compilePipeline's), before partitioning:
+  // each chunk's forward and backward (ZB-H1's halves as they are), each
+  // stage's update and norm.
+  OwningOpRef<ModuleOp> copy(module.clone());
+  {
+    PassManager pm(&context);
+    addPipelinePasses(pm, trainingOptionsOf(r));
+    if (failed(pm.run(*copy)))
+      return failure();
+  }
+  auto info = (*copy)->getAttrOfType<DictionaryAttr>(
+      dist::DistDialect::kPipelineAttrName);
+
+  sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
+  sharding::LinkModel link = linkModelOf(r);
+  auto firstLayers = info.getAs<ArrayAttr>("first_layers");
+  PipelineFigures out;
+  std::vector<StageFigures> &stages = out.stages;
+  stages.resize(r.parallel.pp);
+  // Per stage: the parameters counted, the chunks whose kept inputs were.
+  std::vector<llvm::StringSet<>> seen(r.parallel.pp);
+  std::vector<std::set<int64_t>> keptChunks(r.parallel.pp);
+  auto localBytes = [&](func::FuncOp func, unsigned i) {
+    auto type = cast<RankedTensorType>(func.getArgument(i).getType());
+    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
+    auto local =
+        sharding::localType(type, sharding::Layout::fromAttr(attr), mesh);
+    return double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
+  };
+  for (auto func : copy->getOps<func::FuncOp>()) {
+    auto chunk =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName);
+    if (!chunk)
+      continue; // a stage's update and norm
+    int64_t s =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
+            .getInt();
+    int64_t g = chunk.getInt();
+    StageFigures &f = stages[s];
+    for (unsigned i = 0; i < func.getNumArguments(); ++i) {
+      auto name =
+          func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kParamAttrName);
+      if (!name || !seen[s].insert(name.getValue()).second)
+        continue;
+      double bytes = localBytes(func, i);
+      auto type = cast<RankedTensorType>(func.getArgument(i).getType());
+      f.params += bytes;
+      f.optimizer += bytes / (type.getElementTypeBitWidth() / 8) *
+                     (type.getElementType().isF32() ? 8 : 12);
+    }
+    if (auto keptFrom = func->getAttrOfType<IntegerAttr>(
+            dist::DistDialect::kKeptFromAttrName))
+      if (keptChunks[s].insert(g).second)
+        for (unsigned i = keptFrom.getInt(); i < func.getNumArguments(); ++i)
+          if (auto role = func.getArgAttrOfType<ArgumentRoleAttr>(
+                  i, VeOmniDialect::kRoleAttrName);
+              role && role.getValue() == ArgumentRole::Activation)
+            f.kept += localBytes(func, i);
+  }
+  // Every program's collectives, the sends between stages, the tied
+  // gradients and the step's scalars: what the runtime counts.
+  FailureOr<std::vector<sharding::StageTraffic>> traffic =
+      sharding::analyzePipeline(*copy, micro, link);
+  if (failed(traffic))
+    return failure();
+  for (auto [s, t] : llvm::enumerate(*traffic)) {
+    stages[s].bytes = t.bytes;
+    stages[s].seconds = t.seconds;
+    stages[s].flops = t.flops;
+  }
+  PassManager lower(&context);
+  lower.addPass(createPartition());
+  PrefetchOptions prefetch;
+  prefetch.distance = r.parallel.prefetch;
+  lower.addPass(createPrefetch(prefetch));
+  lower.addPass(createLowerToVrt());
+  lower.addPass(createPlanMemory());
+  if (failed(lower.run(*copy)))
+    return failure();
+  for (auto func : copy->getOps<func::FuncOp>()) {
+    int64_t s =
+        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
+            .getInt();
+    stages[s].activations = std::max(
+        stages[s].activations,
+        double(
+            func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt()));
+  }
+
+  auto peaks = info.getAs<ArrayAttr>("peak_activations");
+  out.bubble = info.getAs<FloatAttr>("bubble").getValueAsDouble();
+  for (Attribute a : firstLayers)
+    out.firstLayers.push_back(cast<IntegerAttr>(a).getInt());
+  for (auto [s, f] : llvm::enumerate(stages))
+    f.held = cast<IntegerAttr>(peaks[s]).getInt();
+  return out;
+}
+
+double PipelineFigures::stepSeconds(const Recipe &r) const {
+  double slowest = 0, flops = sustainedFlops(r);
+  for (const StageFigures &f : stages)
+    slowest = std::max(slowest, f.flops / flops + f.seconds);
+  return slowest / std::max(1e-9, 1 - bubble);
+}
+
 std::string Candidate::meshText() const {
   const ParallelSection &p = recipe.parallel;
   std::string out;
@@ -250,6 +362,12 @@ DepthPlan depthPlanOf(const ImportedModel &model) {
       d.base = std::max(d.base, j + 1);
       break;
     }
+  // Nor does the shallowest build end on a layer unlike the ones after it
+  // (the last DeepStack layer changes what the final norm's backward
+  // sends).
+  if (d.base < d.layers &&
+      model.layerKinds[d.base - 1] != model.layerKinds[d.base])
+    ++d.base;
   for (int64_t j = d.base; j < d.layers; ++j) {
     auto [it, inserted] = d.kinds.try_emplace(model.layerKinds[j], j, 0.0);
     it->second.second += 1;
@@ -441,6 +559,11 @@ private:
                                    const sharding::LinkModel &link);
   /// Measures `c` exactly (see Candidate::measured).
   bool measure(Candidate &c);
+  /// Step time and memory of a pipeline plan from every stage at the
+  /// whole depth (measurePipeline), in place of its stage model.
+  bool measurePipelineExactly(Candidate &c);
+  /// Whether `c` fits, its tokens/s and MFU per device.
+  void rate(Candidate &c);
   /// The closed-form estimate of `c`.
   void estimate(Candidate &c, const MeshFacts &mesh);
   absl::StatusOr<pipeline::Simulation> simulated(const ParallelSection &p,
@@ -606,8 +729,10 @@ void Search::estimate(Candidate &c, const MeshFacts &mesh) {
   // of the micro-batches in flight; a layer gathered whole, twice over
   // (the one in use and the one prefetched).
   double optimizer = dt == 4 ? 8 : 12;
+  // (tp ranks hold the same tokens, and most of a layer's activations
+  // whole: measured, tp barely divides them.)
   double activations =
-      sequences / p.sp / p.tp *
+      sequences / p.sp *
       (ref.baseActivations + ref.layerActivations * stageLayers * inFlight);
   c.estimatedBytes = mesh.params * dt + mesh.trainable * (dt + optimizer) +
                      activations + 2 * mesh.largestLayer / p.tp * dt;
@@ -675,8 +800,21 @@ bool Search::measure(Candidate &c) {
   }
   c.bytes = f->params + f->grads + f->optimizer + f->activations +
             kept * std::max(0.0, inFlight - 1);
+  rate(c);
+  double longest = -1;
+  for (auto &[group, kinds] : f->traffic.byGroup)
+    for (auto &[kind, k] : kinds)
+      if (k.seconds > longest) {
+        longest = k.seconds;
+        c.dominant = group + " " + kind;
+      }
+  return true;
+}
+
+void Search::rate(Candidate &c) {
+  const Recipe &v = c.recipe;
   c.fits = c.bytes <= capacity;
-  double world = p.meshSize();
+  double world = v.parallel.meshSize();
   double tokens = double(v.data.globalBatchSize) * v.data.seqLen;
   c.tokensPerSecond = tokens / c.stepSeconds / world;
   const Reference &none = references["none"];
@@ -686,13 +824,31 @@ bool Search::measure(Candidate &c) {
                                         : v.cluster.peakTflops) *
                 1e12;
   c.mfu = modelFlops / world / c.stepSeconds / peak;
-  double longest = -1;
-  for (auto &[group, kinds] : f->traffic.byGroup)
-    for (auto &[kind, k] : kinds)
-      if (k.seconds > longest) {
-        longest = k.seconds;
-        c.dominant = group + " " + kind;
-      }
+}
+
+bool Search::measurePipelineExactly(Candidate &c) {
+  absl::StatusOr<ImportedModel> forward =
+      importHFConfig(context, c.recipe.model.config, importOptionsOf(c.recipe));
+  if (!forward.ok())
+    return false;
+  FailureOr<PipelineFigures> pipeline =
+      measurePipeline(*forward->module, c.recipe);
+  if (failed(pipeline))
+    return false;
+  // The stage that holds the most.
+  int64_t chunks = c.recipe.parallel.ppChunks;
+  const StageFigures *largest = &pipeline->stages.front();
+  for (const StageFigures &f : pipeline->stages)
+    if (f.total(chunks) > largest->total(chunks))
+      largest = &f;
+  c.stageModel = false;
+  c.figures.params = c.figures.grads = largest->params;
+  c.figures.optimizer = largest->optimizer;
+  c.figures.activations = largest->peakActivations(chunks);
+  c.bytes = largest->total(chunks);
+  c.bubble = pipeline->bubble;
+  c.stepSeconds = pipeline->stepSeconds(c.recipe);
+  rate(c);
   return true;
 }
 
@@ -881,6 +1037,25 @@ absl::StatusOr<SearchResult> Search::run() {
     return a.fits ? a.stepSeconds < b.stepSeconds : a.bytes < b.bytes;
   };
   std::stable_sort(result.ranked.begin(), result.ranked.end(), before);
+  // Pipelines among the first `top`: measured exactly at the whole depth,
+  // then ranked again, until the first `top` hold no stage model or the
+  // time is spent.
+  for (bool again = true; again;) {
+    again = false;
+    for (size_t i = 0; i < result.ranked.size() && int(i) < options.top; ++i) {
+      Candidate &c = result.ranked[i];
+      if (!c.stageModel || elapsed() - measureStart > 2 * options.budgetSeconds)
+        continue;
+      if (!measurePipelineExactly(c)) {
+        c.fits = false; // it could not be planned: last
+        c.stageModel = false;
+      }
+      again = true;
+    }
+    std::stable_sort(result.ranked.begin(), result.ranked.end(), before);
+  }
+  if (given && given->stageModel)
+    measurePipelineExactly(*given);
   if (given) {
     // Its place among the measured plans (itself included when measured).
     auto same = [&](const Candidate &c) {

@@ -72,6 +72,39 @@ struct StepTime {
 };
 StepTime timeOf(const sharding::StepTraffic &traffic, const Recipe &r);
 
+/// Per stage of a pipeline, what each of its ranks holds and sends in an
+/// optimizer step. Bytes per rank.
+struct StageFigures {
+  double params = 0, optimizer = 0;
+  /// A micro-batch chunk's kept stage inputs; the largest program's plan.
+  double kept = 0, activations = 0;
+  double bytes = 0, seconds = 0, flops = 0;
+  int64_t held = 0; ///< micro-batch chunks in flight at the peak
+  /// The kept inputs of the chunks in flight plus the largest chunk's plan.
+  double peakActivations(int64_t chunks) const {
+    return activations + kept * held / std::max<int64_t>(chunks, 1);
+  }
+  /// Parameters, their gradients (as large), optimizer state, activations.
+  double total(int64_t chunks) const {
+    return 2 * params + optimizer + peakActivations(chunks);
+  }
+};
+
+struct PipelineFigures {
+  std::vector<StageFigures> stages;
+  std::vector<int64_t> firstLayers; ///< where each chunk starts
+  double bubble = 0;                ///< of the simulated schedule
+  /// The slowest stage's compute and communication over the busy fraction
+  /// of the schedule.
+  double stepSeconds(const Recipe &r) const;
+};
+
+/// Splits `module` (an imported forward) into the recipe's stages
+/// (veomni-pipeline), propagates and partitions every chunk's forward and
+/// backward, and measures each stage, as the runtime runs them (pp > 1).
+/// Failures are MLIR diagnostics.
+FailureOr<PipelineFigures> measurePipeline(ModuleOp module, const Recipe &r);
+
 /// One plan of the search.
 struct Candidate {
   Recipe recipe; ///< ready to train: mesh, batch, remat, schedule

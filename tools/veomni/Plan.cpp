@@ -95,147 +95,46 @@ std::string linksText(const Recipe &r, const sharding::LinkModel &link) {
          " across nodes";
 }
 
-/// Per stage of the recipe's pipeline: what its ranks hold and send.
-struct StageFigures {
-  std::string layers;
-  double params = 0, optimizer = 0, kept = 0, activations = 0;
-  double bytes = 0, seconds = 0, flops = 0;
-  llvm::StringSet<> seen;
-  std::set<int64_t> keptChunks;
-};
-
-/// Splits the forward into the recipe's stages (veomni-pipeline),
-/// propagates and partitions every chunk's forward and backward, and
-/// reports per stage, per rank and per step; nullopt on failure (a
-/// diagnostic says why).
-std::optional<std::string> planStages(MLIRContext &context, ModuleOp module,
-                                      const Recipe &r) {
-  int64_t micro =
-      std::max<int64_t>(r.data.globalBatchSize / r.data.batchSize, 1);
-  // The programs the runtime runs (compilePipeline's), before partitioning:
-  // each chunk's forward and backward (ZB-H1's halves as they are), each
-  // stage's update and norm.
-  OwningOpRef<ModuleOp> copy(module.clone());
-  {
-    PassManager pm(&context);
-    addPipelinePasses(pm, trainingOptionsOf(r));
-    if (failed(pm.run(*copy)))
-      return std::nullopt;
-  }
-  auto info = (*copy)->getAttrOfType<DictionaryAttr>(
-      dist::DistDialect::kPipelineAttrName);
-
-  sharding::Mesh mesh((*copy->getOps<dist::MeshOp>().begin()).getMesh());
-  sharding::LinkModel link = linkModelOf(r);
-  auto firstLayers = info.getAs<ArrayAttr>("first_layers");
-  std::vector<StageFigures> stages(r.parallel.pp);
-  auto localBytes = [&](func::FuncOp func, unsigned i) {
-    auto type = cast<RankedTensorType>(func.getArgument(i).getType());
-    auto attr = func.getArgAttrOfType<dist::ShardingAttr>(i, "dist.sharding");
-    auto local =
-        sharding::localType(type, sharding::Layout::fromAttr(attr), mesh);
-    return double(local.getNumElements()) * type.getElementTypeBitWidth() / 8;
-  };
-  for (auto func : copy->getOps<func::FuncOp>()) {
-    auto chunk =
-        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kChunkAttrName);
-    if (!chunk)
-      continue; // a stage's update and norm
-    int64_t s =
-        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
-            .getInt();
-    int64_t g = chunk.getInt();
-    StageFigures &f = stages[s];
-    for (unsigned i = 0; i < func.getNumArguments(); ++i) {
-      auto name =
-          func.getArgAttrOfType<StringAttr>(i, VeOmniDialect::kParamAttrName);
-      if (!name || !f.seen.insert(name.getValue()).second)
-        continue;
-      double bytes = localBytes(func, i);
-      auto type = cast<RankedTensorType>(func.getArgument(i).getType());
-      f.params += bytes;
-      f.optimizer += bytes / (type.getElementTypeBitWidth() / 8) *
-                     (type.getElementType().isF32() ? 8 : 12);
-    }
-    if (auto keptFrom = func->getAttrOfType<IntegerAttr>(
-            dist::DistDialect::kKeptFromAttrName))
-      if (f.keptChunks.insert(g).second)
-        for (unsigned i = keptFrom.getInt(); i < func.getNumArguments(); ++i)
-          if (auto role = func.getArgAttrOfType<ArgumentRoleAttr>(
-                  i, VeOmniDialect::kRoleAttrName);
-              role && role.getValue() == ArgumentRole::Activation)
-            f.kept += localBytes(func, i);
-  }
-  // Every program's collectives, the sends between stages, the tied
-  // gradients and the step's scalars: what the runtime counts.
-  FailureOr<std::vector<sharding::StageTraffic>> traffic =
-      sharding::analyzePipeline(*copy, micro, link);
-  if (failed(traffic))
+/// The recipe's pipeline stages (measurePipeline), per stage, per rank and
+/// per step; nullopt on failure (a diagnostic says why).
+std::optional<std::string> planStages(ModuleOp module, const Recipe &r) {
+  FailureOr<PipelineFigures> pipeline = measurePipeline(module, r);
+  if (failed(pipeline))
     return std::nullopt;
-  for (auto [s, t] : llvm::enumerate(*traffic)) {
-    stages[s].bytes = t.bytes;
-    stages[s].seconds = t.seconds;
-    stages[s].flops = t.flops;
-  }
-  PassManager lower(&context);
-  lower.addPass(createPartition());
-  PrefetchOptions prefetch;
-  prefetch.distance = r.parallel.prefetch;
-  lower.addPass(createPrefetch(prefetch));
-  lower.addPass(createLowerToVrt());
-  lower.addPass(createPlanMemory());
-  if (failed(lower.run(*copy)))
-    return std::nullopt;
-  for (auto func : copy->getOps<func::FuncOp>()) {
-    int64_t s =
-        func->getAttrOfType<IntegerAttr>(dist::DistDialect::kStageAttrName)
-            .getInt();
-    stages[s].activations = std::max(
-        stages[s].activations,
-        double(
-            func->getAttrOfType<IntegerAttr>("vrt.activation_bytes").getInt()));
-  }
-
-  auto peaks = info.getAs<ArrayAttr>("peak_activations");
-  double bubble = info.getAs<FloatAttr>("bubble").getValueAsDouble();
+  int64_t micro = r.data.accumulationSteps();
   std::string text;
   llvm::raw_string_ostream os(text);
   os << "pipeline: " << r.parallel.ppSchedule << " over " << r.parallel.pp
      << " stages x " << r.parallel.ppChunks << " chunks, " << micro
-     << " micro-batches; chunks start at layers [";
-  llvm::interleaveComma(firstLayers, os, [&](Attribute a) {
-    os << cast<IntegerAttr>(a).getInt();
-  });
-  os << "]; bubble " << llvm::format("%.1f%%", 100 * bubble)
-     << "; micro-batch chunks held per stage [";
-  llvm::interleaveComma(
-      peaks, os, [&](Attribute a) { os << cast<IntegerAttr>(a).getInt(); });
-  os << "]\n"
+     << " micro-batches; chunks start at layers ["
+     << llvm::join(llvm::map_range(pipeline->firstLayers,
+                                   [](int64_t l) { return std::to_string(l); }),
+                   ", ")
+     << "]; bubble " << llvm::format("%.1f%%", 100 * pipeline->bubble)
+     << "; micro-batch chunks held per stage ["
+     << llvm::join(llvm::map_range(pipeline->stages,
+                                   [](const StageFigures &f) {
+                                     return std::to_string(f.held);
+                                   }),
+                   ", ")
+     << "]\n"
      << "per stage, per rank and step (activations: the kept stage inputs "
         "of the micro-batches in flight plus the largest chunk's plan):\n"
      << "  stage  parameters   optimizer    activations  sent         "
         "comm        compute\n";
-  double slowest = 0;
   double flopsPerSecond = sustainedFlops(r);
-  for (auto [s, f] : llvm::enumerate(stages)) {
-    int64_t held = cast<IntegerAttr>(peaks[s]).getInt();
-    double activations =
-        f.activations +
-        f.kept * held / std::max<int64_t>(r.parallel.ppChunks, 1);
-    double compute = f.flops / flopsPerSecond;
-    slowest = std::max(slowest, compute + f.seconds);
+  for (auto [s, f] : llvm::enumerate(pipeline->stages))
     os << llvm::format("  %-5zu  %-11s  %-11s  %-11s  %-11s  %10s  %10s\n", s,
                        gib(f.params).c_str(), gib(f.optimizer).c_str(),
-                       gib(activations).c_str(), human(f.bytes).c_str(),
-                       ms(f.seconds).c_str(), ms(compute).c_str());
-  }
+                       gib(f.peakActivations(r.parallel.ppChunks)).c_str(),
+                       human(f.bytes).c_str(), ms(f.seconds).c_str(),
+                       ms(f.flops / flopsPerSecond).c_str());
   os << "predicted step time with the pipeline: "
-     << ms(slowest / std::max(1e-9, 1 - bubble))
+     << ms(pipeline->stepSeconds(r))
      << " (the slowest stage's compute and communication over the busy "
         "fraction of the schedule)\n";
   return text;
 }
-
 } // namespace
 
 int runPlan(llvm::ArrayRef<const char *> args) {
@@ -337,7 +236,7 @@ int runPlan(llvm::ArrayRef<const char *> args) {
   // partitioned stage by stage (on a copy).
   std::string pipelineReport;
   if (r.parallel.pp > 1) {
-    std::optional<std::string> text = planStages(context, module, r);
+    std::optional<std::string> text = planStages(module, r);
     if (!text)
       return fail(r.path + ": pipeline stages: " + diagnostic);
     pipelineReport = *text;
