@@ -24,7 +24,8 @@ for model in llama_100m llama_155m; do
   for ranks in 1 2; do
     common=(--model.config $config --data.seq_len 256 --data.batch_size 4)
     dir=$out/$model-$ranks
-    VEOMNI_CPU_THREADS=1 VEOMNI_COMM_THREAD=0 $veomni train examples/recipes/tiny_llama.yaml \
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 VEOMNI_CPU_THREADS=1 VEOMNI_COMM_THREAD=0 \
+      $veomni train examples/recipes/tiny_llama.yaml \
       --nproc $ranks "${common[@]}" --data.path '' --train.steps $steps \
       --train.warmup_steps 1 --train.checkpoint_interval 0 --train.log_interval $steps \
       --train.output_dir $dir > $dir.log 2>&1 ||
