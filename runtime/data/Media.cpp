@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -153,24 +154,32 @@ absl::Status DecodeFrames(OpenedStream &s, const std::string &path,
 absl::StatusOr<RgbImage> ToRgb(AVFrame *frame,
                                std::unique_ptr<SwsContext, SwsFreer> &sws,
                                const std::string &path) {
-  if (!sws)
-    sws.reset(sws_getContext(frame->width, frame->height,
-                             static_cast<AVPixelFormat>(frame->format),
-                             frame->width, frame->height, AV_PIX_FMT_RGB24,
-                             SWS_BICUBIC, nullptr, nullptr, nullptr));
-  if (!sws)
+  // The same context while the frames keep their size and format.
+  sws.reset(sws_getCachedContext(sws.release(), frame->width, frame->height,
+                                 static_cast<AVPixelFormat>(frame->format),
+                                 frame->width, frame->height, AV_PIX_FMT_RGB24,
+                                 SWS_BICUBIC, nullptr, nullptr, nullptr));
+  if (!sws || frame->width <= 0 || frame->height <= 0)
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": cannot convert its pictures to RGB"));
   RgbImage image;
   image.height = frame->height;
   image.width = frame->width;
-  image.pixels.resize(image.height * image.width * 3);
-  uint8_t *dst[1] = {image.pixels.data()};
-  int stride[1] = {static_cast<int>(image.width * 3)};
+  // swscale's vector code writes whole blocks of pixels, past the end of a
+  // row and of the last one: rows 64-byte aligned, and 64 bytes of room
+  // after them, then packed.
+  const int64_t row = image.width * 3;
+  const int64_t stride = (row + 63) / 64 * 64;
+  std::vector<uint8_t> padded(stride * image.height + 64);
+  uint8_t *dst[1] = {padded.data()};
+  int strides[1] = {static_cast<int>(stride)};
   if (sws_scale(sws.get(), frame->data, frame->linesize, 0, frame->height, dst,
-                stride) != frame->height)
+                strides) != frame->height)
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": cannot convert its pictures to RGB"));
+  image.pixels.resize(row * image.height);
+  for (int64_t y = 0; y < image.height; ++y)
+    std::memcpy(image.pixels.data() + y * row, padded.data() + y * stride, row);
   return image;
 }
 
