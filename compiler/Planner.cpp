@@ -26,20 +26,23 @@
 using namespace mlir;
 using namespace mlir::veomni;
 
+std::vector<std::pair<std::string, int64_t>>
+mlir::veomni::meshAxesOf(const ParallelSection &p) {
+  return {{"dp_replicate", p.dpReplicate},
+          {"dp_shard", p.dpShard},
+          {"tp", p.tp},
+          {"sp", p.sp},
+          {"ep", p.ep},
+          {"pp", p.pp}};
+}
+
 sharding::LinkModel mlir::veomni::linkModelOf(const Recipe &r) {
   sharding::LinkModel link;
   link.intraBandwidth = r.cluster.intraNodeGBps * 1e9;
   link.interBandwidth = r.cluster.interNodeGBps * 1e9;
   link.intraLatency = r.cluster.intraNodeLatencyUs * 1e-6;
   link.interLatency = r.cluster.interNodeLatencyUs * 1e-6;
-  const ParallelSection &p = r.parallel;
-  std::pair<std::string, int64_t> axes[] = {{"dp_replicate", p.dpReplicate},
-                                            {"dp_shard", p.dpShard},
-                                            {"tp", p.tp},
-                                            {"sp", p.sp},
-                                            {"ep", p.ep},
-                                            {"pp", p.pp}};
-  sharding::placeAxes(link, axes, r.cluster.devicesPerNode);
+  sharding::placeAxes(link, meshAxesOf(r.parallel), r.cluster.devicesPerNode);
   return link;
 }
 
@@ -461,12 +464,9 @@ struct MeshFacts {
 MeshFacts meshFactsOf(const ModelFacts &m, const Recipe &r,
                       const sharding::LinkModel &link) {
   const ParallelSection &p = r.parallel;
-  llvm::StringMap<int64_t> size = {{"dp_replicate", p.dpReplicate},
-                                   {"dp_shard", p.dpShard},
-                                   {"tp", p.tp},
-                                   {"sp", p.sp},
-                                   {"ep", p.ep},
-                                   {"pp", p.pp}};
+  llvm::StringMap<int64_t> size;
+  for (auto &[name, n] : meshAxesOf(p))
+    size[name] = n;
   bool expertParallel = p.ep > 1 && m.experts > 0;
   MeshFacts f;
   double layerElements = 0;

@@ -28,6 +28,11 @@
 
 namespace mlir::veomni {
 
+/// The mesh's axes and sizes, major to minor, as ranks are numbered
+/// (row-major over dp_replicate, dp_shard, tp, sp, ep, pp).
+std::vector<std::pair<std::string, int64_t>>
+meshAxesOf(const ParallelSection &p);
+
 /// The cluster section's links, each mesh axis placed in a node or across
 /// nodes by where it falls in the rank numbering (sharding::placeAxes).
 sharding::LinkModel linkModelOf(const Recipe &r);

@@ -76,15 +76,8 @@ std::string ms(double seconds) {
 /// "tp, ep in a node of 8; dp_shard across nodes": where the mesh's axes
 /// (those over one rank) fall.
 std::string linksText(const Recipe &r, const sharding::LinkModel &link) {
-  const ParallelSection &p = r.parallel;
-  std::pair<const char *, int64_t> axes[] = {{"dp_replicate", p.dpReplicate},
-                                             {"dp_shard", p.dpShard},
-                                             {"tp", p.tp},
-                                             {"sp", p.sp},
-                                             {"ep", p.ep},
-                                             {"pp", p.pp}};
   std::vector<std::string> in, across;
-  for (auto [name, size] : axes)
+  for (auto &[name, size] : meshAxesOf(r.parallel))
     if (size > 1)
       (link.isIntraNode(name) ? in : across).push_back(name);
   auto list = [](const std::vector<std::string> &names) {

@@ -53,13 +53,7 @@ llvm::json::Object planJson(const Candidate &c, int rank, bool given) {
                                              {"seconds", t.seconds}});
   sharding::LinkModel link = linkModelOf(c.recipe);
   llvm::json::Array axes;
-  std::pair<const char *, int64_t> sizes[] = {{"dp_replicate", p.dpReplicate},
-                                              {"dp_shard", p.dpShard},
-                                              {"tp", p.tp},
-                                              {"sp", p.sp},
-                                              {"ep", p.ep},
-                                              {"pp", p.pp}};
-  for (auto [name, size] : sizes)
+  for (auto &[name, size] : meshAxesOf(p))
     axes.push_back(
         llvm::json::Object{{"name", name},
                            {"size", size},
