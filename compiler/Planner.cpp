@@ -1008,11 +1008,27 @@ absl::StatusOr<SearchResult> Search::run() {
   double measureStart = elapsed();
   if (given && !measure(*given))
     given.reset();
-  for (Candidate *c : order) {
+  // When the estimates keep choosing plans that do not fit (half the
+  // measurements or half the time spent, none fitting), the rest go to
+  // the plans estimated smallest instead.
+  bool smallestFirst = false;
+  for (size_t i = 0; i < order.size(); ++i) {
     if (result.measured >= options.measure ||
         (result.measured >= options.top &&
          elapsed() - measureStart > options.budgetSeconds))
       break;
+    if (!smallestFirst &&
+        (2 * result.measured >= options.measure ||
+         2 * (elapsed() - measureStart) > options.budgetSeconds) &&
+        llvm::none_of(result.ranked,
+                      [](const Candidate &c) { return c.fits; })) {
+      smallestFirst = true;
+      std::stable_sort(order.begin() + i, order.end(),
+                       [](Candidate *a, Candidate *b) {
+                         return a->estimatedBytes < b->estimatedBytes;
+                       });
+    }
+    Candidate *c = order[i];
     diagnostic.clear();
     if (measure(*c)) {
       ++result.measured;
