@@ -99,8 +99,7 @@ void expectSameFigures(const StepFigures &searched, const StepFigures &whole,
   // The memory plan's peak need not grow by exactly a layer's worth: on
   // these tiny layers (kilobytes, where alignment and which buffer peaks
   // matter) within 10%; on Qwen3-30B-A3B's, 0.06%.
-  EXPECT_NEAR(searched.activations, whole.activations,
-              0.1 * whole.activations);
+  EXPECT_NEAR(searched.activations, whole.activations, 0.1 * whole.activations);
   for (auto &[group, kinds] : whole.traffic.byGroup)
     for (auto &[kind, t] : kinds) {
       SCOPED_TRACE(group + " " + kind);
